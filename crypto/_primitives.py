@@ -1,0 +1,81 @@
+"""The only module that touches ``cryptography.hazmat``.
+
+Small, boring wrappers: AES-256-GCM with one error type, HKDF-SHA256, HMAC-SHA256,
+Ed25519 and the CSPRNG. Everything above it composes these into versioned formats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from crypto.errors import IntegrityError
+
+RandomSource = Callable[[int], bytes]
+"""A source of random bytes; tests inject a deterministic one to produce vectors."""
+
+Buffer = bytes | bytearray | memoryview
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)
+
+
+def hkdf_sha256(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def constant_time_equal(a: bytes, b: bytes) -> bool:
+    return hmac.compare_digest(a, b)
+
+
+class Aead:
+    """AES-256-GCM under one key; construct once per key and reuse (the key schedule is
+    the expensive part of construction)."""
+
+    __slots__ = ("_aead",)
+
+    def __init__(self, key: bytes) -> None:
+        self._aead = AESGCM(key)
+
+    def seal(self, nonce: bytes, plaintext: Buffer, aad: bytes) -> bytes:
+        return self._aead.encrypt(nonce, plaintext, aad)
+
+    def open(self, nonce: bytes, ciphertext: Buffer, aad: bytes) -> bytes:
+        try:
+            return self._aead.decrypt(nonce, ciphertext, aad)
+        except InvalidTag:
+            raise IntegrityError() from None
+
+
+def ed25519_generate() -> bytes:
+    """A new Ed25519 private key as its 32-byte raw seed."""
+    return Ed25519PrivateKey.generate().private_bytes_raw()
+
+
+def ed25519_public_key(private_seed: bytes) -> bytes:
+    key = Ed25519PrivateKey.from_private_bytes(private_seed)
+    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def ed25519_sign(private_seed: bytes, message: bytes) -> bytes:
+    return Ed25519PrivateKey.from_private_bytes(private_seed).sign(message)
+
+
+def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> None:
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except (InvalidSignature, ValueError):
+        raise IntegrityError("signature verification failed") from None

@@ -1,0 +1,189 @@
+"""Streaming AEAD under attack: every alteration is an IntegrityError, never plaintext."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from crypto.context import PURPOSE_ARTEFACT, PURPOSE_RECORD, KeyContext
+from crypto.errors import IntegrityError
+from crypto.secrets import SecretBytes, generate_key
+from crypto.stream import decrypt_range, decrypt_stream, encrypt_stream, parse_header, plan_range
+
+FAST = settings(max_examples=60, deadline=None, database=None)
+SEG = 16
+CONTEXT = KeyContext(PURPOSE_ARTEFACT, "tenant-a", "subject-1", "recordings", 1, "artefact-7", 1)
+
+
+async def agen(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+async def collect(pieces: AsyncIterable[bytes]) -> list[bytes]:
+    return [piece async for piece in pieces]
+
+
+def encrypt(key: SecretBytes, data: bytes, context: KeyContext = CONTEXT) -> bytes:
+    return b"".join(asyncio.run(collect(encrypt_stream(key, context, agen([data]), SEG))))
+
+
+def decrypt(key: SecretBytes, ct: bytes, context: KeyContext = CONTEXT) -> bytes:
+    return b"".join(asyncio.run(collect(decrypt_stream(key, context, agen([ct])))))
+
+
+def cut(ct: bytes) -> tuple[bytes, list[bytes]]:
+    size = parse_header(ct).size
+    body = ct[size:]
+    return ct[:size], [body[i : i + SEG + 16] for i in range(0, len(body), SEG + 16)]
+
+
+@FAST
+@given(data=st.data(), n=st.integers(0, 100))
+def test_any_flipped_bit_is_integrity_error(data: st.DataObject, n: int) -> None:
+    key = generate_key()
+    ct = bytearray(encrypt(key, bytes(n)))
+    bit = data.draw(st.integers(0, len(ct) * 8 - 1))
+    ct[bit // 8] ^= 1 << (bit % 8)
+    with pytest.raises(IntegrityError):
+        decrypt(key, bytes(ct))
+
+
+@FAST
+@given(n=st.integers(0, 100), keep=st.integers(0, 300))
+def test_any_truncation_is_integrity_error(n: int, keep: int) -> None:
+    key = generate_key()
+    ct = encrypt(key, bytes(n))
+    with pytest.raises(IntegrityError):
+        decrypt(key, ct[: keep % len(ct)])
+
+
+def test_dropping_the_last_segment_is_integrity_error() -> None:
+    key = generate_key()
+    header, segments = cut(encrypt(key, bytes(3 * SEG)))  # exact multiple: 3 full segments
+    with pytest.raises(IntegrityError):
+        decrypt(key, header + b"".join(segments[:-1]))
+
+
+@pytest.mark.parametrize(
+    "rearrange",
+    [
+        lambda s: [s[1], s[0], *s[2:]],  # reorder
+        lambda s: [s[0], s[0], *s[1:]],  # duplicate
+        lambda s: [s[0], *s[2:]],  # drop from the middle
+        lambda s: [*s, s[-1]],  # append a copy of the last
+        lambda s: [*s[:-1], s[-2], s[-1]],  # duplicate before the last
+    ],
+)
+def test_rearranged_segments_are_integrity_error(rearrange: Any) -> None:
+    key = generate_key()
+    header, segments = cut(encrypt(key, bytes(range(70))))
+    with pytest.raises(IntegrityError):
+        decrypt(key, header + b"".join(rearrange(segments)))
+
+
+def test_header_from_another_object_is_integrity_error() -> None:
+    key = generate_key()
+    header_a, segments_a = cut(encrypt(key, b"a" * 40))
+    header_b, _ = cut(encrypt(key, b"b" * 40))
+    with pytest.raises(IntegrityError):
+        decrypt(key, header_b + b"".join(segments_a))
+    assert decrypt(key, header_a + b"".join(segments_a)) == b"a" * 40
+
+
+def test_segments_spliced_from_another_object_are_integrity_error() -> None:
+    key = generate_key()
+    header_a, segments_a = cut(encrypt(key, b"a" * 40))
+    _, segments_b = cut(encrypt(key, b"b" * 40))
+    with pytest.raises(IntegrityError):
+        decrypt(key, header_a + segments_a[0] + segments_b[1] + segments_a[2])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"purpose": PURPOSE_RECORD},
+        {"tenant_id": "tenant-b"},
+        {"subject_id": "subject-2"},
+        {"category": "billing"},
+        {"generation": 2},
+        {"key_id": "artefact-8"},
+        {"version": 2},
+    ],
+)
+def test_wrong_context_field_is_integrity_error(change: dict[str, Any]) -> None:
+    key = generate_key()
+    ct = encrypt(key, b"payload" * 5)
+    with pytest.raises(IntegrityError):
+        decrypt(key, ct, dataclasses.replace(CONTEXT, **change))
+
+
+def test_wrong_key_fails_at_the_commitment_before_any_segment() -> None:
+    ct = encrypt(generate_key(), b"payload" * 5)
+
+    async def first_piece() -> bytes:
+        return await anext(decrypt_stream(generate_key(), CONTEXT, agen([ct])))
+
+    with pytest.raises(IntegrityError):
+        asyncio.run(first_piece())
+
+
+@pytest.mark.parametrize("garbage", [b"", b"\xc1", b"\x00" * 200, b"\xc1\x00" + b"\x00" * 75])
+def test_malformed_header_is_integrity_error(garbage: bytes) -> None:
+    with pytest.raises(IntegrityError):
+        parse_header(garbage)
+    with pytest.raises(IntegrityError):
+        decrypt(generate_key(), garbage)
+
+
+def range_read(key: SecretBytes, ct: bytes, n: int, start: int, end: int, body: bytes) -> bytes:
+    header = parse_header(ct)
+    plan = plan_range(header, n, start, end)
+    pieces = decrypt_range(key, CONTEXT, ct[: header.size], agen([body]), plan)
+    return b"".join(asyncio.run(collect(pieces)))
+
+
+def test_range_with_wrong_total_length_is_integrity_error() -> None:
+    key, data = generate_key(), bytes(range(50))
+    ct = encrypt(key, data)
+    # Claiming the object is shorter makes the real non-last segment 3 carry the last flag.
+    plan = plan_range(parse_header(ct), 48, 40, 47)
+    body = ct[plan.ciphertext_start : plan.ciphertext_end + 1]
+    with pytest.raises(IntegrityError):
+        range_read(key, ct, 48, 40, 47, body)
+
+
+def test_range_missing_the_truncated_tail_is_integrity_error() -> None:
+    key, data = generate_key(), bytes(range(50))
+    ct = encrypt(key, data)
+    header, segments = cut(ct)
+    truncated = header + b"".join(segments[:-1])  # the storage lost the final segment
+    plan = plan_range(parse_header(ct), 50, 30, 49)
+    body = truncated[plan.ciphertext_start : plan.ciphertext_end + 1]
+    with pytest.raises(IntegrityError):
+        range_read(key, ct, 50, 30, 49, body)
+
+
+@pytest.mark.parametrize("alter", [lambda b: b + b"\x00", lambda b: b[:-1], lambda b: b""])
+def test_range_with_extra_or_missing_bytes_is_integrity_error(alter: Any) -> None:
+    key, data = generate_key(), bytes(range(50))
+    ct = encrypt(key, data)
+    plan = plan_range(parse_header(ct), 50, 10, 20)
+    body = alter(ct[plan.ciphertext_start : plan.ciphertext_end + 1])
+    with pytest.raises(IntegrityError):
+        range_read(key, ct, 50, 10, 20, body)
+
+
+def test_range_with_segments_from_the_wrong_offset_is_integrity_error() -> None:
+    key, data = generate_key(), bytes(range(80))
+    ct = encrypt(key, data)
+    plan = plan_range(parse_header(ct), 80, 16, 31)  # segment 1
+    shifted = ct[plan.ciphertext_start + SEG + 16 : plan.ciphertext_end + SEG + 17]  # segment 2
+    with pytest.raises(IntegrityError):
+        range_read(key, ct, 80, 16, 31, shifted)
