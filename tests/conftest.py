@@ -1,0 +1,61 @@
+"""Shared fixtures: one real PostgreSQL (embedded wheel, or DATABASE_URL) per session,
+a migrated database, and a vault server on 127.0.0.1 that trusts X-Forwarded-For from
+loopback so tests can speak for many client addresses."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support import ServerThread, Tenant, make_tenant, new_database, running_server
+from vault.config import Settings
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if os.environ.get("DATABASE_URL"):
+        return os.environ["DATABASE_URL"]
+    from vault.db.embedded import embedded_postgres_url
+
+    return embedded_postgres_url(tmp_path_factory.mktemp("pg"))
+
+
+@pytest.fixture(scope="session")
+def database_url(pg_admin_url: str) -> str:
+    return new_database(pg_admin_url)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("vault-data")
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, database_url: str) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
+        auth_failure_limit=5,
+        auth_failure_window_seconds=60,
+    )
+
+
+@pytest.fixture(scope="session")
+def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
+    with running_server(settings, database_url) as running:
+        yield running
+
+
+@pytest.fixture
+def new_tenant(settings: Settings, database_url: str) -> Callable[[], Tenant]:
+    return lambda: make_tenant(settings, database_url)
+
+
+@pytest.fixture
+def tenant(new_tenant: Callable[[], Tenant]) -> Tenant:
+    return new_tenant()

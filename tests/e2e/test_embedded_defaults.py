@@ -1,0 +1,131 @@
+"""A new user's first run: `datavault serve` with no configuration at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _clean_env() -> dict[str, str]:
+    # No DATABASE_URL, no root-key setting: the embedded defaults.
+    return {k: v for k, v in os.environ.items() if not k.startswith(("DATAVAULT_", "DATABASE_URL"))}
+
+
+def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vault", *args, "--data-dir", str(data_dir)],
+        env=_clean_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+class Served:
+    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path, startup: float):
+        self.process, self.url, self.log, self.startup = process, url, log, startup
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    data_dir, log = tmp_path / "data", tmp_path / "serve.log"
+    port = _free_port()
+    started = time.monotonic()
+    with log.open("wb") as sink:
+        command = [sys.executable, "-m", "vault", "serve", "--data-dir", str(data_dir)]
+        process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=_clean_env(),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"serve did not come up:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield Served(process, url, log, time.monotonic() - started)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def test_first_start_creates_a_private_root_key_with_a_warning(
+    served: Served, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "data" / "root.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    log = served.log.read_text()
+    assert "ROOT KEY CREATED" in log
+    assert f"datavault listening on {served.url}" in log
+    assert "datavault tenant create" in log
+    assert httpx.get(f"{served.url}/readyz").json()["checks"] == {
+        "database": True,
+        "blob_store": True,
+    }
+    print(f"fresh data dir to /healthz: {served.startup:.2f} s")
+
+
+def test_tenant_created_from_the_cli_is_served_and_no_secret_reaches_the_log(
+    served: Served, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "data"
+    created = _cli(data_dir, "tenant", "create", "acme", "--json")
+    assert created.returncode == 0, created.stderr
+    first = json.loads(created.stdout)
+    assert set(first) == {"tenant_id", "slug", "api_key"}
+    admin = {"Authorization": f"Bearer {first['api_key']}"}
+
+    keys = httpx.post(
+        f"{served.url}/v1/api-keys",
+        headers=admin,
+        json={"name": "recorder", "scopes": ["ingest", "read"]},
+    )
+    assert keys.status_code == 201
+    issued = keys.json()["secret"]
+    wrong = issued[:-4] + "AAAA"
+    assert (
+        httpx.get(
+            f"{served.url}/v1/api-keys", headers={"Authorization": f"Bearer {wrong}"}
+        ).status_code
+        == 401
+    )
+    assert httpx.get(f"{served.url}/v1/api-keys", headers=admin).status_code == 200
+
+    listed = _cli(data_dir, "tenant", "list", "--json")
+    assert [t["slug"] for t in json.loads(listed.stdout)["tenants"]] == ["acme"]
+    assert _cli(data_dir, "audit", "verify").returncode == 0
+
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=60) == 0
+    log = served.log.read_text() + created.stderr + listed.stderr
+    assert "Application shutdown complete" in log
+    # The embedded PostgreSQL stopped with the vault: nothing left running on its data dir.
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    for secret in (first["api_key"], issued, wrong):
+        assert secret.split("_")[-1] not in log
+    # The failed attempt is visible by its public prefix only.
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(line.get("status") == 401 for line in lines)

@@ -1,0 +1,120 @@
+"""Test helpers: a real vault server on 127.0.0.1 in a thread, tenants, HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+
+from vault.config import Settings
+from vault.db.migrate import migrate
+from vault.runtime import operator_context
+from vault.server import uvicorn_config
+from vault.services.tenants import create_tenant
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def new_database(admin_url: str) -> str:
+    """A fresh, migrated database on the test server."""
+    name = f"dv_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    url = with_database(admin_url, name)
+    asyncio.run(migrate(url))
+    return url
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    slug: str
+    admin_key: str
+
+    def auth(self) -> dict[str, str]:
+        return bearer(self.admin_key)
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def make_tenant(settings: Settings, url: str, slug: str | None = None) -> Tenant:
+    slug = slug or f"t-{uuid.uuid4().hex[:10]}"
+
+    async def run() -> Tenant:
+        async with operator_context(settings, url) as ctx:
+            created = await create_tenant(ctx.db, ctx.root, ctx.api_keys, slug)
+        return Tenant(created.id, created.slug, created.admin_key.reveal())
+
+    return asyncio.run(run())
+
+
+class ServerThread:
+    """uvicorn in a background thread, bound to 127.0.0.1 on a free port."""
+
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self.database_url = database_url
+        config = uvicorn_config(settings.with_overrides(port=1), database_url)
+        config.port = 0
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("test vault server did not start")
+            time.sleep(0.02)
+        return self
+
+    @property
+    def base_url(self) -> str:
+        sockets = self.server.servers[0].sockets
+        host, port = sockets[0].getsockname()[:2]
+        return f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.base_url, timeout=30, **kwargs)
+
+
+@contextmanager
+def running_server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
+    server = ServerThread(settings, database_url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def problem(response: httpx.Response) -> dict[str, Any]:
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == response.status_code
+    return body

@@ -1,0 +1,67 @@
+import ipaddress
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vault.config import ConfigError, settings_from_env
+
+
+def test_defaults_match_the_documented_table() -> None:
+    settings = settings_from_env({})
+    assert settings.data_dir == Path(".datavault")
+    assert (settings.host, settings.port) == ("127.0.0.1", 8700)
+    assert settings.database_url is None
+    assert settings.root_key_uri == "file:.datavault/root.key"
+    assert settings.trusted_proxies == ()
+    assert settings.drain_seconds == 30
+    assert settings.backup_retention_days == 35
+    assert settings.epoch_days == 30
+    assert settings.max_artefact_bytes == 21474836480
+
+
+def test_environment_overrides_defaults() -> None:
+    settings = settings_from_env(
+        {
+            "DATAVAULT_PORT": "9000",
+            "DATAVAULT_TRUSTED_PROXIES": "10.0.0.0/8, 127.0.0.1",
+            "DATAVAULT_ROOT_KEY": "aws-kms:alias/datavault",
+            "DATABASE_URL": "postgresql://vault@db/vault",
+        }
+    )
+    assert settings.port == 9000
+    assert settings.trusted_proxies == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("127.0.0.1/32"),
+    )
+    assert settings.root_key_uri == "aws-kms:alias/datavault"
+    assert not settings.uses_embedded_postgres
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATAVAULT_PORT", "eighty"),
+        ("DATAVAULT_PORT", "70000"),
+        ("DATAVAULT_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("DATAVAULT_MAX_ARTEFACT_BYTES", "0"),
+        ("DATAVAULT_S3_ENDPOINT_URL", "http://127.0.0.1:8333"),
+    ],
+)
+def test_bad_setting_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="DATAVAULT_"):
+        settings_from_env({variable: value})
+
+
+def test_cli_exits_2_on_a_bad_setting() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vault", "migrate"],
+        env={"DATAVAULT_PORT": "eighty", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "DATAVAULT_PORT" in result.stderr

@@ -1,0 +1,126 @@
+"""Settings: one frozen value built from flags and environment, handed to everything else."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(ValueError):
+    """A setting has a value the vault cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".datavault")
+    host: str = "127.0.0.1"
+    port: int = 8700
+    database_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_bucket: str | None = None
+    s3_region: str | None = None
+    root_key: str | None = None
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    drain_seconds: float = 30.0
+    backup_retention_days: int = 35
+    epoch_days: int = 30
+    max_artefact_bytes: int = 20 * 1024**3
+    log_level: str = "info"
+    # API.md: more than 20 missing or wrong keys from one IP within a minute → 429.
+    auth_failure_limit: int = 20
+    auth_failure_window_seconds: float = 60.0
+    db_pool_max: int = 20
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def root_key_uri(self) -> str:
+        return self.root_key or f"file:{self.data_dir / 'root.key'}"
+
+    @property
+    def uses_embedded_postgres(self) -> bool:
+        return not self.database_url
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+# (environment variable, Settings field, parser); the flags of serve/api/worker use the
+# same fields, so the README's configuration table is this table.
+def _int(value: str) -> int:
+    return int(value)
+
+
+def _float(value: str) -> float:
+    return float(value)
+
+
+def _path(value: str) -> Path:
+    return Path(value)
+
+
+def _str(value: str) -> str:
+    return value
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    try:
+        return tuple(ipaddress.ip_network(item, strict=False) for item in items)
+    except ValueError as exc:
+        raise ConfigError(f"DATAVAULT_TRUSTED_PROXIES: {exc}") from None
+
+
+ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
+    ("DATAVAULT_DATA_DIR", "data_dir", _path),
+    ("DATAVAULT_HOST", "host", _str),
+    ("DATAVAULT_PORT", "port", _int),
+    ("DATABASE_URL", "database_url", _str),
+    ("DATAVAULT_S3_ENDPOINT_URL", "s3_endpoint_url", _str),
+    ("DATAVAULT_S3_BUCKET", "s3_bucket", _str),
+    ("DATAVAULT_S3_REGION", "s3_region", _str),
+    ("DATAVAULT_ROOT_KEY", "root_key", _str),
+    ("DATAVAULT_TRUSTED_PROXIES", "trusted_proxies", parse_networks),
+    ("DATAVAULT_DRAIN_SECONDS", "drain_seconds", _float),
+    ("DATAVAULT_BACKUP_RETENTION_DAYS", "backup_retention_days", _int),
+    ("DATAVAULT_EPOCH_DAYS", "epoch_days", _int),
+    ("DATAVAULT_MAX_ARTEFACT_BYTES", "max_artefact_bytes", _int),
+    ("DATAVAULT_LOG_LEVEL", "log_level", _str),
+    ("DATAVAULT_AUTH_FAILURE_LIMIT", "auth_failure_limit", _int),
+    ("DATAVAULT_AUTH_FAILURE_WINDOW_SECONDS", "auth_failure_window_seconds", _float),
+    ("DATAVAULT_DB_POOL_MAX", "db_pool_max", _int),
+)
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for variable, name, parse in ENVIRONMENT:
+        raw = env.get(variable)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = parse(raw)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{variable}: cannot use {raw!r}: {exc}") from None
+    settings = Settings(**values)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if not 0 < settings.port < 65536:
+        raise ConfigError("DATAVAULT_PORT must be between 1 and 65535")
+    if settings.drain_seconds < 0:
+        raise ConfigError("DATAVAULT_DRAIN_SECONDS must not be negative")
+    if settings.backup_retention_days < 0 or settings.epoch_days < 0:
+        raise ConfigError("day counts must not be negative")
+    if settings.max_artefact_bytes < 1:
+        raise ConfigError("DATAVAULT_MAX_ARTEFACT_BYTES must be positive")
+    if settings.s3_endpoint_url and not settings.s3_bucket:
+        raise ConfigError("DATAVAULT_S3_ENDPOINT_URL needs DATAVAULT_S3_BUCKET")

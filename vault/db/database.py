@@ -1,0 +1,92 @@
+"""The connection pool and the one way request code gets a connection: `tenant_tx`."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, TypeAlias
+
+import asyncpg
+
+from vault.errors import Unavailable
+
+Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+APP_ROLE = "datavault_app"
+# Requests never run as the URL's role (which may own the tables or be a superuser): the
+# session switches to the application role, and every transaction sets it again together
+# with the tenant, so row-level security always applies.
+_SET_TENANT = (
+    "SELECT set_config('role', 'datavault_app', true), set_config('datavault.tenant_id', $1, true)"
+)
+
+# The deployment-wide access-log chain and other rows that belong to no tenant.
+DEPLOYMENT_TENANT = uuid.UUID(int=0)
+
+# What asyncpg raises when the server is gone or refuses work; all become Unavailable.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.AdminShutdownError,
+    asyncpg.InterfaceError,
+    TimeoutError,
+)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.execute(f"SET ROLE {APP_ROLE}")
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, url: str, *, max_size: int = 20) -> Database:
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=1,
+                max_size=max_size,
+                init=_init_connection,
+                command_timeout=30,
+                server_settings={"application_name": "datavault"},
+            )
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("database unreachable") from exc
+        return cls(pool)
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def tenant_tx(self, tenant_id: uuid.UUID) -> AsyncIterator[Connection]:
+        """A transaction that sees only `tenant_id`'s rows (row-level security)."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(_SET_TENANT, str(tenant_id))
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("database unavailable") from exc
+
+    @asynccontextmanager
+    async def untenanted_tx(self) -> AsyncIterator[Connection]:
+        """A transaction with no tenant set: sees no tenant rows, only SECURITY DEFINER
+        functions (key lookup, tenant directory) and deployment-wide tables."""
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await conn.execute(_SET_TENANT, "")
+                yield conn
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("database unavailable") from exc
+
+    async def ping(self) -> bool:
+        try:
+            async with self._pool.acquire(timeout=2) as conn:
+                result: Any = await conn.fetchval("SELECT 1")
+                return bool(result == 1)
+        except CONNECTION_ERRORS:
+            return False

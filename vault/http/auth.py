@@ -1,0 +1,51 @@
+"""Authentication and scope checks for API endpoints."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from vault.domain.api_keys import presented_prefix
+from vault.domain.scopes import Scope, allows
+from vault.errors import Forbidden, Throttled, Unauthenticated
+from vault.http.state import vault_state
+from vault.services.api_keys import KeyRefusedForAddress, Principal
+
+_BEARER = "bearer "
+
+
+async def require(request: Request, scope: Scope) -> Principal:
+    """The caller's key, if it is live and holds `scope` (or a scope implying it).
+
+    Throttling (API.md): after too many missing or wrong keys from one IP, further
+    missing or wrong keys from it get 429 instead of 401. A valid key is never refused
+    by this, so an attacker hammering from a shared address cannot lock out real users.
+    """
+    state = vault_state(request)
+    ip = request.state.client_ip
+    ip_text = str(ip) if ip is not None else "unknown"
+    header = request.headers.get("authorization", "")
+    token = header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else ""
+    # Only the public prefix of a presented key is ever logged, never the secret.
+    request.state.key_prefix = presented_prefix(token)
+    try:
+        if not token:
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        principal = await state.api_keys.authenticate(token, ip)
+    except Unauthenticated:
+        retry_after = state.auth_throttle.retry_after(ip_text)
+        if retry_after is not None:
+            state.metrics.auth_failures.labels(reason="throttled").inc()
+            raise Throttled("too many failed authentication attempts", retry_after) from None
+        state.auth_throttle.record_failure(ip_text)
+        state.metrics.auth_failures.labels(reason="invalid").inc()
+        raise
+    except KeyRefusedForAddress as refused:
+        # The key is genuine: its tenant's access log shows the attempt and where from.
+        request.state.refused_key = refused.key
+        state.metrics.auth_failures.labels(reason="address").inc()
+        raise
+    request.state.principal = principal
+    request.state.key_prefix = principal.prefix
+    if not allows(principal.scopes, scope):
+        raise Forbidden(f"this API key lacks the {scope.value!r} scope")
+    return principal

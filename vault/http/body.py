@@ -1,0 +1,57 @@
+"""Reading small JSON request bodies with explicit limits."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+
+from vault.errors import InvalidInput, MalformedInput, TooLarge, UnsupportedMediaType
+
+# Control bodies (keys, holds, settings) are small; anything bigger is a mistake.
+MAX_JSON_BODY_BYTES = 64 * 1024
+
+
+async def read_json_object(
+    request: Request, max_bytes: int = MAX_JSON_BODY_BYTES
+) -> dict[str, Any]:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("send the body as application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise TooLarge(f"body is larger than {max_bytes} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise TooLarge(f"body is larger than {max_bytes} bytes")
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedInput("body is not valid JSON") from None
+    except RecursionError:
+        raise MalformedInput("body nests deeper than this vault parses") from None
+    if not isinstance(value, dict):
+        raise InvalidInput("body must be a JSON object", field="(body)")
+    return value
+
+
+def optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string", field=name)
+    if value is not None and "\x00" in value:
+        # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
+        raise InvalidInput(f"{name} must not contain NUL characters", field=name)
+    return value
+
+
+def optional_list(body: dict[str, Any], name: str) -> list[Any]:
+    value = body.get(name, [])
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise InvalidInput(f"{name} must be a list", field=name)
+    return value

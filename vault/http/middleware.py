@@ -1,0 +1,208 @@
+"""Every request is written to the access log before its answer completes.
+
+A response whose body is one message (every JSON answer) is held until its log row is
+committed; if the row cannot be committed the client gets 503 instead: no unlogged
+access. A streamed body (downloads) starts at once and its row is committed before the
+last chunk; if that fails the connection is cut, so the client never sees a complete
+answer that was not logged.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from vault.db.database import DEPLOYMENT_TENANT
+from vault.domain.client_ip import client_ip
+from vault.errors import Unavailable
+from vault.http.problems import ProblemResponse, internal_error
+from vault.http.state import VaultState
+from vault.services.access_log import AccessEntry
+
+log = structlog.get_logger("datavault.http")
+
+UNMATCHED_ROUTE = "(unmatched)"
+# A client's own X-Request-Id is kept only if it is this tame; else the vault makes one.
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Methods outside this set are counted as "other": a client must not mint metric series.
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_MAX_LOGGED_METHOD = 16
+
+
+def _request_id(headers: list[tuple[str, str]]) -> str:
+    for name, value in headers:
+        if name == "x-request-id" and _SANE_REQUEST_ID.match(value):
+            return value
+    return uuid.uuid4().hex
+
+
+class AccessLogFailed(Exception):
+    """Raised to cut a streamed response whose access-log row could not be written."""
+
+
+@dataclass
+class _Exchange:
+    request_id: str
+    started: float
+    status: int = 0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    held_start: Message | None = None
+    streaming: bool = False
+    logged: bool = False
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        vault: VaultState = scope["app"].state.vault
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        exchange = _Exchange(request_id=_request_id(headers), started=time.perf_counter())
+        peer = scope.get("client")
+        state: dict[str, Any] = scope.setdefault("state", {})
+        state["request_id"] = exchange.request_id
+        state["client_ip"] = client_ip(
+            peer[0] if peer else None,
+            [v for k, v in headers if k == "x-forwarded-for"],
+            vault.settings.trusted_proxies,
+        )
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                exchange.bytes_in += len(message.get("body", b""))
+            return message
+
+        async def logging_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [
+                    *message["headers"],
+                    (b"x-request-id", exchange.request_id.encode()),
+                ]
+                exchange.held_start = message
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body = message.get("body", b"")
+            more = message.get("more_body", False)
+            exchange.bytes_out += len(body)
+            if not more and not exchange.streaming:
+                await self._finish_single(vault, scope, exchange, message, send)
+                return
+            if exchange.held_start is not None:
+                exchange.streaming = True
+                await send(exchange.held_start)
+                exchange.held_start = None
+            if not more and not await self._record(vault, scope, exchange):
+                raise AccessLogFailed("access log unavailable; response cut")
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, logging_send)
+        except AccessLogFailed:
+            raise
+        except Exception as exc:
+            log.error(
+                "unhandled_error",
+                request_id=exchange.request_id,
+                error_type=type(exc).__name__,
+                exc_info=exc,
+            )
+            if exchange.streaming or exchange.logged:
+                raise
+            exchange.status = 500
+            response = internal_error(exchange.request_id)
+            await response(scope, receive, logging_send)
+
+    async def _finish_single(
+        self, vault: VaultState, scope: Scope, exchange: _Exchange, body: Message, send: Send
+    ) -> None:
+        start = exchange.held_start
+        exchange.held_start = None
+        if await self._record(vault, scope, exchange):
+            assert start is not None
+            await send(start)
+            await send(body)
+            return
+        # The row could not be written: the request fails instead of going unlogged.
+        vault.metrics.access_log_failures.inc()
+        refusal = ProblemResponse(
+            503,
+            "unavailable",
+            "access log unavailable",
+            exchange.request_id,
+            headers={"Retry-After": "5"},
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 503,
+                "headers": [
+                    *refusal.raw_headers,
+                    (b"x-request-id", exchange.request_id.encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": refusal.body})
+
+    async def _record(self, vault: VaultState, scope: Scope, exchange: _Exchange) -> bool:
+        state = scope.get("state", {})
+        principal = state.get("principal")
+        # A genuine key refused for its address is logged under its tenant, not as a use.
+        key = principal or state.get("refused_key")
+        route = scope.get("route")
+        route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
+        ip = state.get("client_ip")
+        entry = AccessEntry(
+            tenant_id=key.tenant_id if key else DEPLOYMENT_TENANT,
+            at=datetime.now(UTC),
+            request_id=exchange.request_id,
+            method=scope["method"][:_MAX_LOGGED_METHOD],
+            route=route_path,
+            status=exchange.status,
+            ip=str(ip) if ip is not None else None,
+            api_key_id=key.key_id if key else None,
+            key_authenticated=principal is not None,
+            key_prefix=state.get("key_prefix"),
+            bytes_in=exchange.bytes_in,
+            bytes_out=exchange.bytes_out,
+            subject_ref_hash=state.get("subject_ref_hash"),
+            artefact_id=state.get("artefact_id"),
+        )
+        exchange.logged = True
+        try:
+            await vault.access_log.record(entry)
+            ok = True
+        except Unavailable:
+            ok = False
+        duration = time.perf_counter() - exchange.started
+        method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
+        vault.metrics.observe_request(method, route_path, exchange.status, duration)
+        vault.metrics.bytes_in.inc(exchange.bytes_in)
+        vault.metrics.bytes_out.inc(exchange.bytes_out)
+        log.info(
+            "request",
+            request_id=exchange.request_id,
+            method=method,
+            route=route_path,
+            status=exchange.status if ok else 503,
+            duration_ms=round(duration * 1000, 2),
+            api_key_id=str(key.key_id) if key else None,
+            access_logged=ok,
+        )
+        return ok

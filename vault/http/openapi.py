@@ -1,0 +1,245 @@
+"""The OpenAPI 3.1 description of the JSON API and the /docs page rendered from it.
+
+Each operation is written here beside its route; a test checks that every route of the
+app is described, so the document grows with every route.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from functools import cache
+from typing import Any
+
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+_JSON = "application/json"
+
+
+def _op(
+    summary: str,
+    *,
+    scope: str | None,
+    ok: int = 200,
+    ok_schema: dict[str, Any] | None = None,
+    body: dict[str, Any] | None = None,
+    params: list[dict[str, Any]] | None = None,
+    errors: tuple[int, ...] = (),
+    description: str = "",
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        str(ok): {"description": "Success"}
+        if ok_schema is None
+        else {"description": "Success", "content": {_JSON: {"schema": ok_schema}}}
+    }
+    codes = set(errors)
+    if scope:
+        codes |= {401, 403, 429, 503}
+    for code in sorted(codes):
+        responses[str(code)] = PROBLEM
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if description:
+        operation["description"] = description
+    if scope:
+        operation["security"] = [{"apiKey": []}]
+        operation["x-required-scope"] = scope
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {_JSON: {"schema": body}}}
+    if params:
+        operation["parameters"] = params
+    return operation
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+def _path(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+_STR = {"type": "string"}
+_TIME = {"type": "string", "format": "date-time"}
+_UUID = {"type": "string", "format": "uuid"}
+_SCOPES = {
+    "type": "array",
+    "items": {"type": "string", "enum": ["ingest", "read", "erasure", "compliance", "admin"]},
+}
+
+API_KEY_CREATE = {
+    "type": "object",
+    "required": ["name", "scopes"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "scopes": _SCOPES,
+        "allowed_cidrs": {"type": "array", "items": _STR, "maxItems": 50},
+        "expires_at": _TIME,
+        "secret": {
+            "type": "string",
+            "minLength": 32,
+            "maxLength": 256,
+            "description": "Bring your own key: at least 32 characters, estimated ≥ 128 bits.",
+        },
+    },
+}
+API_KEY = {
+    "type": "object",
+    "properties": {
+        "id": _UUID, "prefix": _STR, "name": _STR, "scopes": _SCOPES,
+        "allowed_cidrs": {"type": "array", "items": _STR}, "expires_at": _TIME,
+        "created_at": _TIME, "revoked_at": _TIME, "last_used_at": _TIME, "last_used_ip": _STR,
+        "bring_your_own": {"type": "boolean"},
+    },
+}  # fmt: skip
+API_KEY_CREATED = {
+    "type": "object",
+    "properties": {**API_KEY["properties"], "secret": _STR},  # type: ignore[dict-item]
+}
+
+
+def _list_of(item: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "properties": {"items": {"type": "array", "items": item}}}
+
+
+ACCESS_ROW = {
+    "type": "object",
+    "properties": {
+        "at": _TIME, "api_key_id": _UUID, "key_prefix": _STR, "ip": _STR, "method": _STR,
+        "route": _STR, "status": {"type": "integer"}, "subject_ref_hash": _STR,
+        "artefact_id": _UUID, "bytes": {"type": "integer"}, "bytes_in": {"type": "integer"},
+        "bytes_out": {"type": "integer"}, "request_id": _STR,
+    },
+}  # fmt: skip
+
+
+def _paths() -> dict[str, dict[str, Any]]:
+    return {
+        "/healthz": {"get": _op("Process is up", scope=None)},
+        "/readyz": {"get": _op("Database and blob store reachable", scope=None, errors=(503,))},
+        "/metrics": {"get": _op("Prometheus metrics", scope=None)},
+        "/openapi.json": {"get": _op("This document", scope=None)},
+        "/docs": {"get": _op("Human-readable API documentation", scope=None)},
+        "/v1/tenant": {
+            "get": _op("The calling key's tenant and its settings", scope="admin"),
+        },
+        "/v1/api-keys": {
+            "post": _op(
+                "Create an API key; the secret is shown in this answer only",
+                scope="admin", ok=201, body=API_KEY_CREATE,
+                ok_schema=API_KEY_CREATED,
+                errors=(400, 409, 413, 415, 422),
+            ),
+            "get": _op(
+                "List the tenant's API keys (no secrets)", scope="admin",
+                ok_schema=_list_of(API_KEY),
+            ),
+        },
+        "/v1/api-keys/{key_id}": {
+            "parameters": [_path("key_id")],
+            "delete": _op(
+                "Revoke a key; effective on the next request", scope="admin", ok=204,
+                errors=(404,),
+            ),
+        },
+        "/v1/access-log": {
+            "get": _op(
+                "Search the tenant's access log, newest first",
+                scope="compliance",
+                params=[
+                    _query("api_key_id", _UUID, "Only this key's requests"),
+                    _query("ip", _STR, "One address or a CIDR"),
+                    _query("status", {"type": "integer"}, "HTTP status"),
+                    _query("since", _TIME, "At or after"),
+                    _query("until", _TIME, "Before"),
+                    _query("subject_ref", _STR, "Only requests about this subject"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Rows (50)"),
+                    _query("cursor", _STR, "next_cursor of the previous page"),
+                ],
+                ok_schema={
+                    "type": "object",
+                    "properties": {
+                        "items": {"type": "array", "items": ACCESS_ROW},
+                        "next_cursor": {"type": ["string", "null"]},
+                    },
+                },
+                errors=(422,),
+            ),
+        },
+    }  # fmt: skip
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "datavault",
+            "version": "1",
+            "description": (
+                "Multi-tenant vault for end-user data with deletion guarantees. Errors are "
+                "RFC 9457 problem+json. Authenticate with 'Authorization: Bearer <api key>'."
+            ),
+        },
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Problem": {
+                    "description": "RFC 9457 problem details",
+                    "content": {
+                        "application/problem+json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "type": _STR, "title": _STR, "status": {"type": "integer"},
+                                    "detail": _STR,
+                                },
+                            }
+                        }
+                    },
+                }
+            },
+        },
+    }  # fmt: skip
+
+
+def render_docs_page(document: dict[str, Any]) -> str:
+    """A self-contained page (no scripts, no CDN) listing every operation."""
+    esc = html.escape
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>datavault API</title><style>body{font:15px/1.5 system-ui,sans-serif;",
+        "max-width:60rem;margin:2rem auto;padding:0 1rem}code,pre{background:#f4f4f4}",
+        "h3{margin-bottom:.2rem}.m{font-weight:bold;text-transform:uppercase}</style></head>",
+        f"<body><h1>{esc(document['info']['title'])} API v{esc(document['info']['version'])}</h1>",
+        f"<p>{esc(document['info']['description'])}</p>",
+        "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>",
+    ]
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            scope = operation.get("x-required-scope")
+            parts.append(
+                f"<h3><span class='m'>{esc(method)}</span> <code>{esc(path)}</code></h3>"
+                f"<p>{esc(operation['summary'])}"
+                + (f" — scope <code>{esc(scope)}</code>" if scope else " — no authentication")
+                + "</p>"
+            )
+            for param in operation.get("parameters", []):
+                name, text = esc(param["name"]), esc(param["description"])
+                parts.append(f"<div>query <code>{name}</code>: {text}</div>")
+            body = operation.get("requestBody")
+            if body:
+                schema = body["content"][_JSON]["schema"]
+                parts.append(f"<pre>{esc(json.dumps(schema, indent=2))}</pre>")
+            codes = ", ".join(operation["responses"])
+            parts.append(f"<div>Responses: {esc(codes)}</div>")
+    parts.append("</body></html>")
+    return "".join(parts)

@@ -1,0 +1,88 @@
+"""RFC 9457 problem+json: the one table from error type to HTTP status and problem type."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vault import errors
+
+PROBLEM_BASE = "https://datavault.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+# error type -> (status, problem slug)
+STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
+    errors.MalformedInput: (400, "malformed-request"),
+    errors.Unauthenticated: (401, "unauthenticated"),
+    errors.Forbidden: (403, "forbidden"),
+    errors.NotFound: (404, "not-found"),
+    errors.Conflict: (409, "conflict"),
+    errors.TooLarge: (413, "too-large"),
+    errors.UnsupportedMediaType: (415, "unsupported-media-type"),
+    errors.InvalidInput: (422, "invalid-input"),
+    errors.Throttled: (429, "throttled"),
+    errors.Unavailable: (503, "unavailable"),
+}
+
+_HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 400: "malformed-request"}
+
+
+class ProblemResponse(Response):
+    media_type = MEDIA_TYPE
+
+    def __init__(
+        self, status: int, slug: str, detail: str, request_id: str | None,
+        headers: dict[str, str] | None = None, **extra: Any,
+    ) -> None:  # fmt: skip
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + slug,
+            "title": HTTPStatus(status).phrase,
+            "status": status,
+            "detail": detail or HTTPStatus(status).description,
+            "request_id": request_id,
+        }
+        body.update(extra)
+        super().__init__(json.dumps(body).encode(), status_code=status, headers=headers)
+
+
+def _request_id(request: Request) -> str | None:
+    request_id: str | None = request.scope.get("state", {}).get("request_id")
+    return request_id
+
+
+def problem_for(exc: errors.VaultError, request_id: str | None) -> ProblemResponse:
+    status, slug = next(
+        (STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), (500, "internal")
+    )
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="datavault"'
+    extra = {k: v for k, v in exc.extra.items() if k != "retry_after"}
+    return ProblemResponse(status, slug, exc.detail, request_id, headers=headers, **extra)
+
+
+async def vault_error_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.VaultError)
+    return problem_for(exc, _request_id(request))
+
+
+async def http_exception_handler(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug = _HTTP_SLUGS.get(exc.status_code, "error")
+    detail = exc.detail if exc.status_code != 404 else "no such resource"
+    return ProblemResponse(
+        exc.status_code, slug, str(detail), _request_id(request), headers=dict(exc.headers or {})
+    )
+
+
+def internal_error(request_id: str) -> ProblemResponse:
+    # Nothing about the failure reaches the client; the log line has the error type.
+    return ProblemResponse(500, "internal", "internal error", request_id)

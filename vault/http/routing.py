@@ -1,0 +1,24 @@
+"""One Route per path, dispatching by method, so a 405 lists every allowed method."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def route(path: str, **handlers: Endpoint) -> Route:
+    """`route("/v1/api-keys", GET=list_keys, POST=create_key)`."""
+    table = dict(handlers)
+    if "GET" in table:
+        table.setdefault("HEAD", table["GET"])
+
+    async def endpoint(request: Request) -> Response:
+        return await table[request.method](request)
+
+    endpoint.__name__ = "_".join(handler.__name__ for handler in handlers.values())
+    return Route(path, endpoint, methods=list(handlers))

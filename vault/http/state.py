@@ -1,0 +1,35 @@
+"""What the lifespan opens and the endpoints use, as one typed value on app.state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from crypto.providers.base import RootKeyProvider
+from vault.blobs.base import BlobStore
+from vault.config import Settings
+from vault.db.database import Database
+from vault.domain.throttle import FailureThrottle
+from vault.observability.metrics import Metrics
+from vault.services.access_log import AccessLogWriter
+from vault.services.api_keys import ApiKeyService
+from vault.services.subject_refs import SubjectRefHasher
+
+
+@dataclass
+class VaultState:
+    settings: Settings
+    db: Database
+    root: RootKeyProvider
+    blobs: BlobStore
+    api_keys: ApiKeyService
+    access_log: AccessLogWriter
+    auth_throttle: FailureThrottle
+    metrics: Metrics
+    subject_refs: SubjectRefHasher
+
+
+def vault_state(request: Request) -> VaultState:
+    state: VaultState = request.app.state.vault
+    return state

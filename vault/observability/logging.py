@@ -1,0 +1,74 @@
+"""structlog JSON lines on stdout; secret-named fields never leave the process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+# Any event field whose name contains one of these is replaced before rendering, so a
+# careless `log.info(..., secret=...)` cannot leak. Values are never inspected.
+SECRET_FIELD_MARKERS = (
+    "secret", "token", "password", "authorization", "api_key", "key_material", "plaintext",
+    "subject_ref", "pepper", "cookie",
+)  # fmt: skip
+# Fields that contain a marker but hold only identifiers.
+_ALLOWED_FIELDS = frozenset({"api_key_id", "subject_ref_hash"})
+REDACTED = "[redacted]"
+
+
+def drop_secret_fields(
+    _logger: Any, _method: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    for name in list(event):
+        lowered = name.lower()
+        if lowered in _ALLOWED_FIELDS:
+            continue
+        if any(marker in lowered for marker in SECRET_FIELD_MARKERS):
+            event[name] = REDACTED
+    return event
+
+
+def configure_logging(level: str = "info") -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    processors: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        drop_secret_fields,
+        # Plain-text tracebacks: no local variables, which could hold keys or plaintext.
+        structlog.processors.format_exc_info,
+        structlog.processors.JSONRenderer(),
+    ]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    # Standard-library loggers (uvicorn, the crypto layer's key-file warning) go through
+    # the same JSON rendering.
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                drop_secret_fields,
+                structlog.processors.JSONRenderer(),
+            ],
+            foreign_pre_chain=[
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.TimeStamper(fmt="iso", utc=True),
+                structlog.processors.format_exc_info,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(numeric)

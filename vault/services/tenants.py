@@ -1,0 +1,112 @@
+"""Tenants: creation (with their first KEK and admin key) and the operator's directory."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from crypto.context import PURPOSE_TENANT_HMAC_KEY, PURPOSE_TENANT_KEK, KeyContext
+from crypto.providers.base import RootKeyProvider
+from crypto.secrets import SecretBytes, generate_key
+from vault.db.database import Database
+from vault.db.sql import Queries
+from vault.domain.scopes import Scope
+from vault.domain.secret_text import SecretText
+from vault.errors import Conflict, InvalidInput, NotFound, UnknownTenant
+from vault.services.api_keys import ApiKeyService
+
+Q = Queries("tenants")
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+
+
+@dataclass(frozen=True)
+class TenantSummary:
+    id: uuid.UUID
+    slug: str
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class CreatedTenant:
+    id: uuid.UUID
+    slug: str
+    admin_key: SecretText
+
+
+def kek_context(tenant_id: uuid.UUID, version: int) -> KeyContext:
+    return KeyContext(purpose=PURPOSE_TENANT_KEK, tenant_id=str(tenant_id), version=version)
+
+
+def hmac_key_context(tenant_id: uuid.UUID) -> KeyContext:
+    return KeyContext(purpose=PURPOSE_TENANT_HMAC_KEY, tenant_id=str(tenant_id))
+
+
+async def create_tenant(
+    db: Database, root: RootKeyProvider, api_keys: ApiKeyService, slug: str
+) -> CreatedTenant:
+    if not SLUG_PATTERN.match(slug):
+        raise InvalidInput(
+            "slug must be 2-63 characters: lower-case letters, digits and '-', "
+            "starting with a letter or digit",
+            field="slug",
+        )
+    tenant_id = uuid.uuid4()
+    kek = generate_key()
+    wrapped = await asyncio.to_thread(root.wrap, kek, kek_context(tenant_id, 1))
+    wrapped_hmac = await asyncio.to_thread(root.wrap, generate_key(), hmac_key_context(tenant_id))
+    try:
+        async with db.tenant_tx(tenant_id) as conn:
+            await conn.execute(Q.insert_tenant, tenant_id, slug)
+            await conn.execute(Q.insert_kek, tenant_id, 1, wrapped, root.current_epoch())
+            await conn.execute(Q.insert_hmac_key, tenant_id, wrapped_hmac, root.current_epoch())
+            created = await api_keys.create_in(
+                conn, tenant_id, name="first admin key", scopes=frozenset({Scope.ADMIN})
+            )
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"a tenant with slug {slug!r} exists already") from None
+    return CreatedTenant(tenant_id, slug, created.token)
+
+
+async def list_tenants(db: Database) -> list[TenantSummary]:
+    async with db.untenanted_tx() as conn:
+        rows = await conn.fetch(Q.directory)
+    return [TenantSummary(r["id"], r["slug"], r["status"], r["created_at"]) for r in rows]
+
+
+async def find_tenant(db: Database, slug: str) -> TenantSummary:
+    for tenant in await list_tenants(db):
+        if tenant.slug == slug:
+            return tenant
+    raise UnknownTenant(f"no tenant with slug {slug!r}")
+
+
+async def current_kek(db: Database, root: RootKeyProvider, tenant_id: uuid.UUID) -> SecretBytes:
+    """Unwrap the tenant's newest KEK (the crypto layer adds the TTL cache on top)."""
+    async with db.tenant_tx(tenant_id) as conn:
+        row = await conn.fetchrow(Q.current_kek, tenant_id)
+    if row is None:
+        raise UnknownTenant("tenant has no live key-encryption key")
+    context = kek_context(tenant_id, row["version"])
+    return await asyncio.to_thread(root.unwrap, row["wrapped_key"], context)
+
+
+async def get_tenant(db: Database, tenant_id: uuid.UUID) -> dict[str, object]:
+    async with db.tenant_tx(tenant_id) as conn:
+        row = await conn.fetchrow(Q.get_tenant, tenant_id)
+    if row is None:
+        raise NotFound("no such tenant")
+    return {
+        "id": row["id"],
+        "slug": row["slug"],
+        "status": row["status"],
+        "created_at": row["created_at"],
+        "settings": json.loads(row["settings"]),
+    }
