@@ -4,8 +4,11 @@ loopback so tests can speak for many client addresses."""
 
 from __future__ import annotations
 
+import atexit
 import ipaddress
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -16,12 +19,17 @@ from vault.config import Settings
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+def pg_admin_url() -> str:
     if os.environ.get("DATABASE_URL"):
         return os.environ["DATABASE_URL"]
     from vault.db.embedded import embedded_postgres_url
 
-    return embedded_postgres_url(tmp_path_factory.mktemp("pg"))
+    # Outside pytest's own temp tree (whose 0700 parents the server's user cannot pass
+    # when stopping). atexit runs last-in first-out: registered before the server starts,
+    # the removal runs after the wheel's own exit handler has stopped it.
+    pg_dir = Path(tempfile.mkdtemp(prefix="datavault-test-pg-"))
+    atexit.register(shutil.rmtree, pg_dir, True)
+    return embedded_postgres_url(pg_dir)
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +67,15 @@ def new_tenant(settings: Settings, database_url: str) -> Callable[[], Tenant]:
 @pytest.fixture
 def tenant(new_tenant: Callable[[], Tenant]) -> Tenant:
     return new_tenant()
+
+
+# Below: the SeaweedFS fixture (imports kept beside it; this part of the file is appended).
+from tests.seaweed import SeaweedS3, running_seaweed  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedS3]:
+    """A real SeaweedFS S3 gateway on 127.0.0.1 for the session, with AWS_* credentials
+    for boto3 set in the environment while it runs (restored afterwards)."""
+    with running_seaweed(tmp_path_factory.mktemp("seaweed")) as server:
+        yield server

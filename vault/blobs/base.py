@@ -6,10 +6,26 @@ storage. Adapters turn vendor errors into BlobStoreError / BlobNotFound.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+# Keys are paths of safe segments; both stores apply the same rule, so a key that works
+# on the filesystem works on S3 and the other way round.
+_KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
+TEMP_SUFFIX = ".partial"  # reserved for the filesystem store's unfinished writes
+
+
+def is_valid_key(key: str) -> bool:
+    """The key rule both stores share: `/`-separated segments of [A-Za-z0-9_.=-], no
+    empty, `.` or `..` segment, and no `.partial` ending (reserved for temp files)."""
+    return (
+        bool(_KEY.match(key))
+        and not any(part in (".", "..") for part in key.split("/"))
+        and not key.endswith(TEMP_SUFFIX)
+    )
 
 
 class BlobStoreError(Exception):
@@ -65,3 +81,6 @@ class BlobStore(Protocol):
 
     async def ping(self) -> bool:
         """True when the store answers."""
+
+    async def close(self) -> None:
+        """Release connections and threads."""

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from vault.blobs.base import BlobStore
 from vault.blobs.filesystem import FilesystemBlobStore
-from vault.config import ConfigError, Settings
+from vault.blobs.s3 import S3BlobStore
+from vault.config import Settings
 
 
 def open_blob_store(settings: Settings) -> BlobStore:
+    """S3-compatible storage when a bucket is configured, else the filesystem store in
+    the data directory. Opening does no I/O beyond creating the local directory."""
     if settings.s3_bucket:
-        # The S3 adapter arrives with artefact storage; refuse rather than silently
-        # writing to the local disk when the operator asked for S3.
-        raise ConfigError("DATAVAULT_S3_BUCKET is set, but this version has no S3 blob store yet")
+        return S3BlobStore(
+            settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region
+        )
     return FilesystemBlobStore(settings.data_dir.resolve() / "blobs")

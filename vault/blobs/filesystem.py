@@ -1,22 +1,64 @@
 """Blob store on the local filesystem (the embedded default, inside the data directory).
 
-Writes go to a temporary name in the same directory, are fsynced, then renamed: a crash
-never leaves a half object under a real key.
+Writes go to a temporary name in the same directory (`<name>.<uuid>.partial`), are
+fsynced, then renamed, and the directory is fsynced: a crash never leaves a half object
+under a real key, only a `.partial` file that list_incomplete finds for the sweeper.
+Errors never carry the path (it embeds tenant and subject ids): OSError messages do, so
+they are replaced, not chained.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import functools
 import os
 import re
+import stat
 import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
-from vault.blobs.base import BlobNotFound, BlobStoreError
+from vault.blobs.base import (
+    TEMP_SUFFIX,
+    BlobNotFound,
+    BlobStoreError,
+    IncompleteUpload,
+    is_valid_key,
+)
 
 # Keys are paths of safe segments: no '..', no absolute paths, nothing outside the root.
-_KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
-_TEMP_SUFFIX = ".partial"
+# A temp file is `<name>.<32 hex>.partial` beside its target.
+_TEMP_NAME = re.compile(r"^(?P<name>.+)\.[0-9a-f]{32}\.partial$")
+
+# Reads are streamed in pieces of this size: bounded memory for any object, and few
+# enough thread hops that throughput stays close to the disk's.
+READ_CHUNK_BYTES = 1024 * 1024
+# put_stream coalesces small chunks up to this size before a write, so a stream of tiny
+# chunks does not cost one thread hop each; memory stays below this plus one chunk.
+WRITE_BUFFER_BYTES = 1024 * 1024
+
+_DIR_MODE = 0o700
+_FILE_MODE = 0o600
+
+
+def _make_parents(root: Path, path: Path) -> None:
+    """Create the directories between `root` and `path`, each 0700 (mkdir's
+    `parents=True` would create the intermediate ones with the umask's mode)."""
+    current = root
+    for part in path.relative_to(root).parts[:-1]:
+        current = current / part
+        with contextlib.suppress(FileExistsError):
+            current.mkdir(mode=_DIR_MODE)
+
+
+def _os_failure(action: str, exc: OSError) -> BlobStoreError:
+    code = errno.errorcode.get(exc.errno or 0, "unknown")
+    return BlobStoreError(f"filesystem blob store {action} failed ({code})")
 
 
 class FilesystemBlobStore:
@@ -24,56 +66,257 @@ class FilesystemBlobStore:
 
     def __init__(self, root: Path) -> None:
         self._root = root
-        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        root.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+
+    @property
+    def root(self) -> Path:
+        return self._root
 
     def _path(self, key: str) -> Path:
-        if not _KEY.match(key) or ".." in key.split("/") or key.endswith(_TEMP_SUFFIX):
+        if not is_valid_key(key):
             raise BlobStoreError("invalid blob key")
         return self._root / key
 
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, self._path(key), data)
 
-    @staticmethod
-    def _put(path: Path, data: bytes) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{_TEMP_SUFFIX}")
+    def _put(self, path: Path, data: bytes) -> None:
+        writer = _TempWriter(self._root, path)
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, path)
+            writer.open()
+            writer.write(data)
+            writer.commit()
         except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise BlobStoreError("filesystem blob store write failed") from exc
+            writer.discard()
+            raise _os_failure("write", exc) from None
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        path = self._path(key)
+        writer = _TempWriter(self._root, path)
+        loop = asyncio.get_running_loop()
+        # One worker thread per upload runs every file operation in order, so the
+        # cleanup after a cancellation runs only once the write in flight has finished
+        # (asyncio.to_thread would leave that write running beside the cleanup).
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-put")
+
+        def run(fn: Callable[..., None], *args: object) -> asyncio.Future[None]:
+            return loop.run_in_executor(worker, functools.partial(fn, *args))
+
+        size = 0
+        try:
+            await run(writer.open)
+            pending = bytearray()
+            async for chunk in chunks:
+                size += len(chunk)
+                if not pending and len(chunk) >= WRITE_BUFFER_BYTES:
+                    await run(writer.write, chunk)
+                    continue
+                pending += chunk
+                if len(pending) >= WRITE_BUFFER_BYTES:
+                    await run(writer.write, bytes(pending))
+                    pending = bytearray()
+            if pending:
+                await run(writer.write, bytes(pending))
+            await run(writer.commit)
+        except BaseException as exc:
+            # Iterator failure, cancellation or I/O error: remove the temp file (or the
+            # object, if the rename was under way), then re-raise. The cleanup is queued
+            # behind the operation in flight; if this task is cancelled again while
+            # waiting, it still runs. If it fails, list_incomplete finds the temp file.
+            with contextlib.suppress(OSError):
+                await run(writer.discard)
+            if isinstance(exc, OSError):
+                raise _os_failure("write", exc) from None
+            raise
+        finally:
+            worker.shutdown(wait=False)
+        return size
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
-        except FileNotFoundError:
+            return await asyncio.to_thread(self._read_whole, path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise BlobNotFound("no such blob") from None
         except OSError as exc:
-            raise BlobStoreError("filesystem blob store read failed") from exc
+            raise _os_failure("read", exc) from None
+
+    @staticmethod
+    def _read_whole(path: Path) -> bytes:
+        return path.read_bytes()
+
+    async def get_range(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        if start < 0 or (end is not None and end < start):
+            raise ValueError("invalid byte range")
+        path = self._path(key)
+        try:
+            handle = await asyncio.to_thread(self._open_for_read, path)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise BlobNotFound("no such blob") from None
+        except OSError as exc:
+            raise _os_failure("read", exc) from None
+        try:
+            position = start
+            while end is None or position <= end:
+                want = (
+                    READ_CHUNK_BYTES if end is None else min(READ_CHUNK_BYTES, end + 1 - position)
+                )
+                try:
+                    piece = await asyncio.to_thread(os.pread, handle.fileno(), want, position)
+                except OSError as exc:
+                    raise _os_failure("read", exc) from None
+                if not piece:
+                    break
+                position += len(piece)
+                yield piece
+        finally:
+            handle.close()
+
+    @staticmethod
+    def _open_for_read(path: Path) -> BinaryIO:
+        handle = path.open("rb", buffering=0)
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            handle.close()
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+        return handle
+
+    async def size(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            info = await asyncio.to_thread(os.stat, path)
+        except (FileNotFoundError, NotADirectoryError):
+            raise BlobNotFound("no such blob") from None
+        except OSError as exc:
+            raise _os_failure("stat", exc) from None
+        if not stat.S_ISREG(info.st_mode):
+            raise BlobNotFound("no such blob")
+        return info.st_size
 
     async def delete(self, key: str) -> None:
-        await asyncio.to_thread(self._path(key).unlink, True)
+        path = self._path(key)
+        try:
+            await asyncio.to_thread(path.unlink, True)
+        except (IsADirectoryError, NotADirectoryError):
+            return  # no object under that key
+        except OSError as exc:
+            raise _os_failure("delete", exc) from None
 
     async def list_keys(self, prefix: str) -> list[str]:
-        def walk() -> list[str]:
-            found = []
-            for path in self._root.rglob("*"):
-                if path.is_file() and not path.name.endswith(_TEMP_SUFFIX):
-                    key = path.relative_to(self._root).as_posix()
-                    if key.startswith(prefix):
-                        found.append(key)
-            return sorted(found)
+        return sorted(
+            key
+            for key, is_temp in await asyncio.to_thread(self._walk, prefix)
+            if not is_temp and key.startswith(prefix)
+        )
 
-        return await asyncio.to_thread(walk)
+    def _walk(self, prefix: str) -> list[tuple[str, bool]]:
+        """(relative path, is a temp file) for every file under the directory that the
+        prefix's complete segments name (the whole root for an unsegmented prefix)."""
+        directory = self._root
+        if "/" in prefix:
+            head = prefix.rsplit("/", 1)[0]
+            if not is_valid_key(head):
+                return []
+            directory = self._root / head
+        found: list[tuple[str, bool]] = []
+        for current, _dirs, files in os.walk(directory):
+            base = Path(current)
+            for file_name in files:
+                relative = (base / file_name).relative_to(self._root).as_posix()
+                found.append((relative, file_name.endswith(TEMP_SUFFIX)))
+        return found
+
+    async def list_incomplete(self, older_than: datetime) -> list[IncompleteUpload]:
+        cutoff = older_than.timestamp()
+
+        def scan() -> list[IncompleteUpload]:
+            uploads = []
+            for relative, is_temp in self._walk(""):
+                if not is_temp:
+                    continue
+                try:
+                    mtime = (self._root / relative).stat().st_mtime
+                except FileNotFoundError:
+                    continue  # finished or aborted meanwhile
+                if mtime >= cutoff:
+                    continue
+                directory, _, file_name = relative.rpartition("/")
+                match = _TEMP_NAME.match(file_name)
+                name = match["name"] if match else file_name.removesuffix(TEMP_SUFFIX)
+                uploads.append(
+                    IncompleteUpload(
+                        key=f"{directory}/{name}" if directory else name,
+                        handle=relative,
+                        started_at=datetime.fromtimestamp(mtime, UTC),
+                    )
+                )
+            return sorted(uploads, key=lambda upload: upload.handle)
+
+        try:
+            return await asyncio.to_thread(scan)
+        except OSError as exc:
+            raise _os_failure("list", exc) from None
+
+    async def abort_incomplete(self, upload: IncompleteUpload) -> None:
+        handle = upload.handle
+        if not handle.endswith(TEMP_SUFFIX) or not is_valid_key(handle.removesuffix(TEMP_SUFFIX)):
+            raise BlobStoreError("invalid incomplete-upload handle")
+        try:
+            await asyncio.to_thread((self._root / handle).unlink, True)
+        except OSError as exc:
+            raise _os_failure("abort", exc) from None
 
     async def ping(self) -> bool:
         return await asyncio.to_thread(
             lambda: self._root.is_dir() and os.access(self._root, os.W_OK)
         )
+
+    async def close(self) -> None:
+        """Nothing to release; here so both stores can be closed the same way."""
+
+
+class _TempWriter:
+    """One write: a 0600 temp file beside the target, fsynced and renamed into place,
+    then the directory fsynced so the rename survives a crash. Blocking; callers run it
+    in a thread."""
+
+    def __init__(self, root: Path, path: Path) -> None:
+        self._root = root
+        self._path = path
+        self._temp = path.with_name(f"{path.name}.{uuid.uuid4().hex}{TEMP_SUFFIX}")
+        self._handle: BinaryIO | None = None
+        self._committed = False
+
+    def open(self) -> None:
+        _make_parents(self._root, self._path)
+        fd = os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE)
+        self._handle = os.fdopen(fd, "wb", buffering=0)
+
+    def write(self, data: bytes) -> None:
+        assert self._handle is not None
+        view = memoryview(data)
+        while view:  # an unbuffered write may be short
+            written = self._handle.write(view)
+            view = view[written or 0 :]
+
+    def commit(self) -> None:
+        assert self._handle is not None
+        os.fsync(self._handle.fileno())
+        self._handle.close()
+        os.replace(self._temp, self._path)
+        self._committed = True
+        fd = os.open(self._path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def discard(self) -> None:
+        """Remove what this write left: the temp file, or the object itself when the
+        caller gave up (cancelled) while the rename was already under way."""
+        if self._handle is not None:
+            self._handle.close()
+        self._temp.unlink(missing_ok=True)
+        if self._committed:
+            self._path.unlink(missing_ok=True)

@@ -1,0 +1,337 @@
+"""Blob store on S3-compatible object storage (AWS S3, MinIO, Ceph, SeaweedFS).
+
+boto3's client is synchronous and thread-safe, so every call runs in a worker thread.
+Vendor errors become BlobStoreError / BlobNotFound whose messages name the operation and
+the S3 error code, never the key (keys embed tenant and subject ids). botocore's own
+messages can carry the request URL, so they are replaced, not chained.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from vault.blobs.base import BlobNotFound, BlobStoreError, IncompleteUpload, is_valid_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_s3.type_defs import CompletedPartTypeDef
+
+_T = TypeVar("_T")
+
+# Multipart part size. S3 needs every part but the last to be ≥ 5 MiB; some compatible
+# stores (R2) also need them all equal, so every part but the last is exactly this size.
+# put_stream buffers at most one part, so this is also its memory bound per upload.
+PART_SIZE_BYTES = 8 * 1024 * 1024
+# S3 allows at most 10,000 parts: with 8 MiB parts an object can reach 78 GiB, well above
+# the vault's default artefact limit (20 GiB).
+MAX_PARTS = 10_000
+# Ranged reads hand the body on in pieces of this size.
+READ_CHUNK_BYTES = 1024 * 1024
+# Fail fast when the store is down or slow instead of hanging a request: a bounded number
+# of attempts with standard backoff, and socket timeouts on connect and read.
+CLIENT_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=30,
+)
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+_SAFE_CODE = re.compile(r"^[A-Za-z0-9.]{1,64}$")
+
+
+def _error_code(exc: ClientError) -> str:
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    return code if _SAFE_CODE.match(code) else "unknown"
+
+
+class S3StoreError(BlobStoreError):
+    """An S3 failure; `code` is the S3 error code or the botocore error's class name."""
+
+    def __init__(self, operation: str, code: str) -> None:
+        super().__init__(f"s3 {operation} failed ({code})")
+        self.code = code
+
+
+class S3ObjectNotFound(BlobNotFound, S3StoreError):
+    """S3 answered 404 / NoSuchKey."""
+
+
+def _failure(operation: str, exc: Exception) -> S3StoreError:
+    """Our error for a vendor error: the operation and the error's code or class only."""
+    if isinstance(exc, ClientError):
+        code = _error_code(exc)
+        if code in _NOT_FOUND_CODES:
+            return S3ObjectNotFound(operation, code)
+        return S3StoreError(operation, code)
+    return S3StoreError(operation, type(exc).__name__)
+
+
+class S3BlobStore:
+    name = "s3"
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        prefix: str = "",
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        if prefix and not prefix.endswith("/"):
+            raise ValueError("an S3 key prefix must end with '/'")
+        self.bucket = bucket
+        self.prefix = prefix
+        self._region = region
+        config = CLIENT_CONFIG
+        if endpoint_url:
+            # S3-compatible stores on a host name of their own (MinIO, Ceph, SeaweedFS)
+            # rarely answer virtual-host bucket names.
+            config = config.merge(Config(s3={"addressing_style": "path"}))
+        # Credentials come from boto3's usual chain (environment, profile, instance role).
+        # A shared `session` saves loading botocore's service models again (tests).
+        self._client: S3Client = (session or boto3.session.Session()).client(
+            "s3", endpoint_url=endpoint_url, region_name=region, config=config
+        )
+
+    def _key(self, key: str) -> str:
+        if not is_valid_key(key):
+            raise BlobStoreError("invalid blob key")
+        return self.prefix + key
+
+    async def _call(self, operation: str, fn: Callable[..., _T], **kwargs: Any) -> _T:
+        try:
+            return await asyncio.to_thread(fn, **kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise _failure(operation, exc) from None
+
+    async def put(self, key: str, data: bytes) -> None:
+        name = self._key(key)
+        await self._call("put", self._client.put_object, Bucket=self.bucket, Key=name, Body=data)
+
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        writer = _MultipartWriter(self._client, self.bucket, self._key(key))
+        loop = asyncio.get_running_loop()
+        # One worker thread per upload runs its S3 calls in order, so the rollback after
+        # a cancellation runs only once the call in flight has finished: an upload being
+        # created, a part landing or the final PutObject/Complete succeeding after the
+        # rollback would otherwise leave data behind.
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-s3-put")
+
+        async def run(fn: Callable[..., None], *args: object) -> None:
+            try:
+                await loop.run_in_executor(worker, functools.partial(fn, *args))
+            except (ClientError, BotoCoreError) as exc:
+                raise _failure("put", exc) from None
+
+        size = 0
+        try:
+            buffer = bytearray()
+            async for chunk in chunks:
+                size += len(chunk)
+                view = memoryview(chunk)
+                while view:
+                    take = min(len(view), PART_SIZE_BYTES - len(buffer))
+                    buffer += view[:take]
+                    view = view[take:]
+                    if len(buffer) == PART_SIZE_BYTES:
+                        part, buffer = bytes(buffer), bytearray()
+                        await run(writer.upload_part, part)
+                        del part
+            await run(writer.finish, bytes(buffer))
+        except BaseException:
+            # Queued behind the call in flight; still runs if this task is cancelled
+            # again while waiting. A failed abort leaves the upload to the sweeper.
+            with contextlib.suppress(BlobStoreError):
+                await run(writer.roll_back)
+            raise
+        finally:
+            worker.shutdown(wait=False)
+        return size
+
+    async def get(self, key: str) -> bytes:
+        return b"".join([piece async for piece in self.get_range(key)])
+
+    async def get_range(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        if start < 0 or (end is not None and end < start):
+            raise ValueError("invalid byte range")
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        ranged = start > 0 or end is not None
+        if ranged:
+            # Without a Range header for the whole object: S3 answers "bytes=0-" on an
+            # empty object with 416.
+            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            response = await self._call("get", self._client.get_object, **request)
+        except S3StoreError as exc:
+            if exc.code == "InvalidRange":
+                return  # the range starts at or past the end: no bytes
+            raise
+        body = response["Body"]
+        try:
+            if ranged and not response.get("ContentRange"):
+                raise S3StoreError("get", "RangeIgnored")
+            while True:
+                try:
+                    piece = await asyncio.to_thread(body.read, READ_CHUNK_BYTES)
+                except (ClientError, BotoCoreError) as exc:
+                    raise _failure("get", exc) from None
+                if not piece:
+                    break
+                yield piece
+        finally:
+            body.close()
+
+    async def size(self, key: str) -> int:
+        head = await self._call(
+            "size", self._client.head_object, Bucket=self.bucket, Key=self._key(key)
+        )
+        return head["ContentLength"]
+
+    async def delete(self, key: str) -> None:
+        with contextlib.suppress(BlobNotFound):
+            await self._call(
+                "delete", self._client.delete_object, Bucket=self.bucket, Key=self._key(key)
+            )
+
+    async def list_keys(self, prefix: str) -> list[str]:
+        full = self.prefix + prefix
+
+        def collect() -> list[str]:
+            keys: list[str] = []
+            for page in self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=full
+            ):
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+            return keys
+
+        keys = await self._call("list", collect)
+        return sorted(key.removeprefix(self.prefix) for key in keys)
+
+    async def list_incomplete(self, older_than: datetime) -> list[IncompleteUpload]:
+        def collect() -> list[IncompleteUpload]:
+            found = []
+            for page in self._client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            ):
+                for upload in page.get("Uploads", []):
+                    started = upload["Initiated"]
+                    if started < older_than:
+                        found.append(
+                            IncompleteUpload(
+                                key=upload["Key"].removeprefix(self.prefix),
+                                handle=upload["UploadId"],
+                                started_at=started,
+                            )
+                        )
+            return found
+
+        uploads = await self._call("list incomplete", collect)
+        return sorted(uploads, key=lambda upload: (upload.key, upload.handle))
+
+    async def abort_incomplete(self, upload: IncompleteUpload) -> None:
+        try:
+            await self._call(
+                "abort",
+                self._client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=self.prefix + upload.key,
+                UploadId=upload.handle,
+            )
+        except S3StoreError as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+
+    async def ping(self) -> bool:
+        try:
+            await self._call("ping", self._client.head_bucket, Bucket=self.bucket)
+        except BlobStoreError:
+            return False
+        return True
+
+    async def ensure_bucket(self) -> None:
+        """Create the bucket when it does not exist yet (tests, and `serve` on start)."""
+        try:
+            await self._call("head bucket", self._client.head_bucket, Bucket=self.bucket)
+            return
+        except BlobNotFound:
+            pass
+        request: dict[str, Any] = {"Bucket": self.bucket}
+        if self._region and self._region != "us-east-1":
+            request["CreateBucketConfiguration"] = {"LocationConstraint": self._region}
+        try:
+            await self._call("create bucket", self._client.create_bucket, **request)
+        except S3StoreError as exc:
+            if exc.code != "BucketAlreadyOwnedByYou":
+                raise
+
+    async def close(self) -> None:
+        """Release the client's pooled connections."""
+        await asyncio.to_thread(self._client.close)
+
+
+class _MultipartWriter:
+    """One streamed write: a multipart upload of PART_SIZE_BYTES parts, or a single
+    PutObject when the object is smaller than one part (zero bytes included).
+    Blocking; put_stream runs every method on one worker thread, in order."""
+
+    def __init__(self, client: S3Client, bucket: str, name: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._name = name
+        self._upload_id: str | None = None
+        self._parts: list[CompletedPartTypeDef] = []
+        self._committed = False
+
+    def upload_part(self, body: bytes) -> None:
+        if len(self._parts) >= MAX_PARTS:
+            raise S3StoreError("put", "TooManyParts")
+        if self._upload_id is None:
+            created = self._client.create_multipart_upload(Bucket=self._bucket, Key=self._name)
+            self._upload_id = created["UploadId"]
+        number = len(self._parts) + 1
+        result = self._client.upload_part(
+            Bucket=self._bucket,
+            Key=self._name,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=body,
+        )
+        self._parts.append({"PartNumber": number, "ETag": result["ETag"]})
+
+    def finish(self, tail: bytes) -> None:
+        if self._upload_id is None:
+            self._client.put_object(Bucket=self._bucket, Key=self._name, Body=tail)
+        else:
+            if tail:
+                self.upload_part(tail)
+            self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._name,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+        self._committed = True
+
+    def roll_back(self) -> None:
+        """Undo whatever got as far as the store: the upload, or the finished object
+        when the caller was cancelled while the last call was already under way."""
+        if self._committed:
+            self._client.delete_object(Bucket=self._bucket, Key=self._name)
+        elif self._upload_id is not None:
+            self._client.abort_multipart_upload(
+                Bucket=self._bucket, Key=self._name, UploadId=self._upload_id
+            )
