@@ -34,6 +34,10 @@ class NotFound(VaultError):
     """Missing, or belongs to another tenant: the two look the same on purpose."""
 
 
+class KeyDestroyed(NotFound):
+    """The key that would open this data was destroyed (crypto-shredded)."""
+
+
 class Conflict(VaultError):
     """The request clashes with the current state (a hold, an existing value)."""
 
@@ -74,5 +78,5 @@ class UnknownTenant(VaultError):
     """An operator command named a tenant that does not exist."""
 
 
-class AuditChainBroken(VaultError):
-    """`audit verify` found a changed, removed or reordered access-log row."""
+class UnknownEpoch(VaultError):
+    """An operator command named a root key epoch that does not exist."""

@@ -6,9 +6,7 @@ import base64
 import math
 import re
 import secrets
-from collections import Counter
 from dataclasses import dataclass
-from itertools import pairwise
 
 from vault.domain.secret_text import SecretText
 from vault.errors import InvalidInput
@@ -80,23 +78,43 @@ def check_own_secret(secret: str) -> None:
 
 
 def estimate_entropy_bits(text: str) -> float:
-    """A conservative estimate: the smaller of the character-class bound and the
-    string's own symbol entropy, counted only over characters that do not continue a
-    run or an ascending/descending sequence (so 'aaaa…' and 'abcd…' score low)."""
-    if not text:
+    """A conservative estimate: the character-class bound per character, counted only for
+    characters a guesser could not predict from what came before: not those inside a
+    repeat of an earlier substring (3+ characters, as 'passwordpassword'), and not those
+    continuing a run or step-1 sequence ('aaaa', 'abcd', '4321')."""
+    charset = sum(size for pattern, size in _CHARACTER_CLASSES if re.search(pattern, text))
+    if not charset:
         return 0.0
-    charset = 0
-    if re.search(r"[a-z]", text):
-        charset += 26
-    if re.search(r"[A-Z]", text):
-        charset += 26
-    if re.search(r"[0-9]", text):
-        charset += 10
-    if re.search(r"[^a-zA-Z0-9]", text):
-        charset += 33
-    counts = Counter(text)
-    n = len(text)
-    symbol_bits = -sum(c / n * math.log2(c / n) for c in counts.values())
-    per_char = min(math.log2(charset), symbol_bits)
-    predictable = sum(1 for a, b in pairwise(text) if abs(ord(a) - ord(b)) <= 1)
-    return (n - predictable) * per_char
+    return _novel_characters(text) * math.log2(charset)
+
+
+_CHARACTER_CLASSES = ((r"[a-z]", 26), (r"[A-Z]", 26), (r"[0-9]", 10), (r"[^a-zA-Z0-9]", 33))
+_MIN_REPEAT = 3
+
+
+def _novel_characters(text: str) -> int:
+    novel, i = 0, 0
+    while i < len(text):
+        repeat = _longest_earlier_repeat(text, i)
+        if repeat >= _MIN_REPEAT:
+            novel += 1  # a repeat costs the guesser about one choice
+            i += repeat
+            continue
+        if i >= 2:
+            step, previous = ord(text[i]) - ord(text[i - 1]), ord(text[i - 1]) - ord(text[i - 2])
+            if step == previous and abs(step) <= 1:
+                i += 1
+                continue
+        novel += 1
+        i += 1
+    return novel
+
+
+def _longest_earlier_repeat(text: str, i: int) -> int:
+    best = 0
+    for length in range(_MIN_REPEAT, len(text) - i + 1):
+        if text[i : i + length] in text[: i + length - 1]:
+            best = length
+        else:
+            break
+    return best
