@@ -79,6 +79,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             await writer.stop()
             # One last anchor, so the rows of the final requests are anchored too.
             await publish_anchors(db, blobs, secrets.access_log_anchor_key)
+            await blobs.close()
             await db.close()
 
     return Starlette(

@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vault.runtime import OperatorContext
 
 from vault.config import ENVIRONMENT, ConfigError, Settings, settings_from_env
-from vault.errors import UnknownTenant, VaultError
+from vault.errors import UnknownEpoch, UnknownTenant, VaultError
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
 
@@ -56,17 +59,11 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
-    from vault.runtime import operator_context, prepare_database
     from vault.services.tenants import create_tenant
 
-    settings = _settings(args)
-    url = prepare_database(settings)
-
-    async def run() -> Any:
-        async with operator_context(settings, url) as ctx:
-            return await create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug)
-
-    created = asyncio.run(run())
+    created = _run_operator(
+        args, lambda ctx: create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug)
+    )
     data = {
         "tenant_id": str(created.id),
         "slug": created.slug,
@@ -82,17 +79,9 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_list(args: argparse.Namespace) -> int:
-    from vault.runtime import operator_context, prepare_database
     from vault.services.tenants import list_tenants
 
-    settings = _settings(args)
-    url = prepare_database(settings)
-
-    async def run() -> Any:
-        async with operator_context(settings, url) as ctx:
-            return await list_tenants(ctx.db)
-
-    tenants = asyncio.run(run())
+    tenants = _run_operator(args, lambda ctx: list_tenants(ctx.db))
     rows = [
         {
             "tenant_id": str(t.id),
@@ -111,35 +100,14 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    from vault.runtime import operator_context, prepare_database
-    from vault.services.access_anchor import AnchorInvalid, all_chains, read_anchor
-    from vault.services.access_audit import ChainReport, verify_chain
-    from vault.services.tenants import find_tenant, list_tenants
+    from vault.services.access_audit import verify_chains
+    from vault.services.tenants import find_tenant
 
-    settings = _settings(args)
-    url = prepare_database(settings)
+    async def work(ctx: OperatorContext) -> Any:
+        tenant = (await find_tenant(ctx.db, args.tenant)).id if args.tenant else None
+        return await verify_chains(ctx.db, ctx.blobs, ctx.secrets.access_log_anchor_key, tenant)
 
-    async def run() -> Any:
-        async with operator_context(settings, url) as ctx:
-            if args.tenant:
-                chains = [(await find_tenant(ctx.db, args.tenant)).id]
-            else:
-                chains = all_chains([t.id for t in await list_tenants(ctx.db)])
-            reports = []
-            for tenant_id in chains:
-                try:
-                    anchor = await read_anchor(
-                        ctx.blobs, ctx.secrets.access_log_anchor_key, tenant_id
-                    )
-                except AnchorInvalid:
-                    reports.append(
-                        ChainReport(tenant_id, 0, False, None, "anchor MAC does not verify")
-                    )
-                    continue
-                reports.append(await verify_chain(ctx.db, tenant_id, anchor))
-            return reports
-
-    reports = asyncio.run(run())
+    reports = _run_operator(args, work)
     bad = [r for r in reports if not r.ok]
     data = {
         "ok": not bad,
@@ -156,6 +124,75 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     ]  # fmt: skip
     _emit(args, data, "\n".join(lines))
     return EXIT_FAILED_CHECK if bad else EXIT_OK
+
+
+def _run_operator(
+    args: argparse.Namespace, work: Callable[[OperatorContext], Awaitable[Any]]
+) -> Any:
+    from vault.runtime import operator_context, prepare_database
+
+    settings = _settings(args)
+    url = prepare_database(settings)
+
+    async def run() -> Any:
+        async with operator_context(settings, url) as ctx:
+            return await work(ctx)
+
+    return asyncio.run(run())
+
+
+def _rotation_lines(report: Any) -> list[str]:
+    return [
+        f"tenant {r.tenant_id}: KEK version {r.new_version}, {r.rewrapped} subject keys "
+        f"rewrapped, destroyed versions {list(r.destroyed_versions)}"
+        for r in report.tenants
+    ]
+
+
+def _rotation_json(report: Any) -> dict[str, Any]:
+    return {
+        "epoch": report.epoch,
+        "deployment_secrets_rewrapped": report.deployment_secrets_rewrapped,
+        "tenants": [
+            {"tenant_id": str(r.tenant_id), "kek_version": r.new_version,
+             "rewrapped": r.rewrapped, "destroyed_versions": list(r.destroyed_versions)}
+            for r in report.tenants
+        ],
+    }  # fmt: skip
+
+
+def cmd_keys_rotate(args: argparse.Namespace) -> int:
+    from vault.services.root_epochs import rotate_everything
+    from vault.services.tenants import find_tenant
+
+    async def work(ctx: OperatorContext) -> Any:
+        tenants = [(await find_tenant(ctx.db, args.tenant)).id] if args.tenant else None
+        return await rotate_everything(ctx.db, ctx.keyring, ctx.root, tenants)
+
+    report = _run_operator(args, work)
+    _emit(args, _rotation_json(report), "\n".join(_rotation_lines(report)) or "no tenants")
+    return EXIT_OK
+
+
+def cmd_keys_new_epoch(args: argparse.Namespace) -> int:
+    from vault.services.root_epochs import start_new_epoch
+
+    report = _run_operator(args, lambda ctx: start_new_epoch(ctx.db, ctx.keyring, ctx.root))
+    text = "\n".join([f"root key epoch {report.epoch} started", *_rotation_lines(report)])
+    _emit(args, _rotation_json(report), text)
+    return EXIT_OK
+
+
+def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
+    from vault.services.root_epochs import retire_epoch
+
+    state = _run_operator(
+        args,
+        lambda ctx: retire_epoch(ctx.db, ctx.root, args.epoch, ctx.settings.backup_retention_days),
+    )
+    data = {"epoch": state.epoch, "retired_at": state.retired_at}
+    _emit(args, data, f"root key epoch {state.epoch} retired: its root key is destroyed")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,6 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify = command(audit, "verify", cmd_audit_verify, "verify the access-log hash chains")
     verify.add_argument("--tenant", metavar="SLUG")
+
+    keys = sub.add_parser("keys", help="key rotation").add_subparsers(
+        dest="keys_command", required=True
+    )
+    rotate = command(
+        keys, "rotate", cmd_keys_rotate, "new tenant KEK versions; rewrap subject keys"
+    )
+    rotate.add_argument("--tenant", metavar="SLUG")
+    command(keys, "new-epoch", cmd_keys_new_epoch, "start a root key epoch and rewrap everything")
+    retire = command(keys, "retire-epoch", cmd_keys_retire_epoch, "destroy an old root key")
+    retire.add_argument("epoch", type=int)
     return parser
 
 
@@ -199,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
         return code
-    except UnknownTenant as exc:
+    except (UnknownTenant, UnknownEpoch) as exc:
         print(f"datavault: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:

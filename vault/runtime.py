@@ -19,6 +19,7 @@ from vault.db.embedded import embedded_postgres_url
 from vault.db.migrate import migrate
 from vault.services.api_keys import ApiKeyService
 from vault.services.deployment_secrets import DeploymentSecrets, load_deployment_secrets
+from vault.services.keyring import KeyRing
 
 
 def database_url(settings: Settings) -> str:
@@ -42,11 +43,13 @@ class OperatorContext:
     api_keys: ApiKeyService
     blobs: BlobStore
     secrets: DeploymentSecrets
+    keyring: KeyRing
 
 
 @asynccontextmanager
 async def operator_context(settings: Settings, url: str) -> AsyncIterator[OperatorContext]:
     db = await Database.connect(url, max_size=2)
+    blobs = open_blob_store(settings)
     try:
         root = provider_from_uri(settings.root_key_uri, settings.data_dir)
         secrets = await load_deployment_secrets(db, root)
@@ -55,8 +58,10 @@ async def operator_context(settings: Settings, url: str) -> AsyncIterator[Operat
             db,
             root,
             ApiKeyService(db, secrets.api_key_pepper),
-            open_blob_store(settings),
+            blobs,
             secrets,
+            KeyRing(root),
         )
     finally:
+        await blobs.close()
         await db.close()

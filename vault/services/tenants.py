@@ -13,7 +13,7 @@ import asyncpg
 
 from crypto.context import PURPOSE_TENANT_HMAC_KEY, PURPOSE_TENANT_KEK, KeyContext
 from crypto.providers.base import RootKeyProvider
-from crypto.secrets import SecretBytes, generate_key
+from crypto.secrets import generate_key
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.scopes import Scope
@@ -86,16 +86,6 @@ async def find_tenant(db: Database, slug: str) -> TenantSummary:
         if tenant.slug == slug:
             return tenant
     raise UnknownTenant(f"no tenant with slug {slug!r}")
-
-
-async def current_kek(db: Database, root: RootKeyProvider, tenant_id: uuid.UUID) -> SecretBytes:
-    """Unwrap the tenant's newest KEK (the crypto layer adds the TTL cache on top)."""
-    async with db.tenant_tx(tenant_id) as conn:
-        row = await conn.fetchrow(Q.current_kek, tenant_id)
-    if row is None:
-        raise UnknownTenant("tenant has no live key-encryption key")
-    context = kek_context(tenant_id, row["version"])
-    return await asyncio.to_thread(root.unwrap, row["wrapped_key"], context)
 
 
 async def get_tenant(db: Database, tenant_id: uuid.UUID) -> dict[str, object]:

@@ -10,10 +10,6 @@ INSERT INTO tenant_hmac_keys (tenant_id, wrapped_key, root_epoch) VALUES ($1, $2
 -- name: hmac_key
 SELECT wrapped_key FROM tenant_hmac_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
 
--- name: current_kek
-SELECT version, wrapped_key, root_epoch FROM tenant_keks
- WHERE tenant_id = $1 AND wrapped_key IS NOT NULL ORDER BY version DESC LIMIT 1
-
 -- name: directory
 SELECT id, slug, status, created_at FROM dv_tenant_directory()
 

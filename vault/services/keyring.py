@@ -1,0 +1,259 @@
+"""The key hierarchy below the root key, over PostgreSQL.
+
+    tenant KEK (versioned, root-wrapped) → subject key (tenant, subject, category,
+    generation) → data key (one per artefact or record version) → ciphertext
+
+Every wrap binds its full context (crypto.context.KeyContext), so a wrapped key copied to
+another row, tenant, subject, category, generation or KEK version fails to open.
+All methods take the caller's tenant transaction: creating or destroying a key commits
+together with the state change that needed it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from crypto.context import PURPOSE_DATA_KEY, PURPOSE_SUBJECT_KEY, KeyContext
+from crypto.keywrap import unwrap_key, wrap_key
+from crypto.providers.base import RootKeyProvider
+from crypto.secrets import SecretBytes, generate_key
+from vault.db.database import Connection
+from vault.db.sql import Queries
+from vault.errors import Conflict, KeyDestroyed, NotFound
+from vault.services.holds_seam import HoldCheck, NoHolds
+from vault.services.kek_cache import KekCache
+from vault.services.tenants import kek_context
+
+Q = Queries("keys")
+
+DataKeyPurpose = Literal["artefact", "record"]
+
+
+@dataclass(frozen=True)
+class SubjectKeyRef:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    subject_id: uuid.UUID
+    category: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """An unwrapped data key and where it sits; `content_context` is what its ciphertext
+    is bound to."""
+
+    id: uuid.UUID
+    purpose: DataKeyPurpose
+    subject_key: SubjectKeyRef
+    key: SecretBytes
+
+    def content_context(self) -> KeyContext:
+        ref = self.subject_key
+        return KeyContext(
+            purpose=self.purpose,
+            tenant_id=str(ref.tenant_id),
+            subject_id=str(ref.subject_id),
+            category=ref.category,
+            generation=ref.generation,
+            key_id=str(self.id),
+        )
+
+
+@dataclass(frozen=True)
+class DestroyedKey:
+    id: uuid.UUID
+    category: str
+    destroyed_at: datetime
+
+
+@dataclass(frozen=True)
+class KeptKey:
+    id: uuid.UUID
+    category: str
+    hold_ids: tuple[uuid.UUID, ...]
+
+
+def subject_key_context(ref: SubjectKeyRef, kek_version: int) -> KeyContext:
+    return KeyContext(
+        purpose=PURPOSE_SUBJECT_KEY,
+        tenant_id=str(ref.tenant_id),
+        subject_id=str(ref.subject_id),
+        category=ref.category,
+        generation=ref.generation,
+        key_id=str(ref.id),
+        version=kek_version,
+    )
+
+
+def data_key_context(ref: SubjectKeyRef, data_key_id: uuid.UUID) -> KeyContext:
+    return KeyContext(
+        purpose=PURPOSE_DATA_KEY,
+        tenant_id=str(ref.tenant_id),
+        subject_id=str(ref.subject_id),
+        category=ref.category,
+        generation=ref.generation,
+        key_id=str(data_key_id),
+    )
+
+
+class KeyRing:
+    def __init__(self, root: RootKeyProvider, holds: HoldCheck | None = None) -> None:
+        self._root = root
+        self.holds: HoldCheck = holds or NoHolds()
+        self.keks = KekCache()
+
+    async def _kek(self, tenant_id: uuid.UUID, version: int, wrapped: bytes | None) -> SecretBytes:
+        cached = self.keks.get(tenant_id, version)
+        if cached is not None:
+            return cached
+        if wrapped is None:
+            raise KeyDestroyed("the key-encryption key was destroyed")
+        kek = await asyncio.to_thread(
+            self._root.unwrap, bytes(wrapped), kek_context(tenant_id, version)
+        )
+        self.keks.put(tenant_id, version, kek)
+        return kek
+
+    async def kek(self, conn: Connection, tenant_id: uuid.UUID, version: int) -> SecretBytes:
+        wrapped = await conn.fetchval(Q.kek_by_version, tenant_id, version)
+        return await self._kek(tenant_id, version, wrapped)
+
+    async def subject_key_for_write(
+        self,
+        conn: Connection,
+        tenant_id: uuid.UUID,
+        subject_id: uuid.UUID,
+        category: str,
+        generation: int,
+    ) -> SubjectKeyRef:
+        """The live subject key for new data, created on first use."""
+        row = await conn.fetchrow(Q.find_subject_key, tenant_id, subject_id, category, generation)
+        if row is None:
+            current = await conn.fetchrow(Q.current_kek_for_write, tenant_id)
+            if current is None:
+                raise KeyDestroyed("the tenant has no live key-encryption key")
+            kek = await self._kek(tenant_id, current["version"], current["wrapped_key"])
+            ref = SubjectKeyRef(tenant_id, uuid.uuid4(), subject_id, category, generation)
+            wrapped = wrap_key(kek, generate_key(), subject_key_context(ref, current["version"]))
+            await conn.execute(
+                Q.insert_subject_key,
+                tenant_id, ref.id, subject_id, category, generation, current["version"], wrapped,
+            )  # fmt: skip
+            # A concurrent writer may have won the insert; use whichever row exists.
+            row = await conn.fetchrow(
+                Q.find_subject_key, tenant_id, subject_id, category, generation
+            )
+        assert row is not None
+        if row["wrapped_key"] is None:
+            raise KeyDestroyed("this generation's subject key was destroyed")
+        return SubjectKeyRef(tenant_id, row["id"], subject_id, category, generation)
+
+    async def subject_key(
+        self, conn: Connection, tenant_id: uuid.UUID, subject_key_id: uuid.UUID
+    ) -> tuple[SubjectKeyRef, SecretBytes]:
+        row = await conn.fetchrow(Q.subject_key_by_id, tenant_id, subject_key_id)
+        if row is None:
+            raise NotFound("no such key")
+        ref = SubjectKeyRef(
+            tenant_id, row["id"], row["subject_id"], row["category"], row["generation"]
+        )
+        return ref, await self._open_subject_key(
+            ref, row["kek_version"], row["wrapped_key"], row["kek_wrapped"]
+        )
+
+    async def _open_subject_key(
+        self, ref: SubjectKeyRef, kek_version: int, wrapped: bytes | None, kek_wrapped: bytes | None
+    ) -> SecretBytes:
+        if wrapped is None:
+            raise KeyDestroyed("the subject key was destroyed")
+        kek = await self._kek(ref.tenant_id, kek_version, kek_wrapped)
+        return unwrap_key(kek, bytes(wrapped), subject_key_context(ref, kek_version))
+
+    async def new_data_key(
+        self, conn: Connection, subject_key: SubjectKeyRef, purpose: DataKeyPurpose
+    ) -> DataKey:
+        """A fresh data key for one artefact or record version (one per upload attempt,
+        so a retried upload never reuses a key, salt or nonce)."""
+        _, wrapping = await self.subject_key(conn, subject_key.tenant_id, subject_key.id)
+        data_key_id = uuid.uuid4()
+        key = generate_key()
+        wrapped = wrap_key(wrapping, key, data_key_context(subject_key, data_key_id))
+        await conn.execute(
+            Q.insert_data_key, subject_key.tenant_id, data_key_id, subject_key.id, purpose, wrapped
+        )
+        return DataKey(data_key_id, purpose, subject_key, key)
+
+    async def data_key(
+        self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID
+    ) -> DataKey:
+        row = await conn.fetchrow(Q.data_key_by_id, tenant_id, data_key_id)
+        if row is None:
+            raise NotFound("no such key")
+        return await self._open_data_key(tenant_id, row)
+
+    async def _open_data_key(self, tenant_id: uuid.UUID, row: Any) -> DataKey:
+        if row["wrapped_key"] is None:
+            raise KeyDestroyed("the data key was destroyed")
+        ref = SubjectKeyRef(
+            tenant_id, row["subject_key_id"], row["subject_id"], row["category"], row["generation"]
+        )
+        subject = await self._open_subject_key(
+            ref, row["kek_version"], row["subject_wrapped"], row["kek_wrapped"]
+        )
+        key = unwrap_key(subject, bytes(row["wrapped_key"]), data_key_context(ref, row["id"]))
+        return DataKey(row["id"], row["purpose"], ref, key)
+
+    async def destroy_data_key(
+        self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID
+    ) -> bool:
+        """Crypto-shred one artefact or record version, unless a hold covers it (Conflict
+        naming the holds). Checked under the subject's row lock, which placing a hold
+        also takes. Returns False if it was destroyed already."""
+        owner = await conn.fetchrow(Q.data_key_subject, tenant_id, data_key_id)
+        if owner is None:
+            raise NotFound("no such key")
+        await conn.fetchval(Q.lock_subject, tenant_id, owner["subject_id"])
+        held = await self.holds.holds_covering(
+            conn, tenant_id, owner["subject_id"], [owner["category"]]
+        )
+        if held:
+            hold_ids = sorted({str(h) for ids in held.values() for h in ids})
+            raise Conflict("a legal hold keeps this data", holds=hold_ids)
+        return await conn.fetchval(Q.destroy_data_key, tenant_id, data_key_id) is not None
+
+    async def destroy_subject_keys(
+        self,
+        conn: Connection,
+        tenant_id: uuid.UUID,
+        subject_id: uuid.UUID,
+        generation: int,
+        categories: Iterable[str] | None = None,
+    ) -> tuple[list[DestroyedKey], list[KeptKey]]:
+        """Destroy the generation's subject keys (all, or those categories) that no hold
+        covers; report what was destroyed and what holds kept. The caller records its own
+        state change in the same transaction."""
+        await conn.fetchval(Q.lock_subject, tenant_id, subject_id)
+        live = await conn.fetch(
+            Q.live_subject_keys_of_generation, tenant_id, subject_id, generation
+        )
+        wanted = None if categories is None else set(categories)
+        targets = [row for row in live if wanted is None or row["category"] in wanted]
+        held = await self.holds.holds_covering(
+            conn, tenant_id, subject_id, [r["category"] for r in targets]
+        )
+        destroyed, kept = [], []
+        for row in targets:
+            if held.get(row["category"]):
+                kept.append(KeptKey(row["id"], row["category"], tuple(held[row["category"]])))
+                continue
+            done = await conn.fetchrow(Q.destroy_subject_key, tenant_id, row["id"])
+            if done is not None:
+                await conn.execute(Q.destroy_data_keys_under, tenant_id, row["id"])
+                destroyed.append(DestroyedKey(row["id"], row["category"], done["destroyed_at"]))
+        return destroyed, kept

@@ -1,0 +1,129 @@
+"""Root-key epochs: start a new one (everything live is rewrapped under it), retire an
+old one once the operator's backups can no longer hold anything it protects.
+
+Wrapped key bytes survive in PostgreSQL dead tuples, WAL, replicas and backups; once an
+epoch's root key is destroyed, every such leftover wrapped under it is unreadable
+anywhere. Retiring waits DATAVAULT_BACKUP_RETENTION_DAYS after the epoch ended, so no
+backup still restorable needs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Protocol, runtime_checkable
+
+from crypto.providers.base import RootKeyProvider
+from vault.db.database import Database
+from vault.db.sql import Queries
+from vault.errors import Conflict, UnknownEpoch
+from vault.services.key_rotation import RotationReport, rewrap_deployment_secrets, rotate_tenant_kek
+from vault.services.keyring import KeyRing
+from vault.services.tenants import list_tenants
+
+Q = Queries("keys")
+
+
+@runtime_checkable
+class EpochManagedProvider(Protocol):
+    """A provider that can make and destroy root keys itself (the local key file). With
+    aws-kms the operator creates the new KMS key and names it in DATAVAULT_ROOT_KEY."""
+
+    def add_epoch(self) -> int: ...
+
+    def destroy_epoch(self, epoch: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    epoch: int
+    tenants: tuple[RotationReport, ...]
+    deployment_secrets_rewrapped: int
+
+
+async def rotate_everything(
+    db: Database,
+    keyring: KeyRing,
+    root: RootKeyProvider,
+    tenant_ids: list[uuid.UUID] | None = None,
+) -> EpochReport:
+    """New KEK versions under the current root epoch for the given tenants (default all),
+    subject keys rewrapped; deployment secrets moved to the current epoch."""
+    async with db.untenanted_tx() as conn:
+        await conn.execute(Q.record_epoch, root.current_epoch())
+        await conn.execute(Q.end_epochs_before, root.current_epoch())
+    secrets = await rewrap_deployment_secrets(db, root)
+    if tenant_ids is None:
+        tenant_ids = [t.id for t in await list_tenants(db)]
+    reports = [await rotate_tenant_kek(db, keyring, root, tenant_id) for tenant_id in tenant_ids]
+    return EpochReport(root.current_epoch(), tuple(reports), secrets)
+
+
+async def start_new_epoch(db: Database, keyring: KeyRing, root: RootKeyProvider) -> EpochReport:
+    if not isinstance(root, EpochManagedProvider):
+        raise Conflict(
+            f"the {root.name} provider does not create root keys itself: create a new key, "
+            "list it as the newest epoch in DATAVAULT_ROOT_KEY, then run `datavault keys rotate`"
+        )
+    await asyncio.to_thread(root.add_epoch)
+    return await rotate_everything(db, keyring, root)
+
+
+@dataclass(frozen=True)
+class EpochState:
+    epoch: int
+    started_at: datetime
+    ended_at: datetime | None
+    retired_at: datetime | None
+
+
+async def list_epochs(db: Database) -> list[EpochState]:
+    async with db.untenanted_tx() as conn:
+        rows = await conn.fetch(Q.epochs)
+    return [EpochState(r["epoch"], r["started_at"], r["ended_at"], r["retired_at"]) for r in rows]
+
+
+async def retire_epoch(
+    db: Database, root: RootKeyProvider, epoch: int, backup_retention_days: int,
+    now: datetime | None = None,
+) -> EpochState:  # fmt: skip
+    """Destroy an old epoch's root key; refuse while backups may still need it or while
+    anything live is still wrapped under it."""
+    now = now or datetime.now(UTC)
+    state = next((e for e in await list_epochs(db) if e.epoch == epoch), None)
+    if state is None:
+        raise UnknownEpoch(f"no root key epoch {epoch}")
+    if state.retired_at is not None:
+        return state  # retiring twice is harmless
+    if epoch == root.current_epoch() or state.ended_at is None:
+        raise Conflict(f"epoch {epoch} is current; start a new epoch first")
+    retire_after = state.ended_at + timedelta(days=backup_retention_days)
+    if now < retire_after:
+        raise Conflict(
+            f"epoch {epoch} ended {state.ended_at.date()}; backups may need it until "
+            f"{retire_after.isoformat()} (DATAVAULT_BACKUP_RETENTION_DAYS={backup_retention_days})"
+        )
+    live = await _live_under_epoch(db, epoch)
+    if live:
+        raise Conflict(
+            f"{live} keys are still wrapped under epoch {epoch}; run `datavault keys rotate`"
+        )
+    if not isinstance(root, EpochManagedProvider):
+        raise Conflict(f"schedule deletion of epoch {epoch}'s key in {root.name} yourself")
+    await asyncio.to_thread(root.destroy_epoch, epoch)
+    async with db.untenanted_tx() as conn:
+        await conn.execute(Q.retire_epoch, epoch)
+    return EpochState(epoch, state.started_at, state.ended_at, now)
+
+
+async def _live_under_epoch(db: Database, epoch: int) -> int:
+    live = 0
+    async with db.untenanted_tx() as conn:
+        live += int(await conn.fetchval(Q.secrets_under_epoch, epoch))
+    for tenant in await list_tenants(db):
+        async with db.tenant_tx(tenant.id) as conn:
+            live += int(await conn.fetchval(Q.keks_under_epoch, tenant.id, epoch))
+            live += int(await conn.fetchval(Q.hmac_keys_under_epoch, tenant.id, epoch))
+    return live
