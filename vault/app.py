@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,23 +10,37 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from crypto.errors import IntegrityError, KeyUnavailableError
 from crypto.providers import provider_from_uri
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
 from vault.errors import VaultError
-from vault.http import access_log, api_keys, ops, tenant
+from vault.http import access_log, api_keys, artefacts, ops, records, subjects, tenant
 from vault.http.middleware import AccessLogMiddleware
-from vault.http.problems import http_exception_handler, vault_error_handler
+from vault.http.problems import (
+    http_exception_handler,
+    integrity_error_handler,
+    key_unavailable_handler,
+    vault_error_handler,
+)
 from vault.http.routing import route
 from vault.http.state import VaultState
+from vault.http.subject_path import SubjectPathMiddleware
 from vault.observability.metrics import Metrics
-from vault.services.access_anchor import anchor_periodically, publish_anchors
+from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
+from vault.services.artefacts import ArtefactService
 from vault.services.deployment_secrets import load_deployment_secrets
+from vault.services.export import ExportService
+from vault.services.keyring import KeyRing
+from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subjects import SubjectService
+from workers.runner import JobRunner, PeriodicJob
+from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
 
 log = structlog.get_logger("datavault.app")
 
@@ -41,6 +54,31 @@ ROUTES = [
     route("/v1/api-keys", GET=api_keys.list_api_keys, POST=api_keys.create_api_key),
     route("/v1/api-keys/{key_id}", DELETE=api_keys.revoke_api_key),
     route("/v1/access-log", GET=access_log.search_access_log),
+    route(
+        "/v1/subjects/{ref}/artefacts",
+        GET=artefacts.list_artefacts,
+        POST=artefacts.upload_artefact,
+    ),
+    route(
+        "/v1/subjects/{ref}/artefacts/{artefact_id}",
+        GET=artefacts.show_artefact,
+        DELETE=artefacts.delete_artefact,
+    ),
+    route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
+    route("/v1/subjects/{ref}/records", GET=records.list_records),
+    route(
+        "/v1/subjects/{ref}/records/{name}",
+        GET=records.get_record,
+        PUT=records.put_record,
+        DELETE=records.delete_record,
+    ),
+    route("/v1/subjects/{ref}/export", GET=subjects.export_subject),
+    route(
+        "/v1/subjects/{ref}/restriction",
+        POST=subjects.restrict_subject,
+        DELETE=subjects.lift_restriction,
+    ),
+    route("/v1/subjects/{ref}", GET=subjects.show_subject),
 ]
 
 
@@ -53,8 +91,11 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
         blobs = open_blob_store(settings)
-        anchoring = asyncio.create_task(
-            anchor_periodically(db, blobs, secrets.access_log_anchor_key), name="access-log-anchor"
+        keyring = KeyRing(root)
+        refs = SubjectRefHasher(db, root)
+        subject_service = SubjectService(keyring, refs)
+        artefact_service = ArtefactService(
+            db, blobs, keyring, subject_service, settings.max_artefact_bytes
         )
         app.state.vault = VaultState(
             settings=settings,
@@ -67,15 +108,33 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 settings.auth_failure_limit, settings.auth_failure_window_seconds
             ),
             metrics=Metrics(),
-            subject_refs=SubjectRefHasher(db, root),
+            subject_refs=refs,
+            keyring=keyring,
+            subjects=subject_service,
+            artefacts=artefact_service,
+            records=RecordService(db, keyring, subject_service),
+            export=ExportService(db, keyring, subject_service, artefact_service),
         )
+        jobs = JobRunner(
+            [
+                PeriodicJob(
+                    "access-log-anchor",
+                    ANCHOR_INTERVAL_SECONDS,
+                    lambda: publish_anchors(db, blobs, secrets.access_log_anchor_key),
+                ),
+                PeriodicJob(
+                    "blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)
+                ),
+            ]
+        )
+        jobs.start()
         log.info(
             "vault_started", root_key_provider=root.name, blob_store=app.state.vault.blobs.name
         )
         try:
             yield
         finally:
-            anchoring.cancel()
+            await jobs.stop()
             await writer.stop()
             # One last anchor, so the rows of the final requests are anchored too.
             await publish_anchors(db, blobs, secrets.access_log_anchor_key)
@@ -84,10 +143,12 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
 
     return Starlette(
         routes=ROUTES,
-        middleware=[Middleware(AccessLogMiddleware)],
+        middleware=[Middleware(AccessLogMiddleware), Middleware(SubjectPathMiddleware)],
         exception_handlers={
             VaultError: vault_error_handler,
             HTTPException: http_exception_handler,
+            IntegrityError: integrity_error_handler,
+            KeyUnavailableError: key_unavailable_handler,
         },
         lifespan=lifespan,
     )

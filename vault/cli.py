@@ -243,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vault.observability.logging import configure_logging
 
-    configure_logging("warning" if args.command not in ("serve", "api") else "info")
+    serving = args.command in ("serve", "api")
+    configure_logging("info" if serving else "warning", to_stderr=not serving)
     try:
         code: int = args.handler(args)
         return code

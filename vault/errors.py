@@ -58,6 +58,14 @@ class Forbidden(VaultError):
     """The key is valid but may not do this (scope, allowed CIDRs)."""
 
 
+class Restricted(Forbidden):
+    """Processing of this subject is restricted (GDPR Art. 18): compliance scope only."""
+
+
+class Gone(NotFound):
+    """Existed, and the vault still knows it was deleted or erased."""
+
+
 class Throttled(VaultError):
     """Too many attempts; retry after `retry_after` seconds."""
 

@@ -51,3 +51,169 @@ def access_log(http: httpx.Client, key: dict[str, Any], **params: Any) -> list[d
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
+
+
+# --- subjects, artefacts and records (appended with the subject routes) ------------------
+
+import hashlib  # noqa: E402
+import time  # noqa: E402
+import urllib.parse  # noqa: E402
+from collections.abc import Callable, Iterable, Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def ref_path(ref: str) -> str:
+    """A subject reference as one path segment: everything percent-encoded, `/` too."""
+    return urllib.parse.quote(ref, safe="")
+
+
+def subject_url(ref: str, *parts: str) -> str:
+    return "/".join([f"/v1/subjects/{ref_path(ref)}", *parts])
+
+
+def artefact_url(ref: str, artefact_id: str, *parts: str) -> str:
+    return subject_url(ref, "artefacts", artefact_id, *parts)
+
+
+def record_url(ref: str, name: str) -> str:
+    return subject_url(ref, "records", name)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class DataKeys:
+    """One key per data scope of a tenant, plus an admin-only one."""
+
+    ingest: dict[str, Any]
+    read: dict[str, Any]
+    compliance: dict[str, Any]
+    admin: dict[str, Any]
+
+
+def data_keys(http: httpx.Client, tenant: Tenant) -> DataKeys:
+    return DataKeys(
+        ingest=create_key(http, tenant, ["ingest"]),
+        read=create_key(http, tenant, ["read"]),
+        compliance=create_key(http, tenant, ["compliance"]),
+        admin=create_key(http, tenant, ["admin"]),
+    )
+
+
+def upload(
+    http: httpx.Client,
+    key: dict[str, Any],
+    ref: str,
+    data: bytes | Iterable[bytes],
+    category: str | None = "recording",
+    *,
+    content_type: str | None = None,
+    filename: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """POST an artefact (raw body; a generator is sent chunked)."""
+    sent = {**auth(key), **(headers or {})}
+    if content_type is not None:
+        sent["Content-Type"] = content_type
+    if filename is not None:
+        sent["X-Filename"] = filename
+    params = {} if category is None else {"category": category}
+    return http.post(subject_url(ref, "artefacts"), params=params, content=data, headers=sent)
+
+
+def uploaded(
+    http: httpx.Client, key: dict[str, Any], ref: str, data: bytes, **kwargs: Any
+) -> dict[str, Any]:
+    response = upload(http, key, ref, data, **kwargs)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def put_record(
+    http: httpx.Client,
+    key: dict[str, Any],
+    ref: str,
+    name: str,
+    body: bytes,
+    category: str | None = "account",
+    content_type: str = "application/json",
+) -> httpx.Response:
+    params = {} if category is None else {"category": category}
+    return http.put(
+        record_url(ref, name),
+        params=params,
+        content=body,
+        headers={**auth(key), "Content-Type": content_type},
+    )
+
+
+@dataclass
+class Download:
+    """A streamed GET: the status and headers, and the body if it arrived whole
+    (`error` names the transport error that cut it short otherwise)."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes | None
+    error: str | None
+
+
+def download(
+    http: httpx.Client, url: str, headers: dict[str, str], method: str = "GET"
+) -> Download:
+    try:
+        with http.stream(method, url, headers=headers) as response:
+            try:
+                body = response.read()
+            except httpx.TransportError as exc:
+                return Download(response.status_code, response.headers, None, repr(exc))
+            return Download(response.status_code, response.headers, body, None)
+    except httpx.TransportError as exc:
+        return Download(0, httpx.Headers(), None, repr(exc))
+
+
+def blob_root(settings: Any) -> Path:
+    root: Path = settings.data_dir.resolve() / "blobs"
+    return root
+
+
+def blob_files(root: Path, needle: str | None = None) -> list[Path]:
+    """Files under the blob store root whose path (relative to it) contains `needle`."""
+    if not root.exists():
+        return []
+    return sorted(
+        path
+        for path in root.rglob("*")
+        if path.is_file() and (needle is None or needle in str(path.relative_to(root)))
+    )
+
+
+def object_files(root: Path) -> set[Path]:
+    """Every blob file except the vault's own bookkeeping (access-log chain heads, the
+    shred ledger): the files that hold tenant data or unfinished uploads."""
+    return {
+        path
+        for path in blob_files(root)
+        if not str(path.relative_to(root)).startswith(("audit-heads/", "ledger", "shred"))
+    }
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while True:
+        if condition():
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+
+
+def chunks_of(data: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]

@@ -7,7 +7,7 @@ storage. Adapters turn vendor errors into BlobStoreError / BlobNotFound.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -61,7 +61,9 @@ class BlobStore(Protocol):
         iterator raises or the task is cancelled, nothing appears under `key` and the
         partial data is removed (temp file deleted, multipart upload aborted)."""
 
-    def get_range(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    def get_range(
+        self, key: str, start: int = 0, end: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
         """Stream bytes start..end (inclusive; None = to the end) in bounded memory."""
 
     async def size(self, key: str) -> int:

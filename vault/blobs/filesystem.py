@@ -17,7 +17,7 @@ import os
 import re
 import stat
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,32 +147,31 @@ class FilesystemBlobStore:
 
     async def get_range(
         self, key: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if start < 0 or (end is not None and end < start):
             raise ValueError("invalid byte range")
         path = self._path(key)
-        try:
-            handle = await asyncio.to_thread(self._open_for_read, path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise BlobNotFound("no such blob") from None
-        except OSError as exc:
-            raise _os_failure("read", exc) from None
-        try:
-            position = start
-            while end is None or position <= end:
-                want = (
-                    READ_CHUNK_BYTES if end is None else min(READ_CHUNK_BYTES, end + 1 - position)
-                )
-                try:
-                    piece = await asyncio.to_thread(os.pread, handle.fileno(), want, position)
-                except OSError as exc:
-                    raise _os_failure("read", exc) from None
-                if not piece:
-                    break
-                position += len(piece)
-                yield piece
-        finally:
-            handle.close()
+        # Each piece opens, reads and closes the file: no descriptor stays open across a
+        # yield, so a reader abandoned half way (client gone, integrity failure) leaks
+        # nothing, whenever its generator is finalised.
+        position = start
+        while end is None or position <= end:
+            want = READ_CHUNK_BYTES if end is None else min(READ_CHUNK_BYTES, end + 1 - position)
+            try:
+                piece = await asyncio.to_thread(self._read_at, path, want, position)
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+                raise BlobNotFound("no such blob") from None
+            except OSError as exc:
+                raise _os_failure("read", exc) from None
+            if not piece:
+                break
+            position += len(piece)
+            yield piece
+
+    @classmethod
+    def _read_at(cls, path: Path, size: int, offset: int) -> bytes:
+        with cls._open_for_read(path) as handle:
+            return os.pread(handle.fileno(), size, offset)
 
     @staticmethod
     def _open_for_read(path: Path) -> BinaryIO:

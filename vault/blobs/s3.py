@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import functools
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -165,7 +165,7 @@ class S3BlobStore:
 
     async def get_range(
         self, key: str, start: int = 0, end: int | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         if start < 0 or (end is not None and end < start):
             raise ValueError("invalid byte range")
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}

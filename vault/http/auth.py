@@ -13,8 +13,8 @@ from vault.services.api_keys import KeyRefusedForAddress, Principal
 _BEARER = "bearer "
 
 
-async def require(request: Request, scope: Scope) -> Principal:
-    """The caller's key, if it is live and holds `scope` (or a scope implying it).
+async def require(request: Request, *scopes: Scope) -> Principal:
+    """The caller's key, if it is live and holds one of `scopes` (or a scope implying it).
 
     Throttling (API.md): after too many missing or wrong keys from one IP, further
     missing or wrong keys from it get 429 instead of 401. A valid key is never refused
@@ -46,6 +46,7 @@ async def require(request: Request, scope: Scope) -> Principal:
         raise
     request.state.principal = principal
     request.state.key_prefix = principal.prefix
-    if not allows(principal.scopes, scope):
-        raise Forbidden(f"this API key lacks the {scope.value!r} scope")
+    if not any(allows(principal.scopes, scope) for scope in scopes):
+        needed = " or ".join(repr(scope.value) for scope in scopes)
+        raise Forbidden(f"this API key lacks the {needed} scope")
     return principal

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.db.database import DEPLOYMENT_TENANT
@@ -116,6 +117,13 @@ class AccessLogMiddleware:
             await self.app(scope, counting_receive, logging_send)
         except AccessLogFailed:
             raise
+        except ClientDisconnect:
+            # The client went away mid-request (an interrupted upload): nothing to send,
+            # but the attempt is logged. 499 is the conventional "client closed" code.
+            if not exchange.logged:
+                exchange.status = 499
+                await self._record(vault, scope, exchange)
+            return
         except Exception as exc:
             log.error(
                 "unhandled_error",
@@ -124,6 +132,11 @@ class AccessLogMiddleware:
                 exc_info=exc,
             )
             if exchange.streaming or exchange.logged:
+                # A streamed answer failed half way (e.g. a segment failed its integrity
+                # check): the connection is cut, and the log says the request failed.
+                if not exchange.logged:
+                    exchange.status = 500
+                    await self._record(vault, scope, exchange)
                 raise
             exchange.status = 500
             response = internal_error(exchange.request_id)

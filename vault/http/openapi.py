@@ -171,6 +171,138 @@ def _paths() -> dict[str, dict[str, Any]]:
                 errors=(422,),
             ),
         },
+        **_subject_paths(),
+    }  # fmt: skip
+
+
+_REF = {
+    "name": "ref",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The tenant's id for the data subject, percent-encoded (/ as %2F)",
+}
+ARTEFACT = {
+    "type": "object",
+    "properties": {
+        "id": _UUID,
+        "subject_ref": _STR,
+        "subject_ref_hash": _STR,
+        "category": _STR,
+        "content_type": _STR,
+        "filename": {"type": ["string", "null"]},
+        "size": {"type": "integer"},
+        "sha256": _STR,
+        "created_at": _TIME,
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    },
+}
+RECORD = {
+    "type": "object",
+    "properties": {
+        "name": _STR,
+        "category": _STR,
+        "version": {"type": "integer"},
+        "updated_at": _TIME,
+    },
+}
+SUBJECT = {
+    "type": "object",
+    "properties": {
+        "ref": _STR,
+        "subject_ref": _STR,
+        "subject_ref_hash": _STR,
+        "status": {"type": "string", "enum": ["active", "restricted", "erased"]},
+        "created_at": _TIME,
+        "restricted_at": {"type": ["string", "null"], "format": "date-time"},
+        "categories": {"type": "object", "additionalProperties": {"type": "object"}},
+    },
+}
+_PAGING = [
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Rows (50)"),
+    _query("cursor", _STR, "next_cursor of the previous page"),
+]
+
+
+def _list_page(item: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": item},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    }
+
+
+def _subject_paths() -> dict[str, dict[str, Any]]:
+    category = _query(
+        "category", _STR, "recording, transcript, account, billing, support, or the tenant's own"
+    )
+    return {
+        "/v1/subjects/{ref}/artefacts": {
+            "parameters": [_REF],
+            "post": _op(
+                "Upload an artefact (raw body, streamed; Content-Length or chunked)",
+                scope="ingest", ok=201, ok_schema=ARTEFACT, params=[category],
+                errors=(400, 403, 413, 422),
+                description="Optional X-Filename (RFC 8187 for non-ASCII). Creates the subject.",
+            ),
+            "get": _op("List the subject's artefacts, newest first", scope="read",
+                       params=[category, *_PAGING], ok_schema=_list_page(ARTEFACT),
+                       errors=(404, 422)),
+        },
+        "/v1/subjects/{ref}/artefacts/{artefact_id}": {
+            "parameters": [_REF, _path("artefact_id")],
+            "get": _op("An artefact's metadata", scope="read", ok_schema=ARTEFACT,
+                       errors=(404, 410)),
+            "delete": _op("Crypto-shred an artefact; its blob is removed within 5 minutes",
+                          scope="ingest", ok=204, errors=(404, 409, 410)),
+        },
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/content": {
+            "parameters": [_REF, _path("artefact_id")],
+            "get": _op(
+                "The plaintext, streamed; single byte ranges give 206", scope="read",
+                errors=(404, 410, 416),
+                description="HEAD works too. ETag and Accept-Ranges are set.",
+            ),
+        },
+        "/v1/subjects/{ref}/records": {
+            "parameters": [_REF],
+            "get": _op("List the subject's records", scope="read", params=_PAGING,
+                       ok_schema=_list_page(RECORD), errors=(404, 422)),
+        },
+        "/v1/subjects/{ref}/records/{name}": {
+            "parameters": [_REF, _path("name")],
+            "put": _op(
+                "Create (201) or replace (200) a record: any JSON value, at most 1 MiB",
+                scope="ingest", ok=201, ok_schema=RECORD, params=[category],
+                body={"description": "any JSON value"}, errors=(400, 409, 413, 415, 422),
+                description="Replacing shreds the previous version unless a hold covers it.",
+            ),
+            "get": _op("The record's JSON value as stored", scope="read", errors=(404, 410)),
+            "delete": _op("Crypto-shred the record", scope="ingest", ok=204,
+                          errors=(404, 409, 410)),
+        },
+        "/v1/subjects/{ref}/export": {
+            "parameters": [_REF],
+            "get": _op("Everything readable about the subject as one streamed ZIP",
+                       scope="read", errors=(404,)),
+        },
+        "/v1/subjects/{ref}/restriction": {
+            "parameters": [_REF],
+            "post": _op("Restrict processing (Art. 18): only compliance reads from now on",
+                        scope="erasure", ok_schema=SUBJECT,
+                        body={"type": "object", "required": ["reason"],
+                              "properties": {"reason": {"type": "string", "maxLength": 1000}}},
+                        errors=(404, 422), description="The erasure or compliance scope."),
+            "delete": _op("Lift the restriction", scope="erasure", ok_schema=SUBJECT,
+                          errors=(404,)),
+        },
+        "/v1/subjects/{ref}": {
+            "parameters": [_REF],
+            "get": _op("The subject's status and counts per category", scope="read",
+                       ok_schema=SUBJECT, errors=(404,)),
+        },
     }  # fmt: skip
 
 

@@ -43,22 +43,36 @@ def parse_time(name: str, value: object) -> datetime | None:
         raise InvalidInput(f"{name} is out of range", field=name) from None
 
 
-def encode_cursor(position: int) -> str:
+def encode_cursor_parts(*parts: str) -> str:
     """Cursors are opaque to clients: a position they must hand back unchanged."""
-    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
+    text = "\n".join(("v1", *parts))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
-def decode_cursor(value: str | None) -> int | None:
+def decode_cursor_parts(value: str | None, count: int) -> list[str] | None:
     if value is None or value == "":
         return None
     try:
         text = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
-        version, position = text.split(":", 1)
-        if version != "v1" or not position.isdigit():
-            raise ValueError
-        return int(position)
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput("cursor is not one this vault issued", field="cursor") from None
+    version, *parts = text.split("\n")
+    if version != "v1" or len(parts) != count:
+        raise InvalidInput("cursor is not one this vault issued", field="cursor")
+    return parts
+
+
+def encode_cursor(position: int) -> str:
+    return encode_cursor_parts(str(position))
+
+
+def decode_cursor(value: str | None) -> int | None:
+    parts = decode_cursor_parts(value, 1)
+    if parts is None:
+        return None
+    if not parts[0].isdigit():
+        raise InvalidInput("cursor is not one this vault issued", field="cursor")
+    return int(parts[0])
 
 
 def query_int(name: str, value: str | None, *, minimum: int, maximum: int) -> int | None:

@@ -20,7 +20,9 @@ STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
     errors.MalformedInput: (400, "malformed-request"),
     errors.Unauthenticated: (401, "unauthenticated"),
     errors.Forbidden: (403, "forbidden"),
+    errors.Restricted: (403, "restricted"),
     errors.NotFound: (404, "not-found"),
+    errors.Gone: (410, "gone"),
     errors.Conflict: (409, "conflict"),
     errors.TooLarge: (413, "too-large"),
     errors.UnsupportedMediaType: (415, "unsupported-media-type"),
@@ -72,6 +74,24 @@ def problem_for(exc: errors.VaultError, request_id: str | None) -> ProblemRespon
 async def vault_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.VaultError)
     return problem_for(exc, _request_id(request))
+
+
+async def integrity_error_handler(request: Request, exc: Exception) -> Response:
+    """Stored data failed authentication (corrupted or swapped ciphertext). Never altered
+    plaintext; the same answer whichever check failed."""
+    metrics = getattr(request.app.state, "vault", None)
+    if metrics is not None:
+        metrics.metrics.integrity_failures.labels(kind="ciphertext").inc()
+    return ProblemResponse(
+        500, "integrity", "stored data failed its integrity check", _request_id(request)
+    )
+
+
+async def key_unavailable_handler(request: Request, exc: Exception) -> Response:
+    return ProblemResponse(
+        503, "unavailable", "the key service is unavailable", _request_id(request),
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
 
 
 async def http_exception_handler(request: Request, exc: Exception) -> Response:

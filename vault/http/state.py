@@ -14,7 +14,12 @@ from vault.domain.throttle import FailureThrottle
 from vault.observability.metrics import Metrics
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
+from vault.services.artefacts import ArtefactService
+from vault.services.export import ExportService
+from vault.services.keyring import KeyRing
+from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subjects import SubjectService
 
 
 @dataclass
@@ -28,6 +33,11 @@ class VaultState:
     auth_throttle: FailureThrottle
     metrics: Metrics
     subject_refs: SubjectRefHasher
+    keyring: KeyRing
+    subjects: SubjectService
+    artefacts: ArtefactService
+    records: RecordService
+    export: ExportService
 
 
 def vault_state(request: Request) -> VaultState:

@@ -32,19 +32,34 @@ def drop_secret_fields(
     return event
 
 
-class _StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to the current sys.stdout, not the one present at configuration time."""
+class _CurrentStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the current sys.stdout (or stderr), not the one present at configuration
+    time (tests swap them)."""
+
+    def __init__(self, to_stderr: bool) -> None:
+        super().__init__()
+        self._to_stderr = to_stderr
 
     @property
     def stream(self) -> Any:
-        return sys.stdout
+        return sys.stderr if self._to_stderr else sys.stdout
 
     @stream.setter
     def stream(self, _value: Any) -> None:
         pass
 
 
-def configure_logging(level: str = "info") -> None:
+class _StreamLoggerFactory:
+    def __init__(self, to_stderr: bool) -> None:
+        self._to_stderr = to_stderr
+
+    def __call__(self, *args: Any) -> structlog.PrintLogger:
+        return structlog.PrintLogger(sys.stderr if self._to_stderr else sys.stdout)
+
+
+def configure_logging(level: str = "info", *, to_stderr: bool = False) -> None:
+    """Servers log to stdout; operator commands log to stderr, so their stdout stays the
+    command's output (`--json` for scripts)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -61,12 +76,12 @@ def configure_logging(level: str = "info") -> None:
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         # No file given: each logger writes to whatever sys.stdout is at that moment.
-        logger_factory=structlog.PrintLoggerFactory(),
+        logger_factory=_StreamLoggerFactory(to_stderr),
         cache_logger_on_first_use=False,
     )
     # Standard-library loggers (uvicorn, the crypto layer's key-file warning) go through
     # the same JSON rendering.
-    handler = _StdoutHandler()
+    handler = _CurrentStreamHandler(to_stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[

@@ -8,23 +8,19 @@ still contain the anchored row with the anchored hash.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import structlog
-
 from crypto.mac import keyed_hash, same_digest
 from crypto.secrets import SecretBytes
-from vault.blobs.base import BlobNotFound, BlobStore, BlobStoreError
+from vault.blobs.base import BlobNotFound, BlobStore
 from vault.db.database import DEPLOYMENT_TENANT, Database
 from vault.db.sql import Queries
 from vault.services.tenants import list_tenants
 
 Q = Queries("access_log")
-log = structlog.get_logger("datavault.access_anchor")
 
 # DESIGN.md: the signed head reaches the blob store at least every minute.
 ANCHOR_INTERVAL_SECONDS = 30.0
@@ -116,13 +112,3 @@ async def publish_anchors(db: Database, blobs: BlobStore, key: SecretBytes) -> i
         await blobs.put(anchor_key(tenant_id), encode_anchor(anchor, key))
         written += 1
     return written
-
-
-async def anchor_periodically(db: Database, blobs: BlobStore, key: SecretBytes) -> None:
-    """Runs for the life of the API process; one failed round is retried next round."""
-    while True:
-        try:
-            await publish_anchors(db, blobs, key)
-        except (BlobStoreError, Exception) as exc:
-            log.warning("access_log_anchor_failed", error_type=type(exc).__name__)
-        await asyncio.sleep(ANCHOR_INTERVAL_SECONDS)

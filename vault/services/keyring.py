@@ -53,7 +53,9 @@ class DataKey:
     subject_key: SubjectKeyRef
     key: SecretBytes
 
-    def content_context(self) -> KeyContext:
+    def content_context(self, part: str = "") -> KeyContext:
+        """`part` separates several messages under one data key (an artefact's stream
+        and its sealed metadata), so one can never be passed off as the other."""
         ref = self.subject_key
         return KeyContext(
             purpose=self.purpose,
@@ -61,7 +63,7 @@ class DataKey:
             subject_id=str(ref.subject_id),
             category=ref.category,
             generation=ref.generation,
-            key_id=str(self.id),
+            key_id=f"{self.id}#{part}" if part else str(self.id),
         )
 
 

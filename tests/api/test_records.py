@@ -1,0 +1,418 @@
+"""/v1/subjects/{ref}/records: small JSON values, created, replaced (the old value shredded),
+read, listed and deleted (API.md "Records", "Scopes"; DESIGN.md "Deletion guarantees")."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.api.helpers import (
+    MIB,
+    auth,
+    data_keys,
+    parse_time,
+    put_record,
+    record_url,
+    subject_url,
+)
+from tests.support import ServerThread, Tenant, problem
+
+RECORD_FIELDS = {"name", "category", "version", "updated_at"}
+
+
+def _ref() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+def _json_string_of_exactly(total: int) -> bytes:
+    """A JSON document (one string) of exactly `total` bytes."""
+    body = b'"' + b"a" * (total - 2) + b'"'
+    assert len(body) == total
+    return body
+
+
+# --- create and read ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"email_verified": true, "plan": "pro", "seats": 3}',
+        b'[1, 2, {"nested": ["deep", null]}]',
+        b'"just a string"',
+        b"42",
+        b"-0.5e3",
+        b"null",
+        b"true",
+        b'{"name": "Zo\xc3\xab \xe2\x82\xac", "emoji": "\\ud83d\\ude00"}',
+        b'{\n  "pretty": [1,\n 2]\n}\n',
+    ],
+    ids=[
+        "object",
+        "array",
+        "string",
+        "integer",
+        "float",
+        "null",
+        "boolean",
+        "unicode",
+        "pretty-printed",
+    ],
+)
+def test_created_record_reads_back_exactly_as_stored(
+    server: ServerThread, tenant: Tenant, body: bytes
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        created = put_record(http, keys.ingest, ref, "profile", body)
+        fetched = http.get(record_url(ref, "profile"), headers=auth(keys.read))
+    assert created.status_code == 201, created.text
+    meta = created.json()
+    assert set(meta) >= RECORD_FIELDS, meta
+    assert meta["name"] == "profile"
+    assert meta["category"] == "account"
+    assert meta["version"] == 1
+    assert meta["updated_at"].endswith("Z")
+    parse_time(meta["updated_at"])
+    assert fetched.status_code == 200, fetched.text
+    assert fetched.headers["Content-Type"].startswith("application/json")
+    assert fetched.json() == json.loads(body)
+    assert fetched.content == body
+
+
+def test_json_content_type_with_charset_is_accepted(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        created = put_record(
+            http,
+            keys.ingest,
+            _ref(),
+            "prefs",
+            b'{"a": 1}',
+            content_type="application/json; charset=utf-8",
+        )
+    assert created.status_code == 201, created.text
+
+
+@pytest.mark.parametrize("category", ["account", "billing", "support", "transcript", "recording"])
+def test_record_in_each_built_in_category(
+    server: ServerThread, tenant: Tenant, category: str
+) -> None:
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        created = put_record(http, keys.ingest, _ref(), "r", b"{}", category=category)
+    assert created.status_code == 201, created.text
+    assert created.json()["category"] == category
+
+
+@pytest.mark.parametrize(
+    "category", [None, "", "accounts", "Account"], ids=["missing", "empty", "unknown", "upper"]
+)
+def test_create_without_a_known_category_is_422_and_stores_nothing(
+    server: ServerThread, tenant: Tenant, category: str | None
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        refused = put_record(http, keys.ingest, ref, "profile", b"{}", category=category)
+        fetched = http.get(record_url(ref, "profile"), headers=auth(keys.read))
+    assert refused.status_code == 422, refused.text
+    assert "category" in [e.get("field") for e in problem(refused).get("errors") or []]
+    assert fetched.status_code == 404
+
+
+def test_unknown_record_is_404(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "exists", b"1").status_code == 201
+        missing = http.get(record_url(ref, "missing"), headers=auth(keys.read))
+        deleted = http.delete(record_url(ref, "missing"), headers=auth(keys.ingest))
+        unknown_subject = http.get(record_url(_ref(), "exists"), headers=auth(keys.read))
+    for response in (missing, deleted, unknown_subject):
+        assert response.status_code == 404, response.text
+        problem(response)
+
+
+# --- replace ------------------------------------------------------------------------------
+
+
+def test_replace_is_200_increments_version_and_returns_only_the_new_value(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    ref = _ref()
+    values = [b'{"email": "old-1@example.org"}', b'{"email": "old-2@example.org"}', b'"v3"']
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        responses = [put_record(http, keys.ingest, ref, "contact", v) for v in values[:2]]
+        # A replace may leave the category out (the record keeps its own).
+        responses.append(put_record(http, keys.ingest, ref, "contact", values[2], category=None))
+        fetched = http.get(record_url(ref, "contact"), headers=auth(keys.read))
+        by_compliance = http.get(record_url(ref, "contact"), headers=auth(keys.compliance))
+        listed = http.get(subject_url(ref, "records"), headers=auth(keys.read))
+    assert [r.status_code for r in responses] == [201, 200, 200], [r.text for r in responses]
+    assert [r.json()["version"] for r in responses] == [1, 2, 3]
+    assert {r.json()["category"] for r in responses} == {"account"}
+    times = [parse_time(r.json()["updated_at"]) for r in responses]
+    assert times == sorted(times)
+    assert fetched.content == b'"v3"'
+    assert by_compliance.content == b'"v3"'
+    for old in (b"old-1@example.org", b"old-2@example.org"):
+        assert old not in fetched.content
+        assert old not in by_compliance.content
+        assert old not in listed.content
+    assert listed.json()["items"] == [responses[-1].json()]
+
+
+def test_replace_in_another_category_is_409_and_keeps_the_value(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        first = put_record(http, keys.ingest, ref, "invoice", b'{"n": 1}', "billing")
+        conflict = put_record(http, keys.ingest, ref, "invoice", b'{"n": 2}', "account")
+        same = put_record(http, keys.ingest, ref, "invoice", b'{"n": 3}', "billing")
+        fetched = http.get(record_url(ref, "invoice"), headers=auth(keys.read))
+    assert first.status_code == 201, first.text
+    assert conflict.status_code == 409, conflict.text
+    problem(conflict)
+    assert same.status_code == 200, same.text
+    assert same.json()["version"] == 2
+    assert fetched.content == b'{"n": 3}'
+
+
+# --- size, content type, syntax -----------------------------------------------------------
+
+
+def test_record_of_exactly_one_mib_is_accepted(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    body = _json_string_of_exactly(MIB)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        created = put_record(http, keys.ingest, ref, "big", body)
+        fetched = http.get(record_url(ref, "big"), headers=auth(keys.read))
+    assert created.status_code == 201, created.text[:500]
+    assert fetched.content == body
+
+
+def test_record_of_one_mib_plus_one_byte_is_413(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        refused = put_record(http, keys.ingest, ref, "big", _json_string_of_exactly(MIB + 1))
+        fetched = http.get(record_url(ref, "big"), headers=auth(keys.read))
+    assert refused.status_code == 413, refused.text[:500]
+    problem(refused)
+    assert fetched.status_code == 404
+
+
+def test_chunked_record_over_one_mib_is_413(server: ServerThread, tenant: Tenant) -> None:
+    body = _json_string_of_exactly(MIB + 1)
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(body), 100_000):
+            yield body[start : start + 100_000]
+
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        refused = http.put(
+            record_url(ref, "big"),
+            params={"category": "account"},
+            content=chunks(),
+            headers={**auth(keys.ingest), "Content-Type": "application/json"},
+        )
+    assert refused.status_code == 413, refused.text[:500]
+    problem(refused)
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/octet-stream", "application/x-www-form-urlencoded"]
+)
+def test_non_json_content_type_is_415(
+    server: ServerThread, tenant: Tenant, content_type: str
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        refused = put_record(http, keys.ingest, ref, "p", b'{"a": 1}', content_type=content_type)
+        fetched = http.get(record_url(ref, "p"), headers=auth(keys.read))
+    assert refused.status_code == 415, refused.text
+    problem(refused)
+    assert fetched.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"a": 1', b"\xff\xfe not utf-8", b"", b"{'single': 'quotes'}", b"NaN", b"[1,]"],
+    ids=["truncated", "not-utf8", "empty", "single-quotes", "nan", "trailing-comma"],
+)
+def test_invalid_json_is_400(server: ServerThread, tenant: Tenant, body: bytes) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        refused = put_record(http, keys.ingest, ref, "p", body)
+        fetched = http.get(record_url(ref, "p"), headers=auth(keys.read))
+    assert refused.status_code == 400, refused.text
+    problem(refused)
+    assert fetched.status_code == 404
+
+
+# --- names --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["a", "x" * 200, "profile.v2_final-1", "UPPER.lower", "0", "-_."])
+def test_valid_record_names_are_accepted(server: ServerThread, tenant: Tenant, name: str) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        created = put_record(http, keys.ingest, ref, name, b"1")
+        fetched = http.get(record_url(ref, name), headers=auth(keys.read))
+    assert created.status_code == 201, created.text
+    assert created.json()["name"] == name
+    assert fetched.content == b"1"
+
+
+@pytest.mark.parametrize(
+    "raw_name",
+    ["x" * 201, "with%20space", "na%C3%AFve", "a+b", "semi%3Bcolon", "tab%09", "at@sign"],
+    ids=["201-chars", "space", "non-ascii", "plus", "semicolon", "tab", "at-sign"],
+)
+def test_invalid_record_names_are_422(server: ServerThread, tenant: Tenant, raw_name: str) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        refused = http.put(
+            f"{subject_url(ref, 'records')}/{raw_name}",
+            params={"category": "account"},
+            content=b"1",
+            headers={**auth(keys.ingest), "Content-Type": "application/json"},
+        )
+        listed = http.get(subject_url(ref, "records"), headers=auth(keys.read))
+    assert refused.status_code == 422, refused.text
+    assert "name" in [e.get("field") for e in problem(refused).get("errors") or []]
+    assert listed.status_code == 404 or listed.json()["items"] == []
+
+
+# --- list and delete ----------------------------------------------------------------------
+
+
+def test_list_shows_name_category_version_and_time_but_no_value(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        made = {
+            "profile": put_record(http, keys.ingest, ref, "profile", b'{"secret": "s3cr3t-1"}'),
+            "invoice": put_record(
+                http, keys.ingest, ref, "invoice", b'{"secret": "s3cr3t-2"}', "billing"
+            ),
+            "ticket": put_record(
+                http, keys.ingest, ref, "ticket", b'{"secret": "s3cr3t-3"}', "support"
+            ),
+        }
+        made["profile"] = put_record(http, keys.ingest, ref, "profile", b'{"secret": "s3cr3t-4"}')
+        listed = http.get(subject_url(ref, "records"), headers=auth(keys.read))
+    assert listed.status_code == 200, listed.text
+    body = listed.json()
+    assert body["next_cursor"] is None
+    items = {item["name"]: item for item in body["items"]}
+    assert len(body["items"]) == 3
+    for name, response in made.items():
+        assert set(items[name]) >= RECORD_FIELDS
+        for field in RECORD_FIELDS:
+            assert items[name][field] == response.json()[field], (name, field)
+    assert items["profile"]["version"] == 2
+    assert b"s3cr3t" not in listed.content
+
+
+def test_deleted_record_is_gone(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "gone", b'"bye-value"').status_code == 201
+        assert put_record(http, keys.ingest, ref, "kept", b'"kept-value"').status_code == 201
+        deleted = http.delete(record_url(ref, "gone"), headers=auth(keys.ingest))
+        read = http.get(record_url(ref, "gone"), headers=auth(keys.read))
+        compliance = http.get(record_url(ref, "gone"), headers=auth(keys.compliance))
+        again = http.delete(record_url(ref, "gone"), headers=auth(keys.ingest))
+        listed = http.get(subject_url(ref, "records"), headers=auth(keys.read))
+        kept = http.get(record_url(ref, "kept"), headers=auth(keys.read))
+    assert deleted.status_code == 204, deleted.text
+    for response in (read, compliance, again):
+        assert response.status_code in (404, 410), response.text
+        problem(response)
+        assert b"bye-value" not in response.content
+    assert [item["name"] for item in listed.json()["items"]] == ["kept"]
+    assert kept.content == b'"kept-value"'
+
+
+def test_record_written_again_after_delete_starts_a_new_life(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "r", b"1").status_code == 201
+        assert http.delete(record_url(ref, "r"), headers=auth(keys.ingest)).status_code == 204
+        again = put_record(http, keys.ingest, ref, "r", b"2", "support")
+        fetched = http.get(record_url(ref, "r"), headers=auth(keys.read))
+    assert again.status_code == 201, again.text
+    assert again.json()["category"] == "support"
+    assert fetched.content == b"2"
+
+
+# --- scopes -------------------------------------------------------------------------------
+
+
+def test_read_key_cannot_write_or_delete(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "r", b'"original"').status_code == 201
+        write = put_record(http, keys.read, ref, "r", b'"changed"')
+        create = put_record(http, keys.read, ref, "other", b'"new"')
+        delete = http.delete(record_url(ref, "r"), headers=auth(keys.read))
+        fetched = http.get(record_url(ref, "r"), headers=auth(keys.read))
+    for response in (write, create, delete):
+        assert response.status_code == 403, response.text
+        problem(response)
+    assert fetched.content == b'"original"'
+
+
+def test_ingest_key_writes_but_cannot_read(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "r", b'"hidden-value"').status_code == 201
+        read = http.get(record_url(ref, "r"), headers=auth(keys.ingest))
+        listed = http.get(subject_url(ref, "records"), headers=auth(keys.ingest))
+    for response in (read, listed):
+        assert response.status_code == 403, response.text
+        problem(response)
+        assert b"hidden-value" not in response.content
+
+
+def test_admin_only_key_is_403_on_every_record_route(server: ServerThread, tenant: Tenant) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "r", b'"admin-cannot-see"').status_code == 201
+        responses = [
+            put_record(http, keys.admin, ref, "r", b'"x"'),
+            http.get(record_url(ref, "r"), headers=auth(keys.admin)),
+            http.get(subject_url(ref, "records"), headers=auth(keys.admin)),
+            http.delete(record_url(ref, "r"), headers=auth(keys.admin)),
+        ]
+        fetched = http.get(record_url(ref, "r"), headers=auth(keys.read))
+    for response in responses:
+        assert response.status_code == 403, response.text
+        problem(response)
+        assert b"admin-cannot-see" not in response.content
+    assert fetched.content == b'"admin-cannot-see"'

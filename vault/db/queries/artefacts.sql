@@ -1,0 +1,42 @@
+-- name: insert_uploading
+INSERT INTO artefacts (tenant_id, id, subject_id, category, generation, data_key_id, blob_key,
+                       state, content_type, segment_size)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'uploading', $8, $9)
+RETURNING created_at
+
+-- name: complete
+UPDATE artefacts SET state = 'active', size = $3, metadata_sealed = $4
+ WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
+
+-- name: abandon
+UPDATE artefacts SET state = 'deleted', deleted_at = now()
+ WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
+
+-- name: get
+SELECT id, subject_id, category, generation, data_key_id, blob_key, state, content_type, size,
+       segment_size, metadata_sealed, created_at, expires_at, deleted_at
+  FROM artefacts WHERE tenant_id = $1 AND id = $2 AND subject_id = $3
+
+-- name: list
+SELECT id, subject_id, category, generation, data_key_id, blob_key, state, content_type, size,
+       segment_size, metadata_sealed, created_at, expires_at, deleted_at
+  FROM artefacts
+ WHERE tenant_id = $1 AND subject_id = $2 AND state = 'active'
+   AND ($3::text IS NULL OR category = $3)
+   AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+ ORDER BY created_at DESC, id DESC
+ LIMIT $6
+
+-- name: mark_deleted
+UPDATE artefacts SET state = 'deleted', deleted_at = now(), metadata_sealed = NULL
+ WHERE tenant_id = $1 AND id = $2 AND state = 'active'
+
+-- name: blob_removed
+UPDATE artefacts SET blob_removed_at = now() WHERE tenant_id = $1 AND id = $2
+
+-- name: cleanup_due
+-- Deleted artefacts whose blob is still there, and uploads abandoned by a crash.
+SELECT id, data_key_id, blob_key, state FROM artefacts
+ WHERE tenant_id = $1
+   AND ((state = 'deleted' AND blob_removed_at IS NULL) OR (state = 'uploading' AND created_at < $2))
+ ORDER BY created_at LIMIT $3

@@ -1,0 +1,38 @@
+-- name: current_for_update
+SELECT name, version, category, data_key_id, created_at FROM records
+ WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current
+   FOR UPDATE
+
+-- name: newest_version
+SELECT coalesce(max(version), 0) FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3
+
+-- name: insert
+INSERT INTO records (tenant_id, subject_id, name, version, category, generation, data_key_id,
+                     value_sealed, size, current)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
+RETURNING created_at
+
+-- name: retire_current
+-- shredded = true: the version's key is destroyed, so its sealed value goes too.
+UPDATE records SET current = false, superseded_at = now(),
+       value_sealed = CASE WHEN $5 THEN NULL ELSE value_sealed END
+ WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND version = $4
+
+-- name: get_current
+SELECT name, version, category, generation, data_key_id, value_sealed, created_at FROM records
+ WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current
+
+-- name: ever_existed
+SELECT 1 FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 LIMIT 1
+
+-- name: list
+SELECT name, version, category, created_at FROM records
+ WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
+   AND ($3::timestamptz IS NULL OR (created_at, name) < ($3, $4::text))
+ ORDER BY created_at DESC, name DESC
+ LIMIT $5
+
+-- name: all_current
+SELECT name, version, category, data_key_id, value_sealed, created_at FROM records
+ WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
+ ORDER BY name

@@ -1,0 +1,40 @@
+-- name: find
+SELECT id, ref_hash, generation, created_at, restricted_at, ref_data_key_id
+  FROM subjects WHERE tenant_id = $1 AND ref_hash = $2
+
+-- name: insert
+INSERT INTO subjects (tenant_id, id, ref_hash) VALUES ($1, $2, $3)
+ON CONFLICT (tenant_id, ref_hash) DO NOTHING
+
+-- name: set_ref_copy
+UPDATE subjects SET ref_sealed = $3, ref_data_key_id = $4 WHERE tenant_id = $1 AND id = $2
+
+-- name: ref_copy_live
+SELECT wrapped_key IS NOT NULL FROM data_keys WHERE tenant_id = $1 AND id = $2
+
+-- name: ref_key_of
+SELECT ref_data_key_id FROM subjects WHERE tenant_id = $1 AND id = $2
+
+-- name: restrict
+UPDATE subjects SET restricted_at = coalesce(restricted_at, now()), restriction_reason_sealed = $3
+ WHERE tenant_id = $1 AND id = $2
+RETURNING restricted_at
+
+-- name: lift_restriction
+UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
+ WHERE tenant_id = $1 AND id = $2
+
+-- name: summary
+SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS records,
+       sum(bytes)::bigint AS bytes
+  FROM (SELECT category, count(*) AS artefacts, 0 AS records, coalesce(sum(size), 0) AS bytes
+          FROM artefacts WHERE tenant_id = $1 AND subject_id = $2 AND state = 'active'
+         GROUP BY category
+        UNION ALL
+        SELECT category, 0, count(*), coalesce(sum(size), 0)
+          FROM records WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
+         GROUP BY category) AS per_kind
+ GROUP BY category ORDER BY category
+
+-- name: tenant_categories
+SELECT coalesce(settings -> 'categories', '[]'::jsonb) FROM tenants WHERE id = $1

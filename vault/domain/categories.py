@@ -1,0 +1,22 @@
+"""Data categories: the built-in ones and a tenant's own (API.md, Conventions)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from vault.errors import InvalidInput
+
+BUILT_IN_CATEGORIES = ("recording", "transcript", "account", "billing", "support")
+# Holds the sealed copy of the subject reference; not a category tenants store data in.
+IDENTITY_CATEGORY = "identity"
+CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+def check_category(value: str | None, tenant_categories: Iterable[str] = ()) -> str:
+    if not value:
+        raise InvalidInput("category is required", field="category")
+    known = (*BUILT_IN_CATEGORIES, *tenant_categories)
+    if value not in known:
+        raise InvalidInput(f"unknown category; known: {', '.join(sorted(known))}", field="category")
+    return value

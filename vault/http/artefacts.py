@@ -1,0 +1,185 @@
+"""/v1/subjects/{ref}/artefacts: streamed upload, metadata, ranged download, shred."""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from vault.domain.ranges import RangeNotSatisfiable, parse_range
+from vault.domain.scopes import Scope
+from vault.errors import InvalidInput, MalformedInput
+from vault.http.auth import require
+from vault.http.pages import page_after_time, page_params
+from vault.http.params import encode_cursor_parts, path_uuid
+from vault.http.problems import ProblemResponse
+from vault.http.render import json_response, rfc3339
+from vault.http.state import vault_state
+from vault.http.subject_path import subject_ref
+from vault.http.subject_request import access_for, note_subject
+from vault.services.artefacts import Artefact
+
+MAX_CONTENT_TYPE_LENGTH = 255
+MAX_FILENAME_LENGTH = 255
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+
+def render_artefact(artefact: Artefact, ref: str) -> dict[str, Any]:
+    return {
+        "id": artefact.id,
+        "subject_ref": ref,
+        "subject_ref_hash": artefact.subject.ref_hash.hex(),
+        "category": artefact.category,
+        "content_type": artefact.content_type,
+        "filename": artefact.filename,
+        "size": artefact.size,
+        "sha256": artefact.sha256,
+        "created_at": artefact.created_at,
+        "expires_at": artefact.expires_at,
+    }
+
+
+def _filename(request: Request) -> str | None:
+    raw = request.headers.get("x-filename")
+    if raw is None:
+        return None
+    # RFC 8187: UTF-8''percent-encoded, for names that are not ASCII.
+    if raw.lower().startswith("utf-8''"):
+        try:
+            raw = urllib.parse.unquote(raw[7:], errors="strict")
+        except UnicodeDecodeError:
+            raise InvalidInput(
+                "X-Filename is not valid RFC 8187 UTF-8", field="X-Filename"
+            ) from None
+    if not raw or len(raw) > MAX_FILENAME_LENGTH or any(ord(c) < 32 or c in "/\\" for c in raw):
+        raise InvalidInput(
+            f"X-Filename must be 1-{MAX_FILENAME_LENGTH} characters, "
+            "without control characters or slashes",
+            field="X-Filename",
+        )
+    return raw
+
+
+def _declared_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise MalformedInput("Content-Length is not a number")
+    return int(value)
+
+
+async def upload_artefact(request: Request) -> Response:
+    principal = await require(request, Scope.INGEST)
+    ref = subject_ref(request)
+    state = vault_state(request)
+    await note_subject(request, principal.tenant_id, ref)
+    content_type = (
+        request.headers.get("content-type", DEFAULT_CONTENT_TYPE).strip() or DEFAULT_CONTENT_TYPE
+    )
+    if len(content_type) > MAX_CONTENT_TYPE_LENGTH or not content_type.isprintable():
+        raise InvalidInput("Content-Type is too long or not printable", field="Content-Type")
+    artefact = await state.artefacts.upload(
+        principal.tenant_id,
+        ref,
+        category=request.query_params.get("category"),
+        content_type=content_type,
+        filename=_filename(request),
+        body=request.stream(),
+        declared_length=_declared_length(request),
+    )
+    request.state.artefact_id = artefact.id
+    return json_response(render_artefact(artefact, ref.reveal()), status=201)
+
+
+async def list_artefacts(request: Request) -> Response:
+    principal = await require(request, Scope.READ)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    limit, after = page_params(request, {"category"})
+    artefacts = await vault_state(request).artefacts.list(
+        principal.tenant_id, ref, access_for(principal),
+        category=request.query_params.get("category") or None,
+        after=page_after_time(after), limit=limit,
+    )  # fmt: skip
+    items = [render_artefact(a, ref.reveal()) for a in artefacts]
+    last = artefacts[-1] if len(artefacts) == limit else None
+    return json_response({"items": items, "next_cursor": _cursor(last)})
+
+
+def _cursor(last: Artefact | None) -> str | None:
+    return encode_cursor_parts(rfc3339(last.created_at), str(last.id)) if last else None
+
+
+async def show_artefact(request: Request) -> Response:
+    principal = await require(request, Scope.READ)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    artefact_id = path_uuid(request.path_params["artefact_id"])
+    request.state.artefact_id = artefact_id
+    artefact = await vault_state(request).artefacts.describe(
+        principal.tenant_id, ref, artefact_id, access_for(principal)
+    )
+    return json_response(render_artefact(artefact, ref.reveal()))
+
+
+async def artefact_content(request: Request) -> Response:
+    principal = await require(request, Scope.READ)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    artefact_id = path_uuid(request.path_params["artefact_id"])
+    request.state.artefact_id = artefact_id
+    service = vault_state(request).artefacts
+    access = access_for(principal)
+    if request.method == "HEAD":
+        artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
+        size = artefact.size
+        try:
+            byte_range = parse_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable:
+            return _unsatisfiable(request, size)
+        headers = _content_headers(
+            artefact, byte_range.length if byte_range else size, byte_range, size
+        )
+        return Response(status_code=206 if byte_range else 200, headers=headers)
+    artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
+    try:
+        byte_range = parse_range(request.headers.get("range"), artefact.size)
+    except RangeNotSatisfiable:
+        return _unsatisfiable(request, artefact.size)
+    content = await service.open_content(principal.tenant_id, ref, artefact_id, access, byte_range)
+    headers = _content_headers(content.artefact, content.length, byte_range, artefact.size)
+    return StreamingResponse(content.body, status_code=206 if byte_range else 200, headers=headers)
+
+
+def _content_headers(artefact: Artefact, length: int, byte_range: Any, size: int) -> dict[str, str]:
+    headers = {
+        "Content-Type": artefact.content_type,
+        "Content-Length": str(length),
+        # Artefacts never change: the id is a strong validator.
+        "ETag": f'"{artefact.id}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "private, no-store",
+    }
+    if byte_range is not None:
+        headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"
+    return headers
+
+
+def _unsatisfiable(request: Request, size: int) -> Response:
+    return ProblemResponse(
+        416, "range-not-satisfiable", f"the artefact has {size} bytes", request.state.request_id,
+        headers={"Content-Range": f"bytes */{size}"},
+    )  # fmt: skip
+
+
+async def delete_artefact(request: Request) -> Response:
+    principal = await require(request, Scope.INGEST)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    artefact_id = path_uuid(request.path_params["artefact_id"])
+    request.state.artefact_id = artefact_id
+    await vault_state(request).artefacts.delete(principal.tenant_id, ref, artefact_id)
+    return Response(status_code=204)

@@ -1,0 +1,89 @@
+"""/v1/subjects/{ref}/records: small JSON values, replaced as a whole."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vault.domain.scopes import Scope
+from vault.errors import TooLarge, UnsupportedMediaType
+from vault.http.auth import require
+from vault.http.pages import page_after_name, page_params
+from vault.http.params import encode_cursor_parts
+from vault.http.render import json_response, rfc3339
+from vault.http.state import vault_state
+from vault.http.subject_path import subject_ref
+from vault.http.subject_request import access_for, note_subject
+from vault.services.records import MAX_RECORD_BYTES, RecordVersion, check_json
+
+
+def _render(record: RecordVersion) -> dict[str, object]:
+    return {
+        "name": record.name,
+        "category": record.category,
+        "version": record.version,
+        "updated_at": record.updated_at,
+    }
+
+
+async def _json_body(request: Request) -> bytes:
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise UnsupportedMediaType("send the record as application/json")
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_RECORD_BYTES:
+        raise TooLarge(f"a record is at most {MAX_RECORD_BYTES} bytes of JSON")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_RECORD_BYTES:
+            raise TooLarge(f"a record is at most {MAX_RECORD_BYTES} bytes of JSON")
+    return check_json(bytes(body))
+
+
+async def put_record(request: Request) -> Response:
+    principal = await require(request, Scope.INGEST)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    value = await _json_body(request)
+    record = await vault_state(request).records.put(
+        principal.tenant_id,
+        ref,
+        request.path_params["name"],
+        request.query_params.get("category") or None,
+        value,
+    )
+    return json_response(_render(record), status=201 if record.created else 200)
+
+
+async def get_record(request: Request) -> Response:
+    principal = await require(request, Scope.READ)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    value = await vault_state(request).records.get(
+        principal.tenant_id, ref, request.path_params["name"], access_for(principal)
+    )
+    return Response(
+        value, media_type="application/json", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+async def list_records(request: Request) -> Response:
+    principal = await require(request, Scope.READ)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    limit, after = page_params(request, set())
+    records = await vault_state(request).records.list(
+        principal.tenant_id, ref, access_for(principal), after=page_after_name(after), limit=limit
+    )
+    last = records[-1] if len(records) == limit else None
+    cursor = encode_cursor_parts(rfc3339(last.updated_at), last.name) if last else None
+    return json_response({"items": [_render(r) for r in records], "next_cursor": cursor})
+
+
+async def delete_record(request: Request) -> Response:
+    principal = await require(request, Scope.INGEST)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    await vault_state(request).records.delete(principal.tenant_id, ref, request.path_params["name"])
+    return Response(status_code=204)

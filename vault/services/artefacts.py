@@ -1,0 +1,288 @@
+"""Artefacts: large objects streamed in and out, encrypted under their own data key.
+
+Upload: the row is written as 'uploading' with a fresh data key, the body streams
+through the meter and the cipher into the blob store, then the row becomes 'active' with
+its size and sealed metadata. A failed or interrupted upload leaves no visible artefact:
+the blob store removes its partial data, the data key is destroyed and the row marked
+deleted at once; after a crash the sweeper does the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from crypto.limits import DEFAULT_SEGMENT_SIZE
+from crypto.records import open_record, seal_record
+from crypto.stream import (
+    decrypt_range,
+    decrypt_stream,
+    encrypt_stream,
+    header_size,
+    parse_header,
+    plan_range,
+)
+from vault.blobs.base import BlobStore
+from vault.db.database import Connection, Database
+from vault.db.sql import Queries
+from vault.domain.categories import check_category
+from vault.domain.ranges import ByteRange
+from vault.domain.secret_text import SecretText
+from vault.errors import Gone, NotFound, TooLarge
+from vault.services.artefact_meter import UploadMeter
+from vault.services.keyring import DataKey, KeyRing
+from vault.services.subjects import (
+    Subject,
+    SubjectAccess,
+    SubjectService,
+    check_access,
+    check_writable,
+)
+
+Q = Queries("artefacts")
+
+# An upload still 'uploading' after this long belongs to a process that died.
+ABANDONED_UPLOAD_AFTER = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Artefact:
+    id: uuid.UUID
+    subject: Subject
+    category: str
+    content_type: str
+    filename: str | None
+    size: int
+    sha256: str
+    crc32: int
+    created_at: datetime
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Content:
+    artefact: Artefact
+    byte_range: ByteRange | None  # None: the whole object
+    body: AsyncIterator[bytes]
+
+    @property
+    def length(self) -> int:
+        return self.byte_range.length if self.byte_range else self.artefact.size
+
+
+def blob_key(
+    tenant_id: uuid.UUID, subject_id: uuid.UUID, artefact_id: uuid.UUID, key_id: uuid.UUID
+) -> str:
+    # Tenant and subject in the key: an operator can see whose object it is, and a blob
+    # swapped into another place fails to decrypt (the AAD names the data key).
+    return f"tenants/{tenant_id}/subjects/{subject_id}/artefacts/{artefact_id}/{key_id}"
+
+
+class ArtefactService:
+    def __init__(
+        self,
+        db: Database,
+        blobs: BlobStore,
+        keyring: KeyRing,
+        subjects: SubjectService,
+        max_bytes: int,
+    ) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._keyring = keyring
+        self._subjects = subjects
+        self.max_bytes = max_bytes
+
+    async def upload(
+        self,
+        tenant_id: uuid.UUID,
+        ref: SecretText,
+        *,
+        category: str | None,
+        content_type: str,
+        filename: str | None,
+        body: AsyncIterable[bytes],
+        declared_length: int | None,
+    ) -> Artefact:
+        if declared_length is not None and declared_length > self.max_bytes:
+            raise TooLarge(f"artefact is larger than {self.max_bytes} bytes")
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        artefact_id = uuid.uuid4()
+        async with self._db.tenant_tx(tenant_id) as conn:
+            category = check_category(
+                category, await self._subjects.tenant_categories(conn, tenant_id)
+            )
+            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
+            check_writable(subject)
+            key_ref = await self._keyring.subject_key_for_write(
+                conn, tenant_id, subject.id, category, subject.generation
+            )
+            data_key = await self._keyring.new_data_key(conn, key_ref, "artefact")
+            key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
+            created_at = await conn.fetchval(
+                Q.insert_uploading,
+                tenant_id, artefact_id, subject.id, category, subject.generation, data_key.id, key,
+                content_type, DEFAULT_SEGMENT_SIZE,
+            )  # fmt: skip
+        meter = UploadMeter(self.max_bytes)
+        try:
+            ciphertext = encrypt_stream(
+                data_key.key, data_key.content_context(), meter.through(body)
+            )
+            await self._blobs.put_stream(key, ciphertext)
+            metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
+            sealed = seal_record(
+                data_key.key, json.dumps(metadata).encode(), data_key.content_context("metadata")
+            )
+            async with self._db.tenant_tx(tenant_id) as conn:
+                await conn.execute(Q.complete, tenant_id, artefact_id, meter.size, sealed)
+        except BaseException:
+            # Shielded: a cancelled request must still shred what it started.
+            await asyncio.shield(self._abandon(tenant_id, artefact_id, data_key.id, key))
+            raise
+        return Artefact(
+            artefact_id, subject, category, content_type, filename, meter.size, meter.sha256,
+            meter.crc32, created_at, None,
+        )  # fmt: skip
+
+    async def _abandon(
+        self, tenant_id: uuid.UUID, artefact_id: uuid.UUID, data_key_id: uuid.UUID, key: str
+    ) -> None:
+        async with self._db.tenant_tx(tenant_id) as conn:
+            await conn.execute(Q.abandon, tenant_id, artefact_id)
+            await self._keyring.destroy_data_key(conn, tenant_id, data_key_id)
+        await self._blobs.delete(key)  # in case the blob completed before the failure
+        async with self._db.tenant_tx(tenant_id) as conn:
+            await conn.execute(Q.blob_removed, tenant_id, artefact_id)
+
+    async def _locate(
+        self, conn: Connection, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID
+    ) -> tuple[Subject, Any]:
+        subject = await self._subjects.find(
+            conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+        )
+        row = await conn.fetchrow(Q.get, tenant_id, artefact_id, subject.id)
+        if row is None or row["state"] == "uploading":
+            raise NotFound("no such artefact")
+        if row["state"] == "deleted":
+            raise Gone("this artefact was deleted")
+        return subject, row
+
+    def _describe(self, subject: Subject, row: Any, data_key: DataKey) -> Artefact:
+        metadata = json.loads(
+            open_record(
+                data_key.key, bytes(row["metadata_sealed"]), data_key.content_context("metadata")
+            )
+        )
+        return Artefact(
+            id=row["id"],
+            subject=subject,
+            category=row["category"],
+            content_type=row["content_type"],
+            filename=metadata["filename"],
+            size=row["size"],
+            sha256=metadata["sha256"],
+            crc32=metadata["crc32"],
+            created_at=row["created_at"],
+            expires_at=row["expires_at"],
+        )
+
+    async def describe(
+        self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID, access: SubjectAccess
+    ) -> Artefact:
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            check_access(subject, access)
+            data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
+        return self._describe(subject, row, data_key)
+
+    async def list(
+        self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess, *, category: str | None,
+        after: tuple[datetime, uuid.UUID] | None, limit: int,
+    ) -> list[Artefact]:  # fmt: skip
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+            )
+            check_access(subject, access)
+            rows = await conn.fetch(
+                Q.list, tenant_id, subject.id, category, after[0] if after else None,
+                after[1] if after else None, limit,
+            )  # fmt: skip
+            keys = [
+                await self._keyring.data_key(conn, tenant_id, row["data_key_id"]) for row in rows
+            ]
+        return [self._describe(subject, row, key) for row, key in zip(rows, keys, strict=True)]
+
+    async def open_content(
+        self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID, access: SubjectAccess,
+        byte_range: ByteRange | None,
+    ) -> Content:  # fmt: skip
+        """Headers can be decided from the returned value; the body decrypts only the
+        segments the range needs. The first piece is decrypted here, so a corrupted
+        header or first segment fails before any status line is sent."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            check_access(subject, access)
+            data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
+        artefact = self._describe(subject, row, data_key)
+        body = self._plaintext(row["blob_key"], data_key, artefact.size, byte_range)
+        first = await anext(body, b"")
+        return Content(artefact, byte_range, _prepend(first, body))
+
+    async def _plaintext(
+        self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
+    ) -> AsyncIterator[bytes]:
+        context = data_key.content_context()
+        # aclosing: a reader stopped half way (integrity failure, client gone) releases
+        # the store's stream at once rather than whenever the generator is collected.
+        if byte_range is None:
+            async with aclosing(self._blobs.get_range(key)) as ciphertext:
+                async for piece in decrypt_stream(data_key.key, context, ciphertext):
+                    yield piece
+            return
+        header_bytes = bytearray()
+        async for chunk in self._blobs.get_range(key, 0, header_size(context) - 1):
+            header_bytes += chunk
+        header = parse_header(bytes(header_bytes))
+        plan = plan_range(header, size, byte_range.start, byte_range.end)
+        ranged = self._blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end)
+        async with aclosing(ranged) as segments:
+            async for piece in decrypt_range(
+                data_key.key, context, bytes(header_bytes), segments, plan
+            ):
+                yield piece
+
+    async def delete(self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID) -> None:
+        """Crypto-shred (refused under hold), then remove the blob as hygiene; if that
+        fails the sweeper retries."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            _, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            await self._keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
+            await conn.execute(Q.mark_deleted, tenant_id, artefact_id)
+        await remove_blob(self._db, self._blobs, tenant_id, artefact_id, row["blob_key"])
+
+
+async def remove_blob(
+    db: Database, blobs: BlobStore, tenant_id: uuid.UUID, artefact_id: uuid.UUID, key: str
+) -> bool:
+    try:
+        await blobs.delete(key)
+    except Exception:
+        return False  # the sweeper tries again
+    async with db.tenant_tx(tenant_id) as conn:
+        await conn.execute(Q.blob_removed, tenant_id, artefact_id)
+    return True
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first:
+        yield first
+    async for piece in rest:
+        yield piece

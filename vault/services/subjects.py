@@ -1,0 +1,140 @@
+"""Data subjects: found by the keyed hash of their reference, created by the first write.
+
+The vault stores a reference only as HMAC(tenant key, NFC ref) plus a copy sealed with a
+data key under the subject's identity key, which erasure destroys like any other.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from crypto.records import seal_record
+from vault.db.database import Connection
+from vault.db.sql import Queries
+from vault.domain.categories import IDENTITY_CATEGORY
+from vault.domain.secret_text import SecretText
+from vault.errors import NotFound, Restricted
+from vault.services.keyring import KeyRing
+from vault.services.subject_refs import SubjectRefHasher
+
+Q = Queries("subjects")
+
+
+@dataclass(frozen=True)
+class Subject:
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    ref_hash: bytes
+    generation: int
+    created_at: datetime
+    restricted_at: datetime | None
+
+    @property
+    def status(self) -> str:
+        return "restricted" if self.restricted_at is not None else "active"
+
+
+@dataclass(frozen=True)
+class SubjectAccess:
+    """What the caller may do with restricted subjects (the compliance scope may read)."""
+
+    may_read_restricted: bool
+
+
+class SubjectService:
+    def __init__(self, keyring: KeyRing, refs: SubjectRefHasher) -> None:
+        self._keyring = keyring
+        self._refs = refs
+
+    async def ref_hash(self, tenant_id: uuid.UUID, ref: SecretText) -> bytes:
+        return await self._refs.hash(tenant_id, ref)
+
+    async def find(self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes) -> Subject:
+        row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+        if row is None:
+            raise NotFound("no such subject")
+        return _subject(tenant_id, row)
+
+    async def find_or_create(
+        self, conn: Connection, tenant_id: uuid.UUID, ref: SecretText, ref_hash: bytes
+    ) -> Subject:
+        row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+        if row is None:
+            await conn.execute(Q.insert, tenant_id, uuid.uuid4(), ref_hash)
+            row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+        assert row is not None
+        subject = _subject(tenant_id, row)
+        await self._ensure_ref_copy(conn, subject, row["ref_data_key_id"], ref)
+        return subject
+
+    async def _ensure_ref_copy(
+        self, conn: Connection, subject: Subject, data_key_id: uuid.UUID | None, ref: SecretText
+    ) -> None:
+        """Seal the reference under this generation's identity key, unless a live copy
+        exists (after an erasure the old copy is shredded and the new life gets one)."""
+        if data_key_id is not None and await conn.fetchval(
+            Q.ref_copy_live, subject.tenant_id, data_key_id
+        ):
+            return
+        key_ref = await self._keyring.subject_key_for_write(
+            conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation
+        )
+        data_key = await self._keyring.new_data_key(conn, key_ref, "record")
+        sealed = seal_record(data_key.key, ref.reveal().encode(), data_key.content_context("ref"))
+        await conn.execute(Q.set_ref_copy, subject.tenant_id, subject.id, sealed, data_key.id)
+
+    async def restrict(self, conn: Connection, subject: Subject, reason: str) -> datetime:
+        """The reason may describe the person; it is sealed with the identity data key,
+        so erasure shreds it with the reference."""
+        data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
+        data_key = await self._keyring.data_key(conn, subject.tenant_id, data_key_id)
+        sealed = seal_record(data_key.key, reason.encode(), data_key.content_context("restriction"))
+        restricted_at: datetime = await conn.fetchval(
+            Q.restrict, subject.tenant_id, subject.id, sealed
+        )
+        return restricted_at
+
+    async def lift_restriction(self, conn: Connection, subject: Subject) -> None:
+        await conn.execute(Q.lift_restriction, subject.tenant_id, subject.id)
+
+    async def summary(self, conn: Connection, subject: Subject) -> dict[str, dict[str, int]]:
+        rows = await conn.fetch(Q.summary, subject.tenant_id, subject.id)
+        return {
+            r["category"]: {
+                "artefacts": r["artefacts"],
+                "records": r["records"],
+                "bytes": r["bytes"],
+            }
+            for r in rows
+        }
+
+    async def tenant_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
+        value = await conn.fetchval(Q.tenant_categories, tenant_id)
+        categories = json.loads(value) if isinstance(value, str) else (value or [])
+        return [str(c) for c in categories]
+
+
+def check_access(subject: Subject, access: SubjectAccess) -> None:
+    """Art. 18: once restricted, only the compliance scope reads a subject's data."""
+    if subject.restricted_at is not None and not access.may_read_restricted:
+        raise Restricted("processing of this subject is restricted")
+
+
+def check_writable(subject: Subject) -> None:
+    if subject.restricted_at is not None:
+        raise Restricted("processing of this subject is restricted: no new data")
+
+
+def _subject(tenant_id: uuid.UUID, row: Any) -> Subject:
+    return Subject(
+        tenant_id,
+        row["id"],
+        bytes(row["ref_hash"]),
+        row["generation"],
+        row["created_at"],
+        row["restricted_at"],
+    )
