@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 SOURCES := vault crypto workers
 CHECKED := $(SOURCES) tests bench
 
-.PHONY: run test lint typecheck pytest bench clean
+.PHONY: run test lint typecheck pytest bench clean system-deps
+
+# Debian packages the tests need: ffmpeg/ffprobe for the video seek test.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,14 +33,21 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy $(SOURCES)
 
+system-deps:
+	@command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || { \
+	  echo "installing ffmpeg from Debian"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg; }
+
 # pytest exits 5 when it collects nothing; make treats any non-zero exit as failure.
-pytest: $(VENV)/.installed-test
+pytest: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/crypto_bench.py
+	$(BIN)/python bench/stream_bench.py
 
 clean:
 	rm -rf $(VENV) .datavault .pytest_cache .mypy_cache .ruff_cache

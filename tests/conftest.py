@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.seaweed import SeaweedS3, running_seaweed
 from tests.support import ServerThread, Tenant, make_tenant, new_database, running_server
 from vault.config import Settings
 
@@ -67,10 +68,6 @@ def new_tenant(settings: Settings, database_url: str) -> Callable[[], Tenant]:
 @pytest.fixture
 def tenant(new_tenant: Callable[[], Tenant]) -> Tenant:
     return new_tenant()
-
-
-# Below: the SeaweedFS fixture (imports kept beside it; this part of the file is appended).
-from tests.seaweed import SeaweedS3, running_seaweed  # noqa: E402
 
 
 @pytest.fixture(scope="session")
