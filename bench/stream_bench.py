@@ -10,8 +10,8 @@ set it uses that PostgreSQL (a fresh database is not created: the schema is migr
 place), otherwise the embedded one. The bare app runs as this file with `--bare PORT DIR`.
 Both are separate processes, stopped by PID at the end. The client sends the same few
 precomputed 1 MiB buffers over and over with a Content-Length, and reads the download in
-1 MiB pieces without keeping it. MB = 10**6 bytes; best of --repeat runs. The goal printed
-at the end: vault upload at least half the bare app's.
+1 MiB pieces without keeping it. MB = 10**6 bytes; best of --repeat runs. The bare app fsyncs
+an upload before answering, as the vault does. Goal (issue 4): vault/bare >= 0.8.
 """
 
 from __future__ import annotations
@@ -52,6 +52,10 @@ def run_bare(port: int, directory: Path) -> None:
             async for chunk in request.stream():
                 sink.write(chunk)
                 size += len(chunk)
+            # Durable before acknowledged, as the vault's blob store is: the comparison
+            # is then about the vault's own work, not about skipping the disk flush.
+            sink.flush()
+            os.fsync(sink.fileno())
         return JSONResponse({"size": size}, status_code=201)
 
     async def download(request: Request) -> Response:
@@ -251,8 +255,8 @@ def main() -> int:
         print(f"{'vault':10}{vault['upload']:>14.0f}{vault['download']:>16.0f}")
         print(f"{'bare':10}{bare['upload']:>14.0f}{bare['download']:>16.0f}")
         print(f"{'vault/bare':10}{up_ratio:>14.2f}{down_ratio:>16.2f}")
-        verdict = "met" if up_ratio >= 0.5 else "NOT met"
-        print(f"goal: vault upload >= 0.5 x bare upload: {verdict} ({up_ratio:.3f})")
+        verdict = "met" if up_ratio >= 0.8 else "NOT met"
+        print(f"goal: vault upload >= 0.8 x bare upload: {verdict} ({up_ratio:.3f})")
         return 0
     finally:
         for process in processes:

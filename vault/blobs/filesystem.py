@@ -103,20 +103,32 @@ class FilesystemBlobStore:
             return loop.run_in_executor(worker, functools.partial(fn, *args))
 
         size = 0
+        # Write-behind: one write runs while the next piece is produced; the worker
+        # thread keeps them in order. Memory: the write in flight plus the buffer.
+        writing: asyncio.Future[None] | None = None
+
+        async def submit(data: bytes) -> None:
+            nonlocal writing
+            if writing is not None:
+                await writing
+            writing = run(writer.write, data)
+
         try:
             await run(writer.open)
             pending = bytearray()
             async for chunk in chunks:
                 size += len(chunk)
                 if not pending and len(chunk) >= WRITE_BUFFER_BYTES:
-                    await run(writer.write, chunk)
+                    await submit(chunk)
                     continue
                 pending += chunk
                 if len(pending) >= WRITE_BUFFER_BYTES:
-                    await run(writer.write, bytes(pending))
+                    await submit(bytes(pending))
                     pending = bytearray()
             if pending:
-                await run(writer.write, bytes(pending))
+                await submit(bytes(pending))
+            if writing is not None:
+                await writing
             await run(writer.commit)
         except BaseException as exc:
             # Iterator failure, cancellation or I/O error: remove the temp file (or the

@@ -37,6 +37,7 @@ from vault.domain.secret_text import SecretText
 from vault.errors import Gone, NotFound, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.keyring import DataKey, KeyRing
+from vault.services.prefetch import prefetched
 from vault.services.subjects import (
     Subject,
     SubjectAccess,
@@ -132,9 +133,8 @@ class ArtefactService:
             )  # fmt: skip
         meter = UploadMeter(self.max_bytes)
         try:
-            ciphertext = encrypt_stream(
-                data_key.key, data_key.content_context(), meter.through(body)
-            )
+            plaintext = meter.through(prefetched(body))
+            ciphertext = encrypt_stream(data_key.key, data_key.content_context(), plaintext)
             await self._blobs.put_stream(key, ciphertext)
             metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
             sealed = seal_record(
@@ -243,7 +243,7 @@ class ArtefactService:
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
         if byte_range is None:
-            async with aclosing(self._blobs.get_range(key)) as ciphertext:
+            async with aclosing(prefetched(self._blobs.get_range(key))) as ciphertext:
                 async for piece in decrypt_stream(data_key.key, context, ciphertext):
                     yield piece
             return
