@@ -51,6 +51,7 @@ ROUTES = [
     route("/openapi.json", GET=ops.openapi_json),
     route("/docs", GET=ops.docs),
     route("/v1/tenant", GET=tenant.show_tenant),
+    route("/v1/tenant/settings", PATCH=tenant.patch_settings),
     route("/v1/api-keys", GET=api_keys.list_api_keys, POST=api_keys.create_api_key),
     route("/v1/api-keys/{key_id}", DELETE=api_keys.revoke_api_key),
     route("/v1/access-log", GET=access_log.search_access_log),

@@ -97,6 +97,16 @@ API_KEY = {
         "bring_your_own": {"type": "boolean"},
     },
 }  # fmt: skip
+SETTINGS_PATCH = {
+    "type": "object",
+    "properties": {
+        "categories": {"type": "array", "items": _STR, "maxItems": 50},
+        "max_artefact_bytes": {
+            "type": "object",
+            "additionalProperties": {"type": ["integer", "null"], "minimum": 1},
+        },
+    },
+}
 API_KEY_CREATED = {
     "type": "object",
     "properties": {**API_KEY["properties"], "secret": _STR},  # type: ignore[dict-item]
@@ -127,6 +137,14 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/docs": {"get": _op("Human-readable API documentation", scope=None)},
         "/v1/tenant": {
             "get": _op("The calling key's tenant and its settings", scope="admin"),
+        },
+        "/v1/tenant/settings": {
+            "patch": _op(
+                "Change settings; fields left out stay as they were. 200 with all settings",
+                scope="admin", body=SETTINGS_PATCH, errors=(400, 413, 415, 422),
+                description="retention, erasure_grace_hours and erasure_rate_limit_per_hour "
+                "are refused (422) until the erasure workflow exists.",
+            ),
         },
         "/v1/api-keys": {
             "post": _op(

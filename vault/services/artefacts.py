@@ -45,6 +45,7 @@ from vault.services.subjects import (
     check_access,
     check_writable,
 )
+from vault.services.tenants import load_settings
 
 Q = Queries("artefacts")
 
@@ -116,9 +117,11 @@ class ArtefactService:
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         artefact_id = uuid.uuid4()
         async with self._db.tenant_tx(tenant_id) as conn:
-            category = check_category(
-                category, await self._subjects.tenant_categories(conn, tenant_id)
-            )
+            settings = await load_settings(conn, tenant_id)
+            category = check_category(category, settings.categories)
+            limit = settings.artefact_limit(category, self.max_bytes)
+            if declared_length is not None and declared_length > limit:
+                raise TooLarge(f"{category} artefacts are at most {limit} bytes")
             subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
             check_writable(subject)
             key_ref = await self._keyring.subject_key_for_write(
@@ -131,7 +134,7 @@ class ArtefactService:
                 tenant_id, artefact_id, subject.id, category, subject.generation, data_key.id, key,
                 content_type, DEFAULT_SEGMENT_SIZE,
             )  # fmt: skip
-        meter = UploadMeter(self.max_bytes)
+        meter = UploadMeter(limit)
         try:
             plaintext = meter.through(prefetched(body))
             ciphertext = encrypt_stream(data_key.key, data_key.content_context(), plaintext)

@@ -6,7 +6,6 @@ data key under the subject's identity key, which erasure destroys like any other
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from vault.domain.secret_text import SecretText
 from vault.errors import NotFound, Restricted
 from vault.services.keyring import KeyRing
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.tenants import load_settings
 
 Q = Queries("subjects")
 
@@ -113,9 +113,7 @@ class SubjectService:
         }
 
     async def tenant_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
-        value = await conn.fetchval(Q.tenant_categories, tenant_id)
-        categories = json.loads(value) if isinstance(value, str) else (value or [])
-        return [str(c) for c in categories]
+        return list((await load_settings(conn, tenant_id)).categories)
 
 
 def check_access(subject: Subject, access: SubjectAccess) -> None:

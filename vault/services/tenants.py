@@ -8,16 +8,18 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
 from crypto.context import PURPOSE_TENANT_HMAC_KEY, PURPOSE_TENANT_KEK, KeyContext
 from crypto.providers.base import RootKeyProvider
 from crypto.secrets import generate_key
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
+from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, InvalidInput, NotFound, UnknownTenant
 from vault.services.api_keys import ApiKeyService
 
@@ -98,5 +100,21 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> dict[str, object]:
         "slug": row["slug"],
         "status": row["status"],
         "created_at": row["created_at"],
-        "settings": json.loads(row["settings"]),
+        "settings": TenantSettings.from_document(json.loads(row["settings"])).to_document(),
     }
+
+
+async def load_settings(conn: Connection, tenant_id: uuid.UUID) -> TenantSettings:
+    document = await conn.fetchval(Q.settings, tenant_id)
+    return TenantSettings.from_document(json.loads(document) if document else {})
+
+
+async def update_settings(
+    db: Database, tenant_id: uuid.UUID, patch: dict[str, Any], deployment_max: int
+) -> TenantSettings:
+    async with db.tenant_tx(tenant_id) as conn:
+        document = await conn.fetchval(Q.settings_for_update, tenant_id)
+        current = TenantSettings.from_document(json.loads(document) if document else {})
+        updated = current.apply(patch, deployment_max)
+        await conn.execute(Q.store_settings, tenant_id, json.dumps(updated.to_document()))
+    return updated

@@ -15,3 +15,12 @@ SELECT id, slug, status, created_at FROM dv_tenant_directory()
 
 -- name: get_tenant
 SELECT id, slug, status, settings, created_at FROM tenants WHERE id = $1
+
+-- name: settings_for_update
+SELECT settings FROM tenants WHERE id = $1 FOR UPDATE
+
+-- name: settings
+SELECT settings FROM tenants WHERE id = $1
+
+-- name: store_settings
+UPDATE tenants SET settings = $2::jsonb WHERE id = $1

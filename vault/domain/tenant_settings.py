@@ -1,0 +1,104 @@
+"""A tenant's settings: its own data categories and per-category artefact size limits.
+
+Stored as one JSON document on the tenant row. Retention, erasure grace and the erasure
+rate brake (API.md's other settings) arrive with the erasure workflow; until then a
+PATCH naming them is refused rather than stored without effect.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from vault.domain.categories import BUILT_IN_CATEGORIES, CATEGORY_PATTERN, IDENTITY_CATEGORY
+from vault.errors import InvalidInput
+
+MAX_TENANT_CATEGORIES = 50
+NOT_YET_SUPPORTED = ("retention", "erasure_grace_hours", "erasure_rate_limit_per_hour")
+
+
+@dataclass(frozen=True)
+class TenantSettings:
+    categories: tuple[str, ...] = ()
+    max_artefact_bytes: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> TenantSettings:
+        return cls(
+            categories=tuple(document.get("categories", ())),
+            max_artefact_bytes=dict(document.get("max_artefact_bytes", {})),
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "categories": list(self.categories),
+            "max_artefact_bytes": dict(self.max_artefact_bytes),
+        }
+
+    def artefact_limit(self, category: str, deployment_max: int) -> int:
+        return min(deployment_max, self.max_artefact_bytes.get(category, deployment_max))
+
+    def apply(self, patch: Mapping[str, Any], deployment_max: int) -> TenantSettings:
+        """The settings after a PATCH: fields left out stay as they were."""
+        for name in NOT_YET_SUPPORTED:
+            if name in patch:
+                raise InvalidInput(f"{name} is not supported by this version yet", field=name)
+        unknown = set(patch) - {"categories", "max_artefact_bytes", *NOT_YET_SUPPORTED}
+        if unknown:
+            first, *rest = sorted(unknown)
+            raise InvalidInput(
+                f"unknown settings: {', '.join(sorted(unknown))}", field=first, also=rest
+            )
+        categories = self.categories
+        if "categories" in patch:
+            categories = _categories(patch["categories"])
+        limits = dict(self.max_artefact_bytes)
+        if "max_artefact_bytes" in patch:
+            limits = _limits(
+                patch["max_artefact_bytes"],
+                limits,
+                (*BUILT_IN_CATEGORIES, *categories),
+                deployment_max,
+            )
+        return TenantSettings(
+            categories,
+            {c: n for c, n in limits.items() if c in (*BUILT_IN_CATEGORIES, *categories)},
+        )
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_TENANT_CATEGORIES:
+        raise InvalidInput(
+            f"categories must be a list of at most {MAX_TENANT_CATEGORIES}", field="categories"
+        )
+    for item in value:
+        if not isinstance(item, str) or not CATEGORY_PATTERN.match(item):
+            raise InvalidInput(
+                "a category is a lower-case slug: [a-z][a-z0-9_-]{0,62}", field="categories"
+            )
+        if item in BUILT_IN_CATEGORIES or item == IDENTITY_CATEGORY:
+            raise InvalidInput(f"{item!r} is built in or reserved", field="categories")
+    return tuple(dict.fromkeys(value))
+
+
+def _limits(
+    value: Any, current: dict[str, int], known: tuple[str, ...], deployment_max: int
+) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise InvalidInput(
+            "max_artefact_bytes maps a category to bytes (or null)", field="max_artefact_bytes"
+        )
+    for category, limit in value.items():
+        if category not in known:
+            raise InvalidInput(f"unknown category {category!r}", field="max_artefact_bytes")
+        if limit is None:
+            current.pop(category, None)
+            continue
+        if type(limit) is not int or not 1 <= limit <= deployment_max:
+            raise InvalidInput(
+                f"a limit is an integer from 1 to the deployment's {deployment_max}",
+                field="max_artefact_bytes",
+            )
+        current[category] = limit
+    return current
