@@ -133,25 +133,18 @@ async def artefact_content(request: Request) -> Response:
     request.state.artefact_id = artefact_id
     service = vault_state(request).artefacts
     access = access_for(principal)
-    if request.method == "HEAD":
-        artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
-        size = artefact.size
-        try:
-            byte_range = parse_range(request.headers.get("range"), size)
-        except RangeNotSatisfiable:
-            return _unsatisfiable(request, size)
-        headers = _content_headers(
-            artefact, byte_range.length if byte_range else size, byte_range, size
-        )
-        return Response(status_code=206 if byte_range else 200, headers=headers)
     artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
     try:
         byte_range = parse_range(request.headers.get("range"), artefact.size)
     except RangeNotSatisfiable:
         return _unsatisfiable(request, artefact.size)
+    status = 206 if byte_range else 200
+    length = byte_range.length if byte_range else artefact.size
+    headers = _content_headers(artefact, length, byte_range, artefact.size)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=headers)
     content = await service.open_content(principal.tenant_id, ref, artefact_id, access, byte_range)
-    headers = _content_headers(content.artefact, content.length, byte_range, artefact.size)
-    return StreamingResponse(content.body, status_code=206 if byte_range else 200, headers=headers)
+    return StreamingResponse(content.body, status_code=status, headers=headers)
 
 
 def _content_headers(artefact: Artefact, length: int, byte_range: Any, size: int) -> dict[str, str]:

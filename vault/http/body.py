@@ -13,9 +13,9 @@ from vault.errors import InvalidInput, MalformedInput, TooLarge, UnsupportedMedi
 MAX_JSON_BODY_BYTES = 64 * 1024
 
 
-async def read_json_object(
-    request: Request, max_bytes: int = MAX_JSON_BODY_BYTES
-) -> dict[str, Any]:
+async def read_json_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body of an application/json request, refused past `max_bytes` whether
+    declared by Content-Length or streamed (chunked)."""
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
@@ -27,6 +27,13 @@ async def read_json_object(
         body += chunk
         if len(body) > max_bytes:
             raise TooLarge(f"body is larger than {max_bytes} bytes")
+    return bytes(body)
+
+
+async def read_json_object(
+    request: Request, max_bytes: int = MAX_JSON_BODY_BYTES
+) -> dict[str, Any]:
+    body = await read_json_body(request, max_bytes)
     try:
         value = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):

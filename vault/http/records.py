@@ -6,8 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.domain.scopes import Scope
-from vault.errors import TooLarge, UnsupportedMediaType
 from vault.http.auth import require
+from vault.http.body import read_json_body
 from vault.http.pages import page_after_name, page_params
 from vault.http.params import encode_cursor_parts
 from vault.http.render import json_response, rfc3339
@@ -26,26 +26,11 @@ def _render(record: RecordVersion) -> dict[str, object]:
     }
 
 
-async def _json_body(request: Request) -> bytes:
-    content_type = request.headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise UnsupportedMediaType("send the record as application/json")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_RECORD_BYTES:
-        raise TooLarge(f"a record is at most {MAX_RECORD_BYTES} bytes of JSON")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_RECORD_BYTES:
-            raise TooLarge(f"a record is at most {MAX_RECORD_BYTES} bytes of JSON")
-    return check_json(bytes(body))
-
-
 async def put_record(request: Request) -> Response:
     principal = await require(request, Scope.INGEST)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
-    value = await _json_body(request)
+    value = check_json(await read_json_body(request, MAX_RECORD_BYTES))
     record = await vault_state(request).records.put(
         principal.tenant_id,
         ref,
