@@ -17,7 +17,7 @@ from vault.config import Settings
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
 from vault.errors import VaultError
-from vault.http import access_log, api_keys, artefacts, ops, records, subjects, tenant
+from vault.http import access_log, api_keys, artefacts, holds, ops, records, subjects, tenant
 from vault.http.middleware import AccessLogMiddleware
 from vault.http.problems import (
     http_exception_handler,
@@ -35,6 +35,12 @@ from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
 from vault.services.deployment_secrets import load_deployment_secrets
 from vault.services.export import ExportService
+from vault.services.holds import (
+    HOLD_EXPIRY_INTERVAL_SECONDS,
+    HoldService,
+    PgHoldCheck,
+    journal_expired_holds,
+)
 from vault.services.keyring import KeyRing
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
@@ -80,6 +86,9 @@ ROUTES = [
         DELETE=subjects.lift_restriction,
     ),
     route("/v1/subjects/{ref}", GET=subjects.show_subject),
+    route("/v1/holds", GET=holds.list_holds, POST=holds.place_hold),
+    route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),
+    route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
 ]
 
 
@@ -92,7 +101,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
         blobs = open_blob_store(settings)
-        keyring = KeyRing(root)
+        keyring = KeyRing(root, PgHoldCheck())
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
         artefact_service = ArtefactService(
@@ -115,6 +124,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
             export=ExportService(db, keyring, subject_service, artefact_service),
+            holds=HoldService(db),
         )
         jobs = JobRunner(
             [
@@ -125,6 +135,9 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 ),
                 PeriodicJob(
                     "blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)
+                ),
+                PeriodicJob(
+                    "hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)
                 ),
             ]
         )

@@ -19,6 +19,7 @@ from vault.db.embedded import embedded_postgres_url
 from vault.db.migrate import migrate
 from vault.services.api_keys import ApiKeyService
 from vault.services.deployment_secrets import DeploymentSecrets, load_deployment_secrets
+from vault.services.holds import PgHoldCheck
 from vault.services.keyring import KeyRing
 
 
@@ -60,7 +61,7 @@ async def operator_context(settings: Settings, url: str) -> AsyncIterator[Operat
             ApiKeyService(db, secrets.api_key_pepper),
             blobs,
             secrets,
-            KeyRing(root),
+            KeyRing(root, PgHoldCheck()),
         )
     finally:
         await blobs.close()

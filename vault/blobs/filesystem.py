@@ -10,6 +10,7 @@ they are replaced, not chained.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import errno
 import functools
@@ -41,6 +42,8 @@ READ_CHUNK_BYTES = 1024 * 1024
 # put_stream coalesces small chunks up to this size before a write, so a stream of tiny
 # chunks does not cost one thread hop each; memory stays below this plus one chunk.
 WRITE_BUFFER_BYTES = 1024 * 1024
+# put_stream keeps up to this many writes queued on its worker thread.
+WRITES_AHEAD = 2
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -103,15 +106,16 @@ class FilesystemBlobStore:
             return loop.run_in_executor(worker, functools.partial(fn, *args))
 
         size = 0
-        # Write-behind: one write runs while the next piece is produced; the worker
-        # thread keeps them in order. Memory: the write in flight plus the buffer.
-        writing: asyncio.Future[None] | None = None
+        # Write-behind: up to WRITES_AHEAD writes are queued on the worker thread (which
+        # keeps them in order) while the next piece is produced, so the thread goes from
+        # one write to the next without waiting for the event loop to hand it more.
+        # Memory: the writes queued plus the buffer.
+        writing: collections.deque[asyncio.Future[None]] = collections.deque()
 
         async def submit(data: bytes) -> None:
-            nonlocal writing
-            if writing is not None:
-                await writing
-            writing = run(writer.write, data)
+            while len(writing) >= WRITES_AHEAD:
+                await writing.popleft()
+            writing.append(run(writer.write, data))
 
         try:
             await run(writer.open)
@@ -127,14 +131,17 @@ class FilesystemBlobStore:
                     pending = bytearray()
             if pending:
                 await submit(bytes(pending))
-            if writing is not None:
-                await writing
+            while writing:
+                await writing.popleft()
             await run(writer.commit)
         except BaseException as exc:
             # Iterator failure, cancellation or I/O error: remove the temp file (or the
             # object, if the rename was under way), then re-raise. The cleanup is queued
             # behind the operation in flight; if this task is cancelled again while
             # waiting, it still runs. If it fails, list_incomplete finds the temp file.
+            # Writes still queued run (or fail) before it; their outcome is moot.
+            for queued in writing:
+                queued.add_done_callback(_ignore_outcome)
             with contextlib.suppress(OSError):
                 await run(writer.discard)
             if isinstance(exc, OSError):
@@ -285,6 +292,12 @@ class FilesystemBlobStore:
 
     async def close(self) -> None:
         """Nothing to release; here so both stores can be closed the same way."""
+
+
+def _ignore_outcome(future: asyncio.Future[None]) -> None:
+    """Mark a future's exception as seen (asyncio logs one that never is)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _TempWriter:

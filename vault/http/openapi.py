@@ -190,6 +190,7 @@ def _paths() -> dict[str, dict[str, Any]]:
             ),
         },
         **_subject_paths(),
+        **_hold_paths(),
     }  # fmt: skip
 
 
@@ -320,6 +321,84 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "parameters": [_REF],
             "get": _op("The subject's status and counts per category", scope="read",
                        ok_schema=SUBJECT, errors=(404,)),
+        },
+    }  # fmt: skip
+
+
+HOLD = {
+    "type": "object",
+    "properties": {
+        "id": _UUID,
+        "subject_ref": {"type": ["string", "null"]},
+        "subject_ref_hash": {"type": ["string", "null"]},
+        "scope": {"type": "string", "enum": ["subject", "tenant"]},
+        "categories": {"type": ["array", "null"], "items": _STR},
+        "reason": {
+            "type": "string",
+            "enum": [
+                "billing",
+                "fraud_investigation",
+                "litigation",
+                "law_enforcement",
+                "regulatory",
+            ],
+        },
+        "reference": _STR,
+        "note": {"type": ["string", "null"]},
+        "placed_at": _TIME,
+        "placed_by": _UUID,
+        "expires_at": {"type": ["string", "null"]},
+        "released_at": {"type": ["string", "null"]},
+        "released_by": {"type": ["string", "null"]},
+        "release_requested_by": {"type": ["string", "null"]},
+        "release_requested_at": {"type": ["string", "null"]},
+        "active": {"type": "boolean"},
+        "events": {"type": "array", "items": {"type": "object"}},
+    },
+}
+HOLD_PLACE = {
+    "type": "object",
+    "required": ["reason", "reference"],
+    "additionalProperties": False,
+    "properties": {
+        "subject_ref": _STR,
+        "categories": {"type": "array", "items": _STR},
+        "reason": HOLD["properties"]["reason"],  # type: ignore[index]
+        "reference": {"type": "string", "maxLength": 200},
+        "note": {"type": "string", "maxLength": 2000},
+        "expires_at": _TIME,
+    },
+}
+
+
+def _hold_paths() -> dict[str, dict[str, Any]]:
+    hold_id = _path("hold_id")
+    return {
+        "/v1/holds": {
+            "post": _op("Place a legal hold on a subject (or the whole tenant), all or some "
+                        "categories", scope="compliance", ok=201, body=HOLD_PLACE,
+                        ok_schema=HOLD, errors=(400, 415, 422)),
+            "get": _op("List holds, newest first", scope="compliance", ok_schema=_list_page(HOLD),
+                       params=[_query("active", {"type": "boolean"}, "Only active holds"),
+                               _query("subject_ref", _STR, "Holds covering this subject"),
+                               *_PAGING], errors=(422,)),
+        },
+        "/v1/holds/{hold_id}": {
+            "parameters": [hold_id],
+            "get": _op("A hold with its journal", scope="compliance", ok_schema=HOLD,
+                       errors=(404,)),
+            "patch": _op("Extend the expiry or change the note", scope="compliance",
+                         ok_schema=HOLD, errors=(404, 409, 422),
+                         body={"type": "object", "properties": {"expires_at": _TIME,
+                                                                "note": _STR}}),
+        },
+        "/v1/holds/{hold_id}/release": {
+            "parameters": [hold_id],
+            "post": _op("Release a hold (litigation and law_enforcement: the first call "
+                        "answers 202, a second compliance key releases)", scope="compliance",
+                        ok_schema=HOLD, errors=(404, 409, 422),
+                        body={"type": "object", "required": ["reason"],
+                              "properties": {"reason": _STR}}),
         },
     }  # fmt: skip
 

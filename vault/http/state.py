@@ -16,6 +16,7 @@ from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
 from vault.services.export import ExportService
+from vault.services.holds import HoldService
 from vault.services.keyring import KeyRing
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
@@ -38,6 +39,7 @@ class VaultState:
     artefacts: ArtefactService
     records: RecordService
     export: ExportService
+    holds: HoldService
 
 
 def vault_state(request: Request) -> VaultState:

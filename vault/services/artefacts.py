@@ -73,10 +73,6 @@ class Content:
     byte_range: ByteRange | None  # None: the whole object
     body: AsyncIterator[bytes]
 
-    @property
-    def length(self) -> int:
-        return self.byte_range.length if self.byte_range else self.artefact.size
-
 
 def blob_key(
     tenant_id: uuid.UUID, subject_id: uuid.UUID, artefact_id: uuid.UUID, key_id: uuid.UUID

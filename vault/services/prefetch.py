@@ -23,21 +23,43 @@ _END: Final = object()
 async def prefetched(
     chunks: AsyncIterable[bytes], piece_bytes: int = PIECE_BYTES, depth: int = DEPTH
 ) -> AsyncGenerator[bytes, None]:
+    """Yield the stream's bytes in pieces of exactly `piece_bytes` (the last one shorter).
+
+    Exact pieces line up with the cipher's segments, so it cuts them as zero-copy views
+    instead of copying almost every segment to stitch it together. A piece is assembled
+    with one copy (a join of the chunks and of views of the chunk that straddles its
+    end); a chunk that is already whole pieces is passed on without any copy."""
     queue: asyncio.Queue[object] = asyncio.Queue(maxsize=depth)
 
     async def produce() -> None:
         try:
-            pending = bytearray()
+            # Chunks (or views of the unused tail of one) held for the next piece; always
+            # fewer than piece_bytes bytes between iterations.
+            parts: list[bytes | memoryview] = []
+            held = 0
             async for chunk in chunks:
-                if not pending and len(chunk) >= piece_bytes:
-                    await queue.put(chunk)
+                if not chunk:
                     continue
-                pending += chunk
-                if len(pending) >= piece_bytes:
-                    await queue.put(bytes(pending))
-                    pending = bytearray()
-            if pending:
-                await queue.put(bytes(pending))
+                # Only immutable bytes are referenced across a wait: a producer may
+                # reuse a mutable buffer once asked for the next chunk.
+                data = chunk if type(chunk) is bytes else bytes(chunk)
+                if not parts and len(data) % piece_bytes == 0:
+                    await queue.put(data)
+                    continue
+                view = memoryview(data)
+                while held + len(view) >= piece_bytes:
+                    take = piece_bytes - held
+                    parts.append(view[:take])
+                    view = view[take:]
+                    piece = b"".join(parts)
+                    parts.clear()
+                    held = 0
+                    await queue.put(piece)
+                if view:
+                    parts.append(view)
+                    held += len(view)
+            if parts:
+                await queue.put(b"".join(parts))
             await queue.put(_END)
         except Exception as exc:
             await queue.put(exc)
@@ -50,8 +72,8 @@ async def prefetched(
                 return
             if isinstance(item, Exception):
                 raise item
-            assert isinstance(item, bytes | bytearray)
-            yield bytes(item)
+            assert isinstance(item, bytes)
+            yield item
     finally:
         producer.cancel()
         await asyncio.gather(producer, return_exceptions=True)

@@ -1,0 +1,62 @@
+-- name: insert
+INSERT INTO holds (tenant_id, id, subject_ref_hash, categories, reason, reference, note,
+                   placed_by, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+
+-- name: journal
+INSERT INTO hold_events (tenant_id, hold_id, action, api_key_id, ip, reason)
+VALUES ($1, $2, $3, $4, $5::inet, $6)
+
+-- name: get
+SELECT * FROM holds WHERE tenant_id = $1 AND id = $2
+
+-- name: get_for_update
+SELECT * FROM holds WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+
+-- name: events
+SELECT at, action, api_key_id, host(ip) AS ip, reason FROM hold_events
+ WHERE tenant_id = $1 AND hold_id = $2 ORDER BY seq
+
+-- name: list
+SELECT * FROM holds
+ WHERE tenant_id = $1
+   AND (NOT $2::boolean OR (released_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
+   AND ($3::bytea IS NULL OR subject_ref_hash = $3 OR subject_ref_hash IS NULL)
+   AND ($4::timestamptz IS NULL OR (placed_at, id) < ($4, $5::uuid))
+ ORDER BY placed_at DESC, id DESC
+ LIMIT $6
+
+-- name: update_terms
+UPDATE holds SET expires_at = $3, note = $4 WHERE tenant_id = $1 AND id = $2
+
+-- name: request_release
+UPDATE holds SET release_requested_by = $3, release_requested_at = now()
+ WHERE tenant_id = $1 AND id = $2
+
+-- name: release
+UPDATE holds SET released_at = now(), released_by = $3 WHERE tenant_id = $1 AND id = $2
+
+-- name: covering
+-- Active holds over one subject and some categories. The caller holds the subject's
+-- row lock (and the tenant row FOR SHARE), which placing a hold also takes.
+SELECT h.id, h.categories FROM holds h
+  JOIN subjects s ON s.tenant_id = h.tenant_id AND s.id = $2
+ WHERE h.tenant_id = $1 AND h.released_at IS NULL
+   AND (h.expires_at IS NULL OR h.expires_at > now())
+   AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
+   AND (h.categories IS NULL OR h.categories && $3::text[])
+
+-- name: lock_tenant_shared
+SELECT 1 FROM tenants WHERE id = $1 FOR SHARE
+
+-- name: lock_tenant
+SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE
+
+-- name: lock_subject_by_ref
+SELECT id FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
+
+-- name: newly_expired
+UPDATE holds SET expired_at = now()
+ WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
+   AND expires_at IS NOT NULL AND expires_at <= now()
+RETURNING id

@@ -1,0 +1,239 @@
+"""Legal holds: place, amend, release (two keys for litigation and law enforcement), and
+the check every destroy path asks before it destroys a key."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from vault.db.database import Connection, Database
+from vault.db.sql import Queries
+from vault.domain.categories import BUILT_IN_CATEGORIES, IDENTITY_CATEGORY
+from vault.domain.holds import (
+    MAX_NOTE_LENGTH,
+    MAX_REFERENCE_LENGTH,
+    MAX_RELEASE_REASON_LENGTH,
+    TWO_KEY_RELEASE,
+    HoldReason,
+)
+from vault.errors import Conflict, InvalidInput, NotFound
+from vault.services.tenants import list_tenants, load_settings
+
+Q = Queries("holds")
+
+# Expired holds stop covering at once; their journal entry is written within a minute.
+HOLD_EXPIRY_INTERVAL_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts on a hold, for the journal: the API key and the client IP."""
+
+    api_key_id: uuid.UUID
+    ip: str | None
+
+
+@dataclass(frozen=True)
+class HoldRequest:
+    subject_ref_hash: bytes | None
+    categories: tuple[str, ...] | None
+    reason: str
+    reference: str
+    note: str | None
+    expires_at: datetime | None
+
+
+class PgHoldCheck:
+    """The HoldCheck the key ring asks (vault/services/holds_seam.py)."""
+
+    async def holds_covering(
+        self,
+        conn: Connection,
+        tenant_id: uuid.UUID,
+        subject_id: uuid.UUID,
+        categories: Sequence[str],
+    ) -> dict[str, list[uuid.UUID]]:
+        # Destroy paths hold the subject's row lock; the tenant row FOR SHARE orders them
+        # against a tenant-wide hold being placed (which takes it FOR UPDATE).
+        await conn.fetchval(Q.lock_tenant_shared, tenant_id)
+        rows = await conn.fetch(Q.covering, tenant_id, subject_id, list(categories))
+        covered: dict[str, list[uuid.UUID]] = {}
+        for row in rows:
+            for category in categories:
+                if row["categories"] is None or category in row["categories"]:
+                    covered.setdefault(category, []).append(row["id"])
+        return covered
+
+
+def check_hold_request(body: dict[str, Any], known_categories: Sequence[str]) -> HoldRequest:
+    try:
+        reason = HoldReason(str(body.get("reason")))
+    except ValueError:
+        reasons = ", ".join(r.value for r in HoldReason)
+        raise InvalidInput(f"reason must be one of {reasons}", field="reason") from None
+    reference = body.get("reference")
+    if not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE_LENGTH:
+        raise InvalidInput(
+            f"reference must be 1-{MAX_REFERENCE_LENGTH} characters", field="reference"
+        )
+    note = body.get("note")
+    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
+        raise InvalidInput(f"note must be at most {MAX_NOTE_LENGTH} characters", field="note")
+    categories = body.get("categories")
+    if categories is not None:
+        known = {*known_categories, IDENTITY_CATEGORY}
+        if (
+            not isinstance(categories, list)
+            or not categories
+            or any(c not in known for c in categories)
+        ):
+            raise InvalidInput(
+                "categories must be a non-empty list of known categories (or left out for all)",
+                field="categories",
+            )
+        categories = tuple(dict.fromkeys(categories))
+    return HoldRequest(None, categories, reason.value, reference, note, None)
+
+
+def check_expiry(value: datetime | None) -> datetime | None:
+    if value is not None and value <= datetime.now(UTC):
+        raise InvalidInput("expires_at must be in the future", field="expires_at")
+    return value
+
+
+class HoldService:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def known_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
+        return [*BUILT_IN_CATEGORIES, *(await load_settings(conn, tenant_id)).categories]
+
+    async def place(
+        self, tenant_id: uuid.UUID, request: HoldRequest, actor: Actor
+    ) -> dict[str, Any]:
+        hold_id = uuid.uuid4()
+        async with self._db.tenant_tx(tenant_id) as conn:
+            # The same locks the destroy paths take, so a hold and a shred are ordered.
+            if request.subject_ref_hash is None:
+                await conn.fetchval(Q.lock_tenant, tenant_id)
+            else:
+                await conn.fetchval(Q.lock_subject_by_ref, tenant_id, request.subject_ref_hash)
+            await conn.execute(
+                Q.insert, tenant_id, hold_id, request.subject_ref_hash,
+                list(request.categories) if request.categories else None, request.reason,
+                request.reference, request.note, actor.api_key_id, request.expires_at,
+            )  # fmt: skip
+            await conn.execute(
+                Q.journal, tenant_id, hold_id, "placed", actor.api_key_id, actor.ip, None
+            )
+            return await self._read(conn, tenant_id, hold_id)
+
+    async def get(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> dict[str, Any]:
+        async with self._db.tenant_tx(tenant_id) as conn:
+            return await self._read(conn, tenant_id, hold_id)
+
+    async def _read(
+        self, conn: Connection, tenant_id: uuid.UUID, hold_id: uuid.UUID
+    ) -> dict[str, Any]:
+        row = await conn.fetchrow(Q.get, tenant_id, hold_id)
+        if row is None:
+            raise NotFound("no such hold")
+        hold = dict(row)
+        hold["events"] = [dict(e) for e in await conn.fetch(Q.events, tenant_id, hold_id)]
+        return hold
+
+    async def list(
+        self, tenant_id: uuid.UUID, *, active: bool, subject_ref_hash: bytes | None,
+        after: tuple[datetime, uuid.UUID] | None, limit: int,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        async with self._db.tenant_tx(tenant_id) as conn:
+            rows = await conn.fetch(
+                Q.list, tenant_id, active, subject_ref_hash,
+                after[0] if after else None, after[1] if after else None, limit,
+            )  # fmt: skip
+        return [dict(r) for r in rows]
+
+    async def amend(
+        self, tenant_id: uuid.UUID, hold_id: uuid.UUID, changes: dict[str, Any], actor: Actor
+    ) -> dict[str, Any]:
+        """Extend (or set) the expiry and annotate. Shortening an expiry is a release in
+        disguise, so it is refused: release the hold instead."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            row = await conn.fetchrow(Q.get_for_update, tenant_id, hold_id)
+            if row is None:
+                raise NotFound("no such hold")
+            if row["released_at"] is not None:
+                raise Conflict("this hold was released")
+            expires_at, note = row["expires_at"], row["note"]
+            if "expires_at" in changes:
+                new_expiry = check_expiry(changes["expires_at"])
+                if row["expires_at"] is not None and (
+                    new_expiry is not None and new_expiry < row["expires_at"]
+                ):
+                    raise InvalidInput(
+                        "expires_at can only be extended; release the hold instead",
+                        field="expires_at",
+                    )
+                expires_at = new_expiry
+                await conn.execute(
+                    Q.journal, tenant_id, hold_id, "extended", actor.api_key_id, actor.ip, None
+                )
+            if "note" in changes:
+                note = changes["note"]
+                await conn.execute(
+                    Q.journal, tenant_id, hold_id, "annotated", actor.api_key_id, actor.ip, None
+                )
+            await conn.execute(Q.update_terms, tenant_id, hold_id, expires_at, note)
+            return await self._read(conn, tenant_id, hold_id)
+
+    async def release(
+        self, tenant_id: uuid.UUID, hold_id: uuid.UUID, reason: str, actor: Actor
+    ) -> tuple[bool, dict[str, Any]]:
+        """(released, hold). Litigation and law-enforcement holds need a second, different
+        compliance key: the first call records the request and answers (False, hold)."""
+        if not reason or len(reason) > MAX_RELEASE_REASON_LENGTH:
+            raise InvalidInput(
+                f"reason must be 1-{MAX_RELEASE_REASON_LENGTH} characters", field="reason"
+            )
+        async with self._db.tenant_tx(tenant_id) as conn:
+            row = await conn.fetchrow(Q.get_for_update, tenant_id, hold_id)
+            if row is None:
+                raise NotFound("no such hold")
+            if row["released_at"] is not None:
+                raise Conflict("this hold was released already")
+            if HoldReason(row["reason"]) in TWO_KEY_RELEASE:
+                requested_by = row["release_requested_by"]
+                if requested_by is None:
+                    await conn.execute(Q.request_release, tenant_id, hold_id, actor.api_key_id)
+                    await conn.execute(
+                        Q.journal,
+                        tenant_id,
+                        hold_id,
+                        "release_requested",
+                        actor.api_key_id,
+                        actor.ip,
+                        reason,
+                    )
+                    return False, await self._read(conn, tenant_id, hold_id)
+                if requested_by == actor.api_key_id:
+                    raise Conflict("a second, different compliance key must confirm this release")
+            await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
+            await conn.execute(
+                Q.journal, tenant_id, hold_id, "released", actor.api_key_id, actor.ip, reason
+            )
+            return True, await self._read(conn, tenant_id, hold_id)
+
+
+async def journal_expired_holds(db: Database) -> int:
+    """Expired holds stop covering by themselves (the coverage check compares
+    expires_at with now); this records the expiry in each hold's journal."""
+    journaled = 0
+    for tenant in await list_tenants(db):
+        async with db.tenant_tx(tenant.id) as conn:
+            for row in await conn.fetch(Q.newly_expired, tenant.id):
+                await conn.execute(Q.journal, tenant.id, row["id"], "expired", None, None, None)
+                journaled += 1
+    return journaled
