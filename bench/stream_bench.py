@@ -3,7 +3,7 @@ Starlette app under uvicorn that streams the request body to a file and the file
 loopback with the same httpx client code. The difference is the vault's own cost (auth, key
 hierarchy, AEAD segments, metadata, access log).
 
-    python bench/stream_bench.py [--size-mib 1024] [--repeat 1]
+    python bench/stream_bench.py [--size-mib 1024] [--repeat 1] [--skip-s3] [--s3-size-mib 256]
 
 The vault runs as `python -m vault serve` in a temporary data directory: with DATABASE_URL
 set it uses that PostgreSQL (a fresh database is not created: the schema is migrated in
@@ -11,12 +11,18 @@ place), otherwise the embedded one. The bare app runs as this file with `--bare 
 Both are separate processes, stopped by PID at the end. The client sends the same few
 precomputed 1 MiB buffers over and over with a Content-Length, and reads the download in
 1 MiB pieces without keeping it. MB = 10**6 bytes; best of --repeat runs. The bare app fsyncs
-an upload before answering, as the vault does. Goal (issue 4): vault/bare >= 0.8.
+an upload before answering, as the vault does. Goal (issue 4): vault/bare >= 0.8. The vault's
+peak RSS (VmHWM) is printed before and after the transfers.
+
+Then (unless --skip-s3) the same through S3: a SeaweedFS from tests/seaweed.py on loopback,
+a second vault with the S3 blob store on it, and boto3 writing and reading the same bytes
+straight to SeaweedFS (a smaller object by default, --s3-size-mib).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import shutil
@@ -28,6 +34,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -158,10 +165,186 @@ def timed_download(http: httpx.Client, url: str, headers: dict[str, str], size: 
     return elapsed
 
 
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmHWM for process {pid}")
+
+
+class Vault:
+    """One `python -m vault serve` in its own data directory, with a tenant and an
+    ingest+read key; stopped by PID."""
+
+    def __init__(self, work: Path, name: str, size: int, extra_env: dict[str, str]) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DATAVAULT_")}
+        port = free_port()
+        env.update(
+            DATAVAULT_DATA_DIR=str(work / name),
+            DATAVAULT_PORT=str(port),
+            DATAVAULT_HOST="127.0.0.1",
+            DATAVAULT_MAX_ARTEFACT_BYTES=str(max(size * 2, 20 * 1024**3)),
+            DATAVAULT_LOG_LEVEL="warning",
+            **extra_env,
+        )
+        self.env = env
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = work / f"{name}.log"
+        with self.log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "vault", "serve"],
+                env=env,
+                cwd=ROOT,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        self.key: dict[str, str] = {}
+
+    def prepare(self, http: httpx.Client) -> None:
+        wait_ready(f"{self.url}/readyz", self.process, self.log, 120)
+        created = subprocess.run(
+            [sys.executable, "-m", "vault", "tenant", "create", "bench", "--json"],
+            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise SystemExit(f"tenant create failed: {created.stderr}")
+        admin = {"Authorization": f"Bearer {json.loads(created.stdout)['api_key']}"}
+        made = http.post(
+            f"{self.url}/v1/api-keys",
+            json={"name": "bench", "scopes": ["ingest", "read"]},
+            headers=admin,
+        )
+        if made.status_code != 201:
+            raise SystemExit(f"key create failed: {made.text}")
+        self.key = {"Authorization": f"Bearer {made.json()['secret']}"}
+
+    @property
+    def artefacts(self) -> str:
+        return f"{self.url}/v1/subjects/bench-subject/artefacts"
+
+    def round_trip(
+        self, http: httpx.Client, buffers: list[bytes], size: int
+    ) -> tuple[float, float]:
+        """Upload then download one artefact of `size` bytes, delete it; MB/s each way."""
+        seconds, response = timed_upload(
+            http, f"{self.artefacts}?category=recording", self.key, buffers, size
+        )
+        artefact = f"{self.artefacts}/{response.json()['id']}"
+        down = timed_download(http, f"{artefact}/content", self.key, size)
+        http.delete(artefact, headers=self.key)
+        return size / seconds / 1e6, size / down / 1e6
+
+
+def keep_best(best: dict[str, float], upload: float, download: float) -> None:
+    best["upload"] = max(best.get("upload", 0.0), upload)
+    best["download"] = max(best.get("download", 0.0), download)
+
+
+def print_table(title: str, rows: dict[str, dict[str, float]], reference: str) -> float:
+    vault, other = rows["vault"], rows[reference]
+    up_ratio = vault["upload"] / other["upload"]
+    down_ratio = vault["download"] / other["download"]
+    print(title)
+    print(f"{'':12}{'upload MB/s':>14}{'download MB/s':>16}")
+    for name, row in rows.items():
+        print(f"{name:12}{row['upload']:>14.0f}{row['download']:>16.0f}")
+    print(f"{'vault/' + reference:12}{up_ratio:>14.2f}{down_ratio:>16.2f}")
+    return up_ratio
+
+
+class BodyReader(io.RawIOBase):
+    """The same bytes `body` sends, as a file object for boto3's upload_fileobj."""
+
+    def __init__(self, buffers: list[bytes], size: int) -> None:
+        self._pieces = body(buffers, size)
+        self._rest = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        while not self._rest:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return 0
+            self._rest = memoryview(piece)
+        n = min(len(target), len(self._rest))
+        target[:n] = self._rest[:n]
+        self._rest = self._rest[n:]
+        return n
+
+
+def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> None:
+    """The vault with the S3 blob store on a local SeaweedFS, next to boto3 talking to
+    the same SeaweedFS directly with the same bytes."""
+    sys.path.insert(0, str(ROOT))
+    from tests.seaweed import REGION, running_seaweed
+
+    size = args.s3_size_mib * MIB
+    (work / "seaweed").mkdir()
+    results: dict[str, dict[str, float]] = {"vault": {}, "boto3": {}}
+    rss: list[float] = []
+    # running_seaweed sets the AWS_* credentials in os.environ while it runs; the vault
+    # started inside inherits them.
+    with running_seaweed(work / "seaweed") as seaweed:
+        vault = Vault(
+            work,
+            "vault-s3",
+            size,
+            {
+                "DATAVAULT_S3_BUCKET": seaweed.bucket,
+                "DATAVAULT_S3_ENDPOINT_URL": seaweed.endpoint_url,
+                "DATAVAULT_S3_REGION": REGION,
+            },
+        )
+        client = seaweed.client()
+        try:
+            with httpx.Client(timeout=300) as http:
+                vault.prepare(http)
+                vault.round_trip(http, buffers, 4 * MIB)  # warm up
+                rss.append(peak_rss_mib(vault.process.pid))
+                for attempt in range(args.repeat):
+                    keep_best(results["vault"], *vault.round_trip(http, buffers, size))
+
+                    key = f"bench/direct-{attempt}"
+                    started = time.perf_counter()
+                    reader = io.BufferedReader(BodyReader(buffers, size), MIB)
+                    client.upload_fileobj(reader, seaweed.bucket, key)
+                    up = size / (time.perf_counter() - started) / 1e6
+                    received = 0
+                    started = time.perf_counter()
+                    streamed = client.get_object(Bucket=seaweed.bucket, Key=key)["Body"]
+                    while piece := streamed.read(MIB):
+                        received += len(piece)
+                    down = size / (time.perf_counter() - started) / 1e6
+                    if received != size:
+                        raise SystemExit(f"boto3 read {received} bytes, expected {size}")
+                    client.delete_object(Bucket=seaweed.bucket, Key=key)
+                    keep_best(results["boto3"], up, down)
+                rss.append(peak_rss_mib(vault.process.pid))
+        finally:
+            client.close()
+            stop(vault.process)
+    print()
+    up_ratio = print_table(
+        f"S3 (SeaweedFS on loopback): {args.s3_size_mib} MiB object (--s3-size-mib; smaller "
+        f"than the filesystem one to keep the run short), best of {args.repeat}; boto3 = "
+        "upload_fileobj (default TransferConfig: 8 MiB parts, up to 10 threads) and "
+        "get_object streamed in 1 MiB reads",
+        results,
+        "boto3",
+    )
+    print(f"vault (S3) peak RSS: {rss[0]:.0f} MiB before the transfers, {rss[1]:.0f} MiB after")
+    print(f"vault/boto3 upload: {up_ratio:.3f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--s3-size-mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--skip-s3", action="store_true", help="only the filesystem section")
     parser.add_argument("--bare", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare:
@@ -172,26 +355,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="datavault-stream-bench-"))
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DATAVAULT_")}
-        vault_port, bare_port = free_port(), free_port()
-        env.update(
-            DATAVAULT_DATA_DIR=str(work / "vault"),
-            DATAVAULT_PORT=str(vault_port),
-            DATAVAULT_MAX_ARTEFACT_BYTES=str(max(size * 2, 20 * 1024**3)),
-            DATAVAULT_LOG_LEVEL="warning",
-        )
+        vault = Vault(work, "vault", size, {})
+        processes.append(vault.process)
+        bare_port = free_port()
         (work / "bare").mkdir()
-        vault_log, bare_log = work / "vault.log", work / "bare.log"
-        with vault_log.open("wb") as sink:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-m", "vault", "serve"],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                )
-            )
+        bare_log = work / "bare.log"
         with bare_log.open("wb") as sink:
             processes.append(
                 subprocess.Popen(
@@ -201,62 +369,39 @@ def main() -> int:
                     stderr=subprocess.STDOUT,
                 )
             )
-        vault_url, bare_url = f"http://127.0.0.1:{vault_port}", f"http://127.0.0.1:{bare_port}"
+        bare_url = f"http://127.0.0.1:{bare_port}"
         wait_ready(f"{bare_url}/healthz", processes[1], bare_log, 30)
-        wait_ready(f"{vault_url}/readyz", processes[0], vault_log, 120)
 
-        created = subprocess.run(
-            [sys.executable, "-m", "vault", "tenant", "create", "bench", "--json"],
-            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-        if created.returncode != 0:
-            raise SystemExit(f"tenant create failed: {created.stderr}")
-        admin = {"Authorization": f"Bearer {json.loads(created.stdout)['api_key']}"}
         buffers = [os.urandom(MIB) for _ in range(4)]
         results: dict[str, dict[str, float]] = {"vault": {}, "bare": {}}
         with httpx.Client(timeout=300) as http:
-            made = http.post(
-                f"{vault_url}/v1/api-keys",
-                json={"name": "bench", "scopes": ["ingest", "read"]},
-                headers=admin,
-            )
-            if made.status_code != 201:
-                raise SystemExit(f"key create failed: {made.text}")
-            key = {"Authorization": f"Bearer {made.json()['secret']}"}
-            artefacts = f"{vault_url}/v1/subjects/bench-subject/artefacts?category=recording"
+            vault.prepare(http)
             # Warm both up (imports, pools, key caches) with a small object.
-            timed_upload(http, artefacts, key, buffers, 4 * MIB)
+            vault.round_trip(http, buffers, 4 * MIB)
             timed_upload(http, f"{bare_url}/objects/warm", {}, buffers, 4 * MIB)
+            rss_before = peak_rss_mib(vault.process.pid)
 
             for _ in range(args.repeat):
-                seconds, response = timed_upload(http, artefacts, key, buffers, size)
-                artefact_id = response.json()["id"]
-                content = f"{vault_url}/v1/subjects/bench-subject/artefacts/{artefact_id}/content"
-                down = timed_download(http, content, key, size)
-                best = results["vault"]
-                best["upload"] = max(best.get("upload", 0.0), size / seconds / 1e6)
-                best["download"] = max(best.get("download", 0.0), size / down / 1e6)
-                http.delete(
-                    f"{vault_url}/v1/subjects/bench-subject/artefacts/{artefact_id}", headers=key
-                )
+                keep_best(results["vault"], *vault.round_trip(http, buffers, size))
 
                 seconds, _ = timed_upload(http, f"{bare_url}/objects/big", {}, buffers, size)
                 down = timed_download(http, f"{bare_url}/objects/big", {}, size)
-                best = results["bare"]
-                best["upload"] = max(best.get("upload", 0.0), size / seconds / 1e6)
-                best["download"] = max(best.get("download", 0.0), size / down / 1e6)
+                keep_best(results["bare"], size / seconds / 1e6, size / down / 1e6)
                 (work / "bare" / "big").unlink()
+            rss_after = peak_rss_mib(vault.process.pid)
+        for process in processes:
+            stop(process)
 
-        vault, bare = results["vault"], results["bare"]
-        up_ratio = vault["upload"] / bare["upload"]
-        down_ratio = vault["download"] / bare["download"]
-        print(f"object: {args.size_mib} MiB over loopback, best of {args.repeat}")
-        print(f"{'':10}{'upload MB/s':>14}{'download MB/s':>16}")
-        print(f"{'vault':10}{vault['upload']:>14.0f}{vault['download']:>16.0f}")
-        print(f"{'bare':10}{bare['upload']:>14.0f}{bare['download']:>16.0f}")
-        print(f"{'vault/bare':10}{up_ratio:>14.2f}{down_ratio:>16.2f}")
+        up_ratio = print_table(
+            f"filesystem: {args.size_mib} MiB object over loopback, best of {args.repeat}",
+            results,
+            "bare",
+        )
+        print(f"vault peak RSS: {rss_before:.0f} MiB before the transfers, {rss_after:.0f} after")
         verdict = "met" if up_ratio >= 0.8 else "NOT met"
         print(f"goal: vault upload >= 0.8 x bare upload: {verdict} ({up_ratio:.3f})")
+        if not args.skip_s3:
+            s3_section(work, args, buffers)
         return 0
     finally:
         for process in processes:

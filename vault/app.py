@@ -17,7 +17,18 @@ from vault.config import Settings
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
 from vault.errors import VaultError
-from vault.http import access_log, api_keys, artefacts, holds, ops, records, subjects, tenant
+from vault.http import (
+    access_log,
+    api_keys,
+    artefacts,
+    erasures,
+    holds,
+    ops,
+    receipts,
+    records,
+    subjects,
+    tenant,
+)
 from vault.http.middleware import AccessLogMiddleware
 from vault.http.problems import (
     http_exception_handler,
@@ -34,6 +45,8 @@ from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
 from vault.services.deployment_secrets import load_deployment_secrets
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import (
     HOLD_EXPIRY_INTERVAL_SECONDS,
@@ -42,9 +55,16 @@ from vault.services.holds import (
     journal_expired_holds,
 )
 from vault.services.keyring import KeyRing
+from vault.services.ledger import (
+    PUBLISH_INTERVAL_SECONDS,
+    publish_and_complete,
+    reconcile_on_start,
+)
+from vault.services.receipts import ReceiptSigner
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.runner import JobRunner, PeriodicJob
 from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
 
@@ -86,9 +106,15 @@ ROUTES = [
         DELETE=subjects.lift_restriction,
     ),
     route("/v1/subjects/{ref}", GET=subjects.show_subject),
+    route("/v1/subjects/{ref}/erasure", POST=erasures.request_erasure),
+    route("/v1/erasures", GET=erasures.list_erasures),
+    route("/v1/erasures/{erasure_id}", GET=erasures.show_erasure),
+    route("/v1/erasures/{erasure_id}/cancel", POST=erasures.cancel_erasure),
+    route("/v1/erasures/{erasure_id}/receipt", GET=erasures.erasure_receipt),
     route("/v1/holds", GET=holds.list_holds, POST=holds.place_hold),
     route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),
     route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
+    route("/v1/receipt-keys", GET=receipts.receipt_keys),
 ]
 
 
@@ -101,7 +127,17 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
         blobs = open_blob_store(settings)
+        # Before serving: a restored backup must not bring shredded keys back.
+        redestroyed = await reconcile_on_start(db, blobs)
+        if redestroyed:
+            log.warning("shredded_keys_redestroyed", count=redestroyed)
         keyring = KeyRing(root, PgHoldCheck())
+        issuer = ReceiptIssuer(
+            await ReceiptSigner.load_or_create(db, root),
+            settings.receipt_issuer,
+            settings.epoch_days,
+            settings.backup_retention_days,
+        )
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
         artefact_service = ArtefactService(
@@ -125,6 +161,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             records=RecordService(db, keyring, subject_service),
             export=ExportService(db, keyring, subject_service, artefact_service),
             holds=HoldService(db),
+            erasures=ErasureService(db, refs),
         )
         jobs = JobRunner(
             [
@@ -138,6 +175,16 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
                 ),
                 PeriodicJob(
                     "hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)
+                ),
+                PeriodicJob(
+                    "erasure-executor",
+                    EXECUTOR_INTERVAL_SECONDS,
+                    lambda: run_due_erasures(db, keyring),
+                ),
+                PeriodicJob(
+                    "shred-ledger",
+                    PUBLISH_INTERVAL_SECONDS,
+                    lambda: publish_and_complete(db, blobs, issuer),
                 ),
             ]
         )

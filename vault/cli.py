@@ -183,6 +183,64 @@ def cmd_keys_new_epoch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class _UsageError(Exception):
+    """A command's input cannot be used at all (exit 2)."""
+
+
+def _read_json_file(path: str, what: str) -> Any:
+    """The parsed file; _UsageError if unreadable or not JSON (exit 2)."""
+    from vault.services.receipts import load_receipt_json
+
+    try:
+        return load_receipt_json(Path(path).read_bytes())
+    except OSError as exc:
+        raise _UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise _UsageError(f"{what} {path} is not JSON: {exc}") from None
+
+
+def cmd_receipt_verify(args: argparse.Namespace) -> int:
+    from vault.services.receipts import ReceiptInvalid, verify_signed_receipt
+
+    try:
+        try:
+            document = _read_json_file(args.file, "receipt")
+            jwks = _read_json_file(args.jwks, "key set") if args.jwks is not None else None
+        except _UsageError as exc:
+            print(f"datavault: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.jwks is None:
+            jwks = _published_receipt_keys(args)
+        receipt = verify_signed_receipt(document, jwks)
+    except ReceiptInvalid as exc:
+        _emit(args, {"valid": False, "error": str(exc)}, f"invalid receipt: {exc}")
+        return EXIT_FAILED_CHECK
+    kind = "final" if receipt.get("final") is True else "interim"
+    data = {"valid": True, "erasure_id": receipt.get("erasure_id"), "final": kind == "final",
+            "key_id": document["key_id"], "receipt": receipt}  # fmt: skip
+    text = f"valid receipt for erasure {receipt.get('erasure_id')} ({kind}), signed by "
+    _emit(args, data, text + str(document["key_id"]))
+    return EXIT_OK
+
+
+def _published_receipt_keys(args: argparse.Namespace) -> Any:
+    """The deployment's published keys, read from its database (no root key needed)."""
+    from vault.db.database import Database
+    from vault.runtime import database_url
+    from vault.services.receipts import published_keys
+
+    url = database_url(_settings(args))
+
+    async def run() -> Any:
+        db = await Database.connect(url, max_size=1)
+        try:
+            return await published_keys(db)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
 def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
     from vault.services.root_epochs import retire_epoch
 
@@ -192,6 +250,29 @@ def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
     )
     data = {"epoch": state.epoch, "retired_at": state.retired_at}
     _emit(args, data, f"root key epoch {state.epoch} retired: its root key is destroyed")
+    return EXIT_OK
+
+
+def cmd_ledger_verify(args: argparse.Namespace) -> int:
+    from vault.services.ledger import LedgerError, read_ledger
+
+    async def work(ctx: OperatorContext) -> Any:
+        try:
+            objects = await read_ledger(ctx.blobs)
+        except LedgerError as exc:
+            return str(exc)
+        return objects
+
+    result = _run_operator(args, work)
+    if isinstance(result, str):
+        _emit(args, {"ok": False, "problem": result}, f"shred ledger BROKEN: {result}")
+        return EXIT_FAILED_CHECK
+    entries = sum(len(o.entries) for o in result)
+    _emit(
+        args,
+        {"ok": True, "objects": len(result), "entries": entries},
+        f"shred ledger ok: {len(result)} objects, {entries} destroyed keys",
+    )
     return EXIT_OK
 
 
@@ -225,6 +306,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify = command(audit, "verify", cmd_audit_verify, "verify the access-log hash chains")
     verify.add_argument("--tenant", metavar="SLUG")
+
+    receipt = sub.add_parser("receipt", help="erasure receipts").add_subparsers(
+        dest="receipt_command", required=True
+    )
+    check = command(receipt, "verify", cmd_receipt_verify, "verify a signed erasure receipt")
+    check.add_argument("file", metavar="FILE", help="the signed receipt (JSON)")
+    check.add_argument(
+        "--jwks", metavar="FILE", help="verify offline against this JWK set (/v1/receipt-keys)"
+    )
+
+    ledger = sub.add_parser("ledger", help="shred ledger").add_subparsers(
+        dest="ledger_command", required=True
+    )
+    command(ledger, "verify", cmd_ledger_verify, "check the shred ledger's hash chain")
 
     keys = sub.add_parser("keys", help="key rotation").add_subparsers(
         dest="keys_command", required=True

@@ -36,6 +36,8 @@ class Settings:
     auth_failure_limit: int = 20
     auth_failure_window_seconds: float = 60.0
     db_pool_max: int = 20
+    # Names this deployment in erasure receipts (e.g. its public URL).
+    receipt_issuer: str = "datavault"
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -94,6 +96,7 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_AUTH_FAILURE_LIMIT", "auth_failure_limit", _int),
     ("DATAVAULT_AUTH_FAILURE_WINDOW_SECONDS", "auth_failure_window_seconds", _float),
     ("DATAVAULT_DB_POOL_MAX", "db_pool_max", _int),
+    ("DATAVAULT_RECEIPT_ISSUER", "receipt_issuer", _str),
 )
 
 

@@ -11,23 +11,36 @@ from collections.abc import Iterator
 import pytest
 
 from tests.seaweed import SeaweedS3
-from tests.support import ServerThread, Tenant, bearer, make_tenant, running_server
+from tests.support import (
+    ServerThread,
+    Tenant,
+    bearer,
+    make_tenant,
+    new_database,
+    running_server,
+)
 from vault.config import Settings
 
 MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def s3_server(
-    settings: Settings, database_url: str, seaweed_s3: SeaweedS3
-) -> Iterator[ServerThread]:
-    s3_settings = dataclasses.replace(
+def s3_vault(settings: Settings, pg_admin_url: str, seaweed_s3: SeaweedS3) -> Settings:
+    # Its own database: the shred ledger lives in the blob store, so a deployment's
+    # database and blob store belong together (a database whose ledger head is ahead of
+    # its blob store's ledger refuses to start).
+    return dataclasses.replace(
         settings,
+        database_url=new_database(pg_admin_url),
         s3_bucket=seaweed_s3.bucket,
         s3_endpoint_url=seaweed_s3.endpoint_url,
         s3_region="us-east-1",
     )
-    with running_server(s3_settings, database_url) as server:
+
+
+@pytest.fixture(scope="module")
+def s3_server(s3_vault: Settings) -> Iterator[ServerThread]:
+    with running_server(s3_vault, s3_vault.database_url or "") as server:
         yield server
 
 
@@ -48,9 +61,9 @@ def _objects(seaweed_s3: SeaweedS3, needle: str) -> list[str]:
 
 
 def test_artefact_round_trip_range_and_shred_on_s3(
-    s3_server: ServerThread, settings: Settings, database_url: str, seaweed_s3: SeaweedS3
+    s3_server: ServerThread, s3_vault: Settings, seaweed_s3: SeaweedS3
 ) -> None:
-    tenant = make_tenant(settings, database_url)
+    tenant = make_tenant(s3_vault, s3_vault.database_url or "")
     key = bearer(_keys(s3_server, tenant))
     data = os.urandom(9 * MIB + 123)  # more than one 8 MiB multipart part
     base = "/v1/subjects/caller-7/artefacts"

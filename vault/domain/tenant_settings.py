@@ -15,25 +15,38 @@ from vault.domain.categories import BUILT_IN_CATEGORIES, CATEGORY_PATTERN, IDENT
 from vault.errors import InvalidInput
 
 MAX_TENANT_CATEGORIES = 50
-NOT_YET_SUPPORTED = ("retention", "erasure_grace_hours", "erasure_rate_limit_per_hour")
+NOT_YET_SUPPORTED = ("retention",)
+# DESIGN.md: the grace period before an erasure runs is at most 29 days.
+MAX_ERASURE_GRACE_HOURS = 29 * 24
+DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR = 1000
+_FIELDS = ("categories", "max_artefact_bytes", "erasure_grace_hours", "erasure_rate_limit_per_hour")
 
 
 @dataclass(frozen=True)
 class TenantSettings:
     categories: tuple[str, ...] = ()
     max_artefact_bytes: Mapping[str, int] = field(default_factory=dict)
+    erasure_grace_hours: int = 0
+    # None: no brake on the erasure rate.
+    erasure_rate_limit_per_hour: int | None = DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> TenantSettings:
         return cls(
             categories=tuple(document.get("categories", ())),
             max_artefact_bytes=dict(document.get("max_artefact_bytes", {})),
+            erasure_grace_hours=int(document.get("erasure_grace_hours", 0)),
+            erasure_rate_limit_per_hour=document.get(
+                "erasure_rate_limit_per_hour", DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR
+            ),
         )
 
     def to_document(self) -> dict[str, Any]:
         return {
             "categories": list(self.categories),
             "max_artefact_bytes": dict(self.max_artefact_bytes),
+            "erasure_grace_hours": self.erasure_grace_hours,
+            "erasure_rate_limit_per_hour": self.erasure_rate_limit_per_hour,
         }
 
     def artefact_limit(self, category: str, deployment_max: int) -> int:
@@ -44,7 +57,7 @@ class TenantSettings:
         for name in NOT_YET_SUPPORTED:
             if name in patch:
                 raise InvalidInput(f"{name} is not supported by this version yet", field=name)
-        unknown = set(patch) - {"categories", "max_artefact_bytes", *NOT_YET_SUPPORTED}
+        unknown = set(patch) - {*_FIELDS, *NOT_YET_SUPPORTED}
         if unknown:
             first, *rest = sorted(unknown)
             raise InvalidInput(
@@ -61,10 +74,24 @@ class TenantSettings:
                 (*BUILT_IN_CATEGORIES, *categories),
                 deployment_max,
             )
-        return TenantSettings(
-            categories,
-            {c: n for c, n in limits.items() if c in (*BUILT_IN_CATEGORIES, *categories)},
-        )
+        kept = {c: n for c, n in limits.items() if c in (*BUILT_IN_CATEGORIES, *categories)}
+        grace = self.erasure_grace_hours
+        if "erasure_grace_hours" in patch:
+            grace = patch["erasure_grace_hours"]
+            if type(grace) is not int or not 0 <= grace <= MAX_ERASURE_GRACE_HOURS:
+                raise InvalidInput(
+                    f"erasure_grace_hours must be an integer from 0 to {MAX_ERASURE_GRACE_HOURS}",
+                    field="erasure_grace_hours",
+                )
+        rate = self.erasure_rate_limit_per_hour
+        if "erasure_rate_limit_per_hour" in patch:
+            rate = patch["erasure_rate_limit_per_hour"]
+            if rate is not None and (type(rate) is not int or rate < 1):
+                raise InvalidInput(
+                    "erasure_rate_limit_per_hour must be an integer >= 1, or null for no brake",
+                    field="erasure_rate_limit_per_hour",
+                )
+        return TenantSettings(categories, kept, grace, rate)
 
 
 def _categories(value: Any) -> tuple[str, ...]:

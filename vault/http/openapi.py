@@ -127,6 +127,18 @@ ACCESS_ROW = {
     },
 }  # fmt: skip
 
+RECEIPT_KEYS = {
+    "type": "object",
+    "required": ["keys"],
+    "properties": {"keys": {"type": "array", "items": {
+        "type": "object",
+        "required": ["kty", "crv", "kid", "x"],
+        "properties": {"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "kid": _STR,
+                       "x": {**_STR, "description": "base64url raw public key, no padding"},
+                       "use": {"const": "sig"}, "alg": {"const": "EdDSA"}},
+    }}},
+}  # fmt: skip
+
 
 def _paths() -> dict[str, dict[str, Any]]:
     return {
@@ -135,6 +147,10 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/metrics": {"get": _op("Prometheus metrics", scope=None)},
         "/openapi.json": {"get": _op("This document", scope=None)},
         "/docs": {"get": _op("Human-readable API documentation", scope=None)},
+        "/v1/receipt-keys": {
+            "get": _op("Public keys that verify erasure receipts: a JWK set, retired keys "
+                       "included", scope=None, ok_schema=RECEIPT_KEYS),
+        },
         "/v1/tenant": {
             "get": _op("The calling key's tenant and its settings", scope="admin"),
         },
@@ -191,6 +207,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         **_subject_paths(),
         **_hold_paths(),
+        **_erasure_paths(),
     }  # fmt: skip
 
 
@@ -399,6 +416,59 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
                         ok_schema=HOLD, errors=(404, 409, 422),
                         body={"type": "object", "required": ["reason"],
                               "properties": {"reason": _STR}}),
+        },
+    }  # fmt: skip
+
+
+ERASURE = {
+    "type": "object",
+    "properties": {
+        "id": _UUID,
+        "subject_ref_hash": _STR,
+        "status": {
+            "type": "string",
+            "enum": ["scheduled", "in_progress", "completed", "held", "cancelled"],
+        },
+        "requested_at": _TIME,
+        "not_before": _TIME,
+        "due_at": _TIME,
+        "completed_at": {"type": ["string", "null"]},
+        "shredded": {"type": "array", "items": {"type": "object"}},
+        "held": {"type": "array", "items": {"type": "object"}},
+        "retained": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
+def _erasure_paths() -> dict[str, dict[str, Any]]:
+    erasure_id = _path("erasure_id")
+    return {
+        "/v1/subjects/{ref}/erasure": {
+            "parameters": [_REF],
+            "post": _op("Erase a subject: 202 scheduled; 200 with the open erasure if one exists",
+                        scope="erasure", ok=202, ok_schema=ERASURE, errors=(400, 415, 422),
+                        body={"type": "object", "properties": {"reason": _STR, "reference": _STR}}),
+        },
+        "/v1/erasures": {
+            "get": _op("List erasures, newest first", scope="erasure",
+                       ok_schema=_list_page(ERASURE),
+                       params=[_query("status", _STR, "Only this status"), *_PAGING],
+                       errors=(422,)),
+        },
+        "/v1/erasures/{erasure_id}": {
+            "parameters": [erasure_id],
+            "get": _op("What was shredded, what is held and by which hold", scope="erasure",
+                       ok_schema=ERASURE, errors=(404,)),
+        },
+        "/v1/erasures/{erasure_id}/receipt": {
+            "parameters": [erasure_id],
+            "get": _op("The signed receipt: final once completed, interim while held; 409 before",
+                       scope="erasure", errors=(404, 409)),
+        },
+        "/v1/erasures/{erasure_id}/cancel": {
+            "parameters": [erasure_id],
+            "post": _op("Cancel during the grace period (409 after not_before)",
+                        scope="erasure", ok_schema=ERASURE, errors=(404, 409)),
         },
     }  # fmt: skip
 

@@ -15,6 +15,7 @@ from vault.observability.metrics import Metrics
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
+from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import HoldService
 from vault.services.keyring import KeyRing
@@ -40,6 +41,7 @@ class VaultState:
     records: RecordService
     export: ExportService
     holds: HoldService
+    erasures: ErasureService
 
 
 def vault_state(request: Request) -> VaultState:

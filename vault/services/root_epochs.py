@@ -21,6 +21,7 @@ from vault.db.sql import Queries
 from vault.errors import Conflict, UnknownEpoch
 from vault.services.key_rotation import RotationReport, rewrap_deployment_secrets, rotate_tenant_kek
 from vault.services.keyring import KeyRing
+from vault.services.receipts import receipt_keys_under_epoch, rewrap_receipt_keys
 from vault.services.tenants import list_tenants
 
 Q = Queries("keys")
@@ -55,6 +56,7 @@ async def rotate_everything(
         await conn.execute(Q.record_epoch, root.current_epoch())
         await conn.execute(Q.end_epochs_before, root.current_epoch())
     secrets = await rewrap_deployment_secrets(db, root)
+    secrets += await rewrap_receipt_keys(db, root)
     if tenant_ids is None:
         tenant_ids = [t.id for t in await list_tenants(db)]
     reports = [await rotate_tenant_kek(db, keyring, root, tenant_id) for tenant_id in tenant_ids]
@@ -122,6 +124,7 @@ async def _live_under_epoch(db: Database, epoch: int) -> int:
     live = 0
     async with db.untenanted_tx() as conn:
         live += int(await conn.fetchval(Q.secrets_under_epoch, epoch))
+    live += await receipt_keys_under_epoch(db, epoch)
     for tenant in await list_tenants(db):
         async with db.tenant_tx(tenant.id) as conn:
             live += int(await conn.fetchval(Q.keks_under_epoch, tenant.id, epoch))

@@ -1,0 +1,236 @@
+"""Erasure end to end over HTTP: shredded within seconds, new life survives, holds keep
+what they cover, grace periods can be cancelled, the rate brake holds back a flood."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import httpx
+
+from tests.api.helpers import create_key
+from tests.support import ServerThread, Tenant, bearer, problem
+
+
+def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
+    return {
+        "app": bearer(create_key(http, tenant, ["ingest", "read"])["secret"]),
+        "privacy": bearer(create_key(http, tenant, ["erasure"])["secret"]),
+        "officer": bearer(create_key(http, tenant, ["compliance"])["secret"]),
+    }
+
+
+def _wait_for(http: httpx.Client, headers: dict[str, str], erasure_id: str, *statuses: str) -> Any:
+    deadline = time.monotonic() + 30
+    while True:
+        shown = http.get(f"/v1/erasures/{erasure_id}", headers=headers).json()
+        if shown["status"] in statuses or time.monotonic() > deadline:
+            return shown
+        time.sleep(0.2)
+
+
+def test_erasure_shreds_the_subject_and_data_written_afterwards_survives(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        app = keys["app"]
+        upload = http.post(
+            "/v1/subjects/zoe/artefacts?category=recording", content=os.urandom(5000), headers=app
+        )
+        assert (
+            http.put(
+                "/v1/subjects/zoe/records/profile?category=account", json={"n": 1}, headers=app
+            ).status_code
+            == 201
+        )
+        requested = http.post(
+            "/v1/subjects/zoe/erasure", json={"reason": "user asked"}, headers=keys["privacy"]
+        )
+        again = http.post("/v1/subjects/zoe/erasure", headers=keys["privacy"])
+        # Written after the instruction: a new life under new keys.
+        later = http.put(
+            "/v1/subjects/zoe/records/after?category=account", json={"n": 2}, headers=app
+        )
+        erasure = requested.json()
+        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        artefact = http.get(
+            f"/v1/subjects/zoe/artefacts/{upload.json()['id']}/content", headers=app
+        )
+        old_record = http.get("/v1/subjects/zoe/records/profile", headers=app)
+        new_record = http.get("/v1/subjects/zoe/records/after", headers=app)
+        listed = http.get("/v1/erasures?status=completed", headers=keys["privacy"]).json()["items"]
+    assert requested.status_code == 202, requested.text
+    assert set(erasure) >= {"id", "status", "requested_at", "not_before", "due_at"}
+    assert again.status_code == 200 and again.json()["id"] == erasure["id"]
+    assert later.status_code == 201
+    assert done["status"] == "completed", done
+    assert {s["category"] for s in done["shredded"]} == {"recording", "account", "identity"}
+    assert done["held"] == [] and done["completed_at"]
+    assert artefact.status_code in (404, 410)
+    assert old_record.status_code in (404, 410)
+    assert new_record.status_code == 200 and new_record.json() == {"n": 2}
+    assert erasure["id"] in [e["id"] for e in listed]
+
+
+def test_unknown_subject_gets_an_erasure_that_completes_with_nothing_shredded(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        privacy = _keys(http, tenant)["privacy"]
+        requested = http.post("/v1/subjects/never-seen/erasure", headers=privacy)
+        done = _wait_for(http, privacy, requested.json()["id"], "completed")
+    assert requested.status_code == 202
+    assert done["status"] == "completed" and done["shredded"] == []
+
+
+def test_held_category_is_kept_until_the_hold_is_released(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        app = keys["app"]
+        invoice = http.post(
+            "/v1/subjects/yan/artefacts?category=billing", content=b"invoice", headers=app
+        )
+        http.post("/v1/subjects/yan/artefacts?category=support", content=b"chat", headers=app)
+        hold = http.post(
+            "/v1/holds",
+            json={
+                "subject_ref": "yan",
+                "categories": ["billing"],
+                "reason": "billing",
+                "reference": "INV-9",
+            },
+            headers=keys["officer"],
+        ).json()
+        erasure = http.post("/v1/subjects/yan/erasure", headers=keys["privacy"]).json()
+        held = _wait_for(http, keys["privacy"], erasure["id"], "held")
+        still = http.get(
+            f"/v1/subjects/yan/artefacts/{invoice.json()['id']}/content", headers=keys["officer"]
+        )
+        http.post(
+            f"/v1/holds/{hold['id']}/release", json={"reason": "paid"}, headers=keys["officer"]
+        )
+        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        gone = http.get(
+            f"/v1/subjects/yan/artefacts/{invoice.json()['id']}/content", headers=keys["officer"]
+        )
+    assert held["status"] == "held", held
+    assert held["held"] == [{"category": "billing", "hold_ids": [hold["id"]]}]
+    assert "support" in {s["category"] for s in held["shredded"]}
+    assert still.status_code == 200 and still.content == b"invoice"
+    assert done["status"] == "completed"
+    assert "billing" in {s["category"] for s in done["shredded"]}
+    assert gone.status_code in (404, 410)
+
+
+def test_erasure_in_its_grace_period_can_be_cancelled_and_not_after(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 48}, headers=tenant.auth())
+        http.put("/v1/subjects/xia/records/p?category=account", json={}, headers=keys["app"])
+        waiting = http.post("/v1/subjects/xia/erasure", headers=keys["privacy"]).json()
+        cancelled = http.post(f"/v1/erasures/{waiting['id']}/cancel", headers=keys["privacy"])
+        record = http.get("/v1/subjects/xia/records/p", headers=keys["app"])
+        http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 0}, headers=tenant.auth())
+        running = http.post("/v1/subjects/xia/erasure", headers=keys["privacy"]).json()
+        too_late = http.post(f"/v1/erasures/{running['id']}/cancel", headers=keys["privacy"])
+    assert waiting["status"] == "scheduled"
+    assert waiting["not_before"] > waiting["requested_at"]
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    assert record.status_code == 200
+    assert running["id"] != waiting["id"]
+    assert problem(too_late)["status"] == 409
+
+
+def test_rate_brake_holds_back_erasures_past_the_tenant_limit(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.patch(
+            "/v1/tenant/settings", json={"erasure_rate_limit_per_hour": 2}, headers=tenant.auth()
+        )
+        results = [
+            http.post(f"/v1/subjects/r{n}/erasure", headers=keys["privacy"]).json()
+            for n in range(3)
+        ]
+        third = http.get(f"/v1/erasures/{results[2]['id']}", headers=keys["privacy"]).json()
+    first_delay = _hours(results[0]["not_before"]) - _hours(results[0]["requested_at"])
+    third_delay = _hours(results[2]["not_before"]) - _hours(results[2]["requested_at"])
+    assert first_delay < 0.01
+    assert 23.9 < third_delay <= 24.01
+    assert third["rate_braked"] is True and third["status"] == "scheduled"
+
+
+def _hours(stamp: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() / 3600
+
+
+def test_erasures_need_the_erasure_scope_and_stay_in_their_tenant(
+    server: ServerThread, new_tenant: Any
+) -> None:
+    owner, other = new_tenant(), new_tenant()
+    with server.client() as http:
+        keys = _keys(http, owner)
+        refused = http.post("/v1/subjects/q/erasure", headers=keys["app"])
+        erasure = http.post("/v1/subjects/q/erasure", headers=keys["privacy"]).json()
+        intruder = bearer(create_key(http, other, ["erasure"])["secret"])
+        foreign = [
+            http.get(f"/v1/erasures/{erasure['id']}", headers=intruder).status_code,
+            http.post(f"/v1/erasures/{erasure['id']}/cancel", headers=intruder).status_code,
+        ]
+    assert refused.status_code == 403
+    assert foreign == [404, 404]
+
+
+def test_completed_erasure_has_a_receipt_that_verifies_with_the_published_key_only(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    from vault.services.receipts import ReceiptInvalid, verify_signed_receipt
+
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.put("/v1/subjects/wes/records/p?category=account", json={}, headers=keys["app"])
+        erasure = http.post("/v1/subjects/wes/erasure", headers=keys["privacy"]).json()
+        early = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"])
+        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        signed = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"]).json()
+        jwks = http.get("/v1/receipt-keys").json()
+    assert early.status_code in (200, 409)
+    receipt = verify_signed_receipt(signed, jwks)
+    assert receipt["final"] is True and receipt["erasure_id"] == erasure["id"]
+    assert receipt["tenant_id"] == str(tenant.id)
+    assert receipt["subject_ref_hash"] == done["subject_ref_hash"]
+    assert {s["key_id"] for s in receipt["shredded"]} == {s["key_id"] for s in done["shredded"]}
+    assert receipt["backups_unreadable_after"] > receipt["completed_at"]
+    tampered = {**signed, "receipt": {**signed["receipt"], "shredded": []}}
+    try:
+        verify_signed_receipt(tampered, jwks)
+    except ReceiptInvalid:
+        pass
+    else:
+        raise AssertionError("a changed receipt verified")
+
+
+def test_held_erasure_has_an_interim_receipt(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.post("/v1/subjects/vic/artefacts?category=billing", content=b"x", headers=keys["app"])
+        http.post(
+            "/v1/holds",
+            json={"subject_ref": "vic", "reason": "litigation", "reference": "L-1"},
+            headers=keys["officer"],
+        )
+        erasure = http.post("/v1/subjects/vic/erasure", headers=keys["privacy"]).json()
+        _wait_for(http, keys["privacy"], erasure["id"], "held")
+        interim = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"]).json()
+    assert interim["receipt"]["final"] is False
+    assert interim["receipt"]["held"][0]["category"] == "billing"
+    assert interim["alg"] == "Ed25519"

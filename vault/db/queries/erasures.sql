@@ -1,0 +1,111 @@
+-- name: open_for_subject
+SELECT * FROM erasures
+ WHERE tenant_id = $1 AND subject_ref_hash = $2 AND status IN ('scheduled', 'in_progress', 'held')
+
+-- name: recent_count
+SELECT count(*) FROM erasures WHERE tenant_id = $1 AND requested_at > now() - interval '1 hour'
+
+-- name: lock_subject
+SELECT id, generation FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
+
+-- name: next_generation
+UPDATE subjects SET generation = generation + 1 WHERE tenant_id = $1 AND id = $2
+
+-- name: insert
+INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation, status, reason,
+                      reference, requested_at, requested_by, not_before, due_at, braked)
+VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $9, $10, $11, $12)
+
+-- name: event
+INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)
+VALUES ($1, $2, $3, $4, $5, $6)
+
+-- name: get
+SELECT * FROM erasures WHERE tenant_id = $1 AND id = $2
+
+-- name: get_for_update
+SELECT * FROM erasures WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+
+-- name: items
+SELECT key_id, category, outcome, destroyed_at, hold_ids, kept_until FROM erasure_items
+ WHERE tenant_id = $1 AND erasure_id = $2 ORDER BY category, key_id
+
+-- name: list
+SELECT * FROM erasures
+ WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+   AND ($3::timestamptz IS NULL OR (requested_at, id) < ($3, $4::uuid))
+ ORDER BY requested_at DESC, id DESC
+ LIMIT $5
+
+-- name: set_status
+UPDATE erasures SET status = $3,
+       shredded_at = CASE WHEN $3 = 'in_progress' THEN now() ELSE shredded_at END,
+       completed_at = CASE WHEN $3 IN ('completed', 'held') THEN now() ELSE completed_at END,
+       cancelled_at = CASE WHEN $3 = 'cancelled' THEN now() ELSE cancelled_at END
+ WHERE tenant_id = $1 AND id = $2
+
+-- name: claim_due
+-- SKIP LOCKED: any number of workers take different instructions, none twice at once.
+SELECT * FROM erasures
+ WHERE tenant_id = $1 AND status = 'scheduled' AND not_before <= $2
+ ORDER BY not_before LIMIT 1
+   FOR UPDATE SKIP LOCKED
+
+-- name: claim_held
+SELECT * FROM erasures WHERE tenant_id = $1 AND status = 'held'
+ ORDER BY requested_at LIMIT 20
+   FOR UPDATE SKIP LOCKED
+
+-- name: upsert_item
+INSERT INTO erasure_items (tenant_id, erasure_id, key_id, category, outcome, destroyed_at, hold_ids)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
+   SET outcome = EXCLUDED.outcome, destroyed_at = EXCLUDED.destroyed_at,
+       hold_ids = EXCLUDED.hold_ids
+
+-- name: outbox
+INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at)
+VALUES ($1, $2, $3, $4, $5)
+
+-- name: shred_artefacts_of_key
+-- The blobs are ciphertext under a destroyed key; the sweeper removes them.
+UPDATE artefacts SET state = 'deleted', deleted_at = now(), metadata_sealed = NULL
+ WHERE tenant_id = $1 AND state IN ('active', 'uploading')
+   AND data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $2)
+
+-- name: shred_records_of_key
+UPDATE records SET value_sealed = NULL, current = false, superseded_at = coalesce(superseded_at, now())
+ WHERE tenant_id = $1
+   AND data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $2)
+
+-- name: clear_ref_copy
+UPDATE subjects SET ref_sealed = NULL, restriction_reason_sealed = NULL
+ WHERE tenant_id = $1 AND id = $2
+   AND ref_data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $3)
+
+-- name: awaiting_ledger
+SELECT e.id, e.subject_id, e.generation,
+       EXISTS (SELECT 1 FROM erasure_items i WHERE i.tenant_id = e.tenant_id
+                 AND i.erasure_id = e.id AND i.outcome <> 'shredded') AS kept
+  FROM erasures e
+ WHERE e.tenant_id = $1 AND e.status = 'in_progress'
+   AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
+                     AND o.erasure_id = e.id AND o.published_at IS NULL)
+   FOR UPDATE OF e SKIP LOCKED
+
+-- name: erased_generation
+SELECT 1 FROM erasures
+ WHERE tenant_id = $1 AND subject_id = $2 AND generation = $3 AND status <> 'cancelled'
+ LIMIT 1
+
+-- name: current_epoch_start
+SELECT started_at FROM root_epochs WHERE retired_at IS NULL ORDER BY epoch DESC LIMIT 1
+
+-- name: store_receipt
+INSERT INTO erasure_receipts (tenant_id, erasure_id, final, document)
+VALUES ($1, $2, $3, $4::jsonb)
+ON CONFLICT (tenant_id, erasure_id, final) DO UPDATE SET document = EXCLUDED.document,
+       issued_at = now()
+
+-- name: receipt
+SELECT document FROM erasure_receipts WHERE tenant_id = $1 AND erasure_id = $2 AND final = $3

@@ -1,0 +1,137 @@
+"""Erasure instructions: request, read, list, cancel. The shredding itself is
+workers/erasure.py; completion follows the shred ledger (vault/services/ledger.py).
+
+Requesting an erasure starts the subject's next generation in the same transaction, so
+data written after the request is a new life under new keys and survives it, while the
+requested generation's keys are destroyed whatever arrives later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vault.db.database import Database
+from vault.db.sql import Queries
+from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
+from vault.domain.secret_text import SecretText
+from vault.errors import Conflict, InvalidInput, NotFound
+from vault.services.subject_refs import SubjectRefHasher
+from vault.services.tenants import load_settings
+
+Q = Queries("erasures")
+
+STATUSES = ("scheduled", "in_progress", "completed", "held", "cancelled")
+MAX_TEXT = 500
+
+
+@dataclass(frozen=True)
+class ErasureRequest:
+    reason: str | None
+    reference: str | None
+
+
+def check_erasure_request(body: dict[str, Any]) -> ErasureRequest:
+    values = {}
+    for name in ("reason", "reference"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise InvalidInput(
+                f"{name} must be a string of at most {MAX_TEXT} characters", field=name
+            )
+        values[name] = value
+    unknown = set(body) - {"reason", "reference"}
+    if unknown:
+        first, *rest = sorted(unknown)
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
+    return ErasureRequest(values["reason"], values["reference"])
+
+
+class ErasureService:
+    def __init__(self, db: Database, refs: SubjectRefHasher) -> None:
+        self._db = db
+        self._refs = refs
+
+    async def request(
+        self, tenant_id: uuid.UUID, ref: SecretText, request: ErasureRequest, api_key_id: uuid.UUID,
+        now: datetime | None = None,
+    ) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        """(erasure, created). A subject with an open erasure gets that one back."""
+        ref_hash = await self._refs.hash(tenant_id, ref)
+        now = now or datetime.now(UTC)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await conn.fetchrow(Q.lock_subject, tenant_id, ref_hash)
+            existing = await conn.fetchrow(Q.open_for_subject, tenant_id, ref_hash)
+            if existing is not None:
+                return await self._read(conn, tenant_id, existing["id"]), False
+            settings = await load_settings(conn, tenant_id)
+            recent = int(await conn.fetchval(Q.recent_count, tenant_id))
+            limit = settings.erasure_rate_limit_per_hour
+            braked = limit is not None and recent >= limit
+            not_before = now + timedelta(hours=settings.erasure_grace_hours)
+            if braked:
+                not_before = max(not_before, now + ERASURE_BRAKE_DELAY)
+            erasure_id = uuid.uuid4()
+            subject_id = subject["id"] if subject else None
+            generation = subject["generation"] if subject else None
+            if subject is not None:
+                await conn.execute(Q.next_generation, tenant_id, subject_id)
+            await conn.execute(
+                Q.insert, tenant_id, erasure_id, ref_hash, subject_id, generation, request.reason,
+                request.reference, now, api_key_id, not_before, erasure_due_at(now), braked,
+            )  # fmt: skip
+            detail = "rate brake: held back 24 h" if braked else None
+            await conn.execute(
+                Q.event, tenant_id, erasure_id, None, "scheduled", api_key_id, detail
+            )
+            return await self._read(conn, tenant_id, erasure_id), True
+
+    async def get(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
+        async with self._db.tenant_tx(tenant_id) as conn:
+            return await self._read(conn, tenant_id, erasure_id)
+
+    async def _read(self, conn: Any, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
+        row = await conn.fetchrow(Q.get, tenant_id, erasure_id)
+        if row is None:
+            raise NotFound("no such erasure")
+        erasure = dict(row)
+        erasure["items"] = [dict(i) for i in await conn.fetch(Q.items, tenant_id, erasure_id)]
+        return erasure
+
+    async def list(
+        self,
+        tenant_id: uuid.UUID,
+        status: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        if status is not None and status not in STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
+        async with self._db.tenant_tx(tenant_id) as conn:
+            rows = await conn.fetch(
+                Q.list,
+                tenant_id,
+                status,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit,
+            )
+            return [await self._read(conn, tenant_id, row["id"]) for row in rows]
+
+    async def cancel(
+        self, tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID
+    ) -> dict[str, Any]:
+        """Only during the grace period: once not_before has passed, the erasure runs."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            row = await conn.fetchrow(Q.get_for_update, tenant_id, erasure_id)
+            if row is None:
+                raise NotFound("no such erasure")
+            if row["status"] != "scheduled" or row["not_before"] <= datetime.now(UTC):
+                raise Conflict("this erasure can no longer be cancelled")
+            await conn.execute(Q.set_status, tenant_id, erasure_id, "cancelled")
+            await conn.execute(
+                Q.event, tenant_id, erasure_id, "scheduled", "cancelled", api_key_id, None
+            )
+            return await self._read(conn, tenant_id, erasure_id)

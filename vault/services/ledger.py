@@ -1,0 +1,186 @@
+"""The shred ledger: every destroyed key id, kept outside PostgreSQL in the blob store.
+
+A shred's transaction writes outbox rows; the publisher turns pending rows into one
+ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before, and only
+then marks them published (an erasure completes once all its rows are). PostgreSQL
+remembers the head it last saw. On start the vault re-destroys every key the ledger
+names that the database still holds (a restored backup), and refuses to start when the
+ledger is shorter than that head (objects removed). `datavault ledger verify` checks
+the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from vault.blobs.base import BlobNotFound, BlobStore
+from vault.db.database import Database
+from vault.db.sql import Queries
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.tenants import list_tenants
+
+Q = Queries("ledger")
+E = Queries("erasures")
+
+LEDGER_PREFIX = "ledger/"
+PUBLISH_INTERVAL_SECONDS = 2.0
+_BATCH = 500  # outbox rows per tenant per ledger object
+_GENESIS = bytes(32)
+_FORMAT = "datavault.shred-ledger"
+
+
+class LedgerError(Exception):
+    """The ledger is broken or behind the database: the vault must not serve."""
+
+
+def entry_key(seq: int) -> str:
+    return f"{LEDGER_PREFIX}{seq:020d}.json"
+
+
+def encode_entry(seq: int, prev: bytes, entries: list[dict[str, Any]]) -> tuple[bytes, bytes]:
+    document = {"format": _FORMAT, "v": 1, "seq": seq, "prev": prev.hex(), "entries": entries}
+    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return data, hashlib.sha256(data).digest()
+
+
+@dataclass(frozen=True)
+class LedgerObject:
+    seq: int
+    prev: bytes
+    entries: list[dict[str, Any]]
+    hash: bytes
+
+
+def parse_entry(data: bytes) -> LedgerObject:
+    try:
+        document = json.loads(data)
+        if document.get("format") != _FORMAT:
+            raise ValueError("not a ledger entry")
+        return LedgerObject(
+            int(document["seq"]), bytes.fromhex(document["prev"]), list(document["entries"]),
+            hashlib.sha256(data).digest(),
+        )  # fmt: skip
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LedgerError("a ledger object is malformed") from exc
+
+
+async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
+    """Every ledger object, checked: contiguous from 1 and each linked to the one before."""
+    objects, prev = [], _GENESIS
+    for expected, key in enumerate(await blobs.list_keys(LEDGER_PREFIX), start=1):
+        entry = parse_entry(await blobs.get(key))
+        if key != entry_key(expected) or entry.seq != expected:
+            raise LedgerError(f"ledger entry {expected} is missing")
+        if entry.prev != prev:
+            raise LedgerError(f"ledger entry {expected} does not link to the one before (changed)")
+        objects.append(entry)
+        prev = entry.hash
+    return objects
+
+
+async def publish_pending(db: Database, blobs: BlobStore) -> int:
+    """Publish pending outbox rows as one ledger object; return how many rows."""
+    async with db.untenanted_tx() as head_tx:
+        await head_tx.execute(Q.ensure_head, _GENESIS)
+        head = await head_tx.fetchrow(Q.lock_head)  # one publisher at a time
+        assert head is not None
+        seq, prev = int(head["seq"]), bytes(head["entry_hash"])
+        # A publisher that died after writing its object but before recording it.
+        while True:
+            try:
+                orphan = parse_entry(await blobs.get(entry_key(seq + 1)))
+            except BlobNotFound:
+                break
+            if orphan.prev != prev:
+                raise LedgerError(f"ledger entry {seq + 1} does not link to the head")
+            await _mark(db, orphan.seq, orphan.entries)
+            seq, prev = orphan.seq, orphan.hash
+        entries: list[dict[str, Any]] = []
+        for tenant in await list_tenants(db):
+            async with db.tenant_tx(tenant.id) as conn:
+                for row in await conn.fetch(Q.pending, tenant.id, _BATCH):
+                    entries.append(_entry(tenant.id, row))
+        if entries:
+            seq += 1
+            data, prev = encode_entry(seq, prev, entries)
+            await blobs.put(entry_key(seq), data)
+            await _mark(db, seq, entries)
+        await head_tx.execute(Q.update_head, seq, prev)
+    return len(entries)
+
+
+def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
+    destroyed_at: datetime = row["destroyed_at"]
+    return {
+        "tenant_id": str(tenant_id),
+        "outbox_id": row["id"],
+        "key_kind": row["key_kind"],
+        "key_id": row["key_id"],
+        "erasure_id": str(row["erasure_id"]) if row["erasure_id"] else None,
+        "destroyed_at": destroyed_at.isoformat(),
+    }
+
+
+async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:
+    by_tenant: dict[str, list[int]] = defaultdict(list)
+    for entry in entries:
+        by_tenant[entry["tenant_id"]].append(int(entry["outbox_id"]))
+    for tenant_id, ids in by_tenant.items():
+        async with db.tenant_tx(uuid.UUID(tenant_id)) as conn:
+            await conn.execute(Q.mark_published, uuid.UUID(tenant_id), ids, seq)
+
+
+async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
+    """Before serving: refuse a ledger shorter than the database's head; re-destroy every
+    key the ledger names that the database still holds. Returns how many were re-destroyed."""
+    objects = await read_ledger(blobs)
+    async with db.untenanted_tx() as conn:
+        head = await conn.fetchrow(Q.get_head)
+    if head is not None and head["seq"] > len(objects):
+        raise LedgerError(
+            f"the shred ledger ends at entry {len(objects)} but the database saw {head['seq']}: "
+            "ledger objects were removed"
+        )
+    redestroyed = 0
+    by_tenant: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
+    for entry in (e for o in objects for e in o.entries if e["key_kind"] == "subject"):
+        by_tenant[uuid.UUID(entry["tenant_id"])].append(entry)
+    for tenant_id, entries in by_tenant.items():
+        async with db.tenant_tx(tenant_id) as conn:
+            for entry in entries:
+                key_id = uuid.UUID(entry["key_id"])
+                at = datetime.fromisoformat(entry["destroyed_at"])
+                if await conn.fetchval(Q.redestroy_subject_key, tenant_id, key_id, at) is not None:
+                    await conn.execute(Q.redestroy_data_keys_under, tenant_id, key_id)
+                    redestroyed += 1
+    return redestroyed
+
+
+async def complete_published_erasures(
+    db: Database, receipts: ReceiptIssuer | None = None
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Erasures whose every ledger row is published become completed (or held, when
+    holds keep part of them), with their receipt (final, or interim while held) issued
+    in the same transaction. Returns (tenant, erasure) pairs that changed."""
+    changed = []
+    for tenant in await list_tenants(db):
+        async with db.tenant_tx(tenant.id) as conn:
+            for row in await conn.fetch(E.awaiting_ledger, tenant.id):
+                status = "held" if row["kept"] else "completed"
+                await conn.execute(E.set_status, tenant.id, row["id"], status)
+                await conn.execute(E.event, tenant.id, row["id"], "in_progress", status, None, None)
+                if receipts is not None:
+                    await receipts.issue(conn, tenant.id, row["id"])
+                changed.append((tenant.id, row["id"]))
+    return changed
+
+
+async def publish_and_complete(db: Database, blobs: BlobStore, receipts: ReceiptIssuer) -> None:
+    await publish_pending(db, blobs)
+    await complete_published_erasures(db, receipts)

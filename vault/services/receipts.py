@@ -1,0 +1,374 @@
+"""Signed erasure receipts: the format, the deployment's Ed25519 signing key, verification.
+
+A receipt is a JSON object of strings, integers, booleans, null, lists and objects only
+(API.md, Erasure). For those types RFC 8785 canonical JSON is exactly Python's
+``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8,
+provided object keys stay in the Basic Multilingual Plane (RFC 8785 sorts by UTF-16 code
+units, Python by code points; the two orders agree there) and integers stay within the
+I-JSON range (|n| <= 2**53 - 1). ``canonical_json`` refuses everything else, so a signed
+receipt verifies with any RFC 8785 + Ed25519 implementation.
+
+The signing key is created on first start, stored wrapped by the root key (purpose
+deployment-secret, bound to its kid) and never leaves this process unwrapped. Retired
+keys stay in ``receipt_keys`` with their public half, so old receipts keep verifying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from crypto import signing
+from crypto.context import PURPOSE_DEPLOYMENT_SECRET, KeyContext
+from crypto.errors import IntegrityError
+from crypto.providers.base import RootKeyProvider
+from crypto.secrets import SecretBytes
+from vault.db.database import Database
+from vault.db.sql import Queries
+
+Q = Queries("receipts")
+
+RECEIPT_VERSION: Final = 1
+RECEIPT_TYPE: Final = "datavault.erasure-receipt"
+SIGNATURE_ALG: Final = "Ed25519"
+"""The `alg` of a signed receipt document (API.md)."""
+JWK_ALG: Final = "EdDSA"
+"""The `alg` of a published key (RFC 8037)."""
+
+_MAX_SAFE_INTEGER: Final = 2**53 - 1
+_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
+_ED25519_PUBLIC_KEY_BYTES: Final = 32
+_ED25519_SIGNATURE_BYTES: Final = 64
+
+
+class ReceiptInvalid(Exception):
+    """A signed receipt does not verify; the message says why, never more than that."""
+
+
+# --- canonical form ------------------------------------------------------------------
+
+
+def _check_canonical(value: Any, path: str) -> None:
+    if value is None or isinstance(value, bool | str):
+        return
+    if isinstance(value, int):
+        if abs(value) > _MAX_SAFE_INTEGER:
+            raise ValueError(f"{path}: integer outside the I-JSON range")
+        return
+    if isinstance(value, float):
+        raise TypeError(f"{path}: floats are not allowed in receipts")
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_canonical(item, f"{path}[{index}]")
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: object keys must be strings")
+            if any(ord(ch) > 0xFFFF for ch in key):
+                raise ValueError(f"{path}: object key outside the Basic Multilingual Plane")
+            _check_canonical(item, f"{path}.{key}")
+        return
+    raise TypeError(f"{path}: {type(value).__name__} is not allowed in receipts")
+
+
+def canonical_json(value: Any) -> bytes:
+    """RFC 8785 canonical JSON of a receipt-shaped value (see the module docstring).
+
+    TypeError for floats and non-JSON types, ValueError for integers beyond 2**53 - 1,
+    non-BMP object keys and unpaired surrogates.
+    """
+    _check_canonical(value, "$")
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8")  # an unpaired surrogate raises UnicodeEncodeError here
+
+
+def b64url(data: bytes) -> str:
+    """base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """Strict inverse of ``b64url``: only the URL-safe alphabet, no padding, canonical
+    trailing bits. ValueError otherwise."""
+    if not isinstance(text, str) or not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url without padding")
+    try:
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error:
+        raise ValueError("not base64url without padding") from None
+    if b64url(data) != text:
+        raise ValueError("not canonical base64url")
+    return data
+
+
+# --- the receipt ---------------------------------------------------------------------
+
+
+def _time(value: datetime) -> str:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("receipt times must be timezone-aware")
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    """Receipt items as JSON values: datetimes become RFC 3339 UTC strings, UUIDs strings,
+    tuples/sets lists (sets sorted); anything else is checked by canonical_json."""
+    if isinstance(value, datetime):
+        return _time(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, frozenset | set):
+        return sorted(_plain(v) for v in value)
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build_receipt(
+    *,
+    issuer: str,
+    tenant_id: uuid.UUID | str,
+    erasure_id: uuid.UUID | str,
+    subject_ref_hash: str | bytes,
+    requested_at: datetime,
+    completed_at: datetime | None,
+    final: bool,
+    shredded: list[dict[str, Any]],
+    held: list[dict[str, Any]],
+    retained: list[dict[str, Any]],
+    backups_unreadable_after: datetime,
+) -> dict[str, Any]:
+    """The receipt object to sign (API.md, `GET /v1/erasures/{id}/receipt`).
+
+    ``subject_ref_hash`` is the pseudonymous subject id, as hex (or the raw bytes).
+    Items of ``shredded``/``held``/``retained`` keep the caller's order; datetimes and
+    UUIDs in them are rendered as strings. A final receipt needs ``completed_at``.
+    """
+    if final and completed_at is None:
+        raise ValueError("a final receipt needs completed_at")
+    if isinstance(subject_ref_hash, bytes):
+        ref_hash = subject_ref_hash.hex()
+    else:
+        bytes.fromhex(subject_ref_hash)  # ValueError unless hex
+        ref_hash = subject_ref_hash.lower()
+    receipt: dict[str, Any] = {
+        "v": RECEIPT_VERSION,
+        "type": RECEIPT_TYPE,
+        "issuer": issuer,
+        "tenant_id": str(tenant_id),
+        "erasure_id": str(erasure_id),
+        "subject_ref_hash": ref_hash,
+        "requested_at": _time(requested_at),
+        "completed_at": None if completed_at is None else _time(completed_at),
+        "final": bool(final),
+        "shredded": _plain(shredded),
+        "held": _plain(held),
+        "retained": _plain(retained),
+        "backups_unreadable_after": _time(backups_unreadable_after),
+    }
+    canonical_json(receipt)  # refuse now what could not be signed later
+    return receipt
+
+
+# --- signing -------------------------------------------------------------------------
+
+
+def key_id_for(public_key: bytes) -> str:
+    """A short stable kid: "rk-" and the first 16 hex digits of SHA-256(public key)."""
+    return "rk-" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+def _wrap_context(kid: str) -> KeyContext:
+    # Bound to the kid: a wrapped private key moved to another row fails to unwrap.
+    return KeyContext(purpose=PURPOSE_DEPLOYMENT_SECRET, key_id=f"receipt-signing-key:{kid}")
+
+
+def sign_receipt(signing_key: SecretBytes, kid: str, receipt: dict[str, Any]) -> dict[str, Any]:
+    """The signed document `{receipt, signature, key_id, alg}` (API.md)."""
+    signature = signing.sign(signing_key, canonical_json(receipt))
+    return {"receipt": receipt, "signature": b64url(signature), "key_id": kid,
+            "alg": SIGNATURE_ALG}  # fmt: skip
+
+
+class ReceiptSigner:
+    """The deployment's active receipt signing key."""
+
+    def __init__(self, kid: str, signing_key: SecretBytes) -> None:
+        self._kid = kid
+        self._key = signing_key
+
+    def __repr__(self) -> str:
+        return f"ReceiptSigner(kid={self._kid!r})"
+
+    @property
+    def kid(self) -> str:
+        return self._kid
+
+    @property
+    def public_key(self) -> bytes:
+        return signing.public_key(self._key)
+
+    @classmethod
+    async def load_or_create(cls, db: Database, root: RootKeyProvider) -> ReceiptSigner:
+        """The active key, created (and wrapped by the root key) on first start.
+
+        Race-safe: creation runs under a transaction-scoped advisory lock, so processes
+        starting together end up with one key.
+        """
+        async with db.untenanted_tx() as conn:
+            row = await conn.fetchrow(Q.active_receipt_key)
+            if row is None:
+                await conn.execute(Q.lock_receipt_keys)
+                row = await conn.fetchrow(Q.active_receipt_key)  # another may have won
+            if row is None:
+                key = signing.generate_signing_key()
+                public = signing.public_key(key)
+                kid = key_id_for(public)
+                wrapped = await asyncio.to_thread(root.wrap, key, _wrap_context(kid))
+                await conn.execute(Q.insert_receipt_key, kid, public, wrapped,
+                                   root.current_epoch())  # fmt: skip
+                return cls(kid, key)
+        kid = row["kid"]
+        key = await asyncio.to_thread(
+            root.unwrap, bytes(row["private_wrapped"]), _wrap_context(kid)
+        )
+        public = bytes(row["public_key"])
+        # The row must hold one consistent key: kid, public key and private key agree.
+        if key_id_for(public) != kid or signing.public_key(key) != public:
+            raise IntegrityError("receipt signing key does not match its public key")
+        return cls(kid, key)
+
+    def sign(self, receipt: dict[str, Any]) -> dict[str, Any]:
+        """`{"receipt", "signature", "key_id", "alg": "Ed25519"}` over canonical_json."""
+        return sign_receipt(self._key, self._kid, receipt)
+
+
+async def rewrap_receipt_keys(db: Database, root: RootKeyProvider) -> int:
+    """Move every stored receipt private key to the current root epoch (for a new epoch,
+    like key_rotation.rewrap_deployment_secrets). Returns how many moved."""
+    moved = 0
+    async with db.untenanted_tx() as conn:
+        for row in await conn.fetch(Q.receipt_keys_for_update):
+            if row["root_epoch"] == root.current_epoch():
+                continue
+            context = _wrap_context(row["kid"])
+            key = await asyncio.to_thread(root.unwrap, bytes(row["private_wrapped"]), context)
+            wrapped = await asyncio.to_thread(root.wrap, key, context)
+            await conn.execute(Q.rewrap_receipt_key, row["kid"], wrapped, root.current_epoch())
+            moved += 1
+    return moved
+
+
+async def receipt_keys_under_epoch(db: Database, epoch: int) -> int:
+    """How many receipt private keys are still wrapped under root epoch ``epoch``."""
+    async with db.untenanted_tx() as conn:
+        return int(await conn.fetchval(Q.receipt_keys_under_epoch, epoch))
+
+
+# --- publishing and verifying --------------------------------------------------------
+
+
+def jwk(kid: str, public_key: bytes) -> dict[str, str]:
+    return {"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(public_key),
+            "use": "sig", "alg": JWK_ALG}  # fmt: skip
+
+
+async def published_keys(db: Database) -> dict[str, Any]:
+    """Every receipt public key, retired ones included, as a JWK set (RFC 7517/8037)."""
+    async with db.untenanted_tx() as conn:
+        rows = await conn.fetch(Q.published_receipt_keys)
+    return {"keys": [jwk(row["kid"], bytes(row["public_key"])) for row in rows]}
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ReceiptInvalid(f"duplicate key {key!r} in the document")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ReceiptInvalid(f"{name} is not allowed in a receipt")
+
+
+def load_receipt_json(data: bytes | str) -> Any:
+    """Parse a receipt or JWK-set file. ValueError if it is not JSON at all (including not
+    UTF-8); ReceiptInvalid for duplicate object keys or NaN/Infinity, which could make a
+    reader see other values than the ones verified."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+
+
+def _public_key_for(jwks: Any, kid: str) -> bytes:
+    keys = jwks.get("keys") if isinstance(jwks, dict) else None
+    if not isinstance(keys, list):
+        raise ReceiptInvalid("the key set is not a JWK set")
+    for key in keys:
+        if not isinstance(key, dict) or key.get("kid") != kid:
+            continue
+        if key.get("kty") != "OKP" or key.get("crv") != "Ed25519":
+            raise ReceiptInvalid(f"key {kid} is not an Ed25519 key")
+        if key.get("alg", JWK_ALG) != JWK_ALG or key.get("use", "sig") != "sig":
+            raise ReceiptInvalid(f"key {kid} is not an EdDSA signing key")
+        x = key.get("x")
+        try:
+            public = b64url_decode(x) if isinstance(x, str) else b""
+        except ValueError:
+            raise ReceiptInvalid(f"key {kid} has a malformed public key") from None
+        if len(public) != _ED25519_PUBLIC_KEY_BYTES:
+            raise ReceiptInvalid(f"key {kid} has a malformed public key")
+        return public
+    raise ReceiptInvalid(f"unknown key id {kid!r}")
+
+
+def verify_signed_receipt(document: Any, jwks: Any) -> dict[str, Any]:
+    """The receipt of a signed document whose signature verifies under a key of ``jwks``;
+    ReceiptInvalid with the reason otherwise."""
+    if not isinstance(document, dict):
+        raise ReceiptInvalid("not a signed receipt: expected a JSON object")
+    missing = [k for k in ("receipt", "signature", "key_id", "alg") if k not in document]
+    if missing:
+        raise ReceiptInvalid(f"not a signed receipt: missing {', '.join(missing)}")
+    receipt, signature, kid, alg = (document[k] for k in ("receipt", "signature", "key_id", "alg"))
+    if alg != SIGNATURE_ALG:
+        raise ReceiptInvalid(f"unsupported alg {alg!r} (expected {SIGNATURE_ALG!r})")
+    if not isinstance(kid, str):
+        raise ReceiptInvalid("key_id must be a string")
+    if not isinstance(receipt, dict):
+        raise ReceiptInvalid("receipt must be a JSON object")
+    try:
+        raw_signature = b64url_decode(signature)
+    except ValueError:
+        raise ReceiptInvalid("signature is not base64url without padding") from None
+    if len(raw_signature) != _ED25519_SIGNATURE_BYTES:
+        raise ReceiptInvalid("signature has the wrong length for Ed25519")
+    public = _public_key_for(jwks, kid)
+    try:
+        message = canonical_json(receipt)
+    except (TypeError, ValueError) as exc:
+        raise ReceiptInvalid(f"receipt is not canonical JSON: {exc}") from None
+    try:
+        signing.verify(public, raw_signature, message)
+    except IntegrityError:
+        raise ReceiptInvalid("signature does not verify") from None
+    version = receipt.get("v")
+    if (
+        type(version) is not int
+        or version != RECEIPT_VERSION
+        or receipt.get("type") != RECEIPT_TYPE
+    ):
+        raise ReceiptInvalid("signed, but not a version 1 datavault erasure receipt")
+    return receipt
