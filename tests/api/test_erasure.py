@@ -107,9 +107,11 @@ def test_held_category_is_kept_until_the_hold_is_released(
         ).json()
         erasure = http.post("/v1/subjects/yan/erasure", headers=keys["privacy"]).json()
         held = _wait_for(http, keys["privacy"], erasure["id"], "held")
-        still = http.get(
-            f"/v1/subjects/yan/artefacts/{invoice.json()['id']}/content", headers=keys["officer"]
-        )
+        content = f"/v1/subjects/yan/artefacts/{invoice.json()['id']}/content"
+        still = http.get(content, headers=keys["officer"])
+        app_read = http.get(content, headers=app)
+        app_list = http.get("/v1/subjects/yan/artefacts", headers=app)
+        officer_list = http.get("/v1/subjects/yan/artefacts", headers=keys["officer"])
         http.post(
             f"/v1/holds/{hold['id']}/release", json={"reason": "paid"}, headers=keys["officer"]
         )
@@ -121,6 +123,10 @@ def test_held_category_is_kept_until_the_hold_is_released(
     assert held["held"] == [{"category": "billing", "hold_ids": [hold["id"]]}]
     assert "support" in {s["category"] for s in held["shredded"]}
     assert still.status_code == 200 and still.content == b"invoice"
+    # After the erasure, what the hold keeps is readable by compliance only.
+    assert problem(app_read)["type"].endswith("/restricted")
+    assert app_list.json()["items"] == []
+    assert [a["category"] for a in officer_list.json()["items"]] == ["billing"]
     assert done["status"] == "completed"
     assert "billing" in {s["category"] for s in done["shredded"]}
     assert gone.status_code in (404, 410)

@@ -43,7 +43,9 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
+    check_generation,
     check_writable,
+    readable_generations,
 )
 from vault.services.tenants import load_settings
 
@@ -198,6 +200,7 @@ class ArtefactService:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
             check_access(subject, access)
+            check_generation(await readable_generations(conn, subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         return self._describe(subject, row, data_key)
 
@@ -210,9 +213,10 @@ class ArtefactService:
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
             )
             check_access(subject, access)
+            hidden = sorted(await readable_generations(conn, subject, access) or ())
             rows = await conn.fetch(
                 Q.list, tenant_id, subject.id, category, after[0] if after else None,
-                after[1] if after else None, limit,
+                after[1] if after else None, limit, hidden,
             )  # fmt: skip
             keys = [
                 await self._keyring.data_key(conn, tenant_id, row["data_key_id"]) for row in rows
@@ -229,6 +233,7 @@ class ArtefactService:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
             check_access(subject, access)
+            check_generation(await readable_generations(conn, subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         artefact = self._describe(subject, row, data_key)
         body = self._plaintext(row["blob_key"], data_key, artefact.size, byte_range)

@@ -24,7 +24,12 @@ from vault.db.sql import Queries
 from vault.domain.secret_text import SecretText
 from vault.services.artefacts import Artefact, ArtefactService
 from vault.services.keyring import KeyRing
-from vault.services.subjects import SubjectAccess, SubjectService, check_access
+from vault.services.subjects import (
+    SubjectAccess,
+    SubjectService,
+    check_access,
+    readable_generations,
+)
 
 RECORDS = Queries("records")
 _ENTRY_MODE = 0o600
@@ -56,7 +61,8 @@ class ExportService:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
             check_access(subject, access)
-            for row in await conn.fetch(RECORDS.all_current, tenant_id, subject.id):
+            hidden = sorted(await readable_generations(conn, subject, access) or ())
+            for row in await conn.fetch(RECORDS.all_current, tenant_id, subject.id, hidden):
                 key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
                 value = open_record(key.key, bytes(row["value_sealed"]), key.content_context())
                 info = {

@@ -21,7 +21,14 @@ from vault.domain.categories import check_category
 from vault.domain.secret_text import SecretText
 from vault.errors import Conflict, Gone, InvalidInput, MalformedInput, NotFound
 from vault.services.keyring import KeyRing
-from vault.services.subjects import SubjectAccess, SubjectService, check_access, check_writable
+from vault.services.subjects import (
+    SubjectAccess,
+    SubjectService,
+    check_access,
+    check_generation,
+    check_writable,
+    readable_generations,
+)
 
 Q = Queries("records")
 
@@ -124,6 +131,7 @@ class RecordService:
                 if await conn.fetchval(Q.ever_existed, tenant_id, subject.id, name):
                     raise Gone("this record was deleted")
                 raise NotFound("no such record")
+            check_generation(await readable_generations(conn, subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
 
@@ -136,6 +144,7 @@ class RecordService:
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
             )
             check_access(subject, access)
+            hidden = sorted(await readable_generations(conn, subject, access) or ())
             rows = await conn.fetch(
                 Q.list,
                 tenant_id,
@@ -143,6 +152,7 @@ class RecordService:
                 after[0] if after else None,
                 after[1] if after else None,
                 limit,
+                hidden,
             )
         return [
             RecordVersion(r["name"], r["category"], r["version"], r["created_at"]) for r in rows

@@ -116,6 +116,23 @@ class SubjectService:
         return list((await load_settings(conn, tenant_id)).categories)
 
 
+async def readable_generations(
+    conn: Connection, subject: Subject, access: SubjectAccess
+) -> frozenset[int] | None:
+    """Generations the caller may not read: those under an erasure instruction (what is
+    left of them is kept by holds or retention, readable only by compliance). None means
+    no restriction applies."""
+    if access.may_read_restricted:
+        return None
+    rows = await conn.fetch(Q.erased_generations, subject.tenant_id, subject.id)
+    return frozenset(r["generation"] for r in rows) or None
+
+
+def check_generation(hidden: frozenset[int] | None, generation: int) -> None:
+    if hidden and generation in hidden:
+        raise Restricted("kept after an erasure (hold or retention): compliance scope only")
+
+
 def check_access(subject: Subject, access: SubjectAccess) -> None:
     """Art. 18: once restricted, only the compliance scope reads a subject's data."""
     if subject.restricted_at is not None and not access.may_read_restricted:

@@ -24,6 +24,7 @@ SELECT id, subject_id, category, generation, data_key_id, blob_key, state, conte
  WHERE tenant_id = $1 AND subject_id = $2 AND state = 'active'
    AND ($3::text IS NULL OR category = $3)
    AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+   AND NOT (generation = ANY($7::int[]))
  ORDER BY created_at DESC, id DESC
  LIMIT $6
 

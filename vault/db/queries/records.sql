@@ -29,10 +29,12 @@ SELECT 1 FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 LIM
 SELECT name, version, category, created_at FROM records
  WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
    AND ($3::timestamptz IS NULL OR (created_at, name) < ($3, $4::text))
+   AND NOT (generation = ANY($6::int[]))
  ORDER BY created_at DESC, name DESC
  LIMIT $5
 
 -- name: all_current
 SELECT name, version, category, data_key_id, value_sealed, created_at FROM records
  WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
+   AND NOT (generation = ANY($3::int[]))
  ORDER BY name

@@ -35,3 +35,7 @@ SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS re
           FROM records WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
          GROUP BY category) AS per_kind
  GROUP BY category ORDER BY category
+
+-- name: erased_generations
+SELECT DISTINCT generation FROM erasures
+ WHERE tenant_id = $1 AND subject_id = $2 AND status <> 'cancelled' AND generation IS NOT NULL

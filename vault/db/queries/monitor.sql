@@ -1,0 +1,27 @@
+-- Gauges for one tenant in one round trip; workers/monitor.py sums them over tenants.
+-- $1 tenant id, $2 the monitor's "now" (injectable, so tests can move past due_at).
+-- Open = scheduled, in_progress or held (the statuses erasures_one_open covers).
+
+-- name: tenant_gauges
+SELECT e.*, h.*, l.*
+  FROM (SELECT count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
+               count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
+               count(*) FILTER (WHERE status = 'completed') AS completed,
+               count(*) FILTER (WHERE status = 'held') AS held,
+               count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+               min(requested_at) FILTER (WHERE status IN ('scheduled', 'in_progress', 'held'))
+                   AS oldest_open_requested_at,
+               count(*) FILTER (WHERE status IN ('scheduled', 'in_progress', 'held')
+                                  AND due_at < $2) AS overdue,
+               min(not_before) FILTER (WHERE status = 'scheduled' AND not_before <= $2)
+                   AS oldest_due_not_before
+          FROM erasures WHERE tenant_id = $1) e,
+       (SELECT count(*) AS holds_active,
+               count(*) FILTER (WHERE expires_at <= $2 + interval '7 days') AS holds_expiring_7d
+          FROM holds
+         WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
+           AND (expires_at IS NULL OR expires_at > $2)) h,
+       (SELECT count(*) AS keys_destroyed,
+               min(destroyed_at) FILTER (WHERE published_at IS NULL)
+                   AS oldest_unpublished_destroyed_at
+          FROM ledger_outbox WHERE tenant_id = $1) l
