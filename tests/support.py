@@ -73,10 +73,10 @@ def make_tenant(settings: Settings, url: str, slug: str | None = None) -> Tenant
 class ServerThread:
     """uvicorn in a background thread, bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, settings: Settings, database_url: str) -> None:
+    def __init__(self, settings: Settings, database_url: str, *, run_jobs: bool = True) -> None:
         self.settings = settings
         self.database_url = database_url
-        config = uvicorn_config(settings.with_overrides(port=1), database_url)
+        config = uvicorn_config(settings.with_overrides(port=1), database_url, run_jobs=run_jobs)
         config.port = 0
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -105,8 +105,10 @@ class ServerThread:
 
 
 @contextmanager
-def running_server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
-    server = ServerThread(settings, database_url).start()
+def running_server(
+    settings: Settings, database_url: str, *, run_jobs: bool = True
+) -> Iterator[ServerThread]:
+    server = ServerThread(settings, database_url, run_jobs=run_jobs).start()
     try:
         yield server
     finally:

@@ -40,7 +40,7 @@ from vault.http.routing import route
 from vault.http.state import VaultState
 from vault.http.subject_path import SubjectPathMiddleware
 from vault.observability.metrics import Metrics
-from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
+from vault.services.access_anchor import publish_anchors
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
@@ -49,24 +49,19 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import (
-    HOLD_EXPIRY_INTERVAL_SECONDS,
     HoldService,
     PgHoldCheck,
-    journal_expired_holds,
 )
 from vault.services.keyring import KeyRing
 from vault.services.ledger import (
-    PUBLISH_INTERVAL_SECONDS,
-    publish_and_complete,
     reconcile_on_start,
 )
 from vault.services.receipts import ReceiptSigner
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
-from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
-from workers.runner import JobRunner, PeriodicJob
-from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
+from workers.jobs import background_jobs
+from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
 
@@ -118,7 +113,7 @@ ROUTES = [
 ]
 
 
-def create_app(settings: Settings, database_url: str) -> Starlette:
+def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(database_url, max_size=settings.db_pool_max)
@@ -143,6 +138,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
         artefact_service = ArtefactService(
             db, blobs, keyring, subject_service, settings.max_artefact_bytes
         )
+        metrics = Metrics()
         app.state.vault = VaultState(
             settings=settings,
             db=db,
@@ -153,7 +149,7 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             auth_throttle=FailureThrottle(
                 settings.auth_failure_limit, settings.auth_failure_window_seconds
             ),
-            metrics=Metrics(),
+            metrics=metrics,
             subject_refs=refs,
             keyring=keyring,
             subjects=subject_service,
@@ -163,30 +159,11 @@ def create_app(settings: Settings, database_url: str) -> Starlette:
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
         )
+        # `datavault api` serves only; `serve` and `worker` run the background jobs.
         jobs = JobRunner(
-            [
-                PeriodicJob(
-                    "access-log-anchor",
-                    ANCHOR_INTERVAL_SECONDS,
-                    lambda: publish_anchors(db, blobs, secrets.access_log_anchor_key),
-                ),
-                PeriodicJob(
-                    "blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)
-                ),
-                PeriodicJob(
-                    "hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)
-                ),
-                PeriodicJob(
-                    "erasure-executor",
-                    EXECUTOR_INTERVAL_SECONDS,
-                    lambda: run_due_erasures(db, keyring),
-                ),
-                PeriodicJob(
-                    "shred-ledger",
-                    PUBLISH_INTERVAL_SECONDS,
-                    lambda: publish_and_complete(db, blobs, issuer),
-                ),
-            ]
+            background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key, metrics)
+            if run_jobs
+            else []
         )
         jobs.start()
         log.info(

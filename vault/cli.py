@@ -45,7 +45,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from vault.server import run_server
 
-    return run_server(_settings(args))
+    return run_server(_settings(args), run_jobs=args.command == "serve")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from vault.worker import worker_main
+
+    return worker_main(_settings(args))
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -292,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command(sub, "serve", cmd_serve, "API and workers in one process")
     command(sub, "api", cmd_serve, "the API only (workers run as `datavault worker`)")
+    command(sub, "worker", cmd_worker, "the background jobs only (any number of them)")
     command(sub, "migrate", cmd_migrate, "apply pending database migrations")
 
     tenant = sub.add_parser("tenant", help="tenants").add_subparsers(

@@ -12,9 +12,11 @@ from vault.config import Settings
 from vault.runtime import prepare_database
 
 
-def uvicorn_config(settings: Settings, database_url: str) -> uvicorn.Config:
+def uvicorn_config(
+    settings: Settings, database_url: str, *, run_jobs: bool = True
+) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings, database_url),
+        create_app(settings, database_url, run_jobs=run_jobs),
         host=settings.host,
         port=settings.port,
         # The vault reads X-Forwarded-For itself, trusting only configured proxies.
@@ -30,9 +32,9 @@ def uvicorn_config(settings: Settings, database_url: str) -> uvicorn.Config:
     )
 
 
-def run_server(settings: Settings) -> int:
+def run_server(settings: Settings, *, run_jobs: bool = True) -> int:
     url = prepare_database(settings)
-    config = uvicorn_config(settings, url)
+    config = uvicorn_config(settings, url, run_jobs=run_jobs)
     server = uvicorn.Server(config)
     print(
         f"datavault listening on http://{settings.host}:{settings.port}\n"

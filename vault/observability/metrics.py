@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# The fixed values of erasures.status (migration 0005): the only label the erasure gauge has.
+ERASURE_STATUSES = ("scheduled", "in_progress", "completed", "held", "cancelled")
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -50,6 +53,52 @@ class Metrics:
         )
         self.ready = Gauge(
             "datavault_ready", "1 when database and blob store answer", registry=self.registry
+        )
+        # Deletion-guarantee gauges, refreshed from the database by the monitor job
+        # (workers/monitor.py), so every process reports the same deployment-wide values.
+        # Summed over tenants: no tenant id ever becomes a label.
+        self.erasures = Gauge(
+            "datavault_erasures",
+            "Erasure instructions by status",
+            ["status"],
+            registry=self.registry,
+        )
+        for status in ERASURE_STATUSES:
+            self.erasures.labels(status).set(0)
+        self.erasure_oldest_open_age = Gauge(
+            "datavault_erasure_oldest_open_age_seconds",
+            "Age of the oldest scheduled, in_progress or held erasure (0 if none)",
+            registry=self.registry,
+        )
+        self.erasures_overdue = Gauge(
+            "datavault_erasures_overdue",
+            "Open (scheduled, in_progress, held) erasures past their due_at",
+            registry=self.registry,
+        )
+        self.holds_active = Gauge(
+            "datavault_holds_active",
+            "Legal holds neither released nor expired",
+            registry=self.registry,
+        )
+        self.holds_expiring_7d = Gauge(
+            "datavault_holds_expiring_7d",
+            "Active legal holds that expire within 7 days",
+            registry=self.registry,
+        )
+        self.keys_destroyed = Gauge(
+            "datavault_keys_destroyed",
+            "Keys destroyed so far (shred-ledger outbox rows, published or not)",
+            registry=self.registry,
+        )
+        self.ledger_lag = Gauge(
+            "datavault_ledger_lag_seconds",
+            "Age of the oldest destroyed key not yet published to the shred ledger (0 if none)",
+            registry=self.registry,
+        )
+        self.worker_job_lag = Gauge(
+            "datavault_worker_job_lag_seconds",
+            "How long past not_before the oldest due, unclaimed erasure waits (0 if none)",
+            registry=self.registry,
         )
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -1,0 +1,126 @@
+"""A worker killed with SIGKILL at random points during a batch of erasures: every
+erasure still ends completed, no key of an erased generation survives, and at no point
+is an erasure marked completed while a key of its generation is still there."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.api.helpers import create_key
+from tests.support import bearer, make_tenant, new_database, running_server
+from vault.config import Settings
+
+SUBJECTS = 40
+KILLS = 6
+
+
+def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "DATAVAULT_DATA_DIR": str(settings.data_dir),
+    }
+    with log.open("ab") as sink:
+        return subprocess.Popen(
+            [sys.executable, "-m", "vault", "worker"],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+
+
+async def _state(url: str) -> tuple[dict[str, int], int]:
+    """(erasures by status, completed-or-in-progress erasures with a live key left)."""
+    conn = await asyncpg.connect(url)  # the owner: sees every tenant
+    try:
+        statuses = {
+            r["status"]: r["n"]
+            for r in await conn.fetch("SELECT status, count(*) AS n FROM erasures GROUP BY status")
+        }
+        violations = await conn.fetchval(
+            """SELECT count(*) FROM erasures e JOIN subject_keys k
+                 ON k.tenant_id = e.tenant_id AND k.subject_id = e.subject_id
+                AND k.generation = e.generation
+              WHERE e.status IN ('in_progress', 'completed') AND k.wrapped_key IS NOT NULL"""
+        )
+        return statuses, int(violations)
+    finally:
+        await conn.close()
+
+
+@pytest.mark.slow
+def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    # The API alone (no jobs) takes the data and the instructions.
+    with running_server(settings, url, run_jobs=False) as api, api.client() as http:
+        app = bearer(create_key(http, tenant, ["ingest"])["secret"])
+        privacy = bearer(create_key(http, tenant, ["erasure"])["secret"])
+        for n in range(SUBJECTS):
+            for category in ("recording", "account", "support"):
+                http.post(
+                    f"/v1/subjects/s{n}/artefacts?category={category}",
+                    content=b"x" * 100,
+                    headers=app,
+                )
+        for n in range(SUBJECTS):
+            assert http.post(f"/v1/subjects/s{n}/erasure", headers=privacy).status_code == 202
+
+    log = tmp_path / "worker.log"
+    rng = random.Random(7)
+    for _ in range(KILLS):
+        worker = _worker(settings, log)
+        time.sleep(rng.uniform(0.8, 2.5))  # start-up takes about a second; then it shreds
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+        _, violations = asyncio.run(_state(url))
+        assert violations == 0
+
+    worker = _worker(settings, log)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            statuses, violations = asyncio.run(_state(url))
+            assert violations == 0
+            if statuses.get("completed") == SUBJECTS or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        # A clean stop once it is running: jobs cancelled, transactions rolled back.
+        started = time.monotonic()
+        while "worker_started" not in log.read_text().split("worker_stopping")[-1]:
+            if time.monotonic() - started > 30:
+                break
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert statuses == {"completed": SUBJECTS}, (statuses, log.read_text()[-3000:])
+
+    async def live_keys() -> int:
+        conn = await asyncpg.connect(url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(*) FROM subject_keys k JOIN erasures e"
+                    " ON e.subject_id = k.subject_id AND e.generation = k.generation"
+                    " WHERE k.wrapped_key IS NOT NULL"
+                )
+            )
+        finally:
+            await conn.close()
+
+    assert asyncio.run(live_keys()) == 0
+    assert worker.returncode == 0

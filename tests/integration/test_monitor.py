@@ -1,0 +1,117 @@
+"""The overdue monitor: an erasure driven past its due_at (by the monitor's injectable
+clock, not by waiting 30 days) shows in the overdue gauge and the oldest-open age; the
+vault's /metrics exposes every deletion-guarantee gauge from startup."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.api.helpers import create_key, parse_time, rfc3339
+from tests.support import ServerThread, Tenant, bearer
+from vault.db.database import Database
+from vault.observability.metrics import Metrics
+from workers.monitor import MonitorSnapshot, refresh_gauges
+
+GAUGES = (
+    "datavault_erasures",
+    "datavault_erasure_oldest_open_age_seconds",
+    "datavault_erasures_overdue",
+    "datavault_holds_active",
+    "datavault_holds_expiring_7d",
+    "datavault_keys_destroyed",
+    "datavault_ledger_lag_seconds",
+    "datavault_worker_job_lag_seconds",
+)
+
+
+def _refresh(database_url: str, metrics: Metrics, now: datetime) -> MonitorSnapshot:
+    async def run() -> MonitorSnapshot:
+        db = await Database.connect(database_url, max_size=2)
+        try:
+            return await refresh_gauges(db, metrics, now=now)
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def _sample(metrics: Metrics, name: str, **labels: str) -> float:
+    value = metrics.registry.get_sample_value(name, labels)
+    assert value is not None, name
+    return value
+
+
+def test_an_erasure_past_due_at_shows_as_overdue(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    with server.client() as http:
+        settings = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 48}, headers=tenant.auth()
+        )
+        assert settings.status_code == 200, settings.text
+        privacy = bearer(create_key(http, tenant, ["erasure"])["secret"])
+        officer = bearer(create_key(http, tenant, ["compliance"])["secret"])
+        requested = http.post("/v1/subjects/olga/erasure", headers=privacy)
+        assert requested.status_code == 202, requested.text
+        erasure: dict[str, Any] = requested.json()
+        hold = http.post(
+            "/v1/holds",
+            json={
+                "reason": "billing",
+                "reference": "INV-7",
+                "expires_at": rfc3339(datetime.now(UTC) + timedelta(days=3)),
+            },
+            headers=officer,
+        )
+        assert hold.status_code == 201, hold.text
+    assert erasure["status"] == "scheduled"
+    requested_at = parse_time(erasure["requested_at"])
+    not_before = parse_time(erasure["not_before"])
+    due_at = parse_time(erasure["due_at"])
+    assert due_at - requested_at >= timedelta(days=28)  # 30 days or one calendar month
+
+    metrics = Metrics()
+    on_time = _refresh(database_url, metrics, requested_at)
+    just_before = _refresh(database_url, metrics, due_at - timedelta(seconds=1))
+    overdue = _refresh(database_url, metrics, due_at + timedelta(seconds=1))
+
+    # The gauges hold the last refresh, and agree with what it returned.
+    assert _sample(metrics, "datavault_erasures_overdue") == overdue.overdue
+    assert _sample(metrics, "datavault_erasures", status="scheduled") >= 1
+    assert overdue.overdue >= 1
+    # It is this erasure that crossed due_at (others from earlier tests are due sooner).
+    assert just_before.overdue == overdue.overdue - 1
+    assert on_time.overdue == 0
+    # Oldest open: at least this erasure's age, due_at - requested_at (30 days, or one
+    # calendar month when that is sooner) plus the second past it.
+    age = _sample(metrics, "datavault_erasure_oldest_open_age_seconds")
+    assert age >= (due_at - requested_at).total_seconds() + 1 >= timedelta(days=28).total_seconds()
+    # Scheduled, due (not_before passed) and unclaimed: the workers lag behind.
+    assert (
+        _sample(metrics, "datavault_worker_job_lag_seconds")
+        >= (due_at - not_before).total_seconds()
+    )
+    # The hold expires in 3 days: active and expiring within 7 days.
+    assert on_time.holds_active >= 1 and on_time.holds_expiring_7d >= 1
+    assert _sample(metrics, "datavault_keys_destroyed") >= 0
+    assert _sample(metrics, "datavault_ledger_lag_seconds") >= 0
+
+
+def test_metrics_exposes_the_deletion_guarantee_gauges(server: ServerThread) -> None:
+    with server.client() as http:
+        response = http.get("/metrics")
+    assert response.status_code == 200
+    exposed = {
+        line.split("{")[0].split(" ")[0]
+        for line in response.text.splitlines()
+        if line and not line.startswith("#")
+    }
+    for name in GAUGES:
+        assert name in exposed, name
+    for status in ("scheduled", "in_progress", "completed", "held", "cancelled"):
+        assert f'datavault_erasures{{status="{status}"}}' in response.text
+    assert "tenant" not in "".join(
+        line for line in response.text.splitlines() if line.startswith("datavault_erasures")
+    )

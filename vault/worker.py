@@ -1,0 +1,68 @@
+"""`datavault worker`: the background jobs without the HTTP API.
+
+Any number of workers may run against one deployment: erasures are claimed with
+SKIP LOCKED, the ledger publisher serialises on the ledger head, and the other jobs are
+idempotent. On SIGTERM a worker cancels its jobs: a job in the middle of a transaction
+rolls it back, which releases its claim for the next worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import structlog
+
+from crypto.providers import provider_from_uri
+from vault.blobs.factory import open_blob_store
+from vault.config import Settings
+from vault.db.database import Database
+from vault.observability.metrics import Metrics
+from vault.runtime import prepare_database
+from vault.services.deployment_secrets import load_deployment_secrets
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.holds import PgHoldCheck
+from vault.services.keyring import KeyRing
+from vault.services.ledger import reconcile_on_start
+from vault.services.receipts import ReceiptSigner
+from workers.jobs import background_jobs
+from workers.runner import JobRunner
+
+log = structlog.get_logger("datavault.worker")
+
+
+async def run_worker(settings: Settings, url: str) -> None:
+    db = await Database.connect(url, max_size=5)
+    blobs = open_blob_store(settings)
+    try:
+        root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        secrets = await load_deployment_secrets(db, root)
+        await reconcile_on_start(db, blobs)
+        keyring = KeyRing(root, PgHoldCheck())
+        issuer = ReceiptIssuer(
+            await ReceiptSigner.load_or_create(db, root),
+            settings.receipt_issuer,
+            settings.epoch_days,
+            settings.backup_retention_days,
+        )
+        runner = JobRunner(
+            background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key, Metrics())
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        runner.start()
+        log.info("worker_started")
+        await stop.wait()
+        log.info("worker_stopping")
+        await runner.stop()
+    finally:
+        await blobs.close()
+        await db.close()
+
+
+def worker_main(settings: Settings) -> int:
+    url = prepare_database(settings)
+    asyncio.run(run_worker(settings, url))
+    return 0

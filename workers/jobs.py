@@ -1,0 +1,47 @@
+"""The background jobs of a vault deployment, in one list for `serve` and `worker`."""
+
+from __future__ import annotations
+
+from crypto.secrets import SecretBytes
+from vault.blobs.base import BlobStore
+from vault.db.database import Database
+from vault.observability.metrics import Metrics
+from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
+from vault.services.keyring import KeyRing
+from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
+from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
+from workers.runner import PeriodicJob
+from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
+
+
+def background_jobs(
+    db: Database,
+    blobs: BlobStore,
+    keyring: KeyRing,
+    issuer: ReceiptIssuer,
+    anchor_key: SecretBytes,
+    metrics: Metrics,
+) -> list[PeriodicJob]:
+    return [
+        PeriodicJob(
+            "access-log-anchor",
+            ANCHOR_INTERVAL_SECONDS,
+            lambda: publish_anchors(db, blobs, anchor_key),
+        ),
+        PeriodicJob("blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)),
+        PeriodicJob("hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)),
+        PeriodicJob(
+            "erasure-executor", EXECUTOR_INTERVAL_SECONDS, lambda: run_due_erasures(db, keyring)
+        ),
+        PeriodicJob(
+            "shred-ledger",
+            PUBLISH_INTERVAL_SECONDS,
+            lambda: publish_and_complete(db, blobs, issuer),
+        ),
+        PeriodicJob(
+            "overdue-monitor", MONITOR_INTERVAL_SECONDS, lambda: refresh_gauges(db, metrics)
+        ),
+    ]
