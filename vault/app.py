@@ -73,6 +73,11 @@ ROUTES = [
     route("/docs", GET=ops.docs),
     route("/v1/tenant", GET=tenant.show_tenant),
     route("/v1/tenant/settings", PATCH=tenant.patch_settings),
+    route(
+        "/v1/tenant/closure",
+        POST=tenant.request_closure_endpoint,
+        DELETE=tenant.cancel_closure_endpoint,
+    ),
     route("/v1/api-keys", GET=api_keys.list_api_keys, POST=api_keys.create_api_key),
     route("/v1/api-keys/{key_id}", DELETE=api_keys.revoke_api_key),
     route("/v1/access-log", GET=access_log.search_access_log),

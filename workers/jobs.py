@@ -7,6 +7,7 @@ from vault.blobs.base import BlobStore
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
+from vault.services.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
 from vault.services.keyring import KeyRing
@@ -26,6 +27,9 @@ def background_jobs(
     metrics: Metrics,
 ) -> list[PeriodicJob]:
     return [
+        PeriodicJob(
+            "tenant-closure", CLOSURE_INTERVAL_SECONDS, lambda: run_due_closures(db, keyring)
+        ),
         PeriodicJob(
             "access-log-anchor",
             ANCHOR_INTERVAL_SECONDS,

@@ -154,6 +154,15 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/v1/tenant": {
             "get": _op("The calling key's tenant and its settings", scope="admin"),
         },
+        "/v1/tenant/closure": {
+            "post": _op(
+                "Schedule destruction of all the tenant's keys after 60 days (holds keep what "
+                "they cover)", scope="admin", ok=202, errors=(409, 415, 422),
+                body={"type": "object", "required": ["reason"], "properties": {"reason": _STR}},
+            ),
+            "delete": _op("Cancel a scheduled closure before its delay has passed",
+                          scope="admin", errors=(409,)),
+        },
         "/v1/tenant/settings": {
             "patch": _op(
                 "Change settings; fields left out stay as they were. 200 with all settings",

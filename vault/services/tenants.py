@@ -100,6 +100,7 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> dict[str, object]:
         "slug": row["slug"],
         "status": row["status"],
         "created_at": row["created_at"],
+        "closure_due_at": row["closure_due_at"],
         "settings": TenantSettings.from_document(json.loads(row["settings"])).to_document(),
     }
 

@@ -14,7 +14,7 @@ SELECT wrapped_key FROM tenant_hmac_keys WHERE tenant_id = $1 AND wrapped_key IS
 SELECT id, slug, status, created_at FROM dv_tenant_directory()
 
 -- name: get_tenant
-SELECT id, slug, status, settings, created_at FROM tenants WHERE id = $1
+SELECT id, slug, status, settings, created_at, closure_due_at FROM tenants WHERE id = $1
 
 -- name: settings_for_update
 SELECT settings FROM tenants WHERE id = $1 FOR UPDATE

@@ -1,0 +1,109 @@
+"""Tenant closure: scheduled, cancellable, and then every key goes except what holds keep."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+
+from tests.api.helpers import create_key
+from tests.support import ServerThread, Tenant, bearer, problem
+from vault.config import Settings
+from vault.runtime import operator_context
+from vault.services.closure import run_due_closures
+
+
+def _close_due(settings: Settings, database_url: str) -> int:
+    async def run() -> int:
+        async with operator_context(settings, database_url) as ctx:
+            return await run_due_closures(
+                ctx.db, ctx.keyring, now=datetime.now(UTC) + timedelta(days=61)
+            )
+
+    return asyncio.run(run())
+
+
+def _live_keys(database_url: str, tenant: Tenant) -> tuple[int, int]:
+    async def run() -> tuple[int, int]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            subject_keys = await conn.fetchval(
+                "SELECT count(*) FROM subject_keys"
+                " WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
+                tenant.id,
+            )
+            keks = await conn.fetchval(
+                "SELECT count(*) FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
+                tenant.id,
+            )
+            return int(subject_keys), int(keks)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_closure_is_scheduled_60_days_out_and_can_be_cancelled(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        requested = http.post(
+            "/v1/tenant/closure", json={"reason": "contract ended"}, headers=tenant.auth()
+        )
+        twice = http.post("/v1/tenant/closure", json={"reason": "again"}, headers=tenant.auth())
+        cancelled = http.delete("/v1/tenant/closure", headers=tenant.auth())
+        shown = http.get("/v1/tenant", headers=tenant.auth()).json()
+        no_reason = http.post("/v1/tenant/closure", json={}, headers=tenant.auth())
+    assert requested.status_code == 202 and requested.json()["status"] == "closing"
+    due = datetime.fromisoformat(requested.json()["closure_due_at"].replace("Z", "+00:00"))
+    assert timedelta(days=59, hours=23) < due - datetime.now(UTC) <= timedelta(days=60)
+    assert problem(twice)["status"] == 409
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "active"
+    assert shown["status"] == "active"
+    assert problem(no_reason)["status"] == 422
+
+
+def test_due_closure_destroys_all_keys_but_held_ones_then_everything(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    with server.client() as http:
+        app = bearer(create_key(http, tenant, ["ingest", "read"])["secret"])
+        officer = bearer(create_key(http, tenant, ["compliance"])["secret"])
+        for ref in ("a", "b"):
+            http.put(
+                f"/v1/subjects/{ref}/records/r?category=billing", json={"ref": ref}, headers=app
+            )
+        hold = http.post(
+            "/v1/holds",
+            json={"subject_ref": "a", "reason": "billing", "reference": "INV"},
+            headers=officer,
+        ).json()
+        assert (
+            http.post(
+                "/v1/tenant/closure", json={"reason": "offboarding"}, headers=tenant.auth()
+            ).status_code
+            == 202
+        )
+        # Before the delay has passed nothing is destroyed.
+        assert run_now(settings, database_url) == 0
+        assert _live_keys(database_url, tenant)[0] > 0
+
+        assert _close_due(settings, database_url) == 0  # a hold keeps subject a: not closed yet
+        kept = http.get("/v1/subjects/a/records/r", headers=officer)
+        gone = http.get("/v1/subjects/b/records/r", headers=app)
+        http.post(f"/v1/holds/{hold['id']}/release", json={"reason": "settled"}, headers=officer)
+        assert _close_due(settings, database_url) == 1
+        refused = http.get("/v1/tenant", headers=tenant.auth())
+    assert kept.status_code == 200
+    assert gone.status_code in (404, 410)
+    assert _live_keys(database_url, tenant) == (0, 0)
+    assert refused.status_code == 401
+
+
+def run_now(settings: Settings, database_url: str) -> int:
+    async def run() -> int:
+        async with operator_context(settings, database_url) as ctx:
+            return await run_due_closures(ctx.db, ctx.keyring)
+
+    return asyncio.run(run())

@@ -1,0 +1,42 @@
+-- name: request
+UPDATE tenants SET status = 'closing', closure_requested_at = now(), closure_due_at = $2,
+       closure_requested_by = $3, closure_reason = $4
+ WHERE id = $1 AND status = 'active'
+RETURNING closure_due_at
+
+-- name: cancel
+UPDATE tenants SET status = 'active', closure_requested_at = NULL, closure_due_at = NULL,
+       closure_requested_by = NULL, closure_reason = NULL
+ WHERE id = $1 AND status = 'closing' AND closure_due_at > now()
+RETURNING id
+
+-- name: state
+SELECT status, closure_requested_at, closure_due_at, closed_at FROM tenants WHERE id = $1
+
+-- name: due
+SELECT status, closure_due_at FROM tenants WHERE id = $1 AND status = 'closing' AND closure_due_at <= $2
+   FOR UPDATE
+
+-- name: live_generations
+SELECT DISTINCT subject_id, generation FROM subject_keys
+ WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+
+-- name: live_kek_versions
+SELECT version FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+
+-- name: destroy_keks
+UPDATE tenant_keks SET wrapped_key = NULL, destroyed_at = now()
+ WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+RETURNING version, destroyed_at
+
+-- name: destroy_hmac_key
+UPDATE tenant_hmac_keys SET wrapped_key = NULL, destroyed_at = now()
+ WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+RETURNING destroyed_at
+
+-- name: closed
+UPDATE tenants SET status = 'closed', closed_at = now() WHERE id = $1
+
+-- name: outbox
+INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at)
+VALUES ($1, $2, $3, NULL, $4)
