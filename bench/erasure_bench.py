@@ -314,12 +314,13 @@ def main() -> int:
         vault.wait_ready()
         with httpx.Client(base_url=vault.url, timeout=120) as http:
             keys = vault.tenant(http, "bench-shred")
+            tenants = [vault.tenant(http, f"bench-many-{i}") for i in range(args.tenants)]
             shred_subject(vault, http, keys, 1, 1)  # warm up: imports, pools, key caches
             rows = []
             for n in sizes:
                 print(f"(a) subject with {n} artefacts", flush=True)
                 rows.append(shred_subject(vault, http, keys, n, args.concurrency))
-            tenants = [vault.tenant(http, f"bench-many-{i}") for i in range(args.tenants)]
+                print(f"  {rows[-1]}", flush=True)
             print(f"(b) {args.requests} erasure requests over {args.tenants} tenant(s)", flush=True)
             many = throughput(
                 vault, http, tenants, args.requests, args.concurrency, not args.no_subject_data

@@ -1,5 +1,8 @@
 """The erasure executor: shreds due instructions, one transaction each.
 
+Categories under statutory retention (keep_at_least_days, counted from the newest data of
+that category in the generation) are kept, like held ones, until their time has passed.
+
 Each instruction is claimed with FOR UPDATE SKIP LOCKED, so any number of workers run at
 once without doing one twice; its shred (destroyed keys, ledger outbox entries, items,
 the status change to in_progress and the transition's event row) commits as one
@@ -12,13 +15,13 @@ so a released hold lets them finish at once.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.services.keyring import KeyRing
-from vault.services.tenants import list_tenants
+from vault.services.tenants import list_tenants, load_settings
 
 Q = Queries("erasures")
 
@@ -36,7 +39,7 @@ async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None 
                 erasure = await conn.fetchrow(Q.claim_due, tenant.id, now or datetime.now(UTC))
                 if erasure is None:
                     break
-                await _shred(conn, keyring, tenant.id, erasure)
+                await _shred(conn, keyring, tenant.id, erasure, now or datetime.now(UTC))
                 await conn.execute(Q.set_status, tenant.id, erasure["id"], "in_progress")
                 await conn.execute(
                     Q.event, tenant.id, erasure["id"], "scheduled", "in_progress", None, None
@@ -44,7 +47,7 @@ async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None 
             done += 1
         async with db.tenant_tx(tenant.id) as conn:
             for erasure in await conn.fetch(Q.claim_held, tenant.id):
-                if await _shred(conn, keyring, tenant.id, erasure):
+                if await _shred(conn, keyring, tenant.id, erasure, now or datetime.now(UTC)):
                     # Something more was shredded: back to waiting on the ledger.
                     await conn.execute(Q.set_status, tenant.id, erasure["id"], "in_progress")
                     await conn.execute(
@@ -59,34 +62,46 @@ async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None 
     return done
 
 
-async def _shred(conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any) -> int:
-    """Destroy the generation's keys that no hold keeps; record each outcome. Returns how
-    many keys were destroyed now."""
+async def _shred(
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime
+) -> int:
+    """Destroy the generation's keys that neither a hold nor statutory retention keeps;
+    record each outcome. Returns how many keys were destroyed now."""
     if erasure["subject_id"] is None:
         return 0  # an unknown reference: nothing to shred
+    subject_id, generation = erasure["subject_id"], erasure["generation"]
+    settings = await load_settings(conn, tenant_id)
+    retained: dict[str, tuple[uuid.UUID, datetime]] = {}
+    live = await conn.fetch(Q.live_keys_of_generation, tenant_id, subject_id, generation)
+    for row in live:
+        keep_days = settings.rules_for(row["category"]).keep_at_least_days
+        if not keep_days:
+            continue
+        newest = await conn.fetchval(
+            Q.newest_data, tenant_id, subject_id, generation, row["category"]
+        )
+        if newest is not None and newest + timedelta(days=keep_days) > now:
+            retained[row["category"]] = (row["id"], newest + timedelta(days=keep_days))
+    categories = [row["category"] for row in live if row["category"] not in retained]
     destroyed, kept = await keyring.destroy_subject_keys(
-        conn, tenant_id, erasure["subject_id"], erasure["generation"]
+        conn, tenant_id, subject_id, generation, categories
     )
     for key in destroyed:
         await conn.execute(
-            Q.upsert_item,
-            tenant_id,
-            erasure["id"],
-            key.id,
-            key.category,
-            "shredded",
-            key.destroyed_at,
-            None,
-        )
+            Q.upsert_item, tenant_id, erasure["id"], key.id, key.category, "shredded",
+            key.destroyed_at, None,
+        )  # fmt: skip
         await conn.execute(
             Q.outbox, tenant_id, "subject", str(key.id), erasure["id"], key.destroyed_at
         )
         await conn.execute(Q.shred_artefacts_of_key, tenant_id, key.id)
         await conn.execute(Q.shred_records_of_key, tenant_id, key.id)
-        await conn.execute(Q.clear_ref_copy, tenant_id, erasure["subject_id"], key.id)
+        await conn.execute(Q.clear_ref_copy, tenant_id, subject_id, key.id)
     for held in kept:
         await conn.execute(
             Q.upsert_item, tenant_id, erasure["id"], held.id, held.category, "held", None,
             list(held.hold_ids),
         )  # fmt: skip
+    for category, (key_id, until) in retained.items():
+        await conn.execute(Q.upsert_retained, tenant_id, erasure["id"], key_id, category, until)
     return len(destroyed)

@@ -14,6 +14,7 @@ from vault.services.keyring import KeyRing
 from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
+from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
 from workers.runner import PeriodicJob
 from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
 
@@ -27,6 +28,7 @@ def background_jobs(
     metrics: Metrics,
 ) -> list[PeriodicJob]:
     return [
+        PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(
             "tenant-closure", CLOSURE_INTERVAL_SECONDS, lambda: run_due_closures(db, keyring)
         ),

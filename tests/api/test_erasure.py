@@ -91,23 +91,23 @@ def test_held_category_is_kept_until_the_hold_is_released(
     with server.client() as http:
         keys = _keys(http, tenant)
         app = keys["app"]
-        invoice = http.post(
-            "/v1/subjects/yan/artefacts?category=billing", content=b"invoice", headers=app
+        ticket = http.post(
+            "/v1/subjects/yan/artefacts?category=support", content=b"ticket", headers=app
         )
-        http.post("/v1/subjects/yan/artefacts?category=support", content=b"chat", headers=app)
+        http.post("/v1/subjects/yan/artefacts?category=recording", content=b"call", headers=app)
         hold = http.post(
             "/v1/holds",
             json={
                 "subject_ref": "yan",
-                "categories": ["billing"],
-                "reason": "billing",
-                "reference": "INV-9",
+                "categories": ["support"],
+                "reason": "fraud_investigation",
+                "reference": "F-9",
             },
             headers=keys["officer"],
         ).json()
         erasure = http.post("/v1/subjects/yan/erasure", headers=keys["privacy"]).json()
         held = _wait_for(http, keys["privacy"], erasure["id"], "held")
-        content = f"/v1/subjects/yan/artefacts/{invoice.json()['id']}/content"
+        content = f"/v1/subjects/yan/artefacts/{ticket.json()['id']}/content"
         still = http.get(content, headers=keys["officer"])
         app_read = http.get(content, headers=app)
         app_list = http.get("/v1/subjects/yan/artefacts", headers=app)
@@ -117,18 +117,18 @@ def test_held_category_is_kept_until_the_hold_is_released(
         )
         done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
         gone = http.get(
-            f"/v1/subjects/yan/artefacts/{invoice.json()['id']}/content", headers=keys["officer"]
+            f"/v1/subjects/yan/artefacts/{ticket.json()['id']}/content", headers=keys["officer"]
         )
     assert held["status"] == "held", held
-    assert held["held"] == [{"category": "billing", "hold_ids": [hold["id"]]}]
-    assert "support" in {s["category"] for s in held["shredded"]}
-    assert still.status_code == 200 and still.content == b"invoice"
+    assert held["held"] == [{"category": "support", "hold_ids": [hold["id"]]}]
+    assert "recording" in {s["category"] for s in held["shredded"]}
+    assert still.status_code == 200 and still.content == b"ticket"
     # After the erasure, what the hold keeps is readable by compliance only.
     assert problem(app_read)["type"].endswith("/restricted")
     assert app_list.json()["items"] == []
-    assert [a["category"] for a in officer_list.json()["items"]] == ["billing"]
+    assert [a["category"] for a in officer_list.json()["items"]] == ["support"]
     assert done["status"] == "completed"
-    assert "billing" in {s["category"] for s in done["shredded"]}
+    assert "support" in {s["category"] for s in done["shredded"]}
     assert gone.status_code in (404, 410)
 
 
@@ -228,7 +228,7 @@ def test_completed_erasure_has_a_receipt_that_verifies_with_the_published_key_on
 def test_held_erasure_has_an_interim_receipt(server: ServerThread, tenant: Tenant) -> None:
     with server.client() as http:
         keys = _keys(http, tenant)
-        http.post("/v1/subjects/vic/artefacts?category=billing", content=b"x", headers=keys["app"])
+        http.post("/v1/subjects/vic/artefacts?category=support", content=b"x", headers=keys["app"])
         http.post(
             "/v1/holds",
             json={"subject_ref": "vic", "reason": "litigation", "reference": "L-1"},
@@ -238,5 +238,5 @@ def test_held_erasure_has_an_interim_receipt(server: ServerThread, tenant: Tenan
         _wait_for(http, keys["privacy"], erasure["id"], "held")
         interim = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"]).json()
     assert interim["receipt"]["final"] is False
-    assert interim["receipt"]["held"][0]["category"] == "billing"
+    assert "support" in {h["category"] for h in interim["receipt"]["held"]}
     assert interim["alg"] == "Ed25519"

@@ -74,7 +74,7 @@ def test_bad_settings_are_422_naming_the_field(server: ServerThread, tenant: Ten
     cases = {
         "categories": {"categories": ["Not A Slug"]},
         "max_artefact_bytes": {"max_artefact_bytes": {"nonexistent": 10}},
-        "retention": {"retention": {"recording": {"delete_after_days": 90}}},
+        "retention": {"retention": {"recording": {"delete_after_days": 0}}},
         "erasure_grace_hours": {"erasure_grace_hours": 29 * 24 + 1},
         "erasure_rate_limit_per_hour": {"erasure_rate_limit_per_hour": 0},
         "colour": {"colour": "blue"},

@@ -1,8 +1,7 @@
 """A tenant's settings: its own data categories and per-category artefact size limits.
 
-Stored as one JSON document on the tenant row. Retention, erasure grace and the erasure
-rate brake (API.md's other settings) arrive with the erasure workflow; until then a
-PATCH naming them is refused rather than stored without effect.
+Stored as one JSON document on the tenant row; fields a PATCH leaves out stay as they
+were.
 """
 
 from __future__ import annotations
@@ -12,14 +11,25 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vault.domain.categories import BUILT_IN_CATEGORIES, CATEGORY_PATTERN, IDENTITY_CATEGORY
+from vault.domain.retention import (
+    DEFAULT_RETENTION,
+    CategoryRetention,
+    parse_retention,
+    retention_from_document,
+)
 from vault.errors import InvalidInput
 
 MAX_TENANT_CATEGORIES = 50
-NOT_YET_SUPPORTED = ("retention",)
 # DESIGN.md: the grace period before an erasure runs is at most 29 days.
 MAX_ERASURE_GRACE_HOURS = 29 * 24
 DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR = 1000
-_FIELDS = ("categories", "max_artefact_bytes", "erasure_grace_hours", "erasure_rate_limit_per_hour")
+_FIELDS = (
+    "categories",
+    "max_artefact_bytes",
+    "erasure_grace_hours",
+    "erasure_rate_limit_per_hour",
+    "retention",
+)
 
 
 @dataclass(frozen=True)
@@ -29,6 +39,9 @@ class TenantSettings:
     erasure_grace_hours: int = 0
     # None: no brake on the erasure rate.
     erasure_rate_limit_per_hour: int | None = DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR
+    retention: Mapping[str, CategoryRetention] = field(
+        default_factory=lambda: dict(DEFAULT_RETENTION)
+    )
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> TenantSettings:
@@ -39,6 +52,7 @@ class TenantSettings:
             erasure_rate_limit_per_hour=document.get(
                 "erasure_rate_limit_per_hour", DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR
             ),
+            retention=retention_from_document(document.get("retention", {})),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -47,17 +61,18 @@ class TenantSettings:
             "max_artefact_bytes": dict(self.max_artefact_bytes),
             "erasure_grace_hours": self.erasure_grace_hours,
             "erasure_rate_limit_per_hour": self.erasure_rate_limit_per_hour,
+            "retention": {c: r.to_document() for c, r in sorted(self.retention.items())},
         }
+
+    def rules_for(self, category: str) -> CategoryRetention:
+        return self.retention.get(category, CategoryRetention())
 
     def artefact_limit(self, category: str, deployment_max: int) -> int:
         return min(deployment_max, self.max_artefact_bytes.get(category, deployment_max))
 
     def apply(self, patch: Mapping[str, Any], deployment_max: int) -> TenantSettings:
         """The settings after a PATCH: fields left out stay as they were."""
-        for name in NOT_YET_SUPPORTED:
-            if name in patch:
-                raise InvalidInput(f"{name} is not supported by this version yet", field=name)
-        unknown = set(patch) - {*_FIELDS, *NOT_YET_SUPPORTED}
+        unknown = set(patch) - set(_FIELDS)
         if unknown:
             first, *rest = sorted(unknown)
             raise InvalidInput(
@@ -91,7 +106,12 @@ class TenantSettings:
                     "erasure_rate_limit_per_hour must be an integer >= 1, or null for no brake",
                     field="erasure_rate_limit_per_hour",
                 )
-        return TenantSettings(categories, kept, grace, rate)
+        retention = dict(self.retention)
+        if "retention" in patch:
+            retention = parse_retention(
+                patch["retention"], retention, (*BUILT_IN_CATEGORIES, *categories)
+            )
+        return TenantSettings(categories, kept, grace, rate, retention)
 
 
 def _categories(value: Any) -> tuple[str, ...]:

@@ -105,6 +105,9 @@ SETTINGS_PATCH = {
             "type": "object",
             "additionalProperties": {"type": ["integer", "null"], "minimum": 1},
         },
+        "retention": {"type": "object", "additionalProperties": {"type": "object"}},
+        "erasure_grace_hours": {"type": "integer", "minimum": 0, "maximum": 696},
+        "erasure_rate_limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
     },
 }
 API_KEY_CREATED = {
@@ -167,8 +170,9 @@ def _paths() -> dict[str, dict[str, Any]]:
             "patch": _op(
                 "Change settings; fields left out stay as they were. 200 with all settings",
                 scope="admin", body=SETTINGS_PATCH, errors=(400, 413, 415, 422),
-                description="retention, erasure_grace_hours and erasure_rate_limit_per_hour "
-                "are refused (422) until the erasure workflow exists.",
+                description="retention: {category: {delete_after_days, keep_at_least_days}} "
+                "(days or null); erasure_grace_hours 0-696; erasure_rate_limit_per_hour "
+                "an integer >= 1 or null.",
             ),
         },
         "/v1/api-keys": {

@@ -127,11 +127,13 @@ class ArtefactService:
             )
             data_key = await self._keyring.new_data_key(conn, key_ref, "artefact")
             key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
-            created_at = await conn.fetchval(
+            inserted = await conn.fetchrow(
                 Q.insert_uploading,
                 tenant_id, artefact_id, subject.id, category, subject.generation, data_key.id, key,
-                content_type, DEFAULT_SEGMENT_SIZE,
+                content_type, DEFAULT_SEGMENT_SIZE, settings.rules_for(category).delete_after_days,
             )  # fmt: skip
+            assert inserted is not None
+            created_at, expires_at = inserted["created_at"], inserted["expires_at"]
         meter = UploadMeter(limit)
         try:
             plaintext = meter.through(prefetched(body))
@@ -149,7 +151,7 @@ class ArtefactService:
             raise
         return Artefact(
             artefact_id, subject, category, content_type, filename, meter.size, meter.sha256,
-            meter.crc32, created_at, None,
+            meter.crc32, created_at, expires_at,
         )  # fmt: skip
 
     async def _abandon(

@@ -1,8 +1,9 @@
 -- name: insert_uploading
 INSERT INTO artefacts (tenant_id, id, subject_id, category, generation, data_key_id, blob_key,
-                       state, content_type, segment_size)
-VALUES ($1, $2, $3, $4, $5, $6, $7, 'uploading', $8, $9)
-RETURNING created_at
+                       state, content_type, segment_size, expires_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'uploading', $8, $9,
+        CASE WHEN $10::int IS NULL THEN NULL ELSE now() + make_interval(days => $10::int) END)
+RETURNING created_at, expires_at
 
 -- name: complete
 UPDATE artefacts SET state = 'active', size = $3, metadata_sealed = $4
@@ -34,6 +35,12 @@ UPDATE artefacts SET state = 'deleted', deleted_at = now(), metadata_sealed = NU
 
 -- name: blob_removed
 UPDATE artefacts SET blob_removed_at = now() WHERE tenant_id = $1 AND id = $2
+
+-- name: expired
+-- Retention: active artefacts of one category older than its delete_after_days.
+SELECT id, data_key_id, blob_key FROM artefacts
+ WHERE tenant_id = $1 AND category = $2 AND state = 'active' AND created_at < $3
+ ORDER BY created_at LIMIT $4
 
 -- name: cleanup_due
 -- Deleted artefacts whose blob is still there, and uploads abandoned by a crash.

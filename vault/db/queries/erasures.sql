@@ -109,3 +109,24 @@ ON CONFLICT (tenant_id, erasure_id, final) DO UPDATE SET document = EXCLUDED.doc
 
 -- name: receipt
 SELECT document FROM erasure_receipts WHERE tenant_id = $1 AND erasure_id = $2 AND final = $3
+
+-- name: live_keys_of_generation
+SELECT id, category FROM subject_keys
+ WHERE tenant_id = $1 AND subject_id = $2 AND generation = $3 AND wrapped_key IS NOT NULL
+
+-- name: newest_data
+-- The newest artefact or record of one category of a generation: statutory retention
+-- counts from it.
+SELECT max(created_at) FROM (
+    SELECT a.created_at FROM artefacts a WHERE a.tenant_id = $1 AND a.subject_id = $2
+       AND a.generation = $3 AND a.category = $4 AND a.state = 'active'
+    UNION ALL
+    SELECT r.created_at FROM records r WHERE r.tenant_id = $1 AND r.subject_id = $2
+       AND r.generation = $3 AND r.category = $4 AND r.value_sealed IS NOT NULL
+) AS data
+
+-- name: upsert_retained
+INSERT INTO erasure_items (tenant_id, erasure_id, key_id, category, outcome, kept_until)
+VALUES ($1, $2, $3, $4, 'retained', $5)
+ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
+   SET outcome = 'retained', kept_until = EXCLUDED.kept_until

@@ -38,3 +38,10 @@ SELECT name, version, category, data_key_id, value_sealed, created_at FROM recor
  WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
    AND NOT (generation = ANY($3::int[]))
  ORDER BY name
+
+-- name: expired
+-- Retention: current record versions of one category older than its delete_after_days.
+SELECT subject_id, name, version, data_key_id FROM records
+ WHERE tenant_id = $1 AND category = $2 AND current AND value_sealed IS NOT NULL
+   AND created_at < $3
+ ORDER BY created_at LIMIT $4
