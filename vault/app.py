@@ -56,7 +56,6 @@ from vault.services.keyring import KeyRing
 from vault.services.ledger import (
     reconcile_on_start,
 )
-from vault.services.receipts import ReceiptSigner
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
@@ -132,12 +131,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         keyring = KeyRing(root, PgHoldCheck())
-        issuer = ReceiptIssuer(
-            await ReceiptSigner.load_or_create(db, root),
-            settings.receipt_issuer,
-            settings.epoch_days,
-            settings.backup_retention_days,
-        )
+        issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
         artefact_service = ArtefactService(

@@ -24,7 +24,6 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import PgHoldCheck
 from vault.services.keyring import KeyRing
 from vault.services.ledger import reconcile_on_start
-from vault.services.receipts import ReceiptSigner
 from workers.jobs import background_jobs
 from workers.runner import JobRunner
 
@@ -39,12 +38,7 @@ async def run_worker(settings: Settings, url: str) -> None:
         secrets = await load_deployment_secrets(db, root)
         await reconcile_on_start(db, blobs)
         keyring = KeyRing(root, PgHoldCheck())
-        issuer = ReceiptIssuer(
-            await ReceiptSigner.load_or_create(db, root),
-            settings.receipt_issuer,
-            settings.epoch_days,
-            settings.backup_retention_days,
-        )
+        issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         runner = JobRunner(
             background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key, Metrics())
         )

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from crypto.providers.base import RootKeyProvider
+from vault.config import Settings
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.errors import Conflict, NotFound
@@ -23,6 +25,17 @@ class ReceiptIssuer:
     issuer: str
     epoch_days: int
     backup_retention_days: int
+
+    @classmethod
+    async def for_deployment(
+        cls, db: Database, root: RootKeyProvider, settings: Settings
+    ) -> ReceiptIssuer:
+        return cls(
+            await ReceiptSigner.load_or_create(db, root),
+            settings.receipt_issuer,
+            settings.epoch_days,
+            settings.backup_retention_days,
+        )
 
     async def backups_unreadable_after(self, conn: Connection) -> datetime:
         """DESIGN.md: the start of the next root-key epoch plus the backup retention. With
