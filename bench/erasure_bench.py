@@ -15,9 +15,17 @@ subject first gets one small record (unless --no-subject-data), so every erasure
 destroys keys, and the tenant's erasure rate brake is switched off.
 
 Times for (a): "client" is request → the first poll (every 50 ms) that sees `completed`;
-"shred" is requested_at → destroyed_at of the last key (server clock); "completed" is
-requested_at → completed_at (server clock). The executor and the shred-ledger publisher
-each run every 2 s, so both end-to-end times include up to ~4 s of waiting for a round.
+"shred" is requested_at → destroyed_at of the last key (server clock; now() in the shred
+transaction, so its start, not its commit); "completed" is requested_at → completed_at
+(server clock). The executor and the shred-ledger publisher each run every 2 s, so both
+end-to-end times include up to ~4 s of waiting for a round. The executor takes at most
+100 erasures per tenant per round, so (b) on one tenant is capped near 100 per ~3 s;
+--tenants spreads the requests to show it.
+
+Measured on 2 cores (embedded PostgreSQL, default run, about 8.5 minutes in all):
+(a) shred 1.9 / 1.2 / 0.7 s and completed 2.0 / 1.2 / 9.4 s for 1 / 100 / 10,000
+artefacts; (b) 185 requests/s accepted, all 10,000 completed 306 s after the first
+request (33/s); with --tenants 4 and 2,000 requests, 75/s.
 """
 
 from __future__ import annotations

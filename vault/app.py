@@ -59,7 +59,7 @@ from vault.services.ledger import (
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
-from workers.jobs import background_jobs
+from workers.jobs import background_jobs, monitor_job
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -160,9 +160,14 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
         )
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
         jobs = JobRunner(
-            background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key, metrics)
-            if run_jobs
-            else []
+            [
+                monitor_job(db, metrics),
+                *(
+                    background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key)
+                    if run_jobs
+                    else []
+                ),
+            ]
         )
         jobs.start()
         log.info(

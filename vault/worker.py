@@ -17,7 +17,6 @@ from crypto.providers import provider_from_uri
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
 from vault.db.database import Database
-from vault.observability.metrics import Metrics
 from vault.runtime import prepare_database
 from vault.services.deployment_secrets import load_deployment_secrets
 from vault.services.erasure_receipts import ReceiptIssuer
@@ -40,7 +39,7 @@ async def run_worker(settings: Settings, url: str) -> None:
         keyring = KeyRing(root, PgHoldCheck())
         issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         runner = JobRunner(
-            background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key, Metrics())
+            background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key)
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

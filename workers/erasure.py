@@ -27,39 +27,57 @@ Q = Queries("erasures")
 
 # DESIGN.md: a non-held erasure completes within a minute of not_before.
 EXECUTOR_INTERVAL_SECONDS = 2.0
-_MAX_PER_TENANT_PASS = 100
+# Instructions per tenant per round: tenants take turns, so one tenant's burst of
+# erasures does not hold up another's; rounds repeat until no tenant has work left.
+_ROUND = 50
 
 
 async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None = None) -> int:
     """Shred every due instruction (and retry held ones); return how many were shredded."""
     done = 0
-    for tenant in await list_tenants(db):
-        for _ in range(_MAX_PER_TENANT_PASS):
-            async with db.tenant_tx(tenant.id) as conn:
-                erasure = await conn.fetchrow(Q.claim_due, tenant.id, now or datetime.now(UTC))
-                if erasure is None:
-                    break
-                await _shred(conn, keyring, tenant.id, erasure, now or datetime.now(UTC))
-                await conn.execute(Q.set_status, tenant.id, erasure["id"], "in_progress")
-                await conn.execute(
-                    Q.event, tenant.id, erasure["id"], "scheduled", "in_progress", None, None
-                )
-            done += 1
-        async with db.tenant_tx(tenant.id) as conn:
-            for erasure in await conn.fetch(Q.claim_held, tenant.id):
-                if await _shred(conn, keyring, tenant.id, erasure, now or datetime.now(UTC)):
-                    # Something more was shredded: back to waiting on the ledger.
-                    await conn.execute(Q.set_status, tenant.id, erasure["id"], "in_progress")
-                    await conn.execute(
-                        Q.event,
-                        tenant.id,
-                        erasure["id"],
-                        "held",
-                        "in_progress",
-                        None,
-                        "hold released",
-                    )
+    tenants = [tenant.id for tenant in await list_tenants(db)]
+    busy = list(tenants)
+    while busy:
+        still_busy = []
+        for tenant_id in busy:
+            shredded = await _shred_due(db, keyring, tenant_id, now)
+            done += shredded
+            if shredded == _ROUND:
+                still_busy.append(tenant_id)
+        busy = still_busy
+    for tenant_id in tenants:
+        await _retry_held(db, keyring, tenant_id, now)
     return done
+
+
+async def _shred_due(
+    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime | None
+) -> int:
+    for count in range(_ROUND):
+        async with db.tenant_tx(tenant_id) as conn:
+            erasure = await conn.fetchrow(Q.claim_due, tenant_id, now or datetime.now(UTC))
+            if erasure is None:
+                return count
+            await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+            await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
+            await conn.execute(
+                Q.event, tenant_id, erasure["id"], "scheduled", "in_progress", None, None
+            )
+    return _ROUND
+
+
+async def _retry_held(
+    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime | None
+) -> None:
+    """Held erasures: shred what holds and retention no longer keep."""
+    async with db.tenant_tx(tenant_id) as conn:
+        for erasure in await conn.fetch(Q.claim_held, tenant_id):
+            if await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC)):
+                # Something more was shredded: back to waiting on the ledger.
+                await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
+                await conn.execute(
+                    Q.event, tenant_id, erasure["id"], "held", "in_progress", None, "no longer kept"
+                )
 
 
 async def _shred(

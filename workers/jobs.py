@@ -25,7 +25,6 @@ def background_jobs(
     keyring: KeyRing,
     issuer: ReceiptIssuer,
     anchor_key: SecretBytes,
-    metrics: Metrics,
 ) -> list[PeriodicJob]:
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
@@ -47,7 +46,12 @@ def background_jobs(
             PUBLISH_INTERVAL_SECONDS,
             lambda: publish_and_complete(db, blobs, issuer),
         ),
-        PeriodicJob(
-            "overdue-monitor", MONITOR_INTERVAL_SECONDS, lambda: refresh_gauges(db, metrics)
-        ),
     ]
+
+
+def monitor_job(db: Database, metrics: Metrics) -> PeriodicJob:
+    """The gauges /metrics exposes; every API process runs it (a cheap read), so the
+    erasure alerts work whichever process Prometheus scrapes."""
+    return PeriodicJob(
+        "overdue-monitor", MONITOR_INTERVAL_SECONDS, lambda: refresh_gauges(db, metrics)
+    )

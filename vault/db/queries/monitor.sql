@@ -1,6 +1,8 @@
 -- Gauges for one tenant in one round trip; workers/monitor.py sums them over tenants.
 -- $1 tenant id, $2 the monitor's "now" (injectable, so tests can move past due_at).
--- Open = scheduled, in_progress or held (the statuses erasures_one_open covers).
+-- Overdue and oldest-open count erasures the vault still has to do (scheduled or
+-- in_progress). Held ones wait on legal holds or statutory retention by design: they are
+-- counted in datavault_erasures{status="held"}, not as overdue.
 
 -- name: tenant_gauges
 SELECT e.*, h.*, l.*
@@ -9,9 +11,9 @@ SELECT e.*, h.*, l.*
                count(*) FILTER (WHERE status = 'completed') AS completed,
                count(*) FILTER (WHERE status = 'held') AS held,
                count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-               min(requested_at) FILTER (WHERE status IN ('scheduled', 'in_progress', 'held'))
+               min(requested_at) FILTER (WHERE status IN ('scheduled', 'in_progress'))
                    AS oldest_open_requested_at,
-               count(*) FILTER (WHERE status IN ('scheduled', 'in_progress', 'held')
+               count(*) FILTER (WHERE status IN ('scheduled', 'in_progress')
                                   AND due_at < $2) AS overdue,
                min(not_before) FILTER (WHERE status = 'scheduled' AND not_before <= $2)
                    AS oldest_due_not_before
