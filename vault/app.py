@@ -113,6 +113,7 @@ ROUTES = [
     route("/v1/holds", GET=holds.list_holds, POST=holds.place_hold),
     route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),
     route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
+    route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
 ]
 

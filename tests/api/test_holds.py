@@ -257,3 +257,35 @@ def test_holds_need_the_compliance_scope_and_stay_in_their_tenant(
     assert [r.status_code for r in foreign] == [404, 404, 404]
     assert listed == []
     assert unknown.status_code == 404
+
+
+def test_hold_impact_counts_what_a_release_would_shred(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        privacy = bearer(create_key(http, tenant, ["erasure"])["secret"])
+        for ref in ("i1", "i2"):
+            _upload(http, keys["app"], ref, "support")
+        only = _place(
+            http, keys["officer"], categories=["support"], reason="fraud_investigation"
+        ).json()
+        for ref in ("i1", "i2"):
+            http.post(f"/v1/subjects/{ref}/erasure", headers=privacy)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            statuses = {
+                e["status"] for e in http.get("/v1/erasures", headers=privacy).json()["items"]
+            }
+            if statuses == {"held"}:
+                break
+            time.sleep(0.2)
+        alone = http.get(f"/v1/holds/{only['id']}/impact", headers=keys["officer"]).json()
+        second = _place(http, keys["officer"], reason="regulatory").json()
+        shared = http.get(f"/v1/holds/{only['id']}/impact", headers=keys["officer"]).json()
+        unknown = http.get(f"/v1/holds/{uuid.uuid4()}/impact", headers=keys["officer"])
+    assert alone["categories"]["support"] == {"keys": 2, "erasures": 2}
+    assert second["id"]
+    # Another active hold would still keep them: releasing this one shreds nothing now.
+    assert shared["categories"] == {} or "support" not in shared["categories"]
+    assert unknown.status_code == 404

@@ -108,6 +108,20 @@ async def show_hold(request: Request) -> Response:
     return json_response(render_hold(hold))
 
 
+async def hold_impact(request: Request) -> Response:
+    principal = await require(request, Scope.COMPLIANCE)
+    rows = await vault_state(request).holds.impact(
+        principal.tenant_id, path_uuid(request.path_params["hold_id"])
+    )
+    return json_response(
+        {
+            "categories": {
+                r["category"]: {"keys": r["keys"], "erasures": r["erasures"]} for r in rows
+            }
+        }
+    )
+
+
 async def amend_hold(request: Request) -> Response:
     principal = await require(request, Scope.COMPLIANCE)
     body = await read_json_object(request)

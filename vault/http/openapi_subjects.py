@@ -193,6 +193,11 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
                          body={"type": "object", "properties": {"expires_at": _TIME,
                                                                 "note": _STR}}),
         },
+        "/v1/holds/{hold_id}/impact": {
+            "parameters": [hold_id],
+            "get": _op("What releasing this hold would shred now, by category (counts)",
+                       scope="compliance", errors=(404,)),
+        },
         "/v1/holds/{hold_id}/release": {
             "parameters": [hold_id],
             "post": _op("Release a hold (litigation and law_enforcement: the first call "

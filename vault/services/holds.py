@@ -145,6 +145,16 @@ class HoldService:
         hold["events"] = [dict(e) for e in await conn.fetch(Q.events, tenant_id, hold_id)]
         return hold
 
+    async def impact(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> list[dict[str, Any]]:
+        """By category, the keys held erasures keep only because of this hold: what a
+        release would shred now. (Data past its retention that this hold keeps is not
+        counted; retention runs every few minutes after a release.)"""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            if await conn.fetchrow(Q.get, tenant_id, hold_id) is None:
+                raise NotFound("no such hold")
+            rows = await conn.fetch(Q.impact, tenant_id, hold_id)
+        return [dict(r) for r in rows]
+
     async def list(
         self, tenant_id: uuid.UUID, *, active: bool, subject_ref_hash: bytes | None,
         after: tuple[datetime, uuid.UUID] | None, limit: int,

@@ -60,3 +60,19 @@ UPDATE holds SET expired_at = now()
  WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
    AND expires_at IS NOT NULL AND expires_at <= now()
 RETURNING id
+
+-- name: impact
+-- What releasing this hold would shred now: keys kept by erasures only because of it
+-- (no other active hold covers them), by category.
+SELECT i.category, count(*) AS keys, count(DISTINCT i.erasure_id) AS erasures
+  FROM erasure_items i
+  JOIN erasures e ON e.tenant_id = i.tenant_id AND e.id = i.erasure_id
+ WHERE i.tenant_id = $1 AND i.outcome = 'held' AND e.status = 'held'
+   AND $2 = ANY(i.hold_ids)
+   AND NOT EXISTS (
+       SELECT 1 FROM holds h JOIN subjects s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
+        WHERE h.tenant_id = i.tenant_id AND h.id <> $2
+          AND h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > now())
+          AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
+          AND (h.categories IS NULL OR i.category = ANY(h.categories)))
+ GROUP BY i.category ORDER BY i.category
