@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +35,7 @@ from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
 from vault.domain.secret_text import SecretText
-from vault.errors import Gone, NotFound, TooLarge
+from vault.errors import Gone, KeyDestroyed, NotFound, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.keyring import DataKey, KeyRing
 from vault.services.prefetch import prefetched
@@ -51,6 +52,8 @@ from vault.services.tenants import load_settings
 
 Q = Queries("artefacts")
 
+# A streaming download re-checks its key this often; DESIGN.md allows 60 s.
+KEY_RECHECK_SECONDS = 10.0
 # An upload still 'uploading' after this long belongs to a process that died.
 ABANDONED_UPLOAD_AFTER = timedelta(hours=24)
 
@@ -98,6 +101,7 @@ class ArtefactService:
         self._keyring = keyring
         self._subjects = subjects
         self.max_bytes = max_bytes
+        self.key_recheck_seconds = KEY_RECHECK_SECONDS
 
     async def upload(
         self,
@@ -245,6 +249,28 @@ class ArtefactService:
     async def _plaintext(
         self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
     ) -> AsyncIterator[bytes]:
+        async for piece in self._while_key_lives(
+            data_key, self._decrypted(key, data_key, size, byte_range)
+        ):
+            yield piece
+
+    async def _while_key_lives(
+        self, data_key: DataKey, pieces: AsyncGenerator[bytes, None]
+    ) -> AsyncIterator[bytes]:
+        """DESIGN.md: a download already streaming when its key is shredded is cut within
+        60 s. The key is re-checked every KEY_RECHECK_SECONDS while the stream runs."""
+        checked = time.monotonic()
+        async with aclosing(pieces) as stream:
+            async for piece in stream:
+                if time.monotonic() - checked >= self.key_recheck_seconds:
+                    if not await self._keyring.still_alive(self._db, data_key):
+                        raise KeyDestroyed("the key was destroyed while streaming")
+                    checked = time.monotonic()
+                yield piece
+
+    async def _decrypted(
+        self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
+    ) -> AsyncGenerator[bytes, None]:
         context = data_key.content_context()
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
