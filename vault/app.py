@@ -12,6 +12,7 @@ from starlette.middleware import Middleware
 
 from crypto.errors import IntegrityError, KeyUnavailableError
 from crypto.providers import provider_from_uri
+from vault.blobs.base import BlobStoreError
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
 from vault.db.database import Database
@@ -31,6 +32,7 @@ from vault.http import (
 )
 from vault.http.middleware import AccessLogMiddleware
 from vault.http.problems import (
+    blob_store_error_handler,
     http_exception_handler,
     integrity_error_handler,
     key_unavailable_handler,
@@ -177,12 +179,17 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
         try:
             yield
         finally:
-            await jobs.stop()
-            await writer.stop()
-            # One last anchor, so the rows of the final requests are anchored too.
-            await publish_anchors(db, blobs, secrets.access_log_anchor_key)
-            await blobs.close()
-            await db.close()
+            try:
+                await jobs.stop()
+                await writer.stop()
+                # One last anchor, so the rows of the final requests are anchored too.
+                await publish_anchors(db, blobs, secrets.access_log_anchor_key)
+            except Exception as exc:
+                # The store or database is down: the next start anchors the chains.
+                log.warning("final_anchor_failed", error_type=type(exc).__name__)
+            finally:
+                await blobs.close()
+                await db.close()
 
     return Starlette(
         routes=ROUTES,
@@ -192,6 +199,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
             HTTPException: http_exception_handler,
             IntegrityError: integrity_error_handler,
             KeyUnavailableError: key_unavailable_handler,
+            BlobStoreError: blob_store_error_handler,
         },
         lifespan=lifespan,
     )

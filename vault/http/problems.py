@@ -87,6 +87,15 @@ async def integrity_error_handler(request: Request, exc: Exception) -> Response:
     )
 
 
+async def blob_store_error_handler(request: Request, exc: Exception) -> Response:
+    """The blob store failed or is unreachable: retry later. (A missing blob behind a live
+    row is a different matter, but it too is not the client's fault.)"""
+    return ProblemResponse(
+        503, "unavailable", "the blob store is unavailable", _request_id(request),
+        headers={"Retry-After": "5"},
+    )  # fmt: skip
+
+
 async def key_unavailable_handler(request: Request, exc: Exception) -> Response:
     return ProblemResponse(
         503, "unavailable", "the key service is unavailable", _request_id(request),
