@@ -36,6 +36,9 @@ class Settings:
     auth_failure_limit: int = 20
     auth_failure_window_seconds: float = 60.0
     db_pool_max: int = 20
+    # An upload that sends nothing for this long is given up (408) and its key shredded,
+    # so a stalled client cannot hold a connection and a half-written object forever.
+    upload_idle_timeout_seconds: float = 60.0
     # Names this deployment in erasure receipts (e.g. its public URL).
     receipt_issuer: str = "datavault"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -97,6 +100,7 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_AUTH_FAILURE_WINDOW_SECONDS", "auth_failure_window_seconds", _float),
     ("DATAVAULT_DB_POOL_MAX", "db_pool_max", _int),
     ("DATAVAULT_RECEIPT_ISSUER", "receipt_issuer", _str),
+    ("DATAVAULT_UPLOAD_IDLE_TIMEOUT_SECONDS", "upload_idle_timeout_seconds", _float),
 )
 
 

@@ -42,6 +42,10 @@ class Conflict(VaultError):
     """The request clashes with the current state (a hold, an existing value)."""
 
 
+class TimedOut(VaultError):
+    """The client stopped sending the request body."""
+
+
 class TooLarge(VaultError):
     """A body or value is over its limit."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.requests import Request
@@ -10,7 +12,7 @@ from starlette.responses import Response, StreamingResponse
 
 from vault.domain.ranges import RangeNotSatisfiable, parse_range
 from vault.domain.scopes import Scope
-from vault.errors import InvalidInput, MalformedInput
+from vault.errors import InvalidInput, MalformedInput, TimedOut
 from vault.http.auth import require
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
@@ -62,6 +64,20 @@ def _filename(request: Request) -> str | None:
     return raw
 
 
+async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    """Give up on a body that stops arriving: the upload is abandoned (its key shredded,
+    its partial blob removed) and the connection freed."""
+    iterator = aiter(chunks)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(iterator), timeout=seconds)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise TimedOut(f"no upload data for {seconds:g} s") from None
+        yield chunk
+
+
 def _declared_length(request: Request) -> int | None:
     value = request.headers.get("content-length")
     if value is None:
@@ -87,7 +103,7 @@ async def upload_artefact(request: Request) -> Response:
         category=request.query_params.get("category"),
         content_type=content_type,
         filename=_filename(request),
-        body=request.stream(),
+        body=_idle_limited(request.stream(), state.settings.upload_idle_timeout_seconds),
         declared_length=_declared_length(request),
     )
     request.state.artefact_id = artefact.id

@@ -23,6 +23,7 @@ STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
     errors.Restricted: (403, "restricted"),
     errors.NotFound: (404, "not-found"),
     errors.Gone: (410, "gone"),
+    errors.TimedOut: (408, "request-timeout"),
     errors.Conflict: (409, "conflict"),
     errors.TooLarge: (413, "too-large"),
     errors.UnsupportedMediaType: (415, "unsupported-media-type"),
