@@ -8,9 +8,11 @@ own transaction so one held item does not stop the rest.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.errors import Conflict
 from vault.services.keyring import KeyRing
@@ -41,21 +43,36 @@ async def apply_retention(db: Database, keyring: KeyRing, now: datetime | None =
     return shredded
 
 
+async def _expire(
+    db: Database,
+    keyring: KeyRing,
+    tenant_id: uuid.UUID,
+    expired: list[Any],
+    retire: Callable[[Connection, Any], Awaitable[object]],
+) -> int:
+    """Shred each expired item in its own transaction; a held one is skipped (kept until
+    its hold goes) without stopping the rest."""
+    done = 0
+    for row in expired:
+        try:
+            async with db.tenant_tx(tenant_id) as conn:
+                await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
+                await retire(conn, row)
+            done += 1
+        except Conflict:
+            continue
+    return done
+
+
 async def _expire_artefacts(
     db: Database, keyring: KeyRing, tenant_id: uuid.UUID, category: str, cutoff: datetime
 ) -> int:
     async with db.tenant_tx(tenant_id) as conn:
         rows = await conn.fetch(ARTEFACTS.expired, tenant_id, category, cutoff, _BATCH)
-    done = 0
-    for row in rows:
-        try:
-            async with db.tenant_tx(tenant_id) as conn:
-                await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
-                await conn.execute(ARTEFACTS.mark_deleted, tenant_id, row["id"])
-            done += 1
-        except Conflict:
-            continue  # held: kept until the hold goes
-    return done
+    return await _expire(
+        db, keyring, tenant_id, rows,
+        lambda conn, row: conn.execute(ARTEFACTS.mark_deleted, tenant_id, row["id"]),
+    )  # fmt: skip
 
 
 async def _expire_records(
@@ -63,20 +80,9 @@ async def _expire_records(
 ) -> int:
     async with db.tenant_tx(tenant_id) as conn:
         rows = await conn.fetch(RECORDS.expired, tenant_id, category, cutoff, _BATCH)
-    done = 0
-    for row in rows:
-        try:
-            async with db.tenant_tx(tenant_id) as conn:
-                await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
-                await conn.execute(
-                    RECORDS.retire_current,
-                    tenant_id,
-                    row["subject_id"],
-                    row["name"],
-                    row["version"],
-                    True,
-                )
-            done += 1
-        except Conflict:
-            continue
-    return done
+    return await _expire(
+        db, keyring, tenant_id, rows,
+        lambda conn, row: conn.execute(
+            RECORDS.retire_current, tenant_id, row["subject_id"], row["name"], row["version"], True
+        ),
+    )  # fmt: skip

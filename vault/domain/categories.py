@@ -13,10 +13,15 @@ IDENTITY_CATEGORY = "identity"
 CATEGORY_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
+def known_categories(tenant_categories: Iterable[str] = ()) -> tuple[str, ...]:
+    """The built-in categories followed by a tenant's own."""
+    return (*BUILT_IN_CATEGORIES, *tenant_categories)
+
+
 def check_category(value: str | None, tenant_categories: Iterable[str] = ()) -> str:
     if not value:
         raise InvalidInput("category is required", field="category")
-    known = (*BUILT_IN_CATEGORIES, *tenant_categories)
+    known = known_categories(tenant_categories)
     if value not in known:
         raise InvalidInput(f"unknown category; known: {', '.join(sorted(known))}", field="category")
     return value

@@ -10,7 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vault.domain.categories import BUILT_IN_CATEGORIES, CATEGORY_PATTERN, IDENTITY_CATEGORY
+from vault.domain.categories import (
+    BUILT_IN_CATEGORIES,
+    CATEGORY_PATTERN,
+    IDENTITY_CATEGORY,
+    known_categories,
+)
 from vault.domain.retention import (
     DEFAULT_RETENTION,
     CategoryRetention,
@@ -86,10 +91,10 @@ class TenantSettings:
             limits = _limits(
                 patch["max_artefact_bytes"],
                 limits,
-                (*BUILT_IN_CATEGORIES, *categories),
+                known_categories(categories),
                 deployment_max,
             )
-        kept = {c: n for c, n in limits.items() if c in (*BUILT_IN_CATEGORIES, *categories)}
+        kept = {c: n for c, n in limits.items() if c in known_categories(categories)}
         grace = self.erasure_grace_hours
         if "erasure_grace_hours" in patch:
             grace = patch["erasure_grace_hours"]
@@ -108,9 +113,7 @@ class TenantSettings:
                 )
         retention = dict(self.retention)
         if "retention" in patch:
-            retention = parse_retention(
-                patch["retention"], retention, (*BUILT_IN_CATEGORIES, *categories)
-            )
+            retention = parse_retention(patch["retention"], retention, known_categories(categories))
         return TenantSettings(categories, kept, grace, rate, retention)
 
 

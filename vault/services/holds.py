@@ -11,7 +11,7 @@ from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.domain.categories import BUILT_IN_CATEGORIES, IDENTITY_CATEGORY
+from vault.domain.categories import IDENTITY_CATEGORY, known_categories
 from vault.domain.holds import (
     MAX_NOTE_LENGTH,
     MAX_REFERENCE_LENGTH,
@@ -109,7 +109,7 @@ class HoldService:
         self._db = db
 
     async def known_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
-        return [*BUILT_IN_CATEGORIES, *(await load_settings(conn, tenant_id)).categories]
+        return list(known_categories((await load_settings(conn, tenant_id)).categories))
 
     async def place(
         self, tenant_id: uuid.UUID, request: HoldRequest, actor: Actor

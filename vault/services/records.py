@@ -29,6 +29,7 @@ from vault.services.subjects import (
     check_writable,
     readable_generations,
 )
+from vault.services.tenants import load_settings
 
 Q = Queries("records")
 
@@ -88,7 +89,7 @@ class RecordService:
                 category = current["category"]
             else:
                 category = check_category(
-                    category, await self._subjects.tenant_categories(conn, tenant_id)
+                    category, (await load_settings(conn, tenant_id)).categories
                 )
             key_ref = await self._keyring.subject_key_for_write(
                 conn, tenant_id, subject.id, category, subject.generation

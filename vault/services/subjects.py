@@ -19,7 +19,6 @@ from vault.domain.secret_text import SecretText
 from vault.errors import NotFound, Restricted
 from vault.services.keyring import KeyRing
 from vault.services.subject_refs import SubjectRefHasher
-from vault.services.tenants import load_settings
 
 Q = Queries("subjects")
 
@@ -111,9 +110,6 @@ class SubjectService:
             }
             for r in rows
         }
-
-    async def tenant_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
-        return list((await load_settings(conn, tenant_id)).categories)
 
 
 async def readable_generations(
