@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from crypto.errors import IntegrityError
-from tests.keys_support import insert_subject
+from tests.keys_support import insert_subject, new_data_key
 from tests.support import Tenant
 from vault.config import Settings
 from vault.db.database import Connection
@@ -153,12 +153,8 @@ def test_destroyed_data_key_keeps_only_metadata(
 ) -> None:
     async def run() -> None:
         async with vault_ops(settings, database_url) as ctx:
-            subject = await insert_subject(ctx.db, tenant.id)
+            _, key = await new_data_key(ctx, tenant.id, "account", "record")
             async with ctx.db.tenant_tx(tenant.id) as conn:
-                ref = await ctx.keyring.subject_key_for_write(
-                    conn, tenant.id, subject, "account", 1
-                )
-                key = await ctx.keyring.new_data_key(conn, ref, "record")
                 assert await ctx.keyring.destroy_data_key(conn, tenant.id, key.id)
                 assert not await ctx.keyring.destroy_data_key(conn, tenant.id, key.id)
             async with ctx.db.tenant_tx(tenant.id) as conn:
@@ -167,7 +163,7 @@ def test_destroyed_data_key_keeps_only_metadata(
                     await ctx.keyring.data_key(conn, tenant.id, key.id)
             assert row["wrapped_key"] is None
             assert row["destroyed_at"] is not None
-            assert row["subject_key_id"] == ref.id
+            assert row["subject_key_id"] == key.subject_key.id
 
     asyncio.run(run())
 
@@ -177,12 +173,7 @@ def test_destroy_rolls_back_with_the_callers_transaction(
 ) -> None:
     async def run() -> None:
         async with vault_ops(settings, database_url) as ctx:
-            subject = await insert_subject(ctx.db, tenant.id)
-            async with ctx.db.tenant_tx(tenant.id) as conn:
-                ref = await ctx.keyring.subject_key_for_write(
-                    conn, tenant.id, subject, "account", 1
-                )
-                key = await ctx.keyring.new_data_key(conn, ref, "record")
+            _, key = await new_data_key(ctx, tenant.id, "account", "record")
             with pytest.raises(RuntimeError):
                 async with ctx.db.tenant_tx(tenant.id) as conn:
                     await ctx.keyring.destroy_data_key(conn, tenant.id, key.id)
@@ -201,10 +192,7 @@ def test_held_data_key_is_not_destroyed_and_the_holds_are_named(
     async def run() -> None:
         async with vault_ops(settings, database_url) as ctx:
             keyring = KeyRing(ctx.root, FixedHolds({"billing": [hold]}))
-            subject = await insert_subject(ctx.db, tenant.id)
-            async with ctx.db.tenant_tx(tenant.id) as conn:
-                ref = await keyring.subject_key_for_write(conn, tenant.id, subject, "billing", 1)
-                key = await keyring.new_data_key(conn, ref, "record")
+            _, key = await new_data_key(ctx, tenant.id, "billing", "record")
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 with pytest.raises(Conflict) as refused:
                     await keyring.destroy_data_key(conn, tenant.id, key.id)

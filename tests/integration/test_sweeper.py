@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from crypto.stream import encrypt_stream
-from tests.keys_support import insert_subject
+from tests.keys_support import insert_artefact_row
 from tests.support import Tenant
 from vault.config import Settings
 from vault.runtime import operator_context
-from vault.services.artefacts import blob_key
 from workers.sweeper import sweep
 
 
@@ -26,22 +25,9 @@ def test_upload_abandoned_by_a_crash_is_shredded_and_its_blob_removed(
 ) -> None:
     async def run() -> None:
         async with operator_context(settings, database_url) as ctx:
-            subject = await insert_subject(ctx.db, tenant.id)
-            artefact_id = uuid.uuid4()
-            async with ctx.db.tenant_tx(tenant.id) as conn:
-                ref = await ctx.keyring.subject_key_for_write(
-                    conn, tenant.id, subject, "recording", 1
-                )
-                data_key = await ctx.keyring.new_data_key(conn, ref, "artefact")
-                key = blob_key(tenant.id, subject, artefact_id, data_key.id)
-                await conn.execute(
-                    "INSERT INTO artefacts (tenant_id, id, subject_id, category, generation,"
-                    " data_key_id, blob_key, state, content_type, segment_size, created_at)"
-                    " VALUES ($1, $2, $3, 'recording', 1, $4, $5, 'uploading', 'video/mp4',"
-                    " 1048576,"
-                    " now() - interval '25 hours')",
-                    tenant.id, artefact_id, subject, data_key.id, key,
-                )  # fmt: skip
+            artefact_id, data_key, key = await insert_artefact_row(
+                ctx, tenant.id, "uploading", age=timedelta(hours=25)
+            )
             # The process died after the blob was written, before the row became active.
             await ctx.blobs.put_stream(
                 key, encrypt_stream(data_key.key, data_key.content_context(), _chunks(b"x" * 5000))
@@ -68,21 +54,7 @@ def test_a_running_upload_is_not_swept(
 ) -> None:
     async def run() -> None:
         async with operator_context(settings, database_url) as ctx:
-            subject = await insert_subject(ctx.db, tenant.id)
-            artefact_id = uuid.uuid4()
-            async with ctx.db.tenant_tx(tenant.id) as conn:
-                ref = await ctx.keyring.subject_key_for_write(
-                    conn, tenant.id, subject, "recording", 1
-                )
-                data_key = await ctx.keyring.new_data_key(conn, ref, "artefact")
-                await conn.execute(
-                    "INSERT INTO artefacts (tenant_id, id, subject_id, category, generation,"
-                    " data_key_id, blob_key, state, content_type, segment_size)"
-                    " VALUES ($1, $2, $3, 'recording', 1, $4, $5, 'uploading', 'video/mp4',"
-                    " 1048576)",
-                    tenant.id, artefact_id, subject, data_key.id,
-                    blob_key(tenant.id, subject, artefact_id, data_key.id),
-                )  # fmt: skip
+            artefact_id, _, _ = await insert_artefact_row(ctx, tenant.id, "uploading")
             await sweep(ctx.db, ctx.blobs, ctx.keyring)
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 state = await conn.fetchval(
@@ -98,21 +70,7 @@ def test_blob_whose_removal_failed_is_removed_by_the_sweeper(
 ) -> None:
     async def run() -> None:
         async with operator_context(settings, database_url) as ctx:
-            subject = await insert_subject(ctx.db, tenant.id)
-            artefact_id = uuid.uuid4()
-            async with ctx.db.tenant_tx(tenant.id) as conn:
-                ref = await ctx.keyring.subject_key_for_write(
-                    conn, tenant.id, subject, "recording", 1
-                )
-                data_key = await ctx.keyring.new_data_key(conn, ref, "artefact")
-                key = blob_key(tenant.id, subject, artefact_id, data_key.id)
-                await conn.execute(
-                    "INSERT INTO artefacts (tenant_id, id, subject_id, category, generation,"
-                    " data_key_id, blob_key, state, content_type, segment_size, size, deleted_at)"
-                    " VALUES ($1, $2, $3, 'recording', 1, $4, $5, 'deleted', 'video/mp4', 1048576,"
-                    " 10, now())",
-                    tenant.id, artefact_id, subject, data_key.id, key,
-                )  # fmt: skip
+            _, _, key = await insert_artefact_row(ctx, tenant.id, "deleted")
             await ctx.blobs.put(key, b"ciphertext left behind")
             await sweep(ctx.db, ctx.blobs, ctx.keyring)
             assert key not in await ctx.blobs.list_keys(f"tenants/{tenant.id}/")
