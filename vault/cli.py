@@ -345,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from vault.observability.logging import configure_logging
 
-    serving = args.command in ("serve", "api")
+    serving = args.command in ("serve", "api", "worker")
     configure_logging("info" if serving else "warning", to_stderr=not serving)
     try:
         code: int = args.handler(args)

@@ -30,6 +30,11 @@ log = structlog.get_logger("datavault.worker")
 
 
 async def run_worker(settings: Settings, url: str) -> None:
+    # Installed first, so a SIGTERM during start-up is a clean stop too (exit 0).
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
     db = await Database.connect(url, max_size=5)
     blobs = open_blob_store(settings)
     try:
@@ -41,10 +46,6 @@ async def run_worker(settings: Settings, url: str) -> None:
         runner = JobRunner(
             background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key)
         )
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
         runner.start()
         log.info("worker_started")
         await stop.wait()

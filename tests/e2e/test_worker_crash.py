@@ -58,10 +58,8 @@ async def _state(url: str) -> tuple[dict[str, int], int]:
         await conn.close()
 
 
-@pytest.mark.slow
-def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
-    pg_admin_url: str, tmp_path: Path
-) -> None:
+def _queued_erasures(pg_admin_url: str, tmp_path: Path) -> tuple[Settings, str]:
+    """A private vault with SUBJECTS subjects' data and an erasure for each, not started."""
     url = new_database(pg_admin_url)
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
     tenant = make_tenant(settings, url)
@@ -78,7 +76,14 @@ def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
                 )
         for n in range(SUBJECTS):
             assert http.post(f"/v1/subjects/s{n}/erasure", headers=privacy).status_code == 202
+    return settings, url
 
+
+@pytest.mark.slow
+def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    settings, url = _queued_erasures(pg_admin_url, tmp_path)
     log = tmp_path / "worker.log"
     rng = random.Random(7)
     for _ in range(KILLS):
@@ -89,6 +94,7 @@ def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
         _, violations = asyncio.run(_state(url))
         assert violations == 0
 
+    last_start = len(log.read_text())
     worker = _worker(settings, log)
     try:
         deadline = time.monotonic() + 90
@@ -101,7 +107,7 @@ def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
     finally:
         # A clean stop once it is running: jobs cancelled, transactions rolled back.
         started = time.monotonic()
-        while "worker_started" not in log.read_text().split("worker_stopping")[-1]:
+        while "worker_started" not in log.read_text()[last_start:]:
             if time.monotonic() - started > 30:
                 break
             time.sleep(0.1)
@@ -124,3 +130,32 @@ def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
 
     assert asyncio.run(live_keys()) == 0
     assert worker.returncode == 0
+
+
+def test_sigterm_mid_batch_stops_the_worker_cleanly_and_another_finishes(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    settings, url = _queued_erasures(pg_admin_url, tmp_path)
+    log = tmp_path / "worker.log"
+    worker = _worker(settings, log)
+    deadline = time.monotonic() + 60
+    while not asyncio.run(_state(url))[0].get("completed"):
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    worker.send_signal(signal.SIGTERM)  # while the rest of the batch is being shredded
+    assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
+    assert "worker_stopping" in log.read_text()
+    statuses, violations = asyncio.run(_state(url))
+    assert violations == 0
+    # Nothing is stuck claimed by the stopped worker: the next one finishes the batch.
+    worker = _worker(settings, log)
+    try:
+        deadline = time.monotonic() + 60
+        while statuses != {"completed": SUBJECTS} and time.monotonic() < deadline:
+            time.sleep(0.3)
+            statuses, violations = asyncio.run(_state(url))
+            assert violations == 0
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert statuses == {"completed": SUBJECTS}, log.read_text()[-3000:]
