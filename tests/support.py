@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import urllib.parse
@@ -21,6 +22,14 @@ from vault.db.migrate import migrate
 from vault.runtime import operator_context
 from vault.server import uvicorn_config
 from vault.services.tenants import create_tenant
+
+
+def free_port() -> int:
+    """A loopback port free right now (for a vault started as a separate process)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def with_database(url: str, name: str) -> str:

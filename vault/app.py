@@ -66,10 +66,15 @@ from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
 
-ROUTES = [
+# What `datavault worker` serves: probes and metrics, no data.
+OPS_ROUTES = [
     route("/healthz", GET=ops.healthz),
     route("/readyz", GET=ops.readyz),
     route("/metrics", GET=ops.metrics),
+]
+
+ROUTES = [
+    *OPS_ROUTES,
     route("/openapi.json", GET=ops.openapi_json),
     route("/docs", GET=ops.docs),
     route("/v1/tenant", GET=tenant.show_tenant),
@@ -120,7 +125,11 @@ ROUTES = [
 ]
 
 
-def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) -> Starlette:
+def create_app(
+    settings: Settings, database_url: str, *, run_jobs: bool = True, serve_api: bool = True
+) -> Starlette:
+    """`serve`: API and jobs; `api`: run_jobs=False; `worker`: serve_api=False."""
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(database_url, max_size=settings.db_pool_max)
@@ -192,7 +201,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
                 await db.close()
 
     return Starlette(
-        routes=ROUTES,
+        routes=ROUTES if serve_api else OPS_ROUTES,
         middleware=[Middleware(AccessLogMiddleware), Middleware(SubjectPathMiddleware)],
         exception_handlers={
             VaultError: vault_error_handler,

@@ -49,9 +49,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from vault.worker import worker_main
+    from vault.server import run_server
 
-    return worker_main(_settings(args))
+    return run_server(_settings(args), run_jobs=True, serve_api=False)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

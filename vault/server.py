@@ -13,10 +13,10 @@ from vault.runtime import prepare_database
 
 
 def uvicorn_config(
-    settings: Settings, database_url: str, *, run_jobs: bool = True
+    settings: Settings, database_url: str, *, run_jobs: bool = True, serve_api: bool = True
 ) -> uvicorn.Config:
     return uvicorn.Config(
-        create_app(settings, database_url, run_jobs=run_jobs),
+        create_app(settings, database_url, run_jobs=run_jobs, serve_api=serve_api),
         host=settings.host,
         port=settings.port,
         # The vault reads X-Forwarded-For itself, trusting only configured proxies.
@@ -32,19 +32,27 @@ def uvicorn_config(
     )
 
 
-def run_server(settings: Settings, *, run_jobs: bool = True) -> int:
+def run_server(settings: Settings, *, run_jobs: bool = True, serve_api: bool = True) -> int:
+    """`serve` (API and jobs), `api` (run_jobs=False) or `worker` (serve_api=False: the
+    jobs, with only /healthz, /readyz and /metrics on the port for probes and scrapes).
+
+    SIGTERM is uvicorn's graceful shutdown for all three: stop accepting, let requests in
+    flight finish for up to the drain time, then the lifespan cancels the jobs (a job in
+    the middle of a transaction rolls it back, which releases its claim)."""
     url = prepare_database(settings)
-    config = uvicorn_config(settings, url, run_jobs=run_jobs)
+    config = uvicorn_config(settings, url, run_jobs=run_jobs, serve_api=serve_api)
     server = uvicorn.Server(config)
-    print(
-        f"datavault listening on http://{settings.host}:{settings.port}\n"
-        f"  create a first tenant and its admin API key:\n"
-        f"    .venv/bin/datavault tenant create my-tenant\n"
-        f"  then: curl -H 'Authorization: Bearer <key>' "
-        f"http://{settings.host}:{settings.port}/v1/api-keys",
-        file=sys.stderr,
-        flush=True,
-    )
+    address = f"http://{settings.host}:{settings.port}"
+    if serve_api:
+        banner = (
+            f"datavault listening on {address}\n"
+            f"  create a first tenant and its admin API key:\n"
+            f"    .venv/bin/datavault tenant create my-tenant\n"
+            f"  then: curl -H 'Authorization: Bearer <key>' {address}/v1/api-keys"
+        )
+    else:
+        banner = f"datavault worker running; /healthz, /readyz and /metrics on {address}"
+    print(banner, file=sys.stderr, flush=True)
     # uvicorn drains on SIGTERM/SIGINT, then re-raises the signal with the handler that
     # was installed before it started. A Python handler here turns that into a normal
     # return, so exit handlers run (they stop the embedded PostgreSQL).

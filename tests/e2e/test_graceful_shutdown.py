@@ -30,22 +30,15 @@ from tests.api.helpers import (
     subject_url,
     wait_for,
 )
-from tests.support import make_tenant, new_database, running_server
+from tests.support import free_port, make_tenant, new_database, running_server
 from vault.config import Settings
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
 def _api_process(
     settings: Settings, drain_seconds: float, log: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",

@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.api.helpers import create_key
-from tests.support import bearer, make_tenant, new_database, running_server
+from tests.support import bearer, free_port, make_tenant, new_database, running_server
 from vault.config import Settings
 
 SUBJECTS = 40
@@ -32,7 +33,7 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     }
     with log.open("ab") as sink:
         return subprocess.Popen(
-            [sys.executable, "-m", "vault", "worker"],
+            [sys.executable, "-m", "vault", "worker", "--port", str(free_port())],
             env=env,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -107,7 +108,7 @@ def test_worker_killed_at_random_points_leaves_no_half_shredded_erasure(
     finally:
         # A clean stop once it is running: jobs cancelled, transactions rolled back.
         started = time.monotonic()
-        while "worker_started" not in log.read_text()[last_start:]:
+        while "Application startup complete" not in log.read_text()[last_start:]:
             if time.monotonic() - started > 30:
                 break
             time.sleep(0.1)
@@ -144,7 +145,7 @@ def test_sigterm_mid_batch_stops_the_worker_cleanly_and_another_finishes(
         time.sleep(0.05)
     worker.send_signal(signal.SIGTERM)  # while the rest of the batch is being shredded
     assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
-    assert "worker_stopping" in log.read_text()
+    assert "Application shutdown complete" in log.read_text()
     statuses, violations = asyncio.run(_state(url))
     assert violations == 0
     # Nothing is stuck claimed by the stopped worker: the next one finishes the batch.
@@ -159,3 +160,41 @@ def test_sigterm_mid_batch_stops_the_worker_cleanly_and_another_finishes(
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
     assert statuses == {"completed": SUBJECTS}, log.read_text()[-3000:]
+
+
+def test_worker_serves_probes_and_metrics_but_no_data_routes(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    port = free_port()
+    log = tmp_path / "worker.log"
+    env = {**os.environ, "DATABASE_URL": url, "DATAVAULT_DATA_DIR": str(settings.data_dir)}
+    with log.open("ab") as sink:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "vault", "worker", "--port", str(port)],
+            env=env,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                ready = httpx.get(f"{base}/readyz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        assert ready.status_code == 200
+        assert ready.json()["checks"] == {"database": True, "blob_store": True}
+        assert "datavault_http_requests_total" in httpx.get(f"{base}/metrics").text
+        # A worker holds no API: a valid key gets nothing from it.
+        listed = httpx.get(f"{base}/v1/api-keys", headers=tenant.auth())
+        assert listed.status_code == 404
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    assert "Application shutdown complete" in log.read_text()

@@ -106,8 +106,7 @@ def test_kustomize_renders_api_and_worker(rendered: list[dict[str, Any]]) -> Non
     assert set(deployments) == {"api", "worker"}
     assert deployments["api"]["spec"]["replicas"] == 2
     assert deployments["api"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["api"]
-    # Until `datavault worker` exists, the worker runs `serve` so jobs run.
-    assert deployments["worker"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["serve"]
+    assert deployments["worker"]["spec"]["template"]["spec"]["containers"][0]["args"] == ["worker"]
     for kind in ("Service", "PodDisruptionBudget", "NetworkPolicy", "ServiceAccount", "Job"):
         assert of_kind(rendered, kind), f"no {kind} rendered"
     (job,) = of_kind(rendered, "Job").values()
@@ -210,7 +209,7 @@ def test_compose_publishes_on_loopback_and_keeps_secrets_out() -> None:
     assert {"postgres", "api", "worker", "migrate", "prometheus"} <= set(services)
     assert services["postgres"]["image"].startswith("postgres:16")
     assert services["api"]["command"] == ["api"]
-    assert services["worker"]["command"] == ["serve"]
+    assert services["worker"]["command"] == ["worker"]
     assert services["migrate"]["command"] == ["migrate"]
     for name, service in services.items():
         for port in service.get("ports", []):
