@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes
 from vault.blobs.base import BlobStore
+from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
@@ -12,6 +14,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
 from vault.services.keyring import KeyRing
 from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from workers.epochs import EPOCH_SCHEDULE_INTERVAL_SECONDS, EpochSchedule, run_epoch_schedule
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
@@ -25,7 +28,10 @@ def background_jobs(
     keyring: KeyRing,
     issuer: ReceiptIssuer,
     anchor_key: SecretBytes,
+    root: RootKeyProvider,
+    settings: Settings,
 ) -> list[PeriodicJob]:
+    schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(
@@ -45,6 +51,11 @@ def background_jobs(
             "shred-ledger",
             PUBLISH_INTERVAL_SECONDS,
             lambda: publish_and_complete(db, blobs, issuer),
+        ),
+        PeriodicJob(
+            "root-epochs",
+            EPOCH_SCHEDULE_INTERVAL_SECONDS,
+            lambda: run_epoch_schedule(db, keyring, root, schedule),
         ),
     ]
 

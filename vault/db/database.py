@@ -83,6 +83,22 @@ class Database:
         except CONNECTION_ERRORS as exc:
             raise Unavailable("database unavailable") from exc
 
+    @asynccontextmanager
+    async def advisory_lock(self, key: int) -> AsyncIterator[bool]:
+        """A session-level advisory lock held on one pooled connection for the block:
+        yields False at once when another session holds it (the caller skips its turn).
+        For work that spans several transactions and must run in one process at a time."""
+        try:
+            async with self._pool.acquire() as conn:
+                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+                try:
+                    yield held
+                finally:
+                    if held:
+                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("database unavailable") from exc
+
     async def ping(self) -> bool:
         try:
             async with self._pool.acquire(timeout=2) as conn:
