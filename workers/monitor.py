@@ -35,6 +35,8 @@ class MonitorSnapshot:
     erasures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERASURE_STATUSES, 0))
     oldest_open_age_seconds: float = 0.0
     overdue: int = 0
+    braked: int = 0
+    root_epoch_age_seconds: float = 0.0
     holds_active: int = 0
     holds_expiring_7d: int = 0
     keys_destroyed: int = 0
@@ -52,6 +54,7 @@ def _add(snapshot: MonitorSnapshot, row: Any) -> None:
     for status in ERASURE_STATUSES:
         snapshot.erasures[status] += int(row[status])
     snapshot.overdue += int(row["overdue"])
+    snapshot.braked += int(row["braked"])
     snapshot.holds_active += int(row["holds_active"])
     snapshot.holds_expiring_7d += int(row["holds_expiring_7d"])
     snapshot.keys_destroyed += int(row["keys_destroyed"])
@@ -82,10 +85,15 @@ async def refresh_gauges(
         assert row is not None  # aggregates always return one row
         _add(snapshot, row)
         snapshot.tenants += 1
+    async with db.untenanted_tx() as conn:
+        epoch_started = await conn.fetchval(Q.current_epoch_started)
+    snapshot.root_epoch_age_seconds = _age(snapshot.at, epoch_started)
     for status, count in snapshot.erasures.items():
         metrics.erasures.labels(status).set(count)
     metrics.erasure_oldest_open_age.set(snapshot.oldest_open_age_seconds)
     metrics.erasures_overdue.set(snapshot.overdue)
+    metrics.erasures_braked.set(snapshot.braked)
+    metrics.root_epoch_age.set(snapshot.root_epoch_age_seconds)
     metrics.holds_active.set(snapshot.holds_active)
     metrics.holds_expiring_7d.set(snapshot.holds_expiring_7d)
     metrics.keys_destroyed.set(snapshot.keys_destroyed)

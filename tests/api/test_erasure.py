@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -171,6 +172,33 @@ def test_rate_brake_holds_back_erasures_past_the_tenant_limit(
     assert first_delay < 0.01
     assert 23.9 < third_delay <= 24.01
     assert third["rate_braked"] is True and third["status"] == "scheduled"
+
+
+def test_admin_lets_a_braked_erasure_through_and_it_runs(
+    server: ServerThread, tenant: Tenant, new_tenant: Callable[[], Tenant]
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.patch(
+            "/v1/tenant/settings", json={"erasure_rate_limit_per_hour": 1}, headers=tenant.auth()
+        )
+        http.post("/v1/subjects/b0/erasure", headers=keys["privacy"])
+        issued = http.post("/v1/subjects/b1/erasure", headers=keys["privacy"]).json()
+        braked = http.get(f"/v1/erasures/{issued['id']}", headers=keys["privacy"]).json()
+        assert braked["rate_braked"] is True
+        url = f"/v1/erasures/{braked['id']}/release-brake"
+        # The privacy key that issued it cannot lift its own brake; nor can another tenant.
+        assert http.post(url, headers=keys["privacy"]).status_code == 403
+        assert http.post(url, headers=new_tenant().auth()).status_code == 404
+        released = http.post(url, headers=tenant.auth())
+        assert released.status_code == 200, released.text
+        assert released.json()["rate_braked"] is False
+        assert _hours(released.json()["not_before"]) - _hours(braked["requested_at"]) < 0.01
+        again = http.post(url, headers=tenant.auth())
+        assert again.status_code == 409
+        assert again.headers["content-type"] == "application/problem+json"
+        done = _wait_for(http, keys["privacy"], braked["id"], "completed")
+    assert done["status"] == "completed"
 
 
 def _hours(stamp: str) -> float:

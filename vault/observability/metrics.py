@@ -75,6 +75,17 @@ class Metrics:
             "Open (scheduled, in_progress, held) erasures past their due_at",
             registry=self.registry,
         )
+        self.erasures_braked = Gauge(
+            "datavault_erasures_rate_braked",
+            "Scheduled erasures held back 24 h by a tenant's erasure rate brake",
+            registry=self.registry,
+        )
+        self.root_epoch_age = Gauge(
+            "datavault_root_epoch_age_seconds",
+            "Age of the current root-key epoch (the schedule starts a new one every "
+            "DATAVAULT_EPOCH_DAYS)",
+            registry=self.registry,
+        )
         self.holds_active = Gauge(
             "datavault_holds_active",
             "Legal holds neither released nor expired",

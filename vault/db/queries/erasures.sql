@@ -44,6 +44,12 @@ UPDATE erasures SET status = $3,
        cancelled_at = CASE WHEN $3 = 'cancelled' THEN now() ELSE cancelled_at END
  WHERE tenant_id = $1 AND id = $2
 
+-- name: release_brake
+-- An admin lets a braked erasure through: not_before goes back to what the tenant's
+-- grace period alone gives (never earlier than now).
+UPDATE erasures SET not_before = greatest($3, now()), braked = false
+ WHERE tenant_id = $1 AND id = $2
+
 -- name: claim_due
 -- SKIP LOCKED: any number of workers take different instructions, none twice at once.
 SELECT * FROM erasures

@@ -11,6 +11,7 @@ SELECT e.*, h.*, l.*
                count(*) FILTER (WHERE status = 'completed') AS completed,
                count(*) FILTER (WHERE status = 'held') AS held,
                count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+               count(*) FILTER (WHERE status = 'scheduled' AND braked) AS braked,
                min(requested_at) FILTER (WHERE status IN ('scheduled', 'in_progress'))
                    AS oldest_open_requested_at,
                count(*) FILTER (WHERE status IN ('scheduled', 'in_progress')
@@ -27,3 +28,7 @@ SELECT e.*, h.*, l.*
                min(destroyed_at) FILTER (WHERE published_at IS NULL)
                    AS oldest_unpublished_destroyed_at
           FROM ledger_outbox WHERE tenant_id = $1) l
+
+-- name: current_epoch_started
+-- Deployment-wide (no tenant): when the current root-key epoch began.
+SELECT max(started_at) FROM root_epochs WHERE ended_at IS NULL
