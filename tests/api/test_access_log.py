@@ -232,6 +232,31 @@ def test_subject_ref_filter_is_accepted(server: ServerThread, tenant: Tenant) ->
     assert response.json()["items"] == []
 
 
+def test_subject_ref_filter_finds_the_requests_about_that_subject_only(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        compliance = create_key(http, tenant, ["compliance"])
+        app = create_key(http, tenant, ["ingest", "read"])
+        for ref in ("anna", "bert"):
+            put = http.put(
+                f"/v1/subjects/{ref}/records/profile?category=account",
+                json={"n": 1},
+                headers=auth(app),
+            )
+            assert put.status_code in (200, 201), put.text
+        http.get("/v1/subjects/anna/records/profile", headers=auth(app))
+        found = http.get(
+            "/v1/access-log", params={"subject_ref": "anna"}, headers=auth(compliance)
+        ).json()["items"]
+    assert [(row["method"], row["route"]) for row in found] == [
+        ("GET", "/v1/subjects/{ref}/records/{name}"),
+        ("PUT", "/v1/subjects/{ref}/records/{name}"),
+    ]
+    assert len({row["subject_ref_hash"] for row in found}) == 1
+    assert "anna" not in str(found)
+
+
 def test_paging_with_limit_and_cursor_loses_and_repeats_nothing(
     server: ServerThread, tenant: Tenant
 ) -> None:

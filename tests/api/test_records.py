@@ -3,10 +3,12 @@ read, listed and deleted (API.md "Records", "Scopes"; DESIGN.md "Deletion guaran
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
 
+import asyncpg
 import pytest
 
 from tests.api.helpers import (
@@ -166,6 +168,33 @@ def test_replace_is_200_increments_version_and_returns_only_the_new_value(
         assert old not in by_compliance.content
         assert old not in listed.content
     assert listed.json()["items"] == [responses[-1].json()]
+
+
+def test_replaced_version_is_shredded_in_the_database_not_just_hidden(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        for value in (b'{"email": "old@example.org"}', b'{"email": "new@example.org"}'):
+            put_record(http, keys.ingest, ref, "contact", value)
+
+    async def versions() -> list[asyncpg.Record]:
+        conn = await asyncpg.connect(database_url)  # the owner, like a stolen dump
+        try:
+            return await conn.fetch(
+                """SELECT r.version, r.value_sealed IS NOT NULL AS sealed,
+                          k.wrapped_key IS NOT NULL AS key_alive
+                     FROM records r JOIN data_keys k
+                       ON k.tenant_id = r.tenant_id AND k.id = r.data_key_id
+                    WHERE r.tenant_id = $1 AND r.name = 'contact' ORDER BY r.version""",
+                tenant.id,
+            )
+        finally:
+            await conn.close()
+
+    rows = asyncio.run(versions())
+    assert [tuple(row) for row in rows] == [(1, False, False), (2, True, True)]
 
 
 def test_replace_in_another_category_is_409_and_keeps_the_value(
