@@ -61,7 +61,7 @@ from vault.services.ledger import (
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
-from workers.jobs import background_jobs, monitor_job
+from workers.jobs import background_jobs, kek_eviction_job, monitor_job
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -175,6 +175,7 @@ def create_app(
         jobs = JobRunner(
             [
                 monitor_job(db, metrics),
+                kek_eviction_job(keyring),
                 *(
                     background_jobs(
                         db,

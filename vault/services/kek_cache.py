@@ -25,16 +25,23 @@ class KekCache:
         self._entries: dict[tuple[uuid.UUID, int], tuple[SecretBytes, float]] = {}
 
     def get(self, tenant_id: uuid.UUID, version: int) -> SecretBytes | None:
+        self.evict_expired()
         entry = self._entries.get((tenant_id, version))
-        if entry is None:
-            return None
-        if entry[1] <= self._clock():
-            del self._entries[(tenant_id, version)]
-            return None
-        return entry[0]
+        return entry[0] if entry is not None else None
 
     def put(self, tenant_id: uuid.UUID, version: int, kek: SecretBytes) -> None:
+        self.evict_expired()
         self._entries[(tenant_id, version)] = (kek, self._clock() + self._ttl)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def evict_expired(self) -> None:
+        # Every expired entry, not only the one asked for: a closed tenant's KEK must
+        # not linger in memory because nobody asks for it again.
+        now = self._clock()
+        for key in [k for k, (_, expires) in self._entries.items() if expires <= now]:
+            del self._entries[key]
 
     def drop(self, tenant_id: uuid.UUID, versions: list[int] | None = None) -> None:
         for key in [k for k in self._entries if k[0] == tenant_id]:
