@@ -28,6 +28,8 @@ PURPOSE_ARTEFACT: Final = "artefact"
 """A streamed artefact (crypto.stream) under a data key."""
 PURPOSE_DEPLOYMENT_SECRET: Final = "deployment-secret"  # noqa: S105 (a label, not a secret)
 """Deployment-wide secrets (receipt signing key, API key pepper) wrapped by the root key."""
+PURPOSE_IDEMPOTENCY_REPLAY: Final = "idempotency-replay"
+"""The stored first answer to a request with an Idempotency-Key (crypto/replay.py)."""
 
 PURPOSES: Final = frozenset(
     {
@@ -38,6 +40,7 @@ PURPOSES: Final = frozenset(
         PURPOSE_RECORD,
         PURPOSE_ARTEFACT,
         PURPOSE_DEPLOYMENT_SECRET,
+        PURPOSE_IDEMPOTENCY_REPLAY,
     }
 )
 

@@ -30,6 +30,7 @@ from vault.http import (
     subjects,
     tenant,
 )
+from vault.http.idempotency import idempotent
 from vault.http.middleware import AccessLogMiddleware
 from vault.http.problems import (
     blob_store_error_handler,
@@ -81,16 +82,16 @@ ROUTES = [
     route("/v1/tenant/settings", PATCH=tenant.patch_settings),
     route(
         "/v1/tenant/closure",
-        POST=tenant.request_closure_endpoint,
+        POST=idempotent(tenant.request_closure_endpoint),
         DELETE=tenant.cancel_closure_endpoint,
     ),
-    route("/v1/api-keys", GET=api_keys.list_api_keys, POST=api_keys.create_api_key),
+    route("/v1/api-keys", GET=api_keys.list_api_keys, POST=idempotent(api_keys.create_api_key)),
     route("/v1/api-keys/{key_id}", DELETE=api_keys.revoke_api_key),
     route("/v1/access-log", GET=access_log.search_access_log),
     route(
         "/v1/subjects/{ref}/artefacts",
         GET=artefacts.list_artefacts,
-        POST=artefacts.upload_artefact,
+        POST=idempotent(artefacts.upload_artefact, streamed_body=True),
     ),
     route(
         "/v1/subjects/{ref}/artefacts/{artefact_id}",
@@ -102,7 +103,7 @@ ROUTES = [
     route(
         "/v1/subjects/{ref}/records/{name}",
         GET=records.get_record,
-        PUT=records.put_record,
+        PUT=idempotent(records.put_record),
         DELETE=records.delete_record,
     ),
     route("/v1/subjects/{ref}/export", GET=subjects.export_subject),
@@ -112,13 +113,13 @@ ROUTES = [
         DELETE=subjects.lift_restriction,
     ),
     route("/v1/subjects/{ref}", GET=subjects.show_subject),
-    route("/v1/subjects/{ref}/erasure", POST=erasures.request_erasure),
+    route("/v1/subjects/{ref}/erasure", POST=idempotent(erasures.request_erasure)),
     route("/v1/erasures", GET=erasures.list_erasures),
     route("/v1/erasures/{erasure_id}", GET=erasures.show_erasure),
     route("/v1/erasures/{erasure_id}/cancel", POST=erasures.cancel_erasure),
     route("/v1/erasures/{erasure_id}/release-brake", POST=erasures.release_erasure_brake),
     route("/v1/erasures/{erasure_id}/receipt", GET=erasures.erasure_receipt),
-    route("/v1/holds", GET=holds.list_holds, POST=holds.place_hold),
+    route("/v1/holds", GET=holds.list_holds, POST=idempotent(holds.place_hold)),
     route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),
     route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),

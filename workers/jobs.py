@@ -12,6 +12,10 @@ from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchor
 from vault.services.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
+from vault.services.idempotency import (
+    IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS,
+    expire_idempotency_keys,
+)
 from vault.services.keyring import KeyRing
 from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
 from workers.epochs import EPOCH_SCHEDULE_INTERVAL_SECONDS, EpochSchedule, run_epoch_schedule
@@ -44,6 +48,11 @@ def background_jobs(
         ),
         PeriodicJob("blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)),
         PeriodicJob("hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)),
+        PeriodicJob(
+            "idempotency-expiry",
+            IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS,
+            lambda: expire_idempotency_keys(db),
+        ),
         PeriodicJob(
             "erasure-executor", EXECUTOR_INTERVAL_SECONDS, lambda: run_due_erasures(db, keyring)
         ),

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from tests.api.helpers import create_key, from_ip
 from tests.support import ServerThread, Tenant, bearer, problem
 from vault.app import ROUTES
+from vault.http.routing import MethodRoute
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail"}
 
@@ -224,6 +225,29 @@ def test_openapi_is_3_1_and_describes_every_route(server: ServerThread) -> None:
     missing = [(p, m) for p, m in _route_table() if m not in paths.get(p, {})]
     assert not missing
     assert len(_route_table()) >= 10
+
+
+def test_openapi_names_the_idempotency_key_exactly_where_it_is_honoured(
+    server: ServerThread,
+) -> None:
+    wrapped = {
+        (route.path, method.lower())
+        for route in ROUTES
+        if isinstance(route, MethodRoute)
+        for method, handler in route.handlers.items()
+        if handler.__dict__.get("idempotent")
+    }
+    with server.client() as http:
+        paths = http.get("/openapi.json").json()["paths"]
+    documented = {
+        (path, method)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if isinstance(operation, dict)
+        and any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", []))
+    }
+    assert wrapped == documented
+    assert ("/v1/holds", "post") in wrapped
 
 
 def test_openapi_declares_security_for_every_v1_operation(server: ServerThread) -> None:

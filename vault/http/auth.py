@@ -14,17 +14,33 @@ _BEARER = "bearer "
 
 
 async def require(request: Request, *scopes: Scope) -> Principal:
-    """The caller's key, if it is live and holds one of `scopes` (or a scope implying it).
+    """The caller's key, if it is live and holds one of `scopes` (or a scope implying it)."""
+    principal = await authenticate(request)
+    if not any(allows(principal.scopes, scope) for scope in scopes):
+        needed = " or ".join(repr(scope.value) for scope in scopes)
+        raise Forbidden(f"this API key lacks the {needed} scope")
+    return principal
+
+
+def presented_token(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    return header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else ""
+
+
+async def authenticate(request: Request) -> Principal:
+    """The caller's live key, whatever its scopes; looked up once per request.
 
     Throttling (API.md): after too many missing or wrong keys from one IP, further
     missing or wrong keys from it get 429 instead of 401. A valid key is never refused
     by this, so an attacker hammering from a shared address cannot lock out real users.
     """
+    known: Principal | None = getattr(request.state, "principal", None)
+    if known is not None:
+        return known
     state = vault_state(request)
     ip = request.state.client_ip
     ip_text = str(ip) if ip is not None else "unknown"
-    header = request.headers.get("authorization", "")
-    token = header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else ""
+    token = presented_token(request)
     # Only the public prefix of a presented key is ever logged, never the secret.
     request.state.key_prefix = presented_prefix(token)
     try:
@@ -46,7 +62,4 @@ async def require(request: Request, *scopes: Scope) -> Principal:
         raise
     request.state.principal = principal
     request.state.key_prefix = principal.prefix
-    if not any(allows(principal.scopes, scope) for scope in scopes):
-        needed = " or ".join(repr(scope.value) for scope in scopes)
-        raise Forbidden(f"this API key lacks the {needed} scope")
     return principal

@@ -16,6 +16,7 @@ from vault.http.openapi_parts import (
     _STR,
     _TIME,
     _UUID,
+    PROBLEM,
     _op,
     _path,
     _query,
@@ -180,6 +181,40 @@ def _paths() -> dict[str, dict[str, Any]]:
     }  # fmt: skip
 
 
+# The creating writes that take an Idempotency-Key (vault/http/idempotency.py; a test
+# checks this list against the routes wrapped in vault/app.py).
+IDEMPOTENT_OPERATIONS = frozenset(
+    {
+        ("/v1/api-keys", "post"),
+        ("/v1/subjects/{ref}/artefacts", "post"),
+        ("/v1/subjects/{ref}/records/{name}", "put"),
+        ("/v1/subjects/{ref}/erasure", "post"),
+        ("/v1/holds", "post"),
+        ("/v1/tenant/closure", "post"),
+    }
+)
+_IDEMPOTENCY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    "description": (
+        "Kept 24 hours per API key: the same key with the same request returns the first "
+        "answer (header Idempotent-Replayed: true) and does nothing again; with another "
+        "request, 422; while the first is still running, 409."
+    ),
+}
+
+
+def _with_idempotency(paths: dict[str, Any]) -> dict[str, Any]:
+    for path, method in IDEMPOTENT_OPERATIONS:
+        operation = paths[path][method]
+        operation["parameters"] = [*operation.get("parameters", []), _IDEMPOTENCY_HEADER]
+        operation["responses"].setdefault("409", PROBLEM)
+        operation["responses"].setdefault("422", PROBLEM)
+    return paths
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     return {
@@ -192,7 +227,7 @@ def openapi_document() -> dict[str, Any]:
                 "RFC 9457 problem+json. Authenticate with 'Authorization: Bearer <api key>'."
             ),
         },
-        "paths": _paths(),
+        "paths": _with_idempotency(_paths()),
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
             "responses": {

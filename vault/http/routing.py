@@ -11,7 +11,15 @@ from starlette.routing import Route
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def route(path: str, **handlers: Endpoint) -> Route:
+class MethodRoute(Route):
+    """A Route that remembers its handler per method (for the API description)."""
+
+    def __init__(self, path: str, endpoint: Endpoint, handlers: dict[str, Endpoint]) -> None:
+        super().__init__(path, endpoint, methods=list(handlers))
+        self.handlers = handlers
+
+
+def route(path: str, **handlers: Endpoint) -> MethodRoute:
     """`route("/v1/api-keys", GET=list_keys, POST=create_key)`."""
     table = dict(handlers)
     if "GET" in table:
@@ -21,4 +29,4 @@ def route(path: str, **handlers: Endpoint) -> Route:
         return await table[request.method](request)
 
     endpoint.__name__ = "_".join(handler.__name__ for handler in handlers.values())
-    return Route(path, endpoint, methods=list(handlers))
+    return MethodRoute(path, endpoint, dict(handlers))

@@ -1,0 +1,169 @@
+"""The Idempotency-Key header on writes that create something (API.md Conventions).
+
+The same key with the same request (per API key, for 24 hours) gets the first answer
+again, with `Idempotent-Replayed: true`, and nothing is done twice; with a different
+request, 422; while the first is still running, 409. Only successful (2xx) answers are
+kept: after an error the key is free again, so a corrected or repeated request runs.
+
+The request is identified by method, path, query, content type and the SHA-256 of the
+body. An artefact upload is not read twice: it is identified by its declared length,
+type and filename instead of its bytes, so a replayed upload is answered before its
+body is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+import structlog
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Message, Receive
+
+from crypto.replay import ReplaySealer
+from vault.errors import Conflict, InvalidInput, TooLarge
+from vault.http.auth import authenticate, presented_token
+from vault.http.state import vault_state
+from vault.services import idempotency
+from vault.services.idempotency import KeySlot
+
+log = structlog.get_logger("datavault.http.idempotency")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+HEADER: Final = "Idempotency-Key"
+MAX_KEY_LENGTH: Final = 255
+# The largest body a creating JSON request may have (a record: 1 MiB); read in full to
+# fingerprint it, so the cap applies before anything else does.
+MAX_FINGERPRINTED_BODY: Final = 1024 * 1024
+_KEPT_HEADERS: Final = ("location",)
+
+
+def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        idempotency_key = request.headers.get(HEADER)
+        if idempotency_key is None:
+            return await handler(request)
+        _check_key(idempotency_key)
+        principal = await authenticate(request)  # the handler checks the scope
+        sealer = ReplaySealer(presented_token(request), principal.tenant_id, principal.key_id)
+        parts = [
+            request.method.encode(),
+            request.scope.get("raw_path", request.url.path.encode()),
+            request.url.query.encode(),
+            request.headers.get("content-type", "").encode("latin-1"),
+        ]
+        if streamed_body:
+            parts += [
+                request.headers.get("content-length", "").encode("latin-1"),
+                request.headers.get("x-filename", "").encode("latin-1"),
+            ]
+            inner = request
+        else:
+            body = await _read_capped(request)
+            parts.append(hashlib.sha256(body).digest())
+            inner = Request(request.scope, _replaying(body, request.receive))
+        slot = KeySlot(principal.tenant_id, principal.key_id, sealer.key_id(idempotency_key))
+        fingerprint = sealer.fingerprint(parts)
+        db = vault_state(request).db
+        standing = await idempotency.claim(db, slot, fingerprint)
+        if standing is not None:
+            return _replay(standing, fingerprint, sealer, slot)
+        try:
+            response = await handler(inner)
+        except BaseException:
+            await _release_quietly(db, slot)
+            raise
+        body_bytes = getattr(response, "body", None)
+        if 200 <= response.status_code < 300 and isinstance(body_bytes, bytes):
+            answer = _encode(response, body_bytes)
+            await idempotency.store_answer(
+                db, slot, response.status_code, sealer.seal(answer, slot.key_id)
+            )
+        else:
+            await idempotency.release(db, slot)
+        return response
+
+    endpoint.__dict__["idempotent"] = True  # read by the API description's test
+    return endpoint
+
+
+def _check_key(value: str) -> None:
+    if not 1 <= len(value) <= MAX_KEY_LENGTH or not value.isprintable():
+        raise InvalidInput(
+            f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters", field=HEADER
+        )
+
+
+async def _read_capped(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FINGERPRINTED_BODY:
+        raise TooLarge(f"body is larger than {MAX_FINGERPRINTED_BODY} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FINGERPRINTED_BODY:
+            raise TooLarge(f"body is larger than {MAX_FINGERPRINTED_BODY} bytes")
+    return bytes(body)
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    """The body once more for the handler, then the connection's own messages (a
+    disconnect) as before."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def _replay(
+    standing: idempotency.IdempotencyRow, fingerprint: bytes, sealer: ReplaySealer, slot: KeySlot
+) -> Response:
+    if not hmac.compare_digest(standing.fingerprint, fingerprint):
+        raise InvalidInput(
+            f"this {HEADER} was used for a different request in the last 24 hours", field=HEADER
+        )
+    if standing.status is None or standing.answer_sealed is None:
+        raise Conflict(f"a request with this {HEADER} is still being processed; retry later")
+    answer: dict[str, Any] = json.loads(sealer.open(standing.answer_sealed, slot.key_id))
+    headers = {**answer["headers"], "Idempotent-Replayed": "true"}
+    return Response(
+        base64.b64decode(answer["body"]),
+        status_code=standing.status,
+        media_type=answer["media_type"],
+        headers=headers,
+    )
+
+
+def _encode(response: Response, body: bytes) -> bytes:
+    kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
+    return json.dumps(
+        {
+            "media_type": response.media_type or response.headers.get("content-type"),
+            "headers": kept,
+            "body": base64.b64encode(body).decode("ascii"),
+        }
+    ).encode()
+
+
+async def _release_quietly(db: Any, slot: KeySlot) -> None:
+    # Shielded: a client that went away cancels the handler, and the key must still be
+    # freed for its retry (a claim nobody releases is reclaimed after an hour).
+    try:
+        await asyncio.shield(idempotency.release(db, slot))
+    except Exception as exc:
+        log.warning("idempotency_release_failed", error_type=type(exc).__name__)
