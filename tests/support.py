@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -30,6 +34,52 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@dataclass(frozen=True)
+class VaultProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+
+@contextmanager
+def vault_process(
+    args: list[str], env: Mapping[str, str], log: Path, *, probe: str = "/healthz",
+    timeout: float = 90,
+) -> Iterator[VaultProcess]:  # fmt: skip
+    """`python -m vault <args> --port <free port>` as its own process (for signals, memory
+    and crash tests), yielded once `probe` answers 200; stopped with SIGTERM afterwards
+    (killed if it does not stop), unless the test already stopped it."""
+    port = free_port()
+    with log.open("ab") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "vault", *args, "--port", str(port)],
+            env=dict(env),
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{url}{probe}", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{args[0]} did not come up:\n{log.read_text()[-4000:]}")
+            time.sleep(0.1)
+        yield VaultProcess(process, url, log)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
 
 
 def with_database(url: str, name: str) -> str:

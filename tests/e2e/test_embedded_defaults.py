@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -16,11 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support import vault_process
 
 
 def _clean_env() -> dict[str, str]:
@@ -43,33 +38,9 @@ class Served:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
     data_dir, log = tmp_path / "data", tmp_path / "serve.log"
-    port = _free_port()
     started = time.monotonic()
-    with log.open("wb") as sink:
-        command = [sys.executable, "-m", "vault", "serve", "--data-dir", str(data_dir)]
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=_clean_env(),
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not come up:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield Served(process, url, log, time.monotonic() - started)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=60)
+    with vault_process(["serve", "--data-dir", str(data_dir)], _clean_env(), log) as vault:
+        yield Served(vault.process, vault.url, log, time.monotonic() - started)
 
 
 def test_first_start_creates_a_private_root_key_with_a_warning(

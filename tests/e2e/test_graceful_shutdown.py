@@ -9,12 +9,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -30,45 +27,26 @@ from tests.api.helpers import (
     subject_url,
     wait_for,
 )
-from tests.support import free_port, make_tenant, new_database, running_server
+from tests.support import (
+    VaultProcess,
+    make_tenant,
+    new_database,
+    running_server,
+    vault_process,
+)
 from vault.config import Settings
 
 
-@contextmanager
 def _api_process(
     settings: Settings, drain_seconds: float, log: Path
-) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    port = free_port()
+) -> AbstractContextManager[VaultProcess]:
     env = {
         **os.environ,
         "DATABASE_URL": settings.database_url or "",
         "DATAVAULT_DATA_DIR": str(settings.data_dir),
         "DATAVAULT_DRAIN_SECONDS": str(drain_seconds),
     }
-    with log.open("ab") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vault", "api", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"api did not come up:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield process, url
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=30)
+    return vault_process(["api", "--host", "127.0.0.1"], env, log)
 
 
 @pytest.fixture
@@ -114,7 +92,8 @@ def test_sigterm_lets_an_upload_in_flight_finish_and_refuses_new_connections(
     body = os.urandom(4 * MIB)
     ref = f"caller-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "api.log"
-    with _api_process(private_vault, drain_seconds=30, log=log) as (process, url):
+    with _api_process(private_vault, drain_seconds=30, log=log) as api:
+        process, url = api.process, api.url
         keys = _keys(private_vault, url)
         with _connect(url) as sock:
             sock.sendall(_upload_head(url, keys.ingest["secret"], ref, len(body)))
@@ -146,7 +125,8 @@ def test_upload_still_running_when_the_drain_time_ends_leaves_nothing(
     ref = f"caller-{uuid.uuid4().hex[:10]}"
     log = tmp_path / "api.log"
     root = blob_root(private_vault)
-    with _api_process(private_vault, drain_seconds=1, log=log) as (process, url):
+    with _api_process(private_vault, drain_seconds=1, log=log) as api:
+        process, url = api.process, api.url
         keys = _keys(private_vault, url)
         before = object_files(root)
         with _connect(url) as sock:

@@ -8,8 +8,6 @@ import hashlib
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,17 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import new_database
+from tests.support import new_database, vault_process
 
 MIB = 1024 * 1024
 SIZE = 2 * 1024 * MIB
 GROWTH_LIMIT = 64 * MIB
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _memory(pid: int) -> dict[str, int]:
@@ -50,41 +42,15 @@ class Vault:
 
 @pytest.fixture
 def vault(tmp_path: Path, pg_admin_url: str) -> Iterator[Vault]:
-    port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("DATAVAULT_")},
         # A database of its own: this server's data dir (root key, blobs, ledger) is new.
         "DATABASE_URL": new_database(pg_admin_url),
         "DATAVAULT_DATA_DIR": str(tmp_path / "data"),
-        "DATAVAULT_PORT": str(port),
         "DATAVAULT_MAX_ARTEFACT_BYTES": str(4 * SIZE),
     }
-    log = tmp_path / "serve.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "vault", "serve"], env=env, stdout=sink, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"serve did not come up:\n{log.read_text()[-4000:]}")
-            time.sleep(0.1)
-        yield Vault(process, url, env)
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+    with vault_process(["serve"], env, tmp_path / "serve.log", probe="/readyz") as running:
+        yield Vault(running.process, running.url, env)
 
 
 def _body(buffers: list[bytes], total: int, digest: Any) -> Iterator[bytes]:

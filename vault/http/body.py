@@ -19,6 +19,12 @@ async def read_json_body(request: Request, max_bytes: int) -> bytes:
     content_type = request.headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise UnsupportedMediaType("send the body as application/json")
+    return await read_capped(request, max_bytes)
+
+
+async def read_capped(request: Request, max_bytes: int) -> bytes:
+    """The whole body, refused past `max_bytes` whether declared by Content-Length or
+    streamed (chunked), without holding more than that in memory."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise TooLarge(f"body is larger than {max_bytes} bytes")

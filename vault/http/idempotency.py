@@ -28,8 +28,9 @@ from starlette.responses import Response
 from starlette.types import Message, Receive
 
 from crypto.replay import ReplaySealer
-from vault.errors import Conflict, InvalidInput, TooLarge
+from vault.errors import Conflict, InvalidInput
 from vault.http.auth import authenticate, presented_token
+from vault.http.body import read_capped
 from vault.http.state import vault_state
 from vault.services import idempotency
 from vault.services.idempotency import KeySlot
@@ -68,7 +69,7 @@ def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:
             ]
             inner = request
         else:
-            body = await _read_capped(request)
+            body = await read_capped(request, MAX_FINGERPRINTED_BODY)
             parts.append(hashlib.sha256(body).digest())
             inner = Request(request.scope, _replaying(body, request.receive))
         slot = KeySlot(principal.tenant_id, principal.key_id, sealer.key_id(idempotency_key))
@@ -101,18 +102,6 @@ def _check_key(value: str) -> None:
         raise InvalidInput(
             f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable characters", field=HEADER
         )
-
-
-async def _read_capped(request: Request) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_FINGERPRINTED_BODY:
-        raise TooLarge(f"body is larger than {MAX_FINGERPRINTED_BODY} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FINGERPRINTED_BODY:
-            raise TooLarge(f"body is larger than {MAX_FINGERPRINTED_BODY} bytes")
-    return bytes(body)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
