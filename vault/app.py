@@ -166,7 +166,9 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
             [
                 monitor_job(db, metrics),
                 *(
-                    background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key)
+                    background_jobs(
+                        db, blobs, keyring, issuer, secrets.access_log_anchor_key, settings
+                    )
                     if run_jobs
                     else []
                 ),

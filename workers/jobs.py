@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from crypto.secrets import SecretBytes
 from vault.blobs.base import BlobStore
+from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
@@ -12,6 +13,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
 from vault.services.keyring import KeyRing
 from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
@@ -25,6 +27,7 @@ def background_jobs(
     keyring: KeyRing,
     issuer: ReceiptIssuer,
     anchor_key: SecretBytes,
+    settings: Settings,
 ) -> list[PeriodicJob]:
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
@@ -35,6 +38,13 @@ def background_jobs(
             "access-log-anchor",
             ANCHOR_INTERVAL_SECONDS,
             lambda: publish_anchors(db, blobs, anchor_key),
+        ),
+        PeriodicJob(
+            "access-log-ip-retention",
+            IP_RETENTION_INTERVAL_SECONDS,
+            lambda: age_access_log_ips(
+                db, settings.access_log_ip_full_days, settings.access_log_ip_keep_days
+            ),
         ),
         PeriodicJob("blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)),
         PeriodicJob("hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)),
