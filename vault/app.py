@@ -166,9 +166,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
             [
                 monitor_job(db, metrics),
                 *(
-                    background_jobs(
-                        db, blobs, keyring, issuer, secrets.access_log_anchor_key, settings
-                    )
+                    background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, settings)
                     if run_jobs
                     else []
                 ),
@@ -185,7 +183,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
                 await jobs.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.
-                await publish_anchors(db, blobs, secrets.access_log_anchor_key)
+                await publish_anchors(db, blobs, secrets.anchor_keys)
             except Exception as exc:
                 # The store or database is down: the next start anchors the chains.
                 log.warning("final_anchor_failed", error_type=type(exc).__name__)

@@ -111,7 +111,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     async def work(ctx: OperatorContext) -> Any:
         tenant = (await find_tenant(ctx.db, args.tenant)).id if args.tenant else None
-        return await verify_chains(ctx.db, ctx.blobs, ctx.secrets.access_log_anchor_key, tenant)
+        return await verify_chains(ctx.db, ctx.blobs, ctx.secrets.anchor_keys, tenant)
 
     reports = _run_operator(args, work)
     bad = [r for r in reports if not r.ok]

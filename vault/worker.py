@@ -39,7 +39,7 @@ async def run_worker(settings: Settings, url: str) -> None:
         keyring = KeyRing(root, PgHoldCheck())
         issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         runner = JobRunner(
-            background_jobs(db, blobs, keyring, issuer, secrets.access_log_anchor_key, settings)
+            background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, settings)
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

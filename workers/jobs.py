@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from crypto.secrets import SecretBytes
 from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
-from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
+from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys, publish_anchors
 from vault.services.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
@@ -26,7 +25,7 @@ def background_jobs(
     blobs: BlobStore,
     keyring: KeyRing,
     issuer: ReceiptIssuer,
-    anchor_key: SecretBytes,
+    anchor_keys: AnchorKeys,
     settings: Settings,
 ) -> list[PeriodicJob]:
     return [
@@ -37,7 +36,7 @@ def background_jobs(
         PeriodicJob(
             "access-log-anchor",
             ANCHOR_INTERVAL_SECONDS,
-            lambda: publish_anchors(db, blobs, anchor_key),
+            lambda: publish_anchors(db, blobs, anchor_keys),
         ),
         PeriodicJob(
             "access-log-ip-retention",
