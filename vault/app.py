@@ -59,9 +59,10 @@ from vault.services.ledger import (
     reconcile_on_start,
 )
 from vault.services.records import RecordService
+from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
-from workers.jobs import background_jobs, monitor_job
+from workers.jobs import background_jobs, monitor_job, root_epochs_job
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -125,6 +126,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(database_url, max_size=settings.db_pool_max)
         root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        await sync_root_epochs(db, root)
         secrets = await load_deployment_secrets(db, root)
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
@@ -165,6 +167,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
         jobs = JobRunner(
             [
                 monitor_job(db, metrics),
+                root_epochs_job(db, root),
                 *(
                     background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, settings)
                     if run_jobs

@@ -23,7 +23,8 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import PgHoldCheck
 from vault.services.keyring import KeyRing
 from vault.services.ledger import reconcile_on_start
-from workers.jobs import background_jobs
+from vault.services.root_epochs import sync_root_epochs
+from workers.jobs import background_jobs, root_epochs_job
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.worker")
@@ -34,12 +35,16 @@ async def run_worker(settings: Settings, url: str) -> None:
     blobs = open_blob_store(settings)
     try:
         root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        await sync_root_epochs(db, root)
         secrets = await load_deployment_secrets(db, root)
         await reconcile_on_start(db, blobs)
         keyring = KeyRing(root, PgHoldCheck())
         issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         runner = JobRunner(
-            background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, settings)
+            [
+                root_epochs_job(db, root),
+                *background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, settings),
+            ]
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

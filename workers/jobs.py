@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crypto.providers.base import RootKeyProvider
 from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.db.database import Database
@@ -12,6 +13,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
 from vault.services.keyring import KeyRing
 from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
@@ -64,3 +66,9 @@ def monitor_job(db: Database, metrics: Metrics) -> PeriodicJob:
     return PeriodicJob(
         "overdue-monitor", MONITOR_INTERVAL_SECONDS, lambda: refresh_gauges(db, metrics)
     )
+
+
+def root_epochs_job(db: Database, root: RootKeyProvider) -> PeriodicJob:
+    """Every process re-reads the root-key epoch list, so an epoch started or retired by
+    `datavault keys` (aws-kms: a new or deleted KMS key) reaches it within seconds."""
+    return PeriodicJob("root-epochs", EPOCH_REFRESH_SECONDS, lambda: sync_root_epochs(db, root))
