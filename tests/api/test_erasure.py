@@ -3,14 +3,28 @@ what they cover, grace periods can be cancelled, the rate brake holds back a flo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.api.helpers import create_key
-from tests.support import ServerThread, Tenant, bearer, problem
+from tests.support import (
+    ServerThread,
+    Tenant,
+    bearer,
+    make_tenant,
+    new_database,
+    problem,
+    running_server,
+)
+from vault.config import Settings
+from vault.runtime import operator_context
+from workers.erasure import run_due_erasures
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
@@ -240,3 +254,47 @@ def test_held_erasure_has_an_interim_receipt(server: ServerThread, tenant: Tenan
     assert interim["receipt"]["final"] is False
     assert "support" in {h["category"] for h in interim["receipt"]["held"]}
     assert interim["alg"] == "Ed25519"
+
+
+def test_data_written_between_the_request_and_the_shred_is_a_new_life_and_survives(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Both orders, with the shred held back by a grace period so that the writes after
+    the request surely come before the shred: what was written before the request is
+    shredded, what was written after it survives, in the same categories too."""
+    url = new_database(pg_admin_url)  # the executor runs with a moved clock: own database
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    with running_server(settings, url) as server, server.client() as http:
+        keys = _keys(http, tenant)
+        app = keys["app"]
+        http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth())
+        before = http.post("/v1/subjects/ann/artefacts?category=recording", content=b"old",
+                           headers=app).json()  # fmt: skip
+        http.put("/v1/subjects/ann/records/before?category=account", json=1, headers=app)
+        erasure = http.post("/v1/subjects/ann/erasure", headers=keys["privacy"]).json()
+        after = http.post("/v1/subjects/ann/artefacts?category=recording", content=b"new",
+                          headers=app).json()  # fmt: skip
+        http.put("/v1/subjects/ann/records/after?category=account", json=2, headers=app)
+        still_scheduled = http.get(f"/v1/erasures/{erasure['id']}", headers=keys["privacy"])
+
+        async def shred_when_due() -> int:
+            due = datetime.fromisoformat(erasure["not_before"]) + timedelta(seconds=1)
+            async with operator_context(settings, url) as ctx:
+                return await run_due_erasures(ctx.db, ctx.keyring, now=due)
+
+        assert asyncio.run(shred_when_due()) == 1
+        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        old_artefact = http.get(f"/v1/subjects/ann/artefacts/{before['id']}/content", headers=app)
+        old_record = http.get("/v1/subjects/ann/records/before", headers=app)
+        new_artefact = http.get(f"/v1/subjects/ann/artefacts/{after['id']}/content", headers=app)
+        new_record = http.get("/v1/subjects/ann/records/after", headers=app)
+        subject = http.get("/v1/subjects/ann", headers=app).json()
+    assert still_scheduled.json()["status"] == "scheduled"
+    assert done["status"] == "completed"
+    assert {s["category"] for s in done["shredded"]} == {"recording", "account", "identity"}
+    assert old_artefact.status_code in (404, 410) and old_record.status_code in (404, 410)
+    assert new_artefact.status_code == 200 and new_artefact.content == b"new"
+    assert new_record.status_code == 200 and new_record.json() == 2
+    assert subject["status"] == "active"
+    assert subject["categories"]["recording"]["artefacts"] == 1
