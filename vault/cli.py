@@ -260,11 +260,11 @@ def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
-    from vault.services.ledger import LedgerError, read_ledger
+    from vault.services.ledger import LedgerError, verify_ledger
 
     async def work(ctx: OperatorContext) -> Any:
         try:
-            objects = await read_ledger(ctx.blobs)
+            objects = await verify_ledger(ctx.db, ctx.blobs)
         except LedgerError as exc:
             return str(exc)
         return objects
