@@ -112,6 +112,7 @@ ROUTES = [
     route("/v1/erasures", GET=erasures.list_erasures),
     route("/v1/erasures/{erasure_id}", GET=erasures.show_erasure),
     route("/v1/erasures/{erasure_id}/cancel", POST=erasures.cancel_erasure),
+    route("/v1/erasures/{erasure_id}/release-brake", POST=erasures.release_brake),
     route("/v1/erasures/{erasure_id}/receipt", GET=erasures.erasure_receipt),
     route("/v1/holds", GET=holds.list_holds, POST=holds.place_hold),
     route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,11 @@ from tests.support import (
     running_server,
 )
 from vault.config import Settings
+from vault.db.database import Database
+from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from workers.erasure import run_due_erasures
+from workers.monitor import refresh_gauges
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
@@ -185,6 +189,51 @@ def test_rate_brake_holds_back_erasures_past_the_tenant_limit(
     assert first_delay < 0.01
     assert 23.9 < third_delay <= 24.01
     assert third["rate_braked"] is True and third["status"] == "scheduled"
+
+
+def _braked_gauge(database_url: str) -> int:
+    async def run() -> int:
+        db = await Database.connect(database_url, max_size=1)
+        try:
+            return (await refresh_gauges(db, Metrics())).rate_braked
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gauge(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.patch(
+            "/v1/tenant/settings", json={"erasure_rate_limit_per_hour": 1}, headers=tenant.auth()
+        )
+        http.put("/v1/subjects/b1/records/p?category=account", json={}, headers=keys["app"])
+        before = _braked_gauge(database_url)
+        first = http.post("/v1/subjects/b0/erasure", headers=keys["privacy"]).json()
+        braked = http.post("/v1/subjects/b1/erasure", headers=keys["privacy"]).json()
+        while_braked = _braked_gauge(database_url)
+        path = f"/v1/erasures/{braked['id']}/release-brake"
+        not_admin = http.post(path, headers=keys["privacy"])
+        not_braked = http.post(f"/v1/erasures/{first['id']}/release-brake", headers=tenant.auth())
+        unknown = http.post(f"/v1/erasures/{uuid.uuid4()}/release-brake", headers=tenant.auth())
+        released = http.post(path, headers=tenant.auth())
+        again = http.post(path, headers=tenant.auth())
+        after = _braked_gauge(database_url)
+        done = _wait_for(http, keys["privacy"], braked["id"], "completed")
+    assert _hours(braked["not_before"]) - _hours(braked["requested_at"]) > 23.9
+    assert while_braked == before + 1 and after == before
+    assert problem(not_admin)["status"] == 403
+    assert problem(not_braked)["status"] == 409
+    assert problem(unknown)["status"] == 404
+    assert released.status_code == 200, released.text
+    body = released.json()
+    assert body["rate_braked"] is True and body["status"] == "scheduled"
+    assert _hours(body["not_before"]) - _hours(body["requested_at"]) < 0.1
+    assert problem(again)["status"] == 409
+    assert done["status"] == "completed"
 
 
 def _hours(stamp: str) -> float:

@@ -18,6 +18,7 @@ GAUGES = (
     "datavault_erasures",
     "datavault_erasure_oldest_open_age_seconds",
     "datavault_erasures_overdue",
+    "datavault_erasures_rate_braked",
     "datavault_holds_active",
     "datavault_holds_expiring_7d",
     "datavault_keys_destroyed",

@@ -107,6 +107,14 @@ async def cancel_erasure(request: Request) -> Response:
     return json_response(render_erasure(erasure))
 
 
+async def release_brake(request: Request) -> Response:
+    principal = await require(request, Scope.ADMIN)
+    erasure = await vault_state(request).erasures.release_brake(
+        principal.tenant_id, path_uuid(request.path_params["erasure_id"]), principal.key_id
+    )
+    return json_response(render_erasure(erasure))
+
+
 async def erasure_receipt(request: Request) -> Response:
     principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
     document = await read_receipt(

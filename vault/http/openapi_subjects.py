@@ -259,4 +259,10 @@ def _erasure_paths() -> dict[str, dict[str, Any]]:
             "post": _op("Cancel during the grace period (409 after not_before)",
                         scope="erasure", ok_schema=ERASURE, errors=(404, 409)),
         },
+        "/v1/erasures/{erasure_id}/release-brake": {
+            "parameters": [erasure_id],
+            "post": _op("Let an erasure held back by the rate brake through (admin; 409 if "
+                        "the brake does not hold it)",
+                        scope="admin", ok_schema=ERASURE, errors=(404, 409)),
+        },
     }  # fmt: skip

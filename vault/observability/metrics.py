@@ -75,6 +75,11 @@ class Metrics:
             "Open (scheduled, in_progress, held) erasures past their due_at",
             registry=self.registry,
         )
+        self.erasures_rate_braked = Gauge(
+            "datavault_erasures_rate_braked",
+            "Erasures held back by a tenant's erasure rate brake (a stolen erasure key?)",
+            registry=self.registry,
+        )
         self.holds_active = Gauge(
             "datavault_holds_active",
             "Legal holds neither released nor expired",

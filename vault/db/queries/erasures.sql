@@ -37,6 +37,9 @@ SELECT * FROM erasures
  ORDER BY requested_at DESC, id DESC
  LIMIT $5
 
+-- name: lift_brake
+UPDATE erasures SET not_before = $3 WHERE tenant_id = $1 AND id = $2
+
 -- name: set_status
 UPDATE erasures SET status = $3,
        shredded_at = CASE WHEN $3 = 'in_progress' THEN now() ELSE shredded_at END,
