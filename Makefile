@@ -48,6 +48,8 @@ test: lint typecheck pytest
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/stream_bench.py
+	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/epoch_bench.py
 
 clean:
 	rm -rf $(VENV) .datavault .pytest_cache .mypy_cache .ruff_cache

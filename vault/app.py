@@ -60,9 +60,10 @@ from vault.services.ledger import (
     reconcile_on_start,
 )
 from vault.services.records import RecordService
+from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
-from workers.jobs import background_jobs, kek_eviction_job, monitor_job
+from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -136,6 +137,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(database_url, max_size=settings.db_pool_max)
         root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        await sync_root_epochs(db, root)
         secrets = await load_deployment_secrets(db, root)
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
@@ -177,16 +179,9 @@ def create_app(
             [
                 monitor_job(db, metrics),
                 kek_eviction_job(keyring),
+                root_epochs_job(db, root),
                 *(
-                    background_jobs(
-                        db,
-                        blobs,
-                        keyring,
-                        issuer,
-                        secrets.access_log_anchor_key,
-                        root,
-                        settings,
-                    )
+                    background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, root, settings)
                     if run_jobs
                     else []
                 ),
@@ -203,7 +198,7 @@ def create_app(
                 await jobs.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.
-                await publish_anchors(db, blobs, secrets.access_log_anchor_key)
+                await publish_anchors(db, blobs, secrets.anchor_keys)
             except Exception as exc:
                 # The store or database is down: the next start anchors the chains.
                 log.warning("final_anchor_failed", error_type=type(exc).__name__)

@@ -111,7 +111,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     async def work(ctx: OperatorContext) -> Any:
         tenant = (await find_tenant(ctx.db, args.tenant)).id if args.tenant else None
-        return await verify_chains(ctx.db, ctx.blobs, ctx.secrets.access_log_anchor_key, tenant)
+        return await verify_chains(ctx.db, ctx.blobs, ctx.secrets.anchor_keys, tenant)
 
     reports = _run_operator(args, work)
     bad = [r for r in reports if not r.ok]
@@ -260,11 +260,11 @@ def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
-    from vault.services.ledger import LedgerError, read_ledger
+    from vault.services.ledger import LedgerError, verify_ledger
 
     async def work(ctx: OperatorContext) -> Any:
         try:
-            objects = await read_ledger(ctx.blobs)
+            objects = await verify_ledger(ctx.db, ctx.blobs)
         except LedgerError as exc:
             return str(exc)
         return objects

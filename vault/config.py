@@ -41,6 +41,10 @@ class Settings:
     upload_idle_timeout_seconds: float = 60.0
     # Names this deployment in erasure receipts (e.g. its public URL).
     receipt_issuer: str = "datavault"
+    # DESIGN.md, Access log: full client IPs for 90 days, then truncated to /24 or /48
+    # until a year, then dropped; the chain covers a keyed hash, so it still verifies.
+    access_log_ip_full_days: int = 90
+    access_log_ip_keep_days: int = 365
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -101,6 +105,8 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_DB_POOL_MAX", "db_pool_max", _int),
     ("DATAVAULT_RECEIPT_ISSUER", "receipt_issuer", _str),
     ("DATAVAULT_UPLOAD_IDLE_TIMEOUT_SECONDS", "upload_idle_timeout_seconds", _float),
+    ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "access_log_ip_full_days", _int),
+    ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "access_log_ip_keep_days", _int),
 )
 
 
@@ -129,5 +135,10 @@ def _check(settings: Settings) -> None:
         raise ConfigError("day counts must not be negative")
     if settings.max_artefact_bytes < 1:
         raise ConfigError("DATAVAULT_MAX_ARTEFACT_BYTES must be positive")
+    if not 0 <= settings.access_log_ip_full_days <= settings.access_log_ip_keep_days:
+        raise ConfigError(
+            "DATAVAULT_ACCESS_LOG_IP_FULL_DAYS must be between 0 and "
+            "DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS"
+        )
     if settings.s3_endpoint_url and not settings.s3_bucket:
         raise ConfigError("DATAVAULT_S3_ENDPOINT_URL needs DATAVAULT_S3_BUCKET")

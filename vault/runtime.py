@@ -21,6 +21,7 @@ from vault.services.api_keys import ApiKeyService
 from vault.services.deployment_secrets import DeploymentSecrets, load_deployment_secrets
 from vault.services.holds import PgHoldCheck
 from vault.services.keyring import KeyRing
+from vault.services.root_epochs import sync_root_epochs
 
 
 def database_url(settings: Settings) -> str:
@@ -53,6 +54,7 @@ async def operator_context(settings: Settings, url: str) -> AsyncIterator[Operat
     blobs = open_blob_store(settings)
     try:
         root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        await sync_root_epochs(db, root)
         secrets = await load_deployment_secrets(db, root)
         yield OperatorContext(
             settings,

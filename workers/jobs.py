@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from crypto.providers.base import RootKeyProvider
-from crypto.secrets import SecretBytes
 from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
-from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, publish_anchors
+from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys, publish_anchors
 from vault.services.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
@@ -18,6 +17,8 @@ from vault.services.idempotency import (
 )
 from vault.services.keyring import KeyRing
 from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
+from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.epochs import EPOCH_SCHEDULE_INTERVAL_SECONDS, EpochSchedule, run_epoch_schedule
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
@@ -31,7 +32,7 @@ def background_jobs(
     blobs: BlobStore,
     keyring: KeyRing,
     issuer: ReceiptIssuer,
-    anchor_key: SecretBytes,
+    anchor_keys: AnchorKeys,
     root: RootKeyProvider,
     settings: Settings,
 ) -> list[PeriodicJob]:
@@ -44,7 +45,14 @@ def background_jobs(
         PeriodicJob(
             "access-log-anchor",
             ANCHOR_INTERVAL_SECONDS,
-            lambda: publish_anchors(db, blobs, anchor_key),
+            lambda: publish_anchors(db, blobs, anchor_keys),
+        ),
+        PeriodicJob(
+            "access-log-ip-retention",
+            IP_RETENTION_INTERVAL_SECONDS,
+            lambda: age_access_log_ips(
+                db, settings.access_log_ip_full_days, settings.access_log_ip_keep_days
+            ),
         ),
         PeriodicJob("blob-sweeper", SWEEP_INTERVAL_SECONDS, lambda: sweep(db, blobs, keyring)),
         PeriodicJob("hold-expiry", HOLD_EXPIRY_INTERVAL_SECONDS, lambda: journal_expired_holds(db)),
@@ -62,7 +70,7 @@ def background_jobs(
             lambda: publish_and_complete(db, blobs, issuer),
         ),
         PeriodicJob(
-            "root-epochs",
+            "root-epoch-schedule",
             EPOCH_SCHEDULE_INTERVAL_SECONDS,
             lambda: run_epoch_schedule(db, keyring, root, schedule),
         ),
@@ -88,3 +96,9 @@ def kek_eviction_job(keyring: KeyRing) -> PeriodicJob:
         keyring.keks.evict_expired()
 
     return PeriodicJob("kek-cache-eviction", KEK_EVICTION_INTERVAL_SECONDS, evict)
+
+
+def root_epochs_job(db: Database, root: RootKeyProvider) -> PeriodicJob:
+    """Every process re-reads the root-key epoch list, so an epoch started or retired by
+    `datavault keys` (aws-kms: a new or deleted KMS key) reaches it within seconds."""
+    return PeriodicJob("root-epochs", EPOCH_REFRESH_SECONDS, lambda: sync_root_epochs(db, root))

@@ -35,7 +35,7 @@ class MonitorSnapshot:
     erasures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(ERASURE_STATUSES, 0))
     oldest_open_age_seconds: float = 0.0
     overdue: int = 0
-    braked: int = 0
+    rate_braked: int = 0
     root_epoch_age_seconds: float = 0.0
     holds_active: int = 0
     holds_expiring_7d: int = 0
@@ -54,7 +54,7 @@ def _add(snapshot: MonitorSnapshot, row: Any) -> None:
     for status in ERASURE_STATUSES:
         snapshot.erasures[status] += int(row[status])
     snapshot.overdue += int(row["overdue"])
-    snapshot.braked += int(row["braked"])
+    snapshot.rate_braked += int(row["rate_braked"])
     snapshot.holds_active += int(row["holds_active"])
     snapshot.holds_expiring_7d += int(row["holds_expiring_7d"])
     snapshot.keys_destroyed += int(row["keys_destroyed"])
@@ -92,7 +92,7 @@ async def refresh_gauges(
         metrics.erasures.labels(status).set(count)
     metrics.erasure_oldest_open_age.set(snapshot.oldest_open_age_seconds)
     metrics.erasures_overdue.set(snapshot.overdue)
-    metrics.erasures_braked.set(snapshot.braked)
+    metrics.erasures_rate_braked.set(snapshot.rate_braked)
     metrics.root_epoch_age.set(snapshot.root_epoch_age_seconds)
     metrics.holds_active.set(snapshot.holds_active)
     metrics.holds_expiring_7d.set(snapshot.holds_expiring_7d)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
@@ -34,6 +35,9 @@ if TYPE_CHECKING:
 KMS_ENVELOPE_V1: Final = 0xE1
 _HEAD: Final = struct.Struct(">BIH")  # version, epoch, KMS blob length
 _AUTHENTICITY_ERRORS: Final = frozenset({"InvalidCiphertextException", "IncorrectKeyException"})
+# KMS's shortest pending window: a key scheduled for deletion can still be cancelled
+# for this long, in case an epoch was retired by mistake.
+KMS_DELETION_WINDOW_DAYS: Final = 7
 # Fail over quickly: a wrap runs inside a request, and the caller maps this to a 503.
 _CLIENT_CONFIG: Final = Config(
     connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"}
@@ -43,7 +47,10 @@ _CLIENT_CONFIG: Final = Config(
 class AwsKmsProvider:
     """``key_id`` (id, ARN or alias) is the CMK of the current ``epoch``; ``older_epochs``
     maps retired-but-not-destroyed epochs to their CMKs so their envelopes still open.
-    Destroying an epoch is scheduling its CMK's deletion in KMS."""
+
+    Epochs the vault started itself (``add_epoch`` creates a new CMK) are recorded in the
+    database and handed back with ``adopt_epochs``; destroying an epoch schedules its
+    CMK's deletion in KMS and forgets it here."""
 
     name: str = "aws-kms"
 
@@ -63,6 +70,8 @@ class AwsKmsProvider:
         if max(self._keys) != epoch:
             raise ValueError("the current epoch must be the newest")
         self._epoch = epoch
+        self._destroyed: set[int] = set()
+        self._lock = threading.Lock()
         self._client: KMSClient = client or _make_client(region, endpoint_url)
 
     def current_epoch(self) -> int:
@@ -70,6 +79,58 @@ class AwsKmsProvider:
 
     def epochs(self) -> list[int]:
         return sorted(self._keys)
+
+    def epoch_key_id(self, epoch: int) -> str | None:
+        """The CMK of an epoch this provider can still use."""
+        return self._keys.get(epoch)
+
+    def adopt_epochs(self, keys: Mapping[int, str], destroyed: set[int]) -> None:
+        """Take in the epochs the vault recorded (its database is the epoch list): new
+        ones are added, the newest becomes current, destroyed ones are forgotten."""
+        with self._lock:
+            self._destroyed |= destroyed
+            merged = {**self._keys, **keys}
+            live = {e: k for e, k in merged.items() if e not in self._destroyed}
+            if not live:
+                raise ValueError("every configured root key epoch is destroyed")
+            self._keys, self._epoch = live, max(live)
+
+    def add_epoch(self) -> int:
+        """Create a new CMK for a new epoch and make it current."""
+        with self._lock:
+            epoch = max([*self._keys, *self._destroyed]) + 1
+            try:
+                created = self._client.create_key(
+                    Description=f"datavault root key, epoch {epoch}",
+                    KeyUsage="ENCRYPT_DECRYPT",
+                    KeySpec="SYMMETRIC_DEFAULT",
+                )
+            except (ClientError, BotoCoreError) as exc:
+                raise _translate(exc, "CreateKey") from None
+            self._keys[epoch] = created["KeyMetadata"]["KeyId"]
+            self._epoch = epoch
+        return epoch
+
+    def destroy_epoch(self, epoch: int) -> None:
+        """Schedule the epoch's CMK for deletion (the shortest window KMS allows) and stop
+        using it. Idempotent; the current epoch cannot be destroyed."""
+        with self._lock:
+            if epoch == self._epoch:
+                raise ValueError("the current root key epoch cannot be destroyed")
+            key_id = self._keys.get(epoch)
+            if key_id is not None:
+                try:
+                    self._client.schedule_key_deletion(
+                        KeyId=key_id, PendingWindowInDays=KMS_DELETION_WINDOW_DAYS
+                    )
+                except ClientError as exc:
+                    # Already pending deletion (a retry): the goal is reached.
+                    if exc.response.get("Error", {}).get("Code") != "KMSInvalidStateException":
+                        raise _translate(exc, "ScheduleKeyDeletion") from None
+                except BotoCoreError as exc:
+                    raise _translate(exc, "ScheduleKeyDeletion") from None
+            self._keys.pop(epoch, None)
+            self._destroyed.add(epoch)
 
     def wrap(self, key: SecretBytes, context: KeyContext) -> bytes:
         try:
@@ -94,7 +155,7 @@ class AwsKmsProvider:
             raise IntegrityError()
         key_id = self._keys.get(epoch)
         if key_id is None:
-            raise KeyUnavailableError(f"root key epoch {epoch} is not configured")
+            raise KeyUnavailableError(f"root key epoch {epoch} is destroyed or not configured")
         try:
             response = self._client.decrypt(
                 CiphertextBlob=blob, KeyId=key_id, EncryptionContext=_encryption_context(context)

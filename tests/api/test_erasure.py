@@ -3,15 +3,33 @@ what they cover, grace periods can be cancelled, the rate brake holds back a flo
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+import uuid
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.api.helpers import create_key
-from tests.support import ServerThread, Tenant, bearer, problem
+from tests.support import (
+    ServerThread,
+    Tenant,
+    bearer,
+    make_tenant,
+    new_database,
+    problem,
+    running_server,
+)
+from vault.config import Settings
+from vault.db.database import Database
+from vault.observability.metrics import Metrics
+from vault.runtime import operator_context
+from workers.erasure import run_due_erasures
+from workers.monitor import refresh_gauges
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
@@ -174,30 +192,50 @@ def test_rate_brake_holds_back_erasures_past_the_tenant_limit(
     assert third["rate_braked"] is True and third["status"] == "scheduled"
 
 
-def test_admin_lets_a_braked_erasure_through_and_it_runs(
-    server: ServerThread, tenant: Tenant, new_tenant: Callable[[], Tenant]
+def _braked_gauge(database_url: str) -> int:
+    async def run() -> int:
+        db = await Database.connect(database_url, max_size=1)
+        try:
+            return (await refresh_gauges(db, Metrics())).rate_braked
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
+def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gauge(
+    server: ServerThread, tenant: Tenant, database_url: str, new_tenant: Callable[[], Tenant]
 ) -> None:
     with server.client() as http:
         keys = _keys(http, tenant)
         http.patch(
             "/v1/tenant/settings", json={"erasure_rate_limit_per_hour": 1}, headers=tenant.auth()
         )
-        http.post("/v1/subjects/b0/erasure", headers=keys["privacy"])
-        issued = http.post("/v1/subjects/b1/erasure", headers=keys["privacy"]).json()
-        braked = http.get(f"/v1/erasures/{issued['id']}", headers=keys["privacy"]).json()
-        assert braked["rate_braked"] is True
-        url = f"/v1/erasures/{braked['id']}/release-brake"
-        # The privacy key that issued it cannot lift its own brake; nor can another tenant.
-        assert http.post(url, headers=keys["privacy"]).status_code == 403
-        assert http.post(url, headers=new_tenant().auth()).status_code == 404
-        released = http.post(url, headers=tenant.auth())
-        assert released.status_code == 200, released.text
-        assert released.json()["rate_braked"] is False
-        assert _hours(released.json()["not_before"]) - _hours(braked["requested_at"]) < 0.01
-        again = http.post(url, headers=tenant.auth())
-        assert again.status_code == 409
-        assert again.headers["content-type"] == "application/problem+json"
+        http.put("/v1/subjects/b1/records/p?category=account", json={}, headers=keys["app"])
+        before = _braked_gauge(database_url)
+        first = http.post("/v1/subjects/b0/erasure", headers=keys["privacy"]).json()
+        braked = http.post("/v1/subjects/b1/erasure", headers=keys["privacy"]).json()
+        while_braked = _braked_gauge(database_url)
+        path = f"/v1/erasures/{braked['id']}/release-brake"
+        not_admin = http.post(path, headers=keys["privacy"])
+        other_tenant = http.post(path, headers=new_tenant().auth())
+        not_braked = http.post(f"/v1/erasures/{first['id']}/release-brake", headers=tenant.auth())
+        unknown = http.post(f"/v1/erasures/{uuid.uuid4()}/release-brake", headers=tenant.auth())
+        released = http.post(path, headers=tenant.auth())
+        again = http.post(path, headers=tenant.auth())
+        after = _braked_gauge(database_url)
         done = _wait_for(http, keys["privacy"], braked["id"], "completed")
+    assert _hours(braked["not_before"]) - _hours(braked["requested_at"]) > 23.9
+    assert while_braked == before + 1 and after == before
+    assert problem(not_admin)["status"] == 403
+    assert problem(not_braked)["status"] == 409
+    assert problem(unknown)["status"] == 404
+    assert problem(other_tenant)["status"] == 404
+    assert released.status_code == 200, released.text
+    body = released.json()
+    assert body["rate_braked"] is False and body["status"] == "scheduled"
+    assert _hours(body["not_before"]) - _hours(body["requested_at"]) < 0.1
+    assert problem(again)["status"] == 409
     assert done["status"] == "completed"
 
 
@@ -268,3 +306,47 @@ def test_held_erasure_has_an_interim_receipt(server: ServerThread, tenant: Tenan
     assert interim["receipt"]["final"] is False
     assert "support" in {h["category"] for h in interim["receipt"]["held"]}
     assert interim["alg"] == "Ed25519"
+
+
+def test_data_written_between_the_request_and_the_shred_is_a_new_life_and_survives(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Both orders, with the shred held back by a grace period so that the writes after
+    the request surely come before the shred: what was written before the request is
+    shredded, what was written after it survives, in the same categories too."""
+    url = new_database(pg_admin_url)  # the executor runs with a moved clock: own database
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    with running_server(settings, url) as server, server.client() as http:
+        keys = _keys(http, tenant)
+        app = keys["app"]
+        http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth())
+        before = http.post("/v1/subjects/ann/artefacts?category=recording", content=b"old",
+                           headers=app).json()  # fmt: skip
+        http.put("/v1/subjects/ann/records/before?category=account", json=1, headers=app)
+        erasure = http.post("/v1/subjects/ann/erasure", headers=keys["privacy"]).json()
+        after = http.post("/v1/subjects/ann/artefacts?category=recording", content=b"new",
+                          headers=app).json()  # fmt: skip
+        http.put("/v1/subjects/ann/records/after?category=account", json=2, headers=app)
+        still_scheduled = http.get(f"/v1/erasures/{erasure['id']}", headers=keys["privacy"])
+
+        async def shred_when_due() -> int:
+            due = datetime.fromisoformat(erasure["not_before"]) + timedelta(seconds=1)
+            async with operator_context(settings, url) as ctx:
+                return await run_due_erasures(ctx.db, ctx.keyring, now=due)
+
+        assert asyncio.run(shred_when_due()) == 1
+        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        old_artefact = http.get(f"/v1/subjects/ann/artefacts/{before['id']}/content", headers=app)
+        old_record = http.get("/v1/subjects/ann/records/before", headers=app)
+        new_artefact = http.get(f"/v1/subjects/ann/artefacts/{after['id']}/content", headers=app)
+        new_record = http.get("/v1/subjects/ann/records/after", headers=app)
+        subject = http.get("/v1/subjects/ann", headers=app).json()
+    assert still_scheduled.json()["status"] == "scheduled"
+    assert done["status"] == "completed"
+    assert {s["category"] for s in done["shredded"]} == {"recording", "account", "identity"}
+    assert old_artefact.status_code in (404, 410) and old_record.status_code in (404, 410)
+    assert new_artefact.status_code == 200 and new_artefact.content == b"new"
+    assert new_record.status_code == 200 and new_record.json() == 2
+    assert subject["status"] == "active"
+    assert subject["categories"]["recording"]["artefacts"] == 1

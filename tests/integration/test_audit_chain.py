@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -11,11 +12,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from crypto.mac import keyed_hash
+from crypto.secrets import generate_key
 from tests.support import ServerThread, Tenant
 from vault.config import Settings
+from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.runtime import operator_context
-from vault.services.access_anchor import anchor_key, publish_anchors
+from vault.services.access_anchor import AnchorKeys, anchor_key, publish_anchors
 
 
 def _audit_verify(
@@ -108,7 +113,7 @@ def test_unknown_tenant_exits_2(database_url: str, data_dir: Path) -> None:
 def _publish_anchors(settings: Settings, database_url: str) -> int:
     async def run() -> int:
         async with operator_context(settings, database_url) as ctx:
-            return await publish_anchors(ctx.db, ctx.blobs, ctx.secrets.access_log_anchor_key)
+            return await publish_anchors(ctx.db, ctx.blobs, ctx.secrets.anchor_keys)
 
     return asyncio.run(run())
 
@@ -140,4 +145,154 @@ def test_forged_anchor_is_reported(
     path.write_text(json.dumps(document))
     result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
     assert result.returncode == 1
+    assert "anchor signature does not verify" in result.stdout
+
+
+def _anchor_path(data_dir: Path, tenant: Tenant) -> Path:
+    return data_dir.resolve() / "blobs" / anchor_key(tenant.id)
+
+
+def test_anchor_is_signed_with_ed25519_by_the_deployment_key(
+    settings: Settings, database_url: str, data_dir: Path, logged_tenant: Tenant
+) -> None:
+    _publish_anchors(settings, database_url)
+    document = json.loads(_anchor_path(data_dir, logged_tenant).read_bytes())
+
+    async def public_key() -> bytes:
+        async with operator_context(settings, database_url) as ctx:
+            return ctx.secrets.anchor_keys.public_key
+
+    public = asyncio.run(public_key())
+    assert document["v"] == 2 and document["alg"] == "Ed25519" and "mac" not in document
+    signed = {k: v for k, v in document.items() if k != "signature"}
+    message = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    signature = base64.urlsafe_b64decode(document["signature"] + "==")
+    # Checks with the public key alone, as any Ed25519 library would.
+    Ed25519PublicKey.from_public_bytes(public).verify(signature, message)
+    assert document["seq"] == 5
+
+
+def test_anchor_signed_by_another_key_is_reported(
+    settings: Settings, database_url: str, data_dir: Path, logged_tenant: Tenant
+) -> None:
+    _publish_anchors(settings, database_url)
+    path = _anchor_path(data_dir, logged_tenant)
+    document = json.loads(path.read_bytes())
+    # A tamperer with their own key signs a head of their choosing, in the right format.
+    forger = AnchorKeys(generate_key(), generate_key())
+    document.update(seq=2, key_id=forger.key_id)
+    signed = {k: v for k, v in document.items() if k != "signature"}
+    message = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()
+    forged = Ed25519PrivateKey.from_private_bytes(forger.signing_key.reveal()).sign(message)
+    document["signature"] = base64.urlsafe_b64encode(forged).rstrip(b"=").decode()
+    path.write_text(json.dumps(document))
+    result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
+    assert result.returncode == 1
+    assert "anchor is signed by another key" in result.stdout
+    # Claiming the deployment's key id does not help either.
+
+    async def real_key_id() -> str:
+        async with operator_context(settings, database_url) as ctx:
+            return ctx.secrets.anchor_keys.key_id
+
+    document["key_id"] = asyncio.run(real_key_id())
+    path.write_text(json.dumps(document))
+    result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
+    assert result.returncode == 1
+    assert "anchor signature does not verify" in result.stdout
+
+
+def _v1_anchor(settings: Settings, database_url: str, tenant: Tenant, seq: int) -> bytes:
+    """An anchor as the vault wrote them before signing: HMAC-SHA256 under the anchor
+    MAC key (format v1)."""
+
+    async def run() -> bytes:
+        async with operator_context(settings, database_url) as ctx:
+            async with ctx.db.tenant_tx(tenant.id) as conn:
+                hashed = await conn.fetchval(
+                    "SELECT row_hash FROM access_log WHERE tenant_id = $1 AND seq = $2",
+                    tenant.id,
+                    seq,
+                )
+            fields = {
+                "format": "datavault.access-log-anchor",
+                "v": 1,
+                "tenant_id": str(tenant.id),
+                "seq": seq,
+                "row_hash": bytes(hashed).hex(),
+                "anchored_at": "2026-01-01T00:00:00+00:00",
+            }
+            message = json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+            mac = keyed_hash(ctx.secrets.access_log_anchor_key, message).hex()
+            return json.dumps({**fields, "mac": mac}, sort_keys=True).encode()
+
+    return asyncio.run(run())
+
+
+def test_an_old_mac_anchor_still_verifies_and_a_changed_one_does_not(
+    settings: Settings, database_url: str, data_dir: Path, logged_tenant: Tenant
+) -> None:
+    path = _anchor_path(data_dir, logged_tenant)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(_v1_anchor(settings, database_url, logged_tenant, 5))
+    result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
+    assert result.returncode == 0, result.stdout
+
+    document = json.loads(path.read_bytes())
+    document["seq"] = 4
+    path.write_text(json.dumps(document))
+    result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
+    assert result.returncode == 1
     assert "anchor MAC does not verify" in result.stdout
+
+    # The next anchoring round replaces it with a signed one.
+    _publish_anchors(settings, database_url)
+    assert json.loads(path.read_bytes())["v"] == 2
+    assert _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug).returncode == 0
+
+
+def test_rewritten_table_with_a_recomputed_chain_is_caught_by_the_anchor(
+    settings: Settings, database_url: str, data_dir: Path, logged_tenant: Tenant
+) -> None:
+    assert _publish_anchors(settings, database_url) >= 1
+
+    async def rewrite() -> None:
+        """Change row 2 and recompute every hash after it and the head: a chain that is
+        consistent in itself, as someone with the table (not the anchor key) can make."""
+        conn = await asyncpg.connect(database_url)  # the owner
+        try:
+            async with conn.transaction():
+                rows = await conn.fetch(
+                    "SELECT * FROM access_log WHERE tenant_id = $1 ORDER BY seq",
+                    logged_tenant.id,
+                )
+                prev = GENESIS
+                for row in rows:
+                    status = 404 if row["seq"] == 2 else row["status"]
+                    fields = ChainedFields(
+                        tenant_id=row["tenant_id"], seq=row["seq"], at=row["at"],
+                        request_id=row["request_id"], api_key_id=row["api_key_id"],
+                        key_prefix=row["key_prefix"], ip_hash=bytes(row["ip_hash"]),
+                        method=row["method"], route=row["route"], status=status,
+                        bytes_in=row["bytes_in"], bytes_out=row["bytes_out"],
+                        subject_ref_hash=row["subject_ref_hash"], artefact_id=row["artefact_id"],
+                    )  # fmt: skip
+                    current = row_hash(prev, fields)
+                    await conn.execute(
+                        "UPDATE access_log SET status = $3, prev_hash = $4, row_hash = $5"
+                        " WHERE tenant_id = $1 AND seq = $2",
+                        logged_tenant.id, row["seq"], status, prev, current,
+                    )  # fmt: skip
+                    prev = current
+                await conn.execute(
+                    "UPDATE access_log_heads SET row_hash = $2 WHERE tenant_id = $1",
+                    logged_tenant.id,
+                    prev,
+                )
+        finally:
+            await conn.close()
+
+    asyncio.run(rewrite())
+    result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
+    assert result.returncode == 1
+    assert "BROKEN at row 5" in result.stdout and "rewritten" in result.stdout

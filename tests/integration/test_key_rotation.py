@@ -140,7 +140,8 @@ def test_new_epoch_rewraps_everything_and_retiring_waits_for_backup_retention(
 
             report = await start_new_epoch(ctx.db, ctx.keyring, ctx.root)
             assert report.epoch == 2
-            assert report.deployment_secrets_rewrapped == 3
+            # pepper, IP key, anchor MAC key (old anchors), anchor signing key
+            assert report.deployment_secrets_rewrapped == 4
             assert [t.new_version for t in report.tenants] == [2]
 
             with pytest.raises(Conflict, match="current"):

@@ -143,13 +143,29 @@ def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Setting
     assert json.loads(ok.stdout)["entries"] >= 4
 
     ledger = sorted((private_vault.data_dir / "blobs" / "ledger").iterdir())
-    first = json.loads(ledger[0].read_text())
-    first["entries"][0]["key_id"] = str(uuid.uuid4())
-    ledger[0].write_text(json.dumps(first, sort_keys=True, separators=(",", ":")))
-    changed = _cli(private_vault, "ledger", "verify")
-    assert changed.returncode == 1 and "BROKEN" in changed.stdout
+    assert len(ledger) >= 2
+    originals = [path.read_bytes() for path in ledger]
+    # A changed entry: in the middle the next entry's link breaks; the last one no entry
+    # links to yet, so it is checked against the head PostgreSQL recorded.
+    for index in (0, -1):
+        document = json.loads(originals[index])
+        document["entries"][0]["key_id"] = str(uuid.uuid4())
+        ledger[index].write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
+        changed = _cli(private_vault, "ledger", "verify")
+        assert changed.returncode == 1 and "BROKEN" in changed.stdout, (index, changed.stdout)
+        assert "changed" in changed.stdout
+        ledger[index].write_bytes(originals[index])
+    assert _cli(private_vault, "ledger", "verify").returncode == 0
 
+    # A removed entry: in the middle it leaves a gap; at the end the ledger is shorter
+    # than the head PostgreSQL recorded.
+    ledger[0].unlink()
+    removed = _cli(private_vault, "ledger", "verify")
+    assert removed.returncode == 1 and "entry 1 is missing" in removed.stdout
+    ledger[0].write_bytes(originals[0])
     ledger[-1].unlink()
+    removed = _cli(private_vault, "ledger", "verify", "--json")
+    assert removed.returncode == 1 and "were removed" in json.loads(removed.stdout)["problem"]
 
     async def start_check() -> None:
         db = await Database.connect(url, max_size=2)

@@ -19,6 +19,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert settings.backup_retention_days == 35
     assert settings.epoch_days == 30
     assert settings.max_artefact_bytes == 21474836480
+    assert (settings.access_log_ip_full_days, settings.access_log_ip_keep_days) == (90, 365)
 
 
 def test_environment_overrides_defaults() -> None:
@@ -47,6 +48,9 @@ def test_environment_overrides_defaults() -> None:
         ("DATAVAULT_TRUSTED_PROXIES", "10.0.0.0/33"),
         ("DATAVAULT_MAX_ARTEFACT_BYTES", "0"),
         ("DATAVAULT_S3_ENDPOINT_URL", "http://127.0.0.1:8333"),
+        ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "-1"),
+        ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "366"),
+        ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "89"),
     ],
 )
 def test_bad_setting_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
@@ -65,3 +69,10 @@ def test_cli_exits_2_on_a_bad_setting() -> None:
     )
     assert result.returncode == 2
     assert "DATAVAULT_PORT" in result.stderr
+
+
+def test_ip_retention_may_truncate_at_once_and_drop_on_the_same_day() -> None:
+    settings = settings_from_env(
+        {"DATAVAULT_ACCESS_LOG_IP_FULL_DAYS": "0", "DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS": "0"}
+    )
+    assert (settings.access_log_ip_full_days, settings.access_log_ip_keep_days) == (0, 0)

@@ -29,6 +29,7 @@ ERASURE_ALERT_METRICS = {
     "datavault_erasure_oldest_open_age_seconds",
     "datavault_worker_job_lag_seconds",
     "datavault_ledger_lag_seconds",
+    "datavault_erasures_rate_braked",
 }
 
 

@@ -75,9 +75,9 @@ class Metrics:
             "Open (scheduled, in_progress, held) erasures past their due_at",
             registry=self.registry,
         )
-        self.erasures_braked = Gauge(
+        self.erasures_rate_braked = Gauge(
             "datavault_erasures_rate_braked",
-            "Scheduled erasures held back 24 h by a tenant's erasure rate brake",
+            "Scheduled erasures the rate brake still holds back (a stolen erasure key?)",
             registry=self.registry,
         )
         self.root_epoch_age = Gauge(

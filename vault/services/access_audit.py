@@ -8,13 +8,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from crypto.secrets import SecretBytes
 from vault.blobs.base import BlobStore
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.domain.client_ip import IPNetwork
-from vault.services.access_anchor import Anchor, AnchorInvalid, all_chains, read_anchor
+from vault.services.access_anchor import (
+    Anchor,
+    AnchorInvalid,
+    AnchorKeys,
+    all_chains,
+    read_anchor,
+)
 from vault.services.tenants import list_tenants
 
 Q = Queries("access_log")
@@ -138,7 +143,7 @@ def parse_ip_filter(value: str) -> IPNetwork:
 
 
 async def verify_chains(
-    db: Database, blobs: BlobStore, anchor_key: SecretBytes, tenant_id: uuid.UUID | None = None
+    db: Database, blobs: BlobStore, anchor_keys: AnchorKeys, tenant_id: uuid.UUID | None = None
 ) -> list[ChainReport]:
     """Verify one tenant's chain, or every chain (the deployment-wide one first), each
     against its anchor in the blob store."""
@@ -149,9 +154,9 @@ async def verify_chains(
     reports = []
     for chain in chains:
         try:
-            anchor = await read_anchor(blobs, anchor_key, chain)
-        except AnchorInvalid:
-            reports.append(ChainReport(chain, 0, False, None, "anchor MAC does not verify"))
+            anchor = await read_anchor(blobs, anchor_keys, chain)
+        except AnchorInvalid as exc:
+            reports.append(ChainReport(chain, 0, False, None, str(exc)))
             continue
         reports.append(await verify_chain(db, chain, anchor))
     return reports

@@ -120,6 +120,28 @@ class ErasureService:
             )
             return [await self._read(conn, tenant_id, row["id"]) for row in rows]
 
+    async def release_brake(
+        self, tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID,
+        now: datetime | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """An admin lets a rate-braked erasure through (DESIGN.md, API keys): it runs once
+        the tenant's grace period has passed, as if it had not been braked."""
+        now = now or datetime.now(UTC)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            row = await conn.fetchrow(Q.get_for_update, tenant_id, erasure_id)
+            if row is None:
+                raise NotFound("no such erasure")
+            if row["status"] != "scheduled" or not row["braked"] or row["not_before"] <= now:
+                raise Conflict("only an erasure the rate brake still holds back can be released")
+            settings = await load_settings(conn, tenant_id)
+            grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
+            await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
+            await conn.execute(
+                Q.event, tenant_id, erasure_id, "scheduled", "scheduled", api_key_id,
+                "rate brake released by an admin",
+            )  # fmt: skip
+            return await self._read(conn, tenant_id, erasure_id)
+
     async def cancel(
         self, tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID
     ) -> dict[str, Any]:
@@ -134,24 +156,4 @@ class ErasureService:
             await conn.execute(
                 Q.event, tenant_id, erasure_id, "scheduled", "cancelled", api_key_id, None
             )
-            return await self._read(conn, tenant_id, erasure_id)
-
-    async def release_brake(
-        self, tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID
-    ) -> dict[str, Any]:
-        """The admin override of the rate brake (DESIGN.md "API keys"): the erasure runs
-        after the tenant's grace period instead of 24 hours."""
-        async with self._db.tenant_tx(tenant_id) as conn:
-            row = await conn.fetchrow(Q.get_for_update, tenant_id, erasure_id)
-            if row is None:
-                raise NotFound("no such erasure")
-            if row["status"] != "scheduled" or not row["braked"]:
-                raise Conflict("this erasure is not held back by the rate brake")
-            settings = await load_settings(conn, tenant_id)
-            not_before = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
-            await conn.execute(Q.release_brake, tenant_id, erasure_id, not_before)
-            await conn.execute(
-                Q.event, tenant_id, erasure_id, "scheduled", "scheduled", api_key_id,
-                "rate brake released by an admin",
-            )  # fmt: skip
             return await self._read(conn, tenant_id, erasure_id)

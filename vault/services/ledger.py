@@ -136,17 +136,33 @@ async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:
             await conn.execute(Q.mark_published, uuid.UUID(tenant_id), ids, seq)
 
 
-async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
-    """Before serving: refuse a ledger shorter than the database's head; re-destroy every
-    key the ledger names that the database still holds. Returns how many were re-destroyed."""
+async def verify_ledger(db: Database, blobs: BlobStore) -> list[LedgerObject]:
+    """The ledger, checked as a chain and against the head PostgreSQL last recorded: a
+    removed tail (shorter than that head) or a changed entry at the head (which no later
+    entry links to yet) raise LedgerError too. The ledger may be one entry ahead of the
+    head (a publisher that died between writing and recording); that is not a fault."""
     objects = await read_ledger(blobs)
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
-    if head is not None and head["seq"] > len(objects):
+    if head is None or head["seq"] == 0:
+        return objects
+    if head["seq"] > len(objects):
         raise LedgerError(
             f"the shred ledger ends at entry {len(objects)} but the database saw {head['seq']}: "
             "ledger objects were removed"
         )
+    if objects[head["seq"] - 1].hash != bytes(head["entry_hash"]):
+        raise LedgerError(
+            f"ledger entry {head['seq']} differs from the one the database recorded (changed)"
+        )
+    return objects
+
+
+async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
+    """Before serving: refuse a ledger that is broken or shorter than the database's head;
+    re-destroy every key the ledger names that the database still holds. Returns how many
+    were re-destroyed."""
+    objects = await verify_ledger(db, blobs)
     redestroyed = 0
     by_tenant: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
     for entry in (e for o in objects for e in o.entries if e["key_kind"] == "subject"):

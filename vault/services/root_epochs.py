@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -27,14 +28,44 @@ from vault.services.tenants import list_tenants
 Q = Queries("keys")
 
 
+# How often every process re-reads the epoch list (RecordedEpochProvider), and how long
+# `new-epoch` waits after recording a new KMS epoch before wrapping anything under it, so
+# that no running process meets a key wrapped under an epoch it does not know yet.
+EPOCH_REFRESH_SECONDS = 10.0
+KMS_EPOCH_PROPAGATION_SECONDS = 2 * EPOCH_REFRESH_SECONDS + 5
+
+
 @runtime_checkable
 class EpochManagedProvider(Protocol):
-    """A provider that can make and destroy root keys itself (the local key file). With
-    aws-kms the operator creates the new KMS key and names it in DATAVAULT_ROOT_KEY."""
+    """A provider that can make and destroy root keys itself: the local key file (new
+    random key; destroyed = removed from the file) and aws-kms (a new KMS key per epoch;
+    destroyed = scheduled for deletion)."""
 
     def add_epoch(self) -> int: ...
 
     def destroy_epoch(self, epoch: int) -> None: ...
+
+
+@runtime_checkable
+class RecordedEpochProvider(Protocol):
+    """A provider whose epochs live in the database's epoch list (aws-kms: which KMS key
+    each epoch uses), not in a file every process re-reads."""
+
+    def epoch_key_id(self, epoch: int) -> str | None: ...
+
+    def adopt_epochs(self, keys: Mapping[int, str], destroyed: set[int]) -> None: ...
+
+
+async def sync_root_epochs(db: Database, root: RootKeyProvider) -> None:
+    """Hand the recorded epochs to a RecordedEpochProvider; a no-op for the others. Runs
+    at start and every EPOCH_REFRESH_SECONDS in every process."""
+    if not isinstance(root, RecordedEpochProvider):
+        return
+    async with db.untenanted_tx() as conn:
+        rows = await conn.fetch(Q.epochs)
+    keys = {r["epoch"]: r["kms_key_id"] for r in rows if r["kms_key_id"] and not r["retired_at"]}
+    destroyed = {r["epoch"] for r in rows if r["retired_at"]}
+    await asyncio.to_thread(root.adopt_epochs, keys, destroyed)
 
 
 @dataclass(frozen=True)
@@ -63,13 +94,29 @@ async def rotate_everything(
     return EpochReport(root.current_epoch(), tuple(reports), secrets)
 
 
-async def start_new_epoch(db: Database, keyring: KeyRing, root: RootKeyProvider) -> EpochReport:
+async def start_new_epoch(
+    db: Database, keyring: KeyRing, root: RootKeyProvider,
+    propagation_seconds: float = KMS_EPOCH_PROPAGATION_SECONDS,
+) -> EpochReport:  # fmt: skip
+    """A new root key (local: in the key file; aws-kms: a new KMS key, recorded in the
+    epoch list), then everything live rewrapped under it."""
     if not isinstance(root, EpochManagedProvider):
         raise Conflict(
             f"the {root.name} provider does not create root keys itself: create a new key, "
             "list it as the newest epoch in DATAVAULT_ROOT_KEY, then run `datavault keys rotate`"
         )
-    await asyncio.to_thread(root.add_epoch)
+    if isinstance(root, RecordedEpochProvider):
+        await sync_root_epochs(db, root)
+        async with db.untenanted_tx() as conn:
+            current = root.current_epoch()
+            await conn.execute(Q.record_epoch_key, current, root.epoch_key_id(current))
+        epoch = await asyncio.to_thread(root.add_epoch)
+        async with db.untenanted_tx() as conn:
+            await conn.execute(Q.record_epoch_key, epoch, root.epoch_key_id(epoch))
+        # Running processes learn the new epoch from the list within EPOCH_REFRESH_SECONDS.
+        await asyncio.sleep(propagation_seconds)
+    else:
+        await asyncio.to_thread(root.add_epoch)
     return await rotate_everything(db, keyring, root)
 
 
@@ -114,6 +161,7 @@ async def retire_epoch(
         )
     if not isinstance(root, EpochManagedProvider):
         raise Conflict(f"schedule deletion of epoch {epoch}'s key in {root.name} yourself")
+    await sync_root_epochs(db, root)  # so aws-kms knows which KMS key epoch N used
     await asyncio.to_thread(root.destroy_epoch, epoch)
     async with db.untenanted_tx() as conn:
         await conn.execute(Q.retire_epoch, epoch)

@@ -39,3 +39,7 @@ SELECT seq, at, api_key_id, key_prefix, host(ip) AS ip, masklen(ip) AS ip_maskle
    AND ($8::bytea IS NULL OR subject_ref_hash = $8)
  ORDER BY seq DESC
  LIMIT $9
+
+-- name: age_ips
+-- IP retention across every chain, through the one function allowed to change ip.
+SELECT truncated, dropped FROM dv_age_access_log_ips($1, $2, $3)

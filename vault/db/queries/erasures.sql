@@ -46,8 +46,8 @@ UPDATE erasures SET status = $3,
 
 -- name: release_brake
 -- An admin lets a braked erasure through: not_before goes back to what the tenant's
--- grace period alone gives (never earlier than now).
-UPDATE erasures SET not_before = greatest($3, now()), braked = false
+-- grace period alone gives (the caller passes it, never earlier than now).
+UPDATE erasures SET not_before = $3, braked = false
  WHERE tenant_id = $1 AND id = $2
 
 -- name: claim_due

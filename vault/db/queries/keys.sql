@@ -106,7 +106,12 @@ SELECT name, wrapped, root_epoch FROM deployment_secrets ORDER BY name FOR UPDAT
 UPDATE deployment_secrets SET wrapped = $2, root_epoch = $3 WHERE name = $1
 
 -- name: epochs
-SELECT epoch, started_at, ended_at, retired_at FROM root_epochs ORDER BY epoch
+SELECT epoch, started_at, ended_at, retired_at, kms_key_id FROM root_epochs ORDER BY epoch
+
+-- name: record_epoch_key
+-- The KMS key of an epoch, recorded once (the vault's epoch list is this table).
+INSERT INTO root_epochs (epoch, kms_key_id) VALUES ($1, $2)
+ON CONFLICT (epoch) DO UPDATE SET kms_key_id = coalesce(root_epochs.kms_key_id, EXCLUDED.kms_key_id)
 
 -- name: end_epochs_before
 UPDATE root_epochs SET ended_at = now() WHERE epoch < $1 AND ended_at IS NULL

@@ -11,13 +11,14 @@ SELECT e.*, h.*, l.*
                count(*) FILTER (WHERE status = 'completed') AS completed,
                count(*) FILTER (WHERE status = 'held') AS held,
                count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-               count(*) FILTER (WHERE status = 'scheduled' AND braked) AS braked,
                min(requested_at) FILTER (WHERE status IN ('scheduled', 'in_progress'))
                    AS oldest_open_requested_at,
                count(*) FILTER (WHERE status IN ('scheduled', 'in_progress')
                                   AND due_at < $2) AS overdue,
                min(not_before) FILTER (WHERE status = 'scheduled' AND not_before <= $2)
-                   AS oldest_due_not_before
+                   AS oldest_due_not_before,
+               count(*) FILTER (WHERE status = 'scheduled' AND braked AND not_before > $2)
+                   AS rate_braked
           FROM erasures WHERE tenant_id = $1) e,
        (SELECT count(*) AS holds_active,
                count(*) FILTER (WHERE expires_at <= $2 + interval '7 days') AS holds_expiring_7d

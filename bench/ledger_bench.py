@@ -1,0 +1,111 @@
+"""Shred-ledger benchmark: what the ledger adds to erasure latency.
+
+    python bench/ledger_bench.py [--batches 1,100] [--rounds 5]
+
+An erasure is `completed` only once its shred-ledger entries are durable in the blob
+store. This times the steps between the request and `completed` in-process, without the
+workers' polling intervals, for batches of erasures due at once:
+
+- shred: the executor's transactions (keys destroyed, outbox rows written, committed);
+- ledger: publishing the pending outbox rows as one hash-chained object (filesystem blob
+  store: write, fsync, rename) and marking them published;
+- complete: the erasures moved to `completed`, each with its signed receipt.
+
+In a deployment the publisher runs every 2 s after the executor's round, so the ledger
+adds up to that wait plus the "ledger" time measured here. Runs against its own
+PostgreSQL (DATABASE_URL as a superuser URL: a new database is created there; otherwise
+the embedded server in a temporary directory). Each subject has a recording and an
+account key (plus the identity key its reference is sealed under).
+
+Measured on 2 shared cores (embedded PostgreSQL, filesystem blob store), medians of 5:
+1 erasure: shred 21 ms, ledger 18 ms, complete 12 ms; 100 erasures at once: shred
+440 ms, ledger 10 ms (one object for all 300 keys), complete 105 ms. So the ledger's
+own work is ~10-20 ms per publisher round; its latency is the publisher's interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from epoch_bench import database_url
+
+from vault.config import Settings
+from vault.db.migrate import migrate
+from vault.domain.secret_text import SecretText
+from vault.runtime import OperatorContext, operator_context
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.erasures import ErasureRequest, ErasureService
+from vault.services.ledger import complete_published_erasures, publish_pending
+from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subjects import SubjectService
+from vault.services.tenants import create_tenant
+from workers.erasure import run_due_erasures
+
+
+async def _subjects(ctx: OperatorContext, tenant_id: uuid.UUID, refs: list[str]) -> None:
+    hasher = SubjectRefHasher(ctx.db, ctx.root)
+    subjects = SubjectService(ctx.keyring, hasher)
+    for ref in refs:
+        text = SecretText(ref)
+        ref_hash = await subjects.ref_hash(tenant_id, text)
+        async with ctx.db.tenant_tx(tenant_id) as conn:
+            subject = await subjects.find_or_create(conn, tenant_id, text, ref_hash)
+            for category in ("recording", "account"):
+                await ctx.keyring.subject_key_for_write(
+                    conn, subject.tenant_id, subject.id, category, subject.generation
+                )
+
+
+async def run(settings: Settings, url: str, batches: list[int], rounds: int) -> None:
+    async with operator_context(settings, url) as ctx:
+        tenant = await create_tenant(ctx.db, ctx.root, ctx.api_keys, "ledger-bench")
+        async with ctx.db.tenant_tx(tenant.id) as conn:
+            api_key_id = await conn.fetchval("SELECT id FROM api_keys LIMIT 1")
+        issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, settings)
+        erasures = ErasureService(ctx.db, SubjectRefHasher(ctx.db, ctx.root))
+        print(f"{'erasures':>8} {'shred ms':>10} {'ledger ms':>10} {'complete ms':>12}")
+        for size in batches:
+            timings: list[tuple[float, float, float]] = []
+            for n in range(rounds):
+                refs = [f"s-{size}-{n}-{i}" for i in range(size)]
+                await _subjects(ctx, tenant.id, refs)
+                for ref in refs:
+                    await erasures.request(
+                        tenant.id, SecretText(ref), ErasureRequest(None, None), api_key_id
+                    )
+                t0 = time.perf_counter()
+                assert await run_due_erasures(ctx.db, ctx.keyring) == size
+                t1 = time.perf_counter()
+                await publish_pending(ctx.db, ctx.blobs)
+                t2 = time.perf_counter()
+                assert len(await complete_published_erasures(ctx.db, issuer)) == size
+                t3 = time.perf_counter()
+                timings.append((t1 - t0, t2 - t1, t3 - t2))
+            shred, ledger, complete = (statistics.median(t[i] for t in timings) for i in range(3))
+            print(f"{size:>8} {shred * 1e3:>10.1f} {ledger * 1e3:>10.1f} {complete * 1e3:>12.1f}")
+        print(f"(medians of {rounds} rounds; the publisher's 2 s interval comes on top)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--batches", default="1,100")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    batches = [int(b) for b in args.batches.split(",")]
+    with tempfile.TemporaryDirectory(prefix="datavault-ledger-bench-") as tmp:
+        workdir = Path(tmp)
+        url = database_url(workdir)
+        asyncio.run(migrate(url))
+        settings = Settings(data_dir=workdir / "data", database_url=url)
+        asyncio.run(run(settings, url, batches, args.rounds))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

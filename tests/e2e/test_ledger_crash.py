@@ -1,0 +1,125 @@
+"""A worker killed between the shred's commit and the ledger publish: the erasure stays
+`in_progress` (never `completed` without its ledger entry), and the next worker
+publishes the entry and completes it.
+
+To stop the worker exactly there, the ledger's place in the filesystem blob store is
+taken by a plain file: the shred commits, every publish attempt fails, and the worker is
+killed with SIGKILL while in that state. No hook in the vault's code is involved."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.api.helpers import create_key
+from tests.e2e.test_worker_crash import _worker
+from tests.support import bearer, make_tenant, new_database, running_server
+from vault.config import Settings
+
+
+async def _erasure_state(url: str) -> dict[str, Any]:
+    conn = await asyncpg.connect(url)  # the owner: sees every tenant
+    try:
+        erasure = await conn.fetchrow("SELECT id, status, subject_id, generation FROM erasures")
+        assert erasure is not None
+        outbox = await conn.fetch(
+            "SELECT key_id, published_at FROM ledger_outbox WHERE erasure_id = $1", erasure["id"]
+        )
+        live = await conn.fetchval(
+            "SELECT count(*) FROM subject_keys WHERE subject_id = $1 AND generation = $2"
+            " AND wrapped_key IS NOT NULL",
+            erasure["subject_id"],
+            erasure["generation"],
+        )
+        return {
+            "id": str(erasure["id"]),
+            "status": erasure["status"],
+            "outbox": len(outbox),
+            "published": sum(1 for r in outbox if r["published_at"] is not None),
+            "key_ids": sorted(r["key_id"] for r in outbox),
+            "live_keys": live,
+        }
+    finally:
+        await conn.close()
+
+
+def _wait_for(url: str, done: Any, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = asyncio.run(_erasure_state(url))
+        if done(state) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.3)
+
+
+@pytest.mark.slow
+def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    with running_server(settings, url, run_jobs=False) as api, api.client() as http:
+        app = bearer(create_key(http, tenant, ["ingest"])["secret"])
+        privacy = bearer(create_key(http, tenant, ["erasure"])["secret"])
+        for category in ("recording", "account"):
+            http.post(f"/v1/subjects/s/artefacts?category={category}", content=b"x", headers=app)
+        assert http.post("/v1/subjects/s/erasure", headers=privacy).status_code == 202
+
+    ledger_dir = settings.data_dir / "blobs" / "ledger"
+    assert not ledger_dir.exists()
+    ledger_dir.write_bytes(b"")  # a file where the ledger's directory belongs
+    log = tmp_path / "worker.log"
+    worker = _worker(settings, log)
+    try:
+        shredded = _wait_for(url, lambda s: s["outbox"] > 0)
+        time.sleep(5)  # the publisher tries (every 2 s) and fails
+        stuck = asyncio.run(_erasure_state(url))
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=30)
+    assert shredded["outbox"] >= 3, log.read_text()[-3000:]  # recording, account, identity
+    assert stuck["status"] == "in_progress" and stuck["published"] == 0
+    assert stuck["live_keys"] == 0  # the shred itself is committed
+
+    ledger_dir.unlink()
+    worker = _worker(settings, log)
+    try:
+        done = _wait_for(url, lambda s: s["status"] == "completed")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert done["status"] == "completed", log.read_text()[-3000:]
+    assert done["published"] == done["outbox"] == stuck["outbox"]
+
+    entries = [
+        entry
+        for path in sorted(ledger_dir.iterdir())
+        for entry in json.loads(path.read_bytes())["entries"]
+    ]
+    assert sorted(e["key_id"] for e in entries) == stuck["key_ids"]
+    assert {e["erasure_id"] for e in entries} == {stuck["id"]}
+    verified = subprocess.run(
+        [sys.executable, "-m", "vault", "ledger", "verify", "--json"],
+        env=_worker_env(settings), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert verified.returncode == 0, verified.stderr
+    assert json.loads(verified.stdout)["entries"] == len(entries)
+
+
+def _worker_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "DATAVAULT_DATA_DIR": str(settings.data_dir),
+    }
