@@ -15,6 +15,9 @@ from crypto.providers import provider_from_uri
 from vault.blobs.base import BlobStoreError
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
+from vault.console.routes import ROUTES as CONSOLE_ROUTES
+from vault.console.sessions import SessionStore
+from vault.console.state import ConsoleState
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
 from vault.errors import VaultError
@@ -117,6 +120,8 @@ ROUTES = [
     route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
+    # The compliance console (HTML pages; not part of the JSON API or /openapi.json).
+    *CONSOLE_ROUTES,
 ]
 
 
@@ -161,6 +166,7 @@ def create_app(settings: Settings, database_url: str, *, run_jobs: bool = True) 
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
         )
+        app.state.console = ConsoleState(SessionStore(db), secrets.access_log_anchor_key)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
         jobs = JobRunner(
             [

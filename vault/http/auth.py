@@ -14,7 +14,18 @@ _BEARER = "bearer "
 
 
 async def require(request: Request, *scopes: Scope) -> Principal:
-    """The caller's key, if it is live and holds one of `scopes` (or a scope implying it).
+    """The caller's key, if it is live and holds one of `scopes` (or a scope implying it)."""
+    header = request.headers.get("authorization", "")
+    token = header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else ""
+    principal = await authenticate(request, token)
+    if not any(allows(principal.scopes, scope) for scope in scopes):
+        needed = " or ".join(repr(scope.value) for scope in scopes)
+        raise Forbidden(f"this API key lacks the {needed} scope")
+    return principal
+
+
+async def authenticate(request: Request, token: str) -> Principal:
+    """The live key `token` names, for API calls and the console's sign-in alike.
 
     Throttling (API.md): after too many missing or wrong keys from one IP, further
     missing or wrong keys from it get 429 instead of 401. A valid key is never refused
@@ -23,8 +34,6 @@ async def require(request: Request, *scopes: Scope) -> Principal:
     state = vault_state(request)
     ip = request.state.client_ip
     ip_text = str(ip) if ip is not None else "unknown"
-    header = request.headers.get("authorization", "")
-    token = header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else ""
     # Only the public prefix of a presented key is ever logged, never the secret.
     request.state.key_prefix = presented_prefix(token)
     try:
@@ -46,7 +55,4 @@ async def require(request: Request, *scopes: Scope) -> Principal:
         raise
     request.state.principal = principal
     request.state.key_prefix = principal.prefix
-    if not any(allows(principal.scopes, scope) for scope in scopes):
-        needed = " or ".join(repr(scope.value) for scope in scopes)
-        raise Forbidden(f"this API key lacks the {needed} scope")
     return principal
