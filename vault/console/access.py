@@ -13,6 +13,7 @@ import io
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -29,6 +30,7 @@ from vault.domain.subject_refs import normalize_ref
 from vault.errors import InvalidInput
 from vault.http.access_log import _render_row
 from vault.http.params import decode_cursor, encode_cursor, parse_time, query_int, query_uuid
+from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.access_audit import (
     SEARCH_DEFAULT_LIMIT,
@@ -150,6 +152,8 @@ def _maybe_uuid(value: str) -> uuid.UUID | None:
 def _cell(value: object) -> str:
     if isinstance(value, bytes):
         return value.hex()
+    if isinstance(value, datetime):
+        return rfc3339(value)
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
@@ -202,4 +206,6 @@ async def verify_chain(request: Request) -> Response:
             Q.save_chain_check, tenant_id, console.sessions.clock(), session.principal.key_id,
             report.rows, report.ok, report.first_bad_seq, report.problem,
         )  # fmt: skip
-    return redirect("/console/access-log")
+    # Back to the search the officer was looking at.
+    filters = urlencode(_current_filters(request))
+    return redirect(f"/console/access-log?{filters}" if filters else "/console/access-log")
