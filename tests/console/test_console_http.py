@@ -258,3 +258,32 @@ def test_bad_form_input_is_a_page_with_the_field_errors_not_a_500(
     assert bad_ip.status_code == 422
     assert 'id="ip-error"' in bad_ip.text
     assert bad_id.status_code == 404
+
+
+def test_the_language_switch_only_returns_to_console_pages(server: ServerThread) -> None:
+    with server.client() as http:
+        home = http.get("/console/language", params={"set": "nl", "next": "/console/holds"})
+        away = http.get("/console/language", params={"set": "nl", "next": "https://evil.example/"})
+        sneaky = http.get("/console/language", params={"set": "nl", "next": "//evil.example/x"})
+        odd = http.get("/console/language", params={"set": "xx", "next": "/console"})
+        dutch = http.get("/console/sign-in")
+    assert home.status_code == 303
+    assert home.headers["location"] == "/console/holds"
+    assert away.headers["location"] == "/console"
+    assert sneaky.headers["location"] == "/console"
+    assert "set-cookie" not in odd.headers
+    assert '<html lang="nl">' in dutch.text
+    assert "Aanmelden" in dutch.text
+
+
+def test_only_the_two_static_files_are_served(server: ServerThread) -> None:
+    with server.client() as http:
+        css = http.get("/console/static/console.css")
+        js = http.get("/console/static/htmx.min.js")
+        other = http.get("/console/static/..%2Fi18n.py")
+        missing = http.get("/console/static/sessions.py")
+    assert css.status_code == 200
+    assert css.headers["content-type"].startswith("text/css")
+    assert js.status_code == 200
+    assert other.status_code == 404
+    assert missing.status_code == 404

@@ -10,10 +10,13 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from tests.support import Tenant
+from vault.config import Settings
 from vault.console.sessions import ABSOLUTE_LIFETIME, IDLE_LIFETIME, SessionStore
 from vault.db.database import Database
 from vault.domain.scopes import Scope
+from vault.runtime import operator_context
 from vault.services.api_keys import Principal
+from workers.sweeper import sweep
 
 
 class FakeClock:
@@ -129,3 +132,21 @@ def test_an_unknown_or_oversized_token_opens_nothing(database_url: str) -> None:
             await db.close()
 
     assert asyncio.run(run()) == [True, True, True]
+
+
+def test_the_blob_sweeper_also_deletes_expired_sessions(
+    settings: Settings, database_url: str, tenant: Tenant
+) -> None:
+    async def run() -> tuple[int, int]:
+        async with operator_context(settings, database_url) as ctx:
+            key_id = await _admin_key_id(database_url, tenant)
+            opened_at = datetime.now(UTC) - ABSOLUTE_LIFETIME - timedelta(minutes=1)
+            old = SessionStore(ctx.db, lambda: opened_at)
+            await old.open(_principal(tenant, key_id))
+            await SessionStore(ctx.db).open(_principal(tenant, key_id))
+            report = await sweep(ctx.db, ctx.blobs, ctx.keyring)
+        return report.console_sessions_deleted, await _rows(database_url, tenant)
+
+    deleted, left = asyncio.run(run())
+    assert deleted >= 1
+    assert left == 1  # the live session stays

@@ -83,3 +83,18 @@ def test_csrf_tokens_are_bound_to_their_cookie_and_purpose() -> None:
     assert csrf.session_token(one) != csrf.sign_in_token(one)
     assert not csrf.matches(csrf.session_token(one), None)
     assert not csrf.matches(csrf.session_token(one), "")
+
+
+def test_every_status_reason_and_journal_event_has_a_label() -> None:
+    from vault.domain.holds import HoldReason
+    from vault.services.erasures import STATUSES
+
+    events = ("placed", "extended", "annotated", "release_requested", "released", "expired")
+    wanted = [
+        *(f"status.{s}" for s in STATUSES),
+        *(f"reason.{r.value}" for r in HoldReason),
+        *(f"event.{e}" for e in events),
+        "subject.status_active",
+        "subject.status_restricted",
+    ]
+    assert [k for k in wanted if k not in CATALOGUE] == []

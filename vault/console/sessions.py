@@ -110,9 +110,13 @@ class SessionStore:
             await conn.execute(Q.delete_session, session.principal.tenant_id, session.id)
 
     async def delete_expired(self, tenant_id: uuid.UUID) -> int:
-        now = self.clock()
-        async with self._db.tenant_tx(tenant_id) as conn:
-            status = await conn.execute(
-                Q.delete_expired, tenant_id, now - ABSOLUTE_LIFETIME, now - IDLE_LIFETIME
-            )
-        return int(status.split()[-1])
+        return await delete_expired_sessions(self._db, tenant_id, self.clock())
+
+
+async def delete_expired_sessions(db: Database, tenant_id: uuid.UUID, now: datetime) -> int:
+    """Sessions nobody will resume: a resume deletes its own, the sweeper the rest."""
+    async with db.tenant_tx(tenant_id) as conn:
+        status = await conn.execute(
+            Q.delete_expired, tenant_id, now - ABSOLUTE_LIFETIME, now - IDLE_LIFETIME
+        )
+    return int(status.split()[-1])
