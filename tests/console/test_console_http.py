@@ -287,3 +287,11 @@ def test_only_the_two_static_files_are_served(server: ServerThread) -> None:
     assert js.status_code == 200
     assert other.status_code == 404
     assert missing.status_code == 404
+
+
+def test_the_console_is_not_in_the_api_description(server: ServerThread) -> None:
+    with server.client() as http:
+        paths = http.get("/openapi.json").json()["paths"]
+        served = http.get("/console/sign-in")
+    assert served.status_code == 200
+    assert [p for p in paths if p.startswith("/console")] == []

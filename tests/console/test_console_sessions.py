@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -150,3 +151,41 @@ def test_the_blob_sweeper_also_deletes_expired_sessions(
     deleted, left = asyncio.run(run())
     assert deleted >= 1
     assert left == 1  # the live session stays
+
+
+def test_sessions_stay_in_their_tenant_under_row_level_security(
+    database_url: str, tenant: Tenant, new_tenant: Callable[[], Tenant]
+) -> None:
+    other = new_tenant()
+
+    async def run() -> tuple[int, int, int, bool]:
+        db = await Database.connect(database_url, max_size=2)
+        try:
+            store = SessionStore(db)
+            token, _ = await store.open(
+                _principal(tenant, await _admin_key_id(database_url, tenant))
+            )
+            async with db.untenanted_tx() as conn:
+                no_tenant = int(await conn.fetchval("SELECT count(*) FROM console_sessions"))
+            async with db.tenant_tx(other.id) as conn:
+                as_other = int(await conn.fetchval("SELECT count(*) FROM console_sessions"))
+                # Writing a session row into another tenant is refused by the policy.
+                try:
+                    await conn.execute(
+                        "INSERT INTO console_sessions VALUES ($1, $2, $3, $4, '{}', now(), now())",
+                        b"x" * 32, uuid.uuid4(), tenant.id, uuid.uuid4(),
+                    )  # fmt: skip
+                    refused = False
+                except asyncpg.InsufficientPrivilegeError:
+                    refused = True
+            async with db.tenant_tx(tenant.id) as conn:
+                own = int(await conn.fetchval("SELECT count(*) FROM console_sessions"))
+            assert await store.resume(token, None) is not None
+        finally:
+            await db.close()
+        return no_tenant, as_other, own, refused
+
+    no_tenant, as_other, own, refused = asyncio.run(run())
+    assert (no_tenant, as_other) == (0, 0)
+    assert own >= 1
+    assert refused

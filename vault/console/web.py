@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from functools import wraps
+from functools import cache, wraps
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
@@ -64,14 +64,10 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-_ENV: jinja2.Environment | None = None
-
-
+@cache
 def environment() -> jinja2.Environment:
-    global _ENV
-    if _ENV is None:
-        _ENV = _environment()
-    return _ENV
+    """Built on first use (nothing runs at import time), then shared: it is read-only."""
+    return _environment()
 
 
 def format_time(value: datetime | None) -> str:
