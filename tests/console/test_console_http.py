@@ -295,3 +295,18 @@ def test_the_console_is_not_in_the_api_description(server: ServerThread) -> None
         served = http.get("/console/sign-in")
     assert served.status_code == 200
     assert [p for p in paths if p.startswith("/console")] == []
+
+
+def test_field_errors_read_in_the_visitors_language(server: ServerThread, tenant: Tenant) -> None:
+    dutch = {"Accept-Language": "nl-NL,nl;q=0.9"}
+    with server.client() as http:
+        sign_in(http, _officer(http, tenant)["secret"])
+        token = signed_in_token(http)
+        bad = http.post(
+            "/console/holds/new",
+            data={"csrf_token": token, "reason": "whim", "reference": ""},
+            headers=dutch,
+        )
+    assert bad.status_code == 422
+    assert "Kies een van de grondslagen." in bad.text
+    assert "Geef een zaakreferentie van 1 tot 200 tekens." in bad.text

@@ -15,7 +15,7 @@ from vault.console.routes import HTMX_SHA256, HTMX_VERSION
 
 _USED = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z_]+)["']\s*[,)]""")
 _PREFIXED = re.compile(r"""\bt\(\s*["']([a-z_]+\.[a-z_]*)["']\s*~""")
-_KEYS_IN_CODE = re.compile(r'"((?:sign_in|error|hold|subject)\.[a-z_]+)"')
+_KEYS_IN_CODE = re.compile(r'"((?:sign_in|error|hold|subject|invalid)\.[a-z_]+)"')
 
 
 def _package_text(*parts: str) -> str:

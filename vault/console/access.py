@@ -23,7 +23,14 @@ from starlette.responses import Response, StreamingResponse
 from vault.console.auth import session_csrf, signed_in
 from vault.console.holds import parse_local_time
 from vault.console.state import console_state
-from vault.console.web import console_page, page, read_form, redirect, with_security_headers
+from vault.console.web import (
+    console_page,
+    field_message,
+    page,
+    read_form,
+    redirect,
+    with_security_headers,
+)
 from vault.db.sql import Queries
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
@@ -95,7 +102,8 @@ async def search_page(request: Request) -> Response:
         rows = await search(state.db, tenant_id, query)
         cursor = encode_cursor(rows[-1]["seq"]) if len(rows) == query.limit else None
     except InvalidInput as exc:
-        errors[str(exc.extra.get("field", "ip"))] = exc.detail
+        field = str(exc.extra.get("field", "ip"))
+        errors[field] = field_message(field, exc)
     async with state.db.tenant_tx(tenant_id) as conn:
         check = await conn.fetchrow(Q.last_chain_check, tenant_id)
     filters = _current_filters(request)

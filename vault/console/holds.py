@@ -14,7 +14,7 @@ from starlette.responses import Response
 from vault.console.auth import session_csrf, signed_in
 from vault.console.state import console_state
 from vault.console.views import hold_view, key_prefixes
-from vault.console.web import console_page, page, read_form, redirect
+from vault.console.web import console_page, field_message, page, read_form, redirect
 from vault.domain.holds import MAX_NOTE_LENGTH, HoldReason
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
@@ -123,12 +123,12 @@ async def place_hold(request: Request) -> Response:
         try:
             check_hold_request(trial, known)
         except InvalidInput as exc:
-            errors[field] = exc.detail
+            errors[field] = field_message(field, exc)
     ref = None
     try:
         ref = normalize_ref(values["subject_ref"]) if values["subject_ref"] else None
     except InvalidInput as exc:
-        errors["subject_ref"] = exc.detail
+        errors["subject_ref"] = field_message("subject_ref", exc)
     expires_at = None
     try:
         expires_at = check_expiry(parse_local_time("expires_at", values["expires_at"]))
@@ -202,7 +202,8 @@ async def amend_hold(request: Request) -> Response:
         )
     except InvalidInput as exc:
         field = str(exc.extra.get("field", "expires_at"))
-        return await _hold_page(request, hold_id, errors={field: exc.detail}, status=422)
+        errors = {field: field_message(field, exc)}
+        return await _hold_page(request, hold_id, errors=errors, status=422)
     return redirect(f"/console/holds/{hold_id}")
 
 
@@ -218,8 +219,9 @@ async def release_hold(request: Request) -> Response:
         )  # fmt: skip
     except (InvalidInput, Conflict) as exc:
         # A second click by the same officer, or a hold released meanwhile: said on the page.
-        status = 409 if isinstance(exc, Conflict) else 422
+        conflict = isinstance(exc, Conflict)
+        message = exc.detail if conflict else field_message("release_reason", exc)
         return await _hold_page(
-            request, hold_id, errors={"release_reason": exc.detail}, status=status
+            request, hold_id, errors={"release_reason": message}, status=409 if conflict else 422
         )
     return redirect(f"/console/holds/{hold_id}")

@@ -59,6 +59,43 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Enkele velden moeten worden verbeterd; zie de meldingen ernaast.",
     ),
     "form.choose": ("Choose…", "Kies…"),
+    "invalid.reason": ("Choose one of the reasons.", "Kies een van de grondslagen."),
+    "invalid.reference": (
+        "Give a case reference of 1 to 200 characters.",
+        "Geef een zaakreferentie van 1 tot 200 tekens.",
+    ),
+    "invalid.note": (
+        "A note has at most 2,000 characters.",
+        "Een notitie heeft hoogstens 2.000 tekens.",
+    ),
+    "invalid.categories": (
+        "Tick known categories only, or none for all.",
+        "Vink alleen bekende categorieën aan, of geen voor alle.",
+    ),
+    "invalid.subject_ref": (
+        "A reference has 1 to 200 characters.",
+        "Een referentie heeft 1 tot 200 tekens.",
+    ),
+    "invalid.ref": (
+        "A reference has 1 to 200 characters.",
+        "Een referentie heeft 1 tot 200 tekens.",
+    ),
+    "invalid.release_reason": (
+        "Give a reason of 1 to 1,000 characters.",
+        "Geef een reden van 1 tot 1.000 tekens.",
+    ),
+    "invalid.restriction_reason": (
+        "Give a reason of 1 to 1,000 characters.",
+        "Geef een reden van 1 tot 1.000 tekens.",
+    ),
+    "invalid.ip": (
+        "An IP address or a CIDR, such as 203.0.113.0/24.",
+        "Een IP-adres of een CIDR, zoals 203.0.113.0/24.",
+    ),
+    "invalid.status": (
+        "An HTTP status between 100 and 599.",
+        "Een HTTP-status tussen 100 en 599.",
+    ),
     "action.filter": ("Filter", "Filteren"),
     "action.search": ("Search", "Zoeken"),
     "action.clear": ("Clear", "Wissen"),

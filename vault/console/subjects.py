@@ -13,7 +13,13 @@ from vault.console.auth import may, session_csrf, signed_in
 from vault.console.sessions import ConsoleSession
 from vault.console.state import console_state
 from vault.console.views import erasure_view, hold_view
-from vault.console.web import console_page, page, read_form, with_security_headers
+from vault.console.web import (
+    console_page,
+    field_message,
+    page,
+    read_form,
+    with_security_headers,
+)
 from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
 from vault.domain.subject_refs import normalize_ref
@@ -82,7 +88,8 @@ async def lookup(request: Request) -> Response:
     try:
         ref = _ref(form)
     except InvalidInput as exc:
-        return page(request, "subject_lookup.html", {"errors": {"ref": exc.detail}}, status=422)
+        errors = {"ref": field_message("ref", exc)}
+        return page(request, "subject_lookup.html", {"errors": errors}, status=422)
     return await _subject_page(request, session, ref)
 
 
@@ -98,8 +105,8 @@ async def set_restriction(request: Request) -> Response:
     reason = form.get("reason")
     reason = reason.strip() if isinstance(reason, str) else ""
     if action == "restrict" and not 1 <= len(reason) <= MAX_REASON_LENGTH:
-        detail = f"reason must be 1-{MAX_REASON_LENGTH} characters"
-        return await _subject_page(request, session, ref, errors={"reason": detail}, status=422)
+        errors = {"reason": "invalid.restriction_reason"}
+        return await _subject_page(request, session, ref, errors=errors, status=422)
     async with state.db.tenant_tx(tenant_id) as conn:
         subject = await state.subjects.find(conn, tenant_id, ref_hash)
         if action == "restrict":

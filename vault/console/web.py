@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from vault import errors
 from vault.console import csrf
-from vault.console.i18n import Catalogue, choose_language
+from vault.console.i18n import CATALOGUE, Catalogue, choose_language
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
@@ -143,6 +143,13 @@ def error_page(request: Request, status: int, detail_key: str, detail: str = "")
          "detail": detail},
         status=status,
     )  # fmt: skip
+
+
+def field_message(field: str, exc: errors.VaultError) -> str:
+    """The catalogue key for a field's error where the catalogue words it (so it reads in
+    the visitor's language), else the service's own message."""
+    key = f"invalid.{field}"
+    return key if key in CATALOGUE else exc.detail
 
 
 def redirect(url: str) -> Response:
