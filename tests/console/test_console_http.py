@@ -310,3 +310,23 @@ def test_field_errors_read_in_the_visitors_language(server: ServerThread, tenant
     assert bad.status_code == 422
     assert "Kies een van de grondslagen." in bad.text
     assert "Geef een zaakreferentie van 1 tot 200 tekens." in bad.text
+
+
+def test_signing_in_again_ends_the_previous_session(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        key = _officer(http, tenant)
+        form = http.get("/console/sign-in")
+        pre_session = http.cookies.get("dv_console_presession")
+        data = {"csrf_token": form_token(form.text), "api_key": key["secret"]}
+        http.post("/console/sign-in", data=data)
+        first = http.cookies.get("dv_console_session")
+        # A second sign-in from the same browser (say, a tab left on the sign-in page).
+        http.cookies.set("dv_console_presession", str(pre_session), path="/console")
+        again = http.post("/console/sign-in", data=data)
+        second = http.cookies.get("dv_console_session")
+    assert again.status_code == 303
+    assert first and second and first != second
+    with server.client(cookies={"dv_console_session": str(first)}) as replay:
+        assert replay.get("/console").status_code == 303
+    with server.client(cookies={"dv_console_session": str(second)}) as current:
+        assert current.get("/console").status_code == 200

@@ -96,7 +96,12 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(request, pre_session, error="sign_in.wrong_key", status=401)
     if not any(allows(principal.scopes, s) for s in SIGN_IN_SCOPES):
         return _sign_in_page(request, pre_session, error="sign_in.wrong_scope", status=403)
-    token_value, _ = await console_state(request).sessions.open(principal)
+    sessions = console_state(request).sessions
+    # Signing in again ends the session this browser had, rather than leaving it behind.
+    previous = await sessions.resume(request.cookies.get(SESSION_COOKIE, ""), None)
+    if previous is not None:
+        await sessions.close(previous)
+    token_value, _ = await sessions.open(principal)
     response = redirect("/console")
     set_cookie(response, request, SESSION_COOKIE, token_value)
     clear_cookie(response, request, csrf.PRE_SESSION_COOKIE)
