@@ -7,7 +7,8 @@ CHECKED := $(SOURCES) tests bench
 
 .PHONY: run test lint typecheck pytest bench clean system-deps
 
-# Debian packages the tests need: ffmpeg/ffprobe for the video seek test.
+# Debian packages the tests need: ffmpeg/ffprobe for the video seek test, chromium for
+# the console's browser tests (Playwright drives it; its own browser download is not used).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
@@ -38,6 +39,10 @@ system-deps:
 	  echo "installing ffmpeg from Debian"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ffmpeg; }
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium from Debian"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
 # pytest exits 5 when it collects nothing; make treats any non-zero exit as failure.
 pytest: $(VENV)/.installed-test system-deps

@@ -15,6 +15,9 @@ from crypto.providers import provider_from_uri
 from vault.blobs.base import BlobStoreError
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
+from vault.console.routes import ROUTES as CONSOLE_ROUTES
+from vault.console.sessions import SessionStore
+from vault.console.state import ConsoleState
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
 from vault.errors import VaultError
@@ -174,6 +177,7 @@ def create_app(
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
         )
+        app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
         jobs = JobRunner(
             [
@@ -207,7 +211,9 @@ def create_app(
                 await db.close()
 
     return Starlette(
-        routes=ROUTES if serve_api else OPS_ROUTES,
+        # ROUTES is the JSON API that /openapi.json describes; the console's HTML pages
+        # are served beside it and kept out of that document. A worker serves neither.
+        routes=[*ROUTES, *CONSOLE_ROUTES] if serve_api else OPS_ROUTES,
         middleware=[Middleware(AccessLogMiddleware), Middleware(SubjectPathMiddleware)],
         exception_handlers={
             VaultError: vault_error_handler,

@@ -3,7 +3,8 @@
 - blobs of deleted (crypto-shredded) artefacts whose immediate removal failed;
 - uploads still 'uploading' long after any upload could run (the process died): their
   data key is destroyed, the row marked deleted, the blob removed;
-- incomplete streamed writes in the store itself (temp files, S3 multipart uploads).
+- incomplete streamed writes in the store itself (temp files, S3 multipart uploads);
+- expired console sessions (hygiene: they can no longer be resumed anyway).
 All of it is ciphertext under destroyed keys already; removal is hygiene.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault.blobs.base import BlobStore
+from vault.console.sessions import delete_expired_sessions
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.services.artefacts import ABANDONED_UPLOAD_AFTER, remove_blob
@@ -33,6 +35,7 @@ class SweepReport:
     blobs_removed: int = 0
     uploads_abandoned: int = 0
     incomplete_aborted: int = 0
+    console_sessions_deleted: int = 0
 
 
 async def sweep(
@@ -42,6 +45,7 @@ async def sweep(
     report = SweepReport()
     for tenant in await list_tenants(db):
         await _sweep_tenant(db, blobs, keyring, tenant.id, now, report)
+        report.console_sessions_deleted += await delete_expired_sessions(db, tenant.id, now)
     for upload in await blobs.list_incomplete(now - ABANDONED_UPLOAD_AFTER):
         await blobs.abort_incomplete(upload)
         report.incomplete_aborted += 1

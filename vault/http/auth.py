@@ -27,20 +27,22 @@ def presented_token(request: Request) -> str:
     return header[len(_BEARER) :].strip() if header.lower().startswith(_BEARER) else ""
 
 
-async def authenticate(request: Request) -> Principal:
-    """The caller's live key, whatever its scopes; looked up once per request.
+async def authenticate(request: Request, token: str | None = None) -> Principal:
+    """The live key `token` names (the console's sign-in form), or by default the one in
+    the Authorization header, looked up once per request; whatever its scopes.
 
     Throttling (API.md): after too many missing or wrong keys from one IP, further
     missing or wrong keys from it get 429 instead of 401. A valid key is never refused
     by this, so an attacker hammering from a shared address cannot lock out real users.
     """
-    known: Principal | None = getattr(request.state, "principal", None)
-    if known is not None:
-        return known
+    if token is None:
+        known: Principal | None = getattr(request.state, "principal", None)
+        if known is not None:
+            return known
+        token = presented_token(request)
     state = vault_state(request)
     ip = request.state.client_ip
     ip_text = str(ip) if ip is not None else "unknown"
-    token = presented_token(request)
     # Only the public prefix of a presented key is ever logged, never the secret.
     request.state.key_prefix = presented_prefix(token)
     try:

@@ -1,0 +1,227 @@
+"""Hold pages: list, place (with field errors beside the fields), a hold with its journal
+and impact, extend or annotate, release (two keys for litigation and law enforcement)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vault.console.auth import session_csrf, signed_in
+from vault.console.state import console_state
+from vault.console.views import hold_view, key_prefixes
+from vault.console.web import console_page, field_message, page, read_form, redirect
+from vault.domain.holds import MAX_NOTE_LENGTH, HoldReason
+from vault.domain.scopes import Scope
+from vault.domain.subject_refs import normalize_ref
+from vault.errors import Conflict, InvalidInput
+from vault.http.pages import page_after_time, page_params
+from vault.http.params import encode_cursor_parts, parse_time, path_uuid
+from vault.http.render import rfc3339
+from vault.http.state import vault_state
+from vault.services.api_keys import Principal
+from vault.services.holds import Actor, HoldRequest, check_expiry, check_hold_request
+
+PAGE_SIZE = 50
+
+
+def _actor(request: Request, principal: Principal) -> Actor:
+    ip = request.state.client_ip
+    return Actor(principal.key_id, str(ip) if ip is not None else None)
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def parse_local_time(name: str, value: str) -> datetime | None:
+    """A `datetime-local` field (no offset) is read as UTC, as the form's label says."""
+    if not value:
+        return None
+    has_offset = value.endswith("Z") or "+" in value[10:] or value[10:].count("-") > 0
+    return parse_time(name, value if has_offset else value + "Z")
+
+
+def _hex_hash(value: str | None) -> bytes | None:
+    if not value:
+        return None
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise InvalidInput("subject_ref_hash must be hex", field="subject_ref_hash") from None
+
+
+@console_page
+async def list_holds(request: Request) -> Response:
+    session = await signed_in(request, Scope.COMPLIANCE)
+    limit, after = page_params(request, {"active", "subject_ref_hash"})
+    active = request.query_params.get("active", "true") != "false"
+    ref_hash = _hex_hash(request.query_params.get("subject_ref_hash"))
+    now = console_state(request).sessions.clock()
+    rows = await vault_state(request).holds.list(
+        session.principal.tenant_id, active=active, subject_ref_hash=ref_hash,
+        after=page_after_time(after), limit=limit,
+    )  # fmt: skip
+    last = rows[-1] if len(rows) == limit else None
+    cursor = encode_cursor_parts(rfc3339(last["placed_at"]), str(last["id"])) if last else None
+    return page(
+        request, "holds.html",
+        {"holds": [hold_view(h, now) for h in rows], "active": active, "cursor": cursor,
+         "ref_hash": ref_hash.hex() if ref_hash else ""},
+    )  # fmt: skip
+
+
+async def _hold_form(
+    request: Request, tenant_id: uuid.UUID, values: dict[str, Any], errors: dict[str, str],
+    status: int = 200,
+) -> Response:  # fmt: skip
+    state = vault_state(request)
+    async with state.db.tenant_tx(tenant_id) as conn:
+        known = await state.holds.known_categories(conn, tenant_id)
+    return page(
+        request, "hold_new.html",
+        {"values": values, "errors": errors, "categories": known,
+         "reasons": [r.value for r in HoldReason], "max_note": MAX_NOTE_LENGTH},
+        status=status,
+    )  # fmt: skip
+
+
+@console_page
+async def new_hold_form(request: Request) -> Response:
+    session = await signed_in(request, Scope.COMPLIANCE)
+    return await _hold_form(request, session.principal.tenant_id, {"categories": []}, {})
+
+
+@console_page
+async def place_hold(request: Request) -> Response:
+    session = await signed_in(request, Scope.COMPLIANCE)
+    form = await read_form(request, session_csrf(request))
+    tenant_id = session.principal.tenant_id
+    state = vault_state(request)
+    values: dict[str, Any] = {
+        name: _text(form, name)
+        for name in ("subject_ref", "reason", "reference", "note", "expires_at")
+    }
+    values["categories"] = [c for c in form.getlist("categories") if isinstance(c, str)]
+    errors: dict[str, str] = {}
+    body: dict[str, Any] = {
+        "reason": values["reason"], "reference": values["reference"],
+        "note": values["note"] or None, "categories": values["categories"] or None,
+    }  # fmt: skip
+    async with state.db.tenant_tx(tenant_id) as conn:
+        known = await state.holds.known_categories(conn, tenant_id)
+    checked: HoldRequest | None = None
+    # The service stops at the first bad field; checking the fields one at a time lets
+    # the page show every error at once.
+    for field in ("reason", "reference", "note", "categories"):
+        trial = {**body, **{f: _valid_sample(f) for f in body if f != field}}
+        try:
+            check_hold_request(trial, known)
+        except InvalidInput as exc:
+            errors[field] = field_message(field, exc)
+    ref = None
+    try:
+        ref = normalize_ref(values["subject_ref"]) if values["subject_ref"] else None
+    except InvalidInput as exc:
+        errors["subject_ref"] = field_message("subject_ref", exc)
+    expires_at = None
+    try:
+        expires_at = check_expiry(parse_local_time("expires_at", values["expires_at"]))
+    except InvalidInput as exc:
+        errors["expires_at"] = exc.detail
+    if not errors:
+        checked = check_hold_request(body, known)
+    if errors or checked is None:
+        return await _hold_form(request, tenant_id, values, errors, status=422)
+    ref_hash = await state.subject_refs.hash(tenant_id, ref) if ref else None
+    request.state.subject_ref_hash = ref_hash
+    hold = await state.holds.place(
+        tenant_id,
+        HoldRequest(ref_hash, checked.categories, checked.reason, checked.reference,
+                    checked.note, expires_at),
+        _actor(request, session.principal),
+    )  # fmt: skip
+    return redirect(f"/console/holds/{hold['id']}?placed=1")
+
+
+def _valid_sample(field: str) -> Any:
+    """A value the service accepts for `field`, to check another field on its own."""
+    return {"reason": HoldReason.REGULATORY.value, "reference": "x"}.get(field)
+
+
+async def _hold_page(
+    request: Request, hold_id: uuid.UUID, *, message: str = "",
+    errors: dict[str, str] | None = None, status: int = 200,
+) -> Response:  # fmt: skip
+    session = await signed_in(request, Scope.COMPLIANCE)
+    tenant_id = session.principal.tenant_id
+    state = vault_state(request)
+    hold = await state.holds.get(tenant_id, hold_id)
+    impact = await state.holds.impact(tenant_id, hold_id)
+    now = console_state(request).sessions.clock()
+    keys = await key_prefixes(state, tenant_id)
+    return page(
+        request, "hold.html",
+        {"hold": hold_view(hold, now), "impact": impact, "keys": keys,
+         "message": message or ("hold.placed" if request.query_params.get("placed") else ""),
+         "errors": errors or {}, "me": session.principal.key_id},
+        status=status,
+    )  # fmt: skip
+
+
+@console_page
+async def show_hold(request: Request) -> Response:
+    return await _hold_page(request, path_uuid(request.path_params["hold_id"]))
+
+
+@console_page
+async def amend_hold(request: Request) -> Response:
+    session = await signed_in(request, Scope.COMPLIANCE)
+    hold_id = path_uuid(request.path_params["hold_id"])
+    form = await read_form(request, session_csrf(request))
+    changes: dict[str, Any] = {}
+    try:
+        if _text(form, "expires_at"):
+            changes["expires_at"] = parse_local_time("expires_at", _text(form, "expires_at"))
+        if "note" in form:
+            note = _text(form, "note")
+            if len(note) > MAX_NOTE_LENGTH:
+                raise InvalidInput(
+                    f"note must be at most {MAX_NOTE_LENGTH} characters", field="note"
+                )
+            changes["note"] = note or None
+        if not changes:
+            raise InvalidInput("give a new expiry or a note", field="expires_at")
+        await vault_state(request).holds.amend(
+            session.principal.tenant_id, hold_id, changes, _actor(request, session.principal)
+        )
+    except InvalidInput as exc:
+        field = str(exc.extra.get("field", "expires_at"))
+        errors = {field: field_message(field, exc)}
+        return await _hold_page(request, hold_id, errors=errors, status=422)
+    return redirect(f"/console/holds/{hold_id}")
+
+
+@console_page
+async def release_hold(request: Request) -> Response:
+    session = await signed_in(request, Scope.COMPLIANCE)
+    hold_id = path_uuid(request.path_params["hold_id"])
+    form = await read_form(request, session_csrf(request))
+    try:
+        await vault_state(request).holds.release(
+            session.principal.tenant_id, hold_id, _text(form, "reason"),
+            _actor(request, session.principal),
+        )  # fmt: skip
+    except (InvalidInput, Conflict) as exc:
+        # A second click by the same officer, or a hold released meanwhile: said on the page.
+        conflict = isinstance(exc, Conflict)
+        message = exc.detail if conflict else field_message("release_reason", exc)
+        return await _hold_page(
+            request, hold_id, errors={"release_reason": message}, status=409 if conflict else 422
+        )
+    return redirect(f"/console/holds/{hold_id}")

@@ -1,0 +1,343 @@
+"""Every console string, in English and Dutch, in this one catalogue.
+
+The language is the visitor's own choice (the switch on every page, kept in a cookie),
+else the best match in Accept-Language, else English.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES = ("en", "nl")
+DEFAULT_LANGUAGE = "en"
+# Accept-Language headers longer than this are not parsed (a visitor's browser sends a few
+# dozen characters).
+MAX_ACCEPT_LANGUAGE = 512
+
+# key: (English, Dutch)
+CATALOGUE: dict[str, tuple[str, str]] = {
+    "app.name": ("datavault console", "datavault-console"),
+    "nav.skip": ("Skip to content", "Naar de inhoud"),
+    "nav.label": ("Console sections", "Onderdelen van de console"),
+    "nav.dashboard": ("Dashboard", "Overzicht"),
+    "nav.holds": ("Legal holds", "Bewaarplichten"),
+    "nav.erasures": ("Erasures", "Verwijderingen"),
+    "nav.subjects": ("Subjects", "Betrokkenen"),
+    "nav.access_log": ("Access log", "Toegangslog"),
+    "nav.sign_out": ("Sign out", "Afmelden"),
+    "nav.signed_in_as": ("Signed in with key {key}", "Aangemeld met sleutel {key}"),
+    "lang.label": ("Language", "Taal"),
+    "sign_in.title": ("Sign in", "Aanmelden"),
+    "sign_in.key": ("API key", "API-sleutel"),
+    "sign_in.hint": (
+        "A key with the compliance or admin scope, or the erasure scope for the erasure "
+        "pages. The key is checked once and exchanged for a session; it is not stored in "
+        "your browser. Sessions end after 30 minutes without use and after 8 hours.",
+        "Een sleutel met de scope compliance of admin, of erasure voor de pagina's over "
+        "verwijderingen. De sleutel wordt één keer gecontroleerd en ingeruild voor een "
+        "sessie; hij wordt niet in uw browser bewaard. Een sessie eindigt na 30 minuten "
+        "zonder gebruik en na 8 uur.",
+    ),
+    "sign_in.submit": ("Sign in", "Aanmelden"),
+    "sign_in.signed_out": ("You are signed out.", "U bent afgemeld."),
+    "sign_in.wrong_key": (
+        "This key is not valid (wrong, revoked or expired).",
+        "Deze sleutel is niet geldig (onjuist, ingetrokken of verlopen).",
+    ),
+    "sign_in.wrong_scope": (
+        "This key has none of the scopes compliance, admin or erasure.",
+        "Deze sleutel heeft geen van de scopes compliance, admin of erasure.",
+    ),
+    "error.csrf": (
+        "This form is out of date or did not come from this console. Reload the page and "
+        "try again.",
+        "Dit formulier is verouderd of kwam niet van deze console. Laad de pagina opnieuw "
+        "en probeer het nog eens.",
+    ),
+    "form.has_errors": (
+        "Some fields need correcting; see the messages beside them.",
+        "Enkele velden moeten worden verbeterd; zie de meldingen ernaast.",
+    ),
+    "form.choose": ("Choose…", "Kies…"),
+    "invalid.reason": ("Choose one of the reasons.", "Kies een van de grondslagen."),
+    "invalid.reference": (
+        "Give a case reference of 1 to 200 characters.",
+        "Geef een zaakreferentie van 1 tot 200 tekens.",
+    ),
+    "invalid.note": (
+        "A note has at most 2,000 characters.",
+        "Een notitie heeft hoogstens 2.000 tekens.",
+    ),
+    "invalid.categories": (
+        "Tick known categories only, or none for all.",
+        "Vink alleen bekende categorieën aan, of geen voor alle.",
+    ),
+    "invalid.subject_ref": (
+        "A reference has 1 to 200 characters.",
+        "Een referentie heeft 1 tot 200 tekens.",
+    ),
+    "invalid.ref": (
+        "A reference has 1 to 200 characters.",
+        "Een referentie heeft 1 tot 200 tekens.",
+    ),
+    "invalid.release_reason": (
+        "Give a reason of 1 to 1,000 characters.",
+        "Geef een reden van 1 tot 1.000 tekens.",
+    ),
+    "invalid.restriction_reason": (
+        "Give a reason of 1 to 1,000 characters.",
+        "Geef een reden van 1 tot 1.000 tekens.",
+    ),
+    "invalid.ip": (
+        "An IP address or a CIDR, such as 203.0.113.0/24.",
+        "Een IP-adres of een CIDR, zoals 203.0.113.0/24.",
+    ),
+    "invalid.status": (
+        "An HTTP status between 100 and 599.",
+        "Een HTTP-status tussen 100 en 599.",
+    ),
+    "action.filter": ("Filter", "Filteren"),
+    "action.search": ("Search", "Zoeken"),
+    "action.clear": ("Clear", "Wissen"),
+    "action.next_page": ("Older →", "Ouder →"),
+    "field.subject_ref": ("Subject reference", "Referentie van de betrokkene"),
+    "field.categories": ("Categories", "Categorieën"),
+    "field.category": ("Category", "Categorie"),
+    "field.reason": ("Reason", "Grondslag"),
+    "field.reference": ("Case reference", "Zaakreferentie"),
+    "field.note": ("Note", "Notitie"),
+    "field.expires_at": ("Expires at (UTC)", "Verloopt op (UTC)"),
+    "dashboard.title": ("Dashboard", "Overzicht"),
+    "dashboard.open_erasures": ("Open erasures", "Openstaande verwijderingen"),
+    "dashboard.no_open_erasures": ("No open erasures.", "Geen openstaande verwijderingen."),
+    "dashboard.active_holds": ("Legal holds", "Bewaarplichten"),
+    "dashboard.active": ("Active", "Actief"),
+    "dashboard.expiring_7d": ("Expiring within 7 days", "Verloopt binnen 7 dagen"),
+    "dashboard.per_category": ("Per category", "Per categorie"),
+    "dashboard.holds_covering": ("Active holds", "Actieve bewaarplichten"),
+    "dashboard.kept_by_hold": ("Kept by a hold", "Bewaard door bewaarplicht"),
+    "dashboard.kept_by_retention": ("Kept by retention", "Bewaard door bewaartermijn"),
+    "dashboard.nothing_held": ("Nothing is held.", "Er wordt niets bewaard."),
+    "status.scheduled": ("scheduled", "gepland"),
+    "status.in_progress": ("in progress", "bezig"),
+    "status.completed": ("completed", "voltooid"),
+    "status.held": ("held", "deels bewaard"),
+    "status.cancelled": ("cancelled", "geannuleerd"),
+    "reason.billing": ("billing", "facturering"),
+    "reason.fraud_investigation": ("fraud investigation", "fraudeonderzoek"),
+    "reason.litigation": ("litigation", "rechtszaak"),
+    "reason.law_enforcement": ("law enforcement", "opsporing"),
+    "reason.regulatory": ("regulatory", "toezichthouder"),
+    "holds.title": ("Legal holds", "Bewaarplichten"),
+    "holds.place": ("Place a hold", "Bewaarplicht opleggen"),
+    "holds.show": ("Show", "Toon"),
+    "holds.active_only": ("active holds", "actieve bewaarplichten"),
+    "holds.all": ("all holds", "alle bewaarplichten"),
+    "holds.for_subject": ("for subject", "voor betrokkene"),
+    "holds.none": ("No holds.", "Geen bewaarplichten."),
+    "hold.title": ("Hold", "Bewaarplicht"),
+    "hold.placed": ("The hold is placed.", "De bewaarplicht is opgelegd."),
+    "hold.scope": ("Scope", "Bereik"),
+    "hold.scope_tenant": ("whole tenant", "hele tenant"),
+    "hold.scope_subject": ("one subject", "één betrokkene"),
+    "hold.all_categories": ("all categories", "alle categorieën"),
+    "hold.placed_at": ("Placed", "Opgelegd"),
+    "hold.expires_at": ("Expires", "Verloopt"),
+    "hold.released_at": ("Released", "Opgeheven"),
+    "hold.state": ("State", "Stand"),
+    "hold.active": ("active", "actief"),
+    "hold.released": ("released", "opgeheven"),
+    "hold.expired": ("expired", "verlopen"),
+    "hold.expiring_soon": ("expires within 7 days", "verloopt binnen 7 dagen"),
+    "hold.subject_hint": (
+        "Leave empty to hold the whole tenant. A subject not yet seen can be held too; "
+        "the vault keeps only a keyed hash of the reference.",
+        "Leeg laten voor de hele tenant. Ook een nog onbekende betrokkene kan worden "
+        "vastgehouden; de kluis bewaart alleen een sleutelhash van de referentie.",
+    ),
+    "hold.categories_hint": ("None ticked: all categories.", "Niets aangevinkt: alle categorieën."),
+    "hold.note_hint": (
+        "Case numbers and ticket ids only: never a name, e-mail or other personal data.",
+        "Alleen zaaknummers en ticketnummers: nooit een naam, e-mailadres of andere "
+        "persoonsgegevens.",
+    ),
+    "hold.awaiting_second": (
+        "Release requested by {key} at {at}, awaiting a second compliance officer.",
+        "Opheffing aangevraagd door {key} op {at}, wacht op een tweede compliance officer.",
+    ),
+    "hold.impact": ("Impact of a release", "Gevolg van opheffen"),
+    "hold.impact_keys": ("Keys shredded at once", "Sleutels die direct vernietigd worden"),
+    "hold.impact_erasures": ("Erasures that proceed", "Verwijderingen die doorgaan"),
+    "hold.impact_none": (
+        "Releasing this hold shreds nothing now.",
+        "Opheffen van deze bewaarplicht vernietigt nu niets.",
+    ),
+    "hold.extend": ("Extend or annotate", "Verlengen of aantekenen"),
+    "hold.save": ("Save", "Opslaan"),
+    "hold.release": ("Release", "Opheffen"),
+    "hold.release_reason": ("Reason for the release", "Reden van opheffen"),
+    "hold.request_release": ("Request release", "Opheffing aanvragen"),
+    "hold.confirm_release": ("Confirm release", "Opheffing bevestigen"),
+    "hold.two_key_hint": (
+        "Releasing a litigation or law-enforcement hold takes two different compliance "
+        "keys: the first requests, a second confirms.",
+        "Voor het opheffen van een bewaarplicht wegens rechtszaak of opsporing zijn twee "
+        "verschillende compliance-sleutels nodig: de eerste vraagt aan, de tweede bevestigt.",
+    ),
+    "hold.journal": ("Journal", "Logboek"),
+    "journal.when": ("When", "Wanneer"),
+    "journal.what": ("What", "Wat"),
+    "journal.who": ("Who (key)", "Wie (sleutel)"),
+    "journal.from": ("From (IP)", "Vanaf (IP)"),
+    "journal.why": ("Why", "Waarom"),
+    "journal.system": ("the vault", "de kluis"),
+    "event.placed": ("placed", "opgelegd"),
+    "event.extended": ("extended", "verlengd"),
+    "event.annotated": ("annotated", "aangetekend"),
+    "event.release_requested": ("release requested", "opheffing aangevraagd"),
+    "event.released": ("released", "opgeheven"),
+    "event.expired": ("expired", "verlopen"),
+    "erasures.title": ("Erasures", "Verwijderingen"),
+    "erasures.any_status": ("any status", "elke status"),
+    "erasures.none": ("No erasures.", "Geen verwijderingen."),
+    "erasure.title": ("Erasure", "Verwijdering"),
+    "erasure.id": ("Erasure", "Verwijdering"),
+    "erasure.status": ("Status", "Status"),
+    "erasure.subject": ("Subject (pseudonym)", "Betrokkene (pseudoniem)"),
+    "erasure.requested_at": ("Requested", "Aangevraagd"),
+    "erasure.not_before": ("Not before", "Niet voor"),
+    "erasure.due_at": ("Due", "Uiterlijk"),
+    "erasure.completed_at": ("Completed", "Voltooid"),
+    "erasure.overdue": ("overdue", "te laat"),
+    "erasure.rate_braked": ("held back by the rate brake", "tegengehouden door de rem"),
+    "erasure.shredded": ("Shredded", "Vernietigd"),
+    "erasure.nothing_shredded": ("Nothing shredded (yet).", "(Nog) niets vernietigd."),
+    "erasure.key_id": ("Key", "Sleutel"),
+    "erasure.destroyed_at": ("Destroyed", "Vernietigd op"),
+    "erasure.kept": ("Kept", "Bewaard"),
+    "erasure.nothing_kept": ("Nothing is kept.", "Er wordt niets bewaard."),
+    "erasure.kept_by_hold": ("{category}: kept by hold", "{category}: bewaard door bewaarplicht"),
+    "erasure.kept_until": (
+        "{category}: kept for statutory retention until {until}",
+        "{category}: bewaard voor de wettelijke bewaartermijn tot {until}",
+    ),
+    "erasure.receipt": ("Receipt", "Bewijs van verwijdering"),
+    "erasure.no_receipt": (
+        "No receipt yet: it is issued once the shred is complete.",
+        "Nog geen bewijs: dat volgt zodra de vernietiging voltooid is.",
+    ),
+    "erasure.receipt_verifies": (
+        "The signature verifies against the published key {key}.",
+        "De handtekening klopt met de gepubliceerde sleutel {key}.",
+    ),
+    "erasure.receipt_fails": (
+        "The signature does NOT verify: {problem}",
+        "De handtekening klopt NIET: {problem}",
+    ),
+    "erasure.receipt_final": ("Final receipt", "Definitief bewijs"),
+    "erasure.receipt_interim": (
+        "Interim receipt (some categories are still kept)",
+        "Voorlopig bewijs (sommige categorieën worden nog bewaard)",
+    ),
+    "erasure.backups_after": (
+        "backups unreadable after {at}",
+        "back-ups onleesbaar na {at}",
+    ),
+    "erasure.download_receipt": (
+        "Download the signed receipt (JSON)",
+        "Download het ondertekende bewijs (JSON)",
+    ),
+    "subjects.title": ("Subjects", "Betrokkenen"),
+    "subjects.hint": (
+        "The reference is sent in the form, not the address bar, so it stays out of your "
+        "browser history.",
+        "De referentie gaat mee in het formulier, niet in de adresbalk, zodat ze niet in "
+        "uw browsergeschiedenis komt.",
+    ),
+    "subjects.look_up": ("Look up", "Opzoeken"),
+    "subject.title": ("Subject", "Betrokkene"),
+    "subject.pseudonym": ("Pseudonym (keyed hash)", "Pseudoniem (sleutelhash)"),
+    "subject.status": ("Status", "Status"),
+    "subject.status_active": ("active", "actief"),
+    "subject.status_restricted": ("restricted", "beperkt"),
+    "subject.unknown": ("no data stored for this reference", "geen gegevens voor deze referentie"),
+    "subject.created_at": ("First seen", "Eerst gezien"),
+    "subject.artefacts": ("Artefacts", "Bestanden"),
+    "subject.records": ("Records", "Records"),
+    "subject.bytes": ("Bytes", "Bytes"),
+    "subject.no_data": ("No data stored.", "Geen gegevens opgeslagen."),
+    "subject.holds": ("Holds covering this subject", "Bewaarplichten voor deze betrokkene"),
+    "subject.erasures": ("Erasures", "Verwijderingen"),
+    "subject.restriction": ("Restriction of processing", "Beperking van de verwerking"),
+    "subject.restrict": ("Restrict processing", "Verwerking beperken"),
+    "subject.restrict_reason": ("Reason", "Reden"),
+    "subject.lift": ("Lift the restriction", "Beperking opheffen"),
+    "subject.restricted_now": ("Processing is restricted.", "De verwerking is beperkt."),
+    "subject.lifted_now": ("The restriction is lifted.", "De beperking is opgeheven."),
+    "subject.export": ("Export", "Export"),
+    "subject.download_export": ("Download everything (ZIP)", "Alles downloaden (ZIP)"),
+    "access.title": ("Access log", "Toegangslog"),
+    "access.chain": ("Chain verification", "Controle van de keten"),
+    "access.chain_ok": (
+        "Last verification {at}: all {rows} rows intact.",
+        "Laatste controle {at}: alle {rows} regels intact.",
+    ),
+    "access.chain_bad": (
+        "Last verification {at}: row {seq} fails: {problem}",
+        "Laatste controle {at}: regel {seq} klopt niet: {problem}",
+    ),
+    "access.chain_never": (
+        "The chain has not been verified from the console yet.",
+        "De keten is nog niet vanuit de console gecontroleerd.",
+    ),
+    "access.verify_now": ("Verify the chain now", "Keten nu controleren"),
+    "access.search": ("Search", "Zoeken"),
+    "access.api_key": ("API key", "API-sleutel"),
+    "access.api_key_hint": ("prefix or id", "prefix of id"),
+    "access.ip": ("IP address or CIDR", "IP-adres of CIDR"),
+    "access.ip_hint": ("e.g. 203.0.113.0/24", "bijv. 203.0.113.0/24"),
+    "access.status": ("HTTP status", "HTTP-status"),
+    "access.since": ("From (UTC)", "Vanaf (UTC)"),
+    "access.until": ("Until (UTC)", "Tot (UTC)"),
+    "access.subject_filtered": ("filtered on pseudonym {hash}…", "gefilterd op pseudoniem {hash}…"),
+    "access.active_filters": ("Current search", "Huidige zoekopdracht"),
+    "access.csv": ("Download this search as CSV", "Deze zoekopdracht downloaden als CSV"),
+    "access.results": ("Requests, newest first", "Verzoeken, nieuwste eerst"),
+    "access.at": ("Time", "Tijd"),
+    "access.request": ("Request", "Verzoek"),
+    "access.none": ("No requests match.", "Geen verzoeken gevonden."),
+}
+
+
+class Catalogue:
+    def __init__(self, language: str) -> None:
+        self._index = LANGUAGES.index(language) if language in LANGUAGES else 0
+
+    def text(self, name: str, /, **values: Any) -> str:
+        entry = CATALOGUE.get(name)
+        if entry is None:
+            # A missing string shows its key rather than failing the page; a test checks
+            # that every key the templates use is in the catalogue.
+            return name
+        return entry[self._index].format(**values) if values else entry[self._index]
+
+
+def choose_language(cookie: str | None, accept_language: str | None) -> str:
+    if cookie in LANGUAGES:
+        return cookie
+    if not accept_language or len(accept_language) > MAX_ACCEPT_LANGUAGE:
+        return DEFAULT_LANGUAGE
+    ranked: list[tuple[float, int, str]] = []
+    for position, item in enumerate(accept_language.split(",")):
+        tag, _, params = item.strip().partition(";")
+        quality = 1.0
+        params = params.strip()
+        if params.startswith("q="):
+            try:
+                quality = float(params[2:])
+            except ValueError:
+                quality = 0.0
+        primary = tag.strip().lower().split("-")[0]
+        if primary in LANGUAGES and quality > 0:
+            ranked.append((-quality, position, primary))
+    return min(ranked)[2] if ranked else DEFAULT_LANGUAGE
