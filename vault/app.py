@@ -185,7 +185,9 @@ def create_app(
                 kek_eviction_job(keyring),
                 root_epochs_job(db, root),
                 *(
-                    background_jobs(db, blobs, keyring, issuer, secrets.anchor_keys, root, settings)
+                    background_jobs(
+                        db, blobs, keyring, issuer, secrets.anchor_keys, root, settings, metrics
+                    )
                     if run_jobs
                     else []
                 ),

@@ -35,6 +35,7 @@ def background_jobs(
     anchor_keys: AnchorKeys,
     root: RootKeyProvider,
     settings: Settings,
+    metrics: Metrics,
 ) -> list[PeriodicJob]:
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
     return [
@@ -45,7 +46,12 @@ def background_jobs(
         PeriodicJob(
             "access-log-anchor",
             ANCHOR_INTERVAL_SECONDS,
-            lambda: publish_anchors(db, blobs, anchor_keys),
+            lambda: publish_anchors(
+                db,
+                blobs,
+                anchor_keys,
+                on_refused=lambda _: metrics.integrity_failures.labels("access_log_anchor").inc(),
+            ),
         ),
         PeriodicJob(
             "access-log-ip-retention",

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from crypto.mac import keyed_hash
 from crypto.secrets import generate_key
-from tests.support import ServerThread, Tenant
+from tests.support import ServerThread, Tenant, running_server
 from vault.config import Settings
 from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.runtime import operator_context
@@ -135,6 +135,30 @@ def test_tail_cut_with_consistent_head_is_caught_by_the_anchor(
     assert "cut off" in result.stdout
 
 
+def test_a_cut_tail_that_regrew_does_not_move_the_anchor(
+    settings: Settings, database_url: str, data_dir: Path, logged_tenant: Tenant
+) -> None:
+    """Cut the tail, rewind the head, then let new rows grow the chain past the anchored
+    seq: the anchoring job must not replace the anchor with the new head, which would
+    erase the only evidence of the cut."""
+    assert _publish_anchors(settings, database_url) >= 1
+    anchored = json.loads(_anchor_path(data_dir, logged_tenant).read_bytes())
+    where = f"tenant_id = '{logged_tenant.id}'"
+    _as_owner(
+        database_url,
+        f"DELETE FROM access_log WHERE {where} AND seq >= 4",
+        f"UPDATE access_log_heads h SET seq = 3, row_hash = l.row_hash FROM access_log l "
+        f"WHERE h.{where} AND l.{where} AND l.seq = 3",
+    )
+    with running_server(settings, database_url, run_jobs=False) as server, server.client() as http:
+        for _ in range(4):  # rows 4..7 (and their access-log rows): past the anchored 5
+            http.get("/v1/tenant", headers=logged_tenant.auth())
+    _publish_anchors(settings, database_url)
+    assert json.loads(_anchor_path(data_dir, logged_tenant).read_bytes()) == anchored
+    result = _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug)
+    assert result.returncode == 1
+
+
 def test_forged_anchor_is_reported(
     settings: Settings, database_url: str, data_dir: Path, logged_tenant: Tenant
 ) -> None:
@@ -245,7 +269,12 @@ def test_an_old_mac_anchor_still_verifies_and_a_changed_one_does_not(
     assert result.returncode == 1
     assert "anchor MAC does not verify" in result.stdout
 
-    # The next anchoring round replaces it with a signed one.
+    # The anchoring job keeps the evidence: a damaged anchor is not overwritten.
+    _publish_anchors(settings, database_url)
+    assert json.loads(path.read_bytes())["v"] == 1
+    assert _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug).returncode == 1
+    # Once an operator has moved it aside, the next round writes a signed one.
+    path.rename(path.with_name("damaged.json"))
     _publish_anchors(settings, database_url)
     assert json.loads(path.read_bytes())["v"] == 2
     assert _audit_verify(database_url, data_dir, "--tenant", logged_tenant.slug).returncode == 0

@@ -18,9 +18,12 @@ import binascii
 import hashlib
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import structlog
 
 from crypto import signing
 from crypto.errors import IntegrityError
@@ -32,6 +35,7 @@ from vault.db.sql import Queries
 from vault.services.tenants import list_tenants
 
 Q = Queries("access_log")
+log = structlog.get_logger("datavault.access_anchor")
 
 # DESIGN.md: the signed head reaches the blob store at least every minute.
 ANCHOR_INTERVAL_SECONDS = 30.0
@@ -162,22 +166,45 @@ async def read_anchor(blobs: BlobStore, keys: AnchorKeys, tenant_id: uuid.UUID) 
     return decode_anchor(data, keys)
 
 
-async def publish_anchors(db: Database, blobs: BlobStore, keys: AnchorKeys) -> int:
-    """Anchor every chain whose head moved past its anchor; return how many were written."""
+async def publish_anchors(
+    db: Database,
+    blobs: BlobStore,
+    keys: AnchorKeys,
+    on_refused: Callable[[str], None] = lambda reason: None,
+) -> int:
+    """Anchor every chain whose head moved past its anchor; return how many were written.
+
+    An anchor only ever moves forward along the same chain. An anchor that does not
+    verify, or a chain that no longer holds the anchored row with the anchored hash (its
+    tail was cut, or it was rewritten and has since grown past the anchored seq), is left
+    as it is: overwriting it would erase the evidence `datavault audit verify` reports.
+    Such a chain stays unanchored, logged and counted (`on_refused`), until an operator
+    has looked at it and moved the anchor aside (docs/runbook.md)."""
     written = 0
     tenants = [t.id for t in await list_tenants(db)]
     for tenant_id in all_chains(tenants):
         async with db.tenant_tx(tenant_id) as conn:
             head = await conn.fetchrow(Q.get_head, tenant_id)
-        if head is None or head["seq"] == 0:
-            continue
-        try:
-            current = await read_anchor(blobs, keys, tenant_id)
-        except AnchorInvalid:
-            current = None  # overwrite a damaged anchor with the true head; verify reports it
-        if current is not None and current.seq >= head["seq"]:
-            continue
+            try:
+                current = await read_anchor(blobs, keys, tenant_id)
+            except AnchorInvalid:
+                _refuse(tenant_id, "anchor_invalid", on_refused)
+                continue
+            if head is None or head["seq"] == 0:
+                continue
+            if current is not None and current.seq >= head["seq"]:
+                continue
+            if current is not None:
+                anchored = await conn.fetchval(Q.row_hash_at, tenant_id, current.seq)
+                if anchored is None or not same_digest(bytes(anchored), current.row_hash):
+                    _refuse(tenant_id, "chain_contradicts_anchor", on_refused)
+                    continue
         anchor = Anchor(tenant_id, head["seq"], bytes(head["row_hash"]), datetime.now(UTC))
         await blobs.put(anchor_key(tenant_id), encode_anchor(anchor, keys))
         written += 1
     return written
+
+
+def _refuse(tenant_id: uuid.UUID, reason: str, on_refused: Callable[[str], None]) -> None:
+    log.error("access_log_anchor_kept", chain=str(tenant_id), reason=reason)
+    on_refused(reason)

@@ -11,6 +11,9 @@ UPDATE access_log_heads SET seq = $2, row_hash = $3, updated_at = now() WHERE te
 -- name: get_head
 SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1
 
+-- name: row_hash_at
+SELECT row_hash FROM access_log WHERE tenant_id = $1 AND seq = $2
+
 -- name: insert_rows
 INSERT INTO access_log (tenant_id, seq, at, request_id, api_key_id, key_prefix, ip, ip_hash,
                         method, route, status, bytes_in, bytes_out, subject_ref_hash,
