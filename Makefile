@@ -48,6 +48,7 @@ test: lint typecheck pytest
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/stream_bench.py
+	$(BIN)/python bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) .datavault .pytest_cache .mypy_cache .ruff_cache
