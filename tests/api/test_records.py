@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 
 from tests.api.helpers import (
@@ -166,6 +168,33 @@ def test_replace_is_200_increments_version_and_returns_only_the_new_value(
         assert old not in by_compliance.content
         assert old not in listed.content
     assert listed.json()["items"] == [responses[-1].json()]
+
+
+def test_concurrent_writes_of_one_record_all_succeed_one_after_another(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """Writers of one record queue: one creates it, each other replaces it, none fails."""
+    ref = _ref()
+    writers = 12
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+
+    def write(n: int) -> httpx.Response:
+        with server.client() as own:
+            return put_record(own, keys.ingest, ref, "profile", json.dumps({"n": n}).encode())
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        responses = list(pool.map(write, range(writers)))
+    with server.client() as http:
+        fetched = http.get(record_url(ref, "profile"), headers=auth(keys.read))
+    assert sorted(r.status_code for r in responses) == [200] * (writers - 1) + [201], [
+        r.text for r in responses if r.status_code not in (200, 201)
+    ]
+    versions = sorted(r.json()["version"] for r in responses)
+    assert versions == list(range(1, writers + 1))
+    last = next(r for r in responses if r.json()["version"] == writers)
+    assert fetched.status_code == 200
+    assert json.loads(fetched.content) == {"n": responses.index(last)}
 
 
 def test_replace_in_another_category_is_409_and_keeps_the_value(

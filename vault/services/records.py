@@ -80,7 +80,9 @@ class RecordService:
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
+            # Under the subject's row lock: concurrent writes of one record queue here,
+            # and the lock order (subject, then record) is the same for every writer.
+            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash, lock=True)
             check_writable(subject)
             current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
             if current is not None:
@@ -163,7 +165,7 @@ class RecordService:
         check_record_name(name)
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref), lock=True
             )
             current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
             if current is None:

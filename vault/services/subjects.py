@@ -52,19 +52,29 @@ class SubjectService:
     async def ref_hash(self, tenant_id: uuid.UUID, ref: SecretText) -> bytes:
         return await self._refs.hash(tenant_id, ref)
 
-    async def find(self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes) -> Subject:
-        row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+    async def find(
+        self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes, *, lock: bool = False
+    ) -> Subject:
+        """`lock`: hold the subject's row lock to the end of the transaction."""
+        row = await conn.fetchrow(Q.find_for_update if lock else Q.find, tenant_id, ref_hash)
         if row is None:
             raise NotFound("no such subject")
         return _subject(tenant_id, row)
 
     async def find_or_create(
-        self, conn: Connection, tenant_id: uuid.UUID, ref: SecretText, ref_hash: bytes
+        self,
+        conn: Connection,
+        tenant_id: uuid.UUID,
+        ref: SecretText,
+        ref_hash: bytes,
+        *,
+        lock: bool = False,
     ) -> Subject:
-        row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+        find = Q.find_for_update if lock else Q.find
+        row = await conn.fetchrow(find, tenant_id, ref_hash)
         if row is None:
             await conn.execute(Q.insert, tenant_id, uuid.uuid4(), ref_hash)
-            row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+            row = await conn.fetchrow(find, tenant_id, ref_hash)
         assert row is not None
         subject = _subject(tenant_id, row)
         await self._ensure_ref_copy(conn, subject, row["ref_data_key_id"], ref)

@@ -2,6 +2,13 @@
 SELECT id, ref_hash, generation, created_at, restricted_at, ref_data_key_id
   FROM subjects WHERE tenant_id = $1 AND ref_hash = $2
 
+-- name: find_for_update
+-- Writers of a subject's records hold its row lock (as holds and shredding do), so two
+-- writes of one record queue instead of both making a current version.
+SELECT id, ref_hash, generation, created_at, restricted_at, ref_data_key_id
+  FROM subjects WHERE tenant_id = $1 AND ref_hash = $2
+   FOR UPDATE
+
 -- name: insert
 INSERT INTO subjects (tenant_id, id, ref_hash) VALUES ($1, $2, $3)
 ON CONFLICT (tenant_id, ref_hash) DO NOTHING
