@@ -197,6 +197,41 @@ def test_concurrent_writes_of_one_record_all_succeed_one_after_another(
     assert json.loads(fetched.content) == {"n": responses.index(last)}
 
 
+def test_reads_during_replaces_always_see_a_whole_version(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """A reader racing a replace gets the old or the new value, never 404 or 410."""
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "profile", b'{"n": -1}').status_code == 201
+
+    def write(n: int) -> int:
+        with server.client() as own:
+            for i in range(15):
+                body = json.dumps({"n": n * 100 + i}).encode()
+                put_record(own, keys.ingest, ref, "profile", body).raise_for_status()
+        return 0
+
+    def read(_: int) -> list[int]:
+        with server.client() as own:
+            statuses = []
+            for _ in range(40):
+                got = own.get(record_url(ref, "profile"), headers=auth(keys.read))
+                statuses.append(got.status_code)
+                if got.status_code == 200:
+                    assert "n" in json.loads(got.content)
+            return statuses
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        writers = [pool.submit(write, n) for n in range(4)]
+        readers = [pool.submit(read, n) for n in range(4)]
+        statuses = [s for r in readers for s in r.result()]
+        for w in writers:
+            w.result()
+    assert set(statuses) == {200}, sorted(set(statuses))
+
+
 def test_replace_in_another_category_is_409_and_keeps_the_value(
     server: ServerThread, tenant: Tenant
 ) -> None:

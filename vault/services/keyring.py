@@ -197,9 +197,12 @@ class KeyRing:
         row = await conn.fetchrow(Q.data_key_by_id, tenant_id, data_key_id)
         if row is None:
             raise NotFound("no such key")
-        return await self._open_data_key(tenant_id, row)
+        return await self.open_data_key(tenant_id, row)
 
-    async def _open_data_key(self, tenant_id: uuid.UUID, row: Any) -> DataKey:
+    async def open_data_key(self, tenant_id: uuid.UUID, row: Any) -> DataKey:
+        """Unwrap a data key from a row with the columns of keys.sql `data_key_by_id`."""
+        if row["id"] is None:
+            raise NotFound("no such key")
         if row["wrapped_key"] is None:
             raise KeyDestroyed("the data key was destroyed")
         ref = SubjectKeyRef(

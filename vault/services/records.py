@@ -129,13 +129,15 @@ class RecordService:
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
             )
             check_access(subject, access)
-            row = await conn.fetchrow(Q.get_current, tenant_id, subject.id, name)
+            row = await conn.fetchrow(Q.get_current_with_key, tenant_id, subject.id, name)
             if row is None or row["value_sealed"] is None:
                 if await conn.fetchval(Q.ever_existed, tenant_id, subject.id, name):
                     raise Gone("this record was deleted")
                 raise NotFound("no such record")
-            check_generation(await readable_generations(conn, subject, access), row["generation"])
-            data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
+            check_generation(
+                await readable_generations(conn, subject, access), row["record_generation"]
+            )
+            data_key = await self._keyring.open_data_key(tenant_id, row)
         return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
 
     async def list(

@@ -31,6 +31,8 @@ class Subject:
     generation: int
     created_at: datetime
     restricted_at: datetime | None
+    # Generations under an erasure instruction (not cancelled), as of the subject's read.
+    erased_generations: frozenset[int] = frozenset()
 
     @property
     def status(self) -> str:
@@ -130,8 +132,8 @@ async def readable_generations(
     no restriction applies."""
     if access.may_read_restricted:
         return None
-    rows = await conn.fetch(Q.erased_generations, subject.tenant_id, subject.id)
-    return frozenset(r["generation"] for r in rows) or None
+    # Read with the subject in the same statement (subjects.sql `find`).
+    return subject.erased_generations or None
 
 
 def check_generation(hidden: frozenset[int] | None, generation: int) -> None:
@@ -158,4 +160,5 @@ def _subject(tenant_id: uuid.UUID, row: Any) -> Subject:
         row["generation"],
         row["created_at"],
         row["restricted_at"],
+        frozenset(row["erased_generations"]),
     )

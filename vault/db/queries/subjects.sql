@@ -1,13 +1,21 @@
 -- name: find
-SELECT id, ref_hash, generation, created_at, restricted_at, ref_data_key_id
-  FROM subjects WHERE tenant_id = $1 AND ref_hash = $2
+-- With the generations under an erasure instruction, which only compliance may read: the
+-- read paths need both, and one statement is one round trip.
+SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
+       ARRAY(SELECT DISTINCT e.generation FROM erasures e
+              WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
+                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations
+  FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
 
 -- name: find_for_update
 -- Writers of a subject's records hold its row lock (as holds and shredding do), so two
 -- writes of one record queue instead of both making a current version.
-SELECT id, ref_hash, generation, created_at, restricted_at, ref_data_key_id
-  FROM subjects WHERE tenant_id = $1 AND ref_hash = $2
-   FOR UPDATE
+SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
+       ARRAY(SELECT DISTINCT e.generation FROM erasures e
+              WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
+                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations
+  FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
+   FOR UPDATE OF s
 
 -- name: insert
 INSERT INTO subjects (tenant_id, id, ref_hash) VALUES ($1, $2, $3)
@@ -42,7 +50,3 @@ SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS re
           FROM records WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
          GROUP BY category) AS per_kind
  GROUP BY category ORDER BY category
-
--- name: erased_generations
-SELECT DISTINCT generation FROM erasures
- WHERE tenant_id = $1 AND subject_id = $2 AND status <> 'cancelled' AND generation IS NOT NULL
