@@ -93,26 +93,30 @@ class RecordService:
                 category = check_category(
                     category, (await load_settings(conn, tenant_id)).categories
                 )
-            key_ref = await self._keyring.subject_key_for_write(
-                conn, tenant_id, subject.id, category, subject.generation
+            data_key = await self._keyring.new_data_key_for_write(
+                conn, tenant_id, subject.id, category, subject.generation, "record"
             )
-            data_key = await self._keyring.new_data_key(conn, key_ref, "record")
             sealed = seal_record(data_key.key, value, data_key.content_context())
             if current is not None:
                 await self._retire(conn, tenant_id, subject.id, current)
-            version = int(await conn.fetchval(Q.newest_version, tenant_id, subject.id, name)) + 1
-            created_at = await conn.fetchval(
-                Q.insert, tenant_id, subject.id, name, version, category, subject.generation,
+            inserted = await conn.fetchrow(
+                Q.insert_next_version, tenant_id, subject.id, name, category, subject.generation,
                 data_key.id, sealed, len(value),
             )  # fmt: skip
-        return RecordVersion(name, category, version, created_at, created=current is None)
+            assert inserted is not None
+        return RecordVersion(
+            name, category, inserted["version"], inserted["created_at"], created=current is None
+        )
 
     async def _retire(
         self, conn: Connection, tenant_id: uuid.UUID, subject_id: uuid.UUID, current: Any
     ) -> None:
-        """Shred the version being replaced or deleted; under hold keep it instead."""
+        """Shred the version being replaced; under hold keep it instead. The caller holds
+        the subject's row lock."""
         try:
-            await self._keyring.destroy_data_key(conn, tenant_id, current["data_key_id"])
+            await self._keyring.destroy_data_key_of_locked_subject(
+                conn, tenant_id, subject_id, current["category"], current["data_key_id"]
+            )
             shredded = True
         except Conflict:
             shredded = False
@@ -175,7 +179,9 @@ class RecordService:
                     raise Gone("this record was deleted")
                 raise NotFound("no such record")
             # Deleting needs the key gone: under hold, refuse (409) rather than keep it.
-            await self._keyring.destroy_data_key(conn, tenant_id, current["data_key_id"])
+            await self._keyring.destroy_data_key_of_locked_subject(
+                conn, tenant_id, subject.id, current["category"], current["data_key_id"]
+            )
             await conn.execute(
                 Q.retire_current, tenant_id, subject.id, name, current["version"], True
             )

@@ -79,22 +79,16 @@ class SubjectService:
             row = await conn.fetchrow(find, tenant_id, ref_hash)
         assert row is not None
         subject = _subject(tenant_id, row)
-        await self._ensure_ref_copy(conn, subject, row["ref_data_key_id"], ref)
+        if not row["ref_copy_live"]:
+            await self._seal_ref_copy(conn, subject, ref)
         return subject
 
-    async def _ensure_ref_copy(
-        self, conn: Connection, subject: Subject, data_key_id: uuid.UUID | None, ref: SecretText
-    ) -> None:
-        """Seal the reference under this generation's identity key, unless a live copy
-        exists (after an erasure the old copy is shredded and the new life gets one)."""
-        if data_key_id is not None and await conn.fetchval(
-            Q.ref_copy_live, subject.tenant_id, data_key_id
-        ):
-            return
-        key_ref = await self._keyring.subject_key_for_write(
-            conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation
+    async def _seal_ref_copy(self, conn: Connection, subject: Subject, ref: SecretText) -> None:
+        """Seal the reference under this generation's identity key: a new subject, or a
+        new life after an erasure shredded the old copy."""
+        data_key = await self._keyring.new_data_key_for_write(
+            conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation, "record"
         )
-        data_key = await self._keyring.new_data_key(conn, key_ref, "record")
         sealed = seal_record(data_key.key, ref.reveal().encode(), data_key.content_context("ref"))
         await conn.execute(Q.set_ref_copy, subject.tenant_id, subject.id, sealed, data_key.id)
 

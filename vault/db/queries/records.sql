@@ -3,14 +3,14 @@ SELECT name, version, category, data_key_id, created_at FROM records
  WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current
    FOR UPDATE
 
--- name: newest_version
-SELECT coalesce(max(version), 0) FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3
-
--- name: insert
+-- name: insert_next_version
+-- The next version number and the row in one statement; the writer holds the subject's
+-- row lock, so no other writer of this record is between the two.
 INSERT INTO records (tenant_id, subject_id, name, version, category, generation, data_key_id,
                      value_sealed, size, current)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, true)
-RETURNING created_at
+SELECT $1, $2, $3, coalesce(max(version), 0) + 1, $4, $5, $6, $7, $8, true
+  FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3
+RETURNING version, created_at
 
 -- name: retire_current
 -- shredded = true: the version's key is destroyed, so its sealed value goes too.

@@ -1,10 +1,14 @@
 -- name: find
--- With the generations under an erasure instruction, which only compliance may read: the
--- read paths need both, and one statement is one round trip.
+-- With the generations under an erasure instruction, which only compliance may read, and
+-- whether the sealed copy of the reference is still readable: the read and write paths
+-- need them, and one statement is one round trip.
 SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
        ARRAY(SELECT DISTINCT e.generation FROM erasures e
               WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
-                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations
+                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
+       EXISTS(SELECT 1 FROM data_keys d
+               WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
+                 AND d.wrapped_key IS NOT NULL) AS ref_copy_live
   FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
 
 -- name: find_for_update
@@ -13,7 +17,10 @@ SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data
 SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
        ARRAY(SELECT DISTINCT e.generation FROM erasures e
               WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
-                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations
+                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
+       EXISTS(SELECT 1 FROM data_keys d
+               WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
+                 AND d.wrapped_key IS NOT NULL) AS ref_copy_live
   FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
    FOR UPDATE OF s
 
@@ -23,9 +30,6 @@ ON CONFLICT (tenant_id, ref_hash) DO NOTHING
 
 -- name: set_ref_copy
 UPDATE subjects SET ref_sealed = $3, ref_data_key_id = $4 WHERE tenant_id = $1 AND id = $2
-
--- name: ref_copy_live
-SELECT wrapped_key IS NOT NULL FROM data_keys WHERE tenant_id = $1 AND id = $2
 
 -- name: ref_key_of
 SELECT ref_data_key_id FROM subjects WHERE tenant_id = $1 AND id = $2
