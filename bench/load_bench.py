@@ -2,8 +2,9 @@
 clients, next to a bare Starlette + asyncpg app (bench/bare_app.py) doing one SQL
 statement per request on the same database, measured in the same run.
 
-    python bench/load_bench.py [--concurrency 32] [--duration 20] [--warmup 5]
+    python bench/load_bench.py [--concurrency 32] [--duration 20] [--warmup 5] [--rounds 4]
                                [--payload-bytes 512] [--subjects 300] [--py-spy FILE]
+                               [--db-waits]
 
 One PostgreSQL: DATABASE_URL if set (the vault's schema is migrated in place, the bare
 app adds its own table), otherwise an embedded one in a temporary directory that this
@@ -13,16 +14,19 @@ tenant and an ingest+read key; the bare app as `python bench/bare_app.py` with t
 pool size. Both are separate processes on 127.0.0.1, stopped by PID at the end.
 
 The client (this process, raw asyncio HTTP/1.1 with keep-alive, bench/load_client.py)
-first writes every record once, then runs `--warmup` seconds unmeasured and `--duration`
-seconds measured: 45% PUT record (a replace, which shreds the old version), 45% GET
-record, 10% list records, over --subjects subjects x 4 record names, JSON bodies of
+first writes every record once and runs `--warmup` seconds unmeasured against each
+server; then it measures `--duration` seconds per server in `--rounds` alternating slices
+(bare, vault, bare, vault, …), so that load from elsewhere on a shared machine falls on
+both alike. The workload: 45% PUT record (a replace, which shreds the old version), 45%
+GET record, 10% list records, over --subjects subjects x 4 record names, JSON bodies of
 --payload-bytes. Each client sends its next request when the previous answer is in.
 
-Printed per server: requests/s, p50/p99 latency, errors, and the server's CPU time per
-request; then vault/bare throughput and whether the goals are met (issue #6: >= 0.5 of
-the bare throughput, p99 < 50 ms at 32 clients, zero errors). Exit status 1 only on
+Printed per server: requests/s, p50/p99 latency, errors, CPU time per request of the
+server and of PostgreSQL (embedded only), and the client's CPU share; then vault/bare
+throughput and whether the goals are met (issue #6: >= 0.5 of the bare throughput,
+p99 < 50 ms at 32 clients, zero errors). Exit status 1 only on
 errors, not on a missed goal. --py-spy FILE records a py-spy profile (speedscope JSON) of
-the vault during its measured phase.
+the vault while it is measured; --db-waits samples what its connections wait on.
 """
 
 from __future__ import annotations
@@ -209,46 +213,92 @@ class Database:
     pgdata: Path | None  # the embedded server's data directory, for its CPU time
 
 
-def measure(server: Server, args: argparse.Namespace, db: Database, profile: Path | None) -> Result:
-    workload = Workload(server.port, server.authorization, args.subjects, args.payload_bytes)
+def warm_up(run: asyncio.Runner, server: Server, args: argparse.Namespace) -> None:
     print(f"{server.name}: populating, then {args.warmup:g} s warm-up", flush=True)
-    run = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    with run:
-        run.run(populate(workload, args.concurrency))
-        run.run(drive(workload, args.concurrency, args.warmup, seed=1))
+    workload = Workload(server.port, server.authorization, args.subjects, args.payload_bytes)
+    run.run(populate(workload, args.concurrency))
+    run.run(drive(workload, args.concurrency, args.warmup, seed=1))
+
+
+def measure_slice(
+    run: asyncio.Runner, server: Server, args: argparse.Namespace, db: Database, seed: int
+) -> Result:
+    workload = Workload(server.port, server.authorization, args.subjects, args.payload_bytes)
+    seconds = args.duration / args.rounds
+    cpu_before, client_before = cpu_seconds(server.process.pid), time.process_time()
+    db_before = postgres_cpu_seconds(db.pgdata)
+    started = time.perf_counter()
+
+    async def phase() -> tuple[Tally, Counter[str]]:
+        load = drive(workload, args.concurrency, seconds, seed=seed)
+        if not (args.db_waits and server.name == "vault"):
+            return await load, Counter()
+        return await asyncio.gather(load, sample_waits(db.url, seconds))
+
+    tally, waits = run.run(phase())
+    return Result(
+        server.name,
+        tally,
+        time.perf_counter() - started,
+        cpu_seconds(server.process.pid) - cpu_before,
+        postgres_cpu_seconds(db.pgdata) - db_before,
+        time.process_time() - client_before,
+        waits,
+    )
+
+
+def combined(parts: list[Result]) -> Result:
+    tally = Tally()
+    waits: Counter[str] = Counter()
+    for part in parts:
+        tally.latencies += part.tally.latencies
+        tally.errors += part.tally.errors
+        tally.by_kind += part.tally.by_kind
+        waits += part.db_waits
+    return Result(
+        parts[0].name,
+        tally,
+        sum(p.seconds for p in parts),
+        sum(p.server_cpu for p in parts),
+        sum(p.db_cpu for p in parts),
+        sum(p.client_cpu for p in parts),
+        waits,
+    )
+
+
+def measure(
+    servers: list[Server], args: argparse.Namespace, db: Database, vault_pid: int
+) -> list[Result]:
+    """Warm each server up, then measure them in alternating slices (bare, vault, bare,
+    …), so load from elsewhere on the machine falls on both alike."""
+    slices: dict[str, list[Result]] = {server.name: [] for server in servers}
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as run:
+        for server in servers:
+            warm_up(run, server, args)
         spy = None
-        if profile is not None:
+        if args.py_spy is not None:
             spy = subprocess.Popen(
-                ["py-spy", "record", "-p", str(server.process.pid), "-d", str(int(args.duration)),
-                 "-r", "200", "-f", "speedscope", "-o", str(profile)],
+                ["py-spy", "record", "-p", str(vault_pid), "-d", str(int(2 * args.duration) + 5),
+                 "-r", "200", "-f", "speedscope", "-o", str(args.py_spy)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
-        print(f"{server.name}: measuring {args.duration:g} s", flush=True)
-        cpu_before, client_before = cpu_seconds(server.process.pid), time.process_time()
-        db_before = postgres_cpu_seconds(db.pgdata)
-        started = time.perf_counter()
-
-        async def phase() -> tuple[Tally, Counter[str]]:
-            load = drive(workload, args.concurrency, args.duration, seed=2)
-            if not (args.db_waits and server.name == "vault"):
-                return await load, Counter()
-            return await asyncio.gather(load, sample_waits(db.url, args.duration))
-
-        tally, waits = run.run(phase())
-        seconds = time.perf_counter() - started
-        server_cpu = cpu_seconds(server.process.pid) - cpu_before
-        db_cpu = postgres_cpu_seconds(db.pgdata) - db_before
-        client_cpu = time.process_time() - client_before
+        print(f"measuring {args.duration:g} s each in {args.rounds} alternating slices", flush=True)
+        for round_number in range(args.rounds):
+            for server in servers:
+                slices[server.name].append(
+                    measure_slice(run, server, args, db, seed=2 + round_number)
+                )
         if spy is not None:
-            spy.wait(timeout=120)
-    return Result(server.name, tally, seconds, server_cpu, db_cpu, client_cpu, waits)
+            spy.wait(timeout=300)
+    return [combined(parts) for parts in slices.values()]
 
 
 def report(results: list[Result], args: argparse.Namespace) -> bool:
     print()
     print(
-        f"{args.concurrency} clients, {args.duration:g} s measured after {args.warmup:g} s "
-        f"warm-up, {args.payload_bytes}-byte JSON records over {args.subjects} subjects"
+        f"{args.concurrency} clients, {args.duration:g} s measured per server in "
+        f"{args.rounds} alternating slices after {args.warmup:g} s warm-up, "
+        f"{args.payload_bytes}-byte JSON records over {args.subjects} subjects"
     )
     print(
         f"{'server':<8}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
@@ -285,6 +335,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=5.0, help="unmeasured seconds first")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="alternating measured slices per server"
+    )
     parser.add_argument("--payload-bytes", type=int, default=512, help="JSON body size")
     parser.add_argument("--subjects", type=int, default=300)
     parser.add_argument("--py-spy", type=Path, help="profile the vault to this file")
@@ -324,7 +377,7 @@ def main() -> int:
         ]  # fmt: skip
         servers.append(start("bare", bare_argv, dict(os.environ), port, work))
         print(f"vault pid {vault.process.pid}, bare pid {servers[1].process.pid}", flush=True)
-        results = [measure(servers[1], args, db, None), measure(vault, args, db, args.py_spy)]
+        results = measure([servers[1], vault], args, db, vault.process.pid)
     finally:
         for server in servers:
             stop(server.process)
