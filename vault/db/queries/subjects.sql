@@ -6,19 +6,22 @@ SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data
        ARRAY(SELECT DISTINCT e.generation FROM erasures e
               WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
                 AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
-       EXISTS(SELECT 1 FROM data_keys d
+       s.ref_sealed IS NOT NULL AND EXISTS(SELECT 1 FROM data_keys d
                WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
                  AND d.wrapped_key IS NOT NULL) AS ref_copy_live
   FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
 
 -- name: find_for_update
 -- Writers of a subject's records hold its row lock (as holds and shredding do), so two
--- writes of one record queue instead of both making a current version.
+-- writes of one record queue instead of both making a current version. After waiting for
+-- the lock, PostgreSQL re-reads the subject row but not the subqueries: so liveness of
+-- the reference copy also asks the row's own ref_sealed (an erasure clears it in the
+-- transaction that shreds the key), and erased_generations is for read paths only.
 SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
        ARRAY(SELECT DISTINCT e.generation FROM erasures e
               WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
                 AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
-       EXISTS(SELECT 1 FROM data_keys d
+       s.ref_sealed IS NOT NULL AND EXISTS(SELECT 1 FROM data_keys d
                WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
                  AND d.wrapped_key IS NOT NULL) AS ref_copy_live
   FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
