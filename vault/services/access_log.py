@@ -121,8 +121,12 @@ class AccessLogWriter:
 
     async def _commit_tenant(self, tenant_id: uuid.UUID, entries: list[AccessEntry]) -> None:
         async with self._db.tenant_tx(tenant_id) as conn:
-            await conn.execute(Q.ensure_head, tenant_id, GENESIS)
             head = await conn.fetchrow(Q.lock_head, tenant_id)
+            if head is None:
+                # A tenant's first row: create its head (a concurrent creator's insert
+                # waits for ours and does nothing), then lock it.
+                await conn.execute(Q.ensure_head, tenant_id, GENESIS)
+                head = await conn.fetchrow(Q.lock_head, tenant_id)
             assert head is not None
             seq, prev = head["seq"], bytes(head["row_hash"])
             columns: list[list[object]] = [[] for _ in range(16)]
@@ -159,7 +163,6 @@ class AccessLogWriter:
                 prev = current
                 if entry.api_key_id is not None and entry.key_authenticated:
                     last_use[entry.api_key_id] = (entry.at, entry.ip)
-            await conn.execute(Q.insert_rows, tenant_id, *columns)
-            await conn.execute(Q.update_head, tenant_id, seq, prev)
+            await conn.execute(Q.append_rows, tenant_id, *columns, seq, prev)
             for key_id, (at, ip) in last_use.items():
                 await conn.execute(KEYS.touch, tenant_id, key_id, at, ip)

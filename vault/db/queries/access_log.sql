@@ -5,20 +5,23 @@ ON CONFLICT (tenant_id) DO NOTHING
 -- name: lock_head
 SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1 FOR UPDATE
 
--- name: update_head
-UPDATE access_log_heads SET seq = $2, row_hash = $3, updated_at = now() WHERE tenant_id = $1
-
 -- name: get_head
 SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1
 
--- name: insert_rows
-INSERT INTO access_log (tenant_id, seq, at, request_id, api_key_id, key_prefix, ip, ip_hash,
-                        method, route, status, bytes_in, bytes_out, subject_ref_hash,
-                        artefact_id, prev_hash, row_hash)
-SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[], $6::text[],
-                         $7::inet[], $8::bytea[], $9::text[], $10::text[], $11::int[],
-                         $12::bigint[], $13::bigint[], $14::bytea[], $15::uuid[], $16::bytea[],
-                         $17::bytea[])
+-- name: append_rows
+-- The rows and the new chain head in one statement (a data-modifying WITH always runs).
+WITH appended AS (
+    INSERT INTO access_log (tenant_id, seq, at, request_id, api_key_id, key_prefix, ip,
+                            ip_hash, method, route, status, bytes_in, bytes_out,
+                            subject_ref_hash, artefact_id, prev_hash, row_hash)
+    SELECT $1, * FROM unnest($2::bigint[], $3::timestamptz[], $4::text[], $5::uuid[],
+                             $6::text[], $7::inet[], $8::bytea[], $9::text[], $10::text[],
+                             $11::int[], $12::bigint[], $13::bigint[], $14::bytea[],
+                             $15::uuid[], $16::bytea[], $17::bytea[])
+    RETURNING 1
+)
+UPDATE access_log_heads SET seq = $18, row_hash = $19, updated_at = now()
+ WHERE tenant_id = $1
 
 -- name: chain_page
 SELECT tenant_id, seq, at, request_id, api_key_id, key_prefix, ip_hash, method, route, status,
