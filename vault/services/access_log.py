@@ -24,7 +24,6 @@ from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.errors import Unavailable
 
 Q = Queries("access_log")
-KEYS = Queries("api_keys")
 log = structlog.get_logger("datavault.access_log")
 
 # Rows per transaction: bounds one commit's size and latency under a burst.
@@ -163,6 +162,9 @@ class AccessLogWriter:
                 prev = current
                 if entry.api_key_id is not None and entry.key_authenticated:
                     last_use[entry.api_key_id] = (entry.at, entry.ip)
-            await conn.execute(Q.append_rows, tenant_id, *columns, seq, prev)
-            for key_id, (at, ip) in last_use.items():
-                await conn.execute(KEYS.touch, tenant_id, key_id, at, ip)
+            used = list(last_use.items())
+            await conn.execute(
+                Q.append_rows, tenant_id, *columns, seq, prev,
+                [key_id for key_id, _ in used], [at for _, (at, _) in used],
+                [ip for _, (_, ip) in used],
+            )  # fmt: skip

@@ -9,8 +9,15 @@ SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1 FOR UPDATE
 SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1
 
 -- name: append_rows
--- The rows and the new chain head in one statement (a data-modifying WITH always runs).
-WITH appended AS (
+-- The rows, the new chain head and the keys' last use ($20-$22: key ids, times, IPs) in
+-- one statement (every data-modifying WITH runs, whether or not the outer one reads it).
+WITH touched AS (
+    UPDATE api_keys k SET last_used_at = u.at, last_used_ip = u.ip
+      FROM unnest($20::uuid[], $21::timestamptz[], $22::inet[]) AS u(id, at, ip)
+     WHERE k.tenant_id = $1 AND k.id = u.id
+       AND (k.last_used_at IS NULL OR k.last_used_at < u.at)
+    RETURNING 1
+), appended AS (
     INSERT INTO access_log (tenant_id, seq, at, request_id, api_key_id, key_prefix, ip,
                             ip_hash, method, route, status, bytes_in, bytes_out,
                             subject_ref_hash, artefact_id, prev_hash, row_hash)
