@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/ledger_bench.py
 	$(BIN)/python bench/epoch_bench.py
+	$(BIN)/python bench/load_bench.py
 
 clean:
 	rm -rf $(VENV) .datavault .pytest_cache .mypy_cache .ruff_cache

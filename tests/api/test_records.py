@@ -7,8 +7,10 @@ import asyncio
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import asyncpg
+import httpx
 import pytest
 
 from tests.api.helpers import (
@@ -195,6 +197,68 @@ def test_replaced_version_is_shredded_in_the_database_not_just_hidden(
 
     rows = asyncio.run(versions())
     assert [tuple(row) for row in rows] == [(1, False, False), (2, True, True)]
+
+
+def test_concurrent_writes_of_one_record_all_succeed_one_after_another(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """Writers of one record queue: one creates it, each other replaces it, none fails."""
+    ref = _ref()
+    writers = 12
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+
+    def write(n: int) -> httpx.Response:
+        with server.client() as own:
+            return put_record(own, keys.ingest, ref, "profile", json.dumps({"n": n}).encode())
+
+    with ThreadPoolExecutor(max_workers=writers) as pool:
+        responses = list(pool.map(write, range(writers)))
+    with server.client() as http:
+        fetched = http.get(record_url(ref, "profile"), headers=auth(keys.read))
+    assert sorted(r.status_code for r in responses) == [200] * (writers - 1) + [201], [
+        r.text for r in responses if r.status_code not in (200, 201)
+    ]
+    versions = sorted(r.json()["version"] for r in responses)
+    assert versions == list(range(1, writers + 1))
+    last = next(r for r in responses if r.json()["version"] == writers)
+    assert fetched.status_code == 200
+    assert json.loads(fetched.content) == {"n": responses.index(last)}
+
+
+def test_reads_during_replaces_always_see_a_whole_version(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """A reader racing a replace gets the old or the new value, never 404 or 410."""
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "profile", b'{"n": -1}').status_code == 201
+
+    def write(n: int) -> int:
+        with server.client() as own:
+            for i in range(15):
+                body = json.dumps({"n": n * 100 + i}).encode()
+                put_record(own, keys.ingest, ref, "profile", body).raise_for_status()
+        return 0
+
+    def read(_: int) -> list[int]:
+        with server.client() as own:
+            statuses = []
+            for _ in range(40):
+                got = own.get(record_url(ref, "profile"), headers=auth(keys.read))
+                statuses.append(got.status_code)
+                if got.status_code == 200:
+                    assert "n" in json.loads(got.content)
+            return statuses
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        writers = [pool.submit(write, n) for n in range(4)]
+        readers = [pool.submit(read, n) for n in range(4)]
+        statuses = [s for r in readers for s in r.result()]
+        for w in writers:
+            w.result()
+    assert set(statuses) == {200}, sorted(set(statuses))
 
 
 def test_replace_in_another_category_is_409_and_keeps_the_value(

@@ -99,3 +99,33 @@ def test_access_log_is_append_only_for_the_app(database_url: str, tenant: Tenant
     for statement in ("DELETE FROM access_log", "UPDATE access_log SET status = 200"):
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
             asyncio.run(attempt(statement))
+
+
+@pytest.mark.parametrize("ends", ["commit", "rollback"])
+def test_pooled_connection_keeps_no_tenant_from_its_last_transaction(
+    database_url: str, tenant: Tenant, ends: str
+) -> None:
+    """Connections go back to the pool without a reset round trip; the next user of the
+    same connection still runs as the application role with no tenant."""
+
+    async def after_a_tenant_transaction() -> asyncpg.Record | None:
+        db = await Database.connect(database_url, max_size=1)
+        try:
+            try:
+                async with db.tenant_tx(tenant.id) as conn:
+                    assert await conn.fetchval("SELECT count(*) FROM api_keys") == 1
+                    if ends == "rollback":
+                        raise LookupError("leave the transaction by an error")
+            except LookupError:
+                pass
+            return await db.untenanted_fetchrow(
+                "SELECT current_user AS role,"
+                " coalesce(current_setting('datavault.tenant_id', true), '') AS tenant,"
+                " (SELECT count(*) FROM api_keys) AS keys"
+            )
+        finally:
+            await db.close()
+
+    row = asyncio.run(after_a_tenant_transaction())
+    assert row is not None
+    assert (row["role"], row["tenant"], row["keys"]) == ("datavault_app", "", 0)

@@ -40,6 +40,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.execute(f"SET ROLE {APP_ROLE}")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Returning a connection to the pool costs no round trip.
+
+    asyncpg's default reset sends `RESET ALL; UNLISTEN *; CLOSE ALL; unlock advisory
+    locks` on every release, one round trip per transaction. Pooled sessions hold none of
+    that: role and tenant are set with `set_config(…, true)` and end with the transaction
+    (asyncpg rolls back a transaction left open before calling this), nothing LISTENs,
+    the one session advisory lock (`advisory_lock`) is released before its connection
+    goes back, and cursors live only inside transactions. The session role set by
+    `_init_connection` is what should stay.
+    """
+
+
 class Database:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -52,6 +65,7 @@ class Database:
                 min_size=1,
                 max_size=max_size,
                 init=_init_connection,
+                reset=_keep_session,
                 command_timeout=30,
                 server_settings={"application_name": "datavault"},
             )
@@ -96,6 +110,20 @@ class Database:
                 finally:
                     if held:
                         await conn.execute("SELECT pg_advisory_unlock($1)", key)
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("database unavailable") from exc
+
+    async def untenanted_fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
+        """One read-only statement with no tenant set, in its own implicit transaction:
+        one round trip where `untenanted_tx` takes four (BEGIN, set, query, COMMIT).
+        For the hot per-request lookups (the API-key lookup). Outside a transaction the
+        session is what `untenanted_tx` sets: role datavault_app (set for the session by
+        `_init_connection`; transaction-local changes end with their transaction) and an
+        empty tenant, so row-level security sees no tenant rows."""
+        try:
+            async with self._pool.acquire() as conn:
+                row: asyncpg.Record | None = await conn.fetchrow(query, *args)
+                return row
         except CONNECTION_ERRORS as exc:
             raise Unavailable("database unavailable") from exc
 

@@ -24,7 +24,6 @@ from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.errors import Unavailable
 
 Q = Queries("access_log")
-KEYS = Queries("api_keys")
 log = structlog.get_logger("datavault.access_log")
 
 # Rows per transaction: bounds one commit's size and latency under a burst.
@@ -121,8 +120,12 @@ class AccessLogWriter:
 
     async def _commit_tenant(self, tenant_id: uuid.UUID, entries: list[AccessEntry]) -> None:
         async with self._db.tenant_tx(tenant_id) as conn:
-            await conn.execute(Q.ensure_head, tenant_id, GENESIS)
             head = await conn.fetchrow(Q.lock_head, tenant_id)
+            if head is None:
+                # A tenant's first row: create its head (a concurrent creator's insert
+                # waits for ours and does nothing), then lock it.
+                await conn.execute(Q.ensure_head, tenant_id, GENESIS)
+                head = await conn.fetchrow(Q.lock_head, tenant_id)
             assert head is not None
             seq, prev = head["seq"], bytes(head["row_hash"])
             columns: list[list[object]] = [[] for _ in range(16)]
@@ -159,7 +162,9 @@ class AccessLogWriter:
                 prev = current
                 if entry.api_key_id is not None and entry.key_authenticated:
                     last_use[entry.api_key_id] = (entry.at, entry.ip)
-            await conn.execute(Q.insert_rows, tenant_id, *columns)
-            await conn.execute(Q.update_head, tenant_id, seq, prev)
-            for key_id, (at, ip) in last_use.items():
-                await conn.execute(KEYS.touch, tenant_id, key_id, at, ip)
+            used = list(last_use.items())
+            await conn.execute(
+                Q.append_rows, tenant_id, *columns, seq, prev,
+                [key_id for key_id, _ in used], [at for _, (at, _) in used],
+                [ip for _, (_, ip) in used],
+            )  # fmt: skip

@@ -176,8 +176,8 @@ class ApiKeyService:
         if not token or len(token) > MAX_PRESENTED_LENGTH:
             raise Unauthenticated("invalid API key")
         presented_hash = self._hash(token)
-        async with self._db.untenanted_tx() as conn:
-            row = await conn.fetchrow(Q.find_by_hash, presented_hash)
+        # Looked up on every request, never cached: revocation takes effect at once.
+        row = await self._db.untenanted_fetchrow(Q.find_by_hash, presented_hash)
         if row is None or not same_digest(bytes(row["key_hash"]), presented_hash):
             raise Unauthenticated("invalid API key")
         now = datetime.now(UTC)

@@ -126,10 +126,9 @@ class ArtefactService:
                 raise TooLarge(f"{category} artefacts are at most {limit} bytes")
             subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
             check_writable(subject)
-            key_ref = await self._keyring.subject_key_for_write(
-                conn, tenant_id, subject.id, category, subject.generation
+            data_key = await self._keyring.new_data_key_for_write(
+                conn, tenant_id, subject.id, category, subject.generation, "artefact"
             )
-            data_key = await self._keyring.new_data_key(conn, key_ref, "artefact")
             key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
             inserted = await conn.fetchrow(
                 Q.insert_uploading,

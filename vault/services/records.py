@@ -80,7 +80,9 @@ class RecordService:
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
+            # Under the subject's row lock: concurrent writes of one record queue here,
+            # and the lock order (subject, then record) is the same for every writer.
+            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash, lock=True)
             check_writable(subject)
             current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
             if current is not None:
@@ -91,26 +93,30 @@ class RecordService:
                 category = check_category(
                     category, (await load_settings(conn, tenant_id)).categories
                 )
-            key_ref = await self._keyring.subject_key_for_write(
-                conn, tenant_id, subject.id, category, subject.generation
+            data_key = await self._keyring.new_data_key_for_write(
+                conn, tenant_id, subject.id, category, subject.generation, "record"
             )
-            data_key = await self._keyring.new_data_key(conn, key_ref, "record")
             sealed = seal_record(data_key.key, value, data_key.content_context())
             if current is not None:
                 await self._retire(conn, tenant_id, subject.id, current)
-            version = int(await conn.fetchval(Q.newest_version, tenant_id, subject.id, name)) + 1
-            created_at = await conn.fetchval(
-                Q.insert, tenant_id, subject.id, name, version, category, subject.generation,
+            inserted = await conn.fetchrow(
+                Q.insert_next_version, tenant_id, subject.id, name, category, subject.generation,
                 data_key.id, sealed, len(value),
             )  # fmt: skip
-        return RecordVersion(name, category, version, created_at, created=current is None)
+            assert inserted is not None
+        return RecordVersion(
+            name, category, inserted["version"], inserted["created_at"], created=current is None
+        )
 
     async def _retire(
         self, conn: Connection, tenant_id: uuid.UUID, subject_id: uuid.UUID, current: Any
     ) -> None:
-        """Shred the version being replaced or deleted; under hold keep it instead."""
+        """Shred the version being replaced; under hold keep it instead. The caller holds
+        the subject's row lock."""
         try:
-            await self._keyring.destroy_data_key(conn, tenant_id, current["data_key_id"])
+            await self._keyring.destroy_data_key_of_locked_subject(
+                conn, tenant_id, subject_id, current["category"], current["data_key_id"]
+            )
             shredded = True
         except Conflict:
             shredded = False
@@ -127,13 +133,15 @@ class RecordService:
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
             )
             check_access(subject, access)
-            row = await conn.fetchrow(Q.get_current, tenant_id, subject.id, name)
+            row = await conn.fetchrow(Q.get_current_with_key, tenant_id, subject.id, name)
             if row is None or row["value_sealed"] is None:
                 if await conn.fetchval(Q.ever_existed, tenant_id, subject.id, name):
                     raise Gone("this record was deleted")
                 raise NotFound("no such record")
-            check_generation(await readable_generations(conn, subject, access), row["generation"])
-            data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
+            check_generation(
+                await readable_generations(conn, subject, access), row["record_generation"]
+            )
+            data_key = await self._keyring.open_data_key(tenant_id, row)
         return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
 
     async def list(
@@ -163,7 +171,7 @@ class RecordService:
         check_record_name(name)
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref), lock=True
             )
             current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
             if current is None:
@@ -171,7 +179,9 @@ class RecordService:
                     raise Gone("this record was deleted")
                 raise NotFound("no such record")
             # Deleting needs the key gone: under hold, refuse (409) rather than keep it.
-            await self._keyring.destroy_data_key(conn, tenant_id, current["data_key_id"])
+            await self._keyring.destroy_data_key_of_locked_subject(
+                conn, tenant_id, subject.id, current["category"], current["data_key_id"]
+            )
             await conn.execute(
                 Q.retire_current, tenant_id, subject.id, name, current["version"], True
             )

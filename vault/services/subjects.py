@@ -31,6 +31,8 @@ class Subject:
     generation: int
     created_at: datetime
     restricted_at: datetime | None
+    # Generations under an erasure instruction (not cancelled), as of the subject's read.
+    erased_generations: frozenset[int] = frozenset()
 
     @property
     def status(self) -> str:
@@ -52,37 +54,41 @@ class SubjectService:
     async def ref_hash(self, tenant_id: uuid.UUID, ref: SecretText) -> bytes:
         return await self._refs.hash(tenant_id, ref)
 
-    async def find(self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes) -> Subject:
-        row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+    async def find(
+        self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes, *, lock: bool = False
+    ) -> Subject:
+        """`lock`: hold the subject's row lock to the end of the transaction."""
+        row = await conn.fetchrow(Q.find_for_update if lock else Q.find, tenant_id, ref_hash)
         if row is None:
             raise NotFound("no such subject")
         return _subject(tenant_id, row)
 
     async def find_or_create(
-        self, conn: Connection, tenant_id: uuid.UUID, ref: SecretText, ref_hash: bytes
+        self,
+        conn: Connection,
+        tenant_id: uuid.UUID,
+        ref: SecretText,
+        ref_hash: bytes,
+        *,
+        lock: bool = False,
     ) -> Subject:
-        row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+        find = Q.find_for_update if lock else Q.find
+        row = await conn.fetchrow(find, tenant_id, ref_hash)
         if row is None:
             await conn.execute(Q.insert, tenant_id, uuid.uuid4(), ref_hash)
-            row = await conn.fetchrow(Q.find, tenant_id, ref_hash)
+            row = await conn.fetchrow(find, tenant_id, ref_hash)
         assert row is not None
         subject = _subject(tenant_id, row)
-        await self._ensure_ref_copy(conn, subject, row["ref_data_key_id"], ref)
+        if not row["ref_copy_live"]:
+            await self._seal_ref_copy(conn, subject, ref)
         return subject
 
-    async def _ensure_ref_copy(
-        self, conn: Connection, subject: Subject, data_key_id: uuid.UUID | None, ref: SecretText
-    ) -> None:
-        """Seal the reference under this generation's identity key, unless a live copy
-        exists (after an erasure the old copy is shredded and the new life gets one)."""
-        if data_key_id is not None and await conn.fetchval(
-            Q.ref_copy_live, subject.tenant_id, data_key_id
-        ):
-            return
-        key_ref = await self._keyring.subject_key_for_write(
-            conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation
+    async def _seal_ref_copy(self, conn: Connection, subject: Subject, ref: SecretText) -> None:
+        """Seal the reference under this generation's identity key: a new subject, or a
+        new life after an erasure shredded the old copy."""
+        data_key = await self._keyring.new_data_key_for_write(
+            conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation, "record"
         )
-        data_key = await self._keyring.new_data_key(conn, key_ref, "record")
         sealed = seal_record(data_key.key, ref.reveal().encode(), data_key.content_context("ref"))
         await conn.execute(Q.set_ref_copy, subject.tenant_id, subject.id, sealed, data_key.id)
 
@@ -120,8 +126,8 @@ async def readable_generations(
     no restriction applies."""
     if access.may_read_restricted:
         return None
-    rows = await conn.fetch(Q.erased_generations, subject.tenant_id, subject.id)
-    return frozenset(r["generation"] for r in rows) or None
+    # Read with the subject in the same statement (subjects.sql `find`).
+    return subject.erased_generations or None
 
 
 def check_generation(hidden: frozenset[int] | None, generation: int) -> None:
@@ -148,4 +154,5 @@ def _subject(tenant_id: uuid.UUID, row: Any) -> Subject:
         row["generation"],
         row["created_at"],
         row["restricted_at"],
+        frozenset(row["erased_generations"]),
     )

@@ -21,7 +21,3 @@ RETURNING id
 
 -- name: exists
 SELECT 1 FROM api_keys WHERE tenant_id = $1 AND id = $2
-
--- name: touch
-UPDATE api_keys SET last_used_at = $3, last_used_ip = $4::inet
- WHERE tenant_id = $1 AND id = $2 AND (last_used_at IS NULL OR last_used_at < $3)

@@ -12,6 +12,13 @@ SELECT wrapped_key FROM tenant_keks WHERE tenant_id = $1 AND version = $2
 SELECT id, kek_version, wrapped_key FROM subject_keys
  WHERE tenant_id = $1 AND subject_id = $2 AND category = $3 AND generation = $4
 
+-- name: find_subject_key_with_kek
+-- One statement, one snapshot: the live subject key for new data and its KEK version.
+SELECT s.id, s.kek_version, s.wrapped_key, k.wrapped_key AS kek_wrapped
+  FROM subject_keys s
+  LEFT JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
+ WHERE s.tenant_id = $1 AND s.subject_id = $2 AND s.category = $3 AND s.generation = $4
+
 -- name: insert_subject_key
 INSERT INTO subject_keys (tenant_id, id, subject_id, category, generation, kek_version, wrapped_key)
 VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -1,6 +1,31 @@
 -- name: find
-SELECT id, ref_hash, generation, created_at, restricted_at, ref_data_key_id
-  FROM subjects WHERE tenant_id = $1 AND ref_hash = $2
+-- With the generations under an erasure instruction, which only compliance may read, and
+-- whether the sealed copy of the reference is still readable: the read and write paths
+-- need them, and one statement is one round trip.
+SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
+       ARRAY(SELECT DISTINCT e.generation FROM erasures e
+              WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
+                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
+       s.ref_sealed IS NOT NULL AND EXISTS(SELECT 1 FROM data_keys d
+               WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
+                 AND d.wrapped_key IS NOT NULL) AS ref_copy_live
+  FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
+
+-- name: find_for_update
+-- Writers of a subject's records hold its row lock (as holds and shredding do), so two
+-- writes of one record queue instead of both making a current version. After waiting for
+-- the lock, PostgreSQL re-reads the subject row but not the subqueries: so liveness of
+-- the reference copy also asks the row's own ref_sealed (an erasure clears it in the
+-- transaction that shreds the key), and erased_generations is for read paths only.
+SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
+       ARRAY(SELECT DISTINCT e.generation FROM erasures e
+              WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
+                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
+       s.ref_sealed IS NOT NULL AND EXISTS(SELECT 1 FROM data_keys d
+               WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
+                 AND d.wrapped_key IS NOT NULL) AS ref_copy_live
+  FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
+   FOR UPDATE OF s
 
 -- name: insert
 INSERT INTO subjects (tenant_id, id, ref_hash) VALUES ($1, $2, $3)
@@ -8,9 +33,6 @@ ON CONFLICT (tenant_id, ref_hash) DO NOTHING
 
 -- name: set_ref_copy
 UPDATE subjects SET ref_sealed = $3, ref_data_key_id = $4 WHERE tenant_id = $1 AND id = $2
-
--- name: ref_copy_live
-SELECT wrapped_key IS NOT NULL FROM data_keys WHERE tenant_id = $1 AND id = $2
 
 -- name: ref_key_of
 SELECT ref_data_key_id FROM subjects WHERE tenant_id = $1 AND id = $2
@@ -35,7 +57,3 @@ SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS re
           FROM records WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
          GROUP BY category) AS per_kind
  GROUP BY category ORDER BY category
-
--- name: erased_generations
-SELECT DISTINCT generation FROM erasures
- WHERE tenant_id = $1 AND subject_id = $2 AND status <> 'cancelled' AND generation IS NOT NULL
