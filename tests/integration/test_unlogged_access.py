@@ -41,11 +41,14 @@ def test_a_request_that_cannot_be_logged_is_refused_with_503(
         finally:
             _as_owner(url, "GRANT INSERT ON access_log TO datavault_app")
         after = http.get("/v1/subjects/u/records/r", headers=app)
+        # The write refused while the log was failing did not happen either.
+        unwritten = http.get("/v1/subjects/u/records/s", headers=app)
         officer = bearer(create_key(http, tenant, ["compliance"])["secret"])
         logged = http.get("/v1/access-log?limit=500", headers=officer).json()["items"]
     assert problem(read)["status"] == 503
     assert problem(write)["status"] == 503
     assert after.status_code == 200 and after.json() == 1
+    assert unwritten.status_code == 404
     request_ids = {item["request_id"] for item in logged}
     assert after.headers["x-request-id"] in request_ids
     assert read.headers["x-request-id"] not in request_ids

@@ -34,6 +34,7 @@ UNMATCHED_ROUTE = "(unmatched)"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 # Methods outside this set are counted as "other": a client must not mint metric series.
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_LOGGED_METHOD = 16
 
 
@@ -113,6 +114,20 @@ class AccessLogMiddleware:
                 raise AccessLogFailed("access log unavailable; response cut")
             await send(message)
 
+        if vault.access_log.failing and scope["method"] not in _SAFE_METHODS:
+            # A write would commit before its access-log row could: while the log is
+            # failing, writes are refused before they run. (A read's answer is withheld
+            # anyway when its row fails.) The refusal is logged too once it can be, which
+            # is what clears the flag.
+            refusal = ProblemResponse(
+                503,
+                "unavailable",
+                "access log unavailable",
+                exchange.request_id,
+                headers={"Retry-After": "5"},
+            )
+            await refusal(scope, counting_receive, logging_send)
+            return
         try:
             await self.app(scope, counting_receive, logging_send)
         except AccessLogFailed:

@@ -65,6 +65,9 @@ class AccessLogWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # The last commit failed: writes are refused before they run (middleware), so
+        # none commits its change while its own row could not be (no unlogged access).
+        self.failing = False
 
     def ip_hash(self, ip: str | None) -> bytes:
         return keyed_hash(self._ip_key, (ip or "").encode())
@@ -109,11 +112,13 @@ class AccessLogWriter:
             try:
                 await self._commit_tenant(tenant_id, [p.entry for p in rows])
             except Exception as exc:
+                self.failing = True
                 log.error("access_log_write_failed", error_type=type(exc).__name__)
                 for pending in rows:
                     if not pending.done.done():
                         pending.done.set_exception(Unavailable("access log unavailable"))
             else:
+                self.failing = False
                 for pending in rows:
                     if not pending.done.done():
                         pending.done.set_result(None)
