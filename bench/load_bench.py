@@ -37,8 +37,6 @@ import atexit
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -53,6 +51,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_client import Tally, Workload, drive, percentile, populate
+from processes import free_port, stop
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 0.5
@@ -61,23 +60,6 @@ WAITS = """
 SELECT state, wait_event_type || ':' || wait_event AS wait FROM pg_stat_activity
  WHERE application_name = 'datavault' AND pid <> pg_backend_pid()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def cpu_seconds(pid: int) -> float:

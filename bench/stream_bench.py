@@ -26,8 +26,6 @@ import io
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from processes import free_port, stop
 
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,12 +95,6 @@ def run_bare(port: int, directory: Path) -> None:
 # --- the driver ---------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -113,17 +106,6 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    os.kill(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 def body(buffers: list[bytes], total: int) -> Iterator[bytes]:
