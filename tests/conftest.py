@@ -61,6 +61,13 @@ def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
 
 
 @pytest.fixture
+def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
+    """A vault of its own: its own database and data dir (root key file, blobs, ledger),
+    for tests that change deployment-wide state (epochs, receipt keys, grants, restores)."""
+    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
+
+
+@pytest.fixture
 def new_tenant(settings: Settings, database_url: str) -> Callable[[], Tenant]:
     return lambda: make_tenant(settings, database_url)
 

@@ -15,7 +15,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.api.helpers import (
     MIB,
@@ -30,7 +29,6 @@ from tests.api.helpers import (
 from tests.support import (
     VaultProcess,
     make_tenant,
-    new_database,
     running_server,
     vault_process,
 )
@@ -47,11 +45,6 @@ def _api_process(
         "DATAVAULT_DRAIN_SECONDS": str(drain_seconds),
     }
     return vault_process(["api", "--host", "127.0.0.1"], env, log)
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 def _upload_head(url: str, secret: str, ref: str, length: int) -> bytes:

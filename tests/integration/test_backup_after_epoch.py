@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import pytest
 
 from crypto.errors import IntegrityError, KeyUnavailableError
 from crypto.keywrap import unwrap_key
@@ -19,17 +18,12 @@ from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes
 from tests.api.helpers import create_key
 from tests.integration.test_shred_ledger import _erase, _pg
-from tests.support import bearer, make_tenant, new_database, running_server, with_database
+from tests.support import bearer, make_tenant, running_server, with_database
 from vault.config import Settings
 from vault.runtime import operator_context
 from vault.services.keyring import SubjectKeyRef, subject_key_context
 from vault.services.root_epochs import list_epochs, retire_epoch, start_new_epoch
 from vault.services.tenants import kek_context
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 async def _rows(url: str, query: str, *args: Any) -> list[Any]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from crypto.errors import KeyUnavailableError
-from tests.support import make_tenant, new_database
+from tests.support import make_tenant
 from vault.config import Settings
 from vault.runtime import operator_context
 from vault.services.root_epochs import list_epochs
@@ -22,12 +21,6 @@ MONTHLY = EpochSchedule(epoch_days=30, backup_retention_days=35)
 # Longer epochs than the backup retention, so the fake clock jumping past the retention
 # does not also make the next epoch due.
 BIMONTHLY = EpochSchedule(epoch_days=60, backup_retention_days=35)
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    """Its own database and root key file: epochs here touch no other test."""
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 def test_epoch_starts_when_due_and_the_old_one_retires_after_backup_retention(

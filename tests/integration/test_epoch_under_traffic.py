@@ -10,23 +10,15 @@ import random
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.api.helpers import create_key
-from tests.support import bearer, make_tenant, new_database, running_server
+from tests.support import bearer, make_tenant, running_server
 from vault.config import Settings
 
 EPOCHS = 3
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    """Its own database and root key file: epochs here touch no other test."""
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 def _new_epoch(settings: Settings) -> int:

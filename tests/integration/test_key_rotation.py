@@ -10,14 +10,13 @@ import subprocess
 import sys
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import asyncpg
 import pytest
 
 from crypto.errors import KeyUnavailableError
 from tests.keys_support import insert_subject
-from tests.support import make_tenant, new_database
+from tests.support import make_tenant
 from vault.config import Settings
 from vault.errors import Conflict, UnknownEpoch
 from vault.runtime import OperatorContext, operator_context
@@ -25,12 +24,6 @@ from vault.services.key_rotation import rotate_tenant_kek
 from vault.services.keyring import DataKey, KeyRing
 from vault.services.root_epochs import list_epochs, retire_epoch, start_new_epoch
 from vault.services.tenants import kek_context
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    """Its own database and root key file: epochs here touch no other test."""
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 async def _seed(ctx: OperatorContext, tenant_id: uuid.UUID, subjects: int) -> list[DataKey]:

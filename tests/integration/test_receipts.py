@@ -18,7 +18,7 @@ import pytest
 
 from crypto import signing
 from crypto.errors import IntegrityError
-from tests.support import ServerThread, new_database
+from tests.support import ServerThread
 from vault.config import Settings
 from vault.db.database import Database
 from vault.runtime import operator_context
@@ -33,12 +33,6 @@ from vault.services.receipts import (
     verify_signed_receipt,
 )
 from vault.services.root_epochs import EpochManagedProvider
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    """Its own database and root key file: no receipt key exists yet."""
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 def _url(settings: Settings) -> str:

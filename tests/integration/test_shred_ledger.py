@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_key
-from tests.support import bearer, make_tenant, new_database, running_server, with_database
+from tests.support import bearer, make_tenant, running_server, with_database
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.config import Settings
 from vault.db.database import Database
@@ -26,11 +26,6 @@ from vault.db.embedded import postgres_bin_dir
 from vault.services.ledger import LedgerError, reconcile_on_start
 
 PG_BIN = postgres_bin_dir()
-
-
-@pytest.fixture
-def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", database_url=new_database(pg_admin_url))
 
 
 def _erase(http: httpx.Client, keys: dict[str, dict[str, str]], ref: str) -> dict[str, Any]:
