@@ -52,6 +52,11 @@ class BlobStore(Protocol):
     async def put(self, key: str, data: bytes) -> None:
         """Store a small object whole; visible under `key` only once complete."""
 
+    async def put_retained(self, key: str, data: bytes, retain_until: datetime) -> bool:
+        """Store a small object that must not be deleted or replaced before
+        `retain_until` (S3 Object Lock in compliance mode, where the bucket has Object
+        Lock enabled). Returns whether the store enforces that; if not, it is a put."""
+
     async def get(self, key: str) -> bytes:
         """A small object whole."""
 

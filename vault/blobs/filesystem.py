@@ -109,6 +109,11 @@ class FilesystemBlobStore:
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._put, self._path(key), data)
 
+    async def put_retained(self, key: str, data: bytes, retain_until: datetime) -> bool:
+        # A filesystem cannot refuse its owner: nothing enforces the retention here.
+        await self.put(key, data)
+        return False
+
     def _put(self, path: Path, data: bytes) -> None:
         writer = _TempWriter(self._root, path)
         try:

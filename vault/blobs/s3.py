@@ -47,6 +47,16 @@ CLIENT_CONFIG = Config(
 )
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+# What S3 and compatible stores answer for a bucket without Object Lock.
+_NO_OBJECT_LOCK_CODES = frozenset(
+    {
+        "ObjectLockConfigurationNotFoundError",
+        "ObjectLockConfigurationNotFound",
+        "NoSuchObjectLockConfiguration",
+        "404",
+        "NotImplemented",
+    }
+)
 _SAFE_CODE = re.compile(r"^[A-Za-z0-9.]{1,64}$")
 
 
@@ -93,6 +103,7 @@ class S3BlobStore:
             raise ValueError("an S3 key prefix must end with '/'")
         self.bucket = bucket
         self.prefix = prefix
+        self._object_lock: bool | None = None
         self._region = region
         config = CLIENT_CONFIG
         if endpoint_url:
@@ -119,6 +130,39 @@ class S3BlobStore:
     async def put(self, key: str, data: bytes) -> None:
         name = self._key(key)
         await self._call("put", self._client.put_object, Bucket=self.bucket, Key=name, Body=data)
+
+    async def put_retained(self, key: str, data: bytes, retain_until: datetime) -> bool:
+        if not await self._object_lock_enabled():
+            await self.put(key, data)
+            return False
+        await self._call(
+            "put",
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(key),
+            Body=data,
+            ObjectLockMode="COMPLIANCE",
+            ObjectLockRetainUntilDate=retain_until,
+        )
+        return True
+
+    async def _object_lock_enabled(self) -> bool:
+        # Asked once: a bucket's Object Lock can be turned on only at creation (or by
+        # support), so the answer does not change under a running vault.
+        if self._object_lock is None:
+            try:
+                found = await asyncio.to_thread(
+                    self._client.get_object_lock_configuration, Bucket=self.bucket
+                )
+                config = found.get("ObjectLockConfiguration", {})
+                self._object_lock = config.get("ObjectLockEnabled") == "Enabled"
+            except ClientError as exc:
+                if _error_code(exc) not in _NO_OBJECT_LOCK_CODES:
+                    raise _failure("object lock", exc) from None
+                self._object_lock = False
+            except BotoCoreError as exc:
+                raise _failure("object lock", exc) from None
+        return self._object_lock
 
     async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         writer = _MultipartWriter(self._client, self.bucket, self._key(key))

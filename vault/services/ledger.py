@@ -16,10 +16,11 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vault.blobs.base import BlobNotFound, BlobStore
+from vault.config import Settings
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.services.erasure_receipts import ReceiptIssuer
@@ -30,6 +31,9 @@ E = Queries("erasures")
 
 LEDGER_PREFIX = "ledger/"
 PUBLISH_INTERVAL_SECONDS = 2.0
+# Object Lock on ledger entries lasts the backup retention (the erasure's receipts and
+# the caller pass the deployment's); this default is Settings' default.
+DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
 _BATCH = 500  # outbox rows per tenant per ledger object
 _GENESIS = bytes(32)
 _FORMAT = "datavault.shred-ledger"
@@ -84,8 +88,15 @@ async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
     return objects
 
 
-async def publish_pending(db: Database, blobs: BlobStore) -> int:
-    """Publish pending outbox rows as one ledger object; return how many rows."""
+async def publish_pending(
+    db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS
+) -> int:
+    """Publish pending outbox rows as one ledger object; return how many rows.
+
+    Where the bucket has Object Lock, the object is locked (compliance mode) for
+    `retain_days`, the deployment's backup retention: as long as a backup from before an
+    erasure can be restored, nobody, the operator included, can delete the entry that
+    makes the restored vault destroy the key again."""
     async with db.untenanted_tx() as head_tx:
         await head_tx.execute(Q.ensure_head, _GENESIS)
         head = await head_tx.fetchrow(Q.lock_head)  # one publisher at a time
@@ -109,7 +120,8 @@ async def publish_pending(db: Database, blobs: BlobStore) -> int:
         if entries:
             seq += 1
             data, prev = encode_entry(seq, prev, entries)
-            await blobs.put(entry_key(seq), data)
+            until = datetime.now(UTC) + timedelta(days=retain_days + 1)
+            await blobs.put_retained(entry_key(seq), data, until)
             await _mark(db, seq, entries)
         await head_tx.execute(Q.update_head, seq, prev)
     return len(entries)
@@ -198,5 +210,5 @@ async def complete_published_erasures(
 
 
 async def publish_and_complete(db: Database, blobs: BlobStore, receipts: ReceiptIssuer) -> None:
-    await publish_pending(db, blobs)
+    await publish_pending(db, blobs, receipts.backup_retention_days)
     await complete_published_erasures(db, receipts)
