@@ -239,6 +239,21 @@ def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gaug
     assert done["status"] == "completed"
 
 
+def test_erasures_can_be_listed_for_one_subject(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        mine = http.post("/v1/subjects/zoe%2F1/erasure", headers=keys["privacy"]).json()
+        http.post("/v1/subjects/yan/erasure", headers=keys["privacy"])
+        found = http.get(
+            "/v1/erasures", params={"subject_ref": "zoe/1"}, headers=keys["officer"]
+        ).json()["items"]
+        none = http.get(
+            "/v1/erasures", params={"subject_ref": "nobody"}, headers=keys["privacy"]
+        ).json()["items"]
+    assert [e["id"] for e in found] == [mine["id"]]
+    assert none == []
+
+
 def _hours(stamp: str) -> float:
     from datetime import datetime
 

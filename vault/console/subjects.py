@@ -28,8 +28,8 @@ from vault.http.state import vault_state
 from vault.http.subject_request import access_for, note_subject
 from vault.http.subjects import MAX_REASON_LENGTH
 
-# A subject's erasures are found among the tenant's most recent ones.
-SUBJECT_ERASURES_SCANNED = 500
+# A subject's most recent erasures (one per instruction; a subject rarely has more).
+SUBJECT_ERASURES_SHOWN = 50
 
 
 def _ref(form: FormData) -> SecretText:
@@ -69,8 +69,9 @@ async def _subject_page(
         ]
     erasures = [
         erasure_view(e, now)
-        for e in await state.erasures.list(tenant_id, None, None, SUBJECT_ERASURES_SCANNED)
-        if bytes(e["subject_ref_hash"]) == ref_hash
+        for e in await state.erasures.list(
+            tenant_id, None, None, SUBJECT_ERASURES_SHOWN, subject_ref_hash=ref_hash
+        )
     ]
     context: dict[str, Any] = {
         "ref": ref.reveal(), "ref_hash": ref_hash.hex(), "subject": subject,

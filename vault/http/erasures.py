@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.domain.scopes import Scope
+from vault.domain.subject_refs import normalize_ref
 from vault.http.auth import require
 from vault.http.body import read_json_object
 from vault.http.pages import page_after_time, page_params
@@ -90,9 +91,20 @@ async def show_erasure(request: Request) -> Response:
 
 async def list_erasures(request: Request) -> Response:
     principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
-    limit, after = page_params(request, {"status"})
-    erasures = await vault_state(request).erasures.list(
-        principal.tenant_id, request.query_params.get("status"), page_after_time(after), limit
+    limit, after = page_params(request, {"status", "subject_ref"})
+    state = vault_state(request)
+    subject_ref = request.query_params.get("subject_ref")
+    ref_hash = (
+        await state.subject_refs.hash(principal.tenant_id, normalize_ref(subject_ref))
+        if subject_ref is not None
+        else None
+    )
+    erasures = await state.erasures.list(
+        principal.tenant_id,
+        request.query_params.get("status"),
+        page_after_time(after),
+        limit,
+        subject_ref_hash=ref_hash,
     )
     last = erasures[-1] if len(erasures) == limit else None
     cursor = encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None

@@ -241,7 +241,10 @@ def _erasure_paths() -> dict[str, dict[str, Any]]:
         "/v1/erasures": {
             "get": _op("List erasures, newest first", scope="erasure",
                        ok_schema=_list_page(ERASURE),
-                       params=[_query("status", _STR, "Only this status"), *_PAGING],
+                       params=[_query("status", _STR, "Only this status"),
+                               _query("subject_ref", _STR, "Only this subject's erasures "
+                                      "(by reference; the vault matches its keyed hash)"),
+                               *_PAGING],
                        errors=(422,)),
         },
         "/v1/erasures/{erasure_id}": {

@@ -106,6 +106,7 @@ class ErasureService:
         status: str | None,
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
+        subject_ref_hash: bytes | None = None,
     ) -> list[dict[str, Any]]:
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
@@ -117,6 +118,7 @@ class ErasureService:
                 after[0] if after else None,
                 after[1] if after else None,
                 limit,
+                subject_ref_hash,
             )
             return [await self._read(conn, tenant_id, row["id"]) for row in rows]
 

@@ -34,6 +34,7 @@ SELECT key_id, category, outcome, destroyed_at, hold_ids, kept_until FROM erasur
 SELECT * FROM erasures
  WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
    AND ($3::timestamptz IS NULL OR (requested_at, id) < ($3, $4::uuid))
+   AND ($6::bytea IS NULL OR subject_ref_hash = $6)
  ORDER BY requested_at DESC, id DESC
  LIMIT $5
 
