@@ -289,3 +289,16 @@ def test_hold_impact_counts_what_a_release_would_shred(
     # Another active hold would still keep them: releasing this one shreds nothing now.
     assert shared["categories"] == {} or "support" not in shared["categories"]
     assert unknown.status_code == 404
+
+
+def test_holds_can_be_listed_by_reason(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        billing = _place(http, keys["officer"], reason="billing").json()
+        litigation = _place(http, keys["officer"], reason="litigation").json()
+        only = http.get("/v1/holds", params={"reason": "litigation"}, headers=keys["officer"])
+        wrong = http.get("/v1/holds", params={"reason": "boredom"}, headers=keys["officer"])
+    assert [h["id"] for h in only.json()["items"]] == [litigation["id"]]
+    assert billing["id"] != litigation["id"]
+    assert problem(wrong)["status"] == 422
+    assert problem(wrong)["errors"][0]["field"] == "reason"

@@ -354,3 +354,20 @@ def test_csv_download_stops_at_its_row_limit(
     assert len(exactly.text.splitlines()) == 1 + 3
     assert len(over.text.splitlines()) == 1 + 3  # the newest three of four
     assert bad.status_code == 422
+
+
+def test_the_holds_page_filters_by_reason(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        officer = _officer(http, tenant)
+        for reason, reference in (("billing", "INV-77"), ("litigation", "LIT-77")):
+            placed = http.post(
+                "/v1/holds",
+                json={"reason": reason, "reference": reference},
+                headers=auth(officer),
+            )
+            assert placed.status_code == 201
+        sign_in(http, officer["secret"])
+        page = http.get("/console/holds", params={"reason": "litigation"})
+    assert page.status_code == 200
+    assert "LIT-77" in page.text and "INV-77" not in page.text
+    assert '<option value="litigation" selected>' in page.text

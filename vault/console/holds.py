@@ -59,20 +59,22 @@ def _hex_hash(value: str | None) -> bytes | None:
 @console_page
 async def list_holds(request: Request) -> Response:
     session = await signed_in(request, Scope.COMPLIANCE)
-    limit, after = page_params(request, {"active", "subject_ref_hash"})
+    limit, after = page_params(request, {"active", "subject_ref_hash", "reason"})
     active = request.query_params.get("active", "true") != "false"
+    reason = request.query_params.get("reason") or None
     ref_hash = _hex_hash(request.query_params.get("subject_ref_hash"))
     now = console_state(request).sessions.clock()
     rows = await vault_state(request).holds.list(
         session.principal.tenant_id, active=active, subject_ref_hash=ref_hash,
-        after=page_after_time(after), limit=limit,
+        after=page_after_time(after), limit=limit, reason=reason,
     )  # fmt: skip
     last = rows[-1] if len(rows) == limit else None
     cursor = encode_cursor_parts(rfc3339(last["placed_at"]), str(last["id"])) if last else None
     return page(
         request, "holds.html",
         {"holds": [hold_view(h, now) for h in rows], "active": active, "cursor": cursor,
-         "ref_hash": ref_hash.hex() if ref_hash else ""},
+         "ref_hash": ref_hash.hex() if ref_hash else "", "reason": reason or "",
+         "reasons": [r.value for r in HoldReason]},
     )  # fmt: skip
 
 

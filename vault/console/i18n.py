@@ -123,6 +123,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "status.completed": ("completed", "voltooid"),
     "status.held": ("held", "deels bewaard"),
     "status.cancelled": ("cancelled", "geannuleerd"),
+    "holds.all_reasons": ("every reason", "alle gronden"),
     "reason.billing": ("billing", "facturering"),
     "reason.fraud_investigation": ("fraud investigation", "fraudeonderzoek"),
     "reason.litigation": ("litigation", "rechtszaak"),

@@ -83,7 +83,7 @@ async def place_hold(request: Request) -> Response:
 async def list_holds(request: Request) -> Response:
     principal = await require(request, Scope.COMPLIANCE)
     state = vault_state(request)
-    limit, after = page_params(request, {"active", "subject_ref"})
+    limit, after = page_params(request, {"active", "subject_ref", "reason"})
     active = request.query_params.get("active", "false").lower()
     if active not in ("true", "false"):
         raise InvalidInput("active must be true or false", field="active")
@@ -93,7 +93,7 @@ async def list_holds(request: Request) -> Response:
         ref_hash = await state.subject_refs.hash(principal.tenant_id, normalize_ref(raw_ref))
     holds = await state.holds.list(
         principal.tenant_id, active=active == "true", subject_ref_hash=ref_hash,
-        after=page_after_time(after), limit=limit,
+        after=page_after_time(after), limit=limit, reason=request.query_params.get("reason"),
     )  # fmt: skip
     last = holds[-1] if len(holds) == limit else None
     cursor = encode_cursor_parts(rfc3339(last["placed_at"]), str(last["id"])) if last else None

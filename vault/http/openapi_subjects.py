@@ -182,6 +182,7 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
             "get": _op("List holds, newest first", scope="compliance", ok_schema=_list_page(HOLD),
                        params=[_query("active", {"type": "boolean"}, "Only active holds"),
                                _query("subject_ref", _STR, "Holds covering this subject"),
+                               _query("reason", _STR, "Only holds with this reason"),
                                *_PAGING], errors=(422,)),
         },
         "/v1/holds/{hold_id}": {

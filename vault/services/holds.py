@@ -157,12 +157,14 @@ class HoldService:
 
     async def list(
         self, tenant_id: uuid.UUID, *, active: bool, subject_ref_hash: bytes | None,
-        after: tuple[datetime, uuid.UUID] | None, limit: int,
+        after: tuple[datetime, uuid.UUID] | None, limit: int, reason: str | None = None,
     ) -> list[dict[str, Any]]:  # fmt: skip
+        if reason is not None and reason not in set(HoldReason):
+            raise InvalidInput(f"reason must be one of {', '.join(HoldReason)}", field="reason")
         async with self._db.tenant_tx(tenant_id) as conn:
             rows = await conn.fetch(
                 Q.list, tenant_id, active, subject_ref_hash,
-                after[0] if after else None, after[1] if after else None, limit,
+                after[0] if after else None, after[1] if after else None, limit, reason,
             )  # fmt: skip
         return [dict(r) for r in rows]
 

@@ -23,6 +23,7 @@ SELECT * FROM holds
    AND (NOT $2::boolean OR (released_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
    AND ($3::bytea IS NULL OR subject_ref_hash = $3 OR subject_ref_hash IS NULL)
    AND ($4::timestamptz IS NULL OR (placed_at, id) < ($4, $5::uuid))
+   AND ($7::text IS NULL OR reason = $7)
  ORDER BY placed_at DESC, id DESC
  LIMIT $6
 
