@@ -51,7 +51,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_client import Tally, Workload, drive, percentile, populate
-from processes import free_port, stop
+from processes import free_port, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 0.5
@@ -100,19 +100,6 @@ async def sample_waits(database_url: str, seconds: float) -> Counter[str]:
     finally:
         await conn.close()
     return seen
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.2)
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Process helpers the benches share: a free loopback port, and stopping a server they
-started (SIGTERM, then SIGKILL if it does not stop)."""
+"""Process helpers the benches share: a free loopback port, waiting for a server they
+started to answer, and stopping it (SIGTERM, then SIGKILL if it does not stop)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import os
 import signal
 import socket
 import subprocess
+import time
+from pathlib import Path
+
+import httpx
 
 
 def free_port() -> int:
@@ -24,3 +28,16 @@ def stop(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import free_port, stop
+from processes import free_port, stop, wait_ready
 
 MIB = 1024 * 1024
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,19 +93,6 @@ def run_bare(port: int, directory: Path) -> None:
 
 
 # --- the driver ---------------------------------------------------------------------------
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
-        time.sleep(0.1)
 
 
 def body(buffers: list[bytes], total: int) -> Iterator[bytes]:
