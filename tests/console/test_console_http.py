@@ -371,3 +371,14 @@ def test_the_holds_page_filters_by_reason(server: ServerThread, tenant: Tenant) 
     assert page.status_code == 200
     assert "LIT-77" in page.text and "INV-77" not in page.text
     assert '<option value="litigation" selected>' in page.text
+
+
+def test_error_pages_speak_the_visitors_language(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        sign_in(http, _officer(http, tenant)["secret"])
+        english = http.get(f"/console/holds/{uuid.uuid4()}")
+        dutch = http.get(f"/console/holds/{uuid.uuid4()}", headers={"Accept-Language": "nl"})
+    assert english.status_code == dutch.status_code == 404
+    assert "Not found (or not in this tenant)." in english.text
+    assert "Niet gevonden (of niet van deze tenant)." in dutch.text
+    assert "Not found (or not in this tenant)." not in dutch.text

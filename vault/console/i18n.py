@@ -54,6 +54,36 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Dit formulier is verouderd of kwam niet van deze console. Laad de pagina opnieuw "
         "en probeer het nog eens.",
     ),
+    # Error pages: one sentence per kind of error in the visitor's language; the
+    # service's own (English) detail follows it in small print.
+    "error.400": ("The request could not be read.", "Het verzoek kon niet worden gelezen."),
+    "error.403": (
+        "This key may not do this.",
+        "Deze sleutel mag dit niet.",
+    ),
+    "error.404": (
+        "Not found (or not in this tenant).",
+        "Niet gevonden (of niet van deze tenant).",
+    ),
+    "error.409": (
+        "This cannot be done in the current state.",
+        "Dit kan in de huidige toestand niet.",
+    ),
+    "error.413": ("The form is too large.", "Het formulier is te groot."),
+    "error.415": (
+        "The form was sent in the wrong format.",
+        "Het formulier is in het verkeerde formaat verstuurd.",
+    ),
+    "error.422": ("A value is not valid.", "Een waarde is niet geldig."),
+    "error.429": (
+        "Too many failed attempts from this address; wait a minute.",
+        "Te veel mislukte pogingen vanaf dit adres; wacht een minuut.",
+    ),
+    "error.503": (
+        "The vault is briefly unavailable; try again shortly.",
+        "De kluis is even niet beschikbaar; probeer het zo opnieuw.",
+    ),
+    "error.details": ("Details", "Details"),
     "form.has_errors": (
         "Some fields need correcting; see the messages beside them.",
         "Enkele velden moeten worden verbeterd; zie de meldingen ernaast.",

@@ -198,7 +198,9 @@ def console_page(handler: Handler) -> Handler:
             return response
         except errors.VaultError as exc:
             status = next((STATUS[c][0] for c in type(exc).__mro__ if c in STATUS), 500)
-            key = "error.csrf" if isinstance(exc, CsrfRefused) else ""
+            # The visitor's language first; the service's own detail is shown beside it.
+            key = "error.csrf" if isinstance(exc, CsrfRefused) else f"error.{status}"
+            key = key if key in CATALOGUE else ""
             response = error_page(request, status, key, str(exc))
             if isinstance(exc, errors.Throttled):
                 response.headers["Retry-After"] = str(exc.retry_after)
