@@ -58,6 +58,7 @@ from vault.services.holds import (
     HoldService,
     PgHoldCheck,
 )
+from vault.services.kek_invalidation import KekInvalidationListener
 from vault.services.keyring import KeyRing
 from vault.services.ledger import (
     reconcile_on_start,
@@ -150,6 +151,8 @@ def create_app(
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         keyring = KeyRing(root, PgHoldCheck())
+        kek_listener = KekInvalidationListener(database_url, keyring.keks)
+        kek_listener.start()
         issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
@@ -202,6 +205,7 @@ def create_app(
         finally:
             try:
                 await jobs.stop()
+                await kek_listener.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.
                 await publish_anchors(db, blobs, secrets.anchor_keys)

@@ -11,6 +11,7 @@ from typing import Any
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.errors import Conflict, InvalidInput
+from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants
 
@@ -70,6 +71,7 @@ async def run_due_closures(db: Database, keyring: KeyRing, now: datetime | None 
                 await conn.execute(
                     Q.outbox, tenant.id, "kek", str(kek["version"]), kek["destroyed_at"]
                 )
+            await notify_kek_destroyed(conn, tenant.id)
             hmac_destroyed = await conn.fetchval(Q.destroy_hmac_key, tenant.id)
             if hmac_destroyed is not None:
                 await conn.execute(Q.outbox, tenant.id, "hmac", str(tenant.id), hmac_destroyed)

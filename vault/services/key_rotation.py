@@ -22,6 +22,7 @@ from crypto.secrets import generate_key
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.errors import UnknownTenant
+from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing, SubjectKeyRef, subject_key_context
 from vault.services.tenants import hmac_key_context, kek_context
 
@@ -69,6 +70,8 @@ async def rotate_tenant_kek(
         destroyed = tuple(
             r["version"] for r in await conn.fetch(Q.destroy_old_keks, tenant_id, new_version)
         )
+        if destroyed:
+            await notify_kek_destroyed(conn, tenant_id)
     keyring.keks.drop(tenant_id, list(destroyed))
     return RotationReport(tenant_id, new_version, rewrapped, destroyed)
 

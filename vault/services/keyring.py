@@ -111,11 +111,14 @@ class KeyRing:
         self.keks = KekCache()
 
     async def _kek(self, tenant_id: uuid.UUID, version: int, wrapped: bytes | None) -> SecretBytes:
+        if wrapped is None:
+            # The row read with this use says destroyed: a copy cached before (in this or
+            # any process) is never used, and leaves memory now.
+            self.keks.drop(tenant_id, [version])
+            raise KeyDestroyed("the key-encryption key was destroyed")
         cached = self.keks.get(tenant_id, version)
         if cached is not None:
             return cached
-        if wrapped is None:
-            raise KeyDestroyed("the key-encryption key was destroyed")
         kek = await asyncio.to_thread(
             self._root.unwrap, bytes(wrapped), kek_context(tenant_id, version)
         )

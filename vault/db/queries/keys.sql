@@ -94,6 +94,10 @@ SELECT id, subject_id, category, generation, kek_version, wrapped_key FROM subje
 UPDATE subject_keys SET kek_version = $3, wrapped_key = $4
  WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
 
+-- name: notify_kek_destroyed
+-- Delivered at commit to every process LISTENing (vault/services/kek_invalidation.py).
+SELECT pg_notify('datavault_kek_destroyed', $1::text)
+
 -- name: destroy_old_keks
 UPDATE tenant_keks SET wrapped_key = NULL, destroyed_at = now()
  WHERE tenant_id = $1 AND version < $2 AND wrapped_key IS NOT NULL
