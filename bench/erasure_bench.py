@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import free_port, stop
+from processes import free_port, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024
@@ -82,16 +82,7 @@ class Vault:
             )
 
     def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the vault did not come up:\n{self.log.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_ready(f"{self.url}/readyz", self.process, self.log, timeout)
 
     def tenant(self, http: httpx.Client, slug: str) -> dict[str, dict[str, str]]:
         """A tenant without the erasure rate brake; its ingest+read and erasure keys."""

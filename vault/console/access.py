@@ -35,15 +35,14 @@ from vault.db.sql import Queries
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
 from vault.errors import InvalidInput
-from vault.http.access_log import _render_row
-from vault.http.params import decode_cursor, encode_cursor, parse_time, query_int, query_uuid
+from vault.http.access_log import _render_row, access_filters
+from vault.http.params import encode_cursor
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.access_audit import (
     SEARCH_DEFAULT_LIMIT,
     SEARCH_MAX_LIMIT,
     AccessQuery,
-    parse_ip_filter,
     search,
     verify_chains,
 )
@@ -63,26 +62,12 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def _query(request: Request) -> AccessQuery:
     params = request.query_params
-    ip_text = params.get("ip")
-    try:
-        ip = parse_ip_filter(ip_text) if ip_text else None
-    except ValueError:
-        raise InvalidInput("ip must be an IP address or a CIDR", field="ip") from None
     ref_hash_text = params.get("subject_ref_hash")
     try:
         ref_hash = bytes.fromhex(ref_hash_text) if ref_hash_text else None
     except ValueError:
         raise InvalidInput("subject_ref_hash must be hex", field="subject_ref_hash") from None
-    return AccessQuery(
-        api_key_id=query_uuid("api_key_id", params.get("api_key_id")),
-        ip=ip,
-        status=query_int("status", params.get("status"), minimum=100, maximum=599),
-        since=parse_time("since", params.get("since")),
-        until=parse_time("until", params.get("until")),
-        before_seq=decode_cursor(params.get("cursor")),
-        subject_ref_hash=ref_hash,
-        limit=SEARCH_DEFAULT_LIMIT,
-    )
+    return access_filters(params, limit=SEARCH_DEFAULT_LIMIT, subject_ref_hash=ref_hash)
 
 
 def _current_filters(request: Request) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -35,18 +36,8 @@ async def search_access_log(request: Request) -> Response:
         raise InvalidInput(
             f"unknown query parameters: {', '.join(sorted(unknown))}", field=first, also=rest
         )
-    ip_text = params.get("ip")
-    try:
-        ip = parse_ip_filter(ip_text) if ip_text else None
-    except ValueError:
-        raise InvalidInput("ip must be an IP address or a CIDR", field="ip") from None
-    query = AccessQuery(
-        api_key_id=query_uuid("api_key_id", params.get("api_key_id")),
-        ip=ip,
-        status=query_int("status", params.get("status"), minimum=100, maximum=599),
-        since=parse_time("since", params.get("since")),
-        until=parse_time("until", params.get("until")),
-        before_seq=decode_cursor(params.get("cursor")),
+    query = access_filters(
+        params,
         limit=query_int("limit", params.get("limit"), minimum=1, maximum=SEARCH_MAX_LIMIT)
         or SEARCH_DEFAULT_LIMIT,
     )
@@ -61,6 +52,27 @@ async def search_access_log(request: Request) -> Response:
     items = [_render_row(row) for row in rows]
     next_cursor = encode_cursor(rows[-1]["seq"]) if len(rows) == query.limit else None
     return json_response({"items": items, "next_cursor": next_cursor})
+
+
+def access_filters(
+    params: Mapping[str, str], *, limit: int, subject_ref_hash: bytes | None = None
+) -> AccessQuery:
+    """The filters the API and the console share: key, IP or CIDR, status, time, cursor."""
+    ip_text = params.get("ip")
+    try:
+        ip = parse_ip_filter(ip_text) if ip_text else None
+    except ValueError:
+        raise InvalidInput("ip must be an IP address or a CIDR", field="ip") from None
+    return AccessQuery(
+        api_key_id=query_uuid("api_key_id", params.get("api_key_id")),
+        ip=ip,
+        status=query_int("status", params.get("status"), minimum=100, maximum=599),
+        since=parse_time("since", params.get("since")),
+        until=parse_time("until", params.get("until")),
+        before_seq=decode_cursor(params.get("cursor")),
+        subject_ref_hash=subject_ref_hash,
+        limit=limit,
+    )
 
 
 def _render_row(row: dict[str, Any]) -> dict[str, Any]:

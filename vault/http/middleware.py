@@ -61,6 +61,13 @@ class _Exchange:
     logged: bool = False
 
 
+def _log_unavailable(request_id: str) -> ProblemResponse:
+    """The answer to a request that must not go unlogged while the log cannot be written."""
+    return ProblemResponse(
+        503, "unavailable", "access log unavailable", request_id, headers={"Retry-After": "5"}
+    )
+
+
 class AccessLogMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -119,14 +126,7 @@ class AccessLogMiddleware:
             # failing, writes are refused before they run. (A read's answer is withheld
             # anyway when its row fails.) The refusal is logged too once it can be, which
             # is what clears the flag.
-            refusal = ProblemResponse(
-                503,
-                "unavailable",
-                "access log unavailable",
-                exchange.request_id,
-                headers={"Retry-After": "5"},
-            )
-            await refusal(scope, counting_receive, logging_send)
+            await _log_unavailable(exchange.request_id)(scope, counting_receive, logging_send)
             return
         try:
             await self.app(scope, counting_receive, logging_send)
@@ -169,13 +169,7 @@ class AccessLogMiddleware:
             return
         # The row could not be written: the request fails instead of going unlogged.
         vault.metrics.access_log_failures.inc()
-        refusal = ProblemResponse(
-            503,
-            "unavailable",
-            "access log unavailable",
-            exchange.request_id,
-            headers={"Retry-After": "5"},
-        )
+        refusal = _log_unavailable(exchange.request_id)
         await send(
             {
                 "type": "http.response.start",
