@@ -77,11 +77,20 @@ class Database:
         await self._pool.close()
 
     @asynccontextmanager
-    async def tenant_tx(self, tenant_id: uuid.UUID) -> AsyncIterator[Connection]:
-        """A transaction that sees only `tenant_id`'s rows (row-level security)."""
+    async def tenant_tx(
+        self, tenant_id: uuid.UUID, *, set_by_first_statement: bool = False
+    ) -> AsyncIterator[Connection]:
+        """A transaction that sees only `tenant_id`'s rows (row-level security).
+
+        `set_by_first_statement`: the caller's first statement is a request function
+        (migration 0011, `dv_*` with the tenant as its first argument) that sets role and
+        tenant itself, which saves the round trip that sets them here. A first statement
+        that does not would see no tenant's rows and could write none: it fails closed.
+        """
         try:
             async with self._pool.acquire() as conn, conn.transaction():
-                await conn.execute(_SET_TENANT, str(tenant_id))
+                if not set_by_first_statement:
+                    await conn.execute(_SET_TENANT, str(tenant_id))
                 yield conn
         except CONNECTION_ERRORS as exc:
             raise Unavailable("database unavailable") from exc
@@ -112,6 +121,27 @@ class Database:
                         await conn.execute("SELECT pg_advisory_unlock($1)", key)
         except CONNECTION_ERRORS as exc:
             raise Unavailable("database unavailable") from exc
+
+    async def tenant_fetch(
+        self, tenant_id: uuid.UUID, query: str, *args: object
+    ) -> list[asyncpg.Record]:
+        """One call of a request function (migration 0011) in its own implicit
+        transaction, with `tenant_id` as its first argument: the function sets role and
+        tenant for that transaction itself, so this is one round trip where `tenant_tx`
+        takes four or more. For the hot single-statement reads and writes."""
+        try:
+            async with self._pool.acquire() as conn:
+                rows: list[asyncpg.Record] = await conn.fetch(query, tenant_id, *args)
+                return rows
+        except CONNECTION_ERRORS as exc:
+            raise Unavailable("database unavailable") from exc
+
+    async def tenant_fetchrow(
+        self, tenant_id: uuid.UUID, query: str, *args: object
+    ) -> asyncpg.Record | None:
+        """`tenant_fetch` for a function that returns at most one row."""
+        rows = await self.tenant_fetch(tenant_id, query, *args)
+        return rows[0] if rows else None
 
     async def untenanted_fetchrow(self, query: str, *args: object) -> asyncpg.Record | None:
         """One read-only statement with no tenant set, in its own implicit transaction:

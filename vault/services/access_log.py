@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
+import asyncpg
 import structlog
 
 from crypto.mac import keyed_hash
@@ -28,6 +31,12 @@ log = structlog.get_logger("datavault.access_log")
 
 # Rows per transaction: bounds one commit's size and latency under a burst.
 MAX_BATCH_ROWS = 500
+
+
+class _FetchRow(Protocol):
+    def __call__(
+        self, tenant_id: uuid.UUID, query: str, /, *args: object
+    ) -> Awaitable[asyncpg.Record | None]: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,9 @@ class AccessLogWriter:
         self._db = db
         self._ip_key = ip_key
         self._pending: list[_Pending] = []
+        # The chain head this process last wrote, per tenant: the next batch assumes it
+        # and the database checks it (dv_access_log_append).
+        self._heads: dict[uuid.UUID, tuple[int, bytes]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -124,52 +136,81 @@ class AccessLogWriter:
                         pending.done.set_result(None)
 
     async def _commit_tenant(self, tenant_id: uuid.UUID, entries: list[AccessEntry]) -> None:
+        """One statement when this process knows the chain head (it wrote the last rows:
+        the usual case); else, or when another process appended since, lock the head in
+        a transaction and chain from it."""
+        head = self._heads.get(tenant_id)
+        if head is not None and await self._append(
+            self._db.tenant_fetchrow, tenant_id, head, entries
+        ):
+            return
+        self._heads.pop(tenant_id, None)
         async with self._db.tenant_tx(tenant_id) as conn:
-            head = await conn.fetchrow(Q.lock_head, tenant_id)
-            if head is None:
+            locked = await conn.fetchrow(Q.lock_head, tenant_id)
+            if locked is None:
                 # A tenant's first row: create its head (a concurrent creator's insert
                 # waits for ours and does nothing), then lock it.
                 await conn.execute(Q.ensure_head, tenant_id, GENESIS)
-                head = await conn.fetchrow(Q.lock_head, tenant_id)
-            assert head is not None
-            seq, prev = head["seq"], bytes(head["row_hash"])
-            columns: list[list[object]] = [[] for _ in range(16)]
-            last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
-            for entry in entries:
-                seq += 1
-                ip_hash = self.ip_hash(entry.ip)
-                current = row_hash(
-                    prev,
-                    ChainedFields(
-                        tenant_id=tenant_id,
-                        seq=seq,
-                        at=entry.at,
-                        request_id=entry.request_id,
-                        api_key_id=entry.api_key_id,
-                        key_prefix=entry.key_prefix,
-                        ip_hash=ip_hash,
-                        method=entry.method,
-                        route=entry.route,
-                        status=entry.status,
-                        bytes_in=entry.bytes_in,
-                        bytes_out=entry.bytes_out,
-                        subject_ref_hash=entry.subject_ref_hash,
-                        artefact_id=entry.artefact_id,
-                    ),
-                )
-                values = (
-                    seq, entry.at, entry.request_id, entry.api_key_id, entry.key_prefix,
-                    entry.ip, ip_hash, entry.method, entry.route, entry.status, entry.bytes_in,
-                    entry.bytes_out, entry.subject_ref_hash, entry.artefact_id, prev, current,
-                )  # fmt: skip
-                for column, value in zip(columns, values, strict=True):
-                    column.append(value)
-                prev = current
-                if entry.api_key_id is not None and entry.key_authenticated:
-                    last_use[entry.api_key_id] = (entry.at, entry.ip)
-            used = list(last_use.items())
-            await conn.execute(
-                Q.append_rows, tenant_id, *columns, seq, prev,
-                [key_id for key_id, _ in used], [at for _, (at, _) in used],
-                [ip for _, (_, ip) in used],
+                locked = await conn.fetchrow(Q.lock_head, tenant_id)
+            assert locked is not None
+            head = (locked["seq"], bytes(locked["row_hash"]))
+
+            async def fetchrow(_: uuid.UUID, query: str, *args: object) -> asyncpg.Record | None:
+                return await conn.fetchrow(query, tenant_id, *args)
+
+            appended = await self._append(fetchrow, tenant_id, head, entries)
+            assert appended, "the chain head moved while locked"
+
+    async def _append(
+        self,
+        fetchrow: _FetchRow,
+        tenant_id: uuid.UUID,
+        head: tuple[int, bytes],
+        entries: list[AccessEntry],
+    ) -> bool:
+        """Chain `entries` after `head` and append them if the head is still there."""
+        seq, prev = head
+        columns: list[list[object]] = [[] for _ in range(16)]
+        last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
+        for entry in entries:
+            seq += 1
+            ip_hash = self.ip_hash(entry.ip)
+            current = row_hash(
+                prev,
+                ChainedFields(
+                    tenant_id=tenant_id,
+                    seq=seq,
+                    at=entry.at,
+                    request_id=entry.request_id,
+                    api_key_id=entry.api_key_id,
+                    key_prefix=entry.key_prefix,
+                    ip_hash=ip_hash,
+                    method=entry.method,
+                    route=entry.route,
+                    status=entry.status,
+                    bytes_in=entry.bytes_in,
+                    bytes_out=entry.bytes_out,
+                    subject_ref_hash=entry.subject_ref_hash,
+                    artefact_id=entry.artefact_id,
+                ),
+            )
+            values = (
+                seq, entry.at, entry.request_id, entry.api_key_id, entry.key_prefix,
+                entry.ip, ip_hash, entry.method, entry.route, entry.status, entry.bytes_in,
+                entry.bytes_out, entry.subject_ref_hash, entry.artefact_id, prev, current,
             )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+            prev = current
+            if entry.api_key_id is not None and entry.key_authenticated:
+                last_use[entry.api_key_id] = (entry.at, entry.ip)
+        used = list(last_use.items())
+        result = await fetchrow(
+            tenant_id, Q.append, head[0], head[1], *columns, seq, prev,
+            [key_id for key_id, _ in used], [at for _, (at, _) in used],
+            [ip for _, (_, ip) in used],
+        )  # fmt: skip
+        if result is None or not result["appended"]:
+            return False
+        self._heads[tenant_id] = (seq, prev)
+        return True

@@ -205,7 +205,7 @@ class ArtefactService:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
             check_access(subject, access)
-            check_generation(await readable_generations(conn, subject, access), row["generation"])
+            check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         return self._describe(subject, row, data_key)
 
@@ -218,7 +218,7 @@ class ArtefactService:
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
             )
             check_access(subject, access)
-            hidden = sorted(await readable_generations(conn, subject, access) or ())
+            hidden = sorted(readable_generations(subject, access) or ())
             rows = await conn.fetch(
                 Q.list, tenant_id, subject.id, category, after[0] if after else None,
                 after[1] if after else None, limit, hidden,
@@ -238,7 +238,7 @@ class ArtefactService:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
             check_access(subject, access)
-            check_generation(await readable_generations(conn, subject, access), row["generation"])
+            check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         artefact = self._describe(subject, row, data_key)
         body = self._plaintext(row["blob_key"], data_key, artefact.size, byte_range)

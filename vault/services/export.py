@@ -61,7 +61,7 @@ class ExportService:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
             check_access(subject, access)
-            hidden = sorted(await readable_generations(conn, subject, access) or ())
+            hidden = sorted(readable_generations(subject, access) or ())
             for row in await conn.fetch(RECORDS.all_current, tenant_id, subject.id, hidden):
                 key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
                 value = open_record(key.key, bytes(row["value_sealed"]), key.content_context())

@@ -56,9 +56,8 @@ class PgHoldCheck:
         subject_id: uuid.UUID,
         categories: Sequence[str],
     ) -> dict[str, list[uuid.UUID]]:
-        # Destroy paths hold the subject's row lock; the tenant row FOR SHARE orders them
-        # against a tenant-wide hold being placed (which takes it FOR UPDATE).
-        await conn.fetchval(Q.lock_tenant_shared, tenant_id)
+        # Destroy paths hold the subject's row lock; the query takes the tenant row FOR
+        # SHARE, which orders them against a tenant-wide hold being placed (FOR UPDATE).
         rows = await conn.fetch(Q.covering, tenant_id, subject_id, list(categories))
         covered: dict[str, list[uuid.UUID]] = {}
         for row in rows:

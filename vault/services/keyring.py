@@ -222,13 +222,50 @@ class KeyRing:
         wrapping: SecretBytes,
         purpose: DataKeyPurpose,
     ) -> DataKey:
+        data_key, wrapped = self._wrapped_data_key(subject_key, wrapping, purpose)
+        await conn.execute(
+            Q.insert_data_key, subject_key.tenant_id, data_key.id, subject_key.id, purpose, wrapped
+        )
+        return data_key
+
+    @staticmethod
+    def _wrapped_data_key(
+        subject_key: SubjectKeyRef, wrapping: SecretBytes, purpose: DataKeyPurpose
+    ) -> tuple[DataKey, bytes]:
         data_key_id = uuid.uuid4()
         key = generate_key()
         wrapped = wrap_key(wrapping, key, data_key_context(subject_key, data_key_id))
-        await conn.execute(
-            Q.insert_data_key, subject_key.tenant_id, data_key_id, subject_key.id, purpose, wrapped
-        )
-        return DataKey(data_key_id, purpose, subject_key, key)
+        return DataKey(data_key_id, purpose, subject_key, key), wrapped
+
+    async def unstored_data_key(
+        self,
+        conn: Connection,
+        tenant_id: uuid.UUID,
+        subject_id: uuid.UUID,
+        category: str,
+        generation: int,
+        purpose: DataKeyPurpose,
+        found: Any | None,
+    ) -> tuple[DataKey, bytes]:
+        """A fresh data key and its wrapped bytes, for a statement of the caller's that
+        stores it with the row it encrypts. `found`: the live subject key as the caller
+        already read it (columns subject_key_id, kek_version, subject_wrapped,
+        kek_wrapped); without it, the key is read here and created on first use."""
+        if found is None or found["subject_key_id"] is None:
+            created = await self.subject_key_for_write(
+                conn, tenant_id, subject_id, category, generation
+            )
+            ref, wrapping = await self.subject_key(conn, tenant_id, created.id)
+        else:
+            if found["subject_wrapped"] is None:
+                raise KeyDestroyed("this generation's subject key was destroyed")
+            ref = SubjectKeyRef(
+                tenant_id, found["subject_key_id"], subject_id, category, generation
+            )
+            wrapping = await self._open_subject_key(
+                ref, found["kek_version"], found["subject_wrapped"], found["kek_wrapped"]
+            )
+        return self._wrapped_data_key(ref, wrapping, purpose)
 
     async def data_key(
         self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID

@@ -15,10 +15,11 @@ from datetime import datetime
 from typing import Any
 
 from crypto.records import open_record, seal_record
-from vault.db.database import Connection, Database
+from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.secret_text import SecretText
+from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, Gone, InvalidInput, MalformedInput, NotFound
 from vault.services.keyring import KeyRing
 from vault.services.subjects import (
@@ -28,8 +29,8 @@ from vault.services.subjects import (
     check_generation,
     check_writable,
     readable_generations,
+    subject_from_columns,
 )
-from vault.services.tenants import load_settings
 
 Q = Queries("records")
 
@@ -79,92 +80,84 @@ class RecordService:
     ) -> RecordVersion:
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        async with self._db.tenant_tx(tenant_id) as conn:
-            # Under the subject's row lock: concurrent writes of one record queue here,
-            # and the lock order (subject, then record) is the same for every writer.
-            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash, lock=True)
+        # Two statements in the usual case (records.sql write_begin, write): the first
+        # sets the tenant, takes the subject's and the record's row locks and reads the
+        # subject key; the new version's key is made here in between.
+        async with self._db.tenant_tx(tenant_id, set_by_first_statement=True) as conn:
+            begun: Any = await conn.fetchrow(Q.write_begin, tenant_id, ref_hash, name, category)
+            if begun is None or not begun["ref_copy_live"]:
+                # A new subject, or a new life after an erasure: create it and seal its
+                # reference, then begin again (the tenant is set now, the locks held).
+                await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash, lock=True)
+                begun = await conn.fetchrow(Q.write_begin, tenant_id, ref_hash, name, category)
+            assert begun is not None
+            subject = subject_from_columns(tenant_id, begun)
             check_writable(subject)
-            current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
+            current = begun["current_version"]
             if current is not None:
-                if category is not None and category != current["category"]:
-                    raise Conflict(f"record {name!r} keeps its category {current['category']!r}")
-                category = current["category"]
+                if category is not None and category != begun["current_category"]:
+                    raise Conflict(
+                        f"record {name!r} keeps its category {begun['current_category']!r}"
+                    )
+                category = begun["current_category"]
+                found_key = begun
             else:
-                category = check_category(
-                    category, (await load_settings(conn, tenant_id)).categories
-                )
-            data_key = await self._keyring.new_data_key_for_write(
-                conn, tenant_id, subject.id, category, subject.generation, "record"
+                settings = TenantSettings.from_document(json.loads(begun["settings"] or "{}"))
+                found_key = begun if category is not None else None
+                category = check_category(category, settings.categories)
+            data_key, wrapped = await self._keyring.unstored_data_key(
+                conn, tenant_id, subject.id, category, subject.generation, "record", found_key
             )
             sealed = seal_record(data_key.key, value, data_key.content_context())
-            if current is not None:
-                await self._retire(conn, tenant_id, subject.id, current)
-            inserted = await conn.fetchrow(
-                Q.insert_next_version, tenant_id, subject.id, name, category, subject.generation,
-                data_key.id, sealed, len(value),
+            written = await conn.fetchrow(
+                Q.write, tenant_id, subject.id, name, category, subject.generation, current,
+                begun["current_data_key_id"], data_key.id, data_key.subject_key.id, wrapped,
+                sealed, len(value),
             )  # fmt: skip
-            assert inserted is not None
+            assert written is not None
         return RecordVersion(
-            name, category, inserted["version"], inserted["created_at"], created=current is None
-        )
-
-    async def _retire(
-        self, conn: Connection, tenant_id: uuid.UUID, subject_id: uuid.UUID, current: Any
-    ) -> None:
-        """Shred the version being replaced; under hold keep it instead. The caller holds
-        the subject's row lock."""
-        try:
-            await self._keyring.destroy_data_key_of_locked_subject(
-                conn, tenant_id, subject_id, current["category"], current["data_key_id"]
-            )
-            shredded = True
-        except Conflict:
-            shredded = False
-        await conn.execute(
-            Q.retire_current, tenant_id, subject_id, current["name"], current["version"], shredded
+            name, category, written["version"], written["created_at"], created=current is None
         )
 
     async def get(
         self, tenant_id: uuid.UUID, ref: SecretText, name: str, access: SubjectAccess
     ) -> bytes:
         check_record_name(name)
-        async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-            )
-            check_access(subject, access)
-            row = await conn.fetchrow(Q.get_current_with_key, tenant_id, subject.id, name)
-            if row is None or row["value_sealed"] is None:
-                if await conn.fetchval(Q.ever_existed, tenant_id, subject.id, name):
-                    raise Gone("this record was deleted")
-                raise NotFound("no such record")
-            check_generation(
-                await readable_generations(conn, subject, access), row["record_generation"]
-            )
-            data_key = await self._keyring.open_data_key(tenant_id, row)
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        row = await self._db.tenant_fetchrow(tenant_id, Q.read, ref_hash, name)
+        if row is None:
+            raise NotFound("no such subject")
+        subject = subject_from_columns(tenant_id, row)
+        check_access(subject, access)
+        if row["version"] is None or row["value_sealed"] is None:
+            if row["ever_existed"]:
+                raise Gone("this record was deleted")
+            raise NotFound("no such record")
+        check_generation(readable_generations(subject, access), row["record_generation"])
+        data_key = await self._keyring.open_data_key(tenant_id, row)
         return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
 
     async def list(
         self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess, *,
         after: tuple[datetime, str] | None, limit: int,
     ) -> list[RecordVersion]:  # fmt: skip
-        async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-            )
-            check_access(subject, access)
-            hidden = sorted(await readable_generations(conn, subject, access) or ())
-            rows = await conn.fetch(
-                Q.list,
-                tenant_id,
-                subject.id,
-                after[0] if after else None,
-                after[1] if after else None,
-                limit,
-                hidden,
-            )
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        rows = await self._db.tenant_fetch(
+            tenant_id,
+            Q.list_page,
+            ref_hash,
+            after[0] if after else None,
+            after[1] if after else None,
+            limit,
+            access.may_read_restricted,
+        )
+        if not rows:
+            raise NotFound("no such subject")
+        check_access(subject_from_columns(tenant_id, rows[0]), access)
         return [
-            RecordVersion(r["name"], r["category"], r["version"], r["created_at"]) for r in rows
+            RecordVersion(r["name"], r["category"], r["version"], r["created_at"])
+            for r in rows
+            if r["name"] is not None
         ]
 
     async def delete(self, tenant_id: uuid.UUID, ref: SecretText, name: str) -> None:

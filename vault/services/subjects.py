@@ -118,15 +118,13 @@ class SubjectService:
         }
 
 
-async def readable_generations(
-    conn: Connection, subject: Subject, access: SubjectAccess
-) -> frozenset[int] | None:
+def readable_generations(subject: Subject, access: SubjectAccess) -> frozenset[int] | None:
     """Generations the caller may not read: those under an erasure instruction (what is
     left of them is kept by holds or retention, readable only by compliance). None means
     no restriction applies."""
     if access.may_read_restricted:
         return None
-    # Read with the subject in the same statement (subjects.sql `find`).
+    # Read with the subject in the same statement (migration 0011 `dv_subject`).
     return subject.erased_generations or None
 
 
@@ -155,4 +153,19 @@ def _subject(tenant_id: uuid.UUID, row: Any) -> Subject:
         row["created_at"],
         row["restricted_at"],
         frozenset(row["erased_generations"]),
+    )
+
+
+def subject_from_columns(tenant_id: uuid.UUID, row: Any) -> Subject:
+    """A subject from a request function's row (migration 0011), whose subject columns
+    are prefixed where the row also carries a record's or key's."""
+    erased = row.get("erased_generations")
+    return Subject(
+        tenant_id,
+        row["subject_id"],
+        bytes(row["ref_hash"]),
+        row["subject_generation"],
+        row["subject_created_at"],
+        row["restricted_at"],
+        frozenset(erased or ()),
     )

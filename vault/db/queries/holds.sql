@@ -38,17 +38,9 @@ UPDATE holds SET release_requested_by = $3, release_requested_at = now()
 UPDATE holds SET released_at = now(), released_by = $3 WHERE tenant_id = $1 AND id = $2
 
 -- name: covering
--- Active holds over one subject and some categories. The caller holds the subject's
--- row lock (and the tenant row FOR SHARE), which placing a hold also takes.
-SELECT h.id, h.categories FROM holds h
-  JOIN subjects s ON s.tenant_id = h.tenant_id AND s.id = $2
- WHERE h.tenant_id = $1 AND h.released_at IS NULL
-   AND (h.expires_at IS NULL OR h.expires_at > now())
-   AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
-   AND (h.categories IS NULL OR h.categories && $3::text[])
-
--- name: lock_tenant_shared
-SELECT 1 FROM tenants WHERE id = $1 FOR SHARE
+-- Active holds over one subject and some categories, ordered against a hold being placed
+-- (migration 0011). The caller holds the subject's row lock.
+SELECT id, categories FROM dv_holds_covering($1, $2, $3)
 
 -- name: lock_tenant
 SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE

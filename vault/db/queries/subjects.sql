@@ -1,15 +1,8 @@
 -- name: find
 -- With the generations under an erasure instruction, which only compliance may read, and
 -- whether the sealed copy of the reference is still readable: the read and write paths
--- need them, and one statement is one round trip.
-SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
-       ARRAY(SELECT DISTINCT e.generation FROM erasures e
-              WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
-                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
-       s.ref_sealed IS NOT NULL AND EXISTS(SELECT 1 FROM data_keys d
-               WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
-                 AND d.wrapped_key IS NOT NULL) AS ref_copy_live
-  FROM subjects s WHERE s.tenant_id = $1 AND s.ref_hash = $2
+-- need them, and one statement is one round trip (migration 0011).
+SELECT * FROM dv_subject($1, $2)
 
 -- name: find_for_update
 -- Writers of a subject's records hold its row lock (as holds and shredding do), so two
