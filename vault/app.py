@@ -20,7 +20,7 @@ from vault.console.sessions import SessionStore
 from vault.console.state import ConsoleState
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
-from vault.errors import VaultError
+from vault.errors import KeyNoLongerLive, VaultError
 from vault.http import (
     access_log,
     api_keys,
@@ -33,6 +33,7 @@ from vault.http import (
     subjects,
     tenant,
 )
+from vault.http.auth import key_no_longer_live_handler
 from vault.http.idempotency import idempotent
 from vault.http.middleware import AccessLogMiddleware
 from vault.http.problems import (
@@ -222,6 +223,7 @@ def create_app(
         routes=[*ROUTES, *CONSOLE_ROUTES] if serve_api else OPS_ROUTES,
         middleware=[Middleware(AccessLogMiddleware), Middleware(SubjectPathMiddleware)],
         exception_handlers={
+            KeyNoLongerLive: key_no_longer_live_handler,
             VaultError: vault_error_handler,
             HTTPException: http_exception_handler,
             IntegrityError: integrity_error_handler,

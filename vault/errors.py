@@ -58,6 +58,11 @@ class Unauthenticated(VaultError):
     """No credentials, or credentials that do not identify a live API key."""
 
 
+class KeyNoLongerLive(Unauthenticated):
+    """A key recognised from memory was found revoked (or its tenant closed) by the
+    request's own statement; nothing was read or written."""
+
+
 class Forbidden(VaultError):
     """The key is valid but may not do this (scope, allowed CIDRs)."""
 

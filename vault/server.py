@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import signal
+import socket
 import sys
 
 import uvicorn
@@ -10,6 +12,21 @@ import uvicorn
 from vault.app import create_app
 from vault.config import Settings
 from vault.runtime import prepare_database
+
+# A full (generation 2) garbage collection walks every object the process holds: 35-40
+# ms on the load bench, during which no request moves (it was the p99). What start-up
+# allocated (modules, the app, pools) lives as long as the process, so it is frozen out
+# of collections (gc.freeze); young collections run every GC_YOUNG_THRESHOLD allocations
+# rather than 700, fewer pauses for a little memory.
+GC_YOUNG_THRESHOLD = 20_000
+
+
+class _Server(uvicorn.Server):
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def uvicorn_config(
@@ -41,7 +58,7 @@ def run_server(settings: Settings, *, run_jobs: bool = True, serve_api: bool = T
     the middle of a transaction rolls it back, which releases its claim)."""
     url = prepare_database(settings)
     config = uvicorn_config(settings, url, run_jobs=run_jobs, serve_api=serve_api)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     address = f"http://{settings.host}:{settings.port}"
     if serve_api:
         banner = (

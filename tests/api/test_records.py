@@ -509,3 +509,65 @@ def test_admin_only_key_is_403_on_every_record_route(server: ServerThread, tenan
         problem(response)
         assert b"admin-cannot-see" not in response.content
     assert fetched.content == b'"admin-cannot-see"'
+
+
+def test_a_write_whose_read_state_changed_writes_nothing(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """A record PUT reads, makes its key, then writes with no lock held in between; the
+    write re-checks under the subject's lock what it read (records.sql `write`). A stale
+    version or generation writes nothing (the service reads again); the same call with the
+    state as it is writes the next version."""
+    ref, name = _ref(), f"profile-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        for n in (1, 2):
+            put_record(http, keys.ingest, ref, name, json.dumps({"n": n}).encode())
+
+    async def attempts() -> tuple[list[bool], int, int]:
+        conn = await asyncpg.connect(database_url)  # the owner, to read the state
+        try:
+            state = await conn.fetchrow(
+                """SELECT r.subject_id, r.version, r.data_key_id, r.category, s.generation,
+                          d.subject_key_id
+                     FROM records r
+                     JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
+                     JOIN data_keys d ON d.tenant_id = r.tenant_id AND d.id = r.data_key_id
+                    WHERE r.tenant_id = $1 AND r.name = $2 AND r.current""",
+                tenant.id,
+                name,
+            )
+            assert state is not None
+            count_keys = "SELECT count(*) FROM data_keys WHERE tenant_id = $1"
+            keys_before = await conn.fetchval(count_keys, tenant.id)
+            await conn.execute("SET ROLE datavault_app")
+
+            async def write(version: int, generation: int) -> bool:
+                row = await conn.fetchrow(
+                    "SELECT * FROM dv_record_write($1, NULL, $2, $3, $4, $5, $6, $7, $8, $9,"
+                    " $10, $11, 10)",
+                    tenant.id, state["subject_id"], name, state["category"], generation, version,
+                    state["data_key_id"], uuid.uuid4(), state["subject_key_id"], b"w" * 60,
+                    b"s" * 60,
+                )  # fmt: skip
+                return row is not None
+
+            results = [
+                await write(1, state["generation"]),  # another writer replaced version 1
+                await write(2, state["generation"] + 1),  # an erasure began a new life
+                await write(2, state["generation"]),  # the state as it is: written
+            ]
+            await conn.execute("RESET ROLE")
+            newest = await conn.fetchval(
+                "SELECT max(version) FROM records WHERE tenant_id = $1 AND subject_id = $2",
+                tenant.id,
+                state["subject_id"],
+            )
+            return results, await conn.fetchval(count_keys, tenant.id) - keys_before, newest
+        finally:
+            await conn.close()
+
+    results, new_keys, newest = asyncio.run(attempts())
+    assert results == [False, False, True]
+    assert new_keys == 1
+    assert newest == 3

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import Any, TypeAlias
+from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 
-from vault.errors import Unavailable
+from vault.errors import KeyNoLongerLive, Unavailable
 
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
+
+
+class TenantFetchRow(Protocol):
+    """`Database.tenant_fetchrow`, or the same call inside a caller's transaction."""
+
+    def __call__(
+        self, tenant_id: uuid.UUID, query: str, /, *args: object
+    ) -> Awaitable[asyncpg.Record | None]: ...
+
 
 APP_ROLE = "datavault_app"
 # Requests never run as the URL's role (which may own the tables or be a superuser): the
@@ -20,6 +29,10 @@ APP_ROLE = "datavault_app"
 _SET_TENANT = (
     "SELECT set_config('role', 'datavault_app', true), set_config('datavault.tenant_id', $1, true)"
 )
+
+# What a request function (migration 0011) raises when the API key it was asked to check
+# is revoked or its tenant closed.
+KEY_NOT_LIVE_SQLSTATE = "DV401"
 
 # The deployment-wide access-log chain and other rows that belong to no tenant.
 DEPLOYMENT_TENANT = uuid.UUID(int=0)
@@ -34,6 +47,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     TimeoutError,
 )
+
+
+def _raise_key_not_live(exc: asyncpg.PostgresError) -> None:
+    if getattr(exc, "sqlstate", None) == KEY_NOT_LIVE_SQLSTATE:
+        raise KeyNoLongerLive("invalid API key") from None
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -94,6 +112,9 @@ class Database:
                 yield conn
         except CONNECTION_ERRORS as exc:
             raise Unavailable("database unavailable") from exc
+        except asyncpg.PostgresError as exc:
+            _raise_key_not_live(exc)
+            raise
 
     @asynccontextmanager
     async def untenanted_tx(self) -> AsyncIterator[Connection]:
@@ -135,6 +156,9 @@ class Database:
                 return rows
         except CONNECTION_ERRORS as exc:
             raise Unavailable("database unavailable") from exc
+        except asyncpg.PostgresError as exc:
+            _raise_key_not_live(exc)
+            raise
 
     async def tenant_fetchrow(
         self, tenant_id: uuid.UUID, query: str, *args: object

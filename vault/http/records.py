@@ -27,12 +27,13 @@ def _render(record: RecordVersion) -> dict[str, object]:
 
 
 async def put_record(request: Request) -> Response:
-    principal = await require(request, Scope.INGEST)
+    principal = await require(request, Scope.INGEST, liveness_in_statement=True)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
     value = check_json(await read_json_body(request, MAX_RECORD_BYTES))
     record = await vault_state(request).records.put(
         principal.tenant_id,
+        principal.key_to_check,
         ref,
         request.path_params["name"],
         request.query_params.get("category") or None,
@@ -42,11 +43,15 @@ async def put_record(request: Request) -> Response:
 
 
 async def get_record(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
+    principal = await require(request, Scope.READ, liveness_in_statement=True)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
     value = await vault_state(request).records.get(
-        principal.tenant_id, ref, request.path_params["name"], access_for(principal)
+        principal.tenant_id,
+        principal.key_to_check,
+        ref,
+        request.path_params["name"],
+        access_for(principal),
     )
     return Response(
         value, media_type="application/json", headers={"Cache-Control": "private, no-store"}
@@ -54,12 +59,17 @@ async def get_record(request: Request) -> Response:
 
 
 async def list_records(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
+    principal = await require(request, Scope.READ, liveness_in_statement=True)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
     limit, after = page_params(request, set())
     records = await vault_state(request).records.list(
-        principal.tenant_id, ref, access_for(principal), after=page_after_name(after), limit=limit
+        principal.tenant_id,
+        principal.key_to_check,
+        ref,
+        access_for(principal),
+        after=page_after_name(after),
+        limit=limit,
     )
     last = records[-1] if len(records) == limit else None
     cursor = encode_cursor_parts(rfc3339(last.updated_at), last.name) if last else None

@@ -11,17 +11,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 import asyncpg
 import structlog
 
 from crypto.mac import keyed_hash
 from crypto.secrets import SecretBytes
-from vault.db.database import Database
+from vault.db.database import Database, TenantFetchRow
 from vault.db.sql import Queries
 from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.errors import Unavailable
@@ -31,12 +29,9 @@ log = structlog.get_logger("datavault.access_log")
 
 # Rows per transaction: bounds one commit's size and latency under a burst.
 MAX_BATCH_ROWS = 500
-
-
-class _FetchRow(Protocol):
-    def __call__(
-        self, tenant_id: uuid.UUID, query: str, /, *args: object
-    ) -> Awaitable[asyncpg.Record | None]: ...
+# Batches sent before the first of them has committed: overlaps one batch's round trip
+# and commit with the next one's; more would only queue on the chain head's row lock.
+MAX_BATCHES_IN_FLIGHT = 2
 
 
 @dataclass(frozen=True)
@@ -64,6 +59,21 @@ class _Pending:
     done: asyncio.Future[None] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+
+
+@dataclass(frozen=True)
+class _Chained:
+    head: tuple[int, bytes]  # the head the rows were chained after
+    columns: list[list[object]]
+    new_head: tuple[int, bytes]
+    last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
+
+
+@dataclass(frozen=True)
+class _TenantBatch:
+    tenant_id: uuid.UUID
+    rows: list[_Pending]
+    chained: _Chained | None
 
 
 class AccessLogWriter:
@@ -104,47 +114,73 @@ class AccessLogWriter:
         await asyncio.shield(pending.done)
 
     async def _run(self) -> None:
+        # Batches are chained here, in order, each on the head the previous one will
+        # leave; up to MAX_BATCHES_IN_FLIGHT are then sent at once, so a batch's round
+        # trip and commit overlap the next one's. The database applies them in chain
+        # order (each checks the head it expects under the head's row lock).
+        in_flight: set[asyncio.Task[None]] = set()
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                if len(in_flight) >= MAX_BATCHES_IN_FLIGHT:
+                    _, in_flight = await asyncio.wait(
+                        in_flight, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    continue
                 batch, self._pending = (
                     self._pending[:MAX_BATCH_ROWS],
                     self._pending[MAX_BATCH_ROWS:],
                 )
-                await self._commit(batch)
+                task = asyncio.create_task(self._commit(self._chain_batch(batch)))
+                in_flight.add(task)
             if self._closing:
+                await asyncio.gather(*in_flight)
                 return
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    def _chain_batch(self, batch: list[_Pending]) -> list[_TenantBatch]:
+        """Group by tenant and chain each group after the head this process expects (the
+        last one it chained), which becomes the group's new head. A tenant whose head is
+        not known is left unchained, for the locked path."""
         by_tenant: dict[uuid.UUID, list[_Pending]] = defaultdict(list)
         for pending in batch:
             by_tenant[pending.entry.tenant_id].append(pending)
+        groups = []
         for tenant_id, rows in by_tenant.items():
+            head = self._heads.get(tenant_id)
+            chained = None
+            if head is not None:
+                chained = self._chain(tenant_id, head, [p.entry for p in rows])
+                self._heads[tenant_id] = chained.new_head
+            groups.append(_TenantBatch(tenant_id, rows, chained))
+        return groups
+
+    async def _commit(self, groups: list[_TenantBatch]) -> None:
+        for group in groups:
             try:
-                await self._commit_tenant(tenant_id, [p.entry for p in rows])
+                await self._commit_tenant(group)
             except Exception as exc:
                 self.failing = True
+                self._heads.pop(group.tenant_id, None)
                 log.error("access_log_write_failed", error_type=type(exc).__name__)
-                for pending in rows:
+                for pending in group.rows:
                     if not pending.done.done():
                         pending.done.set_exception(Unavailable("access log unavailable"))
             else:
                 self.failing = False
-                for pending in rows:
+                for pending in group.rows:
                     if not pending.done.done():
                         pending.done.set_result(None)
 
-    async def _commit_tenant(self, tenant_id: uuid.UUID, entries: list[AccessEntry]) -> None:
-        """One statement when this process knows the chain head (it wrote the last rows:
+    async def _commit_tenant(self, group: _TenantBatch) -> None:
+        """One statement when this process knew the chain head (it wrote the last rows:
         the usual case); else, or when another process appended since, lock the head in
         a transaction and chain from it."""
-        head = self._heads.get(tenant_id)
-        if head is not None and await self._append(
-            self._db.tenant_fetchrow, tenant_id, head, entries
+        tenant_id = group.tenant_id
+        if group.chained is not None and await self._append(
+            self._db.tenant_fetchrow, tenant_id, group.chained
         ):
             return
-        self._heads.pop(tenant_id, None)
         async with self._db.tenant_tx(tenant_id) as conn:
             locked = await conn.fetchrow(Q.lock_head, tenant_id)
             if locked is None:
@@ -153,22 +189,25 @@ class AccessLogWriter:
                 await conn.execute(Q.ensure_head, tenant_id, GENESIS)
                 locked = await conn.fetchrow(Q.lock_head, tenant_id)
             assert locked is not None
-            head = (locked["seq"], bytes(locked["row_hash"]))
+            chained = self._chain(
+                tenant_id,
+                (locked["seq"], bytes(locked["row_hash"])),
+                [p.entry for p in group.rows],
+            )
 
             async def fetchrow(_: uuid.UUID, query: str, *args: object) -> asyncpg.Record | None:
                 return await conn.fetchrow(query, tenant_id, *args)
 
-            appended = await self._append(fetchrow, tenant_id, head, entries)
+            appended = await self._append(fetchrow, tenant_id, chained)
             assert appended, "the chain head moved while locked"
+        # Batches chained after this one assumed another head; they find out in the
+        # database and take this path too.
+        self._heads[tenant_id] = chained.new_head
 
-    async def _append(
-        self,
-        fetchrow: _FetchRow,
-        tenant_id: uuid.UUID,
-        head: tuple[int, bytes],
-        entries: list[AccessEntry],
-    ) -> bool:
-        """Chain `entries` after `head` and append them if the head is still there."""
+    def _chain(
+        self, tenant_id: uuid.UUID, head: tuple[int, bytes], entries: list[AccessEntry]
+    ) -> _Chained:
+        """The rows of `entries` chained after `head`, as the append statement's columns."""
         seq, prev = head
         columns: list[list[object]] = [[] for _ in range(16)]
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
@@ -204,13 +243,17 @@ class AccessLogWriter:
             prev = current
             if entry.api_key_id is not None and entry.key_authenticated:
                 last_use[entry.api_key_id] = (entry.at, entry.ip)
-        used = list(last_use.items())
+        return _Chained(head, columns, (seq, prev), list(last_use.items()))
+
+    async def _append(
+        self, fetchrow: TenantFetchRow, tenant_id: uuid.UUID, chained: _Chained
+    ) -> bool:
+        """Append chained rows if the head is still the one they were chained after."""
+        used = chained.last_use
         result = await fetchrow(
-            tenant_id, Q.append, head[0], head[1], *columns, seq, prev,
+            tenant_id, Q.append, chained.head[0], chained.head[1], *chained.columns,
+            chained.new_head[0], chained.new_head[1],
             [key_id for key_id, _ in used], [at for _, (at, _) in used],
             [ip for _, (_, ip) in used],
         )  # fmt: skip
-        if result is None or not result["appended"]:
-            return False
-        self._heads[tenant_id] = (seq, prev)
-        return True
+        return result is not None and bool(result["appended"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,12 @@ Q = Queries("api_keys")
 # A presented token longer than any key we issue or accept is rejected before hashing.
 MAX_PRESENTED_LENGTH = OWN_SECRET_MAX_LENGTH
 MAX_ALLOWED_CIDRS = 50
+# Keys this process verified with a full lookup, remembered by their hash for requests
+# whose own statement checks liveness (revocation, tenant closure). Only unchanging parts
+# are remembered (tenant, scopes, allowed CIDRs, expiry); the bounds keep memory small and
+# send every key through a full lookup at least once a minute.
+KNOWN_KEY_SECONDS = 60.0
+MAX_KNOWN_KEYS = 10_000
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,14 @@ class Principal:
     key_id: uuid.UUID
     prefix: str
     scopes: frozenset[Scope]
+    # Recognised from memory: the request's statement must check that the key is still
+    # live before it reads or writes (migration 0011, dv_require_live_key).
+    liveness_unchecked: bool = False
+
+    @property
+    def key_to_check(self) -> uuid.UUID | None:
+        """What request functions take as their key argument (NULL: checked already)."""
+        return self.key_id if self.liveness_unchecked else None
 
 
 class KeyRefusedForAddress(Forbidden):
@@ -84,6 +99,7 @@ class ApiKeyService:
     def __init__(self, db: Database, pepper: SecretBytes) -> None:
         self._db = db
         self._pepper = pepper
+        self._known: dict[bytes, tuple[Any, float]] = {}
 
     def _hash(self, token: str) -> bytes:
         return keyed_hash(self._pepper, token.encode("utf-8"))
@@ -167,29 +183,56 @@ class ApiKeyService:
         async with self._db.tenant_tx(tenant_id) as conn:
             # Revoking twice is harmless: the key stays revoked.
             revoked = await conn.fetchval(Q.revoke, tenant_id, key_id)
+            self.forget(key_id)
             if revoked is None and await conn.fetchval(Q.exists, tenant_id, key_id) is None:
                 raise NotFound("no such API key")
 
-    async def authenticate(self, token: str, client: IPAddress | None) -> Principal:
+    async def authenticate(
+        self, token: str, client: IPAddress | None, *, liveness_in_statement: bool = False
+    ) -> Principal:
         """Resolve a presented token to a live key, or raise. Every failure reads the same
-        to the caller so a guesser learns nothing about which check failed."""
+        to the caller so a guesser learns nothing about which check failed.
+
+        Looked up on every request, so a revocation takes effect at once; except with
+        `liveness_in_statement`, where the caller's own statement checks revocation and
+        tenant closure (`Principal.key_to_check`) and a key verified here within the last
+        minute is recognised from memory."""
         if not token or len(token) > MAX_PRESENTED_LENGTH:
             raise Unauthenticated("invalid API key")
         presented_hash = self._hash(token)
-        # Looked up on every request, never cached: revocation takes effect at once.
+        if liveness_in_statement:
+            known = self._known.get(presented_hash)
+            if known is not None and known[1] > time.monotonic():
+                return self._admit(known[0], client, liveness_unchecked=True)
         row = await self._db.untenanted_fetchrow(Q.find_by_hash, presented_hash)
         if row is None or not same_digest(bytes(row["key_hash"]), presented_hash):
             raise Unauthenticated("invalid API key")
-        now = datetime.now(UTC)
-        if row["revoked_at"] is not None or (row["expires_at"] and row["expires_at"] <= now):
+        if row["revoked_at"] is not None or row["tenant_status"] == "closed":
             raise Unauthenticated("invalid API key")
-        if row["tenant_status"] == "closed":
+        principal = self._admit(row, client, liveness_unchecked=False)
+        if len(self._known) >= MAX_KNOWN_KEYS:
+            self._known.clear()
+        self._known[presented_hash] = (row, time.monotonic() + KNOWN_KEY_SECONDS)
+        return principal
+
+    def forget(self, key_id: uuid.UUID) -> None:
+        """Verify `key_id` with a full lookup again from its next use (it was found revoked
+        or its tenant closed)."""
+        for presented_hash, (row, _) in list(self._known.items()):
+            if row["id"] == key_id:
+                del self._known[presented_hash]
+
+    @staticmethod
+    def _admit(row: Any, client: IPAddress | None, *, liveness_unchecked: bool) -> Principal:
+        """The checks on a key's unchanging parts: expiry and allowed CIDRs."""
+        if row["expires_at"] and row["expires_at"] <= datetime.now(UTC):
             raise Unauthenticated("invalid API key")
         principal = Principal(
             tenant_id=row["tenant_id"],
             key_id=row["id"],
             prefix=row["prefix"],
             scopes=frozenset(Scope(s) for s in row["scopes"]),
+            liveness_unchecked=liveness_unchecked,
         )
         cidrs = row["allowed_cidrs"] or []
         if cidrs and (client is None or not any(client in net for net in cidrs)):

@@ -239,32 +239,22 @@ class KeyRing:
 
     async def unstored_data_key(
         self,
-        conn: Connection,
         tenant_id: uuid.UUID,
         subject_id: uuid.UUID,
         category: str,
         generation: int,
         purpose: DataKeyPurpose,
-        found: Any | None,
+        found: Any,
     ) -> tuple[DataKey, bytes]:
         """A fresh data key and its wrapped bytes, for a statement of the caller's that
         stores it with the row it encrypts. `found`: the live subject key as the caller
-        already read it (columns subject_key_id, kek_version, subject_wrapped,
-        kek_wrapped); without it, the key is read here and created on first use."""
-        if found is None or found["subject_key_id"] is None:
-            created = await self.subject_key_for_write(
-                conn, tenant_id, subject_id, category, generation
-            )
-            ref, wrapping = await self.subject_key(conn, tenant_id, created.id)
-        else:
-            if found["subject_wrapped"] is None:
-                raise KeyDestroyed("this generation's subject key was destroyed")
-            ref = SubjectKeyRef(
-                tenant_id, found["subject_key_id"], subject_id, category, generation
-            )
-            wrapping = await self._open_subject_key(
-                ref, found["kek_version"], found["subject_wrapped"], found["kek_wrapped"]
-            )
+        read it (columns subject_key_id, kek_version, subject_wrapped, kek_wrapped)."""
+        if found["subject_wrapped"] is None:
+            raise KeyDestroyed("this generation's subject key was destroyed")
+        ref = SubjectKeyRef(tenant_id, found["subject_key_id"], subject_id, category, generation)
+        wrapping = await self._open_subject_key(
+            ref, found["kek_version"], found["subject_wrapped"], found["kek_wrapped"]
+        )
         return self._wrapped_data_key(ref, wrapping, purpose)
 
     async def data_key(

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from crypto.records import open_record, seal_record
-from vault.db.database import Database
+from vault.db.database import Database, TenantFetchRow
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.secret_text import SecretText
@@ -36,6 +36,9 @@ Q = Queries("records")
 
 # API.md: records are at most 1 MiB of JSON.
 MAX_RECORD_BYTES = 1024 * 1024
+# Optimistic record writes before the locked path: one conflict is a concurrent write of
+# the same subject; a second in a row means contention, which the lock queues fairly.
+OPTIMISTIC_WRITE_ATTEMPTS = 2
 RECORD_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}$")
 
 
@@ -76,55 +79,108 @@ class RecordService:
         self._subjects = subjects
 
     async def put(
-        self, tenant_id: uuid.UUID, ref: SecretText, name: str, category: str | None, value: bytes
+        self,
+        tenant_id: uuid.UUID,
+        key: uuid.UUID | None,
+        ref: SecretText,
+        name: str,
+        category: str | None,
+        value: bytes,
     ) -> RecordVersion:
+        """`key`: the caller's API key, if its liveness is left to these statements
+        (Principal.key_to_check)."""
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        # Two statements in the usual case (records.sql write_begin, write): the first
-        # sets the tenant, takes the subject's and the record's row locks and reads the
-        # subject key; the new version's key is made here in between.
-        async with self._db.tenant_tx(tenant_id, set_by_first_statement=True) as conn:
-            begun: Any = await conn.fetchrow(Q.write_begin, tenant_id, ref_hash, name, category)
-            if begun is None or not begun["ref_copy_live"]:
-                # A new subject, or a new life after an erasure: create it and seal its
-                # reference, then begin again (the tenant is set now, the locks held).
-                await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash, lock=True)
-                begun = await conn.fetchrow(Q.write_begin, tenant_id, ref_hash, name, category)
-            assert begun is not None
-            subject = subject_from_columns(tenant_id, begun)
-            check_writable(subject)
-            current = begun["current_version"]
-            if current is not None:
-                if category is not None and category != begun["current_category"]:
-                    raise Conflict(
-                        f"record {name!r} keeps its category {begun['current_category']!r}"
-                    )
-                category = begun["current_category"]
-                found_key = begun
-            else:
-                settings = TenantSettings.from_document(json.loads(begun["settings"] or "{}"))
-                found_key = begun if category is not None else None
-                category = check_category(category, settings.categories)
-            data_key, wrapped = await self._keyring.unstored_data_key(
-                conn, tenant_id, subject.id, category, subject.generation, "record", found_key
+        # Usually two statements and no transaction around them: read the state
+        # (records.sql write_state), make the new version's key here, and write if that
+        # state still holds under the locks (`write`); a concurrent change means read
+        # again. A new subject, record category or life, or repeated contention, takes
+        # the locked path below, where the same write cannot find anything changed.
+        for _ in range(OPTIMISTIC_WRITE_ATTEMPTS):
+            state = await self._db.tenant_fetchrow(
+                tenant_id, Q.write_state, key, ref_hash, name, category
             )
-            sealed = seal_record(data_key.key, value, data_key.content_context())
-            written = await conn.fetchrow(
-                Q.write, tenant_id, subject.id, name, category, subject.generation, current,
-                begun["current_data_key_id"], data_key.id, data_key.subject_key.id, wrapped,
-                sealed, len(value),
-            )  # fmt: skip
-            assert written is not None
+            if state is None or not state["ref_copy_live"] or state["subject_key_id"] is None:
+                break
+            written = await self._write(
+                self._db.tenant_fetchrow, tenant_id, key, name, category, state, value
+            )
+            if written is not None:
+                return written
+        async with self._db.tenant_tx(tenant_id) as conn:
+
+            async def fetchrow(_: uuid.UUID, query: str, *args: object) -> Any:
+                return await conn.fetchrow(query, tenant_id, *args)
+
+            if key is not None:
+                # The key's liveness first, when it is left to the statements.
+                await conn.fetchrow(Q.write_state, tenant_id, key, ref_hash, name, category)
+            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash, lock=True)
+            state = await conn.fetchrow(Q.write_state, tenant_id, None, ref_hash, name, category)
+            assert state is not None
+            if state["subject_key_id"] is None:
+                resolved = self._category(name, category, state)
+                await self._keyring.subject_key_for_write(
+                    conn, tenant_id, subject.id, resolved, subject.generation
+                )
+                state = await conn.fetchrow(
+                    Q.write_state, tenant_id, None, ref_hash, name, resolved
+                )
+            written = await self._write(fetchrow, tenant_id, None, name, category, state, value)
+            assert written is not None, "the record changed under its subject's lock"
+            return written
+
+    @staticmethod
+    def _category(name: str, asked: str | None, state: Any) -> str:
+        if state["current_version"] is not None:
+            if asked is not None and asked != state["current_category"]:
+                raise Conflict(f"record {name!r} keeps its category {state['current_category']!r}")
+            return str(state["current_category"])
+        settings = TenantSettings.from_document(json.loads(state["settings"] or "{}"))
+        return check_category(asked, settings.categories)
+
+    async def _write(
+        self,
+        fetchrow: TenantFetchRow,
+        tenant_id: uuid.UUID,
+        key: uuid.UUID | None,
+        name: str,
+        asked_category: str | None,
+        state: Any,
+        value: bytes,
+    ) -> RecordVersion | None:
+        """Seal `value` under a new data key and write it as the next version, if `state`
+        still holds (None if not)."""
+        subject = subject_from_columns(tenant_id, state)
+        check_writable(subject)
+        category = self._category(name, asked_category, state)
+        data_key, wrapped = await self._keyring.unstored_data_key(
+            tenant_id, subject.id, category, subject.generation, "record", state
+        )
+        sealed = seal_record(data_key.key, value, data_key.content_context())
+        current = state["current_version"]
+        written = await fetchrow(
+            tenant_id, Q.write, key, subject.id, name, category, subject.generation, current,
+            state["current_data_key_id"], data_key.id, data_key.subject_key.id, wrapped, sealed,
+            len(value),
+        )  # fmt: skip
+        if written is None:
+            return None
         return RecordVersion(
             name, category, written["version"], written["created_at"], created=current is None
         )
 
     async def get(
-        self, tenant_id: uuid.UUID, ref: SecretText, name: str, access: SubjectAccess
+        self,
+        tenant_id: uuid.UUID,
+        key: uuid.UUID | None,
+        ref: SecretText,
+        name: str,
+        access: SubjectAccess,
     ) -> bytes:
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        row = await self._db.tenant_fetchrow(tenant_id, Q.read, ref_hash, name)
+        row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, name)
         if row is None:
             raise NotFound("no such subject")
         subject = subject_from_columns(tenant_id, row)
@@ -138,13 +194,14 @@ class RecordService:
         return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
 
     async def list(
-        self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess, *,
-        after: tuple[datetime, str] | None, limit: int,
+        self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SecretText,
+        access: SubjectAccess, *, after: tuple[datetime, str] | None, limit: int,
     ) -> list[RecordVersion]:  # fmt: skip
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         rows = await self._db.tenant_fetch(
             tenant_id,
             Q.list_page,
+            key,
             ref_hash,
             after[0] if after else None,
             after[1] if after else None,

@@ -11,11 +11,21 @@
 -- plpgsql runs each statement in its own snapshot; where a read must see one snapshot
 -- (a record with its key chain), it is one statement, as it was in queries/*.sql.
 
-CREATE FUNCTION dv_enter_tenant(p_tenant uuid) RETURNS void
-LANGUAGE sql VOLATILE
+-- The request's API key, when the vault recognised it from memory (its unchanging parts:
+-- hash, tenant, scopes, allowed CIDRs, expiry) and left its liveness to the statement
+-- that reads or writes: not revoked, its tenant not closed. Else SQLSTATE DV401, which
+-- the vault answers with 401. In the same statement as the data, a revocation committed
+-- before the request's statement is never outrun.
+CREATE FUNCTION dv_require_live_key(p_tenant uuid, p_key uuid) RETURNS void
+LANGUAGE plpgsql STABLE
 AS $$
-    SELECT set_config('role', 'datavault_app', true),
-           set_config('datavault.tenant_id', p_tenant::text, true)
+BEGIN
+    IF NOT EXISTS(SELECT 1 FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+                   WHERE k.tenant_id = p_tenant AND k.id = p_key AND k.revoked_at IS NULL
+                     AND t.status <> 'closed') THEN
+        RAISE EXCEPTION 'the API key is not live' USING ERRCODE = 'DV401';
+    END IF;
+END
 $$;
 
 -- A subject as the read paths see it: with the generations under an erasure instruction
@@ -72,7 +82,7 @@ $$;
 
 -- GET record: the subject, its current version of the record and the version's whole
 -- key chain in one snapshot (no row: no such subject; a row with no version: none).
-CREATE FUNCTION dv_record_read(p_tenant uuid, p_ref_hash bytea, p_name text)
+CREATE FUNCTION dv_record_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text)
 RETURNS TABLE (subject_id uuid, ref_hash bytea, subject_generation integer,
                subject_created_at timestamptz, restricted_at timestamptz,
                erased_generations integer[], version integer, record_generation integer,
@@ -83,7 +93,11 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM dv_enter_tenant(p_tenant);
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
+    END IF;
     RETURN QUERY
     SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.erased_generations,
            r.version, r.generation, r.value_sealed,
@@ -103,8 +117,9 @@ $$;
 -- List records: the subject (one row with no record when it has none) and one page of
 -- its current, readable records, newest first. p_all_generations: the compliance scope
 -- also sees generations under an erasure instruction (what holds or retention kept).
-CREATE FUNCTION dv_record_list(p_tenant uuid, p_ref_hash bytea, p_after_at timestamptz,
-                               p_after_name text, p_limit integer, p_all_generations boolean)
+CREATE FUNCTION dv_record_list(p_tenant uuid, p_key uuid, p_ref_hash bytea,
+                               p_after_at timestamptz, p_after_name text, p_limit integer,
+                               p_all_generations boolean)
 RETURNS TABLE (subject_id uuid, ref_hash bytea, subject_generation integer,
                subject_created_at timestamptz, restricted_at timestamptz,
                erased_generations integer[], name text, version integer, category text,
@@ -113,7 +128,11 @@ LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM dv_enter_tenant(p_tenant);
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
+    END IF;
     RETURN QUERY
     SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.erased_generations,
            r.name, r.version, r.category, r.created_at
@@ -130,13 +149,13 @@ BEGIN
 END
 $$;
 
--- PUT record, first statement of its transaction: the subject under its row lock (no
--- row: the subject does not exist yet), the record's current version under its row lock,
--- and the live subject key for the record's category (the current version's, else
--- p_category) with its KEK. The tenant's settings come along when there is no current
--- version, for the category check of a new record.
-CREATE FUNCTION dv_record_write_begin(p_tenant uuid, p_ref_hash bytea, p_name text,
-                                      p_category text)
+-- PUT record, first statement: the subject (no row: it does not exist yet), the record's
+-- current version, and the subject key for the record's category (the current version's,
+-- else p_category) with its KEK; the tenant's settings when there is no current version,
+-- for a new record's category check. It takes no lock: dv_record_write checks under the
+-- locks that nothing it relies on changed in between.
+CREATE FUNCTION dv_record_write_state(p_tenant uuid, p_key uuid, p_ref_hash bytea,
+                                      p_name text, p_category text)
 RETURNS TABLE (subject_id uuid, ref_hash bytea, subject_generation integer,
                subject_created_at timestamptz, restricted_at timestamptz,
                ref_copy_live boolean, current_version integer, current_category text,
@@ -145,44 +164,38 @@ RETURNS TABLE (subject_id uuid, ref_hash bytea, subject_generation integer,
 LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_column
-DECLARE
-    v_subject uuid;
-    v_current record;
-    v_category text;
 BEGIN
-    PERFORM dv_enter_tenant(p_tenant);
-    -- Writers of a subject's records queue on its row lock; the lock order (subject,
-    -- then record) is the same for every writer. Read after the lock is held, in the
-    -- statements below, the subject's state is the one this transaction writes over.
-    SELECT s.id INTO v_subject FROM subjects s
-     WHERE s.tenant_id = p_tenant AND s.ref_hash = p_ref_hash FOR UPDATE;
-    IF NOT FOUND THEN
-        RETURN;
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
     END IF;
-    SELECT r.version, r.category, r.data_key_id INTO v_current FROM records r
-     WHERE r.tenant_id = p_tenant AND r.subject_id = v_subject AND r.name = p_name
-       AND r.current
-       FOR UPDATE;
-    v_category := coalesce(v_current.category, p_category);
     RETURN QUERY
     SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_copy_live,
-           v_current.version, v_current.category, v_current.data_key_id,
+           r.version, r.category, r.data_key_id,
            sk.id, sk.kek_version, sk.wrapped_key, k.wrapped_key,
-           CASE WHEN v_current.version IS NULL
+           CASE WHEN r.version IS NULL
                 THEN (SELECT t.settings FROM tenants t WHERE t.id = p_tenant) END
       FROM dv_subject(p_tenant, p_ref_hash) s
+      LEFT JOIN records r ON r.tenant_id = p_tenant AND r.subject_id = s.id
+                         AND r.name = p_name AND r.current
       LEFT JOIN subject_keys sk ON sk.tenant_id = p_tenant AND sk.subject_id = s.id
-                               AND sk.category = v_category AND sk.generation = s.generation
+                               AND sk.category = coalesce(r.category, p_category)
+                               AND sk.generation = s.generation
       LEFT JOIN tenant_keks k ON k.tenant_id = p_tenant AND k.version = sk.kek_version;
 END
 $$;
 
--- PUT record, second statement: store the new version's data key; retire the current
--- version (p_old_version, if any), shredding its data key unless a hold covers it; and
--- insert the new version with the next number. Returns the new version and the holds
--- that kept the old one (empty: it was shredded, or there was none).
-CREATE FUNCTION dv_record_write(p_tenant uuid, p_subject uuid, p_name text, p_category text,
-                                p_generation integer, p_old_version integer,
+-- PUT record, second statement. Under the subject's row lock (writers of a subject's
+-- records queue on it; lock order subject, then record, for every writer), check that
+-- what the first statement read still holds: the same generation, not restricted, the
+-- reference copy readable, the same current version (or still none), the subject key
+-- live. If not (a concurrent write, erasure, restriction), change nothing and return no
+-- version: the caller starts again. Else store the new version's data key; retire the
+-- current version, shredding its data key unless a hold covers it; insert the new version
+-- with the next number. Returns the new version and the holds that kept the old one.
+CREATE FUNCTION dv_record_write(p_tenant uuid, p_key uuid, p_subject uuid, p_name text,
+                                p_category text, p_generation integer, p_old_version integer,
                                 p_old_data_key uuid, p_data_key uuid, p_subject_key uuid,
                                 p_wrapped_data_key bytea, p_sealed bytea, p_size integer)
 RETURNS TABLE (version integer, created_at timestamptz, kept_by uuid[])
@@ -191,8 +204,36 @@ AS $$
 #variable_conflict use_column
 DECLARE
     v_held uuid[] := '{}';
+    v_version integer;
+    v_data_key uuid;
 BEGIN
-    PERFORM dv_enter_tenant(p_tenant);
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
+    END IF;
+    -- The erasure that shreds the reference copy clears ref_sealed in the same
+    -- transaction, so the locked row's own columns (re-checked after a lock wait) say
+    -- whether the copy is still readable.
+    PERFORM 1 FROM subjects s
+     WHERE s.tenant_id = p_tenant AND s.id = p_subject AND s.generation = p_generation
+       AND s.restricted_at IS NULL AND s.ref_sealed IS NOT NULL
+       FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    SELECT r.version, r.data_key_id INTO v_version, v_data_key FROM records r
+     WHERE r.tenant_id = p_tenant AND r.subject_id = p_subject AND r.name = p_name
+       AND r.current
+       FOR UPDATE;
+    IF v_version IS DISTINCT FROM p_old_version OR v_data_key IS DISTINCT FROM p_old_data_key
+       OR NOT EXISTS(SELECT 1 FROM subject_keys sk
+                      WHERE sk.tenant_id = p_tenant AND sk.id = p_subject_key
+                        AND sk.subject_id = p_subject AND sk.category = p_category
+                        AND sk.generation = p_generation AND sk.wrapped_key IS NOT NULL)
+    THEN
+        RETURN;
+    END IF;
     INSERT INTO data_keys (tenant_id, id, subject_key_id, purpose, wrapped_key)
     VALUES (p_tenant, p_data_key, p_subject_key, 'record', p_wrapped_data_key);
     IF p_old_version IS NOT NULL THEN
@@ -205,8 +246,6 @@ BEGIN
         PERFORM dv_retire_record(p_tenant, p_subject, p_name, p_old_version,
                                  cardinality(v_held) = 0);
     END IF;
-    -- The next version number and the row in one statement; the writer holds the
-    -- subject's row lock, so no other writer of this record is between the two.
     RETURN QUERY
     INSERT INTO records (tenant_id, subject_id, name, version, category, generation,
                          data_key_id, value_sealed, size, current)
@@ -239,7 +278,8 @@ DECLARE
     v_seq bigint;
     v_hash bytea;
 BEGIN
-    PERFORM dv_enter_tenant(p_tenant);
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
     SELECT h.seq, h.row_hash INTO v_seq, v_hash FROM access_log_heads h
      WHERE h.tenant_id = p_tenant FOR UPDATE;
     IF NOT FOUND OR v_seq <> p_expected_seq OR v_hash <> p_expected_hash THEN
@@ -264,28 +304,30 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION
-    dv_enter_tenant(uuid), dv_subject(uuid, bytea),
+    dv_subject(uuid, bytea),
     dv_holds_covering(uuid, uuid, text[]),
     dv_retire_record(uuid, uuid, text, integer, boolean),
-    dv_record_read(uuid, bytea, text),
-    dv_record_list(uuid, bytea, timestamptz, text, integer, boolean),
-    dv_record_write_begin(uuid, bytea, text, text),
-    dv_record_write(uuid, uuid, text, text, integer, integer, uuid, uuid, uuid, bytea, bytea,
-                    integer),
+    dv_require_live_key(uuid, uuid),
+    dv_record_read(uuid, uuid, bytea, text),
+    dv_record_list(uuid, uuid, bytea, timestamptz, text, integer, boolean),
+    dv_record_write_state(uuid, uuid, bytea, text, text),
+    dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid, uuid, uuid, bytea,
+                    bytea, integer),
     dv_access_log_append(uuid, bigint, bytea, bigint[], timestamptz[], text[], uuid[], text[],
                          inet[], bytea[], text[], text[], integer[], bigint[], bigint[],
                          bytea[], uuid[], bytea[], bytea[], bigint, bytea, uuid[],
                          timestamptz[], inet[])
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    dv_enter_tenant(uuid), dv_subject(uuid, bytea),
+    dv_subject(uuid, bytea),
     dv_holds_covering(uuid, uuid, text[]),
     dv_retire_record(uuid, uuid, text, integer, boolean),
-    dv_record_read(uuid, bytea, text),
-    dv_record_list(uuid, bytea, timestamptz, text, integer, boolean),
-    dv_record_write_begin(uuid, bytea, text, text),
-    dv_record_write(uuid, uuid, text, text, integer, integer, uuid, uuid, uuid, bytea, bytea,
-                    integer),
+    dv_require_live_key(uuid, uuid),
+    dv_record_read(uuid, uuid, bytea, text),
+    dv_record_list(uuid, uuid, bytea, timestamptz, text, integer, boolean),
+    dv_record_write_state(uuid, uuid, bytea, text, text),
+    dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid, uuid, uuid, bytea,
+                    bytea, integer),
     dv_access_log_append(uuid, bigint, bytea, bigint[], timestamptz[], text[], uuid[], text[],
                          inet[], bytea[], text[], text[], integer[], bigint[], bigint[],
                          bytea[], uuid[], bytea[], bytea[], bigint, bytea, uuid[],
