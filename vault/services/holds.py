@@ -56,8 +56,8 @@ class PgHoldCheck:
         subject_id: uuid.UUID,
         categories: Sequence[str],
     ) -> dict[str, list[uuid.UUID]]:
-        # Destroy paths hold the subject's row lock; the query takes the tenant row FOR
-        # SHARE, which orders them against a tenant-wide hold being placed (FOR UPDATE).
+        # Destroy paths hold the subject's row lock; the query takes the tenant's holds
+        # lock shared, which orders them against a tenant-wide hold being placed.
         rows = await conn.fetch(Q.covering, tenant_id, subject_id, list(categories))
         covered: dict[str, list[uuid.UUID]] = {}
         for row in rows:
@@ -117,7 +117,7 @@ class HoldService:
         async with self._db.tenant_tx(tenant_id) as conn:
             # The same locks the destroy paths take, so a hold and a shred are ordered.
             if request.subject_ref_hash is None:
-                await conn.fetchval(Q.lock_tenant, tenant_id)
+                await conn.fetchval(Q.lock_tenant_holds, tenant_id)
             else:
                 await conn.fetchval(Q.lock_subject_by_ref, tenant_id, request.subject_ref_hash)
             await conn.execute(

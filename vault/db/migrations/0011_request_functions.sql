@@ -47,16 +47,25 @@ AS $$
       FROM subjects s WHERE s.tenant_id = p_tenant AND s.ref_hash = p_ref_hash
 $$;
 
--- Active holds over one subject and some categories, after taking the tenant row FOR
--- SHARE: destroy paths hold the subject's row lock, and placing a tenant-wide hold takes
--- the tenant row FOR UPDATE, so a hold and a shred are always ordered.
+-- Placing a tenant-wide hold and every check before a destroy are ordered by one
+-- transaction-scoped advisory lock per tenant: exclusive to place, shared to check. (A
+-- row lock on the tenant did this before; shared row locks taken by many writers at once
+-- become MultiXacts, which cost every record write.) Subject holds are ordered by the
+-- subject's row lock, which destroy paths hold too.
+CREATE FUNCTION dv_holds_lock_key(p_tenant uuid) RETURNS bigint
+LANGUAGE sql IMMUTABLE
+AS $$
+    SELECT hashtextextended('datavault.holds/' || p_tenant::text, 0)
+$$;
+
+-- Active holds over one subject and some categories, under the shared holds lock.
 CREATE FUNCTION dv_holds_covering(p_tenant uuid, p_subject uuid, p_categories text[])
 RETURNS TABLE (id uuid, categories text[])
 LANGUAGE plpgsql VOLATILE
 AS $$
 #variable_conflict use_column
 BEGIN
-    PERFORM 1 FROM tenants t WHERE t.id = p_tenant FOR SHARE;
+    PERFORM pg_advisory_xact_lock_shared(dv_holds_lock_key(p_tenant));
     RETURN QUERY
     SELECT h.id, h.categories FROM holds h
       JOIN subjects s ON s.tenant_id = h.tenant_id AND s.id = p_subject
@@ -246,13 +255,16 @@ BEGIN
         PERFORM dv_retire_record(p_tenant, p_subject, p_name, p_old_version,
                                  cardinality(v_held) = 0);
     END IF;
+    -- The current version is the newest; without one (deleted, or never written) the
+    -- numbers go on after the newest there was.
     RETURN QUERY
     INSERT INTO records (tenant_id, subject_id, name, version, category, generation,
                          data_key_id, value_sealed, size, current)
-    SELECT p_tenant, p_subject, p_name, coalesce(max(r.version), 0) + 1, p_category,
-           p_generation, p_data_key, p_sealed, p_size, true
-      FROM records r
-     WHERE r.tenant_id = p_tenant AND r.subject_id = p_subject AND r.name = p_name
+    VALUES (p_tenant, p_subject, p_name,
+            coalesce(v_version, (SELECT max(r.version) FROM records r
+                                  WHERE r.tenant_id = p_tenant AND r.subject_id = p_subject
+                                    AND r.name = p_name), 0) + 1,
+            p_category, p_generation, p_data_key, p_sealed, p_size, true)
     RETURNING records.version, records.created_at, v_held;
 END
 $$;
@@ -304,7 +316,7 @@ END
 $$;
 
 REVOKE ALL ON FUNCTION
-    dv_subject(uuid, bytea),
+    dv_subject(uuid, bytea), dv_holds_lock_key(uuid),
     dv_holds_covering(uuid, uuid, text[]),
     dv_retire_record(uuid, uuid, text, integer, boolean),
     dv_require_live_key(uuid, uuid),
@@ -319,7 +331,7 @@ REVOKE ALL ON FUNCTION
                          timestamptz[], inet[])
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    dv_subject(uuid, bytea),
+    dv_subject(uuid, bytea), dv_holds_lock_key(uuid),
     dv_holds_covering(uuid, uuid, text[]),
     dv_retire_record(uuid, uuid, text, integer, boolean),
     dv_require_live_key(uuid, uuid),

@@ -42,8 +42,9 @@ UPDATE holds SET released_at = now(), released_by = $3 WHERE tenant_id = $1 AND 
 -- (migration 0011). The caller holds the subject's row lock.
 SELECT id, categories FROM dv_holds_covering($1, $2, $3)
 
--- name: lock_tenant
-SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE
+-- name: lock_tenant_holds
+-- Placing a tenant-wide hold waits for destroy checks in flight (migration 0011).
+SELECT pg_advisory_xact_lock(dv_holds_lock_key($1))
 
 -- name: lock_subject_by_ref
 SELECT id FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
