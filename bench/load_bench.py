@@ -3,8 +3,8 @@ clients, next to a bare Starlette + asyncpg app (bench/bare_app.py) doing one SQ
 statement per request on the same database, measured in the same run.
 
     python bench/load_bench.py [--concurrency 32] [--duration 20] [--warmup 5] [--rounds 4]
-                               [--payload-bytes 512] [--subjects 300] [--py-spy FILE]
-                               [--db-waits]
+                               [--payload-bytes 512] [--subjects 300] [--put-percent 45]
+                               [--py-spy FILE] [--db-waits]
 
 One PostgreSQL: DATABASE_URL if set (the vault's schema is migrated in place, the bare
 app adds its own table), otherwise an embedded one in a temporary directory that this
@@ -18,8 +18,9 @@ first writes every record once and runs `--warmup` seconds unmeasured against ea
 server; then it measures `--duration` seconds per server in `--rounds` alternating slices
 (bare, vault, bare, vault, …), so that load from elsewhere on a shared machine falls on
 both alike. The workload: 45% PUT record (a replace, which shreds the old version), 45%
-GET record, 10% list records, over --subjects subjects x 4 record names, JSON bodies of
---payload-bytes. Each client sends its next request when the previous answer is in.
+GET record, 10% list records (--put-percent moves the share between PUTs and GETs), over
+--subjects subjects x 4 record names, JSON bodies of --payload-bytes. Each client sends
+its next request when the previous answer is in.
 
 Printed per server: requests/s, p50/p99 latency, errors, CPU time per request of the
 server and of PostgreSQL (embedded only), and the client's CPU share; then vault/bare
@@ -185,7 +186,9 @@ class Database:
 
 def warm_up(run: asyncio.Runner, server: Server, args: argparse.Namespace) -> None:
     print(f"{server.name}: populating, then {args.warmup:g} s warm-up", flush=True)
-    workload = Workload(server.port, server.authorization, args.subjects, args.payload_bytes)
+    workload = Workload(
+        server.port, server.authorization, args.subjects, args.payload_bytes, args.put_percent
+    )
     run.run(populate(workload, args.concurrency))
     run.run(drive(workload, args.concurrency, args.warmup, seed=1))
 
@@ -193,7 +196,9 @@ def warm_up(run: asyncio.Runner, server: Server, args: argparse.Namespace) -> No
 def measure_slice(
     run: asyncio.Runner, server: Server, args: argparse.Namespace, db: Database, seed: int
 ) -> Result:
-    workload = Workload(server.port, server.authorization, args.subjects, args.payload_bytes)
+    workload = Workload(
+        server.port, server.authorization, args.subjects, args.payload_bytes, args.put_percent
+    )
     seconds = args.duration / args.rounds
     cpu_before, client_before = cpu_seconds(server.process.pid), time.process_time()
     db_before = postgres_cpu_seconds(db.pgdata)
@@ -268,7 +273,8 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     print(
         f"{args.concurrency} clients, {args.duration:g} s measured per server in "
         f"{args.rounds} alternating slices after {args.warmup:g} s warm-up, "
-        f"{args.payload_bytes}-byte JSON records over {args.subjects} subjects"
+        f"{args.payload_bytes}-byte JSON records over {args.subjects} subjects, "
+        f"{args.put_percent}% PUT / {90 - args.put_percent}% GET / 10% list"
     )
     print(
         f"{'server':<8}{'requests':>10}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
@@ -310,6 +316,10 @@ def main() -> int:
     )
     parser.add_argument("--payload-bytes", type=int, default=512, help="JSON body size")
     parser.add_argument("--subjects", type=int, default=300)
+    parser.add_argument(
+        "--put-percent", type=int, default=45, choices=range(0, 91), metavar="0-90",
+        help="share of record PUTs (replaces); GETs get 90 minus this, lists 10",
+    )  # fmt: skip
     parser.add_argument("--py-spy", type=Path, help="profile the vault to this file")
     parser.add_argument(
         "--db-waits", action="store_true", help="sample what the vault's connections wait on"

@@ -17,7 +17,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 # The workload: shares of PUT record, GET record, list records (issue #6 part 4).
-MIX = (("put", 45), ("get", 45), ("list", 10))
+# Percent of requests that are lists; PUTs are --put-percent, GETs the rest.
+LIST_PERCENT = 10
 RECORD_NAMES = ("profile", "preferences", "address", "consent")
 CATEGORY = "account"
 
@@ -115,6 +116,12 @@ class Workload:
     authorization: str
     subjects: int
     payload_bytes: int
+    put_percent: int = 45
+
+    @property
+    def mix(self) -> tuple[tuple[str, int], ...]:
+        get_percent = 100 - LIST_PERCENT - self.put_percent
+        return (("put", self.put_percent), ("get", get_percent), ("list", LIST_PERCENT))
 
     def path(self, subject: int, name: str | None = None) -> str:
         base = f"/v1/subjects/load-{subject}/records"
@@ -147,8 +154,8 @@ async def drive(workload: Workload, concurrency: int, seconds: float, seed: int)
     """`concurrency` clients, each one request at a time, for `seconds`."""
     tally = Tally()
     deadline = time.perf_counter() + seconds
-    kinds = [kind for kind, _ in MIX]
-    weights = [weight for _, weight in MIX]
+    kinds = [kind for kind, _ in workload.mix]
+    weights = [weight for _, weight in workload.mix]
 
     async def client(slot: int) -> None:
         rng = random.Random(seed * 1000 + slot)

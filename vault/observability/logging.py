@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import MutableMapping
@@ -24,12 +25,18 @@ def drop_secret_fields(
     _logger: Any, _method: str, event: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
     for name in list(event):
-        lowered = name.lower()
-        if lowered in _ALLOWED_FIELDS:
-            continue
-        if any(marker in lowered for marker in SECRET_FIELD_MARKERS):
+        if _is_secret_field(name):
             event[name] = REDACTED
     return event
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_secret_field(name: str) -> bool:
+    # Field names come from code, a small set: decided once each, not on every line.
+    lowered = name.lower()
+    if lowered in _ALLOWED_FIELDS:
+        return False
+    return any(marker in lowered for marker in SECRET_FIELD_MARKERS)
 
 
 class _CurrentStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
