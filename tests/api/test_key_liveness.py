@@ -46,6 +46,11 @@ def _owner_execute(database_url: str, query: str, *args: object) -> None:
     asyncio.run(run())
 
 
+def _revoke_elsewhere(database_url: str, tenant: Tenant, key: dict[str, Any]) -> None:
+    revoking = "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2"
+    _owner_execute(database_url, revoking, tenant.id, uuid.UUID(key["id"]))
+
+
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, Any]]:
     listed = http.get("/v1/api-keys", headers=tenant.auth())
     return {k["id"]: k for k in listed.json()["items"]}
@@ -77,12 +82,7 @@ def test_key_revoked_elsewhere_is_refused_by_the_next_record_request(
         key = create_key(http, tenant, ["ingest", "read"])
         checker = create_key(http, tenant, ["read"])
         _warm(http, key, ref)
-        _owner_execute(
-            database_url,
-            "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2",
-            tenant.id,
-            uuid.UUID(key["id"]),
-        )
+        _revoke_elsewhere(database_url, tenant, key)
         refused = _record_requests(http, key, ref)
         still = http.get(record_url(ref, "profile"), headers=auth(checker))
         never_written = http.get(record_url(ref, "brand-new"), headers=auth(checker))
@@ -119,12 +119,7 @@ def test_refused_remembered_key_is_logged_as_an_attempt_not_a_use(
         auditor = create_key(http, tenant, ["compliance"])
         _warm(http, key, ref)
         used = _keys(http, tenant)
-        _owner_execute(
-            database_url,
-            "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2",
-            tenant.id,
-            uuid.UUID(key["id"]),
-        )
+        _revoke_elsewhere(database_url, tenant, key)
         time.sleep(0.05)
         refused = http.get(record_url(ref, "profile"), headers=auth(key))
         assert refused.status_code == 401

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Protocol, TypeAlias
 
 import asyncpg
@@ -49,9 +49,18 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _raise_key_not_live(exc: asyncpg.PostgresError) -> None:
-    if getattr(exc, "sqlstate", None) == KEY_NOT_LIVE_SQLSTATE:
-        raise KeyNoLongerLive("invalid API key") from None
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """The server gone or refusing work: Unavailable. A request function's DV401: the
+    request's key is no longer live."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        raise Unavailable("database unavailable") from exc
+    except asyncpg.PostgresError as exc:
+        if getattr(exc, "sqlstate", None) == KEY_NOT_LIVE_SQLSTATE:
+            raise KeyNoLongerLive("invalid API key") from None
+        raise
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -105,34 +114,27 @@ class Database:
         tenant itself, which saves the round trip that sets them here. A first statement
         that does not would see no tenant's rows and could write none: it fails closed.
         """
-        try:
+        with _database_errors():
             async with self._pool.acquire() as conn, conn.transaction():
                 if not set_by_first_statement:
                     await conn.execute(_SET_TENANT, str(tenant_id))
                 yield conn
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable("database unavailable") from exc
-        except asyncpg.PostgresError as exc:
-            _raise_key_not_live(exc)
-            raise
 
     @asynccontextmanager
     async def untenanted_tx(self) -> AsyncIterator[Connection]:
         """A transaction with no tenant set: sees no tenant rows, only SECURITY DEFINER
         functions (key lookup, tenant directory) and deployment-wide tables."""
-        try:
+        with _database_errors():
             async with self._pool.acquire() as conn, conn.transaction():
                 await conn.execute(_SET_TENANT, "")
                 yield conn
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable("database unavailable") from exc
 
     @asynccontextmanager
     async def advisory_lock(self, key: int) -> AsyncIterator[bool]:
         """A session-level advisory lock held on one pooled connection for the block:
         yields False at once when another session holds it (the caller skips its turn).
         For work that spans several transactions and must run in one process at a time."""
-        try:
+        with _database_errors():
             async with self._pool.acquire() as conn:
                 held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
                 try:
@@ -140,8 +142,6 @@ class Database:
                 finally:
                     if held:
                         await conn.execute("SELECT pg_advisory_unlock($1)", key)
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable("database unavailable") from exc
 
     async def tenant_fetch(
         self, tenant_id: uuid.UUID, query: str, *args: object
@@ -150,15 +150,10 @@ class Database:
         transaction, with `tenant_id` as its first argument: the function sets role and
         tenant for that transaction itself, so this is one round trip where `tenant_tx`
         takes four or more. For the hot single-statement reads and writes."""
-        try:
+        with _database_errors():
             async with self._pool.acquire() as conn:
                 rows: list[asyncpg.Record] = await conn.fetch(query, tenant_id, *args)
                 return rows
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable("database unavailable") from exc
-        except asyncpg.PostgresError as exc:
-            _raise_key_not_live(exc)
-            raise
 
     async def tenant_fetchrow(
         self, tenant_id: uuid.UUID, query: str, *args: object
@@ -174,12 +169,10 @@ class Database:
         session is what `untenanted_tx` sets: role datavault_app (set for the session by
         `_init_connection`; transaction-local changes end with their transaction) and an
         empty tenant, so row-level security sees no tenant rows."""
-        try:
+        with _database_errors():
             async with self._pool.acquire() as conn:
                 row: asyncpg.Record | None = await conn.fetchrow(query, *args)
                 return row
-        except CONNECTION_ERRORS as exc:
-            raise Unavailable("database unavailable") from exc
 
     async def ping(self) -> bool:
         try:

@@ -61,7 +61,7 @@ class SubjectService:
         row = await conn.fetchrow(Q.find_for_update if lock else Q.find, tenant_id, ref_hash)
         if row is None:
             raise NotFound("no such subject")
-        return _subject(tenant_id, row)
+        return subject_from_columns(tenant_id, row)
 
     async def find_or_create(
         self,
@@ -78,7 +78,7 @@ class SubjectService:
             await conn.execute(Q.insert, tenant_id, uuid.uuid4(), ref_hash)
             row = await conn.fetchrow(find, tenant_id, ref_hash)
         assert row is not None
-        subject = _subject(tenant_id, row)
+        subject = subject_from_columns(tenant_id, row)
         if not row["ref_copy_live"]:
             await self._seal_ref_copy(conn, subject, ref)
         return subject
@@ -144,21 +144,9 @@ def check_writable(subject: Subject) -> None:
         raise Restricted("processing of this subject is restricted: no new data")
 
 
-def _subject(tenant_id: uuid.UUID, row: Any) -> Subject:
-    return Subject(
-        tenant_id,
-        row["id"],
-        bytes(row["ref_hash"]),
-        row["generation"],
-        row["created_at"],
-        row["restricted_at"],
-        frozenset(row["erased_generations"]),
-    )
-
-
 def subject_from_columns(tenant_id: uuid.UUID, row: Any) -> Subject:
-    """A subject from a request function's row (migration 0011), whose subject columns
-    are prefixed where the row also carries a record's or key's."""
+    """A subject from subjects.sql `find` or a request function's row (migration 0011),
+    whose subject columns are prefixed as the row may also carry a record's or key's."""
     erased = row.get("erased_generations")
     return Subject(
         tenant_id,

@@ -2,7 +2,11 @@
 -- With the generations under an erasure instruction, which only compliance may read, and
 -- whether the sealed copy of the reference is still readable: the read and write paths
 -- need them, and one statement is one round trip (migration 0011).
-SELECT * FROM dv_subject($1, $2)
+-- Subject columns are named as the request functions name them (subject_from_columns).
+SELECT id AS subject_id, ref_hash, generation AS subject_generation,
+       created_at AS subject_created_at, restricted_at, ref_data_key_id, erased_generations,
+       ref_copy_live
+  FROM dv_subject($1, $2)
 
 -- name: find_for_update
 -- Writers of a subject's records hold its row lock (as holds and shredding do), so two
@@ -10,7 +14,8 @@ SELECT * FROM dv_subject($1, $2)
 -- the lock, PostgreSQL re-reads the subject row but not the subqueries: so liveness of
 -- the reference copy also asks the row's own ref_sealed (an erasure clears it in the
 -- transaction that shreds the key), and erased_generations is for read paths only.
-SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.ref_data_key_id,
+SELECT s.id AS subject_id, s.ref_hash, s.generation AS subject_generation,
+       s.created_at AS subject_created_at, s.restricted_at, s.ref_data_key_id,
        ARRAY(SELECT DISTINCT e.generation FROM erasures e
               WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
                 AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
