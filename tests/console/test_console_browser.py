@@ -119,6 +119,10 @@ def test_sign_in_wrong_key_sign_out_by_keyboard(browser: Browser, world: World) 
     # The key is never kept by the browser: not in cookies, not in storage.
     assert world.officer["secret"] not in str(context.storage_state())
     _shot(page, "dashboard")
+    # A boosted navigation moves focus to the new page's main content, as a load would.
+    page.get_by_role("navigation").get_by_role("link", name="Holds").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Legal holds")
+    expect(page.locator("main#main")).to_be_focused()
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("status")).to_contain_text("You are signed out")
     page.goto("/console/holds")

@@ -23,7 +23,11 @@ from vault.http.routing import route
 
 HTMX_VERSION = "2.0.11"
 HTMX_SHA256 = "d6fdc75f204e6bdefa99b69bf1e6d4ac69b8a364f77929f45c13476b4000f717"
-_STATIC = {"htmx.min.js": "text/javascript", "console.css": "text/css"}
+_STATIC = {
+    "htmx.min.js": "text/javascript",
+    "console.js": "text/javascript",
+    "console.css": "text/css",
+}
 # A day: the files change only with a release of the vault.
 _STATIC_CACHE = "public, max-age=86400"
 _LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
