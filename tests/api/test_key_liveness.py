@@ -63,6 +63,15 @@ def _warm(http: httpx.Client, key: dict[str, Any], ref: str) -> None:
     assert http.get(records_of(ref, "records"), headers=auth(key)).status_code == 200
 
 
+def _remembered_key(http: httpx.Client, tenant: Tenant, ref: str, **fields: Any) -> dict[str, Any]:
+    """An ingest+read key, used from this test's own address on every record route, so
+    this process recognises it from memory from now on."""
+    _own_address(http)
+    key = create_key(http, tenant, ["ingest", "read"], **fields)
+    _warm(http, key, ref)
+    return key
+
+
 def _record_requests(http: httpx.Client, key: dict[str, Any], ref: str) -> list[httpx.Response]:
     """A replace, a read, a list, and a new record (the locked write path)."""
     return [
@@ -78,10 +87,8 @@ def test_key_revoked_elsewhere_is_refused_by_the_next_record_request(
 ) -> None:
     ref = f"user-{uuid.uuid4().hex[:12]}"
     with server.client() as http:
-        _own_address(http)
-        key = create_key(http, tenant, ["ingest", "read"])
+        key = _remembered_key(http, tenant, ref)
         checker = create_key(http, tenant, ["read"])
-        _warm(http, key, ref)
         _revoke_elsewhere(database_url, tenant, key)
         refused = _record_requests(http, key, ref)
         still = http.get(record_url(ref, "profile"), headers=auth(checker))
@@ -99,9 +106,7 @@ def test_key_of_a_tenant_closed_elsewhere_is_refused_by_the_next_record_request(
 ) -> None:
     ref = f"user-{uuid.uuid4().hex[:12]}"
     with server.client() as http:
-        _own_address(http)
-        key = create_key(http, tenant, ["ingest", "read"])
-        _warm(http, key, ref)
+        key = _remembered_key(http, tenant, ref)
         _owner_execute(
             database_url, "UPDATE tenants SET status = 'closed' WHERE id = $1", tenant.id
         )
@@ -114,10 +119,8 @@ def test_refused_remembered_key_is_logged_as_an_attempt_not_a_use(
 ) -> None:
     ref = f"user-{uuid.uuid4().hex[:12]}"
     with server.client() as http:
-        _own_address(http)
-        key = create_key(http, tenant, ["ingest", "read"])
+        key = _remembered_key(http, tenant, ref)
         auditor = create_key(http, tenant, ["compliance"])
-        _warm(http, key, ref)
         used = _keys(http, tenant)
         _revoke_elsewhere(database_url, tenant, key)
         time.sleep(0.05)
@@ -136,9 +139,7 @@ def test_remembered_key_is_refused_once_it_expires(server: ServerThread, tenant:
     ref = f"user-{uuid.uuid4().hex[:12]}"
     expires = datetime.now(UTC) + timedelta(seconds=2)
     with server.client() as http:
-        _own_address(http)
-        key = create_key(http, tenant, ["ingest", "read"], expires_at=rfc3339(expires))
-        _warm(http, key, ref)
+        key = _remembered_key(http, tenant, ref, expires_at=rfc3339(expires))
         time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 0.2)
         refused = _record_requests(http, key, ref)
     assert [r.status_code for r in refused] == [401, 401, 401, 401]
