@@ -11,7 +11,6 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from crypto.errors import IntegrityError, KeyUnavailableError
-from crypto.providers import provider_from_uri
 from vault.blobs.base import BlobStoreError
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
@@ -47,6 +46,7 @@ from vault.http.routing import route
 from vault.http.state import VaultState
 from vault.http.subject_path import SubjectPathMiddleware
 from vault.observability.metrics import Metrics
+from vault.runtime import open_root_key
 from vault.services.access_anchor import publish_anchors
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
@@ -141,7 +141,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = await Database.connect(database_url, max_size=settings.db_pool_max)
-        root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        root = open_root_key(settings)
         await sync_root_epochs(db, root)
         secrets = await load_deployment_secrets(db, root)
         writer = AccessLogWriter(db, secrets.access_log_ip_key)

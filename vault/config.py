@@ -16,6 +16,9 @@ class ConfigError(ValueError):
     """A setting has a value the vault cannot use."""
 
 
+DEFAULT_ROOT_KEY_FILE = "root.key"
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".datavault")
@@ -49,7 +52,8 @@ class Settings:
 
     @property
     def root_key_uri(self) -> str:
-        return self.root_key or f"file:{self.data_dir / 'root.key'}"
+        # Relative: the provider takes a relative file path from the data directory.
+        return self.root_key or f"file:{DEFAULT_ROOT_KEY_FILE}"
 
     @property
     def uses_embedded_postgres(self) -> bool:

@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import structlog
+
 from crypto.providers import provider_from_uri
 from crypto.providers.base import RootKeyProvider
 from vault.blobs.base import BlobStore
 from vault.blobs.factory import open_blob_store
-from vault.config import Settings
+from vault.config import DEFAULT_ROOT_KEY_FILE, Settings
 from vault.db.database import Database
 from vault.db.embedded import embedded_postgres_url
 from vault.db.migrate import migrate
@@ -22,6 +24,8 @@ from vault.services.deployment_secrets import DeploymentSecrets, load_deployment
 from vault.services.holds import PgHoldCheck
 from vault.services.keyring import KeyRing
 from vault.services.root_epochs import sync_root_epochs
+
+logger = structlog.get_logger("datavault.crypto")
 
 
 def database_url(settings: Settings) -> str:
@@ -35,6 +39,19 @@ def prepare_database(settings: Settings) -> str:
     url = database_url(settings)
     asyncio.run(migrate(url))
     return url
+
+
+def open_root_key(settings: Settings) -> RootKeyProvider:
+    """The configured root-key provider. Until 2026-11-26 the default key file of a relative
+    data directory landed at ``<data dir>/<data dir>/root.key``; such a file is moved to
+    ``<data dir>/root.key`` first, so upgrading never silently starts a new root key."""
+    if settings.root_key is None and not settings.data_dir.is_absolute():
+        misplaced = settings.data_dir / settings.data_dir / DEFAULT_ROOT_KEY_FILE
+        documented = settings.data_dir / DEFAULT_ROOT_KEY_FILE
+        if misplaced.exists() and not documented.exists():
+            misplaced.rename(documented)
+            logger.warning("root_key_file_moved", to=str(documented), was=str(misplaced))
+    return provider_from_uri(settings.root_key_uri, settings.data_dir)
 
 
 @dataclass(frozen=True)
@@ -53,7 +70,7 @@ async def operator_context(settings: Settings, url: str) -> AsyncIterator[Operat
     db = await Database.connect(url, max_size=2)
     blobs = open_blob_store(settings)
     try:
-        root = provider_from_uri(settings.root_key_uri, settings.data_dir)
+        root = open_root_key(settings)
         await sync_root_epochs(db, root)
         secrets = await load_deployment_secrets(db, root)
         yield OperatorContext(

@@ -13,7 +13,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert settings.data_dir == Path(".datavault")
     assert (settings.host, settings.port) == ("127.0.0.1", 8700)
     assert settings.database_url is None
-    assert settings.root_key_uri == "file:.datavault/root.key"
+    assert settings.root_key_uri == "file:root.key"
     assert settings.trusted_proxies == ()
     assert settings.drain_seconds == 30
     assert settings.backup_retention_days == 35
