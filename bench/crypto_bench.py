@@ -9,7 +9,13 @@ sides therefore pay the same allocator cost of handing out 1 MiB results (a cons
 holds one result while the next is made costs ~30 % over a loop that drops them at once,
 with or without the format). Every plaintext segment is the same bytes object (AES speed
 does not depend on the data), so memory holds only ciphertext. MB = 10**6 bytes; best of
---repeat runs.
+--repeat runs. "time ratio" is the format's time over raw AES-GCM's (goal, issue #3: < 1.10).
+
+Measured 2026-11-26 on 2 vCPU Xeon (shared), Python 3.11.7, cryptography 50.0.2, 1 GiB, four
+runs: encrypt raw 6,091-7,249 MB/s, format 6,265-7,862 MB/s (time ratio 0.89-1.02); decrypt
+raw 3,367-4,384 MB/s, format 3,289-4,685 MB/s (0.91-1.02). Goal met: the format costs
+nothing measurable; its per-segment work (a 12-byte nonce, one AAD) is lost in the noise of
+sealing 1 MiB, and the variation between runs is larger than any difference.
 """
 
 from __future__ import annotations
@@ -95,10 +101,14 @@ def main() -> None:
         ),
     ]
     print(f"{args.size_mib} MiB, {seg // 1024} KiB segments, single core, best of {args.repeat}")
-    print(f"{'':8} {'raw AESGCM MB/s':>16} {'crypto.stream MB/s':>19} {'overhead':>9}")
+    print(f"{'':8} {'raw AESGCM MB/s':>16} {'crypto.stream MB/s':>19} {'time ratio':>11}")
     for name, raw_s, fmt_s in rows:
-        overhead = (fmt_s / raw_s - 1) * 100
-        print(f"{name:8} {total / raw_s / 1e6:16.0f} {total / fmt_s / 1e6:19.0f} {overhead:8.1f}%")
+        ratio = fmt_s / raw_s
+        verdict = "met" if ratio < 1.10 else "NOT met"
+        print(
+            f"{name:8} {total / raw_s / 1e6:16.0f} {total / fmt_s / 1e6:19.0f} {ratio:11.3f}"
+            f"  (goal < 1.10: {verdict})"
+        )
 
 
 if __name__ == "__main__":

@@ -187,3 +187,55 @@ def test_range_with_segments_from_the_wrong_offset_is_integrity_error() -> None:
     shifted = ct[plan.ciphertext_start + SEG + 16 : plan.ciphertext_end + SEG + 17]  # segment 2
     with pytest.raises(IntegrityError):
         range_read(key, ct, 80, 16, 31, shifted)
+
+
+def pattern(n: int) -> bytes:
+    return bytes(i % 251 for i in range(n))
+
+
+MULTI_SEGMENT = st.integers(SEG + 1, 6 * SEG)  # 2 to 6 segments
+
+
+@FAST
+@given(data=st.data(), n=MULTI_SEGMENT)
+def test_any_permutation_of_segments_is_integrity_error(data: st.DataObject, n: int) -> None:
+    key = generate_key()
+    header, segments = cut(encrypt(key, pattern(n)))
+    identity = list(range(len(segments)))
+    order = data.draw(st.permutations(identity).filter(lambda p: list(p) != identity))
+    with pytest.raises(IntegrityError):
+        decrypt(key, header + b"".join(segments[i] for i in order))
+
+
+@FAST
+@given(data=st.data(), n=MULTI_SEGMENT, insert=st.booleans())
+def test_any_duplicated_segment_is_integrity_error(
+    data: st.DataObject, n: int, insert: bool
+) -> None:
+    key = generate_key()
+    header, segments = cut(encrypt(key, pattern(n)))
+    source = data.draw(st.integers(0, len(segments) - 1), label="source")
+    if insert:
+        at = data.draw(st.integers(0, len(segments)), label="insert at")
+        altered = [*segments[:at], segments[source], *segments[at:]]
+    else:
+        at = data.draw(st.integers(0, len(segments) - 1).filter(lambda i: i != source))
+        altered = [*segments[:at], segments[source], *segments[at + 1 :]]
+    with pytest.raises(IntegrityError):
+        decrypt(key, header + b"".join(altered))
+
+
+@FAST
+@given(n=MULTI_SEGMENT, other_n=st.integers(0, 6 * SEG), same_key=st.booleans())
+def test_any_header_from_another_object_is_integrity_error(
+    n: int, other_n: int, same_key: bool
+) -> None:
+    key = generate_key()
+    other_key = key if same_key else generate_key()
+    _, segments = cut(encrypt(key, pattern(n)))
+    other_header, _ = cut(encrypt(other_key, pattern(other_n)))  # same context either way
+    spliced = other_header + b"".join(segments)
+    with pytest.raises(IntegrityError):
+        decrypt(key, spliced)
+    with pytest.raises(IntegrityError):
+        decrypt(other_key, spliced)  # the header's own key passes the commitment
