@@ -43,6 +43,34 @@ def _pg(tool: str, *args: str) -> None:
     subprocess.run([str(PG_BIN / tool), *args], check=True, capture_output=True, timeout=120)
 
 
+def _restore(pg_admin_url: str, dump: Path) -> str:
+    """Restore a pg_dump into a fresh database, as an operator restoring a backup would."""
+    name = f"restored_{uuid.uuid4().hex[:8]}"
+    _fetchval(pg_admin_url, f'CREATE DATABASE "{name}"')
+    restored_url = with_database(pg_admin_url, name)
+    _pg("pg_restore", "-d", restored_url, str(dump))
+    return restored_url
+
+
+def _fetchval(url: str, query: str, *args: Any) -> Any:
+    async def run() -> Any:
+        conn = await asyncpg.connect(url)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def _wait_until_published(url: str) -> None:
+    """The ledger publisher runs every 2 s; wait for every outbox row to be in the ledger."""
+    deadline = time.monotonic() + 30
+    while _fetchval(url, "SELECT count(*) FROM ledger_outbox WHERE published_at IS NULL"):
+        assert time.monotonic() < deadline, "the shred ledger did not publish"
+        time.sleep(0.2)
+
+
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
@@ -85,31 +113,13 @@ def test_restored_backup_does_not_bring_an_erased_subject_back(
     assert {s["category"] for s in erased["shredded"]} >= {"recording", "account"}
 
     # The operator restores yesterday's backup into a fresh database.
-    restored_name = f"restored_{uuid.uuid4().hex[:8]}"
+    restored_url = _restore(pg_admin_url, dump)
 
-    async def create() -> None:
-        conn = await asyncpg.connect(pg_admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{restored_name}"')
-        finally:
-            await conn.close()
+    def live_keys() -> int:
+        query = "SELECT count(*) FROM subject_keys WHERE wrapped_key IS NOT NULL"
+        return int(_fetchval(restored_url, query))
 
-    asyncio.run(create())
-    restored_url = with_database(pg_admin_url, restored_name)
-    _pg("pg_restore", "-d", restored_url, str(dump))
-
-    async def live_keys() -> int:
-        conn = await asyncpg.connect(restored_url)
-        try:
-            return int(
-                await conn.fetchval(
-                    "SELECT count(*) FROM subject_keys WHERE wrapped_key IS NOT NULL"
-                )
-            )
-        finally:
-            await conn.close()
-
-    assert asyncio.run(live_keys()) >= 3  # the backup holds the keys again...
+    assert live_keys() >= 3  # the backup holds the keys again...
     restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
     with running_server(restored, restored_url) as server, server.client() as http:
         content = http.get(
@@ -117,9 +127,51 @@ def test_restored_backup_does_not_bring_an_erased_subject_back(
         )
         record = http.get("/v1/subjects/victim/records/profile", headers=keys["app"])
     # ...but the start-up reconciliation destroyed them again before serving.
-    assert asyncio.run(live_keys()) == 0
+    assert live_keys() == 0
     assert content.status_code == 404
     assert record.status_code == 404
+
+
+def test_restored_backup_does_not_bring_deleted_or_replaced_data_back(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Not only erasures: a deleted artefact, a deleted record and a record's replaced
+    version are destroyed keys too, and the ledger destroys them again after a restore."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "before-deletions.dump"
+    with running_server(private_vault, url) as server, server.client() as http:
+        app = bearer(create_key(http, tenant, ["ingest", "read"])["secret"])
+        base = "/v1/subjects/keeper"
+        deleted, kept = (
+            http.post(f"{base}/artefacts?category=recording", content=body, headers=app).json()
+            for body in (b"deleted call", b"kept call")
+        )
+        http.put(f"{base}/records/profile?category=account", json={"v": "old"}, headers=app)
+        http.put(f"{base}/records/notes?category=account", json={"n": 1}, headers=app)
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        assert http.delete(f"{base}/artefacts/{deleted['id']}", headers=app).status_code == 204
+        assert http.delete(f"{base}/records/notes", headers=app).status_code == 204
+        replaced = http.put(f"{base}/records/profile", json={"v": "new"}, headers=app)
+        assert replaced.status_code == 200
+        _wait_until_published(url)
+
+    restored_url = _restore(pg_admin_url, dump)
+    live_data_keys = "SELECT count(*) FROM data_keys WHERE wrapped_key IS NOT NULL"
+    in_backup = _fetchval(restored_url, live_data_keys)  # the backup holds them again...
+    restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
+    with running_server(restored, restored_url) as server, server.client() as http:
+        gone = http.get(f"{base}/artefacts/{deleted['id']}/content", headers=app)
+        still_there = http.get(f"{base}/artefacts/{kept['id']}/content", headers=app)
+        notes = http.get(f"{base}/records/notes", headers=app)
+        profile = http.get(f"{base}/records/profile", headers=app)
+    # ...but start-up destroyed the three again, and only those.
+    assert _fetchval(restored_url, live_data_keys) == in_backup - 3
+    assert gone.status_code in (404, 410)
+    assert (still_there.status_code, still_there.content) == (200, b"kept call")
+    assert notes.status_code in (404, 410)
+    assert profile.status_code in (404, 410)
+    assert b"old" not in profile.content
 
 
 def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Settings) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from vault.blobs.base import BlobNotFound, BlobStore
 from vault.config import Settings
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.tenants import list_tenants
@@ -34,7 +34,8 @@ PUBLISH_INTERVAL_SECONDS = 2.0
 # Object Lock on ledger entries lasts the backup retention (the erasure's receipts and
 # the caller pass the deployment's); this default is Settings' default.
 DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
-_BATCH = 500  # outbox rows per tenant per ledger object
+_BATCH = 5000  # outbox rows per tenant per ledger object (~1 MB)
+_MAX_OBJECTS_PER_ROUND = 20
 _GENESIS = bytes(32)
 _FORMAT = "datavault.shred-ledger"
 
@@ -172,22 +173,45 @@ async def verify_ledger(db: Database, blobs: BlobStore) -> list[LedgerObject]:
 
 async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
     """Before serving: refuse a ledger that is broken or shorter than the database's head;
-    re-destroy every key the ledger names that the database still holds. Returns how many
-    were re-destroyed."""
+    re-destroy every key the ledger names that the database still holds (a restored
+    backup): subject and data keys, and a closed tenant's KEKs and HMAC key. Returns how
+    many keys were re-destroyed."""
     objects = await verify_ledger(db, blobs)
+    by_tenant: dict[uuid.UUID, dict[str, list[tuple[str, datetime]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for entry in (e for o in objects for e in o.entries):
+        at = datetime.fromisoformat(entry["destroyed_at"])
+        by_tenant[uuid.UUID(entry["tenant_id"])][entry["key_kind"]].append((entry["key_id"], at))
     redestroyed = 0
-    by_tenant: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
-    for entry in (e for o in objects for e in o.entries if e["key_kind"] == "subject"):
-        by_tenant[uuid.UUID(entry["tenant_id"])].append(entry)
-    for tenant_id, entries in by_tenant.items():
+    for tenant_id, kinds in by_tenant.items():
         async with db.tenant_tx(tenant_id) as conn:
-            for entry in entries:
-                key_id = uuid.UUID(entry["key_id"])
-                at = datetime.fromisoformat(entry["destroyed_at"])
-                if await conn.fetchval(Q.redestroy_subject_key, tenant_id, key_id, at) is not None:
-                    await conn.execute(Q.redestroy_data_keys_under, tenant_id, key_id)
-                    redestroyed += 1
+            for kind, keys in kinds.items():
+                redestroyed += await _redestroy(conn, tenant_id, kind, keys)
     return redestroyed
+
+
+async def _redestroy(
+    conn: Connection, tenant_id: uuid.UUID, kind: str, keys: list[tuple[str, datetime]]
+) -> int:
+    times = [at for _, at in keys]
+    if kind == "subject":
+        ids = [uuid.UUID(key_id) for key_id, _ in keys]
+        return int(await conn.fetchval(Q.redestroy_subject_keys, tenant_id, ids, times))
+    if kind == "data":
+        ids = [uuid.UUID(key_id) for key_id, _ in keys]
+        return _count(await conn.execute(Q.redestroy_data_keys, tenant_id, ids, times))
+    if kind == "kek":
+        versions = [int(key_id) for key_id, _ in keys]
+        return _count(await conn.execute(Q.redestroy_keks, tenant_id, versions, times))
+    if kind == "hmac":
+        return int(await conn.fetchval(Q.redestroy_hmac_key, tenant_id, min(times)))
+    raise LedgerError(f"the shred ledger names an unknown key kind {kind!r}")
+
+
+def _count(status: str) -> int:
+    """Rows an UPDATE changed, from its command tag ("UPDATE 3")."""
+    return int(status.rsplit(" ", 1)[-1])
 
 
 async def complete_published_erasures(
@@ -210,5 +234,9 @@ async def complete_published_erasures(
 
 
 async def publish_and_complete(db: Database, blobs: BlobStore, receipts: ReceiptIssuer) -> None:
-    await publish_pending(db, blobs, receipts.backup_retention_days)
+    # Replaced records add a data key each: under a burst a tenant can have more pending
+    # rows than one object takes, and an erasure's rows must not wait rounds behind them.
+    for _ in range(_MAX_OBJECTS_PER_ROUND):
+        if await publish_pending(db, blobs, receipts.backup_retention_days) < _BATCH:
+            break
     await complete_published_erasures(db, receipts)

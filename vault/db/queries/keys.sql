@@ -54,9 +54,9 @@ SELECT s.subject_id, s.category FROM data_keys d
  WHERE d.tenant_id = $1 AND d.id = $2
 
 -- name: destroy_data_key
-UPDATE data_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
-RETURNING id
+-- Nulls the wrapped key and writes its shred-ledger outbox row (migration 0012); NULL when
+-- it was destroyed already.
+SELECT dv_destroy_data_key($1, $2)
 
 -- name: live_subject_keys_of_generation
 SELECT id, category FROM subject_keys

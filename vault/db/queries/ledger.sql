@@ -19,11 +19,44 @@ SELECT id, key_kind, key_id, erasure_id, destroyed_at FROM ledger_outbox
 UPDATE ledger_outbox SET published_at = now(), ledger_seq = $3
  WHERE tenant_id = $1 AND id = ANY($2::bigint[]) AND published_at IS NULL
 
--- name: redestroy_subject_key
-UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = coalesce(destroyed_at, $3)
- WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
-RETURNING id
+-- A restored backup can hold keys the ledger says were destroyed: destroy them again,
+-- each with the time the ledger recorded. $2/$3: key ids and their destroyed_at.
+-- name: redestroy_subject_keys
+WITH listed AS (
+    SELECT * FROM unnest($2::uuid[], $3::timestamptz[]) AS l (id, destroyed_at)
+), gone AS (
+    UPDATE subject_keys s SET wrapped_key = NULL,
+                              destroyed_at = coalesce(s.destroyed_at, l.destroyed_at)
+      FROM listed l
+     WHERE s.tenant_id = $1 AND s.id = l.id AND s.wrapped_key IS NOT NULL
+    RETURNING s.id, s.destroyed_at
+), under AS (
+    -- Data keys under a destroyed subject key are unreadable anyway; null them as hygiene.
+    UPDATE data_keys d SET wrapped_key = NULL, destroyed_at = gone.destroyed_at
+      FROM gone
+     WHERE d.tenant_id = $1 AND d.subject_key_id = gone.id AND d.wrapped_key IS NOT NULL
+)
+SELECT count(*) FROM gone
 
--- name: redestroy_data_keys_under
-UPDATE data_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND subject_key_id = $2 AND wrapped_key IS NOT NULL
+-- name: redestroy_data_keys
+UPDATE data_keys d SET wrapped_key = NULL, destroyed_at = coalesce(d.destroyed_at, l.destroyed_at)
+  FROM unnest($2::uuid[], $3::timestamptz[]) AS l (id, destroyed_at)
+ WHERE d.tenant_id = $1 AND d.id = l.id AND d.wrapped_key IS NOT NULL
+
+-- name: redestroy_keks
+UPDATE tenant_keks k SET wrapped_key = NULL, destroyed_at = coalesce(k.destroyed_at, l.destroyed_at)
+  FROM unnest($2::integer[], $3::timestamptz[]) AS l (version, destroyed_at)
+ WHERE k.tenant_id = $1 AND k.version = l.version AND k.wrapped_key IS NOT NULL
+
+-- name: redestroy_hmac_key
+-- Only a tenant's closure destroys its HMAC key: the restored tenant is closed again.
+WITH gone AS (
+    UPDATE tenant_hmac_keys SET wrapped_key = NULL, destroyed_at = $2
+     WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+    RETURNING tenant_id
+), closed AS (
+    UPDATE tenants t SET status = 'closed', closed_at = coalesce(t.closed_at, $2)
+      FROM gone WHERE t.id = gone.tenant_id AND t.status <> 'closed'
+)
+SELECT count(*) FROM gone
+
