@@ -29,6 +29,7 @@ from tests.api.helpers import (
     subject_url,
     upload,
     uploaded,
+    wait_for,
 )
 from tests.support import ServerThread, Tenant, problem
 
@@ -248,6 +249,87 @@ def test_summary_needs_the_read_scope(server: ServerThread, tenant: Tenant) -> N
     assert by_compliance.status_code == 200
 
 
+def _erasure_done(http: httpx.Client, key: dict[str, Any], erasure_id: str) -> dict[str, Any]:
+    """The erasure once the server's worker has run it (completed, or held)."""
+    shown: dict[str, Any] = {}
+
+    def ran() -> bool:
+        nonlocal shown
+        shown = http.get(f"/v1/erasures/{erasure_id}", headers=auth(key)).json()
+        return shown["status"] in ("completed", "held")
+
+    assert wait_for(ran, timeout=30, interval=0.2), shown
+    return shown
+
+
+def test_summary_says_erased_after_the_erasure_ran_and_active_after_a_new_write(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """API.md: status `erased`; data written afterwards is a new life (status `active`).
+    A held erasure is done except for what the hold keeps: the subject is erased too."""
+    ref, kept = _ref(), _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        privacy = create_key(http, tenant, ["erasure"])
+        for subject in (ref, kept):
+            uploaded(http, keys.ingest, subject, b"call", category="recording")
+            assert put_record(http, keys.ingest, subject, "profile", b"{}").status_code == 201
+        hold = http.post(
+            "/v1/holds",
+            json={"subject_ref": kept, "categories": ["recording"], "reason": "billing",
+                  "reference": "inv-1"},
+            headers=auth(keys.compliance),
+        )  # fmt: skip
+        assert hold.status_code == 201, hold.text
+        before = _summary(http, keys.read, ref)
+        erasures = []
+        for subject in (ref, kept):
+            requested = http.post(subject_url(subject, "erasure"), headers=auth(privacy))
+            assert requested.status_code == 202, requested.text
+            erasures.append(requested.json()["id"])
+        done = [_erasure_done(http, privacy, erasure_id) for erasure_id in erasures]
+        erased = _summary(http, keys.read, ref)
+        erased_kept = _summary(http, keys.compliance, kept)
+        exported = http.get(subject_url(ref, "export"), headers=auth(keys.read))
+        assert put_record(http, keys.ingest, ref, "profile", b'"again"').status_code == 201
+        reborn = _summary(http, keys.read, ref)
+    assert before["status"] == "active"
+    assert [d["status"] for d in done] == ["completed", "held"]
+    assert erased["status"] == "erased"
+    assert erased["categories"] == {}
+    assert erased_kept["status"] == "erased"
+    assert erased_kept["categories"]["recording"]["artefacts"] == 1
+    assert exported.status_code == 200, exported.text[:500]
+    manifest = json.loads(zipfile.ZipFile(io.BytesIO(exported.content)).read("manifest.json"))
+    assert manifest["status"] == "erased"
+    assert manifest["records"] == [] and manifest["artefacts"] == []
+    assert reborn["status"] == "active"
+    assert reborn["categories"] == {"account": {"artefacts": 0, "records": 1, "bytes": 7}}
+
+
+def test_summary_stays_active_while_an_erasure_waits_and_after_it_is_cancelled(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        privacy = create_key(http, tenant, ["erasure"])
+        grace = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 48}, headers=tenant.auth()
+        )
+        assert grace.status_code == 200, grace.text
+        assert put_record(http, keys.ingest, ref, "profile", b"{}").status_code == 201
+        requested = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
+        waiting = _summary(http, keys.read, ref)
+        cancel = f"/v1/erasures/{requested.json()['id']}/cancel"
+        cancelled = http.post(cancel, headers=auth(privacy))
+        after_cancel = _summary(http, keys.read, ref)
+    assert requested.status_code == 202, requested.text
+    assert waiting["status"] == "active"
+    assert cancelled.status_code == 200, cancelled.text
+    assert after_cancel["status"] == "active"
+
+
 # --- restriction --------------------------------------------------------------------------
 
 
@@ -465,6 +547,94 @@ def test_export_is_a_zip_with_manifest_records_and_every_artefact(
     assert by_id[made[1]["id"]]["filename"] == "naïve.txt"
     assert doomed["id"] not in exported.content.decode("latin-1")
     assert b"deleted before export" not in exported.content
+
+
+def test_export_manifest_lists_the_subjects_holds_and_erasures(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """API.md: manifest.json holds records, artefact metadata, holds, erasures. Holds
+    that cover the subject (its own, and tenant-wide ones in force during its life), with
+    what the person may be told: not the hold's reason, reference or note."""
+    ref, other = _ref(), _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        privacy = create_key(http, tenant, ["erasure"])
+        officer = auth(keys.compliance)
+
+        def place(**fields: Any) -> dict[str, Any]:
+            response = http.post("/v1/holds", json=fields, headers=officer)
+            assert response.status_code == 201, response.text
+            body: dict[str, Any] = response.json()
+            return body
+
+        # In force only before the subject existed: it never covered the subject.
+        earlier = place(reason="billing", reference="old-tenant-hold")
+        released = http.post(
+            f"/v1/holds/{earlier['id']}/release", json={"reason": "done"}, headers=officer
+        )
+        assert released.status_code == 200, released.text
+        grace = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 48}, headers=tenant.auth()
+        )
+        assert grace.status_code == 200, grace.text
+        for subject in (ref, other):
+            assert put_record(http, keys.ingest, subject, "profile", b"{}").status_code == 201
+        own = place(
+            subject_ref=ref, categories=["billing", "recording"], reason="fraud_investigation",
+            reference="CASE-4711-internal", note="suspected card fraud, do not tell",
+            expires_at="2099-01-01T00:00:00Z",
+        )  # fmt: skip
+        tenant_wide = place(reason="litigation", reference="LIT-tenant-99")
+        ended = place(subject_ref=ref, reason="regulatory", reference="audit-2")
+        assert (
+            http.post(f"/v1/holds/{ended['id']}/release", json={"reason": "r"}, headers=officer)
+        ).status_code == 200
+        place(subject_ref=other, reason="billing", reference="other-subject")
+        erasure = http.post(
+            subject_url(ref, "erasure"),
+            json={"reason": "asked by mail", "reference": "TICKET-123"},
+            headers=auth(privacy),
+        )
+        other_erasure = http.post(subject_url(other, "erasure"), headers=auth(privacy))
+        exported = http.get(subject_url(ref, "export"), headers=auth(keys.read))
+    assert erasure.status_code == 202, erasure.text
+    assert other_erasure.status_code == 202, other_erasure.text
+    assert exported.status_code == 200, exported.text[:500]
+    text = zipfile.ZipFile(io.BytesIO(exported.content)).read("manifest.json").decode()
+    manifest = json.loads(text)
+
+    holds = {h["id"]: h for h in manifest["holds"]}
+    assert set(holds) == {own["id"], tenant_wide["id"], ended["id"]}
+    for hold in holds.values():
+        assert set(hold) == {"id", "categories", "status", "placed_at", "expires_at",
+                             "released_at"}  # fmt: skip
+    assert holds[own["id"]] == {
+        "id": own["id"],
+        "categories": ["billing", "recording"],
+        "status": "active",
+        "placed_at": own["placed_at"],
+        "expires_at": own["expires_at"],
+        "released_at": None,
+    }
+    assert holds[tenant_wide["id"]]["categories"] is None
+    assert holds[tenant_wide["id"]]["status"] == "active"
+    assert holds[ended["id"]]["status"] == "released"
+    assert holds[ended["id"]]["released_at"] is not None
+    for internal in ("CASE-4711", "card fraud", "fraud_investigation", "LIT-tenant", "TICKET-123",
+                     "asked by mail", "litigation", own["placed_by"]):  # fmt: skip
+        assert internal not in text, internal
+
+    requested = erasure.json()
+    assert manifest["erasures"] == [
+        {
+            "id": requested["id"],
+            "status": "scheduled",
+            "requested_at": requested["requested_at"],
+            "not_before": requested["not_before"],
+            "due_at": requested["due_at"],
+            "completed_at": None,
+        }
+    ]
 
 
 def test_export_needs_the_read_scope(server: ServerThread, tenant: Tenant) -> None:

@@ -19,13 +19,13 @@ MAX_REASON_LENGTH = 1000
 
 
 def _render(
-    subject: Subject, ref: str, categories: dict[str, dict[str, int]] | None = None
+    subject: Subject, ref: str, status: str, categories: dict[str, dict[str, int]] | None = None
 ) -> dict[str, object]:
     body: dict[str, object] = {
         "ref": ref,
         "subject_ref": ref,
         "subject_ref_hash": subject.ref_hash.hex(),
-        "status": subject.status,
+        "status": status,
         "created_at": subject.created_at,
         "restricted_at": subject.restricted_at,
     }
@@ -41,8 +41,9 @@ async def show_subject(request: Request) -> Response:
     state = vault_state(request)
     async with state.db.tenant_tx(principal.tenant_id) as conn:
         subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
+        status = await state.subjects.status(conn, subject)
         categories = await state.subjects.summary(conn, subject)
-    return json_response(_render(subject, ref.reveal(), categories))
+    return json_response(_render(subject, ref.reveal(), status, categories))
 
 
 async def export_subject(request: Request) -> Response:
@@ -73,7 +74,8 @@ async def restrict_subject(request: Request) -> Response:
         subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
         await state.subjects.restrict(conn, subject, reason)
         subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-    return json_response(_render(subject, ref.reveal()))
+        status = await state.subjects.status(conn, subject)
+    return json_response(_render(subject, ref.reveal(), status))
 
 
 async def lift_restriction(request: Request) -> Response:
@@ -85,4 +87,5 @@ async def lift_restriction(request: Request) -> Response:
         subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
         await state.subjects.lift_restriction(conn, subject)
         subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-    return json_response(_render(subject, ref.reveal()))
+        status = await state.subjects.status(conn, subject)
+    return json_response(_render(subject, ref.reveal(), status))

@@ -1,9 +1,11 @@
 """Subject export (right of access, portability): one ZIP streamed as it is built.
 
-Nothing is spooled to disk and memory stays bounded: records are small, and each
-artefact's plaintext flows from the blob store through the cipher into the ZIP entry.
-Entries are stored uncompressed (recordings are compressed already) as ZIP64, with the
-size and CRC-32 recorded at upload, so no entry needs a second pass.
+Nothing is spooled to disk and memory stays bounded: the manifest is written from
+metadata, and every entry's plaintext is decrypted only when the ZIP writer reaches it:
+records a few sealed values at a time, each artefact flowing from the blob store through
+the cipher into its entry. Entries are stored uncompressed (recordings are compressed
+already) as ZIP64; an artefact's size and CRC-32 were recorded at upload, a record's are
+taken from its one decrypted value, so no entry needs a second pass.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,25 +25,46 @@ from crypto.records import open_record
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.secret_text import SecretText
+from vault.errors import NotFound
 from vault.services.artefacts import Artefact, ArtefactService
-from vault.services.keyring import KeyRing
+from vault.services.keyring import DataKey, KeyRing
 from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
+    check_generation,
     readable_generations,
 )
 
-RECORDS = Queries("records")
+Q = Queries("subjects")
 _ENTRY_MODE = 0o600
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]")
 # Artefacts per export page while walking the subject (bounded memory for big subjects).
 _PAGE = 200
+# Record values fetched per round trip while streaming: at most this many sealed values
+# (each at most 1 MiB of JSON) are held at once.
+_RECORD_BATCH = 8
 
 
 def _entry_name(artefact: Artefact) -> str:
     filename = _UNSAFE.sub("_", artefact.filename or "")[:120].strip(". ") or "content"
     return f"artefacts/{artefact.id}/{filename}"
+
+
+@dataclass(frozen=True)
+class _RecordHead:
+    """One record version the manifest names; its value is fetched when its entry is
+    written."""
+
+    name: str
+    version: int
+    info: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _SealedRecord:
+    key: DataKey
+    sealed: bytes
 
 
 class ExportService:
@@ -57,22 +81,36 @@ class ExportService:
     ) -> AsyncIterator[bytes]:
         """Checks access before returning, so a refusal is an error status, not a cut stream."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        records: list[tuple[dict[str, Any], bytes]] = []
+        # One snapshot for the subject, its readable generations and the manifest's
+        # records, holds and erasures. The record values are fetched later by exact
+        # version (_record_members), so the ZIP never holds a value other than the one
+        # its manifest describes.
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
             check_access(subject, access)
             hidden = sorted(readable_generations(subject, access) or ())
-            for row in await conn.fetch(RECORDS.all_current, tenant_id, subject.id, hidden):
-                key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
-                value = open_record(key.key, bytes(row["value_sealed"]), key.content_context())
-                info = {
-                    "name": row["name"],
-                    "category": row["category"],
-                    "version": row["version"],
-                    "updated_at": _time(row["created_at"]),
-                    "path": f"records/{row['name']}.json",
-                }
-                records.append((info, value))
+            records = [
+                _RecordHead(
+                    row["name"],
+                    row["version"],
+                    {
+                        "name": row["name"],
+                        "category": row["category"],
+                        "version": row["version"],
+                        "updated_at": _time(row["created_at"]),
+                        "path": f"records/{row['name']}.json",
+                    },
+                )
+                for row in await conn.fetch(Q.export_records, tenant_id, subject.id, hidden)
+            ]
+            status = await self._subjects.status(conn, subject)
+            holds = [
+                _hold(row)
+                for row in await conn.fetch(Q.export_holds, tenant_id, ref_hash, subject.created_at)
+            ]
+            erasures = [
+                _erasure(row) for row in await conn.fetch(Q.export_erasures, tenant_id, ref_hash)
+            ]
         artefacts: list[Artefact] = []
         after = None
         while True:
@@ -88,9 +126,9 @@ class ExportService:
             "v": 1,
             "subject_ref": ref.reveal(),
             "subject_ref_hash": ref_hash.hex(),
-            "status": subject.status,
+            "status": status,
             "exported_at": _time(datetime.now(UTC)),
-            "records": [info for info, _ in records],
+            "records": [head.info for head in records],
             "artefacts": [
                 {
                     "id": str(a.id),
@@ -104,19 +142,19 @@ class ExportService:
                 }
                 for a in artefacts
             ],
-            # Holds and erasures arrive with the erasure workflow.
-            "holds": [],
-            "erasures": [],
+            "holds": holds,
+            "erasures": erasures,
         }
-        return self._zip(tenant_id, ref, access, manifest, records, artefacts)
+        return self._zip(tenant_id, ref, ref_hash, access, manifest, records, artefacts)
 
     async def _zip(
         self,
         tenant_id: uuid.UUID,
         ref: SecretText,
+        ref_hash: bytes,
         access: SubjectAccess,
         manifest: dict[str, Any],
-        records: list[tuple[dict[str, Any], bytes]],
+        records: list[_RecordHead],
         artefacts: list[Artefact],
     ) -> AsyncIterator[bytes]:
         now = datetime.now(UTC)
@@ -124,8 +162,8 @@ class ExportService:
         async def members() -> AsyncIterator[Any]:
             body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
             yield "manifest.json", now, _ENTRY_MODE, _stored(body), _once(body)
-            for info, value in records:
-                yield info["path"], now, _ENTRY_MODE, _stored(value), _once(value)
+            async for path, value in self._record_members(tenant_id, ref_hash, access, records):
+                yield path, now, _ENTRY_MODE, _stored(value), _once(value)
             for artefact in artefacts:
                 content = await self._artefacts.open_content(
                     tenant_id, ref, artefact.id, access, None
@@ -135,6 +173,81 @@ class ExportService:
 
         async for chunk in async_stream_zip(members()):
             yield chunk
+
+    async def _record_members(
+        self,
+        tenant_id: uuid.UUID,
+        ref_hash: bytes,
+        access: SubjectAccess,
+        records: Sequence[_RecordHead],
+    ) -> AsyncIterator[tuple[str, bytes]]:
+        """(path, plaintext) per record, each decrypted only when the ZIP writer asks for
+        the next entry (it has consumed the previous one by then)."""
+        for start in range(0, len(records), _RECORD_BATCH):
+            batch = records[start : start + _RECORD_BATCH]
+            sealed = await self._sealed_records(tenant_id, ref_hash, access, batch)
+            for head, item in zip(batch, sealed, strict=True):
+                value = open_record(item.key.key, item.sealed, item.key.content_context())
+                yield head.info["path"], value
+
+    async def _sealed_records(
+        self,
+        tenant_id: uuid.UUID,
+        ref_hash: bytes,
+        access: SubjectAccess,
+        batch: Sequence[_RecordHead],
+    ) -> list[_SealedRecord]:
+        """The manifest's versions, with access checked again as each artefact's is: a
+        restriction or erasure since the manifest, or a version replaced, deleted or
+        shredded since then, cuts the export rather than letting the ZIP disagree with
+        its manifest or show what may no longer be read."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(conn, tenant_id, ref_hash)
+            check_access(subject, access)
+            hidden = readable_generations(subject, access)
+            rows = await conn.fetch(
+                Q.export_record_values,
+                tenant_id,
+                subject.id,
+                [head.name for head in batch],
+                [head.version for head in batch],
+            )
+            found = {(row["name"], row["version"]): row for row in rows}
+            sealed = []
+            for head in batch:
+                row = found.get((head.name, head.version))
+                if row is None:
+                    raise NotFound("a record changed while the export was streaming")
+                check_generation(hidden, row["generation"])
+                key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
+                sealed.append(_SealedRecord(key, bytes(row["value_sealed"])))
+        return sealed
+
+
+def _hold(row: Any) -> dict[str, Any]:
+    """What the data subject is told about a hold. Not its reason, reference or note:
+    those are the tenant's compliance text and may name an investigation the person must
+    not be tipped off about; not who placed or released it (internal API key ids)."""
+    return {
+        "id": str(row["id"]),
+        "categories": row["categories"],
+        "status": row["status"],
+        "placed_at": _time(row["placed_at"]),
+        "expires_at": _optional_time(row["expires_at"]),
+        "released_at": _optional_time(row["released_at"]),
+    }
+
+
+def _erasure(row: Any) -> dict[str, Any]:
+    """Not the erasure's reason or reference: the tenant's own notes."""
+    return {
+        "id": str(row["id"]),
+        "status": row["status"],
+        "requested_at": _time(row["requested_at"]),
+        "not_before": _time(row["not_before"]),
+        "due_at": _time(row["due_at"]),
+        "completed_at": _optional_time(row["completed_at"]),
+    }
 
 
 def _stored(data: bytes) -> Any:
@@ -147,3 +260,7 @@ async def _once(data: bytes) -> AsyncIterable[bytes]:
 
 def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _optional_time(value: datetime | None) -> str | None:
+    return None if value is None else _time(value)

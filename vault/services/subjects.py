@@ -36,6 +36,7 @@ class Subject:
 
     @property
     def status(self) -> str:
+        """Without `erased`, which needs a query: SubjectService.status answers in full."""
         return "restricted" if self.restricted_at is not None else "active"
 
 
@@ -105,6 +106,15 @@ class SubjectService:
 
     async def lift_restriction(self, conn: Connection, subject: Subject) -> None:
         await conn.execute(Q.lift_restriction, subject.tenant_id, subject.id)
+
+    async def status(self, conn: Connection, subject: Subject) -> str:
+        """API.md: `active`, `restricted` or `erased` (subjects.sql `erased` has the rule).
+        Erased wins over a restriction left in place: the restriction still refuses new
+        data (lifting it lets a new life start), but what the erasure left (kept by a hold
+        or retention) is readable only by compliance anyway."""
+        if await conn.fetchval(Q.erased, subject.tenant_id, subject.id):
+            return "erased"
+        return subject.status
 
     async def summary(self, conn: Connection, subject: Subject) -> dict[str, dict[str, int]]:
         rows = await conn.fetch(Q.summary, subject.tenant_id, subject.id)

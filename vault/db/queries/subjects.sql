@@ -55,3 +55,57 @@ SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS re
           FROM records WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
          GROUP BY category) AS per_kind
  GROUP BY category ORDER BY category
+
+-- name: erased
+-- API.md status `erased`: an erasure of the subject has run (completed, or held with
+-- only kept categories left) and no generation outside the erased ones has a live key.
+-- Data written after the request is a new life under a new generation's keys, so such a
+-- write makes the subject active again; so does data of a generation whose erasure was
+-- cancelled. The kept keys of a held erasure belong to its erased generation.
+WITH done AS (
+    SELECT generation FROM erasures
+     WHERE tenant_id = $1 AND subject_id = $2 AND status IN ('completed', 'held')
+       AND generation IS NOT NULL)
+SELECT EXISTS (SELECT 1 FROM done)
+   AND NOT EXISTS (SELECT 1 FROM subject_keys k
+                    WHERE k.tenant_id = $1 AND k.subject_id = $2 AND k.wrapped_key IS NOT NULL
+                      AND k.generation NOT IN (SELECT generation FROM done))
+
+-- name: export_records
+-- The export's manifest: which record versions it holds, read in the snapshot that
+-- found the subject. Values are fetched later, a few at a time (export_record_values).
+SELECT name, version, category, generation, created_at FROM records
+ WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
+   AND NOT (generation = ANY($3::int[]))
+ ORDER BY name
+
+-- name: export_record_values
+-- Exactly the versions the manifest named ($3 names, $4 versions), while still readable:
+-- a version replaced and shredded, deleted or erased since then is missing from the result.
+SELECT r.name, r.version, r.generation, r.data_key_id, r.value_sealed
+  FROM records r
+  JOIN unnest($3::text[], $4::int[]) AS wanted (name, version)
+    ON r.name = wanted.name AND r.version = wanted.version
+ WHERE r.tenant_id = $1 AND r.subject_id = $2 AND r.value_sealed IS NOT NULL
+
+-- name: export_holds
+-- Holds that cover or covered the subject: its own (by reference hash), and tenant-wide
+-- ones in force at some time since the subject was created ($3). Only what a data
+-- subject is told: not reason, reference, note or who placed or released them.
+SELECT id, categories, placed_at, expires_at, released_at,
+       CASE WHEN released_at IS NOT NULL THEN 'released'
+            WHEN expires_at IS NOT NULL AND expires_at <= now() THEN 'expired'
+            ELSE 'active' END AS status
+  FROM holds
+ WHERE tenant_id = $1
+   AND (subject_ref_hash = $2
+        OR (subject_ref_hash IS NULL
+            AND coalesce(least(released_at, expires_at), 'infinity') > $3))
+ ORDER BY placed_at DESC, id DESC
+
+-- name: export_erasures
+-- The subject's erasure instructions, found by reference hash as GET /v1/erasures finds
+-- them (an instruction for a reference not yet known has no subject id).
+SELECT id, status, requested_at, not_before, due_at, completed_at FROM erasures
+ WHERE tenant_id = $1 AND subject_ref_hash = $2
+ ORDER BY requested_at DESC, id DESC
