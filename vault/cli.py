@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from vault.runtime import OperatorContext
 
 from vault.config import ENVIRONMENT, ConfigError, Settings, settings_from_env
-from vault.errors import UnknownEpoch, UnknownTenant, VaultError
+from vault.errors import InvalidInput, UnknownEpoch, UnknownTenant, VaultError
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
 
@@ -34,7 +34,8 @@ def _emit(args: argparse.Namespace, data: dict[str, Any], text: str) -> None:
     print(json.dumps(data, default=str) if args.json else text)
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    """The environment's settings with the command's flags on top (a flag wins)."""
     settings = settings_from_env()
     overrides = {field: getattr(args, field, None) for _, field, _, _ in SERVER_FLAGS}
     if args.data_dir is not None:
@@ -45,20 +46,20 @@ def _settings(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from vault.server import run_server
 
-    return run_server(_settings(args), run_jobs=args.command == "serve")
+    return run_server(settings_from_args(args), run_jobs=args.command == "serve")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from vault.server import run_server
 
-    return run_server(_settings(args), run_jobs=True, serve_api=False)
+    return run_server(settings_from_args(args), run_jobs=True, serve_api=False)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
     from vault.db.migrate import migrate
     from vault.runtime import database_url
 
-    applied = asyncio.run(migrate(database_url(_settings(args))))
+    applied = asyncio.run(migrate(database_url(settings_from_args(args))))
     names = [f"{m.version:04d}_{m.name}" for m in applied]
     _emit(args, {"applied": names}, "\n".join(f"applied {n}" for n in names) or "up to date")
     return EXIT_OK
@@ -137,7 +138,7 @@ def _run_operator(
 ) -> Any:
     from vault.runtime import operator_context, prepare_database
 
-    settings = _settings(args)
+    settings = settings_from_args(args)
     url = prepare_database(settings)
 
     async def run() -> Any:
@@ -235,7 +236,7 @@ def _published_receipt_keys(args: argparse.Namespace) -> Any:
     from vault.runtime import database_url
     from vault.services.receipts import published_keys
 
-    url = database_url(_settings(args))
+    url = database_url(settings_from_args(args))
 
     async def run() -> Any:
         db = await Database.connect(url, max_size=1)
@@ -346,11 +347,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from vault.observability.logging import configure_logging
 
     serving = args.command in ("serve", "api", "worker")
-    configure_logging("info" if serving else "warning", to_stderr=not serving)
     try:
+        if serving:
+            # Servers log at DATAVAULT_LOG_LEVEL (an unknown name is a ConfigError: exit 2).
+            configure_logging(settings_from_args(args).log_level)
+        else:
+            # Operator commands: warnings only, on stderr, so stdout stays their output.
+            configure_logging("warning", to_stderr=True)
         code: int = args.handler(args)
         return code
-    except (UnknownTenant, UnknownEpoch) as exc:
+    except (UnknownTenant, UnknownEpoch, InvalidInput) as exc:
         print(f"datavault: {exc.detail}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:
@@ -361,4 +367,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED_CHECK
 
 
-__all__ = ["ENVIRONMENT", "main"]
+__all__ = ["ENVIRONMENT", "main", "settings_from_args"]

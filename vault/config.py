@@ -130,7 +130,16 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
+# The names README's configuration table documents for DATAVAULT_LOG_LEVEL.
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
 def _check(settings: Settings) -> None:
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise ConfigError(
+            f"DATAVAULT_LOG_LEVEL: cannot use {settings.log_level!r}: "
+            f"use one of {', '.join(LOG_LEVELS)}"
+        )
     if not 0 < settings.port < 65536:
         raise ConfigError("DATAVAULT_PORT must be between 1 and 65535")
     if settings.drain_seconds < 0:

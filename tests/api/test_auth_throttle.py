@@ -18,6 +18,8 @@ import httpx
 from tests.api.helpers import access_log, auth, create_key, from_ip
 from tests.support import ServerThread, Tenant, bearer, problem, running_server
 from vault.config import Settings
+from vault.domain.throttle import FailureThrottle
+from vault.http.state import VaultState
 
 
 def _bad_key() -> str:
@@ -101,11 +103,27 @@ def test_wrong_scope_and_wrong_address_are_not_counted_as_failed_authentication(
     assert after == [401]
 
 
+class _Clock:
+    """Stands in for the throttle's monotonic clock, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _throttle_of(vault: ServerThread) -> FailureThrottle:
+    state: VaultState = vault.server.config.app.state.vault
+    return state.auth_throttle
+
+
 def test_shipped_throttle_defaults_match_the_contract(
     settings: Settings, database_url: str, tenant: Tenant
 ) -> None:
     # API.md, Conventions: "More than 20 requests with a missing or wrong key from one IP
-    # within a minute: further ones from that IP get 429 with Retry-After for 60 s".
+    # within a minute: further ones from that IP get 429 with Retry-After for 60 s; a
+    # valid key is never refused by this."
     shipped = Settings()
     defaults = dataclasses.replace(
         settings,
@@ -113,11 +131,35 @@ def test_shipped_throttle_defaults_match_the_contract(
         auth_failure_window_seconds=shipped.auth_failure_window_seconds,
     )
     ip = "198.51.100.47"
+    clock = _Clock()
     with running_server(defaults, database_url) as vault, vault.client() as http:
-        statuses = _fail(http, ip, 20)
-        after = http.get("/v1/api-keys", headers={**bearer(_bad_key()), **from_ip(ip)})
+
+        def attempt() -> httpx.Response:
+            return http.get("/v1/api-keys", headers={**bearer(_bad_key()), **from_ip(ip)})
+
+        # The throttle the app built from the settings, on a clock the test moves (its
+        # limit and window stay what the shipped settings made them).
+        _throttle_of(vault)._clock = clock
+        statuses = []
+        for _ in range(20):
+            statuses.append(attempt().status_code)
+            clock.now += 1.0  # spread over 20 s: a sliding window would lift early
+        crossing = clock.now
+        first = attempt()
+        clock.now = crossing + 59.5
+        late = attempt()
+        valid_while_blocked = http.get(
+            "/v1/api-keys", headers={**tenant.auth(), **from_ip(ip)}
+        ).status_code
+        clock.now = crossing + 60
+        after = attempt()
     assert statuses == [401] * 20
-    _assert_throttled(after, 60)
+    _assert_throttled(first, 60)
+    assert first.headers["Retry-After"] == "60"
+    _assert_throttled(late, 60)
+    assert late.headers["Retry-After"] == "1"
+    assert valid_while_blocked == 200
+    assert after.status_code == 401, after.text
 
 
 # --- where failed attempts are logged -----------------------------------------------------

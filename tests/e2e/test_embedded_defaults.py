@@ -101,3 +101,57 @@ def test_tenant_created_from_the_cli_is_served_and_no_secret_reaches_the_log(
     # The failed attempt is visible by its public prefix only.
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert any(line.get("status") == 401 for line in lines)
+
+
+def _json_lines(log: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def test_request_log_line_carries_the_request_id_of_the_response(served: Served) -> None:
+    # API.md: every response carries X-Request-Id (the client's own if sane, else a new
+    # one); DESIGN.md: one JSON log line per request with that id, to match them up.
+    minted = httpx.get(f"{served.url}/v1/api-keys")
+    own = httpx.get(f"{served.url}/v1/api-keys", headers={"X-Request-Id": "e2e-trace-42"})
+    assert (minted.status_code, own.status_code) == (401, 401)
+    assert own.headers["X-Request-Id"] == "e2e-trace-42"
+    requests = {
+        str(line["request_id"]): line
+        for line in _json_lines(served.log)
+        if line.get("event") == "request"
+    }
+    for response in (minted, own):
+        line = requests[response.headers["X-Request-Id"]]
+        assert (line["route"], line["status"], line["level"]) == ("/v1/api-keys", 401, "info")
+
+
+@pytest.mark.parametrize(("level", "requests_logged"), [("warning", False), ("info", True)])
+def test_log_level_setting_decides_whether_requests_are_logged(
+    tmp_path: Path, level: str, requests_logged: bool
+) -> None:
+    log = tmp_path / "serve.log"
+    env = {**_clean_env(), "DATAVAULT_LOG_LEVEL": level}
+    with vault_process(["serve", "--data-dir", str(tmp_path / "data")], env, log) as vault:
+        served = httpx.get(f"{vault.url}/v1/api-keys")
+    assert served.status_code == 401
+    lines = _json_lines(log)
+    request_ids = [line["request_id"] for line in lines if line.get("event") == "request"]
+    assert (served.headers["X-Request-Id"] in request_ids) is requests_logged
+    if not requests_logged:
+        assert request_ids == []
+        assert {line["level"] for line in lines} <= {"warning", "error", "critical"}
+    # Either way warnings are written: the first start's root-key warning is there.
+    assert any(line["level"] == "warning" and "ROOT KEY CREATED" in str(line["event"])
+               for line in lines)  # fmt: skip
+
+
+def test_unknown_log_level_stops_serve_with_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "vault", "serve", "--data-dir", str(tmp_path / "data")],
+        env={**_clean_env(), "DATAVAULT_LOG_LEVEL": "loud"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "DATAVAULT_LOG_LEVEL" in result.stderr and "warning" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Refused before anything started: no data directory, no embedded PostgreSQL.
+    assert not (tmp_path / "data").exists()

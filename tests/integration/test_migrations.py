@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.support import new_database
+from tests.support import new_database, with_database
 from vault.db.migrate import MigrationError, available_migrations, migrate
 
 
@@ -44,3 +50,53 @@ def test_an_edited_migration_stops_migrate(pg_admin_url: str) -> None:
 def test_migration_files_are_numbered_without_gaps() -> None:
     versions = [m.version for m in available_migrations()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+def _empty_database(admin_url: str) -> str:
+    name = f"dv_test_{uuid.uuid4().hex[:12]}"
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return with_database(admin_url, name)
+
+
+def _migrate_command(url: str, data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAVAULT_", "DATABASE_URL"))}
+    return subprocess.run(
+        [sys.executable, "-m", "vault", "migrate", "--database-url", url,
+         "--data-dir", str(data_dir), *flags],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+
+
+def test_migrate_command_builds_a_fresh_database_then_is_idempotent(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = _empty_database(pg_admin_url)
+    everything = [f"{m.version:04d}_{m.name}" for m in available_migrations()]
+
+    first = _migrate_command(url, tmp_path / "data", "--json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == {"applied": everything}
+
+    again = _migrate_command(url, tmp_path / "data", "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == {"applied": []}
+    text = _migrate_command(url, tmp_path / "data")
+    assert (text.returncode, text.stdout.strip()) == (0, "up to date")
+
+    async def versions() -> list[int]:
+        conn = await asyncpg.connect(url)
+        try:
+            rows = await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")
+        finally:
+            await conn.close()
+        return [r["version"] for r in rows]
+
+    assert asyncio.run(versions()) == [m.version for m in available_migrations()]

@@ -1,9 +1,11 @@
+import math
 import secrets
 
 import pytest
 
 from vault.domain.api_keys import (
     OWN_SECRET_MAX_LENGTH,
+    OWN_SECRET_MIN_BITS,
     OWN_SECRET_MIN_LENGTH,
     check_own_secret,
     estimate_entropy_bits,
@@ -68,6 +70,33 @@ def test_entropy_estimate_ranks_random_above_repetitive() -> None:
     assert estimate_entropy_bits(secrets.token_urlsafe(32)) >= 128
     assert estimate_entropy_bits("ab" * 32) < 128
     assert estimate_entropy_bits("") == 0
+
+
+# The entropy bar at its edge, by the estimator's rule: lower-case letters only is a
+# class bound of log2(26) ≈ 4.70 bits per unpredictable character, so 27 of them fall
+# short of 128 bits (126.9) and 28 clear it (131.6). Both secrets are 32 characters
+# (the minimum length): distinct letters, then a step-1 run of which only the first two
+# letters count ("mn"; "opq…" continue the run and cost a guesser nothing).
+_LOWER_BITS = math.log2(26)
+_JUST_BELOW_THE_BAR = "kqzwmjxvbhrfydpgtnlcsoiue" + "mnopqrs"  # 25 + 2 novel
+_JUST_ABOVE_THE_BAR = "kqzwmjxvbhrfydpgtnlcsoiuea" + "mnopqr"  # 26 + 2 novel
+
+
+def test_own_secret_just_below_the_entropy_bar_is_refused() -> None:
+    assert len(_JUST_BELOW_THE_BAR) == OWN_SECRET_MIN_LENGTH
+    bits = estimate_entropy_bits(_JUST_BELOW_THE_BAR)
+    assert bits == pytest.approx(27 * _LOWER_BITS)
+    assert bits < OWN_SECRET_MIN_BITS == 128
+    with pytest.raises(InvalidInput, match="too guessable"):
+        check_own_secret(_JUST_BELOW_THE_BAR)
+
+
+def test_own_secret_just_above_the_entropy_bar_is_accepted() -> None:
+    assert len(_JUST_ABOVE_THE_BAR) == OWN_SECRET_MIN_LENGTH
+    bits = estimate_entropy_bits(_JUST_ABOVE_THE_BAR)
+    assert bits == pytest.approx(28 * _LOWER_BITS)
+    assert bits >= OWN_SECRET_MIN_BITS
+    check_own_secret(_JUST_ABOVE_THE_BAR)
 
 
 def test_presented_prefix_is_none_for_foreign_tokens() -> None:

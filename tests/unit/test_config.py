@@ -51,11 +51,30 @@ def test_environment_overrides_defaults() -> None:
         ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "-1"),
         ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "366"),
         ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "89"),
+        ("DATAVAULT_LOG_LEVEL", "loud"),
+        ("DATAVAULT_LOG_LEVEL", "warn "),
     ],
 )
 def test_bad_setting_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
     with pytest.raises(ConfigError, match="DATAVAULT_"):
         settings_from_env({variable: value})
+
+
+@pytest.mark.parametrize("level", ["debug", "info", "warning", "error", "WARNING"])
+def test_documented_log_levels_are_accepted(level: str) -> None:
+    assert settings_from_env({"DATAVAULT_LOG_LEVEL": level}).log_level == level
+
+
+def test_log_level_defaults_to_info() -> None:
+    assert settings_from_env({}).log_level == "info"
+
+
+def test_unknown_log_level_is_refused_naming_the_accepted_ones() -> None:
+    with pytest.raises(ConfigError) as refused:
+        settings_from_env({"DATAVAULT_LOG_LEVEL": "verbose"})
+    assert str(refused.value) == (
+        "DATAVAULT_LOG_LEVEL: cannot use 'verbose': use one of debug, info, warning, error"
+    )
 
 
 def test_cli_exits_2_on_a_bad_setting() -> None:

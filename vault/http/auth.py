@@ -42,9 +42,10 @@ async def authenticate(
     """The live key `token` names (the console's sign-in form), or by default the one in
     the Authorization header, looked up once per request; whatever its scopes.
 
-    Throttling (API.md): after too many missing or wrong keys from one IP, further
-    missing or wrong keys from it get 429 instead of 401. A valid key is never refused
-    by this, so an attacker hammering from a shared address cannot lock out real users.
+    Throttling (API.md): once one IP has had too many missing or wrong keys within the
+    window, its missing or wrong keys get 429 instead of 401 for a whole window from the
+    first refused one. A valid key is never refused by this, so an attacker hammering
+    from a shared address cannot lock out real users.
     """
     if token is None:
         known: Principal | None = getattr(request.state, "principal", None)
@@ -63,7 +64,7 @@ async def authenticate(
             token, ip, liveness_in_statement=liveness_in_statement
         )
     except Unauthenticated:
-        retry_after = state.auth_throttle.retry_after(ip_text)
+        retry_after = state.auth_throttle.blocked_for(ip_text)
         if retry_after is not None:
             state.metrics.auth_failures.labels(reason="throttled").inc()
             raise Throttled("too many failed authentication attempts", retry_after) from None

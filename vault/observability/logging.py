@@ -69,7 +69,9 @@ def configure_logging(level: str = "info", *, to_stderr: bool = False) -> None:
     command's output (`--json` for scripts)."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
-        numeric = logging.INFO
+        # Settings refuse unknown names (exit 2); quietly logging at another level than
+        # the operator asked for would hide lines or flood them.
+        raise ValueError(f"unknown log level {level!r}")
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
