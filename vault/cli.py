@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vault.runtime import OperatorContext
 
-from vault.config import ENVIRONMENT, ConfigError, Settings, settings_from_env
+from vault.config import ENVIRONMENT, ConfigError, Settings, check_settings, settings_from_env
 from vault.errors import InvalidInput, UnknownEpoch, UnknownTenant, VaultError
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
@@ -40,7 +40,9 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     overrides = {field: getattr(args, field, None) for _, field, _, _ in SERVER_FLAGS}
     if args.data_dir is not None:
         overrides["data_dir"] = Path(args.data_dir)
-    return settings.with_overrides(**overrides)
+    settings = settings.with_overrides(**overrides)
+    check_settings(settings)
+    return settings
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -66,8 +68,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_tenant_create(args: argparse.Namespace) -> int:
-    from vault.services.tenants import create_tenant
+    from vault.services.tenants import check_slug, create_tenant
 
+    check_slug(args.slug)  # before the database starts or a root key is created
     created = _run_operator(
         args, lambda ctx: create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug)
     )

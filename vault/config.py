@@ -126,7 +126,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{variable}: cannot use {raw!r}: {exc}") from None
     settings = Settings(**values)
-    _check(settings)
+    check_settings(settings)
     return settings
 
 
@@ -134,7 +134,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
-def _check(settings: Settings) -> None:
+def check_settings(settings: Settings) -> None:
+    """Refuse values the vault cannot use, whether they came from the environment or flags."""
     if settings.log_level.lower() not in LOG_LEVELS:
         raise ConfigError(
             f"DATAVAULT_LOG_LEVEL: cannot use {settings.log_level!r}: "

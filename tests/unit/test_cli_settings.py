@@ -60,3 +60,17 @@ def test_bad_environment_setting_is_a_config_error_even_with_flags(
     monkeypatch.setenv("DATAVAULT_LOG_LEVEL", "loud")
     with pytest.raises(ConfigError, match="DATAVAULT_LOG_LEVEL"):
         settings_from_args(build_parser().parse_args(["serve", "--port", "9100"]))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--port", "70000"], "DATAVAULT_PORT"),
+        (["--port", "0"], "DATAVAULT_PORT"),
+        (["--drain-seconds", "-1"], "DATAVAULT_DRAIN_SECONDS"),
+    ],
+)
+def test_a_flag_is_checked_like_its_variable(flags: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        settings_from_args(build_parser().parse_args(["serve", *flags]))
+    settings_from_args(build_parser().parse_args(["serve", "--port", "65535"]))

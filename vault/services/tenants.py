@@ -51,15 +51,19 @@ def hmac_key_context(tenant_id: uuid.UUID) -> KeyContext:
     return KeyContext(purpose=PURPOSE_TENANT_HMAC_KEY, tenant_id=str(tenant_id))
 
 
-async def create_tenant(
-    db: Database, root: RootKeyProvider, api_keys: ApiKeyService, slug: str
-) -> CreatedTenant:
+def check_slug(slug: str) -> None:
     if not SLUG_PATTERN.match(slug):
         raise InvalidInput(
             "slug must be 2-63 characters: lower-case letters, digits and '-', "
             "starting with a letter or digit",
             field="slug",
         )
+
+
+async def create_tenant(
+    db: Database, root: RootKeyProvider, api_keys: ApiKeyService, slug: str
+) -> CreatedTenant:
+    check_slug(slug)
     tenant_id = uuid.uuid4()
     kek = generate_key()
     wrapped = await asyncio.to_thread(root.wrap, kek, kek_context(tenant_id, 1))
