@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 import zipfile
 
 import asyncpg
@@ -65,6 +66,26 @@ def test_restrict_lift_and_export_from_the_subject_page(
     assert forged.status_code == 403
     assert unknown.status_code == 200
     assert "no data stored for this reference" in unknown.text
+
+
+def test_the_subject_page_says_erased_after_an_erasure(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    ref = "console-subject-erased"
+    with server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        privacy = create_key(http, tenant, ["erasure", "compliance"])
+        assert upload(http, app, ref, b"to be erased", "support").status_code == 201
+        erasure = http.post(f"/v1/subjects/{ref}/erasure", headers=auth(privacy)).json()
+        assert wait_for(
+            lambda: http.get(f"/v1/subjects/{ref}", headers=auth(app)).json()["status"] == "erased",
+            timeout=30,
+        ), erasure
+        sign_in(http, privacy["secret"])
+        token = signed_in_token(http)
+        page = http.post("/console/subjects", data={"csrf_token": token, "ref": ref})
+    assert page.status_code == 200
+    assert re.search(r"<dt>Status</dt><dd>(\w+)</dd>", page.text)[1] == "erased"  # type: ignore[index]
 
 
 def test_the_erasure_page_says_when_a_receipt_does_not_verify(

@@ -291,6 +291,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "subject.status": ("Status", "Status"),
     "subject.status_active": ("active", "actief"),
     "subject.status_restricted": ("restricted", "beperkt"),
+    "subject.status_erased": ("erased", "gewist"),
     "subject.unknown": ("no data stored for this reference", "geen gegevens voor deze referentie"),
     "subject.created_at": ("First seen", "Eerst gezien"),
     "subject.artefacts": ("Artefacts", "Bestanden"),

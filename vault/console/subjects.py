@@ -52,10 +52,12 @@ async def _subject_page(
     ref_hash = await note_subject(request, tenant_id, ref)
     now = console_state(request).sessions.clock()
     subject = None
+    subject_status = None
     categories: dict[str, dict[str, int]] = {}
     async with state.db.tenant_tx(tenant_id) as conn:
         try:
             subject = await state.subjects.find(conn, tenant_id, ref_hash)
+            subject_status = await state.subjects.status(conn, subject)
             categories = await state.subjects.summary(conn, subject)
         except NotFound:
             subject = None
@@ -75,6 +77,7 @@ async def _subject_page(
     ]
     context: dict[str, Any] = {
         "ref": ref.reveal(), "ref_hash": ref_hash.hex(), "subject": subject,
+        "subject_status": subject_status,
         "categories": categories, "holds": holds, "erasures": erasures, "message": message,
         "errors": errors or {}, "may_restrict": may(session, Scope.ERASURE)
         or may(session, Scope.COMPLIANCE), "may_export": may(session, Scope.READ),
