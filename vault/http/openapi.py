@@ -11,17 +11,20 @@ import json
 from functools import cache
 from typing import Any
 
+from vault.http.openapi_compliance import _erasure_paths, _hold_paths
 from vault.http.openapi_parts import (
     _JSON,
+    _NULLABLE_TIME,
     _STR,
     _TIME,
     _UUID,
     PROBLEM,
+    PROBLEM_SCHEMA,
     _op,
     _path,
     _query,
 )
-from vault.http.openapi_subjects import _erasure_paths, _hold_paths, _subject_paths
+from vault.http.openapi_subjects import _subject_paths
 
 _SCOPES = {
     "type": "array",
@@ -54,17 +57,56 @@ API_KEY = {
         "bring_your_own": {"type": "boolean"},
     },
 }  # fmt: skip
+_RETENTION_RULE = {
+    "type": "object",
+    "properties": {
+        "delete_after_days": {"type": ["integer", "null"]},
+        "keep_at_least_days": {"type": ["integer", "null"]},
+    },
+}
 SETTINGS_PATCH = {
     "type": "object",
+    "additionalProperties": False,
     "properties": {
         "categories": {"type": "array", "items": _STR, "maxItems": 50},
         "max_artefact_bytes": {
             "type": "object",
             "additionalProperties": {"type": ["integer", "null"], "minimum": 1},
+            "description": "category -> largest artefact in bytes (at most the deployment's "
+            "DATAVAULT_MAX_ARTEFACT_BYTES); null removes the category's limit",
         },
-        "retention": {"type": "object", "additionalProperties": {"type": "object"}},
+        "retention": {"type": "object", "additionalProperties": _RETENTION_RULE},
         "erasure_grace_hours": {"type": "integer", "minimum": 0, "maximum": 696},
         "erasure_rate_limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
+    },
+}
+SETTINGS = {
+    "type": "object",
+    "properties": {
+        "categories": {"type": "array", "items": _STR},
+        "max_artefact_bytes": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "erasure_grace_hours": {"type": "integer"},
+        "erasure_rate_limit_per_hour": {"type": ["integer", "null"]},
+        "retention": {"type": "object", "additionalProperties": _RETENTION_RULE},
+    },
+}
+_TENANT_STATUS = {"type": "string", "enum": ["active", "closing", "closed"]}
+TENANT = {
+    "type": "object",
+    "properties": {
+        "id": _UUID, "slug": _STR, "status": _TENANT_STATUS, "created_at": _TIME,
+        "closure_due_at": _NULLABLE_TIME, "settings": SETTINGS,
+    },
+}  # fmt: skip
+# What POST and DELETE /v1/tenant/closure answer (vault/http/tenant.py `_closure`).
+CLOSURE = {
+    "type": "object",
+    "required": ["status", "closure_requested_at", "closure_due_at", "closed_at"],
+    "properties": {
+        "status": _TENANT_STATUS,
+        "closure_requested_at": _NULLABLE_TIME,
+        "closure_due_at": _NULLABLE_TIME,
+        "closed_at": _NULLABLE_TIME,
     },
 }
 API_KEY_CREATED = {
@@ -112,24 +154,32 @@ def _paths() -> dict[str, dict[str, Any]]:
                        "included", scope=None, ok_schema=RECEIPT_KEYS),
         },
         "/v1/tenant": {
-            "get": _op("The calling key's tenant and its settings", scope="admin"),
+            "get": _op("The calling key's tenant and its settings", scope="admin",
+                       ok_schema=TENANT),
         },
         "/v1/tenant/closure": {
             "post": _op(
                 "Schedule destruction of all the tenant's keys after 60 days (holds keep what "
-                "they cover)", scope="admin", ok=202, errors=(409, 415, 422),
-                body={"type": "object", "required": ["reason"], "properties": {"reason": _STR}},
+                "they cover)", scope="admin", ok=202, ok_schema=CLOSURE,
+                errors=(400, 409, 413, 415, 422),
+                body={"type": "object", "required": ["reason"],
+                      "properties": {"reason": {"type": "string", "minLength": 1,
+                                                "maxLength": 1000}}},
+                description="202 with status closing and closure_due_at. 409 when the "
+                "tenant is already closing or closed.",
             ),
-            "delete": _op("Cancel a scheduled closure before its delay has passed",
-                          scope="admin", errors=(409,)),
+            "delete": _op("Cancel a scheduled closure before its delay has passed: 200 with "
+                          "status active", scope="admin", ok_schema=CLOSURE, errors=(409,)),
         },
         "/v1/tenant/settings": {
             "patch": _op(
                 "Change settings; fields left out stay as they were. 200 with all settings",
-                scope="admin", body=SETTINGS_PATCH, errors=(400, 413, 415, 422),
+                scope="admin", body=SETTINGS_PATCH, ok_schema=SETTINGS,
+                errors=(400, 413, 415, 422),
                 description="retention: {category: {delete_after_days, keep_at_least_days}} "
                 "(days or null); erasure_grace_hours 0-696; erasure_rate_limit_per_hour "
-                "an integer >= 1 or null.",
+                "an integer >= 1 or null; max_artefact_bytes: {category: bytes or null}, "
+                "the tenant's own limit per category below the deployment's.",
             ),
         },
         "/v1/api-keys": {
@@ -224,7 +274,9 @@ def openapi_document() -> dict[str, Any]:
             "version": "1",
             "description": (
                 "Multi-tenant vault for end-user data with deletion guarantees. Errors are "
-                "RFC 9457 problem+json. Authenticate with 'Authorization: Bearer <api key>'."
+                "RFC 9457 problem+json. Authenticate with 'Authorization: Bearer <api key>'. "
+                "x-required-scope names the scope an operation needs ('a or b': either "
+                "will do); the compliance scope also reads everything read may."
             ),
         },
         "paths": _with_idempotency(_paths()),
@@ -233,16 +285,20 @@ def openapi_document() -> dict[str, Any]:
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details",
-                    "content": {
-                        "application/problem+json": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "type": _STR, "title": _STR, "status": {"type": "integer"},
-                                    "detail": _STR,
-                                },
-                            }
-                        }
+                    "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+                }
+            },
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "required": ["type", "title", "status", "detail"],
+                    "properties": {
+                        "type": _STR, "title": _STR, "status": {"type": "integer"},
+                        "detail": _STR, "request_id": {"type": ["string", "null"]},
+                        "errors": {"type": "array", "items": {
+                            "type": "object",
+                            "properties": {"field": _STR, "message": _STR},
+                        }},
                     },
                 }
             },
@@ -273,14 +329,27 @@ def render_docs_page(document: dict[str, Any]) -> str:
                 + (f" — scope <code>{esc(scope)}</code>" if scope else " — no authentication")
                 + "</p>"
             )
+            if operation.get("description"):
+                parts.append(f"<p>{esc(operation['description'])}</p>")
             for param in operation.get("parameters", []):
-                name, text = esc(param["name"]), esc(param["description"])
-                parts.append(f"<div>query <code>{name}</code>: {text}</div>")
-            body = operation.get("requestBody")
-            if body:
-                schema = body["content"][_JSON]["schema"]
-                parts.append(f"<pre>{esc(json.dumps(schema, indent=2))}</pre>")
+                where, name = esc(param["in"]), esc(param["name"])
+                parts.append(f"<div>{where} <code>{name}</code>: {esc(param['description'])}</div>")
+            parts.extend(_body_html(operation.get("requestBody")))
             codes = ", ".join(operation["responses"])
             parts.append(f"<div>Responses: {esc(codes)}</div>")
     parts.append("</body></html>")
     return "".join(parts)
+
+
+def _body_html(body: dict[str, Any] | None) -> list[str]:
+    """A JSON body as its schema; any other as its media types and description."""
+    if not body:
+        return []
+    content = body["content"]
+    optional = "" if body.get("required") else " (optional)"
+    if _JSON in content:
+        schema = json.dumps(content[_JSON]["schema"], indent=2)
+        return [f"<div>JSON body{optional}:</div><pre>{html.escape(schema)}</pre>"]
+    media = ", ".join(content)
+    text = body.get("description", "")
+    return [f"<div>Body{optional}: <code>{html.escape(media)}</code> {html.escape(text)}</div>"]

@@ -67,12 +67,14 @@ class Metrics:
             self.erasures.labels(status).set(0)
         self.erasure_oldest_open_age = Gauge(
             "datavault_erasure_oldest_open_age_seconds",
-            "Age of the oldest scheduled, in_progress or held erasure (0 if none)",
+            "Age of the oldest erasure the vault still has to do (scheduled or in_progress; "
+            "held ones wait on holds or retention and are not counted), 0 if none",
             registry=self.registry,
         )
         self.erasures_overdue = Gauge(
             "datavault_erasures_overdue",
-            "Open (scheduled, in_progress, held) erasures past their due_at",
+            "Erasures the vault still has to do (scheduled or in_progress) past their due_at; "
+            'held ones are not overdue (see datavault_erasures{status="held"})',
             registry=self.registry,
         )
         self.erasures_rate_braked = Gauge(

@@ -1,0 +1,295 @@
+"""/openapi.json says what the code does: each documented answer is checked against a real
+answer of the running vault (fields, types, status codes, headers, scopes)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+
+from tests.api.helpers import artefact_url, auth, create_key, subject_url, upload, uploaded
+from tests.support import ServerThread, Tenant
+
+SCOPES = ("ingest", "read", "erasure", "compliance", "admin")
+METHODS = ("get", "head", "put", "post", "patch", "delete")
+
+
+def _document(http: httpx.Client) -> dict[str, Any]:
+    response = http.get("/openapi.json")
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def _resolve(document: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        target: Any = document
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _schema(document: dict[str, Any], response: dict[str, Any], media: str) -> dict[str, Any]:
+    return _resolve(document, _resolve(document, response)["content"][media]["schema"])
+
+
+def _conforms(schema: dict[str, Any], body: dict[str, Any], *, exact: bool = True) -> None:
+    """`body` is valid under `schema`; with `exact`, it has exactly the documented fields
+    (a field the code sends but the document leaves out, or the reverse, fails)."""
+    Draft202012Validator(schema).validate(body)
+    if exact:
+        assert set(body) == set(schema["properties"]), set(body) ^ set(schema["properties"])
+    else:
+        assert set(body) <= set(schema["properties"]), set(body) - set(schema["properties"])
+
+
+def _params(operation: dict[str, Any]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(p["in"], p["name"]): p for p in operation.get("parameters", [])}
+
+
+def test_the_document_is_valid_openapi_3_1(server: ServerThread) -> None:
+    with server.client() as http:
+        document = _document(http)
+    validate_openapi(document)
+
+
+def test_erasure_request_documents_its_202_the_repeat_200_and_an_optional_body(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        operation = _document(http)["paths"]["/v1/subjects/{ref}/erasure"]["post"]
+        key = create_key(http, tenant, ["erasure"])
+        first = http.post(subject_url("oa-erasure", "erasure"), headers=auth(key))
+        repeat = http.post(
+            subject_url("oa-erasure", "erasure"), json={"reason": "ticket 7"}, headers=auth(key)
+        )
+    assert operation["requestBody"]["required"] is False
+    assert (first.status_code, repeat.status_code) == (202, 200), first.text
+    assert repeat.json()["id"] == first.json()["id"]
+    responses = operation["responses"]
+    for answered in (first, repeat):
+        schema = responses[str(answered.status_code)]["content"]["application/json"]["schema"]
+        assert {"id", "status", "requested_at", "not_before", "due_at"} <= set(schema["required"])
+        _conforms(schema, answered.json())
+
+
+def test_hold_release_documents_the_two_key_202_and_the_200(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        operation = _document(http)["paths"]["/v1/holds/{hold_id}/release"]["post"]
+        first_key = create_key(http, tenant, ["compliance"])
+        second_key = create_key(http, tenant, ["compliance"])
+        placed = http.post(
+            "/v1/holds",
+            json={"subject_ref": "oa-held", "reason": "litigation", "reference": "case 1"},
+            headers=auth(first_key),
+        ).json()
+        url = f"/v1/holds/{placed['id']}/release"
+        requested = http.post(url, json={"reason": "settled"}, headers=auth(first_key))
+        released = http.post(url, json={"reason": "settled"}, headers=auth(second_key))
+    assert (requested.status_code, released.status_code) == (202, 200), requested.text
+    assert requested.json()["release_requested_by"] == first_key["id"]
+    assert requested.json()["released_at"] is None
+    assert released.json()["released_at"] is not None
+    for answered in (requested, released):
+        response = operation["responses"][str(answered.status_code)]
+        _conforms(response["content"]["application/json"]["schema"], answered.json(), exact=False)
+    accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]
+    assert {"release_requested_by", "release_requested_at"} <= set(accepted["properties"])
+
+
+def test_tenant_closure_answers_match_their_schemas(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        operations = _document(http)["paths"]["/v1/tenant/closure"]
+        scheduled = http.post(
+            "/v1/tenant/closure", json={"reason": "contract ended"}, headers=tenant.auth()
+        )
+        cancelled = http.delete("/v1/tenant/closure", headers=tenant.auth())
+    assert (scheduled.status_code, cancelled.status_code) == (202, 200), scheduled.text
+    assert (scheduled.json()["status"], cancelled.json()["status"]) == ("closing", "active")
+    for method, answered in (("post", scheduled), ("delete", cancelled)):
+        response = operations[method]["responses"][str(answered.status_code)]
+        _conforms(response["content"]["application/json"]["schema"], answered.json())
+
+
+def test_erasure_receipt_matches_its_schema(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        operation = _document(http)["paths"]["/v1/erasures/{erasure_id}/receipt"]["get"]
+        writer = create_key(http, tenant, ["ingest"])
+        officer = create_key(http, tenant, ["erasure"])
+        http.put(
+            subject_url("oa-receipt", "records", "profile"),
+            params={"category": "account"},
+            json={"plan": "basic"},
+            headers=auth(writer),
+        )
+        erasure = http.post(subject_url("oa-receipt", "erasure"), headers=auth(officer)).json()
+        deadline = time.monotonic() + 30
+        while True:
+            shown = http.get(f"/v1/erasures/{erasure['id']}", headers=auth(officer)).json()
+            if shown["status"] == "completed" or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        signed = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=auth(officer))
+    assert signed.status_code == 200, signed.text
+    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+    _conforms(schema, signed.json())
+    _conforms(schema["properties"]["receipt"], signed.json()["receipt"])
+
+
+def _artefact(http: httpx.Client, tenant: Tenant) -> tuple[dict[str, Any], str]:
+    ingest = create_key(http, tenant, ["ingest"])
+    reader = create_key(http, tenant, ["read"])
+    created = uploaded(http, ingest, "oa-content", bytes(range(100)), filename="call.wav")
+    return reader, artefact_url("oa-content", created["id"], "content")
+
+
+def test_artefact_content_documents_ranges_head_and_the_headers_it_sends(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        document = _document(http)
+        path = document["paths"]["/v1/subjects/{ref}/artefacts/{artefact_id}/content"]
+        reader, url = _artefact(http, tenant)
+        answers = {
+            ("get", 200): http.get(url, headers=auth(reader)),
+            ("get", 206): http.get(url, headers={**auth(reader), "Range": "bytes=10-19"}),
+            ("head", 206): http.head(url, headers={**auth(reader), "Range": "bytes=-5"}),
+            ("head", 200): http.head(url, headers=auth(reader)),
+            ("get", 416): http.get(url, headers={**auth(reader), "Range": "bytes=500-"}),
+        }
+    for method in ("get", "head"):
+        assert ("header", "Range") in _params(path[method]), method
+        assert {"200", "206", "416"} <= set(path[method]["responses"]), method
+    for media in (path["get"]["responses"][code]["content"] for code in ("200", "206")):
+        assert media["*/*"]["schema"] == {"type": "string", "format": "binary"}
+    assert {"Content-Length", "ETag", "Accept-Ranges", "Content-Range"} <= set(
+        path["get"]["responses"]["206"]["headers"]
+    )
+    for (method, status), answered in answers.items():
+        assert answered.status_code == status, (method, status, answered.text)
+        documented = _resolve(document, path[method]["responses"][str(status)])
+        for name in documented.get("headers", {}):
+            assert name in answered.headers, (method, status, name)
+    assert answers[("get", 206)].content == bytes(range(10, 20))
+    assert answers[("head", 206)].headers["Content-Range"] == "bytes 95-99/100"
+    assert answers[("get", 416)].headers["Content-Range"] == "bytes */100"
+
+
+def test_upload_documents_a_raw_body_and_the_parameters_the_code_reads(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    with server.client() as http:
+        operation = _document(http)["paths"]["/v1/subjects/{ref}/artefacts"]["post"]
+        ingest = create_key(http, tenant, ["ingest"])
+        named = upload(http, ingest, "oa-upload", b"RIFF", content_type="audio/wav",
+                       filename="call.wav")  # fmt: skip
+        uncategorised = upload(http, ingest, "oa-upload", b"RIFF", category=None)
+    body = operation["requestBody"]
+    assert body["required"] is True
+    assert {"type": "string", "format": "binary"} in [m["schema"] for m in body["content"].values()]
+    assert "application/json" not in body["content"]
+    params = _params(operation)
+    assert ("header", "X-Filename") in params
+    assert params[("query", "category")]["required"] is True
+    assert named.status_code == 201, named.text
+    assert (named.json()["filename"], named.json()["content_type"]) == ("call.wav", "audio/wav")
+    assert uncategorised.status_code == 422
+
+
+def test_record_put_documents_created_and_replaced(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        operation = _document(http)["paths"]["/v1/subjects/{ref}/records/{name}"]["put"]
+        ingest = create_key(http, tenant, ["ingest"])
+        url = subject_url("oa-record", "records", "profile")
+        created = http.put(url, params={"category": "account"}, json=[1], headers=auth(ingest))
+        replaced = http.put(url, params={"category": "account"}, json=[2], headers=auth(ingest))
+    assert (created.status_code, replaced.status_code) == (201, 200), created.text
+    for answered in (created, replaced):
+        response = operation["responses"][str(answered.status_code)]
+        _conforms(response["content"]["application/json"]["schema"], answered.json())
+
+
+def test_export_is_documented_as_the_zip_it_is(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        operation = _document(http)["paths"]["/v1/subjects/{ref}/export"]["get"]
+        ingest = create_key(http, tenant, ["ingest"])
+        reader = create_key(http, tenant, ["read"])
+        uploaded(http, ingest, "oa-export", b"hello")
+        exported = http.get(subject_url("oa-export", "export"), headers=auth(reader))
+    assert exported.status_code == 200
+    assert list(operation["responses"]["200"]["content"]) == ["application/zip"]
+    assert exported.headers["content-type"] == "application/zip"
+    assert exported.content.startswith(b"PK")
+
+
+def _accepted(documented: str) -> set[str]:
+    """The scopes `x-required-scope` names ("a or b"), with what API.md adds: the
+    compliance scope also reads everything read may."""
+    scopes = set(documented.split(" or "))
+    assert scopes <= set(SCOPES), documented
+    return scopes | ({"compliance"} if "read" in scopes else set())
+
+
+def _example_url(path: str) -> str:
+    filled = path.replace("{ref}", "oa-scopes").replace("{name}", "profile")
+    for name in ("key_id", "artefact_id", "hold_id", "erasure_id"):
+        filled = filled.replace("{" + name + "}", str(uuid.uuid4()))
+    return filled
+
+
+def _refused_for_scope(answered: httpx.Response) -> bool:
+    if answered.status_code != 403:
+        return False
+    if answered.request.method == "HEAD":
+        return True  # no body to name the problem type; the subject is never restricted
+    problem_type: str = answered.json()["type"]
+    return problem_type.endswith("/forbidden")
+
+
+def test_documented_scopes_are_the_ones_the_code_accepts(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """Every operation with a scope, called without a body by a key of each scope: the
+    scope check comes first, so a refused scope answers 403 `forbidden` and an accepted
+    one anything else (404, 415, 422 for the missing body, ...)."""
+    with server.client() as http:
+        keys = {scope: create_key(http, tenant, [scope]) for scope in SCOPES}
+        mismatches = []
+        for path, item in _document(http)["paths"].items():
+            for method in METHODS:
+                operation = item.get(method)
+                if operation is None or "x-required-scope" not in operation:
+                    continue
+                accepted = _accepted(operation["x-required-scope"])
+                for scope, key in keys.items():
+                    answered = http.request(method, _example_url(path), headers=auth(key))
+                    if _refused_for_scope(answered) == (scope in accepted):
+                        mismatches.append((method, path, scope, answered.status_code))
+    assert not mismatches
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [
+        "header <code>X-Filename</code>",
+        "header <code>Range</code>",
+        "query <code>category</code>",
+        "scope <code>erasure or compliance</code>",
+        "Body: <code>*/*</code>",
+        "JSON body (optional)",
+    ],
+)
+def test_docs_page_shows_header_parameters_raw_bodies_and_scope_choices(
+    server: ServerThread, shown: str
+) -> None:
+    with server.client() as http:
+        page = http.get("/docs").text
+    assert shown in page
