@@ -8,8 +8,9 @@ once without doing one twice; its shred (destroyed keys, ledger outbox entries, 
 the status change to in_progress and the transition's event row) commits as one
 transaction. A worker killed at any point leaves the instruction either untouched
 (scheduled, picked up again) or fully shredded and waiting for the ledger publisher,
-never half-shredded and marked done. Instructions kept by holds are retried every pass,
-so a released hold lets them finish at once.
+never half-shredded and marked done. Held instructions whose hold was released or expired,
+or whose retention ended, are retried every pass, so they finish at once; the rest are
+retried in turn, a few a pass.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ EXECUTOR_INTERVAL_SECONDS = 2.0
 # Instructions per tenant per round: tenants take turns, so one tenant's burst of
 # erasures does not hold up another's; rounds repeat until no tenant has work left.
 _ROUND = 50
+# Held instructions per tenant per pass retried in turn, besides those whose holds or
+# retention visibly ended (all retried every pass).
+_HELD_ROTATION = 20
+# Where each tenant's turn through its held instructions continues next pass. In memory,
+# per process: a restarted worker starts from the beginning, which costs one more turn.
+_rotation: dict[uuid.UUID, tuple[datetime, uuid.UUID]] = {}
 
 
 async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None = None) -> int:
@@ -69,15 +76,43 @@ async def _shred_due(
 async def _retry_held(
     db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime | None
 ) -> None:
-    """Held erasures: shred what holds and retention no longer keep."""
-    async with db.tenant_tx(tenant_id) as conn:
-        for erasure in await conn.fetch(Q.claim_held, tenant_id):
-            if await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC)):
-                # Something more was shredded: back to waiting on the ledger.
-                await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
-                await conn.execute(
-                    Q.event, tenant_id, erasure["id"], "held", "in_progress", None, "no longer kept"
-                )
+    """Held erasures: shred what holds and retention no longer keep.
+
+    Every held instruction that a released or expired hold or an ended retention may let
+    go is retried this pass, so erasures that stay held (billing kept for years) never
+    crowd out one whose hold was just released. A few more are retried in turn, so every
+    held one is looked at again within a bounded number of passes whatever the reason."""
+    after: tuple[datetime, uuid.UUID] | None = None
+    while True:
+        async with db.tenant_tx(tenant_id) as conn:
+            erasure = await conn.fetchrow(
+                Q.claim_held_releasable, tenant_id, now or datetime.now(UTC),
+                *(after or (None, None)),
+            )  # fmt: skip
+            if erasure is None:
+                break
+            after = (erasure["requested_at"], erasure["id"])
+            await _retry_one(conn, keyring, tenant_id, erasure, now)
+    for _ in range(_HELD_ROTATION):
+        async with db.tenant_tx(tenant_id) as conn:
+            start = _rotation.get(tenant_id)
+            erasure = await conn.fetchrow(Q.claim_held_after, tenant_id, *(start or (None, None)))
+            if erasure is None:
+                _rotation.pop(tenant_id, None)  # the end: from the start next pass
+                return
+            _rotation[tenant_id] = (erasure["requested_at"], erasure["id"])
+            await _retry_one(conn, keyring, tenant_id, erasure, now)
+
+
+async def _retry_one(
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
+) -> None:
+    if await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC)):
+        # Something more was shredded: back to waiting on the ledger.
+        await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
+        await conn.execute(
+            Q.event, tenant_id, erasure["id"], "held", "in_progress", None, "no longer kept"
+        )
 
 
 async def _shred(

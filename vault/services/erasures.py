@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
+
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
@@ -25,6 +27,11 @@ Q = Queries("erasures")
 
 STATUSES = ("scheduled", "in_progress", "completed", "held", "cancelled")
 MAX_TEXT = 500
+# The partial unique index (migration 0005) that allows one open erasure per subject.
+_ONE_OPEN = "erasures_one_open"
+# A request that lost the race for the one open erasure starts again once; more attempts
+# only matter when that erasure also finished in between.
+_CONCURRENT_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,21 @@ class ErasureService:
         """(erasure, created). A subject with an open erasure gets that one back."""
         ref_hash = await self._refs.hash(tenant_id, ref)
         now = now or datetime.now(UTC)
+        for _ in range(_CONCURRENT_ATTEMPTS):
+            try:
+                return await self._request_once(tenant_id, ref_hash, request, api_key_id, now)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.constraint_name != _ONE_OPEN:
+                    raise
+                # A concurrent request for the same subject committed its instruction
+                # first (a ref never seen has no subject row to queue on): start again,
+                # which finds that one open and answers with it.
+        raise Conflict("concurrent erasure requests for this subject; try again")
+
+    async def _request_once(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
+        api_key_id: uuid.UUID, now: datetime,
+    ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await conn.fetchrow(Q.lock_subject, tenant_id, ref_hash)
             existing = await conn.fetchrow(Q.open_for_subject, tenant_id, ref_hash)

@@ -58,9 +58,35 @@ SELECT * FROM erasures
  ORDER BY not_before LIMIT 1
    FOR UPDATE SKIP LOCKED
 
--- name: claim_held
-SELECT * FROM erasures WHERE tenant_id = $1 AND status = 'held'
- ORDER BY requested_at LIMIT 20
+-- name: claim_held_releasable
+-- The next held instruction after ($3, $4) in (requested_at, id) order that something no
+-- longer keeps as its items say: a held key none of whose holds is still in force
+-- (released, or past expires_at as dv_holds_covering sees it), or a retained key whose
+-- statutory retention ended by $2. However many others stay held, these are all retried
+-- every pass; the caller's cursor tries each at most once a pass.
+SELECT e.* FROM erasures e
+ WHERE e.tenant_id = $1 AND e.status = 'held'
+   AND ($3::timestamptz IS NULL OR (e.requested_at, e.id) > ($3, $4::uuid))
+   AND EXISTS (
+       SELECT 1 FROM erasure_items i
+        WHERE i.tenant_id = e.tenant_id AND i.erasure_id = e.id
+          AND ((i.outcome = 'retained' AND i.kept_until <= $2)
+               OR (i.outcome = 'held' AND NOT EXISTS (
+                       SELECT 1 FROM holds h
+                        WHERE h.tenant_id = i.tenant_id AND h.id = ANY(i.hold_ids)
+                          AND h.released_at IS NULL
+                          AND (h.expires_at IS NULL OR h.expires_at > now())))))
+ ORDER BY e.requested_at, e.id LIMIT 1
+   FOR UPDATE OF e SKIP LOCKED
+
+-- name: claim_held_after
+-- The rotation through every held instruction, a few a pass, for what the query above
+-- cannot see (a tenant shortening keep_at_least_days): the next one after ($2, $3) in
+-- (requested_at, id) order.
+SELECT * FROM erasures
+ WHERE tenant_id = $1 AND status = 'held'
+   AND ($2::timestamptz IS NULL OR (requested_at, id) > ($2, $3::uuid))
+ ORDER BY requested_at, id LIMIT 1
    FOR UPDATE SKIP LOCKED
 
 -- name: upsert_item

@@ -26,15 +26,42 @@ SELECT * FROM dv_record_write_state($1, $2, $3, $4, $5)
 -- name: write
 SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 
--- name: all_current
-SELECT name, version, category, data_key_id, value_sealed, created_at FROM records
- WHERE tenant_id = $1 AND subject_id = $2 AND current AND value_sealed IS NOT NULL
-   AND NOT (generation = ANY($3::int[]))
- ORDER BY name
-
 -- name: expired
--- Retention: current record versions of one category older than its delete_after_days.
-SELECT subject_id, name, version, data_key_id FROM records
- WHERE tenant_id = $1 AND category = $2 AND current AND value_sealed IS NOT NULL
-   AND created_at < $3
- ORDER BY created_at LIMIT $4
+-- Retention: current record versions of one category older than its delete_after_days,
+-- after ($4, $5, $6) in (created_at, subject_id, name) order (one current version per
+-- name). Those a hold in force covers are left out, as in artefacts.sql `expired`.
+SELECT r.subject_id, r.name, r.version, r.data_key_id, r.created_at FROM records r
+  JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
+ WHERE r.tenant_id = $1 AND r.category = $2 AND r.current AND r.value_sealed IS NOT NULL
+   AND r.created_at < $3
+   AND ($4::timestamptz IS NULL OR (r.created_at, r.subject_id, r.name) > ($4, $5::uuid, $6))
+   AND NOT EXISTS (
+       SELECT 1 FROM holds h
+        WHERE h.tenant_id = r.tenant_id AND h.released_at IS NULL
+          AND (h.expires_at IS NULL OR h.expires_at > now())
+          AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
+          AND (h.categories IS NULL OR r.category = ANY(h.categories)))
+ ORDER BY r.created_at, r.subject_id, r.name LIMIT $7
+
+-- name: released_versions
+-- Replaced record versions a hold kept (retired, sealed value still there) that no hold
+-- in force covers any more, after ($2, $3, $4) in key order. Replacing shreds the old
+-- version unless a hold covers it (DESIGN.md), whatever the category's
+-- keep_at_least_days (that binds erasures, not rectification), so once the last hold
+-- is gone they go too.
+SELECT r.subject_id, r.name, r.version, r.data_key_id FROM records r
+  JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
+ WHERE r.tenant_id = $1 AND NOT r.current AND r.value_sealed IS NOT NULL
+   AND ($2::uuid IS NULL OR (r.subject_id, r.name, r.version) > ($2, $3::text, $4::int))
+   AND NOT EXISTS (
+       SELECT 1 FROM holds h
+        WHERE h.tenant_id = r.tenant_id AND h.released_at IS NULL
+          AND (h.expires_at IS NULL OR h.expires_at > now())
+          AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
+          AND (h.categories IS NULL OR r.category = ANY(h.categories)))
+ ORDER BY r.subject_id, r.name, r.version LIMIT $5
+
+-- name: shred_released_version
+-- Its data key destroyed in the same transaction: the sealed value goes too.
+UPDATE records SET value_sealed = NULL
+ WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND version = $4 AND NOT current
