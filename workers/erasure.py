@@ -21,6 +21,7 @@ from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.domain.tenant_settings import TenantSettings
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
 
@@ -118,12 +119,30 @@ async def _retry_one(
 async def _shred(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime
 ) -> int:
-    """Destroy the generation's keys that neither a hold nor statutory retention keeps;
-    record each outcome. Returns how many keys were destroyed now."""
+    """Destroy the generation's keys that neither a hold nor statutory retention keeps,
+    and those of earlier generations a cancelled erasure left live (its request started
+    a new generation; cancelling does not undo that, since data may have been written to
+    it). Record each outcome. Returns how many keys were destroyed now."""
     if erasure["subject_id"] is None:
         return 0  # an unknown reference: nothing to shred
     subject_id, generation = erasure["subject_id"], erasure["generation"]
     settings = await load_settings(conn, tenant_id)
+    left_behind = await conn.fetch(Q.generations_left_live, tenant_id, subject_id, generation)
+    destroyed = 0
+    for older in (row["generation"] for row in left_behind):
+        destroyed += await _shred_generation(
+            conn, keyring, tenant_id, erasure, older, settings, now
+        )
+    return destroyed + await _shred_generation(
+        conn, keyring, tenant_id, erasure, generation, settings, now
+    )
+
+
+async def _shred_generation(
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, generation: int,
+    settings: TenantSettings, now: datetime,
+) -> int:  # fmt: skip
+    subject_id = erasure["subject_id"]
     retained: dict[str, tuple[uuid.UUID, datetime]] = {}
     live = await conn.fetch(Q.live_keys_of_generation, tenant_id, subject_id, generation)
     for row in live:

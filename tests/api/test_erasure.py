@@ -172,6 +172,30 @@ def test_erasure_in_its_grace_period_can_be_cancelled_and_not_after(
     assert problem(too_late)["status"] == 409
 
 
+def test_an_erasure_after_a_cancelled_one_shreds_the_data_from_before_it(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """The cancelled request had started a new generation; the data from before it, and
+    the data written during its grace period, are both the subject's and both go."""
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 48}, headers=tenant.auth())
+        http.put("/v1/subjects/yara/records/old?category=account", json={}, headers=keys["app"])
+        first = http.post("/v1/subjects/yara/erasure", headers=keys["privacy"]).json()
+        http.put("/v1/subjects/yara/records/new?category=support", json={}, headers=keys["app"])
+        http.post(f"/v1/erasures/{first['id']}/cancel", headers=keys["privacy"])
+        kept_by_cancel = http.get("/v1/subjects/yara/records/old", headers=keys["app"])
+        http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 0}, headers=tenant.auth())
+        second = http.post("/v1/subjects/yara/erasure", headers=keys["privacy"]).json()
+        done = _wait_for(http, keys["privacy"], second["id"], "completed")
+        old = http.get("/v1/subjects/yara/records/old", headers=keys["app"])
+        new = http.get("/v1/subjects/yara/records/new", headers=keys["app"])
+    assert kept_by_cancel.status_code == 200
+    assert {s["category"] for s in done["shredded"]} >= {"account", "support"}
+    assert old.status_code in (404, 410)
+    assert new.status_code in (404, 410)
+
+
 def test_rate_brake_holds_back_erasures_past_the_tenant_limit(
     server: ServerThread, tenant: Tenant
 ) -> None:

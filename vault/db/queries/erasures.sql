@@ -143,6 +143,18 @@ ON CONFLICT (tenant_id, erasure_id, final) DO UPDATE SET document = EXCLUDED.doc
 -- name: receipt
 SELECT document FROM erasure_receipts WHERE tenant_id = $1 AND erasure_id = $2 AND final = $3
 
+-- name: generations_left_live
+-- Generations before $3 with live keys and no erasure but cancelled ones: an erasure that
+-- was cancelled had started the next generation, so the data before it would otherwise
+-- be covered by no later erasure.
+SELECT DISTINCT k.generation FROM subject_keys k
+ WHERE k.tenant_id = $1 AND k.subject_id = $2 AND k.generation < $3
+   AND k.wrapped_key IS NOT NULL
+   AND NOT EXISTS (SELECT 1 FROM erasures e
+                    WHERE e.tenant_id = $1 AND e.subject_id = $2
+                      AND e.generation = k.generation AND e.status <> 'cancelled')
+ ORDER BY k.generation
+
 -- name: live_keys_of_generation
 SELECT id, category FROM subject_keys
  WHERE tenant_id = $1 AND subject_id = $2 AND generation = $3 AND wrapped_key IS NOT NULL
