@@ -4,7 +4,8 @@ A response whose body is one message (every JSON answer) is held until its log r
 committed; if the row cannot be committed the client gets 503 instead: no unlogged
 access. A streamed body (downloads) starts at once and its row is committed before the
 last chunk; if that fails the connection is cut, so the client never sees a complete
-answer that was not logged.
+answer that was not logged. A client that hangs up part way is logged too (499, with the
+bytes sent so far).
 """
 
 from __future__ import annotations
@@ -130,6 +131,12 @@ class AccessLogMiddleware:
             return
         try:
             await self.app(scope, counting_receive, logging_send)
+            if not exchange.logged:
+                # The app returned without a last body message: the client hung up during
+                # a streamed answer (Starlette stops the stream and returns normally). The
+                # access still happened, as far as it went: 499 with the bytes sent.
+                exchange.status = 499
+                await self._record(vault, scope, exchange)
         except AccessLogFailed:
             raise
         except ClientDisconnect:
