@@ -4,6 +4,7 @@ scopes and integrity of the stored ciphertext (API.md "Artefacts", "Scopes"; DES
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
@@ -11,9 +12,11 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.api.helpers import (
@@ -580,6 +583,51 @@ def test_deleted_artefact_is_gone_and_its_blob_removed(
         root, meta["id"]
     )
     assert blob_files(root, kept["id"])
+
+
+def _data_key_state(database_url: str, tenant: Tenant, artefact_id: str) -> tuple[Any, ...]:
+    """(wrapped_key is NULL, destroyed_at) of the artefact's data key, read as the database
+    owner (no row-level security: what a stolen dump would hold)."""
+
+    async def run() -> tuple[Any, ...]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            row = await conn.fetchrow(
+                """SELECT k.wrapped_key IS NULL AS wiped, k.destroyed_at
+                     FROM artefacts a JOIN data_keys k
+                       ON k.tenant_id = a.tenant_id AND k.id = a.data_key_id
+                    WHERE a.tenant_id = $1 AND a.id = $2""",
+                tenant.id,
+                uuid.UUID(artefact_id),
+            )
+        finally:
+            await conn.close()
+        assert row is not None, artefact_id
+        return tuple(row)
+
+    return asyncio.run(run())
+
+
+def test_deleted_artefact_has_its_data_key_destroyed_in_the_database(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """DELETE crypto-shreds: the data key row keeps no wrapped key, only destroyed_at;
+    the other artefact's key is untouched."""
+    ref = _ref()
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        meta = uploaded(http, keys.ingest, ref, os.urandom(MIB + 5))
+        kept = uploaded(http, keys.ingest, ref, b"the other one")
+        assert _data_key_state(database_url, tenant, meta["id"]) == (False, None)
+        before = datetime.now(UTC)
+        deleted = http.delete(artefact_url(ref, meta["id"]), headers=auth(keys.ingest))
+        after = datetime.now(UTC)
+    assert deleted.status_code == 204, deleted.text
+    wiped, destroyed_at = _data_key_state(database_url, tenant, meta["id"])
+    assert wiped is True
+    assert destroyed_at is not None
+    assert before - timedelta(seconds=5) <= destroyed_at <= after + timedelta(seconds=5)
+    assert _data_key_state(database_url, tenant, kept["id"]) == (False, None)
 
 
 def test_read_key_cannot_delete(server: ServerThread, tenant: Tenant) -> None:

@@ -63,6 +63,45 @@ def test_held_artefact_cannot_be_deleted_and_the_holds_are_named(
     assert still.status_code == 200
 
 
+def test_held_record_cannot_be_deleted_and_the_holds_are_named(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """A record's DELETE under hold: 409 naming every hold that keeps it (API.md "Records",
+    "Artefacts"), the value stays; a record of a category no hold covers is deleted."""
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        base = "/v1/subjects/hana/records"
+        for name, category in (("invoice", "billing"), ("prefs", "account")):
+            written = http.put(
+                f"{base}/{name}", params={"category": category}, json={"n": name},
+                headers=keys["app"],
+            )  # fmt: skip
+            assert written.status_code == 201, written.text
+        first = _place(http, keys["officer"], subject_ref="hana", categories=["billing"])
+        second = _place(
+            http, keys["officer"], subject_ref="hana", reason="fraud_investigation",
+            reference="F-2",
+        )  # fmt: skip
+        elsewhere = _place(http, keys["officer"], subject_ref="someone-else")
+        assert all(p.status_code == 201 for p in (first, second, elsewhere))
+        refused = http.delete(f"{base}/invoice", headers=keys["app"])
+        still = http.get(f"{base}/invoice", headers=keys["app"])
+        # `second` covers every category of hana: release it, then only `first` keeps
+        # the invoice and only `first` is named.
+        http.post(
+            f"/v1/holds/{second.json()['id']}/release", json={"reason": "x"},
+            headers=keys["officer"],
+        )  # fmt: skip
+        refused_again = http.delete(f"{base}/invoice", headers=keys["app"])
+        allowed = http.delete(f"{base}/prefs", headers=keys["app"])
+    assert problem(refused)["status"] == 409
+    assert sorted(refused.json()["holds"]) == sorted([first.json()["id"], second.json()["id"]])
+    assert still.status_code == 200 and still.json() == {"n": "invoice"}
+    assert problem(refused_again)["status"] == 409
+    assert refused_again.json()["holds"] == [first.json()["id"]]
+    assert allowed.status_code == 204, allowed.text
+
+
 def test_hold_on_a_subject_not_yet_seen_covers_it_once_it_appears(
     server: ServerThread, tenant: Tenant
 ) -> None:

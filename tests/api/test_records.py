@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -444,6 +445,44 @@ def test_deleted_record_is_gone(server: ServerThread, tenant: Tenant) -> None:
         assert b"bye-value" not in response.content
     assert [item["name"] for item in listed.json()["items"]] == ["kept"]
     assert kept.content == b'"kept-value"'
+
+
+def test_deleted_record_has_its_data_key_destroyed_in_the_database(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """DELETE crypto-shreds the current version: its data key row keeps no wrapped key,
+    only destroyed_at; another record's key is untouched."""
+    ref = _ref()
+
+    async def key_states() -> dict[str, tuple[bool, datetime | None]]:
+        conn = await asyncpg.connect(database_url)  # the owner, like a stolen dump
+        try:
+            rows = await conn.fetch(
+                """SELECT r.name, k.wrapped_key IS NULL AS wiped, k.destroyed_at
+                     FROM records r JOIN data_keys k
+                       ON k.tenant_id = r.tenant_id AND k.id = r.data_key_id
+                    WHERE r.tenant_id = $1 AND r.name IN ('gone', 'kept')""",
+                tenant.id,
+            )
+        finally:
+            await conn.close()
+        return {row["name"]: (row["wiped"], row["destroyed_at"]) for row in rows}
+
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "gone", b'"bye"').status_code == 201
+        assert put_record(http, keys.ingest, ref, "kept", b'"stay"').status_code == 201
+        assert asyncio.run(key_states()) == {"gone": (False, None), "kept": (False, None)}
+        before = datetime.now(UTC)
+        deleted = http.delete(record_url(ref, "gone"), headers=auth(keys.ingest))
+        after = datetime.now(UTC)
+    assert deleted.status_code == 204, deleted.text
+    states = asyncio.run(key_states())
+    wiped, destroyed_at = states["gone"]
+    assert wiped is True
+    assert destroyed_at is not None
+    assert before - timedelta(seconds=5) <= destroyed_at <= after + timedelta(seconds=5)
+    assert states["kept"] == (False, None)
 
 
 def test_record_written_again_after_delete_starts_a_new_life(

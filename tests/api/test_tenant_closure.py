@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -11,7 +12,7 @@ from tests.api.helpers import create_key
 from tests.support import ServerThread, Tenant, bearer, problem
 from vault.config import Settings
 from vault.runtime import operator_context
-from vault.services.closure import run_due_closures
+from vault.services.closure import request_closure, run_due_closures
 
 
 def _close_due(settings: Settings, database_url: str) -> int:
@@ -99,6 +100,82 @@ def test_due_closure_destroys_all_keys_but_held_ones_then_everything(
     assert gone.status_code in (404, 410)
     assert _live_keys(database_url, tenant) == (0, 0)
     assert refused.status_code == 401
+
+
+def _closure_requested_in_the_past(
+    settings: Settings, database_url: str, tenant: Tenant, admin_key_id: str
+) -> None:
+    """A closure requested 61 days ago (the service's clock injected): its delay has
+    passed, but the closure job has not necessarily run yet."""
+
+    async def run() -> None:
+        async with operator_context(settings, database_url) as ctx:
+            await request_closure(
+                ctx.db, tenant.id, uuid.UUID(admin_key_id), "offboarding",
+                now=datetime.now(UTC) - timedelta(days=61),
+            )  # fmt: skip
+
+    asyncio.run(run())
+
+
+def _status(database_url: str, tenant: Tenant) -> str:
+    async def run() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(await conn.fetchval("SELECT status FROM tenants WHERE id = $1", tenant.id))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def test_closure_cannot_be_cancelled_once_its_delay_has_passed_or_it_ran(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """API.md "Tenant": DELETE cancels a closure only before the delay has passed; after,
+    409, and the closure stays scheduled (a half-run closure cannot be undone)."""
+    with server.client() as http:
+        admin = create_key(http, tenant, ["admin"])
+        app = bearer(create_key(http, tenant, ["ingest", "read"])["secret"])
+        officer = bearer(create_key(http, tenant, ["compliance"])["secret"])
+        for ref in ("a", "b"):
+            written = http.put(
+                f"/v1/subjects/{ref}/records/r?category=billing", json={"ref": ref}, headers=app
+            )
+            assert written.status_code == 201, written.text
+        # A hold on subject a keeps the tenant 'closing' even when the vault's own
+        # closure job runs meanwhile: the tenant cannot be closed for good under it.
+        hold = http.post(
+            "/v1/holds",
+            json={"subject_ref": "a", "reason": "billing", "reference": "INV"},
+            headers=officer,
+        ).json()
+        _closure_requested_in_the_past(settings, database_url, tenant, admin["id"])
+
+        # The delay has passed: too late to cancel, whether or not the job ran yet.
+        too_late = http.delete("/v1/tenant/closure", headers=tenant.auth())
+        shown = http.get("/v1/tenant", headers=tenant.auth()).json()
+
+        # The closure ran: b's keys are destroyed, a's kept by the hold; still too late.
+        assert run_now(settings, database_url) == 0
+        ran = http.delete("/v1/tenant/closure", headers=tenant.auth())
+        shown_after_run = http.get("/v1/tenant", headers=tenant.auth()).json()
+        gone = http.get("/v1/subjects/b/records/r", headers=app)
+        kept = http.get("/v1/subjects/a/records/r", headers=officer)
+
+        # The hold released, the closure completes; a cancel cannot reopen the tenant.
+        http.post(f"/v1/holds/{hold['id']}/release", json={"reason": "paid"}, headers=officer)
+        run_now(settings, database_url)
+        after_close = http.delete("/v1/tenant/closure", headers=tenant.auth())
+    assert problem(too_late)["status"] == 409, too_late.text
+    assert shown["status"] == "closing"
+    assert problem(ran)["status"] == 409, ran.text
+    assert shown_after_run["status"] == "closing"
+    assert gone.status_code in (404, 410)
+    assert kept.status_code == 200
+    assert after_close.status_code == 401
+    assert _status(database_url, tenant) == "closed"
+    assert _live_keys(database_url, tenant) == (0, 0)
 
 
 def run_now(settings: Settings, database_url: str) -> int:

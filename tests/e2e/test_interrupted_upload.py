@@ -1,14 +1,21 @@
 """An upload cut off half way leaves no visible artefact and no blob, not even a `.partial`
-file (DESIGN.md "Failure behaviour"; API.md "Artefacts")."""
+file or an unfinished S3 multipart upload (DESIGN.md "Failure behaviour"; API.md
+"Artefacts")."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.api.helpers import (
     MIB,
@@ -20,8 +27,13 @@ from tests.api.helpers import (
     subject_url,
     wait_for,
 )
-from tests.support import ServerThread, Tenant
+from tests.seaweed import SeaweedS3
+from tests.support import ServerThread, Tenant, make_tenant, new_database, running_server
+from vault.blobs.s3 import PART_SIZE_BYTES
 from vault.config import Settings
+from vault.runtime import operator_context
+from vault.services.artefacts import ABANDONED_UPLOAD_AFTER
+from workers.sweeper import sweep
 
 
 def _address(server: ServerThread) -> tuple[str, int]:
@@ -119,3 +131,134 @@ def test_the_same_raw_upload_sent_whole_is_stored(
         listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
     assert [item["size"] for item in listed.json()["items"]] == [len(body)]
     assert not _partials(blob_root(settings))
+
+
+# --- the same on the S3 blob store (SeaweedFS) ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def s3_vault(settings: Settings, pg_admin_url: str, seaweed_s3: SeaweedS3) -> Settings:
+    """A vault on a bucket of its own (the shred ledger lives in the blob store, so a
+    deployment's database and bucket belong together), with its own database."""
+    bucket = f"dv-cut-{uuid.uuid4().hex[:12]}"
+    client = seaweed_s3.client()
+    try:
+        client.create_bucket(Bucket=bucket)
+    finally:
+        client.close()
+    return dataclasses.replace(
+        settings,
+        database_url=new_database(pg_admin_url),
+        s3_bucket=bucket,
+        s3_endpoint_url=seaweed_s3.endpoint_url,
+        s3_region="us-east-1",
+    )
+
+
+@pytest.fixture(scope="module")
+def s3_server(s3_vault: Settings) -> Iterator[ServerThread]:
+    with running_server(s3_vault, s3_vault.database_url or "") as server:
+        yield server
+
+
+def _s3_objects(seaweed_s3: SeaweedS3, bucket: str) -> list[str]:
+    client = seaweed_s3.client()
+    try:
+        listing = client.list_objects_v2(Bucket=bucket, Prefix="tenants/")
+    finally:
+        client.close()
+    return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+def _s3_uploads(seaweed_s3: SeaweedS3, bucket: str) -> list[tuple[str, str]]:
+    """Unfinished multipart uploads in the bucket: (key, upload id)."""
+    client = seaweed_s3.client()
+    try:
+        listing = client.list_multipart_uploads(Bucket=bucket)
+    finally:
+        client.close()
+    return sorted((u["Key"], u["UploadId"]) for u in listing.get("Uploads", []))
+
+
+def _s3_parts(seaweed_s3: SeaweedS3, bucket: str) -> int:
+    """Parts uploaded so far, over every unfinished multipart upload in the bucket."""
+    client = seaweed_s3.client()
+    try:
+        return sum(
+            len(client.list_parts(Bucket=bucket, Key=key, UploadId=upload).get("Parts", []))
+            for key, upload in _s3_uploads(seaweed_s3, bucket)
+        )
+    finally:
+        client.close()
+
+
+def _sweep_s3(s3_vault: Settings) -> int:
+    """One sweeper pass as it would run once the upload is old enough to be abandoned."""
+
+    async def run() -> int:
+        async with operator_context(s3_vault, s3_vault.database_url or "") as ctx:
+            later = datetime.now(UTC) + ABANDONED_UPLOAD_AFTER + timedelta(hours=1)
+            report = await sweep(ctx.db, ctx.blobs, ctx.keyring, now=later)
+            return report.incomplete_aborted
+
+    return asyncio.run(run())
+
+
+def test_upload_to_s3_cut_off_after_the_first_multipart_part_leaves_nothing(
+    s3_server: ServerThread, s3_vault: Settings, seaweed_s3: SeaweedS3
+) -> None:
+    bucket = s3_vault.s3_bucket or ""
+    tenant = make_tenant(s3_vault, s3_vault.database_url or "")
+    ref = f"caller-{uuid.uuid4().hex[:10]}"
+    with s3_server.client() as http:
+        keys = data_keys(http, tenant)
+    before = set(_s3_objects(seaweed_s3, bucket))
+    sent = PART_SIZE_BYTES + 4 * MIB  # one whole 8 MiB part and some of the next
+    with socket.create_connection(_address(s3_server), timeout=30) as sock:
+        head = _head(s3_server, keys.ingest["secret"], ref, f"Content-Length: {24 * MIB}")
+        sock.sendall(head)
+        for _ in range(sent // MIB):
+            sock.sendall(os.urandom(MIB))
+        # The first part has reached the store: the cut comes mid multipart upload.
+        assert wait_for(lambda: _s3_parts(seaweed_s3, bucket) >= 1, timeout=30), _s3_uploads(
+            seaweed_s3, bucket
+        )
+    # closed with 12 MiB still owed
+    assert wait_for(lambda: _nothing_left(s3_server, keys.read, ref), timeout=10)
+    assert wait_for(lambda: set(_s3_objects(seaweed_s3, bucket)) == before, timeout=10), (
+        set(_s3_objects(seaweed_s3, bucket)) - before
+    )
+    # The upload is aborted at once; failing that, the sweeper aborts it.
+    if not wait_for(lambda: not _s3_uploads(seaweed_s3, bucket), timeout=10):
+        _sweep_s3(s3_vault)
+    assert _s3_uploads(seaweed_s3, bucket) == []
+    assert set(_s3_objects(seaweed_s3, bucket)) == before
+
+
+def test_the_same_s3_upload_sent_whole_is_stored_as_one_object(
+    s3_server: ServerThread, s3_vault: Settings, seaweed_s3: SeaweedS3
+) -> None:
+    """The positive twin: the same raw request, complete, is stored, and nothing unfinished
+    is left in the bucket."""
+    bucket = s3_vault.s3_bucket or ""
+    tenant = make_tenant(s3_vault, s3_vault.database_url or "")
+    ref = f"caller-{uuid.uuid4().hex[:10]}"
+    with s3_server.client() as http:
+        keys = data_keys(http, tenant)
+    body = os.urandom(PART_SIZE_BYTES + 4 * MIB)
+    with socket.create_connection(_address(s3_server), timeout=60) as sock:
+        sock.sendall(_head(s3_server, keys.ingest["secret"], ref, f"Content-Length: {len(body)}"))
+        sock.sendall(body)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 201"), received[:300]
+    with s3_server.client() as http:
+        listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
+    items = listed.json()["items"]
+    assert [item["size"] for item in items] == [len(body)]
+    assert [key for key in _s3_objects(seaweed_s3, bucket) if items[0]["id"] in key]
+    assert _s3_uploads(seaweed_s3, bucket) == []

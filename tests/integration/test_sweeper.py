@@ -10,9 +10,11 @@ from pathlib import Path
 
 from crypto.stream import encrypt_stream
 from tests.keys_support import insert_artefact_row
+from tests.seaweed import SeaweedS3
 from tests.support import Tenant
 from vault.config import Settings
 from vault.runtime import operator_context
+from vault.services.artefacts import ABANDONED_UPLOAD_AFTER
 from workers.sweeper import sweep
 
 
@@ -94,3 +96,48 @@ def test_stale_partial_write_in_the_store_is_aborted(settings: Settings, databas
 
     asyncio.run(run())
     assert not partial.exists()
+
+
+def test_stale_s3_multipart_upload_is_aborted_and_a_young_one_left_running(
+    private_vault: Settings, seaweed_s3: SeaweedS3
+) -> None:
+    """A multipart upload a dead process left in S3 (its parts are stored and billed, but
+    no object exists) is aborted once it is older than any upload could run; one that may
+    still be running is left alone, and finished objects are never touched."""
+    store = seaweed_s3.store()  # the shared bucket under a fresh prefix of its own
+    client = seaweed_s3.client()
+    name = f"{store.prefix}tenants/{uuid.uuid4()}/subjects/s/artefacts/a/k"
+    started = client.create_multipart_upload(Bucket=store.bucket, Key=name)
+    client.upload_part(
+        Bucket=store.bucket, Key=name, UploadId=started["UploadId"], PartNumber=1,
+        Body=b"c" * (5 * 1024 * 1024),
+    )  # fmt: skip
+    finished = f"{store.prefix}tenants/{uuid.uuid4()}/subjects/s/artefacts/b/k"
+    client.put_object(Bucket=store.bucket, Key=finished, Body=b"a finished object")
+
+    def uploads() -> list[str]:
+        listing = client.list_multipart_uploads(Bucket=store.bucket, Prefix=store.prefix)
+        return [u["UploadId"] for u in listing.get("Uploads", [])]
+
+    async def run() -> tuple[int, list[str], int]:
+        async with operator_context(private_vault, private_vault.database_url or "") as ctx:
+            now = datetime.now(UTC)
+            young = await sweep(ctx.db, store, ctx.keyring, now=now)
+            still = uploads()
+            later = now + ABANDONED_UPLOAD_AFTER + timedelta(hours=1)
+            old = await sweep(ctx.db, store, ctx.keyring, now=later)
+            return young.incomplete_aborted, still, old.incomplete_aborted
+
+    try:
+        young_aborted, still_running, old_aborted = asyncio.run(run())
+        assert young_aborted == 0
+        assert still_running == [started["UploadId"]]
+        assert old_aborted == 1
+        assert uploads() == []
+        body = client.get_object(Bucket=store.bucket, Key=finished)["Body"]
+        with body:
+            assert body.read() == b"a finished object"
+    finally:
+        client.delete_object(Bucket=store.bucket, Key=finished)
+        client.close()
+        asyncio.run(store.close())
