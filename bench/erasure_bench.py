@@ -26,9 +26,9 @@ Measured 2026-11-25/26 on 2 cores (embedded PostgreSQL, default run, 10 minutes 
 machine shared with other work): (a) shred 1.83 / 0.03 / 1.74 s, completed 1.86 / 2.09 /
 3.61 s, client 1.90 / 2.14 / 3.66 s for 1 / 100 / 10,000 artefacts: flat, the shred
 destroys the subject's 2 keys whatever the data (the spread is where the request falls in
-the executor's and the ledger publisher's 2 s rounds); (b) 10,000 requests accepted at 190/s (8 clients), all completed 149 s after
-the first request: 67 erasures/s end to end. An earlier run (older executor, 100 per
-tenant per round) gave 185/s accepted and 33/s end to end.
+the executor's and the ledger publisher's 2 s rounds); (b) 10,000 requests accepted at
+190/s (8 clients), all completed 149 s after the first request: 67 erasures/s end to end.
+An earlier run (older executor, 100 per tenant per round) gave 185/s accepted and 33/s.
 """
 
 from __future__ import annotations
