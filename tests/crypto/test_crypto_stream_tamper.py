@@ -239,3 +239,18 @@ def test_any_header_from_another_object_is_integrity_error(
         decrypt(key, spliced)
     with pytest.raises(IntegrityError):
         decrypt(other_key, spliced)  # the header's own key passes the commitment
+
+
+def test_segment_count_limit_is_enforced_at_its_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FORMAT.md: at most MAX_SEGMENTS segments (the index is 32 bits); the limit is
+    lowered here to reach it. One more than the limit: encryption refuses, decryption of
+    a longer object (made before the limit was lowered) is an integrity error."""
+    key = generate_key()
+    at_limit, over_limit = b"x" * (3 * SEG), b"x" * (3 * SEG + 1)
+    longer = encrypt(key, over_limit)
+    monkeypatch.setattr("crypto.stream.MAX_SEGMENTS", 3)
+    assert decrypt(key, encrypt(key, at_limit)) == at_limit
+    with pytest.raises(ValueError, match="maximum number of segments"):
+        encrypt(key, over_limit)
+    with pytest.raises(IntegrityError):
+        decrypt(key, longer)
