@@ -87,8 +87,8 @@ def with_database(url: str, name: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def new_database(admin_url: str) -> str:
-    """A fresh, migrated database on the test server."""
+def empty_database(admin_url: str) -> str:
+    """A fresh database on the test server, with no schema."""
     name = f"dv_test_{uuid.uuid4().hex[:12]}"
 
     async def create() -> None:
@@ -99,7 +99,12 @@ def new_database(admin_url: str) -> str:
             await conn.close()
 
     asyncio.run(create())
-    url = with_database(admin_url, name)
+    return with_database(admin_url, name)
+
+
+def new_database(admin_url: str) -> str:
+    """A fresh, migrated database on the test server."""
+    url = empty_database(admin_url)
     asyncio.run(migrate(url))
     return url
 

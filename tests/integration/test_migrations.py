@@ -5,13 +5,12 @@ import json
 import os
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import asyncpg
 import pytest
 
-from tests.support import new_database, with_database
+from tests.support import empty_database, new_database
 from vault.db.migrate import MigrationError, available_migrations, migrate
 
 
@@ -52,20 +51,6 @@ def test_migration_files_are_numbered_without_gaps() -> None:
     assert versions == list(range(1, len(versions) + 1))
 
 
-def _empty_database(admin_url: str) -> str:
-    name = f"dv_test_{uuid.uuid4().hex[:12]}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return with_database(admin_url, name)
-
-
 def _migrate_command(url: str, data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAVAULT_", "DATABASE_URL"))}
     return subprocess.run(
@@ -78,7 +63,7 @@ def _migrate_command(url: str, data_dir: Path, *flags: str) -> subprocess.Comple
 def test_migrate_command_builds_a_fresh_database_then_is_idempotent(
     pg_admin_url: str, tmp_path: Path
 ) -> None:
-    url = _empty_database(pg_admin_url)
+    url = empty_database(pg_admin_url)
     everything = [f"{m.version:04d}_{m.name}" for m in available_migrations()]
 
     first = _migrate_command(url, tmp_path / "data", "--json")

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_key
-from tests.support import bearer, make_tenant, running_server, with_database
+from tests.support import bearer, empty_database, make_tenant, running_server
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.config import Settings
 from vault.db.database import Database
@@ -45,9 +45,7 @@ def _pg(tool: str, *args: str) -> None:
 
 def _restore(pg_admin_url: str, dump: Path) -> str:
     """Restore a pg_dump into a fresh database, as an operator restoring a backup would."""
-    name = f"restored_{uuid.uuid4().hex[:8]}"
-    _fetchval(pg_admin_url, f'CREATE DATABASE "{name}"')
-    restored_url = with_database(pg_admin_url, name)
+    restored_url = empty_database(pg_admin_url)
     _pg("pg_restore", "-d", restored_url, str(dump))
     return restored_url
 
