@@ -9,8 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -18,19 +16,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-# The server, its memory and the streamed body are the upload test's own helpers.
-from tests.e2e import test_upload_memory as upload_memory
+from tests.e2e.memory_support import GROWTH_LIMIT, MIB, Vault, memory, streamed_body, vault
 
-MIB = upload_memory.MIB
 SIZE = 512 * MIB
-GROWTH_LIMIT = 64 * MIB
 # Near the 1 MiB record limit: all of them at once would be more than GROWTH_LIMIT
 # (each held as sealed and as plaintext), one at a time is a few MiB.
 RECORDS = 40
 RECORD_BYTES = 1000 * 1000
 
-Vault = upload_memory.Vault
-vault = upload_memory.vault  # the fixture: `datavault serve` on a database of its own
+__all__ = ["vault"]  # the fixture: `datavault serve` on a database of its own
 
 
 def _record(index: int) -> bytes:
@@ -42,23 +36,12 @@ def _record(index: int) -> bytes:
 def test_exporting_a_512_mib_artefact_and_large_records_keeps_server_memory_bounded(
     vault: Vault, tmp_path: Path
 ) -> None:
-    created = subprocess.run(
-        [sys.executable, "-m", "vault", "tenant", "create", "export-memory", "--json"],
-        env=vault.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    admin = {"Authorization": f"Bearer {json.loads(created.stdout)['api_key']}"}
+    headers = vault.key_headers("export-memory")
     seeded = random.Random(512)
     buffers = [seeded.randbytes(MIB) for _ in range(7)]
     subject = f"{vault.url}/v1/subjects/export-memory"
 
     with httpx.Client(timeout=120) as http:
-        key = http.post(
-            f"{vault.url}/v1/api-keys", json={"name": "m", "scopes": ["ingest", "read"]},
-            headers=admin,
-        )  # fmt: skip
-        assert key.status_code == 201, key.text
-        headers = {"Authorization": f"Bearer {key.json()['secret']}"}
         json_headers = {**headers, "Content-Type": "application/json"}
         # Warm-up: every code path of the export, on another subject with small data.
         warm = f"{vault.url}/v1/subjects/warm-up"
@@ -67,7 +50,7 @@ def test_exporting_a_512_mib_artefact_and_large_records_keeps_server_memory_boun
         assert http.put(f"{warm}/records/r", params={"category": "account"},
                         content=_record(0), headers=json_headers).status_code == 201  # fmt: skip
         assert http.get(f"{warm}/export", headers=headers).status_code == 200
-        before = upload_memory._memory(vault.process.pid)
+        before = memory(vault.process.pid)
 
         for index in range(RECORDS):
             written = http.put(
@@ -79,12 +62,12 @@ def test_exporting_a_512_mib_artefact_and_large_records_keeps_server_memory_boun
         uploaded = http.post(
             f"{subject}/artefacts",
             params={"category": "recording"},
-            content=upload_memory._body(buffers, SIZE, sent_digest),
+            content=streamed_body(buffers, SIZE, sent_digest),
             headers={**headers, "Content-Length": str(SIZE), "X-Filename": "call.ogg"},
         )
         assert uploaded.status_code == 201, uploaded.text
         meta = uploaded.json()
-        after_writes = upload_memory._memory(vault.process.pid)
+        after_writes = memory(vault.process.pid)
 
         # To disk, not memory: the test checks the archive after the stream has ended.
         archive_path = tmp_path / "export.zip"
@@ -97,7 +80,7 @@ def test_exporting_a_512_mib_artefact_and_large_records_keeps_server_memory_boun
             for chunk in stream.iter_bytes(MIB):
                 archive_file.write(chunk)
         export_seconds = time.monotonic() - started
-        after_export = upload_memory._memory(vault.process.pid)
+        after_export = memory(vault.process.pid)
 
     with zipfile.ZipFile(archive_path) as archive:
         manifest = json.loads(archive.read("manifest.json"))

@@ -5,84 +5,26 @@ size stays bounded by a few segments"; "no temp-file spooling")."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import new_database, vault_process
+from tests.e2e.memory_support import GROWTH_LIMIT, MIB, Vault, memory, streamed_body, vault
 
-MIB = 1024 * 1024
 SIZE = 2 * 1024 * MIB
-GROWTH_LIMIT = 64 * MIB
-
-
-def _memory(pid: int) -> dict[str, int]:
-    """VmHWM and VmRSS of a process, in bytes."""
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = {
-        m[1]: int(m[2]) * 1024 for m in re.finditer(r"^(VmHWM|VmRSS):\s+(\d+) kB", status, re.M)
-    }
-    assert set(found) == {"VmHWM", "VmRSS"}, status
-    return found
-
-
-class Vault:
-    def __init__(self, process: subprocess.Popen[bytes], url: str, env: dict[str, str]) -> None:
-        self.process, self.url, self.env = process, url, env
-
-
-@pytest.fixture
-def vault(tmp_path: Path, pg_admin_url: str) -> Iterator[Vault]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("DATAVAULT_")},
-        # A database of its own: this server's data dir (root key, blobs, ledger) is new.
-        "DATABASE_URL": new_database(pg_admin_url),
-        "DATAVAULT_DATA_DIR": str(tmp_path / "data"),
-        "DATAVAULT_MAX_ARTEFACT_BYTES": str(4 * SIZE),
-    }
-    with vault_process(["serve"], env, tmp_path / "serve.log", probe="/readyz") as running:
-        yield Vault(running.process, running.url, env)
-
-
-def _body(buffers: list[bytes], total: int, digest: Any) -> Iterator[bytes]:
-    sent = 0
-    index = 0
-    while sent < total:
-        chunk = buffers[(index * 5) % len(buffers)][: total - sent]
-        digest.update(chunk)
-        sent += len(chunk)
-        index += 1
-        yield chunk
+__all__ = ["vault"]  # the fixture: `datavault serve` on a database of its own
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_2_gib_upload_and_download_keep_server_memory_bounded(vault: Vault) -> None:
-    created = subprocess.run(
-        [sys.executable, "-m", "vault", "tenant", "create", "memory-check", "--json"],
-        env=vault.env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert created.returncode == 0, created.stderr
-    admin = {"Authorization": f"Bearer {json.loads(created.stdout)['api_key']}"}
+    headers = vault.key_headers("memory-check")
     buffers = [os.urandom(MIB) for _ in range(7)]
     url = f"{vault.url}/v1/subjects/memory-check/artefacts"
 
     with httpx.Client(timeout=120) as http:
-        key = http.post(
-            f"{vault.url}/v1/api-keys", json={"name": "m", "scopes": ["ingest", "read"]},
-            headers=admin,
-        )  # fmt: skip
-        assert key.status_code == 201, key.text
-        headers = {"Authorization": f"Bearer {key.json()['secret']}"}
         # Warm-up: the code paths of both directions, with a few segments.
         warm = http.post(url, params={"category": "recording"}, content=b"".join(buffers[:3]),
                          headers=headers)  # fmt: skip
@@ -90,14 +32,14 @@ def test_2_gib_upload_and_download_keep_server_memory_bounded(vault: Vault) -> N
         assert len(http.get(f"{url}/{warm.json()['id']}/content", headers=headers).content) == (
             3 * MIB
         )
-        before = _memory(vault.process.pid)
+        before = memory(vault.process.pid)
 
         sent_digest = hashlib.sha256()
         started = time.monotonic()
         response = http.post(
             url,
             params={"category": "recording"},
-            content=_body(buffers, SIZE, sent_digest),
+            content=streamed_body(buffers, SIZE, sent_digest),
             headers={**headers, "Content-Length": str(SIZE), "Content-Type": "video/mp4"},
         )
         upload_seconds = time.monotonic() - started
@@ -105,7 +47,7 @@ def test_2_gib_upload_and_download_keep_server_memory_bounded(vault: Vault) -> N
         meta = response.json()
         assert meta["size"] == SIZE
         assert meta["sha256"] == sent_digest.hexdigest()
-        after_upload = _memory(vault.process.pid)
+        after_upload = memory(vault.process.pid)
 
         got_digest = hashlib.sha256()
         received = 0
@@ -117,7 +59,7 @@ def test_2_gib_upload_and_download_keep_server_memory_bounded(vault: Vault) -> N
                 got_digest.update(chunk)
                 received += len(chunk)
         download_seconds = time.monotonic() - started
-        after_download = _memory(vault.process.pid)
+        after_download = memory(vault.process.pid)
 
     assert received == SIZE
     assert got_digest.hexdigest() == sent_digest.hexdigest()
