@@ -16,16 +16,22 @@ retried in turn, a few a pass.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vault.db.database import Connection, Database
+import structlog
+
+from vault.db.database import CONNECTION_ERRORS, Connection, Database
 from vault.db.sql import Queries
 from vault.domain.tenant_settings import TenantSettings
+from vault.errors import Unavailable
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
 
 Q = Queries("erasures")
+log = structlog.get_logger("datavault.workers")
 
 # DESIGN.md: a non-held erasure completes within a minute of not_before.
 EXECUTOR_INTERVAL_SECONDS = 2.0
@@ -45,12 +51,13 @@ async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None 
     done = 0
     tenants = [tenant.id for tenant in await list_tenants(db)]
     busy = list(tenants)
+    failed: set[uuid.UUID] = set()  # left for the next pass, so the others go on
     while busy:
         still_busy = []
         for tenant_id in busy:
-            shredded = await _shred_due(db, keyring, tenant_id, now)
+            shredded, more = await _shred_due(db, keyring, tenant_id, now, failed)
             done += shredded
-            if shredded == _ROUND:
+            if more:
                 still_busy.append(tenant_id)
         busy = still_busy
     for tenant_id in tenants:
@@ -59,19 +66,44 @@ async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None 
 
 
 async def _shred_due(
-    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime | None
-) -> int:
-    for count in range(_ROUND):
-        async with db.tenant_tx(tenant_id) as conn:
-            erasure = await conn.fetchrow(Q.claim_due, tenant_id, now or datetime.now(UTC))
-            if erasure is None:
-                return count
-            await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
-            await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
-            await conn.execute(
-                Q.event, tenant_id, erasure["id"], "scheduled", "in_progress", None, None
-            )
-    return _ROUND
+    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime | None,
+    failed: set[uuid.UUID],
+) -> tuple[int, bool]:  # fmt: skip
+    """Up to _ROUND due instructions of one tenant: how many were shredded, and whether
+    the tenant may have more."""
+    shredded = 0
+    for _ in range(_ROUND):
+        with _isolated(failed) as claimed:
+            async with db.tenant_tx(tenant_id) as conn:
+                erasure = await conn.fetchrow(
+                    Q.claim_due, tenant_id, now or datetime.now(UTC), list(failed)
+                )
+                if erasure is None:
+                    return shredded, False
+                claimed.append(erasure["id"])
+                await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+                await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
+                await conn.execute(
+                    Q.event, tenant_id, erasure["id"], "scheduled", "in_progress", None, None
+                )
+            shredded += 1
+    return shredded, True
+
+
+@contextmanager
+def _isolated(failed: set[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
+    """One instruction that fails to shred (a bug, a damaged row) must not stall every
+    other erasure behind it: its transaction rolls back, it is logged and left for the
+    next pass (the overdue alert fires if it never succeeds). The database being away is
+    not such a failure: that ends the pass."""
+    claimed: list[uuid.UUID] = []
+    try:
+        yield claimed
+    except Exception as exc:
+        if not claimed or isinstance(exc, (Unavailable, *CONNECTION_ERRORS)):
+            raise
+        failed.update(claimed)
+        log.error("erasure_shred_failed", erasure_id=str(claimed[0]), error=type(exc).__name__)
 
 
 async def _retry_held(
@@ -84,25 +116,32 @@ async def _retry_held(
     crowd out one whose hold was just released. A few more are retried in turn, so every
     held one is looked at again within a bounded number of passes whatever the reason."""
     after: tuple[datetime, uuid.UUID] | None = None
+    failed: set[uuid.UUID] = set()  # the cursors move past a failed one anyway
     while True:
-        async with db.tenant_tx(tenant_id) as conn:
-            erasure = await conn.fetchrow(
-                Q.claim_held_releasable, tenant_id, now or datetime.now(UTC),
-                *(after or (None, None)),
-            )  # fmt: skip
-            if erasure is None:
-                break
-            after = (erasure["requested_at"], erasure["id"])
-            await _retry_one(conn, keyring, tenant_id, erasure, now)
+        with _isolated(failed) as claimed:
+            async with db.tenant_tx(tenant_id) as conn:
+                erasure = await conn.fetchrow(
+                    Q.claim_held_releasable, tenant_id, now or datetime.now(UTC),
+                    *(after or (None, None)),
+                )  # fmt: skip
+                if erasure is None:
+                    break
+                after = (erasure["requested_at"], erasure["id"])
+                claimed.append(erasure["id"])
+                await _retry_one(conn, keyring, tenant_id, erasure, now)
     for _ in range(_HELD_ROTATION):
-        async with db.tenant_tx(tenant_id) as conn:
-            start = _rotation.get(tenant_id)
-            erasure = await conn.fetchrow(Q.claim_held_after, tenant_id, *(start or (None, None)))
-            if erasure is None:
-                _rotation.pop(tenant_id, None)  # the end: from the start next pass
-                return
-            _rotation[tenant_id] = (erasure["requested_at"], erasure["id"])
-            await _retry_one(conn, keyring, tenant_id, erasure, now)
+        with _isolated(failed) as claimed:
+            async with db.tenant_tx(tenant_id) as conn:
+                start = _rotation.get(tenant_id)
+                erasure = await conn.fetchrow(
+                    Q.claim_held_after, tenant_id, *(start or (None, None))
+                )
+                if erasure is None:
+                    _rotation.pop(tenant_id, None)  # the end: from the start next pass
+                    return
+                _rotation[tenant_id] = (erasure["requested_at"], erasure["id"])
+                claimed.append(erasure["id"])
+                await _retry_one(conn, keyring, tenant_id, erasure, now)
 
 
 async def _retry_one(
