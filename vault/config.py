@@ -33,6 +33,8 @@ class Settings:
     drain_seconds: float = 30.0
     backup_retention_days: int = 35
     epoch_days: int = 30
+    # API.md, Tenant: closure destroys the tenant's keys after this delay (default 60 days).
+    closure_delay_days: int = 60
     max_artefact_bytes: int = 20 * 1024**3
     log_level: str = "info"
     # API.md: more than 20 missing or wrong keys from one IP within a minute → 429.
@@ -102,6 +104,7 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_DRAIN_SECONDS", "drain_seconds", _float),
     ("DATAVAULT_BACKUP_RETENTION_DAYS", "backup_retention_days", _int),
     ("DATAVAULT_EPOCH_DAYS", "epoch_days", _int),
+    ("DATAVAULT_CLOSURE_DELAY_DAYS", "closure_delay_days", _int),
     ("DATAVAULT_MAX_ARTEFACT_BYTES", "max_artefact_bytes", _int),
     ("DATAVAULT_LOG_LEVEL", "log_level", _str),
     ("DATAVAULT_AUTH_FAILURE_LIMIT", "auth_failure_limit", _int),
@@ -147,6 +150,8 @@ def check_settings(settings: Settings) -> None:
         raise ConfigError("DATAVAULT_DRAIN_SECONDS must not be negative")
     if settings.backup_retention_days < 0 or settings.epoch_days < 0:
         raise ConfigError("day counts must not be negative")
+    if settings.closure_delay_days < 1:
+        raise ConfigError("DATAVAULT_CLOSURE_DELAY_DAYS must be at least 1")
     if settings.max_artefact_bytes < 1:
         raise ConfigError("DATAVAULT_MAX_ARTEFACT_BYTES must be positive")
     if not 0 <= settings.access_log_ip_full_days <= settings.access_log_ip_keep_days:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 
 from tests.api.helpers import create_key
-from tests.support import ServerThread, Tenant, bearer, problem
+from tests.support import (
+    ServerThread,
+    Tenant,
+    bearer,
+    make_tenant,
+    new_database,
+    problem,
+    running_server,
+)
 from vault.config import Settings
 from vault.runtime import operator_context
 from vault.services.closure import request_closure, run_due_closures
@@ -65,6 +74,19 @@ def test_closure_is_scheduled_60_days_out_and_can_be_cancelled(
     assert problem(no_reason)["status"] == 422
 
 
+def test_the_closure_delay_is_the_deployments_setting(pg_admin_url: str, tmp_path: Path) -> None:
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, closure_delay_days=7)
+    tenant = make_tenant(settings, url)
+    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
+        requested = http.post(
+            "/v1/tenant/closure", json={"reason": "contract ended"}, headers=tenant.auth()
+        )
+    assert requested.status_code == 202, requested.text
+    due = datetime.fromisoformat(requested.json()["closure_due_at"].replace("Z", "+00:00"))
+    assert timedelta(days=6, hours=23) < due - datetime.now(UTC) <= timedelta(days=7)
+
+
 def test_due_closure_destroys_all_keys_but_held_ones_then_everything(
     server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
 ) -> None:
@@ -112,6 +134,7 @@ def _closure_requested_in_the_past(
         async with operator_context(settings, database_url) as ctx:
             await request_closure(
                 ctx.db, tenant.id, uuid.UUID(admin_key_id), "offboarding",
+                timedelta(days=settings.closure_delay_days),
                 now=datetime.now(UTC) - timedelta(days=61),
             )  # fmt: skip
 

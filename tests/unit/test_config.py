@@ -20,6 +20,7 @@ def test_defaults_match_the_documented_table() -> None:
     assert settings.epoch_days == 30
     assert settings.max_artefact_bytes == 21474836480
     assert (settings.access_log_ip_full_days, settings.access_log_ip_keep_days) == (90, 365)
+    assert settings.closure_delay_days == 60
 
 
 def test_environment_overrides_defaults() -> None:
@@ -95,3 +96,9 @@ def test_ip_retention_may_truncate_at_once_and_drop_on_the_same_day() -> None:
         {"DATAVAULT_ACCESS_LOG_IP_FULL_DAYS": "0", "DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS": "0"}
     )
     assert (settings.access_log_ip_full_days, settings.access_log_ip_keep_days) == (0, 0)
+
+
+def test_closure_delay_is_at_least_one_day() -> None:
+    assert settings_from_env({"DATAVAULT_CLOSURE_DELAY_DAYS": "1"}).closure_delay_days == 1
+    with pytest.raises(ConfigError, match="DATAVAULT_CLOSURE_DELAY_DAYS"):
+        settings_from_env({"DATAVAULT_CLOSURE_DELAY_DAYS": "0"})

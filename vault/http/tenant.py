@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -26,11 +28,13 @@ async def patch_settings(request: Request) -> Response:
 async def request_closure_endpoint(request: Request) -> Response:
     principal = await require(request, Scope.ADMIN)
     body = await read_json_object(request)
+    vault = vault_state(request)
     state = await request_closure(
-        vault_state(request).db,
+        vault.db,
         principal.tenant_id,
         principal.key_id,
         optional_str(body, "reason") or "",
+        timedelta(days=vault.settings.closure_delay_days),
     )
     return json_response(_closure(state), status=202)
 

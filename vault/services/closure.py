@@ -17,8 +17,6 @@ from vault.services.tenants import list_tenants
 
 Q = Queries("closure")
 
-# DESIGN.md: closure destroys the tenant's keys after 60 days unless cancelled.
-CLOSURE_DELAY = timedelta(days=60)
 CLOSURE_INTERVAL_SECONDS = 60.0
 MAX_REASON = 1000
 
@@ -28,11 +26,13 @@ async def request_closure(
     tenant_id: uuid.UUID,
     api_key_id: uuid.UUID,
     reason: str,
+    delay: timedelta,
     now: datetime | None = None,
 ) -> dict[str, Any]:
+    """Schedule the tenant's closure `delay` from now (DATAVAULT_CLOSURE_DELAY_DAYS)."""
     if not reason or len(reason) > MAX_REASON:
         raise InvalidInput(f"reason must be 1-{MAX_REASON} characters", field="reason")
-    due = (now or datetime.now(UTC)) + CLOSURE_DELAY
+    due = (now or datetime.now(UTC)) + delay
     async with db.tenant_tx(tenant_id) as conn:
         if await conn.fetchval(Q.request, tenant_id, due, api_key_id, reason) is None:
             raise Conflict("the tenant is already closing or closed")
