@@ -36,6 +36,7 @@ PUBLISH_INTERVAL_SECONDS = 2.0
 DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
 _BATCH = 5000  # outbox rows per tenant per ledger object (~1 MB)
 _MAX_OBJECTS_PER_ROUND = 20
+_RECONCILE_CHUNK = 10_000  # key ids per re-destroy statement at start-up
 _GENESIS = bytes(32)
 _FORMAT = "datavault.shred-ledger"
 
@@ -187,7 +188,9 @@ async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
     for tenant_id, kinds in by_tenant.items():
         async with db.tenant_tx(tenant_id) as conn:
             for kind, keys in kinds.items():
-                redestroyed += await _redestroy(conn, tenant_id, kind, keys)
+                for start in range(0, len(keys), _RECONCILE_CHUNK):
+                    chunk = keys[start : start + _RECONCILE_CHUNK]
+                    redestroyed += await _redestroy(conn, tenant_id, kind, chunk)
     return redestroyed
 
 
