@@ -21,8 +21,10 @@ Measured on 2 shared cores (embedded PostgreSQL, filesystem blob store), medians
 1 erasure: shred 21 ms, ledger 18 ms, complete 12 ms; 100 erasures at once: shred
 440 ms, ledger 10 ms (one object for all 300 keys), complete 105 ms. So the ledger's
 own work is ~10-20 ms per publisher round; its latency is the publisher's interval.
-Start-up (26 November, same machine): with 200,000 more entries (41 MB of ledger, ~205
-bytes an entry) reading, verifying and reconciling took 1.41 s, ~140,000 entries/s.
+Start-up (26 November, same machine), with 200,000 more entries (41 MB of ledger, ~205
+bytes an entry): reading the whole ledger took 1.41 s (~140,000 entries/s); start-up now
+reads only what follows the head the database recorded: 0.012 s for a restart,
+1.32 s after restoring a backup from before all 200,000.
 """
 
 from __future__ import annotations
@@ -104,7 +106,12 @@ async def run(
 
 async def _startup(ctx: OperatorContext, tenant_id: uuid.UUID, entries: int) -> None:
     """What a long ledger costs at start-up: `entries` more destroyed data keys (as many
-    record replaces would leave), published, then the start-up check and reconcile timed."""
+    record replaces would leave), published; then start-up timed as a restart (the
+    database's head at the ledger's end) and as after restoring a backup from before
+    them all (the head moved back to where it was)."""
+    head = "SELECT seq, entry_hash FROM ledger_head"
+    async with ctx.db.untenanted_tx() as conn:
+        before = await conn.fetchrow(head)
     async with ctx.db.tenant_tx(tenant_id) as conn:
         await conn.execute(
             "INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, destroyed_at) "
@@ -113,14 +120,20 @@ async def _startup(ctx: OperatorContext, tenant_id: uuid.UUID, entries: int) -> 
         )  # fmt: skip
     while await publish_pending(ctx.db, ctx.blobs):
         pass
+    size = sum(p.stat().st_size for p in (ctx.settings.data_dir / "blobs" / "ledger").iterdir())
+    print(f"start-up with {entries:,} more ledger entries ({size / 1e6:.0f} MB of ledger):")
+    t0 = time.perf_counter()
+    await reconcile_on_start(ctx.db, ctx.blobs)
+    print(f"  restart: {time.perf_counter() - t0:.3f} s")
+    async with ctx.db.untenanted_tx() as conn:
+        after = await conn.fetchrow(head)
+        await conn.execute("UPDATE ledger_head SET seq = $1, entry_hash = $2", *before)
     t0 = time.perf_counter()
     await reconcile_on_start(ctx.db, ctx.blobs)
     seconds = time.perf_counter() - t0
-    size = sum(p.stat().st_size for p in (ctx.settings.data_dir / "blobs" / "ledger").iterdir())
-    print(
-        f"start-up with {entries:,} more ledger entries ({size / 1e6:.0f} MB of ledger): "
-        f"{seconds:.2f} s to read, verify and reconcile ({entries / seconds:,.0f} entries/s)"
-    )
+    print(f"  after a restore from before them: {seconds:.2f} s ({entries / seconds:,.0f}/s)")
+    async with ctx.db.untenanted_tx() as conn:
+        await conn.execute("UPDATE ledger_head SET seq = $1, entry_hash = $2", *after)
 
 
 def main() -> int:

@@ -221,5 +221,28 @@ def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Setting
         finally:
             await db.close()
 
-    with pytest.raises(LedgerError):
+    with pytest.raises(LedgerError, match="removed"):
         asyncio.run(start_check())
+    # Start-up reads from the head the database recorded: the entry there changed, or one
+    # missing after it (as a restored backup with an older head would see), also refuse.
+    ledger[-1].write_bytes(originals[-1])
+    document = json.loads(originals[-1])
+    document["entries"][0]["key_id"] = str(uuid.uuid4())
+    ledger[-1].write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
+    with pytest.raises(LedgerError, match="changed"):
+        asyncio.run(start_check())
+    ledger[-1].write_bytes(originals[-1])
+    asyncio.run(_set_head(url, 0))  # as a backup from before any shred would hold
+    ledger[0].unlink()
+    with pytest.raises(LedgerError, match="entry 1 is missing"):
+        asyncio.run(start_check())
+    ledger[0].write_bytes(originals[0])
+    asyncio.run(start_check())
+
+
+async def _set_head(url: str, seq: int) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("UPDATE ledger_head SET seq = $1, entry_hash = $2", seq, bytes(32))
+    finally:
+        await conn.close()

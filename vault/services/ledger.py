@@ -172,12 +172,54 @@ async def verify_ledger(db: Database, blobs: BlobStore) -> list[LedgerObject]:
     return objects
 
 
+async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObject]:
+    """The ledger objects after the head this database recorded, checked: the object at
+    the head must be there and be the one recorded (else the ledger was cut or changed),
+    and each later one must link to the one before."""
+    async with db.untenanted_tx() as conn:
+        head = await conn.fetchrow(Q.get_head)
+    seq = int(head["seq"]) if head is not None else 0
+    prev = bytes(head["entry_hash"]) if head is not None else _GENESIS
+    if seq > 0:
+        try:
+            at_head = parse_entry(await blobs.get(entry_key(seq)))
+        except BlobNotFound:
+            raise LedgerError(
+                f"the shred ledger has no entry {seq}, which the database saw: "
+                "ledger objects were removed"
+            ) from None
+        if at_head.hash != prev:
+            raise LedgerError(
+                f"ledger entry {seq} differs from the one the database recorded (changed)"
+            )
+    newer: list[LedgerObject] = []
+    while True:
+        try:
+            entry = parse_entry(await blobs.get(entry_key(seq + 1)))
+        except BlobNotFound:
+            # A gap with entries beyond it: one was removed (whose keys might be revived).
+            if max(await blobs.list_keys(LEDGER_PREFIX), default="") > entry_key(seq):
+                raise LedgerError(f"ledger entry {seq + 1} is missing") from None
+            return newer
+        if entry.seq != seq + 1 or entry.prev != prev:
+            raise LedgerError(f"ledger entry {seq + 1} does not link to the one before (changed)")
+        newer.append(entry)
+        seq, prev = entry.seq, entry.hash
+
+
 async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
-    """Before serving: refuse a ledger that is broken or shorter than the database's head;
-    re-destroy every key the ledger names that the database still holds (a restored
+    """Before serving: refuse a ledger cut or changed at the database's head; re-destroy
+    every key the entries after that head name that the database still holds (a restored
     backup): subject and data keys, and a closed tenant's KEKs and HMAC key. Returns how
-    many keys were re-destroyed."""
-    objects = await verify_ledger(db, blobs)
+    many keys were re-destroyed.
+
+    Entries up to the head need no look: each was published from this database's own
+    outbox rows, which commit with the destruction they record, and the head moves only
+    after publishing, so any copy of the database that holds the head holds those
+    destructions too. A restored backup holds an older head and is reconciled from there;
+    start-up therefore costs what was shredded since the backup, not the ledger's whole
+    history. `datavault ledger verify` checks the whole chain."""
+    objects = await entries_after_head(db, blobs)
     by_tenant: dict[uuid.UUID, dict[str, list[tuple[str, datetime]]]] = defaultdict(
         lambda: defaultdict(list)
     )
