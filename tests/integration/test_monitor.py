@@ -8,10 +8,31 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.api.helpers import create_key, parse_time, rfc3339
-from tests.support import ServerThread, Tenant, bearer
+import pytest
+
+from tests.api.helpers import (
+    auth,
+    create_key,
+    data_keys,
+    parse_time,
+    put_record,
+    rfc3339,
+    wait_for,
+)
+from tests.support import (
+    ServerThread,
+    Tenant,
+    bearer,
+    make_tenant,
+    new_database,
+    running_server,
+)
+from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
+from vault.runtime import operator_context
+from vault.services.ledger import complete_published_erasures, publish_pending
+from workers.erasure import run_due_erasures
 from workers.monitor import MonitorSnapshot, refresh_gauges
 
 GAUGES = (
@@ -128,3 +149,44 @@ def test_the_root_epoch_age_is_gauged(database_url: str) -> None:
     later = _refresh(database_url, metrics, now + timedelta(days=1))
     assert later.root_epoch_age_seconds - first.root_epoch_age_seconds == 86400
     assert _sample(metrics, "datavault_root_epoch_age_seconds") == later.root_epoch_age_seconds
+
+
+def test_a_held_erasure_is_neither_open_nor_overdue(
+    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A hold keeps part of an erasure by design: the erasure is `held`, counted as such,
+    and never raises the overdue or oldest-open gauges (alerts that page someone)."""
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("monitor") / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
+        keys = data_keys(http, tenant)
+        privacy = create_key(http, tenant, ["erasure"])
+        held = http.post(
+            "/v1/holds", json={"reason": "litigation", "reference": "CASE-9"},
+            headers=auth(keys.compliance),
+        )  # fmt: skip
+        assert held.status_code == 201, held.text
+        assert put_record(http, keys.ingest, "kept", "r", b"{}").status_code == 201
+        erasure = http.post("/v1/subjects/kept/erasure", headers=auth(privacy)).json()
+
+        async def execute() -> None:
+            async with operator_context(settings, url) as ctx:
+                await run_due_erasures(ctx.db, ctx.keyring)
+                await publish_pending(ctx.db, ctx.blobs)
+                await complete_published_erasures(ctx.db)
+
+        asyncio.run(execute())
+        assert wait_for(
+            lambda: (
+                http.get(f"/v1/erasures/{erasure['id']}", headers=auth(privacy)).json()["status"]
+                == "held"
+            ),
+            timeout=30,
+        )
+    past_due = parse_time(erasure["due_at"]) + timedelta(days=1)
+    metrics = Metrics()
+    snapshot = _refresh(url, metrics, past_due)
+    assert _sample(metrics, "datavault_erasures", status="held") == 1
+    assert snapshot.overdue == 0 and _sample(metrics, "datavault_erasures_overdue") == 0
+    assert _sample(metrics, "datavault_erasure_oldest_open_age_seconds") == 0
