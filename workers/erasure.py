@@ -16,22 +16,17 @@ retried in turn, a few a pass.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
-from vault.db.database import CONNECTION_ERRORS, Connection, Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.tenant_settings import TenantSettings
-from vault.errors import Unavailable
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
+from workers.isolation import isolated
 
 Q = Queries("erasures")
-log = structlog.get_logger("datavault.workers")
 
 # DESIGN.md: a non-held erasure completes within a minute of not_before.
 EXECUTOR_INTERVAL_SECONDS = 2.0
@@ -73,7 +68,7 @@ async def _shred_due(
     the tenant may have more."""
     shredded = 0
     for _ in range(_ROUND):
-        with _isolated(failed) as claimed:
+        with isolated("erasure_shred_failed", failed) as claimed:
             async with db.tenant_tx(tenant_id) as conn:
                 erasure = await conn.fetchrow(
                     Q.claim_due, tenant_id, now or datetime.now(UTC), list(failed)
@@ -90,22 +85,6 @@ async def _shred_due(
     return shredded, True
 
 
-@contextmanager
-def _isolated(failed: set[uuid.UUID]) -> Iterator[list[uuid.UUID]]:
-    """One instruction that fails to shred (a bug, a damaged row) must not stall every
-    other erasure behind it: its transaction rolls back, it is logged and left for the
-    next pass (the overdue alert fires if it never succeeds). The database being away is
-    not such a failure: that ends the pass."""
-    claimed: list[uuid.UUID] = []
-    try:
-        yield claimed
-    except Exception as exc:
-        if not claimed or isinstance(exc, (Unavailable, *CONNECTION_ERRORS)):
-            raise
-        failed.update(claimed)
-        log.error("erasure_shred_failed", erasure_id=str(claimed[0]), error=type(exc).__name__)
-
-
 async def _retry_held(
     db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime | None
 ) -> None:
@@ -118,7 +97,7 @@ async def _retry_held(
     after: tuple[datetime, uuid.UUID] | None = None
     failed: set[uuid.UUID] = set()  # the cursors move past a failed one anyway
     while True:
-        with _isolated(failed) as claimed:
+        with isolated("erasure_shred_failed", failed) as claimed:
             async with db.tenant_tx(tenant_id) as conn:
                 erasure = await conn.fetchrow(
                     Q.claim_held_releasable, tenant_id, now or datetime.now(UTC),
@@ -130,7 +109,7 @@ async def _retry_held(
                 claimed.append(erasure["id"])
                 await _retry_one(conn, keyring, tenant_id, erasure, now)
     for _ in range(_HELD_ROTATION):
-        with _isolated(failed) as claimed:
+        with isolated("erasure_shred_failed", failed) as claimed:
             async with db.tenant_tx(tenant_id) as conn:
                 start = _rotation.get(tenant_id)
                 erasure = await conn.fetchrow(

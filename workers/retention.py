@@ -22,6 +22,7 @@ from vault.db.sql import Queries
 from vault.errors import Conflict
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
+from workers.isolation import isolated
 
 ARTEFACTS = Queries("artefacts")
 RECORDS = Queries("records")
@@ -60,16 +61,20 @@ async def _expire(
     retire: Callable[[Connection, Any], Awaitable[object]],
 ) -> int:
     """Shred each item in its own transaction; one a hold placed meanwhile keeps is
-    skipped (kept until its hold goes) without stopping the rest."""
+    skipped (kept until its hold goes), and one that fails is logged and tried again
+    next pass, without stopping the rest."""
     done = 0
+    failed: set[uuid.UUID] = set()
     for row in expired:
-        try:
-            async with db.tenant_tx(tenant_id) as conn:
-                destroyed = await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
-                await retire(conn, row)
-        except Conflict:
-            continue
-        done += int(destroyed)
+        with isolated("retention_item_failed", failed) as claimed:
+            claimed.append(row["data_key_id"])
+            try:
+                async with db.tenant_tx(tenant_id) as conn:
+                    destroyed = await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
+                    await retire(conn, row)
+            except Conflict:
+                continue
+            done += int(destroyed)
     return done
 
 

@@ -28,6 +28,7 @@ from tests.api.helpers import (
 from tests.support import ServerThread, make_tenant, new_database, running_server
 from vault.config import Settings
 from vault.runtime import operator_context
+from vault.services.keyring import KeyRing
 from workers.retention import apply_retention
 
 BATCH = 3  # the job's batch, lowered so that the held items fill more than one
@@ -48,13 +49,34 @@ def _tenant_keys(vault: ServerThread) -> tuple[uuid.UUID, DataKeys]:
         return tenant.id, data_keys(http, tenant)
 
 
-def _retention(vault: ServerThread, *, days_later: int, batch: int = BATCH) -> int:
+def _retention(
+    vault: ServerThread, *, days_later: int, batch: int = BATCH, failing: uuid.UUID | None = None
+) -> int:
+    """One retention pass with a moved clock; `failing`: a data key whose destruction
+    raises, as a damaged row would."""
+
     async def run() -> int:
         now = datetime.now(UTC) + timedelta(days=days_later)
         async with operator_context(vault.settings, vault.database_url) as ctx:
-            return await apply_retention(ctx.db, ctx.keyring, now=now, batch=batch)
+            keyring: Any = ctx.keyring if failing is None else _FailingFor(ctx.keyring, failing)
+            return await apply_retention(ctx.db, keyring, now=now, batch=batch)
 
     return asyncio.run(run())
+
+
+class _FailingFor:
+    """The real key ring, except that destroying one data key raises."""
+
+    def __init__(self, real: KeyRing, data_key_id: uuid.UUID) -> None:
+        self._real, self._data_key_id = real, data_key_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def destroy_data_key(self, conn: Any, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+        if key_id == self._data_key_id:
+            raise RuntimeError("damaged row")
+        return await self._real.destroy_data_key(conn, tenant_id, key_id)
 
 
 def _live(vault: ServerThread, data_key_ids: list[uuid.UUID]) -> list[bool]:
@@ -192,3 +214,17 @@ def test_a_replaced_version_a_hold_kept_is_shredded_once_the_hold_is_released(
         (2, True, True),
     ]
     assert current.status_code == 200 and json.loads(current.content) == {"v": 2}
+
+
+def test_an_item_that_fails_to_shred_does_not_stop_the_rest(vault: ServerThread) -> None:
+    _, keys = _tenant_keys(vault)
+    with vault.client() as http:
+        ids = [
+            uploaded(http, keys.ingest, "fails", body, category="recording")["id"]
+            for body in (b"first call", b"second call")
+        ]
+    first, second = _artefact_keys(vault, ids)
+    _retention(vault, days_later=91, failing=first)
+    assert _live(vault, [first, second]) == [True, False]
+    _retention(vault, days_later=91)  # mended: the next pass takes it
+    assert _live(vault, [first, second]) == [False, False]
