@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -47,9 +48,9 @@ async def apply_retention(
             if rules.delete_after_days is None:
                 continue
             cutoff = now - timedelta(days=rules.delete_after_days)
-            shredded += await _expire_artefacts(db, keyring, tenant.id, category, cutoff, batch)
-            shredded += await _expire_records(db, keyring, tenant.id, category, cutoff, batch)
-        shredded += await _shred_released_versions(db, keyring, tenant.id, batch)
+            for walk in (_EXPIRED_ARTEFACTS, _EXPIRED_RECORDS):
+                shredded += await _walk(db, keyring, tenant.id, walk, (category, cutoff), batch)
+        shredded += await _walk(db, keyring, tenant.id, _RELEASED_VERSIONS, (), batch)
     return shredded
 
 
@@ -78,69 +79,52 @@ async def _expire(
     return done
 
 
-async def _expire_artefacts(
-    db: Database,
-    keyring: KeyRing,
-    tenant_id: uuid.UUID,
-    category: str,
-    cutoff: datetime,
+@dataclass(frozen=True)
+class _Walk:
+    """One kind of item retention shreds: the query that pages through them (tenant, its
+    own parameters, the cursor, the batch size), the row columns the cursor is made of,
+    and the statement that retires an item whose key was destroyed."""
+
+    query: str
+    cursor: tuple[str, ...]
+    retire: Callable[[Connection, uuid.UUID, Any], Awaitable[object]]
+
+
+_EXPIRED_ARTEFACTS = _Walk(
+    ARTEFACTS.expired,
+    ("created_at", "id"),
+    lambda conn, tenant_id, row: conn.execute(ARTEFACTS.mark_deleted, tenant_id, row["id"]),
+)
+_EXPIRED_RECORDS = _Walk(
+    RECORDS.expired,
+    ("created_at", "subject_id", "name"),
+    lambda conn, tenant_id, row: conn.execute(
+        RECORDS.retire_current, tenant_id, row["subject_id"], row["name"], row["version"], True
+    ),
+)
+# Replaced record versions that a hold kept and no hold covers now (DESIGN.md: kept data
+# is shredded once the last hold covering it is released or expires).
+_RELEASED_VERSIONS = _Walk(
+    RECORDS.released_versions,
+    ("subject_id", "name", "version"),
+    lambda conn, tenant_id, row: conn.execute(
+        RECORDS.shred_released_version, tenant_id, row["subject_id"], row["name"], row["version"]
+    ),
+)
+
+
+async def _walk(
+    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, walk: _Walk, params: tuple[Any, ...],
     batch: int,
-) -> int:
-    done, after = 0, (None, None)
+) -> int:  # fmt: skip
+    """Shred every item the walk's query finds, a batch at a time, to the end."""
+    done, after = 0, (None,) * len(walk.cursor)
     while True:
         async with db.tenant_tx(tenant_id) as conn:
-            rows = await conn.fetch(ARTEFACTS.expired, tenant_id, category, cutoff, *after, batch)
+            rows = await conn.fetch(walk.query, tenant_id, *params, *after, batch)
         done += await _expire(
-            db, keyring, tenant_id, rows,
-            lambda conn, row: conn.execute(ARTEFACTS.mark_deleted, tenant_id, row["id"]),
-        )  # fmt: skip
+            db, keyring, tenant_id, rows, lambda conn, row: walk.retire(conn, tenant_id, row)
+        )
         if len(rows) < batch:
             return done
-        after = (rows[-1]["created_at"], rows[-1]["id"])
-
-
-async def _expire_records(
-    db: Database,
-    keyring: KeyRing,
-    tenant_id: uuid.UUID,
-    category: str,
-    cutoff: datetime,
-    batch: int,
-) -> int:
-    done, after = 0, (None, None, None)
-    while True:
-        async with db.tenant_tx(tenant_id) as conn:
-            rows = await conn.fetch(RECORDS.expired, tenant_id, category, cutoff, *after, batch)
-        done += await _expire(
-            db, keyring, tenant_id, rows,
-            lambda conn, row: conn.execute(
-                RECORDS.retire_current, tenant_id, row["subject_id"], row["name"],
-                row["version"], True,
-            ),
-        )  # fmt: skip
-        if len(rows) < batch:
-            return done
-        last = rows[-1]
-        after = (last["created_at"], last["subject_id"], last["name"])
-
-
-async def _shred_released_versions(
-    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, batch: int
-) -> int:
-    """Replaced record versions that a hold kept and no hold covers now (DESIGN.md: kept
-    data is shredded once the last hold covering it is released or expires)."""
-    done, after = 0, (None, None, None)
-    while True:
-        async with db.tenant_tx(tenant_id) as conn:
-            rows = await conn.fetch(RECORDS.released_versions, tenant_id, *after, batch)
-        done += await _expire(
-            db, keyring, tenant_id, rows,
-            lambda conn, row: conn.execute(
-                RECORDS.shred_released_version, tenant_id, row["subject_id"], row["name"],
-                row["version"],
-            ),
-        )  # fmt: skip
-        if len(rows) < batch:
-            return done
-        last = rows[-1]
-        after = (last["subject_id"], last["name"], last["version"])
+        after = tuple(rows[-1][column] for column in walk.cursor)
