@@ -35,12 +35,7 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id, r.created_at FROM records
  WHERE r.tenant_id = $1 AND r.category = $2 AND r.current AND r.value_sealed IS NOT NULL
    AND r.created_at < $3
    AND ($4::timestamptz IS NULL OR (r.created_at, r.subject_id, r.name) > ($4, $5::uuid, $6))
-   AND NOT EXISTS (
-       SELECT 1 FROM holds h
-        WHERE h.tenant_id = r.tenant_id AND h.released_at IS NULL
-          AND (h.expires_at IS NULL OR h.expires_at > now())
-          AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
-          AND (h.categories IS NULL OR r.category = ANY(h.categories)))
+   AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
  ORDER BY r.created_at, r.subject_id, r.name LIMIT $7
 
 -- name: released_versions
@@ -53,12 +48,7 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id FROM records r
   JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
  WHERE r.tenant_id = $1 AND NOT r.current AND r.value_sealed IS NOT NULL
    AND ($2::uuid IS NULL OR (r.subject_id, r.name, r.version) > ($2, $3::text, $4::int))
-   AND NOT EXISTS (
-       SELECT 1 FROM holds h
-        WHERE h.tenant_id = r.tenant_id AND h.released_at IS NULL
-          AND (h.expires_at IS NULL OR h.expires_at > now())
-          AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
-          AND (h.categories IS NULL OR r.category = ANY(h.categories)))
+   AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
  ORDER BY r.subject_id, r.name, r.version LIMIT $5
 
 -- name: shred_released_version
