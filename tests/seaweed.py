@@ -10,6 +10,7 @@ static identity; boto3 finds it in the AWS_* environment variables the fixture s
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from vault.blobs.s3 import CLIENT_CONFIG, S3BlobStore
+from vault.config import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -82,6 +84,20 @@ class SeaweedS3:
             region=REGION,
             prefix=f"t-{uuid.uuid4().hex[:12]}/" if prefix is None else prefix,
             session=self.session,
+        )
+
+    def vault_settings(
+        self, settings: Settings, database_url: str, bucket: str | None = None
+    ) -> Settings:
+        """`settings` with the S3 blob store on this server (the shared bucket by default),
+        on `database_url`: a deployment's database and bucket belong together (the shred
+        ledger lives in the bucket), so each S3 vault gets a database of its own."""
+        return dataclasses.replace(
+            settings,
+            database_url=database_url,
+            s3_bucket=bucket or self.bucket,
+            s3_endpoint_url=self.endpoint_url,
+            s3_region=REGION,
         )
 
 

@@ -179,6 +179,28 @@ def running_server(
         server.stop()
 
 
+@contextmanager
+def private_server(pg_admin_url: str, data_dir: Path, **settings: Any) -> Iterator[ServerThread]:
+    """A vault on a database of its own with no background jobs: the test runs them (with
+    a moved clock, or a broken part) by hand. `settings`: further Settings fields."""
+    url = new_database(pg_admin_url)
+    config = Settings(data_dir=data_dir, database_url=url, **settings)
+    with running_server(config, url, run_jobs=False) as server:
+        yield server
+
+
+def read_response_head(sock: socket.socket) -> bytes:
+    """What a raw HTTP/1.1 exchange answered, up to the end of its headers (or of the
+    connection)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return received
+
+
 def problem(response: httpx.Response) -> dict[str, Any]:
     assert response.headers["content-type"].startswith("application/problem+json"), response.text
     body: dict[str, Any] = response.json()

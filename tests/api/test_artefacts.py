@@ -38,7 +38,14 @@ from tests.api.helpers import (
     uploaded,
     wait_for,
 )
-from tests.support import ServerThread, Tenant, make_tenant, problem, running_server
+from tests.support import (
+    ServerThread,
+    Tenant,
+    make_tenant,
+    problem,
+    read_response_head,
+    running_server,
+)
 from vault.config import Settings
 
 ARTEFACT_FIELDS = {
@@ -502,12 +509,7 @@ def test_declared_length_above_the_maximum_is_413_before_the_body_is_sent(
     ).encode()
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)  # and no body at all: the answer must not wait for it
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = read_response_head(sock)
     status_line = received.split(b"\r\n", 1)[0]
     assert status_line.startswith(b"HTTP/1.1 413"), received[:500]
     assert b"application/problem+json" in received.lower()

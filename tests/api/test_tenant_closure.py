@@ -15,9 +15,8 @@ from tests.support import (
     Tenant,
     bearer,
     make_tenant,
-    new_database,
+    private_server,
     problem,
-    running_server,
 )
 from vault.config import Settings
 from vault.runtime import operator_context
@@ -75,13 +74,12 @@ def test_closure_is_scheduled_60_days_out_and_can_be_cancelled(
 
 
 def test_the_closure_delay_is_the_deployments_setting(pg_admin_url: str, tmp_path: Path) -> None:
-    url = new_database(pg_admin_url)
-    settings = Settings(data_dir=tmp_path / "data", database_url=url, closure_delay_days=7)
-    tenant = make_tenant(settings, url)
-    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
-        requested = http.post(
-            "/v1/tenant/closure", json={"reason": "contract ended"}, headers=tenant.auth()
-        )
+    with private_server(pg_admin_url, tmp_path / "data", closure_delay_days=7) as server:
+        tenant = make_tenant(server.settings, server.database_url)
+        with server.client() as http:
+            requested = http.post(
+                "/v1/tenant/closure", json={"reason": "contract ended"}, headers=tenant.auth()
+            )
     assert requested.status_code == 202, requested.text
     due = datetime.fromisoformat(requested.json()["closure_due_at"].replace("Z", "+00:00"))
     assert timedelta(days=6, hours=23) < due - datetime.now(UTC) <= timedelta(days=7)

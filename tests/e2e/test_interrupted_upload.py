@@ -5,7 +5,6 @@ file or an unfinished S3 multipart upload (DESIGN.md "Failure behaviour"; API.md
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import socket
 import time
@@ -28,7 +27,14 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.seaweed import SeaweedS3
-from tests.support import ServerThread, Tenant, make_tenant, new_database, running_server
+from tests.support import (
+    ServerThread,
+    Tenant,
+    make_tenant,
+    new_database,
+    read_response_head,
+    running_server,
+)
 from vault.blobs.s3 import PART_SIZE_BYTES
 from vault.config import Settings
 from vault.runtime import operator_context
@@ -120,12 +126,7 @@ def test_the_same_raw_upload_sent_whole_is_stored(
     with socket.create_connection(_address(server), timeout=30) as sock:
         sock.sendall(_head(server, keys.ingest["secret"], ref, f"Content-Length: {len(body)}"))
         sock.sendall(body)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = read_response_head(sock)
     assert received.startswith(b"HTTP/1.1 201"), received[:300]
     with server.client() as http:
         listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
@@ -146,13 +147,7 @@ def s3_vault(settings: Settings, pg_admin_url: str, seaweed_s3: SeaweedS3) -> Se
         client.create_bucket(Bucket=bucket)
     finally:
         client.close()
-    return dataclasses.replace(
-        settings,
-        database_url=new_database(pg_admin_url),
-        s3_bucket=bucket,
-        s3_endpoint_url=seaweed_s3.endpoint_url,
-        s3_region="us-east-1",
-    )
+    return seaweed_s3.vault_settings(settings, new_database(pg_admin_url), bucket)
 
 
 @pytest.fixture(scope="module")
@@ -249,12 +244,7 @@ def test_the_same_s3_upload_sent_whole_is_stored_as_one_object(
     with socket.create_connection(_address(s3_server), timeout=60) as sock:
         sock.sendall(_head(s3_server, keys.ingest["secret"], ref, f"Content-Length: {len(body)}"))
         sock.sendall(body)
-        received = b""
-        while b"\r\n\r\n" not in received:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            received += chunk
+        received = read_response_head(sock)
     assert received.startswith(b"HTTP/1.1 201"), received[:300]
     with s3_server.client() as http:
         listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import time
@@ -26,16 +25,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def s3_vault(settings: Settings, pg_admin_url: str, seaweed_s3: SeaweedS3) -> Settings:
-    # Its own database: the shred ledger lives in the blob store, so a deployment's
-    # database and blob store belong together (a database whose ledger head is ahead of
-    # its blob store's ledger refuses to start).
-    return dataclasses.replace(
-        settings,
-        database_url=new_database(pg_admin_url),
-        s3_bucket=seaweed_s3.bucket,
-        s3_endpoint_url=seaweed_s3.endpoint_url,
-        s3_region="us-east-1",
-    )
+    return seaweed_s3.vault_settings(settings, new_database(pg_admin_url))
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import auth, create_key, put_record
-from tests.support import ServerThread, make_tenant, new_database, running_server
-from vault.config import Settings
+from tests.support import ServerThread, make_tenant, private_server
 from vault.runtime import operator_context
 from vault.services.keyring import KeyRing
 from workers.erasure import run_due_erasures
@@ -22,9 +21,7 @@ from workers.erasure import run_due_erasures
 
 @pytest.fixture(scope="module")
 def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    url = new_database(pg_admin_url)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("isolation") / "data", database_url=url)
-    with running_server(settings, url, run_jobs=False) as server:
+    with private_server(pg_admin_url, tmp_path_factory.mktemp("isolation") / "data") as server:
         yield server
 
 

@@ -24,10 +24,8 @@ from tests.support import (
     Tenant,
     bearer,
     make_tenant,
-    new_database,
-    running_server,
+    private_server,
 )
-from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
@@ -156,10 +154,10 @@ def test_a_held_erasure_is_neither_open_nor_overdue(
 ) -> None:
     """A hold keeps part of an erasure by design: the erasure is `held`, counted as such,
     and never raises the overdue or oldest-open gauges (alerts that page someone)."""
-    url = new_database(pg_admin_url)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("monitor") / "data", database_url=url)
-    tenant = make_tenant(settings, url)
-    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
+    data_dir = tmp_path_factory.mktemp("monitor") / "data"
+    with private_server(pg_admin_url, data_dir) as server, server.client() as http:
+        settings, url = server.settings, server.database_url
+        tenant = make_tenant(settings, url)
         keys = data_keys(http, tenant)
         privacy = create_key(http, tenant, ["erasure"])
         held = http.post(

@@ -25,8 +25,7 @@ from tests.api.helpers import (
     record_url,
     uploaded,
 )
-from tests.support import ServerThread, make_tenant, new_database, running_server
-from vault.config import Settings
+from tests.support import ServerThread, make_tenant, private_server
 from vault.runtime import operator_context
 from vault.services.keyring import KeyRing
 from workers.retention import apply_retention
@@ -37,9 +36,7 @@ BATCH = 3  # the job's batch, lowered so that the held items fill more than one
 @pytest.fixture(scope="module")
 def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     """A vault on its own database with no background jobs: only the test runs them."""
-    url = new_database(pg_admin_url)
-    settings = Settings(data_dir=tmp_path_factory.mktemp("retention") / "data", database_url=url)
-    with running_server(settings, url, run_jobs=False) as server:
+    with private_server(pg_admin_url, tmp_path_factory.mktemp("retention") / "data") as server:
         yield server
 
 
