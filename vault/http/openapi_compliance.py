@@ -157,6 +157,12 @@ _HELD = {
     "properties": {"category": _STR, "hold_ids": {"type": "array", "items": _UUID}},
 }
 _RETAINED = {"type": "object", "properties": {"category": _STR, "until": _TIME}}
+# What an erasure did, as its status and its receipt both report it.
+_OUTCOMES = {
+    "shredded": {"type": "array", "items": _SHREDDED},
+    "held": {"type": "array", "items": _HELD},
+    "retained": {"type": "array", "items": _RETAINED},
+}
 ERASURE = {
     "type": "object",
     "properties": {
@@ -166,9 +172,7 @@ ERASURE = {
         "reason": _NULLABLE_STR,
         "reference": _NULLABLE_STR,
         "rate_braked": {"type": "boolean"},
-        "shredded": {"type": "array", "items": _SHREDDED},
-        "held": {"type": "array", "items": _HELD},
-        "retained": {"type": "array", "items": _RETAINED},
+        **_OUTCOMES,
     },
 }
 _RECEIPT_FIELDS = {
@@ -181,9 +185,7 @@ _RECEIPT_FIELDS = {
     "requested_at": _TIME,
     "completed_at": _NULLABLE_TIME,
     "final": {"type": "boolean"},
-    "shredded": {"type": "array", "items": _SHREDDED},
-    "held": {"type": "array", "items": _HELD},
-    "retained": {"type": "array", "items": _RETAINED},
+    **_OUTCOMES,
     "backups_unreadable_after": _TIME,
 }
 SIGNED_RECEIPT = {
