@@ -188,3 +188,36 @@ def test_a_held_erasure_is_neither_open_nor_overdue(
     assert _sample(metrics, "datavault_erasures", status="held") == 1
     assert snapshot.overdue == 0 and _sample(metrics, "datavault_erasures_overdue") == 0
     assert _sample(metrics, "datavault_erasure_oldest_open_age_seconds") == 0
+
+
+def test_an_erasure_in_its_grace_period_is_not_open_until_due(
+    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A tenant's grace period (up to 29 days) keeps an erasure `scheduled` by design: the
+    oldest-open gauge (alert: over a day) leaves it out until its not_before, then counts
+    its age from the request, so one stuck after a long grace period shows at once."""
+    data_dir = tmp_path_factory.mktemp("monitor-grace") / "data"
+    with private_server(pg_admin_url, data_dir) as server, server.client() as http:
+        url = server.database_url
+        tenant = make_tenant(server.settings, url)
+        settings = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 72}, headers=tenant.auth()
+        )
+        assert settings.status_code == 200, settings.text
+        privacy = create_key(http, tenant, ["erasure"])
+        erasure = http.post("/v1/subjects/greta/erasure", headers=auth(privacy)).json()
+    assert erasure["status"] == "scheduled"
+    requested_at = parse_time(erasure["requested_at"])
+    not_before = parse_time(erasure["not_before"])
+    assert not_before - requested_at == timedelta(hours=72)
+
+    metrics = Metrics()
+    in_grace = _refresh(url, metrics, not_before - timedelta(seconds=1))
+    assert in_grace.erasures["scheduled"] == 1
+    # Two days and more since the request, but waiting by the tenant's choice.
+    assert in_grace.oldest_open_age_seconds == 0
+    assert _sample(metrics, "datavault_erasure_oldest_open_age_seconds") == 0
+    due = _refresh(url, metrics, not_before + timedelta(seconds=1))
+    assert due.oldest_open_age_seconds == (not_before - requested_at).total_seconds() + 1
+    assert _sample(metrics, "datavault_erasure_oldest_open_age_seconds") > 86400
+    assert _sample(metrics, "datavault_worker_job_lag_seconds") == 1

@@ -67,8 +67,9 @@ class Metrics:
             self.erasures.labels(status).set(0)
         self.erasure_oldest_open_age = Gauge(
             "datavault_erasure_oldest_open_age_seconds",
-            "Age of the oldest erasure the vault still has to do (scheduled or in_progress; "
-            "held ones wait on holds or retention and are not counted), 0 if none",
+            "Age since its request of the oldest erasure the vault still has to do "
+            "(in_progress, or scheduled with not_before passed; held ones and those still "
+            "in their grace period are not counted), 0 if none",
             registry=self.registry,
         )
         self.erasures_overdue = Gauge(

@@ -2,7 +2,10 @@
 -- $1 tenant id, $2 the monitor's "now" (injectable, so tests can move past due_at).
 -- Overdue and oldest-open count erasures the vault still has to do (scheduled or
 -- in_progress). Held ones wait on legal holds or statutory retention by design: they are
--- counted in datavault_erasures{status="held"}, not as overdue.
+-- counted in datavault_erasures{status="held"}, not as overdue. Oldest-open also leaves
+-- out a scheduled erasure whose not_before is still ahead (the tenant's grace period or
+-- the rate brake: waiting by choice, cancellable); once it is due its age counts from the
+-- request, so a stuck one past a long grace period shows at once.
 
 -- name: tenant_gauges
 SELECT e.*, h.*, l.*
@@ -11,7 +14,8 @@ SELECT e.*, h.*, l.*
                count(*) FILTER (WHERE status = 'completed') AS completed,
                count(*) FILTER (WHERE status = 'held') AS held,
                count(*) FILTER (WHERE status = 'cancelled') AS cancelled,
-               min(requested_at) FILTER (WHERE status IN ('scheduled', 'in_progress'))
+               min(requested_at) FILTER (WHERE status = 'in_progress'
+                                            OR (status = 'scheduled' AND not_before <= $2))
                    AS oldest_open_requested_at,
                count(*) FILTER (WHERE status IN ('scheduled', 'in_progress')
                                   AND due_at < $2) AS overdue,
