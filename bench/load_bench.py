@@ -303,7 +303,31 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
     ]
     for label, met in goals:
         print(f"  goal {label}: {'met' if met else 'NOT met'}")
+    print_database_bound(vault, bare)
     return vault.errors == 0 and bare.errors == 0
+
+
+def print_database_bound(vault: Result, bare: Result) -> None:
+    """What PostgreSQL's share alone allows. Both servers share the same cores with the
+    database and the client, so their throughputs stand roughly as the CPU one request
+    costs in all (server + PostgreSQL + client). A vault whose own process cost nothing
+    would still cost its PostgreSQL share per request: bare's whole cost over that share
+    bounds the ratio from above."""
+    if vault.db_cpu <= 0:
+        return  # PostgreSQL not ours to measure (DATABASE_URL)
+    bare_all = sum(
+        bare.per_request_ms(cpu) for cpu in (bare.server_cpu, bare.db_cpu, bare.client_cpu)
+    )
+    vault_all = sum(
+        vault.per_request_ms(cpu) for cpu in (vault.server_cpu, vault.db_cpu, vault.client_cpu)
+    )
+    vault_db = vault.per_request_ms(vault.db_cpu)
+    print(
+        f"CPU per request in all (server + PostgreSQL + client): bare {bare_all:.2f} ms, "
+        f"vault {vault_all:.2f} ms (ratio {bare_all / vault_all:.2f}); the vault's "
+        f"PostgreSQL share alone is {vault_db:.2f} ms, so even a vault process that cost "
+        f"nothing would reach at most {bare_all / vault_db:.2f} of bare on this machine"
+    )
 
 
 def main() -> int:
