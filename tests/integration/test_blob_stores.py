@@ -21,7 +21,7 @@ from tests.seaweed import SeaweedS3, free_ports
 from vault.blobs.base import BlobNotFound, BlobStore, BlobStoreError, IncompleteUpload
 from vault.blobs.factory import open_blob_store
 from vault.blobs.filesystem import FilesystemBlobStore
-from vault.blobs.s3 import PART_SIZE_BYTES, S3BlobStore
+from vault.blobs.s3 import PART_SIZE_BYTES, PARTS_IN_FLIGHT, S3BlobStore
 from vault.config import Settings
 
 MiB = 1024 * 1024
@@ -456,4 +456,7 @@ def test_put_stream_memory_stays_bounded(store: BlobStore) -> None:
         tracemalloc.stop()
     assert written == total
     assert asyncio.run(store.size(key)) == total
-    assert peak - before < 32 * MiB, f"peak grew by {(peak - before) / MiB:.1f} MiB"
+    # S3: the parts being sent and the one being filled (vault/blobs/s3.py); measured
+    # 24.4 MiB with 8 MiB parts, two in flight. The filesystem store holds one chunk.
+    bound = (PARTS_IN_FLIGHT + 1) * PART_SIZE_BYTES + 4 * MiB if store.name == "s3" else 32 * MiB
+    assert peak - before < bound, f"peak grew by {(peak - before) / MiB:.1f} MiB"
