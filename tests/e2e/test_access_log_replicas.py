@@ -1,10 +1,9 @@
 """Two `datavault api` replicas logging the same tenant at once (issue: operations, item
 1; DESIGN.md "Access log").
 
-Each process chains its batches onto the head it wrote last and the database appends a
-batch only if that is still the head; when the other replica appended in between, the
-batch is chained again under the head's lock. Every answered request must have its row,
-in one unbroken chain that `datavault audit verify` accepts."""
+The database chains each batch onto whatever head it finds under the head's row lock
+(migration 0015), so the two take turns at one chain. Every answered request must have
+its row, in one unbroken chain that `datavault audit verify` accepts."""
 
 from __future__ import annotations
 

@@ -14,14 +14,12 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import asyncpg
 import structlog
 
 from crypto.mac import keyed_hash
 from crypto.secrets import SecretBytes
-from vault.db.database import Database, TenantFetchRow
+from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
 from vault.errors import Unavailable
 
 Q = Queries("access_log")
@@ -62,18 +60,13 @@ class _Pending:
 
 
 @dataclass(frozen=True)
-class _Chained:
-    head: tuple[int, bytes]  # the head the rows were chained after
-    columns: list[list[object]]
-    new_head: tuple[int, bytes]
-    last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
-
-
-@dataclass(frozen=True)
 class _TenantBatch:
+    """One tenant's rows of a batch, as the append statement's columns."""
+
     tenant_id: uuid.UUID
     rows: list[_Pending]
-    chained: _Chained | None
+    columns: list[list[object]]
+    last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
 
 
 class AccessLogWriter:
@@ -81,9 +74,6 @@ class AccessLogWriter:
         self._db = db
         self._ip_key = ip_key
         self._pending: list[_Pending] = []
-        # The chain head this process last wrote, per tenant: the next batch assumes it
-        # and the database checks it (dv_access_log_append).
-        self._heads: dict[uuid.UUID, tuple[int, bytes]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -114,10 +104,10 @@ class AccessLogWriter:
         await asyncio.shield(pending.done)
 
     async def _run(self) -> None:
-        # Batches are chained here, in order, each on the head the previous one will
-        # leave; up to MAX_BATCHES_IN_FLIGHT are then sent at once, so a batch's round
-        # trip and commit overlap the next one's. The database applies them in chain
-        # order (each checks the head it expects under the head's row lock).
+        # Up to MAX_BATCHES_IN_FLIGHT batches are sent at once, so a batch's round trip
+        # and commit overlap the next one's. The database chains each onto the head it
+        # finds under the head's row lock (migration 0015), so batches from this process
+        # and from other replicas take turns there and never conflict.
         in_flight: set[asyncio.Task[None]] = set()
         while True:
             await self._wake.wait()
@@ -132,36 +122,29 @@ class AccessLogWriter:
                     self._pending[:MAX_BATCH_ROWS],
                     self._pending[MAX_BATCH_ROWS:],
                 )
-                task = asyncio.create_task(self._commit(self._chain_batch(batch)))
+                task = asyncio.create_task(self._commit(self._by_tenant(batch)))
                 in_flight.add(task)
             if self._closing:
                 await asyncio.gather(*in_flight)
                 return
 
-    def _chain_batch(self, batch: list[_Pending]) -> list[_TenantBatch]:
-        """Group by tenant and chain each group after the head this process expects (the
-        last one it chained), which becomes the group's new head. A tenant whose head is
-        not known is left unchained, for the locked path."""
+    def _by_tenant(self, batch: list[_Pending]) -> list[_TenantBatch]:
         by_tenant: dict[uuid.UUID, list[_Pending]] = defaultdict(list)
         for pending in batch:
             by_tenant[pending.entry.tenant_id].append(pending)
-        groups = []
-        for tenant_id, rows in by_tenant.items():
-            head = self._heads.get(tenant_id)
-            chained = None
-            if head is not None:
-                chained = self._chain(tenant_id, head, [p.entry for p in rows])
-                self._heads[tenant_id] = chained.new_head
-            groups.append(_TenantBatch(tenant_id, rows, chained))
-        return groups
+        return [self._columns(tenant_id, rows) for tenant_id, rows in by_tenant.items()]
 
     async def _commit(self, groups: list[_TenantBatch]) -> None:
         for group in groups:
             try:
-                await self._commit_tenant(group)
+                await self._db.tenant_fetchrow(
+                    group.tenant_id, Q.append, *group.columns,
+                    [key_id for key_id, _ in group.last_use],
+                    [at for _, (at, _) in group.last_use],
+                    [ip for _, (_, ip) in group.last_use],
+                )  # fmt: skip
             except Exception as exc:
                 self.failing = True
-                self._heads.pop(group.tenant_id, None)
                 log.error("access_log_write_failed", error_type=type(exc).__name__)
                 for pending in group.rows:
                     if not pending.done.done():
@@ -172,88 +155,20 @@ class AccessLogWriter:
                     if not pending.done.done():
                         pending.done.set_result(None)
 
-    async def _commit_tenant(self, group: _TenantBatch) -> None:
-        """One statement when this process knew the chain head (it wrote the last rows:
-        the usual case); else, or when another process appended since, lock the head in
-        a transaction and chain from it."""
-        tenant_id = group.tenant_id
-        if group.chained is not None and await self._append(
-            self._db.tenant_fetchrow, tenant_id, group.chained
-        ):
-            return
-        async with self._db.tenant_tx(tenant_id) as conn:
-            locked = await conn.fetchrow(Q.lock_head, tenant_id)
-            if locked is None:
-                # A tenant's first row: create its head (a concurrent creator's insert
-                # waits for ours and does nothing), then lock it.
-                await conn.execute(Q.ensure_head, tenant_id, GENESIS)
-                locked = await conn.fetchrow(Q.lock_head, tenant_id)
-            assert locked is not None
-            chained = self._chain(
-                tenant_id,
-                (locked["seq"], bytes(locked["row_hash"])),
-                [p.entry for p in group.rows],
-            )
-
-            async def fetchrow(_: uuid.UUID, query: str, *args: object) -> asyncpg.Record | None:
-                return await conn.fetchrow(query, tenant_id, *args)
-
-            appended = await self._append(fetchrow, tenant_id, chained)
-            assert appended, "the chain head moved while locked"
-        # Batches chained after this one assumed another head; they find out in the
-        # database and take this path too.
-        self._heads[tenant_id] = chained.new_head
-
-    def _chain(
-        self, tenant_id: uuid.UUID, head: tuple[int, bytes], entries: list[AccessEntry]
-    ) -> _Chained:
-        """The rows of `entries` chained after `head`, as the append statement's columns."""
-        seq, prev = head
-        columns: list[list[object]] = [[] for _ in range(16)]
+    def _columns(self, tenant_id: uuid.UUID, rows: list[_Pending]) -> _TenantBatch:
+        """The rows as the append statement's columns (the database numbers and chains
+        them), and the last use of each key that authenticated."""
+        columns: list[list[object]] = [[] for _ in range(13)]
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
-        for entry in entries:
-            seq += 1
-            ip_hash = self.ip_hash(entry.ip)
-            current = row_hash(
-                prev,
-                ChainedFields(
-                    tenant_id=tenant_id,
-                    seq=seq,
-                    at=entry.at,
-                    request_id=entry.request_id,
-                    api_key_id=entry.api_key_id,
-                    key_prefix=entry.key_prefix,
-                    ip_hash=ip_hash,
-                    method=entry.method,
-                    route=entry.route,
-                    status=entry.status,
-                    bytes_in=entry.bytes_in,
-                    bytes_out=entry.bytes_out,
-                    subject_ref_hash=entry.subject_ref_hash,
-                    artefact_id=entry.artefact_id,
-                ),
-            )
+        for pending in rows:
+            entry = pending.entry
             values = (
-                seq, entry.at, entry.request_id, entry.api_key_id, entry.key_prefix,
-                entry.ip, ip_hash, entry.method, entry.route, entry.status, entry.bytes_in,
-                entry.bytes_out, entry.subject_ref_hash, entry.artefact_id, prev, current,
+                entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
+                self.ip_hash(entry.ip), entry.method, entry.route, entry.status,
+                entry.bytes_in, entry.bytes_out, entry.subject_ref_hash, entry.artefact_id,
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
-            prev = current
             if entry.api_key_id is not None and entry.key_authenticated:
                 last_use[entry.api_key_id] = (entry.at, entry.ip)
-        return _Chained(head, columns, (seq, prev), list(last_use.items()))
-
-    async def _append(
-        self, fetchrow: TenantFetchRow, tenant_id: uuid.UUID, chained: _Chained
-    ) -> bool:
-        """Append chained rows if the head is still the one they were chained after."""
-        used = chained.last_use
-        result = await fetchrow(
-            tenant_id, Q.append, chained.head[0], chained.head[1], *chained.columns,
-            chained.new_head[0], chained.new_head[1],
-            [key_id for key_id, _ in used], [at for _, (at, _) in used],
-            [ip for _, (_, ip) in used],
-        )  # fmt: skip
-        return result is not None and bool(result["appended"])
+        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()))

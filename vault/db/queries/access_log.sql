@@ -1,10 +1,3 @@
--- name: ensure_head
-INSERT INTO access_log_heads (tenant_id, seq, row_hash) VALUES ($1, 0, $2)
-ON CONFLICT (tenant_id) DO NOTHING
-
--- name: lock_head
-SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1 FOR UPDATE
-
 -- name: get_head
 SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1
 
@@ -12,10 +5,10 @@ SELECT seq, row_hash FROM access_log_heads WHERE tenant_id = $1
 SELECT row_hash FROM access_log WHERE tenant_id = $1 AND seq = $2
 
 -- name: append
--- The rows, the new chain head and the keys' last use in one statement, if the head is
--- still $2/$3 (migration 0011).
-SELECT * FROM dv_access_log_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                                   $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
+-- The rows chained onto the tenant's head under its row lock, the new head and the keys'
+-- last use, in one statement (migration 0015). Returns the new head.
+SELECT * FROM dv_access_log_chain($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                                  $14, $15, $16, $17)
 
 -- name: chain_page
 SELECT tenant_id, seq, at, request_id, api_key_id, key_prefix, ip_hash, method, route, status,
