@@ -4,14 +4,16 @@ statement per request on the same database, measured in the same run.
 
     python bench/load_bench.py [--concurrency 32] [--duration 20] [--warmup 5] [--rounds 4]
                                [--payload-bytes 512] [--subjects 300] [--put-percent 45]
-                               [--py-spy FILE] [--db-waits]
+                               [--processes 1] [--py-spy FILE] [--db-waits]
 
 One PostgreSQL: DATABASE_URL if set (the vault's schema is migrated in place, the bare
 app adds its own table), otherwise an embedded one in a temporary directory that this
 process starts and that stops when it exits. The vault runs as `python -m vault api`
 (one uvicorn process as shipped, log level as shipped, access log on as always) with a
 tenant and an ingest+read key; the bare app as `python bench/bare_app.py` with the same
-pool size. Both are separate processes on 127.0.0.1, stopped by PID at the end.
+pool size. `--processes N` runs N of each (API replicas sharing the database and each
+tenant's access-log chain; the bare app's each with its own pool) and the clients take
+them in turn, as a load balancer would. Both are separate processes on 127.0.0.1, stopped by PID at the end.
 
 The client (this process, raw asyncio HTTP/1.1 with keep-alive, bench/load_client.py)
 first writes every record once and runs `--warmup` seconds unmeasured against each
@@ -43,6 +45,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,18 +108,35 @@ async def sample_waits(database_url: str, seconds: float) -> Counter[str]:
 
 @dataclass
 class Server:
+    """One server as `--processes` processes on ports of their own; the clients take
+    them in turn (client n: process n mod N), as a load balancer would."""
+
     name: str
-    process: subprocess.Popen[bytes]
-    port: int
+    processes: list[subprocess.Popen[bytes]]
+    ports: list[int]
     authorization: str = ""
 
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(process.pid) for process in self.processes)
 
-def start(name: str, argv: list[str], env: dict[str, str], port: int, work: Path) -> Server:
-    log = work / f"{name}.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
-    wait_ready(f"http://127.0.0.1:{port}/healthz", process, log)
-    return Server(name, process, port)
+
+def start(
+    name: str, command: Callable[[int], tuple[list[str], dict[str, str]]], count: int, work: Path
+) -> Server:
+    """`count` processes; `command(port)` gives each its argv and environment."""
+    server = Server(name, [], [])
+    for n in range(count):
+        port = free_port()
+        argv, env = command(port)
+        log = work / f"{name}-{n + 1}.log"
+        with log.open("wb") as sink:
+            process = subprocess.Popen(
+                argv, env=env, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT
+            )
+        server.processes.append(process)
+        server.ports.append(port)
+        wait_ready(f"http://127.0.0.1:{port}/healthz", process, log)
+    return server
 
 
 def vault_env(work: Path, database_url: str, port: int) -> dict[str, str]:
@@ -187,8 +207,9 @@ class Database:
 def warm_up(run: asyncio.Runner, server: Server, args: argparse.Namespace) -> None:
     print(f"{server.name}: populating, then {args.warmup:g} s warm-up", flush=True)
     workload = Workload(
-        server.port, server.authorization, args.subjects, args.payload_bytes, args.put_percent
-    )
+        tuple(server.ports), server.authorization, args.subjects, args.payload_bytes,
+        args.put_percent,
+    )  # fmt: skip
     run.run(populate(workload, args.concurrency))
     run.run(drive(workload, args.concurrency, args.warmup, seed=1))
 
@@ -197,10 +218,11 @@ def measure_slice(
     run: asyncio.Runner, server: Server, args: argparse.Namespace, db: Database, seed: int
 ) -> Result:
     workload = Workload(
-        server.port, server.authorization, args.subjects, args.payload_bytes, args.put_percent
-    )
+        tuple(server.ports), server.authorization, args.subjects, args.payload_bytes,
+        args.put_percent,
+    )  # fmt: skip
     seconds = args.duration / args.rounds
-    cpu_before, client_before = cpu_seconds(server.process.pid), time.process_time()
+    cpu_before, client_before = server.cpu_seconds(), time.process_time()
     db_before = postgres_cpu_seconds(db.pgdata)
     started = time.perf_counter()
 
@@ -215,7 +237,7 @@ def measure_slice(
         server.name,
         tally,
         time.perf_counter() - started,
-        cpu_seconds(server.process.pid) - cpu_before,
+        server.cpu_seconds() - cpu_before,
         postgres_cpu_seconds(db.pgdata) - db_before,
         time.process_time() - client_before,
         waits,
@@ -271,7 +293,8 @@ def measure(
 def report(results: list[Result], args: argparse.Namespace) -> bool:
     print()
     print(
-        f"{args.concurrency} clients, {args.duration:g} s measured per server in "
+        f"{args.concurrency} clients, {args.processes} process(es) per server, "
+        f"{args.duration:g} s measured per server in "
         f"{args.rounds} alternating slices after {args.warmup:g} s warm-up, "
         f"{args.payload_bytes}-byte JSON records over {args.subjects} subjects, "
         f"{args.put_percent}% PUT / {90 - args.put_percent}% GET / 10% list"
@@ -344,6 +367,10 @@ def main() -> int:
         "--put-percent", type=int, default=45, choices=range(0, 91), metavar="0-90",
         help="share of record PUTs (replaces); GETs get 90 minus this, lists 10",
     )  # fmt: skip
+    parser.add_argument(
+        "--processes", type=int, default=1, choices=range(1, 9), metavar="1-8",
+        help="processes per server (both alike; clients take them in turn)",
+    )  # fmt: skip
     parser.add_argument("--py-spy", type=Path, help="profile the vault to this file")
     parser.add_argument(
         "--db-waits", action="store_true", help="sample what the vault's connections wait on"
@@ -365,29 +392,36 @@ def main() -> int:
         pgdata = work / "pg" / "postgres"
     db = Database(database_url, pgdata)
     servers: list[Server] = []
-    try:
-        port = free_port()
-        vault = start(
-            "vault",
-            [sys.executable, "-m", "vault", "api"],
-            vault_env(work, database_url, port),
-            port,
-            work,
-        )
-        servers.append(vault)
-        vault.authorization = app_key(vault_env(work, database_url, port), port)
-        pool_max = os.environ.get("DATAVAULT_DB_POOL_MAX", "20")
-        port = free_port()
-        bare_argv = [
+    pool_max = os.environ.get("DATAVAULT_DB_POOL_MAX", "20")
+
+    def vault_command(port: int) -> tuple[list[str], dict[str, str]]:
+        return [sys.executable, "-m", "vault", "api"], vault_env(work, database_url, port)
+
+    def bare_command(port: int) -> tuple[list[str], dict[str, str]]:
+        argv = [
             sys.executable, "bench/bare_app.py", "--port", str(port),
             "--database-url", database_url, "--pool-max", pool_max,
         ]  # fmt: skip
-        servers.append(start("bare", bare_argv, dict(os.environ), port, work))
-        print(f"vault pid {vault.process.pid}, bare pid {servers[1].process.pid}", flush=True)
-        results = measure([servers[1], vault], args, db, vault.process.pid)
+        return argv, dict(os.environ)
+
+    try:
+        # One process first: `tenant create` migrates nothing twice and the key is made
+        # through it; the others join the same database and data directory.
+        vault = start("vault", vault_command, 1, work)
+        servers.append(vault)
+        vault.authorization = app_key(vault_command(vault.ports[0])[1], vault.ports[0])
+        if args.processes > 1:
+            more = start("vault-more", vault_command, args.processes - 1, work)
+            vault.processes += more.processes
+            vault.ports += more.ports
+        servers.append(start("bare", bare_command, args.processes, work))
+        pids = {s.name: [p.pid for p in s.processes] for s in servers}
+        print(f"pids: {pids}", flush=True)
+        results = measure([servers[1], vault], args, db, vault.processes[0].pid)
     finally:
         for server in servers:
-            stop(server.process)
+            for process in server.processes:
+                stop(process)
     ok = report(results, args)
     print(f"(logs: {work})")
     return 0 if ok else 1

@@ -112,11 +112,14 @@ class Tally:
 
 @dataclass(frozen=True)
 class Workload:
-    port: int
+    ports: tuple[int, ...]  # a server's processes; client n talks to n mod len
     authorization: str
     subjects: int
     payload_bytes: int
     put_percent: int = 45
+
+    def port_for(self, slot: int) -> int:
+        return self.ports[slot % len(self.ports)]
 
     @property
     def mix(self) -> tuple[tuple[str, int], ...]:
@@ -136,7 +139,7 @@ async def populate(workload: Workload, concurrency: int) -> None:
     pairs = [(s, n) for s in range(workload.subjects) for n in RECORD_NAMES]
 
     async def worker(slot: int) -> None:
-        conn = Connection(workload.port, workload.authorization)
+        conn = Connection(workload.port_for(slot), workload.authorization)
         try:
             for index in range(slot, len(pairs), concurrency):
                 subject, name = pairs[index]
@@ -159,7 +162,7 @@ async def drive(workload: Workload, concurrency: int, seconds: float, seed: int)
 
     async def client(slot: int) -> None:
         rng = random.Random(seed * 1000 + slot)
-        conn = Connection(workload.port, workload.authorization)
+        conn = Connection(workload.port_for(slot), workload.authorization)
         serial = 0
         try:
             while time.perf_counter() < deadline:
