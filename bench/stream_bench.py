@@ -22,10 +22,12 @@ Measured 2026-11-26 on 2 vCPU Xeon (shared with other work), `--repeat 2`: files
 vault 457 MB/s up, 635 down; bare 535 / 675; vault/bare 0.85 / 0.94 (goal >= 0.8: met); vault
 peak RSS 78 MiB before, 84 MiB after. S3, 256 MiB: vault 43 / 249 MB/s, boto3 72 / 478,
 vault/boto3 0.60 / 0.52 (the vault uploaded parts one at a time and downloads with one GET).
-With two parts in flight (26 Nov, second session; `--size-mib 64`, two runs): upload 101 /
-102 MB/s against boto3's 87 / 94, 1.16 / 1.08 (before, same machine that hour: 72 against
-113, 0.63); download unchanged, 358 / 394 against 832 / 1012 (one GET read in 1 MiB
-pieces, each decrypted and sent before the next is read); peak RSS after 121-125 MiB.
+With two parts in flight (26 Nov, second session; `--size-mib 64`, seven runs over an
+hour): upload 90-102 MB/s against boto3's 87-117, 0.79-1.16 (before, same machine that
+hour: 72 against 113, 0.63); download unchanged, 352-397 against 619-1012 (one GET read
+in 1 MiB pieces; reading the next piece while one is decrypted and sent was tried and
+gained nothing: 352-386, the vault's decrypt and send on the shared cores is the limit);
+peak RSS after 121-125 MiB.
 """
 
 from __future__ import annotations
