@@ -13,7 +13,8 @@ process starts and that stops when it exits. The vault runs as `python -m vault 
 tenant and an ingest+read key; the bare app as `python bench/bare_app.py` with the same
 pool size. `--processes N` runs N of each (API replicas sharing the database and each
 tenant's access-log chain; the bare app's each with its own pool) and the clients take
-them in turn, as a load balancer would. Both are separate processes on 127.0.0.1, stopped by PID at the end.
+them in turn, as a load balancer would. All are separate processes on 127.0.0.1, stopped
+by PID at the end.
 
 The client (this process, raw asyncio HTTP/1.1 with keep-alive, bench/load_client.py)
 first writes every record once and runs `--warmup` seconds unmeasured against each
