@@ -58,6 +58,14 @@ def _head(server: ServerThread, secret: str, ref: str, framing: str) -> bytes:
     ).encode()
 
 
+def _send_whole(server: ServerThread, secret: str, ref: str, body: bytes, timeout: float) -> bytes:
+    """The hand-written upload sent in full: the head of the answer."""
+    with socket.create_connection(_address(server), timeout=timeout) as sock:
+        sock.sendall(_head(server, secret, ref, f"Content-Length: {len(body)}"))
+        sock.sendall(body)
+        return read_response_head(sock)
+
+
 def _nothing_left(server: ServerThread, read_key: dict[str, Any], ref: str) -> bool:
     with server.client() as http:
         listed = http.get(subject_url(ref, "artefacts"), headers=auth(read_key))
@@ -123,10 +131,7 @@ def test_the_same_raw_upload_sent_whole_is_stored(
     with server.client() as http:
         keys = data_keys(http, tenant)
     body = os.urandom(3 * MIB)
-    with socket.create_connection(_address(server), timeout=30) as sock:
-        sock.sendall(_head(server, keys.ingest["secret"], ref, f"Content-Length: {len(body)}"))
-        sock.sendall(body)
-        received = read_response_head(sock)
+    received = _send_whole(server, keys.ingest["secret"], ref, body, timeout=30)
     assert received.startswith(b"HTTP/1.1 201"), received[:300]
     with server.client() as http:
         listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
@@ -241,10 +246,7 @@ def test_the_same_s3_upload_sent_whole_is_stored_as_one_object(
     with s3_server.client() as http:
         keys = data_keys(http, tenant)
     body = os.urandom(PART_SIZE_BYTES + 4 * MIB)
-    with socket.create_connection(_address(s3_server), timeout=60) as sock:
-        sock.sendall(_head(s3_server, keys.ingest["secret"], ref, f"Content-Length: {len(body)}"))
-        sock.sendall(body)
-        received = read_response_head(sock)
+    received = _send_whole(s3_server, keys.ingest["secret"], ref, body, timeout=60)
     assert received.startswith(b"HTTP/1.1 201"), received[:300]
     with s3_server.client() as http:
         listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
