@@ -112,6 +112,8 @@ ROUTES = [
         PUT=idempotent(records.put_record),
         DELETE=records.delete_record,
     ),
+    route("/v1/subjects/{ref}/records/{name}/versions", GET=records.list_record_versions),
+    route("/v1/subjects/{ref}/records/{name}/versions/{version}", GET=records.get_record_version),
     route("/v1/subjects/{ref}/export", GET=subjects.export_subject),
     route(
         "/v1/subjects/{ref}/restriction",
@@ -127,7 +129,11 @@ ROUTES = [
     route("/v1/erasures/{erasure_id}/receipt", GET=erasures.erasure_receipt),
     route("/v1/holds", GET=holds.list_holds, POST=idempotent(holds.place_hold)),
     route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),
-    route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
+    route(
+        "/v1/holds/{hold_id}/release",
+        POST=holds.release_hold,
+        DELETE=holds.withdraw_hold_release,
+    ),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
 ]

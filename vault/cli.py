@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from vault.runtime import OperatorContext
 
 from vault.config import ENVIRONMENT, ConfigError, Settings, check_settings, settings_from_env
+from vault.domain.api_keys import FIRST_KEY_OWNER
 from vault.errors import InvalidInput, UnknownEpoch, UnknownTenant, VaultError
 
 EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
@@ -72,7 +73,7 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
     check_slug(args.slug)  # before the database starts or a root key is created
     created = _run_operator(
-        args, lambda ctx: create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug)
+        args, lambda ctx: create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug, args.owner)
     )
     data = {
         "tenant_id": str(created.id),
@@ -107,6 +108,53 @@ def cmd_tenant_list(args: argparse.Namespace) -> int:
         "\n".join(f"{r['slug']}\t{r['tenant_id']}\t{r['status']}" for r in rows),
     )
     return EXIT_OK
+
+
+def cmd_api_key_create(args: argparse.Namespace) -> int:
+    """The operator's way back in for a tenant that lost its admin keys (API.md)."""
+    from vault.domain.scopes import parse_scopes
+    from vault.services.tenants import find_tenant
+
+    scopes = parse_scopes(s.strip() for s in args.scopes.split(","))
+
+    async def work(ctx: OperatorContext) -> Any:
+        tenant = await find_tenant(ctx.db, args.tenant)
+        return tenant, await ctx.api_keys.create(
+            tenant.id, name=args.name, scopes=scopes, owner=args.owner
+        )
+
+    tenant, created = _run_operator(args, work)
+    data = {"tenant_id": str(tenant.id), "key_id": str(created.id), "prefix": created.prefix,
+            "scopes": sorted(created.scopes), "owner": created.owner,
+            "api_key": created.token.reveal()}  # fmt: skip
+    _emit(
+        args,
+        data,
+        f"API key {created.prefix} ({', '.join(sorted(created.scopes))}) created for "
+        f"{tenant.slug}, held by {created.owner}\n"
+        f"(shown once, store it now):\n{created.token.reveal()}",
+    )
+    return EXIT_OK
+
+
+def cmd_check_deletion(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from workers.deletion_check import find_deletion_violations
+
+    grace = timedelta(seconds=args.grace_seconds)
+    violations = _run_operator(args, lambda ctx: find_deletion_violations(ctx.db, grace=grace))
+    data = {
+        "ok": not violations,
+        "violations": [
+            {"kind": v.kind, "tenant_id": str(v.tenant_id) if v.tenant_id else None,
+             "detail": v.detail}
+            for v in violations
+        ],
+    }  # fmt: skip
+    text = "\n".join(v.describe() for v in violations) or "deletion invariants hold"
+    _emit(args, data, text)
+    return EXIT_FAILED_CHECK if violations else EXIT_OK
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
@@ -310,6 +358,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create = command(tenant, "create", cmd_tenant_create, "create a tenant and its first admin key")
     create.add_argument("slug")
+    create.add_argument(
+        "--owner", default=FIRST_KEY_OWNER, help="the person who holds the first admin key"
+    )
+
+    api_key = sub.add_parser("api-key", help="API keys").add_subparsers(
+        dest="api_key_command", required=True
+    )
+    new_key = command(api_key, "create", cmd_api_key_create, "create an API key for a tenant")
+    new_key.add_argument("--tenant", metavar="SLUG", required=True)
+    new_key.add_argument("--scopes", required=True, help="comma-separated, e.g. admin")
+    new_key.add_argument("--owner", required=True, help="the person who holds the key")
+    new_key.add_argument("--name", default="created by the operator")
+
+    invariants = sub.add_parser("check", help="invariants").add_subparsers(
+        dest="check_command", required=True
+    )
+    deletion = command(
+        invariants,
+        "deletion",
+        cmd_check_deletion,
+        "check the deletion invariants (exit 1 if broken)",
+    )
+    deletion.add_argument(
+        "--grace-seconds", type=float, default=900,
+        help="what the jobs are about to do anyway is not reported before this (default 900)",
+    )  # fmt: skip
     command(tenant, "list", cmd_tenant_list, "list tenants")
 
     audit = sub.add_parser("audit", help="access log").add_subparsers(

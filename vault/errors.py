@@ -42,6 +42,12 @@ class Conflict(VaultError):
     """The request clashes with the current state (a hold, an existing value)."""
 
 
+class StaleGeneration(Conflict):
+    """A key was asked for a generation that is no longer the subject's current one (an
+    erasure was requested meanwhile): the database refuses it (migration 0016). Writers
+    read the subject again; if it still escapes, the client may retry."""
+
+
 class TimedOut(VaultError):
     """The client stopped sending the request body."""
 
@@ -69,6 +75,12 @@ class Forbidden(VaultError):
 
 class Restricted(Forbidden):
     """Processing of this subject is restricted (GDPR Art. 18): compliance scope only."""
+
+
+class RestrictedDeletion(Conflict):
+    """Processing of this subject is restricted (GDPR Art. 18), which freezes deletion
+    too: the application may not delete its data until the restriction is lifted (an
+    erasure instruction still proceeds)."""
 
 
 class Gone(NotFound):

@@ -8,19 +8,17 @@ from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys, publish_anchors
-from vault.services.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
 from vault.services.erasure_receipts import ReceiptIssuer
-from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
-from vault.services.idempotency import (
-    IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS,
-    expire_idempotency_keys,
-)
 from vault.services.keyring import KeyRing
-from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
+from workers.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
+from workers.deletion_check import CHECK_INTERVAL_SECONDS, run_scheduled_check
 from workers.epochs import EPOCH_SCHEDULE_INTERVAL_SECONDS, EpochSchedule, run_epoch_schedule
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
+from workers.hold_expiry import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
+from workers.idempotency import IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS, expire_idempotency_keys
+from workers.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
 from workers.runner import PeriodicJob
@@ -74,6 +72,9 @@ def background_jobs(
             "shred-ledger",
             PUBLISH_INTERVAL_SECONDS,
             lambda: publish_and_complete(db, blobs, issuer),
+        ),
+        PeriodicJob(
+            "deletion-check", CHECK_INTERVAL_SECONDS, lambda: run_scheduled_check(db, metrics)
         ),
         PeriodicJob(
             "root-epoch-schedule",

@@ -43,7 +43,7 @@ def test_created_key_has_prefixed_secret_and_echoes_its_scopes(
     with server.client() as http:
         response = http.post(
             "/v1/api-keys",
-            json={"name": "auditor", "scopes": ["compliance", "read"]},
+            json={"name": "auditor", "scopes": ["compliance", "read"], "owner": "a.auditor"},
             headers=tenant.auth(),
         )
     assert response.status_code == 201, response.text
@@ -213,7 +213,7 @@ def test_own_random_secret_is_accepted_and_usable(server: ServerThread, tenant: 
     with server.client() as http:
         response = http.post(
             "/v1/api-keys",
-            json={"name": "byo", "scopes": ["compliance"], "secret": own},
+            json={"name": "byo", "scopes": ["compliance"], "secret": own, "owner": "b.byo"},
             headers=tenant.auth(),
         )
         assert response.status_code == 201, response.text

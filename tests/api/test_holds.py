@@ -16,7 +16,7 @@ import httpx
 from tests.api.helpers import create_key
 from tests.support import ServerThread, Tenant, bearer, problem
 from vault.db.database import Database
-from vault.services.holds import journal_expired_holds
+from workers.hold_expiry import journal_expired_holds
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:

@@ -86,14 +86,13 @@ def test_csrf_tokens_are_bound_to_their_cookie_and_purpose() -> None:
 
 
 def test_every_status_reason_and_journal_event_has_a_label() -> None:
-    from vault.domain.holds import HoldReason
-    from vault.services.erasures import STATUSES
+    from vault.domain.erasures import ErasureStatus
+    from vault.domain.holds import HoldAction, HoldReason
 
-    events = ("placed", "extended", "annotated", "release_requested", "released", "expired")
     wanted = [
-        *(f"status.{s}" for s in STATUSES),
+        *(f"status.{s}" for s in ErasureStatus),
         *(f"reason.{r.value}" for r in HoldReason),
-        *(f"event.{e}" for e in events),
+        *(f"event.{e}" for e in HoldAction),
         "subject.status_active",
         "subject.status_restricted",
     ]

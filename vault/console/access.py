@@ -26,6 +26,7 @@ from vault.console.state import console_state
 from vault.console.web import (
     console_page,
     field_message,
+    form_ref,
     page,
     read_form,
     redirect,
@@ -33,7 +34,6 @@ from vault.console.web import (
 )
 from vault.db.sql import Queries
 from vault.domain.scopes import Scope
-from vault.domain.subject_refs import normalize_ref
 from vault.errors import InvalidInput
 from vault.http.access_log import _render_row, access_filters
 from vault.http.params import encode_cursor
@@ -129,8 +129,8 @@ async def submit_search(request: Request) -> Response:
             except InvalidInput:
                 moment = None
             params[name] = moment.isoformat() if moment else text(name)
-    if text("subject_ref"):
-        ref = normalize_ref(text("subject_ref"))
+    ref = form_ref(form)
+    if ref is not None:
         params["subject_ref_hash"] = (await state.subject_refs.hash(tenant_id, ref)).hex()
     return redirect(f"/console/access-log?{urlencode(params)}")
 

@@ -14,10 +14,16 @@ from starlette.responses import Response
 from vault.console.auth import session_csrf, signed_in
 from vault.console.state import console_state
 from vault.console.views import hold_view, key_prefixes
-from vault.console.web import console_page, field_message, page, read_form, redirect
+from vault.console.web import (
+    console_page,
+    field_message,
+    form_ref,
+    page,
+    read_form,
+    redirect,
+)
 from vault.domain.holds import MAX_NOTE_LENGTH, HoldReason
 from vault.domain.scopes import Scope
-from vault.domain.subject_refs import normalize_ref
 from vault.errors import Conflict, InvalidInput
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, parse_time, path_uuid
@@ -106,9 +112,10 @@ async def place_hold(request: Request) -> Response:
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
     values: dict[str, Any] = {
-        name: _text(form, name)
-        for name in ("subject_ref", "reason", "reference", "note", "expires_at")
+        name: _text(form, name) for name in ("reason", "reference", "note", "expires_at")
     }
+    raw_ref = form.get("subject_ref")
+    values["subject_ref"] = raw_ref if isinstance(raw_ref, str) else ""
     values["categories"] = [c for c in form.getlist("categories") if isinstance(c, str)]
     errors: dict[str, str] = {}
     body: dict[str, Any] = {
@@ -128,7 +135,7 @@ async def place_hold(request: Request) -> Response:
             errors[field] = field_message(field, exc)
     ref = None
     try:
-        ref = normalize_ref(values["subject_ref"]) if values["subject_ref"] else None
+        ref = form_ref(form)
     except InvalidInput as exc:
         errors["subject_ref"] = field_message("subject_ref", exc)
     expires_at = None

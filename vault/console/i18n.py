@@ -226,6 +226,7 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "event.extended": ("extended", "verlengd"),
     "event.annotated": ("annotated", "aangetekend"),
     "event.release_requested": ("release requested", "opheffing aangevraagd"),
+    "event.release_withdrawn": ("release request withdrawn", "opheffingsverzoek ingetrokken"),
     "event.released": ("released", "opgeheven"),
     "event.expired": ("expired", "verlopen"),
     "erasures.title": ("Erasures", "Verwijderingen"),

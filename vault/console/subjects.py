@@ -21,8 +21,7 @@ from vault.console.web import (
     with_security_headers,
 )
 from vault.domain.scopes import Scope
-from vault.domain.secret_text import SecretText
-from vault.domain.subject_refs import normalize_ref
+from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import InvalidInput, NotFound
 from vault.http.state import vault_state
 from vault.http.subject_request import access_for, note_subject
@@ -32,7 +31,7 @@ from vault.http.subjects import MAX_REASON_LENGTH
 SUBJECT_ERASURES_SHOWN = 50
 
 
-def _ref(form: FormData) -> SecretText:
+def _ref(form: FormData) -> SubjectRef:
     value = form.get("ref")
     return normalize_ref(value if isinstance(value, str) else "", field="ref")
 
@@ -44,7 +43,7 @@ async def lookup_form(request: Request) -> Response:
 
 
 async def _subject_page(
-    request: Request, session: ConsoleSession, ref: SecretText, *, message: str = "",
+    request: Request, session: ConsoleSession, ref: SubjectRef, *, message: str = "",
     errors: dict[str, str] | None = None, status: int = 200,
 ) -> Response:  # fmt: skip
     state = vault_state(request)

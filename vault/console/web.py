@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from vault import errors
 from vault.console import csrf
 from vault.console.i18n import CATALOGUE, Catalogue, choose_language
+from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
@@ -207,3 +208,13 @@ def console_page(handler: Handler) -> Handler:
             return response
 
     return wrapped
+
+
+def form_ref(form: FormData, name: str = "subject_ref") -> SubjectRef | None:
+    """A subject reference typed into a form, normalised exactly as the API normalises
+    it (no trimming: the pseudonym must be the one the data was written under); None
+    when the field was left empty."""
+    value = form.get(name)
+    if not isinstance(value, str) or value == "":
+        return None
+    return normalize_ref(value, field=name)

@@ -8,6 +8,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
 from vault.errors import InvalidInput
 
@@ -118,3 +119,24 @@ def _longest_earlier_repeat(text: str, i: int) -> int:
         else:
             break
     return best
+
+
+# DESIGN.md: keys that can end a hold or mint keys name the person who holds them.
+OWNER_REQUIRED = frozenset({Scope.COMPLIANCE, Scope.ADMIN})
+OWNER_MAX_LENGTH = 200
+# Who holds a tenant's first admin key unless the operator names someone.
+FIRST_KEY_OWNER = "operator"
+
+
+def check_owner(owner: str | None, scopes: frozenset[Scope]) -> str | None:
+    """The key's owner: required for compliance and admin keys, 1-200 characters."""
+    if owner is None:
+        if scopes & OWNER_REQUIRED:
+            raise InvalidInput(
+                "owner (the person who holds the key) is required for compliance and admin keys",
+                field="owner",
+            )
+        return None
+    if not owner.strip() or len(owner) > OWNER_MAX_LENGTH:
+        raise InvalidInput(f"owner must be 1-{OWNER_MAX_LENGTH} characters", field="owner")
+    return owner

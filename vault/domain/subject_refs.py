@@ -11,12 +11,22 @@ from vault.errors import InvalidInput
 SUBJECT_REF_MAX_CHARS = 200
 
 
-def normalize_ref(raw: str, field: str = "subject_ref") -> SecretText:
-    """NFC-normalise and bound a reference. The error never repeats the reference."""
+class SubjectRef(SecretText):
+    """A subject reference as the vault keys it: only `normalize_ref` makes one, and the
+    keyed hash takes nothing else, so every path (API, console, access-log search) finds
+    the same pseudonym for the same reference."""
+
+    __slots__ = ()
+
+
+def normalize_ref(raw: str, field: str = "subject_ref") -> SubjectRef:
+    """NFC-normalise and bound a reference; nothing else (no trimming: `"zed "` and
+    `"zed"` are two references, as the tenant wrote them). The error never repeats the
+    reference."""
     ref = unicodedata.normalize("NFC", raw)
     if not 1 <= len(ref) <= SUBJECT_REF_MAX_CHARS:
         raise InvalidInput(
             f"{field} must be 1 to {SUBJECT_REF_MAX_CHARS} characters after NFC normalisation",
             field=field,
         )
-    return SecretText(ref)
+    return SubjectRef(ref)

@@ -39,8 +39,12 @@ def render_erasure(erasure: dict[str, Any], full: bool = True) -> dict[str, Any]
             held.setdefault(item["category"], set()).update(str(h) for h in item["hold_ids"] or [])
     body.update(
         {
+            # Null until the status is completed; shredded_at: when the (latest) shred
+            # itself committed.
             "completed_at": erasure["completed_at"],
+            "shredded_at": erasure["shredded_at"],
             "cancelled_at": erasure["cancelled_at"],
+            "updated_at": erasure["updated_at"],
             "reason": erasure["reason"],
             "reference": erasure["reference"],
             "rate_braked": erasure["braked"],

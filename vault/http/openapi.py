@@ -40,6 +40,14 @@ API_KEY_CREATE = {
         "scopes": _SCOPES,
         "allowed_cidrs": {"type": "array", "items": _STR, "maxItems": 50},
         "expires_at": _TIME,
+        "owner": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "description": "The person who holds the key (e.g. an e-mail or staff id); "
+            "required for compliance and admin keys. Two-person hold releases need keys of "
+            "two owners.",
+        },
         "secret": {
             "type": "string",
             "minLength": 32,
@@ -51,7 +59,8 @@ API_KEY_CREATE = {
 API_KEY = {
     "type": "object",
     "properties": {
-        "id": _UUID, "prefix": _STR, "name": _STR, "scopes": _SCOPES,
+        "id": _UUID, "prefix": _STR, "name": _STR, "owner": {"type": ["string", "null"]},
+        "scopes": _SCOPES,
         "allowed_cidrs": {"type": "array", "items": _STR}, "expires_at": _TIME,
         "created_at": _TIME, "revoked_at": _TIME, "last_used_at": _TIME, "last_used_ip": _STR,
         "bring_your_own": {"type": "boolean"},
@@ -88,6 +97,21 @@ SETTINGS = {
         "erasure_grace_hours": {"type": "integer"},
         "erasure_rate_limit_per_hour": {"type": ["integer", "null"]},
         "retention": {"type": "object", "additionalProperties": _RETENTION_RULE},
+        "pending": {
+            "type": "array",
+            "description": "Shortened or removed keep_at_least_days that bind data written "
+            "before the change only from effective_at (the deployment's closure delay)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "category": _STR,
+                    "keep_at_least_days": {"type": ["integer", "null"]},
+                    "previous_keep_at_least_days": {"type": "integer"},
+                    "changed_at": _TIME,
+                    "effective_at": _TIME,
+                },
+            },
+        },
     },
 }
 _TENANT_STATUS = {"type": "string", "enum": ["active", "closing", "closed"]}

@@ -47,6 +47,7 @@ HOLD = {
         "released_by": _NULLABLE_STR,
         "release_requested_by": _NULLABLE_STR,
         "release_requested_at": _NULLABLE_TIME,
+        "release_request_expires_at": _NULLABLE_TIME,
         "active": {"type": "boolean"},
         "events": {"type": "array", "items": {"type": "object"}},
     },
@@ -102,6 +103,9 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
                        errors=(404,)),
             "patch": _op("Extend the expiry or change the note", scope="compliance",
                          ok_schema=HOLD, errors=(404, 409, 422),
+                         description="An expiry can only move later (or be removed), and a "
+                         "hold without one cannot be given one: 422 otherwise (that would "
+                         "end the hold sooner by one hand; release it instead).",
                          body={"type": "object", "properties": {"expires_at": _TIME,
                                                                 "note": _STR}}),
         },
@@ -123,9 +127,13 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
                                 "release_requested_at are set, released_at is null", HOLD),
                 },
                 body=_REASON_BODY, errors=(400, 404, 409, 413, 415, 422),
-                description="409 when the hold is released already, or when the key that "
-                "requested the release confirms it itself.",
+                description="409 when the hold is released already, or when the confirming "
+                "key is not a second person: it must name another owner, and neither key "
+                "may have been created by the other or by a key of the other's owner. A "
+                "request lapses after 7 days (release_request_expires_at).",
             ),
+            "delete": _op("Withdraw a release request that awaits its second person",
+                          scope="compliance", ok_schema=HOLD, errors=(404, 409)),
         },
     }  # fmt: skip
 
@@ -167,8 +175,13 @@ ERASURE = {
     "type": "object",
     "properties": {
         **ERASURE_REQUESTED["properties"],  # type: ignore[dict-item]
-        "completed_at": _NULLABLE_TIME,
+        "completed_at": {**_NULLABLE_TIME, "description": "null until the status is completed"},
+        "shredded_at": {
+            **_NULLABLE_TIME,
+            "description": "when the (latest) shred itself committed",
+        },
         "cancelled_at": _NULLABLE_TIME,
+        "updated_at": _TIME,
         "reason": _NULLABLE_STR,
         "reference": _NULLABLE_STR,
         "rate_braked": {"type": "boolean"},

@@ -188,7 +188,27 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "get": _op("The record's JSON value as stored", scope="read",
                        ok_schema={"description": "any JSON value"}, errors=(404, 410)),
             "delete": _op("Crypto-shred the record", scope="ingest", ok=204,
-                          errors=(404, 409, 410)),
+                          errors=(404, 409, 410),
+                          description="409 under a legal hold (with `holds`), or while the "
+                          "subject's processing is restricted (problem type restricted)."),
+        },
+        "/v1/subjects/{ref}/records/{name}/versions": {
+            "parameters": [_REF, _path("name")],
+            "get": _op(
+                "Versions a legal hold kept when the record was replaced, newest first",
+                scope="compliance", errors=(404,),
+                ok_schema={"type": "object", "required": ["items"], "properties": {
+                    "items": {"type": "array", "items": {"type": "object", "properties": {
+                        "version": {"type": "integer"}, "updated_at": _TIME,
+                        "superseded_at": _TIME,
+                        "hold_ids": {"type": "array", "items": _STR}}}},
+                    "next_cursor": {"type": ["string", "null"]}}},
+            ),
+        },
+        "/v1/subjects/{ref}/records/{name}/versions/{version}": {
+            "parameters": [_REF, _path("name"), _path("version")],
+            "get": _op("One version's JSON value, while its key lives", scope="compliance",
+                       ok_schema={"description": "any JSON value"}, errors=(404, 410, 422)),
         },
         "/v1/subjects/{ref}/export": {
             "parameters": [_REF],

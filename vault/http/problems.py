@@ -25,6 +25,7 @@ STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
     errors.Gone: (410, "gone"),
     errors.TimedOut: (408, "request-timeout"),
     errors.Conflict: (409, "conflict"),
+    errors.RestrictedDeletion: (409, "restricted"),
     errors.TooLarge: (413, "too-large"),
     errors.UnsupportedMediaType: (415, "unsupported-media-type"),
     errors.InvalidInput: (422, "invalid-input"),

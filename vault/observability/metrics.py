@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-# The fixed values of erasures.status (migration 0005): the only label the erasure gauge has.
-ERASURE_STATUSES = ("scheduled", "in_progress", "completed", "held", "cancelled")
+from vault.domain.erasures import ErasureStatus
+
+# The fixed values of erasures.status: the only label the erasure gauge has.
+ERASURE_STATUSES = tuple(ErasureStatus)
 
 
 class Metrics:
@@ -107,6 +109,12 @@ class Metrics:
         self.ledger_lag = Gauge(
             "datavault_ledger_lag_seconds",
             "Age of the oldest destroyed key not yet published to the shred ledger (0 if none)",
+            registry=self.registry,
+        )
+        self.deletion_violations = Gauge(
+            "datavault_deletion_invariant_violations",
+            "Violations of the deletion invariants found by the last scheduled "
+            "`datavault check deletion` in this worker (0 where it has not run)",
             registry=self.registry,
         )
         self.worker_job_lag = Gauge(

@@ -20,6 +20,7 @@ from vault.domain.api_keys import (
     KEY_NAME_MAX_LENGTH,
     OWN_SECRET_MAX_LENGTH,
     NewKeyMaterial,
+    check_owner,
     generate_key,
     own_key,
 )
@@ -72,6 +73,7 @@ class CreatedKey:
     id: uuid.UUID
     prefix: str
     name: str
+    owner: str | None
     scopes: frozenset[Scope]
     allowed_cidrs: tuple[IPNetwork, ...]
     expires_at: datetime | None
@@ -114,6 +116,7 @@ class ApiKeyService:
         expires_at: datetime | None = None,
         own_secret: str | None = None,
         created_by: uuid.UUID | None = None,
+        owner: str | None = None,
     ) -> CreatedKey:
         async with self._db.tenant_tx(tenant_id) as conn:
             return await self.create_in(
@@ -125,6 +128,7 @@ class ApiKeyService:
                 expires_at=expires_at,
                 own_secret=own_secret,
                 created_by=created_by,
+                owner=owner,
             )
 
     async def create_in(
@@ -138,10 +142,13 @@ class ApiKeyService:
         expires_at: datetime | None = None,
         own_secret: str | None = None,
         created_by: uuid.UUID | None = None,
+        owner: str | None = None,
     ) -> CreatedKey:
-        """Create a key inside the caller's tenant transaction."""
+        """Create a key inside the caller's tenant transaction. `owner`: the person who
+        holds it (required for compliance and admin keys)."""
         if not name.strip() or len(name) > KEY_NAME_MAX_LENGTH:
             raise InvalidInput(f"name must be 1-{KEY_NAME_MAX_LENGTH} characters", field="name")
+        owner = check_owner(owner, scopes)
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise InvalidInput("expires_at must be in the future", field="expires_at")
         material: NewKeyMaterial = own_key(own_secret) if own_secret is not None else generate_key()
@@ -159,6 +166,7 @@ class ApiKeyService:
                 material.bring_your_own,
                 expires_at,
                 created_by,
+                owner,
             )
         except asyncpg.UniqueViolationError:
             # The same secret twice (a tenant reusing its own secret) or a prefix clash.
@@ -167,6 +175,7 @@ class ApiKeyService:
             key_id,
             material.prefix,
             name,
+            owner,
             scopes,
             tuple(allowed_cidrs),
             expires_at,
@@ -181,6 +190,14 @@ class ApiKeyService:
 
     async def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
         async with self._db.tenant_tx(tenant_id) as conn:
+            # Locks every live admin key of the tenant, so two revocations at once cannot
+            # both see the other key still there.
+            admins = await conn.fetch(Q.live_admin_keys_for_update, tenant_id)
+            if [row["id"] for row in admins] == [key_id]:
+                raise Conflict(
+                    "this is the tenant's last admin key: create another admin key first "
+                    "(or ask the operator: datavault api-key create)"
+                )
             # Revoking twice is harmless: the key stays revoked.
             revoked = await conn.fetchval(Q.revoke, tenant_id, key_id)
             self.forget(key_id)

@@ -34,8 +34,8 @@ from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
-from vault.domain.secret_text import SecretText
-from vault.errors import Gone, KeyDestroyed, NotFound, TooLarge
+from vault.domain.subject_refs import SubjectRef
+from vault.errors import Gone, KeyDestroyed, NotFound, StaleGeneration, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.keyring import DataKey, KeyRing
 from vault.services.prefetch import prefetched
@@ -44,6 +44,7 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
+    check_deletable,
     check_generation,
     check_writable,
     readable_generations,
@@ -56,6 +57,8 @@ Q = Queries("artefacts")
 KEY_RECHECK_SECONDS = 10.0
 # An upload still 'uploading' after this long belongs to a process that died.
 ABANDONED_UPLOAD_AFTER = timedelta(hours=24)
+# Each retry follows an erasure request for this subject that landed meanwhile.
+STALE_GENERATION_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -106,7 +109,7 @@ class ArtefactService:
     async def upload(
         self,
         tenant_id: uuid.UUID,
-        ref: SecretText,
+        ref: SubjectRef,
         *,
         category: str | None,
         content_type: str,
@@ -118,25 +121,35 @@ class ArtefactService:
             raise TooLarge(f"artefact is larger than {self.max_bytes} bytes")
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         artefact_id = uuid.uuid4()
-        async with self._db.tenant_tx(tenant_id) as conn:
-            settings = await load_settings(conn, tenant_id)
-            category = check_category(category, settings.categories)
-            limit = settings.artefact_limit(category, self.max_bytes)
-            if declared_length is not None and declared_length > limit:
-                raise TooLarge(f"{category} artefacts are at most {limit} bytes")
-            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
-            check_writable(subject)
-            data_key = await self._keyring.new_data_key_for_write(
-                conn, tenant_id, subject.id, category, subject.generation, "artefact"
-            )
-            key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
-            inserted = await conn.fetchrow(
-                Q.insert_uploading,
-                tenant_id, artefact_id, subject.id, category, subject.generation, data_key.id, key,
-                content_type, DEFAULT_SEGMENT_SIZE, settings.rules_for(category).delete_after_days,
-            )  # fmt: skip
-            assert inserted is not None
-            created_at, expires_at = inserted["created_at"], inserted["expires_at"]
+        for attempt in range(1, STALE_GENERATION_ATTEMPTS + 1):
+            try:
+                async with self._db.tenant_tx(tenant_id) as conn:
+                    settings = await load_settings(conn, tenant_id)
+                    checked = check_category(category, settings.categories)
+                    limit = settings.artefact_limit(checked, self.max_bytes)
+                    if declared_length is not None and declared_length > limit:
+                        raise TooLarge(f"{checked} artefacts are at most {limit} bytes")
+                    subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
+                    check_writable(subject)
+                    data_key = await self._keyring.new_data_key_for_write(
+                        conn, tenant_id, subject.id, checked, subject.generation, "artefact"
+                    )
+                    key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
+                    inserted = await conn.fetchrow(
+                        Q.insert_uploading,
+                        tenant_id, artefact_id, subject.id, checked, subject.generation,
+                        data_key.id, key, content_type, DEFAULT_SEGMENT_SIZE,
+                        settings.rules_for(checked).delete_after_days,
+                    )  # fmt: skip
+                    assert inserted is not None
+                    created_at, expires_at = inserted["created_at"], inserted["expires_at"]
+                break
+            except StaleGeneration:
+                # An erasure was requested between reading the subject and creating its
+                # key: the database refused a key in the erased generation. Read the
+                # subject again; the upload is a new life in the next generation.
+                if attempt == STALE_GENERATION_ATTEMPTS:
+                    raise
         meter = UploadMeter(limit)
         try:
             plaintext = meter.through(prefetched(body))
@@ -153,7 +166,7 @@ class ArtefactService:
             await asyncio.shield(self._abandon(tenant_id, artefact_id, data_key.id, key))
             raise
         return Artefact(
-            artefact_id, subject, category, content_type, filename, meter.size, meter.sha256,
+            artefact_id, subject, checked, content_type, filename, meter.size, meter.sha256,
             meter.crc32, created_at, expires_at,
         )  # fmt: skip
 
@@ -168,7 +181,7 @@ class ArtefactService:
             await conn.execute(Q.blob_removed, tenant_id, artefact_id)
 
     async def _locate(
-        self, conn: Connection, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID
+        self, conn: Connection, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID
     ) -> tuple[Subject, Any]:
         subject = await self._subjects.find(
             conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
@@ -200,7 +213,7 @@ class ArtefactService:
         )
 
     async def describe(
-        self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID, access: SubjectAccess
+        self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID, access: SubjectAccess
     ) -> Artefact:
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
@@ -210,7 +223,7 @@ class ArtefactService:
         return self._describe(subject, row, data_key)
 
     async def list(
-        self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess, *, category: str | None,
+        self, tenant_id: uuid.UUID, ref: SubjectRef, access: SubjectAccess, *, category: str | None,
         after: tuple[datetime, uuid.UUID] | None, limit: int,
     ) -> list[Artefact]:  # fmt: skip
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -229,7 +242,7 @@ class ArtefactService:
         return [self._describe(subject, row, key) for row, key in zip(rows, keys, strict=True)]
 
     async def open_content(
-        self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID, access: SubjectAccess,
+        self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID, access: SubjectAccess,
         byte_range: ByteRange | None,
     ) -> Content:  # fmt: skip
         """Headers can be decided from the returned value; the body decrypts only the
@@ -290,11 +303,12 @@ class ArtefactService:
             ):
                 yield piece
 
-    async def delete(self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID) -> None:
+    async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID) -> None:
         """Crypto-shred (refused under hold), then remove the blob as hygiene; if that
         fails the sweeper retries."""
         async with self._db.tenant_tx(tenant_id) as conn:
-            _, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            check_deletable(subject)
             await self._keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
             await conn.execute(Q.mark_deleted, tenant_id, artefact_id)
         await remove_blob(self._db, self._blobs, tenant_id, artefact_id, row["blob_key"])

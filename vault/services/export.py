@@ -24,7 +24,7 @@ from stream_zip import NO_COMPRESSION_64, async_stream_zip
 from crypto.records import open_record
 from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound
 from vault.services.artefacts import Artefact, ArtefactService
 from vault.services.keyring import DataKey, KeyRing
@@ -77,7 +77,7 @@ class ExportService:
         self._artefacts = artefacts
 
     async def export(
-        self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess
+        self, tenant_id: uuid.UUID, ref: SubjectRef, access: SubjectAccess
     ) -> AsyncIterator[bytes]:
         """Checks access before returning, so a refusal is an error status, not a cut stream."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
@@ -150,7 +150,7 @@ class ExportService:
     async def _zip(
         self,
         tenant_id: uuid.UUID,
-        ref: SecretText,
+        ref: SubjectRef,
         ref_hash: bytes,
         access: SubjectAccess,
         manifest: dict[str, Any],

@@ -24,8 +24,8 @@ from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes, generate_key
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.errors import Conflict, KeyDestroyed, NotFound
-from vault.services.holds_seam import HoldCheck, NoHolds
+from vault.errors import Conflict, KeyDestroyed, NotFound, RestrictedDeletion
+from vault.services.holds_seam import HoldCheck
 from vault.services.kek_cache import KekCache
 from vault.services.tenants import kek_context
 
@@ -105,9 +105,11 @@ def data_key_context(ref: SubjectKeyRef, data_key_id: uuid.UUID) -> KeyContext:
 
 
 class KeyRing:
-    def __init__(self, root: RootKeyProvider, holds: HoldCheck | None = None) -> None:
+    def __init__(self, root: RootKeyProvider, holds: HoldCheck) -> None:
+        """`holds`: the legal-hold check every destroy path asks first (there is no key
+        ring that destroys without one)."""
         self._root = root
-        self.holds: HoldCheck = holds or NoHolds()
+        self.holds = holds
         self.keks = KekCache()
 
     async def _kek(self, tenant_id: uuid.UUID, version: int, wrapped: bytes | None) -> SecretBytes:
@@ -287,15 +289,20 @@ class KeyRing:
         return bool(alive)
 
     async def destroy_data_key(
-        self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID
-    ) -> bool:
+        self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID, *,
+        unless_restricted: bool = False,
+    ) -> bool:  # fmt: skip
         """Crypto-shred one artefact or record version, unless a hold covers it (Conflict
-        naming the holds). Checked under the subject's row lock, which placing a hold
-        also takes. Returns False if it was destroyed already."""
+        naming the holds) or, with `unless_restricted`, its subject's processing is
+        restricted (RestrictedDeletion). Checked under the subject's row lock, which
+        placing a hold or a restriction also takes. Returns False if it was destroyed
+        already."""
         owner = await conn.fetchrow(Q.data_key_subject, tenant_id, data_key_id)
         if owner is None:
             raise NotFound("no such key")
-        await conn.fetchval(Q.lock_subject, tenant_id, owner["subject_id"])
+        locked = await conn.fetchrow(Q.lock_subject, tenant_id, owner["subject_id"])
+        if unless_restricted and locked is not None and locked["restricted_at"] is not None:
+            raise RestrictedDeletion("processing of this subject is restricted")
         return await self.destroy_data_key_of_locked_subject(
             conn, tenant_id, owner["subject_id"], owner["category"], data_key_id
         )
@@ -324,10 +331,13 @@ class KeyRing:
         subject_id: uuid.UUID,
         generation: int,
         categories: Iterable[str] | None = None,
+        *,
+        erasure_id: uuid.UUID | None = None,
     ) -> tuple[list[DestroyedKey], list[KeptKey]]:
         """Destroy the generation's subject keys (all, or those categories) that no hold
-        covers; report what was destroyed and what holds kept. The caller records its own
-        state change in the same transaction."""
+        covers, each with its shred-ledger row (naming `erasure_id`, if one asked); report
+        what was destroyed and what holds kept. The caller records its own state change
+        in the same transaction."""
         await conn.fetchval(Q.lock_subject, tenant_id, subject_id)
         live = await conn.fetch(
             Q.live_subject_keys_of_generation, tenant_id, subject_id, generation
@@ -342,8 +352,9 @@ class KeyRing:
             if held.get(row["category"]):
                 kept.append(KeptKey(row["id"], row["category"], tuple(held[row["category"]])))
                 continue
-            done = await conn.fetchrow(Q.destroy_subject_key, tenant_id, row["id"])
-            if done is not None:
-                await conn.execute(Q.destroy_data_keys_under, tenant_id, row["id"])
-                destroyed.append(DestroyedKey(row["id"], row["category"], done["destroyed_at"]))
+            destroyed_at = await conn.fetchval(
+                Q.destroy_subject_key, tenant_id, row["id"], erasure_id
+            )
+            if destroyed_at is not None:
+                destroyed.append(DestroyedKey(row["id"], row["category"], destroyed_at))
         return destroyed, kept

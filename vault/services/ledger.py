@@ -1,7 +1,7 @@
 """The shred ledger: every destroyed key id, kept outside PostgreSQL in the blob store.
 
-A shred's transaction writes outbox rows; the publisher turns pending rows into one
-ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before, and only
+A shred's transaction writes outbox rows; the publisher (workers/ledger.py) turns pending
+rows into one ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before, and only
 then marks them published (an erasure completes once all its rows are). PostgreSQL
 remembers the head it last saw. On start the vault re-destroys every key the ledger
 names that the database still holds (a restored backup), and refuses to start when the
@@ -16,28 +16,19 @@ import json
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from vault.blobs.base import BlobNotFound, BlobStore
-from vault.config import Settings
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.services.erasure_receipts import ReceiptIssuer
-from vault.services.tenants import list_tenants
 
 Q = Queries("ledger")
 E = Queries("erasures")
 
 LEDGER_PREFIX = "ledger/"
-PUBLISH_INTERVAL_SECONDS = 2.0
-# Object Lock on ledger entries lasts the backup retention (the erasure's receipts and
-# the caller pass the deployment's); this default is Settings' default.
-DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
-_BATCH = 5000  # outbox rows per tenant per ledger object (~1 MB)
-_MAX_OBJECTS_PER_ROUND = 20
 _RECONCILE_CHUNK = 10_000  # key ids per re-destroy statement at start-up
-_GENESIS = bytes(32)
+GENESIS = bytes(32)
 _FORMAT = "datavault.shred-ledger"
 
 
@@ -78,7 +69,7 @@ def parse_entry(data: bytes) -> LedgerObject:
 
 async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
     """Every ledger object, checked: contiguous from 1 and each linked to the one before."""
-    objects, prev = [], _GENESIS
+    objects, prev = [], GENESIS
     for expected, key in enumerate(await blobs.list_keys(LEDGER_PREFIX), start=1):
         entry = parse_entry(await blobs.get(key))
         if key != entry_key(expected) or entry.seq != expected:
@@ -88,66 +79,6 @@ async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
         objects.append(entry)
         prev = entry.hash
     return objects
-
-
-async def publish_pending(
-    db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS
-) -> int:
-    """Publish pending outbox rows as one ledger object; return how many rows.
-
-    Where the bucket has Object Lock, the object is locked (compliance mode) for
-    `retain_days`, the deployment's backup retention: as long as a backup from before an
-    erasure can be restored, nobody, the operator included, can delete the entry that
-    makes the restored vault destroy the key again."""
-    async with db.untenanted_tx() as head_tx:
-        await head_tx.execute(Q.ensure_head, _GENESIS)
-        head = await head_tx.fetchrow(Q.lock_head)  # one publisher at a time
-        assert head is not None
-        seq, prev = int(head["seq"]), bytes(head["entry_hash"])
-        # A publisher that died after writing its object but before recording it.
-        while True:
-            try:
-                orphan = parse_entry(await blobs.get(entry_key(seq + 1)))
-            except BlobNotFound:
-                break
-            if orphan.prev != prev:
-                raise LedgerError(f"ledger entry {seq + 1} does not link to the head")
-            await _mark(db, orphan.seq, orphan.entries)
-            seq, prev = orphan.seq, orphan.hash
-        entries: list[dict[str, Any]] = []
-        for tenant in await list_tenants(db):
-            async with db.tenant_tx(tenant.id) as conn:
-                for row in await conn.fetch(Q.pending, tenant.id, _BATCH):
-                    entries.append(_entry(tenant.id, row))
-        if entries:
-            seq += 1
-            data, prev = encode_entry(seq, prev, entries)
-            until = datetime.now(UTC) + timedelta(days=retain_days + 1)
-            await blobs.put_retained(entry_key(seq), data, until)
-            await _mark(db, seq, entries)
-        await head_tx.execute(Q.update_head, seq, prev)
-    return len(entries)
-
-
-def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
-    destroyed_at: datetime = row["destroyed_at"]
-    return {
-        "tenant_id": str(tenant_id),
-        "outbox_id": row["id"],
-        "key_kind": row["key_kind"],
-        "key_id": row["key_id"],
-        "erasure_id": str(row["erasure_id"]) if row["erasure_id"] else None,
-        "destroyed_at": destroyed_at.isoformat(),
-    }
-
-
-async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:
-    by_tenant: dict[str, list[int]] = defaultdict(list)
-    for entry in entries:
-        by_tenant[entry["tenant_id"]].append(int(entry["outbox_id"]))
-    for tenant_id, ids in by_tenant.items():
-        async with db.tenant_tx(uuid.UUID(tenant_id)) as conn:
-            await conn.execute(Q.mark_published, uuid.UUID(tenant_id), ids, seq)
 
 
 async def verify_ledger(db: Database, blobs: BlobStore) -> list[LedgerObject]:
@@ -179,7 +110,7 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
     seq = int(head["seq"]) if head is not None else 0
-    prev = bytes(head["entry_hash"]) if head is not None else _GENESIS
+    prev = bytes(head["entry_hash"]) if head is not None else GENESIS
     if seq > 0:
         try:
             at_head = parse_entry(await blobs.get(entry_key(seq)))
@@ -223,9 +154,12 @@ async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
     by_tenant: dict[uuid.UUID, dict[str, list[tuple[str, datetime]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for entry in (e for o in objects for e in o.entries):
+    listed: dict[uuid.UUID, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for seq, entry in ((o.seq, e) for o in objects for e in o.entries):
         at = datetime.fromisoformat(entry["destroyed_at"])
-        by_tenant[uuid.UUID(entry["tenant_id"])][entry["key_kind"]].append((entry["key_id"], at))
+        tenant_id = uuid.UUID(entry["tenant_id"])
+        by_tenant[tenant_id][entry["key_kind"]].append((entry["key_id"], at))
+        listed[tenant_id].append((seq, entry))
     redestroyed = 0
     for tenant_id, kinds in by_tenant.items():
         async with db.tenant_tx(tenant_id) as conn:
@@ -233,7 +167,27 @@ async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
                 for start in range(0, len(keys), _RECONCILE_CHUNK):
                     chunk = keys[start : start + _RECONCILE_CHUNK]
                     redestroyed += await _redestroy(conn, tenant_id, kind, chunk)
+            for start in range(0, len(listed[tenant_id]), _RECONCILE_CHUNK):
+                await _record_published(
+                    conn, tenant_id, listed[tenant_id][start : start + _RECONCILE_CHUNK]
+                )
     return redestroyed
+
+
+async def _record_published(
+    conn: Connection, tenant_id: uuid.UUID, entries: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """The database learns again that these destroyed keys are in the ledger (a restored
+    backup had no outbox rows for them): `datavault check deletion` asks it."""
+    await conn.execute(
+        Q.record_reconciled,
+        tenant_id,
+        [e["key_kind"] for _, e in entries],
+        [e["key_id"] for _, e in entries],
+        [uuid.UUID(e["erasure_id"]) if e.get("erasure_id") else None for _, e in entries],
+        [datetime.fromisoformat(e["destroyed_at"]) for _, e in entries],
+        [seq for seq, _ in entries],
+    )
 
 
 async def _redestroy(
@@ -257,31 +211,3 @@ async def _redestroy(
 def _count(status: str) -> int:
     """Rows an UPDATE changed, from its command tag ("UPDATE 3")."""
     return int(status.rsplit(" ", 1)[-1])
-
-
-async def complete_published_erasures(
-    db: Database, receipts: ReceiptIssuer | None = None
-) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Erasures whose every ledger row is published become completed (or held, when
-    holds keep part of them), with their receipt (final, or interim while held) issued
-    in the same transaction. Returns (tenant, erasure) pairs that changed."""
-    changed = []
-    for tenant in await list_tenants(db):
-        async with db.tenant_tx(tenant.id) as conn:
-            for row in await conn.fetch(E.awaiting_ledger, tenant.id):
-                status = "held" if row["kept"] else "completed"
-                await conn.execute(E.set_status, tenant.id, row["id"], status)
-                await conn.execute(E.event, tenant.id, row["id"], "in_progress", status, None, None)
-                if receipts is not None:
-                    await receipts.issue(conn, tenant.id, row["id"])
-                changed.append((tenant.id, row["id"]))
-    return changed
-
-
-async def publish_and_complete(db: Database, blobs: BlobStore, receipts: ReceiptIssuer) -> None:
-    # Replaced records add a data key each: under a burst a tenant can have more pending
-    # rows than one object takes, and an erasure's rows must not wait rounds behind them.
-    for _ in range(_MAX_OBJECTS_PER_ROUND):
-        if await publish_pending(db, blobs, receipts.backup_retention_days) < _BATCH:
-            break
-    await complete_published_erasures(db, receipts)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +19,7 @@ from crypto.records import open_record, seal_record
 from vault.db.database import Database, TenantFetchRow
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import SubjectRef
 from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, Gone, InvalidInput, MalformedInput, NotFound
 from vault.services.keyring import KeyRing
@@ -26,6 +27,7 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
+    check_deletable,
     check_generation,
     check_writable,
     readable_generations,
@@ -82,7 +84,7 @@ class RecordService:
         self,
         tenant_id: uuid.UUID,
         key: uuid.UUID | None,
-        ref: SecretText,
+        ref: SubjectRef,
         name: str,
         category: str | None,
         value: bytes,
@@ -174,7 +176,7 @@ class RecordService:
         self,
         tenant_id: uuid.UUID,
         key: uuid.UUID | None,
-        ref: SecretText,
+        ref: SubjectRef,
         name: str,
         access: SubjectAccess,
     ) -> bytes:
@@ -194,7 +196,7 @@ class RecordService:
         return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
 
     async def list(
-        self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SecretText,
+        self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
         access: SubjectAccess, *, after: tuple[datetime, str] | None, limit: int,
     ) -> list[RecordVersion]:  # fmt: skip
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
@@ -217,12 +219,13 @@ class RecordService:
             if r["name"] is not None
         ]
 
-    async def delete(self, tenant_id: uuid.UUID, ref: SecretText, name: str) -> None:
+    async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, name: str) -> None:
         check_record_name(name)
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref), lock=True
             )
+            check_deletable(subject)
             current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
             if current is None:
                 if await conn.fetchval(Q.ever_existed, tenant_id, subject.id, name):
@@ -235,3 +238,33 @@ class RecordService:
             await conn.execute(
                 Q.retire_current, tenant_id, subject.id, name, current["version"], True
             )
+
+    async def kept_versions(
+        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str
+    ) -> Sequence[dict[str, Any]]:
+        """The versions a hold kept when the record was replaced (compliance only: the
+        caller checks the scope)."""
+        check_record_name(name)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+            )
+            rows = await conn.fetch(Q.kept_versions, tenant_id, subject.id, name)
+        return [dict(row) for row in rows]
+
+    async def version_value(
+        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str, version: int
+    ) -> bytes:
+        """One version's value while its key lives (compliance only: the caller checks)."""
+        check_record_name(name)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+            )
+            row = await conn.fetchrow(Q.version, tenant_id, subject.id, name, version)
+        if row is None:
+            raise NotFound("no such record version")
+        if row["value_sealed"] is None or row["wrapped_key"] is None:
+            raise Gone("this record version was shredded")
+        data_key = await self._keyring.open_data_key(tenant_id, row)
+        return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())

@@ -15,8 +15,8 @@ from crypto.records import seal_record
 from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.categories import IDENTITY_CATEGORY
-from vault.domain.secret_text import SecretText
-from vault.errors import NotFound, Restricted
+from vault.domain.subject_refs import SubjectRef
+from vault.errors import NotFound, Restricted, RestrictedDeletion
 from vault.services.keyring import KeyRing
 from vault.services.subject_refs import SubjectRefHasher
 
@@ -52,7 +52,7 @@ class SubjectService:
         self._keyring = keyring
         self._refs = refs
 
-    async def ref_hash(self, tenant_id: uuid.UUID, ref: SecretText) -> bytes:
+    async def ref_hash(self, tenant_id: uuid.UUID, ref: SubjectRef) -> bytes:
         return await self._refs.hash(tenant_id, ref)
 
     async def find(
@@ -68,7 +68,7 @@ class SubjectService:
         self,
         conn: Connection,
         tenant_id: uuid.UUID,
-        ref: SecretText,
+        ref: SubjectRef,
         ref_hash: bytes,
         *,
         lock: bool = False,
@@ -84,7 +84,7 @@ class SubjectService:
             await self._seal_ref_copy(conn, subject, ref)
         return subject
 
-    async def _seal_ref_copy(self, conn: Connection, subject: Subject, ref: SecretText) -> None:
+    async def _seal_ref_copy(self, conn: Connection, subject: Subject, ref: SubjectRef) -> None:
         """Seal the reference under this generation's identity key: a new subject, or a
         new life after an erasure shredded the old copy."""
         data_key = await self._keyring.new_data_key_for_write(
@@ -152,6 +152,15 @@ def check_access(subject: Subject, access: SubjectAccess) -> None:
 def check_writable(subject: Subject) -> None:
     if subject.restricted_at is not None:
         raise Restricted("processing of this subject is restricted: no new data")
+
+
+def check_deletable(subject: Subject) -> None:
+    """DESIGN.md: restriction of processing also freezes deletion by the application."""
+    if subject.restricted_at is not None:
+        raise RestrictedDeletion(
+            "processing of this subject is restricted: its data cannot be deleted until the "
+            "restriction is lifted"
+        )
 
 
 def subject_from_columns(tenant_id: uuid.UUID, row: Any) -> Subject:

@@ -46,7 +46,7 @@ SELECT d.id, d.purpose, d.wrapped_key,
  WHERE d.tenant_id = $1 AND d.id = $2
 
 -- name: lock_subject
-SELECT generation FROM subjects WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+SELECT generation, restricted_at FROM subjects WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 
 -- name: data_key_subject
 SELECT s.subject_id, s.category FROM data_keys d
@@ -64,14 +64,9 @@ SELECT id, category FROM subject_keys
  ORDER BY category
 
 -- name: destroy_subject_key
-UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
-RETURNING id, destroyed_at
-
--- name: destroy_data_keys_under
--- Data keys under a destroyed subject key are unreadable anyway; null them as hygiene.
-UPDATE data_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND subject_key_id = $2 AND wrapped_key IS NOT NULL
+-- The key, the data keys under it and its shred-ledger outbox row ($3: the erasure that
+-- asked, or NULL), in one statement (migration 0016); NULL when destroyed already.
+SELECT dv_destroy_subject_key($1, $2, $3)
 
 -- name: lock_tenant
 SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE

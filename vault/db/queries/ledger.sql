@@ -16,8 +16,11 @@ SELECT id, key_kind, key_id, erasure_id, destroyed_at FROM ledger_outbox
  WHERE tenant_id = $1 AND published_at IS NULL ORDER BY id LIMIT $2
 
 -- name: mark_published
-UPDATE ledger_outbox SET published_at = now(), ledger_seq = $3
- WHERE tenant_id = $1 AND id = ANY($2::bigint[]) AND published_at IS NULL
+-- By outbox id and key id both: after a backup was restored, ledger entries written
+-- from the lost rows carry outbox ids the restored sequence hands out again.
+UPDATE ledger_outbox o SET published_at = now(), ledger_seq = $4
+  FROM unnest($2::bigint[], $3::text[]) AS l (id, key_id)
+ WHERE o.tenant_id = $1 AND o.id = l.id AND o.key_id = l.key_id AND o.published_at IS NULL
 
 -- A restored backup can hold keys the ledger says were destroyed: destroy them again,
 -- each with the time the ledger recorded. $2/$3: key ids and their destroyed_at.
@@ -60,3 +63,13 @@ WITH gone AS (
 )
 SELECT count(*) FROM gone
 
+-- name: record_reconciled
+-- Keys the ledger names that this database holds no outbox row for (a restored backup):
+-- recorded as published in the entry that names them.
+INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at,
+                           published_at, ledger_seq)
+SELECT $1, l.kind, l.key_id, l.erasure_id, l.destroyed_at, now(), l.seq
+  FROM unnest($2::text[], $3::text[], $4::uuid[], $5::timestamptz[], $6::bigint[])
+       AS l (kind, key_id, erasure_id, destroyed_at, seq)
+ WHERE NOT EXISTS (SELECT 1 FROM ledger_outbox o
+                    WHERE o.tenant_id = $1 AND o.key_kind = l.kind AND o.key_id = l.key_id)

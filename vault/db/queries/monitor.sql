@@ -26,9 +26,7 @@ SELECT e.*, h.*, l.*
           FROM erasures WHERE tenant_id = $1) e,
        (SELECT count(*) AS holds_active,
                count(*) FILTER (WHERE expires_at <= $2 + interval '7 days') AS holds_expiring_7d
-          FROM holds
-         WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
-           AND (expires_at IS NULL OR expires_at > $2)) h,
+          FROM holds h WHERE tenant_id = $1 AND dv_hold_in_force(h, $2)) h,
        (SELECT count(*) AS keys_destroyed,
                min(destroyed_at) FILTER (WHERE published_at IS NULL)
                    AS oldest_unpublished_destroyed_at

@@ -36,6 +36,7 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id, r.created_at FROM records
    AND r.created_at < $3
    AND ($4::timestamptz IS NULL OR (r.created_at, r.subject_id, r.name) > ($4, $5::uuid, $6))
    AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
+   AND s.restricted_at IS NULL
  ORDER BY r.created_at, r.subject_id, r.name LIMIT $7
 
 -- name: released_versions
@@ -49,9 +50,38 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id FROM records r
  WHERE r.tenant_id = $1 AND NOT r.current AND r.value_sealed IS NOT NULL
    AND ($2::uuid IS NULL OR (r.subject_id, r.name, r.version) > ($2, $3::text, $4::int))
    AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
+   AND s.restricted_at IS NULL
  ORDER BY r.subject_id, r.name, r.version LIMIT $5
 
 -- name: shred_released_version
 -- Its data key destroyed in the same transaction: the sealed value goes too.
 UPDATE records SET value_sealed = NULL
  WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND version = $4 AND NOT current
+
+-- name: kept_versions
+-- Versions of a record that a hold kept when it was replaced (retired, value still
+-- sealed), newest first, with the holds in force that cover them now (none once the last
+-- was released; retention then shreds them within minutes).
+SELECT r.version, r.created_at, r.superseded_at,
+       ARRAY(SELECT h.id FROM holds h
+              WHERE h.tenant_id = r.tenant_id AND dv_hold_in_force(h, now())
+                AND dv_hold_covers(h, s.ref_hash, r.category)
+              ORDER BY h.id) AS hold_ids
+  FROM records r JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
+ WHERE r.tenant_id = $1 AND r.subject_id = $2 AND r.name = $3
+   AND NOT r.current AND r.value_sealed IS NOT NULL
+ ORDER BY r.version DESC
+
+-- name: version
+-- One version of a record with its key chain, named as keys.sql `data_key_by_id` names
+-- them (KeyRing.open_data_key).
+SELECT r.version, r.value_sealed,
+       d.id, d.purpose, d.wrapped_key,
+       sk.id AS subject_key_id, sk.subject_id, sk.category, sk.generation, sk.kek_version,
+       sk.wrapped_key AS subject_wrapped, k.wrapped_key AS kek_wrapped
+  FROM records r
+  JOIN data_keys d ON d.tenant_id = r.tenant_id AND d.id = r.data_key_id
+  JOIN subject_keys sk ON sk.tenant_id = d.tenant_id AND sk.id = d.subject_key_id
+  JOIN tenant_keks k ON k.tenant_id = sk.tenant_id AND k.version = sk.kek_version
+ WHERE r.tenant_id = $1 AND r.subject_id = $2 AND r.name = $3 AND r.version = $4
+

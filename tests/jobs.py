@@ -1,0 +1,39 @@
+"""The vault's background jobs run by hand, with a moved clock: tests drive time instead
+of waiting for the jobs' intervals. One place, so every test runs the same pass."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from tests.support import ServerThread
+from vault.runtime import operator_context
+from vault.services.erasure_receipts import ReceiptIssuer
+from workers.deletion_check import Violation, find_deletion_violations
+from workers.erasure import run_due_erasures
+from workers.ledger import publish_and_complete
+from workers.retention import apply_retention
+
+
+async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
+    """One pass of what decides deletion, `days` ahead of now: the erasure executor
+    (due instructions, held ones re-checked), retention, then the shred-ledger publisher,
+    which completes erasures (or holds them) with their receipts."""
+    async with operator_context(server.settings, server.database_url) as ctx:
+        now = datetime.now(UTC) + timedelta(days=days)
+        issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+        await run_due_erasures(ctx.db, ctx.keyring, now)
+        await apply_retention(ctx.db, ctx.keyring, now)
+        await publish_and_complete(ctx.db, ctx.blobs, issuer)
+
+
+def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:
+    asyncio.run(worker_pass(server, days=days))
+
+
+def deletion_violations(
+    server: ServerThread, *, grace: timedelta = timedelta(0), days: float = 0
+) -> list[Violation]:
+    """`datavault check deletion` as of `days` ahead, with `grace` for the jobs."""
+    now = datetime.now(UTC) + timedelta(days=days)
+    return asyncio.run(find_deletion_violations(server.database_url, grace=grace, now=now))
