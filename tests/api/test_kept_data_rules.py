@@ -67,12 +67,12 @@ def test_removing_statutory_retention_waits_the_closure_delay_for_older_data(
         run_worker_pass(vault, days=CLOSURE_DELAY_DAYS + 1)
         later = _status(http, keys, erasure["id"])
         gone = http.get(record_url("ola", "invoice"), headers=auth(keys["officer"]))
+    assert still_held == "held" and kept.status_code == 200
+    assert later == "completed" and gone.status_code in (404, 410)
     pending = settings["pending"]
     assert [(p["category"], p["keep_at_least_days"]) for p in pending] == [("billing", None)]
     effective = datetime.fromisoformat(pending[0]["effective_at"])
     assert effective - datetime.now(UTC) > timedelta(days=CLOSURE_DELAY_DAYS - 1)
-    assert still_held == "held" and kept.status_code == 200
-    assert later == "completed" and gone.status_code in (404, 410)
 
 
 def test_setting_the_old_retention_back_cancels_the_pending_change(
