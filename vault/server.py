@@ -49,14 +49,19 @@ def uvicorn_config(
     )
 
 
-def run_server(settings: Settings, *, run_jobs: bool = True, serve_api: bool = True) -> int:
+def run_server(
+    settings: Settings, *, run_jobs: bool = True, serve_api: bool = True, create_vault: bool = False
+) -> int:
     """`serve` (API and jobs), `api` (run_jobs=False) or `worker` (serve_api=False: the
     jobs, with only /healthz, /readyz and /metrics on the port for probes and scrapes).
 
     SIGTERM is uvicorn's graceful shutdown for all three: stop accepting, let requests in
     flight finish for up to the drain time, then the lifespan cancels the jobs (a job in
-    the middle of a transaction rolls it back, which releases its claim)."""
-    url = prepare_database(settings)
+    the middle of a transaction rolls it back, which releases its claim).
+
+    Only `serve` creates a vault where there is none (create_vault); `api` and `worker`
+    exit 2 instead, so production runs `datavault migrate` first."""
+    url = prepare_database(settings, create_vault=create_vault)
     config = uvicorn_config(settings, url, run_jobs=run_jobs, serve_api=serve_api)
     server = _Server(config)
     address = f"http://{settings.host}:{settings.port}"
