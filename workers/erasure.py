@@ -22,6 +22,7 @@ from typing import Any
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.tenant_settings import TenantSettings
+from vault.observability import events
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
 from workers.isolation import isolated
@@ -76,11 +77,14 @@ async def _shred_due(
                 if erasure is None:
                     return shredded, False
                 claimed.append(erasure["id"])
-                await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+                destroyed = await _shred(
+                    conn, keyring, tenant_id, erasure, now or datetime.now(UTC)
+                )
                 await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
                 await conn.execute(
                     Q.event, tenant_id, erasure["id"], "scheduled", "in_progress", None, None
                 )
+            events.erasure_shredded(tenant_id, erasure["id"], destroyed)
             shredded += 1
     return shredded, True
 
@@ -107,7 +111,9 @@ async def _retry_held(
                     break
                 after = (erasure["requested_at"], erasure["id"])
                 claimed.append(erasure["id"])
-                await _retry_one(conn, keyring, tenant_id, erasure, now)
+                destroyed = await _retry_one(conn, keyring, tenant_id, erasure, now)
+            if destroyed:
+                events.erasure_shredded(tenant_id, erasure["id"], destroyed)
     for _ in range(_HELD_ROTATION):
         with isolated("erasure_shred_failed", failed) as claimed:
             async with db.tenant_tx(tenant_id) as conn:
@@ -120,18 +126,23 @@ async def _retry_held(
                     return
                 _rotation[tenant_id] = (erasure["requested_at"], erasure["id"])
                 claimed.append(erasure["id"])
-                await _retry_one(conn, keyring, tenant_id, erasure, now)
+                destroyed = await _retry_one(conn, keyring, tenant_id, erasure, now)
+            if destroyed:
+                events.erasure_shredded(tenant_id, erasure["id"], destroyed)
 
 
 async def _retry_one(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
-) -> None:
-    if await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC)):
+) -> int:
+    """How many more keys were shredded (0: the erasure stays held as it was)."""
+    destroyed = await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+    if destroyed:
         # Something more was shredded: back to waiting on the ledger.
         await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
         await conn.execute(
             Q.event, tenant_id, erasure["id"], "held", "in_progress", None, "no longer kept"
         )
+    return destroyed
 
 
 async def _shred(

@@ -20,6 +20,7 @@ from vault.domain.holds import (
     HoldReason,
 )
 from vault.errors import Conflict, InvalidInput, NotFound
+from vault.observability import events
 from vault.services.tenants import list_tenants, load_settings
 
 Q = Queries("holds")
@@ -128,7 +129,9 @@ class HoldService:
             await conn.execute(
                 Q.journal, tenant_id, hold_id, "placed", actor.api_key_id, actor.ip, None
             )
-            return await self._read(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        events.hold_placed(tenant_id, hold_id, actor.api_key_id)
+        return hold
 
     async def get(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -235,7 +238,9 @@ class HoldService:
             await conn.execute(
                 Q.journal, tenant_id, hold_id, "released", actor.api_key_id, actor.ip, reason
             )
-            return True, await self._read(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        events.hold_released(tenant_id, hold_id, actor.api_key_id)
+        return True, hold
 
 
 async def journal_expired_holds(db: Database) -> int:
@@ -244,7 +249,10 @@ async def journal_expired_holds(db: Database) -> int:
     journaled = 0
     for tenant in await list_tenants(db):
         async with db.tenant_tx(tenant.id) as conn:
-            for row in await conn.fetch(Q.newly_expired, tenant.id):
-                await conn.execute(Q.journal, tenant.id, row["id"], "expired", None, None, None)
-                journaled += 1
+            expired = [row["id"] for row in await conn.fetch(Q.newly_expired, tenant.id)]
+            for hold_id in expired:
+                await conn.execute(Q.journal, tenant.id, hold_id, "expired", None, None, None)
+        for hold_id in expired:
+            events.hold_expired(tenant.id, hold_id)
+        journaled += len(expired)
     return journaled

@@ -23,6 +23,7 @@ from vault.blobs.base import BlobNotFound, BlobStore
 from vault.config import Settings
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.observability import events
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.tenants import list_tenants
 
@@ -126,6 +127,12 @@ async def publish_pending(
             await blobs.put_retained(entry_key(seq), data, until)
             await _mark(db, seq, entries)
         await head_tx.execute(Q.update_head, seq, prev)
+    for entry in entries:
+        erasure_id = entry["erasure_id"]
+        events.key_shredded(
+            uuid.UUID(entry["tenant_id"]), entry["key_kind"], entry["key_id"],
+            uuid.UUID(erasure_id) if erasure_id else None, seq,
+        )  # fmt: skip
     return len(entries)
 
 
@@ -267,6 +274,7 @@ async def complete_published_erasures(
     in the same transaction. Returns (tenant, erasure) pairs that changed."""
     changed = []
     for tenant in await list_tenants(db):
+        done: list[tuple[uuid.UUID, bool]] = []
         async with db.tenant_tx(tenant.id) as conn:
             for row in await conn.fetch(E.awaiting_ledger, tenant.id):
                 status = "held" if row["kept"] else "completed"
@@ -275,6 +283,9 @@ async def complete_published_erasures(
                 if receipts is not None:
                     await receipts.issue(conn, tenant.id, row["id"])
                 changed.append((tenant.id, row["id"]))
+                done.append((row["id"], bool(row["kept"])))
+        for erasure_id, held in done:
+            events.erasure_completed(tenant.id, erasure_id, held=held)
     return changed
 
 
