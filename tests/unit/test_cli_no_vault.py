@@ -131,3 +131,17 @@ def test_without_database_url_or_the_embedded_extra_exits_2_saying_so(
     assert "datavault[embedded]" in answer["error"]
     assert "Traceback" not in result.stderr
     assert list(work.iterdir()) == []
+
+
+def test_receipt_verify_without_a_key_set_needs_no_vault_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    receipt = tmp_path / "receipt.json"
+    receipt.write_text(json.dumps({"receipt": {"v": 1}, "jws": "x.y.z", "key_id": "k1"}))
+    result = _datavault(tmp_path, "receipt", "verify", "receipt.json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("datavault: receipt verify needs the deployment's receipt keys: ")
+    assert "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == [receipt]
