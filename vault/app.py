@@ -201,7 +201,8 @@ def create_app(
                     if run_jobs
                     else []
                 ),
-            ]
+            ],
+            metrics,
         )
         jobs.start()
         log.info(

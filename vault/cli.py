@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -13,11 +14,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from vault.runtime import OperatorContext
 
+from crypto.errors import KeyUnavailableError
+from vault.cli_errors import (
+    EXIT_FAILED_CHECK,
+    EXIT_OK,
+    EXIT_USAGE,
+    ArgumentsRefused,
+    CliParser,
+    CommandError,
+    failed_check,
+    report_error,
+)
 from vault.config import ENVIRONMENT, ConfigError, Settings, check_settings, settings_from_env
+from vault.db.presence import NoVault
 from vault.domain.api_keys import FIRST_KEY_OWNER
 from vault.errors import InvalidInput, UnknownEpoch, UnknownTenant, VaultError
-
-EXIT_OK, EXIT_FAILED_CHECK, EXIT_USAGE = 0, 1, 2
+from vault.version import distribution_version
 
 # Flags of serve/api/worker: (flag, Settings field, help). The environment variables of
 # config.ENVIRONMENT are read first; a flag overrides its variable.
@@ -49,13 +61,14 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     from vault.server import run_server
 
-    return run_server(settings_from_args(args), run_jobs=args.command == "serve")
+    serve = args.command == "serve"  # `api` never creates a vault; `serve` may
+    return run_server(settings_from_args(args), run_jobs=serve, create_vault=serve)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from vault.server import run_server
 
-    return run_server(settings_from_args(args), run_jobs=True, serve_api=False)
+    return run_server(settings_from_args(args), run_jobs=True, serve_api=False, create_vault=False)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -73,7 +86,9 @@ def cmd_tenant_create(args: argparse.Namespace) -> int:
 
     check_slug(args.slug)  # before the database starts or a root key is created
     created = _run_operator(
-        args, lambda ctx: create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug, args.owner)
+        args,
+        lambda ctx: create_tenant(ctx.db, ctx.root, ctx.api_keys, args.slug, args.owner),
+        create_vault=True,
     )
     data = {
         "tenant_id": str(created.id),
@@ -180,17 +195,24 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         else f"{r.tenant_id}: BROKEN at row {r.first_bad_seq}: {r.problem}"
         for r in reports
     ]  # fmt: skip
+    if bad:
+        data = failed_check(data, f"access-log chain broken in {len(bad)} of {len(reports)}")
     _emit(args, data, "\n".join(lines))
     return EXIT_FAILED_CHECK if bad else EXIT_OK
 
 
 def _run_operator(
-    args: argparse.Namespace, work: Callable[[OperatorContext], Awaitable[Any]]
+    args: argparse.Namespace,
+    work: Callable[[OperatorContext], Awaitable[Any]],
+    *,
+    create_vault: bool = False,
 ) -> Any:
+    """Run `work` against the vault the settings name. Only `tenant create` may create
+    that vault; every other command exits 2 where there is none (vault/db/presence.py)."""
     from vault.runtime import operator_context, prepare_database
 
     settings = settings_from_args(args)
-    url = prepare_database(settings)
+    url = prepare_database(settings, create_vault=create_vault)
 
     async def run() -> Any:
         async with operator_context(settings, url) as ctx:
@@ -241,37 +263,33 @@ def cmd_keys_new_epoch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _UsageError(Exception):
-    """A command's input cannot be used at all (exit 2)."""
-
-
 def _read_json_file(path: str, what: str) -> Any:
-    """The parsed file; _UsageError if unreadable or not JSON (exit 2)."""
+    """The parsed file; CommandError if unreadable or not JSON (exit 2)."""
     from vault.services.receipts import load_receipt_json
 
     try:
         return load_receipt_json(Path(path).read_bytes())
     except OSError as exc:
-        raise _UsageError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        raise CommandError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise _UsageError(f"{what} {path} is not JSON: {exc}") from None
+        raise CommandError(f"{what} {path} is not JSON: {exc}") from None
 
 
 def cmd_receipt_verify(args: argparse.Namespace) -> int:
+    """Never opens a database: the key set comes from --jwks FILE, or from the running
+    deployment at --url (DATAVAULT_PUBLIC_URL), never from a URL the receipt names."""
+    from vault.receipt_key_set import fetch_receipt_keys
     from vault.services.receipts import ReceiptInvalid, verify_signed_receipt
 
     try:
-        try:
-            document = _read_json_file(args.file, "receipt")
-            jwks = _read_json_file(args.jwks, "key set") if args.jwks is not None else None
-        except _UsageError as exc:
-            print(f"datavault: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        if args.jwks is None:
-            jwks = _published_receipt_keys(args)
+        document = _read_json_file(args.file, "receipt")
+        if args.jwks is not None:
+            jwks = _read_json_file(args.jwks, "key set")
+        else:
+            jwks = fetch_receipt_keys(args.url or os.environ.get("DATAVAULT_PUBLIC_URL"))
         receipt = verify_signed_receipt(document, jwks)
     except ReceiptInvalid as exc:
-        _emit(args, {"valid": False, "error": str(exc)}, f"invalid receipt: {exc}")
+        _emit(args, failed_check({"valid": False}, str(exc)), f"invalid receipt: {exc}")
         return EXIT_FAILED_CHECK
     kind = "final" if receipt.get("final") is True else "interim"
     data = {"valid": True, "erasure_id": receipt.get("erasure_id"), "final": kind == "final",
@@ -279,24 +297,6 @@ def cmd_receipt_verify(args: argparse.Namespace) -> int:
     text = f"valid receipt for erasure {receipt.get('erasure_id')} ({kind}), signed by "
     _emit(args, data, text + str(document["key_id"]))
     return EXIT_OK
-
-
-def _published_receipt_keys(args: argparse.Namespace) -> Any:
-    """The deployment's published keys, read from its database (no root key needed)."""
-    from vault.db.database import Database
-    from vault.runtime import database_url
-    from vault.services.receipts import published_keys
-
-    url = database_url(settings_from_args(args))
-
-    async def run() -> Any:
-        db = await Database.connect(url, max_size=1)
-        try:
-            return await published_keys(db)
-        finally:
-            await db.close()
-
-    return asyncio.run(run())
 
 
 def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
@@ -323,7 +323,8 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
     result = _run_operator(args, work)
     if isinstance(result, str):
-        _emit(args, {"ok": False, "problem": result}, f"shred ledger BROKEN: {result}")
+        data = failed_check({"ok": False, "problem": result}, f"shred ledger broken: {result}")
+        _emit(args, data, f"shred ledger BROKEN: {result}")
         return EXIT_FAILED_CHECK
     entries = sum(len(o.entries) for o in result)
     _emit(
@@ -335,7 +336,10 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="datavault", description=__doc__)
+    parser = CliParser(prog="datavault", description=__doc__)
+    parser.add_argument(
+        "--version", action="version", version=f"datavault {distribution_version()}"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(
@@ -400,6 +404,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--jwks", metavar="FILE", help="verify offline against this JWK set (/v1/receipt-keys)"
     )
+    check.add_argument(
+        "--url",
+        metavar="URL",
+        help="without --jwks: read the key set from this running deployment's "
+        "/v1/receipt-keys (default DATAVAULT_PUBLIC_URL)",
+    )
 
     ledger = sub.add_parser("ledger", help="shred ledger").add_subparsers(
         dest="ledger_command", required=True
@@ -420,10 +430,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    # Known before parsing, so a command line that does not parse is answered in JSON too.
+    as_json = "--json" in arguments
+    try:
+        args = build_parser().parse_args(arguments)
+    except ArgumentsRefused as exc:
+        if not as_json:
+            print(exc.usage + exc.argparse_line, file=sys.stderr)
+            return exc.exit_code
+        return report_error(exc.message, exc.exit_code, as_json=True)
     from vault.observability.logging import configure_logging
 
     serving = args.command in ("serve", "api", "worker")
+    as_json = bool(getattr(args, "json", False))
     try:
         if serving:
             # Servers log at DATAVAULT_LOG_LEVEL (an unknown name is a ConfigError: exit 2).
@@ -433,15 +453,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             configure_logging("warning", to_stderr=True)
         code: int = args.handler(args)
         return code
+    except CommandError as exc:
+        return report_error(exc.message, exc.exit_code, as_json=as_json)
     except (UnknownTenant, UnknownEpoch, InvalidInput) as exc:
-        print(f"datavault: {exc.detail}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(exc.detail, EXIT_USAGE, as_json=as_json)
+    except NoVault as exc:
+        return report_error(str(exc), EXIT_USAGE, as_json=as_json)
     except ConfigError as exc:
-        print(f"datavault: configuration: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return report_error(f"configuration: {exc}", EXIT_USAGE, as_json=as_json)
+    except KeyUnavailableError as exc:
+        # The root key named by the settings cannot be used (missing, unreadable, mode).
+        return report_error(f"root key: {exc}", EXIT_USAGE, as_json=as_json)
     except VaultError as exc:
-        print(f"datavault: {exc.detail or type(exc).__name__}", file=sys.stderr)
-        return EXIT_FAILED_CHECK
+        message = exc.detail or type(exc).__name__
+        return report_error(message, EXIT_FAILED_CHECK, as_json=as_json)
 
 
 __all__ = ["ENVIRONMENT", "main", "settings_from_args"]

@@ -23,6 +23,7 @@ from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus
 from vault.domain.tenant_settings import TenantSettings
+from vault.observability import events
 from vault.services.erasure_transitions import transition
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
@@ -78,11 +79,14 @@ async def _shred_due(
                 if erasure is None:
                     return shredded, False
                 claimed.append(erasure["id"])
-                await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+                destroyed, _ = await _shred(
+                    conn, keyring, tenant_id, erasure, now or datetime.now(UTC)
+                )
                 await transition(
                     conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED,
                     ErasureStatus.IN_PROGRESS,
                 )  # fmt: skip
+            events.erasure_shredded(tenant_id, erasure["id"], destroyed)
             shredded += 1
     return shredded, True
 
@@ -109,7 +113,9 @@ async def _retry_held(
                     break
                 after = (erasure["requested_at"], erasure["id"])
                 claimed.append(erasure["id"])
-                await _retry_one(conn, keyring, tenant_id, erasure, now)
+                destroyed = await _retry_one(conn, keyring, tenant_id, erasure, now)
+            if destroyed:
+                events.erasure_shredded(tenant_id, erasure["id"], destroyed)
     for _ in range(_HELD_ROTATION):
         with isolated("erasure_shred_failed", failed) as claimed:
             async with db.tenant_tx(tenant_id) as conn:
@@ -122,12 +128,15 @@ async def _retry_held(
                     return
                 _rotation[tenant_id] = (erasure["requested_at"], erasure["id"])
                 claimed.append(erasure["id"])
-                await _retry_one(conn, keyring, tenant_id, erasure, now)
+                destroyed = await _retry_one(conn, keyring, tenant_id, erasure, now)
+            if destroyed:
+                events.erasure_shredded(tenant_id, erasure["id"], destroyed)
 
 
 async def _retry_one(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
-) -> None:
+) -> int:
+    """How many more keys were shredded (0 and something still kept: it stays held)."""
     destroyed, kept = await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
     if destroyed or not kept:
         # Something more was shredded, or nothing is kept any more: back to waiting on
@@ -136,6 +145,7 @@ async def _retry_one(
             conn, tenant_id, erasure["id"], ErasureStatus.HELD, ErasureStatus.IN_PROGRESS,
             detail="no longer kept",
         )  # fmt: skip
+    return destroyed
 
 
 async def _shred(

@@ -6,6 +6,8 @@ from __future__ import annotations
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.holds import HoldAction
+from vault.observability import events
+from vault.services.holds import journal
 from vault.services.tenants import list_tenants
 
 Q = Queries("holds")
@@ -14,14 +16,14 @@ HOLD_EXPIRY_INTERVAL_SECONDS = 60.0
 
 
 async def journal_expired_holds(db: Database) -> int:
-    """Expired holds stop covering by themselves (the coverage check compares
-    expires_at with now); this records the expiry in each hold's journal."""
+    """Record each newly expired hold in its journal (and the server log, after commit)."""
     journaled = 0
     for tenant in await list_tenants(db):
         async with db.tenant_tx(tenant.id) as conn:
-            for row in await conn.fetch(Q.newly_expired, tenant.id):
-                await conn.execute(
-                    Q.journal, tenant.id, row["id"], HoldAction.EXPIRED, None, None, None
-                )
-                journaled += 1
+            expired = [row["id"] for row in await conn.fetch(Q.newly_expired, tenant.id)]
+            for hold_id in expired:
+                await journal(conn, tenant.id, hold_id, HoldAction.EXPIRED, None, None)
+        for hold_id in expired:
+            events.hold_expired(tenant.id, hold_id)
+        journaled += len(expired)
     return journaled

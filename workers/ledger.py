@@ -16,6 +16,7 @@ from vault.config import Settings
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus, status_after_shred
+from vault.observability import events
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasure_transitions import transition
 from vault.services.ledger import GENESIS, LedgerError, encode_entry, entry_key, parse_entry
@@ -68,6 +69,12 @@ async def publish_pending(
             await blobs.put_retained(entry_key(seq), data, until)
             await _mark(db, seq, entries)
         await head_tx.execute(Q.update_head, seq, prev)
+    for entry in entries:
+        erasure_id = entry["erasure_id"]
+        events.key_shredded(
+            uuid.UUID(entry["tenant_id"]), entry["key_kind"], entry["key_id"],
+            uuid.UUID(erasure_id) if erasure_id else None, seq,
+        )  # fmt: skip
     return len(entries)
 
 
@@ -103,15 +110,17 @@ async def complete_published_erasures(
     in the same transaction. Returns (tenant, erasure) pairs that changed."""
     changed = []
     for tenant in await list_tenants(db):
+        done: list[tuple[uuid.UUID, ErasureStatus]] = []
         async with db.tenant_tx(tenant.id) as conn:
             for row in await conn.fetch(E.awaiting_ledger, tenant.id):
-                await transition(
-                    conn, tenant.id, row["id"], ErasureStatus.IN_PROGRESS,
-                    status_after_shred(row["kept"]),
-                )  # fmt: skip
+                status = status_after_shred(row["kept"])
+                await transition(conn, tenant.id, row["id"], ErasureStatus.IN_PROGRESS, status)
                 if receipts is not None:
                     await receipts.issue(conn, tenant.id, row["id"])
                 changed.append((tenant.id, row["id"]))
+                done.append((row["id"], status))
+        for erasure_id, status in done:  # logged once committed
+            events.erasure_completed(tenant.id, erasure_id, held=status == ErasureStatus.HELD)
     return changed
 
 

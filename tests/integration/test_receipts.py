@@ -1,5 +1,5 @@
 """The receipt signing key in the database, `GET /v1/receipt-keys`, `datavault receipt
-verify` (offline with --jwks, or against the deployment's database)."""
+verify` (offline with --jwks, or against the running deployment at --url)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from crypto import signing
 from crypto.errors import IntegrityError
-from tests.support import ServerThread
+from tests.support import ServerThread, free_port
 from vault.config import Settings
 from vault.db.database import Database
 from vault.runtime import operator_context
@@ -256,7 +256,11 @@ def test_cli_rejects_a_tampered_receipt(
     assert result.stdout.strip() == "invalid receipt: signature does not verify"
     as_json = _receipt_verify(env, str(tampered_file), "--jwks", str(jwks_file), "--json")
     assert as_json.returncode == 1
-    assert json.loads(as_json.stdout) == {"valid": False, "error": "signature does not verify"}
+    assert json.loads(as_json.stdout) == {
+        "valid": False,
+        "error": "signature does not verify",
+        "exit_code": 1,
+    }
     unknown = _receipt_verify(
         env, str(receipt_file), "--jwks", str(_write(tmp_path / "empty.json", {"keys": []}))
     )
@@ -287,11 +291,38 @@ def test_cli_exits_2_on_unreadable_or_non_json_files(
         assert result.stderr.startswith("datavault: ")
 
 
-def test_cli_without_jwks_reads_the_deployment_keys(
-    signed_files: tuple[Path, Path, dict[str, Any]], database_url: str, data_dir: Path
+def test_cli_without_jwks_reads_the_keys_of_the_running_deployment(
+    signed_files: tuple[Path, Path, dict[str, Any]], server: ServerThread, tmp_path: Path
 ) -> None:
     receipt_file, _, document = signed_files
-    env = {**os.environ, "DATABASE_URL": database_url, "DATAVAULT_DATA_DIR": str(data_dir)}
-    result = _receipt_verify(env, str(receipt_file))
+    env = _offline_env(tmp_path)
+    result = _receipt_verify(env, str(receipt_file), "--url", server.base_url)
     assert result.returncode == 0, result.stderr
     assert f"signed by {document['key_id']}" in result.stdout
+    from_setting = _receipt_verify({**env, "DATAVAULT_PUBLIC_URL": server.base_url + "/"},
+                                   str(receipt_file))  # fmt: skip
+    assert from_setting.returncode == 0, from_setting.stderr
+    assert not (tmp_path / "no-vault-here").exists()
+
+
+def test_cli_without_a_key_set_exits_2_saying_what_to_pass(
+    signed_files: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    receipt_file, _, _ = signed_files
+    env = {k: v for k, v in _offline_env(tmp_path).items() if k != "DATAVAULT_PUBLIC_URL"}
+    result = _receipt_verify(env, str(receipt_file))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("datavault: receipt verify needs the deployment's receipt keys: ")
+    assert "--jwks FILE" in line and "--url URL" in line and "DATAVAULT_PUBLIC_URL" in line
+    as_json = _receipt_verify(env, str(receipt_file), "--json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout) == {"error": line.removeprefix("datavault: "),
+                                          "exit_code": 2}  # fmt: skip
+    # A URL where no deployment answers: exit 2, nothing verified, no traceback.
+    nobody = _receipt_verify(env, str(receipt_file), "--url", f"http://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 2
+    assert nobody.stderr.startswith("datavault: cannot fetch the receipt key set from ")
+    assert "Traceback" not in nobody.stderr
+    assert not (tmp_path / "no-vault-here").exists()

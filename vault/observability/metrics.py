@@ -6,9 +6,17 @@ subject reference or anything a client chose.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
 
 from vault.domain.erasures import ErasureStatus
+from vault.version import distribution_version, python_version
 
 # The fixed values of erasures.status: the only label the erasure gauge has.
 ERASURE_STATUSES = tuple(ErasureStatus)
@@ -16,7 +24,17 @@ ERASURE_STATUSES = tuple(ErasureStatus)
 
 class Metrics:
     def __init__(self) -> None:
+        # No `*_created` series: a creation timestamp per counter and histogram doubles
+        # the series count for nothing our alerts or dashboard use. Process-wide setting.
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
+        self.build_info = Gauge(
+            "datavault_build_info",
+            "Always 1; the labels say which datavault and Python this process runs",
+            ["version", "python"],
+            registry=self.registry,
+        )
+        self.build_info.labels(distribution_version(), python_version()).set(1)
         self.requests = Counter(
             "datavault_http_requests",
             "HTTP requests by method, route template and status",
@@ -120,6 +138,28 @@ class Metrics:
         self.worker_job_lag = Gauge(
             "datavault_worker_job_lag_seconds",
             "How long past not_before the oldest due, unclaimed erasure waits (0 if none)",
+            registry=self.registry,
+        )
+
+        # Background jobs (workers/runner.py). `job_name`, not `job`: Prometheus gives every
+        # scraped series the target's own `job` label and would rename ours `exported_job`.
+        self.job_runs = Counter(
+            "datavault_job_runs",
+            "Background job runs in this process by job and outcome (ok or failed)",
+            ["job_name", "outcome"],
+            registry=self.registry,
+        )
+        self.job_last_success = Gauge(
+            "datavault_job_last_success_timestamp_seconds",
+            "Unix time of the job's last successful run in this process (the time the "
+            "process started its jobs, until the first success)",
+            ["job_name"],
+            registry=self.registry,
+        )
+        self.job_interval = Gauge(
+            "datavault_job_interval_seconds",
+            "Pause between two runs of the job (the alert thresholds derive from it)",
+            ["job_name"],
             registry=self.registry,
         )
 

@@ -21,6 +21,7 @@ from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
 from vault.domain.erasures import ErasureStatus
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Conflict, InvalidInput, NotFound
+from vault.observability import events
 from vault.services.erasure_transitions import journal_created, transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
@@ -75,13 +76,21 @@ class ErasureService:
         now = now or datetime.now(UTC)
         for _ in range(_CONCURRENT_ATTEMPTS):
             try:
-                return await self._request_once(tenant_id, ref_hash, request, api_key_id, now)
+                erasure, created = await self._request_once(
+                    tenant_id, ref_hash, request, api_key_id, now
+                )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _ONE_SCHEDULED:
                     raise
                 # A concurrent request for the same subject committed its instruction
                 # first (a ref never seen has no subject row to queue on): start again,
                 # which finds that one scheduled and answers with it.
+                continue
+            if created:
+                events.erasure_requested(
+                    tenant_id, erasure["id"], api_key_id, rate_braked=erasure["braked"]
+                )
+            return erasure, created
         raise Conflict("concurrent erasure requests for this subject; try again")
 
     async def _request_once(
@@ -217,4 +226,6 @@ class ErasureService:
                 ErasureStatus.CANCELLED,
                 api_key_id=api_key_id,
             )
-            return await self._read(conn, tenant_id, erasure_id)
+            erasure = await self._read(conn, tenant_id, erasure_id)
+        events.erasure_cancelled(tenant_id, erasure_id, api_key_id)
+        return erasure

@@ -25,6 +25,7 @@ from vault.domain.holds import (
     second_person_refusal,
 )
 from vault.errors import Conflict, InvalidInput, NotFound
+from vault.observability import events
 from vault.services.tenants import load_settings
 
 Q = Queries("holds")
@@ -129,7 +130,9 @@ class HoldService:
                 request.reference, request.note, actor.api_key_id, request.expires_at,
             )  # fmt: skip
             await journal(conn, tenant_id, hold_id, HoldAction.PLACED, actor, None)
-            return await self._read(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        events.hold_placed(tenant_id, hold_id, actor.api_key_id)
+        return hold
 
     async def get(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -226,7 +229,9 @@ class HoldService:
                     raise Conflict(refusal)
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
-            return True, await self._read(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        events.hold_released(tenant_id, hold_id, actor.api_key_id)
+        return True, hold
 
     async def withdraw_release(
         self, tenant_id: uuid.UUID, hold_id: uuid.UUID, actor: Actor

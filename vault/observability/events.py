@@ -1,0 +1,75 @@
+"""Server log events for the deletion guarantee's state changes, one function each.
+
+Each takes ids and counts only (typed, so a subject reference, a hold's note or a key
+cannot be passed by mistake) and is called after the transaction that made the change
+has committed, so a line never reports a change that rolled back. Lines are JSON on
+stdout like every other event (vault/observability/logging.py).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import structlog
+
+log = structlog.get_logger("datavault.events")
+
+
+def erasure_requested(
+    tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID, *, rate_braked: bool
+) -> None:
+    log.info(
+        "erasure_requested", tenant_id=str(tenant_id), erasure_id=str(erasure_id),
+        api_key_id=str(api_key_id), rate_braked=rate_braked,
+    )  # fmt: skip
+
+
+def erasure_shredded(tenant_id: uuid.UUID, erasure_id: uuid.UUID, keys_destroyed: int) -> None:
+    """The shred committed (keys destroyed, status in_progress); it completes once the
+    shred ledger has its entries."""
+    log.info(
+        "erasure_shredded", tenant_id=str(tenant_id), erasure_id=str(erasure_id),
+        keys_destroyed=keys_destroyed,
+    )  # fmt: skip
+
+
+def erasure_completed(tenant_id: uuid.UUID, erasure_id: uuid.UUID, *, held: bool) -> None:
+    """`erasure_completed`, or `erasure_held` when holds or retention keep a part."""
+    event = "erasure_held" if held else "erasure_completed"
+    log.info(event, tenant_id=str(tenant_id), erasure_id=str(erasure_id))
+
+
+def erasure_cancelled(tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    log.info(
+        "erasure_cancelled", tenant_id=str(tenant_id), erasure_id=str(erasure_id),
+        api_key_id=str(api_key_id),
+    )  # fmt: skip
+
+
+def hold_placed(tenant_id: uuid.UUID, hold_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    log.info(
+        "hold_placed", tenant_id=str(tenant_id), hold_id=str(hold_id), api_key_id=str(api_key_id)
+    )
+
+
+def hold_released(tenant_id: uuid.UUID, hold_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    log.info(
+        "hold_released", tenant_id=str(tenant_id), hold_id=str(hold_id),
+        api_key_id=str(api_key_id),
+    )  # fmt: skip
+
+
+def hold_expired(tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
+    log.info("hold_expired", tenant_id=str(tenant_id), hold_id=str(hold_id))
+
+
+def key_shredded(
+    tenant_id: uuid.UUID, key_kind: str, key_id: str, erasure_id: uuid.UUID | None,
+    ledger_seq: int,
+) -> None:  # fmt: skip
+    """A destroyed key's shred-ledger entry is written: the destruction is committed and
+    durable outside PostgreSQL. `key_id` is the key's id (a UUID, or a KEK version)."""
+    log.info(
+        "key_shredded", tenant_id=str(tenant_id), key_kind=key_kind, key_id=key_id,
+        erasure_id=str(erasure_id) if erasure_id else None, ledger_seq=ledger_seq,
+    )  # fmt: skip
