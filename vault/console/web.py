@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from vault import errors
 from vault.console import csrf
 from vault.console.i18n import CATALOGUE, Catalogue, choose_language
+from vault.domain.text import check_text
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
@@ -165,7 +166,8 @@ class CsrfRefused(errors.Forbidden):
 
 
 async def read_form(request: Request, expected_token: str) -> FormData:
-    """The posted form, after the size limit and the CSRF check."""
+    """The posted form, after the size limit, the CSRF check and the text rule
+    (vault/domain/text.py) on every field."""
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise errors.MalformedInput("a form needs a Content-Length")
@@ -178,6 +180,10 @@ async def read_form(request: Request, expected_token: str) -> FormData:
     presented = form.get(csrf.FIELD)
     if not csrf.matches(expected_token, presented if isinstance(presented, str) else None):
         raise CsrfRefused("the form's CSRF token is missing or wrong; reload the page")
+    for name, value in form.multi_items():
+        check_text(name, "(form field name)")
+        if isinstance(value, str):
+            check_text(value, name)
     return form
 
 
