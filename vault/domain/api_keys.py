@@ -24,6 +24,11 @@ OWN_SECRET_MAX_LENGTH = 256  # bounds the hashing work an attacker can ask for
 OWN_SECRET_MIN_BITS = 128
 # Bearer tokens travel in a header: visible ASCII only, no spaces.
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+# A tenant may register this many own secrets per hour (counted in the database, so
+# across all API replicas): legitimate use is a handful, and each registration is a
+# chance to present a guess of another key (vault/services/api_keys.py, create_in).
+OWN_SECRETS_PER_HOUR = 20
+OWN_SECRETS_WINDOW_SECONDS = 3600
 
 KEY_NAME_MAX_LENGTH = 200
 
@@ -49,6 +54,11 @@ def generate_key() -> NewKeyMaterial:
 def own_key(secret: str) -> NewKeyMaterial:
     check_own_secret(secret)
     return NewKeyMaterial(new_prefix(), SecretText(secret), bring_your_own=True)
+
+
+def token_shaped(token: str) -> bool:
+    """Could this be a key the vault issued or accepted? (Anything else fails at once.)"""
+    return bool(token) and len(token) <= OWN_SECRET_MAX_LENGTH and bool(_TOKEN_CHARS.match(token))
 
 
 def presented_prefix(token: str) -> str | None:
