@@ -3,7 +3,6 @@ cookies, form reading with its CSRF check, and error pages."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache, wraps
@@ -43,8 +42,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-_LOOPBACK_NAMES = {"localhost"}
-
 
 def _environment() -> jinja2.Environment:
     templates = resources.files("vault.console").joinpath("templates")
@@ -83,28 +80,23 @@ def with_security_headers(response: Response) -> Response:
     return response
 
 
-def on_loopback(request: Request) -> bool:
-    """The Secure cookie flag is dropped only for a vault reached on a loopback host,
-    where a plain-HTTP trial run could not set a Secure cookie at all."""
-    host = (request.url.hostname or "").strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def cookies_secure(request: Request) -> bool:
+    """From configuration (Settings.cookies_secure: DATAVAULT_PUBLIC_URL), never from
+    the Host header a proxy may rewrite."""
+    secure: bool = request.app.state.vault.settings.cookies_secure
+    return secure
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
     response.set_cookie(
         name, value, path="/console", httponly=True, samesite="strict",
-        secure=not on_loopback(request), **kw,
+        secure=cookies_secure(request), **kw,
     )  # fmt: skip
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
     response.delete_cookie(
-        name, path="/console", httponly=True, samesite="strict", secure=not on_loopback(request)
+        name, path="/console", httponly=True, samesite="strict", secure=cookies_secure(request)
     )
 
 
