@@ -11,6 +11,7 @@ import uvicorn
 
 from vault.app import create_app
 from vault.config import Settings
+from vault.http.edge_limits import LimitedHttpToolsProtocol
 from vault.runtime import prepare_database
 
 # A full (generation 2) garbage collection walks every object the process holds: 35-40
@@ -44,6 +45,9 @@ def uvicorn_config(
         access_log=False,
         log_config=None,
         server_header=False,
+        # httptools with limits on the request line and header fields (414, 431):
+        # uvicorn's own protocols have none (httptools) or answer a plain 400 (h11).
+        http=LimitedHttpToolsProtocol,
         timeout_graceful_shutdown=int(settings.drain_seconds),
         lifespan="on",
     )

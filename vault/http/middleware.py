@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vault.db.database import DEPLOYMENT_TENANT
 from vault.domain.client_ip import client_ip
 from vault.errors import Unavailable
+from vault.http.edge_limits import EDGE_REFUSAL, REFUSAL_DETAILS
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
 from vault.services.access_log import AccessEntry
@@ -147,6 +148,14 @@ class AccessLogMiddleware:
                 raise AccessLogFailed("access log unavailable; response cut")
             await send(message)
 
+        refusal = state.get(EDGE_REFUSAL)
+        if refusal is not None:
+            # A head over the limits, or not HTTP at all (vault/http/edge_limits.py):
+            # answered here, so it has a request id and an access-log row like any other.
+            slug, detail = REFUSAL_DETAILS[refusal]
+            response = ProblemResponse(refusal, slug, detail, exchange.request_id)
+            await response(scope, counting_receive, logging_send)
+            return
         if vault.access_log.failing and scope["method"] not in _SAFE_METHODS:
             # A write would commit before its access-log row could: while the log is
             # failing, writes are refused before they run. (A read's answer is withheld
