@@ -179,3 +179,15 @@ def _deployment_rows(server: ServerThread, request_id: str) -> list[dict[str, ob
             await conn.close()
 
     return asyncio.run(run())
+
+
+def test_a_refused_head_pipelined_behind_a_good_request_waits_its_turn(
+    server: ServerThread,
+) -> None:
+    good = _get(server, b"/healthz").replace(b"Connection: close\r\n", b"")
+    pad = _padding_for(server, MAX_HEADER_BYTES + 1)
+    answer = _exchange(server, good + _get(server, b"/healthz", (b"X-Pad", pad)))
+    assert answer.status == 200  # the first answer is whole...
+    second = answer.body.partition(b"HTTP/1.1 ")[2]
+    assert second.startswith(b"431 "), answer.body[:300]  # ...then the refusal
+    assert answer.closed

@@ -126,11 +126,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         """Run the app on a stand-in request that carries only the refusal: no target,
         and only the header fields that were within the limits (X-Forwarded-For among
         them, for the access log's client IP)."""
-        if self.cycle is not None and not self.cycle.response_complete:
-            self.transport.close()  # a pipelined request is still being answered
-            return
         if not self._has_request() or self.scope["state"].get(EDGE_REFUSAL):
             return
+        previous = self.cycle
         self.scope["method"] = self._method
         self.scope["path"], self.scope["raw_path"], self.scope["query_string"] = "/", b"/", b""
         self.scope["state"][EDGE_REFUSAL] = self._refusal
@@ -142,7 +140,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             expect_100_continue=False, keep_alive=False, on_response=self.on_response_complete,
         )  # fmt: skip
         self.cycle.more_body = False
-        self._start_asgi_task(self.cycle, self.app)
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(self.cycle, self.app)
+        else:
+            # Pipelined behind a request still being answered: after it, as uvicorn
+            # queues any pipelined request.
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, self.app))
 
 
 def _already_set() -> asyncio.Event:
