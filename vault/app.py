@@ -167,6 +167,12 @@ def create_app(
             db, blobs, keyring, subject_service, settings.max_artefact_bytes
         )
         metrics = Metrics()
+        auth_throttle = FailureThrottle(
+            settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
+        metrics.watch_auth_throttle(
+            auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
         app.state.vault = VaultState(
             settings=settings,
             db=db,
@@ -174,9 +180,7 @@ def create_app(
             blobs=blobs,
             api_keys=ApiKeyService(db, secrets.api_key_pepper),
             access_log=writer,
-            auth_throttle=FailureThrottle(
-                settings.auth_failure_limit, settings.auth_failure_window_seconds
-            ),
+            auth_throttle=auth_throttle,
             metrics=metrics,
             subject_refs=refs,
             keyring=keyring,

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -46,6 +47,9 @@ class Settings:
     upload_idle_timeout_seconds: float = 60.0
     # Names this deployment in erasure receipts (e.g. its public URL).
     receipt_issuer: str = "datavault"
+    # Where clients reach the vault (behind a TLS proxy: its https URL). Unset: the
+    # bind address, http://<host>:<port>. Decides the console cookie's Secure flag.
+    public_url: str | None = None
     # DESIGN.md, Access log: full client IPs for 90 days, then truncated to /24 or /48
     # until a year, then dropped; the chain covers a keyed hash, so it still verifies.
     access_log_ip_full_days: int = 90
@@ -58,11 +62,38 @@ class Settings:
         return self.root_key or f"file:{DEFAULT_ROOT_KEY_FILE}"
 
     @property
+    def public_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def cookies_secure(self) -> bool:
+        """The console's cookies are Secure unless the public URL is plain HTTP on a
+        loopback host (a trial run on 127.0.0.1, where a browser could not send a Secure
+        cookie back). Decided from configuration, never from a request's Host header,
+        which a proxy may rewrite (Host: 127.0.0.1 behind nginx dropped the flag). Plain
+        HTTP on any other host still gets Secure: a console is not for plain HTTP on a
+        network."""
+        parts = urlsplit(self.public_base_url)
+        return parts.scheme == "https" or not _is_loopback(parts.hostname or "")
+
+    @property
     def uses_embedded_postgres(self) -> bool:
         return not self.database_url
 
     def with_overrides(self, **changes: Any) -> Settings:
         return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 # (environment variable, Settings field, parser); the flags of serve/api/worker use the
@@ -111,6 +142,7 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_AUTH_FAILURE_WINDOW_SECONDS", "auth_failure_window_seconds", _float),
     ("DATAVAULT_DB_POOL_MAX", "db_pool_max", _int),
     ("DATAVAULT_RECEIPT_ISSUER", "receipt_issuer", _str),
+    ("DATAVAULT_PUBLIC_URL", "public_url", _str),
     ("DATAVAULT_UPLOAD_IDLE_TIMEOUT_SECONDS", "upload_idle_timeout_seconds", _float),
     ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "access_log_ip_full_days", _int),
     ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "access_log_ip_keep_days", _int),
@@ -159,5 +191,9 @@ def check_settings(settings: Settings) -> None:
             "DATAVAULT_ACCESS_LOG_IP_FULL_DAYS must be between 0 and "
             "DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS"
         )
+    if settings.public_url is not None:
+        parts = urlsplit(settings.public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError("DATAVAULT_PUBLIC_URL must be an http:// or https:// URL")
     if settings.s3_endpoint_url and not settings.s3_bucket:
         raise ConfigError("DATAVAULT_S3_ENDPOINT_URL needs DATAVAULT_S3_BUCKET")

@@ -14,6 +14,7 @@ import uvicorn
 from crypto.providers import local_key_path
 from vault.app import create_app
 from vault.config import Settings
+from vault.http.edge_limits import LimitedHttpToolsProtocol
 from vault.runtime import prepare_database
 from vault.services.tenants import list_tenants
 from vault.startup_banner import listening_lines, root_key_created_block
@@ -64,6 +65,9 @@ def uvicorn_config(
         access_log=False,
         log_config=None,
         server_header=False,
+        # httptools with limits on the request line and header fields (414, 431):
+        # uvicorn's own protocols have none (httptools) or answer a plain 400 (h11).
+        http=LimitedHttpToolsProtocol,
         timeout_graceful_shutdown=int(settings.drain_seconds),
         lifespan="on",
     )

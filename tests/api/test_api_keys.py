@@ -234,6 +234,8 @@ def test_own_random_secret_is_accepted_and_usable(server: ServerThread, tenant: 
         pytest.param("abcdefgh" * 5, id="repeated-sequence"),
         pytest.param("0123456789" * 4, id="ascending-digits"),
         pytest.param(secrets.token_urlsafe(32)[:20] + " " + secrets.token_urlsafe(16), id="space"),
+        pytest.param("qwertyuiopasdfghjklzxcvbnm123456", id="keyboard-walk"),
+        pytest.param("correcthorsebatterystaplewindowgarden", id="xkcd-passphrase"),
     ],
 )
 def test_short_or_guessable_own_secret_is_refused_without_echoing_it(

@@ -3,7 +3,6 @@ cookies, form reading with its CSRF check, and error pages."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache, wraps
@@ -21,6 +20,7 @@ from vault import errors
 from vault.console import csrf
 from vault.console.i18n import CATALOGUE, Catalogue, choose_language
 from vault.domain.subject_refs import SubjectRef, normalize_ref
+from vault.domain.text import check_text
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
@@ -42,8 +42,6 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
-
-_LOOPBACK_NAMES = {"localhost"}
 
 
 def _environment() -> jinja2.Environment:
@@ -83,28 +81,23 @@ def with_security_headers(response: Response) -> Response:
     return response
 
 
-def on_loopback(request: Request) -> bool:
-    """The Secure cookie flag is dropped only for a vault reached on a loopback host,
-    where a plain-HTTP trial run could not set a Secure cookie at all."""
-    host = (request.url.hostname or "").strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def cookies_secure(request: Request) -> bool:
+    """From configuration (Settings.cookies_secure: DATAVAULT_PUBLIC_URL), never from
+    the Host header a proxy may rewrite."""
+    secure: bool = request.app.state.vault.settings.cookies_secure
+    return secure
 
 
 def set_cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
     response.set_cookie(
         name, value, path="/console", httponly=True, samesite="strict",
-        secure=not on_loopback(request), **kw,
+        secure=cookies_secure(request), **kw,
     )  # fmt: skip
 
 
 def clear_cookie(response: Response, request: Request, name: str) -> None:
     response.delete_cookie(
-        name, path="/console", httponly=True, samesite="strict", secure=not on_loopback(request)
+        name, path="/console", httponly=True, samesite="strict", secure=cookies_secure(request)
     )
 
 
@@ -166,7 +159,8 @@ class CsrfRefused(errors.Forbidden):
 
 
 async def read_form(request: Request, expected_token: str) -> FormData:
-    """The posted form, after the size limit and the CSRF check."""
+    """The posted form, after the size limit, the CSRF check and the text rule
+    (vault/domain/text.py) on every field."""
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise errors.MalformedInput("a form needs a Content-Length")
@@ -179,6 +173,10 @@ async def read_form(request: Request, expected_token: str) -> FormData:
     presented = form.get(csrf.FIELD)
     if not csrf.matches(expected_token, presented if isinstance(presented, str) else None):
         raise CsrfRefused("the form's CSRF token is missing or wrong; reload the page")
+    for name, value in form.multi_items():
+        check_text(name, "(form field name)")
+        if isinstance(value, str):
+            check_text(value, name)
     return form
 
 

@@ -50,7 +50,7 @@ async def create_api_key(request: Request) -> Response:
             "secret": created.token.reveal(),
         },
         status=201,
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", "Location": f"/v1/api-keys/{created.id}"},
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,17 +13,17 @@ from vault.domain.ranges import RangeNotSatisfiable, parse_range
 from vault.domain.scopes import Scope
 from vault.errors import InvalidInput, MalformedInput, TimedOut
 from vault.http.auth import require
+from vault.http.filenames import content_disposition, filename_from_header
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.problems import ProblemResponse
 from vault.http.render import json_response, rfc3339
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_ref
+from vault.http.subject_path import subject_location, subject_ref
 from vault.http.subject_request import access_for, note_subject
 from vault.services.artefacts import Artefact
 
 MAX_CONTENT_TYPE_LENGTH = 255
-MAX_FILENAME_LENGTH = 255
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -41,27 +40,6 @@ def render_artefact(artefact: Artefact, ref: str) -> dict[str, Any]:
         "created_at": artefact.created_at,
         "expires_at": artefact.expires_at,
     }
-
-
-def _filename(request: Request) -> str | None:
-    raw = request.headers.get("x-filename")
-    if raw is None:
-        return None
-    # RFC 8187: UTF-8''percent-encoded, for names that are not ASCII.
-    if raw.lower().startswith("utf-8''"):
-        try:
-            raw = urllib.parse.unquote(raw[7:], errors="strict")
-        except UnicodeDecodeError:
-            raise InvalidInput(
-                "X-Filename is not valid RFC 8187 UTF-8", field="X-Filename"
-            ) from None
-    if not raw or len(raw) > MAX_FILENAME_LENGTH or any(ord(c) < 32 or c in "/\\" for c in raw):
-        raise InvalidInput(
-            f"X-Filename must be 1-{MAX_FILENAME_LENGTH} characters, "
-            "without control characters or slashes",
-            field="X-Filename",
-        )
-    return raw
 
 
 async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
@@ -102,12 +80,16 @@ async def upload_artefact(request: Request) -> Response:
         ref,
         category=request.query_params.get("category"),
         content_type=content_type,
-        filename=_filename(request),
+        filename=filename_from_header(request),
         body=_idle_limited(request.stream(), state.settings.upload_idle_timeout_seconds),
         declared_length=_declared_length(request),
     )
     request.state.artefact_id = artefact.id
-    return json_response(render_artefact(artefact, ref.reveal()), status=201)
+    return json_response(
+        render_artefact(artefact, ref.reveal()),
+        status=201,
+        headers={"Location": subject_location(ref, "artefacts", str(artefact.id))},
+    )
 
 
 async def list_artefacts(request: Request) -> Response:
@@ -171,6 +153,9 @@ def _content_headers(artefact: Artefact, length: int, byte_range: Any, size: int
         "ETag": f'"{artefact.id}"',
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-store",
+        # A download, never a page: the stored Content-Type is the uploader's choice.
+        "Content-Disposition": content_disposition(artefact.filename),
+        "X-Content-Type-Options": "nosniff",
     }
     if byte_range is not None:
         headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"

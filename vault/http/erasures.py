@@ -76,7 +76,13 @@ async def request_erasure(request: Request) -> Response:
     erasure, created = await vault_state(request).erasures.request(
         principal.tenant_id, ref, check_erasure_request(body), principal.key_id
     )
-    return json_response(render_erasure(erasure, full=False), status=202 if created else 200)
+    if not created:
+        return json_response(render_erasure(erasure, full=False))
+    return json_response(
+        render_erasure(erasure, full=False),
+        status=202,
+        headers={"Location": f"/v1/erasures/{erasure['id']}"},
+    )
 
 
 async def _has_body(request: Request) -> bool:

@@ -81,7 +81,11 @@ async def place_hold(request: Request) -> Response:
         hold_request.note, check_expiry(parse_time("expires_at", body.get("expires_at"))),
     )  # fmt: skip
     hold = await state.holds.place(principal.tenant_id, hold_request, _actor(request, principal))
-    return json_response(render_hold(hold, ref.reveal() if ref else None), status=201)
+    return json_response(
+        render_hold(hold, ref.reveal() if ref else None),
+        status=201,
+        headers={"Location": f"/v1/holds/{hold['id']}"},
+    )
 
 
 async def list_holds(request: Request) -> Response:

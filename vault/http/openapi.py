@@ -23,6 +23,8 @@ from vault.http.openapi_parts import (
     _op,
     _path,
     _query,
+    answer,
+    location,
 )
 from vault.http.openapi_subjects import _subject_paths
 
@@ -210,7 +212,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             "post": _op(
                 "Create an API key; the secret is shown in this answer only",
                 scope="admin", ok=201, body=API_KEY_CREATE,
-                ok_schema=API_KEY_CREATED,
+                answers={201: answer("Created", API_KEY_CREATED,
+                                     headers=location("/v1/api-keys/{key_id}"))},
                 errors=(400, 409, 413, 415, 422),
             ),
             "get": _op(

@@ -16,6 +16,7 @@ from vault.http.openapi_parts import (
     _path,
     _query,
     answer,
+    location,
 )
 
 _NULLABLE_STR = {"type": ["string", "null"]}
@@ -90,7 +91,9 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
         "/v1/holds": {
             "post": _op("Place a legal hold on a subject (or the whole tenant), all or some "
                         "categories", scope="compliance", ok=201, body=HOLD_PLACE,
-                        ok_schema=HOLD, errors=(400, 415, 422)),
+                        answers={201: answer("Placed", HOLD,
+                                             headers=location("/v1/holds/{hold_id}"))},
+                        errors=(400, 415, 422)),
             "get": _op("List holds, newest first", scope="compliance", ok_schema=_list_page(HOLD),
                        params=[_query("active", {"type": "boolean"}, "Only active holds"),
                                _query("subject_ref", _STR, "Holds covering this subject"),
@@ -230,7 +233,8 @@ def _erasure_paths() -> dict[str, dict[str, Any]]:
                 "Erase a subject: 202 scheduled; 200 with the open erasure if one exists",
                 scope="erasure",
                 answers={
-                    202: answer("Scheduled", ERASURE_REQUESTED),
+                    202: answer("Scheduled", ERASURE_REQUESTED,
+                                headers=location("/v1/erasures/{erasure_id}")),
                     200: answer("The subject already has an open erasure: that one",
                                 ERASURE_REQUESTED),
                 },

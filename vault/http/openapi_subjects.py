@@ -20,6 +20,7 @@ from vault.http.openapi_parts import (
     _query,
     answer,
     header,
+    location,
 )
 
 ARTEFACT = {
@@ -76,6 +77,12 @@ _CONTENT_HEADERS = {
     "ETag": header(_STR, "The artefact id in quotes (artefacts never change)"),
     "Accept-Ranges": header({"type": "string", "const": "bytes"}, "Ranges are in bytes"),
     "Cache-Control": header(_STR, "private, no-store"),
+    "Content-Disposition": header(
+        _STR,
+        "attachment, with filename (ASCII) and filename* (RFC 8187, UTF-8) when the "
+        "artefact has a filename",
+    ),
+    "X-Content-Type-Options": header({"type": "string", "const": "nosniff"}, "nosniff"),
 }
 _RANGED_HEADERS = {
     **_CONTENT_HEADERS,
@@ -121,15 +128,18 @@ def _artefact_paths(category: dict[str, Any]) -> dict[str, dict[str, Any]]:
     filename = _header_param(
         "X-Filename",
         _STR,
-        "The file's name, at most 255 characters, no control characters or slashes; "
-        "for non-ASCII names RFC 8187 (UTF-8''percent-encoded).",
+        "The file's name, at most 255 characters, no control characters, directional "
+        "overrides or slashes: raw UTF-8, or RFC 8187 (UTF-8''percent-encoded). Bytes "
+        "that are not UTF-8: 422.",
     )
     return {
         "/v1/subjects/{ref}/artefacts": {
             "parameters": [_REF],
             "post": _op(
                 "Upload an artefact (raw body, streamed; Content-Length or chunked)",
-                scope="ingest", ok=201, ok_schema=ARTEFACT, params=[upload_category, filename],
+                scope="ingest", ok=201, params=[upload_category, filename],
+                answers={201: answer("Created", ARTEFACT, headers=location(
+                    "/v1/subjects/{ref}/artefacts/{artefact_id}"))},
                 body={"required": True, "content": {"*/*": {"schema": BINARY}},
                       "description": "The artefact's bytes, of any media type. Its "
                       "Content-Type (application/octet-stream when absent) is kept as "
@@ -178,7 +188,8 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "put": _op(
                 "Create (201) or replace (200) a record: any JSON value, at most 1 MiB",
                 scope="ingest", ok=201,
-                answers={201: answer("Created", RECORD),
+                answers={201: answer("Created", RECORD, headers=location(
+                             "/v1/subjects/{ref}/records/{name}")),
                          200: answer("Replaced (version + 1)", RECORD)},
                 params=[{**category, "description": "Required on create; a record keeps "
                          "its category (another one: 409)"}],

@@ -12,7 +12,7 @@ from vault.http.pages import page_after_name, page_params
 from vault.http.params import encode_cursor_parts, query_int
 from vault.http.render import json_response, rfc3339
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_ref
+from vault.http.subject_path import subject_location, subject_ref
 from vault.http.subject_request import access_for, note_subject
 from vault.services.records import MAX_RECORD_BYTES, RecordVersion, check_json
 
@@ -39,7 +39,10 @@ async def put_record(request: Request) -> Response:
         request.query_params.get("category") or None,
         value,
     )
-    return json_response(_render(record), status=201 if record.created else 200)
+    if not record.created:
+        return json_response(_render(record))
+    location = subject_location(ref, "records", record.name)
+    return json_response(_render(record), status=201, headers={"Location": location})
 
 
 async def get_record(request: Request) -> Response:

@@ -54,3 +54,10 @@ def subject_ref(request: Request) -> SubjectRef:
     if raw is None:
         raise InvalidInput("ref must be percent-encoded UTF-8", field="ref")
     return normalize_ref(raw, field="ref")
+
+
+def subject_location(ref: SubjectRef, *parts: str) -> str:
+    """The path of a resource under a subject, for a Location header: the reference
+    percent-encoded as one segment (`/` included), as API.md spells it."""
+    segment = urllib.parse.quote(ref.reveal(), safe="")
+    return "/".join([f"/v1/subjects/{segment}", *parts])

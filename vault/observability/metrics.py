@@ -16,6 +16,7 @@ from prometheus_client import (
 )
 
 from vault.domain.erasures import ErasureStatus
+from vault.domain.throttle import FailureThrottle
 from vault.version import distribution_version, python_version
 
 # The fixed values of erasures.status: the only label the erasure gauge has.
@@ -56,8 +57,28 @@ class Metrics:
         )
         self.auth_failures = Counter(
             "datavault_auth_failures",
-            "Failed authentications by reason",
+            "Failed authentications by reason: invalid (401), throttled (429), address (403: "
+            "a key used outside its allowed CIDRs)",
             ["reason"],
+            registry=self.registry,
+        )
+        # The failed-authentication throttle is per process: with N API replicas an
+        # address gets N x this limit per window (README, API keys).
+        self.auth_failure_limit = Gauge(
+            "datavault_auth_failure_limit",
+            "Failed authentications one client IP may make per window in this process "
+            "(DATAVAULT_AUTH_FAILURE_LIMIT); N API replicas allow N times as many",
+            registry=self.registry,
+        )
+        self.auth_failure_window = Gauge(
+            "datavault_auth_failure_window_seconds",
+            "The failed-authentication window and block (DATAVAULT_AUTH_FAILURE_WINDOW_SECONDS)",
+            registry=self.registry,
+        )
+        self.auth_throttle_tracked = Gauge(
+            "datavault_auth_throttle_tracked_addresses",
+            "Client IPs the failed-authentication throttle holds in memory in this process "
+            "(at most 100,000)",
             registry=self.registry,
         )
         self.access_log_failures = Counter(
@@ -162,6 +183,11 @@ class Metrics:
             ["job_name"],
             registry=self.registry,
         )
+
+    def watch_auth_throttle(self, throttle: FailureThrottle, limit: int, window: float) -> None:
+        self.auth_failure_limit.set(limit)
+        self.auth_failure_window.set(window)
+        self.auth_throttle_tracked.set_function(lambda: throttle.tracked)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests.labels(method, route, str(status)).inc()
