@@ -39,15 +39,32 @@ def seal(
     context: KeyContext,
     rng: RandomSource = _primitives.random_bytes,
 ) -> bytes:
+    return seal_encoded(fmt, key, plaintext, context.encode(), rng)
+
+
+def seal_encoded(
+    fmt: MessageFormat,
+    key: SecretBytes,
+    plaintext: bytes,
+    aad: bytes,
+    rng: RandomSource = _primitives.random_bytes,
+) -> bytes:
+    """`seal` with the context already encoded (for callers in crypto/ that seal and open
+    many messages under one context: the encoding is the same bytes either way)."""
     ikm = require_key(key)
     salt = rng(SALT_SIZE)
     nonce = rng(GCM_NONCE_SIZE)
     message_key, commitment = _derive(fmt, ikm, salt)
-    sealed = Aead(message_key).seal(nonce, plaintext, context.encode())
+    sealed = Aead(message_key).seal(nonce, plaintext, aad)
     return b"".join((bytes([fmt.version]), salt, commitment, nonce, sealed))
 
 
 def open_(fmt: MessageFormat, key: SecretBytes, blob: bytes, context: KeyContext) -> bytes:
+    return open_encoded(fmt, key, blob, context.encode())
+
+
+def open_encoded(fmt: MessageFormat, key: SecretBytes, blob: bytes, aad: bytes) -> bytes:
+    """`open_` with the context already encoded."""
     ikm = require_key(key)
     if len(blob) < fmt.overhead or blob[0] != fmt.version:
         raise IntegrityError()
@@ -61,7 +78,7 @@ def open_(fmt: MessageFormat, key: SecretBytes, blob: bytes, context: KeyContext
             raise IntegrityError()
         at += len(commitment)
     nonce = bytes(view[at : at + GCM_NONCE_SIZE])
-    return Aead(message_key).open(nonce, view[at + GCM_NONCE_SIZE :], context.encode())
+    return Aead(message_key).open(nonce, view[at + GCM_NONCE_SIZE :], aad)
 
 
 def _derive(fmt: MessageFormat, ikm: bytes, salt: bytes) -> tuple[bytes, bytes]:

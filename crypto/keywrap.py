@@ -32,6 +32,25 @@ def unwrap_key(wrapping_key: SecretBytes, wrapped: bytes, context: KeyContext) -
     return SecretBytes(_message.open_(KEYWRAP_V1, wrapping_key, wrapped, context))
 
 
+def rewrap_key(
+    old_wrapping_key: SecretBytes,
+    new_wrapping_key: SecretBytes,
+    wrapped: bytes,
+    context: KeyContext,
+    new_context: KeyContext | None = None,
+) -> bytes:
+    """Move a wrapped key from one wrapping key to another (a new epoch, a new subject
+    key) without handing its bytes to the caller: IntegrityError if `wrapped` does not
+    open under the old key and `context`. `new_context` defaults to `context` (encoded
+    once for both)."""
+    if len(wrapped) != WRAPPED_KEY_SIZE:
+        raise IntegrityError()
+    aad = context.encode()
+    key = SecretBytes(_message.open_encoded(KEYWRAP_V1, old_wrapping_key, wrapped, aad))
+    new_aad = aad if new_context is None else new_context.encode()
+    return _message.seal_encoded(KEYWRAP_V1, new_wrapping_key, key.reveal(), new_aad)
+
+
 def _wrap_key_with(
     wrapping_key: SecretBytes, key: SecretBytes, context: KeyContext, rng: RandomSource
 ) -> bytes:

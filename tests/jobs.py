@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from tests.support import ServerThread
 from vault.runtime import operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.ledger_watermark import watermark_for
 from workers.deletion_check import Violation, find_deletion_violations
 from workers.erasure import run_due_erasures
 from workers.ledger import publish_and_complete
@@ -24,7 +25,7 @@ async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
         issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
         await run_due_erasures(ctx.db, ctx.keyring, now)
         await apply_retention(ctx.db, ctx.keyring, now)
-        await publish_and_complete(ctx.db, ctx.blobs, issuer)
+        await publish_and_complete(ctx.db, ctx.blobs, issuer, watermark_for(ctx.root))
 
 
 def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:

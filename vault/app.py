@@ -64,6 +64,7 @@ from vault.services.keyring import KeyRing
 from vault.services.ledger import (
     reconcile_on_start,
 )
+from vault.services.ledger_watermark import watermark_for
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
@@ -154,7 +155,7 @@ def create_app(
         writer.start()
         blobs = open_blob_store(settings)
         # Before serving: a restored backup must not bring shredded keys back.
-        redestroyed = await reconcile_on_start(db, blobs)
+        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root))
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         keyring = KeyRing(root, PgHoldCheck())

@@ -313,10 +313,11 @@ def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
     from vault.services.ledger import LedgerError, verify_ledger
+    from vault.services.ledger_watermark import watermark_for
 
     async def work(ctx: OperatorContext) -> Any:
         try:
-            objects = await verify_ledger(ctx.db, ctx.blobs)
+            objects = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root))
         except LedgerError as exc:
             return str(exc)
         return objects

@@ -54,6 +54,10 @@ class Settings:
     # until a year, then dropped; the chain covers a keyed hash, so it still verifies.
     access_log_ip_full_days: int = 90
     access_log_ip_keep_days: int = 365
+    # DESIGN.md, shred ledger: an S3 bucket without Object Lock lets whoever can delete
+    # objects cut the ledger's tail; the vault refuses one unless the operator accepts
+    # that weaker guarantee (then a cut is only detected, where it can be).
+    accept_unlocked_ledger: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -114,6 +118,15 @@ def _str(value: str) -> str:
     return value
 
 
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("use true or false")
+
+
 def parse_networks(value: str) -> tuple[IPNetwork, ...]:
     items = [item.strip() for item in value.split(",") if item.strip()]
     try:
@@ -146,6 +159,7 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_UPLOAD_IDLE_TIMEOUT_SECONDS", "upload_idle_timeout_seconds", _float),
     ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "access_log_ip_full_days", _int),
     ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "access_log_ip_keep_days", _int),
+    ("DATAVAULT_ACCEPT_UNLOCKED_LEDGER", "accept_unlocked_ledger", _bool),
 )
 
 

@@ -42,10 +42,11 @@ class Conflict(VaultError):
     """The request clashes with the current state (a hold, an existing value)."""
 
 
-class StaleGeneration(Conflict):
-    """A key was asked for a generation that is no longer the subject's current one (an
-    erasure was requested meanwhile): the database refuses it (migration 0016). Writers
-    read the subject again; if it still escapes, the client may retry."""
+class SubjectChanged(Conflict):
+    """The subject changed between reading it and writing a key under it: an erasure was
+    requested (a new generation: migration 0016) or its keys were rewrapped for a new
+    epoch (migration 0017). The database refuses the key; writers read the subject again,
+    and if it still escapes, the client may retry."""
 
 
 class TimedOut(VaultError):

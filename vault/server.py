@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import signal
 import socket
@@ -13,7 +14,8 @@ import uvicorn
 
 from crypto.providers import local_key_path
 from vault.app import create_app
-from vault.config import Settings
+from vault.blobs.factory import open_blob_store
+from vault.config import ConfigError, Settings
 from vault.http.edge_limits import LimitedHttpToolsProtocol
 from vault.runtime import prepare_database
 from vault.services.tenants import list_tenants
@@ -86,6 +88,7 @@ def run_server(
     Only `serve` creates a vault where there is none (create_vault); `api` and `worker`
     exit 2 instead, so production runs `datavault migrate` first."""
     url = prepare_database(settings, create_vault=create_vault)
+    asyncio.run(refuse_unlocked_ledger(settings))
     key_file = local_key_path(settings.root_key_uri, settings.data_dir)
     new_key_file = key_file if key_file is not None and not key_file.exists() else None
     config = uvicorn_config(settings, url, run_jobs=run_jobs, serve_api=serve_api)
@@ -107,6 +110,27 @@ def run_server(
         signal.signal(signum, _note_signal)
     server.run()
     return 0 if server.started else 1
+
+
+async def refuse_unlocked_ledger(settings: Settings) -> None:
+    """DESIGN.md: on S3 the production commands refuse a bucket without Object Lock, where
+    whoever may delete objects could cut the shred ledger's tail, unless the operator
+    accepts that weaker guarantee (DATAVAULT_ACCEPT_UNLOCKED_LEDGER=true). The filesystem
+    store is for trying the vault out; there the root-key store's watermark detects a
+    cut ledger (vault/services/ledger_watermark.py)."""
+    if not settings.s3_bucket or settings.accept_unlocked_ledger:
+        return
+    store = open_blob_store(settings)
+    try:
+        locked = await store.retention_enforced()
+    finally:
+        await store.close()
+    if not locked:
+        raise ConfigError(
+            f"the S3 bucket {settings.s3_bucket!r} has no Object Lock, so the shred ledger "
+            "could be cut by whoever may delete its objects; create the bucket with Object "
+            "Lock, or accept the weaker guarantee with DATAVAULT_ACCEPT_UNLOCKED_LEDGER=true"
+        )
 
 
 async def _has_tenant(config: uvicorn.Config) -> bool:

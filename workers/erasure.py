@@ -191,9 +191,6 @@ async def _shred_generation(
             Q.upsert_item, tenant_id, erasure["id"], key.id, key.category, "shredded",
             key.destroyed_at, None,
         )  # fmt: skip
-        await conn.execute(Q.shred_artefacts_of_key, tenant_id, key.id)
-        await conn.execute(Q.shred_records_of_key, tenant_id, key.id)
-        await conn.execute(Q.clear_ref_copy, tenant_id, subject_id, key.id)
     for kept in held:
         await conn.execute(
             Q.upsert_item, tenant_id, erasure["id"], kept.id, kept.category, "held", None,

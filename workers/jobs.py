@@ -10,6 +10,7 @@ from vault.observability.metrics import Metrics
 from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys, publish_anchors
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.keyring import KeyRing
+from vault.services.ledger_watermark import watermark_for
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
@@ -36,6 +37,7 @@ def background_jobs(
     metrics: Metrics,
 ) -> list[PeriodicJob]:
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
+    watermark = watermark_for(root)
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(
@@ -71,7 +73,7 @@ def background_jobs(
         PeriodicJob(
             "shred-ledger",
             PUBLISH_INTERVAL_SECONDS,
-            lambda: publish_and_complete(db, blobs, issuer),
+            lambda: publish_and_complete(db, blobs, issuer, watermark),
         ),
         PeriodicJob(
             "deletion-check", CHECK_INTERVAL_SECONDS, lambda: run_scheduled_check(db, metrics)

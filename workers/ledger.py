@@ -6,6 +6,7 @@ vault/services/ledger.py."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -20,6 +21,7 @@ from vault.observability import events
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasure_transitions import transition
 from vault.services.ledger import GENESIS, LedgerError, encode_entry, entry_key, parse_entry
+from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
 from vault.services.tenants import list_tenants
 
 Q = Queries("ledger")
@@ -34,8 +36,9 @@ _MAX_OBJECTS_PER_ROUND = 20
 
 
 async def publish_pending(
-    db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS
-) -> int:
+    db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS,
+    watermark: LedgerWatermark | None = None,
+) -> int:  # fmt: skip
     """Publish pending outbox rows as one ledger object; return how many rows.
 
     Where the bucket has Object Lock, the object is locked (compliance mode) for
@@ -69,6 +72,9 @@ async def publish_pending(
             await blobs.put_retained(entry_key(seq), data, until)
             await _mark(db, seq, entries)
         await head_tx.execute(Q.update_head, seq, prev)
+    if watermark is not None and seq:
+        # Committed: the root-key store now remembers that the ledger reaches here.
+        await asyncio.to_thread(watermark.remember, LedgerHead(seq, prev))
     for entry in entries:
         erasure_id = entry["erasure_id"]
         events.key_shredded(
@@ -124,10 +130,14 @@ async def complete_published_erasures(
     return changed
 
 
-async def publish_and_complete(db: Database, blobs: BlobStore, receipts: ReceiptIssuer) -> None:
+async def publish_and_complete(
+    db: Database, blobs: BlobStore, receipts: ReceiptIssuer,
+    watermark: LedgerWatermark | None = None,
+) -> None:  # fmt: skip
     # Replaced records add a data key each: under a burst a tenant can have more pending
     # rows than one object takes, and an erasure's rows must not wait rounds behind them.
     for _ in range(_MAX_OBJECTS_PER_ROUND):
-        if await publish_pending(db, blobs, receipts.backup_retention_days) < _BATCH:
+        published = await publish_pending(db, blobs, receipts.backup_retention_days, watermark)
+        if published < _BATCH:
             break
     await complete_published_erasures(db, receipts)

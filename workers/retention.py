@@ -92,9 +92,7 @@ async def _expire(
             claimed.append(row["data_key_id"])
             try:
                 async with db.tenant_tx(tenant_id) as conn:
-                    destroyed = await keyring.destroy_data_key(
-                        conn, tenant_id, row["data_key_id"], unless_restricted=True
-                    )
+                    destroyed = await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
                     await retire(conn, row)
             except Conflict:
                 continue

@@ -62,7 +62,7 @@ async def _sweep_tenant(
         if row["state"] == "uploading":
             async with db.tenant_tx(tenant_id) as conn:
                 await conn.execute(Q.abandon, tenant_id, row["id"])
-                await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
+                await keyring.destroy_data_key(conn, tenant_id, row["data_key_id"], cleanup=True)
             report.uploads_abandoned += 1
         if await remove_blob(db, blobs, tenant_id, row["id"], row["blob_key"]):
             report.blobs_removed += 1

@@ -195,3 +195,23 @@ def test_record_with_wrong_version_byte_is_integrity_error() -> None:
         open_record(key, b"\xa1" + sealed[1:], context)
     with pytest.raises(IntegrityError):
         open_record(key, sealed[: RECORD_OVERHEAD - 1], context)
+
+
+def test_rewrap_moves_a_key_to_another_wrapping_key_without_showing_it() -> None:
+    from crypto.keywrap import rewrap_key
+
+    old, new, key = generate_key(), generate_key(), generate_key()
+    context = KeyContext(purpose=PURPOSE_DATA_KEY, tenant_id="t", subject_id="s", key_id="d")
+    moved = rewrap_key(old, new, wrap_key(old, key, context), context)
+    assert unwrap_key(new, moved, context).reveal() == key.reveal()
+    with pytest.raises(IntegrityError):
+        unwrap_key(old, moved, context)  # the old wrapping key opens nothing any more
+    other = dataclasses.replace(context, key_id="another")
+    with pytest.raises(IntegrityError):
+        rewrap_key(old, new, wrap_key(old, key, context), other)
+    # A new context binds the moved key to it, and only to it.
+    versioned = dataclasses.replace(context, version=2)
+    moved = rewrap_key(old, new, wrap_key(old, key, context), context, versioned)
+    assert unwrap_key(new, moved, versioned).reveal() == key.reveal()
+    with pytest.raises(IntegrityError):
+        unwrap_key(new, moved, context)

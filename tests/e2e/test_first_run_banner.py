@@ -79,7 +79,9 @@ def test_first_start_warns_then_listens_then_hints_until_a_tenant_exists(
         block = lines[start : end + 1]
         assert block[1] == f"  ROOT KEY CREATED: {key_file}"
         assert 6 <= len(block) <= 12
-        assert all(len(line) <= 80 for line in block)
+        # Readable in an 80-column terminal, but for the line naming the file (its path
+        # is as long as it is).
+        assert all(len(line) <= 80 for line in block if str(key_file) not in line)
         assert "keep the key out of the data directory's backups." in "\n".join(block)
         listening = lines.index(f"datavault listening on {url}")
         assert listening == end + 1, "the URL comes right after the warning"

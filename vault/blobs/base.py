@@ -57,6 +57,11 @@ class BlobStore(Protocol):
         `retain_until` (S3 Object Lock in compliance mode, where the bucket has Object
         Lock enabled). Returns whether the store enforces that; if not, it is a put."""
 
+    async def retention_enforced(self) -> bool:
+        """Whether `put_retained` objects cannot be deleted before their time (S3 with
+        Object Lock): the shred ledger is then prevented from being cut, not only
+        detected."""
+
     async def get(self, key: str) -> bytes:
         """A small object whole."""
 

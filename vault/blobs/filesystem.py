@@ -114,6 +114,9 @@ class FilesystemBlobStore:
         await self.put(key, data)
         return False
 
+    async def retention_enforced(self) -> bool:
+        return False
+
     def _put(self, path: Path, data: bytes) -> None:
         writer = _TempWriter(self._root, path)
         try:

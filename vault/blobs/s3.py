@@ -150,6 +150,9 @@ class S3BlobStore:
         )
         return True
 
+    async def retention_enforced(self) -> bool:
+        return await self._object_lock_enabled()
+
     async def _object_lock_enabled(self) -> bool:
         # Asked once: a bucket's Object Lock can be turned on only at creation (or by
         # support), so the answer does not change under a running vault.

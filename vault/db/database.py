@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 
-from vault.errors import KeyNoLongerLive, StaleGeneration, Unavailable
+from vault.errors import KeyNoLongerLive, SubjectChanged, Unavailable
 
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
@@ -38,8 +38,9 @@ _SET_AUDITOR = (
 # What a request function (migration 0011) raises when the API key it was asked to check
 # is revoked or its tenant closed.
 KEY_NOT_LIVE_SQLSTATE = "DV401"
-# What the database raises for a key in a generation that is no longer current (0016).
-STALE_GENERATION_SQLSTATE = "DVG01"
+# What the database raises for a key in a generation that is no longer current (0016), or
+# for a data key wrapped under subject-key bytes a rewrap has replaced since (0017).
+SUBJECT_CHANGED_SQLSTATES = frozenset({"DVG01", "DVK01"})
 
 # The deployment-wide access-log chain and other rows that belong to no tenant.
 DEPLOYMENT_TENANT = uuid.UUID(int=0)
@@ -68,8 +69,8 @@ def _database_errors() -> Iterator[None]:
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate == KEY_NOT_LIVE_SQLSTATE:
             raise KeyNoLongerLive("invalid API key") from None
-        if sqlstate == STALE_GENERATION_SQLSTATE:
-            raise StaleGeneration("the subject was erased meanwhile; try again") from None
+        if sqlstate in SUBJECT_CHANGED_SQLSTATES:
+            raise SubjectChanged("the subject changed meanwhile; try again") from None
         raise
 
 

@@ -202,7 +202,17 @@ _RECEIPT_FIELDS = {
     "completed_at": _NULLABLE_TIME,
     "final": {"type": "boolean"},
     **_OUTCOMES,
-    "backups_unreadable_after": _TIME,
+    "backups_unreadable_after": {
+        **_NULLABLE_TIME,
+        "description": "after this no copy of a destroyed key in a backup, WAL or replica "
+        "opens (never a past date); null when no root-key epoch is scheduled",
+    },
+    "ledger": {
+        "type": "object",
+        "required": ["seq", "head"],
+        "properties": {"seq": {"type": "integer"}, "head": _STR},
+        "description": "the shred ledger's last entry (sequence, hex SHA-256) at issue",
+    },
 }
 SIGNED_RECEIPT = {
     "type": "object",
@@ -210,7 +220,8 @@ SIGNED_RECEIPT = {
     "properties": {
         "receipt": {
             "type": "object",
-            "required": list(_RECEIPT_FIELDS),
+            # Receipts issued before the ledger head was added lack `ledger`.
+            "required": [name for name in _RECEIPT_FIELDS if name != "ledger"],
             "properties": _RECEIPT_FIELDS,
         },
         "signature": {

@@ -35,7 +35,7 @@ from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
-from vault.errors import Gone, KeyDestroyed, NotFound, StaleGeneration, TooLarge
+from vault.errors import Gone, KeyDestroyed, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.keyring import DataKey, KeyRing
 from vault.services.prefetch import prefetched
@@ -44,7 +44,6 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
-    check_deletable,
     check_generation,
     check_writable,
     readable_generations,
@@ -57,8 +56,9 @@ Q = Queries("artefacts")
 KEY_RECHECK_SECONDS = 10.0
 # An upload still 'uploading' after this long belongs to a process that died.
 ABANDONED_UPLOAD_AFTER = timedelta(hours=24)
-# Each retry follows an erasure request for this subject that landed meanwhile.
-STALE_GENERATION_ATTEMPTS = 3
+# Each retry follows an erasure request (or a rewrap of its keys) for this subject that
+# landed between reading it and creating its key.
+SUBJECT_CHANGED_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ class ArtefactService:
             raise TooLarge(f"artefact is larger than {self.max_bytes} bytes")
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         artefact_id = uuid.uuid4()
-        for attempt in range(1, STALE_GENERATION_ATTEMPTS + 1):
+        for attempt in range(1, SUBJECT_CHANGED_ATTEMPTS + 1):
             try:
                 async with self._db.tenant_tx(tenant_id) as conn:
                     settings = await load_settings(conn, tenant_id)
@@ -144,11 +144,12 @@ class ArtefactService:
                     assert inserted is not None
                     created_at, expires_at = inserted["created_at"], inserted["expires_at"]
                 break
-            except StaleGeneration:
-                # An erasure was requested between reading the subject and creating its
-                # key: the database refused a key in the erased generation. Read the
-                # subject again; the upload is a new life in the next generation.
-                if attempt == STALE_GENERATION_ATTEMPTS:
+            except SubjectChanged:
+                # An erasure was requested (or the subject's keys rewrapped) between
+                # reading the subject and creating its key: the database refused the key.
+                # Read the subject again; after an erasure the upload is a new life in
+                # the next generation.
+                if attempt == SUBJECT_CHANGED_ATTEMPTS:
                     raise
         meter = UploadMeter(limit)
         try:
@@ -175,7 +176,7 @@ class ArtefactService:
     ) -> None:
         async with self._db.tenant_tx(tenant_id) as conn:
             await conn.execute(Q.abandon, tenant_id, artefact_id)
-            await self._keyring.destroy_data_key(conn, tenant_id, data_key_id)
+            await self._keyring.destroy_data_key(conn, tenant_id, data_key_id, cleanup=True)
         await self._blobs.delete(key)  # in case the blob completed before the failure
         async with self._db.tenant_tx(tenant_id) as conn:
             await conn.execute(Q.blob_removed, tenant_id, artefact_id)
@@ -307,8 +308,7 @@ class ArtefactService:
         """Crypto-shred (refused under hold), then remove the blob as hygiene; if that
         fails the sweeper retries."""
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
-            check_deletable(subject)
+            _, row = await self._locate(conn, tenant_id, ref, artefact_id)
             await self._keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
             await conn.execute(Q.mark_deleted, tenant_id, artefact_id)
         await remove_blob(self._db, self._blobs, tenant_id, artefact_id, row["blob_key"])

@@ -187,8 +187,13 @@ class KeyRing:
     ) -> DataKey:
         """A fresh data key for one artefact or record version (one per upload attempt,
         so a retried upload never reuses a key, salt or nonce)."""
-        _, wrapping = await self.subject_key(conn, subject_key.tenant_id, subject_key.id)
-        return await self._insert_data_key(conn, subject_key, wrapping, purpose)
+        row = await conn.fetchrow(Q.subject_key_by_id, subject_key.tenant_id, subject_key.id)
+        if row is None:
+            raise NotFound("no such key")
+        wrapping = await self._open_subject_key(
+            subject_key, row["kek_version"], row["wrapped_key"], row["kek_wrapped"]
+        )
+        return await self._insert_data_key(conn, subject_key, wrapping, row["kek_version"], purpose)
 
     async def new_data_key_for_write(
         self,
@@ -215,19 +220,24 @@ class KeyRing:
         wrapping = await self._open_subject_key(
             ref, row["kek_version"], row["wrapped_key"], row["kek_wrapped"]
         )
-        return await self._insert_data_key(conn, ref, wrapping, purpose)
+        return await self._insert_data_key(conn, ref, wrapping, row["kek_version"], purpose)
 
     async def _insert_data_key(
         self,
         conn: Connection,
         subject_key: SubjectKeyRef,
         wrapping: SecretBytes,
+        subject_key_version: int,
         purpose: DataKeyPurpose,
     ) -> DataKey:
+        """Store a new data key wrapped under `wrapping`, the subject key's bytes as read
+        at `subject_key_version`: the database refuses it (SubjectChanged) if a rewrap
+        has given the subject key new bytes since (migration 0017)."""
         data_key, wrapped = self._wrapped_data_key(subject_key, wrapping, purpose)
         await conn.execute(
-            Q.insert_data_key, subject_key.tenant_id, data_key.id, subject_key.id, purpose, wrapped
-        )
+            Q.insert_data_key, subject_key.tenant_id, data_key.id, subject_key.id, purpose,
+            wrapped, subject_key_version,
+        )  # fmt: skip
         return data_key
 
     @staticmethod
@@ -290,22 +300,20 @@ class KeyRing:
 
     async def destroy_data_key(
         self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID, *,
-        unless_restricted: bool = False,
+        cleanup: bool = False,
     ) -> bool:  # fmt: skip
-        """Crypto-shred one artefact or record version, unless a hold covers it (Conflict
-        naming the holds) or, with `unless_restricted`, its subject's processing is
-        restricted (RestrictedDeletion). Checked under the subject's row lock, which
-        placing a hold or a restriction also takes. Returns False if it was destroyed
-        already."""
+        """Crypto-shred one artefact or record version (a delete, retention), checked
+        under the subject's row lock (see `check_destroyable`); `cleanup`: the key of an
+        upload that never completed, which nothing keeps. Returns False if it was
+        destroyed already."""
         owner = await conn.fetchrow(Q.data_key_subject, tenant_id, data_key_id)
         if owner is None:
             raise NotFound("no such key")
-        locked = await conn.fetchrow(Q.lock_subject, tenant_id, owner["subject_id"])
-        if unless_restricted and locked is not None and locked["restricted_at"] is not None:
-            raise RestrictedDeletion("processing of this subject is restricted")
+        await conn.execute(Q.lock_subject, tenant_id, owner["subject_id"])
         return await self.destroy_data_key_of_locked_subject(
-            conn, tenant_id, owner["subject_id"], owner["category"], data_key_id
-        )
+            conn, tenant_id, owner["subject_id"], owner["category"], owner["generation"],
+            data_key_id, cleanup=cleanup,
+        )  # fmt: skip
 
     async def destroy_data_key_of_locked_subject(
         self,
@@ -313,16 +321,44 @@ class KeyRing:
         tenant_id: uuid.UUID,
         subject_id: uuid.UUID,
         category: str,
+        generation: int,
         data_key_id: uuid.UUID,
+        *,
+        cleanup: bool = False,
     ) -> bool:
         """`destroy_data_key` for a caller that already holds the subject's row lock and
-        knows the key's subject and category (from the row the key encrypts): two
-        statements fewer."""
+        knows the key's subject, category and generation (from the row the key
+        encrypts): two statements fewer."""
+        if not cleanup:
+            await self.check_destroyable(conn, tenant_id, subject_id, category, generation)
+        return await conn.fetchval(Q.destroy_data_key, tenant_id, data_key_id) is not None
+
+    async def check_destroyable(
+        self, conn: Connection, tenant_id: uuid.UUID, subject_id: uuid.UUID, category: str,
+        generation: int,
+    ) -> None:  # fmt: skip
+        """What keeps one artefact or record version from being destroyed one object at a
+        time: the subject's restriction (Art. 18 freezes deletion), an erasure that covers
+        its generation (only that erasure destroys what it keeps, by its holds and
+        statutory retention), a hold in force (Conflict naming the holds). The caller holds
+        the subject's row lock, which restrictions, erasure requests and holds also take;
+        the state is read in a statement of its own, after the lock was granted."""
+        state = await conn.fetchrow(Q.subject_deletion_state, tenant_id, subject_id)
+        assert state is not None, "a data key's subject exists"
+        if state["restricted_at"] is not None:
+            raise RestrictedDeletion(
+                "processing of this subject is restricted: its data cannot be deleted until "
+                "the restriction is lifted"
+            )
+        if generation in state["erased_generations"]:
+            raise RestrictedDeletion(
+                "this data is kept after an erasure (a hold or statutory retention): only "
+                "that erasure destroys it"
+            )
         held = await self.holds.holds_covering(conn, tenant_id, subject_id, [category])
         if held:
             hold_ids = sorted({str(h) for ids in held.values() for h in ids})
             raise Conflict("a legal hold keeps this data", holds=hold_ids)
-        return await conn.fetchval(Q.destroy_data_key, tenant_id, data_key_id) is not None
 
     async def destroy_subject_keys(
         self,

@@ -11,6 +11,7 @@ the chain.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
@@ -22,6 +23,7 @@ from typing import Any
 from vault.blobs.base import BlobNotFound, BlobStore
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
 
 Q = Queries("ledger")
 E = Queries("erasures")
@@ -81,12 +83,15 @@ async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
     return objects
 
 
-async def verify_ledger(db: Database, blobs: BlobStore) -> list[LedgerObject]:
+async def verify_ledger(
+    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None = None
+) -> list[LedgerObject]:
     """The ledger, checked as a chain and against the head PostgreSQL last recorded: a
     removed tail (shorter than that head) or a changed entry at the head (which no later
     entry links to yet) raise LedgerError too. The ledger may be one entry ahead of the
     head (a publisher that died between writing and recording); that is not a fault."""
     objects = await read_ledger(blobs)
+    await check_watermark(blobs, watermark)
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
     if head is None or head["seq"] == 0:
@@ -138,7 +143,29 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
         seq, prev = entry.seq, entry.hash
 
 
-async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
+async def check_watermark(blobs: BlobStore, watermark: LedgerWatermark | None) -> None:
+    """The ledger must reach the highest head the root-key store remembers: a restored
+    old database with the ledger's newer objects removed is refused here, where the
+    database's own (old) head could not tell."""
+    kept = watermark.highest() if watermark is not None else None
+    if kept is None:
+        return
+    try:
+        entry = parse_entry(await blobs.get(entry_key(kept.seq)))
+    except BlobNotFound:
+        raise LedgerError(
+            f"the shred ledger has no entry {kept.seq}, which this deployment published "
+            "(the root-key store remembers it): ledger objects were removed"
+        ) from None
+    if entry.hash != kept.hash:
+        raise LedgerError(
+            f"ledger entry {kept.seq} differs from the one this deployment published (changed)"
+        )
+
+
+async def reconcile_on_start(
+    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None = None
+) -> int:
     """Before serving: refuse a ledger cut or changed at the database's head; re-destroy
     every key the entries after that head name that the database still holds (a restored
     backup): subject and data keys, and a closed tenant's KEKs and HMAC key. Returns how
@@ -149,8 +176,14 @@ async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
     after publishing, so any copy of the database that holds the head holds those
     destructions too. A restored backup holds an older head and is reconciled from there;
     start-up therefore costs what was shredded since the backup, not the ledger's whole
-    history. `datavault ledger verify` checks the whole chain."""
+    history. `datavault ledger verify` checks the whole chain.
+
+    The ledger must also reach the head the root-key store remembers (`watermark`),
+    which rises to the ledger's end here."""
+    await check_watermark(blobs, watermark)
     objects = await entries_after_head(db, blobs)
+    if objects and watermark is not None:
+        await asyncio.to_thread(watermark.remember, LedgerHead(objects[-1].seq, objects[-1].hash))
     by_tenant: dict[uuid.UUID, dict[str, list[tuple[str, datetime]]]] = defaultdict(
         lambda: defaultdict(list)
     )
@@ -199,7 +232,7 @@ async def _redestroy(
         return int(await conn.fetchval(Q.redestroy_subject_keys, tenant_id, ids, times))
     if kind == "data":
         ids = [uuid.UUID(key_id) for key_id, _ in keys]
-        return _count(await conn.execute(Q.redestroy_data_keys, tenant_id, ids, times))
+        return int(await conn.fetchval(Q.redestroy_data_keys, tenant_id, ids, times))
     if kind == "kek":
         versions = [int(key_id) for key_id, _ in keys]
         return _count(await conn.execute(Q.redestroy_keks, tenant_id, versions, times))

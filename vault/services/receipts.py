@@ -147,7 +147,8 @@ def build_receipt(
     shredded: list[dict[str, Any]],
     held: list[dict[str, Any]],
     retained: list[dict[str, Any]],
-    backups_unreadable_after: datetime,
+    backups_unreadable_after: datetime | None,
+    ledger: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The receipt object to sign (API.md, `GET /v1/erasures/{id}/receipt`).
 
@@ -175,8 +176,15 @@ def build_receipt(
         "shredded": _plain(shredded),
         "held": _plain(held),
         "retained": _plain(retained),
-        "backups_unreadable_after": _time(backups_unreadable_after),
+        "backups_unreadable_after": (
+            None if backups_unreadable_after is None else _time(backups_unreadable_after)
+        ),
     }
+    if ledger is not None:
+        # The shred ledger's last entry and its hash when the receipt was issued: a
+        # restored database with the ledger's tail removed cannot show a shorter ledger
+        # to the holder of this receipt.
+        receipt["ledger"] = {"seq": int(ledger["seq"]), "head": str(ledger["head"])}
     canonical_json(receipt)  # refuse now what could not be signed later
     return receipt
 

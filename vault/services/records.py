@@ -28,7 +28,6 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
-    check_deletable,
     check_generation,
     check_writable,
     readable_generations,
@@ -157,7 +156,7 @@ class RecordService:
         written = await fetchrow(
             tenant_id, Q.write, key, subject.id, name, category, subject.generation, current,
             state["current_data_key_id"], data_key.id, data_key.subject_key.id, wrapped, sealed,
-            len(value),
+            len(value), state["kek_version"],
         )  # fmt: skip
         if written is None:
             return None
@@ -218,7 +217,6 @@ class RecordService:
             subject = await self._subjects.find(
                 conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref), lock=True
             )
-            check_deletable(subject)
             current = await conn.fetchrow(Q.current_for_update, tenant_id, subject.id, name)
             if current is None:
                 if await conn.fetchval(Q.ever_existed, tenant_id, subject.id, name):
@@ -226,8 +224,9 @@ class RecordService:
                 raise NotFound("no such record")
             # Deleting needs the key gone: under hold, refuse (409) rather than keep it.
             await self._keyring.destroy_data_key_of_locked_subject(
-                conn, tenant_id, subject.id, current["category"], current["data_key_id"]
-            )
+                conn, tenant_id, subject.id, current["category"], current["generation"],
+                current["data_key_id"],
+            )  # fmt: skip
             await conn.execute(
                 Q.retire_current, tenant_id, subject.id, name, current["version"], True
             )

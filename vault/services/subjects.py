@@ -16,7 +16,7 @@ from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.categories import IDENTITY_CATEGORY
 from vault.domain.subject_refs import SubjectRef
-from vault.errors import NotFound, Restricted, RestrictedDeletion
+from vault.errors import NotFound, Restricted
 from vault.services.keyring import KeyRing
 from vault.services.subject_refs import SubjectRefHasher
 
@@ -152,15 +152,6 @@ def check_access(subject: Subject, access: SubjectAccess) -> None:
 def check_writable(subject: Subject) -> None:
     if subject.restricted_at is not None:
         raise Restricted("processing of this subject is restricted: no new data")
-
-
-def check_deletable(subject: Subject) -> None:
-    """DESIGN.md: restriction of processing also freezes deletion by the application."""
-    if subject.restricted_at is not None:
-        raise RestrictedDeletion(
-            "processing of this subject is restricted: its data cannot be deleted until the "
-            "restriction is lifted"
-        )
 
 
 def subject_from_columns(tenant_id: uuid.UUID, row: Any) -> Subject:

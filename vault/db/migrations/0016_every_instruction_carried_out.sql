@@ -181,26 +181,55 @@ CREATE TRIGGER data_keys_current_generation BEFORE INSERT ON data_keys
 
 -- 5. Destroying a key writes its ledger row ----------------------------------------------
 
--- A subject key, the data keys under it (unreadable anyway; nulled as hygiene, covered by
--- the subject key's ledger entry) and its shred-ledger outbox row, in the caller's
--- transaction. Returns destroyed_at, or NULL when it was destroyed already.
-CREATE FUNCTION dv_destroy_subject_key(p_tenant uuid, p_key uuid, p_erasure uuid)
-RETURNS timestamptz
+-- What a destroyed subject key takes with it, in its transaction: the data keys under it
+-- (unreadable anyway; nulled as hygiene, covered by the subject key's ledger entry), the
+-- artefacts and record versions sealed under those (marked deleted; their blobs go with
+-- the sweeper) and the sealed copy of the subject's reference if it was among them. The
+-- erasure executor, a tenant's closure and the start-up reconciliation of a restored
+-- backup all leave the same state behind.
+CREATE FUNCTION dv_subject_key_gone(p_tenant uuid, p_key uuid, p_destroyed_at timestamptz)
+RETURNS void
 LANGUAGE sql VOLATILE
 AS $$
-    WITH destroyed AS (
-        UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = now()
-         WHERE tenant_id = p_tenant AND id = p_key AND wrapped_key IS NOT NULL
-        RETURNING tenant_id, id, destroyed_at
-    ), under AS (
-        UPDATE data_keys d SET wrapped_key = NULL, destroyed_at = destroyed.destroyed_at
-          FROM destroyed
-         WHERE d.tenant_id = destroyed.tenant_id AND d.subject_key_id = destroyed.id
-           AND d.wrapped_key IS NOT NULL
-    )
+    UPDATE data_keys SET wrapped_key = NULL, destroyed_at = p_destroyed_at
+     WHERE tenant_id = p_tenant AND subject_key_id = p_key AND wrapped_key IS NOT NULL;
+    UPDATE artefacts SET state = 'deleted', deleted_at = coalesce(deleted_at, p_destroyed_at),
+           metadata_sealed = NULL
+     WHERE tenant_id = p_tenant AND state IN ('active', 'uploading')
+       AND data_key_id IN (SELECT id FROM data_keys
+                            WHERE tenant_id = p_tenant AND subject_key_id = p_key);
+    UPDATE records SET value_sealed = NULL, current = false,
+           superseded_at = coalesce(superseded_at, p_destroyed_at)
+     WHERE tenant_id = p_tenant AND (value_sealed IS NOT NULL OR current)
+       AND data_key_id IN (SELECT id FROM data_keys
+                            WHERE tenant_id = p_tenant AND subject_key_id = p_key);
+    UPDATE subjects SET ref_sealed = NULL, restriction_reason_sealed = NULL
+     WHERE tenant_id = p_tenant AND ref_sealed IS NOT NULL
+       AND ref_data_key_id IN (SELECT id FROM data_keys
+                                WHERE tenant_id = p_tenant AND subject_key_id = p_key);
+$$;
+
+-- A subject key, all it takes with it (dv_subject_key_gone) and its shred-ledger outbox
+-- row, in the caller's transaction. Returns destroyed_at, or NULL when it was destroyed
+-- already.
+CREATE FUNCTION dv_destroy_subject_key(p_tenant uuid, p_key uuid, p_erasure uuid)
+RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_destroyed_at timestamptz;
+BEGIN
+    UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = now()
+     WHERE tenant_id = p_tenant AND id = p_key AND wrapped_key IS NOT NULL
+    RETURNING destroyed_at INTO v_destroyed_at;
+    IF v_destroyed_at IS NULL THEN
+        RETURN NULL;
+    END IF;
+    PERFORM dv_subject_key_gone(p_tenant, p_key, v_destroyed_at);
     INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at)
-    SELECT tenant_id, 'subject', id::text, p_erasure, destroyed_at FROM destroyed
-    RETURNING destroyed_at
+    VALUES (p_tenant, 'subject', p_key::text, p_erasure, v_destroyed_at);
+    RETURN v_destroyed_at;
+END
 $$;
 
 -- Every live KEK version of a closing tenant, each with its outbox row.
@@ -280,12 +309,14 @@ CREATE POLICY auditor_read ON tenant_hmac_keys FOR SELECT TO datavault_auditor U
 REVOKE ALL ON FUNCTION
     dv_hold_in_force(holds, timestamptz), dv_hold_covers(holds, bytea, text),
     dv_erasure_from_generation(uuid, uuid), dv_erased_generations(uuid, uuid),
+    dv_subject_key_gone(uuid, uuid, timestamptz),
     dv_destroy_subject_key(uuid, uuid, uuid), dv_destroy_tenant_keks(uuid),
     dv_destroy_hmac_key(uuid)
     FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
     dv_hold_in_force(holds, timestamptz), dv_hold_covers(holds, bytea, text),
     dv_erasure_from_generation(uuid, uuid), dv_erased_generations(uuid, uuid),
+    dv_subject_key_gone(uuid, uuid, timestamptz),
     dv_destroy_subject_key(uuid, uuid, uuid), dv_destroy_tenant_keks(uuid),
     dv_destroy_hmac_key(uuid)
     TO datavault_app;

@@ -39,7 +39,8 @@ UPDATE artefacts SET blob_removed_at = now() WHERE tenant_id = $1 AND id = $2
 -- name: expired
 -- Retention: active artefacts of one category older than its delete_after_days, after
 -- ($4, $5) in (created_at, id) order. Those a hold in force covers (dv_held_now,
--- migration 0014) and restricted subjects' data (restriction freezes deletion) are left out: they stay until their last hold goes, and any
+-- migration 0014), restricted subjects' data (restriction freezes deletion) and data in a
+-- generation an erasure covers (only that erasure destroys what it keeps) are left out: they stay until their last hold goes, and any
 -- number of them must not fill the batch ahead of what may go now.
 SELECT a.id, a.data_key_id, a.blob_key, a.created_at FROM artefacts a
   JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id
@@ -47,6 +48,7 @@ SELECT a.id, a.data_key_id, a.blob_key, a.created_at FROM artefacts a
    AND ($4::timestamptz IS NULL OR (a.created_at, a.id) > ($4, $5::uuid))
    AND NOT dv_held_now(a.tenant_id, s.ref_hash, a.category)
    AND s.restricted_at IS NULL
+   AND NOT (a.generation = ANY (dv_erased_generations(a.tenant_id, a.subject_id)))
  ORDER BY a.created_at, a.id LIMIT $6
 
 -- name: cleanup_due

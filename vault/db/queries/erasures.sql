@@ -130,22 +130,6 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = EXCLUDED.outcome, destroyed_at = EXCLUDED.destroyed_at,
        hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
--- name: shred_artefacts_of_key
--- The blobs are ciphertext under a destroyed key; the sweeper removes them.
-UPDATE artefacts SET state = 'deleted', deleted_at = now(), metadata_sealed = NULL
- WHERE tenant_id = $1 AND state IN ('active', 'uploading')
-   AND data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $2)
-
--- name: shred_records_of_key
-UPDATE records SET value_sealed = NULL, current = false, superseded_at = coalesce(superseded_at, now())
- WHERE tenant_id = $1
-   AND data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $2)
-
--- name: clear_ref_copy
-UPDATE subjects SET ref_sealed = NULL, restriction_reason_sealed = NULL
- WHERE tenant_id = $1 AND id = $2
-   AND ref_data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $3)
-
 -- name: awaiting_ledger
 SELECT e.id, e.subject_id, e.generation,
        EXISTS (SELECT 1 FROM erasure_items i WHERE i.tenant_id = e.tenant_id

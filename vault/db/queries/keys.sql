@@ -33,8 +33,9 @@ SELECT s.id, s.subject_id, s.category, s.generation, s.kek_version, s.wrapped_ke
  WHERE s.tenant_id = $1 AND s.id = $2
 
 -- name: insert_data_key
-INSERT INTO data_keys (tenant_id, id, subject_key_id, purpose, wrapped_key)
-VALUES ($1, $2, $3, $4, $5)
+-- $6: the subject key's version (its bytes) the data key was wrapped under (0017).
+INSERT INTO data_keys (tenant_id, id, subject_key_id, purpose, wrapped_key, subject_key_version)
+VALUES ($1, $2, $3, $4, $5, $6)
 
 -- name: data_key_by_id
 SELECT d.id, d.purpose, d.wrapped_key,
@@ -46,10 +47,17 @@ SELECT d.id, d.purpose, d.wrapped_key,
  WHERE d.tenant_id = $1 AND d.id = $2
 
 -- name: lock_subject
-SELECT generation, restricted_at FROM subjects WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+SELECT generation FROM subjects WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+
+-- name: subject_deletion_state
+-- Read after the subject's row lock was granted (a statement of its own, so its snapshot
+-- sees what committed before): whether it is restricted, and which generations erasures
+-- cover (migration 0016).
+SELECT restricted_at, dv_erased_generations(tenant_id, id) AS erased_generations
+  FROM subjects WHERE tenant_id = $1 AND id = $2
 
 -- name: data_key_subject
-SELECT s.subject_id, s.category FROM data_keys d
+SELECT s.subject_id, s.category, s.generation FROM data_keys d
   JOIN subject_keys s ON s.tenant_id = d.tenant_id AND s.id = d.subject_key_id
  WHERE d.tenant_id = $1 AND d.id = $2
 
@@ -71,23 +79,56 @@ SELECT dv_destroy_subject_key($1, $2, $3)
 -- name: lock_tenant
 SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE
 
--- name: live_kek_versions
-SELECT version, wrapped_key, root_epoch FROM tenant_keks
- WHERE tenant_id = $1 AND wrapped_key IS NOT NULL ORDER BY version
-   FOR UPDATE
-
 -- name: insert_kek
 INSERT INTO tenant_keks (tenant_id, version, wrapped_key, root_epoch) VALUES ($1, $2, $3, $4)
 
--- name: subject_keys_under_old_kek
-SELECT id, subject_id, category, generation, kek_version, wrapped_key FROM subject_keys
- WHERE tenant_id = $1 AND kek_version < $2 AND wrapped_key IS NOT NULL
- ORDER BY id LIMIT $3
-   FOR UPDATE SKIP LOCKED
+-- name: due_subjects
+-- Up to $4 subjects after $3 (in id order) with a live subject key under a KEK version
+-- older than $2: the next batch of a rewrap.
+SELECT DISTINCT k.subject_id FROM subject_keys k
+ WHERE k.tenant_id = $1 AND k.wrapped_key IS NOT NULL AND k.kek_version < $2
+   AND ($3::uuid IS NULL OR k.subject_id > $3)
+ ORDER BY k.subject_id LIMIT $4
 
--- name: rewrap_subject_key
-UPDATE subject_keys SET kek_version = $3, wrapped_key = $4
- WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
+-- name: lock_subjects
+-- The batch's subjects, locked in id order while their keys are rewrapped (their
+-- writers wait: tens of milliseconds).
+SELECT 1 FROM subjects WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE
+
+-- name: keys_to_rewrap
+-- The subjects' live subject keys under an old KEK version, each with its live data keys
+-- (one row per data key; a subject key without any has one row with none), in key order.
+SELECT k.id, k.subject_id, k.category, k.generation, k.kek_version, k.wrapped_key,
+       d.id AS data_key_id, d.wrapped_key AS data_wrapped
+  FROM subject_keys k
+  LEFT JOIN data_keys d ON d.tenant_id = k.tenant_id AND d.subject_key_id = k.id
+                       AND d.wrapped_key IS NOT NULL
+ WHERE k.tenant_id = $1 AND k.subject_id = ANY($2::uuid[]) AND k.wrapped_key IS NOT NULL
+   AND k.kek_version < $3
+ ORDER BY k.id
+
+-- name: rewrap_subject_keys
+-- New bytes under KEK version $2; a key destroyed meanwhile stays destroyed.
+UPDATE subject_keys k SET kek_version = $2, wrapped_key = u.wrapped
+  FROM unnest($3::uuid[], $4::bytea[]) AS u (id, wrapped)
+ WHERE k.tenant_id = $1 AND k.id = u.id AND k.wrapped_key IS NOT NULL
+
+-- name: rewrap_data_keys
+-- Rewrapped under their subject key's new bytes (version $2); a key destroyed meanwhile
+-- stays destroyed.
+UPDATE data_keys d SET wrapped_key = u.wrapped, subject_key_version = $2
+  FROM unnest($3::uuid[], $4::bytea[]) AS u (id, wrapped)
+ WHERE d.tenant_id = $1 AND d.id = u.id AND d.wrapped_key IS NOT NULL
+
+-- name: old_kek_versions_for_update
+SELECT version FROM tenant_keks
+ WHERE tenant_id = $1 AND version < $2 AND wrapped_key IS NOT NULL
+ ORDER BY version
+   FOR UPDATE
+
+-- name: live_subject_keys_under_old_kek
+SELECT count(*) FROM subject_keys
+ WHERE tenant_id = $1 AND kek_version < $2 AND wrapped_key IS NOT NULL
 
 -- name: notify_kek_destroyed
 -- Delivered at commit to every process LISTENing (vault/services/kek_invalidation.py).

@@ -25,26 +25,30 @@ UPDATE ledger_outbox o SET published_at = now(), ledger_seq = $4
 -- A restored backup can hold keys the ledger says were destroyed: destroy them again,
 -- each with the time the ledger recorded. $2/$3: key ids and their destroyed_at.
 -- name: redestroy_subject_keys
-WITH listed AS (
-    SELECT * FROM unnest($2::uuid[], $3::timestamptz[]) AS l (id, destroyed_at)
-), gone AS (
-    UPDATE subject_keys s SET wrapped_key = NULL,
-                              destroyed_at = coalesce(s.destroyed_at, l.destroyed_at)
-      FROM listed l
-     WHERE s.tenant_id = $1 AND s.id = l.id AND s.wrapped_key IS NOT NULL
-    RETURNING s.id, s.destroyed_at
-), under AS (
-    -- Data keys under a destroyed subject key are unreadable anyway; null them as hygiene.
-    UPDATE data_keys d SET wrapped_key = NULL, destroyed_at = gone.destroyed_at
-      FROM gone
-     WHERE d.tenant_id = $1 AND d.subject_key_id = gone.id AND d.wrapped_key IS NOT NULL
-)
-SELECT count(*) FROM gone
+-- With all they take with them; a subject whose current generation lost its keys moves
+-- on to the next (migration 0017).
+SELECT dv_redestroy_subject_keys($1, $2::uuid[], $3::timestamptz[])
 
 -- name: redestroy_data_keys
-UPDATE data_keys d SET wrapped_key = NULL, destroyed_at = coalesce(d.destroyed_at, l.destroyed_at)
-  FROM unnest($2::uuid[], $3::timestamptz[]) AS l (id, destroyed_at)
- WHERE d.tenant_id = $1 AND d.id = l.id AND d.wrapped_key IS NOT NULL
+-- With the artefact or record version each sealed: deleted, as when it was first shred.
+WITH gone AS (
+    UPDATE data_keys d SET wrapped_key = NULL,
+                           destroyed_at = coalesce(d.destroyed_at, l.destroyed_at)
+      FROM unnest($2::uuid[], $3::timestamptz[]) AS l (id, destroyed_at)
+     WHERE d.tenant_id = $1 AND d.id = l.id AND d.wrapped_key IS NOT NULL
+    RETURNING d.id, d.destroyed_at
+), artefacts_gone AS (
+    UPDATE artefacts a SET state = 'deleted', metadata_sealed = NULL,
+                           deleted_at = coalesce(a.deleted_at, gone.destroyed_at)
+      FROM gone
+     WHERE a.tenant_id = $1 AND a.data_key_id = gone.id AND a.state IN ('active', 'uploading')
+), records_gone AS (
+    UPDATE records r SET value_sealed = NULL, current = false,
+                         superseded_at = coalesce(r.superseded_at, gone.destroyed_at)
+      FROM gone
+     WHERE r.tenant_id = $1 AND r.data_key_id = gone.id
+)
+SELECT count(*) FROM gone
 
 -- name: redestroy_keks
 UPDATE tenant_keks k SET wrapped_key = NULL, destroyed_at = coalesce(k.destroyed_at, l.destroyed_at)

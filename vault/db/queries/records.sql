@@ -1,5 +1,5 @@
 -- name: current_for_update
-SELECT name, version, category, data_key_id, created_at FROM records
+SELECT name, version, category, generation, data_key_id, created_at FROM records
  WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current
    FOR UPDATE
 
@@ -24,7 +24,9 @@ SELECT * FROM dv_record_list($1, $2, $3, $4, $5, $6, $7)
 SELECT * FROM dv_record_write_state($1, $2, $3, $4, $5)
 
 -- name: write
-SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+-- $14: the subject key's version the new data key was wrapped under (migration 0017).
+SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                              $14::integer)
 
 -- name: expired
 -- Retention: current record versions of one category older than its delete_after_days,
@@ -37,6 +39,7 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id, r.created_at FROM records
    AND ($4::timestamptz IS NULL OR (r.created_at, r.subject_id, r.name) > ($4, $5::uuid, $6))
    AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
    AND s.restricted_at IS NULL
+   AND NOT (r.generation = ANY (dv_erased_generations(r.tenant_id, r.subject_id)))
  ORDER BY r.created_at, r.subject_id, r.name LIMIT $7
 
 -- name: released_versions
@@ -51,6 +54,7 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id FROM records r
    AND ($2::uuid IS NULL OR (r.subject_id, r.name, r.version) > ($2, $3::text, $4::int))
    AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
    AND s.restricted_at IS NULL
+   AND NOT (r.generation = ANY (dv_erased_generations(r.tenant_id, r.subject_id)))
  ORDER BY r.subject_id, r.name, r.version LIMIT $5
 
 -- name: shred_released_version
