@@ -870,3 +870,72 @@ def test_artefact_requests_are_logged_with_route_template_subject_hash_and_artef
         assert ref not in logged_row["route"]
         assert meta["id"] not in logged_row["route"]
     assert {r["request_id"] for r in by_subject} >= {row["request_id"]}
+
+
+# --- each artefact's ciphertext bound to its artefact -------------------------------------
+
+
+async def _swap_artefact_columns(
+    database_url: str, tenant_id: uuid.UUID, ids: tuple[str, str], columns: tuple[str, ...]
+) -> None:
+    """As the table owner: swap `columns` between two artefact rows."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            listed = ", ".join(columns)
+            rows = [
+                await conn.fetchrow(
+                    f"SELECT {listed} FROM artefacts WHERE tenant_id = $1 AND id = $2",
+                    tenant_id,
+                    uuid.UUID(artefact_id),
+                )
+                for artefact_id in ids
+            ]
+            assignments = ", ".join(f"{c} = ${i + 3}" for i, c in enumerate(columns))
+            for artefact_id, other in zip(ids, reversed(rows), strict=True):
+                assert other is not None
+                await conn.execute(
+                    f"UPDATE artefacts SET {assignments} WHERE tenant_id = $1 AND id = $2",
+                    tenant_id,
+                    uuid.UUID(artefact_id),
+                    *other.values(),
+                )
+    finally:
+        await conn.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 5: values are not bound to their object")
+def test_keys_and_blobs_swapped_between_two_artefacts_are_integrity_errors(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """DESIGN.md "Key hierarchy": a ciphertext moved to another artefact fails to open.
+    Swapping (data_key_id, blob_key) with the sealed metadata between two artefacts of one
+    subject reads neither as the other: metadata and content name their artefact."""
+    ref = _ref()
+    first_data, second_data = os.urandom(300_000), os.urandom(300_000)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        first = uploaded(http, keys.ingest, ref, first_data, filename="first.bin")
+        second = uploaded(http, keys.ingest, ref, second_data, filename="second.bin")
+        ids = (first["id"], second["id"])
+        asyncio.run(
+            _swap_artefact_columns(
+                database_url, tenant.id, ids, ("data_key_id", "blob_key", "metadata_sealed")
+            )
+        )
+        responses = []
+        for artefact_id in ids:
+            content = artefact_url(ref, artefact_id, "content")
+            responses += [
+                http.get(artefact_url(ref, artefact_id), headers=auth(keys.read)),
+                http.get(content, headers=auth(keys.read)),
+                http.get(content, headers={**auth(keys.read), "Range": "bytes=0-99"}),
+            ]
+        listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
+    for response in [*responses, listed]:
+        assert response.status_code == 500, (response.status_code, response.text[:200])
+        assert problem(response)["type"].endswith("/integrity")
+        for name in (b"first.bin", b"second.bin"):
+            assert name not in response.content
+        for data in (first_data, second_data):
+            assert data[:100] not in response.content

@@ -610,3 +610,63 @@ def test_a_write_whose_read_state_changed_writes_nothing(
     assert results == [False, False, True]
     assert new_keys == 1
     assert newest == 3
+
+
+# --- each value bound to its record -------------------------------------------------------
+
+
+async def _swap_record_values(database_url: str, tenant_id: uuid.UUID, *names: str) -> None:
+    """As the table owner (a stolen or restored database, a careless operator): swap the
+    current versions' (data_key_id, value_sealed) between two records of one subject."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            rows = [
+                await conn.fetchrow(
+                    "SELECT subject_id, version, data_key_id, value_sealed FROM records"
+                    " WHERE tenant_id = $1 AND name = $2 AND current",
+                    tenant_id,
+                    name,
+                )
+                for name in names
+            ]
+            assert rows[0] is not None and rows[1] is not None
+            assert rows[0]["subject_id"] == rows[1]["subject_id"]
+            for name, other in zip(names, reversed(rows), strict=True):
+                await conn.execute(
+                    "UPDATE records SET data_key_id = $4, value_sealed = $5"
+                    " WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current",
+                    tenant_id, other["subject_id"], name, other["data_key_id"],
+                    other["value_sealed"],
+                )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+@pytest.mark.xfail(strict=True, reason="issue 16 item 5: values are not bound to their object")
+def test_values_swapped_between_two_records_are_integrity_errors_never_the_other_value(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """DESIGN.md "Key hierarchy": a ciphertext moved to another record fails to open. Each
+    value is bound to its record's name and version, not only to its data key, so a row
+    that names another record's key and value reads as neither."""
+    ref, tag = _ref(), uuid.uuid4().hex[:8]
+    names = (f"email-{tag}", f"phone-{tag}")
+    values = (b'"alice@example.org"', b'"+44 20 7946 0000"')
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        for name, value in zip(names, values, strict=True):
+            assert put_record(http, keys.ingest, ref, name, value).status_code == 201
+        asyncio.run(_swap_record_values(database_url, tenant.id, *names))
+        reads = [
+            http.get(record_url(ref, name), headers=auth(key))
+            for name in names
+            for key in (keys.read, keys.compliance)
+        ]
+        healthy = http.get("/healthz")
+    for response in reads:
+        assert response.status_code == 500, (response.status_code, response.text)
+        assert problem(response)["type"].endswith("/integrity")
+        for value in values:
+            assert value not in response.content
+    assert healthy.status_code == 200
