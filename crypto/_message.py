@@ -4,12 +4,14 @@
 
 The AES key is HKDF-SHA256(ikm=key, salt=fresh random salt, info=format label), used for
 exactly one message, so the number of messages under a long-lived key never meets AES-GCM's
-random-nonce bound. The associated data is the canonical KeyContext encoding. The format
-label carries the version, so changing the version byte changes the key and fails too.
+random-nonce bound. The associated data is the KeyContext encoding the format names
+(`DVKC 01` or `DVKC 02`). The format label carries the version, so changing the version
+byte changes the key and fails too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crypto import _primitives
@@ -25,6 +27,7 @@ class MessageFormat:
     version: int
     key_label: bytes
     commitment_label: bytes | None  # None: no commitment field
+    associated_data: Callable[[KeyContext], bytes]  # which KeyContext encoding
 
     @property
     def overhead(self) -> int:
@@ -43,7 +46,7 @@ def seal(
     salt = rng(SALT_SIZE)
     nonce = rng(GCM_NONCE_SIZE)
     message_key, commitment = _derive(fmt, ikm, salt)
-    sealed = Aead(message_key).seal(nonce, plaintext, context.encode())
+    sealed = Aead(message_key).seal(nonce, plaintext, fmt.associated_data(context))
     return b"".join((bytes([fmt.version]), salt, commitment, nonce, sealed))
 
 
@@ -61,7 +64,8 @@ def open_(fmt: MessageFormat, key: SecretBytes, blob: bytes, context: KeyContext
             raise IntegrityError()
         at += len(commitment)
     nonce = bytes(view[at : at + GCM_NONCE_SIZE])
-    return Aead(message_key).open(nonce, view[at + GCM_NONCE_SIZE :], context.encode())
+    aad = fmt.associated_data(context)
+    return Aead(message_key).open(nonce, view[at + GCM_NONCE_SIZE :], aad)
 
 
 def _derive(fmt: MessageFormat, ikm: bytes, salt: bytes) -> tuple[bytes, bytes]:

@@ -15,7 +15,11 @@ from crypto.limits import KEY_SIZE
 from crypto.secrets import SecretBytes, require_key
 
 KEYWRAP_V1: Final = _message.MessageFormat(
-    version=0xA1, key_label=b"datavault/keywrap/v1", commitment_label=None
+    version=0xA1,
+    key_label=b"datavault/keywrap/v1",
+    commitment_label=None,
+    # Keys belong to no object; DVKC 01 refuses a context that names one.
+    associated_data=KeyContext.encode_v1,
 )
 WRAPPED_KEY_SIZE: Final = KEYWRAP_V1.overhead + KEY_SIZE
 
