@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import re
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crypto.records import seal_record
 from tests.api.helpers import (
     MIB,
     DataKeys,
@@ -47,6 +50,8 @@ from tests.support import (
     running_server,
 )
 from vault.config import Settings
+from vault.runtime import operator_context
+from vault.services.keyring import artefact_object
 
 ARTEFACT_FIELDS = {
     "id",
@@ -904,7 +909,6 @@ async def _swap_artefact_columns(
         await conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 5: values are not bound to their object")
 def test_keys_and_blobs_swapped_between_two_artefacts_are_integrity_errors(
     server: ServerThread, tenant: Tenant, database_url: str
 ) -> None:
@@ -939,3 +943,81 @@ def test_keys_and_blobs_swapped_between_two_artefacts_are_integrity_errors(
             assert name not in response.content
         for data in (first_data, second_data):
             assert data[:100] not in response.content
+
+
+def test_a_blob_and_key_moved_to_another_artefact_fail_even_when_its_metadata_opens(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """The stream's own binding, on its own: the first artefact's row is given the second's
+    data key and blob, and metadata sealed under that key for the first artefact (forged
+    here with the vault's own keys, which an attacker does not have), so the metadata opens
+    and only the stream's object identity (C2) stands between the two. Whole and ranged
+    reads fail before any of the other artefact's bytes are sent."""
+    ref = _ref()
+    first_data, second_data = os.urandom(300_000), os.urandom(300_000)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        first = uploaded(http, keys.ingest, ref, first_data, filename="first.bin")
+        second = uploaded(http, keys.ingest, ref, second_data, filename="second.bin")
+        asyncio.run(
+            _move_blob_with_forged_metadata(
+                settings, database_url, tenant.id, first, second, first_data
+            )
+        )
+        content = artefact_url(ref, first["id"], "content")
+        described = http.get(artefact_url(ref, first["id"]), headers=auth(keys.read))
+        reads = [
+            http.get(content, headers=auth(keys.read)),
+            http.get(content, headers={**auth(keys.read), "Range": "bytes=0-99"}),
+            http.get(content, headers={**auth(keys.read), "Range": "bytes=200000-200099"}),
+        ]
+        untouched = http.get(artefact_url(ref, second["id"], "content"), headers=auth(keys.read))
+    assert described.status_code == 200, described.text
+    assert described.json()["filename"] == "first.bin"
+    for response in reads:
+        assert response.status_code == 500, (response.status_code, response.text[:200])
+        assert problem(response)["type"].endswith("/integrity")
+        assert second_data[:100] not in response.content
+        assert second_data[200_000:200_100] not in response.content
+    assert untouched.status_code == 200 and untouched.content == second_data
+
+
+async def _move_blob_with_forged_metadata(
+    settings: Settings,
+    database_url: str,
+    tenant_id: uuid.UUID,
+    victim: dict[str, Any],
+    source: dict[str, Any],
+    victim_data: bytes,
+) -> None:
+    victim_id, source_id = uuid.UUID(victim["id"]), uuid.UUID(source["id"])
+    async with (
+        operator_context(settings, database_url) as ctx,
+        ctx.db.tenant_tx(tenant_id) as tx,
+    ):
+        moved = await tx.fetchrow(
+            "SELECT data_key_id, blob_key FROM artefacts WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            source_id,
+        )
+        assert moved is not None
+        key = await ctx.keyring.data_key(tx, tenant_id, moved["data_key_id"])
+    metadata = {
+        "filename": "first.bin",
+        "sha256": sha256_hex(victim_data),
+        "crc32": zlib.crc32(victim_data),
+    }
+    forged = seal_record(
+        key.key,
+        json.dumps(metadata).encode(),
+        key.content_context(artefact_object(victim_id), "metadata"),
+    )
+    conn = await asyncpg.connect(database_url)  # the table owner
+    try:
+        await conn.execute(
+            "UPDATE artefacts SET data_key_id = $3, blob_key = $4, metadata_sealed = $5"
+            " WHERE tenant_id = $1 AND id = $2",
+            tenant_id, victim_id, moved["data_key_id"], moved["blob_key"], forged,
+        )  # fmt: skip
+    finally:
+        await conn.close()

@@ -555,20 +555,21 @@ def test_a_write_whose_read_state_changed_writes_nothing(
 ) -> None:
     """A record PUT reads, makes its key, then writes with no lock held in between; the
     write re-checks under the subject's lock what it read (records.sql `write`). A stale
-    version or generation writes nothing (the service reads again); the same call with the
-    state as it is writes the next version."""
+    version or generation, or a value sealed for another version than the next, writes
+    nothing (the service reads again); the same call with the state as it is writes the
+    version the value was sealed for, which the state named."""
     ref, name = _ref(), f"profile-{uuid.uuid4().hex[:8]}"
     with server.client() as http:
         keys = data_keys(http, tenant)
         for n in (1, 2):
             put_record(http, keys.ingest, ref, name, json.dumps({"n": n}).encode())
 
-    async def attempts() -> tuple[list[bool], int, int]:
+    async def attempts() -> tuple[int, list[bool], int, int]:
         conn = await asyncpg.connect(database_url)  # the owner, to read the state
         try:
             state = await conn.fetchrow(
                 """SELECT r.subject_id, r.version, r.data_key_id, r.category, s.generation,
-                          d.subject_key_id
+                          s.ref_hash, d.subject_key_id
                      FROM records r
                      JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
                      JOIN data_keys d ON d.tenant_id = r.tenant_id AND d.id = r.data_key_id
@@ -580,21 +581,28 @@ def test_a_write_whose_read_state_changed_writes_nothing(
             count_keys = "SELECT count(*) FROM data_keys WHERE tenant_id = $1"
             keys_before = await conn.fetchval(count_keys, tenant.id)
             await conn.execute("SET ROLE datavault_app")
+            read = await conn.fetchrow(
+                "SELECT * FROM dv_record_write_state($1, NULL, $2, $3, NULL)",
+                tenant.id, state["ref_hash"], name,
+            )  # fmt: skip
 
-            async def write(version: int, generation: int) -> bool:
+            async def write(version: int, generation: int, sealed_for: int) -> bool:
                 row = await conn.fetchrow(
                     "SELECT * FROM dv_record_write($1, NULL, $2, $3, $4, $5, $6, $7, $8, $9,"
-                    " $10, $11, 10)",
+                    " $10, $11, $12, 10)",
                     tenant.id, state["subject_id"], name, state["category"], generation, version,
-                    state["data_key_id"], uuid.uuid4(), state["subject_key_id"], b"w" * 60,
-                    b"s" * 60,
+                    state["data_key_id"], sealed_for, uuid.uuid4(), state["subject_key_id"],
+                    b"w" * 60, b"s" * 60,
                 )  # fmt: skip
-                return row is not None
+                return row is not None and row["version"] == sealed_for
 
+            generation = state["generation"]
             results = [
-                await write(1, state["generation"]),  # another writer replaced version 1
-                await write(2, state["generation"] + 1),  # an erasure began a new life
-                await write(2, state["generation"]),  # the state as it is: written
+                await write(1, generation, 2),  # another writer replaced version 1
+                await write(2, generation + 1, 3),  # an erasure began a new life
+                await write(2, generation, 2),  # sealed for a version already taken
+                await write(2, generation, 4),  # sealed for a version that is not next
+                await write(2, generation, 3),  # the state as it is: written
             ]
             await conn.execute("RESET ROLE")
             newest = await conn.fetchval(
@@ -602,14 +610,35 @@ def test_a_write_whose_read_state_changed_writes_nothing(
                 tenant.id,
                 state["subject_id"],
             )
-            return results, await conn.fetchval(count_keys, tenant.id) - keys_before, newest
+            new_keys = await conn.fetchval(count_keys, tenant.id) - keys_before
+            assert read is not None
+            return read["next_version"], results, new_keys, newest
         finally:
             await conn.close()
 
-    results, new_keys, newest = asyncio.run(attempts())
-    assert results == [False, False, True]
+    next_version, results, new_keys, newest = asyncio.run(attempts())
+    assert next_version == 3
+    assert results == [False, False, False, False, True]
     assert new_keys == 1
     assert newest == 3
+
+
+def test_numbers_go_on_after_a_delete_and_the_value_is_sealed_for_its_number(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """The next version after a delete is one more than the newest there was; the value
+    written then is bound to that number (it reads back; as another version it would not)."""
+    ref, name = _ref(), f"again-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        for value in (b"1", b"2"):
+            assert put_record(http, keys.ingest, ref, name, value).status_code in (200, 201)
+        assert http.delete(record_url(ref, name), headers=auth(keys.ingest)).status_code == 204
+        again = put_record(http, keys.ingest, ref, name, b'"third"')
+        fetched = http.get(record_url(ref, name), headers=auth(keys.read))
+    assert again.status_code == 201, again.text
+    assert again.json()["version"] == 3
+    assert fetched.content == b'"third"'
 
 
 # --- each value bound to its record -------------------------------------------------------
@@ -621,16 +650,16 @@ async def _swap_record_values(database_url: str, tenant_id: uuid.UUID, *names: s
     conn = await asyncpg.connect(database_url)
     try:
         async with conn.transaction():
-            rows = [
-                await conn.fetchrow(
+            rows = []
+            for name in names:
+                row = await conn.fetchrow(
                     "SELECT subject_id, version, data_key_id, value_sealed FROM records"
                     " WHERE tenant_id = $1 AND name = $2 AND current",
                     tenant_id,
                     name,
                 )
-                for name in names
-            ]
-            assert rows[0] is not None and rows[1] is not None
+                assert row is not None
+                rows.append(row)
             assert rows[0]["subject_id"] == rows[1]["subject_id"]
             for name, other in zip(names, reversed(rows), strict=True):
                 await conn.execute(
@@ -643,7 +672,6 @@ async def _swap_record_values(database_url: str, tenant_id: uuid.UUID, *names: s
         await conn.close()
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 item 5: values are not bound to their object")
 def test_values_swapped_between_two_records_are_integrity_errors_never_the_other_value(
     server: ServerThread, tenant: Tenant, database_url: str
 ) -> None:

@@ -37,4 +37,4 @@ def spec_context_encoding(fields: dict[str, Any], version: int) -> bytes:
     if version == 2:
         obj = fields.get("object_identity") or {"kind": "", "name": "", "version": 0}
         out += text(obj["kind"]) + text(obj["name"]) + obj["version"].to_bytes(8, "big")
-    return out
+    return bytes(out)
