@@ -13,7 +13,7 @@ import socket
 import time
 import uuid
 import zlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,11 @@ from typing import Any
 import asyncpg
 import pytest
 
-from crypto.records import seal_record
+from crypto._primitives import random_bytes
+from crypto._stream_layout import STREAM_V1
+from crypto.limits import DEFAULT_SEGMENT_SIZE
+from crypto.records import RECORD_V1, _seal_record_with, seal_record
+from crypto.stream import _encrypt_stream_with
 from tests.api.helpers import (
     MIB,
     DataKeys,
@@ -1021,3 +1025,76 @@ async def _move_blob_with_forged_metadata(
         )  # fmt: skip
     finally:
         await conn.close()
+
+
+def test_an_artefact_written_before_objects_were_bound_still_reads(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """An artefact the previous release wrote (stream `C1` and metadata `B1`: no object in
+    their associated data) still reads whole and by range through the vault's read path,
+    which now names the artefact."""
+    ref = _ref()
+    data = os.urandom(2 * MIB + 1000)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        meta = uploaded(http, keys.ingest, ref, b"placeholder", filename="old.bin")
+        asyncio.run(_rewrite_as_c1(settings, database_url, tenant.id, meta["id"], data))
+        described = http.get(artefact_url(ref, meta["id"]), headers=auth(keys.read))
+        whole = http.get(artefact_url(ref, meta["id"], "content"), headers=auth(keys.read))
+        ranged = http.get(
+            artefact_url(ref, meta["id"], "content"),
+            headers={**auth(keys.read), "Range": f"bytes={MIB - 10}-{MIB + 9}"},
+        )
+    assert described.status_code == 200, described.text
+    assert described.json()["filename"] == "old.bin"
+    assert described.json()["sha256"] == sha256_hex(data)
+    assert whole.status_code == 200 and whole.content == data
+    assert ranged.status_code == 206 and ranged.content == data[MIB - 10 : MIB + 10]
+
+
+async def _rewrite_as_c1(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID, artefact_id: str, data: bytes
+) -> None:
+    this = uuid.UUID(artefact_id)
+    async with (
+        operator_context(settings, database_url) as ctx,
+        ctx.db.tenant_tx(tenant_id) as tx,
+    ):
+        row = await tx.fetchrow(
+            "SELECT data_key_id, blob_key FROM artefacts WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            this,
+        )
+        assert row is not None
+        key = await ctx.keyring.data_key(tx, tenant_id, row["data_key_id"])
+        # What the previous release wrote: the same contexts, no object bound.
+        stream = _encrypt_stream_with(
+            key.key,
+            key.content_context(artefact_object(this)),
+            _one_chunk(data),
+            DEFAULT_SEGMENT_SIZE,
+            random_bytes,
+            STREAM_V1,
+        )
+        await ctx.blobs.put_stream(row["blob_key"], stream)
+        assert [c async for c in ctx.blobs.get_range(row["blob_key"], 0, 0)] == [b"\xc1"]
+        metadata = {"filename": "old.bin", "sha256": sha256_hex(data), "crc32": zlib.crc32(data)}
+        sealed = _seal_record_with(
+            key.key,
+            json.dumps(metadata).encode(),
+            key.content_context(artefact_object(this), "metadata"),
+            random_bytes,
+            RECORD_V1,
+        )
+    conn = await asyncpg.connect(database_url)  # the table owner
+    try:
+        await conn.execute(
+            "UPDATE artefacts SET size = $3, metadata_sealed = $4 WHERE tenant_id = $1 AND id = $2",
+            tenant_id, this, len(data), sealed,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data

@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
+from crypto._primitives import random_bytes
+from crypto.records import RECORD_V1, _seal_record_with
 from tests.api.helpers import (
     MIB,
     auth,
@@ -24,6 +26,9 @@ from tests.api.helpers import (
     subject_url,
 )
 from tests.support import ServerThread, Tenant, problem
+from vault.config import Settings
+from vault.runtime import operator_context
+from vault.services.keyring import record_object
 
 RECORD_FIELDS = {"name", "category", "version", "updated_at"}
 
@@ -698,3 +703,65 @@ def test_values_swapped_between_two_records_are_integrity_errors_never_the_other
         for value in values:
             assert value not in response.content
     assert healthy.status_code == 200
+
+
+def test_a_record_sealed_before_objects_were_bound_still_reads(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """A value the previous release wrote (record v1, `B1`: no object in its associated
+    data) still reads through the vault's read path, which now names the object; the next
+    write seals the record as `B2`."""
+    ref, name = _ref(), f"legacy-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, name, b'"new format"').status_code == 201
+        asyncio.run(_reseal_as_b1(settings, database_url, tenant.id, name, b'"old format"'))
+        old = http.get(record_url(ref, name), headers=auth(keys.read))
+        assert put_record(http, keys.ingest, ref, name, b'"replaced"').status_code == 200
+        new = http.get(record_url(ref, name), headers=auth(keys.read))
+    assert old.status_code == 200 and old.content == b'"old format"'
+    assert new.status_code == 200 and new.content == b'"replaced"'
+    assert asyncio.run(_current_sealed(database_url, tenant.id, name))[0] == 0xB2
+
+
+async def _reseal_as_b1(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID, name: str, value: bytes
+) -> None:
+    async with (
+        operator_context(settings, database_url) as ctx,
+        ctx.db.tenant_tx(tenant_id) as tx,
+    ):
+        row = await tx.fetchrow(
+            "SELECT subject_id, version, data_key_id FROM records"
+            " WHERE tenant_id = $1 AND name = $2 AND current",
+            tenant_id,
+            name,
+        )
+        assert row is not None
+        key = await ctx.keyring.data_key(tx, tenant_id, row["data_key_id"])
+        # What the previous release wrote: the same context, no object bound.
+        context = key.content_context(record_object(name, row["version"]))
+        sealed = _seal_record_with(key.key, value, context, random_bytes, RECORD_V1)
+        assert sealed[0] == 0xB1
+    conn = await asyncpg.connect(database_url)  # the table owner
+    try:
+        await conn.execute(
+            "UPDATE records SET value_sealed = $4"
+            " WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current",
+            tenant_id, row["subject_id"], name, sealed,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def _current_sealed(database_url: str, tenant_id: uuid.UUID, name: str) -> bytes:
+    conn = await asyncpg.connect(database_url)
+    try:
+        sealed = await conn.fetchval(
+            "SELECT value_sealed FROM records WHERE tenant_id = $1 AND name = $2 AND current",
+            tenant_id,
+            name,
+        )
+    finally:
+        await conn.close()
+    return bytes(sealed)
