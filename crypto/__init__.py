@@ -3,7 +3,7 @@
 Public recipes: crypto.keywrap (keys under keys), crypto.records (small records),
 crypto.stream (artefacts of any size), crypto.signing (Ed25519 receipts), crypto.mac
 (keyed hashes), crypto.providers (root keys), crypto.secrets (SecretBytes),
-crypto.context (KeyContext), crypto.errors. Byte layouts and limits: crypto/FORMAT.md;
-safety limits: crypto/limits.py.
+crypto.context (KeyContext, ObjectIdentity), crypto.errors. Byte layouts and limits:
+crypto/FORMAT.md; safety limits: crypto/limits.py.
 Only crypto/_primitives.py imports cryptography.hazmat.
 """

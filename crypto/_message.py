@@ -4,12 +4,14 @@
 
 The AES key is HKDF-SHA256(ikm=key, salt=fresh random salt, info=format label), used for
 exactly one message, so the number of messages under a long-lived key never meets AES-GCM's
-random-nonce bound. The associated data is the canonical KeyContext encoding. The format
-label carries the version, so changing the version byte changes the key and fails too.
+random-nonce bound. The associated data is the KeyContext encoding the format names
+(`DVKC 01` or `DVKC 02`). The format label carries the version, so changing the version
+byte changes the key and fails too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from crypto import _primitives
@@ -25,6 +27,7 @@ class MessageFormat:
     version: int
     key_label: bytes
     commitment_label: bytes | None  # None: no commitment field
+    associated_data: Callable[[KeyContext], bytes]  # which KeyContext encoding
 
     @property
     def overhead(self) -> int:
@@ -39,7 +42,7 @@ def seal(
     context: KeyContext,
     rng: RandomSource = _primitives.random_bytes,
 ) -> bytes:
-    return seal_encoded(fmt, key, plaintext, context.encode(), rng)
+    return seal_encoded(fmt, key, plaintext, fmt.associated_data(context), rng)
 
 
 def seal_encoded(
@@ -49,8 +52,8 @@ def seal_encoded(
     aad: bytes,
     rng: RandomSource = _primitives.random_bytes,
 ) -> bytes:
-    """`seal` with the context already encoded (for callers in crypto/ that seal and open
-    many messages under one context: the encoding is the same bytes either way)."""
+    """`seal` with the context already encoded as the format encodes it (for callers in
+    crypto/ that open and seal under one context: it is encoded once)."""
     ikm = require_key(key)
     salt = rng(SALT_SIZE)
     nonce = rng(GCM_NONCE_SIZE)
@@ -60,7 +63,7 @@ def seal_encoded(
 
 
 def open_(fmt: MessageFormat, key: SecretBytes, blob: bytes, context: KeyContext) -> bytes:
-    return open_encoded(fmt, key, blob, context.encode())
+    return open_encoded(fmt, key, blob, fmt.associated_data(context))
 
 
 def open_encoded(fmt: MessageFormat, key: SecretBytes, blob: bytes, aad: bytes) -> bytes:

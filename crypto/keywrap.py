@@ -15,7 +15,11 @@ from crypto.limits import KEY_SIZE
 from crypto.secrets import SecretBytes, require_key
 
 KEYWRAP_V1: Final = _message.MessageFormat(
-    version=0xA1, key_label=b"datavault/keywrap/v1", commitment_label=None
+    version=0xA1,
+    key_label=b"datavault/keywrap/v1",
+    commitment_label=None,
+    # Keys belong to no object; DVKC 01 refuses a context that names one.
+    associated_data=KeyContext.encode_v1,
 )
 WRAPPED_KEY_SIZE: Final = KEYWRAP_V1.overhead + KEY_SIZE
 
@@ -45,9 +49,9 @@ def rewrap_key(
     once for both)."""
     if len(wrapped) != WRAPPED_KEY_SIZE:
         raise IntegrityError()
-    aad = context.encode()
+    aad = KEYWRAP_V1.associated_data(context)
     key = SecretBytes(_message.open_encoded(KEYWRAP_V1, old_wrapping_key, wrapped, aad))
-    new_aad = aad if new_context is None else new_context.encode()
+    new_aad = aad if new_context is None else KEYWRAP_V1.associated_data(new_context)
     return _message.seal_encoded(KEYWRAP_V1, new_wrapping_key, key.reveal(), new_aad)
 
 

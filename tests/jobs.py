@@ -25,7 +25,7 @@ async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
         issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
         await run_due_erasures(ctx.db, ctx.keyring, now)
         await apply_retention(ctx.db, ctx.keyring, now)
-        await publish_and_complete(ctx.db, ctx.blobs, issuer, watermark_for(ctx.root))
+        await publish_and_complete(ctx.db, ctx.blobs, issuer, watermark_for(ctx.root, ctx.blobs))
 
 
 def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:

@@ -155,7 +155,7 @@ def create_app(
         writer.start()
         blobs = open_blob_store(settings)
         # Before serving: a restored backup must not bring shredded keys back.
-        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root))
+        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs))
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         keyring = KeyRing(root, PgHoldCheck())

@@ -317,7 +317,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
 
     async def work(ctx: OperatorContext) -> Any:
         try:
-            objects = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root))
+            objects = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root, ctx.blobs))
         except LedgerError as exc:
             return str(exc)
         return objects

@@ -45,7 +45,7 @@ class Conflict(VaultError):
 class SubjectChanged(Conflict):
     """The subject changed between reading it and writing a key under it: an erasure was
     requested (a new generation: migration 0016) or its keys were rewrapped for a new
-    epoch (migration 0017). The database refuses the key; writers read the subject again,
+    epoch (migration 0018). The database refuses the key; writers read the subject again,
     and if it still escapes, the client may retry."""
 
 

@@ -37,7 +37,7 @@ def background_jobs(
     metrics: Metrics,
 ) -> list[PeriodicJob]:
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
-    watermark = watermark_for(root)
+    watermark = watermark_for(root, blobs)
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(

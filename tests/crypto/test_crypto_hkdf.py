@@ -27,6 +27,5 @@ def test_rfc_5869_test_case_1() -> None:
     info = bytes.fromhex("f0f1f2f3f4f5f6f7f8f9")
     okm = hkdf_sha256(ikm, salt, info, 42)
     assert okm.hex() == (
-        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf"
-        "34007208d5b887185865"
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
     )

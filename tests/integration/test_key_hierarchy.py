@@ -18,7 +18,7 @@ from vault.db.database import Connection
 from vault.errors import Conflict, KeyDestroyed
 from vault.runtime import OperatorContext, operator_context
 from vault.services.holds import PgHoldCheck
-from vault.services.keyring import KeyRing
+from vault.services.keyring import KeyRing, artefact_object
 
 
 @asynccontextmanager
@@ -65,7 +65,8 @@ def test_data_key_opens_again_with_the_same_bytes(
                 opened = await fresh.data_key(conn, tenant.id, created.id)
                 again = await fresh.subject_key_for_write(conn, tenant.id, subject, "recording", 1)
             assert opened.key == created.key
-            assert opened.content_context() == created.content_context()
+            this = artefact_object(uuid.uuid4())
+            assert opened.content_context(this) == created.content_context(this)
             assert again.id == ref.id
 
     asyncio.run(run())

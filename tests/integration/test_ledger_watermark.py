@@ -34,7 +34,8 @@ def _pg(tool: str, *args: str) -> None:
 
 
 def _watermark(vault: ServerThread) -> LedgerWatermark:
-    return LedgerWatermark(vault.settings.data_dir / "root.key.ledger-head")
+    blobs = FilesystemBlobStore(vault.settings.data_dir.resolve() / "blobs")
+    return LedgerWatermark(vault.settings.data_dir / "root.key.ledger-head", blobs.location)
 
 
 def _reconcile(url: str, blobs_root: Path, watermark: LedgerWatermark | None) -> int:

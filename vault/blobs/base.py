@@ -49,6 +49,11 @@ class IncompleteUpload:
 class BlobStore(Protocol):
     name: str
 
+    @property
+    def location(self) -> str:
+        """Where this store keeps its objects, one canonical string (a directory, or an
+        S3 endpoint, bucket and prefix): the shred ledger's watermark is kept per ledger."""
+
     async def put(self, key: str, data: bytes) -> None:
         """Store a small object whole; visible under `key` only once complete."""
 

@@ -101,6 +101,10 @@ class FilesystemBlobStore:
     def root(self) -> Path:
         return self._root
 
+    @property
+    def location(self) -> str:
+        return f"file:{self._root.resolve()}"
+
     def _path(self, key: str) -> Path:
         if not is_valid_key(key):
             raise BlobStoreError("invalid blob key")

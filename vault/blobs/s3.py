@@ -107,6 +107,7 @@ class S3BlobStore:
             raise ValueError("an S3 key prefix must end with '/'")
         self.bucket = bucket
         self.prefix = prefix
+        self.location = f"s3:{endpoint_url or 'aws'}/{bucket}/{prefix}"
         self._object_lock: bool | None = None
         self._region = region
         config = CLIENT_CONFIG

@@ -39,7 +39,7 @@ _SET_AUDITOR = (
 # is revoked or its tenant closed.
 KEY_NOT_LIVE_SQLSTATE = "DV401"
 # What the database raises for a key in a generation that is no longer current (0016), or
-# for a data key wrapped under subject-key bytes a rewrap has replaced since (0017).
+# for a data key wrapped under subject-key bytes a rewrap has replaced since (0018).
 SUBJECT_CHANGED_SQLSTATES = frozenset({"DVG01", "DVK01"})
 
 # The deployment-wide access-log chain and other rows that belong to no tenant.

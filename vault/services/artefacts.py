@@ -37,7 +37,7 @@ from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Gone, KeyDestroyed, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
-from vault.services.keyring import DataKey, KeyRing
+from vault.services.keyring import DataKey, KeyRing, artefact_object
 from vault.services.prefetch import prefetched
 from vault.services.subjects import (
     Subject,
@@ -86,7 +86,8 @@ def blob_key(
     tenant_id: uuid.UUID, subject_id: uuid.UUID, artefact_id: uuid.UUID, key_id: uuid.UUID
 ) -> str:
     # Tenant and subject in the key: an operator can see whose object it is, and a blob
-    # swapped into another place fails to decrypt (the AAD names the data key).
+    # swapped into another place fails to decrypt (the AAD names the data key and, for
+    # streams written as C2, the artefact).
     return f"tenants/{tenant_id}/subjects/{subject_id}/artefacts/{artefact_id}/{key_id}"
 
 
@@ -154,11 +155,14 @@ class ArtefactService:
         meter = UploadMeter(limit)
         try:
             plaintext = meter.through(prefetched(body))
-            ciphertext = encrypt_stream(data_key.key, data_key.content_context(), plaintext)
+            this = artefact_object(artefact_id)
+            ciphertext = encrypt_stream(data_key.key, data_key.content_context(this), plaintext)
             await self._blobs.put_stream(key, ciphertext)
             metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
             sealed = seal_record(
-                data_key.key, json.dumps(metadata).encode(), data_key.content_context("metadata")
+                data_key.key,
+                json.dumps(metadata).encode(),
+                data_key.content_context(this, "metadata"),
             )
             async with self._db.tenant_tx(tenant_id) as conn:
                 await conn.execute(Q.complete, tenant_id, artefact_id, meter.size, sealed)
@@ -195,11 +199,8 @@ class ArtefactService:
         return subject, row
 
     def _describe(self, subject: Subject, row: Any, data_key: DataKey) -> Artefact:
-        metadata = json.loads(
-            open_record(
-                data_key.key, bytes(row["metadata_sealed"]), data_key.content_context("metadata")
-            )
-        )
+        context = data_key.content_context(artefact_object(row["id"]), "metadata")
+        metadata = json.loads(open_record(data_key.key, bytes(row["metadata_sealed"]), context))
         return Artefact(
             id=row["id"],
             subject=subject,
@@ -255,15 +256,20 @@ class ArtefactService:
             check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         artefact = self._describe(subject, row, data_key)
-        body = self._plaintext(row["blob_key"], data_key, artefact.size, byte_range)
+        body = self._plaintext(artefact.id, row["blob_key"], data_key, artefact.size, byte_range)
         first = await anext(body, b"")
         return Content(artefact, byte_range, _prepend(first, body))
 
     async def _plaintext(
-        self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
+        self,
+        artefact_id: uuid.UUID,
+        key: str,
+        data_key: DataKey,
+        size: int,
+        byte_range: ByteRange | None,
     ) -> AsyncIterator[bytes]:
         async for piece in self._while_key_lives(
-            data_key, self._decrypted(key, data_key, size, byte_range)
+            data_key, self._decrypted(artefact_id, key, data_key, size, byte_range)
         ):
             yield piece
 
@@ -282,9 +288,16 @@ class ArtefactService:
                 yield piece
 
     async def _decrypted(
-        self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
+        self,
+        artefact_id: uuid.UUID,
+        key: str,
+        data_key: DataKey,
+        size: int,
+        byte_range: ByteRange | None,
     ) -> AsyncGenerator[bytes, None]:
-        context = data_key.content_context()
+        # The artefact as the row names it: a blob and key moved here from another
+        # artefact fail (C2 binds the artefact id).
+        context = data_key.content_context(artefact_object(artefact_id))
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
         if byte_range is None:

@@ -27,7 +27,7 @@ from vault.db.sql import Queries
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound
 from vault.services.artefacts import Artefact, ArtefactService
-from vault.services.keyring import DataKey, KeyRing
+from vault.services.keyring import DataKey, KeyRing, record_object
 from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
@@ -187,7 +187,8 @@ class ExportService:
             batch = records[start : start + _RECORD_BATCH]
             sealed = await self._sealed_records(tenant_id, ref_hash, access, batch)
             for head, item in zip(batch, sealed, strict=True):
-                value = open_record(item.key.key, item.sealed, item.key.content_context())
+                context = item.key.content_context(record_object(head.name, head.version))
+                value = open_record(item.key.key, item.sealed, context)
                 yield head.info["path"], value
 
     async def _sealed_records(

@@ -4,7 +4,9 @@
     generation) → data key (one per artefact or record version) → ciphertext
 
 Every wrap binds its full context (crypto.context.KeyContext), so a wrapped key copied to
-another row, tenant, subject, category, generation or KEK version fails to open.
+another row, tenant, subject, category, generation or KEK version fails to open; content
+also binds the object it belongs to (`DataKey.content_context`), so a value moved with
+its data key to another record, record version or artefact fails to open too.
 All methods take the caller's tenant transaction: creating or destroying a key commits
 together with the state change that needed it.
 """
@@ -18,7 +20,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from crypto.context import PURPOSE_DATA_KEY, PURPOSE_SUBJECT_KEY, KeyContext
+from crypto.context import (
+    OBJECT_ARTEFACT,
+    OBJECT_RECORD,
+    OBJECT_SUBJECT,
+    PURPOSE_DATA_KEY,
+    PURPOSE_SUBJECT_KEY,
+    KeyContext,
+    ObjectIdentity,
+)
 from crypto.keywrap import unwrap_key, wrap_key
 from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes, generate_key
@@ -53,9 +63,11 @@ class DataKey:
     subject_key: SubjectKeyRef
     key: SecretBytes
 
-    def content_context(self, part: str = "") -> KeyContext:
-        """`part` separates several messages under one data key (an artefact's stream
-        and its sealed metadata), so one can never be passed off as the other."""
+    def content_context(self, obj: ObjectIdentity, part: str = "") -> KeyContext:
+        """`obj`: the object the content belongs to, from the row that names it (never
+        from the key); `record_object`, `artefact_object` or `subject_object`. `part`
+        separates several messages under one data key (an artefact's stream and its
+        sealed metadata), so one can never be passed off as the other."""
         ref = self.subject_key
         return KeyContext(
             purpose=self.purpose,
@@ -64,7 +76,27 @@ class DataKey:
             category=ref.category,
             generation=ref.generation,
             key_id=f"{self.id}#{part}" if part else str(self.id),
+            object_identity=obj,
         )
+
+
+# The object identities content is bound to (crypto/FORMAT.md, DVKC 02), decided here
+# once. Ids are uuid.UUID, whose text form is canonical (lowercase, hyphenated).
+
+
+def record_object(name: str, version: int) -> ObjectIdentity:
+    """One version of a record: its name as stored and its version number."""
+    return ObjectIdentity(OBJECT_RECORD, name, version)
+
+
+def artefact_object(artefact_id: uuid.UUID) -> ObjectIdentity:
+    """An artefact: its stream and its sealed metadata."""
+    return ObjectIdentity(OBJECT_ARTEFACT, str(artefact_id))
+
+
+def subject_object(subject_id: uuid.UUID) -> ObjectIdentity:
+    """A subject's own sealed values: its reference copy and restriction reason."""
+    return ObjectIdentity(OBJECT_SUBJECT, str(subject_id))
 
 
 @dataclass(frozen=True)
@@ -232,7 +264,7 @@ class KeyRing:
     ) -> DataKey:
         """Store a new data key wrapped under `wrapping`, the subject key's bytes as read
         at `subject_key_version`: the database refuses it (SubjectChanged) if a rewrap
-        has given the subject key new bytes since (migration 0017)."""
+        has given the subject key new bytes since (migration 0018)."""
         data_key, wrapped = self._wrapped_data_key(subject_key, wrapping, purpose)
         await conn.execute(
             Q.insert_data_key, subject_key.tenant_id, data_key.id, subject_key.id, purpose,

@@ -23,7 +23,7 @@ from vault.domain.json_input import parse_json
 from vault.domain.subject_refs import SubjectRef
 from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, Gone, InvalidInput, NotFound
-from vault.services.keyring import KeyRing
+from vault.services.keyring import KeyRing, record_object
 from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
@@ -143,20 +143,23 @@ class RecordService:
         state: Any,
         value: bytes,
     ) -> RecordVersion | None:
-        """Seal `value` under a new data key and write it as the next version, if `state`
-        still holds (None if not)."""
+        """Seal `value` under a new data key, bound to the next version as `state` read it,
+        and write it as that version if `state` still holds (None if not)."""
         subject = subject_from_columns(tenant_id, state)
         check_writable(subject)
         category = self._category(name, asked_category, state)
         data_key, wrapped = await self._keyring.unstored_data_key(
             tenant_id, subject.id, category, subject.generation, "record", state
         )
-        sealed = seal_record(data_key.key, value, data_key.content_context())
+        version = state["next_version"]
+        sealed = seal_record(
+            data_key.key, value, data_key.content_context(record_object(name, version))
+        )
         current = state["current_version"]
         written = await fetchrow(
             tenant_id, Q.write, key, subject.id, name, category, subject.generation, current,
-            state["current_data_key_id"], data_key.id, data_key.subject_key.id, wrapped, sealed,
-            len(value), state["kek_version"],
+            state["current_data_key_id"], version, data_key.id, data_key.subject_key.id,
+            wrapped, sealed, len(value), state["kek_version"],
         )  # fmt: skip
         if written is None:
             return None
@@ -185,7 +188,8 @@ class RecordService:
             raise NotFound("no such record")
         check_generation(readable_generations(subject, access), row["record_generation"])
         data_key = await self._keyring.open_data_key(tenant_id, row)
-        return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
+        context = data_key.content_context(record_object(name, row["version"]))
+        return open_record(data_key.key, bytes(row["value_sealed"]), context)
 
     async def list(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
@@ -259,4 +263,5 @@ class RecordService:
         if row["value_sealed"] is None or row["wrapped_key"] is None:
             raise Gone("this record version was shredded")
         data_key = await self._keyring.open_data_key(tenant_id, row)
-        return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
+        context = data_key.content_context(record_object(name, row["version"]))
+        return open_record(data_key.key, bytes(row["value_sealed"]), context)

@@ -4,7 +4,7 @@ root-key epochs).
 
 Subjects are taken in batches in id order; each batch is one transaction that holds the
 subjects' row locks, so no writer adds a data key under the old bytes meanwhile (the one
-that read the subject key before is refused by the database: migration 0017). Two
+that read the subject key before is refused by the database: migration 0018). Two
 batches are in flight at once and the cryptography runs in a worker thread, so the
 database applies one batch while this process computes the next.
 """

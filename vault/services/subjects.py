@@ -17,7 +17,7 @@ from vault.db.sql import Queries
 from vault.domain.categories import IDENTITY_CATEGORY
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound, Restricted
-from vault.services.keyring import KeyRing
+from vault.services.keyring import KeyRing, subject_object
 from vault.services.subject_refs import SubjectRefHasher
 
 Q = Queries("subjects")
@@ -90,7 +90,8 @@ class SubjectService:
         data_key = await self._keyring.new_data_key_for_write(
             conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation, "record"
         )
-        sealed = seal_record(data_key.key, ref.reveal().encode(), data_key.content_context("ref"))
+        context = data_key.content_context(subject_object(subject.id), "ref")
+        sealed = seal_record(data_key.key, ref.reveal().encode(), context)
         await conn.execute(Q.set_ref_copy, subject.tenant_id, subject.id, sealed, data_key.id)
 
     async def restrict(self, conn: Connection, subject: Subject, reason: str) -> datetime:
@@ -98,7 +99,8 @@ class SubjectService:
         so erasure shreds it with the reference."""
         data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
         data_key = await self._keyring.data_key(conn, subject.tenant_id, data_key_id)
-        sealed = seal_record(data_key.key, reason.encode(), data_key.content_context("restriction"))
+        context = data_key.content_context(subject_object(subject.id), "restriction")
+        sealed = seal_record(data_key.key, reason.encode(), context)
         restricted_at: datetime = await conn.fetchval(
             Q.restrict, subject.tenant_id, subject.id, sealed
         )

@@ -33,7 +33,7 @@ SELECT s.id, s.subject_id, s.category, s.generation, s.kek_version, s.wrapped_ke
  WHERE s.tenant_id = $1 AND s.id = $2
 
 -- name: insert_data_key
--- $6: the subject key's version (its bytes) the data key was wrapped under (0017).
+-- $6: the subject key's version (its bytes) the data key was wrapped under (0018).
 INSERT INTO data_keys (tenant_id, id, subject_key_id, purpose, wrapped_key, subject_key_version)
 VALUES ($1, $2, $3, $4, $5, $6)
 

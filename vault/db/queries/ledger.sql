@@ -26,7 +26,7 @@ UPDATE ledger_outbox o SET published_at = now(), ledger_seq = $4
 -- each with the time the ledger recorded. $2/$3: key ids and their destroyed_at.
 -- name: redestroy_subject_keys
 -- With all they take with them; a subject whose current generation lost its keys moves
--- on to the next (migration 0017).
+-- on to the next (migration 0018).
 SELECT dv_redestroy_subject_keys($1, $2::uuid[], $3::timestamptz[])
 
 -- name: redestroy_data_keys

@@ -21,12 +21,15 @@ SELECT 1 FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 LIM
 SELECT * FROM dv_record_list($1, $2, $3, $4, $5, $6, $7)
 
 -- name: write_state
+-- With next_version: the version a value written now gets, which its sealing names.
 SELECT * FROM dv_record_write_state($1, $2, $3, $4, $5)
 
 -- name: write
--- $14: the subject key's version the new data key was wrapped under (migration 0017).
-SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                              $14::integer)
+-- $9: the version the value was sealed for (no row if that is no longer the next one);
+-- $15: the subject key's version the new data key was wrapped under (no row if the
+-- subject key has been rewrapped since: migration 0018).
+SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                              $15::integer)
 
 -- name: expired
 -- Retention: current record versions of one category older than its delete_after_days,

@@ -62,14 +62,21 @@ BEGIN
 END
 $$;
 
--- dv_record_write (0012) with the subject key's version the value's data key was wrapped
--- under: if the subject key has been rewrapped since (a new epoch), nothing is written
--- and no row returns, so the caller reads the state again, as for any other change.
+-- dv_record_write (0017) with the subject key's version the value's data key was wrapped
+-- under: if the subject key has been rewrapped since (a new epoch), nothing is written and
+-- no row returns, so the caller reads the state again, as for any other change. And the
+-- version it replaces is kept, not destroyed, when it lies in a generation an erasure
+-- covers (only that erasure destroys what it keeps: a new life writing a record of the
+-- same name must not shred what statutory retention or a hold keeps of the old one), as
+-- it is kept when a hold covers it. The 14-argument form of 0017 was never released: it
+-- goes; the 13-argument form of 0012 stays for processes of the previous release.
+DROP FUNCTION dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid, integer,
+                              uuid, uuid, bytea, bytea, integer);
 CREATE FUNCTION dv_record_write(p_tenant uuid, p_key uuid, p_subject uuid, p_name text,
                                 p_category text, p_generation integer, p_old_version integer,
-                                p_old_data_key uuid, p_data_key uuid, p_subject_key uuid,
-                                p_wrapped_data_key bytea, p_sealed bytea, p_size integer,
-                                p_subject_key_version integer)
+                                p_old_data_key uuid, p_version integer, p_data_key uuid,
+                                p_subject_key uuid, p_wrapped_data_key bytea, p_sealed bytea,
+                                p_size integer, p_subject_key_version integer)
 RETURNS TABLE (version integer, created_at timestamptz, kept_by uuid[])
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -78,12 +85,17 @@ DECLARE
     v_held uuid[] := '{}';
     v_version integer;
     v_data_key uuid;
+    v_old_generation integer;
+    v_kept boolean;
 BEGIN
     PERFORM set_config('role', 'datavault_app', true),
             set_config('datavault.tenant_id', p_tenant::text, true);
     IF p_key IS NOT NULL THEN
         PERFORM dv_require_live_key(p_tenant, p_key);
     END IF;
+    -- The erasure that shreds the reference copy clears ref_sealed in the same
+    -- transaction, so the locked row's own columns (re-checked after a lock wait) say
+    -- whether the copy is still readable.
     PERFORM 1 FROM subjects s
      WHERE s.tenant_id = p_tenant AND s.id = p_subject AND s.generation = p_generation
        AND s.restricted_at IS NULL AND s.ref_sealed IS NOT NULL
@@ -91,11 +103,16 @@ BEGIN
     IF NOT FOUND THEN
         RETURN;
     END IF;
-    SELECT r.version, r.data_key_id INTO v_version, v_data_key FROM records r
+    SELECT r.version, r.data_key_id, r.generation INTO v_version, v_data_key, v_old_generation
+      FROM records r
      WHERE r.tenant_id = p_tenant AND r.subject_id = p_subject AND r.name = p_name
        AND r.current
        FOR UPDATE;
+    -- A value sealed for another version than the one this write would store is never
+    -- stored (its object identity would name another record version), nor one whose
+    -- data key was wrapped under subject-key bytes a rewrap has replaced.
     IF v_version IS DISTINCT FROM p_old_version OR v_data_key IS DISTINCT FROM p_old_data_key
+       OR p_version IS DISTINCT FROM dv_record_next_version(p_tenant, p_subject, p_name)
        OR NOT EXISTS(SELECT 1 FROM subject_keys sk
                       WHERE sk.tenant_id = p_tenant AND sk.id = p_subject_key
                         AND sk.subject_id = p_subject AND sk.category = p_category
@@ -111,28 +128,27 @@ BEGIN
     IF p_old_version IS NOT NULL THEN
         v_held := ARRAY(SELECT h.id FROM dv_holds_covering(p_tenant, p_subject,
                                                            ARRAY[p_category]) h);
-        IF cardinality(v_held) = 0 THEN
+        v_kept := cardinality(v_held) > 0
+                  OR v_old_generation = ANY (dv_erased_generations(p_tenant, p_subject));
+        IF NOT v_kept THEN
             PERFORM dv_destroy_data_key(p_tenant, p_old_data_key);
         END IF;
-        PERFORM dv_retire_record(p_tenant, p_subject, p_name, p_old_version,
-                                 cardinality(v_held) = 0);
+        PERFORM dv_retire_record(p_tenant, p_subject, p_name, p_old_version, NOT v_kept);
     END IF;
     RETURN QUERY
     INSERT INTO records (tenant_id, subject_id, name, version, category, generation,
                          data_key_id, value_sealed, size, current)
-    VALUES (p_tenant, p_subject, p_name,
-            coalesce(v_version, (SELECT max(r.version) FROM records r
-                                  WHERE r.tenant_id = p_tenant AND r.subject_id = p_subject
-                                    AND r.name = p_name), 0) + 1,
-            p_category, p_generation, p_data_key, p_sealed, p_size, true)
+    VALUES (p_tenant, p_subject, p_name, p_version, p_category, p_generation, p_data_key,
+            p_sealed, p_size, true)
     RETURNING records.version, records.created_at, v_held;
 END
 $$;
 
 REVOKE ALL ON FUNCTION dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid,
-                                       uuid, uuid, bytea, bytea, integer, integer) FROM PUBLIC;
+                                       integer, uuid, uuid, bytea, bytea, integer, integer)
+    FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid,
-                                          uuid, uuid, bytea, bytea, integer, integer)
+                                          integer, uuid, uuid, bytea, bytea, integer, integer)
     TO datavault_app;
 
 -- Start-up reconciliation of a restored backup (vault/services/ledger.py): the subject
