@@ -202,6 +202,19 @@ def test_an_intact_history_verifies(quiet_vault: ServerThread) -> None:
     assert chain["ok"] is True and chain["anchors"] == 5 and chain["notes"] == []
 
 
+def test_a_pause_in_the_history_is_a_note_not_a_failure(quiet_vault: ServerThread) -> None:
+    tenant = _tenant(quiet_vault)
+    now = datetime.now(UTC)
+    stopped, started = now - timedelta(minutes=20), now - ROUND
+    _rounds(quiet_vault, tenant, [stopped - ROUND, stopped, started, now])
+    result = _audit_verify(quiet_vault, tenant, "verify", "--json")
+    assert result.returncode == 0, result.stdout
+    [chain] = json.loads(result.stdout)["chains"]
+    assert chain["notes"] == [
+        f"anchoring paused from {stopped.isoformat()} to {started.isoformat()} (anchor 3)"
+    ]
+
+
 def test_an_old_anchor_put_back_with_the_table_cut_to_match_is_caught(
     quiet_vault: ServerThread,
 ) -> None:
