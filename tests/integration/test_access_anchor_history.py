@@ -23,7 +23,7 @@ from pathlib import Path
 import asyncpg
 
 from crypto.mac import keyed_hash
-from tests.support import ServerThread, Tenant, make_tenant
+from tests.support import ServerThread, Tenant, make_tenant, private_server
 from vault.blobs.base import BlobStore
 from vault.runtime import OperatorContext, operator_context
 from vault.services.access_anchor import (
@@ -541,3 +541,15 @@ def test_the_newest_anchor_is_found_from_the_pointer_which_is_never_trusted(
             return [e.stored.anchor.anchored_at for e in entries if e.stored]
 
     assert len(asyncio.run(check())) == 50
+
+
+def test_a_vault_stopping_anchors_the_rows_of_its_last_requests(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    with private_server(pg_admin_url, tmp_path / "stopping") as server:  # runs no jobs
+        tenant = _tenant(server)
+        _requests(server, tenant, 3)
+        assert _history(server, tenant) == []
+    [anchor] = _history(server, tenant)
+    assert _anchor(anchor)["seq"] == _head_seq(server, tenant) == 3
+    assert _audit_verify(server, tenant).returncode == 0
