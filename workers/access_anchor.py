@@ -7,9 +7,10 @@ Cost: one anchor a round (every 30 s) per chain, 2,880 objects (about 1.6 MB) a 
 each tenant and for the deployment-wide chain, each locked for the backup retention and
 a day where the bucket has Object Lock, and pruned once that lock has ended (about
 104,000 kept per chain at the default 35 days); a round costs each chain one listing
-and one write, plus a pointer write every `POINTER_EVERY` anchors. With several vault processes one anchors at a time (an advisory lock), and a
-chain whose head has not moved gets no second anchor within `HEARTBEAT_SECONDS`, so
-replicas do not multiply the heartbeats.
+and one write, plus a pointer write every `POINTER_EVERY` anchors. With several vault
+processes one anchors at a time (an advisory lock), and a chain whose head has not
+moved gets no second anchor within `HEARTBEAT_SECONDS`, so replicas do not multiply
+the heartbeats.
 """
 
 from __future__ import annotations

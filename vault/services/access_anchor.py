@@ -369,6 +369,8 @@ async def walk_history(
                 )
                 yield previous
             if data is None:
+                if previous is None:
+                    continue  # pruned since the listing: the history starts later
                 entry = HistoryEntry(number, None, None, f"anchor {number} is missing")
             else:
                 entry = _entry(data, keys, tenant_id, number, previous)
