@@ -47,7 +47,6 @@ from vault.http.state import VaultState
 from vault.http.subject_path import SubjectPathMiddleware
 from vault.observability.metrics import Metrics
 from vault.runtime import open_root_key
-from vault.services.access_anchor import publish_anchors
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
@@ -69,6 +68,7 @@ from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
 from workers.runner import JobRunner
 
@@ -194,6 +194,7 @@ def create_app(
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
+        anchors = AnchorMemory()  # the anchor job's, and the last anchoring's on shutdown
         jobs = JobRunner(
             [
                 monitor_job(db, metrics),
@@ -201,7 +202,15 @@ def create_app(
                 root_epochs_job(db, root),
                 *(
                     background_jobs(
-                        db, blobs, keyring, issuer, secrets.anchor_keys, root, settings, metrics
+                        db,
+                        blobs,
+                        keyring,
+                        issuer,
+                        secrets.anchor_keys,
+                        root,
+                        settings,
+                        metrics,
+                        anchors,
                     )
                     if run_jobs
                     else []
@@ -221,7 +230,14 @@ def create_app(
                 await kek_listener.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.
-                await publish_anchors(db, blobs, secrets.anchor_keys)
+                await publish_anchors(
+                    db,
+                    blobs,
+                    secrets.anchor_keys,
+                    memory=anchors,
+                    wait=True,
+                    retain_days=settings.backup_retention_days,
+                )
             except Exception as exc:
                 # The store or database is down: the next start anchors the chains.
                 log.warning("final_anchor_failed", error_type=type(exc).__name__)

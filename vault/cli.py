@@ -172,33 +172,80 @@ def cmd_check_deletion(args: argparse.Namespace) -> int:
     return EXIT_FAILED_CHECK if violations else EXIT_OK
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("a positive number of seconds")
+    return value
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from vault.services.access_anchor import MAX_ANCHOR_AGE_SECONDS
     from vault.services.access_audit import verify_chains
     from vault.services.tenants import find_tenant
 
+    max_age = args.max_anchor_age or MAX_ANCHOR_AGE_SECONDS
+
     async def work(ctx: OperatorContext) -> Any:
         tenant = (await find_tenant(ctx.db, args.tenant)).id if args.tenant else None
-        return await verify_chains(ctx.db, ctx.blobs, ctx.secrets.anchor_keys, tenant)
+        return await verify_chains(
+            ctx.db, ctx.blobs, ctx.secrets.anchor_keys, tenant,
+            max_anchor_age=max_age,
+        )  # fmt: skip
 
     reports = _run_operator(args, work)
     bad = [r for r in reports if not r.ok]
     data = {
         "ok": not bad,
+        "max_anchor_age_seconds": max_age,
         "chains": [
             {"tenant_id": str(r.tenant_id), "rows": r.rows, "ok": r.ok,
-             "first_bad_seq": r.first_bad_seq, "problem": r.problem}
+             "first_bad_seq": r.first_bad_seq, "problem": r.problem, "anchors": r.anchors,
+             "newest_anchor_at": r.newest_anchor_at.isoformat() if r.newest_anchor_at else None,
+             "notes": list(r.notes)}
             for r in reports
         ],
     }  # fmt: skip
-    lines = [
-        f"{r.tenant_id}: {r.rows} rows ok" if r.ok
-        else f"{r.tenant_id}: BROKEN at row {r.first_bad_seq}: {r.problem}"
-        for r in reports
-    ]  # fmt: skip
+    lines = []
+    for r in reports:
+        if r.ok:
+            lines.append(f"{r.tenant_id}: {r.rows} rows ok, {r.anchors} anchors")
+        elif r.first_bad_seq is None:
+            lines.append(f"{r.tenant_id}: BROKEN (anchors): {r.problem}")
+        else:
+            lines.append(f"{r.tenant_id}: BROKEN at row {r.first_bad_seq}: {r.problem}")
+        lines.extend(f"  note: {note}" for note in r.notes)
     if bad:
         data = failed_check(data, f"access-log chain broken in {len(bad)} of {len(reports)}")
     _emit(args, data, "\n".join(lines))
     return EXIT_FAILED_CHECK if bad else EXIT_OK
+
+
+def cmd_audit_reanchor(args: argparse.Namespace) -> int:
+    from vault.db.database import DEPLOYMENT_TENANT
+    from vault.services.tenants import find_tenant
+    from workers.access_anchor import reanchor
+
+    async def work(ctx: OperatorContext) -> Any:
+        chain = (await find_tenant(ctx.db, args.tenant)).id if args.tenant else DEPLOYMENT_TENANT
+        return await reanchor(
+            ctx.db, ctx.blobs, ctx.secrets.anchor_keys, chain,
+            retain_days=ctx.settings.backup_retention_days,
+        )  # fmt: skip
+
+    anchor = _run_operator(args, work)
+    data = {"tenant_id": str(anchor.tenant_id), "anchor_seq": anchor.anchor_seq,
+            "seq": anchor.seq, "anchored_at": anchor.anchored_at.isoformat()}  # fmt: skip
+    _emit(
+        args,
+        data,
+        f"{anchor.tenant_id}: re-anchored at row {anchor.seq} (anchor {anchor.anchor_seq}); "
+        "verify reports what was wrong before it as a note",
+    )
+    return EXIT_OK
 
 
 def _run_operator(
@@ -396,6 +443,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify = command(audit, "verify", cmd_audit_verify, "verify the access-log hash chains")
     verify.add_argument("--tenant", metavar="SLUG")
+    verify.add_argument(
+        "--max-anchor-age", metavar="SECONDS", type=_positive_seconds, default=None,
+        help="how old the newest anchor may be (default: three anchor intervals and 30 s, "
+        "120 s, for a running deployment); for a stopped one, more than how long it has "
+        "been stopped",
+    )  # fmt: skip
+    again = command(
+        audit, "reanchor", cmd_audit_reanchor,
+        "after an incident is recorded: anchor a chain afresh from its current head",
+    )  # fmt: skip
+    again.add_argument(
+        "--tenant", metavar="SLUG", help="the tenant's chain (default: the deployment-wide one)"
+    )
 
     receipt = sub.add_parser("receipt", help="erasure receipts").add_subparsers(
         dest="receipt_command", required=True

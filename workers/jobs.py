@@ -7,11 +7,12 @@ from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
-from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys, publish_anchors
+from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.keyring import KeyRing
 from vault.services.ledger_watermark import watermark_for
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
+from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
 from workers.deletion_check import CHECK_INTERVAL_SECONDS, run_scheduled_check
@@ -35,7 +36,10 @@ def background_jobs(
     root: RootKeyProvider,
     settings: Settings,
     metrics: Metrics,
+    anchors: AnchorMemory | None = None,
 ) -> list[PeriodicJob]:
+    """`anchors`: the anchor publisher's memory, shared with the anchoring on shutdown."""
+    anchors = anchors if anchors is not None else AnchorMemory()
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
     watermark = watermark_for(root, blobs)
     return [
@@ -50,6 +54,8 @@ def background_jobs(
                 db,
                 blobs,
                 anchor_keys,
+                memory=anchors,
+                retain_days=settings.backup_retention_days,
                 on_refused=lambda _: metrics.integrity_failures.labels("access_log_anchor").inc(),
             ),
         ),

@@ -18,6 +18,7 @@ NO_VAULT_COMMANDS = [
     ["tenant", "list"],
     ["audit", "verify"],
     ["audit", "verify", "--tenant", "acme"],
+    ["audit", "reanchor", "--tenant", "acme"],
     ["ledger", "verify"],
     ["keys", "rotate"],
     ["keys", "new-epoch"],

@@ -87,8 +87,12 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> None:
         """Remove the object; absent is fine."""
 
-    async def list_keys(self, prefix: str) -> list[str]:
-        """Keys of complete objects under `prefix`, sorted."""
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
+        """Keys of complete objects under `prefix`, sorted; only those after
+        `start_after` (as S3's StartAfter), and at most `limit` of them. Listing on from a
+        known key costs one request however many objects come before it."""
 
     async def list_incomplete(self, older_than: datetime) -> list[IncompleteUpload]:
         """Streamed writes started before `older_than` that never completed."""

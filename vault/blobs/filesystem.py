@@ -259,12 +259,15 @@ class FilesystemBlobStore:
         except OSError as exc:
             raise _os_failure("delete", exc) from None
 
-    async def list_keys(self, prefix: str) -> list[str]:
-        return sorted(
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
+        found = sorted(
             key
             for key, is_temp in await asyncio.to_thread(self._walk, prefix)
-            if not is_temp and key.startswith(prefix)
+            if not is_temp and key.startswith(prefix) and key > start_after
         )
+        return found if limit is None else found[:limit]
 
     def _walk(self, prefix: str) -> list[tuple[str, bool]]:
         """(relative path, is a temp file) for every file under the directory that the

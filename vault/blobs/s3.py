@@ -271,16 +271,24 @@ class S3BlobStore:
                 "delete", self._client.delete_object, Bucket=self.bucket, Key=self._key(key)
             )
 
-    async def list_keys(self, prefix: str) -> list[str]:
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
         full = self.prefix + prefix
+        # No stored key equals the store's own prefix, so starting after it lists all.
+        after = self.prefix + start_after
 
         def collect() -> list[str]:
             keys: list[str] = []
-            for page in self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full
-            ):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=full,
+                StartAfter=after,
+                PaginationConfig={} if limit is None else {"MaxItems": limit},
+            )
+            for page in pages:
                 keys.extend(item["Key"] for item in page.get("Contents", []))
-            return keys
+            return keys if limit is None else keys[:limit]
 
         keys = await self._call("list", collect)
         return sorted(key.removeprefix(self.prefix) for key in keys)

@@ -319,6 +319,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Last verification {at}: row {seq} fails: {problem}",
         "Laatste controle {at}: regel {seq} klopt niet: {problem}",
     ),
+    "access.chain_bad_anchors": (
+        "Last verification {at}: the anchors in the blob store fail: {problem}",
+        "Laatste controle {at}: de ankers in de objectopslag kloppen niet: {problem}",
+    ),
     "access.chain_never": (
         "The chain has not been verified from the console yet.",
         "De keten is nog niet vanuit de console gecontroleerd.",

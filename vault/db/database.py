@@ -156,13 +156,18 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def advisory_lock(self, key: int) -> AsyncIterator[bool]:
+    async def advisory_lock(self, key: int, *, wait: bool = False) -> AsyncIterator[bool]:
         """A session-level advisory lock held on one pooled connection for the block:
-        yields False at once when another session holds it (the caller skips its turn).
-        For work that spans several transactions and must run in one process at a time."""
+        yields False at once when another session holds it (the caller skips its turn),
+        or, with `wait`, waits for it. For work that spans several transactions and must
+        run in one process at a time."""
         with _database_errors():
             async with self._pool.acquire() as conn:
-                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+                if wait:
+                    await conn.execute("SELECT pg_advisory_lock($1)", key)
+                    held = True
+                else:
+                    held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
                 try:
                     yield held
                 finally:
