@@ -68,14 +68,14 @@ def test_failing_checks_cut_once_nothing_confirmed_the_keys_for_the_limit() -> N
     lease = _Lease(Unavailable("database unavailable"))
     reason, took = _watch(lease)
     assert isinstance(reason, Unavailable)
-    assert LIMIT <= took < LIMIT + 0.2
+    assert LIMIT <= took < LIMIT + 1.0  # the limit, not much later (a busy machine)
     assert lease.checks > 3  # retried until the limit
 
 
 def test_a_hanging_check_cuts_at_the_limit() -> None:
     reason, took = _watch(_Lease("hang"))
     assert isinstance(reason, Unavailable)
-    assert LIMIT <= took < LIMIT + 0.2
+    assert LIMIT <= took < LIMIT + 1.0  # the limit, not much later (a busy machine)
 
 
 def test_a_check_that_fails_then_succeeds_does_not_cut() -> None:
