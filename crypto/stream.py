@@ -17,7 +17,7 @@ an empty (tag-only) last segment. The commitment is checked before any segment o
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Final
 
 from crypto import _primitives
@@ -95,7 +95,7 @@ async def encrypt_stream(
 
 async def decrypt_stream(
     data_key: SecretBytes, context: KeyContext, ciphertext_chunks: AsyncIterable[bytes]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the plaintext of a whole object segment by segment. Each yielded piece is
     authentic, but truncation shows only at the end: treat an IntegrityError raised at any
     point as failure of the whole object (abort the response, discard the output)."""
@@ -126,7 +126,7 @@ async def decrypt_range(
     header_bytes: bytes,
     segments: AsyncIterable[bytes],
     plan: RangePlan,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield exactly the planned plaintext range. ``segments`` is the ciphertext of
     bytes plan.ciphertext_start..plan.ciphertext_end, in any chunking."""
     header = parse_header(header_bytes)

@@ -45,6 +45,7 @@ from vault.http.problems import (
 from vault.http.routing import route
 from vault.http.state import VaultState
 from vault.http.subject_path import SubjectPathMiddleware
+from vault.http.transfers import TransferWatchMiddleware
 from vault.observability.metrics import Metrics
 from vault.runtime import open_root_key
 from vault.services.access_log import AccessLogWriter
@@ -249,7 +250,12 @@ def create_app(
         # ROUTES is the JSON API that /openapi.json describes; the console's HTML pages
         # are served beside it and kept out of that document. A worker serves neither.
         routes=[*ROUTES, *CONSOLE_ROUTES] if serve_api else OPS_ROUTES,
-        middleware=[Middleware(AccessLogMiddleware), Middleware(SubjectPathMiddleware)],
+        # Access log outermost: it records what the transfer watchdog cut as well.
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(TransferWatchMiddleware),
+            Middleware(SubjectPathMiddleware),
+        ],
         exception_handlers={
             KeyNoLongerLive: key_no_longer_live_handler,
             VaultError: vault_error_handler,

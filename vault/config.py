@@ -45,6 +45,10 @@ class Settings:
     # An upload that sends nothing for this long is given up (408) and its key shredded,
     # so a stalled client cannot hold a connection and a half-written object forever.
     upload_idle_timeout_seconds: float = 60.0
+    # How often a transfer confirms its keys; None: TRANSFER_RECHECK_SECONDS (10 s,
+    # vault/services/transfers.py). Not an environment variable: the bound is the
+    # product's (DESIGN.md: 60 s); tests shorten it so they take seconds.
+    transfer_recheck_seconds: float | None = None
     # Names this deployment in erasure receipts (e.g. its public URL).
     receipt_issuer: str = "datavault"
     # Where clients reach the vault (behind a TLS proxy: its https URL). Unset: the

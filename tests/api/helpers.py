@@ -221,3 +221,23 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: flo
 def chunks_of(data: bytes, size: int) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def operator_key(server: Any, tenant: Tenant, scopes: list[str], owner: str) -> dict[str, Any]:
+    """A key the operator issues (`datavault api-key create`): created by no other key, so
+    its lineage is its own. Two-person hold releases need keys of independent lineages
+    (two officers whose keys one admin minted are one person to the vault)."""
+    import asyncio as _asyncio
+
+    from vault.domain.scopes import Scope
+    from vault.runtime import operator_context
+
+    async def run() -> dict[str, Any]:
+        async with operator_context(server.settings, server.database_url) as ctx:
+            created = await ctx.api_keys.create(
+                tenant.id, name=f"{owner}'s key", scopes=frozenset(Scope(s) for s in scopes),
+                owner=owner,
+            )  # fmt: skip
+        return {"id": str(created.id), "prefix": created.prefix, "secret": created.token.reveal()}
+
+    return _asyncio.run(run())

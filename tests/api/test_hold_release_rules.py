@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.api.helpers import auth, create_key, rfc3339
+from tests.api.helpers import auth, create_key, operator_key, rfc3339
 from tests.support import ServerThread, Tenant
 
 
@@ -96,12 +96,26 @@ def test_a_key_and_the_key_that_made_it_are_not_two_people(
     assert by_maker.status_code == 409, by_maker.text
 
 
+def test_two_keys_one_admin_minted_are_one_person(server: ServerThread, tenant: Tenant) -> None:
+    """The admin saw both secrets when it minted them, whatever owners it wrote down."""
+    with server.client() as http:
+        alice = create_key(http, tenant, ["compliance"], owner="alice")
+        bob = create_key(http, tenant, ["compliance"], owner="bob")
+        hold = _hold(http, alice, "litigation")
+        assert _release(http, hold, alice).status_code == 202
+        confirmed = _release(http, hold, bob)
+        shown = http.get(f"/v1/holds/{hold['id']}", headers=auth(alice)).json()
+    assert confirmed.status_code == 409, confirmed.text
+    assert "independent lineage" in confirmed.json()["detail"]
+    assert shown["released_at"] is None and shown["active"]
+
+
 def test_two_people_release_and_the_journal_names_both(
     server: ServerThread, tenant: Tenant
 ) -> None:
     with server.client() as http:
-        first = create_key(http, tenant, ["compliance"], owner="ana")
-        second = create_key(http, tenant, ["compliance"], owner="ben")
+        first = operator_key(server, tenant, ["compliance"], "ana")
+        second = operator_key(server, tenant, ["compliance"], "ben")
         hold = _hold(http, first, "litigation")
         asked = _release(http, hold, first)
         released = _release(http, hold, second)

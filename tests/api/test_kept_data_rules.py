@@ -4,9 +4,14 @@ reads the record versions a hold kept. Jobs run by hand with a moved clock."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 
 from tests.api.helpers import (
@@ -161,3 +166,97 @@ def test_compliance_reads_the_record_versions_a_hold_kept(quiet_vault: ServerThr
     assert missing.status_code == 404
     assert released.status_code == 200
     assert after_release.status_code == 410 and listed_after == []
+
+
+def test_what_an_erasure_keeps_only_that_erasure_destroys(quiet_vault: ServerThread) -> None:
+    """Billing kept by statutory retention after an erasure: the application's ingest key
+    can neither delete it nor shred it by writing a new life's record of the same name,
+    and compliance can still restrict the subject."""
+    vault = quiet_vault
+    with vault.client() as http:
+        keys = _keys(http, vault)
+        app, officer = keys["app"], keys["officer"]
+        assert put_record(http, app, "ret", "invoice", b'{"eur": 42}', "billing").is_success
+        kept_call = upload(http, app, "ret", b"billing call", "billing").json()
+        erasure = http.post(subject_url("ret", "erasure"), headers=auth(keys["privacy"])).json()
+        run_worker_pass(vault)
+        deleted_artefact = http.delete(
+            subject_url("ret", "artefacts", kept_call["id"]), headers=auth(app)
+        )
+        deleted_record = http.delete(record_url("ret", "invoice"), headers=auth(app))
+        new_life = put_record(http, app, "ret", "invoice", b'{"eur": 1}', "billing")
+        run_worker_pass(vault)
+        versions = http.get(record_url("ret", "invoice") + "/versions", headers=auth(officer))
+        old = http.get(record_url("ret", "invoice") + "/versions/1", headers=auth(officer))
+        content = http.get(
+            subject_url("ret", "artefacts", kept_call["id"], "content"), headers=auth(officer)
+        )
+        restricted = http.post(
+            subject_url("ret", "restriction"), json={"reason": "dispute"}, headers=auth(officer)
+        )
+        status = _status(http, keys, erasure["id"])
+    for refused in (deleted_artefact, deleted_record):
+        assert refused.status_code == 409, refused.text
+        assert problem(refused)["type"].endswith("/restricted")
+    assert new_life.status_code in (200, 201), new_life.text
+    assert [v["version"] for v in versions.json()["items"]] == [1]
+    assert old.status_code == 200 and old.json() == {"eur": 42}
+    assert content.status_code == 200 and content.content == b"billing call"
+    assert restricted.status_code == 200, restricted.text
+    assert status == "held"
+    assert deletion_violations(vault) == []
+
+
+def test_an_upload_an_erasure_overtook_does_not_answer_created(quiet_vault: ServerThread) -> None:
+    """The upload began before the erasure was requested (its generation is covered), and
+    the erasure shredded it while its body streamed: the upload must not answer 201."""
+    vault = quiet_vault
+    with vault.client() as http:
+        keys = _keys(http, vault)
+        release = threading.Event()
+
+        def body() -> Iterator[bytes]:
+            yield b"first half "
+            assert release.wait(30)
+            yield b"second half"
+
+        answer: dict[str, httpx.Response] = {}
+
+        def send() -> None:
+            with vault.client() as own:
+                answer["upload"] = upload(own, keys["app"], "overtaken", body(), "recording")
+
+        uploader = threading.Thread(target=send)
+        uploader.start()
+        assert _wait_for_uploading(vault)
+        erasure = http.post(subject_url("overtaken", "erasure"), headers=auth(keys["privacy"]))
+        run_worker_pass(vault)
+        release.set()
+        uploader.join(30)
+        listed = http.get(subject_url("overtaken", "artefacts"), headers=auth(keys["officer"]))
+    assert erasure.status_code == 202
+    assert answer["upload"].status_code == 410, answer["upload"].text
+    assert listed.json()["items"] == []
+
+
+def _wait_for_uploading(vault: ServerThread) -> bool:
+    async def uploading() -> int:
+        rows = await _rows(
+            vault.database_url, "SELECT count(*) AS n FROM artefacts WHERE state = 'uploading'"
+        )
+        return int(rows[0]["n"])
+
+    deadline = time.monotonic() + 20
+    while asyncio.run(uploading()) == 0:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+async def _rows(url: str, query: str) -> list[Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query))
+    finally:
+        await conn.close()

@@ -12,7 +12,15 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
-from tests.api.helpers import artefact_url, auth, create_key, subject_url, upload, uploaded
+from tests.api.helpers import (
+    artefact_url,
+    auth,
+    create_key,
+    operator_key,
+    subject_url,
+    upload,
+    uploaded,
+)
 from tests.support import ServerThread, Tenant
 
 SCOPES = ("ingest", "read", "erasure", "compliance", "admin")
@@ -84,8 +92,8 @@ def test_hold_release_documents_the_two_key_202_and_the_200(
 ) -> None:
     with server.client() as http:
         operation = _document(http)["paths"]["/v1/holds/{hold_id}/release"]["post"]
-        first_key = create_key(http, tenant, ["compliance"])
-        second_key = create_key(http, tenant, ["compliance"])
+        first_key = operator_key(server, tenant, ["compliance"], "officer-a")
+        second_key = operator_key(server, tenant, ["compliance"], "officer-b")
         placed = http.post(
             "/v1/holds",
             json={"subject_ref": "oa-held", "reason": "litigation", "reference": "case 1"},

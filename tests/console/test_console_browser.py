@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.api.helpers import auth, create_key, from_ip, upload, wait_for
+from tests.api.helpers import auth, create_key, from_ip, operator_key, upload, wait_for
 from tests.support import ServerThread, Tenant, make_tenant
 from vault.config import Settings
 
@@ -60,7 +60,8 @@ def world(server: ServerThread, settings: Settings, database_url: str) -> World:
             database_url=database_url,
             tenant=tenant,
             officer=create_key(http, tenant, ["compliance"]),
-            second_officer=create_key(http, tenant, ["compliance"]),
+            # Another person: the operator issued this key, the tenant's admin did not.
+            second_officer=operator_key(server, tenant, ["compliance"], "second-officer"),
             privacy=create_key(http, tenant, ["erasure"]),
             app=create_key(http, tenant, ["ingest", "read"]),
         )

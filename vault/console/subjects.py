@@ -26,6 +26,7 @@ from vault.errors import InvalidInput, NotFound
 from vault.http.state import vault_state
 from vault.http.subject_request import access_for, note_subject
 from vault.http.subjects import MAX_REASON_LENGTH
+from vault.http.transfers import watch_transfer
 
 # A subject's most recent erasures (one per instruction; a subject rarely has more).
 SUBJECT_ERASURES_SHOWN = 50
@@ -129,7 +130,9 @@ async def export(request: Request) -> Response:
     ref = _ref(form)
     tenant_id = session.principal.tenant_id
     await note_subject(request, tenant_id, ref)
-    body = await vault_state(request).export.export(tenant_id, ref, access_for(session.principal))
+    body = await vault_state(request).export.export(
+        tenant_id, ref, access_for(session.principal), watch_transfer(request, session.principal)
+    )
     response = StreamingResponse(
         body,
         media_type="application/zip",

@@ -65,32 +65,39 @@ def release_request_pending(requested_at: datetime | None, now: datetime) -> boo
 
 @dataclass(frozen=True)
 class KeyHolder:
-    """An API key as the two-person rule sees it: who holds it and who made it."""
+    """An API key as the two-person rule sees it: who holds it, and its lineage: the key
+    itself and every key that created it, back to one the operator issued (each with
+    its owner)."""
 
     key_id: uuid.UUID
     owner: str | None
-    created_by: uuid.UUID | None
-    creator_owner: str | None  # the owner of the key that created this one
     revoked: bool
+    lineage_ids: frozenset[uuid.UUID]
+    lineage_owners: frozenset[str]
 
 
 def second_person_refusal(requester: KeyHolder, confirmer: KeyHolder) -> str | None:
     """Why `confirmer` may not confirm `requester`'s release request, or None if it may.
 
     DESIGN.md: the confirming key must have another owner, and neither key may have been
-    created by the other. Going one step further, neither key may have been created by a
-    key of the other's owner: whoever mints a key has seen its secret, so a person who
-    created the other key could otherwise confirm their own request. (Owners are declared
-    by the admin who mints a key; the journal names both keys, so a false one is
-    attributable.)"""
+    created by the other. Whoever mints a key has seen its secret and could mint another
+    in anyone's name, so "created by" is followed to the end: the two keys' lineages (the
+    keys that created them, at any depth, and their owners) must not meet. Keys one admin
+    minted for two officers are one person's keys; two officers' keys are two people when
+    they descend from admin keys the operator issued to different people (`datavault
+    api-key create`). Owners are declared by whoever mints a key; the journal names both
+    keys, so a false one is attributable."""
     if requester.revoked:
         return "the key that asked for this release was revoked since; ask again"
     if requester.owner is None or confirmer.owner is None:
         return "two-person releases need keys that name their owner"
     if confirmer.key_id == requester.key_id or confirmer.owner == requester.owner:
         return "a second person (a key of another owner) must confirm this release"
-    if requester.key_id == confirmer.created_by or confirmer.key_id == requester.created_by:
-        return "a key may not confirm a release asked by the key that created it, or vice versa"
-    if requester.owner == confirmer.creator_owner or confirmer.owner == requester.creator_owner:
-        return "a key may not confirm a release asked by its creator's owner, or vice versa"
+    if requester.lineage_ids & confirmer.lineage_ids or (
+        requester.lineage_owners & confirmer.lineage_owners
+    ):
+        return (
+            "the two keys share a creator (a key, or a person, that made both could act as "
+            "both): a second person needs a key of an independent lineage"
+        )
     return None

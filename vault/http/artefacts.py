@@ -21,6 +21,7 @@ from vault.http.render import json_response, rfc3339
 from vault.http.state import vault_state
 from vault.http.subject_path import subject_location, subject_ref
 from vault.http.subject_request import access_for, note_subject
+from vault.http.transfers import watch_transfer
 from vault.services.artefacts import Artefact
 
 MAX_CONTENT_TYPE_LENGTH = 255
@@ -83,6 +84,7 @@ async def upload_artefact(request: Request) -> Response:
         filename=filename_from_header(request),
         body=_idle_limited(request.stream(), state.settings.upload_idle_timeout_seconds),
         declared_length=_declared_length(request),
+        lease=watch_transfer(request, principal),
     )
     request.state.artefact_id = artefact.id
     return json_response(
@@ -141,7 +143,10 @@ async def artefact_content(request: Request) -> Response:
     headers = _content_headers(artefact, length, byte_range, artefact.size)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    content = await service.open_content(principal.tenant_id, ref, artefact_id, access, byte_range)
+    content = await service.open_content(
+        principal.tenant_id, ref, artefact_id, access, byte_range,
+        watch_transfer(request, principal),
+    )  # fmt: skip
     return StreamingResponse(content.body, status_code=status, headers=headers)
 
 

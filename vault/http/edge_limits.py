@@ -10,11 +10,20 @@ MAX_HEADER_FIELDS are 431, and a request httptools cannot parse is 400. Each ref
 handed to the app as a request of its own (EDGE_REFUSAL in its scope state), so the
 access-log middleware answers it as problem+json with a request id and logs it like any
 other request; the connection is closed after the answer.
+
+The protocol also offers the app one extension, ABORT_CONNECTION in the scope's
+"extensions": reset this request's connection now, discarding whatever is still queued
+for the client (a transfer cut by the clock, vault/http/transfers.py). uvicorn itself only
+closes a connection whose app failed, which first waits until the client has read the
+queued bytes: a client that stopped reading would get them whenever it resumed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+from contextlib import suppress
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
@@ -35,6 +44,9 @@ _MAX_HEAD_BYTES = MAX_REQUEST_TARGET_BYTES + MAX_HEADER_BYTES + 4 * MAX_HEADER_F
 _UNPARSED = "(invalid)"
 
 EDGE_REFUSAL = "edge_refusal"  # scope["state"] key: the status the app must answer
+ABORT_CONNECTION = "datavault.abort_connection"  # scope["extensions"] key: a callable
+# SO_LINGER on, timeout 0: close() resets the connection and drops the send buffer.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 REFUSAL_DETAILS = {
     400: ("malformed-request", "the request is not valid HTTP/1.1"),
     414: ("uri-too-long", f"the request target is longer than {MAX_REQUEST_TARGET_BYTES} bytes"),
@@ -82,6 +94,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return  # a pipelined request after a refused one: never started
         super().on_message_begin()
+        # ASGI types extension values as dicts; this one is the vault's own callable.
+        self.scope["extensions"] = {ABORT_CONNECTION: self._abort_connection}  # type: ignore[dict-item]
         self._in_head = True
         self._head_bytes = self._header_bytes = self._header_fields = 0
         self._method = _UNPARSED
@@ -117,6 +131,14 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         if self._refusal is None:
             super().on_message_complete()
+
+    def _abort_connection(self) -> None:
+        """Reset the connection: no byte still queued, here or in the kernel, is sent."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.transport.abort()
 
     def _has_request(self) -> bool:
         """Whether a request began (uvicorn types its scope as always set; it is not)."""

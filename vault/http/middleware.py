@@ -5,7 +5,8 @@ committed; if the row cannot be committed the client gets 503 instead: no unlogg
 access. A streamed body (downloads) starts at once and its row is committed before the
 last chunk; if that fails the connection is cut, so the client never sees a complete
 answer that was not logged. A client that hangs up part way is logged too (499, with the
-bytes sent so far).
+bytes sent so far), and so is a transfer the vault cut by the clock (vault/http/
+transfers.py: the status of the reason, 401, 404 or 503, with the bytes sent so far).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from vault.errors import Unavailable
 from vault.http.edge_limits import EDGE_REFUSAL, REFUSAL_DETAILS
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
+from vault.http.transfers import TransferCut
 from vault.services.access_log import AccessEntry
 
 log = structlog.get_logger("datavault.http")
@@ -173,6 +175,15 @@ class AccessLogMiddleware:
                 await self._record(vault, scope, exchange)
         except AccessLogFailed:
             raise
+        except TransferCut as cut:
+            # Cut by the clock after the status line went out: the row must not say it
+            # was answered, so it gets the status of the reason and the bytes sent.
+            if not exchange.logged:
+                exchange.status = cut.status
+                await self._record(vault, scope, exchange)
+            if not cut.connection_dropped:
+                raise ResponseCut(exchange.request_id) from None
+            return
         except ClientDisconnect:
             # The client went away mid-request (an interrupted upload): nothing to send,
             # but the attempt is logged. 499 is the conventional "client closed" code.

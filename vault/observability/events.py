@@ -73,3 +73,16 @@ def key_shredded(
         "key_shredded", tenant_id=str(tenant_id), key_kind=key_kind, key_id=key_id,
         erasure_id=str(erasure_id) if erasure_id else None, ledger_seq=ledger_seq,
     )  # fmt: skip
+
+
+def transfer_cut(
+    tenant_id: uuid.UUID, request_id: str | None, api_key_id: uuid.UUID, reason: str, *,
+    started: bool,
+) -> None:  # fmt: skip
+    """A download, export or upload was cut by the clock (vault/http/transfers.py), its
+    streams closed: `reason` is api_key_not_live, data_key_destroyed or unconfirmed;
+    `started`: whether its status line had gone out (else the reason was answered)."""
+    log.warning(
+        "transfer_cut", tenant_id=str(tenant_id), request_id=request_id,
+        api_key_id=str(api_key_id), reason=reason, started=started,
+    )  # fmt: skip

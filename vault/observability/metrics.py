@@ -86,6 +86,13 @@ class Metrics:
             "Requests refused because their access-log row could not be written",
             registry=self.registry,
         )
+        self.transfers_cut = Counter(
+            "datavault_transfers_cut",
+            "Downloads, exports and uploads cut by the clock, by reason: api_key_not_live, "
+            "data_key_destroyed, unconfirmed (their keys could not be checked in time)",
+            ["reason"],
+            registry=self.registry,
+        )
         self.integrity_failures = Counter(
             "datavault_integrity_failures",
             "Ciphertexts or chains that failed an integrity check",

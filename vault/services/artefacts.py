@@ -5,15 +5,17 @@ through the meter and the cipher into the blob store, then the row becomes 'acti
 its size and sealed metadata. A failed or interrupted upload leaves no visible artefact:
 the blob store removes its partial data, the data key is destroyed and the row marked
 deleted at once; after a crash the sweeper does the same.
+
+Both directions run under a TransferLease (services/transfers.py): the data key they
+use and the API key that started them are confirmed on the clock while they run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +37,7 @@ from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
-from vault.errors import Gone, KeyDestroyed, NotFound, SubjectChanged, TooLarge
+from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.keyring import DataKey, KeyRing, artefact_object
 from vault.services.prefetch import prefetched
@@ -49,11 +51,10 @@ from vault.services.subjects import (
     readable_generations,
 )
 from vault.services.tenants import load_settings
+from vault.services.transfers import TransferLease
 
 Q = Queries("artefacts")
 
-# A streaming download re-checks its key this often; DESIGN.md allows 60 s.
-KEY_RECHECK_SECONDS = 10.0
 # An upload still 'uploading' after this long belongs to a process that died.
 ABANDONED_UPLOAD_AFTER = timedelta(hours=24)
 # Each retry follows an erasure request (or a rewrap of its keys) for this subject that
@@ -79,7 +80,7 @@ class Artefact:
 class Content:
     artefact: Artefact
     byte_range: ByteRange | None  # None: the whole object
-    body: AsyncIterator[bytes]
+    body: AsyncGenerator[bytes, None]
 
 
 def blob_key(
@@ -105,7 +106,6 @@ class ArtefactService:
         self._keyring = keyring
         self._subjects = subjects
         self.max_bytes = max_bytes
-        self.key_recheck_seconds = KEY_RECHECK_SECONDS
 
     async def upload(
         self,
@@ -117,7 +117,11 @@ class ArtefactService:
         filename: str | None,
         body: AsyncIterable[bytes],
         declared_length: int | None,
+        lease: TransferLease,
     ) -> Artefact:
+        """`lease`: the upload's transfer; its API key is checked again in the statement
+        that makes the artefact visible, so a key revoked while the body streamed never
+        completes an upload."""
         if declared_length is not None and declared_length > self.max_bytes:
             raise TooLarge(f"artefact is larger than {self.max_bytes} bytes")
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
@@ -154,18 +158,28 @@ class ArtefactService:
                     raise
         meter = UploadMeter(limit)
         try:
-            plaintext = meter.through(prefetched(body))
-            this = artefact_object(artefact_id)
-            ciphertext = encrypt_stream(data_key.key, data_key.content_context(this), plaintext)
-            await self._blobs.put_stream(key, ciphertext)
-            metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
-            sealed = seal_record(
-                data_key.key,
-                json.dumps(metadata).encode(),
-                data_key.content_context(this, "metadata"),
-            )
+            with lease.holding(data_key):
+                plaintext = meter.through(prefetched(body))
+                this = artefact_object(artefact_id)
+                ciphertext = encrypt_stream(data_key.key, data_key.content_context(this), plaintext)
+                await self._blobs.put_stream(key, ciphertext)
+                metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
+                sealed = seal_record(
+                    data_key.key,
+                    json.dumps(metadata).encode(),
+                    data_key.content_context(this, "metadata"),
+                )
+            # From here one statement decides, checking the API key itself: the clock
+            # must not cancel it half way through its commit.
+            lease.end()
             async with self._db.tenant_tx(tenant_id) as conn:
-                await conn.execute(Q.complete, tenant_id, artefact_id, meter.size, sealed)
+                completed = await conn.fetchval(
+                    Q.complete, tenant_id, artefact_id, meter.size, sealed, lease.api_key_id
+                )
+            if completed is None:
+                # Shredded while its body streamed: an erasure requested meanwhile covered
+                # it (it was written into the generation the erasure claimed).
+                raise Gone("the subject was erased while this upload ran: nothing was kept")
         except BaseException:
             # Shielded: a cancelled request must still shred what it started.
             await asyncio.shield(self._abandon(tenant_id, artefact_id, data_key.id, key))
@@ -245,47 +259,39 @@ class ArtefactService:
 
     async def open_content(
         self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID, access: SubjectAccess,
-        byte_range: ByteRange | None,
+        byte_range: ByteRange | None, lease: TransferLease,
     ) -> Content:  # fmt: skip
         """Headers can be decided from the returned value; the body decrypts only the
         segments the range needs. The first piece is decrypted here, so a corrupted
-        header or first segment fails before any status line is sent."""
+        header or first segment fails before any status line is sent. The data key is
+        held under `lease` while the body is open, and the body closes with the lease."""
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
             check_access(subject, access)
             check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         artefact = self._describe(subject, row, data_key)
-        body = self._plaintext(artefact.id, row["blob_key"], data_key, artefact.size, byte_range)
+        body = self._plaintext(
+            artefact.id, row["blob_key"], data_key, artefact.size, byte_range, lease
+        )
+        del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
-        return Content(artefact, byte_range, _prepend(first, body))
+        return Content(artefact, byte_range, lease.stream(_prepend(first, body)))
 
     async def _plaintext(
-        self,
-        artefact_id: uuid.UUID,
-        key: str,
-        data_key: DataKey,
-        size: int,
-        byte_range: ByteRange | None,
-    ) -> AsyncIterator[bytes]:
-        async for piece in self._while_key_lives(
-            data_key, self._decrypted(artefact_id, key, data_key, size, byte_range)
-        ):
-            yield piece
-
-    async def _while_key_lives(
-        self, data_key: DataKey, pieces: AsyncGenerator[bytes, None]
-    ) -> AsyncIterator[bytes]:
+        self, artefact_id: uuid.UUID, key: str, data_key: DataKey, size: int,
+        byte_range: ByteRange | None, lease: TransferLease,
+    ) -> AsyncGenerator[bytes, None]:  # fmt: skip
         """DESIGN.md: a download already streaming when its key is shredded is cut within
-        60 s. The key is re-checked every KEY_RECHECK_SECONDS while the stream runs."""
-        checked = time.monotonic()
-        async with aclosing(pieces) as stream:
-            async for piece in stream:
-                if time.monotonic() - checked >= self.key_recheck_seconds:
-                    if not await self._keyring.still_alive(self._db, data_key):
-                        raise KeyDestroyed("the key was destroyed while streaming")
-                    checked = time.monotonic()
-                yield piece
+        60 s, by the clock: the lease's watchdog confirms the key while it is held here
+        and cuts the transfer, which closes this generator and the key with it."""
+        with lease.holding(data_key):
+            decrypted = self._decrypted(artefact_id, key, data_key, size, byte_range)
+            async with aclosing(decrypted) as pieces:
+                async for piece in pieces:
+                    if lease.closed:
+                        return  # cut while another task was reading it (export's writer)
+                    yield piece
 
     async def _decrypted(
         self,
@@ -301,8 +307,11 @@ class ArtefactService:
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
         if byte_range is None:
-            async with aclosing(prefetched(self._blobs.get_range(key))) as ciphertext:
-                async for piece in decrypt_stream(data_key.key, context, ciphertext):
+            async with (
+                aclosing(prefetched(self._blobs.get_range(key))) as ciphertext,
+                aclosing(decrypt_stream(data_key.key, context, ciphertext)) as plaintext,
+            ):
+                async for piece in plaintext:
                     yield piece
             return
         header_bytes = bytearray()
@@ -311,10 +320,13 @@ class ArtefactService:
         header = parse_header(bytes(header_bytes))
         plan = plan_range(header, size, byte_range.start, byte_range.end)
         ranged = self._blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end)
-        async with aclosing(ranged) as segments:
-            async for piece in decrypt_range(
-                data_key.key, context, bytes(header_bytes), segments, plan
-            ):
+        async with (
+            aclosing(ranged) as segments,
+            aclosing(
+                decrypt_range(data_key.key, context, bytes(header_bytes), segments, plan)
+            ) as plaintext,
+        ):
+            async for piece in plaintext:
                 yield piece
 
     async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID) -> None:
@@ -339,8 +351,9 @@ async def remove_blob(
     return True
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    async for piece in rest:
-        yield piece
+async def _prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    async with aclosing(rest):
+        if first:
+            yield first
+        async for piece in rest:
+            yield piece

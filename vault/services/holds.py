@@ -259,7 +259,11 @@ class HoldService:
         if asking and row["owner"] is None:
             raise Conflict("two-person releases need keys that name their owner")
         return KeyHolder(
-            row["id"], row["owner"], row["created_by"], row["creator_owner"], row["revoked"]
+            row["id"],
+            row["owner"],
+            row["revoked"],
+            frozenset(row["lineage_ids"]),
+            frozenset(row["lineage_owners"]),
         )
 
 

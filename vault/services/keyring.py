@@ -32,7 +32,7 @@ from crypto.context import (
 from crypto.keywrap import unwrap_key, wrap_key
 from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes, generate_key
-from vault.db.database import Connection, Database
+from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.errors import Conflict, KeyDestroyed, NotFound, RestrictedDeletion
 from vault.services.holds_seam import HoldCheck
@@ -323,12 +323,6 @@ class KeyRing:
         )
         key = unwrap_key(subject, bytes(row["wrapped_key"]), data_key_context(ref, row["id"]))
         return DataKey(row["id"], row["purpose"], ref, key)
-
-    async def still_alive(self, db: Database, key: DataKey) -> bool:
-        """Whether the data key and every key above it are still there."""
-        async with db.tenant_tx(key.subject_key.tenant_id) as conn:
-            alive = await conn.fetchval(Q.data_key_alive, key.subject_key.tenant_id, key.id)
-        return bool(alive)
 
     async def destroy_data_key(
         self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID, *,

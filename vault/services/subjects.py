@@ -96,11 +96,19 @@ class SubjectService:
 
     async def restrict(self, conn: Connection, subject: Subject, reason: str) -> datetime:
         """The reason may describe the person; it is sealed with the identity data key,
-        so erasure shreds it with the reference."""
+        so erasure shreds it with the reference. After an erasure shredded that key (what
+        it kept can still be restricted: restriction freezes its deletion), the reason is
+        not stored at all: there is nothing left to seal it under that erasure would not
+        have destroyed."""
         data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
-        data_key = await self._keyring.data_key(conn, subject.tenant_id, data_key_id)
-        context = data_key.content_context(subject_object(subject.id), "restriction")
-        sealed = seal_record(data_key.key, reason.encode(), context)
+        sealed = None
+        try:
+            data_key = await self._keyring.data_key(conn, subject.tenant_id, data_key_id)
+        except NotFound:  # KeyDestroyed too: the identity key went with an erasure
+            pass
+        else:
+            context = data_key.content_context(subject_object(subject.id), "restriction")
+            sealed = seal_record(data_key.key, reason.encode(), context)
         restricted_at: datetime = await conn.fetchval(
             Q.restrict, subject.tenant_id, subject.id, sealed
         )

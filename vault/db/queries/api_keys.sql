@@ -61,11 +61,20 @@ SELECT id FROM api_keys
    FOR UPDATE
 
 -- name: key_holder
--- An API key as the two-person release rule sees it: its owner, its creator's owner.
-SELECT k.id, k.owner, k.created_by, c.owner AS creator_owner, k.revoked_at IS NOT NULL AS revoked
-  FROM api_keys k
-  LEFT JOIN api_keys c ON c.tenant_id = k.tenant_id AND c.id = k.created_by
- WHERE k.tenant_id = $1 AND k.id = $2
+-- An API key as the two-person release rule sees it: its owner, whether it is revoked,
+-- and its lineage (itself and every key that created it, at any depth) with their owners.
+WITH RECURSIVE lineage AS (
+    SELECT k.id, k.owner, k.created_by, 0 AS depth FROM api_keys k
+     WHERE k.tenant_id = $1 AND k.id = $2
+    UNION ALL
+    SELECT c.id, c.owner, c.created_by, l.depth + 1 FROM lineage l
+      JOIN api_keys c ON c.tenant_id = $1 AND c.id = l.created_by
+     WHERE l.depth < 64
+)
+SELECT k.id, k.owner, k.revoked_at IS NOT NULL AS revoked,
+       ARRAY(SELECT id FROM lineage) AS lineage_ids,
+       ARRAY(SELECT owner FROM lineage WHERE owner IS NOT NULL) AS lineage_owners
+  FROM api_keys k WHERE k.tenant_id = $1 AND k.id = $2
 
 -- name: exists
 SELECT 1 FROM api_keys WHERE tenant_id = $1 AND id = $2

@@ -6,8 +6,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, 'uploading', $8, $9,
 RETURNING created_at, expires_at
 
 -- name: complete
+-- $5: the API key that uploaded it, checked in this statement (dv_require_live_key
+-- raises DV401 if it was revoked or its tenant closed): an upload whose key was revoked
+-- while its body streamed never becomes visible.
+-- No row: the artefact is no longer uploading (an erasure shredded it meanwhile).
+WITH key_live AS (SELECT true AS live FROM dv_require_live_key($1, $5))
 UPDATE artefacts SET state = 'active', size = $3, metadata_sealed = $4
  WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
+   AND EXISTS (SELECT 1 FROM key_live)
+RETURNING id
 
 -- name: abandon
 UPDATE artefacts SET state = 'deleted', deleted_at = now()

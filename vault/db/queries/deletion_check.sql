@@ -44,7 +44,8 @@ SELECT k.tenant_id, k.id AS key_id, k.generation, s.generation AS subject_genera
 -- Live data keys of what was deleted or replaced: a deleted artefact (its key goes in the
 -- transaction that deletes it), an upload abandoned more than a day ago (the sweeper's
 -- work), a record version retired with its value dropped, or retired with its value kept
--- while no hold (within the grace) covers it any more.
+-- while no hold (within the grace) covers it any more. A version in a generation an
+-- erasure covers is kept or destroyed with its subject key (erased_generation_keys).
 SELECT a.tenant_id, a.data_key_id AS key_id, 'artefact ' || a.id || ' (' || a.state || ')' AS what
   FROM artefacts a JOIN data_keys d ON d.tenant_id = a.tenant_id AND d.id = a.data_key_id
  WHERE d.wrapped_key IS NOT NULL
@@ -56,6 +57,7 @@ SELECT r.tenant_id, r.data_key_id, 'record version ' || r.subject_id || '/' || r
   JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
   JOIN data_keys d ON d.tenant_id = r.tenant_id AND d.id = r.data_key_id
  WHERE d.wrapped_key IS NOT NULL AND NOT r.current
+   AND NOT (r.generation = ANY (dv_erased_generations(r.tenant_id, r.subject_id)))
    AND (r.value_sealed IS NULL
         OR (r.superseded_at < $1::timestamptz - $2::interval
             AND NOT EXISTS (SELECT 1 FROM holds h

@@ -180,11 +180,3 @@ SELECT coalesce(max(version), 0) FROM tenant_keks WHERE tenant_id = $1
 
 -- name: record_epoch
 INSERT INTO root_epochs (epoch) VALUES ($1) ON CONFLICT (epoch) DO NOTHING
-
--- name: data_key_alive
--- A download re-checks its key while it streams: destroyed anywhere up the chain → stop.
-SELECT d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL AND k.wrapped_key IS NOT NULL
-  FROM data_keys d
-  JOIN subject_keys s ON s.tenant_id = d.tenant_id AND s.id = d.subject_key_id
-  JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
- WHERE d.tenant_id = $1 AND d.id = $2
