@@ -138,6 +138,9 @@ ROUTES = [
     ),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
+    # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
+    # `issuer`.
+    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
 ]
 
 
