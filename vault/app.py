@@ -27,6 +27,7 @@ from vault.http import (
     erasures,
     holds,
     ops,
+    playback,
     receipts,
     records,
     subjects,
@@ -65,6 +66,7 @@ from vault.services.ledger import (
     reconcile_on_start,
 )
 from vault.services.ledger_watermark import watermark_for
+from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
@@ -107,6 +109,9 @@ ROUTES = [
         DELETE=artefacts.delete_artefact,
     ),
     route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
+    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -195,6 +200,7 @@ def create_app(
             export=ExportService(db, keyring, subject_service, artefact_service),
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
+            playback=PlaybackLinkService(db, artefact_service),
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
