@@ -232,6 +232,13 @@ def create_app(
         log.info(
             "vault_started", root_key_provider=root.name, blob_store=app.state.vault.blobs.name
         )
+        if settings.public_url_unusable:
+            log.warning(
+                "public_url_unset",
+                public_url=settings.public_base_url,
+                detail="receipts' issuer and playback links name this address: set "
+                "DATAVAULT_PUBLIC_URL to where clients reach the vault",
+            )
         try:
             yield
         finally:

@@ -77,6 +77,18 @@ class Settings:
         return f"http://{host}:{self.port}"
 
     @property
+    def public_url_unusable(self) -> bool:
+        """No DATAVAULT_PUBLIC_URL while binding every interface: the default would name
+        http://0.0.0.0:<port> as the receipts' issuer and in playback links, which no
+        client can open."""
+        if self.public_url:
+            return False
+        try:
+            return ipaddress.ip_address(self.host).is_unspecified
+        except ValueError:
+            return False
+
+    @property
     def cookies_secure(self) -> bool:
         """The console's cookies are Secure unless the public URL is plain HTTP on a
         loopback host (a trial run on 127.0.0.1, where a browser could not send a Secure

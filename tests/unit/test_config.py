@@ -151,3 +151,15 @@ def test_receipts_name_the_public_url_and_the_old_issuer_variable_cannot_say_oth
     )
     assert agreeing.public_base_url == "https://vault.example.com"
     assert not hasattr(agreeing, "receipt_issuer")
+
+
+def test_binding_every_interface_without_a_public_url_is_flagged() -> None:
+    """Receipts' issuer and playback links would name http://0.0.0.0:8700 (the vault
+    warns `public_url_unset` on start)."""
+    assert settings_from_env({"DATAVAULT_HOST": "0.0.0.0"}).public_url_unusable
+    assert settings_from_env({"DATAVAULT_HOST": "::"}).public_url_unusable
+    assert not settings_from_env({}).public_url_unusable
+    assert not settings_from_env({"DATAVAULT_HOST": "vault.internal"}).public_url_unusable
+    assert not settings_from_env(
+        {"DATAVAULT_HOST": "0.0.0.0", "DATAVAULT_PUBLIC_URL": "https://vault.example.com"}
+    ).public_url_unusable
