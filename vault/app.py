@@ -27,6 +27,7 @@ from vault.http import (
     erasures,
     holds,
     ops,
+    playback,
     receipts,
     records,
     subjects,
@@ -65,6 +66,7 @@ from vault.services.ledger import (
     reconcile_on_start,
 )
 from vault.services.ledger_watermark import watermark_for
+from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
@@ -107,6 +109,9 @@ ROUTES = [
         DELETE=artefacts.delete_artefact,
     ),
     route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
+    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -138,6 +143,9 @@ ROUTES = [
     ),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
+    # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
+    # `issuer`.
+    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
 ]
 
 
@@ -192,6 +200,7 @@ def create_app(
             export=ExportService(db, keyring, subject_service, artefact_service),
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
+            playback=PlaybackLinkService(db, artefact_service),
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
@@ -223,6 +232,13 @@ def create_app(
         log.info(
             "vault_started", root_key_provider=root.name, blob_store=app.state.vault.blobs.name
         )
+        if settings.public_url_unusable:
+            log.warning(
+                "public_url_unset",
+                public_url=settings.public_base_url,
+                detail="receipts' issuer and playback links name this address: set "
+                "DATAVAULT_PUBLIC_URL to where clients reach the vault",
+            )
         try:
             yield
         finally:

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -312,7 +313,7 @@ def cmd_keys_new_epoch(args: argparse.Namespace) -> int:
 
 def _read_json_file(path: str, what: str) -> Any:
     """The parsed file; CommandError if unreadable or not JSON (exit 2)."""
-    from vault.services.receipts import load_receipt_json
+    from vault.services.receipt_verify import load_receipt_json
 
     try:
         return load_receipt_json(Path(path).read_bytes())
@@ -322,27 +323,43 @@ def _read_json_file(path: str, what: str) -> Any:
         raise CommandError(f"{what} {path} is not JSON: {exc}") from None
 
 
+# A file holding only a receipt's compact JWS (its `jws`, saved on its own).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def _read_receipt_file(path: str) -> Any:
+    """The signed document (JSON), or the bare compact JWS the file holds."""
+    try:
+        text = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read receipt {path}: {exc.strerror or exc}") from None
+    if _COMPACT_JWS.fullmatch(text.decode("ascii", "replace")):
+        return text.decode("ascii")
+    return _read_json_file(path, "receipt")
+
+
 def cmd_receipt_verify(args: argparse.Namespace) -> int:
     """Never opens a database: the key set comes from --jwks FILE, or from the running
     deployment at --url (DATAVAULT_PUBLIC_URL), never from a URL the receipt names."""
     from vault.receipt_key_set import fetch_receipt_keys
-    from vault.services.receipts import ReceiptInvalid, verify_signed_receipt
+    from vault.services.receipt_verify import ReceiptInvalid, verify_receipt
 
     try:
-        document = _read_json_file(args.file, "receipt")
+        document = _read_receipt_file(args.file)
         if args.jwks is not None:
             jwks = _read_json_file(args.jwks, "key set")
         else:
             jwks = fetch_receipt_keys(args.url or os.environ.get("DATAVAULT_PUBLIC_URL"))
-        receipt = verify_signed_receipt(document, jwks)
+        verified = verify_receipt(document, jwks)
     except ReceiptInvalid as exc:
         _emit(args, failed_check({"valid": False}, str(exc)), f"invalid receipt: {exc}")
         return EXIT_FAILED_CHECK
+    receipt = verified.receipt
     kind = "final" if receipt.get("final") is True else "interim"
     data = {"valid": True, "erasure_id": receipt.get("erasure_id"), "final": kind == "final",
-            "key_id": document["key_id"], "receipt": receipt}  # fmt: skip
+            "key_id": verified.key_id, "receipt": receipt}  # fmt: skip
     text = f"valid receipt for erasure {receipt.get('erasure_id')} ({kind}), signed by "
-    _emit(args, data, text + str(document["key_id"]))
+    _emit(args, data, text + verified.key_id)
     return EXIT_OK
 
 
@@ -461,9 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="receipt_command", required=True
     )
     check = command(receipt, "verify", cmd_receipt_verify, "verify a signed erasure receipt")
-    check.add_argument("file", metavar="FILE", help="the signed receipt (JSON)")
     check.add_argument(
-        "--jwks", metavar="FILE", help="verify offline against this JWK set (/v1/receipt-keys)"
+        "file", metavar="FILE", help="the signed receipt (JSON), or its compact JWS alone"
+    )
+    check.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="verify offline against this JWK set (/.well-known/jwks.json)",
     )
     check.add_argument(
         "--url",

@@ -4,6 +4,7 @@ answer of the running vault (fields, types, status codes, headers, scopes)."""
 from __future__ import annotations
 
 import time
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -301,3 +302,30 @@ def test_docs_page_shows_header_parameters_raw_bodies_and_scope_choices(
     with server.client() as http:
         page = http.get("/docs").text
     assert shown in page
+
+
+def test_playback_links_are_documented_as_they_answer(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        document = _document(http)
+        mint = document["paths"]["/v1/subjects/{ref}/artefacts/{artefact_id}/links"]["post"]
+        play = document["paths"]["/playback/{token}"]
+        reader, url = _artefact(http, tenant)
+        minted = http.post(url.removesuffix("/content") + "/links", headers=auth(reader))
+        path = urllib.parse.urlsplit(minted.json()["url"]).path
+        answers = {
+            ("get", 200): http.get(path),
+            ("get", 206): http.get(path, headers={"Range": "bytes=0-9"}),
+            ("head", 200): http.head(path),
+            ("get", 416): http.get(path, headers={"Range": "bytes=500-"}),
+        }
+    assert minted.status_code == 201, minted.text
+    _conforms(mint["responses"]["201"]["content"]["application/json"]["schema"], minted.json())
+    assert mint["x-required-scope"] == "read" and mint["requestBody"]["required"] is False
+    for method in ("get", "head"):
+        assert "security" not in play[method]  # the token in the path is the credential
+        assert {"200", "206", "404", "416", "429"} <= set(play[method]["responses"]), method
+    for (method, status), answered in answers.items():
+        assert answered.status_code == status, (method, status, answered.text)
+        documented = _resolve(document, play[method]["responses"][str(status)])
+        for name in documented.get("headers", {}):
+            assert name in answered.headers, (method, status, name)

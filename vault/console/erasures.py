@@ -20,7 +20,8 @@ from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.erasure_receipts import read_receipt
-from vault.services.receipts import ReceiptInvalid, published_keys, verify_signed_receipt
+from vault.services.receipt_verify import ReceiptInvalid, verify_signed_receipt
+from vault.services.receipts import published_keys
 
 
 @console_page

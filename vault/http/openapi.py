@@ -163,7 +163,7 @@ RECEIPT_KEYS = {
         "required": ["kty", "crv", "kid", "x"],
         "properties": {"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "kid": _STR,
                        "x": {**_STR, "description": "base64url raw public key, no padding"},
-                       "use": {"const": "sig"}, "alg": {"const": "EdDSA"}},
+                       "use": {"const": "sig"}, "alg": {"const": "Ed25519"}},
     }}},
 }  # fmt: skip
 
@@ -178,6 +178,11 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/v1/receipt-keys": {
             "get": _op("Public keys that verify erasure receipts: a JWK set, retired keys "
                        "included", scope=None, ok_schema=RECEIPT_KEYS),
+        },
+        "/.well-known/jwks.json": {
+            "get": _op("The same JWK set as /v1/receipt-keys, where JOSE libraries look for "
+                       "it: under the receipts' issuer (DATAVAULT_PUBLIC_URL)", scope=None,
+                       ok_schema=RECEIPT_KEYS),
         },
         "/v1/tenant": {
             "get": _op("The calling key's tenant and its settings", scope="admin",

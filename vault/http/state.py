@@ -19,6 +19,7 @@ from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import HoldService
 from vault.services.keyring import KeyRing
+from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
@@ -42,6 +43,7 @@ class VaultState:
     export: ExportService
     holds: HoldService
     erasures: ErasureService
+    playback: PlaybackLinkService
 
 
 def vault_state(request: Request) -> VaultState:
