@@ -197,7 +197,8 @@ async def verify_chain(request: Request) -> Response:
     async with state.db.tenant_tx(tenant_id) as conn:
         await conn.execute(
             Q.save_chain_check, tenant_id, console.sessions.clock(), session.principal.key_id,
-            report.rows, report.ok, report.first_bad_seq, report.problem,
+            report.rows, report.ok, report.first_bad_seq, report.problem, report.disclosures,
+            report.first_bad_disclosure,
         )  # fmt: skip
     # Back to the search the officer was looking at.
     filters = urlencode(_current_filters(request))

@@ -312,8 +312,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "access.title": ("Access log", "Toegangslog"),
     "access.chain": ("Chain verification", "Controle van de keten"),
     "access.chain_ok": (
-        "Last verification {at}: all {rows} rows intact.",
-        "Laatste controle {at}: alle {rows} regels intact.",
+        "Last verification {at}: all {rows} rows and {disclosures} disclosures intact.",
+        "Laatste controle {at}: alle {rows} regels en {disclosures} verstrekkingen intact.",
+    ),
+    "access.chain_bad_disclosure": (
+        "Last verification {at}: disclosure {seq} fails: {problem}",
+        "Laatste controle {at}: verstrekking {seq} klopt niet: {problem}",
     ),
     "access.chain_bad": (
         "Last verification {at}: row {seq} fails: {problem}",

@@ -29,6 +29,7 @@ from vault.domain.disclosures import (
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import InvalidInput, NotFound
 from vault.observability import events
+from vault.services.chain_walk import AnchoredHead, ChainWalk, walk_chain
 from vault.services.keyring import DataKey, KeyRing, subject_object
 from vault.services.tenants import load_settings
 
@@ -278,3 +279,37 @@ def _open(key: DataKey, sealed: bytes, context: KeyContext) -> str:
     """The plaintext; a sealed value that fails its integrity check raises IntegrityError
     (answered as every integrity failure is, never as altered text)."""
     return open_record(key.key, bytes(sealed), context).decode()
+
+
+def _disclosure_row_hash(row: Any, prev: bytes) -> bytes:
+    def optional_bytes(value: Any) -> bytes | None:
+        return bytes(value) if value is not None else None
+
+    fields = ChainedDisclosure(
+        tenant_id=row["tenant_id"],
+        seq=row["seq"],
+        id=row["id"],
+        recorded_at=row["recorded_at"],
+        recorded_by=row["recorded_by"],
+        request_id=row["request_id"],
+        subject_ref_hash=optional_bytes(row["subject_ref_hash"]),
+        subject_id=row["subject_id"],
+        hold_id=row["hold_id"],
+        recipient=row["recipient"],
+        legal_basis=row["legal_basis"],
+        reference=row["reference"],
+        categories=tuple(row["categories"]),
+        description_sealed=optional_bytes(row["description_sealed"]),
+        description_key_id=row["description_key_id"],
+        disclosed_at=row["disclosed_at"],
+        withhold_from_subject_until=row["withhold_from_subject_until"],
+    )
+    return disclosure_hash(prev, fields)
+
+
+async def verify_disclosures(
+    db: Database, tenant_id: uuid.UUID, anchored: Mapping[int, AnchoredHead] | None = None
+) -> ChainWalk:
+    """The tenant's disclosure chain, walked (`walk_chain`) against the disclosure heads
+    its access-log anchors carry (v4)."""
+    return await walk_chain(db, tenant_id, Q, _disclosure_row_hash, anchored)
