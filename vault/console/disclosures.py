@@ -13,15 +13,11 @@ from starlette.datastructures import FormData
 
 from vault.console.dates import field_value, parse_field
 from vault.console.i18n import CATALOGUE
-from vault.console.web import form_ref
+from vault.console.web import DISCLOSURES_SHOWN, form_ref
 from vault.domain.disclosures import shown_to_subject
 from vault.errors import InvalidInput
 from vault.http.state import VaultState
 from vault.services.disclosures import Disclosure
-
-# A hold's or subject's page lists at most this many, newest disclosed first (the API
-# pages through all of them).
-SHOWN = 200
 
 # The form's fields by the service's names: the form shares its page with the hold's own
 # forms, so names that could clash (reference, categories, subject_ref) are prefixed.
@@ -60,7 +56,7 @@ async def under_hold(
     state: VaultState, tenant_id: uuid.UUID, hold_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    found = await state.disclosures.search(tenant_id, hold_id=hold_id, limit=SHOWN)
+    found = await state.disclosures.search(tenant_id, hold_id=hold_id, limit=DISCLOSURES_SHOWN)
     return [disclosure_view(d, now) for d in found]
 
 
@@ -68,7 +64,9 @@ async def about_subject(
     state: VaultState, tenant_id: uuid.UUID, ref_hash: bytes
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    found = await state.disclosures.search(tenant_id, subject_ref_hash=ref_hash, limit=SHOWN)
+    found = await state.disclosures.search(
+        tenant_id, subject_ref_hash=ref_hash, limit=DISCLOSURES_SHOWN
+    )
     return [disclosure_view(d, now) for d in found]
 
 

@@ -244,6 +244,10 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "Verstrekkingen van gegevens van deze betrokkene",
     ),
     "disclosures.none": ("No disclosures recorded.", "Geen verstrekkingen vastgelegd."),
+    "disclosures.more": (
+        "Only the newest {count} are shown; GET /v1/disclosures lists them all.",
+        "Alleen de nieuwste {count} worden getoond; GET /v1/disclosures geeft ze allemaal.",
+    ),
     "disclosures.record": ("Record a disclosure", "Verstrekking vastleggen"),
     "disclosures.record_hint": (
         "Each time data is handed to a third party (a court, the police, a tax authority) "

@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from vault import errors
 from vault.console import csrf
-from vault.console.dates import field_value, format_time
+from vault.console.dates import format_time
 from vault.console.i18n import CATALOGUE, Catalogue, choose_language
 from vault.console.sections import sections_for
 from vault.domain.subject_refs import SubjectRef, normalize_ref
@@ -27,6 +27,9 @@ from vault.domain.text import check_text
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
+# A hold's or subject's page lists at most this many disclosures, newest disclosed first
+# (GET /v1/disclosures pages through all of them).
+DISCLOSURES_SHOWN = 200
 LANGUAGE_COOKIE = "dv_console_lang"
 SIGN_IN_PATH = "/console/sign-in"
 # Console forms are a few short fields; anything larger is not one of ours.
@@ -134,7 +137,7 @@ def page(
             path=request.url.path,
             query=urlencode,
             nav=nav,
-            date_value=lambda value: field_value(value, lang),
+            disclosures_shown=DISCLOSURES_SHOWN,
         )
     )
     return with_security_headers(HTMLResponse(body, status_code=status))

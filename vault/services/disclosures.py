@@ -116,7 +116,9 @@ class DisclosureService:
                 # sealed under a key that is live when this commits, and shredded by any
                 # erasure after it.
                 subject = await conn.fetchrow(S.find_for_update, tenant_id, subject_ref_hash)
-            description = terms.description if terms else values.get("description")
+            # As the terms have it, or as typed when another field failed.
+            typed = values.get("description")
+            description = terms.description if terms else _stripped(typed)
             if description and (subject is None or not subject["ref_copy_live"]):
                 errors.setdefault(
                     "description",
@@ -241,7 +243,7 @@ class DisclosureService:
                 )
                 description = _open(description_key, row["description_sealed"], context)
             subject_ref = None
-            ref_key = await key(row["ref_data_key_id"])
+            ref_key = await key(row["ref_data_key_id"]) if row["ref_sealed"] else None
             if row["ref_sealed"] is not None and ref_key is not None:
                 context = ref_key.content_context(subject_object(row["ref_subject_id"]), "ref")
                 subject_ref = SubjectRef(_open(ref_key, row["ref_sealed"], context))
@@ -268,6 +270,10 @@ class DisclosureService:
                 )
             )
         return opened
+
+
+def _stripped(value: object) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def _held_subject(hold: Any) -> bytes | None:
