@@ -194,3 +194,29 @@ def test_a_shredded_description_leaves_the_chain_verifiable(quiet_vault: ServerT
     result = _audit_verify(vault.database_url, vault.settings.data_dir, "--tenant", tenant.slug)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 disclosures ok" in result.stdout
+
+
+def test_a_description_moved_to_another_entry_does_not_open(
+    server: ServerThread, database_url: str, data_dir: Path, disclosed_tenant: Tenant
+) -> None:
+    """Entries 1 and 2 are sealed under the same subject's key; each is bound to its own
+    disclosure, so a description copied into another entry is an integrity failure,
+    never the other entry's text (and the chain shows the change)."""
+    where = f"tenant_id = '{disclosed_tenant.id}'"
+    _as_owner(
+        database_url,
+        f"UPDATE disclosures d SET description_sealed = s.description_sealed "
+        f"FROM disclosures s WHERE d.{where} AND s.{where} AND d.seq = 2 AND s.seq = 1",
+    )
+    with server.client() as http:
+        officer = create_key(http, disclosed_tenant, ["compliance"])
+        entries = http.get(
+            "/v1/disclosures", params={"subject_ref": "chain-subject", "limit": 1,
+                                       "until": "2024-05-03T00:00:00Z"},
+            headers=auth(officer),
+        )  # fmt: skip
+    assert entries.status_code == 500, entries.text
+    assert entries.json()["type"].endswith("/integrity")
+    assert "item 1" not in entries.text
+    code, output = _verify(database_url, data_dir, disclosed_tenant)
+    assert code == 1 and "BROKEN at disclosure 2" in output
