@@ -157,7 +157,7 @@ async def place_hold(request: Request) -> Response:
                     checked.note, expires_at),
         _actor(request, session.principal),
     )  # fmt: skip
-    response = redirect(f"/console/holds/{hold['id']}?placed=1")
+    response = redirect(f"{_hold_path(hold['id'])}?placed=1")
     if ref is not None:
         _remember_typed_ref(response, request, hold["id"], ref)
     return response

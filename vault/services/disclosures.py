@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -100,9 +100,7 @@ class DisclosureService:
             errors = {**found, **(parse_errors or {})}
             if hold_id is not None:
                 hold = await conn.fetchrow(H.get, tenant_id, hold_id)
-                held = (
-                    bytes(hold["subject_ref_hash"]) if hold and hold["subject_ref_hash"] else None
-                )
+                held = _held_subject(hold)
                 if hold is None:
                     # Another tenant's hold reads exactly like one that does not exist.
                     errors["hold_id"] = "no such hold"
@@ -136,12 +134,9 @@ class DisclosureService:
                     subject_object(subject["subject_id"]), _part(disclosure_id)
                 )
                 sealed = seal_record(data_key.key, terms.description.encode(), context)
-            await conn.execute(Q.ensure_head, tenant_id, GENESIS)
-            head = await conn.fetchrow(Q.lock_head, tenant_id)
-            assert head is not None, "ensure_head made it"
             row = ChainedDisclosure(
                 tenant_id=tenant_id,
-                seq=head["seq"] + 1,
+                seq=0,  # its place: _append decides, under the head's row lock
                 id=disclosure_id,
                 recorded_at=now,
                 recorded_by=recorder.api_key_id,
@@ -158,17 +153,9 @@ class DisclosureService:
                 disclosed_at=terms.disclosed_at,
                 withhold_from_subject_until=terms.withhold_from_subject_until,
             )
-            digest = disclosure_hash(bytes(head["row_hash"]), row)
-            await conn.execute(
-                Q.insert, tenant_id, row.seq, row.id, row.recorded_at, row.recorded_by,
-                row.request_id, row.subject_ref_hash, row.subject_id, row.hold_id,
-                row.recipient, row.legal_basis, row.reference, list(row.categories),
-                row.description_sealed, row.description_key_id, row.disclosed_at,
-                row.withhold_from_subject_until, bytes(head["row_hash"]), digest,
-            )  # fmt: skip
-            await conn.execute(Q.move_head, tenant_id, row.seq, digest)
+            seq = await _append(conn, row)
             recorded = await self._read(conn, tenant_id, disclosure_id)
-        events.disclosure_recorded(tenant_id, disclosure_id, row.seq, recorder.api_key_id)
+        events.disclosure_recorded(tenant_id, disclosure_id, seq, recorder.api_key_id)
         return recorded
 
     async def get(self, tenant_id: uuid.UUID, disclosure_id: uuid.UUID) -> Disclosure:
@@ -270,6 +257,26 @@ class DisclosureService:
                 )
             )
         return opened
+
+
+async def _append(conn: Connection, row: ChainedDisclosure) -> int:
+    """Chain `row` onto the tenant's head, under the head's row lock (created with the
+    chain's first entry), and move the head; its seq."""
+    await conn.execute(Q.ensure_head, row.tenant_id, GENESIS)
+    head = await conn.fetchrow(Q.lock_head, row.tenant_id)
+    assert head is not None, "ensure_head made it"
+    prev = bytes(head["row_hash"])
+    row = replace(row, seq=head["seq"] + 1)
+    digest = disclosure_hash(prev, row)
+    await conn.execute(
+        Q.insert, row.tenant_id, row.seq, row.id, row.recorded_at, row.recorded_by,
+        row.request_id, row.subject_ref_hash, row.subject_id, row.hold_id, row.recipient,
+        row.legal_basis, row.reference, list(row.categories), row.description_sealed,
+        row.description_key_id, row.disclosed_at, row.withhold_from_subject_until, prev,
+        digest,
+    )  # fmt: skip
+    await conn.execute(Q.move_head, row.tenant_id, row.seq, digest)
+    return row.seq
 
 
 def _stripped(value: object) -> str | None:
