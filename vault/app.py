@@ -24,6 +24,7 @@ from vault.http import (
     access_log,
     api_keys,
     artefacts,
+    disclosures,
     erasures,
     holds,
     ops,
@@ -53,6 +54,7 @@ from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
 from vault.services.deployment_secrets import load_deployment_secrets
+from vault.services.disclosures import DisclosureService
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
@@ -142,6 +144,12 @@ ROUTES = [
         DELETE=holds.withdraw_hold_release,
     ),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
+    route(
+        "/v1/disclosures",
+        GET=disclosures.list_disclosures,
+        POST=idempotent(disclosures.record_disclosure),
+    ),
+    route("/v1/disclosures/{disclosure_id}", GET=disclosures.show_disclosure),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
     # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
     # `issuer`.
@@ -176,6 +184,7 @@ def create_app(
         artefact_service = ArtefactService(
             db, blobs, keyring, subject_service, settings.max_artefact_bytes
         )
+        disclosure_service = DisclosureService(db, keyring)
         metrics = Metrics()
         auth_throttle = FailureThrottle(
             settings.auth_failure_limit, settings.auth_failure_window_seconds
@@ -197,10 +206,13 @@ def create_app(
             subjects=subject_service,
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
-            export=ExportService(db, keyring, subject_service, artefact_service),
+            export=ExportService(
+                db, keyring, subject_service, artefact_service, disclosure_service
+            ),
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
             playback=PlaybackLinkService(db, artefact_service),
+            disclosures=disclosure_service,
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.

@@ -205,6 +205,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         "chains": [
             {"tenant_id": str(r.tenant_id), "rows": r.rows, "ok": r.ok,
              "first_bad_seq": r.first_bad_seq, "problem": r.problem, "anchors": r.anchors,
+             "disclosures": r.disclosures, "first_bad_disclosure": r.first_bad_disclosure,
              "newest_anchor_at": r.newest_anchor_at.isoformat() if r.newest_anchor_at else None,
              "notes": list(r.notes)}
             for r in reports
@@ -213,11 +214,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     lines = []
     for r in reports:
         if r.ok:
-            lines.append(f"{r.tenant_id}: {r.rows} rows ok, {r.anchors} anchors")
-        elif r.first_bad_seq is None:
-            lines.append(f"{r.tenant_id}: BROKEN (anchors): {r.problem}")
-        else:
+            lines.append(
+                f"{r.tenant_id}: {r.rows} rows ok, {r.disclosures} disclosures ok, "
+                f"{r.anchors} anchors"
+            )
+        elif r.first_bad_seq is not None:
             lines.append(f"{r.tenant_id}: BROKEN at row {r.first_bad_seq}: {r.problem}")
+        elif r.first_bad_disclosure is not None:
+            lines.append(
+                f"{r.tenant_id}: BROKEN at disclosure {r.first_bad_disclosure}: {r.problem}"
+            )
+        else:
+            lines.append(f"{r.tenant_id}: BROKEN (anchors): {r.problem}")
         lines.extend(f"  note: {note}" for note in r.notes)
     if bad:
         data = failed_check(data, f"access-log chain broken in {len(bad)} of {len(reports)}")
@@ -458,7 +466,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="access log").add_subparsers(
         dest="audit_command", required=True
     )
-    verify = command(audit, "verify", cmd_audit_verify, "verify the access-log hash chains")
+    verify = command(
+        audit, "verify", cmd_audit_verify,
+        "verify the access-log and disclosure hash chains and their anchors",
+    )  # fmt: skip
     verify.add_argument("--tenant", metavar="SLUG")
     verify.add_argument(
         "--max-anchor-age", metavar="SECONDS", type=_positive_seconds, default=None,

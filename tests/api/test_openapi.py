@@ -153,6 +153,33 @@ def test_erasure_receipt_matches_its_schema(server: ServerThread, tenant: Tenant
     _conforms(schema["properties"]["receipt"], signed.json()["receipt"])
 
 
+def test_disclosure_answers_match_their_schemas(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        paths = _document(http)["paths"]
+        officer = create_key(http, tenant, ["compliance"])
+        body = {
+            "recipient": "Rechtbank",
+            "legal_basis": "court order",
+            "reference": "C-1",
+            "categories": ["recording"],
+            "disclosed_at": "2024-05-01T10:00:00Z",
+        }
+        created = http.post("/v1/disclosures", json=body, headers=auth(officer))
+        shown = http.get(created.headers["location"], headers=auth(officer))
+        listed = http.get("/v1/disclosures", headers=auth(officer))
+    assert created.status_code == 201, created.text
+    post = paths["/v1/disclosures"]["post"]
+    _conforms(post["requestBody"]["content"]["application/json"]["schema"], body, exact=False)
+    _conforms(post["responses"]["201"]["content"]["application/json"]["schema"], created.json())
+    assert "Location" in post["responses"]["201"]["headers"]
+    one = paths["/v1/disclosures/{disclosure_id}"]["get"]["responses"]["200"]
+    _conforms(one["content"]["application/json"]["schema"], shown.json())
+    page = paths["/v1/disclosures"]["get"]["responses"]["200"]["content"]["application/json"]
+    _conforms(page["schema"], listed.json())
+    for item in listed.json()["items"]:
+        _conforms(page["schema"]["properties"]["items"]["items"], item)
+
+
 def _artefact(http: httpx.Client, tenant: Tenant) -> tuple[dict[str, Any], str]:
     ingest = create_key(http, tenant, ["ingest"])
     reader = create_key(http, tenant, ["read"])
@@ -249,7 +276,7 @@ def _accepted(documented: str) -> set[str]:
 
 def _example_url(path: str) -> str:
     filled = path.replace("{ref}", "oa-scopes").replace("{name}", "profile")
-    for name in ("key_id", "artefact_id", "hold_id", "erasure_id"):
+    for name in ("key_id", "artefact_id", "hold_id", "erasure_id", "disclosure_id"):
         filled = filled.replace("{" + name + "}", str(uuid.uuid4()))
     return filled
 

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from vault.http.openapi_compliance import _erasure_paths, _hold_paths
+from vault.http.openapi_disclosures import _disclosure_paths
 from vault.http.openapi_parts import (
     _JSON,
     _NULLABLE_TIME,
@@ -259,6 +260,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         **_subject_paths(),
         **_hold_paths(),
+        **_disclosure_paths(),
         **_erasure_paths(),
     }  # fmt: skip
 
@@ -272,6 +274,7 @@ IDEMPOTENT_OPERATIONS = frozenset(
         ("/v1/subjects/{ref}/records/{name}", "put"),
         ("/v1/subjects/{ref}/erasure", "post"),
         ("/v1/holds", "post"),
+        ("/v1/disclosures", "post"),
         ("/v1/tenant/closure", "post"),
     }
 )

@@ -15,6 +15,7 @@ from vault.observability.metrics import Metrics
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
+from vault.services.disclosures import DisclosureService
 from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import HoldService
@@ -44,6 +45,7 @@ class VaultState:
     holds: HoldService
     erasures: ErasureService
     playback: PlaybackLinkService
+    disclosures: DisclosureService
 
 
 def vault_state(request: Request) -> VaultState:

@@ -63,6 +63,16 @@ def hold_expired(tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
     log.info("hold_expired", tenant_id=str(tenant_id), hold_id=str(hold_id))
 
 
+def disclosure_recorded(
+    tenant_id: uuid.UUID, disclosure_id: uuid.UUID, seq: int, api_key_id: uuid.UUID
+) -> None:
+    """A disclosure was appended to the tenant's chain as entry `seq`."""
+    log.info(
+        "disclosure_recorded", tenant_id=str(tenant_id), disclosure_id=str(disclosure_id),
+        seq=seq, api_key_id=str(api_key_id),
+    )  # fmt: skip
+
+
 def key_shredded(
     tenant_id: uuid.UUID, key_kind: str, key_id: str, erasure_id: uuid.UUID | None,
     ledger_seq: int,
