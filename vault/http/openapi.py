@@ -27,6 +27,7 @@ from vault.http.openapi_parts import (
     location,
 )
 from vault.http.openapi_subjects import _subject_paths
+from vault.http.openapi_webhooks import _webhook_paths
 
 _SCOPES = {
     "type": "array",
@@ -255,6 +256,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         **_subject_paths(),
         **_hold_paths(),
         **_erasure_paths(),
+        **_webhook_paths(),
     }  # fmt: skip
 
 
@@ -268,6 +270,7 @@ IDEMPOTENT_OPERATIONS = frozenset(
         ("/v1/subjects/{ref}/erasure", "post"),
         ("/v1/holds", "post"),
         ("/v1/tenant/closure", "post"),
+        ("/v1/webhooks", "post"),
     }
 )
 _IDEMPOTENCY_HEADER = {

@@ -22,6 +22,7 @@ from vault.services.keyring import KeyRing
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.webhooks import WebhookService
 
 
 @dataclass
@@ -42,6 +43,7 @@ class VaultState:
     export: ExportService
     holds: HoldService
     erasures: ErasureService
+    webhooks: WebhookService
 
 
 def vault_state(request: Request) -> VaultState:
