@@ -90,8 +90,8 @@ async def emit_erasure_status(
     """erasure.completed, .held or .cancelled, for the status the erasure just took (read
     back in the same transaction, with what it shredded and what it keeps)."""
     event_type = ERASURE_EVENTS.get(status)
-    if event_type is None:
-        return
+    if event_type is None or not await conn.fetchval(Q.subscribed, tenant_id, event_type.value):
+        return  # one indexed read for a tenant without such a webhook
     erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
     assert erasure is not None, "the erasure whose status just changed exists"
     items = await conn.fetch(E.items, tenant_id, erasure_id)

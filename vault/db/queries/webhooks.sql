@@ -35,6 +35,12 @@ RETURNING id
 UPDATE webhook_deliveries SET status = 'cancelled', lease_until = NULL, updated_at = now()
  WHERE tenant_id = $1 AND endpoint_id = $2 AND status = 'pending'
 
+-- name: subscribed
+-- Whether any live endpoint of the tenant takes events of type $2: an event whose payload
+-- costs queries to build is built only then.
+SELECT EXISTS (SELECT 1 FROM webhook_endpoints
+                WHERE tenant_id = $1 AND deleted_at IS NULL AND $2 = ANY(events))
+
 -- name: insert_event
 -- The outbox row of a state change and one delivery per live endpoint subscribed to its
 -- type, in the caller's transaction. Nothing is written when no endpoint subscribes.
