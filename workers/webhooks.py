@@ -19,6 +19,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -67,12 +68,23 @@ _rotation = 0
 
 
 @dataclass(frozen=True)
-class Claimed:
+class Leased:
+    """A delivery this worker holds the lease of: what its attempt is recorded under."""
+
     tenant_id: uuid.UUID
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
-    event_id: uuid.UUID
-    failures: int
+    event_id: uuid.UUID  # the webhook-id of every attempt
+    failures: int  # failed attempts so far: the step of the retry schedule
+
+    @classmethod
+    def of(cls, tenant_id: uuid.UUID, row: Any) -> Leased:
+        return cls(tenant_id, row["id"], row["endpoint_id"], row["event_id"], int(row["failures"]))
+
+
+@dataclass(frozen=True)
+class Claimed:
+    delivery: Leased
     url: str
     body: bytes
     secret: SecretBytes  # masked in any repr; used for the signature only
@@ -88,7 +100,6 @@ async def deliver_due_webhooks(
     delivered = 0
     semaphore = asyncio.Semaphore(PARALLEL_ATTEMPTS)
     for _ in range(MAX_ROUNDS):
-        moment = now or datetime.now(UTC)
         tenants = [t.id for t in await list_tenants(db)]
         if not tenants:
             return delivered
@@ -98,26 +109,31 @@ async def deliver_due_webhooks(
             room = min(PER_TENANT_PER_ROUND, ROUND_LIMIT - len(claimed))
             if room <= 0:
                 break
-            claimed += await _claim(db, keyring, tenant_id, moment, room)
+            claimed += await _claim(db, keyring, metrics, tenant_id, now, room)
         if not claimed:
             break
         results = await asyncio.gather(
-            *(_attempt(db, sender, metrics, item, moment, semaphore) for item in claimed)
+            *(_attempt(db, sender, metrics, item, now, semaphore) for item in claimed)
         )
         delivered += sum(results)
     return delivered
 
 
 async def _claim(
-    db: Database, keyring: KeyRing, tenant_id: uuid.UUID, now: datetime, limit: int
-) -> list[Claimed]:
+    db: Database, keyring: KeyRing, metrics: Metrics | None, tenant_id: uuid.UUID,
+    now: datetime | None, limit: int,
+) -> list[Claimed]:  # fmt: skip
+    """Lease up to `limit` due deliveries of one tenant and open their endpoints' secrets.
+    One whose secret cannot be opened is recorded as a failed attempt at once."""
     claimed: list[Claimed] = []
-    unusable: list[tuple[uuid.UUID, int]] = []
+    unsigned: list[tuple[Leased, bool]] = []
     async with db.tenant_tx(tenant_id) as conn:
-        ids = [r["id"] for r in await conn.fetch(Q.claim_due, tenant_id, now, LEASE_SECONDS, limit)]
+        ids = await conn.fetch(
+            Q.claim_due, tenant_id, now or datetime.now(UTC), LEASE_SECONDS, limit
+        )
         if not ids:
             return []
-        for row in await conn.fetch(Q.for_sending, tenant_id, ids):
+        for row in await conn.fetch(Q.for_sending, tenant_id, [r["id"] for r in ids]):
             try:
                 if row["secret_wrapped"] is None:
                     raise KeyDestroyed("the endpoint was deleted")
@@ -125,24 +141,24 @@ async def _claim(
                     conn, keyring, tenant_id, row["endpoint_id"], row["kek_version"],
                     row["secret_wrapped"],
                 )  # fmt: skip
-            except (KeyDestroyed, IntegrityError):
+            except (KeyDestroyed, IntegrityError) as exc:
                 # The tenant's keys are destroyed (a closed tenant), or the stored secret
-                # does not open: nothing can be signed. Counted as a failed attempt.
-                unusable.append((row["id"], int(row["failures"])))
+                # does not open (changed or moved bytes): nothing can be signed.
+                unsigned.append((Leased.of(tenant_id, row), isinstance(exc, IntegrityError)))
                 continue
-            claimed.append(
-                Claimed(tenant_id, row["id"], row["endpoint_id"], row["event_id"],
-                        int(row["failures"]), row["url"], row["body"].encode(), secret)
-            )  # fmt: skip
-    unsigned = AttemptResult(AttemptOutcome.SECRET_UNAVAILABLE, None, 0)
-    for delivery_id, failures in unusable:
-        await _settle(db, tenant_id, delivery_id, failures, unsigned, now)
+            leased = Leased.of(tenant_id, row)
+            claimed.append(Claimed(leased, row["url"], row["body"].encode(), secret))
+    for leased, damaged in unsigned:
+        if damaged and metrics is not None:
+            metrics.integrity_failures.labels("webhook_secret").inc()
+        result = AttemptResult(AttemptOutcome.SECRET_UNAVAILABLE, None, 0)
+        await _record(db, metrics, leased, result, now)
     return claimed
 
 
 async def _attempt(
     db: Database, sender: WebhookSender, metrics: Metrics | None, item: Claimed,
-    now: datetime, semaphore: asyncio.Semaphore,
+    now: datetime | None, semaphore: asyncio.Semaphore,
 ) -> bool:  # fmt: skip
     async with semaphore:
         try:
@@ -155,14 +171,25 @@ async def _attempt(
             # The signature's time is the wall clock's, whatever the scheduling clock says:
             # receivers check it against theirs (Standard Webhooks: within 5 minutes).
             timestamp = int(datetime.now(UTC).timestamp())
-            message_id = str(item.event_id)  # the same for every attempt and replay
+            message_id = str(item.delivery.event_id)  # the same for every attempt and replay
             headers = {
                 "webhook-id": message_id,
                 "webhook-timestamp": str(timestamp),
                 "webhook-signature": sign_webhook(item.secret, message_id, timestamp, item.body),
             }
             result = await sender.post(url, headers, item.body)
-    status = await _settle(db, item.tenant_id, item.delivery_id, item.failures, result, now)
+    await _record(db, metrics, item.delivery, result, now)
+    return result.outcome == AttemptOutcome.DELIVERED
+
+
+async def _record(
+    db: Database, metrics: Metrics | None, item: Leased, result: AttemptResult,
+    now: datetime | None,
+) -> None:  # fmt: skip
+    """The attempt in the delivery log, the metrics and the server log (ids only)."""
+    status = await _settle(
+        db, item.tenant_id, item.delivery_id, item.failures, result, now or datetime.now(UTC)
+    )
     if metrics is not None:
         metrics.webhook_attempts.labels(result.outcome.value).inc()
         if status == DeliveryStatus.FAILED:
@@ -173,7 +200,6 @@ async def _attempt(
         outcome=result.outcome.value, response_code=result.response_code,
         duration_ms=result.duration_ms, delivery_status=status.value,
     )  # fmt: skip
-    return result.outcome == AttemptOutcome.DELIVERED
 
 
 async def _settle(
