@@ -373,3 +373,28 @@ def test_a_public_https_destination_is_accepted(strict_vault: ServerThread) -> N
         body = {"url": "https://93.184.216.34:8443/hook", "events": EVENTS}
         answered = http.post("/v1/webhooks", json=body, headers=tenant.auth())
     assert answered.status_code == 201, answered.text
+
+
+# --- the API description says what the code answers ---------------------------------------
+
+
+def test_answers_match_their_openapi_schemas(vault: ServerThread) -> None:
+    from jsonschema import Draft202012Validator
+
+    tenant = _tenant(vault)
+    with vault.client() as http:
+        paths = http.get("/openapi.json").json()["paths"]
+        created = _create(http, tenant)
+        queued = http.post(f"/v1/webhooks/{created.json()['id']}/test", headers=tenant.auth())
+        listed = http.get("/v1/webhooks", headers=tenant.auth())
+    answers = [
+        (paths["/v1/webhooks"]["post"]["responses"]["201"], created.json()),
+        (paths["/v1/webhooks/{webhook_id}/test"]["post"]["responses"]["202"], queued.json()),
+        (paths["/v1/webhooks"]["get"]["responses"]["200"], listed.json()),
+    ]
+    for response, body in answers:
+        schema = response["content"]["application/json"]["schema"]
+        Draft202012Validator(schema).validate(body)
+        assert set(body) == set(schema["properties"]), set(body) ^ set(schema["properties"])
+    item_schema = answers[2][0]["content"]["application/json"]["schema"]["properties"]["items"]
+    assert set(listed.json()["items"][0]) == set(item_schema["items"]["properties"])

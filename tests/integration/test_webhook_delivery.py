@@ -32,6 +32,7 @@ from tests.jobs import run_webhook_pass, run_worker_pass
 from tests.support import ServerThread, make_tenant
 from tests.webhook_receiver import receiving, silent_listener, tls_contexts, unused_port
 from vault.domain.webhooks import MAX_ATTEMPTS, RETRY_DELAYS
+from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from vault.services.webhook_sender import WebhookSender
 from workers.webhooks import LEASE_SECONDS, deliver_due_webhooks, prune_delivery_log
@@ -204,6 +205,75 @@ def test_a_tampered_body_signature_or_timestamp_and_another_secret_fail_verifica
             Webhook(key).verify(data, headers)
 
 
+def test_a_wrapped_secret_moved_to_another_endpoint_does_not_open_and_nothing_is_sent(
+    vault: ServerThread,
+) -> None:
+    """Someone with write access to the database copies one endpoint's wrapped secret onto
+    another: it is bound to its endpoint's id, so it opens for neither use, and nothing
+    goes out signed with the wrong secret."""
+    tenant = make_tenant(vault.settings, vault.database_url)
+    metrics = Metrics()
+    with receiving() as receiver, vault.client() as http:
+        victim, _ = register(http, tenant, receiver.url("/victim"))
+        source, _ = register(http, tenant, receiver.url("/source"))
+        asyncio.run(_copy_secret(vault.database_url, source, victim))
+        http.post(f"/v1/webhooks/{victim}/test", headers=tenant.auth())
+        assert run_webhook_pass(vault, metrics=metrics) == 0
+        [delivery] = deliveries(http, tenant, victim)
+    assert receiver.all() == []
+    assert delivery["attempts"][0]["outcome"] == "secret_unavailable"
+    exposition = metrics.render().decode()
+    assert 'datavault_integrity_failures_total{kind="webhook_secret"} 1.0' in exposition
+
+
+async def _copy_secret(database_url: str, source: str, target: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "UPDATE webhook_endpoints t SET secret_wrapped = s.secret_wrapped"
+            " FROM webhook_endpoints s WHERE s.id = $1 AND t.id = $2",
+            uuid.UUID(source), uuid.UUID(target),
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+def test_after_a_tenants_closure_destroyed_its_keys_nothing_can_be_signed(
+    vault: ServerThread,
+) -> None:
+    tenant = make_tenant(vault.settings, vault.database_url)
+    with vault.client() as http:
+        webhook_id, _ = register(http, tenant, f"http://127.0.0.1:{unused_port()}/down")
+        closing = http.post("/v1/tenant/closure", json={"reason": "end"}, headers=tenant.auth())
+        assert closing.status_code == 202
+    run_webhook_pass(vault)  # the receiver is down: retried later
+    asyncio.run(_close_for_good(vault))
+    run_webhook_pass(vault, days=61)
+    outcomes = asyncio.run(_outcomes(vault.database_url, webhook_id))
+    assert outcomes == ["connection_failed", "secret_unavailable"]
+
+
+async def _close_for_good(server: ServerThread) -> None:
+    from workers.closure import run_due_closures
+
+    async with operator_context(server.settings, server.database_url) as ctx:
+        assert await run_due_closures(ctx.db, ctx.keyring, datetime.now(UTC) + timedelta(days=61))
+
+
+async def _outcomes(database_url: str, webhook_id: str) -> list[str]:
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT a.outcome FROM webhook_attempts a JOIN webhook_deliveries d"
+            " ON d.tenant_id = a.tenant_id AND d.id = a.delivery_id"
+            " WHERE d.endpoint_id = $1 ORDER BY a.seq",
+            uuid.UUID(webhook_id),
+        )
+        return [r["outcome"] for r in rows]
+    finally:
+        await conn.close()
+
+
 def test_deliveries_stay_verifiable_after_a_key_rotation(vault: ServerThread) -> None:
     tenant = make_tenant(vault.settings, vault.database_url)
     with receiving() as receiver, vault.client() as http:
@@ -217,7 +287,6 @@ def test_deliveries_stay_verifiable_after_a_key_rotation(vault: ServerThread) ->
 
 
 async def _rotate(server: ServerThread, tenant_id: uuid.UUID) -> None:
-    from vault.runtime import operator_context
     from vault.services.key_rotation import rotate_tenant_kek
 
     async with operator_context(server.settings, server.database_url) as ctx:
