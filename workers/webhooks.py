@@ -53,8 +53,10 @@ DELIVERY_INTERVAL_SECONDS = 2.0
 OVERDUE_INTERVAL_SECONDS = 60.0
 PRUNE_INTERVAL_SECONDS = 3600.0
 # Attempts in flight at once per worker: one slow receiver (10 s each) holds up only its
-# own slot. A round claims at most ROUND_LIMIT, so the last of them starts within
-# ROUND_LIMIT / PARALLEL_ATTEMPTS x 10 s of its claim, far inside its lease.
+# own slot. A round claims at most ROUND_LIMIT, PER_TENANT_PER_ROUND from each tenant
+# first (so one tenant's backlog cannot crowd out the others), then what is left over
+# from those that have more; the last of them starts within ROUND_LIMIT /
+# PARALLEL_ATTEMPTS x 10 s of its claim, far inside its lease.
 PARALLEL_ATTEMPTS = 16
 PER_TENANT_PER_ROUND = 8
 ROUND_LIMIT = 32
@@ -105,8 +107,17 @@ async def deliver_due_webhooks(
             return delivered
         _rotation = (_rotation + 1) % len(tenants)
         claimed: list[Claimed] = []
+        busy = []  # tenants that had as many due as they were offered: maybe more
         for tenant_id in tenants[_rotation:] + tenants[:_rotation]:
             room = min(PER_TENANT_PER_ROUND, ROUND_LIMIT - len(claimed))
+            if room <= 0:
+                break
+            got = await _claim(db, keyring, metrics, tenant_id, now, room)
+            claimed += got
+            if len(got) == room:
+                busy.append(tenant_id)
+        for tenant_id in busy:  # the round's room left over goes to those
+            room = ROUND_LIMIT - len(claimed)
             if room <= 0:
                 break
             claimed += await _claim(db, keyring, metrics, tenant_id, now, room)
