@@ -40,6 +40,12 @@ class Received:
         return value
 
 
+class _Server(ThreadingHTTPServer):
+    # http.server listens with a backlog of 5: a worker's parallel connects overflow it,
+    # and each dropped SYN waits a second before its retry.
+    request_queue_size = 128
+
+
 class Receiver:
     def __init__(self, port: int = 0, tls: ssl.SSLContext | None = None) -> None:
         self.status = 200
@@ -66,7 +72,7 @@ class Receiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.server = _Server(("127.0.0.1", port), Handler)
         if tls is not None:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.scheme = "https" if tls is not None else "http"
