@@ -125,6 +125,7 @@ def test_url_length_limit_is_2048_characters() -> None:
         "https://hooks.example.com/#frag", "https://hooks.example.com/#",
         "https://hooks.example.com/a b", "https://hooks.example.com/caf\u00e9",
         "https://hooks.example.com:99999/", "https://hooks.example.com:port/",
+        "https://hooks.example.com:0/",
         "https://[::1/", "https://hooks.example.com/\x00",
     ],
 )  # fmt: skip

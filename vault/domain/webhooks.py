@@ -155,6 +155,8 @@ def parse_webhook_url(value: object, *, allow_private_networks: bool) -> Webhook
     host = (parts.hostname or "").rstrip(".")
     if not host:
         raise InvalidInput("url needs a host", field="url")
+    if port == 0:
+        raise InvalidInput("url: port 0 is not a port anything listens on", field="url")
     target = parts.path or "/"
     if parts.query:
         target = f"{target}?{parts.query}"
