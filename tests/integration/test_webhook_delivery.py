@@ -6,7 +6,12 @@ timeouts, redirects, tampering, key rotation."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,7 +36,12 @@ from tests.integration.webhooks_support import (
 from tests.jobs import run_webhook_pass, run_worker_pass
 from tests.support import ServerThread, make_tenant
 from tests.webhook_receiver import receiving, silent_listener, tls_contexts, unused_port
-from vault.domain.webhooks import MAX_ATTEMPTS, RETRY_DELAYS
+from vault.domain.webhooks import (
+    ATTEMPTS_SHOWN,
+    MAX_ATTEMPTS,
+    MAX_RESPONSE_HEAD_BYTES,
+    RETRY_DELAYS,
+)
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from vault.services.webhook_sender import WebhookSender
@@ -404,3 +414,66 @@ def test_the_delivery_log_keeps_settled_deliveries_30_days_and_pending_ones_alwa
 async def _prune(server: ServerThread, *, days: float) -> None:
     async with operator_context(server.settings, server.database_url) as ctx:
         await prune_delivery_log(ctx.db, datetime.now(UTC) + timedelta(days=days))
+
+
+def test_the_log_shows_a_deliverys_newest_20_attempts_and_counts_them_all(
+    vault: ServerThread,
+) -> None:
+    tenant = make_tenant(vault.settings, vault.database_url)
+    with receiving() as receiver, vault.client() as http:
+        receiver.status = 500
+        webhook_id, _ = register(http, tenant, receiver.url())
+        queued = http.post(f"/v1/webhooks/{webhook_id}/test", headers=tenant.auth()).json()
+        retry = f"/v1/webhooks/{webhook_id}/deliveries/{queued['id']}/retry"
+        for _ in range(ATTEMPTS_SHOWN + 1):
+            run_webhook_pass(vault)
+            http.post(retry, headers=tenant.auth())  # at once, not after the backoff
+        [delivery] = deliveries(http, tenant, webhook_id)
+    assert delivery["attempt_count"] == ATTEMPTS_SHOWN + 1 == len(receiver.all())
+    assert len(delivery["attempts"]) == ATTEMPTS_SHOWN
+    times = [a["attempted_at"] for a in delivery["attempts"]]
+    assert times == sorted(times, reverse=True)  # newest first
+    assert delivery["attempted_at"] == times[0]
+
+
+@contextmanager
+def _answering(head: bytes) -> Iterator[int]:
+    """A receiver that reads the request and answers with `head` (status line and
+    headers), then closes."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(head + b"\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("header_bytes", "outcome"),
+    [
+        (MAX_RESPONSE_HEAD_BYTES - 1024, "delivered"),
+        (MAX_RESPONSE_HEAD_BYTES + 1024, "protocol_error"),
+    ],
+)
+def test_an_answer_head_past_16_kib_is_not_read(
+    vault: ServerThread, header_bytes: int, outcome: str
+) -> None:
+    tenant = make_tenant(vault.settings, vault.database_url)
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Filler: " + b"a" * header_bytes + b"\r\n"
+    with _answering(head) as port, vault.client() as http:
+        webhook_id, _ = register(http, tenant, f"http://127.0.0.1:{port}/hook")
+        http.post(f"/v1/webhooks/{webhook_id}/test", headers=tenant.auth())
+        run_webhook_pass(vault)
+        [delivery] = deliveries(http, tenant, webhook_id)
+    assert delivery["attempts"][0]["outcome"] == outcome

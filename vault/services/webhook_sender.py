@@ -157,10 +157,17 @@ class WebhookSender:
             + connection.send(h11.EndOfMessage())
         )
         await writer.drain()
+        received = 0
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
-                connection.receive_data(await reader.read(8192))
+                if received > MAX_RESPONSE_HEAD_BYTES:
+                    return AttemptOutcome.PROTOCOL_ERROR, None  # a head too long to read
+                # Never more than one byte past the limit: h11's own bound is checked
+                # only between reads, so a large read could carry a longer head through.
+                chunk = await reader.read(min(8192, MAX_RESPONSE_HEAD_BYTES + 1 - received))
+                received += len(chunk)
+                connection.receive_data(chunk)
                 continue
             if isinstance(event, h11.InformationalResponse):
                 continue  # 100 Continue and the like: the answer follows
