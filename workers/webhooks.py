@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import structlog
-
 from crypto.errors import IntegrityError
 from crypto.secrets import SecretBytes
 from crypto.webhooks import sign_webhook
@@ -37,14 +35,13 @@ from vault.domain.webhooks import (
     parse_webhook_url,
 )
 from vault.errors import InvalidInput, KeyDestroyed
+from vault.observability import events
 from vault.observability.metrics import Metrics
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants
 from vault.services.webhook_outbox import emit_erasure_overdue
 from vault.services.webhook_secrets import open_secret
 from vault.services.webhook_sender import AttemptResult, WebhookSender
-
-log = structlog.get_logger("datavault.webhooks")
 
 Q = Queries("webhooks")
 
@@ -205,11 +202,9 @@ async def _record(
         metrics.webhook_attempts.labels(result.outcome.value).inc()
         if status == DeliveryStatus.FAILED:
             metrics.webhook_deliveries_given_up.inc()
-    log.info(
-        "webhook_attempt", tenant_id=str(item.tenant_id), webhook_id=str(item.endpoint_id),
-        delivery_id=str(item.delivery_id), event_id=str(item.event_id),
-        outcome=result.outcome.value, response_code=result.response_code,
-        duration_ms=result.duration_ms, delivery_status=status.value,
+    events.webhook_attempt(
+        item.tenant_id, item.endpoint_id, item.delivery_id, item.event_id,
+        result.outcome.value, result.response_code, result.duration_ms, status.value,
     )  # fmt: skip
 
 

@@ -291,6 +291,8 @@ def test_logs_name_ids_only_and_metrics_count_outcomes_and_queue_age(
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line]
     # The vault's lines, not those of this test's own HTTP client (httpx logs its URLs).
     lines = [line for line in lines if line.get("logger") not in ("httpx", "httpcore")]
+    registered = [line for line in lines if line.get("event") == "webhook_registered"]
+    assert [line["webhook_id"] for line in registered] == [webhook_id]
     attempts = [line for line in lines if line.get("event") == "webhook_attempt"]
     assert {a["outcome"] for a in attempts} >= {"http_error", "delivered"}
     assert all(a["webhook_id"] == webhook_id for a in attempts if a["tenant_id"] == str(tenant.id))

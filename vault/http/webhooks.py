@@ -105,7 +105,7 @@ async def show_webhook(request: Request) -> Response:
 async def delete_webhook(request: Request) -> Response:
     principal = await require(request, Scope.ADMIN)
     await vault_state(request).webhooks.delete(
-        principal.tenant_id, path_uuid(request.path_params["webhook_id"])
+        principal.tenant_id, path_uuid(request.path_params["webhook_id"]), principal.key_id
     )
     return Response(status_code=204)
 

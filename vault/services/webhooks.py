@@ -22,6 +22,7 @@ from vault.domain.webhooks import (
     WebhookUrl,
 )
 from vault.errors import Conflict, InvalidInput, NotFound
+from vault.observability import events
 from vault.services.keyring import KeyRing
 from vault.services.webhook_outbox import emit_test
 from vault.services.webhook_secrets import seal_new_secret
@@ -94,6 +95,7 @@ class WebhookService:
                 api_key_id,
             )  # fmt: skip
         assert row is not None
+        events.webhook_registered(tenant_id, endpoint_id, api_key_id)
         return CreatedWebhook(dict(row), SecretText(display_webhook_secret(secret)))
 
     async def list_endpoints(
@@ -112,12 +114,15 @@ class WebhookService:
             raise NotFound("no such webhook")
         return dict(row)
 
-    async def delete(self, tenant_id: uuid.UUID, endpoint_id: uuid.UUID) -> None:
+    async def delete(
+        self, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, api_key_id: uuid.UUID
+    ) -> None:
         """The secret is destroyed with it; deliveries still queued are cancelled."""
         async with self._db.tenant_tx(tenant_id) as conn:
             if await conn.fetchval(Q.delete_endpoint, tenant_id, endpoint_id) is None:
                 raise NotFound("no such webhook")
             await conn.execute(Q.cancel_pending_of_endpoint, tenant_id, endpoint_id)
+        events.webhook_deleted(tenant_id, endpoint_id, api_key_id)
 
     async def send_test(
         self, tenant_id: uuid.UUID, endpoint_id: uuid.UUID, now: datetime | None = None
