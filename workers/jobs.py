@@ -12,6 +12,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.keyring import KeyRing
 from vault.services.ledger_watermark import watermark_for
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
+from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
@@ -25,6 +26,14 @@ from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
 from workers.runner import PeriodicJob
 from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
+from workers.webhooks import (
+    DELIVERY_INTERVAL_SECONDS,
+    OVERDUE_INTERVAL_SECONDS,
+    PRUNE_INTERVAL_SECONDS,
+    deliver_due_webhooks,
+    prune_delivery_log,
+    report_overdue_erasures,
+)
 
 
 def background_jobs(
@@ -42,6 +51,7 @@ def background_jobs(
     anchors = anchors if anchors is not None else AnchorMemory()
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
     watermark = watermark_for(root, blobs)
+    sender = WebhookSender(allow_private_networks=settings.webhook_allow_private_networks)
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(
@@ -84,6 +94,17 @@ def background_jobs(
         PeriodicJob(
             "deletion-check", CHECK_INTERVAL_SECONDS, lambda: run_scheduled_check(db, metrics)
         ),
+        PeriodicJob(
+            "webhook-delivery",
+            DELIVERY_INTERVAL_SECONDS,
+            lambda: deliver_due_webhooks(db, keyring, sender, metrics),
+        ),
+        PeriodicJob(
+            "webhook-overdue-erasures",
+            OVERDUE_INTERVAL_SECONDS,
+            lambda: report_overdue_erasures(db),
+        ),
+        PeriodicJob("webhook-log-prune", PRUNE_INTERVAL_SECONDS, lambda: prune_delivery_log(db)),
         PeriodicJob(
             "root-epoch-schedule",
             EPOCH_SCHEDULE_INTERVAL_SECONDS,

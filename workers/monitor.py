@@ -42,6 +42,8 @@ class MonitorSnapshot:
     keys_destroyed: int = 0
     ledger_lag_seconds: float = 0.0
     worker_job_lag_seconds: float = 0.0
+    webhook_pending: int = 0
+    webhook_queue_age_seconds: float = 0.0
     tenants: int = 0
 
 
@@ -66,6 +68,10 @@ def _add(snapshot: MonitorSnapshot, row: Any) -> None:
     )
     snapshot.ledger_lag_seconds = max(
         snapshot.ledger_lag_seconds, _age(now, row["oldest_unpublished_destroyed_at"])
+    )
+    snapshot.webhook_pending += int(row["webhook_pending"])
+    snapshot.webhook_queue_age_seconds = max(
+        snapshot.webhook_queue_age_seconds, _age(now, row["oldest_webhook_pending_at"])
     )
 
 
@@ -99,4 +105,6 @@ async def refresh_gauges(
     metrics.keys_destroyed.set(snapshot.keys_destroyed)
     metrics.ledger_lag.set(snapshot.ledger_lag_seconds)
     metrics.worker_job_lag.set(snapshot.worker_job_lag_seconds)
+    metrics.webhook_deliveries_pending.set(snapshot.webhook_pending)
+    metrics.webhook_queue_age.set(snapshot.webhook_queue_age_seconds)
     return snapshot
