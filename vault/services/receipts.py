@@ -202,11 +202,22 @@ def _wrap_context(kid: str) -> KeyContext:
     return KeyContext(purpose=PURPOSE_DEPLOYMENT_SECRET, key_id=f"receipt-signing-key:{kid}")
 
 
+def sign_statement(
+    signing_key: SecretBytes, kid: str, name: str, statement: dict[str, Any]
+) -> dict[str, Any]:
+    """The signed document `{<name>: statement, signature, key_id, alg}`, the signature
+    over the statement's canonical JSON. Every statement the receipt key signs names its
+    `type` inside what is signed, so one kind never passes for another."""
+    if not isinstance(statement.get("type"), str):
+        raise ValueError("a signed statement names its type")
+    signature = signing.sign(signing_key, canonical_json(statement))
+    return {name: statement, "signature": b64url(signature), "key_id": kid,
+            "alg": SIGNATURE_ALG}  # fmt: skip
+
+
 def sign_receipt(signing_key: SecretBytes, kid: str, receipt: dict[str, Any]) -> dict[str, Any]:
     """The signed document `{receipt, signature, key_id, alg}` (API.md)."""
-    signature = signing.sign(signing_key, canonical_json(receipt))
-    return {"receipt": receipt, "signature": b64url(signature), "key_id": kid,
-            "alg": SIGNATURE_ALG}  # fmt: skip
+    return sign_statement(signing_key, kid, "receipt", receipt)
 
 
 class ReceiptSigner:
@@ -260,6 +271,11 @@ class ReceiptSigner:
     def sign(self, receipt: dict[str, Any]) -> dict[str, Any]:
         """`{"receipt", "signature", "key_id", "alg": "Ed25519"}` over canonical_json."""
         return sign_receipt(self._key, self._kid, receipt)
+
+    def sign_statement(self, name: str, statement: dict[str, Any]) -> dict[str, Any]:
+        """Another statement than a receipt (a shred-ledger checkpoint), signed the same
+        way and verifiable with the same published key set."""
+        return sign_statement(self._key, self._kid, name, statement)
 
 
 async def rewrap_receipt_keys(db: Database, root: RootKeyProvider) -> int:
@@ -342,21 +358,22 @@ def _public_key_for(jwks: Any, kid: str) -> bytes:
     raise ReceiptInvalid(f"unknown key id {kid!r}")
 
 
-def verify_signed_receipt(document: Any, jwks: Any) -> dict[str, Any]:
-    """The receipt of a signed document whose signature verifies under a key of ``jwks``;
-    ReceiptInvalid with the reason otherwise."""
+def verify_signed_statement(document: Any, jwks: Any, name: str) -> dict[str, Any]:
+    """The statement under `name` of a signed document whose signature verifies under a
+    key of ``jwks``; ReceiptInvalid with the reason otherwise. The caller checks its
+    `type`."""
     if not isinstance(document, dict):
-        raise ReceiptInvalid("not a signed receipt: expected a JSON object")
-    missing = [k for k in ("receipt", "signature", "key_id", "alg") if k not in document]
+        raise ReceiptInvalid(f"not a signed {name}: expected a JSON object")
+    missing = [k for k in (name, "signature", "key_id", "alg") if k not in document]
     if missing:
-        raise ReceiptInvalid(f"not a signed receipt: missing {', '.join(missing)}")
-    receipt, signature, kid, alg = (document[k] for k in ("receipt", "signature", "key_id", "alg"))
+        raise ReceiptInvalid(f"not a signed {name}: missing {', '.join(missing)}")
+    statement, signature, kid, alg = (document[k] for k in (name, "signature", "key_id", "alg"))
     if alg != SIGNATURE_ALG:
         raise ReceiptInvalid(f"unsupported alg {alg!r} (expected {SIGNATURE_ALG!r})")
     if not isinstance(kid, str):
         raise ReceiptInvalid("key_id must be a string")
-    if not isinstance(receipt, dict):
-        raise ReceiptInvalid("receipt must be a JSON object")
+    if not isinstance(statement, dict):
+        raise ReceiptInvalid(f"{name} must be a JSON object")
     try:
         raw_signature = b64url_decode(signature)
     except ValueError:
@@ -365,13 +382,20 @@ def verify_signed_receipt(document: Any, jwks: Any) -> dict[str, Any]:
         raise ReceiptInvalid("signature has the wrong length for Ed25519")
     public = _public_key_for(jwks, kid)
     try:
-        message = canonical_json(receipt)
+        message = canonical_json(statement)
     except (TypeError, ValueError) as exc:
-        raise ReceiptInvalid(f"receipt is not canonical JSON: {exc}") from None
+        raise ReceiptInvalid(f"{name} is not canonical JSON: {exc}") from None
     try:
         signing.verify(public, raw_signature, message)
     except IntegrityError:
         raise ReceiptInvalid("signature does not verify") from None
+    return statement
+
+
+def verify_signed_receipt(document: Any, jwks: Any) -> dict[str, Any]:
+    """The receipt of a signed document whose signature verifies under a key of ``jwks``;
+    ReceiptInvalid with the reason otherwise."""
+    receipt = verify_signed_statement(document, jwks, "receipt")
     version = receipt.get("v")
     if (
         type(version) is not int
