@@ -165,6 +165,9 @@ async def compact_ledger(
 
         written: list[int] = []
         previous = summary.newest_checkpoint
+        if previous is not None:  # a pass that stopped before recording its checkpoint
+            async with db.untenanted_tx() as conn:
+                await conn.execute(Q.record_folded, previous.through_seq, previous.folded_at)
         if run:
             assert bound is not None
             jwks = await published_keys(db)

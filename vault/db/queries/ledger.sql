@@ -85,5 +85,5 @@ SELECT epoch, ledger_seq_at_start FROM root_epochs ORDER BY epoch
 -- name: record_folded
 -- How far the ledger is folded into checkpoints, for the gauges (the checkpoints in the
 -- blob store are what every check reads).
-UPDATE ledger_head SET folded_through = greatest(folded_through, $1), folded_at = $2
- WHERE singleton
+UPDATE ledger_head SET folded_through = $1, folded_at = $2
+ WHERE singleton AND folded_through < $1
