@@ -581,3 +581,39 @@ def test_the_compact_command_and_the_job_fold_nothing_from_a_ledger_that_does_no
     assert b"datavault_ledger_folded_objects_total 0.0" in metrics.render()
     again = deployment.cli("ledger", "compact")
     assert again.returncode == 0 and "nothing to fold: folded through entry 5" in again.stdout
+
+
+class _BeforeCompactionStore(FilesystemBlobStore):
+    """The store as a verify that began just before a compaction saw it: its first
+    listings predate the checkpoint, its reads come after the folded objects went."""
+
+    def __init__(self, root: Path, stale_ledger: list[str]) -> None:
+        super().__init__(root)
+        self.stale = {CHECKPOINT_PREFIX: [[], []], "ledger/": [stale_ledger]}
+
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
+        if self.stale.get(prefix):
+            return self.stale[prefix].pop(0)
+        return await super().list_keys(prefix, start_after=start_after, limit=limit)
+
+
+def test_a_verify_overtaken_by_a_compaction_walks_again_against_its_checkpoint(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    deployment = _compacted(pg_admin_url, tmp_path)
+    stale = [entry_key(n) for n in range(1, 8)]
+
+    async def verify(ctx: OperatorContext, store: FilesystemBlobStore) -> LedgerSummary:
+        return await verify_ledger(ctx.db, store)
+
+    summary = deployment.run(
+        lambda ctx: verify(ctx, _BeforeCompactionStore(deployment.blobs_root, stale))
+    )
+    assert (summary.folded_through, summary.objects) == (BEFORE_EPOCH, AFTER_EPOCH)
+    # Without a checkpoint appearing meanwhile, the same gap is a removed entry.
+    store = _BeforeCompactionStore(deployment.blobs_root, stale)
+    store.stale[CHECKPOINT_PREFIX] = [[], [], []]
+    with pytest.raises(LedgerError, match="entry 1 is missing"):
+        deployment.run(lambda ctx: verify(ctx, store))

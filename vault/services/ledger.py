@@ -25,6 +25,7 @@ from vault.blobs.base import BlobNotFound, BlobStore
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.services.ledger_checkpoint import (
+    CHECKPOINT_PREFIX,
     Checkpoint,
     Folded,
     newest_checkpoint_at_or_after,
@@ -97,6 +98,24 @@ async def verify_ledger(
     LedgerError) and the watermark. The ledger may be one entry ahead of the head (a
     publisher that died between writing and recording); that is not a fault. `visit` sees
     each object after the checkpoints, in order (compaction collects what it folds)."""
+    checkpoints_before = await blobs.list_keys(CHECKPOINT_PREFIX)
+    try:
+        return await _verify_once(db, blobs, watermark, visit)
+    except LedgerError:
+        # A compaction that wrote a checkpoint and removed what it folds while this walk
+        # ran looks like removed objects: walk once more, against the new checkpoint.
+        # (The compaction's own walk, the one with `visit`, holds the compaction lock.)
+        if visit is not None or await blobs.list_keys(CHECKPOINT_PREFIX) == checkpoints_before:
+            raise
+    return await _verify_once(db, blobs, watermark, visit)
+
+
+async def _verify_once(
+    db: Database,
+    blobs: BlobStore,
+    watermark: LedgerWatermark | None,
+    visit: Callable[[LedgerObject], None] | None,
+) -> LedgerSummary:
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
         epoch_starts = {
