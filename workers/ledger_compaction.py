@@ -81,25 +81,45 @@ class CompactionReport:
     reason: str | None = None  # why nothing (more) folds now
 
 
-@dataclass
-class _Candidate:
-    """What folding one object needs to know of it."""
+_HASH = 32
+# A pass folds at most this many objects (ten checkpoints); what it holds of them while it
+# walks is their hashes, 32 MB. The rest folds on the next pass.
+MAX_OBJECTS_PER_PASS = 10 * MAX_OBJECTS_PER_CHECKPOINT
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
-    seq: int
-    hash: bytes
-    entries: int
-    newest_destroyed_at: datetime
+
+@dataclass
+class _Chunk:
+    """Objects one checkpoint folds: their hashes in order and what their entries were."""
+
+    first_seq: int
+    hashes: bytearray = field(default_factory=bytearray)
+    entries: int = 0
+    newest_destroyed_at: datetime = _LONG_AGO
+
+    @property
+    def count(self) -> int:
+        return len(self.hashes) // _HASH
+
+    @property
+    def through_seq(self) -> int:
+        return self.first_seq + self.count - 1
 
 
 @dataclass
 class _Collector:
-    """The unfolded objects up to the fold bound, in order, as verify walks them."""
+    """The foldable prefix of the objects after the checkpoints, as verify walks them: a
+    prefix only, since the objects kept must stay one chain."""
 
     bound: FoldBound | None
-    found: list[_Candidate] = field(default_factory=list)
+    chunks: list[_Chunk] = field(default_factory=list)
+    objects: int = 0
+    stopped_at: int | None = None  # the first object that may not fold
 
     def visit(self, entry: LedgerObject) -> None:
-        if self.bound is None or entry.seq > self.bound.through_seq:
+        if self.bound is None or self.stopped_at is not None:
+            return
+        if self.objects >= MAX_OBJECTS_PER_PASS:
             return
         try:
             times = [datetime.fromisoformat(e["destroyed_at"]) for e in entry.entries]
@@ -107,7 +127,16 @@ class _Collector:
                 raise ValueError("no entries, or a time without its offset")
         except (KeyError, TypeError, ValueError) as exc:
             raise LedgerError(f"ledger entry {entry.seq} is malformed") from exc
-        self.found.append(_Candidate(entry.seq, entry.hash, len(entry.entries), max(times)))
+        if not may_fold(self.bound, entry.seq, max(times)):
+            self.stopped_at = entry.seq
+            return
+        if not self.chunks or self.chunks[-1].count >= MAX_OBJECTS_PER_CHECKPOINT:
+            self.chunks.append(_Chunk(entry.seq))
+        chunk = self.chunks[-1]
+        chunk.hashes += entry.hash
+        chunk.entries += len(entry.entries)
+        chunk.newest_destroyed_at = max(chunk.newest_destroyed_at, max(times))
+        self.objects += 1
 
 
 async def compact_ledger(
@@ -147,43 +176,38 @@ async def compact_ledger(
 
         collector = _Collector(bound)
         summary = await verify_ledger(db, blobs, watermark, collector.visit)
-        run: list[_Candidate] = []
-        for candidate in collector.found:
-            if bound is None or not may_fold(bound, candidate.seq, candidate.newest_destroyed_at):
-                break  # a prefix only: the objects kept must stay one chain
-            run.append(candidate)
-        through = summary.folded_through + len(run)
-        reason = None if run else _why_not(decision, summary.folded_through, collector.found)
+        chunks = collector.chunks
+        folded_objects = sum(c.count for c in chunks)
+        folded_entries = sum(c.entries for c in chunks)
+        through = summary.folded_through + folded_objects
+        reason = None if chunks else _why_not(decision, summary.folded_through, collector)
         if dry_run:
             first = lowest_seq if lowest_seq is not None else through + 1
             return CompactionReport(
-                ran=True, dry_run=True, checkpoints=_chunk_ends(run),
-                folded_objects=len(run), folded_entries=sum(c.entries for c in run),
+                ran=True, dry_run=True, checkpoints=tuple(c.through_seq for c in chunks),
+                folded_objects=folded_objects, folded_entries=folded_entries,
                 removed_objects=max(0, through - first + 1), folded_through=through,
                 reason=reason,
             )  # fmt: skip
 
-        written: list[int] = []
         previous = summary.newest_checkpoint
         if previous is not None:  # a pass that stopped before recording its checkpoint
             async with db.untenanted_tx() as conn:
                 await conn.execute(Q.record_folded, previous.through_seq, previous.folded_at)
-        if run:
+        if chunks:
             assert bound is not None
             jwks = await published_keys(db)
-            for start in range(0, len(run), MAX_OBJECTS_PER_CHECKPOINT):
-                chunk = run[start : start + MAX_OBJECTS_PER_CHECKPOINT]
+            for chunk in chunks:
                 previous = await _write_checkpoint(blobs, issuer, bound, previous, chunk, jwks, now)
                 async with db.untenanted_tx() as conn:
                     await conn.execute(Q.record_folded, previous.through_seq, now)
-                written.append(previous.through_seq)
-                log.info("ledger_folded", through=previous.through_seq, objects=len(chunk),
-                         entries=previous.entries, epoch=bound.epoch)  # fmt: skip
+                log.info("ledger_folded", through=previous.through_seq, objects=chunk.count,
+                         entries=chunk.entries, epoch=bound.epoch)  # fmt: skip
         removed = await _remove_folded(blobs, through)
         return CompactionReport(
-            ran=True, checkpoints=tuple(written), folded_objects=len(run),
-            folded_entries=sum(c.entries for c in run), removed_objects=removed,
-            folded_through=through, reason=reason,
+            ran=True, checkpoints=tuple(c.through_seq for c in chunks),
+            folded_objects=folded_objects, folded_entries=folded_entries,
+            removed_objects=removed, folded_through=through, reason=reason,
         )  # fmt: skip
 
 
@@ -192,20 +216,22 @@ async def _write_checkpoint(
     issuer: ReceiptIssuer,
     bound: FoldBound,
     previous: Checkpoint | None,
-    chunk: list[_Candidate],
+    chunk: _Chunk,
     jwks: Any,
     now: datetime,
 ) -> Checkpoint:
     after_seq = previous.through_seq if previous is not None else 0
+    if chunk.first_seq != after_seq + 1:
+        raise AssertionError("a fold continues where the previous checkpoint ended")
     run = FoldedRun(
         after_seq=after_seq,
         after_head=previous.through_head if previous is not None else GENESIS,
-        object_hashes=[c.hash for c in chunk],
-        entries=sum(c.entries for c in chunk),
-        newest_destroyed_at=max(c.newest_destroyed_at for c in chunk),
+        object_hashes=[
+            bytes(chunk.hashes[i : i + _HASH]) for i in range(0, len(chunk.hashes), _HASH)
+        ],
+        entries=chunk.entries,
+        newest_destroyed_at=chunk.newest_destroyed_at,
     )
-    if chunk[0].seq != after_seq + 1:
-        raise AssertionError("a fold continues where the previous checkpoint ended")
     data = encode_checkpoint(run, bound, previous, issuer.signer, issuer.issuer, now)
     key = checkpoint_key(run.through_seq)
     until = now + timedelta(days=issuer.backup_retention_days + 1)
@@ -221,27 +247,19 @@ async def _remove_folded(blobs: BlobStore, through: int) -> int:
     first = entry_seq(lowest[0]) if lowest else None
     if first is None or first > through:
         return 0
-    keys = [entry_key(seq) for seq in range(first, through + 1)]
-    for start in range(0, len(keys), _REMOVE_AT_ONCE):
-        await asyncio.gather(*(blobs.delete(k) for k in keys[start : start + _REMOVE_AT_ONCE]))
-    return len(keys)
+    for start in range(first, through + 1, _REMOVE_AT_ONCE):
+        window = range(start, min(start + _REMOVE_AT_ONCE, through + 1))
+        await asyncio.gather(*(blobs.delete(entry_key(seq)) for seq in window))
+    return through - first + 1
 
 
-def _chunk_ends(run: list[_Candidate]) -> tuple[int, ...]:
-    return tuple(
-        run[min(start + MAX_OBJECTS_PER_CHECKPOINT, len(run)) - 1].seq
-        for start in range(0, len(run), MAX_OBJECTS_PER_CHECKPOINT)
-    )
-
-
-def _why_not(
-    decision: FoldBound | NoFold, folded: int, candidates: list[_Candidate] | None = None
-) -> str:
+def _why_not(decision: FoldBound | NoFold, folded: int, collector: _Collector | None = None) -> str:
     if isinstance(decision, NoFold):
         return decision.reason
-    if candidates:
+    stopped = collector.stopped_at if collector is not None else None
+    if stopped is not None and stopped <= decision.through_seq:
         return (
-            f"ledger entry {candidates[0].seq} names a key destroyed within the backup "
+            f"ledger entry {stopped} names a key destroyed within the backup "
             f"retention ({decision.backup_retention_days} days)"
         )
     return (

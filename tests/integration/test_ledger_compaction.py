@@ -45,12 +45,13 @@ from vault.db.embedded import postgres_bin_dir
 from vault.observability.metrics import Metrics
 from vault.runtime import OperatorContext, operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
-from vault.services.ledger import LedgerSummary, reconcile_on_start, verify_ledger
+from vault.services.ledger import LedgerSummary, locate_head, reconcile_on_start, verify_ledger
 from vault.services.ledger_checkpoint import CHECKPOINT_PREFIX, checkpoint_key
 from vault.services.ledger_objects import LedgerError, entry_key, parse_entry
 from vault.services.ledger_watermark import watermark_for
 from vault.services.receipts import ReceiptSigner, key_id_for, sign_statement
 from vault.services.root_epochs import list_epochs, retire_epoch, start_new_epoch
+from workers import ledger_compaction as compaction
 from workers.ledger import publish_pending
 from workers.ledger_compaction import CompactionReport, compact_ledger, compact_on_schedule
 from workers.monitor import refresh_gauges
@@ -617,3 +618,38 @@ def test_a_verify_overtaken_by_a_compaction_walks_again_against_its_checkpoint(
     store.stale[CHECKPOINT_PREFIX] = [[], [], []]
     with pytest.raises(LedgerError, match="entry 1 is missing"):
         deployment.run(lambda ctx: verify(ctx, store))
+
+
+def test_a_long_fold_is_split_into_chained_checkpoints_and_spread_over_passes(
+    pg_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_OBJECTS_PER_CHECKPOINT objects a checkpoint and MAX_OBJECTS_PER_PASS a
+    pass (here 2 and 4): five foldable objects take two passes and three checkpoints,
+    each continuing from the one before; one removed from the middle breaks the chain."""
+    monkeypatch.setattr(compaction, "MAX_OBJECTS_PER_CHECKPOINT", 2)
+    monkeypatch.setattr(compaction, "MAX_OBJECTS_PER_PASS", 4)
+    deployment = _deployment(pg_admin_url, tmp_path)
+    deployment.run(lambda ctx: _epoch_and_retire(ctx, deployment.tenant_id))
+    first = deployment.run(_compact)
+    assert (first.checkpoints, first.folded_through) == ((2, 4), 4)
+    assert deployment.ledger() == [5, 6, 7]
+    second = deployment.run(_compact)
+    assert (second.checkpoints, second.folded_through) == ((5,), 5)
+    assert deployment.ledger() == [6, 7] and len(deployment.checkpoints()) == 3
+    summary = deployment.run(_verify)
+    assert (summary.checkpoints, summary.folded_through, summary.folded_entries) == (3, 5, 15)
+    heads = [json.loads(p.read_bytes())["checkpoint"]["through"] for p in deployment.checkpoints()]
+
+    async def locate(ctx: OperatorContext) -> list[str]:
+        return [
+            await locate_head(ctx.db, ctx.blobs, h["seq"], bytes.fromhex(h["head"])) for h in heads
+        ]
+
+    assert deployment.run(locate) == ["checkpoint"] * 3
+    middle = deployment.checkpoints()[1]
+    saved = middle.read_bytes()
+    middle.unlink()
+    with pytest.raises(LedgerError, match="does not continue from the one before"):
+        deployment.run(_verify)
+    middle.write_bytes(saved)
+    deployment.run(_verify)
