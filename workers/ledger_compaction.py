@@ -163,8 +163,10 @@ async def compact_ledger(
         decision = fold_bound(epochs, now, issuer.backup_retention_days, issuer.root_key_in_kms)
         bound = decision if isinstance(decision, FoldBound) else None
         # Cheap first look: the names of the newest checkpoint and the lowest object.
-        named = await blobs.list_keys(CHECKPOINT_PREFIX)
-        folded_by_name = (checkpoint_seq(named[-1]) or 0) if named else 0
+        named = [
+            seq for k in await blobs.list_keys(CHECKPOINT_PREFIX) if (seq := checkpoint_seq(k))
+        ]
+        folded_by_name = max(named, default=0)
         lowest = await blobs.list_keys(LEDGER_PREFIX, limit=1)
         lowest_seq = (entry_seq(lowest[0]) or 0) if lowest else None
         left_over = lowest_seq is not None and lowest_seq <= folded_by_name

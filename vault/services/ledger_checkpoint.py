@@ -238,7 +238,7 @@ async def newest_checkpoint_at_or_after(
     """The newest checkpoint if it folds through `seq` or further (checked alone, not as
     a chain: start-up needs only to know whether its database is older than it), else
     None. `jwks_of`: an awaitable-returning callable for the key set, asked only then."""
-    keys = await blobs.list_keys(CHECKPOINT_PREFIX)
+    keys = [k for k in await blobs.list_keys(CHECKPOINT_PREFIX) if checkpoint_seq(k)]
     if not keys or (checkpoint_seq(keys[-1]) or 0) < seq:
         return None
     return decode_checkpoint(await blobs.get(keys[-1]), await jwks_of(), keys[-1])
