@@ -22,6 +22,7 @@ from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.hold_expiry import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
 from workers.idempotency import IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS, expire_idempotency_keys
 from workers.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from workers.ledger_compaction import LEDGER_COMPACTION_INTERVAL_SECONDS, compact_on_schedule
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
 from workers.runner import PeriodicJob
@@ -90,6 +91,11 @@ def background_jobs(
             "shred-ledger",
             PUBLISH_INTERVAL_SECONDS,
             lambda: publish_and_complete(db, blobs, issuer, watermark),
+        ),
+        PeriodicJob(
+            "ledger-compaction",
+            LEDGER_COMPACTION_INTERVAL_SECONDS,
+            lambda: compact_on_schedule(db, blobs, issuer, watermark, metrics),
         ),
         PeriodicJob(
             "deletion-check", CHECK_INTERVAL_SECONDS, lambda: run_scheduled_check(db, metrics)

@@ -25,6 +25,8 @@ def test_rate_brake_epoch_age_and_job_health_have_panels() -> None:
         "datavault_job_interval_seconds",
         "datavault_webhook_attempts_total",
         "datavault_webhook_queue_age_seconds",
+        "datavault_ledger_objects",
+        "datavault_ledger_folded_through",
     ):
         assert metric in shown, metric
 

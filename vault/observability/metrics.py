@@ -158,6 +158,17 @@ class Metrics:
             "Age of the oldest destroyed key not yet published to the shred ledger (0 if none)",
             registry=self.registry,
         )
+        self.ledger_objects = Gauge(
+            "datavault_ledger_objects",
+            "Shred-ledger objects not folded into a checkpoint (what `datavault ledger "
+            "verify` reads), from the head the database recorded",
+            registry=self.registry,
+        )
+        self.ledger_folded_through = Gauge(
+            "datavault_ledger_folded_through",
+            "The last shred-ledger entry folded into a signed checkpoint (0: none)",
+            registry=self.registry,
+        )
         self.deletion_violations = Gauge(
             "datavault_deletion_invariant_violations",
             "Violations of the deletion invariants found by the last scheduled "
@@ -196,6 +207,11 @@ class Metrics:
         self.webhook_deliveries_pending = Gauge(
             "datavault_webhook_deliveries_pending",
             "Webhook deliveries queued or waiting for a retry",
+            registry=self.registry,
+        )
+        self.ledger_folded_objects = Counter(
+            "datavault_ledger_folded_objects",
+            "Shred-ledger objects this process folded into checkpoints (and removed)",
             registry=self.registry,
         )
 

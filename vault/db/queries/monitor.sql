@@ -37,3 +37,7 @@ SELECT e.*, h.*, l.*, w.*
 -- name: current_epoch_started
 -- Deployment-wide (no tenant): when the current root-key epoch began.
 SELECT max(started_at) FROM root_epochs WHERE ended_at IS NULL
+
+-- name: ledger_state
+-- Deployment-wide: the ledger head the database recorded and how far it is folded.
+SELECT seq, folded_through FROM ledger_head WHERE singleton
