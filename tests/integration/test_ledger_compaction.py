@@ -512,12 +512,12 @@ def test_on_an_object_lock_bucket_the_checkpoint_is_locked_and_folded_entries_le
 def test_epochs_recorded_before_the_upgrade_take_the_head_the_outbox_shows(
     pg_admin_url: str, tmp_path: Path
 ) -> None:
-    """Migration 0019's backfill: an epoch recorded by an earlier release gets the newest
+    """Migration 0022's backfill: an epoch recorded by an earlier release gets the newest
     ledger object whose rows were marked published a minute before the epoch's row, so
     nothing published around its start ever counts as before it."""
     deployment = _deployment(pg_admin_url, tmp_path)
     migration = (
-        Path(__file__).resolve().parents[2] / "vault/db/migrations/0019_ledger_checkpoints.sql"
+        Path(__file__).resolve().parents[2] / "vault/db/migrations/0022_ledger_checkpoints.sql"
     ).read_text()
     backfill = migration[migration.index("UPDATE root_epochs") :].split(";")[0]
     started = datetime.now(UTC) + timedelta(days=1)

@@ -21,14 +21,8 @@ from vault.services.ledger_checkpoint import (
     encode_checkpoint,
 )
 from vault.services.ledger_objects import GENESIS, LedgerError
-from vault.services.receipts import (
-    ReceiptInvalid,
-    ReceiptSigner,
-    jwk,
-    key_id_for,
-    sign_statement,
-    verify_signed_receipt,
-)
+from vault.services.receipt_verify import ReceiptInvalid, verify_signed_receipt
+from vault.services.receipts import ReceiptSigner, jwk, key_id_for, sign_statement
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 BOUND = FoldBound(

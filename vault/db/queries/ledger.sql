@@ -79,7 +79,7 @@ SELECT $1, l.kind, l.key_id, l.erasure_id, l.destroyed_at, now(), l.seq
                     WHERE o.tenant_id = $1 AND o.key_kind = l.kind AND o.key_id = l.key_id)
 
 -- name: epoch_starts
--- The ledger head each root-key epoch began at (migration 0019; NULL: not recorded).
+-- The ledger head each root-key epoch began at (migration 0022; NULL: not recorded).
 SELECT epoch, ledger_seq_at_start FROM root_epochs ORDER BY epoch
 
 -- name: record_folded
