@@ -5,6 +5,9 @@ the erasure is unknown (404), the kept data is ordinary live data again, readabl
 application's read scope, and nothing will ever shred it. `datavault check deletion`
 passes, since no erasure names that generation any more.
 
+The same holds for a legal hold placed after the backup: the restore removes it without
+the two people its release takes, and the data it kept can be deleted at once.
+
 Steps (default settings: billing is kept at least 7 years): write a billing record, take
 a pg_dump, erase the subject (held: billing retained; its reference copy shredded),
 restore the dump, start the vault. Observed: the read key reads the billing record (200;
@@ -82,3 +85,44 @@ def test_what_an_erasure_kept_stays_compliance_only_after_a_backup_is_restored(
     assert after.status_code == 403, after.text
     assert erasure_after.status_code == 200 and erasure_after.json()["status"] == "held"
     assert violations == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team: a restored backup forgets a legal hold placed since; what it kept "
+    "can be deleted by one application key",
+)
+def test_a_legal_hold_survives_a_backup_restore(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "before-hold.dump"
+    with running_server(private_vault, url) as server, server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        compliance = create_key(http, tenant, ["compliance"])
+        stored = http.post(
+            "/v1/subjects/defendant/artefacts?category=recording",
+            content=b"the call in dispute",
+            headers=auth(app),
+        )
+        assert stored.status_code == 201, stored.text
+        artefact = f"/v1/subjects/defendant/artefacts/{stored.json()['id']}"
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        placed = http.post(
+            "/v1/holds",
+            json={"subject_ref": "defendant", "reason": "litigation", "reference": "CASE-7"},
+            headers=auth(compliance),
+        )
+        assert placed.status_code == 201, placed.text
+        refused = http.delete(artefact, headers=auth(app))
+    assert refused.status_code == 409  # the hold keeps it
+
+    restored_url = empty_database(pg_admin_url)
+    _pg("pg_restore", "-d", restored_url, str(dump))
+    restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
+    with running_server(restored, restored_url) as server, server.client() as http:
+        hold_after = http.get(f"/v1/holds/{placed.json()['id']}", headers=auth(compliance))
+        deleted = http.delete(artefact, headers=auth(app))
+    assert hold_after.status_code == 200 and hold_after.json()["active"]
+    assert deleted.status_code == 409, deleted.text
