@@ -18,7 +18,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 
 from tests.support import make_tenant, private_server
 from vault.runtime import OperatorContext, operator_context
@@ -37,11 +36,6 @@ async def _live_keks(ctx: OperatorContext, tenant_id: uuid.UUID) -> int:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a new epoch gives a closed tenant a live KEK again, and check "
-    "deletion reports closed_tenant_keys_live from then on",
-)
 def test_a_new_epoch_leaves_a_closed_tenant_without_keys(pg_admin_url: str, tmp_path: Path) -> None:
     with private_server(pg_admin_url, tmp_path / "data") as server:
         tenant = make_tenant(server.settings, server.database_url)
