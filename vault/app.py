@@ -78,6 +78,7 @@ from vault.services.webhook_sender import resolve_host
 from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
+from workers.ledger import publish_pending
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -220,7 +221,12 @@ def create_app(
             export=ExportService(
                 db, keyring, subject_service, artefact_service, disclosure_service
             ),
-            holds=HoldService(db),
+            holds=HoldService(
+                db,
+                lambda: publish_pending(
+                    db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
+                ),
+            ),
             erasures=ErasureService(db, refs),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,

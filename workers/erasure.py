@@ -26,6 +26,7 @@ from vault.domain.tenant_settings import TenantSettings
 from vault.observability import events
 from vault.services.erasure_transitions import transition
 from vault.services.keyring import KeyRing
+from vault.services.ledger_instructions import record_erasure
 from vault.services.tenants import list_tenants, load_settings
 from workers.isolation import isolated
 
@@ -82,6 +83,9 @@ async def _shred_due(
                 destroyed, _ = await _shred(
                     conn, keyring, tenant_id, erasure, now or datetime.now(UTC)
                 )
+                # What it covers and kept, outside PostgreSQL too: a restored backup
+                # from before it must not forget it (vault/services/ledger_instructions.py).
+                await record_erasure(conn, tenant_id, erasure["id"])
                 await transition(
                     conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED,
                     ErasureStatus.IN_PROGRESS,

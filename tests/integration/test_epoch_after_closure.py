@@ -18,7 +18,6 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-
 from tests.support import make_tenant, private_server
 from vault.runtime import OperatorContext, operator_context
 from vault.services.root_epochs import start_new_epoch

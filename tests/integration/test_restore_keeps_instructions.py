@@ -1,0 +1,161 @@
+"""What a restored backup keeps from the shred ledger's instruction entries, at the edges:
+a hold released since the backup stays released (whether the backup knew the hold or
+not), replaying the entries again changes nothing, and a changed instruction entry fails
+`datavault ledger verify` like a changed key entry. (The main cases, an erasure that kept
+something and a hold placed since, are tests/integration/test_restore_forgets_what_is_kept.py.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tests.api.helpers import auth, create_key
+from tests.support import empty_database, make_tenant, running_server
+from vault.blobs.filesystem import FilesystemBlobStore
+from vault.config import Settings
+from vault.db.database import Database
+from vault.db.embedded import postgres_bin_dir
+from vault.services.ledger import reconcile_on_start
+
+PG_BIN = postgres_bin_dir()
+
+
+def _pg(tool: str, *args: str) -> None:
+    subprocess.run([str(PG_BIN / tool), *args], check=True, capture_output=True, timeout=120)
+
+
+def _restore(pg_admin_url: str, dump: Path) -> str:
+    restored_url = empty_database(pg_admin_url)
+    _pg("pg_restore", "-d", restored_url, str(dump))
+    return restored_url
+
+
+def _hold(http: httpx.Client, key: dict[str, Any], ref: str, reason: str) -> str:
+    placed = http.post(
+        "/v1/holds",
+        json={"subject_ref": ref, "reason": reason, "reference": "CASE-1"},
+        headers=auth(key),
+    )
+    assert placed.status_code == 201, placed.text
+    return str(placed.json()["id"])
+
+
+def _release(http: httpx.Client, key: dict[str, Any], hold_id: str) -> None:
+    released = http.post(
+        f"/v1/holds/{hold_id}/release", json={"reason": "case closed"}, headers=auth(key)
+    )
+    assert released.status_code == 200, released.text
+
+
+async def _rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return [tuple(r) for r in await conn.fetch(query)]
+    finally:
+        await conn.close()
+
+
+def test_holds_released_since_the_backup_stay_released_and_replay_is_idempotent(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "backup.dump"
+    with running_server(private_vault, url) as server, server.client() as http:
+        compliance = create_key(http, tenant, ["compliance"])
+        known = _hold(http, compliance, "known", "regulatory")  # in the backup
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        _release(http, compliance, known)
+        unknown = _hold(http, compliance, "unknown", "regulatory")  # placed since
+        _release(http, compliance, unknown)
+        standing = _hold(http, compliance, "standing", "litigation")  # placed since
+
+    restored_url = _restore(pg_admin_url, dump)
+    blobs = FilesystemBlobStore(private_vault.data_dir.resolve() / "blobs")
+
+    async def replay_twice() -> None:
+        # Two starts before the publisher moved the database's head past the entries (a
+        # vault killed during its first start): the second replay finds it all done.
+        db = await Database.connect(restored_url, max_size=4)
+        try:
+            await reconcile_on_start(db, blobs)
+            await reconcile_on_start(db, blobs)
+        finally:
+            await db.close()
+
+    asyncio.run(replay_twice())
+    holds = asyncio.run(
+        _rows(restored_url, "SELECT id::text, released_at IS NOT NULL FROM holds ORDER BY 1")
+    )
+    journal = asyncio.run(
+        _rows(
+            restored_url,
+            "SELECT hold_id::text, action FROM hold_events "
+            "WHERE reason = 'restored from the shred ledger' ORDER BY 1, seq",
+        )
+    )
+    assert sorted(holds) == sorted([(known, True), (unknown, True), (standing, False)])
+    assert sorted(journal) == sorted(
+        [(known, "released"), (unknown, "placed"), (unknown, "released"), (standing, "placed")]
+    )
+
+    restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
+    with running_server(restored, restored_url) as server, server.client() as http:
+        shown = {
+            hold_id: http.get(f"/v1/holds/{hold_id}", headers=auth(compliance)).json()
+            for hold_id in (known, unknown, standing)
+        }
+    assert not shown[known]["active"] and shown[known]["released_at"] is not None
+    assert not shown[unknown]["active"] and shown[unknown]["released_at"] is not None
+    assert shown[standing]["active"] and shown[standing]["reason"] == "litigation"
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url or "",
+        "DATAVAULT_DATA_DIR": str(settings.data_dir),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "vault", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_changed_instruction_entry_fails_ledger_verify(private_vault: Settings) -> None:
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    with running_server(private_vault, url) as server, server.client() as http:
+        compliance = create_key(http, tenant, ["compliance"])
+        hold_id = _hold(http, compliance, "defendant", "litigation")
+        _hold(http, compliance, "witness", "regulatory")  # a later entry links to it
+    assert _cli(private_vault, "ledger", "verify").returncode == 0
+
+    ledger = sorted((private_vault.data_dir / "blobs" / "ledger").iterdir())
+    documents = [json.loads(path.read_bytes()) for path in ledger]
+    index = next(
+        i
+        for i, document in enumerate(documents)
+        if any(e.get("fact", {}).get("hold_id") == hold_id for e in document["entries"])
+    )
+    assert index < len(ledger) - 1
+    original = ledger[index].read_bytes()
+    entry = next(e for e in documents[index]["entries"] if e["key_kind"] == "hold")
+    # Someone with write access to the bucket backdates the hold's release.
+    entry["fact"]["released_at"] = "2026-01-01T00:00:00+00:00"
+    ledger[index].write_text(json.dumps(documents[index], sort_keys=True, separators=(",", ":")))
+    changed = _cli(private_vault, "ledger", "verify")
+    assert changed.returncode == 1 and "changed" in changed.stdout, changed.stdout
+    ledger[index].write_bytes(original)
+    assert _cli(private_vault, "ledger", "verify").returncode == 0
