@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import asyncpg
 import httpx
 
 from tests.api.helpers import auth, create_key
+from tests.jobs import run_worker_pass
 from tests.support import empty_database, make_tenant, running_server
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.config import Settings
@@ -159,3 +161,56 @@ def test_a_changed_instruction_entry_fails_ledger_verify(private_vault: Settings
     assert changed.returncode == 1 and "changed" in changed.stdout, changed.stdout
     ledger[index].write_bytes(original)
     assert _cli(private_vault, "ledger", "verify").returncode == 0
+
+
+def _status(http: httpx.Client, key: dict[str, Any], erasure_id: str, wanted: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if http.get(f"/v1/erasures/{erasure_id}", headers=auth(key)).json()["status"] == wanted:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the erasure did not become {wanted}")
+
+
+def test_a_restored_held_erasure_is_shredded_when_due_and_later_writes_are_a_new_life(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "before-erasure.dump"
+    with running_server(private_vault, url) as server, server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        privacy = create_key(http, tenant, ["erasure"])
+        compliance = create_key(http, tenant, ["compliance"])
+        written = http.put(
+            "/v1/subjects/payer/records/invoice?category=billing",
+            json={"iban": "DE00 1234"},
+            headers=auth(app),
+        )
+        assert written.status_code == 201, written.text
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        erasure_id = http.post("/v1/subjects/payer/erasure", headers=auth(privacy)).json()["id"]
+        _status(http, privacy, erasure_id, "held")
+
+    restored_url = _restore(pg_admin_url, dump)
+    restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
+    with running_server(restored, restored_url) as server, server.client() as http:
+        kept = http.get("/v1/subjects/payer/records/invoice", headers=auth(compliance))
+        # Data written since is a new life of the subject, the application's again.
+        rewritten = http.put(
+            "/v1/subjects/payer/records/profile?category=account",
+            json={"plan": "basic"},
+            headers=auth(app),
+        )
+        reread = http.get("/v1/subjects/payer/records/profile", headers=auth(app))
+        still_kept = http.get("/v1/subjects/payer/records/invoice", headers=auth(app))
+        # Past the statutory retention (7 years) what the erasure kept is shredded.
+        run_worker_pass(server, days=8 * 366)
+        shown = http.get(f"/v1/erasures/{erasure_id}", headers=auth(privacy)).json()
+    assert kept.status_code == 200, kept.text
+    assert rewritten.status_code == 201, rewritten.text
+    assert reread.status_code == 200, reread.text
+    assert still_kept.status_code == 403  # what the erasure kept is compliance-only
+    assert shown["status"] == "completed", shown
+    assert shown["retained"] == []
+    assert {i["category"] for i in shown["shredded"]} == {"billing", "identity"}

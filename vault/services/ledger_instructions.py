@@ -144,7 +144,8 @@ async def replay(
         if entry["key_kind"] == HOLD:
             holds[fact["hold_id"]] = fact  # the newest record of each
         elif entry["key_kind"] == ERASURE:
-            erasures.setdefault(fact["erasure_id"], fact)  # the first: its first shred
+            # One per erasure (its first shred), recorded in that shred's transaction.
+            erasures.setdefault(fact["erasure_id"], {**fact, "shredded_at": entry["destroyed_at"]})
     restored = released = 0
     for fact in holds.values():
         outcome = await _replay_hold(conn, tenant_id, fact)
@@ -200,8 +201,7 @@ async def _replay_erasure(conn: Connection, tenant_id: uuid.UUID, fact: dict[str
         subject_id, fact["generation"], fact["from_generation"], status,
         _parse_time(fact["requested_at"]), uuid.UUID(fact["requested_by"]),
         _parse_time(fact["not_before"]), _parse_time(fact["due_at"]),
-        min((datetime.fromisoformat(i["destroyed_at"]) for i in items if i["destroyed_at"]),
-            default=None),
+        _parse_time(fact["shredded_at"]),
     )  # fmt: skip
     if inserted is None:
         return False  # the database knows it (in whatever later state)
