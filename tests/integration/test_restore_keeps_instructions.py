@@ -12,20 +12,29 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.jobs import run_worker_pass
-from tests.support import empty_database, make_tenant, running_server
+from tests.support import empty_database, make_tenant, new_database, running_server
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.config import Settings
 from vault.db.database import Database
 from vault.db.embedded import postgres_bin_dir
-from vault.services.ledger import reconcile_on_start
+from vault.runtime import OperatorContext, operator_context
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.ledger import LedgerError, reconcile_on_start
+from vault.services.ledger_instructions import record_hold
+from vault.services.ledger_watermark import watermark_for
+from vault.services.root_epochs import retire_epoch, start_new_epoch
+from workers.ledger import publish_pending
+from workers.ledger_compaction import compact_ledger
 
 PG_BIN = postgres_bin_dir()
 
@@ -214,3 +223,62 @@ def test_a_restored_held_erasure_is_shredded_when_due_and_later_writes_are_a_new
     assert shown["status"] == "completed", shown
     assert shown["retained"] == []
     assert {i["category"] for i in shown["shredded"]} == {"billing", "identity"}
+
+
+async def _place_recorded_hold(ctx: OperatorContext, tenant_id: uuid.UUID) -> uuid.UUID:
+    """A tenant-wide hold with its instruction entry, published as the publisher does."""
+    hold_id = uuid.uuid4()
+    async with ctx.db.tenant_tx(tenant_id) as conn:
+        await conn.execute(
+            "INSERT INTO holds (tenant_id, id, reason, reference, placed_by) "
+            "VALUES ($1, $2, 'regulatory', 'CASE-9', $3)",
+            tenant_id, hold_id, uuid.uuid4(),
+        )  # fmt: skip
+        await record_hold(conn, tenant_id, hold_id)
+    assert await publish_pending(ctx.db, ctx.blobs, 0, watermark_for(ctx.root, ctx.blobs)) == 1
+    return hold_id
+
+
+def test_compaction_folds_instruction_entries_only_past_what_a_servable_backup_needs(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Instruction entries fold by the rule keys fold by: published before the oldest live
+    epoch began, every older epoch retired. A backup from before that is refused (nothing
+    in it opens); one from since replays the instruction entries after its head."""
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url, backup_retention_days=0)
+    tenant_id = make_tenant(settings, url).id
+    old_backup, new_backup = tmp_path / "epoch-1.dump", tmp_path / "epoch-2.dump"
+
+    async def build() -> tuple[uuid.UUID, int]:
+        async with operator_context(settings, url) as ctx:
+            # The receipt key (which signs checkpoints) exists before either backup.
+            issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+            await _place_recorded_hold(ctx, tenant_id)
+            _pg("pg_dump", "-Fc", "-f", str(old_backup), "-d", url)
+            await _place_recorded_hold(ctx, tenant_id)
+            await start_new_epoch(ctx.db, ctx.keyring, ctx.root, propagation_seconds=0)
+            _pg("pg_dump", "-Fc", "-f", str(new_backup), "-d", url)
+            since = await _place_recorded_hold(ctx, tenant_id)
+            await retire_epoch(ctx.db, ctx.root, 1, 0)
+            report = await compact_ledger(
+                ctx.db, ctx.blobs, issuer, watermark=watermark_for(ctx.root, ctx.blobs)
+            )
+            return since, report.folded_objects
+
+    since, folded = asyncio.run(build())
+    assert folded == 2  # both holds recorded before epoch 2 began
+    assert _cli(settings, "ledger", "verify").returncode == 0
+    blobs = FilesystemBlobStore(settings.data_dir.resolve() / "blobs")
+
+    async def start(restored_url: str) -> list[tuple[Any, ...]]:
+        db = await Database.connect(restored_url, max_size=4)
+        try:
+            await reconcile_on_start(db, blobs)
+        finally:
+            await db.close()
+        return await _rows(restored_url, "SELECT id FROM holds ORDER BY placed_at")
+
+    with pytest.raises(LedgerError, match="older than the shred ledger's checkpoint"):
+        asyncio.run(start(_restore(pg_admin_url, old_backup)))
+    assert asyncio.run(start(_restore(pg_admin_url, new_backup)))[-1] == (since,)
