@@ -6,9 +6,12 @@ rows into one ledger object per batch, `ledger/<seq>.json`, hash-chained to the 
 completes once all its rows are). PostgreSQL remembers the head it last saw. On start the
 vault re-destroys every key the ledger names that the database still holds (a restored
 backup), and refuses to start when the ledger is shorter than that head (objects
-removed). Objects no restorable backup can need any more fold into signed checkpoints
-(vault/services/ledger_checkpoint.py); a database older than the newest checkpoint is
-refused. `datavault ledger verify` checks the chain and the checkpoints.
+removed). Instruction entries in the same chain (an erasure's first shred, each change
+to a hold) let it restore what such a backup forgot besides keys
+(vault/services/ledger_instructions.py). Objects no restorable backup can need any more
+fold into signed checkpoints (vault/services/ledger_checkpoint.py); a database older than
+the newest checkpoint is refused. `datavault ledger verify` checks the chain and the
+checkpoints.
 """
 
 from __future__ import annotations
