@@ -35,6 +35,10 @@ from vault.services.webhook_outbox import emit_hold_released
 
 log = structlog.get_logger("datavault.holds")
 
+# How long a hold change waits for its shred-ledger entry before answering anyway (a blob
+# store that hangs). Cut off, a publish leaves at most an object the next round adopts.
+LEDGER_WAIT_SECONDS = 10.0
+
 Q = Queries("holds")
 K = Queries("api_keys")
 
@@ -128,7 +132,7 @@ class HoldService:
         if self._publish_ledger is None:
             return
         try:
-            async with self._publishing:
+            async with asyncio.timeout(LEDGER_WAIT_SECONDS), self._publishing:
                 await self._publish_ledger()
         except Exception as exc:  # the hold stands; the publisher's next round retries
             log.warning(
