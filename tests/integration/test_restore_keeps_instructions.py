@@ -19,16 +19,20 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import structlog
 
 from tests.api.helpers import auth, create_key
 from tests.jobs import run_worker_pass
 from tests.support import empty_database, make_tenant, new_database, running_server
+from vault.blobs.base import BlobStoreError
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.config import Settings
 from vault.db.database import Database
 from vault.db.embedded import postgres_bin_dir
 from vault.runtime import OperatorContext, operator_context
+from vault.services import holds
 from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.holds import Actor, HoldRequest, HoldService
 from vault.services.ledger import LedgerError, reconcile_on_start
 from vault.services.ledger_instructions import record_hold
 from vault.services.ledger_watermark import watermark_for
@@ -282,3 +286,46 @@ def test_compaction_folds_instruction_entries_only_past_what_a_servable_backup_n
     with pytest.raises(LedgerError, match="older than the shred ledger's checkpoint"):
         asyncio.run(start(_restore(pg_admin_url, old_backup)))
     assert asyncio.run(start(_restore(pg_admin_url, new_backup)))[-1] == (since,)
+
+
+def test_a_hold_change_answers_when_its_ledger_entry_cannot_be_written_yet(
+    private_vault: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The blob store fails or hangs: the hold is placed (it holds in PostgreSQL), the
+    answer says so within the bound, the log names the deferral (ids only), and the
+    publisher's next round writes the entry."""
+    url = private_vault.database_url or ""
+    tenant_id = make_tenant(private_vault, url).id
+    monkeypatch.setattr(holds, "LEDGER_WAIT_SECONDS", 1.0)
+
+    async def fail() -> object:
+        raise BlobStoreError("the store is down")
+
+    async def hang() -> object:
+        await asyncio.sleep(3600)
+        return None
+
+    async def run() -> tuple[int, int]:
+        async with operator_context(private_vault, url) as ctx:
+            request = HoldRequest(None, None, "regulatory", "CASE-3", None, None)
+            actor = Actor(uuid.uuid4(), None)
+            await HoldService(ctx.db, fail).place(tenant_id, request, actor)
+            started = time.monotonic()
+            await HoldService(ctx.db, hang).place(tenant_id, request, actor)
+            assert time.monotonic() - started < 5
+            async with ctx.db.tenant_tx(tenant_id) as conn:
+                pending = await conn.fetchval(
+                    "SELECT count(*) FROM ledger_outbox WHERE key_kind = 'hold' "
+                    "AND published_at IS NULL"
+                )
+            published = await publish_pending(ctx.db, ctx.blobs, 0)
+            return int(pending), published
+
+    with structlog.testing.capture_logs() as logs:
+        pending, published = asyncio.run(run())
+    deferred = [entry for entry in logs if entry["event"] == "hold_ledger_entry_deferred"]
+    assert [d["error_type"] for d in deferred] == ["BlobStoreError", "TimeoutError"]
+    assert all(
+        set(d) <= {"event", "log_level", "tenant_id", "hold_id", "error_type"} for d in deferred
+    )
+    assert pending == 2 and published == 2
