@@ -32,10 +32,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import structlog
+
 from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus
 from vault.domain.holds import HoldAction
+
+log = structlog.get_logger("datavault.ledger")
 
 Q = Queries("ledger_instructions")
 
@@ -154,7 +158,13 @@ async def replay(
     erased = 0
     for fact in erasures.values():
         erased += await _replay_erasure(conn, tenant_id, fact)
-    return ReplayCounts(restored, released, erased)
+    counts = ReplayCounts(restored, released, erased)
+    if counts != ReplayCounts():
+        log.warning(
+            "instructions_restored", tenant_id=str(tenant_id), holds_restored=restored,
+            holds_released=released, erasures_restored=erased,
+        )  # fmt: skip
+    return counts
 
 
 async def _replay_hold(conn: Connection, tenant_id: uuid.UUID, fact: dict[str, Any]) -> str:
