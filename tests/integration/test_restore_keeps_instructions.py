@@ -92,6 +92,9 @@ def test_holds_released_since_the_backup_stay_released_and_replay_is_idempotent(
         unknown = _hold(http, compliance, "unknown", "regulatory")  # placed since
         _release(http, compliance, unknown)
         standing = _hold(http, compliance, "standing", "litigation")  # placed since
+        # A tenant created since, with a hold: the backup knows neither, nor its data.
+        newcomer = make_tenant(private_vault, url)
+        _hold(http, create_key(http, newcomer, ["compliance"]), "anyone", "regulatory")
 
     restored_url = _restore(pg_admin_url, dump)
     blobs = FilesystemBlobStore(private_vault.data_dir.resolve() / "blobs")

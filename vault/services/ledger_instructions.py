@@ -140,7 +140,10 @@ async def replay(
     conn: Connection, tenant_id: uuid.UUID, entries: list[dict[str, Any]]
 ) -> ReplayCounts:
     """Apply one tenant's instruction entries (in ledger order) the database may lack:
-    holds first, since a restored erasure's items name them."""
+    holds first, since a restored erasure's items name them. A tenant created after the
+    backup is not in it, and nor is anything of its to keep or protect: nothing to do."""
+    if not await conn.fetchval(Q.tenant_known, tenant_id):
+        return ReplayCounts()
     holds: dict[str, dict[str, Any]] = {}
     erasures: dict[str, dict[str, Any]] = {}
     for entry in entries:

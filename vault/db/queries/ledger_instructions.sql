@@ -65,3 +65,6 @@ VALUES ($1, $2, NULL, $3, 'restored from the shred ledger')
 -- Later writes start after the generations the erasure covers, as when it was requested.
 UPDATE subjects SET generation = $3 + 1
  WHERE tenant_id = $1 AND id = $2 AND generation <= $3
+
+-- name: tenant_known
+SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
