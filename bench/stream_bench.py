@@ -479,17 +479,20 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
     # running_seaweed sets the AWS_* credentials in os.environ while it runs; the vault
     # started inside inherits them.
     with running_seaweed(work / "seaweed") as seaweed:
+        # As production has it: a bucket with Object Lock (the shred ledger is locked).
+        bucket = "stream-bench"
+        client = seaweed.client()
+        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
         vault = Vault(
             work,
             "vault-s3",
             size,
             {
-                "DATAVAULT_S3_BUCKET": seaweed.bucket,
+                "DATAVAULT_S3_BUCKET": bucket,
                 "DATAVAULT_S3_ENDPOINT_URL": seaweed.endpoint_url,
                 "DATAVAULT_S3_REGION": REGION,
             },
         )
-        client = seaweed.client()
         me = os.getpid()  # boto3 runs in this process; its CPU is not the vault's
         try:
             with httpx.Client(timeout=300) as http:
@@ -502,19 +505,19 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
                     reader = io.BufferedReader(BodyReader(buffers, size), MIB)
                     results["boto3"].timed(
                         "upload", me, size,
-                        lambda: client.upload_fileobj(reader, seaweed.bucket, key),  # noqa: B023
+                        lambda: client.upload_fileobj(reader, bucket, key),  # noqa: B023
                     )  # fmt: skip
 
                     def get() -> None:
                         received = 0
-                        streamed = client.get_object(Bucket=seaweed.bucket, Key=key)["Body"]  # noqa: B023
+                        streamed = client.get_object(Bucket=bucket, Key=key)["Body"]  # noqa: B023
                         while piece := streamed.read(MIB):
                             received += len(piece)
                         if received != size:
                             raise SystemExit(f"boto3 read {received} bytes, expected {size}")
 
                     results["boto3"].timed("download", me, size, get)
-                    client.delete_object(Bucket=seaweed.bucket, Key=key)
+                    client.delete_object(Bucket=bucket, Key=key)
                 rss.append(peak_rss_mib(vault.process.pid))
         finally:
             client.close()

@@ -27,6 +27,7 @@ from vault.observability import events
 from vault.services.erasure_transitions import transition
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
+from vault.services.wakeups import LEDGER_PENDING, notify
 from workers.isolation import isolated
 
 Q = Queries("erasures")
@@ -86,6 +87,8 @@ async def _shred_due(
                     conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED,
                     ErasureStatus.IN_PROGRESS,
                 )  # fmt: skip
+                # Its ledger rows are committed with this: the publisher runs at once.
+                await notify(conn, LEDGER_PENDING, tenant_id)
             events.erasure_shredded(tenant_id, erasure["id"], destroyed)
             shredded += 1
     return shredded, True
@@ -145,6 +148,7 @@ async def _retry_one(
             conn, tenant_id, erasure["id"], ErasureStatus.HELD, ErasureStatus.IN_PROGRESS,
             detail="no longer kept",
         )  # fmt: skip
+        await notify(conn, LEDGER_PENDING, tenant_id)
     return destroyed
 
 

@@ -9,6 +9,7 @@ from vault.domain.holds import HoldAction
 from vault.observability import events
 from vault.services.holds import journal
 from vault.services.tenants import list_tenants
+from vault.services.wakeups import ERASURES_DUE, notify
 
 Q = Queries("holds")
 
@@ -23,6 +24,9 @@ async def journal_expired_holds(db: Database) -> int:
             expired = [row["id"] for row in await conn.fetch(Q.newly_expired, tenant.id)]
             for hold_id in expired:
                 await journal(conn, tenant.id, hold_id, HoldAction.EXPIRED, None, None)
+            if expired:
+                # Erasures it kept are retried now (their executor pass would anyway).
+                await notify(conn, ERASURES_DUE, tenant.id)
         for hold_id in expired:
             events.hold_expired(tenant.id, hold_id)
         journaled += len(expired)

@@ -25,6 +25,7 @@ from vault.observability import events
 from vault.services.erasure_transitions import journal_created, transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
+from vault.services.wakeups import ERASURES_DUE, notify
 
 Q = Queries("erasures")
 
@@ -133,6 +134,9 @@ class ErasureService:
             )  # fmt: skip
             detail = "rate brake: held back 24 h" if braked else None
             await journal_created(conn, tenant_id, erasure_id, api_key_id, detail)
+            if not_before <= now:
+                # Due at once: the executor runs when this commits, not at its next poll.
+                await notify(conn, ERASURES_DUE, tenant_id)
             return await self._read(conn, tenant_id, erasure_id), True
 
     async def _extend(
@@ -202,6 +206,8 @@ class ErasureService:
             settings = await load_settings(conn, tenant_id)
             grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
+            if grace_end <= now:
+                await notify(conn, ERASURES_DUE, tenant_id)
             await transition(
                 conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
                 api_key_id=api_key_id, detail="rate brake released by an admin",
