@@ -114,26 +114,30 @@ def _cursor(last: Artefact | None) -> str | None:
 
 
 async def show_artefact(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
+    principal = await require(request, Scope.READ, liveness_in_statement=True)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
     artefact = await vault_state(request).artefacts.describe(
-        principal.tenant_id, ref, artefact_id, access_for(principal)
+        principal.tenant_id, principal.key_to_check, ref, artefact_id, access_for(principal)
     )
     return json_response(render_artefact(artefact, ref.reveal()))
 
 
 async def artefact_content(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
+    # The key's liveness is checked in the statement that finds the artefact, and on the
+    # clock while the body streams (vault/http/transfers.py).
+    principal = await require(request, Scope.READ, liveness_in_statement=True)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
     service = vault_state(request).artefacts
-    access = access_for(principal)
-    artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
+    located = await service.locate(
+        principal.tenant_id, principal.key_to_check, ref, artefact_id, access_for(principal)
+    )
+    artefact = located.artefact
     try:
         byte_range = parse_range(request.headers.get("range"), artefact.size)
     except RangeNotSatisfiable:
@@ -143,10 +147,7 @@ async def artefact_content(request: Request) -> Response:
     headers = _content_headers(artefact, length, byte_range, artefact.size)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    content = await service.open_content(
-        principal.tenant_id, ref, artefact_id, access, byte_range,
-        watch_transfer(request, principal),
-    )  # fmt: skip
+    content = await service.open_content(located, byte_range, watch_transfer(request, principal))
     return StreamingResponse(content.body, status_code=status, headers=headers)
 
 
