@@ -45,10 +45,11 @@ class RecordingBlobStore:
         return getattr(self._inner, name)
 
     async def get_range(
-        self, key: str, start: int = 0, end: int | None = None
+        self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
     ) -> AsyncGenerator[bytes, None]:
         self.reads.append((key, start, end))
-        async with aclosing(self._inner.get_range(key, start, end)) as chunks:
+        inner = self._inner.get_range(key, start, end, piece_bytes=piece_bytes)
+        async with aclosing(inner) as chunks:
             async for chunk in chunks:
                 self.bytes_served += len(chunk)
                 yield chunk

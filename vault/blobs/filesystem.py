@@ -32,6 +32,7 @@ from vault.blobs.base import (
     BlobNotFound,
     BlobStoreError,
     IncompleteUpload,
+    check_piece_bytes,
     is_valid_key,
 )
 
@@ -203,27 +204,28 @@ class FilesystemBlobStore:
         return path.read_bytes()
 
     async def get_range(
-        self, key: str, start: int = 0, end: int | None = None
+        self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
     ) -> AsyncGenerator[bytes, None]:
         if start < 0 or (end is not None and end < start):
             raise ValueError("invalid byte range")
+        piece = check_piece_bytes(piece_bytes, READ_CHUNK_BYTES)
         path = self._path(key)
         # Each piece opens, reads and closes the file: no descriptor stays open across a
         # yield, so a reader abandoned half way (client gone, integrity failure) leaks
         # nothing, whenever its generator is finalised.
         position = start
         while end is None or position <= end:
-            want = READ_CHUNK_BYTES if end is None else min(READ_CHUNK_BYTES, end + 1 - position)
+            want = piece if end is None else min(piece, end + 1 - position)
             try:
-                piece = await asyncio.to_thread(self._read_at, path, want, position)
+                data = await asyncio.to_thread(self._read_at, path, want, position)
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 raise BlobNotFound("no such blob") from None
             except OSError as exc:
                 raise _os_failure("read", exc) from None
-            if not piece:
+            if not data:
                 break
-            position += len(piece)
-            yield piece
+            position += len(data)
+            yield data
 
     @classmethod
     def _read_at(cls, path: Path, size: int, offset: int) -> bytes:

@@ -45,16 +45,23 @@ def render_artefact(artefact: Artefact, ref: str) -> dict[str, Any]:
 
 async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
     """Give up on a body that stops arriving: the upload is abandoned (its key shredded,
-    its partial blob removed) and the connection freed."""
+    its partial blob removed) and the connection freed. One deadline moved per chunk,
+    armed only while the next chunk is awaited (a consumer that is slow to ask is not
+    the client's fault), instead of a task per chunk."""
     iterator = aiter(chunks)
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(iterator), timeout=seconds)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise TimedOut(f"no upload data for {seconds:g} s") from None
-        yield chunk
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as deadline:
+            while True:
+                deadline.reschedule(loop.time() + seconds)
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                deadline.reschedule(None)
+                yield chunk
+    except TimeoutError:
+        raise TimedOut(f"no upload data for {seconds:g} s") from None
 
 
 def _declared_length(request: Request) -> int | None:

@@ -15,19 +15,21 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from crypto.errors import IntegrityError
-from crypto.limits import DEFAULT_SEGMENT_SIZE
+from crypto.limits import DEFAULT_SEGMENT_SIZE, GCM_TAG_SIZE
 from crypto.records import open_record, seal_record
 from crypto.stream import (
+    RangePlan,
+    StreamSealer,
     decrypt_range,
     decrypt_stream,
-    encrypt_stream,
     header_size,
     parse_header,
     plan_range,
@@ -55,6 +57,7 @@ from vault.services.subjects import (
 )
 from vault.services.tenants import load_settings
 from vault.services.transfers import TransferLease
+from vault.services.upload_pipeline import sealed_upload
 
 Q = Queries("artefacts")
 
@@ -183,10 +186,10 @@ class ArtefactService:
         meter = UploadMeter(limit)
         try:
             with lease.holding(data_key):
-                plaintext = meter.through(prefetched(body))
                 this = artefact_object(artefact_id)
-                ciphertext = encrypt_stream(data_key.key, data_key.content_context(this), plaintext)
-                await self._blobs.put_stream(key, ciphertext)
+                sealer = StreamSealer(data_key.key, data_key.content_context(this))
+                pieces = prefetched(body, piece_bytes=DEFAULT_SEGMENT_SIZE)
+                await self._blobs.put_stream(key, sealed_upload(pieces, meter, sealer))
                 metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
                 sealed = seal_record(
                     data_key.key,
@@ -342,34 +345,34 @@ class ArtefactService:
         context = data_key.content_context(artefact_object(artefact_id))
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
-        if byte_range is None:
+        if size == 0:  # the empty object: a header and one empty segment
             async with (
-                aclosing(prefetched(self._blobs.get_range(key))) as ciphertext,
+                aclosing(self._blobs.get_range(key)) as ciphertext,
                 aclosing(decrypt_stream(data_key.key, context, ciphertext)) as plaintext,
             ):
                 async for piece in plaintext:
                     yield piece
             return
+        # A whole download is the range 0..size-1: the row's size says which segment
+        # carries the last flag, so a cut or lengthened blob still fails.
+        wanted = byte_range or ByteRange(0, size - 1)
         header_bytes = self._headers.get(key)
         if header_bytes is None:
             read = bytearray()
             async for chunk in self._blobs.get_range(key, 0, header_size(context) - 1):
                 read += chunk
             header_bytes = bytes(read)
-        header = parse_header(header_bytes)
-        plan = plan_range(header, size, byte_range.start, byte_range.end)
-        ranged = self._blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end)
+        plan = plan_range(parse_header(header_bytes), size, wanted.start, wanted.end)
         try:
-            async with (
-                aclosing(ranged) as segments,
-                aclosing(
-                    decrypt_range(data_key.key, context, header_bytes, segments, plan)
-                ) as plaintext,
-            ):
-                async for piece in plaintext:
-                    # Kept once a segment opened under it (it authenticates the header).
-                    self._headers.put(key, header_bytes)
-                    yield piece
+            async with _segments(self._blobs, key, plan) as (segments, open_in):
+                plaintext = decrypt_range(
+                    data_key.key, context, header_bytes, segments, plan, open_in
+                )
+                async with aclosing(plaintext) as pieces:
+                    async for piece in pieces:
+                        # Kept once a segment opened under it (it authenticates the header).
+                        self._headers.put(key, header_bytes)
+                        yield piece
         except IntegrityError:
             self._headers.forget(key)
             raise
@@ -415,3 +418,34 @@ def _artefact_columns(row: Any) -> dict[str, Any]:
         "created_at": row["created_at"],
         "expires_at": row["expires_at"],
     }
+
+
+@asynccontextmanager
+async def _segments(
+    blobs: BlobStore, key: str, plan: RangePlan
+) -> AsyncIterator[tuple[AsyncIterator[bytes], OpenIn | None]]:
+    """The planned segments' ciphertext, one segment per piece (nothing to regroup), and
+    where to open them. A read of one segment (a player seeking) opens it on the event
+    loop; a longer one reads ahead (services/prefetch.py) and opens segments on a thread
+    of its own, beside the event loop sending the ones before (AES-GCM releases the
+    GIL)."""
+    piece = plan.segment_size + GCM_TAG_SIZE
+    ranged = blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end, piece_bytes=piece)
+    if plan.first_segment == plan.last_segment:
+        async with aclosing(ranged) as segments:
+            yield segments, None
+        return
+    loop = asyncio.get_running_loop()
+    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download-open")
+
+    def open_in(job: Callable[[], bytes]) -> Awaitable[bytes]:
+        return loop.run_in_executor(worker, job)
+
+    try:
+        async with aclosing(prefetched(ranged, piece_bytes=piece)) as segments:
+            yield segments, open_in
+    finally:
+        worker.shutdown(wait=False)
+
+
+OpenIn = Callable[[Callable[[], bytes]], Awaitable[bytes]]
