@@ -86,11 +86,11 @@ UPDATE erasures SET not_before = $3, braked = false
 
 -- name: claim_due
 -- SKIP LOCKED: any number of workers take different instructions, none twice at once.
--- $3: instructions that failed earlier in this pass, left for the next one.
+-- $3: instructions that failed earlier in this pass, left for the next one; $4: how many.
 SELECT * FROM erasures
  WHERE tenant_id = $1 AND status = 'scheduled' AND not_before <= $2
    AND id <> ALL($3::uuid[])
- ORDER BY not_before LIMIT 1
+ ORDER BY not_before LIMIT $4
    FOR UPDATE SKIP LOCKED
 
 -- name: claim_held_releasable
