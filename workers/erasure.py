@@ -234,6 +234,8 @@ async def _shred_generation(
     retained: dict[str, tuple[uuid.UUID, datetime]] = {}
     live = await conn.fetch(Q.live_keys_of_generation, tenant_id, subject_id, generation)
     for row in live:
+        if not settings.may_keep(row["category"]):
+            continue  # no statutory retention: no need to know when it was written
         newest = await conn.fetchval(
             Q.newest_data, tenant_id, subject_id, generation, row["category"]
         )

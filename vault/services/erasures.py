@@ -128,7 +128,7 @@ class ErasureService:
             generation = subject["generation"] if subject else None
             if subject is not None:
                 await conn.execute(Q.next_generation, tenant_id, subject_id)
-            await conn.execute(
+            inserted = await conn.fetchrow(
                 Q.insert, tenant_id, erasure_id, ref_hash, subject_id, generation, request.reason,
                 request.reference, now, api_key_id, not_before, erasure_due_at(now), braked,
             )  # fmt: skip
@@ -137,7 +137,9 @@ class ErasureService:
             if not_before <= now:
                 # Due at once: the executor runs when this commits, not at its next poll.
                 await notify(conn, ERASURES_DUE, tenant_id)
-            return await self._read(conn, tenant_id, erasure_id), True
+            assert inserted is not None
+            # What _read would find: the row as inserted, nothing shredded or kept yet.
+            return {**dict(inserted), "items": []}, True
 
     async def _extend(
         self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, subject: Any,

@@ -36,6 +36,7 @@ INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation, f
 VALUES ($1, $2, $3, $4, $5,
         CASE WHEN $4::uuid IS NULL THEN NULL ELSE dv_erasure_from_generation($1, $4) END,
         'scheduled', $6, $7, $8, $9, $10, $11, $12)
+RETURNING *
 
 -- name: extend
 -- A scheduled erasure asked for again after data was written since: it covers up to the
