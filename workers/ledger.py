@@ -121,10 +121,10 @@ async def complete_published_erasures(
             for row in await conn.fetch(E.awaiting_ledger, tenant.id):
                 status = status_after_shred(row["kept"])
                 await transition(conn, tenant.id, row["id"], ErasureStatus.IN_PROGRESS, status)
-                if receipts is not None:
-                    await receipts.issue(conn, tenant.id, row["id"])
                 changed.append((tenant.id, row["id"]))
                 done.append((row["id"], status))
+            if receipts is not None:
+                await receipts.issue_many(conn, tenant.id, [erasure_id for erasure_id, _ in done])
         for erasure_id, status in done:  # logged once committed
             events.erasure_completed(tenant.id, erasure_id, held=status == ErasureStatus.HELD)
     return changed
