@@ -16,6 +16,7 @@ few a pass.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,8 @@ _ROUND = 50
 # Instructions per transaction within a round (issue 19: one commit per instruction was
 # most of a burst's cost).
 _BATCH = 25
+# Batches of one tenant shredded at once, each on a pooled connection of its own.
+_PARALLEL = 4
 # Held instructions per tenant per pass retried in turn, besides those whose holds or
 # retention visibly ended (all retried every pass).
 _HELD_ROTATION = 20
@@ -59,9 +62,13 @@ async def run_due_erasures(db: Database, keyring: KeyRing, now: datetime | None 
     while busy:
         still_busy = []
         for tenant_id in busy:
-            shredded, more = await _shred_due(db, keyring, tenant_id, now, failed)
-            done += shredded
-            if more:
+            # Several batches at once, on connections of their own (SKIP LOCKED gives
+            # each its own instructions): the work is round trips, which overlap.
+            turns = await asyncio.gather(
+                *(_shred_due(db, keyring, tenant_id, now, failed) for _ in range(_PARALLEL))
+            )
+            done += sum(shredded for shredded, _ in turns)
+            if any(more for _, more in turns):
                 still_busy.append(tenant_id)
         busy = still_busy
     for tenant_id in tenants:
@@ -103,10 +110,10 @@ async def _shred_batch(
         claimed = await conn.fetch(
             Q.claim_due, tenant_id, now or datetime.now(UTC), list(failed), _BATCH
         )
+        settings = await load_settings(conn, tenant_id) if claimed else None
         for erasure in claimed:
-            shredded.append(
-                (erasure["id"], await _shred_claimed(conn, keyring, tenant_id, erasure, now))
-            )
+            destroyed = await _shred_claimed(conn, keyring, tenant_id, erasure, now, settings)
+            shredded.append((erasure["id"], destroyed))
         if shredded:
             # Their ledger rows are committed with this: the publisher runs at once.
             await notify(conn, LEDGER_PENDING, tenant_id)
@@ -138,10 +145,13 @@ async def _shred_singly(
 
 
 async def _shred_claimed(
-    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
-) -> int:
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None,
+    settings: TenantSettings | None = None,
+) -> int:  # fmt: skip
     """Shred one claimed instruction and move it to in_progress; keys destroyed."""
-    destroyed, _ = await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+    destroyed, _ = await _shred(
+        conn, keyring, tenant_id, erasure, now or datetime.now(UTC), settings
+    )
     await transition(
         conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED, ErasureStatus.IN_PROGRESS
     )
@@ -207,14 +217,16 @@ async def _retry_one(
 
 
 async def _shred(
-    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime
-) -> tuple[int, int]:
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime,
+    settings: TenantSettings | None = None,
+) -> tuple[int, int]:  # fmt: skip
     """Destroy the keys of every generation the erasure covers (from_generation ..
     generation: migration 0016) that neither a hold nor statutory retention keeps, and
-    record each outcome. Returns (keys destroyed now, keys still kept)."""
+    record each outcome. Returns (keys destroyed now, keys still kept). `settings`: the
+    tenant's, read in this transaction (a batch reads them once)."""
     if erasure["subject_id"] is None:
         return 0, 0  # an unknown reference: nothing to shred
-    settings = await load_settings(conn, tenant_id)
+    settings = settings or await load_settings(conn, tenant_id)
     destroyed = kept = 0
     for generation in range(erasure["from_generation"], erasure["generation"] + 1):
         now_destroyed, now_kept = await _shred_generation(
@@ -246,16 +258,15 @@ async def _shred_generation(
     destroyed, held = await keyring.destroy_subject_keys(
         conn, tenant_id, subject_id, generation, categories, erasure_id=erasure["id"]
     )
-    for key in destroyed:
-        await conn.execute(
-            Q.upsert_item, tenant_id, erasure["id"], key.id, key.category, "shredded",
-            key.destroyed_at, None,
-        )  # fmt: skip
-    for kept in held:
-        await conn.execute(
-            Q.upsert_item, tenant_id, erasure["id"], kept.id, kept.category, "held", None,
-            list(kept.hold_ids),
-        )  # fmt: skip
+    outcomes = [
+        (tenant_id, erasure["id"], key.id, key.category, "shredded", key.destroyed_at, None)
+        for key in destroyed
+    ] + [
+        (tenant_id, erasure["id"], kept.id, kept.category, "held", None, list(kept.hold_ids))
+        for kept in held
+    ]
+    if outcomes:
+        await conn.executemany(Q.upsert_item, outcomes)  # one round trip for all
     for category, (key_id, until) in retained.items():
         await conn.execute(Q.upsert_retained, tenant_id, erasure["id"], key_id, category, until)
     return len(destroyed), len(held) + len(retained)
