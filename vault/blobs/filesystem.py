@@ -102,6 +102,7 @@ class FilesystemBlobStore:
     def __init__(self, root: Path) -> None:
         self._root = root
         root.mkdir(parents=True, exist_ok=True, mode=_DIR_MODE)
+        self._scratch = bytearray(INLINE_READ_MAX_BYTES)  # see _read_cached
 
     @property
     def root(self) -> Path:
@@ -242,15 +243,16 @@ class FilesystemBlobStore:
         with cls._open_for_read(path) as handle:
             return os.pread(handle.fileno(), size, offset)
 
-    @classmethod
-    def _read_cached(cls, path: Path, size: int, offset: int) -> bytes | None:
-        """The bytes, read on the caller's thread, if all of them are in the page cache
+    def _read_cached(self, path: Path, size: int, offset: int) -> bytes | None:
+        """The bytes, read on the event loop, if all of them are in the page cache
         (preadv2 with RWF_NOWAIT never waits for the disk); else None, and the caller
-        reads on a thread. A seek in a recording played again is then no thread hop."""
-        if _RWF_NOWAIT is None:
+        reads on a thread. A seek in a recording played again is then no thread hop.
+        Read into one scratch buffer per store (the event loop's alone), then copied out
+        once: no fresh, page-faulting megabyte per read."""
+        if _RWF_NOWAIT is None or size > INLINE_READ_MAX_BYTES:
             return None
-        with cls._open_for_read(path) as handle:
-            buffer = bytearray(size)
+        with self._open_for_read(path) as handle:
+            buffer = memoryview(self._scratch)[:size]
             try:
                 got = os.preadv(handle.fileno(), [buffer], offset, _RWF_NOWAIT)
             except BlockingIOError:
