@@ -15,18 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing, asynccontextmanager
+from collections.abc import AsyncGenerator, AsyncIterable
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from crypto.errors import IntegrityError
-from crypto.limits import DEFAULT_SEGMENT_SIZE, GCM_TAG_SIZE
+from crypto.limits import DEFAULT_SEGMENT_SIZE
 from crypto.records import open_record, seal_record
 from crypto.stream import (
-    RangePlan,
     StreamSealer,
     decrypt_range,
     decrypt_stream,
@@ -42,6 +40,7 @@ from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
+from vault.services.download_pipeline import planned_segments
 from vault.services.keyring import DataKey, KeyRing, artefact_object
 from vault.services.prefetch import prefetched
 from vault.services.stream_headers import StreamHeaderCache
@@ -364,7 +363,7 @@ class ArtefactService:
             header_bytes = bytes(read)
         plan = plan_range(parse_header(header_bytes), size, wanted.start, wanted.end)
         try:
-            async with _segments(self._blobs, key, plan) as (segments, open_in):
+            async with planned_segments(self._blobs, key, plan) as (segments, open_in):
                 plaintext = decrypt_range(
                     data_key.key, context, header_bytes, segments, plan, open_in
                 )
@@ -418,34 +417,3 @@ def _artefact_columns(row: Any) -> dict[str, Any]:
         "created_at": row["created_at"],
         "expires_at": row["expires_at"],
     }
-
-
-@asynccontextmanager
-async def _segments(
-    blobs: BlobStore, key: str, plan: RangePlan
-) -> AsyncIterator[tuple[AsyncIterator[bytes], OpenIn | None]]:
-    """The planned segments' ciphertext, one segment per piece (nothing to regroup), and
-    where to open them. A read of one segment (a player seeking) opens it on the event
-    loop; a longer one reads ahead (services/prefetch.py) and opens segments on a thread
-    of its own, beside the event loop sending the ones before (AES-GCM releases the
-    GIL)."""
-    piece = plan.segment_size + GCM_TAG_SIZE
-    ranged = blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end, piece_bytes=piece)
-    if plan.first_segment == plan.last_segment:
-        async with aclosing(ranged) as segments:
-            yield segments, None
-        return
-    loop = asyncio.get_running_loop()
-    worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download-open")
-
-    def open_in(job: Callable[[], bytes]) -> Awaitable[bytes]:
-        return loop.run_in_executor(worker, job)
-
-    try:
-        async with aclosing(prefetched(ranged, piece_bytes=piece)) as segments:
-            yield segments, open_in
-    finally:
-        worker.shutdown(wait=False)
-
-
-OpenIn = Callable[[Callable[[], bytes]], Awaitable[bytes]]
