@@ -226,11 +226,10 @@ class ArtefactService:
             await conn.execute(Q.blob_removed, tenant_id, artefact_id)
 
     async def _locate(
-        self, conn: Connection, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID
+        self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID
     ) -> tuple[Subject, Any]:
-        subject = await self._subjects.find(
-            conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-        )
+        """The subject (by its reference's keyed hash) and its artefact's row."""
+        subject = await self._subjects.find(conn, tenant_id, ref_hash)
         row = await conn.fetchrow(Q.get, tenant_id, artefact_id, subject.id)
         if row is None or row["state"] == "uploading":
             raise NotFound("no such artefact")
@@ -259,9 +258,17 @@ class ArtefactService:
         artefact_id: uuid.UUID, access: SubjectAccess,
     ) -> Located:  # fmt: skip
         """The artefact, its access checked, with its data key open: one statement
-        (dv_artefact_read, migration 0019), which also checks `key` (the request's API
+        (dv_artefact_read, migration 0023), which also checks `key` (the request's API
         key when recognised from memory; None: checked already) is still live."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        return await self.locate_by_ref_hash(tenant_id, key, ref_hash, artefact_id, access)
+
+    async def locate_by_ref_hash(
+        self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref_hash: bytes,
+        artefact_id: uuid.UUID, access: SubjectAccess,
+    ) -> Located:  # fmt: skip
+        """`locate` for a caller that knows the subject only by its reference's keyed
+        hash (a playback link, which never holds the reference)."""
         row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, artefact_id)
         if row is None:
             raise NotFound("no such subject")
@@ -379,8 +386,9 @@ class ArtefactService:
     async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID) -> None:
         """Crypto-shred (refused under hold), then remove the blob as hygiene; if that
         fails the sweeper retries."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            _, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            _, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             await self._keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
             await conn.execute(Q.mark_deleted, tenant_id, artefact_id)
         await remove_blob(self._db, self._blobs, tenant_id, artefact_id, row["blob_key"])
