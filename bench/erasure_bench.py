@@ -28,7 +28,7 @@ the rate is the count over first requested_at -> last completed_at. Goal 5: >= 1
 completed per minute, per-erasure p99 < 10 s. --tenants spreads the requests over
 several tenants. --py-spy DIR profiles the vault during (b).
 
-Figures: see bench/README.md ("Erasures").
+Figures: see bench/README.md ("Issue 19" and "Capacity").
 """
 
 from __future__ import annotations

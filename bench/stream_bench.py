@@ -35,7 +35,7 @@ object by default, --s3-size-mib). Goal 3: vault download >= 0.9 of boto3's stre
 --py-spy DIR records a py-spy profile (speedscope JSON) of the vault during each
 filesystem transfer and the range reads (needs py-spy on PATH).
 
-Figures: see bench/README.md ("Streams").
+Figures: see bench/README.md ("Issue 19" and "Capacity").
 """
 
 from __future__ import annotations
