@@ -33,6 +33,7 @@ from vault.http import (
     records,
     subjects,
     tenant,
+    webhooks,
 )
 from vault.http.auth import key_no_longer_live_handler
 from vault.http.idempotency import idempotent
@@ -73,6 +74,8 @@ from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.webhook_sender import resolve_host
+from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
 from workers.runner import JobRunner
@@ -157,6 +160,14 @@ ROUTES = [
     # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
     # `issuer`.
     route("/.well-known/jwks.json", GET=receipts.receipt_keys),
+    route("/v1/webhooks", GET=webhooks.list_webhooks, POST=idempotent(webhooks.create_webhook)),
+    route("/v1/webhooks/{webhook_id}", GET=webhooks.show_webhook, DELETE=webhooks.delete_webhook),
+    route("/v1/webhooks/{webhook_id}/test", POST=webhooks.test_webhook),
+    route("/v1/webhooks/{webhook_id}/deliveries", GET=webhooks.list_deliveries),
+    route(
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        POST=webhooks.retry_delivery,
+    ),
 ]
 
 
@@ -216,6 +227,12 @@ def create_app(
             erasures=ErasureService(db, refs),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,
+            webhooks=WebhookService(
+                db,
+                keyring,
+                resolve_host,
+                allow_private_networks=settings.webhook_allow_private_networks,
+            ),
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.

@@ -384,27 +384,112 @@ def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
-    from vault.services.ledger import LedgerError, verify_ledger
+    from vault.services.ledger import LedgerError, locate_head, verify_ledger
     from vault.services.ledger_watermark import watermark_for
+    from vault.services.receipt_verify import ReceiptInvalid, verify_signed_receipt
+    from vault.services.receipts import published_keys
+
+    documents = [(path, _read_json_file(path, "receipt")) for path in args.receipt or []]
 
     async def work(ctx: OperatorContext) -> Any:
         try:
-            objects = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root, ctx.blobs))
+            summary = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root, ctx.blobs))
         except LedgerError as exc:
             return str(exc)
-        return objects
+        jwks = await published_keys(ctx.db)
+        receipts = []
+        for path, document in documents:
+            # The receipt's own signature first: a forged receipt proves nothing either way.
+            try:
+                ledger = verify_signed_receipt(document, jwks).get("ledger")
+                if not isinstance(ledger, dict):
+                    raise ReceiptInvalid("the receipt names no ledger head")
+                seq, head = int(ledger["seq"]), bytes.fromhex(str(ledger["head"]))
+                found = await locate_head(ctx.db, ctx.blobs, seq, head)
+                receipts.append({"file": path, "seq": seq, "ok": True, "found_in": found})
+            except (ReceiptInvalid, LedgerError, KeyError, TypeError, ValueError) as exc:
+                receipts.append({"file": path, "ok": False, "problem": str(exc)})
+        return summary, receipts
 
     result = _run_operator(args, work)
     if isinstance(result, str):
         data = failed_check({"ok": False, "problem": result}, f"shred ledger broken: {result}")
         _emit(args, data, f"shred ledger BROKEN: {result}")
         return EXIT_FAILED_CHECK
-    entries = sum(len(o.entries) for o in result)
-    _emit(
-        args,
-        {"ok": True, "objects": len(result), "entries": entries},
-        f"shred ledger ok: {len(result)} objects, {entries} destroyed keys",
+    summary, receipts = result
+    lines = [
+        f"shred ledger ok: {summary.objects} objects, {summary.entries} destroyed keys"
+        + (
+            f"; {summary.checkpoints} checkpoints fold entries 1-{summary.folded_through} "
+            f"({summary.folded_entries} destroyed keys)"
+            if summary.checkpoints
+            else ""
+        )
+    ]
+    for r in receipts:
+        lines.append(
+            f"receipt {r['file']}: the ledger reached its head (entry {r['seq']}, {r['found_in']})"
+            if r["ok"]
+            else f"receipt {r['file']}: NOT SHOWN by the ledger: {r['problem']}"
+        )
+    data = {
+        "ok": all(r["ok"] for r in receipts),
+        "objects": summary.objects,
+        "entries": summary.entries,
+        "checkpoints": summary.checkpoints,
+        "folded_through": summary.folded_through,
+        "folded_entries": summary.folded_entries,
+        "receipts": receipts,
+    }
+    if not data["ok"]:
+        data = failed_check(data, "a receipt's ledger head is not in the shred ledger")
+    _emit(args, data, "\n".join(lines))
+    return EXIT_OK if data["ok"] else EXIT_FAILED_CHECK
+
+
+def cmd_ledger_compact(args: argparse.Namespace) -> int:
+    from vault.services.erasure_receipts import ReceiptIssuer
+    from vault.services.ledger import LedgerError
+    from vault.services.ledger_watermark import watermark_for
+    from workers.ledger_compaction import compact_ledger
+
+    async def work(ctx: OperatorContext) -> Any:
+        issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+        try:
+            return await compact_ledger(
+                ctx.db, ctx.blobs, issuer, watermark=watermark_for(ctx.root, ctx.blobs),
+                dry_run=args.dry_run, wait=True,
+            )  # fmt: skip
+        except LedgerError as exc:
+            return str(exc)
+
+    report = _run_operator(args, work)
+    if isinstance(report, str):
+        data = failed_check({"ok": False, "problem": report}, f"shred ledger broken: {report}")
+        _emit(args, data, f"shred ledger BROKEN, nothing folded: {report}")
+        return EXIT_FAILED_CHECK
+    data = {
+        "ok": True,
+        "dry_run": report.dry_run,
+        "checkpoints": list(report.checkpoints),
+        "folded_objects": report.folded_objects,
+        "folded_entries": report.folded_entries,
+        "removed_objects": report.removed_objects,
+        "folded_through": report.folded_through,
+        "reason": report.reason,
+    }
+    would = "would fold" if report.dry_run else "folded"
+    text = (
+        f"{would} {report.folded_objects} ledger objects ({report.folded_entries} destroyed "
+        f"keys) into {len(report.checkpoints)} checkpoints; the ledger is folded through "
+        f"entry {report.folded_through}"
+        if report.folded_objects
+        else f"nothing to fold: {report.reason}"
     )
+    if report.removed_objects:
+        removed = "would remove" if report.dry_run else "removed"
+        text += f"\n{removed} {report.removed_objects} folded objects"
+    _emit(args, data, text)
     return EXIT_OK
 
 
@@ -507,7 +592,21 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = sub.add_parser("ledger", help="shred ledger").add_subparsers(
         dest="ledger_command", required=True
     )
-    command(ledger, "verify", cmd_ledger_verify, "check the shred ledger's hash chain")
+    verify_ledger = command(
+        ledger, "verify", cmd_ledger_verify, "check the shred ledger's hash chain and checkpoints"
+    )
+    verify_ledger.add_argument(
+        "--receipt", metavar="FILE", action="append",
+        help="also check that the ledger reached the head this signed erasure receipt names "
+        "(repeatable)",
+    )  # fmt: skip
+    compact = command(
+        ledger, "compact", cmd_ledger_compact,
+        "fold entries no restorable backup can need into a signed checkpoint",
+    )  # fmt: skip
+    compact.add_argument(
+        "--dry-run", action="store_true", help="say what would fold; write and remove nothing"
+    )
 
     keys = sub.add_parser("keys", help="key rotation").add_subparsers(
         dest="keys_command", required=True

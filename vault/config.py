@@ -62,6 +62,10 @@ class Settings:
     # objects cut the ledger's tail; the vault refuses one unless the operator accepts
     # that weaker guarantee (then a cut is only detected, where it can be).
     accept_unlocked_ledger: bool = False
+    # DESIGN.md, Events for tenants: webhooks never reach private, loopback or link-local
+    # addresses (the deployment's own network) unless the operator allows it; allowing it
+    # also allows plain http:// receivers (inside such a network, often without TLS).
+    webhook_allow_private_networks: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -175,6 +179,7 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "access_log_ip_full_days", _int),
     ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "access_log_ip_keep_days", _int),
     ("DATAVAULT_ACCEPT_UNLOCKED_LEDGER", "accept_unlocked_ledger", _bool),
+    ("DATAVAULT_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "webhook_allow_private_networks", _bool),
 )
 
 

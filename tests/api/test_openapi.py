@@ -276,7 +276,8 @@ def _accepted(documented: str) -> set[str]:
 
 def _example_url(path: str) -> str:
     filled = path.replace("{ref}", "oa-scopes").replace("{name}", "profile")
-    for name in ("key_id", "artefact_id", "hold_id", "erasure_id", "disclosure_id"):
+    ids = ("key_id", "artefact_id", "hold_id", "erasure_id", "disclosure_id", "webhook_id")
+    for name in (*ids, "delivery_id"):
         filled = filled.replace("{" + name + "}", str(uuid.uuid4()))
     return filled
 

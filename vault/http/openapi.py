@@ -28,6 +28,7 @@ from vault.http.openapi_parts import (
     location,
 )
 from vault.http.openapi_subjects import _subject_paths
+from vault.http.openapi_webhooks import _webhook_paths
 
 _SCOPES = {
     "type": "array",
@@ -262,6 +263,7 @@ def _paths() -> dict[str, dict[str, Any]]:
         **_hold_paths(),
         **_disclosure_paths(),
         **_erasure_paths(),
+        **_webhook_paths(),
     }  # fmt: skip
 
 
@@ -277,6 +279,7 @@ IDEMPOTENT_OPERATIONS = frozenset(
         ("/v1/holds", "post"),
         ("/v1/disclosures", "post"),
         ("/v1/tenant/closure", "post"),
+        ("/v1/webhooks", "post"),
     }
 )
 _IDEMPOTENCY_HEADER = {

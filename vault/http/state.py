@@ -24,6 +24,7 @@ from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.webhooks import WebhookService
 
 
 @dataclass
@@ -46,6 +47,7 @@ class VaultState:
     erasures: ErasureService
     playback: PlaybackLinkService
     disclosures: DisclosureService
+    webhooks: WebhookService
 
 
 def vault_state(request: Request) -> VaultState:

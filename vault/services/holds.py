@@ -27,6 +27,7 @@ from vault.domain.holds import (
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
 from vault.services.tenants import load_settings
+from vault.services.webhook_outbox import emit_hold_released
 
 Q = Queries("holds")
 K = Queries("api_keys")
@@ -225,6 +226,7 @@ class HoldService:
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
             hold = await self._read(conn, tenant_id, hold_id)
+            await emit_hold_released(conn, tenant_id, hold, actor.api_key_id)
         events.hold_released(tenant_id, hold_id, actor.api_key_id)
         return True, hold
 

@@ -32,7 +32,6 @@ from vault.services.receipts import (
 
 _ED25519_PUBLIC_KEY_BYTES: Final = 32
 _ED25519_SIGNATURE_BYTES: Final = 64
-_SIGNED_FIELDS: Final = ("receipt", "signature", "key_id", "alg")
 
 
 class ReceiptInvalid(Exception):
@@ -133,24 +132,23 @@ def _jws_receipt(token: Any, jwks: Any) -> VerifiedReceipt:
     return VerifiedReceipt(receipt, header["kid"])
 
 
-def verify_receipt(document: Any, jwks: Any) -> VerifiedReceipt:
-    """The receipt of a signed document (or of a bare compact JWS) whose signatures
-    verify under a key of ``jwks``, and that key's id; ReceiptInvalid with the reason
-    otherwise."""
-    if isinstance(document, str) and document.count(".") == 2:
-        return _jws_receipt(document, jwks)
+def verify_signed_statement(document: Any, jwks: Any, name: str) -> dict[str, Any]:
+    """The statement under `name` of a signed document `{<name>, signature, key_id, alg}`
+    whose detached signature verifies under a key of ``jwks``; ReceiptInvalid with the
+    reason otherwise. The caller checks the statement's `type`."""
     if not isinstance(document, dict):
-        raise ReceiptInvalid("not a signed receipt: expected a JSON object or a compact JWS")
-    missing = [k for k in _SIGNED_FIELDS if k not in document]
+        raise ReceiptInvalid(f"not a signed {name}: expected a JSON object")
+    fields = (name, "signature", "key_id", "alg")
+    missing = [k for k in fields if k not in document]
     if missing:
-        raise ReceiptInvalid(f"not a signed receipt: missing {', '.join(missing)}")
-    receipt, signature, kid, alg = (document[k] for k in _SIGNED_FIELDS)
+        raise ReceiptInvalid(f"not a signed {name}: missing {', '.join(missing)}")
+    statement, signature, kid, alg = (document[k] for k in fields)
     if alg != SIGNATURE_ALG:
         raise ReceiptInvalid(f"unsupported alg {alg!r} (expected {SIGNATURE_ALG!r})")
     if not isinstance(kid, str):
         raise ReceiptInvalid("key_id must be a string")
-    if not isinstance(receipt, dict):
-        raise ReceiptInvalid("receipt must be a JSON object")
+    if not isinstance(statement, dict):
+        raise ReceiptInvalid(f"{name} must be a JSON object")
     try:
         raw_signature = b64url_decode(signature)
     except ValueError:
@@ -159,20 +157,33 @@ def verify_receipt(document: Any, jwks: Any) -> VerifiedReceipt:
         raise ReceiptInvalid("signature has the wrong length for Ed25519")
     public = _public_key_for(jwks, kid)
     try:
-        message = canonical_json(receipt)
+        message = canonical_json(statement)
     except (TypeError, ValueError) as exc:
-        raise ReceiptInvalid(f"receipt is not canonical JSON: {exc}") from None
+        raise ReceiptInvalid(f"{name} is not canonical JSON: {exc}") from None
     try:
         signing.verify(public, raw_signature, message)
     except IntegrityError:
         raise ReceiptInvalid("signature does not verify") from None
+    return statement
+
+
+def verify_receipt(document: Any, jwks: Any) -> VerifiedReceipt:
+    """The receipt of a signed document (or of a bare compact JWS) whose signatures
+    verify under a key of ``jwks``, and that key's id; ReceiptInvalid with the reason
+    otherwise."""
+    if isinstance(document, str) and document.count(".") == 2:
+        return _jws_receipt(document, jwks)
+    if not isinstance(document, dict):
+        raise ReceiptInvalid("not a signed receipt: expected a JSON object or a compact JWS")
+    receipt = verify_signed_statement(document, jwks, "receipt")
+    kid = document["key_id"]
     if document.get("jws") is not None:
         # Both forms must say the same thing, under the same key: a reader may look at
         # either.
         carried = _jws_receipt(document["jws"], jwks)
         if carried.key_id != kid:
             raise ReceiptInvalid("jws is signed by another key than key_id")
-        if canonical_json(carried.receipt) != message:
+        if canonical_json(carried.receipt) != canonical_json(receipt):
             raise ReceiptInvalid("jws does not match the receipt")
     _check_receipt_type(receipt)
     return VerifiedReceipt(receipt, kid)

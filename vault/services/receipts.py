@@ -192,6 +192,20 @@ def jws_header(kid: str) -> dict[str, str]:
     return {"alg": SIGNATURE_ALG, "kid": kid, "typ": JWS_TYPE}
 
 
+def sign_statement(
+    signing_key: SecretBytes, kid: str, name: str, statement: dict[str, Any]
+) -> dict[str, Any]:
+    """The signed document `{<name>: statement, signature, key_id, alg}`, the signature
+    over the statement's canonical JSON: what the receipt key signs besides receipts (a
+    shred-ledger checkpoint). Every such statement names its `type` inside what is
+    signed, so one kind never passes for another."""
+    if not isinstance(statement.get("type"), str):
+        raise ValueError("a signed statement names its type")
+    signature = signing.sign(signing_key, canonical_json(statement))
+    return {name: statement, "signature": b64url(signature), "key_id": kid,
+            "alg": SIGNATURE_ALG}  # fmt: skip
+
+
 def sign_receipt(signing_key: SecretBytes, kid: str, receipt: dict[str, Any]) -> dict[str, Any]:
     """The signed document `{receipt, jws, signature, key_id, alg}` (API.md): the JWS's
     payload and the detached signature are over the same canonical JSON of `receipt`;
@@ -254,6 +268,11 @@ class ReceiptSigner:
     def sign(self, receipt: dict[str, Any]) -> dict[str, Any]:
         """`{"receipt", "jws", "signature", "key_id", "alg": "Ed25519"}` (sign_receipt)."""
         return sign_receipt(self._key, self._kid, receipt)
+
+    def sign_statement(self, name: str, statement: dict[str, Any]) -> dict[str, Any]:
+        """Another statement than a receipt (a shred-ledger checkpoint), signed the same
+        way and verifiable with the same published key set."""
+        return sign_statement(self._key, self._kid, name, statement)
 
 
 async def rewrap_receipt_keys(db: Database, root: RootKeyProvider) -> int:
