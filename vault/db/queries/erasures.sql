@@ -68,7 +68,7 @@ SELECT * FROM erasures
  LIMIT $5
 
 -- name: list_changed
--- Erasures whose status or contents changed at or after $2 (updated_at: migration 0021
+-- Erasures whose status or contents changed at or after $2 (updated_at: migration 0023
 -- keeps it for item changes too), oldest change first, so a client follows them with the
 -- cursor ($4, $5): the last (updated_at, id) it has seen.
 SELECT * FROM erasures
