@@ -110,7 +110,7 @@ class FaultyProxy:
     def _serve(self, conn: socket.socket, fault: Fault | None) -> None:
         with conn:
             if fault in ("unavailable", "throttled"):
-                read_response_head(conn)  # the request's head (these tests send no body)
+                _read_request(conn)  # all of it: a close with bytes unread resets the answer
                 status = (
                     b"503 Service Unavailable"
                     if fault == "unavailable"
@@ -165,6 +165,19 @@ class FaultyProxy:
                         return
                     continue
                 conn.sendall(chunk)
+
+
+def _read_request(conn: socket.socket) -> None:
+    """The request's head and its Content-Length body (the injected answers need no more)."""
+    received = read_response_head(conn)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length and (chunk := conn.recv(65536)):
+        body += chunk
 
 
 def requests_seen(proxy: FaultyProxy, method: str, path_part: str) -> int:
