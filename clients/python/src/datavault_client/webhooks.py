@@ -102,9 +102,12 @@ def _key_bytes(secret: str | Secret | bytes) -> bytes:
     if isinstance(secret, bytes):
         key = secret
     else:
-        text = secret.reveal() if isinstance(secret, Secret) else secret
+        text = (secret.reveal() if isinstance(secret, Secret) else secret).strip()
+        encoded = text.removeprefix(SECRET_PREFIX)
+        # Padding is optional: the specification's own libraries accept a secret without it.
+        encoded += "=" * (-len(encoded) % 4)
         try:
-            key = base64.b64decode(text.removeprefix(SECRET_PREFIX), validate=True)
+            key = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise ValueError("a webhook secret is whsec_ followed by base64") from None
     if not key:
