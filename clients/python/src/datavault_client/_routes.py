@@ -131,6 +131,16 @@ CREATE_API_KEY = _create("/v1/api-keys")
 LIST_API_KEYS = _read("/v1/api-keys")
 REVOKE_API_KEY = _delete("/v1/api-keys/{key_id}")
 
+# Webhook endpoints. A test event and a retried delivery each queue one more delivery:
+# changes, sent once.
+CREATE_WEBHOOK = _create("/v1/webhooks")
+LIST_WEBHOOKS = _read("/v1/webhooks")
+GET_WEBHOOK = _read("/v1/webhooks/{webhook_id}")
+DELETE_WEBHOOK = _delete("/v1/webhooks/{webhook_id}")
+TEST_WEBHOOK = _change("POST", "/v1/webhooks/{webhook_id}/test")
+LIST_WEBHOOK_DELIVERIES = _read("/v1/webhooks/{webhook_id}/deliveries")
+RETRY_WEBHOOK_DELIVERY = _change("POST", "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry")
+
 # Tenant
 GET_TENANT = _read("/v1/tenant")
 UPDATE_SETTINGS = _change("PATCH", "/v1/tenant/settings")

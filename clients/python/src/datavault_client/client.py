@@ -17,6 +17,7 @@ from datavault_client.errors import UnexpectedResponse
 from datavault_client.retry import RetryPolicy
 from datavault_client.secret import Secret
 from datavault_client.subjects import Records, Subjects
+from datavault_client.webhook_endpoints import Webhooks
 
 # Connect quickly; a read may wait as long as the vault takes to produce the next chunk of
 # a large download or to shred (an upload's answer comes after its last byte is sealed).
@@ -62,6 +63,7 @@ class Client:
         self.access_log = AccessLog(self._transport)
         self.api_keys = ApiKeys(self._transport)
         self.tenant = TenantAdmin(self._transport)
+        self.webhooks = Webhooks(self._transport)
 
     @property
     def base_url(self) -> str:

@@ -37,6 +37,12 @@ from datavault_client.models.erasure import (
     RetainedCategory,
     ShreddedKey,
 )
+from datavault_client.models.webhook import (
+    CreatedWebhookEndpoint,
+    DeliveryAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 __all__ = [
     "HOLD_REASONS",
@@ -49,6 +55,8 @@ __all__ = [
     "Closure",
     "ContentInfo",
     "CreatedApiKey",
+    "CreatedWebhookEndpoint",
+    "DeliveryAttempt",
     "Disclosure",
     "Erasure",
     "ErasureRequested",
@@ -68,4 +76,6 @@ __all__ = [
     "Subject",
     "Tenant",
     "TenantSettings",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
