@@ -8,6 +8,7 @@ requested generation's keys are destroyed whatever arrives later.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -189,7 +190,7 @@ class ErasureService:
         after: tuple[datetime, uuid.UUID] | None,
         limit: int,
         subject_ref_hash: bytes | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:  # `list` here is the method above
         """Erasures whose status or contents changed at or after `updated_since`, oldest
         change first, after the cursor `after` (updated_at, id): how a client follows them."""
         _check_status(status)
