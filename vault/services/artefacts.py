@@ -258,7 +258,7 @@ class ArtefactService:
         artefact_id: uuid.UUID, access: SubjectAccess,
     ) -> Located:  # fmt: skip
         """The artefact, its access checked, with its data key open: one statement
-        (dv_artefact_read, migration 0023), which also checks `key` (the request's API
+        (dv_artefact_read, migration 0024), which also checks `key` (the request's API
         key when recognised from memory; None: checked already) is still live."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         return await self.locate_by_ref_hash(tenant_id, key, ref_hash, artefact_id, access)
