@@ -1,4 +1,4 @@
--- Instruction entries of the shred ledger (migration 0023; vault/services/ledger_instructions.py).
+-- Instruction entries of the shred ledger (migration 0025; vault/services/ledger_instructions.py).
 
 -- name: record
 -- In the caller's transaction, like a destroyed key's row: $2 'erasure' or 'hold', $3 its
