@@ -340,3 +340,73 @@ def test_a_restore_keeps_what_an_erasure_retained_until_the_date_it_stated(
     assert replayed["status"] == "held", replayed  # the replay itself worked
     assert kept.status_code == 200, kept.text
     assert after["status"] == "held", after
+
+
+# --- a revoked API key -------------------------------------------------------------------
+
+
+def _erased_with_kept_invoice(
+    server: ServerThread, http: httpx.Client, tenant: Any
+) -> dict[str, dict[str, Any]]:
+    """A subject whose invoice an erasure kept (billing: 7 years' statutory retention),
+    readable only by the compliance scope."""
+    keys = _keys(http, tenant)
+    _write(http, keys["app"], "payer", "invoice", "billing")
+    asked = http.post("/v1/subjects/payer/erasure", headers=auth(keys["privacy"]))
+    assert asked.status_code == 202, asked.text
+    run_worker_pass(server)
+    assert _read(http, keys["app"], "payer", "invoice").status_code == 403
+    assert _read(http, keys["compliance"], "payer", "invoice").status_code == 200
+    return keys
+
+
+def _revoke(http: httpx.Client, tenant: Any, key: dict[str, Any]) -> None:
+    revoked = http.delete(f"/v1/api-keys/{key['id']}", headers=tenant.auth())
+    assert revoked.status_code == 204, revoked.text
+
+
+def test_control_a_revoked_compliance_key_reads_nothing(private_vault: Settings) -> None:
+    """Negative control on the live database: once revoked, the compliance key gets 401
+    for what the erasure kept."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        keys = _erased_with_kept_invoice(server, http, tenant)
+        _revoke(http, tenant, keys["compliance"])
+        read = _read(http, keys["compliance"], "payer", "invoice")
+    assert read.status_code == 401, read.text
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team: a restore brings revoked API keys back to life; a revoked "
+    "compliance key reads what erasures kept again",
+)
+def test_a_restore_does_not_revive_a_revoked_key(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """A revoked compliance key reads an erased subject's kept data after a restore.
+
+    Steps: an erasure keeps a subject's invoice (billing retention): compliance only. The
+    nightly backup runs. The compliance officer's key leaks and the admin revokes it
+    (DELETE /v1/api-keys/{id}: 204; the key gets 401 from then on). The database is lost
+    and the dump restored; the vault starts on it. The leaked key is used again.
+
+    Observed: 200 with the erased subject's kept invoice: the revocation was in the lost
+    rows only (it is no ledger entry), so the restored vault takes the key as live, with
+    its compliance scope (kept data, restricted subjects, holds, disclosures). The
+    runbook's list of what a restore does not bring back does not name revocations.
+    Expected: a key revoked before the loss stays revoked (401), or the runbook makes
+    re-revoking (or rotating every key) a step of the restore before serving."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        keys = _erased_with_kept_invoice(server, http, tenant)
+        _dump(url, dump)
+        _revoke(http, tenant, keys["compliance"])
+
+    restored, restored_url = _restored(private_vault, pg_admin_url, dump)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        read = _read(http, keys["compliance"], "payer", "invoice")
+    assert read.status_code == 401, read.text
