@@ -200,6 +200,7 @@ def test_control_a_repeated_request_after_the_shred_starts_a_new_erasure(
     reason="red team: an erasure request for a subject whose erasure a batch has claimed "
     "deadlocks with the batch (subject row vs erasure row, taken in opposite orders) and "
     "answers 500",
+    raises=AssertionError,
 )
 def test_a_repeated_request_racing_the_batch_never_answers_500(
     quiet_vault: ServerThread, tenant: Tenant
@@ -222,10 +223,14 @@ def test_a_repeated_request_racing_the_batch_never_answers_500(
     worst 503 with Retry-After: never 500."""
     claimed, go = threading.Event(), threading.Event()
     real_shred = executor._shred
+    with quiet_vault.client() as http:
+        keys = _racer(http, tenant)
+    first_id = keys["first"]["id"]
 
     async def paused(*args: Any, **kwargs: Any) -> Any:
-        claimed.set()
-        await asyncio.to_thread(go.wait, 30)
+        if str(args[3]["id"]) == first_id:  # only this test's instruction waits
+            claimed.set()
+            await asyncio.to_thread(go.wait, 30)
         return await real_shred(*args, **kwargs)
 
     def executor_pass() -> None:
@@ -235,24 +240,30 @@ def test_a_repeated_request_racing_the_batch_never_answers_500(
 
         asyncio.run(run())
 
-    with quiet_vault.client() as http:
-        keys = _racer(http, tenant)
     answers: list[httpx.Response] = []
     with pytest.MonkeyPatch.context() as patcher:
         patcher.setattr(executor, "_PARALLEL", 1)
         patcher.setattr(executor, "_shred", paused)
         worker = threading.Thread(target=executor_pass, daemon=True)
         worker.start()
-        assert claimed.wait(30), "the executor never claimed the erasure"
-        request = threading.Thread(
-            target=_ask_again, args=(quiet_vault, keys, answers), daemon=True
-        )
-        request.start()
-        # The request now holds the subject's row and waits for the erasure's.
-        assert _someone_waits_for_a_lock(quiet_vault.database_url), "the request never blocked"
-        go.set()
+        try:
+            # Preconditions raise RuntimeError: the xfail counts only the AssertionError
+            # below, so a race that did not happen as staged fails the test instead.
+            if not claimed.wait(30):
+                raise RuntimeError("the executor never claimed the erasure")
+            request = threading.Thread(
+                target=_ask_again, args=(quiet_vault, keys, answers), daemon=True
+            )
+            request.start()
+            # The request now holds the subject's row and waits for the erasure's.
+            if not _someone_waits_for_a_lock(quiet_vault.database_url):
+                raise RuntimeError("the request never blocked on the claimed erasure")
+        finally:
+            go.set()
         request.join(30)
         worker.join(60)
+    if len(answers) != 1 or worker.is_alive():
+        raise RuntimeError("the request or the executor did not finish")
     (again,) = answers
     assert again.status_code != 500, again.text
     assert again.status_code in (200, 202, 503), again.text
