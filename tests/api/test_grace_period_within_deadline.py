@@ -43,11 +43,6 @@ def _request_on(
     return asyncio.run(run())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: the longest grace period the vault accepts makes an erasure asked "
-    "for in February due to run only after its legal deadline",
-)
 def test_the_grace_period_never_pushes_an_erasure_past_its_deadline(
     quiet_vault: ServerThread,
 ) -> None:
