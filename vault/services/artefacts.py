@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -173,10 +173,14 @@ class ArtefactService:
             # must not cancel it half way through its commit.
             lease.end()
             async with self._db.tenant_tx(tenant_id) as conn:
-                completed = await conn.fetchval(
+                completed = await conn.fetchrow(
                     Q.complete, tenant_id, artefact_id, meter.size, sealed, lease.api_key_id
                 )
-            if completed is None:
+            assert completed is not None
+            # Restricted while its body streamed (Art. 18: nothing new is written): the
+            # subject as the completing statement read it under its lock.
+            check_writable(replace(subject, restricted_at=completed["restricted_at"]))
+            if completed["id"] is None:
                 # Shredded while its body streamed: an erasure requested meanwhile covered
                 # it (it was written into the generation the erasure claimed).
                 raise Gone("the subject was erased while this upload ran: nothing was kept")
