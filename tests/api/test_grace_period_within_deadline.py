@@ -17,8 +17,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from tests.support import ServerThread, make_tenant
 from vault.domain.subject_refs import normalize_ref
 from vault.runtime import operator_context

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.support import ServerThread, Tenant

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.api.helpers import auth, create_key, put_record, subject_url, upload
 from tests.support import ServerThread, make_tenant

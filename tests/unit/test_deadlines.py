@@ -139,7 +139,9 @@ LONGEST_GRACE = timedelta(days=29)
     "requested", [(2027, 2, 1), (2028, 2, 1), (2027, 1, 31), (2027, 3, 1), (2027, 12, 31)]
 )
 @pytest.mark.parametrize("braked", [False, True])
-def test_not_before_never_passes_the_deadline(requested: tuple[int, int, int], braked: bool) -> None:
+def test_not_before_never_passes_the_deadline(
+    requested: tuple[int, int, int], braked: bool
+) -> None:
     """The grace period (and the rate brake's 24 h) is clamped per request: the erasure
     becomes due at the latest ERASURE_RUN_MARGIN before its own deadline."""
     at = _at(*requested)
