@@ -46,12 +46,12 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
-    check_generation,
+    check_readable,
     check_writable,
     readable_generations,
 )
 from vault.services.tenants import load_settings
-from vault.services.transfers import TransferLease
+from vault.services.transfers import SubjectRead, TransferLease
 
 Q = Queries("artefacts")
 
@@ -139,6 +139,7 @@ class ArtefactService:
                     data_key = await self._keyring.new_data_key_for_write(
                         conn, tenant_id, subject.id, checked, subject.generation, "artefact"
                     )
+                    await lease.claim(conn, data_key.id)
                     key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
                     inserted = await conn.fetchrow(
                         Q.insert_uploading,
@@ -244,8 +245,7 @@ class ArtefactService:
         hash (a playback link, which never holds the reference)."""
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
-            check_access(subject, access)
-            check_generation(readable_generations(subject, access), row["generation"])
+            check_readable(subject, access, row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         return self._describe(subject, row, data_key)
 
@@ -288,12 +288,16 @@ class ArtefactService:
         """`open_content` by the reference's keyed hash (see describe_by_ref_hash)."""
         async with self._db.tenant_tx(tenant_id) as conn:
             subject, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
-            check_access(subject, access)
-            check_generation(readable_generations(subject, access), row["generation"])
+            check_readable(subject, access, row["generation"])
+            # Held in the database before the key is read (and with it), so an erasure
+            # shredding it waits for this transfer to end or be cut before completing.
+            await lease.claim(conn, row["data_key_id"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         artefact = self._describe(subject, row, data_key)
+        # While it streams the read is confirmed on the clock by the same rule.
+        read = SubjectRead(subject.ref_hash, row["generation"], access)
         body = self._plaintext(
-            artefact.id, row["blob_key"], data_key, artefact.size, byte_range, lease
+            artefact.id, row["blob_key"], data_key, artefact.size, byte_range, lease, read
         )
         del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
@@ -301,12 +305,14 @@ class ArtefactService:
 
     async def _plaintext(
         self, artefact_id: uuid.UUID, key: str, data_key: DataKey, size: int,
-        byte_range: ByteRange | None, lease: TransferLease,
+        byte_range: ByteRange | None, lease: TransferLease, read: SubjectRead,
     ) -> AsyncGenerator[bytes, None]:  # fmt: skip
         """DESIGN.md: a download already streaming when its key is shredded is cut within
         60 s, by the clock: the lease's watchdog confirms the key while it is held here
-        and cuts the transfer, which closes this generator and the key with it."""
-        with lease.holding(data_key):
+        and cuts the transfer, which closes this generator and the key with it. So it
+        does once the read path would refuse `read` (the subject restricted, or the
+        artefact kept by an erasure, for a caller who is not compliance)."""
+        with lease.holding(data_key, read):
             decrypted = self._decrypted(artefact_id, key, data_key, size, byte_range)
             async with aclosing(decrypted) as pieces:
                 async for piece in pieces:
