@@ -132,27 +132,30 @@ class TransferLease:
         or the artefact kept after an erasure, and the caller is not compliance); else
         return, the held keys' rows in transfer_keys renewed."""
         held = sorted(self._data_keys)
-        reads = {read.ref_hash: read for read in self._reads.values()}
+        reads = list(self._reads.values())
         async with self._db.tenant_tx(self.tenant_id) as conn:
             # dv_require_live_key raises for a revoked key or a closed tenant
             # (KeyNoLongerLive, via tenant_tx); the row says the rest.
             row = await conn.fetchrow(
                 Q.still_live, self.tenant_id, self.api_key_id, held, self.id, HELD_FOR_SECONDS
             )
-            subjects = [
-                (await conn.fetchrow(S.find, self.tenant_id, ref_hash), read)
-                for ref_hash, read in reads.items()
-            ]
+            # Each subject read as the read path reads it (dv_subject), once.
+            subjects = {
+                ref_hash: await conn.fetchrow(S.find, self.tenant_id, ref_hash)
+                for ref_hash in {read.ref_hash for read in reads}
+            }
         assert row is not None
         if not row["api_key_unexpired"]:
             raise KeyNoLongerLive("the API key that started this transfer expired")
         if row["data_keys_live"] != len(held):
             raise KeyDestroyed("the data key was destroyed during the transfer")
-        for found, read in subjects:
+        for read in reads:
+            found = subjects[read.ref_hash]
             if found is None:
                 raise NotFound("no such subject")
-            subject = subject_from_columns(self.tenant_id, found)
-            check_readable(subject, read.access, read.generation)
+            check_readable(
+                subject_from_columns(self.tenant_id, found), read.access, read.generation
+            )
 
     async def release(self) -> None:
         """Delete the transfer's rows in transfer_keys: it holds no key any more. Failing
