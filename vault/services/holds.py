@@ -27,6 +27,7 @@ from vault.domain.holds import (
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
 from vault.services.tenants import load_settings
+from vault.services.wakeups import ERASURES_DUE, notify
 from vault.services.webhook_outbox import emit_hold_released
 
 Q = Queries("holds")
@@ -225,6 +226,8 @@ class HoldService:
                     raise Conflict(refusal)
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
+            # API.md: erasures waiting on it proceed at once (the executor retries them).
+            await notify(conn, ERASURES_DUE, tenant_id)
             hold = await self._read(conn, tenant_id, hold_id)
             await emit_hold_released(conn, tenant_id, hold, actor.api_key_id)
         events.hold_released(tenant_id, hold_id, actor.api_key_id)

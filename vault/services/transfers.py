@@ -14,7 +14,7 @@ connection, and `TransferLease.close` closes the decrypting streams so the key l
 memory with them.
 
 Which keys a transfer holds is also written to the database (transfer_keys, migration
-0023), renewed with each confirmation and deleted on close: an erasure completes only
+0025), renewed with each confirmation and deleted on close: an erasure completes only
 once no live transfer holds a key it shredded (erasures.sql `awaiting_ledger`), whichever
 process runs the transfer.
 """
@@ -91,12 +91,20 @@ class TransferLease:
         self.ended = False
         self.closed = False
 
-    async def claim(self, conn: Connection, data_key_id: uuid.UUID) -> None:
-        """Record in the database that this transfer holds `data_key_id`; sent in the
-        transaction that reads (or creates) the key, before anything is decrypted. The
-        row lives until the lease closes, or expires by the clock."""
-        await conn.execute(Q.hold_key, self.tenant_id, self.id, data_key_id, HELD_FOR_SECONDS)
-        self._claimed = True
+    async def claim(self, data_key_id: uuid.UUID, conn: Connection | None = None) -> None:
+        """Record in the database that this transfer holds `data_key_id`, before anything
+        is decrypted under it: in `conn`'s transaction for a key it creates, else in one
+        statement of its own that refuses a key destroyed since it was read
+        (KeyDestroyed). The row lives until the lease closes, or expires by the clock."""
+        self._claimed = True  # a row may be there whatever happens next
+        if conn is not None:
+            await conn.execute(Q.hold_key, self.tenant_id, self.id, data_key_id, HELD_FOR_SECONDS)
+            return
+        held = await self._db.tenant_fetchrow(
+            self.tenant_id, Q.hold_live_key, self.id, data_key_id, HELD_FOR_SECONDS
+        )
+        if held is None or not held[0]:
+            raise KeyDestroyed("the data key was destroyed")
 
     @contextmanager
     def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:
@@ -163,8 +171,7 @@ class TransferLease:
         if not self._claimed:
             return
         try:
-            async with self._db.tenant_tx(self.tenant_id) as conn:
-                await conn.execute(Q.release, self.tenant_id, self.id)
+            await self._db.tenant_fetch(self.tenant_id, Q.release, self.id)
         except Exception as exc:
             log.warning("transfer_release_failed", error_type=type(exc).__name__)
 

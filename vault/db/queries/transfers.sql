@@ -5,7 +5,7 @@
 -- with every key above them (subject key, KEK): any one destroyed and the data is gone.
 -- In the same statement the transfer's rows in transfer_keys (transfer $4) are renewed
 -- for $5 seconds for the keys it holds and dropped for those it no longer holds
--- (migration 0023).
+-- (migration 0025).
 WITH renewed AS (
     UPDATE transfer_keys SET held_until = now() + make_interval(secs => $5)
      WHERE tenant_id = $1 AND transfer_id = $4 AND data_key_id = ANY($3::uuid[])
@@ -26,15 +26,20 @@ SELECT (SELECT true FROM dv_require_live_key($1, $2)) AS api_key_live,
            AND k.wrapped_key IS NOT NULL)::int AS data_keys_live
 
 -- name: hold_key
--- Transfer $2 holds data key $3 for $4 seconds (migration 0023); sent in the transaction
--- that reads or creates the key: committed with the read, before anything is decrypted.
+-- Transfer $2 holds data key $3 for $4 seconds (migration 0025), in the transaction that
+-- creates the key (an upload: it is live, nothing can have shredded it yet).
 INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
 ON CONFLICT (tenant_id, transfer_id, data_key_id) DO UPDATE SET held_until = EXCLUDED.held_until
 
+-- name: hold_live_key
+-- The same for a key read earlier (a download), in one round trip and only while the key
+-- is live: false once it was destroyed (migration 0025 `dv_transfer_hold`).
+SELECT dv_transfer_hold($1, $2, $3, $4)
+
 -- name: release
 -- The transfer ended (or was cut) and its streams are closed: it holds no key any more.
-DELETE FROM transfer_keys WHERE tenant_id = $1 AND transfer_id = $2
+SELECT dv_transfer_release($1, $2)
 
 -- name: delete_expired
 -- Rows of processes that died holding a key: they hold nothing any more (held_until
