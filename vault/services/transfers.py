@@ -141,6 +141,7 @@ class TransferLease:
         return, the held keys' rows in transfer_keys renewed."""
         held = sorted(self._data_keys)
         reads = list(self._reads.values())
+        self._claimed = self._claimed or bool(held)  # the check writes their rows too
         async with self._db.tenant_tx(self.tenant_id) as conn:
             # dv_require_live_key raises for a revoked key or a closed tenant
             # (KeyNoLongerLive, via tenant_tx); the row says the rest.

@@ -4,11 +4,14 @@
 -- its tenant closed) and unexpired, and how many of its data keys ($3) are still there
 -- with every key above them (subject key, KEK): any one destroyed and the data is gone.
 -- In the same statement the transfer's rows in transfer_keys (transfer $4) are renewed
--- for $5 seconds for the keys it holds and dropped for those it no longer holds
+-- for $5 seconds for the keys it holds (written again if missing: one lost with a
+-- database crash is back at the next check) and dropped for those it no longer holds
 -- (migration 0025).
 WITH renewed AS (
-    UPDATE transfer_keys SET held_until = now() + make_interval(secs => $5)
-     WHERE tenant_id = $1 AND transfer_id = $4 AND data_key_id = ANY($3::uuid[])
+    INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
+    SELECT $1, $4, held, now() + make_interval(secs => $5) FROM unnest($3::uuid[]) AS held
+    ON CONFLICT (tenant_id, transfer_id, data_key_id)
+       DO UPDATE SET held_until = EXCLUDED.held_until
     RETURNING 1),
 released AS (
     DELETE FROM transfer_keys
