@@ -314,3 +314,30 @@ async def read_history(
             history.notes.append(f"and {len(pauses) - _MAX_PAUSE_NOTES} more pauses")
     history.problem = problems[0] if problems else None
     return history
+
+
+# --- the console's record of the last verification --------------------------------------
+
+C = Queries("console")
+
+
+async def last_chain_check(db: Database, tenant_id: uuid.UUID) -> dict[str, Any] | None:
+    """The tenant's last verification from the console: when, by which key, its result."""
+    async with db.tenant_tx(tenant_id) as conn:
+        row = await conn.fetchrow(C.last_chain_check, tenant_id)
+    return dict(row) if row is not None else None
+
+
+async def verify_and_record_chain(
+    db: Database, blobs: BlobStore, anchor_keys: AnchorKeys, tenant_id: uuid.UUID,
+    checked_at: datetime, checked_by: uuid.UUID,
+) -> ChainReport:  # fmt: skip
+    """Verify the tenant's chain against its anchors and keep the result as its last
+    verification (what the console shows beside the search)."""
+    (report,) = await verify_chains(db, blobs, anchor_keys, tenant_id)
+    async with db.tenant_tx(tenant_id) as conn:
+        await conn.execute(
+            C.save_chain_check, tenant_id, checked_at, checked_by, report.rows, report.ok,
+            report.first_bad_seq, report.problem,
+        )  # fmt: skip
+    return report
