@@ -21,6 +21,7 @@ from vault.services.holds import HoldService
 from vault.services.keyring import KeyRing
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
 
 
@@ -37,6 +38,7 @@ class VaultState:
     subject_refs: SubjectRefHasher
     keyring: KeyRing
     subjects: SubjectService
+    subject_status: SubjectStatusService
     artefacts: ArtefactService
     records: RecordService
     export: ExportService
