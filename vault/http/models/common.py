@@ -7,8 +7,9 @@ from typing import Annotated
 
 from msgspec import UNSET, Meta, Struct, UnsetType
 
-# Answers carry times as RFC 3339 strings in UTC ending in Z (API.md, Conventions).
-Time = datetime
+# Answers carry times as RFC 3339 strings in UTC ending in Z (docs/api.md, Conventions);
+# tz=True makes the schema say date-time (msgspec leaves a time without it a plain string).
+Time = Annotated[datetime, Meta(tz=True)]
 # A time a client sends: RFC 3339 with an offset (Z or +hh:mm).
 AwareTime = Annotated[
     datetime, Meta(tz=True, description="RFC 3339 date-time with an offset (Z for UTC)")
