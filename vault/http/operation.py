@@ -165,6 +165,8 @@ def operation(
         if ("caller" in reads and not scopes) or ("ref" in reads and not scopes):
             raise TypeError(f"{handler.__name__}: reads the caller but declares no scope")
         body_type, body_required = _unwrap_optional(reads.get("body"))
+        if body_type is not None and raw_body is not None:
+            raise TypeError(f"{handler.__name__}: a JSON body model and a raw body")
         declared = Operation(
             operation_id, tag, summary, scopes, dict(answers), errors, description,
             reads.get("query"), body_type, body_required, raw_body, headers,
