@@ -313,3 +313,54 @@ def test_docs_page_shows_header_parameters_raw_bodies_and_scope_choices(
     with server.client() as http:
         page = http.get("/docs").text
     assert shown in page
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def test_every_operation_has_a_unique_id_a_known_tag_and_a_summary(server: ServerThread) -> None:
+    with server.client() as http:
+        document = _document(http)
+    tags = {tag["name"] for tag in document["tags"]}
+    ids = [operation["operationId"] for _, _, operation in _operations(document)]
+    assert len(ids) == len(set(ids))
+    for path, method, operation in _operations(document):
+        assert operation["summary"].strip(), (method, path)
+        assert len(operation["tags"]) == 1 and operation["tags"][0] in tags, (method, path)
+
+
+def test_json_bodies_are_shared_component_schemas_with_required_fields(
+    server: ServerThread,
+) -> None:
+    """Every JSON request body and answer is a model under components/schemas (the ones
+    that are any JSON value, and this document itself, aside); an answer's model lists
+    the fields it always carries as required."""
+    with server.client() as http:
+        document = _document(http)
+    schemas = document["components"]["schemas"]
+    free_form = {"any JSON value", "The OpenAPI document"}
+    answered = set()
+    for path, method, operation in _operations(document):
+        bodies = [operation.get("requestBody", {}).get("content", {}).get("application/json")]
+        for response in operation["responses"].values():
+            media = _resolve(document, response).get("content", {}).get("application/json")
+            bodies.append(media)
+            if media and "$ref" in media["schema"]:
+                answered.add(media["schema"]["$ref"].rsplit("/", 1)[1])
+        for media in filter(None, bodies):
+            schema = media["schema"]
+            if "$ref" not in schema:
+                assert {schema.get("description"), schema.get("type")} & free_form or (
+                    path == "/openapi.json"
+                ), (method, path)
+                continue
+            assert schema["$ref"].rsplit("/", 1)[1] in schemas, (method, path)
+    assert len(answered) >= 20
+    for name in answered:
+        assert schemas[name]["required"], name
