@@ -183,7 +183,10 @@ class Jwk(Struct):
     kid: str
     x: Annotated[str, Meta(description="base64url raw public key, no padding")]
     use: Literal["sig"]
-    alg: Literal["EdDSA"]
+    alg: Annotated[
+        Literal["Ed25519"],
+        Meta(description="RFC 9864's fully specified name (a JWS of a receipt names it too)"),
+    ]
 
 
 class JwkSet(Struct):
