@@ -123,7 +123,7 @@ ROUTES = [
     ),
     route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
     # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
-    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play, HEAD=playback.play_headers),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -163,7 +163,7 @@ ROUTES = [
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
     # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
     # `issuer`.
-    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
+    route("/.well-known/jwks.json", GET=receipts.jwks),
     route("/v1/webhooks", GET=webhooks.list_webhooks, POST=idempotent(webhooks.create_webhook)),
     route("/v1/webhooks/{webhook_id}", GET=webhooks.show_webhook, DELETE=webhooks.delete_webhook),
     route("/v1/webhooks/{webhook_id}/test", POST=webhooks.test_webhook),

@@ -7,6 +7,8 @@ import importlib
 import re
 import subprocess
 import sys
+import urllib.parse
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -121,3 +123,72 @@ def test_the_generated_client_talks_to_the_vault(
     assert isinstance(hold, models.Hold) and hold.scope == "tenant"
     assert refused.status_code == 422
     assert refused.parsed.errors[0].field == "reference"
+
+
+def test_the_generated_client_mints_links_records_disclosures_and_registers_webhooks(
+    generated: Any, server: ServerThread, tenant: Tenant
+) -> None:
+    """The operations added beside the first typed ones (playback links, disclosures,
+    webhooks, the JWK set) through the generated code: typed bodies in, models out."""
+    _, package, _ = generated
+    _import_generated(package)
+    client_module = importlib.import_module(f"{PACKAGE}.client")
+    api = f"{PACKAGE}.api"
+    mint = importlib.import_module(f"{api}.artefacts.mint_playback_link")
+    record = importlib.import_module(f"{api}.disclosures.record_disclosure")
+    list_disclosures = importlib.import_module(f"{api}.disclosures.list_disclosures")
+    create_webhook = importlib.import_module(f"{api}.webhooks.create_webhook")
+    delete_webhook = importlib.import_module(f"{api}.webhooks.delete_webhook")
+    get_jwks = importlib.import_module(f"{api}.erasures.get_jwks")
+    models = importlib.import_module(f"{PACKAGE}.models")
+    with server.client() as http:
+        keys = {
+            scope: http.post(
+                "/v1/api-keys",
+                json={"name": "generated client", "scopes": [scope], "owner": "gen"},
+                headers=tenant.auth(),
+            ).json()["secret"]
+            for scope in ("ingest", "read", "compliance")
+        }
+        stored = http.post(
+            "/v1/subjects/gen-links/artefacts?category=recording", content=b"0123456789",
+            headers={"Authorization": f"Bearer {keys['ingest']}"},
+        )  # fmt: skip
+        assert stored.status_code == 201, stored.text
+    base_url = server.base_url
+    with client_module.AuthenticatedClient(base_url=base_url, token=keys["read"]) as c:
+        link = mint.sync("gen-links", stored.json()["id"], client=c,
+                         body=models.LinkRequest(expires_in=60))  # fmt: skip
+        too_long = mint.sync_detailed(
+            "gen-links", stored.json()["id"], client=c, body=models.LinkRequest(expires_in=3601)
+        )
+    assert isinstance(link, models.PlaybackLink), link
+    assert too_long.status_code == 422
+    with client_module.Client(base_url=base_url) as c:
+        jwks = get_jwks.sync(client=c)
+        played = c.get_httpx_client().get(urllib.parse.urlsplit(link.url).path)
+    assert isinstance(jwks, models.JwkSet) and jwks.keys
+    assert played.status_code == 200 and played.content == b"0123456789"
+    with client_module.AuthenticatedClient(base_url=base_url, token=keys["compliance"]) as c:
+        disclosure = record.sync(
+            client=c,
+            body=models.DisclosureRecord(
+                recipient="Rechtbank", legal_basis="court order", reference="GEN-D1",
+                categories=["recording"], subject_ref="gen-links",
+                disclosed_at=datetime.now(UTC) - timedelta(minutes=10),
+            ),
+        )  # fmt: skip
+        page = list_disclosures.sync(client=c, subject_ref="gen-links")
+    assert isinstance(disclosure, models.Disclosure) and disclosure.subject_ref == "gen-links"
+    assert page is not None and [d.id for d in page.items] == [disclosure.id]
+    with client_module.AuthenticatedClient(base_url=base_url, token=tenant.admin_key) as c:
+        # A public address literal: no DNS, and no private network to refuse.
+        endpoint = create_webhook.sync(
+            client=c,
+            body=models.WebhookCreate(
+                url="https://93.184.215.14/hook", events=[models.EventType.ERASURE_COMPLETED]
+            ),
+        )
+        deleted = delete_webhook.sync_detailed(endpoint.id, client=c)
+    assert isinstance(endpoint, models.WebhookCreated) and endpoint.secret.startswith("whsec_")
+    assert deleted.status_code == 204

@@ -165,14 +165,14 @@ _CONTENT_HEADERS = (
     ),
     Header("X-Content-Type-Options", "nosniff", {"type": "string", "const": "nosniff"}),
 )
-_RANGE = Header(
+RANGE_HEADER = Header(
     "Range",
     "One byte range: bytes=a-b, bytes=a- or bytes=-n (the last n bytes). Several ranges are "
     "not served as multipart.",
 )
 
 
-def _content_answers(with_body: bool) -> dict[int, Answer]:
+def content_answers(with_body: bool) -> dict[int, Answer]:
     # The plaintext goes out under the artefact's own Content-Type, so any media type.
     # HEAD answers with the same headers and no body.
     body = BINARY if with_body else None
@@ -196,7 +196,7 @@ def _content_answers(with_body: bool) -> dict[int, Answer]:
 @operation(
     "getArtefactContent", tag=Tag.ARTEFACTS,
     summary="The plaintext, streamed; one byte range gives 206",
-    scope=Scope.READ, answers=_content_answers(with_body=True), headers=(_RANGE,),
+    scope=Scope.READ, answers=content_answers(with_body=True), headers=(RANGE_HEADER,),
     errors=(404, 410),
 )  # fmt: skip
 async def artefact_content(request: Request, caller: Principal, ref: SubjectRef) -> Response:
@@ -206,7 +206,7 @@ async def artefact_content(request: Request, caller: Principal, ref: SubjectRef)
 @operation(
     "headArtefactContent", tag=Tag.ARTEFACTS,
     summary="The headers GET would send, without the body",
-    scope=Scope.READ, answers=_content_answers(with_body=False), headers=(_RANGE,),
+    scope=Scope.READ, answers=content_answers(with_body=False), headers=(RANGE_HEADER,),
     errors=(404, 410),
 )  # fmt: skip
 async def artefact_content_headers(

@@ -55,13 +55,3 @@ async def read_json_object(
         raise InvalidInput("body must be a JSON object", field="(body)")
     check_json_texts(value)
     return value
-
-
-# Kept only for vault/http/disclosures.py until it is converted (the commit after the merge).
-def optional_str(body: dict[str, Any], name: str) -> str | None:
-    from vault.domain.text import check_text
-
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", field=name)
-    return None if value is None else check_text(value, name)

@@ -36,6 +36,8 @@ TAGS = {
     Tag.RECORDS: "Small JSON values, at most 1 MiB each",
     Tag.ERASURES: "Erasure instructions, their signed receipts and the receipt keys",
     Tag.HOLDS: "Legal holds (compliance scope)",
+    Tag.DISCLOSURES: "Records of data handed to third parties (compliance scope)",
+    Tag.WEBHOOKS: "Webhook endpoints, their deliveries and replays (admin scope)",
 }
 
 # Path parameters, by name, wherever a route template has them.
@@ -49,6 +51,11 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
         "description": "The record's name",
     },
     "version": {"schema": {"type": "integer", "minimum": 1}, "description": "A version"},
+    "token": {
+        "schema": {"type": "string"},
+        "description": "The playback link's token: the credential, as the minting answer's "
+        "url has it",
+    },
     **{
         name: {"schema": {"type": "string", "format": "uuid"}, "description": f"The {what}'s id"}
         for name, what in (
@@ -56,6 +63,9 @@ PATH_PARAMETERS: dict[str, dict[str, Any]] = {
             ("artefact_id", "artefact"),
             ("hold_id", "hold"),
             ("erasure_id", "erasure"),
+            ("disclosure_id", "disclosure"),
+            ("webhook_id", "webhook endpoint"),
+            ("delivery_id", "delivery"),
         )
     },
 }

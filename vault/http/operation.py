@@ -20,6 +20,10 @@ provides them in this order, each checked before the next is read:
 - `body: <Struct>` (`<Struct> | None`: the body is optional): the JSON body, read within
   MAX_JSON_BODY_BYTES, every string through the text rule (vault/domain/text.py), then
   validated by that model.
+- `body: dict[str, Any]` with `body_as_sent=<Struct>`: the same reading, unknown fields
+  refused, but the JSON object handed over as sent, for a service that checks every field
+  itself and names each wrong one at once (a disclosure; the console's form shares those
+  checks); the model is what the document shows.
 
 The handler calls one service method (which owns its transaction) and renders the result
 with `render`, as the model that `answers` declares for the status; an answer the
@@ -45,7 +49,7 @@ from starlette.responses import Response
 from vault.domain.scopes import Scope
 from vault.errors import InvalidInput
 from vault.http.auth import require
-from vault.http.body import read_json_object
+from vault.http.body import has_body, read_json_object
 from vault.http.subject_path import subject_ref
 from vault.http.subject_request import note_subject
 
@@ -66,6 +70,8 @@ class Tag(StrEnum):
     RECORDS = "records"
     ERASURES = "erasures"
     HOLDS = "holds"
+    DISCLOSURES = "disclosures"
+    WEBHOOKS = "webhooks"
 
 
 JSON = "application/json"
@@ -131,6 +137,7 @@ class Operation:
     query: type[msgspec.Struct] | None
     body: type[msgspec.Struct] | None
     body_required: bool
+    body_checked_by_service: bool
     raw_body: RawBody | None
     headers: tuple[Header, ...]
     reads_ref: bool
@@ -153,11 +160,13 @@ def operation(
     raw_body: RawBody | None = None,
     headers: tuple[Header, ...] = (),
     key_checked_in_statement: bool = False,
+    body_as_sent: type[msgspec.Struct] | None = None,
 ) -> Callable[[Handler], Endpoint]:
     """Declare an operation; see the module docstring. `scope`: the scope it needs, or
     scopes any one of which will do. `errors`: problem statuses beside the ones the
     wrapper itself can answer (authentication, body, query). `key_checked_in_statement`:
-    the service checks the key's revocation in its own statement (ApiKeyService)."""
+    the service checks the key's revocation in its own statement (ApiKeyService).
+    `body_as_sent`: the model of a body the service checks itself (see above)."""
     scopes = (scope,) if isinstance(scope, Scope) else tuple(scope or ())
 
     def declare(handler: Handler) -> Endpoint:
@@ -165,11 +174,16 @@ def operation(
         if ("caller" in reads and not scopes) or ("ref" in reads and not scopes):
             raise TypeError(f"{handler.__name__}: reads the caller but declares no scope")
         body_type, body_required = _unwrap_optional(reads.get("body"))
+        if body_as_sent is not None:
+            if "body" not in reads:
+                raise TypeError(f"{handler.__name__}: body_as_sent but reads no body")
+            body_type = body_as_sent
         if body_type is not None and raw_body is not None:
             raise TypeError(f"{handler.__name__}: a JSON body model and a raw body")
         declared = Operation(
             operation_id, tag, summary, scopes, dict(answers), errors, description,
-            reads.get("query"), body_type, body_required, raw_body, headers,
+            reads.get("query"), body_type, body_required, body_as_sent is not None, raw_body,
+            headers,
             "ref" in reads, key_checked_in_statement,
         )  # fmt: skip
 
@@ -187,7 +201,9 @@ def operation(
                     arguments["ref"] = ref
             if declared.query is not None:
                 arguments["query"] = parse_query(request, declared.query)
-            if declared.body is not None:
+            if declared.body_checked_by_service:
+                arguments["body"] = await read_body_as_sent(request, declared.body, body_required)
+            elif declared.body is not None:
                 arguments["body"] = await parse_body(request, declared.body, body_required)
             response = await handler(request, **arguments)
             _check_answer(declared, response)
@@ -249,15 +265,29 @@ def _check_answer(declared: Operation, response: Response) -> None:
 
 async def parse_body(request: Request, model: type[ModelT], required: bool = True) -> ModelT | None:
     """The JSON body as `model`; None for an optional body that was not sent."""
-    if not required and not _has_body(request):
+    if not required and not has_body(request):
         return None
     return convert(await read_json_object(request), model)
 
 
-def _has_body(request: Request) -> bool:
-    return (
-        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
-    )
+async def read_body_as_sent(
+    request: Request, model: type[msgspec.Struct] | None, required: bool = True
+) -> dict[str, Any] | None:
+    """The JSON object as sent, its fields among `model`'s; None for an optional body that
+    was not sent."""
+    if not required and not has_body(request):
+        return None
+    value = await read_json_object(request)
+    if model is not None:
+        _refuse_unknown_fields(value, model)
+    return value
+
+
+def _refuse_unknown_fields(value: dict[str, Any], model: type[msgspec.Struct]) -> None:
+    unknown = set(value) - set(model.__struct_fields__)
+    if unknown:
+        first, *rest = sorted(unknown)
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
 
 
 def parse_query(request: Request, model: type[ModelT]) -> ModelT:
@@ -277,13 +307,8 @@ def parse_query(request: Request, model: type[ModelT]) -> ModelT:
 def convert(value: Any, model: type[ModelT], *, strict: bool = True) -> ModelT:
     """`value` (parsed JSON, or query strings with `strict=False`) as `model`; a value the
     model refuses is InvalidInput naming the field, without repeating the value."""
-    if isinstance(value, dict):
-        unknown = set(value) - set(model.__struct_fields__)
-        if unknown and model.__struct_config__.forbid_unknown_fields:
-            first, *rest = sorted(unknown)
-            raise InvalidInput(
-                f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest
-            )
+    if isinstance(value, dict) and model.__struct_config__.forbid_unknown_fields:
+        _refuse_unknown_fields(value, model)
     try:
         converted = msgspec.convert(value, model, strict=strict)
     except msgspec.ValidationError as exc:

@@ -24,3 +24,13 @@ CACHE_CONTROL = "public, max-age=300"
 async def receipt_keys(request: Request) -> Response:
     keys = await published_keys(vault_state(request).db)
     return render(JwkSet.of(keys), headers={"Cache-Control": CACHE_CONTROL})
+
+
+@operation(
+    "getJwks", tag=Tag.ERASURES,
+    summary="The same JWK set as /v1/receipt-keys, where JOSE libraries look for it: under "
+    "the receipts' issuer (DATAVAULT_PUBLIC_URL)",
+    scope=None, answers={200: ok(JwkSet)},
+)  # fmt: skip
+async def jwks(request: Request) -> Response:
+    return await receipt_keys(request)
