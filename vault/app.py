@@ -121,7 +121,10 @@ ROUTES = [
         GET=artefacts.artefact_content,
         HEAD=artefacts.artefact_content_headers,
     ),
-    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    route(
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/links",
+        POST=idempotent(playback.mint_playback_link),
+    ),
     # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
     route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play, HEAD=playback.play_headers),
     route("/v1/subjects/{ref}/records", GET=records.list_records),

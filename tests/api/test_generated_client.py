@@ -17,7 +17,8 @@ import pytest
 
 from tests.support import ServerThread, Tenant
 
-PACKAGE = "datavault_client"
+# Not datavault_client: that is the project's own client (clients/python), installed here.
+PACKAGE = "generated_datavault_client"
 
 
 @pytest.fixture(scope="module")

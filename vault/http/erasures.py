@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import SubjectRef, normalize_ref
+from vault.errors import InvalidInput
 from vault.http.models.erasures import (
     Erasure,
     ErasureListQuery,
@@ -67,21 +72,54 @@ async def show_erasure(request: Request, caller: Principal) -> Response:
 
 
 @operation(
-    "listErasures", tag=Tag.ERASURES, summary="List erasures, newest first",
+    "listErasures", tag=Tag.ERASURES,
+    summary="List erasures, newest first (with updated_since: changed since, oldest change "
+    "first)",
     scope=_READERS, answers={200: ok(ErasurePage)},
 )  # fmt: skip
 async def list_erasures(request: Request, caller: Principal, query: ErasureListQuery) -> Response:
+    """Newest first; with `updated_since`, the erasures changed at or after that time,
+    oldest change first, for a client that follows them."""
     state = vault_state(request)
     ref_hash = None
     if query.subject_ref is not None:
         ref_hash = await state.subject_refs.hash(caller.tenant_id, normalize_ref(query.subject_ref))
-    erasures = await state.erasures.list(
-        caller.tenant_id, query.status, page_after_time(decode_cursor_parts(query.cursor, 2)),
-        query.limit, subject_ref_hash=ref_hash,
-    )  # fmt: skip
-    last = erasures[-1] if len(erasures) == query.limit else None
-    cursor = encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None
+    status = query.status.value if query.status is not None else None
+    if query.updated_since is not None:
+        erasures = await state.erasures.list_changed(
+            caller.tenant_id, query.updated_since, status, _changes_after(query.cursor),
+            query.limit, subject_ref_hash=ref_hash,
+        )  # fmt: skip
+        last = erasures[-1] if len(erasures) == query.limit else None
+        cursor = _changes_cursor(last) if last else None
+    else:
+        erasures = await state.erasures.list(
+            caller.tenant_id, status, page_after_time(decode_cursor_parts(query.cursor, 2)),
+            query.limit, subject_ref_hash=ref_hash,
+        )  # fmt: skip
+        last = erasures[-1] if len(erasures) == query.limit else None
+        cursor = (
+            encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None
+        )
     return render(ErasurePage([Erasure.of(e) for e in erasures], cursor))
+
+
+# The first part of a cursor into changes (updated_since): a newest-first cursor has two
+# parts, so one cannot be handed to the other listing by mistake.
+_CHANGES = "changes"
+
+
+def _changes_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    parts = decode_cursor_parts(cursor, 3)
+    if parts is None:
+        return None
+    if parts[0] != _CHANGES:
+        raise InvalidInput("cursor is not one this vault issued", field="cursor")
+    return page_after_time(parts[1:])
+
+
+def _changes_cursor(last: dict[str, Any]) -> str:
+    return encode_cursor_parts(_CHANGES, rfc3339(last["updated_at"]), str(last["id"]))
 
 
 @operation(

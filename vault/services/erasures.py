@@ -8,6 +8,7 @@ requested generation's keys are destroyed whatever arrives later.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -152,12 +153,36 @@ class ErasureService:
         limit: int,
         subject_ref_hash: bytes | None = None,
     ) -> list[dict[str, Any]]:
-        if status is not None and status not in set(ErasureStatus):
-            raise InvalidInput(f"status must be one of {', '.join(ErasureStatus)}", field="status")
+        _check_status(status)
         async with self._db.tenant_tx(tenant_id) as conn:
             rows = await conn.fetch(
                 Q.list,
                 tenant_id,
+                status,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit,
+                subject_ref_hash,
+            )
+            return [await self._read(conn, tenant_id, row["id"]) for row in rows]
+
+    async def list_changed(
+        self,
+        tenant_id: uuid.UUID,
+        updated_since: datetime,
+        status: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        subject_ref_hash: bytes | None = None,
+    ) -> builtins.list[dict[str, Any]]:  # `list` here is the method above
+        """Erasures whose status or contents changed at or after `updated_since`, oldest
+        change first, after the cursor `after` (updated_at, id): how a client follows them."""
+        _check_status(status)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            rows = await conn.fetch(
+                Q.list_changed,
+                tenant_id,
+                updated_since,
                 status,
                 after[0] if after else None,
                 after[1] if after else None,
@@ -213,3 +238,8 @@ class ErasureService:
             erasure = await self._read(conn, tenant_id, erasure_id)
         events.erasure_cancelled(tenant_id, erasure_id, api_key_id)
         return erasure
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in set(ErasureStatus):
+        raise InvalidInput(f"status must be one of {', '.join(ErasureStatus)}", field="status")

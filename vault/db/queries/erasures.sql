@@ -67,6 +67,18 @@ SELECT * FROM erasures
  ORDER BY requested_at DESC, id DESC
  LIMIT $5
 
+-- name: list_changed
+-- Erasures whose status or contents changed at or after $2 (updated_at: migration 0023
+-- keeps it for item changes too), oldest change first, so a client follows them with the
+-- cursor ($4, $5): the last (updated_at, id) it has seen.
+SELECT * FROM erasures
+ WHERE tenant_id = $1 AND updated_at >= $2
+   AND ($3::text IS NULL OR status = $3)
+   AND ($4::timestamptz IS NULL OR (updated_at, id) > ($4, $5::uuid))
+   AND ($7::bytea IS NULL OR subject_ref_hash = $7)
+ ORDER BY updated_at, id
+ LIMIT $6
+
 -- name: set_status
 -- Only erasure_transitions.py sends this: from $3 (the status the caller saw) to $4.
 -- completed_at is set only on completion (a held erasure has not completed).
@@ -81,7 +93,7 @@ RETURNING id
 -- name: release_brake
 -- An admin lets a braked erasure through: not_before goes back to what the tenant's
 -- grace period alone gives (the caller passes it, never earlier than now).
-UPDATE erasures SET not_before = $3, braked = false
+UPDATE erasures SET not_before = $3, braked = false, updated_at = now()
  WHERE tenant_id = $1 AND id = $2
 
 -- name: claim_due

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from msgspec import UNSET, Meta, Struct, UnsetType
 
 from vault.domain.erasures import ErasureStatus
-from vault.http.models.common import NextCursor, PageQuery, SubjectRefText, Time
+from vault.http.models.common import AwareTime, NextCursor, PageQuery, SubjectRefText, Time
 from vault.services.erasures import MAX_TEXT
 
 
@@ -119,6 +119,16 @@ class ErasureListQuery(PageQuery, forbid_unknown_fields=True, kw_only=True):
     status: Annotated[ErasureStatus, Meta(description="Only this status")] | None = None
     subject_ref: (
         Annotated[SubjectRefText, Meta(description="Only this subject's erasures")] | None
+    ) = None
+    updated_since: (
+        Annotated[
+            AwareTime,
+            Meta(
+                description="Only erasures whose status or contents changed at or after this "
+                "time, oldest change first (updated_at, then id): follow them with next_cursor"
+            ),
+        ]
+        | None
     ) = None
 
 
