@@ -26,6 +26,7 @@ from vault.observability import events
 from vault.services.erasure_transitions import journal_created, transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
+from vault.services.wakeups import ERASURES_DUE, notify
 
 Q = Queries("erasures")
 
@@ -112,13 +113,18 @@ class ErasureService:
             generation = subject["generation"] if subject else None
             if subject is not None:
                 await conn.execute(Q.next_generation, tenant_id, subject_id)
-            await conn.execute(
+            inserted = await conn.fetchrow(
                 Q.insert, tenant_id, erasure_id, ref_hash, subject_id, generation, request.reason,
                 request.reference, now, api_key_id, not_before, erasure_due_at(now), braked,
             )  # fmt: skip
             detail = "rate brake: held back 24 h" if braked else None
             await journal_created(conn, tenant_id, erasure_id, api_key_id, detail)
-            return await self._read(conn, tenant_id, erasure_id), True
+            if not_before <= now:
+                # Due at once: the executor runs when this commits, not at its next poll.
+                await notify(conn, ERASURES_DUE, tenant_id)
+            assert inserted is not None
+            # What _read would find: the row as inserted, nothing shredded or kept yet.
+            return {**dict(inserted), "items": []}, True
 
     async def _extend(
         self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, subject: Any,
@@ -211,6 +217,8 @@ class ErasureService:
             settings = await load_settings(conn, tenant_id)
             grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
+            if grace_end <= now:
+                await notify(conn, ERASURES_DUE, tenant_id)
             await transition(
                 conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
                 api_key_id=api_key_id, detail="rate brake released by an admin",
