@@ -184,7 +184,7 @@ def test_an_erasure_no_transfer_holds_completes_in_one_pass(vault: ServerThread)
 
 
 def _hold_erased_key(server: ServerThread, tenant_id: uuid.UUID, held_for: float) -> None:
-    """A transfer_keys row (migration 0025) as a process that has since died left it:
+    """A transfer_keys row (migration 0026) as a process that has since died left it:
     holding the tenant's artefact key for `held_for` seconds from now (negative: past)."""
 
     async def run() -> None:

@@ -14,7 +14,7 @@ connection, and `TransferLease.close` closes the decrypting streams so the key l
 memory with them.
 
 Which keys a transfer holds is also written to the database (transfer_keys, migration
-0025), renewed with each confirmation and deleted on close: an erasure completes only
+0026), renewed with each confirmation and deleted on close: an erasure completes only
 once no live transfer holds a key it shredded (erasures.sql `awaiting_ledger`), whichever
 process runs the transfer.
 """

@@ -153,7 +153,7 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
 -- name: awaiting_ledger
 -- Shredded erasures ready to complete (or be held): every ledger row published, and no
 -- running transfer still holds a data key under a subject key the erasure shredded
--- (transfer_keys, migration 0025; a row past held_until holds nothing: that process has
+-- (transfer_keys, migration 0026; a row past held_until holds nothing: that process has
 -- cut the transfer by then, or is gone). DESIGN.md: "completed" means no process holds
 -- the key any more; an erasure whose keys no transfer holds is not delayed at all.
 SELECT e.id, e.subject_id, e.generation,

@@ -6,7 +6,7 @@
 -- In the same statement the transfer's rows in transfer_keys (transfer $4) are renewed
 -- for $5 seconds for the keys it holds (written again if missing: one lost with a
 -- database crash is back at the next check) and dropped for those it no longer holds
--- (migration 0025).
+-- (migration 0026).
 WITH renewed AS (
     INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
     SELECT $1, $4, held, now() + make_interval(secs => $5) FROM unnest($3::uuid[]) AS held
@@ -29,7 +29,7 @@ SELECT (SELECT true FROM dv_require_live_key($1, $2)) AS api_key_live,
            AND k.wrapped_key IS NOT NULL)::int AS data_keys_live
 
 -- name: hold_key
--- Transfer $2 holds data key $3 for $4 seconds (migration 0025), in the transaction that
+-- Transfer $2 holds data key $3 for $4 seconds (migration 0026), in the transaction that
 -- creates the key (an upload: it is live, nothing can have shredded it yet).
 INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
 VALUES ($1, $2, $3, now() + make_interval(secs => $4))
@@ -37,7 +37,7 @@ ON CONFLICT (tenant_id, transfer_id, data_key_id) DO UPDATE SET held_until = EXC
 
 -- name: hold_live_key
 -- The same for a key read earlier (a download), in one round trip and only while the key
--- is live: false once it was destroyed (migration 0025 `dv_transfer_hold`).
+-- is live: false once it was destroyed (migration 0026 `dv_transfer_hold`).
 SELECT dv_transfer_hold($1, $2, $3, $4)
 
 -- name: release
