@@ -216,6 +216,12 @@ def create_app(
         metrics.watch_auth_throttle(
             auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
+        hold_service = HoldService(
+            db,
+            lambda: publish_pending(
+                db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
+            ),
+        )
         app.state.vault = VaultState(
             settings=settings,
             db=db,
@@ -234,12 +240,8 @@ def create_app(
             export=ExportService(
                 db, keyring, subject_service, artefact_service, disclosure_service
             ),
-            holds=HoldService(
-                db,
-                lambda: publish_pending(
-                    db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
-                ),
-            ),
+            holds=hold_service,
+            ledger=hold_service.ledger,
             erasures=ErasureService(db, refs),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,

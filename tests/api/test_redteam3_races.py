@@ -195,13 +195,6 @@ def test_control_a_repeated_request_after_the_shred_starts_a_new_erasure(
     assert again.json()["id"] != keys["first"]["id"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: an erasure request for a subject whose erasure a batch has claimed "
-    "deadlocks with the batch (subject row vs erasure row, taken in opposite orders) and "
-    "answers 500",
-    raises=AssertionError,
-)
 def test_a_repeated_request_racing_the_batch_never_answers_500(
     quiet_vault: ServerThread, tenant: Tenant
 ) -> None:

@@ -15,20 +15,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.deadlines import erasure_due_at, erasure_not_before
 from vault.domain.erasures import ErasureStatus
 from vault.domain.subject_refs import SubjectRef
-from vault.errors import Conflict, InvalidInput, NotFound
+from vault.errors import Conflict, InvalidInput, NotFound, Unavailable
 from vault.observability import events
 from vault.services.erasure_transitions import journal_created, transition
+from vault.services.ledger_controls import record_erasure_request
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
-from vault.services.wakeups import ERASURES_DUE, notify
+from vault.services.wakeups import ERASURES_DUE, LEDGER_PENDING, notify
 
 Q = Queries("erasures")
+log = structlog.get_logger("datavault.erasures")
 
 MAX_TEXT = 500
 # The partial unique index (migration 0016) that allows one scheduled erasure per subject.
@@ -36,6 +39,13 @@ _ONE_SCHEDULED = "erasures_one_scheduled"
 # A request that lost the race for the one open erasure starts again once; more attempts
 # only matter when that erasure also finished in between.
 _CONCURRENT_ATTEMPTS = 3
+# A request aborted by PostgreSQL as a deadlock's victim (or a serialization failure)
+# starts again, at most this many times in all, then answers 503 with Retry-After. The
+# executor's batch claims an erasure row before it locks the subject's row, a request
+# the other way round (it must see the subject's generation before its erasures); the
+# batch goes on once the request is aborted, so one retry normally suffices.
+_DEADLOCK_ATTEMPTS = 3
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ class ErasureService:
         now = now or datetime.now(UTC)
         for _ in range(_CONCURRENT_ATTEMPTS):
             try:
-                erasure, created = await self._request_once(
+                erasure, created = await self._request_retrying(
                     tenant_id, ref_hash, request, api_key_id, now
                 )
             except asyncpg.UniqueViolationError as exc:
@@ -78,6 +88,22 @@ class ErasureService:
                 )
             return erasure, created
         raise Conflict("concurrent erasure requests for this subject; try again")
+
+    async def _request_retrying(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
+        api_key_id: uuid.UUID, now: datetime,
+    ) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        """_request_once, again after a deadlock or serialization failure (the whole
+        transaction was rolled back, so starting over is safe), up to _DEADLOCK_ATTEMPTS."""
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                return await self._request_once(tenant_id, ref_hash, request, api_key_id, now)
+            except _RETRYABLE as exc:
+                log.info(
+                    "erasure_request_retried", tenant_id=str(tenant_id), attempt=attempt,
+                    error_type=type(exc).__name__,
+                )  # fmt: skip
+        raise Unavailable("the subject is being erased right now; try again", retry_after=1)
 
     async def _request_once(
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
@@ -121,6 +147,7 @@ class ErasureService:
             if not_before <= now:
                 # Due at once: the executor runs when this commits, not at its next poll.
                 await notify(conn, ERASURES_DUE, tenant_id)
+            await self._record(conn, tenant_id, erasure_id)
             assert inserted is not None
             # What _read would find: the row as inserted, nothing shredded or kept yet.
             return {**dict(inserted), "items": []}, True
@@ -137,6 +164,15 @@ class ErasureService:
             conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
             api_key_id=api_key_id, detail="asked again: extended to data written since",
         )  # fmt: skip
+        await self._record(conn, tenant_id, erasure_id)
+
+    @staticmethod
+    async def _record(conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> None:
+        """Into the shred ledger, so that a restored backup runs a scheduled erasure it
+        lacks and no cancelled one (vault/services/ledger_controls.py). The publisher
+        takes it within its interval; a request does not wait for it (bursts)."""
+        await record_erasure_request(conn, tenant_id, erasure_id)
+        await notify(conn, LEDGER_PENDING, tenant_id)
 
     async def get(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -243,6 +279,8 @@ class ErasureService:
                 ErasureStatus.CANCELLED,
                 api_key_id=api_key_id,
             )
+            # The caller publishes it before answering (VaultState.ledger).
+            await record_erasure_request(conn, tenant_id, erasure_id)
             erasure = await self._read(conn, tenant_id, erasure_id)
         events.erasure_cancelled(tenant_id, erasure_id, api_key_id)
         return erasure

@@ -214,3 +214,8 @@ VALUES ($1, $2, $3, $4, 'retained', $5)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = 'retained', kept_until = EXCLUDED.kept_until, hold_ids = NULL,
        destroyed_at = NULL
+
+-- name: stated_retention
+-- The `until` this erasure stated for each key it retains: no retry keeps one for less.
+SELECT key_id, kept_until FROM erasure_items
+ WHERE tenant_id = $1 AND erasure_id = $2 AND outcome = 'retained' AND kept_until IS NOT NULL
