@@ -1,0 +1,234 @@
+"""Support for the model-based deletion test: switches, the vault it drives (one server
+with its background jobs off), the per-example tenant and keys, the worker pass run by
+hand with a moved clock, and the hook for the deletion-invariant scan.
+
+Switches (environment):
+- DATAVAULT_MODEL_LEGACY=1: run against a vault without key `owner`s, record versions
+  and release withdrawal (main before those changes): keys are created without `owner`,
+  the second key of officer A and the rules and checks for those routes are left out.
+- DATAVAULT_MODEL_EXAMPLES, DATAVAULT_MODEL_STEPS: more examples or steps for a hunt.
+- DATAVAULT_MODEL_SEED=N: another fixed seed for the examples (CI runs one fixed seed,
+  so every run tests the same examples).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.api.helpers import create_key
+from tests.support import ServerThread, Tenant, bearer, make_tenant, private_server
+from vault.runtime import operator_context
+
+LEGACY = os.environ.get("DATAVAULT_MODEL_LEGACY", "") == "1"
+EXAMPLES = int(os.environ.get("DATAVAULT_MODEL_EXAMPLES", "30"))
+STEPS = int(os.environ.get("DATAVAULT_MODEL_STEPS", "25"))
+SEED = int(os.environ.get("DATAVAULT_MODEL_SEED", "20260101"))
+
+# Compliance keys: name -> owner (the person). Two keys of officer A, one of officer B;
+# all three created by the tenant's first admin key, so none created another.
+OFFICERS: dict[str, str] = {
+    "officer-a1": "officer-a",
+    "officer-a2": "officer-a",
+    "officer-b": "officer-b",
+}
+# Without `owner` on keys only one key per officer can be told apart from the others.
+LEGACY_OFFICERS = ("officer-a1", "officer-b")
+
+# Hold expiries are compared with the database's real now(), not the virtual clock: they
+# lie beyond anything the test's virtual clock reaches, so no hold ever expires in it.
+FAR_EXPIRY = datetime.now(UTC).replace(microsecond=0) + timedelta(days=6 * 365)
+
+
+class ModelMismatch(AssertionError):
+    """The vault answered otherwise than the reference model. One subclass per kind of
+    answer, so that hypothesis reports (and shrinks) each kind as a bug of its own."""
+
+
+class ReadScopeMismatch(ModelMismatch):
+    pass
+
+
+class ComplianceReadMismatch(ModelMismatch):
+    pass
+
+
+class KeptVersionsMismatch(ModelMismatch):
+    pass
+
+
+class ErasureStatusMismatch(ModelMismatch):
+    pass
+
+
+class ErasureRequestMismatch(ModelMismatch):
+    pass
+
+
+class ErasureCancelMismatch(ModelMismatch):
+    pass
+
+
+class WriteMismatch(ModelMismatch):
+    pass
+
+
+class DeleteMismatch(ModelMismatch):
+    pass
+
+
+class HoldPlaceMismatch(ModelMismatch):
+    pass
+
+
+class HoldAmendMismatch(ModelMismatch):
+    pass
+
+
+class HoldReleaseMismatch(ModelMismatch):
+    pass
+
+
+class SettingsMismatch(ModelMismatch):
+    pass
+
+
+class RestrictionMismatch(ModelMismatch):
+    pass
+
+
+class DeletionInvariantViolated(ModelMismatch):
+    pass
+
+
+def expect(condition: bool, kind: type[ModelMismatch], message: str) -> None:
+    if not condition:
+        raise kind(message)
+
+
+def show(response: httpx.Response) -> str:
+    """A response for a failure message: status and the start of the body."""
+    return f"{response.status_code} {response.text[:300]!r}"
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def expiry_at(days_after_far: int) -> str:
+    return rfc3339(FAR_EXPIRY + timedelta(days=days_after_far))
+
+
+@dataclass(frozen=True)
+class ModelVault:
+    """The one vault server of the test (background jobs off) and its database."""
+
+    server: ServerThread
+
+    @property
+    def database_url(self) -> str:
+        return self.server.database_url
+
+
+@contextmanager
+def model_vault(pg_admin_url: str, data_dir: Path) -> Iterator[ModelVault]:
+    with private_server(pg_admin_url, data_dir) as server:
+        yield ModelVault(server)
+
+
+@dataclass(frozen=True)
+class TenantKeys:
+    """Authorization headers of one example's tenant, one per role."""
+
+    admin: dict[str, str]
+    ingest: dict[str, str]
+    read: dict[str, str]
+    erasure: dict[str, str]
+    officers: dict[str, dict[str, str]]
+
+    @property
+    def compliance(self) -> dict[str, str]:
+        """The compliance key the reads are checked with."""
+        return self.officers["officer-a1"]
+
+
+def new_tenant(vault: ModelVault, http: httpx.Client) -> TenantKeys:
+    """A fresh tenant (so examples never see each other) and its keys."""
+    tenant: Tenant = make_tenant(vault.server.settings, vault.database_url)
+
+    def key(scopes: list[str], **fields: Any) -> dict[str, str]:
+        return bearer(create_key(http, tenant, scopes, **fields)["secret"])
+
+    officers = {}
+    for name, owner in OFFICERS.items():
+        if LEGACY:
+            if name in LEGACY_OFFICERS:
+                officers[name] = key(["compliance"], name=name)
+        else:
+            officers[name] = key(["compliance"], name=name, owner=owner)
+    return TenantKeys(
+        admin=tenant.auth(),
+        ingest=key(["ingest"]),
+        read=key(["read"]),
+        erasure=key(["erasure"]),
+        officers=officers,
+    )
+
+
+def virtual_now(offset_days: int) -> datetime:
+    return datetime.now(UTC) + timedelta(days=offset_days)
+
+
+def run_worker_pass(vault: ModelVault, now: datetime) -> None:
+    """One pass of the background jobs that delete, as the worker runs them, with the
+    clock at `now`: the erasure executor, retention, then the shred-ledger publisher and
+    erasure completion (so a due erasure goes scheduled -> completed or held in one pass).
+
+    The one place that names the job functions: they are imported here, not at the top."""
+    from vault.services.erasure_receipts import ReceiptIssuer
+    from vault.services.ledger import publish_and_complete
+    from workers.erasure import run_due_erasures
+    from workers.retention import apply_retention
+
+    async def run() -> None:
+        async with operator_context(vault.server.settings, vault.database_url) as ctx:
+            issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+            await run_due_erasures(ctx.db, ctx.keyring, now=now)
+            await apply_retention(ctx.db, ctx.keyring, now=now)
+            await publish_and_complete(ctx.db, ctx.blobs, issuer)
+
+    asyncio.run(run())
+
+
+def deletion_scan_available() -> bool:
+    """Whether this checkout's workers package has the scan. (An editable install of
+    another checkout can make the import machinery find that one's module instead.)"""
+    import workers
+
+    spec = importlib.util.find_spec("workers.deletion_check")
+    if spec is None or spec.origin is None or workers.__file__ is None:
+        return False
+    return Path(spec.origin).parent == Path(workers.__file__).parent
+
+
+def deletion_violations(database_url: str, grace: timedelta) -> list[Any]:
+    """What `workers/deletion_check.py` finds wrong in the whole database (owner URL).
+
+    The scan runs at the real now, not the virtual one: the database holds tenants of
+    earlier examples whose last pass ran at another virtual time, and every tenant's
+    state is that of a time at or after the real now, so the real now is the one time
+    at which every tenant must pass. (What a pass shredded is never owed at an earlier
+    time; what it kept at a later time is kept at an earlier one too.)"""
+    scan = importlib.import_module("workers.deletion_check")
+    found: list[Any] = asyncio.run(scan.find_deletion_violations(database_url, grace=grace))
+    return found
