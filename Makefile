@@ -2,10 +2,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip --quiet
 SOURCES := vault crypto workers
 CHECKED := $(SOURCES) tests bench
 
-.PHONY: run test lint typecheck pytest bench clean system-deps
+.PHONY: run test lint typecheck pytest promtool-test bench clean system-deps lock
 
 # Debian packages the tests need: ffmpeg/ffprobe for the video seek test, chromium for
 # the console's browser tests (Playwright drives it; its own browser download is not used).
@@ -13,16 +14,38 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 
-# Stamps are keyed on pyproject.toml, so a changed dependency list reinstalls.
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# Dependencies come only from the lock files, every file checked against its hash
+# (requirements-run.lock: the runtime and the embedded PostgreSQL; requirements-test.lock:
+# those and the test tools). The lock files hold pip and setuptools too, so the project
+# itself is then installed without dependencies and without build isolation: nothing
+# unhashed is downloaded. Stamps are keyed on pyproject.toml and the lock file.
+$(VENV)/.installed-run: pyproject.toml requirements-run.lock | $(BIN)/python
+	$(PIP) install --require-hashes -r requirements-run.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: pyproject.toml requirements-test.lock | $(BIN)/python
+	$(PIP) install --require-hashes -r requirements-test.lock
+	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@ $(VENV)/.installed-run
+
+# Re-resolve the lock files after a change to pyproject.toml's dependencies (existing
+# pins are kept where they still fit; `make lock LOCK_UPGRADE=--upgrade` takes the newest).
+# requirements.lock (the production image: no embedded PostgreSQL, no test tools) and
+# requirements-run.lock are constrained by requirements-test.lock, so all three agree.
+UV_VERSION := 0.13.8
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet $(LOCK_UPGRADE)
+LOCK_INPUTS := pyproject.toml requirements-build.in
+
+lock: | $(BIN)/python
+	$(PIP) install 'uv==$(UV_VERSION)'
+	$(BIN)/uv pip compile $(LOCK_INPUTS) --extra embedded --extra test $(LOCK_FLAGS) \
+	  -o requirements-test.lock
+	$(BIN)/uv pip compile $(LOCK_INPUTS) --extra embedded $(LOCK_FLAGS) \
+	  -c requirements-test.lock -o requirements-run.lock
+	$(BIN)/uv pip compile $(LOCK_INPUTS) $(LOCK_FLAGS) -c requirements-test.lock \
+	  -o requirements.lock
 
 run: $(VENV)/.installed-run
 	$(BIN)/datavault serve
@@ -44,17 +67,39 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 
+# promtool, for the alert rules' unit tests: the one binary taken out of Debian's
+# `prometheus` package into the venv. Installing the package would pull in its web assets
+# and start a Prometheus server; promtool is a static binary and needs neither.
+PROMTOOL := $(VENV)/promtool/usr/bin/promtool
+
+$(PROMTOOL): | $(BIN)/python
+	@echo "unpacking promtool from Debian's prometheus package"
+	@set -e; tmp=$$(mktemp -d); chmod 777 $$tmp; \
+	  (cd $$tmp && apt-get download -qq prometheus 2>/dev/null) || { \
+	    $(SUDO) apt-get update -qq && (cd $$tmp && apt-get download -qq prometheus); }; \
+	  mkdir -p $(VENV)/promtool; \
+	  dpkg-deb --fsys-tarfile $$tmp/prometheus_*.deb | tar -x -C $(VENV)/promtool ./usr/bin/promtool; \
+	  rm -rf $$tmp
+	@$(PROMTOOL) --version | head -n 1
+
+# Every alert rule has a case that fires and one that stays silent.
+promtool-test: $(PROMTOOL)
+	$(PROMTOOL) check rules deploy/prometheus/alerts.yaml
+	cd deploy/prometheus && $(CURDIR)/$(PROMTOOL) test rules alerts.test.yaml
+
 # pytest exits 5 when it collects nothing; make treats any non-zero exit as failure.
 pytest: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest
 
-test: lint typecheck pytest
+test: lint typecheck promtool-test pytest
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/ledger_compaction_bench.py
 	$(BIN)/python bench/epoch_bench.py
+	$(BIN)/python bench/webhook_bench.py
 	$(BIN)/python bench/load_bench.py
 
 clean:

@@ -29,12 +29,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from crypto.context import PURPOSE_ARTEFACT, KeyContext
+from crypto.context import OBJECT_ARTEFACT, PURPOSE_ARTEFACT, KeyContext, ObjectIdentity
 from crypto.limits import DEFAULT_SEGMENT_SIZE
 from crypto.secrets import generate_key
 from crypto.stream import decrypt_stream, encrypt_stream
 
-CONTEXT = KeyContext(PURPOSE_ARTEFACT, "tenant", "subject", "recordings", 1, "bench", 1)
+CONTEXT = KeyContext(
+    PURPOSE_ARTEFACT, "tenant", "subject", "recordings", 1, "bench", 1,
+    ObjectIdentity(OBJECT_ARTEFACT, "bench-artefact"),
+)  # fmt: skip
 NONCE = struct.Struct(">7sIB")
 
 
@@ -81,7 +84,7 @@ def main() -> None:
 
     key = generate_key()
     raw = AESGCM(os.urandom(32))
-    aad, prefix = CONTEXT.encode() + os.urandom(82), os.urandom(7)  # same AAD length
+    aad, prefix = CONTEXT.encode_v2() + os.urandom(82), os.urandom(7)  # same AAD length
     raw_ct = asyncio.run(drain(raw_stream(raw.encrypt, chunks, prefix, aad), keep=True))
     stream_ct = asyncio.run(drain(encrypt_stream(key, CONTEXT, agen(chunks), seg), keep=True))
 

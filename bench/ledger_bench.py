@@ -45,15 +45,12 @@ from vault.domain.secret_text import SecretText
 from vault.runtime import OperatorContext, operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureRequest, ErasureService
-from vault.services.ledger import (
-    complete_published_erasures,
-    publish_pending,
-    reconcile_on_start,
-)
+from vault.services.ledger import reconcile_on_start
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
 from vault.services.tenants import create_tenant
 from workers.erasure import run_due_erasures
+from workers.ledger import complete_published_erasures, publish_pending
 
 
 async def _subjects(ctx: OperatorContext, tenant_id: uuid.UUID, refs: list[str]) -> None:

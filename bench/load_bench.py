@@ -391,6 +391,11 @@ def main() -> int:
         atexit.register(shutil.rmtree, work / "pg", True)
         database_url = embedded_postgres_url(work / "pg")
         pgdata = work / "pg" / "postgres"
+    from vault.db.migrate import migrate
+
+    # `api` joins an existing vault only (it never creates one): migrate first, as a
+    # deployment runs `datavault migrate` before its API replicas.
+    asyncio.run(migrate(database_url))
     db = Database(database_url, pgdata)
     servers: list[Server] = []
     pool_max = os.environ.get("DATAVAULT_DB_POOL_MAX", "20")

@@ -24,12 +24,17 @@ from crypto.limits import (
 )
 
 STREAM_V1: Final = 0xC1
+"""Segments authenticate header ‖ DVKC 01 (no object). Read only; never written now."""
+STREAM_V2: Final = 0xC2
+"""Segments authenticate header ‖ DVKC 02 (the object included). Every new stream."""
+STREAM_VERSIONS: Final = frozenset({STREAM_V1, STREAM_V2})
 FIXED_HEADER_SIZE: Final = 1 + 1 + 4 + SALT_SIZE + STREAM_NONCE_PREFIX_SIZE + COMMITMENT_SIZE
 _U32: Final = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
 class StreamHeader:
+    version: int
     key_id: str
     segment_size: int
     salt: bytes
@@ -44,7 +49,7 @@ class StreamHeader:
         key_id = self.key_id.encode("utf-8")
         return b"".join(
             (
-                bytes([STREAM_V1, len(key_id)]),
+                bytes([self.version, len(key_id)]),
                 key_id,
                 _U32.pack(self.segment_size),
                 self.salt,
@@ -81,7 +86,7 @@ def header_size(context: KeyContext) -> int:
 def parse_header(data: bytes) -> StreamHeader:
     """Parse the header at the start of ``data`` (trailing bytes are ignored). The header
     is authenticated only when a segment opens; until then treat it as untrusted."""
-    if len(data) < FIXED_HEADER_SIZE or data[0] != STREAM_V1:
+    if len(data) < FIXED_HEADER_SIZE or data[0] not in STREAM_VERSIONS:
         raise IntegrityError()
     at = 2 + data[1]
     if len(data) < FIXED_HEADER_SIZE + data[1]:
@@ -98,7 +103,8 @@ def parse_header(data: bytes) -> StreamHeader:
     at += SALT_SIZE
     prefix = bytes(data[at : at + STREAM_NONCE_PREFIX_SIZE])
     at += STREAM_NONCE_PREFIX_SIZE
-    return StreamHeader(key_id, segment_size, salt, prefix, bytes(data[at : at + COMMITMENT_SIZE]))
+    commitment = bytes(data[at : at + COMMITMENT_SIZE])
+    return StreamHeader(data[0], key_id, segment_size, salt, prefix, commitment)
 
 
 def ciphertext_size(

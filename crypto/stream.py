@@ -2,11 +2,13 @@
 
 Object = header ‖ segment 0 ‖ … ‖ segment n-1 (FORMAT.md, "Stream"). Header:
 
-    0xC1 ‖ key id length (1) ‖ key id (UTF-8) ‖ segment size (u32 BE) ‖ salt (32)
+    0xC2 ‖ key id length (1) ‖ key id (UTF-8) ‖ segment size (u32 BE) ‖ salt (32)
          ‖ nonce prefix (7) ‖ key commitment (32)
 
 Segment i = AES-256-GCM(segment key, nonce = prefix ‖ u32 BE i ‖ last flag,
-aad = header ‖ context encoding). Every segment but the last holds exactly
+aad = header ‖ DVKC 02 context encoding, which names the object). `C1` streams, written
+before objects were bound, have the same layout with the DVKC 01 encoding (no object)
+and their own labels; they still open. Every segment but the last holds exactly
 ``segment_size`` plaintext bytes; the last holds 1..segment_size (a multiple of the
 segment size ends with a full last segment, no empty one), and only the empty object has
 an empty (tag-only) last segment. The commitment is checked before any segment opens.
@@ -15,13 +17,15 @@ an empty (tag-only) last segment. The commitment is checked before any segment o
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from typing import Final
 
 from crypto import _primitives
 from crypto._primitives import Aead, Buffer, RandomSource
 from crypto._stream_layout import (
     FIXED_HEADER_SIZE,
+    STREAM_V1,
+    STREAM_V2,
     RangePlan,
     StreamHeader,
     check_segment_size,
@@ -59,8 +63,20 @@ __all__ = [
     "plan_range",
 ]
 
-_SEGMENT_KEY_LABEL: Final = b"datavault/stream/v1/segment-key"
-_COMMITMENT_LABEL: Final = b"datavault/stream/v1/commitment"
+# (segment key label, commitment label, associated data after the header) per version.
+_VERSIONS: Final = {
+    # Written before contexts named objects: read with the object left out.
+    STREAM_V1: (
+        b"datavault/stream/v1/segment-key",
+        b"datavault/stream/v1/commitment",
+        KeyContext.encode_v1_ignoring_object,
+    ),
+    STREAM_V2: (
+        b"datavault/stream/v2/segment-key",
+        b"datavault/stream/v2/commitment",
+        KeyContext.encode_v2,
+    ),
+}
 _NONCE_TAIL: Final = struct.Struct(">IB")  # segment index, last-segment flag
 
 
@@ -79,7 +95,7 @@ async def encrypt_stream(
 
 async def decrypt_stream(
     data_key: SecretBytes, context: KeyContext, ciphertext_chunks: AsyncIterable[bytes]
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield the plaintext of a whole object segment by segment. Each yielded piece is
     authentic, but truncation shows only at the end: treat an IntegrityError raised at any
     point as failure of the whole object (abort the response, discard the output)."""
@@ -110,7 +126,7 @@ async def decrypt_range(
     header_bytes: bytes,
     segments: AsyncIterable[bytes],
     plan: RangePlan,
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Yield exactly the planned plaintext range. ``segments`` is the ciphertext of
     bytes plan.ciphertext_start..plan.ciphertext_end, in any chunking."""
     header = parse_header(header_bytes)
@@ -138,15 +154,17 @@ async def _encrypt_stream_with(
     chunks: AsyncIterable[bytes],
     segment_size: int,
     rng: RandomSource,
+    version: int = STREAM_V2,
 ) -> AsyncIterator[bytes]:
+    # Deterministic randomness and older versions are asked for only by the test vectors.
     ikm = require_key(data_key)
     check_segment_size(segment_size)
     salt = rng(SALT_SIZE)
     prefix = rng(STREAM_NONCE_PREFIX_SIZE)
-    segment_key, commitment = _derive(ikm, salt)
+    segment_key, commitment = _derive(version, ikm, salt)
     key_id = key_id_bytes(context).decode("utf-8")
-    header = StreamHeader(key_id, segment_size, salt, prefix, commitment).encode()
-    cipher = _SegmentCipher(segment_key, prefix, header + context.encode())
+    header = StreamHeader(version, key_id, segment_size, salt, prefix, commitment).encode()
+    cipher = _SegmentCipher(segment_key, prefix, header + _associated_data(version, context))
     yield header
     index = 0
     async for unit, last in _units(chunks, segment_size):
@@ -168,13 +186,14 @@ class _SegmentCipher:
     def for_reading(
         cls, data_key: SecretBytes, context: KeyContext, header: StreamHeader
     ) -> _SegmentCipher:
-        segment_key, commitment = _derive(require_key(data_key), header.salt)
+        segment_key, commitment = _derive(header.version, require_key(data_key), header.salt)
         # Key commitment first: no segment is opened under a key the header did not name.
         if header.key_id != context.key_id or not _primitives.constant_time_equal(
             commitment, header.commitment
         ):
             raise IntegrityError()
-        return cls(segment_key, header.nonce_prefix, header.encode() + context.encode())
+        aad = header.encode() + _associated_data(header.version, context)
+        return cls(segment_key, header.nonce_prefix, aad)
 
     def seal(self, plaintext: Buffer, index: int, last: bool) -> bytes:
         return self._aead.seal(self._prefix + _NONCE_TAIL.pack(index, last), plaintext, self._aad)
@@ -225,6 +244,11 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield chunk
 
 
-def _derive(ikm: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    segment_key = _primitives.hkdf_sha256(ikm, salt, _SEGMENT_KEY_LABEL, KEY_SIZE)
-    return segment_key, _primitives.hkdf_sha256(ikm, salt, _COMMITMENT_LABEL, COMMITMENT_SIZE)
+def _derive(version: int, ikm: bytes, salt: bytes) -> tuple[bytes, bytes]:
+    key_label, commitment_label, _ = _VERSIONS[version]
+    segment_key = _primitives.hkdf_sha256(ikm, salt, key_label, KEY_SIZE)
+    return segment_key, _primitives.hkdf_sha256(ikm, salt, commitment_label, COMMITMENT_SIZE)
+
+
+def _associated_data(version: int, context: KeyContext) -> bytes:
+    return _VERSIONS[version][2](context)

@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.seaweed import SeaweedS3, running_seaweed
-from tests.support import ServerThread, Tenant, make_tenant, new_database, running_server
+from tests.support import (
+    ServerThread,
+    Tenant,
+    make_tenant,
+    new_database,
+    private_server,
+    running_server,
+)
 from vault.config import Settings
 
 
@@ -58,6 +65,16 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
     with running_server(settings, database_url) as running:
         yield running
+
+
+@pytest.fixture(scope="module")
+def quiet_vault(
+    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """A vault on a database of its own with no background jobs, for the test module: its
+    tests run the jobs by hand with a moved clock (tests/jobs.py) instead of waiting."""
+    with private_server(pg_admin_url, tmp_path_factory.mktemp("quiet-vault")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -24,13 +24,16 @@ from vault.http import (
     access_log,
     api_keys,
     artefacts,
+    disclosures,
     erasures,
     holds,
     ops,
+    playback,
     receipts,
     records,
     subjects,
     tenant,
+    webhooks,
 )
 from vault.http.auth import key_no_longer_live_handler
 from vault.http.idempotency import idempotent
@@ -45,13 +48,14 @@ from vault.http.problems import (
 from vault.http.routing import route
 from vault.http.state import VaultState
 from vault.http.subject_path import SubjectPathMiddleware
+from vault.http.transfers import TransferWatchMiddleware
 from vault.observability.metrics import Metrics
 from vault.runtime import open_root_key
-from vault.services.access_anchor import publish_anchors
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
 from vault.services.deployment_secrets import load_deployment_secrets
+from vault.services.disclosures import DisclosureService
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
@@ -64,10 +68,15 @@ from vault.services.keyring import KeyRing
 from vault.services.ledger import (
     reconcile_on_start,
 )
+from vault.services.ledger_watermark import watermark_for
+from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.webhook_sender import resolve_host
+from vault.services.webhooks import WebhookService
+from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
 from workers.runner import JobRunner
 
@@ -105,6 +114,9 @@ ROUTES = [
         DELETE=artefacts.delete_artefact,
     ),
     route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
+    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -112,6 +124,8 @@ ROUTES = [
         PUT=idempotent(records.put_record),
         DELETE=records.delete_record,
     ),
+    route("/v1/subjects/{ref}/records/{name}/versions", GET=records.list_record_versions),
+    route("/v1/subjects/{ref}/records/{name}/versions/{version}", GET=records.get_record_version),
     route("/v1/subjects/{ref}/export", GET=subjects.export_subject),
     route(
         "/v1/subjects/{ref}/restriction",
@@ -127,9 +141,30 @@ ROUTES = [
     route("/v1/erasures/{erasure_id}/receipt", GET=erasures.erasure_receipt),
     route("/v1/holds", GET=holds.list_holds, POST=idempotent(holds.place_hold)),
     route("/v1/holds/{hold_id}", GET=holds.show_hold, PATCH=holds.amend_hold),
-    route("/v1/holds/{hold_id}/release", POST=holds.release_hold),
+    route(
+        "/v1/holds/{hold_id}/release",
+        POST=holds.release_hold,
+        DELETE=holds.withdraw_hold_release,
+    ),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
+    route(
+        "/v1/disclosures",
+        GET=disclosures.list_disclosures,
+        POST=idempotent(disclosures.record_disclosure),
+    ),
+    route("/v1/disclosures/{disclosure_id}", GET=disclosures.show_disclosure),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
+    # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
+    # `issuer`.
+    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
+    route("/v1/webhooks", GET=webhooks.list_webhooks, POST=idempotent(webhooks.create_webhook)),
+    route("/v1/webhooks/{webhook_id}", GET=webhooks.show_webhook, DELETE=webhooks.delete_webhook),
+    route("/v1/webhooks/{webhook_id}/test", POST=webhooks.test_webhook),
+    route("/v1/webhooks/{webhook_id}/deliveries", GET=webhooks.list_deliveries),
+    route(
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        POST=webhooks.retry_delivery,
+    ),
 ]
 
 
@@ -148,7 +183,7 @@ def create_app(
         writer.start()
         blobs = open_blob_store(settings)
         # Before serving: a restored backup must not bring shredded keys back.
-        redestroyed = await reconcile_on_start(db, blobs)
+        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs))
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         keyring = KeyRing(root, PgHoldCheck())
@@ -160,7 +195,14 @@ def create_app(
         artefact_service = ArtefactService(
             db, blobs, keyring, subject_service, settings.max_artefact_bytes
         )
+        disclosure_service = DisclosureService(db, keyring)
         metrics = Metrics()
+        auth_throttle = FailureThrottle(
+            settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
+        metrics.watch_auth_throttle(
+            auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
+        )
         app.state.vault = VaultState(
             settings=settings,
             db=db,
@@ -168,21 +210,30 @@ def create_app(
             blobs=blobs,
             api_keys=ApiKeyService(db, secrets.api_key_pepper),
             access_log=writer,
-            auth_throttle=FailureThrottle(
-                settings.auth_failure_limit, settings.auth_failure_window_seconds
-            ),
+            auth_throttle=auth_throttle,
             metrics=metrics,
             subject_refs=refs,
             keyring=keyring,
             subjects=subject_service,
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
-            export=ExportService(db, keyring, subject_service, artefact_service),
+            export=ExportService(
+                db, keyring, subject_service, artefact_service, disclosure_service
+            ),
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
+            playback=PlaybackLinkService(db, artefact_service),
+            disclosures=disclosure_service,
+            webhooks=WebhookService(
+                db,
+                keyring,
+                resolve_host,
+                allow_private_networks=settings.webhook_allow_private_networks,
+            ),
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
+        anchors = AnchorMemory()  # the anchor job's, and the last anchoring's on shutdown
         jobs = JobRunner(
             [
                 monitor_job(db, metrics),
@@ -190,17 +241,33 @@ def create_app(
                 root_epochs_job(db, root),
                 *(
                     background_jobs(
-                        db, blobs, keyring, issuer, secrets.anchor_keys, root, settings, metrics
+                        db,
+                        blobs,
+                        keyring,
+                        issuer,
+                        secrets.anchor_keys,
+                        root,
+                        settings,
+                        metrics,
+                        anchors,
                     )
                     if run_jobs
                     else []
                 ),
-            ]
+            ],
+            metrics,
         )
         jobs.start()
         log.info(
             "vault_started", root_key_provider=root.name, blob_store=app.state.vault.blobs.name
         )
+        if settings.public_url_unusable:
+            log.warning(
+                "public_url_unset",
+                public_url=settings.public_base_url,
+                detail="receipts' issuer and playback links name this address: set "
+                "DATAVAULT_PUBLIC_URL to where clients reach the vault",
+            )
         try:
             yield
         finally:
@@ -209,7 +276,14 @@ def create_app(
                 await kek_listener.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.
-                await publish_anchors(db, blobs, secrets.anchor_keys)
+                await publish_anchors(
+                    db,
+                    blobs,
+                    secrets.anchor_keys,
+                    memory=anchors,
+                    wait=True,
+                    retain_days=settings.backup_retention_days,
+                )
             except Exception as exc:
                 # The store or database is down: the next start anchors the chains.
                 log.warning("final_anchor_failed", error_type=type(exc).__name__)
@@ -221,7 +295,12 @@ def create_app(
         # ROUTES is the JSON API that /openapi.json describes; the console's HTML pages
         # are served beside it and kept out of that document. A worker serves neither.
         routes=[*ROUTES, *CONSOLE_ROUTES] if serve_api else OPS_ROUTES,
-        middleware=[Middleware(AccessLogMiddleware), Middleware(SubjectPathMiddleware)],
+        # Access log outermost: it records what the transfer watchdog cut as well.
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(TransferWatchMiddleware),
+            Middleware(SubjectPathMiddleware),
+        ],
         exception_handlers={
             KeyNoLongerLive: key_no_longer_live_handler,
             VaultError: vault_error_handler,

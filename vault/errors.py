@@ -25,6 +25,14 @@ class InvalidInput(VaultError):
         super().__init__(detail, errors=[{"field": name, "message": detail} for name in fields])
         self.field = field
 
+    @classmethod
+    def of_fields(cls, messages: Mapping[str, str]) -> InvalidInput:
+        """Several fields wrong at once, each with its own message; the first is `detail`."""
+        (field, detail), *_ = messages.items()
+        error = cls(detail, field=field)
+        error.extra = {"errors": [{"field": f, "message": m} for f, m in messages.items()]}
+        return error
+
 
 class MalformedInput(VaultError):
     """The request body cannot be parsed at all."""
@@ -40,6 +48,13 @@ class KeyDestroyed(NotFound):
 
 class Conflict(VaultError):
     """The request clashes with the current state (a hold, an existing value)."""
+
+
+class SubjectChanged(Conflict):
+    """The subject changed between reading it and writing a key under it: an erasure was
+    requested (a new generation: migration 0016) or its keys were rewrapped for a new
+    epoch (migration 0018). The database refuses the key; writers read the subject again,
+    and if it still escapes, the client may retry."""
 
 
 class TimedOut(VaultError):
@@ -69,6 +84,12 @@ class Forbidden(VaultError):
 
 class Restricted(Forbidden):
     """Processing of this subject is restricted (GDPR Art. 18): compliance scope only."""
+
+
+class RestrictedDeletion(Conflict):
+    """Processing of this subject is restricted (GDPR Art. 18), which freezes deletion
+    too: the application may not delete its data until the restriction is lifted (an
+    erasure instruction still proceeds)."""
 
 
 class Gone(NotFound):

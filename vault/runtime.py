@@ -19,6 +19,7 @@ from vault.config import DEFAULT_ROOT_KEY_FILE, Settings
 from vault.db.database import Database
 from vault.db.embedded import embedded_postgres_url
 from vault.db.migrate import migrate
+from vault.db.presence import check_vault_location, check_vault_schema
 from vault.services.api_keys import ApiKeyService
 from vault.services.deployment_secrets import DeploymentSecrets, load_deployment_secrets
 from vault.services.holds import PgHoldCheck
@@ -35,8 +36,15 @@ def database_url(settings: Settings) -> str:
     return embedded_postgres_url(settings.data_dir)
 
 
-def prepare_database(settings: Settings) -> str:
+def prepare_database(settings: Settings, *, create_vault: bool = False) -> str:
+    """The database URL, migrated. Only `serve`, `migrate` and `tenant create` pass
+    create_vault=True; for every other command a missing vault is NoVault (exit 2), found
+    before a data directory, an embedded PostgreSQL or a schema is created."""
+    if not create_vault:
+        check_vault_location(settings)
     url = database_url(settings)
+    if not create_vault:
+        check_vault_schema(url)
     asyncio.run(migrate(url))
     return url
 

@@ -16,12 +16,15 @@ retried in turn, a few a pass.
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.domain.erasures import ErasureStatus
 from vault.domain.tenant_settings import TenantSettings
+from vault.observability import events
+from vault.services.erasure_transitions import transition
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
 from workers.isolation import isolated
@@ -76,11 +79,14 @@ async def _shred_due(
                 if erasure is None:
                     return shredded, False
                 claimed.append(erasure["id"])
-                await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
-                await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
-                await conn.execute(
-                    Q.event, tenant_id, erasure["id"], "scheduled", "in_progress", None, None
+                destroyed, _ = await _shred(
+                    conn, keyring, tenant_id, erasure, now or datetime.now(UTC)
                 )
+                await transition(
+                    conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED,
+                    ErasureStatus.IN_PROGRESS,
+                )  # fmt: skip
+            events.erasure_shredded(tenant_id, erasure["id"], destroyed)
             shredded += 1
     return shredded, True
 
@@ -107,7 +113,9 @@ async def _retry_held(
                     break
                 after = (erasure["requested_at"], erasure["id"])
                 claimed.append(erasure["id"])
-                await _retry_one(conn, keyring, tenant_id, erasure, now)
+                destroyed = await _retry_one(conn, keyring, tenant_id, erasure, now)
+            if destroyed:
+                events.erasure_shredded(tenant_id, erasure["id"], destroyed)
     for _ in range(_HELD_ROTATION):
         with isolated("erasure_shred_failed", failed) as claimed:
             async with db.tenant_tx(tenant_id) as conn:
@@ -120,78 +128,74 @@ async def _retry_held(
                     return
                 _rotation[tenant_id] = (erasure["requested_at"], erasure["id"])
                 claimed.append(erasure["id"])
-                await _retry_one(conn, keyring, tenant_id, erasure, now)
+                destroyed = await _retry_one(conn, keyring, tenant_id, erasure, now)
+            if destroyed:
+                events.erasure_shredded(tenant_id, erasure["id"], destroyed)
 
 
 async def _retry_one(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
-) -> None:
-    if await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC)):
-        # Something more was shredded: back to waiting on the ledger.
-        await conn.execute(Q.set_status, tenant_id, erasure["id"], "in_progress")
-        await conn.execute(
-            Q.event, tenant_id, erasure["id"], "held", "in_progress", None, "no longer kept"
-        )
+) -> int:
+    """How many more keys were shredded (0 and something still kept: it stays held)."""
+    destroyed, kept = await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+    if destroyed or not kept:
+        # Something more was shredded, or nothing is kept any more: back to waiting on
+        # the ledger, which completes it (or holds it again for what is still kept).
+        await transition(
+            conn, tenant_id, erasure["id"], ErasureStatus.HELD, ErasureStatus.IN_PROGRESS,
+            detail="no longer kept",
+        )  # fmt: skip
+    return destroyed
 
 
 async def _shred(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime
-) -> int:
-    """Destroy the generation's keys that neither a hold nor statutory retention keeps,
-    and those of earlier generations a cancelled erasure left live (its request started
-    a new generation; cancelling does not undo that, since data may have been written to
-    it). Record each outcome. Returns how many keys were destroyed now."""
+) -> tuple[int, int]:
+    """Destroy the keys of every generation the erasure covers (from_generation ..
+    generation: migration 0016) that neither a hold nor statutory retention keeps, and
+    record each outcome. Returns (keys destroyed now, keys still kept)."""
     if erasure["subject_id"] is None:
-        return 0  # an unknown reference: nothing to shred
-    subject_id, generation = erasure["subject_id"], erasure["generation"]
+        return 0, 0  # an unknown reference: nothing to shred
     settings = await load_settings(conn, tenant_id)
-    left_behind = await conn.fetch(Q.generations_left_live, tenant_id, subject_id, generation)
-    destroyed = 0
-    for older in (row["generation"] for row in left_behind):
-        destroyed += await _shred_generation(
-            conn, keyring, tenant_id, erasure, older, settings, now
+    destroyed = kept = 0
+    for generation in range(erasure["from_generation"], erasure["generation"] + 1):
+        now_destroyed, now_kept = await _shred_generation(
+            conn, keyring, tenant_id, erasure, generation, settings, now
         )
-    return destroyed + await _shred_generation(
-        conn, keyring, tenant_id, erasure, generation, settings, now
-    )
+        destroyed, kept = destroyed + now_destroyed, kept + now_kept
+    # Kept keys destroyed since by another path (a tenant's closure) are shredded items.
+    await conn.execute(Q.settle_items, tenant_id, erasure["id"])
+    return destroyed, kept
 
 
 async def _shred_generation(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, generation: int,
     settings: TenantSettings, now: datetime,
-) -> int:  # fmt: skip
+) -> tuple[int, int]:  # fmt: skip
     subject_id = erasure["subject_id"]
     retained: dict[str, tuple[uuid.UUID, datetime]] = {}
     live = await conn.fetch(Q.live_keys_of_generation, tenant_id, subject_id, generation)
     for row in live:
-        keep_days = settings.rules_for(row["category"]).keep_at_least_days
-        if not keep_days:
-            continue
         newest = await conn.fetchval(
             Q.newest_data, tenant_id, subject_id, generation, row["category"]
         )
-        if newest is not None and newest + timedelta(days=keep_days) > now:
-            retained[row["category"]] = (row["id"], newest + timedelta(days=keep_days))
+        until = settings.kept_until(row["category"], newest) if newest is not None else None
+        if until is not None and until > now:
+            retained[row["category"]] = (row["id"], until)
     categories = [row["category"] for row in live if row["category"] not in retained]
-    destroyed, kept = await keyring.destroy_subject_keys(
-        conn, tenant_id, subject_id, generation, categories
+    destroyed, held = await keyring.destroy_subject_keys(
+        conn, tenant_id, subject_id, generation, categories, erasure_id=erasure["id"]
     )
     for key in destroyed:
         await conn.execute(
             Q.upsert_item, tenant_id, erasure["id"], key.id, key.category, "shredded",
             key.destroyed_at, None,
         )  # fmt: skip
+    for kept in held:
         await conn.execute(
-            Q.outbox, tenant_id, "subject", str(key.id), erasure["id"], key.destroyed_at
-        )
-        await conn.execute(Q.shred_artefacts_of_key, tenant_id, key.id)
-        await conn.execute(Q.shred_records_of_key, tenant_id, key.id)
-        await conn.execute(Q.clear_ref_copy, tenant_id, subject_id, key.id)
-    for held in kept:
-        await conn.execute(
-            Q.upsert_item, tenant_id, erasure["id"], held.id, held.category, "held", None,
-            list(held.hold_ids),
+            Q.upsert_item, tenant_id, erasure["id"], kept.id, kept.category, "held", None,
+            list(kept.hold_ids),
         )  # fmt: skip
     for category, (key_id, until) in retained.items():
         await conn.execute(Q.upsert_retained, tenant_id, erasure["id"], key_id, category, until)
-    return len(destroyed)
+    return len(destroyed), len(held) + len(retained)

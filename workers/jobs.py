@@ -7,24 +7,34 @@ from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
-from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys, publish_anchors
-from vault.services.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
+from vault.services.access_anchor import ANCHOR_INTERVAL_SECONDS, AnchorKeys
 from vault.services.erasure_receipts import ReceiptIssuer
-from vault.services.holds import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
-from vault.services.idempotency import (
-    IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS,
-    expire_idempotency_keys,
-)
 from vault.services.keyring import KeyRing
-from vault.services.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from vault.services.ledger_watermark import watermark_for
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
+from vault.services.webhook_sender import WebhookSender
+from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
+from workers.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
+from workers.deletion_check import CHECK_INTERVAL_SECONDS, run_scheduled_check
 from workers.epochs import EPOCH_SCHEDULE_INTERVAL_SECONDS, EpochSchedule, run_epoch_schedule
 from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
+from workers.hold_expiry import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
+from workers.idempotency import IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS, expire_idempotency_keys
+from workers.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from workers.ledger_compaction import LEDGER_COMPACTION_INTERVAL_SECONDS, compact_on_schedule
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
 from workers.runner import PeriodicJob
 from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
+from workers.webhooks import (
+    DELIVERY_INTERVAL_SECONDS,
+    OVERDUE_INTERVAL_SECONDS,
+    PRUNE_INTERVAL_SECONDS,
+    deliver_due_webhooks,
+    prune_delivery_log,
+    report_overdue_erasures,
+)
 
 
 def background_jobs(
@@ -36,8 +46,13 @@ def background_jobs(
     root: RootKeyProvider,
     settings: Settings,
     metrics: Metrics,
+    anchors: AnchorMemory | None = None,
 ) -> list[PeriodicJob]:
+    """`anchors`: the anchor publisher's memory, shared with the anchoring on shutdown."""
+    anchors = anchors if anchors is not None else AnchorMemory()
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
+    watermark = watermark_for(root, blobs)
+    sender = WebhookSender(allow_private_networks=settings.webhook_allow_private_networks)
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(
@@ -50,6 +65,8 @@ def background_jobs(
                 db,
                 blobs,
                 anchor_keys,
+                memory=anchors,
+                retain_days=settings.backup_retention_days,
                 on_refused=lambda _: metrics.integrity_failures.labels("access_log_anchor").inc(),
             ),
         ),
@@ -73,8 +90,27 @@ def background_jobs(
         PeriodicJob(
             "shred-ledger",
             PUBLISH_INTERVAL_SECONDS,
-            lambda: publish_and_complete(db, blobs, issuer),
+            lambda: publish_and_complete(db, blobs, issuer, watermark),
         ),
+        PeriodicJob(
+            "ledger-compaction",
+            LEDGER_COMPACTION_INTERVAL_SECONDS,
+            lambda: compact_on_schedule(db, blobs, issuer, watermark, metrics),
+        ),
+        PeriodicJob(
+            "deletion-check", CHECK_INTERVAL_SECONDS, lambda: run_scheduled_check(db, metrics)
+        ),
+        PeriodicJob(
+            "webhook-delivery",
+            DELIVERY_INTERVAL_SECONDS,
+            lambda: deliver_due_webhooks(db, keyring, sender, metrics),
+        ),
+        PeriodicJob(
+            "webhook-overdue-erasures",
+            OVERDUE_INTERVAL_SECONDS,
+            lambda: report_overdue_erasures(db),
+        ),
+        PeriodicJob("webhook-log-prune", PRUNE_INTERVAL_SECONDS, lambda: prune_delivery_log(db)),
         PeriodicJob(
             "root-epoch-schedule",
             EPOCH_SCHEDULE_INTERVAL_SECONDS,

@@ -1,6 +1,9 @@
 """Retention: data older than its category's delete_after_days is shredded (its data key
-destroyed), unless a hold covers it; blobs then go with the sweeper. Record versions a
-hold kept when they were replaced are shredded once no hold covers them any more.
+destroyed), unless a hold covers it, its subject's processing is restricted (which
+freezes deletion), or statutory retention still keeps it (a shortened
+keep_at_least_days binds older data only after the closure delay: TenantSettings
+.kept_until); blobs then go with the sweeper. Record versions a hold kept when they were
+replaced are shredded once no hold covers them any more.
 
 Runs per tenant and category in batches, each artefact or record version in its own
 transaction so one item does not stop the rest. The queries leave out what a hold covers
@@ -20,6 +23,7 @@ from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict
 from vault.services.keyring import KeyRing
 from vault.services.tenants import list_tenants, load_settings
@@ -48,10 +52,27 @@ async def apply_retention(
             if rules.delete_after_days is None:
                 continue
             cutoff = now - timedelta(days=rules.delete_after_days)
+
             for walk in (_EXPIRED_ARTEFACTS, _EXPIRED_RECORDS):
-                shredded += await _walk(db, keyring, tenant.id, walk, (category, cutoff), batch)
+                shredded += await _walk(
+                    db, keyring, tenant.id, walk, (category, cutoff), batch,
+                    _kept_by_statute(settings, category, now),
+                )  # fmt: skip
         shredded += await _walk(db, keyring, tenant.id, _RELEASED_VERSIONS, (), batch)
     return shredded
+
+
+def _kept_by_statute(
+    settings: TenantSettings, category: str, now: datetime
+) -> Callable[[Any], bool]:
+    """Whether statutory retention still keeps an expired item (a shortened
+    keep_at_least_days binds older data only after the closure delay)."""
+
+    def still_kept(row: Any) -> bool:
+        until = settings.kept_until(category, row["created_at"])
+        return until is not None and until > now
+
+    return still_kept
 
 
 async def _expire(
@@ -61,9 +82,9 @@ async def _expire(
     expired: list[Any],
     retire: Callable[[Connection, Any], Awaitable[object]],
 ) -> int:
-    """Shred each item in its own transaction; one a hold placed meanwhile keeps is
-    skipped (kept until its hold goes), and one that fails is logged and tried again
-    next pass, without stopping the rest."""
+    """Shred each item in its own transaction; one a hold or a restriction placed
+    meanwhile keeps is skipped (kept until it goes), and one that fails is logged and
+    tried again next pass, without stopping the rest."""
     done = 0
     failed: set[uuid.UUID] = set()
     for row in expired:
@@ -115,16 +136,18 @@ _RELEASED_VERSIONS = _Walk(
 
 async def _walk(
     db: Database, keyring: KeyRing, tenant_id: uuid.UUID, walk: _Walk, params: tuple[Any, ...],
-    batch: int,
+    batch: int, still_kept: Callable[[Any], bool] = lambda row: False,
 ) -> int:  # fmt: skip
-    """Shred every item the walk's query finds, a batch at a time, to the end."""
+    """Shred every item the walk's query finds, a batch at a time, to the end; items
+    `still_kept` are passed over (the cursor moves past them)."""
     done, after = 0, (None,) * len(walk.cursor)
     while True:
         async with db.tenant_tx(tenant_id) as conn:
             rows = await conn.fetch(walk.query, tenant_id, *params, *after, batch)
         done += await _expire(
-            db, keyring, tenant_id, rows, lambda conn, row: walk.retire(conn, tenant_id, row)
-        )
+            db, keyring, tenant_id, [row for row in rows if not still_kept(row)],
+            lambda conn, row: walk.retire(conn, tenant_id, row),
+        )  # fmt: skip
         if len(rows) < batch:
             return done
         after = tuple(rows[-1][column] for column in walk.cursor)

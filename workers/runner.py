@@ -2,16 +2,21 @@
 
 Each job is idempotent and safe to run in several processes at once (their writes are
 guarded by state conditions), so every API replica may run them; a failed round is
-logged and retried next round.
+logged and retried next round. Each run is counted by outcome, and the time of the last
+success kept, per job (`datavault_job_*` on /metrics; the alerts in
+deploy/prometheus/alerts.yaml fire on a job that keeps failing or stopped succeeding).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+
+from vault.observability.metrics import Metrics
 
 log = structlog.get_logger("datavault.workers")
 
@@ -23,12 +28,25 @@ class PeriodicJob:
     run: Callable[[], Awaitable[object]]
 
 
+JOB_OUTCOMES = ("ok", "failed")
+
+
 class JobRunner:
-    def __init__(self, jobs: list[PeriodicJob]) -> None:
+    def __init__(self, jobs: list[PeriodicJob], metrics: Metrics | None = None) -> None:
         self._jobs = jobs
+        self._metrics = metrics
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
+        if self._metrics is not None:
+            started = time.time()
+            for job in self._jobs:
+                # Every series exists from the start, so rate() and the alerts see the
+                # first failure; until a first success the job ages from the start.
+                for outcome in JOB_OUTCOMES:
+                    self._metrics.job_runs.labels(job.name, outcome)
+                self._metrics.job_last_success.labels(job.name).set(started)
+                self._metrics.job_interval.labels(job.name).set(job.interval_seconds)
         self._tasks = [asyncio.create_task(self._loop(job), name=job.name) for job in self._jobs]
 
     async def stop(self) -> None:
@@ -44,4 +62,14 @@ class JobRunner:
                 raise
             except Exception as exc:
                 log.warning("job_failed", job=job.name, error_type=type(exc).__name__)
+                self._count(job, "failed")
+            else:
+                self._count(job, "ok")
             await asyncio.sleep(job.interval_seconds)
+
+    def _count(self, job: PeriodicJob, outcome: str) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.job_runs.labels(job.name, outcome).inc()
+        if outcome == "ok":
+            self._metrics.job_last_success.labels(job.name).set(time.time())

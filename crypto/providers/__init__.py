@@ -16,6 +16,7 @@ __all__ = [
     "AwsKmsProvider",
     "LocalKeyFileProvider",
     "RootKeyProvider",
+    "local_key_path",
     "provider_from_uri",
 ]
 
@@ -32,9 +33,9 @@ def provider_from_uri(uri: str, data_dir: Path) -> RootKeyProvider:
     scheme, sep, rest = uri.partition(":")
     if not sep:
         raise ValueError(f"root key provider {uri!r} has no scheme: {_EXPECTED}")
-    if scheme == "file":
-        path = Path(rest) if rest else Path(DEFAULT_KEY_FILE_NAME)
-        return LocalKeyFileProvider.open_or_create(path if path.is_absolute() else data_dir / path)
+    path = local_key_path(uri, data_dir)
+    if path is not None:
+        return LocalKeyFileProvider.open_or_create(path)
     if scheme == "aws-kms":
         keys = _parse_kms_keys(rest)
         current = max(keys)
@@ -44,6 +45,16 @@ def provider_from_uri(uri: str, data_dir: Path) -> RootKeyProvider:
 
 
 _EXPECTED: Final = "expected file:<path> or aws-kms:<key id or ARN>"
+
+
+def local_key_path(uri: str, data_dir: Path) -> Path | None:
+    """The key file a ``file:`` setting names (relative paths from ``data_dir``), or None
+    for another provider. Nothing is opened or created."""
+    scheme, sep, rest = uri.partition(":")
+    if not sep or scheme != "file":
+        return None
+    path = Path(rest) if rest else Path(DEFAULT_KEY_FILE_NAME)
+    return path if path.is_absolute() else data_dir / path
 
 
 def _parse_kms_keys(spec: str) -> dict[int, str]:

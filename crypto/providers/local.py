@@ -50,6 +50,11 @@ class LocalKeyFileProvider:
         self._lock = threading.Lock()  # read-modify-write: threads here, flock across processes
         _load(path)
 
+    @property
+    def path(self) -> Path:
+        """The key file (its directory also holds the ledger watermark beside it)."""
+        return self._path
+
     @classmethod
     def open_or_create(cls, path: Path) -> LocalKeyFileProvider:
         """Open the key file, creating it with one fresh epoch if it does not exist."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,8 +19,11 @@ def from_ip(ip: str) -> dict[str, str]:
 def create_key(
     http: httpx.Client, tenant: Tenant, scopes: list[str], **fields: Any
 ) -> dict[str, Any]:
-    """Create a key with the tenant's admin key; returns the 201 body (with `secret`)."""
+    """Create a key with the tenant's admin key; returns the 201 body (with `secret`).
+    Compliance and admin keys name an owner (a person of their own unless given)."""
     body = {"name": f"key for {'+'.join(scopes)}", "scopes": scopes, **fields}
+    if {"compliance", "admin"} & set(scopes):
+        body.setdefault("owner", f"person-{uuid.uuid4().hex[:8]}")
     response = http.post("/v1/api-keys", json=body, headers=tenant.auth())
     assert response.status_code == 201, response.text
     created: dict[str, Any] = response.json()
@@ -217,3 +221,23 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0, interval: flo
 def chunks_of(data: bytes, size: int) -> Iterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+def operator_key(server: Any, tenant: Tenant, scopes: list[str], owner: str) -> dict[str, Any]:
+    """A key the operator issues (`datavault api-key create`): created by no other key, so
+    its lineage is its own. Two-person hold releases need keys of independent lineages
+    (two officers whose keys one admin minted are one person to the vault)."""
+    import asyncio as _asyncio
+
+    from vault.domain.scopes import Scope
+    from vault.runtime import operator_context
+
+    async def run() -> dict[str, Any]:
+        async with operator_context(server.settings, server.database_url) as ctx:
+            created = await ctx.api_keys.create(
+                tenant.id, name=f"{owner}'s key", scopes=frozenset(Scope(s) for s in scopes),
+                owner=owner,
+            )  # fmt: skip
+        return {"id": str(created.id), "prefix": created.prefix, "secret": created.token.reveal()}
+
+    return _asyncio.run(run())

@@ -43,7 +43,7 @@ def test_created_key_has_prefixed_secret_and_echoes_its_scopes(
     with server.client() as http:
         response = http.post(
             "/v1/api-keys",
-            json={"name": "auditor", "scopes": ["compliance", "read"]},
+            json={"name": "auditor", "scopes": ["compliance", "read"], "owner": "a.auditor"},
             headers=tenant.auth(),
         )
     assert response.status_code == 201, response.text
@@ -213,7 +213,7 @@ def test_own_random_secret_is_accepted_and_usable(server: ServerThread, tenant: 
     with server.client() as http:
         response = http.post(
             "/v1/api-keys",
-            json={"name": "byo", "scopes": ["compliance"], "secret": own},
+            json={"name": "byo", "scopes": ["compliance"], "secret": own, "owner": "b.byo"},
             headers=tenant.auth(),
         )
         assert response.status_code == 201, response.text
@@ -234,6 +234,8 @@ def test_own_random_secret_is_accepted_and_usable(server: ServerThread, tenant: 
         pytest.param("abcdefgh" * 5, id="repeated-sequence"),
         pytest.param("0123456789" * 4, id="ascending-digits"),
         pytest.param(secrets.token_urlsafe(32)[:20] + " " + secrets.token_urlsafe(16), id="space"),
+        pytest.param("qwertyuiopasdfghjklzxcvbnm123456", id="keyboard-walk"),
+        pytest.param("correcthorsebatterystaplewindowgarden", id="xkcd-passphrase"),
     ],
 )
 def test_short_or_guessable_own_secret_is_refused_without_echoing_it(

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import re
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crypto._primitives import random_bytes
+from crypto._stream_layout import STREAM_V1
+from crypto.limits import DEFAULT_SEGMENT_SIZE
+from crypto.records import RECORD_V1, _seal_record_with, seal_record
+from crypto.stream import _encrypt_stream_with
 from tests.api.helpers import (
     MIB,
     DataKeys,
@@ -47,6 +54,8 @@ from tests.support import (
     running_server,
 )
 from vault.config import Settings
+from vault.runtime import operator_context
+from vault.services.keyring import artefact_object
 
 ARTEFACT_FIELDS = {
     "id",
@@ -870,3 +879,222 @@ def test_artefact_requests_are_logged_with_route_template_subject_hash_and_artef
         assert ref not in logged_row["route"]
         assert meta["id"] not in logged_row["route"]
     assert {r["request_id"] for r in by_subject} >= {row["request_id"]}
+
+
+# --- each artefact's ciphertext bound to its artefact -------------------------------------
+
+
+async def _swap_artefact_columns(
+    database_url: str, tenant_id: uuid.UUID, ids: tuple[str, str], columns: tuple[str, ...]
+) -> None:
+    """As the table owner: swap `columns` between two artefact rows."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            listed = ", ".join(columns)
+            rows = [
+                await conn.fetchrow(
+                    f"SELECT {listed} FROM artefacts WHERE tenant_id = $1 AND id = $2",
+                    tenant_id,
+                    uuid.UUID(artefact_id),
+                )
+                for artefact_id in ids
+            ]
+            assignments = ", ".join(f"{c} = ${i + 3}" for i, c in enumerate(columns))
+            for artefact_id, other in zip(ids, reversed(rows), strict=True):
+                assert other is not None
+                await conn.execute(
+                    f"UPDATE artefacts SET {assignments} WHERE tenant_id = $1 AND id = $2",
+                    tenant_id,
+                    uuid.UUID(artefact_id),
+                    *other.values(),
+                )
+    finally:
+        await conn.close()
+
+
+def test_keys_and_blobs_swapped_between_two_artefacts_are_integrity_errors(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """DESIGN.md "Key hierarchy": a ciphertext moved to another artefact fails to open.
+    Swapping (data_key_id, blob_key) with the sealed metadata between two artefacts of one
+    subject reads neither as the other: metadata and content name their artefact."""
+    ref = _ref()
+    first_data, second_data = os.urandom(300_000), os.urandom(300_000)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        first = uploaded(http, keys.ingest, ref, first_data, filename="first.bin")
+        second = uploaded(http, keys.ingest, ref, second_data, filename="second.bin")
+        ids = (first["id"], second["id"])
+        asyncio.run(
+            _swap_artefact_columns(
+                database_url, tenant.id, ids, ("data_key_id", "blob_key", "metadata_sealed")
+            )
+        )
+        responses = []
+        for artefact_id in ids:
+            content = artefact_url(ref, artefact_id, "content")
+            responses += [
+                http.get(artefact_url(ref, artefact_id), headers=auth(keys.read)),
+                http.get(content, headers=auth(keys.read)),
+                http.get(content, headers={**auth(keys.read), "Range": "bytes=0-99"}),
+            ]
+        listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
+    for response in [*responses, listed]:
+        assert response.status_code == 500, (response.status_code, response.text[:200])
+        assert problem(response)["type"].endswith("/integrity")
+        for name in (b"first.bin", b"second.bin"):
+            assert name not in response.content
+        for data in (first_data, second_data):
+            assert data[:100] not in response.content
+
+
+def test_a_blob_and_key_moved_to_another_artefact_fail_even_when_its_metadata_opens(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """The stream's own binding, on its own: the first artefact's row is given the second's
+    data key and blob, and metadata sealed under that key for the first artefact (forged
+    here with the vault's own keys, which an attacker does not have), so the metadata opens
+    and only the stream's object identity (C2) stands between the two. Whole and ranged
+    reads fail before any of the other artefact's bytes are sent."""
+    ref = _ref()
+    first_data, second_data = os.urandom(300_000), os.urandom(300_000)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        first = uploaded(http, keys.ingest, ref, first_data, filename="first.bin")
+        second = uploaded(http, keys.ingest, ref, second_data, filename="second.bin")
+        asyncio.run(
+            _move_blob_with_forged_metadata(
+                settings, database_url, tenant.id, first, second, first_data
+            )
+        )
+        content = artefact_url(ref, first["id"], "content")
+        described = http.get(artefact_url(ref, first["id"]), headers=auth(keys.read))
+        reads = [
+            http.get(content, headers=auth(keys.read)),
+            http.get(content, headers={**auth(keys.read), "Range": "bytes=0-99"}),
+            http.get(content, headers={**auth(keys.read), "Range": "bytes=200000-200099"}),
+        ]
+        untouched = http.get(artefact_url(ref, second["id"], "content"), headers=auth(keys.read))
+    assert described.status_code == 200, described.text
+    assert described.json()["filename"] == "first.bin"
+    for response in reads:
+        assert response.status_code == 500, (response.status_code, response.text[:200])
+        assert problem(response)["type"].endswith("/integrity")
+        assert second_data[:100] not in response.content
+        assert second_data[200_000:200_100] not in response.content
+    assert untouched.status_code == 200 and untouched.content == second_data
+
+
+async def _move_blob_with_forged_metadata(
+    settings: Settings,
+    database_url: str,
+    tenant_id: uuid.UUID,
+    victim: dict[str, Any],
+    source: dict[str, Any],
+    victim_data: bytes,
+) -> None:
+    victim_id, source_id = uuid.UUID(victim["id"]), uuid.UUID(source["id"])
+    async with (
+        operator_context(settings, database_url) as ctx,
+        ctx.db.tenant_tx(tenant_id) as tx,
+    ):
+        moved = await tx.fetchrow(
+            "SELECT data_key_id, blob_key FROM artefacts WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            source_id,
+        )
+        assert moved is not None
+        key = await ctx.keyring.data_key(tx, tenant_id, moved["data_key_id"])
+    metadata = {
+        "filename": "first.bin",
+        "sha256": sha256_hex(victim_data),
+        "crc32": zlib.crc32(victim_data),
+    }
+    forged = seal_record(
+        key.key,
+        json.dumps(metadata).encode(),
+        key.content_context(artefact_object(victim_id), "metadata"),
+    )
+    conn = await asyncpg.connect(database_url)  # the table owner
+    try:
+        await conn.execute(
+            "UPDATE artefacts SET data_key_id = $3, blob_key = $4, metadata_sealed = $5"
+            " WHERE tenant_id = $1 AND id = $2",
+            tenant_id, victim_id, moved["data_key_id"], moved["blob_key"], forged,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+def test_an_artefact_written_before_objects_were_bound_still_reads(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """An artefact the previous release wrote (stream `C1` and metadata `B1`: no object in
+    their associated data) still reads whole and by range through the vault's read path,
+    which now names the artefact."""
+    ref = _ref()
+    data = os.urandom(2 * MIB + 1000)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        meta = uploaded(http, keys.ingest, ref, b"placeholder", filename="old.bin")
+        asyncio.run(_rewrite_as_c1(settings, database_url, tenant.id, meta["id"], data))
+        described = http.get(artefact_url(ref, meta["id"]), headers=auth(keys.read))
+        whole = http.get(artefact_url(ref, meta["id"], "content"), headers=auth(keys.read))
+        ranged = http.get(
+            artefact_url(ref, meta["id"], "content"),
+            headers={**auth(keys.read), "Range": f"bytes={MIB - 10}-{MIB + 9}"},
+        )
+    assert described.status_code == 200, described.text
+    assert described.json()["filename"] == "old.bin"
+    assert described.json()["sha256"] == sha256_hex(data)
+    assert whole.status_code == 200 and whole.content == data
+    assert ranged.status_code == 206 and ranged.content == data[MIB - 10 : MIB + 10]
+
+
+async def _rewrite_as_c1(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID, artefact_id: str, data: bytes
+) -> None:
+    this = uuid.UUID(artefact_id)
+    async with (
+        operator_context(settings, database_url) as ctx,
+        ctx.db.tenant_tx(tenant_id) as tx,
+    ):
+        row = await tx.fetchrow(
+            "SELECT data_key_id, blob_key FROM artefacts WHERE tenant_id = $1 AND id = $2",
+            tenant_id,
+            this,
+        )
+        assert row is not None
+        key = await ctx.keyring.data_key(tx, tenant_id, row["data_key_id"])
+        # What the previous release wrote: the same contexts, no object bound.
+        stream = _encrypt_stream_with(
+            key.key,
+            key.content_context(artefact_object(this)),
+            _one_chunk(data),
+            DEFAULT_SEGMENT_SIZE,
+            random_bytes,
+            STREAM_V1,
+        )
+        await ctx.blobs.put_stream(row["blob_key"], stream)
+        assert [c async for c in ctx.blobs.get_range(row["blob_key"], 0, 0)] == [b"\xc1"]
+        metadata = {"filename": "old.bin", "sha256": sha256_hex(data), "crc32": zlib.crc32(data)}
+        sealed = _seal_record_with(
+            key.key,
+            json.dumps(metadata).encode(),
+            key.content_context(artefact_object(this), "metadata"),
+            random_bytes,
+            RECORD_V1,
+        )
+    conn = await asyncpg.connect(database_url)  # the table owner
+    try:
+        await conn.execute(
+            "UPDATE artefacts SET size = $3, metadata_sealed = $4 WHERE tenant_id = $1 AND id = $2",
+            tenant_id, this, len(data), sealed,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data

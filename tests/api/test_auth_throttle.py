@@ -14,6 +14,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.helpers import access_log, auth, create_key, from_ip
 from tests.support import ServerThread, Tenant, bearer, problem, running_server
@@ -101,6 +102,33 @@ def test_wrong_scope_and_wrong_address_are_not_counted_as_failed_authentication(
         after = _fail(http, ip, 1)
     assert refusals == [403] * 8
     assert after == [401]
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise AssertionError(f"no {name} {labels} in /metrics")
+
+
+def test_metrics_state_the_per_process_limit_and_count_tracked_and_throttled(
+    server: ServerThread,
+) -> None:
+    """With N API replicas an address gets N x the limit: /metrics says what the limit
+    of this process is, how many addresses it tracks and how many attempts it refused."""
+    with server.client() as http:
+        before = http.get("/metrics").text
+        assert _fail(http, "198.51.100.150", 6)[-1] == 429
+        after = http.get("/metrics").text
+    assert _metric(after, "datavault_auth_failure_limit") == server.settings.auth_failure_limit
+    assert _metric(after, "datavault_auth_failure_window_seconds") == 60
+    assert _metric(after, "datavault_auth_throttle_tracked_addresses") >= 1
+    throttled = "datavault_auth_failures_total"
+    assert _metric(after, throttled, reason="throttled") >= 1 + (
+        _metric(before, throttled, reason="throttled") if "throttled" in before else 0
+    )
+    assert "198.51.100.150" not in after
 
 
 class _Clock:

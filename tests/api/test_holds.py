@@ -13,17 +13,16 @@ from typing import Any
 import asyncpg
 import httpx
 
-from tests.api.helpers import create_key
+from tests.api.helpers import create_key, operator_key
 from tests.support import ServerThread, Tenant, bearer, problem
 from vault.db.database import Database
-from vault.services.holds import journal_expired_holds
+from workers.hold_expiry import journal_expired_holds
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
     return {
         "app": bearer(create_key(http, tenant, ["ingest", "read"])["secret"]),
         "officer": bearer(create_key(http, tenant, ["compliance"])["secret"]),
-        "second_officer": bearer(create_key(http, tenant, ["compliance"])["secret"]),
     }
 
 
@@ -192,6 +191,8 @@ def test_billing_hold_releases_with_one_key_and_deletion_proceeds(
 def test_litigation_hold_needs_a_second_different_compliance_key(
     server: ServerThread, tenant: Tenant
 ) -> None:
+    # Another person: a key the operator issued, not one the tenant's admin minted.
+    second_officer = operator_key(server, tenant, ["compliance"], "second-officer")
     with server.client() as http:
         keys = _keys(http, tenant)
         artefact = _upload(http, keys["app"], "dave", "recording")
@@ -200,7 +201,9 @@ def test_litigation_hold_needs_a_second_different_compliance_key(
         first = http.post(url, json={"reason": "case closed"}, headers=keys["officer"])
         same = http.post(url, json={"reason": "me again"}, headers=keys["officer"])
         still_held = http.delete(f"/v1/subjects/dave/artefacts/{artefact}", headers=keys["app"])
-        second = http.post(url, json={"reason": "confirmed"}, headers=keys["second_officer"])
+        second = http.post(
+            url, json={"reason": "confirmed"}, headers=bearer(second_officer["secret"])
+        )
         deleted = http.delete(f"/v1/subjects/dave/artefacts/{artefact}", headers=keys["app"])
     assert first.status_code == 202 and first.json()["release_requested_by"]
     assert first.json()["released_at"] is None

@@ -15,7 +15,7 @@ import asyncpg
 from tests.api.helpers import auth, create_key, data_keys, record_url, subject_url
 from tests.support import ServerThread, Tenant, problem
 from vault.db.database import Database
-from vault.services.idempotency import expire_idempotency_keys
+from workers.idempotency import expire_idempotency_keys
 
 
 def _key() -> dict[str, str]:

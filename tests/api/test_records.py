@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
+from crypto._primitives import random_bytes
+from crypto.records import RECORD_V1, _seal_record_with
 from tests.api.helpers import (
     MIB,
     auth,
@@ -24,6 +26,9 @@ from tests.api.helpers import (
     subject_url,
 )
 from tests.support import ServerThread, Tenant, problem
+from vault.config import Settings
+from vault.runtime import operator_context
+from vault.services.keyring import record_object
 
 RECORD_FIELDS = {"name", "category", "version", "updated_at"}
 
@@ -555,23 +560,26 @@ def test_a_write_whose_read_state_changed_writes_nothing(
 ) -> None:
     """A record PUT reads, makes its key, then writes with no lock held in between; the
     write re-checks under the subject's lock what it read (records.sql `write`). A stale
-    version or generation writes nothing (the service reads again); the same call with the
-    state as it is writes the next version."""
+    version or generation, a value sealed for another version than the next, or a data key
+    wrapped under subject-key bytes a rewrap has replaced, writes nothing (the service
+    reads again); the same call with the state as it is writes the version the value was
+    sealed for, which the state named."""
     ref, name = _ref(), f"profile-{uuid.uuid4().hex[:8]}"
     with server.client() as http:
         keys = data_keys(http, tenant)
         for n in (1, 2):
             put_record(http, keys.ingest, ref, name, json.dumps({"n": n}).encode())
 
-    async def attempts() -> tuple[list[bool], int, int]:
+    async def attempts() -> tuple[int, list[bool], int, int]:
         conn = await asyncpg.connect(database_url)  # the owner, to read the state
         try:
             state = await conn.fetchrow(
                 """SELECT r.subject_id, r.version, r.data_key_id, r.category, s.generation,
-                          d.subject_key_id
+                          s.ref_hash, d.subject_key_id, k.kek_version
                      FROM records r
                      JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
                      JOIN data_keys d ON d.tenant_id = r.tenant_id AND d.id = r.data_key_id
+                     JOIN subject_keys k ON k.tenant_id = d.tenant_id AND k.id = d.subject_key_id
                     WHERE r.tenant_id = $1 AND r.name = $2 AND r.current""",
                 tenant.id,
                 name,
@@ -580,21 +588,31 @@ def test_a_write_whose_read_state_changed_writes_nothing(
             count_keys = "SELECT count(*) FROM data_keys WHERE tenant_id = $1"
             keys_before = await conn.fetchval(count_keys, tenant.id)
             await conn.execute("SET ROLE datavault_app")
+            read = await conn.fetchrow(
+                "SELECT * FROM dv_record_write_state($1, NULL, $2, $3, NULL)",
+                tenant.id, state["ref_hash"], name,
+            )  # fmt: skip
 
-            async def write(version: int, generation: int) -> bool:
+            async def write(
+                version: int, generation: int, sealed_for: int, wrapped_under: int
+            ) -> bool:
                 row = await conn.fetchrow(
                     "SELECT * FROM dv_record_write($1, NULL, $2, $3, $4, $5, $6, $7, $8, $9,"
-                    " $10, $11, 10)",
+                    " $10, $11, $12, 10, $13)",
                     tenant.id, state["subject_id"], name, state["category"], generation, version,
-                    state["data_key_id"], uuid.uuid4(), state["subject_key_id"], b"w" * 60,
-                    b"s" * 60,
+                    state["data_key_id"], sealed_for, uuid.uuid4(), state["subject_key_id"],
+                    b"w" * 60, b"s" * 60, wrapped_under,
                 )  # fmt: skip
-                return row is not None
+                return row is not None and row["version"] == sealed_for
 
+            generation, current = state["generation"], state["kek_version"]
             results = [
-                await write(1, state["generation"]),  # another writer replaced version 1
-                await write(2, state["generation"] + 1),  # an erasure began a new life
-                await write(2, state["generation"]),  # the state as it is: written
+                await write(1, generation, 2, current),  # another writer replaced version 1
+                await write(2, generation + 1, 3, current),  # an erasure began a new life
+                await write(2, generation, 2, current),  # sealed for a version already taken
+                await write(2, generation, 4, current),  # sealed for a version that is not next
+                await write(2, generation, 3, current - 1),  # wrapped under replaced bytes
+                await write(2, generation, 3, current),  # the state as it is: written
             ]
             await conn.execute("RESET ROLE")
             newest = await conn.fetchval(
@@ -602,11 +620,153 @@ def test_a_write_whose_read_state_changed_writes_nothing(
                 tenant.id,
                 state["subject_id"],
             )
-            return results, await conn.fetchval(count_keys, tenant.id) - keys_before, newest
+            new_keys = await conn.fetchval(count_keys, tenant.id) - keys_before
+            assert read is not None
+            return read["next_version"], results, new_keys, newest
         finally:
             await conn.close()
 
-    results, new_keys, newest = asyncio.run(attempts())
-    assert results == [False, False, True]
+    next_version, results, new_keys, newest = asyncio.run(attempts())
+    assert next_version == 3
+    assert results == [False, False, False, False, False, True]
     assert new_keys == 1
     assert newest == 3
+
+
+def test_numbers_go_on_after_a_delete_and_the_value_is_sealed_for_its_number(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """The next version after a delete is one more than the newest there was; the value
+    written then is bound to that number (it reads back; as another version it would not)."""
+    ref, name = _ref(), f"again-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        for value in (b"1", b"2"):
+            assert put_record(http, keys.ingest, ref, name, value).status_code in (200, 201)
+        assert http.delete(record_url(ref, name), headers=auth(keys.ingest)).status_code == 204
+        again = put_record(http, keys.ingest, ref, name, b'"third"')
+        fetched = http.get(record_url(ref, name), headers=auth(keys.read))
+    assert again.status_code == 201, again.text
+    assert again.json()["version"] == 3
+    assert fetched.content == b'"third"'
+
+
+# --- each value bound to its record -------------------------------------------------------
+
+
+async def _swap_record_values(database_url: str, tenant_id: uuid.UUID, *names: str) -> None:
+    """As the table owner (a stolen or restored database, a careless operator): swap the
+    current versions' (data_key_id, value_sealed) between two records of one subject."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        async with conn.transaction():
+            rows = []
+            for name in names:
+                row = await conn.fetchrow(
+                    "SELECT subject_id, version, data_key_id, value_sealed FROM records"
+                    " WHERE tenant_id = $1 AND name = $2 AND current",
+                    tenant_id,
+                    name,
+                )
+                assert row is not None
+                rows.append(row)
+            assert rows[0]["subject_id"] == rows[1]["subject_id"]
+            for name, other in zip(names, reversed(rows), strict=True):
+                await conn.execute(
+                    "UPDATE records SET data_key_id = $4, value_sealed = $5"
+                    " WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current",
+                    tenant_id, other["subject_id"], name, other["data_key_id"],
+                    other["value_sealed"],
+                )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+def test_values_swapped_between_two_records_are_integrity_errors_never_the_other_value(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """DESIGN.md "Key hierarchy": a ciphertext moved to another record fails to open. Each
+    value is bound to its record's name and version, not only to its data key, so a row
+    that names another record's key and value reads as neither."""
+    ref, tag = _ref(), uuid.uuid4().hex[:8]
+    names = (f"email-{tag}", f"phone-{tag}")
+    values = (b'"alice@example.org"', b'"+44 20 7946 0000"')
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        for name, value in zip(names, values, strict=True):
+            assert put_record(http, keys.ingest, ref, name, value).status_code == 201
+        asyncio.run(_swap_record_values(database_url, tenant.id, *names))
+        reads = [
+            http.get(record_url(ref, name), headers=auth(key))
+            for name in names
+            for key in (keys.read, keys.compliance)
+        ]
+        healthy = http.get("/healthz")
+    for response in reads:
+        assert response.status_code == 500, (response.status_code, response.text)
+        assert problem(response)["type"].endswith("/integrity")
+        for value in values:
+            assert value not in response.content
+    assert healthy.status_code == 200
+
+
+def test_a_record_sealed_before_objects_were_bound_still_reads(
+    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+) -> None:
+    """A value the previous release wrote (record v1, `B1`: no object in its associated
+    data) still reads through the vault's read path, which now names the object; the next
+    write seals the record as `B2`."""
+    ref, name = _ref(), f"legacy-{uuid.uuid4().hex[:8]}"
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, name, b'"new format"').status_code == 201
+        asyncio.run(_reseal_as_b1(settings, database_url, tenant.id, name, b'"old format"'))
+        old = http.get(record_url(ref, name), headers=auth(keys.read))
+        assert put_record(http, keys.ingest, ref, name, b'"replaced"').status_code == 200
+        new = http.get(record_url(ref, name), headers=auth(keys.read))
+    assert old.status_code == 200 and old.content == b'"old format"'
+    assert new.status_code == 200 and new.content == b'"replaced"'
+    assert asyncio.run(_current_sealed(database_url, tenant.id, name))[0] == 0xB2
+
+
+async def _reseal_as_b1(
+    settings: Settings, database_url: str, tenant_id: uuid.UUID, name: str, value: bytes
+) -> None:
+    async with (
+        operator_context(settings, database_url) as ctx,
+        ctx.db.tenant_tx(tenant_id) as tx,
+    ):
+        row = await tx.fetchrow(
+            "SELECT subject_id, version, data_key_id FROM records"
+            " WHERE tenant_id = $1 AND name = $2 AND current",
+            tenant_id,
+            name,
+        )
+        assert row is not None
+        key = await ctx.keyring.data_key(tx, tenant_id, row["data_key_id"])
+        # What the previous release wrote: the same context, no object bound.
+        context = key.content_context(record_object(name, row["version"]))
+        sealed = _seal_record_with(key.key, value, context, random_bytes, RECORD_V1)
+        assert sealed[0] == 0xB1
+    conn = await asyncpg.connect(database_url)  # the table owner
+    try:
+        await conn.execute(
+            "UPDATE records SET value_sealed = $4"
+            " WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current",
+            tenant_id, row["subject_id"], name, sealed,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+
+
+async def _current_sealed(database_url: str, tenant_id: uuid.UUID, name: str) -> bytes:
+    conn = await asyncpg.connect(database_url)
+    try:
+        sealed = await conn.fetchval(
+            "SELECT value_sealed FROM records WHERE tenant_id = $1 AND name = $2 AND current",
+            tenant_id,
+            name,
+        )
+    finally:
+        await conn.close()
+    return bytes(sealed)

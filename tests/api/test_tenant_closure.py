@@ -20,7 +20,8 @@ from tests.support import (
 )
 from vault.config import Settings
 from vault.runtime import operator_context
-from vault.services.closure import request_closure, run_due_closures
+from vault.services.closure import request_closure
+from workers.closure import run_due_closures
 
 
 def _close_due(settings: Settings, database_url: str) -> int:

@@ -3,6 +3,7 @@ throttling and the access log."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 
 import httpx
@@ -10,7 +11,8 @@ import pytest
 
 from tests.api.helpers import access_log, auth, create_key, from_ip
 from tests.console.support import form_token, sign_in, signed_in_token
-from tests.support import ServerThread, Tenant
+from tests.support import ServerThread, Tenant, running_server
+from vault.config import Settings
 from vault.console import access
 
 
@@ -64,34 +66,53 @@ def test_keys_without_a_console_scope_cannot_sign_in(server: ServerThread, tenan
     assert "dv_console_session" not in http.cookies
 
 
-def test_session_cookie_is_httponly_strict_and_secure_off_loopback(
+def _cookie_flags(response: httpx.Response) -> str:
+    return response.headers["set-cookie"].lower()
+
+
+def test_session_cookie_is_httponly_strict_and_not_secure_for_a_loopback_http_url(
     server: ServerThread, tenant: Tenant
 ) -> None:
+    # The session server's public URL is its bind address, http://127.0.0.1:<port>: a
+    # trial run, where a browser could not send a Secure cookie back over plain HTTP.
+    # A Host header naming another host changes nothing: the flag follows configuration.
+    assert not server.settings.cookies_secure
     with server.client() as http:
         key = _officer(http, tenant)
         local = sign_in(http, key["secret"])
-    host = {"Host": "vault.example.com"}
     with server.client() as http:
-        form = http.get("/console/sign-in", headers=host)
-        pre_session = form.headers["set-cookie"].split(";")[0]
-        assert "; secure" in form.headers["set-cookie"].lower()
-        # A Secure cookie is not sent back over plain HTTP by a client, so hand it over.
-        remote = http.post(
-            "/console/sign-in",
-            data={"csrf_token": form_token(form.text), "api_key": key["secret"]},
-            headers={**host, "Cookie": pre_session},
-        )
-    local_cookie = local.headers["set-cookie"].lower()
-    remote_cookie = remote.headers["set-cookie"].lower()
-    assert "dv_console_session=" in local_cookie
-    for flags in (local_cookie, remote_cookie):
+        renamed = sign_in(http, key["secret"], headers={"Host": "vault.example.com"})
+    for response in (local, renamed):
+        flags = _cookie_flags(response)
+        assert "dv_console_session=" in flags
         assert "httponly" in flags
         assert "samesite=strict" in flags
         assert "path=/console" in flags
-    assert "secure" not in local_cookie.replace("dv_console_session", "")
-    assert "; secure" in remote_cookie
+        assert "secure" not in flags.replace("dv_console_session", "")
     # The key itself never goes back to the browser.
     assert key["secret"] not in local.text + local.headers["set-cookie"]
+
+
+def test_session_cookie_is_secure_for_an_https_public_url_whatever_the_host_header(
+    settings: Settings, database_url: str, tenant: Tenant
+) -> None:
+    """Issue 18: the flag followed the Host header, so a proxy forwarding `Host:
+    127.0.0.1` dropped it. With DATAVAULT_PUBLIC_URL=https://... it is always set."""
+    behind_tls = dataclasses.replace(settings, public_url="https://vault.example.com")
+    with running_server(behind_tls, database_url) as vault, vault.client() as http:
+        key = _officer(http, tenant)
+        form = http.get("/console/sign-in", headers={"Host": "127.0.0.1"})
+        pre_session = form.headers["set-cookie"].split(";")[0]
+        # A Secure cookie is not sent back over plain HTTP by a client, so hand it over.
+        signed = http.post(
+            "/console/sign-in",
+            data={"csrf_token": form_token(form.text), "api_key": key["secret"]},
+            headers={"Host": "127.0.0.1", "Cookie": pre_session},
+        )
+    assert signed.status_code == 303, signed.text
+    for response in (form, signed):
+        assert "; secure" in _cookie_flags(response)
+        assert "httponly" in _cookie_flags(response)
 
 
 def test_pages_forbid_caching_framing_and_foreign_scripts(

@@ -24,11 +24,21 @@ def vector(name: str, index: int) -> dict[str, str]:
 def test_format_doc_vectors_are_the_checked_vectors() -> None:
     assert hex_blocks() == {
         vector("context", 0)["encoding"],
+        vector("context", 3)["encoding"],
         vector("keywrap", 0)["wrapped"],
         vector("record", 1)["sealed"],
+        vector("record", 3)["sealed"],
         vector("stream", 1)["ciphertext"],
+        vector("stream", 5)["ciphertext"],
         vector("local", 0)["envelope"],
     }
+
+
+def test_format_doc_names_every_version_it_writes_or_reads() -> None:
+    for marker in ("`DVKC 01`", "`DVKC 02`", "`B1`", "`B2`", "`C1`", "`C2`"):
+        assert marker in FORMAT
+    for label in ("datavault/record/v2/key", "datavault/stream/v2/segment-key"):
+        assert label in FORMAT
 
 
 def test_format_doc_states_the_stream_limits() -> None:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,13 +13,31 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.context import PURPOSE_DATA_KEY, PURPOSE_RECORD, PURPOSE_SUBJECT_KEY, KeyContext
+from crypto.context import (
+    OBJECT_ARTEFACT,
+    OBJECT_RECORD,
+    PURPOSE_DATA_KEY,
+    PURPOSE_RECORD,
+    PURPOSE_SUBJECT_KEY,
+    KeyContext,
+    ObjectIdentity,
+)
 from crypto.errors import IntegrityError
 from crypto.keywrap import WRAPPED_KEY_SIZE, _wrap_key_with, unwrap_key, wrap_key
-from crypto.records import RECORD_OVERHEAD, _seal_record_with, open_record, seal_record
+from crypto.records import (
+    RECORD_OVERHEAD,
+    RECORD_V1,
+    RECORD_V2,
+    _seal_record_with,
+    open_record,
+    seal_record,
+)
 from crypto.secrets import SecretBytes, generate_key
+from tests.crypto.vector_files import context_of, load, spec_context_encoding
 
-VECTORS = Path(__file__).parent / "vectors"
+RECORD_FORMATS = {0xB1: RECORD_V1, 0xB2: RECORD_V2}
+# The DVKC encoding each record version's associated data is (FORMAT.md).
+RECORD_CONTEXT_ENCODING = {0xB1: 1, 0xB2: 2}
 FAST = settings(max_examples=40, deadline=None, database=None)
 CONTEXT = KeyContext(PURPOSE_SUBJECT_KEY, "tenant-a", "subject-1", "recordings", 1, "sk-1", 1)
 MOVES: list[dict[str, Any]] = [
@@ -33,10 +49,6 @@ MOVES: list[dict[str, Any]] = [
     {"key_id": "sk-2"},
     {"version": 2},
 ]
-
-
-def load(name: str) -> list[dict[str, Any]]:
-    return list(json.loads((VECTORS / f"{name}.json").read_text()))
 
 
 def replay(*parts: bytes) -> Callable[[int], bytes]:
@@ -54,7 +66,7 @@ def hkdf(ikm: bytes, salt: bytes, info: bytes) -> bytes:
 
 @pytest.mark.parametrize("vector", load("keywrap"))
 def test_key_wrap_matches_vector_byte_for_byte(vector: dict[str, Any]) -> None:
-    context = KeyContext(**vector["context"])
+    context = context_of(vector["context"])
     wrapping = SecretBytes(bytes.fromhex(vector["wrapping_key"]))
     key = SecretBytes(bytes.fromhex(vector["key"]))
     rng = replay(bytes.fromhex(vector["salt"]), bytes.fromhex(vector["nonce"]))
@@ -69,7 +81,7 @@ def test_key_wrap_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     wrapped = bytes.fromhex(vector["wrapped"])
     salt, nonce = wrapped[1:33], wrapped[33:45]
     one_time = hkdf(bytes.fromhex(vector["wrapping_key"]), salt, b"datavault/keywrap/v1")
-    aad = KeyContext(**vector["context"]).encode()
+    aad = spec_context_encoding(vector["context"], 1)
     assert wrapped[0] == 0xA1
     assert AESGCM(one_time).decrypt(nonce, wrapped[45:], aad).hex() == vector["key"]
 
@@ -92,6 +104,13 @@ def test_wrapped_key_moved_to_another_context_fails(move: dict[str, Any]) -> Non
     wrapped = wrap_key(wrapping, generate_key(), CONTEXT)
     with pytest.raises(IntegrityError):
         unwrap_key(wrapping, wrapped, _replace(CONTEXT, move))
+
+
+def test_wrap_refuses_a_context_that_names_an_object() -> None:
+    # A1 binds DVKC 01, which has no object field: never drop an object silently.
+    context = _replace(CONTEXT, {"object_identity": ObjectIdentity(OBJECT_RECORD, "r", 1)})
+    with pytest.raises(ValueError, match="object"):
+        wrap_key(generate_key(), generate_key(), context)
 
 
 def test_wrapped_key_under_another_wrapping_key_fails() -> None:
@@ -130,11 +149,11 @@ def test_wrap_refuses_keys_that_are_not_256_bit() -> None:
 
 @pytest.mark.parametrize("vector", load("record"))
 def test_record_matches_vector_byte_for_byte(vector: dict[str, Any]) -> None:
-    context = KeyContext(**vector["context"])
+    context = context_of(vector["context"])
     key = SecretBytes(bytes.fromhex(vector["data_key"]))
     rng = replay(bytes.fromhex(vector["salt"]), bytes.fromhex(vector["nonce"]))
     plaintext, sealed = bytes.fromhex(vector["plaintext"]), bytes.fromhex(vector["sealed"])
-    assert _seal_record_with(key, plaintext, context, rng) == sealed
+    assert _seal_record_with(key, plaintext, context, rng, RECORD_FORMATS[sealed[0]]) == sealed
     assert open_record(key, sealed, context) == plaintext
 
 
@@ -142,11 +161,69 @@ def test_record_matches_vector_byte_for_byte(vector: dict[str, Any]) -> None:
 def test_record_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     sealed, ikm = bytes.fromhex(vector["sealed"]), bytes.fromhex(vector["data_key"])
     salt, commitment, nonce = sealed[1:33], sealed[33:65], sealed[65:77]
-    assert sealed[0] == 0xB1
-    assert commitment == hkdf(ikm, salt, b"datavault/record/v1/commitment")
-    key = hkdf(ikm, salt, b"datavault/record/v1/key")
-    aad = KeyContext(**vector["context"]).encode()
+    label = {0xB1: b"datavault/record/v1", 0xB2: b"datavault/record/v2"}[sealed[0]]
+    assert commitment == hkdf(ikm, salt, label + b"/commitment")
+    key = hkdf(ikm, salt, label + b"/key")
+    aad = spec_context_encoding(vector["context"], RECORD_CONTEXT_ENCODING[sealed[0]])
     assert AESGCM(key).decrypt(nonce, sealed[77:], aad).hex() == vector["plaintext"]
+
+
+def test_record_vectors_cover_both_versions_and_new_writes_are_b2() -> None:
+    assert {bytes.fromhex(v["sealed"])[0] for v in load("record")} == {0xB1, 0xB2}
+    context = KeyContext(
+        PURPOSE_RECORD, "t", "s", "account", 1, "r", 0, ObjectIdentity(OBJECT_RECORD, "contact", 1)
+    )
+    assert seal_record(generate_key(), b"x", context)[0] == 0xB2
+
+
+@pytest.mark.parametrize(
+    "vector", [v for v in load("record") if v["sealed"].startswith("b1")], ids=["empty", "email"]
+)
+def test_b1_record_written_before_objects_still_opens(vector: dict[str, Any]) -> None:
+    """Fixed ciphertext: a record the old code wrote (B1) opens for a reader that names the
+    record's object, as every reader now does. B1 binds no object, so it opens whatever
+    object is named (the documented limit of records sealed before B2)."""
+    key, sealed = SecretBytes(bytes.fromhex(vector["data_key"])), bytes.fromhex(vector["sealed"])
+    for obj in (ObjectIdentity(OBJECT_RECORD, "contact", 1), ObjectIdentity(OBJECT_RECORD, "x", 9)):
+        context = _replace(context_of(vector["context"]), {"object_identity": obj})
+        assert open_record(key, sealed, context).hex() == vector["plaintext"]
+    with pytest.raises(IntegrityError):
+        open_record(key, sealed, _replace(context_of(vector["context"]), {"key_id": "rec-9"}))
+
+
+B2_CONTEXT = KeyContext(
+    PURPOSE_RECORD, "tenant-a", "subject-1", "account", 1, "dk-1", 0,
+    ObjectIdentity(OBJECT_RECORD, "contact", 2),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        ObjectIdentity(OBJECT_RECORD, "phone", 2),  # another record of the subject
+        ObjectIdentity(OBJECT_RECORD, "contact", 1),  # another version of the record
+        ObjectIdentity(OBJECT_RECORD, "contact", 3),
+        ObjectIdentity(OBJECT_ARTEFACT, "contact", 2),
+        None,
+    ],
+    ids=["other-record", "older-version", "newer-version", "other-kind", "no-object"],
+)
+def test_b2_record_opened_as_another_object_is_integrity_error(
+    other: ObjectIdentity | None,
+) -> None:
+    key = generate_key()
+    sealed = seal_record(key, b'"alice@example.org"', B2_CONTEXT)
+    assert open_record(key, sealed, B2_CONTEXT) == b'"alice@example.org"'
+    with pytest.raises(IntegrityError):
+        open_record(key, sealed, _replace(B2_CONTEXT, {"object_identity": other}))
+
+
+def test_b2_record_relabelled_b1_is_integrity_error() -> None:
+    # A downgrade to the format that binds no object fails: the version is in the labels.
+    key = generate_key()
+    sealed = seal_record(key, b"x", B2_CONTEXT)
+    with pytest.raises(IntegrityError):
+        open_record(key, b"\xb1" + sealed[1:], B2_CONTEXT)
 
 
 @FAST
@@ -191,7 +268,30 @@ def test_record_with_wrong_version_byte_is_integrity_error() -> None:
     key = generate_key()
     context = _replace(CONTEXT, {"purpose": PURPOSE_RECORD})
     sealed = seal_record(key, b"x", context)
+    for version in (b"\xa1", b"\xb0", b"\xb3", b"\xc2"):
+        with pytest.raises(IntegrityError):
+            open_record(key, version + sealed[1:], context)
     with pytest.raises(IntegrityError):
-        open_record(key, b"\xa1" + sealed[1:], context)
+        open_record(key, b"", context)
     with pytest.raises(IntegrityError):
         open_record(key, sealed[: RECORD_OVERHEAD - 1], context)
+
+
+def test_rewrap_moves_a_key_to_another_wrapping_key_without_showing_it() -> None:
+    from crypto.keywrap import rewrap_key
+
+    old, new, key = generate_key(), generate_key(), generate_key()
+    context = KeyContext(purpose=PURPOSE_DATA_KEY, tenant_id="t", subject_id="s", key_id="d")
+    moved = rewrap_key(old, new, wrap_key(old, key, context), context)
+    assert unwrap_key(new, moved, context).reveal() == key.reveal()
+    with pytest.raises(IntegrityError):
+        unwrap_key(old, moved, context)  # the old wrapping key opens nothing any more
+    other = dataclasses.replace(context, key_id="another")
+    with pytest.raises(IntegrityError):
+        rewrap_key(old, new, wrap_key(old, key, context), other)
+    # A new context binds the moved key to it, and only to it.
+    versioned = dataclasses.replace(context, version=2)
+    moved = rewrap_key(old, new, wrap_key(old, key, context), context, versioned)
+    assert unwrap_key(new, moved, versioned).reveal() == key.reveal()
+    with pytest.raises(IntegrityError):
+        unwrap_key(new, moved, context)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
-import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -16,7 +15,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.context import PURPOSE_ARTEFACT, KeyContext
+from crypto.context import OBJECT_ARTEFACT, PURPOSE_ARTEFACT, KeyContext, ObjectIdentity
 from crypto.errors import IntegrityError
 from crypto.secrets import SecretBytes, generate_key
 from crypto.stream import (
@@ -30,10 +29,16 @@ from crypto.stream import (
     plaintext_size,
     plan_range,
 )
+from tests.crypto.vector_files import context_of, load, spec_context_encoding
 
 FAST = settings(max_examples=60, deadline=None, database=None)
-CONTEXT = KeyContext(PURPOSE_ARTEFACT, "tenant-a", "subject-1", "recordings", 1, "artefact-7", 1)
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "stream.json").read_text())
+CONTEXT = KeyContext(
+    PURPOSE_ARTEFACT, "tenant-a", "subject-1", "recordings", 1, "artefact-7", 1,
+    ObjectIdentity(OBJECT_ARTEFACT, "0b5e7f4c-8a8e-4a43-9d1a-6f1d2b3c4d5e"),
+)  # fmt: skip
+VECTORS = load("stream")
+# Per version: HKDF label prefix and the DVKC encoding the segments authenticate.
+STREAM_SPEC = {0xC1: (b"datavault/stream/v1", 1), 0xC2: (b"datavault/stream/v2", 2)}
 
 
 async def agen(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -76,11 +81,12 @@ def replay(*parts: bytes) -> Callable[[int], bytes]:
 
 @pytest.mark.parametrize("vector", VECTORS)
 def test_stream_matches_vector_byte_for_byte(vector: dict[str, Any]) -> None:
-    context = KeyContext(**vector["context"])
+    context = context_of(vector["context"])
     key = SecretBytes(bytes.fromhex(vector["data_key"]))
     plaintext, expected = bytes.fromhex(vector["plaintext"]), bytes.fromhex(vector["ciphertext"])
     rng = replay(bytes.fromhex(vector["salt"]), bytes.fromhex(vector["nonce_prefix"]))
-    stream = _encrypt_stream_with(key, context, agen([plaintext]), vector["segment_size"], rng)
+    seg, version = vector["segment_size"], expected[0]
+    stream = _encrypt_stream_with(key, context, agen([plaintext]), seg, rng, version)
     assert b"".join(asyncio.run(collect(stream))) == expected
     pieces = decrypt_stream(key, context, agen([expected]))
     assert b"".join(asyncio.run(collect(pieces))) == plaintext
@@ -90,9 +96,9 @@ def test_stream_matches_vector_byte_for_byte(vector: dict[str, Any]) -> None:
 def test_stream_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     # An independent reader written from FORMAT.md with pyca/cryptography only.
     ct, ikm = bytes.fromhex(vector["ciphertext"]), bytes.fromhex(vector["data_key"])
-    context = KeyContext(**vector["context"])
-    key_id = context.key_id.encode()
-    assert ct[0] == 0xC1 and ct[1] == len(key_id) and ct[2 : 2 + len(key_id)] == key_id
+    label, encoding = STREAM_SPEC[ct[0]]
+    key_id = vector["context"]["key_id"].encode()
+    assert ct[1] == len(key_id) and ct[2 : 2 + len(key_id)] == key_id
     at = 2 + len(key_id)
     seg = int.from_bytes(ct[at : at + 4], "big")
     salt, prefix = ct[at + 4 : at + 36], ct[at + 36 : at + 43]
@@ -102,16 +108,45 @@ def test_stream_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     def hkdf(info: bytes) -> bytes:
         return HKDF(hashes.SHA256(), 32, salt, info).derive(ikm)
 
-    assert commitment == hkdf(b"datavault/stream/v1/commitment")
-    aead = AESGCM(hkdf(b"datavault/stream/v1/segment-key"))
+    assert commitment == hkdf(label + b"/commitment")
+    aead = AESGCM(hkdf(label + b"/segment-key"))
+    aad = header + spec_context_encoding(vector["context"], encoding)
     body = ct[len(header) :]
     segments = [body[i : i + seg + 16] for i in range(0, len(body), seg + 16)]
     plaintext = b""
     for index, segment in enumerate(segments):
         last = index == len(segments) - 1
         nonce = prefix + index.to_bytes(4, "big") + bytes([last])
-        plaintext += aead.decrypt(nonce, segment, header + context.encode())
+        plaintext += aead.decrypt(nonce, segment, aad)
     assert plaintext.hex() == vector["plaintext"]
+
+
+def test_stream_vectors_cover_both_versions_and_new_writes_are_c2() -> None:
+    assert {bytes.fromhex(v["ciphertext"])[0] for v in VECTORS} == {0xC1, 0xC2}
+    assert encrypt(generate_key(), b"x", 16)[0] == 0xC2
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in VECTORS if v["ciphertext"].startswith("c1")],
+    ids=lambda v: v["plaintext"][:8] or "empty",
+)
+def test_c1_stream_written_before_objects_still_opens(vector: dict[str, Any]) -> None:
+    """Fixed ciphertext: a stream the old code wrote (C1) opens, whole and by range, for a
+    reader that names the artefact, as every reader now does. C1 binds no object, so it
+    opens whatever artefact is named (the documented limit of streams written before C2)."""
+    key, ct = SecretBytes(bytes.fromhex(vector["data_key"])), bytes.fromhex(vector["ciphertext"])
+    plaintext = bytes.fromhex(vector["plaintext"])
+    context = dataclasses.replace(
+        context_of(vector["context"]), object_identity=ObjectIdentity(OBJECT_ARTEFACT, "a-1")
+    )
+    assert b"".join(asyncio.run(collect(decrypt_stream(key, context, agen([ct]))))) == plaintext
+    if plaintext:
+        header = parse_header(ct)
+        plan = plan_range(header, len(plaintext), 1, len(plaintext) - 1)
+        body = ct[plan.ciphertext_start : plan.ciphertext_end + 1]
+        pieces = decrypt_range(key, context, ct[: header.size], agen([body]), plan)
+        assert b"".join(asyncio.run(collect(pieces))) == plaintext[1:]
 
 
 @FAST

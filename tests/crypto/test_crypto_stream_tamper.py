@@ -11,14 +11,24 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from crypto.context import PURPOSE_ARTEFACT, PURPOSE_RECORD, KeyContext
+from crypto.context import (
+    OBJECT_ARTEFACT,
+    OBJECT_RECORD,
+    PURPOSE_ARTEFACT,
+    PURPOSE_RECORD,
+    KeyContext,
+    ObjectIdentity,
+)
 from crypto.errors import IntegrityError
 from crypto.secrets import SecretBytes, generate_key
 from crypto.stream import decrypt_range, decrypt_stream, encrypt_stream, parse_header, plan_range
 
 FAST = settings(max_examples=60, deadline=None, database=None)
 SEG = 16
-CONTEXT = KeyContext(PURPOSE_ARTEFACT, "tenant-a", "subject-1", "recordings", 1, "artefact-7", 1)
+ARTEFACT = ObjectIdentity(OBJECT_ARTEFACT, "0b5e7f4c-8a8e-4a43-9d1a-6f1d2b3c4d5e")
+CONTEXT = KeyContext(
+    PURPOSE_ARTEFACT, "tenant-a", "subject-1", "recordings", 1, "artefact-7", 1, ARTEFACT
+)
 
 
 async def agen(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -115,6 +125,13 @@ def test_segments_spliced_from_another_object_are_integrity_error() -> None:
         {"generation": 2},
         {"key_id": "artefact-8"},
         {"version": 2},
+        {
+            "object_identity": ObjectIdentity(
+                OBJECT_ARTEFACT, "7d1e0c55-0c1b-4d8e-b7a2-3e4f5a6b7c8d"
+            )
+        },
+        {"object_identity": ObjectIdentity(OBJECT_RECORD, ARTEFACT.name)},
+        {"object_identity": None},
     ],
 )
 def test_wrong_context_field_is_integrity_error(change: dict[str, Any]) -> None:
@@ -122,6 +139,31 @@ def test_wrong_context_field_is_integrity_error(change: dict[str, Any]) -> None:
     ct = encrypt(key, b"payload" * 5)
     with pytest.raises(IntegrityError):
         decrypt(key, ct, dataclasses.replace(CONTEXT, **change))
+
+
+def test_c2_stream_opened_as_another_artefact_is_integrity_error_by_range_too() -> None:
+    # The object is authenticated by every segment, so a range read fails as well.
+    key = generate_key()
+    ct = encrypt(key, bytes(range(70)))
+    other = dataclasses.replace(
+        CONTEXT, object_identity=ObjectIdentity(OBJECT_ARTEFACT, "another-artefact")
+    )
+    header = parse_header(ct)
+    plan = plan_range(header, 70, 20, 40)
+    body = ct[plan.ciphertext_start : plan.ciphertext_end + 1]
+    assert b"".join(
+        asyncio.run(collect(decrypt_range(key, CONTEXT, ct[: header.size], agen([body]), plan)))
+    ) == bytes(range(20, 41))
+    with pytest.raises(IntegrityError):
+        asyncio.run(collect(decrypt_range(key, other, ct[: header.size], agen([body]), plan)))
+
+
+def test_c2_stream_relabelled_c1_fails_at_the_commitment() -> None:
+    # A downgrade to the version that binds no object: the labels carry the version.
+    key = generate_key()
+    ct = encrypt(key, b"payload" * 5)
+    with pytest.raises(IntegrityError):
+        decrypt(key, b"\xc1" + ct[1:])
 
 
 def test_wrong_key_fails_at_the_commitment_before_any_segment() -> None:
@@ -134,7 +176,10 @@ def test_wrong_key_fails_at_the_commitment_before_any_segment() -> None:
         asyncio.run(first_piece())
 
 
-@pytest.mark.parametrize("garbage", [b"", b"\xc1", b"\x00" * 200, b"\xc1\x00" + b"\x00" * 75])
+@pytest.mark.parametrize(
+    "garbage",
+    [b"", b"\xc1", b"\x00" * 200, b"\xc1\x00" + b"\x00" * 75, b"\xc3" + b"\x00" * 200],
+)
 def test_malformed_header_is_integrity_error(garbage: bytes) -> None:
     with pytest.raises(IntegrityError):
         parse_header(garbage)

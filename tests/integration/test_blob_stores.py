@@ -310,6 +310,21 @@ def test_list_keys_by_prefix_skips_incomplete_writes(
     asyncio.run(run())
 
 
+def test_list_keys_goes_on_from_a_known_key_and_stops_at_a_limit(store: BlobStore) -> None:
+    async def run() -> None:
+        for n in range(1, 6):
+            await store.put(f"h/{n:03d}", b"x")
+        await store.put("i/001", b"x")
+        assert await store.list_keys("h/", start_after="h/003") == ["h/004", "h/005"]
+        assert await store.list_keys("h/", start_after="h/002", limit=2) == ["h/003", "h/004"]
+        assert await store.list_keys("h/", limit=1) == ["h/001"]
+        assert await store.list_keys("h/", start_after="h/005") == []
+        # A start key that names no object still lists from where it would sort.
+        assert await store.list_keys("h/", start_after="h/0025") == ["h/003", "h/004", "h/005"]
+
+    asyncio.run(run())
+
+
 @pytest.mark.parametrize(
     "key", ["../x", "/abs", "a//b", "a/../b", "a/./b", "", "a/", "x.partial", "a b", "a\\b"]
 )

@@ -161,8 +161,8 @@ def test_an_expired_hold_lets_its_erasure_complete_behind_many_that_stay_held(
 def test_a_shortened_statutory_retention_lets_a_held_erasure_complete_within_a_few_passes(
     pg_admin_url: str, tmp_path: Path
 ) -> None:
-    """What an erasure's items cannot show (the tenant shortened keep_at_least_days after
-    they were written) is found by the executor's turn through every held erasure."""
+    """A shortened keep_at_least_days binds data written before it only after the closure
+    delay (60 days); then the executor lets the held erasure go within a few passes."""
     url = new_database(pg_admin_url)  # the executor runs with a moved clock: own database
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
     tenant = make_tenant(settings, url)
@@ -173,7 +173,7 @@ def test_a_shortened_statutory_retention_lets_a_held_erasure_complete_within_a_f
         assert response.status_code == 200, response.text
 
     async def passes_until_let_go(erasure_id: str) -> int:
-        later = datetime.now(UTC) + timedelta(days=2)
+        later = datetime.now(UTC) + timedelta(days=settings.closure_delay_days + 1)
         async with operator_context(settings, url) as ctx:
             for done in range(1, 4):
                 await run_due_erasures(ctx.db, ctx.keyring, now=later)

@@ -16,6 +16,7 @@ from tests.support import Tenant, make_tenant
 from vault.config import Settings
 from vault.errors import KeyDestroyed
 from vault.runtime import OperatorContext, operator_context
+from vault.services.holds import PgHoldCheck
 from vault.services.kek_invalidation import KekInvalidationListener
 from vault.services.key_rotation import rotate_tenant_kek
 from vault.services.keyring import KeyRing
@@ -37,7 +38,7 @@ async def _process_with_cached_kek(
     tenant's KEK version 1 in its cache."""
     url = settings.database_url or ""
     async with operator_context(settings, url) as here:
-        ring = KeyRing(here.root)
+        ring = KeyRing(here.root, PgHoldCheck())
         listener = KekInvalidationListener(url, ring.keks)
         listener.start()
         try:

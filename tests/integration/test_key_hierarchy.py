@@ -17,7 +17,8 @@ from vault.config import Settings
 from vault.db.database import Connection
 from vault.errors import Conflict, KeyDestroyed
 from vault.runtime import OperatorContext, operator_context
-from vault.services.keyring import KeyRing
+from vault.services.holds import PgHoldCheck
+from vault.services.keyring import KeyRing, artefact_object
 
 
 @asynccontextmanager
@@ -59,12 +60,13 @@ def test_data_key_opens_again_with_the_same_bytes(
                     conn, tenant.id, subject, "recording", 1
                 )
                 created = await ctx.keyring.new_data_key(conn, ref, "artefact")
-            fresh = KeyRing(ctx.root)  # nothing cached: unwraps from the database
+            fresh = KeyRing(ctx.root, PgHoldCheck())  # nothing cached: unwraps from the database
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 opened = await fresh.data_key(conn, tenant.id, created.id)
                 again = await fresh.subject_key_for_write(conn, tenant.id, subject, "recording", 1)
             assert opened.key == created.key
-            assert opened.content_context() == created.content_context()
+            this = artefact_object(uuid.uuid4())
+            assert opened.content_context(this) == created.content_context(this)
             assert again.id == ref.id
 
     asyncio.run(run())
@@ -87,6 +89,11 @@ def test_subject_key_moved_to_another_row_fails_to_unwrap(
                 source = await ctx.keyring.subject_key_for_write(
                     conn, tenant.id, alice, "recording", 1
                 )
+            if target == "other generation":  # an erasure request moved alice on
+                await _as_owner(
+                    database_url, "UPDATE subjects SET generation = 2 WHERE id = $1", alice
+                )
+            async with ctx.db.tenant_tx(tenant.id) as conn:
                 victim = await ctx.keyring.subject_key_for_write(conn, tenant.id, *destination)
             await _as_owner(
                 database_url,
@@ -97,7 +104,7 @@ def test_subject_key_moved_to_another_row_fails_to_unwrap(
             )
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 with pytest.raises(IntegrityError):
-                    await KeyRing(ctx.root).subject_key(conn, tenant.id, victim.id)
+                    await KeyRing(ctx.root, PgHoldCheck()).subject_key(conn, tenant.id, victim.id)
 
     asyncio.run(run())
 
@@ -117,7 +124,7 @@ def test_kek_moved_to_another_tenant_fails_to_unwrap(
         )
         async with vault_ops(settings, database_url) as ctx, ctx.db.tenant_tx(second.id) as conn:
             with pytest.raises(IntegrityError):
-                await KeyRing(ctx.root).kek(conn, second.id, 1)
+                await KeyRing(ctx.root, PgHoldCheck()).kek(conn, second.id, 1)
 
     asyncio.run(run())
 
@@ -217,6 +224,11 @@ def test_subject_keys_are_destroyed_except_held_categories(
                 for category in ("recording", "billing", "account"):
                     ref = await keyring.subject_key_for_write(conn, tenant.id, subject, category, 1)
                     keys[category] = await keyring.new_data_key(conn, ref, "record")
+            # An erasure request moves the subject to its next generation.
+            await _as_owner(
+                database_url, "UPDATE subjects SET generation = 2 WHERE id = $1", subject
+            )
+            async with ctx.db.tenant_tx(tenant.id) as conn:
                 later = await keyring.subject_key_for_write(
                     conn, tenant.id, subject, "recording", 2
                 )
@@ -227,7 +239,9 @@ def test_subject_keys_are_destroyed_except_held_categories(
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 for category in ("recording", "account"):
                     with pytest.raises(KeyDestroyed):
-                        await KeyRing(ctx.root).data_key(conn, tenant.id, keys[category].id)
+                        await KeyRing(ctx.root, PgHoldCheck()).data_key(
+                            conn, tenant.id, keys[category].id
+                        )
                 assert (await keyring.data_key(conn, tenant.id, keys["billing"].id)).key == keys[
                     "billing"
                 ].key

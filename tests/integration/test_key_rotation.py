@@ -20,6 +20,7 @@ from tests.support import make_tenant
 from vault.config import Settings
 from vault.errors import Conflict, UnknownEpoch
 from vault.runtime import OperatorContext, operator_context
+from vault.services.holds import PgHoldCheck
 from vault.services.key_rotation import rotate_tenant_kek
 from vault.services.keyring import DataKey, KeyRing
 from vault.services.root_epochs import list_epochs, retire_epoch, start_new_epoch
@@ -51,7 +52,7 @@ def test_rotation_rewraps_every_subject_key_then_destroys_the_old_version(
                 23,
                 (1,),
             )
-            fresh = KeyRing(ctx.root)
+            fresh = KeyRing(ctx.root, PgHoldCheck())
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 versions = await conn.fetch(
                     "SELECT version, wrapped_key IS NULL AS gone FROM tenant_keks"
@@ -80,7 +81,7 @@ def test_reads_and_writes_keep_working_during_rotation(private_vault: Settings) 
 
             async def reader() -> None:
                 nonlocal reads
-                ring = KeyRing(ctx.root)  # another process's view: its own cache
+                ring = KeyRing(ctx.root, PgHoldCheck())  # another process's view: its own cache
                 while not done.is_set():
                     key = random.choice(keys)
                     async with ctx.db.tenant_tx(tenant.id) as conn:
@@ -91,7 +92,7 @@ def test_reads_and_writes_keep_working_during_rotation(private_vault: Settings) 
 
             async def writer() -> None:
                 nonlocal writes
-                ring = KeyRing(ctx.root)
+                ring = KeyRing(ctx.root, PgHoldCheck())
                 while not done.is_set():
                     keys.append((await _seed(ctx, tenant.id, 1))[0])
                     writes += 1
@@ -103,7 +104,7 @@ def test_reads_and_writes_keep_working_during_rotation(private_vault: Settings) 
             done.set()
             await asyncio.gather(*tasks)
             assert reads > 10 and writes > 3
-            fresh = KeyRing(ctx.root)
+            fresh = KeyRing(ctx.root, PgHoldCheck())
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 live = await conn.fetch(
                     "SELECT version FROM tenant_keks WHERE wrapped_key IS NOT NULL"
@@ -153,7 +154,7 @@ def test_new_epoch_rewraps_everything_and_retiring_waits_for_backup_retention(
             # A copy of the old wrapped KEK (a backup, a dead tuple) no longer opens.
             with pytest.raises(KeyUnavailableError):
                 ctx.root.unwrap(bytes(old_kek), kek_context(tenant.id, 1))
-            fresh = KeyRing(ctx.root)
+            fresh = KeyRing(ctx.root, PgHoldCheck())
             async with ctx.db.tenant_tx(tenant.id) as tx:
                 for key in keys:
                     assert (await fresh.data_key(tx, tenant.id, key.id)).key == key.key

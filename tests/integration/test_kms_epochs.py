@@ -28,6 +28,7 @@ from tests.support import make_tenant, new_database
 from vault.config import Settings
 from vault.errors import Conflict
 from vault.runtime import operator_context
+from vault.services.holds import PgHoldCheck
 from vault.services.keyring import DataKey, KeyRing
 from vault.services.root_epochs import list_epochs, retire_epoch, start_new_epoch
 from vault.services.tenants import kek_context
@@ -87,7 +88,9 @@ def test_kms_epoch_gets_its_own_key_and_retiring_schedules_the_old_one_for_delet
             assert ctx.root.current_epoch() == 2
             async with ctx.db.tenant_tx(tenant.id) as tx:
                 for key in keys:
-                    assert (await KeyRing(ctx.root).data_key(tx, tenant.id, key.id)).key == key.key
+                    assert (
+                        await KeyRing(ctx.root, PgHoldCheck()).data_key(tx, tenant.id, key.id)
+                    ).key == key.key
             ended = next(e for e in await list_epochs(ctx.db) if e.epoch == 1).ended_at
             assert ended is not None
             with pytest.raises(Conflict, match="backups may need it"):
@@ -109,7 +112,9 @@ def test_kms_epoch_gets_its_own_key_and_retiring_schedules_the_old_one_for_delet
                 ctx.root.unwrap(old_kek, kek_context(tenant.id, 1))
             async with ctx.db.tenant_tx(tenant.id) as tx:
                 for key in keys:
-                    assert (await KeyRing(ctx.root).data_key(tx, tenant.id, key.id)).key == key.key
+                    assert (
+                        await KeyRing(ctx.root, PgHoldCheck()).data_key(tx, tenant.id, key.id)
+                    ).key == key.key
 
     asyncio.run(run())
 

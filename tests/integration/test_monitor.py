@@ -29,8 +29,8 @@ from tests.support import (
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
-from vault.services.ledger import complete_published_erasures, publish_pending
 from workers.erasure import run_due_erasures
+from workers.ledger import complete_published_erasures, publish_pending
 from workers.monitor import MonitorSnapshot, refresh_gauges
 
 GAUGES = (

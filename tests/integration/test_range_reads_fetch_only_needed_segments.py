@@ -17,11 +17,13 @@ from tests.support import Tenant
 from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.domain.ranges import ByteRange
+from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
 from vault.runtime import operator_context
 from vault.services.artefacts import ArtefactService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectAccess, SubjectService
+from vault.services.transfers import TransferLease
 
 MIB = 1024 * 1024
 S = MIB  # the default segment size (plaintext bytes per segment)
@@ -86,14 +88,19 @@ def test_ranged_download_fetches_only_the_header_and_needed_segments(
             subjects = SubjectService(ctx.keyring, SubjectRefHasher(ctx.db, ctx.root))
             service = ArtefactService(ctx.db, cast(BlobStore, store), ctx.keyring, subjects, SIZE)
             ref = SecretText("range-reader")
+            api_key = await ctx.api_keys.create(
+                tenant.id, name="range reader", scopes=frozenset({Scope.READ, Scope.INGEST})
+            )
             artefact = await service.upload(
                 tenant.id, ref, category="recording", content_type="video/mp4", filename=None,
                 body=_body(data), declared_length=len(data),
+                lease=TransferLease(ctx.db, tenant.id, api_key.id),
             )  # fmt: skip
             store.reads.clear()
             content = await service.open_content(
-                tenant.id, ref, artefact.id, access, ByteRange(start, end)
-            )
+                tenant.id, ref, artefact.id, access, ByteRange(start, end),
+                TransferLease(ctx.db, tenant.id, api_key.id),
+            )  # fmt: skip
             received = b"".join([piece async for piece in content.body])
             key = store.reads[0][0]
             stored = await ctx.blobs.get(key)  # straight from the store, not recorded

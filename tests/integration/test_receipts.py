@@ -1,5 +1,5 @@
 """The receipt signing key in the database, `GET /v1/receipt-keys`, `datavault receipt
-verify` (offline with --jwks, or against the deployment's database)."""
+verify` (offline with --jwks, or against the running deployment at --url)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,11 @@ import pytest
 
 from crypto import signing
 from crypto.errors import IntegrityError
-from tests.support import ServerThread
+from tests.support import ServerThread, free_port
 from vault.config import Settings
 from vault.db.database import Database
 from vault.runtime import operator_context
+from vault.services.receipt_verify import verify_signed_receipt
 from vault.services.receipts import (
     ReceiptSigner,
     b64url,
@@ -30,7 +31,6 @@ from vault.services.receipts import (
     published_keys,
     receipt_keys_under_epoch,
     rewrap_receipt_keys,
-    verify_signed_receipt,
 )
 from vault.services.root_epochs import EpochManagedProvider
 
@@ -183,7 +183,7 @@ def test_receipt_keys_endpoint_publishes_the_key(
     ours = [k for k in keys if k["kid"] == signer.kid]
     assert ours == [
         {"kty": "OKP", "crv": "Ed25519", "kid": signer.kid, "x": b64url(signer.public_key),
-         "use": "sig", "alg": "EdDSA"}
+         "use": "sig", "alg": "Ed25519"}
     ]  # fmt: skip
 
 
@@ -256,7 +256,11 @@ def test_cli_rejects_a_tampered_receipt(
     assert result.stdout.strip() == "invalid receipt: signature does not verify"
     as_json = _receipt_verify(env, str(tampered_file), "--jwks", str(jwks_file), "--json")
     assert as_json.returncode == 1
-    assert json.loads(as_json.stdout) == {"valid": False, "error": "signature does not verify"}
+    assert json.loads(as_json.stdout) == {
+        "valid": False,
+        "error": "signature does not verify",
+        "exit_code": 1,
+    }
     unknown = _receipt_verify(
         env, str(receipt_file), "--jwks", str(_write(tmp_path / "empty.json", {"keys": []}))
     )
@@ -287,11 +291,75 @@ def test_cli_exits_2_on_unreadable_or_non_json_files(
         assert result.stderr.startswith("datavault: ")
 
 
-def test_cli_without_jwks_reads_the_deployment_keys(
-    signed_files: tuple[Path, Path, dict[str, Any]], database_url: str, data_dir: Path
+def test_cli_without_jwks_reads_the_keys_of_the_running_deployment(
+    signed_files: tuple[Path, Path, dict[str, Any]], server: ServerThread, tmp_path: Path
 ) -> None:
     receipt_file, _, document = signed_files
-    env = {**os.environ, "DATABASE_URL": database_url, "DATAVAULT_DATA_DIR": str(data_dir)}
-    result = _receipt_verify(env, str(receipt_file))
+    env = _offline_env(tmp_path)
+    result = _receipt_verify(env, str(receipt_file), "--url", server.base_url)
     assert result.returncode == 0, result.stderr
     assert f"signed by {document['key_id']}" in result.stdout
+    from_setting = _receipt_verify({**env, "DATAVAULT_PUBLIC_URL": server.base_url + "/"},
+                                   str(receipt_file))  # fmt: skip
+    assert from_setting.returncode == 0, from_setting.stderr
+    assert not (tmp_path / "no-vault-here").exists()
+
+
+def test_cli_without_a_key_set_exits_2_saying_what_to_pass(
+    signed_files: tuple[Path, Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    receipt_file, _, _ = signed_files
+    env = {k: v for k, v in _offline_env(tmp_path).items() if k != "DATAVAULT_PUBLIC_URL"}
+    result = _receipt_verify(env, str(receipt_file))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("datavault: receipt verify needs the deployment's receipt keys: ")
+    assert "--jwks FILE" in line and "--url URL" in line and "DATAVAULT_PUBLIC_URL" in line
+    as_json = _receipt_verify(env, str(receipt_file), "--json")
+    assert as_json.returncode == 2
+    assert json.loads(as_json.stdout) == {"error": line.removeprefix("datavault: "),
+                                          "exit_code": 2}  # fmt: skip
+    # A URL where no deployment answers: exit 2, nothing verified, no traceback.
+    nobody = _receipt_verify(env, str(receipt_file), "--url", f"http://127.0.0.1:{free_port()}")
+    assert nobody.returncode == 2
+    assert nobody.stderr.startswith("datavault: cannot fetch the receipt key set from ")
+    assert "Traceback" not in nobody.stderr
+    assert not (tmp_path / "no-vault-here").exists()
+
+
+def test_cli_verifies_the_jws_alone_and_against_the_well_known_key_set(
+    signed_files: tuple[Path, Path, dict[str, Any]], server: ServerThread, tmp_path: Path
+) -> None:
+    _, _, document = signed_files
+    env = _offline_env(tmp_path)
+    with server.client() as http:
+        well_known = _write(tmp_path / "jwks.json", http.get("/.well-known/jwks.json").json())
+    jws_file = tmp_path / "receipt.jws"
+    jws_file.write_text(document["jws"] + "\n")
+    result = _receipt_verify(env, str(jws_file), "--jwks", str(well_known))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"valid receipt for erasure {document['receipt']['erasure_id']} (final), signed by "
+        f"{document['key_id']}"
+    )
+    header, payload, signature = document["jws"].split(".")
+    jws_file.write_text(f"{header}.{payload[:-4]}AAAA.{signature}")
+    tampered = _receipt_verify(env, str(jws_file), "--jwks", str(well_known))
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith("invalid receipt: jws ")
+    assert not (tmp_path / "no-vault-here").exists()
+
+
+def test_cli_refuses_a_document_whose_jws_says_something_else(
+    signed_files: tuple[Path, Path, dict[str, Any]],
+    settings: Settings,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    _, jwks_file, document = signed_files
+    other = _load_signer(settings, database_url).sign(_receipt())
+    mixed = _write(tmp_path / "mixed.json", {**document, "jws": other["jws"]})
+    result = _receipt_verify(_offline_env(tmp_path), str(mixed), "--jwks", str(jwks_file))
+    assert result.returncode == 1
+    assert result.stdout.strip() == "invalid receipt: jws does not match the receipt"

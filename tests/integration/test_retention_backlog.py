@@ -70,10 +70,12 @@ class _FailingFor:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
 
-    async def destroy_data_key(self, conn: Any, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bool:
+    async def destroy_data_key(
+        self, conn: Any, tenant_id: uuid.UUID, key_id: uuid.UUID, **options: Any
+    ) -> bool:
         if key_id == self._data_key_id:
             raise RuntimeError("damaged row")
-        return await self._real.destroy_data_key(conn, tenant_id, key_id)
+        return await self._real.destroy_data_key(conn, tenant_id, key_id, **options)
 
 
 def _live(vault: ServerThread, data_key_ids: list[uuid.UUID]) -> list[bool]:

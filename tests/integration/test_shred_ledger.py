@@ -126,8 +126,9 @@ def test_restored_backup_does_not_bring_an_erased_subject_back(
         record = http.get("/v1/subjects/victim/records/profile", headers=keys["app"])
     # ...but the start-up reconciliation destroyed them again before serving.
     assert live_keys() == 0
-    assert content.status_code == 404
-    assert record.status_code == 404
+    # And the rows say so: the vault knows they are gone.
+    assert content.status_code == 410
+    assert record.status_code == 410
 
 
 def test_restored_backup_does_not_bring_deleted_or_replaced_data_back(

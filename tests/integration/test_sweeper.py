@@ -15,6 +15,7 @@ from tests.support import Tenant
 from vault.config import Settings
 from vault.runtime import operator_context
 from vault.services.artefacts import ABANDONED_UPLOAD_AFTER
+from vault.services.keyring import artefact_object
 from workers.sweeper import sweep
 
 
@@ -31,8 +32,9 @@ def test_upload_abandoned_by_a_crash_is_shredded_and_its_blob_removed(
                 ctx, tenant.id, "uploading", age=timedelta(hours=25)
             )
             # The process died after the blob was written, before the row became active.
+            context = data_key.content_context(artefact_object(artefact_id))
             await ctx.blobs.put_stream(
-                key, encrypt_stream(data_key.key, data_key.content_context(), _chunks(b"x" * 5000))
+                key, encrypt_stream(data_key.key, context, _chunks(b"x" * 5000))
             )
             # A younger upload may still be running: the sweeper must leave it alone.
             report = await sweep(ctx.db, ctx.blobs, ctx.keyring, now=datetime.now(UTC))

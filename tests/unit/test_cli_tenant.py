@@ -29,17 +29,22 @@ def test_duplicate_slug_exits_1_with_a_message_and_no_second_key(private_vault: 
 
     again = _tenant_create(private_vault, "acme")
     assert again.returncode == 1
-    assert again.stderr.strip() == "datavault: a tenant with slug 'acme' exists already"
+    # --json: the error is the one JSON line on stdout (vault/cli_errors.py).
+    assert json.loads(again.stdout) == {
+        "error": "a tenant with slug 'acme' exists already",
+        "exit_code": 1,
+    }
     assert "Traceback" not in again.stderr
-    assert again.stdout == ""
 
 
 def test_invalid_slug_exits_2_with_the_rule_and_no_traceback(private_vault: Settings) -> None:
     for slug in ("Acme Corp", "acme_corp", "a", "x" * 64):
         refused = _tenant_create(private_vault, slug)
         assert refused.returncode == 2, (slug, refused.stderr)
-        assert refused.stderr.strip().startswith("datavault: slug must be 2-63 characters")
-        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
-        assert refused.stdout == ""
+        [line] = refused.stdout.splitlines()
+        answer = json.loads(line)
+        assert answer["exit_code"] == 2
+        assert answer["error"].startswith("slug must be 2-63 characters")
+        assert "Traceback" not in refused.stderr
     # Checked before anything starts: no root key was created for a refused slug.
     assert not (private_vault.data_dir / "root.key").exists()

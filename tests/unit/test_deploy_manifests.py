@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from vault.config import parse_networks
 from vault.observability.metrics import Metrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -161,6 +162,25 @@ def test_network_policy_limits_ingress_to_the_api_port(rendered: list[dict[str, 
         assert all("namespaceSelector" in peer for peer in rule["from"])
     egress_ports = {p["port"] for rule in policy["spec"]["egress"] for p in rule["ports"]}
     assert egress_ports == {53, 5432, 443}
+
+
+def test_trusted_proxies_name_only_the_ingress_controller(rendered: list[dict[str, Any]]) -> None:
+    """Trusting the whole pod range lets any pod forge X-Forwarded-For: the client IP of
+    the access log, allowed CIDRs and the throttle. Only a small dedicated range."""
+    networks = parse_networks(config_value(rendered, "DATAVAULT_TRUSTED_PROXIES"))
+    assert networks, "an ingress needs its own address trusted, or every client is the ingress"
+    for network in networks:
+        assert network.num_addresses <= 256, f"{network} is wider than a /24 or /120"
+        assert not network.is_global, f"{network}: a proxy inside the cluster has a private address"
+    comment = (K8S / "config.env").read_text().split("DATAVAULT_TRUSTED_PROXIES=")[0]
+    assert "never the cluster's pod range" in comment
+
+
+def test_public_url_is_https_so_console_cookies_are_secure(
+    rendered: list[dict[str, Any]],
+) -> None:
+    url = config_value(rendered, "DATAVAULT_PUBLIC_URL")
+    assert url.startswith("https://")
 
 
 # --- Dockerfile ------------------------------------------------------------------------

@@ -37,3 +37,19 @@ def test_any_range_of_an_empty_object_is_unsatisfiable() -> None:
 )
 def test_absent_multiple_or_malformed_ranges_mean_the_whole_object(header: str | None) -> None:
     assert parse_range(header, 100) is None
+
+
+@pytest.mark.parametrize("digits", [20, 4301, 100_000])
+def test_positions_longer_than_any_size_are_read_as_beyond_the_end(digits: int) -> None:
+    # Never int() of the digits: Python refuses more than 4,300 (ValueError, a 500).
+    huge = "9" * digits
+    with pytest.raises(RangeNotSatisfiable):
+        parse_range(f"bytes={huge}-", 100)
+    assert parse_range(f"bytes=5-{huge}", 100) == ByteRange(5, 99)
+    assert parse_range(f"bytes=-{huge}", 100) == ByteRange(0, 99)
+    assert parse_range(f"bytes={huge}-5", 100) is None  # last before first: ignored
+
+
+def test_leading_zeros_do_not_count_as_digits() -> None:
+    zeros = "0" * 5000
+    assert parse_range(f"bytes={zeros}3-{zeros}4", 100) == ByteRange(3, 4)

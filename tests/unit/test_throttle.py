@@ -5,6 +5,8 @@ counted, as vault/http/auth.py does; None means the attempt gets its 401."""
 
 from __future__ import annotations
 
+import time
+
 from vault.domain.throttle import FailureThrottle
 
 IP = "192.0.2.1"
@@ -124,16 +126,80 @@ def test_other_addresses_are_not_affected() -> None:
 
 def test_memory_is_bounded_under_a_flood_of_addresses() -> None:
     clock = Clock()
-    throttle = FailureThrottle(limit=1, window=60, clock=clock)
-    throttle.MAX_TRACKED_ADDRESSES = 100
+    throttle = FailureThrottle(limit=3, window=60, clock=clock, max_tracked=100)
     for n in range(250):
         clock.now += 0.001
-        ip = f"10.0.{n // 256}.{n % 256}"
-        _attempt(throttle, ip)
-        _attempt(throttle, ip)  # blocked addresses are tracked too
-    assert len(throttle._addresses) <= 100
-    # The newest address is still blocked: eviction forgot the oldest ones.
-    assert throttle.blocked_for("10.0.0.249") is not None
+        assert _attempt(throttle, f"10.0.{n // 256}.{n % 256}") is None
+    assert throttle.tracked == 100
+    # The least recently failing addresses were forgotten, the newest are still counted.
+    assert throttle.blocked_for("10.0.0.149") is None
+    for _ in range(2):
+        _attempt(throttle, "10.0.0.249")
+    assert _attempt(throttle, "10.0.0.249") == 60
+
+
+def test_a_flood_of_new_addresses_cannot_lift_a_block() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(limit=1, window=60, clock=clock, max_tracked=100)
+    _attempt(throttle, IP)
+    assert _attempt(throttle, IP) == 60
+    crossing = clock.now
+    for n in range(1000):
+        clock.now += 0.009
+        _attempt(throttle, f"10.1.{n // 256}.{n % 256}")
+    assert throttle.tracked <= 100
+    clock.now = crossing + 10
+    assert _attempt(throttle, IP) == 50  # still blocked, 10 s of its minute gone
+
+
+def test_when_every_tracked_address_is_blocked_a_new_one_is_refused_untracked() -> None:
+    # Failing closed: a valid key never reaches the throttle, so this costs honest
+    # clients nothing; failing open would hand a flood unthrottled guesses.
+    clock = Clock()
+    throttle = FailureThrottle(limit=1, window=60, clock=clock, max_tracked=10)
+    for n in range(10):
+        ip = f"10.2.0.{n}"
+        assert throttle.failed_attempt(ip) is None
+        assert throttle.failed_attempt(ip) == 60
+    assert throttle.failed_attempt("10.2.1.1") == 60
+    assert throttle.tracked == 10
+    clock.now += 60  # the blocks end: new addresses are counted again
+    assert throttle.failed_attempt("10.2.1.1") is None
+
+
+def test_cost_per_failure_does_not_grow_with_the_tracked_addresses() -> None:
+    """Issue 18: at 100,000 tracked addresses each failure from a new IP cost ~108 ms (a
+    scan of every address). Work per operation, counted and timed, must not depend on
+    how many addresses are tracked: 1,000 new-address failures at 1,000 and at 100,000."""
+    work, seconds = {}, {}
+    for tracked in (1_000, 100_000):
+        clock = Clock()
+        throttle = FailureThrottle(limit=20, window=60, clock=clock, max_tracked=tracked)
+        for n in range(tracked):
+            throttle.record_failure(f"f{n}")
+        assert throttle.tracked == tracked
+        before = throttle.entries_examined
+        started = time.perf_counter()
+        for n in range(1_000):
+            clock.now += 0.0001
+            throttle.failed_attempt(f"n{n}")  # a new address: the bound is reached
+            throttle.failed_attempt(f"f{tracked - 1 - n}")  # a known one
+        seconds[tracked] = time.perf_counter() - started
+        work[tracked] = throttle.entries_examined - before
+        assert throttle.tracked == tracked
+    assert work[100_000] <= 2 * work[1_000], work
+    assert work[100_000] <= 10 * 2_000  # a few entries per operation, not thousands
+    assert seconds[100_000] < 10 * seconds[1_000] + 0.05, seconds
+
+
+def test_expired_addresses_are_forgotten_without_a_scan() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(limit=5, window=60, clock=clock)
+    for n in range(1000):
+        throttle.record_failure(f"10.3.{n // 256}.{n % 256}")
+    clock.now += 61
+    assert throttle.blocked_for("192.0.2.200") is None
+    assert throttle.tracked == 0
 
 
 def test_a_lifted_block_is_forgotten() -> None:
@@ -143,4 +209,4 @@ def test_a_lifted_block_is_forgotten() -> None:
     assert _attempt(throttle) == 60
     clock.now += 60
     assert throttle.blocked_for(IP) is None
-    assert throttle._addresses == {}
+    assert throttle.tracked == 0

@@ -49,6 +49,11 @@ class IncompleteUpload:
 class BlobStore(Protocol):
     name: str
 
+    @property
+    def location(self) -> str:
+        """Where this store keeps its objects, one canonical string (a directory, or an
+        S3 endpoint, bucket and prefix): the shred ledger's watermark is kept per ledger."""
+
     async def put(self, key: str, data: bytes) -> None:
         """Store a small object whole; visible under `key` only once complete."""
 
@@ -56,6 +61,11 @@ class BlobStore(Protocol):
         """Store a small object that must not be deleted or replaced before
         `retain_until` (S3 Object Lock in compliance mode, where the bucket has Object
         Lock enabled). Returns whether the store enforces that; if not, it is a put."""
+
+    async def retention_enforced(self) -> bool:
+        """Whether `put_retained` objects cannot be deleted before their time (S3 with
+        Object Lock): the shred ledger is then prevented from being cut, not only
+        detected."""
 
     async def get(self, key: str) -> bytes:
         """A small object whole."""
@@ -77,8 +87,12 @@ class BlobStore(Protocol):
     async def delete(self, key: str) -> None:
         """Remove the object; absent is fine."""
 
-    async def list_keys(self, prefix: str) -> list[str]:
-        """Keys of complete objects under `prefix`, sorted."""
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
+        """Keys of complete objects under `prefix`, sorted; only those after
+        `start_after` (as S3's StartAfter), and at most `limit` of them. Listing on from a
+        known key costs one request however many objects come before it."""
 
     async def list_incomplete(self, older_than: datetime) -> list[IncompleteUpload]:
         """Streamed writes started before `older_than` that never completed."""

@@ -101,6 +101,10 @@ class FilesystemBlobStore:
     def root(self) -> Path:
         return self._root
 
+    @property
+    def location(self) -> str:
+        return f"file:{self._root.resolve()}"
+
     def _path(self, key: str) -> Path:
         if not is_valid_key(key):
             raise BlobStoreError("invalid blob key")
@@ -112,6 +116,9 @@ class FilesystemBlobStore:
     async def put_retained(self, key: str, data: bytes, retain_until: datetime) -> bool:
         # A filesystem cannot refuse its owner: nothing enforces the retention here.
         await self.put(key, data)
+        return False
+
+    async def retention_enforced(self) -> bool:
         return False
 
     def _put(self, path: Path, data: bytes) -> None:
@@ -252,12 +259,15 @@ class FilesystemBlobStore:
         except OSError as exc:
             raise _os_failure("delete", exc) from None
 
-    async def list_keys(self, prefix: str) -> list[str]:
-        return sorted(
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
+        found = sorted(
             key
             for key, is_temp in await asyncio.to_thread(self._walk, prefix)
-            if not is_temp and key.startswith(prefix)
+            if not is_temp and key.startswith(prefix) and key > start_after
         )
+        return found if limit is None else found[:limit]
 
     def _walk(self, prefix: str) -> list[tuple[str, bool]]:
         """(relative path, is a temp file) for every file under the directory that the

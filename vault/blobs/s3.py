@@ -107,6 +107,7 @@ class S3BlobStore:
             raise ValueError("an S3 key prefix must end with '/'")
         self.bucket = bucket
         self.prefix = prefix
+        self.location = f"s3:{endpoint_url or 'aws'}/{bucket}/{prefix}"
         self._object_lock: bool | None = None
         self._region = region
         config = CLIENT_CONFIG
@@ -149,6 +150,9 @@ class S3BlobStore:
             ObjectLockRetainUntilDate=retain_until,
         )
         return True
+
+    async def retention_enforced(self) -> bool:
+        return await self._object_lock_enabled()
 
     async def _object_lock_enabled(self) -> bool:
         # Asked once: a bucket's Object Lock can be turned on only at creation (or by
@@ -267,16 +271,24 @@ class S3BlobStore:
                 "delete", self._client.delete_object, Bucket=self.bucket, Key=self._key(key)
             )
 
-    async def list_keys(self, prefix: str) -> list[str]:
+    async def list_keys(
+        self, prefix: str, *, start_after: str = "", limit: int | None = None
+    ) -> list[str]:
         full = self.prefix + prefix
+        # No stored key equals the store's own prefix, so starting after it lists all.
+        after = self.prefix + start_after
 
         def collect() -> list[str]:
             keys: list[str] = []
-            for page in self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=full
-            ):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket,
+                Prefix=full,
+                StartAfter=after,
+                PaginationConfig={} if limit is None else {"MaxItems": limit},
+            )
+            for page in pages:
                 keys.extend(item["Key"] for item in page.get("Contents", []))
-            return keys
+            return keys if limit is None else keys[:limit]
 
         keys = await self._call("list", collect)
         return sorted(key.removeprefix(self.prefix) for key in keys)

@@ -6,6 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+from vault.domain.erasures import ErasureStatus, is_overdue
 from vault.domain.holds import TWO_KEY_RELEASE, HoldReason
 from vault.http.erasures import render_erasure
 from vault.http.state import VaultState
@@ -13,12 +14,12 @@ from vault.http.state import VaultState
 EXPIRING_SOON = timedelta(days=7)
 # Open erasures are those the worker has yet to finish; held ones are done but for what
 # holds and statutory retention keep, so they are never overdue.
-OPEN_STATUSES = ("scheduled", "in_progress", "held")
+OPEN_STATUSES = (ErasureStatus.SCHEDULED, ErasureStatus.IN_PROGRESS, ErasureStatus.HELD)
 
 
 def hold_view(hold: dict[str, Any], now: datetime) -> dict[str, Any]:
     expires_at = hold["expires_at"]
-    active = hold["released_at"] is None and (expires_at is None or expires_at > now)
+    active = bool(hold["in_force"])  # dv_hold_in_force (migration 0016), as read
     return {
         **hold,
         "active": active,
@@ -31,7 +32,7 @@ def hold_view(hold: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 def erasure_view(erasure: dict[str, Any], now: datetime) -> dict[str, Any]:
     view = render_erasure(erasure)
-    view["overdue"] = erasure["status"] in ("scheduled", "in_progress") and erasure["due_at"] < now
+    view["overdue"] = is_overdue(erasure["status"], erasure["due_at"], now)
     return view
 
 

@@ -3,7 +3,6 @@ cookies, form reading with its CSRF check, and error pages."""
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache, wraps
@@ -13,16 +12,24 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from jinja2.runtime import Context
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from vault import errors
 from vault.console import csrf
+from vault.console.dates import format_time
 from vault.console.i18n import CATALOGUE, Catalogue, choose_language
+from vault.console.sections import sections_for
+from vault.domain.subject_refs import SubjectRef, normalize_ref
+from vault.domain.text import check_text
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
+# A hold's or subject's page lists at most this many disclosures, newest disclosed first
+# (GET /v1/disclosures pages through all of them).
+DISCLOSURES_SHOWN = 200
 LANGUAGE_COOKIE = "dv_console_lang"
 SIGN_IN_PATH = "/console/sign-in"
 # Console forms are a few short fields; anything larger is not one of ours.
@@ -42,8 +49,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
 }
 
-_LOOPBACK_NAMES = {"localhost"}
-
 
 def _environment() -> jinja2.Environment:
     templates = resources.files("vault.console").joinpath("templates")
@@ -60,7 +65,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = format_time
+    env.filters["when"] = _when
     return env
 
 
@@ -70,10 +75,10 @@ def environment() -> jinja2.Environment:
     return _environment()
 
 
-def format_time(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.strftime("%Y-%m-%d %H:%M UTC")
+@jinja2.pass_context
+def _when(context: Context, value: datetime | None) -> str:
+    """`{{ moment|when }}`: a time in the page's language (vault/console/dates.py)."""
+    return format_time(value, context["lang"])
 
 
 def with_security_headers(response: Response) -> Response:
@@ -82,28 +87,28 @@ def with_security_headers(response: Response) -> Response:
     return response
 
 
-def on_loopback(request: Request) -> bool:
-    """The Secure cookie flag is dropped only for a vault reached on a loopback host,
-    where a plain-HTTP trial run could not set a Secure cookie at all."""
-    host = (request.url.hostname or "").strip("[]").lower()
-    if host in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def cookies_secure(request: Request) -> bool:
+    """From configuration (Settings.cookies_secure: DATAVAULT_PUBLIC_URL), never from
+    the Host header a proxy may rewrite."""
+    secure: bool = request.app.state.vault.settings.cookies_secure
+    return secure
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
+def set_cookie(
+    response: Response, request: Request, name: str, value: str, *, path: str = "/console",
+    **kw: Any,
+) -> None:  # fmt: skip
     response.set_cookie(
-        name, value, path="/console", httponly=True, samesite="strict",
-        secure=not on_loopback(request), **kw,
+        name, value, path=path, httponly=True, samesite="strict",
+        secure=cookies_secure(request), **kw,
     )  # fmt: skip
 
 
-def clear_cookie(response: Response, request: Request, name: str) -> None:
+def clear_cookie(
+    response: Response, request: Request, name: str, *, path: str = "/console"
+) -> None:
     response.delete_cookie(
-        name, path="/console", httponly=True, samesite="strict", secure=not on_loopback(request)
+        name, path=path, httponly=True, samesite="strict", secure=cookies_secure(request)
     )
 
 
@@ -119,6 +124,7 @@ def page(
     lang = language(request)
     session = request.scope.get("state", {}).get("console_session")
     cookie = request.cookies.get(SESSION_COOKIE)
+    nav = sections_for(session.principal.scopes) if session is not None else []
     body = (
         environment()
         .get_template(template)
@@ -130,6 +136,8 @@ def page(
             csrf_token=csrf.session_token(cookie) if session is not None and cookie else "",
             path=request.url.path,
             query=urlencode,
+            nav=nav,
+            disclosures_shown=DISCLOSURES_SHOWN,
         )
     )
     return with_security_headers(HTMLResponse(body, status_code=status))
@@ -165,7 +173,8 @@ class CsrfRefused(errors.Forbidden):
 
 
 async def read_form(request: Request, expected_token: str) -> FormData:
-    """The posted form, after the size limit and the CSRF check."""
+    """The posted form, after the size limit, the CSRF check and the text rule
+    (vault/domain/text.py) on every field."""
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise errors.MalformedInput("a form needs a Content-Length")
@@ -178,6 +187,10 @@ async def read_form(request: Request, expected_token: str) -> FormData:
     presented = form.get(csrf.FIELD)
     if not csrf.matches(expected_token, presented if isinstance(presented, str) else None):
         raise CsrfRefused("the form's CSRF token is missing or wrong; reload the page")
+    for name, value in form.multi_items():
+        check_text(name, "(form field name)")
+        if isinstance(value, str):
+            check_text(value, name)
     return form
 
 
@@ -207,3 +220,13 @@ def console_page(handler: Handler) -> Handler:
             return response
 
     return wrapped
+
+
+def form_ref(form: FormData, name: str = "subject_ref") -> SubjectRef | None:
+    """A subject reference typed into a form, normalised exactly as the API normalises
+    it (no trimming: the pseudonym must be the one the data was written under); None
+    when the field was left empty."""
+    value = form.get(name)
+    if not isinstance(value, str) or value == "":
+        return None
+    return normalize_ref(value, field=name)

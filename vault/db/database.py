@@ -9,7 +9,7 @@ from typing import Any, Protocol, TypeAlias
 
 import asyncpg
 
-from vault.errors import KeyNoLongerLive, Unavailable
+from vault.errors import KeyNoLongerLive, SubjectChanged, Unavailable
 
 Connection: TypeAlias = "asyncpg.pool.PoolConnectionProxy[asyncpg.Record]"
 
@@ -30,9 +30,17 @@ _SET_TENANT = (
     "SELECT set_config('role', 'datavault_app', true), set_config('datavault.tenant_id', $1, true)"
 )
 
+_SET_AUDITOR = (
+    "SELECT set_config('role', 'datavault_auditor', true),"
+    " set_config('datavault.tenant_id', '', true)"
+)
+
 # What a request function (migration 0011) raises when the API key it was asked to check
 # is revoked or its tenant closed.
 KEY_NOT_LIVE_SQLSTATE = "DV401"
+# What the database raises for a key in a generation that is no longer current (0016), or
+# for a data key wrapped under subject-key bytes a rewrap has replaced since (0018).
+SUBJECT_CHANGED_SQLSTATES = frozenset({"DVG01", "DVK01"})
 
 # The deployment-wide access-log chain and other rows that belong to no tenant.
 DEPLOYMENT_TENANT = uuid.UUID(int=0)
@@ -58,8 +66,11 @@ def _database_errors() -> Iterator[None]:
     except CONNECTION_ERRORS as exc:
         raise Unavailable("database unavailable") from exc
     except asyncpg.PostgresError as exc:
-        if getattr(exc, "sqlstate", None) == KEY_NOT_LIVE_SQLSTATE:
+        sqlstate = getattr(exc, "sqlstate", None)
+        if sqlstate == KEY_NOT_LIVE_SQLSTATE:
             raise KeyNoLongerLive("invalid API key") from None
+        if sqlstate in SUBJECT_CHANGED_SQLSTATES:
+            raise SubjectChanged("the subject changed meanwhile; try again") from None
         raise
 
 
@@ -130,13 +141,33 @@ class Database:
                 yield conn
 
     @asynccontextmanager
-    async def advisory_lock(self, key: int) -> AsyncIterator[bool]:
+    async def auditor_tx(self) -> AsyncIterator[Connection]:
+        """A read-only, repeatable-read transaction as datavault_auditor (migration
+        0016), which reads every tenant's deletion state and can change nothing: for
+        `datavault check deletion`, whose findings must not depend on the tenant
+        isolation a bug could break. The login role must be a member of it (migrate
+        grants it)."""
+        with _database_errors():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                await conn.execute(_SET_AUDITOR)
+                yield conn
+
+    @asynccontextmanager
+    async def advisory_lock(self, key: int, *, wait: bool = False) -> AsyncIterator[bool]:
         """A session-level advisory lock held on one pooled connection for the block:
-        yields False at once when another session holds it (the caller skips its turn).
-        For work that spans several transactions and must run in one process at a time."""
+        yields False at once when another session holds it (the caller skips its turn),
+        or, with `wait`, waits for it. For work that spans several transactions and must
+        run in one process at a time."""
         with _database_errors():
             async with self._pool.acquire() as conn:
-                held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+                if wait:
+                    await conn.execute("SELECT pg_advisory_lock($1)", key)
+                    held = True
+                else:
+                    held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
                 try:
                     yield held
                 finally:

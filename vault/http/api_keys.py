@@ -18,7 +18,7 @@ from vault.services.api_keys import parse_cidrs
 async def create_api_key(request: Request) -> Response:
     principal = await require(request, Scope.ADMIN)
     body = await read_json_object(request)
-    unknown = set(body) - {"name", "scopes", "allowed_cidrs", "expires_at", "secret"}
+    unknown = set(body) - {"name", "scopes", "allowed_cidrs", "expires_at", "secret", "owner"}
     if unknown:
         first, *rest = sorted(unknown)
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
@@ -34,12 +34,14 @@ async def create_api_key(request: Request) -> Response:
         expires_at=parse_time("expires_at", body.get("expires_at")),
         own_secret=optional_str(body, "secret"),
         created_by=principal.key_id,
+        owner=optional_str(body, "owner"),
     )
     return json_response(
         {
             "id": created.id,
             "prefix": created.prefix,
             "name": created.name,
+            "owner": created.owner,
             "scopes": created.scopes,
             "allowed_cidrs": [str(n) for n in created.allowed_cidrs],
             "expires_at": created.expires_at,
@@ -48,7 +50,7 @@ async def create_api_key(request: Request) -> Response:
             "secret": created.token.reveal(),
         },
         status=201,
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", "Location": f"/v1/api-keys/{created.id}"},
     )
 
 

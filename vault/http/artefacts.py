@@ -3,28 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from vault.domain.ranges import RangeNotSatisfiable, parse_range
+from vault.domain.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from vault.domain.scopes import Scope
 from vault.errors import InvalidInput, MalformedInput, TimedOut
 from vault.http.auth import require
+from vault.http.filenames import content_disposition, filename_from_header
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.problems import ProblemResponse
 from vault.http.render import json_response, rfc3339
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_ref
+from vault.http.subject_path import subject_location, subject_ref
 from vault.http.subject_request import access_for, note_subject
-from vault.services.artefacts import Artefact
+from vault.http.transfers import watch_transfer
+from vault.services.artefacts import Artefact, Content
 
 MAX_CONTENT_TYPE_LENGTH = 255
-MAX_FILENAME_LENGTH = 255
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -41,27 +41,6 @@ def render_artefact(artefact: Artefact, ref: str) -> dict[str, Any]:
         "created_at": artefact.created_at,
         "expires_at": artefact.expires_at,
     }
-
-
-def _filename(request: Request) -> str | None:
-    raw = request.headers.get("x-filename")
-    if raw is None:
-        return None
-    # RFC 8187: UTF-8''percent-encoded, for names that are not ASCII.
-    if raw.lower().startswith("utf-8''"):
-        try:
-            raw = urllib.parse.unquote(raw[7:], errors="strict")
-        except UnicodeDecodeError:
-            raise InvalidInput(
-                "X-Filename is not valid RFC 8187 UTF-8", field="X-Filename"
-            ) from None
-    if not raw or len(raw) > MAX_FILENAME_LENGTH or any(ord(c) < 32 or c in "/\\" for c in raw):
-        raise InvalidInput(
-            f"X-Filename must be 1-{MAX_FILENAME_LENGTH} characters, "
-            "without control characters or slashes",
-            field="X-Filename",
-        )
-    return raw
 
 
 async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
@@ -102,12 +81,17 @@ async def upload_artefact(request: Request) -> Response:
         ref,
         category=request.query_params.get("category"),
         content_type=content_type,
-        filename=_filename(request),
+        filename=filename_from_header(request),
         body=_idle_limited(request.stream(), state.settings.upload_idle_timeout_seconds),
         declared_length=_declared_length(request),
+        lease=watch_transfer(request, principal),
     )
     request.state.artefact_id = artefact.id
-    return json_response(render_artefact(artefact, ref.reveal()), status=201)
+    return json_response(
+        render_artefact(artefact, ref.reveal()),
+        status=201,
+        headers={"Location": subject_location(ref, "artefacts", str(artefact.id))},
+    )
 
 
 async def list_artefacts(request: Request) -> Response:
@@ -150,6 +134,23 @@ async def artefact_content(request: Request) -> Response:
     service = vault_state(request).artefacts
     access = access_for(principal)
     artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
+
+    async def open_body(byte_range: ByteRange | None) -> Content:
+        return await service.open_content(
+            principal.tenant_id, ref, artefact_id, access, byte_range,
+            watch_transfer(request, principal),
+        )  # fmt: skip
+
+    return await content_response(request, artefact, open_body)
+
+
+async def content_response(
+    request: Request,
+    artefact: Artefact,
+    open_body: Callable[[ByteRange | None], Awaitable[Content]],
+) -> Response:
+    """An artefact's plaintext as API.md says: a single `Range` (206, or 416 when it cannot
+    be satisfied), `HEAD` with the same headers and no body (and no transfer)."""
     try:
         byte_range = parse_range(request.headers.get("range"), artefact.size)
     except RangeNotSatisfiable:
@@ -159,7 +160,7 @@ async def artefact_content(request: Request) -> Response:
     headers = _content_headers(artefact, length, byte_range, artefact.size)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    content = await service.open_content(principal.tenant_id, ref, artefact_id, access, byte_range)
+    content = await open_body(byte_range)
     return StreamingResponse(content.body, status_code=status, headers=headers)
 
 
@@ -171,6 +172,9 @@ def _content_headers(artefact: Artefact, length: int, byte_range: Any, size: int
         "ETag": f'"{artefact.id}"',
         "Accept-Ranges": "bytes",
         "Cache-Control": "private, no-store",
+        # A download, never a page: the stored Content-Type is the uploader's choice.
+        "Content-Disposition": content_disposition(artefact.filename),
+        "X-Content-Type-Options": "nosniff",
     }
     if byte_range is not None:
         headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"

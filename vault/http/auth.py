@@ -64,11 +64,10 @@ async def authenticate(
             token, ip, liveness_in_statement=liveness_in_statement
         )
     except Unauthenticated:
-        retry_after = state.auth_throttle.blocked_for(ip_text)
+        retry_after = state.auth_throttle.failed_attempt(ip_text)
         if retry_after is not None:
             state.metrics.auth_failures.labels(reason="throttled").inc()
             raise Throttled("too many failed authentication attempts", retry_after) from None
-        state.auth_throttle.record_failure(ip_text)
         state.metrics.auth_failures.labels(reason="invalid").inc()
         raise
     except KeyRefusedForAddress as refused:

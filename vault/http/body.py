@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.requests import Request
 
-from vault.errors import InvalidInput, MalformedInput, TooLarge, UnsupportedMediaType
+from vault.domain.json_input import parse_json
+from vault.domain.text import check_json_texts, check_text
+from vault.errors import InvalidInput, TooLarge, UnsupportedMediaType
 
 # Control bodies (keys, holds, settings) are small; anything bigger is a mistake.
 MAX_JSON_BODY_BYTES = 64 * 1024
@@ -36,18 +37,23 @@ async def read_capped(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+def has_body(request: Request) -> bool:
+    """Whether the request sends a body at all (an optional JSON body may be left out)."""
+    return (
+        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    )
+
+
 async def read_json_object(
     request: Request, max_bytes: int = MAX_JSON_BODY_BYTES
 ) -> dict[str, Any]:
-    body = await read_json_body(request, max_bytes)
-    try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedInput("body is not valid JSON") from None
-    except RecursionError:
-        raise MalformedInput("body nests deeper than this vault parses") from None
+    """A control body (keys, holds, erasures, settings...): every string in it, keys
+    included, has passed the one text rule (vault/domain/text.py) before any field is
+    read, so no endpoint can forget it."""
+    value = parse_json(await read_json_body(request, max_bytes))
     if not isinstance(value, dict):
         raise InvalidInput("body must be a JSON object", field="(body)")
+    check_json_texts(value)
     return value
 
 
@@ -55,10 +61,7 @@ def optional_str(body: dict[str, Any], name: str) -> str | None:
     value = body.get(name)
     if value is not None and not isinstance(value, str):
         raise InvalidInput(f"{name} must be a string", field=name)
-    if value is not None and "\x00" in value:
-        # PostgreSQL text cannot hold NUL; refuse it here rather than fail in the database.
-        raise InvalidInput(f"{name} must not contain NUL characters", field=name)
-    return value
+    return None if value is None else check_text(value, name)
 
 
 def optional_list(body: dict[str, Any], name: str) -> list[Any]:

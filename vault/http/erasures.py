@@ -10,7 +10,7 @@ from starlette.responses import Response
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
 from vault.http.auth import require
-from vault.http.body import read_json_object
+from vault.http.body import has_body, read_json_object
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.render import json_response, rfc3339
@@ -39,8 +39,12 @@ def render_erasure(erasure: dict[str, Any], full: bool = True) -> dict[str, Any]
             held.setdefault(item["category"], set()).update(str(h) for h in item["hold_ids"] or [])
     body.update(
         {
+            # Null until the status is completed; shredded_at: when the (latest) shred
+            # itself committed.
             "completed_at": erasure["completed_at"],
+            "shredded_at": erasure["shredded_at"],
             "cancelled_at": erasure["cancelled_at"],
+            "updated_at": erasure["updated_at"],
             "reason": erasure["reason"],
             "reference": erasure["reference"],
             "rate_braked": erasure["braked"],
@@ -68,16 +72,16 @@ async def request_erasure(request: Request) -> Response:
     principal = await require(request, Scope.ERASURE)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
-    body = await read_json_object(request) if await _has_body(request) else {}
+    body = await read_json_object(request) if has_body(request) else {}
     erasure, created = await vault_state(request).erasures.request(
         principal.tenant_id, ref, check_erasure_request(body), principal.key_id
     )
-    return json_response(render_erasure(erasure, full=False), status=202 if created else 200)
-
-
-async def _has_body(request: Request) -> bool:
-    return (
-        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    if not created:
+        return json_response(render_erasure(erasure, full=False))
+    return json_response(
+        render_erasure(erasure, full=False),
+        status=202,
+        headers={"Location": f"/v1/erasures/{erasure['id']}"},
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from vault.domain.holds import RELEASE_REQUEST_LAPSES_AFTER, release_request_pending
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
 from vault.errors import InvalidInput
@@ -29,10 +30,8 @@ def _actor(request: Request, principal: Principal) -> Actor:
 
 
 def render_hold(hold: dict[str, Any], subject_ref: str | None = None) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    active = hold["released_at"] is None and (
-        hold["expires_at"] is None or hold["expires_at"] > now
-    )
+    requested_at = hold["release_requested_at"]
+    pending = release_request_pending(requested_at, datetime.now(UTC))
     body: dict[str, Any] = {
         "id": hold["id"],
         # The vault keeps only the keyed hash of a held subject's reference.
@@ -48,9 +47,14 @@ def render_hold(hold: dict[str, Any], subject_ref: str | None = None) -> dict[st
         "expires_at": hold["expires_at"],
         "released_at": hold["released_at"],
         "released_by": hold["released_by"],
-        "release_requested_by": hold["release_requested_by"],
-        "release_requested_at": hold["release_requested_at"],
-        "active": active,
+        # A release request waiting for its second person (none once it lapsed).
+        "release_requested_by": hold["release_requested_by"] if pending else None,
+        "release_requested_at": requested_at if pending else None,
+        "release_request_expires_at": (
+            requested_at + RELEASE_REQUEST_LAPSES_AFTER if pending else None
+        ),
+        # dv_hold_in_force (migration 0016), read with the hold.
+        "active": bool(hold["in_force"]),
     }
     if "events" in hold:
         body["events"] = hold["events"]
@@ -77,7 +81,11 @@ async def place_hold(request: Request) -> Response:
         hold_request.note, check_expiry(parse_time("expires_at", body.get("expires_at"))),
     )  # fmt: skip
     hold = await state.holds.place(principal.tenant_id, hold_request, _actor(request, principal))
-    return json_response(render_hold(hold, ref.reveal() if ref else None), status=201)
+    return json_response(
+        render_hold(hold, ref.reveal() if ref else None),
+        status=201,
+        headers={"Location": f"/v1/holds/{hold['id']}"},
+    )
 
 
 async def list_holds(request: Request) -> Response:
@@ -158,3 +166,11 @@ async def release_hold(request: Request) -> Response:
     )
     rendered = render_hold(hold)
     return json_response(rendered, status=200 if released else 202)
+
+
+async def withdraw_hold_release(request: Request) -> Response:
+    principal = await require(request, Scope.COMPLIANCE)
+    hold = await vault_state(request).holds.withdraw_release(
+        principal.tenant_id, path_uuid(request.path_params["hold_id"]), _actor(request, principal)
+    )
+    return json_response(render_hold(hold))

@@ -5,7 +5,8 @@ committed; if the row cannot be committed the client gets 503 instead: no unlogg
 access. A streamed body (downloads) starts at once and its row is committed before the
 last chunk; if that fails the connection is cut, so the client never sees a complete
 answer that was not logged. A client that hangs up part way is logged too (499, with the
-bytes sent so far).
+bytes sent so far), and so is a transfer the vault cut by the clock (vault/http/
+transfers.py: the status of the reason, 401, 404 or 503, with the bytes sent so far).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from traceback import extract_tb
 from typing import Any
 
 import structlog
@@ -24,8 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from vault.db.database import DEPLOYMENT_TENANT
 from vault.domain.client_ip import client_ip
 from vault.errors import Unavailable
+from vault.http.edge_limits import EDGE_REFUSAL, REFUSAL_DETAILS
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
+from vault.http.transfers import TransferCut
 from vault.services.access_log import AccessEntry
 
 log = structlog.get_logger("datavault.http")
@@ -37,6 +42,8 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _MAX_LOGGED_METHOD = 16
+# The innermost frames of an unexpected error: where it happened, not what it said.
+_LOGGED_FRAMES = 8
 
 
 def _request_id(headers: list[tuple[str, str]]) -> str:
@@ -48,6 +55,27 @@ def _request_id(headers: list[tuple[str, str]]) -> str:
 
 class AccessLogFailed(Exception):
     """Raised to cut a streamed response whose access-log row could not be written."""
+
+
+class ResponseCut(Exception):
+    """Raised (to uvicorn, which then drops the connection) in place of an error that
+    broke a streamed answer half way; it carries only the request id."""
+
+
+def log_unhandled_error(exc: BaseException, request_id: str) -> None:
+    """The type, request id and code locations of an unexpected error; never its message
+    or a traceback's text. A message can quote the request's data (asyncpg's quoted 40
+    characters of a hold note holding a person's name); the request id ties this line to
+    the request line and the access-log row."""
+    log.error(
+        "unhandled_error",
+        request_id=request_id,
+        error_type=type(exc).__name__,
+        error_at=[
+            f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno} {frame.name}"
+            for frame in extract_tb(exc.__traceback__)[-_LOGGED_FRAMES:]
+        ],
+    )
 
 
 @dataclass
@@ -122,6 +150,14 @@ class AccessLogMiddleware:
                 raise AccessLogFailed("access log unavailable; response cut")
             await send(message)
 
+        refusal = state.get(EDGE_REFUSAL)
+        if refusal is not None:
+            # A head over the limits, or not HTTP at all (vault/http/edge_limits.py):
+            # answered here, so it has a request id and an access-log row like any other.
+            slug, detail = REFUSAL_DETAILS[refusal]
+            response = ProblemResponse(refusal, slug, detail, exchange.request_id)
+            await response(scope, counting_receive, logging_send)
+            return
         if vault.access_log.failing and scope["method"] not in _SAFE_METHODS:
             # A write would commit before its access-log row could: while the log is
             # failing, writes are refused before they run. (A read's answer is withheld
@@ -139,6 +175,15 @@ class AccessLogMiddleware:
                 await self._record(vault, scope, exchange)
         except AccessLogFailed:
             raise
+        except TransferCut as cut:
+            # Cut by the clock after the status line went out: the row must not say it
+            # was answered, so it gets the status of the reason and the bytes sent.
+            if not exchange.logged:
+                exchange.status = cut.status
+                await self._record(vault, scope, exchange)
+            if not cut.connection_dropped:
+                raise ResponseCut(exchange.request_id) from None
+            return
         except ClientDisconnect:
             # The client went away mid-request (an interrupted upload): nothing to send,
             # but the attempt is logged. 499 is the conventional "client closed" code.
@@ -147,19 +192,15 @@ class AccessLogMiddleware:
                 await self._record(vault, scope, exchange)
             return
         except Exception as exc:
-            log.error(
-                "unhandled_error",
-                request_id=exchange.request_id,
-                error_type=type(exc).__name__,
-                exc_info=exc,
-            )
+            log_unhandled_error(exc, exchange.request_id)
             if exchange.streaming or exchange.logged:
                 # A streamed answer failed half way (e.g. a segment failed its integrity
                 # check): the connection is cut, and the log says the request failed.
                 if not exchange.logged:
                     exchange.status = 500
                     await self._record(vault, scope, exchange)
-                raise
+                # Not `raise`: uvicorn would log the original with its message.
+                raise ResponseCut(exchange.request_id) from None
             exchange.status = 500
             response = internal_error(exchange.request_id)
             await response(scope, receive, logging_send)

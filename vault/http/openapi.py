@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from vault.http.openapi_compliance import _erasure_paths, _hold_paths
+from vault.http.openapi_disclosures import _disclosure_paths
 from vault.http.openapi_parts import (
     _JSON,
     _NULLABLE_TIME,
@@ -23,8 +24,11 @@ from vault.http.openapi_parts import (
     _op,
     _path,
     _query,
+    answer,
+    location,
 )
 from vault.http.openapi_subjects import _subject_paths
+from vault.http.openapi_webhooks import _webhook_paths
 
 _SCOPES = {
     "type": "array",
@@ -40,6 +44,14 @@ API_KEY_CREATE = {
         "scopes": _SCOPES,
         "allowed_cidrs": {"type": "array", "items": _STR, "maxItems": 50},
         "expires_at": _TIME,
+        "owner": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 200,
+            "description": "The person who holds the key (e.g. an e-mail or staff id); "
+            "required for compliance and admin keys. Two-person hold releases need keys of "
+            "two owners.",
+        },
         "secret": {
             "type": "string",
             "minLength": 32,
@@ -51,7 +63,8 @@ API_KEY_CREATE = {
 API_KEY = {
     "type": "object",
     "properties": {
-        "id": _UUID, "prefix": _STR, "name": _STR, "scopes": _SCOPES,
+        "id": _UUID, "prefix": _STR, "name": _STR, "owner": {"type": ["string", "null"]},
+        "scopes": _SCOPES,
         "allowed_cidrs": {"type": "array", "items": _STR}, "expires_at": _TIME,
         "created_at": _TIME, "revoked_at": _TIME, "last_used_at": _TIME, "last_used_ip": _STR,
         "bring_your_own": {"type": "boolean"},
@@ -88,6 +101,21 @@ SETTINGS = {
         "erasure_grace_hours": {"type": "integer"},
         "erasure_rate_limit_per_hour": {"type": ["integer", "null"]},
         "retention": {"type": "object", "additionalProperties": _RETENTION_RULE},
+        "pending": {
+            "type": "array",
+            "description": "Shortened or removed keep_at_least_days that bind data written "
+            "before the change only from effective_at (the deployment's closure delay)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "category": _STR,
+                    "keep_at_least_days": {"type": ["integer", "null"]},
+                    "previous_keep_at_least_days": {"type": "integer"},
+                    "changed_at": _TIME,
+                    "effective_at": _TIME,
+                },
+            },
+        },
     },
 }
 _TENANT_STATUS = {"type": "string", "enum": ["active", "closing", "closed"]}
@@ -137,7 +165,7 @@ RECEIPT_KEYS = {
         "required": ["kty", "crv", "kid", "x"],
         "properties": {"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "kid": _STR,
                        "x": {**_STR, "description": "base64url raw public key, no padding"},
-                       "use": {"const": "sig"}, "alg": {"const": "EdDSA"}},
+                       "use": {"const": "sig"}, "alg": {"const": "Ed25519"}},
     }}},
 }  # fmt: skip
 
@@ -152,6 +180,11 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/v1/receipt-keys": {
             "get": _op("Public keys that verify erasure receipts: a JWK set, retired keys "
                        "included", scope=None, ok_schema=RECEIPT_KEYS),
+        },
+        "/.well-known/jwks.json": {
+            "get": _op("The same JWK set as /v1/receipt-keys, where JOSE libraries look for "
+                       "it: under the receipts' issuer (DATAVAULT_PUBLIC_URL)", scope=None,
+                       ok_schema=RECEIPT_KEYS),
         },
         "/v1/tenant": {
             "get": _op("The calling key's tenant and its settings", scope="admin",
@@ -186,7 +219,8 @@ def _paths() -> dict[str, dict[str, Any]]:
             "post": _op(
                 "Create an API key; the secret is shown in this answer only",
                 scope="admin", ok=201, body=API_KEY_CREATE,
-                ok_schema=API_KEY_CREATED,
+                answers={201: answer("Created", API_KEY_CREATED,
+                                     headers=location("/v1/api-keys/{key_id}"))},
                 errors=(400, 409, 413, 415, 422),
             ),
             "get": _op(
@@ -227,7 +261,9 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         **_subject_paths(),
         **_hold_paths(),
+        **_disclosure_paths(),
         **_erasure_paths(),
+        **_webhook_paths(),
     }  # fmt: skip
 
 
@@ -240,7 +276,9 @@ IDEMPOTENT_OPERATIONS = frozenset(
         ("/v1/subjects/{ref}/records/{name}", "put"),
         ("/v1/subjects/{ref}/erasure", "post"),
         ("/v1/holds", "post"),
+        ("/v1/disclosures", "post"),
         ("/v1/tenant/closure", "post"),
+        ("/v1/webhooks", "post"),
     }
 )
 _IDEMPOTENCY_HEADER = {

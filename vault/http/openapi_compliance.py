@@ -16,6 +16,7 @@ from vault.http.openapi_parts import (
     _path,
     _query,
     answer,
+    location,
 )
 
 _NULLABLE_STR = {"type": ["string", "null"]}
@@ -47,6 +48,7 @@ HOLD = {
         "released_by": _NULLABLE_STR,
         "release_requested_by": _NULLABLE_STR,
         "release_requested_at": _NULLABLE_TIME,
+        "release_request_expires_at": _NULLABLE_TIME,
         "active": {"type": "boolean"},
         "events": {"type": "array", "items": {"type": "object"}},
     },
@@ -89,7 +91,9 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
         "/v1/holds": {
             "post": _op("Place a legal hold on a subject (or the whole tenant), all or some "
                         "categories", scope="compliance", ok=201, body=HOLD_PLACE,
-                        ok_schema=HOLD, errors=(400, 415, 422)),
+                        answers={201: answer("Placed", HOLD,
+                                             headers=location("/v1/holds/{hold_id}"))},
+                        errors=(400, 415, 422)),
             "get": _op("List holds, newest first", scope="compliance", ok_schema=_list_page(HOLD),
                        params=[_query("active", {"type": "boolean"}, "Only active holds"),
                                _query("subject_ref", _STR, "Holds covering this subject"),
@@ -102,6 +106,9 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
                        errors=(404,)),
             "patch": _op("Extend the expiry or change the note", scope="compliance",
                          ok_schema=HOLD, errors=(404, 409, 422),
+                         description="An expiry can only move later (or be removed), and a "
+                         "hold without one cannot be given one: 422 otherwise (that would "
+                         "end the hold sooner by one hand; release it instead).",
                          body={"type": "object", "properties": {"expires_at": _TIME,
                                                                 "note": _STR}}),
         },
@@ -123,9 +130,13 @@ def _hold_paths() -> dict[str, dict[str, Any]]:
                                 "release_requested_at are set, released_at is null", HOLD),
                 },
                 body=_REASON_BODY, errors=(400, 404, 409, 413, 415, 422),
-                description="409 when the hold is released already, or when the key that "
-                "requested the release confirms it itself.",
+                description="409 when the hold is released already, or when the confirming "
+                "key is not a second person: it must name another owner, and neither key "
+                "may have been created by the other or by a key of the other's owner. A "
+                "request lapses after 7 days (release_request_expires_at).",
             ),
+            "delete": _op("Withdraw a release request that awaits its second person",
+                          scope="compliance", ok_schema=HOLD, errors=(404, 409)),
         },
     }  # fmt: skip
 
@@ -167,8 +178,13 @@ ERASURE = {
     "type": "object",
     "properties": {
         **ERASURE_REQUESTED["properties"],  # type: ignore[dict-item]
-        "completed_at": _NULLABLE_TIME,
+        "completed_at": {**_NULLABLE_TIME, "description": "null until the status is completed"},
+        "shredded_at": {
+            **_NULLABLE_TIME,
+            "description": "when the (latest) shred itself committed",
+        },
         "cancelled_at": _NULLABLE_TIME,
+        "updated_at": _TIME,
         "reason": _NULLABLE_STR,
         "reference": _NULLABLE_STR,
         "rate_braked": {"type": "boolean"},
@@ -186,23 +202,41 @@ _RECEIPT_FIELDS = {
     "completed_at": _NULLABLE_TIME,
     "final": {"type": "boolean"},
     **_OUTCOMES,
-    "backups_unreadable_after": _TIME,
+    "backups_unreadable_after": {
+        **_NULLABLE_TIME,
+        "description": "after this no copy of a destroyed key in a backup, WAL or replica "
+        "opens (never a past date); null when no root-key epoch is scheduled",
+    },
+    "ledger": {
+        "type": "object",
+        "required": ["seq", "head"],
+        "properties": {"seq": {"type": "integer"}, "head": _STR},
+        "description": "the shred ledger's last entry (sequence, hex SHA-256) at issue",
+    },
 }
 SIGNED_RECEIPT = {
     "type": "object",
-    "required": ["receipt", "signature", "key_id", "alg"],
+    "required": ["receipt", "jws", "signature", "key_id", "alg"],
     "properties": {
         "receipt": {
             "type": "object",
-            "required": list(_RECEIPT_FIELDS),
+            # Receipts issued before the ledger head was added lack `ledger`.
+            "required": [name for name in _RECEIPT_FIELDS if name != "ledger"],
             "properties": _RECEIPT_FIELDS,
+        },
+        "jws": {
+            "type": ["string", "null"],
+            "description": "the receipt as a compact JWS (RFC 7515): protected header "
+            '{"alg": "Ed25519", "kid": key_id, "typ": "datavault-erasure-receipt"}, payload '
+            "the RFC 8785 canonical JSON of receipt; verifies with any JOSE library against "
+            "GET /.well-known/jwks.json. null for receipts issued before the JWS existed",
         },
         "signature": {
             **_STR,
             "description": "base64url (no padding) Ed25519 signature over the RFC 8785 "
-            "canonical JSON of receipt",
+            "canonical JSON of receipt (kept for receipts issued before the JWS)",
         },
-        "key_id": {**_STR, "description": "kid of the key in GET /v1/receipt-keys"},
+        "key_id": {**_STR, "description": "kid of the key in GET /.well-known/jwks.json"},
         "alg": {"const": "Ed25519"},
     },
 }
@@ -217,7 +251,8 @@ def _erasure_paths() -> dict[str, dict[str, Any]]:
                 "Erase a subject: 202 scheduled; 200 with the open erasure if one exists",
                 scope="erasure",
                 answers={
-                    202: answer("Scheduled", ERASURE_REQUESTED),
+                    202: answer("Scheduled", ERASURE_REQUESTED,
+                                headers=location("/v1/erasures/{erasure_id}")),
                     200: answer("The subject already has an open erasure: that one",
                                 ERASURE_REQUESTED),
                 },

@@ -32,6 +32,11 @@ def header(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"schema": schema, "description": description}
 
 
+def location(path: str) -> dict[str, Any]:
+    """The Location header of an answer that created a resource at `path`."""
+    return {"Location": header({"type": "string"}, f"The new resource: {path}")}
+
+
 def _op(
     summary: str,
     *,

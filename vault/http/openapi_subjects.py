@@ -20,6 +20,7 @@ from vault.http.openapi_parts import (
     _query,
     answer,
     header,
+    location,
 )
 
 ARTEFACT = {
@@ -76,6 +77,12 @@ _CONTENT_HEADERS = {
     "ETag": header(_STR, "The artefact id in quotes (artefacts never change)"),
     "Accept-Ranges": header({"type": "string", "const": "bytes"}, "Ranges are in bytes"),
     "Cache-Control": header(_STR, "private, no-store"),
+    "Content-Disposition": header(
+        _STR,
+        "attachment, with filename (ASCII) and filename* (RFC 8187, UTF-8) when the "
+        "artefact has a filename",
+    ),
+    "X-Content-Type-Options": header({"type": "string", "const": "nosniff"}, "nosniff"),
 }
 _RANGED_HEADERS = {
     **_CONTENT_HEADERS,
@@ -116,20 +123,90 @@ def _content_operation(summary: str, with_body: bool) -> dict[str, Any]:
     )  # fmt: skip
 
 
+LINK_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "expires_in": {
+            "type": "integer", "minimum": 1, "maximum": 3600, "default": 900,
+            "description": "Seconds the link lives",
+        },
+    },
+}  # fmt: skip
+LINK = {
+    "type": "object",
+    "required": ["url", "expires_at"],
+    "properties": {
+        "url": {
+            **_STR,
+            "format": "uri",
+            "description": "DATAVAULT_PUBLIC_URL/playback/<token>: the token is the "
+            "credential; the URL names neither the subject nor the artefact",
+        },
+        "expires_at": _TIME,
+    },
+}
+
+
+def _link_operation(summary: str, with_body: bool) -> dict[str, Any]:
+    return _op(
+        summary, scope=None, answers=_content_answers(with_body), params=[_RANGE],
+        errors=(404, 429, 503),
+        description="No Authorization header: the token in the path is the credential. "
+        "The artefact's content as GET …/content serves it (Range, HEAD, the same "
+        "headers). 404 for a token that names no link and for a dead one alike: expired, "
+        "its minting key revoked or expired, its artefact deleted, its subject erased or "
+        "restricted. Every use is in the access log under the minting key.",
+    )  # fmt: skip
+
+
+def _link_paths() -> dict[str, dict[str, Any]]:
+    return {
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/links": {
+            "parameters": [_REF, _path("artefact_id")],
+            "post": _op(
+                "Mint a playback link: a URL that serves the artefact's content without an "
+                "Authorization header, for a browser's <video> or a download link",
+                scope="read", ok=201, answers={201: answer("Created", LINK)},
+                body=LINK_REQUEST, body_required=False,
+                errors=(400, 403, 404, 410, 413, 415, 422),
+                description="expires_in: seconds, default 900, at most 3600. The link "
+                "reads as the read scope does, whatever scope minted it: 403 (restricted) "
+                "for a restricted subject or data kept after an erasure. The token is "
+                "stored only as a hash: this answer is the one place it is shown.",
+            ),
+        },
+        "/playback/{token}": {
+            "parameters": [_path("token")],
+            "get": _link_operation(
+                "A playback link: the artefact's plaintext, streamed; one byte range gives "
+                "206", with_body=True,
+            ),
+            "head": _link_operation(
+                "The headers GET would send through the link, without the body",
+                with_body=False,
+            ),
+        },
+    }  # fmt: skip
+
+
 def _artefact_paths(category: dict[str, Any]) -> dict[str, dict[str, Any]]:
     upload_category = {**category, "required": True}
     filename = _header_param(
         "X-Filename",
         _STR,
-        "The file's name, at most 255 characters, no control characters or slashes; "
-        "for non-ASCII names RFC 8187 (UTF-8''percent-encoded).",
+        "The file's name, at most 255 characters, no control characters, directional "
+        "overrides or slashes: raw UTF-8, or RFC 8187 (UTF-8''percent-encoded). Bytes "
+        "that are not UTF-8: 422.",
     )
     return {
         "/v1/subjects/{ref}/artefacts": {
             "parameters": [_REF],
             "post": _op(
                 "Upload an artefact (raw body, streamed; Content-Length or chunked)",
-                scope="ingest", ok=201, ok_schema=ARTEFACT, params=[upload_category, filename],
+                scope="ingest", ok=201, params=[upload_category, filename],
+                answers={201: answer("Created", ARTEFACT, headers=location(
+                    "/v1/subjects/{ref}/artefacts/{artefact_id}"))},
                 body={"required": True, "content": {"*/*": {"schema": BINARY}},
                       "description": "The artefact's bytes, of any media type. Its "
                       "Content-Type (application/octet-stream when absent) is kept as "
@@ -168,6 +245,7 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
     )
     return {
         **_artefact_paths(category),
+        **_link_paths(),
         "/v1/subjects/{ref}/records": {
             "parameters": [_REF],
             "get": _op("List the subject's records", scope="read", params=_PAGING,
@@ -178,7 +256,8 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "put": _op(
                 "Create (201) or replace (200) a record: any JSON value, at most 1 MiB",
                 scope="ingest", ok=201,
-                answers={201: answer("Created", RECORD),
+                answers={201: answer("Created", RECORD, headers=location(
+                             "/v1/subjects/{ref}/records/{name}")),
                          200: answer("Replaced (version + 1)", RECORD)},
                 params=[{**category, "description": "Required on create; a record keeps "
                          "its category (another one: 409)"}],
@@ -188,7 +267,27 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
             "get": _op("The record's JSON value as stored", scope="read",
                        ok_schema={"description": "any JSON value"}, errors=(404, 410)),
             "delete": _op("Crypto-shred the record", scope="ingest", ok=204,
-                          errors=(404, 409, 410)),
+                          errors=(404, 409, 410),
+                          description="409 under a legal hold (with `holds`), or while the "
+                          "subject's processing is restricted (problem type restricted)."),
+        },
+        "/v1/subjects/{ref}/records/{name}/versions": {
+            "parameters": [_REF, _path("name")],
+            "get": _op(
+                "Versions a legal hold kept when the record was replaced, newest first",
+                scope="compliance", errors=(404,),
+                ok_schema={"type": "object", "required": ["items"], "properties": {
+                    "items": {"type": "array", "items": {"type": "object", "properties": {
+                        "version": {"type": "integer"}, "updated_at": _TIME,
+                        "superseded_at": _TIME,
+                        "hold_ids": {"type": "array", "items": _STR}}}},
+                    "next_cursor": {"type": ["string", "null"]}}},
+            ),
+        },
+        "/v1/subjects/{ref}/records/{name}/versions/{version}": {
+            "parameters": [_REF, _path("name"), _path("version")],
+            "get": _op("One version's JSON value, while its key lives", scope="compliance",
+                       ok_schema={"description": "any JSON value"}, errors=(404, 410, 422)),
         },
         "/v1/subjects/{ref}/export": {
             "parameters": [_REF],

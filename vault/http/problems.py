@@ -25,6 +25,7 @@ STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
     errors.Gone: (410, "gone"),
     errors.TimedOut: (408, "request-timeout"),
     errors.Conflict: (409, "conflict"),
+    errors.RestrictedDeletion: (409, "restricted"),
     errors.TooLarge: (413, "too-large"),
     errors.UnsupportedMediaType: (415, "unsupported-media-type"),
     errors.InvalidInput: (422, "invalid-input"),
@@ -58,10 +59,16 @@ def _request_id(request: Request) -> str | None:
     return request_id
 
 
+def _status_and_slug(exc: errors.VaultError) -> tuple[int, str]:
+    return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), (500, "internal"))
+
+
+def status_for(exc: errors.VaultError) -> int:
+    return _status_and_slug(exc)[0]
+
+
 def problem_for(exc: errors.VaultError, request_id: str | None) -> ProblemResponse:
-    status, slug = next(
-        (STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), (500, "internal")
-    )
+    status, slug = _status_and_slug(exc)
     headers = {}
     retry_after = getattr(exc, "retry_after", None)
     if retry_after is not None:

@@ -9,10 +9,10 @@ from vault.domain.scopes import Scope
 from vault.http.auth import require
 from vault.http.body import read_json_body
 from vault.http.pages import page_after_name, page_params
-from vault.http.params import encode_cursor_parts
+from vault.http.params import encode_cursor_parts, query_int
 from vault.http.render import json_response, rfc3339
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_ref
+from vault.http.subject_path import subject_location, subject_ref
 from vault.http.subject_request import access_for, note_subject
 from vault.services.records import MAX_RECORD_BYTES, RecordVersion, check_json
 
@@ -39,7 +39,10 @@ async def put_record(request: Request) -> Response:
         request.query_params.get("category") or None,
         value,
     )
-    return json_response(_render(record), status=201 if record.created else 200)
+    if not record.created:
+        return json_response(_render(record))
+    location = subject_location(ref, "records", record.name)
+    return json_response(_render(record), status=201, headers={"Location": location})
 
 
 async def get_record(request: Request) -> Response:
@@ -82,3 +85,37 @@ async def delete_record(request: Request) -> Response:
     await note_subject(request, principal.tenant_id, ref)
     await vault_state(request).records.delete(principal.tenant_id, ref, request.path_params["name"])
     return Response(status_code=204)
+
+
+async def list_record_versions(request: Request) -> Response:
+    """Versions a hold kept when the record was replaced: compliance only."""
+    principal = await require(request, Scope.COMPLIANCE)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    versions = await vault_state(request).records.kept_versions(
+        principal.tenant_id, ref, request.path_params["name"]
+    )
+    items = [
+        {
+            "version": v["version"],
+            "updated_at": v["created_at"],
+            "superseded_at": v["superseded_at"],
+            "hold_ids": v["hold_ids"],
+        }
+        for v in versions
+    ]
+    return json_response({"items": items, "next_cursor": None})
+
+
+async def get_record_version(request: Request) -> Response:
+    principal = await require(request, Scope.COMPLIANCE)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    version = query_int("version", request.path_params["version"], minimum=1, maximum=2**31 - 1)
+    assert version is not None
+    value = await vault_state(request).records.version_value(
+        principal.tenant_id, ref, request.path_params["name"], version
+    )
+    return Response(
+        value, media_type="application/json", headers={"Cache-Control": "private, no-store"}
+    )

@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from vault.domain.text import check_text
+
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -26,7 +28,19 @@ def route(path: str, **handlers: Endpoint) -> MethodRoute:
         table.setdefault("HEAD", table["GET"])
 
     async def endpoint(request: Request) -> Response:
+        check_query_text(request)
         return await table[request.method](request)
 
     endpoint.__name__ = "_".join(handler.__name__ for handler in handlers.values())
     return MethodRoute(path, endpoint, dict(handlers))
+
+
+def check_query_text(request: Request) -> None:
+    """The text rule (vault/domain/text.py) for every query parameter of every route, API
+    and console alike, before any handler reads one. (A percent-encoded NUL decodes to
+    NUL; invalid UTF-8 was already replaced by Starlette.) Path parameters are ids, which
+    answer 404 when malformed, and record names, which have their own pattern; the
+    subject reference in the path passes the rule in normalize_ref."""
+    for name, value in request.query_params.multi_items():
+        check_text(name, "(query parameter name)")
+        check_text(value, name)

@@ -15,8 +15,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vault.domain.secret_text import SecretText
-from vault.domain.subject_refs import normalize_ref
+from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import InvalidInput
 
 _PREFIX = b"/v1/subjects/"
@@ -50,8 +49,15 @@ class SubjectPathMiddleware:
         await self.app(scope, receive, send)
 
 
-def subject_ref(request: Request) -> SecretText:
+def subject_ref(request: Request) -> SubjectRef:
     raw = request.scope.get("state", {}).get(_STATE_KEY)
     if raw is None:
         raise InvalidInput("ref must be percent-encoded UTF-8", field="ref")
     return normalize_ref(raw, field="ref")
+
+
+def subject_location(ref: SubjectRef, *parts: str) -> str:
+    """The path of a resource under a subject, for a Location header: the reference
+    percent-encoded as one segment (`/` included), as API.md spells it."""
+    segment = urllib.parse.quote(ref.reveal(), safe="")
+    return "/".join([f"/v1/subjects/{segment}", *parts])

@@ -13,6 +13,7 @@ from vault.http.render import json_response
 from vault.http.state import vault_state
 from vault.http.subject_path import subject_ref
 from vault.http.subject_request import access_for, note_subject
+from vault.http.transfers import watch_transfer
 from vault.services.subjects import Subject
 
 MAX_REASON_LENGTH = 1000
@@ -50,7 +51,9 @@ async def export_subject(request: Request) -> Response:
     principal = await require(request, Scope.READ)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
-    body = await vault_state(request).export.export(principal.tenant_id, ref, access_for(principal))
+    body = await vault_state(request).export.export(
+        principal.tenant_id, ref, access_for(principal), watch_transfer(request, principal)
+    )
     return StreamingResponse(
         body,
         media_type="application/zip",

@@ -20,7 +20,10 @@ async def patch_settings(request: Request) -> Response:
     principal = await require(request, Scope.ADMIN)
     state = vault_state(request)
     patch = await read_json_object(request)
-    await update_settings(state.db, principal.tenant_id, patch, state.settings.max_artefact_bytes)
+    await update_settings(
+        state.db, principal.tenant_id, patch, state.settings.max_artefact_bytes,
+        timedelta(days=state.settings.closure_delay_days),
+    )  # fmt: skip
     tenant = await get_tenant(state.db, principal.tenant_id)
     return json_response(tenant["settings"])
 

@@ -4,29 +4,33 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from vault.blobs.base import BlobStore
-from vault.db.database import Database
+from vault.db.database import DEPLOYMENT_TENANT, Database
 from vault.db.sql import Queries
-from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
+from vault.domain.access_chain import ChainedFields, row_hash
 from vault.domain.client_ip import IPNetwork
 from vault.services.access_anchor import (
+    MAX_ANCHOR_AGE_SECONDS,
     Anchor,
-    AnchorInvalid,
     AnchorKeys,
     all_chains,
-    read_anchor,
+    walk_history,
 )
+from vault.services.chain_walk import AnchoredHead, ChainWalk, walk_chain
+from vault.services.deployment_secrets import ACCESS_LOG_ANCHOR_SIGNING_KEY as ANCHOR_SIGNING_KEY
+from vault.services.disclosures import verify_disclosures
 from vault.services.tenants import list_tenants
 
 Q = Queries("access_log")
+D = Queries("deployment")
 
 SEARCH_DEFAULT_LIMIT = 50
 SEARCH_MAX_LIMIT = 500
-_VERIFY_PAGE = 2000
 
 
 @dataclass(frozen=True)
@@ -63,58 +67,25 @@ class ChainReport:
     tenant_id: uuid.UUID
     rows: int
     ok: bool
-    first_bad_seq: int | None = None
+    first_bad_seq: int | None = None  # None when the problem is in the anchors
     problem: str | None = None
+    anchors: int = 0  # anchors in the history that verify
+    newest_anchor_at: datetime | None = None
+    notes: tuple[str, ...] = ()  # what an auditor should see but is not a failure
+    # The tenant's disclosure chain (vault/domain/disclosures.py), walked the same way.
+    disclosures: int = 0
+    first_bad_disclosure: int | None = None
 
 
 async def verify_chain(
-    db: Database, tenant_id: uuid.UUID, anchor: Anchor | None = None
+    db: Database, tenant_id: uuid.UUID, anchored: Mapping[int, AnchoredHead] | None = None
 ) -> ChainReport:
-    """Walk the chain from the start; report the first row that is changed (its hash does
-    not match), missing (a gap in seq or a prev_hash that does not link) or out of order,
-    and a chain that no longer holds the head anchored in the blob store."""
-    expected_seq, prev, checked = 1, GENESIS, 0
-    async with db.tenant_tx(tenant_id) as conn:
-        head = await conn.fetchrow(Q.get_head, tenant_id)
-        after = 0
-        while True:
-            page = await conn.fetch(Q.chain_page, tenant_id, after, _VERIFY_PAGE)
-            for row in page:
-                problem = _check_row(row, expected_seq, prev)
-                if problem:
-                    return ChainReport(tenant_id, checked, False, expected_seq, problem)
-                if (
-                    anchor is not None
-                    and row["seq"] == anchor.seq
-                    and bytes(row["row_hash"]) != anchor.row_hash
-                ):
-                    return ChainReport(
-                        tenant_id, checked, False, expected_seq,
-                        "row differs from the head anchored in the blob store (rewritten)",
-                    )  # fmt: skip
-                prev, expected_seq, checked = bytes(row["row_hash"]), expected_seq + 1, checked + 1
-            if len(page) < _VERIFY_PAGE:
-                break
-            after = page[-1]["seq"]
-    head_seq = head["seq"] if head else 0
-    if head_seq != checked or (head is not None and bytes(head["row_hash"]) != prev):
-        return ChainReport(
-            tenant_id, checked, False, checked + 1, f"chain ends at {checked}, head says {head_seq}"
-        )
-    if anchor is not None and checked < anchor.seq:
-        return ChainReport(
-            tenant_id, checked, False, checked + 1,
-            f"chain ends at {checked}, but row {anchor.seq} was anchored at "
-            f"{anchor.anchored_at.isoformat()} (cut off)",
-        )  # fmt: skip
-    return ChainReport(tenant_id, checked, True)
+    """The access-log chain of `tenant_id`, walked (`walk_chain`)."""
+    walk = await walk_chain(db, tenant_id, Q, _access_row_hash, anchored)
+    return ChainReport(tenant_id, walk.rows, walk.problem is None, walk.first_bad_seq, walk.problem)
 
 
-def _check_row(row: Any, expected_seq: int, prev: bytes) -> str | None:
-    if row["seq"] != expected_seq:
-        return f"row {expected_seq} is missing (next row is {row['seq']})"
-    if bytes(row["prev_hash"]) != prev:
-        return "row does not link to the row before it (removed or reordered)"
+def _access_row_hash(row: Any, prev: bytes) -> bytes:
     fields = ChainedFields(
         tenant_id=row["tenant_id"],
         seq=row["seq"],
@@ -133,9 +104,7 @@ def _check_row(row: Any, expected_seq: int, prev: bytes) -> str | None:
         ),
         artefact_id=row["artefact_id"],
     )
-    if row_hash(prev, fields) != bytes(row["row_hash"]):
-        return "row content does not match its hash (changed)"
-    return None
+    return row_hash(prev, fields)
 
 
 def parse_ip_filter(value: str) -> IPNetwork:
@@ -143,20 +112,196 @@ def parse_ip_filter(value: str) -> IPNetwork:
 
 
 async def verify_chains(
-    db: Database, blobs: BlobStore, anchor_keys: AnchorKeys, tenant_id: uuid.UUID | None = None
+    db: Database,
+    blobs: BlobStore,
+    anchor_keys: AnchorKeys,
+    tenant_id: uuid.UUID | None = None,
+    *,
+    now: datetime | None = None,
+    max_anchor_age: float = MAX_ANCHOR_AGE_SECONDS,
 ) -> list[ChainReport]:
     """Verify one tenant's chain, or every chain (the deployment-wide one first), each
-    against its anchor in the blob store."""
-    if tenant_id is not None:
-        chains = [tenant_id]
-    else:
-        chains = all_chains([t.id for t in await list_tenants(db)])
+    against its anchor history in the blob store: the history holds together, the chain
+    holds every head anchored in it, and its newest anchor is at most `max_anchor_age`
+    seconds older than `now` (a stopped deployment: pass how long it has been stopped)."""
+    now = now or datetime.now(UTC)
+    max_age = timedelta(seconds=max_anchor_age)
+    tenants = await list_tenants(db)
+    born: dict[uuid.UUID, datetime | None] = {t.id: t.created_at for t in tenants}
+    born[DEPLOYMENT_TENANT] = await _anchor_key_created(db)
+    chains = [tenant_id] if tenant_id is not None else all_chains([t.id for t in tenants])
     reports = []
     for chain in chains:
-        try:
-            anchor = await read_anchor(blobs, anchor_keys, chain)
-        except AnchorInvalid as exc:
-            reports.append(ChainReport(chain, 0, False, None, str(exc)))
-            continue
-        reports.append(await verify_chain(db, chain, anchor))
+        history = await read_history(blobs, anchor_keys, chain, max_age)
+        trusted = history.problem is None
+        report = await verify_chain(db, chain, history.heads if trusted else None)
+        if chain != DEPLOYMENT_TENANT:
+            walk = await verify_disclosures(
+                db, chain, history.disclosure_heads if trusted else None
+            )
+            report = _with_disclosures(report, walk)
+        reports.append(_judge(report, history, now, max_age, born.get(chain)))
     return reports
+
+
+def _with_disclosures(report: ChainReport, walk: ChainWalk) -> ChainReport:
+    """The access-log chain's report with the disclosure chain's walk; the access log's
+    own problem, if any, is named first."""
+    bad = walk.problem is not None
+    return replace(
+        report,
+        ok=report.ok and not bad,
+        problem=report.problem or (f"disclosures: {walk.problem}" if bad else None),
+        disclosures=walk.rows,
+        first_bad_disclosure=walk.first_bad_seq,
+    )
+
+
+def _judge(
+    report: ChainReport,
+    history: AnchorHistory,
+    now: datetime,
+    max_age: timedelta,
+    born: datetime | None,
+) -> ChainReport:
+    """The chain's report with what the history says: its own problem comes first (the
+    evidence is damaged), then the chain's, then freshness."""
+    newest = history.newest
+    problem = history.problem
+    if problem is None and report.ok:
+        problem = _staleness(newest, now, max_age, born)
+    return replace(
+        report,
+        ok=report.ok and problem is None,
+        first_bad_seq=None if history.problem is not None else report.first_bad_seq,
+        first_bad_disclosure=None if history.problem is not None else report.first_bad_disclosure,
+        problem=history.problem or report.problem or problem,
+        anchors=history.count,
+        newest_anchor_at=newest.anchored_at if newest is not None else None,
+        notes=tuple(history.notes),
+    )
+
+
+def _staleness(
+    newest: Anchor | None, now: datetime, max_age: timedelta, born: datetime | None
+) -> str | None:
+    bound = f"the bound is {max_age.total_seconds():g} s (--max-anchor-age)"
+    if newest is None:
+        if born is not None and now - born <= max_age:
+            return None  # created since the last round: not anchored yet
+        return (
+            f"no anchor in the blob store for this chain: anchors were removed, or "
+            f"anchoring never ran; {bound}"
+        )
+    age = now - newest.anchored_at
+    if age <= max_age:
+        return None
+    return (
+        f"the newest anchor, {newest.anchor_seq}, was written "
+        f"{newest.anchored_at.isoformat()}, {age.total_seconds():.0f} s ago, and {bound}: "
+        "anchoring stopped, or newer anchors were removed (stale)"
+    )
+
+
+async def _anchor_key_created(db: Database) -> datetime | None:
+    """When the deployment began anchoring: the creation of its anchor signing key."""
+    async with db.untenanted_tx() as conn:
+        created: datetime | None = await conn.fetchval(D.secret_created_at, ANCHOR_SIGNING_KEY)
+    return created
+
+
+@dataclass
+class AnchorHistory:
+    """What the anchor history of one chain says, as `read_history` found it."""
+
+    heads: dict[int, AnchoredHead] = field(default_factory=dict)  # since the last re-anchoring
+    # The disclosure chain's heads the anchors carry (v4), likewise.
+    disclosure_heads: dict[int, AnchoredHead] = field(default_factory=dict)
+    newest: Anchor | None = None
+    count: int = 0
+    problem: str | None = None  # the first one since the last re-anchoring
+    notes: list[str] = field(default_factory=list)
+
+
+_MAX_PAUSE_NOTES = 5
+
+
+async def read_history(
+    blobs: BlobStore, keys: AnchorKeys, tenant_id: uuid.UUID, max_age: timedelta
+) -> AnchorHistory:
+    """Walk the chain's anchor history; collect the anchored heads and the problems.
+
+    A re-anchoring (`datavault audit reanchor`, after an incident was recorded) starts
+    afresh: what was wrong before it is reported as a note, and heads anchored before it
+    need not be in the chain any more. Pauses longer than `max_age` between two anchors
+    are notes: the vault was stopped then, or anchors were removed before it restarted."""
+    history = AnchorHistory()
+    problems: list[str] = []
+    pauses: list[str] = []
+    previous: Anchor | None = None
+    async for entry in walk_history(blobs, keys, tenant_id):
+        stored = entry.stored
+        if stored is not None and stored.anchor.reanchored:
+            note = (
+                f"re-anchored by the operator at {stored.anchor.anchored_at.isoformat()} "
+                f"(anchor {entry.anchor_seq}) at row {stored.anchor.seq}"
+            )
+            if problems:
+                more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+                note += f", acknowledging: {problems[0]}{more}"
+            history.notes.append(note)
+            problems.clear()
+            history.heads.clear()
+            history.disclosure_heads.clear()
+        if entry.note:
+            history.notes.append(entry.note)
+        if entry.problem:
+            problems.append(entry.problem)
+        if stored is None:
+            continue
+        anchor = stored.anchor
+        history.count += 1
+        # (A re-anchoring starts from the chain as it is; a note marks anchor 0
+        # rewritten by an earlier version after anchor 1: neither follows on in order.)
+        if previous is not None and not anchor.reanchored and entry.note is None:
+            if anchor.seq < previous.seq:
+                problems.append(
+                    f"anchor {anchor.anchor_seq} anchors row {anchor.seq}, before row "
+                    f"{previous.seq} of the anchor before it"
+                )
+            if anchor.anchored_at - previous.anchored_at > max_age:
+                pauses.append(
+                    f"anchoring paused from {previous.anchored_at.isoformat()} to "
+                    f"{anchor.anchored_at.isoformat()} (anchor {anchor.anchor_seq})"
+                )
+        problems += _pin(history.heads, anchor.seq, anchor.row_hash, anchor, "rows")
+        if anchor.disclosures is not None:
+            disclosures_seq, disclosures_hash = anchor.disclosures
+            problems += _pin(
+                history.disclosure_heads, disclosures_seq, disclosures_hash, anchor, "disclosures"
+            )
+        history.newest, previous = anchor, anchor
+    if pauses:
+        history.notes.extend(pauses[:_MAX_PAUSE_NOTES])
+        if len(pauses) > _MAX_PAUSE_NOTES:
+            history.notes.append(f"and {len(pauses) - _MAX_PAUSE_NOTES} more pauses")
+    history.problem = problems[0] if problems else None
+    return history
+
+
+def _pin(
+    heads: dict[int, AnchoredHead], seq: int, row_hash: bytes, anchor: Anchor, what: str
+) -> list[str]:
+    """Pin a head an anchor names; the problem when an earlier anchor pinned another
+    row under the same seq."""
+    if seq == 0:
+        return []
+    pinned = heads.get(seq)
+    if pinned is None:
+        heads[seq] = AnchoredHead(row_hash, anchor.anchor_seq, anchor.anchored_at)
+        return []
+    if pinned.row_hash != row_hash:
+        return [
+            f"anchors {pinned.anchor_seq} and {anchor.anchor_seq} anchor different {what} {seq}"
+        ]
+    return []

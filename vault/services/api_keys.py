@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -11,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import structlog
 
 from crypto.mac import keyed_hash, same_digest
 from crypto.secrets import SecretBytes
@@ -18,20 +20,24 @@ from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.api_keys import (
     KEY_NAME_MAX_LENGTH,
-    OWN_SECRET_MAX_LENGTH,
-    NewKeyMaterial,
+    OWN_SECRETS_PER_HOUR,
+    OWN_SECRETS_WINDOW_SECONDS,
+    check_owner,
     generate_key,
     own_key,
+    token_shaped,
 )
 from vault.domain.client_ip import IPAddress, IPNetwork
 from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
-from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
+from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
 
 Q = Queries("api_keys")
+log = structlog.get_logger("datavault.api_keys")
 
-# A presented token longer than any key we issue or accept is rejected before hashing.
-MAX_PRESENTED_LENGTH = OWN_SECRET_MAX_LENGTH
+_CONTEST_MARKER_PREFIX = b"\x00datavault own secret registered twice\x00"
+# A clash of the random prefix, or a concurrent registration of one secret, is retried.
+_INSERT_ATTEMPTS = 3
 MAX_ALLOWED_CIDRS = 50
 # Keys this process verified with a full lookup, remembered by their hash for requests
 # whose own statement checks liveness (revocation, tenant closure). Only unchanging parts
@@ -72,6 +78,7 @@ class CreatedKey:
     id: uuid.UUID
     prefix: str
     name: str
+    owner: str | None
     scopes: frozenset[Scope]
     allowed_cidrs: tuple[IPNetwork, ...]
     expires_at: datetime | None
@@ -104,6 +111,12 @@ class ApiKeyService:
     def _hash(self, token: str) -> bytes:
         return keyed_hash(self._pepper, token.encode("utf-8"))
 
+    def _contest_marker(self, token: str) -> bytes:
+        """What a second registration of a secret is stored under (insert_own_secret).
+        The leading NUL separates it from every lookup hash: no presented token holds a
+        NUL (token_shaped), so no token is ever looked up as a marker."""
+        return keyed_hash(self._pepper, _CONTEST_MARKER_PREFIX + token.encode("utf-8"))
+
     async def create(
         self,
         tenant_id: uuid.UUID,
@@ -114,6 +127,7 @@ class ApiKeyService:
         expires_at: datetime | None = None,
         own_secret: str | None = None,
         created_by: uuid.UUID | None = None,
+        owner: str | None = None,
     ) -> CreatedKey:
         async with self._db.tenant_tx(tenant_id) as conn:
             return await self.create_in(
@@ -125,6 +139,7 @@ class ApiKeyService:
                 expires_at=expires_at,
                 own_secret=own_secret,
                 created_by=created_by,
+                owner=owner,
             )
 
     async def create_in(
@@ -138,41 +153,65 @@ class ApiKeyService:
         expires_at: datetime | None = None,
         own_secret: str | None = None,
         created_by: uuid.UUID | None = None,
+        owner: str | None = None,
     ) -> CreatedKey:
-        """Create a key inside the caller's tenant transaction."""
+        """Create a key inside the caller's tenant transaction. `owner`: the person who
+        holds it (required for compliance and admin keys)."""
         if not name.strip() or len(name) > KEY_NAME_MAX_LENGTH:
             raise InvalidInput(f"name must be 1-{KEY_NAME_MAX_LENGTH} characters", field="name")
+        owner = check_owner(owner, scopes)
         if expires_at is not None and expires_at <= datetime.now(UTC):
             raise InvalidInput("expires_at must be in the future", field="expires_at")
-        material: NewKeyMaterial = own_key(own_secret) if own_secret is not None else generate_key()
+        if own_secret is not None:
+            own_key(own_secret)  # the secret's own rules first: 422 before anything else
+            await self._admit_own_secret(conn, tenant_id, own_secret)
         key_id = uuid.uuid4()
-        try:
-            created_at = await conn.fetchval(
-                Q.insert,
-                key_id,
-                tenant_id,
-                material.prefix,
-                name,
-                self._hash(material.secret.reveal()),
-                sorted(scope.value for scope in scopes),
-                [str(network) for network in allowed_cidrs],
-                material.bring_your_own,
-                expires_at,
-                created_by,
+        for attempt in range(_INSERT_ATTEMPTS):
+            material = own_key(own_secret) if own_secret is not None else generate_key()
+            token = material.secret.reveal()
+            try:
+                # A savepoint: a prefix clash or a concurrent registration of the same
+                # secret is retried (with a new prefix) rather than failing the request.
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        Q.insert_own_secret if material.bring_your_own else Q.insert,
+                        key_id, tenant_id, material.prefix, name, self._hash(token),
+                        sorted(scope.value for scope in scopes),
+                        [str(network) for network in allowed_cidrs],
+                        material.bring_your_own, expires_at, created_by, owner,
+                        *((self._contest_marker(token), secrets.token_bytes(32))
+                          if material.bring_your_own else ()),
+                    )  # fmt: skip
+            except asyncpg.UniqueViolationError:
+                if attempt + 1 == _INSERT_ATTEMPTS:
+                    raise Conflict("the key could not be stored; try again") from None
+                continue
+            assert row is not None
+            if material.bring_your_own and not row["sole_holder"]:
+                # For the operator only: the secret is now dead for every tenant that
+                # holds it. The caller's answer is the same as for any other secret.
+                log.warning("own_secret_contested", tenant_id=str(tenant_id), key_id=str(key_id))
+            return CreatedKey(
+                key_id, material.prefix, name, owner, scopes, tuple(allowed_cidrs), expires_at,
+                row["created_at"], material.secret,
+            )  # fmt: skip
+        raise AssertionError("unreachable")
+
+    async def _admit_own_secret(self, conn: Connection, tenant_id: uuid.UUID, secret: str) -> None:
+        """Limit how often a tenant may register own secrets, and refuse one its own keys
+        (revoked ones too) have held. Serialised per tenant, so the count holds under
+        concurrent requests. Nothing here looks at another tenant's keys."""
+        await conn.execute(Q.lock_own_secrets, tenant_id)
+        window = await conn.fetchrow(Q.own_secrets_since, tenant_id, OWN_SECRETS_WINDOW_SECONDS)
+        assert window is not None
+        if window["recent"] >= OWN_SECRETS_PER_HOUR:
+            raise Throttled(
+                f"at most {OWN_SECRETS_PER_HOUR} own secrets per hour; try again later",
+                retry_after=max(1, window["frees_in"] or 1),
             )
-        except asyncpg.UniqueViolationError:
-            # The same secret twice (a tenant reusing its own secret) or a prefix clash.
-            raise Conflict("this secret cannot be used; choose another") from None
-        return CreatedKey(
-            key_id,
-            material.prefix,
-            name,
-            scopes,
-            tuple(allowed_cidrs),
-            expires_at,
-            created_at,
-            material.secret,
-        )
+        hashes = [self._hash(secret), self._contest_marker(secret)]
+        if await conn.fetchval(Q.own_secret_used_here, tenant_id, hashes):
+            raise Conflict("a key of this tenant has used this secret; choose another")
 
     async def list(self, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -181,6 +220,14 @@ class ApiKeyService:
 
     async def revoke(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> None:
         async with self._db.tenant_tx(tenant_id) as conn:
+            # Locks every live admin key of the tenant, so two revocations at once cannot
+            # both see the other key still there.
+            admins = await conn.fetch(Q.live_admin_keys_for_update, tenant_id)
+            if [row["id"] for row in admins] == [key_id]:
+                raise Conflict(
+                    "this is the tenant's last admin key: create another admin key first "
+                    "(or ask the operator: datavault api-key create)"
+                )
             # Revoking twice is harmless: the key stays revoked.
             revoked = await conn.fetchval(Q.revoke, tenant_id, key_id)
             self.forget(key_id)
@@ -197,17 +244,22 @@ class ApiKeyService:
         `liveness_in_statement`, where the caller's own statement checks revocation and
         tenant closure (`Principal.key_to_check`) and a key verified here within the last
         minute is recognised from memory."""
-        if not token or len(token) > MAX_PRESENTED_LENGTH:
+        if not token_shaped(token):
             raise Unauthenticated("invalid API key")
         presented_hash = self._hash(token)
         if liveness_in_statement:
             known = self._known.get(presented_hash)
             if known is not None and known[1] > time.monotonic():
                 return self._admit(known[0], client, liveness_unchecked=True)
-        row = await self._db.untenanted_fetchrow(Q.find_by_hash, presented_hash)
+        row = await self._db.untenanted_fetchrow(
+            Q.find_by_hash, presented_hash, self._contest_marker(token)
+        )
         if row is None or not same_digest(bytes(row["key_hash"]), presented_hash):
             raise Unauthenticated("invalid API key")
         if row["revoked_at"] is not None or row["tenant_status"] == "closed":
+            raise Unauthenticated("invalid API key")
+        if row["contested"]:
+            # Two tenants registered this secret: it must not authenticate as either.
             raise Unauthenticated("invalid API key")
         principal = self._admit(row, client, liveness_unchecked=False)
         if len(self._known) >= MAX_KNOWN_KEYS:

@@ -5,15 +5,17 @@ through the meter and the cipher into the blob store, then the row becomes 'acti
 its size and sealed metadata. A failed or interrupted upload leaves no visible artefact:
 the blob store removes its partial data, the data key is destroyed and the row marked
 deleted at once; after a crash the sweeper does the same.
+
+Both directions run under a TransferLease (services/transfers.py): the data key they
+use and the API key that started them are confirmed on the clock while they run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,10 +36,10 @@ from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
-from vault.domain.secret_text import SecretText
-from vault.errors import Gone, KeyDestroyed, NotFound, TooLarge
+from vault.domain.subject_refs import SubjectRef
+from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
-from vault.services.keyring import DataKey, KeyRing
+from vault.services.keyring import DataKey, KeyRing, artefact_object
 from vault.services.prefetch import prefetched
 from vault.services.subjects import (
     Subject,
@@ -49,13 +51,15 @@ from vault.services.subjects import (
     readable_generations,
 )
 from vault.services.tenants import load_settings
+from vault.services.transfers import TransferLease
 
 Q = Queries("artefacts")
 
-# A streaming download re-checks its key this often; DESIGN.md allows 60 s.
-KEY_RECHECK_SECONDS = 10.0
 # An upload still 'uploading' after this long belongs to a process that died.
 ABANDONED_UPLOAD_AFTER = timedelta(hours=24)
+# Each retry follows an erasure request (or a rewrap of its keys) for this subject that
+# landed between reading it and creating its key.
+SUBJECT_CHANGED_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -76,14 +80,15 @@ class Artefact:
 class Content:
     artefact: Artefact
     byte_range: ByteRange | None  # None: the whole object
-    body: AsyncIterator[bytes]
+    body: AsyncGenerator[bytes, None]
 
 
 def blob_key(
     tenant_id: uuid.UUID, subject_id: uuid.UUID, artefact_id: uuid.UUID, key_id: uuid.UUID
 ) -> str:
     # Tenant and subject in the key: an operator can see whose object it is, and a blob
-    # swapped into another place fails to decrypt (the AAD names the data key).
+    # swapped into another place fails to decrypt (the AAD names the data key and, for
+    # streams written as C2, the artefact).
     return f"tenants/{tenant_id}/subjects/{subject_id}/artefacts/{artefact_id}/{key_id}"
 
 
@@ -101,59 +106,86 @@ class ArtefactService:
         self._keyring = keyring
         self._subjects = subjects
         self.max_bytes = max_bytes
-        self.key_recheck_seconds = KEY_RECHECK_SECONDS
 
     async def upload(
         self,
         tenant_id: uuid.UUID,
-        ref: SecretText,
+        ref: SubjectRef,
         *,
         category: str | None,
         content_type: str,
         filename: str | None,
         body: AsyncIterable[bytes],
         declared_length: int | None,
+        lease: TransferLease,
     ) -> Artefact:
+        """`lease`: the upload's transfer; its API key is checked again in the statement
+        that makes the artefact visible, so a key revoked while the body streamed never
+        completes an upload."""
         if declared_length is not None and declared_length > self.max_bytes:
             raise TooLarge(f"artefact is larger than {self.max_bytes} bytes")
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         artefact_id = uuid.uuid4()
-        async with self._db.tenant_tx(tenant_id) as conn:
-            settings = await load_settings(conn, tenant_id)
-            category = check_category(category, settings.categories)
-            limit = settings.artefact_limit(category, self.max_bytes)
-            if declared_length is not None and declared_length > limit:
-                raise TooLarge(f"{category} artefacts are at most {limit} bytes")
-            subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
-            check_writable(subject)
-            data_key = await self._keyring.new_data_key_for_write(
-                conn, tenant_id, subject.id, category, subject.generation, "artefact"
-            )
-            key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
-            inserted = await conn.fetchrow(
-                Q.insert_uploading,
-                tenant_id, artefact_id, subject.id, category, subject.generation, data_key.id, key,
-                content_type, DEFAULT_SEGMENT_SIZE, settings.rules_for(category).delete_after_days,
-            )  # fmt: skip
-            assert inserted is not None
-            created_at, expires_at = inserted["created_at"], inserted["expires_at"]
+        for attempt in range(1, SUBJECT_CHANGED_ATTEMPTS + 1):
+            try:
+                async with self._db.tenant_tx(tenant_id) as conn:
+                    settings = await load_settings(conn, tenant_id)
+                    checked = check_category(category, settings.categories)
+                    limit = settings.artefact_limit(checked, self.max_bytes)
+                    if declared_length is not None and declared_length > limit:
+                        raise TooLarge(f"{checked} artefacts are at most {limit} bytes")
+                    subject = await self._subjects.find_or_create(conn, tenant_id, ref, ref_hash)
+                    check_writable(subject)
+                    data_key = await self._keyring.new_data_key_for_write(
+                        conn, tenant_id, subject.id, checked, subject.generation, "artefact"
+                    )
+                    key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
+                    inserted = await conn.fetchrow(
+                        Q.insert_uploading,
+                        tenant_id, artefact_id, subject.id, checked, subject.generation,
+                        data_key.id, key, content_type, DEFAULT_SEGMENT_SIZE,
+                        settings.rules_for(checked).delete_after_days,
+                    )  # fmt: skip
+                    assert inserted is not None
+                    created_at, expires_at = inserted["created_at"], inserted["expires_at"]
+                break
+            except SubjectChanged:
+                # An erasure was requested (or the subject's keys rewrapped) between
+                # reading the subject and creating its key: the database refused the key.
+                # Read the subject again; after an erasure the upload is a new life in
+                # the next generation.
+                if attempt == SUBJECT_CHANGED_ATTEMPTS:
+                    raise
         meter = UploadMeter(limit)
         try:
-            plaintext = meter.through(prefetched(body))
-            ciphertext = encrypt_stream(data_key.key, data_key.content_context(), plaintext)
-            await self._blobs.put_stream(key, ciphertext)
-            metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
-            sealed = seal_record(
-                data_key.key, json.dumps(metadata).encode(), data_key.content_context("metadata")
-            )
+            with lease.holding(data_key):
+                plaintext = meter.through(prefetched(body))
+                this = artefact_object(artefact_id)
+                ciphertext = encrypt_stream(data_key.key, data_key.content_context(this), plaintext)
+                await self._blobs.put_stream(key, ciphertext)
+                metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
+                sealed = seal_record(
+                    data_key.key,
+                    json.dumps(metadata).encode(),
+                    data_key.content_context(this, "metadata"),
+                )
+            # From here one statement decides, checking the API key itself: the clock
+            # must not cancel it half way through its commit.
+            lease.end()
             async with self._db.tenant_tx(tenant_id) as conn:
-                await conn.execute(Q.complete, tenant_id, artefact_id, meter.size, sealed)
+                completed = await conn.fetchval(
+                    Q.complete, tenant_id, artefact_id, meter.size, sealed, lease.api_key_id
+                )
+            if completed is None:
+                # Shredded while its body streamed: an erasure requested meanwhile covered
+                # it (it was written into the generation the erasure claimed).
+                raise Gone("the subject was erased while this upload ran: nothing was kept")
         except BaseException:
             # Shielded: a cancelled request must still shred what it started.
             await asyncio.shield(self._abandon(tenant_id, artefact_id, data_key.id, key))
             raise
         return Artefact(
-            artefact_id, subject, category, content_type, filename, meter.size, meter.sha256,
+            artefact_id, subject, checked, content_type, filename, meter.size, meter.sha256,
             meter.crc32, created_at, expires_at,
         )  # fmt: skip
 
@@ -162,17 +194,16 @@ class ArtefactService:
     ) -> None:
         async with self._db.tenant_tx(tenant_id) as conn:
             await conn.execute(Q.abandon, tenant_id, artefact_id)
-            await self._keyring.destroy_data_key(conn, tenant_id, data_key_id)
+            await self._keyring.destroy_data_key(conn, tenant_id, data_key_id, cleanup=True)
         await self._blobs.delete(key)  # in case the blob completed before the failure
         async with self._db.tenant_tx(tenant_id) as conn:
             await conn.execute(Q.blob_removed, tenant_id, artefact_id)
 
     async def _locate(
-        self, conn: Connection, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID
+        self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID
     ) -> tuple[Subject, Any]:
-        subject = await self._subjects.find(
-            conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-        )
+        """The subject (by its reference's keyed hash) and its artefact's row."""
+        subject = await self._subjects.find(conn, tenant_id, ref_hash)
         row = await conn.fetchrow(Q.get, tenant_id, artefact_id, subject.id)
         if row is None or row["state"] == "uploading":
             raise NotFound("no such artefact")
@@ -181,11 +212,8 @@ class ArtefactService:
         return subject, row
 
     def _describe(self, subject: Subject, row: Any, data_key: DataKey) -> Artefact:
-        metadata = json.loads(
-            open_record(
-                data_key.key, bytes(row["metadata_sealed"]), data_key.content_context("metadata")
-            )
-        )
+        context = data_key.content_context(artefact_object(row["id"]), "metadata")
+        metadata = json.loads(open_record(data_key.key, bytes(row["metadata_sealed"]), context))
         return Artefact(
             id=row["id"],
             subject=subject,
@@ -200,17 +228,25 @@ class ArtefactService:
         )
 
     async def describe(
-        self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID, access: SubjectAccess
+        self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID, access: SubjectAccess
     ) -> Artefact:
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        return await self.describe_by_ref_hash(tenant_id, ref_hash, artefact_id, access)
+
+    async def describe_by_ref_hash(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID, access: SubjectAccess
+    ) -> Artefact:
+        """`describe` for a caller that knows the subject only by its reference's keyed
+        hash (a playback link, which never holds the reference)."""
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            subject, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             check_access(subject, access)
             check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         return self._describe(subject, row, data_key)
 
     async def list(
-        self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess, *, category: str | None,
+        self, tenant_id: uuid.UUID, ref: SubjectRef, access: SubjectAccess, *, category: str | None,
         after: tuple[datetime, uuid.UUID] | None, limit: int,
     ) -> list[Artefact]:  # fmt: skip
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -229,53 +265,70 @@ class ArtefactService:
         return [self._describe(subject, row, key) for row, key in zip(rows, keys, strict=True)]
 
     async def open_content(
-        self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID, access: SubjectAccess,
-        byte_range: ByteRange | None,
+        self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID, access: SubjectAccess,
+        byte_range: ByteRange | None, lease: TransferLease,
     ) -> Content:  # fmt: skip
         """Headers can be decided from the returned value; the body decrypts only the
         segments the range needs. The first piece is decrypted here, so a corrupted
-        header or first segment fails before any status line is sent."""
+        header or first segment fails before any status line is sent. The data key is
+        held under `lease` while the body is open, and the body closes with the lease."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        return await self.open_content_by_ref_hash(
+            tenant_id, ref_hash, artefact_id, access, byte_range, lease
+        )
+
+    async def open_content_by_ref_hash(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID,
+        access: SubjectAccess, byte_range: ByteRange | None, lease: TransferLease,
+    ) -> Content:  # fmt: skip
+        """`open_content` by the reference's keyed hash (see describe_by_ref_hash)."""
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            subject, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             check_access(subject, access)
             check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
         artefact = self._describe(subject, row, data_key)
-        body = self._plaintext(row["blob_key"], data_key, artefact.size, byte_range)
+        body = self._plaintext(
+            artefact.id, row["blob_key"], data_key, artefact.size, byte_range, lease
+        )
+        del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
-        return Content(artefact, byte_range, _prepend(first, body))
+        return Content(artefact, byte_range, lease.stream(_prepend(first, body)))
 
     async def _plaintext(
-        self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
-    ) -> AsyncIterator[bytes]:
-        async for piece in self._while_key_lives(
-            data_key, self._decrypted(key, data_key, size, byte_range)
-        ):
-            yield piece
-
-    async def _while_key_lives(
-        self, data_key: DataKey, pieces: AsyncGenerator[bytes, None]
-    ) -> AsyncIterator[bytes]:
+        self, artefact_id: uuid.UUID, key: str, data_key: DataKey, size: int,
+        byte_range: ByteRange | None, lease: TransferLease,
+    ) -> AsyncGenerator[bytes, None]:  # fmt: skip
         """DESIGN.md: a download already streaming when its key is shredded is cut within
-        60 s. The key is re-checked every KEY_RECHECK_SECONDS while the stream runs."""
-        checked = time.monotonic()
-        async with aclosing(pieces) as stream:
-            async for piece in stream:
-                if time.monotonic() - checked >= self.key_recheck_seconds:
-                    if not await self._keyring.still_alive(self._db, data_key):
-                        raise KeyDestroyed("the key was destroyed while streaming")
-                    checked = time.monotonic()
-                yield piece
+        60 s, by the clock: the lease's watchdog confirms the key while it is held here
+        and cuts the transfer, which closes this generator and the key with it."""
+        with lease.holding(data_key):
+            decrypted = self._decrypted(artefact_id, key, data_key, size, byte_range)
+            async with aclosing(decrypted) as pieces:
+                async for piece in pieces:
+                    if lease.closed:
+                        return  # cut while another task was reading it (export's writer)
+                    yield piece
 
     async def _decrypted(
-        self, key: str, data_key: DataKey, size: int, byte_range: ByteRange | None
+        self,
+        artefact_id: uuid.UUID,
+        key: str,
+        data_key: DataKey,
+        size: int,
+        byte_range: ByteRange | None,
     ) -> AsyncGenerator[bytes, None]:
-        context = data_key.content_context()
+        # The artefact as the row names it: a blob and key moved here from another
+        # artefact fail (C2 binds the artefact id).
+        context = data_key.content_context(artefact_object(artefact_id))
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
         if byte_range is None:
-            async with aclosing(prefetched(self._blobs.get_range(key))) as ciphertext:
-                async for piece in decrypt_stream(data_key.key, context, ciphertext):
+            async with (
+                aclosing(prefetched(self._blobs.get_range(key))) as ciphertext,
+                aclosing(decrypt_stream(data_key.key, context, ciphertext)) as plaintext,
+            ):
+                async for piece in plaintext:
                     yield piece
             return
         header_bytes = bytearray()
@@ -284,17 +337,21 @@ class ArtefactService:
         header = parse_header(bytes(header_bytes))
         plan = plan_range(header, size, byte_range.start, byte_range.end)
         ranged = self._blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end)
-        async with aclosing(ranged) as segments:
-            async for piece in decrypt_range(
-                data_key.key, context, bytes(header_bytes), segments, plan
-            ):
+        async with (
+            aclosing(ranged) as segments,
+            aclosing(
+                decrypt_range(data_key.key, context, bytes(header_bytes), segments, plan)
+            ) as plaintext,
+        ):
+            async for piece in plaintext:
                 yield piece
 
-    async def delete(self, tenant_id: uuid.UUID, ref: SecretText, artefact_id: uuid.UUID) -> None:
+    async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID) -> None:
         """Crypto-shred (refused under hold), then remove the blob as hygiene; if that
         fails the sweeper retries."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            _, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            _, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             await self._keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
             await conn.execute(Q.mark_deleted, tenant_id, artefact_id)
         await remove_blob(self._db, self._blobs, tenant_id, artefact_id, row["blob_key"])
@@ -312,8 +369,9 @@ async def remove_blob(
     return True
 
 
-async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    if first:
-        yield first
-    async for piece in rest:
-        yield piece
+async def _prepend(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
+    async with aclosing(rest):
+        if first:
+            yield first
+        async for piece in rest:
+            yield piece

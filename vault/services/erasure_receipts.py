@@ -6,17 +6,19 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from crypto.providers.base import RootKeyProvider
 from vault.config import Settings
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.domain.deadlines import backups_unreadable_after
 from vault.errors import Conflict, NotFound
 from vault.services.receipts import ReceiptSigner, build_receipt
 
 E = Queries("erasures")
+L = Queries("ledger")
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,7 @@ class ReceiptIssuer:
     issuer: str
     epoch_days: int
     backup_retention_days: int
+    root_key_in_kms: bool = False
 
     @classmethod
     async def for_deployment(
@@ -32,20 +35,26 @@ class ReceiptIssuer:
     ) -> ReceiptIssuer:
         return cls(
             await ReceiptSigner.load_or_create(db, root),
-            settings.receipt_issuer,
+            settings.public_base_url,
             settings.epoch_days,
             settings.backup_retention_days,
+            root.name == "aws-kms",
         )
 
-    async def backups_unreadable_after(self, conn: Connection) -> datetime:
-        """DESIGN.md: the start of the next root-key epoch plus the backup retention. With
-        DATAVAULT_EPOCH_DAYS=0 (epochs only by command) the next epoch is taken to start
-        now, the earliest it can."""
+    async def horizon(self, conn: Connection, now: datetime) -> datetime | None:
+        """The receipt's `backups_unreadable_after` (vault/domain/deadlines.py)."""
         started: datetime = await conn.fetchval(E.current_epoch_start)
-        next_epoch = started + timedelta(days=self.epoch_days) if self.epoch_days else started
-        return max(next_epoch, started) + timedelta(days=self.backup_retention_days)
+        return backups_unreadable_after(
+            now, started, self.epoch_days, self.backup_retention_days, self.root_key_in_kms
+        )
 
-    async def issue(self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> None:
+    async def issue(
+        self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID,
+        now: datetime | None = None,
+    ) -> None:  # fmt: skip
+        """Sign and store the erasure's receipt (final once completed, interim while
+        held), with the shred ledger's head as it stands: every destroyed key of the
+        erasure is in the ledger by then, so the head proves how far it reached."""
         erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
         assert erasure is not None
         items = await conn.fetch(E.items, tenant_id, erasure_id)
@@ -79,10 +88,18 @@ class ReceiptIssuer:
                 for i in items
                 if i["outcome"] == "retained"
             ],
-            backups_unreadable_after=await self.backups_unreadable_after(conn),
+            backups_unreadable_after=await self.horizon(conn, now or datetime.now(UTC)),
+            ledger=await _ledger_head(conn),
         )
         document = self.signer.sign(receipt)
         await conn.execute(E.store_receipt, tenant_id, erasure_id, final, json.dumps(document))
+
+
+async def _ledger_head(conn: Connection) -> dict[str, Any]:
+    head = await conn.fetchrow(L.get_head)
+    if head is None:
+        return {"seq": 0, "head": bytes(32).hex()}
+    return {"seq": int(head["seq"]), "head": bytes(head["entry_hash"]).hex()}
 
 
 async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
@@ -99,4 +116,8 @@ async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID
     if document is None:
         raise Conflict("the receipt is being issued; try again shortly")
     result: dict[str, Any] = json.loads(document)
+    # Receipts issued before the JWS existed carry the detached signature only; they
+    # are not signed again (a receipt states what held when it was issued, and its
+    # backup horizon may have passed since): `jws` is null for them.
+    result.setdefault("jws", None)
     return result

@@ -15,20 +15,22 @@ from typing import Any
 
 import asyncpg
 
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
-from vault.domain.secret_text import SecretText
+from vault.domain.erasures import ErasureStatus
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import Conflict, InvalidInput, NotFound
+from vault.observability import events
+from vault.services.erasure_transitions import journal_created, transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
 
 Q = Queries("erasures")
 
-STATUSES = ("scheduled", "in_progress", "completed", "held", "cancelled")
 MAX_TEXT = 500
-# The partial unique index (migration 0005) that allows one open erasure per subject.
-_ONE_OPEN = "erasures_one_open"
+# The partial unique index (migration 0016) that allows one scheduled erasure per subject.
+_ONE_SCHEDULED = "erasures_one_scheduled"
 # A request that lost the race for the one open erasure starts again once; more attempts
 # only matter when that erasure also finished in between.
 _CONCURRENT_ATTEMPTS = 3
@@ -62,21 +64,33 @@ class ErasureService:
         self._refs = refs
 
     async def request(
-        self, tenant_id: uuid.UUID, ref: SecretText, request: ErasureRequest, api_key_id: uuid.UUID,
+        self, tenant_id: uuid.UUID, ref: SubjectRef, request: ErasureRequest, api_key_id: uuid.UUID,
         now: datetime | None = None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        """(erasure, created). A subject with an open erasure gets that one back."""
+        """(erasure, created). Every instruction is carried out (DESIGN.md): a subject
+        whose erasure is scheduled or in progress, with no data written since, gets that
+        one back; a scheduled one is extended to data written since; otherwise (none, or
+        only held, completed or cancelled ones, or an in-progress one with data written
+        since) a new erasure starts."""
         ref_hash = await self._refs.hash(tenant_id, ref)
         now = now or datetime.now(UTC)
         for _ in range(_CONCURRENT_ATTEMPTS):
             try:
-                return await self._request_once(tenant_id, ref_hash, request, api_key_id, now)
+                erasure, created = await self._request_once(
+                    tenant_id, ref_hash, request, api_key_id, now
+                )
             except asyncpg.UniqueViolationError as exc:
-                if exc.constraint_name != _ONE_OPEN:
+                if exc.constraint_name != _ONE_SCHEDULED:
                     raise
                 # A concurrent request for the same subject committed its instruction
                 # first (a ref never seen has no subject row to queue on): start again,
-                # which finds that one open and answers with it.
+                # which finds that one scheduled and answers with it.
+                continue
+            if created:
+                events.erasure_requested(
+                    tenant_id, erasure["id"], api_key_id, rate_braked=erasure["braked"]
+                )
+            return erasure, created
         raise Conflict("concurrent erasure requests for this subject; try again")
 
     async def _request_once(
@@ -84,14 +98,27 @@ class ErasureService:
         api_key_id: uuid.UUID, now: datetime,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         async with self._db.tenant_tx(tenant_id) as conn:
+            # The subject's row lock orders this against writers creating keys (they hold
+            # it shared while they do: migration 0016) and against other requests.
             subject = await conn.fetchrow(Q.lock_subject, tenant_id, ref_hash)
-            existing = await conn.fetchrow(Q.open_for_subject, tenant_id, ref_hash)
-            if existing is not None:
-                return await self._read(conn, tenant_id, existing["id"]), False
+            running = await conn.fetch(Q.running_for_subject, tenant_id, ref_hash)
+            if running:
+                answer = running[0]  # the scheduled one if there is one
+                covered = answer["generation"] if answer["subject_id"] is not None else 0
+                written_since = subject is not None and await conn.fetchval(
+                    Q.data_since, tenant_id, subject["id"], covered
+                )
+                if not written_since:
+                    return await self._read(conn, tenant_id, answer["id"]), False
+                if answer["status"] == ErasureStatus.SCHEDULED:
+                    await self._extend(conn, tenant_id, answer["id"], subject, api_key_id)
+                    return await self._read(conn, tenant_id, answer["id"]), False
             settings = await load_settings(conn, tenant_id)
-            recent = int(await conn.fetchval(Q.recent_count, tenant_id))
             limit = settings.erasure_rate_limit_per_hour
-            braked = limit is not None and recent >= limit
+            braked = False
+            if limit is not None:
+                await conn.execute(Q.rate_lock, tenant_id)
+                braked = int(await conn.fetchval(Q.recent_count, tenant_id)) >= limit
             not_before = now + timedelta(hours=settings.erasure_grace_hours)
             if braked:
                 not_before = max(not_before, now + ERASURE_BRAKE_DELAY)
@@ -105,10 +132,21 @@ class ErasureService:
                 request.reference, now, api_key_id, not_before, erasure_due_at(now), braked,
             )  # fmt: skip
             detail = "rate brake: held back 24 h" if braked else None
-            await conn.execute(
-                Q.event, tenant_id, erasure_id, None, "scheduled", api_key_id, detail
-            )
+            await journal_created(conn, tenant_id, erasure_id, api_key_id, detail)
             return await self._read(conn, tenant_id, erasure_id), True
+
+    async def _extend(
+        self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, subject: Any,
+        api_key_id: uuid.UUID,
+    ) -> None:  # fmt: skip
+        """A scheduled erasure asked for again after data was written since: it now
+        covers that data too, and later writes start the next generation."""
+        await conn.execute(Q.extend, tenant_id, erasure_id, subject["id"], subject["generation"])
+        await conn.execute(Q.next_generation, tenant_id, subject["id"])
+        await transition(
+            conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
+            api_key_id=api_key_id, detail="asked again: extended to data written since",
+        )  # fmt: skip
 
     async def get(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -130,8 +168,8 @@ class ErasureService:
         limit: int,
         subject_ref_hash: bytes | None = None,
     ) -> list[dict[str, Any]]:
-        if status is not None and status not in STATUSES:
-            raise InvalidInput(f"status must be one of {', '.join(STATUSES)}", field="status")
+        if status is not None and status not in set(ErasureStatus):
+            raise InvalidInput(f"status must be one of {', '.join(ErasureStatus)}", field="status")
         async with self._db.tenant_tx(tenant_id) as conn:
             rows = await conn.fetch(
                 Q.list,
@@ -155,14 +193,18 @@ class ErasureService:
             row = await conn.fetchrow(Q.get_for_update, tenant_id, erasure_id)
             if row is None:
                 raise NotFound("no such erasure")
-            if row["status"] != "scheduled" or not row["braked"] or row["not_before"] <= now:
+            if (
+                row["status"] != ErasureStatus.SCHEDULED
+                or not row["braked"]
+                or (row["not_before"] <= now)
+            ):
                 raise Conflict("only an erasure the rate brake still holds back can be released")
             settings = await load_settings(conn, tenant_id)
             grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
-            await conn.execute(
-                Q.event, tenant_id, erasure_id, "scheduled", "scheduled", api_key_id,
-                "rate brake released by an admin",
+            await transition(
+                conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
+                api_key_id=api_key_id, detail="rate brake released by an admin",
             )  # fmt: skip
             return await self._read(conn, tenant_id, erasure_id)
 
@@ -174,10 +216,16 @@ class ErasureService:
             row = await conn.fetchrow(Q.get_for_update, tenant_id, erasure_id)
             if row is None:
                 raise NotFound("no such erasure")
-            if row["status"] != "scheduled" or row["not_before"] <= datetime.now(UTC):
+            if row["status"] != ErasureStatus.SCHEDULED or row["not_before"] <= datetime.now(UTC):
                 raise Conflict("this erasure can no longer be cancelled")
-            await conn.execute(Q.set_status, tenant_id, erasure_id, "cancelled")
-            await conn.execute(
-                Q.event, tenant_id, erasure_id, "scheduled", "cancelled", api_key_id, None
+            await transition(
+                conn,
+                tenant_id,
+                erasure_id,
+                ErasureStatus.SCHEDULED,
+                ErasureStatus.CANCELLED,
+                api_key_id=api_key_id,
             )
-            return await self._read(conn, tenant_id, erasure_id)
+            erasure = await self._read(conn, tenant_id, erasure_id)
+        events.erasure_cancelled(tenant_id, erasure_id, api_key_id)
+        return erasure

@@ -6,6 +6,10 @@ records a few sealed values at a time, each artefact flowing from the blob store
 the cipher into its entry. Entries are stored uncompressed (recordings are compressed
 already) as ZIP64; an artefact's size and CRC-32 were recorded at upload, a record's are
 taken from its one decrypted value, so no entry needs a second pass.
+
+The export is a transfer (services/transfers.py): each artefact's data key is held under
+the lease while its entry streams, and the ZIP stream closes with the lease. Record keys
+are dropped before their values are handed to the ZIP writer.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,10 +28,11 @@ from stream_zip import NO_COMPRESSION_64, async_stream_zip
 from crypto.records import open_record
 from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound
 from vault.services.artefacts import Artefact, ArtefactService
-from vault.services.keyring import DataKey, KeyRing
+from vault.services.disclosures import Disclosure, DisclosureService
+from vault.services.keyring import DataKey, KeyRing, record_object
 from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
@@ -35,6 +40,7 @@ from vault.services.subjects import (
     check_generation,
     readable_generations,
 )
+from vault.services.transfers import TransferLease
 
 Q = Queries("subjects")
 _ENTRY_MODE = 0o600
@@ -69,22 +75,29 @@ class _SealedRecord:
 
 class ExportService:
     def __init__(
-        self, db: Database, keyring: KeyRing, subjects: SubjectService, artefacts: ArtefactService
+        self,
+        db: Database,
+        keyring: KeyRing,
+        subjects: SubjectService,
+        artefacts: ArtefactService,
+        disclosures: DisclosureService,
     ) -> None:
         self._db = db
         self._keyring = keyring
         self._subjects = subjects
         self._artefacts = artefacts
+        self._disclosures = disclosures
 
     async def export(
-        self, tenant_id: uuid.UUID, ref: SecretText, access: SubjectAccess
-    ) -> AsyncIterator[bytes]:
-        """Checks access before returning, so a refusal is an error status, not a cut stream."""
+        self, tenant_id: uuid.UUID, ref: SubjectRef, access: SubjectAccess, lease: TransferLease
+    ) -> AsyncGenerator[bytes, None]:
+        """Checks access before returning, so a refusal is an error status, not a cut stream.
+        The stream runs under `lease` and closes with it."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         # One snapshot for the subject, its readable generations and the manifest's
-        # records, holds and erasures. The record values are fetched later by exact
-        # version (_record_members), so the ZIP never holds a value other than the one
-        # its manifest describes.
+        # records, holds, erasures and disclosures. The record values are fetched later
+        # by exact version (_record_members), so the ZIP never holds a value other than
+        # the one its manifest describes.
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
             check_access(subject, access)
@@ -110,6 +123,12 @@ class ExportService:
             ]
             erasures = [
                 _erasure(row) for row in await conn.fetch(Q.export_erasures, tenant_id, ref_hash)
+            ]
+            disclosures = [
+                _disclosure(d)
+                for d in await self._disclosures.for_subject_export(
+                    conn, tenant_id, ref_hash, datetime.now(UTC)
+                )
             ]
         artefacts: list[Artefact] = []
         after = None
@@ -144,19 +163,23 @@ class ExportService:
             ],
             "holds": holds,
             "erasures": erasures,
+            "disclosures": disclosures,
         }
-        return self._zip(tenant_id, ref, ref_hash, access, manifest, records, artefacts)
+        return lease.stream(
+            self._zip(tenant_id, ref, ref_hash, access, manifest, records, artefacts, lease)
+        )
 
     async def _zip(
         self,
         tenant_id: uuid.UUID,
-        ref: SecretText,
+        ref: SubjectRef,
         ref_hash: bytes,
         access: SubjectAccess,
         manifest: dict[str, Any],
         records: list[_RecordHead],
         artefacts: list[Artefact],
-    ) -> AsyncIterator[bytes]:
+        lease: TransferLease,
+    ) -> AsyncGenerator[bytes, None]:
         now = datetime.now(UTC)
 
         async def members() -> AsyncIterator[Any]:
@@ -166,7 +189,7 @@ class ExportService:
                 yield path, now, _ENTRY_MODE, _stored(value), _once(value)
             for artefact in artefacts:
                 content = await self._artefacts.open_content(
-                    tenant_id, ref, artefact.id, access, None
+                    tenant_id, ref, artefact.id, access, None, lease
                 )
                 method = NO_COMPRESSION_64(artefact.size, artefact.crc32)
                 yield _entry_name(artefact), artefact.created_at, _ENTRY_MODE, method, content.body
@@ -181,13 +204,21 @@ class ExportService:
         access: SubjectAccess,
         records: Sequence[_RecordHead],
     ) -> AsyncIterator[tuple[str, bytes]]:
-        """(path, plaintext) per record, each decrypted only when the ZIP writer asks for
-        the next entry (it has consumed the previous one by then)."""
+        """(path, plaintext) per record, a batch decrypted when the ZIP writer asks for its
+        first entry. The batch's keys are dropped before any value is handed on, so a
+        stalled export holds plaintext it was about to send but no record key."""
         for start in range(0, len(records), _RECORD_BATCH):
             batch = records[start : start + _RECORD_BATCH]
             sealed = await self._sealed_records(tenant_id, ref_hash, access, batch)
-            for head, item in zip(batch, sealed, strict=True):
-                value = open_record(item.key.key, item.sealed, item.key.content_context())
+            values: list[bytes] = []
+            heads = list(batch)
+            while sealed:  # each sealed value leaves as its plaintext arrives
+                item, named = sealed.pop(), heads.pop()
+                context = item.key.content_context(record_object(named.name, named.version))
+                values.append(open_record(item.key.key, item.sealed, context))
+                del item
+            values.reverse()
+            for head, value in zip(batch, values, strict=True):
                 yield head.info["path"], value
 
     async def _sealed_records(
@@ -247,6 +278,21 @@ def _erasure(row: Any) -> dict[str, Any]:
         "not_before": _time(row["not_before"]),
         "due_at": _time(row["due_at"]),
         "completed_at": _optional_time(row["completed_at"]),
+    }
+
+
+def _disclosure(disclosure: Disclosure) -> dict[str, Any]:
+    """What the data subject is told about a disclosure once it may be (Art. 15(1)(c)):
+    to whom, on what basis, which categories, when, and the description while it can
+    still be read. Not the case reference, the hold or who recorded it: the tenant's
+    compliance bookkeeping."""
+    return {
+        "id": str(disclosure.id),
+        "recipient": disclosure.recipient,
+        "legal_basis": disclosure.legal_basis,
+        "categories": list(disclosure.categories),
+        "description": disclosure.description,
+        "disclosed_at": _time(disclosure.disclosed_at),
     }
 
 

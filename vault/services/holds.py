@@ -11,21 +11,26 @@ from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.domain.categories import IDENTITY_CATEGORY, known_categories
+from vault.domain.categories import check_category_list, known_categories
 from vault.domain.holds import (
     MAX_NOTE_LENGTH,
     MAX_REFERENCE_LENGTH,
     MAX_RELEASE_REASON_LENGTH,
     TWO_KEY_RELEASE,
+    HoldAction,
     HoldReason,
+    KeyHolder,
+    check_new_expiry,
+    release_request_pending,
+    second_person_refusal,
 )
 from vault.errors import Conflict, InvalidInput, NotFound
-from vault.services.tenants import list_tenants, load_settings
+from vault.observability import events
+from vault.services.tenants import load_settings
+from vault.services.webhook_outbox import emit_hold_released
 
 Q = Queries("holds")
-
-# Expired holds stop covering at once; their journal entry is written within a minute.
-HOLD_EXPIRY_INTERVAL_SECONDS = 60.0
+K = Queries("api_keys")
 
 
 @dataclass(frozen=True)
@@ -83,17 +88,12 @@ def check_hold_request(body: dict[str, Any], known_categories: Sequence[str]) ->
         raise InvalidInput(f"note must be at most {MAX_NOTE_LENGTH} characters", field="note")
     categories = body.get("categories")
     if categories is not None:
-        known = {*known_categories, IDENTITY_CATEGORY}
-        if (
-            not isinstance(categories, list)
-            or not categories
-            or any(c not in known for c in categories)
-        ):
+        categories = check_category_list(categories, known_categories)
+        if categories is None:
             raise InvalidInput(
                 "categories must be a non-empty list of known categories (or left out for all)",
                 field="categories",
             )
-        categories = tuple(dict.fromkeys(categories))
     return HoldRequest(None, categories, reason.value, reference, note, None)
 
 
@@ -125,10 +125,10 @@ class HoldService:
                 list(request.categories) if request.categories else None, request.reason,
                 request.reference, request.note, actor.api_key_id, request.expires_at,
             )  # fmt: skip
-            await conn.execute(
-                Q.journal, tenant_id, hold_id, "placed", actor.api_key_id, actor.ip, None
-            )
-            return await self._read(conn, tenant_id, hold_id)
+            await journal(conn, tenant_id, hold_id, HoldAction.PLACED, actor, None)
+            hold = await self._read(conn, tenant_id, hold_id)
+        events.hold_placed(tenant_id, hold_id, actor.api_key_id)
+        return hold
 
     async def get(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -170,8 +170,8 @@ class HoldService:
     async def amend(
         self, tenant_id: uuid.UUID, hold_id: uuid.UUID, changes: dict[str, Any], actor: Actor
     ) -> dict[str, Any]:
-        """Extend (or set) the expiry and annotate. Shortening an expiry is a release in
-        disguise, so it is refused: release the hold instead."""
+        """Extend the expiry (or remove it) and annotate. Anything that would end the
+        hold sooner is a release in disguise (check_new_expiry), so it is refused."""
         async with self._db.tenant_tx(tenant_id) as conn:
             row = await conn.fetchrow(Q.get_for_update, tenant_id, hold_id)
             if row is None:
@@ -180,31 +180,24 @@ class HoldService:
                 raise Conflict("this hold was released")
             expires_at, note = row["expires_at"], row["note"]
             if "expires_at" in changes:
+                if not row["in_force"]:
+                    raise Conflict("this hold has expired; place a new one")
                 new_expiry = check_expiry(changes["expires_at"])
-                if row["expires_at"] is not None and (
-                    new_expiry is not None and new_expiry < row["expires_at"]
-                ):
-                    raise InvalidInput(
-                        "expires_at can only be extended; release the hold instead",
-                        field="expires_at",
-                    )
+                check_new_expiry(row["expires_at"], new_expiry)
                 expires_at = new_expiry
-                await conn.execute(
-                    Q.journal, tenant_id, hold_id, "extended", actor.api_key_id, actor.ip, None
-                )
+                await journal(conn, tenant_id, hold_id, HoldAction.EXTENDED, actor, None)
             if "note" in changes:
                 note = changes["note"]
-                await conn.execute(
-                    Q.journal, tenant_id, hold_id, "annotated", actor.api_key_id, actor.ip, None
-                )
+                await journal(conn, tenant_id, hold_id, HoldAction.ANNOTATED, actor, None)
             await conn.execute(Q.update_terms, tenant_id, hold_id, expires_at, note)
             return await self._read(conn, tenant_id, hold_id)
 
     async def release(
         self, tenant_id: uuid.UUID, hold_id: uuid.UUID, reason: str, actor: Actor
     ) -> tuple[bool, dict[str, Any]]:
-        """(released, hold). Litigation and law-enforcement holds need a second, different
-        compliance key: the first call records the request and answers (False, hold)."""
+        """(released, hold). Litigation and law-enforcement holds need two people: the
+        first call records the request and answers (False, hold); a key of another
+        person (second_person_refusal) confirms it within RELEASE_REQUEST_LAPSES_AFTER."""
         if not reason or len(reason) > MAX_RELEASE_REASON_LENGTH:
             raise InvalidInput(
                 f"reason must be 1-{MAX_RELEASE_REASON_LENGTH} characters", field="reason"
@@ -216,35 +209,67 @@ class HoldService:
             if row["released_at"] is not None:
                 raise Conflict("this hold was released already")
             if HoldReason(row["reason"]) in TWO_KEY_RELEASE:
-                requested_by = row["release_requested_by"]
-                if requested_by is None:
+                pending = release_request_pending(row["release_requested_at"], datetime.now(UTC))
+                if not pending:
+                    await self._key_holder(conn, tenant_id, actor.api_key_id, asking=True)
                     await conn.execute(Q.request_release, tenant_id, hold_id, actor.api_key_id)
-                    await conn.execute(
-                        Q.journal,
-                        tenant_id,
-                        hold_id,
-                        "release_requested",
-                        actor.api_key_id,
-                        actor.ip,
-                        reason,
+                    await journal(
+                        conn, tenant_id, hold_id, HoldAction.RELEASE_REQUESTED, actor, reason
                     )
                     return False, await self._read(conn, tenant_id, hold_id)
-                if requested_by == actor.api_key_id:
-                    raise Conflict("a second, different compliance key must confirm this release")
+                refusal = second_person_refusal(
+                    await self._key_holder(conn, tenant_id, row["release_requested_by"]),
+                    await self._key_holder(conn, tenant_id, actor.api_key_id),
+                )
+                if refusal is not None:
+                    raise Conflict(refusal)
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
-            await conn.execute(
-                Q.journal, tenant_id, hold_id, "released", actor.api_key_id, actor.ip, reason
-            )
-            return True, await self._read(conn, tenant_id, hold_id)
+            await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
+            hold = await self._read(conn, tenant_id, hold_id)
+            await emit_hold_released(conn, tenant_id, hold, actor.api_key_id)
+        events.hold_released(tenant_id, hold_id, actor.api_key_id)
+        return True, hold
+
+    async def withdraw_release(
+        self, tenant_id: uuid.UUID, hold_id: uuid.UUID, actor: Actor
+    ) -> dict[str, Any]:
+        """Withdraw a pending release request (the one who asked, or the one asked to
+        confirm, declining): the hold stays, and a release starts from the first step."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            row = await conn.fetchrow(Q.get_for_update, tenant_id, hold_id)
+            if row is None:
+                raise NotFound("no such hold")
+            if row["released_at"] is not None or not release_request_pending(
+                row["release_requested_at"], datetime.now(UTC)
+            ):
+                raise Conflict("no release of this hold is waiting for confirmation")
+            await conn.execute(Q.withdraw_release, tenant_id, hold_id)
+            await journal(conn, tenant_id, hold_id, HoldAction.RELEASE_WITHDRAWN, actor, None)
+            return await self._read(conn, tenant_id, hold_id)
+
+    @staticmethod
+    async def _key_holder(
+        conn: Connection, tenant_id: uuid.UUID, key_id: uuid.UUID, *, asking: bool = False
+    ) -> KeyHolder:
+        row = await conn.fetchrow(K.key_holder, tenant_id, key_id)
+        assert row is not None, "a hold's journal names a key of its own tenant"
+        if asking and row["owner"] is None:
+            raise Conflict("two-person releases need keys that name their owner")
+        return KeyHolder(
+            row["id"],
+            row["owner"],
+            row["revoked"],
+            frozenset(row["lineage_ids"]),
+            frozenset(row["lineage_owners"]),
+        )
 
 
-async def journal_expired_holds(db: Database) -> int:
-    """Expired holds stop covering by themselves (the coverage check compares
-    expires_at with now); this records the expiry in each hold's journal."""
-    journaled = 0
-    for tenant in await list_tenants(db):
-        async with db.tenant_tx(tenant.id) as conn:
-            for row in await conn.fetch(Q.newly_expired, tenant.id):
-                await conn.execute(Q.journal, tenant.id, row["id"], "expired", None, None, None)
-                journaled += 1
-    return journaled
+async def journal(
+    conn: Connection, tenant_id: uuid.UUID, hold_id: uuid.UUID, action: HoldAction,
+    actor: Actor | None, reason: str | None,
+) -> None:  # fmt: skip
+    """A row of the hold's journal: what, who (API key), from where (IP), why."""
+    await conn.execute(
+        Q.journal, tenant_id, hold_id, action, actor.api_key_id if actor else None,
+        actor.ip if actor else None, reason,
+    )  # fmt: skip

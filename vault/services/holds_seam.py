@@ -1,8 +1,5 @@
-"""The seam where legal holds plug into key destruction.
-
-Until the holds feature exists, nothing is held. The erasure/holds work replaces
-NoHolds with a PostgreSQL-backed check; every destroy path already asks through here.
-"""
+"""The seam where legal holds plug into key destruction: the key ring cannot be built
+without a HoldCheck, so no destroy path can skip asking one."""
 
 from __future__ import annotations
 
@@ -22,14 +19,3 @@ class HoldCheck(Protocol):
         categories: Sequence[str],
     ) -> dict[str, list[uuid.UUID]]:
         """For each category a hold covers now, the ids of those holds."""
-
-
-class NoHolds:
-    async def holds_covering(
-        self,
-        conn: Connection,
-        tenant_id: uuid.UUID,
-        subject_id: uuid.UUID,
-        categories: Sequence[str],
-    ) -> dict[str, list[uuid.UUID]]:
-        return {}

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.services.tenants import list_tenants
 
 Q = Queries("idempotency")
 
@@ -59,16 +58,3 @@ async def store_answer(db: Database, slot: KeySlot, status: int, sealed: bytes) 
 async def release(db: Database, slot: KeySlot) -> None:
     async with db.tenant_tx(slot.tenant_id) as conn:
         await conn.execute(Q.release, slot.tenant_id, slot.api_key_id, slot.key_id)
-
-
-IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS = 600.0
-
-
-async def expire_idempotency_keys(db: Database) -> int:
-    """Delete answers older than 24 hours, tenant by tenant."""
-    removed = 0
-    for tenant in await list_tenants(db):
-        async with db.tenant_tx(tenant.id) as conn:
-            status = await conn.execute(Q.expire, tenant.id)
-        removed += int(status.split()[-1])
-    return removed

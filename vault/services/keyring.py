@@ -4,7 +4,9 @@
     generation) → data key (one per artefact or record version) → ciphertext
 
 Every wrap binds its full context (crypto.context.KeyContext), so a wrapped key copied to
-another row, tenant, subject, category, generation or KEK version fails to open.
+another row, tenant, subject, category, generation or KEK version fails to open; content
+also binds the object it belongs to (`DataKey.content_context`), so a value moved with
+its data key to another record, record version or artefact fails to open too.
 All methods take the caller's tenant transaction: creating or destroying a key commits
 together with the state change that needed it.
 """
@@ -18,14 +20,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from crypto.context import PURPOSE_DATA_KEY, PURPOSE_SUBJECT_KEY, KeyContext
+from crypto.context import (
+    OBJECT_ARTEFACT,
+    OBJECT_RECORD,
+    OBJECT_SUBJECT,
+    PURPOSE_DATA_KEY,
+    PURPOSE_SUBJECT_KEY,
+    KeyContext,
+    ObjectIdentity,
+)
 from crypto.keywrap import unwrap_key, wrap_key
 from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes, generate_key
-from vault.db.database import Connection, Database
+from vault.db.database import Connection
 from vault.db.sql import Queries
-from vault.errors import Conflict, KeyDestroyed, NotFound
-from vault.services.holds_seam import HoldCheck, NoHolds
+from vault.errors import Conflict, KeyDestroyed, NotFound, RestrictedDeletion
+from vault.services.holds_seam import HoldCheck
 from vault.services.kek_cache import KekCache
 from vault.services.tenants import kek_context
 
@@ -53,9 +63,11 @@ class DataKey:
     subject_key: SubjectKeyRef
     key: SecretBytes
 
-    def content_context(self, part: str = "") -> KeyContext:
-        """`part` separates several messages under one data key (an artefact's stream
-        and its sealed metadata), so one can never be passed off as the other."""
+    def content_context(self, obj: ObjectIdentity, part: str = "") -> KeyContext:
+        """`obj`: the object the content belongs to, from the row that names it (never
+        from the key); `record_object`, `artefact_object` or `subject_object`. `part`
+        separates several messages under one data key (an artefact's stream and its
+        sealed metadata), so one can never be passed off as the other."""
         ref = self.subject_key
         return KeyContext(
             purpose=self.purpose,
@@ -64,7 +76,27 @@ class DataKey:
             category=ref.category,
             generation=ref.generation,
             key_id=f"{self.id}#{part}" if part else str(self.id),
+            object_identity=obj,
         )
+
+
+# The object identities content is bound to (crypto/FORMAT.md, DVKC 02), decided here
+# once. Ids are uuid.UUID, whose text form is canonical (lowercase, hyphenated).
+
+
+def record_object(name: str, version: int) -> ObjectIdentity:
+    """One version of a record: its name as stored and its version number."""
+    return ObjectIdentity(OBJECT_RECORD, name, version)
+
+
+def artefact_object(artefact_id: uuid.UUID) -> ObjectIdentity:
+    """An artefact: its stream and its sealed metadata."""
+    return ObjectIdentity(OBJECT_ARTEFACT, str(artefact_id))
+
+
+def subject_object(subject_id: uuid.UUID) -> ObjectIdentity:
+    """A subject's own sealed values: its reference copy and restriction reason."""
+    return ObjectIdentity(OBJECT_SUBJECT, str(subject_id))
 
 
 @dataclass(frozen=True)
@@ -105,9 +137,11 @@ def data_key_context(ref: SubjectKeyRef, data_key_id: uuid.UUID) -> KeyContext:
 
 
 class KeyRing:
-    def __init__(self, root: RootKeyProvider, holds: HoldCheck | None = None) -> None:
+    def __init__(self, root: RootKeyProvider, holds: HoldCheck) -> None:
+        """`holds`: the legal-hold check every destroy path asks first (there is no key
+        ring that destroys without one)."""
         self._root = root
-        self.holds: HoldCheck = holds or NoHolds()
+        self.holds = holds
         self.keks = KekCache()
 
     async def _kek(self, tenant_id: uuid.UUID, version: int, wrapped: bytes | None) -> SecretBytes:
@@ -185,8 +219,13 @@ class KeyRing:
     ) -> DataKey:
         """A fresh data key for one artefact or record version (one per upload attempt,
         so a retried upload never reuses a key, salt or nonce)."""
-        _, wrapping = await self.subject_key(conn, subject_key.tenant_id, subject_key.id)
-        return await self._insert_data_key(conn, subject_key, wrapping, purpose)
+        row = await conn.fetchrow(Q.subject_key_by_id, subject_key.tenant_id, subject_key.id)
+        if row is None:
+            raise NotFound("no such key")
+        wrapping = await self._open_subject_key(
+            subject_key, row["kek_version"], row["wrapped_key"], row["kek_wrapped"]
+        )
+        return await self._insert_data_key(conn, subject_key, wrapping, row["kek_version"], purpose)
 
     async def new_data_key_for_write(
         self,
@@ -213,19 +252,24 @@ class KeyRing:
         wrapping = await self._open_subject_key(
             ref, row["kek_version"], row["wrapped_key"], row["kek_wrapped"]
         )
-        return await self._insert_data_key(conn, ref, wrapping, purpose)
+        return await self._insert_data_key(conn, ref, wrapping, row["kek_version"], purpose)
 
     async def _insert_data_key(
         self,
         conn: Connection,
         subject_key: SubjectKeyRef,
         wrapping: SecretBytes,
+        subject_key_version: int,
         purpose: DataKeyPurpose,
     ) -> DataKey:
+        """Store a new data key wrapped under `wrapping`, the subject key's bytes as read
+        at `subject_key_version`: the database refuses it (SubjectChanged) if a rewrap
+        has given the subject key new bytes since (migration 0018)."""
         data_key, wrapped = self._wrapped_data_key(subject_key, wrapping, purpose)
         await conn.execute(
-            Q.insert_data_key, subject_key.tenant_id, data_key.id, subject_key.id, purpose, wrapped
-        )
+            Q.insert_data_key, subject_key.tenant_id, data_key.id, subject_key.id, purpose,
+            wrapped, subject_key_version,
+        )  # fmt: skip
         return data_key
 
     @staticmethod
@@ -280,25 +324,22 @@ class KeyRing:
         key = unwrap_key(subject, bytes(row["wrapped_key"]), data_key_context(ref, row["id"]))
         return DataKey(row["id"], row["purpose"], ref, key)
 
-    async def still_alive(self, db: Database, key: DataKey) -> bool:
-        """Whether the data key and every key above it are still there."""
-        async with db.tenant_tx(key.subject_key.tenant_id) as conn:
-            alive = await conn.fetchval(Q.data_key_alive, key.subject_key.tenant_id, key.id)
-        return bool(alive)
-
     async def destroy_data_key(
-        self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID
-    ) -> bool:
-        """Crypto-shred one artefact or record version, unless a hold covers it (Conflict
-        naming the holds). Checked under the subject's row lock, which placing a hold
-        also takes. Returns False if it was destroyed already."""
+        self, conn: Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID, *,
+        cleanup: bool = False,
+    ) -> bool:  # fmt: skip
+        """Crypto-shred one artefact or record version (a delete, retention), checked
+        under the subject's row lock (see `check_destroyable`); `cleanup`: the key of an
+        upload that never completed, which nothing keeps. Returns False if it was
+        destroyed already."""
         owner = await conn.fetchrow(Q.data_key_subject, tenant_id, data_key_id)
         if owner is None:
             raise NotFound("no such key")
-        await conn.fetchval(Q.lock_subject, tenant_id, owner["subject_id"])
+        await conn.execute(Q.lock_subject, tenant_id, owner["subject_id"])
         return await self.destroy_data_key_of_locked_subject(
-            conn, tenant_id, owner["subject_id"], owner["category"], data_key_id
-        )
+            conn, tenant_id, owner["subject_id"], owner["category"], owner["generation"],
+            data_key_id, cleanup=cleanup,
+        )  # fmt: skip
 
     async def destroy_data_key_of_locked_subject(
         self,
@@ -306,16 +347,44 @@ class KeyRing:
         tenant_id: uuid.UUID,
         subject_id: uuid.UUID,
         category: str,
+        generation: int,
         data_key_id: uuid.UUID,
+        *,
+        cleanup: bool = False,
     ) -> bool:
         """`destroy_data_key` for a caller that already holds the subject's row lock and
-        knows the key's subject and category (from the row the key encrypts): two
-        statements fewer."""
+        knows the key's subject, category and generation (from the row the key
+        encrypts): two statements fewer."""
+        if not cleanup:
+            await self.check_destroyable(conn, tenant_id, subject_id, category, generation)
+        return await conn.fetchval(Q.destroy_data_key, tenant_id, data_key_id) is not None
+
+    async def check_destroyable(
+        self, conn: Connection, tenant_id: uuid.UUID, subject_id: uuid.UUID, category: str,
+        generation: int,
+    ) -> None:  # fmt: skip
+        """What keeps one artefact or record version from being destroyed one object at a
+        time: the subject's restriction (Art. 18 freezes deletion), an erasure that covers
+        its generation (only that erasure destroys what it keeps, by its holds and
+        statutory retention), a hold in force (Conflict naming the holds). The caller holds
+        the subject's row lock, which restrictions, erasure requests and holds also take;
+        the state is read in a statement of its own, after the lock was granted."""
+        state = await conn.fetchrow(Q.subject_deletion_state, tenant_id, subject_id)
+        assert state is not None, "a data key's subject exists"
+        if state["restricted_at"] is not None:
+            raise RestrictedDeletion(
+                "processing of this subject is restricted: its data cannot be deleted until "
+                "the restriction is lifted"
+            )
+        if generation in state["erased_generations"]:
+            raise RestrictedDeletion(
+                "this data is kept after an erasure (a hold or statutory retention): only "
+                "that erasure destroys it"
+            )
         held = await self.holds.holds_covering(conn, tenant_id, subject_id, [category])
         if held:
             hold_ids = sorted({str(h) for ids in held.values() for h in ids})
             raise Conflict("a legal hold keeps this data", holds=hold_ids)
-        return await conn.fetchval(Q.destroy_data_key, tenant_id, data_key_id) is not None
 
     async def destroy_subject_keys(
         self,
@@ -324,10 +393,13 @@ class KeyRing:
         subject_id: uuid.UUID,
         generation: int,
         categories: Iterable[str] | None = None,
+        *,
+        erasure_id: uuid.UUID | None = None,
     ) -> tuple[list[DestroyedKey], list[KeptKey]]:
         """Destroy the generation's subject keys (all, or those categories) that no hold
-        covers; report what was destroyed and what holds kept. The caller records its own
-        state change in the same transaction."""
+        covers, each with its shred-ledger row (naming `erasure_id`, if one asked); report
+        what was destroyed and what holds kept. The caller records its own state change
+        in the same transaction."""
         await conn.fetchval(Q.lock_subject, tenant_id, subject_id)
         live = await conn.fetch(
             Q.live_subject_keys_of_generation, tenant_id, subject_id, generation
@@ -342,8 +414,9 @@ class KeyRing:
             if held.get(row["category"]):
                 kept.append(KeptKey(row["id"], row["category"], tuple(held[row["category"]])))
                 continue
-            done = await conn.fetchrow(Q.destroy_subject_key, tenant_id, row["id"])
-            if done is not None:
-                await conn.execute(Q.destroy_data_keys_under, tenant_id, row["id"])
-                destroyed.append(DestroyedKey(row["id"], row["category"], done["destroyed_at"]))
+            destroyed_at = await conn.fetchval(
+                Q.destroy_subject_key, tenant_id, row["id"], erasure_id
+            )
+            if destroyed_at is not None:
+                destroyed.append(DestroyedKey(row["id"], row["category"], destroyed_at))
         return destroyed, kept

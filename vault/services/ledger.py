@@ -1,186 +1,213 @@
 """The shred ledger: every destroyed key id, kept outside PostgreSQL in the blob store.
 
-A shred's transaction writes outbox rows; the publisher turns pending rows into one
-ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before, and only
-then marks them published (an erasure completes once all its rows are). PostgreSQL
-remembers the head it last saw. On start the vault re-destroys every key the ledger
-names that the database still holds (a restored backup), and refuses to start when the
-ledger is shorter than that head (objects removed). `datavault ledger verify` checks
-the chain.
+A shred's transaction writes outbox rows; the publisher (workers/ledger.py) turns pending
+rows into one ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before
+(vault/services/ledger_objects.py), and only then marks them published (an erasure
+completes once all its rows are). PostgreSQL remembers the head it last saw. On start the
+vault re-destroys every key the ledger names that the database still holds (a restored
+backup), and refuses to start when the ledger is shorter than that head (objects
+removed). Objects no restorable backup can need any more fold into signed checkpoints
+(vault/services/ledger_checkpoint.py); a database older than the newest checkpoint is
+refused. `datavault ledger verify` checks the chain and the checkpoints.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import asyncio
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from vault.blobs.base import BlobNotFound, BlobStore
-from vault.config import Settings
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.services.erasure_receipts import ReceiptIssuer
-from vault.services.tenants import list_tenants
+from vault.services.ledger_checkpoint import (
+    CHECKPOINT_PREFIX,
+    Checkpoint,
+    Folded,
+    newest_checkpoint_at_or_after,
+    read_checkpoints,
+)
+from vault.services.ledger_objects import (
+    GENESIS,
+    LEDGER_PREFIX,
+    LedgerError,
+    LedgerObject,
+    encode_entry,
+    entry_key,
+    entry_seq,
+    fetch_in_order,
+    parse_entry,
+)
+from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
+from vault.services.receipts import published_keys
+
+__all__ = [
+    "GENESIS",
+    "LEDGER_PREFIX",
+    "LedgerError",
+    "LedgerObject",
+    "LedgerSummary",
+    "encode_entry",
+    "entry_key",
+    "locate_head",
+    "parse_entry",
+    "reconcile_on_start",
+    "verify_ledger",
+]
 
 Q = Queries("ledger")
-E = Queries("erasures")
 
-LEDGER_PREFIX = "ledger/"
-PUBLISH_INTERVAL_SECONDS = 2.0
-# Object Lock on ledger entries lasts the backup retention (the erasure's receipts and
-# the caller pass the deployment's); this default is Settings' default.
-DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
-_BATCH = 5000  # outbox rows per tenant per ledger object (~1 MB)
-_MAX_OBJECTS_PER_ROUND = 20
 _RECONCILE_CHUNK = 10_000  # key ids per re-destroy statement at start-up
-_GENESIS = bytes(32)
-_FORMAT = "datavault.shred-ledger"
-
-
-class LedgerError(Exception):
-    """The ledger is broken or behind the database: the vault must not serve."""
-
-
-def entry_key(seq: int) -> str:
-    return f"{LEDGER_PREFIX}{seq:020d}.json"
-
-
-def encode_entry(seq: int, prev: bytes, entries: list[dict[str, Any]]) -> tuple[bytes, bytes]:
-    document = {"format": _FORMAT, "v": 1, "seq": seq, "prev": prev.hex(), "entries": entries}
-    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return data, hashlib.sha256(data).digest()
 
 
 @dataclass(frozen=True)
-class LedgerObject:
-    seq: int
-    prev: bytes
-    entries: list[dict[str, Any]]
-    hash: bytes
+class LedgerSummary:
+    objects: int  # ledger objects after the newest checkpoint
+    entries: int  # destroyed keys they name
+    checkpoints: int
+    folded_through: int  # the last object the checkpoints fold (0: none)
+    folded_entries: int  # destroyed keys the checkpoints fold
+    newest_checkpoint: Checkpoint | None = None
 
 
-def parse_entry(data: bytes) -> LedgerObject:
+def database_older_than_checkpoint(seq: int, through: int, epoch: int) -> LedgerError:
+    return LedgerError(
+        f"the database's ledger head ({seq}) is older than the shred ledger's checkpoint "
+        f"through entry {through}: it is a backup from before root-key epoch {epoch} "
+        "began, and every older epoch is retired, so nothing in it can be opened; "
+        "restore a newer backup"
+    )
+
+
+async def verify_ledger(
+    db: Database,
+    blobs: BlobStore,
+    watermark: LedgerWatermark | None = None,
+    visit: Callable[[LedgerObject], None] | None = None,
+) -> LedgerSummary:
+    """The whole ledger, checked: the checkpoints (signed, chained, each keeping to its
+    fold rule and to the head recorded when the epoch it names began); the objects after
+    them (contiguous, each linked to the one before, the first to the newest checkpoint's
+    head); objects a checkpoint folds that compaction has not removed yet (each must be the
+    object it folded); the head PostgreSQL recorded (a removed tail, a changed entry at the
+    head, which no later entry links to yet, or a database older than a checkpoint raise
+    LedgerError) and the watermark. The ledger may be one entry ahead of the head (a
+    publisher that died between writing and recording); that is not a fault. `visit` sees
+    each object after the checkpoints, in order (compaction collects what it folds)."""
+    checkpoints_before = await blobs.list_keys(CHECKPOINT_PREFIX)
     try:
-        document = json.loads(data)
-        if document.get("format") != _FORMAT:
-            raise ValueError("not a ledger entry")
-        return LedgerObject(
-            int(document["seq"]), bytes.fromhex(document["prev"]), list(document["entries"]),
-            hashlib.sha256(data).digest(),
-        )  # fmt: skip
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LedgerError("a ledger object is malformed") from exc
+        return await _verify_once(db, blobs, watermark, visit)
+    except LedgerError:
+        # A compaction that wrote a checkpoint and removed what it folds while this walk
+        # ran looks like removed objects: walk once more, against the new checkpoint.
+        # (The compaction's own walk, the one with `visit`, holds the compaction lock.)
+        if visit is not None or await blobs.list_keys(CHECKPOINT_PREFIX) == checkpoints_before:
+            raise
+    return await _verify_once(db, blobs, watermark, visit)
 
 
-async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
-    """Every ledger object, checked: contiguous from 1 and each linked to the one before."""
-    objects, prev = [], _GENESIS
-    for expected, key in enumerate(await blobs.list_keys(LEDGER_PREFIX), start=1):
-        entry = parse_entry(await blobs.get(key))
-        if key != entry_key(expected) or entry.seq != expected:
+async def _verify_once(
+    db: Database,
+    blobs: BlobStore,
+    watermark: LedgerWatermark | None,
+    visit: Callable[[LedgerObject], None] | None,
+) -> LedgerSummary:
+    async with db.untenanted_tx() as conn:
+        head = await conn.fetchrow(Q.get_head)
+        epoch_starts = {
+            r["epoch"]: r["ledger_seq_at_start"] for r in await conn.fetch(Q.epoch_starts)
+        }
+    head_seq = int(head["seq"]) if head is not None else 0
+    head_hash = bytes(head["entry_hash"]) if head is not None else GENESIS
+    # Listed before the checkpoints are read: a compaction running meanwhile can then
+    # only remove objects its new checkpoint folds, never leave a gap this walk sees.
+    keys = await blobs.list_keys(LEDGER_PREFIX)
+    folded = Folded(await read_checkpoints(blobs, await published_keys(db)))
+    _check_against_epochs(folded, epoch_starts)
+    objects = entries = 0
+    prev, expected, at_head = folded.head, folded.through_seq + 1, None
+    async for key, data in fetch_in_order(blobs, keys):
+        seq = entry_seq(key)
+        if seq is not None and seq <= folded.through_seq:
+            # Folded but not removed yet (a compaction stopped half way): it must be the
+            # object the checkpoint folded.
+            if data is not None and folded.hash_at(seq) != parse_entry(data).hash:
+                raise LedgerError(
+                    f"ledger entry {seq} differs from the one a checkpoint folded (changed)"
+                )
+            continue
+        if seq != expected or data is None:
+            raise LedgerError(f"ledger entry {expected} is missing")
+        entry = parse_entry(data)
+        if entry.seq != expected:
             raise LedgerError(f"ledger entry {expected} is missing")
         if entry.prev != prev:
             raise LedgerError(f"ledger entry {expected} does not link to the one before (changed)")
-        objects.append(entry)
-        prev = entry.hash
-    return objects
-
-
-async def publish_pending(
-    db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS
-) -> int:
-    """Publish pending outbox rows as one ledger object; return how many rows.
-
-    Where the bucket has Object Lock, the object is locked (compliance mode) for
-    `retain_days`, the deployment's backup retention: as long as a backup from before an
-    erasure can be restored, nobody, the operator included, can delete the entry that
-    makes the restored vault destroy the key again."""
-    async with db.untenanted_tx() as head_tx:
-        await head_tx.execute(Q.ensure_head, _GENESIS)
-        head = await head_tx.fetchrow(Q.lock_head)  # one publisher at a time
-        assert head is not None
-        seq, prev = int(head["seq"]), bytes(head["entry_hash"])
-        # A publisher that died after writing its object but before recording it.
-        while True:
-            try:
-                orphan = parse_entry(await blobs.get(entry_key(seq + 1)))
-            except BlobNotFound:
-                break
-            if orphan.prev != prev:
-                raise LedgerError(f"ledger entry {seq + 1} does not link to the head")
-            await _mark(db, orphan.seq, orphan.entries)
-            seq, prev = orphan.seq, orphan.hash
-        entries: list[dict[str, Any]] = []
-        for tenant in await list_tenants(db):
-            async with db.tenant_tx(tenant.id) as conn:
-                for row in await conn.fetch(Q.pending, tenant.id, _BATCH):
-                    entries.append(_entry(tenant.id, row))
-        if entries:
-            seq += 1
-            data, prev = encode_entry(seq, prev, entries)
-            until = datetime.now(UTC) + timedelta(days=retain_days + 1)
-            await blobs.put_retained(entry_key(seq), data, until)
-            await _mark(db, seq, entries)
-        await head_tx.execute(Q.update_head, seq, prev)
-    return len(entries)
-
-
-def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
-    destroyed_at: datetime = row["destroyed_at"]
-    return {
-        "tenant_id": str(tenant_id),
-        "outbox_id": row["id"],
-        "key_kind": row["key_kind"],
-        "key_id": row["key_id"],
-        "erasure_id": str(row["erasure_id"]) if row["erasure_id"] else None,
-        "destroyed_at": destroyed_at.isoformat(),
-    }
-
-
-async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:
-    by_tenant: dict[str, list[int]] = defaultdict(list)
-    for entry in entries:
-        by_tenant[entry["tenant_id"]].append(int(entry["outbox_id"]))
-    for tenant_id, ids in by_tenant.items():
-        async with db.tenant_tx(uuid.UUID(tenant_id)) as conn:
-            await conn.execute(Q.mark_published, uuid.UUID(tenant_id), ids, seq)
-
-
-async def verify_ledger(db: Database, blobs: BlobStore) -> list[LedgerObject]:
-    """The ledger, checked as a chain and against the head PostgreSQL last recorded: a
-    removed tail (shorter than that head) or a changed entry at the head (which no later
-    entry links to yet) raise LedgerError too. The ledger may be one entry ahead of the
-    head (a publisher that died between writing and recording); that is not a fault."""
-    objects = await read_ledger(blobs)
-    async with db.untenanted_tx() as conn:
-        head = await conn.fetchrow(Q.get_head)
-    if head is None or head["seq"] == 0:
-        return objects
-    if head["seq"] > len(objects):
+        if visit is not None:
+            visit(entry)
+        objects, entries = objects + 1, entries + len(entry.entries)
+        if seq == head_seq:
+            at_head = entry.hash
+        prev, expected = entry.hash, expected + 1
+    await check_watermark(db, blobs, watermark)
+    last = expected - 1
+    if head_seq > last:
         raise LedgerError(
-            f"the shred ledger ends at entry {len(objects)} but the database saw {head['seq']}: "
+            f"the shred ledger ends at entry {last} but the database saw {head_seq}: "
             "ledger objects were removed"
         )
-    if objects[head["seq"] - 1].hash != bytes(head["entry_hash"]):
-        raise LedgerError(
-            f"ledger entry {head['seq']} differs from the one the database recorded (changed)"
+    if head_seq < folded.through_seq:
+        raise database_older_than_checkpoint(
+            head_seq, folded.through_seq, folded.checkpoints[-1].rule_epoch
         )
-    return objects
+    recorded = folded.head if head_seq == folded.through_seq else at_head
+    if head_seq > 0 and recorded != head_hash:
+        raise LedgerError(
+            f"ledger entry {head_seq} differs from the one the database recorded (changed)"
+        )
+    newest = folded.checkpoints[-1] if folded.checkpoints else None
+    return LedgerSummary(
+        objects, entries, len(folded.checkpoints), folded.through_seq, folded.entries, newest
+    )
+
+
+def _check_against_epochs(folded: Folded, epoch_starts: dict[int, int | None]) -> None:
+    """No checkpoint folds past the ledger head recorded when the epoch it names began:
+    what a restored backup from that epoch could still need. (Whether the older epochs
+    were retired is the checkpoint's own statement; a restored database may not know of
+    the retirement yet.)"""
+    for checkpoint in folded.checkpoints:
+        started_at_seq = epoch_starts.get(checkpoint.rule_epoch)
+        if started_at_seq is not None and checkpoint.through_seq > started_at_seq:
+            raise LedgerError(
+                f"ledger checkpoint {checkpoint.through_seq} folds entries past the ledger head "
+                f"when epoch {checkpoint.rule_epoch} began ({started_at_seq}): entries a "
+                "restored backup may still need"
+            )
 
 
 async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObject]:
     """The ledger objects after the head this database recorded, checked: the object at
     the head must be there and be the one recorded (else the ledger was cut or changed),
-    and each later one must link to the one before."""
+    or be the one the newest checkpoint ends with; each later one must link to the one
+    before. A database older than the newest checkpoint is refused: the entries it would
+    need are folded, and nothing in it can be opened any more."""
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
     seq = int(head["seq"]) if head is not None else 0
-    prev = bytes(head["entry_hash"]) if head is not None else _GENESIS
-    if seq > 0:
+    prev = bytes(head["entry_hash"]) if head is not None else GENESIS
+    checkpoint = await newest_checkpoint_at_or_after(blobs, lambda: published_keys(db), seq)
+    if checkpoint is not None and checkpoint.through_seq > seq:
+        raise database_older_than_checkpoint(seq, checkpoint.through_seq, checkpoint.rule_epoch)
+    if checkpoint is not None and checkpoint.through_head != prev:
+        raise LedgerError(
+            f"ledger entry {seq} differs from the one the database recorded (changed)"
+        )
+    if seq > 0 and checkpoint is None:
         try:
             at_head = parse_entry(await blobs.get(entry_key(seq)))
         except BlobNotFound:
@@ -207,7 +234,58 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
         seq, prev = entry.seq, entry.hash
 
 
-async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
+async def _hash_at(db: Database, blobs: BlobStore, seq: int) -> tuple[bytes | None, str]:
+    """The hash of ledger object `seq` and where it was found: the object itself, or the
+    checkpoint that folded it (None when neither holds it)."""
+    try:
+        return parse_entry(await blobs.get(entry_key(seq))).hash, "entry"
+    except BlobNotFound:
+        folded = Folded(await read_checkpoints(blobs, await published_keys(db)))
+        return folded.hash_at(seq), "checkpoint"
+
+
+async def locate_head(db: Database, blobs: BlobStore, seq: int, head: bytes) -> str:
+    """Where the ledger shows that it reached entry `seq` with hash `head` (what a receipt
+    names): "start" (seq 0), "entry" (the object is there) or "checkpoint" (folded, and
+    the checkpoint names that hash). LedgerError when it does not: the ledger never
+    reached it, or it was cut or changed."""
+    if seq == 0:
+        if head != GENESIS:
+            raise LedgerError("the ledger's start has no other head than 32 zero bytes")
+        return "start"
+    found, where = await _hash_at(db, blobs, seq)
+    if found is None:
+        raise LedgerError(f"the shred ledger holds no entry {seq}, and no checkpoint folds it")
+    if found != head:
+        raise LedgerError(f"ledger entry {seq} is not the one named (changed)")
+    return where
+
+
+async def check_watermark(
+    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None
+) -> None:
+    """The ledger must reach the highest head the root-key store remembers: a restored
+    old database with the ledger's newer objects removed is refused here, where the
+    database's own (old) head could not tell. A head a checkpoint has folded since counts
+    as reached when the checkpoint names the same hash."""
+    kept = watermark.highest() if watermark is not None else None
+    if kept is None:
+        return
+    found, _ = await _hash_at(db, blobs, kept.seq)
+    if found is None:
+        raise LedgerError(
+            f"the shred ledger has no entry {kept.seq}, which this deployment published "
+            "(the root-key store remembers it): ledger objects were removed"
+        )
+    if found != kept.hash:
+        raise LedgerError(
+            f"ledger entry {kept.seq} differs from the one this deployment published (changed)"
+        )
+
+
+async def reconcile_on_start(
+    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None = None
+) -> int:
     """Before serving: refuse a ledger cut or changed at the database's head; re-destroy
     every key the entries after that head name that the database still holds (a restored
     backup): subject and data keys, and a closed tenant's KEKs and HMAC key. Returns how
@@ -218,14 +296,23 @@ async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
     after publishing, so any copy of the database that holds the head holds those
     destructions too. A restored backup holds an older head and is reconciled from there;
     start-up therefore costs what was shredded since the backup, not the ledger's whole
-    history. `datavault ledger verify` checks the whole chain."""
+    history. `datavault ledger verify` checks the whole chain.
+
+    The ledger must also reach the head the root-key store remembers (`watermark`),
+    which rises to the ledger's end here."""
+    await check_watermark(db, blobs, watermark)
     objects = await entries_after_head(db, blobs)
+    if objects and watermark is not None:
+        await asyncio.to_thread(watermark.remember, LedgerHead(objects[-1].seq, objects[-1].hash))
     by_tenant: dict[uuid.UUID, dict[str, list[tuple[str, datetime]]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for entry in (e for o in objects for e in o.entries):
+    listed: dict[uuid.UUID, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for seq, entry in ((o.seq, e) for o in objects for e in o.entries):
         at = datetime.fromisoformat(entry["destroyed_at"])
-        by_tenant[uuid.UUID(entry["tenant_id"])][entry["key_kind"]].append((entry["key_id"], at))
+        tenant_id = uuid.UUID(entry["tenant_id"])
+        by_tenant[tenant_id][entry["key_kind"]].append((entry["key_id"], at))
+        listed[tenant_id].append((seq, entry))
     redestroyed = 0
     for tenant_id, kinds in by_tenant.items():
         async with db.tenant_tx(tenant_id) as conn:
@@ -233,7 +320,27 @@ async def reconcile_on_start(db: Database, blobs: BlobStore) -> int:
                 for start in range(0, len(keys), _RECONCILE_CHUNK):
                     chunk = keys[start : start + _RECONCILE_CHUNK]
                     redestroyed += await _redestroy(conn, tenant_id, kind, chunk)
+            for start in range(0, len(listed[tenant_id]), _RECONCILE_CHUNK):
+                await _record_published(
+                    conn, tenant_id, listed[tenant_id][start : start + _RECONCILE_CHUNK]
+                )
     return redestroyed
+
+
+async def _record_published(
+    conn: Connection, tenant_id: uuid.UUID, entries: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """The database learns again that these destroyed keys are in the ledger (a restored
+    backup had no outbox rows for them): `datavault check deletion` asks it."""
+    await conn.execute(
+        Q.record_reconciled,
+        tenant_id,
+        [e["key_kind"] for _, e in entries],
+        [e["key_id"] for _, e in entries],
+        [uuid.UUID(e["erasure_id"]) if e.get("erasure_id") else None for _, e in entries],
+        [datetime.fromisoformat(e["destroyed_at"]) for _, e in entries],
+        [seq for seq, _ in entries],
+    )
 
 
 async def _redestroy(
@@ -245,7 +352,7 @@ async def _redestroy(
         return int(await conn.fetchval(Q.redestroy_subject_keys, tenant_id, ids, times))
     if kind == "data":
         ids = [uuid.UUID(key_id) for key_id, _ in keys]
-        return _count(await conn.execute(Q.redestroy_data_keys, tenant_id, ids, times))
+        return int(await conn.fetchval(Q.redestroy_data_keys, tenant_id, ids, times))
     if kind == "kek":
         versions = [int(key_id) for key_id, _ in keys]
         return _count(await conn.execute(Q.redestroy_keks, tenant_id, versions, times))
@@ -257,31 +364,3 @@ async def _redestroy(
 def _count(status: str) -> int:
     """Rows an UPDATE changed, from its command tag ("UPDATE 3")."""
     return int(status.rsplit(" ", 1)[-1])
-
-
-async def complete_published_erasures(
-    db: Database, receipts: ReceiptIssuer | None = None
-) -> list[tuple[uuid.UUID, uuid.UUID]]:
-    """Erasures whose every ledger row is published become completed (or held, when
-    holds keep part of them), with their receipt (final, or interim while held) issued
-    in the same transaction. Returns (tenant, erasure) pairs that changed."""
-    changed = []
-    for tenant in await list_tenants(db):
-        async with db.tenant_tx(tenant.id) as conn:
-            for row in await conn.fetch(E.awaiting_ledger, tenant.id):
-                status = "held" if row["kept"] else "completed"
-                await conn.execute(E.set_status, tenant.id, row["id"], status)
-                await conn.execute(E.event, tenant.id, row["id"], "in_progress", status, None, None)
-                if receipts is not None:
-                    await receipts.issue(conn, tenant.id, row["id"])
-                changed.append((tenant.id, row["id"]))
-    return changed
-
-
-async def publish_and_complete(db: Database, blobs: BlobStore, receipts: ReceiptIssuer) -> None:
-    # Replaced records add a data key each: under a burst a tenant can have more pending
-    # rows than one object takes, and an erasure's rows must not wait rounds behind them.
-    for _ in range(_MAX_OBJECTS_PER_ROUND):
-        if await publish_pending(db, blobs, receipts.backup_retention_days) < _BATCH:
-            break
-    await complete_published_erasures(db, receipts)

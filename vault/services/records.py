@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,10 +19,11 @@ from crypto.records import open_record, seal_record
 from vault.db.database import Database, TenantFetchRow
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
-from vault.domain.secret_text import SecretText
+from vault.domain.json_input import parse_json
+from vault.domain.subject_refs import SubjectRef
 from vault.domain.tenant_settings import TenantSettings
-from vault.errors import Conflict, Gone, InvalidInput, MalformedInput, NotFound
-from vault.services.keyring import KeyRing
+from vault.errors import Conflict, Gone, InvalidInput, NotFound
+from vault.services.keyring import KeyRing, record_object
 from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
@@ -58,18 +60,10 @@ def check_record_name(name: str) -> str:
 
 
 def check_json(body: bytes) -> bytes:
-    try:
-        json.loads(body, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError):
-        raise MalformedInput("body is not valid JSON") from None
-    except RecursionError:
-        raise MalformedInput("body nests deeper than this vault parses") from None
+    """A record's value is kept as the bytes sent, sealed: it must parse as JSON, but its
+    strings never reach PostgreSQL as text, so the text rule does not apply to them."""
+    parse_json(body)
     return body
-
-
-def _reject_constant(name: str) -> None:
-    # NaN and Infinity are not JSON (RFC 8259), whatever Python's parser tolerates.
-    raise ValueError(f"{name} is not JSON")
 
 
 class RecordService:
@@ -82,7 +76,7 @@ class RecordService:
         self,
         tenant_id: uuid.UUID,
         key: uuid.UUID | None,
-        ref: SecretText,
+        ref: SubjectRef,
         name: str,
         category: str | None,
         value: bytes,
@@ -149,20 +143,23 @@ class RecordService:
         state: Any,
         value: bytes,
     ) -> RecordVersion | None:
-        """Seal `value` under a new data key and write it as the next version, if `state`
-        still holds (None if not)."""
+        """Seal `value` under a new data key, bound to the next version as `state` read it,
+        and write it as that version if `state` still holds (None if not)."""
         subject = subject_from_columns(tenant_id, state)
         check_writable(subject)
         category = self._category(name, asked_category, state)
         data_key, wrapped = await self._keyring.unstored_data_key(
             tenant_id, subject.id, category, subject.generation, "record", state
         )
-        sealed = seal_record(data_key.key, value, data_key.content_context())
+        version = state["next_version"]
+        sealed = seal_record(
+            data_key.key, value, data_key.content_context(record_object(name, version))
+        )
         current = state["current_version"]
         written = await fetchrow(
             tenant_id, Q.write, key, subject.id, name, category, subject.generation, current,
-            state["current_data_key_id"], data_key.id, data_key.subject_key.id, wrapped, sealed,
-            len(value),
+            state["current_data_key_id"], version, data_key.id, data_key.subject_key.id,
+            wrapped, sealed, len(value), state["kek_version"],
         )  # fmt: skip
         if written is None:
             return None
@@ -174,7 +171,7 @@ class RecordService:
         self,
         tenant_id: uuid.UUID,
         key: uuid.UUID | None,
-        ref: SecretText,
+        ref: SubjectRef,
         name: str,
         access: SubjectAccess,
     ) -> bytes:
@@ -191,10 +188,11 @@ class RecordService:
             raise NotFound("no such record")
         check_generation(readable_generations(subject, access), row["record_generation"])
         data_key = await self._keyring.open_data_key(tenant_id, row)
-        return open_record(data_key.key, bytes(row["value_sealed"]), data_key.content_context())
+        context = data_key.content_context(record_object(name, row["version"]))
+        return open_record(data_key.key, bytes(row["value_sealed"]), context)
 
     async def list(
-        self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SecretText,
+        self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
         access: SubjectAccess, *, after: tuple[datetime, str] | None, limit: int,
     ) -> list[RecordVersion]:  # fmt: skip
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
@@ -217,7 +215,7 @@ class RecordService:
             if r["name"] is not None
         ]
 
-    async def delete(self, tenant_id: uuid.UUID, ref: SecretText, name: str) -> None:
+    async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, name: str) -> None:
         check_record_name(name)
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(
@@ -230,8 +228,40 @@ class RecordService:
                 raise NotFound("no such record")
             # Deleting needs the key gone: under hold, refuse (409) rather than keep it.
             await self._keyring.destroy_data_key_of_locked_subject(
-                conn, tenant_id, subject.id, current["category"], current["data_key_id"]
-            )
+                conn, tenant_id, subject.id, current["category"], current["generation"],
+                current["data_key_id"],
+            )  # fmt: skip
             await conn.execute(
                 Q.retire_current, tenant_id, subject.id, name, current["version"], True
             )
+
+    async def kept_versions(
+        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str
+    ) -> Sequence[dict[str, Any]]:
+        """The versions a hold kept when the record was replaced (compliance only: the
+        caller checks the scope)."""
+        check_record_name(name)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+            )
+            rows = await conn.fetch(Q.kept_versions, tenant_id, subject.id, name)
+        return [dict(row) for row in rows]
+
+    async def version_value(
+        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str, version: int
+    ) -> bytes:
+        """One version's value while its key lives (compliance only: the caller checks)."""
+        check_record_name(name)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(
+                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
+            )
+            row = await conn.fetchrow(Q.version, tenant_id, subject.id, name, version)
+        if row is None:
+            raise NotFound("no such record version")
+        if row["value_sealed"] is None or row["wrapped_key"] is None:
+            raise Gone("this record version was shredded")
+        data_key = await self._keyring.open_data_key(tenant_id, row)
+        context = data_key.content_context(record_object(name, row["version"]))
+        return open_record(data_key.key, bytes(row["value_sealed"]), context)

@@ -11,7 +11,7 @@ from crypto.providers.base import RootKeyProvider
 from crypto.secrets import SecretBytes
 from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound
 from vault.services.tenants import hmac_key_context
 
@@ -27,7 +27,7 @@ class SubjectRefHasher:
         self._root = root
         self._keys: dict[uuid.UUID, tuple[SecretBytes, float]] = {}
 
-    async def hash(self, tenant_id: uuid.UUID, ref: SecretText) -> bytes:
+    async def hash(self, tenant_id: uuid.UUID, ref: SubjectRef) -> bytes:
         key = await self._key(tenant_id)
         return keyed_hash(key, ref.reveal().encode("utf-8"))
 

@@ -15,9 +15,9 @@ from crypto.records import seal_record
 from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.categories import IDENTITY_CATEGORY
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound, Restricted
-from vault.services.keyring import KeyRing
+from vault.services.keyring import KeyRing, subject_object
 from vault.services.subject_refs import SubjectRefHasher
 
 Q = Queries("subjects")
@@ -52,7 +52,7 @@ class SubjectService:
         self._keyring = keyring
         self._refs = refs
 
-    async def ref_hash(self, tenant_id: uuid.UUID, ref: SecretText) -> bytes:
+    async def ref_hash(self, tenant_id: uuid.UUID, ref: SubjectRef) -> bytes:
         return await self._refs.hash(tenant_id, ref)
 
     async def find(
@@ -68,7 +68,7 @@ class SubjectService:
         self,
         conn: Connection,
         tenant_id: uuid.UUID,
-        ref: SecretText,
+        ref: SubjectRef,
         ref_hash: bytes,
         *,
         lock: bool = False,
@@ -84,24 +84,35 @@ class SubjectService:
             await self._seal_ref_copy(conn, subject, ref)
         return subject
 
-    async def _seal_ref_copy(self, conn: Connection, subject: Subject, ref: SecretText) -> None:
+    async def _seal_ref_copy(self, conn: Connection, subject: Subject, ref: SubjectRef) -> None:
         """Seal the reference under this generation's identity key: a new subject, or a
         new life after an erasure shredded the old copy."""
         data_key = await self._keyring.new_data_key_for_write(
             conn, subject.tenant_id, subject.id, IDENTITY_CATEGORY, subject.generation, "record"
         )
-        sealed = seal_record(data_key.key, ref.reveal().encode(), data_key.content_context("ref"))
+        context = data_key.content_context(subject_object(subject.id), "ref")
+        sealed = seal_record(data_key.key, ref.reveal().encode(), context)
         await conn.execute(Q.set_ref_copy, subject.tenant_id, subject.id, sealed, data_key.id)
 
     async def restrict(self, conn: Connection, subject: Subject, reason: str) -> datetime:
         """The reason may describe the person; it is sealed with the identity data key,
-        so erasure shreds it with the reference."""
+        so erasure shreds it with the reference. After an erasure shredded that key (what
+        it kept can still be restricted: restriction freezes its deletion), the reason is
+        not stored at all: there is nothing left to seal it under that erasure would not
+        have destroyed. The subject's playback links end with it, for good."""
         data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
-        data_key = await self._keyring.data_key(conn, subject.tenant_id, data_key_id)
-        sealed = seal_record(data_key.key, reason.encode(), data_key.content_context("restriction"))
+        sealed = None
+        try:
+            data_key = await self._keyring.data_key(conn, subject.tenant_id, data_key_id)
+        except NotFound:  # KeyDestroyed too: the identity key went with an erasure
+            pass
+        else:
+            context = data_key.content_context(subject_object(subject.id), "restriction")
+            sealed = seal_record(data_key.key, reason.encode(), context)
         restricted_at: datetime = await conn.fetchval(
             Q.restrict, subject.tenant_id, subject.id, sealed
         )
+        await conn.execute(Q.drop_playback_links, subject.tenant_id, subject.id)
         return restricted_at
 
     async def lift_restriction(self, conn: Connection, subject: Subject) -> None:

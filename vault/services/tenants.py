@@ -7,7 +7,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -17,6 +17,7 @@ from crypto.providers.base import RootKeyProvider
 from crypto.secrets import generate_key
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.domain.api_keys import FIRST_KEY_OWNER
 from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
 from vault.domain.tenant_settings import TenantSettings
@@ -61,8 +62,9 @@ def check_slug(slug: str) -> None:
 
 
 async def create_tenant(
-    db: Database, root: RootKeyProvider, api_keys: ApiKeyService, slug: str
-) -> CreatedTenant:
+    db: Database, root: RootKeyProvider, api_keys: ApiKeyService, slug: str,
+    owner: str = FIRST_KEY_OWNER,
+) -> CreatedTenant:  # fmt: skip
     check_slug(slug)
     tenant_id = uuid.uuid4()
     kek = generate_key()
@@ -74,8 +76,9 @@ async def create_tenant(
             await conn.execute(Q.insert_kek, tenant_id, 1, wrapped, root.current_epoch())
             await conn.execute(Q.insert_hmac_key, tenant_id, wrapped_hmac, root.current_epoch())
             created = await api_keys.create_in(
-                conn, tenant_id, name="first admin key", scopes=frozenset({Scope.ADMIN})
-            )
+                conn, tenant_id, name="first admin key", scopes=frozenset({Scope.ADMIN}),
+                owner=owner,
+            )  # fmt: skip
     except asyncpg.UniqueViolationError:
         raise Conflict(f"a tenant with slug {slug!r} exists already") from None
     return CreatedTenant(tenant_id, slug, created.token)
@@ -105,7 +108,9 @@ async def get_tenant(db: Database, tenant_id: uuid.UUID) -> dict[str, object]:
         "status": row["status"],
         "created_at": row["created_at"],
         "closure_due_at": row["closure_due_at"],
-        "settings": TenantSettings.from_document(json.loads(row["settings"])).to_document(),
+        "settings": TenantSettings.from_document(json.loads(row["settings"]))
+        .as_of(datetime.now(UTC))
+        .to_document(),
     }
 
 
@@ -115,11 +120,14 @@ async def load_settings(conn: Connection, tenant_id: uuid.UUID) -> TenantSetting
 
 
 async def update_settings(
-    db: Database, tenant_id: uuid.UUID, patch: dict[str, Any], deployment_max: int
-) -> TenantSettings:
+    db: Database, tenant_id: uuid.UUID, patch: dict[str, Any], deployment_max: int,
+    closure_delay: timedelta, now: datetime | None = None,
+) -> TenantSettings:  # fmt: skip
+    """`closure_delay`: how long a shortened statutory retention waits before it binds
+    data written before the change (DATAVAULT_CLOSURE_DELAY_DAYS)."""
     async with db.tenant_tx(tenant_id) as conn:
         document = await conn.fetchval(Q.settings_for_update, tenant_id)
         current = TenantSettings.from_document(json.loads(document) if document else {})
-        updated = current.apply(patch, deployment_max)
+        updated = current.apply(patch, deployment_max, now or datetime.now(UTC), closure_delay)
         await conn.execute(Q.store_settings, tenant_id, json.dumps(updated.to_document()))
     return updated

@@ -6,8 +6,15 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, 'uploading', $8, $9,
 RETURNING created_at, expires_at
 
 -- name: complete
+-- $5: the API key that uploaded it, checked in this statement (dv_require_live_key
+-- raises DV401 if it was revoked or its tenant closed): an upload whose key was revoked
+-- while its body streamed never becomes visible.
+-- No row: the artefact is no longer uploading (an erasure shredded it meanwhile).
+WITH key_live AS (SELECT true AS live FROM dv_require_live_key($1, $5))
 UPDATE artefacts SET state = 'active', size = $3, metadata_sealed = $4
  WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
+   AND EXISTS (SELECT 1 FROM key_live)
+RETURNING id
 
 -- name: abandon
 UPDATE artefacts SET state = 'deleted', deleted_at = now()
@@ -39,13 +46,16 @@ UPDATE artefacts SET blob_removed_at = now() WHERE tenant_id = $1 AND id = $2
 -- name: expired
 -- Retention: active artefacts of one category older than its delete_after_days, after
 -- ($4, $5) in (created_at, id) order. Those a hold in force covers (dv_held_now,
--- migration 0014) are left out: they stay until their last hold goes, and any
+-- migration 0014), restricted subjects' data (restriction freezes deletion) and data in a
+-- generation an erasure covers (only that erasure destroys what it keeps) are left out: they stay until their last hold goes, and any
 -- number of them must not fill the batch ahead of what may go now.
 SELECT a.id, a.data_key_id, a.blob_key, a.created_at FROM artefacts a
   JOIN subjects s ON s.tenant_id = a.tenant_id AND s.id = a.subject_id
  WHERE a.tenant_id = $1 AND a.category = $2 AND a.state = 'active' AND a.created_at < $3
    AND ($4::timestamptz IS NULL OR (a.created_at, a.id) > ($4, $5::uuid))
    AND NOT dv_held_now(a.tenant_id, s.ref_hash, a.category)
+   AND s.restricted_at IS NULL
+   AND NOT (a.generation = ANY (dv_erased_generations(a.tenant_id, a.subject_id)))
  ORDER BY a.created_at, a.id LIMIT $6
 
 -- name: cleanup_due

@@ -25,18 +25,11 @@ SELECT DISTINCT subject_id, generation FROM subject_keys
 SELECT version FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
 
 -- name: destroy_keks
-UPDATE tenant_keks SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
-RETURNING version, destroyed_at
+-- Each version with its shred-ledger row (migration 0016).
+SELECT * FROM dv_destroy_tenant_keks($1)
 
 -- name: destroy_hmac_key
-UPDATE tenant_hmac_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
-RETURNING destroyed_at
+SELECT dv_destroy_hmac_key($1)
 
 -- name: closed
 UPDATE tenants SET status = 'closed', closed_at = now() WHERE id = $1
-
--- name: outbox
-INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at)
-VALUES ($1, $2, $3, NULL, $4)

@@ -1,6 +1,22 @@
--- name: open_for_subject
+-- name: running_for_subject
+-- The subject's erasures that answer a repeated request (DESIGN.md: scheduled or
+-- in_progress; never held), the scheduled one first (at most one: erasures_one_scheduled).
 SELECT * FROM erasures
- WHERE tenant_id = $1 AND subject_ref_hash = $2 AND status IN ('scheduled', 'in_progress', 'held')
+ WHERE tenant_id = $1 AND subject_ref_hash = $2 AND status IN ('scheduled', 'in_progress')
+ ORDER BY status = 'scheduled' DESC, requested_at DESC, id DESC
+   FOR UPDATE
+
+-- name: data_since
+-- Whether the subject has a live key in a generation after $3 (data written after the
+-- erasure that covered up to $3; 0: any).
+SELECT EXISTS (SELECT 1 FROM subject_keys
+                WHERE tenant_id = $1 AND subject_id = $2 AND generation > $3
+                  AND wrapped_key IS NOT NULL)
+
+-- name: rate_lock
+-- Serialises counting and inserting a tenant's erasures, so a concurrent burst cannot
+-- overshoot the rate brake.
+SELECT pg_advisory_xact_lock(hashtextextended('datavault.erasure-rate/' || $1::uuid::text, 0))
 
 -- name: recent_count
 SELECT count(*) FROM erasures WHERE tenant_id = $1 AND requested_at > now() - interval '1 hour'
@@ -12,9 +28,22 @@ SELECT id, generation FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR U
 UPDATE subjects SET generation = generation + 1 WHERE tenant_id = $1 AND id = $2
 
 -- name: insert
-INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation, status, reason,
-                      reference, requested_at, requested_by, not_before, due_at, braked)
-VALUES ($1, $2, $3, $4, $5, 'scheduled', $6, $7, $8, $9, $10, $11, $12)
+-- It covers the generations after the subject's previous erasure that was not cancelled,
+-- up to $5 (dv_erasure_from_generation, migration 0016).
+INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation, from_generation,
+                      status, reason, reference, requested_at, requested_by, not_before,
+                      due_at, braked)
+VALUES ($1, $2, $3, $4, $5,
+        CASE WHEN $4::uuid IS NULL THEN NULL ELSE dv_erasure_from_generation($1, $4) END,
+        'scheduled', $6, $7, $8, $9, $10, $11, $12)
+
+-- name: extend
+-- A scheduled erasure asked for again after data was written since: it covers up to the
+-- subject's generation $4 now (the caller then starts the next one).
+UPDATE erasures
+   SET subject_id = $3, generation = $4,
+       from_generation = coalesce(from_generation, dv_erasure_from_generation($1, $3))
+ WHERE tenant_id = $1 AND id = $2 AND status = 'scheduled'
 
 -- name: event
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)
@@ -39,11 +68,15 @@ SELECT * FROM erasures
  LIMIT $5
 
 -- name: set_status
-UPDATE erasures SET status = $3,
-       shredded_at = CASE WHEN $3 = 'in_progress' THEN now() ELSE shredded_at END,
-       completed_at = CASE WHEN $3 IN ('completed', 'held') THEN now() ELSE completed_at END,
-       cancelled_at = CASE WHEN $3 = 'cancelled' THEN now() ELSE cancelled_at END
- WHERE tenant_id = $1 AND id = $2
+-- Only erasure_transitions.py sends this: from $3 (the status the caller saw) to $4.
+-- completed_at is set only on completion (a held erasure has not completed).
+UPDATE erasures SET status = $4,
+       shredded_at = CASE WHEN $4 = 'in_progress' THEN now() ELSE shredded_at END,
+       completed_at = CASE WHEN $4 = 'completed' THEN now() END,
+       cancelled_at = CASE WHEN $4 = 'cancelled' THEN now() ELSE cancelled_at END,
+       updated_at = now()
+ WHERE tenant_id = $1 AND id = $2 AND status = $3
+RETURNING id
 
 -- name: release_brake
 -- An admin lets a braked erasure through: not_before goes back to what the tenant's
@@ -76,8 +109,7 @@ SELECT e.* FROM erasures e
                OR (i.outcome = 'held' AND NOT EXISTS (
                        SELECT 1 FROM holds h
                         WHERE h.tenant_id = i.tenant_id AND h.id = ANY(i.hold_ids)
-                          AND h.released_at IS NULL
-                          AND (h.expires_at IS NULL OR h.expires_at > now())))))
+                          AND dv_hold_in_force(h, now())))))
  ORDER BY e.requested_at, e.id LIMIT 1
    FOR UPDATE OF e SKIP LOCKED
 
@@ -96,27 +128,7 @@ INSERT INTO erasure_items (tenant_id, erasure_id, key_id, category, outcome, des
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = EXCLUDED.outcome, destroyed_at = EXCLUDED.destroyed_at,
-       hold_ids = EXCLUDED.hold_ids
-
--- name: outbox
-INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at)
-VALUES ($1, $2, $3, $4, $5)
-
--- name: shred_artefacts_of_key
--- The blobs are ciphertext under a destroyed key; the sweeper removes them.
-UPDATE artefacts SET state = 'deleted', deleted_at = now(), metadata_sealed = NULL
- WHERE tenant_id = $1 AND state IN ('active', 'uploading')
-   AND data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $2)
-
--- name: shred_records_of_key
-UPDATE records SET value_sealed = NULL, current = false, superseded_at = coalesce(superseded_at, now())
- WHERE tenant_id = $1
-   AND data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $2)
-
--- name: clear_ref_copy
-UPDATE subjects SET ref_sealed = NULL, restriction_reason_sealed = NULL
- WHERE tenant_id = $1 AND id = $2
-   AND ref_data_key_id IN (SELECT id FROM data_keys WHERE tenant_id = $1 AND subject_key_id = $3)
+       hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
 -- name: awaiting_ledger
 SELECT e.id, e.subject_id, e.generation,
@@ -127,11 +139,6 @@ SELECT e.id, e.subject_id, e.generation,
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
    FOR UPDATE OF e SKIP LOCKED
-
--- name: erased_generation
-SELECT 1 FROM erasures
- WHERE tenant_id = $1 AND subject_id = $2 AND generation = $3 AND status <> 'cancelled'
- LIMIT 1
 
 -- name: current_epoch_start
 SELECT started_at FROM root_epochs WHERE retired_at IS NULL ORDER BY epoch DESC LIMIT 1
@@ -144,18 +151,6 @@ ON CONFLICT (tenant_id, erasure_id, final) DO UPDATE SET document = EXCLUDED.doc
 
 -- name: receipt
 SELECT document FROM erasure_receipts WHERE tenant_id = $1 AND erasure_id = $2 AND final = $3
-
--- name: generations_left_live
--- Generations before $3 with live keys and no erasure but cancelled ones: an erasure that
--- was cancelled had started the next generation, so the data before it would otherwise
--- be covered by no later erasure.
-SELECT DISTINCT k.generation FROM subject_keys k
- WHERE k.tenant_id = $1 AND k.subject_id = $2 AND k.generation < $3
-   AND k.wrapped_key IS NOT NULL
-   AND NOT EXISTS (SELECT 1 FROM erasures e
-                    WHERE e.tenant_id = $1 AND e.subject_id = $2
-                      AND e.generation = k.generation AND e.status <> 'cancelled')
- ORDER BY k.generation
 
 -- name: live_keys_of_generation
 SELECT id, category FROM subject_keys
@@ -172,8 +167,18 @@ SELECT max(created_at) FROM (
        AND r.generation = $3 AND r.category = $4 AND r.value_sealed IS NOT NULL
 ) AS data
 
+-- name: settle_items
+-- Keys an erasure kept that were destroyed since by another path (a tenant's closure):
+-- shredded, as far as this erasure is concerned.
+UPDATE erasure_items i
+   SET outcome = 'shredded', destroyed_at = k.destroyed_at, hold_ids = NULL, kept_until = NULL
+  FROM subject_keys k
+ WHERE i.tenant_id = $1 AND i.erasure_id = $2 AND i.outcome <> 'shredded'
+   AND k.tenant_id = i.tenant_id AND k.id = i.key_id AND k.wrapped_key IS NULL
+
 -- name: upsert_retained
 INSERT INTO erasure_items (tenant_id, erasure_id, key_id, category, outcome, kept_until)
 VALUES ($1, $2, $3, $4, 'retained', $5)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
-   SET outcome = 'retained', kept_until = EXCLUDED.kept_until
+   SET outcome = 'retained', kept_until = EXCLUDED.kept_until, hold_ids = NULL,
+       destroyed_at = NULL

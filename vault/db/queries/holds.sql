@@ -8,19 +8,20 @@ INSERT INTO hold_events (tenant_id, hold_id, action, api_key_id, ip, reason)
 VALUES ($1, $2, $3, $4, $5::inet, $6)
 
 -- name: get
-SELECT * FROM holds WHERE tenant_id = $1 AND id = $2
+SELECT h.*, dv_hold_in_force(h, now()) AS in_force FROM holds h WHERE tenant_id = $1 AND id = $2
 
 -- name: get_for_update
-SELECT * FROM holds WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+SELECT h.*, dv_hold_in_force(h, now()) AS in_force FROM holds h
+ WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 
 -- name: events
 SELECT at, action, api_key_id, host(ip) AS ip, reason FROM hold_events
  WHERE tenant_id = $1 AND hold_id = $2 ORDER BY seq
 
 -- name: list
-SELECT * FROM holds
+SELECT h.*, dv_hold_in_force(h, now()) AS in_force FROM holds h
  WHERE tenant_id = $1
-   AND (NOT $2::boolean OR (released_at IS NULL AND (expires_at IS NULL OR expires_at > now())))
+   AND (NOT $2::boolean OR dv_hold_in_force(h, now()))
    AND ($3::bytea IS NULL OR subject_ref_hash = $3 OR subject_ref_hash IS NULL)
    AND ($4::timestamptz IS NULL OR (placed_at, id) < ($4, $5::uuid))
    AND ($7::text IS NULL OR reason = $7)
@@ -32,6 +33,10 @@ UPDATE holds SET expires_at = $3, note = $4 WHERE tenant_id = $1 AND id = $2
 
 -- name: request_release
 UPDATE holds SET release_requested_by = $3, release_requested_at = now()
+ WHERE tenant_id = $1 AND id = $2
+
+-- name: withdraw_release
+UPDATE holds SET release_requested_by = NULL, release_requested_at = NULL
  WHERE tenant_id = $1 AND id = $2
 
 -- name: release
@@ -53,7 +58,7 @@ SELECT id FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
 UPDATE holds SET expired_at = now()
  WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
    AND expires_at IS NOT NULL AND expires_at <= now()
-RETURNING id
+RETURNING id, subject_ref_hash, categories, reason, placed_at, expires_at
 
 -- name: impact
 -- What releasing this hold would shred now: keys kept by erasures only because of it
@@ -66,7 +71,5 @@ SELECT i.category, count(*) AS keys, count(DISTINCT i.erasure_id) AS erasures
    AND NOT EXISTS (
        SELECT 1 FROM holds h JOIN subjects s ON s.tenant_id = e.tenant_id AND s.id = e.subject_id
         WHERE h.tenant_id = i.tenant_id AND h.id <> $2
-          AND h.released_at IS NULL AND (h.expires_at IS NULL OR h.expires_at > now())
-          AND (h.subject_ref_hash IS NULL OR h.subject_ref_hash = s.ref_hash)
-          AND (h.categories IS NULL OR i.category = ANY(h.categories)))
+          AND dv_hold_in_force(h, now()) AND dv_hold_covers(h, s.ref_hash, i.category))
  GROUP BY i.category ORDER BY i.category

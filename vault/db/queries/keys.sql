@@ -33,8 +33,9 @@ SELECT s.id, s.subject_id, s.category, s.generation, s.kek_version, s.wrapped_ke
  WHERE s.tenant_id = $1 AND s.id = $2
 
 -- name: insert_data_key
-INSERT INTO data_keys (tenant_id, id, subject_key_id, purpose, wrapped_key)
-VALUES ($1, $2, $3, $4, $5)
+-- $6: the subject key's version (its bytes) the data key was wrapped under (0018).
+INSERT INTO data_keys (tenant_id, id, subject_key_id, purpose, wrapped_key, subject_key_version)
+VALUES ($1, $2, $3, $4, $5, $6)
 
 -- name: data_key_by_id
 SELECT d.id, d.purpose, d.wrapped_key,
@@ -48,8 +49,15 @@ SELECT d.id, d.purpose, d.wrapped_key,
 -- name: lock_subject
 SELECT generation FROM subjects WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 
+-- name: subject_deletion_state
+-- Read after the subject's row lock was granted (a statement of its own, so its snapshot
+-- sees what committed before): whether it is restricted, and which generations erasures
+-- cover (migration 0016).
+SELECT restricted_at, dv_erased_generations(tenant_id, id) AS erased_generations
+  FROM subjects WHERE tenant_id = $1 AND id = $2
+
 -- name: data_key_subject
-SELECT s.subject_id, s.category FROM data_keys d
+SELECT s.subject_id, s.category, s.generation FROM data_keys d
   JOIN subject_keys s ON s.tenant_id = d.tenant_id AND s.id = d.subject_key_id
  WHERE d.tenant_id = $1 AND d.id = $2
 
@@ -64,35 +72,63 @@ SELECT id, category FROM subject_keys
  ORDER BY category
 
 -- name: destroy_subject_key
-UPDATE subject_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
-RETURNING id, destroyed_at
-
--- name: destroy_data_keys_under
--- Data keys under a destroyed subject key are unreadable anyway; null them as hygiene.
-UPDATE data_keys SET wrapped_key = NULL, destroyed_at = now()
- WHERE tenant_id = $1 AND subject_key_id = $2 AND wrapped_key IS NOT NULL
+-- The key, the data keys under it and its shred-ledger outbox row ($3: the erasure that
+-- asked, or NULL), in one statement (migration 0016); NULL when destroyed already.
+SELECT dv_destroy_subject_key($1, $2, $3)
 
 -- name: lock_tenant
 SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE
 
--- name: live_kek_versions
-SELECT version, wrapped_key, root_epoch FROM tenant_keks
- WHERE tenant_id = $1 AND wrapped_key IS NOT NULL ORDER BY version
-   FOR UPDATE
-
 -- name: insert_kek
 INSERT INTO tenant_keks (tenant_id, version, wrapped_key, root_epoch) VALUES ($1, $2, $3, $4)
 
--- name: subject_keys_under_old_kek
-SELECT id, subject_id, category, generation, kek_version, wrapped_key FROM subject_keys
- WHERE tenant_id = $1 AND kek_version < $2 AND wrapped_key IS NOT NULL
- ORDER BY id LIMIT $3
-   FOR UPDATE SKIP LOCKED
+-- name: due_subjects
+-- Up to $4 subjects after $3 (in id order) with a live subject key under a KEK version
+-- older than $2: the next batch of a rewrap.
+SELECT DISTINCT k.subject_id FROM subject_keys k
+ WHERE k.tenant_id = $1 AND k.wrapped_key IS NOT NULL AND k.kek_version < $2
+   AND ($3::uuid IS NULL OR k.subject_id > $3)
+ ORDER BY k.subject_id LIMIT $4
 
--- name: rewrap_subject_key
-UPDATE subject_keys SET kek_version = $3, wrapped_key = $4
- WHERE tenant_id = $1 AND id = $2 AND wrapped_key IS NOT NULL
+-- name: lock_subjects
+-- The batch's subjects, locked in id order while their keys are rewrapped (their
+-- writers wait: tens of milliseconds).
+SELECT 1 FROM subjects WHERE tenant_id = $1 AND id = ANY($2::uuid[]) ORDER BY id FOR UPDATE
+
+-- name: keys_to_rewrap
+-- The subjects' live subject keys under an old KEK version, each with its live data keys
+-- (one row per data key; a subject key without any has one row with none), in key order.
+SELECT k.id, k.subject_id, k.category, k.generation, k.kek_version, k.wrapped_key,
+       d.id AS data_key_id, d.wrapped_key AS data_wrapped
+  FROM subject_keys k
+  LEFT JOIN data_keys d ON d.tenant_id = k.tenant_id AND d.subject_key_id = k.id
+                       AND d.wrapped_key IS NOT NULL
+ WHERE k.tenant_id = $1 AND k.subject_id = ANY($2::uuid[]) AND k.wrapped_key IS NOT NULL
+   AND k.kek_version < $3
+ ORDER BY k.id
+
+-- name: rewrap_subject_keys
+-- New bytes under KEK version $2; a key destroyed meanwhile stays destroyed.
+UPDATE subject_keys k SET kek_version = $2, wrapped_key = u.wrapped
+  FROM unnest($3::uuid[], $4::bytea[]) AS u (id, wrapped)
+ WHERE k.tenant_id = $1 AND k.id = u.id AND k.wrapped_key IS NOT NULL
+
+-- name: rewrap_data_keys
+-- Rewrapped under their subject key's new bytes (version $2); a key destroyed meanwhile
+-- stays destroyed.
+UPDATE data_keys d SET wrapped_key = u.wrapped, subject_key_version = $2
+  FROM unnest($3::uuid[], $4::bytea[]) AS u (id, wrapped)
+ WHERE d.tenant_id = $1 AND d.id = u.id AND d.wrapped_key IS NOT NULL
+
+-- name: old_kek_versions_for_update
+SELECT version FROM tenant_keks
+ WHERE tenant_id = $1 AND version < $2 AND wrapped_key IS NOT NULL
+ ORDER BY version
+   FOR UPDATE
+
+-- name: live_subject_keys_under_old_kek
+SELECT count(*) FROM subject_keys
+ WHERE tenant_id = $1 AND kek_version < $2 AND wrapped_key IS NOT NULL
 
 -- name: notify_kek_destroyed
 -- Delivered at commit to every process LISTENing (vault/services/kek_invalidation.py).
@@ -117,11 +153,14 @@ SELECT name, wrapped, root_epoch FROM deployment_secrets ORDER BY name FOR UPDAT
 UPDATE deployment_secrets SET wrapped = $2, root_epoch = $3 WHERE name = $1
 
 -- name: epochs
-SELECT epoch, started_at, ended_at, retired_at, kms_key_id FROM root_epochs ORDER BY epoch
+SELECT epoch, started_at, ended_at, retired_at, kms_key_id, ledger_seq_at_start
+  FROM root_epochs ORDER BY epoch
 
 -- name: record_epoch_key
--- The KMS key of an epoch, recorded once (the vault's epoch list is this table).
-INSERT INTO root_epochs (epoch, kms_key_id) VALUES ($1, $2)
+-- The KMS key of an epoch, recorded once (the vault's epoch list is this table); $3: the
+-- shred ledger's head read before the epoch's key was created, for a new epoch (NULL
+-- when recording an existing one: its start is not known here).
+INSERT INTO root_epochs (epoch, kms_key_id, ledger_seq_at_start) VALUES ($1, $2, $3)
 ON CONFLICT (epoch) DO UPDATE SET kms_key_id = coalesce(root_epochs.kms_key_id, EXCLUDED.kms_key_id)
 
 -- name: end_epochs_before
@@ -143,12 +182,11 @@ SELECT count(*) FROM deployment_secrets WHERE root_epoch = $1
 SELECT coalesce(max(version), 0) FROM tenant_keks WHERE tenant_id = $1
 
 -- name: record_epoch
-INSERT INTO root_epochs (epoch) VALUES ($1) ON CONFLICT (epoch) DO NOTHING
+-- $2: the shred ledger's head read before the epoch's root key existed (NULL: not known).
+INSERT INTO root_epochs (epoch, ledger_seq_at_start) VALUES ($1, $2)
+ON CONFLICT (epoch) DO NOTHING
 
--- name: data_key_alive
--- A download re-checks its key while it streams: destroyed anywhere up the chain → stop.
-SELECT d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL AND k.wrapped_key IS NOT NULL
-  FROM data_keys d
-  JOIN subject_keys s ON s.tenant_id = d.tenant_id AND s.id = d.subject_key_id
-  JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
- WHERE d.tenant_id = $1 AND d.id = $2
+-- name: ledger_head_seq
+-- Read before a new epoch's root key exists: every ledger object up to it records keys
+-- destroyed before the epoch began (vault/domain/ledger_folding.py).
+SELECT coalesce((SELECT seq FROM ledger_head WHERE singleton), 0)

@@ -8,7 +8,7 @@
 -- request, so a stuck one past a long grace period shows at once.
 
 -- name: tenant_gauges
-SELECT e.*, h.*, l.*
+SELECT e.*, h.*, l.*, w.*
   FROM (SELECT count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
                count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
                count(*) FILTER (WHERE status = 'completed') AS completed,
@@ -26,14 +26,18 @@ SELECT e.*, h.*, l.*
           FROM erasures WHERE tenant_id = $1) e,
        (SELECT count(*) AS holds_active,
                count(*) FILTER (WHERE expires_at <= $2 + interval '7 days') AS holds_expiring_7d
-          FROM holds
-         WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
-           AND (expires_at IS NULL OR expires_at > $2)) h,
+          FROM holds h WHERE tenant_id = $1 AND dv_hold_in_force(h, $2)) h,
        (SELECT count(*) AS keys_destroyed,
                min(destroyed_at) FILTER (WHERE published_at IS NULL)
                    AS oldest_unpublished_destroyed_at
-          FROM ledger_outbox WHERE tenant_id = $1) l
+          FROM ledger_outbox WHERE tenant_id = $1) l,
+       (SELECT count(*) AS webhook_pending, min(created_at) AS oldest_webhook_pending_at
+          FROM webhook_deliveries WHERE tenant_id = $1 AND status = 'pending') w
 
 -- name: current_epoch_started
 -- Deployment-wide (no tenant): when the current root-key epoch began.
 SELECT max(started_at) FROM root_epochs WHERE ended_at IS NULL
+
+-- name: ledger_state
+-- Deployment-wide: the ledger head the database recorded and how far it is folded.
+SELECT seq, folded_through FROM ledger_head WHERE singleton

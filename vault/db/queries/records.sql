@@ -1,5 +1,5 @@
 -- name: current_for_update
-SELECT name, version, category, data_key_id, created_at FROM records
+SELECT name, version, category, generation, data_key_id, created_at FROM records
  WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND current
    FOR UPDATE
 
@@ -21,10 +21,15 @@ SELECT 1 FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 LIM
 SELECT * FROM dv_record_list($1, $2, $3, $4, $5, $6, $7)
 
 -- name: write_state
+-- With next_version: the version a value written now gets, which its sealing names.
 SELECT * FROM dv_record_write_state($1, $2, $3, $4, $5)
 
 -- name: write
-SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+-- $9: the version the value was sealed for (no row if that is no longer the next one);
+-- $15: the subject key's version the new data key was wrapped under (no row if the
+-- subject key has been rewrapped since: migration 0018).
+SELECT * FROM dv_record_write($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
+                              $15::integer)
 
 -- name: expired
 -- Retention: current record versions of one category older than its delete_after_days,
@@ -36,6 +41,8 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id, r.created_at FROM records
    AND r.created_at < $3
    AND ($4::timestamptz IS NULL OR (r.created_at, r.subject_id, r.name) > ($4, $5::uuid, $6))
    AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
+   AND s.restricted_at IS NULL
+   AND NOT (r.generation = ANY (dv_erased_generations(r.tenant_id, r.subject_id)))
  ORDER BY r.created_at, r.subject_id, r.name LIMIT $7
 
 -- name: released_versions
@@ -49,9 +56,39 @@ SELECT r.subject_id, r.name, r.version, r.data_key_id FROM records r
  WHERE r.tenant_id = $1 AND NOT r.current AND r.value_sealed IS NOT NULL
    AND ($2::uuid IS NULL OR (r.subject_id, r.name, r.version) > ($2, $3::text, $4::int))
    AND NOT dv_held_now(r.tenant_id, s.ref_hash, r.category)
+   AND s.restricted_at IS NULL
+   AND NOT (r.generation = ANY (dv_erased_generations(r.tenant_id, r.subject_id)))
  ORDER BY r.subject_id, r.name, r.version LIMIT $5
 
 -- name: shred_released_version
 -- Its data key destroyed in the same transaction: the sealed value goes too.
 UPDATE records SET value_sealed = NULL
  WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 AND version = $4 AND NOT current
+
+-- name: kept_versions
+-- Versions of a record that a hold kept when it was replaced (retired, value still
+-- sealed), newest first, with the holds in force that cover them now (none once the last
+-- was released; retention then shreds them within minutes).
+SELECT r.version, r.created_at, r.superseded_at,
+       ARRAY(SELECT h.id FROM holds h
+              WHERE h.tenant_id = r.tenant_id AND dv_hold_in_force(h, now())
+                AND dv_hold_covers(h, s.ref_hash, r.category)
+              ORDER BY h.id) AS hold_ids
+  FROM records r JOIN subjects s ON s.tenant_id = r.tenant_id AND s.id = r.subject_id
+ WHERE r.tenant_id = $1 AND r.subject_id = $2 AND r.name = $3
+   AND NOT r.current AND r.value_sealed IS NOT NULL
+ ORDER BY r.version DESC
+
+-- name: version
+-- One version of a record with its key chain, named as keys.sql `data_key_by_id` names
+-- them (KeyRing.open_data_key).
+SELECT r.version, r.value_sealed,
+       d.id, d.purpose, d.wrapped_key,
+       sk.id AS subject_key_id, sk.subject_id, sk.category, sk.generation, sk.kek_version,
+       sk.wrapped_key AS subject_wrapped, k.wrapped_key AS kek_wrapped
+  FROM records r
+  JOIN data_keys d ON d.tenant_id = r.tenant_id AND d.id = r.data_key_id
+  JOIN subject_keys sk ON sk.tenant_id = d.tenant_id AND sk.id = d.subject_key_id
+  JOIN tenant_keks k ON k.tenant_id = sk.tenant_id AND k.version = sk.kek_version
+ WHERE r.tenant_id = $1 AND r.subject_id = $2 AND r.name = $3 AND r.version = $4
+

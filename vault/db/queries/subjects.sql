@@ -16,9 +16,7 @@ SELECT id AS subject_id, ref_hash, generation AS subject_generation,
 -- transaction that shreds the key), and erased_generations is for read paths only.
 SELECT s.id AS subject_id, s.ref_hash, s.generation AS subject_generation,
        s.created_at AS subject_created_at, s.restricted_at, s.ref_data_key_id,
-       ARRAY(SELECT DISTINCT e.generation FROM erasures e
-              WHERE e.tenant_id = s.tenant_id AND e.subject_id = s.id
-                AND e.status <> 'cancelled' AND e.generation IS NOT NULL) AS erased_generations,
+       dv_erased_generations(s.tenant_id, s.id) AS erased_generations,
        s.ref_sealed IS NOT NULL AND EXISTS(SELECT 1 FROM data_keys d
                WHERE d.tenant_id = s.tenant_id AND d.id = s.ref_data_key_id
                  AND d.wrapped_key IS NOT NULL) AS ref_copy_live
@@ -40,6 +38,13 @@ UPDATE subjects SET restricted_at = coalesce(restricted_at, now()), restriction_
  WHERE tenant_id = $1 AND id = $2
 RETURNING restricted_at
 
+-- name: drop_playback_links
+-- Restriction ends every playback link to the subject's artefacts for good: lifting it
+-- later does not bring them back (a use also refuses a restricted subject's data).
+DELETE FROM playback_links l USING artefacts a
+ WHERE l.tenant_id = $1 AND a.tenant_id = l.tenant_id AND a.id = l.artefact_id
+   AND a.subject_id = $2
+
 -- name: lift_restriction
 UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
  WHERE tenant_id = $1 AND id = $2
@@ -58,14 +63,15 @@ SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS re
 
 -- name: erased
 -- API.md status `erased`: an erasure of the subject has run (completed, or held with
--- only kept categories left) and no generation outside the erased ones has a live key.
--- Data written after the request is a new life under a new generation's keys, so such a
--- write makes the subject active again; so does data of a generation whose erasure was
--- cancelled. The kept keys of a held erasure belong to its erased generation.
+-- only kept categories left) and no generation outside those erasures cover (their
+-- from_generation .. generation, migration 0016) has a live key. Data written after the
+-- request is a new life under a new generation's keys, so such a write makes the subject
+-- active again. The kept keys of a held erasure belong to the generations it covers.
 WITH done AS (
-    SELECT generation FROM erasures
-     WHERE tenant_id = $1 AND subject_id = $2 AND status IN ('completed', 'held')
-       AND generation IS NOT NULL)
+    SELECT g AS generation
+      FROM erasures e, generate_series(e.from_generation, e.generation) AS g
+     WHERE e.tenant_id = $1 AND e.subject_id = $2 AND e.status IN ('completed', 'held')
+       AND e.generation IS NOT NULL)
 SELECT EXISTS (SELECT 1 FROM done)
    AND NOT EXISTS (SELECT 1 FROM subject_keys k
                     WHERE k.tenant_id = $1 AND k.subject_id = $2 AND k.wrapped_key IS NOT NULL

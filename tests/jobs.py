@@ -1,0 +1,70 @@
+"""The vault's background jobs run by hand, with a moved clock: tests drive time instead
+of waiting for the jobs' intervals. One place, so every test runs the same pass."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from tests.support import ServerThread
+from vault.observability.metrics import Metrics
+from vault.runtime import operator_context
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.ledger_watermark import watermark_for
+from vault.services.webhook_sender import WebhookSender
+from workers.deletion_check import Violation, find_deletion_violations
+from workers.erasure import run_due_erasures
+from workers.ledger import publish_and_complete
+from workers.retention import apply_retention
+from workers.webhooks import deliver_due_webhooks, report_overdue_erasures
+
+
+async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
+    """One pass of what decides deletion, `days` ahead of now: the erasure executor
+    (due instructions, held ones re-checked), retention, then the shred-ledger publisher,
+    which completes erasures (or holds them) with their receipts."""
+    async with operator_context(server.settings, server.database_url) as ctx:
+        now = datetime.now(UTC) + timedelta(days=days)
+        issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+        await run_due_erasures(ctx.db, ctx.keyring, now)
+        await apply_retention(ctx.db, ctx.keyring, now)
+        await publish_and_complete(ctx.db, ctx.blobs, issuer, watermark_for(ctx.root, ctx.blobs))
+
+
+def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:
+    asyncio.run(worker_pass(server, days=days))
+
+
+def deletion_violations(
+    server: ServerThread, *, grace: timedelta = timedelta(0), days: float = 0
+) -> list[Violation]:
+    """`datavault check deletion` as of `days` ahead, with `grace` for the jobs."""
+    now = datetime.now(UTC) + timedelta(days=days)
+    return asyncio.run(find_deletion_violations(server.database_url, grace=grace, now=now))
+
+
+async def webhook_pass(
+    server: ServerThread, *, days: float = 0, sender: WebhookSender | None = None,
+    metrics: Metrics | None = None, overdue: bool = False,
+) -> int:  # fmt: skip
+    """One pass of the webhook delivery job, `days` ahead of now (the scheduling clock:
+    backoff is driven by moving it, never by waiting); first the overdue announcement
+    when `overdue`. `sender`: by default the deployment's own (its private-network
+    setting, the system resolver, a 10 s timeout). Returns how many were delivered."""
+    now = datetime.now(UTC) + timedelta(days=days)
+    sender = sender or WebhookSender(
+        allow_private_networks=server.settings.webhook_allow_private_networks
+    )
+    async with operator_context(server.settings, server.database_url) as ctx:
+        if overdue:
+            await report_overdue_erasures(ctx.db, now)
+        return await deliver_due_webhooks(ctx.db, ctx.keyring, sender, metrics, now)
+
+
+def run_webhook_pass(
+    server: ServerThread, *, days: float = 0, sender: WebhookSender | None = None,
+    metrics: Metrics | None = None, overdue: bool = False,
+) -> int:  # fmt: skip
+    return asyncio.run(
+        webhook_pass(server, days=days, sender=sender, metrics=metrics, overdue=overdue)
+    )

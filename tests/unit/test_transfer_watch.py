@@ -1,0 +1,92 @@
+"""watch_lease (vault/services/transfers.py): the clock that decides when a transfer is
+cut, with a stand-in lease and short intervals so nothing waits long."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import cast
+
+from vault.errors import KeyDestroyed, KeyNoLongerLive, Unavailable, VaultError
+from vault.services.transfers import TransferLease, watch_lease
+
+EVERY = 0.02
+LIMIT = 0.3
+
+
+class _Lease:
+    """Answers `confirm` from a script: None (live), an exception to raise, or "hang"."""
+
+    def __init__(self, *answers: object) -> None:
+        self.answers = list(answers)
+        self.checks = 0
+        self.ended = False
+
+    async def confirm(self) -> None:
+        self.checks += 1
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if answer == "hang":
+            await asyncio.sleep(3600)
+        if isinstance(answer, BaseException):
+            raise answer
+
+
+def _watch(lease: _Lease, *, run_for: float = 2.0) -> tuple[VaultError | None, float]:
+    async def run() -> tuple[VaultError | None, float]:
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(run_for):
+                reason = await watch_lease(cast(TransferLease, lease), every=EVERY, limit=LIMIT)
+        except TimeoutError:
+            return None, time.monotonic() - started
+        return reason, time.monotonic() - started
+
+    return asyncio.run(run())
+
+
+def test_revoked_api_key_cuts_at_the_first_check() -> None:
+    lease = _Lease(KeyNoLongerLive("invalid API key"))
+    reason, took = _watch(lease)
+    assert isinstance(reason, KeyNoLongerLive) and reason.__traceback__ is None
+    assert lease.checks == 1 and took < LIMIT
+
+
+def test_destroyed_data_key_cuts_once_it_is_seen() -> None:
+    lease = _Lease(None, None, KeyDestroyed("gone"))
+    reason, _ = _watch(lease)
+    assert isinstance(reason, KeyDestroyed) and lease.checks == 3
+
+
+def test_live_lease_runs_on() -> None:
+    lease = _Lease(None)
+    reason, took = _watch(lease, run_for=LIMIT * 2)
+    assert reason is None and took >= LIMIT * 2
+    assert lease.checks >= 5  # on the clock, nobody reading
+
+
+def test_failing_checks_cut_once_nothing_confirmed_the_keys_for_the_limit() -> None:
+    lease = _Lease(Unavailable("database unavailable"))
+    reason, took = _watch(lease)
+    assert isinstance(reason, Unavailable)
+    assert LIMIT <= took < LIMIT + 1.0  # the limit, not much later (a busy machine)
+    assert lease.checks > 3  # retried until the limit
+
+
+def test_a_hanging_check_cuts_at_the_limit() -> None:
+    reason, took = _watch(_Lease("hang"))
+    assert isinstance(reason, Unavailable)
+    assert LIMIT <= took < LIMIT + 1.0  # the limit, not much later (a busy machine)
+
+
+def test_a_check_that_fails_then_succeeds_does_not_cut() -> None:
+    # Failures shorter than the limit, then live again: the limit counts from then.
+    lease = _Lease(*[Unavailable("blip")] * 5, None)
+    reason, _ = _watch(lease, run_for=LIMIT * 3)
+    assert reason is None
+
+
+def test_ended_lease_stops_without_a_cut() -> None:
+    lease = _Lease(KeyNoLongerLive("invalid API key"))
+    lease.ended = True
+    reason, took = _watch(lease)
+    assert reason is None and lease.checks == 0 and took < LIMIT

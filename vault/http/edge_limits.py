@@ -1,0 +1,178 @@
+"""Limits on a request's head (request line and header fields), enforced while uvicorn
+parses it, before anything is buffered without bound.
+
+uvicorn's httptools protocol has no limit of its own: it keeps the URL and every header
+until the head ends (a 10 MB header was served), and its h11 protocol answers a head
+over `h11_max_incomplete_event_size` (16 KiB) with a plain-text 400. The vault runs
+uvicorn with `LimitedHttpToolsProtocol` below instead: a request target over
+MAX_REQUEST_TARGET_BYTES is 414, header fields over MAX_HEADER_BYTES or
+MAX_HEADER_FIELDS are 431, and a request httptools cannot parse is 400. Each refusal is
+handed to the app as a request of its own (EDGE_REFUSAL in its scope state), so the
+access-log middleware answers it as problem+json with a request id and logs it like any
+other request; the connection is closed after the answer.
+
+The protocol also offers the app one extension, ABORT_CONNECTION in the scope's
+"extensions": reset this request's connection now, discarding whatever is still queued
+for the client (a transfer cut by the clock, vault/http/transfers.py). uvicorn itself only
+closes a connection whose app failed, which first waits until the client has read the
+queued bytes: a client that stopped reading would get them whenever it resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from contextlib import suppress
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+# The path and query as sent. nginx's default request-line buffer is 8 KiB; no vault
+# route needs more (a subject reference is at most 200 characters, 2.4 KiB encoded).
+MAX_REQUEST_TARGET_BYTES = 8 * 1024
+# The sum over header fields of name and value lengths (what nginx's default 4 x 8 KiB
+# buffers allow); the largest the vault reads is an Authorization key of 256 characters
+# or an RFC 8187 X-Filename of about 3 KiB.
+MAX_HEADER_BYTES = 32 * 1024
+MAX_HEADER_FIELDS = 100
+# What one head may hold in memory before it is refused, whatever is still unparsed:
+# the two limits plus the framing (": ", CRLF per field, the request line's).
+_MAX_HEAD_BYTES = MAX_REQUEST_TARGET_BYTES + MAX_HEADER_BYTES + 4 * MAX_HEADER_FIELDS + 64
+
+# The method of a request refused before its request line was parsed.
+_UNPARSED = "(invalid)"
+
+EDGE_REFUSAL = "edge_refusal"  # scope["state"] key: the status the app must answer
+ABORT_CONNECTION = "datavault.abort_connection"  # scope["extensions"] key: a callable
+# SO_LINGER on, timeout 0: close() resets the connection and drops the send buffer.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+REFUSAL_DETAILS = {
+    400: ("malformed-request", "the request is not valid HTTP/1.1"),
+    414: ("uri-too-long", f"the request target is longer than {MAX_REQUEST_TARGET_BYTES} bytes"),
+    431: (
+        "headers-too-large",
+        f"the header fields are larger than {MAX_HEADER_BYTES} bytes "
+        f"or more than {MAX_HEADER_FIELDS}",
+    ),
+}
+
+
+class LimitedHttpToolsProtocol(HttpToolsProtocol):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_head = True
+        self._head_bytes = 0
+        self._header_bytes = 0
+        self._header_fields = 0
+        self._method = _UNPARSED
+        self._refusal: int | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:
+            return  # the answer is on its way; the rest of this request is dropped
+        in_head_before = self._in_head
+        super().data_received(data)
+        if self._refusal is None and in_head_before and self._in_head:
+            # Still inside the head after this chunk: bound what it may hold, even while
+            # one header's value is still arriving (httptools reports it only when whole).
+            self._head_bytes += len(data)
+            if self._head_bytes > _MAX_HEAD_BYTES:
+                self._refusal = 431
+        if self._refusal is not None:
+            self._answer_refusal()
+
+    def send_400_response(self, msg: str) -> None:
+        """httptools could not parse the request: answered by the app like any refusal
+        (problem+json, logged), unless there is no request to speak of yet."""
+        if not self._has_request():
+            super().send_400_response(msg)
+            return
+        self._refusal = self._refusal or 400  # data_received hands it to the app
+
+    def on_message_begin(self) -> None:
+        if self._refusal is not None:
+            return  # a pipelined request after a refused one: never started
+        super().on_message_begin()
+        # ASGI types extension values as dicts; this one is the vault's own callable.
+        self.scope["extensions"] = {ABORT_CONNECTION: self._abort_connection}  # type: ignore[dict-item]
+        self._in_head = True
+        self._head_bytes = self._header_bytes = self._header_fields = 0
+        self._method = _UNPARSED
+
+    def on_url(self, url: bytes) -> None:
+        if self._refusal is not None:
+            return
+        if self._method == _UNPARSED:
+            self._method = self.parser.get_method().decode("ascii", "replace")
+        super().on_url(url)
+        if len(self.url) > MAX_REQUEST_TARGET_BYTES:
+            self._refusal = 414
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._refusal is not None:
+            return
+        self._header_fields += 1
+        self._header_bytes += len(name) + len(value.rstrip(b" \t"))
+        if self._header_bytes > MAX_HEADER_BYTES or self._header_fields > MAX_HEADER_FIELDS:
+            self._refusal = 431
+            return
+        super().on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        if self._refusal is None:
+            super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self._refusal is None:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refusal is None:
+            super().on_message_complete()
+
+    def _abort_connection(self) -> None:
+        """Reset the connection: no byte still queued, here or in the kernel, is sent."""
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        self.transport.abort()
+
+    def _has_request(self) -> bool:
+        """Whether a request began (uvicorn types its scope as always set; it is not)."""
+        return getattr(self, "scope", None) is not None
+
+    def _answer_refusal(self) -> None:
+        """Run the app on a stand-in request that carries only the refusal: no target,
+        and only the header fields that were within the limits (X-Forwarded-For among
+        them, for the access log's client IP)."""
+        if not self._has_request() or self.scope["state"].get(EDGE_REFUSAL):
+            return
+        previous = self.cycle
+        self.scope["method"] = self._method
+        self.scope["path"], self.scope["raw_path"], self.scope["query_string"] = "/", b"/", b""
+        self.scope["state"][EDGE_REFUSAL] = self._refusal
+        self.cycle = RequestResponseCycle(
+            scope=self.scope, transport=self.transport, flow=self.flow, logger=self.logger,
+            access_logger=self.access_logger, access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=_already_set(),
+            expect_100_continue=False, keep_alive=False, on_response=self.on_response_complete,
+        )  # fmt: skip
+        self.cycle.more_body = False
+        if previous is None or previous.response_complete:
+            self._start_asgi_task(self.cycle, self.app)
+        else:
+            # Pipelined behind a request still being answered: after it, as uvicorn
+            # queues any pipelined request.
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, self.app))
+
+
+def _already_set() -> asyncio.Event:
+    """The stand-in request has no body: the app's receive() must not wait for one."""
+    event = asyncio.Event()
+    event.set()
+    return event

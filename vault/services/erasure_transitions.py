@@ -1,0 +1,48 @@
+"""The one place an erasure's status changes: checked against the state machine
+(vault/domain/erasures.py), guarded by the status the caller saw, and journaled as an
+event row in the same transaction, together with the tenants' webhook event for a status
+they hear about (completed, held, cancelled: vault/services/webhook_outbox.py)."""
+
+from __future__ import annotations
+
+import uuid
+
+from vault.db.database import Connection
+from vault.db.sql import Queries
+from vault.domain.erasures import ErasureStatus, InvalidTransition, check_transition
+from vault.services.webhook_outbox import emit_erasure_status
+
+Q = Queries("erasures")
+
+
+async def transition(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    erasure_id: uuid.UUID,
+    current: ErasureStatus,
+    new: ErasureStatus,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    detail: str | None = None,
+) -> None:
+    """Move the erasure from `current` to `new`. The caller holds the erasure's row lock;
+    the guard on `current` turns a bug into an error instead of a silent overwrite."""
+    check_transition(current, new)
+    if current != new:
+        changed = await conn.fetchval(Q.set_status, tenant_id, erasure_id, current, new)
+        if changed is None:
+            raise InvalidTransition(f"erasure {erasure_id} was not {current}")
+    await conn.execute(Q.event, tenant_id, erasure_id, current, new, api_key_id, detail)
+    if current != new:
+        await emit_erasure_status(conn, tenant_id, erasure_id, new)
+
+
+async def journal_created(
+    conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID,
+    detail: str | None,
+) -> None:  # fmt: skip
+    """The event row of a new (scheduled) erasure, inserted by the caller."""
+    check_transition(None, ErasureStatus.SCHEDULED)
+    await conn.execute(
+        Q.event, tenant_id, erasure_id, None, ErasureStatus.SCHEDULED, api_key_id, detail
+    )

@@ -1,0 +1,143 @@
+"""The shred-ledger publisher: pending outbox rows become one ledger object per batch in
+the blob store (`ledger/<seq>.json`, hash-chained to the one before), then are marked
+published, and erasures whose every row is published complete (or are held, when holds
+or retention keep part of them) with their receipt. The format and the checks are in
+vault/services/ledger.py."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vault.blobs.base import BlobNotFound, BlobStore
+from vault.config import Settings
+from vault.db.database import Database
+from vault.db.sql import Queries
+from vault.domain.erasures import ErasureStatus, status_after_shred
+from vault.observability import events
+from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.erasure_transitions import transition
+from vault.services.ledger import GENESIS, LedgerError, encode_entry, entry_key, parse_entry
+from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
+from vault.services.tenants import list_tenants
+
+Q = Queries("ledger")
+E = Queries("erasures")
+
+PUBLISH_INTERVAL_SECONDS = 2.0
+# Object Lock on ledger entries lasts the backup retention (the erasure's receipts and
+# the caller pass the deployment's); this default is Settings' default.
+DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
+_BATCH = 5000  # outbox rows per tenant per ledger object (~1 MB)
+_MAX_OBJECTS_PER_ROUND = 20
+
+
+async def publish_pending(
+    db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS,
+    watermark: LedgerWatermark | None = None,
+) -> int:  # fmt: skip
+    """Publish pending outbox rows as one ledger object; return how many rows.
+
+    Where the bucket has Object Lock, the object is locked (compliance mode) for
+    `retain_days`, the deployment's backup retention: as long as a backup from before an
+    erasure can be restored, nobody, the operator included, can delete the entry that
+    makes the restored vault destroy the key again."""
+    async with db.untenanted_tx() as head_tx:
+        await head_tx.execute(Q.ensure_head, GENESIS)
+        head = await head_tx.fetchrow(Q.lock_head)  # one publisher at a time
+        assert head is not None
+        seq, prev = int(head["seq"]), bytes(head["entry_hash"])
+        # A publisher that died after writing its object but before recording it.
+        while True:
+            try:
+                orphan = parse_entry(await blobs.get(entry_key(seq + 1)))
+            except BlobNotFound:
+                break
+            if orphan.prev != prev:
+                raise LedgerError(f"ledger entry {seq + 1} does not link to the head")
+            await _mark(db, orphan.seq, orphan.entries)
+            seq, prev = orphan.seq, orphan.hash
+        entries: list[dict[str, Any]] = []
+        for tenant in await list_tenants(db):
+            async with db.tenant_tx(tenant.id) as conn:
+                for row in await conn.fetch(Q.pending, tenant.id, _BATCH):
+                    entries.append(_entry(tenant.id, row))
+        if entries:
+            seq += 1
+            data, prev = encode_entry(seq, prev, entries)
+            until = datetime.now(UTC) + timedelta(days=retain_days + 1)
+            await blobs.put_retained(entry_key(seq), data, until)
+            await _mark(db, seq, entries)
+        await head_tx.execute(Q.update_head, seq, prev)
+    if watermark is not None and seq:
+        # Committed: the root-key store now remembers that the ledger reaches here.
+        await asyncio.to_thread(watermark.remember, LedgerHead(seq, prev))
+    for entry in entries:
+        erasure_id = entry["erasure_id"]
+        events.key_shredded(
+            uuid.UUID(entry["tenant_id"]), entry["key_kind"], entry["key_id"],
+            uuid.UUID(erasure_id) if erasure_id else None, seq,
+        )  # fmt: skip
+    return len(entries)
+
+
+def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
+    destroyed_at: datetime = row["destroyed_at"]
+    return {
+        "tenant_id": str(tenant_id),
+        "outbox_id": row["id"],
+        "key_kind": row["key_kind"],
+        "key_id": row["key_id"],
+        "erasure_id": str(row["erasure_id"]) if row["erasure_id"] else None,
+        "destroyed_at": destroyed_at.isoformat(),
+    }
+
+
+async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:
+    by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for entry in entries:
+        by_tenant[entry["tenant_id"]].append(entry)
+    for tenant_id, listed in by_tenant.items():
+        async with db.tenant_tx(uuid.UUID(tenant_id)) as conn:
+            await conn.execute(
+                Q.mark_published, uuid.UUID(tenant_id),
+                [int(e["outbox_id"]) for e in listed], [e["key_id"] for e in listed], seq,
+            )  # fmt: skip
+
+
+async def complete_published_erasures(
+    db: Database, receipts: ReceiptIssuer | None = None
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Erasures whose every ledger row is published become completed (or held, when
+    holds keep part of them), with their receipt (final, or interim while held) issued
+    in the same transaction. Returns (tenant, erasure) pairs that changed."""
+    changed = []
+    for tenant in await list_tenants(db):
+        done: list[tuple[uuid.UUID, ErasureStatus]] = []
+        async with db.tenant_tx(tenant.id) as conn:
+            for row in await conn.fetch(E.awaiting_ledger, tenant.id):
+                status = status_after_shred(row["kept"])
+                await transition(conn, tenant.id, row["id"], ErasureStatus.IN_PROGRESS, status)
+                if receipts is not None:
+                    await receipts.issue(conn, tenant.id, row["id"])
+                changed.append((tenant.id, row["id"]))
+                done.append((row["id"], status))
+        for erasure_id, status in done:  # logged once committed
+            events.erasure_completed(tenant.id, erasure_id, held=status == ErasureStatus.HELD)
+    return changed
+
+
+async def publish_and_complete(
+    db: Database, blobs: BlobStore, receipts: ReceiptIssuer,
+    watermark: LedgerWatermark | None = None,
+) -> None:  # fmt: skip
+    # Replaced records add a data key each: under a burst a tenant can have more pending
+    # rows than one object takes, and an erasure's rows must not wait rounds behind them.
+    for _ in range(_MAX_OBJECTS_PER_ROUND):
+        published = await publish_pending(db, blobs, receipts.backup_retention_days, watermark)
+        if published < _BATCH:
+            break
+    await complete_published_erasures(db, receipts)
