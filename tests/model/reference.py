@@ -212,8 +212,13 @@ class ReferenceModel:
         record = subject.records.setdefault(name, Record(name, category))
         version = max(record.versions, default=0) + 1
         old = record.current_item()
-        if old is not None and not self.covering_holds(ref, category):
-            old.live = False  # replacing shreds the old version unless a hold keeps it
+        if (
+            old is not None and not self.covering_holds(ref, category)
+            and old.generation not in self.covered_generations(ref)
+        ):  # fmt: skip
+            # Replacing shreds the old version unless a hold keeps it, or an erasure
+            # covers it (then that erasure destroys it: dv_record_write).
+            old.live = False
         status = 201 if old is None else 200
         subject.live_keys.add((subject.generation, category))
         record.versions[version] = Item(
@@ -238,7 +243,9 @@ class ReferenceModel:
         self._tick()
         if item is None or not item.live:
             return (GONE | {409} if subject.restricted else GONE), frozenset()
-        if subject.restricted:
+        if subject.restricted or item.generation in self.covered_generations(ref):
+            # Restriction freezes deletion; what an erasure covers (scheduled or kept by
+            # it) only that erasure destroys (keyring.check_destroyable). No holds named.
             return frozenset({409}), frozenset()
         holds = self.covering_holds(ref, item.category)
         if holds:
@@ -251,12 +258,29 @@ class ReferenceModel:
 
     # --- erasures ---------------------------------------------------------------------
 
-    def open_erasure(self, ref: str) -> Erasure | None:
-        """The erasure a repeated request answers with (200), if any."""
+    def repeat_erasure(self, ref: str) -> Erasure | None:
+        """The erasure a repeated request answers with (200), if any: the subject's
+        scheduled one, extended to data written since it was asked for (a live key in a
+        later generation), after which later writes start the next generation."""
         latest = self.latest_erasure(ref)
-        if latest is not None and latest.status in ("scheduled", "in_progress"):
-            return latest
-        return None
+        if latest is None or latest.status not in ("scheduled", "in_progress"):
+            return None
+        self._tick()
+        subject = self.subjects.get(ref)
+        covered = max(latest.generations, default=0)
+        if subject is not None and any(g > covered for g, _ in subject.live_keys):
+            first = latest.generations[0] if latest.generations else self._after_erased(ref) + 1
+            latest.generations = tuple(range(first, subject.generation + 1))
+            subject.generation += 1
+        return latest
+
+    def _after_erased(self, ref: str) -> int:
+        """The last generation an erasure not cancelled covers (0: none)."""
+        return max(
+            (max(e.generations) for e in self.erasures
+             if e.ref == ref and e.status != "cancelled" and e.generations),
+            default=0,
+        )  # fmt: skip
 
     def start_erasure(self, erasure_id: str, ref: str) -> None:
         """A 202: a new erasure, covering the generations since the last one not
@@ -265,12 +289,7 @@ class ReferenceModel:
         subject = self.subjects.get(ref)
         generations: tuple[int, ...] = ()
         if subject is not None:
-            after = max(
-                (max(e.generations) for e in self.erasures
-                 if e.ref == ref and e.status != "cancelled" and e.generations),
-                default=0,
-            )  # fmt: skip
-            generations = tuple(range(after + 1, subject.generation + 1))
+            generations = tuple(range(self._after_erased(ref) + 1, subject.generation + 1))
             subject.generation += 1
         self.erasures.append(Erasure(erasure_id, ref, generations, self.grace_hours))
 
@@ -418,11 +437,14 @@ class ReferenceModel:
         for subject in self.subjects.values():
             if subject.restricted:
                 continue
+            # What an erasure covers is that erasure's to destroy, not retention's.
+            erased = self.covered_generations(subject.ref)
             current = [r.current_item() for r in subject.records.values()]
             for item in [*subject.artefacts.values(), *(i for i in current if i is not None)]:
                 rule = self.rules.get(item.category)
                 if (
-                    item.live and rule is not None and rule.delete_after_days is not None
+                    item.live and item.generation not in erased
+                    and rule is not None and rule.delete_after_days is not None
                     and item.created_day + rule.delete_after_days <= self.day
                     and not self.covering_holds(subject.ref, item.category)
                     and not self._statutory(item, self.day)
@@ -431,7 +453,8 @@ class ReferenceModel:
             for record in subject.records.values():
                 for version, item in record.versions.items():
                     kept = self.covering_holds(subject.ref, item.category)
-                    if version != record.current and item.live and not kept:
+                    retired = version != record.current and item.live
+                    if retired and not kept and item.generation not in erased:
                         item.live = False
                 current_item = record.current_item()
                 if current_item is not None and not current_item.live:
