@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -74,10 +75,12 @@ from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.wakeups import CHANNELS, WakeupListener
 from vault.services.webhook_sender import resolve_host
 from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
+from workers.ledger import publish_pending
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -114,7 +117,10 @@ ROUTES = [
         DELETE=artefacts.delete_artefact,
     ),
     route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
-    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    route(
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/links",
+        POST=idempotent(playback.mint_playback_link),
+    ),
     # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
     route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
@@ -220,7 +226,12 @@ def create_app(
             export=ExportService(
                 db, keyring, subject_service, artefact_service, disclosure_service
             ),
-            holds=HoldService(db),
+            holds=HoldService(
+                db,
+                lambda: publish_pending(
+                    db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
+                ),
+            ),
             erasures=ErasureService(db, refs),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,
@@ -234,6 +245,11 @@ def create_app(
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
         anchors = AnchorMemory()  # the anchor job's, and the last anchoring's on shutdown
+        # The erasure executor and the ledger publisher run when the work is committed.
+        wakeups = {channel: asyncio.Event() for channel in CHANNELS}
+        wakeup_listener = WakeupListener(database_url, wakeups) if run_jobs else None
+        if wakeup_listener is not None:
+            wakeup_listener.start()
         jobs = JobRunner(
             [
                 monitor_job(db, metrics),
@@ -250,6 +266,7 @@ def create_app(
                         settings,
                         metrics,
                         anchors,
+                        wakeups,
                     )
                     if run_jobs
                     else []
@@ -273,6 +290,8 @@ def create_app(
         finally:
             try:
                 await jobs.stop()
+                if wakeup_listener is not None:
+                    await wakeup_listener.stop()
                 await kek_listener.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -9,10 +11,17 @@ from starlette.responses import Response
 
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
+from vault.errors import InvalidInput
 from vault.http.auth import require
 from vault.http.body import has_body, read_json_object
-from vault.http.pages import page_after_time, page_params
-from vault.http.params import encode_cursor_parts, path_uuid
+from vault.http.pages import DEFAULT_LIMIT, MAX_LIMIT, page_after_time
+from vault.http.params import (
+    decode_cursor_parts,
+    encode_cursor_parts,
+    parse_time,
+    path_uuid,
+    query_int,
+)
 from vault.http.render import json_response, rfc3339
 from vault.http.state import vault_state
 from vault.http.subject_path import subject_ref
@@ -94,25 +103,61 @@ async def show_erasure(request: Request) -> Response:
 
 
 async def list_erasures(request: Request) -> Response:
+    """Newest first; with `updated_since`, the erasures changed at or after that time,
+    oldest change first (API.md), for a client that follows them."""
     principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
-    limit, after = page_params(request, {"status", "subject_ref"})
+    params = request.query_params
+    unknown = set(params) - {"status", "subject_ref", "updated_since", "limit", "cursor"}
+    if unknown:
+        first, *rest = sorted(unknown)
+        raise InvalidInput(
+            f"unknown query parameters: {', '.join(sorted(unknown))}", field=first, also=rest
+        )
+    limit = query_int("limit", params.get("limit"), minimum=1, maximum=MAX_LIMIT) or DEFAULT_LIMIT
     state = vault_state(request)
-    subject_ref = request.query_params.get("subject_ref")
+    subject_ref = params.get("subject_ref")
     ref_hash = (
         await state.subject_refs.hash(principal.tenant_id, normalize_ref(subject_ref))
         if subject_ref is not None
         else None
     )
-    erasures = await state.erasures.list(
-        principal.tenant_id,
-        request.query_params.get("status"),
-        page_after_time(after),
-        limit,
-        subject_ref_hash=ref_hash,
-    )
-    last = erasures[-1] if len(erasures) == limit else None
-    cursor = encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None
+    status = params.get("status")
+    updated_since = parse_time("updated_since", params.get("updated_since"))
+    if updated_since is not None:
+        erasures = await state.erasures.list_changed(
+            principal.tenant_id, updated_since, status, _changes_after(params.get("cursor")),
+            limit, subject_ref_hash=ref_hash,
+        )  # fmt: skip
+        last = erasures[-1] if len(erasures) == limit else None
+        cursor = _changes_cursor(last) if last else None
+    else:
+        after = page_after_time(decode_cursor_parts(params.get("cursor"), 2))
+        erasures = await state.erasures.list(
+            principal.tenant_id, status, after, limit, subject_ref_hash=ref_hash
+        )
+        last = erasures[-1] if len(erasures) == limit else None
+        cursor = (
+            encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None
+        )
     return json_response({"items": [render_erasure(e) for e in erasures], "next_cursor": cursor})
+
+
+# The first part of a cursor into changes (updated_since): a newest-first cursor has two
+# parts, so one cannot be handed to the other listing by mistake.
+_CHANGES = "changes"
+
+
+def _changes_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    parts = decode_cursor_parts(cursor, 3)
+    if parts is None:
+        return None
+    if parts[0] != _CHANGES:
+        raise InvalidInput("cursor is not one this vault issued", field="cursor")
+    return page_after_time(parts[1:])
+
+
+def _changes_cursor(last: dict[str, Any]) -> str:
+    return encode_cursor_parts(_CHANGES, rfc3339(last["updated_at"]), str(last["id"]))
 
 
 async def cancel_erasure(request: Request) -> Response:

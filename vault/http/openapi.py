@@ -273,6 +273,7 @@ IDEMPOTENT_OPERATIONS = frozenset(
     {
         ("/v1/api-keys", "post"),
         ("/v1/subjects/{ref}/artefacts", "post"),
+        ("/v1/subjects/{ref}/artefacts/{artefact_id}/links", "post"),
         ("/v1/subjects/{ref}/records/{name}", "put"),
         ("/v1/subjects/{ref}/erasure", "post"),
         ("/v1/holds", "post"),

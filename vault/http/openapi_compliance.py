@@ -264,11 +264,16 @@ def _erasure_paths() -> dict[str, dict[str, Any]]:
             ),
         },
         "/v1/erasures": {
-            "get": _op("List erasures, newest first", scope=("erasure", "compliance"),
+            "get": _op("List erasures, newest first (with updated_since: changed since, "
+                       "oldest change first)", scope=("erasure", "compliance"),
                        ok_schema=_list_page(ERASURE),
                        params=[_query("status", _ERASURE_STATUS, "Only this status"),
                                _query("subject_ref", _STR, "Only this subject's erasures "
                                       "(by reference; the vault matches its keyed hash)"),
+                               _query("updated_since", _TIME,
+                                      "Only erasures whose status or contents changed at or "
+                                      "after this time, oldest change first (updated_at, "
+                                      "then id): follow them with next_cursor"),
                                *_PAGING],
                        errors=(422,)),
         },

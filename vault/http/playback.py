@@ -79,22 +79,19 @@ async def play(request: Request) -> Response:
     request.state.key_prefix = use.principal.prefix
     tenant_id, artefacts = use.principal.tenant_id, state.artefacts
     try:
-        artefact = await artefacts.describe_by_ref_hash(
-            tenant_id, use.subject_ref_hash, use.artefact_id, LINK_ACCESS
+        # The link's key was found live by `resolve` just now: None, not checked again.
+        located = await artefacts.locate_by_ref_hash(
+            tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS
         )
     except (NotFound, Forbidden):  # deleted (410), erased, restricted (403): all dead
         raise NotFound(DEAD_LINK) from None
 
     async def open_body(byte_range: ByteRange | None) -> Content:
-        try:
-            return await artefacts.open_content_by_ref_hash(
-                tenant_id, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, byte_range,
-                watch_transfer(request, use.principal),
-            )  # fmt: skip
-        except (NotFound, Forbidden):  # went in between
-            raise NotFound(DEAD_LINK) from None
+        return await artefacts.open_content(
+            located, byte_range, watch_transfer(request, use.principal)
+        )
 
-    return await content_response(request, artefact, open_body)
+    return await content_response(request, located.artefact, open_body)
 
 
 def _count_unknown_link(request: Request, state: VaultState) -> None:

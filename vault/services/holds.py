@@ -3,11 +3,14 @@ the check every destroy path asks before it destroys a key."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import structlog
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
@@ -26,8 +29,16 @@ from vault.domain.holds import (
 )
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
+from vault.services.ledger_instructions import record_hold
 from vault.services.tenants import load_settings
+from vault.services.wakeups import ERASURES_DUE, notify
 from vault.services.webhook_outbox import emit_hold_released
+
+log = structlog.get_logger("datavault.holds")
+
+# How long a hold change waits for its shred-ledger entry before answering anyway (a blob
+# store that hangs). Cut off, a publish leaves at most an object the next round adopts.
+LEDGER_WAIT_SECONDS = 10.0
 
 Q = Queries("holds")
 K = Queries("api_keys")
@@ -104,8 +115,31 @@ def check_expiry(value: datetime | None) -> datetime | None:
 
 
 class HoldService:
-    def __init__(self, db: Database) -> None:
+    """`publish_ledger`: publishes pending shred-ledger rows (workers/ledger.py). A change
+    to a hold publishes its ledger entry before the answer, so a backup restored after
+    the answer keeps it (vault/services/ledger_instructions.py); if the blob store fails,
+    the publisher's next round does, and the hold holds in PostgreSQL meanwhile."""
+
+    def __init__(
+        self, db: Database, publish_ledger: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
         self._db = db
+        self._publish_ledger = publish_ledger
+        # One inline publish per process at a time: each holds the ledger head's row lock
+        # and more connections, and the pool must not fill with waiters.
+        self._publishing = asyncio.Lock()
+
+    async def _make_durable(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
+        if self._publish_ledger is None:
+            return
+        try:
+            async with asyncio.timeout(LEDGER_WAIT_SECONDS), self._publishing:
+                await self._publish_ledger()
+        except Exception as exc:  # the hold stands; the publisher's next round retries
+            log.warning(
+                "hold_ledger_entry_deferred", tenant_id=str(tenant_id), hold_id=str(hold_id),
+                error_type=type(exc).__name__,
+            )  # fmt: skip
 
     async def known_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
         return list(known_categories((await load_settings(conn, tenant_id)).categories))
@@ -126,8 +160,10 @@ class HoldService:
                 request.reference, request.note, actor.api_key_id, request.expires_at,
             )  # fmt: skip
             await journal(conn, tenant_id, hold_id, HoldAction.PLACED, actor, None)
+            await record_hold(conn, tenant_id, hold_id)  # a restored backup keeps it
             hold = await self._read(conn, tenant_id, hold_id)
         events.hold_placed(tenant_id, hold_id, actor.api_key_id)
+        await self._make_durable(tenant_id, hold_id)
         return hold
 
     async def get(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> dict[str, Any]:
@@ -190,7 +226,12 @@ class HoldService:
                 note = changes["note"]
                 await journal(conn, tenant_id, hold_id, HoldAction.ANNOTATED, actor, None)
             await conn.execute(Q.update_terms, tenant_id, hold_id, expires_at, note)
-            return await self._read(conn, tenant_id, hold_id)
+            if expires_at != row["expires_at"]:
+                await record_hold(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        if expires_at != row["expires_at"]:
+            await self._make_durable(tenant_id, hold_id)
+        return hold
 
     async def release(
         self, tenant_id: uuid.UUID, hold_id: uuid.UUID, reason: str, actor: Actor
@@ -224,10 +265,14 @@ class HoldService:
                 if refusal is not None:
                     raise Conflict(refusal)
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
+            await record_hold(conn, tenant_id, hold_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
+            # API.md: erasures waiting on it proceed at once (the executor retries them).
+            await notify(conn, ERASURES_DUE, tenant_id)
             hold = await self._read(conn, tenant_id, hold_id)
             await emit_hold_released(conn, tenant_id, hold, actor.api_key_id)
         events.hold_released(tenant_id, hold_id, actor.api_key_id)
+        await self._make_durable(tenant_id, hold_id)
         return True, hold
 
     async def withdraw_release(
