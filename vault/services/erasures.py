@@ -44,22 +44,6 @@ class ErasureRequest:
     reference: str | None
 
 
-def check_erasure_request(body: dict[str, Any]) -> ErasureRequest:
-    values = {}
-    for name in ("reason", "reference"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
-            raise InvalidInput(
-                f"{name} must be a string of at most {MAX_TEXT} characters", field=name
-            )
-        values[name] = value
-    unknown = set(body) - {"reason", "reference"}
-    if unknown:
-        first, *rest = sorted(unknown)
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
-    return ErasureRequest(values["reason"], values["reference"])
-
-
 class ErasureService:
     def __init__(self, db: Database, refs: SubjectRefHasher) -> None:
         self._db = db
