@@ -14,6 +14,9 @@ Switches (environment):
   for kinds that leave the model's state right (a wrong field, not a wrong deletion).
 - DATAVAULT_MODEL_SKIP=rule,rule: rules left out, to hunt past known defects that
   would end the search first (hypothesis stops looking 10 s after its first failure).
+- DATAVAULT_MODEL_NO_REPEATS=1: no erasure request for a subject whose latest erasure is
+  still scheduled or in progress, to hunt past a defect in repeated requests (on 2371e0c
+  every path to a held erasure's defects first met that one).
 - DATAVAULT_MODEL_SEED=N: another fixed seed for the examples (CI runs one fixed seed,
   so every run tests the same examples).
 """
@@ -41,12 +44,13 @@ STEPS = int(os.environ.get("DATAVAULT_MODEL_STEPS", "25"))
 TOLERATED = frozenset(filter(None, os.environ.get("DATAVAULT_MODEL_TOLERATE", "").split(",")))
 SKIPPED_RULES = frozenset(filter(None, os.environ.get("DATAVAULT_MODEL_SKIP", "").split(",")))
 SHRINK_SECONDS = int(os.environ.get("DATAVAULT_MODEL_SHRINK_SECONDS", "0"))
+NO_REPEATS = os.environ.get("DATAVAULT_MODEL_NO_REPEATS", "") == "1"
 SEED = int(os.environ.get("DATAVAULT_MODEL_SEED", "20260101"))
 # pytest's 120 s default would cut a failing CI run short in hypothesis' shrinking (up to
 # 300 s after the examples), and the shrunk steps are the report; a hunt has no limit.
 HUNTING = any(
     os.environ.get(f"DATAVAULT_MODEL_{name}")
-    for name in ("EXAMPLES", "STEPS", "SEED", "SHRINK_SECONDS", "TOLERATE", "SKIP")
+    for name in ("EXAMPLES", "STEPS", "SEED", "SHRINK_SECONDS", "TOLERATE", "SKIP", "NO_REPEATS")
 )
 TIMEOUT_SECONDS = 0 if HUNTING else 900
 

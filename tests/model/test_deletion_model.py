@@ -185,6 +185,9 @@ class DeletionMachine(RuleBasedStateMachine):
     @rule(target=erasures, ref=st.sampled_from(REFS), grace_hours=st.sampled_from(GRACE_HOURS))
     def request_erasure(self, ref: str, grace_hours: int) -> MultipleResults[str]:
         """An erasure request, with the tenant's grace period set first if it differs."""
+        open_one = self.model.latest_erasure(ref)
+        if sup.NO_REPEATS and open_one and open_one.status in ("scheduled", "in_progress"):
+            return multiple()  # a hunt past repeated requests (DATAVAULT_MODEL_NO_REPEATS)
         self._begin(f"request_erasure({ref}, grace {grace_hours} h)")
         if grace_hours != self.model.grace_hours:
             self._settings({"erasure_grace_hours": grace_hours})
