@@ -263,6 +263,37 @@ def test_a_concurrent_burst_cannot_overshoot_the_rate_brake(vault: ServerThread)
     assert sum(1 for e in listed if not e["rate_braked"]) == limit
 
 
+def test_concurrent_requests_for_a_subject_never_seen_make_one_erasure(
+    vault: ServerThread,
+) -> None:
+    """A reference never seen has no subject row to queue on: the requests race to insert
+    the one scheduled erasure (erasures_one_scheduled), the losers start again and answer
+    with the winner's instruction."""
+    tenant = _tenant(vault)
+    burst = 6
+    with vault.client() as http:
+        keys = Keys(http, tenant)
+        answers: list[httpx.Response] = []
+        start = threading.Barrier(burst)
+
+        def request() -> None:
+            with vault.client() as own:
+                start.wait(10)
+                answers.append(_erase(own, keys, "never-seen"))
+
+        senders = [threading.Thread(target=request) for _ in range(burst)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(30)
+        listed = http.get(
+            "/v1/erasures", params={"subject_ref": "never-seen"}, headers=auth(keys.privacy)
+        ).json()["items"]
+    assert sorted(a.status_code for a in answers) == [200] * (burst - 1) + [202]
+    assert {a.json()["id"] for a in answers} == {listed[0]["id"]}
+    assert len(listed) == 1
+
+
 async def _hold_erasures_table(url: str, held: threading.Event, release: threading.Event) -> None:
     conn = await asyncpg.connect(url)
     try:

@@ -78,12 +78,17 @@ def render_erasure(erasure: dict[str, Any], full: bool = True) -> dict[str, Any]
 
 
 async def request_erasure(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE)
+    # The key's liveness is checked in the statement that requests the erasure.
+    principal = await require(request, Scope.ERASURE, liveness_in_statement=True)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
     body = await read_json_object(request) if has_body(request) else {}
     erasure, created = await vault_state(request).erasures.request(
-        principal.tenant_id, ref, check_erasure_request(body), principal.key_id
+        principal.tenant_id,
+        ref,
+        check_erasure_request(body),
+        principal.key_id,
+        key_to_check=principal.key_to_check,
     )
     if not created:
         return json_response(render_erasure(erasure, full=False))

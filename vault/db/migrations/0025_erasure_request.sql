@@ -1,0 +1,144 @@
+-- Requesting an erasure in one statement (issue 19, second round: it was twelve to
+-- fourteen round trips: the key lookup, BEGIN, role and tenant, the subject's lock, the
+-- running erasures, data written since, the settings, the rate lock and count, the next
+-- generation, the insert, its event row, the wake-up, COMMIT; a burst of requests was
+-- answered at 56 a second). The same statements in the same order under the same locks
+-- as vault/services/erasures.py ran them before, in one transaction:
+--
+-- 1. the subject's row lock (FOR UPDATE): it orders this against writers creating keys
+--    (they hold it shared while they do: migration 0016) and against other requests;
+-- 2. the subject's scheduled and in-progress erasures, all locked, the scheduled one
+--    first: with no data written since the newest generation it covers, it is the
+--    answer (created false); a scheduled one with data written since is extended to it
+--    (its event row: p_extend_detail) and the subject's next generation starts;
+-- 3. otherwise a new instruction: the rate brake counts the tenant's erasures of the last
+--    hour under its advisory lock (so a burst cannot overshoot it), the grace period and
+--    the brake's delay set not_before, the subject's next generation starts, the row and
+--    its event row are written, and the executor is woken at commit if it is due now.
+--
+-- The caller passes what is decided in the vault's domain code (vault/domain): the
+-- deadline (due_at), the brake's delay and its journal text, the settings' defaults
+-- (TenantSettings), the wake-up channel; the state machine's checks on the two
+-- transitions are made there before the call. Like the other request functions
+-- (migration 0011) it sets role and tenant for its own transaction and checks the API
+-- key's liveness where the vault recognised the key from memory (p_key; NULL: checked).
+-- A concurrent request that inserted the subject's scheduled erasure first makes the
+-- insert fail on erasures_one_scheduled: the caller starts again and finds it.
+CREATE FUNCTION dv_erasure_request(
+    p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text,
+    p_requested_by uuid, p_now timestamptz, p_due_at timestamptz,
+    p_default_grace_hours integer, p_default_rate_limit integer, p_brake_delay interval,
+    p_brake_detail text, p_extend_detail text, p_wake_channel text)
+RETURNS TABLE (created boolean, erasure erasures, items erasure_items[])
+LANGUAGE plpgsql VOLATILE
+AS $$
+DECLARE
+    v_subject_id uuid;
+    v_generation integer;
+    v_row erasures;
+    v_answer erasures;
+    v_written_since boolean;
+    v_settings jsonb;
+    v_limit integer;
+    v_braked boolean := false;
+    v_not_before timestamptz;
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
+    END IF;
+    SELECT s.id, s.generation INTO v_subject_id, v_generation
+      FROM subjects s WHERE s.tenant_id = p_tenant AND s.ref_hash = p_ref_hash FOR UPDATE;
+    -- Every running erasure of the subject is locked; the first is the answer.
+    FOR v_row IN
+        SELECT * FROM erasures e
+         WHERE e.tenant_id = p_tenant AND e.subject_ref_hash = p_ref_hash
+           AND e.status IN ('scheduled', 'in_progress')
+         ORDER BY e.status = 'scheduled' DESC, e.requested_at DESC, e.id DESC
+           FOR UPDATE
+    LOOP
+        IF v_answer.id IS NULL THEN
+            v_answer := v_row;
+        END IF;
+    END LOOP;
+    IF v_answer.id IS NOT NULL THEN
+        v_written_since := v_subject_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM subject_keys k
+             WHERE k.tenant_id = p_tenant AND k.subject_id = v_subject_id
+               AND k.generation > (CASE WHEN v_answer.subject_id IS NOT NULL
+                                        THEN v_answer.generation ELSE 0 END)
+               AND k.wrapped_key IS NOT NULL);
+        IF v_written_since AND v_answer.status = 'scheduled' THEN
+            UPDATE erasures e
+               SET subject_id = v_subject_id, generation = v_generation,
+                   from_generation = coalesce(e.from_generation,
+                                              dv_erasure_from_generation(p_tenant, v_subject_id))
+             WHERE e.tenant_id = p_tenant AND e.id = v_answer.id AND e.status = 'scheduled';
+            UPDATE subjects s SET generation = s.generation + 1
+             WHERE s.tenant_id = p_tenant AND s.id = v_subject_id;
+            INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status,
+                                        api_key_id, detail)
+            VALUES (p_tenant, v_answer.id, 'scheduled', 'scheduled', p_requested_by,
+                    p_extend_detail);
+        END IF;
+        IF NOT v_written_since OR v_answer.status = 'scheduled' THEN
+            RETURN QUERY
+            SELECT false, e, ARRAY(SELECT i FROM erasure_items i
+                                    WHERE i.tenant_id = p_tenant AND i.erasure_id = e.id
+                                    ORDER BY i.category, i.key_id)
+              FROM erasures e WHERE e.tenant_id = p_tenant AND e.id = v_answer.id;
+            RETURN;
+        END IF;
+        -- In progress with data written since: a new instruction for that data.
+    END IF;
+    SELECT t.settings INTO v_settings FROM tenants t WHERE t.id = p_tenant;
+    v_limit := CASE WHEN v_settings ? 'erasure_rate_limit_per_hour'
+                    THEN (v_settings ->> 'erasure_rate_limit_per_hour')::integer
+                    ELSE p_default_rate_limit END;
+    IF v_limit IS NOT NULL THEN
+        -- Serialises counting and inserting a tenant's erasures: a concurrent burst
+        -- cannot overshoot the rate brake. Each statement here reads a fresh snapshot,
+        -- so the count sees what the lock's previous holder committed.
+        PERFORM pg_advisory_xact_lock(
+            hashtextextended('datavault.erasure-rate/' || p_tenant::text, 0));
+        v_braked := (SELECT count(*) FROM erasures e
+                      WHERE e.tenant_id = p_tenant
+                        AND e.requested_at > now() - interval '1 hour') >= v_limit;
+    END IF;
+    v_not_before := p_now + make_interval(hours => coalesce(
+        (v_settings ->> 'erasure_grace_hours')::integer, p_default_grace_hours));
+    IF v_braked THEN
+        v_not_before := greatest(v_not_before, p_now + p_brake_delay);
+    END IF;
+    IF v_subject_id IS NOT NULL THEN
+        UPDATE subjects s SET generation = s.generation + 1
+         WHERE s.tenant_id = p_tenant AND s.id = v_subject_id;
+    END IF;
+    -- It covers the generations after the subject's previous erasure that was not
+    -- cancelled, up to the subject's generation as it was locked.
+    INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation,
+                          from_generation, status, reason, reference, requested_at,
+                          requested_by, not_before, due_at, braked)
+    VALUES (p_tenant, p_id, p_ref_hash, v_subject_id, v_generation,
+            CASE WHEN v_subject_id IS NULL THEN NULL
+                 ELSE dv_erasure_from_generation(p_tenant, v_subject_id) END,
+            'scheduled', p_reason, p_reference, p_now, p_requested_by, v_not_before,
+            p_due_at, v_braked)
+    RETURNING * INTO v_row;
+    INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id,
+                                detail)
+    VALUES (p_tenant, p_id, NULL, 'scheduled', p_requested_by,
+            CASE WHEN v_braked THEN p_brake_detail END);
+    IF v_not_before <= p_now THEN
+        -- Due at once: the executor runs when this commits, not at its next poll.
+        PERFORM pg_notify(p_wake_channel, p_tenant::text);
+    END IF;
+    RETURN QUERY SELECT true, v_row, '{}'::erasure_items[];
+END
+$$;
+
+REVOKE ALL ON FUNCTION dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid,
+    timestamptz, timestamptz, integer, integer, interval, text, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid,
+    timestamptz, timestamptz, integer, integer, interval, text, text, text) TO datavault_app;
