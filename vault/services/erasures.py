@@ -27,7 +27,7 @@ from vault.observability import events
 from vault.services.erasure_transitions import transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
-from vault.services.wakeups import ERASURES_DUE, notify
+from vault.services.wakeups import ERASURES_DUE, WakeupSender, notify
 
 Q = Queries("erasures")
 
@@ -69,9 +69,12 @@ def check_erasure_request(body: dict[str, Any]) -> ErasureRequest:
 
 
 class ErasureService:
-    def __init__(self, db: Database, refs: SubjectRefHasher) -> None:
+    def __init__(
+        self, db: Database, refs: SubjectRefHasher, wakeups: WakeupSender | None = None
+    ) -> None:
         self._db = db
         self._refs = refs
+        self._wakeups = wakeups or WakeupSender(db)
 
     async def request(
         self, tenant_id: uuid.UUID, ref: SubjectRef, request: ErasureRequest, api_key_id: uuid.UUID,
@@ -100,6 +103,10 @@ class ErasureService:
                 # which finds that one scheduled and answers with it.
                 continue
             if created:
+                if erasure["not_before"] <= now:
+                    # Due at once: the executor runs now that it has committed, not at
+                    # its next poll.
+                    self._wakeups.wake(ERASURES_DUE, tenant_id)
                 events.erasure_requested(
                     tenant_id, erasure["id"], api_key_id, rate_braked=erasure["braked"]
                 )
@@ -112,7 +119,7 @@ class ErasureService:
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         """One statement in its own transaction (dv_erasure_request, migration 0025): the
         subject's lock, its running erasures, the rate brake, the next generation, the
-        row, its event row and the executor's wake-up, as the function's comment says.
+        row and its event row, as the function's comment says.
         What the domain code decides goes in as arguments."""
         # The two transitions the statement may journal (a new instruction, scheduled; a
         # scheduled one extended), checked against the state machine as before.
@@ -122,7 +129,7 @@ class ErasureService:
             tenant_id, Q.request, key_to_check, ref_hash, uuid.uuid4(), request.reason,
             request.reference, api_key_id, now, erasure_due_at(now),
             _DEFAULTS.erasure_grace_hours, _DEFAULTS.erasure_rate_limit_per_hour,
-            ERASURE_BRAKE_DELAY, _BRAKED_DETAIL, _EXTENDED_DETAIL, ERASURES_DUE,
+            ERASURE_BRAKE_DELAY, _BRAKED_DETAIL, _EXTENDED_DETAIL,
         )  # fmt: skip
         assert row is not None
         erasure = dict(row["erasure"])

@@ -14,11 +14,13 @@
 -- 3. otherwise a new instruction: the rate brake counts the tenant's erasures of the last
 --    hour under its advisory lock (so a burst cannot overshoot it), the grace period and
 --    the brake's delay set not_before, the subject's next generation starts, the row and
---    its event row are written, and the executor is woken at commit if it is due now.
+--    its event row are written. The caller wakes the executor once this has committed
+--    if it is due now (vault/services/wakeups.py WakeupSender: a NOTIFY in here made
+--    every request's commit queue on PostgreSQL's one-at-a-time NOTIFY commit lock).
 --
 -- The caller passes what is decided in the vault's domain code (vault/domain): the
 -- deadline (due_at), the brake's delay and its journal text, the settings' defaults
--- (TenantSettings), the wake-up channel; the state machine's checks on the two
+-- (TenantSettings); the state machine's checks on the two
 -- transitions are made there before the call. Like the other request functions
 -- (migration 0011) it sets role and tenant for its own transaction and checks the API
 -- key's liveness where the vault recognised the key from memory (p_key; NULL: checked).
@@ -28,7 +30,7 @@ CREATE FUNCTION dv_erasure_request(
     p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text,
     p_requested_by uuid, p_now timestamptz, p_due_at timestamptz,
     p_default_grace_hours integer, p_default_rate_limit integer, p_brake_delay interval,
-    p_brake_detail text, p_extend_detail text, p_wake_channel text)
+    p_brake_detail text, p_extend_detail text)
 RETURNS TABLE (created boolean, erasure erasures, items erasure_items[])
 LANGUAGE plpgsql VOLATILE
 AS $$
@@ -130,15 +132,11 @@ BEGIN
                                 detail)
     VALUES (p_tenant, p_id, NULL, 'scheduled', p_requested_by,
             CASE WHEN v_braked THEN p_brake_detail END);
-    IF v_not_before <= p_now THEN
-        -- Due at once: the executor runs when this commits, not at its next poll.
-        PERFORM pg_notify(p_wake_channel, p_tenant::text);
-    END IF;
     RETURN QUERY SELECT true, v_row, '{}'::erasure_items[];
 END
 $$;
 
 REVOKE ALL ON FUNCTION dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid,
-    timestamptz, timestamptz, integer, integer, interval, text, text, text) FROM PUBLIC;
+    timestamptz, timestamptz, integer, integer, interval, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid,
-    timestamptz, timestamptz, integer, integer, interval, text, text, text) TO datavault_app;
+    timestamptz, timestamptz, integer, integer, interval, text, text) TO datavault_app;

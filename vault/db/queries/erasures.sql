@@ -2,7 +2,7 @@
 -- An erasure request in one statement (dv_erasure_request, migration 0025): the row,
 -- whether it was created, and its items (none when created).
 SELECT created, erasure, items
-  FROM dv_erasure_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+  FROM dv_erasure_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 
 -- name: event
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)
