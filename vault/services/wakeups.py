@@ -2,18 +2,19 @@
 waiting for the next poll.
 
 The transaction that creates work for a job also sends `NOTIFY <channel>, '<tenant id>'`:
-an erasure request that is due at once (or a brake released, or a hold released) wakes
-the erasure executor; a shred that leaves an erasure waiting on the shred ledger wakes
-the ledger publisher. PostgreSQL delivers a notification only when (and if) its
-transaction commits, so a job never wakes for work that was rolled back, and it finds the
-work committed when it looks. Each process that runs the jobs LISTENs on one connection
-and sets the job's wake event.
+a brake released or a hold released wakes the erasure executor; a shred that leaves an
+erasure waiting on the shred ledger wakes the ledger publisher. PostgreSQL delivers a
+notification only when (and if) its transaction commits, so a job never wakes for work
+that was rolled back, and it finds the work committed when it looks. Each process that
+runs the jobs LISTENs on one connection and sets the job's wake event.
 
-An erasure request does not send its own: under a burst every request's commit queued on
+An erasure request that is due at once wakes the executor too, but not from its own
+transaction: under a burst every request's commit queued on
 the lock PostgreSQL takes to commit a NOTIFY (one at a time, each through its WAL flush),
 which bounded the requests answered per second (issue 19, second round). The request
-hands its tenant to a `WakeupSender` once it has committed, which sends one NOTIFY for
-whatever gathered while the previous one was on its way.
+hands its tenant to a `WakeupSender` once it has committed, which sends one statement of
+NOTIFYs for whatever gathered while the previous one was on its way. A process that stops
+between the commit and that statement leaves the erasure to the executor's poll.
 
 Notifications are a shortcut, never the guarantee: one can be lost (the LISTEN
 connection drops, the process restarts, the work was created by hand), so the jobs still
