@@ -29,6 +29,7 @@ from vault.errors import Unavailable
 from vault.observability import events
 from vault.services.erasure_transitions import transition
 from vault.services.keyring import KeyRing
+from vault.services.ledger_instructions import record_erasure
 from vault.services.tenants import list_tenants, load_settings
 from vault.services.wakeups import LEDGER_PENDING, notify
 from workers.isolation import isolated
@@ -152,6 +153,9 @@ async def _shred_claimed(
     destroyed, _ = await _shred(
         conn, keyring, tenant_id, erasure, now or datetime.now(UTC), settings
     )
+    # What it covers and kept, outside PostgreSQL too: a restored backup from before it
+    # must not forget it (vault/services/ledger_instructions.py).
+    await record_erasure(conn, tenant_id, erasure["id"])
     await transition(
         conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED, ErasureStatus.IN_PROGRESS
     )

@@ -7,6 +7,7 @@ vault/services/ledger.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -78,7 +79,7 @@ async def publish_pending(
     if watermark is not None and seq:
         # Committed: the root-key store now remembers that the ledger reaches here.
         await asyncio.to_thread(watermark.remember, LedgerHead(seq, prev))
-    for entry in entries:
+    for entry in (e for e in entries if "fact" not in e):
         erasure_id = entry["erasure_id"]
         events.key_shredded(
             uuid.UUID(entry["tenant_id"]), entry["key_kind"], entry["key_id"],
@@ -89,7 +90,7 @@ async def publish_pending(
 
 def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
     destroyed_at: datetime = row["destroyed_at"]
-    return {
+    entry = {
         "tenant_id": str(tenant_id),
         "outbox_id": row["id"],
         "key_kind": row["key_kind"],
@@ -97,6 +98,9 @@ def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
         "erasure_id": str(row["erasure_id"]) if row["erasure_id"] else None,
         "destroyed_at": destroyed_at.isoformat(),
     }
+    if row["fact"] is not None:  # an instruction entry (vault/services/ledger_instructions.py)
+        entry["fact"] = json.loads(row["fact"])
+    return entry
 
 
 async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.jobs import deletion_violations
@@ -47,11 +46,6 @@ def _held(http: httpx.Client, privacy: dict[str, Any], erasure_id: str) -> dict[
     raise AssertionError("the erasure was not held")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a restored backup forgets a held erasure; what it kept becomes the "
-    "application's data again and is never shredded",
-)
 def test_what_an_erasure_kept_stays_compliance_only_after_a_backup_is_restored(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -87,11 +81,6 @@ def test_what_an_erasure_kept_stays_compliance_only_after_a_backup_is_restored(
     assert violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a restored backup forgets a legal hold placed since; what it kept "
-    "can be deleted by one application key",
-)
 def test_a_legal_hold_survives_a_backup_restore(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:

@@ -52,22 +52,6 @@ class ErasureRequest:
     reference: str | None
 
 
-def check_erasure_request(body: dict[str, Any]) -> ErasureRequest:
-    values = {}
-    for name in ("reason", "reference"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
-            raise InvalidInput(
-                f"{name} must be a string of at most {MAX_TEXT} characters", field=name
-            )
-        values[name] = value
-    unknown = set(body) - {"reason", "reference"}
-    if unknown:
-        first, *rest = sorted(unknown)
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
-    return ErasureRequest(values["reason"], values["reference"])
-
-
 class ErasureService:
     def __init__(
         self, db: Database, refs: SubjectRefHasher, wakeups: WakeupSender | None = None
@@ -117,7 +101,7 @@ class ErasureService:
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
         api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        """One statement in its own transaction (dv_erasure_request, migration 0025): the
+        """One statement in its own transaction (dv_erasure_request, migration 0026): the
         subject's lock, its running erasures, the rate brake, the next generation, the
         row and its event row, as the function's comment says.
         What the domain code decides goes in as arguments."""

@@ -1,5 +1,5 @@
 -- name: request
--- An erasure request in one statement (dv_erasure_request, migration 0025): the row,
+-- An erasure request in one statement (dv_erasure_request, migration 0026): the row,
 -- whether it was created, and its items (none when created).
 SELECT created, erasure, items
   FROM dv_erasure_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
