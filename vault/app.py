@@ -76,7 +76,7 @@ from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
-from vault.services.wakeups import CHANNELS, WakeupListener
+from vault.services.wakeups import CHANNELS, WakeupListener, WakeupSender
 from vault.services.webhook_sender import resolve_host
 from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
@@ -216,6 +216,8 @@ def create_app(
         metrics.watch_auth_throttle(
             auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
+        # Erasure requests' wake-ups for the executor, sent after they commit.
+        erasure_wakeups = WakeupSender(db)
         app.state.vault = VaultState(
             settings=settings,
             db=db,
@@ -240,7 +242,7 @@ def create_app(
                     db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
                 ),
             ),
-            erasures=ErasureService(db, refs),
+            erasures=ErasureService(db, refs, erasure_wakeups),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,
             webhooks=WebhookService(
@@ -297,6 +299,7 @@ def create_app(
             yield
         finally:
             try:
+                await erasure_wakeups.flush()
                 await jobs.stop()
                 if wakeup_listener is not None:
                     await wakeup_listener.stop()
