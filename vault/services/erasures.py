@@ -9,6 +9,7 @@ requested generation's keys are destroyed whatever arrives later.
 from __future__ import annotations
 
 import builtins
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ import asyncpg
 
 from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
+from vault.domain.deadlines import erasure_due_at, erasure_not_before
 from vault.domain.erasures import ErasureStatus, check_transition
 from vault.domain.subject_refs import SubjectRef
 from vault.domain.tenant_settings import TenantSettings
@@ -37,8 +38,11 @@ _ONE_SCHEDULED = "erasures_one_scheduled"
 # A request that lost the race for the one open erasure starts again once; more attempts
 # only matter when that erasure also finished in between.
 _CONCURRENT_ATTEMPTS = 3
-# The settings' defaults, for a tenant whose settings document leaves them out.
-_DEFAULTS = TenantSettings()
+# Requests decide on the tenant's settings as last read (the statement checks them): a
+# change makes one attempt more, settings changed again in between another.
+_SETTINGS_ATTEMPTS = 3
+# Tenants whose settings a process keeps (not secret; all forgotten when full).
+_SETTINGS_CACHED = 10_000
 # The journal's words for a braked instruction and for one extended to data written since.
 _BRAKED_DETAIL = "rate brake: held back 24 h"
 _EXTENDED_DETAIL = "asked again: extended to data written since"
@@ -59,6 +63,9 @@ class ErasureService:
         self._db = db
         self._refs = refs
         self._wakeups = wakeups or WakeupSender(db)
+        # Per tenant: the settings document as read (the statement's comparison) and it
+        # read by TenantSettings. None: not read yet, the defaults assumed.
+        self._settings: dict[uuid.UUID, tuple[str | None, TenantSettings]] = {}
 
     async def request(
         self, tenant_id: uuid.UUID, ref: SubjectRef, request: ErasureRequest, api_key_id: uuid.UUID,
@@ -101,24 +108,41 @@ class ErasureService:
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
         api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        """One statement in its own transaction (dv_erasure_request, migration 0026): the
+        """One statement in its own transaction (dv_erasure_request, migration 0027): the
         subject's lock, its running erasures, the rate brake, the next generation, the
-        row and its event row, as the function's comment says.
-        What the domain code decides goes in as arguments."""
+        row and its event row, as the function's comment says. What the domain code
+        decides goes in as arguments, from the tenant's settings as last read here; the
+        statement compares them with the row's, and if they changed it writes nothing
+        and returns the row's, to decide again with."""
         # The two transitions the statement may journal (a new instruction, scheduled; a
         # scheduled one extended), checked against the state machine as before.
         check_transition(None, ErasureStatus.SCHEDULED)
         check_transition(ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED)
-        row = await self._db.tenant_fetchrow(
-            tenant_id, Q.request, key_to_check, ref_hash, uuid.uuid4(), request.reason,
-            request.reference, api_key_id, now, erasure_due_at(now),
-            _DEFAULTS.erasure_grace_hours, _DEFAULTS.erasure_rate_limit_per_hour,
-            ERASURE_BRAKE_DELAY, _BRAKED_DETAIL, _EXTENDED_DETAIL,
-        )  # fmt: skip
-        assert row is not None
-        erasure = dict(row["erasure"])
-        erasure["items"] = [{name: item[name] for name in _ITEM_COLUMNS} for item in row["items"]]
-        return erasure, bool(row["created"])
+        due_at = erasure_due_at(now)
+        for _ in range(_SETTINGS_ATTEMPTS):
+            document, settings = self._settings.get(tenant_id, (None, TenantSettings()))
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            row = await self._db.tenant_fetchrow(
+                tenant_id, Q.request, key_to_check, ref_hash, uuid.uuid4(), request.reason,
+                request.reference, api_key_id, now, due_at, document,
+                settings.erasure_rate_limit_per_hour, erasure_not_before(now, grace, False),
+                erasure_not_before(now, grace, True), _BRAKED_DETAIL, _EXTENDED_DETAIL,
+            )  # fmt: skip
+            assert row is not None
+            if row["created"] is not None:
+                erasure = dict(row["erasure"])
+                erasure["items"] = [
+                    {name: item[name] for name in _ITEM_COLUMNS} for item in row["items"]
+                ]
+                return erasure, bool(row["created"])
+            self._remember_settings(tenant_id, row["settings"])
+        raise Conflict("the tenant's settings kept changing; try again")
+
+    def _remember_settings(self, tenant_id: uuid.UUID, document: str | None) -> None:
+        if len(self._settings) >= _SETTINGS_CACHED and tenant_id not in self._settings:
+            self._settings.clear()
+        parsed = TenantSettings.from_document(json.loads(document) if document else {})
+        self._settings[tenant_id] = (document, parsed)
 
     async def get(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -196,7 +220,8 @@ class ErasureService:
             ):
                 raise Conflict("only an erasure the rate brake still holds back can be released")
             settings = await load_settings(conn, tenant_id)
-            grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            grace_end = erasure_not_before(row["requested_at"], grace, braked=False)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
             if grace_end <= now:
                 await notify(conn, ERASURES_DUE, tenant_id)

@@ -1,8 +1,9 @@
 -- name: request
--- An erasure request in one statement (dv_erasure_request, migration 0026): the row,
--- whether it was created, and its items (none when created).
-SELECT created, erasure, items
-  FROM dv_erasure_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+-- An erasure request in one statement (dv_erasure_request, migration 0027): the row,
+-- whether it was created, and its items (none when created); or, when the tenant's
+-- settings were not $10, nothing but them (created NULL).
+SELECT created, erasure, items, settings
+  FROM dv_erasure_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 
 -- name: event
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)
@@ -109,6 +110,11 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
        hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
 -- name: awaiting_ledger
+-- Shredded erasures ready to complete (or be held): every ledger row published, and no
+-- running transfer still holds a data key under a subject key the erasure shredded
+-- (transfer_keys, migration 0026; a row past held_until holds nothing: that process has
+-- cut the transfer by then, or is gone). DESIGN.md: "completed" means no process holds
+-- the key any more; an erasure whose keys no transfer holds is not delayed at all.
 SELECT e.id, e.subject_id, e.generation,
        EXISTS (SELECT 1 FROM erasure_items i WHERE i.tenant_id = e.tenant_id
                  AND i.erasure_id = e.id AND i.outcome <> 'shredded') AS kept
@@ -116,6 +122,12 @@ SELECT e.id, e.subject_id, e.generation,
  WHERE e.tenant_id = $1 AND e.status = 'in_progress'
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
+   AND NOT EXISTS (SELECT 1 FROM transfer_keys t
+                     JOIN data_keys d ON d.tenant_id = t.tenant_id AND d.id = t.data_key_id
+                     JOIN erasure_items i ON i.tenant_id = d.tenant_id
+                                         AND i.key_id = d.subject_key_id
+                    WHERE t.tenant_id = e.tenant_id AND t.held_until > now()
+                      AND i.erasure_id = e.id AND i.outcome = 'shredded')
  LIMIT $2
    FOR UPDATE OF e SKIP LOCKED
 

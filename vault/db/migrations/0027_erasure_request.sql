@@ -11,27 +11,31 @@
 --    first: with no data written since the newest generation it covers, it is the
 --    answer (created false); a scheduled one with data written since is extended to it
 --    (its event row: p_extend_detail) and the subject's next generation starts;
--- 3. otherwise a new instruction: the rate brake counts the tenant's erasures of the last
---    hour under its advisory lock (so a burst cannot overshoot it), the grace period and
---    the brake's delay set not_before, the subject's next generation starts, the row and
---    its event row are written. The caller wakes the executor once this has committed
+-- 3. otherwise a new instruction, decided on the tenant's settings as the caller read
+--    them (p_settings, compared with the row's: if they changed, nothing is written and
+--    the row's settings come back for the caller to decide again): the rate brake
+--    (p_limit; NULL: none) counts the tenant's erasures of the last hour under its
+--    advisory lock (so a burst cannot overshoot it), not_before is the caller's for a
+--    braked or an unbraked instruction, the subject's next generation starts, the row
+--    and its event row are written. The caller wakes the executor once this has committed
 --    if it is due now (vault/services/wakeups.py WakeupSender: a NOTIFY in here made
 --    every request's commit queue on PostgreSQL's one-at-a-time NOTIFY commit lock).
 --
--- The caller passes what is decided in the vault's domain code (vault/domain): the
--- deadline (due_at), the brake's delay and its journal text, the settings' defaults
--- (TenantSettings); the state machine's checks on the two
--- transitions are made there before the call. Like the other request functions
+-- Every rule stays in the vault's domain code (vault/domain), which the caller applies
+-- to the settings it passes: the settings document's reading (TenantSettings), the
+-- deadline (due_at), when an erasure may run (erasure_not_before: grace period, brake,
+-- clamp before the deadline), the journal's texts; the state machine's checks on the
+-- two transitions are made there before the call. Like the other request functions
 -- (migration 0011) it sets role and tenant for its own transaction and checks the API
 -- key's liveness where the vault recognised the key from memory (p_key; NULL: checked).
 -- A concurrent request that inserted the subject's scheduled erasure first makes the
 -- insert fail on erasures_one_scheduled: the caller starts again and finds it.
 CREATE FUNCTION dv_erasure_request(
     p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text,
-    p_requested_by uuid, p_now timestamptz, p_due_at timestamptz,
-    p_default_grace_hours integer, p_default_rate_limit integer, p_brake_delay interval,
+    p_requested_by uuid, p_now timestamptz, p_due_at timestamptz, p_settings jsonb,
+    p_limit integer, p_not_before timestamptz, p_not_before_braked timestamptz,
     p_brake_detail text, p_extend_detail text)
-RETURNS TABLE (created boolean, erasure erasures, items erasure_items[])
+RETURNS TABLE (created boolean, erasure erasures, items erasure_items[], settings jsonb)
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
@@ -41,9 +45,7 @@ DECLARE
     v_answer erasures;
     v_written_since boolean;
     v_settings jsonb;
-    v_limit integer;
     v_braked boolean := false;
-    v_not_before timestamptz;
 BEGIN
     PERFORM set_config('role', 'datavault_app', true),
             set_config('datavault.tenant_id', p_tenant::text, true);
@@ -88,17 +90,19 @@ BEGIN
             RETURN QUERY
             SELECT false, e, ARRAY(SELECT i FROM erasure_items i
                                     WHERE i.tenant_id = p_tenant AND i.erasure_id = e.id
-                                    ORDER BY i.category, i.key_id)
+                                    ORDER BY i.category, i.key_id), NULL::jsonb
               FROM erasures e WHERE e.tenant_id = p_tenant AND e.id = v_answer.id;
             RETURN;
         END IF;
         -- In progress with data written since: a new instruction for that data.
     END IF;
     SELECT t.settings INTO v_settings FROM tenants t WHERE t.id = p_tenant;
-    v_limit := CASE WHEN v_settings ? 'erasure_rate_limit_per_hour'
-                    THEN (v_settings ->> 'erasure_rate_limit_per_hour')::integer
-                    ELSE p_default_rate_limit END;
-    IF v_limit IS NOT NULL THEN
+    IF v_settings IS DISTINCT FROM p_settings THEN
+        -- Changed since the caller read them: nothing written; it decides again.
+        RETURN QUERY SELECT NULL::boolean, NULL::erasures, NULL::erasure_items[], v_settings;
+        RETURN;
+    END IF;
+    IF p_limit IS NOT NULL THEN
         -- Serialises counting and inserting a tenant's erasures: a concurrent burst
         -- cannot overshoot the rate brake. Each statement here reads a fresh snapshot,
         -- so the count sees what the lock's previous holder committed.
@@ -106,12 +110,7 @@ BEGIN
             hashtextextended('datavault.erasure-rate/' || p_tenant::text, 0));
         v_braked := (SELECT count(*) FROM erasures e
                       WHERE e.tenant_id = p_tenant
-                        AND e.requested_at > now() - interval '1 hour') >= v_limit;
-    END IF;
-    v_not_before := p_now + make_interval(hours => coalesce(
-        (v_settings ->> 'erasure_grace_hours')::integer, p_default_grace_hours));
-    IF v_braked THEN
-        v_not_before := greatest(v_not_before, p_now + p_brake_delay);
+                        AND e.requested_at > now() - interval '1 hour') >= p_limit;
     END IF;
     IF v_subject_id IS NOT NULL THEN
         UPDATE subjects s SET generation = s.generation + 1
@@ -125,18 +124,19 @@ BEGIN
     VALUES (p_tenant, p_id, p_ref_hash, v_subject_id, v_generation,
             CASE WHEN v_subject_id IS NULL THEN NULL
                  ELSE dv_erasure_from_generation(p_tenant, v_subject_id) END,
-            'scheduled', p_reason, p_reference, p_now, p_requested_by, v_not_before,
-            p_due_at, v_braked)
+            'scheduled', p_reason, p_reference, p_now, p_requested_by,
+            CASE WHEN v_braked THEN p_not_before_braked ELSE p_not_before END, p_due_at,
+            v_braked)
     RETURNING * INTO v_row;
     INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id,
                                 detail)
     VALUES (p_tenant, p_id, NULL, 'scheduled', p_requested_by,
             CASE WHEN v_braked THEN p_brake_detail END);
-    RETURN QUERY SELECT true, v_row, '{}'::erasure_items[];
+    RETURN QUERY SELECT true, v_row, '{}'::erasure_items[], NULL::jsonb;
 END
 $$;
 
 REVOKE ALL ON FUNCTION dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid,
-    timestamptz, timestamptz, integer, integer, interval, text, text) FROM PUBLIC;
+    timestamptz, timestamptz, jsonb, integer, timestamptz, timestamptz, text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid,
-    timestamptz, timestamptz, integer, integer, interval, text, text) TO datavault_app;
+    timestamptz, timestamptz, jsonb, integer, timestamptz, timestamptz, text, text) TO datavault_app;
