@@ -360,7 +360,7 @@ def test_a_compaction_stopped_anywhere_leaves_a_ledger_that_verifies_and_is_fini
     leftover = deployment.blobs_root / entry_key(left[0])
     original = leftover.read_bytes()
     document = json.loads(original)
-    document["entries"][0]["key_id"] = str(uuid.uuid4())
+    document["ledger_entry"]["entries"][0]["key_id"] = str(uuid.uuid4())
     leftover.write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
     with pytest.raises(LedgerError, match="differs from the one a checkpoint folded"):
         deployment.run(_compact)

@@ -166,11 +166,13 @@ def test_a_changed_instruction_entry_fails_ledger_verify(private_vault: Settings
     index = next(
         i
         for i, document in enumerate(documents)
-        if any(e.get("fact", {}).get("hold_id") == hold_id for e in document["entries"])
+        if any(
+            e.get("fact", {}).get("hold_id") == hold_id for e in document["ledger_entry"]["entries"]
+        )
     )
     assert index < len(ledger) - 1
     original = ledger[index].read_bytes()
-    entry = next(e for e in documents[index]["entries"] if e["key_kind"] == "hold")
+    entry = next(e for e in documents[index]["ledger_entry"]["entries"] if e["key_kind"] == "hold")
     # Someone with write access to the bucket backdates the hold's release.
     entry["fact"]["released_at"] = "2026-01-01T00:00:00+00:00"
     ledger[index].write_text(json.dumps(documents[index], sort_keys=True, separators=(",", ":")))

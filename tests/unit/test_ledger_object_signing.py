@@ -115,7 +115,7 @@ def test_unsigned_objects_are_admitted_only_before_the_first_signed_one() -> Non
     window.admit(_object(3, signed=True))  # the marker
     assert window.signed_from == 3
     window.admit(_object(4, signed=True))
-    with pytest.raises(LedgerError, match="ledger entry 5 is not signed.*from entry 3 on"):
+    with pytest.raises(LedgerError, match=r"ledger entry 5 is not signed.*from entry 3 on"):
         window.admit(_object(5, signed=False))
 
 
