@@ -107,6 +107,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/epoch_bench.py
 	$(BIN)/python bench/webhook_bench.py
 	$(BIN)/python bench/load_bench.py
+	$(BIN)/python bench/model_bench.py
 
 clean:
 	rm -rf $(VENV) .datavault .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,6 @@ from vault.blobs.base import BlobStoreError
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
 from vault.console.routes import ROUTES as CONSOLE_ROUTES
-from vault.console.sessions import SessionStore
 from vault.console.state import ConsoleState
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
@@ -55,6 +54,7 @@ from vault.runtime import open_root_key
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
+from vault.services.console_sessions import SessionStore
 from vault.services.deployment_secrets import load_deployment_secrets
 from vault.services.disclosures import DisclosureService
 from vault.services.erasure_receipts import ReceiptIssuer
@@ -74,6 +74,7 @@ from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
 from vault.services.wakeups import CHANNELS, WakeupListener
 from vault.services.webhook_sender import resolve_host
@@ -92,6 +93,8 @@ OPS_ROUTES = [
     route("/metrics", GET=ops.metrics),
 ]
 
+# The JSON API, one route per path: each handler declares its operation
+# (vault/http/operation.py), and /openapi.json is built from this table and those.
 ROUTES = [
     *OPS_ROUTES,
     route("/openapi.json", GET=ops.openapi_json),
@@ -116,13 +119,17 @@ ROUTES = [
         GET=artefacts.show_artefact,
         DELETE=artefacts.delete_artefact,
     ),
-    route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
+    route(
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/content",
+        GET=artefacts.artefact_content,
+        HEAD=artefacts.artefact_content_headers,
+    ),
     route(
         "/v1/subjects/{ref}/artefacts/{artefact_id}/links",
         POST=idempotent(playback.mint_playback_link),
     ),
     # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
-    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play, HEAD=playback.play_headers),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -162,7 +169,7 @@ ROUTES = [
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
     # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
     # `issuer`.
-    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
+    route("/.well-known/jwks.json", GET=receipts.jwks),
     route("/v1/webhooks", GET=webhooks.list_webhooks, POST=idempotent(webhooks.create_webhook)),
     route("/v1/webhooks/{webhook_id}", GET=webhooks.show_webhook, DELETE=webhooks.delete_webhook),
     route("/v1/webhooks/{webhook_id}/test", POST=webhooks.test_webhook),
@@ -228,6 +235,7 @@ def create_app(
             subject_refs=refs,
             keyring=keyring,
             subjects=subject_service,
+            subject_status=SubjectStatusService(db, subject_service),
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
             export=ExportService(

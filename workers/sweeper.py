@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault.blobs.base import BlobStore
-from vault.console.sessions import delete_expired_sessions
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.services.artefacts import ABANDONED_UPLOAD_AFTER, remove_blob
+from vault.services.console_sessions import delete_expired_sessions
 from vault.services.keyring import KeyRing
 from vault.services.playback_links import delete_expired_links
 from vault.services.tenants import list_tenants
+from vault.services.transfers import delete_expired_holds
 
 Q = Queries("artefacts")
 
@@ -38,6 +39,7 @@ class SweepReport:
     incomplete_aborted: int = 0
     console_sessions_deleted: int = 0
     playback_links_deleted: int = 0
+    transfer_holds_deleted: int = 0
 
 
 async def sweep(
@@ -49,6 +51,7 @@ async def sweep(
         await _sweep_tenant(db, blobs, keyring, tenant.id, now, report)
         report.console_sessions_deleted += await delete_expired_sessions(db, tenant.id, now)
         report.playback_links_deleted += await delete_expired_links(db, tenant.id, now)
+        report.transfer_holds_deleted += await delete_expired_holds(db, tenant.id)
     for upload in await blobs.list_incomplete(now - ABANDONED_UPLOAD_AFTER):
         await blobs.abort_incomplete(upload)
         report.incomplete_aborted += 1

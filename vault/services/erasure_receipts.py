@@ -124,6 +124,12 @@ async def _ledger_head(conn: Connection) -> dict[str, Any]:
 
 async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
     """The final receipt of a completed erasure, the interim one of a held erasure."""
+    result: dict[str, Any] = json.loads(await read_receipt_document(db, tenant_id, erasure_id))
+    return result
+
+
+async def read_receipt_document(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> bytes:
+    """`read_receipt` as the JSON the vault stored when it signed it."""
     async with db.tenant_tx(tenant_id) as conn:
         erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
         if erasure is None:
@@ -135,9 +141,12 @@ async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID
         )
     if document is None:
         raise Conflict("the receipt is being issued; try again shortly")
-    result: dict[str, Any] = json.loads(document)
-    # Receipts issued before the JWS existed carry the detached signature only; they
-    # are not signed again (a receipt states what held when it was issued, and its
-    # backup horizon may have passed since): `jws` is null for them.
-    result.setdefault("jws", None)
-    return result
+    text = str(document)
+    stored = json.loads(text)
+    if "jws" not in stored:
+        # Receipts issued before the JWS existed are not signed again (their backup
+        # horizon may have passed since): `jws` is null for them. Only the wrapper gains
+        # the field; the signed receipt is as stored.
+        stored["jws"] = None
+        text = json.dumps(stored, ensure_ascii=False)
+    return text.encode()

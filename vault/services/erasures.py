@@ -18,7 +18,7 @@ import asyncpg
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
+from vault.domain.deadlines import erasure_due_at, erasure_not_before
 from vault.domain.erasures import ErasureStatus
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Conflict, InvalidInput, NotFound
@@ -42,22 +42,6 @@ _CONCURRENT_ATTEMPTS = 3
 class ErasureRequest:
     reason: str | None
     reference: str | None
-
-
-def check_erasure_request(body: dict[str, Any]) -> ErasureRequest:
-    values = {}
-    for name in ("reason", "reference"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
-            raise InvalidInput(
-                f"{name} must be a string of at most {MAX_TEXT} characters", field=name
-            )
-        values[name] = value
-    unknown = set(body) - {"reason", "reference"}
-    if unknown:
-        first, *rest = sorted(unknown)
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
-    return ErasureRequest(values["reason"], values["reference"])
 
 
 class ErasureService:
@@ -121,9 +105,8 @@ class ErasureService:
             if limit is not None:
                 await conn.execute(Q.rate_lock, tenant_id)
                 braked = int(await conn.fetchval(Q.recent_count, tenant_id)) >= limit
-            not_before = now + timedelta(hours=settings.erasure_grace_hours)
-            if braked:
-                not_before = max(not_before, now + ERASURE_BRAKE_DELAY)
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            not_before = erasure_not_before(now, grace, braked)
             erasure_id = uuid.uuid4()
             subject_id = subject["id"] if subject else None
             generation = subject["generation"] if subject else None
@@ -231,7 +214,8 @@ class ErasureService:
             ):
                 raise Conflict("only an erasure the rate brake still holds back can be released")
             settings = await load_settings(conn, tenant_id)
-            grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            grace_end = erasure_not_before(row["requested_at"], grace, braked=False)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
             if grace_end <= now:
                 await notify(conn, ERASURES_DUE, tenant_id)

@@ -16,8 +16,6 @@ from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category_list, known_categories
 from vault.domain.holds import (
-    MAX_NOTE_LENGTH,
-    MAX_REFERENCE_LENGTH,
     MAX_RELEASE_REASON_LENGTH,
     TWO_KEY_RELEASE,
     HoldAction,
@@ -83,29 +81,19 @@ class PgHoldCheck:
         return covered
 
 
-def check_hold_request(body: dict[str, Any], known_categories: Sequence[str]) -> HoldRequest:
-    try:
-        reason = HoldReason(str(body.get("reason")))
-    except ValueError:
-        reasons = ", ".join(r.value for r in HoldReason)
-        raise InvalidInput(f"reason must be one of {reasons}", field="reason") from None
-    reference = body.get("reference")
-    if not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE_LENGTH:
+def check_categories(
+    categories: Sequence[str] | None, known_categories: Sequence[str]
+) -> tuple[str, ...] | None:
+    """The categories a hold covers (None: all), each one the tenant knows, in order, once."""
+    if categories is None:
+        return None
+    checked = check_category_list(list(categories), known_categories)
+    if checked is None:
         raise InvalidInput(
-            f"reference must be 1-{MAX_REFERENCE_LENGTH} characters", field="reference"
+            "categories must be a non-empty list of known categories (or left out for all)",
+            field="categories",
         )
-    note = body.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
-        raise InvalidInput(f"note must be at most {MAX_NOTE_LENGTH} characters", field="note")
-    categories = body.get("categories")
-    if categories is not None:
-        categories = check_category_list(categories, known_categories)
-        if categories is None:
-            raise InvalidInput(
-                "categories must be a non-empty list of known categories (or left out for all)",
-                field="categories",
-            )
-    return HoldRequest(None, categories, reason.value, reference, note, None)
+    return checked
 
 
 def check_expiry(value: datetime | None) -> datetime | None:
@@ -141,14 +129,25 @@ class HoldService:
                 error_type=type(exc).__name__,
             )  # fmt: skip
 
-    async def known_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
+    async def known_categories(self, tenant_id: uuid.UUID) -> list[str]:
+        async with self._db.tenant_tx(tenant_id) as conn:
+            return await self._known_categories(conn, tenant_id)
+
+    @staticmethod
+    async def _known_categories(conn: Connection, tenant_id: uuid.UUID) -> list[str]:
         return list(known_categories((await load_settings(conn, tenant_id)).categories))
 
     async def place(
         self, tenant_id: uuid.UUID, request: HoldRequest, actor: Actor
     ) -> dict[str, Any]:
+        """Categories must be ones the tenant knows (checked here, against the settings
+        the same transaction reads), and an expiry in the future."""
         hold_id = uuid.uuid4()
+        check_expiry(request.expires_at)
         async with self._db.tenant_tx(tenant_id) as conn:
+            categories = check_categories(
+                request.categories, await self._known_categories(conn, tenant_id)
+            )
             # The same locks the destroy paths take, so a hold and a shred are ordered.
             if request.subject_ref_hash is None:
                 await conn.fetchval(Q.lock_tenant_holds, tenant_id)
@@ -156,7 +155,7 @@ class HoldService:
                 await conn.fetchval(Q.lock_subject_by_ref, tenant_id, request.subject_ref_hash)
             await conn.execute(
                 Q.insert, tenant_id, hold_id, request.subject_ref_hash,
-                list(request.categories) if request.categories else None, request.reason,
+                list(categories) if categories else None, request.reason,
                 request.reference, request.note, actor.api_key_id, request.expires_at,
             )  # fmt: skip
             await journal(conn, tenant_id, hold_id, HoldAction.PLACED, actor, None)

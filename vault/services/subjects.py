@@ -41,6 +41,16 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class SubjectSummary:
+    """A subject with its status (API.md: active, restricted or erased) and, per category,
+    how many artefacts and records it has and their bytes."""
+
+    subject: Subject
+    status: str
+    categories: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
 class SubjectAccess:
     """What the caller may do with restricted subjects (the compliance scope may read)."""
 
@@ -158,6 +168,15 @@ def check_access(subject: Subject, access: SubjectAccess) -> None:
     """Art. 18: once restricted, only the compliance scope reads a subject's data."""
     if subject.restricted_at is not None and not access.may_read_restricted:
         raise Restricted("processing of this subject is restricted")
+
+
+def check_readable(subject: Subject, access: SubjectAccess, generation: int) -> None:
+    """The read path's one rule for data of `generation`: refused (Restricted) when the
+    subject is restricted or the generation is under an erasure instruction (kept by a
+    hold or retention), unless the caller is compliance. Checked when a read starts and,
+    for a transfer, again on the clock while it streams (services/transfers.py)."""
+    check_access(subject, access)
+    check_generation(readable_generations(subject, access), generation)
 
 
 def check_writable(subject: Subject) -> None:
