@@ -9,7 +9,7 @@ SELECT seq, entry_hash, signed_from FROM ledger_head WHERE singleton FOR UPDATE
 SELECT seq, entry_hash, signed_from FROM ledger_head WHERE singleton
 
 -- name: record_signed_from
--- The chain's first signed object (migration 0026): kept once known.
+-- The chain's first signed object (migration 0027): kept once known.
 UPDATE ledger_head SET signed_from = $1 WHERE singleton AND signed_from IS NULL
 
 -- name: update_head
