@@ -27,6 +27,17 @@ Start-up (26 November, same machine), with 200,000 more entries (41 MB of ledger
 bytes an entry): reading the whole ledger took 1.41 s (~140,000 entries/s); start-up now
 reads only what follows the head the database recorded: 0.012 s for a restart,
 1.32 s after restoring a backup from before all 200,000.
+
+Signed ledger objects (6 December, same machine under load: load average 7-10 on the 2
+cores), the signing table, before (the unsigned format) and after in one run, medians of
+20: encoding an object of 1 entry 0.01 -> 0.08 ms, of 300 (an erasure batch) 0.42 ->
+1.42 ms, of 5,000 (the publisher's largest) 13.8 -> 37.0 ms; reading one back (parse,
+and verify) 0.01 -> 0.14 ms, 0.41 -> 1.51 ms and 11.7 -> 38.1 ms. So about 5 us an entry
+each way, plus 0.1 ms an object (the Ed25519 signature itself is tens of microseconds;
+the rest is canonicalising the statement). The publish step in the same run: 1 erasure
+13.1 ms, 100 erasures 64.0 ms. Start-up after a restore from before 200,000 entries (40
+objects): reading and verifying them 4.5 s, the whole start-up 21.6 s, at load average
+~9 (the database work dominates; on the idle machine above it was 1.32 s unsigned).
 """
 
 from __future__ import annotations
