@@ -199,10 +199,17 @@ def create_app(
         redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs))
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
+        issuer = await ReceiptIssuer.for_deployment(db, root, settings)
+        # Then a ledger without a signed object gets its first (the marker), so from
+        # here on an unsigned object is refused: not before the replay above, which must
+        # see the objects after the database's head before the publisher adopts them.
+        await publish_pending(
+            db, blobs, settings.backup_retention_days, watermark_for(root, blobs),
+            signer=issuer.signer,
+        )  # fmt: skip
         keyring = KeyRing(root, PgHoldCheck())
         kek_listener = KekInvalidationListener(database_url, keyring.keks)
         kek_listener.start()
-        issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
         artefact_service = ArtefactService(
@@ -239,7 +246,11 @@ def create_app(
             holds=HoldService(
                 db,
                 lambda: publish_pending(
-                    db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
+                    db,
+                    blobs,
+                    settings.backup_retention_days,
+                    watermark_for(root, blobs),
+                    signer=issuer.signer,
                 ),
             ),
             erasures=ErasureService(db, refs, erasure_wakeups),
