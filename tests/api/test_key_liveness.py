@@ -163,7 +163,7 @@ def test_erasure_request_with_a_key_revoked_elsewhere_is_refused_and_erases_noth
     server: ServerThread, tenant: Tenant, database_url: str
 ) -> None:
     """An erasure request also recognises its key from memory and checks its liveness in
-    the statement that requests (dv_erasure_request, migration 0027)."""
+    the statement that requests (dv_erasure_request, migration 0028)."""
     ref = f"user-{uuid.uuid4().hex[:12]}"
     with server.client() as http:
         _own_address(http)

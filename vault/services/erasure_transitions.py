@@ -3,7 +3,7 @@
 event row in the same transaction, together with the tenants' webhook event for a status
 they hear about (completed, held, cancelled: vault/services/webhook_outbox.py). A new
 instruction's event row, and that of a scheduled one extended when asked again, are
-written by the request's own statement (dv_erasure_request, migration 0027), which
+written by the request's own statement (dv_erasure_request, migration 0028), which
 vault/services/erasures.py checks against the same state machine before it runs."""
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class ErasureService:
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
         api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        """One statement in its own transaction (dv_erasure_request, migration 0027): the
+        """One statement in its own transaction (dv_erasure_request, migration 0028): the
         subject's lock, its running erasures, the rate brake, the next generation, the
         row and its event row, as the function's comment says. What the domain code
         decides goes in as arguments, from the tenant's settings as last read here; the

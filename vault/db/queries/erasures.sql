@@ -1,5 +1,5 @@
 -- name: request
--- An erasure request in one statement (dv_erasure_request, migration 0027): the row,
+-- An erasure request in one statement (dv_erasure_request, migration 0028): the row,
 -- whether it was created, and its items (none when created); or, when the tenant's
 -- settings were not $10, nothing but them (created NULL).
 SELECT created, erasure, items, settings
