@@ -78,12 +78,12 @@ UPDATE subjects SET generation = $3 + 1
 -- name: tenant_known
 SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
 
--- Instruction entries of migration 0027 (vault/services/ledger_controls.py).
+-- Instruction entries of migration 0029 (vault/services/ledger_controls.py).
 
 -- name: erasure_request
 SELECT id, subject_ref_hash, subject_id, from_generation, generation, status, requested_at,
        requested_by, not_before, due_at, braked
-  FROM erasures WHERE tenant_id = $1 AND id = $2
+  FROM erasures WHERE tenant_id = $1 AND id = $2 FOR SHARE
 
 -- name: erasure_state_for_update
 SELECT status, generation, subject_id FROM erasures
