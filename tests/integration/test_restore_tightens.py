@@ -24,6 +24,8 @@ from vault.db.database import Database
 from vault.db.embedded import postgres_bin_dir
 from vault.runtime import operator_context
 from vault.services.ledger import reconcile_on_start
+from vault.services.ledger_watermark import watermark_for
+from vault.services.receipts import ReceiptSigner
 from workers.ledger import publish_pending
 
 PG_BIN = postgres_bin_dir()
@@ -52,7 +54,9 @@ def _publish(settings: Settings, url: str) -> None:
 
     async def run() -> None:
         async with operator_context(settings, url) as ctx:
-            await publish_pending(ctx.db, ctx.blobs)
+            signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+            watermark = watermark_for(ctx.root, ctx.blobs)
+            await publish_pending(ctx.db, ctx.blobs, 0, watermark, signer=signer)
 
     asyncio.run(run())
 
