@@ -231,8 +231,9 @@ async def _shred(
     if erasure["subject_id"] is None:
         return 0, 0  # an unknown reference: nothing to shred
     settings = settings or await load_settings(conn, tenant_id)
-    # What this erasure already stated it retains, and until when: a floor (a restored
-    # backup's older, shorter settings must not cut it short; ledger_instructions.py).
+    # What an erasure restored from the shred ledger stated it retains, and until when: a
+    # floor (the restored database's older, shorter settings must not cut it short;
+    # vault/services/ledger_instructions.py). Empty for an erasure that never was restored.
     stated = {
         row["key_id"]: row["kept_until"]
         for row in await conn.fetch(Q.stated_retention, tenant_id, erasure["id"])
