@@ -192,3 +192,54 @@ def test_replaying_the_controls_twice_changes_nothing_more(
     assert withdrawn and erasure_status == "cancelled" and revoked
     assert closure.startswith("closing")
     assert (hold_rows, erasure_rows) == (1, 1)
+
+
+def test_an_erasure_scheduled_in_the_backup_that_ran_since_keeps_what_it_stated(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """The backup has the erasure scheduled; after it, statutory retention for billing is
+    raised to 400 days and the erasure runs (held, billing retained for 400 days). The
+    restored vault takes the state it ran into (held, its items) from the ledger instead
+    of running it again on the restored 10 days: 30 days on, the invoice is still kept."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        capped = http.patch(
+            "/v1/tenant/settings",
+            json={"retention": {"billing": {"keep_at_least_days": 10}}},
+            headers=tenant.auth(),
+        )
+        assert capped.status_code == 200, capped.text
+        app = create_key(http, tenant, ["ingest", "read"])
+        privacy = create_key(http, tenant, ["erasure"])
+        compliance = create_key(http, tenant, ["compliance"])
+        written = http.put(
+            "/v1/subjects/payer/records/invoice?category=billing",
+            json={"n": 1},
+            headers=auth(app),
+        )
+        assert written.status_code == 201, written.text
+        asked = http.post("/v1/subjects/payer/erasure", headers=auth(privacy)).json()
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)  # the erasure: scheduled
+        raised = http.patch(
+            "/v1/tenant/settings",
+            json={"retention": {"billing": {"keep_at_least_days": 400}}},
+            headers=tenant.auth(),
+        )
+        assert raised.status_code == 200, raised.text
+        run_worker_pass(server)
+        ran = http.get(f"/v1/erasures/{asked['id']}", headers=auth(privacy)).json()
+        assert ran["status"] == "held", ran
+
+    restored_url = _restore(pg_admin_url, dump)
+    restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        replayed = http.get(f"/v1/erasures/{asked['id']}", headers=auth(privacy)).json()
+        run_worker_pass(server, days=30)
+        kept = http.get("/v1/subjects/payer/records/invoice", headers=auth(compliance))
+        after = http.get(f"/v1/erasures/{asked['id']}", headers=auth(privacy)).json()
+    assert replayed["status"] == "held", replayed
+    assert replayed["retained"] == ran["retained"]
+    assert kept.status_code == 200, kept.text
+    assert after["status"] == "held", after

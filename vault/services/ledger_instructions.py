@@ -252,7 +252,15 @@ async def _replay_erasure(conn: Connection, tenant_id: uuid.UUID, fact: dict[str
         _parse_time(fact["shredded_at"]),
     )  # fmt: skip
     if inserted is None:
-        return False  # the database knows it (in whatever later state)
+        # The database knows it: as it was at the backup. Still scheduled there, it ran
+        # since; it takes the state it ran into (its items, with what it kept and until
+        # when), not a new run on the restored, older settings. Any later state: as is.
+        caught_up = await conn.fetchval(
+            Q.shredded_since, tenant_id, erasure_id, status, fact["generation"],
+            fact["from_generation"], _parse_time(fact["shredded_at"]),
+        )  # fmt: skip
+        if caught_up is None:
+            return False
     for item in items:
         await conn.execute(
             Q.restore_item, tenant_id, erasure_id, uuid.UUID(item["key_id"]), item["category"],

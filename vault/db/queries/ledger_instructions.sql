@@ -60,6 +60,14 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 ON CONFLICT (tenant_id, id) DO NOTHING
 RETURNING id
 
+-- name: shredded_since
+-- An erasure the restored database has as still scheduled, which shredded after the
+-- backup: it takes the state and generations it ran with.
+UPDATE erasures SET status = $3, generation = greatest(generation, $4), from_generation = $5,
+       shredded_at = $6, updated_at = now()
+ WHERE tenant_id = $1 AND id = $2 AND status = 'scheduled'
+RETURNING id
+
 -- name: restore_item
 INSERT INTO erasure_items (tenant_id, erasure_id, key_id, category, outcome, destroyed_at,
                            hold_ids, kept_until)
