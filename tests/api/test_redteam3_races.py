@@ -3,7 +3,9 @@ transaction, the tenant's settings read once per batch). The window is widened o
 the executor runs in this process with a pause injected between two instructions of one
 batch, and one batch at a time (`_PARALLEL = 1`), so which instruction lands in which
 batch is fixed rather than hoped for. A retention raise racing a batch held (guarded
-here); a repeated erasure request racing one deadlocks and answers 500 (xfail)."""
+here); a repeated erasure request racing one deadlocked and answered 500 (the review's
+finding); the request now starts again after a deadlock (bounded: 503 with Retry-After at
+worst; tests/api/test_erasure_request_retry.py)."""
 
 from __future__ import annotations
 

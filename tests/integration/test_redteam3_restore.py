@@ -8,7 +8,11 @@ The decisions the instruction entries do not carry: withdrawing a two-person rel
 request, cancelling an erasure in its grace period, and the statutory retention an
 erasure computed when it kept a category. Negative controls show each decision holds on
 the live database, so the xfail tests fail only because of the restore; inside them
-the staging steps raise RuntimeError, so only the final expectation can be the xfail."""
+the staging steps raise RuntimeError, so only the final expectation can be the xfail.
+
+Fixed since (each test's "Observed" is what the review saw): withdrawals, cancellations,
+revocations and closures are instruction entries too (vault/services/ledger_controls.py,
+migration 0029), and a restored erasure's stated kept_until is a floor for its retries."""
 
 from __future__ import annotations
 
