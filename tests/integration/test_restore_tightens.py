@@ -243,3 +243,29 @@ def test_an_erasure_scheduled_in_the_backup_that_ran_since_keeps_what_it_stated(
     assert replayed["retained"] == ran["retained"]
     assert kept.status_code == 200, kept.text
     assert after["status"] == "held", after
+
+
+def test_a_closure_requested_again_since_the_backup_stands_as_requested_again(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """The backup holds a requested closure; the tenant cancels it and requests it again:
+    the restored vault keeps the newer request (its due date), not the cancelled one."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        first = http.post("/v1/tenant/closure", json={"reason": "a"}, headers=tenant.auth())
+        assert first.status_code == 202, first.text
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        cancelled = http.delete("/v1/tenant/closure", headers=tenant.auth())
+        assert cancelled.status_code == 200, cancelled.text
+        again = http.post("/v1/tenant/closure", json={"reason": "b"}, headers=tenant.auth())
+        assert again.status_code == 202, again.text
+
+    restored_url = _restore(pg_admin_url, dump)
+    restored = Settings(data_dir=private_vault.data_dir, database_url=restored_url)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        shown = http.get("/v1/tenant", headers=tenant.auth()).json()
+    assert shown["status"] == "closing", shown
+    assert shown["closure_due_at"] == again.json()["closure_due_at"]
+    assert again.json()["closure_due_at"] != first.json()["closure_due_at"]

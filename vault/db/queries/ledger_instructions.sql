@@ -130,11 +130,13 @@ SELECT status, closure_requested_at, closure_due_at, closure_requested_by FROM t
  WHERE id = $1
 
 -- name: restore_closure
--- A closure requested after the backup, with its due date. The reason is free text the
--- ledger does not carry.
+-- A closure requested after the backup, with its due date; also one requested again
+-- after the backup's was cancelled (the tenant's standing instruction is the newer one).
+-- The reason is free text the ledger does not carry. A closed tenant stays closed.
 UPDATE tenants SET status = 'closing', closure_requested_at = $2, closure_due_at = $3,
        closure_requested_by = $4, closure_reason = '(restored from the shred ledger)'
- WHERE id = $1 AND status = 'active'
+ WHERE id = $1
+   AND (status = 'active' OR (status = 'closing' AND closure_requested_at <> $2))
 RETURNING id
 
 -- name: drop_cancelled_closure
