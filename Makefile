@@ -6,7 +6,7 @@ PIP := $(BIN)/python -m pip --quiet
 SOURCES := vault crypto workers
 CHECKED := $(SOURCES) tests bench
 
-.PHONY: run test lint typecheck pytest promtool-test bench clean system-deps lock
+.PHONY: run test lint typecheck pytest promtool-test bench clean system-deps lock schema
 
 # Debian packages the tests need: ffmpeg/ffprobe for the video seek test, chromium for
 # the console's browser tests (Playwright drives it; its own browser download is not used).
@@ -92,6 +92,12 @@ pytest: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest
 
 test: lint typecheck promtool-test pytest
+
+# vault/db/schema.sql: what all migrations build (pg_dump --schema-only, normalised), on an
+# embedded PostgreSQL in a temporary directory (or DATABASE_URL's server). Run it after
+# adding a migration; tests/integration/test_schema_file.py fails until it is current.
+schema: $(VENV)/.installed-test
+	$(BIN)/python -m tests.schema_dump
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/crypto_bench.py
