@@ -55,7 +55,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check $(CHECKED)
 
 typecheck: $(VENV)/.installed-test
-	$(BIN)/mypy $(SOURCES)
+	$(BIN)/mypy $(CHECKED)
 
 system-deps:
 	@command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || { \

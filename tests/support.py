@@ -20,9 +20,11 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 
 from vault.config import Settings
 from vault.db.migrate import migrate
+from vault.http.state import VaultState
 from vault.runtime import operator_context
 from vault.server import uvicorn_config
 from vault.services.tenants import create_tenant
@@ -142,6 +144,8 @@ class ServerThread:
         self.database_url = database_url
         config = uvicorn_config(settings.with_overrides(port=1), database_url, run_jobs=run_jobs)
         config.port = 0
+        assert isinstance(config.app, Starlette)
+        self.app = config.app
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -153,6 +157,13 @@ class ServerThread:
                 raise RuntimeError("test vault server did not start")
             time.sleep(0.02)
         return self
+
+    @property
+    def state(self) -> VaultState:
+        """What the running app's lifespan opened (services, throttle, metrics), for tests
+        that look inside or swap a part."""
+        state: VaultState = self.app.state.vault
+        return state
 
     @property
     def base_url(self) -> str:

@@ -261,7 +261,7 @@ def test_hold_expiry_can_be_extended_but_not_shortened(
 
 def test_bad_hold_requests_are_422_naming_the_field(server: ServerThread, tenant: Tenant) -> None:
     past = (datetime.now(UTC) - timedelta(days=1)).isoformat()
-    cases = {
+    cases: dict[str, dict[str, Any]] = {
         "reason": {"reason": "curiosity"},
         "reference": {"reference": ""},
         "categories": {"categories": ["nonexistent"]},
