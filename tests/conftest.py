@@ -94,6 +94,9 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
+    """The session's vault, without background jobs: a test that needs a job's effect
+    runs one pass by hand (tests/jobs.py), at the present time only (a moved clock would
+    reach other tests' data: use quiet_vault or a database of its own for that)."""
     with running_server(settings, database_url) as running:
         yield running
 

@@ -139,7 +139,7 @@ def make_tenant(settings: Settings, url: str, slug: str | None = None) -> Tenant
 class ServerThread:
     """uvicorn in a background thread, bound to 127.0.0.1 on a free port."""
 
-    def __init__(self, settings: Settings, database_url: str, *, run_jobs: bool = True) -> None:
+    def __init__(self, settings: Settings, database_url: str, *, run_jobs: bool) -> None:
         self.settings = settings
         self.database_url = database_url
         config = uvicorn_config(settings.with_overrides(port=1), database_url, run_jobs=run_jobs)
@@ -181,8 +181,12 @@ class ServerThread:
 
 @contextmanager
 def running_server(
-    settings: Settings, database_url: str, *, run_jobs: bool = True
+    settings: Settings, database_url: str, *, run_jobs: bool = False
 ) -> Iterator[ServerThread]:
+    """A vault serving the API, as `datavault api` does: without the background jobs
+    unless `run_jobs`. Tests run the jobs by hand (tests/jobs.py) and move the clock
+    instead of waiting for the jobs' intervals; the few tests about the scheduler itself
+    ask for it."""
     server = ServerThread(settings, database_url, run_jobs=run_jobs).start()
     try:
         yield server
