@@ -108,7 +108,9 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/crypto_bench.py
 	$(BIN)/python bench/stream_bench.py
 	$(BIN)/python bench/ledger_bench.py
+	$(BIN)/python bench/ledger_compaction_bench.py
 	$(BIN)/python bench/epoch_bench.py
+	$(BIN)/python bench/webhook_bench.py
 	$(BIN)/python bench/load_bench.py
 
 clean:

@@ -35,6 +35,8 @@ PURPOSE_DEPLOYMENT_SECRET: Final = "deployment-secret"  # noqa: S105 (a label, n
 """Deployment-wide secrets (receipt signing key, API key pepper) wrapped by the root key."""
 PURPOSE_IDEMPOTENCY_REPLAY: Final = "idempotency-replay"
 """The stored first answer to a request with an Idempotency-Key (crypto/replay.py)."""
+PURPOSE_WEBHOOK_SECRET: Final = "webhook-secret"  # noqa: S105 (a label, not a secret)
+"""A webhook endpoint's signing secret, wrapped by the tenant KEK (crypto/webhooks.py)."""
 
 PURPOSES: Final = frozenset(
     {
@@ -46,6 +48,7 @@ PURPOSES: Final = frozenset(
         PURPOSE_ARTEFACT,
         PURPOSE_DEPLOYMENT_SECRET,
         PURPOSE_IDEMPOTENCY_REPLAY,
+        PURPOSE_WEBHOOK_SECRET,
     }
 )
 

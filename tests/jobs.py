@@ -10,14 +10,17 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from tests.support import ServerThread
+from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.ledger_watermark import watermark_for
+from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import publish_anchors
 from workers.deletion_check import Violation, find_deletion_violations
 from workers.erasure import run_due_erasures
 from workers.ledger import publish_and_complete
 from workers.retention import apply_retention
+from workers.webhooks import deliver_due_webhooks, report_overdue_erasures
 
 
 async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
@@ -74,3 +77,30 @@ def deletion_violations(
     """`datavault check deletion` as of `days` ahead, with `grace` for the jobs."""
     now = datetime.now(UTC) + timedelta(days=days)
     return asyncio.run(find_deletion_violations(server.database_url, grace=grace, now=now))
+
+
+async def webhook_pass(
+    server: ServerThread, *, days: float = 0, sender: WebhookSender | None = None,
+    metrics: Metrics | None = None, overdue: bool = False,
+) -> int:  # fmt: skip
+    """One pass of the webhook delivery job, `days` ahead of now (the scheduling clock:
+    backoff is driven by moving it, never by waiting); first the overdue announcement
+    when `overdue`. `sender`: by default the deployment's own (its private-network
+    setting, the system resolver, a 10 s timeout). Returns how many were delivered."""
+    now = datetime.now(UTC) + timedelta(days=days)
+    sender = sender or WebhookSender(
+        allow_private_networks=server.settings.webhook_allow_private_networks
+    )
+    async with operator_context(server.settings, server.database_url) as ctx:
+        if overdue:
+            await report_overdue_erasures(ctx.db, now)
+        return await deliver_due_webhooks(ctx.db, ctx.keyring, sender, metrics, now)
+
+
+def run_webhook_pass(
+    server: ServerThread, *, days: float = 0, sender: WebhookSender | None = None,
+    metrics: Metrics | None = None, overdue: bool = False,
+) -> int:  # fmt: skip
+    return asyncio.run(
+        webhook_pass(server, days=days, sender=sender, metrics=metrics, overdue=overdue)
+    )

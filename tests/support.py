@@ -137,13 +137,19 @@ def make_tenant(settings: Settings, url: str, slug: str | None = None) -> Tenant
 
 
 class ServerThread:
-    """uvicorn in a background thread, bound to 127.0.0.1 on a free port."""
+    """uvicorn in a background thread, bound to 127.0.0.1 on a free port (or on
+    `listen_port`, for a test whose vault must know its own address: the URLs it hands
+    out, with no DATAVAULT_PUBLIC_URL, are http://127.0.0.1:<port>)."""
 
-    def __init__(self, settings: Settings, database_url: str, *, run_jobs: bool) -> None:
+    def __init__(
+        self, settings: Settings, database_url: str, *, run_jobs: bool, listen_port: int = 0
+    ) -> None:
         self.settings = settings
         self.database_url = database_url
-        config = uvicorn_config(settings.with_overrides(port=1), database_url, run_jobs=run_jobs)
-        config.port = 0
+        config = uvicorn_config(
+            settings.with_overrides(port=listen_port or 1), database_url, run_jobs=run_jobs
+        )
+        config.port = listen_port
         assert isinstance(config.app, Starlette)
         self.app = config.app
         self.server = uvicorn.Server(config)
@@ -195,13 +201,18 @@ def running_server(
 
 
 @contextmanager
-def private_server(pg_admin_url: str, data_dir: Path, **settings: Any) -> Iterator[ServerThread]:
+def private_server(
+    pg_admin_url: str, data_dir: Path, *, listen_port: int = 0, **settings: Any
+) -> Iterator[ServerThread]:
     """A vault on a database of its own with no background jobs: the test runs them (with
     a moved clock, or a broken part) by hand. `settings`: further Settings fields."""
     url = new_database(pg_admin_url)
     config = Settings(data_dir=data_dir, database_url=url, **settings)
-    with running_server(config, url, run_jobs=False) as server:
+    server = ServerThread(config, url, run_jobs=False, listen_port=listen_port).start()
+    try:
         yield server
+    finally:
+        server.stop()
 
 
 def read_response_head(sock: socket.socket) -> bytes:

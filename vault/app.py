@@ -24,13 +24,16 @@ from vault.http import (
     access_log,
     api_keys,
     artefacts,
+    disclosures,
     erasures,
     holds,
     ops,
+    playback,
     receipts,
     records,
     subjects,
     tenant,
+    webhooks,
 )
 from vault.http.auth import key_no_longer_live_handler
 from vault.http.idempotency import idempotent
@@ -52,6 +55,7 @@ from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
 from vault.services.deployment_secrets import load_deployment_secrets
+from vault.services.disclosures import DisclosureService
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
@@ -65,10 +69,13 @@ from vault.services.ledger import (
     reconcile_on_start,
 )
 from vault.services.ledger_watermark import watermark_for
+from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.webhook_sender import resolve_host
+from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
 from workers.runner import JobRunner
@@ -107,6 +114,9 @@ ROUTES = [
         DELETE=artefacts.delete_artefact,
     ),
     route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
+    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -137,7 +147,24 @@ ROUTES = [
         DELETE=holds.withdraw_hold_release,
     ),
     route("/v1/holds/{hold_id}/impact", GET=holds.hold_impact),
+    route(
+        "/v1/disclosures",
+        GET=disclosures.list_disclosures,
+        POST=idempotent(disclosures.record_disclosure),
+    ),
+    route("/v1/disclosures/{disclosure_id}", GET=disclosures.show_disclosure),
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
+    # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
+    # `issuer`.
+    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
+    route("/v1/webhooks", GET=webhooks.list_webhooks, POST=idempotent(webhooks.create_webhook)),
+    route("/v1/webhooks/{webhook_id}", GET=webhooks.show_webhook, DELETE=webhooks.delete_webhook),
+    route("/v1/webhooks/{webhook_id}/test", POST=webhooks.test_webhook),
+    route("/v1/webhooks/{webhook_id}/deliveries", GET=webhooks.list_deliveries),
+    route(
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        POST=webhooks.retry_delivery,
+    ),
 ]
 
 
@@ -168,6 +195,7 @@ def create_app(
         artefact_service = ArtefactService(
             db, blobs, keyring, subject_service, settings.max_artefact_bytes
         )
+        disclosure_service = DisclosureService(db, keyring)
         metrics = Metrics()
         auth_throttle = FailureThrottle(
             settings.auth_failure_limit, settings.auth_failure_window_seconds
@@ -189,9 +217,19 @@ def create_app(
             subjects=subject_service,
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
-            export=ExportService(db, keyring, subject_service, artefact_service),
+            export=ExportService(
+                db, keyring, subject_service, artefact_service, disclosure_service
+            ),
             holds=HoldService(db),
             erasures=ErasureService(db, refs),
+            playback=PlaybackLinkService(db, artefact_service),
+            disclosures=disclosure_service,
+            webhooks=WebhookService(
+                db,
+                keyring,
+                resolve_host,
+                allow_private_networks=settings.webhook_allow_private_networks,
+            ),
         )
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
@@ -223,6 +261,13 @@ def create_app(
         log.info(
             "vault_started", root_key_provider=root.name, blob_store=app.state.vault.blobs.name
         )
+        if settings.public_url_unusable:
+            log.warning(
+                "public_url_unset",
+                public_url=settings.public_base_url,
+                detail="receipts' issuer and playback links name this address: set "
+                "DATAVAULT_PUBLIC_URL to where clients reach the vault",
+            )
         try:
             yield
         finally:

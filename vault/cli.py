@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -204,6 +205,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         "chains": [
             {"tenant_id": str(r.tenant_id), "rows": r.rows, "ok": r.ok,
              "first_bad_seq": r.first_bad_seq, "problem": r.problem, "anchors": r.anchors,
+             "disclosures": r.disclosures, "first_bad_disclosure": r.first_bad_disclosure,
              "newest_anchor_at": r.newest_anchor_at.isoformat() if r.newest_anchor_at else None,
              "notes": list(r.notes)}
             for r in reports
@@ -212,11 +214,18 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     lines = []
     for r in reports:
         if r.ok:
-            lines.append(f"{r.tenant_id}: {r.rows} rows ok, {r.anchors} anchors")
-        elif r.first_bad_seq is None:
-            lines.append(f"{r.tenant_id}: BROKEN (anchors): {r.problem}")
-        else:
+            lines.append(
+                f"{r.tenant_id}: {r.rows} rows ok, {r.disclosures} disclosures ok, "
+                f"{r.anchors} anchors"
+            )
+        elif r.first_bad_seq is not None:
             lines.append(f"{r.tenant_id}: BROKEN at row {r.first_bad_seq}: {r.problem}")
+        elif r.first_bad_disclosure is not None:
+            lines.append(
+                f"{r.tenant_id}: BROKEN at disclosure {r.first_bad_disclosure}: {r.problem}"
+            )
+        else:
+            lines.append(f"{r.tenant_id}: BROKEN (anchors): {r.problem}")
         lines.extend(f"  note: {note}" for note in r.notes)
     if bad:
         data = failed_check(data, f"access-log chain broken in {len(bad)} of {len(reports)}")
@@ -312,7 +321,7 @@ def cmd_keys_new_epoch(args: argparse.Namespace) -> int:
 
 def _read_json_file(path: str, what: str) -> Any:
     """The parsed file; CommandError if unreadable or not JSON (exit 2)."""
-    from vault.services.receipts import load_receipt_json
+    from vault.services.receipt_verify import load_receipt_json
 
     try:
         return load_receipt_json(Path(path).read_bytes())
@@ -322,27 +331,43 @@ def _read_json_file(path: str, what: str) -> Any:
         raise CommandError(f"{what} {path} is not JSON: {exc}") from None
 
 
+# A file holding only a receipt's compact JWS (its `jws`, saved on its own).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+
+
+def _read_receipt_file(path: str) -> Any:
+    """The signed document (JSON), or the bare compact JWS the file holds."""
+    try:
+        text = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise CommandError(f"cannot read receipt {path}: {exc.strerror or exc}") from None
+    if _COMPACT_JWS.fullmatch(text.decode("ascii", "replace")):
+        return text.decode("ascii")
+    return _read_json_file(path, "receipt")
+
+
 def cmd_receipt_verify(args: argparse.Namespace) -> int:
     """Never opens a database: the key set comes from --jwks FILE, or from the running
     deployment at --url (DATAVAULT_PUBLIC_URL), never from a URL the receipt names."""
     from vault.receipt_key_set import fetch_receipt_keys
-    from vault.services.receipts import ReceiptInvalid, verify_signed_receipt
+    from vault.services.receipt_verify import ReceiptInvalid, verify_receipt
 
     try:
-        document = _read_json_file(args.file, "receipt")
+        document = _read_receipt_file(args.file)
         if args.jwks is not None:
             jwks = _read_json_file(args.jwks, "key set")
         else:
             jwks = fetch_receipt_keys(args.url or os.environ.get("DATAVAULT_PUBLIC_URL"))
-        receipt = verify_signed_receipt(document, jwks)
+        verified = verify_receipt(document, jwks)
     except ReceiptInvalid as exc:
         _emit(args, failed_check({"valid": False}, str(exc)), f"invalid receipt: {exc}")
         return EXIT_FAILED_CHECK
+    receipt = verified.receipt
     kind = "final" if receipt.get("final") is True else "interim"
     data = {"valid": True, "erasure_id": receipt.get("erasure_id"), "final": kind == "final",
-            "key_id": document["key_id"], "receipt": receipt}  # fmt: skip
+            "key_id": verified.key_id, "receipt": receipt}  # fmt: skip
     text = f"valid receipt for erasure {receipt.get('erasure_id')} ({kind}), signed by "
-    _emit(args, data, text + str(document["key_id"]))
+    _emit(args, data, text + verified.key_id)
     return EXIT_OK
 
 
@@ -359,27 +384,112 @@ def cmd_keys_retire_epoch(args: argparse.Namespace) -> int:
 
 
 def cmd_ledger_verify(args: argparse.Namespace) -> int:
-    from vault.services.ledger import LedgerError, verify_ledger
+    from vault.services.ledger import LedgerError, locate_head, verify_ledger
     from vault.services.ledger_watermark import watermark_for
+    from vault.services.receipt_verify import ReceiptInvalid, verify_signed_receipt
+    from vault.services.receipts import published_keys
+
+    documents = [(path, _read_json_file(path, "receipt")) for path in args.receipt or []]
 
     async def work(ctx: OperatorContext) -> Any:
         try:
-            objects = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root, ctx.blobs))
+            summary = await verify_ledger(ctx.db, ctx.blobs, watermark_for(ctx.root, ctx.blobs))
         except LedgerError as exc:
             return str(exc)
-        return objects
+        jwks = await published_keys(ctx.db)
+        receipts = []
+        for path, document in documents:
+            # The receipt's own signature first: a forged receipt proves nothing either way.
+            try:
+                ledger = verify_signed_receipt(document, jwks).get("ledger")
+                if not isinstance(ledger, dict):
+                    raise ReceiptInvalid("the receipt names no ledger head")
+                seq, head = int(ledger["seq"]), bytes.fromhex(str(ledger["head"]))
+                found = await locate_head(ctx.db, ctx.blobs, seq, head)
+                receipts.append({"file": path, "seq": seq, "ok": True, "found_in": found})
+            except (ReceiptInvalid, LedgerError, KeyError, TypeError, ValueError) as exc:
+                receipts.append({"file": path, "ok": False, "problem": str(exc)})
+        return summary, receipts
 
     result = _run_operator(args, work)
     if isinstance(result, str):
         data = failed_check({"ok": False, "problem": result}, f"shred ledger broken: {result}")
         _emit(args, data, f"shred ledger BROKEN: {result}")
         return EXIT_FAILED_CHECK
-    entries = sum(len(o.entries) for o in result)
-    _emit(
-        args,
-        {"ok": True, "objects": len(result), "entries": entries},
-        f"shred ledger ok: {len(result)} objects, {entries} destroyed keys",
+    summary, receipts = result
+    lines = [
+        f"shred ledger ok: {summary.objects} objects, {summary.entries} destroyed keys"
+        + (
+            f"; {summary.checkpoints} checkpoints fold entries 1-{summary.folded_through} "
+            f"({summary.folded_entries} destroyed keys)"
+            if summary.checkpoints
+            else ""
+        )
+    ]
+    for r in receipts:
+        lines.append(
+            f"receipt {r['file']}: the ledger reached its head (entry {r['seq']}, {r['found_in']})"
+            if r["ok"]
+            else f"receipt {r['file']}: NOT SHOWN by the ledger: {r['problem']}"
+        )
+    data = {
+        "ok": all(r["ok"] for r in receipts),
+        "objects": summary.objects,
+        "entries": summary.entries,
+        "checkpoints": summary.checkpoints,
+        "folded_through": summary.folded_through,
+        "folded_entries": summary.folded_entries,
+        "receipts": receipts,
+    }
+    if not data["ok"]:
+        data = failed_check(data, "a receipt's ledger head is not in the shred ledger")
+    _emit(args, data, "\n".join(lines))
+    return EXIT_OK if data["ok"] else EXIT_FAILED_CHECK
+
+
+def cmd_ledger_compact(args: argparse.Namespace) -> int:
+    from vault.services.erasure_receipts import ReceiptIssuer
+    from vault.services.ledger import LedgerError
+    from vault.services.ledger_watermark import watermark_for
+    from workers.ledger_compaction import compact_ledger
+
+    async def work(ctx: OperatorContext) -> Any:
+        issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+        try:
+            return await compact_ledger(
+                ctx.db, ctx.blobs, issuer, watermark=watermark_for(ctx.root, ctx.blobs),
+                dry_run=args.dry_run, wait=True,
+            )  # fmt: skip
+        except LedgerError as exc:
+            return str(exc)
+
+    report = _run_operator(args, work)
+    if isinstance(report, str):
+        data = failed_check({"ok": False, "problem": report}, f"shred ledger broken: {report}")
+        _emit(args, data, f"shred ledger BROKEN, nothing folded: {report}")
+        return EXIT_FAILED_CHECK
+    data = {
+        "ok": True,
+        "dry_run": report.dry_run,
+        "checkpoints": list(report.checkpoints),
+        "folded_objects": report.folded_objects,
+        "folded_entries": report.folded_entries,
+        "removed_objects": report.removed_objects,
+        "folded_through": report.folded_through,
+        "reason": report.reason,
+    }
+    would = "would fold" if report.dry_run else "folded"
+    text = (
+        f"{would} {report.folded_objects} ledger objects ({report.folded_entries} destroyed "
+        f"keys) into {len(report.checkpoints)} checkpoints; the ledger is folded through "
+        f"entry {report.folded_through}"
+        if report.folded_objects
+        else f"nothing to fold: {report.reason}"
     )
+    if report.removed_objects:
+        removed = "would remove" if report.dry_run else "removed"
+        text += f"\n{removed} {report.removed_objects} folded objects"
+    _emit(args, data, text)
     return EXIT_OK
 
 
@@ -441,7 +551,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="access log").add_subparsers(
         dest="audit_command", required=True
     )
-    verify = command(audit, "verify", cmd_audit_verify, "verify the access-log hash chains")
+    verify = command(
+        audit, "verify", cmd_audit_verify,
+        "verify the access-log and disclosure hash chains and their anchors",
+    )  # fmt: skip
     verify.add_argument("--tenant", metavar="SLUG")
     verify.add_argument(
         "--max-anchor-age", metavar="SECONDS", type=_positive_seconds, default=None,
@@ -461,9 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="receipt_command", required=True
     )
     check = command(receipt, "verify", cmd_receipt_verify, "verify a signed erasure receipt")
-    check.add_argument("file", metavar="FILE", help="the signed receipt (JSON)")
     check.add_argument(
-        "--jwks", metavar="FILE", help="verify offline against this JWK set (/v1/receipt-keys)"
+        "file", metavar="FILE", help="the signed receipt (JSON), or its compact JWS alone"
+    )
+    check.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="verify offline against this JWK set (/.well-known/jwks.json)",
     )
     check.add_argument(
         "--url",
@@ -475,7 +592,21 @@ def build_parser() -> argparse.ArgumentParser:
     ledger = sub.add_parser("ledger", help="shred ledger").add_subparsers(
         dest="ledger_command", required=True
     )
-    command(ledger, "verify", cmd_ledger_verify, "check the shred ledger's hash chain")
+    verify_ledger = command(
+        ledger, "verify", cmd_ledger_verify, "check the shred ledger's hash chain and checkpoints"
+    )
+    verify_ledger.add_argument(
+        "--receipt", metavar="FILE", action="append",
+        help="also check that the ledger reached the head this signed erasure receipt names "
+        "(repeatable)",
+    )  # fmt: skip
+    compact = command(
+        ledger, "compact", cmd_ledger_compact,
+        "fold entries no restorable backup can need into a signed checkpoint",
+    )  # fmt: skip
+    compact.add_argument(
+        "--dry-run", action="store_true", help="say what would fold; write and remove nothing"
+    )
 
     keys = sub.add_parser("keys", help="key rotation").add_subparsers(
         dest="keys_command", required=True

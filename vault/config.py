@@ -49,10 +49,10 @@ class Settings:
     # vault/services/transfers.py). Not an environment variable: the bound is the
     # product's (DESIGN.md: 60 s); tests shorten it so they take seconds.
     transfer_recheck_seconds: float | None = None
-    # Names this deployment in erasure receipts (e.g. its public URL).
-    receipt_issuer: str = "datavault"
     # Where clients reach the vault (behind a TLS proxy: its https URL). Unset: the
-    # bind address, http://<host>:<port>. Decides the console cookie's Secure flag.
+    # bind address, http://<host>:<port>. The `issuer` of erasure receipts (where their
+    # key set is found), the base of playback link URLs, and what decides the console
+    # cookie's Secure flag.
     public_url: str | None = None
     # DESIGN.md, Access log: full client IPs for 90 days, then truncated to /24 or /48
     # until a year, then dropped; the chain covers a keyed hash, so it still verifies.
@@ -62,6 +62,10 @@ class Settings:
     # objects cut the ledger's tail; the vault refuses one unless the operator accepts
     # that weaker guarantee (then a cut is only detected, where it can be).
     accept_unlocked_ledger: bool = False
+    # DESIGN.md, Events for tenants: webhooks never reach private, loopback or link-local
+    # addresses (the deployment's own network) unless the operator allows it; allowing it
+    # also allows plain http:// receivers (inside such a network, often without TLS).
+    webhook_allow_private_networks: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -75,6 +79,18 @@ class Settings:
             return self.public_url.rstrip("/")
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def public_url_unusable(self) -> bool:
+        """No DATAVAULT_PUBLIC_URL while binding every interface: the default would name
+        http://0.0.0.0:<port> as the receipts' issuer and in playback links, which no
+        client can open."""
+        if self.public_url:
+            return False
+        try:
+            return ipaddress.ip_address(self.host).is_unspecified
+        except ValueError:
+            return False
 
     @property
     def cookies_secure(self) -> bool:
@@ -158,12 +174,12 @@ ENVIRONMENT: tuple[tuple[str, str, Any], ...] = (
     ("DATAVAULT_AUTH_FAILURE_LIMIT", "auth_failure_limit", _int),
     ("DATAVAULT_AUTH_FAILURE_WINDOW_SECONDS", "auth_failure_window_seconds", _float),
     ("DATAVAULT_DB_POOL_MAX", "db_pool_max", _int),
-    ("DATAVAULT_RECEIPT_ISSUER", "receipt_issuer", _str),
     ("DATAVAULT_PUBLIC_URL", "public_url", _str),
     ("DATAVAULT_UPLOAD_IDLE_TIMEOUT_SECONDS", "upload_idle_timeout_seconds", _float),
     ("DATAVAULT_ACCESS_LOG_IP_FULL_DAYS", "access_log_ip_full_days", _int),
     ("DATAVAULT_ACCESS_LOG_IP_KEEP_DAYS", "access_log_ip_keep_days", _int),
     ("DATAVAULT_ACCEPT_UNLOCKED_LEDGER", "accept_unlocked_ledger", _bool),
+    ("DATAVAULT_WEBHOOK_ALLOW_PRIVATE_NETWORKS", "webhook_allow_private_networks", _bool),
 )
 
 
@@ -180,7 +196,25 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{variable}: cannot use {raw!r}: {exc}") from None
     settings = Settings(**values)
     check_settings(settings)
+    _check_retired(env, settings)
     return settings
+
+
+# Receipts named their issuer with this variable before API.md made the issuer the
+# deployment's public URL. A deployment that still sets it to something else would
+# silently start signing another issuer: it is refused, saying what to set instead.
+RETIRED_RECEIPT_ISSUER = "DATAVAULT_RECEIPT_ISSUER"
+
+
+def _check_retired(env: Mapping[str, str], settings: Settings) -> None:
+    issuer = env.get(RETIRED_RECEIPT_ISSUER)
+    if issuer and issuer.rstrip("/") != settings.public_base_url:
+        raise ConfigError(
+            f"{RETIRED_RECEIPT_ISSUER} is no longer read: receipts name the deployment's "
+            f"public URL as their issuer. Set DATAVAULT_PUBLIC_URL (now "
+            f"{settings.public_base_url}) to where clients reach the vault and remove "
+            f"{RETIRED_RECEIPT_ISSUER}"
+        )
 
 
 # The names README's configuration table documents for DATAVAULT_LOG_LEVEL.
@@ -213,5 +247,8 @@ def check_settings(settings: Settings) -> None:
         parts = urlsplit(settings.public_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError("DATAVAULT_PUBLIC_URL must be an http:// or https:// URL")
+        # It is a base that paths are appended to (playback links, the key set).
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError("DATAVAULT_PUBLIC_URL must be a base URL: no query, fragment or user")
     if settings.s3_endpoint_url and not settings.s3_bucket:
         raise ConfigError("DATAVAULT_S3_ENDPOINT_URL needs DATAVAULT_S3_BUCKET")

@@ -25,6 +25,14 @@ class InvalidInput(VaultError):
         super().__init__(detail, errors=[{"field": name, "message": detail} for name in fields])
         self.field = field
 
+    @classmethod
+    def of_fields(cls, messages: Mapping[str, str]) -> InvalidInput:
+        """Several fields wrong at once, each with its own message; the first is `detail`."""
+        (field, detail), *_ = messages.items()
+        error = cls(detail, field=field)
+        error.extra = {"errors": [{"field": f, "message": m} for f, m in messages.items()]}
+        return error
+
 
 class MalformedInput(VaultError):
     """The request body cannot be parsed at all."""

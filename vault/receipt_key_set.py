@@ -13,7 +13,7 @@ import urllib.request
 from typing import Any
 
 from vault.cli_errors import CommandError
-from vault.services.receipts import load_receipt_json
+from vault.services.receipt_verify import load_receipt_json
 
 RECEIPT_KEYS_PATH = "/v1/receipt-keys"
 FETCH_TIMEOUT_SECONDS = 10

@@ -27,7 +27,7 @@ import structlog
 from crypto.mac import same_digest
 from vault.blobs.base import BlobNotFound, BlobStore
 from vault.config import Settings
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.access_chain import GENESIS
 from vault.services.access_anchor import (
@@ -50,6 +50,7 @@ from vault.services.access_anchor import (
 from vault.services.tenants import list_tenants
 
 Q = Queries("access_log")
+D = Queries("disclosures")
 log = structlog.get_logger("datavault.access_anchor")
 
 # A chain whose head has not moved gets its heartbeat when its newest anchor is this old:
@@ -149,23 +150,51 @@ async def _anchor_chain(
     except AnchorInvalid:
         return "anchor_invalid"
     async with db.tenant_tx(chain) as conn:
-        head = await conn.fetchrow(Q.get_head, chain)
-        head_seq, head_hash = (head["seq"], bytes(head["row_hash"])) if head else (0, GENESIS)
-        if newest is not None and newest.anchor.seq > 0:
-            at_anchor = await conn.fetchval(Q.row_hash_at, chain, newest.anchor.seq)
-            if (
-                head_seq < newest.anchor.seq
-                or at_anchor is None
-                or not same_digest(bytes(at_anchor), newest.anchor.row_hash)
+        head_seq, head_hash = await _head(conn, Q, chain)
+        disclosures = await _head(conn, D, chain)
+        if newest is not None:
+            anchored = newest.anchor
+            if not await _holds(
+                conn, Q, chain, (head_seq, head_hash), (anchored.seq, anchored.row_hash)
             ):
                 return "chain_contradicts_anchor"
+            if anchored.disclosures is not None and not await _holds(
+                conn, D, chain, disclosures, anchored.disclosures
+            ):
+                return "disclosures_contradict_anchor"
     if newest is not None:
         memory.newest[chain] = newest
-        unmoved = newest.anchor.seq == head_seq and newest.anchor.row_hash == head_hash
+        unmoved = (newest.anchor.seq, newest.anchor.row_hash) == (head_seq, head_hash) and (
+            newest.anchor.disclosures == disclosures
+        )
         if unmoved and now - newest.anchor.anchored_at < timedelta(seconds=HEARTBEAT_SECONDS):
             return 0
-    await write_anchor(blobs, keys, chain, head_seq, head_hash, now, newest, memory, retain_days)
+    await write_anchor(
+        blobs, keys, chain, head_seq, head_hash, now, newest, memory, retain_days,
+        disclosures=disclosures,
+    )  # fmt: skip
     return 1
+
+
+async def _head(conn: Connection, queries: Queries, chain: uuid.UUID) -> tuple[int, bytes]:
+    """A chain's head (seq, row_hash): the access log's (Q) or the disclosures' (D)."""
+    head = await conn.fetchrow(queries.get_head, chain)
+    return (head["seq"], bytes(head["row_hash"])) if head else (0, GENESIS)
+
+
+async def _holds(
+    conn: Connection,
+    queries: Queries,
+    chain: uuid.UUID,
+    head: tuple[int, bytes],
+    anchored: tuple[int, bytes],
+) -> bool:
+    """Whether the chain (at `head`) still holds the anchored row with the anchored hash."""
+    seq, row_hash = anchored
+    if seq == 0:
+        return True
+    at_anchor = await conn.fetchval(queries.row_hash_at, chain, seq)
+    return head[0] >= seq and at_anchor is not None and same_digest(bytes(at_anchor), row_hash)
 
 
 async def _newest(
@@ -203,10 +232,12 @@ async def write_anchor(
     memory: AnchorMemory,
     retain_days: int,
     *,
+    disclosures: tuple[int, bytes],
     reanchored: bool = False,
 ) -> StoredAnchor:
     """Write the anchor after `previous` (an anchor, or the number and SHA-256 of an
-    object that does not verify, which a re-anchoring links to all the same)."""
+    object that does not verify, which a re-anchoring links to all the same), with the
+    head of the access-log chain (`seq`, `row_hash`) and of the disclosure chain."""
     if isinstance(previous, StoredAnchor):
         link: tuple[int, bytes] | None = (previous.anchor.anchor_seq, previous.sha256)
     else:
@@ -214,7 +245,7 @@ async def write_anchor(
     number = link[0] + 1 if link is not None else 1
     anchor = Anchor(
         chain, seq, row_hash, now, number,
-        link[0] if link else None, link[1] if link else None, reanchored,
+        link[0] if link else None, link[1] if link else None, reanchored, disclosures,
     )  # fmt: skip
     data = encode_anchor(anchor, keys)
     until = now + timedelta(days=retain_days + 1)
@@ -296,11 +327,11 @@ async def reanchor(
         found = await find_newest(blobs, chain, 0)
         previous = (found[0], hashlib.sha256(found[1]).digest()) if found is not None else None
         async with db.tenant_tx(chain) as conn:
-            head = await conn.fetchrow(Q.get_head, chain)
-        seq, row_hash = (head["seq"], bytes(head["row_hash"])) if head else (0, GENESIS)
+            seq, row_hash = await _head(conn, Q, chain)
+            disclosures = await _head(conn, D, chain)
         stored = await write_anchor(
             blobs, keys, chain, seq, row_hash, now, previous, AnchorMemory(), retain_days,
-            reanchored=True,
+            disclosures=disclosures, reanchored=True,
         )  # fmt: skip
     log.warning("access_log_reanchored", chain=str(chain), anchor_seq=stored.anchor.anchor_seq)
     return stored.anchor

@@ -1,5 +1,6 @@
 """Expired holds stop covering at once (dv_hold_in_force compares expires_at with now);
-this job writes each expiry into the hold's journal within a minute."""
+this job writes each expiry into the hold's journal within a minute, with its
+`hold.expired` webhook event in the same transaction."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from vault.domain.holds import HoldAction
 from vault.observability import events
 from vault.services.holds import journal
 from vault.services.tenants import list_tenants
+from vault.services.webhook_outbox import emit_hold_expired
 
 Q = Queries("holds")
 
@@ -20,9 +22,11 @@ async def journal_expired_holds(db: Database) -> int:
     journaled = 0
     for tenant in await list_tenants(db):
         async with db.tenant_tx(tenant.id) as conn:
-            expired = [row["id"] for row in await conn.fetch(Q.newly_expired, tenant.id)]
-            for hold_id in expired:
-                await journal(conn, tenant.id, hold_id, HoldAction.EXPIRED, None, None)
+            rows = await conn.fetch(Q.newly_expired, tenant.id)
+            for row in rows:
+                await journal(conn, tenant.id, row["id"], HoldAction.EXPIRED, None, None)
+                await emit_hold_expired(conn, tenant.id, row)
+            expired = [row["id"] for row in rows]
         for hold_id in expired:
             events.hold_expired(tenant.id, hold_id)
         journaled += len(expired)

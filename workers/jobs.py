@@ -12,6 +12,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.keyring import KeyRing
 from vault.services.ledger_watermark import watermark_for
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
+from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
 from workers.closure import CLOSURE_INTERVAL_SECONDS, run_due_closures
@@ -21,10 +22,19 @@ from workers.erasure import EXECUTOR_INTERVAL_SECONDS, run_due_erasures
 from workers.hold_expiry import HOLD_EXPIRY_INTERVAL_SECONDS, journal_expired_holds
 from workers.idempotency import IDEMPOTENCY_EXPIRY_INTERVAL_SECONDS, expire_idempotency_keys
 from workers.ledger import PUBLISH_INTERVAL_SECONDS, publish_and_complete
+from workers.ledger_compaction import LEDGER_COMPACTION_INTERVAL_SECONDS, compact_on_schedule
 from workers.monitor import MONITOR_INTERVAL_SECONDS, refresh_gauges
 from workers.retention import RETENTION_INTERVAL_SECONDS, apply_retention
 from workers.runner import PeriodicJob
 from workers.sweeper import SWEEP_INTERVAL_SECONDS, sweep
+from workers.webhooks import (
+    DELIVERY_INTERVAL_SECONDS,
+    OVERDUE_INTERVAL_SECONDS,
+    PRUNE_INTERVAL_SECONDS,
+    deliver_due_webhooks,
+    prune_delivery_log,
+    report_overdue_erasures,
+)
 
 
 def background_jobs(
@@ -42,6 +52,7 @@ def background_jobs(
     anchors = anchors if anchors is not None else AnchorMemory()
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
     watermark = watermark_for(root, blobs)
+    sender = WebhookSender(allow_private_networks=settings.webhook_allow_private_networks)
     return [
         PeriodicJob("retention", RETENTION_INTERVAL_SECONDS, lambda: apply_retention(db, keyring)),
         PeriodicJob(
@@ -82,8 +93,24 @@ def background_jobs(
             lambda: publish_and_complete(db, blobs, issuer, watermark),
         ),
         PeriodicJob(
+            "ledger-compaction",
+            LEDGER_COMPACTION_INTERVAL_SECONDS,
+            lambda: compact_on_schedule(db, blobs, issuer, watermark, metrics),
+        ),
+        PeriodicJob(
             "deletion-check", CHECK_INTERVAL_SECONDS, lambda: run_scheduled_check(db, metrics)
         ),
+        PeriodicJob(
+            "webhook-delivery",
+            DELIVERY_INTERVAL_SECONDS,
+            lambda: deliver_due_webhooks(db, keyring, sender, metrics),
+        ),
+        PeriodicJob(
+            "webhook-overdue-erasures",
+            OVERDUE_INTERVAL_SECONDS,
+            lambda: report_overdue_erasures(db),
+        ),
+        PeriodicJob("webhook-log-prune", PRUNE_INTERVAL_SECONDS, lambda: prune_delivery_log(db)),
         PeriodicJob(
             "root-epoch-schedule",
             EPOCH_SCHEDULE_INTERVAL_SECONDS,

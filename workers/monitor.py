@@ -42,6 +42,10 @@ class MonitorSnapshot:
     keys_destroyed: int = 0
     ledger_lag_seconds: float = 0.0
     worker_job_lag_seconds: float = 0.0
+    webhook_pending: int = 0
+    webhook_queue_age_seconds: float = 0.0
+    ledger_objects: int = 0
+    ledger_folded_through: int = 0
     tenants: int = 0
 
 
@@ -67,6 +71,10 @@ def _add(snapshot: MonitorSnapshot, row: Any) -> None:
     snapshot.ledger_lag_seconds = max(
         snapshot.ledger_lag_seconds, _age(now, row["oldest_unpublished_destroyed_at"])
     )
+    snapshot.webhook_pending += int(row["webhook_pending"])
+    snapshot.webhook_queue_age_seconds = max(
+        snapshot.webhook_queue_age_seconds, _age(now, row["oldest_webhook_pending_at"])
+    )
 
 
 async def refresh_gauges(
@@ -87,6 +95,10 @@ async def refresh_gauges(
         snapshot.tenants += 1
     async with db.untenanted_tx() as conn:
         epoch_started = await conn.fetchval(Q.current_epoch_started)
+        ledger = await conn.fetchrow(Q.ledger_state)
+    if ledger is not None:
+        snapshot.ledger_folded_through = int(ledger["folded_through"])
+        snapshot.ledger_objects = max(0, int(ledger["seq"]) - snapshot.ledger_folded_through)
     snapshot.root_epoch_age_seconds = _age(snapshot.at, epoch_started)
     for status, count in snapshot.erasures.items():
         metrics.erasures.labels(status).set(count)
@@ -99,4 +111,8 @@ async def refresh_gauges(
     metrics.keys_destroyed.set(snapshot.keys_destroyed)
     metrics.ledger_lag.set(snapshot.ledger_lag_seconds)
     metrics.worker_job_lag.set(snapshot.worker_job_lag_seconds)
+    metrics.webhook_deliveries_pending.set(snapshot.webhook_pending)
+    metrics.webhook_queue_age.set(snapshot.webhook_queue_age_seconds)
+    metrics.ledger_objects.set(snapshot.ledger_objects)
+    metrics.ledger_folded_through.set(snapshot.ledger_folded_through)
     return snapshot

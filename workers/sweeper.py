@@ -4,7 +4,7 @@
 - uploads still 'uploading' long after any upload could run (the process died): their
   data key is destroyed, the row marked deleted, the blob removed;
 - incomplete streamed writes in the store itself (temp files, S3 multipart uploads);
-- expired console sessions (hygiene: they can no longer be resumed anyway).
+- expired console sessions and playback links (hygiene: neither can be used any more).
 All of it is ciphertext under destroyed keys already; removal is hygiene.
 """
 
@@ -20,6 +20,7 @@ from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.services.artefacts import ABANDONED_UPLOAD_AFTER, remove_blob
 from vault.services.keyring import KeyRing
+from vault.services.playback_links import delete_expired_links
 from vault.services.tenants import list_tenants
 
 Q = Queries("artefacts")
@@ -36,6 +37,7 @@ class SweepReport:
     uploads_abandoned: int = 0
     incomplete_aborted: int = 0
     console_sessions_deleted: int = 0
+    playback_links_deleted: int = 0
 
 
 async def sweep(
@@ -46,6 +48,7 @@ async def sweep(
     for tenant in await list_tenants(db):
         await _sweep_tenant(db, blobs, keyring, tenant.id, now, report)
         report.console_sessions_deleted += await delete_expired_sessions(db, tenant.id, now)
+        report.playback_links_deleted += await delete_expired_links(db, tenant.id, now)
     for upload in await blobs.list_incomplete(now - ABANDONED_UPLOAD_AFTER):
         await blobs.abort_incomplete(upload)
         report.incomplete_aborted += 1

@@ -306,7 +306,7 @@ def test_erasures_need_the_erasure_scope_and_stay_in_their_tenant(
 def test_completed_erasure_has_a_receipt_that_verifies_with_the_published_key_only(
     server: ServerThread, tenant: Tenant
 ) -> None:
-    from vault.services.receipts import ReceiptInvalid, verify_signed_receipt
+    from vault.services.receipt_verify import ReceiptInvalid, verify_signed_receipt
 
     with server.client() as http:
         keys = _keys(http, tenant)

@@ -3,6 +3,7 @@ answer of the running vault (fields, types, status codes, headers, scopes)."""
 
 from __future__ import annotations
 
+import urllib.parse
 import uuid
 from typing import Any
 
@@ -149,6 +150,33 @@ def test_erasure_receipt_matches_its_schema(server: ServerThread, tenant: Tenant
     _conforms(schema["properties"]["receipt"], signed.json()["receipt"])
 
 
+def test_disclosure_answers_match_their_schemas(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        paths = _document(http)["paths"]
+        officer = create_key(http, tenant, ["compliance"])
+        body = {
+            "recipient": "Rechtbank",
+            "legal_basis": "court order",
+            "reference": "C-1",
+            "categories": ["recording"],
+            "disclosed_at": "2024-05-01T10:00:00Z",
+        }
+        created = http.post("/v1/disclosures", json=body, headers=auth(officer))
+        shown = http.get(created.headers["location"], headers=auth(officer))
+        listed = http.get("/v1/disclosures", headers=auth(officer))
+    assert created.status_code == 201, created.text
+    post = paths["/v1/disclosures"]["post"]
+    _conforms(post["requestBody"]["content"]["application/json"]["schema"], body, exact=False)
+    _conforms(post["responses"]["201"]["content"]["application/json"]["schema"], created.json())
+    assert "Location" in post["responses"]["201"]["headers"]
+    one = paths["/v1/disclosures/{disclosure_id}"]["get"]["responses"]["200"]
+    _conforms(one["content"]["application/json"]["schema"], shown.json())
+    page = paths["/v1/disclosures"]["get"]["responses"]["200"]["content"]["application/json"]
+    _conforms(page["schema"], listed.json())
+    for item in listed.json()["items"]:
+        _conforms(page["schema"]["properties"]["items"]["items"], item)
+
+
 def _artefact(http: httpx.Client, tenant: Tenant) -> tuple[dict[str, Any], str]:
     ingest = create_key(http, tenant, ["ingest"])
     reader = create_key(http, tenant, ["read"])
@@ -245,7 +273,8 @@ def _accepted(documented: str) -> set[str]:
 
 def _example_url(path: str) -> str:
     filled = path.replace("{ref}", "oa-scopes").replace("{name}", "profile")
-    for name in ("key_id", "artefact_id", "hold_id", "erasure_id"):
+    ids = ("key_id", "artefact_id", "hold_id", "erasure_id", "disclosure_id", "webhook_id")
+    for name in (*ids, "delivery_id"):
         filled = filled.replace("{" + name + "}", str(uuid.uuid4()))
     return filled
 
@@ -298,3 +327,30 @@ def test_docs_page_shows_header_parameters_raw_bodies_and_scope_choices(
     with server.client() as http:
         page = http.get("/docs").text
     assert shown in page
+
+
+def test_playback_links_are_documented_as_they_answer(server: ServerThread, tenant: Tenant) -> None:
+    with server.client() as http:
+        document = _document(http)
+        mint = document["paths"]["/v1/subjects/{ref}/artefacts/{artefact_id}/links"]["post"]
+        play = document["paths"]["/playback/{token}"]
+        reader, url = _artefact(http, tenant)
+        minted = http.post(url.removesuffix("/content") + "/links", headers=auth(reader))
+        path = urllib.parse.urlsplit(minted.json()["url"]).path
+        answers = {
+            ("get", 200): http.get(path),
+            ("get", 206): http.get(path, headers={"Range": "bytes=0-9"}),
+            ("head", 200): http.head(path),
+            ("get", 416): http.get(path, headers={"Range": "bytes=500-"}),
+        }
+    assert minted.status_code == 201, minted.text
+    _conforms(mint["responses"]["201"]["content"]["application/json"]["schema"], minted.json())
+    assert mint["x-required-scope"] == "read" and mint["requestBody"]["required"] is False
+    for method in ("get", "head"):
+        assert "security" not in play[method]  # the token in the path is the credential
+        assert {"200", "206", "404", "416", "429"} <= set(play[method]["responses"]), method
+    for (method, status), answered in answers.items():
+        assert answered.status_code == status, (method, status, answered.text)
+        documented = _resolve(document, play[method]["responses"][str(status)])
+        for name in documented.get("headers", {}):
+            assert name in answered.headers, (method, status, name)

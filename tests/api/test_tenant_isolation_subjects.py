@@ -46,6 +46,7 @@ ATTEMPTS: dict[str, Attempt] = {
     ),
     "HEAD content": lambda h, a, ref, aid: h.head(artefact_url(ref, aid, "content"), headers=a),
     "DELETE artefact": lambda h, a, ref, aid: h.delete(artefact_url(ref, aid), headers=a),
+    "POST playback link": lambda h, a, ref, aid: h.post(artefact_url(ref, aid, "links"), headers=a),
     "GET records": lambda h, a, ref, aid: h.get(subject_url(ref, "records"), headers=a),
     "GET record": lambda h, a, ref, aid: h.get(record_url(ref, "profile"), headers=a),
     "DELETE record": lambda h, a, ref, aid: h.delete(record_url(ref, "profile"), headers=a),
@@ -155,6 +156,7 @@ def test_artefact_id_under_another_of_the_tenants_own_refs_is_404(
             http.get(artefact_url(other_ref, aid, "content"), headers=read),
             http.head(artefact_url(other_ref, aid, "content"), headers=read),
             http.delete(artefact_url(other_ref, aid), headers=ingest),
+            http.post(artefact_url(other_ref, aid, "links"), headers=read),
             # A ref never written at all: the same answer.
             http.get(artefact_url(f"never-{uuid.uuid4().hex}", aid, "content"), headers=read),
         ]

@@ -165,7 +165,7 @@ def test_field_boundaries_are_unambiguous() -> None:
 def test_unknown_purpose_is_rejected() -> None:
     with pytest.raises(ValueError, match="purpose"):
         KeyContext("anything")
-    assert len(PURPOSES) == 8
+    assert len(PURPOSES) == 9
 
 
 @pytest.mark.parametrize("bad", [-1, 2**64, True])

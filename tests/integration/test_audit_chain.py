@@ -192,7 +192,7 @@ def test_anchor_is_signed_with_ed25519_by_the_deployment_key(
             return ctx.secrets.anchor_keys.public_key
 
     public = asyncio.run(public_key())
-    assert document["v"] == 3 and document["alg"] == "Ed25519" and "mac" not in document
+    assert document["v"] == 4 and document["alg"] == "Ed25519" and "mac" not in document
     assert path.name == f"{document['anchor_seq']:012d}.json"
     signed = {k: v for k, v in document.items() if k != "signature"}
     message = json.dumps(signed, sort_keys=True, separators=(",", ":")).encode()

@@ -28,6 +28,8 @@ HELD_REF = "ref-held-3e8a55"
 NOTE = "note-text-5c1d-handle-with-care"
 CASE = "case-ref-2b9e61"
 RECORD_VALUE = "record-plaintext-a0b7c3"
+RECIPIENT = "recipient-name-4d7e90"
+DESCRIPTION = "description-text-81c3f2"
 
 
 @pytest.fixture
@@ -76,6 +78,14 @@ def test_state_changes_are_logged_with_ids_only(
         release = http.post(f"/v1/holds/{released}/release", json={"reason": "case closed"},
                             headers=auth(compliance))  # fmt: skip
         assert release.status_code == 200, release.text
+        disclosed = http.post(
+            "/v1/disclosures",
+            json={"hold_id": released, "recipient": RECIPIENT, "legal_basis": "order",
+                  "reference": CASE, "categories": ["account"], "description": DESCRIPTION,
+                  "disclosed_at": rfc3339(datetime.now(UTC))},
+            headers=auth(compliance),
+        )  # fmt: skip
+        assert disclosed.status_code == 201, disclosed.text
         soon = rfc3339(datetime.now(UTC) + timedelta(hours=1))
         expiring = _hold(http, compliance, subject_ref=HELD_REF, expires_at=soon)
 
@@ -126,6 +136,8 @@ def test_state_changes_are_logged_with_ids_only(
     one("hold_placed", tenant_id=tid, hold_id=expiring)
     one("hold_released", tenant_id=tid, hold_id=released, api_key_id=compliance["id"])
     one("hold_expired", tenant_id=tid, hold_id=expiring)
+    one("disclosure_recorded", tenant_id=tid, disclosure_id=disclosed.json()["id"],
+        api_key_id=compliance["id"])  # fmt: skip
     shredded_keys = [e for e in events["key_shredded"] if e["erasure_id"] == erasure_id]
     assert shredded_keys and all(e["key_kind"] == "subject" for e in shredded_keys)
     assert {str(item["key_id"]) for item in status["shredded"]} == {
@@ -133,8 +145,9 @@ def test_state_changes_are_logged_with_ids_only(
     }
 
     # Nothing a person or a client chose reaches the log: no reference, note, case
-    # reference, record value, or API key secret.
-    secrets = [ERASED_REF, CANCELLED_REF, HELD_REF, NOTE, CASE, RECORD_VALUE]
+    # reference, record value, disclosure recipient or description, or API key secret.
+    secrets = [ERASED_REF, CANCELLED_REF, HELD_REF, NOTE, CASE, RECORD_VALUE, RECIPIENT,
+               DESCRIPTION]  # fmt: skip
     secrets += [k["secret"].split("_", 2)[2] for k in (app, privacy, compliance)]
     secrets.append(tenant.admin_key.split("_", 2)[2])
     for secret in secrets:

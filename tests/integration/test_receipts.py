@@ -22,6 +22,7 @@ from tests.support import ServerThread, free_port
 from vault.config import Settings
 from vault.db.database import Database
 from vault.runtime import operator_context
+from vault.services.receipt_verify import verify_signed_receipt
 from vault.services.receipts import (
     ReceiptSigner,
     b64url,
@@ -30,7 +31,6 @@ from vault.services.receipts import (
     published_keys,
     receipt_keys_under_epoch,
     rewrap_receipt_keys,
-    verify_signed_receipt,
 )
 from vault.services.root_epochs import EpochManagedProvider
 
@@ -183,7 +183,7 @@ def test_receipt_keys_endpoint_publishes_the_key(
     ours = [k for k in keys if k["kid"] == signer.kid]
     assert ours == [
         {"kty": "OKP", "crv": "Ed25519", "kid": signer.kid, "x": b64url(signer.public_key),
-         "use": "sig", "alg": "EdDSA"}
+         "use": "sig", "alg": "Ed25519"}
     ]  # fmt: skip
 
 
@@ -326,3 +326,40 @@ def test_cli_without_a_key_set_exits_2_saying_what_to_pass(
     assert nobody.stderr.startswith("datavault: cannot fetch the receipt key set from ")
     assert "Traceback" not in nobody.stderr
     assert not (tmp_path / "no-vault-here").exists()
+
+
+def test_cli_verifies_the_jws_alone_and_against_the_well_known_key_set(
+    signed_files: tuple[Path, Path, dict[str, Any]], server: ServerThread, tmp_path: Path
+) -> None:
+    _, _, document = signed_files
+    env = _offline_env(tmp_path)
+    with server.client() as http:
+        well_known = _write(tmp_path / "jwks.json", http.get("/.well-known/jwks.json").json())
+    jws_file = tmp_path / "receipt.jws"
+    jws_file.write_text(document["jws"] + "\n")
+    result = _receipt_verify(env, str(jws_file), "--jwks", str(well_known))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == (
+        f"valid receipt for erasure {document['receipt']['erasure_id']} (final), signed by "
+        f"{document['key_id']}"
+    )
+    header, payload, signature = document["jws"].split(".")
+    jws_file.write_text(f"{header}.{payload[:-4]}AAAA.{signature}")
+    tampered = _receipt_verify(env, str(jws_file), "--jwks", str(well_known))
+    assert tampered.returncode == 1
+    assert tampered.stdout.startswith("invalid receipt: jws ")
+    assert not (tmp_path / "no-vault-here").exists()
+
+
+def test_cli_refuses_a_document_whose_jws_says_something_else(
+    signed_files: tuple[Path, Path, dict[str, Any]],
+    settings: Settings,
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    _, jwks_file, document = signed_files
+    other = _load_signer(settings, database_url).sign(_receipt())
+    mixed = _write(tmp_path / "mixed.json", {**document, "jws": other["jws"]})
+    result = _receipt_verify(_offline_env(tmp_path), str(mixed), "--jwks", str(jwks_file))
+    assert result.returncode == 1
+    assert result.stdout.strip() == "invalid receipt: jws does not match the receipt"

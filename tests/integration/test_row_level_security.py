@@ -151,7 +151,7 @@ def _tenant_tables(database_url: str) -> list[str]:
 # fills each of them).
 DATA_TABLES = [
     "subjects", "records", "artefacts", "data_keys", "subject_keys", "holds", "erasures",
-    "access_log",
+    "access_log", "disclosures",
 ]  # fmt: skip
 
 
@@ -181,7 +181,8 @@ def test_every_tenant_table_forces_row_level_security_with_a_tenant_policy(
 
 def _fill_data_tables(server: ServerThread, tenant: Tenant) -> None:
     """Through the API: a subject with an artefact and a record (subject and data keys),
-    a hold on it, an erasure of another subject, and the access-log rows of all that."""
+    a hold on it and a disclosure under the hold, an erasure of another subject, and the
+    access-log rows of all that."""
     with server.client() as http:
         keys = data_keys(http, tenant)
         ref = "rls-subject"
@@ -193,6 +194,14 @@ def _fill_data_tables(server: ServerThread, tenant: Tenant) -> None:
             headers=auth(keys.compliance),
         )
         assert held.status_code == 201, held.text
+        disclosed = http.post(
+            "/v1/disclosures",
+            json={"hold_id": held.json()["id"], "recipient": "Rechtbank", "legal_basis": "order",
+                  "reference": "rls-case", "categories": ["recording"],
+                  "disclosed_at": "2024-05-01T10:00:00Z", "description": "one call"},
+            headers=auth(keys.compliance),
+        )  # fmt: skip
+        assert disclosed.status_code == 201, disclosed.text
         privacy = create_key(http, tenant, ["erasure"])
         erased = http.post(subject_url("rls-other-subject", "erasure"), headers=auth(privacy))
         assert erased.status_code == 202, erased.text
@@ -231,7 +240,18 @@ def test_tenant_data_rows_are_invisible_without_the_tenant_or_with_another(
     assert asyncio.run(_tenant_rows(database_url, owner.id, uuid.uuid4())) == nobody
 
 
-def test_access_log_is_append_only_for_the_app(database_url: str, tenant: Tenant) -> None:
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ("DELETE FROM access_log", "UPDATE access_log SET status = 200"),
+        ("DELETE FROM disclosures", "UPDATE disclosures SET recipient = 'nobody'",
+         "DELETE FROM disclosure_heads"),
+    ],
+    ids=["access_log", "disclosures"],
+)  # fmt: skip
+def test_the_evidence_is_append_only_for_the_app(
+    database_url: str, tenant: Tenant, statements: tuple[str, ...]
+) -> None:
     async def attempt(statement: str) -> None:
         db = await Database.connect(database_url, max_size=1)
         try:
@@ -240,8 +260,31 @@ def test_access_log_is_append_only_for_the_app(database_url: str, tenant: Tenant
         finally:
             await db.close()
 
-    for statement in ("DELETE FROM access_log", "UPDATE access_log SET status = 200"):
+    for statement in statements:
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
+            asyncio.run(attempt(statement))
+
+
+def test_disclosures_refuse_changes_from_the_owner_too(
+    server: ServerThread, database_url: str, tenant: Tenant
+) -> None:
+    """A trigger, beside the missing privileges: a mistaken statement run as the owner
+    (a migration, a console session) cannot change or remove an entry either. (The
+    owner can drop the trigger; `datavault audit verify` finds what was done then.)"""
+    _fill_data_tables(server, tenant)
+
+    async def attempt(statement: str) -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(statement, tenant.id)
+        finally:
+            await conn.close()
+
+    for statement in (
+        "UPDATE disclosures SET recipient = 'nobody' WHERE tenant_id = $1",
+        "DELETE FROM disclosures WHERE tenant_id = $1",
+    ):
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             asyncio.run(attempt(statement))
 
 

@@ -1,5 +1,5 @@
-"""The v3 anchor format (vault/services/access_anchor.py): what decodes, what is refused,
-and the history's key names. No database, no store."""
+"""The v4 anchor format (vault/services/access_anchor.py): what decodes, what is refused,
+v3 anchors still verifying, and the history's key names. No database, no store."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ def _anchor(**changes: object) -> Anchor:
     fields: dict[str, object] = {
         "tenant_id": CHAIN, "seq": 7, "row_hash": bytes(range(32)), "anchored_at": AT,
         "anchor_seq": 3, "prev_anchor_seq": 2, "prev_anchor_sha256": hashlib.sha256(b"2").digest(),
+        "disclosures": (4, bytes(range(32, 64))),
     }  # fmt: skip
     fields.update(changes)
     return Anchor(**fields)  # type: ignore[arg-type]
@@ -56,7 +57,21 @@ def test_an_anchor_round_trips_with_its_link() -> None:
     stored = decode_stored(data, KEYS, CHAIN, 3)
     assert stored.sha256 == hashlib.sha256(data).digest()
     document = json.loads(data)
-    assert document["v"] == 3 and document["prev_anchor_sha256"] == hashlib.sha256(b"2").hexdigest()
+    assert document["v"] == 4 and document["prev_anchor_sha256"] == hashlib.sha256(b"2").hexdigest()
+    assert document["disclosures_seq"] == 4
+    assert document["disclosures_row_hash"] == bytes(range(32, 64)).hex()
+
+
+def test_a_v3_anchor_without_the_disclosure_head_still_verifies() -> None:
+    """Anchors written before disclosures existed: signed over the v3 fields, with no
+    disclosure head (None, not an empty chain)."""
+    document = json.loads(encode_anchor(_anchor(), KEYS))
+    for name in ("disclosures_seq", "disclosures_row_hash"):
+        del document[name]
+    decoded = decode_anchor(_resigned({**document, "v": 3}), KEYS)
+    assert decoded == _anchor(disclosures=None)
+    with pytest.raises(ValueError, match="disclosure chain"):
+        encode_anchor(_anchor(disclosures=None), KEYS)
 
 
 def test_the_first_anchor_links_to_nothing() -> None:
@@ -76,6 +91,9 @@ def test_the_first_anchor_links_to_nothing() -> None:
         {"anchor_seq": True},
         {"anchor_seq": 0},
         {"reanchored": "yes"},
+        {"disclosures_seq": -1},
+        {"disclosures_seq": "4"},
+        {"disclosures_row_hash": "ab"},
     ],
 )
 def test_a_signed_anchor_with_an_impossible_link_is_malformed(change: dict[str, object]) -> None:
@@ -84,9 +102,16 @@ def test_a_signed_anchor_with_an_impossible_link_is_malformed(change: dict[str, 
         decode_anchor(_resigned(document), KEYS)
 
 
-def test_a_changed_link_breaks_the_signature() -> None:
-    document = json.loads(encode_anchor(_anchor(), KEYS))
-    document["prev_anchor_sha256"] = hashlib.sha256(b"other").hexdigest()
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"prev_anchor_sha256": hashlib.sha256(b"other").hexdigest()},
+        {"disclosures_seq": 3},
+        {"disclosures_row_hash": "00" * 32},
+    ],
+)
+def test_a_changed_link_or_disclosure_head_breaks_the_signature(change: dict[str, object]) -> None:
+    document = {**json.loads(encode_anchor(_anchor(), KEYS)), **change}
     with pytest.raises(AnchorInvalid, match="signature does not verify"):
         decode_anchor(json.dumps(document).encode(), KEYS)
 

@@ -31,7 +31,7 @@ async def _write_history(store: FilesystemBlobStore, count: int) -> None:
     for n in range(1, count + 1):
         anchor = Anchor(
             CHAIN, n, bytes(32), AT + timedelta(seconds=30 * n), n,
-            link[0] if link else None, link[1] if link else None,
+            link[0] if link else None, link[1] if link else None, disclosures=(0, bytes(32)),
         )  # fmt: skip
         data = encode_anchor(anchor, KEYS)
         await store.put(history_key(CHAIN, n), data)
@@ -97,6 +97,7 @@ def test_a_replaced_anchor_breaks_the_next_link(tmp_path: Path) -> None:
     anchor_1 = (tmp_path / history_key(CHAIN, 1)).read_bytes()
     other = Anchor(
         CHAIN, 1, bytes(32), AT, 2, 1, hashlib.sha256(anchor_1).digest(),
+        disclosures=(0, bytes(32)),
     )  # fmt: skip
     (tmp_path / history_key(CHAIN, 2)).write_bytes(encode_anchor(other, KEYS))
     assert _problems(_walk(store)) == [

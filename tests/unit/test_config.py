@@ -56,6 +56,10 @@ def test_environment_overrides_defaults() -> None:
         ("DATAVAULT_LOG_LEVEL", "warn "),
         ("DATAVAULT_PUBLIC_URL", "vault.example.com"),
         ("DATAVAULT_PUBLIC_URL", "ftp://vault.example.com"),
+        # A base that paths are appended to (playback links, the receipts' key set).
+        ("DATAVAULT_PUBLIC_URL", "https://vault.example.com/?tenant=1"),
+        ("DATAVAULT_PUBLIC_URL", "https://vault.example.com/#top"),
+        ("DATAVAULT_PUBLIC_URL", "https://admin:pw@vault.example.com"),
     ],
 )
 def test_bad_setting_is_a_config_error_naming_the_variable(variable: str, value: str) -> None:
@@ -130,3 +134,32 @@ def test_public_url_defaults_to_the_bind_address() -> None:
     assert settings_from_env({"DATAVAULT_HOST": "::1"}).public_base_url == "http://[::1]:8700"
     configured = settings_from_env({"DATAVAULT_PUBLIC_URL": "https://vault.example.com/"})
     assert configured.public_base_url == "https://vault.example.com"
+
+
+def test_receipts_name_the_public_url_and_the_old_issuer_variable_cannot_say_otherwise() -> None:
+    """DATAVAULT_RECEIPT_ISSUER named receipts' issuer before API.md made it the public
+    URL: left set to something else, it would have changed what receipts say unnoticed."""
+    with pytest.raises(ConfigError) as refused:
+        settings_from_env({"DATAVAULT_RECEIPT_ISSUER": "datavault"})
+    assert str(refused.value).startswith("DATAVAULT_RECEIPT_ISSUER is no longer read")
+    assert "DATAVAULT_PUBLIC_URL (now http://127.0.0.1:8700)" in str(refused.value)
+    agreeing = settings_from_env(
+        {
+            "DATAVAULT_RECEIPT_ISSUER": "https://vault.example.com/",
+            "DATAVAULT_PUBLIC_URL": "https://vault.example.com",
+        }
+    )
+    assert agreeing.public_base_url == "https://vault.example.com"
+    assert not hasattr(agreeing, "receipt_issuer")
+
+
+def test_binding_every_interface_without_a_public_url_is_flagged() -> None:
+    """Receipts' issuer and playback links would name http://0.0.0.0:8700 (the vault
+    warns `public_url_unset` on start)."""
+    assert settings_from_env({"DATAVAULT_HOST": "0.0.0.0"}).public_url_unusable
+    assert settings_from_env({"DATAVAULT_HOST": "::"}).public_url_unusable
+    assert not settings_from_env({}).public_url_unusable
+    assert not settings_from_env({"DATAVAULT_HOST": "vault.internal"}).public_url_unusable
+    assert not settings_from_env(
+        {"DATAVAULT_HOST": "0.0.0.0", "DATAVAULT_PUBLIC_URL": "https://vault.example.com"}
+    ).public_url_unusable

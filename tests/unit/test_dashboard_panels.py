@@ -23,6 +23,10 @@ def test_rate_brake_epoch_age_and_job_health_have_panels() -> None:
         "datavault_job_runs_total",
         "datavault_job_last_success_timestamp_seconds",
         "datavault_job_interval_seconds",
+        "datavault_webhook_attempts_total",
+        "datavault_webhook_queue_age_seconds",
+        "datavault_ledger_objects",
+        "datavault_ledger_folded_through",
     ):
         assert metric in shown, metric
 

@@ -21,19 +21,20 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from vault.console.auth import session_csrf, signed_in
-from vault.console.holds import parse_local_time
+from vault.console.dates import parse_field
+from vault.console.sections import ACCESS_LOG
 from vault.console.state import console_state
 from vault.console.web import (
     console_page,
     field_message,
     form_ref,
+    language,
     page,
     read_form,
     redirect,
     with_security_headers,
 )
 from vault.db.sql import Queries
-from vault.domain.scopes import Scope
 from vault.errors import InvalidInput
 from vault.http.access_log import _render_row, access_filters
 from vault.http.params import encode_cursor
@@ -76,7 +77,7 @@ def _current_filters(request: Request) -> dict[str, str]:
 
 @console_page
 async def search_page(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *ACCESS_LOG)
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
     errors: dict[str, str] = {}
@@ -103,7 +104,7 @@ async def search_page(request: Request) -> Response:
 
 @console_page
 async def submit_search(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *ACCESS_LOG)
     form = await read_form(request, session_csrf(request))
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
@@ -125,7 +126,7 @@ async def submit_search(request: Request) -> Response:
     for name in ("since", "until"):
         if text(name):
             try:
-                moment = parse_local_time(name, text(name))
+                moment = parse_field(name, text(name), language(request))
             except InvalidInput:
                 moment = None
             params[name] = moment.isoformat() if moment else text(name)
@@ -153,7 +154,7 @@ def _cell(value: object) -> str:
 
 @console_page
 async def download_csv(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *ACCESS_LOG)
     tenant_id = session.principal.tenant_id
     db = vault_state(request).db
     first = replace(_query(request), limit=SEARCH_MAX_LIMIT)
@@ -188,7 +189,7 @@ async def download_csv(request: Request) -> Response:
 
 @console_page
 async def verify_chain(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *ACCESS_LOG)
     await read_form(request, session_csrf(request))
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
@@ -197,7 +198,8 @@ async def verify_chain(request: Request) -> Response:
     async with state.db.tenant_tx(tenant_id) as conn:
         await conn.execute(
             Q.save_chain_check, tenant_id, console.sessions.clock(), session.principal.key_id,
-            report.rows, report.ok, report.first_bad_seq, report.problem,
+            report.rows, report.ok, report.first_bad_seq, report.problem, report.disclosures,
+            report.first_bad_disclosure,
         )  # fmt: skip
     # Back to the search the officer was looking at.
     filters = urlencode(_current_filters(request))

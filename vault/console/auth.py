@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from vault import errors
 from vault.console import csrf
+from vault.console.sections import may_open
 from vault.console.sessions import ConsoleSession
 from vault.console.state import console_state
 from vault.console.web import (
@@ -46,7 +47,7 @@ async def signed_in(request: Request, *scopes: Scope) -> ConsoleSession:
     session = await current_session(request)
     if session is None:
         raise NotSignedIn("sign in first")
-    if scopes and not any(allows(session.principal.scopes, s) for s in scopes):
+    if not may_open(session.principal.scopes, scopes):
         needed = " or ".join(repr(s.value) for s in scopes)
         raise errors.Forbidden(f"this API key lacks the {needed} scope")
     return session

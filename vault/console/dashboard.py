@@ -1,5 +1,6 @@
 """The dashboard: open erasures (overdue first), active and soon-expiring holds, and what
-is held per category."""
+is held per category: each part only for a key that may see it, and never a claim about
+what the key cannot see (an admin key is not told "nothing is held")."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vault.console.auth import may, signed_in
+from vault.console.auth import signed_in
+from vault.console.sections import ERASURES, HOLDS, may_open
 from vault.console.state import console_state
 from vault.console.views import OPEN_STATUSES, erasure_view, hold_view
 from vault.console.web import console_page, page
-from vault.domain.scopes import Scope
 from vault.http.state import vault_state
 from vault.services.access_audit import SEARCH_MAX_LIMIT
 
@@ -28,7 +29,8 @@ async def dashboard(request: Request) -> Response:
     tenant_id = session.principal.tenant_id
     now = console_state(request).sessions.clock()
     context: dict[str, Any] = {"now": now, "erasures": None, "holds": None}
-    if may(session, Scope.ERASURE) or may(session, Scope.COMPLIANCE):
+    scopes = session.principal.scopes
+    if may_open(scopes, ERASURES):
         erasures: list[dict[str, Any]] = []
         for status in OPEN_STATUSES:
             rows = await state.erasures.list(tenant_id, status, None, DASHBOARD_LIMIT)
@@ -41,7 +43,7 @@ async def dashboard(request: Request) -> Response:
             erasures=erasures, by_status=by_status, held_categories=held_categories,
             retained_categories=retained_categories,
         )  # fmt: skip
-    if may(session, Scope.COMPLIANCE):
+    if may_open(scopes, HOLDS):
         holds = [
             hold_view(h, now)
             for h in await state.holds.list(

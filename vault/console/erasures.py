@@ -9,23 +9,24 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.console.auth import signed_in
+from vault.console.sections import ERASURES
 from vault.console.state import console_state
 from vault.console.views import erasure_view
 from vault.console.web import console_page, page, with_security_headers
 from vault.domain.erasures import ErasureStatus
-from vault.domain.scopes import Scope
 from vault.errors import Conflict, InvalidInput
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.erasure_receipts import read_receipt
-from vault.services.receipts import ReceiptInvalid, published_keys, verify_signed_receipt
+from vault.services.receipt_verify import ReceiptInvalid, verify_signed_receipt
+from vault.services.receipts import published_keys
 
 
 @console_page
 async def list_erasures(request: Request) -> Response:
-    session = await signed_in(request, Scope.ERASURE, Scope.COMPLIANCE)
+    session = await signed_in(request, *ERASURES)
     limit, after = page_params(request, {"status"})
     status = request.query_params.get("status") or None
     if status is not None and status not in set(ErasureStatus):
@@ -45,7 +46,7 @@ async def list_erasures(request: Request) -> Response:
 
 @console_page
 async def show_erasure(request: Request) -> Response:
-    session = await signed_in(request, Scope.ERASURE, Scope.COMPLIANCE)
+    session = await signed_in(request, *ERASURES)
     state = vault_state(request)
     erasure_id = path_uuid(request.path_params["erasure_id"])
     erasure = await state.erasures.get(session.principal.tenant_id, erasure_id)
@@ -73,7 +74,7 @@ async def show_erasure(request: Request) -> Response:
 
 @console_page
 async def download_receipt(request: Request) -> Response:
-    session = await signed_in(request, Scope.ERASURE, Scope.COMPLIANCE)
+    session = await signed_in(request, *ERASURES)
     erasure_id = path_uuid(request.path_params["erasure_id"])
     document = await read_receipt(vault_state(request).db, session.principal.tenant_id, erasure_id)
     response = Response(

@@ -1,35 +1,43 @@
 """Hold pages: list, place (with field errors beside the fields), a hold with its journal
-and impact, extend or annotate, release (two keys for litigation and law enforcement)."""
+and impact, extend or annotate, release (two keys for litigation and law enforcement),
+and the disclosures made under it, with the form that records one."""
 
 from __future__ import annotations
 
+import base64
 import uuid
-from datetime import datetime
 from typing import Any
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
+from vault.console import disclosures
 from vault.console.auth import session_csrf, signed_in
+from vault.console.dates import parse_field
+from vault.console.sections import DISCLOSURES, HOLDS
 from vault.console.state import console_state
 from vault.console.views import hold_view, key_prefixes
 from vault.console.web import (
+    clear_cookie,
     console_page,
     field_message,
     form_ref,
+    language,
     page,
     read_form,
     redirect,
+    set_cookie,
 )
 from vault.domain.holds import MAX_NOTE_LENGTH, HoldReason
-from vault.domain.scopes import Scope
+from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import Conflict, InvalidInput
 from vault.http.pages import page_after_time, page_params
-from vault.http.params import encode_cursor_parts, parse_time, path_uuid
+from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.api_keys import Principal
+from vault.services.disclosures import Recorder
 from vault.services.holds import Actor, HoldRequest, check_expiry, check_hold_request
 
 PAGE_SIZE = 50
@@ -45,14 +53,6 @@ def _text(form: FormData, name: str) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def parse_local_time(name: str, value: str) -> datetime | None:
-    """A `datetime-local` field (no offset) is read as UTC, as the form's label says."""
-    if not value:
-        return None
-    has_offset = value.endswith("Z") or "+" in value[10:] or value[10:].count("-") > 0
-    return parse_time(name, value if has_offset else value + "Z")
-
-
 def _hex_hash(value: str | None) -> bytes | None:
     if not value:
         return None
@@ -64,7 +64,7 @@ def _hex_hash(value: str | None) -> bytes | None:
 
 @console_page
 async def list_holds(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *HOLDS)
     limit, after = page_params(request, {"active", "subject_ref_hash", "reason"})
     active = request.query_params.get("active", "true") != "false"
     reason = request.query_params.get("reason") or None
@@ -101,13 +101,13 @@ async def _hold_form(
 
 @console_page
 async def new_hold_form(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *HOLDS)
     return await _hold_form(request, session.principal.tenant_id, {"categories": []}, {})
 
 
 @console_page
 async def place_hold(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *HOLDS)
     form = await read_form(request, session_csrf(request))
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
@@ -140,9 +140,11 @@ async def place_hold(request: Request) -> Response:
         errors["subject_ref"] = field_message("subject_ref", exc)
     expires_at = None
     try:
-        expires_at = check_expiry(parse_local_time("expires_at", values["expires_at"]))
+        expires_at = check_expiry(
+            parse_field("expires_at", values["expires_at"], language(request))
+        )
     except InvalidInput as exc:
-        errors["expires_at"] = exc.detail
+        errors["expires_at"] = field_message("expires_at", exc)
     if not errors:
         checked = check_hold_request(body, known)
     if errors or checked is None:
@@ -155,7 +157,44 @@ async def place_hold(request: Request) -> Response:
                     checked.note, expires_at),
         _actor(request, session.principal),
     )  # fmt: skip
-    return redirect(f"/console/holds/{hold['id']}?placed=1")
+    response = redirect(f"{_hold_path(hold['id'])}?placed=1")
+    if ref is not None:
+        _remember_typed_ref(response, request, hold["id"], ref)
+    return response
+
+
+# The vault keeps only the keyed hash of a held subject's reference, so the hold's page
+# cannot show the reference the officer typed, and the reference never goes into a URL.
+# The page right after placing shows it once from this cookie: only on that hold's path,
+# for the browser session (not written to disk as a persistent cookie would be),
+# HttpOnly, and cleared by that page, which shows it only if its keyed hash is the hold's.
+TYPED_REF_COOKIE = "dv_console_typed_ref"
+
+
+def _hold_path(hold_id: uuid.UUID) -> str:
+    return f"/console/holds/{hold_id}"
+
+
+def _remember_typed_ref(
+    response: Response, request: Request, hold_id: uuid.UUID, ref: SubjectRef
+) -> None:
+    value = base64.urlsafe_b64encode(ref.reveal().encode()).decode()
+    set_cookie(response, request, TYPED_REF_COOKIE, value, path=_hold_path(hold_id))
+
+
+async def _typed_ref(
+    request: Request, tenant_id: uuid.UUID, hold: dict[str, Any]
+) -> SubjectRef | None:
+    """The reference typed when this hold was placed, if this browser just placed it."""
+    value = request.cookies.get(TYPED_REF_COOKIE)
+    if not value or not hold["subject_ref_hash"] or not request.query_params.get("placed"):
+        return None
+    try:
+        ref = normalize_ref(base64.urlsafe_b64decode(value.encode()).decode())
+    except (ValueError, InvalidInput):  # not base64 or UTF-8; not a reference
+        return None
+    same = await vault_state(request).subject_refs.hash(tenant_id, ref)
+    return ref if same == bytes(hold["subject_ref_hash"]) else None
 
 
 def _valid_sample(field: str) -> Any:
@@ -166,21 +205,33 @@ def _valid_sample(field: str) -> Any:
 async def _hold_page(
     request: Request, hold_id: uuid.UUID, *, message: str = "",
     errors: dict[str, str] | None = None, status: int = 200,
+    disclosure_typed: dict[str, Any] | None = None,
 ) -> Response:  # fmt: skip
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *HOLDS)
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
     hold = await state.holds.get(tenant_id, hold_id)
     impact = await state.holds.impact(tenant_id, hold_id)
     now = console_state(request).sessions.clock()
     keys = await key_prefixes(state, tenant_id)
-    return page(
+    async with state.db.tenant_tx(tenant_id) as conn:
+        known = await state.holds.known_categories(conn, tenant_id)
+    typed_ref = await _typed_ref(request, tenant_id, hold)
+    flash = {"placed": "hold.placed", "disclosed": "disclosures.recorded"}
+    shown = next((key for name, key in flash.items() if request.query_params.get(name)), "")
+    response = page(
         request, "hold.html",
         {"hold": hold_view(hold, now), "impact": impact, "keys": keys,
-         "message": message or ("hold.placed" if request.query_params.get("placed") else ""),
-         "errors": errors or {}, "me": session.principal.key_id},
+         "message": message or shown, "errors": errors or {},
+         "me": session.principal.key_id, "typed_ref": typed_ref.reveal() if typed_ref else None,
+         "disclosures": await disclosures.under_hold(state, tenant_id, hold_id),
+         "disclosure": disclosure_typed or disclosures.form_defaults(hold, language(request)),
+         "categories": known},
         status=status,
     )  # fmt: skip
+    if request.cookies.get(TYPED_REF_COOKIE):
+        clear_cookie(response, request, TYPED_REF_COOKIE, path=_hold_path(hold_id))
+    return response
 
 
 @console_page
@@ -190,13 +241,15 @@ async def show_hold(request: Request) -> Response:
 
 @console_page
 async def amend_hold(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *HOLDS)
     hold_id = path_uuid(request.path_params["hold_id"])
     form = await read_form(request, session_csrf(request))
     changes: dict[str, Any] = {}
     try:
         if _text(form, "expires_at"):
-            changes["expires_at"] = parse_local_time("expires_at", _text(form, "expires_at"))
+            changes["expires_at"] = parse_field(
+                "expires_at", _text(form, "expires_at"), language(request)
+            )
         if "note" in form:
             note = _text(form, "note")
             if len(note) > MAX_NOTE_LENGTH:
@@ -210,15 +263,14 @@ async def amend_hold(request: Request) -> Response:
             session.principal.tenant_id, hold_id, changes, _actor(request, session.principal)
         )
     except InvalidInput as exc:
-        field = str(exc.extra.get("field", "expires_at"))
-        errors = {field: field_message(field, exc)}
+        errors = {exc.field: field_message(exc.field, exc)}
         return await _hold_page(request, hold_id, errors=errors, status=422)
     return redirect(f"/console/holds/{hold_id}")
 
 
 @console_page
 async def release_hold(request: Request) -> Response:
-    session = await signed_in(request, Scope.COMPLIANCE)
+    session = await signed_in(request, *HOLDS)
     hold_id = path_uuid(request.path_params["hold_id"])
     form = await read_form(request, session_csrf(request))
     try:
@@ -234,3 +286,29 @@ async def release_hold(request: Request) -> Response:
             request, hold_id, errors={"release_reason": message}, status=409 if conflict else 422
         )
     return redirect(f"/console/holds/{hold_id}")
+
+
+@console_page
+async def record_disclosure(request: Request) -> Response:
+    """The form beside the hold: a disclosure made under this hold (for a subject hold,
+    of that subject; for a tenant-wide one, of the subject the form names, if any)."""
+    session = await signed_in(request, *DISCLOSURES)
+    hold_id = path_uuid(request.path_params["hold_id"])
+    form = await read_form(request, session_csrf(request))
+    tenant_id = session.principal.tenant_id
+    state = vault_state(request)
+    await state.holds.get(tenant_id, hold_id)  # another tenant's hold: the 404 page
+    read = await disclosures.read_disclosure_form(form, state, tenant_id, language(request))
+    request.state.subject_ref_hash = read.subject_ref_hash
+    try:
+        recorded = await state.disclosures.record(
+            tenant_id, read.subject_ref_hash, hold_id, read.values,
+            Recorder(session.principal.key_id, request.state.request_id), read.parse_errors,
+        )  # fmt: skip
+    except InvalidInput as exc:
+        return await _hold_page(
+            request, hold_id, errors=disclosures.form_errors(exc), status=422,
+            disclosure_typed=read.typed,
+        )  # fmt: skip
+    request.state.subject_ref_hash = recorded.subject_ref_hash
+    return redirect(f"/console/holds/{hold_id}?disclosed=1#disclosures")

@@ -126,6 +126,53 @@ CATALOGUE: dict[str, tuple[str, str]] = {
         "An HTTP status between 100 and 599.",
         "Een HTTP-status tussen 100 en 599.",
     ),
+    "invalid.expires_at": (
+        "A date and time in the future (UTC) such as 2025-03-01 14:30, or empty for none.",
+        "Een datum en tijd in de toekomst (UTC) zoals 01-03-2025 14:30, of leeg voor geen.",
+    ),
+    "invalid.since": (
+        "A date and time (UTC) such as 2025-03-01 14:30.",
+        "Een datum en tijd (UTC) zoals 01-03-2025 14:30.",
+    ),
+    "invalid.until": (
+        "A date and time (UTC) such as 2025-03-01 14:30.",
+        "Een datum en tijd (UTC) zoals 01-03-2025 14:30.",
+    ),
+    "invalid.recipient": (
+        "Name the recipient in 1 to 200 characters.",
+        "Noem de ontvanger in 1 tot 200 tekens.",
+    ),
+    "invalid.legal_basis": (
+        "Give the legal basis in 1 to 200 characters.",
+        "Geef de rechtsgrond in 1 tot 200 tekens.",
+    ),
+    "invalid.disclosure_reference": (
+        "Give a case reference of 1 to 200 characters.",
+        "Geef een zaakreferentie van 1 tot 200 tekens.",
+    ),
+    "invalid.disclosure_categories": (
+        "Tick the categories of data that were handed over.",
+        "Vink de categorieën gegevens aan die zijn verstrekt.",
+    ),
+    "invalid.disclosure_subject_ref": (
+        "A reference has 1 to 200 characters, and must be the hold's subject.",
+        "Een referentie heeft 1 tot 200 tekens en moet de betrokkene van de bewaarplicht zijn.",
+    ),
+    "invalid.description": (
+        "At most 2,000 characters, and only for a subject whose data the vault holds: it is "
+        "sealed under the subject's keys.",
+        "Hoogstens 2.000 tekens, en alleen voor een betrokkene van wie de kluis gegevens "
+        "heeft: de omschrijving wordt versleuteld met de sleutels van de betrokkene.",
+    ),
+    "invalid.disclosed_at": (
+        "When the data was handed over (UTC, not in the future), such as 2025-03-01 14:30.",
+        "Wanneer de gegevens zijn verstrekt (UTC, niet in de toekomst), zoals 01-03-2025 14:30.",
+    ),
+    "invalid.withhold_until": (
+        "Empty, or a date and time (UTC) after the disclosure, such as 2025-03-01 14:30.",
+        "Leeg, of een datum en tijd (UTC) na de verstrekking, zoals 01-03-2025 14:30.",
+    ),
+    "date.hint": ("e.g. 2025-03-01 14:30", "bijv. 01-03-2025 14:30"),
     "action.filter": ("Filter", "Filteren"),
     "action.search": ("Search", "Zoeken"),
     "action.clear": ("Clear", "Wissen"),
@@ -137,6 +184,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "field.reference": ("Case reference", "Zaakreferentie"),
     "field.note": ("Note", "Notitie"),
     "field.expires_at": ("Expires at (UTC)", "Verloopt op (UTC)"),
+    "field.recipient": ("Recipient", "Ontvanger"),
+    "field.legal_basis": ("Legal basis", "Rechtsgrond"),
+    "field.description": ("Description", "Omschrijving"),
+    "field.disclosed_at": ("Disclosed at (UTC)", "Verstrekt op (UTC)"),
+    "field.withhold_until": (
+        "Withhold from the subject until (UTC)",
+        "Niet aan de betrokkene tonen tot (UTC)",
+    ),
     "dashboard.title": ("Dashboard", "Overzicht"),
     "dashboard.open_erasures": ("Open erasures", "Openstaande verwijderingen"),
     "dashboard.no_open_erasures": ("No open erasures.", "Geen openstaande verwijderingen."),
@@ -148,6 +203,14 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "dashboard.kept_by_hold": ("Kept by a hold", "Bewaard door bewaarplicht"),
     "dashboard.kept_by_retention": ("Kept by retention", "Bewaard door bewaartermijn"),
     "dashboard.nothing_held": ("Nothing is held.", "Er wordt niets bewaard."),
+    "dashboard.nothing_kept": ("No erasure keeps any data.", "Geen verwijdering bewaart gegevens."),
+    "dashboard.nothing_visible": (
+        "This key's scopes show neither legal holds nor erasures. Sign in with a compliance "
+        "key to see them (or an erasure key for the erasures).",
+        "De scopes van deze sleutel tonen geen bewaarplichten en geen verwijderingen. Meld u "
+        "aan met een compliance-sleutel om ze te zien (of een erasure-sleutel voor de "
+        "verwijderingen).",
+    ),
     "status.scheduled": ("scheduled", "gepland"),
     "status.in_progress": ("in progress", "bezig"),
     "status.completed": ("completed", "voltooid"),
@@ -168,6 +231,61 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "holds.none": ("No holds.", "Geen bewaarplichten."),
     "hold.title": ("Hold", "Bewaarplicht"),
     "hold.placed": ("The hold is placed.", "De bewaarplicht is opgelegd."),
+    "hold.typed_ref_hint": (
+        "(as you typed it; shown only now: the vault keeps only its keyed hash)",
+        "(zoals u hem typte; alleen nu getoond: de kluis bewaart alleen de sleutelhash)",
+    ),
+    "disclosures.under_hold": (
+        "Disclosures made under this hold",
+        "Verstrekkingen onder deze bewaarplicht",
+    ),
+    "disclosures.of_subject": (
+        "Disclosures of this subject's data",
+        "Verstrekkingen van gegevens van deze betrokkene",
+    ),
+    "disclosures.none": ("No disclosures recorded.", "Geen verstrekkingen vastgelegd."),
+    "disclosures.more": (
+        "Only the newest {count} are shown; GET /v1/disclosures lists them all.",
+        "Alleen de nieuwste {count} worden getoond; GET /v1/disclosures geeft ze allemaal.",
+    ),
+    "disclosures.record": ("Record a disclosure", "Verstrekking vastleggen"),
+    "disclosures.record_hint": (
+        "Each time data is handed to a third party (a court, the police, a tax authority) "
+        "on the request behind this hold. An entry cannot be changed or removed afterwards, "
+        "and outlives the subject's erasure.",
+        "Telkens wanneer gegevens aan een derde worden verstrekt (een rechtbank, de politie, "
+        "de Belastingdienst) op het verzoek achter deze bewaarplicht. Een vastgelegde "
+        "verstrekking kan niet worden gewijzigd of verwijderd en blijft bestaan na het "
+        "wissen van de betrokkene.",
+    ),
+    "disclosures.recorded": ("The disclosure is recorded.", "De verstrekking is vastgelegd."),
+    "disclosures.subject_hint": (
+        "This hold covers the whole tenant: name the subject whose data was handed over, or "
+        "leave empty for data about no one in particular.",
+        "Deze bewaarplicht geldt voor de hele tenant: noem de betrokkene van wie gegevens "
+        "zijn verstrekt, of laat leeg voor gegevens over niemand in het bijzonder.",
+    ),
+    "disclosures.categories_hint": (
+        "The categories of data that were handed over.",
+        "De categorieën gegevens die zijn verstrekt.",
+    ),
+    "disclosures.description_hint": (
+        "What was handed over. Sealed under the subject's keys: erased with the subject.",
+        "Wat er is verstrekt. Versleuteld met de sleutels van de betrokkene: wordt met de "
+        "betrokkene gewist.",
+    ),
+    "disclosures.withhold_hint": (
+        "Empty: the subject sees the disclosure in their export at once. A date: not before "
+        "then (while an investigation must stay secret).",
+        "Leeg: de betrokkene ziet de verstrekking meteen in de export. Een datum: pas vanaf "
+        "dan (zolang een onderzoek geheim moet blijven).",
+    ),
+    "disclosures.when": ("Disclosed", "Verstrekt"),
+    "disclosures.subject": ("Subject", "Betrokkene"),
+    "disclosures.hold": ("Hold", "Bewaarplicht"),
+    "disclosures.shown_from": ("Shown to the subject", "Zichtbaar voor de betrokkene"),
+    "disclosures.shown_now": ("now", "nu"),
+    "disclosures.description_erased": ("erased with the subject", "gewist met de betrokkene"),
     "hold.scope": ("Scope", "Bereik"),
     "hold.scope_tenant": ("whole tenant", "hele tenant"),
     "hold.scope_subject": ("one subject", "één betrokkene"),
@@ -312,8 +430,12 @@ CATALOGUE: dict[str, tuple[str, str]] = {
     "access.title": ("Access log", "Toegangslog"),
     "access.chain": ("Chain verification", "Controle van de keten"),
     "access.chain_ok": (
-        "Last verification {at}: all {rows} rows intact.",
-        "Laatste controle {at}: alle {rows} regels intact.",
+        "Last verification {at}: all {rows} rows and {disclosures} disclosures intact.",
+        "Laatste controle {at}: alle {rows} regels en {disclosures} verstrekkingen intact.",
+    ),
+    "access.chain_bad_disclosure": (
+        "Last verification {at}: disclosure {seq} fails: {problem}",
+        "Laatste controle {at}: verstrekking {seq} klopt niet: {problem}",
     ),
     "access.chain_bad": (
         "Last verification {at}: row {seq} fails: {problem}",

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from vault.console import access, auth, dashboard, erasures, holds, subjects
 from vault.console.i18n import LANGUAGES
-from vault.console.web import LANGUAGE_COOKIE, redirect, set_cookie
+from vault.console.web import LANGUAGE_COOKIE, console_page, redirect, set_cookie
 from vault.errors import NotFound
 from vault.http.routing import route
 
@@ -27,12 +27,14 @@ _STATIC = {
     "htmx.min.js": "text/javascript",
     "console.js": "text/javascript",
     "console.css": "text/css",
+    "favicon.svg": "image/svg+xml",
 }
 # A day: the files change only with a release of the vault.
 _STATIC_CACHE = "public, max-age=86400"
 _LANGUAGE_COOKIE_SECONDS = 365 * 24 * 3600
 
 
+@console_page
 async def static_file(request: Request) -> Response:
     name = request.path_params["name"]
     if name not in _STATIC:
@@ -59,6 +61,16 @@ async def switch_language(request: Request) -> Response:
     return response
 
 
+@console_page
+async def unknown_page(request: Request) -> Response:
+    """Any other URL under /console: the console's own 404 page (with its navigation for
+    a signed-in visitor), never the API's problem+json. /console/ is the dashboard."""
+    if request.path_params["rest"] == "":
+        return redirect("/console")
+    await auth.current_session(request)
+    raise NotFound("there is no such page in the console")
+
+
 ROUTES: list[Route] = [
     route("/console", GET=dashboard.dashboard),
     route("/console/sign-in", GET=auth.sign_in_form, POST=auth.sign_in),
@@ -70,6 +82,7 @@ ROUTES: list[Route] = [
     route("/console/holds/{hold_id}", GET=holds.show_hold),
     route("/console/holds/{hold_id}/amend", POST=holds.amend_hold),
     route("/console/holds/{hold_id}/release", POST=holds.release_hold),
+    route("/console/holds/{hold_id}/disclosures", POST=holds.record_disclosure),
     route("/console/erasures", GET=erasures.list_erasures),
     route("/console/erasures/{erasure_id}", GET=erasures.show_erasure),
     route("/console/erasures/{erasure_id}/receipt.json", GET=erasures.download_receipt),
@@ -79,4 +92,6 @@ ROUTES: list[Route] = [
     route("/console/access-log", GET=access.search_page, POST=access.submit_search),
     route("/console/access-log.csv", GET=access.download_csv),
     route("/console/access-log/verify", POST=access.verify_chain),
+    # Last: only what no route above matched.
+    route("/console/{rest:path}", GET=unknown_page, POST=unknown_page),
 ]

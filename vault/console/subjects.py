@@ -1,5 +1,6 @@
 """Subject pages: look up by reference (posted, so the reference never sits in a URL or
-the browser history), status, categories, holds, erasures, restriction on/off, export."""
+the browser history), status, categories, holds, erasures, disclosures, restriction
+on/off, export."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
+from vault.console import disclosures
 from vault.console.auth import may, session_csrf, signed_in
+from vault.console.sections import DISCLOSURES, SUBJECTS, may_open
 from vault.console.sessions import ConsoleSession
 from vault.console.state import console_state
 from vault.console.views import erasure_view, hold_view
@@ -39,7 +42,7 @@ def _ref(form: FormData) -> SubjectRef:
 
 @console_page
 async def lookup_form(request: Request) -> Response:
-    await signed_in(request, Scope.READ)
+    await signed_in(request, *SUBJECTS)
     return page(request, "subject_lookup.html", {"errors": {}})
 
 
@@ -69,6 +72,9 @@ async def _subject_page(
                 tenant_id, active=True, subject_ref_hash=ref_hash, after=None, limit=500
             )
         ]
+    shown = None
+    if may_open(session.principal.scopes, DISCLOSURES):
+        shown = await disclosures.about_subject(state, tenant_id, ref_hash)
     erasures = [
         erasure_view(e, now)
         for e in await state.erasures.list(
@@ -79,6 +85,7 @@ async def _subject_page(
         "ref": ref.reveal(), "ref_hash": ref_hash.hex(), "subject": subject,
         "subject_status": subject_status,
         "categories": categories, "holds": holds, "erasures": erasures, "message": message,
+        "disclosures": shown,
         "errors": errors or {}, "may_restrict": may(session, Scope.ERASURE)
         or may(session, Scope.COMPLIANCE), "may_export": may(session, Scope.READ),
     }  # fmt: skip
@@ -87,7 +94,7 @@ async def _subject_page(
 
 @console_page
 async def lookup(request: Request) -> Response:
-    session = await signed_in(request, Scope.READ)
+    session = await signed_in(request, *SUBJECTS)
     form = await read_form(request, session_csrf(request))
     try:
         ref = _ref(form)
@@ -125,7 +132,7 @@ async def set_restriction(request: Request) -> Response:
 
 @console_page
 async def export(request: Request) -> Response:
-    session = await signed_in(request, Scope.READ)
+    session = await signed_in(request, *SUBJECTS)
     form = await read_form(request, session_csrf(request))
     ref = _ref(form)
     tenant_id = session.principal.tenant_id

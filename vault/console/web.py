@@ -12,18 +12,24 @@ from typing import Any
 from urllib.parse import urlencode
 
 import jinja2
+from jinja2.runtime import Context
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from vault import errors
 from vault.console import csrf
+from vault.console.dates import format_time
 from vault.console.i18n import CATALOGUE, Catalogue, choose_language
+from vault.console.sections import sections_for
 from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.domain.text import check_text
 from vault.http.problems import STATUS
 
 SESSION_COOKIE = "dv_console_session"
+# A hold's or subject's page lists at most this many disclosures, newest disclosed first
+# (GET /v1/disclosures pages through all of them).
+DISCLOSURES_SHOWN = 200
 LANGUAGE_COOKIE = "dv_console_lang"
 SIGN_IN_PATH = "/console/sign-in"
 # Console forms are a few short fields; anything larger is not one of ours.
@@ -59,7 +65,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = format_time
+    env.filters["when"] = _when
     return env
 
 
@@ -69,10 +75,10 @@ def environment() -> jinja2.Environment:
     return _environment()
 
 
-def format_time(value: datetime | None) -> str:
-    if value is None:
-        return "—"
-    return value.strftime("%Y-%m-%d %H:%M UTC")
+@jinja2.pass_context
+def _when(context: Context, value: datetime | None) -> str:
+    """`{{ moment|when }}`: a time in the page's language (vault/console/dates.py)."""
+    return format_time(value, context["lang"])
 
 
 def with_security_headers(response: Response) -> Response:
@@ -88,16 +94,21 @@ def cookies_secure(request: Request) -> bool:
     return secure
 
 
-def set_cookie(response: Response, request: Request, name: str, value: str, **kw: Any) -> None:
+def set_cookie(
+    response: Response, request: Request, name: str, value: str, *, path: str = "/console",
+    **kw: Any,
+) -> None:  # fmt: skip
     response.set_cookie(
-        name, value, path="/console", httponly=True, samesite="strict",
+        name, value, path=path, httponly=True, samesite="strict",
         secure=cookies_secure(request), **kw,
     )  # fmt: skip
 
 
-def clear_cookie(response: Response, request: Request, name: str) -> None:
+def clear_cookie(
+    response: Response, request: Request, name: str, *, path: str = "/console"
+) -> None:
     response.delete_cookie(
-        name, path="/console", httponly=True, samesite="strict", secure=cookies_secure(request)
+        name, path=path, httponly=True, samesite="strict", secure=cookies_secure(request)
     )
 
 
@@ -113,6 +124,7 @@ def page(
     lang = language(request)
     session = request.scope.get("state", {}).get("console_session")
     cookie = request.cookies.get(SESSION_COOKIE)
+    nav = sections_for(session.principal.scopes) if session is not None else []
     body = (
         environment()
         .get_template(template)
@@ -124,6 +136,8 @@ def page(
             csrf_token=csrf.session_token(cookie) if session is not None and cookie else "",
             path=request.url.path,
             query=urlencode,
+            nav=nav,
+            disclosures_shown=DISCLOSURES_SHOWN,
         )
     )
     return with_security_headers(HTMLResponse(body, status_code=status))

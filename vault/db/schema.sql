@@ -237,6 +237,18 @@ CREATE FUNCTION public.dv_destroy_tenant_keks(p_tenant uuid) RETURNS TABLE(versi
 $$;
 
 --
+-- Name: dv_disclosures_append_only(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_disclosures_append_only() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RAISE EXCEPTION 'disclosures are append-only' USING ERRCODE = 'insufficient_privilege';
+END
+$$;
+
+--
 -- Name: dv_erased_generations(uuid, uuid); Type: FUNCTION; Schema: public
 --
 
@@ -293,6 +305,19 @@ CREATE FUNCTION public.dv_find_console_session(p_token_hash bytea) RETURNS TABLE
 $$;
 
 ALTER FUNCTION public.dv_find_console_session(p_token_hash bytea) OWNER TO datavault_definer;
+
+--
+-- Name: dv_find_playback_link(bytea); Type: FUNCTION; Schema: public; Owner: datavault_definer
+--
+
+CREATE FUNCTION public.dv_find_playback_link(p_token_hash bytea) RETURNS TABLE(id uuid, tenant_id uuid)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT l.id, l.tenant_id FROM public.playback_links l WHERE l.token_hash = p_token_hash
+$$;
+
+ALTER FUNCTION public.dv_find_playback_link(p_token_hash bytea) OWNER TO datavault_definer;
 
 --
 -- Name: dv_held_now(uuid, bytea, text); Type: FUNCTION; Schema: public
@@ -882,7 +907,9 @@ CREATE TABLE public.console_chain_checks (
     rows_checked bigint NOT NULL,
     ok boolean NOT NULL,
     first_bad_seq bigint,
-    problem text
+    problem text,
+    disclosures_checked bigint DEFAULT 0 NOT NULL,
+    first_bad_disclosure bigint
 );
 
 ALTER TABLE ONLY public.console_chain_checks FORCE ROW LEVEL SECURITY;
@@ -933,6 +960,48 @@ CREATE TABLE public.deployment_secrets (
     root_epoch integer NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL
 );
+
+--
+-- Name: disclosure_heads; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.disclosure_heads (
+    tenant_id uuid NOT NULL,
+    seq bigint NOT NULL,
+    row_hash bytea NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY public.disclosure_heads FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: disclosures; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.disclosures (
+    tenant_id uuid NOT NULL,
+    seq bigint NOT NULL,
+    id uuid NOT NULL,
+    recorded_at timestamp with time zone NOT NULL,
+    recorded_by uuid NOT NULL,
+    request_id text NOT NULL,
+    subject_ref_hash bytea,
+    subject_id uuid,
+    hold_id uuid,
+    recipient text NOT NULL,
+    legal_basis text NOT NULL,
+    reference text NOT NULL,
+    categories text[] NOT NULL,
+    description_sealed bytea,
+    description_key_id uuid,
+    disclosed_at timestamp with time zone NOT NULL,
+    withhold_from_subject_until timestamp with time zone,
+    prev_hash bytea NOT NULL,
+    row_hash bytea NOT NULL,
+    CONSTRAINT disclosures_check CHECK (((description_sealed IS NULL) = (description_key_id IS NULL)))
+);
+
+ALTER TABLE ONLY public.disclosures FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: erasure_events; Type: TABLE; Schema: public
@@ -1023,6 +1092,7 @@ CREATE TABLE public.erasures (
     cancelled_at timestamp with time zone,
     from_generation integer,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    overdue_reported_at timestamp with time zone,
     CONSTRAINT erasures_completed_at_means_completed CHECK (((completed_at IS NULL) OR (status = 'completed'::text))),
     CONSTRAINT erasures_generation_range CHECK ((((generation IS NULL) = (from_generation IS NULL)) AND (from_generation <= generation))),
     CONSTRAINT erasures_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'in_progress'::text, 'completed'::text, 'held'::text, 'cancelled'::text])))
@@ -1090,6 +1160,8 @@ CREATE TABLE public.ledger_head (
     seq bigint NOT NULL,
     entry_hash bytea NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    folded_through bigint DEFAULT 0 NOT NULL,
+    folded_at timestamp with time zone,
     CONSTRAINT ledger_head_singleton_check CHECK (singleton)
 );
 
@@ -1127,6 +1199,23 @@ CREATE SEQUENCE public.ledger_outbox_id_seq
 --
 
 ALTER SEQUENCE public.ledger_outbox_id_seq OWNED BY public.ledger_outbox.id;
+
+--
+-- Name: playback_links; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.playback_links (
+    token_hash bytea NOT NULL,
+    id uuid NOT NULL,
+    tenant_id uuid NOT NULL,
+    artefact_id uuid NOT NULL,
+    minted_by uuid NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    CONSTRAINT playback_links_check CHECK (((expires_at > created_at) AND (expires_at <= (created_at + '01:00:00'::interval))))
+);
+
+ALTER TABLE ONLY public.playback_links FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: receipt_keys; Type: TABLE; Schema: public
@@ -1174,7 +1263,9 @@ CREATE TABLE public.root_epochs (
     ended_at timestamp with time zone,
     retired_at timestamp with time zone,
     kms_key_id text,
-    CONSTRAINT root_epochs_epoch_check CHECK ((epoch >= 1))
+    ledger_seq_at_start bigint,
+    CONSTRAINT root_epochs_epoch_check CHECK ((epoch >= 1)),
+    CONSTRAINT root_epochs_ledger_seq_at_start_check CHECK ((ledger_seq_at_start >= 0))
 );
 
 --
@@ -1283,6 +1374,116 @@ CREATE TABLE public.tenants (
 ALTER TABLE ONLY public.tenants FORCE ROW LEVEL SECURITY;
 
 --
+-- Name: webhook_attempts; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.webhook_attempts (
+    tenant_id uuid NOT NULL,
+    delivery_id uuid NOT NULL,
+    seq bigint NOT NULL,
+    attempted_at timestamp with time zone NOT NULL,
+    outcome text NOT NULL,
+    response_code integer,
+    duration_ms integer NOT NULL
+);
+
+ALTER TABLE ONLY public.webhook_attempts FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_attempts_seq_seq; Type: SEQUENCE; Schema: public
+--
+
+CREATE SEQUENCE public.webhook_attempts_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: webhook_attempts_seq_seq; Type: SEQUENCE OWNED BY; Schema: public
+--
+
+ALTER SEQUENCE public.webhook_attempts_seq_seq OWNED BY public.webhook_attempts.seq;
+
+--
+-- Name: webhook_deliveries; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.webhook_deliveries (
+    tenant_id uuid NOT NULL,
+    id uuid NOT NULL,
+    endpoint_id uuid NOT NULL,
+    event_id uuid NOT NULL,
+    event_seq bigint NOT NULL,
+    ordering_key text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    failures integer DEFAULT 0 NOT NULL,
+    attempt_count integer DEFAULT 0 NOT NULL,
+    next_attempt_at timestamp with time zone NOT NULL,
+    lease_until timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    delivered_at timestamp with time zone,
+    CONSTRAINT webhook_deliveries_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'delivered'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+ALTER TABLE ONLY public.webhook_deliveries FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_endpoints; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.webhook_endpoints (
+    tenant_id uuid NOT NULL,
+    id uuid NOT NULL,
+    url text NOT NULL,
+    events text[] NOT NULL,
+    description text,
+    secret_wrapped bytea,
+    kek_version integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    created_by uuid NOT NULL,
+    deleted_at timestamp with time zone,
+    CONSTRAINT webhook_endpoints_check CHECK (((secret_wrapped IS NULL) = (deleted_at IS NOT NULL)))
+);
+
+ALTER TABLE ONLY public.webhook_endpoints FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_events; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.webhook_events (
+    tenant_id uuid NOT NULL,
+    id uuid NOT NULL,
+    seq bigint NOT NULL,
+    type text NOT NULL,
+    ordering_key text NOT NULL,
+    body text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+ALTER TABLE ONLY public.webhook_events FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_events_seq_seq; Type: SEQUENCE; Schema: public
+--
+
+CREATE SEQUENCE public.webhook_events_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+--
+-- Name: webhook_events_seq_seq; Type: SEQUENCE OWNED BY; Schema: public
+--
+
+ALTER SEQUENCE public.webhook_events_seq_seq OWNED BY public.webhook_events.seq;
+
+--
 -- Name: erasure_events seq; Type: DEFAULT; Schema: public
 --
 
@@ -1299,6 +1500,18 @@ ALTER TABLE ONLY public.hold_events ALTER COLUMN seq SET DEFAULT nextval('public
 --
 
 ALTER TABLE ONLY public.ledger_outbox ALTER COLUMN id SET DEFAULT nextval('public.ledger_outbox_id_seq'::regclass);
+
+--
+-- Name: webhook_attempts seq; Type: DEFAULT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_attempts ALTER COLUMN seq SET DEFAULT nextval('public.webhook_attempts_seq_seq'::regclass);
+
+--
+-- Name: webhook_events seq; Type: DEFAULT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_events ALTER COLUMN seq SET DEFAULT nextval('public.webhook_events_seq_seq'::regclass);
 
 --
 -- Name: access_log_heads access_log_heads_pkey; Type: CONSTRAINT; Schema: public
@@ -1378,6 +1591,27 @@ ALTER TABLE ONLY public.deployment_secrets
     ADD CONSTRAINT deployment_secrets_pkey PRIMARY KEY (name);
 
 --
+-- Name: disclosure_heads disclosure_heads_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.disclosure_heads
+    ADD CONSTRAINT disclosure_heads_pkey PRIMARY KEY (tenant_id);
+
+--
+-- Name: disclosures disclosures_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.disclosures
+    ADD CONSTRAINT disclosures_pkey PRIMARY KEY (tenant_id, seq);
+
+--
+-- Name: disclosures disclosures_tenant_id_id_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.disclosures
+    ADD CONSTRAINT disclosures_tenant_id_id_key UNIQUE (tenant_id, id);
+
+--
 -- Name: erasure_events erasure_events_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -1439,6 +1673,20 @@ ALTER TABLE ONLY public.ledger_head
 
 ALTER TABLE ONLY public.ledger_outbox
     ADD CONSTRAINT ledger_outbox_pkey PRIMARY KEY (tenant_id, id);
+
+--
+-- Name: playback_links playback_links_id_key; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.playback_links
+    ADD CONSTRAINT playback_links_id_key UNIQUE (id);
+
+--
+-- Name: playback_links playback_links_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.playback_links
+    ADD CONSTRAINT playback_links_pkey PRIMARY KEY (token_hash);
 
 --
 -- Name: receipt_keys receipt_keys_pkey; Type: CONSTRAINT; Schema: public
@@ -1525,6 +1773,34 @@ ALTER TABLE ONLY public.tenants
     ADD CONSTRAINT tenants_slug_key UNIQUE (slug);
 
 --
+-- Name: webhook_attempts webhook_attempts_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_pkey PRIMARY KEY (tenant_id, delivery_id, seq);
+
+--
+-- Name: webhook_deliveries webhook_deliveries_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_pkey PRIMARY KEY (tenant_id, id);
+
+--
+-- Name: webhook_endpoints webhook_endpoints_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_pkey PRIMARY KEY (tenant_id, id);
+
+--
+-- Name: webhook_events webhook_events_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_pkey PRIMARY KEY (tenant_id, id);
+
+--
 -- Name: access_log_at; Type: INDEX; Schema: public
 --
 
@@ -1573,6 +1849,24 @@ CREATE INDEX console_sessions_tenant ON public.console_sessions USING btree (ten
 CREATE INDEX data_keys_subject_key ON public.data_keys USING btree (tenant_id, subject_key_id);
 
 --
+-- Name: disclosures_by_hold; Type: INDEX; Schema: public
+--
+
+CREATE INDEX disclosures_by_hold ON public.disclosures USING btree (tenant_id, hold_id) WHERE (hold_id IS NOT NULL);
+
+--
+-- Name: disclosures_by_subject; Type: INDEX; Schema: public
+--
+
+CREATE INDEX disclosures_by_subject ON public.disclosures USING btree (tenant_id, subject_ref_hash, disclosed_at DESC, id DESC) WHERE (subject_ref_hash IS NOT NULL);
+
+--
+-- Name: disclosures_by_time; Type: INDEX; Schema: public
+--
+
+CREATE INDEX disclosures_by_time ON public.disclosures USING btree (tenant_id, disclosed_at DESC, id DESC);
+
+--
 -- Name: erasures_by_subject; Type: INDEX; Schema: public
 --
 
@@ -1601,6 +1895,12 @@ CREATE INDEX erasures_listing ON public.erasures USING btree (tenant_id, request
 --
 
 CREATE UNIQUE INDEX erasures_one_scheduled ON public.erasures USING btree (tenant_id, subject_ref_hash) WHERE (status = 'scheduled'::text);
+
+--
+-- Name: erasures_overdue_unreported; Type: INDEX; Schema: public
+--
+
+CREATE INDEX erasures_overdue_unreported ON public.erasures USING btree (tenant_id, due_at) WHERE ((overdue_reported_at IS NULL) AND (status = ANY (ARRAY['scheduled'::text, 'in_progress'::text])));
 
 --
 -- Name: erasures_running; Type: INDEX; Schema: public
@@ -1633,6 +1933,12 @@ CREATE INDEX idempotency_keys_age ON public.idempotency_keys USING btree (tenant
 CREATE INDEX ledger_outbox_pending ON public.ledger_outbox USING btree (tenant_id, id) WHERE (published_at IS NULL);
 
 --
+-- Name: playback_links_expiry; Type: INDEX; Schema: public
+--
+
+CREATE INDEX playback_links_expiry ON public.playback_links USING btree (tenant_id, expires_at);
+
+--
 -- Name: records_current; Type: INDEX; Schema: public
 --
 
@@ -1651,10 +1957,52 @@ CREATE INDEX records_kept_versions ON public.records USING btree (tenant_id, sub
 CREATE INDEX subject_keys_kek ON public.subject_keys USING btree (tenant_id, kek_version) WHERE (wrapped_key IS NOT NULL);
 
 --
+-- Name: webhook_deliveries_age; Type: INDEX; Schema: public
+--
+
+CREATE INDEX webhook_deliveries_age ON public.webhook_deliveries USING btree (tenant_id, updated_at) WHERE (status <> 'pending'::text);
+
+--
+-- Name: webhook_deliveries_due; Type: INDEX; Schema: public
+--
+
+CREATE INDEX webhook_deliveries_due ON public.webhook_deliveries USING btree (tenant_id, next_attempt_at) WHERE (status = 'pending'::text);
+
+--
+-- Name: webhook_deliveries_listing; Type: INDEX; Schema: public
+--
+
+CREATE INDEX webhook_deliveries_listing ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, created_at DESC, id DESC);
+
+--
+-- Name: webhook_deliveries_order; Type: INDEX; Schema: public
+--
+
+CREATE INDEX webhook_deliveries_order ON public.webhook_deliveries USING btree (tenant_id, endpoint_id, ordering_key, event_seq) WHERE (status = 'pending'::text);
+
+--
+-- Name: webhook_endpoints_live; Type: INDEX; Schema: public
+--
+
+CREATE INDEX webhook_endpoints_live ON public.webhook_endpoints USING btree (tenant_id, created_at DESC, id DESC) WHERE (deleted_at IS NULL);
+
+--
 -- Name: data_keys data_keys_current_generation; Type: TRIGGER; Schema: public
 --
 
 CREATE TRIGGER data_keys_current_generation BEFORE INSERT ON public.data_keys FOR EACH ROW EXECUTE FUNCTION public.dv_key_in_current_generation();
+
+--
+-- Name: disclosures disclosures_append_only; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER disclosures_append_only BEFORE DELETE OR UPDATE ON public.disclosures FOR EACH ROW EXECUTE FUNCTION public.dv_disclosures_append_only();
+
+--
+-- Name: disclosures disclosures_no_truncate; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER disclosures_no_truncate BEFORE TRUNCATE ON public.disclosures FOR EACH STATEMENT EXECUTE FUNCTION public.dv_disclosures_append_only();
 
 --
 -- Name: subject_keys subject_keys_current_generation; Type: TRIGGER; Schema: public
@@ -1712,6 +2060,27 @@ ALTER TABLE ONLY public.data_keys
     ADD CONSTRAINT data_keys_tenant_id_subject_key_id_fkey FOREIGN KEY (tenant_id, subject_key_id) REFERENCES public.subject_keys(tenant_id, id);
 
 --
+-- Name: disclosure_heads disclosure_heads_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.disclosure_heads
+    ADD CONSTRAINT disclosure_heads_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+--
+-- Name: disclosures disclosures_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.disclosures
+    ADD CONSTRAINT disclosures_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+--
+-- Name: disclosures disclosures_tenant_id_hold_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.disclosures
+    ADD CONSTRAINT disclosures_tenant_id_hold_id_fkey FOREIGN KEY (tenant_id, hold_id) REFERENCES public.holds(tenant_id, id);
+
+--
 -- Name: erasure_events erasure_events_tenant_id_erasure_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -1761,6 +2130,27 @@ ALTER TABLE ONLY public.idempotency_keys
     ADD CONSTRAINT idempotency_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 --
+-- Name: playback_links playback_links_minted_by_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.playback_links
+    ADD CONSTRAINT playback_links_minted_by_fkey FOREIGN KEY (minted_by) REFERENCES public.api_keys(id);
+
+--
+-- Name: playback_links playback_links_tenant_id_artefact_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.playback_links
+    ADD CONSTRAINT playback_links_tenant_id_artefact_id_fkey FOREIGN KEY (tenant_id, artefact_id) REFERENCES public.artefacts(tenant_id, id);
+
+--
+-- Name: playback_links playback_links_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.playback_links
+    ADD CONSTRAINT playback_links_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+--
 -- Name: records records_tenant_id_data_key_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 
@@ -1808,6 +2198,41 @@ ALTER TABLE ONLY public.tenant_hmac_keys
 
 ALTER TABLE ONLY public.tenant_keks
     ADD CONSTRAINT tenant_keks_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+--
+-- Name: webhook_attempts webhook_attempts_tenant_id_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_attempts
+    ADD CONSTRAINT webhook_attempts_tenant_id_delivery_id_fkey FOREIGN KEY (tenant_id, delivery_id) REFERENCES public.webhook_deliveries(tenant_id, id) ON DELETE CASCADE;
+
+--
+-- Name: webhook_deliveries webhook_deliveries_tenant_id_endpoint_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_tenant_id_endpoint_id_fkey FOREIGN KEY (tenant_id, endpoint_id) REFERENCES public.webhook_endpoints(tenant_id, id);
+
+--
+-- Name: webhook_deliveries webhook_deliveries_tenant_id_event_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_deliveries
+    ADD CONSTRAINT webhook_deliveries_tenant_id_event_id_fkey FOREIGN KEY (tenant_id, event_id) REFERENCES public.webhook_events(tenant_id, id);
+
+--
+-- Name: webhook_endpoints webhook_endpoints_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_endpoints
+    ADD CONSTRAINT webhook_endpoints_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+--
+-- Name: webhook_events webhook_events_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.webhook_events
+    ADD CONSTRAINT webhook_events_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 --
 -- Name: access_log; Type: ROW SECURITY; Schema: public
@@ -1936,10 +2361,28 @@ CREATE POLICY definer_lookup ON public.api_keys FOR SELECT TO datavault_definer 
 CREATE POLICY definer_lookup ON public.console_sessions FOR SELECT TO datavault_definer USING (true);
 
 --
+-- Name: playback_links definer_lookup; Type: POLICY; Schema: public
+--
+
+CREATE POLICY definer_lookup ON public.playback_links FOR SELECT TO datavault_definer USING (true);
+
+--
 -- Name: tenants definer_lookup; Type: POLICY; Schema: public
 --
 
 CREATE POLICY definer_lookup ON public.tenants FOR SELECT TO datavault_definer USING (true);
+
+--
+-- Name: disclosure_heads; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.disclosure_heads ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: disclosures; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.disclosures ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: erasure_events; Type: ROW SECURITY; Schema: public
@@ -2000,6 +2443,12 @@ CREATE POLICY ip_retention_update ON public.access_log FOR UPDATE TO datavault_i
 --
 
 ALTER TABLE public.ledger_outbox ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: playback_links; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.playback_links ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: records; Type: ROW SECURITY; Schema: public
@@ -2068,6 +2517,18 @@ CREATE POLICY tenant_isolation ON public.console_sessions TO datavault_app USING
 CREATE POLICY tenant_isolation ON public.data_keys TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
 
 --
+-- Name: disclosure_heads tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.disclosure_heads TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: disclosures tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.disclosures TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
 -- Name: erasure_events tenant_isolation; Type: POLICY; Schema: public
 --
 
@@ -2116,6 +2577,12 @@ CREATE POLICY tenant_isolation ON public.idempotency_keys TO datavault_app USING
 CREATE POLICY tenant_isolation ON public.ledger_outbox TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
 
 --
+-- Name: playback_links tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.playback_links TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
 -- Name: records tenant_isolation; Type: POLICY; Schema: public
 --
 
@@ -2152,6 +2619,30 @@ CREATE POLICY tenant_isolation ON public.tenant_keks TO datavault_app USING ((te
 CREATE POLICY tenant_isolation ON public.tenants TO datavault_app USING ((id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
 
 --
+-- Name: webhook_attempts tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.webhook_attempts TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: webhook_deliveries tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.webhook_deliveries TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: webhook_endpoints tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.webhook_endpoints TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
+-- Name: webhook_events tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.webhook_events TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
 -- Name: tenant_keks; Type: ROW SECURITY; Schema: public
 --
 
@@ -2162,6 +2653,30 @@ ALTER TABLE public.tenant_keks ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE public.tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_attempts; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.webhook_attempts ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_deliveries; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.webhook_deliveries ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_endpoints; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.webhook_endpoints ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: webhook_events; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.webhook_events ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: SCHEMA public; Type: ACL; Schema: -; Owner: pg_database_owner
@@ -2256,6 +2771,13 @@ GRANT ALL ON FUNCTION public.dv_find_api_key(p_key_hash bytea) TO datavault_app;
 
 REVOKE ALL ON FUNCTION public.dv_find_console_session(p_token_hash bytea) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_find_console_session(p_token_hash bytea) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_find_playback_link(p_token_hash bytea); Type: ACL; Schema: public; Owner: datavault_definer
+--
+
+REVOKE ALL ON FUNCTION public.dv_find_playback_link(p_token_hash bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_find_playback_link(p_token_hash bytea) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_held_now(p_tenant uuid, p_ref_hash bytea, p_category text); Type: ACL; Schema: public
@@ -2462,6 +2984,18 @@ GRANT SELECT ON TABLE public.data_keys TO datavault_auditor;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.deployment_secrets TO datavault_app;
 
 --
+-- Name: TABLE disclosure_heads; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.disclosure_heads TO datavault_app;
+
+--
+-- Name: TABLE disclosures; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT ON TABLE public.disclosures TO datavault_app;
+
+--
 -- Name: TABLE erasure_events; Type: ACL; Schema: public
 --
 
@@ -2532,6 +3066,13 @@ GRANT SELECT ON TABLE public.ledger_outbox TO datavault_auditor;
 GRANT USAGE ON SEQUENCE public.ledger_outbox_id_seq TO datavault_app;
 
 --
+-- Name: TABLE playback_links; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE ON TABLE public.playback_links TO datavault_app;
+GRANT SELECT ON TABLE public.playback_links TO datavault_definer;
+
+--
 -- Name: TABLE receipt_keys; Type: ACL; Schema: public
 --
 
@@ -2591,6 +3132,42 @@ GRANT SELECT ON TABLE public.tenant_keks TO datavault_auditor;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.tenants TO datavault_app;
 GRANT SELECT ON TABLE public.tenants TO datavault_definer;
 GRANT SELECT ON TABLE public.tenants TO datavault_auditor;
+
+--
+-- Name: TABLE webhook_attempts; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE ON TABLE public.webhook_attempts TO datavault_app;
+
+--
+-- Name: SEQUENCE webhook_attempts_seq_seq; Type: ACL; Schema: public
+--
+
+GRANT USAGE ON SEQUENCE public.webhook_attempts_seq_seq TO datavault_app;
+
+--
+-- Name: TABLE webhook_deliveries; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.webhook_deliveries TO datavault_app;
+
+--
+-- Name: TABLE webhook_endpoints; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.webhook_endpoints TO datavault_app;
+
+--
+-- Name: TABLE webhook_events; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE ON TABLE public.webhook_events TO datavault_app;
+
+--
+-- Name: SEQUENCE webhook_events_seq_seq; Type: ACL; Schema: public
+--
+
+GRANT USAGE ON SEQUENCE public.webhook_events_seq_seq TO datavault_app;
 
 --
 -- PostgreSQL database dump complete

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -51,24 +52,35 @@ def _field(value: object) -> bytes:
     return struct.pack(">I", len(data)) + data
 
 
-def row_hash(prev_hash: bytes, row: ChainedFields) -> bytes:
-    digest = hashlib.sha256(_DOMAIN)
+def chain_digest(domain: bytes, prev_hash: bytes, values: Iterable[object]) -> bytes:
+    """SHA-256 over the chain's domain, the previous row's hash and each value encoded by
+    `_field`: the one row encoding of every hash chain the vault keeps (the access log
+    here, disclosures in vault/domain/disclosures.py)."""
+    digest = hashlib.sha256(domain)
     digest.update(prev_hash)
-    for value in (
-        row.tenant_id,
-        row.seq,
-        row.at,
-        row.request_id,
-        row.api_key_id,
-        row.key_prefix,
-        row.ip_hash,
-        row.method,
-        row.route,
-        row.status,
-        row.bytes_in,
-        row.bytes_out,
-        row.subject_ref_hash,
-        row.artefact_id,
-    ):
+    for value in values:
         digest.update(_field(value))
     return digest.digest()
+
+
+def row_hash(prev_hash: bytes, row: ChainedFields) -> bytes:
+    return chain_digest(
+        _DOMAIN,
+        prev_hash,
+        (
+            row.tenant_id,
+            row.seq,
+            row.at,
+            row.request_id,
+            row.api_key_id,
+            row.key_prefix,
+            row.ip_hash,
+            row.method,
+            row.route,
+            row.status,
+            row.bytes_in,
+            row.bytes_out,
+            row.subject_ref_hash,
+            row.artefact_id,
+        ),
+    )

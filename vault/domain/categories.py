@@ -25,3 +25,17 @@ def check_category(value: str | None, tenant_categories: Iterable[str] = ()) -> 
     if value not in known:
         raise InvalidInput(f"unknown category; known: {', '.join(sorted(known))}", field="category")
     return value
+
+
+def check_category_list(value: object, known: Iterable[str]) -> tuple[str, ...] | None:
+    """A list of categories a hold or a disclosure names: non-empty, each one of `known`
+    (`known_categories` of the tenant) or `identity` (the subject reference itself),
+    repeats dropped; None when it is not such a list."""
+    allowed = {*known, IDENTITY_CATEGORY}
+    if (
+        not isinstance(value, list)
+        or not value
+        or any(not isinstance(c, str) or c not in allowed for c in value)
+    ):
+        return None
+    return tuple(dict.fromkeys(value))

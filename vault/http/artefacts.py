@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from vault.domain.ranges import RangeNotSatisfiable, parse_range
+from vault.domain.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from vault.domain.scopes import Scope
 from vault.errors import InvalidInput, MalformedInput, TimedOut
 from vault.http.auth import require
@@ -22,7 +22,7 @@ from vault.http.state import vault_state
 from vault.http.subject_path import subject_location, subject_ref
 from vault.http.subject_request import access_for, note_subject
 from vault.http.transfers import watch_transfer
-from vault.services.artefacts import Artefact
+from vault.services.artefacts import Artefact, Content
 
 MAX_CONTENT_TYPE_LENGTH = 255
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
@@ -134,6 +134,23 @@ async def artefact_content(request: Request) -> Response:
     service = vault_state(request).artefacts
     access = access_for(principal)
     artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
+
+    async def open_body(byte_range: ByteRange | None) -> Content:
+        return await service.open_content(
+            principal.tenant_id, ref, artefact_id, access, byte_range,
+            watch_transfer(request, principal),
+        )  # fmt: skip
+
+    return await content_response(request, artefact, open_body)
+
+
+async def content_response(
+    request: Request,
+    artefact: Artefact,
+    open_body: Callable[[ByteRange | None], Awaitable[Content]],
+) -> Response:
+    """An artefact's plaintext as API.md says: a single `Range` (206, or 416 when it cannot
+    be satisfied), `HEAD` with the same headers and no body (and no transfer)."""
     try:
         byte_range = parse_range(request.headers.get("range"), artefact.size)
     except RangeNotSatisfiable:
@@ -143,10 +160,7 @@ async def artefact_content(request: Request) -> Response:
     headers = _content_headers(artefact, length, byte_range, artefact.size)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
-    content = await service.open_content(
-        principal.tenant_id, ref, artefact_id, access, byte_range,
-        watch_transfer(request, principal),
-    )  # fmt: skip
+    content = await open_body(byte_range)
     return StreamingResponse(content.body, status_code=status, headers=headers)
 
 

@@ -37,6 +37,13 @@ async def read_capped(request: Request, max_bytes: int) -> bytes:
     return bytes(body)
 
 
+def has_body(request: Request) -> bool:
+    """Whether the request sends a body at all (an optional JSON body may be left out)."""
+    return (
+        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+    )
+
+
 async def read_json_object(
     request: Request, max_bytes: int = MAX_JSON_BODY_BYTES
 ) -> dict[str, Any]:

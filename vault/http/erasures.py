@@ -10,7 +10,7 @@ from starlette.responses import Response
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
 from vault.http.auth import require
-from vault.http.body import read_json_object
+from vault.http.body import has_body, read_json_object
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.render import json_response, rfc3339
@@ -72,7 +72,7 @@ async def request_erasure(request: Request) -> Response:
     principal = await require(request, Scope.ERASURE)
     ref = subject_ref(request)
     await note_subject(request, principal.tenant_id, ref)
-    body = await read_json_object(request) if await _has_body(request) else {}
+    body = await read_json_object(request) if has_body(request) else {}
     erasure, created = await vault_state(request).erasures.request(
         principal.tenant_id, ref, check_erasure_request(body), principal.key_id
     )
@@ -82,12 +82,6 @@ async def request_erasure(request: Request) -> Response:
         render_erasure(erasure, full=False),
         status=202,
         headers={"Location": f"/v1/erasures/{erasure['id']}"},
-    )
-
-
-async def _has_body(request: Request) -> bool:
-    return (
-        request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
     )
 
 

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from vault.http.openapi_compliance import _erasure_paths, _hold_paths
+from vault.http.openapi_disclosures import _disclosure_paths
 from vault.http.openapi_parts import (
     _JSON,
     _NULLABLE_TIME,
@@ -27,6 +28,7 @@ from vault.http.openapi_parts import (
     location,
 )
 from vault.http.openapi_subjects import _subject_paths
+from vault.http.openapi_webhooks import _webhook_paths
 
 _SCOPES = {
     "type": "array",
@@ -163,7 +165,7 @@ RECEIPT_KEYS = {
         "required": ["kty", "crv", "kid", "x"],
         "properties": {"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "kid": _STR,
                        "x": {**_STR, "description": "base64url raw public key, no padding"},
-                       "use": {"const": "sig"}, "alg": {"const": "EdDSA"}},
+                       "use": {"const": "sig"}, "alg": {"const": "Ed25519"}},
     }}},
 }  # fmt: skip
 
@@ -178,6 +180,11 @@ def _paths() -> dict[str, dict[str, Any]]:
         "/v1/receipt-keys": {
             "get": _op("Public keys that verify erasure receipts: a JWK set, retired keys "
                        "included", scope=None, ok_schema=RECEIPT_KEYS),
+        },
+        "/.well-known/jwks.json": {
+            "get": _op("The same JWK set as /v1/receipt-keys, where JOSE libraries look for "
+                       "it: under the receipts' issuer (DATAVAULT_PUBLIC_URL)", scope=None,
+                       ok_schema=RECEIPT_KEYS),
         },
         "/v1/tenant": {
             "get": _op("The calling key's tenant and its settings", scope="admin",
@@ -254,7 +261,9 @@ def _paths() -> dict[str, dict[str, Any]]:
         },
         **_subject_paths(),
         **_hold_paths(),
+        **_disclosure_paths(),
         **_erasure_paths(),
+        **_webhook_paths(),
     }  # fmt: skip
 
 
@@ -267,7 +276,9 @@ IDEMPOTENT_OPERATIONS = frozenset(
         ("/v1/subjects/{ref}/records/{name}", "put"),
         ("/v1/subjects/{ref}/erasure", "post"),
         ("/v1/holds", "post"),
+        ("/v1/disclosures", "post"),
         ("/v1/tenant/closure", "post"),
+        ("/v1/webhooks", "post"),
     }
 )
 _IDEMPOTENCY_HEADER = {

@@ -216,7 +216,7 @@ _RECEIPT_FIELDS = {
 }
 SIGNED_RECEIPT = {
     "type": "object",
-    "required": ["receipt", "signature", "key_id", "alg"],
+    "required": ["receipt", "jws", "signature", "key_id", "alg"],
     "properties": {
         "receipt": {
             "type": "object",
@@ -224,12 +224,19 @@ SIGNED_RECEIPT = {
             "required": [name for name in _RECEIPT_FIELDS if name != "ledger"],
             "properties": _RECEIPT_FIELDS,
         },
+        "jws": {
+            "type": ["string", "null"],
+            "description": "the receipt as a compact JWS (RFC 7515): protected header "
+            '{"alg": "Ed25519", "kid": key_id, "typ": "datavault-erasure-receipt"}, payload '
+            "the RFC 8785 canonical JSON of receipt; verifies with any JOSE library against "
+            "GET /.well-known/jwks.json. null for receipts issued before the JWS existed",
+        },
         "signature": {
             **_STR,
             "description": "base64url (no padding) Ed25519 signature over the RFC 8785 "
-            "canonical JSON of receipt",
+            "canonical JSON of receipt (kept for receipts issued before the JWS)",
         },
-        "key_id": {**_STR, "description": "kid of the key in GET /v1/receipt-keys"},
+        "key_id": {**_STR, "description": "kid of the key in GET /.well-known/jwks.json"},
         "alg": {"const": "Ed25519"},
     },
 }

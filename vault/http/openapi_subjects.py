@@ -123,6 +123,73 @@ def _content_operation(summary: str, with_body: bool) -> dict[str, Any]:
     )  # fmt: skip
 
 
+LINK_REQUEST = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "expires_in": {
+            "type": "integer", "minimum": 1, "maximum": 3600, "default": 900,
+            "description": "Seconds the link lives",
+        },
+    },
+}  # fmt: skip
+LINK = {
+    "type": "object",
+    "required": ["url", "expires_at"],
+    "properties": {
+        "url": {
+            **_STR,
+            "format": "uri",
+            "description": "DATAVAULT_PUBLIC_URL/playback/<token>: the token is the "
+            "credential; the URL names neither the subject nor the artefact",
+        },
+        "expires_at": _TIME,
+    },
+}
+
+
+def _link_operation(summary: str, with_body: bool) -> dict[str, Any]:
+    return _op(
+        summary, scope=None, answers=_content_answers(with_body), params=[_RANGE],
+        errors=(404, 429, 503),
+        description="No Authorization header: the token in the path is the credential. "
+        "The artefact's content as GET …/content serves it (Range, HEAD, the same "
+        "headers). 404 for a token that names no link and for a dead one alike: expired, "
+        "its minting key revoked or expired, its artefact deleted, its subject erased or "
+        "restricted. Every use is in the access log under the minting key.",
+    )  # fmt: skip
+
+
+def _link_paths() -> dict[str, dict[str, Any]]:
+    return {
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/links": {
+            "parameters": [_REF, _path("artefact_id")],
+            "post": _op(
+                "Mint a playback link: a URL that serves the artefact's content without an "
+                "Authorization header, for a browser's <video> or a download link",
+                scope="read", ok=201, answers={201: answer("Created", LINK)},
+                body=LINK_REQUEST, body_required=False,
+                errors=(400, 403, 404, 410, 413, 415, 422),
+                description="expires_in: seconds, default 900, at most 3600. The link "
+                "reads as the read scope does, whatever scope minted it: 403 (restricted) "
+                "for a restricted subject or data kept after an erasure. The token is "
+                "stored only as a hash: this answer is the one place it is shown.",
+            ),
+        },
+        "/playback/{token}": {
+            "parameters": [_path("token")],
+            "get": _link_operation(
+                "A playback link: the artefact's plaintext, streamed; one byte range gives "
+                "206", with_body=True,
+            ),
+            "head": _link_operation(
+                "The headers GET would send through the link, without the body",
+                with_body=False,
+            ),
+        },
+    }  # fmt: skip
+
+
 def _artefact_paths(category: dict[str, Any]) -> dict[str, dict[str, Any]]:
     upload_category = {**category, "required": True}
     filename = _header_param(
@@ -178,6 +245,7 @@ def _subject_paths() -> dict[str, dict[str, Any]]:
     )
     return {
         **_artefact_paths(category),
+        **_link_paths(),
         "/v1/subjects/{ref}/records": {
             "parameters": [_REF],
             "get": _op("List the subject's records", scope="read", params=_PAGING,

@@ -1,4 +1,5 @@
-"""`GET /v1/receipt-keys` (no auth): the public keys that verify erasure receipts."""
+"""`GET /.well-known/jwks.json` and `GET /v1/receipt-keys` (no auth): the public keys
+that verify erasure receipts, as one JWK set."""
 
 from __future__ import annotations
 

@@ -15,13 +15,16 @@ from vault.observability.metrics import Metrics
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
+from vault.services.disclosures import DisclosureService
 from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import HoldService
 from vault.services.keyring import KeyRing
+from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
+from vault.services.webhooks import WebhookService
 
 
 @dataclass
@@ -42,6 +45,9 @@ class VaultState:
     export: ExportService
     holds: HoldService
     erasures: ErasureService
+    playback: PlaybackLinkService
+    disclosures: DisclosureService
+    webhooks: WebhookService
 
 
 def vault_state(request: Request) -> VaultState:

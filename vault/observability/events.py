@@ -63,6 +63,16 @@ def hold_expired(tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
     log.info("hold_expired", tenant_id=str(tenant_id), hold_id=str(hold_id))
 
 
+def disclosure_recorded(
+    tenant_id: uuid.UUID, disclosure_id: uuid.UUID, seq: int, api_key_id: uuid.UUID
+) -> None:
+    """A disclosure was appended to the tenant's chain as entry `seq`."""
+    log.info(
+        "disclosure_recorded", tenant_id=str(tenant_id), disclosure_id=str(disclosure_id),
+        seq=seq, api_key_id=str(api_key_id),
+    )  # fmt: skip
+
+
 def key_shredded(
     tenant_id: uuid.UUID, key_kind: str, key_id: str, erasure_id: uuid.UUID | None,
     ledger_seq: int,
@@ -85,4 +95,32 @@ def transfer_cut(
     log.warning(
         "transfer_cut", tenant_id=str(tenant_id), request_id=request_id,
         api_key_id=str(api_key_id), reason=reason, started=started,
+    )  # fmt: skip
+
+
+def webhook_registered(tenant_id: uuid.UUID, webhook_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    """An endpoint was registered (never its URL: it may carry a tenant's token)."""
+    log.info(
+        "webhook_registered", tenant_id=str(tenant_id), webhook_id=str(webhook_id),
+        api_key_id=str(api_key_id),
+    )  # fmt: skip
+
+
+def webhook_deleted(tenant_id: uuid.UUID, webhook_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    log.info(
+        "webhook_deleted", tenant_id=str(tenant_id), webhook_id=str(webhook_id),
+        api_key_id=str(api_key_id),
+    )  # fmt: skip
+
+
+def webhook_attempt(
+    tenant_id: uuid.UUID, webhook_id: uuid.UUID, delivery_id: uuid.UUID, event_id: uuid.UUID,
+    outcome: str, response_code: int | None, duration_ms: int, delivery_status: str,
+) -> None:  # fmt: skip
+    """One delivery attempt, once recorded: its outcome (a fixed value), the receiver's
+    status code and nothing else it answered, and the delivery's status after it."""
+    log.info(
+        "webhook_attempt", tenant_id=str(tenant_id), webhook_id=str(webhook_id),
+        delivery_id=str(delivery_id), event_id=str(event_id), outcome=outcome,
+        response_code=response_code, duration_ms=duration_ms, delivery_status=delivery_status,
     )  # fmt: skip

@@ -17,6 +17,7 @@ from prometheus_client import (
 
 from vault.domain.erasures import ErasureStatus
 from vault.domain.throttle import FailureThrottle
+from vault.domain.webhooks import AttemptOutcome
 from vault.version import distribution_version, python_version
 
 # The fixed values of erasures.status: the only label the erasure gauge has.
@@ -157,6 +158,17 @@ class Metrics:
             "Age of the oldest destroyed key not yet published to the shred ledger (0 if none)",
             registry=self.registry,
         )
+        self.ledger_objects = Gauge(
+            "datavault_ledger_objects",
+            "Shred-ledger objects not folded into a checkpoint (what `datavault ledger "
+            "verify` reads), from the head the database recorded",
+            registry=self.registry,
+        )
+        self.ledger_folded_through = Gauge(
+            "datavault_ledger_folded_through",
+            "The last shred-ledger entry folded into a signed checkpoint (0: none)",
+            registry=self.registry,
+        )
         self.deletion_violations = Gauge(
             "datavault_deletion_invariant_violations",
             "Violations of the deletion invariants found by the last scheduled "
@@ -166,6 +178,40 @@ class Metrics:
         self.worker_job_lag = Gauge(
             "datavault_worker_job_lag_seconds",
             "How long past not_before the oldest due, unclaimed erasure waits (0 if none)",
+            registry=self.registry,
+        )
+
+        # Webhooks (workers/webhooks.py). Counters per process (attempts happen in workers);
+        # the queue gauges are deployment-wide, refreshed by the monitor job.
+        self.webhook_attempts = Counter(
+            "datavault_webhook_attempts",
+            "Webhook delivery attempts in this process by outcome: delivered (2xx), "
+            "http_error, timeout, connection_failed, protocol_error, dns_failed, "
+            "destination_refused (a private address at delivery time), secret_unavailable",
+            ["outcome"],
+            registry=self.registry,
+        )
+        for outcome in AttemptOutcome:
+            self.webhook_attempts.labels(outcome.value)
+        self.webhook_deliveries_given_up = Counter(
+            "datavault_webhook_deliveries_given_up",
+            "Webhook deliveries whose retry schedule (over 24 h) ran out in this process",
+            registry=self.registry,
+        )
+        self.webhook_queue_age = Gauge(
+            "datavault_webhook_queue_age_seconds",
+            "Age of the oldest webhook delivery still pending (queued or between retries), "
+            "0 if none",
+            registry=self.registry,
+        )
+        self.webhook_deliveries_pending = Gauge(
+            "datavault_webhook_deliveries_pending",
+            "Webhook deliveries queued or waiting for a retry",
+            registry=self.registry,
+        )
+        self.ledger_folded_objects = Counter(
+            "datavault_ledger_folded_objects",
+            "Shred-ledger objects this process folded into checkpoints (and removed)",
             registry=self.registry,
         )
 

@@ -16,6 +16,11 @@ older than a bound (`MAX_ANCHOR_AGE_SECONDS`). Putting back an old anchor then l
 newest anchor that is stale, or a gap in the history, and removing or changing one in
 the middle breaks a link: `datavault audit verify` reports each.
 
+Since v4 an anchor of a tenant's chain also carries the head of the tenant's disclosure
+chain (vault/domain/disclosures.py), read in the same transaction: the same history that
+pins the access log pins the disclosures, so a disclosure cut off the end of its chain
+is found like an access-log row. (v3 anchors, without it, still verify.)
+
 Anchors are signed with the deployment's Ed25519 anchor key (a deployment secret wrapped
 by the root key), so anyone holding its public key can check them. Older single anchors,
 `audit-heads/<chain>/latest.json` (v1, HMAC-SHA256 under the older anchor MAC key; v2,
@@ -40,7 +45,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -60,7 +65,10 @@ MAX_ANCHOR_AGE_SECONDS = 3 * ANCHOR_INTERVAL_SECONDS + 30.0
 
 _FORMAT = "datavault.access-log-anchor"
 _POINTER_FORMAT = "datavault.access-log-anchor-pointer"
-_HISTORY_VERSION = 3  # Ed25519, in a history; 2 was a single Ed25519 anchor, 1 HMAC
+# 4: Ed25519, in a history, with the head of the tenant's disclosure chain; 3 was the
+# same without it, 2 a single Ed25519 anchor, 1 HMAC.
+_HISTORY_VERSION = 4
+_HISTORY_VERSIONS = (3, 4)
 _ALG = "Ed25519"
 _DIGITS = 12  # 2,880 anchors a day fill 12 digits in about 950,000 years
 _READ_AHEAD = 32  # anchors fetched at once while walking a history
@@ -105,6 +113,10 @@ class Anchor:
     # anchored before it need no longer be in the chain, and what verify finds wrong
     # before it is reported as acknowledged.
     reanchored: bool = False
+    # The head (seq, row_hash) of the tenant's disclosure chain (vault/domain/
+    # disclosures.py) at the same moment: (0, GENESIS) while it is empty, and for the
+    # deployment-wide chain, which has none. None in anchors before v4.
+    disclosures: tuple[int, bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -155,21 +167,27 @@ def _signed_fields(anchor: Anchor, version: int, key_id: str | None) -> bytes:
     }
     if key_id is not None:
         fields["alg"], fields["key_id"] = _ALG, key_id
-    if version == _HISTORY_VERSION:
+    if version in _HISTORY_VERSIONS:
         prev = anchor.prev_anchor_sha256
         fields["anchor_seq"] = anchor.anchor_seq
         fields["prev_anchor_seq"] = anchor.prev_anchor_seq
         fields["prev_anchor_sha256"] = prev.hex() if prev is not None else None
         fields["reanchored"] = anchor.reanchored
+    if version == 4:
+        assert anchor.disclosures is not None, "checked by encode_anchor"
+        fields["disclosures_seq"] = anchor.disclosures[0]
+        fields["disclosures_row_hash"] = anchor.disclosures[1].hex()
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
 def encode_anchor(anchor: Anchor, keys: AnchorKeys) -> bytes:
-    """An anchor of the history (v3): the fields as sorted compact JSON, signed."""
+    """An anchor of the history (v4): the fields as sorted compact JSON, signed."""
     if anchor.anchor_seq < 1:
         raise ValueError("history anchors are numbered from 1")
     if (anchor.prev_anchor_seq is None) != (anchor.prev_anchor_sha256 is None):
         raise ValueError("a link names both the previous anchor and its hash")
+    if anchor.disclosures is None:
+        raise ValueError("an anchor names the disclosure chain's head too")
     message = _signed_fields(anchor, _HISTORY_VERSION, keys.key_id)
     document = json.loads(message)
     signature = signing.sign(keys.signing_key, message)
@@ -189,13 +207,15 @@ def decode_anchor(data: bytes, keys: AnchorKeys) -> Anchor:
         version = document["v"]
         if document.get("format") != _FORMAT:
             raise ValueError("not an anchor")
-        if version == _HISTORY_VERSION:
+        if version in _HISTORY_VERSIONS:
             anchor = _with_link(anchor, document)
+        if version == 4:
+            anchor = _with_disclosures(anchor, document)
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise AnchorInvalid("anchor is malformed") from exc
     if version == 1:
         _check_mac(document, anchor, keys.legacy_mac_key)
-    elif version in (2, _HISTORY_VERSION):
+    elif version in (2, *_HISTORY_VERSIONS):
         _check_signature(document, anchor, version, keys)
     else:
         raise AnchorInvalid(f"anchor version {version!r} is unknown")
@@ -220,6 +240,15 @@ def _with_link(anchor: Anchor, document: dict[str, Any]) -> Anchor:
         anchor.tenant_id, anchor.seq, anchor.row_hash, anchor.anchored_at,
         anchor_seq, link[0], link[1], document["reanchored"],
     )  # fmt: skip
+
+
+def _with_disclosures(anchor: Anchor, document: dict[str, Any]) -> Anchor:
+    seq, row_hash = document["disclosures_seq"], document["disclosures_row_hash"]
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        raise ValueError("bad disclosure head")
+    if not isinstance(row_hash, str) or len(row_hash) != 64:
+        raise ValueError("bad disclosure head")
+    return replace(anchor, disclosures=(seq, bytes.fromhex(row_hash)))
 
 
 def _check_mac(document: dict[str, Any], anchor: Anchor, key: SecretBytes) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 from vault.blobs.base import BlobStore
 from vault.db.database import DEPLOYMENT_TENANT, Database
 from vault.db.sql import Queries
-from vault.domain.access_chain import GENESIS, ChainedFields, row_hash
+from vault.domain.access_chain import ChainedFields, row_hash
 from vault.domain.client_ip import IPNetwork
 from vault.services.access_anchor import (
     MAX_ANCHOR_AGE_SECONDS,
@@ -21,7 +21,9 @@ from vault.services.access_anchor import (
     all_chains,
     walk_history,
 )
+from vault.services.chain_walk import AnchoredHead, ChainWalk, walk_chain
 from vault.services.deployment_secrets import ACCESS_LOG_ANCHOR_SIGNING_KEY as ANCHOR_SIGNING_KEY
+from vault.services.disclosures import verify_disclosures
 from vault.services.tenants import list_tenants
 
 Q = Queries("access_log")
@@ -29,7 +31,6 @@ D = Queries("deployment")
 
 SEARCH_DEFAULT_LIMIT = 50
 SEARCH_MAX_LIMIT = 500
-_VERIFY_PAGE = 2000
 
 
 @dataclass(frozen=True)
@@ -71,64 +72,20 @@ class ChainReport:
     anchors: int = 0  # anchors in the history that verify
     newest_anchor_at: datetime | None = None
     notes: tuple[str, ...] = ()  # what an auditor should see but is not a failure
-
-
-@dataclass(frozen=True)
-class AnchoredHead:
-    row_hash: bytes
-    anchor_seq: int  # the first anchor that anchored this row
-    anchored_at: datetime
+    # The tenant's disclosure chain (vault/domain/disclosures.py), walked the same way.
+    disclosures: int = 0
+    first_bad_disclosure: int | None = None
 
 
 async def verify_chain(
     db: Database, tenant_id: uuid.UUID, anchored: Mapping[int, AnchoredHead] | None = None
 ) -> ChainReport:
-    """Walk the chain from the start; report the first row that is changed (its hash does
-    not match), missing (a gap in seq or a prev_hash that does not link) or out of order,
-    and a chain that no longer holds a head anchored in the blob store."""
-    anchored = anchored or {}
-    expected_seq, prev, checked = 1, GENESIS, 0
-    async with db.tenant_tx(tenant_id) as conn:
-        head = await conn.fetchrow(Q.get_head, tenant_id)
-        after = 0
-        while True:
-            page = await conn.fetch(Q.chain_page, tenant_id, after, _VERIFY_PAGE)
-            for row in page:
-                problem = _check_row(row, expected_seq, prev)
-                if problem:
-                    return ChainReport(tenant_id, checked, False, expected_seq, problem)
-                pinned = anchored.get(row["seq"])
-                if pinned is not None and bytes(row["row_hash"]) != pinned.row_hash:
-                    return ChainReport(
-                        tenant_id, checked, False, expected_seq,
-                        f"row differs from the head anchored by anchor {pinned.anchor_seq} "
-                        "in the blob store (rewritten)",
-                    )  # fmt: skip
-                prev, expected_seq, checked = bytes(row["row_hash"]), expected_seq + 1, checked + 1
-            if len(page) < _VERIFY_PAGE:
-                break
-            after = page[-1]["seq"]
-    head_seq = head["seq"] if head else 0
-    if head_seq != checked or (head is not None and bytes(head["row_hash"]) != prev):
-        return ChainReport(
-            tenant_id, checked, False, checked + 1, f"chain ends at {checked}, head says {head_seq}"
-        )
-    last = max(anchored, default=0)
-    if last > checked:
-        pinned = anchored[last]
-        return ChainReport(
-            tenant_id, checked, False, checked + 1,
-            f"chain ends at {checked}, but row {last} was anchored at "
-            f"{pinned.anchored_at.isoformat()} by anchor {pinned.anchor_seq} (cut off)",
-        )  # fmt: skip
-    return ChainReport(tenant_id, checked, True)
+    """The access-log chain of `tenant_id`, walked (`walk_chain`)."""
+    walk = await walk_chain(db, tenant_id, Q, _access_row_hash, anchored)
+    return ChainReport(tenant_id, walk.rows, walk.problem is None, walk.first_bad_seq, walk.problem)
 
 
-def _check_row(row: Any, expected_seq: int, prev: bytes) -> str | None:
-    if row["seq"] != expected_seq:
-        return f"row {expected_seq} is missing (next row is {row['seq']})"
-    if bytes(row["prev_hash"]) != prev:
-        return "row does not link to the row before it (removed or reordered)"
+def _access_row_hash(row: Any, prev: bytes) -> bytes:
     fields = ChainedFields(
         tenant_id=row["tenant_id"],
         seq=row["seq"],
@@ -147,9 +104,7 @@ def _check_row(row: Any, expected_seq: int, prev: bytes) -> str | None:
         ),
         artefact_id=row["artefact_id"],
     )
-    if row_hash(prev, fields) != bytes(row["row_hash"]):
-        return "row content does not match its hash (changed)"
-    return None
+    return row_hash(prev, fields)
 
 
 def parse_ip_filter(value: str) -> IPNetwork:
@@ -178,9 +133,28 @@ async def verify_chains(
     reports = []
     for chain in chains:
         history = await read_history(blobs, anchor_keys, chain, max_age)
-        report = await verify_chain(db, chain, history.heads if history.problem is None else None)
+        trusted = history.problem is None
+        report = await verify_chain(db, chain, history.heads if trusted else None)
+        if chain != DEPLOYMENT_TENANT:
+            walk = await verify_disclosures(
+                db, chain, history.disclosure_heads if trusted else None
+            )
+            report = _with_disclosures(report, walk)
         reports.append(_judge(report, history, now, max_age, born.get(chain)))
     return reports
+
+
+def _with_disclosures(report: ChainReport, walk: ChainWalk) -> ChainReport:
+    """The access-log chain's report with the disclosure chain's walk; the access log's
+    own problem, if any, is named first."""
+    bad = walk.problem is not None
+    return replace(
+        report,
+        ok=report.ok and not bad,
+        problem=report.problem or (f"disclosures: {walk.problem}" if bad else None),
+        disclosures=walk.rows,
+        first_bad_disclosure=walk.first_bad_seq,
+    )
 
 
 def _judge(
@@ -200,6 +174,7 @@ def _judge(
         report,
         ok=report.ok and problem is None,
         first_bad_seq=None if history.problem is not None else report.first_bad_seq,
+        first_bad_disclosure=None if history.problem is not None else report.first_bad_disclosure,
         problem=history.problem or report.problem or problem,
         anchors=history.count,
         newest_anchor_at=newest.anchored_at if newest is not None else None,
@@ -240,6 +215,8 @@ class AnchorHistory:
     """What the anchor history of one chain says, as `read_history` found it."""
 
     heads: dict[int, AnchoredHead] = field(default_factory=dict)  # since the last re-anchoring
+    # The disclosure chain's heads the anchors carry (v4), likewise.
+    disclosure_heads: dict[int, AnchoredHead] = field(default_factory=dict)
     newest: Anchor | None = None
     count: int = 0
     problem: str | None = None  # the first one since the last re-anchoring
@@ -275,6 +252,7 @@ async def read_history(
             history.notes.append(note)
             problems.clear()
             history.heads.clear()
+            history.disclosure_heads.clear()
         if entry.note:
             history.notes.append(entry.note)
         if entry.problem:
@@ -296,17 +274,12 @@ async def read_history(
                     f"anchoring paused from {previous.anchored_at.isoformat()} to "
                     f"{anchor.anchored_at.isoformat()} (anchor {anchor.anchor_seq})"
                 )
-        if anchor.seq > 0:
-            pinned = history.heads.get(anchor.seq)
-            if pinned is None:
-                history.heads[anchor.seq] = AnchoredHead(
-                    anchor.row_hash, anchor.anchor_seq, anchor.anchored_at
-                )
-            elif pinned.row_hash != anchor.row_hash:
-                problems.append(
-                    f"anchors {pinned.anchor_seq} and {anchor.anchor_seq} anchor different "
-                    f"rows {anchor.seq}"
-                )
+        problems += _pin(history.heads, anchor.seq, anchor.row_hash, anchor, "rows")
+        if anchor.disclosures is not None:
+            disclosures_seq, disclosures_hash = anchor.disclosures
+            problems += _pin(
+                history.disclosure_heads, disclosures_seq, disclosures_hash, anchor, "disclosures"
+            )
         history.newest, previous = anchor, anchor
     if pauses:
         history.notes.extend(pauses[:_MAX_PAUSE_NOTES])
@@ -314,3 +287,21 @@ async def read_history(
             history.notes.append(f"and {len(pauses) - _MAX_PAUSE_NOTES} more pauses")
     history.problem = problems[0] if problems else None
     return history
+
+
+def _pin(
+    heads: dict[int, AnchoredHead], seq: int, row_hash: bytes, anchor: Anchor, what: str
+) -> list[str]:
+    """Pin a head an anchor names; the problem when an earlier anchor pinned another
+    row under the same seq."""
+    if seq == 0:
+        return []
+    pinned = heads.get(seq)
+    if pinned is None:
+        heads[seq] = AnchoredHead(row_hash, anchor.anchor_seq, anchor.anchored_at)
+        return []
+    if pinned.row_hash != row_hash:
+        return [
+            f"anchors {pinned.anchor_seq} and {anchor.anchor_seq} anchor different {what} {seq}"
+        ]
+    return []

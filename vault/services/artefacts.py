@@ -200,11 +200,10 @@ class ArtefactService:
             await conn.execute(Q.blob_removed, tenant_id, artefact_id)
 
     async def _locate(
-        self, conn: Connection, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID
+        self, conn: Connection, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID
     ) -> tuple[Subject, Any]:
-        subject = await self._subjects.find(
-            conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-        )
+        """The subject (by its reference's keyed hash) and its artefact's row."""
+        subject = await self._subjects.find(conn, tenant_id, ref_hash)
         row = await conn.fetchrow(Q.get, tenant_id, artefact_id, subject.id)
         if row is None or row["state"] == "uploading":
             raise NotFound("no such artefact")
@@ -231,8 +230,16 @@ class ArtefactService:
     async def describe(
         self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID, access: SubjectAccess
     ) -> Artefact:
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        return await self.describe_by_ref_hash(tenant_id, ref_hash, artefact_id, access)
+
+    async def describe_by_ref_hash(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID, access: SubjectAccess
+    ) -> Artefact:
+        """`describe` for a caller that knows the subject only by its reference's keyed
+        hash (a playback link, which never holds the reference)."""
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            subject, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             check_access(subject, access)
             check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
@@ -265,8 +272,18 @@ class ArtefactService:
         segments the range needs. The first piece is decrypted here, so a corrupted
         header or first segment fails before any status line is sent. The data key is
         held under `lease` while the body is open, and the body closes with the lease."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        return await self.open_content_by_ref_hash(
+            tenant_id, ref_hash, artefact_id, access, byte_range, lease
+        )
+
+    async def open_content_by_ref_hash(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, artefact_id: uuid.UUID,
+        access: SubjectAccess, byte_range: ByteRange | None, lease: TransferLease,
+    ) -> Content:  # fmt: skip
+        """`open_content` by the reference's keyed hash (see describe_by_ref_hash)."""
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            subject, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             check_access(subject, access)
             check_generation(readable_generations(subject, access), row["generation"])
             data_key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
@@ -332,8 +349,9 @@ class ArtefactService:
     async def delete(self, tenant_id: uuid.UUID, ref: SubjectRef, artefact_id: uuid.UUID) -> None:
         """Crypto-shred (refused under hold), then remove the blob as hygiene; if that
         fails the sweeper retries."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            _, row = await self._locate(conn, tenant_id, ref, artefact_id)
+            _, row = await self._locate(conn, tenant_id, ref_hash, artefact_id)
             await self._keyring.destroy_data_key(conn, tenant_id, row["data_key_id"])
             await conn.execute(Q.mark_deleted, tenant_id, artefact_id)
         await remove_blob(self._db, self._blobs, tenant_id, artefact_id, row["blob_key"])

@@ -10,6 +10,7 @@ from typing import Any
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.errors import Conflict, InvalidInput
+from vault.services.webhook_outbox import emit_closure_scheduled
 
 Q = Queries("closure")
 
@@ -29,8 +30,10 @@ async def request_closure(
         raise InvalidInput(f"reason must be 1-{MAX_REASON} characters", field="reason")
     due = (now or datetime.now(UTC)) + delay
     async with db.tenant_tx(tenant_id) as conn:
-        if await conn.fetchval(Q.request, tenant_id, due, api_key_id, reason) is None:
+        closure_due_at = await conn.fetchval(Q.request, tenant_id, due, api_key_id, reason)
+        if closure_due_at is None:
             raise Conflict("the tenant is already closing or closed")
+        await emit_closure_scheduled(conn, tenant_id, closure_due_at, api_key_id)
         return dict(await conn.fetchrow(Q.state, tenant_id) or {})
 
 

@@ -35,7 +35,7 @@ class ReceiptIssuer:
     ) -> ReceiptIssuer:
         return cls(
             await ReceiptSigner.load_or_create(db, root),
-            settings.receipt_issuer,
+            settings.public_base_url,
             settings.epoch_days,
             settings.backup_retention_days,
             root.name == "aws-kms",
@@ -116,4 +116,8 @@ async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID
     if document is None:
         raise Conflict("the receipt is being issued; try again shortly")
     result: dict[str, Any] = json.loads(document)
+    # Receipts issued before the JWS existed carry the detached signature only; they
+    # are not signed again (a receipt states what held when it was issued, and its
+    # backup horizon may have passed since): `jws` is null for them.
+    result.setdefault("jws", None)
     return result

@@ -1,6 +1,7 @@
 """The one place an erasure's status changes: checked against the state machine
 (vault/domain/erasures.py), guarded by the status the caller saw, and journaled as an
-event row in the same transaction."""
+event row in the same transaction, together with the tenants' webhook event for a status
+they hear about (completed, held, cancelled: vault/services/webhook_outbox.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus, InvalidTransition, check_transition
+from vault.services.webhook_outbox import emit_erasure_status
 
 Q = Queries("erasures")
 
@@ -31,6 +33,8 @@ async def transition(
         if changed is None:
             raise InvalidTransition(f"erasure {erasure_id} was not {current}")
     await conn.execute(Q.event, tenant_id, erasure_id, current, new, api_key_id, detail)
+    if current != new:
+        await emit_erasure_status(conn, tenant_id, erasure_id, new)
 
 
 async def journal_created(

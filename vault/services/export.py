@@ -31,6 +31,7 @@ from vault.db.sql import Queries
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound
 from vault.services.artefacts import Artefact, ArtefactService
+from vault.services.disclosures import Disclosure, DisclosureService
 from vault.services.keyring import DataKey, KeyRing, record_object
 from vault.services.subjects import (
     SubjectAccess,
@@ -74,12 +75,18 @@ class _SealedRecord:
 
 class ExportService:
     def __init__(
-        self, db: Database, keyring: KeyRing, subjects: SubjectService, artefacts: ArtefactService
+        self,
+        db: Database,
+        keyring: KeyRing,
+        subjects: SubjectService,
+        artefacts: ArtefactService,
+        disclosures: DisclosureService,
     ) -> None:
         self._db = db
         self._keyring = keyring
         self._subjects = subjects
         self._artefacts = artefacts
+        self._disclosures = disclosures
 
     async def export(
         self, tenant_id: uuid.UUID, ref: SubjectRef, access: SubjectAccess, lease: TransferLease
@@ -88,9 +95,9 @@ class ExportService:
         The stream runs under `lease` and closes with it."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         # One snapshot for the subject, its readable generations and the manifest's
-        # records, holds and erasures. The record values are fetched later by exact
-        # version (_record_members), so the ZIP never holds a value other than the one
-        # its manifest describes.
+        # records, holds, erasures and disclosures. The record values are fetched later
+        # by exact version (_record_members), so the ZIP never holds a value other than
+        # the one its manifest describes.
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
             check_access(subject, access)
@@ -116,6 +123,12 @@ class ExportService:
             ]
             erasures = [
                 _erasure(row) for row in await conn.fetch(Q.export_erasures, tenant_id, ref_hash)
+            ]
+            disclosures = [
+                _disclosure(d)
+                for d in await self._disclosures.for_subject_export(
+                    conn, tenant_id, ref_hash, datetime.now(UTC)
+                )
             ]
         artefacts: list[Artefact] = []
         after = None
@@ -150,6 +163,7 @@ class ExportService:
             ],
             "holds": holds,
             "erasures": erasures,
+            "disclosures": disclosures,
         }
         return lease.stream(
             self._zip(tenant_id, ref, ref_hash, access, manifest, records, artefacts, lease)
@@ -264,6 +278,21 @@ def _erasure(row: Any) -> dict[str, Any]:
         "not_before": _time(row["not_before"]),
         "due_at": _time(row["due_at"]),
         "completed_at": _optional_time(row["completed_at"]),
+    }
+
+
+def _disclosure(disclosure: Disclosure) -> dict[str, Any]:
+    """What the data subject is told about a disclosure once it may be (Art. 15(1)(c)):
+    to whom, on what basis, which categories, when, and the description while it can
+    still be read. Not the case reference, the hold or who recorded it: the tenant's
+    compliance bookkeeping."""
+    return {
+        "id": str(disclosure.id),
+        "recipient": disclosure.recipient,
+        "legal_basis": disclosure.legal_basis,
+        "categories": list(disclosure.categories),
+        "description": disclosure.description,
+        "disclosed_at": _time(disclosure.disclosed_at),
     }
 
 

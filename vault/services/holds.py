@@ -11,7 +11,7 @@ from typing import Any
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.domain.categories import IDENTITY_CATEGORY, known_categories
+from vault.domain.categories import check_category_list, known_categories
 from vault.domain.holds import (
     MAX_NOTE_LENGTH,
     MAX_REFERENCE_LENGTH,
@@ -27,6 +27,7 @@ from vault.domain.holds import (
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
 from vault.services.tenants import load_settings
+from vault.services.webhook_outbox import emit_hold_released
 
 Q = Queries("holds")
 K = Queries("api_keys")
@@ -87,17 +88,12 @@ def check_hold_request(body: dict[str, Any], known_categories: Sequence[str]) ->
         raise InvalidInput(f"note must be at most {MAX_NOTE_LENGTH} characters", field="note")
     categories = body.get("categories")
     if categories is not None:
-        known = {*known_categories, IDENTITY_CATEGORY}
-        if (
-            not isinstance(categories, list)
-            or not categories
-            or any(c not in known for c in categories)
-        ):
+        categories = check_category_list(categories, known_categories)
+        if categories is None:
             raise InvalidInput(
                 "categories must be a non-empty list of known categories (or left out for all)",
                 field="categories",
             )
-        categories = tuple(dict.fromkeys(categories))
     return HoldRequest(None, categories, reason.value, reference, note, None)
 
 
@@ -230,6 +226,7 @@ class HoldService:
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
             hold = await self._read(conn, tenant_id, hold_id)
+            await emit_hold_released(conn, tenant_id, hold, actor.api_key_id)
         events.hold_released(tenant_id, hold_id, actor.api_key_id)
         return True, hold
 

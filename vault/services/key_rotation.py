@@ -9,7 +9,8 @@ epoch retires: a data key deleted, replaced or expired before the rotation survi
 only wrapped under subject-key bytes that exist nowhere else. Reads go on throughout: a
 subject key is read together with the KEK version that wraps it in one statement, a data
 key with its subject key, and a writer whose subject key was rewrapped since it read it
-is refused by the database and reads it again.
+is refused by the database and reads it again. Webhook signing secrets, also wrapped under
+the KEK, are rewrapped in the transaction that destroys the old versions.
 
 Every step is idempotent: an interrupted rotation is finished by running it again.
 """
@@ -30,6 +31,7 @@ from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
 from vault.services.subject_rewrap import REWRAP_BATCH, RewrapCounts, rewrap_subjects
 from vault.services.tenants import hmac_key_context, kek_context
+from vault.services.webhook_secrets import rewrap_secrets
 
 Q = Queries("keys")
 
@@ -74,6 +76,7 @@ async def rotate_tenant_kek(
             await conn.fetch(Q.old_kek_versions_for_update, tenant_id, new_version)
             if await conn.fetchval(Q.live_subject_keys_under_old_kek, tenant_id, new_version):
                 continue
+            await rewrap_secrets(conn, keyring, tenant_id, new_version)
             destroyed = tuple(
                 r["version"] for r in await conn.fetch(Q.destroy_old_keks, tenant_id, new_version)
             )

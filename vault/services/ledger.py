@@ -1,21 +1,22 @@
 """The shred ledger: every destroyed key id, kept outside PostgreSQL in the blob store.
 
 A shred's transaction writes outbox rows; the publisher (workers/ledger.py) turns pending
-rows into one ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before, and only
-then marks them published (an erasure completes once all its rows are). PostgreSQL
-remembers the head it last saw. On start the vault re-destroys every key the ledger
-names that the database still holds (a restored backup), and refuses to start when the
-ledger is shorter than that head (objects removed). `datavault ledger verify` checks
-the chain.
+rows into one ledger object per batch, `ledger/<seq>.json`, hash-chained to the one before
+(vault/services/ledger_objects.py), and only then marks them published (an erasure
+completes once all its rows are). PostgreSQL remembers the head it last saw. On start the
+vault re-destroys every key the ledger names that the database still holds (a restored
+backup), and refuses to start when the ledger is shorter than that head (objects
+removed). Objects no restorable backup can need any more fold into signed checkpoints
+(vault/services/ledger_checkpoint.py); a database older than the newest checkpoint is
+refused. `datavault ledger verify` checks the chain and the checkpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,100 +24,190 @@ from typing import Any
 from vault.blobs.base import BlobNotFound, BlobStore
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.services.ledger_checkpoint import (
+    CHECKPOINT_PREFIX,
+    Checkpoint,
+    Folded,
+    newest_checkpoint_at_or_after,
+    read_checkpoints,
+)
+from vault.services.ledger_objects import (
+    GENESIS,
+    LEDGER_PREFIX,
+    LedgerError,
+    LedgerObject,
+    encode_entry,
+    entry_key,
+    entry_seq,
+    fetch_in_order,
+    parse_entry,
+)
 from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
+from vault.services.receipts import published_keys
+
+__all__ = [
+    "GENESIS",
+    "LEDGER_PREFIX",
+    "LedgerError",
+    "LedgerObject",
+    "LedgerSummary",
+    "encode_entry",
+    "entry_key",
+    "locate_head",
+    "parse_entry",
+    "reconcile_on_start",
+    "verify_ledger",
+]
 
 Q = Queries("ledger")
-E = Queries("erasures")
 
-LEDGER_PREFIX = "ledger/"
 _RECONCILE_CHUNK = 10_000  # key ids per re-destroy statement at start-up
-GENESIS = bytes(32)
-_FORMAT = "datavault.shred-ledger"
-
-
-class LedgerError(Exception):
-    """The ledger is broken or behind the database: the vault must not serve."""
-
-
-def entry_key(seq: int) -> str:
-    return f"{LEDGER_PREFIX}{seq:020d}.json"
-
-
-def encode_entry(seq: int, prev: bytes, entries: list[dict[str, Any]]) -> tuple[bytes, bytes]:
-    document = {"format": _FORMAT, "v": 1, "seq": seq, "prev": prev.hex(), "entries": entries}
-    data = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
-    return data, hashlib.sha256(data).digest()
 
 
 @dataclass(frozen=True)
-class LedgerObject:
-    seq: int
-    prev: bytes
-    entries: list[dict[str, Any]]
-    hash: bytes
+class LedgerSummary:
+    objects: int  # ledger objects after the newest checkpoint
+    entries: int  # destroyed keys they name
+    checkpoints: int
+    folded_through: int  # the last object the checkpoints fold (0: none)
+    folded_entries: int  # destroyed keys the checkpoints fold
+    newest_checkpoint: Checkpoint | None = None
 
 
-def parse_entry(data: bytes) -> LedgerObject:
-    try:
-        document = json.loads(data)
-        if document.get("format") != _FORMAT:
-            raise ValueError("not a ledger entry")
-        return LedgerObject(
-            int(document["seq"]), bytes.fromhex(document["prev"]), list(document["entries"]),
-            hashlib.sha256(data).digest(),
-        )  # fmt: skip
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LedgerError("a ledger object is malformed") from exc
-
-
-async def read_ledger(blobs: BlobStore) -> list[LedgerObject]:
-    """Every ledger object, checked: contiguous from 1 and each linked to the one before."""
-    objects, prev = [], GENESIS
-    for expected, key in enumerate(await blobs.list_keys(LEDGER_PREFIX), start=1):
-        entry = parse_entry(await blobs.get(key))
-        if key != entry_key(expected) or entry.seq != expected:
-            raise LedgerError(f"ledger entry {expected} is missing")
-        if entry.prev != prev:
-            raise LedgerError(f"ledger entry {expected} does not link to the one before (changed)")
-        objects.append(entry)
-        prev = entry.hash
-    return objects
+def database_older_than_checkpoint(seq: int, through: int, epoch: int) -> LedgerError:
+    return LedgerError(
+        f"the database's ledger head ({seq}) is older than the shred ledger's checkpoint "
+        f"through entry {through}: it is a backup from before root-key epoch {epoch} "
+        "began, and every older epoch is retired, so nothing in it can be opened; "
+        "restore a newer backup"
+    )
 
 
 async def verify_ledger(
-    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None = None
-) -> list[LedgerObject]:
-    """The ledger, checked as a chain and against the head PostgreSQL last recorded: a
-    removed tail (shorter than that head) or a changed entry at the head (which no later
-    entry links to yet) raise LedgerError too. The ledger may be one entry ahead of the
-    head (a publisher that died between writing and recording); that is not a fault."""
-    objects = await read_ledger(blobs)
-    await check_watermark(blobs, watermark)
+    db: Database,
+    blobs: BlobStore,
+    watermark: LedgerWatermark | None = None,
+    visit: Callable[[LedgerObject], None] | None = None,
+) -> LedgerSummary:
+    """The whole ledger, checked: the checkpoints (signed, chained, each keeping to its
+    fold rule and to the head recorded when the epoch it names began); the objects after
+    them (contiguous, each linked to the one before, the first to the newest checkpoint's
+    head); objects a checkpoint folds that compaction has not removed yet (each must be the
+    object it folded); the head PostgreSQL recorded (a removed tail, a changed entry at the
+    head, which no later entry links to yet, or a database older than a checkpoint raise
+    LedgerError) and the watermark. The ledger may be one entry ahead of the head (a
+    publisher that died between writing and recording); that is not a fault. `visit` sees
+    each object after the checkpoints, in order (compaction collects what it folds)."""
+    checkpoints_before = await blobs.list_keys(CHECKPOINT_PREFIX)
+    try:
+        return await _verify_once(db, blobs, watermark, visit)
+    except LedgerError:
+        # A compaction that wrote a checkpoint and removed what it folds while this walk
+        # ran looks like removed objects: walk once more, against the new checkpoint.
+        # (The compaction's own walk, the one with `visit`, holds the compaction lock.)
+        if visit is not None or await blobs.list_keys(CHECKPOINT_PREFIX) == checkpoints_before:
+            raise
+    return await _verify_once(db, blobs, watermark, visit)
+
+
+async def _verify_once(
+    db: Database,
+    blobs: BlobStore,
+    watermark: LedgerWatermark | None,
+    visit: Callable[[LedgerObject], None] | None,
+) -> LedgerSummary:
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
-    if head is None or head["seq"] == 0:
-        return objects
-    if head["seq"] > len(objects):
+        epoch_starts = {
+            r["epoch"]: r["ledger_seq_at_start"] for r in await conn.fetch(Q.epoch_starts)
+        }
+    head_seq = int(head["seq"]) if head is not None else 0
+    head_hash = bytes(head["entry_hash"]) if head is not None else GENESIS
+    # Listed before the checkpoints are read: a compaction running meanwhile can then
+    # only remove objects its new checkpoint folds, never leave a gap this walk sees.
+    keys = await blobs.list_keys(LEDGER_PREFIX)
+    folded = Folded(await read_checkpoints(blobs, await published_keys(db)))
+    _check_against_epochs(folded, epoch_starts)
+    objects = entries = 0
+    prev, expected, at_head = folded.head, folded.through_seq + 1, None
+    async for key, data in fetch_in_order(blobs, keys):
+        seq = entry_seq(key)
+        if seq is not None and seq <= folded.through_seq:
+            # Folded but not removed yet (a compaction stopped half way): it must be the
+            # object the checkpoint folded.
+            if data is not None and folded.hash_at(seq) != parse_entry(data).hash:
+                raise LedgerError(
+                    f"ledger entry {seq} differs from the one a checkpoint folded (changed)"
+                )
+            continue
+        if seq != expected or data is None:
+            raise LedgerError(f"ledger entry {expected} is missing")
+        entry = parse_entry(data)
+        if entry.seq != expected:
+            raise LedgerError(f"ledger entry {expected} is missing")
+        if entry.prev != prev:
+            raise LedgerError(f"ledger entry {expected} does not link to the one before (changed)")
+        if visit is not None:
+            visit(entry)
+        objects, entries = objects + 1, entries + len(entry.entries)
+        if seq == head_seq:
+            at_head = entry.hash
+        prev, expected = entry.hash, expected + 1
+    await check_watermark(db, blobs, watermark)
+    last = expected - 1
+    if head_seq > last:
         raise LedgerError(
-            f"the shred ledger ends at entry {len(objects)} but the database saw {head['seq']}: "
+            f"the shred ledger ends at entry {last} but the database saw {head_seq}: "
             "ledger objects were removed"
         )
-    if objects[head["seq"] - 1].hash != bytes(head["entry_hash"]):
-        raise LedgerError(
-            f"ledger entry {head['seq']} differs from the one the database recorded (changed)"
+    if head_seq < folded.through_seq:
+        raise database_older_than_checkpoint(
+            head_seq, folded.through_seq, folded.checkpoints[-1].rule_epoch
         )
-    return objects
+    recorded = folded.head if head_seq == folded.through_seq else at_head
+    if head_seq > 0 and recorded != head_hash:
+        raise LedgerError(
+            f"ledger entry {head_seq} differs from the one the database recorded (changed)"
+        )
+    newest = folded.checkpoints[-1] if folded.checkpoints else None
+    return LedgerSummary(
+        objects, entries, len(folded.checkpoints), folded.through_seq, folded.entries, newest
+    )
+
+
+def _check_against_epochs(folded: Folded, epoch_starts: dict[int, int | None]) -> None:
+    """No checkpoint folds past the ledger head recorded when the epoch it names began:
+    what a restored backup from that epoch could still need. (Whether the older epochs
+    were retired is the checkpoint's own statement; a restored database may not know of
+    the retirement yet.)"""
+    for checkpoint in folded.checkpoints:
+        started_at_seq = epoch_starts.get(checkpoint.rule_epoch)
+        if started_at_seq is not None and checkpoint.through_seq > started_at_seq:
+            raise LedgerError(
+                f"ledger checkpoint {checkpoint.through_seq} folds entries past the ledger head "
+                f"when epoch {checkpoint.rule_epoch} began ({started_at_seq}): entries a "
+                "restored backup may still need"
+            )
 
 
 async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObject]:
     """The ledger objects after the head this database recorded, checked: the object at
     the head must be there and be the one recorded (else the ledger was cut or changed),
-    and each later one must link to the one before."""
+    or be the one the newest checkpoint ends with; each later one must link to the one
+    before. A database older than the newest checkpoint is refused: the entries it would
+    need are folded, and nothing in it can be opened any more."""
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
     seq = int(head["seq"]) if head is not None else 0
     prev = bytes(head["entry_hash"]) if head is not None else GENESIS
-    if seq > 0:
+    checkpoint = await newest_checkpoint_at_or_after(blobs, lambda: published_keys(db), seq)
+    if checkpoint is not None and checkpoint.through_seq > seq:
+        raise database_older_than_checkpoint(seq, checkpoint.through_seq, checkpoint.rule_epoch)
+    if checkpoint is not None and checkpoint.through_head != prev:
+        raise LedgerError(
+            f"ledger entry {seq} differs from the one the database recorded (changed)"
+        )
+    if seq > 0 and checkpoint is None:
         try:
             at_head = parse_entry(await blobs.get(entry_key(seq)))
         except BlobNotFound:
@@ -143,21 +234,50 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
         seq, prev = entry.seq, entry.hash
 
 
-async def check_watermark(blobs: BlobStore, watermark: LedgerWatermark | None) -> None:
+async def _hash_at(db: Database, blobs: BlobStore, seq: int) -> tuple[bytes | None, str]:
+    """The hash of ledger object `seq` and where it was found: the object itself, or the
+    checkpoint that folded it (None when neither holds it)."""
+    try:
+        return parse_entry(await blobs.get(entry_key(seq))).hash, "entry"
+    except BlobNotFound:
+        folded = Folded(await read_checkpoints(blobs, await published_keys(db)))
+        return folded.hash_at(seq), "checkpoint"
+
+
+async def locate_head(db: Database, blobs: BlobStore, seq: int, head: bytes) -> str:
+    """Where the ledger shows that it reached entry `seq` with hash `head` (what a receipt
+    names): "start" (seq 0), "entry" (the object is there) or "checkpoint" (folded, and
+    the checkpoint names that hash). LedgerError when it does not: the ledger never
+    reached it, or it was cut or changed."""
+    if seq == 0:
+        if head != GENESIS:
+            raise LedgerError("the ledger's start has no other head than 32 zero bytes")
+        return "start"
+    found, where = await _hash_at(db, blobs, seq)
+    if found is None:
+        raise LedgerError(f"the shred ledger holds no entry {seq}, and no checkpoint folds it")
+    if found != head:
+        raise LedgerError(f"ledger entry {seq} is not the one named (changed)")
+    return where
+
+
+async def check_watermark(
+    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None
+) -> None:
     """The ledger must reach the highest head the root-key store remembers: a restored
     old database with the ledger's newer objects removed is refused here, where the
-    database's own (old) head could not tell."""
+    database's own (old) head could not tell. A head a checkpoint has folded since counts
+    as reached when the checkpoint names the same hash."""
     kept = watermark.highest() if watermark is not None else None
     if kept is None:
         return
-    try:
-        entry = parse_entry(await blobs.get(entry_key(kept.seq)))
-    except BlobNotFound:
+    found, _ = await _hash_at(db, blobs, kept.seq)
+    if found is None:
         raise LedgerError(
             f"the shred ledger has no entry {kept.seq}, which this deployment published "
             "(the root-key store remembers it): ledger objects were removed"
-        ) from None
-    if entry.hash != kept.hash:
+        )
+    if found != kept.hash:
         raise LedgerError(
             f"ledger entry {kept.seq} differs from the one this deployment published (changed)"
         )
@@ -180,7 +300,7 @@ async def reconcile_on_start(
 
     The ledger must also reach the head the root-key store remembers (`watermark`),
     which rises to the ledger's end here."""
-    await check_watermark(blobs, watermark)
+    await check_watermark(db, blobs, watermark)
     objects = await entries_after_head(db, blobs)
     if objects and watermark is not None:
         await asyncio.to_thread(watermark.remember, LedgerHead(objects[-1].seq, objects[-1].hash))

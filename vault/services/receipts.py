@@ -11,22 +11,24 @@ receipt verifies with any RFC 8785 + Ed25519 implementation.
 The signing key is created on first start, stored wrapped by the root key (purpose
 deployment-secret, bound to its kid) and never leaves this process unwrapped. Retired
 keys stay in ``receipt_keys`` with their public half, so old receipts keep verifying.
+
+A signed receipt carries its signature twice over the same canonical bytes: as a compact
+JWS (RFC 7515, `alg` "Ed25519" of RFC 9864), which any JOSE library verifies with the
+published JWK set, and as the detached `signature` that receipts issued before the JWS
+carried alone. Verification (offline, no database): vault/services/receipt_verify.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
 import json
-import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from crypto import signing
+from crypto import jws, signing
 from crypto.context import PURPOSE_DEPLOYMENT_SECRET, KeyContext
 from crypto.errors import IntegrityError
 from crypto.providers.base import RootKeyProvider
@@ -38,19 +40,21 @@ Q = Queries("receipts")
 
 RECEIPT_VERSION: Final = 1
 RECEIPT_TYPE: Final = "datavault.erasure-receipt"
-SIGNATURE_ALG: Final = "Ed25519"
-"""The `alg` of a signed receipt document (API.md)."""
-JWK_ALG: Final = "EdDSA"
-"""The `alg` of a published key (RFC 8037)."""
+SIGNATURE_ALG: Final = jws.ALG
+"""The `alg` of a signed receipt document and of its JWS header (API.md; RFC 9864)."""
+JWK_ALG: Final = jws.ALG
+"""The `alg` of a published key: RFC 9864's fully-specified "Ed25519"."""
+LEGACY_JWK_ALG: Final = "EdDSA"
+"""What key sets published before the JWS said (RFC 8037, deprecated by RFC 9864): a
+saved copy of one still verifies the receipts it was saved for."""
+JWS_TYPE: Final = "datavault-erasure-receipt"
+"""The JWS header's `typ`: a receipt, not a JWT or any other signed JSON."""
 
 _MAX_SAFE_INTEGER: Final = 2**53 - 1
-_BASE64URL: Final = re.compile(r"[A-Za-z0-9_-]*")
-_ED25519_PUBLIC_KEY_BYTES: Final = 32
-_ED25519_SIGNATURE_BYTES: Final = 64
 
-
-class ReceiptInvalid(Exception):
-    """A signed receipt does not verify; the message says why, never more than that."""
+# base64url without padding (RFC 7515 §2), strict on input: crypto/jws.py.
+b64url = jws.b64url
+b64url_decode = jws.b64url_decode
 
 
 # --- canonical form ------------------------------------------------------------------
@@ -89,25 +93,6 @@ def canonical_json(value: Any) -> bytes:
     _check_canonical(value, "$")
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")  # an unpaired surrogate raises UnicodeEncodeError here
-
-
-def b64url(data: bytes) -> str:
-    """base64url without padding (RFC 7515 §2)."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def b64url_decode(text: str) -> bytes:
-    """Strict inverse of ``b64url``: only the URL-safe alphabet, no padding, canonical
-    trailing bits. ValueError otherwise."""
-    if not isinstance(text, str) or not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
-        raise ValueError("not base64url without padding")
-    try:
-        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except binascii.Error:
-        raise ValueError("not base64url without padding") from None
-    if b64url(data) != text:
-        raise ValueError("not canonical base64url")
-    return data
 
 
 # --- the receipt ---------------------------------------------------------------------
@@ -202,11 +187,34 @@ def _wrap_context(kid: str) -> KeyContext:
     return KeyContext(purpose=PURPOSE_DEPLOYMENT_SECRET, key_id=f"receipt-signing-key:{kid}")
 
 
-def sign_receipt(signing_key: SecretBytes, kid: str, receipt: dict[str, Any]) -> dict[str, Any]:
-    """The signed document `{receipt, signature, key_id, alg}` (API.md)."""
-    signature = signing.sign(signing_key, canonical_json(receipt))
-    return {"receipt": receipt, "signature": b64url(signature), "key_id": kid,
+def jws_header(kid: str) -> dict[str, str]:
+    """The receipt JWS's protected header, exactly (API.md)."""
+    return {"alg": SIGNATURE_ALG, "kid": kid, "typ": JWS_TYPE}
+
+
+def sign_statement(
+    signing_key: SecretBytes, kid: str, name: str, statement: dict[str, Any]
+) -> dict[str, Any]:
+    """The signed document `{<name>: statement, signature, key_id, alg}`, the signature
+    over the statement's canonical JSON: what the receipt key signs besides receipts (a
+    shred-ledger checkpoint). Every such statement names its `type` inside what is
+    signed, so one kind never passes for another."""
+    if not isinstance(statement.get("type"), str):
+        raise ValueError("a signed statement names its type")
+    signature = signing.sign(signing_key, canonical_json(statement))
+    return {name: statement, "signature": b64url(signature), "key_id": kid,
             "alg": SIGNATURE_ALG}  # fmt: skip
+
+
+def sign_receipt(signing_key: SecretBytes, kid: str, receipt: dict[str, Any]) -> dict[str, Any]:
+    """The signed document `{receipt, jws, signature, key_id, alg}` (API.md): the JWS's
+    payload and the detached signature are over the same canonical JSON of `receipt`;
+    the header is canonical JSON too, so one receipt and key give one JWS."""
+    payload = canonical_json(receipt)
+    compact = jws.sign_compact(signing_key, canonical_json(jws_header(kid)), payload)
+    signature = signing.sign(signing_key, payload)
+    return {"receipt": receipt, "jws": compact, "signature": b64url(signature),
+            "key_id": kid, "alg": SIGNATURE_ALG}  # fmt: skip
 
 
 class ReceiptSigner:
@@ -258,8 +266,13 @@ class ReceiptSigner:
         return cls(kid, key)
 
     def sign(self, receipt: dict[str, Any]) -> dict[str, Any]:
-        """`{"receipt", "signature", "key_id", "alg": "Ed25519"}` over canonical_json."""
+        """`{"receipt", "jws", "signature", "key_id", "alg": "Ed25519"}` (sign_receipt)."""
         return sign_receipt(self._key, self._kid, receipt)
+
+    def sign_statement(self, name: str, statement: dict[str, Any]) -> dict[str, Any]:
+        """Another statement than a receipt (a shred-ledger checkpoint), signed the same
+        way and verifiable with the same published key set."""
+        return sign_statement(self._key, self._kid, name, statement)
 
 
 async def rewrap_receipt_keys(db: Database, root: RootKeyProvider) -> int:
@@ -284,99 +297,18 @@ async def receipt_keys_under_epoch(db: Database, epoch: int) -> int:
         return int(await conn.fetchval(Q.receipt_keys_under_epoch, epoch))
 
 
-# --- publishing and verifying --------------------------------------------------------
+# --- publishing -----------------------------------------------------------------------
 
 
 def jwk(kid: str, public_key: bytes) -> dict[str, str]:
+    """A public key as an OKP JWK (RFC 8037) with RFC 9864's `alg`."""
     return {"kty": "OKP", "crv": "Ed25519", "kid": kid, "x": b64url(public_key),
             "use": "sig", "alg": JWK_ALG}  # fmt: skip
 
 
 async def published_keys(db: Database) -> dict[str, Any]:
-    """Every receipt public key, retired ones included, as a JWK set (RFC 7517/8037)."""
+    """Every receipt public key, retired ones included, as a JWK set (RFC 7517/8037):
+    what `/.well-known/jwks.json` and `/v1/receipt-keys` serve."""
     async with db.untenanted_tx() as conn:
         rows = await conn.fetch(Q.published_receipt_keys)
     return {"keys": [jwk(row["kid"], bytes(row["public_key"])) for row in rows]}
-
-
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ReceiptInvalid(f"duplicate key {key!r} in the document")
-        result[key] = value
-    return result
-
-
-def _reject_constant(name: str) -> Any:
-    raise ReceiptInvalid(f"{name} is not allowed in a receipt")
-
-
-def load_receipt_json(data: bytes | str) -> Any:
-    """Parse a receipt or JWK-set file. ValueError if it is not JSON at all (including not
-    UTF-8); ReceiptInvalid for duplicate object keys or NaN/Infinity, which could make a
-    reader see other values than the ones verified."""
-    text = data.decode("utf-8") if isinstance(data, bytes) else data
-    return json.loads(text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
-
-
-def _public_key_for(jwks: Any, kid: str) -> bytes:
-    keys = jwks.get("keys") if isinstance(jwks, dict) else None
-    if not isinstance(keys, list):
-        raise ReceiptInvalid("the key set is not a JWK set")
-    for key in keys:
-        if not isinstance(key, dict) or key.get("kid") != kid:
-            continue
-        if key.get("kty") != "OKP" or key.get("crv") != "Ed25519":
-            raise ReceiptInvalid(f"key {kid} is not an Ed25519 key")
-        if key.get("alg", JWK_ALG) != JWK_ALG or key.get("use", "sig") != "sig":
-            raise ReceiptInvalid(f"key {kid} is not an EdDSA signing key")
-        x = key.get("x")
-        try:
-            public = b64url_decode(x) if isinstance(x, str) else b""
-        except ValueError:
-            raise ReceiptInvalid(f"key {kid} has a malformed public key") from None
-        if len(public) != _ED25519_PUBLIC_KEY_BYTES:
-            raise ReceiptInvalid(f"key {kid} has a malformed public key")
-        return public
-    raise ReceiptInvalid(f"unknown key id {kid!r}")
-
-
-def verify_signed_receipt(document: Any, jwks: Any) -> dict[str, Any]:
-    """The receipt of a signed document whose signature verifies under a key of ``jwks``;
-    ReceiptInvalid with the reason otherwise."""
-    if not isinstance(document, dict):
-        raise ReceiptInvalid("not a signed receipt: expected a JSON object")
-    missing = [k for k in ("receipt", "signature", "key_id", "alg") if k not in document]
-    if missing:
-        raise ReceiptInvalid(f"not a signed receipt: missing {', '.join(missing)}")
-    receipt, signature, kid, alg = (document[k] for k in ("receipt", "signature", "key_id", "alg"))
-    if alg != SIGNATURE_ALG:
-        raise ReceiptInvalid(f"unsupported alg {alg!r} (expected {SIGNATURE_ALG!r})")
-    if not isinstance(kid, str):
-        raise ReceiptInvalid("key_id must be a string")
-    if not isinstance(receipt, dict):
-        raise ReceiptInvalid("receipt must be a JSON object")
-    try:
-        raw_signature = b64url_decode(signature)
-    except ValueError:
-        raise ReceiptInvalid("signature is not base64url without padding") from None
-    if len(raw_signature) != _ED25519_SIGNATURE_BYTES:
-        raise ReceiptInvalid("signature has the wrong length for Ed25519")
-    public = _public_key_for(jwks, kid)
-    try:
-        message = canonical_json(receipt)
-    except (TypeError, ValueError) as exc:
-        raise ReceiptInvalid(f"receipt is not canonical JSON: {exc}") from None
-    try:
-        signing.verify(public, raw_signature, message)
-    except IntegrityError:
-        raise ReceiptInvalid("signature does not verify") from None
-    version = receipt.get("v")
-    if (
-        type(version) is not int
-        or version != RECEIPT_VERSION
-        or receipt.get("type") != RECEIPT_TYPE
-    ):
-        raise ReceiptInvalid("signed, but not a version 1 datavault erasure receipt")
-    return receipt

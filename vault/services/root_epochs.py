@@ -80,11 +80,15 @@ async def rotate_everything(
     keyring: KeyRing,
     root: RootKeyProvider,
     tenant_ids: list[uuid.UUID] | None = None,
+    ledger_seq_at_start: int | None = None,
 ) -> EpochReport:
     """New KEK versions under the current root epoch for the given tenants (default all),
-    subject keys rewrapped; deployment secrets moved to the current epoch."""
+    subject keys rewrapped; deployment secrets moved to the current epoch.
+    `ledger_seq_at_start`: for an epoch not recorded yet, the shred ledger's head read
+    before its root key existed (None: not known, and the epoch never lets the ledger
+    fold; vault/domain/ledger_folding.py)."""
     async with db.untenanted_tx() as conn:
-        await conn.execute(Q.record_epoch, root.current_epoch())
+        await conn.execute(Q.record_epoch, root.current_epoch(), ledger_seq_at_start)
         await conn.execute(Q.end_epochs_before, root.current_epoch())
     secrets = await rewrap_deployment_secrets(db, root)
     secrets += await rewrap_receipt_keys(db, root)
@@ -105,19 +109,24 @@ async def start_new_epoch(
             f"the {root.name} provider does not create root keys itself: create a new key, "
             "list it as the newest epoch in DATAVAULT_ROOT_KEY, then run `datavault keys rotate`"
         )
+    # Before the new root key exists: every ledger object up to this head names keys
+    # destroyed before anything could be wrapped under it, so once the older epochs are
+    # retired those objects may fold into a checkpoint.
+    async with db.untenanted_tx() as conn:
+        ledger_seq = int(await conn.fetchval(Q.ledger_head_seq))
     if isinstance(root, RecordedEpochProvider):
         await sync_root_epochs(db, root)
         async with db.untenanted_tx() as conn:
             current = root.current_epoch()
-            await conn.execute(Q.record_epoch_key, current, root.epoch_key_id(current))
+            await conn.execute(Q.record_epoch_key, current, root.epoch_key_id(current), None)
         epoch = await asyncio.to_thread(root.add_epoch)
         async with db.untenanted_tx() as conn:
-            await conn.execute(Q.record_epoch_key, epoch, root.epoch_key_id(epoch))
+            await conn.execute(Q.record_epoch_key, epoch, root.epoch_key_id(epoch), ledger_seq)
         # Running processes learn the new epoch from the list within EPOCH_REFRESH_SECONDS.
         await asyncio.sleep(propagation_seconds)
     else:
         await asyncio.to_thread(root.add_epoch)
-    return await rotate_everything(db, keyring, root)
+    return await rotate_everything(db, keyring, root, ledger_seq_at_start=ledger_seq)
 
 
 @dataclass(frozen=True)
@@ -126,12 +135,18 @@ class EpochState:
     started_at: datetime
     ended_at: datetime | None
     retired_at: datetime | None
+    ledger_seq_at_start: int | None = None  # the shred ledger's head when it began
 
 
 async def list_epochs(db: Database) -> list[EpochState]:
     async with db.untenanted_tx() as conn:
         rows = await conn.fetch(Q.epochs)
-    return [EpochState(r["epoch"], r["started_at"], r["ended_at"], r["retired_at"]) for r in rows]
+    return [
+        EpochState(
+            r["epoch"], r["started_at"], r["ended_at"], r["retired_at"], r["ledger_seq_at_start"]
+        )
+        for r in rows
+    ]
 
 
 async def retire_epoch(
@@ -165,7 +180,7 @@ async def retire_epoch(
     await asyncio.to_thread(root.destroy_epoch, epoch)
     async with db.untenanted_tx() as conn:
         await conn.execute(Q.retire_epoch, epoch)
-    return EpochState(epoch, state.started_at, state.ended_at, now)
+    return EpochState(epoch, state.started_at, state.ended_at, now, state.ledger_seq_at_start)
 
 
 async def _live_under_epoch(db: Database, epoch: int) -> int:

@@ -99,7 +99,7 @@ class SubjectService:
         so erasure shreds it with the reference. After an erasure shredded that key (what
         it kept can still be restricted: restriction freezes its deletion), the reason is
         not stored at all: there is nothing left to seal it under that erasure would not
-        have destroyed."""
+        have destroyed. The subject's playback links end with it, for good."""
         data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
         sealed = None
         try:
@@ -112,6 +112,7 @@ class SubjectService:
         restricted_at: datetime = await conn.fetchval(
             Q.restrict, subject.tenant_id, subject.id, sealed
         )
+        await conn.execute(Q.drop_playback_links, subject.tenant_id, subject.id)
         return restricted_at
 
     async def lift_restriction(self, conn: Connection, subject: Subject) -> None:

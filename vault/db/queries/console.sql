@@ -21,14 +21,18 @@ DELETE FROM console_sessions
  WHERE tenant_id = $1 AND (created_at <= $2 OR last_seen_at <= $3)
 
 -- name: last_chain_check
-SELECT checked_at, checked_by, rows_checked, ok, first_bad_seq, problem
+SELECT checked_at, checked_by, rows_checked, ok, first_bad_seq, problem, disclosures_checked,
+       first_bad_disclosure
   FROM console_chain_checks WHERE tenant_id = $1
 
 -- name: save_chain_check
 INSERT INTO console_chain_checks (tenant_id, checked_at, checked_by, rows_checked, ok,
-                                  first_bad_seq, problem)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+                                  first_bad_seq, problem, disclosures_checked,
+                                  first_bad_disclosure)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 ON CONFLICT (tenant_id) DO UPDATE
    SET checked_at = EXCLUDED.checked_at, checked_by = EXCLUDED.checked_by,
        rows_checked = EXCLUDED.rows_checked, ok = EXCLUDED.ok,
-       first_bad_seq = EXCLUDED.first_bad_seq, problem = EXCLUDED.problem
+       first_bad_seq = EXCLUDED.first_bad_seq, problem = EXCLUDED.problem,
+       disclosures_checked = EXCLUDED.disclosures_checked,
+       first_bad_disclosure = EXCLUDED.first_bad_disclosure

@@ -58,7 +58,7 @@ SELECT id FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
 UPDATE holds SET expired_at = now()
  WHERE tenant_id = $1 AND released_at IS NULL AND expired_at IS NULL
    AND expires_at IS NOT NULL AND expires_at <= now()
-RETURNING id
+RETURNING id, subject_ref_hash, categories, reason, placed_at, expires_at
 
 -- name: impact
 -- What releasing this hold would shred now: keys kept by erasures only because of it

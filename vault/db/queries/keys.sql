@@ -153,11 +153,14 @@ SELECT name, wrapped, root_epoch FROM deployment_secrets ORDER BY name FOR UPDAT
 UPDATE deployment_secrets SET wrapped = $2, root_epoch = $3 WHERE name = $1
 
 -- name: epochs
-SELECT epoch, started_at, ended_at, retired_at, kms_key_id FROM root_epochs ORDER BY epoch
+SELECT epoch, started_at, ended_at, retired_at, kms_key_id, ledger_seq_at_start
+  FROM root_epochs ORDER BY epoch
 
 -- name: record_epoch_key
--- The KMS key of an epoch, recorded once (the vault's epoch list is this table).
-INSERT INTO root_epochs (epoch, kms_key_id) VALUES ($1, $2)
+-- The KMS key of an epoch, recorded once (the vault's epoch list is this table); $3: the
+-- shred ledger's head read before the epoch's key was created, for a new epoch (NULL
+-- when recording an existing one: its start is not known here).
+INSERT INTO root_epochs (epoch, kms_key_id, ledger_seq_at_start) VALUES ($1, $2, $3)
 ON CONFLICT (epoch) DO UPDATE SET kms_key_id = coalesce(root_epochs.kms_key_id, EXCLUDED.kms_key_id)
 
 -- name: end_epochs_before
@@ -179,4 +182,11 @@ SELECT count(*) FROM deployment_secrets WHERE root_epoch = $1
 SELECT coalesce(max(version), 0) FROM tenant_keks WHERE tenant_id = $1
 
 -- name: record_epoch
-INSERT INTO root_epochs (epoch) VALUES ($1) ON CONFLICT (epoch) DO NOTHING
+-- $2: the shred ledger's head read before the epoch's root key existed (NULL: not known).
+INSERT INTO root_epochs (epoch, ledger_seq_at_start) VALUES ($1, $2)
+ON CONFLICT (epoch) DO NOTHING
+
+-- name: ledger_head_seq
+-- Read before a new epoch's root key exists: every ledger object up to it records keys
+-- destroyed before the epoch began (vault/domain/ledger_folding.py).
+SELECT coalesce((SELECT seq FROM ledger_head WHERE singleton), 0)

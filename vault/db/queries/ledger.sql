@@ -77,3 +77,13 @@ SELECT $1, l.kind, l.key_id, l.erasure_id, l.destroyed_at, now(), l.seq
        AS l (kind, key_id, erasure_id, destroyed_at, seq)
  WHERE NOT EXISTS (SELECT 1 FROM ledger_outbox o
                     WHERE o.tenant_id = $1 AND o.key_kind = l.kind AND o.key_id = l.key_id)
+
+-- name: epoch_starts
+-- The ledger head each root-key epoch began at (migration 0022; NULL: not recorded).
+SELECT epoch, ledger_seq_at_start FROM root_epochs ORDER BY epoch
+
+-- name: record_folded
+-- How far the ledger is folded into checkpoints, for the gauges (the checkpoints in the
+-- blob store are what every check reads).
+UPDATE ledger_head SET folded_through = $1, folded_at = $2
+ WHERE singleton AND folded_through < $1

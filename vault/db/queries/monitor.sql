@@ -8,7 +8,7 @@
 -- request, so a stuck one past a long grace period shows at once.
 
 -- name: tenant_gauges
-SELECT e.*, h.*, l.*
+SELECT e.*, h.*, l.*, w.*
   FROM (SELECT count(*) FILTER (WHERE status = 'scheduled') AS scheduled,
                count(*) FILTER (WHERE status = 'in_progress') AS in_progress,
                count(*) FILTER (WHERE status = 'completed') AS completed,
@@ -30,8 +30,14 @@ SELECT e.*, h.*, l.*
        (SELECT count(*) AS keys_destroyed,
                min(destroyed_at) FILTER (WHERE published_at IS NULL)
                    AS oldest_unpublished_destroyed_at
-          FROM ledger_outbox WHERE tenant_id = $1) l
+          FROM ledger_outbox WHERE tenant_id = $1) l,
+       (SELECT count(*) AS webhook_pending, min(created_at) AS oldest_webhook_pending_at
+          FROM webhook_deliveries WHERE tenant_id = $1 AND status = 'pending') w
 
 -- name: current_epoch_started
 -- Deployment-wide (no tenant): when the current root-key epoch began.
 SELECT max(started_at) FROM root_epochs WHERE ended_at IS NULL
+
+-- name: ledger_state
+-- Deployment-wide: the ledger head the database recorded and how far it is folded.
+SELECT seq, folded_through FROM ledger_head WHERE singleton

@@ -38,6 +38,13 @@ UPDATE subjects SET restricted_at = coalesce(restricted_at, now()), restriction_
  WHERE tenant_id = $1 AND id = $2
 RETURNING restricted_at
 
+-- name: drop_playback_links
+-- Restriction ends every playback link to the subject's artefacts for good: lifting it
+-- later does not bring them back (a use also refuses a restricted subject's data).
+DELETE FROM playback_links l USING artefacts a
+ WHERE l.tenant_id = $1 AND a.tenant_id = l.tenant_id AND a.id = l.artefact_id
+   AND a.subject_id = $2
+
 -- name: lift_restriction
 UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
  WHERE tenant_id = $1 AND id = $2

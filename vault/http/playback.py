@@ -1,0 +1,108 @@
+"""Playback links (API.md "Playback links"): minted under the read scope, used without
+an Authorization header.
+
+`POST /v1/subjects/{ref}/artefacts/{artefact_id}/links` answers `{url, expires_at}`;
+`GET`/`HEAD /playback/{token}` serves the artefact's content exactly as `…/content` does
+(Range, HEAD, the same headers). The link's URL lives outside `/v1`: it is not an API
+operation a client composes but an opaque URL it hands to a browser, and its credential
+is in the path, which no OpenAPI security scheme can name.
+
+Every use is an access by the minting key: its access-log row names that key, the
+client's IP, the subject's pseudonymous id and the artefact, like a download with the key
+would. A link that is dead (expired, its key revoked, its artefact deleted, its subject
+erased or restricted) answers 404 like one that never existed, and is logged under its
+tenant naming the key as refused, not as a use. A token that names no link at all counts
+as a failed authentication for the client IP's throttle, as a wrong API key does.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vault.domain.playback_links import link_lifetime
+from vault.domain.ranges import ByteRange
+from vault.domain.scopes import Scope
+from vault.errors import Forbidden, NotFound, Throttled
+from vault.http.artefacts import content_response
+from vault.http.auth import require
+from vault.http.body import has_body, read_json_object
+from vault.http.params import path_uuid
+from vault.http.render import json_response
+from vault.http.state import VaultState, vault_state
+from vault.http.subject_path import subject_ref
+from vault.http.subject_request import note_subject
+from vault.http.transfers import watch_transfer
+from vault.services.artefacts import Content
+from vault.services.playback_links import LINK_ACCESS
+
+# Where links are served; the token follows.
+PLAYBACK_PATH: Final = "/playback"
+# One answer for every dead or unknown link: whether a subject was erased or restricted,
+# or a key revoked, is nothing the holder of a URL may learn.
+DEAD_LINK: Final = "no such link, or it is no longer valid"
+
+
+async def mint_playback_link(request: Request) -> Response:
+    principal = await require(request, Scope.READ)
+    ref = subject_ref(request)
+    await note_subject(request, principal.tenant_id, ref)
+    artefact_id = path_uuid(request.path_params["artefact_id"])
+    request.state.artefact_id = artefact_id
+    lifetime = link_lifetime(await read_json_object(request) if has_body(request) else {})
+    state = vault_state(request)
+    link = await state.playback.mint(principal, ref, artefact_id, lifetime)
+    url = f"{state.settings.public_base_url}{PLAYBACK_PATH}/{link.token.reveal()}"
+    # The answer holds a credential: no cache may keep it.
+    return json_response(
+        {"url": url, "expires_at": link.expires_at},
+        status=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def play(request: Request) -> Response:
+    state = vault_state(request)
+    use = await state.playback.resolve(request.path_params["token"])
+    if use is None:
+        _count_unknown_link(request, state)
+        raise NotFound(DEAD_LINK)
+    request.state.subject_ref_hash = use.subject_ref_hash
+    request.state.artefact_id = use.artefact_id
+    if not use.usable:
+        # Logged under its tenant, naming the key, as an attempt rather than a use.
+        request.state.refused_key = use.principal
+        raise NotFound(DEAD_LINK)
+    request.state.principal = use.principal
+    request.state.key_prefix = use.principal.prefix
+    tenant_id, artefacts = use.principal.tenant_id, state.artefacts
+    try:
+        artefact = await artefacts.describe_by_ref_hash(
+            tenant_id, use.subject_ref_hash, use.artefact_id, LINK_ACCESS
+        )
+    except (NotFound, Forbidden):  # deleted (410), erased, restricted (403): all dead
+        raise NotFound(DEAD_LINK) from None
+
+    async def open_body(byte_range: ByteRange | None) -> Content:
+        try:
+            return await artefacts.open_content_by_ref_hash(
+                tenant_id, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, byte_range,
+                watch_transfer(request, use.principal),
+            )  # fmt: skip
+        except (NotFound, Forbidden):  # went in between
+            raise NotFound(DEAD_LINK) from None
+
+    return await content_response(request, artefact, open_body)
+
+
+def _count_unknown_link(request: Request, state: VaultState) -> None:
+    """A token that names no link is a wrong credential: counted for the client IP like a
+    wrong API key (429 once over the limit). A valid link is never refused by this."""
+    ip = request.state.client_ip
+    retry_after = state.auth_throttle.failed_attempt(str(ip) if ip is not None else "unknown")
+    if retry_after is not None:
+        state.metrics.auth_failures.labels(reason="throttled").inc()
+        raise Throttled("too many failed authentication attempts", retry_after)
+    state.metrics.auth_failures.labels(reason="invalid").inc()
