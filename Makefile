@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --quiet
 SOURCES := vault crypto workers
-CHECKED := $(SOURCES) tests bench
+CHECKED := $(SOURCES) tests bench clients/python
+# The tenants' Python client: a distribution of its own (clients/python/pyproject.toml),
+# installed editable into the test venv so tests/client runs it against a live vault.
+CLIENT := clients/python
 
 .PHONY: run test lint typecheck pytest promtool-test bench clean system-deps lock schema
 
@@ -25,9 +28,11 @@ $(VENV)/.installed-run: pyproject.toml requirements-run.lock | $(BIN)/python
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml requirements-test.lock | $(BIN)/python
+# The client's own dependencies (httpx, cryptography, joserfc) are in the test lock.
+$(VENV)/.installed-test: pyproject.toml requirements-test.lock $(CLIENT)/pyproject.toml | $(BIN)/python
 	$(PIP) install --require-hashes -r requirements-test.lock
 	$(PIP) install --no-deps --no-build-isolation -e .
+	$(PIP) install --no-deps --no-build-isolation -e $(CLIENT)
 	touch $@ $(VENV)/.installed-run
 
 # Re-resolve the lock files after a change to pyproject.toml's dependencies (existing
@@ -55,7 +60,8 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check $(CHECKED)
 
 typecheck: $(VENV)/.installed-test
-	$(BIN)/mypy $(CHECKED)
+	$(BIN)/mypy $(SOURCES) tests bench
+	$(BIN)/mypy $(CLIENT)/src
 
 system-deps:
 	@command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || { \
@@ -112,6 +118,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/epoch_bench.py
 	$(BIN)/python bench/webhook_bench.py
 	$(BIN)/python bench/load_bench.py
+	$(BIN)/python bench/model_bench.py
 
 clean:
 	rm -rf $(VENV) .datavault .pytest_cache .mypy_cache .ruff_cache

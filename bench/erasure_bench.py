@@ -1,34 +1,34 @@
-"""Erasure benchmark: (a) time from an erasure request to `completed` for a subject with
-1, 100 and 10,000 artefacts (should be flat: shredding destroys the subject's keys, it
-does not touch the data), and (b) the throughput of N erasure requests through the API
-and the time until the workers have completed them all.
+"""Erasure benchmark: (a) time from an erasure request to `completed` (keys destroyed, the
+shred-ledger entry durable in the blob store, the receipt issued) for subjects with 1 and
+1,000 artefacts, several subjects each; (b) a burst of N erasure requests through the API:
+how many the workers complete per minute and how long each one took.
 
-    python bench/erasure_bench.py [--requests 10000] [--artefacts 1,100,10000]
-                                  [--concurrency 8] [--no-subject-data] [--tenants 1]
+    python bench/erasure_bench.py [--artefacts 1,1000] [--samples 20] [--requests 10000]
+                                  [--concurrency 32] [--no-subject-data] [--tenants 1]
+                                  [--py-spy DIR]
 
 The vault runs as `python -m vault serve` (API and background jobs in one process) in a
 temporary data directory: with DATABASE_URL set it uses that PostgreSQL (the schema is
 migrated in place; the bench creates its own tenants), otherwise the embedded one. It is
-stopped by PID at the end. Everything goes through the HTTP API with httpx clients:
-artefacts are 1 KiB each, uploaded by --concurrency concurrent requests; for (b) each
-subject first gets one small record (unless --no-subject-data), so every erasure really
-destroys keys, and the tenant's erasure rate brake is switched off.
+stopped by PID at the end. Everything goes through the HTTP API with httpx clients.
 
-Times for (a): "client" is request → the first poll (every 50 ms) that sees `completed`;
-"shred" is requested_at → destroyed_at of the last key (server clock; now() in the shred
-transaction, so its start, not its commit); "completed" is requested_at → completed_at
-(server clock). The executor and the shred-ledger publisher each run every 2 s, so both
-end-to-end times include up to ~4 s of waiting for a round. The executor takes up to 50
-erasures per tenant in turn and repeats until no tenant has due work left; --tenants
-spreads the requests over several tenants.
+(a) For each artefact count, --samples subjects each get that many 1 KiB `support`
+artefacts (8 concurrent uploads) and one `account` record, then one at a time an erasure
+(no grace period, no hold) is requested and polled every 20 ms until `completed`.
+"completed" is requested_at -> completed_at on the server's clock (both now() of their
+transactions); "client" is the request sent -> the poll that saw `completed`. Goal 4 of
+issue 19: p99 < 1 s, and the 1,000-artefact median within 1.5x of the 1-artefact one.
+With --samples 20 the p99 is the worst sample.
 
-Measured 2026-11-25/26 on 2 cores (embedded PostgreSQL, default run, 10 minutes in all,
-machine shared with other work): (a) shred 1.83 / 0.03 / 1.74 s, completed 1.86 / 2.09 /
-3.61 s, client 1.90 / 2.14 / 3.66 s for 1 / 100 / 10,000 artefacts: flat, the shred
-destroys the subject's 2 keys whatever the data (the spread is where the request falls in
-the executor's and the ledger publisher's 2 s rounds); (b) 10,000 requests accepted at
-190/s (8 clients), all completed 149 s after the first request: 67 erasures/s end to end.
-An earlier run (older executor, 100 per tenant per round) gave 185/s accepted and 33/s.
+(b) --requests subjects each get one small record (unless --no-subject-data, which erases
+unknown subjects: nothing to shred), the tenant's erasure rate brake is switched off, and
+--concurrency clients request all the erasures as fast as they are answered. Once none is
+open, every erasure is read back: per-erasure time is requested_at -> completed_at, and
+the rate is the count over first requested_at -> last completed_at. Goal 5: >= 10,000
+completed per minute, per-erasure p99 < 10 s. --tenants spreads the requests over
+several tenants. --py-spy DIR profiles the vault during (b).
+
+Figures: see bench/README.md ("Issue 19" and "Capacity").
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +52,10 @@ from processes import free_port, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 KIB = 1024
+GOAL_P99_S = 1.0
+GOAL_FLATNESS = 1.5
+GOAL_PER_MINUTE = 10_000
+GOAL_BURST_P99_S = 10.0
 
 
 def stamp(text: str) -> datetime:
@@ -58,6 +64,16 @@ def stamp(text: str) -> datetime:
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def quantile(values: list[float], share: float) -> float:
+    """The nearest-rank quantile (the worst value for share 0.99 of fewer than 100)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(share * len(ordered) + 0.5) - 1))]
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 class Vault:
@@ -114,7 +130,7 @@ async def run_concurrently(
     url: str, count: int, concurrency: int, label: str, one: Any
 ) -> tuple[float, list[Any]]:
     """Call `one(http, i)` for i in range(count) with `concurrency` clients; seconds and
-    results. Prints progress every 10%."""
+    results. Prints progress every 10% of a large count."""
     results: list[Any] = [None] * count
     next_index = 0
     done = 0
@@ -146,10 +162,8 @@ def check(response: httpx.Response, expected: int) -> httpx.Response:
     return response
 
 
-def shred_subject(
-    vault: Vault, http: httpx.Client, keys: dict[str, dict[str, str]], n: int, concurrency: int
-) -> dict[str, float]:
-    ref = f"subject-{n}"
+def fill_subject(vault: Vault, keys: dict[str, dict[str, str]], ref: str, n: int) -> None:
+    """`n` 1 KiB artefacts and one record for subject `ref`."""
     body = os.urandom(KIB)
 
     async def upload(client: httpx.AsyncClient, index: int) -> None:
@@ -162,36 +176,59 @@ def shred_subject(
             201,
         )
 
-    upload_seconds, _ = asyncio.run(
-        run_concurrently(vault.url, n, concurrency, f"upload {n}", upload)
-    )
+    asyncio.run(run_concurrently(vault.url, n, 8, f"upload {n}", upload))
+    with httpx.Client(base_url=vault.url, timeout=120) as http:
+        check(
+            http.put(
+                f"/v1/subjects/{ref}/records/profile?category=account",
+                json={"ref": ref},
+                headers=keys["app"],
+            ),
+            201,
+        )
+
+
+def erase_and_wait(
+    http: httpx.Client, keys: dict[str, dict[str, str]], ref: str
+) -> dict[str, float]:
     started = time.perf_counter()
     erasure = check(http.post(f"/v1/subjects/{ref}/erasure", headers=keys["privacy"]), 202).json()
     while True:
-        shown = check(http.get(f"/v1/erasures/{erasure['id']}", headers=keys["privacy"]), 200)
-        status = shown.json()
+        status = check(
+            http.get(f"/v1/erasures/{erasure['id']}", headers=keys["privacy"]), 200
+        ).json()
         if status["status"] == "completed":
             break
-        if (
-            status["status"] not in ("scheduled", "in_progress")
-            or time.perf_counter() - started > 600
-        ):
+        if status["status"] not in ("scheduled", "in_progress"):
             raise SystemExit(f"erasure of {ref} ended {status['status']}")
-        time.sleep(0.05)
+        if time.perf_counter() - started > 600:
+            raise SystemExit(f"erasure of {ref} still {status['status']} after 10 minutes")
+        time.sleep(0.02)
     client_seconds = time.perf_counter() - started
     requested = stamp(status["requested_at"])
-    last_destroyed = max(stamp(s["destroyed_at"]) for s in status["shredded"])
     return {
-        "artefacts": n,
-        "upload_s": upload_seconds,
         "keys": len(status["shredded"]),
         "client_s": client_seconds,
-        "shred_s": (last_destroyed - requested).total_seconds(),
         "completed_s": (stamp(status["completed_at"]) - requested).total_seconds(),
     }
 
 
-def open_count(http: httpx.Client, privacy: list[dict[str, str]]) -> bool:
+def latency(
+    vault: Vault, keys: dict[str, dict[str, str]], sizes: list[int], samples: int
+) -> dict[int, list[dict[str, float]]]:
+    rows: dict[int, list[dict[str, float]]] = {}
+    for n in sizes:
+        print(f"(a) {samples} subjects with {n} artefacts each: uploading", flush=True)
+        refs = [f"subject-{n}-{i}" for i in range(samples)]
+        for ref in refs:
+            fill_subject(vault, keys, ref, n)
+        print(f"(a) erasing them one at a time (load average {load_average()})", flush=True)
+        with httpx.Client(base_url=vault.url, timeout=120) as http:
+            rows[n] = [erase_and_wait(http, keys, ref) for ref in refs]
+    return rows
+
+
+def open_erasures(http: httpx.Client, privacy: list[dict[str, str]]) -> bool:
     """True while any tenant has a scheduled or in-progress erasure."""
     for headers in privacy:
         for status in ("scheduled", "in_progress"):
@@ -204,26 +241,29 @@ def open_count(http: httpx.Client, privacy: list[dict[str, str]]) -> bool:
     return False
 
 
-def completed_gauge(http: httpx.Client) -> int:
-    for line in http.get("/metrics").text.splitlines():
-        if line.startswith('datavault_erasures{status="completed"}'):
-            return int(float(line.split()[-1]))
-    return -1
+def all_erasures(http: httpx.Client, headers: dict[str, str]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+        page = check(http.get("/v1/erasures", params=params, headers=headers), 200).json()
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
 
 
-def throughput(
-    vault: Vault,
-    http: httpx.Client,
-    tenants: list[dict[str, dict[str, str]]],
-    requests: int,
-    concurrency: int,
-    subject_data: bool,
-) -> dict[str, float]:
+def burst(
+    vault: Vault, http: httpx.Client, tenants: list[dict[str, dict[str, str]]],
+    args: argparse.Namespace,
+) -> dict[str, Any]:  # fmt: skip
+    requests = args.requests
+
     def keys_of(index: int) -> dict[str, dict[str, str]]:
         return tenants[index % len(tenants)]
 
     data_seconds = 0.0
-    if subject_data:
+    if not args.no_subject_data:
 
         async def put(client: httpx.AsyncClient, index: int) -> None:
             check(
@@ -236,9 +276,8 @@ def throughput(
             )
 
         data_seconds, _ = asyncio.run(
-            run_concurrently(vault.url, requests, concurrency, "records", put)
+            run_concurrently(vault.url, requests, args.concurrency, "records", put)
         )
-    baseline = completed_gauge(http)
 
     async def erase(client: httpx.AsyncClient, index: int) -> None:
         check(
@@ -248,39 +287,111 @@ def throughput(
             202,
         )
 
+    print(f"(b) load average before the burst: {load_average()}", flush=True)
+    spy = None
+    if args.py_spy is not None:
+        spy = subprocess.Popen(
+            ["py-spy", "record", "-p", str(vault.process.pid), "-r", "100", "-f", "speedscope",
+             "-o", str(args.py_spy / "vault-burst.json")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        time.sleep(0.5)
     started = time.perf_counter()
     request_seconds, _ = asyncio.run(
-        run_concurrently(vault.url, requests, concurrency, "erasure requests", erase)
+        run_concurrently(vault.url, requests, args.concurrency, "erasure requests", erase)
     )
     privacy = [keys["privacy"] for keys in tenants]
-    last_report = time.perf_counter()
-    while open_count(http, privacy):
-        if time.perf_counter() - last_report > 15:
-            last_report = time.perf_counter()
-            done = completed_gauge(http) - baseline
-            elapsed = last_report - started
-            print(
-                f"  completion: ~{done}/{requests} completed after {elapsed:.0f} s "
-                "(monitor gauge, refreshed every 15 s)",
-                flush=True,
-            )
+    while open_erasures(http, privacy):
         if time.perf_counter() - started > 3600:
             raise SystemExit("erasures still open after an hour")
         time.sleep(0.5)
     all_done = time.perf_counter() - started
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(timeout=120)
+    load = load_average()
+    erasures = [e for headers in privacy for e in all_erasures(http, headers)]
+    burst_ones = [e for e in erasures if e["status"] == "completed"]
+    if len(burst_ones) != requests:
+        raise SystemExit(f"{len(burst_ones)} of {requests} erasures completed")
+    first = min(stamp(e["requested_at"]) for e in burst_ones)
+    last = max(stamp(e["completed_at"]) for e in burst_ones)
+    each = [
+        (stamp(e["completed_at"]) - stamp(e["requested_at"])).total_seconds() for e in burst_ones
+    ]
     return {
-        "requests": requests,
         "data_s": data_seconds,
         "request_s": request_seconds,
-        "all_completed_s": all_done,
+        "client_all_done_s": all_done,
+        "server_span_s": (last - first).total_seconds(),
+        "each": each,
+        "load": load,
     }
+
+
+def report(
+    rows: dict[int, list[dict[str, float]]], many: dict[str, Any] | None, args: argparse.Namespace
+) -> None:
+    print()
+    print("(a) erasure of one subject, request -> completed (ledger entry durable, receipt issued)")
+    print(
+        f"{'artefacts':>10}{'samples':>9}{'keys':>6}{'p50 s':>9}{'p99 s':>9}{'max s':>9}"
+        f"{'client p50':>12}{'client p99':>12}"
+    )
+    medians = {}
+    worst = 0.0
+    for n, samples in rows.items():
+        completed = [s["completed_s"] for s in samples]
+        client = [s["client_s"] for s in samples]
+        medians[n] = statistics.median(completed)
+        worst = max(worst, quantile(completed, 0.99), quantile(client, 0.99))
+        print(
+            f"{n:>10}{len(samples):>9}{samples[0]['keys']:>6}{medians[n]:>9.3f}"
+            f"{quantile(completed, 0.99):>9.3f}{max(completed):>9.3f}"
+            f"{statistics.median(client):>12.3f}{quantile(client, 0.99):>12.3f}"
+        )
+    if len(medians) > 1:
+        low, high = min(medians), max(medians)
+        flat = medians[high] / medians[low]
+        print(
+            f"goal 4: p99 (server or client, the worse) {worst:.3f} s (< {GOAL_P99_S}: "
+            f"{'met' if worst < GOAL_P99_S else 'NOT met'}); median {high} / {low} artefacts "
+            f"{flat:.2f} (<= {GOAL_FLATNESS}: {'met' if flat <= GOAL_FLATNESS else 'NOT met'})"
+        )
+    if many is None:
+        return
+    total = len(many["each"])
+    print()
+    print(f"(b) {total} erasure requests through the API ({args.concurrency} clients, "
+          f"{args.tenants} tenant(s))")  # fmt: skip
+    if many["data_s"]:
+        print(f"  setup: one record per subject: {many['data_s']:.1f} s")
+    print(f"  requests answered (202): {many['request_s']:.1f} s = "
+          f"{total / many['request_s']:.0f}/s")  # fmt: skip
+    per_minute = total / many["server_span_s"] * 60
+    p99 = quantile(many["each"], 0.99)
+    print(
+        f"  first request -> last completed: {many['server_span_s']:.1f} s (server clock; "
+        f"client saw none open after {many['client_all_done_s']:.1f} s) = "
+        f"{per_minute:,.0f} completed per minute"
+    )
+    print(
+        f"  per erasure, request -> completed: p50 {statistics.median(many['each']):.2f} s, "
+        f"p99 {p99:.2f} s, max {max(many['each']):.2f} s; load average after: {many['load']}"
+    )
+    print(
+        f"goal 5: {per_minute:,.0f} per minute (>= {GOAL_PER_MINUTE:,}: "
+        f"{'met' if per_minute >= GOAL_PER_MINUTE else 'NOT met'}), p99 {p99:.2f} s "
+        f"(< {GOAL_BURST_P99_S:g}: {'met' if p99 < GOAL_BURST_P99_S else 'NOT met'})"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=10_000)
-    parser.add_argument("--artefacts", default="1,100,10000", help="comma-separated counts")
-    parser.add_argument("--concurrency", type=int, default=8, help="concurrent HTTP clients")
+    parser.add_argument("--artefacts", default="1,1000", help="comma-separated counts")
+    parser.add_argument("--samples", type=int, default=20, help="(a): subjects per count")
+    parser.add_argument("--requests", type=int, default=10_000, help="(b): 0 skips it")
+    parser.add_argument("--concurrency", type=int, default=32, help="(b): concurrent clients")
     parser.add_argument(
         "--tenants", type=int, default=1, help="spread the (b) requests over this many tenants"
     )
@@ -289,53 +400,33 @@ def main() -> int:
         action="store_true",
         help="(b): erase unknown subjects (nothing to shred) instead of one record each",
     )
+    parser.add_argument("--py-spy", type=Path, help="directory for a py-spy profile of (b)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.artefacts.split(",") if n]
+    if args.py_spy is not None:
+        if shutil.which("py-spy") is None:
+            raise SystemExit("--py-spy needs py-spy on PATH (pip install py-spy)")
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {load_average()}", flush=True)
 
     work = Path(tempfile.mkdtemp(prefix="datavault-erasure-bench-"))
     vault = Vault(work)
+    many = None
     try:
         vault.wait_ready()
         with httpx.Client(base_url=vault.url, timeout=120) as http:
             keys = vault.tenant(http, "bench-shred")
             tenants = [vault.tenant(http, f"bench-many-{i}") for i in range(args.tenants)]
-            shred_subject(vault, http, keys, 1, 1)  # warm up: imports, pools, key caches
-            rows = []
-            for n in sizes:
-                print(f"(a) subject with {n} artefacts", flush=True)
-                rows.append(shred_subject(vault, http, keys, n, args.concurrency))
-                print(f"  {rows[-1]}", flush=True)
-            print(f"(b) {args.requests} erasure requests over {args.tenants} tenant(s)", flush=True)
-            many = throughput(
-                vault, http, tenants, args.requests, args.concurrency, not args.no_subject_data
-            )
+            fill_subject(vault, keys, "warm-up", 1)  # imports, pools, key caches
+            erase_and_wait(http, keys, "warm-up")
+            rows = latency(vault, keys, sizes, args.samples) if sizes else {}
+            if args.requests:
+                print(f"(b) {args.requests} erasure requests", flush=True)
+                many = burst(vault, http, tenants, args)
     finally:
         stop(vault.process)
-
-    print()
-    print("(a) erasure of one subject, request -> completed (1 KiB artefacts)")
-    print(
-        f"{'artefacts':>10}{'upload s':>10}{'keys':>6}{'shred s':>10}"
-        f"{'completed s':>13}{'client s':>10}"
-    )
-    for row in rows:
-        print(
-            f"{row['artefacts']:>10}{row['upload_s']:>10.1f}{row['keys']:>6}"
-            f"{row['shred_s']:>10.2f}{row['completed_s']:>13.2f}{row['client_s']:>10.2f}"
-        )
-    print()
-    total = int(many["requests"])
-    print(f"(b) {total} erasure requests through the API ({args.concurrency} clients)")
-    if many["data_s"]:
-        print(f"  setup: one record per subject: {many['data_s']:.1f} s")
-    print(
-        f"  requests: {many['request_s']:.1f} s = {total / many['request_s']:.0f} requests/s "
-        "(202 Accepted)"
-    )
-    print(
-        f"  all completed by the workers: {many['all_completed_s']:.1f} s after the first "
-        f"request = {total / many['all_completed_s']:.0f} erasures/s end to end"
-    )
+    report(rows, many, args)
+    print(f"load average at end: {load_average()}")
     print(f"(vault log: {vault.log})")
     return 0
 

@@ -11,8 +11,9 @@ workers' polling intervals, for batches of erasures due at once:
   store: write, fsync, rename) and marking them published;
 - complete: the erasures moved to `completed`, each with its signed receipt.
 
-In a deployment the publisher runs every 2 s after the executor's round, so the ledger
-adds up to that wait plus the "ledger" time measured here. Runs against its own
+In a deployment the publisher runs as soon as the executor's shred commits (a PostgreSQL
+NOTIFY; every 2 s as the fallback), so the ledger adds about the "ledger" time measured
+here (bench/erasure_bench.py measures request -> completed end to end). Runs against its own
 PostgreSQL (DATABASE_URL as a superuser URL: a new database is created there; otherwise
 the embedded server in a temporary directory). Each subject has a recording and an
 account key (plus the identity key its reference is sealed under).
@@ -96,7 +97,7 @@ async def run(
                 timings.append((t1 - t0, t2 - t1, t3 - t2))
             shred, ledger, complete = (statistics.median(t[i] for t in timings) for i in range(3))
             print(f"{size:>8} {shred * 1e3:>10.1f} {ledger * 1e3:>10.1f} {complete * 1e3:>12.1f}")
-        print(f"(medians of {rounds} rounds; the publisher's 2 s interval comes on top)")
+        print(f"(medians of {rounds} rounds; a deployment's publisher is woken by NOTIFY)")
         if startup_entries:
             await _startup(ctx, tenant.id, startup_entries)
 

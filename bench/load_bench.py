@@ -56,7 +56,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_client import Tally, Workload, drive, percentile, populate
-from processes import free_port, stop, wait_ready
+from processes import cpu_seconds, free_port, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 0.5
@@ -65,12 +65,6 @@ WAITS = """
 SELECT state, wait_event_type || ':' || wait_event AS wait FROM pg_stat_activity
  WHERE application_name = 'datavault' AND pid <> pg_backend_pid()
 """
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def postgres_cpu_seconds(pgdata: Path | None) -> float:

@@ -1,5 +1,6 @@
 """Process helpers the benches share: a free loopback port, waiting for a server they
-started to answer, and stopping it (SIGTERM, then SIGKILL if it does not stop)."""
+started to answer, stopping it (SIGTERM, then SIGKILL if it does not stop), and the CPU
+time a process has used."""
 
 from __future__ import annotations
 
@@ -41,3 +42,10 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, timeout: f
         if process.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"{url} did not come up:\n{log.read_text()[-3000:]}")
         time.sleep(0.1)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far, all its threads (/proc/PID/stat,
+    fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -1,109 +1,76 @@
-"""End-to-end streaming throughput of the vault's artefact upload and download next to a bare
-Starlette app under uvicorn that streams the request body to a file and the file back, over
-loopback with the same httpx client code. The difference is the vault's own cost (auth, key
-hierarchy, AEAD segments, metadata, access log).
+"""End-to-end streaming of the vault's artefacts next to baselines measured in the same
+run: upload and download throughput and server CPU per GiB against a bare Starlette app
+(bench/bare_stream_app.py) streaming to and from a file, 64 KiB range reads at one client
+against the same app, and (unless --skip-s3) the same transfers through S3 against boto3.
 
-    python bench/stream_bench.py [--size-mib 1024] [--repeat 1] [--skip-s3] [--s3-size-mib 256]
+    python bench/stream_bench.py [--size-mib 1024] [--repeat 1] [--range-reads 400]
+                                 [--skip-s3] [--s3-size-mib 256] [--py-spy DIR]
 
 The vault runs as `python -m vault serve` in a temporary data directory: with DATABASE_URL
 set it uses that PostgreSQL (a fresh database is not created: the schema is migrated in
-place), otherwise the embedded one. The bare app runs as this file with `--bare PORT DIR`.
-Both are separate processes, stopped by PID at the end. The client sends the same few
-precomputed 1 MiB buffers over and over with a Content-Length, and reads the download in
-1 MiB pieces without keeping it. MB = 10**6 bytes; best of --repeat runs. The bare app fsyncs
-an upload before answering, as the vault does. Goal (issue 4): vault/bare >= 0.8. The vault's
-peak RSS (VmHWM) is printed before and after the transfers.
+place), otherwise the embedded one. Every server is its own process, stopped by PID at the
+end. MB = 10**6 bytes; throughput is the best of --repeat runs, CPU the least.
 
-Then (unless --skip-s3) the same through S3: a SeaweedFS from tests/seaweed.py on loopback,
-a second vault with the S3 blob store on it, and boto3 writing and reading the same bytes
-straight to SeaweedFS (a smaller object by default, --s3-size-mib).
+Filesystem: the client (httpx) sends the same few precomputed 1 MiB buffers over and over
+with a Content-Length and reads the download in 1 MiB pieces without keeping it. Both
+servers make an upload durable (fsync) before answering. "CPU s/GiB" is the server
+process's user + system time during the transfer, all threads (the vault's PostgreSQL
+does a handful of statements per transfer and is not counted). Goal 1 of issue 19: vault
+>= 0.8 of bare each way, and vault CPU per GiB <= (bare's + the cipher's) x 1.25, where
+the cipher's is crypto/stream.py over the same bytes in this process (crypto_bench.py's
+measurement, as CPU time). The SHA-256 and CRC-32 of the plaintext that the API returns
+(and the export's ZIP needs) are printed beside it: they are work the bare app does not
+do and the cipher figure does not hold. Peak RSS (VmHWM) is printed before and after.
 
-Measured 2026-11-26 on 2 vCPU Xeon (shared with other work), `--repeat 2`: filesystem, 1 GiB:
-vault 457 MB/s up, 635 down; bare 535 / 675; vault/bare 0.85 / 0.94 (goal >= 0.8: met); vault
-peak RSS 78 MiB before, 84 MiB after. S3, 256 MiB: vault 43 / 249 MB/s, boto3 72 / 478,
-vault/boto3 0.60 / 0.52 (the vault uploaded parts one at a time and downloads with one GET).
-With two parts in flight (26 Nov, second session; `--size-mib 64`, seven runs over an
-hour): upload 90-102 MB/s against boto3's 87-117, 0.79-1.16 (before, same machine that
-hour: 72 against 113, 0.63); download unchanged, 352-397 against 619-1012 (one GET read
-in 1 MiB pieces; reading the next piece while one is decrypted and sent was tried and
-gained nothing: 352-386, the vault's decrypt and send on the shared cores is the limit);
-peak RSS after 121-125 MiB.
+Range reads: a --range-object-mib artefact and the same bytes as a file on the bare app;
+--range-reads requests of 64 KiB at random offsets (the same offsets for both), one
+client on one keep-alive connection (a small raw-socket client: httpx's own ~0.3 ms per
+request would hide the bare app's time), the two servers in alternating halves. Latency
+is request sent -> last byte received. Goal 2: vault p50 <= 2 ms, p99 <= 5 ms.
+
+S3: a SeaweedFS from tests/seaweed.py on loopback, a second vault with the S3 blob store
+on it, and boto3 writing and reading the same bytes straight to SeaweedFS (a smaller
+object by default, --s3-size-mib). Goal 3: vault download >= 0.9 of boto3's streamed get.
+
+--py-spy DIR records a py-spy profile (speedscope JSON) of the vault during each
+filesystem transfer and the range reads (needs py-spy on PATH).
+
+Figures: see bench/README.md ("Issue 19" and "Capacity").
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import hashlib
 import io
 import json
 import os
+import random
 import shutil
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+import zlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
-from processes import free_port, stop, wait_ready
+from processes import cpu_seconds, free_port, stop, wait_ready
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
+RANGE_BYTES = 64 * 1024
 ROOT = Path(__file__).resolve().parent.parent
-
-
-# --- the bare app (runs in its own process) ---------------------------------------------
-
-
-def run_bare(port: int, directory: Path) -> None:
-    import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response, StreamingResponse
-    from starlette.routing import Route
-
-    async def upload(request: Request) -> Response:
-        path = directory / request.path_params["name"]
-        size = 0
-        with path.open("wb") as sink:
-            async for chunk in request.stream():
-                sink.write(chunk)
-                size += len(chunk)
-            # Durable before acknowledged, as the vault's blob store is: the comparison
-            # is then about the vault's own work, not about skipping the disk flush.
-            sink.flush()
-            os.fsync(sink.fileno())
-        return JSONResponse({"size": size}, status_code=201)
-
-    async def download(request: Request) -> Response:
-        path = directory / request.path_params["name"]
-        size = path.stat().st_size
-
-        async def pieces() -> AsyncIterator[bytes]:
-            with path.open("rb") as source:
-                while piece := source.read(MIB):
-                    yield piece
-
-        return StreamingResponse(
-            pieces(),
-            media_type="application/octet-stream",
-            headers={"Content-Length": str(size)},
-        )
-
-    async def healthz(request: Request) -> Response:
-        return JSONResponse({"ok": True})
-
-    app = Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/objects/{name}", upload, methods=["POST"]),
-            Route("/objects/{name}", download, methods=["GET"]),
-        ]
-    )
-    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
-
-
-# --- the driver ---------------------------------------------------------------------------
+GOAL_THROUGHPUT = 0.8
+GOAL_CPU_MARGIN = 1.25
+GOAL_RANGE_P50_MS, GOAL_RANGE_P99_MS = 2.0, 5.0
+GOAL_S3_DOWNLOAD = 0.9
 
 
 def body(buffers: list[bytes], total: int) -> Iterator[bytes]:
@@ -116,33 +83,28 @@ def body(buffers: list[bytes], total: int) -> Iterator[bytes]:
         yield chunk
 
 
-def timed_upload(
+def upload(
     http: httpx.Client, url: str, headers: dict[str, str], buffers: list[bytes], size: int
-) -> tuple[float, httpx.Response]:
-    started = time.perf_counter()
+) -> httpx.Response:
     response = http.post(
         url,
         content=body(buffers, size),
         headers={**headers, "Content-Length": str(size), "Content-Type": "video/mp4"},
     )
-    elapsed = time.perf_counter() - started
     if response.status_code != 201:
         raise SystemExit(f"upload to {url} failed: {response.status_code} {response.text[:300]}")
-    return elapsed, response
+    return response
 
 
-def timed_download(http: httpx.Client, url: str, headers: dict[str, str], size: int) -> float:
+def download(http: httpx.Client, url: str, headers: dict[str, str], size: int) -> None:
     received = 0
-    started = time.perf_counter()
     with http.stream("GET", url, headers=headers) as response:
         if response.status_code != 200:
             raise SystemExit(f"download from {url} failed: {response.status_code}")
         for piece in response.iter_raw(MIB):
             received += len(piece)
-    elapsed = time.perf_counter() - started
     if received != size:
         raise SystemExit(f"download from {url}: {received} bytes, expected {size}")
-    return elapsed
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -151,6 +113,41 @@ def peak_rss_mib(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     raise SystemExit(f"no VmHWM for process {pid}")
+
+
+@contextmanager
+def profiled(pid: int, target: Path | None) -> Iterator[None]:
+    """py-spy records `pid` while the block runs, when a target file is given."""
+    if target is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        ["py-spy", "record", "-p", str(pid), "-r", "250", "-f", "speedscope", "-o", str(target)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(0.5)  # attached before the work starts
+    try:
+        yield
+    finally:
+        spy.send_signal(2)  # SIGINT: py-spy writes its profile and exits
+        spy.wait(timeout=60)
+
+
+class Measured:
+    """Best throughput (MB/s) and least server CPU (s/GiB) per direction over repeats."""
+
+    def __init__(self) -> None:
+        self.mb_s: dict[str, float] = {}
+        self.cpu_s_per_gib: dict[str, float] = {}
+
+    def timed(self, direction: str, pid: int, size: int, run: Callable[[], object]) -> object:
+        cpu, started = cpu_seconds(pid), time.perf_counter()
+        result = run()
+        seconds, cpu = time.perf_counter() - started, cpu_seconds(pid) - cpu
+        self.mb_s[direction] = max(self.mb_s.get(direction, 0.0), size / seconds / 1e6)
+        per_gib = cpu / (size / GIB)
+        self.cpu_s_per_gib[direction] = min(self.cpu_s_per_gib.get(direction, per_gib), per_gib)
+        return result
 
 
 class Vault:
@@ -169,6 +166,7 @@ class Vault:
             **extra_env,
         )
         self.env = env
+        self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log = work / f"{name}.log"
         with self.log.open("wb") as sink:
@@ -203,34 +201,247 @@ class Vault:
     def artefacts(self) -> str:
         return f"{self.url}/v1/subjects/bench-subject/artefacts"
 
+    def store(self, http: httpx.Client, buffers: list[bytes], size: int) -> str:
+        """Upload an artefact of `size` bytes; its URL."""
+        response = upload(http, f"{self.artefacts}?category=recording", self.key, buffers, size)
+        return f"{self.artefacts}/{response.json()['id']}"
+
     def round_trip(
-        self, http: httpx.Client, buffers: list[bytes], size: int
-    ) -> tuple[float, float]:
-        """Upload then download one artefact of `size` bytes, delete it; MB/s each way."""
-        seconds, response = timed_upload(
-            http, f"{self.artefacts}?category=recording", self.key, buffers, size
+        self, http: httpx.Client, buffers: list[bytes], size: int, into: Measured,
+        spy: Path | None = None,
+    ) -> None:  # fmt: skip
+        """Upload then download one artefact of `size` bytes, then delete it."""
+        pid = self.process.pid
+        with profiled(pid, spy and spy / "vault-upload.json"):
+            url = into.timed("upload", pid, size, lambda: self.store(http, buffers, size))
+        assert isinstance(url, str)
+        with profiled(pid, spy and spy / "vault-download.json"):
+            into.timed(
+                "download", pid, size, lambda: download(http, f"{url}/content", self.key, size)
+            )
+        http.delete(url, headers=self.key)
+
+
+class Bare:
+    """bench/bare_stream_app.py in its own process and directory."""
+
+    def __init__(self, work: Path) -> None:
+        self.port = free_port()
+        self.directory = work / "bare"
+        self.directory.mkdir()
+        log = work / "bare.log"
+        with log.open("wb") as sink:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "bench" / "bare_stream_app.py"), str(self.port),
+                 str(self.directory)],
+                cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_ready(f"{self.url}/healthz", self.process, log, 30)
+
+    def round_trip(
+        self, http: httpx.Client, buffers: list[bytes], size: int, into: Measured
+    ) -> None:
+        pid, url = self.process.pid, f"{self.url}/objects/big"
+        into.timed("upload", pid, size, lambda: upload(http, url, {}, buffers, size))
+        into.timed("download", pid, size, lambda: download(http, url, {}, size))
+        (self.directory / "big").unlink()
+
+
+def cipher_and_hash_cost(buffers: list[bytes], size: int) -> dict[str, float]:
+    """CPU seconds per GiB in this process, least of three: crypto/stream.py sealing and
+    opening `size` bytes in 1 MiB segments, each result dropped at once (as crypto_bench.py
+    measures it), and SHA-256 + CRC-32 of the same bytes."""
+    sys.path.insert(0, str(ROOT))
+    from crypto_bench import CONTEXT, agen, drain
+
+    from crypto.secrets import generate_key
+    from crypto.stream import decrypt_stream, encrypt_stream
+
+    key = generate_key()
+    pieces = [buffers[i % len(buffers)] for i in range(size // MIB)]
+    sealed = asyncio.run(drain(encrypt_stream(key, CONTEXT, agen(pieces)), keep=True))
+
+    def hashing() -> None:
+        digest, crc = hashlib.sha256(), 0
+        for piece in pieces:
+            digest.update(piece)
+            crc = zlib.crc32(piece, crc)
+
+    def least(run: Callable[[], object]) -> float:
+        times = []
+        for _ in range(3):
+            started = time.process_time()
+            run()
+            times.append(time.process_time() - started)
+        return min(times) / (size / GIB)
+
+    return {
+        "encrypt": least(lambda: asyncio.run(drain(encrypt_stream(key, CONTEXT, agen(pieces))))),
+        "decrypt": least(lambda: asyncio.run(drain(decrypt_stream(key, CONTEXT, agen(sealed))))),
+        "hash": least(hashing),
+    }
+
+
+def filesystem_section(
+    work: Path, args: argparse.Namespace, buffers: list[bytes],
+    started: list[subprocess.Popen[bytes]],
+) -> tuple[Vault, Bare]:  # fmt: skip
+    """`started`: each server process is added as it starts, for the caller to stop."""
+    size = args.size_mib * MIB
+    vault = Vault(work, "vault", size, {})
+    started.append(vault.process)
+    bare = Bare(work)
+    started.append(bare.process)
+    results = {"vault": Measured(), "bare": Measured()}
+    with httpx.Client(timeout=300) as http:
+        vault.prepare(http)
+        # Warm both up (imports, pools, key caches) with a small object.
+        vault.round_trip(http, buffers, 4 * MIB, Measured())
+        bare.round_trip(http, buffers, 4 * MIB, Measured())
+        rss_before = peak_rss_mib(vault.process.pid)
+        for attempt in range(args.repeat):
+            spy = args.py_spy if attempt == 0 else None
+            vault.round_trip(http, buffers, size, results["vault"], spy)
+            bare.round_trip(http, buffers, size, results["bare"])
+        rss_after = peak_rss_mib(vault.process.pid)
+    cost = cipher_and_hash_cost(buffers, min(size, 256 * MIB))
+    print_transfers(
+        f"filesystem: {args.size_mib} MiB object over loopback, best of {args.repeat}",
+        results, "bare", show_cpu=True,
+    )  # fmt: skip
+    v, b = results["vault"], results["bare"]
+    print(
+        f"cipher (crypto/stream.py, this process): encrypt {cost['encrypt']:.2f}, decrypt "
+        f"{cost['decrypt']:.2f} CPU s/GiB; SHA-256 + CRC-32 of the plaintext "
+        f"{cost['hash']:.2f} CPU s/GiB (upload only; not in the budget below)"
+    )
+    for direction, cipher in (("upload", cost["encrypt"]), ("download", cost["decrypt"])):
+        ratio = v.mb_s[direction] / b.mb_s[direction]
+        budget = (b.cpu_s_per_gib[direction] + cipher) * GOAL_CPU_MARGIN
+        cpu = v.cpu_s_per_gib[direction]
+        print(
+            f"goal 1, {direction}: throughput {ratio:.2f} of bare (>= {GOAL_THROUGHPUT}: "
+            f"{verdict(ratio >= GOAL_THROUGHPUT)}); CPU {cpu:.2f} s/GiB against (bare "
+            f"{b.cpu_s_per_gib[direction]:.2f} + cipher {cipher:.2f}) x {GOAL_CPU_MARGIN} = "
+            f"{budget:.2f} ({verdict(cpu <= budget)})"
         )
-        artefact = f"{self.artefacts}/{response.json()['id']}"
-        down = timed_download(http, f"{artefact}/content", self.key, size)
-        http.delete(artefact, headers=self.key)
-        return size / seconds / 1e6, size / down / 1e6
+    print(f"vault peak RSS: {rss_before:.0f} MiB before the transfers, {rss_after:.0f} after")
+    return vault, bare
 
 
-def keep_best(best: dict[str, float], upload: float, download: float) -> None:
-    best["upload"] = max(best.get("upload", 0.0), upload)
-    best["download"] = max(best.get("download", 0.0), download)
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def print_table(title: str, rows: dict[str, dict[str, float]], reference: str) -> float:
-    vault, other = rows["vault"], rows[reference]
-    up_ratio = vault["upload"] / other["upload"]
-    down_ratio = vault["download"] / other["download"]
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def print_transfers(
+    title: str, rows: dict[str, Measured], reference: str, *, show_cpu: bool = False
+) -> None:
     print(title)
-    print(f"{'':12}{'upload MB/s':>14}{'download MB/s':>16}")
+    cpu_columns = f"{'up CPU s/GiB':>14}{'down CPU s/GiB':>16}" if show_cpu else ""
+    print(f"{'':12}{'upload MB/s':>14}{'download MB/s':>16}{cpu_columns}")
     for name, row in rows.items():
-        print(f"{name:12}{row['upload']:>14.0f}{row['download']:>16.0f}")
-    print(f"{'vault/' + reference:12}{up_ratio:>14.2f}{down_ratio:>16.2f}")
-    return up_ratio
+        cpu = ""
+        if show_cpu:
+            cpu = f"{row.cpu_s_per_gib['upload']:>14.2f}{row.cpu_s_per_gib['download']:>16.2f}"
+        print(f"{name:12}{row.mb_s['upload']:>14.0f}{row.mb_s['download']:>16.0f}{cpu}")
+    vault, other = rows["vault"], rows[reference]
+    up, down = (vault.mb_s[d] / other.mb_s[d] for d in ("upload", "download"))
+    print(f"{'vault/' + reference:12}{up:>14.2f}{down:>16.2f}")
+
+
+class RawClient:
+    """One keep-alive HTTP/1.1 connection on a blocking socket: GETs with a Range header,
+    the answer read whole (Content-Length only), and little client CPU in the way."""
+
+    def __init__(self, port: int, headers: dict[str, str]) -> None:
+        self._sock = socket.create_connection(("127.0.0.1", port))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._port = port
+        self._buffer = b""
+
+    def get_range(self, path: str, start: int, end: int) -> float:
+        """Seconds from sending the request to its last byte; the status must be 206."""
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{self._port}\r\n{self._head}"
+            f"Range: bytes={start}-{end}\r\n\r\n"
+        ).encode()
+        started = time.perf_counter()
+        self._sock.sendall(request)
+        while b"\r\n\r\n" not in self._buffer:
+            self._buffer += self._receive()
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = next(
+            int(line.split(":", 1)[1])
+            for line in lines
+            if line.lower().startswith("content-length:")
+        )
+        while len(self._buffer) < length:
+            self._buffer += self._receive()
+        elapsed = time.perf_counter() - started
+        self._buffer = self._buffer[length:]
+        if " 206 " not in lines[0] or length != end + 1 - start:
+            raise SystemExit(f"range read of {path}: {lines[0]}, {length} bytes")
+        return elapsed
+
+    def _receive(self) -> bytes:
+        data = self._sock.recv(4 * MIB)
+        if not data:
+            raise SystemExit("the server closed the connection")
+        return data
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+def range_section(vault: Vault, bare: Bare, args: argparse.Namespace, buffers: list[bytes]) -> None:
+    size = args.range_object_mib * MIB
+    with httpx.Client(timeout=300) as http:
+        artefact = vault.store(http, buffers, size)
+        upload(http, f"{bare.url}/objects/ranges", {}, buffers, size)
+    rng = random.Random(19)
+    offsets = [rng.randrange(0, size - RANGE_BYTES) for _ in range(args.range_reads)]
+    paths = {"vault": artefact.removeprefix(vault.url) + "/content", "bare": "/objects/ranges"}
+    clients = {"vault": RawClient(vault.port, vault.key), "bare": RawClient(bare.port, {})}
+    latencies: dict[str, list[float]] = {"vault": [], "bare": []}
+    try:
+        for name, client in clients.items():  # warm-up, unmeasured
+            for offset in offsets[:20]:
+                client.get_range(paths[name], offset, offset + RANGE_BYTES - 1)
+        half = len(offsets) // 2
+        with profiled(vault.process.pid, args.py_spy and args.py_spy / "vault-ranges.json"):
+            for part in (offsets[:half], offsets[half:]):
+                for name, client in clients.items():
+                    for offset in part:
+                        latencies[name].append(
+                            client.get_range(paths[name], offset, offset + RANGE_BYTES - 1)
+                        )
+    finally:
+        for client in clients.values():
+            client.close()
+    print()
+    print(
+        f"range reads: {len(offsets)} x 64 KiB at random offsets of a {args.range_object_mib} "
+        "MiB object, one client, keep-alive, alternating halves"
+    )
+    print(f"{'':8}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
+    figures = {}
+    for name, values in latencies.items():
+        cuts = statistics.quantiles(values, n=100)
+        figures[name] = (cuts[49] * 1e3, cuts[89] * 1e3, cuts[98] * 1e3, max(values) * 1e3)
+        print(f"{name:8}" + "".join(f"{f:>9.2f}" for f in figures[name]))
+    p50, p99 = figures["vault"][0], figures["vault"][2]
+    print(
+        f"goal 2: vault p50 {p50:.2f} ms (<= {GOAL_RANGE_P50_MS}: "
+        f"{verdict(p50 <= GOAL_RANGE_P50_MS)}), p99 {p99:.2f} ms (<= {GOAL_RANGE_P99_MS}: "
+        f"{verdict(p99 <= GOAL_RANGE_P99_MS)})"
+    )
 
 
 class BodyReader(io.RawIOBase):
@@ -263,51 +474,56 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
 
     size = args.s3_size_mib * MIB
     (work / "seaweed").mkdir()
-    results: dict[str, dict[str, float]] = {"vault": {}, "boto3": {}}
+    results = {"vault": Measured(), "boto3": Measured()}
     rss: list[float] = []
     # running_seaweed sets the AWS_* credentials in os.environ while it runs; the vault
     # started inside inherits them.
     with running_seaweed(work / "seaweed") as seaweed:
+        # As production has it: a bucket with Object Lock (the shred ledger is locked).
+        bucket = "stream-bench"
+        client = seaweed.client()
+        client.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
         vault = Vault(
             work,
             "vault-s3",
             size,
             {
-                "DATAVAULT_S3_BUCKET": seaweed.bucket,
+                "DATAVAULT_S3_BUCKET": bucket,
                 "DATAVAULT_S3_ENDPOINT_URL": seaweed.endpoint_url,
                 "DATAVAULT_S3_REGION": REGION,
             },
         )
-        client = seaweed.client()
+        me = os.getpid()  # boto3 runs in this process; its CPU is not the vault's
         try:
             with httpx.Client(timeout=300) as http:
                 vault.prepare(http)
-                vault.round_trip(http, buffers, 4 * MIB)  # warm up
+                vault.round_trip(http, buffers, 4 * MIB, Measured())  # warm up
                 rss.append(peak_rss_mib(vault.process.pid))
                 for attempt in range(args.repeat):
-                    keep_best(results["vault"], *vault.round_trip(http, buffers, size))
-
+                    vault.round_trip(http, buffers, size, results["vault"])
                     key = f"bench/direct-{attempt}"
-                    started = time.perf_counter()
                     reader = io.BufferedReader(BodyReader(buffers, size), MIB)
-                    client.upload_fileobj(reader, seaweed.bucket, key)
-                    up = size / (time.perf_counter() - started) / 1e6
-                    received = 0
-                    started = time.perf_counter()
-                    streamed = client.get_object(Bucket=seaweed.bucket, Key=key)["Body"]
-                    while piece := streamed.read(MIB):
-                        received += len(piece)
-                    down = size / (time.perf_counter() - started) / 1e6
-                    if received != size:
-                        raise SystemExit(f"boto3 read {received} bytes, expected {size}")
-                    client.delete_object(Bucket=seaweed.bucket, Key=key)
-                    keep_best(results["boto3"], up, down)
+                    results["boto3"].timed(
+                        "upload", me, size,
+                        lambda: client.upload_fileobj(reader, bucket, key),  # noqa: B023
+                    )  # fmt: skip
+
+                    def get() -> None:
+                        received = 0
+                        streamed = client.get_object(Bucket=bucket, Key=key)["Body"]  # noqa: B023
+                        while piece := streamed.read(MIB):
+                            received += len(piece)
+                        if received != size:
+                            raise SystemExit(f"boto3 read {received} bytes, expected {size}")
+
+                    results["boto3"].timed("download", me, size, get)
+                    client.delete_object(Bucket=bucket, Key=key)
                 rss.append(peak_rss_mib(vault.process.pid))
         finally:
             client.close()
             stop(vault.process)
     print()
-    up_ratio = print_table(
+    print_transfers(
         f"S3 (SeaweedFS on loopback): {args.s3_size_mib} MiB object (--s3-size-mib; smaller "
         f"than the filesystem one to keep the run short), best of {args.repeat}; boto3 = "
         "upload_fileobj (default TransferConfig: 8 MiB parts, up to 10 threads) and "
@@ -315,73 +531,40 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
         results,
         "boto3",
     )
+    down = results["vault"].mb_s["download"] / results["boto3"].mb_s["download"]
+    print(f"goal 3: vault download {down:.2f} of boto3's (>= {GOAL_S3_DOWNLOAD}: "
+          f"{verdict(down >= GOAL_S3_DOWNLOAD)})")  # fmt: skip
     print(f"vault (S3) peak RSS: {rss[0]:.0f} MiB before the transfers, {rss[1]:.0f} MiB after")
-    print(f"vault/boto3 upload: {up_ratio:.3f}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    parser.add_argument("--s3-size-mib", type=int, default=256)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--skip-s3", action="store_true", help="only the filesystem section")
-    parser.add_argument("--bare", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--range-reads", type=int, default=400, help="0: no range section")
+    parser.add_argument("--range-object-mib", type=int, default=64)
+    parser.add_argument("--s3-size-mib", type=int, default=256)
+    parser.add_argument("--skip-s3", action="store_true", help="no S3 section")
+    parser.add_argument("--py-spy", type=Path, help="directory for py-spy profiles of the vault")
     args = parser.parse_args()
-    if args.bare:
-        run_bare(int(args.bare[0]), Path(args.bare[1]))
-        return 0
+    if args.py_spy is not None:
+        if shutil.which("py-spy") is None:
+            raise SystemExit("--py-spy needs py-spy on PATH (pip install py-spy)")
+        args.py_spy.mkdir(parents=True, exist_ok=True)
+    print(f"load average at start: {load_average()}")
 
-    size = args.size_mib * MIB
     work = Path(tempfile.mkdtemp(prefix="datavault-stream-bench-"))
+    buffers = [os.urandom(MIB) for _ in range(4)]
     processes: list[subprocess.Popen[bytes]] = []
     try:
-        vault = Vault(work, "vault", size, {})
-        processes.append(vault.process)
-        bare_port = free_port()
-        (work / "bare").mkdir()
-        bare_log = work / "bare.log"
-        with bare_log.open("wb") as sink:
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "--bare", str(bare_port), str(work / "bare")],
-                    cwd=ROOT,
-                    stdout=sink,
-                    stderr=subprocess.STDOUT,
-                )
-            )
-        bare_url = f"http://127.0.0.1:{bare_port}"
-        wait_ready(f"{bare_url}/healthz", processes[1], bare_log, 30)
-
-        buffers = [os.urandom(MIB) for _ in range(4)]
-        results: dict[str, dict[str, float]] = {"vault": {}, "bare": {}}
-        with httpx.Client(timeout=300) as http:
-            vault.prepare(http)
-            # Warm both up (imports, pools, key caches) with a small object.
-            vault.round_trip(http, buffers, 4 * MIB)
-            timed_upload(http, f"{bare_url}/objects/warm", {}, buffers, 4 * MIB)
-            rss_before = peak_rss_mib(vault.process.pid)
-
-            for _ in range(args.repeat):
-                keep_best(results["vault"], *vault.round_trip(http, buffers, size))
-
-                seconds, _ = timed_upload(http, f"{bare_url}/objects/big", {}, buffers, size)
-                down = timed_download(http, f"{bare_url}/objects/big", {}, size)
-                keep_best(results["bare"], size / seconds / 1e6, size / down / 1e6)
-                (work / "bare" / "big").unlink()
-            rss_after = peak_rss_mib(vault.process.pid)
+        vault, bare = filesystem_section(work, args, buffers, processes)
+        if args.range_reads:
+            range_section(vault, bare, args, buffers)
         for process in processes:
             stop(process)
-
-        up_ratio = print_table(
-            f"filesystem: {args.size_mib} MiB object over loopback, best of {args.repeat}",
-            results,
-            "bare",
-        )
-        print(f"vault peak RSS: {rss_before:.0f} MiB before the transfers, {rss_after:.0f} after")
-        verdict = "met" if up_ratio >= 0.8 else "NOT met"
-        print(f"goal: vault upload >= 0.8 x bare upload: {verdict} ({up_ratio:.3f})")
         if not args.skip_s3:
             s3_section(work, args, buffers)
+        print(f"load average at end: {load_average()}")
         return 0
     finally:
         for process in processes:

@@ -16,8 +16,11 @@ an empty (tag-only) last segment. The commitment is checked before any segment o
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import functools
 import struct
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Final
 
 from crypto import _primitives
@@ -53,6 +56,8 @@ __all__ = [
     "DEFAULT_SEGMENT_SIZE",
     "RangePlan",
     "StreamHeader",
+    "StreamOpener",
+    "StreamSealer",
     "ciphertext_size",
     "decrypt_range",
     "decrypt_stream",
@@ -120,30 +125,55 @@ async def decrypt_stream(
         index += 1
 
 
+# Segments opened ahead of the one being yielded when they are opened elsewhere (`open_in`).
+OPEN_AHEAD: Final = 2
+
+
 async def decrypt_range(
     data_key: SecretBytes,
     context: KeyContext,
     header_bytes: bytes,
     segments: AsyncIterable[bytes],
     plan: RangePlan,
+    open_in: Callable[[Callable[[], bytes]], Awaitable[bytes]] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """Yield exactly the planned plaintext range. ``segments`` is the ciphertext of
-    bytes plan.ciphertext_start..plan.ciphertext_end, in any chunking."""
+    bytes plan.ciphertext_start..plan.ciphertext_end, in any chunking (pieces of exactly
+    one segment's ciphertext are opened without a copy). ``open_in``: where each segment
+    is opened (a thread of the caller's: AES-GCM releases the GIL), up to OPEN_AHEAD
+    ahead of the one yielded; None: here, one at a time."""
     header = parse_header(header_bytes)
     if plan.segment_size != header.segment_size or plan.header_size != header.size:
         raise ValueError("the range plan was made for another header")
     cipher = _SegmentCipher.for_reading(data_key, context, header)
     index, skip, remaining = plan.first_segment, plan.skip, plan.length
-    async for unit, _ in _units(segments, header.segment_size + GCM_TAG_SIZE):
-        if index > plan.last_segment or len(unit) != plan.segment_ciphertext_len(index):
-            raise IntegrityError()
-        plaintext = cipher.open(unit, index, index == plan.segment_count - 1)
+    opening: collections.deque[Awaitable[bytes]] = collections.deque()
+
+    def trimmed(plaintext: bytes) -> bytes:
+        nonlocal skip, remaining
         if skip or remaining < len(plaintext):
             plaintext = plaintext[skip : skip + remaining]
             skip = 0
         remaining -= len(plaintext)
-        yield plaintext
-        index += 1
+        return plaintext
+
+    try:
+        async for unit, _ in _units(segments, header.segment_size + GCM_TAG_SIZE):
+            if index > plan.last_segment or len(unit) != plan.segment_ciphertext_len(index):
+                raise IntegrityError()
+            job = functools.partial(cipher.open, unit, index, index == plan.segment_count - 1)
+            index += 1
+            if open_in is None:
+                yield trimmed(job())
+                continue
+            opening.append(open_in(job))
+            while len(opening) >= OPEN_AHEAD:
+                yield trimmed(await opening.popleft())
+        while opening:
+            yield trimmed(await opening.popleft())
+    finally:
+        if opening:  # stopped early: let what was handed out finish before returning
+            await asyncio.gather(*opening, return_exceptions=True)
     if index != plan.last_segment + 1:
         raise IntegrityError()
 
@@ -157,21 +187,90 @@ async def _encrypt_stream_with(
     version: int = STREAM_V2,
 ) -> AsyncIterator[bytes]:
     # Deterministic randomness and older versions are asked for only by the test vectors.
-    ikm = require_key(data_key)
-    check_segment_size(segment_size)
-    salt = rng(SALT_SIZE)
-    prefix = rng(STREAM_NONCE_PREFIX_SIZE)
-    segment_key, commitment = _derive(version, ikm, salt)
-    key_id = key_id_bytes(context).decode("utf-8")
-    header = StreamHeader(version, key_id, segment_size, salt, prefix, commitment).encode()
-    cipher = _SegmentCipher(segment_key, prefix, header + _associated_data(version, context))
-    yield header
-    index = 0
+    sealer = StreamSealer._with(data_key, context, segment_size, rng, version)
+    yield sealer.header
     async for unit, last in _units(chunks, segment_size):
-        if index >= MAX_SEGMENTS:
+        yield sealer.seal(unit, last=last)
+
+
+class StreamSealer:
+    """One new stream, sealed segment by segment where the caller chooses (a thread of
+    its own: AES-GCM releases the GIL). `header` comes first; then `seal` each segment
+    in order: exactly `segment_size` plaintext bytes each, but the last, which holds
+    1..segment_size (0 only for the empty object) and is sealed with `last=True`, once.
+    Anything else raises ValueError, so no caller can write a stream that will not open.
+    A fresh sealer (a fresh salt, hence fresh keys and nonces) for every upload attempt."""
+
+    __slots__ = ("_cipher", "_done", "_index", "_segment_size", "header")
+
+    def __init__(
+        self,
+        data_key: SecretBytes,
+        context: KeyContext,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+    ) -> None:
+        self._setup(data_key, context, segment_size, _primitives.random_bytes, STREAM_V2)
+
+    @classmethod
+    def _with(
+        cls, data_key: SecretBytes, context: KeyContext, segment_size: int, rng: RandomSource,
+        version: int,
+    ) -> StreamSealer:  # fmt: skip
+        sealer = cls.__new__(cls)
+        sealer._setup(data_key, context, segment_size, rng, version)
+        return sealer
+
+    def _setup(
+        self, data_key: SecretBytes, context: KeyContext, segment_size: int, rng: RandomSource,
+        version: int,
+    ) -> None:  # fmt: skip
+        ikm = require_key(data_key)
+        check_segment_size(segment_size)
+        salt = rng(SALT_SIZE)
+        prefix = rng(STREAM_NONCE_PREFIX_SIZE)
+        segment_key, commitment = _derive(version, ikm, salt)
+        key_id = key_id_bytes(context).decode("utf-8")
+        self.header = StreamHeader(version, key_id, segment_size, salt, prefix, commitment).encode()
+        self._cipher = _SegmentCipher(
+            segment_key, prefix, self.header + _associated_data(version, context)
+        )
+        self._segment_size = segment_size
+        self._index = 0
+        self._done = False
+
+    def seal(self, plaintext: Buffer, *, last: bool) -> bytes:
+        size = len(memoryview(plaintext))
+        if self._done:
+            raise ValueError("the stream's last segment was sealed already")
+        if self._index >= MAX_SEGMENTS:
             raise ValueError("object exceeds the format's maximum number of segments")
-        yield cipher.seal(unit, index, last)
-        index += 1
+        if size > self._segment_size or (not last and size != self._segment_size):
+            raise ValueError("every segment but the last holds exactly segment_size bytes")
+        if last and size == 0 and self._index > 0:
+            raise ValueError("only the empty object ends with an empty segment")
+        sealed = self._cipher.seal(plaintext, self._index, last)
+        self._index += 1
+        self._done = last
+        return sealed
+
+
+class StreamOpener:
+    """The segments of one stream opened where the caller chooses (see StreamSealer),
+    from its header: the key commitment is checked here, before any segment opens.
+    `open(ciphertext, index, last)` raises IntegrityError for a segment that is not that
+    segment of this stream (moved, truncated, flagged wrong, or another key's)."""
+
+    __slots__ = ("_cipher", "segment_size")
+
+    def __init__(self, data_key: SecretBytes, context: KeyContext, header_bytes: bytes) -> None:
+        header = parse_header(header_bytes)
+        self._cipher = _SegmentCipher.for_reading(data_key, context, header)
+        self.segment_size = header.segment_size
+
+    def open(self, ciphertext: Buffer, index: int, last: bool) -> bytes:
+        if not 0 <= index < MAX_SEGMENTS:
+            raise IntegrityError()
+        return self._cipher.open(ciphertext, index, last)
 
 
 class _SegmentCipher:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,7 +16,6 @@ from vault.blobs.base import BlobStoreError
 from vault.blobs.factory import open_blob_store
 from vault.config import Settings
 from vault.console.routes import ROUTES as CONSOLE_ROUTES
-from vault.console.sessions import SessionStore
 from vault.console.state import ConsoleState
 from vault.db.database import Database
 from vault.domain.throttle import FailureThrottle
@@ -54,6 +54,7 @@ from vault.runtime import open_root_key
 from vault.services.access_log import AccessLogWriter
 from vault.services.api_keys import ApiKeyService
 from vault.services.artefacts import ArtefactService
+from vault.services.console_sessions import SessionStore
 from vault.services.deployment_secrets import load_deployment_secrets
 from vault.services.disclosures import DisclosureService
 from vault.services.erasure_receipts import ReceiptIssuer
@@ -73,11 +74,14 @@ from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
+from vault.services.wakeups import CHANNELS, WakeupListener
 from vault.services.webhook_sender import resolve_host
 from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.jobs import background_jobs, kek_eviction_job, monitor_job, root_epochs_job
+from workers.ledger import publish_pending
 from workers.runner import JobRunner
 
 log = structlog.get_logger("datavault.app")
@@ -89,6 +93,8 @@ OPS_ROUTES = [
     route("/metrics", GET=ops.metrics),
 ]
 
+# The JSON API, one route per path: each handler declares its operation
+# (vault/http/operation.py), and /openapi.json is built from this table and those.
 ROUTES = [
     *OPS_ROUTES,
     route("/openapi.json", GET=ops.openapi_json),
@@ -113,10 +119,17 @@ ROUTES = [
         GET=artefacts.show_artefact,
         DELETE=artefacts.delete_artefact,
     ),
-    route("/v1/subjects/{ref}/artefacts/{artefact_id}/content", GET=artefacts.artefact_content),
-    route("/v1/subjects/{ref}/artefacts/{artefact_id}/links", POST=playback.mint_playback_link),
+    route(
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/content",
+        GET=artefacts.artefact_content,
+        HEAD=artefacts.artefact_content_headers,
+    ),
+    route(
+        "/v1/subjects/{ref}/artefacts/{artefact_id}/links",
+        POST=idempotent(playback.mint_playback_link),
+    ),
     # A playback link's URL: the token in the path is the credential (vault/http/playback.py).
-    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play),
+    route(f"{playback.PLAYBACK_PATH}/{{token}}", GET=playback.play, HEAD=playback.play_headers),
     route("/v1/subjects/{ref}/records", GET=records.list_records),
     route(
         "/v1/subjects/{ref}/records/{name}",
@@ -156,7 +169,7 @@ ROUTES = [
     route("/v1/receipt-keys", GET=receipts.receipt_keys),
     # The same key set where JOSE tooling looks for it (RFC 8615), under the receipts'
     # `issuer`.
-    route("/.well-known/jwks.json", GET=receipts.receipt_keys),
+    route("/.well-known/jwks.json", GET=receipts.jwks),
     route("/v1/webhooks", GET=webhooks.list_webhooks, POST=idempotent(webhooks.create_webhook)),
     route("/v1/webhooks/{webhook_id}", GET=webhooks.show_webhook, DELETE=webhooks.delete_webhook),
     route("/v1/webhooks/{webhook_id}/test", POST=webhooks.test_webhook),
@@ -215,12 +228,18 @@ def create_app(
             subject_refs=refs,
             keyring=keyring,
             subjects=subject_service,
+            subject_status=SubjectStatusService(db, subject_service),
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
             export=ExportService(
                 db, keyring, subject_service, artefact_service, disclosure_service
             ),
-            holds=HoldService(db),
+            holds=HoldService(
+                db,
+                lambda: publish_pending(
+                    db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
+                ),
+            ),
             erasures=ErasureService(db, refs),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,
@@ -234,6 +253,11 @@ def create_app(
         app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
         anchors = AnchorMemory()  # the anchor job's, and the last anchoring's on shutdown
+        # The erasure executor and the ledger publisher run when the work is committed.
+        wakeups = {channel: asyncio.Event() for channel in CHANNELS}
+        wakeup_listener = WakeupListener(database_url, wakeups) if run_jobs else None
+        if wakeup_listener is not None:
+            wakeup_listener.start()
         jobs = JobRunner(
             [
                 monitor_job(db, metrics),
@@ -250,6 +274,7 @@ def create_app(
                         settings,
                         metrics,
                         anchors,
+                        wakeups,
                     )
                     if run_jobs
                     else []
@@ -273,6 +298,8 @@ def create_app(
         finally:
             try:
                 await jobs.stop()
+                if wakeup_listener is not None:
+                    await wakeup_listener.stop()
                 await kek_listener.stop()
                 await writer.stop()
                 # One last anchor, so the rows of the final requests are anchored too.

@@ -49,6 +49,11 @@ class Settings:
     # vault/services/transfers.py). Not an environment variable: the bound is the
     # product's (DESIGN.md: 60 s); tests shorten it so they take seconds.
     transfer_recheck_seconds: float | None = None
+    # How often the erasure executor and the shred-ledger publisher look for work when
+    # nothing woke them (NOTIFY, vault/services/wakeups.py); None: their own 2 s. Not an
+    # environment variable: it is the fallback for a lost notification; tests lengthen
+    # it to show that the wake-ups alone complete an erasure.
+    erasure_poll_seconds: float | None = None
     # Where clients reach the vault (behind a TLS proxy: its https URL). Unset: the
     # bind address, http://<host>:<port>. The `issuer` of erasure receipts (where their
     # key set is found), the base of playback link URLs, and what decides the console

@@ -50,6 +50,10 @@ class Conflict(VaultError):
     """The request clashes with the current state (a hold, an existing value)."""
 
 
+class TenantClosed(Conflict):
+    """The tenant is closed: its closure destroyed its keys, and it gets no new ones."""
+
+
 class SubjectChanged(Conflict):
     """The subject changed between reading it and writing a key under it: an erasure was
     requested (a new generation: migration 0016) or its keys were rewrapped for a new

@@ -17,6 +17,7 @@ from vault.app import create_app
 from vault.blobs.factory import open_blob_store
 from vault.config import ConfigError, Settings
 from vault.http.edge_limits import LimitedHttpToolsProtocol
+from vault.malloc_tuning import tune_malloc
 from vault.runtime import prepare_database
 from vault.services.tenants import list_tenants
 from vault.startup_banner import listening_lines, root_key_created_block
@@ -87,6 +88,7 @@ def run_server(
 
     Only `serve` creates a vault where there is none (create_vault); `api` and `worker`
     exit 2 instead, so production runs `datavault migrate` first."""
+    tune_malloc()
     url = prepare_database(settings, create_vault=create_vault)
     asyncio.run(refuse_unlocked_ledger(settings))
     key_file = local_key_path(settings.root_key_uri, settings.data_dir)

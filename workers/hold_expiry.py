@@ -10,6 +10,7 @@ from vault.domain.holds import HoldAction
 from vault.observability import events
 from vault.services.holds import journal
 from vault.services.tenants import list_tenants
+from vault.services.wakeups import ERASURES_DUE, notify
 from vault.services.webhook_outbox import emit_hold_expired
 
 Q = Queries("holds")
@@ -27,6 +28,9 @@ async def journal_expired_holds(db: Database) -> int:
                 await journal(conn, tenant.id, row["id"], HoldAction.EXPIRED, None, None)
                 await emit_hold_expired(conn, tenant.id, row)
             expired = [row["id"] for row in rows]
+            if expired:
+                # Erasures it kept are retried now (their executor pass would anyway).
+                await notify(conn, ERASURES_DUE, tenant.id)
         for hold_id in expired:
             events.hold_expired(tenant.id, hold_id)
         journaled += len(expired)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Mapping
+
 from crypto.providers.base import RootKeyProvider
 from vault.blobs.base import BlobStore
 from vault.config import Settings
@@ -12,6 +15,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.keyring import KeyRing
 from vault.services.ledger_watermark import watermark_for
 from vault.services.root_epochs import EPOCH_REFRESH_SECONDS, sync_root_epochs
+from vault.services.wakeups import ERASURES_DUE, LEDGER_PENDING
 from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import AnchorMemory, publish_anchors
 from workers.access_log_ips import IP_RETENTION_INTERVAL_SECONDS, age_access_log_ips
@@ -47,9 +51,13 @@ def background_jobs(
     settings: Settings,
     metrics: Metrics,
     anchors: AnchorMemory | None = None,
+    wakeups: Mapping[str, asyncio.Event] | None = None,
 ) -> list[PeriodicJob]:
-    """`anchors`: the anchor publisher's memory, shared with the anchoring on shutdown."""
+    """`anchors`: the anchor publisher's memory, shared with the anchoring on shutdown.
+    `wakeups`: events by channel (vault/services/wakeups.py) that run the erasure
+    executor and the shred-ledger publisher at once; they poll on their interval too."""
     anchors = anchors if anchors is not None else AnchorMemory()
+    wakeups = wakeups or {}
     schedule = EpochSchedule(settings.epoch_days, settings.backup_retention_days)
     watermark = watermark_for(root, blobs)
     sender = WebhookSender(allow_private_networks=settings.webhook_allow_private_networks)
@@ -85,12 +93,16 @@ def background_jobs(
             lambda: expire_idempotency_keys(db),
         ),
         PeriodicJob(
-            "erasure-executor", EXECUTOR_INTERVAL_SECONDS, lambda: run_due_erasures(db, keyring)
+            "erasure-executor",
+            settings.erasure_poll_seconds or EXECUTOR_INTERVAL_SECONDS,
+            lambda: run_due_erasures(db, keyring),
+            wakeups.get(ERASURES_DUE),
         ),
         PeriodicJob(
             "shred-ledger",
-            PUBLISH_INTERVAL_SECONDS,
+            settings.erasure_poll_seconds or PUBLISH_INTERVAL_SECONDS,
             lambda: publish_and_complete(db, blobs, issuer, watermark),
+            wakeups.get(LEDGER_PENDING),
         ),
         PeriodicJob(
             "ledger-compaction",

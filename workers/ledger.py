@@ -7,6 +7,7 @@ vault/services/ledger.py."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -33,6 +34,9 @@ PUBLISH_INTERVAL_SECONDS = 2.0
 DEFAULT_RETAIN_DAYS = Settings().backup_retention_days
 _BATCH = 5000  # outbox rows per tenant per ledger object (~1 MB)
 _MAX_OBJECTS_PER_ROUND = 20
+# Erasures completed per transaction, and transactions of one tenant at once.
+_COMPLETE_BATCH = 100
+_COMPLETE_PARALLEL = 4
 
 
 async def publish_pending(
@@ -75,7 +79,7 @@ async def publish_pending(
     if watermark is not None and seq:
         # Committed: the root-key store now remembers that the ledger reaches here.
         await asyncio.to_thread(watermark.remember, LedgerHead(seq, prev))
-    for entry in entries:
+    for entry in (e for e in entries if "fact" not in e):
         erasure_id = entry["erasure_id"]
         events.key_shredded(
             uuid.UUID(entry["tenant_id"]), entry["key_kind"], entry["key_id"],
@@ -86,7 +90,7 @@ async def publish_pending(
 
 def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
     destroyed_at: datetime = row["destroyed_at"]
-    return {
+    entry = {
         "tenant_id": str(tenant_id),
         "outbox_id": row["id"],
         "key_kind": row["key_kind"],
@@ -94,6 +98,9 @@ def _entry(tenant_id: uuid.UUID, row: Any) -> dict[str, Any]:
         "erasure_id": str(row["erasure_id"]) if row["erasure_id"] else None,
         "destroyed_at": destroyed_at.isoformat(),
     }
+    if row["fact"] is not None:  # an instruction entry (vault/services/ledger_instructions.py)
+        entry["fact"] = json.loads(row["fact"])
+    return entry
 
 
 async def _mark(db: Database, seq: int, entries: list[dict[str, Any]]) -> None:
@@ -113,21 +120,34 @@ async def complete_published_erasures(
 ) -> list[tuple[uuid.UUID, uuid.UUID]]:
     """Erasures whose every ledger row is published become completed (or held, when
     holds keep part of them), with their receipt (final, or interim while held) issued
-    in the same transaction. Returns (tenant, erasure) pairs that changed."""
-    changed = []
+    in the same transaction. Returns (tenant, erasure) pairs that changed. A tenant's
+    are taken _COMPLETE_BATCH per transaction, _COMPLETE_PARALLEL transactions at once
+    (SKIP LOCKED gives each its own): a burst of erasures is round trips, which overlap."""
+    changed: list[tuple[uuid.UUID, uuid.UUID]] = []
     for tenant in await list_tenants(db):
-        done: list[tuple[uuid.UUID, ErasureStatus]] = []
-        async with db.tenant_tx(tenant.id) as conn:
-            for row in await conn.fetch(E.awaiting_ledger, tenant.id):
-                status = status_after_shred(row["kept"])
-                await transition(conn, tenant.id, row["id"], ErasureStatus.IN_PROGRESS, status)
-                if receipts is not None:
-                    await receipts.issue(conn, tenant.id, row["id"])
-                changed.append((tenant.id, row["id"]))
-                done.append((row["id"], status))
-        for erasure_id, status in done:  # logged once committed
-            events.erasure_completed(tenant.id, erasure_id, held=status == ErasureStatus.HELD)
+
+        async def complete_batches(tenant_id: uuid.UUID = tenant.id) -> None:
+            while batch := await _complete_batch(db, receipts, tenant_id):
+                changed.extend((tenant_id, erasure_id) for erasure_id in batch)
+
+        await asyncio.gather(*(complete_batches() for _ in range(_COMPLETE_PARALLEL)))
     return changed
+
+
+async def _complete_batch(
+    db: Database, receipts: ReceiptIssuer | None, tenant_id: uuid.UUID
+) -> list[uuid.UUID]:
+    done: list[tuple[uuid.UUID, ErasureStatus]] = []
+    async with db.tenant_tx(tenant_id) as conn:
+        for row in await conn.fetch(E.awaiting_ledger, tenant_id, _COMPLETE_BATCH):
+            status = status_after_shred(row["kept"])
+            await transition(conn, tenant_id, row["id"], ErasureStatus.IN_PROGRESS, status)
+            done.append((row["id"], status))
+        if receipts is not None:
+            await receipts.issue_many(conn, tenant_id, [erasure_id for erasure_id, _ in done])
+    for erasure_id, status in done:  # logged once committed
+        events.erasure_completed(tenant_id, erasure_id, held=status == ErasureStatus.HELD)
+    return [erasure_id for erasure_id, _ in done]
 
 
 async def publish_and_complete(

@@ -46,6 +46,7 @@ from vault.services.ledger_checkpoint import (
     decode_checkpoint,
     encode_checkpoint,
 )
+from vault.services.ledger_instructions import is_instruction
 from vault.services.ledger_objects import (
     GENESIS,
     LEDGER_PREFIX,
@@ -134,7 +135,7 @@ class _Collector:
             self.chunks.append(_Chunk(entry.seq))
         chunk = self.chunks[-1]
         chunk.hashes += entry.hash
-        chunk.entries += len(entry.entries)
+        chunk.entries += sum(1 for e in entry.entries if not is_instruction(e))  # keys
         chunk.newest_destroyed_at = max(chunk.newest_destroyed_at, max(times))
         self.objects += 1
 

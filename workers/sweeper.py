@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vault.blobs.base import BlobStore
-from vault.console.sessions import delete_expired_sessions
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.services.artefacts import ABANDONED_UPLOAD_AFTER, remove_blob
+from vault.services.console_sessions import delete_expired_sessions
 from vault.services.keyring import KeyRing
 from vault.services.playback_links import delete_expired_links
 from vault.services.tenants import list_tenants

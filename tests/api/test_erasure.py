@@ -69,7 +69,9 @@ def test_erasure_shreds_the_subject_and_data_written_afterwards_survives(
         requested = http.post(
             "/v1/subjects/zoe/erasure", json={"reason": "user asked"}, headers=keys["privacy"]
         )
-        again = http.post("/v1/subjects/zoe/erasure", headers=keys["privacy"])
+        # (A repeated request answers with this erasure only while it is scheduled or in
+        # progress; with the executor woken at once that may be over already here, so
+        # test_every_instruction.py checks it with a grace period.)
         # Written after the instruction: a new life under new keys.
         later = http.put(
             "/v1/subjects/zoe/records/after?category=account", json={"n": 2}, headers=app
@@ -84,7 +86,6 @@ def test_erasure_shreds_the_subject_and_data_written_afterwards_survives(
         listed = http.get("/v1/erasures?status=completed", headers=keys["privacy"]).json()["items"]
     assert requested.status_code == 202, requested.text
     assert set(erasure) >= {"id", "status", "requested_at", "not_before", "due_at"}
-    assert again.status_code == 200 and again.json()["id"] == erasure["id"]
     assert later.status_code == 201
     assert done["status"] == "completed", done
     assert {s["category"] for s in done["shredded"]} == {"recording", "account", "identity"}

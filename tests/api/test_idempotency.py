@@ -125,6 +125,8 @@ def test_api_key_creation_replays_the_same_working_key(
         again = http.post("/v1/api-keys", json=body, headers={**tenant.auth(), **key})
         works = http.get(subject_url("nobody"), headers=auth(again.json()))
     assert again.json()["secret"] == first.json()["secret"]
+    # The secret is shown again, and again no cache may keep it.
+    assert again.headers["cache-control"] == first.headers["cache-control"] == "no-store"
     assert works.status_code == 404  # authenticated, the subject just does not exist
     # The database holds neither the Idempotency-Key nor the answer in a readable form.
     [row] = _owner_rows(database_url, tenant)

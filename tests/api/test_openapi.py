@@ -48,10 +48,18 @@ def _schema(document: dict[str, Any], response: dict[str, Any], media: str) -> d
     return _resolve(document, _resolve(document, response)["content"][media]["schema"])
 
 
-def _conforms(schema: dict[str, Any], body: dict[str, Any], *, exact: bool = True) -> None:
-    """`body` is valid under `schema`; with `exact`, it has exactly the documented fields
-    (a field the code sends but the document leaves out, or the reverse, fails)."""
-    Draft202012Validator(schema).validate(body)
+def _answer_schema(document: dict[str, Any], operation: dict[str, Any], status: int) -> Any:
+    return _schema(document, operation["responses"][str(status)], "application/json")
+
+
+def _conforms(
+    document: dict[str, Any], schema: dict[str, Any], body: dict[str, Any], *, exact: bool = True
+) -> None:
+    """`body` is valid under `schema` (its references resolved in `document`); with
+    `exact`, it has exactly the documented fields (a field the code sends but the document
+    leaves out, or the reverse, fails)."""
+    Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+    schema = _resolve(document, schema)
     if exact:
         assert set(body) == set(schema["properties"]), set(body) ^ set(schema["properties"])
     else:
@@ -72,7 +80,8 @@ def test_erasure_request_documents_its_202_the_repeat_200_and_an_optional_body(
     server: ServerThread, tenant: Tenant
 ) -> None:
     with server.client() as http:
-        operation = _document(http)["paths"]["/v1/subjects/{ref}/erasure"]["post"]
+        document = _document(http)
+        operation = document["paths"]["/v1/subjects/{ref}/erasure"]["post"]
         key = create_key(http, tenant, ["erasure"])
         first = http.post(subject_url("oa-erasure", "erasure"), headers=auth(key))
         repeat = http.post(
@@ -81,18 +90,18 @@ def test_erasure_request_documents_its_202_the_repeat_200_and_an_optional_body(
     assert operation["requestBody"]["required"] is False
     assert (first.status_code, repeat.status_code) == (202, 200), first.text
     assert repeat.json()["id"] == first.json()["id"]
-    responses = operation["responses"]
     for answered in (first, repeat):
-        schema = responses[str(answered.status_code)]["content"]["application/json"]["schema"]
+        schema = _answer_schema(document, operation, answered.status_code)
         assert {"id", "status", "requested_at", "not_before", "due_at"} <= set(schema["required"])
-        _conforms(schema, answered.json())
+        _conforms(document, schema, answered.json())
 
 
 def test_hold_release_documents_the_two_key_202_and_the_200(
     server: ServerThread, tenant: Tenant
 ) -> None:
     with server.client() as http:
-        operation = _document(http)["paths"]["/v1/holds/{hold_id}/release"]["post"]
+        document = _document(http)
+        operation = document["paths"]["/v1/holds/{hold_id}/release"]["post"]
         first_key = operator_key(server, tenant, ["compliance"], "officer-a")
         second_key = operator_key(server, tenant, ["compliance"], "officer-b")
         placed = http.post(
@@ -108,15 +117,16 @@ def test_hold_release_documents_the_two_key_202_and_the_200(
     assert requested.json()["released_at"] is None
     assert released.json()["released_at"] is not None
     for answered in (requested, released):
-        response = operation["responses"][str(answered.status_code)]
-        _conforms(response["content"]["application/json"]["schema"], answered.json(), exact=False)
-    accepted = operation["responses"]["202"]["content"]["application/json"]["schema"]
+        schema = _answer_schema(document, operation, answered.status_code)
+        _conforms(document, schema, answered.json(), exact=False)
+    accepted = _answer_schema(document, operation, 202)
     assert {"release_requested_by", "release_requested_at"} <= set(accepted["properties"])
 
 
 def test_tenant_closure_answers_match_their_schemas(server: ServerThread, tenant: Tenant) -> None:
     with server.client() as http:
-        operations = _document(http)["paths"]["/v1/tenant/closure"]
+        document = _document(http)
+        operations = document["paths"]["/v1/tenant/closure"]
         scheduled = http.post(
             "/v1/tenant/closure", json={"reason": "contract ended"}, headers=tenant.auth()
         )
@@ -124,13 +134,14 @@ def test_tenant_closure_answers_match_their_schemas(server: ServerThread, tenant
     assert (scheduled.status_code, cancelled.status_code) == (202, 200), scheduled.text
     assert (scheduled.json()["status"], cancelled.json()["status"]) == ("closing", "active")
     for method, answered in (("post", scheduled), ("delete", cancelled)):
-        response = operations[method]["responses"][str(answered.status_code)]
-        _conforms(response["content"]["application/json"]["schema"], answered.json())
+        schema = _answer_schema(document, operations[method], answered.status_code)
+        _conforms(document, schema, answered.json())
 
 
 def test_erasure_receipt_matches_its_schema(server: ServerThread, tenant: Tenant) -> None:
     with server.client() as http:
-        operation = _document(http)["paths"]["/v1/erasures/{erasure_id}/receipt"]["get"]
+        document = _document(http)
+        operation = document["paths"]["/v1/erasures/{erasure_id}/receipt"]["get"]
         writer = create_key(http, tenant, ["ingest"])
         officer = create_key(http, tenant, ["erasure"])
         http.put(
@@ -145,14 +156,14 @@ def test_erasure_receipt_matches_its_schema(server: ServerThread, tenant: Tenant
         assert shown["status"] == "completed", shown
         signed = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=auth(officer))
     assert signed.status_code == 200, signed.text
-    schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
-    _conforms(schema, signed.json())
-    _conforms(schema["properties"]["receipt"], signed.json()["receipt"])
+    schema = _answer_schema(document, operation, 200)
+    _conforms(document, schema, signed.json())
+    _conforms(document, schema["properties"]["receipt"], signed.json()["receipt"])
 
 
 def test_disclosure_answers_match_their_schemas(server: ServerThread, tenant: Tenant) -> None:
     with server.client() as http:
-        paths = _document(http)["paths"]
+        document = _document(http)
         officer = create_key(http, tenant, ["compliance"])
         body = {
             "recipient": "Rechtbank",
@@ -165,16 +176,18 @@ def test_disclosure_answers_match_their_schemas(server: ServerThread, tenant: Te
         shown = http.get(created.headers["location"], headers=auth(officer))
         listed = http.get("/v1/disclosures", headers=auth(officer))
     assert created.status_code == 201, created.text
+    paths = document["paths"]
     post = paths["/v1/disclosures"]["post"]
-    _conforms(post["requestBody"]["content"]["application/json"]["schema"], body, exact=False)
-    _conforms(post["responses"]["201"]["content"]["application/json"]["schema"], created.json())
+    request_schema = post["requestBody"]["content"]["application/json"]["schema"]
+    _conforms(document, request_schema, body, exact=False)
+    _conforms(document, _answer_schema(document, post, 201), created.json())
     assert "Location" in post["responses"]["201"]["headers"]
-    one = paths["/v1/disclosures/{disclosure_id}"]["get"]["responses"]["200"]
-    _conforms(one["content"]["application/json"]["schema"], shown.json())
-    page = paths["/v1/disclosures"]["get"]["responses"]["200"]["content"]["application/json"]
-    _conforms(page["schema"], listed.json())
+    one = paths["/v1/disclosures/{disclosure_id}"]["get"]
+    _conforms(document, _answer_schema(document, one, 200), shown.json())
+    page = _answer_schema(document, paths["/v1/disclosures"]["get"], 200)
+    _conforms(document, page, listed.json())
     for item in listed.json()["items"]:
-        _conforms(page["schema"]["properties"]["items"]["items"], item)
+        _conforms(document, page["properties"]["items"]["items"], item)
 
 
 def _artefact(http: httpx.Client, tenant: Tenant) -> tuple[dict[str, Any], str]:
@@ -239,15 +252,16 @@ def test_upload_documents_a_raw_body_and_the_parameters_the_code_reads(
 
 def test_record_put_documents_created_and_replaced(server: ServerThread, tenant: Tenant) -> None:
     with server.client() as http:
-        operation = _document(http)["paths"]["/v1/subjects/{ref}/records/{name}"]["put"]
+        document = _document(http)
+        operation = document["paths"]["/v1/subjects/{ref}/records/{name}"]["put"]
         ingest = create_key(http, tenant, ["ingest"])
         url = subject_url("oa-record", "records", "profile")
         created = http.put(url, params={"category": "account"}, json=[1], headers=auth(ingest))
         replaced = http.put(url, params={"category": "account"}, json=[2], headers=auth(ingest))
     assert (created.status_code, replaced.status_code) == (201, 200), created.text
     for answered in (created, replaced):
-        response = operation["responses"][str(answered.status_code)]
-        _conforms(response["content"]["application/json"]["schema"], answered.json())
+        schema = _answer_schema(document, operation, answered.status_code)
+        _conforms(document, schema, answered.json())
 
 
 def test_export_is_documented_as_the_zip_it_is(server: ServerThread, tenant: Tenant) -> None:
@@ -317,7 +331,7 @@ def test_documented_scopes_are_the_ones_the_code_accepts(
         "header <code>Range</code>",
         "query <code>category</code>",
         "scope <code>erasure or compliance</code>",
-        "Body: <code>*/*</code>",
+        "Body: <code>application/octet-stream</code>",
         "JSON body (optional)",
     ],
 )
@@ -344,7 +358,7 @@ def test_playback_links_are_documented_as_they_answer(server: ServerThread, tena
             ("get", 416): http.get(path, headers={"Range": "bytes=500-"}),
         }
     assert minted.status_code == 201, minted.text
-    _conforms(mint["responses"]["201"]["content"]["application/json"]["schema"], minted.json())
+    _conforms(document, _answer_schema(document, mint, 201), minted.json())
     assert mint["x-required-scope"] == "read" and mint["requestBody"]["required"] is False
     for method in ("get", "head"):
         assert "security" not in play[method]  # the token in the path is the credential
@@ -354,3 +368,54 @@ def test_playback_links_are_documented_as_they_answer(server: ServerThread, tena
         documented = _resolve(document, play[method]["responses"][str(status)])
         for name in documented.get("headers", {}):
             assert name in answered.headers, (method, status, name)
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (path, method, operation)
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+        if method in METHODS
+    ]
+
+
+def test_every_operation_has_a_unique_id_a_known_tag_and_a_summary(server: ServerThread) -> None:
+    with server.client() as http:
+        document = _document(http)
+    tags = {tag["name"] for tag in document["tags"]}
+    ids = [operation["operationId"] for _, _, operation in _operations(document)]
+    assert len(ids) == len(set(ids))
+    for path, method, operation in _operations(document):
+        assert operation["summary"].strip(), (method, path)
+        assert len(operation["tags"]) == 1 and operation["tags"][0] in tags, (method, path)
+
+
+def test_json_bodies_are_shared_component_schemas_with_required_fields(
+    server: ServerThread,
+) -> None:
+    """Every JSON request body and answer is a model under components/schemas (the ones
+    that are any JSON value, and this document itself, aside); an answer's model lists
+    the fields it always carries as required."""
+    with server.client() as http:
+        document = _document(http)
+    schemas = document["components"]["schemas"]
+    free_form = {"any JSON value", "The OpenAPI document"}
+    answered = set()
+    for path, method, operation in _operations(document):
+        bodies = [operation.get("requestBody", {}).get("content", {}).get("application/json")]
+        for response in operation["responses"].values():
+            media = _resolve(document, response).get("content", {}).get("application/json")
+            bodies.append(media)
+            if media and "$ref" in media["schema"]:
+                answered.add(media["schema"]["$ref"].rsplit("/", 1)[1])
+        for media in filter(None, bodies):
+            schema = media["schema"]
+            if "$ref" not in schema:
+                assert {schema.get("description"), schema.get("type")} & free_form or (
+                    path == "/openapi.json"
+                ), (method, path)
+                continue
+            assert schema["$ref"].rsplit("/", 1)[1] in schemas, (method, path)
+    assert len(answered) >= 20
+    for name in answered:
+        assert schemas[name]["required"], name

@@ -139,6 +139,26 @@ def test_minting_answers_an_unguessable_url_that_names_neither_subject_nor_artef
     assert len(again | {token}) == 4
 
 
+def test_a_retried_mint_with_its_idempotency_key_is_one_link(
+    http: httpx.Client, own_tenant: Tenant
+) -> None:
+    """A client that lost the answer asks again with the same Idempotency-Key: the same
+    link, still marked for no cache, and no second credential."""
+    ref = _ref()
+    keys, artefact = _stored(http, own_tenant, ref)
+    url = artefact_url(ref, artefact["id"], "links")
+    once = {**auth(keys.read), "Idempotency-Key": f"mint-{uuid.uuid4().hex}"}
+    first = http.post(url, json={"expires_in": 600}, headers=once)
+    again = http.post(url, json={"expires_in": 600}, headers=once)
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["cache-control"] == "no-store"
+    other = http.post(url, json={"expires_in": 900}, headers=once)
+    assert other.status_code == 422
+    assert problem(other)["errors"][0]["field"] == "Idempotency-Key"
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [

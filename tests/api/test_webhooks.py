@@ -383,18 +383,23 @@ def test_answers_match_their_openapi_schemas(vault: ServerThread) -> None:
 
     tenant = _tenant(vault)
     with vault.client() as http:
-        paths = http.get("/openapi.json").json()["paths"]
+        document = http.get("/openapi.json").json()
         created = _create(http, tenant)
         queued = http.post(f"/v1/webhooks/{created.json()['id']}/test", headers=tenant.auth())
         listed = http.get("/v1/webhooks", headers=tenant.auth())
+    paths, schemas = document["paths"], document["components"]["schemas"]
+
+    def model(response: dict[str, Any]) -> dict[str, Any]:
+        ref = response["content"]["application/json"]["schema"]["$ref"]
+        return {**schemas[ref.rsplit("/", 1)[1]], "components": document["components"]}
+
     answers = [
-        (paths["/v1/webhooks"]["post"]["responses"]["201"], created.json()),
-        (paths["/v1/webhooks/{webhook_id}/test"]["post"]["responses"]["202"], queued.json()),
-        (paths["/v1/webhooks"]["get"]["responses"]["200"], listed.json()),
+        (model(paths["/v1/webhooks"]["post"]["responses"]["201"]), created.json()),
+        (model(paths["/v1/webhooks/{webhook_id}/test"]["post"]["responses"]["202"]), queued.json()),
+        (model(paths["/v1/webhooks"]["get"]["responses"]["200"]), listed.json()),
     ]
-    for response, body in answers:
-        schema = response["content"]["application/json"]["schema"]
+    for schema, body in answers:
         Draft202012Validator(schema).validate(body)
         assert set(body) == set(schema["properties"]), set(body) ^ set(schema["properties"])
-    item_schema = answers[2][0]["content"]["application/json"]["schema"]["properties"]["items"]
-    assert set(listed.json()["items"][0]) == set(item_schema["items"]["properties"])
+        assert set(body) == set(schema["required"]), set(body) ^ set(schema["required"])
+    assert set(listed.json()["items"][0]) == set(schemas["Webhook"]["properties"])

@@ -12,11 +12,11 @@ import asyncpg
 
 from tests.support import Tenant
 from vault.config import Settings
-from vault.console.sessions import ABSOLUTE_LIFETIME, IDLE_LIFETIME, SessionStore
 from vault.db.database import Database
 from vault.domain.scopes import Scope
 from vault.runtime import operator_context
 from vault.services.api_keys import Principal
+from vault.services.console_sessions import ABSOLUTE_LIFETIME, IDLE_LIFETIME, SessionStore
 from workers.sweeper import sweep
 
 

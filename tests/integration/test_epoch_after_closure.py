@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from tests.support import make_tenant, private_server
+from vault.errors import TenantClosed
 from vault.runtime import OperatorContext, operator_context
-from vault.services.root_epochs import start_new_epoch
+from vault.services.root_epochs import rotate_everything, start_new_epoch
 from workers.closure import run_due_closures
 from workers.deletion_check import find_deletion_violations
 
@@ -37,11 +38,6 @@ async def _live_keks(ctx: OperatorContext, tenant_id: uuid.UUID) -> int:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a new epoch gives a closed tenant a live KEK again, and check "
-    "deletion reports closed_tenant_keys_live from then on",
-)
 def test_a_new_epoch_leaves_a_closed_tenant_without_keys(pg_admin_url: str, tmp_path: Path) -> None:
     with private_server(pg_admin_url, tmp_path / "data") as server:
         tenant = make_tenant(server.settings, server.database_url)
@@ -66,3 +62,29 @@ def test_a_new_epoch_leaves_a_closed_tenant_without_keys(pg_admin_url: str, tmp_
     assert before == 0
     assert after == 0
     assert [v for v in violations if v.kind == "closed_tenant_keys_live"] == []
+
+
+def test_keys_rotate_skips_a_closed_tenant_and_refuses_one_named(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    with private_server(pg_admin_url, tmp_path / "data") as server:
+        closed = make_tenant(server.settings, server.database_url)
+        open_tenant = make_tenant(server.settings, server.database_url)
+        with server.client() as http:
+            requested = http.post(
+                "/v1/tenant/closure", json={"reason": "contract ended"}, headers=closed.auth()
+            )
+        assert requested.status_code == 202, requested.text
+
+        async def run() -> tuple[set[uuid.UUID], int]:
+            async with operator_context(server.settings, server.database_url) as ctx:
+                later = datetime.now(UTC) + timedelta(days=61)
+                assert await run_due_closures(ctx.db, ctx.keyring, now=later) == 1
+                report = await rotate_everything(ctx.db, ctx.keyring, ctx.root)
+                with pytest.raises(TenantClosed):
+                    await rotate_everything(ctx.db, ctx.keyring, ctx.root, [closed.id])
+                return {r.tenant_id for r in report.tenants}, await _live_keks(ctx, closed.id)
+
+        rotated, live = asyncio.run(run())
+    assert open_tenant.id in rotated and closed.id not in rotated
+    assert live == 0

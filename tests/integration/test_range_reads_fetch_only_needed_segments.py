@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import pytest
 
+from crypto.errors import IntegrityError
 from tests.support import Tenant
 from vault.blobs.base import BlobStore
 from vault.config import Settings
@@ -44,10 +45,11 @@ class RecordingBlobStore:
         return getattr(self._inner, name)
 
     async def get_range(
-        self, key: str, start: int = 0, end: int | None = None
+        self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
     ) -> AsyncGenerator[bytes, None]:
         self.reads.append((key, start, end))
-        async with aclosing(self._inner.get_range(key, start, end)) as chunks:
+        inner = self._inner.get_range(key, start, end, piece_bytes=piece_bytes)
+        async with aclosing(inner) as chunks:
             async for chunk in chunks:
                 self.bytes_served += len(chunk)
                 yield chunk
@@ -97,10 +99,10 @@ def test_ranged_download_fetches_only_the_header_and_needed_segments(
                 lease=TransferLease(ctx.db, tenant.id, api_key.id),
             )  # fmt: skip
             store.reads.clear()
+            located = await service.locate(tenant.id, None, ref, artefact.id, access)
             content = await service.open_content(
-                tenant.id, ref, artefact.id, access, ByteRange(start, end),
-                TransferLease(ctx.db, tenant.id, api_key.id),
-            )  # fmt: skip
+                located, ByteRange(start, end), TransferLease(ctx.db, tenant.id, api_key.id)
+            )
             received = b"".join([piece async for piece in content.body])
             key = store.reads[0][0]
             stored = await ctx.blobs.get(key)  # straight from the store, not recorded
@@ -115,3 +117,74 @@ def test_ranged_download_fetches_only_the_header_and_needed_segments(
     assert [(begin, finish) for _, begin, finish in store.reads] == wanted
     assert {key for key, _, _ in store.reads} == {store.reads[0][0]}
     assert store.bytes_served == sum(finish - begin + 1 for begin, finish in wanted)
+
+
+def test_seeking_again_reads_only_segments_and_a_wrong_cached_header_fails_closed(
+    settings: Settings, database_url: str, tenant: Tenant
+) -> None:
+    """The header of a stream read recently is kept (vault/services/stream_headers.py): a
+    player seeking again costs only the segments. A cached header that does not belong to
+    the blob (here: another artefact's) opens nothing: an integrity error, then the header
+    is read from the blob again."""
+    data, other = os.urandom(SIZE), os.urandom(SIZE)
+    access = SubjectAccess(may_read_restricted=False)
+
+    async def run() -> tuple[list[list[tuple[int, int | None]]], list[bytes], bool]:
+        async with operator_context(settings, database_url) as ctx:
+            store = RecordingBlobStore(ctx.blobs)
+            subjects = SubjectService(ctx.keyring, SubjectRefHasher(ctx.db, ctx.root))
+            service = ArtefactService(
+                ctx.db, cast(BlobStore, store), ctx.keyring, subjects, 10 * SIZE
+            )
+            ref = normalize_ref("seeker")
+            api_key = await ctx.api_keys.create(
+                tenant.id, name="seeker", scopes=frozenset({Scope.READ, Scope.INGEST})
+            )
+
+            async def stored(body: bytes) -> Any:
+                return await service.upload(
+                    tenant.id, ref, category="recording", content_type="video/mp4",
+                    filename=None, body=_body(body), declared_length=len(body),
+                    lease=TransferLease(ctx.db, tenant.id, api_key.id),
+                )  # fmt: skip
+
+            first, second = await stored(data), await stored(other)
+
+            async def seek(artefact_id: Any, start: int) -> bytes:
+                store.reads.clear()
+                located = await service.locate(tenant.id, None, ref, artefact_id, access)
+                content = await service.open_content(
+                    located, ByteRange(start, start + 999),
+                    TransferLease(ctx.db, tenant.id, api_key.id),
+                )  # fmt: skip
+                return b"".join([piece async for piece in content.body])
+
+            reads, got = [], []
+            for start in (3 * MIB, MIB + 7):
+                got.append(await seek(first.id, start))
+                reads.append([(b, e) for _, b, e in store.reads])
+            # Another stream's header where this one's is cached.
+            cache = service._headers
+            located = await service.locate(tenant.id, None, ref, second.id, access)
+            cache.put(located.blob_key, cache.get(store_key(cache)) or b"")
+            failed = False
+            try:
+                await seek(second.id, 0)
+            except IntegrityError:
+                failed = True
+            got.append(await seek(second.id, 0))
+            return reads, got, failed
+
+    reads, got, failed = asyncio.run(run())
+    assert got[0] == data[3 * MIB : 3 * MIB + 1000] and got[1] == data[MIB + 7 : MIB + 1007]
+    assert reads[0][0][0] == 0 and len(reads[0]) == 2  # the header, then the segment
+    assert len(reads[1]) == 1 and reads[1][0][0] > 0  # the segment alone
+    assert failed, "a header of another stream must not open this one"
+    assert got[2] == other[:1000]  # read again from the blob, it opens
+
+
+def store_key(cache: Any) -> str:
+    """The one blob key cached so far (the first artefact's)."""
+    keys = list(cache._headers)
+    assert len(keys) == 1
+    return str(keys[0])

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.jobs import deletion_violations, run_worker_pass
@@ -45,11 +44,6 @@ def _held(
     return shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a restored backup forgets a held erasure; what it kept becomes the "
-    "application's data again and is never shredded",
-)
 def test_what_an_erasure_kept_stays_compliance_only_after_a_backup_is_restored(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -85,11 +79,6 @@ def test_what_an_erasure_kept_stays_compliance_only_after_a_backup_is_restored(
     assert violations == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a restored backup forgets a legal hold placed since; what it kept "
-    "can be deleted by one application key",
-)
 def test_a_legal_hold_survives_a_backup_restore(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:

@@ -90,7 +90,8 @@ def test_lease_of_a_download_fails_once_its_data_key_is_destroyed(
         artefact_id = await _stored(
             service, tenant, TransferLease(ctx.db, tenant.id, lease.api_key_id), ref
         )
-        content = await service.open_content(tenant.id, ref, artefact_id, ACCESS, None, lease)
+        located = await service.locate(tenant.id, None, ref, artefact_id, ACCESS)
+        content = await service.open_content(located, None, lease)
         await anext(content.body)
         await lease.confirm()  # live: nothing to cut
         # Meanwhile the tenant deletes it (an erasure does the same to the subject key).
@@ -133,7 +134,8 @@ def test_closing_the_lease_closes_the_stream_and_the_key_leaves_memory(
         artefact_id = await _stored(
             service, tenant, TransferLease(ctx.db, tenant.id, lease.api_key_id), ref
         )
-        content = await service.open_content(tenant.id, ref, artefact_id, ACCESS, None, lease)
+        located = await service.locate(tenant.id, None, ref, artefact_id, ACCESS)
+        content = await service.open_content(located, None, lease)
         await anext(content.body)
         assert len(_keys_in_memory(tenant)) == 1  # held by the open stream
         await lease.close()

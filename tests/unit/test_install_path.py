@@ -81,7 +81,9 @@ def test_make_run_and_test_install_from_the_locks_with_hashes() -> None:
         recipe = _recipe(makefile, f"$(VENV)/{stamp}")
         assert f"install --require-hashes -r {lock}" in recipe, recipe
         assert "install --no-deps --no-build-isolation -e ." in recipe, recipe
-        assert recipe.count(" install ") == 2, recipe
+        client = int(stamp == ".installed-test")  # and the tenants' client, editable
+        assert recipe.count(" install ") == 2 + client, recipe
+        assert recipe.count("--no-deps --no-build-isolation -e ") == 1 + client, recipe
         header = re.search(rf"^\$\(VENV\)/{re.escape(stamp)}:(.*)$", makefile, re.M)
         assert header and lock in header[1] and "pyproject.toml" in header[1]
     assert "$(VENV)/.installed-run" in _recipe(makefile, "$(VENV)/.installed-test")
@@ -90,6 +92,22 @@ def test_make_run_and_test_install_from_the_locks_with_hashes() -> None:
     for lock in LOCKS:
         assert f"-o {lock}" in lock_recipe
     assert "--generate-hashes" in makefile
+
+
+def test_the_client_is_installed_for_the_tests_with_its_dependencies_from_the_test_lock() -> None:
+    """clients/python is a distribution of its own; `make test` installs it without its
+    dependencies, so each of them has to be pinned in requirements-test.lock."""
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^CLIENT := clients/python$", makefile, re.M)
+    recipe = _recipe(makefile, "$(VENV)/.installed-test")
+    assert "install --no-deps --no-build-isolation -e $(CLIENT)" in recipe, recipe
+    header = re.search(r"^\$\(VENV\)/\.installed-test:(.*)$", makefile, re.M)
+    assert header and "$(CLIENT)/pyproject.toml" in header[1]
+    client = tomllib.loads((ROOT / "clients/python/pyproject.toml").read_text())["project"]
+    needed = {_requirement_name(r) for r in client["dependencies"]}
+    assert needed == {"httpx", "cryptography", "joserfc"}  # the three it promises, no more
+    assert needed <= set(_pins("requirements-test.lock"))
+    assert "$(CLIENT)/src" in _recipe(makefile, "typecheck")
 
 
 def test_the_image_installs_the_production_lock_then_the_project_alone() -> None:

@@ -16,6 +16,17 @@ from typing import Protocol
 # on the filesystem works on S3 and the other way round.
 _KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
 TEMP_SUFFIX = ".partial"  # reserved for the filesystem store's unfinished writes
+# The largest piece a reader may ask get_range for: one largest stream segment with its
+# tag (crypto/limits.py MAX_SEGMENT_SIZE), so memory per read stays bounded.
+MAX_PIECE_BYTES = 64 * 1024 * 1024 + 16
+
+
+def check_piece_bytes(piece_bytes: int | None, default: int) -> int:
+    if piece_bytes is None:
+        return default
+    if not 0 < piece_bytes <= MAX_PIECE_BYTES:
+        raise ValueError(f"piece_bytes must be in 1..{MAX_PIECE_BYTES}")
+    return piece_bytes
 
 
 def is_valid_key(key: str) -> bool:
@@ -77,9 +88,12 @@ class BlobStore(Protocol):
         partial data is removed (temp file deleted, multipart upload aborted)."""
 
     def get_range(
-        self, key: str, start: int = 0, end: int | None = None
+        self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """Stream bytes start..end (inclusive; None = to the end) in bounded memory."""
+        """Stream bytes start..end (inclusive; None = to the end) in bounded memory.
+        `piece_bytes`: hand them out in pieces of exactly that size (the last may be
+        shorter), e.g. one stream segment's ciphertext each, so the reader regroups
+        nothing; at most MAX_PIECE_BYTES; None: the store's own read size."""
 
     async def size(self, key: str) -> int:
         """The object's size in bytes; BlobNotFound if absent."""

@@ -21,7 +21,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from vault.blobs.base import BlobNotFound, BlobStoreError, IncompleteUpload, is_valid_key
+from vault.blobs.base import (
+    BlobNotFound,
+    BlobStoreError,
+    IncompleteUpload,
+    check_piece_bytes,
+    is_valid_key,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -228,10 +234,11 @@ class S3BlobStore:
         return b"".join([piece async for piece in self.get_range(key)])
 
     async def get_range(
-        self, key: str, start: int = 0, end: int | None = None
+        self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
     ) -> AsyncGenerator[bytes, None]:
         if start < 0 or (end is not None and end < start):
             raise ValueError("invalid byte range")
+        read_size = check_piece_bytes(piece_bytes, READ_CHUNK_BYTES)
         request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         ranged = start > 0 or end is not None
         if ranged:
@@ -250,7 +257,8 @@ class S3BlobStore:
                 raise S3StoreError("get", "RangeIgnored")
             while True:
                 try:
-                    piece = await asyncio.to_thread(body.read, READ_CHUNK_BYTES)
+                    # urllib3 reads until it has that many bytes or the body ends.
+                    piece = await asyncio.to_thread(body.read, read_size)
                 except (ClientError, BotoCoreError) as exc:
                     raise _failure("get", exc) from None
                 if not piece:

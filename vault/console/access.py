@@ -34,9 +34,10 @@ from vault.console.web import (
     redirect,
     with_security_headers,
 )
-from vault.db.sql import Queries
 from vault.errors import InvalidInput
-from vault.http.access_log import _render_row, access_filters
+from vault.http.access_log import access_query
+from vault.http.models.access_log import AccessLogFilters, AccessRow
+from vault.http.operation import parse_query
 from vault.http.params import encode_cursor
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
@@ -44,11 +45,10 @@ from vault.services.access_audit import (
     SEARCH_DEFAULT_LIMIT,
     SEARCH_MAX_LIMIT,
     AccessQuery,
+    last_chain_check,
     search,
-    verify_chains,
+    verify_and_record_chain,
 )
-
-Q = Queries("console")
 
 _FILTERS = ("api_key_id", "ip", "subject_ref_hash", "status", "since", "until")
 # A CSV download holds at most this many rows (newest first); narrow the search for more.
@@ -61,14 +61,19 @@ _CSV_COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
+class ConsoleAccessFilters(AccessLogFilters, forbid_unknown_fields=True, kw_only=True):
+    """The API's filters, with the subject as its keyed hash (never a reference in a URL)."""
+
+    subject_ref_hash: str | None = None
+
+
 def _query(request: Request) -> AccessQuery:
-    params = request.query_params
-    ref_hash_text = params.get("subject_ref_hash")
+    filters = parse_query(request, ConsoleAccessFilters)
     try:
-        ref_hash = bytes.fromhex(ref_hash_text) if ref_hash_text else None
+        ref_hash = bytes.fromhex(filters.subject_ref_hash) if filters.subject_ref_hash else None
     except ValueError:
         raise InvalidInput("subject_ref_hash must be hex", field="subject_ref_hash") from None
-    return access_filters(params, limit=SEARCH_DEFAULT_LIMIT, subject_ref_hash=ref_hash)
+    return access_query(filters, SEARCH_DEFAULT_LIMIT, subject_ref_hash=ref_hash)
 
 
 def _current_filters(request: Request) -> dict[str, str]:
@@ -90,13 +95,12 @@ async def search_page(request: Request) -> Response:
     except InvalidInput as exc:
         field = str(exc.extra.get("field", "ip"))
         errors[field] = field_message(field, exc)
-    async with state.db.tenant_tx(tenant_id) as conn:
-        check = await conn.fetchrow(Q.last_chain_check, tenant_id)
+    check = await last_chain_check(state.db, tenant_id)
     filters = _current_filters(request)
     return page(
         request, "access_log.html",
-        {"rows": [_render_row(r) for r in rows], "filters": filters, "cursor": cursor,
-         "errors": errors, "check": dict(check) if check else None,
+        {"rows": [AccessRow.of(r) for r in rows], "filters": filters, "cursor": cursor,
+         "errors": errors, "check": check,
          "csv_query": urlencode(filters)},
         status=422 if errors else 200,
     )  # fmt: skip
@@ -168,8 +172,8 @@ async def download_csv(request: Request) -> Response:
             limit = min(SEARCH_MAX_LIMIT, CSV_MAX_ROWS - sent)
             batch = await search(db, tenant_id, replace(query, limit=limit))
             for row in batch:
-                rendered = _render_row(row)
-                writer.writerow([_cell(rendered[c]) for c in _CSV_COLUMNS])
+                rendered = AccessRow.of(row)
+                writer.writerow([_cell(getattr(rendered, c)) for c in _CSV_COLUMNS])
             sent += len(batch)
             yield out.getvalue()
             out.seek(0)
@@ -194,13 +198,10 @@ async def verify_chain(request: Request) -> Response:
     tenant_id = session.principal.tenant_id
     state = vault_state(request)
     console = console_state(request)
-    (report,) = await verify_chains(state.db, state.blobs, console.anchor_keys, tenant_id)
-    async with state.db.tenant_tx(tenant_id) as conn:
-        await conn.execute(
-            Q.save_chain_check, tenant_id, console.sessions.clock(), session.principal.key_id,
-            report.rows, report.ok, report.first_bad_seq, report.problem, report.disclosures,
-            report.first_bad_disclosure,
-        )  # fmt: skip
+    await verify_and_record_chain(
+        state.db, state.blobs, console.anchor_keys, tenant_id, console.sessions.clock(),
+        session.principal.key_id,
+    )  # fmt: skip
     # Back to the search the officer was looking at.
     filters = urlencode(_current_filters(request))
     return redirect(f"/console/access-log?{filters}" if filters else "/console/access-log")

@@ -9,7 +9,6 @@ from starlette.responses import Response
 from vault import errors
 from vault.console import csrf
 from vault.console.sections import may_open
-from vault.console.sessions import ConsoleSession
 from vault.console.state import console_state
 from vault.console.web import (
     SESSION_COOKIE,
@@ -24,6 +23,7 @@ from vault.console.web import (
 )
 from vault.domain.scopes import Scope, allows
 from vault.http.auth import authenticate
+from vault.services.console_sessions import ConsoleSession
 
 # Issue #9: compliance or admin keys sign in; erasure keys too, for the erasure pages.
 SIGN_IN_SCOPES = (Scope.COMPLIANCE, Scope.ADMIN, Scope.ERASURE)

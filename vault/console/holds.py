@@ -32,13 +32,15 @@ from vault.console.web import (
 from vault.domain.holds import MAX_NOTE_LENGTH, HoldReason
 from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import Conflict, InvalidInput
+from vault.http.models.holds import HoldPlacement
+from vault.http.operation import convert
 from vault.http.pages import page_after_time, page_params
 from vault.http.params import encode_cursor_parts, path_uuid
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.api_keys import Principal
 from vault.services.disclosures import Recorder
-from vault.services.holds import Actor, HoldRequest, check_expiry, check_hold_request
+from vault.services.holds import Actor, HoldRequest, check_expiry
 
 PAGE_SIZE = 50
 
@@ -88,9 +90,7 @@ async def _hold_form(
     request: Request, tenant_id: uuid.UUID, values: dict[str, Any], errors: dict[str, str],
     status: int = 200,
 ) -> Response:  # fmt: skip
-    state = vault_state(request)
-    async with state.db.tenant_tx(tenant_id) as conn:
-        known = await state.holds.known_categories(conn, tenant_id)
+    known = await vault_state(request).holds.known_categories(tenant_id)
     return page(
         request, "hold_new.html",
         {"values": values, "errors": errors, "categories": known,
@@ -122,15 +122,12 @@ async def place_hold(request: Request) -> Response:
         "reason": values["reason"], "reference": values["reference"],
         "note": values["note"] or None, "categories": values["categories"] or None,
     }  # fmt: skip
-    async with state.db.tenant_tx(tenant_id) as conn:
-        known = await state.holds.known_categories(conn, tenant_id)
-    checked: HoldRequest | None = None
-    # The service stops at the first bad field; checking the fields one at a time lets
-    # the page show every error at once.
+    # The API's model checks each field; one at a time (the others set to values it
+    # accepts), so the page shows every error at once.
     for field in ("reason", "reference", "note", "categories"):
-        trial = {**body, **{f: _valid_sample(f) for f in body if f != field}}
+        trial = {**{f: _valid_sample(f) for f in body if f != field}, field: body[field]}
         try:
-            check_hold_request(trial, known)
+            convert({k: v for k, v in trial.items() if v is not None}, HoldPlacement)
         except InvalidInput as exc:
             errors[field] = field_message(field, exc)
     ref = None
@@ -145,18 +142,23 @@ async def place_hold(request: Request) -> Response:
         )
     except InvalidInput as exc:
         errors["expires_at"] = field_message("expires_at", exc)
-    if not errors:
-        checked = check_hold_request(body, known)
-    if errors or checked is None:
+    if errors:
         return await _hold_form(request, tenant_id, values, errors, status=422)
+    placement = convert({k: v for k, v in body.items() if v is not None}, HoldPlacement)
     ref_hash = await state.subject_refs.hash(tenant_id, ref) if ref else None
     request.state.subject_ref_hash = ref_hash
-    hold = await state.holds.place(
-        tenant_id,
-        HoldRequest(ref_hash, checked.categories, checked.reason, checked.reference,
-                    checked.note, expires_at),
-        _actor(request, session.principal),
-    )  # fmt: skip
+    try:
+        hold = await state.holds.place(
+            tenant_id,
+            HoldRequest(
+                ref_hash, tuple(placement.categories) if placement.categories else None,
+                placement.reason.value, placement.reference, placement.note, expires_at,
+            ),
+            _actor(request, session.principal),
+        )  # fmt: skip
+    except InvalidInput as exc:  # categories the tenant does not know
+        errors[exc.field] = field_message(exc.field, exc)
+        return await _hold_form(request, tenant_id, values, errors, status=422)
     response = redirect(f"{_hold_path(hold['id'])}?placed=1")
     if ref is not None:
         _remember_typed_ref(response, request, hold["id"], ref)
@@ -214,8 +216,7 @@ async def _hold_page(
     impact = await state.holds.impact(tenant_id, hold_id)
     now = console_state(request).sessions.clock()
     keys = await key_prefixes(state, tenant_id)
-    async with state.db.tenant_tx(tenant_id) as conn:
-        known = await state.holds.known_categories(conn, tenant_id)
+    known = await state.holds.known_categories(tenant_id)
     typed_ref = await _typed_ref(request, tenant_id, hold)
     flash = {"placed": "hold.placed", "disclosed": "disclosures.recorded"}
     shown = next((key for name, key in flash.items() if request.query_params.get(name)), "")

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from vault.console.sessions import SessionStore
 from vault.services.access_anchor import AnchorKeys
+from vault.services.console_sessions import SessionStore
 
 
 @dataclass

@@ -13,7 +13,6 @@ from starlette.responses import Response, StreamingResponse
 from vault.console import disclosures
 from vault.console.auth import may, session_csrf, signed_in
 from vault.console.sections import DISCLOSURES, SUBJECTS, may_open
-from vault.console.sessions import ConsoleSession
 from vault.console.state import console_state
 from vault.console.views import erasure_view, hold_view
 from vault.console.web import (
@@ -28,8 +27,9 @@ from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import InvalidInput, NotFound
 from vault.http.state import vault_state
 from vault.http.subject_request import access_for, note_subject
-from vault.http.subjects import MAX_REASON_LENGTH
 from vault.http.transfers import watch_transfer
+from vault.services.console_sessions import ConsoleSession
+from vault.services.subject_status import MAX_RESTRICTION_REASON_LENGTH
 
 # A subject's most recent erasures (one per instruction; a subject rarely has more).
 SUBJECT_ERASURES_SHOWN = 50
@@ -57,13 +57,12 @@ async def _subject_page(
     subject = None
     subject_status = None
     categories: dict[str, dict[str, int]] = {}
-    async with state.db.tenant_tx(tenant_id) as conn:
-        try:
-            subject = await state.subjects.find(conn, tenant_id, ref_hash)
-            subject_status = await state.subjects.status(conn, subject)
-            categories = await state.subjects.summary(conn, subject)
-        except NotFound:
-            subject = None
+    try:
+        summary = await state.subject_status.summary(tenant_id, ref)
+    except NotFound:
+        pass
+    else:
+        subject, subject_status, categories = summary.subject, summary.status, summary.categories
     holds = None
     if may(session, Scope.COMPLIANCE):
         holds = [
@@ -110,22 +109,20 @@ async def set_restriction(request: Request) -> Response:
     form = await read_form(request, session_csrf(request))
     ref = _ref(form)
     tenant_id = session.principal.tenant_id
-    ref_hash = await note_subject(request, tenant_id, ref)
+    await note_subject(request, tenant_id, ref)
     state = vault_state(request)
     action = form.get("action")
     reason = form.get("reason")
     reason = reason.strip() if isinstance(reason, str) else ""
-    if action == "restrict" and not 1 <= len(reason) <= MAX_REASON_LENGTH:
+    if action == "restrict" and not 1 <= len(reason) <= MAX_RESTRICTION_REASON_LENGTH:
         errors = {"reason": "invalid.restriction_reason"}
         return await _subject_page(request, session, ref, errors=errors, status=422)
-    async with state.db.tenant_tx(tenant_id) as conn:
-        subject = await state.subjects.find(conn, tenant_id, ref_hash)
-        if action == "restrict":
-            await state.subjects.restrict(conn, subject, reason)
-        elif action == "lift":
-            await state.subjects.lift_restriction(conn, subject)
-        else:
-            raise InvalidInput("action must be restrict or lift", field="action")
+    if action == "restrict":
+        await state.subject_status.restrict(tenant_id, ref, reason)
+    elif action == "lift":
+        await state.subject_status.lift_restriction(tenant_id, ref)
+    else:
+        raise InvalidInput("action must be restrict or lift", field="action")
     message = "subject.restricted_now" if action == "restrict" else "subject.lifted_now"
     return await _subject_page(request, session, ref, message=message)
 

@@ -6,9 +6,11 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from vault.domain.erasures import ErasureStatus, is_overdue
 from vault.domain.holds import TWO_KEY_RELEASE, HoldReason
-from vault.http.erasures import render_erasure
+from vault.http.models.erasures import Erasure
 from vault.http.state import VaultState
 
 EXPIRING_SOON = timedelta(days=7)
@@ -31,7 +33,10 @@ def hold_view(hold: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 def erasure_view(erasure: dict[str, Any], now: datetime) -> dict[str, Any]:
-    view = render_erasure(erasure)
+    # The API's rendering, with times and ids left as values for the templates.
+    view: dict[str, Any] = msgspec.to_builtins(
+        Erasure.of(erasure), builtin_types=(datetime, uuid.UUID)
+    )
     view["overdue"] = is_overdue(erasure["status"], erasure["due_at"], now)
     return view
 

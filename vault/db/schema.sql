@@ -162,6 +162,35 @@ $$;
 ALTER FUNCTION public.dv_age_access_log_ips(p_full_before timestamp with time zone, p_drop_before timestamp with time zone, p_limit integer) OWNER TO datavault_ip_retention;
 
 --
+-- Name: dv_artefact_read(uuid, uuid, bytea, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) RETURNS TABLE(subject_id uuid, ref_hash bytea, subject_generation integer, subject_created_at timestamp with time zone, restricted_at timestamp with time zone, erased_generations integer[], artefact_id uuid, artefact_category text, artefact_generation integer, data_key_id uuid, blob_key text, state text, content_type text, size bigint, segment_size integer, metadata_sealed bytea, created_at timestamp with time zone, expires_at timestamp with time zone, id uuid, purpose text, wrapped_key bytea, subject_key_id uuid, category text, generation integer, kek_version integer, subject_wrapped bytea, kek_wrapped bytea)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
+    END IF;
+    RETURN QUERY
+    SELECT s.id, s.ref_hash, s.generation, s.created_at, s.restricted_at, s.erased_generations,
+           a.id, a.category, a.generation, a.data_key_id, a.blob_key, a.state, a.content_type, a.size,
+           a.segment_size, a.metadata_sealed, a.created_at, a.expires_at,
+           d.id, d.purpose, d.wrapped_key,
+           sk.id, sk.category, sk.generation, sk.kek_version, sk.wrapped_key, k.wrapped_key
+      FROM dv_subject(p_tenant, p_ref_hash) s
+      LEFT JOIN artefacts a ON a.tenant_id = p_tenant AND a.id = p_artefact
+                           AND a.subject_id = s.id
+      LEFT JOIN data_keys d ON d.tenant_id = p_tenant AND d.id = a.data_key_id
+      LEFT JOIN subject_keys sk ON sk.tenant_id = p_tenant AND sk.id = d.subject_key_id
+      LEFT JOIN tenant_keks k ON k.tenant_id = p_tenant AND k.version = sk.kek_version;
+END
+$$;
+
+--
 -- Name: dv_destroy_data_key(uuid, uuid); Type: FUNCTION; Schema: public
 --
 
@@ -270,6 +299,20 @@ CREATE FUNCTION public.dv_erasure_from_generation(p_tenant uuid, p_subject uuid)
     AS $$
     SELECT coalesce(max(e.generation), 0) + 1 FROM erasures e
      WHERE e.tenant_id = p_tenant AND e.subject_id = p_subject AND e.status <> 'cancelled'
+$$;
+
+--
+-- Name: dv_erasure_item_changed(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_erasure_item_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE erasures SET updated_at = now()
+     WHERE tenant_id = NEW.tenant_id AND id = NEW.erasure_id AND updated_at < now();
+    RETURN NULL;
+END
 $$;
 
 --
@@ -1178,7 +1221,9 @@ CREATE TABLE public.ledger_outbox (
     destroyed_at timestamp with time zone NOT NULL,
     published_at timestamp with time zone,
     ledger_seq bigint,
-    CONSTRAINT ledger_outbox_key_kind_check CHECK ((key_kind = ANY (ARRAY['subject'::text, 'data'::text, 'kek'::text, 'hmac'::text])))
+    fact jsonb,
+    CONSTRAINT ledger_outbox_fact_of_instructions CHECK (((fact IS NOT NULL) = (key_kind = ANY (ARRAY['erasure'::text, 'hold'::text])))),
+    CONSTRAINT ledger_outbox_key_kind_check CHECK ((key_kind = ANY (ARRAY['subject'::text, 'data'::text, 'kek'::text, 'hmac'::text, 'erasure'::text, 'hold'::text])))
 );
 
 ALTER TABLE ONLY public.ledger_outbox FORCE ROW LEVEL SECURITY;
@@ -2005,6 +2050,18 @@ CREATE TRIGGER disclosures_append_only BEFORE DELETE OR UPDATE ON public.disclos
 CREATE TRIGGER disclosures_no_truncate BEFORE TRUNCATE ON public.disclosures FOR EACH STATEMENT EXECUTE FUNCTION public.dv_disclosures_append_only();
 
 --
+-- Name: erasure_items erasure_item_inserted; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER erasure_item_inserted AFTER INSERT ON public.erasure_items FOR EACH ROW EXECUTE FUNCTION public.dv_erasure_item_changed();
+
+--
+-- Name: erasure_items erasure_item_updated; Type: TRIGGER; Schema: public
+--
+
+CREATE TRIGGER erasure_item_updated AFTER UPDATE ON public.erasure_items FOR EACH ROW WHEN ((old.* IS DISTINCT FROM new.*)) EXECUTE FUNCTION public.dv_erasure_item_changed();
+
+--
 -- Name: subject_keys subject_keys_current_generation; Type: TRIGGER; Schema: public
 --
 
@@ -2714,6 +2771,13 @@ GRANT ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp 
 
 REVOKE ALL ON FUNCTION public.dv_age_access_log_ips(p_full_before timestamp with time zone, p_drop_before timestamp with time zone, p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_age_access_log_ips(p_full_before timestamp with time zone, p_drop_before timestamp with time zone, p_limit integer) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_destroy_data_key(p_tenant uuid, p_data_key uuid); Type: ACL; Schema: public

@@ -88,6 +88,13 @@ def kept_until(
     return max(ends, default=None)
 
 
+def may_keep(rules: CategoryRetention, pending: Iterable[PendingKeep]) -> bool:
+    """Whether `kept_until` can keep anything of a category with these rules and pending
+    changes, whenever it was written: callers skip finding out when its newest data was
+    written where nothing could be kept anyway."""
+    return bool(rules.keep_at_least_days) or any(True for _ in pending)
+
+
 def pending_after_change(
     category: str,
     old: CategoryRetention,

@@ -22,6 +22,7 @@ from vault.domain.retention import (
     CategoryRetention,
     PendingKeep,
     kept_until,
+    may_keep,
     parse_retention,
     pending_after_change,
     retention_from_document,
@@ -86,6 +87,13 @@ class TenantSettings:
             self.rules_for(category),
             (p for p in self.pending if p.category == category),
             written_at,
+        )
+
+    def may_keep(self, category: str) -> bool:
+        """Whether statutory retention can keep anything of this category (see
+        `kept_until`), whatever its data's age."""
+        return may_keep(
+            self.rules_for(category), (p for p in self.pending if p.category == category)
         )
 
     def as_of(self, now: datetime) -> TenantSettings:

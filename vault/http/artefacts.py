@@ -11,50 +11,59 @@ from starlette.responses import Response, StreamingResponse
 
 from vault.domain.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from vault.domain.scopes import Scope
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import InvalidInput, MalformedInput, TimedOut
-from vault.http.auth import require
 from vault.http.filenames import content_disposition, filename_from_header
-from vault.http.pages import page_after_time, page_params
-from vault.http.params import encode_cursor_parts, path_uuid
+from vault.http.models.common import Problem
+from vault.http.models.subjects import Artefact, ArtefactListQuery, ArtefactPage, UploadQuery
+from vault.http.operation import (
+    BINARY,
+    Answer,
+    Header,
+    RawBody,
+    Tag,
+    created,
+    no_content,
+    ok,
+    operation,
+    render,
+)
+from vault.http.pages import page_after_time
+from vault.http.params import decode_cursor_parts, encode_cursor_parts, path_uuid
+from vault.http.problems import MEDIA_TYPE as PROBLEM_MEDIA
 from vault.http.problems import ProblemResponse
-from vault.http.render import json_response, rfc3339
+from vault.http.render import rfc3339
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_location, subject_ref
-from vault.http.subject_request import access_for, note_subject
+from vault.http.subject_path import subject_location
+from vault.http.subject_request import access_for
 from vault.http.transfers import watch_transfer
-from vault.services.artefacts import Artefact, Content
+from vault.services.api_keys import Principal
+from vault.services.artefacts import Artefact as StoredArtefact
+from vault.services.artefacts import Content
 
 MAX_CONTENT_TYPE_LENGTH = 255
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
-def render_artefact(artefact: Artefact, ref: str) -> dict[str, Any]:
-    return {
-        "id": artefact.id,
-        "subject_ref": ref,
-        "subject_ref_hash": artefact.subject.ref_hash.hex(),
-        "category": artefact.category,
-        "content_type": artefact.content_type,
-        "filename": artefact.filename,
-        "size": artefact.size,
-        "sha256": artefact.sha256,
-        "created_at": artefact.created_at,
-        "expires_at": artefact.expires_at,
-    }
-
-
 async def _idle_limited(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
     """Give up on a body that stops arriving: the upload is abandoned (its key shredded,
-    its partial blob removed) and the connection freed."""
+    its partial blob removed) and the connection freed. One deadline moved per chunk,
+    armed only while the next chunk is awaited (a consumer that is slow to ask is not
+    the client's fault), instead of a task per chunk."""
     iterator = aiter(chunks)
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(iterator), timeout=seconds)
-        except StopAsyncIteration:
-            return
-        except TimeoutError:
-            raise TimedOut(f"no upload data for {seconds:g} s") from None
-        yield chunk
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout(None) as deadline:
+            while True:
+                deadline.reschedule(loop.time() + seconds)
+                try:
+                    chunk = await anext(iterator)
+                except StopAsyncIteration:
+                    return
+                deadline.reschedule(None)
+                yield chunk
+    except TimeoutError:
+        raise TimedOut(f"no upload data for {seconds:g} s") from None
 
 
 def _declared_length(request: Request) -> int | None:
@@ -66,87 +75,174 @@ def _declared_length(request: Request) -> int | None:
     return int(value)
 
 
-async def upload_artefact(request: Request) -> Response:
-    principal = await require(request, Scope.INGEST)
-    ref = subject_ref(request)
+_ARTEFACT_PATH = "/v1/subjects/{ref}/artefacts/{artefact_id}"
+_FILENAME = Header(
+    "X-Filename",
+    "The file's name, at most 255 characters, no control characters, directional "
+    "overrides or slashes: raw UTF-8, or RFC 8187 (UTF-8''percent-encoded). Bytes that are "
+    "not UTF-8: 422.",
+)
+_UPLOAD_BODY = RawBody(
+    "application/octet-stream",
+    BINARY,
+    "The artefact's bytes, streamed (Content-Length or chunked). Any Content-Type is "
+    "accepted and kept as content_type (application/octet-stream when absent).",
+)
+
+
+@operation(
+    "uploadArtefact", tag=Tag.ARTEFACTS,
+    summary="Upload an artefact (raw body, streamed; Content-Length or chunked)",
+    scope=Scope.INGEST, answers={201: created(Artefact, _ARTEFACT_PATH)},
+    raw_body=_UPLOAD_BODY, headers=(_FILENAME,), errors=(400, 403, 408, 413, 422),
+    description="Creates the subject if it is new. 413 above the deployment's maximum or the "
+    "tenant's max_artefact_bytes for the category; 408 when the body stops arriving.",
+)  # fmt: skip
+async def upload_artefact(
+    request: Request, caller: Principal, ref: SubjectRef, query: UploadQuery
+) -> Response:
     state = vault_state(request)
-    await note_subject(request, principal.tenant_id, ref)
     content_type = (
         request.headers.get("content-type", DEFAULT_CONTENT_TYPE).strip() or DEFAULT_CONTENT_TYPE
     )
     if len(content_type) > MAX_CONTENT_TYPE_LENGTH or not content_type.isprintable():
         raise InvalidInput("Content-Type is too long or not printable", field="Content-Type")
     artefact = await state.artefacts.upload(
-        principal.tenant_id,
+        caller.tenant_id,
         ref,
-        category=request.query_params.get("category"),
+        category=query.category,
         content_type=content_type,
         filename=filename_from_header(request),
         body=_idle_limited(request.stream(), state.settings.upload_idle_timeout_seconds),
         declared_length=_declared_length(request),
-        lease=watch_transfer(request, principal),
+        lease=watch_transfer(request, caller),
     )
     request.state.artefact_id = artefact.id
-    return json_response(
-        render_artefact(artefact, ref.reveal()),
+    return render(
+        Artefact.of(artefact, ref.reveal()),
         status=201,
         headers={"Location": subject_location(ref, "artefacts", str(artefact.id))},
     )
 
 
-async def list_artefacts(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
-    limit, after = page_params(request, {"category"})
+@operation(
+    "listArtefacts", tag=Tag.ARTEFACTS, summary="List the subject's artefacts, newest first",
+    scope=Scope.READ, answers={200: ok(ArtefactPage)}, errors=(404,),
+)  # fmt: skip
+async def list_artefacts(
+    request: Request, caller: Principal, ref: SubjectRef, query: ArtefactListQuery
+) -> Response:
     artefacts = await vault_state(request).artefacts.list(
-        principal.tenant_id, ref, access_for(principal),
-        category=request.query_params.get("category") or None,
-        after=page_after_time(after), limit=limit,
+        caller.tenant_id, ref, access_for(caller), category=query.category,
+        after=page_after_time(decode_cursor_parts(query.cursor, 2)), limit=query.limit,
     )  # fmt: skip
-    items = [render_artefact(a, ref.reveal()) for a in artefacts]
-    last = artefacts[-1] if len(artefacts) == limit else None
-    return json_response({"items": items, "next_cursor": _cursor(last)})
+    items = [Artefact.of(a, ref.reveal()) for a in artefacts]
+    last = artefacts[-1] if len(artefacts) == query.limit else None
+    return render(ArtefactPage(items, _cursor(last)))
 
 
-def _cursor(last: Artefact | None) -> str | None:
+def _cursor(last: StoredArtefact | None) -> str | None:
     return encode_cursor_parts(rfc3339(last.created_at), str(last.id)) if last else None
 
 
-async def show_artefact(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
+@operation(
+    "getArtefact", tag=Tag.ARTEFACTS, summary="An artefact's metadata",
+    scope=Scope.READ, answers={200: ok(Artefact)}, errors=(404, 410),
+    key_checked_in_statement=True,
+)  # fmt: skip
+async def show_artefact(request: Request, caller: Principal, ref: SubjectRef) -> Response:
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
     artefact = await vault_state(request).artefacts.describe(
-        principal.tenant_id, ref, artefact_id, access_for(principal)
+        caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller)
     )
-    return json_response(render_artefact(artefact, ref.reveal()))
+    return render(Artefact.of(artefact, ref.reveal()))
 
 
-async def artefact_content(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
+# The headers of an artefact's content, whole (200) or ranged (206), GET or HEAD
+# (`_content_headers`).
+_CONTENT_HEADERS = (
+    Header("Content-Length", "Bytes of the body (GET sends them)", {"type": "integer"}),
+    Header("ETag", "The artefact id in quotes (artefacts never change)"),
+    Header("Accept-Ranges", "Ranges are in bytes", {"type": "string", "const": "bytes"}),
+    Header("Cache-Control", "private, no-store"),
+    Header(
+        "Content-Disposition",
+        "attachment, with filename (ASCII) and filename* (RFC 8187, UTF-8) when the artefact "
+        "has a filename",
+    ),
+    Header("X-Content-Type-Options", "nosniff", {"type": "string", "const": "nosniff"}),
+)
+RANGE_HEADER = Header(
+    "Range",
+    "One byte range: bytes=a-b, bytes=a- or bytes=-n (the last n bytes). Several ranges are "
+    "not served as multipart.",
+)
+
+
+def content_answers(with_body: bool) -> dict[int, Answer]:
+    # The plaintext goes out under the artefact's own Content-Type, so any media type.
+    # HEAD answers with the same headers and no body.
+    body = BINARY if with_body else None
+    whole, part = ("The whole plaintext", "The requested range")
+    if not with_body:
+        whole, part = (f"Headers of {whole.lower()}", f"Headers of {part.lower()}")
+    return {
+        200: Answer(whole, media="*/*", schema=body, headers=_CONTENT_HEADERS),
+        206: Answer(
+            part, media="*/*", schema=body,
+            headers=(*_CONTENT_HEADERS, Header("Content-Range", "bytes FIRST-LAST/SIZE")),
+        ),
+        416: Answer(
+            "The range lies outside the artefact", media=PROBLEM_MEDIA,
+            model=Problem if with_body else None,
+            headers=(Header("Content-Range", "bytes */SIZE"),),
+        ),
+    }  # fmt: skip
+
+
+@operation(
+    "getArtefactContent", tag=Tag.ARTEFACTS,
+    summary="The plaintext, streamed; one byte range gives 206",
+    scope=Scope.READ, answers=content_answers(with_body=True), headers=(RANGE_HEADER,),
+    errors=(404, 410), key_checked_in_statement=True,
+)  # fmt: skip
+async def artefact_content(request: Request, caller: Principal, ref: SubjectRef) -> Response:
+    return await _content(request, caller, ref)
+
+
+@operation(
+    "headArtefactContent", tag=Tag.ARTEFACTS,
+    summary="The headers GET would send, without the body",
+    scope=Scope.READ, answers=content_answers(with_body=False), headers=(RANGE_HEADER,),
+    errors=(404, 410), key_checked_in_statement=True,
+)  # fmt: skip
+async def artefact_content_headers(
+    request: Request, caller: Principal, ref: SubjectRef
+) -> Response:
+    return await _content(request, caller, ref)
+
+
+async def _content(request: Request, caller: Principal, ref: SubjectRef) -> Response:
+    # The key's liveness is checked in the statement that finds the artefact
+    # (key_checked_in_statement), and on the clock while the body streams
+    # (vault/http/transfers.py).
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
     service = vault_state(request).artefacts
-    access = access_for(principal)
-    artefact = await service.describe(principal.tenant_id, ref, artefact_id, access)
+    located = await service.locate(
+        caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller)
+    )
 
     async def open_body(byte_range: ByteRange | None) -> Content:
-        return await service.open_content(
-            principal.tenant_id, ref, artefact_id, access, byte_range,
-            watch_transfer(request, principal),
-        )  # fmt: skip
+        return await service.open_content(located, byte_range, watch_transfer(request, caller))
 
-    return await content_response(request, artefact, open_body)
+    return await content_response(request, located.artefact, open_body)
 
 
 async def content_response(
     request: Request,
-    artefact: Artefact,
+    artefact: StoredArtefact,
     open_body: Callable[[ByteRange | None], Awaitable[Content]],
 ) -> Response:
     """An artefact's plaintext as API.md says: a single `Range` (206, or 416 when it cannot
@@ -164,7 +260,9 @@ async def content_response(
     return StreamingResponse(content.body, status_code=status, headers=headers)
 
 
-def _content_headers(artefact: Artefact, length: int, byte_range: Any, size: int) -> dict[str, str]:
+def _content_headers(
+    artefact: StoredArtefact, length: int, byte_range: Any, size: int
+) -> dict[str, str]:
     headers = {
         "Content-Type": artefact.content_type,
         "Content-Length": str(length),
@@ -188,11 +286,15 @@ def _unsatisfiable(request: Request, size: int) -> Response:
     )  # fmt: skip
 
 
-async def delete_artefact(request: Request) -> Response:
-    principal = await require(request, Scope.INGEST)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
+@operation(
+    "deleteArtefact", tag=Tag.ARTEFACTS,
+    summary="Crypto-shred an artefact; its blob is removed within 5 minutes",
+    scope=Scope.INGEST, answers={204: no_content("Shredded")}, errors=(404, 409, 410),
+    description="409 under a legal hold (with holds), or while the subject's processing is "
+    "restricted (problem type restricted).",
+)  # fmt: skip
+async def delete_artefact(request: Request, caller: Principal, ref: SubjectRef) -> Response:
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
-    await vault_state(request).artefacts.delete(principal.tenant_id, ref, artefact_id)
+    await vault_state(request).artefacts.delete(caller.tenant_id, ref, artefact_id)
     return Response(status_code=204)

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from vault.domain.json_input import parse_json
-from vault.domain.text import check_json_texts, check_text
+from vault.domain.text import check_json_texts
 from vault.errors import InvalidInput, TooLarge, UnsupportedMediaType
 
 # Control bodies (keys, holds, settings) are small; anything bigger is a mistake.
@@ -54,20 +54,4 @@ async def read_json_object(
     if not isinstance(value, dict):
         raise InvalidInput("body must be a JSON object", field="(body)")
     check_json_texts(value)
-    return value
-
-
-def optional_str(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string", field=name)
-    return None if value is None else check_text(value, name)
-
-
-def optional_list(body: dict[str, Any], name: str) -> list[Any]:
-    value = body.get(name, [])
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise InvalidInput(f"{name} must be a list", field=name)
     return value

@@ -2,138 +2,159 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.domain.scopes import Scope
-from vault.domain.subject_refs import normalize_ref
-from vault.http.auth import require
-from vault.http.body import has_body, read_json_object
-from vault.http.pages import page_after_time, page_params
-from vault.http.params import encode_cursor_parts, path_uuid
-from vault.http.render import json_response, rfc3339
+from vault.domain.subject_refs import SubjectRef, normalize_ref
+from vault.errors import InvalidInput
+from vault.http.models.erasures import (
+    Erasure,
+    ErasureListQuery,
+    ErasurePage,
+    ErasureRequestBody,
+    ErasureRequested,
+    SignedReceipt,
+)
+from vault.http.operation import Answer, Tag, created, ok, operation, render, render_stored
+from vault.http.pages import page_after_time
+from vault.http.params import decode_cursor_parts, encode_cursor_parts, path_uuid
+from vault.http.render import rfc3339
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_ref
-from vault.http.subject_request import note_subject
-from vault.services.erasure_receipts import read_receipt
-from vault.services.erasures import check_erasure_request
+from vault.services.api_keys import Principal
+from vault.services.erasure_receipts import read_receipt_document
+from vault.services.erasures import ErasureRequest
+
+_READERS = (Scope.ERASURE, Scope.COMPLIANCE)
 
 
-def render_erasure(erasure: dict[str, Any], full: bool = True) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "id": erasure["id"],
-        "subject_ref_hash": erasure["subject_ref_hash"].hex(),
-        "status": erasure["status"],
-        "requested_at": erasure["requested_at"],
-        "not_before": erasure["not_before"],
-        "due_at": erasure["due_at"],
-    }
-    if not full:
-        return body
-    items = erasure.get("items", [])
-    held: dict[str, set[str]] = {}
-    for item in items:
-        if item["outcome"] == "held":
-            held.setdefault(item["category"], set()).update(str(h) for h in item["hold_ids"] or [])
-    body.update(
-        {
-            # Null until the status is completed; shredded_at: when the (latest) shred
-            # itself committed.
-            "completed_at": erasure["completed_at"],
-            "shredded_at": erasure["shredded_at"],
-            "cancelled_at": erasure["cancelled_at"],
-            "updated_at": erasure["updated_at"],
-            "reason": erasure["reason"],
-            "reference": erasure["reference"],
-            "rate_braked": erasure["braked"],
-            "shredded": [
-                {
-                    "category": i["category"],
-                    "key_id": i["key_id"],
-                    "destroyed_at": i["destroyed_at"],
-                }
-                for i in items
-                if i["outcome"] == "shredded"
-            ],
-            "held": [{"category": c, "hold_ids": sorted(ids)} for c, ids in sorted(held.items())],
-            "retained": [
-                {"category": i["category"], "until": i["kept_until"]}
-                for i in items
-                if i["outcome"] == "retained"
-            ],
-        }
+@operation(
+    "requestErasure", tag=Tag.ERASURES,
+    summary="Erase a subject: 202 scheduled; 200 with the open erasure if one exists",
+    scope=Scope.ERASURE,
+    answers={
+        202: created(ErasureRequested, "/v1/erasures/{erasure_id}", "Scheduled"),
+        200: Answer("The subject already has an open erasure: that one", ErasureRequested),
+    },
+    description="The body is optional; when sent, it is application/json. due_at: 30 days or "
+    "one calendar month, whichever is sooner; not_before: after the tenant's grace period "
+    "(24 h under the erasure rate brake). Data written after the request is not covered.",
+)  # fmt: skip
+async def request_erasure(
+    request: Request, caller: Principal, ref: SubjectRef, body: ErasureRequestBody | None
+) -> Response:
+    asked = body or ErasureRequestBody()
+    erasure, created_now = await vault_state(request).erasures.request(
+        caller.tenant_id, ref, ErasureRequest(asked.reason, asked.reference), caller.key_id
     )
-    return body
-
-
-async def request_erasure(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
-    body = await read_json_object(request) if has_body(request) else {}
-    erasure, created = await vault_state(request).erasures.request(
-        principal.tenant_id, ref, check_erasure_request(body), principal.key_id
-    )
-    if not created:
-        return json_response(render_erasure(erasure, full=False))
-    return json_response(
-        render_erasure(erasure, full=False),
+    if not created_now:
+        return render(ErasureRequested.of(erasure))
+    return render(
+        ErasureRequested.of(erasure),
         status=202,
         headers={"Location": f"/v1/erasures/{erasure['id']}"},
     )
 
 
-async def show_erasure(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
+@operation(
+    "getErasure", tag=Tag.ERASURES, summary="What was shredded, what is held and by which hold",
+    scope=_READERS, answers={200: ok(Erasure)}, errors=(404,),
+)  # fmt: skip
+async def show_erasure(request: Request, caller: Principal) -> Response:
     erasure = await vault_state(request).erasures.get(
-        principal.tenant_id, path_uuid(request.path_params["erasure_id"])
+        caller.tenant_id, path_uuid(request.path_params["erasure_id"])
     )
-    return json_response(render_erasure(erasure))
+    return render(Erasure.of(erasure))
 
 
-async def list_erasures(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
-    limit, after = page_params(request, {"status", "subject_ref"})
+@operation(
+    "listErasures", tag=Tag.ERASURES,
+    summary="List erasures, newest first (with updated_since: changed since, oldest change "
+    "first)",
+    scope=_READERS, answers={200: ok(ErasurePage)},
+)  # fmt: skip
+async def list_erasures(request: Request, caller: Principal, query: ErasureListQuery) -> Response:
+    """Newest first; with `updated_since`, the erasures changed at or after that time,
+    oldest change first, for a client that follows them."""
     state = vault_state(request)
-    subject_ref = request.query_params.get("subject_ref")
-    ref_hash = (
-        await state.subject_refs.hash(principal.tenant_id, normalize_ref(subject_ref))
-        if subject_ref is not None
-        else None
-    )
-    erasures = await state.erasures.list(
-        principal.tenant_id,
-        request.query_params.get("status"),
-        page_after_time(after),
-        limit,
-        subject_ref_hash=ref_hash,
-    )
-    last = erasures[-1] if len(erasures) == limit else None
-    cursor = encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None
-    return json_response({"items": [render_erasure(e) for e in erasures], "next_cursor": cursor})
+    ref_hash = None
+    if query.subject_ref is not None:
+        ref_hash = await state.subject_refs.hash(caller.tenant_id, normalize_ref(query.subject_ref))
+    status = query.status.value if query.status is not None else None
+    if query.updated_since is not None:
+        erasures = await state.erasures.list_changed(
+            caller.tenant_id, query.updated_since, status, _changes_after(query.cursor),
+            query.limit, subject_ref_hash=ref_hash,
+        )  # fmt: skip
+        last = erasures[-1] if len(erasures) == query.limit else None
+        cursor = _changes_cursor(last) if last else None
+    else:
+        erasures = await state.erasures.list(
+            caller.tenant_id, status, page_after_time(decode_cursor_parts(query.cursor, 2)),
+            query.limit, subject_ref_hash=ref_hash,
+        )  # fmt: skip
+        last = erasures[-1] if len(erasures) == query.limit else None
+        cursor = (
+            encode_cursor_parts(rfc3339(last["requested_at"]), str(last["id"])) if last else None
+        )
+    return render(ErasurePage([Erasure.of(e) for e in erasures], cursor))
 
 
-async def cancel_erasure(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE)
+# The first part of a cursor into changes (updated_since): a newest-first cursor has two
+# parts, so one cannot be handed to the other listing by mistake.
+_CHANGES = "changes"
+
+
+def _changes_after(cursor: str | None) -> tuple[datetime, uuid.UUID] | None:
+    parts = decode_cursor_parts(cursor, 3)
+    if parts is None:
+        return None
+    if parts[0] != _CHANGES:
+        raise InvalidInput("cursor is not one this vault issued", field="cursor")
+    return page_after_time(parts[1:])
+
+
+def _changes_cursor(last: dict[str, Any]) -> str:
+    return encode_cursor_parts(_CHANGES, rfc3339(last["updated_at"]), str(last["id"]))
+
+
+@operation(
+    "cancelErasure", tag=Tag.ERASURES, summary="Cancel during the grace period (409 after "
+    "not_before)", scope=Scope.ERASURE, answers={200: ok(Erasure)}, errors=(404, 409),
+)  # fmt: skip
+async def cancel_erasure(request: Request, caller: Principal) -> Response:
     erasure = await vault_state(request).erasures.cancel(
-        principal.tenant_id, path_uuid(request.path_params["erasure_id"]), principal.key_id
+        caller.tenant_id, path_uuid(request.path_params["erasure_id"]), caller.key_id
     )
-    return json_response(render_erasure(erasure))
+    return render(Erasure.of(erasure))
 
 
-async def release_erasure_brake(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "releaseErasureBrake", tag=Tag.ERASURES,
+    summary="Let an erasure held back by the rate brake run after the tenant's grace period "
+    "instead of 24 h (409 when it is not braked)",
+    scope=Scope.ADMIN, answers={200: ok(Erasure)}, errors=(404, 409),
+)  # fmt: skip
+async def release_erasure_brake(request: Request, caller: Principal) -> Response:
     erasure = await vault_state(request).erasures.release_brake(
-        principal.tenant_id, path_uuid(request.path_params["erasure_id"]), principal.key_id
+        caller.tenant_id, path_uuid(request.path_params["erasure_id"]), caller.key_id
     )
-    return json_response(render_erasure(erasure))
+    return render(Erasure.of(erasure))
 
 
-async def erasure_receipt(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
-    document = await read_receipt(
-        vault_state(request).db, principal.tenant_id, path_uuid(request.path_params["erasure_id"])
+@operation(
+    "getErasureReceipt", tag=Tag.ERASURES,
+    summary="The signed receipt: final once completed, interim while held; 409 before",
+    scope=_READERS, answers={200: ok(SignedReceipt)}, errors=(404, 409),
+    description="Verify it offline with the key set at /v1/receipt-keys (or `datavault "
+    "receipt verify FILE`).",
+)  # fmt: skip
+async def erasure_receipt(request: Request, caller: Principal) -> Response:
+    document = await read_receipt_document(
+        vault_state(request).db, caller.tenant_id, path_uuid(request.path_params["erasure_id"])
     )
-    return json_response(document)
+    return render_stored(document, SignedReceipt)

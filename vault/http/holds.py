@@ -2,175 +2,172 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from msgspec import UNSET
 from starlette.requests import Request
 from starlette.responses import Response
 
-from vault.domain.holds import RELEASE_REQUEST_LAPSES_AFTER, release_request_pending
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
 from vault.errors import InvalidInput
-from vault.http.auth import require
-from vault.http.body import optional_str, read_json_object
-from vault.http.pages import page_after_time, page_params
-from vault.http.params import encode_cursor_parts, parse_time, path_uuid
-from vault.http.render import json_response, rfc3339
+from vault.http.models.holds import (
+    CategoryImpact,
+    Hold,
+    HoldAmendment,
+    HoldImpact,
+    HoldListQuery,
+    HoldPage,
+    HoldPlacement,
+    HoldRelease,
+)
+from vault.http.operation import Answer, Tag, created, ok, operation, render
+from vault.http.pages import page_after_time
+from vault.http.params import decode_cursor_parts, encode_cursor_parts, path_uuid
+from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.services.api_keys import Principal
-from vault.services.holds import Actor, check_expiry, check_hold_request
-
-_PLACE_FIELDS = {"subject_ref", "categories", "reason", "reference", "note", "expires_at"}
+from vault.services.holds import Actor, HoldRequest
 
 
-def _actor(request: Request, principal: Principal) -> Actor:
+def _actor(request: Request, caller: Principal) -> Actor:
     ip = request.state.client_ip
-    return Actor(principal.key_id, str(ip) if ip is not None else None)
+    return Actor(caller.key_id, str(ip) if ip is not None else None)
 
 
-def render_hold(hold: dict[str, Any], subject_ref: str | None = None) -> dict[str, Any]:
-    requested_at = hold["release_requested_at"]
-    pending = release_request_pending(requested_at, datetime.now(UTC))
-    body: dict[str, Any] = {
-        "id": hold["id"],
-        # The vault keeps only the keyed hash of a held subject's reference.
-        "subject_ref": subject_ref,
-        "subject_ref_hash": hold["subject_ref_hash"].hex() if hold["subject_ref_hash"] else None,
-        "scope": "subject" if hold["subject_ref_hash"] else "tenant",
-        "categories": hold["categories"],
-        "reason": hold["reason"],
-        "reference": hold["reference"],
-        "note": hold["note"],
-        "placed_at": hold["placed_at"],
-        "placed_by": hold["placed_by"],
-        "expires_at": hold["expires_at"],
-        "released_at": hold["released_at"],
-        "released_by": hold["released_by"],
-        # A release request waiting for its second person (none once it lapsed).
-        "release_requested_by": hold["release_requested_by"] if pending else None,
-        "release_requested_at": requested_at if pending else None,
-        "release_request_expires_at": (
-            requested_at + RELEASE_REQUEST_LAPSES_AFTER if pending else None
-        ),
-        # dv_hold_in_force (migration 0016), read with the hold.
-        "active": bool(hold["in_force"]),
-    }
-    if "events" in hold:
-        body["events"] = hold["events"]
-    return body
-
-
-async def place_hold(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
+@operation(
+    "placeHold", tag=Tag.HOLDS,
+    summary="Place a legal hold on a subject (or the whole tenant), all or some categories",
+    scope=Scope.COMPLIANCE, answers={201: created(Hold, "/v1/holds/{hold_id}", "Placed")},
+    description="categories must be ones the tenant knows; expires_at in the future.",
+)  # fmt: skip
+async def place_hold(request: Request, caller: Principal, body: HoldPlacement) -> Response:
     state = vault_state(request)
-    body = await read_json_object(request)
-    unknown = set(body) - _PLACE_FIELDS
-    if unknown:
-        first, *rest = sorted(unknown)
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
-    async with state.db.tenant_tx(principal.tenant_id) as conn:
-        known = await state.holds.known_categories(conn, principal.tenant_id)
-    hold_request = check_hold_request(body, known)
-    raw_ref = optional_str(body, "subject_ref")
-    ref = normalize_ref(raw_ref) if raw_ref is not None else None
-    ref_hash = await state.subject_refs.hash(principal.tenant_id, ref) if ref else None
+    ref = (
+        normalize_ref(body.subject_ref, field="subject_ref")
+        if body.subject_ref is not None
+        else None
+    )
+    ref_hash = await state.subject_refs.hash(caller.tenant_id, ref) if ref else None
     request.state.subject_ref_hash = ref_hash
-    hold_request = hold_request.__class__(
-        ref_hash, hold_request.categories, hold_request.reason, hold_request.reference,
-        hold_request.note, check_expiry(parse_time("expires_at", body.get("expires_at"))),
+    hold = await state.holds.place(
+        caller.tenant_id,
+        HoldRequest(
+            ref_hash, tuple(body.categories) if body.categories is not None else None,
+            body.reason.value, body.reference, body.note, body.expires_at,
+        ),
+        _actor(request, caller),
     )  # fmt: skip
-    hold = await state.holds.place(principal.tenant_id, hold_request, _actor(request, principal))
-    return json_response(
-        render_hold(hold, ref.reveal() if ref else None),
+    return render(
+        Hold.of(hold, ref.reveal() if ref else None),
         status=201,
         headers={"Location": f"/v1/holds/{hold['id']}"},
     )
 
 
-async def list_holds(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
+@operation(
+    "listHolds", tag=Tag.HOLDS, summary="List holds, newest first",
+    scope=Scope.COMPLIANCE, answers={200: ok(HoldPage)},
+)  # fmt: skip
+async def list_holds(request: Request, caller: Principal, query: HoldListQuery) -> Response:
     state = vault_state(request)
-    limit, after = page_params(request, {"active", "subject_ref", "reason"})
-    active = request.query_params.get("active", "false").lower()
-    if active not in ("true", "false"):
-        raise InvalidInput("active must be true or false", field="active")
-    raw_ref = request.query_params.get("subject_ref")
     ref_hash = None
-    if raw_ref is not None:
-        ref_hash = await state.subject_refs.hash(principal.tenant_id, normalize_ref(raw_ref))
+    if query.subject_ref is not None:
+        ref_hash = await state.subject_refs.hash(caller.tenant_id, normalize_ref(query.subject_ref))
     holds = await state.holds.list(
-        principal.tenant_id, active=active == "true", subject_ref_hash=ref_hash,
-        after=page_after_time(after), limit=limit, reason=request.query_params.get("reason"),
+        caller.tenant_id, active=query.active, subject_ref_hash=ref_hash,
+        after=page_after_time(decode_cursor_parts(query.cursor, 2)), limit=query.limit,
+        reason=query.reason.value if query.reason else None,
     )  # fmt: skip
-    last = holds[-1] if len(holds) == limit else None
+    last = holds[-1] if len(holds) == query.limit else None
     cursor = encode_cursor_parts(rfc3339(last["placed_at"]), str(last["id"])) if last else None
-    return json_response({"items": [render_hold(h) for h in holds], "next_cursor": cursor})
+    return render(HoldPage([Hold.of(h) for h in holds], cursor))
 
 
-async def show_hold(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
+@operation(
+    "getHold", tag=Tag.HOLDS, summary="A hold with its journal",
+    scope=Scope.COMPLIANCE, answers={200: ok(Hold)}, errors=(404,),
+)  # fmt: skip
+async def show_hold(request: Request, caller: Principal) -> Response:
     hold = await vault_state(request).holds.get(
-        principal.tenant_id, path_uuid(request.path_params["hold_id"])
+        caller.tenant_id, path_uuid(request.path_params["hold_id"])
     )
-    return json_response(render_hold(hold))
+    return render(Hold.of(hold))
 
 
-async def hold_impact(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
+@operation(
+    "getHoldImpact", tag=Tag.HOLDS,
+    summary="What releasing this hold would shred now, by category (counts)",
+    scope=Scope.COMPLIANCE, answers={200: ok(HoldImpact)}, errors=(404,),
+)  # fmt: skip
+async def hold_impact(request: Request, caller: Principal) -> Response:
     rows = await vault_state(request).holds.impact(
-        principal.tenant_id, path_uuid(request.path_params["hold_id"])
+        caller.tenant_id, path_uuid(request.path_params["hold_id"])
     )
-    return json_response(
-        {
-            "categories": {
-                r["category"]: {"keys": r["keys"], "erasures": r["erasures"]} for r in rows
-            }
-        }
+    return render(
+        HoldImpact({r["category"]: CategoryImpact(r["keys"], r["erasures"]) for r in rows})
     )
 
 
-async def amend_hold(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
-    body = await read_json_object(request)
-    unknown = set(body) - {"expires_at", "note"}
-    if unknown or not body:
-        field = sorted(unknown)[0] if unknown else "(body)"
-        raise InvalidInput("send expires_at and/or note", field=field)
+@operation(
+    "amendHold", tag=Tag.HOLDS, summary="Extend the expiry or change the note",
+    scope=Scope.COMPLIANCE, answers={200: ok(Hold)}, errors=(404, 409),
+    description="An expiry can only move later (or be removed), and a hold without one "
+    "cannot be given one: 422 otherwise (that would end the hold sooner by one hand; "
+    "release it instead).",
+)  # fmt: skip
+async def amend_hold(request: Request, caller: Principal, body: HoldAmendment) -> Response:
     changes: dict[str, Any] = {}
-    if "expires_at" in body:
-        changes["expires_at"] = parse_time("expires_at", body["expires_at"])
-    if "note" in body:
-        note = optional_str(body, "note")
-        if note is not None and len(note) > 2000:
-            raise InvalidInput("note must be at most 2000 characters", field="note")
-        changes["note"] = note
+    if body.expires_at is not UNSET:
+        changes["expires_at"] = body.expires_at
+    if body.note is not UNSET:
+        changes["note"] = body.note
+    if not changes:
+        raise InvalidInput("send expires_at and/or note", field="(body)")
     hold = await vault_state(request).holds.amend(
-        principal.tenant_id,
-        path_uuid(request.path_params["hold_id"]),
-        changes,
-        _actor(request, principal),
-    )
-    return json_response(render_hold(hold))
+        caller.tenant_id, path_uuid(request.path_params["hold_id"]), changes,
+        _actor(request, caller),
+    )  # fmt: skip
+    return render(Hold.of(hold))
 
 
-async def release_hold(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
-    body = await read_json_object(request)
-    reason = optional_str(body, "reason") or ""
+@operation(
+    "releaseHold", tag=Tag.HOLDS,
+    summary="Release a hold (litigation and law_enforcement: the first call answers 202, a "
+    "second, different compliance key releases)",
+    scope=Scope.COMPLIANCE,
+    answers={
+        200: Answer(
+            "Released: released_at and released_by are set; erasures waiting on the hold "
+            "proceed", Hold,
+        ),
+        202: Answer(
+            "Release requested, awaiting a second compliance key (litigation, "
+            "law_enforcement): release_requested_by and release_requested_at are set, "
+            "released_at is null", Hold,
+        ),
+    },
+    errors=(404, 409),
+    description="409 when the hold is released already, or when the confirming key is not "
+    "a second person: it must name another owner, and neither key may have been created by "
+    "the other or by a key of the other's owner. A request lapses after 7 days "
+    "(release_request_expires_at).",
+)  # fmt: skip
+async def release_hold(request: Request, caller: Principal, body: HoldRelease) -> Response:
     released, hold = await vault_state(request).holds.release(
-        principal.tenant_id,
-        path_uuid(request.path_params["hold_id"]),
-        reason,
-        _actor(request, principal),
-    )
-    rendered = render_hold(hold)
-    return json_response(rendered, status=200 if released else 202)
+        caller.tenant_id, path_uuid(request.path_params["hold_id"]), body.reason,
+        _actor(request, caller),
+    )  # fmt: skip
+    return render(Hold.of(hold), status=200 if released else 202)
 
 
-async def withdraw_hold_release(request: Request) -> Response:
-    principal = await require(request, Scope.COMPLIANCE)
+@operation(
+    "withdrawHoldRelease", tag=Tag.HOLDS,
+    summary="Withdraw a release request that awaits its second person",
+    scope=Scope.COMPLIANCE, answers={200: ok(Hold)}, errors=(404, 409),
+)  # fmt: skip
+async def withdraw_hold_release(request: Request, caller: Principal) -> Response:
     hold = await vault_state(request).holds.withdraw_release(
-        principal.tenant_id, path_uuid(request.path_params["hold_id"]), _actor(request, principal)
+        caller.tenant_id, path_uuid(request.path_params["hold_id"]), _actor(request, caller)
     )
-    return json_response(render_hold(hold))
+    return render(Hold.of(hold))

@@ -44,7 +44,9 @@ MAX_KEY_LENGTH: Final = 255
 # The largest body a creating JSON request may have (a record: 1 MiB); read in full to
 # fingerprint it, so the cap applies before anything else does.
 MAX_FINGERPRINTED_BODY: Final = 1024 * 1024
-_KEPT_HEADERS: Final = ("location",)
+# Cache-Control too: an answer that holds a credential (a new key's secret, a playback
+# link) says no-store when it is replayed as well.
+_KEPT_HEADERS: Final = ("location", "cache-control")
 
 
 def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:

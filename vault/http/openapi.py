@@ -1,310 +1,120 @@
-"""The OpenAPI 3.1 description of the JSON API and the /docs page rendered from it.
+"""The OpenAPI 3.1 description of the JSON API, and the /docs page rendered from it.
 
-Each operation is written here beside its route; a test checks that every route of the
-app is described, so the document grows with every route.
+Built from the route table (where each operation lives) and each handler's declaration
+(vault/http/operation.py: what it reads, who may call it, what it answers); the schemas
+are the msgspec models themselves (vault/http/models). Nothing here is written by hand
+per operation, so the document cannot fall behind the code.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from functools import cache
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from vault.http.openapi_compliance import _erasure_paths, _hold_paths
-from vault.http.openapi_disclosures import _disclosure_paths
-from vault.http.openapi_parts import (
-    _JSON,
-    _NULLABLE_TIME,
-    _STR,
-    _TIME,
-    _UUID,
-    PROBLEM,
-    PROBLEM_SCHEMA,
-    _op,
-    _path,
-    _query,
-    answer,
-    location,
+import msgspec
+from starlette.routing import BaseRoute
+
+from vault.http.models.common import Problem
+from vault.http.operation import JSON, Answer, Header, Operation, Tag, operation_of
+from vault.http.problems import MEDIA_TYPE as PROBLEM_MEDIA
+from vault.http.routing import MethodRoute
+
+_COMPONENTS = "#/components/schemas/{name}"
+PROBLEM = {"$ref": "#/components/responses/Problem"}
+_METHODS = ("get", "head", "put", "post", "patch", "delete")
+
+TAGS = {
+    Tag.OPERATIONS: "Health, readiness, metrics and this description (no authentication)",
+    Tag.TENANT: "The tenant, its settings and its closure (admin scope)",
+    Tag.API_KEYS: "API keys (admin scope)",
+    Tag.ACCESS_LOG: "Every request, searchable (compliance scope)",
+    Tag.SUBJECTS: "Data subjects: status, export, restriction of processing",
+    Tag.ARTEFACTS: "Large binary objects such as call recordings, streamed",
+    Tag.RECORDS: "Small JSON values, at most 1 MiB each",
+    Tag.ERASURES: "Erasure instructions, their signed receipts and the receipt keys",
+    Tag.HOLDS: "Legal holds (compliance scope)",
+    Tag.DISCLOSURES: "Records of data handed to third parties (compliance scope)",
+    Tag.WEBHOOKS: "Webhook endpoints, their deliveries and replays (admin scope)",
+}
+
+# Path parameters, by name, wherever a route template has them.
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "ref": {
+        "schema": {"type": "string"},
+        "description": "The tenant's id for the data subject, percent-encoded (/ as %2F)",
+    },
+    "name": {
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,200}$"},
+        "description": "The record's name",
+    },
+    "version": {"schema": {"type": "integer", "minimum": 1}, "description": "A version"},
+    "token": {
+        "schema": {"type": "string"},
+        "description": "The playback link's token: the credential, as the minting answer's "
+        "url has it",
+    },
+    **{
+        name: {"schema": {"type": "string", "format": "uuid"}, "description": f"The {what}'s id"}
+        for name, what in (
+            ("key_id", "API key"),
+            ("artefact_id", "artefact"),
+            ("hold_id", "hold"),
+            ("erasure_id", "erasure"),
+            ("disclosure_id", "disclosure"),
+            ("webhook_id", "webhook endpoint"),
+            ("delivery_id", "delivery"),
+        )
+    },
+}
+_PATH_NAMES = re.compile(r"{(\w+)}")
+
+IDEMPOTENCY_HEADER = Header(
+    "Idempotency-Key",
+    "Kept 24 hours per API key: the same key with the same request returns the first answer "
+    "(header Idempotent-Replayed: true) and does nothing again; with another request, 422; "
+    "while the first is still running, 409.",
+    {"type": "string", "minLength": 1, "maxLength": 255},
 )
-from vault.http.openapi_subjects import _subject_paths
-from vault.http.openapi_webhooks import _webhook_paths
-
-_SCOPES = {
-    "type": "array",
-    "items": {"type": "string", "enum": ["ingest", "read", "erasure", "compliance", "admin"]},
-}
-
-API_KEY_CREATE = {
-    "type": "object",
-    "required": ["name", "scopes"],
-    "additionalProperties": False,
-    "properties": {
-        "name": {"type": "string", "minLength": 1, "maxLength": 200},
-        "scopes": _SCOPES,
-        "allowed_cidrs": {"type": "array", "items": _STR, "maxItems": 50},
-        "expires_at": _TIME,
-        "owner": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 200,
-            "description": "The person who holds the key (e.g. an e-mail or staff id); "
-            "required for compliance and admin keys. Two-person hold releases need keys of "
-            "two owners.",
-        },
-        "secret": {
-            "type": "string",
-            "minLength": 32,
-            "maxLength": 256,
-            "description": "Bring your own key: at least 32 characters, estimated ≥ 128 bits.",
-        },
-    },
-}
-API_KEY = {
-    "type": "object",
-    "properties": {
-        "id": _UUID, "prefix": _STR, "name": _STR, "owner": {"type": ["string", "null"]},
-        "scopes": _SCOPES,
-        "allowed_cidrs": {"type": "array", "items": _STR}, "expires_at": _TIME,
-        "created_at": _TIME, "revoked_at": _TIME, "last_used_at": _TIME, "last_used_ip": _STR,
-        "bring_your_own": {"type": "boolean"},
-    },
-}  # fmt: skip
-_RETENTION_RULE = {
-    "type": "object",
-    "properties": {
-        "delete_after_days": {"type": ["integer", "null"]},
-        "keep_at_least_days": {"type": ["integer", "null"]},
-    },
-}
-SETTINGS_PATCH = {
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "categories": {"type": "array", "items": _STR, "maxItems": 50},
-        "max_artefact_bytes": {
-            "type": "object",
-            "additionalProperties": {"type": ["integer", "null"], "minimum": 1},
-            "description": "category -> largest artefact in bytes (at most the deployment's "
-            "DATAVAULT_MAX_ARTEFACT_BYTES); null removes the category's limit",
-        },
-        "retention": {"type": "object", "additionalProperties": _RETENTION_RULE},
-        "erasure_grace_hours": {"type": "integer", "minimum": 0, "maximum": 696},
-        "erasure_rate_limit_per_hour": {"type": ["integer", "null"], "minimum": 1},
-    },
-}
-SETTINGS = {
-    "type": "object",
-    "properties": {
-        "categories": {"type": "array", "items": _STR},
-        "max_artefact_bytes": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "erasure_grace_hours": {"type": "integer"},
-        "erasure_rate_limit_per_hour": {"type": ["integer", "null"]},
-        "retention": {"type": "object", "additionalProperties": _RETENTION_RULE},
-        "pending": {
-            "type": "array",
-            "description": "Shortened or removed keep_at_least_days that bind data written "
-            "before the change only from effective_at (the deployment's closure delay)",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "category": _STR,
-                    "keep_at_least_days": {"type": ["integer", "null"]},
-                    "previous_keep_at_least_days": {"type": "integer"},
-                    "changed_at": _TIME,
-                    "effective_at": _TIME,
-                },
-            },
-        },
-    },
-}
-_TENANT_STATUS = {"type": "string", "enum": ["active", "closing", "closed"]}
-TENANT = {
-    "type": "object",
-    "properties": {
-        "id": _UUID, "slug": _STR, "status": _TENANT_STATUS, "created_at": _TIME,
-        "closure_due_at": _NULLABLE_TIME, "settings": SETTINGS,
-    },
-}  # fmt: skip
-# What POST and DELETE /v1/tenant/closure answer (vault/http/tenant.py `_closure`).
-CLOSURE = {
-    "type": "object",
-    "required": ["status", "closure_requested_at", "closure_due_at", "closed_at"],
-    "properties": {
-        "status": _TENANT_STATUS,
-        "closure_requested_at": _NULLABLE_TIME,
-        "closure_due_at": _NULLABLE_TIME,
-        "closed_at": _NULLABLE_TIME,
-    },
-}
-API_KEY_CREATED = {
-    "type": "object",
-    "properties": {**API_KEY["properties"], "secret": _STR},  # type: ignore[dict-item]
-}
 
 
-def _list_of(item: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "object", "properties": {"items": {"type": "array", "items": item}}}
+def described_operations(
+    routes: Iterable[BaseRoute],
+) -> list[tuple[str, str, Operation, Callable[..., Any]]]:
+    """(path, method, declaration, endpoint) of every declared operation, in route order.
+    HEAD is described where a route names a handler for it, not where Starlette answers
+    HEAD for a GET."""
+    found = []
+    for route in routes:
+        if not isinstance(route, MethodRoute):
+            continue
+        for method, endpoint in route.handlers.items():
+            declared = operation_of(endpoint)
+            if declared is not None:
+                found.append((route.path, method.lower(), declared, endpoint))
+    return found
 
 
-ACCESS_ROW = {
-    "type": "object",
-    "properties": {
-        "at": _TIME, "api_key_id": _UUID, "key_prefix": _STR, "ip": _STR, "method": _STR,
-        "route": _STR, "status": {"type": "integer"}, "subject_ref_hash": _STR,
-        "artefact_id": _UUID, "bytes": {"type": "integer"}, "bytes_in": {"type": "integer"},
-        "bytes_out": {"type": "integer"}, "request_id": _STR,
-    },
-}  # fmt: skip
-
-RECEIPT_KEYS = {
-    "type": "object",
-    "required": ["keys"],
-    "properties": {"keys": {"type": "array", "items": {
-        "type": "object",
-        "required": ["kty", "crv", "kid", "x"],
-        "properties": {"kty": {"const": "OKP"}, "crv": {"const": "Ed25519"}, "kid": _STR,
-                       "x": {**_STR, "description": "base64url raw public key, no padding"},
-                       "use": {"const": "sig"}, "alg": {"const": "Ed25519"}},
-    }}},
-}  # fmt: skip
-
-
-def _paths() -> dict[str, dict[str, Any]]:
-    return {
-        "/healthz": {"get": _op("Process is up", scope=None)},
-        "/readyz": {"get": _op("Database and blob store reachable", scope=None, errors=(503,))},
-        "/metrics": {"get": _op("Prometheus metrics", scope=None)},
-        "/openapi.json": {"get": _op("This document", scope=None)},
-        "/docs": {"get": _op("Human-readable API documentation", scope=None)},
-        "/v1/receipt-keys": {
-            "get": _op("Public keys that verify erasure receipts: a JWK set, retired keys "
-                       "included", scope=None, ok_schema=RECEIPT_KEYS),
-        },
-        "/.well-known/jwks.json": {
-            "get": _op("The same JWK set as /v1/receipt-keys, where JOSE libraries look for "
-                       "it: under the receipts' issuer (DATAVAULT_PUBLIC_URL)", scope=None,
-                       ok_schema=RECEIPT_KEYS),
-        },
-        "/v1/tenant": {
-            "get": _op("The calling key's tenant and its settings", scope="admin",
-                       ok_schema=TENANT),
-        },
-        "/v1/tenant/closure": {
-            "post": _op(
-                "Schedule destruction of all the tenant's keys after 60 days (holds keep what "
-                "they cover)", scope="admin", ok=202, ok_schema=CLOSURE,
-                errors=(400, 409, 413, 415, 422),
-                body={"type": "object", "required": ["reason"],
-                      "properties": {"reason": {"type": "string", "minLength": 1,
-                                                "maxLength": 1000}}},
-                description="202 with status closing and closure_due_at. 409 when the "
-                "tenant is already closing or closed.",
-            ),
-            "delete": _op("Cancel a scheduled closure before its delay has passed: 200 with "
-                          "status active", scope="admin", ok_schema=CLOSURE, errors=(409,)),
-        },
-        "/v1/tenant/settings": {
-            "patch": _op(
-                "Change settings; fields left out stay as they were. 200 with all settings",
-                scope="admin", body=SETTINGS_PATCH, ok_schema=SETTINGS,
-                errors=(400, 413, 415, 422),
-                description="retention: {category: {delete_after_days, keep_at_least_days}} "
-                "(days or null); erasure_grace_hours 0-696; erasure_rate_limit_per_hour "
-                "an integer >= 1 or null; max_artefact_bytes: {category: bytes or null}, "
-                "the tenant's own limit per category below the deployment's.",
-            ),
-        },
-        "/v1/api-keys": {
-            "post": _op(
-                "Create an API key; the secret is shown in this answer only",
-                scope="admin", ok=201, body=API_KEY_CREATE,
-                answers={201: answer("Created", API_KEY_CREATED,
-                                     headers=location("/v1/api-keys/{key_id}"))},
-                errors=(400, 409, 413, 415, 422),
-            ),
-            "get": _op(
-                "List the tenant's API keys (no secrets)", scope="admin",
-                ok_schema=_list_of(API_KEY),
-            ),
-        },
-        "/v1/api-keys/{key_id}": {
-            "parameters": [_path("key_id")],
-            "delete": _op(
-                "Revoke a key; effective on the next request", scope="admin", ok=204,
-                errors=(404,),
-            ),
-        },
-        "/v1/access-log": {
-            "get": _op(
-                "Search the tenant's access log, newest first",
-                scope="compliance",
-                params=[
-                    _query("api_key_id", _UUID, "Only this key's requests"),
-                    _query("ip", _STR, "One address or a CIDR"),
-                    _query("status", {"type": "integer"}, "HTTP status"),
-                    _query("since", _TIME, "At or after"),
-                    _query("until", _TIME, "Before"),
-                    _query("subject_ref", _STR, "Only requests about this subject"),
-                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Rows (50)"),
-                    _query("cursor", _STR, "next_cursor of the previous page"),
-                ],
-                ok_schema={
-                    "type": "object",
-                    "properties": {
-                        "items": {"type": "array", "items": ACCESS_ROW},
-                        "next_cursor": {"type": ["string", "null"]},
-                    },
-                },
-                errors=(422,),
-            ),
-        },
-        **_subject_paths(),
-        **_hold_paths(),
-        **_disclosure_paths(),
-        **_erasure_paths(),
-        **_webhook_paths(),
-    }  # fmt: skip
-
-
-# The creating writes that take an Idempotency-Key (vault/http/idempotency.py; a test
-# checks this list against the routes wrapped in vault/app.py).
-IDEMPOTENT_OPERATIONS = frozenset(
-    {
-        ("/v1/api-keys", "post"),
-        ("/v1/subjects/{ref}/artefacts", "post"),
-        ("/v1/subjects/{ref}/records/{name}", "put"),
-        ("/v1/subjects/{ref}/erasure", "post"),
-        ("/v1/holds", "post"),
-        ("/v1/disclosures", "post"),
-        ("/v1/tenant/closure", "post"),
-        ("/v1/webhooks", "post"),
-    }
-)
-_IDEMPOTENCY_HEADER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-    "description": (
-        "Kept 24 hours per API key: the same key with the same request returns the first "
-        "answer (header Idempotent-Replayed: true) and does nothing again; with another "
-        "request, 422; while the first is still running, 409."
-    ),
-}
-
-
-def _with_idempotency(paths: dict[str, Any]) -> dict[str, Any]:
-    for path, method in IDEMPOTENT_OPERATIONS:
-        operation = paths[path][method]
-        operation["parameters"] = [*operation.get("parameters", []), _IDEMPOTENCY_HEADER]
-        operation["responses"].setdefault("409", PROBLEM)
-        operation["responses"].setdefault("422", PROBLEM)
-    return paths
-
-
-@cache
-def openapi_document() -> dict[str, Any]:
+def openapi_document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
+    operations = described_operations(routes)
+    query_models = {op.query for _, _, op, _ in operations if op.query is not None}
+    models: set[type[msgspec.Struct]] = {Problem, *query_models}
+    for _, _, op, _ in operations:
+        models |= {a.model for a in op.answers.values() if a.model is not None}
+        if op.body is not None:
+            models.add(op.body)
+    ordered = sorted(models, key=lambda model: model.__name__)
+    _, schemas = msgspec.json.schema_components(ordered, ref_template=_COMPONENTS)
+    # A query model's fields become parameters; the model itself is no schema of its own.
+    query_fields = {model: schemas[model.__name__] for model in query_models}
+    for model in query_models:
+        del schemas[model.__name__]
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, op, endpoint in operations:
+        idempotent = bool(endpoint.__dict__.get("idempotent"))
+        paths.setdefault(path, {})[method] = _operation(path, op, query_fields, idempotent)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -317,35 +127,146 @@ def openapi_document() -> dict[str, Any]:
                 "will do); the compliance scope also reads everything read may."
             ),
         },
-        "paths": _with_idempotency(_paths()),
+        "tags": [{"name": tag.value, "description": text} for tag, text in TAGS.items()],
+        "paths": paths,
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
             "responses": {
                 "Problem": {
                     "description": "RFC 9457 problem details",
-                    "content": {"application/problem+json": {"schema": PROBLEM_SCHEMA}},
+                    "content": {PROBLEM_MEDIA: {"schema": _ref(Problem)}},
                 }
             },
-            "schemas": {
-                "Problem": {
-                    "type": "object",
-                    "required": ["type", "title", "status", "detail"],
-                    "properties": {
-                        "type": _STR, "title": _STR, "status": {"type": "integer"},
-                        "detail": _STR, "request_id": {"type": ["string", "null"]},
-                        "errors": {"type": "array", "items": {
-                            "type": "object",
-                            "properties": {"field": _STR, "message": _STR},
-                        }},
-                    },
-                }
-            },
+            "schemas": dict(sorted(schemas.items())),
         },
-    }  # fmt: skip
+    }
 
 
-def render_docs_page(document: dict[str, Any]) -> str:
-    """A self-contained page (no scripts, no CDN) listing every operation."""
+def openapi_json_bytes(routes: Sequence[BaseRoute]) -> bytes:
+    return json.dumps(openapi_document(routes), ensure_ascii=False).encode()
+
+
+def _ref(model: type[msgspec.Struct]) -> dict[str, str]:
+    return {"$ref": _COMPONENTS.format(name=model.__name__)}
+
+
+def _operation(
+    path: str,
+    op: Operation,
+    query_fields: dict[type[msgspec.Struct], dict[str, Any]],
+    idempotent: bool,
+) -> dict[str, Any]:
+    described: dict[str, Any] = {"operationId": op.operation_id, "tags": [op.tag.value]}
+    described["summary"] = op.summary
+    if op.description:
+        described["description"] = op.description
+    if op.scope:
+        described["security"] = [{"apiKey": []}]
+        described["x-required-scope"] = " or ".join(scope.value for scope in op.scope)
+    parameters = [_path_parameter(name) for name in _PATH_NAMES.findall(path)]
+    if op.query is not None:
+        parameters += _query_parameters(query_fields[op.query])
+    headers = [*op.headers, *([IDEMPOTENCY_HEADER] if idempotent else [])]
+    parameters += [_header_parameter(header) for header in headers]
+    if parameters:
+        described["parameters"] = parameters
+    if op.body is not None:
+        described["requestBody"] = {
+            "required": op.body_required,
+            "content": {JSON: {"schema": _ref(op.body)}},
+        }
+    elif op.raw_body is not None:
+        described["requestBody"] = {
+            "required": True,
+            "description": op.raw_body.description,
+            "content": {op.raw_body.media: {"schema": dict(op.raw_body.schema)}},
+        }
+    described["responses"] = _responses(op, idempotent)
+    return described
+
+
+def _path_parameter(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, **PATH_PARAMETERS[name]}
+
+
+def _query_parameters(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, field_schema in schema["properties"].items():
+        field_schema, description = _parameter_schema(field_schema)
+        parameters.append(
+            {
+                "name": name,
+                "in": "query",
+                "required": name in required,
+                "schema": field_schema,
+                "description": description,
+            }
+        )
+    return parameters
+
+
+def _parameter_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """A query field's schema as a parameter's, and its description: an optional
+    parameter is left out rather than null, so `X | None` is just X."""
+    schema = dict(schema)
+    members = schema.pop("anyOf", None)
+    if members is not None:
+        kept = [m for m in members if m != {"type": "null"}]
+        if schema.get("default", ...) is None:
+            del schema["default"]
+        schema = {**(kept[0] if len(kept) == 1 else {"anyOf": kept}), **schema}
+    description = schema.pop("description", "")
+    return schema, description
+
+
+def _header_parameter(header: Header) -> dict[str, Any]:
+    return {
+        "name": header.name,
+        "in": "header",
+        "required": False,
+        "schema": dict(header.schema),
+        "description": header.description,
+    }
+
+
+def _responses(op: Operation, idempotent: bool) -> dict[str, Any]:
+    responses: dict[str, Any] = {str(code): _answer(a) for code, a in op.answers.items()}
+    # The problems the wrapper itself answers, beside the ones the operation declares.
+    codes = set(op.errors)
+    if op.scope:
+        codes |= {401, 403, 429, 503}
+    if op.body is not None or (op.raw_body is not None and op.raw_body.media == JSON):
+        codes |= {400, 413, 415, 422}
+    if op.query is not None or op.reads_ref:
+        codes |= {422}
+    if idempotent:
+        codes |= {409, 422}
+    for code in codes:
+        responses.setdefault(str(code), PROBLEM)
+    return dict(sorted(responses.items()))
+
+
+def _answer(answer: Answer) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": answer.description}
+    if answer.headers:
+        response["headers"] = {
+            h.name: {"schema": dict(h.schema), "description": h.description} for h in answer.headers
+        }
+    schema = _ref(answer.model) if answer.model is not None else answer.schema
+    if schema is not None:
+        response["content"] = {answer.media: {"schema": dict(schema)}}
+    return response
+
+
+# --- the /docs page ----------------------------------------------------------------------
+
+
+def render_docs_page(routes: Sequence[BaseRoute]) -> str:
+    """A self-contained page (no scripts, no CDN) listing every operation, from the same
+    document /openapi.json serves."""
+    document = openapi_document(routes)
+    schemas = document["components"]["schemas"]
     esc = html.escape
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -357,13 +278,15 @@ def render_docs_page(document: dict[str, Any]) -> str:
         "<p>Machine-readable: <a href='/openapi.json'>/openapi.json</a> (OpenAPI 3.1).</p>",
     ]
     for path, item in document["paths"].items():
-        for method, operation in item.items():
-            if method == "parameters":
+        for method in _METHODS:
+            operation = item.get(method)
+            if operation is None:
                 continue
             scope = operation.get("x-required-scope")
             parts.append(
-                f"<h3><span class='m'>{esc(method)}</span> <code>{esc(path)}</code></h3>"
-                f"<p>{esc(operation['summary'])}"
+                f"<h3 id='{esc(operation['operationId'])}'><span class='m'>{esc(method)}</span> "
+                f"<code>{esc(path)}</code></h3>"
+                f"<p>{esc(operation['summary'])} (<code>{esc(operation['operationId'])}</code>)"
                 + (f" — scope <code>{esc(scope)}</code>" if scope else " — no authentication")
                 + "</p>"
             )
@@ -372,22 +295,36 @@ def render_docs_page(document: dict[str, Any]) -> str:
             for param in operation.get("parameters", []):
                 where, name = esc(param["in"]), esc(param["name"])
                 parts.append(f"<div>{where} <code>{name}</code>: {esc(param['description'])}</div>")
-            parts.extend(_body_html(operation.get("requestBody")))
-            codes = ", ".join(operation["responses"])
+            parts.extend(_body_html(operation.get("requestBody"), schemas))
+            codes = ", ".join(
+                _answer_name(code, answer) for code, answer in operation["responses"].items()
+            )
             parts.append(f"<div>Responses: {esc(codes)}</div>")
     parts.append("</body></html>")
     return "".join(parts)
 
 
-def _body_html(body: dict[str, Any] | None) -> list[str]:
-    """A JSON body as its schema; any other as its media types and description."""
+def _answer_name(code: str, answer: dict[str, Any]) -> str:
+    """ "200 Hold" for a model's answer, "404" for a problem or a body of its own kind."""
+    for media in answer.get("content", {}).values():
+        target = media.get("schema", {}).get("$ref", "")
+        if target.startswith("#/components/schemas/"):
+            return f"{code} {target.rsplit('/', 1)[1]}"
+    return code
+
+
+def _body_html(body: dict[str, Any] | None, schemas: dict[str, Any]) -> list[str]:
+    """A JSON body as its schema (the model's, resolved); any other as its media types
+    and description."""
     if not body:
         return []
     content = body["content"]
     optional = "" if body.get("required") else " (optional)"
-    if _JSON in content:
-        schema = json.dumps(content[_JSON]["schema"], indent=2)
-        return [f"<div>JSON body{optional}:</div><pre>{html.escape(schema)}</pre>"]
+    if JSON in content:
+        schema = content[JSON]["schema"]
+        name = schema.get("$ref", "").rsplit("/", 1)[-1]
+        shown = json.dumps(schemas.get(name, schema), indent=2)
+        return [f"<div>JSON body{optional}:</div><pre>{html.escape(shown)}</pre>"]
     media = ", ".join(content)
     text = body.get("description", "")
     return [f"<div>Body{optional}: <code>{html.escape(media)}</code> {html.escape(text)}</div>"]

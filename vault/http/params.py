@@ -17,15 +17,6 @@ def path_uuid(value: str) -> uuid.UUID:
         raise NotFound("no such resource") from None
 
 
-def query_uuid(name: str, value: str | None) -> uuid.UUID | None:
-    if value is None or value == "":
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a UUID", field=name) from None
-
-
 def parse_time(name: str, value: object) -> datetime | None:
     if value is None or value == "":
         return None

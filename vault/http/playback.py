@@ -17,7 +17,7 @@ as a failed authentication for the client IP's throttle, as a wrong API key does
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -25,16 +25,15 @@ from starlette.responses import Response
 from vault.domain.playback_links import link_lifetime
 from vault.domain.ranges import ByteRange
 from vault.domain.scopes import Scope
+from vault.domain.subject_refs import SubjectRef
 from vault.errors import Forbidden, NotFound, Throttled
-from vault.http.artefacts import content_response
-from vault.http.auth import require
-from vault.http.body import has_body, read_json_object
+from vault.http.artefacts import RANGE_HEADER, content_answers, content_response
+from vault.http.models.playback import LinkRequest, PlaybackLink
+from vault.http.operation import Tag, created, operation, render
 from vault.http.params import path_uuid
-from vault.http.render import json_response
 from vault.http.state import VaultState, vault_state
-from vault.http.subject_path import subject_ref
-from vault.http.subject_request import note_subject
 from vault.http.transfers import watch_transfer
+from vault.services.api_keys import Principal
 from vault.services.artefacts import Content
 from vault.services.playback_links import LINK_ACCESS
 
@@ -45,25 +44,64 @@ PLAYBACK_PATH: Final = "/playback"
 DEAD_LINK: Final = "no such link, or it is no longer valid"
 
 
-async def mint_playback_link(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
+@operation(
+    "mintPlaybackLink", tag=Tag.ARTEFACTS,
+    summary="Mint a playback link: a URL that serves the artefact's content without an "
+    "Authorization header, for a browser's <video> or a download link",
+    scope=Scope.READ, answers={201: created(PlaybackLink, "the link's url")},
+    errors=(404, 410), body_as_sent=LinkRequest,
+    description="expires_in: seconds, default 900, at most 3600. The link reads as the read "
+    "scope does, whatever scope minted it: 403 (restricted) for a restricted subject or data "
+    "kept after an erasure. The token is stored only as a hash: this answer is the one place "
+    "it is shown.",
+)  # fmt: skip
+async def mint_playback_link(
+    request: Request, caller: Principal, ref: SubjectRef, body: dict[str, Any] | None
+) -> Response:
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
-    lifetime = link_lifetime(await read_json_object(request) if has_body(request) else {})
+    # The domain's check: a whole number of seconds in range (JSON's true is not one).
+    lifetime = link_lifetime(body or {})
     state = vault_state(request)
-    link = await state.playback.mint(principal, ref, artefact_id, lifetime)
+    link = await state.playback.mint(caller, ref, artefact_id, lifetime)
     url = f"{state.settings.public_base_url}{PLAYBACK_PATH}/{link.token.reveal()}"
     # The answer holds a credential: no cache may keep it.
-    return json_response(
-        {"url": url, "expires_at": link.expires_at},
-        status=201,
-        headers={"Cache-Control": "no-store"},
+    return render(
+        PlaybackLink(url, link.expires_at), status=201, headers={"Cache-Control": "no-store"}
     )
 
 
+_LINK_USE = (
+    "No Authorization header: the token in the path is the credential. The artefact's "
+    "content as GET …/content serves it (Range, HEAD, the same headers). 404 for a token "
+    "that names no link and for a dead one alike: expired, its minting key revoked or "
+    "expired, its artefact deleted, its subject erased or restricted. Every use is in the "
+    "access log under the minting key; an unknown token counts as a failed authentication "
+    "for the client's address (429 beyond the limit)."
+)
+
+
+@operation(
+    "playPlaybackLink", tag=Tag.ARTEFACTS,
+    summary="A playback link: the artefact's plaintext, streamed; one byte range gives 206",
+    scope=None, answers=content_answers(with_body=True), headers=(RANGE_HEADER,),
+    errors=(404, 429, 503), description=_LINK_USE,
+)  # fmt: skip
 async def play(request: Request) -> Response:
+    return await _play(request)
+
+
+@operation(
+    "headPlaybackLink", tag=Tag.ARTEFACTS,
+    summary="The headers GET would send through the link, without the body",
+    scope=None, answers=content_answers(with_body=False), headers=(RANGE_HEADER,),
+    errors=(404, 429, 503), description=_LINK_USE,
+)  # fmt: skip
+async def play_headers(request: Request) -> Response:
+    return await _play(request)
+
+
+async def _play(request: Request) -> Response:
     state = vault_state(request)
     use = await state.playback.resolve(request.path_params["token"])
     if use is None:
@@ -79,22 +117,19 @@ async def play(request: Request) -> Response:
     request.state.key_prefix = use.principal.prefix
     tenant_id, artefacts = use.principal.tenant_id, state.artefacts
     try:
-        artefact = await artefacts.describe_by_ref_hash(
-            tenant_id, use.subject_ref_hash, use.artefact_id, LINK_ACCESS
+        # The link's key was found live by `resolve` just now: None, not checked again.
+        located = await artefacts.locate_by_ref_hash(
+            tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS
         )
     except (NotFound, Forbidden):  # deleted (410), erased, restricted (403): all dead
         raise NotFound(DEAD_LINK) from None
 
     async def open_body(byte_range: ByteRange | None) -> Content:
-        try:
-            return await artefacts.open_content_by_ref_hash(
-                tenant_id, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, byte_range,
-                watch_transfer(request, use.principal),
-            )  # fmt: skip
-        except (NotFound, Forbidden):  # went in between
-            raise NotFound(DEAD_LINK) from None
+        return await artefacts.open_content(
+            located, byte_range, watch_transfer(request, use.principal)
+        )
 
-    return await content_response(request, artefact, open_body)
+    return await content_response(request, located.artefact, open_body)
 
 
 def _count_unknown_link(request: Request, state: VaultState) -> None:

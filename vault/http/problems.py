@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vault import errors
+from vault.http.models.common import Problem
 
 PROBLEM_BASE = "https://datavault.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -38,6 +39,7 @@ _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 400: "malformed-requ
 
 class ProblemResponse(Response):
     media_type = MEDIA_TYPE
+    model_type = Problem  # the shape of its body (vault/http/operation.py checks answers)
 
     def __init__(
         self, status: int, slug: str, detail: str, request_id: str | None,

@@ -23,6 +23,7 @@ from vault.services.keyring import KeyRing
 from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
+from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
 from vault.services.webhooks import WebhookService
 
@@ -40,6 +41,7 @@ class VaultState:
     subject_refs: SubjectRefHasher
     keyring: KeyRing
     subjects: SubjectService
+    subject_status: SubjectStatusService
     artefacts: ArtefactService
     records: RecordService
     export: ExportService

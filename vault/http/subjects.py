@@ -6,53 +6,40 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from vault.domain.scopes import Scope
-from vault.errors import InvalidInput
-from vault.http.auth import require
-from vault.http.body import optional_str, read_json_object
-from vault.http.render import json_response
+from vault.domain.subject_refs import SubjectRef
+from vault.http.models.subjects import RestrictionRequest, Subject
+from vault.http.operation import BINARY, Answer, Header, Tag, ok, operation, render
 from vault.http.state import vault_state
-from vault.http.subject_path import subject_ref
-from vault.http.subject_request import access_for, note_subject
+from vault.http.subject_request import access_for
 from vault.http.transfers import watch_transfer
-from vault.services.subjects import Subject
-
-MAX_REASON_LENGTH = 1000
+from vault.services.api_keys import Principal
 
 
-def _render(
-    subject: Subject, ref: str, status: str, categories: dict[str, dict[str, int]] | None = None
-) -> dict[str, object]:
-    body: dict[str, object] = {
-        "ref": ref,
-        "subject_ref": ref,
-        "subject_ref_hash": subject.ref_hash.hex(),
-        "status": status,
-        "created_at": subject.created_at,
-        "restricted_at": subject.restricted_at,
-    }
-    if categories is not None:
-        body["categories"] = categories
-    return body
+@operation(
+    "getSubject", tag=Tag.SUBJECTS, summary="The subject's status and counts per category",
+    scope=Scope.READ, answers={200: ok(Subject)}, errors=(404,),
+)  # fmt: skip
+async def show_subject(request: Request, caller: Principal, ref: SubjectRef) -> Response:
+    summary = await vault_state(request).subject_status.summary(caller.tenant_id, ref)
+    return render(Subject.of(summary, ref.reveal()))
 
 
-async def show_subject(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
-    ref = subject_ref(request)
-    ref_hash = await note_subject(request, principal.tenant_id, ref)
-    state = vault_state(request)
-    async with state.db.tenant_tx(principal.tenant_id) as conn:
-        subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-        status = await state.subjects.status(conn, subject)
-        categories = await state.subjects.summary(conn, subject)
-    return json_response(_render(subject, ref.reveal(), status, categories))
+_ZIP = Answer(
+    "manifest.json (records, artefact metadata, holds, erasures) and every artefact's plaintext",
+    media="application/zip",
+    schema=BINARY,
+    headers=(Header("Content-Disposition", 'attachment; filename="subject-export.zip"'),),
+)
 
 
-async def export_subject(request: Request) -> Response:
-    principal = await require(request, Scope.READ)
-    ref = subject_ref(request)
-    await note_subject(request, principal.tenant_id, ref)
+@operation(
+    "exportSubject", tag=Tag.SUBJECTS,
+    summary="Everything readable about the subject as one streamed ZIP",
+    scope=Scope.READ, answers={200: _ZIP}, errors=(404,),
+)  # fmt: skip
+async def export_subject(request: Request, caller: Principal, ref: SubjectRef) -> Response:
     body = await vault_state(request).export.export(
-        principal.tenant_id, ref, access_for(principal), watch_transfer(request, principal)
+        caller.tenant_id, ref, access_for(caller), watch_transfer(request, caller)
     )
     return StreamingResponse(
         body,
@@ -64,31 +51,25 @@ async def export_subject(request: Request) -> Response:
     )
 
 
-async def restrict_subject(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
-    ref = subject_ref(request)
-    ref_hash = await note_subject(request, principal.tenant_id, ref)
-    body = await read_json_object(request)
-    reason = optional_str(body, "reason")
-    if not reason or len(reason) > MAX_REASON_LENGTH:
-        raise InvalidInput(f"reason must be 1-{MAX_REASON_LENGTH} characters", field="reason")
-    state = vault_state(request)
-    async with state.db.tenant_tx(principal.tenant_id) as conn:
-        subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-        await state.subjects.restrict(conn, subject, reason)
-        subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-        status = await state.subjects.status(conn, subject)
-    return json_response(_render(subject, ref.reveal(), status))
+@operation(
+    "restrictSubject", tag=Tag.SUBJECTS,
+    summary="Restrict processing (Art. 18): only compliance reads from now on",
+    scope=(Scope.ERASURE, Scope.COMPLIANCE), answers={200: ok(Subject)}, errors=(404,),
+    description="Nothing new is written for the subject, the application's deletes answer "
+    "409 (problem type restricted) and retention leaves its data alone; an erasure "
+    "instruction still proceeds.",
+)  # fmt: skip
+async def restrict_subject(
+    request: Request, caller: Principal, ref: SubjectRef, body: RestrictionRequest
+) -> Response:
+    summary = await vault_state(request).subject_status.restrict(caller.tenant_id, ref, body.reason)
+    return render(Subject.of(summary, ref.reveal()))
 
 
-async def lift_restriction(request: Request) -> Response:
-    principal = await require(request, Scope.ERASURE, Scope.COMPLIANCE)
-    ref = subject_ref(request)
-    ref_hash = await note_subject(request, principal.tenant_id, ref)
-    state = vault_state(request)
-    async with state.db.tenant_tx(principal.tenant_id) as conn:
-        subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-        await state.subjects.lift_restriction(conn, subject)
-        subject = await state.subjects.find(conn, principal.tenant_id, ref_hash)
-        status = await state.subjects.status(conn, subject)
-    return json_response(_render(subject, ref.reveal(), status))
+@operation(
+    "liftRestriction", tag=Tag.SUBJECTS, summary="Lift the restriction",
+    scope=(Scope.ERASURE, Scope.COMPLIANCE), answers={200: ok(Subject)}, errors=(404,),
+)  # fmt: skip
+async def lift_restriction(request: Request, caller: Principal, ref: SubjectRef) -> Response:
+    summary = await vault_state(request).subject_status.lift_restriction(caller.tenant_id, ref)
+    return render(Subject.of(summary, ref.reveal()))

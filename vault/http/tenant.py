@@ -1,63 +1,79 @@
-"""/v1/tenant (admin scope)."""
+"""/v1/tenant (admin scope): the tenant, its settings, its closure."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.domain.scopes import Scope
-from vault.http.auth import require
-from vault.http.body import optional_str, read_json_object
-from vault.http.render import json_response
+from vault.http.models.tenant import Closure, ClosureRequest, Settings, SettingsChange, Tenant
+from vault.http.operation import Answer, Tag, ok, operation, render
 from vault.http.state import vault_state
+from vault.services.api_keys import Principal
 from vault.services.closure import cancel_closure, request_closure
 from vault.services.tenants import get_tenant, update_settings
 
 
-async def patch_settings(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "getTenant", tag=Tag.TENANT, summary="The calling key's tenant and its settings",
+    scope=Scope.ADMIN, answers={200: ok(Tenant)},
+)  # fmt: skip
+async def show_tenant(request: Request, caller: Principal) -> Response:
+    tenant = await get_tenant(vault_state(request).db, caller.tenant_id)
+    return render(
+        Tenant(
+            tenant.id, tenant.slug, tenant.status,  # type: ignore[arg-type]
+            tenant.created_at, tenant.closure_due_at, Settings.of(tenant.settings),
+        )
+    )  # fmt: skip
+
+
+@operation(
+    "updateTenantSettings", tag=Tag.TENANT,
+    summary="Change settings; fields left out stay as they were. 200 with all settings",
+    scope=Scope.ADMIN, answers={200: ok(Settings)},
+    description="retention: {category: {delete_after_days, keep_at_least_days}} (days or "
+    "null); erasure_grace_hours 0-696; erasure_rate_limit_per_hour an integer >= 1 or null; "
+    "max_artefact_bytes: {category: bytes or null}, the tenant's own limit per category "
+    "below the deployment's. Shortening or removing keep_at_least_days binds data written "
+    "before only after the closure delay: see pending.",
+)  # fmt: skip
+async def patch_settings(request: Request, caller: Principal, body: SettingsChange) -> Response:
     state = vault_state(request)
-    patch = await read_json_object(request)
-    await update_settings(
-        state.db, principal.tenant_id, patch, state.settings.max_artefact_bytes,
+    updated = await update_settings(
+        state.db, caller.tenant_id, msgspec.to_builtins(body), state.settings.max_artefact_bytes,
         timedelta(days=state.settings.closure_delay_days),
     )  # fmt: skip
-    tenant = await get_tenant(state.db, principal.tenant_id)
-    return json_response(tenant["settings"])
+    return render(Settings.of(updated))
 
 
-async def request_closure_endpoint(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
-    body = await read_json_object(request)
+@operation(
+    "requestTenantClosure", tag=Tag.TENANT,
+    summary="Schedule destruction of all the tenant's keys after the closure delay (holds "
+    "keep what they cover)",
+    scope=Scope.ADMIN, answers={202: Answer("Scheduled", Closure)},
+    errors=(409,), description="202 with status closing and closure_due_at. 409 when the "
+    "tenant is already closing or closed.",
+)  # fmt: skip
+async def request_closure_endpoint(
+    request: Request, caller: Principal, body: ClosureRequest
+) -> Response:
     vault = vault_state(request)
     state = await request_closure(
-        vault.db,
-        principal.tenant_id,
-        principal.key_id,
-        optional_str(body, "reason") or "",
+        vault.db, caller.tenant_id, caller.key_id, body.reason,
         timedelta(days=vault.settings.closure_delay_days),
-    )
-    return json_response(_closure(state), status=202)
+    )  # fmt: skip
+    return render(Closure.of(state), status=202)
 
 
-async def cancel_closure_endpoint(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
-    state = await cancel_closure(vault_state(request).db, principal.tenant_id)
-    return json_response(_closure(state))
-
-
-def _closure(state: dict[str, object]) -> dict[str, object]:
-    return {
-        "status": state["status"],
-        "closure_requested_at": state["closure_requested_at"],
-        "closure_due_at": state["closure_due_at"],
-        "closed_at": state["closed_at"],
-    }
-
-
-async def show_tenant(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
-    tenant = await get_tenant(vault_state(request).db, principal.tenant_id)
-    return json_response(tenant)
+@operation(
+    "cancelTenantClosure", tag=Tag.TENANT,
+    summary="Cancel a scheduled closure before its delay has passed: 200 with status active",
+    scope=Scope.ADMIN, answers={200: ok(Closure)}, errors=(409,),
+)  # fmt: skip
+async def cancel_closure_endpoint(request: Request, caller: Principal) -> Response:
+    state = await cancel_closure(vault_state(request).db, caller.tenant_id)
+    return render(Closure.of(state))

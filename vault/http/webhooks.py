@@ -8,64 +8,47 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vault.domain.scopes import Scope
-from vault.domain.webhooks import check_description, parse_events, parse_webhook_url
-from vault.errors import InvalidInput
-from vault.http.auth import require
-from vault.http.body import read_json_object
-from vault.http.pages import page_after_time, page_params
-from vault.http.params import encode_cursor_parts, path_uuid
-from vault.http.render import json_response, rfc3339
+from vault.domain.webhooks import (
+    MAX_WEBHOOKS_PER_TENANT,
+    check_description,
+    parse_events,
+    parse_webhook_url,
+)
+from vault.http.models.common import PageQuery
+from vault.http.models.webhooks import (
+    Delivery,
+    DeliveryListQuery,
+    DeliveryPage,
+    Webhook,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookPage,
+)
+from vault.http.operation import Answer, Tag, created, no_content, ok, operation, render
+from vault.http.pages import page_after_time
+from vault.http.params import decode_cursor_parts, encode_cursor_parts, path_uuid
+from vault.http.render import rfc3339
 from vault.http.state import vault_state
+from vault.services.api_keys import Principal
 from vault.services.webhooks import WebhookRequest
 
-_CREATE_FIELDS = {"url", "events", "description"}
+_QUEUED = Answer("Queued: the delivery, to be attempted at once", Delivery)
 
 
-def render_webhook(endpoint: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": endpoint["id"],
-        "url": endpoint["url"],
-        "events": list(endpoint["events"]),
-        "description": endpoint["description"],
-        "created_at": endpoint["created_at"],
-    }
-
-
-def render_delivery(delivery: dict[str, Any]) -> dict[str, Any]:
-    attempts = delivery["attempts"]
-    last = attempts[0] if attempts else None
-    return {
-        "id": delivery["id"],
-        "event_id": delivery["event_id"],
-        "type": delivery["type"],
-        "status": delivery["status"],
-        "created_at": delivery["created_at"],
-        "delivered_at": delivery["delivered_at"],
-        "next_attempt_at": delivery["next_attempt_at"] if delivery["status"] == "pending" else None,
-        "attempt_count": delivery["attempt_count"],
-        # The latest attempt's answer code and time (null before the first attempt).
-        "response_code": last["response_code"] if last else None,
-        "attempted_at": last["attempted_at"] if last else None,
-        "attempts": [
-            {
-                "attempted_at": a["attempted_at"],
-                "outcome": a["outcome"],
-                "response_code": a["response_code"],
-                "duration_ms": a["duration_ms"],
-            }
-            for a in attempts
-        ],
-    }
-
-
-async def create_webhook(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "createWebhook", tag=Tag.WEBHOOKS,
+    summary="Register a webhook endpoint; the signing secret is shown in this answer only",
+    scope=Scope.ADMIN,
+    answers={201: created(WebhookCreated, "/v1/webhooks/{webhook_id}")},
+    errors=(409,), body_as_sent=WebhookCreate,
+    description=f"At most {MAX_WEBHOOKS_PER_TENANT} endpoints per tenant (409 beyond). "
+    "Deliveries: POST of {type, timestamp, data} with the Standard Webhooks headers "
+    "webhook-id, webhook-timestamp and webhook-signature; any 2xx within 10 s is success, "
+    "otherwise retried with backoff for over 24 hours.",
+)  # fmt: skip
+async def create_webhook(request: Request, caller: Principal, body: dict[str, Any]) -> Response:
+    # Checked by the domain's parsers, whose messages say what a receiver URL may be.
     state = vault_state(request)
-    body = await read_json_object(request)
-    unknown = set(body) - _CREATE_FIELDS
-    if unknown:
-        first, *rest = sorted(unknown)
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
     webhook_request = WebhookRequest(
         parse_webhook_url(
             body.get("url"), allow_private_networks=state.webhooks.allow_private_networks
@@ -73,71 +56,101 @@ async def create_webhook(request: Request) -> Response:
         parse_events(body.get("events")),
         check_description(body.get("description")),
     )
-    created = await state.webhooks.create(principal.tenant_id, webhook_request, principal.key_id)
-    endpoint_id = created.endpoint["id"]
-    return json_response(
+    made = await state.webhooks.create(caller.tenant_id, webhook_request, caller.key_id)
+    endpoint = made.endpoint
+    shown = WebhookCreated(
+        id=endpoint["id"], url=endpoint["url"], events=list(endpoint["events"]),
+        description=endpoint["description"], created_at=endpoint["created_at"],
         # Shown this once; the vault keeps it only wrapped under the tenant's key.
-        {**render_webhook(created.endpoint), "secret": created.secret.reveal()},
+        secret=made.secret.reveal(),
+    )  # fmt: skip
+    return render(
+        shown,
         status=201,
-        headers={"Cache-Control": "no-store", "Location": f"/v1/webhooks/{endpoint_id}"},
+        headers={"Cache-Control": "no-store", "Location": f"/v1/webhooks/{endpoint['id']}"},
     )
 
 
-async def list_webhooks(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
-    limit, after = page_params(request, set())
+@operation(
+    "listWebhooks", tag=Tag.WEBHOOKS, summary="List the tenant's webhook endpoints (no secrets)",
+    scope=Scope.ADMIN, answers={200: ok(WebhookPage)},
+)  # fmt: skip
+async def list_webhooks(request: Request, caller: Principal, query: PageQuery) -> Response:
     endpoints = await vault_state(request).webhooks.list_endpoints(
-        principal.tenant_id, page_after_time(after), limit
+        caller.tenant_id, page_after_time(decode_cursor_parts(query.cursor, 2)), query.limit
     )
-    last = endpoints[-1] if len(endpoints) == limit else None
+    last = endpoints[-1] if len(endpoints) == query.limit else None
     cursor = encode_cursor_parts(rfc3339(last["created_at"]), str(last["id"])) if last else None
-    return json_response({"items": [render_webhook(e) for e in endpoints], "next_cursor": cursor})
+    return render(WebhookPage([Webhook.of(e) for e in endpoints], cursor))
 
 
-async def show_webhook(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "getWebhook", tag=Tag.WEBHOOKS, summary="One webhook endpoint (no secret)",
+    scope=Scope.ADMIN, answers={200: ok(Webhook)}, errors=(404,),
+)  # fmt: skip
+async def show_webhook(request: Request, caller: Principal) -> Response:
     endpoint = await vault_state(request).webhooks.get(
-        principal.tenant_id, path_uuid(request.path_params["webhook_id"])
+        caller.tenant_id, path_uuid(request.path_params["webhook_id"])
     )
-    return json_response(render_webhook(endpoint))
+    return render(Webhook.of(endpoint))
 
 
-async def delete_webhook(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "deleteWebhook", tag=Tag.WEBHOOKS,
+    summary="Delete an endpoint: its secret is destroyed and deliveries still queued for it "
+    "are cancelled",
+    scope=Scope.ADMIN, answers={204: no_content("Deleted")}, errors=(404,),
+)  # fmt: skip
+async def delete_webhook(request: Request, caller: Principal) -> Response:
     await vault_state(request).webhooks.delete(
-        principal.tenant_id, path_uuid(request.path_params["webhook_id"]), principal.key_id
+        caller.tenant_id, path_uuid(request.path_params["webhook_id"]), caller.key_id
     )
     return Response(status_code=204)
 
 
-async def test_webhook(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "testWebhook", tag=Tag.WEBHOOKS,
+    summary="Queue a webhook.test event for this endpoint; 202 with its delivery",
+    scope=Scope.ADMIN, answers={202: _QUEUED}, errors=(404,),
+)  # fmt: skip
+async def test_webhook(request: Request, caller: Principal) -> Response:
     delivery = await vault_state(request).webhooks.send_test(
-        principal.tenant_id, path_uuid(request.path_params["webhook_id"])
+        caller.tenant_id, path_uuid(request.path_params["webhook_id"])
     )
-    return json_response(render_delivery(delivery), status=202)
+    return render(Delivery.of(delivery), status=202)
 
 
-async def list_deliveries(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
-    limit, after = page_params(request, {"status"})
+@operation(
+    "listWebhookDeliveries", tag=Tag.WEBHOOKS,
+    summary="The endpoint's deliveries, newest first, each with its attempts (status, answer "
+    "code, time); kept 30 days after they settle",
+    scope=Scope.ADMIN, answers={200: ok(DeliveryPage)}, errors=(404,),
+)  # fmt: skip
+async def list_deliveries(
+    request: Request, caller: Principal, query: DeliveryListQuery
+) -> Response:
     deliveries = await vault_state(request).webhooks.deliveries(
-        principal.tenant_id,
+        caller.tenant_id,
         path_uuid(request.path_params["webhook_id"]),
-        status=request.query_params.get("status"),
-        after=page_after_time(after),
-        limit=limit,
+        status=query.status.value if query.status else None,
+        after=page_after_time(decode_cursor_parts(query.cursor, 2)),
+        limit=query.limit,
     )
-    last = deliveries[-1] if len(deliveries) == limit else None
+    last = deliveries[-1] if len(deliveries) == query.limit else None
     cursor = encode_cursor_parts(rfc3339(last["created_at"]), str(last["id"])) if last else None
-    return json_response({"items": [render_delivery(d) for d in deliveries], "next_cursor": cursor})
+    return render(DeliveryPage([Delivery.of(d) for d in deliveries], cursor))
 
 
-async def retry_delivery(request: Request) -> Response:
-    principal = await require(request, Scope.ADMIN)
+@operation(
+    "retryWebhookDelivery", tag=Tag.WEBHOOKS,
+    summary="Send a delivery again (same body and webhook-id): a delivered or failed one is "
+    "queued with a fresh retry schedule, a pending one is tried at once",
+    scope=Scope.ADMIN, answers={202: _QUEUED}, errors=(404,),
+)  # fmt: skip
+async def retry_delivery(request: Request, caller: Principal) -> Response:
     delivery = await vault_state(request).webhooks.retry(
-        principal.tenant_id,
+        caller.tenant_id,
         path_uuid(request.path_params["webhook_id"]),
         path_uuid(request.path_params["delivery_id"]),
     )
-    return json_response(render_delivery(delivery), status=202)
+    return render(Delivery.of(delivery), status=202)

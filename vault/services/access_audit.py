@@ -305,3 +305,31 @@ def _pin(
             f"anchors {pinned.anchor_seq} and {anchor.anchor_seq} anchor different {what} {seq}"
         ]
     return []
+
+
+# --- the console's record of the last verification --------------------------------------
+
+C = Queries("console")
+
+
+async def last_chain_check(db: Database, tenant_id: uuid.UUID) -> dict[str, Any] | None:
+    """The tenant's last verification from the console: when, by which key, its result."""
+    async with db.tenant_tx(tenant_id) as conn:
+        row = await conn.fetchrow(C.last_chain_check, tenant_id)
+    return dict(row) if row is not None else None
+
+
+async def verify_and_record_chain(
+    db: Database, blobs: BlobStore, anchor_keys: AnchorKeys, tenant_id: uuid.UUID,
+    checked_at: datetime, checked_by: uuid.UUID,
+) -> ChainReport:  # fmt: skip
+    """Verify the tenant's chain against its anchors and keep the result as its last
+    verification (what the console shows beside the search)."""
+    (report,) = await verify_chains(db, blobs, anchor_keys, tenant_id)
+    async with db.tenant_tx(tenant_id) as conn:
+        await conn.execute(
+            C.save_chain_check, tenant_id, checked_at, checked_by, report.rows, report.ok,
+            report.first_bad_seq, report.problem, report.disclosures,
+            report.first_bad_disclosure,
+        )  # fmt: skip
+    return report

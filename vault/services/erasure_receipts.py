@@ -55,6 +55,26 @@ class ReceiptIssuer:
         """Sign and store the erasure's receipt (final once completed, interim while
         held), with the shred ledger's head as it stands: every destroyed key of the
         erasure is in the ledger by then, so the head proves how far it reached."""
+        await self.issue_many(conn, tenant_id, [erasure_id], now)
+
+    async def issue_many(
+        self, conn: Connection, tenant_id: uuid.UUID, erasure_ids: list[uuid.UUID],
+        now: datetime | None = None,
+    ) -> None:  # fmt: skip
+        """`issue` for several erasures in one transaction: the horizon and the ledger
+        head they state are read once for all (the head read is at or after every one
+        of their entries, which were all published before this was called)."""
+        if not erasure_ids:
+            return
+        horizon = await self.horizon(conn, now or datetime.now(UTC))
+        ledger = await _ledger_head(conn)
+        for erasure_id in erasure_ids:
+            await self._issue_one(conn, tenant_id, erasure_id, horizon, ledger)
+
+    async def _issue_one(
+        self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID,
+        horizon: datetime | None, ledger: dict[str, Any],
+    ) -> None:  # fmt: skip
         erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
         assert erasure is not None
         items = await conn.fetch(E.items, tenant_id, erasure_id)
@@ -88,8 +108,8 @@ class ReceiptIssuer:
                 for i in items
                 if i["outcome"] == "retained"
             ],
-            backups_unreadable_after=await self.horizon(conn, now or datetime.now(UTC)),
-            ledger=await _ledger_head(conn),
+            backups_unreadable_after=horizon,
+            ledger=ledger,
         )
         document = self.signer.sign(receipt)
         await conn.execute(E.store_receipt, tenant_id, erasure_id, final, json.dumps(document))
@@ -104,6 +124,12 @@ async def _ledger_head(conn: Connection) -> dict[str, Any]:
 
 async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
     """The final receipt of a completed erasure, the interim one of a held erasure."""
+    result: dict[str, Any] = json.loads(await read_receipt_document(db, tenant_id, erasure_id))
+    return result
+
+
+async def read_receipt_document(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> bytes:
+    """`read_receipt` as the JSON the vault stored when it signed it."""
     async with db.tenant_tx(tenant_id) as conn:
         erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
         if erasure is None:
@@ -115,9 +141,12 @@ async def read_receipt(db: Database, tenant_id: uuid.UUID, erasure_id: uuid.UUID
         )
     if document is None:
         raise Conflict("the receipt is being issued; try again shortly")
-    result: dict[str, Any] = json.loads(document)
-    # Receipts issued before the JWS existed carry the detached signature only; they
-    # are not signed again (a receipt states what held when it was issued, and its
-    # backup horizon may have passed since): `jws` is null for them.
-    result.setdefault("jws", None)
-    return result
+    text = str(document)
+    stored = json.loads(text)
+    if "jws" not in stored:
+        # Receipts issued before the JWS existed are not signed again (their backup
+        # horizon may have passed since): `jws` is null for them. Only the wrapper gains
+        # the field; the signed receipt is as stored.
+        stored["jws"] = None
+        text = json.dumps(stored, ensure_ascii=False)
+    return text.encode()

@@ -28,13 +28,15 @@ async def transition(
     """Move the erasure from `current` to `new`. The caller holds the erasure's row lock;
     the guard on `current` turns a bug into an error instead of a silent overwrite."""
     check_transition(current, new)
-    if current != new:
-        changed = await conn.fetchval(Q.set_status, tenant_id, erasure_id, current, new)
-        if changed is None:
-            raise InvalidTransition(f"erasure {erasure_id} was not {current}")
-    await conn.execute(Q.event, tenant_id, erasure_id, current, new, api_key_id, detail)
-    if current != new:
-        await emit_erasure_status(conn, tenant_id, erasure_id, new)
+    if current == new:  # a change within the status (extended, brake released): journaled
+        await conn.execute(Q.event, tenant_id, erasure_id, current, new, api_key_id, detail)
+        return
+    changed = await conn.fetchval(
+        Q.set_status, tenant_id, erasure_id, current, new, api_key_id, detail
+    )
+    if changed is None:
+        raise InvalidTransition(f"erasure {erasure_id} was not {current}")
+    await emit_erasure_status(conn, tenant_id, erasure_id, new)
 
 
 async def journal_created(

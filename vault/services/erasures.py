@@ -8,6 +8,7 @@ requested generation's keys are destroyed whatever arrives later.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from vault.observability import events
 from vault.services.erasure_transitions import journal_created, transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
+from vault.services.wakeups import ERASURES_DUE, notify
 
 Q = Queries("erasures")
 
@@ -40,22 +42,6 @@ _CONCURRENT_ATTEMPTS = 3
 class ErasureRequest:
     reason: str | None
     reference: str | None
-
-
-def check_erasure_request(body: dict[str, Any]) -> ErasureRequest:
-    values = {}
-    for name in ("reason", "reference"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
-            raise InvalidInput(
-                f"{name} must be a string of at most {MAX_TEXT} characters", field=name
-            )
-        values[name] = value
-    unknown = set(body) - {"reason", "reference"}
-    if unknown:
-        first, *rest = sorted(unknown)
-        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}", field=first, also=rest)
-    return ErasureRequest(values["reason"], values["reference"])
 
 
 class ErasureService:
@@ -127,13 +113,18 @@ class ErasureService:
             generation = subject["generation"] if subject else None
             if subject is not None:
                 await conn.execute(Q.next_generation, tenant_id, subject_id)
-            await conn.execute(
+            inserted = await conn.fetchrow(
                 Q.insert, tenant_id, erasure_id, ref_hash, subject_id, generation, request.reason,
                 request.reference, now, api_key_id, not_before, erasure_due_at(now), braked,
             )  # fmt: skip
             detail = "rate brake: held back 24 h" if braked else None
             await journal_created(conn, tenant_id, erasure_id, api_key_id, detail)
-            return await self._read(conn, tenant_id, erasure_id), True
+            if not_before <= now:
+                # Due at once: the executor runs when this commits, not at its next poll.
+                await notify(conn, ERASURES_DUE, tenant_id)
+            assert inserted is not None
+            # What _read would find: the row as inserted, nothing shredded or kept yet.
+            return {**dict(inserted), "items": []}, True
 
     async def _extend(
         self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, subject: Any,
@@ -168,12 +159,36 @@ class ErasureService:
         limit: int,
         subject_ref_hash: bytes | None = None,
     ) -> list[dict[str, Any]]:
-        if status is not None and status not in set(ErasureStatus):
-            raise InvalidInput(f"status must be one of {', '.join(ErasureStatus)}", field="status")
+        _check_status(status)
         async with self._db.tenant_tx(tenant_id) as conn:
             rows = await conn.fetch(
                 Q.list,
                 tenant_id,
+                status,
+                after[0] if after else None,
+                after[1] if after else None,
+                limit,
+                subject_ref_hash,
+            )
+            return [await self._read(conn, tenant_id, row["id"]) for row in rows]
+
+    async def list_changed(
+        self,
+        tenant_id: uuid.UUID,
+        updated_since: datetime,
+        status: str | None,
+        after: tuple[datetime, uuid.UUID] | None,
+        limit: int,
+        subject_ref_hash: bytes | None = None,
+    ) -> builtins.list[dict[str, Any]]:  # `list` here is the method above
+        """Erasures whose status or contents changed at or after `updated_since`, oldest
+        change first, after the cursor `after` (updated_at, id): how a client follows them."""
+        _check_status(status)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            rows = await conn.fetch(
+                Q.list_changed,
+                tenant_id,
+                updated_since,
                 status,
                 after[0] if after else None,
                 after[1] if after else None,
@@ -202,6 +217,8 @@ class ErasureService:
             settings = await load_settings(conn, tenant_id)
             grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
+            if grace_end <= now:
+                await notify(conn, ERASURES_DUE, tenant_id)
             await transition(
                 conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
                 api_key_id=api_key_id, detail="rate brake released by an admin",
@@ -229,3 +246,8 @@ class ErasureService:
             erasure = await self._read(conn, tenant_id, erasure_id)
         events.erasure_cancelled(tenant_id, erasure_id, api_key_id)
         return erasure
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in set(ErasureStatus):
+        raise InvalidInput(f"status must be one of {', '.join(ErasureStatus)}", field="status")

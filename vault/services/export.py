@@ -188,9 +188,8 @@ class ExportService:
             async for path, value in self._record_members(tenant_id, ref_hash, access, records):
                 yield path, now, _ENTRY_MODE, _stored(value), _once(value)
             for artefact in artefacts:
-                content = await self._artefacts.open_content(
-                    tenant_id, ref, artefact.id, access, None, lease
-                )
+                located = await self._artefacts.locate(tenant_id, None, ref, artefact.id, access)
+                content = await self._artefacts.open_content(located, None, lease)
                 method = NO_COMPRESSION_64(artefact.size, artefact.crc32)
                 yield _entry_name(artefact), artefact.created_at, _ENTRY_MODE, method, content.body
 

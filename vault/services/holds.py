@@ -3,18 +3,19 @@ the check every destroy path asks before it destroys a key."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import structlog
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category_list, known_categories
 from vault.domain.holds import (
-    MAX_NOTE_LENGTH,
-    MAX_REFERENCE_LENGTH,
     MAX_RELEASE_REASON_LENGTH,
     TWO_KEY_RELEASE,
     HoldAction,
@@ -26,8 +27,16 @@ from vault.domain.holds import (
 )
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
+from vault.services.ledger_instructions import record_hold
 from vault.services.tenants import load_settings
+from vault.services.wakeups import ERASURES_DUE, notify
 from vault.services.webhook_outbox import emit_hold_released
+
+log = structlog.get_logger("datavault.holds")
+
+# How long a hold change waits for its shred-ledger entry before answering anyway (a blob
+# store that hangs). Cut off, a publish leaves at most an object the next round adopts.
+LEDGER_WAIT_SECONDS = 10.0
 
 Q = Queries("holds")
 K = Queries("api_keys")
@@ -72,29 +81,19 @@ class PgHoldCheck:
         return covered
 
 
-def check_hold_request(body: dict[str, Any], known_categories: Sequence[str]) -> HoldRequest:
-    try:
-        reason = HoldReason(str(body.get("reason")))
-    except ValueError:
-        reasons = ", ".join(r.value for r in HoldReason)
-        raise InvalidInput(f"reason must be one of {reasons}", field="reason") from None
-    reference = body.get("reference")
-    if not isinstance(reference, str) or not 1 <= len(reference) <= MAX_REFERENCE_LENGTH:
+def check_categories(
+    categories: Sequence[str] | None, known_categories: Sequence[str]
+) -> tuple[str, ...] | None:
+    """The categories a hold covers (None: all), each one the tenant knows, in order, once."""
+    if categories is None:
+        return None
+    checked = check_category_list(list(categories), known_categories)
+    if checked is None:
         raise InvalidInput(
-            f"reference must be 1-{MAX_REFERENCE_LENGTH} characters", field="reference"
+            "categories must be a non-empty list of known categories (or left out for all)",
+            field="categories",
         )
-    note = body.get("note")
-    if note is not None and (not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH):
-        raise InvalidInput(f"note must be at most {MAX_NOTE_LENGTH} characters", field="note")
-    categories = body.get("categories")
-    if categories is not None:
-        categories = check_category_list(categories, known_categories)
-        if categories is None:
-            raise InvalidInput(
-                "categories must be a non-empty list of known categories (or left out for all)",
-                field="categories",
-            )
-    return HoldRequest(None, categories, reason.value, reference, note, None)
+    return checked
 
 
 def check_expiry(value: datetime | None) -> datetime | None:
@@ -104,17 +103,51 @@ def check_expiry(value: datetime | None) -> datetime | None:
 
 
 class HoldService:
-    def __init__(self, db: Database) -> None:
-        self._db = db
+    """`publish_ledger`: publishes pending shred-ledger rows (workers/ledger.py). A change
+    to a hold publishes its ledger entry before the answer, so a backup restored after
+    the answer keeps it (vault/services/ledger_instructions.py); if the blob store fails,
+    the publisher's next round does, and the hold holds in PostgreSQL meanwhile."""
 
-    async def known_categories(self, conn: Connection, tenant_id: uuid.UUID) -> list[str]:
+    def __init__(
+        self, db: Database, publish_ledger: Callable[[], Awaitable[object]] | None = None
+    ) -> None:
+        self._db = db
+        self._publish_ledger = publish_ledger
+        # One inline publish per process at a time: each holds the ledger head's row lock
+        # and more connections, and the pool must not fill with waiters.
+        self._publishing = asyncio.Lock()
+
+    async def _make_durable(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
+        if self._publish_ledger is None:
+            return
+        try:
+            async with asyncio.timeout(LEDGER_WAIT_SECONDS), self._publishing:
+                await self._publish_ledger()
+        except Exception as exc:  # the hold stands; the publisher's next round retries
+            log.warning(
+                "hold_ledger_entry_deferred", tenant_id=str(tenant_id), hold_id=str(hold_id),
+                error_type=type(exc).__name__,
+            )  # fmt: skip
+
+    async def known_categories(self, tenant_id: uuid.UUID) -> list[str]:
+        async with self._db.tenant_tx(tenant_id) as conn:
+            return await self._known_categories(conn, tenant_id)
+
+    @staticmethod
+    async def _known_categories(conn: Connection, tenant_id: uuid.UUID) -> list[str]:
         return list(known_categories((await load_settings(conn, tenant_id)).categories))
 
     async def place(
         self, tenant_id: uuid.UUID, request: HoldRequest, actor: Actor
     ) -> dict[str, Any]:
+        """Categories must be ones the tenant knows (checked here, against the settings
+        the same transaction reads), and an expiry in the future."""
         hold_id = uuid.uuid4()
+        check_expiry(request.expires_at)
         async with self._db.tenant_tx(tenant_id) as conn:
+            categories = check_categories(
+                request.categories, await self._known_categories(conn, tenant_id)
+            )
             # The same locks the destroy paths take, so a hold and a shred are ordered.
             if request.subject_ref_hash is None:
                 await conn.fetchval(Q.lock_tenant_holds, tenant_id)
@@ -122,12 +155,14 @@ class HoldService:
                 await conn.fetchval(Q.lock_subject_by_ref, tenant_id, request.subject_ref_hash)
             await conn.execute(
                 Q.insert, tenant_id, hold_id, request.subject_ref_hash,
-                list(request.categories) if request.categories else None, request.reason,
+                list(categories) if categories else None, request.reason,
                 request.reference, request.note, actor.api_key_id, request.expires_at,
             )  # fmt: skip
             await journal(conn, tenant_id, hold_id, HoldAction.PLACED, actor, None)
+            await record_hold(conn, tenant_id, hold_id)  # a restored backup keeps it
             hold = await self._read(conn, tenant_id, hold_id)
         events.hold_placed(tenant_id, hold_id, actor.api_key_id)
+        await self._make_durable(tenant_id, hold_id)
         return hold
 
     async def get(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> dict[str, Any]:
@@ -190,7 +225,12 @@ class HoldService:
                 note = changes["note"]
                 await journal(conn, tenant_id, hold_id, HoldAction.ANNOTATED, actor, None)
             await conn.execute(Q.update_terms, tenant_id, hold_id, expires_at, note)
-            return await self._read(conn, tenant_id, hold_id)
+            if expires_at != row["expires_at"]:
+                await record_hold(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        if expires_at != row["expires_at"]:
+            await self._make_durable(tenant_id, hold_id)
+        return hold
 
     async def release(
         self, tenant_id: uuid.UUID, hold_id: uuid.UUID, reason: str, actor: Actor
@@ -224,10 +264,14 @@ class HoldService:
                 if refusal is not None:
                     raise Conflict(refusal)
             await conn.execute(Q.release, tenant_id, hold_id, actor.api_key_id)
+            await record_hold(conn, tenant_id, hold_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASED, actor, reason)
+            # API.md: erasures waiting on it proceed at once (the executor retries them).
+            await notify(conn, ERASURES_DUE, tenant_id)
             hold = await self._read(conn, tenant_id, hold_id)
             await emit_hold_released(conn, tenant_id, hold, actor.api_key_id)
         events.hold_released(tenant_id, hold_id, actor.api_key_id)
+        await self._make_durable(tenant_id, hold_id)
         return True, hold
 
     async def withdraw_release(

@@ -26,7 +26,8 @@ from crypto.providers.base import RootKeyProvider
 from crypto.secrets import generate_key
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.errors import UnknownTenant
+from vault.domain.tenant_keys import holds_keys
+from vault.errors import TenantClosed, UnknownTenant
 from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
 from vault.services.subject_rewrap import REWRAP_BATCH, RewrapCounts, rewrap_subjects
@@ -57,8 +58,11 @@ async def rotate_tenant_kek(
     live data key rewrapped under those (so nothing but the retired epoch opens what an
     old backup holds), then the old versions destroyed."""
     async with db.tenant_tx(tenant_id) as conn:
-        if await conn.fetchval(Q.lock_tenant, tenant_id) is None:
+        status = await conn.fetchval(Q.lock_tenant, tenant_id)
+        if status is None:
             raise UnknownTenant("no such tenant")
+        if not holds_keys(status):  # under the row lock: a closure cannot slip in
+            raise TenantClosed("the tenant is closed: its closure destroyed its keys")
         newest = await conn.fetchval(Q.newest_kek_version, tenant_id)
         new_version = int(newest) + 1
         wrapped = await asyncio.to_thread(

@@ -6,9 +6,12 @@ rows into one ledger object per batch, `ledger/<seq>.json`, hash-chained to the 
 completes once all its rows are). PostgreSQL remembers the head it last saw. On start the
 vault re-destroys every key the ledger names that the database still holds (a restored
 backup), and refuses to start when the ledger is shorter than that head (objects
-removed). Objects no restorable backup can need any more fold into signed checkpoints
-(vault/services/ledger_checkpoint.py); a database older than the newest checkpoint is
-refused. `datavault ledger verify` checks the chain and the checkpoints.
+removed). Instruction entries in the same chain (an erasure's first shred, each change
+to a hold) let it restore what such a backup forgot besides keys
+(vault/services/ledger_instructions.py). Objects no restorable backup can need any more
+fold into signed checkpoints (vault/services/ledger_checkpoint.py); a database older than
+the newest checkpoint is refused. `datavault ledger verify` checks the chain and the
+checkpoints.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from vault.services.ledger_checkpoint import (
     newest_checkpoint_at_or_after,
     read_checkpoints,
 )
+from vault.services.ledger_instructions import is_instruction, replay
 from vault.services.ledger_objects import (
     GENESIS,
     LEDGER_PREFIX,
@@ -149,7 +153,8 @@ async def _verify_once(
             raise LedgerError(f"ledger entry {expected} does not link to the one before (changed)")
         if visit is not None:
             visit(entry)
-        objects, entries = objects + 1, entries + len(entry.entries)
+        objects += 1
+        entries += sum(1 for e in entry.entries if not is_instruction(e))
         if seq == head_seq:
             at_head = entry.hash
         prev, expected = entry.hash, expected + 1
@@ -288,8 +293,10 @@ async def reconcile_on_start(
 ) -> int:
     """Before serving: refuse a ledger cut or changed at the database's head; re-destroy
     every key the entries after that head name that the database still holds (a restored
-    backup): subject and data keys, and a closed tenant's KEKs and HMAC key. Returns how
-    many keys were re-destroyed.
+    backup): subject and data keys, and a closed tenant's KEKs and HMAC key; and restore
+    the erasures and holds their instruction entries record that the database lacks or
+    holds in an older state (vault/services/ledger_instructions.py). Returns how many keys
+    were re-destroyed.
 
     Entries up to the head need no look: each was published from this database's own
     outbox rows, which commit with the destruction they record, and the head moves only
@@ -308,15 +315,19 @@ async def reconcile_on_start(
         lambda: defaultdict(list)
     )
     listed: dict[uuid.UUID, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    instructions: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
     for seq, entry in ((o.seq, e) for o in objects for e in o.entries):
-        at = datetime.fromisoformat(entry["destroyed_at"])
         tenant_id = uuid.UUID(entry["tenant_id"])
+        if is_instruction(entry):
+            instructions[tenant_id].append(entry)
+            continue
+        at = datetime.fromisoformat(entry["destroyed_at"])
         by_tenant[tenant_id][entry["key_kind"]].append((entry["key_id"], at))
         listed[tenant_id].append((seq, entry))
     redestroyed = 0
-    for tenant_id, kinds in by_tenant.items():
+    for tenant_id in by_tenant.keys() | instructions.keys():
         async with db.tenant_tx(tenant_id) as conn:
-            for kind, keys in kinds.items():
+            for kind, keys in by_tenant[tenant_id].items():
                 for start in range(0, len(keys), _RECONCILE_CHUNK):
                     chunk = keys[start : start + _RECONCILE_CHUNK]
                     redestroyed += await _redestroy(conn, tenant_id, kind, chunk)
@@ -324,6 +335,10 @@ async def reconcile_on_start(
                 await _record_published(
                     conn, tenant_id, listed[tenant_id][start : start + _RECONCILE_CHUNK]
                 )
+            # What erasures kept and which holds stand (vault/services/ledger_instructions.py),
+            # after the keys: a restored erasure's items then see them destroyed.
+            if instructions[tenant_id]:
+                await replay(conn, tenant_id, instructions[tenant_id])
     return redestroyed
 
 

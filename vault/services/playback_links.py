@@ -76,7 +76,7 @@ class PlaybackLinkService:
         Restricted otherwise, as reading it would answer). The token is returned once and
         stored only as its hash."""
         artefact = await self._artefacts.describe(
-            principal.tenant_id, ref, artefact_id, LINK_ACCESS
+            principal.tenant_id, None, ref, artefact_id, LINK_ACCESS
         )
         token = new_token()
         async with self._db.tenant_tx(principal.tenant_id) as conn:

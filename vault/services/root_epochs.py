@@ -19,7 +19,8 @@ from typing import Protocol, runtime_checkable
 from crypto.providers.base import RootKeyProvider
 from vault.db.database import Database
 from vault.db.sql import Queries
-from vault.errors import Conflict, UnknownEpoch
+from vault.domain.tenant_keys import holds_keys
+from vault.errors import Conflict, TenantClosed, UnknownEpoch
 from vault.services.key_rotation import RotationReport, rewrap_deployment_secrets, rotate_tenant_kek
 from vault.services.keyring import KeyRing
 from vault.services.receipts import receipt_keys_under_epoch, rewrap_receipt_keys
@@ -82,8 +83,9 @@ async def rotate_everything(
     tenant_ids: list[uuid.UUID] | None = None,
     ledger_seq_at_start: int | None = None,
 ) -> EpochReport:
-    """New KEK versions under the current root epoch for the given tenants (default all),
-    subject keys rewrapped; deployment secrets moved to the current epoch.
+    """New KEK versions under the current root epoch for the given tenants (default: every
+    tenant that holds keys, so not a closed one), subject keys rewrapped; deployment
+    secrets moved to the current epoch.
     `ledger_seq_at_start`: for an epoch not recorded yet, the shred ledger's head read
     before its root key existed (None: not known, and the epoch never lets the ledger
     fold; vault/domain/ledger_folding.py)."""
@@ -92,9 +94,17 @@ async def rotate_everything(
         await conn.execute(Q.end_epochs_before, root.current_epoch())
     secrets = await rewrap_deployment_secrets(db, root)
     secrets += await rewrap_receipt_keys(db, root)
-    if tenant_ids is None:
-        tenant_ids = [t.id for t in await list_tenants(db)]
-    reports = [await rotate_tenant_kek(db, keyring, root, tenant_id) for tenant_id in tenant_ids]
+    if tenant_ids is not None:  # named by the operator: a closed one is refused
+        named = [await rotate_tenant_kek(db, keyring, root, t) for t in tenant_ids]
+        return EpochReport(root.current_epoch(), tuple(named), secrets)
+    reports = []
+    for tenant in await list_tenants(db):
+        if not holds_keys(tenant.status):
+            continue  # closed: it keeps no live KEK (vault/domain/tenant_keys.py)
+        try:
+            reports.append(await rotate_tenant_kek(db, keyring, root, tenant.id))
+        except TenantClosed:
+            continue  # its closure finished since the directory was read
     return EpochReport(root.current_epoch(), tuple(reports), secrets)
 
 

@@ -41,6 +41,16 @@ class Subject:
 
 
 @dataclass(frozen=True)
+class SubjectSummary:
+    """A subject with its status (API.md: active, restricted or erased) and, per category,
+    how many artefacts and records it has and their bytes."""
+
+    subject: Subject
+    status: str
+    categories: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
 class SubjectAccess:
     """What the caller may do with restricted subjects (the compliance scope may read)."""
 

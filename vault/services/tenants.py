@@ -97,21 +97,26 @@ async def find_tenant(db: Database, slug: str) -> TenantSummary:
     raise UnknownTenant(f"no tenant with slug {slug!r}")
 
 
-async def get_tenant(db: Database, tenant_id: uuid.UUID) -> dict[str, object]:
+@dataclass(frozen=True)
+class TenantDetails:
+    id: uuid.UUID
+    slug: str
+    status: str
+    created_at: datetime
+    closure_due_at: datetime | None
+    settings: TenantSettings  # as of now: pending changes that took effect are gone
+
+
+async def get_tenant(db: Database, tenant_id: uuid.UUID) -> TenantDetails:
     async with db.tenant_tx(tenant_id) as conn:
         row = await conn.fetchrow(Q.get_tenant, tenant_id)
     if row is None:
         raise NotFound("no such tenant")
-    return {
-        "id": row["id"],
-        "slug": row["slug"],
-        "status": row["status"],
-        "created_at": row["created_at"],
-        "closure_due_at": row["closure_due_at"],
-        "settings": TenantSettings.from_document(json.loads(row["settings"]))
-        .as_of(datetime.now(UTC))
-        .to_document(),
-    }
+    settings = TenantSettings.from_document(json.loads(row["settings"]))
+    return TenantDetails(
+        row["id"], row["slug"], row["status"], row["created_at"], row["closure_due_at"],
+        settings.as_of(datetime.now(UTC)),
+    )  # fmt: skip
 
 
 async def load_settings(conn: Connection, tenant_id: uuid.UUID) -> TenantSettings:
@@ -123,11 +128,13 @@ async def update_settings(
     db: Database, tenant_id: uuid.UUID, patch: dict[str, Any], deployment_max: int,
     closure_delay: timedelta, now: datetime | None = None,
 ) -> TenantSettings:  # fmt: skip
-    """`closure_delay`: how long a shortened statutory retention waits before it binds
-    data written before the change (DATAVAULT_CLOSURE_DELAY_DAYS)."""
+    """The settings after `patch`, as of now. `closure_delay`: how long a shortened
+    statutory retention waits before it binds data written before the change
+    (DATAVAULT_CLOSURE_DELAY_DAYS)."""
+    now = now or datetime.now(UTC)
     async with db.tenant_tx(tenant_id) as conn:
         document = await conn.fetchval(Q.settings_for_update, tenant_id)
         current = TenantSettings.from_document(json.loads(document) if document else {})
-        updated = current.apply(patch, deployment_max, now or datetime.now(UTC), closure_delay)
+        updated = current.apply(patch, deployment_max, now, closure_delay)
         await conn.execute(Q.store_settings, tenant_id, json.dumps(updated.to_document()))
-    return updated
+    return updated.as_of(now)

@@ -64,3 +64,8 @@ SELECT id, data_key_id, blob_key, state FROM artefacts
  WHERE tenant_id = $1
    AND ((state = 'deleted' AND blob_removed_at IS NULL) OR (state = 'uploading' AND created_at < $2))
  ORDER BY created_at LIMIT $3
+
+-- name: read
+-- The subject, the artefact and its data key's chain in one statement (migration 0024);
+-- $2: the request's API key to check for liveness, or NULL.
+SELECT * FROM dv_artefact_read($1, $2, $3, $4)

@@ -36,6 +36,7 @@ INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation, f
 VALUES ($1, $2, $3, $4, $5,
         CASE WHEN $4::uuid IS NULL THEN NULL ELSE dv_erasure_from_generation($1, $4) END,
         'scheduled', $6, $7, $8, $9, $10, $11, $12)
+RETURNING *
 
 -- name: extend
 -- A scheduled erasure asked for again after data was written since: it covers up to the
@@ -67,30 +68,49 @@ SELECT * FROM erasures
  ORDER BY requested_at DESC, id DESC
  LIMIT $5
 
+-- name: list_changed
+-- Erasures whose status or contents changed at or after $2 (updated_at: migration 0023
+-- keeps it for item changes too), oldest change first, so a client follows them with the
+-- cursor ($4, $5): the last (updated_at, id) it has seen.
+SELECT * FROM erasures
+ WHERE tenant_id = $1 AND updated_at >= $2
+   AND ($3::text IS NULL OR status = $3)
+   AND ($4::timestamptz IS NULL OR (updated_at, id) > ($4, $5::uuid))
+   AND ($7::bytea IS NULL OR subject_ref_hash = $7)
+ ORDER BY updated_at, id
+ LIMIT $6
+
 -- name: set_status
--- Only erasure_transitions.py sends this: from $3 (the status the caller saw) to $4.
+-- Only erasure_transitions.py sends this: from $3 (the status the caller saw) to $4, and
+-- the transition's event row ($5 the API key, $6 the detail) in the same statement,
+-- written only if the status changed; no row back: it was not $3.
 -- completed_at is set only on completion (a held erasure has not completed).
-UPDATE erasures SET status = $4,
-       shredded_at = CASE WHEN $4 = 'in_progress' THEN now() ELSE shredded_at END,
-       completed_at = CASE WHEN $4 = 'completed' THEN now() END,
-       cancelled_at = CASE WHEN $4 = 'cancelled' THEN now() ELSE cancelled_at END,
-       updated_at = now()
- WHERE tenant_id = $1 AND id = $2 AND status = $3
-RETURNING id
+WITH changed AS (
+    UPDATE erasures SET status = $4,
+           shredded_at = CASE WHEN $4 = 'in_progress' THEN now() ELSE shredded_at END,
+           completed_at = CASE WHEN $4 = 'completed' THEN now() END,
+           cancelled_at = CASE WHEN $4 = 'cancelled' THEN now() ELSE cancelled_at END,
+           updated_at = now()
+     WHERE tenant_id = $1 AND id = $2 AND status = $3
+    RETURNING id
+)
+INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)
+SELECT $1, id, $3, $4, $5, $6 FROM changed
+RETURNING erasure_id
 
 -- name: release_brake
 -- An admin lets a braked erasure through: not_before goes back to what the tenant's
 -- grace period alone gives (the caller passes it, never earlier than now).
-UPDATE erasures SET not_before = $3, braked = false
+UPDATE erasures SET not_before = $3, braked = false, updated_at = now()
  WHERE tenant_id = $1 AND id = $2
 
 -- name: claim_due
 -- SKIP LOCKED: any number of workers take different instructions, none twice at once.
--- $3: instructions that failed earlier in this pass, left for the next one.
+-- $3: instructions that failed earlier in this pass, left for the next one; $4: how many.
 SELECT * FROM erasures
  WHERE tenant_id = $1 AND status = 'scheduled' AND not_before <= $2
    AND id <> ALL($3::uuid[])
- ORDER BY not_before LIMIT 1
+ ORDER BY not_before LIMIT $4
    FOR UPDATE SKIP LOCKED
 
 -- name: claim_held_releasable
@@ -138,6 +158,7 @@ SELECT e.id, e.subject_id, e.generation,
  WHERE e.tenant_id = $1 AND e.status = 'in_progress'
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
+ LIMIT $2
    FOR UPDATE OF e SKIP LOCKED
 
 -- name: current_epoch_start

@@ -77,7 +77,7 @@ SELECT id, category FROM subject_keys
 SELECT dv_destroy_subject_key($1, $2, $3)
 
 -- name: lock_tenant
-SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE
+SELECT status FROM tenants WHERE id = $1 FOR UPDATE
 
 -- name: insert_kek
 INSERT INTO tenant_keks (tenant_id, version, wrapped_key, root_epoch) VALUES ($1, $2, $3, $4)

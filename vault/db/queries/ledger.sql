@@ -12,7 +12,7 @@ SELECT seq, entry_hash FROM ledger_head WHERE singleton
 UPDATE ledger_head SET seq = $1, entry_hash = $2, updated_at = now() WHERE singleton
 
 -- name: pending
-SELECT id, key_kind, key_id, erasure_id, destroyed_at FROM ledger_outbox
+SELECT id, key_kind, key_id, erasure_id, destroyed_at, fact FROM ledger_outbox
  WHERE tenant_id = $1 AND published_at IS NULL ORDER BY id LIMIT $2
 
 -- name: mark_published

@@ -27,7 +27,7 @@ SELECT e.*, h.*, l.*, w.*
        (SELECT count(*) AS holds_active,
                count(*) FILTER (WHERE expires_at <= $2 + interval '7 days') AS holds_expiring_7d
           FROM holds h WHERE tenant_id = $1 AND dv_hold_in_force(h, $2)) h,
-       (SELECT count(*) AS keys_destroyed,
+       (SELECT count(*) FILTER (WHERE fact IS NULL) AS keys_destroyed,
                min(destroyed_at) FILTER (WHERE published_at IS NULL)
                    AS oldest_unpublished_destroyed_at
           FROM ledger_outbox WHERE tenant_id = $1) l,

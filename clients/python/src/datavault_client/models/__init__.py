@@ -1,0 +1,81 @@
+"""Typed answers of the vault's API: frozen dataclasses, times as aware datetimes."""
+
+from datavault_client.models.admin import (
+    SCOPES,
+    ApiKey,
+    Closure,
+    CreatedApiKey,
+    PendingKeep,
+    Retention,
+    Tenant,
+    TenantSettings,
+)
+from datavault_client.models.compliance import (
+    HOLD_REASONS,
+    AccessLogEntry,
+    CategoryImpact,
+    Disclosure,
+    Hold,
+    HoldEvent,
+    HoldRelease,
+)
+from datavault_client.models.data import (
+    Artefact,
+    CategorySummary,
+    ContentInfo,
+    KeptVersion,
+    Page,
+    PlaybackLink,
+    RecordInfo,
+    Subject,
+)
+from datavault_client.models.erasure import (
+    Erasure,
+    ErasureRequested,
+    HeldCategory,
+    ReceiptDocument,
+    RetainedCategory,
+    ShreddedKey,
+)
+from datavault_client.models.webhook import (
+    CreatedWebhookEndpoint,
+    DeliveryAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
+
+__all__ = [
+    "HOLD_REASONS",
+    "SCOPES",
+    "AccessLogEntry",
+    "ApiKey",
+    "Artefact",
+    "CategoryImpact",
+    "CategorySummary",
+    "Closure",
+    "ContentInfo",
+    "CreatedApiKey",
+    "CreatedWebhookEndpoint",
+    "DeliveryAttempt",
+    "Disclosure",
+    "Erasure",
+    "ErasureRequested",
+    "HeldCategory",
+    "Hold",
+    "HoldEvent",
+    "HoldRelease",
+    "KeptVersion",
+    "Page",
+    "PendingKeep",
+    "PlaybackLink",
+    "ReceiptDocument",
+    "RecordInfo",
+    "RetainedCategory",
+    "Retention",
+    "ShreddedKey",
+    "Subject",
+    "Tenant",
+    "TenantSettings",
+    "WebhookDelivery",
+    "WebhookEndpoint",
+]

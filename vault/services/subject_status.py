@@ -1,0 +1,52 @@
+"""A subject's status and counts, and restriction of processing (GDPR Art. 18): each one
+transaction, for the API and the console alike."""
+
+from __future__ import annotations
+
+import uuid
+
+from vault.db.database import Connection, Database
+from vault.domain.subject_refs import SubjectRef
+from vault.errors import InvalidInput
+from vault.services.subjects import Subject, SubjectService, SubjectSummary
+
+# The reason a subject's processing is restricted: it may describe the person, so it is
+# sealed (SubjectService.restrict), and short.
+MAX_RESTRICTION_REASON_LENGTH = 1000
+
+
+class SubjectStatusService:
+    def __init__(self, db: Database, subjects: SubjectService) -> None:
+        self._db = db
+        self._subjects = subjects
+
+    async def summary(self, tenant_id: uuid.UUID, ref: SubjectRef) -> SubjectSummary:
+        """NotFound for a subject the vault has never seen."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(conn, tenant_id, ref_hash)
+            return await self._summary(conn, subject)
+
+    async def restrict(self, tenant_id: uuid.UUID, ref: SubjectRef, reason: str) -> SubjectSummary:
+        """From now on only the compliance scope reads the subject's data, nothing new is
+        written and the application's deletes answer 409; an erasure still proceeds."""
+        if not 1 <= len(reason) <= MAX_RESTRICTION_REASON_LENGTH:
+            raise InvalidInput(
+                f"reason must be 1-{MAX_RESTRICTION_REASON_LENGTH} characters", field="reason"
+            )
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(conn, tenant_id, ref_hash)
+            await self._subjects.restrict(conn, subject, reason)
+            return await self._summary(conn, await self._subjects.find(conn, tenant_id, ref_hash))
+
+    async def lift_restriction(self, tenant_id: uuid.UUID, ref: SubjectRef) -> SubjectSummary:
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        async with self._db.tenant_tx(tenant_id) as conn:
+            subject = await self._subjects.find(conn, tenant_id, ref_hash)
+            await self._subjects.lift_restriction(conn, subject)
+            return await self._summary(conn, await self._subjects.find(conn, tenant_id, ref_hash))
+
+    async def _summary(self, conn: Connection, subject: Subject) -> SubjectSummary:
+        status = await self._subjects.status(conn, subject)
+        return SubjectSummary(subject, status, await self._subjects.summary(conn, subject))

@@ -1,0 +1,104 @@
+"""Wake-ups for the workers that complete erasures (issue 19): PostgreSQL NOTIFY instead of
+waiting for the next poll.
+
+The transaction that creates work for a job also sends `NOTIFY <channel>, '<tenant id>'`:
+an erasure request that is due at once (or a brake released, or a hold released) wakes
+the erasure executor; a shred that leaves an erasure waiting on the shred ledger wakes
+the ledger publisher. PostgreSQL delivers a notification only when (and if) its
+transaction commits, so a job never wakes for work that was rolled back, and it finds the
+work committed when it looks. Each process that runs the jobs LISTENs on one connection
+and sets the job's wake event.
+
+Notifications are a shortcut, never the guarantee: one can be lost (the LISTEN
+connection drops, the process restarts, the work was created by hand), so the jobs still
+poll on their interval, and every (re)connection wakes them all once in case something
+was sent while nobody listened. The payload is a tenant id: no key, no subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping
+from typing import Any, Final
+
+import asyncpg
+import structlog
+
+from vault.db.database import Connection
+from vault.db.sql import Queries
+
+log = structlog.get_logger("datavault.wakeups")
+
+ERASURES_DUE: Final = "datavault_erasures_due"
+"""An erasure became due (requested without grace, brake released) or a hold that kept
+one was released: the erasure executor's channel."""
+LEDGER_PENDING: Final = "datavault_ledger_pending"
+"""A shred committed an erasure's ledger outbox rows: the shred-ledger publisher's."""
+CHANNELS: Final = (ERASURES_DUE, LEDGER_PENDING)
+
+_RECONNECT_SECONDS: Final = 1.0
+Q = Queries("wakeups")
+
+
+async def notify(conn: Connection, channel: str, tenant_id: object) -> None:
+    """In the transaction that creates the work: the channel's job wakes once it commits.
+    PostgreSQL folds identical notifications of one transaction into one."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown wake-up channel {channel!r}")
+    await conn.execute(Q.notify, channel, str(tenant_id))
+
+
+class WakeupListener:
+    """One LISTEN connection per process; sets `events[channel]` on each notification,
+    and every event once per (re)connection."""
+
+    def __init__(self, database_url: str, events: Mapping[str, asyncio.Event]) -> None:
+        unknown = set(events) - set(CHANNELS)
+        if unknown:
+            raise ValueError(f"unknown wake-up channels {sorted(unknown)}")
+        self._url = database_url
+        self._events = dict(events)
+        self._task: asyncio.Task[None] | None = None
+        self._lost = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="wakeup-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(self._url)
+                self._lost.clear()
+                conn.add_termination_listener(self._on_terminated)
+                for channel in self._events:
+                    await conn.add_listener(channel, self._on_notify)
+                # Whatever was sent while nobody listened: every job looks once.
+                for event in self._events.values():
+                    event.set()
+                self.connected.set()
+                await self._lost.wait()
+            except Exception as exc:  # the listener must outlive any failure: retry
+                log.warning("wakeup_listener_unavailable", error_type=type(exc).__name__)
+            finally:
+                self.connected.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+            await asyncio.sleep(_RECONNECT_SECONDS)
+
+    def _on_notify(self, _conn: Any, _pid: int, channel: str, _payload: object) -> None:
+        event = self._events.get(channel)
+        if event is not None:
+            event.set()
+
+    def _on_terminated(self, _conn: Any) -> None:
+        self._lost.set()
