@@ -22,6 +22,7 @@ from vault.services.console_sessions import delete_expired_sessions
 from vault.services.keyring import KeyRing
 from vault.services.playback_links import delete_expired_links
 from vault.services.tenants import list_tenants
+from vault.services.transfers import delete_expired_holds
 
 Q = Queries("artefacts")
 
@@ -38,6 +39,7 @@ class SweepReport:
     incomplete_aborted: int = 0
     console_sessions_deleted: int = 0
     playback_links_deleted: int = 0
+    transfer_holds_deleted: int = 0
 
 
 async def sweep(
@@ -49,6 +51,7 @@ async def sweep(
         await _sweep_tenant(db, blobs, keyring, tenant.id, now, report)
         report.console_sessions_deleted += await delete_expired_sessions(db, tenant.id, now)
         report.playback_links_deleted += await delete_expired_links(db, tenant.id, now)
+        report.transfer_holds_deleted += await delete_expired_holds(db, tenant.id)
     for upload in await blobs.list_incomplete(now - ABANDONED_UPLOAD_AFTER):
         await blobs.abort_incomplete(upload)
         report.incomplete_aborted += 1

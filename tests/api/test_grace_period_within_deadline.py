@@ -17,8 +17,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from tests.support import ServerThread, make_tenant
 from vault.domain.subject_refs import normalize_ref
 from vault.runtime import operator_context
@@ -43,11 +41,6 @@ def _request_on(
     return asyncio.run(run())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: the longest grace period the vault accepts makes an erasure asked "
-    "for in February due to run only after its legal deadline",
-)
 def test_the_grace_period_never_pushes_an_erasure_past_its_deadline(
     quiet_vault: ServerThread,
 ) -> None:

@@ -7,15 +7,20 @@ reaches the admin: with another compliance key of their own, they release the ho
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.support import ServerThread, Tenant
+from vault.db.sql import Queries
 
-# Deeper than the lineage walk goes (api_keys.sql `key_holder`: depth < 64).
+K = Queries("api_keys")
+
+# Deeper than the lineage walk once went (api_keys.sql `key_holder` stopped at depth 64).
 CHAIN = 70
 
 
@@ -38,11 +43,6 @@ def _release(http: httpx.Client, hold: dict[str, Any], key: dict[str, Any]) -> h
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: the lineage walk stops 64 keys deep, so one admin's long key chain "
-    "looks like a second person and releases a litigation hold alone",
-)
 def test_a_key_chain_deeper_than_the_lineage_walk_is_still_one_person(
     server: ServerThread, tenant: Tenant
 ) -> None:
@@ -86,3 +86,28 @@ def test_a_short_key_chain_is_one_person(server: ServerThread, tenant: Tenant) -
         confirmed = _release(http, hold, confirming)
     assert asked.status_code == 202, asked.text
     assert confirmed.status_code == 409, confirmed.text
+
+
+def test_the_lineage_walk_ends_on_a_cycle(server: ServerThread, tenant: Tenant) -> None:
+    """The walk has no depth cap, so it must end by itself: two keys that name each other
+    as creator (which the API cannot make; rows changed by hand could) are walked once
+    each, and the rule still sees one lineage."""
+    with server.client() as http:
+        first = create_key(http, tenant, ["admin"], owner="erin")
+        second = _minted_by(http, first, ["compliance"], "frank")
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(server.database_url)
+        try:
+            await conn.execute(
+                "UPDATE api_keys SET created_by = $2 WHERE tenant_id = $1 AND id = $3",
+                tenant.id, uuid.UUID(second["id"]), uuid.UUID(first["id"]),
+            )  # fmt: skip
+            async with asyncio.timeout(10):
+                return await conn.fetchrow(K.key_holder, tenant.id, uuid.UUID(first["id"]))
+        finally:
+            await conn.close()
+
+    row = asyncio.run(run())
+    assert sorted(map(str, row["lineage_ids"])) == sorted([first["id"], second["id"]])
+    assert sorted(row["lineage_owners"]) == ["erin", "frank"]

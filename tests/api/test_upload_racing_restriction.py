@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from tests.api.helpers import auth, create_key, put_record, subject_url, upload
 from tests.support import ServerThread, make_tenant
@@ -39,11 +38,25 @@ def _uploading(database_url: str, tenant_id: Any) -> int:
     return asyncio.run(run())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: an upload in flight when its subject is restricted completes and "
-    "writes new data for the restricted subject",
-)
+def _artefact_keys_live(database_url: str, tenant_id: Any) -> list[tuple[str, bool]]:
+    """Each of the tenant's artefacts: its state and whether its data key is still live."""
+
+    async def run() -> list[tuple[str, bool]]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT a.state, d.wrapped_key IS NOT NULL AS live FROM artefacts a"
+                " JOIN data_keys d ON d.tenant_id = a.tenant_id AND d.id = a.data_key_id"
+                " WHERE a.tenant_id = $1",
+                tenant_id,
+            )
+            return [(row["state"], row["live"]) for row in rows]
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 def test_an_upload_overtaken_by_a_restriction_writes_nothing(quiet_vault: ServerThread) -> None:
     tenant = make_tenant(quiet_vault.settings, quiet_vault.database_url)
     with quiet_vault.client() as http, quiet_vault.client() as side:
@@ -72,7 +85,10 @@ def test_an_upload_overtaken_by_a_restriction_writes_nothing(quiet_vault: Server
         listed = http.get(subject_url("objector", "artefacts"), headers=auth(compliance))
     assert restricted == [200]
     assert response.status_code == 403, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
     assert listed.json()["items"] == []
+    # What it wrote is shredded at once: its row deleted, its data key destroyed.
+    assert _artefact_keys_live(quiet_vault.database_url, tenant.id) == [("deleted", False)]
 
 
 def test_an_upload_to_a_restricted_subject_is_refused(quiet_vault: ServerThread) -> None:

@@ -114,11 +114,6 @@ def _cut_row(
     return found[0] if wait_for(logged, timeout=CUT_WITHIN) else None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a read-scope download running when its subject is restricted is "
-    "never cut; only key destruction and revocation cut a transfer",
-)
 def test_stalled_download_is_cut_once_its_subject_is_restricted(
     vault: ServerThread, own_tenant: Tenant
 ) -> None:
@@ -147,11 +142,6 @@ def test_stalled_download_is_cut_once_its_subject_is_restricted(
     assert client.received < SIZE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a read-scope download running when an erasure keeps its artefact "
-    "under a hold is never cut",
-)
 def test_stalled_download_is_cut_once_an_erasure_keeps_its_artefact(
     vault: ServerThread, own_tenant: Tenant
 ) -> None:
@@ -185,11 +175,6 @@ def test_stalled_download_is_cut_once_an_erasure_keeps_its_artefact(
     assert client.received < SIZE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team: a playback link's stream running when its subject is restricted is "
-    "never cut, though the link is dead for every later request",
-)
 def test_stalled_playback_stream_is_cut_once_its_subject_is_restricted(
     vault: ServerThread, own_tenant: Tenant
 ) -> None:
@@ -233,6 +218,60 @@ def test_stalled_download_of_an_unrestricted_subject_runs_on(
             time.sleep(4 * RECHECK)
             assert client.status() == 200
             row = _cut_row(http, compliance, reader, client)
+            client.drain()
+    assert row is None
+    assert client.received == SIZE
+
+
+def test_stalled_compliance_download_runs_on_after_a_restriction(
+    vault: ServerThread, own_tenant: Tenant
+) -> None:
+    """The negative: a restriction leaves the compliance scope reading (API.md), so a
+    compliance download running when the subject is restricted is not cut."""
+    with vault.client() as http:
+        ingest = create_key(http, own_tenant, ["ingest"])
+        meta = uploaded(http, ingest, "complainant", os.urandom(SIZE))
+        privacy = create_key(http, own_tenant, ["erasure"])
+        compliance = create_key(http, own_tenant, ["compliance"])
+        url = artefact_url("complainant", meta["id"], "content")
+        with _StalledClient(vault, url, compliance["secret"]) as client:
+            time.sleep(4 * RECHECK)
+            assert client.status() == 200
+            restricted = http.post(
+                subject_url("complainant", "restriction"),
+                json={"reason": "objection (Art. 21)"},
+                headers=auth(privacy),
+            )
+            assert restricted.status_code == 200, restricted.text
+            row = _cut_row(http, compliance, compliance, client)
+            client.drain()
+    assert row is None
+    assert client.received == SIZE
+
+
+def test_stalled_compliance_download_of_kept_data_runs_on(
+    vault: ServerThread, own_tenant: Tenant
+) -> None:
+    """The negative: what an erasure keeps under a hold stays readable for compliance."""
+    with vault.client() as http:
+        ingest = create_key(http, own_tenant, ["ingest"])
+        meta = uploaded(http, ingest, "suspect", os.urandom(SIZE))
+        privacy = create_key(http, own_tenant, ["erasure"])
+        compliance = create_key(http, own_tenant, ["compliance"])
+        placed = http.post(
+            "/v1/holds",
+            json={"subject_ref": "suspect", "reason": "fraud_investigation", "reference": "F-2"},
+            headers=auth(compliance),
+        )
+        assert placed.status_code == 201, placed.text
+        url = artefact_url("suspect", meta["id"], "content")
+        with _StalledClient(vault, url, compliance["secret"]) as client:
+            time.sleep(4 * RECHECK)
+            assert client.status() == 200
+            erasure = http.post(subject_url("suspect", "erasure"), headers=auth(privacy))
+            assert erasure.status_code == 202, erasure.text
+            run_worker_pass(vault)
+            row = _cut_row(http, compliance, compliance, client)
             client.drain()
     assert row is None
     assert client.received == SIZE

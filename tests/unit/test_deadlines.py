@@ -8,7 +8,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from vault.domain.deadlines import add_calendar_month, erasure_due_at
+from vault.domain.deadlines import (
+    ERASURE_RUN_MARGIN,
+    add_calendar_month,
+    erasure_due_at,
+    erasure_not_before,
+)
 
 
 def _at(year: int, month: int, day: int, hour: int = 10, minute: int = 30) -> datetime:
@@ -124,3 +129,40 @@ def test_timezone_aware_deadline_compares_with_utc_times() -> None:
     assert due == datetime(2025, 4, 15, 4, 30, tzinfo=UTC)  # 14 Apr 23:30 at -05:00
     assert due.astimezone(UTC) - requested.astimezone(UTC) == timedelta(days=30)
     assert erasure_due_at(requested.astimezone(UTC)) == due
+
+
+# The longest grace period a tenant may set (DESIGN.md: at most 29 days).
+LONGEST_GRACE = timedelta(days=29)
+
+
+@pytest.mark.parametrize(
+    "requested", [(2027, 2, 1), (2028, 2, 1), (2027, 1, 31), (2027, 3, 1), (2027, 12, 31)]
+)
+@pytest.mark.parametrize("braked", [False, True])
+def test_not_before_never_passes_the_deadline(
+    requested: tuple[int, int, int], braked: bool
+) -> None:
+    """The grace period (and the rate brake's 24 h) is clamped per request: the erasure
+    becomes due at the latest ERASURE_RUN_MARGIN before its own deadline."""
+    at = _at(*requested)
+    not_before = erasure_not_before(at, LONGEST_GRACE, braked)
+    assert not_before <= erasure_due_at(at) - ERASURE_RUN_MARGIN
+
+
+def test_a_grace_that_fits_is_kept_to_the_second() -> None:
+    at = _at(2027, 3, 1)  # 30 days to 31 March: 29 days of grace fit
+    assert erasure_not_before(at, LONGEST_GRACE, braked=False) == at + LONGEST_GRACE
+
+
+def test_february_clamps_the_longest_grace_to_the_margin_before_the_deadline() -> None:
+    at = _at(2027, 2, 1)  # due 1 March: 28 days
+    assert erasure_due_at(at) == at.replace(month=3)
+    assert erasure_not_before(at, LONGEST_GRACE, braked=False) == at.replace(month=3) - (
+        ERASURE_RUN_MARGIN
+    )
+
+
+def test_the_rate_brake_still_holds_back_a_day_without_grace() -> None:
+    at = _at(2027, 2, 1)
+    assert erasure_not_before(at, timedelta(0), braked=True) == at + timedelta(hours=24)
+    assert erasure_not_before(at, timedelta(0), braked=False) == at

@@ -7,7 +7,7 @@ import asyncio
 import time
 from typing import cast
 
-from vault.errors import KeyDestroyed, KeyNoLongerLive, Unavailable, VaultError
+from vault.errors import KeyDestroyed, KeyNoLongerLive, Restricted, Unavailable, VaultError
 from vault.services.transfers import TransferLease, watch_lease
 
 EVERY = 0.02
@@ -55,6 +55,15 @@ def test_destroyed_data_key_cuts_once_it_is_seen() -> None:
     lease = _Lease(None, None, KeyDestroyed("gone"))
     reason, _ = _watch(lease)
     assert isinstance(reason, KeyDestroyed) and lease.checks == 3
+
+
+def test_a_read_the_read_path_refuses_now_cuts_at_once() -> None:
+    """A subject restricted since, or data kept by an erasure: a refusal, not a failed
+    check that would be retried until the limit."""
+    lease = _Lease(None, Restricted("processing of this subject is restricted"))
+    reason, took = _watch(lease)
+    assert isinstance(reason, Restricted) and reason.__traceback__ is None
+    assert lease.checks == 2 and took < LIMIT
 
 
 def test_live_lease_runs_on() -> None:

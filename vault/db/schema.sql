@@ -851,6 +851,45 @@ $$;
 ALTER FUNCTION public.dv_tenant_directory() OWNER TO datavault_definer;
 
 --
+-- Name: dv_transfer_hold(uuid, uuid, uuid, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
+    SELECT p_tenant, p_transfer, p_data_key, now() + make_interval(secs => p_seconds)
+      FROM data_keys d
+      JOIN subject_keys s ON s.tenant_id = d.tenant_id AND s.id = d.subject_key_id
+      JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
+     WHERE d.tenant_id = p_tenant AND d.id = p_data_key
+       AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
+       AND k.wrapped_key IS NOT NULL
+    ON CONFLICT (tenant_id, transfer_id, data_key_id)
+       DO UPDATE SET held_until = EXCLUDED.held_until;
+    RETURN FOUND;
+END
+$$;
+
+--
+-- Name: dv_transfer_release(uuid, uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true),
+            set_config('synchronous_commit', 'off', true);
+    DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = p_transfer;
+END
+$$;
+
+--
 -- Name: access_log; Type: TABLE; Schema: public
 --
 
@@ -1419,6 +1458,19 @@ CREATE TABLE public.tenants (
 ALTER TABLE ONLY public.tenants FORCE ROW LEVEL SECURITY;
 
 --
+-- Name: transfer_keys; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.transfer_keys (
+    tenant_id uuid NOT NULL,
+    transfer_id uuid NOT NULL,
+    data_key_id uuid NOT NULL,
+    held_until timestamp with time zone NOT NULL
+);
+
+ALTER TABLE ONLY public.transfer_keys FORCE ROW LEVEL SECURITY;
+
+--
 -- Name: webhook_attempts; Type: TABLE; Schema: public
 --
 
@@ -1818,6 +1870,13 @@ ALTER TABLE ONLY public.tenants
     ADD CONSTRAINT tenants_slug_key UNIQUE (slug);
 
 --
+-- Name: transfer_keys transfer_keys_pkey; Type: CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.transfer_keys
+    ADD CONSTRAINT transfer_keys_pkey PRIMARY KEY (tenant_id, transfer_id, data_key_id);
+
+--
 -- Name: webhook_attempts webhook_attempts_pkey; Type: CONSTRAINT; Schema: public
 --
 
@@ -2000,6 +2059,12 @@ CREATE INDEX records_kept_versions ON public.records USING btree (tenant_id, sub
 --
 
 CREATE INDEX subject_keys_kek ON public.subject_keys USING btree (tenant_id, kek_version) WHERE (wrapped_key IS NOT NULL);
+
+--
+-- Name: transfer_keys_by_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX transfer_keys_by_key ON public.transfer_keys USING btree (tenant_id, data_key_id, held_until);
 
 --
 -- Name: webhook_deliveries_age; Type: INDEX; Schema: public
@@ -2255,6 +2320,13 @@ ALTER TABLE ONLY public.tenant_hmac_keys
 
 ALTER TABLE ONLY public.tenant_keks
     ADD CONSTRAINT tenant_keks_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
+
+--
+-- Name: transfer_keys transfer_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
+--
+
+ALTER TABLE ONLY public.transfer_keys
+    ADD CONSTRAINT transfer_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 --
 -- Name: webhook_attempts webhook_attempts_tenant_id_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public
@@ -2676,6 +2748,12 @@ CREATE POLICY tenant_isolation ON public.tenant_keks TO datavault_app USING ((te
 CREATE POLICY tenant_isolation ON public.tenants TO datavault_app USING ((id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
 
 --
+-- Name: transfer_keys tenant_isolation; Type: POLICY; Schema: public
+--
+
+CREATE POLICY tenant_isolation ON public.transfer_keys TO datavault_app USING ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid)) WITH CHECK ((tenant_id = (NULLIF(current_setting('datavault.tenant_id'::text, true), ''::text))::uuid));
+
+--
 -- Name: webhook_attempts tenant_isolation; Type: POLICY; Schema: public
 --
 
@@ -2710,6 +2788,12 @@ ALTER TABLE public.tenant_keks ENABLE ROW LEVEL SECURITY;
 --
 
 ALTER TABLE public.tenants ENABLE ROW LEVEL SECURITY;
+
+--
+-- Name: transfer_keys; Type: ROW SECURITY; Schema: public
+--
+
+ALTER TABLE public.transfer_keys ENABLE ROW LEVEL SECURITY;
 
 --
 -- Name: webhook_attempts; Type: ROW SECURITY; Schema: public
@@ -2972,6 +3056,20 @@ REVOKE ALL ON FUNCTION public.dv_tenant_directory() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_tenant_directory() TO datavault_app;
 
 --
+-- Name: FUNCTION dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_transfer_release(p_tenant uuid, p_transfer uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) TO datavault_app;
+
+--
 -- Name: TABLE access_log; Type: ACL; Schema: public
 --
 
@@ -3196,6 +3294,12 @@ GRANT SELECT ON TABLE public.tenant_keks TO datavault_auditor;
 GRANT SELECT,INSERT,UPDATE ON TABLE public.tenants TO datavault_app;
 GRANT SELECT ON TABLE public.tenants TO datavault_definer;
 GRANT SELECT ON TABLE public.tenants TO datavault_auditor;
+
+--
+-- Name: TABLE transfer_keys; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.transfer_keys TO datavault_app;
 
 --
 -- Name: TABLE webhook_attempts; Type: ACL; Schema: public

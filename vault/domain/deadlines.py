@@ -22,6 +22,24 @@ def erasure_due_at(requested_at: datetime) -> datetime:
     return min(requested_at + ERASURE_DEADLINE, add_calendar_month(requested_at))
 
 
+# How long before its deadline a clamped erasure becomes due at the latest: the executor
+# runs every 2 s and a non-held erasure completes within a minute of `not_before`, so an
+# hour leaves room for a worker restart or a short database outage.
+ERASURE_RUN_MARGIN = timedelta(hours=1)
+
+
+def erasure_not_before(requested_at: datetime, grace: timedelta, braked: bool) -> datetime:
+    """When an erasure requested at `requested_at` may run: after the tenant's grace
+    period (and the rate brake's 24 h when it applies), but never so late that it cannot
+    meet its deadline. A grace period of up to 29 days is accepted as a setting, yet a
+    month after a day in February is only 28 days (29 in a leap year): the setting is
+    kept and each request is clamped to ERASURE_RUN_MARGIN before its own `due_at`."""
+    wanted = requested_at + grace
+    if braked:
+        wanted = max(wanted, requested_at + ERASURE_BRAKE_DELAY)
+    return min(wanted, erasure_due_at(requested_at) - ERASURE_RUN_MARGIN)
+
+
 # AWS KMS deletes a key scheduled for deletion after at least 7 days (the window the vault
 # asks for when it retires an epoch): until then the old root key still exists.
 KMS_DELETION_WINDOW = timedelta(days=7)

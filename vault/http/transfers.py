@@ -5,13 +5,15 @@ From then until the request ends a watchdog task confirms the transfer's lease e
 TRANSFER_RECHECK_SECONDS (services/transfers.py), independently of the client: a client
 that stops reading blocks the response's `send`, and nothing that waits for the next
 read would ever run again. When the lease fails (a data key destroyed, the API key
-revoked or expired, its tenant closed) or cannot be confirmed in time, the watchdog
-expires the request's deadline: the request task is cancelled wherever it waits (a
-stalled `send` included), then
+revoked or expired, its tenant closed, or the read path would now refuse the read: the
+subject restricted, or the artefact kept by an erasure, for a caller who is not
+compliance) or cannot be confirmed in time, the watchdog expires the request's deadline:
+the request task is cancelled wherever it waits (a stalled `send` included), then
 
 - if the response has started, the connection is dropped with a reset, so nothing still
   queued reaches the client, and the access log records the request with the status of
-  the reason (401, 404 or 503; never the status line that was sent) and the bytes sent;
+  the reason (401, 403, 404 or 503; never the status line that was sent) and the bytes
+  sent;
 - if not (an upload still receiving its body), the reason is answered as a problem.
 
 Either way the lease's streams are closed, which releases their data keys, and the
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vault.errors import KeyDestroyed, KeyNoLongerLive, VaultError
+from vault.errors import Forbidden, KeyDestroyed, KeyNoLongerLive, NotFound, VaultError
 from vault.http.edge_limits import ABORT_CONNECTION
 from vault.http.problems import problem_for, status_for
 from vault.http.state import VaultState, vault_state
@@ -53,6 +55,8 @@ def _reason(error: VaultError) -> str:
         return "api_key_not_live"
     if isinstance(error, KeyDestroyed):
         return "data_key_destroyed"
+    if isinstance(error, Forbidden | NotFound):
+        return "no_longer_readable"  # restricted, or kept by an erasure: compliance only
     return "unconfirmed"
 
 

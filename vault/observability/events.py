@@ -90,7 +90,8 @@ def transfer_cut(
     started: bool,
 ) -> None:  # fmt: skip
     """A download, export or upload was cut by the clock (vault/http/transfers.py), its
-    streams closed: `reason` is api_key_not_live, data_key_destroyed or unconfirmed;
+    streams closed: `reason` is api_key_not_live, data_key_destroyed, no_longer_readable
+    (its subject restricted, or its data kept by an erasure) or unconfirmed;
     `started`: whether its status line had gone out (else the reason was answered)."""
     log.warning(
         "transfer_cut", tenant_id=str(tenant_id), request_id=request_id,

@@ -90,7 +90,8 @@ class Metrics:
         self.transfers_cut = Counter(
             "datavault_transfers_cut",
             "Downloads, exports and uploads cut by the clock, by reason: api_key_not_live, "
-            "data_key_destroyed, unconfirmed (their keys could not be checked in time)",
+            "data_key_destroyed, no_longer_readable (subject restricted or data kept by an "
+            "erasure), unconfirmed (their keys could not be checked in time)",
             ["reason"],
             registry=self.registry,
         )

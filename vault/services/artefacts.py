@@ -17,7 +17,7 @@ import json
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterable
 from contextlib import aclosing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -49,13 +49,13 @@ from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
     check_access,
-    check_generation,
+    check_readable,
     check_writable,
     readable_generations,
     subject_from_columns,
 )
 from vault.services.tenants import load_settings
-from vault.services.transfers import TransferLease
+from vault.services.transfers import SubjectRead, TransferLease
 from vault.services.upload_pipeline import sealed_upload
 
 Q = Queries("artefacts")
@@ -94,12 +94,15 @@ class Located:
     body then holds it, under a transfer lease), so whoever still holds this object
     does not hold the key; a HEAD request just drops it."""
 
-    __slots__ = ("_data_key", "artefact", "blob_key")
+    __slots__ = ("_data_key", "artefact", "blob_key", "read")
 
-    def __init__(self, artefact: Artefact, blob_key: str, data_key: DataKey) -> None:
+    def __init__(
+        self, artefact: Artefact, blob_key: str, data_key: DataKey, read: SubjectRead
+    ) -> None:
         self.artefact = artefact
         self.blob_key = blob_key
         self._data_key: DataKey | None = data_key
+        self.read = read  # what a transfer of its content confirms while it streams
 
     def take_key(self) -> DataKey:
         data_key, self._data_key = self._data_key, None
@@ -165,6 +168,7 @@ class ArtefactService:
                     data_key = await self._keyring.new_data_key_for_write(
                         conn, tenant_id, subject.id, checked, subject.generation, "artefact"
                     )
+                    await lease.claim(data_key.id, conn)
                     key = blob_key(tenant_id, subject.id, artefact_id, data_key.id)
                     inserted = await conn.fetchrow(
                         Q.insert_uploading,
@@ -199,10 +203,14 @@ class ArtefactService:
             # must not cancel it half way through its commit.
             lease.end()
             async with self._db.tenant_tx(tenant_id) as conn:
-                completed = await conn.fetchval(
+                completed = await conn.fetchrow(
                     Q.complete, tenant_id, artefact_id, meter.size, sealed, lease.api_key_id
                 )
-            if completed is None:
+            assert completed is not None
+            # Restricted while its body streamed (Art. 18: nothing new is written): the
+            # subject as the completing statement read it under its lock.
+            check_writable(replace(subject, restricted_at=completed["restricted_at"]))
+            if completed["id"] is None:
                 # Shredded while its body streamed: an erasure requested meanwhile covered
                 # it (it was written into the generation the erasure claimed).
                 raise Gone("the subject was erased while this upload ran: nothing was kept")
@@ -277,11 +285,12 @@ class ArtefactService:
         if row["state"] == "deleted":
             raise Gone("this artefact was deleted")
         subject = subject_from_columns(tenant_id, row)
-        check_access(subject, access)
-        check_generation(readable_generations(subject, access), row["artefact_generation"])
+        check_readable(subject, access, row["artefact_generation"])
         data_key = await self._keyring.open_data_key(tenant_id, row)
         artefact = self._describe(subject, _artefact_columns(row), data_key)
-        return Located(artefact, row["blob_key"], data_key)
+        # What a transfer of it confirms on the clock, by the same rule.
+        read = SubjectRead(subject.ref_hash, row["artefact_generation"], access)
+        return Located(artefact, row["blob_key"], data_key, read)
 
     async def describe(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
@@ -314,23 +323,29 @@ class ArtefactService:
         """The body decrypts only the segments the range needs. The first piece is
         decrypted here, so a corrupted header or first segment fails before any status
         line is sent. The data key is held under `lease` while the body is open, and the
-        body closes with the lease."""
-        artefact = located.artefact
+        body closes with the lease. Before anything is decrypted the lease records the
+        key as held in the database, if it is still live (KeyDestroyed otherwise), so
+        an erasure shredding it completes only once this transfer has ended or been cut."""
+        artefact, data_key = located.artefact, located.take_key()
+        await lease.claim(data_key.id)
         body = self._plaintext(
-            artefact.id, located.blob_key, located.take_key(), artefact.size, byte_range, lease
-        )
-        # From here only the body's frames hold the key, and they close with the lease.
+            artefact.id, located.blob_key, data_key, artefact.size, byte_range, lease,
+            located.read,
+        )  # fmt: skip
+        del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
         return Content(artefact, byte_range, lease.stream(_prepend(first, body)))
 
     async def _plaintext(
         self, artefact_id: uuid.UUID, key: str, data_key: DataKey, size: int,
-        byte_range: ByteRange | None, lease: TransferLease,
+        byte_range: ByteRange | None, lease: TransferLease, read: SubjectRead,
     ) -> AsyncGenerator[bytes, None]:  # fmt: skip
         """DESIGN.md: a download already streaming when its key is shredded is cut within
         60 s, by the clock: the lease's watchdog confirms the key while it is held here
-        and cuts the transfer, which closes this generator and the key with it."""
-        with lease.holding(data_key):
+        and cuts the transfer, which closes this generator and the key with it. So it
+        does once the read path would refuse `read` (the subject restricted, or the
+        artefact kept by an erasure, for a caller who is not compliance)."""
+        with lease.holding(data_key, read):
             decrypted = self._decrypted(artefact_id, key, data_key, size, byte_range)
             async with aclosing(decrypted) as pieces:
                 async for piece in pieces:

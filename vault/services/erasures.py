@@ -18,7 +18,7 @@ import asyncpg
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.domain.deadlines import ERASURE_BRAKE_DELAY, erasure_due_at
+from vault.domain.deadlines import erasure_due_at, erasure_not_before
 from vault.domain.erasures import ErasureStatus
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Conflict, InvalidInput, NotFound
@@ -105,9 +105,8 @@ class ErasureService:
             if limit is not None:
                 await conn.execute(Q.rate_lock, tenant_id)
                 braked = int(await conn.fetchval(Q.recent_count, tenant_id)) >= limit
-            not_before = now + timedelta(hours=settings.erasure_grace_hours)
-            if braked:
-                not_before = max(not_before, now + ERASURE_BRAKE_DELAY)
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            not_before = erasure_not_before(now, grace, braked)
             erasure_id = uuid.uuid4()
             subject_id = subject["id"] if subject else None
             generation = subject["generation"] if subject else None
@@ -215,7 +214,8 @@ class ErasureService:
             ):
                 raise Conflict("only an erasure the rate brake still holds back can be released")
             settings = await load_settings(conn, tenant_id)
-            grace_end = row["requested_at"] + timedelta(hours=settings.erasure_grace_hours)
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            grace_end = erasure_not_before(row["requested_at"], grace, braked=False)
             await conn.execute(Q.release_brake, tenant_id, erasure_id, max(grace_end, now))
             if grace_end <= now:
                 await notify(conn, ERASURES_DUE, tenant_id)

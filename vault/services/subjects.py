@@ -170,6 +170,15 @@ def check_access(subject: Subject, access: SubjectAccess) -> None:
         raise Restricted("processing of this subject is restricted")
 
 
+def check_readable(subject: Subject, access: SubjectAccess, generation: int) -> None:
+    """The read path's one rule for data of `generation`: refused (Restricted) when the
+    subject is restricted or the generation is under an erasure instruction (kept by a
+    hold or retention), unless the caller is compliance. Checked when a read starts and,
+    for a transfer, again on the clock while it streams (services/transfers.py)."""
+    check_access(subject, access)
+    check_generation(readable_generations(subject, access), generation)
+
+
 def check_writable(subject: Subject) -> None:
     if subject.restricted_at is not None:
         raise Restricted("processing of this subject is restricted: no new data")

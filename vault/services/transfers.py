@@ -1,14 +1,22 @@
-"""Transfers (downloads, range reads, exports, uploads) hold keys only while those keys
-live: DESIGN.md, Deletion guarantees, cuts a transfer within 60 s of its data key being
-destroyed or of the API key that started it being revoked, by the clock, whether or not
-the client is reading.
+"""Transfers (downloads, range reads, exports, playback streams, uploads) hold keys only
+while those keys live and their caller may still read what they stream: DESIGN.md,
+Deletion guarantees, cuts a transfer within 60 s of its data key being destroyed or of
+the API key that started it being revoked, by the clock, whether or not the client is
+reading; and a read runs on only while the read path would still serve it (a subject
+restricted since, or an erasure that kept the artefact: compliance scope only).
 
-A `TransferLease` is what one transfer holds: the API key that started it and the ids of
-the data keys it has open, plus the streams that decrypt under them. `watch_lease`
-confirms the lease every few seconds, by the clock, and returns why the transfer must be
-cut once it fails or cannot be confirmed in time; the HTTP layer (vault/http/transfers.py)
-then cancels the request and drops its connection, and `TransferLease.close` closes the
-decrypting streams so the key leaves memory with them.
+A `TransferLease` is what one transfer holds: the API key that started it, the ids of
+the data keys it has open (each with the read it serves, if it is a read), plus the
+streams that decrypt under them. `watch_lease` confirms the lease every few seconds, by
+the clock, and returns why the transfer must be cut once it fails or cannot be confirmed
+in time; the HTTP layer (vault/http/transfers.py) then cancels the request and drops its
+connection, and `TransferLease.close` closes the decrypting streams so the key leaves
+memory with them.
+
+Which keys a transfer holds is also written to the database (transfer_keys, migration
+0026), renewed with each confirmation and deleted on close: an erasure completes only
+once no live transfer holds a key it shredded (erasures.sql `awaiting_ledger`), whichever
+process runs the transfer.
 """
 
 from __future__ import annotations
@@ -18,15 +26,25 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 
 import structlog
 
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
-from vault.errors import KeyDestroyed, KeyNoLongerLive, Unavailable, VaultError
+from vault.errors import (
+    Forbidden,
+    KeyDestroyed,
+    KeyNoLongerLive,
+    NotFound,
+    Unavailable,
+    VaultError,
+)
 from vault.services.keyring import DataKey
+from vault.services.subjects import SubjectAccess, check_readable, subject_from_columns
 
 Q = Queries("transfers")
+S = Queries("subjects")
 log = structlog.get_logger("datavault.transfers")
 
 # DESIGN.md: no process holds a destroyed key, or serves a revoked API key's transfer,
@@ -39,6 +57,22 @@ UNCONFIRMED_LIMIT_SECONDS = 50.0
 # destroyed key or revoked API key is noticed within about this long. One short query
 # per transfer every 10 s.
 TRANSFER_RECHECK_SECONDS = 10.0
+# How long a confirmation lets the database count a key as held (transfer_keys): the
+# longest a process can go on holding it unconfirmed, the limit and the cut's 10 s.
+HELD_FOR_SECONDS = UNCONFIRMED_LIMIT_SECONDS + 10.0
+# Why a confirmation cuts a transfer (anything else is a check that failed, retried).
+REFUSALS = (KeyNoLongerLive, KeyDestroyed, Forbidden, NotFound)
+
+
+@dataclass(frozen=True)
+class SubjectRead:
+    """The read a held data key serves: whose data (the subject by its reference's keyed
+    hash), which generation it was written in, and what the caller may read. Confirmed
+    with the read path's own rule (subjects.py `check_readable`)."""
+
+    ref_hash: bytes
+    generation: int
+    access: SubjectAccess
 
 
 class TransferLease:
@@ -47,25 +81,47 @@ class TransferLease:
 
     def __init__(self, db: Database, tenant_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
         self._db = db
+        self.id = uuid.uuid4()  # its rows in transfer_keys
         self.tenant_id = tenant_id
         self.api_key_id = api_key_id
         self._data_keys: Counter[uuid.UUID] = Counter()
+        self._reads: dict[uuid.UUID, SubjectRead] = {}
+        self._claimed = False  # any rows in transfer_keys to delete on close
         self._streams: list[AsyncGenerator[bytes, None]] = []
         self.ended = False
         self.closed = False
 
+    async def claim(self, data_key_id: uuid.UUID, conn: Connection | None = None) -> None:
+        """Record in the database that this transfer holds `data_key_id`, before anything
+        is decrypted under it: in `conn`'s transaction for a key it creates, else in one
+        statement of its own that refuses a key destroyed since it was read
+        (KeyDestroyed). The row lives until the lease closes, or expires by the clock."""
+        self._claimed = True  # a row may be there whatever happens next
+        if conn is not None:
+            await conn.execute(Q.hold_key, self.tenant_id, self.id, data_key_id, HELD_FOR_SECONDS)
+            return
+        held = await self._db.tenant_fetchrow(
+            self.tenant_id, Q.hold_live_key, self.id, data_key_id, HELD_FOR_SECONDS
+        )
+        if held is None or not held[0]:
+            raise KeyDestroyed("the data key was destroyed")
+
     @contextmanager
-    def holding(self, data_key: DataKey) -> Iterator[None]:
-        """While the block runs, `data_key` is confirmed with the rest of the lease."""
+    def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:
+        """While the block runs, `data_key` is confirmed with the rest of the lease, and
+        so is `read`, the read it serves (None: a write)."""
         if data_key.subject_key.tenant_id != self.tenant_id:
             raise ValueError("a transfer holds keys of its own tenant only")
         self._data_keys[data_key.id] += 1
+        if read is not None:
+            self._reads[data_key.id] = read
         try:
             yield
         finally:
             self._data_keys[data_key.id] -= 1
             if self._data_keys[data_key.id] <= 0:
                 del self._data_keys[data_key.id]
+                self._reads.pop(data_key.id, None)
 
     def stream(self, body: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """Register a stream that decrypts under the lease's keys, to be closed with it."""
@@ -78,18 +134,47 @@ class TransferLease:
         self.ended = True
 
     async def confirm(self) -> None:
-        """Raise KeyNoLongerLive (the API key revoked or expired, its tenant closed) or
-        KeyDestroyed (a data key, or a key above it, destroyed); else return."""
+        """Raise KeyNoLongerLive (the API key revoked or expired, its tenant closed),
+        KeyDestroyed (a data key, or a key above it, destroyed), or what the read path
+        raises for a read it would no longer serve (Restricted: the subject restricted,
+        or the artefact kept after an erasure, and the caller is not compliance); else
+        return, the held keys' rows in transfer_keys renewed."""
         held = sorted(self._data_keys)
+        reads = list(self._reads.values())
+        self._claimed = self._claimed or bool(held)  # the check writes their rows too
         async with self._db.tenant_tx(self.tenant_id) as conn:
             # dv_require_live_key raises for a revoked key or a closed tenant
             # (KeyNoLongerLive, via tenant_tx); the row says the rest.
-            row = await conn.fetchrow(Q.still_live, self.tenant_id, self.api_key_id, held)
+            row = await conn.fetchrow(
+                Q.still_live, self.tenant_id, self.api_key_id, held, self.id, HELD_FOR_SECONDS
+            )
+            # Each subject read as the read path reads it (dv_subject), once.
+            subjects = {
+                ref_hash: await conn.fetchrow(S.find, self.tenant_id, ref_hash)
+                for ref_hash in {read.ref_hash for read in reads}
+            }
         assert row is not None
         if not row["api_key_unexpired"]:
             raise KeyNoLongerLive("the API key that started this transfer expired")
         if row["data_keys_live"] != len(held):
             raise KeyDestroyed("the data key was destroyed during the transfer")
+        for read in reads:
+            found = subjects[read.ref_hash]
+            if found is None:
+                raise NotFound("no such subject")
+            check_readable(
+                subject_from_columns(self.tenant_id, found), read.access, read.generation
+            )
+
+    async def release(self) -> None:
+        """Delete the transfer's rows in transfer_keys: it holds no key any more. Failing
+        (the database unreachable), they expire by the clock."""
+        if not self._claimed:
+            return
+        try:
+            await self._db.tenant_fetch(self.tenant_id, Q.release, self.id)
+        except Exception as exc:
+            log.warning("transfer_release_failed", error_type=type(exc).__name__)
 
     async def close(self) -> None:
         """Close every registered stream, so the decrypting generators (and the keys in
@@ -103,13 +188,15 @@ class TransferLease:
                 continue
             with suppress(Exception):
                 await body.aclose()
+        await self.release()
 
 
 async def watch_lease(
     lease: TransferLease, *, every: float, limit: float = UNCONFIRMED_LIMIT_SECONDS
 ) -> VaultError | None:
     """Confirm `lease` every `every` seconds, by the clock. Returns why the transfer must
-    be cut: KeyNoLongerLive, KeyDestroyed, or Unavailable once nothing confirmed the keys
+    be cut: KeyNoLongerLive, KeyDestroyed, Restricted (or NotFound) for a read the read
+    path would refuse now, or Unavailable once nothing confirmed the keys
     for `limit` seconds (checks failing or hanging); None once the lease has ended.
     Cancel it when the transfer ends."""
     loop = asyncio.get_running_loop()
@@ -124,7 +211,7 @@ async def watch_lease(
         try:
             async with asyncio.timeout_at(deadline):
                 await lease.confirm()
-        except (KeyNoLongerLive, KeyDestroyed) as refused:
+        except REFUSALS as refused:
             # Without its traceback: the frames it names must not outlive the cut.
             return None if lease.ended else refused.with_traceback(None)
         except Exception as exc:
@@ -134,3 +221,11 @@ async def watch_lease(
                 return None if lease.ended else Unavailable("the transfer could not be confirmed")
             continue
         confirmed = started
+
+
+async def delete_expired_holds(db: Database, tenant_id: uuid.UUID) -> int:
+    """transfer_keys rows past held_until (a process that died holding a key): hygiene
+    for the sweeper, since completion ignores them already."""
+    async with db.tenant_tx(tenant_id) as conn:
+        status = await conn.execute(Q.delete_expired, tenant_id)
+    return int(status.split()[-1])

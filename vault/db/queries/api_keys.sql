@@ -63,13 +63,16 @@ SELECT id FROM api_keys
 -- name: key_holder
 -- An API key as the two-person release rule sees it: its owner, whether it is revoked,
 -- and its lineage (itself and every key that created it, at any depth) with their owners.
+-- No depth cap: one holder can mint a chain of any length, and a walk that stopped short
+-- would make the chain's end look like another person. Each step is one primary-key
+-- lookup; UNION (not UNION ALL) drops a key seen before, so even a cycle in created_by
+-- (which the API cannot make: a key is created by one that exists) ends the walk.
 WITH RECURSIVE lineage AS (
-    SELECT k.id, k.owner, k.created_by, 0 AS depth FROM api_keys k
+    SELECT k.id, k.owner, k.created_by FROM api_keys k
      WHERE k.tenant_id = $1 AND k.id = $2
-    UNION ALL
-    SELECT c.id, c.owner, c.created_by, l.depth + 1 FROM lineage l
+    UNION
+    SELECT c.id, c.owner, c.created_by FROM lineage l
       JOIN api_keys c ON c.tenant_id = $1 AND c.id = l.created_by
-     WHERE l.depth < 64
 )
 SELECT k.id, k.owner, k.revoked_at IS NOT NULL AS revoked,
        ARRAY(SELECT id FROM lineage) AS lineage_ids,

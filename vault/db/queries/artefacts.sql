@@ -9,12 +9,27 @@ RETURNING created_at, expires_at
 -- $5: the API key that uploaded it, checked in this statement (dv_require_live_key
 -- raises DV401 if it was revoked or its tenant closed): an upload whose key was revoked
 -- while its body streamed never becomes visible.
--- No row: the artefact is no longer uploading (an erasure shredded it meanwhile).
-WITH key_live AS (SELECT true AS live FROM dv_require_live_key($1, $5))
-UPDATE artefacts SET state = 'active', size = $3, metadata_sealed = $4
- WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
-   AND EXISTS (SELECT 1 FROM key_live)
-RETURNING id
+-- The subject is read again under its row lock, as dv_record_write does for records
+-- (shared: uploads of one subject still complete side by side; restricting it updates
+-- the row and so waits for this transaction, or this waits and re-reads the row). An
+-- upload overtaken by a restriction while its body streamed gets id NULL and the
+-- subject's restricted_at (the caller refuses it and shreds what it wrote); a
+-- restriction after this commit finds the artefact complete.
+-- id NULL and restricted_at NULL: the artefact is no longer uploading (an erasure
+-- shredded it meanwhile).
+WITH key_live AS (SELECT true AS live FROM dv_require_live_key($1, $5)),
+subject AS (
+    SELECT s.restricted_at FROM subjects s
+      JOIN artefacts a ON a.tenant_id = s.tenant_id AND a.subject_id = s.id
+     WHERE a.tenant_id = $1 AND a.id = $2
+       FOR SHARE OF s),
+completed AS (
+    UPDATE artefacts SET state = 'active', size = $3, metadata_sealed = $4
+     WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
+       AND EXISTS (SELECT 1 FROM key_live)
+       AND EXISTS (SELECT 1 FROM subject WHERE restricted_at IS NULL)
+    RETURNING id)
+SELECT (SELECT id FROM completed) AS id, (SELECT restricted_at FROM subject) AS restricted_at
 
 -- name: abandon
 UPDATE artefacts SET state = 'deleted', deleted_at = now()

@@ -151,6 +151,11 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
        hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
 -- name: awaiting_ledger
+-- Shredded erasures ready to complete (or be held): every ledger row published, and no
+-- running transfer still holds a data key under a subject key the erasure shredded
+-- (transfer_keys, migration 0026; a row past held_until holds nothing: that process has
+-- cut the transfer by then, or is gone). DESIGN.md: "completed" means no process holds
+-- the key any more; an erasure whose keys no transfer holds is not delayed at all.
 SELECT e.id, e.subject_id, e.generation,
        EXISTS (SELECT 1 FROM erasure_items i WHERE i.tenant_id = e.tenant_id
                  AND i.erasure_id = e.id AND i.outcome <> 'shredded') AS kept
@@ -158,6 +163,12 @@ SELECT e.id, e.subject_id, e.generation,
  WHERE e.tenant_id = $1 AND e.status = 'in_progress'
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
+   AND NOT EXISTS (SELECT 1 FROM transfer_keys t
+                     JOIN data_keys d ON d.tenant_id = t.tenant_id AND d.id = t.data_key_id
+                     JOIN erasure_items i ON i.tenant_id = d.tenant_id
+                                         AND i.key_id = d.subject_key_id
+                    WHERE t.tenant_id = e.tenant_id AND t.held_until > now()
+                      AND i.erasure_id = e.id AND i.outcome = 'shredded')
  LIMIT $2
    FOR UPDATE OF e SKIP LOCKED
 

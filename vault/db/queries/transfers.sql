@@ -3,6 +3,20 @@
 -- that started it ($2) is live (dv_require_live_key raises DV401 if it was revoked or
 -- its tenant closed) and unexpired, and how many of its data keys ($3) are still there
 -- with every key above them (subject key, KEK): any one destroyed and the data is gone.
+-- In the same statement the transfer's rows in transfer_keys (transfer $4) are renewed
+-- for $5 seconds for the keys it holds (written again if missing: one lost with a
+-- database crash is back at the next check) and dropped for those it no longer holds
+-- (migration 0026).
+WITH renewed AS (
+    INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
+    SELECT $1, $4, held, now() + make_interval(secs => $5) FROM unnest($3::uuid[]) AS held
+    ON CONFLICT (tenant_id, transfer_id, data_key_id)
+       DO UPDATE SET held_until = EXCLUDED.held_until
+    RETURNING 1),
+released AS (
+    DELETE FROM transfer_keys
+     WHERE tenant_id = $1 AND transfer_id = $4 AND NOT data_key_id = ANY($3::uuid[])
+    RETURNING 1)
 SELECT (SELECT true FROM dv_require_live_key($1, $2)) AS api_key_live,
        NOT EXISTS (SELECT 1 FROM api_keys
                     WHERE tenant_id = $1 AND id = $2 AND expires_at <= now())
@@ -13,3 +27,25 @@ SELECT (SELECT true FROM dv_require_live_key($1, $2)) AS api_key_live,
          WHERE d.tenant_id = $1 AND d.id = ANY($3::uuid[])
            AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
            AND k.wrapped_key IS NOT NULL)::int AS data_keys_live
+
+-- name: hold_key
+-- Transfer $2 holds data key $3 for $4 seconds (migration 0026), in the transaction that
+-- creates the key (an upload: it is live, nothing can have shredded it yet).
+INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+ON CONFLICT (tenant_id, transfer_id, data_key_id) DO UPDATE SET held_until = EXCLUDED.held_until
+
+-- name: hold_live_key
+-- The same for a key read earlier (a download), in one round trip and only while the key
+-- is live: false once it was destroyed (migration 0026 `dv_transfer_hold`).
+SELECT dv_transfer_hold($1, $2, $3, $4)
+
+-- name: release
+-- The transfer ended (or was cut) and its streams are closed: it holds no key any more.
+SELECT dv_transfer_release($1, $2)
+
+-- name: delete_expired
+-- Rows of processes that died holding a key: they hold nothing any more (held_until
+-- passed), and completion ignores them already. Hygiene for the sweeper, by the
+-- database's clock (the one held_until is written by), not the sweep's.
+DELETE FROM transfer_keys WHERE tenant_id = $1 AND held_until <= now()

@@ -24,7 +24,11 @@ class ErasureRequested(Struct, kw_only=True):
     status: ErasureStatus
     requested_at: Time
     not_before: Annotated[
-        Time, Meta(description="requested_at + the grace period (24 h under the rate brake)")
+        Time,
+        Meta(
+            description="requested_at + the grace period (24 h under the rate brake), "
+            "at the latest one hour before due_at"
+        ),
     ]
     due_at: Annotated[
         Time, Meta(description="requested_at + 30 days or one calendar month, if sooner")
