@@ -55,6 +55,7 @@ from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.ledger import verify_ledger
 from vault.services.ledger_checkpoint import CHECKPOINT_PREFIX
 from vault.services.ledger_objects import GENESIS, LEDGER_PREFIX, encode_entry, entry_key
+from vault.services.receipts import ReceiptSigner
 from vault.services.root_epochs import retire_epoch, start_new_epoch
 from vault.services.tenants import create_tenant
 from workers.ledger_compaction import compact_ledger
@@ -76,6 +77,7 @@ async def _write_ledger(ctx: OperatorContext, root: Path, keys: int, per_object:
     """`keys` destroyed data keys (one in ten by an erasure) as objects of `per_object`
     entries, hash-chained; the database's head set to the last. Returns the object count."""
     tenant = await create_tenant(ctx.db, ctx.root, ctx.api_keys, f"b-{uuid.uuid4().hex[:8]}")
+    signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
     destroyed = (datetime.now(UTC) - timedelta(days=1)).isoformat()
     (root / LEDGER_PREFIX).mkdir(parents=True, exist_ok=True)
     seq, prev, outbox_id = 0, GENESIS, 0
@@ -90,12 +92,13 @@ async def _write_ledger(ctx: OperatorContext, root: Path, keys: int, per_object:
                 "destroyed_at": destroyed,
             })  # fmt: skip
         seq += 1
-        data, prev = encode_entry(seq, prev, entries)
+        data, prev = encode_entry(seq, prev, entries, signer)
         (root / entry_key(seq)).write_bytes(data)
     async with ctx.db.untenanted_tx() as conn:
         await conn.execute(
-            "INSERT INTO ledger_head (singleton, seq, entry_hash) VALUES (true, $1, $2) "
-            "ON CONFLICT (singleton) DO UPDATE SET seq = $1, entry_hash = $2",
+            "INSERT INTO ledger_head (singleton, seq, entry_hash, signed_from) "
+            "VALUES (true, $1, $2, 1) "
+            "ON CONFLICT (singleton) DO UPDATE SET seq = $1, entry_hash = $2, signed_from = 1",
             seq, prev,
         )  # fmt: skip
     return seq

@@ -49,6 +49,7 @@ from vault.domain.webhooks import EventType, parse_webhook_url
 from vault.runtime import OperatorContext, operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureRequest, ErasureService
+from vault.services.receipts import ReceiptSigner
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectService
 from vault.services.tenants import create_tenant
@@ -102,7 +103,9 @@ async def _complete(ctx: OperatorContext, tenant_id: uuid.UUID, api_key_id: uuid
             )
         await erasures.request(tenant_id, text, ErasureRequest(None, None), api_key_id)
     await run_due_erasures(ctx.db, ctx.keyring)
-    await publish_pending(ctx.db, ctx.blobs)
+    await publish_pending(
+        ctx.db, ctx.blobs, signer=await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+    )
     t0 = time.perf_counter()
     assert len(await complete_published_erasures(ctx.db, issuer)) == size
     return time.perf_counter() - t0

@@ -76,7 +76,7 @@ from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
-from vault.services.wakeups import CHANNELS, WakeupListener
+from vault.services.wakeups import CHANNELS, WakeupListener, WakeupSender
 from vault.services.webhook_sender import resolve_host
 from vault.services.webhooks import WebhookService
 from workers.access_anchor import AnchorMemory, publish_anchors
@@ -199,10 +199,17 @@ def create_app(
         redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs))
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
+        issuer = await ReceiptIssuer.for_deployment(db, root, settings)
+        # Then a ledger without a signed object gets its first (the marker), so from
+        # here on an unsigned object is refused: not before the replay above, which must
+        # see the objects after the database's head before the publisher adopts them.
+        await publish_pending(
+            db, blobs, settings.backup_retention_days, watermark_for(root, blobs),
+            signer=issuer.signer,
+        )  # fmt: skip
         keyring = KeyRing(root, PgHoldCheck())
         kek_listener = KekInvalidationListener(database_url, keyring.keks)
         kek_listener.start()
-        issuer = await ReceiptIssuer.for_deployment(db, root, settings)
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
         artefact_service = ArtefactService(
@@ -216,6 +223,8 @@ def create_app(
         metrics.watch_auth_throttle(
             auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
+        # Erasure requests' wake-ups for the executor, sent after they commit.
+        erasure_wakeups = WakeupSender(db)
         app.state.vault = VaultState(
             settings=settings,
             db=db,
@@ -237,10 +246,14 @@ def create_app(
             holds=HoldService(
                 db,
                 lambda: publish_pending(
-                    db, blobs, settings.backup_retention_days, watermark_for(root, blobs)
+                    db,
+                    blobs,
+                    settings.backup_retention_days,
+                    watermark_for(root, blobs),
+                    signer=issuer.signer,
                 ),
             ),
-            erasures=ErasureService(db, refs),
+            erasures=ErasureService(db, refs, erasure_wakeups),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,
             webhooks=WebhookService(
@@ -297,6 +310,7 @@ def create_app(
             yield
         finally:
             try:
+                await erasure_wakeups.flush()
                 await jobs.stop()
                 if wakeup_listener is not None:
                     await wakeup_listener.stop()

@@ -425,6 +425,11 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
             if summary.checkpoints
             else ""
         )
+        + (
+            f"; signed from entry {summary.signed_from}"
+            if summary.signed_from is not None
+            else "; no signed entry yet"
+        )
     ]
     for r in receipts:
         lines.append(
@@ -439,6 +444,7 @@ def cmd_ledger_verify(args: argparse.Namespace) -> int:
         "checkpoints": summary.checkpoints,
         "folded_through": summary.folded_through,
         "folded_entries": summary.folded_entries,
+        "signed_from": summary.signed_from,
         "receipts": receipts,
     }
     if not data["ok"]:

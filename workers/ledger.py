@@ -1,8 +1,11 @@
 """The shred-ledger publisher: pending outbox rows become one ledger object per batch in
 the blob store (`ledger/<seq>.json`, hash-chained to the one before), then are marked
 published, and erasures whose every row is published complete (or are held, when holds
-or retention keep part of them) with their receipt. The format and the checks are in
-vault/services/ledger.py."""
+or retention keep part of them) with their receipt. Every object is signed with the
+receipt key; while the chain has no signed object yet (the first run after ledger signing
+came, or an empty ledger) one is written at once, with no entries if none are pending:
+the marker that ends the window in which unsigned objects are accepted. The format and
+the checks are in vault/services/ledger_objects.py and vault/services/ledger.py."""
 
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import structlog
+
 from vault.blobs.base import BlobNotFound, BlobStore
 from vault.config import Settings
 from vault.db.database import Database
@@ -22,8 +27,12 @@ from vault.observability import events
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasure_transitions import transition
 from vault.services.ledger import GENESIS, LedgerError, encode_entry, entry_key, parse_entry
+from vault.services.ledger_objects import SignedWindow
 from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
+from vault.services.receipts import ReceiptSigner, published_keys
 from vault.services.tenants import list_tenants
+
+log = structlog.get_logger("datavault.ledger")
 
 Q = Queries("ledger")
 E = Queries("erasures")
@@ -41,9 +50,11 @@ _COMPLETE_PARALLEL = 4
 
 async def publish_pending(
     db: Database, blobs: BlobStore, retain_days: int = DEFAULT_RETAIN_DAYS,
-    watermark: LedgerWatermark | None = None,
+    watermark: LedgerWatermark | None = None, *, signer: ReceiptSigner,
 ) -> int:  # fmt: skip
-    """Publish pending outbox rows as one ledger object; return how many rows.
+    """Publish pending outbox rows as one ledger object, signed by `signer` (the receipt
+    key); return how many rows. Start-up calls it once before serving: a chain without
+    a signed object gets its marker then.
 
     Where the bucket has Object Lock, the object is locked (compliance mode) for
     `retain_days`, the deployment's backup retention: as long as a backup from before an
@@ -54,13 +65,21 @@ async def publish_pending(
         head = await head_tx.fetchrow(Q.lock_head)  # one publisher at a time
         assert head is not None
         seq, prev = int(head["seq"]), bytes(head["entry_hash"])
-        # A publisher that died after writing its object but before recording it.
+        window = SignedWindow(head["signed_from"])
+        jwks: dict[str, Any] | None = None
+        # A publisher that died after writing its object but before recording it (or
+        # objects a restored backup's head is behind). Adopted only if signed, or from
+        # before the first signed object: marking rows published on an appended object's
+        # word would complete erasures whose keys no genuine entry names.
         while True:
             try:
-                orphan = parse_entry(await blobs.get(entry_key(seq + 1)))
+                data = await blobs.get(entry_key(seq + 1))
             except BlobNotFound:
                 break
-            if orphan.prev != prev:
+            jwks = jwks if jwks is not None else await published_keys(db)
+            orphan = parse_entry(data, jwks, seq + 1)
+            window.admit(orphan)
+            if orphan.seq != seq + 1 or orphan.prev != prev:
                 raise LedgerError(f"ledger entry {seq + 1} does not link to the head")
             await _mark(db, orphan.seq, orphan.entries)
             seq, prev = orphan.seq, orphan.hash
@@ -69,13 +88,18 @@ async def publish_pending(
             async with db.tenant_tx(tenant.id) as conn:
                 for row in await conn.fetch(Q.pending, tenant.id, _BATCH):
                     entries.append(_entry(tenant.id, row))
-        if entries:
+        if entries or window.signed_from is None:
             seq += 1
-            data, prev = encode_entry(seq, prev, entries)
+            data, prev = encode_entry(seq, prev, entries, signer)
             until = datetime.now(UTC) + timedelta(days=retain_days + 1)
             await blobs.put_retained(entry_key(seq), data, until)
             await _mark(db, seq, entries)
+            if window.signed_from is None:
+                window.signed_from = seq
+                log.info("ledger_signing_began", seq=seq)
         await head_tx.execute(Q.update_head, seq, prev)
+        if window.signed_from is not None and head["signed_from"] is None:
+            await head_tx.execute(Q.record_signed_from, window.signed_from)
     if watermark is not None and seq:
         # Committed: the root-key store now remembers that the ledger reaches here.
         await asyncio.to_thread(watermark.remember, LedgerHead(seq, prev))
@@ -157,7 +181,9 @@ async def publish_and_complete(
     # Replaced records add a data key each: under a burst a tenant can have more pending
     # rows than one object takes, and an erasure's rows must not wait rounds behind them.
     for _ in range(_MAX_OBJECTS_PER_ROUND):
-        published = await publish_pending(db, blobs, receipts.backup_retention_days, watermark)
+        published = await publish_pending(
+            db, blobs, receipts.backup_retention_days, watermark, signer=receipts.signer
+        )
         if published < _BATCH:
             break
     await complete_published_erasures(db, receipts)

@@ -124,11 +124,13 @@ class _Collector:
             return
         try:
             times = [datetime.fromisoformat(e["destroyed_at"]) for e in entry.entries]
-            if not times or any(t.tzinfo is None for t in times):
+            # Only the signed marker that began ledger signing has no entries (when
+            # nothing was pending): it folds by its seq alone.
+            if (not times and entry.key_id is None) or any(t.tzinfo is None for t in times):
                 raise ValueError("no entries, or a time without its offset")
         except (KeyError, TypeError, ValueError) as exc:
             raise LedgerError(f"ledger entry {entry.seq} is malformed") from exc
-        if not may_fold(self.bound, entry.seq, max(times)):
+        if not may_fold(self.bound, entry.seq, max(times, default=_LONG_AGO)):
             self.stopped_at = entry.seq
             return
         if not self.chunks or self.chunks[-1].count >= MAX_OBJECTS_PER_CHECKPOINT:
@@ -136,7 +138,7 @@ class _Collector:
         chunk = self.chunks[-1]
         chunk.hashes += entry.hash
         chunk.entries += sum(1 for e in entry.entries if not is_instruction(e))  # keys
-        chunk.newest_destroyed_at = max(chunk.newest_destroyed_at, max(times))
+        chunk.newest_destroyed_at = max([chunk.newest_destroyed_at, *times])
         self.objects += 1
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -261,6 +262,64 @@ def test_a_concurrent_burst_cannot_overshoot_the_rate_brake(vault: ServerThread)
         listed = http.get("/v1/erasures?limit=100", headers=auth(keys.privacy)).json()["items"]
     assert [a.status_code for a in answers] == [202] * burst
     assert sum(1 for e in listed if not e["rate_braked"]) == limit
+
+
+def test_concurrent_requests_for_a_subject_never_seen_make_one_erasure(
+    vault: ServerThread,
+) -> None:
+    """A reference never seen has no subject row to queue on: the requests race to insert
+    the one scheduled erasure (erasures_one_scheduled), the losers start again and answer
+    with the winner's instruction."""
+    tenant = _tenant(vault)
+    burst = 6
+    with vault.client() as http:
+        keys = Keys(http, tenant)
+        answers: list[httpx.Response] = []
+        start = threading.Barrier(burst)
+
+        def request() -> None:
+            with vault.client() as own:
+                start.wait(10)
+                answers.append(_erase(own, keys, "never-seen"))
+
+        senders = [threading.Thread(target=request) for _ in range(burst)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(30)
+        listed = http.get(
+            "/v1/erasures", params={"subject_ref": "never-seen"}, headers=auth(keys.privacy)
+        ).json()["items"]
+    assert sorted(a.status_code for a in answers) == [200] * (burst - 1) + [202]
+    assert {a.json()["id"] for a in answers} == {listed[0]["id"]}
+    assert len(listed) == 1
+
+
+def test_a_request_follows_settings_changed_since_the_last_one(vault: ServerThread) -> None:
+    """A request decides on the settings its process read last; its statement compares
+    them with the tenant's and decides again on the new ones (dv_erasure_request)."""
+    tenant = _tenant(vault)
+    with vault.client() as http:
+        keys = Keys(http, tenant)
+        first = _erase(http, keys, "settings-1").json()  # the defaults: due at once
+        grace = {"erasure_grace_hours": 48}
+        assert http.patch("/v1/tenant/settings", json=grace, headers=keys.admin).is_success
+        second = _erase(http, keys, "settings-2").json()
+        brake = {"erasure_rate_limit_per_hour": 2}
+        assert http.patch("/v1/tenant/settings", json=brake, headers=keys.admin).is_success
+        third = _erase(http, keys, "settings-3").json()
+        third_read = _erasure(http, keys, third["id"])
+    assert first["not_before"] == first["requested_at"]
+    hours = (_at(second["not_before"]) - _at(second["requested_at"])).total_seconds() / 3600
+    assert hours == 48
+    # Two erasures in the last hour already: the third is braked, 48 h still the later.
+    assert third_read["rate_braked"] is True
+    hours = (_at(third["not_before"]) - _at(third["requested_at"])).total_seconds() / 3600
+    assert hours == 48
+
+
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 async def _hold_erasures_table(url: str, held: threading.Event, release: threading.Event) -> None:

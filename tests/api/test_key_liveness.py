@@ -157,3 +157,25 @@ def test_remembered_key_keeps_its_scopes(server: ServerThread, tenant: Tenant) -
             http.get(records_of(ref, "records"), headers=auth(writer)),
         ]
     assert [r.status_code for r in reads] == [403, 403]
+
+
+def test_erasure_request_with_a_key_revoked_elsewhere_is_refused_and_erases_nothing(
+    server: ServerThread, tenant: Tenant, database_url: str
+) -> None:
+    """An erasure request also recognises its key from memory and checks its liveness in
+    the statement that requests (dv_erasure_request, migration 0028)."""
+    ref = f"user-{uuid.uuid4().hex[:12]}"
+    with server.client() as http:
+        _own_address(http)
+        privacy = create_key(http, tenant, ["erasure"])
+        officer = create_key(http, tenant, ["compliance"])
+        warm = http.post(f"/v1/subjects/warm-{ref}/erasure", headers=auth(privacy))
+        assert warm.status_code == 202, warm.text
+        _revoke_elsewhere(database_url, tenant, privacy)
+        refused = http.post(f"/v1/subjects/{ref}/erasure", headers=auth(privacy))
+        listed = http.get(
+            "/v1/erasures", params={"subject_ref": ref}, headers=auth(officer)
+        ).json()["items"]
+    assert refused.status_code == 401
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    assert listed == []

@@ -2,9 +2,9 @@
 `in_progress` (never `completed` without its ledger entry), and the next worker
 publishes the entry and completes it.
 
-To stop the worker exactly there, the ledger's place in the filesystem blob store is
-taken by a plain file: the shred commits, every publish attempt fails, and the worker is
-killed with SIGKILL while in that state. No hook in the vault's code is involved."""
+To stop the worker exactly there, the place of the ledger's next object in the filesystem
+blob store is taken by a directory: the shred commits, every publish attempt fails, and
+the worker is killed with SIGKILL while in that state. No hook in the vault's code is involved."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from tests.api.helpers import create_key, wait_for
 from tests.e2e.test_worker_crash import _worker
 from tests.support import bearer, make_tenant, new_database, running_server
 from vault.config import Settings
+from vault.services.ledger_objects import entry_key
 
 
 async def _erasure_state(url: str) -> dict[str, Any]:
@@ -77,8 +78,11 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
         assert http.post("/v1/subjects/s/erasure", headers=privacy).status_code == 202
 
     ledger_dir = settings.data_dir / "blobs" / "ledger"
-    assert not ledger_dir.exists()
-    ledger_dir.write_bytes(b"")  # a file where the ledger's directory belongs
+    # Start-up wrote the signed marker, entry 1; a directory where entry 2 belongs makes
+    # the publisher's write fail (reads see no entry 2).
+    assert [p.name for p in ledger_dir.iterdir()] == [Path(entry_key(1)).name]
+    blocked = settings.data_dir / "blobs" / entry_key(2)
+    blocked.mkdir()
     log = tmp_path / "worker.log"
     worker = _worker(settings, log)
     try:
@@ -97,7 +101,7 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
     assert stuck["status"] == "in_progress" and stuck["published"] == 0
     assert stuck["live_keys"] == 0  # the shred itself is committed
 
-    ledger_dir.unlink()
+    blocked.rmdir()
     worker = _worker(settings, log)
     try:
         done = _wait_for(url, lambda s: s["status"] == "completed")
@@ -110,7 +114,7 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
     entries = [
         entry
         for path in sorted(ledger_dir.iterdir())
-        for entry in json.loads(path.read_bytes())["entries"]
+        for entry in json.loads(path.read_bytes())["ledger_entry"]["entries"]
     ]
     assert sorted(e["key_id"] for e in entries) == stuck["key_ids"]
     assert {e["erasure_id"] for e in entries} == {stuck["id"]}

@@ -45,8 +45,8 @@ def _run_jobs(vault: ServerThread) -> None:
     async def run() -> None:
         async with operator_context(vault.settings, vault.database_url) as ctx:
             await run_due_erasures(ctx.db, ctx.keyring)
-            await publish_pending(ctx.db, ctx.blobs)
             issuer = await ReceiptIssuer.for_deployment(ctx.db, ctx.root, ctx.settings)
+            await publish_pending(ctx.db, ctx.blobs, signer=issuer.signer)
             await complete_published_erasures(ctx.db, issuer)
             await journal_expired_holds(ctx.db)
 

@@ -29,6 +29,7 @@ from tests.support import (
 from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
+from vault.services.receipts import ReceiptSigner
 from workers.erasure import run_due_erasures
 from workers.ledger import complete_published_erasures, publish_pending
 from workers.monitor import MonitorSnapshot, refresh_gauges
@@ -171,7 +172,9 @@ def test_a_held_erasure_is_neither_open_nor_overdue(
         async def execute() -> None:
             async with operator_context(settings, url) as ctx:
                 await run_due_erasures(ctx.db, ctx.keyring)
-                await publish_pending(ctx.db, ctx.blobs)
+                await publish_pending(
+                    ctx.db, ctx.blobs, signer=await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+                )
                 await complete_published_erasures(ctx.db)
 
         asyncio.run(execute())

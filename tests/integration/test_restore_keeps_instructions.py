@@ -36,6 +36,7 @@ from vault.services.holds import Actor, HoldRequest, HoldService
 from vault.services.ledger import LedgerError, reconcile_on_start
 from vault.services.ledger_instructions import record_hold
 from vault.services.ledger_watermark import watermark_for
+from vault.services.receipts import ReceiptSigner
 from vault.services.root_epochs import retire_epoch, start_new_epoch
 from workers.ledger import publish_pending
 from workers.ledger_compaction import compact_ledger
@@ -165,11 +166,13 @@ def test_a_changed_instruction_entry_fails_ledger_verify(private_vault: Settings
     index = next(
         i
         for i, document in enumerate(documents)
-        if any(e.get("fact", {}).get("hold_id") == hold_id for e in document["entries"])
+        if any(
+            e.get("fact", {}).get("hold_id") == hold_id for e in document["ledger_entry"]["entries"]
+        )
     )
     assert index < len(ledger) - 1
     original = ledger[index].read_bytes()
-    entry = next(e for e in documents[index]["entries"] if e["key_kind"] == "hold")
+    entry = next(e for e in documents[index]["ledger_entry"]["entries"] if e["key_kind"] == "hold")
     # Someone with write access to the bucket backdates the hold's release.
     entry["fact"]["released_at"] = "2026-01-01T00:00:00+00:00"
     ledger[index].write_text(json.dumps(documents[index], sort_keys=True, separators=(",", ":")))
@@ -241,7 +244,9 @@ async def _place_recorded_hold(ctx: OperatorContext, tenant_id: uuid.UUID) -> uu
             tenant_id, hold_id, uuid.uuid4(),
         )  # fmt: skip
         await record_hold(conn, tenant_id, hold_id)
-    assert await publish_pending(ctx.db, ctx.blobs, 0, watermark_for(ctx.root, ctx.blobs)) == 1
+    signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+    watermark = watermark_for(ctx.root, ctx.blobs)
+    assert await publish_pending(ctx.db, ctx.blobs, 0, watermark, signer=signer) == 1
     return hold_id
 
 
@@ -320,7 +325,8 @@ def test_a_hold_change_answers_when_its_ledger_entry_cannot_be_written_yet(
                     "SELECT count(*) FROM ledger_outbox WHERE key_kind = 'hold' "
                     "AND published_at IS NULL"
                 )
-            published = await publish_pending(ctx.db, ctx.blobs, 0)
+            signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+            published = await publish_pending(ctx.db, ctx.blobs, 0, signer=signer)
             return int(pending), published
 
     with structlog.testing.capture_logs() as logs:

@@ -190,12 +190,11 @@ def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Setting
     ledger = sorted((private_vault.data_dir / "blobs" / "ledger").iterdir())
     assert len(ledger) >= 2
     originals = [path.read_bytes() for path in ledger]
-    # A changed entry: in the middle the next entry's link breaks; the last one no entry
-    # links to yet, so it is checked against the head PostgreSQL recorded.
-    for index in (0, -1):
-        document = json.loads(originals[index])
-        document["entries"][0]["key_id"] = str(uuid.uuid4())
-        ledger[index].write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
+    # A changed entry: its signature no longer verifies (and in the middle the next
+    # entry's link breaks; the last one no entry links to yet, so it is checked against
+    # the head PostgreSQL recorded). The first object is the signed marker (no entries).
+    for index in (1, -1):
+        ledger[index].write_text(_changed(originals[index]))
         changed = _cli(private_vault, "ledger", "verify")
         assert changed.returncode == 1 and "BROKEN" in changed.stdout, (index, changed.stdout)
         assert "changed" in changed.stdout
@@ -226,9 +225,7 @@ def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Setting
     # Start-up reads from the head the database recorded: the entry there changed, or one
     # missing after it (as a restored backup with an older head would see), also refuse.
     ledger[-1].write_bytes(originals[-1])
-    document = json.loads(originals[-1])
-    document["entries"][0]["key_id"] = str(uuid.uuid4())
-    ledger[-1].write_text(json.dumps(document, sort_keys=True, separators=(",", ":")))
+    ledger[-1].write_text(_changed(originals[-1]))
     with pytest.raises(LedgerError, match="changed"):
         asyncio.run(start_check())
     ledger[-1].write_bytes(originals[-1])
@@ -238,6 +235,13 @@ def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Setting
         asyncio.run(start_check())
     ledger[0].write_bytes(originals[0])
     asyncio.run(start_check())
+
+
+def _changed(original: bytes) -> str:
+    """A signed ledger object with its first entry's key id changed, signature kept."""
+    document = json.loads(original)
+    document["ledger_entry"]["entries"][0]["key_id"] = str(uuid.uuid4())
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
 
 
 async def _set_head(url: str, seq: int) -> None:

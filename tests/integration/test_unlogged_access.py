@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.api.helpers import create_key
+from tests.api.helpers import create_key, uploaded
 from tests.support import bearer, make_tenant, new_database, problem, running_server
 from vault.config import Settings
 
@@ -52,3 +52,35 @@ def test_a_request_that_cannot_be_logged_is_refused_with_503(
     request_ids = {item["request_id"] for item in logged}
     assert after.headers["x-request-id"] in request_ids
     assert read.headers["x-request-id"] not in request_ids
+
+
+def test_a_range_read_or_small_download_that_cannot_be_logged_serves_no_byte(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """A seek's range and a small artefact go out as one message once their access-log
+    row is committed: while it cannot be, 503 and not one byte of the artefact."""
+    url = new_database(pg_admin_url)
+    settings = Settings(data_dir=tmp_path / "data", database_url=url)
+    tenant = make_tenant(settings, url)
+    data = bytes(range(256)) * 8192  # 2 MiB: two segments
+    with running_server(settings, url) as server, server.client() as http:
+        key = create_key(http, tenant, ["ingest", "read"])
+        artefact = uploaded(http, key, "u", data)
+        content = f"/v1/subjects/u/artefacts/{artefact['id']}/content"
+        app = bearer(key["secret"])
+        seek = {**app, "Range": f"bytes={1024 * 1024 - 1000}-{1024 * 1024 + 64 * 1024}"}
+        small = uploaded(http, key, "u", b"small artefact")
+        small_content = f"/v1/subjects/u/artefacts/{small['id']}/content"
+        _as_owner(url, "REVOKE INSERT ON access_log FROM datavault_app")
+        try:
+            refused = [http.get(content, headers=seek), http.get(small_content, headers=app)]
+        finally:
+            _as_owner(url, "GRANT INSERT ON access_log TO datavault_app")
+        served = [http.get(content, headers=seek), http.get(small_content, headers=app)]
+    for response in refused:
+        assert problem(response)["status"] == 503
+        assert data[1024 * 1024 - 1000 : 1024 * 1024] not in response.content
+        assert b"small artefact" not in response.content
+    assert served[0].status_code == 206
+    assert served[0].content == data[1024 * 1024 - 1000 : 1024 * 1024 + 64 * 1024 + 1]
+    assert served[1].status_code == 200 and served[1].content == b"small artefact"

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from vault.services.wakeups import CHANNELS, WakeupListener
+from vault.services.wakeups import CHANNELS, ERASURES_DUE, WakeupListener, WakeupSender
 from workers.runner import JobRunner, PeriodicJob
 
 
@@ -105,3 +105,58 @@ def test_listener_refuses_a_channel_that_nothing_sends() -> None:
     with pytest.raises(ValueError, match="unknown wake-up channels"):
         WakeupListener("postgresql://unused", {"datavault_typo": asyncio.Event()})
     assert len(set(CHANNELS)) == len(CHANNELS)
+
+
+class _SlowNotifier:
+    """Stands in for the database: each NOTIFY statement takes a while, as a commit does."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[list[tuple[str, str]]] = []
+        self.fail = fail
+
+    async def untenanted_fetchrow(
+        self, _query: str, channels: list[str], tenants: list[str]
+    ) -> None:
+        await asyncio.sleep(0.02)
+        if self.fail:
+            raise OSError("connection lost")
+        self.sent.append(list(zip(channels, tenants, strict=True)))
+
+
+def test_wakeups_asked_for_during_one_go_out_together_in_the_next() -> None:
+    async def scenario() -> list[list[tuple[str, str]]]:
+        db = _SlowNotifier()
+        sender = WakeupSender(db)  # type: ignore[arg-type]
+        sender.wake(ERASURES_DUE, "t1")
+        await asyncio.sleep(0)  # the first is on its way
+        for tenant in ("t1", "t2", "t1", "t3"):
+            sender.wake(ERASURES_DUE, tenant)
+        await sender.flush()
+        return db.sent
+
+    assert asyncio.run(scenario()) == [
+        [(ERASURES_DUE, "t1")],
+        [(ERASURES_DUE, "t1"), (ERASURES_DUE, "t2"), (ERASURES_DUE, "t3")],
+    ]
+
+
+def test_a_wakeup_that_cannot_be_sent_is_dropped_and_the_next_one_goes_out() -> None:
+    async def scenario() -> list[list[tuple[str, str]]]:
+        db = _SlowNotifier(fail=True)
+        sender = WakeupSender(db)  # type: ignore[arg-type]
+        sender.wake(ERASURES_DUE, "t1")
+        await sender.flush()
+        db.fail = False
+        sender.wake(ERASURES_DUE, "t2")
+        await sender.flush()
+        return db.sent
+
+    assert asyncio.run(scenario()) == [[(ERASURES_DUE, "t2")]]
+
+
+def test_an_unknown_wakeup_channel_is_refused() -> None:
+    async def scenario() -> None:
+        WakeupSender(_SlowNotifier()).wake("datavault_other", "t1")  # type: ignore[arg-type]
+
+    with pytest.raises(ValueError, match="unknown wake-up channel"):
+        asyncio.run(scenario())

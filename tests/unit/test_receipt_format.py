@@ -319,3 +319,13 @@ def test_ambiguous_json_is_refused() -> None:
         load_receipt_json(b"\xff not utf-8")
     with pytest.raises(ValueError):
         load_receipt_json("{not json")
+
+
+def test_a_fault_deep_in_a_long_value_is_named_where_it_is() -> None:
+    """The check runs without paths first (a ledger object's 5,000 entries); a fault is
+    still named exactly."""
+    value = {"entries": [{"a": 1}] * 1000 + [{"a": 1.5}]}
+    with pytest.raises(TypeError, match=r"^\$\.entries\[1000\]\.a: floats"):
+        canonical_json(value)
+    with pytest.raises(ValueError, match=r"^\$\.entries\[2\]: object key outside"):
+        canonical_json({"entries": [{}, {"é": 1}, {"😀": 1}]})

@@ -257,6 +257,10 @@ async def content_response(
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers)
     content = await open_body(byte_range)
+    if content.whole is not None:
+        # Already decrypted and checked whole (a seek's range): one message, without a
+        # streaming response's task group and disconnect listener per request.
+        return Response(content.whole, status_code=status, headers=headers)
     return StreamingResponse(content.body, status_code=status, headers=headers)
 
 

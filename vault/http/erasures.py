@@ -43,14 +43,17 @@ _READERS = (Scope.ERASURE, Scope.COMPLIANCE)
     description="The body is optional; when sent, it is application/json. due_at: 30 days or "
     "one calendar month, whichever is sooner; not_before: after the tenant's grace period "
     "(24 h under the erasure rate brake). Data written after the request is not covered.",
+    # The key's liveness is checked in the statement that requests the erasure.
+    key_checked_in_statement=True,
 )  # fmt: skip
 async def request_erasure(
     request: Request, caller: Principal, ref: SubjectRef, body: ErasureRequestBody | None
 ) -> Response:
     asked = body or ErasureRequestBody()
     erasure, created_now = await vault_state(request).erasures.request(
-        caller.tenant_id, ref, ErasureRequest(asked.reason, asked.reference), caller.key_id
-    )
+        caller.tenant_id, ref, ErasureRequest(asked.reason, asked.reference), caller.key_id,
+        key_to_check=caller.key_to_check,
+    )  # fmt: skip
     if not created_now:
         return render(ErasureRequested.of(erasure))
     return render(

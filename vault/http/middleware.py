@@ -1,6 +1,7 @@
 """Every request is written to the access log before its answer completes.
 
-A response whose body is one message (every JSON answer) is held until its log row is
+A response whose body is one message (every JSON answer; a range or an artefact of at
+most 1 MiB, vault/services/artefacts.py WHOLE_ANSWER_BYTES) is held until its log row is
 committed; if the row cannot be committed the client gets 503 instead: no unlogged
 access. A streamed body (downloads) starts at once and its row is committed before the
 last chunk; if that fails the connection is cut, so the client never sees a complete

@@ -81,11 +81,21 @@ class Artefact:
     expires_at: datetime | None
 
 
+# Answers up to this size are decrypted whole before their status line goes out (issue 19,
+# second round: a streaming response's task group and disconnect listener cost a range
+# read more than its AES-GCM did). One segment's worth: memory stays bounded.
+WHOLE_ANSWER_BYTES = 1024 * 1024
+
+
 @dataclass(frozen=True)
 class Content:
     artefact: Artefact
     byte_range: ByteRange | None  # None: the whole object
     body: AsyncGenerator[bytes, None]
+    # The whole answer, decrypted and checked to its end, when it is at most
+    # WHOLE_ANSWER_BYTES (a seek's range, a small artefact): sent as one message, after
+    # its access-log row is committed (vault/http/middleware.py).
+    whole: bytes | None = None
 
 
 class Located:
@@ -334,6 +344,16 @@ class ArtefactService:
         )  # fmt: skip
         del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
+        length = byte_range.length if byte_range else artefact.size
+        if length <= WHOLE_ANSWER_BYTES:
+            # A small answer (a seek's range, a small artefact) is read to the body's end
+            # here: every check after its last piece made, the key released, then sent
+            # as one message.
+            pieces = [first]
+            async for piece in body:
+                pieces.append(piece)
+            whole = b"".join(pieces)
+            return Content(artefact, byte_range, _prepend(whole, body), whole=whole)
         return Content(artefact, byte_range, lease.stream(_prepend(first, body)))
 
     async def _plaintext(

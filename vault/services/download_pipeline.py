@@ -2,8 +2,10 @@
 one segment's ciphertext, so nothing is regrouped or copied to be opened, and opened
 where it costs the event loop least.
 
-A read of one segment (a player seeking) opens it on the event loop: a thread hop would
-cost more than it saves. A longer read is read ahead (services/prefetch.py) and its
+A read of one or two segments (a player seeking: 64 KiB straddles two segments about one
+time in sixteen) opens them on the event loop: a thread of its own, started for the
+request, cost more than it saved (issue 19, second round: on a loaded machine those reads
+were the slowest percent). A longer read is read ahead (services/prefetch.py) and its
 segments are opened on a thread of the download's own (AES-GCM releases the GIL), a few
 ahead of the one the event loop is sending (crypto.stream.decrypt_range's `open_in`).
 """
@@ -22,6 +24,9 @@ from vault.services.prefetch import prefetched
 
 OpenIn = Callable[[Callable[[], bytes]], Awaitable[bytes]]
 
+# Reads of at most this many segments open them on the event loop, without read-ahead.
+ON_LOOP_SEGMENTS = 2
+
 
 @asynccontextmanager
 async def planned_segments(
@@ -31,7 +36,7 @@ async def planned_segments(
     (None: on the event loop)."""
     piece = plan.segment_size + GCM_TAG_SIZE
     ranged = blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end, piece_bytes=piece)
-    if plan.first_segment == plan.last_segment:
+    if plan.last_segment - plan.first_segment < ON_LOOP_SEGMENTS:
         async with aclosing(ranged) as segments:
             yield segments, None
         return

@@ -1,7 +1,10 @@
 """The one place an erasure's status changes: checked against the state machine
 (vault/domain/erasures.py), guarded by the status the caller saw, and journaled as an
 event row in the same transaction, together with the tenants' webhook event for a status
-they hear about (completed, held, cancelled: vault/services/webhook_outbox.py)."""
+they hear about (completed, held, cancelled: vault/services/webhook_outbox.py). A new
+instruction's event row, and that of a scheduled one extended when asked again, are
+written by the request's own statement (dv_erasure_request, migration 0028), which
+vault/services/erasures.py checks against the same state machine before it runs."""
 
 from __future__ import annotations
 
@@ -37,14 +40,3 @@ async def transition(
     if changed is None:
         raise InvalidTransition(f"erasure {erasure_id} was not {current}")
     await emit_erasure_status(conn, tenant_id, erasure_id, new)
-
-
-async def journal_created(
-    conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, api_key_id: uuid.UUID,
-    detail: str | None,
-) -> None:  # fmt: skip
-    """The event row of a new (scheduled) erasure, inserted by the caller."""
-    check_transition(None, ErasureStatus.SCHEDULED)
-    await conn.execute(
-        Q.event, tenant_id, erasure_id, None, ErasureStatus.SCHEDULED, api_key_id, detail
-    )

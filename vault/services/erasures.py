@@ -9,6 +9,7 @@ requested generation's keys are destroyed whatever arrives later.
 from __future__ import annotations
 
 import builtins
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,17 +17,18 @@ from typing import Any
 
 import asyncpg
 
-from vault.db.database import Connection, Database
+from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.domain.deadlines import erasure_due_at, erasure_not_before
-from vault.domain.erasures import ErasureStatus
+from vault.domain.erasures import ErasureStatus, check_transition
 from vault.domain.subject_refs import SubjectRef
+from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
-from vault.services.erasure_transitions import journal_created, transition
+from vault.services.erasure_transitions import transition
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
-from vault.services.wakeups import ERASURES_DUE, notify
+from vault.services.wakeups import ERASURES_DUE, WakeupSender, notify
 
 Q = Queries("erasures")
 
@@ -36,6 +38,16 @@ _ONE_SCHEDULED = "erasures_one_scheduled"
 # A request that lost the race for the one open erasure starts again once; more attempts
 # only matter when that erasure also finished in between.
 _CONCURRENT_ATTEMPTS = 3
+# Requests decide on the tenant's settings as last read (the statement checks them): a
+# change makes one attempt more, settings changed again in between another.
+_SETTINGS_ATTEMPTS = 3
+# Tenants whose settings a process keeps (not secret; all forgotten when full).
+_SETTINGS_CACHED = 10_000
+# The journal's words for a braked instruction and for one extended to data written since.
+_BRAKED_DETAIL = "rate brake: held back 24 h"
+_EXTENDED_DETAIL = "asked again: extended to data written since"
+# erasures.sql `items`: what an erasure's items say (dv_erasure_request returns whole rows).
+_ITEM_COLUMNS = ("key_id", "category", "outcome", "destroyed_at", "hold_ids", "kept_until")
 
 
 @dataclass(frozen=True)
@@ -45,25 +57,34 @@ class ErasureRequest:
 
 
 class ErasureService:
-    def __init__(self, db: Database, refs: SubjectRefHasher) -> None:
+    def __init__(
+        self, db: Database, refs: SubjectRefHasher, wakeups: WakeupSender | None = None
+    ) -> None:
         self._db = db
         self._refs = refs
+        self._wakeups = wakeups or WakeupSender(db)
+        # Per tenant: the settings document as read (the statement's comparison) and it
+        # read by TenantSettings. None: not read yet, the defaults assumed.
+        self._settings: dict[uuid.UUID, tuple[str | None, TenantSettings]] = {}
 
     async def request(
         self, tenant_id: uuid.UUID, ref: SubjectRef, request: ErasureRequest, api_key_id: uuid.UUID,
-        now: datetime | None = None,
+        now: datetime | None = None, *, key_to_check: uuid.UUID | None = None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         """(erasure, created). Every instruction is carried out (DESIGN.md): a subject
         whose erasure is scheduled or in progress, with no data written since, gets that
         one back; a scheduled one is extended to data written since; otherwise (none, or
         only held, completed or cancelled ones, or an in-progress one with data written
-        since) a new erasure starts."""
+        since) a new erasure starts.
+
+        `key_to_check`: the request's API key when it was recognised from memory
+        (`Principal.key_to_check`): its liveness is checked in the request's statement."""
         ref_hash = await self._refs.hash(tenant_id, ref)
         now = now or datetime.now(UTC)
         for _ in range(_CONCURRENT_ATTEMPTS):
             try:
                 erasure, created = await self._request_once(
-                    tenant_id, ref_hash, request, api_key_id, now
+                    tenant_id, ref_hash, request, api_key_id, now, key_to_check
                 )
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name != _ONE_SCHEDULED:
@@ -73,6 +94,10 @@ class ErasureService:
                 # which finds that one scheduled and answers with it.
                 continue
             if created:
+                if erasure["not_before"] <= now:
+                    # Due at once: the executor runs now that it has committed, not at
+                    # its next poll.
+                    self._wakeups.wake(ERASURES_DUE, tenant_id)
                 events.erasure_requested(
                     tenant_id, erasure["id"], api_key_id, rate_braked=erasure["braked"]
                 )
@@ -81,62 +106,43 @@ class ErasureService:
 
     async def _request_once(
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
-        api_key_id: uuid.UUID, now: datetime,
+        api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        async with self._db.tenant_tx(tenant_id) as conn:
-            # The subject's row lock orders this against writers creating keys (they hold
-            # it shared while they do: migration 0016) and against other requests.
-            subject = await conn.fetchrow(Q.lock_subject, tenant_id, ref_hash)
-            running = await conn.fetch(Q.running_for_subject, tenant_id, ref_hash)
-            if running:
-                answer = running[0]  # the scheduled one if there is one
-                covered = answer["generation"] if answer["subject_id"] is not None else 0
-                written_since = subject is not None and await conn.fetchval(
-                    Q.data_since, tenant_id, subject["id"], covered
-                )
-                if not written_since:
-                    return await self._read(conn, tenant_id, answer["id"]), False
-                if answer["status"] == ErasureStatus.SCHEDULED:
-                    await self._extend(conn, tenant_id, answer["id"], subject, api_key_id)
-                    return await self._read(conn, tenant_id, answer["id"]), False
-            settings = await load_settings(conn, tenant_id)
-            limit = settings.erasure_rate_limit_per_hour
-            braked = False
-            if limit is not None:
-                await conn.execute(Q.rate_lock, tenant_id)
-                braked = int(await conn.fetchval(Q.recent_count, tenant_id)) >= limit
+        """One statement in its own transaction (dv_erasure_request, migration 0028): the
+        subject's lock, its running erasures, the rate brake, the next generation, the
+        row and its event row, as the function's comment says. What the domain code
+        decides goes in as arguments, from the tenant's settings as last read here; the
+        statement compares them with the row's, and if they changed it writes nothing
+        and returns the row's, to decide again with."""
+        # The two transitions the statement may journal (a new instruction, scheduled; a
+        # scheduled one extended), checked against the state machine as before.
+        check_transition(None, ErasureStatus.SCHEDULED)
+        check_transition(ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED)
+        due_at = erasure_due_at(now)
+        for _ in range(_SETTINGS_ATTEMPTS):
+            document, settings = self._settings.get(tenant_id, (None, TenantSettings()))
             grace = timedelta(hours=settings.erasure_grace_hours)
-            not_before = erasure_not_before(now, grace, braked)
-            erasure_id = uuid.uuid4()
-            subject_id = subject["id"] if subject else None
-            generation = subject["generation"] if subject else None
-            if subject is not None:
-                await conn.execute(Q.next_generation, tenant_id, subject_id)
-            inserted = await conn.fetchrow(
-                Q.insert, tenant_id, erasure_id, ref_hash, subject_id, generation, request.reason,
-                request.reference, now, api_key_id, not_before, erasure_due_at(now), braked,
+            row = await self._db.tenant_fetchrow(
+                tenant_id, Q.request, key_to_check, ref_hash, uuid.uuid4(), request.reason,
+                request.reference, api_key_id, now, due_at, document,
+                settings.erasure_rate_limit_per_hour, erasure_not_before(now, grace, False),
+                erasure_not_before(now, grace, True), _BRAKED_DETAIL, _EXTENDED_DETAIL,
             )  # fmt: skip
-            detail = "rate brake: held back 24 h" if braked else None
-            await journal_created(conn, tenant_id, erasure_id, api_key_id, detail)
-            if not_before <= now:
-                # Due at once: the executor runs when this commits, not at its next poll.
-                await notify(conn, ERASURES_DUE, tenant_id)
-            assert inserted is not None
-            # What _read would find: the row as inserted, nothing shredded or kept yet.
-            return {**dict(inserted), "items": []}, True
+            assert row is not None
+            if row["created"] is not None:
+                erasure = dict(row["erasure"])
+                erasure["items"] = [
+                    {name: item[name] for name in _ITEM_COLUMNS} for item in row["items"]
+                ]
+                return erasure, bool(row["created"])
+            self._remember_settings(tenant_id, row["settings"])
+        raise Conflict("the tenant's settings kept changing; try again")
 
-    async def _extend(
-        self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, subject: Any,
-        api_key_id: uuid.UUID,
-    ) -> None:  # fmt: skip
-        """A scheduled erasure asked for again after data was written since: it now
-        covers that data too, and later writes start the next generation."""
-        await conn.execute(Q.extend, tenant_id, erasure_id, subject["id"], subject["generation"])
-        await conn.execute(Q.next_generation, tenant_id, subject["id"])
-        await transition(
-            conn, tenant_id, erasure_id, ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED,
-            api_key_id=api_key_id, detail="asked again: extended to data written since",
-        )  # fmt: skip
+    def _remember_settings(self, tenant_id: uuid.UUID, document: str | None) -> None:
+        if len(self._settings) >= _SETTINGS_CACHED and tenant_id not in self._settings:
+            self._settings.clear()
+        parsed = TenantSettings.from_document(json.loads(document) if document else {})
+        self._settings[tenant_id] = (document, parsed)
 
     async def get(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> dict[str, Any]:
         async with self._db.tenant_tx(tenant_id) as conn:

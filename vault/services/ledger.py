@@ -12,11 +12,18 @@ to a hold) let it restore what such a backup forgot besides keys
 fold into signed checkpoints (vault/services/ledger_checkpoint.py); a database older than
 the newest checkpoint is refused. `datavault ledger verify` checks the chain and the
 checkpoints.
+
+Every object is signed with the receipt key (vault/services/ledger_objects.py): each
+reader here checks the signature of every object it reads against the published receipt
+keys, and refuses an unsigned object at or after the chain's first signed one
+(`SignedWindow`), so write access to the bucket alone can no longer add entries that
+start-up would apply.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -40,6 +47,7 @@ from vault.services.ledger_objects import (
     LEDGER_PREFIX,
     LedgerError,
     LedgerObject,
+    SignedWindow,
     encode_entry,
     entry_key,
     entry_seq,
@@ -76,6 +84,7 @@ class LedgerSummary:
     folded_through: int  # the last object the checkpoints fold (0: none)
     folded_entries: int  # destroyed keys the checkpoints fold
     newest_checkpoint: Checkpoint | None = None
+    signed_from: int | None = None  # the chain's first signed object (None: none yet)
 
 
 def database_older_than_checkpoint(seq: int, through: int, epoch: int) -> LedgerError:
@@ -100,8 +109,10 @@ async def verify_ledger(
     object it folded); the head PostgreSQL recorded (a removed tail, a changed entry at the
     head, which no later entry links to yet, or a database older than a checkpoint raise
     LedgerError) and the watermark. The ledger may be one entry ahead of the head (a
-    publisher that died between writing and recording); that is not a fault. `visit` sees
-    each object after the checkpoints, in order (compaction collects what it folds)."""
+    publisher that died between writing and recording); that is not a fault. Every object
+    read must verify under a receipt key if signed, and be signed from the chain's first
+    signed object on (LedgerError naming the first that is not). `visit` sees each object
+    after the checkpoints, in order (compaction collects what it folds)."""
     checkpoints_before = await blobs.list_keys(CHECKPOINT_PREFIX)
     try:
         return await _verify_once(db, blobs, watermark, visit)
@@ -127,10 +138,12 @@ async def _verify_once(
         }
     head_seq = int(head["seq"]) if head is not None else 0
     head_hash = bytes(head["entry_hash"]) if head is not None else GENESIS
+    window = SignedWindow(head["signed_from"] if head is not None else None)
     # Listed before the checkpoints are read: a compaction running meanwhile can then
     # only remove objects its new checkpoint folds, never leave a gap this walk sees.
     keys = await blobs.list_keys(LEDGER_PREFIX)
-    folded = Folded(await read_checkpoints(blobs, await published_keys(db)))
+    jwks = await published_keys(db)
+    folded = Folded(await read_checkpoints(blobs, jwks))
     _check_against_epochs(folded, epoch_starts)
     objects = entries = 0
     prev, expected, at_head = folded.head, folded.through_seq + 1, None
@@ -139,18 +152,21 @@ async def _verify_once(
         if seq is not None and seq <= folded.through_seq:
             # Folded but not removed yet (a compaction stopped half way): it must be the
             # object the checkpoint folded.
-            if data is not None and folded.hash_at(seq) != parse_entry(data).hash:
+            # (Its bytes against the signed checkpoint's hash: that settles it, signed
+            # object or not.)
+            if data is not None and folded.hash_at(seq) != hashlib.sha256(data).digest():
                 raise LedgerError(
                     f"ledger entry {seq} differs from the one a checkpoint folded (changed)"
                 )
             continue
         if seq != expected or data is None:
             raise LedgerError(f"ledger entry {expected} is missing")
-        entry = parse_entry(data)
+        entry = parse_entry(data, jwks, expected)
         if entry.seq != expected:
             raise LedgerError(f"ledger entry {expected} is missing")
         if entry.prev != prev:
             raise LedgerError(f"ledger entry {expected} does not link to the one before (changed)")
+        window.admit(entry)
         if visit is not None:
             visit(entry)
         objects += 1
@@ -176,8 +192,9 @@ async def _verify_once(
         )
     newest = folded.checkpoints[-1] if folded.checkpoints else None
     return LedgerSummary(
-        objects, entries, len(folded.checkpoints), folded.through_seq, folded.entries, newest
-    )
+        objects, entries, len(folded.checkpoints), folded.through_seq, folded.entries, newest,
+        window.signed_from,
+    )  # fmt: skip
 
 
 def _check_against_epochs(folded: Folded, epoch_starts: dict[int, int | None]) -> None:
@@ -199,13 +216,21 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
     """The ledger objects after the head this database recorded, checked: the object at
     the head must be there and be the one recorded (else the ledger was cut or changed),
     or be the one the newest checkpoint ends with; each later one must link to the one
-    before. A database older than the newest checkpoint is refused: the entries it would
-    need are folded, and nothing in it can be opened any more."""
+    before, verify under a receipt key if signed, and be signed if the chain's first
+    signed object (as the database recorded it, or as met here) is not after it. A
+    database older than the newest checkpoint is refused: the entries it would need are
+    folded, and nothing in it can be opened any more."""
     async with db.untenanted_tx() as conn:
         head = await conn.fetchrow(Q.get_head)
     seq = int(head["seq"]) if head is not None else 0
     prev = bytes(head["entry_hash"]) if head is not None else GENESIS
-    checkpoint = await newest_checkpoint_at_or_after(blobs, lambda: published_keys(db), seq)
+    window = SignedWindow(head["signed_from"] if head is not None else None)
+    jwks = await published_keys(db)
+
+    async def keys() -> dict[str, Any]:
+        return jwks
+
+    checkpoint = await newest_checkpoint_at_or_after(blobs, keys, seq)
     if checkpoint is not None and checkpoint.through_seq > seq:
         raise database_older_than_checkpoint(seq, checkpoint.through_seq, checkpoint.rule_epoch)
     if checkpoint is not None and checkpoint.through_head != prev:
@@ -214,7 +239,7 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
         )
     if seq > 0 and checkpoint is None:
         try:
-            at_head = parse_entry(await blobs.get(entry_key(seq)))
+            at_head = parse_entry(await blobs.get(entry_key(seq)), jwks, seq)
         except BlobNotFound:
             raise LedgerError(
                 f"the shred ledger has no entry {seq}, which the database saw: "
@@ -224,10 +249,11 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
             raise LedgerError(
                 f"ledger entry {seq} differs from the one the database recorded (changed)"
             )
+        window.admit(at_head)  # a signed head closes the window before any later object
     newer: list[LedgerObject] = []
     while True:
         try:
-            entry = parse_entry(await blobs.get(entry_key(seq + 1)))
+            entry = parse_entry(await blobs.get(entry_key(seq + 1)), jwks, seq + 1)
         except BlobNotFound:
             # A gap with entries beyond it: one was removed (whose keys might be revived).
             if max(await blobs.list_keys(LEDGER_PREFIX), default="") > entry_key(seq):
@@ -235,18 +261,25 @@ async def entries_after_head(db: Database, blobs: BlobStore) -> list[LedgerObjec
             return newer
         if entry.seq != seq + 1 or entry.prev != prev:
             raise LedgerError(f"ledger entry {seq + 1} does not link to the one before (changed)")
+        window.admit(entry)
         newer.append(entry)
         seq, prev = entry.seq, entry.hash
 
 
 async def _hash_at(db: Database, blobs: BlobStore, seq: int) -> tuple[bytes | None, str]:
-    """The hash of ledger object `seq` and where it was found: the object itself, or the
+    """The hash of ledger object `seq` and where it was found: the object itself (which
+    must verify, and be signed if the database knows the chain signed by then), or the
     checkpoint that folded it (None when neither holds it)."""
+    async with db.untenanted_tx() as conn:
+        head = await conn.fetchrow(Q.get_head)
+    jwks = await published_keys(db)
     try:
-        return parse_entry(await blobs.get(entry_key(seq))).hash, "entry"
+        entry = parse_entry(await blobs.get(entry_key(seq)), jwks, seq)
     except BlobNotFound:
-        folded = Folded(await read_checkpoints(blobs, await published_keys(db)))
+        folded = Folded(await read_checkpoints(blobs, jwks))
         return folded.hash_at(seq), "checkpoint"
+    SignedWindow(head["signed_from"] if head is not None else None).admit(entry)
+    return entry.hash, "entry"
 
 
 async def locate_head(db: Database, blobs: BlobStore, seq: int, head: bytes) -> str:

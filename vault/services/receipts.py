@@ -60,6 +60,27 @@ b64url_decode = jws.b64url_decode
 # --- canonical form ------------------------------------------------------------------
 
 
+def _is_canonical(value: Any) -> bool:
+    """`_check_canonical`'s rules without naming where a fault is: no path is built for
+    each value, so a long list (a shred-ledger object's 5,000 entries) is checked several
+    times faster. Only when it says no does `_check_canonical` walk again to name it."""
+    if value is None or isinstance(value, bool | str):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= _MAX_SAFE_INTEGER
+    if isinstance(value, list):
+        return all(_is_canonical(item) for item in value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            # isascii first: the usual key; max() is the BMP test for the others.
+            if not isinstance(key, str) or not (key.isascii() or max(key) <= "\uffff"):
+                return False
+            if not _is_canonical(item):
+                return False
+        return True
+    return False  # floats and every other type
+
+
 def _check_canonical(value: Any, path: str) -> None:
     if value is None or isinstance(value, bool | str):
         return
@@ -90,7 +111,8 @@ def canonical_json(value: Any) -> bytes:
     TypeError for floats and non-JSON types, ValueError for integers beyond 2**53 - 1,
     non-BMP object keys and unpaired surrogates.
     """
-    _check_canonical(value, "$")
+    if not _is_canonical(value):
+        _check_canonical(value, "$")  # raises, naming where
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text.encode("utf-8")  # an unpaired surrogate raises UnicodeEncodeError here
 

@@ -1,50 +1,9 @@
--- name: running_for_subject
--- The subject's erasures that answer a repeated request (DESIGN.md: scheduled or
--- in_progress; never held), the scheduled one first (at most one: erasures_one_scheduled).
-SELECT * FROM erasures
- WHERE tenant_id = $1 AND subject_ref_hash = $2 AND status IN ('scheduled', 'in_progress')
- ORDER BY status = 'scheduled' DESC, requested_at DESC, id DESC
-   FOR UPDATE
-
--- name: data_since
--- Whether the subject has a live key in a generation after $3 (data written after the
--- erasure that covered up to $3; 0: any).
-SELECT EXISTS (SELECT 1 FROM subject_keys
-                WHERE tenant_id = $1 AND subject_id = $2 AND generation > $3
-                  AND wrapped_key IS NOT NULL)
-
--- name: rate_lock
--- Serialises counting and inserting a tenant's erasures, so a concurrent burst cannot
--- overshoot the rate brake.
-SELECT pg_advisory_xact_lock(hashtextextended('datavault.erasure-rate/' || $1::uuid::text, 0))
-
--- name: recent_count
-SELECT count(*) FROM erasures WHERE tenant_id = $1 AND requested_at > now() - interval '1 hour'
-
--- name: lock_subject
-SELECT id, generation FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
-
--- name: next_generation
-UPDATE subjects SET generation = generation + 1 WHERE tenant_id = $1 AND id = $2
-
--- name: insert
--- It covers the generations after the subject's previous erasure that was not cancelled,
--- up to $5 (dv_erasure_from_generation, migration 0016).
-INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation, from_generation,
-                      status, reason, reference, requested_at, requested_by, not_before,
-                      due_at, braked)
-VALUES ($1, $2, $3, $4, $5,
-        CASE WHEN $4::uuid IS NULL THEN NULL ELSE dv_erasure_from_generation($1, $4) END,
-        'scheduled', $6, $7, $8, $9, $10, $11, $12)
-RETURNING *
-
--- name: extend
--- A scheduled erasure asked for again after data was written since: it covers up to the
--- subject's generation $4 now (the caller then starts the next one).
-UPDATE erasures
-   SET subject_id = $3, generation = $4,
-       from_generation = coalesce(from_generation, dv_erasure_from_generation($1, $3))
- WHERE tenant_id = $1 AND id = $2 AND status = 'scheduled'
+-- name: request
+-- An erasure request in one statement (dv_erasure_request, migration 0028): the row,
+-- whether it was created, and its items (none when created); or, when the tenant's
+-- settings were not $10, nothing but them (created NULL).
+SELECT created, erasure, items, settings
+  FROM dv_erasure_request($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 
 -- name: event
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)

@@ -3,10 +3,14 @@ INSERT INTO ledger_head (singleton, seq, entry_hash) VALUES (true, 0, $1)
 ON CONFLICT (singleton) DO NOTHING
 
 -- name: lock_head
-SELECT seq, entry_hash FROM ledger_head WHERE singleton FOR UPDATE
+SELECT seq, entry_hash, signed_from FROM ledger_head WHERE singleton FOR UPDATE
 
 -- name: get_head
-SELECT seq, entry_hash FROM ledger_head WHERE singleton
+SELECT seq, entry_hash, signed_from FROM ledger_head WHERE singleton
+
+-- name: record_signed_from
+-- The chain's first signed object (migration 0027): kept once known.
+UPDATE ledger_head SET signed_from = $1 WHERE singleton AND signed_from IS NULL
 
 -- name: update_head
 UPDATE ledger_head SET seq = $1, entry_hash = $2, updated_at = now() WHERE singleton
