@@ -316,6 +316,160 @@ END
 $$;
 
 --
+-- Name: erasure_items; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.erasure_items (
+    tenant_id uuid NOT NULL,
+    erasure_id uuid NOT NULL,
+    key_id uuid NOT NULL,
+    category text NOT NULL,
+    outcome text NOT NULL,
+    destroyed_at timestamp with time zone,
+    hold_ids uuid[],
+    kept_until timestamp with time zone,
+    CONSTRAINT erasure_items_outcome_check CHECK ((outcome = ANY (ARRAY['shredded'::text, 'held'::text, 'retained'::text])))
+);
+
+ALTER TABLE ONLY public.erasure_items FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: erasures; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.erasures (
+    tenant_id uuid NOT NULL,
+    id uuid NOT NULL,
+    subject_ref_hash bytea NOT NULL,
+    subject_id uuid,
+    generation integer,
+    status text NOT NULL,
+    reason text,
+    reference text,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    requested_by uuid NOT NULL,
+    not_before timestamp with time zone NOT NULL,
+    due_at timestamp with time zone NOT NULL,
+    braked boolean DEFAULT false NOT NULL,
+    shredded_at timestamp with time zone,
+    completed_at timestamp with time zone,
+    cancelled_at timestamp with time zone,
+    from_generation integer,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    overdue_reported_at timestamp with time zone,
+    CONSTRAINT erasures_completed_at_means_completed CHECK (((completed_at IS NULL) OR (status = 'completed'::text))),
+    CONSTRAINT erasures_generation_range CHECK ((((generation IS NULL) = (from_generation IS NULL)) AND (from_generation <= generation))),
+    CONSTRAINT erasures_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'in_progress'::text, 'completed'::text, 'held'::text, 'cancelled'::text])))
+);
+
+ALTER TABLE ONLY public.erasures FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid, timestamp with time zone, timestamp with time zone, jsonb, integer, timestamp with time zone, timestamp with time zone, text, text); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_erasure_request(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text, p_requested_by uuid, p_now timestamp with time zone, p_due_at timestamp with time zone, p_settings jsonb, p_limit integer, p_not_before timestamp with time zone, p_not_before_braked timestamp with time zone, p_brake_detail text, p_extend_detail text) RETURNS TABLE(created boolean, erasure public.erasures, items public.erasure_items[], settings jsonb)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_subject_id uuid;
+    v_generation integer;
+    v_row erasures;
+    v_answer erasures;
+    v_written_since boolean;
+    v_settings jsonb;
+    v_braked boolean := false;
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF p_key IS NOT NULL THEN
+        PERFORM dv_require_live_key(p_tenant, p_key);
+    END IF;
+    SELECT s.id, s.generation INTO v_subject_id, v_generation
+      FROM subjects s WHERE s.tenant_id = p_tenant AND s.ref_hash = p_ref_hash FOR UPDATE;
+    -- Every running erasure of the subject is locked; the first is the answer.
+    FOR v_row IN
+        SELECT * FROM erasures e
+         WHERE e.tenant_id = p_tenant AND e.subject_ref_hash = p_ref_hash
+           AND e.status IN ('scheduled', 'in_progress')
+         ORDER BY e.status = 'scheduled' DESC, e.requested_at DESC, e.id DESC
+           FOR UPDATE
+    LOOP
+        IF v_answer.id IS NULL THEN
+            v_answer := v_row;
+        END IF;
+    END LOOP;
+    IF v_answer.id IS NOT NULL THEN
+        v_written_since := v_subject_id IS NOT NULL AND EXISTS (
+            SELECT 1 FROM subject_keys k
+             WHERE k.tenant_id = p_tenant AND k.subject_id = v_subject_id
+               AND k.generation > (CASE WHEN v_answer.subject_id IS NOT NULL
+                                        THEN v_answer.generation ELSE 0 END)
+               AND k.wrapped_key IS NOT NULL);
+        IF v_written_since AND v_answer.status = 'scheduled' THEN
+            UPDATE erasures e
+               SET subject_id = v_subject_id, generation = v_generation,
+                   from_generation = coalesce(e.from_generation,
+                                              dv_erasure_from_generation(p_tenant, v_subject_id))
+             WHERE e.tenant_id = p_tenant AND e.id = v_answer.id AND e.status = 'scheduled';
+            UPDATE subjects s SET generation = s.generation + 1
+             WHERE s.tenant_id = p_tenant AND s.id = v_subject_id;
+            INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status,
+                                        api_key_id, detail)
+            VALUES (p_tenant, v_answer.id, 'scheduled', 'scheduled', p_requested_by,
+                    p_extend_detail);
+        END IF;
+        IF NOT v_written_since OR v_answer.status = 'scheduled' THEN
+            RETURN QUERY
+            SELECT false, e, ARRAY(SELECT i FROM erasure_items i
+                                    WHERE i.tenant_id = p_tenant AND i.erasure_id = e.id
+                                    ORDER BY i.category, i.key_id), NULL::jsonb
+              FROM erasures e WHERE e.tenant_id = p_tenant AND e.id = v_answer.id;
+            RETURN;
+        END IF;
+        -- In progress with data written since: a new instruction for that data.
+    END IF;
+    SELECT t.settings INTO v_settings FROM tenants t WHERE t.id = p_tenant;
+    IF v_settings IS DISTINCT FROM p_settings THEN
+        -- Changed since the caller read them: nothing written; it decides again.
+        RETURN QUERY SELECT NULL::boolean, NULL::erasures, NULL::erasure_items[], v_settings;
+        RETURN;
+    END IF;
+    IF p_limit IS NOT NULL THEN
+        -- Serialises counting and inserting a tenant's erasures: a concurrent burst
+        -- cannot overshoot the rate brake. Each statement here reads a fresh snapshot,
+        -- so the count sees what the lock's previous holder committed.
+        PERFORM pg_advisory_xact_lock(
+            hashtextextended('datavault.erasure-rate/' || p_tenant::text, 0));
+        v_braked := (SELECT count(*) FROM erasures e
+                      WHERE e.tenant_id = p_tenant
+                        AND e.requested_at > now() - interval '1 hour') >= p_limit;
+    END IF;
+    IF v_subject_id IS NOT NULL THEN
+        UPDATE subjects s SET generation = s.generation + 1
+         WHERE s.tenant_id = p_tenant AND s.id = v_subject_id;
+    END IF;
+    -- It covers the generations after the subject's previous erasure that was not
+    -- cancelled, up to the subject's generation as it was locked.
+    INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation,
+                          from_generation, status, reason, reference, requested_at,
+                          requested_by, not_before, due_at, braked)
+    VALUES (p_tenant, p_id, p_ref_hash, v_subject_id, v_generation,
+            CASE WHEN v_subject_id IS NULL THEN NULL
+                 ELSE dv_erasure_from_generation(p_tenant, v_subject_id) END,
+            'scheduled', p_reason, p_reference, p_now, p_requested_by,
+            CASE WHEN v_braked THEN p_not_before_braked ELSE p_not_before END, p_due_at,
+            v_braked)
+    RETURNING * INTO v_row;
+    INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id,
+                                detail)
+    VALUES (p_tenant, p_id, NULL, 'scheduled', p_requested_by,
+            CASE WHEN v_braked THEN p_brake_detail END);
+    RETURN QUERY SELECT true, v_row, '{}'::erasure_items[], NULL::jsonb;
+END
+$$;
+
+--
 -- Name: dv_find_api_key(bytea); Type: FUNCTION; Schema: public; Owner: datavault_definer
 --
 
@@ -1120,24 +1274,6 @@ CREATE SEQUENCE public.erasure_events_seq_seq
 ALTER SEQUENCE public.erasure_events_seq_seq OWNED BY public.erasure_events.seq;
 
 --
--- Name: erasure_items; Type: TABLE; Schema: public
---
-
-CREATE TABLE public.erasure_items (
-    tenant_id uuid NOT NULL,
-    erasure_id uuid NOT NULL,
-    key_id uuid NOT NULL,
-    category text NOT NULL,
-    outcome text NOT NULL,
-    destroyed_at timestamp with time zone,
-    hold_ids uuid[],
-    kept_until timestamp with time zone,
-    CONSTRAINT erasure_items_outcome_check CHECK ((outcome = ANY (ARRAY['shredded'::text, 'held'::text, 'retained'::text])))
-);
-
-ALTER TABLE ONLY public.erasure_items FORCE ROW LEVEL SECURITY;
-
---
 -- Name: erasure_receipts; Type: TABLE; Schema: public
 --
 
@@ -1150,37 +1286,6 @@ CREATE TABLE public.erasure_receipts (
 );
 
 ALTER TABLE ONLY public.erasure_receipts FORCE ROW LEVEL SECURITY;
-
---
--- Name: erasures; Type: TABLE; Schema: public
---
-
-CREATE TABLE public.erasures (
-    tenant_id uuid NOT NULL,
-    id uuid NOT NULL,
-    subject_ref_hash bytea NOT NULL,
-    subject_id uuid,
-    generation integer,
-    status text NOT NULL,
-    reason text,
-    reference text,
-    requested_at timestamp with time zone DEFAULT now() NOT NULL,
-    requested_by uuid NOT NULL,
-    not_before timestamp with time zone NOT NULL,
-    due_at timestamp with time zone NOT NULL,
-    braked boolean DEFAULT false NOT NULL,
-    shredded_at timestamp with time zone,
-    completed_at timestamp with time zone,
-    cancelled_at timestamp with time zone,
-    from_generation integer,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    overdue_reported_at timestamp with time zone,
-    CONSTRAINT erasures_completed_at_means_completed CHECK (((completed_at IS NULL) OR (status = 'completed'::text))),
-    CONSTRAINT erasures_generation_range CHECK ((((generation IS NULL) = (from_generation IS NULL)) AND (from_generation <= generation))),
-    CONSTRAINT erasures_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'in_progress'::text, 'completed'::text, 'held'::text, 'cancelled'::text])))
-);
-
-ALTER TABLE ONLY public.erasures FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: hold_events; Type: TABLE; Schema: public
@@ -1244,6 +1349,8 @@ CREATE TABLE public.ledger_head (
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     folded_through bigint DEFAULT 0 NOT NULL,
     folded_at timestamp with time zone,
+    signed_from bigint,
+    CONSTRAINT ledger_head_signed_from_check CHECK ((signed_from >= 1)),
     CONSTRAINT ledger_head_singleton_check CHECK (singleton)
 );
 
@@ -2907,6 +3014,27 @@ REVOKE ALL ON FUNCTION public.dv_erasure_from_generation(p_tenant uuid, p_subjec
 GRANT ALL ON FUNCTION public.dv_erasure_from_generation(p_tenant uuid, p_subject uuid) TO datavault_app;
 
 --
+-- Name: TABLE erasure_items; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.erasure_items TO datavault_app;
+GRANT SELECT ON TABLE public.erasure_items TO datavault_auditor;
+
+--
+-- Name: TABLE erasures; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.erasures TO datavault_app;
+GRANT SELECT ON TABLE public.erasures TO datavault_auditor;
+
+--
+-- Name: FUNCTION dv_erasure_request(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text, p_requested_by uuid, p_now timestamp with time zone, p_due_at timestamp with time zone, p_settings jsonb, p_limit integer, p_not_before timestamp with time zone, p_not_before_braked timestamp with time zone, p_brake_detail text, p_extend_detail text); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_erasure_request(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text, p_requested_by uuid, p_now timestamp with time zone, p_due_at timestamp with time zone, p_settings jsonb, p_limit integer, p_not_before timestamp with time zone, p_not_before_braked timestamp with time zone, p_brake_detail text, p_extend_detail text) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_erasure_request(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text, p_requested_by uuid, p_now timestamp with time zone, p_due_at timestamp with time zone, p_settings jsonb, p_limit integer, p_not_before timestamp with time zone, p_not_before_braked timestamp with time zone, p_brake_detail text, p_extend_detail text) TO datavault_app;
+
+--
 -- Name: FUNCTION dv_find_api_key(p_key_hash bytea); Type: ACL; Schema: public; Owner: datavault_definer
 --
 
@@ -3170,24 +3298,10 @@ GRANT SELECT,INSERT ON TABLE public.erasure_events TO datavault_app;
 GRANT USAGE ON SEQUENCE public.erasure_events_seq_seq TO datavault_app;
 
 --
--- Name: TABLE erasure_items; Type: ACL; Schema: public
---
-
-GRANT SELECT,INSERT,UPDATE ON TABLE public.erasure_items TO datavault_app;
-GRANT SELECT ON TABLE public.erasure_items TO datavault_auditor;
-
---
 -- Name: TABLE erasure_receipts; Type: ACL; Schema: public
 --
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.erasure_receipts TO datavault_app;
-
---
--- Name: TABLE erasures; Type: ACL; Schema: public
---
-
-GRANT SELECT,INSERT,UPDATE ON TABLE public.erasures TO datavault_app;
-GRANT SELECT ON TABLE public.erasures TO datavault_auditor;
 
 --
 -- Name: TABLE hold_events; Type: ACL; Schema: public
