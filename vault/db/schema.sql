@@ -654,6 +654,22 @@ END
 $$;
 
 --
+-- Name: dv_ledger_pending_tenants(); Type: FUNCTION; Schema: public; Owner: datavault_definer
+--
+
+CREATE FUNCTION public.dv_ledger_pending_tenants() RETURNS TABLE(id uuid)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT t.id FROM public.tenants t
+     WHERE EXISTS (SELECT FROM public.ledger_outbox o
+                    WHERE o.tenant_id = t.id AND o.published_at IS NULL)
+     ORDER BY t.created_at
+$$;
+
+ALTER FUNCTION public.dv_ledger_pending_tenants() OWNER TO datavault_definer;
+
+--
 -- Name: dv_record_list(uuid, uuid, bytea, timestamp with time zone, text, integer, boolean); Type: FUNCTION; Schema: public
 --
 
@@ -2609,6 +2625,12 @@ CREATE POLICY definer_lookup ON public.playback_links FOR SELECT TO datavault_de
 CREATE POLICY definer_lookup ON public.tenants FOR SELECT TO datavault_definer USING (true);
 
 --
+-- Name: ledger_outbox definer_pending; Type: POLICY; Schema: public
+--
+
+CREATE POLICY definer_pending ON public.ledger_outbox FOR SELECT TO datavault_definer USING ((published_at IS NULL));
+
+--
 -- Name: disclosure_heads; Type: ROW SECURITY; Schema: public
 --
 
@@ -3100,6 +3122,13 @@ REVOKE ALL ON FUNCTION public.dv_holds_lock_key(p_tenant uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_holds_lock_key(p_tenant uuid) TO datavault_app;
 
 --
+-- Name: FUNCTION dv_ledger_pending_tenants(); Type: ACL; Schema: public; Owner: datavault_definer
+--
+
+REVOKE ALL ON FUNCTION public.dv_ledger_pending_tenants() FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_ledger_pending_tenants() TO datavault_app;
+
+--
 -- Name: FUNCTION dv_record_list(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_after_at timestamp with time zone, p_after_name text, p_limit integer, p_all_generations boolean); Type: ACL; Schema: public
 --
 
@@ -3334,6 +3363,18 @@ GRANT SELECT ON TABLE public.ledger_head TO datavault_auditor;
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.ledger_outbox TO datavault_app;
 GRANT SELECT ON TABLE public.ledger_outbox TO datavault_auditor;
+
+--
+-- Name: COLUMN ledger_outbox.tenant_id; Type: ACL; Schema: public
+--
+
+GRANT SELECT(tenant_id) ON TABLE public.ledger_outbox TO datavault_definer;
+
+--
+-- Name: COLUMN ledger_outbox.published_at; Type: ACL; Schema: public
+--
+
+GRANT SELECT(published_at) ON TABLE public.ledger_outbox TO datavault_definer;
 
 --
 -- Name: SEQUENCE ledger_outbox_id_seq; Type: ACL; Schema: public
