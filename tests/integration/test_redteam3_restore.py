@@ -12,7 +12,7 @@ the staging steps raise RuntimeError, so only the final expectation can be the x
 
 Fixed since (each test's "Observed" is what the review saw): withdrawals, cancellations,
 revocations and closures are instruction entries too (vault/services/ledger_controls.py,
-migration 0029), and a restored erasure's stated kept_until is a floor for its retries."""
+migration 0030), and a restored erasure's stated kept_until is a floor for its retries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Instruction entries that keep a restore from loosening a control (migration 0029).
+"""Instruction entries that keep a restore from loosening a control (migration 0030).
 
 Besides what an erasure kept and the holds (vault/services/ledger_instructions.py), a
 backup restored after any of these changes would undo it: a cancelled erasure would run,

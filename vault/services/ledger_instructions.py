@@ -49,7 +49,7 @@ Q = Queries("ledger_instructions")
 
 ERASURE = "erasure"
 HOLD = "hold"
-# What tightens a control besides (migration 0029; recorded and replayed by
+# What tightens a control besides (migration 0030; recorded and replayed by
 # vault/services/ledger_controls.py): an erasure's state before it shreds, a revoked API
 # key, a tenant's closure.
 ERASURE_REQUEST = "erasure_request"

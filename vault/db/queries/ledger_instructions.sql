@@ -86,7 +86,7 @@ UPDATE subjects SET generation = $3 + 1
 -- name: tenant_known
 SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
 
--- Instruction entries of migration 0029 (vault/services/ledger_controls.py).
+-- Instruction entries of migration 0030 (vault/services/ledger_controls.py).
 
 -- name: erasure_request
 SELECT id, subject_ref_hash, subject_id, from_generation, generation, status, requested_at,
