@@ -57,7 +57,7 @@ from epoch_bench import database_url
 
 from vault.config import Settings
 from vault.db.migrate import migrate
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import normalize_ref
 from vault.runtime import OperatorContext, operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.erasures import ErasureRequest, ErasureService
@@ -80,7 +80,7 @@ async def _subjects(ctx: OperatorContext, tenant_id: uuid.UUID, refs: list[str])
     hasher = SubjectRefHasher(ctx.db, ctx.root)
     subjects = SubjectService(ctx.keyring, hasher)
     for ref in refs:
-        text = SecretText(ref)
+        text = normalize_ref(ref)
         ref_hash = await subjects.ref_hash(tenant_id, text)
         async with ctx.db.tenant_tx(tenant_id) as conn:
             subject = await subjects.find_or_create(conn, tenant_id, text, ref_hash)
@@ -108,7 +108,7 @@ async def run(
                 await _subjects(ctx, tenant.id, refs)
                 for ref in refs:
                     await erasures.request(
-                        tenant.id, SecretText(ref), ErasureRequest(None, None), api_key_id
+                        tenant.id, normalize_ref(ref), ErasureRequest(None, None), api_key_id
                     )
                 t0 = time.perf_counter()
                 assert await run_due_erasures(ctx.db, ctx.keyring) == size
@@ -180,6 +180,7 @@ async def _startup(
     head = "SELECT seq, entry_hash FROM ledger_head"
     async with ctx.db.untenanted_tx() as conn:
         before = await conn.fetchrow(head)
+    assert before is not None  # the ledger head row exists from the first migration
     async with ctx.db.tenant_tx(tenant_id) as conn:
         await conn.execute(
             "INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, destroyed_at) "
@@ -199,6 +200,7 @@ async def _startup(
     print(f"  restart: {time.perf_counter() - t0:.3f} s")
     async with ctx.db.untenanted_tx() as conn:
         after = await conn.fetchrow(head)
+        assert after is not None
         await conn.execute("UPDATE ledger_head SET seq = $1, entry_hash = $2", *before)
     t0 = time.perf_counter()
     objects = await entries_after_head(ctx.db, ctx.blobs)

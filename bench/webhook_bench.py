@@ -44,7 +44,7 @@ from epoch_bench import database_url
 from vault.config import Settings
 from vault.db.database import Database
 from vault.db.migrate import migrate
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import normalize_ref
 from vault.domain.webhooks import EventType, parse_webhook_url
 from vault.runtime import OperatorContext, operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
@@ -94,7 +94,7 @@ async def _complete(ctx: OperatorContext, tenant_id: uuid.UUID, api_key_id: uuid
     erasures = ErasureService(ctx.db, hasher)
     refs = [f"{tag}-{i}" for i in range(size)]
     for ref in refs:
-        text = SecretText(ref)
+        text = normalize_ref(ref)
         ref_hash = await subjects.ref_hash(tenant_id, text)
         async with ctx.db.tenant_tx(tenant_id) as conn:
             subject = await subjects.find_or_create(conn, tenant_id, text, ref_hash)

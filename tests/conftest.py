@@ -25,6 +25,37 @@ from tests.support import (
 )
 from vault.config import Settings
 
+# --- a suite that runs almost nothing must not pass ---------------------------------------
+# pytest exits 5 when it collects nothing, but a suite that lost a folder to a collection
+# mistake, or whose tests all skip, exits 0. `make test` asks for a floor of tests that
+# ran (passed or failed, not skipped); the count is kept here, per test id.
+_ran: set[str] = set()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--min-tests",
+        type=int,
+        default=0,
+        help="fail the run unless at least this many tests ran (skipped ones do not count)",
+    )
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and not report.skipped:
+        _ran.add(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    floor: int = session.config.getoption("--min-tests")
+    if len(_ran) < floor and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(
+                f"only {len(_ran)} tests ran, fewer than --min-tests={floor}", red=True
+            )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
 
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
@@ -63,6 +94,9 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 
 @pytest.fixture(scope="session")
 def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
+    """The session's vault, without background jobs: a test that needs a job's effect
+    runs one pass by hand (tests/jobs.py), at the present time only (a moved clock would
+    reach other tests' data: use quiet_vault or a database of its own for that)."""
     with running_server(settings, database_url) as running:
         yield running
 

@@ -4,7 +4,10 @@ of waiting for the jobs' intervals. One place, so every test runs the same pass.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from datetime import UTC, datetime, timedelta
+
+import asyncpg
 
 from tests.support import ServerThread
 from vault.observability.metrics import Metrics
@@ -12,6 +15,7 @@ from vault.runtime import operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.ledger_watermark import watermark_for
 from vault.services.webhook_sender import WebhookSender
+from workers.access_anchor import publish_anchors
 from workers.deletion_check import Violation, find_deletion_violations
 from workers.erasure import run_due_erasures
 from workers.ledger import publish_and_complete
@@ -33,6 +37,38 @@ async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
 
 def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:
     asyncio.run(worker_pass(server, days=days))
+
+
+async def anchor_pass(server: ServerThread) -> int:
+    """One round of the access-log anchor job (every chain's next signed anchor in the
+    blob store), waiting for a round another process may be running."""
+    async with operator_context(server.settings, server.database_url) as ctx:
+        return await publish_anchors(
+            ctx.db, ctx.blobs, ctx.secrets.anchor_keys, wait=True,
+            retain_days=ctx.settings.backup_retention_days,
+        )  # fmt: skip
+
+
+def run_anchor_pass(server: ServerThread) -> int:
+    return asyncio.run(anchor_pass(server))
+
+
+def expire_hold(database_url: str, hold_id: str) -> None:
+    """A hold's expiry time arrives: whether a hold is in force is the database's clock
+    against `expires_at` (dv_hold_in_force), so as the owner move `expires_at` to just
+    past instead of waiting for it."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute(
+                "UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = $1",
+                uuid.UUID(hold_id),
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
 
 
 def deletion_violations(

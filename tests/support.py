@@ -20,9 +20,11 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from starlette.applications import Starlette
 
 from vault.config import Settings
 from vault.db.migrate import migrate
+from vault.http.state import VaultState
 from vault.runtime import operator_context
 from vault.server import uvicorn_config
 from vault.services.tenants import create_tenant
@@ -140,15 +142,16 @@ class ServerThread:
     out, with no DATAVAULT_PUBLIC_URL, are http://127.0.0.1:<port>)."""
 
     def __init__(
-        self, settings: Settings, database_url: str, *, run_jobs: bool = True,
-        listen_port: int = 0,
-    ) -> None:  # fmt: skip
+        self, settings: Settings, database_url: str, *, run_jobs: bool, listen_port: int = 0
+    ) -> None:
         self.settings = settings
         self.database_url = database_url
         config = uvicorn_config(
             settings.with_overrides(port=listen_port or 1), database_url, run_jobs=run_jobs
         )
         config.port = listen_port
+        assert isinstance(config.app, Starlette)
+        self.app = config.app
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -160,6 +163,13 @@ class ServerThread:
                 raise RuntimeError("test vault server did not start")
             time.sleep(0.02)
         return self
+
+    @property
+    def state(self) -> VaultState:
+        """What the running app's lifespan opened (services, throttle, metrics), for tests
+        that look inside or swap a part."""
+        state: VaultState = self.app.state.vault
+        return state
 
     @property
     def base_url(self) -> str:
@@ -177,8 +187,12 @@ class ServerThread:
 
 @contextmanager
 def running_server(
-    settings: Settings, database_url: str, *, run_jobs: bool = True
+    settings: Settings, database_url: str, *, run_jobs: bool = False
 ) -> Iterator[ServerThread]:
+    """A vault serving the API, as `datavault api` does: without the background jobs
+    unless `run_jobs`. Tests run the jobs by hand (tests/jobs.py) and move the clock
+    instead of waiting for the jobs' intervals; the few tests about the scheduler itself
+    ask for it."""
     server = ServerThread(settings, database_url, run_jobs=run_jobs).start()
     try:
         yield server

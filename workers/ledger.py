@@ -84,10 +84,10 @@ async def publish_pending(
             await _mark(db, orphan.seq, orphan.entries)
             seq, prev = orphan.seq, orphan.hash
         entries: list[dict[str, Any]] = []
-        for tenant in await list_tenants(db):
-            async with db.tenant_tx(tenant.id) as conn:
-                for row in await conn.fetch(Q.pending, tenant.id, _BATCH):
-                    entries.append(_entry(tenant.id, row))
+        for pending in await head_tx.fetch(Q.pending_tenants):
+            async with db.tenant_tx(pending["id"]) as conn:
+                for row in await conn.fetch(Q.pending, pending["id"], _BATCH):
+                    entries.append(_entry(pending["id"], row))
         if entries or window.signed_from is None:
             seq += 1
             data, prev = encode_entry(seq, prev, entries, signer)

@@ -131,7 +131,11 @@ def upload(
 
 
 def uploaded(
-    http: httpx.Client, key: dict[str, Any], ref: str, data: bytes, **kwargs: Any
+    http: httpx.Client,
+    key: dict[str, Any],
+    ref: str,
+    data: bytes | Iterable[bytes],
+    **kwargs: Any,
 ) -> dict[str, Any]:
     response = upload(http, key, ref, data, **kwargs)
     assert response.status_code == 201, response.text

@@ -81,7 +81,8 @@ def test_route_is_the_template_never_a_raw_id(server: ServerThread, tenant: Tena
 def first_admin_key_id(http: httpx.Client, tenant: Tenant) -> str:
     """The id of the tenant's first admin key (the one `tenant.auth()` uses)."""
     listed = http.get("/v1/api-keys", headers=tenant.auth()).json()["items"]
-    return next(item["id"] for item in listed if item["name"] == "first admin key")
+    key_id: str = next(item["id"] for item in listed if item["name"] == "first admin key")
+    return key_id
 
 
 def test_access_log_times_are_rfc3339_utc_ending_in_z(server: ServerThread, tenant: Tenant) -> None:

@@ -20,7 +20,6 @@ from tests.api.helpers import access_log, auth, create_key, from_ip
 from tests.support import ServerThread, Tenant, bearer, problem, running_server
 from vault.config import Settings
 from vault.domain.throttle import FailureThrottle
-from vault.http.state import VaultState
 
 
 def _bad_key() -> str:
@@ -142,8 +141,7 @@ class _Clock:
 
 
 def _throttle_of(vault: ServerThread) -> FailureThrottle:
-    state: VaultState = vault.server.config.app.state.vault
-    return state.auth_throttle
+    return vault.state.auth_throttle
 
 
 def test_shipped_throttle_defaults_match_the_contract(

@@ -1,11 +1,12 @@
-"""Erasure end to end over HTTP: shredded within seconds, new life survives, holds keep
-what they cover, grace periods can be cancelled, the rate brake holds back a flood."""
+"""Erasure end to end over HTTP: one pass of the jobs shreds the subject (run by hand,
+tests/jobs.py; test_erasure_timing.py has the scheduler do it within its minute), new life
+survives, holds keep what they cover, grace periods can be cancelled, the rate brake holds
+back a flood."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 
 from tests.api.helpers import create_key
+from tests.jobs import run_worker_pass
 from tests.support import (
     ServerThread,
     Tenant,
@@ -40,13 +42,13 @@ def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
     }
 
 
-def _wait_for(http: httpx.Client, headers: dict[str, str], erasure_id: str, *statuses: str) -> Any:
-    deadline = time.monotonic() + 30
-    while True:
-        shown = http.get(f"/v1/erasures/{erasure_id}", headers=headers).json()
-        if shown["status"] in statuses or time.monotonic() > deadline:
-            return shown
-        time.sleep(0.2)
+def _after_a_pass(
+    server: ServerThread, http: httpx.Client, headers: dict[str, str], erasure_id: str
+) -> Any:
+    """The erasure as shown after one pass of the jobs (tests/jobs.py): the executor, then
+    the shred-ledger publisher that completes it (or holds it) with its receipt."""
+    run_worker_pass(server)
+    return http.get(f"/v1/erasures/{erasure_id}", headers=headers).json()
 
 
 def test_erasure_shreds_the_subject_and_data_written_afterwards_survives(
@@ -75,7 +77,7 @@ def test_erasure_shreds_the_subject_and_data_written_afterwards_survives(
             "/v1/subjects/zoe/records/after?category=account", json={"n": 2}, headers=app
         )
         erasure = requested.json()
-        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        done = _after_a_pass(server, http, keys["privacy"], erasure["id"])
         artefact = http.get(
             f"/v1/subjects/zoe/artefacts/{upload.json()['id']}/content", headers=app
         )
@@ -100,7 +102,7 @@ def test_unknown_subject_gets_an_erasure_that_completes_with_nothing_shredded(
     with server.client() as http:
         privacy = _keys(http, tenant)["privacy"]
         requested = http.post("/v1/subjects/never-seen/erasure", headers=privacy)
-        done = _wait_for(http, privacy, requested.json()["id"], "completed")
+        done = _after_a_pass(server, http, privacy, requested.json()["id"])
     assert requested.status_code == 202
     assert done["status"] == "completed" and done["shredded"] == []
 
@@ -126,7 +128,7 @@ def test_held_category_is_kept_until_the_hold_is_released(
             headers=keys["officer"],
         ).json()
         erasure = http.post("/v1/subjects/yan/erasure", headers=keys["privacy"]).json()
-        held = _wait_for(http, keys["privacy"], erasure["id"], "held")
+        held = _after_a_pass(server, http, keys["privacy"], erasure["id"])
         content = f"/v1/subjects/yan/artefacts/{ticket.json()['id']}/content"
         still = http.get(content, headers=keys["officer"])
         app_read = http.get(content, headers=app)
@@ -135,7 +137,7 @@ def test_held_category_is_kept_until_the_hold_is_released(
         http.post(
             f"/v1/holds/{hold['id']}/release", json={"reason": "paid"}, headers=keys["officer"]
         )
-        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        done = _after_a_pass(server, http, keys["privacy"], erasure["id"])
         gone = http.get(
             f"/v1/subjects/yan/artefacts/{ticket.json()['id']}/content", headers=keys["officer"]
         )
@@ -188,7 +190,7 @@ def test_an_erasure_after_a_cancelled_one_shreds_the_data_from_before_it(
         kept_by_cancel = http.get("/v1/subjects/yara/records/old", headers=keys["app"])
         http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 0}, headers=tenant.auth())
         second = http.post("/v1/subjects/yara/erasure", headers=keys["privacy"]).json()
-        done = _wait_for(http, keys["privacy"], second["id"], "completed")
+        done = _after_a_pass(server, http, keys["privacy"], second["id"])
         old = http.get("/v1/subjects/yara/records/old", headers=keys["app"])
         new = http.get("/v1/subjects/yara/records/new", headers=keys["app"])
     assert kept_by_cancel.status_code == 200
@@ -249,7 +251,7 @@ def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gaug
         released = http.post(path, headers=tenant.auth())
         again = http.post(path, headers=tenant.auth())
         after = _braked_gauge(database_url)
-        done = _wait_for(http, keys["privacy"], braked["id"], "completed")
+        done = _after_a_pass(server, http, keys["privacy"], braked["id"])
     assert _hours(braked["not_before"]) - _hours(braked["requested_at"]) > 23.9
     assert while_braked == before + 1 and after == before
     assert problem(not_admin)["status"] == 403
@@ -312,7 +314,7 @@ def test_completed_erasure_has_a_receipt_that_verifies_with_the_published_key_on
         http.put("/v1/subjects/wes/records/p?category=account", json={}, headers=keys["app"])
         erasure = http.post("/v1/subjects/wes/erasure", headers=keys["privacy"]).json()
         early = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"])
-        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        done = _after_a_pass(server, http, keys["privacy"], erasure["id"])
         signed = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"]).json()
         jwks = http.get("/v1/receipt-keys").json()
     assert early.status_code in (200, 409)
@@ -341,7 +343,7 @@ def test_held_erasure_has_an_interim_receipt(server: ServerThread, tenant: Tenan
             headers=keys["officer"],
         )
         erasure = http.post("/v1/subjects/vic/erasure", headers=keys["privacy"]).json()
-        _wait_for(http, keys["privacy"], erasure["id"], "held")
+        assert _after_a_pass(server, http, keys["privacy"], erasure["id"])["status"] == "held"
         interim = http.get(f"/v1/erasures/{erasure['id']}/receipt", headers=keys["privacy"]).json()
     assert interim["receipt"]["final"] is False
     assert "support" in {h["category"] for h in interim["receipt"]["held"]}
@@ -357,7 +359,7 @@ def test_data_written_between_the_request_and_the_shred_is_a_new_life_and_surviv
     url = new_database(pg_admin_url)  # the executor runs with a moved clock: own database
     settings = Settings(data_dir=tmp_path / "data", database_url=url)
     tenant = make_tenant(settings, url)
-    with running_server(settings, url) as server, server.client() as http:
+    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
         keys = _keys(http, tenant)
         app = keys["app"]
         http.patch("/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth())
@@ -376,7 +378,7 @@ def test_data_written_between_the_request_and_the_shred_is_a_new_life_and_surviv
                 return await run_due_erasures(ctx.db, ctx.keyring, now=due)
 
         assert asyncio.run(shred_when_due()) == 1
-        done = _wait_for(http, keys["privacy"], erasure["id"], "completed")
+        done = _after_a_pass(server, http, keys["privacy"], erasure["id"])
         old_artefact = http.get(f"/v1/subjects/ann/artefacts/{before['id']}/content", headers=app)
         old_record = http.get("/v1/subjects/ann/records/before", headers=app)
         new_artefact = http.get(f"/v1/subjects/ann/artefacts/{after['id']}/content", headers=app)

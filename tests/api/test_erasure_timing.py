@@ -1,6 +1,10 @@
 """An erasure with no grace period and no hold is done within a minute (DESIGN.md "Deletion
 guarantees": a non-held erasure completes within a minute of `not_before`), and afterwards
-the subject's artefact blobs leave the blob store ("Blob deletion follows, as hygiene")."""
+the subject's artefact blobs leave the blob store ("Blob deletion follows, as hygiene").
+
+The one API test of the scheduler itself: a vault that runs its background jobs, as
+`datavault serve` does, completes the erasure on its own. Every other test runs the jobs
+by hand (tests/jobs.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,11 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from tests.api.helpers import (
     MIB,
@@ -23,7 +30,7 @@ from tests.api.helpers import (
     put_record,
     uploaded,
 )
-from tests.support import ServerThread, Tenant
+from tests.support import ServerThread, make_tenant, running_server
 from vault.config import Settings
 from vault.runtime import operator_context
 from workers.sweeper import sweep
@@ -41,9 +48,18 @@ def _sweep_once(settings: Settings, database_url: str) -> None:
     asyncio.run(run())
 
 
+@pytest.fixture
+def server(private_vault: Settings) -> Iterator[ServerThread]:
+    """A vault with its jobs running, on a database of its own."""
+    with running_server(private_vault, private_vault.database_url or "", run_jobs=True) as vault:
+        yield vault
+
+
 def test_erasure_without_grace_or_hold_destroys_the_keys_within_a_minute_and_the_blobs_go(
-    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+    server: ServerThread,
 ) -> None:
+    settings, database_url = server.settings, server.database_url
+    tenant = make_tenant(settings, database_url)
     ref = f"leaver-{uuid.uuid4().hex[:10]}"
     root = blob_root(settings)
     with server.client() as http:

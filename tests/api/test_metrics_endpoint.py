@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
-from tests.support import ServerThread
+import pytest
+
+from tests.support import ServerThread, running_server
+from vault.config import Settings
 from vault.version import distribution_version
 
 
-def test_metrics_has_build_info_job_health_and_no_created_series(server: ServerThread) -> None:
-    with server.client() as http:
+@pytest.fixture
+def serving(settings: Settings, database_url: str) -> Iterator[ServerThread]:
+    """A vault that runs its background jobs, as `datavault serve` does: their health
+    series are what this checks."""
+    with running_server(settings, database_url, run_jobs=True) as server:
+        yield server
+
+
+def test_metrics_has_build_info_job_health_and_no_created_series(serving: ServerThread) -> None:
+    with serving.client() as http:
         http.get("/healthz")
         deadline = time.monotonic() + 20
         while True:

@@ -74,7 +74,7 @@ def test_joserfc_verifies_the_receipt_against_the_served_key_set(
         assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("OKP", "Ed25519", "Ed25519",
                                                                     "sig")  # fmt: skip
         assert "d" not in key
-    keys = KeySet.import_key_set(key_set)
+    keys = KeySet.import_key_set({"keys": key_set["keys"]})
     verified = jws.deserialize_compact(signed["jws"], keys, algorithms=["Ed25519"])
     assert verified.headers() == {
         "alg": "Ed25519", "kid": signed["key_id"], "typ": "datavault-erasure-receipt",
@@ -86,7 +86,7 @@ def test_joserfc_verifies_the_receipt_against_the_served_key_set(
 
 
 def test_joserfc_refuses_a_tampered_receipt(vault: ServerThread, signed: dict[str, Any]) -> None:
-    keys = KeySet.import_key_set(_published(vault))
+    keys = KeySet.import_key_set({"keys": _published(vault)["keys"]})
     header, payload, signature = signed["jws"].split(".")
     changed = {**signed["receipt"], "shredded": []}
     forged_payload = _b64(json.dumps(changed, sort_keys=True, separators=(",", ":")).encode())

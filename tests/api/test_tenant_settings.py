@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from tests.api.helpers import create_key
 from tests.support import ServerThread, Tenant, bearer, problem
@@ -50,7 +51,7 @@ def test_per_category_artefact_limit_is_enforced_at_its_edge(
         exact = http.post(url + "transcript", content=os.urandom(limit), headers=ingest)
         over = http.post(url + "transcript", content=os.urandom(limit + 1), headers=ingest)
 
-        def chunked():  # type: ignore[no-untyped-def]
+        def chunked() -> Iterator[bytes]:
             yield os.urandom(limit)
             yield b"x"
 

@@ -301,7 +301,7 @@ def test_an_unexpected_error_is_logged_by_type_and_request_id_without_its_messag
     async def failing(*_args: Any, **_kwargs: Any) -> Any:
         raise RuntimeError(f'invalid byte sequence near "{name}"')
 
-    state = server.server.config.app.state.vault
+    state = server.state
     monkeypatch.setattr(state.holds, "place", failing)
     with structlog.testing.capture_logs() as logs:
         response = http.post(

@@ -1,5 +1,6 @@
-"""The README's walkthrough with the Python client against a live vault (its workers
-running): store → read → erase → verify, and the receipt kept and checked offline."""
+"""The README's walkthrough with the Python client against a live vault: store → read →
+erase → verify, and the receipt kept and checked offline. The session's vault runs no
+jobs: a pass of the worker runs beside the client's `wait`, as the vault's worker would."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from datavault_client import Gone, NotFound, verify_receipt
 from tests.client.support import tenant_clients, unique
+from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant
 
 
@@ -45,7 +48,12 @@ def test_store_read_erase_verify(server: ServerThread, tenant: Tenant, tmp_path:
         # Erase, and wait for the vault's worker to complete it.
         requested = keys.privacy.erasures.request(ref, reference="TICKET-1")
         assert requested.created and requested.status == "scheduled"
-        erasure = keys.privacy.erasures.wait(requested.id, timeout=60, poll_interval=0.5)
+        worker = threading.Thread(target=run_worker_pass, args=(server,))
+        worker.start()
+        try:
+            erasure = keys.privacy.erasures.wait(requested.id, timeout=60, poll_interval=0.5)
+        finally:
+            worker.join()
         assert erasure.status == "completed"
         assert {"recording", "account"} <= {s.category for s in erasure.shredded}
 

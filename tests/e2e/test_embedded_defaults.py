@@ -31,22 +31,27 @@ def _cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 class Served:
-    def __init__(self, process: subprocess.Popen[bytes], url: str, log: Path, startup: float):
-        self.process, self.url, self.log, self.startup = process, url, log, startup
+    def __init__(
+        self, process: subprocess.Popen[bytes], url: str, data_dir: Path, log: Path,
+        startup: float,
+    ) -> None:  # fmt: skip
+        self.process, self.url, self.data_dir, self.log = process, url, data_dir, log
+        self.startup = startup
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[Served]:
-    data_dir, log = tmp_path / "data", tmp_path / "serve.log"
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One first run for the module's tests that read from it (a fresh embedded PostgreSQL
+    is the slow part); the test that stops it comes last in this file."""
+    folder = tmp_path_factory.mktemp("first-run")
+    data_dir, log = folder / "data", folder / "serve.log"
     started = time.monotonic()
     with vault_process(["serve", "--data-dir", str(data_dir)], _clean_env(), log) as vault:
-        yield Served(vault.process, vault.url, log, time.monotonic() - started)
+        yield Served(vault.process, vault.url, data_dir, log, time.monotonic() - started)
 
 
-def test_first_start_creates_a_private_root_key_with_a_warning(
-    served: Served, tmp_path: Path
-) -> None:
-    key_file = tmp_path / "data" / "root.key"
+def test_first_start_creates_a_private_root_key_with_a_warning(served: Served) -> None:
+    key_file = served.data_dir / "root.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     log = served.log.read_text()
     assert "ROOT KEY CREATED" in log
@@ -57,50 +62,6 @@ def test_first_start_creates_a_private_root_key_with_a_warning(
         "blob_store": True,
     }
     print(f"fresh data dir to /healthz: {served.startup:.2f} s")
-
-
-def test_tenant_created_from_the_cli_is_served_and_no_secret_reaches_the_log(
-    served: Served, tmp_path: Path
-) -> None:
-    data_dir = tmp_path / "data"
-    created = _cli(data_dir, "tenant", "create", "acme", "--json")
-    assert created.returncode == 0, created.stderr
-    first = json.loads(created.stdout)
-    assert set(first) == {"tenant_id", "slug", "api_key"}
-    admin = {"Authorization": f"Bearer {first['api_key']}"}
-
-    keys = httpx.post(
-        f"{served.url}/v1/api-keys",
-        headers=admin,
-        json={"name": "recorder", "scopes": ["ingest", "read"]},
-    )
-    assert keys.status_code == 201
-    issued = keys.json()["secret"]
-    wrong = issued[:-4] + "AAAA"
-    assert (
-        httpx.get(
-            f"{served.url}/v1/api-keys", headers={"Authorization": f"Bearer {wrong}"}
-        ).status_code
-        == 401
-    )
-    assert httpx.get(f"{served.url}/v1/api-keys", headers=admin).status_code == 200
-
-    listed = _cli(data_dir, "tenant", "list", "--json")
-    assert [t["slug"] for t in json.loads(listed.stdout)["tenants"]] == ["acme"]
-    assert _cli(data_dir, "audit", "verify").returncode == 0
-
-    served.process.send_signal(signal.SIGTERM)
-    assert served.process.wait(timeout=60) == 0
-    log = served.log.read_text() + created.stderr + listed.stderr
-    assert "Application shutdown complete" in log
-    # The embedded PostgreSQL stopped with the vault: nothing left running on its data dir.
-    assert not (data_dir / "postgres" / "postmaster.pid").exists()
-    for secret in (first["api_key"], issued, wrong):
-        # dv_<prefix>_<secret>; the secret part itself may contain "_" (base64url).
-        assert secret.split("_", 2)[2] not in log
-    # The failed attempt is visible by its public prefix only.
-    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
-    assert any(line.get("status") == 401 for line in lines)
 
 
 def _json_lines(log: Path) -> list[dict[str, object]]:
@@ -155,3 +116,48 @@ def test_unknown_log_level_stops_serve_with_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     # Refused before anything started: no data directory, no embedded PostgreSQL.
     assert not (tmp_path / "data").exists()
+
+
+def test_tenant_created_from_the_cli_is_served_and_no_secret_reaches_the_log(
+    served: Served,
+) -> None:
+    """Last in the file: it stops the module's vault and checks what it left."""
+    data_dir = served.data_dir
+    created = _cli(data_dir, "tenant", "create", "acme", "--json")
+    assert created.returncode == 0, created.stderr
+    first = json.loads(created.stdout)
+    assert set(first) == {"tenant_id", "slug", "api_key"}
+    admin = {"Authorization": f"Bearer {first['api_key']}"}
+
+    keys = httpx.post(
+        f"{served.url}/v1/api-keys",
+        headers=admin,
+        json={"name": "recorder", "scopes": ["ingest", "read"]},
+    )
+    assert keys.status_code == 201
+    issued = keys.json()["secret"]
+    wrong = issued[:-4] + "AAAA"
+    assert (
+        httpx.get(
+            f"{served.url}/v1/api-keys", headers={"Authorization": f"Bearer {wrong}"}
+        ).status_code
+        == 401
+    )
+    assert httpx.get(f"{served.url}/v1/api-keys", headers=admin).status_code == 200
+
+    listed = _cli(data_dir, "tenant", "list", "--json")
+    assert [t["slug"] for t in json.loads(listed.stdout)["tenants"]] == ["acme"]
+    assert _cli(data_dir, "audit", "verify").returncode == 0
+
+    served.process.send_signal(signal.SIGTERM)
+    assert served.process.wait(timeout=60) == 0
+    log = served.log.read_text() + created.stderr + listed.stderr
+    assert "Application shutdown complete" in log
+    # The embedded PostgreSQL stopped with the vault: nothing left running on its data dir.
+    assert not (data_dir / "postgres" / "postmaster.pid").exists()
+    for secret in (first["api_key"], issued, wrong):
+        # dv_<prefix>_<secret>; the secret part itself may contain "_" (base64url).
+        assert secret.split("_", 2)[2] not in log
+    # The failed attempt is visible by its public prefix only.
+    lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert any(line.get("status") == 401 for line in lines)

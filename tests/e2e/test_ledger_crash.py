@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.api.helpers import create_key
+from tests.api.helpers import create_key, wait_for
 from tests.e2e.test_worker_crash import _worker
 from tests.support import bearer, make_tenant, new_database, running_server
 from vault.config import Settings
@@ -87,7 +87,12 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
     worker = _worker(settings, log)
     try:
         shredded = _wait_for(url, lambda s: s["outbox"] > 0)
-        time.sleep(5)  # the publisher tries (every 2 s) and fails
+        # The publisher's next try (every 2 s), after the shred, fails: wait for it
+        # rather than for a fixed time.
+        failed_before = _publish_failures(log)
+        assert wait_for(lambda: _publish_failures(log) > failed_before, timeout=30), (
+            log.read_text()[-3000:]
+        )
         stuck = asyncio.run(_erasure_state(url))
     finally:
         worker.send_signal(signal.SIGKILL)
@@ -122,6 +127,15 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
     [instruction] = [e for e in entries if e["key_kind"] == "erasure"]
     assert instruction["key_id"] == str(stuck["id"])
     assert json.loads(verified.stdout)["entries"] == len(entries) - 1
+
+
+def _publish_failures(log: Path) -> int:
+    """How many of the shred-ledger job's rounds the worker has logged as failed."""
+    return sum(
+        1
+        for line in log.read_text().splitlines()
+        if "job_failed" in line and "shred-ledger" in line
+    )
 
 
 def _worker_env(settings: Settings) -> dict[str, str]:

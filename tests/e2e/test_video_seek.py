@@ -24,7 +24,7 @@ from tests.api.helpers import (
     uploaded,
     wait_for,
 )
-from tests.support import ServerThread, Tenant
+from tests.support import ServerThread, Tenant, make_tenant
 
 CONTENT_ROUTE = "/v1/subjects/{ref}/artefacts/{artefact_id}/content"
 DURATION = 6
@@ -57,21 +57,31 @@ def _headers(secret: str) -> str:
     return f"Authorization: Bearer {secret}\r\n"
 
 
-@pytest.fixture
-def video(server: ServerThread, tenant: Tenant, tmp_path: Path) -> dict[str, Any]:
-    data = _make_video(tmp_path / "in.mp4")
+@pytest.fixture(scope="module")
+def stored_video(server: ServerThread, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One recording, encoded and stored once for the module (encoding is the slow part)."""
+    data = _make_video(tmp_path_factory.mktemp("video") / "in.mp4")
+    tenant = make_tenant(server.settings, server.database_url)
     ref = f"caller-{uuid.uuid4().hex[:10]}"
     with server.client() as http:
         keys = data_keys(http, tenant)
-        player = create_key(http, tenant, ["read"])
         meta = uploaded(http, keys.ingest, ref, data, content_type="video/mp4", filename="call.mp4")
     return {
+        "tenant": tenant,
         "data": data,
         "meta": meta,
         "keys": keys,
-        "player": player,
         "url": server.base_url + artefact_url(ref, meta["id"], "content"),
     }
+
+
+@pytest.fixture
+def video(server: ServerThread, stored_video: dict[str, Any]) -> dict[str, Any]:
+    """The stored recording and a player key of the test's own, so that the access-log
+    rows under that key are this test's requests only."""
+    with server.client() as http:
+        player = create_key(http, stored_video["tenant"], ["read"])
+    return {**stored_video, "player": player}
 
 
 def test_ffprobe_reads_the_duration_over_http(video: dict[str, Any]) -> None:
@@ -123,7 +133,7 @@ _REQUEST = re.compile(r"request: GET (\S+) HTTP/1\.1\r?\n((?:[A-Za-z-]+: [^\n]*\
 
 
 def test_ffmpeg_seeks_to_4_seconds_with_range_requests(
-    server: ServerThread, tenant: Tenant, video: dict[str, Any], tmp_path: Path
+    server: ServerThread, video: dict[str, Any], tmp_path: Path
 ) -> None:
     """What matters: the seek is served with ranges, the frame shown is the right one,
     and every request ffmpeg made is in the access log under the player's key, as 200 or

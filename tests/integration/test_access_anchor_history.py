@@ -19,12 +19,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from crypto.mac import keyed_hash
 from tests.support import ServerThread, Tenant, make_tenant, private_server
 from vault.blobs.base import BlobStore
+from vault.blobs.filesystem import FilesystemBlobStore
 from vault.runtime import OperatorContext, operator_context
 from vault.services.access_anchor import (
     HistoryEntry,
@@ -108,8 +110,8 @@ def _history(server: ServerThread, tenant: Tenant) -> list[Path]:
     return sorted((_blobs(server) / history_prefix(tenant.id)).glob("*.json"))
 
 
-def _anchor(path: Path) -> dict[str, object]:
-    document: dict[str, object] = json.loads(path.read_bytes())
+def _anchor(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_bytes())
     return document
 
 
@@ -476,21 +478,19 @@ def test_anchors_past_their_retention_are_pruned_from_the_start(
     assert not (_blobs(quiet_vault) / legacy_anchor_key(tenant.id)).exists()
 
 
-class _CountingStore:
+class _CountingStore(FilesystemBlobStore):
     """The filesystem store, recording each listing's prefix and starting key."""
 
     def __init__(self, inner: BlobStore) -> None:
-        self.inner = inner
+        assert isinstance(inner, FilesystemBlobStore)
+        super().__init__(inner.root)
         self.listings: list[tuple[str, str, int | None]] = []
 
     async def list_keys(
         self, prefix: str, *, start_after: str = "", limit: int | None = None
     ) -> list[str]:
         self.listings.append((prefix, start_after, limit))
-        return await self.inner.list_keys(prefix, start_after=start_after, limit=limit)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.inner, name)
+        return await super().list_keys(prefix, start_after=start_after, limit=limit)
 
 
 def test_the_newest_anchor_is_found_from_the_pointer_which_is_never_trusted(

@@ -84,7 +84,7 @@ def test_backup_from_before_an_erasure_is_unreadable_after_the_epoch_is_retired(
             http.put(f"/v1/subjects/{ref}/records/p?category=account", json={"x": ref},
                      headers=keys["app"])  # fmt: skip
         _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
-        _erase(http, keys, "victim")
+        _erase(server, http, keys, "victim")
 
     async def new_epoch_and_retire() -> None:
         async with operator_context(private_vault, url) as ctx:

@@ -35,7 +35,7 @@ def vault_without_polls(pg_admin_url: str, tmp_path: Path) -> Iterator[ServerThr
     and ledger publisher poll only once an hour."""
     url = new_database(pg_admin_url)
     settings = Settings(data_dir=tmp_path / "data", database_url=url, erasure_poll_seconds=NO_POLL)
-    with running_server(settings, url) as server:
+    with running_server(settings, url, run_jobs=True) as server:
         _wait_for_listener(url)
         yield server
 
@@ -178,7 +178,7 @@ def test_erasure_completes_on_the_poll_when_notifications_are_lost(
     monkeypatch.setattr(wakeups, "Q", _LostNotifications())
     url = new_database(pg_admin_url)
     settings = Settings(data_dir=tmp_path / "data", database_url=url, erasure_poll_seconds=1.0)
-    with running_server(settings, url) as server, server.client() as http:
+    with running_server(settings, url, run_jobs=True) as server, server.client() as http:
         _wait_for_listener(url)
         ref, tenant = _subject_with_data(http, server)
         privacy = auth(create_key(http, tenant, ["erasure"]))

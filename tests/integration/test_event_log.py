@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import auth, create_key, put_record, rfc3339, subject_url
+from tests.jobs import expire_hold
 from tests.support import ServerThread, make_tenant, private_server
 from vault.observability.logging import configure_logging
 from vault.runtime import operator_context
@@ -86,7 +86,7 @@ def test_state_changes_are_logged_with_ids_only(
             headers=auth(compliance),
         )  # fmt: skip
         assert disclosed.status_code == 201, disclosed.text
-        soon = rfc3339(datetime.now(UTC) + timedelta(seconds=2))
+        soon = rfc3339(datetime.now(UTC) + timedelta(hours=1))
         expiring = _hold(http, compliance, subject_ref=HELD_REF, expires_at=soon)
 
         erased = http.post(subject_url(ERASED_REF, "erasure"), headers=auth(privacy))
@@ -100,7 +100,7 @@ def test_state_changes_are_logged_with_ids_only(
                            headers=auth(privacy))  # fmt: skip
         assert cancel.status_code == 200, cancel.text
 
-        time.sleep(2.5)  # the short hold's expiry passes
+        expire_hold(vault.database_url, expiring)  # the hold's expiry time passes
         _run_jobs(vault)
         status = http.get(f"/v1/erasures/{erased.json()['id']}", headers=auth(privacy)).json()
         assert status["status"] == "completed", status

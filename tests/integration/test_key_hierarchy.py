@@ -168,6 +168,7 @@ def test_destroyed_data_key_keeps_only_metadata(
                 row = await conn.fetchrow("SELECT * FROM data_keys WHERE id = $1", key.id)
                 with pytest.raises(KeyDestroyed):
                     await ctx.keyring.data_key(conn, tenant.id, key.id)
+            assert row is not None
             assert row["wrapped_key"] is None
             assert row["destroyed_at"] is not None
             assert row["subject_key_id"] == key.subject_key.id

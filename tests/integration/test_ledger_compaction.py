@@ -593,7 +593,10 @@ class _BeforeCompactionStore(FilesystemBlobStore):
 
     def __init__(self, root: Path, stale_ledger: list[str]) -> None:
         super().__init__(root)
-        self.stale = {CHECKPOINT_PREFIX: [[], []], "ledger/": [stale_ledger]}
+        self.stale: dict[str, list[list[str]]] = {
+            CHECKPOINT_PREFIX: [[], []],
+            "ledger/": [stale_ledger],
+        }
 
     async def list_keys(
         self, prefix: str, *, start_after: str = "", limit: int | None = None

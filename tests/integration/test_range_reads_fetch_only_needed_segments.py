@@ -19,7 +19,7 @@ from vault.blobs.base import BlobStore
 from vault.config import Settings
 from vault.domain.ranges import ByteRange
 from vault.domain.scopes import Scope
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import normalize_ref
 from vault.runtime import operator_context
 from vault.services.artefacts import ArtefactService
 from vault.services.subject_refs import SubjectRefHasher
@@ -89,7 +89,7 @@ def test_ranged_download_fetches_only_the_header_and_needed_segments(
             store = RecordingBlobStore(ctx.blobs)
             subjects = SubjectService(ctx.keyring, SubjectRefHasher(ctx.db, ctx.root))
             service = ArtefactService(ctx.db, cast(BlobStore, store), ctx.keyring, subjects, SIZE)
-            ref = SecretText("range-reader")
+            ref = normalize_ref("range-reader")
             api_key = await ctx.api_keys.create(
                 tenant.id, name="range reader", scopes=frozenset({Scope.READ, Scope.INGEST})
             )
@@ -136,7 +136,7 @@ def test_seeking_again_reads_only_segments_and_a_wrong_cached_header_fails_close
             service = ArtefactService(
                 ctx.db, cast(BlobStore, store), ctx.keyring, subjects, 10 * SIZE
             )
-            ref = SecretText("seeker")
+            ref = normalize_ref("seeker")
             api_key = await ctx.api_keys.create(
                 tenant.id, name="seeker", scopes=frozenset({Scope.READ, Scope.INGEST})
             )

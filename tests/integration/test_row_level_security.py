@@ -71,7 +71,7 @@ def test_request_role_in_a_tenant_transaction_is_neither_owner_nor_bypassing(
     # The URL's own role owns the tables (or is a superuser); requests must not run as it.
     tables = _tenant_tables(database_url)
 
-    async def check() -> asyncpg.Record:
+    async def check() -> asyncpg.Record | None:
         db = await Database.connect(database_url, max_size=1)
         try:
             async with db.tenant_tx(tenant.id) as conn:
@@ -90,6 +90,7 @@ def test_request_role_in_a_tenant_transaction_is_neither_owner_nor_bypassing(
             await db.close()
 
     row = asyncio.run(check())
+    assert row is not None
     assert (row["who"], row["tenant"]) == (APP_ROLE, str(tenant.id))
     assert row["session"] != APP_ROLE  # the switch happened: the URL's role is another one
     assert not row["rolsuper"] and not row["rolbypassrls"]

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,8 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_key
-from tests.support import bearer, empty_database, make_tenant, running_server
+from tests.jobs import run_worker_pass
+from tests.support import ServerThread, bearer, empty_database, make_tenant, running_server
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.config import Settings
 from vault.db.database import Database
@@ -28,15 +28,15 @@ from vault.services.ledger import LedgerError, reconcile_on_start
 PG_BIN = postgres_bin_dir()
 
 
-def _erase(http: httpx.Client, keys: dict[str, dict[str, str]], ref: str) -> dict[str, Any]:
+def _erase(
+    server: ServerThread, http: httpx.Client, keys: dict[str, dict[str, str]], ref: str
+) -> dict[str, Any]:
+    """Erase `ref` and run the jobs once: the executor shreds, the ledger publishes."""
     erasure = http.post(f"/v1/subjects/{ref}/erasure", headers=keys["privacy"]).json()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        shown = http.get(f"/v1/erasures/{erasure['id']}", headers=keys["privacy"]).json()
-        if shown["status"] == "completed":
-            return dict(shown)
-        time.sleep(0.2)
-    raise AssertionError("erasure did not complete")
+    run_worker_pass(server)
+    shown = http.get(f"/v1/erasures/{erasure['id']}", headers=keys["privacy"]).json()
+    assert shown["status"] == "completed", shown
+    return dict(shown)
 
 
 def _pg(tool: str, *args: str) -> None:
@@ -61,12 +61,11 @@ def _fetchval(url: str, query: str, *args: Any) -> Any:
     return asyncio.run(run())
 
 
-def _wait_until_published(url: str) -> None:
-    """The ledger publisher runs every 2 s; wait for every outbox row to be in the ledger."""
-    deadline = time.monotonic() + 30
-    while _fetchval(url, "SELECT count(*) FROM ledger_outbox WHERE published_at IS NULL"):
-        assert time.monotonic() < deadline, "the shred ledger did not publish"
-        time.sleep(0.2)
+def _publish(server: ServerThread) -> None:
+    """A pass of the jobs: the shred ledger publishes every destroyed key's outbox row."""
+    run_worker_pass(server)
+    unpublished = "SELECT count(*) FROM ledger_outbox WHERE published_at IS NULL"
+    assert _fetchval(server.database_url, unpublished) == 0, "the shred ledger did not publish"
 
 
 def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -107,7 +106,7 @@ def test_restored_backup_does_not_bring_an_erased_subject_back(
             headers=keys["app"],
         )
         _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
-        erased = _erase(http, keys, "victim")
+        erased = _erase(server, http, keys, "victim")
     assert {s["category"] for s in erased["shredded"]} >= {"recording", "account"}
 
     # The operator restores yesterday's backup into a fresh database.
@@ -153,7 +152,7 @@ def test_restored_backup_does_not_bring_deleted_or_replaced_data_back(
         assert http.delete(f"{base}/records/notes", headers=app).status_code == 204
         replaced = http.put(f"{base}/records/profile", json={"v": "new"}, headers=app)
         assert replaced.status_code == 200
-        _wait_until_published(url)
+        _publish(server)
 
     restored_url = _restore(pg_admin_url, dump)
     live_data_keys = "SELECT count(*) FROM data_keys WHERE wrapped_key IS NOT NULL"
@@ -183,7 +182,7 @@ def test_ledger_verify_and_start_refuse_a_tampered_ledger(private_vault: Setting
         }
         for ref in ("a", "b"):
             http.put(f"/v1/subjects/{ref}/records/r?category=account", json={}, headers=keys["app"])
-            _erase(http, keys, ref)
+            _erase(server, http, keys, ref)
     ok = _cli(private_vault, "ledger", "verify", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["entries"] >= 4

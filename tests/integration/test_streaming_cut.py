@@ -18,7 +18,7 @@ import pytest
 from tests.support import Tenant
 from vault.config import Settings
 from vault.domain.scopes import Scope
-from vault.domain.secret_text import SecretText
+from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import KeyDestroyed, KeyNoLongerLive
 from vault.runtime import OperatorContext, operator_context
 from vault.services.artefacts import ArtefactService
@@ -72,7 +72,7 @@ def _run(
 
 
 async def _stored(
-    service: ArtefactService, tenant: Tenant, lease: TransferLease, ref: SecretText
+    service: ArtefactService, tenant: Tenant, lease: TransferLease, ref: SubjectRef
 ) -> uuid.UUID:
     data = os.urandom(3 * MIB)
     artefact = await service.upload(
@@ -86,7 +86,7 @@ def test_lease_of_a_download_fails_once_its_data_key_is_destroyed(
     settings: Settings, database_url: str, tenant: Tenant
 ) -> None:
     async def test(ctx: OperatorContext, service: ArtefactService, lease: TransferLease) -> None:
-        ref = SecretText("streaming-listener")
+        ref = normalize_ref("streaming-listener")
         artefact_id = await _stored(
             service, tenant, TransferLease(ctx.db, tenant.id, lease.api_key_id), ref
         )
@@ -130,7 +130,7 @@ def test_closing_the_lease_closes_the_stream_and_the_key_leaves_memory(
     settings: Settings, database_url: str, tenant: Tenant
 ) -> None:
     async def test(ctx: OperatorContext, service: ArtefactService, lease: TransferLease) -> None:
-        ref = SecretText("closing-listener")
+        ref = normalize_ref("closing-listener")
         artefact_id = await _stored(
             service, tenant, TransferLease(ctx.db, tenant.id, lease.api_key_id), ref
         )
@@ -157,7 +157,7 @@ def test_upload_by_a_key_revoked_while_its_body_streams_never_completes(
 
         with pytest.raises(KeyNoLongerLive):
             await service.upload(
-                tenant.id, SecretText("revoked-uploader"), category="recording",
+                tenant.id, normalize_ref("revoked-uploader"), category="recording",
                 content_type="audio/wav", filename=None, body=revoked_half_way(),
                 declared_length=None, lease=lease,
             )  # fmt: skip

@@ -46,6 +46,7 @@ def test_upload_abandoned_by_a_crash_is_shredded_and_its_blob_removed(
                 wrapped = await conn.fetchval(
                     "SELECT wrapped_key FROM data_keys WHERE id = $1", data_key.id
                 )
+            assert row is not None
             assert row["state"] == "deleted" and row["blob_removed_at"] is not None
             assert wrapped is None
             assert key not in await ctx.blobs.list_keys(f"tenants/{tenant.id}/")

@@ -9,10 +9,10 @@ from vault.domain.api_keys import (
     OWN_SECRET_MIN_BITS,
     OWN_SECRET_MIN_LENGTH,
     check_own_secret,
-    estimate_entropy_bits,
     generate_key,
     presented_prefix,
 )
+from vault.domain.secret_strength import estimate_entropy_bits
 from vault.errors import InvalidInput
 
 

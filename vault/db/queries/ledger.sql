@@ -15,6 +15,10 @@ UPDATE ledger_head SET signed_from = $1 WHERE singleton AND signed_from IS NULL
 -- name: update_head
 UPDATE ledger_head SET seq = $1, entry_hash = $2, updated_at = now() WHERE singleton
 
+-- name: pending_tenants
+-- Only the tenants with rows to publish (migration 0029), in the directory's order.
+SELECT id FROM dv_ledger_pending_tenants()
+
 -- name: pending
 SELECT id, key_kind, key_id, erasure_id, destroyed_at, fact FROM ledger_outbox
  WHERE tenant_id = $1 AND published_at IS NULL ORDER BY id LIMIT $2

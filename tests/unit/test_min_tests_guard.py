@@ -1,0 +1,49 @@
+"""`make test` cannot pass on a suite that ran almost nothing: with --min-tests=N a run in
+which fewer than N tests ran fails, and skipped tests do not count as run."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+TESTS = """
+import pytest
+
+def test_one():
+    pass
+
+@pytest.mark.skip(reason="as a suite whose tests all skip")
+def test_skipped_a():
+    pass
+
+@pytest.mark.skip(reason="as a suite whose tests all skip")
+def test_skipped_b():
+    pass
+"""
+
+
+def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest on `folder` with the suite's conftest loaded as a plugin (its hooks only)."""
+    (folder / "test_probe.py").write_text(TESTS)
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+         "--rootdir", str(folder), "-c", "/dev/null", str(folder / "test_probe.py"), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_a_run_with_fewer_tests_than_the_floor_fails_and_skipped_ones_do_not_count(
+    tmp_path: Path,
+) -> None:
+    run = _pytest(tmp_path, "--min-tests=2")  # three collected, one ran, two skipped
+    assert run.returncode == 1, run.stdout
+    assert "only 1 tests ran, fewer than --min-tests=2" in run.stdout
+
+
+def test_a_run_that_reaches_the_floor_passes(tmp_path: Path) -> None:
+    run = _pytest(tmp_path, "--min-tests=1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed, 2 skipped" in run.stdout
