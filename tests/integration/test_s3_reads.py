@@ -149,3 +149,22 @@ def test_a_read_cut_half_way_ends_its_thread_and_closes_its_connection(
         )
     finally:
         asyncio.run(store.close())
+
+
+def test_a_read_of_one_piece_is_one_trip_without_a_thread_of_its_own(
+    seaweed_s3: SeaweedS3, stored_key: str
+) -> None:
+    store = seaweed_s3.store(prefix=PREFIX)
+
+    async def run() -> tuple[bytes, bytes, list[threading.Thread]]:
+        try:
+            seek = b"".join([piece async for piece in store.get_range(stored_key, 5, 65_540)])
+            one = [piece async for piece in store.get_range(stored_key, 0, READ_CHUNK_BYTES - 1)]
+            assert len(one) == 1
+            return seek, one[0], _reader_threads()
+        finally:
+            await store.close()
+
+    seek, first_piece, threads = asyncio.run(run())
+    assert threads == []
+    assert len(seek) == 65_536 and seek == first_piece[5:65_541]

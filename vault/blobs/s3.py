@@ -233,7 +233,17 @@ class S3BlobStore:
         return size
 
     async def get(self, key: str) -> bytes:
-        return b"".join([piece async for piece in self.get_range(key)])
+        request = {"Bucket": self.bucket, "Key": self._key(key)}
+        return await self._call("get", self._read_whole, **request)
+
+    def _read_whole(self, **request: Any) -> bytes:
+        """One small object or range whole, in one trip to a pool thread: a thread of
+        the read's own (s3_reader.py) costs more than it saves for one piece."""
+        body = self._client.get_object(**request)["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
 
     async def get_range(
         self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
@@ -247,6 +257,18 @@ class S3BlobStore:
             # Without a Range header for the whole object: S3 answers "bytes=0-" on an
             # empty object with 416.
             request["Range"] = f"bytes={start}-{'' if end is None else end}"
+
+        if end is not None and end - start < read_size:
+            # One piece at most (a player's seek, a stream header): read in one trip.
+            try:
+                piece = await self._call("get", self._read_checked, ranged=ranged, **request)
+            except S3StoreError as exc:
+                if exc.code == "InvalidRange":
+                    return  # the range starts at or past the end: no bytes
+                raise
+            if piece:
+                yield piece
+            return
 
         def check(response: dict[str, Any]) -> None:
             if ranged and not response.get("ContentRange"):
@@ -265,6 +287,16 @@ class S3BlobStore:
         ) as pieces:
             async for piece in pieces:
                 yield piece
+
+    def _read_checked(self, ranged: bool, **request: Any) -> bytes:
+        response = self._client.get_object(**request)
+        body = response["Body"]
+        try:
+            if ranged and not response.get("ContentRange"):
+                raise S3StoreError("get", "RangeIgnored")
+            return body.read()
+        finally:
+            body.close()
 
     async def size(self, key: str) -> int:
         head = await self._call(
