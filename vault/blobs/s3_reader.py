@@ -23,9 +23,9 @@ from typing import Any, Final
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-# Pieces read ahead of the one the event loop is handing on. Two keep the socket busy
-# while the loop decrypts and sends one piece (more bought nothing on loopback); with
-# READ_CHUNK_BYTES pieces, 2 MiB plus the one being read per download.
+# Pieces read (or being read) and not yet taken by the consumer. Two keep the socket
+# busy while the loop decrypts and sends one piece; with 1 MiB pieces a read holds at
+# most 2 MiB of its own beside the piece its consumer holds.
 READ_AHEAD_PIECES: Final = 2
 THREAD_NAME: Final = "blob-s3-get"
 
