@@ -99,7 +99,8 @@ def settings(data_dir: Path, database_url: str) -> Settings:
 def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
     """The session's vault, without background jobs: a test that needs a job's effect
     runs one pass by hand (tests/jobs.py), at the present time only (a moved clock would
-    reach other tests' data: use quiet_vault or a database of its own for that)."""
+    reach other tests' data: use quiet_vault or a database of its own for that), and
+    better on its module's own_vault: here a pass carries the whole session's backlog."""
     with running_server(settings, database_url) as running:
         yield running
 
