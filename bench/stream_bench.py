@@ -33,7 +33,8 @@ on it, and boto3 writing and reading the same bytes straight to SeaweedFS (a sma
 object by default, --s3-size-mib). Goal 3: vault download >= 0.9 of boto3's streamed get.
 
 --py-spy DIR records a py-spy profile (speedscope JSON) of the vault during each
-filesystem transfer and the range reads (needs py-spy on PATH).
+filesystem transfer and the range reads, and of the S3 vault's transfers in DIR/s3
+(needs py-spy on PATH).
 
 Figures: see bench/README.md ("Issue 19" and "Capacity").
 """
@@ -476,6 +477,9 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
     (work / "seaweed").mkdir()
     results = {"vault": Measured(), "boto3": Measured()}
     rss: list[float] = []
+    spy = args.py_spy and args.py_spy / "s3"  # the S3 vault's transfers, when profiling
+    if spy:
+        spy.mkdir(exist_ok=True)
     # running_seaweed sets the AWS_* credentials in os.environ while it runs; the vault
     # started inside inherits them.
     with running_seaweed(work / "seaweed") as seaweed:
@@ -500,7 +504,7 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
                 vault.round_trip(http, buffers, 4 * MIB, Measured())  # warm up
                 rss.append(peak_rss_mib(vault.process.pid))
                 for attempt in range(args.repeat):
-                    vault.round_trip(http, buffers, size, results["vault"])
+                    vault.round_trip(http, buffers, size, results["vault"], spy)
                     key = f"bench/direct-{attempt}"
                     reader = io.BufferedReader(BodyReader(buffers, size), MIB)
                     results["boto3"].timed(
@@ -530,6 +534,7 @@ def s3_section(work: Path, args: argparse.Namespace, buffers: list[bytes]) -> No
         "get_object streamed in 1 MiB reads",
         results,
         "boto3",
+        show_cpu=True,
     )
     down = results["vault"].mb_s["download"] / results["boto3"].mb_s["download"]
     print(f"goal 3: vault download {down:.2f} of boto3's (>= {GOAL_S3_DOWNLOAD}: "

@@ -14,6 +14,7 @@ import contextlib
 import re
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -28,6 +29,7 @@ from vault.blobs.base import (
     check_piece_bytes,
     is_valid_key,
 )
+from vault.blobs.s3_reader import read_in_thread
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -231,7 +233,17 @@ class S3BlobStore:
         return size
 
     async def get(self, key: str) -> bytes:
-        return b"".join([piece async for piece in self.get_range(key)])
+        request = {"Bucket": self.bucket, "Key": self._key(key)}
+        return await self._call("get", self._read_whole, **request)
+
+    def _read_whole(self, **request: Any) -> bytes:
+        """One small object or range whole, in one trip to a pool thread: a thread of
+        the read's own (s3_reader.py) costs more than it saves for one piece."""
+        body = self._client.get_object(**request)["Body"]
+        try:
+            return body.read()
+        finally:
+            body.close()
 
     async def get_range(
         self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
@@ -245,25 +257,44 @@ class S3BlobStore:
             # Without a Range header for the whole object: S3 answers "bytes=0-" on an
             # empty object with 416.
             request["Range"] = f"bytes={start}-{'' if end is None else end}"
-        try:
-            response = await self._call("get", self._client.get_object, **request)
-        except S3StoreError as exc:
-            if exc.code == "InvalidRange":
-                return  # the range starts at or past the end: no bytes
-            raise
+
+        if end is not None and end - start < read_size:
+            # One piece at most (a player's seek, a stream header): read in one trip.
+            try:
+                piece = await self._call("get", self._read_checked, ranged=ranged, **request)
+            except S3StoreError as exc:
+                if exc.code == "InvalidRange":
+                    return  # the range starts at or past the end: no bytes
+                raise
+            if piece:
+                yield piece
+            return
+
+        def check(response: dict[str, Any]) -> None:
+            if ranged and not response.get("ContentRange"):
+                raise S3StoreError("get", "RangeIgnored")
+
+        # One thread of the read's own sends the GET and reads the body ahead of the
+        # consumer (s3_reader.py); it stops when this generator is closed.
+        async with aclosing(
+            read_in_thread(
+                self._client.get_object,
+                request,
+                read_size,
+                lambda exc: _failure("get", exc),
+                check,
+            )
+        ) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    def _read_checked(self, ranged: bool, **request: Any) -> bytes:
+        response = self._client.get_object(**request)
         body = response["Body"]
         try:
             if ranged and not response.get("ContentRange"):
                 raise S3StoreError("get", "RangeIgnored")
-            while True:
-                try:
-                    # urllib3 reads until it has that many bytes or the body ends.
-                    piece = await asyncio.to_thread(body.read, read_size)
-                except (ClientError, BotoCoreError) as exc:
-                    raise _failure("get", exc) from None
-                if not piece:
-                    break
-                yield piece
+            return body.read()
         finally:
             body.close()
 
