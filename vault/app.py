@@ -223,6 +223,16 @@ def create_app(
         metrics.watch_auth_throttle(
             auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
+        hold_service = HoldService(
+            db,
+            lambda: publish_pending(
+                db,
+                blobs,
+                settings.backup_retention_days,
+                watermark_for(root, blobs),
+                signer=issuer.signer,
+            ),
+        )
         # Erasure requests' wake-ups for the executor, sent after they commit.
         erasure_wakeups = WakeupSender(db)
         app.state.vault = VaultState(
@@ -243,16 +253,8 @@ def create_app(
             export=ExportService(
                 db, keyring, subject_service, artefact_service, disclosure_service
             ),
-            holds=HoldService(
-                db,
-                lambda: publish_pending(
-                    db,
-                    blobs,
-                    settings.backup_retention_days,
-                    watermark_for(root, blobs),
-                    signer=issuer.signer,
-                ),
-            ),
+            holds=hold_service,
+            ledger=hold_service.ledger,
             erasures=ErasureService(db, refs, erasure_wakeups),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,

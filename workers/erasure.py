@@ -231,10 +231,17 @@ async def _shred(
     if erasure["subject_id"] is None:
         return 0, 0  # an unknown reference: nothing to shred
     settings = settings or await load_settings(conn, tenant_id)
+    # What an erasure restored from the shred ledger stated it retains, and until when: a
+    # floor (the restored database's older, shorter settings must not cut it short;
+    # vault/services/ledger_instructions.py). Empty for an erasure that never was restored.
+    stated = {
+        row["key_id"]: row["kept_until"]
+        for row in await conn.fetch(Q.stated_retention, tenant_id, erasure["id"])
+    }
     destroyed = kept = 0
     for generation in range(erasure["from_generation"], erasure["generation"] + 1):
         now_destroyed, now_kept = await _shred_generation(
-            conn, keyring, tenant_id, erasure, generation, settings, now
+            conn, keyring, tenant_id, erasure, generation, settings, now, stated
         )
         destroyed, kept = destroyed + now_destroyed, kept + now_kept
     # Kept keys destroyed since by another path (a tenant's closure) are shredded items.
@@ -244,18 +251,19 @@ async def _shred(
 
 async def _shred_generation(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, generation: int,
-    settings: TenantSettings, now: datetime,
+    settings: TenantSettings, now: datetime, stated: dict[uuid.UUID, datetime] | None = None,
 ) -> tuple[int, int]:  # fmt: skip
     subject_id = erasure["subject_id"]
     retained: dict[str, tuple[uuid.UUID, datetime]] = {}
     live = await conn.fetch(Q.live_keys_of_generation, tenant_id, subject_id, generation)
     for row in live:
-        if not settings.may_keep(row["category"]):
-            continue  # no statutory retention: no need to know when it was written
-        newest = await conn.fetchval(
-            Q.newest_data, tenant_id, subject_id, generation, row["category"]
-        )
-        until = settings.kept_until(row["category"], newest) if newest is not None else None
+        untils = [(stated or {}).get(row["id"])]
+        if settings.may_keep(row["category"]):  # else: no need to know when it was written
+            newest = await conn.fetchval(
+                Q.newest_data, tenant_id, subject_id, generation, row["category"]
+            )
+            untils.append(settings.kept_until(row["category"], newest) if newest else None)
+        until = max((t for t in untils if t is not None), default=None)
         if until is not None and until > now:
             retained[row["category"]] = (row["id"], until)
     categories = [row["category"] for row in live if row["category"] not in retained]

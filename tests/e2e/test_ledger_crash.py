@@ -25,7 +25,11 @@ from tests.api.helpers import create_key, wait_for
 from tests.e2e.test_worker_crash import _worker
 from tests.support import bearer, make_tenant, new_database, running_server
 from vault.config import Settings
+from vault.runtime import operator_context
 from vault.services.ledger_objects import entry_key
+from vault.services.ledger_watermark import watermark_for
+from vault.services.receipts import ReceiptSigner
+from workers.ledger import publish_pending
 
 
 async def _erasure_state(url: str) -> dict[str, Any]:
@@ -54,6 +58,13 @@ async def _erasure_state(url: str) -> dict[str, Any]:
         await conn.close()
 
 
+async def _publish_pending(settings: Settings, url: str) -> None:
+    async with operator_context(settings, url) as ctx:
+        signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+        watermark = watermark_for(ctx.root, ctx.blobs)
+        await publish_pending(ctx.db, ctx.blobs, 0, watermark, signer=signer)
+
+
 def _wait_for(url: str, done: Any, timeout: float = 60) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -78,10 +89,16 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
         assert http.post("/v1/subjects/s/erasure", headers=privacy).status_code == 202
 
     ledger_dir = settings.data_dir / "blobs" / "ledger"
-    # Start-up wrote the signed marker, entry 1; a directory where entry 2 belongs makes
-    # the publisher's write fail (reads see no entry 2).
-    assert [p.name for p in ledger_dir.iterdir()] == [Path(entry_key(1)).name]
-    blocked = settings.data_dir / "blobs" / entry_key(2)
+    # Start-up wrote the signed marker, entry 1. The request's own instruction entry
+    # (scheduled; the API ran no publisher) goes out as entry 2 before the block, so the
+    # worker's start-up has nothing to publish; then a directory where entry 3 belongs
+    # makes the publisher's write fail (reads see no entry 3).
+    asyncio.run(_publish_pending(settings, url))
+    assert sorted(p.name for p in ledger_dir.iterdir()) == [
+        Path(entry_key(1)).name,
+        Path(entry_key(2)).name,
+    ]
+    blocked = settings.data_dir / "blobs" / entry_key(3)
     blocked.mkdir()
     log = tmp_path / "worker.log"
     worker = _worker(settings, log)
@@ -115,6 +132,8 @@ def test_worker_killed_between_shred_and_ledger_publish_publishes_after_restart(
         entry
         for path in sorted(ledger_dir.iterdir())
         for entry in json.loads(path.read_bytes())["ledger_entry"]["entries"]
+        # The request's own entry (scheduled) holds up no erasure and is not the shred's.
+        if entry["key_kind"] != "erasure_request"
     ]
     assert sorted(e["key_id"] for e in entries) == stuck["key_ids"]
     assert {e["erasure_id"] for e in entries} == {stuck["id"]}

@@ -8,7 +8,11 @@ The decisions the instruction entries do not carry: withdrawing a two-person rel
 request, cancelling an erasure in its grace period, and the statutory retention an
 erasure computed when it kept a category. Negative controls show each decision holds on
 the live database, so the xfail tests fail only because of the restore; inside them
-the staging steps raise RuntimeError, so only the final expectation can be the xfail."""
+the staging steps raise RuntimeError, so only the final expectation can be the xfail.
+
+Fixed since (each test's "Observed" is what the review saw): withdrawals, cancellations,
+revocations and closures are instruction entries too (vault/services/ledger_controls.py,
+migration 0030), and a restored erasure's stated kept_until is a floor for its retries."""
 
 from __future__ import annotations
 
@@ -18,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key, operator_key, parse_time
 from tests.jobs import run_worker_pass
@@ -111,12 +114,6 @@ def test_control_a_withdrawn_release_request_cannot_be_confirmed(
     assert shown["active"] and shown["released_at"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="red team: a restore revives a withdrawn two-person release request; one "
-    "officer then ends a litigation hold alone",
-)
 def test_a_restore_does_not_revive_a_withdrawn_release_request(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -200,12 +197,6 @@ def test_control_a_cancelled_erasure_stays_cancelled(private_vault: Settings) ->
     assert read.status_code == 200, read.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="red team: a restore revives a cancelled erasure, which then shreds the "
-    "subject's data the controller chose to keep",
-)
 def test_a_restore_does_not_revive_a_cancelled_erasure(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -304,13 +295,6 @@ def test_control_retention_an_erasure_stated_is_kept(private_vault: Settings) ->
     assert after["status"] == "completed", after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="red team: a restored erasure's retained category is shredded before the "
-    "`until` its status and interim receipt stated (the retry recomputes from the "
-    "restored settings, not from the replayed kept_until)",
-)
 def test_a_restore_keeps_what_an_erasure_retained_until_the_date_it_stated(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -396,12 +380,6 @@ def test_control_a_revoked_compliance_key_reads_nothing(private_vault: Settings)
     assert read.status_code == 401, read.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="red team: a restore brings revoked API keys back to life; a revoked "
-    "compliance key reads what erasures kept again",
-)
 def test_a_restore_does_not_revive_a_revoked_key(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -448,12 +426,6 @@ def test_control_a_requested_closure_stands(private_vault: Settings) -> None:
     assert shown["status"] == "closing", shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="red team: a restore forgets a tenant closure requested since the backup "
-    "(no ledger entry, and not in the runbook's list of what a restore loses)",
-)
 def test_a_restore_keeps_a_requested_closure(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:

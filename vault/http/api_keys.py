@@ -57,5 +57,10 @@ async def list_api_keys(request: Request, caller: Principal) -> Response:
 )  # fmt: skip
 async def revoke_api_key(request: Request, caller: Principal) -> Response:
     key_id = path_uuid(request.path_params["key_id"])
-    await vault_state(request).api_keys.revoke(caller.tenant_id, key_id)
+    vault = vault_state(request)
+    await vault.api_keys.revoke(caller.tenant_id, key_id)
+    # In the shred ledger before the answer: a restored backup keeps the key revoked.
+    await vault.ledger.make_durable(
+        "api_key_ledger_entry_deferred", tenant_id=str(caller.tenant_id), key_id=str(key_id)
+    )
     return Response(status_code=204)

@@ -130,9 +130,14 @@ def _changes_cursor(last: dict[str, Any]) -> str:
     "not_before)", scope=Scope.ERASURE, answers={200: ok(Erasure)}, errors=(404, 409),
 )  # fmt: skip
 async def cancel_erasure(request: Request, caller: Principal) -> Response:
-    erasure = await vault_state(request).erasures.cancel(
-        caller.tenant_id, path_uuid(request.path_params["erasure_id"]), caller.key_id
-    )
+    vault = vault_state(request)
+    erasure_id = path_uuid(request.path_params["erasure_id"])
+    erasure = await vault.erasures.cancel(caller.tenant_id, erasure_id, caller.key_id)
+    # In the shred ledger before the answer: a restored backup does not run it after all.
+    await vault.ledger.make_durable(
+        "erasure_ledger_entry_deferred", tenant_id=str(caller.tenant_id),
+        erasure_id=str(erasure_id),
+    )  # fmt: skip
     return render(Erasure.of(erasure))
 
 

@@ -20,6 +20,7 @@ from vault.services.erasures import ErasureService
 from vault.services.export import ExportService
 from vault.services.holds import HoldService
 from vault.services.keyring import KeyRing
+from vault.services.ledger_inline import InlineLedger
 from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
@@ -46,6 +47,8 @@ class VaultState:
     records: RecordService
     export: ExportService
     holds: HoldService
+    # Publishes a control's shred-ledger entry before the answer (holds share it).
+    ledger: InlineLedger
     erasures: ErasureService
     playback: PlaybackLinkService
     disclosures: DisclosureService

@@ -66,6 +66,10 @@ async def request_closure_endpoint(
         vault.db, caller.tenant_id, caller.key_id, body.reason,
         timedelta(days=vault.settings.closure_delay_days),
     )  # fmt: skip
+    # In the shred ledger before the answer: a restored backup keeps the closure.
+    await vault.ledger.make_durable(
+        "closure_ledger_entry_deferred", tenant_id=str(caller.tenant_id)
+    )
     return render(Closure.of(state), status=202)
 
 
@@ -75,5 +79,9 @@ async def request_closure_endpoint(
     scope=Scope.ADMIN, answers={200: ok(Closure)}, errors=(409,),
 )  # fmt: skip
 async def cancel_closure_endpoint(request: Request, caller: Principal) -> Response:
-    state = await cancel_closure(vault_state(request).db, caller.tenant_id)
+    vault = vault_state(request)
+    state = await cancel_closure(vault.db, caller.tenant_id)
+    await vault.ledger.make_durable(
+        "closure_ledger_entry_deferred", tenant_id=str(caller.tenant_id)
+    )
     return render(Closure.of(state))

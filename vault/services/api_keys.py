@@ -31,6 +31,7 @@ from vault.domain.client_ip import IPAddress, IPNetwork
 from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
 from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
+from vault.services.ledger_controls import record_key_revoked
 
 Q = Queries("api_keys")
 log = structlog.get_logger("datavault.api_keys")
@@ -230,6 +231,10 @@ class ApiKeyService:
                 )
             # Revoking twice is harmless: the key stays revoked.
             revoked = await conn.fetchval(Q.revoke, tenant_id, key_id)
+            if revoked is not None:
+                # A restored backup must not bring the key back to life: the shred ledger
+                # records the revocation (vault/services/ledger_controls.py).
+                await record_key_revoked(conn, tenant_id, key_id, revoked)
             self.forget(key_id)
             if revoked is None and await conn.fetchval(Q.exists, tenant_id, key_id) is None:
                 raise NotFound("no such API key")

@@ -10,6 +10,7 @@ from typing import Any
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.errors import Conflict, InvalidInput
+from vault.services.ledger_controls import ACTIVE, CLOSING, record_closure
 from vault.services.webhook_outbox import emit_closure_scheduled
 
 Q = Queries("closure")
@@ -34,11 +35,19 @@ async def request_closure(
         if closure_due_at is None:
             raise Conflict("the tenant is already closing or closed")
         await emit_closure_scheduled(conn, tenant_id, closure_due_at, api_key_id)
-        return dict(await conn.fetchrow(Q.state, tenant_id) or {})
+        state = dict(await conn.fetchrow(Q.state, tenant_id) or {})
+        # A restored backup must not forget it (vault/services/ledger_controls.py).
+        await record_closure(
+            conn, tenant_id, CLOSING, state["closure_requested_at"], closure_due_at, api_key_id
+        )
+        return state
 
 
 async def cancel_closure(db: Database, tenant_id: uuid.UUID) -> dict[str, Any]:
     async with db.tenant_tx(tenant_id) as conn:
-        if await conn.fetchval(Q.cancel, tenant_id) is None:
+        requested_at = await conn.fetchval(Q.cancel, tenant_id)
+        if requested_at is None:
             raise Conflict("there is no closure to cancel, or its delay has passed")
+        # Cancelled by the tenant: a restored backup must not run it after all.
+        await record_closure(conn, tenant_id, ACTIVE, requested_at, None, None)
         return dict(await conn.fetchrow(Q.state, tenant_id) or {})

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import structlog
 
 from vault.db.database import Database
 from vault.db.sql import Queries
@@ -23,14 +24,16 @@ from vault.domain.deadlines import erasure_due_at, erasure_not_before
 from vault.domain.erasures import ErasureStatus, check_transition
 from vault.domain.subject_refs import SubjectRef
 from vault.domain.tenant_settings import TenantSettings
-from vault.errors import Conflict, InvalidInput, NotFound
+from vault.errors import Conflict, InvalidInput, NotFound, Unavailable
 from vault.observability import events
 from vault.services.erasure_transitions import transition
+from vault.services.ledger_controls import record_erasure_request
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
 from vault.services.wakeups import ERASURES_DUE, WakeupSender, notify
 
 Q = Queries("erasures")
+log = structlog.get_logger("datavault.erasures")
 
 MAX_TEXT = 500
 # The partial unique index (migration 0016) that allows one scheduled erasure per subject.
@@ -38,6 +41,13 @@ _ONE_SCHEDULED = "erasures_one_scheduled"
 # A request that lost the race for the one open erasure starts again once; more attempts
 # only matter when that erasure also finished in between.
 _CONCURRENT_ATTEMPTS = 3
+# A request aborted by PostgreSQL as a deadlock's victim (or a serialization failure)
+# starts again, at most this many times in all, then answers 503 with Retry-After. The
+# executor's batch claims an erasure row before it locks the subject's row, a request
+# the other way round (it must see the subject's generation before its erasures); the
+# batch goes on once the request is aborted, so one retry normally suffices.
+_DEADLOCK_ATTEMPTS = 3
+_RETRYABLE = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # Requests decide on the tenant's settings as last read (the statement checks them): a
 # change makes one attempt more, settings changed again in between another.
 _SETTINGS_ATTEMPTS = 3
@@ -83,7 +93,7 @@ class ErasureService:
         now = now or datetime.now(UTC)
         for _ in range(_CONCURRENT_ATTEMPTS):
             try:
-                erasure, created = await self._request_once(
+                erasure, created = await self._request_retrying(
                     tenant_id, ref_hash, request, api_key_id, now, key_to_check
                 )
             except asyncpg.UniqueViolationError as exc:
@@ -93,6 +103,8 @@ class ErasureService:
                 # first (a ref never seen has no subject row to queue on): start again,
                 # which finds that one scheduled and answers with it.
                 continue
+            if created or erasure["status"] == ErasureStatus.SCHEDULED:
+                await self._record(tenant_id, erasure["id"])
             if created:
                 if erasure["not_before"] <= now:
                     # Due at once: the executor runs now that it has committed, not at
@@ -103,6 +115,35 @@ class ErasureService:
                 )
             return erasure, created
         raise Conflict("concurrent erasure requests for this subject; try again")
+
+    async def _request_retrying(
+        self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
+        api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
+    ) -> tuple[dict[str, Any], bool]:  # fmt: skip
+        """_request_once, again after a deadlock or serialization failure (the whole
+        transaction was rolled back, so starting over is safe), up to _DEADLOCK_ATTEMPTS."""
+        for attempt in range(1, _DEADLOCK_ATTEMPTS + 1):
+            try:
+                return await self._request_once(
+                    tenant_id, ref_hash, request, api_key_id, now, key_to_check
+                )
+            except _RETRYABLE as exc:
+                log.info(
+                    "erasure_request_retried", tenant_id=str(tenant_id), attempt=attempt,
+                    error_type=type(exc).__name__,
+                )  # fmt: skip
+        raise Unavailable("the subject is being erased right now; try again", retry_after=1)
+
+    async def _record(self, tenant_id: uuid.UUID, erasure_id: uuid.UUID) -> None:
+        """A new or extended (scheduled) erasure into the shred ledger, so that a restored
+        backup runs one it lacks (vault/services/ledger_controls.py). In a transaction of
+        its own after the request's one statement (migration 0028), reading the row as it
+        then stands under a share lock: a cancellation that commits first is what it
+        records, one that commits after records itself later, so the newest record is
+        right. The publisher takes it within its interval; a request does not wait for
+        it. A crash in between loses only this entry (the erasure stands in PostgreSQL)."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            await record_erasure_request(conn, tenant_id, erasure_id)
 
     async def _request_once(
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
@@ -249,6 +290,8 @@ class ErasureService:
                 ErasureStatus.CANCELLED,
                 api_key_id=api_key_id,
             )
+            # The caller publishes it before answering (VaultState.ledger).
+            await record_erasure_request(conn, tenant_id, erasure_id)
             erasure = await self._read(conn, tenant_id, erasure_id)
         events.erasure_cancelled(tenant_id, erasure_id, api_key_id)
         return erasure

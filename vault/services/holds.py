@@ -3,7 +3,6 @@ the check every destroy path asks before it destroys a key."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from vault.domain.holds import (
 )
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
+from vault.services.ledger_inline import InlineLedger
 from vault.services.ledger_instructions import record_hold
 from vault.services.tenants import load_settings
 from vault.services.wakeups import ERASURES_DUE, notify
@@ -34,8 +34,8 @@ from vault.services.webhook_outbox import emit_hold_released
 
 log = structlog.get_logger("datavault.holds")
 
-# How long a hold change waits for its shred-ledger entry before answering anyway (a blob
-# store that hangs). Cut off, a publish leaves at most an object the next round adopts.
+# How long a hold change waits for its shred-ledger entry before answering anyway
+# (vault/services/ledger_inline.py).
 LEDGER_WAIT_SECONDS = 10.0
 
 Q = Queries("holds")
@@ -112,22 +112,13 @@ class HoldService:
         self, db: Database, publish_ledger: Callable[[], Awaitable[object]] | None = None
     ) -> None:
         self._db = db
-        self._publish_ledger = publish_ledger
-        # One inline publish per process at a time: each holds the ledger head's row lock
-        # and more connections, and the pool must not fill with waiters.
-        self._publishing = asyncio.Lock()
+        # Shared with the other controls that publish before answering (VaultState.ledger).
+        self.ledger = InlineLedger(publish_ledger, lambda: LEDGER_WAIT_SECONDS)
 
     async def _make_durable(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
-        if self._publish_ledger is None:
-            return
-        try:
-            async with asyncio.timeout(LEDGER_WAIT_SECONDS), self._publishing:
-                await self._publish_ledger()
-        except Exception as exc:  # the hold stands; the publisher's next round retries
-            log.warning(
-                "hold_ledger_entry_deferred", tenant_id=str(tenant_id), hold_id=str(hold_id),
-                error_type=type(exc).__name__,
-            )  # fmt: skip
+        await self.ledger.make_durable(
+            "hold_ledger_entry_deferred", tenant_id=str(tenant_id), hold_id=str(hold_id)
+        )
 
     async def known_categories(self, tenant_id: uuid.UUID) -> list[str]:
         async with self._db.tenant_tx(tenant_id) as conn:
@@ -256,6 +247,8 @@ class HoldService:
                     await journal(
                         conn, tenant_id, hold_id, HoldAction.RELEASE_REQUESTED, actor, reason
                     )
+                    # Recorded, so that a replay tells a later withdrawal apart from it.
+                    await record_hold(conn, tenant_id, hold_id)
                     return False, await self._read(conn, tenant_id, hold_id)
                 refusal = second_person_refusal(
                     await self._key_holder(conn, tenant_id, row["release_requested_by"]),
@@ -289,7 +282,12 @@ class HoldService:
                 raise Conflict("no release of this hold is waiting for confirmation")
             await conn.execute(Q.withdraw_release, tenant_id, hold_id)
             await journal(conn, tenant_id, hold_id, HoldAction.RELEASE_WITHDRAWN, actor, None)
-            return await self._read(conn, tenant_id, hold_id)
+            # A restored backup must not bring the request back (a confirmable request
+            # would let one person end the hold): the ledger says it was withdrawn.
+            await record_hold(conn, tenant_id, hold_id)
+            hold = await self._read(conn, tenant_id, hold_id)
+        await self._make_durable(tenant_id, hold_id)
+        return hold
 
     @staticmethod
     async def _key_holder(

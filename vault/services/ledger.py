@@ -41,6 +41,7 @@ from vault.services.ledger_checkpoint import (
     newest_checkpoint_at_or_after,
     read_checkpoints,
 )
+from vault.services.ledger_controls import replay_controls
 from vault.services.ledger_instructions import is_instruction, replay
 from vault.services.ledger_objects import (
     GENESIS,
@@ -372,6 +373,9 @@ async def reconcile_on_start(
             # after the keys: a restored erasure's items then see them destroyed.
             if instructions[tenant_id]:
                 await replay(conn, tenant_id, instructions[tenant_id])
+                # Cancellations, revocations, closures (vault/services/ledger_controls.py),
+                # after the erasures that shredded, which they must not schedule again.
+                await replay_controls(conn, tenant_id, instructions[tenant_id])
     return redestroyed
 
 

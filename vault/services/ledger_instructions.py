@@ -11,16 +11,20 @@ the transaction that makes the change) into the same hash chain:
   (the reference's keyed hash, hex, as receipts carry it; never the reference), the
   subject's internal id, the generations it covers, when it was asked for and is due,
   and every item (key id, category, shredded / held by which holds / retained until).
-- `hold`: written when a hold is placed, its expiry moves, or it is released: its id,
-  reason, scope (subject hash or the whole tenant; categories or all) and expiry, and
-  when and by which key it was released. Free text (case reference, note) stays out.
+- `hold`: written when a hold is placed, its expiry moves, a two-person release is
+  asked for or withdrawn, or it is released: its id, reason, scope (subject hash or the
+  whole tenant; categories or all) and expiry, its pending release request, and when
+  and by which key it was released. Free text (case reference, note) stays out.
 
 On start, before serving, `replay` applies the entries after the database's ledger head
 (those a restored backup cannot know): a missing hold is placed again as last recorded;
 a hold the database has in an older state only catches up (an expiry later or removed,
-a release), the ways a hold can change at all; a missing erasure comes back held over
-its generations with its items, so what it kept is compliance-only again and the held
-queue shreds it when due (or, if it kept nothing, waiting for the publisher, which
+a release), the ways a hold can change at all, and loses a pending release request the
+newest record does not show (withdrawn since, or asked for before an older record:
+fail safe, the hold stays and a release starts again from its first step); a missing
+erasure comes back held over its generations with its items, so what it kept is
+compliance-only again and the held queue shreds it when due, never before the
+`kept_until` it stated (or, if it kept nothing, waiting for the publisher, which
 completes it). Replaying twice changes nothing the first did not.
 """
 
@@ -45,7 +49,13 @@ Q = Queries("ledger_instructions")
 
 ERASURE = "erasure"
 HOLD = "hold"
-INSTRUCTION_KINDS = frozenset({ERASURE, HOLD})
+# What tightens a control besides (migration 0030; recorded and replayed by
+# vault/services/ledger_controls.py): an erasure's state before it shreds, a revoked API
+# key, a tenant's closure.
+ERASURE_REQUEST = "erasure_request"
+API_KEY = "api_key"
+CLOSURE = "closure"
+INSTRUCTION_KINDS = frozenset({ERASURE, HOLD, ERASURE_REQUEST, API_KEY, CLOSURE})
 # holds.reference is required; the ledger does not carry the tenant's free text.
 RESTORED_REFERENCE = "(restored from the shred ledger)"
 
@@ -107,6 +117,9 @@ async def record_hold(conn: Connection, tenant_id: uuid.UUID, hold_id: uuid.UUID
         "expires_at": _time(row["expires_at"]),
         "released_at": _time(row["released_at"]),
         "released_by": str(row["released_by"]) if row["released_by"] else None,
+        # A withdrawn request must not come back with a restore (replay drops one the
+        # newest record does not show); a pending one is never restored (fail safe).
+        "release_requested_at": _time(row["release_requested_at"]),
     }
     await conn.execute(Q.record, tenant_id, HOLD, hold_id, None, json.dumps(fact))
 
@@ -134,6 +147,7 @@ class ReplayCounts:
     holds_restored: int = 0
     holds_released: int = 0
     erasures_restored: int = 0
+    release_requests_dropped: int = 0
 
 
 async def replay(
@@ -144,28 +158,34 @@ async def replay(
     backup is not in it, and nor is anything of its to keep or protect: nothing to do."""
     if not await conn.fetchval(Q.tenant_known, tenant_id):
         return ReplayCounts()
-    holds: dict[str, dict[str, Any]] = {}
+    holds: dict[str, tuple[datetime, dict[str, Any]]] = {}
     erasures: dict[str, dict[str, Any]] = {}
     for entry in entries:
         fact = entry["fact"]
         if entry["key_kind"] == HOLD:
-            holds[fact["hold_id"]] = fact  # the newest record of each
+            # The newest record of each, by when it was written: a restored database
+            # publishes its unpublished rows again later, with their old times.
+            at = datetime.fromisoformat(entry["destroyed_at"])
+            if fact["hold_id"] not in holds or at >= holds[fact["hold_id"]][0]:
+                holds[fact["hold_id"]] = (at, fact)
         elif entry["key_kind"] == ERASURE:
             # One per erasure (its first shred), recorded in that shred's transaction.
             erasures.setdefault(fact["erasure_id"], {**fact, "shredded_at": entry["destroyed_at"]})
-    restored = released = 0
-    for fact in holds.values():
+    restored = released = dropped = 0
+    for _, fact in holds.values():
         outcome = await _replay_hold(conn, tenant_id, fact)
         restored += outcome == "restored"
         released += outcome == "released"
+        dropped += await _drop_unrecorded_request(conn, tenant_id, fact)
     erased = 0
     for fact in erasures.values():
         erased += await _replay_erasure(conn, tenant_id, fact)
-    counts = ReplayCounts(restored, released, erased)
+    counts = ReplayCounts(restored, released, erased, dropped)
     if counts != ReplayCounts():
         log.warning(
             "instructions_restored", tenant_id=str(tenant_id), holds_restored=restored,
             holds_released=released, erasures_restored=erased,
+            release_requests_dropped=dropped,
         )  # fmt: skip
     return counts
 
@@ -203,6 +223,21 @@ async def _replay_hold(conn: Connection, tenant_id: uuid.UUID, fact: dict[str, A
     return "caught_up"
 
 
+async def _drop_unrecorded_request(
+    conn: Connection, tenant_id: uuid.UUID, fact: dict[str, Any]
+) -> bool:
+    """A pending two-person release request the hold's newest record does not show is
+    dropped: it was withdrawn after the backup (or the record predates it, and then
+    asking again is the whole cost). Never the other way: a request is not restored."""
+    hold_id = uuid.UUID(fact["hold_id"])
+    recorded = _parse_time(fact.get("release_requested_at"))
+    dropped = await conn.fetchval(Q.drop_release_request, tenant_id, hold_id, recorded)
+    if dropped is None:
+        return False
+    await conn.execute(Q.journal, tenant_id, hold_id, HoldAction.RELEASE_WITHDRAWN, None)
+    return True
+
+
 async def _replay_erasure(conn: Connection, tenant_id: uuid.UUID, fact: dict[str, Any]) -> bool:
     erasure_id = uuid.UUID(fact["erasure_id"])
     items = fact["items"]
@@ -217,7 +252,15 @@ async def _replay_erasure(conn: Connection, tenant_id: uuid.UUID, fact: dict[str
         _parse_time(fact["shredded_at"]),
     )  # fmt: skip
     if inserted is None:
-        return False  # the database knows it (in whatever later state)
+        # The database knows it: as it was at the backup. Still scheduled there, it ran
+        # since; it takes the state it ran into (its items, with what it kept and until
+        # when), not a new run on the restored, older settings. Any later state: as is.
+        caught_up = await conn.fetchval(
+            Q.shredded_since, tenant_id, erasure_id, status, fact["generation"],
+            fact["from_generation"], _parse_time(fact["shredded_at"]),
+        )  # fmt: skip
+        if caught_up is None:
+            return False
     for item in items:
         await conn.execute(
             Q.restore_item, tenant_id, erasure_id, uuid.UUID(item["key_id"]), item["category"],

@@ -50,7 +50,7 @@ SELECT id, prefix, name, owner, scopes, allowed_cidrs::text[] AS allowed_cidrs, 
 -- name: revoke
 UPDATE api_keys SET revoked_at = now()
  WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
-RETURNING id
+RETURNING revoked_at
 
 -- name: live_admin_keys_for_update
 -- Admin keys that still work (not revoked, not expired): a tenant must keep one.

@@ -5,10 +5,12 @@ UPDATE tenants SET status = 'closing', closure_requested_at = now(), closure_due
 RETURNING closure_due_at
 
 -- name: cancel
-UPDATE tenants SET status = 'active', closure_requested_at = NULL, closure_due_at = NULL,
+-- Returns the cancelled request's time (the shred ledger records which one was cancelled).
+UPDATE tenants t SET status = 'active', closure_requested_at = NULL, closure_due_at = NULL,
        closure_requested_by = NULL, closure_reason = NULL
- WHERE id = $1 AND status = 'closing' AND closure_due_at > now()
-RETURNING id
+  FROM (SELECT closure_requested_at FROM tenants WHERE id = $1 FOR UPDATE) AS before
+ WHERE t.id = $1 AND t.status = 'closing' AND t.closure_due_at > now()
+RETURNING before.closure_requested_at
 
 -- name: state
 SELECT status, closure_requested_at, closure_due_at, closed_at FROM tenants WHERE id = $1

@@ -173,3 +173,15 @@ VALUES ($1, $2, $3, $4, 'retained', $5)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = 'retained', kept_until = EXCLUDED.kept_until, hold_ids = NULL,
        destroyed_at = NULL
+
+-- name: stated_retention
+-- For an erasure restored from the shred ledger (its journal says so), the `until` it
+-- stated for each key it retains: no retry keeps one for less, since the restored
+-- settings are older than the ones it was computed from. (A live erasure follows the
+-- tenant's settings: a shortened keep_at_least_days binds it after the closure delay.)
+SELECT i.key_id, i.kept_until FROM erasure_items i
+ WHERE i.tenant_id = $1 AND i.erasure_id = $2 AND i.outcome = 'retained'
+   AND i.kept_until IS NOT NULL
+   AND EXISTS (SELECT 1 FROM erasure_events e
+                WHERE e.tenant_id = $1 AND e.erasure_id = $2
+                  AND e.detail = 'restored from the shred ledger')

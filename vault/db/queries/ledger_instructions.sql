@@ -17,7 +17,7 @@ SELECT key_id, category, outcome, destroyed_at, hold_ids, kept_until FROM erasur
 
 -- name: hold
 SELECT id, subject_ref_hash, categories, reason, placed_at, placed_by, expires_at,
-       released_at, released_by
+       released_at, released_by, release_requested_at
   FROM holds WHERE tenant_id = $1 AND id = $2
 
 -- name: restore_hold
@@ -36,6 +36,15 @@ SELECT expires_at, released_at FROM holds WHERE tenant_id = $1 AND id = $2 FOR U
 UPDATE holds SET expires_at = $3, released_at = $4, released_by = coalesce(released_by, $5)
  WHERE tenant_id = $1 AND id = $2
 
+-- name: drop_release_request
+-- A pending release request other than the one the hold's newest record shows ($3; NULL:
+-- none): withdrawn since the backup. Released holds are left as they are.
+UPDATE holds SET release_requested_by = NULL, release_requested_at = NULL
+ WHERE tenant_id = $1 AND id = $2 AND released_at IS NULL
+   AND release_requested_at IS NOT NULL
+   AND release_requested_at IS DISTINCT FROM $3::timestamptz
+RETURNING id
+
 -- name: journal
 INSERT INTO hold_events (tenant_id, hold_id, action, api_key_id, reason)
 VALUES ($1, $2, $3, $4, 'restored from the shred ledger')
@@ -49,6 +58,14 @@ INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation,
                       due_at, shredded_at, updated_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, now())
 ON CONFLICT (tenant_id, id) DO NOTHING
+RETURNING id
+
+-- name: shredded_since
+-- An erasure the restored database has as still scheduled, which shredded after the
+-- backup: it takes the state and generations it ran with.
+UPDATE erasures SET status = $3, generation = greatest(generation, $4), from_generation = $5,
+       shredded_at = $6, updated_at = now()
+ WHERE tenant_id = $1 AND id = $2 AND status = 'scheduled'
 RETURNING id
 
 -- name: restore_item
@@ -68,3 +85,63 @@ UPDATE subjects SET generation = $3 + 1
 
 -- name: tenant_known
 SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
+
+-- Instruction entries of migration 0030 (vault/services/ledger_controls.py).
+
+-- name: erasure_request
+SELECT id, subject_ref_hash, subject_id, from_generation, generation, status, requested_at,
+       requested_by, not_before, due_at, braked
+  FROM erasures WHERE tenant_id = $1 AND id = $2 FOR SHARE
+
+-- name: erasure_state_for_update
+SELECT status, generation, subject_id FROM erasures
+ WHERE tenant_id = $1 AND id = $2 FOR UPDATE
+
+-- name: subject_known
+SELECT EXISTS (SELECT 1 FROM subjects WHERE tenant_id = $1 AND id = $2)
+
+-- name: restore_erasure_request
+-- An erasure the restored database lacks, as last recorded before it shredded. Any
+-- conflict (the id, or another open erasure of the subject) leaves the row out; the
+-- caller then extends the open one.
+INSERT INTO erasures (tenant_id, id, subject_ref_hash, subject_id, generation,
+                      from_generation, status, requested_at, requested_by, not_before,
+                      due_at, braked, cancelled_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        CASE WHEN $7 = 'cancelled' THEN now() END, now())
+ON CONFLICT DO NOTHING
+RETURNING id
+
+-- name: extend_scheduled
+-- A scheduled erasure covers at least generation $4 of its subject (it was extended, or
+-- another erasure of the subject was asked for, after the backup).
+UPDATE erasures SET generation = $4, updated_at = now()
+ WHERE tenant_id = $1 AND subject_ref_hash = $2 AND subject_id = $3 AND status = 'scheduled'
+   AND generation < $4
+RETURNING id
+
+-- name: revoke_key
+UPDATE api_keys SET revoked_at = $3
+ WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL
+RETURNING id
+
+-- name: closure
+SELECT status, closure_requested_at, closure_due_at, closure_requested_by FROM tenants
+ WHERE id = $1
+
+-- name: restore_closure
+-- A closure requested after the backup, with its due date; also one requested again
+-- after the backup's was cancelled (the tenant's standing instruction is the newer one).
+-- The reason is free text the ledger does not carry. A closed tenant stays closed.
+UPDATE tenants SET status = 'closing', closure_requested_at = $2, closure_due_at = $3,
+       closure_requested_by = $4, closure_reason = '(restored from the shred ledger)'
+ WHERE id = $1
+   AND (status = 'active' OR (status = 'closing' AND closure_requested_at <> $2))
+RETURNING id
+
+-- name: drop_cancelled_closure
+-- The closure the ledger recorded as cancelled (the same request, $2) stays cancelled.
+UPDATE tenants SET status = 'active', closure_requested_at = NULL, closure_due_at = NULL,
+       closure_requested_by = NULL, closure_reason = NULL
+ WHERE id = $1 AND status = 'closing' AND closure_requested_at = $2
+RETURNING id
