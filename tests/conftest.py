@@ -11,6 +11,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,22 +82,25 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("vault-data")
 
 
+# The session vault's deployment settings; `own_vault` serves a module with the same.
+_SESSION_SETTINGS: dict[str, Any] = {
+    "trusted_proxies": (ipaddress.ip_network("127.0.0.1/32"),),
+    "auth_failure_limit": 5,
+    "auth_failure_window_seconds": 60,
+}
+
+
 @pytest.fixture(scope="session")
 def settings(data_dir: Path, database_url: str) -> Settings:
-    return Settings(
-        data_dir=data_dir,
-        database_url=database_url,
-        trusted_proxies=(ipaddress.ip_network("127.0.0.1/32"),),
-        auth_failure_limit=5,
-        auth_failure_window_seconds=60,
-    )
+    return Settings(data_dir=data_dir, database_url=database_url, **_SESSION_SETTINGS)
 
 
 @pytest.fixture(scope="session")
 def server(settings: Settings, database_url: str) -> Iterator[ServerThread]:
     """The session's vault, without background jobs: a test that needs a job's effect
     runs one pass by hand (tests/jobs.py), at the present time only (a moved clock would
-    reach other tests' data: use quiet_vault or a database of its own for that)."""
+    reach other tests' data: use quiet_vault or a database of its own for that), and
+    better on its module's own_vault: here a pass carries the whole session's backlog."""
     with running_server(settings, database_url) as running:
         yield running
 
@@ -111,6 +115,26 @@ def quiet_vault(
         yield server
 
 
+@pytest.fixture(scope="module")
+def own_vault(
+    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerThread]:
+    """The session vault's settings on a database of its own, for a test module whose
+    tests run worker passes at the present time: on the session's vault every pass works
+    through all the erasures and holds the whole session left queued (held ones are
+    re-checked each pass), which made a one-erasure test take 15-20 s late in a run. A
+    module uses it as its `server` (`tenant`/`new_tenant` follow `server`):
+
+        @pytest.fixture(scope="module")
+        def server(own_vault: ServerThread) -> ServerThread:
+            return own_vault
+    """
+    with private_server(
+        pg_admin_url, tmp_path_factory.mktemp("own-vault"), **_SESSION_SETTINGS
+    ) as server:
+        yield server
+
+
 @pytest.fixture
 def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
     """A vault of its own: its own database and data dir (root key file, blobs, ledger),
@@ -119,8 +143,9 @@ def private_vault(pg_admin_url: str, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def new_tenant(settings: Settings, database_url: str) -> Callable[[], Tenant]:
-    return lambda: make_tenant(settings, database_url)
+def new_tenant(server: ServerThread) -> Callable[[], Tenant]:
+    """A tenant of the vault the test talks to (the session's, or a module's `server`)."""
+    return lambda: make_tenant(server.settings, server.database_url)
 
 
 @pytest.fixture

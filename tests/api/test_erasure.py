@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.helpers import create_key
 from tests.jobs import run_worker_pass
@@ -32,6 +33,13 @@ from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from workers.erasure import run_due_erasures
 from workers.monitor import refresh_gauges
+
+
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
@@ -231,7 +239,7 @@ def _braked_gauge(database_url: str) -> int:
 
 
 def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gauge(
-    server: ServerThread, tenant: Tenant, database_url: str, new_tenant: Callable[[], Tenant]
+    server: ServerThread, tenant: Tenant, new_tenant: Callable[[], Tenant]
 ) -> None:
     with server.client() as http:
         keys = _keys(http, tenant)
@@ -239,10 +247,10 @@ def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gaug
             "/v1/tenant/settings", json={"erasure_rate_limit_per_hour": 1}, headers=tenant.auth()
         )
         http.put("/v1/subjects/b1/records/p?category=account", json={}, headers=keys["app"])
-        before = _braked_gauge(database_url)
+        before = _braked_gauge(server.database_url)
         first = http.post("/v1/subjects/b0/erasure", headers=keys["privacy"]).json()
         braked = http.post("/v1/subjects/b1/erasure", headers=keys["privacy"]).json()
-        while_braked = _braked_gauge(database_url)
+        while_braked = _braked_gauge(server.database_url)
         path = f"/v1/erasures/{braked['id']}/release-brake"
         not_admin = http.post(path, headers=keys["privacy"])
         other_tenant = http.post(path, headers=new_tenant().auth())
@@ -250,7 +258,7 @@ def test_an_admin_can_let_a_braked_erasure_through_and_the_brake_shows_in_a_gaug
         unknown = http.post(f"/v1/erasures/{uuid.uuid4()}/release-brake", headers=tenant.auth())
         released = http.post(path, headers=tenant.auth())
         again = http.post(path, headers=tenant.auth())
-        after = _braked_gauge(database_url)
+        after = _braked_gauge(server.database_url)
         done = _after_a_pass(server, http, keys["privacy"], braked["id"])
     assert _hours(braked["not_before"]) - _hours(braked["requested_at"]) > 23.9
     assert while_braked == before + 1 and after == before

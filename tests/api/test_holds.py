@@ -11,12 +11,20 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api.helpers import create_key, operator_key
 from tests.jobs import expire_hold, run_worker_pass
 from tests.support import ServerThread, Tenant, bearer, problem
 from vault.db.database import Database
 from workers.hold_expiry import journal_expired_holds
+
+
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
 
 
 def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, dict[str, str]]:
@@ -119,7 +127,7 @@ def test_hold_on_a_subject_not_yet_seen_covers_it_once_it_appears(
 
 
 def test_tenant_wide_hold_blocks_record_deletion_and_keeps_replaced_versions(
-    server: ServerThread, tenant: Tenant, database_url: str
+    server: ServerThread, tenant: Tenant
 ) -> None:
     with server.client() as http:
         keys = _keys(http, tenant)
@@ -141,7 +149,7 @@ def test_tenant_wide_hold_blocks_record_deletion_and_keeps_replaced_versions(
     assert current.json() == {"v": 2}
 
     async def versions() -> list[asyncpg.Record]:
-        db = await Database.connect(database_url, max_size=1)
+        db = await Database.connect(server.database_url, max_size=1)
         try:
             async with db.tenant_tx(tenant.id) as conn:
                 return await conn.fetch(
@@ -214,7 +222,7 @@ def test_litigation_hold_needs_a_second_different_compliance_key(
 
 
 def test_expired_hold_stops_covering_and_its_expiry_is_journaled(
-    server: ServerThread, tenant: Tenant, database_url: str
+    server: ServerThread, tenant: Tenant
 ) -> None:
     expires = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     with server.client() as http:
@@ -225,11 +233,11 @@ def test_expired_hold_stops_covering_and_its_expiry_is_journaled(
             http.delete(f"/v1/subjects/erin/artefacts/{artefact}", headers=keys["app"]).status_code
             == 409
         )
-        expire_hold(database_url, hold["id"])
+        expire_hold(server.database_url, hold["id"])
         deleted = http.delete(f"/v1/subjects/erin/artefacts/{artefact}", headers=keys["app"])
 
         async def journal() -> int:
-            db = await Database.connect(database_url, max_size=1)
+            db = await Database.connect(server.database_url, max_size=1)
             try:
                 return await journal_expired_holds(db)
             finally:

@@ -24,6 +24,14 @@ from tests.api.helpers import (
 from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant
 
+
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
+
+
 SCOPES = ("ingest", "read", "erasure", "compliance", "admin")
 METHODS = ("get", "head", "put", "post", "patch", "delete")
 

@@ -34,6 +34,13 @@ from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant, problem
 
 
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
+
+
 def _suffix() -> str:
     return uuid.uuid4().hex[:10]
 

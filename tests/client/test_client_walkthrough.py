@@ -20,6 +20,13 @@ from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant
 
 
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
+
+
 def test_store_read_erase_verify(server: ServerThread, tenant: Tenant, tmp_path: Path) -> None:
     recording = tmp_path / "call.webm"
     recording.write_bytes(os.urandom(3 * 1024 * 1024 + 17))

@@ -10,17 +10,17 @@ from playwright.sync_api import Browser, sync_playwright
 from tests.api.helpers import create_key, operator_key
 from tests.console.browser_support import CHROMIUM, CHROMIUM_ARGS, SHOTS, World
 from tests.support import ServerThread, make_tenant
-from vault.config import Settings
 
 
 @pytest.fixture(scope="module")
-def world(server: ServerThread, settings: Settings, database_url: str) -> World:
-    tenant = make_tenant(settings, database_url)
+def world(server: ServerThread) -> World:
+    """The console's cast on the vault the module talks to (the session's, or its own)."""
+    tenant = make_tenant(server.settings, server.database_url)
     with server.client() as http:
         return World(
             server=server,
             base_url=server.base_url,
-            database_url=database_url,
+            database_url=server.database_url,
             tenant=tenant,
             officer=create_key(http, tenant, ["compliance"]),
             # Another person: the operator issued this key, the tenant's admin did not.

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import pytest
 from playwright.sync_api import Browser, expect
 
 from tests.api.helpers import auth, from_ip, upload
@@ -21,6 +22,14 @@ from tests.console.browser_support import (
     sign_in_page,
 )
 from tests.jobs import worker_pass
+from tests.support import ServerThread
+
+
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
 
 
 def test_sign_in_wrong_key_sign_out_by_keyboard(browser: Browser, world: World) -> None:

@@ -10,11 +10,19 @@ import zipfile
 
 import asyncpg
 import httpx
+import pytest
 
 from tests.api.helpers import auth, create_key, upload
 from tests.console.support import sign_in, signed_in_token
 from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant
+
+
+# Its worker passes run on a vault of this module's own (tests/conftest.py `own_vault`):
+# on the session's they worked through every erasure and hold queued all session.
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> ServerThread:
+    return own_vault
 
 
 def test_restrict_lift_and_export_from_the_subject_page(
@@ -89,7 +97,7 @@ def test_the_subject_page_says_erased_after_an_erasure(
 
 
 def test_the_erasure_page_says_when_a_receipt_does_not_verify(
-    server: ServerThread, tenant: Tenant, database_url: str
+    server: ServerThread, tenant: Tenant
 ) -> None:
     with server.client() as http:
         privacy = create_key(http, tenant, ["erasure"])
@@ -99,7 +107,7 @@ def test_the_erasure_page_says_when_a_receipt_does_not_verify(
         assert receipt.status_code == 200, receipt.text
         sign_in(http, privacy["secret"])
         genuine = http.get(f"/console/erasures/{erasure['id']}")
-        asyncio.run(_tamper(database_url, erasure["id"]))
+        asyncio.run(_tamper(server.database_url, erasure["id"]))
         tampered = http.get(f"/console/erasures/{erasure['id']}")
         download = http.get(f"/console/erasures/{erasure['id']}/receipt.json")
     assert "The signature verifies against the published key" in genuine.text
