@@ -115,3 +115,64 @@ def test_a_restriction_placed_after_the_backup_survives_a_restore(
         status = http.get("/v1/subjects/contester", headers=auth(officer)).json()
         read = _read(http, app, "contester", "profile")
     assert (status["status"], read.status_code) == ("restricted", 403), (status, read.text)
+
+
+# --- a closure requested and cancelled twice ----------------------------------------------
+
+
+def _close_and_cancel(http: httpx.Client, tenant: Any) -> None:
+    asked = http.post("/v1/tenant/closure", json={"reason": "offboarding"}, headers=tenant.auth())
+    _require(asked.status_code == 202, asked.text)
+    cancelled = http.delete("/v1/tenant/closure", headers=tenant.auth())
+    _require(cancelled.status_code == 200, cancelled.text)
+
+
+def test_control_a_closure_cancelled_twice_leaves_the_tenant_active(
+    private_vault: Settings,
+) -> None:
+    """On the live database: requested, cancelled, requested again, cancelled again."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        _close_and_cancel(http, tenant)
+        _close_and_cancel(http, tenant)
+        shown = http.get("/v1/tenant", headers=tenant.auth()).json()
+    assert shown["status"] == "active", shown
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="red team: a closure in the backup, cancelled, requested and cancelled again, "
+    "comes back as closing after a restore",
+)  # fmt: skip
+def test_a_closure_cancelled_after_being_requested_again_stays_cancelled(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Steps: the tenant requests its closure (202); nightly pg_dump (the backup holds
+    the closure, closing); the tenant cancels it (200), changes its mind twice more:
+    requests closure again (202) and cancels that too (200); the database is lost and the
+    dump restored; a vault starts on it. Expected: the tenant's standing instruction is
+    "do not close": active. Observed: the newest closure entry is the cancellation of the
+    second request, and `drop_cancelled_closure` only drops a closing closure with that
+    same `requested_at`; the backup's closure has the first request's time, so it is
+    left standing: the restored tenant is `closing`, and the closure job will destroy
+    every key of a tenant that cancelled its closure (irreversible)."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        asked = http.post(
+            "/v1/tenant/closure", json={"reason": "offboarding"}, headers=tenant.auth()
+        )
+        _require(asked.status_code == 202, asked.text)
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        cancelled = http.delete("/v1/tenant/closure", headers=tenant.auth())
+        _require(cancelled.status_code == 200, cancelled.text)
+        _close_and_cancel(http, tenant)
+        live = http.get("/v1/tenant", headers=tenant.auth()).json()
+        _require(live["status"] == "active", live)
+
+    restored, restored_url = _restored(private_vault, pg_admin_url, dump)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        shown = http.get("/v1/tenant", headers=tenant.auth()).json()
+    assert shown["status"] == "active", shown
