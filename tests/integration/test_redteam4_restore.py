@@ -11,7 +11,9 @@ xfail's AssertionError."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,8 @@ from tests.api.helpers import auth, create_key
 from tests.support import empty_database, make_tenant, running_server
 from vault.config import Settings
 from vault.db.embedded import postgres_bin_dir
+from vault.runtime import operator_context
+from workers.retention import apply_retention
 
 PG_BIN = postgres_bin_dir()
 
@@ -45,9 +49,11 @@ def _restored(private_vault: Settings, pg_admin_url: str, dump: Path) -> tuple[S
     return Settings(data_dir=private_vault.data_dir, database_url=url), url
 
 
-def _write(http: httpx.Client, app: dict[str, Any], ref: str, name: str) -> None:
+def _write(
+    http: httpx.Client, app: dict[str, Any], ref: str, name: str, category: str = "account"
+) -> None:
     written = http.put(
-        f"/v1/subjects/{ref}/records/{name}?category=account",
+        f"/v1/subjects/{ref}/records/{name}?category={category}",
         json={"value": f"{name} of {ref}"},
         headers=auth(app),
     )
@@ -176,3 +182,70 @@ def test_a_closure_cancelled_after_being_requested_again_stays_cancelled(
     with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
         shown = http.get("/v1/tenant", headers=tenant.auth()).json()
     assert shown["status"] == "active", shown
+
+
+# --- a retention period shortened --------------------------------------------------------
+
+
+def _retention_after(settings: Settings, url: str, days: int) -> None:
+    """The retention job's round `days` from now."""
+
+    async def run() -> None:
+        async with operator_context(settings, url) as ctx:
+            await apply_retention(ctx.db, ctx.keyring, now=datetime.now(UTC) + timedelta(days=days))
+
+    asyncio.run(run())
+
+
+def _shorten_support(http: httpx.Client, tenant: Any) -> None:
+    shortened = http.patch(
+        "/v1/tenant/settings",
+        json={"retention": {"support": {"delete_after_days": 1}}},
+        headers=tenant.auth(),
+    )
+    _require(shortened.status_code == 200, shortened.text)
+
+
+def test_control_a_shortened_retention_shreds_on_time(private_vault: Settings) -> None:
+    """On the live database: support data past a retention shortened to 1 day is gone."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        _write(http, app, "caller", "ticket", "support")
+        _shorten_support(http, tenant)
+        _retention_after(private_vault, url, days=2)
+        after = _read(http, app, "caller", "ticket")
+    assert after.status_code in (404, 410), after.text
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="red team: a retention period shortened after the backup is lengthened again "
+    "by a restore",
+)  # fmt: skip
+def test_a_retention_shortened_after_the_backup_still_binds_after_a_restore(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Steps: the application writes a support ticket (default retention 3 years + 1
+    day); nightly pg_dump; the tenant shortens support's `delete_after_days` to 1 (PATCH
+    /v1/tenant/settings, 200); the database is lost and the dump restored; a vault starts
+    on it; two days later the retention job runs. Expected: the tenant's deletion
+    instruction stands, so the ticket is shredded (404/410) as on the live database.
+    Observed: tenant settings are not instruction entries, so the restored vault keeps
+    the 3-year policy and the ticket stays readable (200) for years: a deletion
+    schedule the tenant tightened is silently loosened."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        _write(http, app, "caller", "ticket", "support")
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        _shorten_support(http, tenant)
+
+    restored, restored_url = _restored(private_vault, pg_admin_url, dump)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        _retention_after(restored, restored_url, days=2)
+        after = _read(http, app, "caller", "ticket")
+    assert after.status_code in (404, 410), after.text
