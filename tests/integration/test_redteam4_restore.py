@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import auth, create_key
+from tests.console.support import sign_in, signed_in_token
 from tests.support import empty_database, make_tenant, running_server
 from vault.config import Settings
 from vault.db.embedded import postgres_bin_dir
@@ -249,3 +250,70 @@ def test_a_retention_shortened_after_the_backup_still_binds_after_a_restore(
         _retention_after(restored, restored_url, days=2)
         after = _read(http, app, "caller", "ticket")
     assert after.status_code in (404, 410), after.text
+
+
+# --- a console session signed out --------------------------------------------------------
+
+_SESSION = "dv_console_session"
+
+
+def _signed_in_cookie(http: httpx.Client, officer: dict[str, Any]) -> str:
+    signed = sign_in(http, officer["secret"])
+    _require(signed.status_code == 303, signed.text)
+    cookie = http.cookies.get(_SESSION)
+    _require(cookie, "a session cookie")
+    return str(cookie)
+
+
+def _sign_out(http: httpx.Client) -> None:
+    out = http.post("/console/sign-out", data={"csrf_token": signed_in_token(http)})
+    _require(out.status_code == 303, out.text)
+
+
+def test_control_a_signed_out_console_session_is_dead(private_vault: Settings) -> None:
+    """On the live database: the cookie of a signed-out session gets the sign-in page."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    with running_server(private_vault, url, run_jobs=False) as server:
+        with server.client() as http:
+            officer = create_key(http, tenant, ["compliance"], owner="dpo@example.test")
+            cookie = _signed_in_cookie(http, officer)
+            _require(http.get("/console").status_code == 200, "signed in")
+            _sign_out(http)
+        with server.client(cookies={_SESSION: cookie}) as stolen:
+            page = stolen.get("/console")
+    assert page.status_code == 303, page.text
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="red team: a console session signed out after the backup works again after a "
+    "restore",
+)  # fmt: skip
+def test_a_console_session_signed_out_after_the_backup_stays_dead(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Steps: a compliance officer signs in to the console (session cookie); nightly
+    pg_dump; the officer signs out (the cookie may have been copied, e.g. on a shared
+    machine: signing out is how the officer ends it); the database is lost and the dump
+    restored; a vault starts on it; the copied cookie is presented. Expected: dead, like
+    a revoked API key after a restore (303 to the sign-in page). Observed: a sign-out is
+    not an instruction entry, so the restored database's session row is live again and
+    the cookie opens the console with the officer's compliance scope (200) until the
+    session's own expiry."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        officer = create_key(http, tenant, ["compliance"], owner="dpo@example.test")
+        cookie = _signed_in_cookie(http, officer)
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        _sign_out(http)
+
+    restored, restored_url = _restored(private_vault, pg_admin_url, dump)
+    with (
+        running_server(restored, restored_url, run_jobs=False) as server,
+        server.client(cookies={_SESSION: cookie}) as stolen,
+    ):
+        page = stolen.get("/console")
+    assert page.status_code == 303, page.status_code
