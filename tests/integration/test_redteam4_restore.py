@@ -12,6 +12,7 @@ xfail's AssertionError."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -317,3 +318,72 @@ def test_a_console_session_signed_out_after_the_backup_stays_dead(
     ):
         page = stolen.get("/console")
     assert page.status_code == 303, page.status_code
+
+
+# --- a webhook endpoint deleted ----------------------------------------------------------
+
+
+def _hooks_allowed(settings: Settings) -> Settings:
+    """Receivers on 127.0.0.1, as in the webhook tests."""
+    return dataclasses.replace(settings, webhook_allow_private_networks=True)
+
+
+def _listed_hooks(http: httpx.Client, tenant: Any) -> list[str]:
+    listed = http.get("/v1/webhooks", headers=tenant.auth())
+    _require(listed.status_code == 200, listed.text)
+    return [hook["id"] for hook in listed.json()["items"]]
+
+
+def _hook(http: httpx.Client, tenant: Any) -> str:
+    created = http.post(
+        "/v1/webhooks",
+        json={"url": "http://127.0.0.1:9/retired-crm", "events": ["erasure.completed"]},
+        headers=tenant.auth(),
+    )
+    _require(created.status_code == 201, created.text)
+    return str(created.json()["id"])
+
+
+def test_control_a_deleted_webhook_is_gone(private_vault: Settings) -> None:
+    """On the live database: deleted, it is no longer listed."""
+    settings = _hooks_allowed(private_vault)
+    url = settings.database_url or ""
+    tenant = make_tenant(settings, url)
+    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
+        hook = _hook(http, tenant)
+        deleted = http.delete(f"/v1/webhooks/{hook}", headers=tenant.auth())
+        _require(deleted.status_code == 204, deleted.text)
+        listed = _listed_hooks(http, tenant)
+    assert hook not in listed
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError,
+    reason="red team: a webhook endpoint deleted after the backup is live again after a restore",
+)  # fmt: skip
+def test_a_webhook_deleted_after_the_backup_stays_deleted(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Steps: the tenant registers a webhook endpoint; nightly pg_dump; the tenant deletes
+    it (204; its signing secret is shredded: secret_wrapped NULL), e.g. because the
+    receiving system was retired; the database is lost and the dump restored; a vault
+    starts on it. Expected: the endpoint stays deleted, as an instruction the tenant
+    gave. Observed: deleting a webhook is not an instruction entry, so the restored
+    vault lists it again (its row and wrapped secret are back), so events (ids,
+    statuses, subject_ref_hash) would go to the retired URL again; delivery itself is
+    not driven here."""
+    settings = _hooks_allowed(private_vault)
+    url = settings.database_url or ""
+    tenant = make_tenant(settings, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(settings, url, run_jobs=False) as server, server.client() as http:
+        hook = _hook(http, tenant)
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        deleted = http.delete(f"/v1/webhooks/{hook}", headers=tenant.auth())
+        _require(deleted.status_code == 204, deleted.text)
+
+    restored, restored_url = _restored(settings, pg_admin_url, dump)
+    restored = _hooks_allowed(restored)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        listed = _listed_hooks(http, tenant)
+    assert hook not in listed
