@@ -27,6 +27,9 @@ from tests.support import empty_database, make_tenant, running_server
 from vault.config import Settings
 from vault.db.embedded import postgres_bin_dir
 from vault.runtime import operator_context
+from vault.services.ledger_watermark import watermark_for
+from vault.services.receipts import ReceiptSigner
+from workers.ledger import publish_pending
 from workers.retention import apply_retention
 
 PG_BIN = postgres_bin_dir()
@@ -387,3 +390,59 @@ def test_a_webhook_deleted_after_the_backup_stays_deleted(
     with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
         listed = _listed_hooks(http, tenant)
     assert hook not in listed
+
+
+# --- what held: two restores of the same backup -------------------------------------------
+
+
+def _publish(settings: Settings, url: str) -> None:
+    """The ledger publisher's round (the servers here run no jobs; a request's entry is
+    not published inline)."""
+
+    async def run() -> None:
+        async with operator_context(settings, url) as ctx:
+            signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+            await publish_pending(
+                ctx.db, ctx.blobs, 0, watermark_for(ctx.root, ctx.blobs), signer=signer
+            )
+
+    asyncio.run(run())
+
+
+def test_an_erasure_cancelled_between_two_restores_stays_cancelled(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """Held. The backup lacks an erasure asked for after it (published); the first
+    restore brings it back scheduled; the tenant cancels it there within its grace
+    period; that database is lost too and the same backup is restored again: the
+    erasure is cancelled, not scheduled, and the subject's data is readable."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    dump = tmp_path / "nightly.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        graced = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 24}, headers=tenant.auth()
+        )
+        _require(graced.status_code == 200, graced.text)
+        app = create_key(http, tenant, ["ingest", "read"])
+        privacy = create_key(http, tenant, ["erasure"])
+        _write(http, app, "wavering", "profile")
+        _pg("pg_dump", "-Fc", "-f", str(dump), "-d", url)
+        asked = http.post("/v1/subjects/wavering/erasure", headers=auth(privacy))
+        _require(asked.status_code == 202, asked.text)
+        erasure = asked.json()["id"]
+    _publish(private_vault, url)
+
+    first, first_url = _restored(private_vault, pg_admin_url, dump)
+    with running_server(first, first_url, run_jobs=False) as server, server.client() as http:
+        shown = http.get(f"/v1/erasures/{erasure}", headers=auth(privacy)).json()
+        _require(shown["status"] == "scheduled", shown)
+        cancelled = http.post(f"/v1/erasures/{erasure}/cancel", headers=auth(privacy))
+        _require(cancelled.status_code == 200, cancelled.text)
+
+    second, second_url = _restored(private_vault, pg_admin_url, dump)
+    with running_server(second, second_url, run_jobs=False) as server, server.client() as http:
+        again = http.get(f"/v1/erasures/{erasure}", headers=auth(privacy)).json()
+        read = _read(http, app, "wavering", "profile")
+    assert again["status"] == "cancelled", again
+    assert read.status_code == 200, read.text
