@@ -151,11 +151,6 @@ def test_control_a_closure_cancelled_twice_leaves_the_tenant_active(
     assert shown["status"] == "active", shown
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="red team: a closure in the backup, cancelled, requested and cancelled again, "
-    "comes back as closing after a restore",
-)  # fmt: skip
 def test_a_closure_cancelled_after_being_requested_again_stays_cancelled(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -163,11 +158,11 @@ def test_a_closure_cancelled_after_being_requested_again_stays_cancelled(
     the closure, closing); the tenant cancels it (200), changes its mind twice more:
     requests closure again (202) and cancels that too (200); the database is lost and the
     dump restored; a vault starts on it. Expected: the tenant's standing instruction is
-    "do not close": active. Observed: the newest closure entry is the cancellation of the
-    second request, and `drop_cancelled_closure` only drops a closing closure with that
-    same `requested_at`; the backup's closure has the first request's time, so it is
-    left standing: the restored tenant is `closing`, and the closure job will destroy
-    every key of a tenant that cancelled its closure (irreversible)."""
+    "do not close": active. Observed before the fix: `drop_cancelled_closure` dropped only
+    a closure with the cancelled request's own `requested_at`, so the backup's (first)
+    request was left standing and the closure job would have destroyed every key of a
+    tenant that cancelled its closure. Now a recorded cancellation ends every closure
+    requested at or before the request it cancelled."""
     url = private_vault.database_url or ""
     tenant = make_tenant(private_vault, url)
     dump = tmp_path / "nightly.dump"

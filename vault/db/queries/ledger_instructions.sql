@@ -140,8 +140,12 @@ UPDATE tenants SET status = 'closing', closure_requested_at = $2, closure_due_at
 RETURNING id
 
 -- name: drop_cancelled_closure
--- The closure the ledger recorded as cancelled (the same request, $2) stays cancelled.
+-- The tenant's newest recorded closure instruction is a cancellation (of the request made
+-- at $2): no closure requested then or before stands, whichever of them the restored
+-- database holds (a backup taken before a first request, cancelled, then a second request,
+-- cancelled too, holds the first). A request newer than $2 is one the ledger has not seen
+-- yet, and stands.
 UPDATE tenants SET status = 'active', closure_requested_at = NULL, closure_due_at = NULL,
        closure_requested_by = NULL, closure_reason = NULL
- WHERE id = $1 AND status = 'closing' AND closure_requested_at = $2
+ WHERE id = $1 AND status = 'closing' AND closure_requested_at <= $2
 RETURNING id
