@@ -69,6 +69,7 @@ from vault.services.keyring import KeyRing
 from vault.services.ledger import (
     reconcile_on_start,
 )
+from vault.services.ledger_inline import InlineLedger
 from vault.services.ledger_watermark import watermark_for
 from vault.services.playback_links import PlaybackLinkService
 from vault.services.records import RecordService
@@ -223,15 +224,16 @@ def create_app(
         metrics.watch_auth_throttle(
             auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
-        hold_service = HoldService(
-            db,
+        # Controls (holds, cancellations, revocations, closures) publish their shred-ledger
+        # entry before they answer.
+        inline_ledger = InlineLedger(
             lambda: publish_pending(
                 db,
                 blobs,
                 settings.backup_retention_days,
                 watermark_for(root, blobs),
                 signer=issuer.signer,
-            ),
+            )
         )
         # Erasure requests' wake-ups for the executor, sent after they commit.
         erasure_wakeups = WakeupSender(db)
@@ -253,8 +255,8 @@ def create_app(
             export=ExportService(
                 db, keyring, subject_service, artefact_service, disclosure_service
             ),
-            holds=hold_service,
-            ledger=hold_service.ledger,
+            holds=HoldService(db, inline_ledger),
+            ledger=inline_ledger,
             erasures=ErasureService(db, refs, erasure_wakeups),
             playback=PlaybackLinkService(db, artefact_service),
             disclosures=disclosure_service,

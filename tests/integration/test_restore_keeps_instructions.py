@@ -30,10 +30,11 @@ from vault.config import Settings
 from vault.db.database import Database
 from vault.db.embedded import postgres_bin_dir
 from vault.runtime import OperatorContext, operator_context
-from vault.services import holds
+from vault.services import ledger_inline
 from vault.services.erasure_receipts import ReceiptIssuer
 from vault.services.holds import Actor, HoldRequest, HoldService
 from vault.services.ledger import LedgerError, reconcile_on_start
+from vault.services.ledger_inline import InlineLedger
 from vault.services.ledger_instructions import record_hold
 from vault.services.ledger_watermark import watermark_for
 from vault.services.receipts import ReceiptSigner
@@ -303,7 +304,7 @@ def test_a_hold_change_answers_when_its_ledger_entry_cannot_be_written_yet(
     publisher's next round writes the entry."""
     url = private_vault.database_url or ""
     tenant_id = make_tenant(private_vault, url).id
-    monkeypatch.setattr(holds, "LEDGER_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(ledger_inline, "LEDGER_WAIT_SECONDS", 1.0)
 
     async def fail() -> object:
         raise BlobStoreError("the store is down")
@@ -316,9 +317,9 @@ def test_a_hold_change_answers_when_its_ledger_entry_cannot_be_written_yet(
         async with operator_context(private_vault, url) as ctx:
             request = HoldRequest(None, None, "regulatory", "CASE-3", None, None)
             actor = Actor(uuid.uuid4(), None)
-            await HoldService(ctx.db, fail).place(tenant_id, request, actor)
+            await HoldService(ctx.db, InlineLedger(fail)).place(tenant_id, request, actor)
             started = time.monotonic()
-            await HoldService(ctx.db, hang).place(tenant_id, request, actor)
+            await HoldService(ctx.db, InlineLedger(hang)).place(tenant_id, request, actor)
             assert time.monotonic() - started < 5
             async with ctx.db.tenant_tx(tenant_id) as conn:
                 pending = await conn.fetchval(

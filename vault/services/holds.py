@@ -4,7 +4,7 @@ the check every destroy path asks before it destroys a key."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -33,10 +33,6 @@ from vault.services.wakeups import ERASURES_DUE, notify
 from vault.services.webhook_outbox import emit_hold_released
 
 log = structlog.get_logger("datavault.holds")
-
-# How long a hold change waits for its shred-ledger entry before answering anyway
-# (vault/services/ledger_inline.py).
-LEDGER_WAIT_SECONDS = 10.0
 
 Q = Queries("holds")
 K = Queries("api_keys")
@@ -103,17 +99,14 @@ def check_expiry(value: datetime | None) -> datetime | None:
 
 
 class HoldService:
-    """`publish_ledger`: publishes pending shred-ledger rows (workers/ledger.py). A change
-    to a hold publishes its ledger entry before the answer, so a backup restored after
-    the answer keeps it (vault/services/ledger_instructions.py); if the blob store fails,
-    the publisher's next round does, and the hold holds in PostgreSQL meanwhile."""
+    """`ledger`: publishes a change's shred-ledger entry before the answer, so a backup
+    restored after the answer keeps it (vault/services/ledger_instructions.py); if the
+    blob store fails, the publisher's next round does, and the hold holds in PostgreSQL
+    meanwhile. The same InlineLedger serves the other controls (VaultState.ledger)."""
 
-    def __init__(
-        self, db: Database, publish_ledger: Callable[[], Awaitable[object]] | None = None
-    ) -> None:
+    def __init__(self, db: Database, ledger: InlineLedger | None = None) -> None:
         self._db = db
-        # Shared with the other controls that publish before answering (VaultState.ledger).
-        self.ledger = InlineLedger(publish_ledger, lambda: LEDGER_WAIT_SECONDS)
+        self.ledger = ledger if ledger is not None else InlineLedger(None)
 
     async def _make_durable(self, tenant_id: uuid.UUID, hold_id: uuid.UUID) -> None:
         await self.ledger.make_durable(

@@ -26,13 +26,8 @@ class InlineLedger:
     """`publish`: publishes pending shred-ledger rows (workers/ledger.py); None: nothing
     is published inline (the publisher's rounds do it)."""
 
-    def __init__(
-        self,
-        publish: Callable[[], Awaitable[object]] | None,
-        wait_seconds: Callable[[], float] = lambda: LEDGER_WAIT_SECONDS,
-    ) -> None:
+    def __init__(self, publish: Callable[[], Awaitable[object]] | None) -> None:
         self._publish = publish
-        self._wait_seconds = wait_seconds
         # One inline publish per process at a time: each holds the ledger head's row lock
         # and more connections, and the pool must not fill with waiters.
         self._publishing = asyncio.Lock()
@@ -43,7 +38,7 @@ class InlineLedger:
         if self._publish is None:
             return
         try:
-            async with asyncio.timeout(self._wait_seconds()), self._publishing:
+            async with asyncio.timeout(LEDGER_WAIT_SECONDS), self._publishing:
                 await self._publish()
         except Exception as exc:  # the change stands; the publisher's next round retries
             log.warning(deferred_event, **ids, error_type=type(exc).__name__)

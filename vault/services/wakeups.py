@@ -25,15 +25,14 @@ was sent while nobody listened. The payload is a tenant id: no key, no subject.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from typing import Any, Final
 
-import asyncpg
 import structlog
 
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.services.pg_listener import PgListener
 
 log = structlog.get_logger("datavault.wakeups")
 
@@ -44,7 +43,6 @@ LEDGER_PENDING: Final = "datavault_ledger_pending"
 """A shred committed an erasure's ledger outbox rows: the shred-ledger publisher's."""
 CHANNELS: Final = (ERASURES_DUE, LEDGER_PENDING)
 
-_RECONNECT_SECONDS: Final = 1.0
 Q = Queries("wakeups")
 
 
@@ -98,48 +96,26 @@ class WakeupListener:
         unknown = set(events) - set(CHANNELS)
         if unknown:
             raise ValueError(f"unknown wake-up channels {sorted(unknown)}")
-        self._url = database_url
         self._events = dict(events)
-        self._task: asyncio.Task[None] | None = None
-        self._lost = asyncio.Event()
-        self.connected = asyncio.Event()
+        self._listener = PgListener(
+            database_url, self._events, self._on_notify,
+            name="wakeup-listener", unavailable_event="wakeup_listener_unavailable",
+            on_connected=self._wake_all,
+        )  # fmt: skip
+        self.connected = self._listener.connected
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="wakeup-listener")
+        self._listener.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._listener.stop()
 
-    async def _run(self) -> None:
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self._url)
-                self._lost.clear()
-                conn.add_termination_listener(self._on_terminated)
-                for channel in self._events:
-                    await conn.add_listener(channel, self._on_notify)
-                # Whatever was sent while nobody listened: every job looks once.
-                for event in self._events.values():
-                    event.set()
-                self.connected.set()
-                await self._lost.wait()
-            except Exception as exc:  # the listener must outlive any failure: retry
-                log.warning("wakeup_listener_unavailable", error_type=type(exc).__name__)
-            finally:
-                self.connected.clear()
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
-            await asyncio.sleep(_RECONNECT_SECONDS)
+    def _wake_all(self) -> None:
+        # Whatever was sent while nobody listened: every job looks once.
+        for event in self._events.values():
+            event.set()
 
     def _on_notify(self, _conn: Any, _pid: int, channel: str, _payload: object) -> None:
         event = self._events.get(channel)
         if event is not None:
             event.set()
-
-    def _on_terminated(self, _conn: Any) -> None:
-        self._lost.set()
