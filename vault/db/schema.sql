@@ -123,6 +123,29 @@ END
 $$;
 
 --
+-- Name: dv_access_log_chain_releasing(uuid, timestamp with time zone[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[], bigint[], bigint[], bytea[], uuid[], uuid[], timestamp with time zone[], inet[], uuid[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[]) RETURNS TABLE(seq bigint, row_hash bytea, released integer)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_released integer;
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = ANY(p_transfers);
+    GET DIAGNOSTICS v_released = ROW_COUNT;
+    RETURN QUERY
+    SELECT c.seq, c.row_hash, v_released
+      FROM dv_access_log_chain(p_tenant, p_ats, p_request_ids, p_key_ids, p_key_prefixes,
+                               p_ips, p_ip_hashes, p_methods, p_routes, p_statuses,
+                               p_bytes_in, p_bytes_out, p_subject_ref_hashes,
+                               p_artefact_ids, p_used_key_ids, p_used_ats, p_used_ips) c;
+END
+$$;
+
+--
 -- Name: dv_age_access_log_ips(timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: datavault_ip_retention
 --
 
@@ -187,6 +210,23 @@ BEGIN
       LEFT JOIN data_keys d ON d.tenant_id = p_tenant AND d.id = a.data_key_id
       LEFT JOIN subject_keys sk ON sk.tenant_id = p_tenant AND sk.id = d.subject_key_id
       LEFT JOIN tenant_keks k ON k.tenant_id = p_tenant AND k.version = sk.kek_version;
+END
+$$;
+
+--
+-- Name: dv_artefact_read_held(uuid, uuid, bytea, uuid, uuid, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision) RETURNS TABLE(subject_id uuid, ref_hash bytea, subject_generation integer, subject_created_at timestamp with time zone, restricted_at timestamp with time zone, erased_generations integer[], artefact_id uuid, artefact_category text, artefact_generation integer, data_key_id uuid, blob_key text, state text, content_type text, size bigint, segment_size integer, metadata_sealed bytea, created_at timestamp with time zone, expires_at timestamp with time zone, id uuid, purpose text, wrapped_key bytea, subject_key_id uuid, category text, generation integer, kek_version integer, subject_wrapped bytea, kek_wrapped bytea, held boolean)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT r.*,
+           CASE WHEN r.data_key_id IS NOT NULL AND r.state NOT IN ('uploading', 'deleted')
+                THEN dv_transfer_hold(p_tenant, p_transfer, r.data_key_id, p_seconds)
+                ELSE false END
+      FROM dv_artefact_read(p_tenant, p_key, p_ref_hash, p_artefact) r;
 END
 $$;
 
@@ -2979,6 +3019,13 @@ REVOKE ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp
 GRANT ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[]) TO datavault_app;
 
 --
+-- Name: FUNCTION dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[]) TO datavault_app;
+
+--
 -- Name: FUNCTION dv_age_access_log_ips(p_full_before timestamp with time zone, p_drop_before timestamp with time zone, p_limit integer); Type: ACL; Schema: public; Owner: datavault_ip_retention
 --
 
@@ -2991,6 +3038,13 @@ GRANT ALL ON FUNCTION public.dv_age_access_log_ips(p_full_before timestamp with 
 
 REVOKE ALL ON FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_destroy_data_key(p_tenant uuid, p_data_key uuid); Type: ACL; Schema: public
