@@ -89,7 +89,7 @@ def _read_held(
     ref_hash, artefact_id = found[0]
     row = _query(
         server,
-        "SELECT * FROM dv_artefact_read_held($1, NULL, $2, $3, $4, 60)",
+        "SELECT * FROM dv_artefact_read_held($1, NULL, $2, $3, $4, 60, true)",
         tenant.id, ref_hash, artefact_id, transfer,
     )[0]  # fmt: skip
     rows = _query(
@@ -135,9 +135,60 @@ def test_another_tenants_transfer_cannot_hold_through_the_statement(vault: Serve
     transfer = uuid.uuid4()
     rows = _query(
         vault,
-        "SELECT * FROM dv_artefact_read_held($1, NULL, $2, $3, $4, 60)",
+        "SELECT * FROM dv_artefact_read_held($1, NULL, $2, $3, $4, 60, true)",
         b.id, ref_hash, artefact_id, transfer,
     )  # fmt: skip
     held = _query(vault, "SELECT count(*) FROM transfer_keys WHERE transfer_id = $1", transfer)
     assert rows == []
     assert held[0][0] == 0
+
+
+def _release_with_log(
+    server: ServerThread, tenant: Tenant, transfer: uuid.UUID, data_key: uuid.UUID
+) -> list[asyncpg.Record]:
+    """One access-log row committed with the release of `transfer`'s hold on `data_key`,
+    as the access-log writer sends it (migration 0031)."""
+    return _query(
+        server,
+        "SELECT * FROM dv_access_log_chain_releasing($1, ARRAY[now()], ARRAY['diag'],"
+        " ARRAY[NULL]::uuid[], ARRAY[NULL]::text[], ARRAY[NULL]::inet[], ARRAY['\\x00'::bytea],"
+        " ARRAY['GET'], ARRAY['/r'], ARRAY[206], ARRAY[0::bigint], ARRAY[65536::bigint],"
+        " ARRAY[NULL]::bytea[], ARRAY[NULL]::uuid[], '{}'::uuid[], '{}'::timestamptz[],"
+        " '{}'::inet[], ARRAY[$2::uuid], ARRAY[$3::uuid])",
+        tenant.id, transfer, data_key,
+    )  # fmt: skip
+
+
+def test_a_lost_hold_on_a_destroyed_key_refuses_the_access_log_commit(vault: ServerThread) -> None:
+    """A seek's hold commits without its own WAL flush; the access-log commit that must
+    precede its answer flushes it. If a database crash lost the hold in between and the
+    key was shredded meanwhile, that commit fails (the read is answered 503) instead of
+    letting plaintext out across a shred that did not wait for it; with the key still
+    live (no shred yet) the read came first and the commit goes through."""
+    tenant = make_tenant(vault.settings, vault.database_url)
+    with vault.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        meta = uploaded(http, app, "crashed", os.urandom(70_000))
+        data_key = _query(
+            vault, "SELECT data_key_id FROM artefacts WHERE tenant_id = $1", tenant.id
+        )[0][0]
+        # Hold lost, key live: committed, nothing left held.
+        assert len(_release_with_log(vault, tenant, uuid.uuid4(), data_key)) == 1
+        assert _held_rows(vault, tenant) == 0
+        # Hold there, key shredded since (the erasure waits on the hold): committed.
+        held = uuid.uuid4()
+        assert _read_held(vault, tenant, held)[:2] == (True, 1)
+        assert (
+            http.delete(artefact_url("crashed", meta["id"]), headers=auth(app)).status_code == 204
+        )
+        assert len(_release_with_log(vault, tenant, held, data_key)) == 1
+        # Hold lost, key shredded: refused, and the row is not in the log.
+        with pytest.raises(asyncpg.PostgresError) as refused:
+            _release_with_log(vault, tenant, uuid.uuid4(), data_key)
+        logged = _query(
+            vault, "SELECT count(*) FROM access_log WHERE tenant_id = $1 AND request_id = 'diag'",
+            tenant.id,
+        )  # fmt: skip
+    assert refused.value.sqlstate == "DV410"
+    assert logged[0][0] == 2
+    assert _held_rows(vault, tenant) == 0

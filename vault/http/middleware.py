@@ -261,6 +261,7 @@ class AccessLogMiddleware:
             subject_ref_hash=state.get("subject_ref_hash"),
             artefact_id=state.get("artefact_id"),
             release_transfer=lease.id if lease is not None else None,
+            released_keys=tuple(lease.claimed_keys) if lease is not None else (),
         )
         exchange.logged = True
         try:

@@ -27,7 +27,12 @@ from vault.domain.ranges import ByteRange
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Forbidden, NotFound, Throttled
-from vault.http.artefacts import RANGE_HEADER, content_answers, content_response
+from vault.http.artefacts import (
+    RANGE_HEADER,
+    answered_in_one_message,
+    content_answers,
+    content_response,
+)
 from vault.http.models.playback import LinkRequest, PlaybackLink
 from vault.http.operation import Tag, created, operation, render
 from vault.http.params import path_uuid
@@ -121,8 +126,9 @@ async def _play(request: Request) -> Response:
     try:
         # The link's key was found live by `resolve` just now: None, not checked again.
         located = await artefacts.locate_by_ref_hash(
-            tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, lease
-        )
+            tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, lease,
+            one_message=answered_in_one_message(request),
+        )  # fmt: skip
     except (NotFound, Forbidden):  # deleted (410), erased, restricted (403): all dead
         raise NotFound(DEAD_LINK) from None
 

@@ -50,9 +50,10 @@ class AccessEntry:
     # False when the key was named but refused (allowed CIDRs): logged, but not a "use".
     key_authenticated: bool = False
     # A transfer that ended with this request and holds no key any more (a read answered
-    # in one message): its transfer_keys rows are deleted in the row's commit. Not a
-    # column of the log.
+    # in one message), and the data keys it recorded as held: its transfer_keys rows are
+    # deleted in the row's commit (migration 0031). Not a column of the log.
     release_transfer: uuid.UUID | None = None
+    released_keys: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass
@@ -71,7 +72,7 @@ class _TenantBatch:
     rows: list[_Pending]
     columns: list[list[object]]
     last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
-    releases: list[uuid.UUID]
+    releases: list[tuple[uuid.UUID, uuid.UUID]]  # (transfer, data key)
 
 
 class AccessLogWriter:
@@ -150,7 +151,8 @@ class AccessLogWriter:
                 if group.releases:
                     await self._db.tenant_fetchrow(
                         group.tenant_id, Q.append_releasing, *group.columns, *last_use,
-                        group.releases,
+                        [transfer for transfer, _ in group.releases],
+                        [key for _, key in group.releases],
                     )  # fmt: skip
                 else:
                     await self._db.tenant_fetchrow(
@@ -173,11 +175,11 @@ class AccessLogWriter:
         them), and the last use of each key that authenticated."""
         columns: list[list[object]] = [[] for _ in range(13)]
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
-        releases: list[uuid.UUID] = []
+        releases: list[tuple[uuid.UUID, uuid.UUID]] = []
         for pending in rows:
             entry = pending.entry
             if entry.release_transfer is not None:
-                releases.append(entry.release_transfer)
+                releases.extend((entry.release_transfer, key) for key in entry.released_keys)
             values = (
                 entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
                 self.ip_hash(entry.ip), entry.method, entry.route, entry.status,

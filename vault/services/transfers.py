@@ -89,6 +89,8 @@ class TransferLease:
         self._claimed = False  # any rows in transfer_keys to delete on close
         # Keys the statement that found them recorded as held (migration 0031).
         self._held_in_read: set[uuid.UUID] = set()
+        # Every key it has recorded as held (what a release with the access log checks).
+        self.claimed_keys: set[uuid.UUID] = set()
         self._streams: list[AsyncGenerator[bytes, None]] = []
         self.ended = False
         self.closed = False
@@ -99,6 +101,7 @@ class TransferLease:
         statement of its own that refuses a key destroyed since it was read
         (KeyDestroyed). The row lives until the lease closes, or expires by the clock."""
         self._claimed = True  # a row may be there whatever happens next
+        self.claimed_keys.add(data_key_id)
         if conn is None and data_key_id in self._held_in_read:
             return  # recorded by the read's own statement, still live then
         if conn is not None:
@@ -116,19 +119,27 @@ class TransferLease:
         then sends nothing more for it."""
         self._claimed = True
         self._held_in_read.add(data_key_id)
+        self.claimed_keys.add(data_key_id)
 
     @property
     def idle(self) -> bool:
         """Holds rows in transfer_keys but no key in memory: nothing decrypts under the
         lease any more (a read answered in one message, decrypted whole). Its rows may
         then be released with the access-log row's commit (`released_with_log`)."""
-        return self._claimed and not self._data_keys and not self._streams and not self.closed
+        return (
+            self._claimed
+            and bool(self.claimed_keys)
+            and not self._data_keys
+            and not self._streams
+            and not self.closed
+        )
 
     def released_with_log(self) -> None:
         """Its rows were deleted in the commit of the request's access-log row (migration
         0031): `close` sends no release of its own."""
         self._claimed = False
         self._held_in_read.clear()
+        self.claimed_keys.clear()
 
     @contextmanager
     def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:
