@@ -105,8 +105,9 @@ def test_a_restriction_placed_after_the_backup_survives_a_restore(
     control the tenant placed, so the application's read key still gets 403 and the
     subject still shows `restricted`. Observed before the fix: the restriction was not an
     instruction entry (ledger_controls recorded erasure requests, key revocations and
-    closures only), so the restored vault served the restricted data to the application again (200) and
-    let it write and delete it. Now recorded (`restriction`, migration 0031)."""
+    closures only), so the restored vault served the restricted data to the application
+    again (200) and let it write and delete it. Now recorded (`restriction`, migration
+    0031)."""
     url = private_vault.database_url or ""
     tenant = make_tenant(private_vault, url)
     dump = tmp_path / "nightly.dump"
