@@ -193,7 +193,10 @@ async def _replay_retention(conn: Connection, tenant_id: uuid.UUID, fact: dict[s
     recorded = TenantSettings.from_document(
         {"retention": fact["retention"], "pending": fact["pending"]}
     )
-    restored = replace(current, retention=recorded.retention, pending=recorded.pending)
+    # A category the record lacks keeps the restored rule (a rule is never dropped by a
+    # settings change, so none should be missing; if one is, it is not loosened to none).
+    retention = {**current.retention, **recorded.retention}
+    restored = replace(current, retention=retention, pending=recorded.pending)
     if restored.to_document() == current.to_document():
         return "unchanged"
     await conn.execute(TENANTS.store_settings, tenant_id, json.dumps(restored.to_document()))
