@@ -71,13 +71,13 @@ def test_a_download_cut_by_shutdown_is_in_the_access_log(
             assert api.process.wait(timeout=60) == 0
 
     # Plaintext went out under the read key: the access log must say so.
-    with running_server(private_vault, private_vault.database_url or "") as server:
-        with server.client() as http:
-            rows = http.get(
-                "/v1/access-log",
-                params={"subject_ref": ref, "limit": 500},
-                headers=auth(keys.compliance),
-            )
+    url = private_vault.database_url or ""
+    with running_server(private_vault, url) as server, server.client() as http:
+        rows = http.get(
+            "/v1/access-log",
+            params={"subject_ref": ref, "limit": 500},
+            headers=auth(keys.compliance),
+        )
     assert rows.status_code == 200, rows.text
     downloads = [row for row in rows.json()["items"] if row["request_id"] == request_id]
     assert len(downloads) == 1, "the download cut by the shutdown is not in the access log"
