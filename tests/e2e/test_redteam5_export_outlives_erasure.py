@@ -101,6 +101,10 @@ def test_a_stalled_export_of_records_is_cut_once_its_subject_is_erased_or_restri
             head = read_response_head(sock)
             assert head.startswith(b"HTTP/1.1 200"), head[:200]
             time.sleep(4 * RECHECK)  # stalled: the server's buffers fill, its send waits
+            if any(r["request_id"] == request_id for r in access_log(http, compliance)):
+                # Logged already: the kernel's buffers took the whole export (a host with
+                # far larger socket buffers); nothing was left for the vault to withhold.
+                pytest.skip("the whole export fitted in the socket buffers")
 
             if withdrawn_by == "erasure":
                 erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
