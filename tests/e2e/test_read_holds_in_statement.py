@@ -1,6 +1,6 @@
 """A read holds its data key from the statement that finds the artefact, and a read answered
 in one message releases it in its access-log row's commit (issue 19, fourth round,
-migration 0031): two round trips fewer per seek, and the deletion guarantee unchanged. An
+migration 0032): two round trips fewer per seek, and the deletion guarantee unchanged. An
 erasure still completes only once no transfer holds its keys (test_completion_waits_for_
 transfers.py); here: the hold is taken only while the key chain is live, and no read,
 whole, ranged, streamed, refused or HEAD, leaves a row behind it.
@@ -147,7 +147,7 @@ def _release_with_log(
     server: ServerThread, tenant: Tenant, transfer: uuid.UUID, data_key: uuid.UUID
 ) -> list[asyncpg.Record]:
     """One access-log row committed with the release of `transfer`'s hold on `data_key`,
-    as the access-log writer sends it (migration 0031)."""
+    as the access-log writer sends it (migration 0032)."""
     return _query(
         server,
         "SELECT * FROM dv_access_log_chain_releasing($1, ARRAY[now()], ARRAY['diag'],"

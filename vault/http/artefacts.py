@@ -232,7 +232,7 @@ async def _content(request: Request, caller: Principal, ref: SubjectRef) -> Resp
     request.state.artefact_id = artefact_id
     service = vault_state(request).artefacts
     # A GET is a transfer from the statement that finds the artefact: that statement
-    # records its data key as held (migration 0031), one round trip fewer per read. A
+    # records its data key as held (migration 0032), one round trip fewer per read. A
     # HEAD opens nothing and holds nothing.
     lease = watch_transfer(request, caller) if request.method != "HEAD" else None
     located = await service.locate(

@@ -121,7 +121,7 @@ async def _play(request: Request) -> Response:
     request.state.principal = use.principal
     request.state.key_prefix = use.principal.prefix
     tenant_id, artefacts = use.principal.tenant_id, state.artefacts
-    # A GET holds the data key from the statement that finds it (migration 0031).
+    # A GET holds the data key from the statement that finds it (migration 0032).
     lease = watch_transfer(request, use.principal) if request.method != "HEAD" else None
     try:
         # The link's key was found live by `resolve` just now: None, not checked again.

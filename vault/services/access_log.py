@@ -51,7 +51,7 @@ class AccessEntry:
     key_authenticated: bool = False
     # A transfer that ended with this request and holds no key any more (a read answered
     # in one message), and the data keys it recorded as held: its transfer_keys rows are
-    # deleted in the row's commit (migration 0031). Not a column of the log.
+    # deleted in the row's commit (migration 0032). Not a column of the log.
     release_transfer: uuid.UUID | None = None
     released_keys: tuple[uuid.UUID, ...] = ()
 

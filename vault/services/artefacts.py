@@ -280,7 +280,7 @@ class ArtefactService:
         (dv_artefact_read, migration 0024), which also checks `key` (the request's API
         key when recognised from memory; None: checked already) is still live. With
         `hold` (a download about to open the content under that lease), the same
-        statement records the data key as held by it (migration 0031), so `open_content`
+        statement records the data key as held by it (migration 0032), so `open_content`
         needs no round trip of its own for that. `one_message`: the answer is known to
         be at most WHOLE_ANSWER_BYTES (a bounded range), so it goes out only after its
         access-log row's commit, which makes the hold durable: the hold's own commit

@@ -87,7 +87,7 @@ class TransferLease:
         self._data_keys: Counter[uuid.UUID] = Counter()
         self._reads: dict[uuid.UUID, SubjectRead] = {}
         self._claimed = False  # any rows in transfer_keys to delete on close
-        # Keys the statement that found them recorded as held (migration 0031).
+        # Keys the statement that found them recorded as held (migration 0032).
         self._held_in_read: set[uuid.UUID] = set()
         # Every key it has recorded as held (what a release with the access log checks).
         self.claimed_keys: set[uuid.UUID] = set()
@@ -136,7 +136,7 @@ class TransferLease:
 
     def released_with_log(self) -> None:
         """Its rows were deleted in the commit of the request's access-log row (migration
-        0031): `close` sends no release of its own."""
+        0032): `close` sends no release of its own."""
         self._claimed = False
         self._held_in_read.clear()
         self.claimed_keys.clear()

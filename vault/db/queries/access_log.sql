@@ -12,7 +12,7 @@ SELECT * FROM dv_access_log_chain($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 
 
 -- name: append_releasing
 -- `append`, and the transfers $18 that ended with these rows (reads answered in one
--- message) release their data keys $19 (pairwise) in the same commit (migration 0031).
+-- message) release their data keys $19 (pairwise) in the same commit (migration 0032).
 SELECT * FROM dv_access_log_chain_releasing($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                                             $12, $13, $14, $15, $16, $17, $18, $19)
 
