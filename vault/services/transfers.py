@@ -123,12 +123,15 @@ class TransferLease:
 
     @property
     def idle(self) -> bool:
-        """Holds rows in transfer_keys but no key in memory: nothing decrypts under the
-        lease any more (a read answered in one message, decrypted whole). Its rows may
-        then be released with the access-log row's commit (`released_with_log`)."""
+        """A read's lease that holds rows in transfer_keys, taken by the read statement,
+        but no key in memory: nothing decrypts under it any more (a read answered in one
+        message, decrypted whole). Its rows may then be released with the access-log
+        row's commit (`released_with_log`). An upload's lease releases at close, as
+        before: its key may be destroyed by its own abandonment, which that commit
+        would take for a lost hold."""
         return (
             self._claimed
-            and bool(self.claimed_keys)
+            and bool(self._held_in_read)
             and not self._data_keys
             and not self._streams
             and not self.closed
