@@ -19,7 +19,6 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.api.helpers import MIB, artefact_url, auth, data_keys, upload
 from tests.support import VaultProcess, make_tenant, running_server, vault_process
@@ -36,11 +35,6 @@ def _api_process(settings: Settings, log: Path) -> AbstractContextManager[VaultP
     return vault_process(["api", "--host", "127.0.0.1"], env, log)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 5: a download cut by the end of the drain time leaves no access-log "
-    "row (the cancellation passes AccessLogMiddleware unrecorded)",
-)
 def test_a_download_cut_by_shutdown_is_in_the_access_log(
     private_vault: Settings, tmp_path: Path
 ) -> None:
