@@ -11,19 +11,12 @@ never sees that the thief is still trying, nor from where.
 
 from __future__ import annotations
 
-import pytest
-
 from tests.api.helpers import auth, create_key, subject_url
 from tests.support import ServerThread, Tenant
 
 THIEF = "203.0.113.77"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 5: attempts with a revoked key are logged deployment-wide, never under "
-    "the tenant and key id the compliance team searches by",
-)
 def test_attempts_with_a_revoked_key_are_in_its_tenants_access_log(
     server: ServerThread, tenant: Tenant
 ) -> None:
