@@ -123,6 +123,35 @@ END
 $$;
 
 --
+-- Name: dv_access_log_chain_holding(uuid, timestamp with time zone[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[], bigint[], bigint[], bytea[], uuid[], uuid[], timestamp with time zone[], inet[], uuid[], uuid[], double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision) RETURNS TABLE(seq bigint, row_hash bytea)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    FOR i IN 1 .. coalesce(cardinality(p_transfers), 0) LOOP
+        PERFORM 1 FROM transfer_keys
+          WHERE tenant_id = p_tenant AND transfer_id = p_transfers[i]
+            AND data_key_id = p_data_keys[i];
+        IF NOT FOUND
+           AND NOT dv_transfer_hold(p_tenant, p_transfers[i], p_data_keys[i], p_seconds) THEN
+            RAISE EXCEPTION 'a read''s hold on its data key was lost and the key destroyed'
+                USING ERRCODE = 'DV410';
+        END IF;
+    END LOOP;
+    RETURN QUERY
+    SELECT c.seq, c.row_hash
+      FROM dv_access_log_chain(p_tenant, p_ats, p_request_ids, p_key_ids, p_key_prefixes,
+                               p_ips, p_ip_hashes, p_methods, p_routes, p_statuses,
+                               p_bytes_in, p_bytes_out, p_subject_ref_hashes,
+                               p_artefact_ids, p_used_key_ids, p_used_ats, p_used_ips) c;
+END
+$$;
+
+--
 -- Name: dv_access_log_chain_releasing(uuid, timestamp with time zone[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[], bigint[], bigint[], bytea[], uuid[], uuid[], timestamp with time zone[], inet[], uuid[], uuid[]); Type: FUNCTION; Schema: public
 --
 
@@ -3028,6 +3057,13 @@ GRANT ALL ON FUNCTION public.dv_access_log_append(p_tenant uuid, p_expected_seq 
 
 REVOKE ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[]) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[]); Type: ACL; Schema: public

@@ -17,7 +17,9 @@ the request task is cancelled wherever it waits (a stalled `send` included), the
 - if not (an upload still receiving its body), the reason is answered as a problem.
 
 Either way the lease's streams are closed, which releases their data keys, and the
-event `transfer_cut` is logged. HEAD and single-message answers are not transfers.
+event `transfer_cut` is logged. HEAD and JSON answers are not transfers; an artefact's
+answer sent as one message (a seek's range, a small artefact) is, until that message is
+out: its plaintext waits in the process for as long as the client makes it wait.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.errors import Forbidden, KeyDestroyed, KeyNoLongerLive, NotFound, VaultError
-from vault.http.edge_limits import ABORT_CONNECTION
+from vault.http.edge_limits import ABORT_CONNECTION, WAIT_WRITTEN
 from vault.http.problems import problem_for, status_for
 from vault.http.state import VaultState, vault_state
 from vault.observability import events
@@ -103,14 +105,22 @@ def watch_transfer(request: Request, principal: Principal) -> TransferLease:
     return lease
 
 
-def idle_transfer(scope: Scope) -> TransferLease | None:
-    """This request's transfer lease if it holds rows in transfer_keys but no key any
-    more (a read answered in one message: decrypted whole before its status line), so
-    its release can ride on the access-log row's commit (vault/http/middleware.py)."""
+def unflushed_transfer(scope: Scope) -> TransferLease | None:
+    """This request's transfer lease if the read statement took holds for it without
+    their own WAL flush (a read answered in one message): its access-log row's commit,
+    which the answer waits for, confirms them (vault/http/middleware.py)."""
     watch: _Watch | None = scope.get("state", {}).get(_WATCH)
-    if watch is None or watch.lease is None or not watch.lease.idle:
+    if watch is None or watch.lease is None or not watch.lease.unflushed_holds:
         return None
     return watch.lease
+
+
+async def _written(scope: Scope) -> None:
+    """Wait until the connection's write buffer in this process is empty (the vault's
+    uvicorn protocol offers this; elsewhere the answer counts as out once handed over)."""
+    wait = scope.get("extensions", {}).get(WAIT_WRITTEN)
+    if wait is not None:
+        await wait()
 
 
 def _drop_connection(scope: Scope) -> bool:
@@ -138,9 +148,14 @@ class TransferWatchMiddleware:
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 watch.started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                watch.completed = True
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                if watch.lease is not None:
+                    await _written(scope)
+                # Completed once the last message has left the process, not when it is
+                # handed over: a cut landing while it waits (a client that stopped
+                # reading) still cuts it, and the transfer holds its keys until then.
+                watch.completed = True
 
         try:
             async with asyncio.timeout(None) as deadline:
