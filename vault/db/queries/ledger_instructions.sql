@@ -163,8 +163,12 @@ RETURNING id
 
 -- name: restricted_subject
 -- A subject the restored database does not know (it came after the backup, and so did
--- all its data): there, restricted, so nothing new is written for it.
-INSERT INTO subjects (tenant_id, id, ref_hash, restricted_at) VALUES ($1, $2, $3, $4)
+-- all its data): there, restricted, so nothing new is written for it. In the generation
+-- after every one an erasure of it covers (dv_erasure_from_generation, as an erasure
+-- request decides it), since erasures replayed before it (ledger_instructions.py) found
+-- no row to move past theirs: its next write must not land in a shredded generation.
+INSERT INTO subjects (tenant_id, id, ref_hash, restricted_at, generation)
+VALUES ($1, $2, $3, $4, dv_erasure_from_generation($1, $2))
 ON CONFLICT DO NOTHING
 RETURNING id
 
