@@ -1602,6 +1602,7 @@ CREATE TABLE public.subjects (
     ref_data_key_id uuid,
     restricted_at timestamp with time zone,
     restriction_reason_sealed bytea,
+    restriction_changes bigint DEFAULT 0 NOT NULL,
     CONSTRAINT subjects_generation_check CHECK ((generation >= 1))
 );
 
