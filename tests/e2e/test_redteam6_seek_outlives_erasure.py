@@ -142,11 +142,6 @@ def test_a_stalled_seek_does_not_deliver_plaintext_after_the_erasure_completed(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam6: a record read holds no key while its decrypted answer waits for a "
-    "stalled client; it is delivered after the erasure completed",
-)
 def test_a_stalled_record_read_does_not_deliver_plaintext_after_the_erasure_completed(
     vault: ServerThread,
 ) -> None:

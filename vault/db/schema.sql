@@ -825,6 +825,24 @@ END
 $$;
 
 --
+-- Name: dv_record_read_held(uuid, uuid, bytea, text, uuid, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision) RETURNS TABLE(subject_id uuid, ref_hash bytea, subject_generation integer, subject_created_at timestamp with time zone, restricted_at timestamp with time zone, erased_generations integer[], version integer, record_generation integer, value_sealed bytea, id uuid, purpose text, wrapped_key bytea, subject_key_id uuid, category text, generation integer, kek_version integer, subject_wrapped bytea, kek_wrapped bytea, ever_existed boolean, held boolean)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    SELECT r.*,
+           CASE WHEN r.id IS NOT NULL AND r.value_sealed IS NOT NULL
+                THEN dv_transfer_hold(p_tenant, p_transfer, r.id, p_seconds)
+                ELSE false END
+      FROM dv_record_read(p_tenant, p_key, p_ref_hash, p_name) r;
+END
+$$;
+
+--
 -- Name: dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid, uuid, uuid, bytea, bytea, integer); Type: FUNCTION; Schema: public
 --
 
@@ -3250,6 +3268,13 @@ GRANT ALL ON FUNCTION public.dv_record_next_version(p_tenant uuid, p_subject uui
 
 REVOKE ALL ON FUNCTION public.dv_record_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_record_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_record_write(p_tenant uuid, p_key uuid, p_subject uuid, p_name text, p_category text, p_generation integer, p_old_version integer, p_old_data_key uuid, p_data_key uuid, p_subject_key uuid, p_wrapped_data_key bytea, p_sealed bytea, p_size integer); Type: ACL; Schema: public

@@ -33,6 +33,11 @@ from vault.services.subjects import (
     readable_generations,
     subject_from_columns,
 )
+from vault.services.transfers import HELD_FOR_SECONDS, SubjectRead, TransferLease
+
+# How often a read looks again for a record whose version was replaced between finding
+# it and holding its key (a writer replacing it that often: the read fails, 410).
+HELD_READ_ATTEMPTS = 5
 
 Q = Queries("records")
 
@@ -174,10 +179,28 @@ class RecordService:
         ref: SubjectRef,
         name: str,
         access: SubjectAccess,
+        hold: TransferLease | None = None,
     ) -> bytes:
+        """The record's value. With `hold` (the request's transfer), the statement that
+        finds the record records its data key as held by it (migration 0035), and the
+        lease keeps it held and watched until it closes: the value, answered in one
+        message, may wait in the process for as long as a stalled client makes it wait,
+        and an erasure completes only once it has left (or the transfer was cut)."""
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, name)
+        if hold is None:
+            row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, name)
+        else:
+            for _ in range(HELD_READ_ATTEMPTS):
+                row = await self._db.tenant_fetchrow(
+                    tenant_id, Q.read_held, key, ref_hash, name, hold.id, HELD_FOR_SECONDS
+                )
+                if row is None or row["value_sealed"] is None or row["held"]:
+                    break
+                # The version found was replaced (its key shredded) after the statement's
+                # snapshot and before its hold: the next read finds the new one.
+            if row is not None and row["held"]:
+                hold.held_from_read(row["id"], flushed=False)
         if row is None:
             raise NotFound("no such subject")
         subject = subject_from_columns(tenant_id, row)
@@ -187,6 +210,12 @@ class RecordService:
                 raise Gone("this record was deleted")
             raise NotFound("no such record")
         check_generation(readable_generations(subject, access), row["record_generation"])
+        if hold is not None:
+            # KeyDestroyed if the statement found the key gone (it holds only live keys).
+            await hold.claim(row["id"])
+            hold.hold_until_closed(
+                row["id"], SubjectRead(ref_hash, row["record_generation"], access)
+            )
         data_key = await self._keyring.open_data_key(tenant_id, row)
         context = data_key.content_context(record_object(name, row["version"]))
         return open_record(data_key.key, bytes(row["value_sealed"]), context)
