@@ -87,13 +87,29 @@ class _Watch:
         with suppress(RuntimeError):  # the request ended meanwhile
             self.deadline.reschedule(asyncio.get_running_loop().time())
 
-    async def stop(self) -> None:
+    async def stop(self, *, wait_for_release: bool = True) -> None:
+        """Stop the watchdog and close the lease (its streams, and so its keys). Its
+        rows in transfer_keys are released before this returns, or, for a request the
+        server cancelled (the SIGTERM drain's end), in the background: that request
+        must reach the access log's row before the writer stops, whatever the database
+        makes the release wait for (the rows expire by the clock if it never runs)."""
         if self.task is not None:
             self.task.cancel()
             with suppress(asyncio.CancelledError):
                 await self.task
-        if self.lease is not None:
+        if self.lease is None:
+            return
+        if wait_for_release:
             await self.lease.close()
+            return
+        await self.lease.close(release=False)
+        release = asyncio.get_running_loop().create_task(self.lease.release())
+        _releasing.add(release)
+        release.add_done_callback(_releasing.discard)
+
+
+# Releases running in the background (`_Watch.stop`), referenced until they end.
+_releasing: set[asyncio.Task[None]] = set()
 
 
 def watch_transfer(request: Request, principal: Principal) -> TransferLease:
@@ -157,17 +173,21 @@ class TransferWatchMiddleware:
                 # reading) still cuts it, and the transfer holds its keys until then.
                 watch.completed = True
 
+        cancelled = False
         try:
             async with asyncio.timeout(None) as deadline:
                 watch.deadline = deadline
                 await self.app(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            cancelled = True  # by the server, not by the watchdog (that is TimeoutError)
+            raise
         except Exception:
             # The cancellation arrives as TimeoutError, or as whatever the request raised
             # while it unwound; anything else is not a cut.
             if watch.cut is None or not deadline.expired():
                 raise
         finally:
-            await watch.stop()
+            await watch.stop(wait_for_release=not cancelled)
         if watch.cut is None or not deadline.expired() or watch.completed:
             return  # not cut, or the whole answer was out before the cut landed
         await self._cut(vault, scope, receive, send, watch)

@@ -213,11 +213,12 @@ class TransferLease:
         except Exception as exc:
             log.warning("transfer_release_failed", error_type=type(exc).__name__)
 
-    async def close(self) -> None:
+    async def close(self, *, release: bool = True) -> None:
         """Close every registered stream, so the decrypting generators (and the keys in
         their frames) go now rather than whenever they are collected. A stream still
         running (an export's ZIP writer thread finishing one piece) sees `closed` and
-        stops at its next piece."""
+        stops at its next piece. Then release the rows in transfer_keys, unless the
+        caller does that itself (`release` False)."""
         self.closed = True
         streams, self._streams = self._streams, []
         for body in reversed(streams):
@@ -225,7 +226,8 @@ class TransferLease:
                 continue
             with suppress(Exception):
                 await body.aclose()
-        await self.release()
+        if release:
+            await self.release()
 
 
 async def watch_lease(
