@@ -1426,8 +1426,8 @@ CREATE TABLE public.ledger_outbox (
     published_at timestamp with time zone,
     ledger_seq bigint,
     fact jsonb,
-    CONSTRAINT ledger_outbox_fact_of_instructions CHECK (((fact IS NOT NULL) = (key_kind = ANY (ARRAY['erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text])))),
-    CONSTRAINT ledger_outbox_key_kind_check CHECK ((key_kind = ANY (ARRAY['subject'::text, 'data'::text, 'kek'::text, 'hmac'::text, 'erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text])))
+    CONSTRAINT ledger_outbox_fact_of_instructions CHECK (((fact IS NOT NULL) = (key_kind = ANY (ARRAY['erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text, 'restriction'::text, 'retention'::text, 'console_session'::text, 'webhook'::text])))),
+    CONSTRAINT ledger_outbox_key_kind_check CHECK ((key_kind = ANY (ARRAY['subject'::text, 'data'::text, 'kek'::text, 'hmac'::text, 'erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text, 'restriction'::text, 'retention'::text, 'console_session'::text, 'webhook'::text])))
 );
 
 ALTER TABLE ONLY public.ledger_outbox FORCE ROW LEVEL SECURITY;
