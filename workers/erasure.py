@@ -31,7 +31,7 @@ from vault.observability import events
 from vault.services.erasure_transitions import transition, transition_many
 from vault.services.keyring import KeyRing
 from vault.services.ledger_instructions import record_erasures
-from vault.services.tenants import list_tenants, load_settings
+from vault.services.tenants import list_tenants, load_settings_kept
 from vault.services.wakeups import LEDGER_PENDING, notify
 from workers.isolation import isolated
 
@@ -113,7 +113,9 @@ async def _shred_batch(
         )
         if not claimed:
             return 0
-        settings = await load_settings(conn, tenant_id)
+        # A settings change waits for this batch's commit: every instruction in it is
+        # decided on the settings read here (red team 3), and stands when it commits.
+        settings = await load_settings_kept(conn, tenant_id)
         destroyed = await _shred_claimed(conn, keyring, tenant_id, claimed, now, settings)
         # Their ledger rows are committed with this: the publisher runs at once.
         await notify(conn, LEDGER_PENDING, tenant_id)
@@ -234,7 +236,7 @@ async def _shred(
     covering = [erasure for erasure in erasures if erasure["subject_id"] is not None]
     if not covering:  # unknown references: nothing to shred
         return [(0, 0)] * len(erasures)
-    settings = settings or await load_settings(conn, tenant_id)
+    settings = settings or await load_settings_kept(conn, tenant_id)
     ids = [erasure["id"] for erasure in covering]
     live: dict[tuple[uuid.UUID, int], list[Any]] = {}
     for row in await conn.fetch(Q.shred_inputs, tenant_id, ids):
