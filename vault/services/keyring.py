@@ -399,7 +399,7 @@ class KeyRing:
         """Destroy the generation's subject keys (all, or those categories) that no hold
         covers, each with its shred-ledger row (naming `erasure_id`, if one asked); report
         what was destroyed and what holds kept. The caller records its own state change
-        in the same transaction. One statement (dv_destroy_subject_keys, migration 0032):
+        in the same transaction. One statement (dv_destroy_subject_keys, migration 0033):
         the subject's row lock, its live keys, the hold check (dv_holds_covering) and each
         destroy, in that order, as this method sent them one by one before."""
         rows = await conn.fetch(

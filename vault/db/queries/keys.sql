@@ -69,7 +69,7 @@ SELECT dv_destroy_data_key($1, $2)
 -- name: destroy_subject_keys
 -- A subject's live keys of one generation ($4: those categories, NULL all) that no hold
 -- covers destroyed, each with its shred-ledger outbox row ($5: the erasure that asked, or
--- NULL), under the subject's row lock (migration 0032): one row per key, destroyed_at
+-- NULL), under the subject's row lock (migration 0033): one row per key, destroyed_at
 -- (destroyed now) or hold_ids (kept by those holds).
 SELECT key_id, category, destroyed_at, hold_ids
   FROM dv_destroy_subject_keys($1, $2, $3, $4, $5)
