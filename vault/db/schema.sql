@@ -450,6 +450,7 @@ CREATE TABLE public.erasures (
     from_generation integer,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     overdue_reported_at timestamp with time zone,
+    restored_at timestamp with time zone,
     CONSTRAINT erasures_completed_at_means_completed CHECK (((completed_at IS NULL) OR (status = 'completed'::text))),
     CONSTRAINT erasures_generation_range CHECK ((((generation IS NULL) = (from_generation IS NULL)) AND (from_generation <= generation))),
     CONSTRAINT erasures_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'in_progress'::text, 'completed'::text, 'held'::text, 'cancelled'::text])))

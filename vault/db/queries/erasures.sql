@@ -178,7 +178,7 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
 -- - newest: the newest artefact or record of the key's category in its generation
 --   (statutory retention counts from it; the caller asks only where the tenant's
 --   settings may keep that category);
--- - stated_until: for an erasure restored from the shred ledger (its journal says so),
+-- - stated_until: for an erasure restored from the shred ledger (`restored_at`),
 --   the `until` it stated for that key: no retry keeps one for less, since the restored
 --   settings are older than the ones it was computed from. (A live erasure follows the
 --   tenant's settings: a shortened keep_at_least_days binds it after the closure delay.)
@@ -195,9 +195,7 @@ SELECT e.id AS erasure_id, k.generation, k.id AS key_id, k.category,
        (SELECT i.kept_until FROM erasure_items i
          WHERE i.tenant_id = e.tenant_id AND i.erasure_id = e.id AND i.key_id = k.id
            AND i.outcome = 'retained' AND i.kept_until IS NOT NULL
-           AND EXISTS (SELECT 1 FROM erasure_events ev
-                        WHERE ev.tenant_id = e.tenant_id AND ev.erasure_id = e.id
-                          AND ev.detail = 'restored from the shred ledger')) AS stated_until
+           AND e.restored_at IS NOT NULL) AS stated_until
   FROM erasures e
   JOIN subject_keys k ON k.tenant_id = e.tenant_id AND k.subject_id = e.subject_id
                      AND k.generation BETWEEN e.from_generation AND e.generation

@@ -77,6 +77,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO NOTHING
 
 -- name: erasure_restored
+-- Marks the erasure restored (`restored_at`, what the executor asks: migration 0034) and
+-- journals it for people.
+WITH marked AS (
+    UPDATE erasures SET restored_at = coalesce(restored_at, now())
+     WHERE tenant_id = $1 AND id = $2
+)
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, detail)
 VALUES ($1, $2, NULL, $3, 'restored from the shred ledger')
 
