@@ -7,11 +7,13 @@ access. A streamed body (downloads) starts at once and its row is committed befo
 last chunk; if that fails the connection is cut, so the client never sees a complete
 answer that was not logged. A client that hangs up part way is logged too (499, with the
 bytes sent so far), and so is a transfer the vault cut by the clock (vault/http/
-transfers.py: the status of the reason, 401, 404 or 503, with the bytes sent so far).
+transfers.py: the status of the reason, 401, 404 or 503, with the bytes sent so far) and
+a request cancelled when the SIGTERM drain time ran out (503, with the bytes sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -31,7 +33,7 @@ from vault.errors import Unavailable
 from vault.http.edge_limits import EDGE_REFUSAL, REFUSAL_DETAILS
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
-from vault.http.transfers import TransferCut
+from vault.http.transfers import TransferCut, idle_transfer
 from vault.services.access_log import AccessEntry
 
 log = structlog.get_logger("datavault.http")
@@ -166,6 +168,21 @@ class AccessLogMiddleware:
             # is what clears the flag.
             await _log_unavailable(exchange.request_id)(scope, counting_receive, logging_send)
             return
+        vault.access_log.request_started()
+        try:
+            await self._serve(vault, scope, exchange, counting_receive, logging_send, receive)
+        finally:
+            vault.access_log.request_ended()
+
+    async def _serve(
+        self,
+        vault: VaultState,
+        scope: Scope,
+        exchange: _Exchange,
+        counting_receive: Receive,
+        logging_send: Send,
+        receive: Receive,
+    ) -> None:
         try:
             await self.app(scope, counting_receive, logging_send)
             if not exchange.logged:
@@ -185,6 +202,15 @@ class AccessLogMiddleware:
             if not cut.connection_dropped:
                 raise ResponseCut(exchange.request_id) from None
             return
+        except asyncio.CancelledError:
+            # The server cancelled the request: the SIGTERM drain time ran out while it
+            # was still streaming (or receiving an upload). What went out, went out:
+            # logged as cut by the vault (503) with the bytes sent, before the writer
+            # stops (it waits for requests still unwinding), then the cancellation goes on.
+            if not exchange.logged:
+                exchange.status = 503
+                await self._record(vault, scope, exchange)
+            raise
         except ClientDisconnect:
             # The client went away mid-request (an interrupted upload): nothing to send,
             # but the attempt is logged. 499 is the conventional "client closed" code.
@@ -239,8 +265,14 @@ class AccessLogMiddleware:
         route = scope.get("route")
         route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
         ip = state.get("client_ip")
+        tenant_id = key.tenant_id if key else DEPLOYMENT_TENANT
+        # A read answered in one message holds no key by now: its transfer_keys rows go
+        # in the same commit as its row instead of a statement of their own.
+        lease = idle_transfer(scope)
+        if lease is not None and lease.tenant_id != tenant_id:
+            lease = None
         entry = AccessEntry(
-            tenant_id=key.tenant_id if key else DEPLOYMENT_TENANT,
+            tenant_id=tenant_id,
             at=datetime.now(UTC),
             request_id=exchange.request_id,
             method=scope["method"][:_MAX_LOGGED_METHOD],
@@ -254,11 +286,15 @@ class AccessLogMiddleware:
             bytes_out=exchange.bytes_out,
             subject_ref_hash=state.get("subject_ref_hash"),
             artefact_id=state.get("artefact_id"),
+            release_transfer=lease.id if lease is not None else None,
+            released_keys=tuple(lease.claimed_keys) if lease is not None else (),
         )
         exchange.logged = True
         try:
             await vault.access_log.record(entry)
             ok = True
+            if lease is not None:
+                lease.released_with_log()
         except Unavailable:
             ok = False
         duration = time.perf_counter() - exchange.started

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +31,9 @@ MAX_BATCH_ROWS = 500
 # Batches sent before the first of them has committed: overlaps one batch's round trip
 # and commit with the next one's; more would only queue on the chain head's row lock.
 MAX_BATCHES_IN_FLIGHT = 2
+# How long stopping waits for requests still finishing (those the drain's end cancelled:
+# they log themselves as they unwind) before it commits the last rows and stops.
+STOP_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,11 @@ class AccessEntry:
     artefact_id: uuid.UUID | None = None
     # False when the key was named but refused (allowed CIDRs): logged, but not a "use".
     key_authenticated: bool = False
+    # A transfer that ended with this request and holds no key any more (a read answered
+    # in one message), and the data keys it recorded as held: its transfer_keys rows are
+    # deleted in the row's commit (migration 0032). Not a column of the log.
+    release_transfer: uuid.UUID | None = None
+    released_keys: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass
@@ -67,6 +76,7 @@ class _TenantBatch:
     rows: list[_Pending]
     columns: list[list[object]]
     last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
+    releases: list[tuple[uuid.UUID, uuid.UUID]]  # (transfer, data key)
 
 
 class AccessLogWriter:
@@ -77,6 +87,11 @@ class AccessLogWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Requests that have yet to write their row (AccessLogMiddleware): stopping waits
+        # for them, so a request cut by the shutdown is still logged.
+        self._open_requests = 0
+        self._none_open = asyncio.Event()
+        self._none_open.set()
         # The last commit failed: writes are refused before they run (middleware), so
         # none commits its change while its own row could not be (no unlogged access).
         self.failing = False
@@ -87,8 +102,21 @@ class AccessLogWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="access-log-writer")
 
+    def request_started(self) -> None:
+        self._open_requests += 1
+        self._none_open.clear()
+
+    def request_ended(self) -> None:
+        self._open_requests -= 1
+        if self._open_requests <= 0:
+            self._none_open.set()
+
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
+        """Wait (up to STOP_WAIT_SECONDS) for requests still unwinding to queue their
+        rows, commit what is queued, then stop."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT_SECONDS):
+                await self._none_open.wait()
         self._closing = True
         self._wake.set()
         if self._task is not None:
@@ -136,13 +164,22 @@ class AccessLogWriter:
 
     async def _commit(self, groups: list[_TenantBatch]) -> None:
         for group in groups:
+            last_use = (
+                [key_id for key_id, _ in group.last_use],
+                [at for _, (at, _) in group.last_use],
+                [ip for _, (_, ip) in group.last_use],
+            )
             try:
-                await self._db.tenant_fetchrow(
-                    group.tenant_id, Q.append, *group.columns,
-                    [key_id for key_id, _ in group.last_use],
-                    [at for _, (at, _) in group.last_use],
-                    [ip for _, (_, ip) in group.last_use],
-                )  # fmt: skip
+                if group.releases:
+                    await self._db.tenant_fetchrow(
+                        group.tenant_id, Q.append_releasing, *group.columns, *last_use,
+                        [transfer for transfer, _ in group.releases],
+                        [key for _, key in group.releases],
+                    )  # fmt: skip
+                else:
+                    await self._db.tenant_fetchrow(
+                        group.tenant_id, Q.append, *group.columns, *last_use
+                    )
             except Exception as exc:
                 self.failing = True
                 log.error("access_log_write_failed", error_type=type(exc).__name__)
@@ -160,8 +197,11 @@ class AccessLogWriter:
         them), and the last use of each key that authenticated."""
         columns: list[list[object]] = [[] for _ in range(13)]
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
+        releases: list[tuple[uuid.UUID, uuid.UUID]] = []
         for pending in rows:
             entry = pending.entry
+            if entry.release_transfer is not None:
+                releases.extend((entry.release_transfer, key) for key in entry.released_keys)
             values = (
                 entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
                 self.ip_hash(entry.ip), entry.method, entry.route, entry.status,
@@ -171,4 +211,4 @@ class AccessLogWriter:
                 column.append(value)
             if entry.api_key_id is not None and entry.key_authenticated:
                 last_use[entry.api_key_id] = (entry.at, entry.ip)
-        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()))
+        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()), releases)
