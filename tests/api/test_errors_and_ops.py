@@ -32,8 +32,12 @@ def _route_table() -> list[tuple[str, str]]:
 # --- errors -------------------------------------------------------------------------------
 
 
+# Test ids name the random UUIDs' paths: xdist workers each collect the suite and must
+# arrive at the same ids.
 @pytest.mark.parametrize(
-    "path", ["/nope", "/v1/nothing-here", f"/v1/things/{uuid.uuid4()}", "/v2/api-keys"]
+    "path",
+    ["/nope", "/v1/nothing-here", f"/v1/things/{uuid.uuid4()}", "/v2/api-keys"],
+    ids=["nope", "nothing-here", "things-id", "v2-api-keys"],
 )
 def test_unknown_route_is_404_problem(server: ServerThread, path: str) -> None:
     with server.client() as http:
@@ -57,6 +61,7 @@ def test_known_route_is_not_404(server: ServerThread, tenant: Tenant) -> None:
         ("DELETE", "/v1/access-log", {"GET"}),
         ("POST", "/healthz", {"GET"}),
     ],
+    ids=["PUT-api-keys", "PATCH-api-keys", "GET-api-keys-id", "DELETE-access-log", "POST-healthz"],
 )
 def test_wrong_method_is_405_problem_with_allow_header(
     server: ServerThread, method: str, path: str, allowed: set[str]
