@@ -62,6 +62,47 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# --- the longest modules first -------------------------------------------------------------
+# `make pytest` hands whole modules to its xdist workers (--dist loadfile, in collection
+# order: --no-loadscope-reorder), so the run ends no sooner than its longest module
+# started plus that module's time. These, measured longest (pytest --durations), are
+# collected first, so no worker starts one of them late; the rest keep their order.
+# Only scheduling depends on the list: a module missing from it still runs.
+LONGEST_MODULES = (
+    "tests/model/test_deletion_model.py",
+    "tests/integration/test_ledger_signing.py",
+    "tests/integration/test_ledger_compaction.py",
+    "tests/e2e/test_worker_crash.py",
+    "tests/e2e/test_embedded_defaults.py",
+    "tests/e2e/test_playback_browser.py",
+    "tests/integration/test_audit_chain.py",
+    "tests/e2e/test_ledger_crash.py",
+    "tests/e2e/test_transfer_cut_on_restriction.py",
+    "tests/integration/test_disclosure_chain.py",
+    "tests/integration/test_access_anchor_history.py",
+    "tests/e2e/test_transfer_cut.py",
+    "tests/e2e/test_playback_cut.py",
+    "tests/e2e/test_export_memory.py",
+    "tests/e2e/test_interrupted_upload.py",
+    "tests/e2e/test_first_run_banner.py",
+    "tests/console/test_console_browser_officer.py",
+    "tests/console/test_console_browser.py",
+    "tests/e2e/test_graceful_shutdown.py",
+    "tests/api/test_openapi.py",
+    "tests/integration/test_restore_tightens.py",
+    "tests/integration/test_restore_keeps_instructions.py",
+    "tests/integration/test_redteam3_restore.py",
+    "tests/integration/test_redteam4_restore.py",
+    "tests/e2e/test_upload_memory.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own fixture-scope ordering, kept per module
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: place for place, module in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
+
+
 @pytest.fixture(scope="session")
 def pg_admin_url() -> str:
     if os.environ.get("DATABASE_URL"):
