@@ -21,6 +21,7 @@ from tests.support import (
     Tenant,
     make_tenant,
     new_database,
+    outside_pytest_tmp,
     private_server,
     running_server,
 )
@@ -178,6 +179,14 @@ def own_vault(
         pg_admin_url, tmp_path_factory.mktemp("own-vault"), **_SESSION_SETTINGS
     ) as server:
         yield server
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A test's own directory for a vault that starts the embedded PostgreSQL itself (no
+    DATABASE_URL), outside pytest's temp tree (tests/support.py outside_pytest_tmp)."""
+    with outside_pytest_tmp("datavault-test-embedded-") as path:
+        yield path
 
 
 @pytest.fixture
