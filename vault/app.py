@@ -224,8 +224,9 @@ def create_app(
         metrics.watch_auth_throttle(
             auth_throttle, settings.auth_failure_limit, settings.auth_failure_window_seconds
         )
-        # Controls (holds, cancellations, revocations, closures) publish their shred-ledger
-        # entry before they answer.
+        # Controls (holds, cancellations, revocations, closures, restrictions, retention,
+        # console sign-outs, webhook deletions) publish their shred-ledger entry before they
+        # answer.
         inline_ledger = InlineLedger(
             lambda: publish_pending(
                 db,
@@ -249,7 +250,7 @@ def create_app(
             subject_refs=refs,
             keyring=keyring,
             subjects=subject_service,
-            subject_status=SubjectStatusService(db, subject_service),
+            subject_status=SubjectStatusService(db, subject_service, inline_ledger),
             artefacts=artefact_service,
             records=RecordService(db, keyring, subject_service),
             export=ExportService(
@@ -267,7 +268,9 @@ def create_app(
                 allow_private_networks=settings.webhook_allow_private_networks,
             ),
         )
-        app.state.console = ConsoleState(SessionStore(db), secrets.anchor_keys)
+        app.state.console = ConsoleState(
+            SessionStore(db, ledger=inline_ledger), secrets.anchor_keys
+        )
         # `datavault api` serves only; `serve` and `worker` run the background jobs.
         anchors = AnchorMemory()  # the anchor job's, and the last anchoring's on shutdown
         # The erasure executor and the ledger publisher run when the work is committed.

@@ -12,7 +12,7 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
-from vault.cli_errors import CommandError
+from vault.cli.errors import CommandError
 from vault.services.receipt_verify import load_receipt_json
 
 RECEIPT_KEYS_PATH = "/v1/receipt-keys"

@@ -1,13 +1,14 @@
-"""Red team 4: controls a restored database backup still loosens after migration 0030
+"""Red team 4: controls a restored database backup still loosened after migration 0030
 (vault/services/ledger_controls.py records erasure requests, cancellations, key
-revocations, closures and pending release requests, and replays them on start).
+revocations, closures and pending release requests, and replays them on start); the
+four found here are recorded since migration 0031 (vault/services/ledger_standing.py).
 
 Each test takes a real `pg_dump` of a running vault, changes a control through the HTTP
 API, restores the dump into a fresh database and starts a vault on it (start-up replays
 the shred ledger before serving), then asks what a user relies on. A control test shows
-the same control holds on the live database, so an xfail fails only because of the
-restore; staging steps raise RuntimeError, so only the final expectation can be the
-xfail's AssertionError."""
+the same control holds on the live database, so a failure is the restore's; staging
+steps raise RuntimeError, so a scenario that did not happen cannot pass for the
+expectation."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.console.support import sign_in, signed_in_token
@@ -95,10 +95,6 @@ def test_control_a_restriction_stops_the_applications_reads(private_vault: Setti
     assert after.status_code == 403, after.text
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="red team: a restriction of processing placed after the backup is lost on restore",
-)  # fmt: skip
 def test_a_restriction_placed_after_the_backup_survives_a_restore(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -107,10 +103,11 @@ def test_a_restriction_placed_after_the_backup_survives_a_restore(
     restriction, 200, status restricted); the database is lost and the dump restored;
     a vault starts on it (the shred ledger is replayed). Expected: the restriction is a
     control the tenant placed, so the application's read key still gets 403 and the
-    subject still shows `restricted`. Observed: the restriction is not an instruction
-    entry (ledger_controls records erasure requests, key revocations and closures only),
-    so the restored vault serves the restricted data to the application again (200) and
-    lets it write and delete it."""
+    subject still shows `restricted`. Observed before the fix: the restriction was not an
+    instruction entry (ledger_controls recorded erasure requests, key revocations and
+    closures only), so the restored vault served the restricted data to the application
+    again (200) and let it write and delete it. Now recorded (`restriction`, migration
+    0031)."""
     url = private_vault.database_url or ""
     tenant = make_tenant(private_vault, url)
     dump = tmp_path / "nightly.dump"
@@ -219,11 +216,6 @@ def test_control_a_shortened_retention_shreds_on_time(private_vault: Settings) -
     assert after.status_code in (404, 410), after.text
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="red team: a retention period shortened after the backup is lengthened again "
-    "by a restore",
-)  # fmt: skip
 def test_a_retention_shortened_after_the_backup_still_binds_after_a_restore(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -232,9 +224,9 @@ def test_a_retention_shortened_after_the_backup_still_binds_after_a_restore(
     /v1/tenant/settings, 200); the database is lost and the dump restored; a vault starts
     on it; two days later the retention job runs. Expected: the tenant's deletion
     instruction stands, so the ticket is shredded (404/410) as on the live database.
-    Observed: tenant settings are not instruction entries, so the restored vault keeps
-    the 3-year policy and the ticket stays readable (200) for years: a deletion
-    schedule the tenant tightened is silently loosened."""
+    Observed before the fix: tenant settings were not instruction entries, so the
+    restored vault kept the 3-year policy and the ticket stayed readable (200) for
+    years. Now recorded (`retention`, migration 0031)."""
     url = private_vault.database_url or ""
     tenant = make_tenant(private_vault, url)
     dump = tmp_path / "nightly.dump"
@@ -284,11 +276,6 @@ def test_control_a_signed_out_console_session_is_dead(private_vault: Settings) -
     assert page.status_code == 303, page.text
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="red team: a console session signed out after the backup works again after a "
-    "restore",
-)  # fmt: skip
 def test_a_console_session_signed_out_after_the_backup_stays_dead(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -296,10 +283,10 @@ def test_a_console_session_signed_out_after_the_backup_stays_dead(
     pg_dump; the officer signs out (the cookie may have been copied, e.g. on a shared
     machine: signing out is how the officer ends it); the database is lost and the dump
     restored; a vault starts on it; the copied cookie is presented. Expected: dead, like
-    a revoked API key after a restore (303 to the sign-in page). Observed: a sign-out is
-    not an instruction entry, so the restored database's session row is live again and
-    the cookie opens the console with the officer's compliance scope (200) until the
-    session's own expiry."""
+    a revoked API key after a restore (303 to the sign-in page). Observed before the fix:
+    a sign-out was not an instruction entry, so the restored database's session row was
+    live again and the cookie opened the console with the officer's compliance scope
+    (200) until the session's own expiry. Now recorded (`console_session`)."""
     url = private_vault.database_url or ""
     tenant = make_tenant(private_vault, url)
     dump = tmp_path / "nightly.dump"
@@ -355,10 +342,6 @@ def test_control_a_deleted_webhook_is_gone(private_vault: Settings) -> None:
     assert hook not in listed
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="red team: a webhook endpoint deleted after the backup is live again after a restore",
-)  # fmt: skip
 def test_a_webhook_deleted_after_the_backup_stays_deleted(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:
@@ -366,10 +349,10 @@ def test_a_webhook_deleted_after_the_backup_stays_deleted(
     it (204; its signing secret is shredded: secret_wrapped NULL), e.g. because the
     receiving system was retired; the database is lost and the dump restored; a vault
     starts on it. Expected: the endpoint stays deleted, as an instruction the tenant
-    gave. Observed: deleting a webhook is not an instruction entry, so the restored
-    vault lists it again (its row and wrapped secret are back), so events (ids,
-    statuses, subject_ref_hash) would go to the retired URL again; delivery itself is
-    not driven here."""
+    gave. Observed before the fix: deleting a webhook was not an instruction entry, so
+    the restored vault listed it again (its row and wrapped secret back), and events
+    (ids, statuses, subject_ref_hash) would have gone to the retired URL again. Now
+    recorded (`webhook`); delivery itself is not driven here."""
     settings = _hooks_allowed(private_vault)
     url = settings.database_url or ""
     tenant = make_tenant(settings, url)

@@ -29,7 +29,7 @@ def test_duplicate_slug_exits_1_with_a_message_and_no_second_key(private_vault: 
 
     again = _tenant_create(private_vault, "acme")
     assert again.returncode == 1
-    # --json: the error is the one JSON line on stdout (vault/cli_errors.py).
+    # --json: the error is the one JSON line on stdout (vault/cli/errors.py).
     assert json.loads(again.stdout) == {
         "error": "a tenant with slug 'acme' exists already",
         "exit_code": 1,

@@ -123,6 +123,37 @@ END
 $$;
 
 --
+-- Name: dv_access_log_chain_releasing(uuid, timestamp with time zone[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[], bigint[], bigint[], bytea[], uuid[], uuid[], timestamp with time zone[], inet[], uuid[], uuid[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[]) RETURNS TABLE(seq bigint, row_hash bytea)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    FOR i IN 1 .. coalesce(cardinality(p_transfers), 0) LOOP
+        PERFORM 1 FROM transfer_keys
+          WHERE tenant_id = p_tenant AND transfer_id = p_transfers[i]
+            AND data_key_id = p_data_keys[i];
+        -- Is the key live? dv_transfer_hold answers that (and holds it, expired at once:
+        -- the DELETE below removes it in this transaction).
+        IF NOT FOUND AND NOT dv_transfer_hold(p_tenant, p_transfers[i], p_data_keys[i], 0) THEN
+            RAISE EXCEPTION 'a read''s hold on its data key was lost and the key destroyed'
+                USING ERRCODE = 'DV410';
+        END IF;
+    END LOOP;
+    DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = ANY(p_transfers);
+    RETURN QUERY
+    SELECT c.seq, c.row_hash
+      FROM dv_access_log_chain(p_tenant, p_ats, p_request_ids, p_key_ids, p_key_prefixes,
+                               p_ips, p_ip_hashes, p_methods, p_routes, p_statuses,
+                               p_bytes_in, p_bytes_out, p_subject_ref_hashes,
+                               p_artefact_ids, p_used_key_ids, p_used_ats, p_used_ips) c;
+END
+$$;
+
+--
 -- Name: dv_age_access_log_ips(timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: datavault_ip_retention
 --
 
@@ -187,6 +218,26 @@ BEGIN
       LEFT JOIN data_keys d ON d.tenant_id = p_tenant AND d.id = a.data_key_id
       LEFT JOIN subject_keys sk ON sk.tenant_id = p_tenant AND sk.id = d.subject_key_id
       LEFT JOIN tenant_keks k ON k.tenant_id = p_tenant AND k.version = sk.kek_version;
+END
+$$;
+
+--
+-- Name: dv_artefact_read_held(uuid, uuid, bytea, uuid, uuid, double precision, boolean); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision, p_flush boolean) RETURNS TABLE(subject_id uuid, ref_hash bytea, subject_generation integer, subject_created_at timestamp with time zone, restricted_at timestamp with time zone, erased_generations integer[], artefact_id uuid, artefact_category text, artefact_generation integer, data_key_id uuid, blob_key text, state text, content_type text, size bigint, segment_size integer, metadata_sealed bytea, created_at timestamp with time zone, expires_at timestamp with time zone, id uuid, purpose text, wrapped_key bytea, subject_key_id uuid, category text, generation integer, kek_version integer, subject_wrapped bytea, kek_wrapped bytea, held boolean)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NOT p_flush THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    RETURN QUERY
+    SELECT r.*,
+           CASE WHEN r.data_key_id IS NOT NULL AND r.state NOT IN ('uploading', 'deleted')
+                THEN dv_transfer_hold(p_tenant, p_transfer, r.data_key_id, p_seconds)
+                ELSE false END
+      FROM dv_artefact_read(p_tenant, p_key, p_ref_hash, p_artefact) r;
 END
 $$;
 
@@ -1384,8 +1435,8 @@ CREATE TABLE public.ledger_outbox (
     published_at timestamp with time zone,
     ledger_seq bigint,
     fact jsonb,
-    CONSTRAINT ledger_outbox_fact_of_instructions CHECK (((fact IS NOT NULL) = (key_kind = ANY (ARRAY['erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text])))),
-    CONSTRAINT ledger_outbox_key_kind_check CHECK ((key_kind = ANY (ARRAY['subject'::text, 'data'::text, 'kek'::text, 'hmac'::text, 'erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text])))
+    CONSTRAINT ledger_outbox_fact_of_instructions CHECK (((fact IS NOT NULL) = (key_kind = ANY (ARRAY['erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text, 'restriction'::text, 'retention'::text, 'console_session'::text, 'webhook'::text])))),
+    CONSTRAINT ledger_outbox_key_kind_check CHECK ((key_kind = ANY (ARRAY['subject'::text, 'data'::text, 'kek'::text, 'hmac'::text, 'erasure'::text, 'hold'::text, 'erasure_request'::text, 'api_key'::text, 'closure'::text, 'restriction'::text, 'retention'::text, 'console_session'::text, 'webhook'::text])))
 );
 
 ALTER TABLE ONLY public.ledger_outbox FORCE ROW LEVEL SECURITY;
@@ -2979,6 +3030,13 @@ REVOKE ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp
 GRANT ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[]) TO datavault_app;
 
 --
+-- Name: FUNCTION dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[]) TO datavault_app;
+
+--
 -- Name: FUNCTION dv_age_access_log_ips(p_full_before timestamp with time zone, p_drop_before timestamp with time zone, p_limit integer); Type: ACL; Schema: public; Owner: datavault_ip_retention
 --
 
@@ -2991,6 +3049,13 @@ GRANT ALL ON FUNCTION public.dv_age_access_log_ips(p_full_before timestamp with 
 
 REVOKE ALL ON FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_artefact_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision, p_flush boolean); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision, p_flush boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_artefact_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_artefact uuid, p_transfer uuid, p_seconds double precision, p_flush boolean) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_destroy_data_key(p_tenant uuid, p_data_key uuid); Type: ACL; Schema: public

@@ -27,7 +27,12 @@ from vault.domain.ranges import ByteRange
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Forbidden, NotFound, Throttled
-from vault.http.artefacts import RANGE_HEADER, content_answers, content_response
+from vault.http.artefacts import (
+    RANGE_HEADER,
+    answered_in_one_message,
+    content_answers,
+    content_response,
+)
 from vault.http.models.playback import LinkRequest, PlaybackLink
 from vault.http.operation import Tag, created, operation, render
 from vault.http.params import path_uuid
@@ -116,18 +121,20 @@ async def _play(request: Request) -> Response:
     request.state.principal = use.principal
     request.state.key_prefix = use.principal.prefix
     tenant_id, artefacts = use.principal.tenant_id, state.artefacts
+    # A GET holds the data key from the statement that finds it (migration 0032).
+    lease = watch_transfer(request, use.principal) if request.method != "HEAD" else None
     try:
         # The link's key was found live by `resolve` just now: None, not checked again.
         located = await artefacts.locate_by_ref_hash(
-            tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS
-        )
+            tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, lease,
+            one_message=answered_in_one_message(request),
+        )  # fmt: skip
     except (NotFound, Forbidden):  # deleted (410), erased, restricted (403): all dead
         raise NotFound(DEAD_LINK) from None
 
     async def open_body(byte_range: ByteRange | None) -> Content:
-        return await artefacts.open_content(
-            located, byte_range, watch_transfer(request, use.principal)
-        )
+        assert lease is not None  # a HEAD never opens the body
+        return await artefacts.open_content(located, byte_range, lease)
 
     return await content_response(request, located.artefact, open_body)
 

@@ -43,10 +43,16 @@ async def show_tenant(request: Request, caller: Principal) -> Response:
 )  # fmt: skip
 async def patch_settings(request: Request, caller: Principal, body: SettingsChange) -> Response:
     state = vault_state(request)
+    patch = msgspec.to_builtins(body)
     updated = await update_settings(
-        state.db, caller.tenant_id, msgspec.to_builtins(body), state.settings.max_artefact_bytes,
+        state.db, caller.tenant_id, patch, state.settings.max_artefact_bytes,
         timedelta(days=state.settings.closure_delay_days),
     )  # fmt: skip
+    if "retention" in patch:
+        # In the shred ledger before the answer: a restored backup keeps the new policy.
+        await state.ledger.make_durable(
+            "retention_ledger_entry_deferred", tenant_id=str(caller.tenant_id)
+        )
     return render(Settings.of(updated))
 
 

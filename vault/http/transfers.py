@@ -103,6 +103,16 @@ def watch_transfer(request: Request, principal: Principal) -> TransferLease:
     return lease
 
 
+def idle_transfer(scope: Scope) -> TransferLease | None:
+    """This request's transfer lease if it holds rows in transfer_keys but no key any
+    more (a read answered in one message: decrypted whole before its status line), so
+    its release can ride on the access-log row's commit (vault/http/middleware.py)."""
+    watch: _Watch | None = scope.get("state", {}).get(_WATCH)
+    if watch is None or watch.lease is None or not watch.lease.idle:
+        return None
+    return watch.lease
+
+
 def _drop_connection(scope: Scope) -> bool:
     """Reset the connection now (the vault's uvicorn protocol offers this); False where the
     server does not, which then closes it when the request fails."""

@@ -102,8 +102,13 @@ async def show_webhook(request: Request, caller: Principal) -> Response:
     scope=Scope.ADMIN, answers={204: no_content("Deleted")}, errors=(404,),
 )  # fmt: skip
 async def delete_webhook(request: Request, caller: Principal) -> Response:
-    await vault_state(request).webhooks.delete(
+    vault = vault_state(request)
+    await vault.webhooks.delete(
         caller.tenant_id, path_uuid(request.path_params["webhook_id"]), caller.key_id
+    )
+    # In the shred ledger before the answer: a restored backup keeps it deleted.
+    await vault.ledger.make_durable(
+        "webhook_ledger_entry_deferred", tenant_id=str(caller.tenant_id)
     )
     return Response(status_code=204)
 

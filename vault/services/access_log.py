@@ -49,6 +49,11 @@ class AccessEntry:
     artefact_id: uuid.UUID | None = None
     # False when the key was named but refused (allowed CIDRs): logged, but not a "use".
     key_authenticated: bool = False
+    # A transfer that ended with this request and holds no key any more (a read answered
+    # in one message), and the data keys it recorded as held: its transfer_keys rows are
+    # deleted in the row's commit (migration 0032). Not a column of the log.
+    release_transfer: uuid.UUID | None = None
+    released_keys: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass
@@ -67,6 +72,7 @@ class _TenantBatch:
     rows: list[_Pending]
     columns: list[list[object]]
     last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
+    releases: list[tuple[uuid.UUID, uuid.UUID]]  # (transfer, data key)
 
 
 class AccessLogWriter:
@@ -136,13 +142,22 @@ class AccessLogWriter:
 
     async def _commit(self, groups: list[_TenantBatch]) -> None:
         for group in groups:
+            last_use = (
+                [key_id for key_id, _ in group.last_use],
+                [at for _, (at, _) in group.last_use],
+                [ip for _, (_, ip) in group.last_use],
+            )
             try:
-                await self._db.tenant_fetchrow(
-                    group.tenant_id, Q.append, *group.columns,
-                    [key_id for key_id, _ in group.last_use],
-                    [at for _, (at, _) in group.last_use],
-                    [ip for _, (_, ip) in group.last_use],
-                )  # fmt: skip
+                if group.releases:
+                    await self._db.tenant_fetchrow(
+                        group.tenant_id, Q.append_releasing, *group.columns, *last_use,
+                        [transfer for transfer, _ in group.releases],
+                        [key for _, key in group.releases],
+                    )  # fmt: skip
+                else:
+                    await self._db.tenant_fetchrow(
+                        group.tenant_id, Q.append, *group.columns, *last_use
+                    )
             except Exception as exc:
                 self.failing = True
                 log.error("access_log_write_failed", error_type=type(exc).__name__)
@@ -160,8 +175,11 @@ class AccessLogWriter:
         them), and the last use of each key that authenticated."""
         columns: list[list[object]] = [[] for _ in range(13)]
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
+        releases: list[tuple[uuid.UUID, uuid.UUID]] = []
         for pending in rows:
             entry = pending.entry
+            if entry.release_transfer is not None:
+                releases.extend((entry.release_transfer, key) for key in entry.released_keys)
             values = (
                 entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
                 self.ip_hash(entry.ip), entry.method, entry.route, entry.status,
@@ -171,4 +189,4 @@ class AccessLogWriter:
                 column.append(value)
             if entry.api_key_id is not None and entry.key_authenticated:
                 last_use[entry.api_key_id] = (entry.at, entry.ip)
-        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()))
+        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()), releases)

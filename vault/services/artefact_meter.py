@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import zlib
+
+from isal.isal_zlib import crc32
 
 from vault.errors import TooLarge
 
@@ -12,7 +13,11 @@ class UploadMeter:
     """The plaintext's size, SHA-256 and CRC-32 (the export's ZIP entries need the CRC),
     and a bound that stops an upload growing past the limit before any more of it is
     stored. `count` runs on the event loop, before a piece is handed on; `digest` may run
-    on another thread (hashlib and zlib release the GIL), one piece at a time, in order."""
+    on another thread (hashlib releases the GIL), one piece at a time, in order.
+
+    The CRC-32 is ISA-L's (the `isal` package): the same CRC-32 as zlib.crc32, computed
+    with carry-less multiplication at ~0.02 CPU s per GiB where zlib's table takes ~0.27
+    (issue 19: the upload's CPU budget)."""
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
@@ -27,7 +32,7 @@ class UploadMeter:
 
     def digest(self, chunk: bytes) -> None:
         self._sha256.update(chunk)
-        self.crc32 = zlib.crc32(chunk, self.crc32)
+        self.crc32 = crc32(chunk, self.crc32)
 
     @property
     def sha256(self) -> str:

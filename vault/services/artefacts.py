@@ -55,7 +55,7 @@ from vault.services.subjects import (
     subject_from_columns,
 )
 from vault.services.tenants import load_settings
-from vault.services.transfers import SubjectRead, TransferLease
+from vault.services.transfers import HELD_FOR_SECONDS, SubjectRead, TransferLease
 from vault.services.upload_pipeline import sealed_upload
 
 Q = Queries("artefacts")
@@ -273,21 +273,39 @@ class ArtefactService:
 
     async def locate(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
-        artefact_id: uuid.UUID, access: SubjectAccess,
+        artefact_id: uuid.UUID, access: SubjectAccess, hold: TransferLease | None = None,
+        *, one_message: bool = False,
     ) -> Located:  # fmt: skip
         """The artefact, its access checked, with its data key open: one statement
         (dv_artefact_read, migration 0024), which also checks `key` (the request's API
-        key when recognised from memory; None: checked already) is still live."""
+        key when recognised from memory; None: checked already) is still live. With
+        `hold` (a download about to open the content under that lease), the same
+        statement records the data key as held by it (migration 0032), so `open_content`
+        needs no round trip of its own for that. `one_message`: the answer is known to
+        be at most WHOLE_ANSWER_BYTES (a bounded range), so it goes out only after its
+        access-log row's commit, which makes the hold durable: the hold's own commit
+        need not wait for the WAL flush."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        return await self.locate_by_ref_hash(tenant_id, key, ref_hash, artefact_id, access)
+        return await self.locate_by_ref_hash(
+            tenant_id, key, ref_hash, artefact_id, access, hold, one_message=one_message
+        )
 
     async def locate_by_ref_hash(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref_hash: bytes,
-        artefact_id: uuid.UUID, access: SubjectAccess,
+        artefact_id: uuid.UUID, access: SubjectAccess, hold: TransferLease | None = None,
+        *, one_message: bool = False,
     ) -> Located:  # fmt: skip
         """`locate` for a caller that knows the subject only by its reference's keyed
         hash (a playback link, which never holds the reference)."""
-        row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, artefact_id)
+        if hold is None:
+            row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, artefact_id)
+        else:
+            row = await self._db.tenant_fetchrow(
+                tenant_id, Q.read_held, key, ref_hash, artefact_id, hold.id, HELD_FOR_SECONDS,
+                not one_message,
+            )  # fmt: skip
+            if row is not None and row["held"]:
+                hold.held_from_read(row["data_key_id"])
         if row is None:
             raise NotFound("no such subject")
         if row["artefact_id"] is None or row["state"] == "uploading":
@@ -335,7 +353,8 @@ class ArtefactService:
         line is sent. The data key is held under `lease` while the body is open, and the
         body closes with the lease. Before anything is decrypted the lease records the
         key as held in the database, if it is still live (KeyDestroyed otherwise), so
-        an erasure shredding it completes only once this transfer has ended or been cut."""
+        an erasure shredding it completes only once this transfer has ended or been cut:
+        in `locate`'s statement when it was given the lease, else here."""
         artefact, data_key = located.artefact, located.take_key()
         await lease.claim(data_key.id)
         body = self._plaintext(

@@ -20,6 +20,8 @@ from vault.db.sql import Queries
 from vault.domain.client_ip import IPAddress
 from vault.domain.scopes import Scope
 from vault.services.api_keys import Principal
+from vault.services.ledger_inline import InlineLedger
+from vault.services.ledger_standing import record_session_ended
 
 Q = Queries("console")
 
@@ -52,9 +54,15 @@ class ConsoleSession:
 
 
 class SessionStore:
-    def __init__(self, db: Database, clock: Clock = utc_now) -> None:
+    """`ledger`: publishes a sign-out's shred-ledger entry before the answer, so a
+    restored backup does not bring the session back (vault/services/ledger_standing.py)."""
+
+    def __init__(
+        self, db: Database, clock: Clock = utc_now, *, ledger: InlineLedger | None = None
+    ) -> None:
         self._db = db
         self.clock = clock
+        self._ledger = ledger if ledger is not None else InlineLedger(None)
 
     async def open(self, principal: Principal) -> tuple[str, ConsoleSession]:
         """A new session for a key that was just authenticated: (cookie token, session)."""
@@ -106,8 +114,12 @@ class SessionStore:
         )
 
     async def close(self, session: ConsoleSession) -> None:
-        async with self._db.tenant_tx(session.principal.tenant_id) as conn:
-            await conn.execute(Q.delete_session, session.principal.tenant_id, session.id)
+        """Signed out (or replaced by a new sign-in in the same browser): dead for good."""
+        tenant_id = session.principal.tenant_id
+        async with self._db.tenant_tx(tenant_id) as conn:
+            await conn.execute(Q.delete_session, tenant_id, session.id)
+            await record_session_ended(conn, tenant_id, session.id)
+        await self._ledger.make_durable("sign_out_ledger_entry_deferred", tenant_id=str(tenant_id))
 
     async def delete_expired(self, tenant_id: uuid.UUID) -> int:
         return await delete_expired_sessions(self._db, tenant_id, self.clock())

@@ -55,6 +55,7 @@ from vault.services.ledger_objects import (
     fetch_in_order,
     parse_entry,
 )
+from vault.services.ledger_standing import replay_standing
 from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
 from vault.services.receipts import published_keys
 
@@ -376,6 +377,9 @@ async def reconcile_on_start(
                 # Cancellations, revocations, closures (vault/services/ledger_controls.py),
                 # after the erasures that shredded, which they must not schedule again.
                 await replay_controls(conn, tenant_id, instructions[tenant_id])
+                # Restrictions, retention, console sign-outs, deleted webhooks
+                # (vault/services/ledger_standing.py).
+                await replay_standing(conn, tenant_id, instructions[tenant_id])
     return redestroyed
 
 

@@ -56,9 +56,10 @@ def _parse_time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value is not None else None
 
 
-async def _record(
+async def record_instruction(
     conn: Connection, tenant_id: uuid.UUID, kind: str, key_id: uuid.UUID, fact: dict[str, Any]
 ) -> None:
+    """An instruction entry into the outbox, in the caller's transaction."""
     # No erasure_id: these rows hold up no erasure's completion.
     await conn.execute(Q.record, tenant_id, kind, key_id, None, json.dumps(fact))
 
@@ -83,13 +84,13 @@ async def record_erasure_request(
         "due_at": _time(row["due_at"]),
         "braked": row["braked"],
     }
-    await _record(conn, tenant_id, ERASURE_REQUEST, erasure_id, fact)
+    await record_instruction(conn, tenant_id, ERASURE_REQUEST, erasure_id, fact)
 
 
 async def record_key_revoked(
     conn: Connection, tenant_id: uuid.UUID, key_id: uuid.UUID, revoked_at: datetime
 ) -> None:
-    await _record(
+    await record_instruction(
         conn, tenant_id, API_KEY, key_id, {"key_id": str(key_id), "revoked_at": _time(revoked_at)}
     )
 
@@ -105,7 +106,7 @@ async def record_closure(
         "due_at": _time(due_at),
         "requested_by": str(requested_by) if requested_by else None,
     }
-    await _record(conn, tenant_id, CLOSURE, tenant_id, fact)
+    await record_instruction(conn, tenant_id, CLOSURE, tenant_id, fact)
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,16 @@ HOLD = "hold"
 ERASURE_REQUEST = "erasure_request"
 API_KEY = "api_key"
 CLOSURE = "closure"
-INSTRUCTION_KINDS = frozenset({ERASURE, HOLD, ERASURE_REQUEST, API_KEY, CLOSURE})
+# Migration 0031 (vault/services/ledger_standing.py): a restriction of processing placed or
+# lifted, a retention policy changed, a console session ended, a webhook endpoint deleted.
+RESTRICTION = "restriction"
+RETENTION = "retention"
+CONSOLE_SESSION = "console_session"
+WEBHOOK = "webhook"
+INSTRUCTION_KINDS = frozenset(
+    {ERASURE, HOLD, ERASURE_REQUEST, API_KEY, CLOSURE, RESTRICTION, RETENTION, CONSOLE_SESSION,
+     WEBHOOK}
+)  # fmt: skip
 # holds.reference is required; the ledger does not carry the tenant's free text.
 RESTORED_REFERENCE = "(restored from the shred ledger)"
 

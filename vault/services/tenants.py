@@ -23,6 +23,7 @@ from vault.domain.secret_text import SecretText
 from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, InvalidInput, NotFound, UnknownTenant
 from vault.services.api_keys import ApiKeyService
+from vault.services.ledger_standing import record_retention
 
 Q = Queries("tenants")
 
@@ -137,4 +138,8 @@ async def update_settings(
         current = TenantSettings.from_document(json.loads(document) if document else {})
         updated = current.apply(patch, deployment_max, now, closure_delay)
         await conn.execute(Q.store_settings, tenant_id, json.dumps(updated.to_document()))
+        if (updated.retention, updated.pending) != (current.retention, current.pending):
+            # A restored backup must not bring back the retention it replaced
+            # (vault/services/ledger_standing.py).
+            await record_retention(conn, tenant_id, updated)
     return updated.as_of(now)

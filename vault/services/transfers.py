@@ -87,6 +87,10 @@ class TransferLease:
         self._data_keys: Counter[uuid.UUID] = Counter()
         self._reads: dict[uuid.UUID, SubjectRead] = {}
         self._claimed = False  # any rows in transfer_keys to delete on close
+        # Keys the statement that found them recorded as held (migration 0032).
+        self._held_in_read: set[uuid.UUID] = set()
+        # Every key it has recorded as held (what a release with the access log checks).
+        self.claimed_keys: set[uuid.UUID] = set()
         self._streams: list[AsyncGenerator[bytes, None]] = []
         self.ended = False
         self.closed = False
@@ -97,6 +101,9 @@ class TransferLease:
         statement of its own that refuses a key destroyed since it was read
         (KeyDestroyed). The row lives until the lease closes, or expires by the clock."""
         self._claimed = True  # a row may be there whatever happens next
+        self.claimed_keys.add(data_key_id)
+        if conn is None and data_key_id in self._held_in_read:
+            return  # recorded by the read's own statement, still live then
         if conn is not None:
             await conn.execute(Q.hold_key, self.tenant_id, self.id, data_key_id, HELD_FOR_SECONDS)
             return
@@ -105,6 +112,37 @@ class TransferLease:
         )
         if held is None or not held[0]:
             raise KeyDestroyed("the data key was destroyed")
+
+    def held_from_read(self, data_key_id: uuid.UUID) -> None:
+        """The statement that found the key recorded it as held by this transfer, in its
+        own snapshot and only while it was live (artefacts.sql `read_held`): `claim`
+        then sends nothing more for it."""
+        self._claimed = True
+        self._held_in_read.add(data_key_id)
+        self.claimed_keys.add(data_key_id)
+
+    @property
+    def idle(self) -> bool:
+        """A read's lease that holds rows in transfer_keys, taken by the read statement,
+        but no key in memory: nothing decrypts under it any more (a read answered in one
+        message, decrypted whole). Its rows may then be released with the access-log
+        row's commit (`released_with_log`). An upload's lease releases at close, as
+        before: its key may be destroyed by its own abandonment, which that commit
+        would take for a lost hold."""
+        return (
+            self._claimed
+            and bool(self._held_in_read)
+            and not self._data_keys
+            and not self._streams
+            and not self.closed
+        )
+
+    def released_with_log(self) -> None:
+        """Its rows were deleted in the commit of the request's access-log row (migration
+        0032): `close` sends no release of its own."""
+        self._claimed = False
+        self._held_in_read.clear()
+        self.claimed_keys.clear()
 
     @contextmanager
     def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:

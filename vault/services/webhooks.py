@@ -24,6 +24,7 @@ from vault.domain.webhooks import (
 from vault.errors import Conflict, InvalidInput, NotFound
 from vault.observability import events
 from vault.services.keyring import KeyRing
+from vault.services.ledger_standing import record_webhook_deleted
 from vault.services.webhook_outbox import emit_test
 from vault.services.webhook_secrets import seal_new_secret
 from vault.services.webhook_sender import ResolutionFailed, Resolver
@@ -122,6 +123,8 @@ class WebhookService:
             if await conn.fetchval(Q.delete_endpoint, tenant_id, endpoint_id) is None:
                 raise NotFound("no such webhook")
             await conn.execute(Q.cancel_pending_of_endpoint, tenant_id, endpoint_id)
+            # A restored backup must not bring it back (vault/services/ledger_standing.py).
+            await record_webhook_deleted(conn, tenant_id, endpoint_id)
         events.webhook_deleted(tenant_id, endpoint_id, api_key_id)
 
     async def send_test(

@@ -10,6 +10,12 @@ SELECT row_hash FROM access_log WHERE tenant_id = $1 AND seq = $2
 SELECT * FROM dv_access_log_chain($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                                   $14, $15, $16, $17)
 
+-- name: append_releasing
+-- `append`, and the transfers $18 that ended with these rows (reads answered in one
+-- message) release their data keys $19 (pairwise) in the same commit (migration 0032).
+SELECT * FROM dv_access_log_chain_releasing($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                                            $12, $13, $14, $15, $16, $17, $18, $19)
+
 -- name: chain_page
 SELECT tenant_id, seq, at, request_id, api_key_id, key_prefix, ip_hash, method, route, status,
        bytes_in, bytes_out, subject_ref_hash, artefact_id, prev_hash, row_hash

@@ -84,3 +84,10 @@ SELECT id, data_key_id, blob_key, state FROM artefacts
 -- The subject, the artefact and its data key's chain in one statement (migration 0024);
 -- $2: the request's API key to check for liveness, or NULL.
 SELECT * FROM dv_artefact_read($1, $2, $3, $4)
+
+-- name: read_held
+-- `read`, and transfer $5 holds the artefact's data key for $6 seconds from the same
+-- statement (migration 0032): a download's or range read's hold without a round trip of
+-- its own. `held` says whether it does. $7 false: a read answered in one message, whose
+-- hold need not wait for its own WAL flush (its access-log commit flushes it).
+SELECT * FROM dv_artefact_read_held($1, $2, $3, $4, $5, $6, $7)

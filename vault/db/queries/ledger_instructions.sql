@@ -149,3 +149,27 @@ UPDATE tenants SET status = 'active', closure_requested_at = NULL, closure_due_a
        closure_requested_by = NULL, closure_reason = NULL
  WHERE id = $1 AND status = 'closing' AND closure_requested_at <= $2
 RETURNING id
+
+-- Instruction entries of migration 0031 (vault/services/ledger_standing.py).
+
+-- name: subject_by_hash_for_update
+SELECT id, restricted_at FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
+
+-- name: restore_restriction
+-- The restriction as recorded; its reason is free text the ledger does not carry.
+UPDATE subjects SET restricted_at = $3, restriction_reason_sealed = NULL
+ WHERE tenant_id = $1 AND id = $2 AND restricted_at IS NULL
+RETURNING id
+
+-- name: restricted_subject
+-- A subject the restored database does not know (it came after the backup, and so did
+-- all its data): there, restricted, so nothing new is written for it.
+INSERT INTO subjects (tenant_id, id, ref_hash, restricted_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT DO NOTHING
+RETURNING id
+
+-- name: lift_recorded_restriction
+-- Lifted as recorded at $3: a restriction placed before then (the restored database's).
+UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
+ WHERE tenant_id = $1 AND id = $2 AND restricted_at <= $3
+RETURNING id
