@@ -169,6 +169,14 @@ async def _attempt(
     now: datetime | None, semaphore: asyncio.Semaphore,
 ) -> bool:  # fmt: skip
     async with semaphore:
+        if not await _still_deliverable(db, item.delivery):
+            # Its endpoint was deleted (its secret destroyed, the delivery cancelled)
+            # since the claim, while this attempt waited for a slot: nothing is posted,
+            # and there is no attempt to record.
+            events.webhook_attempt_dropped(
+                item.delivery.tenant_id, item.delivery.endpoint_id, item.delivery.delivery_id
+            )
+            return False
         try:
             url = parse_webhook_url(item.url, allow_private_networks=sender.allow_private_networks)
         except InvalidInput:
@@ -188,6 +196,13 @@ async def _attempt(
             result = await sender.post(url, headers, item.body)
     await _record(db, metrics, item.delivery, result, now)
     return result.outcome == AttemptOutcome.DELIVERED
+
+
+async def _still_deliverable(db: Database, item: Leased) -> bool:
+    """One statement per attempt, right before it is posted (workers/webhooks.py claims a
+    round's secrets up to ROUND_LIMIT / PARALLEL_ATTEMPTS x 10 s ahead of their posts)."""
+    async with db.tenant_tx(item.tenant_id) as conn:
+        return bool(await conn.fetchval(Q.still_deliverable, item.tenant_id, item.delivery_id))
 
 
 async def _record(

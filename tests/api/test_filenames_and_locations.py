@@ -116,6 +116,7 @@ def test_a_download_without_a_filename_is_still_an_attachment(
         response = http.get(url, headers=auth(app_key))
     assert response.headers["Content-Disposition"] == "attachment"
     assert response.headers["Content-Type"].startswith("text/html")
+    assert response.headers["Content-Security-Policy"] == "default-src 'none'; sandbox"
 
 
 # --- Location on creates ------------------------------------------------------------------

@@ -299,6 +299,29 @@ def test_a_link_serves_the_content_exactly_as_content_does(
     )
 
 
+def test_a_link_to_active_content_is_inert_on_the_vaults_origin(
+    http: httpx.Client, own_tenant: Tenant
+) -> None:
+    """An uploader-chosen JavaScript or HTML type, served through a link whose URL is the
+    vault's origin (the console's): a download, never sniffed, and sandboxed with nothing
+    allowed should a browser open it as a page or load it as a worker."""
+    ref = _ref()
+    keys = data_keys(http, own_tenant)
+    for content_type, data in [
+        ("application/javascript", b"navigator.serviceWorker && fetch('/v1/subjects')"),
+        ("text/html", b"<script>document.cookie</script>"),
+    ]:
+        artefact = uploaded(http, keys.ingest, ref, data, content_type=content_type)
+        path = _minted(http, keys.read, ref, artefact["id"])
+        for method in ("GET", "HEAD"):
+            served = http.request(method, path)
+            assert served.status_code == 200, served.text
+            assert served.headers["content-type"].startswith(content_type)
+            assert served.headers["content-disposition"] == "attachment"
+            assert served.headers["x-content-type-options"] == "nosniff"
+            assert served.headers["content-security-policy"] == "default-src 'none'; sandbox"
+
+
 def test_an_expired_link_is_dead(http: httpx.Client, own_tenant: Tenant) -> None:
     ref = _ref()
     keys, artefact = _stored(http, own_tenant, ref, b"short-lived")

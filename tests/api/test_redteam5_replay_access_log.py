@@ -12,17 +12,10 @@ from __future__ import annotations
 
 import uuid
 
-import pytest
-
 from tests.api.helpers import auth, create_key, subject_url
 from tests.support import ServerThread, Tenant
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 5: an idempotent replay is logged without its subject_ref_hash and "
-    "artefact_id (answered before the operation wrapper notes the subject)",
-)
 def test_a_replayed_upload_is_found_by_the_subject_in_the_access_log(
     server: ServerThread, tenant: Tenant
 ) -> None:

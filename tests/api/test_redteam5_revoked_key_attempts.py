@@ -11,19 +11,15 @@ never sees that the thief is still trying, nor from where.
 
 from __future__ import annotations
 
-import pytest
+import time
+from datetime import UTC, datetime, timedelta
 
-from tests.api.helpers import auth, create_key, subject_url
+from tests.api.helpers import auth, create_key, parse_time, subject_url
 from tests.support import ServerThread, Tenant
 
 THIEF = "203.0.113.77"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 5: attempts with a revoked key are logged deployment-wide, never under "
-    "the tenant and key id the compliance team searches by",
-)
 def test_attempts_with_a_revoked_key_are_in_its_tenants_access_log(
     server: ServerThread, tenant: Tenant
 ) -> None:
@@ -45,3 +41,40 @@ def test_attempts_with_a_revoked_key_are_in_its_tenants_access_log(
     assert len(attempt) == 1, "the revoked key's attempt is not under its tenant and key id"
     assert attempt[0]["ip"] == THIEF
     assert attempt[0]["status"] == 401
+
+
+def test_attempts_with_an_expired_key_are_in_its_tenants_access_log(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    expires = (datetime.now(UTC) + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+    with server.client() as http:
+        lapsed = create_key(http, tenant, ["read"], expires_at=expires)
+        compliance = create_key(http, tenant, ["compliance"])
+        time.sleep(
+            max(0.0, (parse_time(lapsed["expires_at"]) - datetime.now(UTC)).total_seconds()) + 0.5
+        )
+        tried = http.get(subject_url("victim-2"), headers=auth(lapsed, THIEF))
+        assert tried.status_code == 401
+        rows = http.get(
+            "/v1/access-log", params={"api_key_id": lapsed["id"]}, headers=auth(compliance)
+        ).json()["items"]
+    [attempt] = [row for row in rows if row["request_id"] == tried.headers["X-Request-Id"]]
+    assert attempt["ip"] == THIEF and attempt["status"] == 401
+    assert attempt["key_prefix"] == lapsed["prefix"]
+
+
+def test_a_wrong_secret_stays_in_the_deployment_chain_not_the_tenants(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """The negative: a secret that names no key (an issued key's prefix with another
+    secret) is not logged under the key its prefix names."""
+    with server.client() as http:
+        real = create_key(http, tenant, ["read"])
+        compliance = create_key(http, tenant, ["compliance"])
+        forged = f"dv_{real['prefix']}_{'A' * 43}"
+        tried = http.get(subject_url("victim-3"), headers={"Authorization": f"Bearer {forged}"})
+        assert tried.status_code == 401
+        rows = http.get(
+            "/v1/access-log", params={"api_key_id": real["id"]}, headers=auth(compliance)
+        ).json()["items"]
+    assert all(row["request_id"] != tried.headers["X-Request-Id"] for row in rows)

@@ -19,9 +19,8 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
-import pytest
 
-from tests.api.helpers import MIB, artefact_url, auth, data_keys, upload
+from tests.api.helpers import MIB, artefact_url, auth, data_keys, subject_url, upload
 from tests.support import VaultProcess, make_tenant, running_server, vault_process
 from vault.config import Settings
 
@@ -36,11 +35,6 @@ def _api_process(settings: Settings, log: Path) -> AbstractContextManager[VaultP
     return vault_process(["api", "--host", "127.0.0.1"], env, log)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 5: a download cut by the end of the drain time leaves no access-log "
-    "row (the cancellation passes AccessLogMiddleware unrecorded)",
-)
 def test_a_download_cut_by_shutdown_is_in_the_access_log(
     private_vault: Settings, tmp_path: Path
 ) -> None:
@@ -84,3 +78,50 @@ def test_a_download_cut_by_shutdown_is_in_the_access_log(
     [row] = downloads
     assert row["api_key_id"] == keys.read["id"]
     assert row["bytes"] > 0
+
+
+def test_an_upload_cut_by_shutdown_is_in_the_access_log(
+    private_vault: Settings, tmp_path: Path
+) -> None:
+    """The other direction: an upload still sending its body at the drain's end is
+    cancelled too, and its row says it was cut (503) with the bytes received."""
+    ref = f"drained-up-{uuid.uuid4().hex[:10]}"
+    request_id = f"redteam5-drain-up-{uuid.uuid4().hex}"
+    sent = MIB
+    with _api_process(private_vault, tmp_path / "api.log") as api:
+        tenant = make_tenant(private_vault, private_vault.database_url or "")
+        with httpx.Client(base_url=api.url, timeout=60) as http:
+            keys = data_keys(http, tenant)
+        host, port = api.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                (
+                    f"POST {subject_url(ref, 'artefacts')}?category=recording HTTP/1.1\r\n"
+                    f"Host: {host}\r\nX-Request-Id: {request_id}\r\n"
+                    f"Authorization: Bearer {keys.ingest['secret']}\r\n"
+                    f"Content-Type: application/octet-stream\r\n"
+                    f"Content-Length: {16 * MIB}\r\n\r\n"
+                ).encode()
+            )
+            sock.sendall(os.urandom(sent))  # then nothing more: still uploading at the deadline
+            time.sleep(0.5)
+            api.process.send_signal(signal.SIGTERM)
+            assert api.process.wait(timeout=60) == 0
+
+    url = private_vault.database_url or ""
+    with running_server(private_vault, url) as server, server.client() as http:
+        rows = http.get(
+            "/v1/access-log",
+            params={"api_key_id": keys.ingest["id"], "limit": 500},
+            headers=auth(keys.compliance),
+        )
+        listed = http.get(subject_url(ref, "artefacts"), headers=auth(keys.read))
+    assert rows.status_code == 200, rows.text
+    uploads = [row for row in rows.json()["items"] if row["request_id"] == request_id]
+    assert len(uploads) == 1, "the upload cut by the shutdown is not in the access log"
+    [row] = uploads
+    assert row["status"] == 503
+    assert 0 < row["bytes_in"] <= sent
+    # Cut, not stored.
+    assert listed.status_code in (200, 404)
+    assert listed.status_code == 404 or listed.json()["items"] == []

@@ -14,8 +14,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from tests.integration.webhooks_support import no_queue_left_behind, register, vault
 from tests.jobs import run_webhook_pass
 from tests.support import ServerThread, make_tenant
@@ -27,11 +25,6 @@ __all__ = ["no_queue_left_behind", "vault"]  # fixtures
 SLOTS = 16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 5: a delivery claimed before its endpoint was deleted is posted after "
-    "the deletion (the worker does not check the endpoint again before posting)",
-)
 def test_a_deleted_webhook_endpoint_receives_nothing_after_its_deletion(
     vault: ServerThread,
 ) -> None:

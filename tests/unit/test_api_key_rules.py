@@ -107,6 +107,19 @@ def test_presented_prefix_is_none_for_foreign_tokens() -> None:
     assert presented_prefix("dv_short_x") is None
 
 
+def test_presented_prefix_is_none_for_an_own_secret_that_merely_starts_like_a_key() -> None:
+    """Those 12 characters are part of a tenant's secret, not a public prefix: a failed
+    attempt must not log them."""
+    secret = "dv_abcdefgh2345_" + "Zq8!rT2#mW9$kL4%pX7&nB3*"
+    assert presented_prefix(secret) is None
+    assert presented_prefix(secret[:16] + "A" * 43) == "abcdefgh2345"  # the issued shape
+
+
+def test_own_secret_shaped_like_an_issued_key_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="must not start like a key the vault issues"):
+        check_own_secret("dv_abcdefgh2345_" + "Zq8!rT2#mW9$kL4%pX7&nB3*vC6^")
+
+
 # --- keyboard walks and passphrases of common words (issue 18, item 7) --------------------
 
 

@@ -63,8 +63,10 @@ def token_shaped(token: str) -> bool:
 
 
 def presented_prefix(token: str) -> str | None:
-    """The public prefix of a presented dv_ token, for logging a failed attempt."""
-    match = _PRESENTED_PREFIX.match(token)
+    """The public prefix of a presented token shaped as the vault issues them in full,
+    for logging a failed attempt. Only that shape: a tenant's own secret that merely
+    starts like one would have part of its secret logged."""
+    match = _GENERATED.match(token)
     return match[1] if match else None
 
 
@@ -80,6 +82,12 @@ def check_own_secret(secret: str) -> None:
         )
     if not _TOKEN_CHARS.match(secret):
         raise InvalidInput("secret must be printable ASCII without spaces", field="secret")
+    if _PRESENTED_PREFIX.match(secret):
+        # Its first characters would read as a public key prefix, in logs and to people.
+        raise InvalidInput(
+            "secret must not start like a key the vault issues (dv_<12 characters>_)",
+            field="secret",
+        )
     if estimate_entropy_bits(secret) < OWN_SECRET_MIN_BITS:
         raise InvalidInput(
             f"secret is too guessable: estimated below {OWN_SECRET_MIN_BITS} bits; "

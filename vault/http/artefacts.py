@@ -160,6 +160,11 @@ async def show_artefact(request: Request, caller: Principal, ref: SubjectRef) ->
     return render(Artefact.of(artefact, ref.reveal()))
 
 
+# What an artefact's content may do if a browser opens it as a document or a worker:
+# nothing (the stored Content-Type is the uploader's choice, e.g. text/html or
+# application/javascript; the console lives on the same origin).
+CONTENT_CSP = "default-src 'none'; sandbox"
+
 # The headers of an artefact's content, whole (200) or ranged (206), GET or HEAD
 # (`_content_headers`).
 _CONTENT_HEADERS = (
@@ -173,6 +178,12 @@ _CONTENT_HEADERS = (
         "has a filename",
     ),
     Header("X-Content-Type-Options", "nosniff", {"type": "string", "const": "nosniff"}),
+    Header(
+        "Content-Security-Policy",
+        "default-src 'none'; sandbox: the uploader's content never acts as a page or script "
+        "of the vault's origin",
+        {"type": "string", "const": CONTENT_CSP},
+    ),
 )
 RANGE_HEADER = Header(
     "Range",
@@ -299,6 +310,9 @@ def _content_headers(
         # A download, never a page: the stored Content-Type is the uploader's choice.
         "Content-Disposition": content_disposition(artefact.filename),
         "X-Content-Type-Options": "nosniff",
+        # And should it be opened anyway (a playback link, whose URL is the vault's
+        # origin's, pasted in a tab), it runs nothing there: no script, no requests.
+        "Content-Security-Policy": CONTENT_CSP,
     }
     if byte_range is not None:
         headers["Content-Range"] = f"bytes {byte_range.start}-{byte_range.end}/{size}"

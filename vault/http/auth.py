@@ -10,7 +10,7 @@ from vault.domain.scopes import Scope, allows
 from vault.errors import Forbidden, KeyNoLongerLive, Throttled, Unauthenticated
 from vault.http.problems import problem_for
 from vault.http.state import vault_state
-from vault.services.api_keys import KeyRefusedForAddress, Principal
+from vault.services.api_keys import KeyNotLive, KeyRefusedForAddress, Principal
 
 _BEARER = "bearer "
 
@@ -63,7 +63,12 @@ async def authenticate(
         principal = await state.api_keys.authenticate(
             token, ip, liveness_in_statement=liveness_in_statement
         )
-    except Unauthenticated:
+    except Unauthenticated as refused:
+        if isinstance(refused, KeyNotLive):
+            # A revoked or expired key's genuine secret: its tenant's access log shows
+            # the attempt, under the key's id and prefix, and where from (runbook).
+            request.state.refused_key = refused.key
+            request.state.key_prefix = refused.key.prefix
         retry_after = state.auth_throttle.failed_attempt(ip_text)
         if retry_after is not None:
             state.metrics.auth_failures.labels(reason="throttled").inc()

@@ -19,6 +19,7 @@ import functools
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
@@ -79,7 +80,7 @@ def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:
         db = vault_state(request).db
         standing = await idempotency.claim(db, slot, fingerprint)
         if standing is not None:
-            return _replay(standing, fingerprint, sealer, slot)
+            return _replay(request, standing, fingerprint, sealer, slot)
         try:
             response = await handler(inner)
         except BaseException:
@@ -87,7 +88,7 @@ def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:
             raise
         body_bytes = getattr(response, "body", None)
         if 200 <= response.status_code < 300 and isinstance(body_bytes, bytes):
-            answer = _encode(response, body_bytes)
+            answer = _encode(response, body_bytes, request)
             await idempotency.store_answer(
                 db, slot, response.status_code, sealer.seal(answer, slot.key_id)
             )
@@ -122,8 +123,9 @@ def _replaying(body: bytes, receive: Receive) -> Receive:
 
 
 def _replay(
-    standing: idempotency.IdempotencyRow, fingerprint: bytes, sealer: ReplaySealer, slot: KeySlot
-) -> Response:
+    request: Request, standing: idempotency.IdempotencyRow, fingerprint: bytes,
+    sealer: ReplaySealer, slot: KeySlot,
+) -> Response:  # fmt: skip
     if not hmac.compare_digest(standing.fingerprint, fingerprint):
         raise InvalidInput(
             f"this {HEADER} was used for a different request in the last 24 hours", field=HEADER
@@ -131,6 +133,7 @@ def _replay(
     if standing.status is None or standing.answer_sealed is None:
         raise Conflict(f"a request with this {HEADER} is still being processed; retry later")
     answer: dict[str, Any] = json.loads(sealer.open(standing.answer_sealed, slot.key_id))
+    _note_for_access_log(request, answer.get("logged") or {})
     headers = {**answer["headers"], "Idempotent-Replayed": "true"}
     return Response(
         base64.b64decode(answer["body"]),
@@ -140,15 +143,39 @@ def _replay(
     )
 
 
-def _encode(response: Response, body: bytes) -> bytes:
+def _encode(response: Response, body: bytes, request: Request) -> bytes:
     kept = {name: response.headers[name] for name in _KEPT_HEADERS if name in response.headers}
     return json.dumps(
         {
             "media_type": response.media_type or response.headers.get("content-type"),
             "headers": kept,
             "body": base64.b64encode(body).decode("ascii"),
+            "logged": _noted_for_access_log(request),
         }
     ).encode()
+
+
+def _noted_for_access_log(request: Request) -> dict[str, str]:
+    """What the first answer's access-log row named (the subject's pseudonym, the
+    artefact): kept with the answer, sealed like it, so its replay, which hands out the
+    same, is logged with the same (DESIGN.md, Access log)."""
+    noted: dict[str, str] = {}
+    ref_hash = getattr(request.state, "subject_ref_hash", None)
+    if isinstance(ref_hash, bytes):
+        noted["subject_ref_hash"] = ref_hash.hex()
+    artefact_id = getattr(request.state, "artefact_id", None)
+    if isinstance(artefact_id, uuid.UUID):
+        noted["artefact_id"] = str(artefact_id)
+    return noted
+
+
+def _note_for_access_log(request: Request, noted: dict[str, str]) -> None:
+    """The replay's row names what the first answer's did (answers stored before these
+    were kept name nothing)."""
+    if "subject_ref_hash" in noted:
+        request.state.subject_ref_hash = bytes.fromhex(noted["subject_ref_hash"])
+    if "artefact_id" in noted:
+        request.state.artefact_id = uuid.UUID(noted["artefact_id"])
 
 
 async def _release_quietly(db: Any, slot: KeySlot) -> None:

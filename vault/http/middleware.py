@@ -7,11 +7,13 @@ access. A streamed body (downloads) starts at once and its row is committed befo
 last chunk; if that fails the connection is cut, so the client never sees a complete
 answer that was not logged. A client that hangs up part way is logged too (499, with the
 bytes sent so far), and so is a transfer the vault cut by the clock (vault/http/
-transfers.py: the status of the reason, 401, 404 or 503, with the bytes sent so far).
+transfers.py: the status of the reason, 401, 404 or 503, with the bytes sent so far) and
+a request cancelled when the SIGTERM drain time ran out (503, with the bytes sent).
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -166,6 +168,21 @@ class AccessLogMiddleware:
             # is what clears the flag.
             await _log_unavailable(exchange.request_id)(scope, counting_receive, logging_send)
             return
+        vault.access_log.request_started()
+        try:
+            await self._serve(vault, scope, exchange, counting_receive, logging_send, receive)
+        finally:
+            vault.access_log.request_ended()
+
+    async def _serve(
+        self,
+        vault: VaultState,
+        scope: Scope,
+        exchange: _Exchange,
+        counting_receive: Receive,
+        logging_send: Send,
+        receive: Receive,
+    ) -> None:
         try:
             await self.app(scope, counting_receive, logging_send)
             if not exchange.logged:
@@ -185,6 +202,15 @@ class AccessLogMiddleware:
             if not cut.connection_dropped:
                 raise ResponseCut(exchange.request_id) from None
             return
+        except asyncio.CancelledError:
+            # The server cancelled the request: the SIGTERM drain time ran out while it
+            # was still streaming (or receiving an upload). What went out, went out:
+            # logged as cut by the vault (503) with the bytes sent, before the writer
+            # stops (it waits for requests still unwinding), then the cancellation goes on.
+            if not exchange.logged:
+                exchange.status = 503
+                await self._record(vault, scope, exchange)
+            raise
         except ClientDisconnect:
             # The client went away mid-request (an interrupted upload): nothing to send,
             # but the attempt is logged. 499 is the conventional "client closed" code.

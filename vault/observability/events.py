@@ -114,6 +114,16 @@ def webhook_deleted(tenant_id: uuid.UUID, webhook_id: uuid.UUID, api_key_id: uui
     )  # fmt: skip
 
 
+def webhook_attempt_dropped(
+    tenant_id: uuid.UUID, webhook_id: uuid.UUID, delivery_id: uuid.UUID
+) -> None:
+    """A claimed delivery not posted: its endpoint was deleted before its turn came."""
+    log.info(
+        "webhook_attempt_dropped", tenant_id=str(tenant_id), webhook_id=str(webhook_id),
+        delivery_id=str(delivery_id), reason="endpoint_deleted",
+    )  # fmt: skip
+
+
 def webhook_attempt(
     tenant_id: uuid.UUID, webhook_id: uuid.UUID, delivery_id: uuid.UUID, event_id: uuid.UUID,
     outcome: str, response_code: int | None, duration_ms: int, delivery_status: str,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +31,9 @@ MAX_BATCH_ROWS = 500
 # Batches sent before the first of them has committed: overlaps one batch's round trip
 # and commit with the next one's; more would only queue on the chain head's row lock.
 MAX_BATCHES_IN_FLIGHT = 2
+# How long stopping waits for requests still finishing (those the drain's end cancelled:
+# they log themselves as they unwind) before it commits the last rows and stops.
+STOP_WAIT_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,11 @@ class AccessLogWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # Requests that have yet to write their row (AccessLogMiddleware): stopping waits
+        # for them, so a request cut by the shutdown is still logged.
+        self._open_requests = 0
+        self._none_open = asyncio.Event()
+        self._none_open.set()
         # The last commit failed: writes are refused before they run (middleware), so
         # none commits its change while its own row could not be (no unlogged access).
         self.failing = False
@@ -93,8 +102,21 @@ class AccessLogWriter:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="access-log-writer")
 
+    def request_started(self) -> None:
+        self._open_requests += 1
+        self._none_open.clear()
+
+    def request_ended(self) -> None:
+        self._open_requests -= 1
+        if self._open_requests <= 0:
+            self._none_open.set()
+
     async def stop(self) -> None:
-        """Commit what is queued, then stop."""
+        """Wait (up to STOP_WAIT_SECONDS) for requests still unwinding to queue their
+        rows, commit what is queued, then stop."""
+        with suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT_SECONDS):
+                await self._none_open.wait()
         self._closing = True
         self._wake.set()
         if self._task is not None:

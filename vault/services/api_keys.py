@@ -48,6 +48,16 @@ KNOWN_KEY_SECONDS = 60.0
 MAX_KNOWN_KEYS = 10_000
 
 
+class KeyNotLive(Unauthenticated):
+    """The genuine secret of a key that was revoked or has expired: answered like any
+    invalid key (the caller learns nothing), but carries the key so the attempt is
+    logged under its tenant and key id, where the tenant's responders search for it."""
+
+    def __init__(self, key: Principal) -> None:
+        super().__init__("invalid API key")
+        self.key = key
+
+
 @dataclass(frozen=True)
 class Principal:
     """Who is calling: the authenticated key."""
@@ -261,11 +271,12 @@ class ApiKeyService:
         )
         if row is None or not same_digest(bytes(row["key_hash"]), presented_hash):
             raise Unauthenticated("invalid API key")
-        if row["revoked_at"] is not None or row["tenant_status"] == "closed":
+        if row["tenant_status"] == "closed" or row["contested"]:
+            # A closed tenant's chain takes no new rows; a secret two tenants registered
+            # must not authenticate as either, nor be logged as either's.
             raise Unauthenticated("invalid API key")
-        if row["contested"]:
-            # Two tenants registered this secret: it must not authenticate as either.
-            raise Unauthenticated("invalid API key")
+        if row["revoked_at"] is not None:
+            raise KeyNotLive(_principal(row, liveness_unchecked=False))
         principal = self._admit(row, client, liveness_unchecked=False)
         if len(self._known) >= MAX_KNOWN_KEYS:
             self._known.clear()
@@ -282,16 +293,21 @@ class ApiKeyService:
     @staticmethod
     def _admit(row: Any, client: IPAddress | None, *, liveness_unchecked: bool) -> Principal:
         """The checks on a key's unchanging parts: expiry and allowed CIDRs."""
+        principal = _principal(row, liveness_unchecked=liveness_unchecked)
         if row["expires_at"] and row["expires_at"] <= datetime.now(UTC):
-            raise Unauthenticated("invalid API key")
-        principal = Principal(
-            tenant_id=row["tenant_id"],
-            key_id=row["id"],
-            prefix=row["prefix"],
-            scopes=frozenset(Scope(s) for s in row["scopes"]),
-            liveness_unchecked=liveness_unchecked,
-        )
+            raise KeyNotLive(principal)
         cidrs = row["allowed_cidrs"] or []
         if cidrs and (client is None or not any(client in net for net in cidrs)):
             raise KeyRefusedForAddress(principal)
         return principal
+
+
+def _principal(row: Any, *, liveness_unchecked: bool) -> Principal:
+    """The key a find_by_hash row describes (its secret matched)."""
+    return Principal(
+        tenant_id=row["tenant_id"],
+        key_id=row["id"],
+        prefix=row["prefix"],
+        scopes=frozenset(Scope(s) for s in row["scopes"]),
+        liveness_unchecked=liveness_unchecked,
+    )

@@ -8,8 +8,9 @@ already) as ZIP64; an artefact's size and CRC-32 were recorded at upload, a reco
 taken from its one decrypted value, so no entry needs a second pass.
 
 The export is a transfer (services/transfers.py): each artefact's data key is held under
-the lease while its entry streams, and the ZIP stream closes with the lease. Record keys
-are dropped before their values are handed to the ZIP writer.
+the lease while its entry streams, each record's while its plaintext is on its way (by
+id: the key bytes are dropped once the value is opened), and the ZIP stream closes with
+the lease. So the clock cuts a stalled export as it cuts a download.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import re
 import uuid
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +42,7 @@ from vault.services.subjects import (
     check_generation,
     readable_generations,
 )
-from vault.services.transfers import TransferLease
+from vault.services.transfers import SubjectRead, TransferLease
 
 Q = Queries("subjects")
 _ENTRY_MODE = 0o600
@@ -71,6 +73,26 @@ class _RecordHead:
 class _SealedRecord:
     key: DataKey
     sealed: bytes
+    generation: int
+
+
+class _LastRecordHeld:
+    """The export's hold on the record whose plaintext it handed on last. The ZIP writer
+    asks for the next entry while up to a chunk of the previous one is still on its way,
+    so a record's key is let go only once the next one is held, and the last record's
+    when the export's stream ends."""
+
+    def __init__(self) -> None:
+        self._held = ExitStack()
+
+    def replace(self, holding: AbstractContextManager[None]) -> None:
+        held = ExitStack()
+        held.enter_context(holding)
+        self._held.close()
+        self._held = held
+
+    def close(self) -> None:
+        self._held.close()
 
 
 class ExportService:
@@ -181,11 +203,14 @@ class ExportService:
         lease: TransferLease,
     ) -> AsyncGenerator[bytes, None]:
         now = datetime.now(UTC)
+        last_record = _LastRecordHeld()
 
         async def members() -> AsyncIterator[Any]:
             body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
             yield "manifest.json", now, _ENTRY_MODE, _stored(body), _once(body)
-            async for path, value in self._record_members(tenant_id, ref_hash, access, records):
+            async for path, value in self._record_members(
+                tenant_id, ref_hash, access, records, lease, last_record
+            ):
                 yield path, now, _ENTRY_MODE, _stored(value), _once(value)
             for artefact in artefacts:
                 located = await self._artefacts.locate(tenant_id, None, ref, artefact.id, access)
@@ -193,8 +218,11 @@ class ExportService:
                 method = NO_COMPRESSION_64(artefact.size, artefact.crc32)
                 yield _entry_name(artefact), artefact.created_at, _ENTRY_MODE, method, content.body
 
-        async for chunk in async_stream_zip(members()):
-            yield chunk
+        try:
+            async for chunk in async_stream_zip(members()):
+                yield chunk
+        finally:
+            last_record.close()
 
     async def _record_members(
         self,
@@ -202,23 +230,30 @@ class ExportService:
         ref_hash: bytes,
         access: SubjectAccess,
         records: Sequence[_RecordHead],
+        lease: TransferLease,
+        last: _LastRecordHeld,
     ) -> AsyncIterator[tuple[str, bytes]]:
-        """(path, plaintext) per record, a batch decrypted when the ZIP writer asks for its
-        first entry. The batch's keys are dropped before any value is handed on, so a
-        stalled export holds plaintext it was about to send but no record key."""
+        """(path, plaintext) per record, each decrypted only when the ZIP writer asks for
+        its entry: at most one record's plaintext at a time. Its data key is claimed in
+        transfer_keys and held under `lease`, by id with the read it serves, before it is
+        decrypted and until the writer has moved on (`last`), so a stalled export holding
+        a record's plaintext is confirmed on the clock like a download: cut once the key
+        is shredded or the read path would refuse the read (a restriction), and an
+        erasure completes only once it is cut (DESIGN.md, Deletion guarantees)."""
         for start in range(0, len(records), _RECORD_BATCH):
-            batch = records[start : start + _RECORD_BATCH]
+            batch = list(records[start : start + _RECORD_BATCH])
             sealed = await self._sealed_records(tenant_id, ref_hash, access, batch)
-            values: list[bytes] = []
-            heads = list(batch)
-            while sealed:  # each sealed value leaves as its plaintext arrives
-                item, named = sealed.pop(), heads.pop()
-                context = item.key.content_context(record_object(named.name, named.version))
-                values.append(open_record(item.key.key, item.sealed, context))
-                del item
-            values.reverse()
-            for head, value in zip(batch, values, strict=True):
+            sealed.reverse()  # popped in the batch's order: each leaves as it is opened
+            for head in batch:
+                item = sealed.pop()
+                await lease.claim(item.key.id)
+                read = SubjectRead(ref_hash, item.generation, access)
+                last.replace(lease.holding(item.key, read))
+                context = item.key.content_context(record_object(head.name, head.version))
+                value = open_record(item.key.key, item.sealed, context)
+                del item  # the key leaves memory; the lease holds its id
                 yield head.info["path"], value
+                del value
 
     async def _sealed_records(
         self,
@@ -250,7 +285,7 @@ class ExportService:
                     raise NotFound("a record changed while the export was streaming")
                 check_generation(hidden, row["generation"])
                 key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
-                sealed.append(_SealedRecord(key, bytes(row["value_sealed"])))
+                sealed.append(_SealedRecord(key, bytes(row["value_sealed"]), row["generation"]))
         return sealed
 
 

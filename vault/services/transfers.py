@@ -150,16 +150,18 @@ class TransferLease:
         so is `read`, the read it serves (None: a write)."""
         if data_key.subject_key.tenant_id != self.tenant_id:
             raise ValueError("a transfer holds keys of its own tenant only")
-        self._data_keys[data_key.id] += 1
+        key_id = data_key.id
+        del data_key  # held by id: this frame must not keep the key bytes alive
+        self._data_keys[key_id] += 1
         if read is not None:
-            self._reads[data_key.id] = read
+            self._reads[key_id] = read
         try:
             yield
         finally:
-            self._data_keys[data_key.id] -= 1
-            if self._data_keys[data_key.id] <= 0:
-                del self._data_keys[data_key.id]
-                self._reads.pop(data_key.id, None)
+            self._data_keys[key_id] -= 1
+            if self._data_keys[key_id] <= 0:
+                del self._data_keys[key_id]
+                self._reads.pop(key_id, None)
 
     def stream(self, body: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """Register a stream that decrypts under the lease's keys, to be closed with it."""

@@ -7,13 +7,15 @@ INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at
 VALUES ($1, $2, $3::uuid::text, $4, now(), $5::jsonb)
 
 -- name: erasure
+-- The erasures $2 (an array: the executor records a batch at once).
 SELECT id, subject_ref_hash, subject_id, from_generation, generation, requested_at,
        requested_by, not_before, due_at
-  FROM erasures WHERE tenant_id = $1 AND id = $2
+  FROM erasures WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 
 -- name: erasure_items
-SELECT key_id, category, outcome, destroyed_at, hold_ids, kept_until FROM erasure_items
- WHERE tenant_id = $1 AND erasure_id = $2 ORDER BY key_id
+SELECT erasure_id, key_id, category, outcome, destroyed_at, hold_ids, kept_until
+  FROM erasure_items
+ WHERE tenant_id = $1 AND erasure_id = ANY($2::uuid[]) ORDER BY erasure_id, key_id
 
 -- name: hold
 SELECT id, subject_ref_hash, categories, reason, placed_at, placed_by, expires_at,
@@ -75,6 +77,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO NOTHING
 
 -- name: erasure_restored
+-- Marks the erasure restored (`restored_at`, what the executor asks: migration 0034) and
+-- journals it for people.
+WITH marked AS (
+    UPDATE erasures SET restored_at = coalesce(restored_at, now())
+     WHERE tenant_id = $1 AND id = $2
+)
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, detail)
 VALUES ($1, $2, NULL, $3, 'restored from the shred ledger')
 

@@ -106,6 +106,16 @@ SELECT d.id, d.failures, d.event_id, e.type, e.body, w.id AS endpoint_id, w.url,
  ORDER BY d.event_seq
    FOR SHARE OF w
 
+-- name: still_deliverable
+-- Right before an attempt is posted: the delivery is still pending (not cancelled) and its
+-- endpoint not deleted, its secret not destroyed. A claim opened the secret up to a
+-- round's worth of slow attempts earlier; a deletion since then must stop the post.
+SELECT EXISTS (
+    SELECT 1 FROM webhook_deliveries d
+      JOIN webhook_endpoints w ON w.tenant_id = d.tenant_id AND w.id = d.endpoint_id
+     WHERE d.tenant_id = $1 AND d.id = $2 AND d.status = 'pending'
+       AND w.deleted_at IS NULL AND w.secret_wrapped IS NOT NULL) AS deliverable
+
 -- name: insert_attempt
 INSERT INTO webhook_attempts (tenant_id, delivery_id, attempted_at, outcome, response_code,
                               duration_ms)
