@@ -73,6 +73,7 @@ LONGEST_MODULES = (
     "tests/model/test_deletion_model.py",
     "tests/integration/test_ledger_signing.py",
     "tests/integration/test_ledger_compaction.py",
+    "tests/model/test_restore_model.py",
     "tests/e2e/test_worker_crash.py",
     "tests/e2e/test_embedded_defaults.py",
     "tests/e2e/test_playback_browser.py",
