@@ -99,8 +99,17 @@ promtool-test: $(PROMTOOL)
 # grows (it is a little under the count today: 1,7xx).
 MIN_TESTS := 1700
 
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist): its time is mostly waiting on
+# servers, PostgreSQL, subprocesses and browsers, so 4 share 2 cores well. Each worker
+# starts its own embedded PostgreSQL (and SeaweedFS when a test asks for it). Whole modules
+# go to a worker (--dist loadfile: a module's fixtures start once), the longest first
+# (tests/conftest.py LONGEST_MODULES, kept in that order by --no-loadscope-reorder).
+# `make pytest PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS := 4
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder)
+
 pytest: $(VENV)/.installed-test system-deps
-	$(BIN)/pytest --min-tests=$(MIN_TESTS)
+	$(BIN)/pytest $(PYTEST_PARALLEL) --min-tests=$(MIN_TESTS)
 
 test: lint typecheck promtool-test pytest
 

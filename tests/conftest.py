@@ -21,6 +21,7 @@ from tests.support import (
     Tenant,
     make_tenant,
     new_database,
+    outside_pytest_tmp,
     private_server,
     running_server,
 )
@@ -48,6 +49,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if hasattr(session.config, "workerinput"):
+        # An xdist worker sees only its share of the tests; the controller receives every
+        # worker's reports (pytest_runtest_logreport above) and judges the whole run.
+        return
     floor: int = session.config.getoption("--min-tests")
     if len(_ran) < floor and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -56,6 +61,48 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 f"only {len(_ran)} tests ran, fewer than --min-tests={floor}", red=True
             )
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# --- the longest modules first -------------------------------------------------------------
+# `make pytest` hands whole modules to its xdist workers (--dist loadfile, in collection
+# order: --no-loadscope-reorder), so the run ends no sooner than its longest module
+# started plus that module's time. These, measured longest (pytest --durations), are
+# collected first, so no worker starts one of them late; the rest keep their order.
+# Only scheduling depends on the list: a module missing from it still runs.
+LONGEST_MODULES = (
+    "tests/model/test_deletion_model.py",
+    "tests/integration/test_ledger_signing.py",
+    "tests/integration/test_ledger_compaction.py",
+    "tests/model/test_restore_model.py",
+    "tests/e2e/test_worker_crash.py",
+    "tests/e2e/test_embedded_defaults.py",
+    "tests/e2e/test_playback_browser.py",
+    "tests/integration/test_audit_chain.py",
+    "tests/e2e/test_ledger_crash.py",
+    "tests/e2e/test_transfer_cut_on_restriction.py",
+    "tests/integration/test_disclosure_chain.py",
+    "tests/integration/test_access_anchor_history.py",
+    "tests/e2e/test_transfer_cut.py",
+    "tests/e2e/test_playback_cut.py",
+    "tests/e2e/test_export_memory.py",
+    "tests/e2e/test_interrupted_upload.py",
+    "tests/e2e/test_first_run_banner.py",
+    "tests/console/test_console_browser_officer.py",
+    "tests/console/test_console_browser.py",
+    "tests/e2e/test_graceful_shutdown.py",
+    "tests/api/test_openapi.py",
+    "tests/integration/test_restore_tightens.py",
+    "tests/integration/test_restore_keeps_instructions.py",
+    "tests/integration/test_redteam3_restore.py",
+    "tests/integration/test_redteam4_restore.py",
+    "tests/e2e/test_upload_memory.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own fixture-scope ordering, kept per module
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {module: place for place, module in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +180,14 @@ def own_vault(
         pg_admin_url, tmp_path_factory.mktemp("own-vault"), **_SESSION_SETTINGS
     ) as server:
         yield server
+
+
+@pytest.fixture
+def embedded_dir() -> Iterator[Path]:
+    """A test's own directory for a vault that starts the embedded PostgreSQL itself (no
+    DATABASE_URL), outside pytest's temp tree (tests/support.py outside_pytest_tmp)."""
+    with outside_pytest_tmp("datavault-test-embedded-") as path:
+        yield path
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -82,6 +84,19 @@ def vault_process(
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=10)
+
+
+@contextmanager
+def outside_pytest_tmp(prefix: str) -> Iterator[Path]:
+    """A temporary directory outside pytest's temp tree, removed afterwards, for a data dir
+    whose embedded PostgreSQL runs as the wheel's own user: every pytest session started
+    without --basetemp (another run on the machine) resets /tmp/pytest-of-<user> to 0700,
+    and a server under it then fails on its own files ("Permission denied")."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def with_database(url: str, name: str) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,10 +28,10 @@ from vault.domain.erasures import ErasureStatus
 from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Unavailable
 from vault.observability import events
-from vault.services.erasure_transitions import transition
+from vault.services.erasure_transitions import transition, transition_many
 from vault.services.keyring import KeyRing
-from vault.services.ledger_instructions import record_erasure
-from vault.services.tenants import list_tenants, load_settings
+from vault.services.ledger_instructions import record_erasures
+from vault.services.tenants import list_tenants, load_settings_kept
 from vault.services.wakeups import LEDGER_PENDING, notify
 from workers.isolation import isolated
 
@@ -106,21 +107,21 @@ async def _shred_batch(
     """Up to _BATCH due instructions shredded in one transaction: one commit (one WAL
     flush) for them all. Each one's shred, items and status change are in it, so each
     is still all or nothing. Returns how many (0: none was due)."""
-    shredded: list[tuple[uuid.UUID, int]] = []
     async with db.tenant_tx(tenant_id) as conn:
         claimed = await conn.fetch(
             Q.claim_due, tenant_id, now or datetime.now(UTC), list(failed), _BATCH
         )
-        settings = await load_settings(conn, tenant_id) if claimed else None
-        for erasure in claimed:
-            destroyed = await _shred_claimed(conn, keyring, tenant_id, erasure, now, settings)
-            shredded.append((erasure["id"], destroyed))
-        if shredded:
-            # Their ledger rows are committed with this: the publisher runs at once.
-            await notify(conn, LEDGER_PENDING, tenant_id)
-    for erasure_id, destroyed in shredded:
-        events.erasure_shredded(tenant_id, erasure_id, destroyed)
-    return len(shredded)
+        if not claimed:
+            return 0
+        # A settings change waits for this batch's commit: every instruction in it is
+        # decided on the settings read here (red team 3), and stands when it commits.
+        settings = await load_settings_kept(conn, tenant_id)
+        destroyed = await _shred_claimed(conn, keyring, tenant_id, claimed, now, settings)
+        # Their ledger rows are committed with this: the publisher runs at once.
+        await notify(conn, LEDGER_PENDING, tenant_id)
+    for erasure, count in zip(claimed, destroyed, strict=True):
+        events.erasure_shredded(tenant_id, erasure["id"], count)
+    return len(claimed)
 
 
 async def _shred_singly(
@@ -138,7 +139,7 @@ async def _shred_singly(
                 if not rows:
                     return shredded
                 claimed.append(rows[0]["id"])
-                destroyed = await _shred_claimed(conn, keyring, tenant_id, rows[0], now)
+                [destroyed] = await _shred_claimed(conn, keyring, tenant_id, rows, now)
                 await notify(conn, LEDGER_PENDING, tenant_id)
             events.erasure_shredded(tenant_id, rows[0]["id"], destroyed)
             shredded += 1
@@ -146,20 +147,17 @@ async def _shred_singly(
 
 
 async def _shred_claimed(
-    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None,
-    settings: TenantSettings | None = None,
-) -> int:  # fmt: skip
-    """Shred one claimed instruction and move it to in_progress; keys destroyed."""
-    destroyed, _ = await _shred(
-        conn, keyring, tenant_id, erasure, now or datetime.now(UTC), settings
-    )
-    # What it covers and kept, outside PostgreSQL too: a restored backup from before it
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasures: Sequence[Any],
+    now: datetime | None, settings: TenantSettings | None = None,
+) -> list[int]:  # fmt: skip
+    """Shred claimed instructions and move them to in_progress; keys destroyed, each."""
+    outcomes = await _shred(conn, keyring, tenant_id, erasures, now or datetime.now(UTC), settings)
+    ids = [erasure["id"] for erasure in erasures]
+    # What each covers and kept, outside PostgreSQL too: a restored backup from before it
     # must not forget it (vault/services/ledger_instructions.py).
-    await record_erasure(conn, tenant_id, erasure["id"])
-    await transition(
-        conn, tenant_id, erasure["id"], ErasureStatus.SCHEDULED, ErasureStatus.IN_PROGRESS
-    )
-    return destroyed
+    await record_erasures(conn, tenant_id, ids)
+    await transition_many(conn, tenant_id, ids, ErasureStatus.SCHEDULED, ErasureStatus.IN_PROGRESS)
+    return [destroyed for destroyed, _ in outcomes]
 
 
 async def _retry_held(
@@ -208,7 +206,9 @@ async def _retry_one(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
 ) -> int:
     """How many more keys were shredded (0 and something still kept: it stays held)."""
-    destroyed, kept = await _shred(conn, keyring, tenant_id, erasure, now or datetime.now(UTC))
+    [(destroyed, kept)] = await _shred(
+        conn, keyring, tenant_id, [erasure], now or datetime.now(UTC)
+    )
     if destroyed or not kept:
         # Something more was shredded, or nothing is kept any more: back to waiting on
         # the ledger, which completes it (or holds it again for what is still kept).
@@ -221,64 +221,75 @@ async def _retry_one(
 
 
 async def _shred(
-    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime,
-    settings: TenantSettings | None = None,
-) -> tuple[int, int]:  # fmt: skip
-    """Destroy the keys of every generation the erasure covers (from_generation ..
-    generation: migration 0016) that neither a hold nor statutory retention keeps, and
-    record each outcome. Returns (keys destroyed now, keys still kept). `settings`: the
-    tenant's, read in this transaction (a batch reads them once)."""
-    if erasure["subject_id"] is None:
-        return 0, 0  # an unknown reference: nothing to shred
-    settings = settings or await load_settings(conn, tenant_id)
-    # What an erasure restored from the shred ledger stated it retains, and until when: a
-    # floor (the restored database's older, shorter settings must not cut it short;
-    # vault/services/ledger_instructions.py). Empty for an erasure that never was restored.
-    stated = {
-        row["key_id"]: row["kept_until"]
-        for row in await conn.fetch(Q.stated_retention, tenant_id, erasure["id"])
-    }
-    destroyed = kept = 0
-    for generation in range(erasure["from_generation"], erasure["generation"] + 1):
-        now_destroyed, now_kept = await _shred_generation(
-            conn, keyring, tenant_id, erasure, generation, settings, now, stated
-        )
-        destroyed, kept = destroyed + now_destroyed, kept + now_kept
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasures: Sequence[Any],
+    now: datetime, settings: TenantSettings | None = None,
+) -> list[tuple[int, int]]:  # fmt: skip
+    """For each erasure: destroy the keys of every generation it covers (from_generation
+    .. generation: migration 0016) that neither a hold nor statutory retention keeps, and
+    record each outcome. Returns (keys destroyed now, keys still kept) of each, in order.
+    `settings`: the tenant's, read in this transaction (a batch reads them once).
+
+    What retention decides on is read for all of them in one statement before any key
+    is destroyed, as it was read before each destroy; each generation's destroy is one
+    statement (the key ring's: the subject's lock, the hold check, the destroys); the
+    items of all of them are written after, in one round trip each kind."""
+    covering = [erasure for erasure in erasures if erasure["subject_id"] is not None]
+    if not covering:  # unknown references: nothing to shred
+        return [(0, 0)] * len(erasures)
+    settings = settings or await load_settings_kept(conn, tenant_id)
+    ids = [erasure["id"] for erasure in covering]
+    live: dict[tuple[uuid.UUID, int], list[Any]] = {}
+    for row in await conn.fetch(Q.shred_inputs, tenant_id, ids):
+        live.setdefault((row["erasure_id"], row["generation"]), []).append(row)
+    counts: dict[uuid.UUID, tuple[int, int]] = {}
+    items: list[tuple[Any, ...]] = []
+    retained_items: list[tuple[Any, ...]] = []
+    for erasure in covering:
+        destroyed = kept = 0
+        for generation in range(erasure["from_generation"], erasure["generation"] + 1):
+            keys = live.get((erasure["id"], generation), [])
+            retained = _retained(keys, settings, now)
+            categories = [row["category"] for row in keys if row["category"] not in retained]
+            gone, held = await keyring.destroy_subject_keys(
+                conn, tenant_id, erasure["subject_id"], generation, categories,
+                erasure_id=erasure["id"],
+            )  # fmt: skip
+            items += [
+                (tenant_id, erasure["id"], key.id, key.category, "shredded", key.destroyed_at,
+                 None)
+                for key in gone
+            ] + [
+                (tenant_id, erasure["id"], key.id, key.category, "held", None,
+                 list(key.hold_ids))
+                for key in held
+            ]  # fmt: skip
+            retained_items += [
+                (tenant_id, erasure["id"], key_id, category, until)
+                for category, (key_id, until) in retained.items()
+            ]
+            destroyed, kept = destroyed + len(gone), kept + len(held) + len(retained)
+        counts[erasure["id"]] = (destroyed, kept)
+    if items:
+        await conn.executemany(Q.upsert_item, items)  # one round trip for all
+    if retained_items:
+        await conn.executemany(Q.upsert_retained, retained_items)
     # Kept keys destroyed since by another path (a tenant's closure) are shredded items.
-    await conn.execute(Q.settle_items, tenant_id, erasure["id"])
-    return destroyed, kept
+    await conn.execute(Q.settle_items, tenant_id, ids)
+    return [counts.get(erasure["id"], (0, 0)) for erasure in erasures]
 
 
-async def _shred_generation(
-    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, generation: int,
-    settings: TenantSettings, now: datetime, stated: dict[uuid.UUID, datetime] | None = None,
-) -> tuple[int, int]:  # fmt: skip
-    subject_id = erasure["subject_id"]
+def _retained(
+    keys: Sequence[Any], settings: TenantSettings, now: datetime
+) -> dict[str, tuple[uuid.UUID, datetime]]:
+    """The live keys of one generation that statutory retention keeps, by category: the
+    key and until when (the later of what the settings give, counted from the category's
+    newest data, and what a restored erasure stated)."""
     retained: dict[str, tuple[uuid.UUID, datetime]] = {}
-    live = await conn.fetch(Q.live_keys_of_generation, tenant_id, subject_id, generation)
-    for row in live:
-        untils = [(stated or {}).get(row["id"])]
-        if settings.may_keep(row["category"]):  # else: no need to know when it was written
-            newest = await conn.fetchval(
-                Q.newest_data, tenant_id, subject_id, generation, row["category"]
-            )
-            untils.append(settings.kept_until(row["category"], newest) if newest else None)
+    for row in keys:
+        untils = [row["stated_until"]]
+        if settings.may_keep(row["category"]) and row["newest"] is not None:
+            untils.append(settings.kept_until(row["category"], row["newest"]))
         until = max((t for t in untils if t is not None), default=None)
         if until is not None and until > now:
-            retained[row["category"]] = (row["id"], until)
-    categories = [row["category"] for row in live if row["category"] not in retained]
-    destroyed, held = await keyring.destroy_subject_keys(
-        conn, tenant_id, subject_id, generation, categories, erasure_id=erasure["id"]
-    )
-    outcomes = [
-        (tenant_id, erasure["id"], key.id, key.category, "shredded", key.destroyed_at, None)
-        for key in destroyed
-    ] + [
-        (tenant_id, erasure["id"], kept.id, kept.category, "held", None, list(kept.hold_ids))
-        for kept in held
-    ]
-    if outcomes:
-        await conn.executemany(Q.upsert_item, outcomes)  # one round trip for all
-    for category, (key_id, until) in retained.items():
-        await conn.execute(Q.upsert_retained, tenant_id, erasure["id"], key_id, category, until)
-    return len(destroyed), len(held) + len(retained)
+            retained[row["category"]] = (row["key_id"], until)
+    return retained

@@ -25,7 +25,7 @@ from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus, status_after_shred
 from vault.observability import events
 from vault.services.erasure_receipts import ReceiptIssuer
-from vault.services.erasure_transitions import transition
+from vault.services.erasure_transitions import transition_many
 from vault.services.ledger import GENESIS, LedgerError, encode_entry, entry_key, parse_entry
 from vault.services.ledger_objects import SignedWindow
 from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
@@ -164,9 +164,10 @@ async def _complete_batch(
     done: list[tuple[uuid.UUID, ErasureStatus]] = []
     async with db.tenant_tx(tenant_id) as conn:
         for row in await conn.fetch(E.awaiting_ledger, tenant_id, _COMPLETE_BATCH):
-            status = status_after_shred(row["kept"])
-            await transition(conn, tenant_id, row["id"], ErasureStatus.IN_PROGRESS, status)
-            done.append((row["id"], status))
+            done.append((row["id"], status_after_shred(row["kept"])))
+        for status in sorted({status for _, status in done}):  # one statement a status
+            moving = [erasure_id for erasure_id, to in done if to == status]
+            await transition_many(conn, tenant_id, moving, ErasureStatus.IN_PROGRESS, status)
         if receipts is not None:
             await receipts.issue_many(conn, tenant_id, [erasure_id for erasure_id, _ in done])
     for erasure_id, status in done:  # logged once committed

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from tests.api.helpers import create_key, from_ip
 from tests.support import ServerThread, Tenant, bearer, problem
 from vault.app import ROUTES
+from vault.console.routes import ROUTES as CONSOLE_ROUTES
 from vault.http.routing import MethodRoute
 
 PROBLEM_FIELDS = {"type", "title", "status", "detail"}
@@ -32,8 +33,12 @@ def _route_table() -> list[tuple[str, str]]:
 # --- errors -------------------------------------------------------------------------------
 
 
+# Test ids name the random UUIDs' paths: xdist workers each collect the suite and must
+# arrive at the same ids.
 @pytest.mark.parametrize(
-    "path", ["/nope", "/v1/nothing-here", f"/v1/things/{uuid.uuid4()}", "/v2/api-keys"]
+    "path",
+    ["/nope", "/v1/nothing-here", f"/v1/things/{uuid.uuid4()}", "/v2/api-keys"],
+    ids=["nope", "nothing-here", "things-id", "v2-api-keys"],
 )
 def test_unknown_route_is_404_problem(server: ServerThread, path: str) -> None:
     with server.client() as http:
@@ -57,6 +62,7 @@ def test_known_route_is_not_404(server: ServerThread, tenant: Tenant) -> None:
         ("DELETE", "/v1/access-log", {"GET"}),
         ("POST", "/healthz", {"GET"}),
     ],
+    ids=["PUT-api-keys", "PATCH-api-keys", "GET-api-keys-id", "DELETE-access-log", "POST-healthz"],
 )
 def test_wrong_method_is_405_problem_with_allow_header(
     server: ServerThread, method: str, path: str, allowed: set[str]
@@ -203,7 +209,9 @@ def test_metrics_labels_hold_no_ids_keys_or_client_chosen_values(
         str(tenant.id),
     ):
         assert leaked not in text, leaked
-    templates = {route.path for route in ROUTES}
+    # The app serves the console's pages beside the API: a test that used the console on
+    # this server before (in any order, on any xdist worker) leaves its routes' series.
+    templates = {route.path for route in (*ROUTES, *CONSOLE_ROUTES)}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             route = sample.labels.get("route")

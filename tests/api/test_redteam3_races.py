@@ -99,7 +99,6 @@ def test_a_retention_raise_racing_a_batch_commits_only_after_the_batch(
     support's keep_at_least_days starts there, in another thread; the batch then goes on.
     If the lock were ever weakened (FOR NO KEY UPDATE, settings outside the tenants row)
     the PATCH would answer mid-batch and this test would fail."""
-    real_shred = executor._shred_claimed
     calls = 0
     patch_done = threading.Event()
     patched_mid_batch: list[bool] = []
@@ -109,24 +108,34 @@ def test_a_retention_raise_racing_a_batch_commits_only_after_the_batch(
             _raise_support_retention(http, tenant)
         patch_done.set()
 
-    async def paused_shred(*args: Any, **kwargs: Any) -> int:
-        nonlocal calls
-        calls += 1
-        if calls == 2:  # between the two instructions of the one batch
-            threading.Thread(target=patch, daemon=True).start()
-            # Give the PATCH ample time to commit if nothing held it back.
-            patched_mid_batch.append(await asyncio.to_thread(patch_done.wait, 3.0))
-        return await real_shred(*args, **kwargs)
+    class PausedKeyRing:
+        """The real key ring; its second subject-key destroy for this tenant (the batch's
+        second instruction: each instruction's keys are one call) waits for the PATCH
+        first. (Other tenants' held erasures, retried every pass, are not counted.)"""
+
+        def __init__(self, real: Any) -> None:
+            self._real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+        async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += args[1] == tenant.id
+            if args[1] == tenant.id and calls == 2:  # between the batch's two instructions
+                threading.Thread(target=patch, daemon=True).start()
+                # Give the PATCH ample time to commit if nothing held it back.
+                patched_mid_batch.append(await asyncio.to_thread(patch_done.wait, 3.0))
+            return await self._real.destroy_subject_keys(*args, **kwargs)
 
     async def executor_pass() -> None:
         async with operator_context(quiet_vault.settings, quiet_vault.database_url) as ctx:
-            await executor.run_due_erasures(ctx.db, ctx.keyring)
+            keyring: Any = PausedKeyRing(ctx.keyring)
+            await executor.run_due_erasures(ctx.db, keyring)
 
     with quiet_vault.client() as http:
         _two_erasures(http, tenant)
-        with pytest.MonkeyPatch.context() as patcher:
-            patcher.setattr(executor, "_shred_claimed", paused_shred)
-            asyncio.run(executor_pass())
+        asyncio.run(executor_pass())
         assert patch_done.wait(30), "the PATCH never answered"
     assert calls == 2  # both in one batch, the pause between them
     assert patched_mid_batch == [False]  # it waited for the batch's commit
@@ -223,7 +232,7 @@ def test_a_repeated_request_racing_the_batch_never_answers_500(
     first_id = keys["first"]["id"]
 
     async def paused(*args: Any, **kwargs: Any) -> Any:
-        if str(args[3]["id"]) == first_id:  # only this test's instruction waits
+        if any(str(e["id"]) == first_id for e in args[3]):  # only this test's batch waits
             claimed.set()
             await asyncio.to_thread(go.wait, 30)
         return await real_shred(*args, **kwargs)

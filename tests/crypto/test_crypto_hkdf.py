@@ -14,7 +14,12 @@ from crypto._primitives import hkdf_sha256
 
 
 @pytest.mark.parametrize("length", [1, 16, 31, 32, 33, 64])
-@pytest.mark.parametrize("salt", [b"", bytes(32), b"s", os.urandom(32), os.urandom(80)])
+# Ids for the random salts: xdist workers each collect the suite and must agree on them.
+@pytest.mark.parametrize(
+    "salt",
+    [b"", bytes(32), b"s", os.urandom(32), os.urandom(80)],
+    ids=["empty", "zeros-32", "s", "random-32", "random-80"],
+)
 def test_hkdf_matches_the_reference(length: int, salt: bytes) -> None:
     ikm, info = os.urandom(32), b"datavault/keywrap/v1"
     reference = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or None, info=info)

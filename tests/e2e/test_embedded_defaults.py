@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import vault_process
+from tests.support import outside_pytest_tmp, vault_process
 
 
 def _clean_env() -> dict[str, str]:
@@ -40,14 +40,15 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served() -> Iterator[Served]:
     """One first run for the module's tests that read from it (a fresh embedded PostgreSQL
-    is the slow part); the test that stops it comes last in this file."""
-    folder = tmp_path_factory.mktemp("first-run")
-    data_dir, log = folder / "data", folder / "serve.log"
-    started = time.monotonic()
-    with vault_process(["serve", "--data-dir", str(data_dir)], _clean_env(), log) as vault:
-        yield Served(vault.process, vault.url, data_dir, log, time.monotonic() - started)
+    is the slow part); the test that stops it comes last in this file. Outside pytest's
+    temp tree, as `embedded_dir` (tests/conftest.py) says why."""
+    with outside_pytest_tmp("datavault-test-first-run-") as folder:
+        data_dir, log = folder / "data", folder / "serve.log"
+        started = time.monotonic()
+        with vault_process(["serve", "--data-dir", str(data_dir)], _clean_env(), log) as vault:
+            yield Served(vault.process, vault.url, data_dir, log, time.monotonic() - started)
 
 
 def test_first_start_creates_a_private_root_key_with_a_warning(served: Served) -> None:
@@ -87,11 +88,11 @@ def test_request_log_line_carries_the_request_id_of_the_response(served: Served)
 
 @pytest.mark.parametrize(("level", "requests_logged"), [("warning", False), ("info", True)])
 def test_log_level_setting_decides_whether_requests_are_logged(
-    tmp_path: Path, level: str, requests_logged: bool
+    embedded_dir: Path, level: str, requests_logged: bool
 ) -> None:
-    log = tmp_path / "serve.log"
+    log = embedded_dir / "serve.log"
     env = {**_clean_env(), "DATAVAULT_LOG_LEVEL": level}
-    with vault_process(["serve", "--data-dir", str(tmp_path / "data")], env, log) as vault:
+    with vault_process(["serve", "--data-dir", str(embedded_dir / "data")], env, log) as vault:
         served = httpx.get(f"{vault.url}/v1/api-keys")
     assert served.status_code == 401
     lines = _json_lines(log)

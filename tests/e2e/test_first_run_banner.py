@@ -69,10 +69,10 @@ def _serving(data_dir: Path, log: Path) -> Iterator[tuple[list[str], str]]:
 
 
 def test_first_start_warns_then_listens_then_hints_until_a_tenant_exists(
-    tmp_path: Path,
+    embedded_dir: Path,
 ) -> None:
-    data_dir = tmp_path / "data"
-    with _serving(data_dir, tmp_path / "first.log") as (lines, url):
+    data_dir = embedded_dir / "data"
+    with _serving(data_dir, embedded_dir / "first.log") as (lines, url):
         key_file = data_dir.absolute() / "root.key"
         start = lines.index("=" * 72)
         end = lines.index("=" * 72, start + 1)
@@ -97,9 +97,9 @@ def test_first_start_warns_then_listens_then_hints_until_a_tenant_exists(
         )  # fmt: skip
         assert created.returncode == 0, created.stderr
     # The JSON log keeps its own warning line for log pipelines.
-    assert "ROOT KEY CREATED" in (tmp_path / "first.log").read_text()
+    assert "ROOT KEY CREATED" in (embedded_dir / "first.log").read_text()
 
-    with _serving(data_dir, tmp_path / "second.log") as (lines, url):
+    with _serving(data_dir, embedded_dir / "second.log") as (lines, url):
         assert lines[-1] == f"datavault listening on {url}"
         text = "\n".join(lines)
         assert "ROOT KEY CREATED" not in text

@@ -1,7 +1,7 @@
 """A read holds its data key from the statement that finds the artefact (issue 19, fourth
 round, migration 0032): a round trip fewer per read, and the deletion guarantee
 unchanged. A read answered in one message holds it until its answer is out (migration
-0033; a stalled one is cut: test_redteam6_seek_outlives_erasure.py), and its access-log
+0035; a stalled one is cut: test_redteam6_seek_outlives_erasure.py), and its access-log
 commit confirms the hold. An erasure still completes only once no transfer holds its keys
 (test_completion_waits_for_transfers.py); here: the hold is taken only while the key
 chain is live, and no read, whole, ranged, streamed, refused or HEAD, leaves a row behind
@@ -152,7 +152,7 @@ def _log_confirming(
 ) -> list[asyncpg.Record]:
     """One access-log row committed with the confirmation of `transfer`'s hold on
     `data_key`, as the access-log writer sends it for a read answered in one message
-    (migration 0033)."""
+    (migration 0035)."""
     return _query(
         server,
         "SELECT * FROM dv_access_log_chain_holding($1, ARRAY[now()], ARRAY['diag'],"

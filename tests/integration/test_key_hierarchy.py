@@ -218,8 +218,17 @@ def test_subject_keys_are_destroyed_except_held_categories(
 
     async def run() -> None:
         async with vault_ops(settings, database_url) as ctx:
-            keyring = KeyRing(ctx.root, FixedHolds({"billing": [hold]}))
+            # The subject keys' hold check is the database's (dv_holds_covering, asked by
+            # dv_destroy_subject_keys): a hold placed there, not a HoldCheck's answer.
+            keyring = KeyRing(ctx.root, PgHoldCheck())
             subject = await insert_subject(ctx.db, tenant.id)
+            await _as_owner(
+                database_url,
+                "INSERT INTO holds (tenant_id, id, subject_ref_hash, categories, reason,"
+                " reference, placed_by) SELECT tenant_id, $2, ref_hash, '{billing}',"
+                " 'litigation', 'L-1', $2 FROM subjects WHERE id = $1",
+                subject, hold,
+            )  # fmt: skip
             async with ctx.db.tenant_tx(tenant.id) as conn:
                 keys = {}
                 for category in ("recording", "billing", "account"):

@@ -80,6 +80,10 @@ class Subject:
     ref_copy_generation: int | None = None  # where the sealed reference lives, if live
     records: dict[str, Record] = field(default_factory=dict)
     artefacts: dict[str, Item] = field(default_factory=dict)
+    # False for a subject first written after a backup that was restored since (and not
+    # restricted since): the model keeps it (its forgotten items, its generations), the
+    # vault does not know it until it is written again.
+    known: bool = True
 
     def items(self) -> Iterator[Item]:
         yield from self.artefacts.values()
@@ -111,6 +115,7 @@ class Hold:
     expires_after_far: int | None  # days after support.FAR_EXPIRY; None: no expiry
     released: bool = False
     release_requested_by: str | None = None  # officer key name
+    release_requested_seq: int | None = None  # which request: a restore tells them apart
 
     def covers(self, ref: str, category: str) -> bool:
         return (
@@ -197,6 +202,7 @@ class ReferenceModel:
 
     def _subject_for_write(self, ref: str) -> Subject:
         subject = self.subjects.setdefault(ref, Subject(ref))
+        subject.known = True
         if subject.ref_copy_generation is None:  # first write, or the copy was shredded
             subject.ref_copy_generation = subject.generation
             subject.live_keys.add((subject.generation, IDENTITY))
@@ -327,7 +333,7 @@ class ReferenceModel:
             return 200
         asked = hold.release_requested_by
         if asked is None:
-            hold.release_requested_by = officer
+            hold.release_requested_by, hold.release_requested_seq = officer, self.seq
             return 202
         if officer == asked or self.officers[officer] == self.officers[asked]:
             return 409
@@ -337,6 +343,7 @@ class ReferenceModel:
     def withdraw_release(self, hold_id: str) -> None:
         self._tick()
         self.holds[hold_id].release_requested_by = None
+        self.holds[hold_id].release_requested_seq = None
 
     # --- settings and restriction -----------------------------------------------------
 

@@ -356,7 +356,7 @@ class DeletionMachine(RuleBasedStateMachine):
     def lift_restriction(self, ref: str) -> None:
         self._begin(f"lift_restriction({ref})")
         response = self.http.delete(subject_url(ref, "restriction"), headers=self.keys.compliance)
-        if ref not in self.model.subjects:
+        if ref not in self.model.subjects or not self.model.subjects[ref].known:
             self._status(sup.RestrictionMismatch, response, 404, "lift on an unknown subject")
             return
         self._status(sup.RestrictionMismatch, response, 200, "lift")

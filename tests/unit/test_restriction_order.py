@@ -1,5 +1,5 @@
 """Which recorded restriction a restore takes as standing (vault/services/ledger_standing.py
-`_newest`): the change counted last under the subject's row lock (migration 0034), not
+`_newest`): the change counted last under the subject's row lock (migration 0036), not
 the transaction that started last; entries recorded before the count existed rank below
 every counted one, and among themselves by when their rows were written."""
 

@@ -328,6 +328,48 @@ END
 $$;
 
 --
+-- Name: dv_destroy_subject_keys(uuid, uuid, integer, text[], uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_destroy_subject_keys(p_tenant uuid, p_subject uuid, p_generation integer, p_categories text[], p_erasure uuid) RETURNS TABLE(key_id uuid, category text, destroyed_at timestamp with time zone, hold_ids uuid[])
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_key record;
+    v_covering uuid[];
+BEGIN
+    PERFORM 1 FROM subjects WHERE tenant_id = p_tenant AND id = p_subject FOR UPDATE;
+    FOR v_key IN
+        SELECT k.id, k.category FROM subject_keys k
+         WHERE k.tenant_id = p_tenant AND k.subject_id = p_subject
+           AND k.generation = p_generation AND k.wrapped_key IS NOT NULL
+           AND (p_categories IS NULL OR k.category = ANY (p_categories))
+         ORDER BY k.category
+    LOOP
+        -- The holds covering this key's category, as dv_holds_covering decides it (its
+        -- first call takes the tenant's holds lock, held to the end of the transaction).
+        v_covering := ARRAY(SELECT h.id FROM dv_holds_covering(p_tenant, p_subject,
+                                                                ARRAY[v_key.category]) h
+                             ORDER BY h.id);
+        key_id := v_key.id;
+        category := v_key.category;
+        IF cardinality(v_covering) > 0 THEN
+            destroyed_at := NULL;
+            hold_ids := v_covering;
+            RETURN NEXT;
+        ELSE
+            destroyed_at := dv_destroy_subject_key(p_tenant, v_key.id, p_erasure);
+            hold_ids := NULL;
+            IF destroyed_at IS NOT NULL THEN
+                RETURN NEXT;
+            END IF;
+        END IF;
+    END LOOP;
+END
+$$;
+
+--
 -- Name: dv_destroy_tenant_keks(uuid); Type: FUNCTION; Schema: public
 --
 
@@ -437,6 +479,7 @@ CREATE TABLE public.erasures (
     from_generation integer,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
     overdue_reported_at timestamp with time zone,
+    restored_at timestamp with time zone,
     CONSTRAINT erasures_completed_at_means_completed CHECK (((completed_at IS NULL) OR (status = 'completed'::text))),
     CONSTRAINT erasures_generation_range CHECK ((((generation IS NULL) = (from_generation IS NULL)) AND (from_generation <= generation))),
     CONSTRAINT erasures_status_check CHECK ((status = ANY (ARRAY['scheduled'::text, 'in_progress'::text, 'completed'::text, 'held'::text, 'cancelled'::text])))
@@ -3132,6 +3175,13 @@ GRANT ALL ON FUNCTION public.dv_destroy_hmac_key(p_tenant uuid) TO datavault_app
 
 REVOKE ALL ON FUNCTION public.dv_destroy_subject_key(p_tenant uuid, p_key uuid, p_erasure uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_destroy_subject_key(p_tenant uuid, p_key uuid, p_erasure uuid) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_destroy_subject_keys(p_tenant uuid, p_subject uuid, p_generation integer, p_categories text[], p_erasure uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_destroy_subject_keys(p_tenant uuid, p_subject uuid, p_generation integer, p_categories text[], p_erasure uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_destroy_subject_keys(p_tenant uuid, p_subject uuid, p_generation integer, p_categories text[], p_erasure uuid) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_destroy_tenant_keks(p_tenant uuid); Type: ACL; Schema: public

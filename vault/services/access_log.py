@@ -55,7 +55,7 @@ class AccessEntry:
     # False when the key was named but refused (allowed CIDRs): logged, but not a "use".
     key_authenticated: bool = False
     # A read answered in one message whose holds on these data keys committed without
-    # their own WAL flush: the row's commit confirms them (migration 0033), and the
+    # their own WAL flush: the row's commit confirms them (migration 0035), and the
     # answer goes out only after it. Not a column of the log.
     held_by_transfer: uuid.UUID | None = None
     held_keys: tuple[uuid.UUID, ...] = ()

@@ -68,16 +68,27 @@ class ReceiptIssuer:
             return
         horizon = await self.horizon(conn, now or datetime.now(UTC))
         ledger = await _ledger_head(conn)
+        # The erasures and their items in one statement each, the receipts stored in one
+        # round trip (the publisher completes a batch at once: issue 19, fourth round).
+        erasures = {row["id"]: row for row in await conn.fetch(E.get_many, tenant_id, erasure_ids)}
+        items: dict[uuid.UUID, list[Any]] = {}
+        for item in await conn.fetch(E.items_of_many, tenant_id, erasure_ids):
+            items.setdefault(item["erasure_id"], []).append(item)
+        stored = []
         for erasure_id in erasure_ids:
-            await self._issue_one(conn, tenant_id, erasure_id, horizon, ledger)
+            erasure = erasures.get(erasure_id)
+            assert erasure is not None
+            final, document = self._receipt(
+                tenant_id, erasure, items.get(erasure_id, []), horizon, ledger
+            )
+            stored.append((tenant_id, erasure_id, final, json.dumps(document)))
+        await conn.executemany(E.store_receipt, stored)
 
-    async def _issue_one(
-        self, conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID,
-        horizon: datetime | None, ledger: dict[str, Any],
-    ) -> None:  # fmt: skip
-        erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
-        assert erasure is not None
-        items = await conn.fetch(E.items, tenant_id, erasure_id)
+    def _receipt(
+        self, tenant_id: uuid.UUID, erasure: Any, items: list[Any], horizon: datetime | None,
+        ledger: dict[str, Any],
+    ) -> tuple[bool, dict[str, Any]]:  # fmt: skip
+        """Whether the receipt is final (completed, else interim while held), and it signed."""
         final = erasure["status"] == "completed"
         held: dict[str, set[str]] = {}
         for item in items:
@@ -88,7 +99,7 @@ class ReceiptIssuer:
         receipt = build_receipt(
             issuer=self.issuer,
             tenant_id=tenant_id,
-            erasure_id=erasure_id,
+            erasure_id=erasure["id"],
             subject_ref_hash=bytes(erasure["subject_ref_hash"]),
             requested_at=erasure["requested_at"],
             completed_at=erasure["completed_at"],
@@ -111,8 +122,7 @@ class ReceiptIssuer:
             backups_unreadable_after=horizon,
             ledger=ledger,
         )
-        document = self.signer.sign(receipt)
-        await conn.execute(E.store_receipt, tenant_id, erasure_id, final, json.dumps(document))
+        return final, self.signer.sign(receipt)
 
 
 async def _ledger_head(conn: Connection) -> dict[str, Any]:

@@ -9,6 +9,7 @@ vault/services/erasures.py checks against the same state machine before it runs.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
 from vault.db.database import Connection
 from vault.db.sql import Queries
@@ -30,13 +31,33 @@ async def transition(
 ) -> None:
     """Move the erasure from `current` to `new`. The caller holds the erasure's row lock;
     the guard on `current` turns a bug into an error instead of a silent overwrite."""
-    check_transition(current, new)
     if current == new:  # a change within the status (extended, brake released): journaled
+        check_transition(current, new)
         await conn.execute(Q.event, tenant_id, erasure_id, current, new, api_key_id, detail)
         return
-    changed = await conn.fetchval(
-        Q.set_status, tenant_id, erasure_id, current, new, api_key_id, detail
+    await transition_many(
+        conn, tenant_id, [erasure_id], current, new, api_key_id=api_key_id, detail=detail
     )
-    if changed is None:
-        raise InvalidTransition(f"erasure {erasure_id} was not {current}")
-    await emit_erasure_status(conn, tenant_id, erasure_id, new)
+
+
+async def transition_many(
+    conn: Connection,
+    tenant_id: uuid.UUID,
+    erasure_ids: Sequence[uuid.UUID],
+    current: ErasureStatus,
+    new: ErasureStatus,
+    *,
+    api_key_id: uuid.UUID | None = None,
+    detail: str | None = None,
+) -> None:
+    """Move each erasure from `current` to a different status `new` in one statement (the
+    executor moves a batch at once); as `transition`, for all of them or none."""
+    check_transition(current, new)
+    changed = await conn.fetch(
+        Q.set_status, tenant_id, list(erasure_ids), current, new, api_key_id, detail
+    )
+    if len(changed) != len(set(erasure_ids)):
+        moved = {row["erasure_id"] for row in changed}
+        missed = next(e for e in erasure_ids if e not in moved)
+        raise InvalidTransition(f"erasure {missed} was not {current}")
+    await emit_erasure_status(conn, tenant_id, erasure_ids, new)

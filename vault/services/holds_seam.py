@@ -1,5 +1,7 @@
 """The seam where legal holds plug into key destruction: the key ring cannot be built
-without a HoldCheck, so no destroy path can skip asking one."""
+without a HoldCheck, so no destroy path can skip asking one. (A subject's keys are
+destroyed in one statement that asks the database's own check, dv_holds_covering, the
+one PgHoldCheck asks too: migration 0033.)"""
 
 from __future__ import annotations
 

@@ -399,24 +399,18 @@ class KeyRing:
         """Destroy the generation's subject keys (all, or those categories) that no hold
         covers, each with its shred-ledger row (naming `erasure_id`, if one asked); report
         what was destroyed and what holds kept. The caller records its own state change
-        in the same transaction."""
-        await conn.fetchval(Q.lock_subject, tenant_id, subject_id)
-        live = await conn.fetch(
-            Q.live_subject_keys_of_generation, tenant_id, subject_id, generation
-        )
-        wanted = None if categories is None else set(categories)
-        targets = [row for row in live if wanted is None or row["category"] in wanted]
-        held = await self.holds.holds_covering(
-            conn, tenant_id, subject_id, [r["category"] for r in targets]
-        )
+        in the same transaction. One statement (dv_destroy_subject_keys, migration 0033):
+        the subject's row lock, its live keys, the hold check (dv_holds_covering) and each
+        destroy, in that order, as this method sent them one by one before."""
+        rows = await conn.fetch(
+            Q.destroy_subject_keys,
+            tenant_id, subject_id, generation,
+            None if categories is None else list(categories), erasure_id,
+        )  # fmt: skip
         destroyed, kept = [], []
-        for row in targets:
-            if held.get(row["category"]):
-                kept.append(KeptKey(row["id"], row["category"], tuple(held[row["category"]])))
-                continue
-            destroyed_at = await conn.fetchval(
-                Q.destroy_subject_key, tenant_id, row["id"], erasure_id
-            )
-            if destroyed_at is not None:
-                destroyed.append(DestroyedKey(row["id"], row["category"], destroyed_at))
+        for row in rows:
+            if row["destroyed_at"] is not None:
+                destroyed.append(DestroyedKey(row["key_id"], row["category"], row["destroyed_at"]))
+            else:
+                kept.append(KeptKey(row["key_id"], row["category"], tuple(row["hold_ids"])))
         return destroyed, kept

@@ -71,6 +71,13 @@ async def record_erasure_request(
     or cancelled."""
     row = await conn.fetchrow(Q.erasure_request, tenant_id, erasure_id)
     assert row is not None, "an erasure records itself in its own transaction"
+    await record_erasure_request_row(conn, tenant_id, row)
+
+
+async def record_erasure_request_row(conn: Connection, tenant_id: uuid.UUID, row: Any) -> None:
+    """`record_erasure_request` for an erasure row this transaction holds locked as it
+    stands (the request's statement returns it): no second read. `row`: the erasures
+    row's columns by name (a Record, or the dict the request makes of one)."""
     fact = {
         "erasure_id": str(row["id"]),
         "subject_ref_hash": bytes(row["subject_ref_hash"]).hex(),
@@ -84,7 +91,7 @@ async def record_erasure_request(
         "due_at": _time(row["due_at"]),
         "braked": row["braked"],
     }
-    await record_instruction(conn, tenant_id, ERASURE_REQUEST, erasure_id, fact)
+    await record_instruction(conn, tenant_id, ERASURE_REQUEST, row["id"], fact)
 
 
 async def record_key_revoked(

@@ -5,7 +5,7 @@ in the transaction that makes the change, published inline before the answer:
 - `restriction`: a subject's restriction of processing (Art. 18) placed or lifted: the
   subject's internal id and keyed hash (never the reference), when the restriction in
   force started (null: lifted), and `change`, the change's place in the order of the
-  subject's restriction changes (migration 0034: counted under the subject's row lock,
+  subject's restriction changes (migration 0036: counted under the subject's row lock,
   so in the order the changes took effect, which transaction start times are not). No
   reason: it is free text about the person.
 - `retention`: the tenant's retention policy after a settings change that touched it
@@ -18,7 +18,7 @@ in the transaction that makes the change, published inline before the answer:
 On start, `replay_standing` applies the entries after the database's ledger head (after
 ledger_controls.replay_controls). The newest record of each thing is the tenant's
 standing instruction, and the restored database, older, takes it: for a restriction the
-one with the highest `change` (an entry recorded before migration 0034 has none and
+one with the highest `change` (an entry recorded before migration 0036 has none and
 counts below every one that has; among those, by when its row was written), for the
 others by when the row was written.
 
@@ -124,7 +124,7 @@ def _newest(
     entries: list[dict[str, Any]], kind: str, id_field: str | None
 ) -> list[tuple[datetime, dict[str, Any]]]:
     """The newest recorded fact of each thing of `kind`, with when its row was written:
-    by its `change` number where it has one (a restriction, migration 0034), then by that
+    by its `change` number where it has one (a restriction, migration 0036), then by that
     time (a restored database republishes its unpublished rows later, with their old
     times, so neither ledger order nor publishing time says which is newer). `id_field`
     None: one thing per tenant."""
@@ -179,7 +179,7 @@ async def _replay_restriction(
 ) -> str:
     ref_hash = bytes.fromhex(fact["subject_ref_hash"])
     restricted_at = datetime.fromisoformat(fact["restricted_at"]) if fact["restricted_at"] else None
-    change: int | None = fact.get("change")  # None: recorded before migration 0034
+    change: int | None = fact.get("change")  # None: recorded before migration 0036
     known = await conn.fetchrow(Q.subject_by_hash_for_update, tenant_id, ref_hash)
     if known is not None and change is not None:
         if known["restriction_changes"] >= change:

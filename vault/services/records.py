@@ -182,7 +182,7 @@ class RecordService:
         hold: TransferLease | None = None,
     ) -> bytes:
         """The record's value. With `hold` (the request's transfer), the statement that
-        finds the record records its data key as held by it (migration 0035), and the
+        finds the record records its data key as held by it (migration 0037), and the
         lease keeps it held and watched until it closes: the value, answered in one
         message, may wait in the process for as long as a stalled client makes it wait,
         and an erasure completes only once it has left (or the transfer was cut)."""

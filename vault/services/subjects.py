@@ -113,7 +113,7 @@ class SubjectService:
         not stored at all: there is nothing left to seal it under that erasure would not
         have destroyed. The subject's playback links end with it, for good. Returns when
         the restriction in force started, and this change's place in the order of the
-        subject's restriction changes (migration 0034)."""
+        subject's restriction changes (migration 0036)."""
         data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
         sealed = None
         try:

@@ -125,6 +125,14 @@ async def load_settings(conn: Connection, tenant_id: uuid.UUID) -> TenantSetting
     return TenantSettings.from_document(json.loads(document) if document else {})
 
 
+async def load_settings_kept(conn: Connection, tenant_id: uuid.UUID) -> TenantSettings:
+    """The settings, unchanged until the caller's transaction ends: a change waits for its
+    commit (the tenant's row key-share locked), so what the caller decides on them still
+    holds when it commits. The erasure executor decides a whole batch on them."""
+    document = await conn.fetchval(Q.settings_key_share, tenant_id)
+    return TenantSettings.from_document(json.loads(document) if document else {})
+
+
 async def update_settings(
     db: Database, tenant_id: uuid.UUID, patch: dict[str, Any], deployment_max: int,
     closure_delay: timedelta, now: datetime | None = None,

@@ -128,7 +128,7 @@ class TransferLease:
     def unflushed_holds(self) -> tuple[uuid.UUID, ...]:
         """The keys whose holds committed without their own WAL flush, while the lease is
         open: the access-log commit that precedes the answer confirms them (migration
-        0033), and only confirms: they last until the answer is sent."""
+        0035), and only confirms: they last until the answer is sent."""
         return () if self.closed else tuple(self._unflushed)
 
     def hold_until_closed(self, data_key_id: uuid.UUID, read: SubjectRead) -> None:

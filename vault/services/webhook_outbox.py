@@ -85,18 +85,20 @@ def erasure_key(erasure_id: uuid.UUID) -> str:
 
 
 async def emit_erasure_status(
-    conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID, status: ErasureStatus
-) -> None:
-    """erasure.completed, .held or .cancelled, for the status the erasure just took (read
-    back in the same transaction, with what it shredded and what it keeps)."""
+    conn: Connection, tenant_id: uuid.UUID, erasure_ids: Sequence[uuid.UUID],
+    status: ErasureStatus,
+) -> None:  # fmt: skip
+    """erasure.completed, .held or .cancelled, for the status the erasures just took (each
+    read back in the same transaction, with what it shredded and what it keeps)."""
     event_type = ERASURE_EVENTS.get(status)
     if event_type is None or not await conn.fetchval(Q.subscribed, tenant_id, event_type.value):
-        return  # one indexed read for a tenant without such a webhook
-    erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
-    assert erasure is not None, "the erasure whose status just changed exists"
-    items = await conn.fetch(E.items, tenant_id, erasure_id)
-    await emit(conn, tenant_id, event_type, erasure_key(erasure_id),
-               erasure_data(erasure, items))  # fmt: skip
+        return  # one indexed read (for all of them) for a tenant without such a webhook
+    for erasure_id in erasure_ids:
+        erasure = await conn.fetchrow(E.get, tenant_id, erasure_id)
+        assert erasure is not None, "the erasure whose status just changed exists"
+        items = await conn.fetch(E.items, tenant_id, erasure_id)
+        await emit(conn, tenant_id, event_type, erasure_key(erasure_id),
+                   erasure_data(erasure, items))  # fmt: skip
 
 
 def erasure_data(erasure: Any, items: Sequence[Any]) -> dict[str, Any]:

@@ -14,7 +14,7 @@ SELECT * FROM dv_access_log_chain($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 
 -- `append`, and the holds $18/$19 (pairwise: transfer, data key) of reads answered in one
 -- message whose answers wait for this commit: confirmed there (taken again for $20
 -- seconds if a database crash lost one while the key is live; DV410 if it is destroyed),
--- not released: they last until the answers are sent (migration 0033).
+-- not released: they last until the answers are sent (migration 0035).
 SELECT * FROM dv_access_log_chain_holding($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
                                           $12, $13, $14, $15, $16, $17, $18, $19, $20)
 

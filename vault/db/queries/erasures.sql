@@ -12,6 +12,16 @@ VALUES ($1, $2, $3, $4, $5, $6)
 -- name: get
 SELECT * FROM erasures WHERE tenant_id = $1 AND id = $2
 
+-- name: get_many
+-- The erasures $2 (an array), in no particular order.
+SELECT * FROM erasures WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+
+-- name: items_of_many
+-- The items of the erasures $2 (an array), each erasure's in the order `items` gives.
+SELECT erasure_id, key_id, category, outcome, destroyed_at, hold_ids, kept_until
+  FROM erasure_items
+ WHERE tenant_id = $1 AND erasure_id = ANY($2::uuid[]) ORDER BY erasure_id, category, key_id
+
 -- name: get_for_update
 SELECT * FROM erasures WHERE tenant_id = $1 AND id = $2 FOR UPDATE
 
@@ -40,9 +50,10 @@ SELECT * FROM erasures
  LIMIT $6
 
 -- name: set_status
--- Only erasure_transitions.py sends this: from $3 (the status the caller saw) to $4, and
--- the transition's event row ($5 the API key, $6 the detail) in the same statement,
--- written only if the status changed; no row back: it was not $3.
+-- Only erasure_transitions.py sends this: the erasures $2 (an array: the executor moves a
+-- batch at once) from $3 (the status the caller saw) to $4, and each transition's event
+-- row ($5 the API key, $6 the detail) in the same statement, written only where the
+-- status changed; no row back for one that was not $3.
 -- completed_at is set only on completion (a held erasure has not completed).
 WITH changed AS (
     UPDATE erasures SET status = $4,
@@ -50,7 +61,7 @@ WITH changed AS (
            completed_at = CASE WHEN $4 = 'completed' THEN now() END,
            cancelled_at = CASE WHEN $4 = 'cancelled' THEN now() ELSE cancelled_at END,
            updated_at = now()
-     WHERE tenant_id = $1 AND id = $2 AND status = $3
+     WHERE tenant_id = $1 AND id = ANY($2::uuid[]) AND status = $3
     RETURNING id
 )
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, api_key_id, detail)
@@ -143,28 +154,13 @@ ON CONFLICT (tenant_id, erasure_id, final) DO UPDATE SET document = EXCLUDED.doc
 -- name: receipt
 SELECT document FROM erasure_receipts WHERE tenant_id = $1 AND erasure_id = $2 AND final = $3
 
--- name: live_keys_of_generation
-SELECT id, category FROM subject_keys
- WHERE tenant_id = $1 AND subject_id = $2 AND generation = $3 AND wrapped_key IS NOT NULL
-
--- name: newest_data
--- The newest artefact or record of one category of a generation: statutory retention
--- counts from it.
-SELECT max(created_at) FROM (
-    SELECT a.created_at FROM artefacts a WHERE a.tenant_id = $1 AND a.subject_id = $2
-       AND a.generation = $3 AND a.category = $4 AND a.state = 'active'
-    UNION ALL
-    SELECT r.created_at FROM records r WHERE r.tenant_id = $1 AND r.subject_id = $2
-       AND r.generation = $3 AND r.category = $4 AND r.value_sealed IS NOT NULL
-) AS data
-
 -- name: settle_items
 -- Keys an erasure kept that were destroyed since by another path (a tenant's closure):
--- shredded, as far as this erasure is concerned.
+-- shredded, as far as this erasure is concerned. $2: the erasures (an array).
 UPDATE erasure_items i
    SET outcome = 'shredded', destroyed_at = k.destroyed_at, hold_ids = NULL, kept_until = NULL
   FROM subject_keys k
- WHERE i.tenant_id = $1 AND i.erasure_id = $2 AND i.outcome <> 'shredded'
+ WHERE i.tenant_id = $1 AND i.erasure_id = ANY($2::uuid[]) AND i.outcome <> 'shredded'
    AND k.tenant_id = i.tenant_id AND k.id = i.key_id AND k.wrapped_key IS NULL
 
 -- name: upsert_retained
@@ -174,14 +170,34 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = 'retained', kept_until = EXCLUDED.kept_until, hold_ids = NULL,
        destroyed_at = NULL
 
--- name: stated_retention
--- For an erasure restored from the shred ledger (its journal says so), the `until` it
--- stated for each key it retains: no retry keeps one for less, since the restored
--- settings are older than the ones it was computed from. (A live erasure follows the
--- tenant's settings: a shortened keep_at_least_days binds it after the closure delay.)
-SELECT i.key_id, i.kept_until FROM erasure_items i
- WHERE i.tenant_id = $1 AND i.erasure_id = $2 AND i.outcome = 'retained'
-   AND i.kept_until IS NOT NULL
-   AND EXISTS (SELECT 1 FROM erasure_events e
-                WHERE e.tenant_id = $1 AND e.erasure_id = $2
-                  AND e.detail = 'restored from the shred ledger')
+-- name: shred_inputs
+-- What the executor decides an erasure's shred on, for the erasures $2 (an array) in one
+-- statement (issue 19, fourth round: it was a statement per generation, per category
+-- and per erasure): every live subject key of the generations each covers
+-- (from_generation .. generation, migration 0016), with
+-- - newest: the newest artefact or record of the key's category in its generation
+--   (statutory retention counts from it; the caller asks only where the tenant's
+--   settings may keep that category);
+-- - stated_until: for an erasure restored from the shred ledger (`restored_at`),
+--   the `until` it stated for that key: no retry keeps one for less, since the restored
+--   settings are older than the ones it was computed from. (A live erasure follows the
+--   tenant's settings: a shortened keep_at_least_days binds it after the closure delay.)
+SELECT e.id AS erasure_id, k.generation, k.id AS key_id, k.category,
+       (SELECT max(created_at) FROM (
+            SELECT a.created_at FROM artefacts a WHERE a.tenant_id = k.tenant_id
+               AND a.subject_id = k.subject_id AND a.generation = k.generation
+               AND a.category = k.category AND a.state = 'active'
+            UNION ALL
+            SELECT r.created_at FROM records r WHERE r.tenant_id = k.tenant_id
+               AND r.subject_id = k.subject_id AND r.generation = k.generation
+               AND r.category = k.category AND r.value_sealed IS NOT NULL
+        ) AS data) AS newest,
+       (SELECT i.kept_until FROM erasure_items i
+         WHERE i.tenant_id = e.tenant_id AND i.erasure_id = e.id AND i.key_id = k.id
+           AND i.outcome = 'retained' AND i.kept_until IS NOT NULL
+           AND e.restored_at IS NOT NULL) AS stated_until
+  FROM erasures e
+  JOIN subject_keys k ON k.tenant_id = e.tenant_id AND k.subject_id = e.subject_id
+                     AND k.generation BETWEEN e.from_generation AND e.generation
+                     AND k.wrapped_key IS NOT NULL
+ WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[])

@@ -66,15 +66,13 @@ SELECT s.subject_id, s.category, s.generation FROM data_keys d
 -- it was destroyed already.
 SELECT dv_destroy_data_key($1, $2)
 
--- name: live_subject_keys_of_generation
-SELECT id, category FROM subject_keys
- WHERE tenant_id = $1 AND subject_id = $2 AND generation = $3 AND wrapped_key IS NOT NULL
- ORDER BY category
-
--- name: destroy_subject_key
--- The key, the data keys under it and its shred-ledger outbox row ($3: the erasure that
--- asked, or NULL), in one statement (migration 0016); NULL when destroyed already.
-SELECT dv_destroy_subject_key($1, $2, $3)
+-- name: destroy_subject_keys
+-- A subject's live keys of one generation ($4: those categories, NULL all) that no hold
+-- covers destroyed, each with its shred-ledger outbox row ($5: the erasure that asked, or
+-- NULL), under the subject's row lock (migration 0033): one row per key, destroyed_at
+-- (destroyed now) or hold_ids (kept by those holds).
+SELECT key_id, category, destroyed_at, hold_ids
+  FROM dv_destroy_subject_keys($1, $2, $3, $4, $5)
 
 -- name: lock_tenant
 SELECT status FROM tenants WHERE id = $1 FOR UPDATE

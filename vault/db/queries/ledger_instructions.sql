@@ -7,13 +7,15 @@ INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at
 VALUES ($1, $2, $3::uuid::text, $4, now(), $5::jsonb)
 
 -- name: erasure
+-- The erasures $2 (an array: the executor records a batch at once).
 SELECT id, subject_ref_hash, subject_id, from_generation, generation, requested_at,
        requested_by, not_before, due_at
-  FROM erasures WHERE tenant_id = $1 AND id = $2
+  FROM erasures WHERE tenant_id = $1 AND id = ANY($2::uuid[])
 
 -- name: erasure_items
-SELECT key_id, category, outcome, destroyed_at, hold_ids, kept_until FROM erasure_items
- WHERE tenant_id = $1 AND erasure_id = $2 ORDER BY key_id
+SELECT erasure_id, key_id, category, outcome, destroyed_at, hold_ids, kept_until
+  FROM erasure_items
+ WHERE tenant_id = $1 AND erasure_id = ANY($2::uuid[]) ORDER BY erasure_id, key_id
 
 -- name: hold
 SELECT id, subject_ref_hash, categories, reason, placed_at, placed_by, expires_at,
@@ -75,6 +77,12 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT (tenant_id, erasure_id, key_id) DO NOTHING
 
 -- name: erasure_restored
+-- Marks the erasure restored (`restored_at`, what the executor asks: migration 0034) and
+-- journals it for people.
+WITH marked AS (
+    UPDATE erasures SET restored_at = coalesce(restored_at, now())
+     WHERE tenant_id = $1 AND id = $2
+)
 INSERT INTO erasure_events (tenant_id, erasure_id, from_status, to_status, detail)
 VALUES ($1, $2, NULL, $3, 'restored from the shred ledger')
 
@@ -168,14 +176,14 @@ RETURNING id
 -- after every one an erasure of it covers (dv_erasure_from_generation, as an erasure
 -- request decides it), since erasures replayed before it (ledger_instructions.py) found
 -- no row to move past theirs: its next write must not land in a shredded generation.
--- $5: the restriction change it records (migration 0034; 0 for an entry without one).
+-- $5: the restriction change it records (migration 0036; 0 for an entry without one).
 INSERT INTO subjects (tenant_id, id, ref_hash, restricted_at, generation, restriction_changes)
 VALUES ($1, $2, $3, $4, dv_erasure_from_generation($1, $2), $5)
 ON CONFLICT DO NOTHING
 RETURNING id
 
 -- name: lift_counted_restriction
--- Lifted by a change counted after every one the restored database has (migration 0034):
+-- Lifted by a change counted after every one the restored database has (migration 0036):
 -- whatever restriction it holds came before.
 UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
  WHERE tenant_id = $1 AND id = $2 AND restricted_at IS NOT NULL

@@ -17,7 +17,7 @@ SELECT * FROM dv_record_read($1, $2, $3, $4)
 -- name: read_held
 -- `read`, and transfer $5 holds the record's data key for $6 seconds from the same
 -- statement, committed without its own WAL flush (the access-log commit the answer waits
--- for flushes and confirms it; migration 0035). `held` says whether it does.
+-- for flushes and confirms it; migration 0037). `held` says whether it does.
 SELECT * FROM dv_record_read_held($1, $2, $3, $4, $5, $6)
 
 -- name: ever_existed

@@ -35,7 +35,7 @@ SELECT ref_data_key_id FROM subjects WHERE tenant_id = $1 AND id = $2
 
 -- name: restrict
 -- restriction_changes: this change's place in the order of the subject's restriction
--- changes, counted under its row lock (migration 0034).
+-- changes, counted under its row lock (migration 0036).
 UPDATE subjects SET restricted_at = coalesce(restricted_at, now()), restriction_reason_sealed = $3,
        restriction_changes = restriction_changes + 1
  WHERE tenant_id = $1 AND id = $2

@@ -22,5 +22,10 @@ SELECT settings FROM tenants WHERE id = $1 FOR UPDATE
 -- name: settings
 SELECT settings FROM tenants WHERE id = $1
 
+-- name: settings_key_share
+-- The settings, the tenant's row locked FOR KEY SHARE to the end of the transaction: a
+-- settings change (settings_for_update) waits for the reader's commit.
+SELECT settings FROM tenants WHERE id = $1 FOR KEY SHARE
+
 -- name: store_settings
 UPDATE tenants SET settings = $2::jsonb WHERE id = $1

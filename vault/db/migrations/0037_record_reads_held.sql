@@ -5,7 +5,7 @@
 -- record records its data key as held by transfer $5 for $6 seconds (dv_transfer_hold:
 -- only while the key and every key above it are live), committed without its own WAL
 -- flush: the answer waits for its access-log row's commit, which flushes it and confirms
--- it (dv_access_log_chain_holding, migration 0033). The transfer's watchdog renews the
+-- it (dv_access_log_chain_holding, migration 0035). The transfer's watchdog renews the
 -- hold and cuts a stalled send; it is released once the answer has left the process.
 -- dv_record_read carries the rules; nothing of it is repeated here.
 CREATE FUNCTION dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text,
