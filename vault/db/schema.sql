@@ -1201,6 +1201,21 @@ END
 $$;
 
 --
+-- Name: dv_transfer_release_many(uuid, uuid[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true),
+            set_config('synchronous_commit', 'off', true);
+    DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = ANY(p_transfers);
+END
+$$;
+
+--
 -- Name: access_log; Type: TABLE; Schema: public
 --
 
@@ -3402,6 +3417,13 @@ GRANT ALL ON FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_
 
 REVOKE ALL ON FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) TO datavault_app;
 
 --
 -- Name: TABLE access_log; Type: ACL; Schema: public

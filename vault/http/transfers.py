@@ -17,9 +17,11 @@ the request task is cancelled wherever it waits (a stalled `send` included), the
 - if not (an upload still receiving its body), the reason is answered as a problem.
 
 Either way the lease's streams are closed, which releases their data keys, and the
-event `transfer_cut` is logged. HEAD and JSON answers are not transfers; an artefact's
-answer sent as one message (a seek's range, a small artefact) is, until that message is
-out: its plaintext waits in the process for as long as the client makes it wait.
+event `transfer_cut` is logged. A transfer lasts until its answer's last bytes have left
+the process (WAIT_WRITTEN, vault/http/edge_limits.py), and holds its data keys until
+then: an answer sent as one message (a seek's range, a small artefact, a record's value)
+and a stream's last pieces wait there for as long as a client that stopped reading makes
+them wait. HEAD and other answers are not transfers.
 """
 
 from __future__ import annotations
@@ -116,7 +118,10 @@ def watch_transfer(request: Request, principal: Principal) -> TransferLease:
     """Start watching this request as a transfer by `principal`'s key; the returned lease
     is what the service holds its data keys and streams under."""
     watch: _Watch = request.scope["state"][_WATCH]
-    lease = TransferLease(vault_state(request).db, principal.tenant_id, principal.key_id)
+    state = vault_state(request)
+    lease = TransferLease(
+        state.db, principal.tenant_id, principal.key_id, state.transfer_releases.release_later
+    )
     watch.start(lease)
     return lease
 

@@ -357,11 +357,11 @@ class ArtefactService:
         in `locate`'s statement when it was given the lease, else here."""
         artefact, data_key = located.artefact, located.take_key()
         await lease.claim(data_key.id)
+        # Held and watched until the transfer ends, not only while it decrypts (sixth
+        # review): an answer decrypted whole below waits in the process until it is
+        # sent, and a stream's last pieces until the client has taken them.
+        lease.hold_until_closed(data_key.id, located.read)
         length = byte_range.length if byte_range else artefact.size
-        if length <= WHOLE_ANSWER_BYTES:
-            # Decrypted whole below, then kept until it is sent: held and watched until
-            # the transfer ends, not only while it decrypts (sixth review).
-            lease.hold_until_closed(data_key.id, located.read)
         body = self._plaintext(
             artefact.id, located.blob_key, data_key, artefact.size, byte_range, lease,
             located.read,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -79,8 +79,14 @@ class TransferLease:
     """What one transfer holds while it runs. Keys are held by id only: the lease itself
     never keeps key bytes alive."""
 
-    def __init__(self, db: Database, tenant_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    def __init__(
+        self, db: Database, tenant_id: uuid.UUID, api_key_id: uuid.UUID,
+        release_later: Callable[[uuid.UUID, uuid.UUID], bool] | None = None,
+    ) -> None:  # fmt: skip
         self._db = db
+        # Queues the release off the request path (TransferReleaser.release_later); False
+        # or None: released here, one statement of its own.
+        self._release_later = release_later
         self.id = uuid.uuid4()  # its rows in transfer_keys
         self.tenant_id = tenant_id
         self.api_key_id = api_key_id
@@ -207,6 +213,8 @@ class TransferLease:
         """Delete the transfer's rows in transfer_keys: it holds no key any more. Failing
         (the database unreachable), they expire by the clock."""
         if not self._claimed:
+            return
+        if self._release_later is not None and self._release_later(self.tenant_id, self.id):
             return
         try:
             await self._db.tenant_fetch(self.tenant_id, Q.release, self.id)

@@ -47,6 +47,24 @@ BEGIN
 END
 $$;
 
+-- Transfers that ended release their holds in batches, off the request path
+-- (vault/services/transfer_releases.py): dv_transfer_release (migration 0026) for many,
+-- committed without waiting for the WAL flush as it is (a release lost in a crash
+-- leaves rows that expire by the clock).
+CREATE FUNCTION dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) RETURNS void
+LANGUAGE plpgsql VOLATILE
+AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true),
+            set_config('synchronous_commit', 'off', true);
+    DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = ANY(p_transfers);
+END
+$$;
+
+REVOKE ALL ON FUNCTION dv_transfer_release_many(uuid, uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION dv_transfer_release_many(uuid, uuid[]) TO datavault_app;
+
 REVOKE ALL ON FUNCTION dv_access_log_chain_holding(
     uuid, timestamptz[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[],
     bigint[], bigint[], bytea[], uuid[], uuid[], timestamptz[], inet[], uuid[], uuid[],
