@@ -130,7 +130,9 @@ async def list_record_versions(request: Request, caller: Principal, ref: Subject
 async def get_record_version(request: Request, caller: Principal, ref: SubjectRef) -> Response:
     version = query_int("version", request.path_params["version"], minimum=1, maximum=2**31 - 1)
     assert version is not None
+    # A transfer, as getRecord's: the key held and watched until the answer has left.
+    lease = watch_transfer(request, caller)
     value = await vault_state(request).records.version_value(
-        caller.tenant_id, ref, request.path_params["name"], version
+        caller.tenant_id, ref, request.path_params["name"], version, lease
     )
     return Response(value, media_type="application/json", headers=_NO_STORE)

@@ -38,6 +38,8 @@ from vault.services.transfers import HELD_FOR_SECONDS, SubjectRead, TransferLeas
 # How often a read looks again for a record whose version was replaced between finding
 # it and holding its key (a writer replacing it that often: the read fails, 410).
 HELD_READ_ATTEMPTS = 5
+# What a compliance read of a kept version may read: restricted and erased data too.
+COMPLIANCE_READ = SubjectAccess(may_read_restricted=True)
 
 Q = Queries("records")
 
@@ -278,19 +280,26 @@ class RecordService:
         return [dict(row) for row in rows]
 
     async def version_value(
-        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str, version: int
-    ) -> bytes:
-        """One version's value while its key lives (compliance only: the caller checks)."""
+        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str, version: int,
+        hold: TransferLease | None = None,
+    ) -> bytes:  # fmt: skip
+        """One version's value while its key lives (compliance only: the caller checks).
+        With `hold` (the request's transfer), its data key is held, only while live
+        (KeyDestroyed otherwise), and watched until the answer has left, as `get`'s."""
         check_record_name(name)
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-            )
+            subject = await self._subjects.find(conn, tenant_id, ref_hash)
             row = await conn.fetchrow(Q.version, tenant_id, subject.id, name, version)
         if row is None:
             raise NotFound("no such record version")
         if row["value_sealed"] is None or row["wrapped_key"] is None:
             raise Gone("this record version was shredded")
+        if hold is not None:
+            await hold.claim(row["id"])
+            hold.hold_until_closed(
+                row["id"], SubjectRead(ref_hash, row["generation"], COMPLIANCE_READ)
+            )
         data_key = await self._keyring.open_data_key(tenant_id, row)
         context = data_key.content_context(record_object(name, row["version"]))
         return open_record(data_key.key, bytes(row["value_sealed"]), context)
