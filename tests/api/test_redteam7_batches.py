@@ -1,0 +1,364 @@
+"""Red team 7: attacks on the batched erasure path (issue 19, fourth round: a subject's
+keys of a generation destroyed in one statement, a batch's retention inputs read in one
+statement before any destroy, its items, ledger rows and status changes written one
+round trip each, the publisher completing a batch with its receipts at once).
+
+The window inside a batch is widened on purpose: the executor runs in this process with
+one batch at a time and a pause injected before one instruction's destroy, so what lands
+in which batch, and what happens between two instructions of one batch, is fixed rather
+than hoped for."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.api.helpers import auth, create_key, put_record
+from tests.jobs import deletion_violations, run_worker_pass
+from tests.support import ServerThread, Tenant, make_tenant
+from vault.runtime import operator_context
+from workers import erasure as executor
+
+
+@pytest.fixture
+def tenant(quiet_vault: ServerThread) -> Tenant:
+    return make_tenant(quiet_vault.settings, quiet_vault.database_url)
+
+
+@pytest.fixture
+def one_batch_at_a_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(executor, "_PARALLEL", 1)
+    yield
+
+
+def _keys(http: httpx.Client, tenant: Tenant) -> dict[str, Any]:
+    return {
+        "app": create_key(http, tenant, ["ingest", "read"]),
+        "privacy": create_key(http, tenant, ["erasure"]),
+        "officer": create_key(http, tenant, ["compliance"]),
+    }
+
+
+def _erase(http: httpx.Client, keys: dict[str, Any], ref: str) -> str:
+    answer = http.post(f"/v1/subjects/{ref}/erasure", headers=auth(keys["privacy"]))
+    assert answer.status_code == 202, answer.text
+    return str(answer.json()["id"])
+
+
+def _paused_pass(
+    vault: ServerThread, tenant: Tenant, at_call: int, during: Callable[[], None]
+) -> None:
+    """One executor pass in this process whose `at_call`-th subject-key destroy of this
+    tenant (one call per instruction and generation) first runs `during` in another
+    thread and waits for it (at most 5 s: something it waits for may be this batch)."""
+    calls = 0
+
+    class PausedKeyRing:
+        def __init__(self, real: Any) -> None:
+            self._real = real
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._real, name)
+
+        async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            if args[1] == tenant.id:
+                calls += 1
+                if calls == at_call:
+                    done = threading.Event()
+
+                    def run() -> None:
+                        try:
+                            during()
+                        finally:
+                            done.set()
+
+                    threading.Thread(target=run, daemon=True).start()
+                    await asyncio.to_thread(done.wait, 5.0)
+            return await self._real.destroy_subject_keys(*args, **kwargs)
+
+    async def run() -> None:
+        async with operator_context(vault.settings, vault.database_url) as ctx:
+            keyring: Any = PausedKeyRing(ctx.keyring)
+            await executor.run_due_erasures(ctx.db, keyring)
+
+    asyncio.run(run())
+    assert calls >= at_call, "the pause never came"
+
+
+async def _owner_fetch(url: str, query: str, *args: Any) -> list[Any]:
+    conn = await asyncpg.connect(url)
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+def _live_subject_keys(vault: ServerThread, tenant: Tenant, ref_category: str) -> int:
+    rows = asyncio.run(
+        _owner_fetch(
+            vault.database_url,
+            "SELECT count(*) AS n FROM subject_keys WHERE tenant_id = $1 AND category = $2"
+            " AND wrapped_key IS NOT NULL",
+            tenant.id, ref_category,
+        )
+    )  # fmt: skip
+    return int(rows[0]["n"])
+
+
+def test_a_subject_hold_placed_mid_batch_keeps_a_later_instruction(
+    quiet_vault: ServerThread, tenant: Tenant, one_batch_at_a_time: None
+) -> None:
+    """Attack: two subjects erased in one batch; between the first one's destroy and the
+    second one's, the compliance officer places a hold over the second subject's
+    billing. Whatever the order, the hold answered 201 before the second destroy means
+    the second subject's billing key must be kept (held), never shredded."""
+    placed: list[httpx.Response] = []
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        for ref in ("alpha", "beta"):
+            assert put_record(http, keys["app"], ref, "inv", b'{"v": 1}', "support").is_success
+        ids = {ref: _erase(http, keys, ref) for ref in ("alpha", "beta")}
+
+        def place() -> None:
+            with quiet_vault.client() as other:
+                placed.append(
+                    other.post(
+                        "/v1/holds",
+                        json={"subject_ref": "beta", "categories": ["support"],
+                              "reason": "litigation", "reference": "L-7"},
+                        headers=auth(keys["officer"]),
+                    )
+                )  # fmt: skip
+
+        _paused_pass(quiet_vault, tenant, 2, place)
+        run_worker_pass(quiet_vault)
+        shown = http.get(f"/v1/erasures/{ids['beta']}", headers=auth(keys["privacy"])).json()
+    assert placed and placed[0].status_code == 201, placed
+    assert shown["status"] == "held", shown
+    assert [h["category"] for h in shown["held"]] == ["support"]
+    assert deletion_violations(quiet_vault) == []
+
+
+def test_a_tenant_wide_hold_placed_mid_batch_never_answers_before_a_destroy_it_covers(
+    quiet_vault: ServerThread, tenant: Tenant, one_batch_at_a_time: None
+) -> None:
+    """Attack: a tenant-wide hold (no subject) placed between two instructions of one
+    batch. Either it waits for the batch (the batch shredded first: fine), or it answers
+    first and then the second instruction must keep what it covers."""
+    placed: list[httpx.Response] = []
+    answered_mid_batch: list[bool] = []
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        for ref in ("gamma", "delta"):
+            assert put_record(http, keys["app"], ref, "inv", b'{"v": 1}', "support").is_success
+        ids = {ref: _erase(http, keys, ref) for ref in ("gamma", "delta")}
+
+        def place() -> None:
+            with quiet_vault.client() as other:
+                placed.append(
+                    other.post(
+                        "/v1/holds",
+                        json={"categories": ["support"], "reason": "regulatory",
+                              "reference": "R-7"},
+                        headers=auth(keys["officer"]),
+                    )
+                )  # fmt: skip
+            answered_mid_batch.append(True)
+
+        thread_box: list[threading.Thread] = []
+
+        def start() -> None:
+            worker = threading.Thread(target=place, daemon=True)
+            worker.start()
+            thread_box.append(worker)
+            worker.join(3.0)
+
+        _paused_pass(quiet_vault, tenant, 2, start)
+        mid = bool(answered_mid_batch)
+        thread_box[0].join(30)
+        shown = http.get(f"/v1/erasures/{ids['delta']}", headers=auth(keys["privacy"])).json()
+    assert placed and placed[0].status_code == 201, placed
+    if mid:
+        assert shown["status"] in ("held", "in_progress"), shown
+        assert [h["category"] for h in shown["held"]] == ["support"], shown
+    else:
+        assert [s["category"] for s in shown["shredded"]].count("support") == 1, shown
+    assert deletion_violations(quiet_vault) == []
+
+
+def test_a_mixed_batchs_receipts_state_exactly_what_the_ledger_holds(
+    quiet_vault: ServerThread, tenant: Tenant, one_batch_at_a_time: None
+) -> None:
+    """Attack: one batch of a plain erasure, a cancelled-then-renewed subject (its new
+    erasure covers two generations), one under statutory retention and an unknown ref;
+    each completed or held erasure's stored receipt names exactly the subject keys the
+    ledger outbox says that erasure destroyed, and no key it names is live."""
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        set_grace = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth()
+        )
+        assert set_grace.status_code == 200, set_grace.text
+        assert put_record(http, keys["app"], "twice", "a", b'{"v": 1}', "support").is_success
+        first = _erase(http, keys, "twice")
+        cancelled = http.post(f"/v1/erasures/{first}/cancel", headers=auth(keys["privacy"]))
+        assert cancelled.status_code == 200, cancelled.text
+        assert put_record(http, keys["app"], "twice", "b", b'{"v": 2}', "support").is_success
+        assert put_record(http, keys["app"], "plain", "a", b'{"v": 1}', "support").is_success
+        assert put_record(http, keys["app"], "kept", "inv", b'{"v": 1}', "billing").is_success
+        assert put_record(http, keys["app"], "kept", "t", b'{"v": 1}', "support").is_success
+        ids = {ref: _erase(http, keys, ref) for ref in ("twice", "plain", "kept", "nobody")}
+        run_worker_pass(quiet_vault, days=1)
+        run_worker_pass(quiet_vault, days=1)
+        shown = {
+            ref: http.get(f"/v1/erasures/{e}", headers=auth(keys["privacy"])).json()
+            for ref, e in ids.items()
+        }
+    assert {ref: s["status"] for ref, s in shown.items()} == {
+        "twice": "completed", "plain": "completed", "kept": "held", "nobody": "completed",
+    }  # fmt: skip
+    outbox = asyncio.run(
+        _owner_fetch(
+            quiet_vault.database_url,
+            "SELECT o.erasure_id, o.key_id FROM ledger_outbox o WHERE o.tenant_id = $1"
+            " AND o.key_kind = 'subject' AND o.erasure_id IS NOT NULL",
+            tenant.id,
+        )
+    )
+    receipts = asyncio.run(
+        _owner_fetch(
+            quiet_vault.database_url,
+            "SELECT erasure_id, final, document FROM erasure_receipts WHERE tenant_id = $1",
+            tenant.id,
+        )
+    )
+    by_erasure: dict[str, set[str]] = {}
+    for row in outbox:
+        by_erasure.setdefault(str(row["erasure_id"]), set()).add(str(row["key_id"]))
+    assert {str(r["erasure_id"]) for r in receipts} >= {ids["twice"], ids["plain"]}
+    for row in receipts:
+        document = json.loads(row["document"])
+        receipt = document["receipt"]
+        erasure_id = str(row["erasure_id"])
+        stated = {s["key_id"] for s in receipt["shredded"]}
+        # What the receipt says this erasure destroyed is what the ledger says it did.
+        assert stated == by_erasure.get(erasure_id, set()), (erasure_id, receipt)
+        live = asyncio.run(
+            _owner_fetch(
+                quiet_vault.database_url,
+                "SELECT count(*) AS n FROM subject_keys WHERE id = ANY($1::uuid[])"
+                " AND wrapped_key IS NOT NULL",
+                [uuid.UUID(k) for k in stated],
+            )
+        )
+        assert live[0]["n"] == 0, receipt
+    # "twice" covers both generations: the cancelled erasure's and the new one's.
+    assert len(shown["twice"]["shredded"]) == 3, shown["twice"]  # identity, support x2
+    assert deletion_violations(quiet_vault) == []
+    assert deletion_violations(quiet_vault, days=1) == []
+
+
+class _SlowLockQueries:
+    """erasures.sql as the vault reads it, except that `get_for_update` (the cancel's
+    lock on the erasure) first spends 1.5 s in the statement: a slow connection between
+    the cancel's BEGIN (its now()) and its lock, widened on purpose."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> str:
+        if name == "get_for_update":
+            return (
+                "SELECT e.* FROM pg_sleep(1.5) AS pause, erasures e"
+                " WHERE e.tenant_id = $1 AND e.id = $2 FOR UPDATE OF e"
+            )
+        return str(getattr(self._real, name))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 7: an erasure request's ledger entry is stamped with its transaction's"
+    " start (now()), so a repeated request racing a cancellation can be the 'newest' entry"
+    " while the cancellation is the later state: a restore would run the cancelled erasure",
+)
+def test_a_cancellation_racing_a_repeated_request_is_the_newest_ledger_record(
+    quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: an erasure request now writes its shred-ledger entry in the request's own
+    transaction (issue 19, fourth round). A restore replays, of one erasure's
+    `erasure_request` entries, the newest by `destroyed_at` (ledger_controls._newest),
+    which the outbox sets to now(): the time the writing transaction began, not when it
+    took the erasure's lock.
+
+    Steps: a tenant with a 1 h grace period; subject `racy` is erased (scheduled). The
+    privacy officer cancels it; the cancel's transaction begins, and before it locks the
+    erasure (a slow connection: 1.5 s, injected), the tenant's system repeats the erasure
+    request. The request locks the erasure, answers with it (scheduled) and records it;
+    then the cancellation locks it, cancels it and records that.
+
+    Observed: the database says cancelled, but the request's entry (scheduled) carries
+    the later `destroyed_at`, so a restore from any backup taken before would bring the
+    erasure back scheduled and shred the subject the controller chose to keep.
+    Expected: the newest entry is the cancellation (stamped at or after the lock, e.g.
+    clock_timestamp(), or ordered by the outbox's sequence)."""
+    from vault.services import erasures as erasure_service
+    from vault.services.ledger_controls import _newest
+
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        grace = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth()
+        )
+        assert grace.status_code == 200, grace.text
+        assert put_record(http, keys["app"], "racy", "a", b'{"v": 1}', "support").is_success
+        erasure_id = _erase(http, keys, "racy")
+    monkeypatch.setattr(erasure_service, "Q", _SlowLockQueries(erasure_service.Q))
+    answers: dict[str, httpx.Response] = {}
+
+    def cancel() -> None:
+        with quiet_vault.client() as other:
+            answers["cancel"] = other.post(
+                f"/v1/erasures/{erasure_id}/cancel", headers=auth(keys["privacy"])
+            )
+
+    def repeat() -> None:
+        with quiet_vault.client() as other:
+            answers["repeat"] = other.post(
+                "/v1/subjects/racy/erasure", headers=auth(keys["privacy"])
+            )
+
+    cancelling = threading.Thread(target=cancel, daemon=True)
+    cancelling.start()
+    threading.Event().wait(0.5)  # the cancel's transaction has begun and sleeps
+    repeat()
+    cancelling.join(30)
+    if set(answers) != {"cancel", "repeat"} or not answers["repeat"].is_success:
+        raise RuntimeError(f"the race was not staged: {answers}")
+    if answers["repeat"].json()["id"] != erasure_id:
+        raise RuntimeError("the repeated request did not answer with the scheduled erasure")
+    assert answers["cancel"].status_code == 200, answers["cancel"].text
+    rows = asyncio.run(
+        _owner_fetch(
+            quiet_vault.database_url,
+            "SELECT key_kind, destroyed_at, fact FROM ledger_outbox"
+            " WHERE tenant_id = $1 AND key_kind = 'erasure_request'",
+            tenant.id,
+        )
+    )
+    entries = [
+        {"key_kind": r["key_kind"], "destroyed_at": r["destroyed_at"].isoformat(),
+         "fact": json.loads(r["fact"])}
+        for r in rows
+    ]  # fmt: skip
+    (newest,) = [f for f in _newest(entries, "erasure_request", "erasure_id")
+                 if f["erasure_id"] == erasure_id]  # fmt: skip
+    assert newest["status"] == "cancelled", newest
