@@ -229,8 +229,8 @@ def test_a_mixed_batchs_receipts_state_exactly_what_the_ledger_holds(
     outbox = asyncio.run(
         _owner_fetch(
             quiet_vault.database_url,
-            "SELECT o.erasure_id, o.key_id FROM ledger_outbox o WHERE o.tenant_id = $1"
-            " AND o.key_kind = 'subject' AND o.erasure_id IS NOT NULL",
+            "SELECT o.erasure_id, o.key_id, o.key_kind, o.ledger_seq FROM ledger_outbox o"
+            " WHERE o.tenant_id = $1 AND o.erasure_id IS NOT NULL",
             tenant.id,
         )
     )
@@ -242,7 +242,14 @@ def test_a_mixed_batchs_receipts_state_exactly_what_the_ledger_holds(
         )
     )
     by_erasure: dict[str, set[str]] = {}
+    last_seq: dict[str, int] = {}
     for row in outbox:
+        assert row["ledger_seq"] is not None, row  # every row of a finished erasure published
+        last_seq[str(row["erasure_id"])] = max(
+            last_seq.get(str(row["erasure_id"]), 0), int(row["ledger_seq"])
+        )
+        if row["key_kind"] != "subject":
+            continue
         by_erasure.setdefault(str(row["erasure_id"]), set()).add(str(row["key_id"]))
     assert {str(r["erasure_id"]) for r in receipts} >= {ids["twice"], ids["plain"]}
     for row in receipts:
@@ -252,6 +259,8 @@ def test_a_mixed_batchs_receipts_state_exactly_what_the_ledger_holds(
         stated = {s["key_id"] for s in receipt["shredded"]}
         # What the receipt says this erasure destroyed is what the ledger says it did.
         assert stated == by_erasure.get(erasure_id, set()), (erasure_id, receipt)
+        # The head it states reaches every ledger entry of the erasure.
+        assert receipt["ledger"]["seq"] >= last_seq.get(erasure_id, 0), receipt
         live = asyncio.run(
             _owner_fetch(
                 quiet_vault.database_url,
@@ -362,3 +371,60 @@ def test_a_cancellation_racing_a_repeated_request_is_the_newest_ledger_record(
     (newest,) = [f for f in _newest(entries, "erasure_request", "erasure_id")
                  if f["erasure_id"] == erasure_id]  # fmt: skip
     assert newest["status"] == "cancelled", newest
+
+
+def test_an_extended_erasures_ledger_record_covers_the_generation_it_was_extended_to(
+    quiet_vault: ServerThread, tenant: Tenant
+) -> None:
+    """Attack: the request's ledger entry is now the row the request's statement returns
+    (no second read). A scheduled erasure extended by a repeated request (data written
+    since) must be recorded with the generation it was extended to, or a restore would
+    shred only the older one; after the shred, the instruction entry names the keys of
+    both generations and the newest request entry agrees with the database."""
+    from vault.services.ledger_controls import _newest
+
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        grace = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth()
+        )
+        assert grace.status_code == 200, grace.text
+        assert put_record(http, keys["app"], "grown", "a", b'{"v": 1}', "support").is_success
+        erasure_id = _erase(http, keys, "grown")
+        assert put_record(http, keys["app"], "grown", "b", b'{"v": 2}', "support").is_success
+        again = http.post("/v1/subjects/grown/erasure", headers=auth(keys["privacy"]))
+        assert again.is_success and again.json()["id"] == erasure_id, again.text
+        rows = asyncio.run(
+            _owner_fetch(
+                quiet_vault.database_url,
+                "SELECT key_kind, destroyed_at, fact FROM ledger_outbox"
+                " WHERE tenant_id = $1 AND key_kind = 'erasure_request'",
+                tenant.id,
+            )
+        )
+        db_row = asyncio.run(
+            _owner_fetch(
+                quiet_vault.database_url,
+                "SELECT generation, from_generation FROM erasures WHERE id = $1",
+                uuid.UUID(erasure_id),
+            )
+        )[0]
+        entries = [
+            {"key_kind": r["key_kind"], "destroyed_at": r["destroyed_at"].isoformat(),
+             "fact": json.loads(r["fact"])}
+            for r in rows
+        ]  # fmt: skip
+        (newest,) = [
+            f for f in _newest(entries, "erasure_request", "erasure_id")
+            if f["erasure_id"] == erasure_id
+        ]  # fmt: skip
+        assert (newest["from_generation"], newest["generation"]) == (
+            db_row["from_generation"], db_row["generation"],
+        ), newest  # fmt: skip
+        assert newest["generation"] > newest["from_generation"], newest
+        run_worker_pass(quiet_vault, days=1)
+        run_worker_pass(quiet_vault, days=1)
+        shown = http.get(f"/v1/erasures/{erasure_id}", headers=auth(keys["privacy"])).json()
+    assert shown["status"] == "completed", shown
+    assert sorted(s["category"] for s in shown["shredded"]).count("support") == 2, shown
+    assert deletion_violations(quiet_vault, days=1) == []
