@@ -428,3 +428,63 @@ def test_an_extended_erasures_ledger_record_covers_the_generation_it_was_extende
     assert shown["status"] == "completed", shown
     assert sorted(s["category"] for s in shown["shredded"]).count("support") == 2, shown
     assert deletion_violations(quiet_vault, days=1) == []
+
+
+def test_one_failing_instruction_leaves_no_half_done_batch(
+    quiet_vault: ServerThread, tenant: Tenant, one_batch_at_a_time: None
+) -> None:
+    """Attack: the middle instruction of a batch of three fails after the first one's
+    keys were destroyed in the batch's transaction. Nothing of the batch may stand half
+    done: the others are shredded one by one (their items, ledger rows and receipts
+    whole), the failing one stays scheduled with every key live and no item, no ledger
+    row and no receipt, and the next pass finishes it."""
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        for ref in ("one", "two", "three"):
+            assert put_record(http, keys["app"], ref, "a", b'{"v": 1}', "support").is_success
+        ids = {ref: _erase(http, keys, ref) for ref in ("one", "two", "three")}
+        failing = uuid.UUID(ids["two"])
+
+        class FailingKeyRing:
+            def __init__(self, real: Any) -> None:
+                self._real = real
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self._real, name)
+
+            async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
+                if kwargs.get("erasure_id") == failing:
+                    raise RuntimeError("injected failure")
+                return await self._real.destroy_subject_keys(*args, **kwargs)
+
+        async def run() -> None:
+            async with operator_context(quiet_vault.settings, quiet_vault.database_url) as ctx:
+                keyring: Any = FailingKeyRing(ctx.keyring)
+                await executor.run_due_erasures(ctx.db, keyring)
+
+        asyncio.run(run())
+        rows = asyncio.run(
+            _owner_fetch(
+                quiet_vault.database_url,
+                "SELECT e.id, e.status,"
+                " (SELECT count(*) FROM erasure_items i WHERE i.erasure_id = e.id) AS items,"
+                " (SELECT count(*) FROM ledger_outbox o WHERE o.erasure_id = e.id) AS ledger,"
+                " (SELECT count(*) FROM subject_keys k WHERE k.subject_id = e.subject_id"
+                "   AND k.wrapped_key IS NOT NULL) AS live"
+                " FROM erasures e WHERE e.tenant_id = $1",
+                tenant.id,
+            )
+        )
+        state = {str(r["id"]): (r["status"], r["items"], r["ledger"], r["live"]) for r in rows}
+        assert state[ids["two"]] == ("scheduled", 0, 0, 2), state
+        for ref in ("one", "three"):
+            status, items, ledger, live = state[ids[ref]]
+            assert (status, items, live) == ("in_progress", 2, 0), state
+            assert ledger == 3, state  # two keys and the erasure's instruction entry
+        run_worker_pass(quiet_vault)
+        shown = {
+            ref: http.get(f"/v1/erasures/{e}", headers=auth(keys["privacy"])).json()["status"]
+            for ref, e in ids.items()
+        }
+    assert shown == {"one": "completed", "two": "completed", "three": "completed"}
+    assert deletion_violations(quiet_vault) == []
