@@ -15,6 +15,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -54,8 +55,9 @@ def _erase(http: httpx.Client, keys: dict[str, Any], ref: str) -> str:
 
 
 def _paused_pass(
-    vault: ServerThread, tenant: Tenant, at_call: int, during: Callable[[], None]
-) -> None:
+    vault: ServerThread, tenant: Tenant, at_call: int, during: Callable[[], None],
+    now: datetime | None = None,
+) -> None:  # fmt: skip
     """One executor pass in this process whose `at_call`-th subject-key destroy of this
     tenant (one call per instruction and generation) first runs `during` in another
     thread and waits for it (at most 5 s: something it waits for may be this batch)."""
@@ -88,7 +90,7 @@ def _paused_pass(
     async def run() -> None:
         async with operator_context(vault.settings, vault.database_url) as ctx:
             keyring: Any = PausedKeyRing(ctx.keyring)
-            await executor.run_due_erasures(ctx.db, keyring)
+            await executor.run_due_erasures(ctx.db, keyring, now)
 
     asyncio.run(run())
     assert calls >= at_call, "the pause never came"
@@ -521,3 +523,38 @@ def test_a_batchs_webhook_events_each_carry_their_own_erasures_outcome(
         ids["free"]: ("erasure.completed", "completed", ["identity", "support"], []),
         ids["owing"]: ("erasure.held", "held", ["identity"], ["billing"]),
     }
+
+
+def test_a_cancellation_racing_the_batch_that_claimed_it_is_refused(
+    quiet_vault: ServerThread, tenant: Tenant, one_batch_at_a_time: None
+) -> None:
+    """Attack: a worker whose clock runs ahead (or a grace period ending as it runs)
+    claims an erasure the API would still let the privacy officer cancel. The cancel
+    arrives while the batch is between its claim and its destroy: it must wait for the
+    batch and then be refused (409), never answer 200 for an erasure whose keys the batch
+    destroyed, and never 500."""
+    answers: list[httpx.Response] = []
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        grace = http.patch(
+            "/v1/tenant/settings", json={"erasure_grace_hours": 1}, headers=tenant.auth()
+        )
+        assert grace.status_code == 200, grace.text
+        assert put_record(http, keys["app"], "late", "a", b'{"v": 1}', "support").is_success
+        erasure_id = _erase(http, keys, "late")
+
+        def cancel() -> None:
+            with quiet_vault.client() as other:
+                answers.append(
+                    other.post(f"/v1/erasures/{erasure_id}/cancel", headers=auth(keys["privacy"]))
+                )
+
+        _paused_pass(quiet_vault, tenant, 1, cancel, now=datetime.now(UTC) + timedelta(hours=2))
+        deadline = datetime.now(UTC) + timedelta(seconds=30)
+        while not answers and datetime.now(UTC) < deadline:
+            threading.Event().wait(0.1)
+        run_worker_pass(quiet_vault, days=1)
+        shown = http.get(f"/v1/erasures/{erasure_id}", headers=auth(keys["privacy"])).json()
+    assert len(answers) == 1 and answers[0].status_code == 409, answers
+    assert shown["status"] == "completed", shown
+    assert deletion_violations(quiet_vault, days=1) == []
