@@ -284,13 +284,6 @@ class _SlowLockQueries:
         return str(getattr(self._real, name))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # a race not staged raises RuntimeError: that fails the test
-    reason="red team 7: an erasure request's ledger entry is stamped with its transaction's"
-    " start (now()), so a repeated request racing a cancellation can be the 'newest' entry"
-    " while the cancellation is the later state: a restore would run the cancelled erasure",
-)
 def test_a_cancellation_racing_a_repeated_request_is_the_newest_ledger_record(
     quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
