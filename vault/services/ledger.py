@@ -381,19 +381,20 @@ async def reconcile_on_start(
             # after the keys: a restored erasure's items then see them destroyed.
             if instructions[tenant_id]:
                 replayed = await replay(conn, tenant_id, instructions[tenant_id])
-                if keyring is not None:
-                    # A restored erasure covers every key of its generations, not only
-                    # those the ledger names: a backup from a line of history an earlier
-                    # restore abandoned holds keys the erasure's line never had.
-                    redestroyed += await shred_restored(
-                        conn, keyring, tenant_id, replayed.restored_erasure_ids
-                    )
                 # Cancellations, revocations, closures (vault/services/ledger_controls.py),
                 # after the erasures that shredded, which they must not schedule again.
                 await replay_controls(conn, tenant_id, instructions[tenant_id])
                 # Restrictions, retention, console sign-outs, deleted webhooks
                 # (vault/services/ledger_standing.py).
                 await replay_standing(conn, tenant_id, instructions[tenant_id])
+                if keyring is not None:
+                    # A restored erasure covers every key of its generations, not only
+                    # those the ledger names: a backup from a line of history an earlier
+                    # restore abandoned holds keys the erasure's line never had. Last, so
+                    # the holds, restrictions and retention it decides on are restored.
+                    redestroyed += await shred_restored(
+                        conn, keyring, tenant_id, replayed.restored_erasure_ids
+                    )
     return redestroyed
 
 
