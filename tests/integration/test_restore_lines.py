@@ -39,11 +39,19 @@ from vault.config import Settings
 from workers.deletion_check import find_deletion_violations
 
 
-def _live_subject_keys(url: str) -> int:
+def _live_subject_keys(url: str, *, before_current: bool = False) -> int:
+    """Live subject keys; `before_current`: only those in a generation before their
+    subject's current one."""
+    query = "SELECT count(*) FROM subject_keys k WHERE k.wrapped_key IS NOT NULL"
+    if before_current:
+        query += (
+            " AND k.generation < (SELECT s.generation FROM subjects s"
+            " WHERE s.tenant_id = k.tenant_id AND s.id = k.subject_id)"
+        )
+
     async def run() -> int:
         conn = await asyncpg.connect(url)
         try:
-            query = "SELECT count(*) FROM subject_keys WHERE wrapped_key IS NOT NULL"
             return int(await conn.fetchval(query))
         finally:
             await conn.close()
@@ -219,4 +227,48 @@ def test_a_key_only_the_abandoned_backup_holds_is_kept_by_a_hold_then_shredded_o
     assert done["status"] == "completed", done
     assert ticket_after in (404, 410)
     assert _live_subject_keys(restored_url) == 0
+    assert _violations(restored_url) == []
+
+
+def test_a_backup_behind_the_later_lines_generations_catches_up_and_takes_new_writes(
+    private_vault: Settings, pg_admin_url: str, tmp_path: Path
+) -> None:
+    """As the first test, but in the new line the subject is written to again after its
+    erasure and erased a second time: B2's generation counter for the subject (1) is
+    below both erasures'. Restored from B2: the ticket of the abandoned line is shredded
+    (the first erasure covers it), the subject's next write lands after both erasures'
+    generations and reads back, and `datavault check deletion` is clean."""
+    url = private_vault.database_url or ""
+    tenant = make_tenant(private_vault, url)
+    b1, b2 = tmp_path / "b1.dump", tmp_path / "b2.dump"
+    with running_server(private_vault, url, run_jobs=False) as server, server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        privacy = create_key(http, tenant, ["erasure"])
+        _write(http, app, "leaver", "profile")
+        _pg("pg_dump", "-Fc", "-f", str(b1), "-d", url)
+        _write(http, app, "leaver", "ticket", "support")
+        _pg("pg_dump", "-Fc", "-f", str(b2), "-d", url)
+
+    line, line_url = _restored(private_vault, pg_admin_url, b1)
+    with running_server(line, line_url, run_jobs=False) as server, server.client() as http:
+        for _ in range(2):
+            _erase(http, privacy, "leaver")
+            run_worker_pass(server)
+            _write(http, app, "leaver", "profile")
+        _erase(http, privacy, "leaver")
+        run_worker_pass(server)
+
+    restored, restored_url = _restored(private_vault, pg_admin_url, b2)
+    with running_server(restored, restored_url, run_jobs=False) as server, server.client() as http:
+        ticket = _read(http, app, "leaver", "ticket").status_code
+        written = http.put(
+            "/v1/subjects/leaver/records/profile?category=account", json={"value": "new"},
+            headers=auth(app),
+        )  # fmt: skip
+        read = _read(http, app, "leaver", "profile")
+        run_worker_pass(server)
+    assert ticket in (404, 410), ticket
+    assert written.status_code == 201, written.text
+    assert read.status_code == 200 and read.json()["value"] == "new", read.text
+    assert _live_subject_keys(restored_url, before_current=True) == 0  # only the new write's
     assert _violations(restored_url) == []
