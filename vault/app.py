@@ -196,8 +196,9 @@ def create_app(
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
         blobs = open_blob_store(settings)
+        keyring = KeyRing(root, PgHoldCheck())
         # Before serving: a restored backup must not bring shredded keys back.
-        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs))
+        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs), keyring)
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         issuer = await ReceiptIssuer.for_deployment(db, root, settings)
@@ -208,7 +209,6 @@ def create_app(
             db, blobs, settings.backup_retention_days, watermark_for(root, blobs),
             signer=issuer.signer,
         )  # fmt: skip
-        keyring = KeyRing(root, PgHoldCheck())
         kek_listener = KekInvalidationListener(database_url, keyring.keks)
         kek_listener.start()
         refs = SubjectRefHasher(db, root)
