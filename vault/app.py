@@ -199,8 +199,9 @@ def create_app(
         transfer_releases = TransferReleaser(db)
         transfer_releases.start()
         blobs = open_blob_store(settings)
+        keyring = KeyRing(root, PgHoldCheck())
         # Before serving: a restored backup must not bring shredded keys back.
-        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs))
+        redestroyed = await reconcile_on_start(db, blobs, watermark_for(root, blobs), keyring)
         if redestroyed:
             log.warning("shredded_keys_redestroyed", count=redestroyed)
         issuer = await ReceiptIssuer.for_deployment(db, root, settings)
@@ -211,7 +212,6 @@ def create_app(
             db, blobs, settings.backup_retention_days, watermark_for(root, blobs),
             signer=issuer.signer,
         )  # fmt: skip
-        keyring = KeyRing(root, PgHoldCheck())
         kek_listener = KekInvalidationListener(database_url, keyring.keks)
         kek_listener.start()
         refs = SubjectRefHasher(db, root)

@@ -202,6 +202,33 @@ async def _retry_held(
                 events.erasure_shredded(tenant_id, erasure["id"], destroyed)
 
 
+async def shred_restored(
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure_ids: Sequence[uuid.UUID],
+    now: datetime | None = None,
+) -> int:  # fmt: skip
+    """Erasures the shred ledger restored at start-up (ledger_instructions.replay), in the
+    caller's transaction: every live key of the generations each covers is shredded now
+    as the executor shreds (or kept as a hold or statutory retention keeps it), not only
+    the keys the ledger names. A backup from a line of history an earlier restore
+    abandoned holds keys of the subject written there, in generations an erasure of the
+    new line covers, that the new line never had and so the ledger never named. Returns
+    how many keys were destroyed (each with its ledger row, naming the erasure)."""
+    if not erasure_ids:
+        return 0
+    destroyed = 0
+    for erasure in await conn.fetch(Q.restored_for_shred, tenant_id, list(erasure_ids)):
+        if erasure["status"] == ErasureStatus.HELD:
+            destroyed += await _retry_one(conn, keyring, tenant_id, erasure, now)
+        else:  # in_progress: what it keeps now, the publisher holds it for on completion
+            [(gone, _)] = await _shred(
+                conn, keyring, tenant_id, [erasure], now or datetime.now(UTC)
+            )
+            destroyed += gone
+    if destroyed:
+        await notify(conn, LEDGER_PENDING, tenant_id)
+    return destroyed
+
+
 async def _retry_one(
     conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID, erasure: Any, now: datetime | None
 ) -> int:

@@ -34,6 +34,7 @@ from typing import Any
 from vault.blobs.base import BlobNotFound, BlobStore
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
+from vault.services.keyring import KeyRing
 from vault.services.ledger_checkpoint import (
     CHECKPOINT_PREFIX,
     Checkpoint,
@@ -58,6 +59,7 @@ from vault.services.ledger_objects import (
 from vault.services.ledger_standing import replay_standing
 from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
 from vault.services.receipts import published_keys
+from workers.erasure import shred_restored
 
 __all__ = [
     "GENESIS",
@@ -324,14 +326,19 @@ async def check_watermark(
 
 
 async def reconcile_on_start(
-    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None = None
-) -> int:
+    db: Database, blobs: BlobStore, watermark: LedgerWatermark | None = None,
+    keyring: KeyRing | None = None,
+) -> int:  # fmt: skip
     """Before serving: refuse a ledger cut or changed at the database's head; re-destroy
     every key the entries after that head name that the database still holds (a restored
     backup): subject and data keys, and a closed tenant's KEKs and HMAC key; and restore
     the erasures and holds their instruction entries record that the database lacks or
-    holds in an older state (vault/services/ledger_instructions.py). Returns how many keys
-    were re-destroyed.
+    holds in an older state (vault/services/ledger_instructions.py). With `keyring` (the
+    vault's start-up passes it), a restored erasure then shreds every live key of the
+    generations it covers, as the executor does, named in the ledger or not: the
+    database may be a backup from a line of history an earlier restore abandoned, with
+    keys of the subject the erasure's line never had. Returns how many keys were
+    destroyed.
 
     Entries up to the head need no look: each was published from this database's own
     outbox rows, which commit with the destruction they record, and the head moves only
@@ -373,13 +380,21 @@ async def reconcile_on_start(
             # What erasures kept and which holds stand (vault/services/ledger_instructions.py),
             # after the keys: a restored erasure's items then see them destroyed.
             if instructions[tenant_id]:
-                await replay(conn, tenant_id, instructions[tenant_id])
+                replayed = await replay(conn, tenant_id, instructions[tenant_id])
                 # Cancellations, revocations, closures (vault/services/ledger_controls.py),
                 # after the erasures that shredded, which they must not schedule again.
                 await replay_controls(conn, tenant_id, instructions[tenant_id])
                 # Restrictions, retention, console sign-outs, deleted webhooks
                 # (vault/services/ledger_standing.py).
                 await replay_standing(conn, tenant_id, instructions[tenant_id])
+                if keyring is not None:
+                    # A restored erasure covers every key of its generations, not only
+                    # those the ledger names: a backup from a line of history an earlier
+                    # restore abandoned holds keys the erasure's line never had. Last, so
+                    # the holds, restrictions and retention it decides on are restored.
+                    redestroyed += await shred_restored(
+                        conn, keyring, tenant_id, replayed.restored_erasure_ids
+                    )
     return redestroyed
 
 

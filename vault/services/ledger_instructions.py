@@ -176,6 +176,9 @@ class ReplayCounts:
     holds_released: int = 0
     erasures_restored: int = 0
     release_requests_dropped: int = 0
+    # Which erasures were restored: the start-up shreds what of their generations this
+    # database still holds (workers/erasure.py shred_restored), named in the ledger or not.
+    restored_erasure_ids: tuple[uuid.UUID, ...] = ()
 
 
 async def replay(
@@ -205,10 +208,13 @@ async def replay(
         restored += outcome == "restored"
         released += outcome == "released"
         dropped += await _drop_unrecorded_request(conn, tenant_id, fact)
-    erased = 0
-    for fact in erasures.values():
-        erased += await _replay_erasure(conn, tenant_id, fact)
-    counts = ReplayCounts(restored, released, erased, dropped)
+    restored_erasures = [
+        uuid.UUID(fact["erasure_id"])
+        for fact in erasures.values()
+        if await _replay_erasure(conn, tenant_id, fact)
+    ]
+    erased = len(restored_erasures)
+    counts = ReplayCounts(restored, released, erased, dropped, tuple(restored_erasures))
     if counts != ReplayCounts():
         log.warning(
             "instructions_restored", tenant_id=str(tenant_id), holds_restored=restored,

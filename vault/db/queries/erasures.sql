@@ -83,6 +83,15 @@ SELECT * FROM erasures
  ORDER BY not_before LIMIT $4
    FOR UPDATE SKIP LOCKED
 
+-- name: restored_for_shred
+-- Erasures the shred ledger just restored ($2, an array) that cover a subject this
+-- database knows: the executor shreds what of their generations it still holds.
+SELECT e.* FROM erasures e
+ WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[]) AND e.subject_id IS NOT NULL
+   AND e.status IN ('in_progress', 'held')
+ ORDER BY e.requested_at, e.id
+   FOR UPDATE
+
 -- name: claim_held_releasable
 -- The next held instruction after ($3, $4) in (requested_at, id) order that something no
 -- longer keeps as its items say: a held key none of whose holds is still in force

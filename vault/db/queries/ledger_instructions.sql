@@ -3,8 +3,14 @@
 -- name: record
 -- In the caller's transaction, like a destroyed key's row: $2 'erasure' or 'hold', $3 its
 -- id, $4 the erasure it belongs to (the erasure completes only once it is published).
+-- Stamped with the time of this insert (clock_timestamp), not the transaction's start
+-- (now()): a restore takes the newest entry of each thing as its standing instruction,
+-- and every caller records while it holds the lock that orders changes to that thing, so
+-- the insert's time orders them as they took effect. A transaction that began earlier
+-- but waited for the lock (a cancellation behind a repeated request) is the later
+-- change and must read as the newer entry (seventh review).
 INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at, fact)
-VALUES ($1, $2, $3::uuid::text, $4, now(), $5::jsonb)
+VALUES ($1, $2, $3::uuid::text, $4, clock_timestamp(), $5::jsonb)
 
 -- name: erasure
 -- The erasures $2 (an array: the executor records a batch at once).
