@@ -29,6 +29,7 @@ import socket
 import struct
 from contextlib import suppress
 from typing import Any
+from weakref import WeakSet
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -75,6 +76,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_fields = 0
         self._method = _UNPARSED
         self._refusal: int | None = None
+        # Every request of the connection still running (uvicorn's `self.cycle` is only
+        # the newest parsed when requests pipeline): an abort marks them all gone.
+        self._cycles: WeakSet[RequestResponseCycle] = WeakSet()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -135,6 +139,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         if self._refusal is None:
             super().on_headers_complete()
+            self._cycles.add(self.cycle)
 
     def on_body(self, body: bytes) -> None:
         if self._refusal is None:
@@ -151,6 +156,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         self.transport.abort()
+        # As connection_lost (which runs later) does for the newest request only: no
+        # request of the connection (a seek cut before its status line went out, one
+        # pipelined behind it) may then answer, or be answered 500, on the closed
+        # transport.
+        for cycle in list(self._cycles):
+            cycle.disconnected = True
 
     async def _wait_written(self) -> None:
         """Return once the transport holds nothing more for the client (the kernel has
