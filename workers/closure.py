@@ -5,9 +5,10 @@ function that destroys it (migration 0016)."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
-from vault.db.database import Database
+from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
@@ -27,18 +28,45 @@ async def run_due_closures(db: Database, keyring: KeyRing, now: datetime | None 
         async with db.tenant_tx(tenant.id) as conn:
             if await conn.fetchrow(Q.due, tenant.id, now or datetime.now(UTC)) is None:
                 continue
-            kept = False
-            for row in await conn.fetch(Q.live_generations, tenant.id):
-                _, held = await keyring.destroy_subject_keys(
-                    conn, tenant.id, row["subject_id"], row["generation"]
-                )
-                kept = kept or bool(held)
+            _, kept = await destroy_tenant_keys(conn, keyring, tenant.id)
             if kept:
                 continue  # holds keep part of it; the KEK must stay to open what is kept
-            await conn.fetch(Q.destroy_keks, tenant.id)
-            await notify_kek_destroyed(conn, tenant.id)
-            await conn.fetchval(Q.destroy_hmac_key, tenant.id)
             await conn.execute(Q.closed, tenant.id)
         keyring.keks.drop(tenant.id)
         closed += 1
     return closed
+
+
+async def finish_restored_closure(conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID) -> int:
+    """At start-up, in the caller's transaction: a tenant the restored database has as
+    closed (the shred ledger's replay closed it again) that still holds live keys gets the
+    closure's own destruction now, before anything is served. A backup from a line of
+    history an earlier restore abandoned holds keys the closing line never had (a KEK
+    version rotated in there, subject keys written there): the ledger never named them.
+    Returns how many keys were destroyed (each with its ledger row)."""
+    if await conn.fetchrow(Q.closed_with_live_keys, tenant_id) is None:
+        return 0
+    destroyed, _ = await destroy_tenant_keys(conn, keyring, tenant_id)
+    keyring.keks.drop(tenant_id)
+    return destroyed
+
+
+async def destroy_tenant_keys(
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID
+) -> tuple[int, bool]:
+    """The closure's destruction: every subject key no hold keeps; then, if nothing was
+    kept, every KEK version and the HMAC key. Returns (keys destroyed, whether a hold
+    kept something)."""
+    destroyed, kept = 0, False
+    for row in await conn.fetch(Q.live_generations, tenant_id):
+        gone, held = await keyring.destroy_subject_keys(
+            conn, tenant_id, row["subject_id"], row["generation"]
+        )
+        destroyed += len(gone)
+        kept = kept or bool(held)
+    if kept:
+        return destroyed, True
+    destroyed += len(await conn.fetch(Q.destroy_keks, tenant_id))
+    await notify_kek_destroyed(conn, tenant_id)
+    destroyed += await conn.fetchval(Q.destroy_hmac_key, tenant_id) is not None
+    return destroyed, False

@@ -59,6 +59,7 @@ from vault.services.ledger_objects import (
 from vault.services.ledger_standing import replay_standing
 from vault.services.ledger_watermark import LedgerHead, LedgerWatermark
 from vault.services.receipts import published_keys
+from workers.closure import finish_restored_closure
 from workers.erasure import shred_restored
 
 __all__ = [
@@ -337,8 +338,10 @@ async def reconcile_on_start(
     vault's start-up passes it), a restored erasure then shreds every live key of the
     generations it covers, as the executor does, named in the ledger or not: the
     database may be a backup from a line of history an earlier restore abandoned, with
-    keys of the subject the erasure's line never had. Returns how many keys were
-    destroyed.
+    keys of the subject the erasure's line never had; and a tenant closed again (the
+    ledger names its HMAC key) gets the closure's own destruction of every key it still
+    holds (workers/closure.py finish_restored_closure: a KEK version rotated in such a
+    line, never named). Returns how many keys were destroyed.
 
     Entries up to the head need no look: each was published from this database's own
     outbox rows, which commit with the destruction they record, and the head moves only
@@ -395,6 +398,11 @@ async def reconcile_on_start(
                     redestroyed += await shred_restored(
                         conn, keyring, tenant_id, replayed.restored_erasure_ids
                     )
+            if keyring is not None:
+                # A tenant the ledger closed again (its HMAC key named) whose backup, from a
+                # line of history an earlier restore abandoned, holds keys the closing line
+                # never had (a KEK version rotated there): the closure's own destruction.
+                redestroyed += await finish_restored_closure(conn, keyring, tenant_id)
     return redestroyed
 
 

@@ -35,3 +35,13 @@ SELECT dv_destroy_hmac_key($1)
 
 -- name: closed
 UPDATE tenants SET status = 'closed', closed_at = now() WHERE id = $1
+
+-- name: closed_with_live_keys
+-- A closed tenant that still holds a live key of its own (a restored backup).
+SELECT id FROM tenants t
+ WHERE t.id = $1 AND t.status = 'closed'
+   AND (EXISTS (SELECT 1 FROM tenant_keks k WHERE k.tenant_id = t.id AND k.wrapped_key IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM tenant_hmac_keys m
+                    WHERE m.tenant_id = t.id AND m.wrapped_key IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM subject_keys s
+                    WHERE s.tenant_id = t.id AND s.wrapped_key IS NOT NULL))
