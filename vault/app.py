@@ -77,6 +77,7 @@ from vault.services.root_epochs import sync_root_epochs
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
+from vault.services.transfer_releases import TransferReleaser
 from vault.services.wakeups import CHANNELS, WakeupListener, WakeupSender
 from vault.services.webhook_sender import resolve_host
 from vault.services.webhooks import WebhookService
@@ -195,6 +196,8 @@ def create_app(
         secrets = await load_deployment_secrets(db, root)
         writer = AccessLogWriter(db, secrets.access_log_ip_key)
         writer.start()
+        transfer_releases = TransferReleaser(db)
+        transfer_releases.start()
         blobs = open_blob_store(settings)
         keyring = KeyRing(root, PgHoldCheck())
         # Before serving: a restored backup must not bring shredded keys back.
@@ -245,6 +248,7 @@ def create_app(
             blobs=blobs,
             api_keys=ApiKeyService(db, secrets.api_key_pepper),
             access_log=writer,
+            transfer_releases=transfer_releases,
             auth_throttle=auth_throttle,
             metrics=metrics,
             subject_refs=refs,
@@ -323,6 +327,7 @@ def create_app(
                     await wakeup_listener.stop()
                 await kek_listener.stop()
                 await writer.stop()
+                await transfer_releases.stop()
                 # One last anchor, so the rows of the final requests are anchored too.
                 await publish_anchors(
                     db,

@@ -1,9 +1,11 @@
-"""A read holds its data key from the statement that finds the artefact, and a read answered
-in one message releases it in its access-log row's commit (issue 19, fourth round,
-migration 0032): two round trips fewer per seek, and the deletion guarantee unchanged. An
-erasure still completes only once no transfer holds its keys (test_completion_waits_for_
-transfers.py); here: the hold is taken only while the key chain is live, and no read,
-whole, ranged, streamed, refused or HEAD, leaves a row behind it.
+"""A read holds its data key from the statement that finds the artefact (issue 19, fourth
+round, migration 0032): a round trip fewer per read, and the deletion guarantee
+unchanged. A read answered in one message holds it until its answer is out (migration
+0035; a stalled one is cut: test_redteam6_seek_outlives_erasure.py), and its access-log
+commit confirms the hold. An erasure still completes only once no transfer holds its keys
+(test_completion_waits_for_transfers.py); here: the hold is taken only while the key
+chain is live, and no read, whole, ranged, streamed, refused or HEAD, leaves a row behind
+it once it has ended.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.api.helpers import artefact_url, auth, create_key, subject_url, uploaded
+from tests.api.helpers import artefact_url, auth, create_key, subject_url, uploaded, wait_for
 from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant, make_tenant, private_server
 
@@ -64,14 +66,16 @@ def test_no_read_leaves_a_hold_behind(vault: ServerThread) -> None:
         ]
         assert [a.status_code for a in answers] == [206, 200, 206, 200, 200, 416]
         assert len(answers[3].content) == 3 * MIB
-        held = _held_rows(vault, tenant)
+        # Each transfer releases its hold once its answer is out: just after the client
+        # has it, not before.
+        released = wait_for(lambda: _held_rows(vault, tenant) == 0, timeout=5, interval=0.05)
         # Nothing holds the keys, so an erasure completes in the first pass.
         privacy = create_key(http, tenant, ["erasure"])
         erasure = http.post(subject_url("viewer", "erasure"), headers=auth(privacy))
         assert erasure.status_code == 202, erasure.text
         run_worker_pass(vault)
         status = http.get(f"/v1/erasures/{erasure.json()['id']}", headers=auth(privacy))
-    assert held == 0
+    assert released
     assert status.json()["status"] == "completed"
 
 
@@ -143,20 +147,30 @@ def test_another_tenants_transfer_cannot_hold_through_the_statement(vault: Serve
     assert held[0][0] == 0
 
 
-def _release_with_log(
+def _log_confirming(
     server: ServerThread, tenant: Tenant, transfer: uuid.UUID, data_key: uuid.UUID
 ) -> list[asyncpg.Record]:
-    """One access-log row committed with the release of `transfer`'s hold on `data_key`,
-    as the access-log writer sends it (migration 0032)."""
+    """One access-log row committed with the confirmation of `transfer`'s hold on
+    `data_key`, as the access-log writer sends it for a read answered in one message
+    (migration 0035)."""
     return _query(
         server,
-        "SELECT * FROM dv_access_log_chain_releasing($1, ARRAY[now()], ARRAY['diag'],"
+        "SELECT * FROM dv_access_log_chain_holding($1, ARRAY[now()], ARRAY['diag'],"
         " ARRAY[NULL]::uuid[], ARRAY[NULL]::text[], ARRAY[NULL]::inet[], ARRAY['\\x00'::bytea],"
         " ARRAY['GET'], ARRAY['/r'], ARRAY[206], ARRAY[0::bigint], ARRAY[65536::bigint],"
         " ARRAY[NULL]::bytea[], ARRAY[NULL]::uuid[], '{}'::uuid[], '{}'::timestamptz[],"
-        " '{}'::inet[], ARRAY[$2::uuid], ARRAY[$3::uuid])",
+        " '{}'::inet[], ARRAY[$2::uuid], ARRAY[$3::uuid], 60)",
         tenant.id, transfer, data_key,
     )  # fmt: skip
+
+
+def _holds_of(server: ServerThread, tenant: Tenant, transfer: uuid.UUID) -> int:
+    rows = _query(
+        server,
+        "SELECT count(*) FROM transfer_keys WHERE tenant_id = $1 AND transfer_id = $2",
+        tenant.id, transfer,
+    )  # fmt: skip
+    return int(rows[0][0])
 
 
 def test_a_lost_hold_on_a_destroyed_key_refuses_the_access_log_commit(vault: ServerThread) -> None:
@@ -164,7 +178,8 @@ def test_a_lost_hold_on_a_destroyed_key_refuses_the_access_log_commit(vault: Ser
     precede its answer flushes it. If a database crash lost the hold in between and the
     key was shredded meanwhile, that commit fails (the read is answered 503) instead of
     letting plaintext out across a shred that did not wait for it; with the key still
-    live (no shred yet) the read came first and the commit goes through."""
+    live (no shred yet) the read came first, the commit goes through and the hold is
+    taken again. The commit never releases a hold: the answer is not out yet."""
     tenant = make_tenant(vault.settings, vault.database_url)
     with vault.client() as http:
         app = create_key(http, tenant, ["ingest", "read"])
@@ -172,23 +187,26 @@ def test_a_lost_hold_on_a_destroyed_key_refuses_the_access_log_commit(vault: Ser
         data_key = _query(
             vault, "SELECT data_key_id FROM artefacts WHERE tenant_id = $1", tenant.id
         )[0][0]
-        # Hold lost, key live: committed, nothing left held.
-        assert len(_release_with_log(vault, tenant, uuid.uuid4(), data_key)) == 1
-        assert _held_rows(vault, tenant) == 0
-        # Hold there, key shredded since (the erasure waits on the hold): committed.
+        # Hold lost, key live: committed, and held again until the answer is out.
+        lost = uuid.uuid4()
+        assert len(_log_confirming(vault, tenant, lost, data_key)) == 1
+        assert _holds_of(vault, tenant, lost) == 1
+        # Hold there, key shredded since (the erasure waits on the hold): committed,
+        # the hold still there.
         held = uuid.uuid4()
         assert _read_held(vault, tenant, held)[:2] == (True, 1)
         assert (
             http.delete(artefact_url("crashed", meta["id"]), headers=auth(app)).status_code == 204
         )
-        assert len(_release_with_log(vault, tenant, held, data_key)) == 1
+        assert len(_log_confirming(vault, tenant, held, data_key)) == 1
+        assert _holds_of(vault, tenant, held) == 1
         # Hold lost, key shredded: refused, and the row is not in the log.
         with pytest.raises(asyncpg.PostgresError) as refused:
-            _release_with_log(vault, tenant, uuid.uuid4(), data_key)
+            _log_confirming(vault, tenant, uuid.uuid4(), data_key)
         logged = _query(
             vault, "SELECT count(*) FROM access_log WHERE tenant_id = $1 AND request_id = 'diag'",
             tenant.id,
         )  # fmt: skip
+        _query(vault, "DELETE FROM transfer_keys WHERE tenant_id = $1", tenant.id)
     assert refused.value.sqlstate == "DV410"
     assert logged[0][0] == 2
-    assert _held_rows(vault, tenant) == 0

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.api.helpers import MIB, artefact_url, auth, data_keys, upload
 from tests.support import VaultProcess, make_tenant, running_server, vault_process
@@ -63,11 +62,6 @@ def _hold_transfer_rows(url: str, locked: threading.Event) -> None:
     asyncio.run(go())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam6: a request cut by the drain whose unwinding takes longer than the "
-    "access-log writer's 5 s stop wait is not logged",
-)
 def test_a_download_cut_by_shutdown_is_logged_even_when_its_release_is_slow(
     private_vault: Settings, tmp_path: Path
 ) -> None:

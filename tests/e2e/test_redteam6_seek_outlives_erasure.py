@@ -74,11 +74,6 @@ def _logged(rows: list[dict[str, object]], request_ids: list[str]) -> list[str]:
     return [rid for rid in request_ids if rid in seen]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam6: a seek answered in one message releases its hold before it is sent; "
-    "a stalled client receives the decrypted range after the erasure completed",
-)
 def test_a_stalled_seek_does_not_deliver_plaintext_after_the_erasure_completed(
     vault: ServerThread,
 ) -> None:
@@ -147,11 +142,6 @@ def test_a_stalled_seek_does_not_deliver_plaintext_after_the_erasure_completed(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam6: a record read holds no key while its decrypted answer waits for a "
-    "stalled client; it is delivered after the erasure completed",
-)
 def test_a_stalled_record_read_does_not_deliver_plaintext_after_the_erasure_completed(
     vault: ServerThread,
 ) -> None:

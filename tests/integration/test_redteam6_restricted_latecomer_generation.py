@@ -18,7 +18,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key, wait_for
 from tests.integration.test_redteam4_restore import (
@@ -35,11 +34,6 @@ from tests.support import make_tenant, running_server
 from vault.config import Settings
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam6: a restriction replayed for a subject the backup predates inserts it "
-    "at generation 1, which its own replayed erasure shredded",
-)
 def test_a_restored_latecomer_erased_under_restriction_writes_a_new_generation(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key
 from tests.integration.test_redteam4_restore import (
@@ -50,12 +49,6 @@ def _status(http: httpx.Client, officer: dict[str, Any], ref: str) -> str:
     return status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam6: standing instructions are ordered by transaction start time; a "
-    "restriction whose transaction started before a lift that committed first is lost "
-    "on restore",
-)
 def test_a_restriction_committed_after_a_concurrent_lift_survives_a_restore(
     private_vault: Settings, pg_admin_url: str, tmp_path: Path
 ) -> None:

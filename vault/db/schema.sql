@@ -123,6 +123,35 @@ END
 $$;
 
 --
+-- Name: dv_access_log_chain_holding(uuid, timestamp with time zone[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[], bigint[], bigint[], bytea[], uuid[], uuid[], timestamp with time zone[], inet[], uuid[], uuid[], double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision) RETURNS TABLE(seq bigint, row_hash bytea)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    FOR i IN 1 .. coalesce(cardinality(p_transfers), 0) LOOP
+        PERFORM 1 FROM transfer_keys
+          WHERE tenant_id = p_tenant AND transfer_id = p_transfers[i]
+            AND data_key_id = p_data_keys[i];
+        IF NOT FOUND
+           AND NOT dv_transfer_hold(p_tenant, p_transfers[i], p_data_keys[i], p_seconds) THEN
+            RAISE EXCEPTION 'a read''s hold on its data key was lost and the key destroyed'
+                USING ERRCODE = 'DV410';
+        END IF;
+    END LOOP;
+    RETURN QUERY
+    SELECT c.seq, c.row_hash
+      FROM dv_access_log_chain(p_tenant, p_ats, p_request_ids, p_key_ids, p_key_prefixes,
+                               p_ips, p_ip_hashes, p_methods, p_routes, p_statuses,
+                               p_bytes_in, p_bytes_out, p_subject_ref_hashes,
+                               p_artefact_ids, p_used_key_ids, p_used_ats, p_used_ips) c;
+END
+$$;
+
+--
 -- Name: dv_access_log_chain_releasing(uuid, timestamp with time zone[], text[], uuid[], text[], inet[], bytea[], text[], text[], integer[], bigint[], bigint[], bytea[], uuid[], uuid[], timestamp with time zone[], inet[], uuid[], uuid[]); Type: FUNCTION; Schema: public
 --
 
@@ -839,6 +868,24 @@ END
 $$;
 
 --
+-- Name: dv_record_read_held(uuid, uuid, bytea, text, uuid, double precision); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision) RETURNS TABLE(subject_id uuid, ref_hash bytea, subject_generation integer, subject_created_at timestamp with time zone, restricted_at timestamp with time zone, erased_generations integer[], version integer, record_generation integer, value_sealed bytea, id uuid, purpose text, wrapped_key bytea, subject_key_id uuid, category text, generation integer, kek_version integer, subject_wrapped bytea, kek_wrapped bytea, ever_existed boolean, held boolean)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('synchronous_commit', 'off', true);
+    RETURN QUERY
+    SELECT r.*,
+           CASE WHEN r.id IS NOT NULL AND r.value_sealed IS NOT NULL
+                THEN dv_transfer_hold(p_tenant, p_transfer, r.id, p_seconds)
+                ELSE false END
+      FROM dv_record_read(p_tenant, p_key, p_ref_hash, p_name) r;
+END
+$$;
+
+--
 -- Name: dv_record_write(uuid, uuid, uuid, text, text, integer, integer, uuid, uuid, uuid, bytea, bytea, integer); Type: FUNCTION; Schema: public
 --
 
@@ -1150,6 +1197,21 @@ BEGIN
             set_config('datavault.tenant_id', p_tenant::text, true),
             set_config('synchronous_commit', 'off', true);
     DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = p_transfer;
+END
+$$;
+
+--
+-- Name: dv_transfer_release_many(uuid, uuid[]); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true),
+            set_config('synchronous_commit', 'off', true);
+    DELETE FROM transfer_keys WHERE tenant_id = p_tenant AND transfer_id = ANY(p_transfers);
 END
 $$;
 
@@ -1616,6 +1678,7 @@ CREATE TABLE public.subjects (
     ref_data_key_id uuid,
     restricted_at timestamp with time zone,
     restriction_reason_sealed bytea,
+    restriction_changes bigint DEFAULT 0 NOT NULL,
     CONSTRAINT subjects_generation_check CHECK ((generation >= 1))
 );
 
@@ -3073,6 +3136,13 @@ REVOKE ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp
 GRANT ALL ON FUNCTION public.dv_access_log_chain(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[]) TO datavault_app;
 
 --
+-- Name: FUNCTION dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_access_log_chain_holding(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[], p_seconds double precision) TO datavault_app;
+
+--
 -- Name: FUNCTION dv_access_log_chain_releasing(p_tenant uuid, p_ats timestamp with time zone[], p_request_ids text[], p_key_ids uuid[], p_key_prefixes text[], p_ips inet[], p_ip_hashes bytea[], p_methods text[], p_routes text[], p_statuses integer[], p_bytes_in bigint[], p_bytes_out bigint[], p_subject_ref_hashes bytea[], p_artefact_ids uuid[], p_used_key_ids uuid[], p_used_ats timestamp with time zone[], p_used_ips inet[], p_transfers uuid[], p_data_keys uuid[]); Type: ACL; Schema: public
 --
 
@@ -3265,6 +3335,13 @@ REVOKE ALL ON FUNCTION public.dv_record_read(p_tenant uuid, p_key uuid, p_ref_ha
 GRANT ALL ON FUNCTION public.dv_record_read(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text) TO datavault_app;
 
 --
+-- Name: FUNCTION dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_record_read_held(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_name text, p_transfer uuid, p_seconds double precision) TO datavault_app;
+
+--
 -- Name: FUNCTION dv_record_write(p_tenant uuid, p_key uuid, p_subject uuid, p_name text, p_category text, p_generation integer, p_old_version integer, p_old_data_key uuid, p_data_key uuid, p_subject_key uuid, p_wrapped_data_key bytea, p_sealed bytea, p_size integer); Type: ACL; Schema: public
 --
 
@@ -3340,6 +3417,13 @@ GRANT ALL ON FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_
 
 REVOKE ALL ON FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_transfer_release(p_tenant uuid, p_transfer uuid) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_transfer_release_many(p_tenant uuid, p_transfers uuid[]) TO datavault_app;
 
 --
 -- Name: TABLE access_log; Type: ACL; Schema: public

@@ -11,11 +11,15 @@ handed to the app as a request of its own (EDGE_REFUSAL in its scope state), so 
 access-log middleware answers it as problem+json with a request id and logs it like any
 other request; the connection is closed after the answer.
 
-The protocol also offers the app one extension, ABORT_CONNECTION in the scope's
-"extensions": reset this request's connection now, discarding whatever is still queued
-for the client (a transfer cut by the clock, vault/http/transfers.py). uvicorn itself only
-closes a connection whose app failed, which first waits until the client has read the
-queued bytes: a client that stopped reading would get them whenever it resumed.
+The protocol also offers the app two extensions in the scope's "extensions":
+ABORT_CONNECTION resets this request's connection now, discarding whatever is still
+queued for the client (a transfer cut by the clock, vault/http/transfers.py). uvicorn
+itself only closes a connection whose app failed, which first waits until the client has
+read the queued bytes: a client that stopped reading would get them whenever it resumed.
+WAIT_WRITTEN waits until nothing is queued in the process for the connection any more:
+uvicorn's `send` of an answer's last message returns once the bytes are handed to the
+transport, which keeps what the kernel does not take yet (all of it, for a client that
+stopped reading), so a transfer is over only once they have left the process.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import socket
 import struct
 from contextlib import suppress
 from typing import Any
+from weakref import WeakSet
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
@@ -45,6 +50,10 @@ _UNPARSED = "(invalid)"
 
 EDGE_REFUSAL = "edge_refusal"  # scope["state"] key: the status the app must answer
 ABORT_CONNECTION = "datavault.abort_connection"  # scope["extensions"] key: a callable
+WAIT_WRITTEN = "datavault.wait_written"  # scope["extensions"] key: an async callable
+# How often WAIT_WRITTEN looks again while the transport holds less than its high-water
+# mark (uvicorn's flow control signals only crossing that mark, not an empty buffer).
+_WRITTEN_POLL_SECONDS = 0.005
 # SO_LINGER on, timeout 0: close() resets the connection and drops the send buffer.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 REFUSAL_DETAILS = {
@@ -67,6 +76,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._header_fields = 0
         self._method = _UNPARSED
         self._refusal: int | None = None
+        # Every request of the connection still running (uvicorn's `self.cycle` is only
+        # the newest parsed when requests pipeline): an abort marks them all gone.
+        self._cycles: WeakSet[RequestResponseCycle] = WeakSet()
 
     def data_received(self, data: bytes) -> None:
         if self._refusal is not None:
@@ -94,8 +106,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return  # a pipelined request after a refused one: never started
         super().on_message_begin()
-        # ASGI types extension values as dicts; this one is the vault's own callable.
-        self.scope["extensions"] = {ABORT_CONNECTION: self._abort_connection}  # type: ignore[dict-item]
+        # ASGI types extension values as dicts; these are the vault's own callables.
+        extensions: dict[str, Any] = {
+            ABORT_CONNECTION: self._abort_connection,
+            WAIT_WRITTEN: self._wait_written,
+        }
+        self.scope["extensions"] = extensions
         self._in_head = True
         self._head_bytes = self._header_bytes = self._header_fields = 0
         self._method = _UNPARSED
@@ -123,6 +139,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         if self._refusal is None:
             super().on_headers_complete()
+            self._cycles.add(self.cycle)
 
     def on_body(self, body: bytes) -> None:
         if self._refusal is None:
@@ -139,6 +156,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
         self.transport.abort()
+        # As connection_lost (which runs later) does for the newest request only: no
+        # request of the connection (a seek cut before its status line went out, one
+        # pipelined behind it) may then answer, or be answered 500, on the closed
+        # transport.
+        for cycle in list(self._cycles):
+            cycle.disconnected = True
+
+    async def _wait_written(self) -> None:
+        """Return once the transport holds nothing more for the client (the kernel has
+        it, or the connection is gone)."""
+        transport = self.transport
+        while not transport.is_closing() and transport.get_write_buffer_size() > 0:
+            if self.flow.write_paused:
+                await self.flow.drain()  # set again by connection_lost too
+            else:
+                await asyncio.sleep(_WRITTEN_POLL_SECONDS)
 
     def _has_request(self) -> bool:
         """Whether a request began (uvicorn types its scope as always set; it is not)."""

@@ -33,7 +33,7 @@ from vault.errors import Unavailable
 from vault.http.edge_limits import EDGE_REFUSAL, REFUSAL_DETAILS
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
-from vault.http.transfers import TransferCut, idle_transfer
+from vault.http.transfers import TransferCut, unflushed_transfer
 from vault.services.access_log import AccessEntry
 
 log = structlog.get_logger("datavault.http")
@@ -266,9 +266,10 @@ class AccessLogMiddleware:
         route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
         ip = state.get("client_ip")
         tenant_id = key.tenant_id if key else DEPLOYMENT_TENANT
-        # A read answered in one message holds no key by now: its transfer_keys rows go
-        # in the same commit as its row instead of a statement of their own.
-        lease = idle_transfer(scope)
+        # A read answered in one message took its hold without waiting for the WAL
+        # flush: this row's commit, which its answer waits for, confirms the hold (and
+        # makes it durable). The hold itself lasts until the answer is sent.
+        lease = unflushed_transfer(scope)
         if lease is not None and lease.tenant_id != tenant_id:
             lease = None
         entry = AccessEntry(
@@ -286,15 +287,13 @@ class AccessLogMiddleware:
             bytes_out=exchange.bytes_out,
             subject_ref_hash=state.get("subject_ref_hash"),
             artefact_id=state.get("artefact_id"),
-            release_transfer=lease.id if lease is not None else None,
-            released_keys=tuple(lease.claimed_keys) if lease is not None else (),
+            held_by_transfer=lease.id if lease is not None else None,
+            held_keys=lease.unflushed_holds if lease is not None else (),
         )
         exchange.logged = True
         try:
             await vault.access_log.record(entry)
             ok = True
-            if lease is not None:
-                lease.released_with_log()
         except Unavailable:
             ok = False
         duration = time.perf_counter() - exchange.started

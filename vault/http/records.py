@@ -33,6 +33,7 @@ from vault.http.render import rfc3339
 from vault.http.state import vault_state
 from vault.http.subject_path import subject_location
 from vault.http.subject_request import access_for
+from vault.http.transfers import watch_transfer
 from vault.services.api_keys import Principal
 from vault.services.records import MAX_RECORD_BYTES, check_json
 
@@ -72,9 +73,13 @@ async def put_record(
     scope=Scope.READ, key_checked_in_statement=True, answers={200: _VALUE}, errors=(404, 410),
 )  # fmt: skip
 async def get_record(request: Request, caller: Principal, ref: SubjectRef) -> Response:
+    # A transfer like a seek's (vault/http/transfers.py): the value's data key is held,
+    # and watched, from the statement that finds it until the answer has left.
+    lease = watch_transfer(request, caller)
     value = await vault_state(request).records.get(
-        caller.tenant_id, caller.key_to_check, ref, request.path_params["name"], access_for(caller)
-    )
+        caller.tenant_id, caller.key_to_check, ref, request.path_params["name"],
+        access_for(caller), lease,
+    )  # fmt: skip
     return Response(value, media_type="application/json", headers=_NO_STORE)
 
 
@@ -125,7 +130,9 @@ async def list_record_versions(request: Request, caller: Principal, ref: Subject
 async def get_record_version(request: Request, caller: Principal, ref: SubjectRef) -> Response:
     version = query_int("version", request.path_params["version"], minimum=1, maximum=2**31 - 1)
     assert version is not None
+    # A transfer, as getRecord's: the key held and watched until the answer has left.
+    lease = watch_transfer(request, caller)
     value = await vault_state(request).records.version_value(
-        caller.tenant_id, ref, request.path_params["name"], version
+        caller.tenant_id, ref, request.path_params["name"], version, lease
     )
     return Response(value, media_type="application/json", headers=_NO_STORE)

@@ -26,6 +26,7 @@ from vault.services.records import RecordService
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subject_status import SubjectStatusService
 from vault.services.subjects import SubjectService
+from vault.services.transfer_releases import TransferReleaser
 from vault.services.webhooks import WebhookService
 
 
@@ -53,6 +54,8 @@ class VaultState:
     playback: PlaybackLinkService
     disclosures: DisclosureService
     webhooks: WebhookService
+    # Ended transfers' key holds, released off the request path in batches.
+    transfer_releases: TransferReleaser
 
 
 def vault_state(request: Request) -> VaultState:

@@ -17,7 +17,11 @@ the request task is cancelled wherever it waits (a stalled `send` included), the
 - if not (an upload still receiving its body), the reason is answered as a problem.
 
 Either way the lease's streams are closed, which releases their data keys, and the
-event `transfer_cut` is logged. HEAD and single-message answers are not transfers.
+event `transfer_cut` is logged. A transfer lasts until its answer's last bytes have left
+the process (WAIT_WRITTEN, vault/http/edge_limits.py), and holds its data keys until
+then: an answer sent as one message (a seek's range, a small artefact, a record's value)
+and a stream's last pieces wait there for as long as a client that stopped reading makes
+them wait. HEAD and other answers are not transfers.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vault.errors import Forbidden, KeyDestroyed, KeyNoLongerLive, NotFound, VaultError
-from vault.http.edge_limits import ABORT_CONNECTION
+from vault.http.edge_limits import ABORT_CONNECTION, WAIT_WRITTEN
 from vault.http.problems import problem_for, status_for
 from vault.http.state import VaultState, vault_state
 from vault.observability import events
@@ -85,32 +89,59 @@ class _Watch:
         with suppress(RuntimeError):  # the request ended meanwhile
             self.deadline.reschedule(asyncio.get_running_loop().time())
 
-    async def stop(self) -> None:
+    async def stop(self, *, wait_for_release: bool = True) -> None:
+        """Stop the watchdog and close the lease (its streams, and so its keys). Its
+        rows in transfer_keys are released before this returns, or, for a request the
+        server cancelled (the SIGTERM drain's end), in the background: that request
+        must reach the access log's row before the writer stops, whatever the database
+        makes the release wait for (the rows expire by the clock if it never runs)."""
         if self.task is not None:
             self.task.cancel()
             with suppress(asyncio.CancelledError):
                 await self.task
-        if self.lease is not None:
+        if self.lease is None:
+            return
+        if wait_for_release:
             await self.lease.close()
+            return
+        await self.lease.close(release=False)
+        release = asyncio.get_running_loop().create_task(self.lease.release())
+        _releasing.add(release)
+        release.add_done_callback(_releasing.discard)
+
+
+# Releases running in the background (`_Watch.stop`), referenced until they end.
+_releasing: set[asyncio.Task[None]] = set()
 
 
 def watch_transfer(request: Request, principal: Principal) -> TransferLease:
     """Start watching this request as a transfer by `principal`'s key; the returned lease
     is what the service holds its data keys and streams under."""
     watch: _Watch = request.scope["state"][_WATCH]
-    lease = TransferLease(vault_state(request).db, principal.tenant_id, principal.key_id)
+    state = vault_state(request)
+    lease = TransferLease(
+        state.db, principal.tenant_id, principal.key_id, state.transfer_releases.release_later
+    )
     watch.start(lease)
     return lease
 
 
-def idle_transfer(scope: Scope) -> TransferLease | None:
-    """This request's transfer lease if it holds rows in transfer_keys but no key any
-    more (a read answered in one message: decrypted whole before its status line), so
-    its release can ride on the access-log row's commit (vault/http/middleware.py)."""
+def unflushed_transfer(scope: Scope) -> TransferLease | None:
+    """This request's transfer lease if the read statement took holds for it without
+    their own WAL flush (a read answered in one message): its access-log row's commit,
+    which the answer waits for, confirms them (vault/http/middleware.py)."""
     watch: _Watch | None = scope.get("state", {}).get(_WATCH)
-    if watch is None or watch.lease is None or not watch.lease.idle:
+    if watch is None or watch.lease is None or not watch.lease.unflushed_holds:
         return None
     return watch.lease
+
+
+async def _written(scope: Scope) -> None:
+    """Wait until the connection's write buffer in this process is empty (the vault's
+    uvicorn protocol offers this; elsewhere the answer counts as out once handed over)."""
+    wait = scope.get("extensions", {}).get(WAIT_WRITTEN)
+    if wait is not None:
+        await wait()
 
 
 def _drop_connection(scope: Scope) -> bool:
@@ -138,21 +169,30 @@ class TransferWatchMiddleware:
         async def watched_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 watch.started = True
-            elif message["type"] == "http.response.body" and not message.get("more_body"):
-                watch.completed = True
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                if watch.lease is not None:
+                    await _written(scope)
+                # Completed once the last message has left the process, not when it is
+                # handed over: a cut landing while it waits (a client that stopped
+                # reading) still cuts it, and the transfer holds its keys until then.
+                watch.completed = True
 
+        cancelled = False
         try:
             async with asyncio.timeout(None) as deadline:
                 watch.deadline = deadline
                 await self.app(scope, receive, watched_send)
+        except asyncio.CancelledError:
+            cancelled = True  # by the server, not by the watchdog (that is TimeoutError)
+            raise
         except Exception:
             # The cancellation arrives as TimeoutError, or as whatever the request raised
             # while it unwound; anything else is not a cut.
             if watch.cut is None or not deadline.expired():
                 raise
         finally:
-            await watch.stop()
+            await watch.stop(wait_for_release=not cancelled)
         if watch.cut is None or not deadline.expired() or watch.completed:
             return  # not cut, or the whole answer was out before the cut landed
         await self._cut(vault, scope, receive, send, watch)

@@ -22,6 +22,7 @@ from crypto.secrets import SecretBytes
 from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.errors import Unavailable
+from vault.services.transfers import HELD_FOR_SECONDS
 
 Q = Queries("access_log")
 log = structlog.get_logger("datavault.access_log")
@@ -53,11 +54,11 @@ class AccessEntry:
     artefact_id: uuid.UUID | None = None
     # False when the key was named but refused (allowed CIDRs): logged, but not a "use".
     key_authenticated: bool = False
-    # A transfer that ended with this request and holds no key any more (a read answered
-    # in one message), and the data keys it recorded as held: its transfer_keys rows are
-    # deleted in the row's commit (migration 0032). Not a column of the log.
-    release_transfer: uuid.UUID | None = None
-    released_keys: tuple[uuid.UUID, ...] = ()
+    # A read answered in one message whose holds on these data keys committed without
+    # their own WAL flush: the row's commit confirms them (migration 0035), and the
+    # answer goes out only after it. Not a column of the log.
+    held_by_transfer: uuid.UUID | None = None
+    held_keys: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass
@@ -76,7 +77,7 @@ class _TenantBatch:
     rows: list[_Pending]
     columns: list[list[object]]
     last_use: list[tuple[uuid.UUID, tuple[datetime, str | None]]]
-    releases: list[tuple[uuid.UUID, uuid.UUID]]  # (transfer, data key)
+    holds: list[tuple[uuid.UUID, uuid.UUID]]  # (transfer, data key), confirmed
 
 
 class AccessLogWriter:
@@ -170,11 +171,11 @@ class AccessLogWriter:
                 [ip for _, (_, ip) in group.last_use],
             )
             try:
-                if group.releases:
+                if group.holds:
                     await self._db.tenant_fetchrow(
-                        group.tenant_id, Q.append_releasing, *group.columns, *last_use,
-                        [transfer for transfer, _ in group.releases],
-                        [key for _, key in group.releases],
+                        group.tenant_id, Q.append_holding, *group.columns, *last_use,
+                        [transfer for transfer, _ in group.holds],
+                        [key for _, key in group.holds], HELD_FOR_SECONDS,
                     )  # fmt: skip
                 else:
                     await self._db.tenant_fetchrow(
@@ -197,11 +198,11 @@ class AccessLogWriter:
         them), and the last use of each key that authenticated."""
         columns: list[list[object]] = [[] for _ in range(13)]
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
-        releases: list[tuple[uuid.UUID, uuid.UUID]] = []
+        holds: list[tuple[uuid.UUID, uuid.UUID]] = []
         for pending in rows:
             entry = pending.entry
-            if entry.release_transfer is not None:
-                releases.extend((entry.release_transfer, key) for key in entry.released_keys)
+            if entry.held_by_transfer is not None:
+                holds.extend((entry.held_by_transfer, key) for key in entry.held_keys)
             values = (
                 entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
                 self.ip_hash(entry.ip), entry.method, entry.route, entry.status,
@@ -211,4 +212,4 @@ class AccessLogWriter:
                 column.append(value)
             if entry.api_key_id is not None and entry.key_authenticated:
                 last_use[entry.api_key_id] = (entry.at, entry.ip)
-        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()), releases)
+        return _TenantBatch(tenant_id, rows, columns, list(last_use.items()), holds)

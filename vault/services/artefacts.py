@@ -305,7 +305,7 @@ class ArtefactService:
                 not one_message,
             )  # fmt: skip
             if row is not None and row["held"]:
-                hold.held_from_read(row["data_key_id"])
+                hold.held_from_read(row["data_key_id"], flushed=not one_message)
         if row is None:
             raise NotFound("no such subject")
         if row["artefact_id"] is None or row["state"] == "uploading":
@@ -357,17 +357,21 @@ class ArtefactService:
         in `locate`'s statement when it was given the lease, else here."""
         artefact, data_key = located.artefact, located.take_key()
         await lease.claim(data_key.id)
+        # Held and watched until the transfer ends, not only while it decrypts (sixth
+        # review): an answer decrypted whole below waits in the process until it is
+        # sent, and a stream's last pieces until the client has taken them.
+        lease.hold_until_closed(data_key.id, located.read)
+        length = byte_range.length if byte_range else artefact.size
         body = self._plaintext(
             artefact.id, located.blob_key, data_key, artefact.size, byte_range, lease,
             located.read,
         )  # fmt: skip
         del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
-        length = byte_range.length if byte_range else artefact.size
         if length <= WHOLE_ANSWER_BYTES:
             # A small answer (a seek's range, a small artefact) is read to the body's end
-            # here: every check after its last piece made, the key released, then sent
-            # as one message.
+            # here: every check after its last piece made, the key object dropped, then
+            # sent as one message, the key's id still held by the lease until it is out.
             pieces = [first]
             async for piece in body:
                 pieces.append(piece)

@@ -3,8 +3,11 @@
 in the transaction that makes the change, published inline before the answer:
 
 - `restriction`: a subject's restriction of processing (Art. 18) placed or lifted: the
-  subject's internal id and keyed hash (never the reference), and when the restriction
-  in force started (null: lifted). No reason: it is free text about the person.
+  subject's internal id and keyed hash (never the reference), when the restriction in
+  force started (null: lifted), and `change`, the change's place in the order of the
+  subject's restriction changes (migration 0036: counted under the subject's row lock,
+  so in the order the changes took effect, which transaction start times are not). No
+  reason: it is free text about the person.
 - `retention`: the tenant's retention policy after a settings change that touched it
   (per category delete_after_days and keep_at_least_days, and the pending shortenings of
   statutory retention). Numbers only.
@@ -13,16 +16,21 @@ in the transaction that makes the change, published inline before the answer:
 - `webhook`: a webhook endpoint deleted: its id.
 
 On start, `replay_standing` applies the entries after the database's ledger head (after
-ledger_controls.replay_controls). The newest record of each thing (by when its row was
-written) is the tenant's standing instruction, and the restored database, older, takes
-it:
+ledger_controls.replay_controls). The newest record of each thing is the tenant's
+standing instruction, and the restored database, older, takes it: for a restriction the
+one with the highest `change` (an entry recorded before migration 0036 has none and
+counts below every one that has; among those, by when its row was written), for the
+others by when the row was written.
 
 - A restriction is re-applied (with its recorded start; a subject the backup predates
-  comes back as an empty restricted subject, so nothing new is written for it) unless a
-  later record lifts it. Lifting is recorded too, and a recorded lift ends a restriction
-  the restored database holds from before it: re-restricting a subject lifted since
-  would not be the safe side, since a restriction freezes deletion (retention skips its
-  data) and stops the application's reads.
+  comes back as an empty restricted subject, so nothing new is written for it, in the
+  generation after those its replayed erasures shredded) unless a later record lifts
+  it. Lifting is recorded too, and a recorded lift ends a restriction the restored
+  database holds from before it: re-restricting a subject lifted since would not be the
+  safe side, since a restriction freezes deletion (retention skips its data) and stops
+  the application's reads. A record whose `change` the database has counted already
+  (its own, published again) changes nothing; one it applies sets the database's count,
+  which goes on from there.
 - Retention comes back as last set. What a shorter retention in force since the backup
   shredded is in the ledger as destroyed keys, which start-up destroys again, so it
   stays bound; a later lengthening, which the tenant made after the shortening, stands
@@ -65,13 +73,15 @@ def _time(value: datetime | None) -> str | None:
 
 async def record_restriction(
     conn: Connection, tenant_id: uuid.UUID, subject_id: uuid.UUID, ref_hash: bytes,
-    restricted_at: datetime | None,
+    restricted_at: datetime | None, change: int,
 ) -> None:  # fmt: skip
-    """The subject's restriction as it stands in this transaction (None: lifted)."""
+    """The subject's restriction as it stands in this transaction (None: lifted), made
+    by its restriction change number `change` (subjects.restriction_changes)."""
     fact = {
         "subject_id": str(subject_id),
         "subject_ref_hash": ref_hash.hex(),
         "restricted_at": _time(restricted_at),
+        "change": change,
     }
     await record_instruction(conn, tenant_id, RESTRICTION, subject_id, fact)
 
@@ -113,18 +123,21 @@ class StandingCounts:
 def _newest(
     entries: list[dict[str, Any]], kind: str, id_field: str | None
 ) -> list[tuple[datetime, dict[str, Any]]]:
-    """The newest recorded fact of each thing of `kind` (by when its row was written: a
-    restored database republishes its unpublished rows later, with their old times), with
-    that time. `id_field` None: one thing per tenant."""
-    newest: dict[str, tuple[datetime, dict[str, Any]]] = {}
+    """The newest recorded fact of each thing of `kind`, with when its row was written:
+    by its `change` number where it has one (a restriction, migration 0036), then by that
+    time (a restored database republishes its unpublished rows later, with their old
+    times, so neither ledger order nor publishing time says which is newer). `id_field`
+    None: one thing per tenant."""
+    newest: dict[str, tuple[tuple[int, datetime], dict[str, Any]]] = {}
     for entry in entries:
         if entry["key_kind"] != kind:
             continue
         at, fact = datetime.fromisoformat(entry["destroyed_at"]), entry["fact"]
+        order = (int(fact.get("change") or 0), at)
         thing = fact[id_field] if id_field is not None else ""
-        if thing not in newest or at >= newest[thing][0]:
-            newest[thing] = (at, fact)
-    return list(newest.values())
+        if thing not in newest or order >= newest[thing][0]:
+            newest[thing] = (order, fact)
+    return [(order[1], fact) for order, fact in newest.values()]
 
 
 async def replay_standing(
@@ -166,18 +179,26 @@ async def _replay_restriction(
 ) -> str:
     ref_hash = bytes.fromhex(fact["subject_ref_hash"])
     restricted_at = datetime.fromisoformat(fact["restricted_at"]) if fact["restricted_at"] else None
+    change: int | None = fact.get("change")  # None: recorded before migration 0036
     known = await conn.fetchrow(Q.subject_by_hash_for_update, tenant_id, ref_hash)
+    if known is not None and change is not None:
+        if known["restriction_changes"] >= change:
+            return "unchanged"  # the database made this change, or one after it
+        await conn.execute(Q.restriction_counted, tenant_id, known["id"], change)
     if restricted_at is None:
         if known is None or known["restricted_at"] is None:
             return "unchanged"
-        lifted = await conn.fetchval(
-            Q.lift_recorded_restriction, tenant_id, known["id"], recorded_at
-        )
+        if change is not None:
+            lifted = await conn.fetchval(Q.lift_counted_restriction, tenant_id, known["id"])
+        else:
+            lifted = await conn.fetchval(
+                Q.lift_recorded_restriction, tenant_id, known["id"], recorded_at
+            )
         return "lifted" if lifted is not None else "unchanged"
     if known is None:
         subject_id = uuid.UUID(fact["subject_id"])
         inserted = await conn.fetchval(
-            Q.restricted_subject, tenant_id, subject_id, ref_hash, restricted_at
+            Q.restricted_subject, tenant_id, subject_id, ref_hash, restricted_at, change or 0
         )
         return "restricted" if inserted is not None else "unchanged"
     if await conn.fetchval(Q.restore_restriction, tenant_id, known["id"], restricted_at) is None:

@@ -33,6 +33,13 @@ from vault.services.subjects import (
     readable_generations,
     subject_from_columns,
 )
+from vault.services.transfers import HELD_FOR_SECONDS, SubjectRead, TransferLease
+
+# How often a read looks again for a record whose version was replaced between finding
+# it and holding its key (a writer replacing it that often: the read fails, 410).
+HELD_READ_ATTEMPTS = 5
+# What a compliance read of a kept version may read: restricted and erased data too.
+COMPLIANCE_READ = SubjectAccess(may_read_restricted=True)
 
 Q = Queries("records")
 
@@ -174,10 +181,28 @@ class RecordService:
         ref: SubjectRef,
         name: str,
         access: SubjectAccess,
+        hold: TransferLease | None = None,
     ) -> bytes:
+        """The record's value. With `hold` (the request's transfer), the statement that
+        finds the record records its data key as held by it (migration 0037), and the
+        lease keeps it held and watched until it closes: the value, answered in one
+        message, may wait in the process for as long as a stalled client makes it wait,
+        and an erasure completes only once it has left (or the transfer was cut)."""
         check_record_name(name)
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
-        row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, name)
+        if hold is None:
+            row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, name)
+        else:
+            for _ in range(HELD_READ_ATTEMPTS):
+                row = await self._db.tenant_fetchrow(
+                    tenant_id, Q.read_held, key, ref_hash, name, hold.id, HELD_FOR_SECONDS
+                )
+                if row is None or row["value_sealed"] is None or row["held"]:
+                    break
+                # The version found was replaced (its key shredded) after the statement's
+                # snapshot and before its hold: the next read finds the new one.
+            if row is not None and row["held"]:
+                hold.held_from_read(row["id"], flushed=False)
         if row is None:
             raise NotFound("no such subject")
         subject = subject_from_columns(tenant_id, row)
@@ -187,6 +212,12 @@ class RecordService:
                 raise Gone("this record was deleted")
             raise NotFound("no such record")
         check_generation(readable_generations(subject, access), row["record_generation"])
+        if hold is not None:
+            # KeyDestroyed if the statement found the key gone (it holds only live keys).
+            await hold.claim(row["id"])
+            hold.hold_until_closed(
+                row["id"], SubjectRead(ref_hash, row["record_generation"], access)
+            )
         data_key = await self._keyring.open_data_key(tenant_id, row)
         context = data_key.content_context(record_object(name, row["version"]))
         return open_record(data_key.key, bytes(row["value_sealed"]), context)
@@ -249,19 +280,26 @@ class RecordService:
         return [dict(row) for row in rows]
 
     async def version_value(
-        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str, version: int
-    ) -> bytes:
-        """One version's value while its key lives (compliance only: the caller checks)."""
+        self, tenant_id: uuid.UUID, ref: SubjectRef, name: str, version: int,
+        hold: TransferLease | None = None,
+    ) -> bytes:  # fmt: skip
+        """One version's value while its key lives (compliance only: the caller checks).
+        With `hold` (the request's transfer), its data key is held, only while live
+        (KeyDestroyed otherwise), and watched until the answer has left, as `get`'s."""
         check_record_name(name)
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-            )
+            subject = await self._subjects.find(conn, tenant_id, ref_hash)
             row = await conn.fetchrow(Q.version, tenant_id, subject.id, name, version)
         if row is None:
             raise NotFound("no such record version")
         if row["value_sealed"] is None or row["wrapped_key"] is None:
             raise Gone("this record version was shredded")
+        if hold is not None:
+            await hold.claim(row["id"])
+            hold.hold_until_closed(
+                row["id"], SubjectRead(ref_hash, row["generation"], COMPLIANCE_READ)
+            )
         data_key = await self._keyring.open_data_key(tenant_id, row)
         context = data_key.content_context(record_object(name, row["version"]))
         return open_record(data_key.key, bytes(row["value_sealed"]), context)

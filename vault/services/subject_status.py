@@ -46,8 +46,8 @@ class SubjectStatusService:
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
-            restricted_at = await self._subjects.restrict(conn, subject, reason)
-            await record_restriction(conn, tenant_id, subject.id, ref_hash, restricted_at)
+            restricted_at, change = await self._subjects.restrict(conn, subject, reason)
+            await record_restriction(conn, tenant_id, subject.id, ref_hash, restricted_at, change)
             summary = await self._summary(
                 conn, await self._subjects.find(conn, tenant_id, ref_hash)
             )
@@ -58,8 +58,8 @@ class SubjectStatusService:
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         async with self._db.tenant_tx(tenant_id) as conn:
             subject = await self._subjects.find(conn, tenant_id, ref_hash)
-            await self._subjects.lift_restriction(conn, subject)
-            await record_restriction(conn, tenant_id, subject.id, ref_hash, None)
+            change = await self._subjects.lift_restriction(conn, subject)
+            await record_restriction(conn, tenant_id, subject.id, ref_hash, None, change)
             summary = await self._summary(
                 conn, await self._subjects.find(conn, tenant_id, ref_hash)
             )

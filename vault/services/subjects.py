@@ -104,12 +104,16 @@ class SubjectService:
         sealed = seal_record(data_key.key, ref.reveal().encode(), context)
         await conn.execute(Q.set_ref_copy, subject.tenant_id, subject.id, sealed, data_key.id)
 
-    async def restrict(self, conn: Connection, subject: Subject, reason: str) -> datetime:
+    async def restrict(
+        self, conn: Connection, subject: Subject, reason: str
+    ) -> tuple[datetime, int]:
         """The reason may describe the person; it is sealed with the identity data key,
         so erasure shreds it with the reference. After an erasure shredded that key (what
         it kept can still be restricted: restriction freezes its deletion), the reason is
         not stored at all: there is nothing left to seal it under that erasure would not
-        have destroyed. The subject's playback links end with it, for good."""
+        have destroyed. The subject's playback links end with it, for good. Returns when
+        the restriction in force started, and this change's place in the order of the
+        subject's restriction changes (migration 0036)."""
         data_key_id = await conn.fetchval(Q.ref_key_of, subject.tenant_id, subject.id)
         sealed = None
         try:
@@ -119,14 +123,15 @@ class SubjectService:
         else:
             context = data_key.content_context(subject_object(subject.id), "restriction")
             sealed = seal_record(data_key.key, reason.encode(), context)
-        restricted_at: datetime = await conn.fetchval(
-            Q.restrict, subject.tenant_id, subject.id, sealed
-        )
+        row = await conn.fetchrow(Q.restrict, subject.tenant_id, subject.id, sealed)
+        assert row is not None, "the subject was found in this transaction"
         await conn.execute(Q.drop_playback_links, subject.tenant_id, subject.id)
-        return restricted_at
+        return row["restricted_at"], row["restriction_changes"]
 
-    async def lift_restriction(self, conn: Connection, subject: Subject) -> None:
-        await conn.execute(Q.lift_restriction, subject.tenant_id, subject.id)
+    async def lift_restriction(self, conn: Connection, subject: Subject) -> int:
+        """Returns this change's place in the order of the subject's restriction changes."""
+        change: int = await conn.fetchval(Q.lift_restriction, subject.tenant_id, subject.id)
+        return change
 
     async def status(self, conn: Connection, subject: Subject) -> str:
         """API.md: `active`, `restricted` or `erased` (subjects.sql `erased` has the rule).

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
@@ -79,8 +79,14 @@ class TransferLease:
     """What one transfer holds while it runs. Keys are held by id only: the lease itself
     never keeps key bytes alive."""
 
-    def __init__(self, db: Database, tenant_id: uuid.UUID, api_key_id: uuid.UUID) -> None:
+    def __init__(
+        self, db: Database, tenant_id: uuid.UUID, api_key_id: uuid.UUID,
+        release_later: Callable[[uuid.UUID, uuid.UUID], bool] | None = None,
+    ) -> None:  # fmt: skip
         self._db = db
+        # Queues the release off the request path (TransferReleaser.release_later); False
+        # or None: released here, one statement of its own.
+        self._release_later = release_later
         self.id = uuid.uuid4()  # its rows in transfer_keys
         self.tenant_id = tenant_id
         self.api_key_id = api_key_id
@@ -89,8 +95,9 @@ class TransferLease:
         self._claimed = False  # any rows in transfer_keys to delete on close
         # Keys the statement that found them recorded as held (migration 0032).
         self._held_in_read: set[uuid.UUID] = set()
-        # Every key it has recorded as held (what a release with the access log checks).
-        self.claimed_keys: set[uuid.UUID] = set()
+        # Of those, the ones whose hold committed without its own WAL flush (a read
+        # answered in one message): its access-log row's commit confirms them.
+        self._unflushed: set[uuid.UUID] = set()
         self._streams: list[AsyncGenerator[bytes, None]] = []
         self.ended = False
         self.closed = False
@@ -101,7 +108,6 @@ class TransferLease:
         statement of its own that refuses a key destroyed since it was read
         (KeyDestroyed). The row lives until the lease closes, or expires by the clock."""
         self._claimed = True  # a row may be there whatever happens next
-        self.claimed_keys.add(data_key_id)
         if conn is None and data_key_id in self._held_in_read:
             return  # recorded by the read's own statement, still live then
         if conn is not None:
@@ -113,36 +119,33 @@ class TransferLease:
         if held is None or not held[0]:
             raise KeyDestroyed("the data key was destroyed")
 
-    def held_from_read(self, data_key_id: uuid.UUID) -> None:
+    def held_from_read(self, data_key_id: uuid.UUID, *, flushed: bool = True) -> None:
         """The statement that found the key recorded it as held by this transfer, in its
         own snapshot and only while it was live (artefacts.sql `read_held`): `claim`
-        then sends nothing more for it."""
+        then sends nothing more for it. `flushed` False: that commit did not wait for
+        the WAL flush (a read answered in one message), and the request's access-log
+        commit, which its answer waits for, confirms it (`unflushed_holds`)."""
         self._claimed = True
         self._held_in_read.add(data_key_id)
-        self.claimed_keys.add(data_key_id)
+        if not flushed:
+            self._unflushed.add(data_key_id)
 
     @property
-    def idle(self) -> bool:
-        """A read's lease that holds rows in transfer_keys, taken by the read statement,
-        but no key in memory: nothing decrypts under it any more (a read answered in one
-        message, decrypted whole). Its rows may then be released with the access-log
-        row's commit (`released_with_log`). An upload's lease releases at close, as
-        before: its key may be destroyed by its own abandonment, which that commit
-        would take for a lost hold."""
-        return (
-            self._claimed
-            and bool(self._held_in_read)
-            and not self._data_keys
-            and not self._streams
-            and not self.closed
-        )
+    def unflushed_holds(self) -> tuple[uuid.UUID, ...]:
+        """The keys whose holds committed without their own WAL flush, while the lease is
+        open: the access-log commit that precedes the answer confirms them (migration
+        0035), and only confirms: they last until the answer is sent."""
+        return () if self.closed else tuple(self._unflushed)
 
-    def released_with_log(self) -> None:
-        """Its rows were deleted in the commit of the request's access-log row (migration
-        0032): `close` sends no release of its own."""
-        self._claimed = False
-        self._held_in_read.clear()
-        self.claimed_keys.clear()
+    def hold_until_closed(self, data_key_id: uuid.UUID, read: SubjectRead) -> None:
+        """Count `data_key_id` as held, serving `read`, until the lease closes, not only
+        while it decrypts: an answer decrypted whole (at most one message) waits in the
+        process until it is sent, for as long as a client that stopped reading makes it
+        wait, and its plaintext is as much the key's as a stream's next piece. So the
+        watchdog goes on confirming the key and the read (and cuts the stalled send once
+        either fails), and the hold in transfer_keys lasts until the transfer ends."""
+        self._data_keys[data_key_id] += 1
+        self._reads[data_key_id] = read
 
     @contextmanager
     def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:
@@ -211,16 +214,19 @@ class TransferLease:
         (the database unreachable), they expire by the clock."""
         if not self._claimed:
             return
+        if self._release_later is not None and self._release_later(self.tenant_id, self.id):
+            return
         try:
             await self._db.tenant_fetch(self.tenant_id, Q.release, self.id)
         except Exception as exc:
             log.warning("transfer_release_failed", error_type=type(exc).__name__)
 
-    async def close(self) -> None:
+    async def close(self, *, release: bool = True) -> None:
         """Close every registered stream, so the decrypting generators (and the keys in
         their frames) go now rather than whenever they are collected. A stream still
         running (an export's ZIP writer thread finishing one piece) sees `closed` and
-        stops at its next piece."""
+        stops at its next piece. Then release the rows in transfer_keys, unless the
+        caller does that itself (`release` False)."""
         self.closed = True
         streams, self._streams = self._streams, []
         for body in reversed(streams):
@@ -228,7 +234,8 @@ class TransferLease:
                 continue
             with suppress(Exception):
                 await body.aclose()
-        await self.release()
+        if release:
+            await self.release()
 
 
 async def watch_lease(

@@ -10,11 +10,13 @@ SELECT row_hash FROM access_log WHERE tenant_id = $1 AND seq = $2
 SELECT * FROM dv_access_log_chain($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                                   $14, $15, $16, $17)
 
--- name: append_releasing
--- `append`, and the transfers $18 that ended with these rows (reads answered in one
--- message) release their data keys $19 (pairwise) in the same commit (migration 0032).
-SELECT * FROM dv_access_log_chain_releasing($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
-                                            $12, $13, $14, $15, $16, $17, $18, $19)
+-- name: append_holding
+-- `append`, and the holds $18/$19 (pairwise: transfer, data key) of reads answered in one
+-- message whose answers wait for this commit: confirmed there (taken again for $20
+-- seconds if a database crash lost one while the key is live; DV410 if it is destroyed),
+-- not released: they last until the answers are sent (migration 0035).
+SELECT * FROM dv_access_log_chain_holding($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11,
+                                          $12, $13, $14, $15, $16, $17, $18, $19, $20)
 
 -- name: chain_page
 SELECT tenant_id, seq, at, request_id, api_key_id, key_prefix, ip_hash, method, route, status,

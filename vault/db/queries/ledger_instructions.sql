@@ -167,7 +167,8 @@ RETURNING id
 -- Instruction entries of migration 0031 (vault/services/ledger_standing.py).
 
 -- name: subject_by_hash_for_update
-SELECT id, restricted_at FROM subjects WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
+SELECT id, restricted_at, restriction_changes FROM subjects
+ WHERE tenant_id = $1 AND ref_hash = $2 FOR UPDATE
 
 -- name: restore_restriction
 -- The restriction as recorded; its reason is free text the ledger does not carry.
@@ -177,10 +178,27 @@ RETURNING id
 
 -- name: restricted_subject
 -- A subject the restored database does not know (it came after the backup, and so did
--- all its data): there, restricted, so nothing new is written for it.
-INSERT INTO subjects (tenant_id, id, ref_hash, restricted_at) VALUES ($1, $2, $3, $4)
+-- all its data): there, restricted, so nothing new is written for it. In the generation
+-- after every one an erasure of it covers (dv_erasure_from_generation, as an erasure
+-- request decides it), since erasures replayed before it (ledger_instructions.py) found
+-- no row to move past theirs: its next write must not land in a shredded generation.
+-- $5: the restriction change it records (migration 0036; 0 for an entry without one).
+INSERT INTO subjects (tenant_id, id, ref_hash, restricted_at, generation, restriction_changes)
+VALUES ($1, $2, $3, $4, dv_erasure_from_generation($1, $2), $5)
 ON CONFLICT DO NOTHING
 RETURNING id
+
+-- name: lift_counted_restriction
+-- Lifted by a change counted after every one the restored database has (migration 0036):
+-- whatever restriction it holds came before.
+UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
+ WHERE tenant_id = $1 AND id = $2 AND restricted_at IS NOT NULL
+RETURNING id
+
+-- name: restriction_counted
+-- The restored database counts restriction changes on from the newest it replayed.
+UPDATE subjects SET restriction_changes = greatest(restriction_changes, $3)
+ WHERE tenant_id = $1 AND id = $2
 
 -- name: lift_recorded_restriction
 -- Lifted as recorded at $3: a restriction placed before then (the restored database's).

@@ -14,6 +14,12 @@ SELECT dv_retire_record($1, $2, $3, $4, $5)
 -- Key columns are named as keys.sql `data_key_by_id` names them (KeyRing.open_data_key).
 SELECT * FROM dv_record_read($1, $2, $3, $4)
 
+-- name: read_held
+-- `read`, and transfer $5 holds the record's data key for $6 seconds from the same
+-- statement, committed without its own WAL flush (the access-log commit the answer waits
+-- for flushes and confirms it; migration 0037). `held` says whether it does.
+SELECT * FROM dv_record_read_held($1, $2, $3, $4, $5, $6)
+
 -- name: ever_existed
 SELECT 1 FROM records WHERE tenant_id = $1 AND subject_id = $2 AND name = $3 LIMIT 1
 

@@ -34,9 +34,12 @@ UPDATE subjects SET ref_sealed = $3, ref_data_key_id = $4 WHERE tenant_id = $1 A
 SELECT ref_data_key_id FROM subjects WHERE tenant_id = $1 AND id = $2
 
 -- name: restrict
-UPDATE subjects SET restricted_at = coalesce(restricted_at, now()), restriction_reason_sealed = $3
+-- restriction_changes: this change's place in the order of the subject's restriction
+-- changes, counted under its row lock (migration 0036).
+UPDATE subjects SET restricted_at = coalesce(restricted_at, now()), restriction_reason_sealed = $3,
+       restriction_changes = restriction_changes + 1
  WHERE tenant_id = $1 AND id = $2
-RETURNING restricted_at
+RETURNING restricted_at, restriction_changes
 
 -- name: drop_playback_links
 -- Restriction ends every playback link to the subject's artefacts for good: lifting it
@@ -46,8 +49,10 @@ DELETE FROM playback_links l USING artefacts a
    AND a.subject_id = $2
 
 -- name: lift_restriction
-UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL
+UPDATE subjects SET restricted_at = NULL, restriction_reason_sealed = NULL,
+       restriction_changes = restriction_changes + 1
  WHERE tenant_id = $1 AND id = $2
+RETURNING restriction_changes
 
 -- name: summary
 SELECT category, sum(artefacts)::bigint AS artefacts, sum(records)::bigint AS records,

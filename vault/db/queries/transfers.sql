@@ -44,6 +44,11 @@ SELECT dv_transfer_hold($1, $2, $3, $4)
 -- The transfer ended (or was cut) and its streams are closed: it holds no key any more.
 SELECT dv_transfer_release($1, $2)
 
+-- name: release_many
+-- Transfers $2 ended (their answers out, or cut): released together, off the request
+-- path (vault/services/transfer_releases.py; migration 0035).
+SELECT dv_transfer_release_many($1, $2)
+
 -- name: delete_expired
 -- Rows of processes that died holding a key: they hold nothing any more (held_until
 -- passed), and completion ignores them already. Hygiene for the sweeper, by the
