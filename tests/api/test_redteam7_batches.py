@@ -289,7 +289,7 @@ def test_a_cancellation_racing_a_repeated_request_is_the_newest_ledger_record(
 ) -> None:
     """Attack: an erasure request now writes its shred-ledger entry in the request's own
     transaction (issue 19, fourth round). A restore replays, of one erasure's
-    `erasure_request` entries, the newest by `destroyed_at` (ledger_controls._newest),
+    `erasure_request` entries, the newest by `destroyed_at` (ledger_controls.newest_facts),
     which the outbox sets to now(): the time the writing transaction began, not when it
     took the erasure's lock.
 
@@ -305,7 +305,7 @@ def test_a_cancellation_racing_a_repeated_request_is_the_newest_ledger_record(
     Expected: the newest entry is the cancellation (stamped at or after the lock, e.g.
     clock_timestamp(), or ordered by the outbox's sequence)."""
     from vault.services import erasures as erasure_service
-    from vault.services.ledger_controls import _newest
+    from vault.services.ledger_controls import newest_facts
 
     with quiet_vault.client() as http:
         keys = _keys(http, tenant)
@@ -353,7 +353,7 @@ def test_a_cancellation_racing_a_repeated_request_is_the_newest_ledger_record(
          "fact": json.loads(r["fact"])}
         for r in rows
     ]  # fmt: skip
-    (newest,) = [f for f in _newest(entries, "erasure_request", "erasure_id")
+    (newest,) = [f for _, f in newest_facts(entries, "erasure_request", "erasure_id")
                  if f["erasure_id"] == erasure_id]  # fmt: skip
     assert newest["status"] == "cancelled", newest
 
@@ -366,7 +366,7 @@ def test_an_extended_erasures_ledger_record_covers_the_generation_it_was_extende
     since) must be recorded with the generation it was extended to, or a restore would
     shred only the older one; after the shred, the instruction entry names the keys of
     both generations and the newest request entry agrees with the database."""
-    from vault.services.ledger_controls import _newest
+    from vault.services.ledger_controls import newest_facts
 
     with quiet_vault.client() as http:
         keys = _keys(http, tenant)
@@ -400,7 +400,7 @@ def test_an_extended_erasures_ledger_record_covers_the_generation_it_was_extende
             for r in rows
         ]  # fmt: skip
         (newest,) = [
-            f for f in _newest(entries, "erasure_request", "erasure_id")
+            f for _, f in newest_facts(entries, "erasure_request", "erasure_id")
             if f["erasure_id"] == erasure_id
         ]  # fmt: skip
         assert (newest["from_generation"], newest["generation"]) == (

@@ -1,14 +1,15 @@
-"""Which recorded restriction a restore takes as standing (vault/services/ledger_standing.py
-`_newest`): the change counted last under the subject's row lock (migration 0036), not
-the transaction that started last; entries recorded before the count existed rank below
-every counted one, and among themselves by when their rows were written."""
+"""Which recorded restriction a restore takes as standing (vault/services/ledger_controls.py
+`newest_facts`, the one rule every replayed kind uses): the change counted last under the
+subject's row lock (migration 0036), not the transaction that started last; entries
+recorded before the count existed rank below every counted one, and among themselves by
+when their rows were written."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from vault.services.ledger_controls import newest_facts
 from vault.services.ledger_instructions import RESTRICTION
-from vault.services.ledger_standing import _newest
 
 SUBJECT = "5b0c3c1e-8f7a-4b7e-9c55-2a4a3b1d6f10"
 
@@ -25,7 +26,7 @@ def _entry(at: str, restricted: bool, change: int | None) -> dict[str, Any]:
 
 
 def _standing(*entries: dict[str, Any]) -> bool:
-    [(_, fact)] = _newest(list(entries), RESTRICTION, "subject_id")
+    [(_, fact)] = newest_facts(list(entries), RESTRICTION, "subject_id")
     return fact["restricted_at"] is not None
 
 

@@ -126,17 +126,26 @@ class ControlCounts:
     closures_cancelled: int = 0
 
 
-def _newest(entries: list[dict[str, Any]], kind: str, id_field: str) -> list[dict[str, Any]]:
-    """The newest recorded fact of each thing of `kind` (by when its row was written)."""
-    newest: dict[str, tuple[str, dict[str, Any]]] = {}
+def newest_facts(
+    entries: list[dict[str, Any]], kind: str, id_field: str | None
+) -> list[tuple[datetime, dict[str, Any]]]:
+    """The newest recorded fact of each thing of `kind`, with when its row was written:
+    the one rule of which instruction stands, for every kind a restore replays. By the
+    fact's `change` number where it has one (a restriction, migration 0036), then by the
+    row's time, stamped at its insert under the lock that orders changes to that thing
+    (ledger_instructions.sql `record`). Neither ledger order nor publishing time says
+    which is newer: a restored database republishes its unpublished rows later, with
+    their old times. `id_field` None: one thing per tenant."""
+    newest: dict[str, tuple[tuple[int, datetime], dict[str, Any]]] = {}
     for entry in entries:
         if entry["key_kind"] != kind:
             continue
-        at, fact = entry["destroyed_at"], entry["fact"]
-        known = newest.get(fact[id_field])
-        if known is None or datetime.fromisoformat(at) >= datetime.fromisoformat(known[0]):
-            newest[fact[id_field]] = (at, fact)
-    return [fact for _, fact in newest.values()]
+        at, fact = datetime.fromisoformat(entry["destroyed_at"]), entry["fact"]
+        order = (int(fact.get("change") or 0), at)
+        thing = fact[id_field] if id_field is not None else ""
+        if thing not in newest or order >= newest[thing][0]:
+            newest[thing] = (order, fact)
+    return [(order[1], fact) for order, fact in newest.values()]
 
 
 async def replay_controls(
@@ -148,9 +157,9 @@ async def replay_controls(
     if not await conn.fetchval(Q.tenant_known, tenant_id):
         return ControlCounts()
     outcomes: list[str] = []
-    for fact in _newest(entries, ERASURE_REQUEST, "erasure_id"):
+    for _, fact in newest_facts(entries, ERASURE_REQUEST, "erasure_id"):
         outcomes.append(await _replay_erasure_request(conn, tenant_id, fact))
-    for fact in _newest(entries, API_KEY, "key_id"):
+    for _, fact in newest_facts(entries, API_KEY, "key_id"):
         revoked = await conn.fetchval(
             Q.revoke_key, tenant_id, uuid.UUID(fact["key_id"]), _parse_time(fact["revoked_at"])
         )

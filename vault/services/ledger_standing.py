@@ -55,7 +55,7 @@ import structlog
 from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.tenant_settings import TenantSettings
-from vault.services.ledger_controls import record_instruction
+from vault.services.ledger_controls import newest_facts, record_instruction
 from vault.services.ledger_instructions import CONSOLE_SESSION, RESTRICTION, RETENTION, WEBHOOK
 
 log = structlog.get_logger("datavault.ledger")
@@ -120,26 +120,6 @@ class StandingCounts:
     webhooks_deleted: int = 0
 
 
-def _newest(
-    entries: list[dict[str, Any]], kind: str, id_field: str | None
-) -> list[tuple[datetime, dict[str, Any]]]:
-    """The newest recorded fact of each thing of `kind`, with when its row was written:
-    by its `change` number where it has one (a restriction, migration 0036), then by that
-    time (a restored database republishes its unpublished rows later, with their old
-    times, so neither ledger order nor publishing time says which is newer). `id_field`
-    None: one thing per tenant."""
-    newest: dict[str, tuple[tuple[int, datetime], dict[str, Any]]] = {}
-    for entry in entries:
-        if entry["key_kind"] != kind:
-            continue
-        at, fact = datetime.fromisoformat(entry["destroyed_at"]), entry["fact"]
-        order = (int(fact.get("change") or 0), at)
-        thing = fact[id_field] if id_field is not None else ""
-        if thing not in newest or order >= newest[thing][0]:
-            newest[thing] = (order, fact)
-    return [(order[1], fact) for order, fact in newest.values()]
-
-
 async def replay_standing(
     conn: Connection, tenant_id: uuid.UUID, entries: list[dict[str, Any]]
 ) -> StandingCounts:
@@ -148,14 +128,14 @@ async def replay_standing(
     if not await conn.fetchval(Q.tenant_known, tenant_id):
         return StandingCounts()
     outcomes: list[str] = []
-    for at, fact in _newest(entries, RESTRICTION, "subject_id"):
+    for at, fact in newest_facts(entries, RESTRICTION, "subject_id"):
         outcomes.append(await _replay_restriction(conn, tenant_id, at, fact))
-    for _, fact in _newest(entries, RETENTION, None):
+    for _, fact in newest_facts(entries, RETENTION, None):
         outcomes.append(await _replay_retention(conn, tenant_id, fact))
-    for _, fact in _newest(entries, CONSOLE_SESSION, "session_id"):
+    for _, fact in newest_facts(entries, CONSOLE_SESSION, "session_id"):
         ended = await conn.execute(CONSOLE.delete_session, tenant_id, uuid.UUID(fact["session_id"]))
         outcomes.append("session_ended" if ended != "DELETE 0" else "unchanged")
-    for _, fact in _newest(entries, WEBHOOK, "endpoint_id"):
+    for _, fact in newest_facts(entries, WEBHOOK, "endpoint_id"):
         endpoint_id = uuid.UUID(fact["endpoint_id"])
         if await conn.fetchval(WEBHOOKS.delete_endpoint, tenant_id, endpoint_id) is None:
             outcomes.append("unchanged")  # deleted already, or created after the backup
