@@ -38,7 +38,12 @@ from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus
 from vault.services.erasure_transitions import transition
-from vault.services.ledger_instructions import API_KEY, CLOSURE, ERASURE_REQUEST
+from vault.services.ledger_instructions import (
+    API_KEY,
+    CLOSURE,
+    ERASURE_REQUEST,
+    erasure_identity,
+)
 
 log = structlog.get_logger("datavault.ledger")
 
@@ -78,19 +83,7 @@ async def record_erasure_request_row(conn: Connection, tenant_id: uuid.UUID, row
     """`record_erasure_request` for an erasure row this transaction holds locked as it
     stands (the request's statement returns it): no second read. `row`: the erasures
     row's columns by name (a Record, or the dict the request makes of one)."""
-    fact = {
-        "erasure_id": str(row["id"]),
-        "subject_ref_hash": bytes(row["subject_ref_hash"]).hex(),
-        "subject_id": str(row["subject_id"]) if row["subject_id"] else None,
-        "from_generation": row["from_generation"],
-        "generation": row["generation"],
-        "status": row["status"],
-        "requested_at": _time(row["requested_at"]),
-        "requested_by": str(row["requested_by"]),
-        "not_before": _time(row["not_before"]),
-        "due_at": _time(row["due_at"]),
-        "braked": row["braked"],
-    }
+    fact = {**erasure_identity(row), "status": row["status"], "braked": row["braked"]}
     await record_instruction(conn, tenant_id, ERASURE_REQUEST, row["id"], fact)
 
 

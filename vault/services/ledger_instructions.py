@@ -105,7 +105,10 @@ async def record_erasures(
     await conn.executemany(Q.record, facts)
 
 
-def _erasure_fact(row: Any, items: Sequence[Any]) -> dict[str, Any]:
+def erasure_identity(row: Any) -> dict[str, Any]:
+    """What every ledger entry about an erasure says of it (the shred's `erasure` entry and
+    the `erasure_request` instruction, ledger_controls): one shape, which both replays
+    read. `row`: the erasures row's columns by name."""
     return {
         "erasure_id": str(row["id"]),
         "subject_ref_hash": bytes(row["subject_ref_hash"]).hex(),
@@ -116,6 +119,12 @@ def _erasure_fact(row: Any, items: Sequence[Any]) -> dict[str, Any]:
         "requested_by": str(row["requested_by"]),
         "not_before": _time(row["not_before"]),
         "due_at": _time(row["due_at"]),
+    }
+
+
+def _erasure_fact(row: Any, items: Sequence[Any]) -> dict[str, Any]:
+    return {
+        **erasure_identity(row),
         "items": [
             {
                 "key_id": str(i["key_id"]),
