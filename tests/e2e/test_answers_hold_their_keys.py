@@ -148,7 +148,6 @@ def _pipelined_listings_outlive_erasure(
     return received, logged - 1, count
 
 
-@pytest.mark.xfail(strict=True, reason="a listing's decrypted filenames hold no key")
 def test_a_stalled_artefact_listing_does_not_deliver_filenames_after_the_erasure(
     vault: ServerThread,
 ) -> None:
@@ -193,7 +192,6 @@ def test_a_stalled_artefact_listing_does_not_deliver_filenames_after_the_erasure
     )
 
 
-@pytest.mark.xfail(strict=True, reason="a listing's decrypted descriptions hold no key")
 def test_a_stalled_disclosure_listing_does_not_deliver_descriptions_after_the_erasure(
     vault: ServerThread,
 ) -> None:
