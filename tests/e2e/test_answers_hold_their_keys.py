@@ -9,11 +9,12 @@ vault for as long as a client that stopped reading makes it wait. It must hold t
 it decrypted with until it has left, so that the subject's erasure completes only once
 it is out, or cuts it: never the answer arriving after the erasure's `completed`.
 
-Shown with HTTP/1.1 pipelining as for the seek: N listings on one connection whose
-client does not read, served one after the other until the socket buffers are full.
-Listing n asks for BASE + n items, so its last item (one marker) is in no earlier
-answer: the last listing logged (its data decrypted, its answer not yet written out)
-is the one waiting in the vault, and its marker must not arrive after the completion.
+Shown with HTTP/1.1 pipelining as for the seek: N groups of requests on one connection
+whose client does not read, served one after the other until the socket buffers are
+full. Group n is a listing of BASE + n items and the single reads of its last item (its
+metadata, its HEAD; the disclosure), so that item's marker is in no earlier answer: the
+last request logged (its data decrypted, its answer not yet written out) is the one
+waiting in the vault, and its group's marker must not arrive after the completion.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import pytest
 
 from tests.api.helpers import (
     access_log,
+    artefact_url,
     auth,
     create_key,
     put_record,
@@ -86,6 +88,9 @@ class Listing:
     path: str  # without its limit
     key: dict[str, Any]
     markers: list[str]  # the items' decrypted markers, in the listing's order
+    ids: list[str]  # the items' ids, in the same order
+    # The single reads of an item, by its id: (method, path).
+    reads: Callable[[str], list[tuple[str, str]]]
 
 
 def _pipelined_listings_outlive_erasure(
@@ -96,25 +101,34 @@ def _pipelined_listings_outlive_erasure(
     erase: Callable[[], str],
     compliance: dict[str, Any],
     privacy: dict[str, Any],
-) -> tuple[bytes, int, int]:
-    """Pipeline listings of base, base+1, ... items; once the count of logged ones is
-    stable, erase the subject and wait for the erasure's completion; then read what the
-    connection still delivers. Returns it, the index of the listing that was waiting in
-    the vault, and how many were pipelined."""
+) -> tuple[bytes, int, str]:
+    """Pipeline groups of requests: a listing of base, base+1, ... items, then the
+    single reads of its last item; once the count of logged ones is stable, erase the
+    subject and wait for the erasure's completion; then read what the connection still
+    delivers. Returns it, the index of the group whose request was waiting in the vault,
+    and which request that was."""
     count = len(listing.markers) - base + 1
-    request_ids = [f"answer-holds-{n}-{uuid.uuid4().hex}" for n in range(count)]
-    host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
     separator = "&" if "?" in listing.path else "?"
+    requests = [
+        (group, method, path)
+        for group in range(count)
+        for method, path in [
+            ("GET", f"{listing.path}{separator}limit={base + group}"),
+            *listing.reads(listing.ids[base + group - 1]),
+        ]
+    ]
+    request_ids = [f"answer-holds-{n}-{uuid.uuid4().hex}" for n in range(len(requests))]
+    host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RCVBUF)
     sock.connect((host, int(port)))
     with sock:
         sock.sendall(
             b"".join(
-                f"GET {listing.path}{separator}limit={base + n} HTTP/1.1\r\nHost: {host}\r\n"
+                f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n"
                 f"Authorization: Bearer {listing.key['secret']}\r\nX-Request-Id: {rid}\r\n"
                 "\r\n".encode()
-                for n, rid in enumerate(request_ids)
+                for (_, method, path), rid in zip(requests, request_ids, strict=True)
             )
         )
         counts: list[int] = []
@@ -126,7 +140,7 @@ def _pipelined_listings_outlive_erasure(
 
         assert wait_for(settled, timeout=30, interval=0.3)
         logged = counts[-1]
-        assert logged < count, "every listing went out: the socket buffers took them all"
+        assert logged < len(requests), "every answer went out: the socket buffers took them all"
 
         erasure_url = erase()
 
@@ -145,14 +159,18 @@ def _pipelined_listings_outlive_erasure(
                 received += chunk
         except (TimeoutError, ConnectionResetError):
             pass
-    return received, logged - 1, count
+    group, method, path = requests[logged - 1]
+    kind = "the listing" if "limit=" in path else f"the single {method}"
+    return received, group, f"{kind} of group {group} of {count}"
 
 
 def test_a_stalled_artefact_listing_does_not_deliver_filenames_after_the_erasure(
     vault: ServerThread,
 ) -> None:
     """listArtefacts decrypts every item's metadata (filename, checksums) with the
-    artefact's data key: the page holds each of them, in one statement."""
+    artefact's data key: the page holds each of them, in one statement. getArtefact
+    (the metadata) and a HEAD of the content (the filename in Content-Disposition)
+    hold the one key they decrypt with."""
     tenant = make_tenant(vault.settings, vault.database_url)
     ref = f"listed-{uuid.uuid4().hex[:8]}"
     base = 100
@@ -173,8 +191,12 @@ def test_a_stalled_artefact_listing_does_not_deliver_filenames_after_the_erasure
             subject_url(ref, "artefacts"), params={"limit": total}, headers=auth(app)
         ).json()["items"]
         listing = Listing(
-            subject_url(ref, "artefacts"), app, [item["filename"].rstrip("f") for item in listed]
-        )
+            subject_url(ref, "artefacts"), app, [item["filename"].rstrip("f") for item in listed],
+            [item["id"] for item in listed],
+            lambda item: [
+                ("GET", artefact_url(ref, item)), ("HEAD", artefact_url(ref, item, "content"))
+            ],
+        )  # fmt: skip
         assert len(listing.markers) == total
 
         def erase() -> str:
@@ -182,12 +204,12 @@ def test_a_stalled_artefact_listing_does_not_deliver_filenames_after_the_erasure
             assert erasure.status_code == 202, erasure.text
             return f"/v1/erasures/{erasure.json()['id']}"
 
-        received, waiting, count = _pipelined_listings_outlive_erasure(
+        received, waiting, what = _pipelined_listings_outlive_erasure(
             vault, http, listing, base, erase, compliance, privacy
         )
     marker = listing.markers[base + waiting - 1]
     assert marker.encode() not in received, (
-        f"listing {waiting} of {count} (its filenames decrypted and logged, not yet written "
+        f"{what} (its filenames decrypted and logged, not yet written "
         "out when the erasure completed) arrived after the erasure's completion"
     )
 
@@ -197,7 +219,8 @@ def test_a_stalled_disclosure_listing_does_not_deliver_descriptions_after_the_er
 ) -> None:
     """listDisclosures opens the descriptions and subject references of disclosures
     about many subjects: the page holds every subject's identity key it opens with, in
-    one statement. The one erased is interleaved with another that is not."""
+    one statement. The one erased is interleaved with another that is not. getDisclosure
+    holds the keys of its one disclosure."""
     tenant = make_tenant(vault.settings, vault.database_url)
     erased_ref, kept_ref = f"disclosed-{uuid.uuid4().hex[:8]}", f"kept-{uuid.uuid4().hex[:8]}"
     base = 30
@@ -235,19 +258,20 @@ def test_a_stalled_disclosure_listing_does_not_deliver_descriptions_after_the_er
             total - base + 1
         )
         listing = Listing(
-            "/v1/disclosures", officer, [item["description"].rstrip("d") for item in items]
-        )
+            "/v1/disclosures", officer, [item["description"].rstrip("d") for item in items],
+            [item["id"] for item in items], lambda item: [("GET", f"/v1/disclosures/{item}")],
+        )  # fmt: skip
 
         def erase() -> str:
             erasure = http.post(subject_url(erased_ref, "erasure"), headers=auth(privacy))
             assert erasure.status_code == 202, erasure.text
             return f"/v1/erasures/{erasure.json()['id']}"
 
-        received, waiting, count = _pipelined_listings_outlive_erasure(
+        received, waiting, what = _pipelined_listings_outlive_erasure(
             vault, http, listing, base, erase, officer, privacy
         )
     marker = listing.markers[base + waiting - 1]
     assert marker.encode() not in received, (
-        f"listing {waiting} of {count} (descriptions decrypted and logged, not yet written "
+        f"{what} (descriptions decrypted and logged, not yet written "
         "out when the erasure completed) arrived after the erasure's completion"
     )
