@@ -1,9 +1,11 @@
-"""Transfers (downloads, range reads, exports, playback streams, uploads) hold keys only
-while those keys live and their caller may still read what they stream: DESIGN.md,
-Deletion guarantees, cuts a transfer within 60 s of its data key being destroyed or of
-the API key that started it being revoked, by the clock, whether or not the client is
-reading; and a read runs on only while the read path would still serve it (a subject
-restricted since, or an erasure that kept the artefact: compliance scope only).
+"""Transfers (downloads, range reads, exports, playback streams, uploads, and every answer
+carrying data decrypted with a subject's key: record values, artefact metadata, listings,
+disclosures) hold keys only while those keys live and their caller may still read what
+they stream: DESIGN.md, Deletion guarantees, cuts a transfer within 60 s of its data key
+being destroyed or of the API key that started it being revoked, by the clock, whether
+or not the client is reading; and a read runs on only while the read path would still
+serve it (a subject restricted since, or an erasure that kept the artefact: compliance
+scope only).
 
 A `TransferLease` is what one transfer holds: the API key that started it, the ids of
 the data keys it has open (each with the read it serves, if it is a read), plus the
