@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -101,6 +102,13 @@ ANSWERS = {
         lambda ref, item: artefact_url(ref, item, "content"),
         "app",
     ),
+    "playbackHead": Answer(
+        artefact_service,
+        "read_held",
+        "HEAD",
+        lambda ref, item: artefact_url(ref, item, "links"),
+        "app",
+    ),  # the path mints the link; the link's URL is read
     "listDisclosures": Answer(
         transfer_service, "hold_keys", "GET", lambda _, __: "/v1/disclosures", "officer"
     ),
@@ -136,7 +144,7 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
 ) -> None:
     """Attack: an answer that decrypts a subject's data (a listing of its artefacts, an
     artefact's metadata, a HEAD of its content with the filename in Content-Disposition,
-    a listing of disclosures) holds the keys in one statement. That statement has taken
+    directly or through a playback link, a listing of disclosures) holds the keys in one statement. That statement has taken
     its snapshot (the keys live) when the subject's erasure shreds them and the publisher
     completes the erasure; it commits after that (PAUSE_SECONDS, widened on purpose: a
     connection descheduled or slow between the statement's snapshot and its commit).
@@ -172,14 +180,17 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
                 headers=auth(keys["officer"]),
             )  # fmt: skip
             assert recorded.status_code == 201, recorded.text
+        path = shape.path(ref, item)
+        if path.endswith("/links"):  # a playback link's HEAD: no Authorization needed
+            minted = http.post(path, headers=auth(keys["app"]))
+            assert minted.status_code == 201, minted.text
+            path = urllib.parse.urlsplit(minted.json()["url"]).path
         answers: dict[str, httpx.Response] = {}
         finished_at: dict[str, float] = {}
 
         def read() -> None:
             with quiet_vault.client() as other:
-                answers["read"] = other.request(
-                    shape.method, shape.path(ref, item), headers=auth(keys[shape.key])
-                )
+                answers["read"] = other.request(shape.method, path, headers=auth(keys[shape.key]))
             finished_at["read"] = time.monotonic()
 
         slow.armed.set()
