@@ -144,10 +144,11 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
 ) -> None:
     """Attack: an answer that decrypts a subject's data (a listing of its artefacts, an
     artefact's metadata, a HEAD of its content with the filename in Content-Disposition,
-    directly or through a playback link, a listing of disclosures) holds the keys in one statement. That statement has taken
-    its snapshot (the keys live) when the subject's erasure shreds them and the publisher
-    completes the erasure; it commits after that (PAUSE_SECONDS, widened on purpose: a
-    connection descheduled or slow between the statement's snapshot and its commit).
+    directly or through a playback link, a listing of disclosures) holds the keys in one
+    statement. That statement has taken its snapshot (the keys live) when the subject's
+    erasure shreds them and the publisher completes the erasure; it commits after that
+    (PAUSE_SECONDS, widened on purpose: a connection descheduled or slow between the
+    statement's snapshot and its commit).
 
     Observed: the erasure is `completed` (its receipt issued) while the answer is still
     in the vault; the answer then arrives, 200, with the decrypted filename or
