@@ -36,10 +36,20 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.helpers import artefact_url, auth, create_key, rfc3339, subject_url, uploaded
+from tests.api.helpers import (
+    artefact_url,
+    auth,
+    create_key,
+    put_record,
+    record_url,
+    rfc3339,
+    subject_url,
+    uploaded,
+)
 from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant, make_tenant
 from vault.services import artefacts as artefact_service
+from vault.services import records as record_service
 from vault.services import transfers as transfer_service
 
 PAUSE_SECONDS = 4.0
@@ -109,6 +119,19 @@ ANSWERS = {
         lambda ref, item: artefact_url(ref, item, "links"),
         "app",
     ),  # the path mints the link; the link's URL is read
+    # The single-key hold the answers above share with content and record reads
+    # (dv_transfer_hold, migration 0026, called by the read statements of migrations 0032
+    # and 0037): the same gap, before answer-holds.
+    "getContent": Answer(
+        artefact_service,
+        "read_held",
+        "GET",
+        lambda ref, item: artefact_url(ref, item, "content"),
+        "app",
+    ),
+    "getRecord": Answer(
+        record_service, "read_held", "GET", lambda ref, _: record_url(ref, "profile"), "app"
+    ),
     "listDisclosures": Answer(
         transfer_service, "hold_keys", "GET", lambda _, __: "/v1/disclosures", "officer"
     ),
@@ -168,7 +191,9 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
             "officer": create_key(http, tenant, ["compliance"]),
         }
         privacy = create_key(http, tenant, ["erasure"])
-        item = uploaded(http, keys["app"], ref, b"x", filename=f"{marker}.txt")["id"]
+        item = uploaded(http, keys["app"], ref, marker.encode(), filename=f"{marker}.txt")["id"]
+        value = f'{{"secret": "{marker}"}}'.encode()
+        assert put_record(http, keys["app"], ref, "profile", value).status_code == 201
         if shape.key == "officer":
             recorded = http.post(
                 "/v1/disclosures",
