@@ -9,6 +9,11 @@ CHECKED := $(SOURCES) tests bench clients/python
 # installed editable into the test venv so tests/client runs it against a live vault.
 CLIENT := clients/python
 
+# Python caches compiled modules (__pycache__, git-ignored) unless PYTHONDONTWRITEBYTECODE is
+# set; the suite starts hundreds of Python processes (servers, workers, CLI commands), and
+# without the cache each of them compiles the vault's modules and those uv installed anew.
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: run test lint typecheck pytest promtool-test bench clean system-deps lock schema
 
 # Debian packages the tests need: ffmpeg/ffprobe for the video seek test, chromium for
