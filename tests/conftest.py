@@ -4,14 +4,18 @@ loopback so tests can speak for many client addresses."""
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import httpx._transports.default as httpx_transport
 import pytest
 
 from tests.seaweed import SeaweedS3, running_seaweed
@@ -26,6 +30,25 @@ from tests.support import (
     stop_embedded_postgres,
 )
 from vault.config import Settings
+
+# Every httpx client loads the CA bundle into a new SSL context (~10-20 ms of CPU), and the
+# suite makes thousands of clients, all speaking plain HTTP to 127.0.0.1 (its one HTTPS
+# test brings its own context). One context with httpx's default verification serves them
+# all; SSL contexts are made to be shared.
+_default_ssl_context = functools.cache(httpx.create_ssl_context)
+
+
+def _shared_ssl_context(
+    verify: Any = True, cert: Any = None, trust_env: bool = True
+) -> ssl.SSLContext:
+    if verify is True and cert is None:
+        return _default_ssl_context(True, None, trust_env)
+    return httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
+
+
+# The name the transport calls (httpx._transports.default imported it from httpx._config).
+httpx_transport.create_ssl_context = _shared_ssl_context  # type: ignore[attr-defined]
+
 
 # The floor of tests that must run (--min-tests) is a plugin of its own, so that its
 # tests can run pytest with it alone.
