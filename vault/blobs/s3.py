@@ -251,12 +251,8 @@ class S3BlobStore:
         if start < 0 or (end is not None and end < start):
             raise ValueError("invalid byte range")
         read_size = check_piece_bytes(piece_bytes, READ_CHUNK_BYTES)
-        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
-        ranged = start > 0 or end is not None
-        if ranged:
-            # Without a Range header for the whole object: S3 answers "bytes=0-" on an
-            # empty object with 416.
-            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        request = self._range_request(key, start, end)
+        ranged = "Range" in request
 
         if end is not None and end - start < read_size:
             # One piece at most (a player's seek, a stream header): read in one trip.
@@ -270,23 +266,58 @@ class S3BlobStore:
                 yield piece
             return
 
+        async with aclosing(self._read_in_thread(request, read_size, None)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    async def get_range_mapped(
+        self,
+        key: str,
+        start: int,
+        end: int | None,
+        *,
+        piece_bytes: int,
+        each: Callable[[bytes], bytes],
+    ) -> AsyncGenerator[bytes, None]:
+        """As get_range in pieces of `piece_bytes`, each passed through `each` on the
+        thread that read it (s3_reader.py), and what it returns handed out instead; what
+        it raises ends the read and is raised here. For reads of several pieces: a
+        thread of the read's own even for one."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError("invalid byte range")
+        read_size = check_piece_bytes(piece_bytes, READ_CHUNK_BYTES)
+        request = self._range_request(key, start, end)
+        async with aclosing(self._read_in_thread(request, read_size, each)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    def _range_request(self, key: str, start: int, end: int | None) -> dict[str, Any]:
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if start > 0 or end is not None:
+            # Without a Range header for the whole object: S3 answers "bytes=0-" on an
+            # empty object with 416.
+            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        return request
+
+    def _read_in_thread(
+        self, request: dict[str, Any], read_size: int, each: Callable[[bytes], bytes] | None
+    ) -> AsyncGenerator[bytes, None]:
+        """One thread of the read's own sends the GET and reads the body ahead of the
+        consumer (s3_reader.py); it stops when the generator is closed."""
+        ranged = "Range" in request
+
         def check(response: dict[str, Any]) -> None:
             if ranged and not response.get("ContentRange"):
                 raise S3StoreError("get", "RangeIgnored")
 
-        # One thread of the read's own sends the GET and reads the body ahead of the
-        # consumer (s3_reader.py); it stops when this generator is closed.
-        async with aclosing(
-            read_in_thread(
-                self._client.get_object,
-                request,
-                read_size,
-                lambda exc: _failure("get", exc),
-                check,
-            )
-        ) as pieces:
-            async for piece in pieces:
-                yield piece
+        return read_in_thread(
+            self._client.get_object,
+            request,
+            read_size,
+            lambda exc: _failure("get", exc),
+            check,
+            each=each,
+        )
 
     def _read_checked(self, ranged: bool, **request: Any) -> bytes:
         response = self._client.get_object(**request)
