@@ -103,9 +103,10 @@ def test_a_slow_consumer_holds_only_the_read_ahead(seaweed_s3: SeaweedS3, stored
     assert grown < bound, f"peak grew by {grown / MIB:.1f} MiB"
 
 
+@pytest.mark.parametrize("mapped", [False, True], ids=["get_range", "get_range_mapped"])
 @pytest.mark.parametrize("cut", ["client gone", "transfer cut"])
 def test_a_read_cut_half_way_ends_its_thread_and_closes_its_connection(
-    seaweed_s3: SeaweedS3, stored_key: str, cut: str
+    seaweed_s3: SeaweedS3, stored_key: str, cut: str, mapped: bool
 ) -> None:
     store: S3BlobStore = seaweed_s3.store(prefix=PREFIX)
     endpoint = seaweed_s3.endpoint_url
@@ -118,7 +119,14 @@ def test_a_read_cut_half_way_ends_its_thread_and_closes_its_connection(
         async def consume() -> None:
             # As the download does it (services/artefacts.py): the read is closed when
             # its consumer ends, however it ends.
-            async with aclosing(store.get_range(stored_key)) as reading:
+            # A download's segments are opened on the reading thread (get_range_mapped).
+            if mapped:
+                read = store.get_range_mapped(
+                    stored_key, 0, None, piece_bytes=READ_CHUNK_BYTES, each=bytes
+                )
+            else:
+                read = store.get_range(stored_key)
+            async with aclosing(read) as reading:
                 async for _piece in reading:
                     first_piece.set()
                     assert len(_reader_threads()) == 1
@@ -168,3 +176,67 @@ def test_a_read_of_one_piece_is_one_trip_without_a_thread_of_its_own(
     seek, first_piece, threads = asyncio.run(run())
     assert threads == []
     assert len(seek) == 65_536 and seek == first_piece[5:65_541]
+
+
+def test_a_mapped_read_applies_its_function_on_the_reading_thread_in_order(
+    seaweed_s3: SeaweedS3, stored_key: str
+) -> None:
+    store = seaweed_s3.store(prefix=PREFIX)
+    calls: list[tuple[str, int]] = []
+
+    def each(piece: bytes) -> bytes:
+        calls.append((threading.current_thread().name, len(piece)))
+        return piece[:2]
+
+    async def run() -> list[bytes]:
+        try:
+            reading = store.get_range_mapped(
+                stored_key, 0, 5 * MIB - 1, piece_bytes=2 * MIB, each=each
+            )
+            return [piece async for piece in reading]
+        finally:
+            await store.close()
+
+    handed = asyncio.run(run())
+    # Only what `each` returned is handed out: the function ran on every piece.
+    assert [len(piece) for piece in handed] == [2, 2, 2]
+    assert calls == [(THREAD_NAME, 2 * MIB), (THREAD_NAME, 2 * MIB), (THREAD_NAME, MIB)]
+
+
+def test_a_mapped_read_whose_function_fails_ends_its_thread_and_connection(
+    seaweed_s3: SeaweedS3, stored_key: str
+) -> None:
+    """What a download's opener raises for a segment that is not authentic."""
+
+    class NotAuthentic(Exception):
+        pass
+
+    store = seaweed_s3.store(prefix=PREFIX)
+    endpoint = seaweed_s3.endpoint_url
+    assert _wait_until(lambda: not _reader_threads())
+    connected_before = _connections_to(endpoint)
+    seen = 0
+
+    def each(piece: bytes) -> bytes:
+        nonlocal seen
+        seen += 1
+        if seen == 3:
+            raise NotAuthentic
+        return piece
+
+    async def run() -> int:
+        received = 0
+        try:
+            reading = store.get_range_mapped(stored_key, 0, None, piece_bytes=MIB, each=each)
+            async with aclosing(reading) as pieces:
+                async for piece in pieces:
+                    received += len(piece)
+        finally:
+            await store.close()
+        return received
+
+    with pytest.raises(NotAuthentic):
+        asyncio.run(run())
+    assert seen == 3, "the thread read on after the failure"
+    assert _wait_until(lambda: not _reader_threads()), "the reader thread is still alive"
+    assert _wait_until(lambda: _connections_to(endpoint) <= connected_before)
