@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from tests.seaweed import SeaweedS3
-from vault.blobs.s3 import READ_CHUNK_BYTES, S3BlobStore
+from vault.blobs.s3 import READ_CHUNK_BYTES, S3_POOL_CONNECTIONS, S3BlobStore
 from vault.blobs.s3_reader import READ_AHEAD_PIECES, THREAD_NAME
 
 MIB = 1024 * 1024
@@ -240,3 +240,44 @@ def test_a_mapped_read_whose_function_fails_ends_its_thread_and_connection(
     assert seen == 3, "the thread read on after the failure"
     assert _wait_until(lambda: not _reader_threads()), "the reader thread is still alive"
     assert _wait_until(lambda: _connections_to(endpoint) <= connected_before)
+
+
+def test_many_reads_at_once_keep_their_connections_pooled(
+    seaweed_s3: SeaweedS3, stored_key: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A streamed read holds its pooled connection until its end: with botocore's default
+    pool of 10, the 11th read at once and later ones would each open a connection that
+    urllib3 then throws away ("Connection pool is full")."""
+    store = seaweed_s3.store(prefix=PREFIX)
+    reads = 16
+    assert 10 < reads <= S3_POOL_CONNECTIONS
+
+    async def run() -> None:
+        all_started = asyncio.Event()
+        started = 0
+
+        async def read() -> int:
+            nonlocal started
+            received = 0
+            reading = store.get_range(stored_key, 0, 4 * MIB - 1, piece_bytes=MIB)
+            async with aclosing(reading) as pieces:
+                async for piece in pieces:
+                    if not received:
+                        started += 1
+                        if started == reads:
+                            all_started.set()
+                        await all_started.wait()  # every read holds its connection now
+                    received += len(piece)
+            return received
+
+        try:
+            for _ in range(2):  # the second round reuses the first one's connections
+                assert await asyncio.gather(*(read() for _ in range(reads))) == [4 * MIB] * reads
+                all_started.clear()
+                started = 0
+        finally:
+            await store.close()
+
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+        asyncio.run(run())
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]

@@ -50,12 +50,18 @@ PARTS_IN_FLIGHT = 2
 MAX_PARTS = 10_000
 # Ranged reads hand the body on in pieces of this size.
 READ_CHUNK_BYTES = 1024 * 1024
+# Connections the client keeps open to the store. A streamed read holds one for its whole
+# length (s3_reader.py), so with botocore's default of 10 the 11th download at once and
+# every later one opened a connection that urllib3 then threw away ("Connection pool is
+# full"): a TCP (and TLS) handshake per download. Idle pooled connections cost a socket.
+S3_POOL_CONNECTIONS = 64
 # Fail fast when the store is down or slow instead of hanging a request: a bounded number
 # of attempts with standard backoff, and socket timeouts on connect and read.
 CLIENT_CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"},
     connect_timeout=5,
     read_timeout=30,
+    max_pool_connections=S3_POOL_CONNECTIONS,
 )
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
