@@ -175,13 +175,6 @@ def _erase_and_complete(
     return str(http.get(url, headers=auth(privacy)).json()["status"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 8: the hold statements (dv_transfer_hold_keys, dv_artefact_read_held) "
-    "read the keys live in their snapshot and their hold is visible only at their commit; "
-    "an erasure whose shred and completion fall in between completes, and the answer's "
-    "filename or description is decrypted and delivered after",
-)
 @pytest.mark.parametrize("answer", ANSWERS, ids=list(ANSWERS))
 def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
     quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, answer: str

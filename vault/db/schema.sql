@@ -1179,6 +1179,7 @@ BEGIN
      WHERE d.tenant_id = p_tenant AND d.id = p_data_key
        AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
        AND k.wrapped_key IS NOT NULL
+       FOR SHARE OF d, s
     ON CONFLICT (tenant_id, transfer_id, data_key_id)
        DO UPDATE SET held_until = EXCLUDED.held_until;
     RETURN FOUND;
@@ -1208,7 +1209,8 @@ BEGIN
           JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
          WHERE d.tenant_id = p_tenant AND d.id = ANY(p_data_keys)
            AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
-           AND k.wrapped_key IS NOT NULL),
+           AND k.wrapped_key IS NOT NULL
+           FOR SHARE OF d, s),
     held AS (
         INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
         SELECT p_tenant, p_transfer, live.id, now() + make_interval(secs => p_seconds)
