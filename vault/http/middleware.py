@@ -199,6 +199,13 @@ class AccessLogMiddleware:
             if not exchange.logged:
                 exchange.status = cut.status
                 await self._record(vault, scope, exchange)
+            else:
+                # Its row was written before its last message (a one-message answer, or
+                # a stream's last chunk), which the cut caught while it waited in the
+                # process: a second row for the same request says it was cut. Its
+                # bytes_out is 0: what left is at most what the first row counted.
+                exchange.status, exchange.bytes_in, exchange.bytes_out = cut.status, 0, 0
+                await self._record(vault, scope, exchange, confirm_holds=False)
             if not cut.connection_dropped:
                 raise ResponseCut(exchange.request_id) from None
             return
@@ -257,7 +264,9 @@ class AccessLogMiddleware:
         )
         await send({"type": "http.response.body", "body": refusal.body})
 
-    async def _record(self, vault: VaultState, scope: Scope, exchange: _Exchange) -> bool:
+    async def _record(
+        self, vault: VaultState, scope: Scope, exchange: _Exchange, *, confirm_holds: bool = True
+    ) -> bool:
         state = scope.get("state", {})
         principal = state.get("principal")
         # A genuine key refused for its address is logged under its tenant, not as a use.
@@ -269,7 +278,7 @@ class AccessLogMiddleware:
         # A read answered in one message took its hold without waiting for the WAL
         # flush: this row's commit, which its answer waits for, confirms the hold (and
         # makes it durable). The hold itself lasts until the answer is sent.
-        lease = unflushed_transfer(scope)
+        lease = unflushed_transfer(scope) if confirm_holds else None
         if lease is not None and lease.tenant_id != tenant_id:
             lease = None
         entry = AccessEntry(
