@@ -129,14 +129,11 @@ class OneAskAtATime:
     async def destroy_many_subject_keys(
         self, conn: Any, tenant_id: uuid.UUID, asks: Sequence[SubjectKeysToDestroy]
     ) -> list[Any]:
-        return [
-            await self.destroy_subject_keys(
-                conn,
-                tenant_id,
-                ask.subject_id,
-                ask.generation,
-                ask.categories,
+        outcomes = []
+        for ask in asks:
+            destroyed = await self.destroy_subject_keys(
+                conn, tenant_id, ask.subject_id, ask.generation, ask.categories,
                 erasure_id=ask.erasure_id,
             )  # fmt: skip
-            for ask in asks
-        ]
+            outcomes.append(destroyed)
+        return outcomes
