@@ -56,7 +56,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from load_client import Tally, Workload, drive, percentile, populate
-from processes import cpu_seconds, free_port, stop, wait_ready
+from processes import cpu_seconds, free_port, postgres_cpu_seconds, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_RATIO = 0.5
@@ -65,25 +65,6 @@ WAITS = """
 SELECT state, wait_event_type || ':' || wait_event AS wait FROM pg_stat_activity
  WHERE application_name = 'datavault' AND pid <> pg_backend_pid()
 """
-
-
-def postgres_cpu_seconds(pgdata: Path | None) -> float:
-    """CPU time of the embedded PostgreSQL: the postmaster and its backends (0 if the
-    database is not ours to see)."""
-    if pgdata is None:
-        return 0.0
-    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
-    total = cpu_seconds(postmaster)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(fields[1]) == postmaster:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    return total
 
 
 async def sample_waits(database_url: str, seconds: float) -> Counter[str]:

@@ -1,6 +1,6 @@
 """Process helpers the benches share: a free loopback port, waiting for a server they
 started to answer, stopping it (SIGTERM, then SIGKILL if it does not stop), and the CPU
-time a process has used."""
+time a process (or an embedded PostgreSQL) has used."""
 
 from __future__ import annotations
 
@@ -49,3 +49,22 @@ def cpu_seconds(pid: int) -> float:
     fields 14 and 15)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_cpu_seconds(pgdata: Path | None) -> float:
+    """CPU time of the embedded PostgreSQL: the postmaster and its backends (0 if the
+    database is not ours to see)."""
+    if pgdata is None:
+        return 0.0
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == postmaster:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total

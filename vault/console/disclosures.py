@@ -10,13 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import FormData
+from starlette.requests import Request
 
 from vault.console.dates import field_value, parse_field
 from vault.console.i18n import CATALOGUE
 from vault.console.web import DISCLOSURES_SHOWN, form_ref
 from vault.domain.disclosures import shown_to_subject
 from vault.errors import InvalidInput
-from vault.http.state import VaultState
+from vault.http.state import VaultState, vault_state
+from vault.http.transfers import watch_transfer
+from vault.services.api_keys import Principal
 from vault.services.disclosures import Disclosure
 
 # The form's fields by the service's names: the form shares its page with the hold's own
@@ -52,21 +55,30 @@ def disclosure_view(disclosure: Disclosure, now: datetime) -> dict[str, Any]:
     }
 
 
+# A page that shows disclosures is a transfer (vault/http/transfers.py), as the API's
+# answers are: the subjects' identity keys their descriptions and references are opened
+# with are held, and watched, until the page has left.
+
+
 async def under_hold(
-    state: VaultState, tenant_id: uuid.UUID, hold_id: uuid.UUID
+    request: Request, principal: Principal, hold_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    found = await state.disclosures.search(tenant_id, hold_id=hold_id, limit=DISCLOSURES_SHOWN)
+    found = await vault_state(request).disclosures.search(
+        principal.tenant_id, hold_id=hold_id, limit=DISCLOSURES_SHOWN,
+        lease=watch_transfer(request, principal),
+    )  # fmt: skip
     return [disclosure_view(d, now) for d in found]
 
 
 async def about_subject(
-    state: VaultState, tenant_id: uuid.UUID, ref_hash: bytes
+    request: Request, principal: Principal, ref_hash: bytes
 ) -> list[dict[str, Any]]:
     now = datetime.now(UTC)
-    found = await state.disclosures.search(
-        tenant_id, subject_ref_hash=ref_hash, limit=DISCLOSURES_SHOWN
-    )
+    found = await vault_state(request).disclosures.search(
+        principal.tenant_id, subject_ref_hash=ref_hash, limit=DISCLOSURES_SHOWN,
+        lease=watch_transfer(request, principal),
+    )  # fmt: skip
     return [disclosure_view(d, now) for d in found]
 
 

@@ -225,7 +225,7 @@ async def _hold_page(
         {"hold": hold_view(hold, now), "impact": impact, "keys": keys,
          "message": message or shown, "errors": errors or {},
          "me": session.principal.key_id, "typed_ref": typed_ref.reveal() if typed_ref else None,
-         "disclosures": await disclosures.under_hold(state, tenant_id, hold_id),
+         "disclosures": await disclosures.under_hold(request, session.principal, hold_id),
          "disclosure": disclosure_typed or disclosures.form_defaults(hold, language(request)),
          "categories": known},
         status=status,

@@ -73,7 +73,7 @@ async def _subject_page(
         ]
     shown = None
     if may_open(session.principal.scopes, DISCLOSURES):
-        shown = await disclosures.about_subject(state, tenant_id, ref_hash)
+        shown = await disclosures.about_subject(request, session.principal, ref_hash)
     erasures = [
         erasure_view(e, now)
         for e in await state.erasures.list(

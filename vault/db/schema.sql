@@ -1237,6 +1237,41 @@ END
 $$;
 
 --
+-- Name: dv_transfer_hold_keys(uuid, uuid, uuid[], double precision, boolean); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_hold_keys(p_tenant uuid, p_transfer uuid, p_data_keys uuid[], p_seconds double precision, p_flush boolean) RETURNS TABLE(id uuid, purpose text, wrapped_key bytea, subject_key_id uuid, subject_id uuid, category text, generation integer, kek_version integer, subject_wrapped bytea, kek_wrapped bytea)
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM set_config('role', 'datavault_app', true),
+            set_config('datavault.tenant_id', p_tenant::text, true);
+    IF NOT p_flush THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    RETURN QUERY
+    WITH live AS (
+        SELECT d.id, d.purpose, d.wrapped_key, s.id AS subject_key_id, s.subject_id,
+               s.category, s.generation, s.kek_version, s.wrapped_key AS subject_wrapped,
+               k.wrapped_key AS kek_wrapped
+          FROM data_keys d
+          JOIN subject_keys s ON s.tenant_id = d.tenant_id AND s.id = d.subject_key_id
+          JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
+         WHERE d.tenant_id = p_tenant AND d.id = ANY(p_data_keys)
+           AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
+           AND k.wrapped_key IS NOT NULL),
+    held AS (
+        INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
+        SELECT p_tenant, p_transfer, live.id, now() + make_interval(secs => p_seconds)
+          FROM live
+        ON CONFLICT (tenant_id, transfer_id, data_key_id)
+           DO UPDATE SET held_until = EXCLUDED.held_until
+        RETURNING data_key_id)
+    SELECT live.* FROM live JOIN held ON held.data_key_id = live.id;
+END
+$$;
+
+--
 -- Name: dv_transfer_release(uuid, uuid); Type: FUNCTION; Schema: public
 --
 
@@ -3482,6 +3517,13 @@ GRANT ALL ON FUNCTION public.dv_tenant_directory() TO datavault_app;
 
 REVOKE ALL ON FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_transfer_hold_keys(p_tenant uuid, p_transfer uuid, p_data_keys uuid[], p_seconds double precision, p_flush boolean); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_transfer_hold_keys(p_tenant uuid, p_transfer uuid, p_data_keys uuid[], p_seconds double precision, p_flush boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_transfer_hold_keys(p_tenant uuid, p_transfer uuid, p_data_keys uuid[], p_seconds double precision, p_flush boolean) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_transfer_release(p_tenant uuid, p_transfer uuid); Type: ACL; Schema: public

@@ -133,9 +133,12 @@ async def upload_artefact(
 async def list_artefacts(
     request: Request, caller: Principal, ref: SubjectRef, query: ArtefactListQuery
 ) -> Response:
+    # A transfer (vault/http/transfers.py): the page's filenames are decrypted, so every
+    # data key they need is held, and watched, until the answer has left.
     artefacts = await vault_state(request).artefacts.list(
         caller.tenant_id, ref, access_for(caller), category=query.category,
         after=page_after_time(decode_cursor_parts(query.cursor, 2)), limit=query.limit,
+        hold=watch_transfer(request, caller),
     )  # fmt: skip
     items = [Artefact.of(a, ref.reveal()) for a in artefacts]
     last = artefacts[-1] if len(artefacts) == query.limit else None
@@ -154,9 +157,11 @@ def _cursor(last: StoredArtefact | None) -> str | None:
 async def show_artefact(request: Request, caller: Principal, ref: SubjectRef) -> Response:
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
+    # A transfer: its filename is decrypted, its key held until the answer has left.
     artefact = await vault_state(request).artefacts.describe(
-        caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller)
-    )
+        caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller),
+        watch_transfer(request, caller),
+    )  # fmt: skip
     return render(Artefact.of(artefact, ref.reveal()))
 
 
@@ -242,17 +247,17 @@ async def _content(request: Request, caller: Principal, ref: SubjectRef) -> Resp
     artefact_id = path_uuid(request.path_params["artefact_id"])
     request.state.artefact_id = artefact_id
     service = vault_state(request).artefacts
-    # A GET is a transfer from the statement that finds the artefact: that statement
-    # records its data key as held (migration 0032), one round trip fewer per read. A
-    # HEAD opens nothing and holds nothing.
-    lease = watch_transfer(request, caller) if request.method != "HEAD" else None
+    # A transfer from the statement that finds the artefact: that statement records its
+    # data key as held (migration 0032), one round trip fewer per read. A HEAD opens no
+    # content, but its Content-Disposition carries the decrypted filename: it holds the
+    # key too, until its headers have left (one message).
+    lease = watch_transfer(request, caller)
     located = await service.locate(
         caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller), lease,
         one_message=answered_in_one_message(request),
     )  # fmt: skip
 
     async def open_body(byte_range: ByteRange | None) -> Content:
-        assert lease is not None  # a HEAD never opens the body
         return await service.open_content(located, byte_range, lease)
 
     return await content_response(request, located.artefact, open_body)
@@ -266,6 +271,8 @@ def answered_in_one_message(request: Request) -> bool:
     WHOLE_ANSWER_BYTES, and so sent as one message after its access-log row commits: a
     Range of the form first-last no longer than that (a player's seek). Anything else may
     stream, and its transfer's hold is committed durably before any byte."""
+    if request.method == "HEAD":
+        return True  # headers only
     match = _BOUNDED_RANGE.fullmatch(request.headers.get("range", ""))
     if match is None:
         return False

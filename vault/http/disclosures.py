@@ -23,6 +23,7 @@ from vault.http.pages import page_after_time
 from vault.http.params import decode_cursor_parts, encode_cursor_parts, parse_time, path_uuid
 from vault.http.render import rfc3339
 from vault.http.state import vault_state
+from vault.http.transfers import watch_transfer
 from vault.services.api_keys import Principal
 from vault.services.disclosures import Recorder
 
@@ -85,9 +86,12 @@ async def record_disclosure(request: Request, caller: Principal, body: dict[str,
     except InvalidInput as exc:
         errors["subject_ref"] = exc.detail
     request.state.subject_ref_hash = ref_hash
+    # A transfer (vault/http/transfers.py), as every answer with data decrypted under a
+    # subject's key: the answer opens the subject's reference copy and the description.
     disclosure = await state.disclosures.record(
         caller.tenant_id, ref_hash, hold_id, values,
         Recorder(caller.key_id, request.state.request_id), errors,
+        watch_transfer(request, caller),
     )  # fmt: skip
     # The hold's subject, when the disclosure named only the hold.
     request.state.subject_ref_hash = disclosure.subject_ref_hash
@@ -114,6 +118,7 @@ async def list_disclosures(
         caller.tenant_id, subject_ref_hash=ref_hash, hold_id=query.hold_id,
         since=query.since, until=query.until,
         after=page_after_time(decode_cursor_parts(query.cursor, 2)), limit=query.limit,
+        lease=watch_transfer(request, caller),
     )  # fmt: skip
     last = items[-1] if len(items) == query.limit else None
     cursor = encode_cursor_parts(rfc3339(last.disclosed_at), str(last.id)) if last else None
@@ -126,7 +131,8 @@ async def list_disclosures(
 )  # fmt: skip
 async def show_disclosure(request: Request, caller: Principal) -> Response:
     disclosure = await vault_state(request).disclosures.get(
-        caller.tenant_id, path_uuid(request.path_params["disclosure_id"])
-    )
+        caller.tenant_id, path_uuid(request.path_params["disclosure_id"]),
+        watch_transfer(request, caller),
+    )  # fmt: skip
     request.state.subject_ref_hash = disclosure.subject_ref_hash
     return render(Disclosure.of(disclosure))

@@ -121,8 +121,9 @@ async def _play(request: Request) -> Response:
     request.state.principal = use.principal
     request.state.key_prefix = use.principal.prefix
     tenant_id, artefacts = use.principal.tenant_id, state.artefacts
-    # A GET holds the data key from the statement that finds it (migration 0032).
-    lease = watch_transfer(request, use.principal) if request.method != "HEAD" else None
+    # A GET holds the data key from the statement that finds it (migration 0032), and so
+    # does a HEAD: its Content-Disposition carries the decrypted filename.
+    lease = watch_transfer(request, use.principal)
     try:
         # The link's key was found live by `resolve` just now: None, not checked again.
         located = await artefacts.locate_by_ref_hash(
@@ -133,7 +134,6 @@ async def _play(request: Request) -> Response:
         raise NotFound(DEAD_LINK) from None
 
     async def open_body(byte_range: ByteRange | None) -> Content:
-        assert lease is not None  # a HEAD never opens the body
         return await artefacts.open_content(located, byte_range, lease)
 
     return await content_response(request, located.artefact, open_body)

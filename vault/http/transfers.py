@@ -1,6 +1,9 @@
 """Cutting transfers by the clock (DESIGN.md, Deletion guarantees).
 
-A download, range read, export or upload calls `watch_transfer` once it knows the caller.
+A download, range read, export or upload calls `watch_transfer` once it knows the caller,
+and so does every answer that carries data decrypted with a subject's key (a record's
+value, an artefact's metadata, a HEAD's Content-Disposition filename, a listing of
+artefacts or of disclosures, the console pages that show disclosures).
 From then until the request ends a watchdog task confirms the transfer's lease every
 TRANSFER_RECHECK_SECONDS (services/transfers.py), independently of the client: a client
 that stops reading blocks the response's `send`, and nothing that waits for the next
@@ -21,7 +24,8 @@ event `transfer_cut` is logged. A transfer lasts until its answer's last bytes h
 the process (WAIT_WRITTEN, vault/http/edge_limits.py), and holds its data keys until
 then: an answer sent as one message (a seek's range, a small artefact, a record's value)
 and a stream's last pieces wait there for as long as a client that stopped reading makes
-them wait. HEAD and other answers are not transfers.
+them wait. Answers with nothing decrypted (problems, lists of keys, holds, erasures)
+are not transfers.
 """
 
 from __future__ import annotations

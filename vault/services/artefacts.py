@@ -55,7 +55,12 @@ from vault.services.subjects import (
     subject_from_columns,
 )
 from vault.services.tenants import load_settings
-from vault.services.transfers import HELD_FOR_SECONDS, SubjectRead, TransferLease
+from vault.services.transfers import (
+    HELD_FOR_SECONDS,
+    HELD_READ_ATTEMPTS,
+    SubjectRead,
+    TransferLease,
+)
 from vault.services.upload_pipeline import sealed_upload
 
 Q = Queries("artefacts")
@@ -314,36 +319,74 @@ class ArtefactService:
             raise Gone("this artefact was deleted")
         subject = subject_from_columns(tenant_id, row)
         check_readable(subject, access, row["artefact_generation"])
-        data_key = await self._keyring.open_data_key(tenant_id, row)
-        artefact = self._describe(subject, _artefact_columns(row), data_key)
         # What a transfer of it confirms on the clock, by the same rule.
         read = SubjectRead(subject.ref_hash, row["artefact_generation"], access)
+        if hold is not None:
+            # Its metadata is decrypted below and goes out in the answer (the filename,
+            # in JSON or a Content-Disposition header), even with no content at all (a
+            # HEAD, getArtefact): held and watched from here until the answer has left.
+            # KeyDestroyed if the statement found the key gone (it holds only live keys).
+            await hold.claim(row["data_key_id"])
+            hold.hold_until_closed(row["data_key_id"], read)
+        data_key = await self._keyring.open_data_key(tenant_id, row)
+        artefact = self._describe(subject, _artefact_columns(row), data_key)
         return Located(artefact, row["blob_key"], data_key, read)
 
     async def describe(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
-        artefact_id: uuid.UUID, access: SubjectAccess,
+        artefact_id: uuid.UUID, access: SubjectAccess, hold: TransferLease | None = None,
     ) -> Artefact:  # fmt: skip
-        return (await self.locate(tenant_id, key, ref, artefact_id, access)).artefact
+        """The artefact's metadata. With `hold` (the request's transfer), its data key is
+        held from the statement that finds it until the answer has left (`locate`)."""
+        located = await self.locate(
+            tenant_id, key, ref, artefact_id, access, hold, one_message=True
+        )
+        return located.artefact
 
     async def list(
         self, tenant_id: uuid.UUID, ref: SubjectRef, access: SubjectAccess, *, category: str | None,
-        after: tuple[datetime, uuid.UUID] | None, limit: int,
+        after: tuple[datetime, uuid.UUID] | None, limit: int, hold: TransferLease | None = None,
+        one_message: bool = True,
     ) -> list[Artefact]:  # fmt: skip
-        async with self._db.tenant_tx(tenant_id) as conn:
-            subject = await self._subjects.find(
-                conn, tenant_id, await self._subjects.ref_hash(tenant_id, ref)
-            )
-            check_access(subject, access)
-            hidden = sorted(readable_generations(subject, access) or ())
-            rows = await conn.fetch(
-                Q.list, tenant_id, subject.id, category, after[0] if after else None,
-                after[1] if after else None, limit, hidden,
-            )  # fmt: skip
-            keys = [
-                await self._keyring.data_key(conn, tenant_id, row["data_key_id"]) for row in rows
-            ]
-        return [self._describe(subject, row, key) for row, key in zip(rows, keys, strict=True)]
+        """A page of the subject's artefacts, their metadata decrypted. With `hold` (the
+        request's transfer), every data key the page decrypts with is held under it,
+        in one statement after the page is read and before anything is decrypted, and
+        watched until the answer has left (TransferLease.hold_keys; `one_message` as
+        there). A key destroyed between the two (an erasure, a deletion, retention) is
+        not decrypted: the page is read again, without what it named."""
+        ref_hash = await self._subjects.ref_hash(tenant_id, ref)
+        for _ in range(HELD_READ_ATTEMPTS):
+            async with self._db.tenant_tx(tenant_id) as conn:
+                subject = await self._subjects.find(conn, tenant_id, ref_hash)
+                check_access(subject, access)
+                hidden = sorted(readable_generations(subject, access) or ())
+                rows = await conn.fetch(
+                    Q.list, tenant_id, subject.id, category, after[0] if after else None,
+                    after[1] if after else None, limit, hidden,
+                )  # fmt: skip
+                if hold is None:
+                    keys = [
+                        await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
+                        for row in rows
+                    ]
+                    return [
+                        self._describe(subject, row, key)
+                        for row, key in zip(rows, keys, strict=True)
+                    ]
+            reads = {
+                row["data_key_id"]: SubjectRead(ref_hash, row["generation"], access) for row in rows
+            }
+            held = await hold.hold_keys(reads, one_message=one_message)
+            if len(held) == len(reads):
+                return [
+                    self._describe(
+                        subject,
+                        row,
+                        await self._keyring.open_data_key(tenant_id, held[row["data_key_id"]]),
+                    )
+                    for row in rows
+                ]
+        raise Gone("the subject's artefacts changed while they were read: try again")
 
     async def open_content(
         self, located: Located, byte_range: ByteRange | None, lease: TransferLease

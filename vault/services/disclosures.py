@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -32,6 +33,7 @@ from vault.observability import events
 from vault.services.chain_walk import AnchoredHead, ChainWalk, walk_chain
 from vault.services.keyring import DataKey, KeyRing, subject_object
 from vault.services.tenants import load_settings
+from vault.services.transfers import TransferLease
 
 Q = Queries("disclosures")
 H = Queries("holds")
@@ -87,12 +89,14 @@ class DisclosureService:
         values: Mapping[str, object],
         recorder: Recorder,
         parse_errors: Mapping[str, str] | None = None,
+        lease: TransferLease | None = None,
     ) -> Disclosure:
         """Check the terms (`disclosure_terms`), the hold (of this tenant; one held
         subject must be the disclosure's) and the subject, then append the entry. Every
         wrong field at once, with `parse_errors` (fields the caller could not parse):
         InvalidInput.of_fields. Without `subject_ref_hash` the hold's subject, if it
-        names one, is the disclosure's."""
+        names one, is the disclosure's. The entry as recorded is returned opened: with
+        `lease` (the request's transfer), once committed, as `opened` has it."""
         now = datetime.now(UTC)
         async with self._db.tenant_tx(tenant_id) as conn:
             settings = await load_settings(conn, tenant_id)
@@ -154,42 +158,66 @@ class DisclosureService:
                 withhold_from_subject_until=terms.withhold_from_subject_until,
             )
             seq = await _append(conn, row)
-            recorded = await self._read(conn, tenant_id, disclosure_id)
+            found = await _found(conn, tenant_id, disclosure_id)
+            recorded = None if lease is not None else await self._opened(conn, tenant_id, [found])
         events.disclosure_recorded(tenant_id, disclosure_id, seq, recorder.api_key_id)
-        return recorded
+        if recorded is None:
+            assert lease is not None
+            recorded = await self.opened(tenant_id, [found], lease)
+        return recorded[0]
 
-    async def get(self, tenant_id: uuid.UUID, disclosure_id: uuid.UUID) -> Disclosure:
-        async with self._db.tenant_tx(tenant_id) as conn:
-            return await self._read(conn, tenant_id, disclosure_id)
-
-    async def _read(
-        self, conn: Connection, tenant_id: uuid.UUID, disclosure_id: uuid.UUID
+    async def get(
+        self, tenant_id: uuid.UUID, disclosure_id: uuid.UUID, lease: TransferLease | None = None
     ) -> Disclosure:
-        row = await conn.fetchrow(Q.get, tenant_id, disclosure_id)
-        if row is None:
-            raise NotFound("no such disclosure")
-        (opened,) = await self._opened(conn, tenant_id, [row])
-        return opened
+        """One disclosure. With `lease` (the request's transfer), as `opened` has it."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            found = await _found(conn, tenant_id, disclosure_id)
+            if lease is None:
+                return (await self._opened(conn, tenant_id, [found]))[0]
+        return (await self.opened(tenant_id, [found], lease))[0]
 
     async def search(
         self, tenant_id: uuid.UUID, *, subject_ref_hash: bytes | None = None,
         hold_id: uuid.UUID | None = None, since: datetime | None = None,
         until: datetime | None = None, after: tuple[datetime, uuid.UUID] | None = None,
-        limit: int,
+        limit: int, lease: TransferLease | None = None,
     ) -> list[Disclosure]:  # fmt: skip
-        """Newest disclosed first; `since` inclusive, `until` exclusive (disclosed_at)."""
+        """Newest disclosed first; `since` inclusive, `until` exclusive (disclosed_at).
+        With `lease` (the request's transfer), as `opened` has it: the page's keys, of
+        however many subjects, held in one statement."""
         async with self._db.tenant_tx(tenant_id) as conn:
             rows = await conn.fetch(
                 Q.list, tenant_id, subject_ref_hash, hold_id, since, until,
                 after[0] if after else None, after[1] if after else None, limit,
             )  # fmt: skip
-            return await self._opened(conn, tenant_id, rows)
+            if lease is None:
+                return await self._opened(conn, tenant_id, rows)
+        return await self.opened(tenant_id, rows, lease)
 
-    async def for_subject_export(
+    async def opened(
+        self, tenant_id: uuid.UUID, rows: Sequence[Any], lease: TransferLease,
+        *, one_message: bool = True,
+    ) -> list[Disclosure]:  # fmt: skip
+        """The rows with their descriptions and subject references opened under the
+        request's transfer: every identity data key they are sealed under is held by it,
+        in one statement before anything is decrypted, and watched until the answer has
+        left (TransferLease.hold_keys; `one_message` as there), so an erasure of any of
+        their subjects completes only once the answer is out, or cuts it. A key the hold
+        found destroyed is shown as one (description_erased, no subject_ref)."""
+        wanted = {key_id for row in rows for key_id in _sealed_under(row)}
+        held = await lease.hold_keys(dict.fromkeys(wanted), one_message=one_message)
+        keys = {
+            key_id: await self._keyring.open_data_key(tenant_id, row)
+            for key_id, row in held.items()
+        }
+        return [_disclosure(row, keys) for row in rows]
+
+    async def rows_for_subject_export(
         self, conn: Connection, tenant_id: uuid.UUID, subject_ref_hash: bytes, now: datetime
-    ) -> list[Disclosure]:
+    ) -> list[Any]:
         """What the subject's export manifest lists, in the export's own snapshot: every
-        disclosure about the subject whose withholding date has passed."""
+        disclosure about the subject whose withholding date has passed, not opened yet
+        (`opened`, under the export's transfer)."""
         rows: list[Any] = []
         after: tuple[datetime, uuid.UUID] | None = None
         while True:  # a subject has few; paged all the same
@@ -201,62 +229,70 @@ class DisclosureService:
             if len(page) < 500:
                 break
             after = (page[-1]["disclosed_at"], page[-1]["id"])
-        return await self._opened(conn, tenant_id, rows)
+        return rows
 
     async def _opened(
         self, conn: Connection, tenant_id: uuid.UUID, rows: Sequence[Any]
     ) -> list[Disclosure]:
         """The rows with their descriptions and subject references opened where their
-        keys still live; each data key is read and unwrapped once per call."""
-        keys: dict[uuid.UUID, DataKey | None] = {}
+        keys still live, read in `conn`'s transaction, each once: for a caller that is no
+        transfer (the console's form, whose answer is a redirect; `opened` holds them)."""
+        keys: dict[uuid.UUID, DataKey] = {}
+        for key_id in {key_id for row in rows for key_id in _sealed_under(row)}:
+            with suppress(NotFound):  # KeyDestroyed too: shredded with the subject
+                keys[key_id] = await self._keyring.data_key(conn, tenant_id, key_id)
+        return [_disclosure(row, keys) for row in rows]
 
-        async def key(key_id: uuid.UUID | None) -> DataKey | None:
-            if key_id is None:
-                return None
-            if key_id not in keys:
-                try:
-                    keys[key_id] = await self._keyring.data_key(conn, tenant_id, key_id)
-                except NotFound:  # KeyDestroyed too: shredded with the subject
-                    keys[key_id] = None
-            return keys[key_id]
 
-        opened = []
-        for row in rows:
-            description = None
-            description_key = await key(row["description_key_id"])
-            if row["description_sealed"] is not None and description_key is not None:
-                context = description_key.content_context(
-                    subject_object(row["subject_id"]), _part(row["id"])
-                )
-                description = _open(description_key, row["description_sealed"], context)
-            subject_ref = None
-            ref_key = await key(row["ref_data_key_id"]) if row["ref_sealed"] else None
-            if row["ref_sealed"] is not None and ref_key is not None:
-                context = ref_key.content_context(subject_object(row["ref_subject_id"]), "ref")
-                subject_ref = SubjectRef(_open(ref_key, row["ref_sealed"], context))
-            opened.append(
-                Disclosure(
-                    id=row["id"],
-                    seq=row["seq"],
-                    recorded_at=row["recorded_at"],
-                    recorded_by=row["recorded_by"],
-                    subject_ref_hash=(
-                        bytes(row["subject_ref_hash"]) if row["subject_ref_hash"] else None
-                    ),
-                    subject_ref=subject_ref,
-                    hold_id=row["hold_id"],
-                    recipient=row["recipient"],
-                    legal_basis=row["legal_basis"],
-                    reference=row["reference"],
-                    categories=tuple(row["categories"]),
-                    description=description,
-                    description_erased=row["description_sealed"] is not None
-                    and description is None,
-                    disclosed_at=row["disclosed_at"],
-                    withhold_from_subject_until=row["withhold_from_subject_until"],
-                )
-            )
-        return opened
+async def _found(conn: Connection, tenant_id: uuid.UUID, disclosure_id: uuid.UUID) -> Any:
+    row = await conn.fetchrow(Q.get, tenant_id, disclosure_id)
+    if row is None:
+        raise NotFound("no such disclosure")
+    return row
+
+
+def _sealed_under(row: Any) -> list[uuid.UUID]:
+    """The data keys `row`'s sealed values need: its description's, its subject's
+    reference copy's (both the subject's identity keys)."""
+    keys = []
+    if row["description_sealed"] is not None and row["description_key_id"] is not None:
+        keys.append(row["description_key_id"])
+    if row["ref_sealed"] is not None and row["ref_data_key_id"] is not None:
+        keys.append(row["ref_data_key_id"])
+    return keys
+
+
+def _disclosure(row: Any, keys: Mapping[uuid.UUID, DataKey]) -> Disclosure:
+    """`row` with what of it `keys` (the live ones among its keys) opens."""
+    description = None
+    description_key = keys.get(row["description_key_id"])
+    if row["description_sealed"] is not None and description_key is not None:
+        context = description_key.content_context(
+            subject_object(row["subject_id"]), _part(row["id"])
+        )
+        description = _open(description_key, row["description_sealed"], context)
+    subject_ref = None
+    ref_key = keys.get(row["ref_data_key_id"]) if row["ref_sealed"] is not None else None
+    if ref_key is not None:
+        context = ref_key.content_context(subject_object(row["ref_subject_id"]), "ref")
+        subject_ref = SubjectRef(_open(ref_key, row["ref_sealed"], context))
+    return Disclosure(
+        id=row["id"],
+        seq=row["seq"],
+        recorded_at=row["recorded_at"],
+        recorded_by=row["recorded_by"],
+        subject_ref_hash=bytes(row["subject_ref_hash"]) if row["subject_ref_hash"] else None,
+        subject_ref=subject_ref,
+        hold_id=row["hold_id"],
+        recipient=row["recipient"],
+        legal_basis=row["legal_basis"],
+        reference=row["reference"],
+        categories=tuple(row["categories"]),
+        description=description,
+        description_erased=row["description_sealed"] is not None and description is None,
+        disclosed_at=row["disclosed_at"],
+        withhold_from_subject_until=row["withhold_from_subject_until"],
+    )
 
 
 async def _append(conn: Connection, row: ChainedDisclosure) -> int:

@@ -146,18 +146,26 @@ class ExportService:
             erasures = [
                 _erasure(row) for row in await conn.fetch(Q.export_erasures, tenant_id, ref_hash)
             ]
-            disclosures = [
-                _disclosure(d)
-                for d in await self._disclosures.for_subject_export(
-                    conn, tenant_id, ref_hash, datetime.now(UTC)
-                )
-            ]
+            disclosure_rows = await self._disclosures.rows_for_subject_export(
+                conn, tenant_id, ref_hash, datetime.now(UTC)
+            )
+        # The manifest's decrypted parts (the disclosures' descriptions and the subject's
+        # reference, the artefacts' filenames) are held under the lease until the export
+        # has ended, as its entries are: the manifest goes out first, and a stalled
+        # client may keep it in the vault.
+        disclosures = [
+            _disclosure(d)
+            for d in await self._disclosures.opened(
+                tenant_id, disclosure_rows, lease, one_message=False
+            )
+        ]
         artefacts: list[Artefact] = []
         after = None
         while True:
             page = await self._artefacts.list(
-                tenant_id, ref, access, category=None, after=after, limit=_PAGE
-            )
+                tenant_id, ref, access, category=None, after=after, limit=_PAGE, hold=lease,
+                one_message=False,
+            )  # fmt: skip
             artefacts += page
             if len(page) < _PAGE:
                 break

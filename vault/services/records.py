@@ -33,11 +33,13 @@ from vault.services.subjects import (
     readable_generations,
     subject_from_columns,
 )
-from vault.services.transfers import HELD_FOR_SECONDS, SubjectRead, TransferLease
+from vault.services.transfers import (
+    HELD_FOR_SECONDS,
+    HELD_READ_ATTEMPTS,
+    SubjectRead,
+    TransferLease,
+)
 
-# How often a read looks again for a record whose version was replaced between finding
-# it and holding its key (a writer replacing it that often: the read fails, 410).
-HELD_READ_ATTEMPTS = 5
 # What a compliance read of a kept version may read: restricted and erased data too.
 COMPLIANCE_READ = SubjectAccess(may_read_restricted=True)
 

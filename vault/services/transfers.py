@@ -1,9 +1,11 @@
-"""Transfers (downloads, range reads, exports, playback streams, uploads) hold keys only
-while those keys live and their caller may still read what they stream: DESIGN.md,
-Deletion guarantees, cuts a transfer within 60 s of its data key being destroyed or of
-the API key that started it being revoked, by the clock, whether or not the client is
-reading; and a read runs on only while the read path would still serve it (a subject
-restricted since, or an erasure that kept the artefact: compliance scope only).
+"""Transfers (downloads, range reads, exports, playback streams, uploads, and every answer
+carrying data decrypted with a subject's key: record values, artefact metadata, listings,
+disclosures) hold keys only while those keys live and their caller may still read what
+they stream: DESIGN.md, Deletion guarantees, cuts a transfer within 60 s of its data key
+being destroyed or of the API key that started it being revoked, by the clock, whether
+or not the client is reading; and a read runs on only while the read path would still
+serve it (a subject restricted since, or an erasure that kept the artefact: compliance
+scope only).
 
 A `TransferLease` is what one transfer holds: the API key that started it, the ids of
 the data keys it has open (each with the read it serves, if it is a read), plus the
@@ -24,10 +26,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterator
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
+import asyncpg
 import structlog
 
 from vault.db.database import Connection, Database
@@ -60,6 +63,10 @@ TRANSFER_RECHECK_SECONDS = 10.0
 # How long a confirmation lets the database count a key as held (transfer_keys): the
 # longest a process can go on holding it unconfirmed, the limit and the cut's 10 s.
 HELD_FOR_SECONDS = UNCONFIRMED_LIMIT_SECONDS + 10.0
+# How often a read looks again for what changed between finding it and holding its key
+# (a record version replaced, an artefact of a listing shredded; something replacing it
+# that often: the read fails, 410).
+HELD_READ_ATTEMPTS = 5
 # Why a confirmation cuts a transfer (anything else is a check that failed, retried).
 REFUSALS = (KeyNoLongerLive, KeyDestroyed, Forbidden, NotFound)
 
@@ -137,15 +144,43 @@ class TransferLease:
         0035), and only confirms: they last until the answer is sent."""
         return () if self.closed else tuple(self._unflushed)
 
-    def hold_until_closed(self, data_key_id: uuid.UUID, read: SubjectRead) -> None:
+    def hold_until_closed(self, data_key_id: uuid.UUID, read: SubjectRead | None) -> None:
         """Count `data_key_id` as held, serving `read`, until the lease closes, not only
         while it decrypts: an answer decrypted whole (at most one message) waits in the
         process until it is sent, for as long as a client that stopped reading makes it
         wait, and its plaintext is as much the key's as a stream's next piece. So the
         watchdog goes on confirming the key and the read (and cuts the stalled send once
-        either fails), and the hold in transfer_keys lasts until the transfer ends."""
+        either fails), and the hold in transfer_keys lasts until the transfer ends.
+        `read` None: only the key is confirmed (a disclosure's description, which its
+        readers may read whatever the subject's restriction, until the key is shredded)."""
         self._data_keys[data_key_id] += 1
-        self._reads[data_key_id] = read
+        if read is not None:
+            self._reads[data_key_id] = read
+
+    async def hold_keys(
+        self, reads: Mapping[uuid.UUID, SubjectRead | None], *, one_message: bool = True
+    ) -> dict[uuid.UUID, asyncpg.Record]:
+        """Hold the data keys an answer decrypts with (its keys, each with the read it
+        serves, as `hold_until_closed`), from before anything is decrypted under them
+        until the lease closes, in one statement however many there are (a listing: one
+        key per item, many subjects' keys for a listing across subjects; migration
+        0038). Returns the held keys' rows, with the columns KeyRing.open_data_key
+        takes, read in the hold's own snapshot: a key missing from it was destroyed, and
+        nothing may be decrypted under it. `one_message`: the answer goes out only after
+        its access-log row's commit, which makes the holds durable (`unflushed_holds`);
+        False (a stream) commits them with their own WAL flush."""
+        if not reads:
+            return {}
+        self._claimed = True  # rows may be there whatever happens next
+        rows = await self._db.tenant_fetch(
+            self.tenant_id, Q.hold_keys, self.id, list(reads), HELD_FOR_SECONDS,
+            not one_message,
+        )  # fmt: skip
+        held = {row["id"]: row for row in rows}
+        for key_id in held:
+            self.held_from_read(key_id, flushed=not one_message)
+            self.hold_until_closed(key_id, reads[key_id])
+        return held
 
     @contextmanager
     def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:

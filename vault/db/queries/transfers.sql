@@ -54,3 +54,10 @@ SELECT dv_transfer_release_many($1, $2)
 -- passed), and completion ignores them already. Hygiene for the sweeper, by the
 -- database's clock (the one held_until is written by), not the sweep's.
 DELETE FROM transfer_keys WHERE tenant_id = $1 AND held_until <= now()
+
+-- name: hold_keys
+-- Transfer $2 holds every live key of $3 for $4 seconds, in one statement, and returns
+-- the held keys' rows with the columns of keys.sql `data_key_by_id` from the same
+-- snapshot (an answer's decrypted metadata: migration 0038). $5 false: committed without
+-- its own WAL flush (the access-log commit the answer waits for flushes and confirms it).
+SELECT * FROM dv_transfer_hold_keys($1, $2, $3, $4, $5)
