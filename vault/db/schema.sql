@@ -2301,6 +2301,12 @@ CREATE INDEX api_keys_tenant ON public.api_keys USING btree (tenant_id, created_
 CREATE INDEX artefacts_cleanup ON public.artefacts USING btree (tenant_id, created_at) WHERE (((state = 'deleted'::text) AND (blob_removed_at IS NULL)) OR (state = 'uploading'::text));
 
 --
+-- Name: artefacts_live_data_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX artefacts_live_data_key ON public.artefacts USING btree (tenant_id, data_key_id) WHERE (state = ANY (ARRAY['active'::text, 'uploading'::text]));
+
+--
 -- Name: artefacts_subject; Type: INDEX; Schema: public
 --
 
@@ -2421,10 +2427,22 @@ CREATE UNIQUE INDEX records_current ON public.records USING btree (tenant_id, su
 CREATE INDEX records_kept_versions ON public.records USING btree (tenant_id, subject_id, name, version) WHERE ((NOT current) AND (value_sealed IS NOT NULL));
 
 --
+-- Name: records_live_data_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX records_live_data_key ON public.records USING btree (tenant_id, data_key_id) WHERE ((value_sealed IS NOT NULL) OR current);
+
+--
 -- Name: subject_keys_kek; Type: INDEX; Schema: public
 --
 
 CREATE INDEX subject_keys_kek ON public.subject_keys USING btree (tenant_id, kek_version) WHERE (wrapped_key IS NOT NULL);
+
+--
+-- Name: subjects_sealed_ref_data_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX subjects_sealed_ref_data_key ON public.subjects USING btree (tenant_id, ref_data_key_id) WHERE (ref_sealed IS NOT NULL);
 
 --
 -- Name: transfer_keys_by_key; Type: INDEX; Schema: public
