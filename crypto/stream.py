@@ -54,6 +54,7 @@ from crypto.secrets import SecretBytes, require_key
 
 __all__ = [
     "DEFAULT_SEGMENT_SIZE",
+    "RangeOpener",
     "RangePlan",
     "StreamHeader",
     "StreamOpener",
@@ -142,40 +143,75 @@ async def decrypt_range(
     one segment's ciphertext are opened without a copy). ``open_in``: where each segment
     is opened (a thread of the caller's: AES-GCM releases the GIL), up to OPEN_AHEAD
     ahead of the one yielded; None: here, one at a time."""
-    header = parse_header(header_bytes)
-    if plan.segment_size != header.segment_size or plan.header_size != header.size:
-        raise ValueError("the range plan was made for another header")
-    cipher = _SegmentCipher.for_reading(data_key, context, header)
-    index, skip, remaining = plan.first_segment, plan.skip, plan.length
+    opener = RangeOpener(data_key, context, header_bytes, plan)
     opening: collections.deque[Awaitable[bytes]] = collections.deque()
-
-    def trimmed(plaintext: bytes) -> bytes:
-        nonlocal skip, remaining
-        if skip or remaining < len(plaintext):
-            plaintext = plaintext[skip : skip + remaining]
-            skip = 0
-        remaining -= len(plaintext)
-        return plaintext
-
     try:
-        async for unit, _ in _units(segments, header.segment_size + GCM_TAG_SIZE):
-            if index > plan.last_segment or len(unit) != plan.segment_ciphertext_len(index):
-                raise IntegrityError()
-            job = functools.partial(cipher.open, unit, index, index == plan.segment_count - 1)
-            index += 1
+        async for unit, _ in _units(segments, plan.segment_size + GCM_TAG_SIZE):
+            job = opener.next_job(unit)
             if open_in is None:
-                yield trimmed(job())
+                yield opener.trim(job())
                 continue
             opening.append(open_in(job))
             while len(opening) >= OPEN_AHEAD:
-                yield trimmed(await opening.popleft())
+                yield opener.trim(await opening.popleft())
         while opening:
-            yield trimmed(await opening.popleft())
+            yield opener.trim(await opening.popleft())
     finally:
         if opening:  # stopped early: let what was handed out finish before returning
             await asyncio.gather(*opening, return_exceptions=True)
-    if index != plan.last_segment + 1:
-        raise IntegrityError()
+    opener.finish()
+
+
+class RangeOpener:
+    """The planned segments of one range read, opened in order: `open_next(unit)` takes
+    the next planned segment's whole ciphertext and returns exactly its part of the range
+    (IntegrityError for a unit that is not that segment: wrong length, one too many, or
+    not authentic), and `finish()` raises IntegrityError unless every planned segment
+    came. The header's key commitment is checked when it is made.
+
+    Where the segments are read one by one on a thread (an S3 read's own), that thread
+    calls `open_next` on each as it reads it: one thread reads and opens, and only
+    plaintext is handed on. Not thread-safe: one caller at a time, in order (`finish`
+    after the last `open_next` has returned). decrypt_range runs on it, so the checks
+    are the same wherever a range is opened."""
+
+    __slots__ = ("_cipher", "_index", "_plan", "_remaining", "_skip")
+
+    def __init__(
+        self, data_key: SecretBytes, context: KeyContext, header_bytes: bytes, plan: RangePlan
+    ) -> None:
+        header = parse_header(header_bytes)
+        if plan.segment_size != header.segment_size or plan.header_size != header.size:
+            raise ValueError("the range plan was made for another header")
+        self._cipher = _SegmentCipher.for_reading(data_key, context, header)
+        self._plan = plan
+        self._index = plan.first_segment
+        self._skip = plan.skip
+        self._remaining = plan.length
+
+    def open_next(self, unit: Buffer) -> bytes:
+        return self.trim(self.next_job(unit)())
+
+    def next_job(self, unit: Buffer) -> Callable[[], bytes]:
+        """Check that `unit` can be the next planned segment; the call that opens it
+        (to run anywhere, but its result trimmed in order)."""
+        plan, index = self._plan, self._index
+        if index > plan.last_segment or len(unit) != plan.segment_ciphertext_len(index):
+            raise IntegrityError()
+        self._index += 1
+        return functools.partial(self._cipher.open, unit, index, index == plan.segment_count - 1)
+
+    def trim(self, plaintext: bytes) -> bytes:
+        """The range's part of the next opened segment (whole, but for the first and last)."""
+        if self._skip or self._remaining < len(plaintext):
+            plaintext = plaintext[self._skip : self._skip + self._remaining]
+            self._skip = 0
+        self._remaining -= len(plaintext)
+        return plaintext
+
+    def finish(self) -> None:
+        if self._index != self._plan.last_segment + 1:
+            raise IntegrityError()
 
 
 async def _encrypt_stream_with(

@@ -4,15 +4,18 @@ loopback so tests can speak for many client addresses."""
 
 from __future__ import annotations
 
-import atexit
+import functools
 import ipaddress
 import os
 import shutil
+import ssl
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import httpx._transports.default as httpx_transport
 import pytest
 
 from tests.seaweed import SeaweedS3, running_seaweed
@@ -24,43 +27,32 @@ from tests.support import (
     outside_pytest_tmp,
     private_server,
     running_server,
+    stop_embedded_postgres,
 )
 from vault.config import Settings
 
-# --- a suite that runs almost nothing must not pass ---------------------------------------
-# pytest exits 5 when it collects nothing, but a suite that lost a folder to a collection
-# mistake, or whose tests all skip, exits 0. `make test` asks for a floor of tests that
-# ran (passed or failed, not skipped); the count is kept here, per test id.
-_ran: set[str] = set()
+# Every httpx client loads the CA bundle into a new SSL context (~10-20 ms of CPU), and the
+# suite makes thousands of clients, all speaking plain HTTP to 127.0.0.1 (its one HTTPS
+# test brings its own context). One context with httpx's default verification serves them
+# all; SSL contexts are made to be shared.
+_default_ssl_context = functools.cache(httpx.create_ssl_context)
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--min-tests",
-        type=int,
-        default=0,
-        help="fail the run unless at least this many tests ran (skipped ones do not count)",
-    )
+def _shared_ssl_context(
+    verify: Any = True, cert: Any = None, trust_env: bool = True
+) -> ssl.SSLContext:
+    if verify is True and cert is None:
+        return _default_ssl_context(True, None, trust_env)
+    return httpx.create_ssl_context(verify=verify, cert=cert, trust_env=trust_env)
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when == "call" and not report.skipped:
-        _ran.add(report.nodeid)
+# The name the transport calls (httpx._transports.default imported it from httpx._config).
+httpx_transport.create_ssl_context = _shared_ssl_context  # type: ignore[attr-defined]
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    if hasattr(session.config, "workerinput"):
-        # An xdist worker sees only its share of the tests; the controller receives every
-        # worker's reports (pytest_runtest_logreport above) and judges the whole run.
-        return
-    floor: int = session.config.getoption("--min-tests")
-    if len(_ran) < floor and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
-            reporter.write_line(
-                f"only {len(_ran)} tests ran, fewer than --min-tests={floor}", red=True
-            )
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+# The floor of tests that must run (--min-tests) is a plugin of its own, so that its
+# tests can run pytest with it alone.
+pytest_plugins = ("tests.min_tests",)
 
 
 # --- the longest modules first -------------------------------------------------------------
@@ -106,17 +98,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url() -> str:
+def pg_admin_url() -> Iterator[str]:
     if os.environ.get("DATABASE_URL"):
-        return os.environ["DATABASE_URL"]
+        yield os.environ["DATABASE_URL"]
+        return
     from vault.db.embedded import embedded_postgres_url
 
     # Outside pytest's own temp tree (whose 0700 parents the server's user cannot pass
-    # when stopping). atexit runs last-in first-out: registered before the server starts,
-    # the removal runs after the wheel's own exit handler has stopped it.
+    # when stopping). Stopped here rather than by the wheel's exit handler: an xdist
+    # worker ends without running exit handlers, which left a server and its directory
+    # behind for every worker of every run.
     pg_dir = Path(tempfile.mkdtemp(prefix="datavault-test-pg-"))
-    atexit.register(shutil.rmtree, pg_dir, True)
-    return embedded_postgres_url(pg_dir)
+    try:
+        yield embedded_postgres_url(pg_dir)
+    finally:
+        stop_embedded_postgres(pg_dir)
+        shutil.rmtree(pg_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

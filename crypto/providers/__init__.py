@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from crypto.providers.aws_kms import AwsKmsProvider
 from crypto.providers.base import RootKeyProvider
 from crypto.providers.local import LocalKeyFileProvider
 
@@ -13,7 +12,6 @@ DEFAULT_KEY_FILE_NAME: Final = "root-key.json"
 
 __all__ = [
     "DEFAULT_KEY_FILE_NAME",
-    "AwsKmsProvider",
     "LocalKeyFileProvider",
     "RootKeyProvider",
     "local_key_path",
@@ -37,6 +35,9 @@ def provider_from_uri(uri: str, data_dir: Path) -> RootKeyProvider:
     if path is not None:
         return LocalKeyFileProvider.open_or_create(path)
     if scheme == "aws-kms":
+        # Imported here: boto3 is a third of a process's start-up, and only KMS needs it.
+        from crypto.providers.aws_kms import AwsKmsProvider
+
         keys = _parse_kms_keys(rest)
         current = max(keys)
         older = {epoch: key for epoch, key in keys.items() if epoch != current}

@@ -15,11 +15,11 @@ import pytest
 from crypto.context import PURPOSE_DEPLOYMENT_SECRET, PURPOSE_TENANT_KEK, KeyContext
 from crypto.errors import IntegrityError, KeyUnavailableError
 from crypto.providers import (
-    AwsKmsProvider,
     LocalKeyFileProvider,
     RootKeyProvider,
     provider_from_uri,
 )
+from crypto.providers.aws_kms import AwsKmsProvider
 from crypto.secrets import SecretBytes, generate_key
 
 CONTEXT = KeyContext(PURPOSE_TENANT_KEK, tenant_id="tenant-a", key_id="kek-1", version=1)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.api.helpers import download
 from tests.seaweed import SeaweedS3
 from tests.support import (
     ServerThread,
@@ -82,3 +83,50 @@ def test_artefact_round_trip_range_and_shred_on_s3(
     while _objects(seaweed_s3, artefact["id"]) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _objects(seaweed_s3, artefact["id"]) == []
+
+
+def _flip_stored(seaweed_s3: SeaweedS3, artefact_id: str, offset_fraction: float) -> None:
+    """Replace the artefact's object with a copy that has one bit flipped."""
+    (name,) = _objects(seaweed_s3, artefact_id)
+    client = seaweed_s3.client()
+    with client.get_object(Bucket=seaweed_s3.bucket, Key=name)["Body"] as body:
+        raw = bytearray(body.read())
+    raw[int(len(raw) * offset_fraction)] ^= 0x01
+    client.put_object(Bucket=seaweed_s3.bucket, Key=name, Body=bytes(raw))
+
+
+# A range over four segments: read and opened on the S3 read's own thread.
+LONG_RANGE = (MIB + 10, 4 * MIB + 20)
+
+
+@pytest.mark.parametrize("where", [0.5, 0.999], ids=["middle-segment", "last-segment"])
+def test_a_flipped_byte_cuts_a_long_download_from_s3(
+    s3_server: ServerThread, s3_vault: Settings, seaweed_s3: SeaweedS3, where: float
+) -> None:
+    tenant = make_tenant(s3_vault, s3_vault.database_url or "")
+    key = bearer(_keys(s3_server, tenant))
+    data = os.urandom(6 * MIB + 77)
+    base = "/v1/subjects/caller-8/artefacts"
+    first, last = LONG_RANGE
+    ranged = {**key, "Range": f"bytes={first}-{last}"}
+    with s3_server.client() as http:
+        created = http.post(f"{base}?category=recording", content=data, headers=key)
+        assert created.status_code == 201, created.text
+        artefact_id = created.json()["id"]
+        content = f"{base}/{artefact_id}/content"
+        # Untouched: the whole and a range cut out of its first and last segments.
+        whole = download(http, content, key)
+        assert whole.status == 200 and whole.body == data
+        part = download(http, content, ranged)
+        assert part.status == 206 and part.body == data[first : last + 1]
+
+        _flip_stored(seaweed_s3, artefact_id, where)
+        whole = download(http, content, key)
+        part = download(http, content, ranged)
+        assert http.get("/healthz").status_code == 200
+    # The status line went out before the flipped segment was read: the body is cut.
+    assert whole.body is None and whole.error, (whole.status, whole.error)
+    if where == 0.5:
+        assert part.body is None and part.error, (part.status, part.error)
+    else:  # the range ends before the last segment
+        assert part.status == 206 and part.body == data[first : last + 1]

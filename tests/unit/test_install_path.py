@@ -34,12 +34,16 @@ def _requirement_name(requirement: str) -> str:
 
 
 def _recipe(makefile: str, target: str) -> str:
+    """The target's commands, with the installer commands' variables written out."""
     match = re.search(rf"^{re.escape(target)}:.*\n((?:\t.*\n)+)", makefile, re.M)
     assert match, target
-    return match[1]
+    recipe = match[1]
+    for name, value in re.findall(r"^(PIP|UV_PIP) := (.*)$", makefile, re.M):
+        recipe = recipe.replace(f"$({name})", value)
+    return recipe
 
 
-@pytest.mark.parametrize("lock", LOCKS)
+@pytest.mark.parametrize("lock", (*LOCKS, "requirements-uv.lock"))
 def test_every_pin_has_hashes(lock: str) -> None:
     blocks = re.split(r"\n(?=[A-Za-z0-9])", (ROOT / lock).read_text())
     pinned = [b for b in blocks if re.match(r"[A-Za-z0-9_.\-]+==", b)]
@@ -79,17 +83,22 @@ def test_make_run_and_test_install_from_the_locks_with_hashes() -> None:
     for stamp, lock in ((".installed-run", "requirements-run.lock"),
                         (".installed-test", "requirements-test.lock")):  # fmt: skip
         recipe = _recipe(makefile, f"$(VENV)/{stamp}")
-        assert f"install --require-hashes -r {lock}" in recipe, recipe
-        assert "install --no-deps --no-build-isolation -e ." in recipe, recipe
+        assert f"install --quiet --python $(BIN)/python --require-hashes -r {lock}" in recipe
+        assert "--no-deps --no-build-isolation -e .\n" in recipe, recipe
         client = int(stamp == ".installed-test")  # and the tenants' client, editable
         assert recipe.count(" install ") == 2 + client, recipe
         assert recipe.count("--no-deps --no-build-isolation -e ") == 1 + client, recipe
         header = re.search(rf"^\$\(VENV\)/{re.escape(stamp)}:(.*)$", makefile, re.M)
         assert header and lock in header[1] and "pyproject.toml" in header[1]
     assert "$(VENV)/.installed-run" in _recipe(makefile, "$(VENV)/.installed-test")
-    assert re.search(r"^test: .*promtool-test.*pytest", makefile, re.M)
+    # The installer itself: pip, from its own hashed lock.
+    assert "pip --quiet install --require-hashes -r requirements-uv.lock" in _recipe(
+        makefile, "$(UV)"
+    )
+    assert re.search(r"^test: .*lint.*promtool-test", makefile, re.M)
+    assert re.search(r"^\t\$\(MAKE\) .*-j2 typecheck pytest$", _recipe(makefile, "test"), re.M)
     lock_recipe = _recipe(makefile, "lock")
-    for lock in LOCKS:
+    for lock in (*LOCKS, "requirements-uv.lock"):
         assert f"-o {lock}" in lock_recipe
     assert "--generate-hashes" in makefile
 
@@ -100,7 +109,7 @@ def test_the_client_is_installed_for_the_tests_with_its_dependencies_from_the_te
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^CLIENT := clients/python$", makefile, re.M)
     recipe = _recipe(makefile, "$(VENV)/.installed-test")
-    assert "install --no-deps --no-build-isolation -e $(CLIENT)" in recipe, recipe
+    assert "--no-deps --no-build-isolation -e $(CLIENT)\n" in recipe, recipe
     header = re.search(r"^\$\(VENV\)/\.installed-test:(.*)$", makefile, re.M)
     assert header and "$(CLIENT)/pyproject.toml" in header[1]
     client = tomllib.loads((ROOT / "clients/python/pyproject.toml").read_text())["project"]

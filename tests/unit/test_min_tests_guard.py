@@ -29,12 +29,13 @@ def test_skipped_b():
 
 
 def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """pytest on `folder` with the suite's conftest loaded as a plugin (its hooks only).
+    """pytest on `folder` with the floor plugin alone (tests/min_tests.py; the suite's
+    conftest loads it).
     Its temp dir is given: a session that picks its own resets /tmp/pytest-of-<user> to
     0700, which locks the embedded PostgreSQL servers other workers run under it out."""
     (folder / "test_probe.py").write_text(TESTS)
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.min_tests",
          "--rootdir", str(folder), "-c", "/dev/null", "--basetemp", str(folder / "tmp"),
          str(folder / "test_probe.py"), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

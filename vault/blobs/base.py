@@ -7,10 +7,10 @@ storage. Adapters turn vendor errors into BlobStoreError / BlobNotFound.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # Keys are paths of safe segments; both stores apply the same rule, so a key that works
 # on the filesystem works on S3 and the other way round.
@@ -119,3 +119,25 @@ class BlobStore(Protocol):
 
     async def close(self) -> None:
         """Release connections and threads."""
+
+
+@runtime_checkable
+class ReadsOnAThread(Protocol):
+    """A store that reads a long range on a thread of the read's own (S3), and can
+    apply a function to every piece on that thread before handing it out: a download
+    opens its segments there (issue 19, fifth round), so the thread that reads also
+    decrypts and the event loop receives plaintext only."""
+
+    def get_range_mapped(
+        self,
+        key: str,
+        start: int,
+        end: int | None,
+        *,
+        piece_bytes: int,
+        each: Callable[[bytes], bytes],
+    ) -> AsyncGenerator[bytes, None]:
+        """Bytes start..end (inclusive; None = to the end) in pieces of exactly
+        `piece_bytes` (the last may be shorter), each replaced by `each(piece)`, called
+        on the reading thread in order; what `each` raises ends the read and is raised
+        to the consumer. Closing the generator stops the thread after its current piece."""

@@ -50,12 +50,18 @@ PARTS_IN_FLIGHT = 2
 MAX_PARTS = 10_000
 # Ranged reads hand the body on in pieces of this size.
 READ_CHUNK_BYTES = 1024 * 1024
+# Connections the client keeps open to the store. A streamed read holds one for its whole
+# length (s3_reader.py), so with botocore's default of 10 the 11th download at once and
+# every later one opened a connection that urllib3 then threw away ("Connection pool is
+# full"): a TCP (and TLS) handshake per download. Idle pooled connections cost a socket.
+S3_POOL_CONNECTIONS = 64
 # Fail fast when the store is down or slow instead of hanging a request: a bounded number
 # of attempts with standard backoff, and socket timeouts on connect and read.
 CLIENT_CONFIG = Config(
     retries={"max_attempts": 3, "mode": "standard"},
     connect_timeout=5,
     read_timeout=30,
+    max_pool_connections=S3_POOL_CONNECTIONS,
 )
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
@@ -251,12 +257,8 @@ class S3BlobStore:
         if start < 0 or (end is not None and end < start):
             raise ValueError("invalid byte range")
         read_size = check_piece_bytes(piece_bytes, READ_CHUNK_BYTES)
-        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
-        ranged = start > 0 or end is not None
-        if ranged:
-            # Without a Range header for the whole object: S3 answers "bytes=0-" on an
-            # empty object with 416.
-            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        request = self._range_request(key, start, end)
+        ranged = "Range" in request
 
         if end is not None and end - start < read_size:
             # One piece at most (a player's seek, a stream header): read in one trip.
@@ -270,23 +272,58 @@ class S3BlobStore:
                 yield piece
             return
 
+        async with aclosing(self._read_in_thread(request, read_size, None)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    async def get_range_mapped(
+        self,
+        key: str,
+        start: int,
+        end: int | None,
+        *,
+        piece_bytes: int,
+        each: Callable[[bytes], bytes],
+    ) -> AsyncGenerator[bytes, None]:
+        """As get_range in pieces of `piece_bytes`, each passed through `each` on the
+        thread that read it (s3_reader.py), and what it returns handed out instead; what
+        it raises ends the read and is raised here. For reads of several pieces: a
+        thread of the read's own even for one."""
+        if start < 0 or (end is not None and end < start):
+            raise ValueError("invalid byte range")
+        read_size = check_piece_bytes(piece_bytes, READ_CHUNK_BYTES)
+        request = self._range_request(key, start, end)
+        async with aclosing(self._read_in_thread(request, read_size, each)) as pieces:
+            async for piece in pieces:
+                yield piece
+
+    def _range_request(self, key: str, start: int, end: int | None) -> dict[str, Any]:
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
+        if start > 0 or end is not None:
+            # Without a Range header for the whole object: S3 answers "bytes=0-" on an
+            # empty object with 416.
+            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        return request
+
+    def _read_in_thread(
+        self, request: dict[str, Any], read_size: int, each: Callable[[bytes], bytes] | None
+    ) -> AsyncGenerator[bytes, None]:
+        """One thread of the read's own sends the GET and reads the body ahead of the
+        consumer (s3_reader.py); it stops when the generator is closed."""
+        ranged = "Range" in request
+
         def check(response: dict[str, Any]) -> None:
             if ranged and not response.get("ContentRange"):
                 raise S3StoreError("get", "RangeIgnored")
 
-        # One thread of the read's own sends the GET and reads the body ahead of the
-        # consumer (s3_reader.py); it stops when this generator is closed.
-        async with aclosing(
-            read_in_thread(
-                self._client.get_object,
-                request,
-                read_size,
-                lambda exc: _failure("get", exc),
-                check,
-            )
-        ) as pieces:
-            async for piece in pieces:
-                yield piece
+        return read_in_thread(
+            self._client.get_object,
+            request,
+            read_size,
+            lambda exc: _failure("get", exc),
+            check,
+            each=each,
+        )
 
     def _read_checked(self, ranged: bool, **request: Any) -> bytes:
         response = self._client.get_object(**request)

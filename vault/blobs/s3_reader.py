@@ -12,6 +12,12 @@ read and not yet taken. A consumer that stops (client gone, transfer cut, integr
 failure) tells the thread to stop: it ends after the piece it is reading, if any, and
 closes the body, which closes the connection (a half-read body is not given back to
 the pool).
+
+A reader may give `each`, a function the thread applies to every piece it has read
+before handing it on (a download opens its segments there, vault/services/
+download_pipeline.py): reading and opening on one thread, the event loop receives
+plaintext it only has to send, one hand-off per piece. What `each` raises ends the read
+as a vendor error would, and the consumer raises it.
 """
 
 from __future__ import annotations
@@ -44,11 +50,13 @@ async def read_in_thread(
     check: Callable[[dict[str, Any]], None],
     *,
     read_ahead: int = READ_AHEAD_PIECES,
+    each: Callable[[bytes], bytes] | None = None,
 ) -> AsyncGenerator[bytes, None]:
     """The body of `get_object(**request)` in pieces of `read_size` bytes (the last may
-    be shorter), read by a thread of its own. `check(response)` runs on the thread
-    before the body is read and may raise. Vendor errors become `failure(exc)`; an
-    `InvalidRange` (a range that starts past the end) is an empty body."""
+    be shorter), read by a thread of its own, each passed through `each` on that thread
+    when given. `check(response)` runs on the thread before the body is read and may
+    raise. Vendor errors become `failure(exc)`; an `InvalidRange` (a range that starts
+    past the end) is an empty body."""
     loop = asyncio.get_running_loop()
     arrived: asyncio.Queue[object] = asyncio.Queue()
     slots = threading.Semaphore(read_ahead)
@@ -76,7 +84,7 @@ async def read_in_thread(
                     piece = body.read(read_size)
                     if not piece:
                         break
-                    hand_on(piece)
+                    hand_on(piece if each is None else each(piece))
                     take_slot()
             finally:
                 body.close()

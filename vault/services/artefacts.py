@@ -26,7 +26,6 @@ from crypto.limits import DEFAULT_SEGMENT_SIZE
 from crypto.records import open_record, seal_record
 from crypto.stream import (
     StreamSealer,
-    decrypt_range,
     decrypt_stream,
     header_size,
     parse_header,
@@ -40,7 +39,7 @@ from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
 from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
-from vault.services.download_pipeline import planned_segments
+from vault.services.download_pipeline import planned_plaintext
 from vault.services.keyring import DataKey, KeyRing, artefact_object
 from vault.services.prefetch import prefetched
 from vault.services.stream_headers import StreamHeaderCache
@@ -471,15 +470,14 @@ class ArtefactService:
             header_bytes = bytes(read)
         plan = plan_range(parse_header(header_bytes), size, wanted.start, wanted.end)
         try:
-            async with planned_segments(self._blobs, key, plan) as (segments, open_in):
-                plaintext = decrypt_range(
-                    data_key.key, context, header_bytes, segments, plan, open_in
-                )
-                async with aclosing(plaintext) as pieces:
-                    async for piece in pieces:
-                        # Kept once a segment opened under it (it authenticates the header).
-                        self._headers.put(key, header_bytes)
-                        yield piece
+            plaintext = planned_plaintext(
+                self._blobs, key, plan, data_key.key, context, header_bytes
+            )
+            async with aclosing(plaintext) as pieces:
+                async for piece in pieces:
+                    # Kept once a segment opened under it (it authenticates the header).
+                    self._headers.put(key, header_bytes)
+                    yield piece
         except IntegrityError:
             self._headers.forget(key)
             raise

@@ -1,44 +1,73 @@
-"""A download's ciphertext on its way to the client (issue 19): read in pieces of exactly
-one segment's ciphertext, so nothing is regrouped or copied to be opened, and opened
-where it costs the event loop least.
+"""A download's plaintext on its way to the client (issue 19): its ciphertext read in
+pieces of exactly one segment's ciphertext, so nothing is regrouped or copied to be
+opened, and opened where it costs the event loop least.
 
 A read of one or two segments (a player seeking: 64 KiB straddles two segments about one
 time in sixteen) opens them on the event loop: a thread of its own, started for the
 request, cost more than it saved (issue 19, second round: on a loaded machine those reads
-were the slowest percent). A longer read is read ahead (services/prefetch.py) and its
-segments are opened on a thread of the download's own (AES-GCM releases the GIL), a few
-ahead of the one the event loop is sending (crypto.stream.decrypt_range's `open_in`).
+were the slowest percent). A longer read is opened off the loop:
+
+- where the store reads on a thread of the read's own (S3: blobs/base.py ReadsOnAThread),
+  that thread opens each segment as it reads it, and the loop receives plaintext: one
+  hand-off per segment (issue 19, fifth round). Before, each segment crossed from the
+  reading thread to the loop, through a read-ahead task, to an opening thread and back;
+  those hops were most of what the loop spent on a download beside sending;
+- otherwise (the filesystem store, which reads the page cache without a thread) it is
+  read ahead (services/prefetch.py) and its segments are opened on a thread of the
+  download's own (AES-GCM releases the GIL), a few ahead of the one the event loop is
+  sending (crypto.stream.decrypt_range's `open_in`).
+
+The checks are crypto.stream.RangeOpener's either way: every planned segment, each the
+length and the authentic segment it must be, and no more.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import aclosing, asynccontextmanager
+from contextlib import aclosing
 
+from crypto.context import KeyContext
 from crypto.limits import GCM_TAG_SIZE
-from crypto.stream import RangePlan
-from vault.blobs.base import BlobStore
+from crypto.secrets import SecretBytes
+from crypto.stream import RangeOpener, RangePlan, decrypt_range
+from vault.blobs.base import BlobStore, ReadsOnAThread
 from vault.services.prefetch import prefetched
-
-OpenIn = Callable[[Callable[[], bytes]], Awaitable[bytes]]
 
 # Reads of at most this many segments open them on the event loop, without read-ahead.
 ON_LOOP_SEGMENTS = 2
 
 
-@asynccontextmanager
-async def planned_segments(
-    blobs: BlobStore, key: str, plan: RangePlan
-) -> AsyncIterator[tuple[AsyncIterator[bytes], OpenIn | None]]:
-    """The planned segments' ciphertext, one segment per piece, and where to open them
-    (None: on the event loop)."""
+async def planned_plaintext(
+    blobs: BlobStore,
+    key: str,
+    plan: RangePlan,
+    data_key: SecretBytes,
+    context: KeyContext,
+    header_bytes: bytes,
+) -> AsyncGenerator[bytes, None]:
+    """The plaintext of `plan`'s range of the blob under `key`, checked segment by
+    segment (IntegrityError for anything that is not the planned segments)."""
     piece = plan.segment_size + GCM_TAG_SIZE
-    ranged = blobs.get_range(key, plan.ciphertext_start, plan.ciphertext_end, piece_bytes=piece)
+    start, end = plan.ciphertext_start, plan.ciphertext_end
     if plan.last_segment - plan.first_segment < ON_LOOP_SEGMENTS:
-        async with aclosing(ranged) as segments:
-            yield segments, None
+        async with (
+            aclosing(blobs.get_range(key, start, end, piece_bytes=piece)) as ranged,
+            aclosing(decrypt_range(data_key, context, header_bytes, ranged, plan)) as out,
+        ):
+            async for plaintext in out:
+                yield plaintext
+        return
+    if isinstance(blobs, ReadsOnAThread):
+        opener = RangeOpener(data_key, context, header_bytes, plan)
+        opened = blobs.get_range_mapped(key, start, end, piece_bytes=piece, each=opener.open_next)
+        async with aclosing(opened) as out:
+            async for plaintext in out:
+                yield plaintext
+        # The reading thread has returned from its last `open_next` before the end of
+        # the read was handed on.
+        opener.finish()
         return
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="download-open")
@@ -47,7 +76,14 @@ async def planned_segments(
         return loop.run_in_executor(worker, job)
 
     try:
-        async with aclosing(prefetched(ranged, piece_bytes=piece)) as segments:
-            yield segments, open_in
+        ranged = prefetched(blobs.get_range(key, start, end, piece_bytes=piece), piece_bytes=piece)
+        async with (
+            aclosing(ranged) as segments,
+            aclosing(
+                decrypt_range(data_key, context, header_bytes, segments, plan, open_in)
+            ) as out,
+        ):
+            async for plaintext in out:
+                yield plaintext
     finally:
         worker.shutdown(wait=False)
