@@ -1,5 +1,5 @@
 """What the shred ledger says of an erasure is built once, in SQL (dv_erasure_identity,
-migration 0039): the request statement writes its own `erasure_request` entry (issue 19,
+migration 0040): the request statement writes its own `erasure_request` entry (issue 19,
 fifth round), a cancellation records through the same function, and the executor's
 `erasure` entry takes its identity from it too. Both restore replays read these fields
 (ledger_instructions.replay, ledger_controls.replay_controls), so the two kinds must agree
@@ -54,7 +54,7 @@ def _entries(database_url: str, erasure_id: str) -> list[tuple[str, dict[str, An
 
 
 def _as_before(database_url: str, erasure_id: str) -> dict[str, Any]:
-    """The identity as the vault's Python code wrote it before 0039 (isoformat of the UTC
+    """The identity as the vault's Python code wrote it before 0040 (isoformat of the UTC
     times asyncpg returns, str of ids, hex of the hash): what older entries hold."""
     (row,) = asyncio.run(
         _fetch(database_url, "SELECT * FROM erasures WHERE id = $1", uuid.UUID(erasure_id))

@@ -137,7 +137,7 @@ class ErasureService:
         api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
         """One statement in its own transaction (dv_erasure_request, migrations 0028 and
-        0039): the subject's lock, its running erasures, the rate brake, the next
+        0040): the subject's lock, its running erasures, the rate brake, the next
         generation, the row and its event row, and a new or scheduled answer's
         `erasure_request` shred-ledger entry from the row as the statement holds it
         locked (so a restored backup runs one it lacks, and no cancellation comes

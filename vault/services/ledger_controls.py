@@ -68,7 +68,7 @@ async def record_erasure_request(
     conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID
 ) -> None:
     """The erasure as it stands in this transaction (a cancellation), into the outbox:
-    dv_record_erasure_request (migration 0039) builds the entry, as the request
+    dv_record_erasure_request (migration 0040) builds the entry, as the request
     statement does for the ones it schedules or extends. One statement, which raises if
     the erasure is not this transaction's to see."""
     recorded = await conn.fetch(Q.record_erasure_request, tenant_id, erasure_id)

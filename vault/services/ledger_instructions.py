@@ -110,7 +110,7 @@ async def record_erasures(
 
 def _erasure_fact(identity: str, items: Sequence[Any]) -> dict[str, Any]:
     """`identity`: what every ledger entry about an erasure says of it, as the database
-    builds it for both kinds (dv_erasure_identity, migration 0039: the `erasure_request`
+    builds it for both kinds (dv_erasure_identity, migration 0040: the `erasure_request`
     instruction is written by the request statement itself), the one shape both restore
     replays read; then the shred's items."""
     return {

@@ -14,7 +14,7 @@ VALUES ($1, $2, $3::uuid::text, $4, clock_timestamp(), $5::jsonb)
 
 -- name: erasure
 -- The erasures $2 (an array: the executor records a batch at once), each as every ledger
--- entry about an erasure says of it (dv_erasure_identity, migration 0039).
+-- entry about an erasure says of it (dv_erasure_identity, migration 0040).
 SELECT e.id, dv_erasure_identity(e)::text AS identity
   FROM erasures e WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[])
 
@@ -104,7 +104,7 @@ SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
 
 -- name: record_erasure_request
 -- The erasure's `erasure_request` entry as it stands in the caller's transaction
--- (dv_record_erasure_request, migration 0039: the request statement writes its own).
+-- (dv_record_erasure_request, migration 0040: the request statement writes its own).
 SELECT dv_record_erasure_request(e) FROM erasures e
  WHERE e.tenant_id = $1 AND e.id = $2 FOR SHARE
 
