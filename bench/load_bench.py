@@ -4,7 +4,7 @@ statement per request on the same database, measured in the same run.
 
     python bench/load_bench.py [--concurrency 32] [--duration 20] [--warmup 5] [--rounds 4]
                                [--payload-bytes 512] [--subjects 300] [--put-percent 45]
-                               [--processes 1] [--py-spy FILE] [--db-waits]
+                               [--processes 1] [--py-spy FILE] [--db-waits] [--no-analyze]
 
 One PostgreSQL: DATABASE_URL if set (the vault's schema is migrated in place, the bare
 app adds its own table), otherwise an embedded one in a temporary directory that this
@@ -17,13 +17,15 @@ them in turn, as a load balancer would. All are separate processes on 127.0.0.1,
 by PID at the end.
 
 The client (this process, raw asyncio HTTP/1.1 with keep-alive, bench/load_client.py)
-first writes every record once and runs `--warmup` seconds unmeasured against each
-server; then it measures `--duration` seconds per server in `--rounds` alternating slices
-(bare, vault, bare, vault, …), so that load from elsewhere on a shared machine falls on
-both alike. The workload: 45% PUT record (a replace, which shreds the old version), 45%
-GET record, 10% list records (--put-percent moves the share between PUTs and GETs), over
---subjects subjects x 4 record names, JSON bodies of --payload-bytes. Each client sends
-its next request when the previous answer is in.
+first writes every record once through each server, has PostgreSQL ANALYZE the tables
+(autovacuum would, a minute or more later: --no-analyze skips it), and runs `--warmup`
+seconds unmeasured against each server; then it measures `--duration` seconds per server
+in `--rounds` alternating slices (bare, vault, bare, vault, …), so that load from
+elsewhere on a shared machine falls on both alike. The workload: 45% PUT record (a
+replace, which shreds the old version), 45% GET record, 10% list records (--put-percent
+moves the share between PUTs and GETs), over --subjects subjects x 4 record names, JSON
+bodies of --payload-bytes. Each client sends its next request when the previous answer
+is in.
 
 Printed per server: requests/s, p50/p99 latency, errors, CPU time per request of the
 server and of PostgreSQL (embedded only), and the client's CPU share; then vault/bare
