@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 
 from tests.api.helpers import access_log, auth, create_key, put_record, rfc3339, wait_for
+from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant, make_tenant
 
 
@@ -143,3 +144,32 @@ def test_a_listing_under_a_tenant_wide_hold_is_found_under_each_subject_it_liste
         assert listing_id in _request_ids_about(http, officer, refs[1])
         assert listing_id not in _request_ids_about(http, officer, other)
     assert len(_rows_of(quiet_vault.database_url, tenant, listing_id)) == 3
+
+
+def test_a_listing_after_an_erasure_is_not_logged_under_the_erased_subject(
+    quiet_vault: ServerThread,
+) -> None:
+    """Runbook step 4 ("nobody read it afterwards"): the erased subject's entry is still
+    listed, with only its hash (nothing of the subject's is opened), so the listing gets
+    no row under it; the subject still alive beside it gets its row."""
+    tenant = make_tenant(quiet_vault.settings, quiet_vault.database_url)
+    erased, alive = (f"{name}-{uuid.uuid4().hex[:8]}" for name in ("erased", "alive"))
+    with quiet_vault.client() as http:
+        app = create_key(http, tenant, ["ingest"])
+        officer = create_key(http, tenant, ["compliance"])
+        privacy = create_key(http, tenant, ["erasure"])
+        for ref in (erased, alive):
+            assert put_record(http, app, ref, "profile", b"{}").status_code == 201
+            _disclose(http, officer, ref)
+        erasure = http.post(f"/v1/subjects/{erased}/erasure", headers=auth(privacy))
+        assert erasure.status_code == 202, erasure.text
+        run_worker_pass(quiet_vault)
+        done = http.get(f"/v1/erasures/{erasure.json()['id']}", headers=auth(privacy))
+        assert done.json()["status"] == "completed", done.text
+        listing_id = f"after-{uuid.uuid4().hex}"
+        listing = http.get("/v1/disclosures", headers={**auth(officer), "X-Request-Id": listing_id})
+        items = {item["subject_ref"]: item for item in listing.json()["items"]}
+        assert set(items) == {None, alive}  # the erased entry: its hash only
+        assert wait_for(lambda: listing_id in _request_ids_about(http, officer, alive))
+        assert listing_id not in _request_ids_about(http, officer, erased)
+    assert len(_rows_of(quiet_vault.database_url, tenant, listing_id)) == 2
