@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
@@ -13,6 +15,7 @@ from tests.support import ServerThread
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
+from vault.services.keyring import SubjectKeysToDestroy
 from vault.services.ledger_watermark import watermark_for
 from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import publish_anchors
@@ -104,3 +107,33 @@ def run_webhook_pass(
     return asyncio.run(
         webhook_pass(server, days=days, sender=sender, metrics=metrics, overdue=overdue)
     )
+
+
+class OneAskAtATime:
+    """A key ring whose batch destroy (`destroy_many_subject_keys`, one statement in the
+    vault) sends its asks one at a time through `destroy_subject_keys`, in order, in the
+    same transaction: the seam a staged attack overrides to pause between two asks of a
+    batch, or to fail one. That the single statement reads holds and locks afresh for
+    each ask as these separate ones do is tested on the statement itself
+    (tests/api/test_redteam7_batches.py, the hold placed while the statement waits)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
+        return await self._real.destroy_subject_keys(*args, **kwargs)
+
+    async def destroy_many_subject_keys(
+        self, conn: Any, tenant_id: uuid.UUID, asks: Sequence[SubjectKeysToDestroy]
+    ) -> list[Any]:
+        outcomes = []
+        for ask in asks:
+            destroyed = await self.destroy_subject_keys(
+                conn, tenant_id, ask.subject_id, ask.generation, ask.categories,
+                erasure_id=ask.erasure_id,
+            )  # fmt: skip
+            outcomes.append(destroyed)
+        return outcomes

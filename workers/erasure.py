@@ -29,7 +29,7 @@ from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Unavailable
 from vault.observability import events
 from vault.services.erasure_transitions import transition, transition_many
-from vault.services.keyring import KeyRing
+from vault.services.keyring import KeyRing, SubjectKeysToDestroy
 from vault.services.ledger_instructions import record_erasures
 from vault.services.tenants import list_tenants, load_settings_kept
 from vault.services.wakeups import LEDGER_PENDING, notify
@@ -258,7 +258,8 @@ async def _shred(
 
     What retention decides on is read for all of them in one statement before any key
     is destroyed, as it was read before each destroy; each generation's destroy is one
-    statement (the key ring's: the subject's lock, the hold check, the destroys); the
+    call of the key ring's (the subject's lock, the hold check, the destroys), all of
+    them in one statement, in order (issue 19, fifth round: a round trip each); the
     items of all of them are written after, in one round trip each kind."""
     covering = [erasure for erasure in erasures if erasure["subject_id"] is not None]
     if not covering:  # unknown references: nothing to shred
@@ -268,34 +269,45 @@ async def _shred(
     live: dict[tuple[uuid.UUID, int], list[Any]] = {}
     for row in await conn.fetch(Q.shred_inputs, tenant_id, ids):
         live.setdefault((row["erasure_id"], row["generation"]), []).append(row)
-    counts: dict[uuid.UUID, tuple[int, int]] = {}
-    items: list[tuple[Any, ...]] = []
+    # Each generation's ask, decided before any key is destroyed (as it was read before
+    # each destroy), then all destroyed in one statement, each ask as its own call.
+    asks: list[SubjectKeysToDestroy] = []
+    owners: list[uuid.UUID] = []  # the erasure of each ask
     retained_items: list[tuple[Any, ...]] = []
+    kept_by_retention: dict[uuid.UUID, int] = {}
     for erasure in covering:
-        destroyed = kept = 0
         for generation in range(erasure["from_generation"], erasure["generation"] + 1):
             keys = live.get((erasure["id"], generation), [])
             retained = _retained(keys, settings, now)
             categories = [row["category"] for row in keys if row["category"] not in retained]
-            gone, held = await keyring.destroy_subject_keys(
-                conn, tenant_id, erasure["subject_id"], generation, categories,
-                erasure_id=erasure["id"],
-            )  # fmt: skip
-            items += [
-                (tenant_id, erasure["id"], key.id, key.category, "shredded", key.destroyed_at,
-                 None)
-                for key in gone
-            ] + [
-                (tenant_id, erasure["id"], key.id, key.category, "held", None,
-                 list(key.hold_ids))
-                for key in held
-            ]  # fmt: skip
+            asks.append(
+                SubjectKeysToDestroy(
+                    erasure["subject_id"], generation, tuple(categories), erasure["id"]
+                )
+            )
+            owners.append(erasure["id"])
             retained_items += [
                 (tenant_id, erasure["id"], key_id, category, until)
                 for category, (key_id, until) in retained.items()
             ]
-            destroyed, kept = destroyed + len(gone), kept + len(held) + len(retained)
-        counts[erasure["id"]] = (destroyed, kept)
+            kept_by_retention[erasure["id"]] = kept_by_retention.get(erasure["id"], 0) + len(
+                retained
+            )
+    outcomes = await keyring.destroy_many_subject_keys(conn, tenant_id, asks)
+    counts: dict[uuid.UUID, tuple[int, int]] = {
+        erasure["id"]: (0, kept_by_retention.get(erasure["id"], 0)) for erasure in covering
+    }
+    items: list[tuple[Any, ...]] = []
+    for erasure_id, (gone, held) in zip(owners, outcomes, strict=True):
+        items += [
+            (tenant_id, erasure_id, key.id, key.category, "shredded", key.destroyed_at, None)
+            for key in gone
+        ] + [
+            (tenant_id, erasure_id, key.id, key.category, "held", None, list(key.hold_ids))
+            for key in held
+        ]
+        destroyed, kept = counts[erasure_id]
+        counts[erasure_id] = (destroyed + len(gone), kept + len(held))
     if items:
         await conn.executemany(Q.upsert_item, items)  # one round trip for all
     if retained_items:

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import auth, create_key
-from tests.jobs import run_worker_pass
+from tests.jobs import OneAskAtATime, run_worker_pass
 from tests.support import ServerThread, Tenant, make_tenant
 from vault.runtime import operator_context
 from workers import erasure as executor
@@ -108,16 +108,10 @@ def test_a_retention_raise_racing_a_batch_commits_only_after_the_batch(
             _raise_support_retention(http, tenant)
         patch_done.set()
 
-    class PausedKeyRing:
+    class PausedKeyRing(OneAskAtATime):
         """The real key ring; its second subject-key destroy for this tenant (the batch's
         second instruction: each instruction's keys are one call) waits for the PATCH
         first. (Other tenants' held erasures, retried every pass, are not counted.)"""
-
-        def __init__(self, real: Any) -> None:
-            self._real = real
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._real, name)
 
         async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
             nonlocal calls

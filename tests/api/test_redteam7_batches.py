@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import auth, create_key, put_record
-from tests.jobs import deletion_violations, run_worker_pass
+from tests.jobs import OneAskAtATime, deletion_violations, run_worker_pass
 from tests.support import ServerThread, Tenant, make_tenant
 from vault.runtime import operator_context
 from workers import erasure as executor
@@ -63,13 +63,7 @@ def _paused_pass(
     thread and waits for it (at most 5 s: something it waits for may be this batch)."""
     calls = 0
 
-    class PausedKeyRing:
-        def __init__(self, real: Any) -> None:
-            self._real = real
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._real, name)
-
+    class PausedKeyRing(OneAskAtATime):
         async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
             nonlocal calls
             if args[1] == tenant.id:
@@ -135,6 +129,103 @@ def test_a_subject_hold_placed_mid_batch_keeps_a_later_instruction(
     assert placed and placed[0].status_code == 201, placed
     assert shown["status"] == "held", shown
     assert [h["category"] for h in shown["held"]] == ["support"]
+    assert deletion_violations(quiet_vault) == []
+
+
+# The advisory lock the staged statement waits on at its second ask (below).
+_PAUSE_LOCK = 0x7E57_0701
+
+
+class _PausedDestroyQueries:
+    """keys.sql as the vault reads it, except that the batch's destroy statement
+    (`destroy_many_subject_keys`), for one tenant, waits on _PAUSE_LOCK just before its
+    second ask's call, inside the statement: the real statement's text, one step added."""
+
+    def __init__(self, real: Any, tenant_id: uuid.UUID) -> None:
+        self._real, self._tenant_id = real, tenant_id
+
+    def __getattr__(self, name: str) -> str:
+        text = str(getattr(self._real, name))
+        if name != "destroy_many_subject_keys":
+            return text
+        call = " CROSS JOIN LATERAL dv_destroy_subject_keys("
+        assert call in text and "x.erasure_id) AS d" in text, "the statement changed"
+        pause = (
+            " CROSS JOIN LATERAL (SELECT CASE WHEN x.n = 2 AND $1 = "
+            f"'{self._tenant_id}'::uuid THEN (SELECT x.erasure_id FROM "
+            f"pg_advisory_xact_lock({_PAUSE_LOCK})) ELSE x.erasure_id END AS erasure_id) AS p"
+        )
+        return text.replace(call, pause + call).replace("x.erasure_id) AS d", "p.erasure_id) AS d")
+
+
+def test_a_subject_hold_placed_inside_the_batch_statement_keeps_a_later_instruction(
+    quiet_vault: ServerThread, tenant: Tenant, one_batch_at_a_time: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Attack on the batch's one destroy statement itself (issue 19, fifth round; the
+    other attacks here pause between asks sent one at a time: tests/jobs.py
+    OneAskAtATime): two subjects erased in one batch, and while the statement waits
+    between its first ask and its second, the compliance officer places a hold over the
+    second subject's support data. The hold answers 201 before the second ask runs, so
+    that ask must see it (each query of dv_destroy_subject_keys reads afresh) and keep
+    the key: the erasure is held, nothing is shredded that the hold covers."""
+    from vault.services import keyring as keyring_module
+
+    with quiet_vault.client() as http:
+        keys = _keys(http, tenant)
+        for ref in ("eins", "zwei"):
+            assert put_record(http, keys["app"], ref, "inv", b'{"v": 1}', "support").is_success
+        ids = {ref: _erase(http, keys, ref) for ref in ("eins", "zwei")}
+    monkeypatch.setattr(keyring_module, "Q", _PausedDestroyQueries(keyring_module.Q, tenant.id))
+
+    def place() -> httpx.Response:
+        with quiet_vault.client() as other:
+            return other.post(
+                "/v1/holds",
+                json={"subject_ref": "zwei", "categories": ["support"],
+                      "reason": "litigation", "reference": "L-8"},
+                headers=auth(keys["officer"]),
+            )  # fmt: skip
+
+    async def waiting(watcher: asyncpg.Connection) -> bool:
+        return bool(
+            await watcher.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+                " AND NOT granted AND classid = 0 AND objid = $1::bigint::oid)",
+                _PAUSE_LOCK,
+            )
+        )
+
+    async def run() -> httpx.Response:
+        blocker = await asyncpg.connect(quiet_vault.database_url)
+        try:
+            await blocker.execute("SELECT pg_advisory_lock($1)", _PAUSE_LOCK)
+            async with operator_context(quiet_vault.settings, quiet_vault.database_url) as ctx:
+                batch = asyncio.create_task(executor.run_due_erasures(ctx.db, ctx.keyring))
+                for _ in range(600):
+                    if batch.done() or await waiting(blocker):
+                        break
+                    await asyncio.sleep(0.05)
+                assert not batch.done(), "the statement never reached its second ask"
+                placed = await asyncio.to_thread(place)
+                assert not batch.done()  # still waiting: the hold answered first
+                await blocker.execute("SELECT pg_advisory_unlock($1)", _PAUSE_LOCK)
+                await batch
+                return placed
+        finally:
+            await blocker.close()
+
+    placed = asyncio.run(run())
+    assert placed.status_code == 201, placed.text
+    with quiet_vault.client() as http:
+        run_worker_pass(quiet_vault)
+        shown = {
+            ref: http.get(f"/v1/erasures/{i}", headers=auth(keys["privacy"])).json()
+            for ref, i in ids.items()
+        }
+    assert shown["eins"]["status"] == "completed", shown["eins"]
+    assert shown["zwei"]["status"] == "held", shown["zwei"]
+    assert [h["category"] for h in shown["zwei"]["held"]] == ["support"]
     assert deletion_violations(quiet_vault) == []
 
 
@@ -430,13 +521,7 @@ def test_one_failing_instruction_leaves_no_half_done_batch(
         ids = {ref: _erase(http, keys, ref) for ref in ("one", "two", "three")}
         failing = uuid.UUID(ids["two"])
 
-        class FailingKeyRing:
-            def __init__(self, real: Any) -> None:
-                self._real = real
-
-            def __getattr__(self, name: str) -> Any:
-                return getattr(self._real, name)
-
+        class FailingKeyRing(OneAskAtATime):
             async def destroy_subject_keys(self, *args: Any, **kwargs: Any) -> Any:
                 if kwargs.get("erasure_id") == failing:
                     raise RuntimeError("injected failure")

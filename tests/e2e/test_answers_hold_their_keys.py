@@ -42,7 +42,7 @@ from tests.api.helpers import (
     uploaded,
     wait_for,
 )
-from tests.jobs import run_worker_pass
+from tests.e2e.stalled_clients import erasure_completes, read_what_arrives
 from tests.support import ServerThread, make_tenant, private_server
 from vault.domain.disclosures import MAX_DESCRIPTION_LENGTH
 
@@ -144,21 +144,10 @@ def _pipelined_listings_outlive_erasure(
 
         erasure_url = erase()
 
-        def completed() -> bool:
-            run_worker_pass(vault)
-            status = http.get(erasure_url, headers=auth(privacy)).json()["status"]
-            return bool(status == "completed")
-
-        assert wait_for(completed, timeout=30)
+        assert erasure_completes(vault, http, erasure_url, privacy, timeout=30)
         time.sleep(20 * RECHECK)  # many transfer rechecks after the completion
 
-        received = b""
-        sock.settimeout(3)
-        try:
-            while chunk := sock.recv(256 * 1024):
-                received += chunk
-        except (TimeoutError, ConnectionResetError):
-            pass
+        received = read_what_arrives(sock)
     group, method, path = requests[logged - 1]
     kind = "the listing" if "limit=" in path else f"the single {method}"
     return received, group, f"{kind} of group {group} of {count}"

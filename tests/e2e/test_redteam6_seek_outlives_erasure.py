@@ -40,7 +40,7 @@ from tests.api.helpers import (
     uploaded,
     wait_for,
 )
-from tests.jobs import run_worker_pass
+from tests.e2e.stalled_clients import erasure_completes, read_what_arrives
 from tests.support import ServerThread, make_tenant, private_server
 from vault.services.artefacts import WHOLE_ANSWER_BYTES
 
@@ -119,21 +119,10 @@ def test_a_stalled_seek_does_not_deliver_plaintext_after_the_erasure_completed(
             assert erasure.status_code == 202, erasure.text
             erasure_url = f"/v1/erasures/{erasure.json()['id']}"
 
-            def completed() -> bool:
-                run_worker_pass(vault)
-                status = http.get(erasure_url, headers=auth(privacy)).json()["status"]
-                return bool(status == "completed")
-
-            assert wait_for(completed, timeout=20)
+            assert erasure_completes(vault, http, erasure_url, privacy, timeout=20)
             time.sleep(20 * RECHECK)  # many transfer rechecks after the completion
 
-            received = b""
-            sock.settimeout(3)
-            try:
-                while chunk := sock.recv(256 * 1024):
-                    received += chunk
-            except (TimeoutError, ConnectionResetError):
-                pass
+            received = read_what_arrives(sock)
 
     waiting_range = plaintext[waiting * WHOLE_ANSWER_BYTES : (waiting + 1) * WHOLE_ANSWER_BYTES]
     assert waiting_range not in received, (
@@ -192,21 +181,10 @@ def test_a_stalled_record_read_does_not_deliver_plaintext_after_the_erasure_comp
             assert erasure.status_code == 202, erasure.text
             erasure_url = f"/v1/erasures/{erasure.json()['id']}"
 
-            def completed() -> bool:
-                run_worker_pass(vault)
-                status = http.get(erasure_url, headers=auth(privacy)).json()["status"]
-                return bool(status == "completed")
-
-            assert wait_for(completed, timeout=20)
+            assert erasure_completes(vault, http, erasure_url, privacy, timeout=20)
             time.sleep(20 * RECHECK)
 
-            received = b""
-            sock.settimeout(3)
-            try:
-                while chunk := sock.recv(256 * 1024):
-                    received += chunk
-            except (TimeoutError, ConnectionResetError):
-                pass
+            received = read_what_arrives(sock)
 
     assert markers[waiting].encode() not in received, (
         f"record {waiting} of {SEEKS} (decrypted and logged, not yet written out when the "

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.api.helpers import auth, create_key, put_record
+from tests.jobs import OneAskAtATime
 from tests.support import ServerThread, make_tenant, private_server
 from vault.runtime import operator_context
 from vault.services.keyring import KeyRing
@@ -25,14 +26,12 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield server
 
 
-class _FailingFor:
+class _FailingFor(OneAskAtATime):
     """The real key ring, except that destroying one subject's keys raises."""
 
     def __init__(self, real: KeyRing, subject_id: uuid.UUID) -> None:
-        self._real, self._subject_id = real, subject_id
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+        super().__init__(real)
+        self._subject_id = subject_id
 
     async def destroy_subject_keys(self, conn: Any, tenant_id: uuid.UUID, subject_id: uuid.UUID,
                                    *args: Any, **kwargs: Any) -> Any:  # fmt: skip

@@ -424,38 +424,6 @@ CREATE FUNCTION public.dv_erasure_from_generation(p_tenant uuid, p_subject uuid)
 $$;
 
 --
--- Name: dv_erasure_item_changed(); Type: FUNCTION; Schema: public
---
-
-CREATE FUNCTION public.dv_erasure_item_changed() RETURNS trigger
-    LANGUAGE plpgsql
-    AS $$
-BEGIN
-    UPDATE erasures SET updated_at = now()
-     WHERE tenant_id = NEW.tenant_id AND id = NEW.erasure_id AND updated_at < now();
-    RETURN NULL;
-END
-$$;
-
---
--- Name: erasure_items; Type: TABLE; Schema: public
---
-
-CREATE TABLE public.erasure_items (
-    tenant_id uuid NOT NULL,
-    erasure_id uuid NOT NULL,
-    key_id uuid NOT NULL,
-    category text NOT NULL,
-    outcome text NOT NULL,
-    destroyed_at timestamp with time zone,
-    hold_ids uuid[],
-    kept_until timestamp with time zone,
-    CONSTRAINT erasure_items_outcome_check CHECK ((outcome = ANY (ARRAY['shredded'::text, 'held'::text, 'retained'::text])))
-);
-
-ALTER TABLE ONLY public.erasure_items FORCE ROW LEVEL SECURITY;
-
---
 -- Name: erasures; Type: TABLE; Schema: public
 --
 
@@ -486,6 +454,57 @@ CREATE TABLE public.erasures (
 );
 
 ALTER TABLE ONLY public.erasures FORCE ROW LEVEL SECURITY;
+
+--
+-- Name: dv_erasure_identity(public.erasures); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_erasure_identity(e public.erasures) RETURNS jsonb
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT jsonb_build_object(
+        'erasure_id', e.id::text,
+        'subject_ref_hash', encode(e.subject_ref_hash, 'hex'),
+        'subject_id', e.subject_id::text,
+        'from_generation', e.from_generation,
+        'generation', e.generation,
+        'requested_at', dv_ledger_time(e.requested_at),
+        'requested_by', e.requested_by::text,
+        'not_before', dv_ledger_time(e.not_before),
+        'due_at', dv_ledger_time(e.due_at))
+$$;
+
+--
+-- Name: dv_erasure_item_changed(); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_erasure_item_changed() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    UPDATE erasures SET updated_at = now()
+     WHERE tenant_id = NEW.tenant_id AND id = NEW.erasure_id AND updated_at < now();
+    RETURN NULL;
+END
+$$;
+
+--
+-- Name: erasure_items; Type: TABLE; Schema: public
+--
+
+CREATE TABLE public.erasure_items (
+    tenant_id uuid NOT NULL,
+    erasure_id uuid NOT NULL,
+    key_id uuid NOT NULL,
+    category text NOT NULL,
+    outcome text NOT NULL,
+    destroyed_at timestamp with time zone,
+    hold_ids uuid[],
+    kept_until timestamp with time zone,
+    CONSTRAINT erasure_items_outcome_check CHECK ((outcome = ANY (ARRAY['shredded'::text, 'held'::text, 'retained'::text])))
+);
+
+ALTER TABLE ONLY public.erasure_items FORCE ROW LEVEL SECURITY;
 
 --
 -- Name: dv_erasure_request(uuid, uuid, bytea, uuid, text, text, uuid, timestamp with time zone, timestamp with time zone, jsonb, integer, timestamp with time zone, timestamp with time zone, text, text); Type: FUNCTION; Schema: public
@@ -543,11 +562,15 @@ BEGIN
                     p_extend_detail);
         END IF;
         IF NOT v_written_since OR v_answer.status = 'scheduled' THEN
+            SELECT * INTO v_row FROM erasures e
+             WHERE e.tenant_id = p_tenant AND e.id = v_answer.id;
+            IF v_row.status = 'scheduled' THEN
+                PERFORM dv_record_erasure_request(v_row);
+            END IF;
             RETURN QUERY
-            SELECT false, e, ARRAY(SELECT i FROM erasure_items i
-                                    WHERE i.tenant_id = p_tenant AND i.erasure_id = e.id
-                                    ORDER BY i.category, i.key_id), NULL::jsonb
-              FROM erasures e WHERE e.tenant_id = p_tenant AND e.id = v_answer.id;
+            SELECT false, v_row, ARRAY(SELECT i FROM erasure_items i
+                                        WHERE i.tenant_id = p_tenant AND i.erasure_id = v_row.id
+                                        ORDER BY i.category, i.key_id), NULL::jsonb;
             RETURN;
         END IF;
         -- In progress with data written since: a new instruction for that data.
@@ -588,6 +611,7 @@ BEGIN
                                 detail)
     VALUES (p_tenant, p_id, NULL, 'scheduled', p_requested_by,
             CASE WHEN v_braked THEN p_brake_detail END);
+    PERFORM dv_record_erasure_request(v_row);
     RETURN QUERY SELECT true, v_row, '{}'::erasure_items[], NULL::jsonb;
 END
 $$;
@@ -791,6 +815,33 @@ CREATE FUNCTION public.dv_ledger_pending_tenants() RETURNS TABLE(id uuid)
 $$;
 
 ALTER FUNCTION public.dv_ledger_pending_tenants() OWNER TO datavault_definer;
+
+--
+-- Name: dv_ledger_time(timestamp with time zone); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_ledger_time(p_at timestamp with time zone) RETURNS text
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT to_char(p_at AT TIME ZONE 'UTC',
+                   CASE WHEN date_trunc('second', p_at) = p_at
+                        THEN 'YYYY-MM-DD"T"HH24:MI:SS'
+                        ELSE 'YYYY-MM-DD"T"HH24:MI:SS.US' END) || '+00:00'
+$$;
+
+--
+-- Name: dv_record_erasure_request(public.erasures); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_record_erasure_request(e public.erasures) RETURNS void
+    LANGUAGE sql
+    AS $$
+    -- No erasure_id: an instruction row holds up no erasure's completion.
+    INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at, fact)
+    VALUES (e.tenant_id, 'erasure_request', e.id::text, NULL, clock_timestamp(),
+            dv_erasure_identity(e)
+            || jsonb_build_object('status', e.status, 'braked', e.braked))
+$$;
 
 --
 -- Name: dv_record_list(uuid, uuid, bytea, timestamp with time zone, text, integer, boolean); Type: FUNCTION; Schema: public
@@ -2252,6 +2303,12 @@ CREATE INDEX api_keys_tenant ON public.api_keys USING btree (tenant_id, created_
 CREATE INDEX artefacts_cleanup ON public.artefacts USING btree (tenant_id, created_at) WHERE (((state = 'deleted'::text) AND (blob_removed_at IS NULL)) OR (state = 'uploading'::text));
 
 --
+-- Name: artefacts_live_data_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX artefacts_live_data_key ON public.artefacts USING btree (tenant_id, data_key_id) WHERE (state = ANY (ARRAY['active'::text, 'uploading'::text]));
+
+--
 -- Name: artefacts_subject; Type: INDEX; Schema: public
 --
 
@@ -2372,10 +2429,22 @@ CREATE UNIQUE INDEX records_current ON public.records USING btree (tenant_id, su
 CREATE INDEX records_kept_versions ON public.records USING btree (tenant_id, subject_id, name, version) WHERE ((NOT current) AND (value_sealed IS NOT NULL));
 
 --
+-- Name: records_live_data_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX records_live_data_key ON public.records USING btree (tenant_id, data_key_id) WHERE ((value_sealed IS NOT NULL) OR current);
+
+--
 -- Name: subject_keys_kek; Type: INDEX; Schema: public
 --
 
 CREATE INDEX subject_keys_kek ON public.subject_keys USING btree (tenant_id, kek_version) WHERE (wrapped_key IS NOT NULL);
+
+--
+-- Name: subjects_sealed_ref_data_key; Type: INDEX; Schema: public
+--
+
+CREATE INDEX subjects_sealed_ref_data_key ON public.subjects USING btree (tenant_id, ref_data_key_id) WHERE (ref_sealed IS NOT NULL);
 
 --
 -- Name: transfer_keys_by_key; Type: INDEX; Schema: public
@@ -3258,18 +3327,25 @@ REVOKE ALL ON FUNCTION public.dv_erasure_from_generation(p_tenant uuid, p_subjec
 GRANT ALL ON FUNCTION public.dv_erasure_from_generation(p_tenant uuid, p_subject uuid) TO datavault_app;
 
 --
--- Name: TABLE erasure_items; Type: ACL; Schema: public
---
-
-GRANT SELECT,INSERT,UPDATE ON TABLE public.erasure_items TO datavault_app;
-GRANT SELECT ON TABLE public.erasure_items TO datavault_auditor;
-
---
 -- Name: TABLE erasures; Type: ACL; Schema: public
 --
 
 GRANT SELECT,INSERT,UPDATE ON TABLE public.erasures TO datavault_app;
 GRANT SELECT ON TABLE public.erasures TO datavault_auditor;
+
+--
+-- Name: FUNCTION dv_erasure_identity(e public.erasures); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_erasure_identity(e public.erasures) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_erasure_identity(e public.erasures) TO datavault_app;
+
+--
+-- Name: TABLE erasure_items; Type: ACL; Schema: public
+--
+
+GRANT SELECT,INSERT,UPDATE ON TABLE public.erasure_items TO datavault_app;
+GRANT SELECT ON TABLE public.erasure_items TO datavault_auditor;
 
 --
 -- Name: FUNCTION dv_erasure_request(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_id uuid, p_reason text, p_reference text, p_requested_by uuid, p_now timestamp with time zone, p_due_at timestamp with time zone, p_settings jsonb, p_limit integer, p_not_before timestamp with time zone, p_not_before_braked timestamp with time zone, p_brake_detail text, p_extend_detail text); Type: ACL; Schema: public
@@ -3349,6 +3425,20 @@ GRANT ALL ON FUNCTION public.dv_holds_lock_key(p_tenant uuid) TO datavault_app;
 
 REVOKE ALL ON FUNCTION public.dv_ledger_pending_tenants() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_ledger_pending_tenants() TO datavault_app;
+
+--
+-- Name: FUNCTION dv_ledger_time(p_at timestamp with time zone); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_ledger_time(p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_ledger_time(p_at timestamp with time zone) TO datavault_app;
+
+--
+-- Name: FUNCTION dv_record_erasure_request(e public.erasures); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_record_erasure_request(e public.erasures) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_record_erasure_request(e public.erasures) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_record_list(p_tenant uuid, p_key uuid, p_ref_hash bytea, p_after_at timestamp with time zone, p_after_name text, p_limit integer, p_all_generations boolean); Type: ACL; Schema: public

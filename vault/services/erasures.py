@@ -27,7 +27,7 @@ from vault.domain.tenant_settings import TenantSettings
 from vault.errors import Conflict, InvalidInput, NotFound, Unavailable
 from vault.observability import events
 from vault.services.erasure_transitions import transition
-from vault.services.ledger_controls import record_erasure_request, record_erasure_request_row
+from vault.services.ledger_controls import record_erasure_request
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.tenants import load_settings
 from vault.services.wakeups import ERASURES_DUE, WakeupSender, notify
@@ -136,45 +136,39 @@ class ErasureService:
         self, tenant_id: uuid.UUID, ref_hash: bytes, request: ErasureRequest,
         api_key_id: uuid.UUID, now: datetime, key_to_check: uuid.UUID | None,
     ) -> tuple[dict[str, Any], bool]:  # fmt: skip
-        """One statement (dv_erasure_request, migration 0028): the subject's lock, its
-        running erasures, the rate brake, the next generation, the row and its event
-        row, as the function's comment says. What the domain code decides goes in as
-        arguments, from the tenant's settings as last read here; the statement compares
-        them with the row's, and if they changed it writes nothing and returns the row's,
-        to decide again with.
-
-        A new or extended (scheduled) erasure goes into the shred ledger in the same
-        transaction, so that a restored backup runs one it lacks
-        (vault/services/ledger_controls.py): the row as the statement returns it, which
-        this transaction holds locked, so no cancellation can come between (issue 19,
-        fourth round: it was a transaction of its own after this one, a second commit
-        and five round trips more per request)."""
+        """One statement in its own transaction (dv_erasure_request, migrations 0028 and
+        0040): the subject's lock, its running erasures, the rate brake, the next
+        generation, the row and its event row, and a new or scheduled answer's
+        `erasure_request` shred-ledger entry from the row as the statement holds it
+        locked (so a restored backup runs one it lacks, and no cancellation comes
+        between), as the function's comment says. What the domain code decides goes in
+        as arguments, from the tenant's settings as last read here; the statement
+        compares them with the row's, and if they changed it writes nothing and returns
+        the row's, to decide again with. The statement commits before the answer: the
+        ledger entry is durable by then (issue 19, fifth round: BEGIN, the statement,
+        the ledger row and COMMIT were four round trips)."""
         # The two transitions the statement may journal (a new instruction, scheduled; a
         # scheduled one extended), checked against the state machine as before.
         check_transition(None, ErasureStatus.SCHEDULED)
         check_transition(ErasureStatus.SCHEDULED, ErasureStatus.SCHEDULED)
         due_at = erasure_due_at(now)
-        async with self._db.tenant_tx(tenant_id, set_by_first_statement=True) as conn:
-            for _ in range(_SETTINGS_ATTEMPTS):
-                document, settings = self._settings.get(tenant_id, (None, TenantSettings()))
-                grace = timedelta(hours=settings.erasure_grace_hours)
-                row = await conn.fetchrow(
-                    Q.request, tenant_id, key_to_check, ref_hash, uuid.uuid4(), request.reason,
-                    request.reference, api_key_id, now, due_at, document,
-                    settings.erasure_rate_limit_per_hour, erasure_not_before(now, grace, False),
-                    erasure_not_before(now, grace, True), _BRAKED_DETAIL, _EXTENDED_DETAIL,
-                )  # fmt: skip
-                assert row is not None
-                if row["created"] is not None:
-                    erasure = dict(row["erasure"])
-                    erasure["items"] = [
-                        {name: item[name] for name in _ITEM_COLUMNS} for item in row["items"]
-                    ]
-                    created = bool(row["created"])
-                    if created or erasure["status"] == ErasureStatus.SCHEDULED:
-                        await record_erasure_request_row(conn, tenant_id, erasure)
-                    return erasure, created
-                self._remember_settings(tenant_id, row["settings"])
+        for _ in range(_SETTINGS_ATTEMPTS):
+            document, settings = self._settings.get(tenant_id, (None, TenantSettings()))
+            grace = timedelta(hours=settings.erasure_grace_hours)
+            row = await self._db.tenant_fetchrow(
+                tenant_id, Q.request, key_to_check, ref_hash, uuid.uuid4(), request.reason,
+                request.reference, api_key_id, now, due_at, document,
+                settings.erasure_rate_limit_per_hour, erasure_not_before(now, grace, False),
+                erasure_not_before(now, grace, True), _BRAKED_DETAIL, _EXTENDED_DETAIL,
+            )  # fmt: skip
+            assert row is not None
+            if row["created"] is not None:
+                erasure = dict(row["erasure"])
+                erasure["items"] = [
+                    {name: item[name] for name in _ITEM_COLUMNS} for item in row["items"]
+                ]
+                return erasure, bool(row["created"])
+            self._remember_settings(tenant_id, row["settings"])
         raise Conflict("the tenant's settings kept changing; try again")
 
     def _remember_settings(self, tenant_id: uuid.UUID, document: str | None) -> None:

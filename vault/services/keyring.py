@@ -14,8 +14,9 @@ together with the state change that needed it.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -111,6 +112,17 @@ class KeptKey:
     id: uuid.UUID
     category: str
     hold_ids: tuple[uuid.UUID, ...]
+
+
+@dataclass(frozen=True)
+class SubjectKeysToDestroy:
+    """One `destroy_subject_keys` call: the subject's keys of `generation` (those
+    `categories`; None: all) that no hold covers, their ledger rows naming `erasure_id`."""
+
+    subject_id: uuid.UUID
+    generation: int
+    categories: tuple[str, ...] | None
+    erasure_id: uuid.UUID | None
 
 
 def subject_key_context(ref: SubjectKeyRef, kek_version: int) -> KeyContext:
@@ -402,15 +414,34 @@ class KeyRing:
         in the same transaction. One statement (dv_destroy_subject_keys, migration 0033):
         the subject's row lock, its live keys, the hold check (dv_holds_covering) and each
         destroy, in that order, as this method sent them one by one before."""
+        ask = SubjectKeysToDestroy(
+            subject_id, generation, None if categories is None else tuple(categories), erasure_id
+        )
+        [outcome] = await self.destroy_many_subject_keys(conn, tenant_id, [ask])
+        return outcome
+
+    async def destroy_many_subject_keys(
+        self, conn: Connection, tenant_id: uuid.UUID, asks: Sequence[SubjectKeysToDestroy]
+    ) -> list[tuple[list[DestroyedKey], list[KeptKey]]]:
+        """`destroy_subject_keys` for each of `asks`, one after another in the order
+        given, in one statement (keys.sql `destroy_many_subject_keys`: each is one call of
+        dv_destroy_subject_keys, as it was one statement each): what each destroyed and
+        what holds kept, in that order. The erasure executor shreds a batch with it
+        (issue 19, fifth round: a statement per generation inside the batch's
+        transaction)."""
+        if not asks:
+            return []
         rows = await conn.fetch(
-            Q.destroy_subject_keys,
-            tenant_id, subject_id, generation,
-            None if categories is None else list(categories), erasure_id,
+            Q.destroy_many_subject_keys, tenant_id,
+            [ask.subject_id for ask in asks], [ask.generation for ask in asks],
+            [None if ask.categories is None else json.dumps(ask.categories) for ask in asks],
+            [ask.erasure_id for ask in asks],
         )  # fmt: skip
-        destroyed, kept = [], []
+        outcomes: list[tuple[list[DestroyedKey], list[KeptKey]]] = [([], []) for _ in asks]
         for row in rows:
+            destroyed, kept = outcomes[row["n"] - 1]
             if row["destroyed_at"] is not None:
                 destroyed.append(DestroyedKey(row["key_id"], row["category"], row["destroyed_at"]))
             else:
                 kept.append(KeptKey(row["key_id"], row["category"], tuple(row["hold_ids"])))
-        return destroyed, kept
+        return outcomes

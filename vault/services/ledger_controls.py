@@ -38,12 +38,7 @@ from vault.db.database import Connection
 from vault.db.sql import Queries
 from vault.domain.erasures import ErasureStatus
 from vault.services.erasure_transitions import transition
-from vault.services.ledger_instructions import (
-    API_KEY,
-    CLOSURE,
-    ERASURE_REQUEST,
-    erasure_identity,
-)
+from vault.services.ledger_instructions import API_KEY, CLOSURE, ERASURE_REQUEST
 
 log = structlog.get_logger("datavault.ledger")
 
@@ -72,19 +67,12 @@ async def record_instruction(
 async def record_erasure_request(
     conn: Connection, tenant_id: uuid.UUID, erasure_id: uuid.UUID
 ) -> None:
-    """The erasure as it stands in this transaction: scheduled (asked for, or extended)
-    or cancelled."""
-    row = await conn.fetchrow(Q.erasure_request, tenant_id, erasure_id)
-    assert row is not None, "an erasure records itself in its own transaction"
-    await record_erasure_request_row(conn, tenant_id, row)
-
-
-async def record_erasure_request_row(conn: Connection, tenant_id: uuid.UUID, row: Any) -> None:
-    """`record_erasure_request` for an erasure row this transaction holds locked as it
-    stands (the request's statement returns it): no second read. `row`: the erasures
-    row's columns by name (a Record, or the dict the request makes of one)."""
-    fact = {**erasure_identity(row), "status": row["status"], "braked": row["braked"]}
-    await record_instruction(conn, tenant_id, ERASURE_REQUEST, row["id"], fact)
+    """The erasure as it stands in this transaction (a cancellation), into the outbox:
+    dv_record_erasure_request (migration 0040) builds the entry, as the request
+    statement does for the ones it schedules or extends. One statement, which raises if
+    the erasure is not this transaction's to see."""
+    recorded = await conn.fetch(Q.record_erasure_request, tenant_id, erasure_id)
+    assert recorded, "an erasure records itself in its own transaction"
 
 
 async def record_key_revoked(

@@ -92,39 +92,29 @@ async def record_erasures(
 ) -> None:
     """What record_erasure does for several erasures, in three round trips for them all
     (the executor records a batch of shreds at once: issue 19, fourth round)."""
-    rows = {row["id"]: row for row in await conn.fetch(Q.erasure, tenant_id, list(erasure_ids))}
+    identities = {
+        row["id"]: row["identity"]
+        for row in await conn.fetch(Q.erasure, tenant_id, list(erasure_ids))
+    }
     items: dict[uuid.UUID, list[Any]] = {}
     for item in await conn.fetch(Q.erasure_items, tenant_id, list(erasure_ids)):
         items.setdefault(item["erasure_id"], []).append(item)
     facts = []
     for erasure_id in erasure_ids:
-        row = rows.get(erasure_id)
-        assert row is not None, "an erasure records itself in its own transaction"
-        fact = _erasure_fact(row, items.get(erasure_id, []))
+        identity = identities.get(erasure_id)
+        assert identity is not None, "an erasure records itself in its own transaction"
+        fact = _erasure_fact(identity, items.get(erasure_id, []))
         facts.append((tenant_id, ERASURE, erasure_id, erasure_id, json.dumps(fact)))
     await conn.executemany(Q.record, facts)
 
 
-def erasure_identity(row: Any) -> dict[str, Any]:
-    """What every ledger entry about an erasure says of it (the shred's `erasure` entry and
-    the `erasure_request` instruction, ledger_controls): one shape, which both replays
-    read. `row`: the erasures row's columns by name."""
+def _erasure_fact(identity: str, items: Sequence[Any]) -> dict[str, Any]:
+    """`identity`: what every ledger entry about an erasure says of it, as the database
+    builds it for both kinds (dv_erasure_identity, migration 0040: the `erasure_request`
+    instruction is written by the request statement itself), the one shape both restore
+    replays read; then the shred's items."""
     return {
-        "erasure_id": str(row["id"]),
-        "subject_ref_hash": bytes(row["subject_ref_hash"]).hex(),
-        "subject_id": str(row["subject_id"]) if row["subject_id"] else None,
-        "from_generation": row["from_generation"],
-        "generation": row["generation"],
-        "requested_at": _time(row["requested_at"]),
-        "requested_by": str(row["requested_by"]),
-        "not_before": _time(row["not_before"]),
-        "due_at": _time(row["due_at"]),
-    }
-
-
-def _erasure_fact(row: Any, items: Sequence[Any]) -> dict[str, Any]:
-    return {
-        **erasure_identity(row),
+        **json.loads(identity),
         "items": [
             {
                 "key_id": str(i["key_id"]),

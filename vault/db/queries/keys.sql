@@ -74,6 +74,21 @@ SELECT dv_destroy_data_key($1, $2)
 SELECT key_id, category, destroyed_at, hold_ids
   FROM dv_destroy_subject_keys($1, $2, $3, $4, $5)
 
+-- name: destroy_many_subject_keys
+-- destroy_subject_keys for several asks in one statement, one call each, one after another
+-- in the order given: $2 subjects, $3 generations, $4 each one's categories (a JSON array;
+-- NULL all), $5 the erasures that asked (arrays of one length). The rows name their ask
+-- (n, from 1).
+SELECT x.n, d.key_id, d.category, d.destroyed_at, d.hold_ids
+  FROM unnest($2::uuid[], $3::integer[], $4::jsonb[], $5::uuid[]) WITH ORDINALITY
+         AS x(subject_id, generation, categories, erasure_id, n)
+ CROSS JOIN LATERAL dv_destroy_subject_keys(
+         $1, x.subject_id, x.generation,
+         CASE WHEN x.categories IS NOT NULL
+              THEN ARRAY(SELECT jsonb_array_elements_text(x.categories)) END,
+         x.erasure_id) AS d
+ ORDER BY x.n, d.category, d.key_id
+
 -- name: lock_tenant
 SELECT status FROM tenants WHERE id = $1 FOR UPDATE
 

@@ -13,10 +13,10 @@ INSERT INTO ledger_outbox (tenant_id, key_kind, key_id, erasure_id, destroyed_at
 VALUES ($1, $2, $3::uuid::text, $4, clock_timestamp(), $5::jsonb)
 
 -- name: erasure
--- The erasures $2 (an array: the executor records a batch at once).
-SELECT id, subject_ref_hash, subject_id, from_generation, generation, requested_at,
-       requested_by, not_before, due_at
-  FROM erasures WHERE tenant_id = $1 AND id = ANY($2::uuid[])
+-- The erasures $2 (an array: the executor records a batch at once), each as every ledger
+-- entry about an erasure says of it (dv_erasure_identity, migration 0040).
+SELECT e.id, dv_erasure_identity(e)::text AS identity
+  FROM erasures e WHERE e.tenant_id = $1 AND e.id = ANY($2::uuid[])
 
 -- name: erasure_items
 SELECT erasure_id, key_id, category, outcome, destroyed_at, hold_ids, kept_until
@@ -102,10 +102,11 @@ SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)
 
 -- Instruction entries of migration 0030 (vault/services/ledger_controls.py).
 
--- name: erasure_request
-SELECT id, subject_ref_hash, subject_id, from_generation, generation, status, requested_at,
-       requested_by, not_before, due_at, braked
-  FROM erasures WHERE tenant_id = $1 AND id = $2 FOR SHARE
+-- name: record_erasure_request
+-- The erasure's `erasure_request` entry as it stands in the caller's transaction
+-- (dv_record_erasure_request, migration 0040: the request statement writes its own).
+SELECT dv_record_erasure_request(e) FROM erasures e
+ WHERE e.tenant_id = $1 AND e.id = $2 FOR SHARE
 
 -- name: erasure_state_for_update
 SELECT status, generation, subject_id FROM erasures
