@@ -67,6 +67,8 @@ LONGEST_MODULES = (
     "tests/integration/test_ledger_compaction.py",
     "tests/model/test_restore_model.py",
     "tests/e2e/test_worker_crash.py",
+    "tests/e2e/test_answers_hold_their_keys.py",
+    "tests/e2e/test_redteam8_hold_snapshot_race.py",
     "tests/e2e/test_embedded_defaults.py",
     "tests/e2e/test_playback_browser.py",
     "tests/integration/test_audit_chain.py",

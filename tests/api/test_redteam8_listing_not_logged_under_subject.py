@@ -14,18 +14,10 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-import pytest
-
 from tests.api.helpers import access_log, auth, create_key, put_record, rfc3339, wait_for
 from tests.support import ServerThread, make_tenant
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 8: an unfiltered listDisclosures answer carries each listed subject's "
-    "decrypted reference and description but its access-log row names no subject, so "
-    "access-log?subject_ref=X does not show it",
-)
 def test_a_disclosure_listing_that_returned_a_subjects_data_is_found_under_that_subject(
     quiet_vault: ServerThread,
 ) -> None:

@@ -192,3 +192,31 @@ def test_recording_is_in_the_access_log_under_its_route(
     assert [(r["method"], r["status"], r["api_key_id"]) for r in posted] == [
         ("POST", 303, officer["id"])
     ]
+
+
+def test_a_holds_page_is_in_the_access_log_under_every_subject_it_listed(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """The page of a tenant-wide hold shows the references and descriptions of every
+    subject disclosed under it: its request is found under each of them."""
+    refs = [f"console-page-{n}-{uuid.uuid4().hex[:6]}" for n in range(2)]
+    with server.client() as http:
+        app = create_key(http, tenant, ["ingest"])
+        for ref in refs:
+            assert put_record(http, app, ref, "profile", b"{}").status_code == 201
+        officer = _officer_session(http, tenant)
+        hold = _hold(http, officer, reason="regulatory")
+        for ref in refs:
+            posted = _post_disclosure(http, hold["id"], disclosure_subject_ref=ref)
+            assert posted.status_code == 303
+        page_id = f"hold-page-{uuid.uuid4().hex}"
+        page = http.get(f"/console/holds/{hold['id']}", headers={"X-Request-Id": page_id})
+        assert page.status_code == 200 and all(ref in page.text for ref in refs)
+        found = [
+            [r for r in access_log(http, officer, subject_ref=ref) if r["request_id"] == page_id]
+            for ref in refs
+        ]
+    for rows in found:
+        assert [(r["route"], r["status"], r["bytes_out"]) for r in rows] == [
+            ("/console/holds/{hold_id}", 200, 0)
+        ]

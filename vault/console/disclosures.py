@@ -17,6 +17,7 @@ from vault.console.i18n import CATALOGUE
 from vault.console.web import DISCLOSURES_SHOWN, form_ref
 from vault.domain.disclosures import shown_to_subject
 from vault.errors import InvalidInput
+from vault.http.listed_subjects import note_listed_disclosures
 from vault.http.state import VaultState, vault_state
 from vault.http.transfers import watch_transfer
 from vault.services.api_keys import Principal
@@ -68,6 +69,8 @@ async def under_hold(
         principal.tenant_id, hold_id=hold_id, limit=DISCLOSURES_SHOWN,
         lease=watch_transfer(request, principal),
     )  # fmt: skip
+    # A hold's page names no subject in its row; a tenant-wide hold's lists many.
+    note_listed_disclosures(request, found)
     return [disclosure_view(d, now) for d in found]
 
 
@@ -79,6 +82,7 @@ async def about_subject(
         principal.tenant_id, subject_ref_hash=ref_hash, limit=DISCLOSURES_SHOWN,
         lease=watch_transfer(request, principal),
     )  # fmt: skip
+    note_listed_disclosures(request, found)  # the page's own subject: no further row
     return [disclosure_view(d, now) for d in found]
 
 

@@ -1213,6 +1213,18 @@ $$;
 ALTER FUNCTION public.dv_tenant_directory() OWNER TO datavault_definer;
 
 --
+-- Name: dv_transfer_barrier(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_barrier(p_tenant uuid) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(dv_transfer_holds_lock_key(p_tenant));
+END
+$$;
+
+--
 -- Name: dv_transfer_hold(uuid, uuid, uuid, double precision); Type: FUNCTION; Schema: public
 --
 
@@ -1222,6 +1234,7 @@ CREATE FUNCTION public.dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_k
 BEGIN
     PERFORM set_config('role', 'datavault_app', true),
             set_config('datavault.tenant_id', p_tenant::text, true);
+    PERFORM pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key(p_tenant));
     INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
     SELECT p_tenant, p_transfer, p_data_key, now() + make_interval(secs => p_seconds)
       FROM data_keys d
@@ -1230,7 +1243,6 @@ BEGIN
      WHERE d.tenant_id = p_tenant AND d.id = p_data_key
        AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
        AND k.wrapped_key IS NOT NULL
-       FOR SHARE OF d, s
     ON CONFLICT (tenant_id, transfer_id, data_key_id)
        DO UPDATE SET held_until = EXCLUDED.held_until;
     RETURN FOUND;
@@ -1250,6 +1262,7 @@ BEGIN
     IF NOT p_flush THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
+    PERFORM pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key(p_tenant));
     RETURN QUERY
     WITH live AS (
         SELECT d.id, d.purpose, d.wrapped_key, s.id AS subject_key_id, s.subject_id,
@@ -1260,8 +1273,7 @@ BEGIN
           JOIN tenant_keks k ON k.tenant_id = s.tenant_id AND k.version = s.kek_version
          WHERE d.tenant_id = p_tenant AND d.id = ANY(p_data_keys)
            AND d.wrapped_key IS NOT NULL AND s.wrapped_key IS NOT NULL
-           AND k.wrapped_key IS NOT NULL
-           FOR SHARE OF d, s),
+           AND k.wrapped_key IS NOT NULL),
     held AS (
         INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
         SELECT p_tenant, p_transfer, live.id, now() + make_interval(secs => p_seconds)
@@ -1272,6 +1284,14 @@ BEGIN
     SELECT live.* FROM live JOIN held ON held.data_key_id = live.id;
 END
 $$;
+
+--
+-- Name: dv_transfer_holds_lock_key(uuid); Type: FUNCTION; Schema: public
+--
+
+CREATE FUNCTION public.dv_transfer_holds_lock_key(p_tenant uuid) RETURNS bigint
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT hashtextextended('datavault.transfer_holds:' || p_tenant::text, 0) $$;
 
 --
 -- Name: dv_transfer_release(uuid, uuid); Type: FUNCTION; Schema: public
@@ -3530,6 +3550,13 @@ GRANT ALL ON FUNCTION public.dv_subject_key_gone(p_tenant uuid, p_key uuid, p_de
 
 REVOKE ALL ON FUNCTION public.dv_tenant_directory() FROM PUBLIC;
 GRANT ALL ON FUNCTION public.dv_tenant_directory() TO datavault_app;
+
+--
+-- Name: FUNCTION dv_transfer_barrier(p_tenant uuid); Type: ACL; Schema: public
+--
+
+REVOKE ALL ON FUNCTION public.dv_transfer_barrier(p_tenant uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION public.dv_transfer_barrier(p_tenant uuid) TO datavault_app;
 
 --
 -- Name: FUNCTION dv_transfer_hold(p_tenant uuid, p_transfer uuid, p_data_key uuid, p_seconds double precision); Type: ACL; Schema: public

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import normalize_ref
 from vault.errors import InvalidInput
+from vault.http.listed_subjects import note_listed_disclosures
 from vault.http.models.disclosures import (
     Disclosure,
     DisclosureListQuery,
@@ -120,6 +121,8 @@ async def list_disclosures(
         after=page_after_time(decode_cursor_parts(query.cursor, 2)), limit=query.limit,
         lease=watch_transfer(request, caller),
     )  # fmt: skip
+    # Without subject_ref the page may carry data of many subjects: logged under each.
+    note_listed_disclosures(request, items)
     last = items[-1] if len(items) == query.limit else None
     cursor = encode_cursor_parts(rfc3339(last.disclosed_at), str(last.id)) if last else None
     return render(DisclosurePage([Disclosure.of(d) for d in items], cursor))

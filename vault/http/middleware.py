@@ -31,6 +31,7 @@ from vault.db.database import DEPLOYMENT_TENANT
 from vault.domain.client_ip import client_ip
 from vault.errors import Unavailable
 from vault.http.edge_limits import EDGE_REFUSAL, REFUSAL_DETAILS
+from vault.http.listed_subjects import listed_subjects
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
 from vault.http.transfers import TransferCut, unflushed_transfer
@@ -281,6 +282,14 @@ class AccessLogMiddleware:
         lease = unflushed_transfer(scope) if confirm_holds else None
         if lease is not None and lease.tenant_id != tenant_id:
             lease = None
+        subject_ref_hash = state.get("subject_ref_hash")
+        # The request's first row brings one per further subject whose data the answer
+        # carried (vault/http/listed_subjects.py); a cut's second row does not repeat them.
+        also_under = (
+            tuple(h for h in listed_subjects(state) if h != subject_ref_hash)
+            if not exchange.logged
+            else ()
+        )
         entry = AccessEntry(
             tenant_id=tenant_id,
             at=datetime.now(UTC),
@@ -294,10 +303,11 @@ class AccessLogMiddleware:
             key_prefix=state.get("key_prefix"),
             bytes_in=exchange.bytes_in,
             bytes_out=exchange.bytes_out,
-            subject_ref_hash=state.get("subject_ref_hash"),
+            subject_ref_hash=subject_ref_hash,
             artefact_id=state.get("artefact_id"),
             held_by_transfer=lease.id if lease is not None else None,
             held_keys=lease.unflushed_holds if lease is not None else (),
+            also_under=also_under,
         )
         exchange.logged = True
         try:

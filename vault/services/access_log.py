@@ -12,7 +12,7 @@ import asyncio
 import uuid
 from collections import defaultdict
 from contextlib import suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import structlog
@@ -27,7 +27,9 @@ from vault.services.transfers import HELD_FOR_SECONDS
 Q = Queries("access_log")
 log = structlog.get_logger("datavault.access_log")
 
-# Rows per transaction: bounds one commit's size and latency under a burst.
+# Rows per transaction: bounds one commit's size and latency under a burst. A request's
+# rows are never split across transactions: one whose answer listed a page's most
+# subjects (a listing's limit, 500) may be a transaction of its own of 501 rows.
 MAX_BATCH_ROWS = 500
 # Batches sent before the first of them has committed: overlaps one batch's round trip
 # and commit with the next one's; more would only queue on the chain head's row lock.
@@ -59,6 +61,32 @@ class AccessEntry:
     # answer goes out only after it. Not a column of the log.
     held_by_transfer: uuid.UUID | None = None
     held_keys: tuple[uuid.UUID, ...] = ()
+    # The other subjects whose data the answer carried (a listing across subjects,
+    # vault/http/listed_subjects.py): one further row each, committed with this one in
+    # the same statement, so the request is found under every one of them.
+    also_under: tuple[bytes, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return 1 + len(self.also_under)
+
+    def subject_rows(self) -> list[AccessEntry]:
+        """The further rows: the request's time, id, key, address, method, route and
+        status, one subject each, no artefact and 0 bytes (the request's own row counts
+        what moved)."""
+        return [
+            replace(
+                self,
+                bytes_in=0,
+                bytes_out=0,
+                subject_ref_hash=ref_hash,
+                artefact_id=None,
+                held_by_transfer=None,
+                held_keys=(),
+                also_under=(),
+            )
+            for ref_hash in self.also_under
+        ]
 
 
 @dataclass
@@ -147,10 +175,8 @@ class AccessLogWriter:
                         in_flight, return_when=asyncio.FIRST_COMPLETED
                     )
                     continue
-                batch, self._pending = (
-                    self._pending[:MAX_BATCH_ROWS],
-                    self._pending[MAX_BATCH_ROWS:],
-                )
+                taken = _batch_size(self._pending)
+                batch, self._pending = self._pending[:taken], self._pending[taken:]
                 task = asyncio.create_task(self._commit(self._by_tenant(batch)))
                 in_flight.add(task)
             if self._closing:
@@ -200,16 +226,29 @@ class AccessLogWriter:
         last_use: dict[uuid.UUID, tuple[datetime, str | None]] = {}
         holds: list[tuple[uuid.UUID, uuid.UUID]] = []
         for pending in rows:
-            entry = pending.entry
-            if entry.held_by_transfer is not None:
-                holds.extend((entry.held_by_transfer, key) for key in entry.held_keys)
-            values = (
-                entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
-                self.ip_hash(entry.ip), entry.method, entry.route, entry.status,
-                entry.bytes_in, entry.bytes_out, entry.subject_ref_hash, entry.artefact_id,
-            )  # fmt: skip
-            for column, value in zip(columns, values, strict=True):
-                column.append(value)
-            if entry.api_key_id is not None and entry.key_authenticated:
-                last_use[entry.api_key_id] = (entry.at, entry.ip)
+            request = pending.entry
+            if request.held_by_transfer is not None:
+                holds.extend((request.held_by_transfer, key) for key in request.held_keys)
+            ip_hash = self.ip_hash(request.ip)
+            for entry in (request, *request.subject_rows()):
+                values = (
+                    entry.at, entry.request_id, entry.api_key_id, entry.key_prefix, entry.ip,
+                    ip_hash, entry.method, entry.route, entry.status, entry.bytes_in,
+                    entry.bytes_out, entry.subject_ref_hash, entry.artefact_id,
+                )  # fmt: skip
+                for column, value in zip(columns, values, strict=True):
+                    column.append(value)
+            if request.api_key_id is not None and request.key_authenticated:
+                last_use[request.api_key_id] = (request.at, request.ip)
         return _TenantBatch(tenant_id, rows, columns, list(last_use.items()), holds)
+
+
+def _batch_size(pending: list[_Pending]) -> int:
+    """How many of the queued requests the next batch takes: as many as fit in
+    MAX_BATCH_ROWS rows, at least one (whose rows may be more)."""
+    rows = pending[0].entry.rows
+    taken = 1
+    while taken < len(pending) and rows + pending[taken].entry.rows <= MAX_BATCH_ROWS:
+        rows += pending[taken].entry.rows
+        taken += 1
+    return taken

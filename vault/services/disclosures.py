@@ -69,6 +69,15 @@ class Disclosure:
     disclosed_at: datetime
     withhold_from_subject_until: datetime | None
 
+    @property
+    def opened_subject(self) -> bytes | None:
+        """The subject whose data this entry carries opened (its reference or its
+        description, decrypted with the subject's key), as its keyed hash; None when it
+        names no subject or its keys are gone (only the hash is left to show)."""
+        if self.subject_ref is None and self.description is None:
+            return None
+        return self.subject_ref_hash
+
 
 def _part(disclosure_id: uuid.UUID) -> str:
     """The description's place under the identity data key: bound to this disclosure,

@@ -129,6 +129,13 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = EXCLUDED.outcome, destroyed_at = EXCLUDED.destroyed_at,
        hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
+-- name: transfer_barrier
+-- Before completion looks for holds (awaiting_ledger): wait for the tenant's hold
+-- statements in flight to commit, in a statement of its own (migration 0042). A hold that
+-- read its keys live before the shred committed is then visible to the look; one that
+-- starts later reads after the shred and finds the key destroyed.
+SELECT dv_transfer_barrier($1)
+
 -- name: awaiting_ledger
 -- Shredded erasures ready to complete (or be held): every ledger row published, and no
 -- running transfer still holds a data key under a subject key the erasure shredded
