@@ -4,7 +4,7 @@ statement per request on the same database, measured in the same run.
 
     python bench/load_bench.py [--concurrency 32] [--duration 20] [--warmup 5] [--rounds 4]
                                [--payload-bytes 512] [--subjects 300] [--put-percent 45]
-                               [--processes 1] [--py-spy FILE] [--db-waits]
+                               [--processes 1] [--py-spy FILE] [--db-waits] [--no-analyze]
 
 One PostgreSQL: DATABASE_URL if set (the vault's schema is migrated in place, the bare
 app adds its own table), otherwise an embedded one in a temporary directory that this
@@ -17,13 +17,15 @@ them in turn, as a load balancer would. All are separate processes on 127.0.0.1,
 by PID at the end.
 
 The client (this process, raw asyncio HTTP/1.1 with keep-alive, bench/load_client.py)
-first writes every record once and runs `--warmup` seconds unmeasured against each
-server; then it measures `--duration` seconds per server in `--rounds` alternating slices
-(bare, vault, bare, vault, …), so that load from elsewhere on a shared machine falls on
-both alike. The workload: 45% PUT record (a replace, which shreds the old version), 45%
-GET record, 10% list records (--put-percent moves the share between PUTs and GETs), over
---subjects subjects x 4 record names, JSON bodies of --payload-bytes. Each client sends
-its next request when the previous answer is in.
+first writes every record once through each server, has PostgreSQL ANALYZE the tables
+(autovacuum would, a minute or more later: --no-analyze skips it), and runs `--warmup`
+seconds unmeasured against each server; then it measures `--duration` seconds per server
+in `--rounds` alternating slices (bare, vault, bare, vault, …), so that load from
+elsewhere on a shared machine falls on both alike. The workload: 45% PUT record (a
+replace, which shreds the old version), 45% GET record, 10% list records (--put-percent
+moves the share between PUTs and GETs), over --subjects subjects x 4 record names, JSON
+bodies of --payload-bytes. Each client sends its next request when the previous answer
+is in.
 
 Printed per server: requests/s, p50/p99 latency, errors, CPU time per request of the
 server and of PostgreSQL (embedded only), and the client's CPU share; then vault/bare
@@ -180,23 +182,35 @@ class Database:
     pgdata: Path | None  # the embedded server's data directory, for its CPU time
 
 
-def warm_up(run: asyncio.Runner, server: Server, args: argparse.Namespace) -> None:
-    print(f"{server.name}: populating, then {args.warmup:g} s warm-up", flush=True)
-    workload = Workload(
+def workload_of(server: Server, args: argparse.Namespace) -> Workload:
+    return Workload(
         tuple(server.ports), server.authorization, args.subjects, args.payload_bytes,
         args.put_percent,
     )  # fmt: skip
-    run.run(populate(workload, args.concurrency))
-    run.run(drive(workload, args.concurrency, args.warmup, seed=1))
+
+
+async def analyze(database_url: str) -> None:
+    """Planner statistics for the populated tables, as autovacuum keeps them on a vault
+    that has run for a minute. Without them every connection plans its statements for
+    the empty tables `migrate` left (an index scan that reads the tenant's every current
+    record for one subject's), keeps those plans until autovacuum's first ANALYZE (up to
+    a minute after the database appeared), and the bench measures that first minute."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+
+
+def warm_up(run: asyncio.Runner, server: Server, args: argparse.Namespace) -> None:
+    print(f"{server.name}: {args.warmup:g} s warm-up", flush=True)
+    run.run(drive(workload_of(server, args), args.concurrency, args.warmup, seed=1))
 
 
 def measure_slice(
     run: asyncio.Runner, server: Server, args: argparse.Namespace, db: Database, seed: int
 ) -> Result:
-    workload = Workload(
-        tuple(server.ports), server.authorization, args.subjects, args.payload_bytes,
-        args.put_percent,
-    )  # fmt: skip
+    workload = workload_of(server, args)
     seconds = args.duration / args.rounds
     cpu_before, client_before = server.cpu_seconds(), time.process_time()
     db_before = postgres_cpu_seconds(db.pgdata)
@@ -246,6 +260,11 @@ def measure(
     …), so load from elsewhere on the machine falls on both alike."""
     slices: dict[str, list[Result]] = {server.name: [] for server in servers}
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as run:
+        for server in servers:
+            print(f"{server.name}: populating", flush=True)
+            run.run(populate(workload_of(server, args), args.concurrency))
+        if not args.no_analyze:
+            run.run(analyze(db.url))
         for server in servers:
             warm_up(run, server, args)
         spy = None
@@ -351,6 +370,11 @@ def main() -> int:
     parser.add_argument(
         "--db-waits", action="store_true", help="sample what the vault's connections wait on"
     )
+    parser.add_argument(
+        "--no-analyze", action="store_true",
+        help="measure without planner statistics (a database younger than autovacuum's "
+        "first ANALYZE), as this bench did before the fifth round",
+    )  # fmt: skip
     args = parser.parse_args()
     if args.py_spy is not None and shutil.which("py-spy") is None:
         raise SystemExit("--py-spy needs py-spy on PATH (pip install py-spy)")
