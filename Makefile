@@ -124,11 +124,11 @@ PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dis
 pytest: $(VENV)/.installed-test system-deps
 	$(BIN)/pytest $(PYTEST_PARALLEL) --min-tests=$(MIN_TESTS)
 
-# lint and the alert rules' tests first (a few seconds, and they fail fast); then mypy (~20 s
-# of one core on a clean checkout) beside the suite, which leaves a core free at its
-# start-up and on its slowest modules' waits. A failure in either fails `make test`.
-test: lint promtool-test
-	$(MAKE) --no-print-directory -j2 typecheck pytest
+# lint first (a second, and it fails fast); then the alert rules' tests (fetching promtool is
+# mostly waiting) and mypy (~13 s of one core on a clean checkout) beside the suite. A
+# failure in any of them fails `make test`.
+test: lint
+	$(MAKE) --no-print-directory -j3 promtool-test typecheck pytest
 
 # vault/db/schema.sql: what all migrations build (pg_dump --schema-only, normalised), on an
 # embedded PostgreSQL in a temporary directory (or DATABASE_URL's server). Run it after

@@ -28,6 +28,7 @@ from tests.support import (
     private_server,
     running_server,
     stop_embedded_postgres,
+    throwaway_postgres,
 )
 from vault.config import Settings
 
@@ -116,7 +117,9 @@ def pg_admin_url() -> Iterator[str]:
     # behind for every worker of every run.
     pg_dir = Path(tempfile.mkdtemp(prefix="datavault-test-pg-"))
     try:
-        yield embedded_postgres_url(pg_dir)
+        url = embedded_postgres_url(pg_dir)
+        throwaway_postgres(url)
+        yield url
     finally:
         stop_embedded_postgres(pg_dir)
         shutil.rmtree(pg_dir, ignore_errors=True)

@@ -125,6 +125,24 @@ def stop_embedded_postgres(data_dir: Path) -> None:
         )
 
 
+def throwaway_postgres(admin_url: str) -> None:
+    """A test server's data is thrown away with it: its WAL is not flushed to the disk
+    (fsync off; a killed PostgreSQL still loses nothing the OS has, and commits stay
+    synchronous) and carries no full-page images. Every request's access-log commit
+    waited for a disk flush."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute("ALTER SYSTEM SET fsync = off")
+            await conn.execute("ALTER SYSTEM SET full_page_writes = off")
+            await conn.execute("SELECT pg_reload_conf()")
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
 def empty_database(admin_url: str, template: str = "template1") -> str:
     """A fresh database on the test server, with no schema (or a copy of `template`'s)."""
     name = f"dv_test_{uuid.uuid4().hex[:12]}"
