@@ -58,11 +58,11 @@ LOCK_INPUTS := pyproject.toml requirements-build.in
 
 lock: | $(UV)
 	$(UV) pip compile requirements-uv.in $(LOCK_FLAGS) -o requirements-uv.lock
-	$(BIN)/uv pip compile $(LOCK_INPUTS) --extra embedded --extra test $(LOCK_FLAGS) \
+	$(UV) pip compile $(LOCK_INPUTS) --extra embedded --extra test $(LOCK_FLAGS) \
 	  -o requirements-test.lock
-	$(BIN)/uv pip compile $(LOCK_INPUTS) --extra embedded $(LOCK_FLAGS) \
+	$(UV) pip compile $(LOCK_INPUTS) --extra embedded $(LOCK_FLAGS) \
 	  -c requirements-test.lock -o requirements-run.lock
-	$(BIN)/uv pip compile $(LOCK_INPUTS) $(LOCK_FLAGS) -c requirements-test.lock \
+	$(UV) pip compile $(LOCK_INPUTS) $(LOCK_FLAGS) -c requirements-test.lock \
 	  -o requirements.lock
 
 run: $(VENV)/.installed-run

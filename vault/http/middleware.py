@@ -206,7 +206,7 @@ class AccessLogMiddleware:
                 # process: a second row for the same request says it was cut. Its
                 # bytes_out is 0: what left is at most what the first row counted.
                 exchange.status, exchange.bytes_in, exchange.bytes_out = cut.status, 0, 0
-                await self._record(vault, scope, exchange, confirm_holds=False)
+                await self._record(vault, scope, exchange)
             if not cut.connection_dropped:
                 raise ResponseCut(exchange.request_id) from None
             return
@@ -265,9 +265,9 @@ class AccessLogMiddleware:
         )
         await send({"type": "http.response.body", "body": refusal.body})
 
-    async def _record(
-        self, vault: VaultState, scope: Scope, exchange: _Exchange, *, confirm_holds: bool = True
-    ) -> bool:
+    async def _record(self, vault: VaultState, scope: Scope, exchange: _Exchange) -> bool:
+        """The request's row; a second one (a cut after its row was written) confirms no
+        holds and brings no further subjects' rows: its first row did."""
         state = scope.get("state", {})
         principal = state.get("principal")
         # A genuine key refused for its address is logged under its tenant, not as a use.
@@ -279,16 +279,15 @@ class AccessLogMiddleware:
         # A read answered in one message took its hold without waiting for the WAL
         # flush: this row's commit, which its answer waits for, confirms the hold (and
         # makes it durable). The hold itself lasts until the answer is sent.
-        lease = unflushed_transfer(scope) if confirm_holds else None
+        first_row = not exchange.logged
+        lease = unflushed_transfer(scope) if first_row else None
         if lease is not None and lease.tenant_id != tenant_id:
             lease = None
         subject_ref_hash = state.get("subject_ref_hash")
         # The request's first row brings one per further subject whose data the answer
         # carried (vault/http/listed_subjects.py); a cut's second row does not repeat them.
         also_under = (
-            tuple(h for h in listed_subjects(state) if h != subject_ref_hash)
-            if not exchange.logged
-            else ()
+            tuple(h for h in listed_subjects(state) if h != subject_ref_hash) if first_row else ()
         )
         entry = AccessEntry(
             tenant_id=tenant_id,
