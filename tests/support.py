@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import gc
 import shutil
 import signal
 import socket
@@ -31,6 +32,7 @@ from vault.db.migrate import migrate
 from vault.http.state import VaultState
 from vault.runtime import operator_context
 from vault.server import uvicorn_config
+from vault.services.keyring import DataKey
 from vault.services.tenants import create_tenant
 
 
@@ -186,6 +188,37 @@ class Tenant:
 
     def auth(self) -> dict[str, str]:
         return bearer(self.admin_key)
+
+
+def data_keys_in_memory(tenant: Tenant) -> list[DataKey]:
+    """The tenant's unwrapped data keys anywhere in this process (for a vault running in
+    it: a ServerThread)."""
+    gc.collect()
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
+    ]
+
+
+def transfer_holds(database_url: str, tenant: Tenant) -> int:
+    """How many rows of transfer_keys hold a key of `tenant`, counted as the database's
+    owner (row-level security must not hide them)."""
+
+    async def count() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await conn.fetchval(
+                "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+            )
+            found = await conn.fetchval(
+                "SELECT count(*) FROM transfer_keys WHERE tenant_id = $1", tenant.id
+            )
+            return int(found)
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
 
 
 def bearer(token: str) -> dict[str, str]:

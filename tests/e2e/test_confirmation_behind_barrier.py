@@ -20,7 +20,6 @@ ends. The vault runs in this process (private_server), so the statement is patch
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 import threading
@@ -43,9 +42,15 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant, private_server, read_response_head
+from tests.support import (
+    ServerThread,
+    data_keys_in_memory,
+    make_tenant,
+    private_server,
+    read_response_head,
+    transfer_holds,
+)
 from vault.services import transfers as transfer_service
-from vault.services.keyring import DataKey
 
 MIB = 1024 * 1024
 SIZE = 16 * MIB  # more than the socket buffers hold for a client that stopped reading
@@ -96,30 +101,6 @@ def _superuser(vault: ServerThread, statement: str, *args: object) -> str:
     return asyncio.run(run())
 
 
-def _held(vault: ServerThread, tenant: Tenant) -> int:
-    async def count() -> int:
-        conn = await asyncpg.connect(vault.database_url)
-        try:
-            found = await conn.fetchval(
-                "SELECT count(*) FROM transfer_keys WHERE tenant_id = $1", tenant.id
-            )
-            return int(found)
-        finally:
-            await conn.close()
-
-    return asyncio.run(count())
-
-
-def _keys_in_memory(tenant: Tenant) -> int:
-    """The tenant's unwrapped data keys anywhere in this process (the vault runs in it)."""
-    gc.collect()
-    return sum(
-        1
-        for o in gc.get_objects()
-        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
-    )
-
-
 def test_a_confirmation_writing_its_hold_late_does_not_let_the_erasure_complete_past_it(
     vault: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,7 +120,9 @@ def test_a_confirmation_writing_its_hold_late_does_not_let_the_erasure_complete_
         privacy = create_key(http, tenant, ["erasure"])
         compliance = create_key(http, tenant, ["compliance"])
         # The upload's own hold is released in the background (batched): gone first.
-        assert wait_for(lambda: _held(vault, tenant) == 0, timeout=5, interval=0.05)
+        assert wait_for(
+            lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5, interval=0.05
+        )
         host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
         request_id = f"late-confirm-{uuid.uuid4().hex}"
         with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -167,7 +150,7 @@ def test_a_confirmation_writing_its_hold_late_does_not_let_the_erasure_complete_
                 if status == "completed":
                     break
                 time.sleep(0.1)
-            keys_held = _keys_in_memory(tenant)
+            keys_held = len(data_keys_in_memory(tenant))
             rows = access_log(http, compliance, api_key_id=reader["id"])
     assert status == "completed"
     assert keys_held == 0, f"completed with {keys_held} data key(s) of the subject in memory"
