@@ -22,12 +22,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import asyncpg
 import pytest
@@ -44,6 +42,7 @@ from tests.api.helpers import (
 from tests.jobs import run_worker_pass
 from tests.support import (
     ServerThread,
+    SlowedQuery,
     data_keys_in_memory,
     make_tenant,
     private_server,
@@ -65,26 +64,6 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         pg_admin_url, tmp_path_factory.mktemp("confirm-barrier"), transfer_recheck_seconds=RECHECK
     ) as server:
         yield server
-
-
-class _SlowStillLive:
-    """transfers.sql as the vault reads it, except that `still_live`, once armed, spends
-    PAUSE_SECONDS after reading the keys and before its statement (and its transaction's
-    next step) ends: the confirmation's snapshot is taken, its commit is late."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.armed = threading.Event()
-        self.entered = threading.Event()
-
-    def __getattr__(self, name: str) -> str:
-        query = str(getattr(self._real, name))
-        if name == "still_live" and self.armed.is_set():
-            self.armed.clear()
-            self.entered.set()
-            # The statement's last SELECT has no FROM: the pause joins it as one.
-            return f"{query.strip().rstrip(';')}\n FROM (SELECT pg_sleep({PAUSE_SECONDS})) pause"
-        return query
 
 
 def _superuser(vault: ServerThread, statement: str, *args: object) -> str:
@@ -111,7 +90,13 @@ def test_a_confirmation_writing_its_hold_late_does_not_let_the_erasure_complete_
     Expected: the erasure completes only once the download has been cut and no data key
     of the tenant is left in the vault's memory; its access-log row is written by then."""
     tenant = make_tenant(vault.settings, vault.database_url)
-    slow = _SlowStillLive(transfer_service.Q)
+    # The confirmation's keys read, its statement not yet ended, for PAUSE_SECONDS (its
+    # last SELECT has no FROM: the pause joins it as one).
+    slow = SlowedQuery(
+        transfer_service.Q,
+        "still_live",
+        lambda q: f"{q}\n FROM (SELECT pg_sleep({PAUSE_SECONDS})) pause",
+    )
     monkeypatch.setattr(transfer_service, "Q", slow)
     with vault.client() as http:
         ingest = create_key(http, tenant, ["ingest"])

@@ -48,7 +48,7 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant, transfer_holds
+from tests.support import ServerThread, SlowedQuery, Tenant, make_tenant, transfer_holds
 from vault.services import artefacts as artefact_service
 from vault.services import records as record_service
 from vault.services import transfers as transfer_service
@@ -61,29 +61,14 @@ def tenant(quiet_vault: ServerThread) -> Tenant:
     return make_tenant(quiet_vault.settings, quiet_vault.database_url)
 
 
-class _SlowQueries:
-    """A module's named queries as the vault reads them, except that `slowed` (once
-    armed) spends PAUSE_SECONDS after its function has returned, before its statement
-    (and so its implicit transaction) ends: the hold's snapshot is taken, its commit is
-    late."""
-
-    def __init__(self, real: Any, slowed: str) -> None:
-        self._real = real
-        self._slowed = slowed
-        self.armed = threading.Event()
-        self.entered = threading.Event()
-
-    def __getattr__(self, name: str) -> str:
-        query = str(getattr(self._real, name))
-        if name == self._slowed and self.armed.is_set():
-            self.armed.clear()
-            self.entered.set()
-            return (
-                f"WITH h AS MATERIALIZED (\n{query.strip().rstrip(';')}\n),"
-                f" pause AS (SELECT pg_sleep({PAUSE_SECONDS}) FROM (SELECT count(*) FROM h) c)"
-                " SELECT h.* FROM h, pause"
-            )
-        return query
+def _paused_before_commit(query: str) -> str:
+    """The statement spends PAUSE_SECONDS after its function has returned, before it (and
+    so its implicit transaction) ends: the hold's snapshot is taken, its commit is late."""
+    return (
+        f"WITH h AS MATERIALIZED (\n{query}\n),"
+        f" pause AS (SELECT pg_sleep({PAUSE_SECONDS}) FROM (SELECT count(*) FROM h) c)"
+        " SELECT h.* FROM h, pause"
+    )
 
 
 @dataclass(frozen=True)
@@ -175,7 +160,7 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
     committed first is seen by the hold's re-check), or the hold finds the key shredded
     and nothing is decrypted."""
     shape = ANSWERS[answer]
-    slow = _SlowQueries(shape.module.Q, shape.statement)
+    slow = SlowedQuery(shape.module.Q, shape.statement, _paused_before_commit)
     monkeypatch.setattr(shape.module, "Q", slow)
     ref = f"raced-{uuid.uuid4().hex[:8]}"
     marker = f"secret-{uuid.uuid4().hex}"
