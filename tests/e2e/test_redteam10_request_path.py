@@ -314,3 +314,56 @@ def test_a_download_whose_client_went_away_releases_its_hold_and_key(
         ),
         timeout=CUT_WITHIN,
     ), "a download whose client went away still holds its key"
+
+
+SEGMENT = MIB  # plaintext bytes per segment (crypto/FORMAT.md)
+TAG = 16
+FIXED_HEADER = 77  # header = 77 + len(key id) bytes
+
+
+@pytest.mark.parametrize("flipped", ["first-segment-tag", "second-segment", "cut-short"], ids=str)
+def test_a_tampered_two_segment_seek_is_an_integrity_problem_and_the_connection_lives_on(
+    vault: ServerThread, own_tenant: Tenant, flipped: str
+) -> None:
+    """A player's 64 KiB seek across a segment boundary is opened from the page cache
+    (the store's read buffer): a flipped byte in either segment, or a blob cut short,
+    is answered as the integrity problem (problem+json, before any head of a 206), no
+    byte of plaintext, and the next request on the same connection is answered whole."""
+    data = os.urandom(3 * SEGMENT)
+    with vault.client() as http:
+        ingest = create_key(http, own_tenant, ["ingest"])
+        reader = create_key(http, own_tenant, ["read"])
+        meta = uploaded(http, ingest, "tampered-seek", data)
+        content = artefact_url("tampered-seek", meta["id"], "content")
+        seek = f"Range: bytes={SEGMENT - 32768}-{SEGMENT + 32767}\r\n"
+        warm = http.get(content, headers={**auth_header(reader), "Range": seek[7:-2]})
+        assert warm.status_code == 206 and warm.content == data[SEGMENT - 32768 : SEGMENT + 32768]
+    files = [
+        p for p in (vault.settings.data_dir / "blobs").rglob("*")
+        if p.is_file() and meta["id"] in str(p) and not p.name.endswith(".partial")
+    ]  # fmt: skip
+    assert len(files) == 1, files
+    path = files[0]
+    raw = bytearray(path.read_bytes())
+    header = FIXED_HEADER + raw[1]
+    if flipped == "cut-short":
+        os.truncate(path, header + SEGMENT + TAG + 1000)  # the second segment cut
+    else:
+        at = header + (SEGMENT + 5 if flipped == "first-segment-tag" else SEGMENT + TAG + 777)
+        raw[at] ^= 0x01
+        path.write_bytes(bytes(raw))
+    with RawConnection(vault) as conn:
+        conn.sock.sendall(conn.request("GET", content, reader["secret"], extra=seek))
+        failed = conn.answer("GET")
+        conn.sock.sendall(
+            conn.request("GET", record_url("tampered-seek", "none"), reader["secret"])
+        )
+        after = conn.answer("GET")
+    problem = _problem(failed, 500)
+    assert problem["type"].endswith("integrity"), problem
+    assert data[SEGMENT - 32768 : SEGMENT - 32768 + 64] not in failed.body
+    _problem(after, 404)  # framed alone: nothing of the failed seek before or in it
+
+
+def auth_header(key: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key['secret']}"}
