@@ -16,6 +16,7 @@ These held; they are kept as regression tests. The vault confirms every RECHECK 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -24,8 +25,10 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.api.helpers import (
@@ -45,6 +48,7 @@ from tests.support import (
     private_server,
     transfer_holds,
 )
+from vault.runtime import operator_context
 
 MIB = 1024 * 1024
 SIZE = 16 * MIB  # more than the socket buffers hold for a client that stopped reading
@@ -367,3 +371,77 @@ def test_a_tampered_two_segment_seek_is_an_integrity_problem_and_the_connection_
 
 def auth_header(key: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {key['secret']}"}
+
+
+def test_a_stalled_download_is_cut_by_the_clock_during_the_sigterm_drain(
+    pg_admin_url: str, tmp_path: Path
+) -> None:
+    """The drain (uvicorn's graceful shutdown, what SIGTERM starts) waits up to
+    drain_seconds for requests in flight; a stalled download's watchdog keeps its clock
+    meanwhile: its API key revoked during the drain cuts it within the limit, not at the
+    drain's end."""
+    data = os.urandom(SIZE)
+    with private_server(
+        pg_admin_url, tmp_path, transfer_recheck_seconds=RECHECK, drain_seconds=30.0
+    ) as draining:
+        tenant = make_tenant(draining.settings, draining.database_url)
+        with draining.client() as http:
+            ingest = create_key(http, tenant, ["ingest"])
+            reader = create_key(http, tenant, ["read"])
+            meta = uploaded(http, ingest, "drained", data)
+        with RawConnection(draining, rcvbuf=32 * 1024) as conn:
+            asked = conn.request(
+                "GET", artefact_url("drained", meta["id"], "content"), reader["secret"]
+            )
+            request_id = asked.split(b"X-Request-Id: ", 1)[1].split(b"\r\n", 1)[0].decode()
+            conn.sock.sendall(asked)
+            status, _ = conn.head()
+            assert status == 200
+            time.sleep(4 * RECHECK)  # stalled
+            draining.server.should_exit = True  # the drain begins
+            time.sleep(2 * RECHECK)
+            revoked_at = time.monotonic()
+            asyncio.run(_revoke(draining, tenant, uuid.UUID(reader["id"])))
+            # Not reading: the cut must come from the clock, not from the client.
+            found: list[int] = []
+
+            def logged() -> bool:
+                status = asyncio.run(_logged_status(draining.database_url, request_id))
+                found.extend([] if status is None else [status])
+                return bool(found)
+
+            assert wait_for(logged, timeout=CUT_WITHIN, interval=0.1), "not cut during the drain"
+            took = time.monotonic() - revoked_at
+            ended = _until_closed(conn.sock, timeout=CUT_WITHIN)
+        draining.thread.join(timeout=30)
+    assert ended in ("reset", "eof")
+    assert took < CUT_WITHIN
+    assert found[0] == 401
+
+
+async def _revoke(server: ServerThread, tenant: Tenant, key_id: uuid.UUID) -> None:
+    async with operator_context(server.settings, server.database_url) as ctx:
+        await ctx.api_keys.revoke(tenant.id, key_id)
+
+
+async def _logged_status(database_url: str, request_id: str) -> int | None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        found = await conn.fetchval(
+            "SELECT status FROM access_log WHERE request_id = $1 ORDER BY seq LIMIT 1", request_id
+        )
+        return None if found is None else int(found)
+    finally:
+        await conn.close()
+
+
+def _until_closed(sock: socket.socket, timeout: float) -> str:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(256 * 1024):
+            pass
+    except ConnectionResetError:
+        return "reset"
+    except TimeoutError:
+        return "open"
+    return "eof"
