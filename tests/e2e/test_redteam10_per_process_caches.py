@@ -68,7 +68,9 @@ def test_unknown_methods_and_paths_add_no_series_and_no_label_of_the_clients(
 def test_the_ip_hash_cache_stays_bounded_and_never_answers_for_another_address() -> None:
     key = SecretBytes(os.urandom(32))
     writer = AccessLogWriter(cast(Database, None), key)
-    addresses = [f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}" for n in range(5000)]
+    addresses: list[str | None] = [
+        f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}" for n in range(5000)
+    ]
     addresses += [None, "", "2001:db8::1"]
     largest = 0
     for address in addresses:
