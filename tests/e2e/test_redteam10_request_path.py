@@ -445,3 +445,34 @@ def _until_closed(sock: socket.socket, timeout: float) -> str:
     except TimeoutError:
         return "open"
     return "eof"
+
+
+def test_an_empty_artefact_reads_as_empty_whole_by_head_and_by_range(
+    vault: ServerThread, own_tenant: Tenant
+) -> None:
+    """The seek path plans segments from the range: an artefact of no bytes has none."""
+    with vault.client() as http:
+        ingest = create_key(http, own_tenant, ["ingest"])
+        reader = create_key(http, own_tenant, ["read"])
+        meta = uploaded(http, ingest, "empty-one", b"")
+    content = artefact_url("empty-one", meta["id"], "content")
+    with RawConnection(vault) as conn:
+        asked = [
+            ("GET", ""),
+            ("HEAD", ""),
+            ("GET", "Range: bytes=0-0\r\n"),
+            ("GET", "Range: bytes=-5\r\n"),
+            ("GET", "Connection: close\r\n"),
+        ]
+        conn.sock.sendall(
+            b"".join(conn.request(m, content, reader["secret"], extra=e) for m, e in asked)
+        )
+        answers = [conn.answer(method) for method, _ in asked]
+        left = conn.rest()
+    assert answers[0].status == 200 and answers[0].body == b""
+    assert answers[1].status == 200 and answers[1].headers["content-length"] == "0"
+    for ranged in answers[2:4]:
+        assert ranged.status == 416, ranged
+        _problem(ranged, 416)
+    assert answers[4].status == 200 and answers[4].body == b""
+    assert left == b""
