@@ -81,7 +81,7 @@ class BlobStore(Protocol):
     async def get(self, key: str) -> bytes:
         """A small object whole."""
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         """Store an object of any size from chunks of any sizes, in bounded memory, and
         return its size. The object appears under `key` only when complete; if the
         iterator raises or the task is cancelled, nothing appears under `key` and the
@@ -123,10 +123,11 @@ class BlobStore(Protocol):
 
 @runtime_checkable
 class ReadsOnAThread(Protocol):
-    """A store that reads a long range on a thread of the read's own (S3), and can
-    apply a function to every piece on that thread before handing it out: a download
-    opens its segments there (issue 19, fifth round), so the thread that reads also
-    decrypts and the event loop receives plaintext only."""
+    """A store that reads a long range on a thread of the read's own (both stores do:
+    blobs/thread_reads.py), and can apply a function to every piece on that thread
+    before handing it out: a download opens its segments there (issue 19, fifth round
+    for S3, sixth for the filesystem), so the thread that reads also decrypts and the
+    event loop receives plaintext only."""
 
     def get_range_mapped(
         self,

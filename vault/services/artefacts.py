@@ -41,7 +41,6 @@ from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.download_pipeline import planned_plaintext
 from vault.services.keyring import DataKey, KeyRing, artefact_object
-from vault.services.prefetch import prefetched
 from vault.services.stream_headers import StreamHeaderCache
 from vault.services.subjects import (
     Subject,
@@ -205,8 +204,7 @@ class ArtefactService:
             with lease.holding(data_key):
                 this = artefact_object(artefact_id)
                 sealer = StreamSealer(data_key.key, data_key.content_context(this))
-                pieces = prefetched(body, piece_bytes=DEFAULT_SEGMENT_SIZE)
-                await self._blobs.put_stream(key, sealed_upload(pieces, meter, sealer))
+                await self._blobs.put_stream(key, sealed_upload(body, meter, sealer))
                 metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
                 sealed = seal_record(
                     data_key.key,

@@ -1,13 +1,18 @@
 """An upload's plaintext on its way to the blob store (issue 19: the upload cost 2.4-3.3
 times the CPU per GiB of a bare server streaming to a file).
 
-Pieces of exactly one segment arrive from the read-ahead (services/prefetch.py). Each is
-counted against the limit on the event loop, then hashed (SHA-256, CRC-32) and sealed
-(crypto.stream.StreamSealer) in one call on a thread of this upload's own: all three
-release the GIL, so they run beside the event loop, which goes on receiving, and the
-piece is still in the CPU's cache for the second and third pass over it. One thread
-keeps the pieces in order; at most SEAL_AHEAD are queued or being sealed, so memory
-stays bounded by a few segments.
+The body's chunks (about a segment each: the upload asks the server for body messages
+of that size, vault/http/edge_limits.py BODY_MESSAGE_BYTES) are counted against the
+limit on the event loop and cut into segments of exactly the sealer's segment size,
+each a list of views of the chunks it spans: nothing is copied to be regrouped (issue
+19, sixth round: joining the pieces was a tenth of the event loop's samples). Each
+segment is hashed (SHA-256, CRC-32) part by part and sealed (crypto.stream.StreamSealer.
+seal_parts, which encrypts the parts straight into the sealed segment) in one call on a
+thread of this upload's own: all three release the GIL, so they run beside the event
+loop, which goes on receiving, and each part is still in the CPU's cache for the second
+and third pass over it. One thread keeps the segments in order; at most SEAL_AHEAD are
+queued or being sealed, and one more is held back until the body shows whether it is
+the last, so memory stays bounded by a few segments.
 """
 
 from __future__ import annotations
@@ -21,45 +26,65 @@ from typing import Final
 from crypto.stream import StreamSealer
 from vault.services.artefact_meter import UploadMeter
 
-# With two, the thread starts on the next piece as soon as it finishes one instead of
+# With two, the thread starts on the next segment as soon as it finishes one instead of
 # idling until the event loop has seen the result and handed it more.
 SEAL_AHEAD: Final = 2
 
+Parts = list[bytes | memoryview]
+
 
 async def sealed_upload(
-    pieces: AsyncIterable[bytes], meter: UploadMeter, sealer: StreamSealer
-) -> AsyncIterator[bytes]:
-    """The stream's header, then its sealed segments in order. `pieces`: the plaintext in
-    pieces of exactly the sealer's segment size, the last one shorter (or none at all
-    for the empty object). Raises TooLarge (from the meter) before a piece past the
+    chunks: AsyncIterable[bytes], meter: UploadMeter, sealer: StreamSealer
+) -> AsyncIterator[bytes | bytearray]:
+    """The stream's header, then its sealed segments in order. `chunks`: the plaintext
+    in chunks of any size. Raises TooLarge (from the meter) before a chunk past the
     limit is sealed."""
     loop = asyncio.get_running_loop()
     worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-seal")
-    queued: collections.deque[asyncio.Future[bytes]] = collections.deque()
+    queued: collections.deque[asyncio.Future[bytes | bytearray]] = collections.deque()
+    segment_size = sealer.segment_size
 
-    def seal(piece: bytes, last: bool) -> bytes:
-        meter.digest(piece)
-        return sealer.seal(piece, last=last)
+    def seal(parts: Parts, last: bool) -> bytes | bytearray:
+        for part in parts:
+            meter.digest(part)
+        return sealer.seal_parts(parts, last=last)
 
     try:
         yield sealer.header
-        # Which piece is the last is known only once the stream ends: one is held back.
-        held: bytes | None = None
-        async for piece in pieces:
-            if not piece:
+        # Which segment is the last is known only once the body ends: one whole segment
+        # is held back, and the next one's parts gather (always < segment_size bytes).
+        held: Parts | None = None
+        parts: Parts = []
+        gathered = 0
+        async for chunk in chunks:
+            if not chunk:
                 continue
-            meter.count(piece)
-            if held is not None:
-                queued.append(loop.run_in_executor(worker, seal, held, False))
-                while len(queued) >= SEAL_AHEAD:
-                    yield await queued.popleft()
-            held = piece
-        queued.append(loop.run_in_executor(worker, seal, held or b"", True))
+            meter.count(chunk)
+            # Only immutable bytes are referenced across a wait: a producer may reuse a
+            # mutable buffer once asked for the next chunk.
+            view = memoryview(chunk if type(chunk) is bytes else bytes(chunk))
+            while gathered + len(view) >= segment_size:
+                take = segment_size - gathered
+                parts.append(view[:take])
+                view = view[take:]
+                if held is not None:
+                    queued.append(loop.run_in_executor(worker, seal, held, False))
+                    while len(queued) >= SEAL_AHEAD:
+                        yield await queued.popleft()
+                held, parts, gathered = parts, [], 0
+            if view:
+                parts.append(view)
+                gathered += len(view)
+        if held is not None and parts:
+            queued.append(loop.run_in_executor(worker, seal, held, False))
+            held = None
+        last: Parts = held if held is not None else parts or [b""]
+        queued.append(loop.run_in_executor(worker, seal, last, True))
         while queued:
             yield await queued.popleft()
     finally:
-        # Every piece handed out has been sealed (or failed) before the meter is read
-        # or the pieces released; the single worker runs them in order.
+        # Every segment handed out has been sealed (or failed) before the meter is read
+        # or the chunks released; the single worker runs them in order.
         if queued:
             await asyncio.gather(*queued, return_exceptions=True)
         worker.shutdown(wait=False)
