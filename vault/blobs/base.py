@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+Buffer = bytes | bytearray | memoryview
+
 # Keys are paths of safe segments; both stores apply the same rule, so a key that works
 # on the filesystem works on S3 and the other way round.
 _KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
@@ -142,3 +144,16 @@ class ReadsOnAThread(Protocol):
         `piece_bytes` (the last may be shorter), each replaced by `each(piece)`, called
         on the reading thread in order; what `each` raises ends the read and is raised
         to the consumer. Closing the generator stops the thread after its current piece."""
+
+
+@runtime_checkable
+class WritesOnAThread(Protocol):
+    """A store that writes a stream on a thread of the write's own (the filesystem),
+    and can make each piece there before writing it: an upload seals its segments
+    there (issue 19, sixth round), so the thread that writes also seals, and a segment
+    takes one hand-off from the event loop instead of two."""
+
+    async def put_stream_made(self, key: str, makers: AsyncIterable[Callable[[], Buffer]]) -> int:
+        """put_stream of the bytes each maker returns, the makers called in order on
+        the writing thread; what a maker raises fails the write as the iterator's
+        failure would (nothing appears under `key`)."""

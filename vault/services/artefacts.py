@@ -31,7 +31,7 @@ from crypto.stream import (
     parse_header,
     plan_range,
 )
-from vault.blobs.base import BlobStore
+from vault.blobs.base import BlobStore, WritesOnAThread
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
@@ -59,7 +59,7 @@ from vault.services.transfers import (
     SubjectRead,
     TransferLease,
 )
-from vault.services.upload_pipeline import sealed_upload
+from vault.services.upload_pipeline import sealed_upload, sealing_jobs
 
 Q = Queries("artefacts")
 
@@ -204,7 +204,10 @@ class ArtefactService:
             with lease.holding(data_key):
                 this = artefact_object(artefact_id)
                 sealer = StreamSealer(data_key.key, data_key.content_context(this))
-                await self._blobs.put_stream(key, sealed_upload(body, meter, sealer))
+                if isinstance(self._blobs, WritesOnAThread):
+                    await self._blobs.put_stream_made(key, sealing_jobs(body, meter, sealer))
+                else:
+                    await self._blobs.put_stream(key, sealed_upload(body, meter, sealer))
                 metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
                 sealed = seal_record(
                     data_key.key,
