@@ -211,8 +211,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _wake_for_body(self, cycle: RequestResponseCycle) -> None:
         """Hand the app what has arrived of its message so far (BODY_MESSAGE_WAIT_SECONDS)."""
         self._body_wake = None
-        if self._body_messages.pending and cycle is self.cycle:
-            self._hand_over_body(cycle)
+        if not self._body_messages.pending or cycle is not self.cycle:
+            return
+        if cycle.body:
+            # The app has not taken the last message yet (it is awake already): look
+            # again later rather than copy that message into a bigger one.
+            wake = self.loop.call_later(BODY_MESSAGE_WAIT_SECONDS, self._wake_for_body, cycle)
+            self._body_wake = wake
+            return
+        self._hand_over_body(cycle)
 
     def on_message_complete(self) -> None:
         if self._refusal is None:
