@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import gc
 import shutil
 import signal
 import socket
@@ -15,7 +16,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from vault.db.migrate import migrate
 from vault.http.state import VaultState
 from vault.runtime import operator_context
 from vault.server import uvicorn_config
+from vault.services.keyring import DataKey
 from vault.services.tenants import create_tenant
 
 
@@ -186,6 +188,59 @@ class Tenant:
 
     def auth(self) -> dict[str, str]:
         return bearer(self.admin_key)
+
+
+def data_keys_in_memory(tenant: Tenant) -> list[DataKey]:
+    """The tenant's unwrapped data keys anywhere in this process (for a vault running in
+    it: a ServerThread)."""
+    gc.collect()
+    return [
+        o
+        for o in gc.get_objects()
+        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
+    ]
+
+
+def transfer_holds(database_url: str, tenant: Tenant) -> int:
+    """How many rows of transfer_keys hold a key of `tenant`, counted as the database's
+    owner (row-level security must not hide them)."""
+
+    async def count() -> int:
+        conn = await asyncpg.connect(database_url)
+        try:
+            assert await conn.fetchval(
+                "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
+            )
+            found = await conn.fetchval(
+                "SELECT count(*) FROM transfer_keys WHERE tenant_id = $1", tenant.id
+            )
+            return int(found)
+        finally:
+            await conn.close()
+
+    return asyncio.run(count())
+
+
+class SlowedQuery:
+    """A module's named queries (its `Q`) as the vault reads them, except that `name`,
+    once `armed`, is sent as `rewrite` makes it (a pause widening a race on purpose)
+    and `entered` is set: patch it over the module's `Q` for a vault running in this
+    process. Armed again for each use."""
+
+    def __init__(self, real: Any, name: str, rewrite: Callable[[str], str]) -> None:
+        self._real = real
+        self._name = name
+        self._rewrite = rewrite
+        self.armed = threading.Event()
+        self.entered = threading.Event()
+
+    def __getattr__(self, name: str) -> str:
+        query = str(getattr(self._real, name))
+        if name == self._name and self.armed.is_set():
+            self.armed.clear()
+            self.entered.set()
+            return self._rewrite(query.strip().rstrip(";"))
+        return query
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -19,7 +19,6 @@ yet; the vault still holds the data key).
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 import time
@@ -42,8 +41,14 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant, private_server, read_response_head
-from vault.services.keyring import DataKey
+from tests.support import (
+    ServerThread,
+    Tenant,
+    data_keys_in_memory,
+    make_tenant,
+    private_server,
+    read_response_head,
+)
 
 MIB = 1024 * 1024
 SIZE = 16 * MIB
@@ -91,16 +96,6 @@ def _start_stalled_download(
     return sock
 
 
-def _keys_in_memory(tenant: Tenant) -> int:
-    """The tenant's unwrapped data keys anywhere in this process (the vault runs in it)."""
-    gc.collect()
-    return sum(
-        1
-        for o in gc.get_objects()
-        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
-    )
-
-
 def test_an_erasure_completes_only_once_no_transfer_holds_its_keys(
     vault: ServerThread, own_tenant: Tenant
 ) -> None:
@@ -129,7 +124,7 @@ def test_an_erasure_completes_only_once_no_transfer_holds_its_keys(
             )
             rows = access_log(http, compliance, api_key_id=reader["id"])
             still_streaming = not any(row["request_id"] == request_id for row in rows)
-            keys_held = _keys_in_memory(own_tenant)
+            keys_held = len(data_keys_in_memory(own_tenant))
     completed = shown.json()["status"] == "completed"
     assert not (completed and still_streaming), (
         f"completed with a download still streaming ({keys_held} data key(s) in memory); "

@@ -6,7 +6,6 @@ player that stopped reading is a raw socket with a small receive window."""
 
 from __future__ import annotations
 
-import gc
 import os
 import socket
 import time
@@ -22,8 +21,14 @@ import pytest
 from tests.api.helpers import access_log, artefact_url, auth, create_key, subject_url, wait_for
 from tests.api.helpers import uploaded as stored
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant, private_server, read_response_head
-from vault.services.keyring import DataKey
+from tests.support import (
+    ServerThread,
+    Tenant,
+    data_keys_in_memory,
+    make_tenant,
+    private_server,
+    read_response_head,
+)
 
 MIB = 1024 * 1024
 SIZE = 16 * MIB  # more than the kernel's and the server's buffers hold
@@ -43,15 +48,6 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture
 def own_tenant(vault: ServerThread) -> Tenant:
     return make_tenant(vault.settings, vault.database_url)
-
-
-def _keys_in_memory(tenant: Tenant) -> list[DataKey]:
-    gc.collect()
-    return [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
-    ]
 
 
 class _Player:
@@ -150,11 +146,11 @@ def test_a_stalled_playback_is_cut_once_the_minting_key_is_revoked(
         with _Player(vault, link.path, f"Range: bytes={MIB}-\r\n") as player:
             time.sleep(4 * RECHECK)  # stalled: the server's buffers fill, its send waits
             assert player.status() == 206
-            assert len(_keys_in_memory(own_tenant)) == 1  # the stalled stream holds it
+            assert len(data_keys_in_memory(own_tenant)) == 1  # the stalled stream holds it
             revoked = http.delete(f"/v1/api-keys/{link.minter['id']}", headers=own_tenant.auth())
             assert revoked.status_code == 204
             row = _row_once_cut(http, link, player)
-            keys_after = _keys_in_memory(own_tenant)
+            keys_after = data_keys_in_memory(own_tenant)
             ended = player.drain()
     # Recorded under the minting key as what ended it (401: the key is no longer live).
     assert row["route"] == LINK_ROUTE and row["artefact_id"] == link.artefact_id
@@ -176,7 +172,7 @@ def test_a_stalled_playback_is_cut_once_its_artefact_is_deleted(
             )
             assert deleted.status_code == 204
             row = _row_once_cut(http, link, player)
-            keys_after = _keys_in_memory(own_tenant)
+            keys_after = data_keys_in_memory(own_tenant)
             ended = player.drain()
     assert row["status"] == 404 and 0 < row["bytes_out"] < SIZE
     assert keys_after == []

@@ -24,7 +24,6 @@ this process (quiet_vault), so the statement it sends is patched here.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 import urllib.parse
@@ -34,7 +33,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
@@ -50,7 +48,7 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant
+from tests.support import ServerThread, SlowedQuery, Tenant, make_tenant, transfer_holds
 from vault.services import artefacts as artefact_service
 from vault.services import records as record_service
 from vault.services import transfers as transfer_service
@@ -63,29 +61,14 @@ def tenant(quiet_vault: ServerThread) -> Tenant:
     return make_tenant(quiet_vault.settings, quiet_vault.database_url)
 
 
-class _SlowQueries:
-    """A module's named queries as the vault reads them, except that `slowed` (once
-    armed) spends PAUSE_SECONDS after its function has returned, before its statement
-    (and so its implicit transaction) ends: the hold's snapshot is taken, its commit is
-    late."""
-
-    def __init__(self, real: Any, slowed: str) -> None:
-        self._real = real
-        self._slowed = slowed
-        self.armed = threading.Event()
-        self.entered = threading.Event()
-
-    def __getattr__(self, name: str) -> str:
-        query = str(getattr(self._real, name))
-        if name == self._slowed and self.armed.is_set():
-            self.armed.clear()
-            self.entered.set()
-            return (
-                f"WITH h AS MATERIALIZED (\n{query.strip().rstrip(';')}\n),"
-                f" pause AS (SELECT pg_sleep({PAUSE_SECONDS}) FROM (SELECT count(*) FROM h) c)"
-                " SELECT h.* FROM h, pause"
-            )
-        return query
+def _paused_before_commit(query: str) -> str:
+    """The statement spends PAUSE_SECONDS after its function has returned, before it (and
+    so its implicit transaction) ends: the hold's snapshot is taken, its commit is late."""
+    return (
+        f"WITH h AS MATERIALIZED (\n{query}\n),"
+        f" pause AS (SELECT pg_sleep({PAUSE_SECONDS}) FROM (SELECT count(*) FROM h) c)"
+        " SELECT h.* FROM h, pause"
+    )
 
 
 @dataclass(frozen=True)
@@ -141,24 +124,6 @@ ANSWERS = {
 }
 
 
-def _holds(vault: ServerThread, tenant: Tenant) -> int:
-    async def count() -> int:
-        conn = await asyncpg.connect(vault.database_url)
-        try:
-            # Row-level security must not hide the rows from this count.
-            assert await conn.fetchval(
-                "SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"
-            )
-            found = await conn.fetchval(
-                "SELECT count(*) FROM transfer_keys WHERE tenant_id = $1", tenant.id
-            )
-            return int(found)
-        finally:
-            await conn.close()
-
-    return asyncio.run(count())
-
-
 def _erase_and_complete(
     vault: ServerThread, http: httpx.Client, privacy: dict[str, Any], ref: str
 ) -> str:
@@ -195,7 +160,7 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
     committed first is seen by the hold's re-check), or the hold finds the key shredded
     and nothing is decrypted."""
     shape = ANSWERS[answer]
-    slow = _SlowQueries(shape.module.Q, shape.statement)
+    slow = SlowedQuery(shape.module.Q, shape.statement, _paused_before_commit)
     monkeypatch.setattr(shape.module, "Q", slow)
     ref = f"raced-{uuid.uuid4().hex[:8]}"
     marker = f"secret-{uuid.uuid4().hex}"
@@ -227,7 +192,7 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
             path = urllib.parse.urlsplit(minted.json()["url"]).path
         # The upload's own hold (released off the request path) must not be what delays
         # the completion: only the racing answer's hold may.
-        assert wait_for(lambda: not _holds(quiet_vault, tenant), timeout=5)
+        assert wait_for(lambda: not transfer_holds(quiet_vault.database_url, tenant), timeout=5)
         answers: dict[str, httpx.Response] = {}
         finished_at: dict[str, float] = {}
 

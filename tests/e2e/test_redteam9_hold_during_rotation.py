@@ -52,7 +52,7 @@ from tests.api.helpers import (
     subject_url,
     uploaded,
 )
-from tests.support import ServerThread, Tenant, make_tenant
+from tests.support import ServerThread, SlowedQuery, Tenant, make_tenant
 from vault.runtime import operator_context
 from vault.services import subject_rewrap
 from vault.services.key_rotation import rotate_tenant_kek
@@ -63,28 +63,6 @@ PAUSE_SECONDS = 3.0
 @pytest.fixture
 def tenant(quiet_vault: ServerThread) -> Tenant:
     return make_tenant(quiet_vault.settings, quiet_vault.database_url)
-
-
-class _SlowRewrap:
-    """subject_rewrap's named queries, except that `rewrap_subject_keys` (once armed)
-    sleeps after its UPDATE, inside the batch's transaction: the key rows are updated,
-    not yet committed."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.armed = threading.Event()
-        self.entered = threading.Event()
-
-    def __getattr__(self, name: str) -> str:
-        query = str(getattr(self._real, name))
-        if name == "rewrap_subject_keys" and self.armed.is_set():
-            self.armed.clear()
-            self.entered.set()
-            return (
-                f"WITH u AS (\n{query.strip().rstrip(';')}\nRETURNING 1)"
-                f" SELECT pg_sleep({PAUSE_SECONDS}) FROM (SELECT count(*) FROM u) c"
-            )
-        return query
 
 
 def _rotate(vault: ServerThread, tenant: Tenant) -> None:
@@ -115,7 +93,15 @@ def _during_rotation(
 ) -> tuple[httpx.Response, httpx.Response]:  # fmt: skip
     """`read` while the rotation's rewrap of the tenant's subjects has updated their key
     rows and not committed (PAUSE_SECONDS), and `read` again after the rotation."""
-    slow = _SlowRewrap(subject_rewrap.Q)
+    # The batch's UPDATE done, its transaction not yet committed, for PAUSE_SECONDS.
+    slow = SlowedQuery(
+        subject_rewrap.Q,
+        "rewrap_subject_keys",
+        lambda q: (
+            f"WITH u AS (\n{q}\nRETURNING 1) SELECT pg_sleep({PAUSE_SECONDS})"
+            " FROM (SELECT count(*) FROM u) c"
+        ),
+    )
     monkeypatch.setattr(subject_rewrap, "Q", slow)
     slow.armed.set()
     rotation = threading.Thread(target=_rotate, args=(vault, tenant))

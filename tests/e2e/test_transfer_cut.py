@@ -8,7 +8,6 @@ seconds; a client that stopped reading is a raw socket with a small receive wind
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import socket
 import time
@@ -33,9 +32,15 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant, private_server, read_response_head
+from tests.support import (
+    ServerThread,
+    Tenant,
+    data_keys_in_memory,
+    make_tenant,
+    private_server,
+    read_response_head,
+)
 from vault.runtime import operator_context
-from vault.services.keyring import DataKey
 
 MIB = 1024 * 1024
 # More than the kernel's and the server's buffers hold for a client that stops reading.
@@ -58,16 +63,6 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 @pytest.fixture
 def own_tenant(vault: ServerThread) -> Tenant:
     return make_tenant(vault.settings, vault.database_url)
-
-
-def _keys_in_memory(tenant: Tenant) -> list[DataKey]:
-    """The tenant's unwrapped data keys anywhere in this process (the vault runs in it)."""
-    gc.collect()
-    return [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
-    ]
 
 
 class _Client:
@@ -170,11 +165,11 @@ def test_stalled_download_is_cut_by_the_clock_once_its_artefact_is_deleted(
         with _Client(vault, url, reader["secret"]) as client:
             time.sleep(4 * RECHECK)  # stalled: the server's buffers fill, its send waits
             assert client.status() == 200
-            assert len(_keys_in_memory(own_tenant)) == 1  # the stalled stream holds it
+            assert len(data_keys_in_memory(own_tenant)) == 1  # the stalled stream holds it
             gone = http.delete(artefact_url("stalled-listener", meta["id"]), headers=auth(ingest))
             assert gone.status_code == 204
             row = _row_once_cut(http, compliance, reader, client)
-            keys_after = _keys_in_memory(own_tenant)
+            keys_after = data_keys_in_memory(own_tenant)
             ended = client.drain()
     # Recorded as what ended it (the key is gone: 404), not as the 200 that was sent.
     assert row["status"] == 404 and 0 < row["bytes_out"] < SIZE
@@ -197,7 +192,7 @@ def test_stalled_range_read_is_cut_once_its_api_key_is_revoked(
             revoked = http.delete(f"/v1/api-keys/{reader['id']}", headers=own_tenant.auth())
             assert revoked.status_code == 204
             row = _row_once_cut(http, compliance, reader, client)
-            keys_after = _keys_in_memory(own_tenant)
+            keys_after = data_keys_in_memory(own_tenant)
             ended = client.drain()
     assert row["status"] == 401 and row["bytes_out"] < SIZE - MIB
     assert keys_after == []
@@ -242,7 +237,7 @@ def test_stalled_export_is_cut_once_its_api_key_is_revoked(
             row = _row_once_cut(http, compliance, reader, client)
             # An export's ZIP writer may be finishing one piece in its thread: it lets
             # go of the key at its next one.
-            released = wait_for(lambda: _keys_in_memory(own_tenant) == [], timeout=2)
+            released = wait_for(lambda: data_keys_in_memory(own_tenant) == [], timeout=2)
             ended = client.drain()
     assert row["status"] == 401 and row["bytes_out"] < SIZE
     assert released

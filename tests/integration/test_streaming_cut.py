@@ -8,21 +8,19 @@ tests/e2e/test_transfer_cut.py."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from tests.support import Tenant
+from tests.support import Tenant, data_keys_in_memory
 from vault.config import Settings
 from vault.domain.scopes import Scope
 from vault.domain.subject_refs import SubjectRef, normalize_ref
 from vault.errors import KeyDestroyed, KeyNoLongerLive
 from vault.runtime import OperatorContext, operator_context
 from vault.services.artefacts import ArtefactService
-from vault.services.keyring import DataKey
 from vault.services.subject_refs import SubjectRefHasher
 from vault.services.subjects import SubjectAccess, SubjectService
 from vault.services.transfers import TransferLease
@@ -47,15 +45,6 @@ async def _lease(ctx: OperatorContext, tenant: Tenant) -> TransferLease:
         tenant.id, name="transfer", scopes=frozenset({Scope.READ, Scope.INGEST})
     )
     return TransferLease(ctx.db, tenant.id, key.id)
-
-
-def _keys_in_memory(tenant: Tenant) -> list[DataKey]:
-    gc.collect()
-    return [
-        o
-        for o in gc.get_objects()
-        if isinstance(o, DataKey) and o.subject_key.tenant_id == tenant.id
-    ]
 
 
 def _run(
@@ -137,9 +126,9 @@ def test_closing_the_lease_closes_the_stream_and_the_key_leaves_memory(
         located = await service.locate(tenant.id, None, ref, artefact_id, ACCESS)
         content = await service.open_content(located, None, lease)
         await anext(content.body)
-        assert len(_keys_in_memory(tenant)) == 1  # held by the open stream
+        assert len(data_keys_in_memory(tenant)) == 1  # held by the open stream
         await lease.close()
-        assert _keys_in_memory(tenant) == []
+        assert data_keys_in_memory(tenant) == []
         with pytest.raises(StopAsyncIteration):
             await anext(content.body)
 

@@ -104,6 +104,12 @@ class KeptVersionsMismatch(ModelMismatch):
     pass
 
 
+# A listing of a subject's artefacts (metadata decrypted with each artefact's key): the
+# artefacts it names for a scope are exactly those that scope may read.
+class ListingMismatch(ModelMismatch):
+    pass
+
+
 # Erasures: the status, completed_at beside it, and what a held erasure says it keeps.
 class ErasureStatusMismatch(ModelMismatch):
     pass

@@ -3,7 +3,8 @@ erasures (with and without a grace period, cancelled or not), legal holds of eve
 (placed, amended, released by one or two people, release requests withdrawn), retention
 changes, restriction of processing and worker passes with a moved clock, checked after
 every step against the pure-Python reference model (tests/model/reference.py): what a
-read key and a compliance key get for every item the model knows, the kept record
+read key and a compliance key get for every item the model knows, which artefacts a
+listing of each subject names for each (it decrypts their metadata), the kept record
 versions and every erasure's status; after every worker pass also the scan of
 `datavault check deletion` (workers/deletion_check.py) as of the pass's virtual now.
 
@@ -393,6 +394,7 @@ class DeletionMachine(RuleBasedStateMachine):
     @invariant()
     def matches_the_model(self) -> None:
         self._reads_match()
+        self._listings_match()
         self._kept_versions_match()
         self._erasures_match()
 
@@ -409,6 +411,38 @@ class DeletionMachine(RuleBasedStateMachine):
                     expected = self.model.read(ref, item, compliance)
                     url = artefact_url(ref, artefact_id, "content")
                     self._check_read(url, expected, item.label, compliance)
+
+    def _listings_match(self) -> None:
+        """A listing decrypts each artefact's metadata: it names exactly the artefacts the
+        scope may read (a read key: not those kept after an erasure; refused while the
+        subject is restricted; compliance: every live one)."""
+        for ref, subject in sorted(self.model.subjects.items()):
+            if not subject.artefacts:
+                continue
+            for compliance in (False, True):
+                headers = self.keys.compliance if compliance else self.keys.read
+                readable = {
+                    artefact_id
+                    for artefact_id, item in subject.artefacts.items()
+                    if self.model.read(ref, item, compliance).statuses == {200}
+                }
+                response = self.http.get(
+                    subject_url(ref, "artefacts") + "?limit=100", headers=headers
+                )
+                scope = "compliance" if compliance else "read"
+                where = f"{self._where()}: artefacts of {ref} listed by the {scope} key"
+                if subject.restricted and not compliance:
+                    self._status(sup.ListingMismatch, response, 403, where)
+                    continue
+                listed = (
+                    {a["id"] for a in response.json().get("items", [])}
+                    if response.status_code == 200
+                    else None
+                )
+                expect(
+                    listed == readable, sup.ListingMismatch,
+                    f"{where}: expected {sorted(readable)}, got {show(response)}",
+                )  # fmt: skip
 
     def _kept_versions_match(self) -> None:
         if sup.LEGACY:

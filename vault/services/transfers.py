@@ -221,6 +221,7 @@ class TransferLease:
         reads = list(self._reads.values())
         self._claimed = self._claimed or bool(held)  # the check writes their rows too
         async with self._db.tenant_tx(self.tenant_id) as conn:
+            await conn.execute(Q.behind_barrier, self.tenant_id)
             # dv_require_live_key raises for a revoked key or a closed tenant
             # (KeyNoLongerLive, via tenant_tx); the row says the rest.
             row = await conn.fetchrow(

@@ -1,3 +1,13 @@
+-- name: behind_barrier
+-- A transfer's confirmation re-writes its rows in transfer_keys (still_live: one lost
+-- with a database crash is written again), so it is a hold like any other and stands
+-- where every hold stands against an erasure's completion (migration 0042): the tenant's
+-- transfer-holds lock taken shared, in a statement of its own before still_live reads
+-- its keys, kept to the commit. Without it, a confirmation whose snapshot saw a key
+-- live could re-insert its row after the publisher's barrier and completion had passed,
+-- and the transfer went on decrypting after `completed` until its next check.
+SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))
+
 -- name: still_live
 -- A transfer in progress, confirmed on the clock (services/transfers.py): the API key
 -- that started it ($2) is live (dv_require_live_key raises DV401 if it was revoked or
