@@ -241,6 +241,8 @@ def combined(parts: list[Result]) -> Result:
         tally.latencies += part.tally.latencies
         tally.errors += part.tally.errors
         tally.by_kind += part.tally.by_kind
+        for kind, took in part.tally.kind_latencies.items():
+            tally.kind_latencies.setdefault(kind, []).extend(took)
         waits += part.db_waits
     return Result(
         parts[0].name,
@@ -304,6 +306,11 @@ def report(results: list[Result], args: argparse.Namespace) -> bool:
             f"{r.errors:>8}{r.per_request_ms(r.server_cpu):>16.2f}"
             f"{r.per_request_ms(r.db_cpu):>15.2f}{100 * r.client_cpu / r.seconds:>14.0f}"
         )
+        kinds = ", ".join(
+            f"{kind} {1000 * percentile(took, 0.5):.1f} / {1000 * percentile(took, 0.99):.1f}"
+            for kind, took in sorted(r.tally.kind_latencies.items())
+        )
+        print(f"  {r.name} p50 / p99 ms by kind: {kinds}")
         if r.errors:
             print(f"  errors: {dict(r.tally.errors)}")
         if r.db_waits:

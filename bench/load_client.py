@@ -104,6 +104,8 @@ class Tally:
     latencies: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     by_kind: Counter[str] = field(default_factory=Counter)
+    # Each kind's own latencies (put, get, list): which of them the p99 is.
+    kind_latencies: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -184,7 +186,9 @@ async def drive(workload: Workload, concurrency: int, seconds: float, seed: int)
                 except (OSError, asyncio.IncompleteReadError, ProtocolError, ValueError) as exc:
                     tally.errors[f"{kind}:{type(exc).__name__}"] += 1
                     continue
-                tally.latencies.append(time.perf_counter() - started)
+                took = time.perf_counter() - started
+                tally.latencies.append(took)
+                tally.kind_latencies.setdefault(kind, []).append(took)
                 tally.by_kind[kind] += 1
                 if status not in EXPECTED[kind]:
                     tally.errors[f"{kind}:{status}"] += 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import logging
 import os
 import shutil
 import ssl
@@ -49,6 +50,14 @@ def _shared_ssl_context(
 
 # The name the transport calls (httpx._transports.default imported it from httpx._config).
 httpx_transport.create_ssl_context = _shared_ssl_context  # type: ignore[attr-defined]
+
+
+# The tests' own HTTP clients log each request's URL at INFO (a playback link's token is
+# in its path). Those are the test harness's lines, not the vault's, but a test that sets
+# the root logger to INFO (configure_logging, as the vault does) lets them into the output
+# that later tests search for leaked secrets: they stay at WARNING.
+for _client_logger in ("httpx", "httpcore"):
+    logging.getLogger(_client_logger).setLevel(logging.WARNING)
 
 
 # The floor of tests that must run (--min-tests) is a plugin of its own, so that its

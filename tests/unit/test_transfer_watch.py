@@ -99,3 +99,80 @@ def test_ended_lease_stops_without_a_cut() -> None:
     lease.ended = True
     reason, took = _watch(lease)
     assert reason is None and lease.checks == 0 and took < LIMIT
+
+
+def test_a_watch_begun_late_checks_at_once_and_counts_the_limit_from_the_transfers_start() -> None:
+    """The HTTP layer begins the watch when its first check is due (`started`): that
+    check runs at once, and time before it counts towards the limit."""
+
+    async def run() -> tuple[VaultError | None, float, int]:
+        lease = _Lease(None)
+        loop = asyncio.get_running_loop()
+        watching = asyncio.create_task(
+            watch_lease(cast(TransferLease, lease), every=1.0, limit=LIMIT, started=loop.time())
+        )
+        await asyncio.sleep(0.01)
+        checks_at_once = lease.checks
+        watching.cancel()
+        failing = _Lease(Unavailable("database unavailable"))
+        began = time.monotonic()
+        reason = await watch_lease(
+            cast(TransferLease, failing), every=EVERY, limit=LIMIT,
+            started=loop.time() - LIMIT * 0.9,
+        )  # fmt: skip
+        return reason, time.monotonic() - began, checks_at_once
+
+    reason, took, checks_at_once = asyncio.run(run())
+    assert checks_at_once == 1  # not after `every` (1 s) more
+    assert isinstance(reason, Unavailable)
+    assert took < LIMIT * 0.5  # what was left of the limit, not a whole one
+
+
+class _ClosingLease(_Lease):
+    """A lease `_Watch.stop` can close."""
+
+    def __init__(self, *answers: object) -> None:
+        super().__init__(*answers)
+        self.closed = False
+
+    async def close(self, *, release: bool = True) -> None:
+        self.closed = True
+
+
+def test_a_transfer_that_ends_before_its_first_check_starts_no_watchdog() -> None:
+    """A record's value or a seek's range is answered in milliseconds: the watchdog's
+    first check (after `every`) is never due, so no task is started and none cancelled."""
+    from vault.http.transfers import _Watch
+
+    async def run() -> tuple[_ClosingLease, _Watch]:
+        lease = _ClosingLease(None)
+        watch = _Watch(EVERY * 5)
+        watch.start(cast(TransferLease, lease))
+        await asyncio.sleep(0)
+        await watch.stop()
+        await asyncio.sleep(EVERY * 10)  # long past when the first check was due
+        return lease, watch
+
+    lease, watch = asyncio.run(run())
+    assert lease.checks == 0 and lease.closed
+    assert watch.task is None and watch.timer is None
+
+
+def test_a_transfer_still_running_when_its_first_check_is_due_is_watched_on_the_clock() -> None:
+    from vault.http.transfers import _Watch
+
+    async def run() -> tuple[_ClosingLease, _Watch, int, int]:
+        lease = _ClosingLease(None)
+        watch = _Watch(EVERY)
+        watch.start(cast(TransferLease, lease))
+        await asyncio.sleep(EVERY * 0.5)
+        before_due = lease.checks
+        await asyncio.sleep(EVERY * 5)
+        while_running = lease.checks
+        await watch.stop()
+        return lease, watch, before_due, while_running
+
+    lease, watch, before_due, while_running = asyncio.run(run())
+    assert before_due == 0
+    assert while_running >= 2  # at `every`, then every `every`
+    assert watch.task is not None and watch.task.cancelled() and lease.closed

@@ -10,7 +10,9 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 # Keys are paths of safe segments; both stores apply the same rule, so a key that works
 # on the filesystem works on S3 and the other way round.
@@ -119,6 +121,22 @@ class BlobStore(Protocol):
 
     async def close(self) -> None:
         """Release connections and threads."""
+
+
+@runtime_checkable
+class ReadsCachedInline(Protocol):
+    """A store that can read a short range from memory on the calling thread (the
+    filesystem store, from the page cache): a seek then opens its one or two segments
+    straight from the store's read buffer, without a copy of them (issue 19, sixth
+    round)."""
+
+    def with_cached_range(
+        self, key: str, start: int, end: int, use: Callable[[memoryview], T]
+    ) -> T | None:
+        """`use` applied to bytes start..end (inclusive), at most INLINE_READ_MAX_BYTES,
+        in a buffer valid only during the call (`use` must not keep it); None, without
+        calling `use`, when they are not all in memory now or the blob ends before
+        `end` (the caller then reads them the ordinary way). BlobNotFound as get_range."""
 
 
 @runtime_checkable

@@ -73,6 +73,10 @@ class _Watch:
     every: float
     deadline: asyncio.Timeout | None = None
     lease: TransferLease | None = None
+    # The watchdog starts when its first check is due (`timer`), not with the transfer:
+    # most transfers (a record's value, a seek's range) end within milliseconds, and a
+    # task started and cancelled for each cost their request a task and a loop turn.
+    timer: asyncio.TimerHandle | None = None
     task: asyncio.Task[None] | None = None
     cut: VaultError | None = None
     started: bool = False
@@ -82,10 +86,15 @@ class _Watch:
         if self.lease is not None:
             raise RuntimeError("one transfer per request")
         self.lease = lease
-        self.task = asyncio.get_running_loop().create_task(self._run(lease))
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.every, self._begin, lease, loop.time())
 
-    async def _run(self, lease: TransferLease) -> None:
-        reason = await watch_lease(lease, every=self.every)
+    def _begin(self, lease: TransferLease, started: float) -> None:
+        self.timer = None
+        self.task = asyncio.get_running_loop().create_task(self._run(lease, started))
+
+    async def _run(self, lease: TransferLease, started: float) -> None:
+        reason = await watch_lease(lease, every=self.every, started=started)
         if reason is None or self.deadline is None or self.deadline.expired():
             return
         self.cut = reason
@@ -99,6 +108,9 @@ class _Watch:
         server cancelled (the SIGTERM drain's end), in the background: that request
         must reach the access log's row before the writer stops, whatever the database
         makes the release wait for (the rows expire by the clock if it never runs)."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         if self.task is not None:
             self.task.cancel()
             with suppress(asyncio.CancelledError):

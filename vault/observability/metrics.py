@@ -6,6 +6,8 @@ subject reference or anything a client chose.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -22,6 +24,9 @@ from vault.version import distribution_version, python_version
 
 # The fixed values of erasures.status: the only label the erasure gauge has.
 ERASURE_STATUSES = tuple(ErasureStatus)
+# Request series whose metric children are kept bound (Metrics.observe_request): more
+# than the routes x methods x statuses the vault answers.
+_MAX_BOUND_REQUEST_SERIES = 4096
 
 
 class Metrics:
@@ -43,6 +48,7 @@ class Metrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.latency = Histogram(
             "datavault_http_request_duration_seconds",
             "HTTP request latency by route template",
@@ -244,8 +250,21 @@ class Metrics:
         self.auth_throttle_tracked.set_function(lambda: throttle.tracked)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        # `.labels()` takes the metric's lock and builds its key on every call; the
+        # children are bound once per (method, route, status) instead (issue 19, sixth
+        # round). The callers bound the combinations (known methods, route templates),
+        # and so does _MAX_BOUND_REQUEST_SERIES should one not.
+        series = (method, route, status)
+        children = self._request_children.get(series)
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            if len(self._request_children) < _MAX_BOUND_REQUEST_SERIES:
+                self._request_children[series] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -37,6 +37,9 @@ MAX_BATCHES_IN_FLIGHT = 2
 # How long stopping waits for requests still finishing (those the drain's end cancelled:
 # they log themselves as they unwind) before it commits the last rows and stops.
 STOP_WAIT_SECONDS = 5.0
+# Client addresses whose keyed hash is kept (AccessLogWriter.ip_hash): a player seeking
+# sends hundreds of requests from one address. Emptied when full.
+IP_HASHES_KEPT = 1024
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,7 @@ class AccessLogWriter:
     def __init__(self, db: Database, ip_key: SecretBytes) -> None:
         self._db = db
         self._ip_key = ip_key
+        self._ip_hashes: dict[str | None, bytes] = {}
         self._pending: list[_Pending] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -126,7 +130,14 @@ class AccessLogWriter:
         self.failing = False
 
     def ip_hash(self, ip: str | None) -> bytes:
-        return keyed_hash(self._ip_key, (ip or "").encode())
+        # An HMAC per row was ~1 % of a seek's CPU (issue 19, sixth round); the key is
+        # this process's for its life, so an address's hash never changes here.
+        known = self._ip_hashes.get(ip)
+        if known is None:
+            if len(self._ip_hashes) >= IP_HASHES_KEPT:
+                self._ip_hashes.clear()
+            known = self._ip_hashes[ip] = keyed_hash(self._ip_key, (ip or "").encode())
+        return known
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="access-log-writer")

@@ -275,18 +275,29 @@ class TransferLease:
 
 
 async def watch_lease(
-    lease: TransferLease, *, every: float, limit: float = UNCONFIRMED_LIMIT_SECONDS
+    lease: TransferLease,
+    *,
+    every: float,
+    limit: float = UNCONFIRMED_LIMIT_SECONDS,
+    started: float | None = None,
 ) -> VaultError | None:
     """Confirm `lease` every `every` seconds, by the clock. Returns why the transfer must
     be cut: KeyNoLongerLive, KeyDestroyed, Restricted (or NotFound) for a read the read
     path would refuse now, or Unavailable once nothing confirmed the keys
     for `limit` seconds (checks failing or hanging); None once the lease has ended.
-    Cancel it when the transfer ends."""
+    Cancel it when the transfer ends.
+
+    `started`: the loop time the transfer began, for a watch begun when its first check
+    is due (vault/http/transfers.py starts it then: most transfers end long before),
+    which then checks at once; the limit counts from `started`."""
     loop = asyncio.get_running_loop()
-    confirmed = loop.time()
+    confirmed = loop.time() if started is None else started
+    check_now = started is not None
     while True:
         deadline = confirmed + limit
-        await asyncio.sleep(max(0.0, min(every, deadline - loop.time())))
+        if not check_now:
+            await asyncio.sleep(max(0.0, min(every, deadline - loop.time())))
+        check_now = False
         if lease.ended:
             return None
         # What a successful check proves holds from before its query's snapshot.
