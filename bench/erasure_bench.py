@@ -5,7 +5,7 @@ how many the workers complete per minute and how long each one took.
 
     python bench/erasure_bench.py [--artefacts 1,1000] [--samples 20] [--requests 10000]
                                   [--concurrency 32] [--no-subject-data] [--tenants 1]
-                                  [--py-spy DIR]
+                                  [--analyze] [--py-spy DIR]
 
 The vault runs as `python -m vault serve` (API and background jobs in one process) in a
 temporary data directory: with DATABASE_URL set it uses that PostgreSQL (the schema is
@@ -18,7 +18,9 @@ artefacts (8 concurrent uploads) and one `account` record, then one at a time an
 "completed" is requested_at -> completed_at on the server's clock (both now() of their
 transactions); "client" is the request sent -> the poll that saw `completed`. Goal 4 of
 issue 19: p99 < 1 s, and the 1,000-artefact median within 1.5x of the 1-artefact one.
-With --samples 20 the p99 is the worst sample.
+With --samples 20 the p99 is the worst sample. --analyze has PostgreSQL ANALYZE after each
+count's uploads: without it the erasures run within a minute of the tables filling, on
+whatever statistics autovacuum has (not) gathered yet (bench/README.md, issue 19 sixth round).
 
 (b) --requests subjects each get one small record (unless --no-subject-data, which erases
 unknown subjects: nothing to shred), the tenant's erasure rate brake is switched off, and
@@ -47,6 +49,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 from processes import free_port, stop, wait_ready
 
@@ -89,6 +92,7 @@ class Vault:
             DATAVAULT_LOG_LEVEL="warning",
         )
         self.env = env
+        self.work = work
         self.url = f"http://127.0.0.1:{port}"
         self.log = work / "vault.log"
         with self.log.open("wb") as sink:
@@ -99,6 +103,25 @@ class Vault:
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
+
+    def database_url(self) -> str:
+        """DATABASE_URL, or the embedded server's (its socket and port from postmaster.pid)."""
+        if os.environ.get("DATABASE_URL"):
+            return os.environ["DATABASE_URL"]
+        pid_file = (self.work / "data" / "postgres" / "postmaster.pid").read_text().splitlines()
+        return f"postgresql://postgres@/datavault?host={pid_file[4]}&port={pid_file[3]}"
+
+    def analyze(self) -> None:
+        """ANALYZE, as autovacuum would within a minute or so of the uploads (--analyze)."""
+
+        async def run() -> None:
+            conn = await asyncpg.connect(self.database_url())
+            try:
+                await conn.execute("ANALYZE")
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
 
     def wait_ready(self, timeout: float = 120) -> None:
         wait_ready(f"{self.url}/readyz", self.process, self.log, timeout)
@@ -214,14 +237,17 @@ def erase_and_wait(
 
 
 def latency(
-    vault: Vault, keys: dict[str, dict[str, str]], sizes: list[int], samples: int
-) -> dict[int, list[dict[str, float]]]:
+    vault: Vault, keys: dict[str, dict[str, str]], sizes: list[int], samples: int,
+    analyze: bool = False,
+) -> dict[int, list[dict[str, float]]]:  # fmt: skip
     rows: dict[int, list[dict[str, float]]] = {}
     for n in sizes:
         print(f"(a) {samples} subjects with {n} artefacts each: uploading", flush=True)
         refs = [f"subject-{n}-{i}" for i in range(samples)]
         for ref in refs:
             fill_subject(vault, keys, ref, n)
+        if analyze:
+            vault.analyze()
         print(f"(a) erasing them one at a time (load average {load_average()})", flush=True)
         with httpx.Client(base_url=vault.url, timeout=120) as http:
             rows[n] = [erase_and_wait(http, keys, ref) for ref in refs]
@@ -400,6 +426,12 @@ def main() -> int:
         action="store_true",
         help="(b): erase unknown subjects (nothing to shred) instead of one record each",
     )
+    parser.add_argument(
+        "--analyze",
+        action="store_true",
+        help="(a): ANALYZE after each count's uploads, before its erasures (issue 19, sixth "
+        "round: without it the erasures may run on plans made for the tables' first rows)",
+    )
     parser.add_argument("--py-spy", type=Path, help="directory for a py-spy profile of (b)")
     args = parser.parse_args()
     sizes = [int(n) for n in args.artefacts.split(",") if n]
@@ -419,7 +451,7 @@ def main() -> int:
             tenants = [vault.tenant(http, f"bench-many-{i}") for i in range(args.tenants)]
             fill_subject(vault, keys, "warm-up", 1)  # imports, pools, key caches
             erase_and_wait(http, keys, "warm-up")
-            rows = latency(vault, keys, sizes, args.samples) if sizes else {}
+            rows = latency(vault, keys, sizes, args.samples, args.analyze) if sizes else {}
             if args.requests:
                 print(f"(b) {args.requests} erasure requests", flush=True)
                 many = burst(vault, http, tenants, args)

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import hmac
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from crypto.errors import IntegrityError
+from crypto.limits import GCM_TAG_SIZE
 
 RandomSource = Callable[[int], bytes]
 """A source of random bytes; tests inject a deterministic one to produce vectors."""
@@ -55,13 +57,33 @@ class Aead:
     """AES-256-GCM under one key; construct once per key and reuse (the key schedule is
     the expensive part of construction)."""
 
-    __slots__ = ("_aead",)
+    __slots__ = ("_aead", "_key")
 
     def __init__(self, key: bytes) -> None:
         self._aead = AESGCM(key)
+        self._key = key
 
     def seal(self, nonce: bytes, plaintext: Buffer, aad: bytes) -> bytes:
         return self._aead.encrypt(nonce, plaintext, aad)
+
+    def seal_parts(self, nonce: bytes, parts: Sequence[Buffer], aad: bytes) -> bytearray:
+        """`seal` of the parts' concatenation, the same bytes (ciphertext, then the tag),
+        without joining them first: each part is encrypted straight into the output
+        (GCM is a stream mode), so a plaintext that arrived in pieces is not copied
+        once more to be sealed (issue 19, sixth round)."""
+        total = sum(len(memoryview(part)) for part in parts)
+        encryptor = Cipher(algorithms.AES(self._key), modes.GCM(nonce)).encryptor()
+        encryptor.authenticate_additional_data(aad)
+        # update_into wants room for a block more than it is given: the tag's 16 bytes
+        # at the end are that room for the last part.
+        sealed = bytearray(total + GCM_TAG_SIZE)
+        out = memoryview(sealed)
+        written = 0
+        for part in parts:
+            written += encryptor.update_into(part, out[written:])
+        encryptor.finalize()
+        out[written:] = encryptor.tag
+        return sealed
 
     def open(self, nonce: bytes, ciphertext: Buffer, aad: bytes) -> bytes:
         try:

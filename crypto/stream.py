@@ -20,7 +20,14 @@ import asyncio
 import collections
 import functools
 import struct
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Sequence,
+)
 from typing import Final
 
 from crypto import _primitives
@@ -274,8 +281,30 @@ class StreamSealer:
         self._index = 0
         self._done = False
 
+    @property
+    def segment_size(self) -> int:
+        return self._segment_size
+
     def seal(self, plaintext: Buffer, *, last: bool) -> bytes:
-        size = len(memoryview(plaintext))
+        self._check_next(len(memoryview(plaintext)), last)
+        sealed = self._cipher.seal(plaintext, self._index, last)
+        self._index += 1
+        self._done = last
+        return sealed
+
+    def seal_parts(self, parts: Sequence[Buffer], *, last: bool) -> bytes | bytearray:
+        """`seal` of one segment's plaintext given as consecutive parts (as an upload's
+        body arrived), without joining them: the same bytes as `seal(b"".join(parts))`."""
+        self._check_next(sum(len(memoryview(part)) for part in parts), last)
+        if len(parts) == 1:
+            sealed: bytes | bytearray = self._cipher.seal(parts[0], self._index, last)
+        else:
+            sealed = self._cipher.seal_parts(parts, self._index, last)
+        self._index += 1
+        self._done = last
+        return sealed
+
+    def _check_next(self, size: int, last: bool) -> None:
         if self._done:
             raise ValueError("the stream's last segment was sealed already")
         if self._index >= MAX_SEGMENTS:
@@ -284,10 +313,6 @@ class StreamSealer:
             raise ValueError("every segment but the last holds exactly segment_size bytes")
         if last and size == 0 and self._index > 0:
             raise ValueError("only the empty object ends with an empty segment")
-        sealed = self._cipher.seal(plaintext, self._index, last)
-        self._index += 1
-        self._done = last
-        return sealed
 
 
 class StreamOpener:
@@ -332,6 +357,10 @@ class _SegmentCipher:
 
     def seal(self, plaintext: Buffer, index: int, last: bool) -> bytes:
         return self._aead.seal(self._prefix + _NONCE_TAIL.pack(index, last), plaintext, self._aad)
+
+    def seal_parts(self, parts: Sequence[Buffer], index: int, last: bool) -> bytearray:
+        nonce = self._prefix + _NONCE_TAIL.pack(index, last)
+        return self._aead.seal_parts(nonce, parts, self._aad)
 
     def open(self, ciphertext: Buffer, index: int, last: bool) -> bytes:
         return self._aead.open(self._prefix + _NONCE_TAIL.pack(index, last), ciphertext, self._aad)

@@ -267,7 +267,8 @@ async def _shred(
     settings = settings or await load_settings_kept(conn, tenant_id)
     ids = [erasure["id"] for erasure in covering]
     live: dict[tuple[uuid.UUID, int], list[Any]] = {}
-    for row in await conn.fetch(Q.shred_inputs, tenant_id, ids):
+    kept_categories = settings.categories_retention_may_keep()
+    for row in await conn.fetch(Q.shred_inputs, tenant_id, ids, kept_categories):
         live.setdefault((row["erasure_id"], row["generation"]), []).append(row)
     # Each generation's ask, decided before any key is destroyed (as it was read before
     # each destroy), then all destroyed in one statement, each ask as its own call.

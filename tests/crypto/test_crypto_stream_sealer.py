@@ -6,12 +6,14 @@ elsewhere (`open_in`) yields the same plaintext in order and fails the same way.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from crypto._stream_layout import STREAM_V2
 from crypto.context import OBJECT_ARTEFACT, PURPOSE_ARTEFACT, KeyContext, ObjectIdentity
 from crypto.errors import IntegrityError
 from crypto.secrets import SecretBytes, generate_key
@@ -72,6 +74,51 @@ def test_sealer_refuses_what_would_not_open() -> None:
     sealer.seal(b"x", last=True)
     with pytest.raises(ValueError, match="sealed already"):
         sealer.seal(b"x", last=True)
+
+
+def twin_sealers(key: SecretBytes) -> tuple[StreamSealer, StreamSealer]:
+    """Two sealers of the same stream (the same salt and nonce prefix)."""
+
+    def rng(n: int) -> bytes:
+        return bytes(range(n))
+
+    return (
+        StreamSealer._with(key, CONTEXT, SEG, rng, STREAM_V2),
+        StreamSealer._with(key, CONTEXT, SEG, rng, STREAM_V2),
+    )
+
+
+@pytest.mark.parametrize(
+    "cuts",
+    [[], [1], [SEG // 2], [SEG - 1], [0, 5, 5, 40], [3, 10, 20, 33, 63]],
+)
+def test_a_segment_sealed_from_parts_is_the_segment_sealed_whole(cuts: list[int]) -> None:
+    # An upload's segments arrive as views of the body's chunks (issue 19, sixth round):
+    # sealed without joining them, they are byte for byte what sealing them whole gives.
+    key = generate_key()
+    whole, parted = twin_sealers(key)
+    data = os.urandom(3 * SEG + 7)
+    segments = [data[i : i + SEG] for i in range(0, len(data), SEG)]
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        bounds = [0, *(c for c in cuts if c <= len(segment)), len(segment)]
+        view = memoryview(segment)
+        parts = [view[a:b] for a, b in itertools.pairwise(bounds)]
+        assert bytes(parted.seal_parts(parts, last=last)) == whole.seal(segment, last=last)
+
+
+def test_sealing_from_parts_refuses_what_sealing_whole_refuses() -> None:
+    sealer = StreamSealer(generate_key(), CONTEXT, SEG)
+    with pytest.raises(ValueError, match="exactly segment_size"):
+        sealer.seal_parts([b"x" * 10, b"y" * (SEG - 11)], last=False)  # one byte short
+    with pytest.raises(ValueError, match="exactly segment_size"):
+        sealer.seal_parts([b"x" * SEG, b"y"], last=True)  # one byte over
+    sealer.seal_parts([b"x" * 10, b"y" * (SEG - 10)], last=False)
+    with pytest.raises(ValueError, match="only the empty object"):
+        sealer.seal_parts([b"", b""], last=True)
+    sealer.seal_parts([b"x", b"y"], last=True)
+    with pytest.raises(ValueError, match="sealed already"):
+        sealer.seal_parts([b"x"], last=True)
 
 
 def test_each_sealer_has_its_own_salt_and_nonces() -> None:

@@ -8,6 +8,7 @@ import hashlib
 import os
 import random
 import stat
+import threading
 import time
 import tracemalloc
 import uuid
@@ -18,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from tests.seaweed import SeaweedS3, free_ports
-from vault.blobs.base import BlobNotFound, BlobStore, BlobStoreError, IncompleteUpload
+from vault.blobs.base import (
+    BlobNotFound,
+    BlobStore,
+    BlobStoreError,
+    IncompleteUpload,
+    WritesOnAThread,
+)
 from vault.blobs.factory import open_blob_store
 from vault.blobs.filesystem import FilesystemBlobStore
 from vault.blobs.s3 import PART_SIZE_BYTES, PARTS_IN_FLIGHT, S3BlobStore
@@ -221,6 +228,48 @@ def test_stream_whose_source_fails_leaves_nothing(store: BlobStore) -> None:
 
     asyncio.run(run())
     assert_nothing_left(store, key)
+
+
+def test_filesystem_stream_of_made_pieces_is_exact_and_a_failing_maker_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    # put_stream_made (WritesOnAThread): an upload seals each segment on the writing
+    # thread; the object is the makers' bytes in order, and a maker that fails (a segment
+    # the sealer refuses) fails the write as a failing source does.
+    store = FilesystemBlobStore(tmp_path / "blobs")
+    assert isinstance(store, WritesOnAThread)
+    data = random.Random(8).randbytes(5 * MiB + 11)
+    pieces = [data[i : i + MiB] for i in range(0, len(data), MiB)]
+    threads: set[str] = set()
+
+    def maker(piece: bytes) -> Callable[[], bytes]:
+        def make() -> bytes:
+            threads.add(threading.current_thread().name)
+            return piece
+
+        return make
+
+    async def makers(fail_at: int | None = None) -> AsyncIterator[Callable[[], bytes]]:
+        for index, piece in enumerate(pieces):
+            if index == fail_at:
+
+                def refuse() -> bytes:
+                    raise ValueError("not a segment")
+
+                yield refuse
+            yield maker(piece)
+
+    async def run() -> None:
+        key = new_key()
+        assert await store.put_stream_made(key, makers()) == len(data)
+        assert await store.get(key) == data
+        await store.delete(key)
+        with pytest.raises(ValueError, match="not a segment"):
+            await store.put_stream_made(key, makers(fail_at=3))
+
+    asyncio.run(run())
+    assert len(threads) == 1 and threads.pop().startswith("blob-put")
+    assert_nothing_left(store, new_key())
 
 
 @pytest.mark.parametrize("moment", ["awaiting-chunk", "write-in-flight", "commit-in-flight"])

@@ -56,6 +56,25 @@ class RecordingBlobStore:
                 self.bytes_served += len(chunk)
                 yield chunk
 
+    async def get_range_mapped(
+        self, key: str, start: int, end: int | None, *, piece_bytes: int,
+        each: Callable[[bytes], bytes],
+    ) -> AsyncGenerator[bytes, None]:  # fmt: skip
+        """A long read, which both stores do on a thread that opens each segment
+        (ReadsOnAThread): recorded as get_range is, counting the ciphertext it read."""
+        self.reads.append((key, start, end))
+
+        def counted(piece: bytes) -> bytes:
+            self.bytes_served += len(piece)
+            return each(piece)
+
+        inner = self._inner.get_range_mapped(  # type: ignore[attr-defined]
+            key, start, end, piece_bytes=piece_bytes, each=counted
+        )
+        async with aclosing(inner) as pieces:
+            async for piece in pieces:
+                yield piece
+
     def with_cached_range(
         self, key: str, start: int, end: int, use: Callable[[memoryview], T]
     ) -> T | None:

@@ -14,6 +14,8 @@ from typing import Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
 
+Buffer = bytes | bytearray | memoryview
+
 # Keys are paths of safe segments; both stores apply the same rule, so a key that works
 # on the filesystem works on S3 and the other way round.
 _KEY = re.compile(r"^[A-Za-z0-9_.=-]+(/[A-Za-z0-9_.=-]+)*$")
@@ -83,7 +85,7 @@ class BlobStore(Protocol):
     async def get(self, key: str) -> bytes:
         """A small object whole."""
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         """Store an object of any size from chunks of any sizes, in bounded memory, and
         return its size. The object appears under `key` only when complete; if the
         iterator raises or the task is cancelled, nothing appears under `key` and the
@@ -141,10 +143,11 @@ class ReadsCachedInline(Protocol):
 
 @runtime_checkable
 class ReadsOnAThread(Protocol):
-    """A store that reads a long range on a thread of the read's own (S3), and can
-    apply a function to every piece on that thread before handing it out: a download
-    opens its segments there (issue 19, fifth round), so the thread that reads also
-    decrypts and the event loop receives plaintext only."""
+    """A store that reads a long range on a thread of the read's own (both stores do:
+    blobs/thread_reads.py), and can apply a function to every piece on that thread
+    before handing it out: a download opens its segments there (issue 19, fifth round
+    for S3, sixth for the filesystem), so the thread that reads also decrypts and the
+    event loop receives plaintext only."""
 
     def get_range_mapped(
         self,
@@ -159,3 +162,16 @@ class ReadsOnAThread(Protocol):
         `piece_bytes` (the last may be shorter), each replaced by `each(piece)`, called
         on the reading thread in order; what `each` raises ends the read and is raised
         to the consumer. Closing the generator stops the thread after its current piece."""
+
+
+@runtime_checkable
+class WritesOnAThread(Protocol):
+    """A store that writes a stream on a thread of the write's own (the filesystem),
+    and can make each piece there before writing it: an upload seals its segments
+    there (issue 19, sixth round), so the thread that writes also seals, and a segment
+    takes one hand-off from the event loop instead of two."""
+
+    async def put_stream_made(self, key: str, makers: AsyncIterable[Callable[[], Buffer]]) -> int:
+        """put_stream of the bytes each maker returns, the makers called in order on
+        the writing thread; what a maker raises fails the write as the iterator's
+        failure would (nothing appears under `key`)."""

@@ -186,7 +186,7 @@ class S3BlobStore:
                 raise _failure("object lock", exc) from None
         return self._object_lock
 
-    async def put_stream(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def put_stream(self, key: str, chunks: AsyncIterable[bytes | bytearray]) -> int:
         writer = _MultipartWriter(self._client, self.bucket, self._key(key))
         # The upload's own threads run its S3 calls: up to PARTS_IN_FLIGHT parts at once,
         # the create and the completion alone. Every call handed to them is kept, so the

@@ -96,6 +96,12 @@ class TenantSettings:
             self.rules_for(category), (p for p in self.pending if p.category == category)
         )
 
+    def categories_retention_may_keep(self) -> list[str]:
+        """Every category `may_keep` is true of (the others have no rules keeping them and
+        nothing pending): the executor finds the newest data only of these."""
+        named = set(self.retention) | {p.category for p in self.pending}
+        return sorted(category for category in named if self.may_keep(category))
+
     def as_of(self, now: datetime) -> TenantSettings:
         """Without pending changes that have taken effect by `now` (they keep nothing)."""
         return replace(self, pending=tuple(p for p in self.pending if p.effective_at > now))

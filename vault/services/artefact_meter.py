@@ -30,7 +30,7 @@ class UploadMeter:
         if self.size > self.max_bytes:
             raise TooLarge(f"artefact is larger than {self.max_bytes} bytes")
 
-    def digest(self, chunk: bytes) -> None:
+    def digest(self, chunk: bytes | memoryview) -> None:
         self._sha256.update(chunk)
         self.crc32 = crc32(chunk, self.crc32)
 

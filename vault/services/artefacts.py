@@ -31,7 +31,7 @@ from crypto.stream import (
     parse_header,
     plan_range,
 )
-from vault.blobs.base import BlobStore
+from vault.blobs.base import BlobStore, WritesOnAThread
 from vault.db.database import Connection, Database
 from vault.db.sql import Queries
 from vault.domain.categories import check_category
@@ -41,7 +41,6 @@ from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
 from vault.services.artefact_meter import UploadMeter
 from vault.services.download_pipeline import planned_plaintext
 from vault.services.keyring import DataKey, KeyRing, artefact_object
-from vault.services.prefetch import prefetched
 from vault.services.stream_headers import StreamHeaderCache
 from vault.services.subjects import (
     Subject,
@@ -60,7 +59,7 @@ from vault.services.transfers import (
     SubjectRead,
     TransferLease,
 )
-from vault.services.upload_pipeline import sealed_upload
+from vault.services.upload_pipeline import sealed_upload, sealing_jobs
 
 Q = Queries("artefacts")
 
@@ -205,8 +204,10 @@ class ArtefactService:
             with lease.holding(data_key):
                 this = artefact_object(artefact_id)
                 sealer = StreamSealer(data_key.key, data_key.content_context(this))
-                pieces = prefetched(body, piece_bytes=DEFAULT_SEGMENT_SIZE)
-                await self._blobs.put_stream(key, sealed_upload(pieces, meter, sealer))
+                if isinstance(self._blobs, WritesOnAThread):
+                    await self._blobs.put_stream_made(key, sealing_jobs(body, meter, sealer))
+                else:
+                    await self._blobs.put_stream(key, sealed_upload(body, meter, sealer))
                 metadata = {"filename": filename, "sha256": meter.sha256, "crc32": meter.crc32}
                 sealed = seal_record(
                     data_key.key,

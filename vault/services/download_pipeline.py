@@ -9,15 +9,16 @@ sixth round): a thread of its own, started for the
 request, cost more than it saved (issue 19, second round: on a loaded machine those reads
 were the slowest percent). A longer read is opened off the loop:
 
-- where the store reads on a thread of the read's own (S3: blobs/base.py ReadsOnAThread),
-  that thread opens each segment as it reads it, and the loop receives plaintext: one
-  hand-off per segment (issue 19, fifth round). Before, each segment crossed from the
-  reading thread to the loop, through a read-ahead task, to an opening thread and back;
-  those hops were most of what the loop spent on a download beside sending;
-- otherwise (the filesystem store, which reads the page cache without a thread) it is
-  read ahead (services/prefetch.py) and its segments are opened on a thread of the
-  download's own (AES-GCM releases the GIL), a few ahead of the one the event loop is
-  sending (crypto.stream.decrypt_range's `open_in`).
+- where the store reads on a thread of the read's own (both stores: blobs/base.py
+  ReadsOnAThread), that thread opens each segment as it reads it, and the loop receives
+  plaintext: one hand-off per segment (issue 19, fifth round for S3, sixth for the
+  filesystem). Before, each segment crossed from the reading thread (S3) or a pool
+  thread (the filesystem) to the loop, through a read-ahead task, to an opening thread
+  and back; those hops were most of what the loop spent on a download beside sending;
+- otherwise (a store without such a thread) it is read ahead (services/prefetch.py)
+  and its segments are opened on a thread of the download's own (AES-GCM releases the
+  GIL), a few ahead of the one the event loop is sending (crypto.stream.decrypt_range's
+  `open_in`).
 
 The checks are crypto.stream.RangeOpener's either way: every planned segment, each the
 length and the authentic segment it must be, and no more.

@@ -192,14 +192,16 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
 -- and per erasure): every live subject key of the generations each covers
 -- (from_generation .. generation, migration 0016), with
 -- - newest: the newest artefact or record of the key's category in its generation
---   (statutory retention counts from it; the caller asks only where the tenant's
---   settings may keep that category);
+--   (statutory retention counts from it), found only for the categories $3 (an array:
+--   those the tenant's settings may keep, TenantSettings.categories_retention_may_keep),
+--   NULL for the others: it reads every live artefact of the category, so it grew with
+--   the subject's artefacts where no retention could use it (issue 19, sixth round);
 -- - stated_until: for an erasure restored from the shred ledger (`restored_at`),
 --   the `until` it stated for that key: no retry keeps one for less, since the restored
 --   settings are older than the ones it was computed from. (A live erasure follows the
 --   tenant's settings: a shortened keep_at_least_days binds it after the closure delay.)
 SELECT e.id AS erasure_id, k.generation, k.id AS key_id, k.category,
-       (SELECT max(created_at) FROM (
+       CASE WHEN k.category = ANY($3::text[]) THEN (SELECT max(created_at) FROM (
             SELECT a.created_at FROM artefacts a WHERE a.tenant_id = k.tenant_id
                AND a.subject_id = k.subject_id AND a.generation = k.generation
                AND a.category = k.category AND a.state = 'active'
@@ -207,7 +209,7 @@ SELECT e.id AS erasure_id, k.generation, k.id AS key_id, k.category,
             SELECT r.created_at FROM records r WHERE r.tenant_id = k.tenant_id
                AND r.subject_id = k.subject_id AND r.generation = k.generation
                AND r.category = k.category AND r.value_sealed IS NOT NULL
-        ) AS data) AS newest,
+        ) AS data) END AS newest,
        (SELECT i.kept_until FROM erasure_items i
          WHERE i.tenant_id = e.tenant_id AND i.erasure_id = e.id AND i.key_id = k.id
            AND i.outcome = 'retained' AND i.kept_until IS NOT NULL
