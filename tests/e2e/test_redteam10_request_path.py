@@ -20,6 +20,7 @@ import asyncio
 import json
 import os
 import socket
+import threading
 import time
 import urllib.parse
 import uuid
@@ -48,6 +49,7 @@ from tests.support import (
     private_server,
     transfer_holds,
 )
+from vault.blobs.filesystem import READ_THREAD_NAME
 from vault.runtime import operator_context
 
 MIB = 1024 * 1024
@@ -318,6 +320,11 @@ def test_a_download_whose_client_went_away_releases_its_hold_and_key(
         ),
         timeout=CUT_WITHIN,
     ), "a download whose client went away still holds its key"
+    # The filesystem store's reading thread (which opens the segments with the key) ends.
+    assert wait_for(
+        lambda: not any(t.name == READ_THREAD_NAME for t in threading.enumerate()),
+        timeout=CUT_WITHIN,
+    ), "a reading thread outlived the download"
 
 
 SEGMENT = MIB  # plaintext bytes per segment (crypto/FORMAT.md)
