@@ -25,6 +25,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from tests.api.helpers import (
     create_key,
     put_record,
     record_url,
+    subject_url,
     uploaded,
     wait_for,
 )
@@ -483,3 +485,49 @@ def test_an_empty_artefact_reads_as_empty_whole_by_head_and_by_range(
         _problem(ranged, 416)
     assert answers[4].status == 200 and answers[4].body == b""
     assert left == b""
+
+
+def _files_holding(root: Path, needle: bytes) -> list[Path]:
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            with suppress(OSError):
+                if needle in path.read_bytes():
+                    found.append(path)
+    return found
+
+
+@pytest.mark.parametrize("ending", ["completed", "client-gone"], ids=str)
+def test_an_upload_in_flight_writes_no_plaintext_to_disk(
+    vault: ServerThread, own_tenant: Tenant, ending: str
+) -> None:
+    """perf-stream6 seals each segment on the filesystem store's writing thread, from the
+    body's pieces: what reaches the data directory (the temp file while the body still
+    arrives, the blob once it is whole, nothing once the client went away) is sealed,
+    never the plaintext."""
+    marker = os.urandom(24).hex().encode()  # 48 bytes the plaintext repeats
+    piece = marker * (MIB // len(marker))
+    with vault.client() as http:
+        ingest = create_key(http, own_tenant, ["ingest"])
+    root = vault.settings.data_dir
+    with RawConnection(vault) as conn:
+        path = subject_url(f"sealed-on-disk-{ending}", "artefacts") + "?category=recording"
+        conn.sock.sendall(
+            conn.request(
+                "POST", path, ingest["secret"],
+                extra="Transfer-Encoding: chunked\r\nContent-Type: application/octet-stream\r\n",
+            ).replace(b"Content-Length: 0\r\n", b"")
+        )  # fmt: skip
+        for _ in range(3):
+            conn.sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+        time.sleep(1.0)  # the body paused: three segments arrived, two sealed and written
+        while_arriving = _files_holding(root, marker)
+        temp_files = [p for p in root.rglob("*.partial") if p.stat().st_size > MIB]
+        if ending == "completed":
+            conn.sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n0\r\n\r\n")
+            answer = conn.answer("POST")
+            assert answer.status == 201, answer
+    time.sleep(0.5)  # the gone client's upload given up, its temp file removed
+    after = _files_holding(root, marker)
+    assert temp_files, "nothing of the upload was written while its body arrived"
+    assert while_arriving == [] and after == []
