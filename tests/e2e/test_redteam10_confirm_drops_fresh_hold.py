@@ -68,11 +68,6 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 10: still_live deletes the rows of keys the lease took after the "
-    "confirmation read `held`; an erasure completes while the download holds the key",
-)
 def test_a_hold_taken_while_a_confirmation_runs_keeps_the_erasure_from_completing(
     vault: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:

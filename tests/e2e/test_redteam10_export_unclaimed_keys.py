@@ -66,11 +66,6 @@ def _account_keys_in_memory(tenant: Tenant) -> int:
     return sum(1 for key in data_keys_in_memory(tenant) if key.subject_key.category == "account")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 10: an export's later records' keys are unwrapped with no hold; an "
-    "erasure ends while a stalled export holds the shredded account key",
-)
 def test_a_stalled_export_holds_no_shredded_key_once_the_erasure_has_ended(
     vault: ServerThread,
 ) -> None:
@@ -122,11 +117,6 @@ def test_a_stalled_export_holds_no_shredded_key_once_the_erasure_has_ended(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 10: an export's later records' keys are unwrapped with no hold and "
-    "never confirmed; a stalled export holds a deleted record's destroyed key",
-)
 def test_a_stalled_export_lets_go_of_a_record_key_destroyed_by_its_deletion(
     vault: ServerThread,
 ) -> None:

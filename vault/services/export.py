@@ -32,7 +32,7 @@ from vault.domain.subject_refs import SubjectRef
 from vault.errors import NotFound
 from vault.services.artefacts import Artefact, ArtefactService
 from vault.services.disclosures import Disclosure, DisclosureService
-from vault.services.keyring import DataKey, KeyRing, record_object
+from vault.services.keyring import KeyRing, record_object
 from vault.services.subjects import (
     SubjectAccess,
     SubjectService,
@@ -69,7 +69,10 @@ class _RecordHead:
 
 @dataclass(frozen=True)
 class _SealedRecord:
-    key: DataKey
+    # The key's id only: it is unwrapped once this transfer holds it (red team 10: a
+    # batch's keys unwrapped at once sat in memory, unheld and unconfirmed, while a
+    # stalled client kept the export on an earlier record).
+    data_key_id: uuid.UUID
     sealed: bytes
     generation: int
 
@@ -256,12 +259,14 @@ class ExportService:
             sealed.reverse()  # popped in the batch's order: each leaves as it is opened
             for head in batch:
                 item = sealed.pop()
-                await lease.claim(item.key.id)
+                await lease.claim(item.data_key_id)
+                async with self._db.tenant_tx(tenant_id) as conn:
+                    key = await self._keyring.data_key(conn, tenant_id, item.data_key_id)
                 read = SubjectRead(ref_hash, item.generation, access)
-                last.replace(lease.holding(item.key, read))
-                context = item.key.content_context(record_object(head.name, head.version))
-                value = open_record(item.key.key, item.sealed, context)
-                del item  # the key leaves memory; the lease holds its id
+                last.replace(lease.holding(key, read))
+                context = key.content_context(record_object(head.name, head.version))
+                value = open_record(key.key, item.sealed, context)
+                del item, key  # the key leaves memory; the lease holds its id
                 yield head.info["path"], value
                 del value
 
@@ -294,8 +299,9 @@ class ExportService:
                 if row is None:
                     raise NotFound("a record changed while the export was streaming")
                 check_generation(hidden, row["generation"])
-                key = await self._keyring.data_key(conn, tenant_id, row["data_key_id"])
-                sealed.append(_SealedRecord(key, bytes(row["value_sealed"]), row["generation"]))
+                sealed.append(
+                    _SealedRecord(row["data_key_id"], bytes(row["value_sealed"]), row["generation"])
+                )
         return sealed
 
 

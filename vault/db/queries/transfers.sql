@@ -15,17 +15,16 @@ SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))
 -- with every key above them (subject key, KEK): any one destroyed and the data is gone.
 -- In the same statement the transfer's rows in transfer_keys (transfer $4) are renewed
 -- for $5 seconds for the keys it holds (written again if missing: one lost with a
--- database crash is back at the next check) and dropped for those it no longer holds
--- (migration 0026).
+-- database crash is back at the next check). Rows of keys it no longer holds are not
+-- deleted here: $3 was read before this statement, and a hold the same transfer
+-- committed meanwhile (a read's own statement, an export's next claim, a listing's page)
+-- is not in it (red team 10). They stop being renewed and expire by the clock (at most
+-- $5 seconds), or go when the transfer ends.
 WITH renewed AS (
     INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)
     SELECT $1, $4, held, now() + make_interval(secs => $5) FROM unnest($3::uuid[]) AS held
     ON CONFLICT (tenant_id, transfer_id, data_key_id)
        DO UPDATE SET held_until = EXCLUDED.held_until
-    RETURNING 1),
-released AS (
-    DELETE FROM transfer_keys
-     WHERE tenant_id = $1 AND transfer_id = $4 AND NOT data_key_id = ANY($3::uuid[])
     RETURNING 1)
 SELECT (SELECT true FROM dv_require_live_key($1, $2)) AS api_key_live,
        NOT EXISTS (SELECT 1 FROM api_keys
