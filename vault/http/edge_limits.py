@@ -137,8 +137,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return  # a pipelined request after a refused one: never started
         super().on_message_begin()
         # ASGI types extension values as dicts; these are the vault's own callables.
-        # One per request: a request pipelined behind this one asks for its own.
+        # One per request: a request pipelined behind this one asks for its own, and a
+        # wake-up timer left from the request before must not stand for its first.
         self._body_messages = _BodyMessages()
+        if self._body_wake is not None:
+            self._body_wake.cancel()
+            self._body_wake = None
         extensions: dict[str, Any] = {
             ABORT_CONNECTION: self._abort_connection,
             WAIT_WRITTEN: self._wait_written,
