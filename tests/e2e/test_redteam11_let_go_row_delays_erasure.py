@@ -12,8 +12,11 @@ Before the fix the next confirmation (10 s) deleted the row. docs/deletion-guara
 says of the case only that "its row expires within 60 s"; the row's bound reads "With a
 stalled download that is one recheck (10 s) and a publisher pass later".
 
-Natural case, no window widened: an account record, then billing records (kept by the
-default statutory retention) large enough to stall a client that stopped reading.
+Natural cases, no window widened: an account record, then billing records (kept by the
+default statutory retention) large enough to stall a client that stopped reading; the
+erasure keeps the billing records (`held`), or, for the subject's second life, keeps
+nothing (`completed`: DESIGN.md, within a minute of not_before). Measured without the
+limit: `held` after 59.1 s, `completed` after 59.2 s, the export holding no account key.
 """
 
 from __future__ import annotations
