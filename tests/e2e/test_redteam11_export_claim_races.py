@@ -52,10 +52,6 @@ from tests.support import ServerThread, make_tenant, private_server
 from vault.services import transfers as transfer_service
 
 PAUSE_SECONDS = 1.0
-XFAIL = pytest.mark.xfail(
-    strict=True,
-    reason="red team 11: an export's entry destroyed mid-stream is logged as a 500, not a cut",
-)
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +122,6 @@ def _export_racing(
     return received, sorted(row["status"] for row in rows)
 
 
-@XFAIL
 @pytest.mark.parametrize("change", ["delete", "replace"])
 @pytest.mark.parametrize("before", [True, False], ids=["before-claim", "after-claim"])
 def test_an_export_whose_record_is_destroyed_around_its_claim_is_cut_and_logged_as_such(
@@ -157,7 +152,6 @@ def test_an_export_whose_record_is_destroyed_around_its_claim_is_cut_and_logged_
     assert statuses and 500 not in statuses, statuses
 
 
-@XFAIL
 def test_an_export_whose_artefact_is_deleted_before_its_entry_is_cut_and_logged_as_such(
     vault: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -62,10 +62,6 @@ def _account_keys_in_memory(tenant: Tenant) -> int:
     return sum(1 for key in data_keys_in_memory(tenant) if key.subject_key.category == "account")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 11: a let-go key's row in transfer_keys holds the erasure for up to 60 s",
-)
 def test_an_erasure_is_not_held_back_by_a_key_the_stalled_export_let_go(
     vault: ServerThread,
 ) -> None:
@@ -131,10 +127,6 @@ def _erase_until(
     return status, time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 11: a let-go key's row in transfer_keys holds a non-held erasure too",
-)
 def test_a_second_life_erasure_is_not_held_back_by_a_key_the_stalled_export_let_go(
     vault: ServerThread,
 ) -> None:

@@ -170,6 +170,20 @@ def _drop_connection(scope: Scope) -> bool:
     return True
 
 
+def _refusal_after_head(exc: BaseException, watch: _Watch) -> VaultError | None:
+    """The vault's own refusal, raised by a watched transfer's answer after its head left
+    (an export's next entry whose key was destroyed or whose artefact was deleted since
+    the manifest): a cut like the watchdog's, not the vault's failure. Starlette's
+    exception middleware re-raises it as a RuntimeError caused by it once the response
+    has started; None for anything else."""
+    if watch.lease is None or not watch.started or watch.completed:
+        return None
+    for error in (exc, exc.__cause__):
+        if isinstance(error, VaultError):
+            return error.with_traceback(None)
+    return None
+
+
 class TransferWatchMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -194,7 +208,7 @@ class TransferWatchMiddleware:
                 # reading) still cuts it, and the transfer holds its keys until then.
                 watch.completed = True
 
-        cancelled = False
+        cancelled = refused_mid_answer = False
         try:
             async with asyncio.timeout(None) as deadline:
                 watch.deadline = deadline
@@ -202,14 +216,19 @@ class TransferWatchMiddleware:
         except asyncio.CancelledError:
             cancelled = True  # by the server, not by the watchdog (that is TimeoutError)
             raise
-        except Exception:
+        except Exception as exc:
+            refusal = _refusal_after_head(exc, watch)
+            if refusal is not None:
+                watch.cut, refused_mid_answer = refusal, True
             # The cancellation arrives as TimeoutError, or as whatever the request raised
             # while it unwound; anything else is not a cut.
-            if watch.cut is None or not deadline.expired():
+            elif watch.cut is None or not deadline.expired():
                 raise
         finally:
             await watch.stop(wait_for_release=not cancelled)
-        if watch.cut is None or not deadline.expired() or watch.completed:
+        if not refused_mid_answer and (
+            watch.cut is None or not deadline.expired() or watch.completed
+        ):
             return  # not cut, or the whole answer was out before the cut landed
         await self._cut(vault, scope, receive, send, watch)
 

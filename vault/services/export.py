@@ -263,7 +263,7 @@ class ExportService:
                 async with self._db.tenant_tx(tenant_id) as conn:
                     key = await self._keyring.data_key(conn, tenant_id, item.data_key_id)
                 read = SubjectRead(ref_hash, item.generation, access)
-                last.replace(lease.holding(key, read))
+                last.replace(lease.holding(key, read, once=True))
                 context = key.content_context(record_object(head.name, head.version))
                 value = open_record(key.key, item.sealed, context)
                 del item, key  # the key leaves memory; the lease holds its id
