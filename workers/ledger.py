@@ -162,6 +162,9 @@ async def _complete_batch(
     db: Database, receipts: ReceiptIssuer | None, tenant_id: uuid.UUID
 ) -> list[uuid.UUID]:
     done: list[tuple[uuid.UUID, ErasureStatus]] = []
+    async with db.tenant_tx(tenant_id) as conn:
+        if not await conn.fetchval(E.any_shredded, tenant_id):
+            return []  # nothing to complete: no barrier for the tenant's holds to queue at
     # Holds in flight first (migration 0042): completion must see every hold that read a
     # shredded key live, and the look below takes its snapshot after the barrier.
     await db.tenant_fetch(tenant_id, E.transfer_barrier)

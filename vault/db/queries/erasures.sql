@@ -129,6 +129,13 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = EXCLUDED.outcome, destroyed_at = EXCLUDED.destroyed_at,
        hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
+-- name: any_shredded
+-- Whether the tenant has an erasure shredded and not yet completed (or held): the
+-- publisher takes the barrier below only then (an erasure shredded after this look is
+-- completed on a later pass), not for every tenant on every pass (red team 11: a waiting
+-- barrier queues every later hold of the tenant behind it).
+SELECT EXISTS (SELECT 1 FROM erasures WHERE tenant_id = $1 AND status = 'in_progress')
+
 -- name: transfer_barrier
 -- Before completion looks for holds (awaiting_ledger): wait for the tenant's hold
 -- statements in flight to commit, in a statement of its own (migration 0042). A hold that
