@@ -146,12 +146,26 @@ async def complete_published_erasures(
     holds keep part of them), with their receipt (final, or interim while held) issued
     in the same transaction. Returns (tenant, erasure) pairs that changed. A tenant's
     are taken _COMPLETE_BATCH per transaction, _COMPLETE_PARALLEL transactions at once
-    (SKIP LOCKED gives each its own): a burst of erasures is round trips, which overlap."""
+    (SKIP LOCKED gives each its own): a burst of erasures is round trips, which overlap.
+
+    Per tenant, what may complete is looked for first and only then the barrier taken
+    (migration 0042: every hold in flight commits before completion looks for holds):
+    those erasures' shreds committed before the look, so before the barrier, and a hold
+    that reads after the barrier finds their keys destroyed. One shredded and published
+    after the look (an inline publish, another process's publisher) waits for the next
+    pass. A tenant with nothing to complete gets no barrier for its holds to queue at."""
     changed: list[tuple[uuid.UUID, uuid.UUID]] = []
     for tenant in await list_tenants(db):
+        async with db.tenant_tx(tenant.id) as conn:
+            ready = [row["id"] for row in await conn.fetch(E.ready_before_barrier, tenant.id)]
+        if not ready:
+            continue
+        await db.tenant_fetch(tenant.id, E.transfer_barrier)
 
-        async def complete_batches(tenant_id: uuid.UUID = tenant.id) -> None:
-            while batch := await _complete_batch(db, receipts, tenant_id):
+        async def complete_batches(
+            tenant_id: uuid.UUID = tenant.id, ready: list[uuid.UUID] = ready
+        ) -> None:
+            while batch := await _complete_batch(db, receipts, tenant_id, ready):
                 changed.extend((tenant_id, erasure_id) for erasure_id in batch)
 
         await asyncio.gather(*(complete_batches() for _ in range(_COMPLETE_PARALLEL)))
@@ -159,17 +173,13 @@ async def complete_published_erasures(
 
 
 async def _complete_batch(
-    db: Database, receipts: ReceiptIssuer | None, tenant_id: uuid.UUID
+    db: Database, receipts: ReceiptIssuer | None, tenant_id: uuid.UUID, ready: list[uuid.UUID]
 ) -> list[uuid.UUID]:
+    """Up to _COMPLETE_BATCH of `ready` (looked for before the barrier) that no hold
+    keeps waiting, moved on, in one transaction whose look comes after the barrier."""
     done: list[tuple[uuid.UUID, ErasureStatus]] = []
     async with db.tenant_tx(tenant_id) as conn:
-        if not await conn.fetchval(E.any_shredded, tenant_id):
-            return []  # nothing to complete: no barrier for the tenant's holds to queue at
-    # Holds in flight first (migration 0042): completion must see every hold that read a
-    # shredded key live, and the look below takes its snapshot after the barrier.
-    await db.tenant_fetch(tenant_id, E.transfer_barrier)
-    async with db.tenant_tx(tenant_id) as conn:
-        for row in await conn.fetch(E.awaiting_ledger, tenant_id, _COMPLETE_BATCH):
+        for row in await conn.fetch(E.awaiting_ledger, tenant_id, _COMPLETE_BATCH, ready):
             done.append((row["id"], status_after_shred(row["kept"])))
         for status in sorted({status for _, status in done}):  # one statement a status
             moving = [erasure_id for erasure_id, to in done if to == status]

@@ -17,11 +17,14 @@ import uuid
 import asyncpg
 import pytest
 
+import workers.ledger as ledger_module
 from tests.api.helpers import auth, create_key, put_record, subject_url
 from tests.support import ServerThread, Tenant, make_tenant
+from vault.db.database import Database
 from vault.runtime import operator_context
 from vault.services.receipts import ReceiptSigner
 from workers.erasure import run_due_erasures
+from workers.ledger import E as ledger_queries
 from workers.ledger import complete_published_erasures, publish_pending
 
 # Far longer than a pass over the test database's tenants takes.
@@ -89,3 +92,99 @@ def test_a_shredded_erasure_still_waits_for_the_hold_in_flight(
         status = http.get(url, headers=auth(privacy)).json()["status"]
     assert waited, "completion did not wait for the hold in flight"
     assert status == "completed"
+
+
+def test_an_erasure_shredded_after_the_barrier_does_not_complete_past_a_hold_in_flight(
+    quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attack: the publisher passes the tenant's barrier (another erasure, kept waiting by
+    a transfer, gives it a reason to); right after it, a read holds subject X's key
+    (it read the key live; its hold not yet committed), X's erasure is shredded and its
+    ledger rows published (an inline publish or another process's publisher can do both
+    between the barrier and completion's look). Expected: X does not complete in that
+    pass: the barrier came before X's shred, so it proves nothing about X's holds."""
+    settings, url = quiet_vault.settings, quiet_vault.database_url
+    with quiet_vault.client() as http:
+        ingest = create_key(http, tenant, ["ingest"])
+        privacy = create_key(http, tenant, ["erasure"])
+        for ref in ("waiting", "raced"):
+            assert put_record(http, ingest, ref, f"{ref}-rec", b"{}").status_code == 201
+        waiting = http.post(subject_url("waiting", "erasure"), headers=auth(privacy))
+        assert waiting.status_code == 202, waiting.text
+
+        async def key_of(admin: asyncpg.Connection, name: str) -> uuid.UUID:
+            found = await admin.fetchval(
+                "SELECT data_key_id FROM records WHERE tenant_id = $1 AND name = $2",
+                tenant.id, name,
+            )  # fmt: skip
+            assert isinstance(found, uuid.UUID)
+            return found
+
+        async def run() -> None:
+            admin = await asyncpg.connect(url)
+            async with operator_context(settings, url) as ctx:
+                signer = await ReceiptSigner.load_or_create(ctx.db, ctx.root)
+                await run_due_erasures(ctx.db, ctx.keyring)
+                await publish_pending(ctx.db, ctx.blobs, signer=signer)
+                # "waiting" stays in progress: a transfer holds its key (committed).
+                await admin.execute(
+                    "INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)"
+                    " VALUES ($1, gen_random_uuid(), $2, now() + interval '1 hour')",
+                    tenant.id, await key_of(admin, "waiting-rec"),
+                )  # fmt: skip
+                raced = http.post(subject_url("raced", "erasure"), headers=auth(privacy))
+                assert raced.status_code == 202, raced.text
+                raced_key = await key_of(admin, "raced-rec")
+                hold = await asyncpg.connect(url)
+                real_fetch = Database.tenant_fetch
+                armed = True
+
+                async def fetch(
+                    self: Database, tenant_id: uuid.UUID, query: str, *args: object
+                ) -> list[asyncpg.Record]:
+                    nonlocal armed
+                    rows = await real_fetch(self, tenant_id, query, *args)
+                    if armed and query == ledger_queries.transfer_barrier:
+                        armed = False
+                        # A read holds the raced key, live in its snapshot, uncommitted.
+                        await hold.execute("BEGIN")
+                        await hold.execute(
+                            "SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))",
+                            tenant.id,
+                        )
+                        assert await hold.fetchval(
+                            "SELECT wrapped_key IS NOT NULL FROM data_keys"
+                            " WHERE tenant_id = $1 AND id = $2",
+                            tenant.id, raced_key,
+                        )  # fmt: skip
+                        await hold.execute(
+                            "INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id,"
+                            " held_until) VALUES ($1, gen_random_uuid(), $2,"
+                            " now() + interval '1 hour')",
+                            tenant.id, raced_key,
+                        )  # fmt: skip
+                        # The raced erasure shredded and published meanwhile.
+                        await run_due_erasures(ctx.db, ctx.keyring)
+                        await publish_pending(ctx.db, ctx.blobs, signer=signer)
+                    return rows
+
+                monkeypatch.setattr(Database, "tenant_fetch", fetch)
+                # One completing task: the read's hold stays open through the pass, and
+                # a second task's own barrier would wait for it.
+                monkeypatch.setattr(ledger_module, "_COMPLETE_PARALLEL", 1)
+                timed_out = False
+                try:
+                    try:
+                        await asyncio.wait_for(complete_published_erasures(ctx.db), 5.0)
+                    except TimeoutError:
+                        timed_out = True  # waiting at a barrier behind the open hold
+                    shown = http.get(f"/v1/erasures/{raced.json()['id']}", headers=auth(privacy))
+                finally:
+                    monkeypatch.setattr(Database, "tenant_fetch", real_fetch)
+                    await hold.close()  # the read's hold never commits: rolled back
+            await admin.close()
+            assert not armed, "the publisher never took the barrier"
+            assert shown.json()["status"] == "in_progress", shown.text
+            assert not timed_out
+
+        asyncio.run(run())

@@ -129,12 +129,18 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
    SET outcome = EXCLUDED.outcome, destroyed_at = EXCLUDED.destroyed_at,
        hold_ids = EXCLUDED.hold_ids, kept_until = NULL
 
--- name: any_shredded
--- Whether the tenant has an erasure shredded and not yet completed (or held): the
--- publisher takes the barrier below only then (an erasure shredded after this look is
--- completed on a later pass), not for every tenant on every pass (red team 11: a waiting
--- barrier queues every later hold of the tenant behind it).
-SELECT EXISTS (SELECT 1 FROM erasures WHERE tenant_id = $1 AND status = 'in_progress')
+-- name: ready_before_barrier
+-- The tenant's erasures shredded and with every ledger row published, looked for BEFORE
+-- the barrier below: only these may complete after it (awaiting_ledger's $3). Their
+-- shreds committed before this look, so before the barrier, which is what the barrier's
+-- promise needs; an erasure shredded and published after the barrier (by an inline
+-- publish or another process's publisher) waits for the next pass, whose barrier comes
+-- after its shred. None: the publisher takes no barrier for the tenant (red team 11: a
+-- waiting barrier queues every later hold of the tenant behind it).
+SELECT e.id FROM erasures e
+ WHERE e.tenant_id = $1 AND e.status = 'in_progress'
+   AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
+                     AND o.erasure_id = e.id AND o.published_at IS NULL)
 
 -- name: transfer_barrier
 -- Before completion looks for holds (awaiting_ledger): wait for the tenant's hold
@@ -149,11 +155,12 @@ SELECT dv_transfer_barrier($1)
 -- (transfer_keys, migration 0026; a row past held_until holds nothing: that process has
 -- cut the transfer by then, or is gone). DESIGN.md: "completed" means no process holds
 -- the key any more; an erasure whose keys no transfer holds is not delayed at all.
+-- Only among $3, those ready_before_barrier found before the barrier.
 SELECT e.id, e.subject_id, e.generation,
        EXISTS (SELECT 1 FROM erasure_items i WHERE i.tenant_id = e.tenant_id
                  AND i.erasure_id = e.id AND i.outcome <> 'shredded') AS kept
   FROM erasures e
- WHERE e.tenant_id = $1 AND e.status = 'in_progress'
+ WHERE e.tenant_id = $1 AND e.status = 'in_progress' AND e.id = ANY($3::uuid[])
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
    AND NOT EXISTS (SELECT 1 FROM transfer_keys t
