@@ -39,11 +39,6 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 12: an Unavailable after the head is taken for the answer's own "
-    "refusal: logged and counted as a watchdog cut (reason unconfirmed), not as a failure",
-)
 def test_a_database_outage_mid_export_is_not_logged_as_a_transfer_cut(
     vault: ServerThread, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

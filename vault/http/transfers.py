@@ -37,7 +37,14 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from vault.errors import Forbidden, KeyDestroyed, KeyNoLongerLive, NotFound, VaultError
+from vault.errors import (
+    Forbidden,
+    KeyDestroyed,
+    KeyNoLongerLive,
+    NotFound,
+    Unauthenticated,
+    VaultError,
+)
 from vault.http.edge_limits import ABORT_CONNECTION, WAIT_WRITTEN
 from vault.http.problems import problem_for, status_for
 from vault.http.state import VaultState, vault_state
@@ -179,7 +186,10 @@ def _refusal_after_head(exc: BaseException, watch: _Watch) -> VaultError | None:
     if watch.lease is None or not watch.started or watch.completed:
         return None
     for error in (exc, exc.__cause__):
-        if isinstance(error, VaultError):
+        # The refusals a watchdog's cut also gives (a key or entry gone, a read no longer
+        # allowed, a key revoked); anything else (the database unreachable, a bug) stays
+        # the vault's failure, logged and alerted on as such.
+        if isinstance(error, NotFound | Forbidden | Unauthenticated):
             return error.with_traceback(None)
     return None
 

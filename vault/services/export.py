@@ -20,7 +20,6 @@ import re
 import uuid
 import zlib
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
-from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -75,25 +74,6 @@ class _SealedRecord:
     data_key_id: uuid.UUID
     sealed: bytes
     generation: int
-
-
-class _LastRecordHeld:
-    """The export's hold on the record whose plaintext it handed on last. The ZIP writer
-    asks for the next entry while up to a chunk of the previous one is still on its way,
-    so a record's key is let go only once the next one is held, and the last record's
-    when the export's stream ends."""
-
-    def __init__(self) -> None:
-        self._held = ExitStack()
-
-    def replace(self, holding: AbstractContextManager[None]) -> None:
-        held = ExitStack()
-        held.enter_context(holding)
-        self._held.close()
-        self._held = held
-
-    def close(self) -> None:
-        self._held.close()
 
 
 class ExportService:
@@ -216,13 +196,12 @@ class ExportService:
         from stream_zip import NO_COMPRESSION_64, async_stream_zip
 
         now = datetime.now(UTC)
-        last_record = _LastRecordHeld()
 
         async def members() -> AsyncIterator[Any]:
             body = json.dumps(manifest, indent=2, ensure_ascii=False).encode()
             yield "manifest.json", now, _ENTRY_MODE, _stored(body), _once(body)
             async for path, value in self._record_members(
-                tenant_id, ref_hash, access, records, lease, last_record
+                tenant_id, ref_hash, access, records, lease
             ):
                 yield path, now, _ENTRY_MODE, _stored(value), _once(value)
             for artefact in artefacts:
@@ -231,11 +210,8 @@ class ExportService:
                 method = NO_COMPRESSION_64(artefact.size, artefact.crc32)
                 yield _entry_name(artefact), artefact.created_at, _ENTRY_MODE, method, content.body
 
-        try:
-            async for chunk in async_stream_zip(members()):
-                yield chunk
-        finally:
-            last_record.close()
+        async for chunk in async_stream_zip(members()):
+            yield chunk
 
     async def _record_members(
         self,
@@ -244,15 +220,16 @@ class ExportService:
         access: SubjectAccess,
         records: Sequence[_RecordHead],
         lease: TransferLease,
-        last: _LastRecordHeld,
     ) -> AsyncIterator[tuple[str, bytes]]:
         """(path, plaintext) per record, each decrypted only when the ZIP writer asks for
         its entry: at most one record's plaintext at a time. Its data key is claimed in
         transfer_keys and held under `lease`, by id with the read it serves, before it is
-        decrypted and until the writer has moved on (`last`), so a stalled export holding
-        a record's plaintext is confirmed on the clock like a download: cut once the key
-        is shredded or the read path would refuse the read (a restriction), and an
-        erasure completes only once it is cut (DESIGN.md, Deletion guarantees)."""
+        decrypted and until the export ends (the ZIP writer buffers up to 64 KiB of output,
+        several small records' plaintext, before anything is sent: red team 12), so a
+        stalled export holding a record's plaintext is confirmed on the clock like a
+        download: cut once the key is shredded or the read path would refuse the read (a
+        restriction), and an erasure completes only once it is cut (DESIGN.md, Deletion
+        guarantees)."""
         for start in range(0, len(records), _RECORD_BATCH):
             batch = list(records[start : start + _RECORD_BATCH])
             sealed = await self._sealed_records(tenant_id, ref_hash, access, batch)
@@ -263,7 +240,7 @@ class ExportService:
                 async with self._db.tenant_tx(tenant_id) as conn:
                     key = await self._keyring.data_key(conn, tenant_id, item.data_key_id)
                 read = SubjectRead(ref_hash, item.generation, access)
-                last.replace(lease.holding(key, read, once=True))
+                lease.hold_until_closed(key.id, read)
                 context = key.content_context(record_object(head.name, head.version))
                 value = open_record(key.key, item.sealed, context)
                 del item, key  # the key leaves memory; the lease holds its id

@@ -106,10 +106,6 @@ class TransferLease:
         # answered in one message): its access-log row's commit confirms them.
         self._unflushed: set[uuid.UUID] = set()
         self._streams: list[AsyncGenerator[bytes, None]] = []
-        # Keys let go in mid-transfer for good (`holding(once=True)`), and the deletions
-        # of their rows in transfer_keys under way.
-        self._gone_for_good: set[uuid.UUID] = set()
-        self._letting_go: set[asyncio.Task[None]] = set()
         self.ended = False
         self.closed = False
 
@@ -187,15 +183,9 @@ class TransferLease:
         return held
 
     @contextmanager
-    def holding(
-        self, data_key: DataKey, read: SubjectRead | None = None, *, once: bool = False
-    ) -> Iterator[None]:
+    def holding(self, data_key: DataKey, read: SubjectRead | None = None) -> Iterator[None]:
         """While the block runs, `data_key` is confirmed with the rest of the lease, and
-        so is `read`, the read it serves (None: a write). `once`: the transfer never holds
-        this key again after the block (an export's record), so its row in
-        transfer_keys is deleted as soon as nothing holds it, not left to expire by the
-        clock; a confirmation never deletes rows (it could delete a hold taken while it
-        ran)."""
+        so is `read`, the read it serves (None: a write)."""
         if data_key.subject_key.tenant_id != self.tenant_id:
             raise ValueError("a transfer holds keys of its own tenant only")
         key_id = data_key.id
@@ -210,25 +200,6 @@ class TransferLease:
             if self._data_keys[key_id] <= 0:
                 del self._data_keys[key_id]
                 self._reads.pop(key_id, None)
-                if once:
-                    self._gone_for_good.add(key_id)
-                    self._let_go(key_id)
-
-    def _let_go(self, key_id: uuid.UUID) -> None:
-        """Delete the row of a key this transfer will not hold again, off the caller's
-        path. Failing, it expires by the clock (HELD_FOR_SECONDS)."""
-        if self.closed:
-            return  # the lease's release deletes every row
-        task = asyncio.get_running_loop().create_task(self._delete_row(key_id))
-        self._letting_go.add(task)
-        task.add_done_callback(self._letting_go.discard)
-
-    async def _delete_row(self, key_id: uuid.UUID) -> None:
-        try:
-            async with self._db.tenant_tx(self.tenant_id) as conn:
-                await conn.execute(Q.let_go, self.tenant_id, self.id, key_id)
-        except Exception as exc:
-            log.warning("transfer_let_go_failed", error_type=type(exc).__name__)
 
     def stream(self, body: AsyncGenerator[bytes, None]) -> AsyncGenerator[bytes, None]:
         """Register a stream that decrypts under the lease's keys, to be closed with it."""
@@ -261,12 +232,6 @@ class TransferLease:
                 ref_hash: await conn.fetchrow(S.find, self.tenant_id, ref_hash)
                 for ref_hash in {read.ref_hash for read in reads}
             }
-        # A key let go for good while this check ran had its row renewed by it (written
-        # again if its deletion came first): deleted again, now that the renewal has
-        # committed.
-        for key_id in held:
-            if key_id in self._gone_for_good:
-                self._let_go(key_id)
         assert row is not None
         if not row["api_key_unexpired"]:
             raise KeyNoLongerLive("the API key that started this transfer expired")

@@ -53,12 +53,6 @@ SELECT dv_transfer_hold($1, $2, $3, $4)
 -- The transfer ended (or was cut) and its streams are closed: it holds no key any more.
 SELECT dv_transfer_release($1, $2)
 
--- name: let_go
--- The transfer let go of one key in mid-transfer (an export moving past a record) and
--- will not hold it again: its row goes now rather than by the clock, so an erasure of
--- that key's subject does not wait for it (red team 11).
-DELETE FROM transfer_keys WHERE tenant_id = $1 AND transfer_id = $2 AND data_key_id = $3
-
 -- name: release_many
 -- Transfers $2 ended (their answers out, or cut): released together, off the request
 -- path (vault/services/transfer_releases.py; migration 0035).
