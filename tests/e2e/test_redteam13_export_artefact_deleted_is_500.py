@@ -120,3 +120,46 @@ def test_an_artefact_deleted_under_an_export_is_a_cut_not_the_vaults_failure(
     # The artefact's deletion cut the export (404/410), as the docs say; not a 500.
     assert not any("status=500" in line for line in export_lines), export_lines
     assert "transfer_cut" in logged, logged
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 13: a download whose artefact is deleted before its blob opens is a 503",
+)
+def test_a_download_whose_artefact_is_deleted_before_its_blob_opens_is_gone(
+    vault: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same window before the answer's head: the download found the artefact and held
+    its key (one statement), the delete lands, the blob is opened. The client asked for
+    something that was just deleted: 404/410, not the vault's failure (never a 5xx for what a
+    caller's own race causes). Found: 503, the blob store's failure ("try again"), for an
+    artefact that is gone for good."""
+    tenant = make_tenant(vault.settings, vault.database_url)
+    ref = "rt13-download-deleted"
+    with vault.client() as http:
+        ingest = create_key(http, tenant, ["ingest"])
+        reader = create_key(http, tenant, ["read"])
+        artefact = uploaded(http, ingest, ref, b"invoice pdf" * 100)
+        blob_key = asyncio.run(_blob_key(vault.database_url, artefact["id"]))
+        deleted: list[int] = []
+
+        def delete_artefact() -> int:
+            with httpx.Client(base_url=vault.base_url, timeout=10) as client:
+                url = artefact_url(ref, artefact["id"])
+                return client.delete(url, headers=auth(ingest)).status_code
+
+        for name in ("get_range", "get_range_mapped"):
+            real = getattr(FilesystemBlobStore, name)
+
+            async def read(
+                self: Any, key: str, *args: Any, _real: Any = real, **kwargs: Any
+            ) -> AsyncIterator[bytes]:
+                if key == blob_key and not deleted:
+                    deleted.append(await asyncio.to_thread(delete_artefact))
+                async for piece in _real(self, key, *args, **kwargs):
+                    yield piece
+
+            monkeypatch.setattr(FilesystemBlobStore, name, read)
+        answer = http.get(artefact_url(ref, artefact["id"], "content"), headers=auth(reader))
+        assert deleted == [204], deleted
+        assert answer.status_code in (404, 410), answer.status_code
