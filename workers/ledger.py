@@ -13,6 +13,7 @@ import asyncio
 import json
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -157,15 +158,23 @@ async def complete_published_erasures(
     changed: list[tuple[uuid.UUID, uuid.UUID]] = []
     for tenant in await list_tenants(db):
         async with db.tenant_tx(tenant.id) as conn:
-            ready = [row["id"] for row in await conn.fetch(E.ready_before_barrier, tenant.id)]
+            ready = [
+                (row["id"], row["ledger_rows"])
+                for row in await conn.fetch(E.ready_before_barrier, tenant.id)
+            ]
         if not ready:
             continue
         await db.tenant_fetch(tenant.id, E.transfer_barrier)
+        # Each looked-at erasure in one batch only: shared by the tasks, taken in turn.
+        slices = iter(
+            [ready[i : i + _COMPLETE_BATCH] for i in range(0, len(ready), _COMPLETE_BATCH)]
+        )
 
         async def complete_batches(
-            tenant_id: uuid.UUID = tenant.id, ready: list[uuid.UUID] = ready
+            tenant_id: uuid.UUID = tenant.id, slices: Iterator[list[tuple[uuid.UUID, int]]] = slices
         ) -> None:
-            while batch := await _complete_batch(db, receipts, tenant_id, ready):
+            for looked in slices:
+                batch = await _complete_batch(db, receipts, tenant_id, looked)
                 changed.extend((tenant_id, erasure_id) for erasure_id in batch)
 
         await asyncio.gather(*(complete_batches() for _ in range(_COMPLETE_PARALLEL)))
@@ -173,13 +182,21 @@ async def complete_published_erasures(
 
 
 async def _complete_batch(
-    db: Database, receipts: ReceiptIssuer | None, tenant_id: uuid.UUID, ready: list[uuid.UUID]
+    db: Database,
+    receipts: ReceiptIssuer | None,
+    tenant_id: uuid.UUID,
+    looked: list[tuple[uuid.UUID, int]],
 ) -> list[uuid.UUID]:
-    """Up to _COMPLETE_BATCH of `ready` (looked for before the barrier) that no hold
-    keeps waiting, moved on, in one transaction whose look comes after the barrier."""
+    """Those of `looked` (erasures found before the barrier, with their ledger rows then)
+    that no hold keeps waiting and that gained no ledger row since, moved on, in one
+    transaction whose look comes after the barrier."""
     done: list[tuple[uuid.UUID, ErasureStatus]] = []
     async with db.tenant_tx(tenant_id) as conn:
-        for row in await conn.fetch(E.awaiting_ledger, tenant_id, _COMPLETE_BATCH, ready):
+        rows = await conn.fetch(
+            E.awaiting_ledger, tenant_id, _COMPLETE_BATCH,
+            [erasure_id for erasure_id, _ in looked], [count for _, count in looked],
+        )  # fmt: skip
+        for row in rows:
             done.append((row["id"], status_after_shred(row["kept"])))
         for status in sorted({status for _, status in done}):  # one statement a status
             moving = [erasure_id for erasure_id, to in done if to == status]

@@ -53,10 +53,6 @@ def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield server
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 13: BlobNotFound after the export's head is a 500, not a cut",
-)
 def test_an_artefact_deleted_under_an_export_is_a_cut_not_the_vaults_failure(
     vault: ServerThread, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -122,10 +118,6 @@ def test_an_artefact_deleted_under_an_export_is_a_cut_not_the_vaults_failure(
     assert "transfer_cut" in logged, logged
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 13: a download whose artefact is deleted before its blob opens is a 503",
-)
 def test_a_download_whose_artefact_is_deleted_before_its_blob_opens_is_gone(
     vault: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -73,10 +73,6 @@ async def _restored_line_keys(
     return data_key
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 13: a restored erasure's later shred is not re-armed by the look",
-)
 def test_a_restored_erasures_later_shred_does_not_complete_past_a_hold_in_flight(
     quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:

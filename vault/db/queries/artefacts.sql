@@ -35,6 +35,11 @@ SELECT (SELECT id FROM completed) AS id, (SELECT restricted_at FROM subject) AS 
 UPDATE artefacts SET state = 'deleted', deleted_at = now()
  WHERE tenant_id = $1 AND id = $2 AND state = 'uploading'
 
+-- name: still_active
+-- Whether the artefact is still there (its blob missing under a read: deleted since the
+-- read found it, or the store lost it).
+SELECT state = 'active' FROM artefacts WHERE tenant_id = $1 AND id = $2
+
 -- name: get
 SELECT id, subject_id, category, generation, data_key_id, blob_key, state, content_type, size,
        segment_size, metadata_sealed, created_at, expires_at, deleted_at

@@ -136,8 +136,13 @@ ON CONFLICT (tenant_id, erasure_id, key_id) DO UPDATE
 -- promise needs; an erasure shredded and published after the barrier (by an inline
 -- publish or another process's publisher) waits for the next pass, whose barrier comes
 -- after its shred. None: the publisher takes no barrier for the tenant (red team 11: a
--- waiting barrier queues every later hold of the tenant behind it).
-SELECT e.id FROM erasures e
+-- waiting barrier queues every later hold of the tenant behind it). With each, how many
+-- ledger rows it had: a shred added to it after the look (the start-up reconcile
+-- re-destroys keys a restored backup brought back under their erasure) makes it wait
+-- for the next pass (red team 13).
+SELECT e.id, (SELECT count(*) FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
+                 AND o.erasure_id = e.id) AS ledger_rows
+  FROM erasures e
  WHERE e.tenant_id = $1 AND e.status = 'in_progress'
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
@@ -155,12 +160,16 @@ SELECT dv_transfer_barrier($1)
 -- (transfer_keys, migration 0026; a row past held_until holds nothing: that process has
 -- cut the transfer by then, or is gone). DESIGN.md: "completed" means no process holds
 -- the key any more; an erasure whose keys no transfer holds is not delayed at all.
--- Only among $3, those ready_before_barrier found before the barrier.
+-- Only among $3, those ready_before_barrier found before the barrier, each with as many
+-- ledger rows as it had then ($4).
 SELECT e.id, e.subject_id, e.generation,
        EXISTS (SELECT 1 FROM erasure_items i WHERE i.tenant_id = e.tenant_id
                  AND i.erasure_id = e.id AND i.outcome <> 'shredded') AS kept
   FROM erasures e
- WHERE e.tenant_id = $1 AND e.status = 'in_progress' AND e.id = ANY($3::uuid[])
+  JOIN unnest($3::uuid[], $4::bigint[]) AS looked (id, ledger_rows) ON looked.id = e.id
+ WHERE e.tenant_id = $1 AND e.status = 'in_progress'
+   AND looked.ledger_rows = (SELECT count(*) FROM ledger_outbox o
+                              WHERE o.tenant_id = e.tenant_id AND o.erasure_id = e.id)
    AND NOT EXISTS (SELECT 1 FROM ledger_outbox o WHERE o.tenant_id = e.tenant_id
                      AND o.erasure_id = e.id AND o.published_at IS NULL)
    AND NOT EXISTS (SELECT 1 FROM transfer_keys t
