@@ -2425,6 +2425,12 @@ CREATE INDEX holds_active ON public.holds USING btree (tenant_id, subject_ref_ha
 CREATE INDEX idempotency_keys_age ON public.idempotency_keys USING btree (tenant_id, created_at);
 
 --
+-- Name: ledger_outbox_by_erasure; Type: INDEX; Schema: public
+--
+
+CREATE INDEX ledger_outbox_by_erasure ON public.ledger_outbox USING btree (tenant_id, erasure_id) WHERE (erasure_id IS NOT NULL);
+
+--
 -- Name: ledger_outbox_pending; Type: INDEX; Schema: public
 --
 
