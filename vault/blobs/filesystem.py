@@ -102,6 +102,18 @@ def _os_failure(action: str, exc: OSError) -> BlobStoreError:
     return BlobStoreError(f"filesystem blob store {action} failed ({code})")
 
 
+@contextlib.contextmanager
+def _read_errors() -> Iterator[None]:
+    """A read's OSError as the store reports it: a missing blob is BlobNotFound, any other
+    failure the store's (its errno only, never the path)."""
+    try:
+        yield
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise BlobNotFound("no such blob") from None
+    except OSError as exc:
+        raise _os_failure("read", exc) from None
+
+
 class FilesystemBlobStore:
     name = "filesystem"
 
@@ -228,12 +240,8 @@ class FilesystemBlobStore:
 
     async def get(self, key: str) -> bytes:
         path = self._path(key)
-        try:
+        with _read_errors():
             return await asyncio.to_thread(self._read_whole, path)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise BlobNotFound("no such blob") from None
-        except OSError as exc:
-            raise _os_failure("read", exc) from None
 
     @staticmethod
     def _read_whole(path: Path) -> bytes:
@@ -255,14 +263,10 @@ class FilesystemBlobStore:
         position = start
         while end is None or position <= end:
             want = piece if end is None else min(piece, end + 1 - position)
-            try:
+            with _read_errors():
                 data = self._read_cached(path, want, position) if small else None
                 if data is None:
                     data = await asyncio.to_thread(self._read_at, path, want, position)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise BlobNotFound("no such blob") from None
-            except OSError as exc:
-                raise _os_failure("read", exc) from None
             if not data:
                 break
             position += len(data)
@@ -290,12 +294,8 @@ class FilesystemBlobStore:
         path = self._path(key)
 
         def pieces() -> Iterator[bytes]:
-            try:
+            with _read_errors():
                 handle = self._open_for_read(path)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise BlobNotFound("no such blob") from None
-            except OSError as exc:
-                raise _os_failure("read", exc) from None
             with handle:
                 position = start
                 while end is None or position <= end:
@@ -335,12 +335,8 @@ class FilesystemBlobStore:
         which the next read on this thread overwrites."""
         if start < 0 or end < start:
             raise ValueError("invalid byte range")
-        try:
+        with _read_errors():
             buffer = self._cached_view(self._path_text(key), end + 1 - start, start)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise BlobNotFound("no such blob") from None
-        except OSError as exc:
-            raise _os_failure("read", exc) from None
         return None if buffer is None else use(buffer)
 
     def _cached_view(self, path: str, size: int, offset: int) -> memoryview | None:

@@ -433,38 +433,26 @@ class ArtefactService:
         artefact kept by an erasure, for a caller who is not compliance)."""
         with lease.holding(data_key, read):
             decrypted = self._decrypted(artefact_id, key, data_key, size, byte_range)
-            async with aclosing(decrypted) as pieces:
-                async for piece in pieces:
-                    if lease.closed:
-                        return  # cut while another task was reading it (export's writer)
-                    yield piece
+            try:
+                async with aclosing(decrypted) as pieces:
+                    async for piece in pieces:
+                        if lease.closed:
+                            return  # cut while another task was reading it (export's writer)
+                        yield piece
+            except BlobNotFound:
+                await self._gone_if_deleted(lease.tenant_id, artefact_id)
+                raise
+
+    async def _gone_if_deleted(self, tenant_id: uuid.UUID, artefact_id: uuid.UUID) -> None:
+        """The blob is missing under a read: Gone if the artefact was deleted since the read
+        found it (its key shredded, its blob removed at once), as a read after the delete
+        answers (red team 13), not the store's failure; under a live artefact the missing
+        blob stays that (the caller re-raises)."""
+        async with self._db.tenant_tx(tenant_id) as conn:
+            if not await conn.fetchval(Q.still_active, tenant_id, artefact_id):
+                raise Gone("the artefact was deleted") from None
 
     async def _decrypted(
-        self,
-        artefact_id: uuid.UUID,
-        key: str,
-        data_key: DataKey,
-        size: int,
-        byte_range: ByteRange | None,
-    ) -> AsyncGenerator[bytes, None]:
-        tenant_id = data_key.subject_key.tenant_id
-        try:
-            async with aclosing(
-                self._decrypted_blob(artefact_id, key, data_key, size, byte_range)
-            ) as pieces:
-                async for piece in pieces:
-                    yield piece
-        except BlobNotFound:
-            # Deleted since the read found it (its key shredded, its blob removed at
-            # once): gone, as a read after the delete answers (red team 13), not the
-            # store's failure. A blob missing under a live artefact stays that.
-            async with self._db.tenant_tx(tenant_id) as conn:
-                active = await conn.fetchval(Q.still_active, tenant_id, artefact_id)
-            if active:
-                raise
-            raise Gone("the artefact was deleted") from None
-
-    async def _decrypted_blob(
         self,
         artefact_id: uuid.UUID,
         key: str,
