@@ -187,6 +187,10 @@ class AccessLogWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                # Batches that have committed are no longer in flight: without this, a
+                # batch after two others waited in `asyncio.wait` on tasks long done,
+                # two turns of the event loop before its statement was sent.
+                in_flight = {task for task in in_flight if not task.done()}
                 if len(in_flight) >= MAX_BATCHES_IN_FLIGHT:
                     _, in_flight = await asyncio.wait(
                         in_flight, return_when=asyncio.FIRST_COMPLETED
