@@ -109,7 +109,7 @@ def log_answer_ahead(scope: Scope, status: int, bytes_out: int) -> bool:
     the range). The answer still goes out only after the commit (`_finish_single`). If
     the answer then differs (the range failed its integrity check, the blob could not be
     read, a cut), a second row for the same request says what it was, as for a cut
-    after its row (DESIGN: a request's last row states its outcome). False: nothing
+    after its row (README, Access log: a request's last row states its outcome). False: nothing
     started (the log is not running), the row is written with the answer as usual."""
     state = scope.get("state", {})
     exchange: _Exchange | None = state.get(_EXCHANGE)
