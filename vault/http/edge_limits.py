@@ -176,7 +176,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = False
         if self._refusal is None:
             super().on_headers_complete()
-            self.cycle.transport = _HeadJoinsBody(self.transport, self.cycle)  # type: ignore[assignment]
+            self.cycle.transport = _HeadJoinsBody(  # type: ignore[assignment]
+                self.transport, self.cycle, self.loop
+            )
             self._cycles.add(self.cycle)
 
     def on_body(self, body: bytes) -> None:
@@ -343,10 +345,18 @@ class _HeadJoinsBody:
     ~600 requests, each a pause of 10-20 ms with every request in flight waiting).
     Without the cycle they go when the request ends (issue 19, seventh round)."""
 
-    __slots__ = ("_cycle", "_head", "_head_seen", "_holds_head", "_transport")
+    __slots__ = ("_cycle", "_head", "_head_seen", "_holds_head", "_loop", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        cycle: RequestResponseCycle,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         self._transport = transport
+        # The protocol's loop, not asyncio.get_running_loop() per answer (on Python 3.11
+        # each call is a getpid system call).
+        self._loop = loop
         self._cycle = ref(cycle)
         self._holds_head = cycle.scope["method"] != "HEAD"
         self._head: bytes | None = None
@@ -369,7 +379,7 @@ class _HeadJoinsBody:
             self._head_seen = True
             if self._holds_head:
                 self._head = data
-                asyncio.get_running_loop().call_soon(self._flush)
+                self._loop.call_soon(self._flush)
                 return
         self._transport.write(data)
 
