@@ -2311,6 +2311,12 @@ CREATE INDEX access_log_ip_age ON public.access_log USING btree (at) WHERE (ip I
 CREATE INDEX access_log_key ON public.access_log USING btree (tenant_id, api_key_id, at DESC);
 
 --
+-- Name: access_log_subject; Type: INDEX; Schema: public
+--
+
+CREATE INDEX access_log_subject ON public.access_log USING btree (tenant_id, subject_ref_hash, seq DESC) WHERE (subject_ref_hash IS NOT NULL);
+
+--
 -- Name: api_keys_tenant; Type: INDEX; Schema: public
 --
 
