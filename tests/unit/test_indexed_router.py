@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import math
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 
-from vault.app import ROUTES
+from vault.app import ROUTES, create_app
+from vault.config import Settings
 from vault.console.routes import ROUTES as CONSOLE_ROUTES
 from vault.http.dispatch import IndexedRouter
 
@@ -166,3 +168,17 @@ def test_a_route_added_after_the_router_was_made_is_reached() -> None:
 
 async def _added(request: Request) -> Response:
     return PlainTextResponse("added")
+
+
+def test_the_vault_app_routes_through_the_indexed_router(tmp_path: Path) -> None:
+    """create_app builds without connecting (its lifespan connects): the API's and the
+    worker's apps both dispatch through the index, over the table they serve."""
+    settings = Settings(data_dir=tmp_path)
+    api = create_app(settings, "postgresql://unused", run_jobs=False)
+    assert isinstance(api.router, IndexedRouter)
+    assert api.router.routes == TABLE
+    worker = create_app(settings, "postgresql://unused", serve_api=False)
+    assert isinstance(worker.router, IndexedRouter)
+    assert [r.path for r in worker.router.routes if isinstance(r, Route)] == [
+        "/healthz", "/readyz", "/metrics",
+    ]  # fmt: skip
