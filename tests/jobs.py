@@ -4,13 +4,16 @@ of waiting for the jobs' intervals. One place, so every test runs the same pass.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 
+from tests.api.helpers import auth, subject_url
 from tests.support import ServerThread
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
@@ -40,6 +43,30 @@ async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
 
 def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:
     asyncio.run(worker_pass(server, days=days))
+
+
+def erase_and_run_worker(
+    server: ServerThread, http: httpx.Client, privacy: dict[str, Any], ref: str, *,
+    until: Collection[str] = ("held", "completed"), seconds: float = 0,
+    deadline: float | None = None,
+) -> tuple[str, float]:  # fmt: skip
+    """Request the subject's erasure (`privacy`: a key with the erasure scope) and run
+    worker passes, a tenth of a second apart, until its status is one of `until` or time
+    is up: `seconds` after the request was answered, or the monotonic `deadline` where one
+    is given. Returns its last status and how long that took since the request."""
+    erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
+    assert erasure.status_code == 202, erasure.text
+    url = f"/v1/erasures/{erasure.json()['id']}"
+    started = time.monotonic()
+    end = started + seconds if deadline is None else deadline
+    status = ""
+    while time.monotonic() < end:
+        run_worker_pass(server)
+        status = str(http.get(url, headers=auth(privacy)).json()["status"])
+        if status in until:
+            break
+        time.sleep(0.1)
+    return status, time.monotonic() - started
 
 
 async def anchor_pass(server: ServerThread) -> int:
