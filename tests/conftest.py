@@ -8,7 +8,6 @@ import functools
 import ipaddress
 import logging
 import os
-import shutil
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from tests.support import (
     new_database,
     outside_pytest_tmp,
     private_server,
+    remove_after_exit,
     running_server,
     stop_embedded_postgres,
     throwaway_postgres,
@@ -131,7 +131,7 @@ def pg_admin_url() -> Iterator[str]:
         yield url
     finally:
         stop_embedded_postgres(pg_dir)
-        shutil.rmtree(pg_dir, ignore_errors=True)
+        remove_after_exit(pg_dir)
 
 
 @pytest.fixture(scope="session")
