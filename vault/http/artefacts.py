@@ -17,6 +17,7 @@ from vault.domain.subject_refs import SubjectRef
 from vault.errors import InvalidInput, MalformedInput, TimedOut
 from vault.http.edge_limits import ask_for_body_messages
 from vault.http.filenames import content_disposition, filename_from_header
+from vault.http.middleware import log_answer_ahead
 from vault.http.models.common import Problem
 from vault.http.models.subjects import Artefact, ArtefactListQuery, ArtefactPage, UploadQuery
 from vault.http.operation import (
@@ -41,7 +42,7 @@ from vault.http.subject_path import subject_location
 from vault.http.subject_request import access_for
 from vault.http.transfers import watch_transfer
 from vault.services.api_keys import Principal
-from vault.services.artefacts import WHOLE_ANSWER_BYTES, Content
+from vault.services.artefacts import WHOLE_ANSWER_BYTES, Content, Decided
 from vault.services.artefacts import Artefact as StoredArtefact
 
 MAX_CONTENT_TYPE_LENGTH = 255
@@ -257,15 +258,48 @@ async def _content(request: Request, caller: Principal, ref: SubjectRef) -> Resp
     # content, but its Content-Disposition carries the decrypted filename: it holds the
     # key too, until its headers have left (one message).
     lease = watch_transfer(request, caller)
+    one_message = answered_in_one_message(request)
     located = await service.locate(
         caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller), lease,
-        one_message=answered_in_one_message(request),
+        one_message=one_message, decided=seek_logged_ahead(request, one_message),
     )  # fmt: skip
 
     async def open_body(byte_range: ByteRange | None) -> Content:
         return await service.open_content(located, byte_range, lease)
 
     return await content_response(request, located.artefact, open_body)
+
+
+def seek_logged_ahead(request: Request, one_message: bool) -> Decided | None:
+    """For `locate`'s `decided`: a GET answered in one message logs ahead
+    (`_logging_ahead`); anything else (a HEAD, a stream) logs with its answer."""
+    return _logging_ahead(request) if one_message and request.method == "GET" else None
+
+
+def _logging_ahead(request: Request) -> Decided:
+    """A seek's access-log row committed while its keys are unwrapped and its range
+    opened, not after (issue 19, seventh round): once the read is decided, the answer it
+    is about to make (206 and the range's length) is known, and the commit runs in
+    PostgreSQL while the vault decrypts. The answer still waits for the commit; one that
+    turns out different (the range fails its integrity check, the blob cannot be read,
+    a cut) gets a second row saying what it was (vault/http/middleware.py)."""
+
+    async def decided(size: int) -> None:
+        try:
+            byte_range = parse_range(request.headers.get("range"), size)
+        except RangeNotSatisfiable:
+            return  # 416: logged with its answer
+        length = byte_range.length if byte_range else size
+        if length > WHOLE_ANSWER_BYTES:
+            return  # not one message
+        if log_answer_ahead(request.scope, 206 if byte_range else 200, length):
+            # Two turns of the event loop: the access-log writer takes the row, then its
+            # commit's task sends the statement; opening the range does not yield until
+            # it is done, so without them the commit would only start after it.
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+
+    return decided
 
 
 _BOUNDED_RANGE = re.compile(r"bytes=(\d{1,19})-(\d{1,19})")

@@ -92,6 +92,55 @@ class _Exchange:
     held_start: Message | None = None
     streaming: bool = False
     logged: bool = False
+    # A row committing while the request still works (`log_answer_ahead`): the status
+    # and bytes it states, and its commit. The answer's own row is then this one when
+    # it says the same, else a second row for the request.
+    ahead: tuple[int, int, int, asyncio.Future[None]] | None = None
+
+
+# scope["state"] key: the request's exchange, for `log_answer_ahead`.
+_EXCHANGE = "access_log_exchange"
+
+
+def log_answer_ahead(scope: Scope, status: int, bytes_out: int) -> bool:
+    """Start committing the request's access-log row now, stating the answer the handler
+    is about to make (`status`, `bytes_out` bytes, in one message), so that its commit
+    runs while the handler still works (a seek's range: unwrapping its keys and opening
+    the range). The answer still goes out only after the commit (`_finish_single`). If
+    the answer then differs (the range failed its integrity check, the blob could not be
+    read, a cut), a second row for the same request says what it was, as for a cut
+    after its row (README, Access log: a request's last row states its outcome). False: nothing
+    started (the log is not running), the row is written with the answer as usual."""
+    state = scope.get("state", {})
+    exchange: _Exchange | None = state.get(_EXCHANGE)
+    if exchange is None or exchange.ahead is not None or exchange.logged:
+        return False
+    vault: VaultState = scope["app"].state.vault
+    entry = _entry(scope, exchange, status, bytes_out, first_row=True)
+    try:
+        committed = vault.access_log.submit(entry)
+    except Unavailable:
+        return False
+    _confirms_holds(scope, entry, committed)
+    # Retrieved here too, in case the request ends on a path that never looks (it always
+    # does today): an unretrieved failure would be logged by asyncio with its traceback.
+    committed.add_done_callback(_retrieved)
+    exchange.ahead = (status, exchange.bytes_in, bytes_out, committed)
+    return True
+
+
+def _confirms_holds(scope: Scope, entry: AccessEntry, committed: asyncio.Future[None]) -> None:
+    """A row that confirms its transfer's unflushed holds: the transfer's release waits
+    for its commit (TransferLease.confirmed_by)."""
+    if entry.held_by_transfer is not None:
+        lease = unflushed_transfer(scope)
+        if lease is not None and lease.id == entry.held_by_transfer:
+            lease.confirmed_by(committed)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _log_unavailable(request_id: str) -> ProblemResponse:
@@ -115,6 +164,7 @@ class AccessLogMiddleware:
         peer = scope.get("client")
         state: dict[str, Any] = scope.setdefault("state", {})
         state["request_id"] = exchange.request_id
+        state[_EXCHANGE] = exchange
         state["client_ip"] = client_ip(
             peer[0] if peer else None,
             [v for k, v in headers if k == "x-forwarded-for"],
@@ -267,54 +317,44 @@ class AccessLogMiddleware:
 
     async def _record(self, vault: VaultState, scope: Scope, exchange: _Exchange) -> bool:
         """The request's row; a second one (a cut after its row was written) confirms no
-        holds and brings no further subjects' rows: its first row did."""
-        state = scope.get("state", {})
-        principal = state.get("principal")
-        # A genuine key refused for its address is logged under its tenant, not as a use.
-        key = principal or state.get("refused_key")
-        route = scope.get("route")
-        route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
-        ip = state.get("client_ip")
-        tenant_id = key.tenant_id if key else DEPLOYMENT_TENANT
-        # A read answered in one message took its hold without waiting for the WAL
-        # flush: this row's commit, which its answer waits for, confirms the hold (and
-        # makes it durable). The hold itself lasts until the answer is sent.
+        holds and brings no further subjects' rows: its first row did. A row started
+        ahead (`log_answer_ahead`) is this row when it states the same answer; else it
+        was the first row, and this one says what the answer was instead."""
         first_row = not exchange.logged
-        lease = unflushed_transfer(scope) if first_row else None
-        if lease is not None and lease.tenant_id != tenant_id:
-            lease = None
-        subject_ref_hash = state.get("subject_ref_hash")
-        # The request's first row brings one per further subject whose data the answer
-        # carried (vault/http/listed_subjects.py); a cut's second row does not repeat them.
-        also_under = (
-            tuple(h for h in listed_subjects(state) if h != subject_ref_hash) if first_row else ()
-        )
-        entry = AccessEntry(
-            tenant_id=tenant_id,
-            at=datetime.now(UTC),
-            request_id=exchange.request_id,
-            method=scope["method"][:_MAX_LOGGED_METHOD],
-            route=route_path,
-            status=exchange.status,
-            ip=str(ip) if ip is not None else None,
-            api_key_id=key.key_id if key else None,
-            key_authenticated=principal is not None,
-            key_prefix=state.get("key_prefix"),
-            bytes_in=exchange.bytes_in,
-            bytes_out=exchange.bytes_out,
-            subject_ref_hash=subject_ref_hash,
-            artefact_id=state.get("artefact_id"),
-            held_by_transfer=lease.id if lease is not None else None,
-            held_keys=lease.unflushed_holds if lease is not None else (),
-            also_under=also_under,
-        )
         exchange.logged = True
-        try:
-            await vault.access_log.record(entry)
-            ok = True
-        except Unavailable:
-            ok = False
+        ok = True
+        entry: AccessEntry | None = None
+        if exchange.ahead is not None:
+            status, bytes_in, bytes_out, committed = exchange.ahead
+            try:
+                # Cancelled here (a cut, the drain's end), the row started ahead is still
+                # awaited by the next call, so a row saying what happened instead always
+                # comes after it in the chain.
+                await asyncio.shield(committed)
+            except Unavailable:
+                ok = False
+            exchange.ahead = None
+            if (status, bytes_in, bytes_out) != (
+                exchange.status, exchange.bytes_in, exchange.bytes_out,
+            ):  # fmt: skip
+                # The answer was not the one announced: this row says what it was, after
+                # the first (committed before it, so it comes later in the chain). If
+                # the first could not be written, this one is the request's first row.
+                entry = _entry(scope, exchange, exchange.status, exchange.bytes_out, not ok)
+        else:
+            entry = _entry(scope, exchange, exchange.status, exchange.bytes_out, first_row)
+        if entry is not None:
+            try:
+                committed = vault.access_log.submit(entry)
+                _confirms_holds(scope, entry, committed)
+                await asyncio.shield(committed)
+                ok = True
+            except Unavailable:
+                ok = False
         duration = time.perf_counter() - exchange.started
+        state = scope.get("state", {})
+        key = state.get("principal") or state.get("refused_key")
+        route_path = getattr(scope.get("route"), "path", None) or UNMATCHED_ROUTE
         method = scope["method"] if scope["method"] in _KNOWN_METHODS else "other"
         vault.metrics.observe_request(method, route_path, exchange.status, duration)
         vault.metrics.bytes_in.inc(exchange.bytes_in)
@@ -330,3 +370,50 @@ class AccessLogMiddleware:
             access_logged=ok,
         )
         return ok
+
+
+def _entry(
+    scope: Scope, exchange: _Exchange, status: int, bytes_out: int, first_row: bool
+) -> AccessEntry:
+    """The request's row stating `status` and `bytes_out`. Its first row confirms the
+    holds its read took without their own WAL flush and brings the further subjects'
+    rows; a later one (a cut, a correction) does neither."""
+    state = scope.get("state", {})
+    principal = state.get("principal")
+    # A genuine key refused for its address is logged under its tenant, not as a use.
+    key = principal or state.get("refused_key")
+    route = scope.get("route")
+    route_path = getattr(route, "path", None) or UNMATCHED_ROUTE
+    ip = state.get("client_ip")
+    tenant_id = key.tenant_id if key else DEPLOYMENT_TENANT
+    # A read answered in one message took its hold without waiting for the WAL
+    # flush: this row's commit, which its answer waits for, confirms the hold (and
+    # makes it durable). The hold itself lasts until the answer is sent.
+    lease = unflushed_transfer(scope) if first_row else None
+    if lease is not None and lease.tenant_id != tenant_id:
+        lease = None
+    subject_ref_hash = state.get("subject_ref_hash")
+    # The request's first row brings one per further subject whose data the answer
+    # carried (vault/http/listed_subjects.py); a cut's second row does not repeat them.
+    also_under = (
+        tuple(h for h in listed_subjects(state) if h != subject_ref_hash) if first_row else ()
+    )
+    return AccessEntry(
+        tenant_id=tenant_id,
+        at=datetime.now(UTC),
+        request_id=exchange.request_id,
+        method=scope["method"][:_MAX_LOGGED_METHOD],
+        route=route_path,
+        status=status,
+        ip=str(ip) if ip is not None else None,
+        api_key_id=key.key_id if key else None,
+        key_authenticated=principal is not None,
+        key_prefix=state.get("key_prefix"),
+        bytes_in=exchange.bytes_in,
+        bytes_out=bytes_out,
+        subject_ref_hash=subject_ref_hash,
+        artefact_id=state.get("artefact_id"),
+        held_by_transfer=lease.id if lease is not None else None,
+        held_keys=lease.unflushed_holds if lease is not None else (),
+        also_under=also_under,
+    )

@@ -164,12 +164,18 @@ class AccessLogWriter:
 
     async def record(self, entry: AccessEntry) -> None:
         """Return once the row is committed; raise Unavailable if it could not be."""
+        await asyncio.shield(self.submit(entry))
+
+    def submit(self, entry: AccessEntry) -> asyncio.Future[None]:
+        """Queue the row and return at once: the future is done once the row is
+        committed (Unavailable if it could not be). For a row committed while its request
+        goes on working (vault/http/middleware.py `log_answer_ahead`)."""
         if self._task is None or self._task.done():
             raise Unavailable("access log is not running")
         pending = _Pending(entry)
         self._pending.append(pending)
         self._wake.set()
-        await asyncio.shield(pending.done)
+        return pending.done
 
     async def _run(self) -> None:
         # Up to MAX_BATCHES_IN_FLIGHT batches are sent at once, so a batch's round trip
@@ -181,6 +187,10 @@ class AccessLogWriter:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                # Batches that have committed are no longer in flight: without this, a
+                # batch after two others waited in `asyncio.wait` on tasks long done,
+                # two turns of the event loop before its statement was sent.
+                in_flight = {task for task in in_flight if not task.done()}
                 if len(in_flight) >= MAX_BATCHES_IN_FLIGHT:
                     _, in_flight = await asyncio.wait(
                         in_flight, return_when=asyncio.FIRST_COMPLETED

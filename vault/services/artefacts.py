@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterable
+from collections.abc import AsyncGenerator, AsyncIterable, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -88,6 +88,10 @@ class Artefact:
 # second round: a streaming response's task group and disconnect listener cost a range
 # read more than its AES-GCM did). One segment's worth: memory stays bounded.
 WHOLE_ANSWER_BYTES = 1024 * 1024
+
+
+# Awaited by `locate` with the artefact's size once the read is decided.
+Decided = Callable[[int], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -279,7 +283,7 @@ class ArtefactService:
     async def locate(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
         artefact_id: uuid.UUID, access: SubjectAccess, hold: TransferLease | None = None,
-        *, one_message: bool = False,
+        *, one_message: bool = False, decided: Decided | None = None,
     ) -> Located:  # fmt: skip
         """The artefact, its access checked, with its data key open: one statement
         (dv_artefact_read, migration 0024), which also checks `key` (the request's API
@@ -292,16 +296,20 @@ class ArtefactService:
         need not wait for the WAL flush."""
         ref_hash = await self._subjects.ref_hash(tenant_id, ref)
         return await self.locate_by_ref_hash(
-            tenant_id, key, ref_hash, artefact_id, access, hold, one_message=one_message
-        )
+            tenant_id, key, ref_hash, artefact_id, access, hold, one_message=one_message,
+            decided=decided,
+        )  # fmt: skip
 
     async def locate_by_ref_hash(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref_hash: bytes,
         artefact_id: uuid.UUID, access: SubjectAccess, hold: TransferLease | None = None,
-        *, one_message: bool = False,
+        *, one_message: bool = False, decided: Decided | None = None,
     ) -> Located:  # fmt: skip
         """`locate` for a caller that knows the subject only by its reference's keyed
-        hash (a playback link, which never holds the reference)."""
+        hash (a playback link, which never holds the reference). `decided` is awaited
+        with the artefact's size once the read is decided (found, readable, its key held
+        under `hold`), before any key is unwrapped: a seek starts its access-log row's
+        commit there (vault/http/artefacts.py)."""
         if hold is None:
             row = await self._db.tenant_fetchrow(tenant_id, Q.read, key, ref_hash, artefact_id)
         else:
@@ -328,6 +336,8 @@ class ArtefactService:
             # KeyDestroyed if the statement found the key gone (it holds only live keys).
             await hold.claim(row["data_key_id"])
             hold.hold_until_closed(row["data_key_id"], read)
+        if decided is not None:
+            await decided(row["size"])
         data_key = await self._keyring.open_data_key(tenant_id, row)
         artefact = self._describe(subject, _artefact_columns(row), data_key)
         return Located(artefact, row["blob_key"], data_key, read)
