@@ -18,7 +18,6 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -39,7 +38,7 @@ from tests.support import (
     Tenant,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     transfer_holds,
 )
 from vault.services import access_log as access_log_service
@@ -52,13 +51,7 @@ SIZE = 3 * MIB
 FIXED_HEADER = 77  # header = 77 + len(key id) bytes (crypto/FORMAT.md)
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("seek-logged-ahead"),
-        transfer_recheck_seconds=RECHECK,
-    ) as server:  # fmt: skip
-        yield server
+vault = module_private_server("seek-logged-ahead", transfer_recheck_seconds=RECHECK)
 
 
 @pytest.fixture
