@@ -1,0 +1,165 @@
+"""Red team 15: the held answer head (vault/http/edge_limits.py `_HeadJoinsBody`) now names
+its request cycle by a weak reference. Attacked: pipelined requests on one keep-alive
+connection with late and failing answers, a cycle collected while its head is held, a
+client gone while it is held. All held: each answer's head is written exactly once,
+before its own body and after the answer before it, never on a closed connection; these
+are kept as regression tests."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from typing import Any
+
+from uvicorn.config import Config
+from uvicorn.server import ServerState
+
+from tests.unit.test_head_joins_body import GET, App, _Transport
+from vault.http.edge_limits import LimitedHttpToolsProtocol, _HeadJoinsBody
+
+
+def _run(app: App, chunks: list[bytes], wait: float = 0.1) -> list[bytes]:
+    """The writes the protocol made, each chunk received in a turn of its own."""
+
+    async def run() -> list[bytes]:
+        config = Config(app=app, http=LimitedHttpToolsProtocol, lifespan="off", log_level="error")
+        protocol = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        for chunk in chunks:
+            protocol.data_received(chunk)
+            await asyncio.sleep(0)
+        await asyncio.sleep(wait)
+        protocol.connection_lost(None)
+        return transport.calls
+
+    return asyncio.run(run())
+
+
+async def _tagged_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answers /slow/<tag> after a pause, streamed in two pieces; /<tag> at once."""
+    tag = scope["path"].rsplit("/", 1)[1].encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"x-tag", tag)]})
+    if scope["path"].startswith("/slow/"):
+        await asyncio.sleep(0.02)  # the held head goes out alone first
+        await send({"type": "http.response.body", "body": b"<" + tag, "more_body": True})
+        await asyncio.sleep(0.01)
+    await send({"type": "http.response.body", "body": tag + b">"})
+
+
+def _answers(stream: bytes, methods: list[str]) -> list[tuple[bytes, bytes]]:
+    """(the x-tag header, the body de-chunked) of each answer in a chunked stream; a HEAD
+    answer is its head alone. Nothing may be left over."""
+    answers = []
+    for method in methods:
+        head, _, stream = stream.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        assert head.count(b"HTTP/1.1") == 1
+        tag = head.split(b"x-tag: ", 1)[1].split(b"\r\n", 1)[0]
+        body = b""
+        while method != "HEAD":
+            size_line, _, stream = stream.partition(b"\r\n")
+            size = int(size_line, 16)
+            body, stream = body + stream[:size], stream[size + 2 :]
+            if size == 0:
+                break
+        answers.append((tag, body))
+    assert stream == b"", stream
+    return answers
+
+
+def test_pipelined_answers_on_one_connection_each_get_their_own_head_once_in_order() -> None:
+    requests = [
+        b"GET /slow/a HTTP/1.1\r\nHost: vault\r\n\r\n",
+        b"GET /b HTTP/1.1\r\nHost: vault\r\n\r\n",
+        b"HEAD /slow/c HTTP/1.1\r\nHost: vault\r\n\r\n",
+        b"GET /slow/d HTTP/1.1\r\nHost: vault\r\n\r\n",
+        b"GET /e HTTP/1.1\r\nHost: vault\r\n\r\n",
+    ]
+    calls = _run(_tagged_app, [b"".join(requests)], wait=0.3)
+    methods = [request.split(b" ", 1)[0].decode() for request in requests]
+    assert _answers(b"".join(calls), methods) == [
+        (b"a", b"<aa>"), (b"b", b"b>"), (b"c", b""), (b"d", b"<dd>"), (b"e", b"e>"),
+    ]  # fmt: skip
+
+
+def test_pipelined_requests_arriving_byte_by_byte_get_the_same_answers() -> None:
+    requests = b"GET /slow/a HTTP/1.1\r\nHost: v\r\n\r\nGET /b HTTP/1.1\r\nHost: v\r\n\r\n"
+    calls = _run(_tagged_app, [requests[i : i + 1] for i in range(len(requests))], wait=0.2)
+    assert _answers(b"".join(calls), ["GET", "GET"]) == [(b"a", b"<aa>"), (b"b", b"b>")]
+
+
+def test_an_answer_that_fails_after_its_head_sends_the_head_once_then_closes() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("the handler failed after starting its answer")
+
+    calls = _run(app, [GET + GET])
+    assert len(calls) == 1 and calls[0].startswith(b"HTTP/1.1 200 ")
+    assert calls[0].count(b"HTTP/1.1") == 1  # the pipelined request is never answered
+
+
+class _Cycle:
+    """What the held-head transport reads of a cycle (weakly referenced)."""
+
+    def __init__(self, method: str = "GET") -> None:
+        self.scope = {"method": method}
+        self.response_started = False
+
+
+def test_a_cycle_collected_while_its_head_is_held_still_gets_the_head_out_once() -> None:
+    async def run() -> list[bytes]:
+        transport = _Transport()
+        cycle = _Cycle()
+        held = _HeadJoinsBody(transport, cycle, asyncio.get_running_loop())  # type: ignore[arg-type]
+        cycle.response_started = True
+        held.write(b"HEAD-BYTES")
+        assert transport.calls == []  # held for the body
+        del cycle
+        gc.collect()
+        await asyncio.sleep(0)  # the loop's turn ends: the head leaves alone
+        await asyncio.sleep(0)
+        held.write(b"late")  # a write after its cycle is gone passes through as is
+        held.close()
+        return transport.calls
+
+    assert asyncio.run(run()) == [b"HEAD-BYTES", b"late"]
+
+
+def test_a_head_held_when_the_client_goes_is_not_written_to_the_closed_connection() -> None:
+    async def run() -> list[bytes]:
+        transport = _Transport()
+        cycle = _Cycle()
+        held = _HeadJoinsBody(transport, cycle, asyncio.get_running_loop())  # type: ignore[arg-type]
+        cycle.response_started = True
+        held.write(b"HEAD-BYTES")
+        transport.closed = True  # the client went away within the turn
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return transport.calls
+
+    assert asyncio.run(run()) == []
+
+
+def test_a_client_gone_before_the_answer_gets_nothing_written() -> None:
+    async def run() -> list[bytes]:
+        started = asyncio.Event()
+
+        async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            started.set()
+            await asyncio.sleep(0.02)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"late"})
+
+        config = Config(app=app, http=LimitedHttpToolsProtocol, lifespan="off", log_level="error")
+        protocol = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(GET)
+        await started.wait()
+        protocol.connection_lost(None)
+        transport.closed = True
+        await asyncio.sleep(0.05)
+        return transport.calls
+
+    assert asyncio.run(run()) == []
