@@ -7,6 +7,8 @@ the parser will never deliver. The client gets no answer; when it gives up and c
 uvicorn marks only the queued refusal's cycle disconnected, so the request's task and
 the connection stay in the server until it shuts down (and then hold the drain for its
 whole grace period). One malformed chunk per connection pins a request for good.
+Fixed: the running request is told its client is gone, the refusal answers in its place
+with a scope of its own, and a lost connection marks every request of it gone.
 """
 
 from __future__ import annotations
@@ -33,11 +35,6 @@ def leaked_tasks_cancelled(server: ServerThread) -> Iterator[None]:
         task.get_loop().call_soon_threadsafe(task.cancel)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 15: a malformed chunk mid-body leaves the request waiting forever: "
-    "no 400 for the client, and its task and connection outlive the client",
-)
 def test_a_malformed_chunk_mid_body_is_answered_and_nothing_outlives_the_client(
     server: ServerThread, tenant: Tenant, leaked_tasks_cancelled: None
 ) -> None:

@@ -5,7 +5,7 @@ client gone while it is held. Held: each answer's head is written exactly once, 
 its own body and after the answer before it, never on a closed connection; these are
 kept as regression tests.
 
-Found in the same protocol (older than the weak reference, strict xfails below): the head
+Found in the same protocol (older than the weak reference; fixed, the tests below pass): the head
 limit counts a whole received chunk of pipelined requests as the bytes of the head in
 progress (431 for a burst of small requests), and a malformed chunk in a running
 request's body rewrites that request's scope into the refusal's and answers it twice."""
@@ -18,7 +18,6 @@ import gc
 import re
 from typing import Any
 
-import pytest
 from uvicorn.config import Config
 from uvicorn.server import ServerState
 
@@ -191,12 +190,6 @@ def _count_answers(app_status: int, chunks: list[bytes]) -> list[int]:
     return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", stream)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 15: the head limit counts the whole chunk received (every complete "
-    "pipelined request before the head in progress) as that head's bytes: a burst of "
-    "~40 KiB of small pipelined requests ending mid-head is answered 431 and closed",
-)
 def test_a_burst_of_small_pipelined_requests_is_not_refused_as_one_huge_head() -> None:
     one = b"GET /x HTTP/1.1\r\nHost: vault\r\nX-Pad: " + b"p" * 100 + b"\r\n\r\n"
     count = _MAX_HEAD_BYTES // len(one) + 10
@@ -226,12 +219,6 @@ async def _idle_limited_app(scope: dict[str, Any], receive: Any, send: Any) -> N
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 15: a malformed chunk in a running request's body makes the refusal "
-    "rewrite THAT request's scope (path '/', state edge_refusal) and queue a second "
-    "answer on the same scope: one request, two answers",
-)
 def test_a_malformed_chunk_in_a_running_body_gets_one_answer_and_leaves_its_scope_alone() -> None:
     head = b"PUT /v1/subjects/a/records/b HTTP/1.1\r\nHost: v\r\nTransfer-Encoding: chunked\r\n\r\n"
     calls = _run(_idle_limited_app, [head + b"4\r\ndata\r\n", b"zz\r\nnot a chunk\r\n"], 0.3)

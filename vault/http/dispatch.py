@@ -17,7 +17,9 @@ path, and a path holding a newline is left to the full scan (below). Only a full
 allowed, a redirect for a trailing slash, not found) falls through to Starlette's own
 scan of the whole table, which answers it exactly as before. The candidate lists are
 keyed by the path's shape, segments no route names folded into one key, so their number
-is bounded by the table, not by the paths requested.
+is bounded by the table, not by the paths requested: a "/" count past every route's
+own is one key (red team 15: counted as sent, every new count was an entry), and past
+MAX_CACHED_SHAPES shapes the candidates are found without being kept.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ _ANY = object()
 _INDEXED_SEGMENTS = 4
 
 _Key = tuple[object, ...]
+
+# Shapes whose candidate lists are kept. The table's own paths make a few dozen; only
+# paths combining its literal segments in ways no route does make more.
+MAX_CACHED_SHAPES = 1024
 
 
 def _shape(path: str) -> tuple[int, tuple[str, ...]]:
@@ -87,6 +93,7 @@ class IndexedRouter(Router):
         self._patterns: list[_Pattern] = []
         self._literals: list[frozenset[str]] = []
         self._candidates: dict[_Key, tuple[BaseRoute, ...]] = {}
+        self._most_slashes = 0
 
     def _reindex(self) -> None:
         """From the table as it is now (a route added later is indexed too)."""
@@ -102,6 +109,9 @@ class IndexedRouter(Router):
             for place in range(_INDEXED_SEGMENTS)
         ]
         self._candidates = {}
+        # Any count past every route's own matches the same routes (those with a `path`
+        # parameter whose least count it passes): one key for them all.
+        self._most_slashes = max((pattern.slashes for pattern in self._patterns), default=0) + 1
 
     def candidates(self, route_path: str) -> tuple[BaseRoute, ...]:
         """The routes, in the table's order, that a path of this shape could match."""
@@ -109,7 +119,7 @@ class IndexedRouter(Router):
             self._reindex()
         slashes, segments = _shape(route_path)
         key: _Key = (
-            slashes,
+            min(slashes, self._most_slashes),
             *(
                 segments[place] if place < len(segments) and segments[place] in literals else _OTHER
                 for place, literals in enumerate(self._literals)
@@ -122,7 +132,8 @@ class IndexedRouter(Router):
                 for route, pattern in zip(self._indexed, self._patterns, strict=True)
                 if pattern.could_match(key)
             )
-            self._candidates[key] = found
+            if len(self._candidates) < MAX_CACHED_SHAPES:
+                self._candidates[key] = found
         return found
 
     def _full_match(self, scope: Scope) -> tuple[BaseRoute, Scope] | None:

@@ -96,11 +96,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._in_head = True
+        self._began_in_chunk = False
         self._head_bytes = 0
         self._header_bytes = 0
         self._header_fields = 0
         self._method = _UNPARSED
         self._refusal: int | None = None
+        self._refusal_started = False
         # Every request of the connection still running (uvicorn's `self.cycle` is only
         # the newest parsed when requests pipeline): an abort marks them all gone.
         self._cycles: WeakSet[RequestResponseCycle] = WeakSet()
@@ -114,10 +116,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refusal is not None:
             return  # the answer is on its way; the rest of this request is dropped
         in_head_before = self._in_head
+        self._began_in_chunk = False
         super().data_received(data)
-        if self._refusal is None and in_head_before and self._in_head:
-            # Still inside the head after this chunk: bound what it may hold, even while
-            # one header's value is still arriving (httptools reports it only when whole).
+        if self._refusal is None and in_head_before and self._in_head and not self._began_in_chunk:
+            # The whole chunk was this head's (it was in its head before and after, and no
+            # request began in between): bound what the head may hold, even while one
+            # header's value is still arriving (httptools reports it only when whole). A
+            # chunk in which a head began also holds the requests pipelined before it,
+            # whose bytes are not this head's: the bound starts with the next chunk, so a
+            # head may run past it by at most the one read in which it began (red team 15:
+            # counted whole, a burst of small pipelined requests was refused 431).
             self._head_bytes += len(data)
             if self._head_bytes > _MAX_HEAD_BYTES:
                 self._refusal = 431
@@ -150,6 +158,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         }
         self.scope["extensions"] = extensions
         self._in_head = True
+        self._began_in_chunk = True
         self._head_bytes = self._header_bytes = self._header_fields = 0
         self._method = _UNPARSED
 
@@ -253,6 +262,16 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         for cycle in list(self._cycles):
             cycle.disconnected = True
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        # uvicorn marks only its newest request gone: one still running before it (a
+        # request being answered while the next was parsed, one whose body broke) would
+        # wait for a body or a drain that never comes, and outlive its client.
+        for cycle in list(self._cycles):
+            if not cycle.response_complete:
+                cycle.disconnected = True
+            cycle.message_event.set()
+        super().connection_lost(exc)
+
     async def _wait_written(self) -> None:
         """Return once the transport holds nothing more for the client (the kernel has
         it, or the connection is gone)."""
@@ -270,13 +289,30 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def _answer_refusal(self) -> None:
         """Run the app on a stand-in request that carries only the refusal: no target,
         and only the header fields that were within the limits (X-Forwarded-For among
-        them, for the access log's client IP)."""
-        if not self._has_request() or self.scope["state"].get(EDGE_REFUSAL):
+        them, for the access log's client IP). A scope of its own: when the refusal is of
+        a running request's body (a malformed chunk), that request's scope stays its own
+        (its access-log row names its route)."""
+        if not self._has_request() or self._refusal_started:
             return
+        self._refusal_started = True
         previous = self.cycle
-        self.scope["method"] = self._method
-        self.scope["path"], self.scope["raw_path"], self.scope["query_string"] = "/", b"/", b""
-        self.scope["state"][EDGE_REFUSAL] = self._refusal
+        answer_now = previous is None or previous.response_complete
+        if not answer_now and previous.more_body:
+            # The running request's own body broke: it will never get the rest. Its
+            # handler is told the client is gone (its answer, if it makes one, is not
+            # written), and the refusal answers in its place, at once; a request whose
+            # answer has begun cannot be answered again: the connection is reset.
+            if previous.response_started:
+                self._abort_connection()
+                return
+            previous.disconnected = True
+            previous.message_event.set()
+            answer_now = True
+        self.scope = {
+            **self.scope,
+            "method": self._method, "path": "/", "raw_path": b"/", "query_string": b"",
+            "state": {**self.app_state, EDGE_REFUSAL: self._refusal},
+        }  # fmt: skip
         self.cycle = RequestResponseCycle(
             scope=self.scope, transport=self.transport, flow=self.flow, logger=self.logger,
             access_logger=self.access_logger, access_log=self.access_log,
@@ -285,7 +321,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             expect_100_continue=False, keep_alive=False, on_response=self.on_response_complete,
         )  # fmt: skip
         self.cycle.more_body = False
-        if previous is None or previous.response_complete:
+        if answer_now:
             self._start_asgi_task(self.cycle, self.app)
         else:
             # Pipelined behind a request still being answered: after it, as uvicorn
