@@ -30,8 +30,12 @@ from vault.http.edge_limits import (
 )
 
 
-def _run(app: App, chunks: list[bytes], wait: float = 0.1) -> list[bytes]:
-    """The writes the protocol made, each chunk received in a turn of its own."""
+def _run(
+    app: App, chunks: list[bytes], wait: float = 0.1, *, answers: int | None = None
+) -> list[bytes]:
+    """The writes the protocol made, each chunk received in a turn of its own. With
+    `answers`: once that many status lines were written (or 10 s passed, on a machine
+    too loaded to answer in time), then `wait` more for anything further."""
 
     async def run() -> list[bytes]:
         config = Config(app=app, http=LimitedHttpToolsProtocol, lifespan="off", log_level="error")
@@ -41,6 +45,13 @@ def _run(app: App, chunks: list[bytes], wait: float = 0.1) -> list[bytes]:
         for chunk in chunks:
             protocol.data_received(chunk)
             await asyncio.sleep(0)
+        if answers is not None:
+            deadline = asyncio.get_running_loop().time() + 10
+            while (
+                b"".join(transport.calls).count(b"HTTP/1.1 ") < answers
+                and asyncio.get_running_loop().time() < deadline
+            ):
+                await asyncio.sleep(0.005)
         await asyncio.sleep(wait)
         protocol.connection_lost(None)
         return transport.calls
@@ -88,7 +99,7 @@ def test_pipelined_answers_on_one_connection_each_get_their_own_head_once_in_ord
         b"GET /slow/d HTTP/1.1\r\nHost: vault\r\n\r\n",
         b"GET /e HTTP/1.1\r\nHost: vault\r\n\r\n",
     ]
-    calls = _run(_tagged_app, [b"".join(requests)], wait=0.3)
+    calls = _run(_tagged_app, [b"".join(requests)], wait=0.1, answers=len(requests))
     methods = [request.split(b" ", 1)[0].decode() for request in requests]
     assert _answers(b"".join(calls), methods) == [
         (b"a", b"<aa>"), (b"b", b"b>"), (b"c", b""), (b"d", b"<dd>"), (b"e", b"e>"),
@@ -97,7 +108,8 @@ def test_pipelined_answers_on_one_connection_each_get_their_own_head_once_in_ord
 
 def test_pipelined_requests_arriving_byte_by_byte_get_the_same_answers() -> None:
     requests = b"GET /slow/a HTTP/1.1\r\nHost: v\r\n\r\nGET /b HTTP/1.1\r\nHost: v\r\n\r\n"
-    calls = _run(_tagged_app, [requests[i : i + 1] for i in range(len(requests))], wait=0.2)
+    pieces = [requests[i : i + 1] for i in range(len(requests))]
+    calls = _run(_tagged_app, pieces, wait=0.1, answers=2)
     assert _answers(b"".join(calls), ["GET", "GET"]) == [(b"a", b"<aa>"), (b"b", b"b>")]
 
 
@@ -177,7 +189,7 @@ def test_a_client_gone_before_the_answer_gets_nothing_written() -> None:
     assert asyncio.run(run()) == []
 
 
-def _count_answers(app_status: int, chunks: list[bytes]) -> list[int]:
+def _count_answers(app_status: int, chunks: list[bytes], expected: int) -> list[int]:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         # A refusal is handed to the app as a request of its own (the vault's middleware
         # answers its status): answered with that status here.
@@ -186,7 +198,7 @@ def _count_answers(app_status: int, chunks: list[bytes]) -> list[int]:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    stream = b"".join(_run(app, chunks, wait=0.3))
+    stream = b"".join(_run(app, chunks, wait=0.05, answers=expected))
     return [int(status) for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", stream)]
 
 
@@ -194,14 +206,14 @@ def test_a_burst_of_small_pipelined_requests_is_not_refused_as_one_huge_head() -
     one = b"GET /x HTTP/1.1\r\nHost: vault\r\nX-Pad: " + b"p" * 100 + b"\r\n\r\n"
     count = _MAX_HEAD_BYTES // len(one) + 10
     burst = one * count + one[:20]  # the chunk ends inside the next request's head
-    statuses = _count_answers(200, [burst, one[20:]])
+    statuses = _count_answers(200, [burst, one[20:]], count + 1)
     assert statuses == [200] * (count + 1), sorted(set(statuses))
 
 
 def test_pipelined_requests_under_the_head_limit_are_all_answered() -> None:
     one = b"GET /x HTTP/1.1\r\nHost: vault\r\n\r\n"
     count = 50
-    statuses = _count_answers(200, [one * count + one[:10], one[10:]])
+    statuses = _count_answers(200, [one * count + one[:10], one[10:]], count + 1)
     assert statuses == [200] * (count + 1)
 
 
@@ -221,8 +233,23 @@ async def _idle_limited_app(scope: dict[str, Any], receive: Any, send: Any) -> N
 
 def test_a_malformed_chunk_in_a_running_body_gets_one_answer_and_leaves_its_scope_alone() -> None:
     head = b"PUT /v1/subjects/a/records/b HTTP/1.1\r\nHost: v\r\nTransfer-Encoding: chunked\r\n\r\n"
-    calls = _run(_idle_limited_app, [head + b"4\r\ndata\r\n", b"zz\r\nnot a chunk\r\n"], 0.3)
+    chunks = [head + b"4\r\ndata\r\n", b"zz\r\nnot a chunk\r\n"]
+    calls = _run(_idle_limited_app, chunks, 0.1, answers=1)
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", b"".join(calls))
     assert len(statuses) == 1, statuses  # one request, one answer
     # The request in progress keeps its own path (its access-log row names it).
     assert b"".join(calls).endswith(b"/v1/subjects/a/records/b") or statuses == [b"400"]
+
+
+def test_a_malformed_chunk_in_a_queued_body_is_answered_after_the_answer_before_it() -> None:
+    """A request pipelined behind a slow answer, its chunked body malformed while it
+    waits in the queue: it never starts, and the refusal answers in its place, after the
+    slow answer is whole (never inside it)."""
+    slow = b"GET /slow/a HTTP/1.1\r\nHost: v\r\n\r\n"
+    queued = b"PUT /slow/b HTTP/1.1\r\nHost: v\r\nTransfer-Encoding: chunked\r\n\r\n4\r\ndata\r\n"
+    calls = _run(_tagged_app, [slow + queued, b"zz\r\nnot a chunk\r\n"], wait=0.1, answers=2)
+    stream = b"".join(calls)
+    assert re.findall(rb"HTTP/1\.1 \d{3} ", stream) == [b"HTTP/1.1 200 "] * 2
+    first, refusal = stream.split(b"HTTP/1.1 ")[1:]
+    assert b"x-tag: a" in first and first.endswith(b"0\r\n\r\n")  # whole, then the refusal
+    assert b"x-tag: \r\n" in refusal  # the refusal's own scope (path "/"), not b's

@@ -298,16 +298,22 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         previous = self.cycle
         answer_now = previous is None or previous.response_complete
         if not answer_now and previous.more_body:
-            # The running request's own body broke: it will never get the rest. Its
-            # handler is told the client is gone (its answer, if it makes one, is not
-            # written), and the refusal answers in its place, at once; a request whose
-            # answer has begun cannot be answered again: the connection is reset.
-            if previous.response_started:
+            # The newest request's own body broke: it will never get the rest, and the
+            # refusal answers in its place. Still queued behind an earlier request's
+            # answer, it never starts: the refusal takes its place in the queue. Running,
+            # its handler is told the client is gone (an answer it makes is not written)
+            # and the refusal answers at once; one whose answer has begun cannot be
+            # answered again: the connection is reset.
+            queued = next((entry for entry in self.pipeline if entry[0] is previous), None)
+            if queued is not None:
+                self.pipeline.remove(queued)
+            elif previous.response_started:
                 self._abort_connection()
                 return
-            previous.disconnected = True
-            previous.message_event.set()
-            answer_now = True
+            else:
+                previous.disconnected = True
+                previous.message_event.set()
+                answer_now = True
         self.scope = {
             **self.scope,
             "method": self._method, "path": "/", "raw_path": b"/", "query_string": b"",
