@@ -222,6 +222,29 @@ def own_vault(
 
 
 @pytest.fixture
+def vault_logging() -> Iterator[None]:
+    """The vault's own logging for one test (JSON lines, secret fields dropped, as
+    `configure_logging` sets it up in a server), and the harness's back afterwards.
+    structlog's configuration and the root logger are the process's: a test that left
+    them set changed the format every later test of its worker read from the vault's
+    output (red team 12's outage test, looking for `route=`, failed after one did)."""
+    import structlog
+
+    from vault.observability.logging import configure_logging
+
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    configure_logging("info")
+    try:
+        yield
+    finally:
+        structlog.configure(**saved)
+        root.handlers = handlers
+        root.setLevel(level)
+
+
+@pytest.fixture
 def embedded_dir() -> Iterator[Path]:
     """A test's own directory for a vault that starts the embedded PostgreSQL itself (no
     DATABASE_URL), outside pytest's temp tree (tests/support.py outside_pytest_tmp)."""

@@ -15,7 +15,6 @@ import pytest
 from tests.api.helpers import auth, create_key, put_record, rfc3339, subject_url
 from tests.jobs import expire_hold
 from tests.support import ServerThread, make_tenant, private_server
-from vault.observability.logging import configure_logging
 from vault.runtime import operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
 from workers.erasure import run_due_erasures
@@ -62,9 +61,8 @@ def _hold(http: Any, key: dict[str, Any], **fields: Any) -> str:
 
 
 def test_state_changes_are_logged_with_ids_only(
-    vault: ServerThread, capsys: pytest.CaptureFixture[str]
+    vault: ServerThread, capsys: pytest.CaptureFixture[str], vault_logging: None
 ) -> None:
-    configure_logging("info")
     tenant = make_tenant(vault.settings, vault.database_url)
     with vault.client() as http:
         app = create_key(http, tenant, ["ingest", "read"])

@@ -259,13 +259,11 @@ async def _cancel(
 
 
 def test_logs_name_ids_only_and_metrics_count_outcomes_and_queue_age(
-    vault: ServerThread, capsys: pytest.CaptureFixture[str]
+    vault: ServerThread, capsys: pytest.CaptureFixture[str], vault_logging: None
 ) -> None:
-    from vault.observability.logging import configure_logging
     from vault.runtime import operator_context
     from workers.monitor import refresh_gauges
 
-    configure_logging("info")
     tenant = make_tenant(vault.settings, vault.database_url)
     ref = "subject-logged-9c2e"
     metrics = Metrics()

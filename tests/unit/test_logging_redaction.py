@@ -3,11 +3,12 @@ import json
 import pytest
 import structlog
 
-from vault.observability.logging import REDACTED, configure_logging
+from vault.observability.logging import REDACTED
 
 
-def test_secret_named_fields_never_reach_the_log(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("info")
+def test_secret_named_fields_never_reach_the_log(
+    capsys: pytest.CaptureFixture[str], vault_logging: None
+) -> None:
     structlog.get_logger("test").info(
         "event",
         secret="s3cr3t-value",
@@ -23,8 +24,9 @@ def test_secret_named_fields_never_reach_the_log(capsys: pytest.CaptureFixture[s
     assert line["api_key_id"] == "kept-id"
 
 
-def test_tracebacks_carry_no_local_variables(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("info")
+def test_tracebacks_carry_no_local_variables(
+    capsys: pytest.CaptureFixture[str], vault_logging: None
+) -> None:
     key_material = "never-print-me"  # noqa: F841 (a local the traceback must not show)
     try:
         raise RuntimeError("boom")
