@@ -12,6 +12,7 @@ changed writer, and a client that reuses a request id. The finding is the last t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import threading
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -45,7 +47,9 @@ from tests.support import (
     private_server,
     transfer_holds,
 )
+from vault.runtime import operator_context
 from vault.services import access_log as access_log_service
+from vault.services.access_audit import verify_chain
 
 RECHECK = 0.2
 PAUSE_SECONDS = 1.5
@@ -375,6 +379,65 @@ def test_many_seeks_at_once_each_end_with_their_own_outcome(
             assert bad_data[:64] not in answer.content
             assert _outcomes(rows) == [(206, SEEK), (500, len(answer.content))], rows
             assert rows[0]["at"] <= rows[1]["at"]
+
+
+def test_two_replicas_seeking_at_once_keep_one_valid_chain(
+    vault: ServerThread, tenant: Tenant
+) -> None:
+    """Two replicas on one database, each answering seeks at once, half of them failing
+    their integrity check after their row was started: the tenant's chain verifies, and
+    every failed seek's 500 row is after its 206 row in it (by seq, not only by `at`)."""
+    good_data, bad_data = os.urandom(SIZE), os.urandom(SIZE)
+    second = ServerThread(vault.settings, vault.database_url, run_jobs=False).start()
+    try:
+        with vault.client() as http:
+            reader = create_key(http, tenant, ["ingest", "read"])
+            good = uploaded(http, reader, "rt14-two-good", good_data)
+            bad = uploaded(http, reader, "rt14-two-bad", bad_data)
+            blob = _blob(vault, bad["id"])
+            raw = bytearray(blob.read_bytes())
+            raw[FIXED_HEADER + raw[1] + 700] ^= 0x01
+            blob.write_bytes(bytes(raw))
+        replicas = (vault, second)
+
+        def seek(n: int) -> tuple[str, str, int]:
+            kind, ref, artefact = (
+                ("good", "rt14-two-good", good) if n % 2 else ("bad", "rt14-two-bad", bad)
+            )
+            rid = f"rt14-two-{kind}-{uuid.uuid4().hex}"
+            with replicas[(n // 2) % 2].client() as own:
+                answer = own.get(
+                    artefact_url(ref, artefact["id"], "content"),
+                    headers={**auth(reader), "Range": f"bytes={n}-{n + SEEK - 1}",
+                             "X-Request-Id": rid},
+                )  # fmt: skip
+            return kind, rid, answer.status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(seek, range(16)))
+    finally:
+        second.stop()
+
+    async def chain() -> tuple[bool, list[Any]]:
+        async with operator_context(vault.settings, vault.database_url) as ctx:
+            report = await verify_chain(ctx.db, tenant.id)
+        conn = await asyncpg.connect(vault.database_url)  # the owner: no row-level security
+        try:
+            rows = await conn.fetch(
+                "SELECT seq, request_id, status, bytes_out FROM access_log"
+                " WHERE tenant_id = $1 AND request_id LIKE 'rt14-two-%' ORDER BY seq",
+                tenant.id,
+            )
+        finally:
+            await conn.close()
+        return report.ok, list(rows)
+
+    ok, rows = asyncio.run(chain())
+    assert ok
+    for kind, rid, status in results:
+        statuses = [row["status"] for row in rows if row["request_id"] == rid]
+        assert status == (206 if kind == "good" else 500)
+        assert statuses == ([206] if kind == "good" else [206, 500]), (rid, statuses)
 
 
 # --- finding: a reused request id rewrites a seek's outcome -----------------------------
