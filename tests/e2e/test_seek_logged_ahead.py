@@ -242,6 +242,41 @@ def test_an_erasure_during_a_seeks_commit_completes_only_after_its_answer(
     assert not data_keys_in_memory(tenant)
 
 
+def test_a_seek_cut_while_its_row_commits_gets_its_cut_row_after_it(
+    vault: ServerThread, tenant: Tenant, slowed_commit: SlowedQuery
+) -> None:
+    """The API key revoked while the seek's row (206) commits: the watchdog cuts the
+    seek (its request cancelled where it waits, on that commit), the connection is
+    reset before any byte, and the cut's row (401, 0 bytes) is written only once the
+    first has committed, so it comes after it: the request's last row is the cut."""
+    data = os.urandom(SIZE)
+    rid = f"ahead-cut-{uuid.uuid4().hex}"
+    with vault.client() as http:
+        reader = create_key(http, tenant, ["ingest", "read"])
+        officer = create_key(http, tenant, ["compliance"])
+        artefact = uploaded(http, reader, "ahead-cut", data)
+        path = artefact_url("ahead-cut", artefact["id"], "content")
+        with _connect(vault) as sock:
+            slowed_commit.armed.set()
+            sock.sendall(_seek_request(vault, path, reader["secret"], 0, rid))
+            assert slowed_commit.entered.wait(timeout=10)
+            revoked = http.delete(f"/v1/api-keys/{reader['id']}", headers=tenant.auth())
+            assert revoked.status_code == 204, revoked.text
+            got = b""
+            try:
+                while chunk := sock.recv(65536):
+                    got += chunk
+            except OSError:
+                pass  # reset
+        assert data[:64] not in got
+        assert not got.startswith(b"HTTP/1.1 206"), got[:200]
+        assert wait_for(lambda: len(_rows(http, officer, rid)) == 2, timeout=10)
+        rows = _rows(http, officer, rid)
+    assert [(row["status"], row["bytes_out"]) for row in rows] == [(206, SEEK), (401, 0)]
+    assert wait_for(lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5)
+    assert not data_keys_in_memory(tenant)
+
+
 def test_a_revoked_key_is_refused_at_once_and_logged_once(
     vault: ServerThread, tenant: Tenant
 ) -> None:

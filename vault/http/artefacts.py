@@ -261,14 +261,19 @@ async def _content(request: Request, caller: Principal, ref: SubjectRef) -> Resp
     one_message = answered_in_one_message(request)
     located = await service.locate(
         caller.tenant_id, caller.key_to_check, ref, artefact_id, access_for(caller), lease,
-        one_message=one_message,
-        decided=_logging_ahead(request) if one_message and request.method == "GET" else None,
+        one_message=one_message, decided=seek_logged_ahead(request, one_message),
     )  # fmt: skip
 
     async def open_body(byte_range: ByteRange | None) -> Content:
         return await service.open_content(located, byte_range, lease)
 
     return await content_response(request, located.artefact, open_body)
+
+
+def seek_logged_ahead(request: Request, one_message: bool) -> Decided | None:
+    """For `locate`'s `decided`: a GET answered in one message logs ahead
+    (`_logging_ahead`); anything else (a HEAD, a stream) logs with its answer."""
+    return _logging_ahead(request) if one_message and request.method == "GET" else None
 
 
 def _logging_ahead(request: Request) -> Decided:

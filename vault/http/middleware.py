@@ -109,7 +109,7 @@ def log_answer_ahead(scope: Scope, status: int, bytes_out: int) -> bool:
     the range). The answer still goes out only after the commit (`_finish_single`). If
     the answer then differs (the range failed its integrity check, the blob could not be
     read, a cut), a second row for the same request says what it was, as for a cut
-    after its row (DESIGN: a request's last row states its outcome). False: nothing
+    after its row (README, Access log: a request's last row states its outcome). False: nothing
     started (the log is not running), the row is written with the answer as usual."""
     state = scope.get("state", {})
     exchange: _Exchange | None = state.get(_EXCHANGE)
@@ -121,11 +121,21 @@ def log_answer_ahead(scope: Scope, status: int, bytes_out: int) -> bool:
         committed = vault.access_log.submit(entry)
     except Unavailable:
         return False
+    _confirms_holds(scope, entry, committed)
     # Retrieved here too, in case the request ends on a path that never looks (it always
     # does today): an unretrieved failure would be logged by asyncio with its traceback.
     committed.add_done_callback(_retrieved)
     exchange.ahead = (status, exchange.bytes_in, bytes_out, committed)
     return True
+
+
+def _confirms_holds(scope: Scope, entry: AccessEntry, committed: asyncio.Future[None]) -> None:
+    """A row that confirms its transfer's unflushed holds: the transfer's release waits
+    for its commit (TransferLease.confirmed_by)."""
+    if entry.held_by_transfer is not None:
+        lease = unflushed_transfer(scope)
+        if lease is not None and lease.id == entry.held_by_transfer:
+            lease.confirmed_by(committed)
 
 
 def _retrieved(future: asyncio.Future[None]) -> None:
@@ -335,7 +345,9 @@ class AccessLogMiddleware:
             entry = _entry(scope, exchange, exchange.status, exchange.bytes_out, first_row)
         if entry is not None:
             try:
-                await vault.access_log.record(entry)
+                committed = vault.access_log.submit(entry)
+                _confirms_holds(scope, entry, committed)
+                await asyncio.shield(committed)
                 ok = True
             except Unavailable:
                 ok = False

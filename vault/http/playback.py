@@ -32,6 +32,7 @@ from vault.http.artefacts import (
     answered_in_one_message,
     content_answers,
     content_response,
+    seek_logged_ahead,
 )
 from vault.http.models.playback import LinkRequest, PlaybackLink
 from vault.http.operation import Tag, created, operation, render
@@ -126,9 +127,10 @@ async def _play(request: Request) -> Response:
     lease = watch_transfer(request, use.principal)
     try:
         # The link's key was found live by `resolve` just now: None, not checked again.
+        one_message = answered_in_one_message(request)
         located = await artefacts.locate_by_ref_hash(
             tenant_id, None, use.subject_ref_hash, use.artefact_id, LINK_ACCESS, lease,
-            one_message=answered_in_one_message(request),
+            one_message=one_message, decided=seek_logged_ahead(request, one_message),
         )  # fmt: skip
     except (NotFound, Forbidden):  # deleted (410), erased, restricted (403): all dead
         raise NotFound(DEAD_LINK) from None

@@ -106,6 +106,8 @@ class TransferLease:
         # answered in one message): its access-log row's commit confirms them.
         self._unflushed: set[uuid.UUID] = set()
         self._streams: list[AsyncGenerator[bytes, None]] = []
+        # The access-log commit confirming the unflushed holds, while it runs.
+        self._confirming: asyncio.Future[None] | None = None
         self.ended = False
         self.closed = False
 
@@ -245,11 +247,22 @@ class TransferLease:
                 subject_from_columns(self.tenant_id, found), read.access, read.generation
             )
 
+    def confirmed_by(self, commit: asyncio.Future[None]) -> None:
+        """`commit` (the request's access-log row) confirms the unflushed holds, and takes
+        one again while its key is live if it finds it gone (migration 0035): `release`
+        waits for it, or a transfer cut while it ran would release its rows first and
+        the commit write one back, left to expire (60 s an erasure's completion waits)."""
+        self._confirming = commit
+
     async def release(self) -> None:
         """Delete the transfer's rows in transfer_keys: it holds no key any more. Failing
         (the database unreachable), they expire by the clock."""
         if not self._claimed:
             return
+        confirming, self._confirming = self._confirming, None
+        if confirming is not None and not confirming.done():
+            with suppress(Exception):  # failed: it wrote nothing
+                await asyncio.shield(confirming)
         if self._release_later is not None and self._release_later(self.tenant_id, self.id):
             return
         try:
