@@ -6,8 +6,10 @@ the commit, and an answer that turns out different gets a second row. These test
 attack that row from outside, against a running vault, with the windows widened on
 purpose (tests/support.py `SlowedQuery`): the commit paused or failing, the read
 refused, revoked, deleted or cut while its row commits, many seeks at once through the
-changed writer, and a client that reuses a request id. The finding is the last test
-(a strict xfail); the others held and stay as regression tests.
+changed writer, two replicas, and a client that reuses a request id. The finding left
+is the last test (a strict xfail); two found at d25654a (a cut seek's hold taken again
+after its release; one refused hold failing its tenant's whole batch) were fixed on the
+branch by 1149bd4 and stay, with those that held, as regression tests.
 """
 
 from __future__ import annotations
@@ -251,20 +253,19 @@ def test_a_seek_cut_while_its_row_commits_ends_with_the_cut(
     """Between the read's decision and its answer (the row's commit paused), the artefact
     is deleted or the API key revoked: the watchdog cuts the waiting answer. Either the
     range went out before, and the last row says 206, or nothing of it arrived and the
-    last row says the cut's status with 0 bytes: after the 206 row in the chain (key
-    revoked), or alone (artefact deleted: the row started ahead confirms a hold on a key
-    destroyed since, and is refused; the cut's row is then the request's first)."""
+    last row, after the 206 row in the chain, says the cut's status with 0 bytes. (At
+    d25654a the deleted case had one row only: the cut transfer released its hold before
+    the row started ahead confirmed it, which then found the key destroyed, DV410.)"""
     with vault.client() as http:
         _, _, delivered, rows = _seek_cut_while_its_row_commits(
             vault, http, tenant, slowed_commit, how
         )
     if delivered:
         assert _outcomes(rows) == [(206, SEEK)]
-    elif how == "key revoked":
-        assert _outcomes(rows) == [(206, SEEK), (401, 0)], rows
     else:
-        assert len(rows) == 1 and rows[0]["status"] in (404, 410), rows
-        assert rows[0]["bytes_out"] == 0
+        assert _outcomes(rows)[0] == (206, SEEK), rows
+        assert len(rows) == 2 and rows[1]["bytes_out"] == 0, rows
+        assert rows[1]["status"] in ((401,) if how == "key revoked" else (404, 410)), rows
     assert not data_keys_in_memory(tenant)
 
 
@@ -479,22 +480,18 @@ def test_a_reused_request_id_cannot_make_a_delivered_seek_read_as_failed(
     assert (latest["status"], latest["bytes_out"]) == (206, SEEK), rows
 
 
-# --- finding: a cut seek's row takes its hold again after the transfer let it go -------
+# --- found at d25654a, fixed by 1149bd4: a cut seek's row took its hold again ----------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 14: the row started ahead confirms the seek's hold after the cut "
-    "transfer released it; dv_access_log_chain_holding takes it again (the key is live) "
-    "and nothing releases it: the subject's erasure waits ~60 s for it to expire",
-)
 def test_a_seek_cut_while_its_row_commits_leaves_no_hold_behind(
     vault: ServerThread, tenant: Tenant, slowed_commit: SlowedQuery
 ) -> None:
     """The API key is revoked while the seek's row commits; the watchdog cuts the seek,
     its transfer ends and lets its hold go, and its rows say 206 then 401. The subject is
     then erased: nothing reads it any more, so the erasure completes within a few worker
-    passes, not after a hold nobody owns has expired (HELD_FOR_SECONDS, 60 s)."""
+    passes, not after a hold nobody owns has expired (HELD_FOR_SECONDS, 60 s). At d25654a
+    the row started ahead confirmed the hold after the cut transfer had released it, and
+    dv_access_log_chain_holding took it again (the key live): a hold nobody released."""
     with vault.client() as http:
         ref, _, delivered, rows = _seek_cut_while_its_row_commits(
             vault, http, tenant, slowed_commit, "key revoked"
@@ -509,7 +506,7 @@ def test_a_seek_cut_while_its_row_commits_leaves_no_hold_behind(
         assert erasure_completes(vault, http, erasure_url, privacy, timeout=4)
 
 
-# --- finding: one seek's refused hold fails the rows of every request batched with it ---
+# --- found at d25654a, fixed by 1149bd4: one refused hold failed its whole batch ------
 
 
 class _SlowAppends:
@@ -540,13 +537,6 @@ class _SlowAppends:
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 14: the writer commits a tenant's batch in one statement; one seek's "
-    "hold refused there (DV410: released by its cut, key destroyed by a delete) fails "
-    "every row of the batch: other requests are answered 503, a committed write's row "
-    "is lost",
-)
 def test_a_refused_hold_fails_only_its_own_request(
     vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -555,7 +545,9 @@ def test_a_refused_hold_fails_only_its_own_request(
     bystander writes a record, and the seek's artefact is deleted, which cuts the seek:
     the three rows leave as one batch, in which the seek's hold can no longer be
     confirmed. The seek is refused; the bystander's write and the delete, which both
-    committed, must still be answered as done and logged."""
+    committed, must still be answered as done and logged. At d25654a the cut released
+    the seek's hold before its row confirmed it, the key was destroyed: DV410 failed the
+    tenant's whole batch, the record's PUT (committed) was answered 503 with no row."""
     data = os.urandom(SIZE)
     rid = f"rt14-batch-{uuid.uuid4().hex}"
     with vault.client() as http:
