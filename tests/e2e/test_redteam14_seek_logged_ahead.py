@@ -441,6 +441,44 @@ def test_two_replicas_seeking_at_once_keep_one_valid_chain(
         assert statuses == ([206] if kind == "good" else [206, 500]), (rid, statuses)
 
 
+@pytest.mark.parametrize("case", ["tampered", "deleted"])
+def test_a_playback_links_seek_logged_ahead_ends_with_its_outcome(
+    vault: ServerThread, tenant: Tenant, slowed_commit: SlowedQuery, case: str
+) -> None:
+    """Through a playback link (which logs ahead since d33de92): a seek whose range fails
+    its integrity check after its row was started ends with a 500 row after its 206 row;
+    a link whose artefact was deleted is dead (404) and starts no row ahead: one row."""
+    data = os.urandom(SIZE)
+    ref = f"rt14-link-{uuid.uuid4().hex[:8]}"
+    rid = f"rt14-link-{case}-{uuid.uuid4().hex}"
+    with vault.client() as http:
+        reader = create_key(http, tenant, ["ingest", "read"])
+        officer = create_key(http, tenant, ["compliance"])
+        artefact = uploaded(http, reader, ref, data)
+        minted = http.post(artefact_url(ref, artefact["id"], "links"), headers=auth(reader))
+        assert minted.status_code == 201, minted.text
+        link = urllib.parse.urlsplit(minted.json()["url"]).path
+        if case == "tampered":
+            blob = _blob(vault, artefact["id"])
+            raw = bytearray(blob.read_bytes())
+            raw[FIXED_HEADER + raw[1] + 300] ^= 0x01
+            blob.write_bytes(bytes(raw))
+        else:
+            gone = http.delete(artefact_url(ref, artefact["id"]), headers=auth(reader))
+            assert gone.status_code == 204, gone.text
+        slowed_commit.armed.set()
+        answer = http.get(link, headers={"Range": f"bytes=0-{SEEK - 1}", "X-Request-Id": rid})
+        slowed_commit.armed.clear()
+        assert data[:64] not in answer.content
+        rows = _rows(http, officer, rid)
+    if case == "tampered":
+        assert answer.status_code == 500
+        assert _outcomes(rows) == [(206, SEEK), (500, len(answer.content))]
+    else:
+        assert answer.status_code == 404
+        assert _outcomes(rows) == [(404, len(answer.content))]
+
+
 # --- finding: a reused request id rewrites a seek's outcome -----------------------------
 
 
