@@ -269,6 +269,33 @@ def test_a_seek_cut_while_its_row_commits_ends_with_the_cut(
     assert not data_keys_in_memory(tenant)
 
 
+@pytest.mark.parametrize("length", [MIB, MIB + 1], ids=["one MiB", "one MiB and a byte"])
+def test_a_seek_is_logged_ahead_up_to_one_mib_exactly(
+    vault: ServerThread, tenant: Tenant, slowed_commit: SlowedQuery, length: int
+) -> None:
+    """The edge of one message (WHOLE_ANSWER_BYTES): a range of exactly 1 MiB is logged
+    ahead (its row confirms its hold: the paused statement) and sent after it; one byte
+    more streams, its hold flushed, its row plain. Either way one row, 206 and the
+    length, and the bytes are the range's."""
+    data = os.urandom(SIZE)
+    rid = f"rt14-edge-{uuid.uuid4().hex}"
+    with vault.client() as http:
+        reader = create_key(http, tenant, ["ingest", "read"])
+        officer = create_key(http, tenant, ["compliance"])
+        artefact = uploaded(http, reader, "rt14-edge", data)
+        slowed_commit.armed.set()
+        answer = http.get(
+            artefact_url("rt14-edge", artefact["id"], "content"),
+            headers={**auth(reader), "Range": f"bytes=7-{7 + length - 1}", "X-Request-Id": rid},
+        )
+        ahead = slowed_commit.entered.is_set()
+        slowed_commit.armed.clear()
+        rows = _rows(http, officer, rid)
+    assert answer.status_code == 206 and answer.content == data[7 : 7 + length]
+    assert ahead == (length <= MIB)
+    assert _outcomes(rows) == [(206, length)]
+
+
 # --- refusals: nothing logged ahead ------------------------------------------------------
 
 
