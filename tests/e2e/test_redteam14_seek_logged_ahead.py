@@ -296,6 +296,31 @@ def test_a_seek_is_logged_ahead_up_to_one_mib_exactly(
     assert _outcomes(rows) == [(206, length)]
 
 
+def test_a_seek_whose_client_hangs_up_while_its_row_commits(
+    vault: ServerThread, tenant: Tenant, slowed_commit: SlowedQuery
+) -> None:
+    """The client hangs up while the row started ahead commits: the row stands (206: the
+    range was handed to the connection; the log never under-states), or a later row
+    says 499; the vault answers nothing more, holds nothing and keeps no key after."""
+    data = os.urandom(SIZE)
+    rid = f"rt14-gone-{uuid.uuid4().hex}"
+    with vault.client() as http:
+        reader = create_key(http, tenant, ["ingest", "read"])
+        officer = create_key(http, tenant, ["compliance"])
+        artefact = uploaded(http, reader, "rt14-gone", data)
+        path = artefact_url("rt14-gone", artefact["id"], "content")
+        sock = _connect(vault)
+        slowed_commit.armed.set()
+        sock.sendall(_seek_request(vault, path, reader["secret"], 300, rid))
+        assert slowed_commit.entered.wait(timeout=10)
+        sock.close()
+        assert wait_for(lambda: bool(_rows(http, officer, rid)), timeout=5)
+        assert wait_for(lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5)
+        rows = _rows(http, officer, rid)
+    assert _outcomes(rows) in ([(206, SEEK)], [(206, SEEK), (499, 0)]), rows
+    assert not data_keys_in_memory(tenant)
+
+
 # --- refusals: nothing logged ahead ------------------------------------------------------
 
 
