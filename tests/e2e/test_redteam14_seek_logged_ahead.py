@@ -6,10 +6,11 @@ the commit, and an answer that turns out different gets a second row. These test
 attack that row from outside, against a running vault, with the windows widened on
 purpose (tests/support.py `SlowedQuery`): the commit paused or failing, the read
 refused, revoked, deleted or cut while its row commits, many seeks at once through the
-changed writer, two replicas, and a client that reuses a request id. The finding left
-is the last test (a strict xfail); two found at d25654a (a cut seek's hold taken again
-after its release; one refused hold failing its tenant's whole batch) were fixed on the
-branch by 1149bd4 and stay, with those that held, as regression tests.
+changed writer, two replicas, and a client that reuses a request id. The findings
+left are strict xfails (a reused request id; a lost hold refused in a shared batch);
+two found at d25654a (a cut seek's hold taken again after its release; that refusal
+failing its tenant's whole batch) were fixed on the branch by 1149bd4 and stay, with
+those that held, as regression tests.
 """
 
 from __future__ import annotations
