@@ -8,7 +8,6 @@ import functools
 import ipaddress
 import logging
 import os
-import shutil
 import ssl
 import tempfile
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from tests.support import (
     new_database,
     outside_pytest_tmp,
     private_server,
+    remove_after_exit,
     running_server,
     stop_embedded_postgres,
     throwaway_postgres,
@@ -68,42 +68,66 @@ pytest_plugins = ("tests.min_tests",)
 # --- the longest modules first -------------------------------------------------------------
 # `make pytest` hands whole modules to its xdist workers (--dist loadfile, in collection
 # order: --no-loadscope-reorder), so the run ends no sooner than its longest module
-# started plus that module's time. These, measured longest (a timestamped `-n 4 -v` run), are
-# collected first, so no worker starts one of them late; the rest keep their order.
+# started plus that module's time. These, measured longest (a timestamped `-n 4 -v` run:
+# every module of 8 s or more, longest first), are collected first, so no worker starts
+# one of them late and the run ends on short modules; the rest keep their order.
 # Only scheduling depends on the list: a module missing from it still runs.
 LONGEST_MODULES = (
     "tests/model/test_deletion_model.py",
-    "tests/e2e/test_redteam8_hold_snapshot_race.py",
     "tests/integration/test_ledger_signing.py",
     "tests/console/test_console_browser_officer.py",
-    "tests/model/test_restore_model.py",
+    "tests/e2e/test_redteam8_hold_snapshot_race.py",
     "tests/integration/test_ledger_compaction.py",
-    "tests/console/test_console_browser.py",
-    "tests/integration/test_redteam3_restore.py",
-    "tests/integration/test_restore_tightens.py",
-    "tests/e2e/test_upload_memory.py",
-    "tests/integration/test_redteam4_restore.py",
-    "tests/e2e/test_answers_hold_their_keys.py",
-    "tests/integration/test_webhook_delivery.py",
     "tests/e2e/test_worker_crash.py",
-    "tests/e2e/test_transfer_cut_on_restriction.py",
+    "tests/e2e/test_answers_hold_their_keys.py",
     "tests/integration/test_access_anchor_history.py",
+    "tests/e2e/test_listing_subjects_page_cost.py",
+    "tests/console/test_console_browser.py",
+    "tests/integration/test_webhook_events.py",
+    "tests/integration/test_redteam3_restore.py",
+    "tests/e2e/test_upload_memory.py",
+    "tests/e2e/test_embedded_defaults.py",
+    "tests/e2e/test_export_memory.py",
+    "tests/integration/test_webhook_delivery.py",
+    "tests/integration/test_redteam4_restore.py",
+    "tests/integration/test_shred_ledger.py",
+    "tests/api/test_tenant_isolation_subjects.py",
+    "tests/model/test_restore_model.py",
+    "tests/integration/test_audit_chain.py",
+    "tests/integration/test_receipts.py",
+    "tests/e2e/test_redteam10_export_unclaimed_keys.py",
+    "tests/integration/test_restore_tightens.py",
+    "tests/api/test_playback_links.py",
+    "tests/e2e/test_redteam10_request_path.py",
+    "tests/e2e/test_transfer_cut_on_restriction.py",
+    "tests/e2e/test_first_run_banner.py",
+    "tests/api/test_records.py",
     "tests/api/test_redteam7_batches.py",
-    "tests/api/test_artefacts.py",
-    "tests/unit/test_cli_no_vault.py",
-    "tests/integration/test_restore_keeps_instructions.py",
-    "tests/e2e/test_interrupted_upload.py",
-    "tests/integration/test_restore_lines.py",
-    "tests/integration/test_blob_stores.py",
-    "tests/api/test_api_keys.py",
+    "tests/api/test_webhooks.py",
+    "tests/api/test_subjects.py",
+    "tests/unit/test_cli_json_errors.py",
+    "tests/api/test_text_input.py",
+    "tests/e2e/test_transfer_cut.py",
     "tests/e2e/test_redteam6_seek_outlives_erasure.py",
     "tests/e2e/test_redteam6_drain_slow_unwind.py",
-    "tests/api/test_openapi.py",
     "tests/e2e/test_redteam5_export_outlives_erasure.py",
     "tests/integration/test_redteam5_webhook_deleted.py",
+    "tests/e2e/test_playback_browser.py",
+    "tests/e2e/test_ledger_crash.py",
+    "tests/unit/test_cli_no_vault.py",
+    "tests/e2e/test_redteam10_confirm_drops_fresh_hold.py",
+    "tests/e2e/test_graceful_shutdown.py",
     "tests/e2e/test_redteam9_hold_during_rotation.py",
-    "tests/e2e/test_embedded_defaults.py",
-    "tests/e2e/test_blob_store_outage.py",
+    "tests/integration/test_restore_lines.py",
+    "tests/unit/test_cli_tenant.py",
+    "tests/integration/test_ledger_watermark.py",
+    "tests/api/test_redteam3_races.py",
+    "tests/integration/test_disclosure_chain.py",
+    "tests/integration/test_restore_standing.py",
+    "tests/e2e/test_redteam9_cut_rows.py",
+    "tests/integration/test_blob_stores.py",
+    "tests/e2e/test_interrupted_upload.py",
+    "tests/integration/test_erasure_wakeups.py",
 )
 
 
@@ -131,7 +155,7 @@ def pg_admin_url() -> Iterator[str]:
         yield url
     finally:
         stop_embedded_postgres(pg_dir)
-        shutil.rmtree(pg_dir, ignore_errors=True)
+        remove_after_exit(pg_dir)
 
 
 @pytest.fixture(scope="session")

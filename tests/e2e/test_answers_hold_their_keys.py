@@ -23,13 +23,12 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.api.helpers import (
     access_log,
@@ -43,7 +42,7 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.e2e.stalled_clients import erasure_completes, read_what_arrives
-from tests.support import ServerThread, make_tenant, private_server
+from tests.support import ServerThread, make_tenant, module_private_server
 from vault.domain.disclosures import MAX_DESCRIPTION_LENGTH
 
 RECHECK = 0.2
@@ -75,12 +74,7 @@ def _listings(base: int, item_bytes: int) -> int:
     return count
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("answer-holds"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("answer-holds", transfer_recheck_seconds=RECHECK)
 
 
 @dataclass(frozen=True)

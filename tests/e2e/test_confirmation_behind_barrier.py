@@ -25,7 +25,6 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
 import pytest
@@ -33,19 +32,17 @@ import pytest
 from tests.api.helpers import (
     access_log,
     artefact_url,
-    auth,
     create_key,
-    subject_url,
     uploaded,
     wait_for,
 )
-from tests.jobs import run_worker_pass
+from tests.jobs import erase_and_run_worker
 from tests.support import (
     ServerThread,
     SlowedQuery,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
     transfer_holds,
 )
@@ -57,13 +54,8 @@ RECHECK = 0.3
 PAUSE_SECONDS = 3.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """Transfers confirmed every RECHECK seconds; background jobs run by hand."""
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("confirm-barrier"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+# Transfers confirmed every RECHECK seconds; background jobs run by hand.
+vault = module_private_server("confirm-barrier", transfer_recheck_seconds=RECHECK)
 
 
 def _superuser(vault: ServerThread, statement: str, *args: object) -> str:
@@ -124,17 +116,9 @@ def test_a_confirmation_writing_its_hold_late_does_not_let_the_erasure_complete_
             assert slow.entered.wait(timeout=10), "the download was never confirmed again"
             time.sleep(0.3)  # the confirmation's statement has taken its snapshot
 
-            erasure = http.post(subject_url("stalled", "erasure"), headers=auth(privacy))
-            assert erasure.status_code == 202, erasure.text
-            url = f"/v1/erasures/{erasure.json()['id']}"
-            deadline = time.monotonic() + PAUSE_SECONDS + 15
-            status = ""
-            while time.monotonic() < deadline:
-                run_worker_pass(vault)
-                status = str(http.get(url, headers=auth(privacy)).json()["status"])
-                if status == "completed":
-                    break
-                time.sleep(0.1)
+            status, _ = erase_and_run_worker(
+                vault, http, privacy, "stalled", until=("completed",), seconds=PAUSE_SECONDS + 15
+            )
             keys_held = len(data_keys_in_memory(tenant))
             rows = access_log(http, compliance, api_key_id=reader["id"])
     assert status == "completed"

@@ -11,7 +11,6 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +25,7 @@ from tests.support import (
     Tenant,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
 )
 
@@ -37,12 +36,7 @@ CUT_WITHIN = 5.0
 LINK_ROUTE = "/playback/{token}"
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("playback-cut"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("playback-cut", transfer_recheck_seconds=RECHECK)
 
 
 @pytest.fixture

@@ -29,18 +29,17 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.api.helpers import artefact_url, auth, create_key, subject_url, uploaded, wait_for
-from tests.jobs import run_worker_pass
+from tests.api.helpers import artefact_url, create_key, uploaded, wait_for
+from tests.jobs import erase_and_run_worker
 from tests.support import (
     ServerThread,
     SlowedQuery,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
     transfer_holds,
 )
@@ -60,12 +59,7 @@ FIRST_CONFIRM_PAUSE = 1.5
 NEXT_CONFIRM_PAUSE = 5.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("rt10-fresh-hold"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("rt10-fresh-hold", transfer_recheck_seconds=RECHECK)
 
 
 def test_a_hold_taken_while_a_confirmation_runs_keeps_the_erasure_from_completing(
@@ -121,19 +115,12 @@ def test_a_hold_taken_while_a_confirmation_runs_keeps_the_erasure_from_completin
             time.sleep(max(0.0, began + RECHECK + FIRST_CONFIRM_PAUSE + 0.3 - time.monotonic()))
             holds_while_stalled = transfer_holds(vault.database_url, tenant)
 
-            erasure = http.post(subject_url("fresh-hold", "erasure"), headers=auth(privacy))
-            assert erasure.status_code == 202, erasure.text
-            url = f"/v1/erasures/{erasure.json()['id']}"
-            status, keys_held = "", 0
             # Until the next confirmation has written the row back (or cut the download).
             deadline = began + 2 * RECHECK + FIRST_CONFIRM_PAUSE + NEXT_CONFIRM_PAUSE - 0.5
-            while time.monotonic() < deadline:
-                run_worker_pass(vault)
-                status = str(http.get(url, headers=auth(privacy)).json()["status"])
-                if status == "completed":
-                    keys_held = len(data_keys_in_memory(tenant))
-                    break
-                time.sleep(0.1)
+            status, _ = erase_and_run_worker(
+                vault, http, privacy, "fresh-hold", until=("completed",), deadline=deadline
+            )
+            keys_held = len(data_keys_in_memory(tenant)) if status == "completed" else 0
     assert keys_held == 0, (
         f"erasure {status} with {keys_held} data key(s) of the subject in the vault's memory "
         f"(rows holding them while the download stalled: {holds_while_stalled})"

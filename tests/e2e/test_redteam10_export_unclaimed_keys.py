@@ -31,19 +31,17 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 
 from tests.api.helpers import auth, create_key, put_record, record_url, subject_url
-from tests.jobs import run_worker_pass
+from tests.jobs import erase_and_run_worker
 from tests.support import (
     ServerThread,
     Tenant,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
 )
 
@@ -54,12 +52,7 @@ BILLING_RECORDS = 7
 RECORD_BYTES = 900 * 1024
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("rt10-export-keys"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("rt10-export-keys", transfer_recheck_seconds=RECHECK)
 
 
 def _account_keys_in_memory(tenant: Tenant) -> int:
@@ -97,17 +90,7 @@ def test_a_stalled_export_holds_no_shredded_key_once_the_erasure_has_ended(
             time.sleep(10 * RECHECK)  # stalled on a billing record: the buffers are full
             unclaimed_before = _account_keys_in_memory(tenant)
 
-            erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
-            assert erasure.status_code == 202, erasure.text
-            url = f"/v1/erasures/{erasure.json()['id']}"
-            status = ""
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                run_worker_pass(vault)
-                status = str(http.get(url, headers=auth(privacy)).json()["status"])
-                if status in ("held", "completed"):
-                    break
-                time.sleep(0.1)
+            status, _ = erase_and_run_worker(vault, http, privacy, ref, seconds=10)
             assert status in ("held", "completed"), status
             time.sleep(5 * RECHECK)  # several confirmations of the stalled export
             held_after = _account_keys_in_memory(tenant)

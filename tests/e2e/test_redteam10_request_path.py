@@ -24,7 +24,6 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from tests.support import (
     Tenant,
     data_keys_in_memory,
     make_tenant,
+    module_private_server,
     private_server,
     transfer_holds,
 )
@@ -60,12 +60,7 @@ RECHECK = 0.2
 CUT_WITHIN = 5.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("rt10-request-path"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("rt10-request-path", transfer_recheck_seconds=RECHECK)
 
 
 @pytest.fixture

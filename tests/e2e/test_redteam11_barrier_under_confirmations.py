@@ -25,13 +25,11 @@ import statistics
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 
 import asyncpg
-import pytest
 
 from tests.api.helpers import artefact_url, create_key, uploaded
-from tests.support import ServerThread, make_tenant, private_server, read_response_head
+from tests.support import ServerThread, make_tenant, module_private_server, read_response_head
 
 MIB = 1024 * 1024
 SIZE = 4 * MIB  # more than the socket buffers hold for a client that stopped reading
@@ -43,12 +41,7 @@ BARRIERS = 30
 BARRIER_LIMIT_SECONDS = 1.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("rt11-barrier"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("rt11-barrier", transfer_recheck_seconds=RECHECK)
 
 
 async def _barrier_waits(database_url: str, tenant_id: uuid.UUID) -> tuple[list[float], int]:

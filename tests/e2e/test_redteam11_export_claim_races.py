@@ -32,7 +32,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -48,16 +48,13 @@ from tests.api.helpers import (
     subject_url,
     uploaded,
 )
-from tests.support import ServerThread, make_tenant, private_server
+from tests.support import ServerThread, make_tenant, module_private_server
 from vault.services import transfers as transfer_service
 
 PAUSE_SECONDS = 1.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(pg_admin_url, tmp_path_factory.mktemp("rt11-export-claim")) as server:
-        yield server
+vault = module_private_server("rt11-export-claim")
 
 
 def _paused_claim(monkeypatch: pytest.MonkeyPatch, *, before: bool) -> threading.Event:

@@ -26,19 +26,15 @@ import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator
 
-import httpx
-import pytest
-
-from tests.api.helpers import auth, create_key, put_record, subject_url
-from tests.jobs import run_worker_pass
+from tests.api.helpers import create_key, put_record, subject_url
+from tests.jobs import erase_and_run_worker
 from tests.support import (
     ServerThread,
     Tenant,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
 )
 
@@ -50,12 +46,7 @@ RECORD_BYTES = 900 * 1024
 SETTLE_SECONDS = 4.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("rt11-let-go"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("rt11-let-go", transfer_recheck_seconds=RECHECK)
 
 
 def _account_keys_in_memory(tenant: Tenant) -> int:
@@ -90,41 +81,10 @@ def test_an_erasure_is_not_held_back_by_a_key_the_stalled_export_let_go(
             )
             assert read_response_head(sock).startswith(b"HTTP/1.1 200")
             time.sleep(5 * RECHECK)  # stalled on a billing record: the buffers are full
-            erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
-            assert erasure.status_code == 202, erasure.text
-            url = f"/v1/erasures/{erasure.json()['id']}"
-            started = time.monotonic()
-            status = ""
-            while time.monotonic() < started + SETTLE_SECONDS:
-                run_worker_pass(vault)
-                status = str(http.get(url, headers=auth(privacy)).json()["status"])
-                if status in ("held", "completed"):
-                    break
-                time.sleep(0.1)
-            waited = time.monotonic() - started
+            status, waited = erase_and_run_worker(vault, http, privacy, ref, seconds=SETTLE_SECONDS)
             account_keys = _account_keys_in_memory(tenant)
     assert account_keys == 0  # the export let go of the account key before the erasure
     assert status in ("held", "completed"), f"still {status} after {waited:.1f} s"
-
-
-def _erase_until(
-    vault: ServerThread, http: object, privacy: dict[str, object], ref: str, seconds: float
-) -> tuple[str, float]:
-    """Request the subject's erasure and run the worker until it is held or completed
-    (or `seconds` are up): its last status and how long that took."""
-    assert isinstance(http, httpx.Client)
-    erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
-    assert erasure.status_code == 202, erasure.text
-    url = f"/v1/erasures/{erasure.json()['id']}"
-    started = time.monotonic()
-    status = ""
-    while time.monotonic() < started + seconds:
-        run_worker_pass(vault)
-        status = str(http.get(url, headers=auth(privacy)).json()["status"])
-        if status in ("held", "completed"):
-            break
-        time.sleep(0.1)
-    return status, time.monotonic() - started
 
 
 def test_a_second_life_erasure_is_not_held_back_by_a_key_the_stalled_export_let_go(
@@ -146,7 +106,7 @@ def test_a_second_life_erasure_is_not_held_back_by_a_key_the_stalled_export_let_
             value = json.dumps({"invoice": os.urandom(RECORD_BYTES // 2).hex()}).encode()
             stored = put_record(http, ingest, ref, f"b-bill-{index}", value, category="billing")
             assert stored.status_code == 201, stored.text
-        first, _ = _erase_until(vault, http, privacy, ref, SETTLE_SECONDS)
+        first, _ = erase_and_run_worker(vault, http, privacy, ref, seconds=SETTLE_SECONDS)
         assert first == "held", first  # billing kept by retention
         stored = put_record(http, ingest, ref, "a-account", b'{"plan": "pro"}', category="account")
         assert stored.status_code == 201, stored.text
@@ -159,7 +119,7 @@ def test_a_second_life_erasure_is_not_held_back_by_a_key_the_stalled_export_let_
             )
             assert read_response_head(sock).startswith(b"HTTP/1.1 200")
             time.sleep(5 * RECHECK)  # stalled on a first-life billing record
-            status, waited = _erase_until(vault, http, privacy, ref, SETTLE_SECONDS)
+            status, waited = erase_and_run_worker(vault, http, privacy, ref, seconds=SETTLE_SECONDS)
             account_keys = _account_keys_in_memory(tenant)
     assert account_keys == 0  # the export let go of the account key before the erasure
     assert status == "completed", f"still {status} after {waited:.1f} s"

@@ -22,20 +22,18 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from tests.api.helpers import auth, create_key, put_record, subject_url, uploaded
-from tests.jobs import run_worker_pass
+from tests.api.helpers import create_key, put_record, subject_url, uploaded
+from tests.jobs import erase_and_run_worker
 from tests.support import (
     ServerThread,
     SlowedQuery,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
 )
 from vault.services import artefacts as artefact_service
@@ -45,12 +43,7 @@ PAUSE_SECONDS = 4.0
 SETTLE_SECONDS = 3.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("rt12-let-go"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("rt12-let-go", transfer_recheck_seconds=RECHECK)
 
 
 def _paused(query: str) -> str:
@@ -117,17 +110,7 @@ def test_a_shredded_records_plaintext_is_not_sent_after_the_erasure_is_held(
             # What the vault sent before the erasure was asked for is the client's (here:
             # the two records' entries, flushed while the artefact is looked up).
             _drain(sock, 0.5)
-            erasure = http.post(subject_url(ref, "erasure"), headers=auth(privacy))
-            assert erasure.status_code == 202, erasure.text
-            url = f"/v1/erasures/{erasure.json()['id']}"
-            started = time.monotonic()
-            status = ""
-            while time.monotonic() < started + SETTLE_SECONDS:
-                run_worker_pass(vault)
-                status = str(http.get(url, headers=auth(privacy)).json()["status"])
-                if status in ("held", "completed"):
-                    break
-                time.sleep(0.1)
+            status, _ = erase_and_run_worker(vault, http, privacy, ref, seconds=SETTLE_SECONDS)
             sock.settimeout(15)
             after = b""
             cut = False

@@ -22,21 +22,16 @@ from __future__ import annotations
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from tests.api.helpers import create_key, put_record, subject_url, uploaded
-from tests.support import ServerThread, make_tenant, private_server, read_response_head
+from tests.support import ServerThread, make_tenant, module_private_server, read_response_head
 from vault.errors import Unavailable
 from vault.services.artefacts import ArtefactService
 
-
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(pg_admin_url, tmp_path_factory.mktemp("rt12-outage")) as server:
-        yield server
+vault = module_private_server("rt12-outage")
 
 
 def test_a_database_outage_mid_export_is_not_logged_as_a_transfer_cut(

@@ -23,7 +23,7 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import artefact_url, auth, create_key, put_record, subject_url, uploaded
-from tests.support import ServerThread, make_tenant, private_server, read_response_head
+from tests.support import ServerThread, make_tenant, module_private_server, read_response_head
 from vault.blobs.filesystem import FilesystemBlobStore
 
 
@@ -47,10 +47,7 @@ async def _blob_key(database_url: str, artefact_id: str) -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(pg_admin_url, tmp_path_factory.mktemp("rt13-deleted")) as server:
-        yield server
+vault = module_private_server("rt13-deleted")
 
 
 def test_an_artefact_deleted_under_an_export_is_a_cut_not_the_vaults_failure(

@@ -19,13 +19,17 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 from tests.api.helpers import access_log, auth, create_key, subject_url, wait_for
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, make_tenant, private_server, read_response_head
+from tests.support import (
+    ServerThread,
+    make_tenant,
+    module_private_server,
+    read_response_head,
+)
 from vault.services.export import _RECORD_BATCH
 
 RECHECK = 0.2
@@ -53,13 +57,8 @@ _PAST_BUFFERS = _server_send_buffer_max() // RECORD_CHARS + 3
 RECORDS = -(-_PAST_BUFFERS // _RECORD_BATCH) * _RECORD_BATCH
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """A short transfer recheck (as tests/e2e/test_transfer_cut.py) and no background jobs."""
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("redteam5-export"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+# A short transfer recheck (as tests/e2e/test_transfer_cut.py) and no background jobs.
+vault = module_private_server("redteam5-export", transfer_recheck_seconds=RECHECK)
 
 
 def _stalled_get(server: ServerThread, path: str, token: str, request_id: str) -> socket.socket:

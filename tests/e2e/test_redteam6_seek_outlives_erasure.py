@@ -27,9 +27,6 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from tests.api.helpers import (
     access_log,
@@ -41,7 +38,7 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.e2e.stalled_clients import erasure_completes, read_what_arrives
-from tests.support import ServerThread, make_tenant, private_server
+from tests.support import ServerThread, make_tenant, module_private_server
 from vault.services.artefacts import WHOLE_ANSWER_BYTES
 
 RECHECK = 0.2
@@ -61,12 +58,7 @@ def _server_send_buffer_max() -> int:
 SEEKS = _server_send_buffer_max() // WHOLE_ANSWER_BYTES + 4
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("redteam6-seek"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("redteam6-seek", transfer_recheck_seconds=RECHECK)
 
 
 def _logged(rows: list[dict[str, object]], request_ids: list[str]) -> list[str]:

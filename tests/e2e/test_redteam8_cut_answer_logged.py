@@ -18,10 +18,7 @@ never leave the vault either; every row still says 200 with its full length.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from tests.api.helpers import access_log, auth, create_key, put_record, rfc3339, subject_url
 from tests.e2e.test_answers_hold_their_keys import (
@@ -30,18 +27,10 @@ from tests.e2e.test_answers_hold_their_keys import (
     _listings,
     _pipelined_listings_outlive_erasure,
 )
-from tests.support import ServerThread, make_tenant, private_server
+from tests.support import ServerThread, make_tenant, module_private_server
 from vault.domain.disclosures import MAX_DESCRIPTION_LENGTH
 
-
-@pytest.fixture(scope="module")
-def cut_vault(
-    pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("redteam8-cut"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+cut_vault = module_private_server("redteam8-cut", transfer_recheck_seconds=RECHECK)
 
 
 def test_a_cut_answer_with_decrypted_data_is_not_logged_as_delivered(

@@ -13,7 +13,6 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from tests.support import (
     Tenant,
     data_keys_in_memory,
     make_tenant,
-    private_server,
+    module_private_server,
     read_response_head,
 )
 from vault.runtime import operator_context
@@ -50,14 +49,9 @@ RECHECK = 0.2
 CUT_WITHIN = 5.0
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    """A vault of its own with a short recheck and no background jobs (the erasure test
-    runs them by hand)."""
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("transfer-cut"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+# A vault of its own with a short recheck and no background jobs (the erasure test
+# runs them by hand).
+vault = module_private_server("transfer-cut", transfer_recheck_seconds=RECHECK)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import socket
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -35,7 +34,13 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant, private_server, read_response_head
+from tests.support import (
+    ServerThread,
+    Tenant,
+    make_tenant,
+    module_private_server,
+    read_response_head,
+)
 
 MIB = 1024 * 1024
 # More than the kernel's and the server's buffers hold for a client that stops reading.
@@ -49,12 +54,7 @@ CUT_WITHIN = 5.0
 RUNS_ON_FOR = 10 * RECHECK
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("restriction-cut"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("restriction-cut", transfer_recheck_seconds=RECHECK)
 
 
 @pytest.fixture

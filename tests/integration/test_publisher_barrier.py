@@ -17,14 +17,18 @@ import uuid
 import asyncpg
 import pytest
 
-import workers.ledger as ledger_module
 from tests.api.helpers import auth, create_key, put_record, subject_url
-from tests.support import ServerThread, Tenant, make_tenant
-from vault.db.database import Database
+from tests.jobs import completion_racing_the_barrier
+from tests.support import (
+    ServerThread,
+    Tenant,
+    begin_hold,
+    hold_key_uncommitted,
+    make_tenant,
+)
 from vault.runtime import operator_context
 from vault.services.receipts import ReceiptSigner
 from workers.erasure import run_due_erasures
-from workers.ledger import E as ledger_queries
 from workers.ledger import complete_published_erasures, publish_pending
 
 # Far longer than a pass over the test database's tenants takes.
@@ -37,13 +41,9 @@ def tenant(quiet_vault: ServerThread) -> Tenant:
 
 
 async def _hold_in_flight(database_url: str, tenant_id: uuid.UUID) -> asyncpg.Connection:
-    """A connection inside a hold's transaction: the tenant's transfer-holds lock taken
-    shared, not yet committed (as dv_transfer_hold keeps it to its commit)."""
+    """A connection inside a hold's transaction (`begin_hold`)."""
     conn = await asyncpg.connect(database_url)
-    await conn.execute("BEGIN")
-    await conn.execute(
-        "SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))", tenant_id
-    )
+    await begin_hold(conn, tenant_id)
     return conn
 
 
@@ -95,7 +95,7 @@ def test_a_shredded_erasure_still_waits_for_the_hold_in_flight(
 
 
 def test_an_erasure_shredded_after_the_barrier_does_not_complete_past_a_hold_in_flight(
-    quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    quiet_vault: ServerThread, tenant: Tenant
 ) -> None:
     """Attack: the publisher passes the tenant's barrier (another erasure, kept waiting by
     a transfer, gives it a reason to); right after it, a read holds subject X's key
@@ -136,54 +136,22 @@ def test_an_erasure_shredded_after_the_barrier_does_not_complete_past_a_hold_in_
                 assert raced.status_code == 202, raced.text
                 raced_key = await key_of(admin, "raced-rec")
                 hold = await asyncpg.connect(url)
-                real_fetch = Database.tenant_fetch
-                armed = True
 
-                async def fetch(
-                    self: Database, tenant_id: uuid.UUID, query: str, *args: object
-                ) -> list[asyncpg.Record]:
-                    nonlocal armed
-                    rows = await real_fetch(self, tenant_id, query, *args)
-                    if armed and query == ledger_queries.transfer_barrier:
-                        armed = False
-                        # A read holds the raced key, live in its snapshot, uncommitted.
-                        await hold.execute("BEGIN")
-                        await hold.execute(
-                            "SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))",
-                            tenant.id,
-                        )
-                        assert await hold.fetchval(
-                            "SELECT wrapped_key IS NOT NULL FROM data_keys"
-                            " WHERE tenant_id = $1 AND id = $2",
-                            tenant.id, raced_key,
-                        )  # fmt: skip
-                        await hold.execute(
-                            "INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id,"
-                            " held_until) VALUES ($1, gen_random_uuid(), $2,"
-                            " now() + interval '1 hour')",
-                            tenant.id, raced_key,
-                        )  # fmt: skip
-                        # The raced erasure shredded and published meanwhile.
-                        await run_due_erasures(ctx.db, ctx.keyring)
-                        await publish_pending(ctx.db, ctx.blobs, signer=signer)
-                    return rows
+                async def after_barrier() -> None:
+                    # A read holds the raced key, live in its snapshot, uncommitted.
+                    await hold_key_uncommitted(hold, tenant.id, raced_key)
+                    # The raced erasure shredded and published meanwhile.
+                    await run_due_erasures(ctx.db, ctx.keyring)
+                    await publish_pending(ctx.db, ctx.blobs, signer=signer)
 
-                monkeypatch.setattr(Database, "tenant_fetch", fetch)
-                # One completing task: the read's hold stays open through the pass, and
-                # a second task's own barrier would wait for it.
-                monkeypatch.setattr(ledger_module, "_COMPLETE_PARALLEL", 1)
-                timed_out = False
+                # One completing task at a time: the read's hold stays open through the
+                # pass, and a second task's own barrier would wait for it (timed out).
                 try:
-                    try:
-                        await asyncio.wait_for(complete_published_erasures(ctx.db), 5.0)
-                    except TimeoutError:
-                        timed_out = True  # waiting at a barrier behind the open hold
+                    timed_out = await completion_racing_the_barrier(ctx.db, after_barrier)
                     shown = http.get(f"/v1/erasures/{raced.json()['id']}", headers=auth(privacy))
                 finally:
-                    monkeypatch.setattr(Database, "tenant_fetch", real_fetch)
                     await hold.close()  # the read's hold never commits: rolled back
             await admin.close()
-            assert not armed, "the publisher never took the barrier"
             assert shown.json()["status"] == "in_progress", shown.text
             assert not timed_out
 

@@ -25,15 +25,18 @@ import uuid
 import asyncpg
 import pytest
 
-import workers.ledger as ledger_module
 from tests.api.helpers import auth, create_key, put_record, subject_url
-from tests.support import ServerThread, Tenant, make_tenant
-from vault.db.database import Database
+from tests.jobs import completion_racing_the_barrier
+from tests.support import (
+    ServerThread,
+    Tenant,
+    hold_key_uncommitted,
+    make_tenant,
+)
 from vault.runtime import operator_context
 from vault.services.receipts import ReceiptSigner
 from workers.erasure import run_due_erasures, shred_restored
-from workers.ledger import E as ledger_queries
-from workers.ledger import complete_published_erasures, publish_pending
+from workers.ledger import publish_pending
 
 
 @pytest.fixture
@@ -74,7 +77,7 @@ async def _restored_line_keys(
 
 
 def test_a_restored_erasures_later_shred_does_not_complete_past_a_hold_in_flight(
-    quiet_vault: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+    quiet_vault: ServerThread, tenant: Tenant
 ) -> None:
     settings, url = quiet_vault.settings, quiet_vault.database_url
     with quiet_vault.client() as http:
@@ -95,56 +98,24 @@ def test_a_restored_erasures_later_shred_does_not_complete_past_a_hold_in_flight
                 # a key of its generation that its line never had.
                 restored_data_key = await _restored_line_keys(admin, tenant.id, "raced-rec")
                 hold = await asyncpg.connect(url)
-                real_fetch = Database.tenant_fetch
-                armed = True
 
-                async def fetch(
-                    self: Database, tenant_id: uuid.UUID, query: str, *args: object
-                ) -> list[asyncpg.Record]:
-                    nonlocal armed
-                    rows = await real_fetch(self, tenant_id, query, *args)
-                    if armed and query == ledger_queries.transfer_barrier:
-                        armed = False
-                        # A read holds the restored-line data key, live, uncommitted.
-                        await hold.execute("BEGIN")
-                        await hold.execute(
-                            "SELECT pg_advisory_xact_lock_shared(dv_transfer_holds_lock_key($1))",
-                            tenant.id,
-                        )
-                        assert await hold.fetchval(
-                            "SELECT wrapped_key IS NOT NULL FROM data_keys"
-                            " WHERE tenant_id = $1 AND id = $2",
-                            tenant.id, restored_data_key,
-                        )  # fmt: skip
-                        await hold.execute(
-                            "INSERT INTO transfer_keys (tenant_id, transfer_id, data_key_id,"
-                            " held_until) VALUES ($1, gen_random_uuid(), $2,"
-                            " now() + interval '1 hour')",
-                            tenant.id, restored_data_key,
-                        )  # fmt: skip
-                        # Reconcile's shred of the restored erasure commits, and is published.
-                        async with ctx.db.tenant_tx(tenant.id) as conn:
-                            assert await shred_restored(conn, ctx.keyring, tenant.id, [raced_id])
-                        await publish_pending(ctx.db, ctx.blobs, signer=signer)
-                    return rows
+                async def after_barrier() -> None:
+                    # A read holds the restored-line data key, live, uncommitted.
+                    await hold_key_uncommitted(hold, tenant.id, restored_data_key)
+                    # Reconcile's shred of the restored erasure commits, and is published.
+                    async with ctx.db.tenant_tx(tenant.id) as conn:
+                        assert await shred_restored(conn, ctx.keyring, tenant.id, [raced_id])
+                    await publish_pending(ctx.db, ctx.blobs, signer=signer)
 
-                monkeypatch.setattr(Database, "tenant_fetch", fetch)
-                monkeypatch.setattr(ledger_module, "_COMPLETE_PARALLEL", 1)
-                timed_out = False
                 try:
-                    try:
-                        await asyncio.wait_for(complete_published_erasures(ctx.db), 5.0)
-                    except TimeoutError:
-                        timed_out = True
+                    timed_out = await completion_racing_the_barrier(ctx.db, after_barrier)
                     status = await admin.fetchval(
                         "SELECT status FROM erasures WHERE tenant_id = $1 AND id = $2",
                         tenant.id, raced_id,
                     )  # fmt: skip
                 finally:
-                    monkeypatch.setattr(Database, "tenant_fetch", real_fetch)
                     await hold.close()  # the read's hold never commits: rolled back
             await admin.close()
-            assert not armed, "the publisher never took the barrier"
             # Waiting at a second barrier behind the open hold (timed_out) is a right answer
             # too: only completing past the hold is wrong.
             assert timed_out or status == "in_progress", status

@@ -6,6 +6,8 @@ test sees what the kernel would be handed and in how many calls."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -171,3 +173,39 @@ def test_100_continue_goes_out_before_the_answer_and_on_its_own() -> None:
     assert calls[0] == b"HTTP/1.1 100 Continue\r\n\r\n"
     assert len(calls) == 2
     assert calls[1].startswith(b"HTTP/1.1 201 ") and calls[1].endswith(b"\r\n\r\ndata")
+
+
+def test_a_finished_request_is_freed_without_the_garbage_collector() -> None:
+    """The held-head transport names its cycle weakly: with a strong reference back, each
+    request's cycle, scope, task and state were a reference cycle, freed only by a
+    collection (a pause every few hundred requests with every request in flight
+    waiting). A served request must be gone once the next one on its connection starts,
+    with the collector off."""
+    seen: list[weakref.ref[Any]] = []
+
+    async def run() -> list[bytes]:
+        config = Config(
+            app=_one_message(b"{}", 200), http=LimitedHttpToolsProtocol, lifespan="off",
+            log_level="error",
+        )  # fmt: skip
+        protocol = LimitedHttpToolsProtocol(config=config, server_state=ServerState(), app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.data_received(GET)
+        seen.append(weakref.ref(protocol.cycle))
+        await asyncio.sleep(0.05)
+        protocol.data_received(GET)  # the next request on the same connection
+        await asyncio.sleep(0.05)
+        first_freed = seen[0]() is None
+        protocol.connection_lost(None)
+        assert first_freed, "the first request's cycle outlived its answer"
+        return transport.calls
+
+    gc.collect()
+    gc.disable()
+    try:
+        calls = asyncio.run(run())
+    finally:
+        gc.enable()
+    # Both answered, each in one write.
+    assert len(calls) == 2 and all(call.endswith(b"\r\n\r\n{}") for call in calls)
