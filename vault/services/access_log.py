@@ -15,6 +15,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+import asyncpg
 import structlog
 
 from crypto.mac import keyed_hash
@@ -23,6 +24,10 @@ from vault.db.database import Database
 from vault.db.sql import Queries
 from vault.errors import Unavailable
 from vault.services.transfers import HELD_FOR_SECONDS
+
+# dv_access_log_chain_holding (migration 0035): a read's hold was lost and its key is
+# destroyed since, so the read must not be answered.
+HOLD_REFUSED_SQLSTATE = "DV410"
 
 Q = Queries("access_log")
 log = structlog.get_logger("datavault.access_log")
@@ -212,33 +217,71 @@ class AccessLogWriter:
 
     async def _commit(self, groups: list[_TenantBatch]) -> None:
         for group in groups:
-            last_use = (
-                [key_id for key_id, _ in group.last_use],
-                [at for _, (at, _) in group.last_use],
-                [ip for _, (_, ip) in group.last_use],
-            )
             try:
-                if group.holds:
-                    await self._db.tenant_fetchrow(
-                        group.tenant_id, Q.append_holding, *group.columns, *last_use,
-                        [transfer for transfer, _ in group.holds],
-                        [key for _, key in group.holds], HELD_FOR_SECONDS,
-                    )  # fmt: skip
+                await self._append(group)
+            except asyncpg.PostgresError as exc:
+                if getattr(exc, "sqlstate", None) == HOLD_REFUSED_SQLSTATE:
+                    await self._hold_refused(group)
                 else:
-                    await self._db.tenant_fetchrow(
-                        group.tenant_id, Q.append, *group.columns, *last_use
-                    )
+                    self._failed(group, exc)
             except Exception as exc:
-                self.failing = True
-                log.error("access_log_write_failed", error_type=type(exc).__name__)
-                for pending in group.rows:
-                    if not pending.done.done():
-                        pending.done.set_exception(Unavailable("access log unavailable"))
+                self._failed(group, exc)
             else:
-                self.failing = False
-                for pending in group.rows:
-                    if not pending.done.done():
-                        pending.done.set_result(None)
+                self._committed(group)
+
+    async def _append(self, group: _TenantBatch) -> None:
+        last_use = (
+            [key_id for key_id, _ in group.last_use],
+            [at for _, (at, _) in group.last_use],
+            [ip for _, (_, ip) in group.last_use],
+        )
+        if group.holds:
+            await self._db.tenant_fetchrow(
+                group.tenant_id, Q.append_holding, *group.columns, *last_use,
+                [transfer for transfer, _ in group.holds],
+                [key for _, key in group.holds], HELD_FOR_SECONDS,
+            )  # fmt: skip
+        else:
+            await self._db.tenant_fetchrow(group.tenant_id, Q.append, *group.columns, *last_use)
+
+    async def _hold_refused(self, group: _TenantBatch) -> None:
+        """A read's hold could not be confirmed: it was lost (a database crash) and its
+        key is destroyed since (DV410, migration 0035). That is the read's own refusal,
+        not the log failing: the batch's other requests (whose changes may have
+        committed) are written one request at a time, in order, so that only the read is
+        refused; the read's row is written without the hold, stating the 503 it is
+        answered (red team 14: the whole batch failed, and a committed write was
+        answered 503 with no row)."""
+        if len(group.rows) > 1:
+            for pending in group.rows:
+                await self._commit([self._columns(group.tenant_id, [pending])])
+            return
+        (pending,) = group.rows
+        refused = replace(
+            pending.entry, status=503, bytes_out=0, held_by_transfer=None, held_keys=(),
+            also_under=(),
+        )  # fmt: skip
+        try:
+            await self._append(self._columns(group.tenant_id, [_Pending(refused)]))
+        except Exception as exc:
+            self._failed(group, exc)
+            return
+        self.failing = False
+        if not pending.done.done():
+            pending.done.set_exception(Unavailable("the read's data key is destroyed"))
+
+    def _committed(self, group: _TenantBatch) -> None:
+        self.failing = False
+        for pending in group.rows:
+            if not pending.done.done():
+                pending.done.set_result(None)
+
+    def _failed(self, group: _TenantBatch, exc: Exception) -> None:
+        self.failing = True
+        log.error("access_log_write_failed", error_type=type(exc).__name__)
+        for pending in group.rows:
+            if not pending.done.done():
+                pending.done.set_exception(Unavailable("access log unavailable"))
 
     def _columns(self, tenant_id: uuid.UUID, rows: list[_Pending]) -> _TenantBatch:
         """The rows as the append statement's columns (the database numbers and chains
