@@ -95,16 +95,24 @@ def test_a_cut_answer_with_decrypted_data_is_not_logged_as_delivered(
         f"{len(rows)} rows, all 200 with their full length, though the vault cut the "
         f"waiting answer ({what}) and reset the connection"
     )
-    # The cut answer's request has its first row (200, written before it was sent), a
+    # Each cut answer's request has its first row (200, written before it was sent), a
     # listing's one more for the subject it listed (200, 0 bytes: vault/http/
     # listed_subjects.py), and a last saying it was cut: 404 for the destroyed key, no
-    # bytes claimed.
+    # bytes claimed. Usually one answer waits: the one whose send the full socket
+    # stopped. Answers before it that uvicorn had handed to the transport's buffer
+    # (below its high-water mark) hold their keys until that buffer reaches the kernel,
+    # and are cut alike: how many depends on the machine's timing, each must say so.
     by_request: dict[str, list[dict[str, object]]] = {}
     for row in rows:
         by_request.setdefault(str(row["request_id"]), []).append(row)
     cut = [logged for logged in by_request.values() if {r["status"] for r in logged} != {200}]
-    assert len(cut) == 1, by_request
-    cut_statuses = sorted(int(str(row["status"])) for row in cut[0])
-    assert cut_statuses in ([200, 404], [200, 200, 404]), cut
-    assert [row["bytes_out"] for row in cut[0] if row["status"] == 404] == [0], cut
-    assert len([row for row in cut[0] if row["status"] == 200 and row["bytes_out"]]) == 1, cut
+    summary = {
+        request: [(row["status"], row["bytes_out"]) for row in logged]
+        for request, logged in by_request.items()
+    }
+    assert cut, summary
+    for logged in cut:
+        statuses = sorted(int(str(row["status"])) for row in logged)
+        assert statuses in ([200, 404], [200, 200, 404]), summary
+        assert [row["bytes_out"] for row in logged if row["status"] == 404] == [0], summary
+        assert len([row for row in logged if row["status"] == 200 and row["bytes_out"]]) == 1
