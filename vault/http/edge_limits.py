@@ -314,8 +314,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
                 previous.disconnected = True
                 previous.message_event.set()
                 answer_now = True
+        # Only what the connection and the head gave, never what the app added to a
+        # running request's scope (its route, endpoint, path parameters: red team 16, the
+        # refusal was logged under the upload's route, its subject reference in reach).
+        running = self.scope
         self.scope = {
-            **self.scope,
+            "type": "http", "asgi": running["asgi"], "http_version": running["http_version"],
+            "server": running["server"], "client": running["client"],
+            "scheme": running["scheme"], "root_path": running["root_path"],
+            "headers": running["headers"], "extensions": running.get("extensions", {}),
             "method": self._method, "path": "/", "raw_path": b"/", "query_string": b"",
             "state": {**self.app_state, EDGE_REFUSAL: self._refusal},
         }  # fmt: skip

@@ -220,7 +220,8 @@ class AccessLogWriter:
             try:
                 await self._append(group)
             except asyncpg.PostgresError as exc:
-                if getattr(exc, "sqlstate", None) == HOLD_REFUSED_SQLSTATE:
+                # Only a batch that confirms holds can be refused for one (red team 16).
+                if group.holds and getattr(exc, "sqlstate", None) == HOLD_REFUSED_SQLSTATE:
                     await self._hold_refused(group)
                 else:
                     self._failed(group, exc)
