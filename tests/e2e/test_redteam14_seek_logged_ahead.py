@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +39,15 @@ from tests.api.helpers import (
     uploaded,
     wait_for,
 )
+from tests.e2e.seeks import (
+    SEEK,
+    blob_file,
+    connect,
+    read_all,
+    rows_of,
+    seek_request,
+    slowed_holding_commit,
+)
 from tests.e2e.stalled_clients import erasure_completes
 from tests.support import (
     ServerThread,
@@ -55,9 +63,7 @@ from vault.services import access_log as access_log_service
 from vault.services.access_audit import verify_chain
 
 RECHECK = 0.2
-PAUSE_SECONDS = 1.5
 MIB = 1024 * 1024
-SEEK = 64 * 1024
 SIZE = 2 * MIB
 FIXED_HEADER = 77  # header = 77 + len(key id) bytes (crypto/FORMAT.md)
 
@@ -75,16 +81,6 @@ def tenant(vault: ServerThread) -> Tenant:
     return make_tenant(vault.settings, vault.database_url)
 
 
-def _paused(query: str) -> str:
-    # SELECT * FROM dv_access_log_chain_holding(...) → the same row, after a pause.
-    return (
-        query.replace("SELECT *", "SELECT r.*", 1).replace(
-            "FROM ", f"FROM (SELECT pg_sleep({PAUSE_SECONDS})) pause, ", 1
-        )
-        + " r"
-    )
-
-
 def _failing(query: str) -> str:
     # The same statement, failing in PostgreSQL after a short pause (a division by zero):
     # the writer's batch fails after the row started ahead was submitted.
@@ -96,65 +92,18 @@ def _failing(query: str) -> str:
     )
 
 
-def _slowed(monkeypatch: pytest.MonkeyPatch, rewrite: Callable[[str], str]) -> SlowedQuery:
-    """A seek's row commits through `append_holding` (it confirms the read's hold)."""
-    slow = SlowedQuery(access_log_service.Q, "append_holding", rewrite)
-    monkeypatch.setattr(access_log_service, "Q", slow)
-    return slow
-
-
 @pytest.fixture
 def slowed_commit(monkeypatch: pytest.MonkeyPatch) -> SlowedQuery:
-    return _slowed(monkeypatch, _paused)
+    return slowed_holding_commit(monkeypatch)
 
 
 @pytest.fixture
 def failing_commit(monkeypatch: pytest.MonkeyPatch) -> SlowedQuery:
-    return _slowed(monkeypatch, _failing)
-
-
-def _seek_request(vault: ServerThread, path: str, secret: str, first: int, rid: str) -> bytes:
-    host = urllib.parse.urlsplit(vault.base_url).netloc
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\n"
-        f"Range: bytes={first}-{first + SEEK - 1}\r\nX-Request-Id: {rid}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-
-
-def _connect(vault: ServerThread) -> socket.socket:
-    host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
-    return socket.create_connection((host, int(port)), timeout=15)
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    got = b""
-    try:
-        while chunk := sock.recv(65536):
-            got += chunk
-    except OSError:
-        pass  # cut: the connection reset
-    return got
-
-
-def _rows(http: httpx.Client, officer: dict[str, Any], rid: str) -> list[dict[str, Any]]:
-    """The request id's access-log rows in chain order, oldest first (the search answers
-    newest first, by its place in the chain)."""
-    rows = [row for row in access_log(http, officer, limit=500) if row["request_id"] == rid]
-    return rows[::-1]
+    return slowed_holding_commit(monkeypatch, _failing)
 
 
 def _outcomes(rows: list[dict[str, Any]]) -> list[tuple[int, int]]:
     return [(row["status"], row["bytes_out"]) for row in rows]
-
-
-def _blob(vault: ServerThread, artefact_id: str) -> Any:
-    files = [
-        p for p in (vault.settings.data_dir / "blobs").rglob("*")
-        if p.is_file() and artefact_id in str(p) and not p.name.endswith(".partial")
-    ]  # fmt: skip
-    assert len(files) == 1, files
-    return files[0]
 
 
 # --- bytes before the row -------------------------------------------------------------
@@ -173,15 +122,15 @@ def test_a_seek_whose_row_fails_after_it_was_submitted_sends_no_byte(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, "rt14-fail", data)
         path = artefact_url("rt14-fail", artefact["id"], "content")
-        with _connect(vault) as sock:
+        with connect(vault) as sock:
             failing_commit.armed.set()
-            sock.sendall(_seek_request(vault, path, reader["secret"], 1000, rid))
-            answer = _read_all(sock)
+            sock.sendall(seek_request(vault, path, reader["secret"], 1000, rid))
+            answer = read_all(sock)
         assert failing_commit.entered.is_set()
         assert answer.startswith(b"HTTP/1.1 503"), answer[:200]
         assert data[1000 : 1000 + 64] not in answer
         # The log recovers at the next row (this search's), and holds no 206 for the seek.
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert all(row["status"] != 206 for row in rows), rows
     assert wait_for(lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5)
     assert not data_keys_in_memory(tenant)
@@ -203,16 +152,16 @@ def test_a_seek_whose_blob_is_missing_ends_with_a_row_saying_so(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, "rt14-missing", data)
         path = artefact_url("rt14-missing", artefact["id"], "content")
-        _blob(vault, artefact["id"]).unlink()
-        with _connect(vault) as sock:
+        blob_file(vault, artefact["id"]).unlink()
+        with connect(vault) as sock:
             slowed_commit.armed.set()
-            sock.sendall(_seek_request(vault, path, reader["secret"], 0, rid))
-            answer = _read_all(sock)
+            sock.sendall(seek_request(vault, path, reader["secret"], 0, rid))
+            answer = read_all(sock)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert slowed_commit.entered.is_set()
         status = int(head.split()[1])
         assert status >= 500, head
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert _outcomes(rows) == [(206, SEEK), (status, len(body))]
 
 
@@ -230,21 +179,21 @@ def _seek_cut_while_its_row_commits(
     officer = create_key(http, tenant, ["compliance"])
     artefact = uploaded(http, reader, ref, data)
     path = artefact_url(ref, artefact["id"], "content")
-    with _connect(vault) as sock:
+    with connect(vault) as sock:
         slowed.armed.set()
-        sock.sendall(_seek_request(vault, path, reader["secret"], 5000, rid))
+        sock.sendall(seek_request(vault, path, reader["secret"], 5000, rid))
         assert slowed.entered.wait(timeout=10)
         if how == "artefact deleted":
             done = http.delete(artefact_url(ref, artefact["id"]), headers=auth(reader))
         else:
             done = http.delete(f"/v1/api-keys/{reader['id']}", headers=tenant.auth())
         assert done.status_code in (200, 204), done.text
-        answer = _read_all(sock)
+        answer = read_all(sock)
     delivered = data[5000 : 5000 + SEEK] in answer
     assert delivered or wait_for(
-        lambda: any(row["status"] != 206 for row in _rows(http, officer, rid)), timeout=10
+        lambda: any(row["status"] != 206 for row in rows_of(http, officer, rid)), timeout=10
     )
-    return ref, officer, delivered, _rows(http, officer, rid)
+    return ref, officer, delivered, rows_of(http, officer, rid)
 
 
 @pytest.mark.parametrize("how", ["artefact deleted", "key revoked"])
@@ -291,7 +240,7 @@ def test_a_seek_is_logged_ahead_up_to_one_mib_exactly(
         )
         ahead = slowed_commit.entered.is_set()
         slowed_commit.armed.clear()
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert answer.status_code == 206 and answer.content == data[7 : 7 + length]
     assert ahead == (length <= MIB)
     assert _outcomes(rows) == [(206, length)]
@@ -310,14 +259,14 @@ def test_a_seek_whose_client_hangs_up_while_its_row_commits(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, "rt14-gone", data)
         path = artefact_url("rt14-gone", artefact["id"], "content")
-        sock = _connect(vault)
+        sock = connect(vault)
         slowed_commit.armed.set()
-        sock.sendall(_seek_request(vault, path, reader["secret"], 300, rid))
+        sock.sendall(seek_request(vault, path, reader["secret"], 300, rid))
         assert slowed_commit.entered.wait(timeout=10)
         sock.close()
-        assert wait_for(lambda: bool(_rows(http, officer, rid)), timeout=5)
+        assert wait_for(lambda: bool(rows_of(http, officer, rid)), timeout=5)
         assert wait_for(lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5)
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert _outcomes(rows) in ([(206, SEEK)], [(206, SEEK), (499, 0)]), rows
     assert not data_keys_in_memory(tenant)
 
@@ -372,7 +321,7 @@ def test_a_refused_seek_logs_no_row_ahead(
         # (A restricted subject's refused read took its hold in the read's statement,
         # so its one row confirms it through the paused statement: not a row ahead.)
         slowed_commit.armed.clear()
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     # A key of another tenant, or no key, is logged under its own chain (or the
     # deployment's): this tenant's chain then has nothing for the request.
     if caller in ("other tenant's reader", "unknown secret"):
@@ -398,7 +347,7 @@ def test_many_seeks_at_once_each_end_with_their_own_outcome(
         officer = create_key(http, tenant, ["compliance"])
         good = uploaded(http, reader, "rt14-good", good_data)
         bad = uploaded(http, reader, "rt14-bad", bad_data)
-        blob = _blob(vault, bad["id"])
+        blob = blob_file(vault, bad["id"])
         raw = bytearray(blob.read_bytes())
         raw[FIXED_HEADER + raw[1] + 500] ^= 0x01  # in the first segment
         blob.write_bytes(bytes(raw))
@@ -448,7 +397,7 @@ def test_two_replicas_seeking_at_once_keep_one_valid_chain(
             reader = create_key(http, tenant, ["ingest", "read"])
             good = uploaded(http, reader, "rt14-two-good", good_data)
             bad = uploaded(http, reader, "rt14-two-bad", bad_data)
-            blob = _blob(vault, bad["id"])
+            blob = blob_file(vault, bad["id"])
             raw = bytearray(blob.read_bytes())
             raw[FIXED_HEADER + raw[1] + 700] ^= 0x01
             blob.write_bytes(bytes(raw))
@@ -512,7 +461,7 @@ def test_a_playback_links_seek_logged_ahead_ends_with_its_outcome(
         assert minted.status_code == 201, minted.text
         link = urllib.parse.urlsplit(minted.json()["url"]).path
         if case == "tampered":
-            blob = _blob(vault, artefact["id"])
+            blob = blob_file(vault, artefact["id"])
             raw = bytearray(blob.read_bytes())
             raw[FIXED_HEADER + raw[1] + 300] ^= 0x01
             blob.write_bytes(bytes(raw))
@@ -523,7 +472,7 @@ def test_a_playback_links_seek_logged_ahead_ends_with_its_outcome(
         answer = http.get(link, headers={"Range": f"bytes=0-{SEEK - 1}", "X-Request-Id": rid})
         slowed_commit.armed.clear()
         assert data[:64] not in answer.content
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     if case == "tampered":
         assert answer.status_code == 500
         assert _outcomes(rows) == [(206, SEEK), (500, len(answer.content))]
@@ -692,8 +641,8 @@ def _bystanders_of_a_refused_hold(
             for _ in range(2):  # the two batches in flight, each paused
                 busy.append(pool.submit(own_client, "GET", "/v1/access-log", headers=auth(officer)))
                 time.sleep(0.2)
-            with _connect(vault) as sock:
-                sock.sendall(_seek_request(vault, path, reader["secret"], 0, rid))
+            with connect(vault) as sock:
+                sock.sendall(seek_request(vault, path, reader["secret"], 0, rid))
                 time.sleep(0.1)
                 written = pool.submit(
                     own_client, "PUT", record_url("rt14-bystander", "note"),
@@ -709,7 +658,7 @@ def _bystanders_of_a_refused_hold(
                 deleted = own_client(
                     "DELETE", artefact_url("rt14-batch", artefact["id"]), headers=auth(reader)
                 )
-                seek_answer = _read_all(sock)
+                seek_answer = read_all(sock)
             for future in busy:
                 future.result()
             record = written.result()

@@ -13,23 +13,29 @@ after; a revoked key is refused at once; no data key stays in memory after the r
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
-import urllib.parse
 import uuid
-from typing import Any
 
 import pytest
 
 from tests.api.helpers import (
-    access_log,
     artefact_url,
     auth,
     create_key,
     subject_url,
     uploaded,
     wait_for,
+)
+from tests.e2e.seeks import (
+    PAUSE_SECONDS,
+    SEEK,
+    blob_file,
+    connect,
+    read_all,
+    rows_of,
+    seek_request,
+    slowed_holding_commit,
 )
 from tests.e2e.stalled_clients import erasure_completes
 from tests.support import (
@@ -41,12 +47,9 @@ from tests.support import (
     module_private_server,
     transfer_holds,
 )
-from vault.services import access_log as access_log_service
 
 RECHECK = 0.2
-PAUSE_SECONDS = 1.5
 MIB = 1024 * 1024
-SEEK = 64 * 1024
 SIZE = 3 * MIB
 FIXED_HEADER = 77  # header = 77 + len(key id) bytes (crypto/FORMAT.md)
 
@@ -59,58 +62,9 @@ def tenant(vault: ServerThread) -> Tenant:
     return make_tenant(vault.settings, vault.database_url)
 
 
-def _paused(query: str) -> str:
-    # SELECT * FROM dv_access_log_chain_holding(...) → the same row, after a pause.
-    return (
-        query.replace("SELECT *", "SELECT r.*", 1).replace(
-            "FROM ", f"FROM (SELECT pg_sleep({PAUSE_SECONDS})) pause, ", 1
-        )
-        + " r"
-    )
-
-
 @pytest.fixture
 def slowed_commit(monkeypatch: pytest.MonkeyPatch) -> SlowedQuery:
-    """A seek's row commits through `append_holding` (it confirms the read's hold)."""
-    slow = SlowedQuery(access_log_service.Q, "append_holding", _paused)
-    monkeypatch.setattr(access_log_service, "Q", slow)
-    return slow
-
-
-def _seek_request(vault: ServerThread, path: str, secret: str, first: int, rid: str) -> bytes:
-    host = urllib.parse.urlsplit(vault.base_url).netloc
-    return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {secret}\r\n"
-        f"Range: bytes={first}-{first + SEEK - 1}\r\nX-Request-Id: {rid}\r\n"
-        "Connection: close\r\n\r\n"
-    ).encode()
-
-
-def _connect(vault: ServerThread) -> socket.socket:
-    host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
-    return socket.create_connection((host, int(port)), timeout=15)
-
-
-def _read_all(sock: socket.socket) -> bytes:
-    got = b""
-    while chunk := sock.recv(65536):
-        got += chunk
-    return got
-
-
-def _rows(http: Any, officer: dict[str, Any], rid: str) -> list[dict[str, Any]]:
-    """The request's access-log rows, oldest first."""
-    rows = [row for row in access_log(http, officer, limit=500) if row["request_id"] == rid]
-    return sorted(rows, key=lambda row: row["at"])
-
-
-def _blob(vault: ServerThread, artefact_id: str) -> Any:
-    files = [
-        p for p in (vault.settings.data_dir / "blobs").rglob("*")
-        if p.is_file() and artefact_id in str(p) and not p.name.endswith(".partial")
-    ]  # fmt: skip
-    assert len(files) == 1, files
-    return files[0]
+    return slowed_holding_commit(monkeypatch)
 
 
 def test_no_byte_of_a_seek_leaves_before_its_row_is_committed(
@@ -126,19 +80,19 @@ def test_no_byte_of_a_seek_leaves_before_its_row_is_committed(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, "ahead", data)
         path = artefact_url("ahead", artefact["id"], "content")
-        with _connect(vault) as sock:
+        with connect(vault) as sock:
             slowed_commit.armed.set()
-            sock.sendall(_seek_request(vault, path, reader["secret"], MIB - 100, rid))
+            sock.sendall(seek_request(vault, path, reader["secret"], MIB - 100, rid))
             assert slowed_commit.entered.wait(timeout=10), "the seek's row was never committed"
             sock.settimeout(PAUSE_SECONDS / 2)
             with pytest.raises(TimeoutError):
                 sock.recv(1)  # the commit is still paused: nothing has left
             sock.settimeout(15)
-            answer = _read_all(sock)
+            answer = read_all(sock)
         head, _, body = answer.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 206"), head
         assert body == data[MIB - 100 : MIB - 100 + SEEK]
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert [(row["status"], row["bytes_out"]) for row in rows] == [(206, SEEK)]
     # Held until the answer left, then let go: no hold, no key kept for the next read.
     assert wait_for(lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5)
@@ -160,20 +114,20 @@ def test_a_seek_failing_its_integrity_check_after_its_row_gets_a_second_row(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, f"tampered-{flipped}", data)
         path = artefact_url(f"tampered-{flipped}", artefact["id"], "content")
-        blob = _blob(vault, artefact["id"])
+        blob = blob_file(vault, artefact["id"])
         raw = bytearray(blob.read_bytes())
         header = FIXED_HEADER + raw[1]
         raw[header + MIB + 16 + 500 if flipped == "segment" else header - 1] ^= 0x01
         blob.write_bytes(bytes(raw))
-        with _connect(vault) as sock:
+        with connect(vault) as sock:
             slowed_commit.armed.set()
-            sock.sendall(_seek_request(vault, path, reader["secret"], MIB + 100, rid))
-            answer = _read_all(sock)
+            sock.sendall(seek_request(vault, path, reader["secret"], MIB + 100, rid))
+            answer = read_all(sock)
         assert answer.startswith(b"HTTP/1.1 500"), answer[:200]
         assert b"integrity" in answer
         assert data[MIB + 100 : MIB + 164] not in answer
         assert slowed_commit.entered.is_set()  # the first row was started ahead
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     problem = answer.partition(b"\r\n\r\n")[2]
     assert [(row["status"], row["bytes_out"]) for row in rows] == [(206, SEEK), (500, len(problem))]
 
@@ -196,9 +150,9 @@ def test_an_erasure_during_a_seeks_commit_completes_only_after_its_answer(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, ref, data)
         path = artefact_url(ref, artefact["id"], "content")
-        with _connect(vault) as sock:
+        with connect(vault) as sock:
             slowed_commit.armed.set()
-            sock.sendall(_seek_request(vault, path, reader["secret"], 10, rid))
+            sock.sendall(seek_request(vault, path, reader["secret"], 10, rid))
             assert slowed_commit.entered.wait(timeout=10)
 
             def read() -> None:
@@ -224,9 +178,9 @@ def test_an_erasure_during_a_seeks_commit_completes_only_after_its_answer(
         # Cut or refused: its row says so once the row started ahead has been awaited
         # (committed, or refused for the destroyed key it confirms), after it.
         assert delivered or wait_for(
-            lambda: any(row["status"] != 206 for row in _rows(http, officer, rid)), timeout=10
+            lambda: any(row["status"] != 206 for row in rows_of(http, officer, rid)), timeout=10
         )
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     if delivered:
         assert rows[-1]["status"] == 206, rows
     else:
@@ -249,9 +203,9 @@ def test_a_seek_cut_while_its_row_commits_gets_its_cut_row_after_it(
         officer = create_key(http, tenant, ["compliance"])
         artefact = uploaded(http, reader, "ahead-cut", data)
         path = artefact_url("ahead-cut", artefact["id"], "content")
-        with _connect(vault) as sock:
+        with connect(vault) as sock:
             slowed_commit.armed.set()
-            sock.sendall(_seek_request(vault, path, reader["secret"], 0, rid))
+            sock.sendall(seek_request(vault, path, reader["secret"], 0, rid))
             assert slowed_commit.entered.wait(timeout=10)
             revoked = http.delete(f"/v1/api-keys/{reader['id']}", headers=tenant.auth())
             assert revoked.status_code == 204, revoked.text
@@ -263,8 +217,8 @@ def test_a_seek_cut_while_its_row_commits_gets_its_cut_row_after_it(
                 pass  # reset
         assert data[:64] not in got
         assert not got.startswith(b"HTTP/1.1 206"), got[:200]
-        assert wait_for(lambda: len(_rows(http, officer, rid)) == 2, timeout=10)
-        rows = _rows(http, officer, rid)
+        assert wait_for(lambda: len(rows_of(http, officer, rid)) == 2, timeout=10)
+        rows = rows_of(http, officer, rid)
     assert [(row["status"], row["bytes_out"]) for row in rows] == [(206, SEEK), (401, 0)]
     assert wait_for(lambda: transfer_holds(vault.database_url, tenant) == 0, timeout=5)
     assert not data_keys_in_memory(tenant)
@@ -288,7 +242,7 @@ def test_a_revoked_key_is_refused_at_once_and_logged_once(
         rid = f"ahead-revoked-{uuid.uuid4().hex}"
         refused = http.get(path, headers={**seek, "X-Request-Id": rid})
         assert refused.status_code == 401
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert [(row["status"], row["bytes_out"]) for row in rows] == [(401, len(refused.content))]
 
 
@@ -314,5 +268,5 @@ def test_answers_not_logged_ahead_have_one_row(
             method, path, headers={**auth(reader), "Range": range_header, "X-Request-Id": rid}
         )
         assert answer.status_code == status
-        rows = _rows(http, officer, rid)
+        rows = rows_of(http, officer, rid)
     assert [(row["status"], row["bytes_out"]) for row in rows] == [(status, len(answer.content))]
