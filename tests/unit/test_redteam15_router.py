@@ -58,7 +58,7 @@ def _scan(table: list[BaseRoute], scope: dict[str, Any]) -> tuple[BaseRoute, dic
     for route in table:
         match, child = route.matches(scope)
         if match is Match.FULL:
-            return route, child
+            return route, dict(child)
     return None
 
 
