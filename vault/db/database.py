@@ -41,6 +41,9 @@ KEY_NOT_LIVE_SQLSTATE = "DV401"
 # What the database raises for a key in a generation that is no longer current (0016), or
 # for a data key wrapped under subject-key bytes a rewrap has replaced since (0018).
 SUBJECT_CHANGED_SQLSTATES = frozenset({"DVG01", "DVK01"})
+# What an access-log row that confirms a read's hold raises when the hold was lost (a
+# database crash) and its key is destroyed since (dv_access_log_chain_holding, 0035).
+HOLD_REFUSED_SQLSTATE = "DV410"
 
 # The deployment-wide access-log chain and other rows that belong to no tenant.
 DEPLOYMENT_TENANT = uuid.UUID(int=0)

@@ -20,14 +20,10 @@ import structlog
 
 from crypto.mac import keyed_hash
 from crypto.secrets import SecretBytes
-from vault.db.database import Database
+from vault.db.database import HOLD_REFUSED_SQLSTATE, Database
 from vault.db.sql import Queries
 from vault.errors import Unavailable
 from vault.services.transfers import HELD_FOR_SECONDS
-
-# dv_access_log_chain_holding (migration 0035): a read's hold was lost and its key is
-# destroyed since, so the read must not be answered.
-HOLD_REFUSED_SQLSTATE = "DV410"
 
 Q = Queries("access_log")
 log = structlog.get_logger("datavault.access_log")
