@@ -21,8 +21,9 @@ import asyncpg
 import pytest
 
 from crypto.secrets import SecretBytes
+from vault.db.database import HOLD_REFUSED_SQLSTATE
 from vault.errors import Unavailable
-from vault.services.access_log import HOLD_REFUSED_SQLSTATE, AccessEntry, AccessLogWriter
+from vault.services.access_log import AccessEntry, AccessLogWriter
 
 TENANT = uuid.uuid4()
 DESTROYED = uuid.uuid4()  # a data key whose hold was lost and which is destroyed since
