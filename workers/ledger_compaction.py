@@ -254,7 +254,15 @@ async def _remove_folded(blobs: BlobStore, through: int) -> int:
         return 0
     for start in range(first, through + 1, _REMOVE_AT_ONCE):
         window = range(start, min(start + _REMOVE_AT_ONCE, through + 1))
-        await asyncio.gather(*(blobs.delete(entry_key(seq)) for seq in window))
+        # Every removal of the window ends before the pass stops on one that failed: a
+        # pass that raised while others still ran left a ledger changing under whoever
+        # looked next (the next pass, a verifier).
+        results = await asyncio.gather(
+            *(blobs.delete(entry_key(seq)) for seq in window), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
     return through - first + 1
 
 
