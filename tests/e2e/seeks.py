@@ -18,6 +18,10 @@ from tests.support import ServerThread, SlowedQuery
 from vault.services import access_log as access_log_service
 
 SEEK = 64 * 1024
+MIB = 1024 * 1024
+# A blob's header is 77 + len(key id) bytes (crypto/FORMAT.md): where its segments start,
+# for the tests that flip a byte in one.
+FIXED_HEADER = 77
 # How long a paused access-log commit waits (`paused_commit`).
 PAUSE_SECONDS = 1.5
 

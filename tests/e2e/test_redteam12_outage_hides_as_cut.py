@@ -19,15 +19,13 @@ raises when its connection is lost (stopping the shared test database is not an 
 
 from __future__ import annotations
 
-import socket
-import time
-import urllib.parse
 from typing import Any
 
 import pytest
 
-from tests.api.helpers import create_key, put_record, subject_url, uploaded
-from tests.support import ServerThread, make_tenant, module_private_server, read_response_head
+from tests.api.helpers import create_key, put_record, uploaded
+from tests.e2e.stalled_clients import export_until_dropped, vault_output_until
+from tests.support import ServerThread, make_tenant, module_private_server
 from vault.errors import Unavailable
 from vault.services.artefacts import ArtefactService
 
@@ -53,23 +51,8 @@ def test_a_database_outage_mid_export_is_not_logged_as_a_transfer_cut(
 
     monkeypatch.setattr(ArtefactService, "locate", outage)
     capsys.readouterr()
-    host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            f"GET {subject_url(ref, 'export')} HTTP/1.1\r\nHost: {host}\r\n"
-            f"Authorization: Bearer {compliance['secret']}\r\nConnection: close\r\n\r\n".encode()
-        )
-        assert read_response_head(sock).startswith(b"HTTP/1.1 200")
-        try:
-            while sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass  # the vault dropped the connection: the export did not finish
-    logged = ""
-    deadline = time.monotonic() + 5
-    while "route=/v1/subjects/{ref}/export" not in logged and time.monotonic() < deadline:
-        time.sleep(0.05)  # the request's own log line follows the dropped connection
-        logged += capsys.readouterr().out
+    export_until_dropped(vault, ref, compliance["secret"])  # the export did not finish
+    logged = vault_output_until(capsys, "route=/v1/subjects/{ref}/export")
     assert "route=/v1/subjects/{ref}/export" in logged
     # The outage is the vault's failure, not a watchdog's cut of a transfer.
     assert "transfer_cut" not in logged, logged

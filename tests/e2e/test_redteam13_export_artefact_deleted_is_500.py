@@ -19,9 +19,6 @@ vault) right after the export's claim of the artefact's key commits.
 from __future__ import annotations
 
 import asyncio
-import socket
-import time
-import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,8 +27,9 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.helpers import artefact_url, auth, create_key, put_record, subject_url, uploaded
-from tests.support import ServerThread, make_tenant, module_private_server, read_response_head
+from tests.api.helpers import artefact_url, auth, create_key, put_record, uploaded
+from tests.e2e.stalled_clients import export_until_dropped, vault_output_until
+from tests.support import ServerThread, make_tenant, module_private_server
 from vault.blobs.filesystem import FilesystemBlobStore
 
 
@@ -89,25 +87,10 @@ def test_an_artefact_deleted_under_an_export_is_a_cut_not_the_vaults_failure(
     deleted_before_read("get_range")
     deleted_before_read("get_range_mapped")
     capsys.readouterr()
-    host, port = urllib.parse.urlsplit(vault.base_url).netloc.split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            f"GET {subject_url(ref, 'export')} HTTP/1.1\r\nHost: {host}\r\n"
-            f"Authorization: Bearer {privacy['secret']}\r\nConnection: close\r\n\r\n".encode()
-        )
-        assert read_response_head(sock).startswith(b"HTTP/1.1 200")
-        try:
-            while sock.recv(65536):
-                pass
-        except ConnectionResetError:
-            pass  # the vault dropped the connection: the export did not finish
+    export_until_dropped(vault, ref, privacy["secret"])  # the export did not finish
     assert deleted == [204], deleted
     assert raised == ["BlobNotFound"], raised
-    logged = ""
-    deadline = time.monotonic() + 5
-    while "route=/v1/subjects/{ref}/export" not in logged and time.monotonic() < deadline:
-        time.sleep(0.05)  # the request's own log line follows the dropped connection
-        logged += capsys.readouterr().out
+    logged = vault_output_until(capsys, "route=/v1/subjects/{ref}/export")
     export_lines = [line for line in logged.splitlines() if "/export" in line]
     assert export_lines, logged
     # The artefact's deletion cut the export (404/410), as the docs say; not a 500.

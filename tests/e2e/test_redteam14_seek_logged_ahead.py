@@ -21,7 +21,6 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,6 +39,8 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.e2e.seeks import (
+    FIXED_HEADER,
+    MIB,
     SEEK,
     blob_file,
     connect,
@@ -55,6 +56,7 @@ from tests.support import (
     Tenant,
     data_keys_in_memory,
     make_tenant,
+    module_private_server,
     private_server,
     transfer_holds,
 )
@@ -63,17 +65,10 @@ from vault.services import access_log as access_log_service
 from vault.services.access_audit import verify_chain
 
 RECHECK = 0.2
-MIB = 1024 * 1024
 SIZE = 2 * MIB
-FIXED_HEADER = 77  # header = 77 + len(key id) bytes (crypto/FORMAT.md)
 
 
-@pytest.fixture(scope="module")
-def vault(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
-    with private_server(
-        pg_admin_url, tmp_path_factory.mktemp("redteam14"), transfer_recheck_seconds=RECHECK
-    ) as server:
-        yield server
+vault = module_private_server("redteam14", transfer_recheck_seconds=RECHECK)
 
 
 @pytest.fixture

@@ -28,6 +28,8 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.e2e.seeks import (
+    FIXED_HEADER,
+    MIB,
     PAUSE_SECONDS,
     SEEK,
     blob_file,
@@ -49,9 +51,7 @@ from tests.support import (
 )
 
 RECHECK = 0.2
-MIB = 1024 * 1024
 SIZE = 3 * MIB
-FIXED_HEADER = 77  # header = 77 + len(key id) bytes (crypto/FORMAT.md)
 
 
 vault = module_private_server("seek-logged-ahead", transfer_recheck_seconds=RECHECK)
