@@ -115,7 +115,9 @@ class IndexedRouter(Router):
 
     def candidates(self, route_path: str) -> tuple[BaseRoute, ...]:
         """The routes, in the table's order, that a path of this shape could match."""
-        if self._indexed != self.routes:
+        # Routes are only ever added to the table (add_route, mount append): its length
+        # tells a change, where comparing the lists cost a look at every route per request.
+        if len(self._indexed) != len(self.routes):
             self._reindex()
         slashes, segments = _shape(route_path)
         key: _Key = (
