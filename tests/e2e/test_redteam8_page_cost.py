@@ -24,7 +24,6 @@ from tests.support import ServerThread, make_tenant
 from vault.http.models.common import MAX_LIMIT
 from vault.services import transfers as transfer_service
 
-
 UPLOADERS = 4
 
 
