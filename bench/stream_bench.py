@@ -162,7 +162,10 @@ class Vault:
     """One `python -m vault serve` in its own data directory, with a tenant and an
     ingest+read key; stopped by PID."""
 
-    def __init__(self, work: Path, name: str, size: int, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, work: Path, name: str, size: int, extra_env: dict[str, str], root: Path = ROOT
+    ) -> None:
+        """`root`: the checkout whose vault runs (s3_chain_bench.py compares two)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAVAULT_")}
         port = free_port()
         env.update(
@@ -174,6 +177,7 @@ class Vault:
             **extra_env,
         )
         self.env = env
+        self.root = root
         self.port = port
         # The embedded PostgreSQL's data directory (vault/db/embedded.py); None with
         # DATABASE_URL, whose server's CPU is not ours to count.
@@ -184,7 +188,7 @@ class Vault:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "vault", "serve"],
                 env=env,
-                cwd=ROOT,
+                cwd=root,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
@@ -196,7 +200,7 @@ class Vault:
         wait_ready(f"{self.url}/readyz", self.process, self.log, 120)
         created = subprocess.run(
             [sys.executable, "-m", "vault", "tenant", "create", "bench", "--json"],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+            env=self.env, cwd=self.root, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if created.returncode != 0:
             raise SystemExit(f"tenant create failed: {created.stderr}")
