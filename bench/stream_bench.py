@@ -38,7 +38,9 @@ streamed, 1 MiB reads without decoding: `urllib3_download`), so both sides of th
 pay the same client. Beside it, as before issue 19's sixth round, the download read by
 httpx (the table's vault row, as the filesystem section reads), whose client CPU per GiB
 is printed beside boto3's (it runs on the same two cores and cost 2-4 times boto3's whole
-read), and, for information, by a raw-socket client (`raw_download`).
+read), and, for information, by a raw-socket client (`raw_download`). What bounds that
+ratio on this machine (SeaweedFS's CPU per GiB, the vault's and its client's) is
+measured by bench/s3_chain_bench.py.
 
 --py-spy DIR records a py-spy profile (speedscope JSON) of the vault during each
 filesystem transfer and the range reads, and of the S3 vault's transfers in DIR/s3
