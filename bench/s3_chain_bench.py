@@ -120,7 +120,9 @@ def cores_available(seconds: float = SHARE_SAMPLE_SECONDS) -> float:
     started from here. On this machine the kernel shares the CPU between sessions
     (autogroups) before it looks at nice values, so with other sessions busy a run gets
     a share of the two cores, whatever it asks for; a chain that uses about that much is
-    CPU-bound, and its rate is that share over its CPU seconds per GiB."""
+    CPU-bound, and its rate is that share over its CPU seconds per GiB. Rough: a chain
+    that sleeps and wakes gets more than busy loops do (the scheduler favours a waking
+    task), so it tells whether a core was free more than how much."""
     loop = (
         "import time\n"
         f"end = time.perf_counter() + {seconds}\n"
