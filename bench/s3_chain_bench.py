@@ -54,7 +54,7 @@ from processes import cpu_seconds, free_port, stop
 from stream_bench import GIB, MIB, ROOT, Vault, body, load_average, urllib3_download
 
 GOAL_S3_DOWNLOAD = 0.9
-IDLE_SAMPLE_SECONDS = 3.0
+IDLE_SAMPLE_SECONDS = 10.0
 SHARE_SAMPLE_SECONDS = 2.0
 CORES = os.cpu_count() or 2
 
@@ -109,6 +109,7 @@ class Transfer:
 
     def __init__(self, wall: float, size: int, cpu: dict[str, float]) -> None:
         self.wall = wall
+        self.gib = size / GIB
         self.mb_s = size / wall / 1e6
         self.per_gib = {stage: seconds / (size / GIB) for stage, seconds in cpu.items()}
         # Cores the chain used: every stage's CPU over the wall time.
@@ -190,7 +191,22 @@ def print_round(number: int, load: str, share: float, results: dict[str, Transfe
         )
 
 
-def summary(rounds: list[dict[str, Transfer]], shares: list[float]) -> None:
+def idle_rates(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds per second each process uses with no transfer running, printed. Work a
+    process does on its own (SeaweedFS's heartbeats and meta streams; the vault's
+    background jobs, which `vault serve` runs in its process: the ledger publisher
+    polling the bucket, the sweeper, the hold and closure jobs) is charged to whichever
+    transfer it falls in, the more the slower the transfer."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    started = time.perf_counter()
+    time.sleep(IDLE_SAMPLE_SECONDS)
+    seconds = time.perf_counter() - started
+    rates = {name: (cpu_seconds(pid) - before[name]) / seconds for name, pid in pids.items()}
+    print("idle, CPU s per second: " + ", ".join(f"{n} {r:.3f}" for n, r in rates.items()))
+    return rates
+
+
+def summary(rounds: list[dict[str, Transfer]], shares: list[float], idle: dict[str, float]) -> None:
     def median(name: str, figure: Callable[[Transfer, Transfer], float]) -> float:
         return statistics.median(figure(r[name], r["boto3"]) for r in rounds)
 
@@ -240,6 +256,10 @@ def summary(rounds: list[dict[str, Transfer]], shares: list[float]) -> None:
             f"{GOAL_S3_DOWNLOAD} needs V <= {needed:.2f} CPU s/GiB"
             + (f" ({_FLOOR_NOTES[name]})" if name in _FLOOR_NOTES else "")
         )
+        if name in idle:
+            # What its idle work took of V at this rate: idle CPU/s x seconds per GiB.
+            idle_share = idle[name] * statistics.median(r[name].wall / r[name].gib for r in rounds)
+            print(f"  of which its work when idle, at this rate: {idle_share:.2f} CPU s/GiB")
 
 
 _FLOOR_NOTES = {
@@ -307,12 +327,6 @@ def main() -> int:
                 bucket, "sealed",
             )  # fmt: skip
             weed, me = weed_pid(), os.getpid()
-            # SeaweedFS's own background work (heartbeats, the filer's meta streams) is
-            # charged to whichever transfer it falls in; its idle rate, to tell it apart.
-            idle_before, idle_started = cpu_seconds(weed), time.perf_counter()
-            time.sleep(IDLE_SAMPLE_SECONDS)
-            idle = (cpu_seconds(weed) - idle_before) / (time.perf_counter() - idle_started)
-            print(f"SeaweedFS idle: {idle:.3f} CPU s per second")
             urls: dict[str, str] = {}
             with httpx.Client(timeout=300) as http:
                 for name, vault in vaults.items():
@@ -344,6 +358,7 @@ def main() -> int:
                 )
                 for stages, run in runs.values():  # warm-up, unmeasured
                     measured(stages, run, size)
+                idle = idle_rates({"seaweed": weed} | {n: v.process.pid for n, v in vaults.items()})
                 rounds: list[dict[str, Transfer]] = []
                 shares: list[float] = []
                 names = list(runs)
@@ -355,7 +370,7 @@ def main() -> int:
                     results = {name: measured(*runs[name], size) for name in order}
                     rounds.append({name: results[name] for name in names})
                     print_round(number, load, shares[-1], rounds[-1])
-            summary(rounds, shares)
+            summary(rounds, shares, idle)
             client.close()
             for process in started:
                 stop(process)
