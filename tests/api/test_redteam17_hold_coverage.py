@@ -170,3 +170,34 @@ def test_a_replaced_record_outside_the_holds_categories_is_not_kept(
     assert [v["version"] for v in held_versions.json()["items"]] == [2]
     assert by_reader.status_code == 403 and old_by_reader.status_code == 403
     assert old.status_code == 200 and old.json() == {"v": 2}
+
+
+def test_removing_a_tenant_category_does_not_unhold_its_data(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """A tenant's own category named by a hold, then dropped from the settings by one
+    admin key: the hold keeps covering the data written in it through an erasure."""
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        assert http.patch(
+            "/v1/tenant/settings", json={"categories": ["chat"]}, headers=tenant.auth()
+        ).status_code == 200  # fmt: skip
+        chat = uploaded(http, keys["app"], "rt17-chat", b"hello", category="chat")
+        hold = _hold(
+            http, keys["officer"], subject_ref="rt17-chat", categories=["chat"],
+            reason="litigation",
+        )  # fmt: skip
+        dropped = http.patch("/v1/tenant/settings", json={"categories": []}, headers=tenant.auth())
+        erasure = http.post(subject_url("rt17-chat", "erasure"), headers=auth(keys["privacy"]))
+        run_worker_pass(server)
+        shown = _erasure(http, keys["privacy"], erasure.json()["id"])
+        kept = http.get(
+            subject_url("rt17-chat", "artefacts", chat["id"], "content"),
+            headers=auth(keys["officer"]),
+        )
+        hold_now = http.get(f"/v1/holds/{hold['id']}", headers=auth(keys["officer"]))
+    assert dropped.status_code in (200, 409, 422), dropped.text
+    assert hold_now.status_code == 200, hold_now.text
+    assert shown["status"] == "held", shown
+    assert shown["held"] == [{"category": "chat", "hold_ids": [hold["id"]]}]
+    assert kept.status_code == 200 and kept.content == b"hello"
