@@ -201,3 +201,39 @@ def test_removing_a_tenant_category_does_not_unhold_its_data(
     assert shown["status"] == "held", shown
     assert shown["held"] == [{"category": "chat", "hold_ids": [hold["id"]]}]
     assert kept.status_code == 200 and kept.content == b"hello"
+
+
+def test_what_a_hold_keeps_after_an_erasure_is_out_of_the_applications_reach_on_every_path(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """Restriction of processing: after the erasure only compliance reads the kept
+    category, not through the export, a playback link, the record routes or a listing."""
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        reader = create_key(http, tenant, ["read"])
+        ticket = uploaded(http, keys["app"], "rt17-reach", b"ticket text", category="support")
+        assert put_record(
+            http, keys["app"], "rt17-reach", "case", b'{"secret": "rt17-kept-value"}', "support"
+        ).status_code == 201  # fmt: skip
+        _hold(http, keys["officer"], subject_ref="rt17-reach", categories=["support"], reason="billing")
+        erasure = http.post(subject_url("rt17-reach", "erasure"), headers=auth(keys["privacy"]))
+        run_worker_pass(server)
+        assert _erasure(http, keys["privacy"], erasure.json()["id"])["status"] == "held"
+        export = http.get(subject_url("rt17-reach", "export"), headers=auth(reader))
+        link = http.post(
+            subject_url("rt17-reach", "artefacts", ticket["id"], "links"), json={},
+            headers=auth(reader),
+        )  # fmt: skip
+        record = http.get(record_url("rt17-reach", "case"), headers=auth(reader))
+        records = http.get(subject_url("rt17-reach", "records"), headers=auth(reader))
+        meta = http.get(subject_url("rt17-reach", "artefacts", ticket["id"]), headers=auth(reader))
+        officer_export = http.get(subject_url("rt17-reach", "export"), headers=auth(keys["officer"]))
+    assert b"ticket text" not in export.content and b"rt17-kept-value" not in export.content
+    assert export.status_code in (403, 404, 410) or (
+        export.status_code == 200 and b"ticket text" not in export.content
+    ), export.status_code
+    assert link.status_code in (403, 404, 410), link.text
+    assert record.status_code in (403, 404, 410) and b"rt17-kept-value" not in record.content
+    assert records.status_code in (403, 404, 410) or records.json()["items"] == []
+    assert meta.status_code in (403, 404, 410), meta.text
+    assert officer_export.status_code == 200 and b"ticket text" in officer_export.content
