@@ -5,6 +5,8 @@ by hand with a moved clock on a vault of the module's own."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +15,8 @@ import pytest
 from tests.api.helpers import auth, create_key, put_record, record_url, uploaded
 from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant, make_tenant, problem
+from vault.runtime import operator_context
+from workers.retention import apply_retention
 
 CLOSURE_DELAY_DAYS = 60  # Settings' default, which the quiet vault runs with
 
@@ -148,3 +152,34 @@ def test_the_largest_retention_is_accepted_and_data_uploads_under_it(
         stored = uploaded(http, app, "rt17-edge", b"long kept")
     assert edge.status_code == 200, edge.text
     assert stored["expires_at"] is not None and stored["expires_at"] > "2126"
+
+
+def test_retention_runs_out_at_its_edge_not_a_day_early(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """delete_after_days = 3: a minute before the artefact is 3 days old it is kept, a
+    minute after it is gone (expires_at says when)."""
+    with server.client() as http:
+        app = create_key(http, tenant, ["ingest", "read"])
+        assert _patch(
+            http, tenant, {"retention": {"transcript": {"delete_after_days": 3}}}
+        ).status_code == 200  # fmt: skip
+        stored = uploaded(http, app, "rt17-edge-day", b"words", category="transcript")
+        expires = datetime.fromisoformat(stored["expires_at"].replace("Z", "+00:00"))
+        created = datetime.fromisoformat(stored["created_at"].replace("Z", "+00:00"))
+        url = f"/v1/subjects/rt17-edge-day/artefacts/{stored['id']}/content"
+        before = _retention_at(server, expires - timedelta(minutes=1))
+        kept = http.get(url, headers=auth(app))
+        after = _retention_at(server, expires + timedelta(minutes=1))
+        gone = http.get(url, headers=auth(app))
+    assert expires - created == timedelta(days=3)
+    assert kept.status_code == 200, (before, kept.text)
+    assert gone.status_code in (404, 410), (after, gone.text)
+
+
+def _retention_at(server: ServerThread, moment: datetime) -> int:
+    async def run() -> int:
+        async with operator_context(server.settings, server.database_url) as ctx:
+            return int(await apply_retention(ctx.db, ctx.keyring, now=moment))
+
+    return asyncio.run(run())
