@@ -237,3 +237,23 @@ def test_what_a_hold_keeps_after_an_erasure_is_out_of_the_applications_reach_on_
     assert records.status_code in (403, 404, 410) or records.json()["items"] == []
     assert meta.status_code in (403, 404, 410), meta.text
     assert officer_export.status_code == 200 and b"ticket text" in officer_export.content
+
+
+def test_a_hold_placed_before_the_subject_exists_covers_every_spelling_of_its_ref(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """The hold names the reference decomposed (NFD); the application later writes it
+    composed (NFC): one subject, so the hold covers it and DELETE answers 409 naming it."""
+    with server.client() as http:
+        keys = _keys(http, tenant)
+        hold = _hold(http, keys["officer"], subject_ref="rt17-Jose\u0301", reason="litigation")
+        stored = uploaded(http, keys["app"], "rt17-Jos\u00e9", b"call")
+        refused = http.delete(
+            subject_url("rt17-Jos\u00e9", "artefacts", stored["id"]), headers=auth(keys["app"])
+        )
+        listed = http.get(
+            "/v1/holds", params={"subject_ref": "rt17-Jos\u00e9"}, headers=auth(keys["officer"])
+        )
+    assert refused.status_code == 409, refused.text
+    assert problem(refused)["holds"] == [hold["id"]]
+    assert [h["id"] for h in listed.json()["items"]] == [hold["id"]]
