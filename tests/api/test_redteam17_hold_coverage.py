@@ -89,7 +89,9 @@ def test_a_hold_placed_in_the_grace_period_keeps_exactly_its_categories(
             headers=auth(keys["officer"]),
         )
         released = http.post(
-            f"/v1/holds/{hold['id']}/release", json={"reason": "paid"}, headers=auth(keys["officer"])
+            f"/v1/holds/{hold['id']}/release",
+            json={"reason": "paid"},
+            headers=auth(keys["officer"]),
         )
         run_worker_pass(server, days=1)
         done = _erasure(http, keys["privacy"], erasure.json()["id"])
@@ -118,7 +120,9 @@ def test_a_second_hold_placed_while_an_erasure_is_held_outlives_the_first(
         # A tenant-wide hold, all categories, placed while the erasure waits.
         second = _hold(http, keys["officer"], reason="regulatory")
         released = http.post(
-            f"/v1/holds/{first['id']}/release", json={"reason": "paid"}, headers=auth(keys["officer"])
+            f"/v1/holds/{first['id']}/release",
+            json={"reason": "paid"},
+            headers=auth(keys["officer"]),
         )
         run_worker_pass(server)
         after = _erasure(http, keys["privacy"], erasure.json()["id"])
@@ -152,20 +156,28 @@ def test_a_replaced_record_outside_the_holds_categories_is_not_kept(
     with server.client() as http:
         keys = _keys(http, tenant)
         reader = create_key(http, tenant, ["read"])
-        _hold(http, keys["officer"], subject_ref="rt17-rec", categories=["billing"], reason="billing")
+        _hold(
+            http, keys["officer"], subject_ref="rt17-rec", categories=["billing"], reason="billing"
+        )
         assert put_record(http, keys["app"], "rt17-rec", "profile", b'{"v": 1}').status_code == 201
         assert put_record(http, keys["app"], "rt17-rec", "profile", b'{"v": 2}').status_code == 200
         unheld_versions = http.get(
             record_url("rt17-rec", "profile") + "/versions", headers=auth(keys["officer"])
         )
-        _hold(http, keys["officer"], subject_ref="rt17-rec", categories=["account"], reason="billing")
+        _hold(
+            http, keys["officer"], subject_ref="rt17-rec", categories=["account"], reason="billing"
+        )
         assert put_record(http, keys["app"], "rt17-rec", "profile", b'{"v": 3}').status_code == 200
         held_versions = http.get(
             record_url("rt17-rec", "profile") + "/versions", headers=auth(keys["officer"])
         )
         by_reader = http.get(record_url("rt17-rec", "profile") + "/versions", headers=auth(reader))
-        old = http.get(record_url("rt17-rec", "profile") + "/versions/2", headers=auth(keys["officer"]))
-        old_by_reader = http.get(record_url("rt17-rec", "profile") + "/versions/2", headers=auth(reader))
+        old = http.get(
+            record_url("rt17-rec", "profile") + "/versions/2", headers=auth(keys["officer"])
+        )
+        old_by_reader = http.get(
+            record_url("rt17-rec", "profile") + "/versions/2", headers=auth(reader)
+        )
     assert unheld_versions.status_code == 200 and unheld_versions.json()["items"] == []
     assert [v["version"] for v in held_versions.json()["items"]] == [2]
     assert by_reader.status_code == 403 and old_by_reader.status_code == 403
@@ -215,7 +227,13 @@ def test_what_a_hold_keeps_after_an_erasure_is_out_of_the_applications_reach_on_
         assert put_record(
             http, keys["app"], "rt17-reach", "case", b'{"secret": "rt17-kept-value"}', "support"
         ).status_code == 201  # fmt: skip
-        _hold(http, keys["officer"], subject_ref="rt17-reach", categories=["support"], reason="billing")
+        _hold(
+            http,
+            keys["officer"],
+            subject_ref="rt17-reach",
+            categories=["support"],
+            reason="billing",
+        )
         erasure = http.post(subject_url("rt17-reach", "erasure"), headers=auth(keys["privacy"]))
         run_worker_pass(server)
         assert _erasure(http, keys["privacy"], erasure.json()["id"])["status"] == "held"
@@ -227,7 +245,9 @@ def test_what_a_hold_keeps_after_an_erasure_is_out_of_the_applications_reach_on_
         record = http.get(record_url("rt17-reach", "case"), headers=auth(reader))
         records = http.get(subject_url("rt17-reach", "records"), headers=auth(reader))
         meta = http.get(subject_url("rt17-reach", "artefacts", ticket["id"]), headers=auth(reader))
-        officer_export = http.get(subject_url("rt17-reach", "export"), headers=auth(keys["officer"]))
+        officer_export = http.get(
+            subject_url("rt17-reach", "export"), headers=auth(keys["officer"])
+        )
     assert b"ticket text" not in export.content and b"rt17-kept-value" not in export.content
     assert export.status_code in (403, 404, 410) or (
         export.status_code == 200 and b"ticket text" not in export.content

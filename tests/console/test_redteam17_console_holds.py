@@ -43,8 +43,12 @@ def test_the_console_cannot_release_a_litigation_hold_with_one_person(
         hold = _hold(api, kim)
     release = f"/console/holds/{hold['id']}/release"
     with _signed_in(server, kim) as console:
-        first = console.post(release, data={"reason": "done", "csrf_token": signed_in_token(console)})
-        again = console.post(release, data={"reason": "done", "csrf_token": signed_in_token(console)})
+        first = console.post(
+            release, data={"reason": "done", "csrf_token": signed_in_token(console)}
+        )
+        again = console.post(
+            release, data={"reason": "done", "csrf_token": signed_in_token(console)}
+        )
     with _signed_in(server, kim_again) as console:
         token = signed_in_token(console, f"/console/holds/{hold['id']}")
         same_owner = console.post(release, data={"reason": "done", "csrf_token": token})
@@ -65,11 +69,17 @@ def test_the_console_cannot_bring_an_expiry_forward(server: ServerThread, tenant
         token = signed_in_token(console)
         sooner = console.post(
             f"/console/holds/{hold['id']}/amend",
-            data={"expires_at": (until - timedelta(days=10)).strftime("%Y-%m-%d"), "csrf_token": token},
+            data={
+                "expires_at": (until - timedelta(days=10)).strftime("%Y-%m-%d"),
+                "csrf_token": token,
+            },
         )
         given_one = console.post(
             f"/console/holds/{open_ended['id']}/amend",
-            data={"expires_at": (until + timedelta(days=10)).strftime("%Y-%m-%d"), "csrf_token": token},
+            data={
+                "expires_at": (until + timedelta(days=10)).strftime("%Y-%m-%d"),
+                "csrf_token": token,
+            },
         )
     with server.client() as api:
         shown = api.get(f"/v1/holds/{hold['id']}", headers=auth(officer)).json()
@@ -91,7 +101,9 @@ def test_a_release_form_needs_this_sessions_token(server: ServerThread, tenant: 
     with _signed_in(server, officer) as console:
         missing = console.post(release, data={"reason": "x"})
         foreign = console.post(release, data={"reason": "x", "csrf_token": foreign_token})
-        in_query = console.post(f"{release}?csrf_token={signed_in_token(console)}", data={"reason": "x"})
+        in_query = console.post(
+            f"{release}?csrf_token={signed_in_token(console)}", data={"reason": "x"}
+        )
         cross_site = console.post(
             release,
             data={"reason": "x", "csrf_token": signed_in_token(console)},
