@@ -1,0 +1,22 @@
+-- A record GET holds its data key with one transfer_keys row (dv_transfer_hold,
+-- migrations 0026/0037/0042). The row's foreign key to tenants made every such insert
+-- run a referential check that locks the tenant's row FOR KEY SHARE: one more statement
+-- in the GET's transaction, a heap write and WAL record on the tenant's row, and, with
+-- reads of one tenant in flight together, a new MultiXact for each further locker of that
+-- one row (issue 19, eighth round: ~35 µs of PostgreSQL's CPU a GET measured alone, the
+-- FK's check statement ~5% of the GET's executor time under load).
+--
+-- The key adds nothing the inserts do not already guarantee:
+-- * dv_transfer_hold inserts only what it joins from data_keys → subject_keys →
+--   tenant_keks of the same tenant (a live key chain), and data_keys → subject_keys →
+--   subjects → tenants is a chain of foreign keys: the tenant exists.
+-- * transfers.sql `hold_key` (an upload) inserts in the transaction that creates the data
+--   key under the same tenant (that insert's own foreign keys check the chain).
+-- * Row-level security (0026) admits only rows of the transaction's tenant.
+-- * Tenants are never deleted (closure changes their status and destroys their keys).
+-- Nothing ordered itself by the lock: the erasure barrier is the advisory lock
+-- dv_transfer_holds_lock_key (0042), closure's status change takes FOR NO KEY UPDATE,
+-- which never waited for KEY SHARE; only a KEK rotation's and a settings change's
+-- FOR UPDATE of the tenant's row waited for holds in flight (and held every new hold of
+-- the tenant back until they committed), which no rule asks for.
+ALTER TABLE transfer_keys DROP CONSTRAINT transfer_keys_tenant_id_fkey;
