@@ -1,6 +1,7 @@
 """Inside PostgreSQL under the record load: statements, functions, indexes, WAL.
 
 usage: pg_statements.py [--seconds 20] [--put-percent 30] [--concurrency 32] [--top 40]
+                        [--calls N] [--perf FILE]
 
 One vault (`python -m vault api` of this checkout) on a private embedded PostgreSQL
 restarted with `pg_stat_statements` preloaded (`track = all`: statements inside the
@@ -9,8 +10,11 @@ load is load_bench's client and mix. After a warm-up the statistics are reset, t
 load runs `--seconds`, and this prints, per HTTP request of the run: each statement's
 calls and total/mean executor time, each function's calls and self/total time, the
 tables' inserts/updates (HOT or not), the indexes scanned (and those never scanned),
-and the WAL written (records, bytes, full-page images) and commits. Issue 19, eighth
-round.
+and the WAL written (records, bytes, full-page images) and commits. `--calls N` then
+times a GET's statement and its parts alone (backend CPU per call); `--perf FILE`
+records the backends under the load. Run it with another checkout's venv
+(`../other/.venv/bin/python bench/pg_statements.py`) to profile that checkout: the vault
+started is the one that Python imports. Issue 19, eighth round.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from load_client import drive, populate
 from processes import cpu_seconds, stop
 from records_ab import start
 
+import vault
 from vault.db.embedded import embedded_postgres_url, postgres_bin_dir
 from vault.db.migrate import migrate
 
@@ -50,14 +55,19 @@ SETTINGS = (
 )
 
 
+def pg_ctl(pgdata: Path, *action: str, check: bool = True) -> None:
+    subprocess.run(
+        [str(postgres_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w", *action, "-m", "fast"],
+        # Not piped: the postmaster inherits the pipes and pg_ctl's reader would wait on it.
+        check=check, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
+        user=SYSTEM_USER if os.geteuid() == 0 else None,
+    )  # fmt: skip
+
+
 def preload(pgdata: Path) -> None:
     with (pgdata / "postgresql.auto.conf").open("a") as conf:
         conf.write("".join(f"{line}\n" for line in SETTINGS))
-    subprocess.run(
-        [str(postgres_bin_dir() / "pg_ctl"), "-D", str(pgdata), "-w", "restart", "-m", "fast"],
-        # Not piped: the postmaster inherits the pipes and pg_ctl's reader would wait on it.
-        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120, user=SYSTEM_USER if os.geteuid() == 0 else None,
-    )  # fmt: skip
+    pg_ctl(pgdata, "restart")
 
 
 async def reset(url: str) -> None:
@@ -123,13 +133,16 @@ async def report(url: str, requests: int, top: int) -> None:
         ):
             print(f"{row['idx_scan'] * per:8.3f}  {row['tab']}.{row['idx']}")
         wal = await conn.fetchrow("SELECT * FROM pg_stat_wal")
+        assert wal is not None
         db = await conn.fetchrow(
             "SELECT xact_commit, xact_rollback FROM pg_stat_database"
             " WHERE datname = current_database()"
         )
+        assert db is not None
         print(
             f"\n== WAL per request: {float(wal['wal_records']) * per:.2f} records, "
-            f"{float(wal['wal_bytes']) * per:.0f} bytes, {float(wal['wal_fpi']) * per:.3f} full pages; "
+            f"{float(wal['wal_bytes']) * per:.0f} bytes, "
+            f"{float(wal['wal_fpi']) * per:.3f} full pages; "
             f"commits {db['xact_commit'] * per:.2f}, rollbacks {db['xact_rollback'] * per:.3f}"
         )
     finally:
@@ -140,7 +153,10 @@ async def report(url: str, requests: int, top: int) -> None:
 # the arguments of a record the load wrote: $1 tenant, $2 API key, $3 subject's ref hash,
 # $4 record name, $5 data key, $6 subject id.
 CALLS = (
-    ("read_held (the GET)", "SELECT * FROM dv_record_read_held($1, $2, $3, $4, gen_random_uuid(), 60)"),
+    (
+        "read_held (the GET)",
+        "SELECT * FROM dv_record_read_held($1, $2, $3, $4, gen_random_uuid(), 60)",
+    ),
     ("dv_record_read", "SELECT * FROM dv_record_read($1, $2, $3, $4)"),
     ("dv_record_read, key NULL", "SELECT * FROM dv_record_read($1, NULL, $3, $4)"),
     ("dv_require_live_key", "SELECT dv_require_live_key($1, $2)"),
@@ -165,11 +181,15 @@ async def time_calls(url: str, calls: int) -> None:
     try:
         pid = await conn.fetchval("SELECT pg_backend_pid()")
         row = await conn.fetchrow(CALL_ARGUMENTS)
+        if row is None:
+            raise SystemExit("no current record to read: did the load write any?")
         print(f"\n== backend CPU per call, {calls} calls each (µs; two passes)")
         for label, sql in CALLS * 2:
             used = sorted({int(n) for n in re.findall(r"\$(\d)", sql)})
-            renumbered = re.sub(r"\$(\d)", lambda m: f"${used.index(int(m[1])) + 1}", sql)
-            statement = await conn.prepare(renumbered)
+            numbered = sql
+            for new, old in enumerate(used, start=1):  # ascending: $n only ever moves down
+                numbered = numbered.replace(f"${old}", f"${new}")
+            statement = await conn.prepare(numbered)
             wanted = [row[n - 1] for n in used]
             for _ in range(50):
                 await statement.fetch(*wanted)
@@ -187,10 +207,11 @@ def perf_record(pgdata: Path, output: Path) -> subprocess.Popen[bytes]:
     children = subprocess.run(
         ["pgrep", "-P", postmaster], capture_output=True, text=True, check=True
     ).stdout.split()
+    # dwarf call graphs: the wheel's postgres is built without frame pointers.
+    command = ["perf", "record", "--call-graph", "dwarf,16384", "-F", "199", "-o", str(output)]
     return subprocess.Popen(
-        ["perf", "record", "--call-graph", "dwarf,16384", "-F", "199", "-o", str(output), "-p", ",".join(children)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [*command, "-p", ",".join(children)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def main() -> int:
@@ -209,7 +230,10 @@ def main() -> int:
     database_url = embedded_postgres_url(work / "pg")
     preload(work / "pg" / "postgres")
     asyncio.run(migrate(database_url))
-    side = start("A", Path(__file__).resolve().parent.parent, work, database_url, args)
+    # The checkout whose `vault` this Python imports (its migrations made the database):
+    # run with another checkout's venv to profile that one.
+    tree = Path(vault.__file__).resolve().parent.parent
+    side = start("A", tree, work, database_url, args)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as run:
             run.run(populate(side.workload, args.concurrency))
@@ -229,12 +253,7 @@ def main() -> int:
     finally:
         stop(side.process)
         # Restarted by pg_ctl, the server is no longer the wheel's to stop at exit.
-        subprocess.run(
-            [str(postgres_bin_dir() / "pg_ctl"), "-D", str(work / "pg" / "postgres"), "-w", "stop",
-             "-m", "fast"],
-            check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120,
-            user=SYSTEM_USER if os.geteuid() == 0 else None,
-        )  # fmt: skip
+        pg_ctl(work / "pg" / "postgres", "stop", check=False)
     return 0
 
 
