@@ -38,7 +38,9 @@ streamed, 1 MiB reads without decoding: `urllib3_download`), so both sides of th
 pay the same client. Beside it, as before issue 19's sixth round, the download read by
 httpx (the table's vault row, as the filesystem section reads), whose client CPU per GiB
 is printed beside boto3's (it runs on the same two cores and cost 2-4 times boto3's whole
-read), and, for information, by a raw-socket client (`raw_download`).
+read), and, for information, by a raw-socket client (`raw_download`). What bounds that
+ratio on this machine (SeaweedFS's CPU per GiB, the vault's and its client's) is
+measured by bench/s3_chain_bench.py.
 
 --py-spy DIR records a py-spy profile (speedscope JSON) of the vault during each
 filesystem transfer and the range reads, and of the S3 vault's transfers in DIR/s3
@@ -162,7 +164,10 @@ class Vault:
     """One `python -m vault serve` in its own data directory, with a tenant and an
     ingest+read key; stopped by PID."""
 
-    def __init__(self, work: Path, name: str, size: int, extra_env: dict[str, str]) -> None:
+    def __init__(
+        self, work: Path, name: str, size: int, extra_env: dict[str, str], root: Path = ROOT
+    ) -> None:
+        """`root`: the checkout whose vault runs (s3_chain_bench.py compares two)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("DATAVAULT_")}
         port = free_port()
         env.update(
@@ -174,6 +179,7 @@ class Vault:
             **extra_env,
         )
         self.env = env
+        self.root = root
         self.port = port
         # The embedded PostgreSQL's data directory (vault/db/embedded.py); None with
         # DATABASE_URL, whose server's CPU is not ours to count.
@@ -184,7 +190,7 @@ class Vault:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "vault", "serve"],
                 env=env,
-                cwd=ROOT,
+                cwd=root,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
@@ -196,7 +202,7 @@ class Vault:
         wait_ready(f"{self.url}/readyz", self.process, self.log, 120)
         created = subprocess.run(
             [sys.executable, "-m", "vault", "tenant", "create", "bench", "--json"],
-            env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+            env=self.env, cwd=self.root, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         if created.returncode != 0:
             raise SystemExit(f"tenant create failed: {created.stderr}")

@@ -235,6 +235,31 @@ def transfer_holds(database_url: str, tenant: Tenant) -> int:
     return asyncio.run(count())
 
 
+def paused_in_database(database_url: str, timeout: float = 10) -> bool:
+    """Whether a backend of the database reaches a `pg_sleep` within `timeout`: a statement
+    a SlowedQuery rewrote is at its pause, so it has taken its snapshot (and done what its
+    rewrite runs before the pause). Waited for instead of a fixed sleep after `entered`
+    (which is set when the statement's text is read, before it is sent)."""
+
+    async def poll() -> bool:
+        conn = await asyncpg.connect(database_url)
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                paused = await conn.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event = 'PgSleep'"
+                )
+                if paused:
+                    return True
+                await asyncio.sleep(0.02)
+            return False
+        finally:
+            await conn.close()
+
+    return asyncio.run(poll())
+
+
 class SlowedQuery:
     """A module's named queries (its `Q`) as the vault reads them, except that `name`,
     once `armed`, is sent as `rewrite` makes it (a pause widening a race on purpose)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import time
 import urllib.parse
 import uuid
 
@@ -43,6 +42,7 @@ from tests.support import (
     data_keys_in_memory,
     make_tenant,
     module_private_server,
+    paused_in_database,
     read_response_head,
     transfer_holds,
 )
@@ -114,7 +114,8 @@ def test_a_confirmation_writing_its_hold_late_does_not_let_the_erasure_complete_
             assert lost == "DELETE 1", lost  # the download's hold, and only it
             slow.armed.set()
             assert slow.entered.wait(timeout=10), "the download was never confirmed again"
-            time.sleep(0.3)  # the confirmation's statement has taken its snapshot
+            # The confirmation's statement at its pause: it has taken its snapshot.
+            assert paused_in_database(vault.database_url), "the confirmation never paused"
 
             status, _ = erase_and_run_worker(
                 vault, http, privacy, "stalled", until=("completed",), seconds=PAUSE_SECONDS + 15

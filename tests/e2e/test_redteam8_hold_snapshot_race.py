@@ -48,7 +48,14 @@ from tests.api.helpers import (
     wait_for,
 )
 from tests.jobs import run_worker_pass
-from tests.support import ServerThread, SlowedQuery, Tenant, make_tenant, transfer_holds
+from tests.support import (
+    ServerThread,
+    SlowedQuery,
+    Tenant,
+    make_tenant,
+    paused_in_database,
+    transfer_holds,
+)
 from vault.services import artefacts as artefact_service
 from vault.services import records as record_service
 from vault.services import transfers as transfer_service
@@ -205,7 +212,8 @@ def test_an_answer_whose_hold_commits_late_does_not_deliver_after_completion(
         reader = threading.Thread(target=read)
         reader.start()
         assert slow.entered.wait(10), "the answer never reached its hold"
-        time.sleep(0.5)  # the hold's statement is running: its snapshot is taken
+        # The hold's statement at its pause: its snapshot is taken, its commit is late.
+        assert paused_in_database(quiet_vault.database_url), "the hold never reached its pause"
         status = _erase_and_complete(quiet_vault, http, privacy, ref)
         completed_at = time.monotonic()
         reader.join(30)

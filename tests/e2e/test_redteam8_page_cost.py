@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -22,6 +23,8 @@ from tests.api.helpers import auth, create_key, subject_url, uploaded
 from tests.support import ServerThread, make_tenant
 from vault.http.models.common import MAX_LIMIT
 from vault.services import transfers as transfer_service
+
+UPLOADERS = 4
 
 
 class _CountedQueries:
@@ -42,8 +45,11 @@ def test_a_page_at_the_limit_holds_its_keys_in_one_statement_and_one_past_it_is_
     ref = f"page-{uuid.uuid4().hex[:8]}"
     with quiet_vault.client() as http:
         app = create_key(http, tenant, ["ingest", "read"])
-        for n in range(MAX_LIMIT):
-            uploaded(http, app, ref, b"x", filename=f"item-{n}.txt")
+        # The page's items, uploaded a few at a time: the vault serves them concurrently
+        # (its commits overlap), as it would several clients' uploads.
+        with ThreadPoolExecutor(UPLOADERS) as pool:
+            list(pool.map(lambda n: uploaded(http, app, ref, b"x", filename=f"item-{n}.txt"),
+                          range(MAX_LIMIT)))  # fmt: skip
         counted = _CountedQueries(transfer_service.Q)
         monkeypatch.setattr(transfer_service, "Q", counted)
         started = time.perf_counter()

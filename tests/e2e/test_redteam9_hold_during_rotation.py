@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import io
 import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -52,7 +51,7 @@ from tests.api.helpers import (
     subject_url,
     uploaded,
 )
-from tests.support import ServerThread, SlowedQuery, Tenant, make_tenant
+from tests.support import ServerThread, SlowedQuery, Tenant, make_tenant, paused_in_database
 from vault.runtime import operator_context
 from vault.services import subject_rewrap
 from vault.services.key_rotation import rotate_tenant_kek
@@ -107,7 +106,8 @@ def _during_rotation(
     rotation = threading.Thread(target=_rotate, args=(vault, tenant))
     rotation.start()
     assert slow.entered.wait(10), "the rotation never reached its rewrap"
-    time.sleep(0.3)  # the rewrap's UPDATEs are in; its commit is PAUSE_SECONDS away
+    # The rewrap's UPDATEs are in (its pause runs after them); its commit is late.
+    assert paused_in_database(vault.database_url), "the rewrap never reached its pause"
     with vault.client() as http:
         during = read(http)
         # The read came while the rewrap's UPDATEs were in and not committed (under
