@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_key, put_record, upload
-from tests.jobs import erase_and_run_worker
+from tests.jobs import deletion_violations, erase_and_run_worker, run_worker_pass
 from tests.support import ServerThread, Tenant
 from vault.db.database import Connection
 from vault.runtime import operator_context
@@ -145,15 +145,11 @@ def test_a_closure_racing_an_uploads_new_subject_key_leaves_no_live_key(
     assert _live_subject_keys(server.database_url, tenant) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 18 (before migration 0045 too): a record write's transaction locks"
-    " no tenant row; a closure runs past its new subject key and leaves it live",
-)
-def test_a_closure_racing_a_records_new_subject_key_leaves_no_live_key(
-    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tenant = new_tenant()
+def _record_write_racing_closure(
+    server: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> list[int]:
+    """A record write to the erased subject whose transaction pauses once it has created
+    the subject key of the subject's next generation, a closure pass meanwhile."""
     key = _erased_and_closing(server, tenant)
     real_create = KeyRing.subject_key_for_write
     in_transaction, go_on = threading.Event(), threading.Event()
@@ -172,5 +168,32 @@ def test_a_closure_racing_a_records_new_subject_key_leaves_no_live_key(
         with httpx.Client(base_url=server.base_url, timeout=20) as http:
             put_record(http, key, REF, "b", b'{"b": 2}')
 
-    assert _closure_while_open(server, in_transaction, go_on, send) == [1]
+    return _closure_while_open(server, in_transaction, go_on, send)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 18 (before migration 0045 too): a record write's transaction locks"
+    " no tenant row; a closure runs past its new subject key and leaves it live",
+)
+def test_a_closure_racing_a_records_new_subject_key_leaves_no_live_key(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = new_tenant()
+    assert _record_write_racing_closure(server, tenant, monkeypatch) == [1]
     assert _live_subject_keys(server.database_url, tenant) == 0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 18: `datavault check deletion` asks a closed tenant only for live KEKs"
+    " and HMAC keys (deletion_check.sql closed_tenants_live), not subject keys",
+)
+def test_the_deletion_check_names_a_closed_tenants_live_subject_key(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = new_tenant()
+    assert _record_write_racing_closure(server, tenant, monkeypatch) == [1]
+    assert _live_subject_keys(server.database_url, tenant) > 0  # what the race left
+    run_worker_pass(server)  # the closure's ledger rows published: no lag to report
+    assert any(v.tenant_id == tenant.id for v in deletion_violations(server))
