@@ -51,6 +51,17 @@ def _close_due(server: ServerThread) -> int:
     return asyncio.run(run())
 
 
+def _status(database_url: str, tenant: Tenant) -> str:
+    async def run() -> str:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return str(await conn.fetchval("SELECT status FROM tenants WHERE id = $1", tenant.id))
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 def _live_subject_keys(database_url: str, tenant: Tenant) -> int:
     async def run() -> int:
         conn = await asyncpg.connect(database_url)
@@ -68,19 +79,22 @@ def _live_subject_keys(database_url: str, tenant: Tenant) -> int:
     return asyncio.run(run())
 
 
-def _erased_and_closing(server: ServerThread, tenant: Tenant) -> dict[str, object]:
-    """A subject written, then erased (its row stays, with no live subject key: the
-    closure has no key of it to destroy and never locks its row), and the tenant's
-    closure requested. Returns an API key that writes and reads."""
+def _erased_and_closing(
+    server: ServerThread, tenant: Tenant, *, erased: bool = True
+) -> dict[str, object]:
+    """A subject written, then (`erased`) erased (its row stays, with no live subject
+    key: the closure has no key of it to destroy and never locks its row), and the
+    tenant's closure requested. Returns an API key that writes and reads."""
     with server.client() as http:
         key = create_key(http, tenant, ["ingest", "read"])
         privacy = create_key(http, tenant, ["erasure"])
         assert put_record(http, key, REF, "a", b'{"a": 1}').status_code in (200, 201)
-        status, _ = erase_and_run_worker(
-            server, http, privacy, REF, until=("completed",), seconds=6
-        )
-        assert status == "completed"
-        assert _live_subject_keys(server.database_url, tenant) == 0
+        if erased:
+            status, _ = erase_and_run_worker(
+                server, http, privacy, REF, until=("completed",), seconds=6
+            )
+            assert status == "completed"
+            assert _live_subject_keys(server.database_url, tenant) == 0
         requested = http.post(
             "/v1/tenant/closure", json={"reason": "red team 18"}, headers=tenant.auth()
         )
@@ -94,7 +108,7 @@ def _closure_while_open(
 ) -> list[int]:  # fmt: skip
     """`write` started; once its transaction is paused (`in_transaction`), a closure pass
     runs as far as it can for a second, then the write goes on. Returns the closure
-    pass's count of tenants closed."""
+    pass's count of tenants closed (any tenant due on this database)."""
     writer = threading.Thread(target=write)
     writer.start()
     closed: list[int] = []
@@ -110,19 +124,13 @@ def _closure_while_open(
     return closed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 18: without transfer_keys' tenant FK nothing in an upload's first"
-    " transaction locks the tenant's row, so a closure runs past it and leaves the new"
-    " subject key live in the closed tenant",
-)
-def test_a_closure_racing_an_uploads_new_subject_key_leaves_no_live_key(
-    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    tenant = new_tenant()
-    key = _erased_and_closing(server, tenant)
-    # The upload's first transaction kept open after its hold was written (widened on
-    # purpose: in a real vault it is a few statements long).
+def _upload_racing_closure(
+    server: ServerThread, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, *, erased: bool
+) -> list[int]:
+    """An upload in a category the subject has no key in yet, its first transaction kept
+    open after its hold was written (widened on purpose: in a real vault it is a few
+    statements long), a closure pass meanwhile."""
+    key = _erased_and_closing(server, tenant, erased=erased)
     real_claim = TransferLease.claim
     in_transaction, go_on = threading.Event(), threading.Event()
 
@@ -141,7 +149,33 @@ def test_a_closure_racing_an_uploads_new_subject_key_leaves_no_live_key(
         with httpx.Client(base_url=server.base_url, timeout=20) as http:
             upload(http, key, REF, b"x" * 4096, category="recording")
 
-    assert _closure_while_open(server, in_transaction, go_on, send) == [1]
+    return _closure_while_open(server, in_transaction, go_on, send)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 18: without transfer_keys' tenant FK nothing in an upload's first"
+    " transaction locks the tenant's row, so a closure runs past it and leaves the new"
+    " subject key live in the closed tenant",
+)
+def test_a_closure_racing_an_uploads_new_subject_key_leaves_no_live_key(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tenant = new_tenant()
+    assert len(_upload_racing_closure(server, tenant, monkeypatch, erased=True)) == 1
+    assert _status(server.database_url, tenant) == "closed"
+    assert _live_subject_keys(server.database_url, tenant) == 0
+
+
+def test_held_a_closure_racing_an_upload_to_a_subject_with_live_keys_leaves_none(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What held: a subject that still has live keys is one the closure destroys, under
+    its row's lock (which the upload's new subject key locks too): it waits for the
+    upload's commit and then sees its new key."""
+    tenant = new_tenant()
+    assert len(_upload_racing_closure(server, tenant, monkeypatch, erased=False)) == 1
+    assert _status(server.database_url, tenant) == "closed"
     assert _live_subject_keys(server.database_url, tenant) == 0
 
 
@@ -180,7 +214,8 @@ def test_a_closure_racing_a_records_new_subject_key_leaves_no_live_key(
     server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant = new_tenant()
-    assert _record_write_racing_closure(server, tenant, monkeypatch) == [1]
+    assert len(_record_write_racing_closure(server, tenant, monkeypatch)) == 1
+    assert _status(server.database_url, tenant) == "closed"
     assert _live_subject_keys(server.database_url, tenant) == 0
 
 
@@ -193,7 +228,8 @@ def test_the_deletion_check_names_a_closed_tenants_live_subject_key(
     server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tenant = new_tenant()
-    assert _record_write_racing_closure(server, tenant, monkeypatch) == [1]
+    assert len(_record_write_racing_closure(server, tenant, monkeypatch)) == 1
+    assert _status(server.database_url, tenant) == "closed"
     assert _live_subject_keys(server.database_url, tenant) > 0  # what the race left
     run_worker_pass(server)  # the closure's ledger rows published: no lag to report
     assert any(v.tenant_id == tenant.id for v in deletion_violations(server))

@@ -116,6 +116,8 @@ def test_a_closure_with_a_hold_in_flight_neither_waits_nor_leaves_reads_open(
                 )
             took = time.monotonic() - started
             await holder.execute("COMMIT")  # the hold's row stays, its keys destroyed
+            status = await admin.fetchval("SELECT status FROM tenants WHERE id = $1", tenant.id)
+            assert status == "closed"
             return closed, took
         finally:
             await holder.close()
@@ -125,5 +127,5 @@ def test_a_closure_with_a_hold_in_flight_neither_waits_nor_leaves_reads_open(
         requested = http.post("/v1/tenant/closure", json={"reason": "rt18"}, headers=tenant.auth())
         assert requested.status_code == 202
     closed, took = asyncio.run(race())
-    assert closed == 1 and took < 5
+    assert closed >= 1 and took < 5  # other tests' due closures may run in the pass
     assert {status for status, _ in _read_all(server, key)} == {401}
