@@ -31,12 +31,16 @@ import pytest
 
 from tests.api.helpers import create_key, put_record, upload
 from tests.jobs import deletion_violations, erase_and_run_worker, run_worker_pass
-from tests.support import ServerThread, Tenant
+from tests.support import ServerThread, Tenant, module_private_server
 from vault.db.database import Connection
 from vault.runtime import operator_context
 from vault.services.keyring import KeyRing
 from vault.services.transfers import TransferLease
 from workers.closure import run_due_closures
+
+# A vault of this module's own: its closures, and the 401s that follow them, touch no
+# other module's tenants nor count against the shared vault's failed-authentication limit.
+server = module_private_server("rt18-closure-races")
 
 REF = "rt18-closing"
 

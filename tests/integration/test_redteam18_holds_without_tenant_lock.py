@@ -22,9 +22,13 @@ import pytest
 
 import vault.services.key_rotation as key_rotation
 from tests.api.helpers import auth, create_key, put_record, record_url
-from tests.support import ServerThread, Tenant, hold_key_uncommitted
+from tests.support import ServerThread, Tenant, hold_key_uncommitted, module_private_server
 from vault.runtime import operator_context
 from workers.closure import run_due_closures
+
+# A vault of this module's own: its closures, and the 401s that follow them, touch no
+# other module's tenants nor count against the shared vault's failed-authentication limit.
+server = module_private_server("rt18-holds")
 
 SUBJECTS = 3
 
