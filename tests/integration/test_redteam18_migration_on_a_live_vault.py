@@ -19,7 +19,8 @@ import asyncpg
 import pytest
 
 from tests.support import new_database
-from vault.db.migrate import migrate
+from vault.db import migrate as migrate_module
+from vault.db.migrate import MigrationError, migrate
 
 READ_WAITS_AT_MOST = 1.0  # seconds a request's read of its tenant may wait on migrate
 
@@ -63,14 +64,40 @@ async def _read_stalled_by_migrate(url: str) -> float:
         await reader.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 18: migrate sets no lock_timeout; 0045's DROP CONSTRAINT queues for"
-    " ACCESS EXCLUSIVE on tenants behind any open transaction, and every read queues"
-    " behind it",
-)
 def test_migration_0045_does_not_stall_reads_behind_an_open_transaction(
     pg_admin_url: str,
 ) -> None:
     url = new_database(pg_admin_url)
     assert asyncio.run(_read_stalled_by_migrate(url)) <= READ_WAITS_AT_MOST
+
+
+def test_a_migration_whose_locks_stay_taken_gives_up_saying_why(
+    pg_admin_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past its patience a migration gives up whole (nothing of it applied) and says what
+    to do, rather than queueing in front of every request for as long as the other
+    transaction lasts."""
+    monkeypatch.setattr(migrate_module, "MIGRATION_LOCK_PATIENCE_SECONDS", 1.0)
+    url = new_database(pg_admin_url)
+
+    async def run() -> None:
+        await _back_to_0044(url)
+        open_transaction = await asyncpg.connect(url)
+        try:
+            await open_transaction.execute("BEGIN")
+            await open_transaction.fetch("SELECT id FROM tenants LIMIT 1")
+            started = time.monotonic()
+            with pytest.raises(MigrationError, match=r"0045_.*run `datavault migrate` again"):
+                await migrate(url)
+            assert time.monotonic() - started < 5
+            await open_transaction.execute("ROLLBACK")
+        finally:
+            await open_transaction.close()
+        check = await asyncpg.connect(url)
+        try:
+            assert await check.fetchval("SELECT max(version) FROM schema_migrations") == 44
+        finally:
+            await check.close()
+        assert [m.version for m in await migrate(url)] == [45]  # once the way is clear
+
+    asyncio.run(run())

@@ -14,9 +14,14 @@
 --   key under the same tenant (that insert's own foreign keys check the chain).
 -- * Row-level security (0026) admits only rows of the transaction's tenant.
 -- * Tenants are never deleted (closure changes their status and destroys their keys).
--- Nothing ordered itself by the lock: the erasure barrier is the advisory lock
--- dv_transfer_holds_lock_key (0042), closure's status change takes FOR NO KEY UPDATE,
--- which never waited for KEY SHARE; only a KEK rotation's and a settings change's
--- FOR UPDATE of the tenant's row waited for holds in flight (and held every new hold of
--- the tenant back until they committed), which no rule asks for.
+-- The erasure barrier is the advisory lock dv_transfer_holds_lock_key (0042), not this.
+-- A KEK rotation's and a settings change's FOR UPDATE of the tenant's row waited for holds
+-- in flight (and held every new hold of the tenant back until they committed), which no
+-- rule asks for. One rule did lean on it without saying so (red team 18): a tenant
+-- closure's pass, which holds the tenant's row FOR UPDATE, waited for an upload whose
+-- hold was uncommitted, and so saw the subject key that upload created. The closure now
+-- waits for such writers itself, at the KEK versions they hold FOR SHARE
+-- (workers/closure.py destroy_tenant_keys), which also covers record writes, which never
+-- took this lock. Applying this ALTER takes ACCESS EXCLUSIVE on transfer_keys and
+-- tenants: `datavault migrate` waits at most 500 ms at a time for it and tries again.
 ALTER TABLE transfer_keys DROP CONSTRAINT transfer_keys_tenant_id_fkey;
