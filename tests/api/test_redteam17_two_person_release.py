@@ -12,7 +12,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import pytest
 
 from tests.api.helpers import auth, create_key, operator_key, rfc3339
 from tests.support import ServerThread, Tenant
@@ -38,12 +37,6 @@ def _shown(http: httpx.Client, hold_id: str, key: dict[str, Any]) -> dict[str, A
     return shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam17 finding: owners are compared as raw strings, so one person's two "
-    "operator-issued keys written 'kim@example.test' and 'Kim@Example.test ' count as "
-    "two people and release a litigation hold alone",
-)
 def test_one_owner_spelled_two_ways_is_still_one_person(
     server: ServerThread, tenant: Tenant
 ) -> None:
@@ -61,12 +54,6 @@ def test_one_owner_spelled_two_ways_is_still_one_person(
     assert shown["released_at"] is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam17 finding: a release request made by a key that has since expired is "
-    "still confirmed (only a revoked requester is refused), though the key is as dead as "
-    "a revoked one",
-)
 def test_an_expired_keys_release_request_cannot_be_confirmed(
     server: ServerThread, tenant: Tenant, database_url: str
 ) -> None:
