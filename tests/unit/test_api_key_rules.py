@@ -240,6 +240,7 @@ def test_a_single_chance_match_at_a_wide_stride_costs_nothing() -> None:
 # Real secrets of the usual shapes, drawn afresh each run. Over 20,000 draws of each
 # (measured) none of 32 base64url characters fell below 155 bits and none of 48 hex
 # characters below 200: a false refusal would need a fluke far past these draws.
+_DICEWARE_WORDS = [word for word in _common_words() if word.isalpha()][:7776]
 _REAL_SECRETS: dict[str, Callable[[], str]] = {
     "base64url of 24 bytes": lambda: secrets.token_urlsafe(24),
     "base64url of 32 bytes": lambda: secrets.token_urlsafe(32),
@@ -250,7 +251,6 @@ _REAL_SECRETS: dict[str, Callable[[], str]] = {
         secrets.choice(_DICEWARE_WORDS) for _ in range(10)
     ),
 }
-_DICEWARE_WORDS = [word for word in _common_words() if word.isalpha()][:7776]
 
 
 @pytest.mark.parametrize("shape", sorted(_REAL_SECRETS))
