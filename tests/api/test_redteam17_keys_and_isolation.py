@@ -26,19 +26,31 @@ def _fail_from(http: httpx.Client, ip: str) -> int:
     return http.get("/v1/api-keys", headers={**bearer(_bad_key()), **from_ip(ip)}).status_code
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam17 finding: the failed-auth throttle counts each IPv6 address on its "
-    "own, so a client with the /64 every IPv6 subscriber gets rotates addresses and "
-    "guesses without limit",
-)
 def test_ipv6_neighbours_in_one_64_share_the_failed_auth_throttle(server: ServerThread) -> None:
+    """Fixed: an IPv6 client is throttled by its /64, the least any subscriber is given."""
     block = f"2001:db8:{secrets.randbelow(0xFFFF):x}:{secrets.randbelow(0xFFFF):x}"
     with server.client() as http:
         first = [_fail_from(http, f"{block}::1") for _ in range(5)]
         neighbours = [_fail_from(http, f"{block}::{n:x}") for n in range(2, 12)]
     assert first == [401] * 5
     assert set(neighbours) == {429}, neighbours
+
+
+def test_the_next_ipv6_64_of_the_same_48_has_a_budget_of_its_own(server: ServerThread) -> None:
+    site = f"2001:db8:{secrets.randbelow(0xFFFF):x}"
+    with server.client() as http:
+        spent = [_fail_from(http, f"{site}:10:ffff:ffff:ffff:ffff") for _ in range(6)]
+        next_64 = [_fail_from(http, f"{site}:11::") for _ in range(5)]
+    assert spent == [401] * 5 + [429], spent
+    assert next_64 == [401] * 5, next_64
+
+
+def test_an_ipv4_mapped_address_spends_its_ipv4_addresss_budget(server: ServerThread) -> None:
+    # 198.18.0.0/15 (benchmarking): no other test of the session's server fails from it.
+    ip = f"198.18.{secrets.randbelow(256)}.{secrets.randbelow(256)}"
+    with server.client() as http:
+        answers = [_fail_from(http, spelt) for spelt in [ip, f"::ffff:{ip}"] * 3]
+    assert answers == [401] * 5 + [429], answers
 
 
 def test_one_ipv4_address_is_throttled_whatever_the_spelling_of_the_header(
@@ -182,12 +194,6 @@ def test_another_tenants_hold_erasure_and_key_ids_answer_like_missing_ones(
 # --- bring your own key -----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="redteam17 finding: the own-secret estimator models only steps of 0 and ±1, so "
-    "a step-2 alphabet, an alphabet with alternating case, two interleaved counting runs "
-    "or a repeated 4-character block with its classes counted up pass as >= 128 bits",
-)
 @pytest.mark.parametrize(
     "secret",
     [
@@ -200,6 +206,8 @@ def test_another_tenants_hold_erasure_and_key_ids_answer_like_missing_ones(
 def test_patterned_own_secrets_are_refused_as_guessable(
     server: ServerThread, tenant: Tenant, secret: str
 ) -> None:
+    """Fixed: runs of any step up to 5 in any case, interleaved runs and blocks that
+    repeat with a step are what a guesser tries first."""
     with server.client() as http:
         answer = http.post(
             "/v1/api-keys",
@@ -208,3 +216,4 @@ def test_patterned_own_secrets_are_refused_as_guessable(
         )
     assert answer.status_code == 422, answer.status_code
     assert secret not in answer.text
+    assert [error["field"] for error in problem(answer)["errors"]] == ["secret"]
