@@ -86,3 +86,41 @@ def test_a_pipe_in_place_of_a_blob_fails_that_read_and_blocks_no_other(
         reader.join(timeout=10)
     assert answered and answered[0] in (0, 500, 503), answered
     assert healthz_seconds < 2, f"/healthz waited {healthz_seconds:.1f} s behind the pipe"
+
+
+@pytest.mark.parametrize(
+    "replacement", ["directory", "symlink-to-other-blob", "symlink-loop", "dangling-symlink"]
+)
+@pytest.mark.parametrize("read", ["seek", "whole"])
+def test_a_blob_replaced_by_a_directory_or_symlink_fails_as_a_problem(
+    server: ServerThread, replacement: str, read: str
+) -> None:
+    """What the store refuses or cannot open is a problem answer (the integrity problem,
+    or 503 from the store), never the other blob's plaintext, never a 500 without a
+    problem body, and the process answers others meanwhile."""
+    tenant = make_tenant(server.settings, server.database_url)
+    data, other, ref = os.urandom(MIB + 5), os.urandom(MIB + 5), f"rt19-{uuid.uuid4().hex[:12]}"
+    root = blob_root(server.settings)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        meta = uploaded(http, keys.ingest, ref, data)
+        donor = uploaded(http, keys.ingest, ref, other)
+        (path,) = blob_files(root, meta["id"])
+        (donor_path,) = blob_files(root, donor["id"])
+        path.unlink()
+        if replacement == "directory":
+            path.mkdir()
+        elif replacement == "symlink-to-other-blob":
+            path.symlink_to(donor_path)
+        elif replacement == "symlink-loop":
+            path.symlink_to(path)
+        else:
+            path.symlink_to(root / "no-such-blob")
+        url = artefact_url(ref, meta["id"], "content")
+        headers = auth(keys.read) | ({"Range": "bytes=0-99"} if read == "seek" else {})
+        result = download(http, url, headers)
+        assert http.get("/healthz", timeout=3).status_code == 200
+    assert result.body is not None, result.error
+    assert result.status in (500, 503), (result.status, result.body[:200])
+    assert result.headers["content-type"].startswith("application/problem+json")
+    assert other[:64] not in result.body and data[:64] not in result.body

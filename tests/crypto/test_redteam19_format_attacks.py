@@ -307,3 +307,29 @@ def test_secret_bytes_never_show_their_bytes() -> None:
     key = generate_key()
     assert key.reveal().hex() not in repr(key) + str(key)
     assert repr(key.reveal()) not in repr(key) + str(key)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 19 finding 4: the key commitment covers the data key and salt only, so "
+    "a header whose segment size was rewritten in storage passes every check made before "
+    "a segment is read; the plan it makes reads and opens up to two 64 MiB segments for a "
+    "one-byte seek (on the event loop: download_pipeline ON_LOOP_SEGMENTS)",
+)
+def test_a_header_with_a_rewritten_segment_size_fails_before_any_segment_is_read() -> None:
+    """FORMAT.md: the commitment is compared before any segment opens, but only the
+    segments' tags authenticate the rest of the header. A seek of bytes 0-99 of a 20 MiB
+    artefact whose stored header says 64 MiB segments is planned as one 20 MiB segment:
+    the vault reads it whole and runs AES-GCM over it on the event loop (~0.2 s per 64 MiB
+    measured here) before the tag fails, instead of one 1 MiB segment. Bounded (the
+    64 MiB cap), but a 64x amplification of every seek to that artefact, from one
+    rewritten header. Binding the whole header into the commitment (a new version byte)
+    would refuse it when the opener is made."""
+    key = generate_key()
+    blob = _with_header_field(_encrypt(key), "segment-size", MAX_SEGMENT_SIZE)
+    header_bytes = blob[: parse_header(blob).size]
+    size = 20 * 1024 * 1024
+    plan = plan_range(parse_header(header_bytes), size, 0, 99)
+    assert plan.ciphertext_end - plan.ciphertext_start + 1 == size + GCM_TAG_SIZE
+    with pytest.raises(IntegrityError):
+        RangeOpener(key, CONTEXT, header_bytes, plan)
