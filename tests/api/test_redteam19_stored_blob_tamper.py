@@ -310,3 +310,51 @@ def test_an_integrity_failure_that_cuts_a_stream_is_counted_for_the_alert(
         result = download(http, url, auth(keys_of.read))
         assert result.body is None and result.error, (result.status, result.error)
         assert _integrity_failures(http) >= before + 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 19 finding 5: a blob removed from the store behind a live artefact "
+    "answers 503 'the blob store is unavailable' with Retry-After and counts no integrity "
+    "failure, where the same blob cut to zero bytes answers the integrity problem and pages",
+)
+def test_a_blob_removed_behind_a_live_artefact_is_reported_as_lost_not_as_an_outage(
+    server: ServerThread, settings: Settings, keys_of: DataKeys
+) -> None:
+    """DESIGN.md "Failure behaviour": 503 with Retry-After is for a store that is down.
+    A store that answers, and has no object where a live artefact's row says one is, has
+    lost it (or someone removed it): clients retrying every 5 s will never get it, and
+    the operator's DatavaultIntegrityFailure alert, which fires for the same blob cut to
+    zero bytes, stays silent."""
+    data, ref = os.urandom(300_000), _ref()
+    with server.client() as http:
+        meta = uploaded(http, keys_of.ingest, ref, data)
+        _only_blob(blob_root(settings), meta["id"]).unlink()
+        before = _integrity_failures(http)
+        result = download(http, artefact_url(ref, meta["id"], "content"), auth(keys_of.read))
+        after = _integrity_failures(http)
+    assert result.body is not None and data[:64] not in result.body
+    assert result.headers["content-type"].startswith("application/problem+json")
+    assert result.status != 503 or "retry-after" not in result.headers, result.status
+    assert after == before + 1
+
+
+def test_the_same_bytes_uploaded_twice_share_no_key_salt_or_nonce(
+    server: ServerThread, settings: Settings, keys_of: DataKeys
+) -> None:
+    """An upload retried (by a client, or after a crash mid-upload) is a new upload: a
+    new data key, salt and nonce prefix, so no segment is ever sealed twice under one
+    (key, nonce); identical plaintext gives unrelated ciphertext."""
+    data, ref = os.urandom(MIB + 7), _ref()
+    root = blob_root(settings)
+    with server.client() as http:
+        first = uploaded(http, keys_of.ingest, ref, data)
+        second = uploaded(http, keys_of.ingest, ref, data)
+    raws = [_only_blob(root, meta["id"]).read_bytes() for meta in (first, second)]
+    headers = [_split(raw)[0] for raw in raws]
+    key_ids = [header[2 : 2 + header[1]] for header in headers]
+    at = 2 + raws[0][1] + 4
+    assert key_ids[0] != key_ids[1]
+    assert headers[0][at : at + 32] != headers[1][at : at + 32]  # salt
+    assert headers[0][at + 32 : at + 39] != headers[1][at + 32 : at + 39]  # nonce prefix
+    assert _split(raws[0])[1][0][:16] != _split(raws[1])[1][0][:16]
