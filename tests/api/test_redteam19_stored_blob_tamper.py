@@ -17,6 +17,7 @@ import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
+
 import pytest
 
 from crypto.limits import GCM_TAG_SIZE
@@ -33,7 +34,7 @@ from tests.api.helpers import (
     subject_url,
     uploaded,
 )
-from tests.support import ServerThread, Tenant, make_tenant
+from tests.support import ServerThread, make_tenant
 from vault.config import Settings
 
 SIZE = 2 * MIB + MIB // 2  # segments 0 and 1 full, segment 2 half

@@ -16,7 +16,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.api.helpers import artefact_url, download, subject_url
-from tests.api.test_redteam19_stored_blob_tamper import HOW, READS, SIZE, _exact_or_failed, _tampered
+from tests.api.test_redteam19_stored_blob_tamper import (
+    HOW,
+    READS,
+    SIZE,
+    _exact_or_failed,
+    _tampered,
+)
 from tests.seaweed import SeaweedS3
 from tests.support import ServerThread, bearer, make_tenant, new_database, running_server
 from vault.config import Settings
