@@ -246,6 +246,14 @@ def test_an_integrity_failure_logs_no_key_plaintext_or_subject_reference(
             download(http, url, auth(keys_of.read) | {"Range": "bytes=0-99"}),
             download(http, url, auth(keys_of.read)),
         ]
+        # And failures after the status line: a second artefact cut in its last segment,
+        # read whole (a streamed answer, cut) and in the subject's export (cut).
+        cut = uploaded(http, keys_of.ingest, ref, data)
+        cut_path = _only_blob(blob_root(settings), cut["id"])
+        cut_path.write_bytes(cut_path.read_bytes()[:-100])
+        streamed = download(http, artefact_url(ref, cut["id"], "content"), auth(keys_of.read))
+        exported = download(http, subject_url(ref, "export"), auth(keys_of.read))
+    assert streamed.body is None and exported.body is None, (streamed, exported.status)
     assert results[0].status == 500 and results[0].body is not None
     problem_body = results[0].body.decode()
     out = capsys.readouterr()

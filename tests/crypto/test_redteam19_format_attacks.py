@@ -212,8 +212,9 @@ def test_a_header_whose_segment_size_cannot_hold_the_rows_size_is_an_integrity_e
     (vault/services/artefacts.py _decrypted). A header rewritten in storage to 16-byte
     segments, for an artefact above 2**32 * 16 B = 64 GiB (DATAVAULT_MAX_ARTEFACT_BYTES
     has no upper bound), makes plan_range raise ValueError ("plaintext length exceeds
-    the format's maximum"): an unhandled 500 with a traceback instead of the integrity
-    problem, from bytes an attacker with only storage access controls."""
+    the format's maximum"): the middleware's internal 500 (logged as unhandled_error,
+    "a bug" to the operator's runbook) instead of the integrity problem, and no
+    integrity alert, from bytes an attacker with only storage access controls."""
     key = generate_key()
     blob = _with_header_field(_encrypt(key), "segment-size", MIN_SEGMENT_SIZE)
     header = parse_header(blob)
