@@ -187,3 +187,34 @@ def test_the_embedded_postgresql_keeps_statement_parameters_out_of_its_log(
         "log_min_duration_sample": "-1",
         "log_error_verbosity": "default",
     }
+
+
+def test_an_internal_error_quoting_row_values_is_logged_by_type_and_place_only(
+    server: ServerThread,
+    tenant: Tenant,
+    vault_logging: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Held: an unexpected database error whose text quotes row values (a DETAIL as
+    PostgreSQL writes it for a table without RLS) answers a plain 500 and is logged by
+    its type and code locations, never its message, the request's headers or its path."""
+    tag = uuid.uuid4().hex[:10]
+    ref, value = f"rt20boomref{tag}", f"rt20boomvalue{tag}"
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        assert put_record(http, keys.ingest, ref, "email", b'{"v": 1}').status_code == 201
+        error = asyncpg.UniqueViolationError(f"duplicate key value: {value} for {ref}")
+        error.detail = f"Key (tenant_id, name)=(x, {value})"  # type: ignore[attr-defined]
+
+        async def failing(*_args: object, **_kwargs: object) -> None:
+            raise error
+
+        monkeypatch.setattr(server.state.records, "get", failing)
+        answer = http.get(subject_url(ref, "records", "email"), headers=auth(keys.read))
+    captured = capsys.readouterr().out
+    assert answer.status_code == 500
+    assert "unhandled_error" in captured
+    for planted in (ref, value, keys.read["secret"]):
+        assert planted not in captured
+        assert planted not in answer.text
