@@ -205,7 +205,7 @@ def test_an_internal_error_quoting_row_values_is_logged_by_type_and_place_only(
         keys = data_keys(http, tenant)
         assert put_record(http, keys.ingest, ref, "email", b'{"v": 1}').status_code == 201
         error = asyncpg.UniqueViolationError(f"duplicate key value: {value} for {ref}")
-        error.detail = f"Key (tenant_id, name)=(x, {value})"  # type: ignore[attr-defined]
+        error.detail = f"Key (tenant_id, name)=(x, {value})"
 
         async def failing(*_args: object, **_kwargs: object) -> None:
             raise error
