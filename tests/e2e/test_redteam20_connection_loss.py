@@ -98,7 +98,7 @@ def test_connections_cut_under_requests_leave_no_canary_in_answers_or_the_log(
         # 500 happens in about one run of four: asyncpg's InternalClientError ("cannot
         # switch to state 11; another operation (2) is in progress") from a connection
         # cut while it introspected types, which the vault does not count as the database
-        # being unavailable (red team 20 report, noticed: DESIGN.md wants 503). Here only
+        # being unavailable (the strict xfail below; DESIGN.md wants 503). Here only
         # what the answer and the log carry is judged.
         assert answer.status_code in (200, 201, 500, 503), answer.text
         if answer.status_code >= 500:
@@ -110,3 +110,30 @@ def test_connections_cut_under_requests_leave_no_canary_in_answers_or_the_log(
         assert planted not in text
         # An answer that succeeded on a fresh connection carries its data, as it should.
         assert all(planted not in a.text for a in answers if a.status_code >= 500)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 20: asyncpg's InternalClientError from a cut connection answers 500",
+)
+def test_the_client_error_asyncpg_raises_on_a_cut_connection_answers_503(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the test above meets in about one run of four, made to happen every time: the
+    error asyncpg raised there (its message as it was) from a request's statement. The
+    database went away under the request: 503 with Retry-After (DESIGN.md "Failure
+    behaviour"), not 500."""
+    tenant = make_tenant(server.settings, server.database_url)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        ref = f"rt20-cut-{uuid.uuid4().hex[:8]}"
+        assert put_record(http, keys.ingest, ref, "email", b'{"v": 1}').status_code == 201
+
+        async def cut(*_args: object, **_kwargs: object) -> None:
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 11; another operation (2) is in progress"
+            )
+
+        monkeypatch.setattr(server.state.records, "get", cut)
+        answer = http.get(subject_url(ref, "records", "email"), headers=auth(keys.read))
+    assert answer.status_code == 503
