@@ -173,8 +173,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc.usage + exc.argparse_line, file=sys.stderr)
             return exc.exit_code
         return report_error(exc.message, exc.exit_code, as_json=True)
+    from vault.memory_off_disk import keep_memory_off_disk
     from vault.observability.logging import configure_logging
 
+    keep_memory_off_disk()  # before anything holds a key
     serving = args.command in ("serve", "api", "worker")
     as_json = bool(getattr(args, "json", False))
     try:
