@@ -60,10 +60,6 @@ def planted(server: ServerThread) -> Planted:
 
 Request = Callable[[Planted], tuple[str, dict[str, str]]]
 
-_NO_STORE_MISSING = pytest.mark.xfail(
-    strict=True, reason="red team 20: a JSON answer with subject data has no Cache-Control"
-)
-
 ANSWERS: list[Any] = [
     # Held: these say no-store today.
     pytest.param(lambda p: (subject_url(p.ref, "records", "email"), auth(p.keys.read)),
@@ -73,22 +69,21 @@ ANSWERS: list[Any] = [
     # Findings: the subject's reference, decrypted filenames, a hold's case reference
     # and note, a disclosure's description, client IPs.
     pytest.param(lambda p: (subject_url(p.ref), auth(p.keys.read)),
-                 id="subject (its reference)", marks=_NO_STORE_MISSING),
+                 id="subject (its reference)"),
     pytest.param(lambda p: (subject_url(p.ref, "artefacts"), auth(p.keys.read)),
-                 id="artefact listing (filenames)", marks=_NO_STORE_MISSING),
+                 id="artefact listing (filenames)"),
     pytest.param(lambda p: (subject_url(p.ref, "artefacts", p.artefact_id), auth(p.keys.read)),
-                 id="artefact metadata (filename)", marks=_NO_STORE_MISSING),
+                 id="artefact metadata (filename)"),
     pytest.param(lambda p: (subject_url(p.ref, "records"), auth(p.keys.read)),
-                 id="record listing", marks=_NO_STORE_MISSING),
+                 id="record listing"),
     pytest.param(lambda p: (f"/v1/holds/{p.hold_id}", auth(p.keys.compliance)),
-                 id="hold (case reference, note, subject reference)", marks=_NO_STORE_MISSING),
+                 id="hold (case reference, note, subject reference)"),
     pytest.param(lambda p: ("/v1/holds", auth(p.keys.compliance)),
-                 id="hold listing", marks=_NO_STORE_MISSING),
+                 id="hold listing"),
     pytest.param(lambda p: ("/v1/disclosures", auth(p.keys.compliance)),
-                 id="disclosure listing (description, subject references)",
-                 marks=_NO_STORE_MISSING),
+                 id="disclosure listing (description, subject references)"),
     pytest.param(lambda p: ("/v1/access-log", auth(p.keys.compliance)),
-                 id="access log (client IPs)", marks=_NO_STORE_MISSING),
+                 id="access log (client IPs)"),
 ]  # fmt: skip
 
 

@@ -379,8 +379,16 @@ def _enum_values(info: msgspec.inspect.Type) -> list[str]:
 _ENCODER = msgspec.json.Encoder()
 
 
+NO_STORE = "private, no-store"
+
+
 class ModelResponse(Response):
-    """A JSON answer rendered from a model; remembers which, for the declaration check."""
+    """A JSON answer rendered from a model; remembers which, for the declaration check.
+
+    Kept by no cache unless its endpoint says otherwise (a public key set): an answer can
+    name a subject, a decrypted filename, a hold's case reference, client IPs, and a copy
+    in a browser's or a client library's cache is one the vault's erasure cannot reach
+    (red team 20)."""
 
     media_type = JSON
 
@@ -389,6 +397,7 @@ class ModelResponse(Response):
         headers: Mapping[str, str] | None,
     ) -> None:  # fmt: skip
         super().__init__(content, status_code=status, headers=headers)
+        self.headers.setdefault("cache-control", NO_STORE)
         self.model_type = model_type
 
 
