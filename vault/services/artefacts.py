@@ -37,7 +37,9 @@ from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
-from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
+from vault.errors import BlobMissing, Gone, NotFound, SubjectChanged, TooLarge
+from vault.observability.integrity import integrity_failed
+from vault.observability.metrics import Metrics
 from vault.services.artefact_meter import UploadMeter
 from vault.services.download_pipeline import planned_plaintext
 from vault.services.keyring import DataKey, KeyRing, artefact_object
@@ -145,8 +147,10 @@ class ArtefactService:
         keyring: KeyRing,
         subjects: SubjectService,
         max_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics  # integrity failures found reading content are counted
         self._blobs = blobs
         self._keyring = keyring
         self._subjects = subjects
@@ -449,9 +453,19 @@ class ArtefactService:
                         if lease.closed:
                             return  # cut while another task was reading it (export's writer)
                         yield piece
-            except BlobNotFound:
-                await self._gone_if_deleted(lease.tenant_id, artefact_id)
+            except IntegrityError as exc:
+                # Counted here, where it is found: a failure that cuts a stream after its
+                # status line reaches no problem handler (red team 19, finding 1).
+                integrity_failed(self._metrics, exc, "ciphertext", artefact_id=artefact_id)
                 raise
+            except BlobNotFound as exc:
+                await self._gone_if_deleted(lease.tenant_id, artefact_id)
+                # The store answered and has no object under a live artefact: lost, not an
+                # outage (no Retry-After: no retry brings it back), and paged on like
+                # tampered bytes (red team 19, finding 5). A store that fails otherwise
+                # stays BlobStoreError: 503 with Retry-After.
+                integrity_failed(self._metrics, exc, "blob_missing", artefact_id=artefact_id)
+                raise BlobMissing() from None
 
     async def _gone_if_deleted(self, tenant_id: uuid.UUID, artefact_id: uuid.UUID) -> None:
         """The blob is missing under a read: Gone if the artefact was deleted since the read
