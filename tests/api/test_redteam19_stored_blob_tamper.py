@@ -340,6 +340,27 @@ def test_a_blob_removed_behind_a_live_artefact_is_reported_as_lost_not_as_an_out
     assert after == before + 1  # its own kind: DatavaultIntegrityFailure pages on any kind
 
 
+@pytest.mark.parametrize("stored", [2 * MIB, 64 * MIB])
+def test_a_header_whose_segment_size_was_rewritten_is_refused_against_the_row(
+    server: ServerThread, settings: Settings, keys_of: DataKeys, stored: int
+) -> None:
+    """Finding 4's mitigation: the header's segment size is checked against the row's
+    (artefacts.segment_size) before any segment is read, so a seek answers the integrity
+    problem, counted once, without reading and opening a 64 MiB segment on the loop."""
+    data, ref = os.urandom(SIZE), _ref()
+    with server.client() as http:
+        meta = uploaded(http, keys_of.ingest, ref, data)
+        path = _only_blob(blob_root(settings), meta["id"])
+        path.write_bytes(_with_segment_size(path.read_bytes(), stored))
+        before = _integrity_failures(http)
+        url = artefact_url(ref, meta["id"], "content")
+        result = download(http, url, auth(keys_of.read) | {"Range": "bytes=0-99"})
+        after = _integrity_failures(http)
+    assert result.status == 500 and result.body is not None
+    assert json.loads(result.body)["type"].endswith("/integrity")
+    assert after == before + 1
+
+
 def test_the_same_bytes_uploaded_twice_share_no_key_salt_or_nonce(
     server: ServerThread, settings: Settings, keys_of: DataKeys
 ) -> None:
