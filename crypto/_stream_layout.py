@@ -136,17 +136,31 @@ def plaintext_size(ciphertext_size: int, header: StreamHeader) -> int:
 
 
 def plan_range(
-    header: StreamHeader, plaintext_len: int, start: int, end_inclusive: int
+    header: StreamHeader,
+    plaintext_len: int,
+    start: int,
+    end_inclusive: int,
+    *,
+    segment_size: int | None = None,
 ) -> RangePlan:
     """Plan a read of plaintext[start:end_inclusive + 1] of an object holding
     ``plaintext_len`` bytes (from metadata; it says which segment must carry the last flag,
-    so a range that includes the end still detects truncation)."""
+    so a range that includes the end still detects truncation).
+
+    This is where the stored header meets the metadata: a header that cannot hold
+    ``plaintext_len`` (more than 2**32 segments of its size), or whose segment size is not
+    ``segment_size`` (the size the metadata records it was written with, when given), is
+    an IntegrityError like any other altered byte. The commitment does not cover the
+    segment size (FORMAT.md), so without the second check a rewritten size would be
+    found only by the first segment's tag, after reading and opening up to 64 MiB."""
     if not 0 <= start <= end_inclusive < plaintext_len:
         raise ValueError("range must satisfy 0 <= start <= end < plaintext length")
     seg = header.segment_size
+    if segment_size is not None and seg != segment_size:
+        raise IntegrityError()
     count = segment_count(plaintext_len, seg)
     if count > MAX_SEGMENTS:
-        raise ValueError("plaintext length exceeds the format's maximum")
+        raise IntegrityError()
     first, last = start // seg, end_inclusive // seg
     full = seg + GCM_TAG_SIZE
     last_end = header.size + last * full + segment_ciphertext_len(plaintext_len, seg, last)

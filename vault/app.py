@@ -217,11 +217,11 @@ def create_app(
         kek_listener.start()
         refs = SubjectRefHasher(db, root)
         subject_service = SubjectService(keyring, refs)
+        metrics = Metrics()
         artefact_service = ArtefactService(
-            db, blobs, keyring, subject_service, settings.max_artefact_bytes
+            db, blobs, keyring, subject_service, settings.max_artefact_bytes, metrics
         )
         disclosure_service = DisclosureService(db, keyring)
-        metrics = Metrics()
         auth_throttle = FailureThrottle(
             settings.auth_failure_limit, settings.auth_failure_window_seconds
         )

@@ -116,6 +116,14 @@ class Unavailable(VaultError):
         self.retry_after = retry_after
 
 
+class BlobMissing(VaultError):
+    """A live artefact's blob is not in the store, which answered: the data is lost (or
+    was removed behind the vault), not the store down, so no retry will bring it back."""
+
+    def __init__(self) -> None:
+        super().__init__("the artefact's stored data is missing")
+
+
 class UnknownTenant(VaultError):
     """An operator command named a tenant that does not exist."""
 

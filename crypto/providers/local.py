@@ -91,9 +91,15 @@ class LocalKeyFileProvider:
         if len(wrapped) < 1 + _EPOCH.size or wrapped[0] != LOCAL_ENVELOPE_V1:
             raise IntegrityError()
         (epoch,) = _EPOCH.unpack_from(wrapped, 1)
-        root = _load(self._path)[0].get(epoch)
+        keys, _, destroyed = _load(self._path)
+        root = keys.get(epoch)
         if root is None:
-            raise KeyUnavailableError(f"root key epoch {epoch} is destroyed or unknown")
+            if epoch == 0 or epoch > max([*keys, *destroyed]):
+                # Never issued (epochs count from 1, each one above the last): the epoch
+                # field was altered, which is an altered byte like any other (FORMAT.md),
+                # not a key service that is down (red team 19, finding 6).
+                raise IntegrityError()
+            raise KeyUnavailableError(f"root key epoch {epoch} is destroyed")
         return unwrap_key(root, wrapped[1 + _EPOCH.size :], context)
 
     def add_epoch(self) -> int:

@@ -47,12 +47,6 @@ def _release(fifo: Path) -> None:
         time.sleep(0.05)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 2: a named pipe in place of a blob blocks the event loop "
-    "in os.open (blobs/filesystem.py _cached_view opens without O_NONBLOCK before its "
-    "S_ISREG check): every request on the process waits",
-)
 @pytest.mark.parametrize("read", ["seek", "whole"])
 def test_a_pipe_in_place_of_a_blob_fails_that_read_and_blocks_no_other(
     server: ServerThread, read: str

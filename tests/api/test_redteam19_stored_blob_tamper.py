@@ -265,11 +265,11 @@ def test_an_integrity_failure_logs_no_key_plaintext_or_subject_reference(
     assert data[:32] not in everything.encode("utf-8", "surrogateescape")
 
 
-def _integrity_failures(http: Any) -> float:
-    """datavault_integrity_failures_total{kind="ciphertext"} on /metrics (0 before the
-    series' first failure)."""
+def _integrity_failures(http: Any, kind: str = "ciphertext") -> float:
+    """datavault_integrity_failures_total{kind=...} on /metrics (0 before the series'
+    first failure)."""
     text = http.get("/metrics").text
-    series = 'datavault_integrity_failures_total{kind="ciphertext"} '
+    series = f'datavault_integrity_failures_total{{kind="{kind}"}} '
     lines = [line for line in text.splitlines() if line.startswith(series)]
     return float(lines[0].removeprefix(series)) if lines else 0.0
 
@@ -290,12 +290,6 @@ def test_an_integrity_failure_answered_as_a_problem_is_counted_for_the_alert(
         assert _integrity_failures(http) == before + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 1: an integrity failure after a streamed answer's status "
-    "line (a whole download above 1 MiB, an export) is logged as unhandled_error and never "
-    "counted in datavault_integrity_failures_total, so DatavaultIntegrityFailure never pages",
-)
 @pytest.mark.parametrize("read", ["whole-download", "export"])
 def test_an_integrity_failure_that_cuts_a_stream_is_counted_for_the_alert(
     server: ServerThread, settings: Settings, keys_of: DataKeys, read: str
@@ -318,15 +312,9 @@ def test_an_integrity_failure_that_cuts_a_stream_is_counted_for_the_alert(
         )
         result = download(http, url, auth(keys_of.read))
         assert result.body is None and result.error, (result.status, result.error)
-        assert _integrity_failures(http) >= before + 1
+        assert _integrity_failures(http) == before + 1  # once: where found, not again when cut
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 5: a blob removed from the store behind a live artefact "
-    "answers 503 'the blob store is unavailable' with Retry-After and counts no integrity "
-    "failure, where the same blob cut to zero bytes answers the integrity problem and pages",
-)
 def test_a_blob_removed_behind_a_live_artefact_is_reported_as_lost_not_as_an_outage(
     server: ServerThread, settings: Settings, keys_of: DataKeys
 ) -> None:
@@ -339,12 +327,37 @@ def test_a_blob_removed_behind_a_live_artefact_is_reported_as_lost_not_as_an_out
     with server.client() as http:
         meta = uploaded(http, keys_of.ingest, ref, data)
         _only_blob(blob_root(settings), meta["id"]).unlink()
-        before = _integrity_failures(http)
+        before = _integrity_failures(http, "blob_missing")
         result = download(http, artefact_url(ref, meta["id"], "content"), auth(keys_of.read))
-        after = _integrity_failures(http)
+        after = _integrity_failures(http, "blob_missing")
     assert result.body is not None and data[:64] not in result.body
     assert result.headers["content-type"].startswith("application/problem+json")
     assert result.status != 503 or "retry-after" not in result.headers, result.status
+    assert result.status == 500 and "retry-after" not in result.headers
+    problem = json.loads(result.body)
+    assert problem["type"].endswith("/blob-missing"), problem
+    assert problem["detail"] == "the artefact's stored data is missing"
+    assert after == before + 1  # its own kind: DatavaultIntegrityFailure pages on any kind
+
+
+@pytest.mark.parametrize("stored", [2 * MIB, 64 * MIB])
+def test_a_header_whose_segment_size_was_rewritten_is_refused_against_the_row(
+    server: ServerThread, settings: Settings, keys_of: DataKeys, stored: int
+) -> None:
+    """Finding 4's mitigation: the header's segment size is checked against the row's
+    (artefacts.segment_size) before any segment is read, so a seek answers the integrity
+    problem, counted once, without reading and opening a 64 MiB segment on the loop."""
+    data, ref = os.urandom(SIZE), _ref()
+    with server.client() as http:
+        meta = uploaded(http, keys_of.ingest, ref, data)
+        path = _only_blob(blob_root(settings), meta["id"])
+        path.write_bytes(_with_segment_size(path.read_bytes(), stored))
+        before = _integrity_failures(http)
+        url = artefact_url(ref, meta["id"], "content")
+        result = download(http, url, auth(keys_of.read) | {"Range": "bytes=0-99"})
+        after = _integrity_failures(http)
+    assert result.status == 500 and result.body is not None
+    assert json.loads(result.body)["type"].endswith("/integrity")
     assert after == before + 1
 
 

@@ -202,11 +202,6 @@ def test_a_lying_header_fails_whole_and_ranged_before_any_plaintext(field: str, 
         _ranged(key, blob, 0, len(DATA) - 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 3: plan_range raises ValueError, not IntegrityError, when a "
-    "stored header's segment size makes the row's size exceed 2**32 segments",
-)
 def test_a_header_whose_segment_size_cannot_hold_the_rows_size_is_an_integrity_error() -> None:
     """The vault plans a whole download from the stored header and the row's size
     (vault/services/artefacts.py _decrypted). A header rewritten in storage to 16-byte
@@ -313,10 +308,13 @@ def test_secret_bytes_never_show_their_bytes() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="red team 19 finding 4: the key commitment covers the data key and salt only, so "
-    "a header whose segment size was rewritten in storage passes every check made before "
-    "a segment is read; the plan it makes reads and opens up to two 64 MiB segments for a "
-    "one-byte seek (on the event loop: download_pipeline ON_LOOP_SEGMENTS)",
+    reason="red team 19 finding 4, mitigated not fixed: the key commitment still covers the "
+    "data key and salt only (the format is unchanged), so the crypto layer alone cannot "
+    "refuse a rewritten segment size before a segment is read. The vault refuses it "
+    "before any read by checking the header against the row's segment_size in plan_range "
+    "(test_a_header_whose_segment_size_differs_from_the_rows_is_refused_before_any_read "
+    "below; tests/api/test_redteam19_stored_blob_tamper.py); binding the whole header "
+    "into the commitment needs a new stream version",
 )
 def test_a_header_with_a_rewritten_segment_size_fails_before_any_segment_is_read() -> None:
     """FORMAT.md: the commitment is compared before any segment opens, but only the
@@ -335,3 +333,21 @@ def test_a_header_with_a_rewritten_segment_size_fails_before_any_segment_is_read
     assert plan.ciphertext_end - plan.ciphertext_start + 1 == size + GCM_TAG_SIZE
     with pytest.raises(IntegrityError):
         RangeOpener(key, CONTEXT, header_bytes, plan)
+
+
+@pytest.mark.parametrize("stored", [SEG * 2, 1024 * 1024, MAX_SEGMENT_SIZE])
+def test_a_header_whose_segment_size_differs_from_the_rows_is_refused_before_any_read(
+    stored: int,
+) -> None:
+    """Finding 4's mitigation: the vault passes the segment size its row records
+    (artefacts.segment_size, written with the blob) to plan_range, which refuses a header
+    that disagrees as an IntegrityError before a byte of any segment is read, so a
+    rewritten size costs no 64 MiB read and no opening on the event loop."""
+    key = generate_key()
+    blob = _with_header_field(_encrypt(key), "segment-size", stored)
+    header = parse_header(blob)
+    with pytest.raises(IntegrityError):
+        plan_range(header, 20 * 1024 * 1024, 0, 99, segment_size=SEG)
+    honest = parse_header(_encrypt(key))
+    plan = plan_range(honest, len(DATA), 0, 0, segment_size=SEG)
+    assert plan.segment_size == SEG

@@ -36,13 +36,6 @@ def test_an_envelope_with_another_issued_epoch_fails_as_integrity(tmp_path: Path
         provider.unwrap(_with_epoch(wrapped, 2), CONTEXT)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 6: a root envelope whose epoch field names an epoch that "
-    "was never issued raises KeyUnavailableError ('root key epoch N is destroyed or "
-    "unknown'): 503 with Retry-After as if the key service were down, and a second error "
-    "type for one altered byte (FORMAT.md: one error type, no oracle)",
-)
 @pytest.mark.parametrize("epoch", [0, 2, 2**24 + 1, 2**32 - 1])
 def test_an_envelope_naming_a_never_issued_epoch_fails_as_integrity(
     tmp_path: Path, epoch: int
@@ -58,12 +51,6 @@ def server(quiet_vault: ServerThread) -> ServerThread:
     return quiet_vault
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 6: a tenant KEK row whose envelope epoch byte was flipped "
-    "answers every write of the tenant 503 'the key service is unavailable' with "
-    "Retry-After, not the integrity problem",
-)
 def test_a_kek_envelope_with_a_flipped_epoch_byte_is_an_integrity_problem(
     server: ServerThread,
 ) -> None:

@@ -91,3 +91,37 @@ def test_an_object_changed_in_s3_reads_exactly_or_fails(
         assert not outcomes["bytes=-100"], outcomes
     if how != "junk-appended":
         assert exported.body is None or exported.status >= 500, (how, exported.status)
+
+
+@pytest.mark.parametrize("read", ["seek", "whole"])
+def test_an_object_removed_from_s3_behind_a_live_artefact_is_reported_as_lost(
+    s3_server: ServerThread, seaweed_s3: SeaweedS3, secret: str, read: str
+) -> None:
+    """Finding 5 for S3: the store answers NoSuchKey for a live artefact's object: the
+    blob-missing problem (500, no Retry-After: no retry brings it back), counted under
+    kind="blob_missing" for the integrity alert. (An unreachable store stays 503 with
+    Retry-After: tests/integration/test_blob_stores.py, tests/e2e.)"""
+    data, ref = os.urandom(SIZE), f"rt19-{uuid.uuid4().hex[:12]}"
+    key = bearer(secret)
+    series = 'datavault_integrity_failures_total{kind="blob_missing"} '
+
+    def counted(text: str) -> float:
+        lines = [line for line in text.splitlines() if line.startswith(series)]
+        return float(lines[0].removeprefix(series)) if lines else 0.0
+
+    with s3_server.client() as http:
+        created = http.post(
+            f"{subject_url(ref, 'artefacts')}?category=recording", content=data, headers=key
+        )
+        assert created.status_code == 201, created.text
+        artefact_id = created.json()["id"]
+        name = _object_name(seaweed_s3, artefact_id)
+        seaweed_s3.client().delete_object(Bucket=seaweed_s3.bucket, Key=name)
+        before = counted(http.get("/metrics").text)
+        headers = key | ({"Range": "bytes=0-99"} if read == "seek" else {})
+        result = download(http, artefact_url(ref, artefact_id, "content"), headers)
+        after = counted(http.get("/metrics").text)
+    assert result.status == 500 and result.body is not None, result
+    assert "retry-after" not in result.headers
+    assert result.body.startswith(b"{") and b"/blob-missing" in result.body
+    assert after == before + 1

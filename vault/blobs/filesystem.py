@@ -114,6 +114,22 @@ def _read_errors() -> Iterator[None]:
         raise _os_failure("read", exc) from None
 
 
+def _open_blob(path: str | Path) -> int:
+    """A descriptor of the blob at `path`, opened for reading, if it is a regular file;
+    every read of a blob opens through here. O_NONBLOCK: a named pipe (or a device) put
+    where a blob was would make a plain open wait for a writer, and a seek opens on the
+    event loop (red team 19, finding 2); for a regular file the flag changes nothing.
+    Anything that is not a regular file is refused (as no such blob) before a read."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise IsADirectoryError(errno.EISDIR, "not a regular file")
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return descriptor
+
+
 class FilesystemBlobStore:
     name = "filesystem"
 
@@ -243,9 +259,10 @@ class FilesystemBlobStore:
         with _read_errors():
             return await asyncio.to_thread(self._read_whole, path)
 
-    @staticmethod
-    def _read_whole(path: Path) -> bytes:
-        return path.read_bytes()
+    @classmethod
+    def _read_whole(cls, path: Path) -> bytes:
+        with cls._open_for_read(path) as handle:
+            return handle.read()
 
     async def get_range(
         self, key: str, start: int = 0, end: int | None = None, *, piece_bytes: int | None = None
@@ -344,11 +361,9 @@ class FilesystemBlobStore:
         cache; a view of them there (valid until the next read on this thread)."""
         if _RWF_NOWAIT is None or size > INLINE_READ_MAX_BYTES:
             return None
-        # os.open, not Path.open: no file object per seek (issue 19, sixth round).
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # A descriptor, not a file object: none per seek (issue 19, sixth round).
+        descriptor = _open_blob(path)
         try:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise IsADirectoryError(errno.EISDIR, "not a regular file")
             buffer = memoryview(self._scratch)[:size]
             try:
                 got = os.preadv(descriptor, [buffer], offset, _RWF_NOWAIT)
@@ -366,11 +381,7 @@ class FilesystemBlobStore:
 
     @staticmethod
     def _open_for_read(path: Path) -> BinaryIO:
-        handle = path.open("rb", buffering=0)
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            handle.close()
-            raise IsADirectoryError(errno.EISDIR, "not a regular file")
-        return handle
+        return os.fdopen(_open_blob(path), "rb", buffering=0)
 
     async def size(self, key: str) -> int:
         path = self._path(key)

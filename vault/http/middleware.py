@@ -27,6 +27,7 @@ import structlog
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from crypto.errors import IntegrityError
 from vault.db.database import DEPLOYMENT_TENANT
 from vault.domain.client_ip import client_ip
 from vault.errors import Unavailable
@@ -35,6 +36,7 @@ from vault.http.listed_subjects import listed_subjects
 from vault.http.problems import ProblemResponse, internal_error
 from vault.http.state import VaultState
 from vault.http.transfers import TransferCut, unflushed_transfer
+from vault.observability.integrity import integrity_failed
 from vault.services.access_log import AccessEntry
 
 log = structlog.get_logger("datavault.http")
@@ -277,7 +279,21 @@ class AccessLogMiddleware:
                 await self._record(vault, scope, exchange)
             return
         except Exception as exc:
-            log_unhandled_error(exc, exchange.request_id)
+            # Starlette re-raises an error after the status line as a RuntimeError caused
+            # by it.
+            integrity = next(
+                (e for e in (exc, exc.__cause__) if isinstance(e, IntegrityError)), None
+            )
+            if integrity is not None:
+                # Stored data failed its check after the status line (a download or an
+                # export cut): an integrity failure, counted and logged once (where it
+                # was found, vault/observability/integrity.py), not an unexpected error.
+                integrity_failed(
+                    vault.metrics, integrity, "ciphertext", request_id=exchange.request_id
+                )
+                log.error("response_cut", request_id=exchange.request_id, reason="integrity")
+            else:
+                log_unhandled_error(exc, exchange.request_id)
             if exchange.streaming or exchange.logged:
                 # A streamed answer failed half way (e.g. a segment failed its integrity
                 # check): the connection is cut, and the log says the request failed.

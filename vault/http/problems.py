@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from vault import errors
 from vault.http.models.common import Problem
+from vault.observability.integrity import integrity_failed
 
 PROBLEM_BASE = "https://datavault.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -32,6 +33,7 @@ STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
     errors.InvalidInput: (422, "invalid-input"),
     errors.Throttled: (429, "throttled"),
     errors.Unavailable: (503, "unavailable"),
+    errors.BlobMissing: (500, "blob-missing"),
 }
 
 _HTTP_SLUGS = {404: "not-found", 405: "method-not-allowed", 400: "malformed-request"}
@@ -89,17 +91,20 @@ async def vault_error_handler(request: Request, exc: Exception) -> Response:
 async def integrity_error_handler(request: Request, exc: Exception) -> Response:
     """Stored data failed authentication (corrupted or swapped ciphertext). Never altered
     plaintext; the same answer whichever check failed."""
-    metrics = getattr(request.app.state, "vault", None)
-    if metrics is not None:
-        metrics.metrics.integrity_failures.labels(kind="ciphertext").inc()
+    vault = getattr(request.app.state, "vault", None)
+    # Counted here unless it was where it was found (vault/observability/integrity.py).
+    integrity_failed(
+        vault.metrics if vault is not None else None, exc, "ciphertext",
+        request_id=_request_id(request),
+    )  # fmt: skip
     return ProblemResponse(
         500, "integrity", "stored data failed its integrity check", _request_id(request)
     )
 
 
 async def blob_store_error_handler(request: Request, exc: Exception) -> Response:
-    """The blob store failed or is unreachable: retry later. (A missing blob behind a live
-    row is a different matter, but it too is not the client's fault.)"""
+    """The blob store failed or is unreachable: retry later. (A blob missing behind a live
+    row is errors.BlobMissing, 500 without Retry-After: services/artefacts.py.)"""
     return ProblemResponse(
         503, "unavailable", "the blob store is unavailable", _request_id(request),
         headers={"Retry-After": "5"},

@@ -37,7 +37,9 @@ from vault.db.sql import Queries
 from vault.domain.categories import check_category
 from vault.domain.ranges import ByteRange
 from vault.domain.subject_refs import SubjectRef
-from vault.errors import Gone, NotFound, SubjectChanged, TooLarge
+from vault.errors import BlobMissing, Gone, NotFound, SubjectChanged, TooLarge
+from vault.observability.integrity import integrity_failed
+from vault.observability.metrics import Metrics
 from vault.services.artefact_meter import UploadMeter
 from vault.services.download_pipeline import planned_plaintext
 from vault.services.keyring import DataKey, KeyRing, artefact_object
@@ -111,13 +113,20 @@ class Located:
     body then holds it, under a transfer lease), so whoever still holds this object
     does not hold the key; a HEAD request just drops it."""
 
-    __slots__ = ("_data_key", "artefact", "blob_key", "read")
+    __slots__ = ("_data_key", "artefact", "blob_key", "read", "segment_size")
 
     def __init__(
-        self, artefact: Artefact, blob_key: str, data_key: DataKey, read: SubjectRead
+        self,
+        artefact: Artefact,
+        blob_key: str,
+        data_key: DataKey,
+        read: SubjectRead,
+        segment_size: int,
     ) -> None:
         self.artefact = artefact
         self.blob_key = blob_key
+        # What the row says its blob was written with: the stored header must agree.
+        self.segment_size = segment_size
         self._data_key: DataKey | None = data_key
         self.read = read  # what a transfer of its content confirms while it streams
 
@@ -145,8 +154,10 @@ class ArtefactService:
         keyring: KeyRing,
         subjects: SubjectService,
         max_bytes: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics  # integrity failures found reading content are counted
         self._blobs = blobs
         self._keyring = keyring
         self._subjects = subjects
@@ -340,7 +351,7 @@ class ArtefactService:
             await decided(row["size"])
         data_key = await self._keyring.open_data_key(tenant_id, row)
         artefact = self._describe(subject, _artefact_columns(row), data_key)
-        return Located(artefact, row["blob_key"], data_key, read)
+        return Located(artefact, row["blob_key"], data_key, read, row["segment_size"])
 
     async def describe(
         self, tenant_id: uuid.UUID, key: uuid.UUID | None, ref: SubjectRef,
@@ -416,8 +427,8 @@ class ArtefactService:
         lease.hold_until_closed(data_key.id, located.read)
         length = byte_range.length if byte_range else artefact.size
         body = self._plaintext(
-            artefact.id, located.blob_key, data_key, artefact.size, byte_range, lease,
-            located.read,
+            artefact.id, located.blob_key, data_key, artefact.size, located.segment_size,
+            byte_range, lease, located.read,
         )  # fmt: skip
         del data_key  # from here only the body's frames hold it, and they close with it
         first = await anext(body, b"")
@@ -434,7 +445,8 @@ class ArtefactService:
 
     async def _plaintext(
         self, artefact_id: uuid.UUID, key: str, data_key: DataKey, size: int,
-        byte_range: ByteRange | None, lease: TransferLease, read: SubjectRead,
+        segment_size: int, byte_range: ByteRange | None, lease: TransferLease,
+        read: SubjectRead,
     ) -> AsyncGenerator[bytes, None]:  # fmt: skip
         """DESIGN.md: a download already streaming when its key is shredded is cut within
         60 s, by the clock: the lease's watchdog confirms the key while it is held here
@@ -442,16 +454,26 @@ class ArtefactService:
         does once the read path would refuse `read` (the subject restricted, or the
         artefact kept by an erasure, for a caller who is not compliance)."""
         with lease.holding(data_key, read):
-            decrypted = self._decrypted(artefact_id, key, data_key, size, byte_range)
+            decrypted = self._decrypted(artefact_id, key, data_key, size, segment_size, byte_range)
             try:
                 async with aclosing(decrypted) as pieces:
                     async for piece in pieces:
                         if lease.closed:
                             return  # cut while another task was reading it (export's writer)
                         yield piece
-            except BlobNotFound:
-                await self._gone_if_deleted(lease.tenant_id, artefact_id)
+            except IntegrityError as exc:
+                # Counted here, where it is found: a failure that cuts a stream after its
+                # status line reaches no problem handler (red team 19, finding 1).
+                integrity_failed(self._metrics, exc, "ciphertext", artefact_id=artefact_id)
                 raise
+            except BlobNotFound as exc:
+                await self._gone_if_deleted(lease.tenant_id, artefact_id)
+                # The store answered and has no object under a live artefact: lost, not an
+                # outage (no Retry-After: no retry brings it back), and paged on like
+                # tampered bytes (red team 19, finding 5). A store that fails otherwise
+                # stays BlobStoreError: 503 with Retry-After.
+                integrity_failed(self._metrics, exc, "blob_missing", artefact_id=artefact_id)
+                raise BlobMissing() from None
 
     async def _gone_if_deleted(self, tenant_id: uuid.UUID, artefact_id: uuid.UUID) -> None:
         """The blob is missing under a read: Gone if the artefact was deleted since the read
@@ -468,6 +490,7 @@ class ArtefactService:
         key: str,
         data_key: DataKey,
         size: int,
+        segment_size: int,
         byte_range: ByteRange | None,
     ) -> AsyncGenerator[bytes, None]:
         # The artefact as the row names it: a blob and key moved here from another
@@ -492,7 +515,11 @@ class ArtefactService:
             async for chunk in self._blobs.get_range(key, 0, header_size(context) - 1):
                 read += chunk
             header_bytes = bytes(read)
-        plan = plan_range(parse_header(header_bytes), size, wanted.start, wanted.end)
+        # The header against the row (its size, its segment size): a segment size rewritten
+        # in the store fails here, before a segment is read (red team 19, findings 3, 4).
+        plan = plan_range(
+            parse_header(header_bytes), size, wanted.start, wanted.end, segment_size=segment_size
+        )
         try:
             plaintext = planned_plaintext(
                 self._blobs, key, plan, data_key.key, context, header_bytes
