@@ -56,7 +56,32 @@ async def destroy_tenant_keys(
 ) -> tuple[int, bool]:
     """The closure's destruction: every subject key no hold keeps; then, if nothing was
     kept, every KEK version and the HMAC key. Returns (keys destroyed, whether a hold
-    kept something)."""
+    kept something).
+
+    A writer creating a subject key while this runs (the first write to a subject none of
+    whose keys is live: this never locks its row) wraps it under a live KEK version it
+    holds FOR SHARE until it commits. So once the listed keys are destroyed, the live KEK
+    versions are locked FOR UPDATE, which waits such writers out and holds new ones back,
+    and what they made is destroyed too (red team 18: the KEK was destroyed past it, the
+    new key left live in a closed tenant). Locked after the subjects, as writers lock a
+    subject before its KEK: no cycle."""
+    destroyed, kept = await _destroy_live_subject_keys(conn, keyring, tenant_id)
+    if kept:
+        return destroyed, True
+    await conn.execute(Q.lock_live_keks, tenant_id)
+    made_meanwhile, kept = await _destroy_live_subject_keys(conn, keyring, tenant_id)
+    destroyed += made_meanwhile
+    if kept:
+        return destroyed, True
+    destroyed += len(await conn.fetch(Q.destroy_keks, tenant_id))
+    await notify_kek_destroyed(conn, tenant_id)
+    destroyed += await conn.fetchval(Q.destroy_hmac_key, tenant_id) is not None
+    return destroyed, False
+
+
+async def _destroy_live_subject_keys(
+    conn: Connection, keyring: KeyRing, tenant_id: uuid.UUID
+) -> tuple[int, bool]:
     destroyed, kept = 0, False
     for row in await conn.fetch(Q.live_generations, tenant_id):
         gone, held = await keyring.destroy_subject_keys(
@@ -64,9 +89,4 @@ async def destroy_tenant_keys(
         )
         destroyed += len(gone)
         kept = kept or bool(held)
-    if kept:
-        return destroyed, True
-    destroyed += len(await conn.fetch(Q.destroy_keks, tenant_id))
-    await notify_kek_destroyed(conn, tenant_id)
-    destroyed += await conn.fetchval(Q.destroy_hmac_key, tenant_id) is not None
-    return destroyed, False
+    return destroyed, kept

@@ -107,10 +107,11 @@ async def find_deletion_violations(
             Violation(
                 "closed_tenant_keys_live",
                 r["tenant_id"],
-                f"{r['live_keks']} KEK versions and {r['live_hmac']} HMAC keys still live",
+                f"{r['live_keks']} KEK versions, {r['live_hmac']} HMAC keys and "
+                f"{r['live_subject_keys']} subject keys still live",
             )
             for r in await conn.fetch(Q.closed_tenants_live)
-            if r["live_keks"] or r["live_hmac"]
+            if r["live_keks"] or r["live_hmac"] or r["live_subject_keys"]
         ]
     return found
 

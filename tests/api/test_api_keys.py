@@ -247,7 +247,8 @@ def test_short_or_guessable_own_secret_is_refused_without_echoing_it(
             json={"name": "byo", "scopes": ["read"], "secret": own},
             headers=tenant.auth(),
         )
-        ip = f"2001:db8:23::{request.node.callspec.indices['own'] + 1}"
+        # One /64 per case: the failed-auth throttle counts an IPv6 client by its /64.
+        ip = f"2001:db8:23:{request.node.callspec.indices['own'] + 1:x}::1"
         used = http.get("/v1/tenant", headers={**bearer(own), **from_ip(ip)})
     assert response.status_code == 422, response.text
     problem(response)
@@ -548,7 +549,8 @@ def test_missing_authorization_is_401_with_www_authenticate(server: ServerThread
 def test_wrong_key_is_401_with_www_authenticate(
     server: ServerThread, header: str, request: pytest.FixtureRequest
 ) -> None:
-    ip = f"2001:db8:26::{request.node.callspec.indices['header'] + 1}"
+    # One /64 per case: the failed-auth throttle counts an IPv6 client by its /64.
+    ip = f"2001:db8:26:{request.node.callspec.indices['header'] + 1:x}::1"
     with server.client() as http:
         response = http.get("/v1/api-keys", headers={"Authorization": header, **from_ip(ip)})
     assert response.status_code == 401

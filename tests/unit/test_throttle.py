@@ -6,10 +6,14 @@ counted, as vault/http/auth.py does; None means the attempt gets its 401."""
 from __future__ import annotations
 
 import time
+from ipaddress import IPv4Address, ip_address
 
-from vault.domain.throttle import FailureThrottle
+import pytest
 
-IP = "192.0.2.1"
+from vault.domain.client_ip import IPAddress
+from vault.domain.throttle import FailureThrottle, throttled_client
+
+IP = ip_address("192.0.2.1")
 
 
 class Clock:
@@ -20,8 +24,9 @@ class Clock:
         return self.now
 
 
-def _attempt(throttle: FailureThrottle, ip: str = IP) -> int | None:
+def _attempt(throttle: FailureThrottle, ip: IPAddress | str = IP) -> int | None:
     """One failing attempt: its Retry-After if refused (429), else None (401, counted)."""
+    ip = ip_address(ip)
     blocked = throttle.blocked_for(ip)
     if blocked is None:
         throttle.record_failure(ip)
@@ -132,7 +137,7 @@ def test_memory_is_bounded_under_a_flood_of_addresses() -> None:
         assert _attempt(throttle, f"10.0.{n // 256}.{n % 256}") is None
     assert throttle.tracked == 100
     # The least recently failing addresses were forgotten, the newest are still counted.
-    assert throttle.blocked_for("10.0.0.149") is None
+    assert throttle.blocked_for(ip_address("10.0.0.149")) is None
     for _ in range(2):
         _attempt(throttle, "10.0.0.249")
     assert _attempt(throttle, "10.0.0.249") == 60
@@ -158,13 +163,13 @@ def test_when_every_tracked_address_is_blocked_a_new_one_is_refused_untracked() 
     clock = Clock()
     throttle = FailureThrottle(limit=1, window=60, clock=clock, max_tracked=10)
     for n in range(10):
-        ip = f"10.2.0.{n}"
+        ip = ip_address(f"10.2.0.{n}")
         assert throttle.failed_attempt(ip) is None
         assert throttle.failed_attempt(ip) == 60
-    assert throttle.failed_attempt("10.2.1.1") == 60
+    assert throttle.failed_attempt(ip_address("10.2.1.1")) == 60
     assert throttle.tracked == 10
     clock.now += 60  # the blocks end: new addresses are counted again
-    assert throttle.failed_attempt("10.2.1.1") is None
+    assert throttle.failed_attempt(ip_address("10.2.1.1")) is None
 
 
 def test_cost_per_failure_does_not_grow_with_the_tracked_addresses() -> None:
@@ -176,14 +181,14 @@ def test_cost_per_failure_does_not_grow_with_the_tracked_addresses() -> None:
         clock = Clock()
         throttle = FailureThrottle(limit=20, window=60, clock=clock, max_tracked=tracked)
         for n in range(tracked):
-            throttle.record_failure(f"f{n}")
+            throttle.record_failure(IPv4Address(n))
         assert throttle.tracked == tracked
         before = throttle.entries_examined
         started = time.perf_counter()
         for n in range(1_000):
             clock.now += 0.0001
-            throttle.failed_attempt(f"n{n}")  # a new address: the bound is reached
-            throttle.failed_attempt(f"f{tracked - 1 - n}")  # a known one
+            throttle.failed_attempt(IPv4Address(2**31 + n))  # a new address: the bound is reached
+            throttle.failed_attempt(IPv4Address(tracked - 1 - n))  # a known one
         seconds[tracked] = time.perf_counter() - started
         work[tracked] = throttle.entries_examined - before
         assert throttle.tracked == tracked
@@ -196,9 +201,9 @@ def test_expired_addresses_are_forgotten_without_a_scan() -> None:
     clock = Clock()
     throttle = FailureThrottle(limit=5, window=60, clock=clock)
     for n in range(1000):
-        throttle.record_failure(f"10.3.{n // 256}.{n % 256}")
+        throttle.record_failure(ip_address(f"10.3.{n // 256}.{n % 256}"))
     clock.now += 61
-    assert throttle.blocked_for("192.0.2.200") is None
+    assert throttle.blocked_for(ip_address("192.0.2.200")) is None
     assert throttle.tracked == 0
 
 
@@ -210,3 +215,69 @@ def test_a_lifted_block_is_forgotten() -> None:
     clock.now += 60
     assert throttle.blocked_for(IP) is None
     assert throttle.tracked == 0
+
+
+# --- what one client is (red team 17): an IPv4 address, an IPv6 /64 ---------------------
+
+
+@pytest.mark.parametrize(
+    ("address", "client"),
+    [
+        ("198.51.100.7", "198.51.100.7"),
+        ("2001:db8:1:2:aaaa:bbbb:cccc:dddd", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2::", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::", "2001:db8:1:3::/64"),
+        ("::ffff:198.51.100.7", "198.51.100.7"),
+        ("::1", "::/64"),
+    ],
+)
+def test_a_client_is_an_ipv4_address_or_an_ipv6_64(address: str, client: str) -> None:
+    assert throttled_client(ip_address(address)) == client
+
+
+def test_no_address_is_one_shared_client() -> None:
+    assert throttled_client(None) == "unknown"
+
+
+def test_two_addresses_of_one_ipv6_64_share_one_budget() -> None:
+    throttle = FailureThrottle(limit=3, window=60, clock=Clock())
+    # The lowest and the highest address of the /64, and one between.
+    for address in ("2001:db8:1:2::", "2001:db8:1:2:ffff:ffff:ffff:ffff", "2001:db8:1:2:1::1"):
+        assert _attempt(throttle, address) is None
+    assert _attempt(throttle, "2001:db8:1:2::beef") == 60
+    assert throttle.tracked == 1
+
+
+def test_neighbouring_ipv6_64s_of_one_48_have_budgets_of_their_own() -> None:
+    throttle = FailureThrottle(limit=1, window=60, clock=Clock())
+    assert _attempt(throttle, "2001:db8:1:2:ffff:ffff:ffff:ffff") is None
+    assert _attempt(throttle, "2001:db8:1:2::1") == 60
+    # The next /64 up (one past the last address of 2001:db8:1:2::/64) and the one below.
+    assert _attempt(throttle, "2001:db8:1:3::") is None
+    assert _attempt(throttle, "2001:db8:1:1:ffff:ffff:ffff:ffff") is None
+
+
+def test_ipv4_neighbours_keep_budgets_of_their_own() -> None:
+    throttle = FailureThrottle(limit=1, window=60, clock=Clock())
+    _attempt(throttle, "198.51.100.7")
+    assert _attempt(throttle, "198.51.100.7") == 60
+    assert _attempt(throttle, "198.51.100.6") is None
+    assert _attempt(throttle, "198.51.100.8") is None
+
+
+def test_an_ipv4_mapped_ipv6_address_counts_as_its_ipv4_address() -> None:
+    throttle = FailureThrottle(limit=2, window=60, clock=Clock())
+    assert _attempt(throttle, "198.51.100.7") is None
+    assert _attempt(throttle, "::ffff:198.51.100.7") is None
+    assert _attempt(throttle, "198.51.100.7") == 60
+    assert _attempt(throttle, "::ffff:198.51.100.8") is None  # its neighbour: its own
+
+
+def test_a_flood_of_addresses_in_one_64_is_one_tracked_client() -> None:
+    clock = Clock()
+    throttle = FailureThrottle(limit=20, window=60, clock=clock, max_tracked=10)
+    for n in range(1000):
+        clock.now += 0.001
+        throttle.failed_attempt(ip_address(f"2001:db8:7:7::{n:x}"))
+    assert throttle.tracked == 1

@@ -2740,13 +2740,6 @@ ALTER TABLE ONLY public.tenant_keks
     ADD CONSTRAINT tenant_keks_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
 
 --
--- Name: transfer_keys transfer_keys_tenant_id_fkey; Type: FK CONSTRAINT; Schema: public
---
-
-ALTER TABLE ONLY public.transfer_keys
-    ADD CONSTRAINT transfer_keys_tenant_id_fkey FOREIGN KEY (tenant_id) REFERENCES public.tenants(id);
-
---
 -- Name: webhook_attempts webhook_attempts_tenant_id_delivery_id_fkey; Type: FK CONSTRAINT; Schema: public
 --
 

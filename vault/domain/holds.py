@@ -3,6 +3,7 @@ may change."""
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,8 +73,23 @@ class KeyHolder:
     key_id: uuid.UUID
     owner: str | None
     revoked: bool
+    expired: bool
     lineage_ids: frozenset[uuid.UUID]
     lineage_owners: frozenset[str]
+
+
+def person(owner: str) -> str:
+    """The person an owner names, as the two-person rule compares owners: a name or an
+    address typed with other case, other spaces or another Unicode spelling (composed or
+    decomposed, full-width) is the same person (red team 17: "kim@example.test" and
+    "Kim@Example.test " were two). NFKC, case folded, NFKC again (Unicode's caseless
+    match), whitespace trimmed and collapsed."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", owner).casefold())
+    return " ".join(folded.split())
+
+
+def _people(owners: frozenset[str]) -> frozenset[str]:
+    return frozenset(person(owner) for owner in owners)
 
 
 def second_person_refusal(requester: KeyHolder, confirmer: KeyHolder) -> str | None:
@@ -87,14 +103,14 @@ def second_person_refusal(requester: KeyHolder, confirmer: KeyHolder) -> str | N
     they descend from admin keys the operator issued to different people (`datavault
     api-key create`). Owners are declared by whoever mints a key; the journal names both
     keys, so a false one is attributable."""
-    if requester.revoked:
-        return "the key that asked for this release was revoked since; ask again"
+    if requester.revoked or requester.expired:
+        return "the key that asked for this release was revoked or has expired since; ask again"
     if requester.owner is None or confirmer.owner is None:
         return "two-person releases need keys that name their owner"
-    if confirmer.key_id == requester.key_id or confirmer.owner == requester.owner:
+    if confirmer.key_id == requester.key_id or person(confirmer.owner) == person(requester.owner):
         return "a second person (a key of another owner) must confirm this release"
     if requester.lineage_ids & confirmer.lineage_ids or (
-        requester.lineage_owners & confirmer.lineage_owners
+        _people(requester.lineage_owners) & _people(confirmer.lineage_owners)
     ):
         return (
             "the two keys share a creator (a key, or a person, that made both could act as "

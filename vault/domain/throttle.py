@@ -1,7 +1,9 @@
-"""Throttling of repeated failed authentication, per client IP."""
+"""Throttling of repeated failed authentication, per client: an IPv4 address, or an IPv6
+client's /64."""
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
 from array import array
@@ -9,37 +11,65 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 
-# Memory bound: at most this many addresses are tracked at once, each with at most
+from vault.domain.client_ip import IPAddress
+
+# Memory bound: at most this many clients are tracked at once, each with at most
 # `limit` failure times (packed doubles): about 40 MiB in all with the default limit of
 # 20 (measured). Reached only under a flood of distinct source addresses.
 MAX_TRACKED_ADDRESSES = 100_000
+# Every IPv6 subscriber is handed at least a /64 (RFC 6177) and picks addresses in it at
+# will (privacy extensions rotate them anyway), so one IPv6 client is its /64.
+IPV6_CLIENT_PREFIX = 64
+
+
+def throttled_client(ip: IPAddress | None) -> str:
+    """What the throttle counts failures against: an IPv4 address on its own, an IPv6
+    address by its /64, an IPv4-mapped IPv6 address (::ffff:a.b.c.d) as its IPv4 address
+    (the same client whichever way the proxy spells it). No address at all (no peer) is
+    one shared client, "unknown"."""
+    if ip is None:
+        return "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
+    return str(ip)
 
 
 class FailureThrottle:
-    """API.md: more than `limit` failures from one IP within `window` seconds, and its
+    """API.md: more than `limit` failures from one client within `window` seconds (a client
+    is what `throttled_client` makes of its IP, the one place that decides), and its
     further failing attempts are refused for `window` seconds from the one that crossed
     the limit. A fixed block rather than a sliding window: with a sliding window the
     refusal would lift as soon as the oldest failure aged out, seconds after it began.
 
     Only failing attempts consult the throttle, so a valid key is never refused by it.
-    In memory, per process: with N API replicas an address gets N times the budget
+    In memory, per process: with N API replicas a client gets N times the budget
     (N x `limit` per window), which still turns guessing a 256-bit key into nothing.
 
-    Every operation is O(1) amortised, whatever the number of tracked addresses: the
-    addresses still counting are kept in order of their last failure and the blocked ones
+    Keying an IPv6 client by its /64 never adds entries (addresses rotated within one
+    /64 are one entry, so the memory bound below holds as before). No wider budget per
+    /48: a /48 is often a whole site or organisation whose people would then share
+    one budget, while an attacker holding one gains only 2^16 budgets of `limit`
+    guesses, still nothing against the 128 bits any key has at
+    least; a flood of /64s meets the same bound
+    as a flood of IPv4 addresses.
+
+    Every operation is O(1) amortised, whatever the number of tracked clients: the
+    clients still counting are kept in order of their last failure and the blocked ones
     in order of their block's end (every block lasts one window), so what has expired is
-    always at the front of one of the two and is dropped from there, each address once.
+    always at the front of one of the two and is dropped from there, each client once.
 
     At MAX_TRACKED_ADDRESSES, after dropping what has expired:
-    - the counting address that failed least recently is forgotten (it had fewer than
+    - the counting client that failed least recently is forgotten (it had fewer than
       `limit` failures in the window, the fewest of anyone's recent ones to lose);
-    - a blocked address is never forgotten before its block ends, so no flood of new
+    - a blocked client is never forgotten before its block ends, so no flood of new
       addresses can lift a block;
-    - if every tracked address is blocked, a failure from a new address is refused (429)
+    - if every tracked client is blocked, a failure from a new client is refused (429)
       without being tracked: failing closed costs nothing to valid keys, which the
       throttle never sees, while failing open would hand out unthrottled guesses.
-    Forgetting a counting address frees at most `limit` - 1 attempts for it, and costs
-    the flood one failed attempt per address it adds; those attempts were guesses the
+    Forgetting a counting client frees at most `limit` - 1 attempts for it, and costs
+    the flood one failed attempt per client it adds; those attempts were guesses the
     flood could have made anyway, so flushing buys an attacker nothing it lacked."""
 
     def __init__(
@@ -54,9 +84,9 @@ class FailureThrottle:
         self._window = window
         self._clock = clock
         self._max_tracked = max_tracked
-        # ip -> failure times within the window (oldest first); ordered by last failure.
+        # client -> failure times within the window (oldest first); ordered by last failure.
         self._counting: OrderedDict[str, array[float]] = OrderedDict()
-        # ip -> end of its block; ordered by that end (each block lasts one window).
+        # client -> end of its block; ordered by that end (each block lasts one window).
         self._blocked: OrderedDict[str, float] = OrderedDict()
         # Entries looked at by expiry and eviction, for tests that check the work per
         # operation stays flat as the number of tracked addresses grows.
@@ -64,10 +94,10 @@ class FailureThrottle:
 
     @property
     def tracked(self) -> int:
-        """Addresses held in memory (exported as a gauge)."""
+        """Clients (IPv4 addresses, IPv6 /64s) held in memory (exported as a gauge)."""
         return len(self._counting) + len(self._blocked)
 
-    def failed_attempt(self, ip: str) -> int | None:
+    def failed_attempt(self, ip: IPAddress | None) -> int | None:
         """What to answer a failing attempt from `ip`: None for its 401 (the attempt is
         counted), else the Retry-After seconds of its 429."""
         blocked = self.blocked_for(ip)
@@ -77,41 +107,43 @@ class FailureThrottle:
             return max(1, math.ceil(self._window))
         return None
 
-    def blocked_for(self, ip: str) -> int | None:
+    def blocked_for(self, ip: IPAddress | None) -> int | None:
         """For a failing attempt from `ip`, before it is counted: the whole seconds (≥ 1,
-        rounded up) until `ip` is heard again, or None if this attempt gets its 401.
+        rounded up) until its client is heard again, or None if this attempt gets its 401.
         The first attempt after `limit` failures within the window starts the block;
         attempts during the block neither count nor extend it."""
+        client = throttled_client(ip)
         now = self._clock()
         self._expire(now)
-        until = self._blocked.get(ip)
+        until = self._blocked.get(client)
         if until is None:
-            failures = self._counting.get(ip)
+            failures = self._counting.get(client)
             if failures is None:
                 return None
             self._drop_old_failures(failures, now)
             if len(failures) < self._limit:
                 return None
             # Crossing the limit: the block replaces the count, so once it ends the
-            # address starts again with a whole budget, not an inherited one.
-            del self._counting[ip]
-            until = self._blocked[ip] = now + self._window
+            # client starts again with a whole budget, not an inherited one.
+            del self._counting[client]
+            until = self._blocked[client] = now + self._window
         return max(1, math.ceil(until - now))
 
-    def record_failure(self, ip: str) -> bool:
+    def record_failure(self, ip: IPAddress | None) -> bool:
         """Count a failure from `ip`; False if it could not be tracked because every
-        tracked address is blocked (the caller then refuses the attempt)."""
+        tracked client is blocked (the caller then refuses the attempt)."""
+        client = throttled_client(ip)
         now = self._clock()
         self._expire(now)
-        if ip in self._blocked:
+        if client in self._blocked:
             return True  # a failure during a block neither counts nor extends it
-        failures = self._counting.get(ip)
+        failures = self._counting.get(client)
         if failures is None:
             if self.tracked >= self._max_tracked and not self._forget_one_counting():
                 return False
-            failures = self._counting[ip] = array("d")
+            failures = self._counting[client] = array("d")
         else:
-            self._counting.move_to_end(ip)
+            self._counting.move_to_end(client)
             self._drop_old_failures(failures, now)
         failures.append(now)
         return True
@@ -124,18 +156,18 @@ class FailureThrottle:
         """Drop ended blocks and addresses whose last failure left the window. Both
         orders put the expired at the front; each entry is dropped once (amortised O(1))."""
         while self._blocked:
-            ip, until = next(iter(self._blocked.items()))
+            client, until = next(iter(self._blocked.items()))
             self.entries_examined += 1
             if until > now:
                 break
-            del self._blocked[ip]
+            del self._blocked[client]
         horizon = now - self._window
         while self._counting:
-            ip, failures = next(iter(self._counting.items()))
+            client, failures = next(iter(self._counting.items()))
             self.entries_examined += 1
             if failures and failures[-1] > horizon:
                 break
-            del self._counting[ip]
+            del self._counting[client]
 
     def _forget_one_counting(self) -> bool:
         if not self._counting:

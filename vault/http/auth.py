@@ -54,7 +54,6 @@ async def authenticate(
         token = presented_token(request)
     state = vault_state(request)
     ip = request.state.client_ip
-    ip_text = str(ip) if ip is not None else "unknown"
     # Only the public prefix of a presented key is ever logged, never the secret.
     request.state.key_prefix = presented_prefix(token)
     try:
@@ -69,7 +68,7 @@ async def authenticate(
             # the attempt, under the key's id and prefix, and where from (runbook).
             request.state.refused_key = refused.key
             request.state.key_prefix = refused.key.prefix
-        retry_after = state.auth_throttle.failed_attempt(ip_text)
+        retry_after = state.auth_throttle.failed_attempt(ip)
         if retry_after is not None:
             state.metrics.auth_failures.labels(reason="throttled").inc()
             raise Throttled("too many failed authentication attempts", retry_after) from None
@@ -96,7 +95,6 @@ async def key_no_longer_live_handler(request: Request, exc: Exception) -> Respon
         state.api_keys.forget(principal.key_id)
         request.state.refused_key = principal
         request.state.principal = None
-    ip = request.state.client_ip
-    state.auth_throttle.record_failure(str(ip) if ip is not None else "unknown")
+    state.auth_throttle.record_failure(request.state.client_ip)
     state.metrics.auth_failures.labels(reason="invalid").inc()
     return problem_for(exc, getattr(request.state, "request_id", None))

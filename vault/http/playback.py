@@ -144,8 +144,7 @@ async def _play(request: Request) -> Response:
 def _count_unknown_link(request: Request, state: VaultState) -> None:
     """A token that names no link is a wrong credential: counted for the client IP like a
     wrong API key (429 once over the limit). A valid link is never refused by this."""
-    ip = request.state.client_ip
-    retry_after = state.auth_throttle.failed_attempt(str(ip) if ip is not None else "unknown")
+    retry_after = state.auth_throttle.failed_attempt(request.state.client_ip)
     if retry_after is not None:
         state.metrics.auth_failures.labels(reason="throttled").inc()
         raise Throttled("too many failed authentication attempts", retry_after)

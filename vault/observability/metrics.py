@@ -73,7 +73,8 @@ class Metrics:
         # address gets N x this limit per window (README, API keys).
         self.auth_failure_limit = Gauge(
             "datavault_auth_failure_limit",
-            "Failed authentications one client IP may make per window in this process "
+            "Failed authentications one client (IPv4 address, IPv6 /64) may make per window "
+            "in this process "
             "(DATAVAULT_AUTH_FAILURE_LIMIT); N API replicas allow N times as many",
             registry=self.registry,
         )
@@ -84,8 +85,8 @@ class Metrics:
         )
         self.auth_throttle_tracked = Gauge(
             "datavault_auth_throttle_tracked_addresses",
-            "Client IPs the failed-authentication throttle holds in memory in this process "
-            "(at most 100,000)",
+            "Clients (IPv4 addresses, IPv6 /64s) the failed-authentication throttle holds in "
+            "memory in this process (at most 100,000)",
             registry=self.registry,
         )
         self.access_log_failures = Counter(

@@ -294,6 +294,7 @@ class HoldService:
             row["id"],
             row["owner"],
             row["revoked"],
+            row["expired"],
             frozenset(row["lineage_ids"]),
             frozenset(row["lineage_owners"]),
         )

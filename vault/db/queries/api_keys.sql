@@ -61,7 +61,8 @@ SELECT id FROM api_keys
    FOR UPDATE
 
 -- name: key_holder
--- An API key as the two-person release rule sees it: its owner, whether it is revoked,
+-- An API key as the two-person release rule sees it: its owner, whether it is revoked
+-- or expired (its expiry passed, by the database's clock),
 -- and its lineage (itself and every key that created it, at any depth) with their owners.
 -- No depth cap: one holder can mint a chain of any length, and a walk that stopped short
 -- would make the chain's end look like another person. Each step is one primary-key
@@ -75,6 +76,7 @@ WITH RECURSIVE lineage AS (
       JOIN api_keys c ON c.tenant_id = $1 AND c.id = l.created_by
 )
 SELECT k.id, k.owner, k.revoked_at IS NOT NULL AS revoked,
+       coalesce(k.expires_at <= now(), false) AS expired,
        ARRAY(SELECT id FROM lineage) AS lineage_ids,
        ARRAY(SELECT owner FROM lineage WHERE owner IS NOT NULL) AS lineage_owners
   FROM api_keys k WHERE k.tenant_id = $1 AND k.id = $2

@@ -26,6 +26,13 @@ SELECT DISTINCT subject_id, generation FROM subject_keys
 -- name: live_kek_versions
 SELECT version FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
 
+-- name: lock_live_keks
+-- Waits out the writers wrapping a new subject key under one (they hold it FOR SHARE).
+SELECT version FROM tenant_keks
+ WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+ ORDER BY version
+   FOR UPDATE
+
 -- name: destroy_keks
 -- Each version with its shred-ledger row (migration 0016).
 SELECT * FROM dv_destroy_tenant_keks($1)

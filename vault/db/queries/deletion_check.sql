@@ -133,12 +133,15 @@ SELECT e.tenant_id, e.id AS erasure_id, e.status,
  LIMIT 1000
 
 -- name: closed_tenants_live
--- A closed tenant keeps only what holds keep: no live KEK or HMAC key once nothing is.
+-- A closed tenant keeps only what holds keep, and it is closed only once nothing is kept
+-- (workers/closure.py): no live KEK, HMAC key or subject key.
 SELECT t.id AS tenant_id,
        (SELECT count(*) FROM tenant_keks k WHERE k.tenant_id = t.id AND k.wrapped_key IS NOT NULL)
            AS live_keks,
        (SELECT count(*) FROM tenant_hmac_keys m
-         WHERE m.tenant_id = t.id AND m.wrapped_key IS NOT NULL) AS live_hmac
+         WHERE m.tenant_id = t.id AND m.wrapped_key IS NOT NULL) AS live_hmac,
+       (SELECT count(*) FROM subject_keys s
+         WHERE s.tenant_id = t.id AND s.wrapped_key IS NOT NULL) AS live_subject_keys
   FROM tenants t WHERE t.status = 'closed'
 
 -- name: tenant_settings

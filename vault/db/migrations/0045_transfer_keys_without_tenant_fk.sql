@@ -1,0 +1,27 @@
+-- A record GET holds its data key with one transfer_keys row (dv_transfer_hold,
+-- migrations 0026/0037/0042). The row's foreign key to tenants made every such insert
+-- run a referential check that locks the tenant's row FOR KEY SHARE: one more statement
+-- in the GET's transaction, a heap write and WAL record on the tenant's row, and, with
+-- reads of one tenant in flight together, a new MultiXact for each further locker of that
+-- one row (issue 19, eighth round: ~35 µs of PostgreSQL's CPU a GET measured alone, the
+-- FK's check statement ~5% of the GET's executor time under load).
+--
+-- The key adds nothing the inserts do not already guarantee:
+-- * dv_transfer_hold inserts only what it joins from data_keys → subject_keys →
+--   tenant_keks of the same tenant (a live key chain), and data_keys → subject_keys →
+--   subjects → tenants is a chain of foreign keys: the tenant exists.
+-- * transfers.sql `hold_key` (an upload) inserts in the transaction that creates the data
+--   key under the same tenant (that insert's own foreign keys check the chain).
+-- * Row-level security (0026) admits only rows of the transaction's tenant.
+-- * Tenants are never deleted (closure changes their status and destroys their keys).
+-- The erasure barrier is the advisory lock dv_transfer_holds_lock_key (0042), not this.
+-- A KEK rotation's and a settings change's FOR UPDATE of the tenant's row waited for holds
+-- in flight (and held every new hold of the tenant back until they committed), which no
+-- rule asks for. One rule did lean on it without saying so (red team 18): a tenant
+-- closure's pass, which holds the tenant's row FOR UPDATE, waited for an upload whose
+-- hold was uncommitted, and so saw the subject key that upload created. The closure now
+-- waits for such writers itself, at the KEK versions they hold FOR SHARE
+-- (workers/closure.py destroy_tenant_keys), which also covers record writes, which never
+-- took this lock. Applying this ALTER takes ACCESS EXCLUSIVE on transfer_keys and
+-- tenants: `datavault migrate` waits at most 500 ms at a time for it and tries again.
+ALTER TABLE transfer_keys DROP CONSTRAINT transfer_keys_tenant_id_fkey;
