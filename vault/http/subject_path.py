@@ -49,6 +49,16 @@ class SubjectPathMiddleware:
         await self.app(scope, receive, send)
 
 
+def never_redirected(scope: Scope) -> bool:
+    """Whether this request, if no route matches it, must be answered 404 rather than
+    with Starlette's trailing-slash redirect: a subject path is routed on the
+    placeholder, so the redirect's Location would name the subject `_`, and a client
+    following it (a 307 keeps method and body) would read, delete or erase that subject
+    instead of its own (red team 20). A subject path has one spelling, without the
+    slash."""
+    return _STATE_KEY in scope.get("state", {})
+
+
 def subject_ref(request: Request) -> SubjectRef:
     raw = request.scope.get("state", {}).get(_STATE_KEY)
     if raw is None:

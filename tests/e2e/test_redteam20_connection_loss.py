@@ -1,0 +1,139 @@
+"""Red team 20: the database connections cut under a running vault (every backend of its
+database terminated by the server, as a failover or an administrator's
+pg_terminate_backend does), requests about a subject arriving at once.
+
+Held: the failed answers are problem+json, and neither they nor the vault's log
+(asyncpg's own loggers included: its pool logs a traceback when it cannot restore its
+connection floor, with connection errors only) carry the subject reference, the record's
+value or the caller's secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from tests.api.helpers import auth, data_keys, put_record, subject_url
+from tests.support import ServerThread, make_tenant
+
+
+@pytest.fixture(scope="module")
+def server(own_vault: ServerThread) -> Iterator[ServerThread]:
+    yield own_vault
+
+
+def _terminate_backends(admin_url: str, database_url: str) -> int:
+    database = urllib.parse.urlsplit(database_url).path.lstrip("/")
+
+    async def terminate() -> int:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    database,
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(terminate())
+
+
+def test_connections_cut_under_requests_leave_no_canary_in_answers_or_the_log(
+    server: ServerThread,
+    pg_admin_url: str,
+    vault_logging: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    ref, value = f"rt20lossref{tag}", f"rt20lossvalue{tag}"
+    tenant = make_tenant(server.settings, server.database_url)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        body = json.dumps({"v": value}).encode()
+        assert put_record(http, keys.ingest, ref, "email", body).status_code == 201
+        # Backends terminated over and over while requests run: some are cut in the
+        # middle of a statement, the rest find their pooled connection gone.
+        stop = threading.Event()
+
+        def cut_connections() -> None:
+            while not stop.is_set():
+                _terminate_backends(pg_admin_url, server.database_url)
+                time.sleep(0.01)
+
+        cutter = threading.Thread(target=cut_connections)
+        cutter.start()
+        try:
+            answers = []
+            for _ in range(10):
+                answers += [
+                    http.get(subject_url(ref, "records", "email"), headers=auth(keys.read)),
+                    put_record(http, keys.ingest, ref, "phone", body),
+                    http.get(subject_url(ref), headers=auth(keys.read)),
+                ]
+        finally:
+            stop.set()
+            cutter.join()
+        # And once more, after the pool has had its chance to reconnect.
+        deadline = time.monotonic() + 10
+        while True:
+            last = http.get(subject_url(ref, "records", "email"), headers=auth(keys.read))
+            if last.status_code == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        answers.append(last)
+    captured = capsys.readouterr()
+    text = captured.out + captured.err
+    for answer in answers:
+        # 500 happens in about one run of four: asyncpg's InternalClientError ("cannot
+        # switch to state 11; another operation (2) is in progress") from a connection
+        # cut while it introspected types, which the vault does not count as the database
+        # being unavailable (the strict xfail below; DESIGN.md wants 503). Here only
+        # what the answer and the log carry is judged.
+        assert answer.status_code in (200, 201, 500, 503), answer.text
+        if answer.status_code >= 500:
+            assert answer.headers["content-type"].startswith("application/problem+json")
+        if answer.status_code == 503:
+            assert answer.headers["retry-after"].isdigit()
+    assert answers[-1].status_code == 200
+    for planted in (ref, value, keys.read["secret"], keys.ingest["secret"]):
+        assert planted not in text
+        # An answer that succeeded on a fresh connection carries its data, as it should.
+        assert all(planted not in a.text for a in answers if a.status_code >= 500)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="red team 20: asyncpg's InternalClientError from a cut connection answers 500",
+)
+def test_the_client_error_asyncpg_raises_on_a_cut_connection_answers_503(
+    server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the test above meets in about one run of four, made to happen every time: the
+    error asyncpg raised there (its message as it was) from a request's statement. The
+    database went away under the request: 503 with Retry-After (DESIGN.md "Failure
+    behaviour"), not 500."""
+    tenant = make_tenant(server.settings, server.database_url)
+    with server.client() as http:
+        keys = data_keys(http, tenant)
+        ref = f"rt20-cut-{uuid.uuid4().hex[:8]}"
+        assert put_record(http, keys.ingest, ref, "email", b'{"v": 1}').status_code == 201
+
+        async def cut(*_args: object, **_kwargs: object) -> None:
+            raise asyncpg.InternalClientError(
+                "cannot switch to state 11; another operation (2) is in progress"
+            )
+
+        monkeypatch.setattr(server.state.records, "get", cut)
+        answer = http.get(subject_url(ref, "records", "email"), headers=auth(keys.read))
+    assert answer.status_code == 503
