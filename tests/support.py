@@ -32,7 +32,7 @@ from vault.config import Settings
 from vault.db.database import Database
 from vault.db.migrate import migrate
 from vault.http.state import VaultState
-from vault.runtime import operator_context
+from vault.runtime import OperatorContext, operator_context
 from vault.server import uvicorn_config
 from vault.services.keyring import DataKey
 from vault.services.tenants import create_tenant
@@ -286,13 +286,18 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def make_tenant(settings: Settings, url: str, slug: str | None = None) -> Tenant:
-    slug = slug or f"t-{uuid.uuid4().hex[:10]}"
+async def new_tenant_in(ctx: OperatorContext, slug: str | None = None) -> Tenant:
+    """A tenant created through an open operator context (`datavault tenant create`)."""
+    created = await create_tenant(
+        ctx.db, ctx.root, ctx.api_keys, slug or f"t-{uuid.uuid4().hex[:10]}"
+    )
+    return Tenant(created.id, created.slug, created.admin_key.reveal())
 
+
+def make_tenant(settings: Settings, url: str, slug: str | None = None) -> Tenant:
     async def run() -> Tenant:
         async with operator_context(settings, url) as ctx:
-            created = await create_tenant(ctx.db, ctx.root, ctx.api_keys, slug)
-        return Tenant(created.id, created.slug, created.admin_key.reveal())
+            return await new_tenant_in(ctx, slug)
 
     return asyncio.run(run())
 

@@ -233,15 +233,24 @@ def operator_key(server: Any, tenant: Tenant, scopes: list[str], owner: str) -> 
     (two officers whose keys one admin minted are one person to the vault)."""
     import asyncio as _asyncio
 
-    from vault.domain.scopes import Scope
     from vault.runtime import operator_context
 
     async def run() -> dict[str, Any]:
         async with operator_context(server.settings, server.database_url) as ctx:
-            created = await ctx.api_keys.create(
-                tenant.id, name=f"{owner}'s key", scopes=frozenset(Scope(s) for s in scopes),
-                owner=owner,
-            )  # fmt: skip
-        return {"id": str(created.id), "prefix": created.prefix, "secret": created.token.reveal()}
+            return await operator_key_in(ctx, tenant, scopes, owner)
 
     return _asyncio.run(run())
+
+
+async def operator_key_in(
+    ctx: Any, tenant: Tenant, scopes: list[str], owner: str
+) -> dict[str, Any]:
+    """`operator_key` through an open operator context (vault.runtime.OperatorContext):
+    several keys, or a tenant and its keys, for one context's connections."""
+    from vault.domain.scopes import Scope
+
+    created = await ctx.api_keys.create(
+        tenant.id, name=f"{owner}'s key", scopes=frozenset(Scope(s) for s in scopes),
+        owner=owner,
+    )  # fmt: skip
+    return {"id": str(created.id), "prefix": created.prefix, "secret": created.token.reveal()}

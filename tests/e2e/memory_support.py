@@ -65,12 +65,17 @@ def vault(tmp_path: Path, pg_admin_url: str) -> Iterator[Vault]:
         yield Vault(running.process, running.url, env)
 
 
+def body_chunk(buffers: list[bytes], index: int) -> bytes:
+    """The `index`th chunk `streamed_body` sends (buffers of one size, cycled five apart)."""
+    return buffers[(index * 5) % len(buffers)]
+
+
 def streamed_body(buffers: list[bytes], total: int, digest: Any) -> Iterator[bytes]:
     """`total` bytes cycled from a few buffers, fed into `digest` as they are sent."""
     sent = 0
     index = 0
     while sent < total:
-        chunk = buffers[(index * 5) % len(buffers)][: total - sent]
+        chunk = body_chunk(buffers, index)[: total - sent]
         digest.update(chunk)
         sent += len(chunk)
         index += 1

@@ -23,6 +23,7 @@ Switches (environment):
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable
@@ -35,8 +36,9 @@ from typing import Any
 import httpx
 from hypothesis import note
 
-from tests.api.helpers import create_key, operator_key
-from tests.support import ServerThread, Tenant, bearer, make_tenant, private_server
+from tests.api.helpers import create_key, operator_key_in
+from tests.support import ServerThread, Tenant, bearer, new_tenant_in, private_server
+from vault.runtime import operator_context
 
 LEGACY = os.environ.get("DATAVAULT_MODEL_LEGACY", "") == "1"
 EXAMPLES = int(os.environ.get("DATAVAULT_MODEL_EXAMPLES", "20"))
@@ -254,20 +256,29 @@ class TenantKeys:
 
 
 def new_tenant(vault: ModelVault, http: httpx.Client) -> TenantKeys:
-    """A fresh tenant (so examples never see each other) and its keys."""
-    tenant: Tenant = make_tenant(vault.server.settings, vault.database_url)
+    """A fresh tenant (so examples never see each other) and its keys. The tenant and the
+    officers' operator-issued keys share one operator context: one context per key was
+    four pools, four root-epoch syncs and four secret loads per example."""
+
+    async def tenant_and_officers() -> tuple[Tenant, dict[str, dict[str, str]]]:
+        async with operator_context(vault.server.settings, vault.database_url) as ctx:
+            tenant = await new_tenant_in(ctx)
+            if LEGACY:  # no owner on keys there: the officers' keys are the admin's (below)
+                return tenant, {}
+            return tenant, {
+                name: bearer((await operator_key_in(ctx, tenant, ["compliance"], owner))["secret"])
+                for name, owner in OFFICERS.items()
+            }
+
+    tenant, officers = asyncio.run(tenant_and_officers())
 
     def key(scopes: list[str], **fields: Any) -> dict[str, str]:
         return bearer(create_key(http, tenant, scopes, **fields)["secret"])
 
-    officers = {}
-    for name, owner in OFFICERS.items():
-        if not LEGACY:
-            officers[name] = bearer(
-                operator_key(vault.server, tenant, ["compliance"], owner)["secret"]
-            )
-        elif name in LEGACY_OFFICERS:  # no lineage rule there: the admin's keys will do
-            officers[name] = key(["compliance"], name=name)
+    if LEGACY:  # no lineage rule there: the admin's keys will do
+        officers = {
+            name: key(["compliance"], name=name) for name in OFFICERS if name in LEGACY_OFFICERS
+        }
     return TenantKeys(
         tenant_id=tenant.id,
         admin=tenant.auth(),

@@ -29,18 +29,56 @@ def test_skipped_b():
 """
 
 
-def _pytest(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+# The same two passing and two skipped tests, one of each per file: with `--dist loadfile`
+# on two workers each worker runs one file (xdist hands every worker one file first), so
+# each worker ran one test and only the sum over both reaches a floor of two. Each passing
+# test writes down which worker ran it (beside its file), so the test sees the split.
+SPLIT = {
+    "test_probe_a.py": """
+import os
+from pathlib import Path
+
+import pytest
+
+def test_one():
+    (Path(__file__).parent / "ran_one").write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+@pytest.mark.skip(reason="as a suite whose tests all skip")
+def test_skipped_a():
+    pass
+""",
+    "test_probe_b.py": """
+import os
+from pathlib import Path
+
+import pytest
+
+def test_two():
+    (Path(__file__).parent / "ran_two").write_text(os.environ["PYTEST_XDIST_WORKER"])
+
+@pytest.mark.skip(reason="as a suite whose tests all skip")
+def test_skipped_b():
+    pass
+""",
+}
+
+
+def _pytest(
+    folder: Path, *args: str, files: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """pytest on `folder` with the floor plugin alone (tests/min_tests.py; the suite's
     conftest loads it).
     Its temp dir is given: a session that picks its own resets /tmp/pytest-of-<user> to
     0700, which locks the embedded PostgreSQL servers other workers run under it out.
     The installed plugins are not loaded (hypothesis, playwright, … took ~0.4 s of each
     start, and each xdist worker's): only xdist, which the parallel runs name with -n."""
-    (folder / "test_probe.py").write_text(TESTS)
+    files = files or {"test_probe.py": TESTS}
+    for name, text in files.items():
+        (folder / name).write_text(text)
     return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.min_tests",
          "-p", "xdist.plugin", "--rootdir", str(folder), "-c", "/dev/null",
-         "--basetemp", str(folder / "tmp"), str(folder / "test_probe.py"), *args],
+         "--basetemp", str(folder / "tmp"), *(str(folder / name) for name in files), *args],
         cwd=ROOT, capture_output=True, text=True, timeout=120,
         env={**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"},
     )  # fmt: skip
@@ -65,11 +103,13 @@ def test_a_run_that_reaches_the_floor_passes(tmp_path: Path) -> None:
 
 
 def test_a_parallel_run_counts_the_tests_of_every_worker(tmp_path: Path) -> None:
-    # The two workers share the four tests: a worker that ran fewer than the floor does
-    # not fail the run; the sum over both reaches it.
-    run = _pytest(tmp_path, "-n", "2", "--dist", "load", "--min-tests=2")
+    # Each worker runs one of the two files, so each ran one test: a guard that judged one
+    # worker's count (or each worker's alone) would fail this run; the sum reaches the floor.
+    run = _pytest(tmp_path, "-n", "2", "--dist", "loadfile", "--min-tests=2", files=SPLIT)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "2 passed, 2 skipped" in run.stdout
+    workers = {(tmp_path / name).read_text() for name in ("ran_one", "ran_two")}
+    assert workers == {"gw0", "gw1"}, workers
 
 
 def test_a_parallel_run_with_fewer_tests_than_the_floor_fails(tmp_path: Path) -> None:
