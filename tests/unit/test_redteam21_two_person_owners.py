@@ -3,8 +3,8 @@
 Invisible characters (format characters and other default-ignorable code points) change
 nothing a reader of the journal or the console sees, so an owner written with one names
 the same person as without it: a second admin key issued to "kim\u200b@example.test"
-looks like Kim's in every listing, yet the rule counts it as another person's. They are
-kept apart today (strict xfails).
+looks like Kim's in every listing, yet the rule counted it as another person's (fixed:
+person() drops them).
 
 Not treated as one person, on purpose (what held): a Cyrillic letter where a Latin one
 looks alike (a different string a human may not tell apart, but also a different name in
@@ -40,21 +40,12 @@ INVISIBLE = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 21: person() keeps invisible (default-ignorable) characters: an "
-    "owner that reads the same is another person",
-)
 @pytest.mark.parametrize("disguised", INVISIBLE)
 def test_an_owner_with_invisible_characters_is_the_same_person(disguised: str) -> None:
     assert person(disguised) == person("kim@example.test")
     assert second_person_refusal(_key("kim@example.test"), _key(disguised)) is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 21: invisible characters in a creator's owner part the lineages too",
-)
 def test_a_creator_with_invisible_characters_is_the_same_creator() -> None:
     asker = _key("ana", creators=("admin@example.test",))
     confirmer = _key("ben", creators=("admin\u200b@example.test",))

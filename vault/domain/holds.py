@@ -78,14 +78,27 @@ class KeyHolder:
     lineage_owners: frozenset[str]
 
 
+# Default-ignorable code points outside the format category (Cf): they change nothing a
+# reader of the journal or the console sees.
+_INVISIBLE_OUTSIDE_CF = frozenset(
+    [0x034F, 0x115F, 0x1160, 0x3164, 0xFFA0, *range(0x180B, 0x1810), *range(0xFE00, 0xFE10)]
+)
+
+
 def person(owner: str) -> str:
     """The person an owner names, as the two-person rule compares owners: a name or an
-    address typed with other case, other spaces or another Unicode spelling (composed or
-    decomposed, full-width) is the same person (red team 17: "kim@example.test" and
-    "Kim@Example.test " were two). NFKC, case folded, NFKC again (Unicode's caseless
-    match), whitespace trimmed and collapsed."""
+    address typed with other case, other spaces, another Unicode spelling (composed or
+    decomposed, full-width) or with invisible characters (zero-width, soft hyphen, bidi
+    marks) is the same person (red teams 17 and 21: "kim@example.test" and
+    "Kim@Example.test " were two, then "kim\u200b@example.test"). NFKC, case folded,
+    NFKC again (Unicode's caseless match), invisible characters dropped, whitespace
+    trimmed and collapsed. Letters that only look alike in another script are not folded:
+    they are other names."""
     folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", owner).casefold())
-    return " ".join(folded.split())
+    visible = "".join(
+        c for c in folded if unicodedata.category(c) != "Cf" and ord(c) not in _INVISIBLE_OUTSIDE_CF
+    )
+    return " ".join(visible.split())
 
 
 def _people(owners: frozenset[str]) -> frozenset[str]:
