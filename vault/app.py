@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -44,6 +45,7 @@ from vault.http.problems import (
     http_exception_handler,
     integrity_error_handler,
     key_unavailable_handler,
+    lock_conflict_handler,
     vault_error_handler,
 )
 from vault.http.routing import route
@@ -362,6 +364,7 @@ def create_app(
             IntegrityError: integrity_error_handler,
             KeyUnavailableError: key_unavailable_handler,
             BlobStoreError: blob_store_error_handler,
+            asyncpg.TransactionRollbackError: lock_conflict_handler,
         },
         lifespan=lifespan,
     )

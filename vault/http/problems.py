@@ -6,6 +6,7 @@ import json
 from http import HTTPStatus
 from typing import Any
 
+import structlog
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -13,6 +14,8 @@ from starlette.responses import Response
 from vault import errors
 from vault.http.models.common import Problem
 from vault.observability.integrity import integrity_failed
+
+log = structlog.get_logger()
 
 PROBLEM_BASE = "https://datavault.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
@@ -108,6 +111,20 @@ async def blob_store_error_handler(request: Request, exc: Exception) -> Response
     return ProblemResponse(
         503, "unavailable", "the blob store is unavailable", _request_id(request),
         headers={"Retry-After": "5"},
+    )  # fmt: skip
+
+
+async def lock_conflict_handler(request: Request, exc: Exception) -> Response:
+    """PostgreSQL broke a lock cycle (or a serialization conflict) by aborting this
+    request's transaction: nothing of it was committed, and the same request sent again
+    normally goes through. Logged, since a cycle that recurs is a lock order to mend."""
+    log.warning(
+        "database_lock_conflict", error_type=type(exc).__name__,
+        request_id=_request_id(request),
+    )  # fmt: skip
+    return ProblemResponse(
+        503, "unavailable", "a concurrent change got in the way; try again",
+        _request_id(request), headers={"Retry-After": "1"},
     )  # fmt: skip
 
 

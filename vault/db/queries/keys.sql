@@ -5,6 +5,11 @@ SELECT version, wrapped_key FROM tenant_keks
  ORDER BY version DESC LIMIT 1
    FOR SHARE
 
+-- name: share_subject_for_new_key
+-- Before current_kek_for_write when a subject key is created: the lock its insert's
+-- trigger (dv_key_in_current_generation) takes anyway, taken first.
+SELECT 1 FROM subjects WHERE tenant_id = $1 AND id = $2 FOR SHARE
+
 -- name: kek_by_version
 SELECT wrapped_key FROM tenant_keks WHERE tenant_id = $1 AND version = $2
 
