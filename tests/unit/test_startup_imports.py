@@ -85,7 +85,10 @@ def test_api_and_worker_import_the_application_only_once_the_vault_is_found(
 
 def test_structlog_is_imported_without_rich_and_rich_stays_importable() -> None:
     probe = (
-        "import json, sys, importlib, vault, structlog.dev, structlog.tracebacks;"
+        "import json, sys, importlib;"
+        "from vault.observability.structlog_first import import_structlog_without_rich;"
+        "import_structlog_without_rich();"
+        "import structlog.dev, structlog.tracebacks;"
         "hidden = structlog.dev.rich is None and structlog.tracebacks.rich is None;"
         "before = 'rich' in sys.modules;"
         "importlib.import_module('rich');"
