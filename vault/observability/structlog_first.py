@@ -4,8 +4,8 @@ structlog imports rich (and pygments behind it) whenever rich is installed, for 
 development console renderer and its rich tracebacks; the vault uses neither (JSON lines,
 plain tracebacks without locals: vault/observability/logging.py). rich is not in the
 production image, but the test environment has it (openapi-python-client needs it), and
-there it cost every `datavault` process ~0.06 s of CPU at start (~0.15 s where its
-bytecode is not cached), in hundreds of processes a suite run. `datavault` imports
+there it cost every `datavault` process ~0.09 s of CPU at start (more where its bytecode
+is not cached), in hundreds of processes a suite run. `datavault` imports
 structlog through this first; other importers (the test process) are unaffected."""
 
 from __future__ import annotations
