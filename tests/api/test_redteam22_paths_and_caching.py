@@ -4,7 +4,8 @@ spellings and other kinds of answer.
 
 What held: no spelling of a subject path sent verbatim (a trailing slash after any part,
 `//`, `/./`, an encoded slash at the end, `;params`, HEAD, OPTIONS, a POST of an erasure)
-is redirected, and none answers another subject's data; the JSON answers sampled (tenant,
+is redirected, none answers another subject's data, and none is logged as an access to
+a subject of the tenant (an unmatched route's row goes to the deployment chain); the JSON answers sampled (tenant,
 API keys, access log, subject, records, versions, erasures, holds, webhooks) say
 no-store.
 
@@ -20,7 +21,7 @@ import uuid
 
 import pytest
 
-from tests.api.helpers import auth, create_key, data_keys, put_record, ref_path
+from tests.api.helpers import access_log, auth, create_key, data_keys, put_record, ref_path
 from tests.support import ServerThread, Tenant
 
 
@@ -76,6 +77,12 @@ def test_held_no_spelling_of_a_subject_path_is_redirected(
         b"{}",
     )  # fmt: skip
     assert status == 404 and "location" not in headers, (status, body)
+    # None is an access to a subject of the tenant: an unmatched route authenticates no
+    # key, so its row is the deployment chain's `(unmatched)` one (DESIGN.md: rows with
+    # no tenant); the tenant's log holds only the setup's writes.
+    with server.client() as http:
+        rows = access_log(http, keys.compliance, limit=500)
+    assert {(r["method"], int(r["status"])) for r in rows} <= {("POST", 201), ("PUT", 201)}
 
 
 def test_held_json_answers_say_no_store(server: ServerThread, tenant: Tenant) -> None:

@@ -31,7 +31,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.helpers import create_key, put_record, upload
+from tests.api.helpers import access_log, create_key, put_record, upload
 from tests.jobs import erase_and_run_worker
 from tests.support import ServerThread, Tenant, module_private_server
 from vault.services.keyring import KeyRing
@@ -164,3 +164,16 @@ def test_held_an_upload_aborted_by_a_lock_cycle_answers_503_and_its_retry_succee
             )
         assert retried.status_code == 201, retried.text
         assert retried.headers.get("idempotent-replayed") is None
+    # The access log says what each answer was: no row claims a 201 that was not one.
+    with server.client() as http:
+        rows = access_log(http, create_key(http, tenant, ["compliance"], owner="rt22 auditor"))
+    posted = sorted(
+        int(row["status"])
+        for row in rows
+        if row["method"] == "POST" and str(row["route"]).endswith("/artefacts")
+    )
+    stored = _fetchval(
+        server.database_url, "SELECT count(*) FROM artefacts WHERE tenant_id = $1", tenant.id
+    )
+    assert posted.count(201) == stored, rows
+    assert posted.count(503) == sum(a.status_code == 503 for a in answers), rows
