@@ -177,3 +177,75 @@ def test_held_an_upload_aborted_by_a_lock_cycle_answers_503_and_its_retry_succee
     )
     assert posted.count(201) == stored, rows
     assert posted.count(503) == sum(a.status_code == 503 for a in answers), rows
+
+
+def test_held_a_closure_pass_waits_out_an_upload_to_a_new_life_without_a_cycle(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The subject the upload shares is one the closure's first listing does not have
+    (erased: no live key), so the closure reaches the KEK without it and waits for the
+    upload's FOR SHARE there; the upload goes on (its inserts' foreign keys point at the
+    subject and the KEK it already holds, never the tenant row the closure holds FOR
+    UPDATE) and commits; the closure's second listing destroys the key it made. No
+    cycle: the pass closes the tenant, nothing live is left, the upload is refused."""
+    from tests.integration.test_redteam21_closure_deadlock import _close_due
+
+    tenant = new_tenant()
+    with server.client() as http:
+        key = create_key(http, tenant, ["ingest", "read"])
+        privacy = create_key(http, tenant, ["erasure"])
+        assert put_record(http, key, REF, "a", b'{"a": 1}').status_code in (200, 201)
+        status, _ = erase_and_run_worker(
+            server, http, privacy, REF, until=("completed",), seconds=6
+        )
+        assert status == "completed"
+        requested = http.post(
+            "/v1/tenant/closure", json={"reason": "red team 22"}, headers=tenant.auth()
+        )
+        assert requested.status_code == 202
+
+    real_kek = KeyRing._kek
+    paused, go_on = threading.Event(), threading.Event()
+
+    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
+        kek = await real_kek(self, *args, **kwargs)
+        if not paused.is_set():
+            paused.set()
+            while not go_on.is_set():
+                await asyncio.sleep(0.02)
+        return kek
+
+    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    answers: list[httpx.Response] = []
+    outcome: list[object] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            answers.append(upload(http, key, REF, b"x" * 4096))
+
+    def close() -> None:
+        try:
+            outcome.append(_close_due(server))
+        except Exception as exc:  # what the pass raised is what is looked at
+            outcome.append(exc)
+
+    writer, closer = threading.Thread(target=send), threading.Thread(target=close)
+    writer.start()
+    try:
+        assert paused.wait(10), "the upload never reached its pause"
+        closer.start()
+        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "closure never waited"
+        time.sleep(1.2)  # past deadlock_timeout: a cycle would be found now
+    finally:
+        go_on.set()
+        writer.join(30)
+        closer.join(30)
+    assert outcome == [1], outcome
+    assert answers and answers[0].status_code in (401, 404, 410), answers[0].text
+    url = server.database_url
+    assert _fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
+    assert not _fetchval(
+        url,
+        "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
+        tenant.id,
+    )
