@@ -5,9 +5,10 @@ spellings and other kinds of answer.
 What held: no spelling of a subject path sent verbatim (a trailing slash after any part,
 `//`, `/./`, an encoded slash at the end, `;params`, HEAD, OPTIONS, a POST of an erasure)
 is redirected, none answers another subject's data, and none is logged as an access to
-a subject of the tenant (an unmatched route's row goes to the deployment chain); the JSON answers sampled (tenant,
-API keys, access log, subject, records, versions, erasures, holds, webhooks) say
-no-store.
+a subject of the tenant (an unmatched route's row goes to the deployment chain); the
+JSON answers sampled (tenant, API keys, access log, subject, records, versions,
+erasures, holds, webhooks) say no-store. No answer honours If-None-Match, so no 304
+without the header arises.
 
 Finding (low): a problem+json answer that quotes the caller's data says nothing about
 caching: a record's 409 names the record and its category.
