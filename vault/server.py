@@ -56,7 +56,7 @@ def uvicorn_config(
     settings: Settings, database_url: str, *, run_jobs: bool = True, serve_api: bool = True
 ) -> uvicorn.Config:
     # Imported here, not at the top: the application (every route, the console's templates,
-    # the services behind them) costs ~0.25 s of CPU to import, which `api` and `worker` need
+    # the services behind them) costs ~0.3 s of CPU to import, which `api` and `worker` need
     # not pay when they exit 2 at once (no vault, settings refused, an unlocked ledger).
     from vault.app import create_app
 
