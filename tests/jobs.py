@@ -24,6 +24,7 @@ from vault.services.keyring import SubjectKeysToDestroy
 from vault.services.ledger_watermark import watermark_for
 from vault.services.webhook_sender import WebhookSender
 from workers.access_anchor import publish_anchors
+from workers.closure import run_due_closures
 from workers.deletion_check import Violation, find_deletion_violations
 from workers.erasure import run_due_erasures
 from workers.ledger import E as ledger_queries
@@ -191,3 +192,15 @@ class OneAskAtATime:
             )  # fmt: skip
             outcomes.append(destroyed)
         return outcomes
+
+
+def close_due_tenants(server: ServerThread, *, days: float = 61) -> int:
+    """One closure pass as of `days` ahead (past the 60-day closure delay): how many
+    tenants it closed for good."""
+
+    async def run() -> int:
+        async with operator_context(server.settings, server.database_url) as ctx:
+            now = datetime.now(UTC) + timedelta(days=days)
+            return await run_due_closures(ctx.db, ctx.keyring, now=now)
+
+    return asyncio.run(run())

@@ -235,6 +235,20 @@ def transfer_holds(database_url: str, tenant: Tenant) -> int:
     return asyncio.run(count())
 
 
+def fetchval(database_url: str, query: str, *args: object) -> Any:
+    """One value, read as the database's owner (past row-level security): what a test
+    checks the vault left."""
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(database_url)
+        try:
+            return await conn.fetchval(query, *args)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
 def paused_in_database(database_url: str, timeout: float = 10) -> bool:
     """Whether a backend of the database reaches a `pg_sleep` within `timeout`: a statement
     a SlowedQuery rewrote is at its pause, so it has taken its snapshot (and done what its

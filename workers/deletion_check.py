@@ -113,6 +113,10 @@ async def find_deletion_violations(
             for r in await conn.fetch(Q.closed_tenants_live)
             if r["live_keks"] or r["live_hmac"] or r["live_subject_keys"]
         ]
+        found += [
+            Violation("closure_overdue", r["tenant_id"], f"due {r['closure_due_at'].isoformat()}")
+            for r in await conn.fetch(Q.closures_overdue, now, grace)
+        ]
     return found
 
 

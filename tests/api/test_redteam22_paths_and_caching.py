@@ -20,8 +20,6 @@ import http.client
 import urllib.parse
 import uuid
 
-import pytest
-
 from tests.api.helpers import access_log, auth, create_key, data_keys, put_record, ref_path
 from tests.support import ServerThread, Tenant
 
@@ -118,10 +116,6 @@ def test_held_json_answers_say_no_store(server: ServerThread, tenant: Tenant) ->
         assert "no-store" in answer.headers.get("cache-control", ""), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 22: problem+json answers carry no Cache-Control, one quotes a record's name",
-)
 def test_a_problem_quoting_a_record_name_says_no_store(
     server: ServerThread, tenant: Tenant
 ) -> None:

@@ -22,7 +22,6 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -30,29 +29,22 @@ import httpx
 import pytest
 
 from tests.api.helpers import create_key, put_record, upload
-from tests.jobs import deletion_violations, erase_and_run_worker, run_worker_pass
+from tests.jobs import (
+    close_due_tenants,
+    deletion_violations,
+    erase_and_run_worker,
+    run_worker_pass,
+)
 from tests.support import ServerThread, Tenant, module_private_server
 from vault.db.database import Connection
-from vault.runtime import operator_context
 from vault.services.keyring import KeyRing
 from vault.services.transfers import TransferLease
-from workers.closure import run_due_closures
 
 # A vault of this module's own: its closures, and the 401s that follow them, touch no
 # other module's tenants nor count against the shared vault's failed-authentication limit.
 server = module_private_server("rt18-closure-races")
 
 REF = "rt18-closing"
-
-
-def _close_due(server: ServerThread) -> int:
-    async def run() -> int:
-        async with operator_context(server.settings, server.database_url) as ctx:
-            return await run_due_closures(
-                ctx.db, ctx.keyring, now=datetime.now(UTC) + timedelta(days=61)
-            )
-
-    return asyncio.run(run())
 
 
 def _status(database_url: str, tenant: Tenant) -> str:
@@ -116,7 +108,7 @@ def _closure_while_open(
     writer = threading.Thread(target=write)
     writer.start()
     closed: list[int] = []
-    closer = threading.Thread(target=lambda: closed.append(_close_due(server)))
+    closer = threading.Thread(target=lambda: closed.append(close_due_tenants(server)))
     try:
         assert in_transaction.wait(10), "the write never reached its pause"
         closer.start()
@@ -220,7 +212,7 @@ def test_the_deletion_check_names_a_closed_tenants_live_subject_key(
     one key's wrapped bytes back after a closure that destroyed everything."""
     tenant = new_tenant()
     _erased_and_closing(server, tenant, erased=False)
-    assert _close_due(server) >= 1
+    assert close_due_tenants(server) >= 1
     assert _status(server.database_url, tenant) == "closed"
     assert _live_subject_keys(server.database_url, tenant) == 0
     run_worker_pass(server)  # the closure's ledger rows published: no lag to report

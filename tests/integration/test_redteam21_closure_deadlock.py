@@ -37,37 +37,14 @@ import pytest
 
 from crypto.keywrap import wrap_key
 from tests.api.helpers import auth, create_key, put_record, upload
-from tests.jobs import erase_and_run_worker
-from tests.support import ServerThread, Tenant, module_private_server
-from vault.runtime import operator_context
+from tests.jobs import close_due_tenants, erase_and_run_worker
+from tests.support import ServerThread, Tenant, fetchval, module_private_server
 from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
-from workers.closure import run_due_closures
 
 server = module_private_server("rt21-closure-deadlock")
 
 REF = "rt21-closing"
-
-
-def _close_due(server: ServerThread) -> int:
-    async def run() -> int:
-        async with operator_context(server.settings, server.database_url) as ctx:
-            return await run_due_closures(
-                ctx.db, ctx.keyring, now=datetime.now(UTC) + timedelta(days=61)
-            )
-
-    return asyncio.run(run())
-
-
-def _fetchval(database_url: str, query: str, *args: object) -> Any:
-    async def run() -> Any:
-        conn = await asyncpg.connect(database_url)
-        try:
-            return await conn.fetchval(query, *args)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
 
 
 def _waiting_for_kek_lock(database_url: str, seconds: float = 10) -> bool:
@@ -76,7 +53,7 @@ def _waiting_for_kek_lock(database_url: str, seconds: float = 10) -> bool:
     paused upload holds (the upload itself waits on nothing: it is paused in Python)."""
     deadline = datetime.now(UTC) + timedelta(seconds=seconds)
     while datetime.now(UTC) < deadline:
-        waiting = _fetchval(
+        waiting = fetchval(
             database_url,
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock'",
@@ -125,7 +102,7 @@ def _upload_caught_between_kek_and_subject(
 
     def close() -> None:
         try:
-            outcome.append(_close_due(server))
+            outcome.append(close_due_tenants(server))
         except Exception as exc:  # the pass's failure is what is looked at
             outcome.append(exc)
 
@@ -178,15 +155,15 @@ def test_held_an_upload_caught_by_the_closures_kek_lock_leaves_no_live_key(
         server, tenant, monkeypatch, closure_waits=0
     )
     if not (outcome and isinstance(outcome[0], int)):
-        _close_due(server)
+        close_due_tenants(server)
     url = server.database_url
-    assert _fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
-    assert not _fetchval(
+    assert fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
+    assert not fetchval(
         url,
         "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
         tenant.id,
     )
-    assert not _fetchval(
+    assert not fetchval(
         url,
         "SELECT count(*) FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
         tenant.id,
@@ -198,7 +175,7 @@ def test_held_an_upload_caught_by_the_closures_kek_lock_leaves_no_live_key(
 
 def _lock_waiters(database_url: str) -> int:
     return int(
-        _fetchval(
+        fetchval(
             database_url,
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock'",
@@ -216,13 +193,13 @@ def _until(check: Callable[[], bool], seconds: float = 10) -> bool:
 
 def _live(database_url: str, tenant: Tenant) -> tuple[str, int, int]:
     """The tenant's status, live subject keys and live KEK versions."""
-    status = _fetchval(database_url, "SELECT status FROM tenants WHERE id = $1", tenant.id)
-    subject_keys = _fetchval(
+    status = fetchval(database_url, "SELECT status FROM tenants WHERE id = $1", tenant.id)
+    subject_keys = fetchval(
         database_url,
         "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
         tenant.id,
     )
-    keks = _fetchval(
+    keks = fetchval(
         database_url,
         "SELECT count(*) FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
         tenant.id,
@@ -282,7 +259,7 @@ def _hold_placed_while_the_closure_waits_at_the_kek(
     def close() -> None:
         # A pass the deadlock aborts is retried by the next (as the worker does).
         with contextlib.suppress(asyncpg.DeadlockDetectedError):
-            _close_due(server)
+            close_due_tenants(server)
 
     threads = [threading.Thread(target=write), threading.Thread(target=hold)]
     closer = threading.Thread(target=close)
@@ -324,7 +301,7 @@ def test_held_a_hold_raced_by_the_closure_leaves_the_tenant_consistent(
     answers = _hold_placed_while_the_closure_waits_at_the_kek(server, tenant, monkeypatch)
     state = _live(server.database_url, tenant)
     if state[0] == "closing" and answers.get("hold") != 201:
-        _close_due(server)  # the pass the deadlock aborted, run again
+        close_due_tenants(server)  # the pass the deadlock aborted, run again
         state = _live(server.database_url, tenant)
     status, subject_keys, keks = state
     if answers.get("hold") == 201 and status == "closing":
@@ -361,7 +338,7 @@ def test_held_a_writer_blocked_on_the_kek_while_the_closure_commits_answers_4xx(
         await asyncio.sleep(1.5)
 
     monkeypatch.setattr("workers.closure.notify_kek_destroyed", notify_then_wait)
-    closer = threading.Thread(target=lambda: _close_due(server))
+    closer = threading.Thread(target=lambda: close_due_tenants(server))
     closer.start()
     try:
         assert destroyed.wait(10), "the closure never destroyed the KEK"
@@ -375,6 +352,6 @@ def test_held_a_writer_blocked_on_the_kek_while_the_closure_commits_answers_4xx(
     assert 400 <= answer.status_code < 500, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
     url = server.database_url
-    assert not _fetchval(url, "SELECT count(*) FROM subjects WHERE tenant_id = $1", tenant.id)
-    assert not _fetchval(url, "SELECT count(*) FROM artefacts WHERE tenant_id = $1", tenant.id)
+    assert not fetchval(url, "SELECT count(*) FROM subjects WHERE tenant_id = $1", tenant.id)
+    assert not fetchval(url, "SELECT count(*) FROM artefacts WHERE tenant_id = $1", tenant.id)
     assert _live(url, tenant) == ("closed", 0, 0)

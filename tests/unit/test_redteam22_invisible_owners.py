@@ -40,10 +40,6 @@ def _key(owner: str) -> KeyHolder:
     return KeyHolder(key_id, owner, False, False, frozenset({key_id}), frozenset({owner}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 22: an owner of invisible characters only is accepted (person() is '')",
-)
 @pytest.mark.parametrize("owner", INVISIBLE_ONLY)
 def test_an_owner_of_invisible_characters_only_is_refused(owner: str) -> None:
     with pytest.raises(InvalidInput):

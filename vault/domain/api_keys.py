@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from vault.domain.holds import person
 from vault.domain.scopes import Scope
 from vault.domain.secret_strength import estimate_entropy_bits
 from vault.domain.secret_text import SecretText
@@ -112,6 +113,11 @@ def check_owner(owner: str | None, scopes: frozenset[Scope]) -> str | None:
                 field="owner",
             )
         return None
-    if not owner.strip() or len(owner) > OWNER_MAX_LENGTH:
-        raise InvalidInput(f"owner must be 1-{OWNER_MAX_LENGTH} characters", field="owner")
+    # person(): what the two-person rule compares; an owner of invisible characters
+    # only would name nobody a reader of the journal can see (red team 22).
+    if not person(owner) or len(owner) > OWNER_MAX_LENGTH:
+        raise InvalidInput(
+            f"owner must be 1-{OWNER_MAX_LENGTH} characters, some of them visible",
+            field="owner",
+        )
     return owner

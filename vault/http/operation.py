@@ -50,6 +50,7 @@ from vault.domain.scopes import Scope
 from vault.errors import InvalidInput
 from vault.http.auth import require
 from vault.http.body import has_body, read_json_object
+from vault.http.problems import NO_STORE
 from vault.http.subject_path import subject_ref
 from vault.http.subject_request import note_subject
 
@@ -377,9 +378,6 @@ def _enum_values(info: msgspec.inspect.Type) -> list[str]:
 # --- rendering -------------------------------------------------------------------------
 
 _ENCODER = msgspec.json.Encoder()
-
-
-NO_STORE = "private, no-store"
 
 
 class ModelResponse(Response):

@@ -19,6 +19,8 @@ log = structlog.get_logger()
 
 PROBLEM_BASE = "https://datavault.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+# What every answer the vault renders says to caches unless its endpoint says otherwise.
+NO_STORE = "private, no-store"
 
 # error type -> (status, problem slug)
 STATUS: dict[type[errors.VaultError], tuple[int, str]] = {
@@ -59,6 +61,9 @@ class ProblemResponse(Response):
         }
         body.update(extra)
         super().__init__(json.dumps(body).encode(), status_code=status, headers=headers)
+        # A refusal can quote what it refused (a record's name, a category), and a 404 or
+        # 410 may be kept by a cache by default: kept by none (red team 22).
+        self.headers.setdefault("cache-control", NO_STORE)
 
 
 def _request_id(request: Request) -> str | None:

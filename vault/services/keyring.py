@@ -189,7 +189,7 @@ class KeyRing:
             # The subject before the KEK, as every writer and the closure take them (the
             # new key's insert locks the subject anyway, but after the KEK, a cycle with a
             # closure holding the subject and waiting for the KEK: red team 21).
-            await conn.execute(Q.share_subject_for_new_key, tenant_id, subject_id)
+            await conn.execute(Q.lock_subject_for_new_key, tenant_id, subject_id)
             current = await conn.fetchrow(Q.current_kek_for_write, tenant_id)
             if current is None:
                 raise KeyDestroyed("the tenant has no live key-encryption key")

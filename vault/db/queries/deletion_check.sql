@@ -144,5 +144,16 @@ SELECT t.id AS tenant_id,
          WHERE s.tenant_id = t.id AND s.wrapped_key IS NOT NULL) AS live_subject_keys
   FROM tenants t WHERE t.status = 'closed'
 
+-- name: closures_overdue
+-- A tenant still closing past its due date (and the grace) with no hold in force: its
+-- closure's passes did not run or were aborted every time (workers/closure.py
+-- `closure_deferred`). With a hold in force the closure rightly keeps what it covers.
+SELECT t.id AS tenant_id, t.closure_due_at
+  FROM tenants t
+ WHERE t.status = 'closing' AND t.closure_due_at < $1::timestamptz - $2::interval
+   AND NOT EXISTS (SELECT 1 FROM holds h
+                    WHERE h.tenant_id = t.id
+                      AND dv_hold_in_force(h, $1::timestamptz - $2::interval))
+
 -- name: tenant_settings
 SELECT id, settings FROM tenants WHERE status <> 'closed' ORDER BY id

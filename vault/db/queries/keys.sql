@@ -5,10 +5,12 @@ SELECT version, wrapped_key FROM tenant_keks
  ORDER BY version DESC LIMIT 1
    FOR SHARE
 
--- name: share_subject_for_new_key
--- Before current_kek_for_write when a subject key is created: the lock its insert's
--- trigger (dv_key_in_current_generation) takes anyway, taken first.
-SELECT 1 FROM subjects WHERE tenant_id = $1 AND id = $2 FOR SHARE
+-- name: lock_subject_for_new_key
+-- Before current_kek_for_write when a subject key is created. Not FOR SHARE (what the
+-- insert's trigger, dv_key_in_current_generation, takes): the first write of a subject's
+-- new life then updates the subject's row (its sealed reference), and two writers each
+-- holding FOR SHARE while one waits to update deadlocked (red team 22).
+SELECT 1 FROM subjects WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE
 
 -- name: kek_by_version
 SELECT wrapped_key FROM tenant_keks WHERE tenant_id = $1 AND version = $2
