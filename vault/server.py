@@ -13,7 +13,6 @@ import structlog
 import uvicorn
 
 from crypto.providers import local_key_path
-from vault.app import create_app
 from vault.blobs.factory import open_blob_store
 from vault.config import ConfigError, Settings
 from vault.http.edge_limits import LimitedHttpToolsProtocol
@@ -56,6 +55,11 @@ class _Server(uvicorn.Server):
 def uvicorn_config(
     settings: Settings, database_url: str, *, run_jobs: bool = True, serve_api: bool = True
 ) -> uvicorn.Config:
+    # Imported here, not at the top: the application (every route, the console's templates,
+    # the services behind them) costs ~0.3 s of CPU to import, which `api` and `worker` need
+    # not pay when they exit 2 at once (no vault, settings refused, an unlocked ledger).
+    from vault.app import create_app
+
     return uvicorn.Config(
         create_app(settings, database_url, run_jobs=run_jobs, serve_api=serve_api),
         host=settings.host,

@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from tests.api.helpers import create_key, from_ip
 from tests.support import ServerThread, Tenant, bearer, problem
-from vault.app import ROUTES
+from vault.api_routes import ROUTES
 from vault.console.routes import ROUTES as CONSOLE_ROUTES
 from vault.http.routing import MethodRoute
 

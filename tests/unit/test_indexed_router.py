@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Match, Route, Router
 
-from vault.app import ROUTES, create_app
+from vault.api_routes import ROUTES
+from vault.app import create_app
 from vault.config import Settings
 from vault.console.routes import ROUTES as CONSOLE_ROUTES
 from vault.http.dispatch import IndexedRouter

@@ -29,7 +29,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.routing import BaseRoute, Match, Route
 
-from vault.app import OPS_ROUTES, ROUTES
+from vault.api_routes import ROUTES
+from vault.app import OPS_ROUTES
 from vault.console.routes import ROUTES as CONSOLE_ROUTES
 from vault.http.dispatch import IndexedRouter
 from vault.http.edge_limits import MAX_REQUEST_TARGET_BYTES

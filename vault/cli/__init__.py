@@ -173,6 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(exc.usage + exc.argparse_line, file=sys.stderr)
             return exc.exit_code
         return report_error(exc.message, exc.exit_code, as_json=True)
+    from vault.observability.structlog_first import import_structlog_without_rich
+
+    # Here, not in vault/__init__.py: `--help`, `--version` and refused arguments log
+    # nothing and need no structlog at all.
+    import_structlog_without_rich()
     from vault.memory_off_disk import keep_memory_off_disk
     from vault.observability.logging import configure_logging
 
