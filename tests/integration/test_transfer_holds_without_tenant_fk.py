@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.api.helpers import auth, create_key, put_record, record_url
+from tests.api.helpers import auth, create_key, from_ip, put_record, record_url
 from tests.support import ServerThread, Tenant
 from vault.db.database import Database
 
@@ -109,9 +109,10 @@ def test_a_revoked_keys_read_holds_nothing(
     key = _written(server, tenant, "revoked")
     with server.client() as http:
         assert http.delete(f"/v1/api-keys/{key['id']}", headers=tenant.auth()).status_code == 204
-        assert (
-            http.get(record_url("holder-revoked", "revoked"), headers=auth(key)).status_code == 401
-        )
+        # A client of its own: the shared vault's other tests' 401s from 127.0.0.1 count
+        # against one failed-authentication budget (429 past 20 a minute).
+        alone = {**auth(key), **from_ip(f"198.51.100.{uuid.uuid4().int % 250 + 1}")}
+        assert http.get(record_url("holder-revoked", "revoked"), headers=alone).status_code == 401
     rows = _query(
         server.database_url, "SELECT count(*) FROM transfer_keys WHERE tenant_id = $1", tenant.id
     )
