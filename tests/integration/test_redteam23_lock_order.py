@@ -181,3 +181,97 @@ def test_held_an_upload_whose_body_stalls_holds_no_erasure_request_back(
         " WHERE a.tenant_id = $1 AND d.wrapped_key IS NOT NULL",
         tenant.id,
     )
+
+
+def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload to an erased subject's new life paused holding the subject and the KEK;
+    a closure pass waiting at the KEK (the subject is not in its first listing); a hold on
+    that subject queued behind the upload for the subject's row. The upload commits: the
+    hold takes the subject and then needs the tenant's row (its foreign key) the closure
+    holds FOR UPDATE, while the closure's second listing reaches for the subject (the
+    upload's new key). PostgreSQL aborts one of them: the hold must be a 201 or a 503
+    with Retry-After (never a 500), the closure a count or a deferral, and whatever
+    happened the tenant ends closed with nothing live, or kept by the hold."""
+    from tests.integration.test_redteam21_closure_deadlock import _close_due
+
+    tenant = new_tenant()
+    key = _erased_subject(server, tenant)
+    with server.client() as http:
+        officer = create_key(http, tenant, ["compliance"], owner="rt23 officer")
+        requested = http.post(
+            "/v1/tenant/closure", json={"reason": "red team 23"}, headers=tenant.auth()
+        )
+        assert requested.status_code == 202
+
+    real_kek = KeyRing._kek
+    paused, go_on = threading.Event(), threading.Event()
+
+    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
+        kek = await real_kek(self, *args, **kwargs)
+        if not paused.is_set():
+            paused.set()
+            while not go_on.is_set():
+                await asyncio.sleep(0.02)
+        return kek
+
+    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    uploaded: list[httpx.Response] = []
+    held: list[httpx.Response] = []
+    outcome: list[object] = []
+
+    def send() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            uploaded.append(upload(http, key, REF, b"x" * 4096))
+
+    def place() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            held.append(
+                http.post(
+                    "/v1/holds",
+                    json={"reason": "litigation", "reference": "RT23", "subject_ref": REF},
+                    headers=auth(officer),
+                )
+            )
+
+    def close() -> None:
+        try:
+            outcome.append(_close_due(server))
+        except Exception as exc:  # what the pass raised is what is looked at
+            outcome.append(exc)
+
+    writer = threading.Thread(target=send)
+    closer = threading.Thread(target=close)
+    placer = threading.Thread(target=place)
+    writer.start()
+    try:
+        assert paused.wait(10), "the upload never reached its pause"
+        closer.start()
+        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "closure never waited"
+        placer.start()
+        assert _until(lambda: _lock_waiters(server.database_url) >= 2), "hold never waited"
+    finally:
+        go_on.set()
+        writer.join(30)
+        closer.join(30)
+        placer.join(30)
+    monkeypatch.undo()
+    assert held and uploaded and outcome
+    assert held[0].status_code in (201, 503), held[0].text
+    if held[0].status_code == 503:
+        assert held[0].headers["content-type"].startswith("application/problem+json")
+        assert held[0].headers["retry-after"]
+    assert uploaded[0].status_code in (201, 401, 404, 410), uploaded[0].text
+    assert isinstance(outcome[0], int), outcome
+    if held[0].status_code != 201:
+        if outcome[0] == 0:  # deferred by the cycle, or waited: the next pass closes it
+            assert _close_due(server) == 1
+        url = server.database_url
+        assert _fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
+        assert not _fetchval(
+            url,
+            "SELECT count(*) FROM subject_keys WHERE tenant_id = $1"
+            " AND wrapped_key IS NOT NULL",
+            tenant.id,
+        )
