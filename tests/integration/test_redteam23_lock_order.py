@@ -271,7 +271,73 @@ def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
         assert _fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
         assert not _fetchval(
             url,
-            "SELECT count(*) FROM subject_keys WHERE tenant_id = $1"
-            " AND wrapped_key IS NOT NULL",
+            "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
             tenant.id,
         )
+
+
+def test_held_an_erasure_request_waiting_for_a_writer_and_its_replay(
+    server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An upload to a new life paused holding the subject (creating its key); an erasure
+    request for the subject with an Idempotency-Key waits for it; the same request sent
+    again meanwhile is answered without waiting for the subject (in flight: 409, never a
+    second erasure) or waits and replays. Once the upload goes on, the first is a 202 and
+    the request sent again a replay of it: one erasure."""
+    tenant = new_tenant()
+    key = _erased_subject(server, tenant)
+    with server.client() as http:
+        privacy = create_key(http, tenant, ["erasure"])
+    real_kek = KeyRing._kek
+    paused, go_on = threading.Event(), threading.Event()
+
+    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
+        kek = await real_kek(self, *args, **kwargs)
+        if not paused.is_set():
+            paused.set()
+            while not go_on.is_set():
+                await asyncio.sleep(0.02)
+        return kek
+
+    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    answers: dict[str, httpx.Response] = {}
+    headers = {**auth(privacy), "Idempotency-Key": "rt23-erase"}
+
+    def send() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            answers["upload"] = upload(http, key, REF, b"x" * 4096)
+
+    def erase(name: str) -> None:
+        with httpx.Client(base_url=server.base_url, timeout=30) as http:
+            answers[name] = http.post(subject_url(REF, "erasure"), headers=headers)
+
+    writer = threading.Thread(target=send)
+    first, again = threading.Thread(target=erase, args=("first",)), None
+    writer.start()
+    try:
+        assert paused.wait(10)
+        first.start()
+        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "erasure never waited"
+        again = threading.Thread(target=erase, args=("again",))
+        again.start()
+        again.join(3)
+    finally:
+        go_on.set()
+        writer.join(30)
+        first.join(30)
+        if again is not None:
+            again.join(30)
+    assert answers["first"].status_code == 202, answers["first"].text
+    assert answers["again"].status_code in (202, 409), answers["again"].text
+    if answers["again"].status_code == 202:
+        assert answers["again"].json()["id"] == answers["first"].json()["id"]
+    else:
+        assert answers["again"].headers["content-type"].startswith("application/problem+json")
+    assert (
+        _fetchval(
+            server.database_url,
+            "SELECT count(*) FROM erasures WHERE tenant_id = $1",
+            tenant.id,
+        )
+        == 2  # the one that made the new life, and this one
+    )
