@@ -249,6 +249,27 @@ def fetchval(database_url: str, query: str, *args: object) -> Any:
     return asyncio.run(run())
 
 
+def lock_waiters(database_url: str) -> int:
+    """How many of the database's sessions wait for a lock now (a race's window open)."""
+    return int(
+        fetchval(
+            database_url,
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND wait_event_type = 'Lock'",
+        )
+    )
+
+
+def until(check: Callable[[], bool], seconds: float = 10) -> bool:
+    """Whether `check` comes true within `seconds` (asked every 20 ms)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def paused_in_database(database_url: str, timeout: float = 10) -> bool:
     """Whether a backend of the database reaches a `pg_sleep` within `timeout`: a statement
     a SlowedQuery rewrote is at its pause, so it has taken its snapshot (and done what its

@@ -38,7 +38,7 @@ import pytest
 from crypto.keywrap import wrap_key
 from tests.api.helpers import auth, create_key, put_record, upload
 from tests.jobs import close_due_tenants, erase_and_run_worker
-from tests.support import ServerThread, Tenant, fetchval, module_private_server
+from tests.support import ServerThread, Tenant, fetchval, lock_waiters, module_private_server, until
 from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
 
@@ -173,24 +173,6 @@ def test_held_an_upload_caught_by_the_closures_kek_lock_leaves_no_live_key(
     assert response.status_code in (201, 401, 409, 410, 503), response.text
 
 
-def _lock_waiters(database_url: str) -> int:
-    return int(
-        fetchval(
-            database_url,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'",
-        )
-    )
-
-
-def _until(check: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = datetime.now(UTC) + timedelta(seconds=seconds)
-    while datetime.now(UTC) < deadline:
-        if check():
-            return True
-    return False
-
-
 def _live(database_url: str, tenant: Tenant) -> tuple[str, int, int]:
     """The tenant's status, live subject keys and live KEK versions."""
     status = fetchval(database_url, "SELECT status FROM tenants WHERE id = $1", tenant.id)
@@ -267,9 +249,9 @@ def _hold_placed_while_the_closure_waits_at_the_kek(
     try:
         assert in_transaction.wait(10), "the write never reached its pause"
         threads[1].start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "the hold never queued"
+        assert until(lambda: lock_waiters(server.database_url) >= 1), "the hold never queued"
         closer.start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 2), "closure never waited"
+        assert until(lambda: lock_waiters(server.database_url) >= 2), "closure never waited"
     finally:
         go_on.set()
         for thread in threads:

@@ -32,31 +32,12 @@ import pytest
 
 from tests.api.helpers import access_log, create_key, put_record, upload
 from tests.jobs import close_due_tenants, erase_and_run_worker
-from tests.support import ServerThread, Tenant, fetchval, module_private_server
+from tests.support import ServerThread, Tenant, fetchval, lock_waiters, module_private_server, until
 from vault.services.keyring import KeyRing
 
 server = module_private_server("rt22-lock-order")
 
 REF = "rt22-new-life"
-
-
-def _lock_waiters(database_url: str) -> int:
-    return int(
-        fetchval(
-            database_url,
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-            " AND wait_event_type = 'Lock'",
-        )
-    )
-
-
-def _until(check: Callable[[], bool], seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return False
 
 
 def _two_uploads_to_a_new_life(
@@ -102,7 +83,7 @@ def _two_uploads_to_a_new_life(
         assert paused.wait(10), "upload A never reached its pause"
         second.start()
         # B waits for a lock (with the fix), or is answered (before it: A held nothing).
-        assert _until(lambda: _lock_waiters(server.database_url) >= 1 or "B" in answers)
+        assert until(lambda: lock_waiters(server.database_url) >= 1 or "B" in answers)
     finally:
         go_on.set()
         first.join(30)
@@ -216,7 +197,7 @@ def test_held_a_closure_pass_waits_out_an_upload_to_a_new_life_without_a_cycle(
     try:
         assert paused.wait(10), "the upload never reached its pause"
         closer.start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "closure never waited"
+        assert until(lambda: lock_waiters(server.database_url) >= 1), "closure never waited"
         time.sleep(1.2)  # past deadlock_timeout: a cycle would be found now
     finally:
         go_on.set()

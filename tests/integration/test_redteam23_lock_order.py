@@ -28,9 +28,8 @@ import httpx
 import pytest
 
 from tests.api.helpers import auth, create_key, put_record, subject_url, upload
-from tests.integration.test_redteam22_lock_order import _fetchval, _lock_waiters, _until
-from tests.jobs import erase_and_run_worker, run_worker_pass
-from tests.support import ServerThread, Tenant, module_private_server
+from tests.jobs import close_due_tenants, erase_and_run_worker, run_worker_pass
+from tests.support import ServerThread, Tenant, fetchval, lock_waiters, module_private_server, until
 from vault.services.keyring import KeyRing
 
 server = module_private_server("rt23-lock-order")
@@ -55,8 +54,6 @@ def _erased_subject(server: ServerThread, tenant: Tenant) -> dict[str, Any]:
 def test_held_a_closure_pass_waits_out_a_record_write_to_a_new_life_without_a_cycle(
     server: ServerThread, new_tenant: Callable[[], Tenant], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tests.integration.test_redteam21_closure_deadlock import _close_due
-
     tenant = new_tenant()
     key = _erased_subject(server, tenant)
     with server.client() as http:
@@ -86,7 +83,7 @@ def test_held_a_closure_pass_waits_out_a_record_write_to_a_new_life_without_a_cy
 
     def close() -> None:
         try:
-            outcome.append(_close_due(server))
+            outcome.append(close_due_tenants(server))
         except Exception as exc:  # what the pass raised is what is looked at
             outcome.append(exc)
 
@@ -95,7 +92,7 @@ def test_held_a_closure_pass_waits_out_a_record_write_to_a_new_life_without_a_cy
     try:
         assert paused.wait(10), "the record write never reached its pause"
         closer.start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "closure never waited"
+        assert until(lambda: lock_waiters(server.database_url) >= 1), "closure never waited"
         time.sleep(1.2)  # past deadlock_timeout: a cycle would be found now
     finally:
         go_on.set()
@@ -104,8 +101,8 @@ def test_held_a_closure_pass_waits_out_a_record_write_to_a_new_life_without_a_cy
     assert outcome == [1], outcome
     assert answers and answers[0].status_code in (200, 201, 401, 404, 410), answers[0].text
     url = server.database_url
-    assert _fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
-    assert not _fetchval(
+    assert fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
+    assert not fetchval(
         url,
         "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
         tenant.id,
@@ -136,9 +133,9 @@ def test_held_an_upload_whose_body_stalls_holds_no_erasure_request_back(
     try:
         assert first_sent.wait(10)
         # The upload's first transaction (subject, KEK, the new keys) has committed.
-        assert _until(
+        assert until(
             lambda: bool(
-                _fetchval(
+                fetchval(
                     server.database_url,
                     "SELECT count(*) FROM artefacts WHERE tenant_id = $1",
                     tenant.id,
@@ -152,7 +149,7 @@ def test_held_an_upload_whose_body_stalls_holds_no_erasure_request_back(
             took = time.monotonic() - started
         assert erasure.status_code == 202, erasure.text
         assert took < 2, took
-        assert _lock_waiters(server.database_url) == 0
+        assert lock_waiters(server.database_url) == 0
     finally:
         release.set()
         sender.join(30)
@@ -174,7 +171,7 @@ def test_held_an_upload_whose_body_stalls_holds_no_erasure_request_back(
                 subject_url(REF, f"artefacts/{answers[0].json()['id']}"), headers=auth(key)
             )
             assert got.status_code in (404, 410), got.text
-    assert not _fetchval(
+    assert not fetchval(
         server.database_url,
         "SELECT count(*) FROM data_keys d JOIN artefacts a"
         " ON a.tenant_id = d.tenant_id AND a.data_key_id = d.id"
@@ -194,8 +191,6 @@ def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
     upload's new key). PostgreSQL aborts one of them: the hold must be a 201 or a 503
     with Retry-After (never a 500), the closure a count or a deferral, and whatever
     happened the tenant ends closed with nothing live, or kept by the hold."""
-    from tests.integration.test_redteam21_closure_deadlock import _close_due
-
     tenant = new_tenant()
     key = _erased_subject(server, tenant)
     with server.client() as http:
@@ -237,7 +232,7 @@ def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
 
     def close() -> None:
         try:
-            outcome.append(_close_due(server))
+            outcome.append(close_due_tenants(server))
         except Exception as exc:  # what the pass raised is what is looked at
             outcome.append(exc)
 
@@ -248,9 +243,9 @@ def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
     try:
         assert paused.wait(10), "the upload never reached its pause"
         closer.start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "closure never waited"
+        assert until(lambda: lock_waiters(server.database_url) >= 1), "closure never waited"
         placer.start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 2), "hold never waited"
+        assert until(lambda: lock_waiters(server.database_url) >= 2), "hold never waited"
     finally:
         go_on.set()
         writer.join(30)
@@ -266,10 +261,10 @@ def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
     assert isinstance(outcome[0], int), outcome
     if held[0].status_code != 201:
         if outcome[0] == 0:  # deferred by the cycle, or waited: the next pass closes it
-            assert _close_due(server) == 1
+            assert close_due_tenants(server) == 1
         url = server.database_url
-        assert _fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
-        assert not _fetchval(
+        assert fetchval(url, "SELECT status FROM tenants WHERE id = $1", tenant.id) == "closed"
+        assert not fetchval(
             url,
             "SELECT count(*) FROM subject_keys WHERE tenant_id = $1 AND wrapped_key IS NOT NULL",
             tenant.id,
@@ -317,7 +312,7 @@ def test_held_an_erasure_request_waiting_for_a_writer_and_its_replay(
     try:
         assert paused.wait(10)
         first.start()
-        assert _until(lambda: _lock_waiters(server.database_url) >= 1), "erasure never waited"
+        assert until(lambda: lock_waiters(server.database_url) >= 1), "erasure never waited"
         again = threading.Thread(target=erase, args=("again",))
         again.start()
         again.join(3)
@@ -334,7 +329,7 @@ def test_held_an_erasure_request_waiting_for_a_writer_and_its_replay(
     else:
         assert answers["again"].headers["content-type"].startswith("application/problem+json")
     assert (
-        _fetchval(
+        fetchval(
             server.database_url,
             "SELECT count(*) FROM erasures WHERE tenant_id = $1",
             tenant.id,

@@ -20,8 +20,11 @@ SELECT status, closure_due_at FROM tenants WHERE id = $1 AND status = 'closing' 
    FOR UPDATE
 
 -- name: live_generations
+-- In subject id order, as every locker of several subjects takes them (a key rotation's
+-- rewrap batch): a hashed DISTINCT's order made a cycle with it (red team 23).
 SELECT DISTINCT subject_id, generation FROM subject_keys
  WHERE tenant_id = $1 AND wrapped_key IS NOT NULL
+ ORDER BY subject_id, generation
 
 -- name: live_kek_versions
 SELECT version FROM tenant_keks WHERE tenant_id = $1 AND wrapped_key IS NOT NULL

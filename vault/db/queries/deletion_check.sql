@@ -145,15 +145,22 @@ SELECT t.id AS tenant_id,
   FROM tenants t WHERE t.status = 'closed'
 
 -- name: closures_overdue
--- A tenant still closing past its due date (and the grace) with no hold in force: its
--- closure's passes did not run or were aborted every time (workers/closure.py
--- `closure_deferred`). With a hold in force the closure rightly keeps what it covers.
+-- A tenant still closing past its due date (and the grace) while no hold keeps any of its
+-- live keys: its closure's passes did not run or were aborted every time
+-- (workers/closure.py `closure_deferred`). A hold placed, and in force, a grace ago that
+-- covers a live subject key is what rightly keeps a closure open; one that covers
+-- nothing live, or came only since, does not (red team 23).
 SELECT t.id AS tenant_id, t.closure_due_at
   FROM tenants t
  WHERE t.status = 'closing' AND t.closure_due_at < $1::timestamptz - $2::interval
-   AND NOT EXISTS (SELECT 1 FROM holds h
-                    WHERE h.tenant_id = t.id
-                      AND dv_hold_in_force(h, $1::timestamptz - $2::interval))
+   AND NOT EXISTS (
+         SELECT 1 FROM subject_keys k
+           JOIN subjects s ON s.tenant_id = k.tenant_id AND s.id = k.subject_id
+           JOIN holds h ON h.tenant_id = k.tenant_id
+          WHERE k.tenant_id = t.id AND k.wrapped_key IS NOT NULL
+            AND h.placed_at <= $1::timestamptz - $2::interval
+            AND dv_hold_in_force(h, $1::timestamptz - $2::interval)
+            AND dv_hold_covers(h, s.ref_hash, k.category))
 
 -- name: tenant_settings
 SELECT id, settings FROM tenants WHERE status <> 'closed' ORDER BY id
