@@ -87,6 +87,16 @@ class SeaweedS3:
             session=self.session,
         )
 
+    def new_bucket(self, name: str) -> str:
+        """A bucket of its own, created now: for a vault that must not meet another's
+        shred ledger (a deployment's database and bucket belong together)."""
+        client = self.client()
+        try:
+            client.create_bucket(Bucket=name)
+        finally:
+            client.close()
+        return name
+
     def vault_settings(
         self, settings: Settings, database_url: str, bucket: str | None = None
     ) -> Settings:

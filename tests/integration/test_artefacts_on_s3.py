@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -23,10 +24,15 @@ from vault.config import Settings
 
 MIB = 1024 * 1024
 
+BUCKET = f"dv-on-s3-{uuid.uuid4().hex[:12]}"
+
 
 @pytest.fixture(scope="module")
 def s3_vault(settings: Settings, pg_admin_url: str, seaweed_s3: SeaweedS3) -> Settings:
-    return seaweed_s3.vault_settings(settings, new_database(pg_admin_url))
+    # A bucket of its own: another S3 vault's shred ledger in the shared bucket, signed
+    # under that vault's keys, would stop this one from starting (seen in a suite run).
+    bucket = seaweed_s3.new_bucket(BUCKET)
+    return seaweed_s3.vault_settings(settings, new_database(pg_admin_url), bucket)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +53,7 @@ def _keys(server: ServerThread, tenant: Tenant) -> str:
 
 
 def _objects(seaweed_s3: SeaweedS3, needle: str) -> list[str]:
-    listing = seaweed_s3.client().list_objects_v2(Bucket=seaweed_s3.bucket, Prefix="tenants/")
+    listing = seaweed_s3.client().list_objects_v2(Bucket=BUCKET, Prefix="tenants/")
     return [o["Key"] for o in listing.get("Contents", []) if needle in o["Key"]]
 
 
@@ -66,7 +72,7 @@ def test_artefact_round_trip_range_and_shred_on_s3(
         stored = _objects(seaweed_s3, artefact["id"])
         assert len(stored) == 1
         # Only ciphertext reaches the store.
-        body = seaweed_s3.client().get_object(Bucket=seaweed_s3.bucket, Key=stored[0])["Body"]
+        body = seaweed_s3.client().get_object(Bucket=BUCKET, Key=stored[0])["Body"]
         with body:
             ciphertext = body.read()
         assert data[:4096] not in ciphertext and len(ciphertext) > len(data)
@@ -89,10 +95,10 @@ def _flip_stored(seaweed_s3: SeaweedS3, artefact_id: str, offset_fraction: float
     """Replace the artefact's object with a copy that has one bit flipped."""
     (name,) = _objects(seaweed_s3, artefact_id)
     client = seaweed_s3.client()
-    with client.get_object(Bucket=seaweed_s3.bucket, Key=name)["Body"] as body:
+    with client.get_object(Bucket=BUCKET, Key=name)["Body"] as body:
         raw = bytearray(body.read())
     raw[int(len(raw) * offset_fraction)] ^= 0x01
-    client.put_object(Bucket=seaweed_s3.bucket, Key=name, Body=bytes(raw))
+    client.put_object(Bucket=BUCKET, Key=name, Body=bytes(raw))
 
 
 # A range over four segments: read and opened on the S3 read's own thread.

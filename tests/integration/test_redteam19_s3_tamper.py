@@ -27,10 +27,15 @@ from tests.seaweed import SeaweedS3
 from tests.support import ServerThread, bearer, make_tenant, new_database, running_server
 from vault.config import Settings
 
+BUCKET = f"dv-rt19-{uuid.uuid4().hex[:12]}"
+
 
 @pytest.fixture(scope="module")
 def s3_vault(settings: Settings, pg_admin_url: str, seaweed_s3: SeaweedS3) -> Settings:
-    return seaweed_s3.vault_settings(settings, new_database(pg_admin_url))
+    # A bucket of its own: another S3 vault's shred ledger in the shared bucket, signed
+    # under that vault's keys, would stop this one from starting (seen in a suite run).
+    bucket = seaweed_s3.new_bucket(BUCKET)
+    return seaweed_s3.vault_settings(settings, new_database(pg_admin_url), bucket)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +58,7 @@ def secret(s3_server: ServerThread, s3_vault: Settings) -> str:
 
 
 def _object_name(seaweed_s3: SeaweedS3, artefact_id: str) -> str:
-    listing = seaweed_s3.client().list_objects_v2(Bucket=seaweed_s3.bucket, Prefix="tenants/")
+    listing = seaweed_s3.client().list_objects_v2(Bucket=BUCKET, Prefix="tenants/")
     (name,) = [o["Key"] for o in listing.get("Contents", []) if artefact_id in o["Key"]]
     return str(name)
 
@@ -71,9 +76,9 @@ def test_an_object_changed_in_s3_reads_exactly_or_fails(
         assert created.status_code == 201, created.text
         artefact_id = created.json()["id"]
         client, name = seaweed_s3.client(), _object_name(seaweed_s3, artefact_id)
-        with client.get_object(Bucket=seaweed_s3.bucket, Key=name)["Body"] as body:
+        with client.get_object(Bucket=BUCKET, Key=name)["Body"] as body:
             raw = body.read()
-        client.put_object(Bucket=seaweed_s3.bucket, Key=name, Body=_tampered(raw, how))
+        client.put_object(Bucket=BUCKET, Key=name, Body=_tampered(raw, how))
         url = artefact_url(ref, artefact_id, "content")
         outcomes = {}
         for header, part in READS:
@@ -116,7 +121,7 @@ def test_an_object_removed_from_s3_behind_a_live_artefact_is_reported_as_lost(
         assert created.status_code == 201, created.text
         artefact_id = created.json()["id"]
         name = _object_name(seaweed_s3, artefact_id)
-        seaweed_s3.client().delete_object(Bucket=seaweed_s3.bucket, Key=name)
+        seaweed_s3.client().delete_object(Bucket=BUCKET, Key=name)
         before = counted(http.get("/metrics").text)
         headers = key | ({"Range": "bytes=0-99"} if read == "seek" else {})
         result = download(http, artefact_url(ref, artefact_id, "content"), headers)
