@@ -249,6 +249,28 @@ def fetchval(database_url: str, query: str, *args: object) -> Any:
     return asyncio.run(run())
 
 
+def pause_after_first_call(
+    monkeypatch: pytest.MonkeyPatch, owner: type, name: str
+) -> tuple[threading.Event, threading.Event]:
+    """`owner.name` (an async method) patched so that its first call, once done, waits,
+    without blocking the event loop, until the returned `go_on` is set; `paused` is set
+    when it begins to wait. A race's window widened on purpose: whatever the call's
+    transaction holds (row locks, a KEK FOR SHARE) stays held while it waits."""
+    real = getattr(owner, name)
+    paused, go_on = threading.Event(), threading.Event()
+
+    async def then_wait(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await real(self, *args, **kwargs)
+        if not paused.is_set():
+            paused.set()
+            while not go_on.is_set():
+                await asyncio.sleep(0.02)
+        return result
+
+    monkeypatch.setattr(owner, name, then_wait)
+    return paused, go_on
+
+
 def lock_waiters(database_url: str) -> int:
     """How many of the database's sessions wait for a lock now (a race's window open)."""
     return int(

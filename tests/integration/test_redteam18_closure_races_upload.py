@@ -22,7 +22,6 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import asyncpg
 import httpx
@@ -35,7 +34,7 @@ from tests.jobs import (
     erase_and_run_worker,
     run_worker_pass,
 )
-from tests.support import ServerThread, Tenant, module_private_server
+from tests.support import ServerThread, Tenant, module_private_server, pause_after_first_call
 from vault.db.database import Connection
 from vault.services.keyring import KeyRing
 from vault.services.transfers import TransferLease
@@ -175,18 +174,7 @@ def _record_write_racing_closure(
     """A record write to the erased subject whose transaction pauses once it has created
     the subject key of the subject's next generation, a closure pass meanwhile."""
     key = _erased_and_closing(server, tenant)
-    real_create = KeyRing.subject_key_for_write
-    in_transaction, go_on = threading.Event(), threading.Event()
-
-    async def create_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        created = await real_create(self, *args, **kwargs)
-        if not in_transaction.is_set():
-            in_transaction.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return created
-
-    monkeypatch.setattr(KeyRing, "subject_key_for_write", create_then_wait)
+    in_transaction, go_on = pause_after_first_call(monkeypatch, KeyRing, "subject_key_for_write")
 
     def send() -> None:
         with httpx.Client(base_url=server.base_url, timeout=20) as http:

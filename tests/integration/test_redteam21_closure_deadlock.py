@@ -38,7 +38,15 @@ import pytest
 from crypto.keywrap import wrap_key
 from tests.api.helpers import auth, create_key, put_record, upload
 from tests.jobs import close_due_tenants, erase_and_run_worker
-from tests.support import ServerThread, Tenant, fetchval, lock_waiters, module_private_server, until
+from tests.support import (
+    ServerThread,
+    Tenant,
+    fetchval,
+    lock_waiters,
+    module_private_server,
+    pause_after_first_call,
+    until,
+)
 from vault.services.kek_invalidation import notify_kek_destroyed
 from vault.services.keyring import KeyRing
 
@@ -211,18 +219,7 @@ def _hold_placed_while_the_closure_waits_at_the_kek(
         )
         assert requested.status_code == 202
 
-    real_create = KeyRing.subject_key_for_write
-    in_transaction, go_on = threading.Event(), threading.Event()
-
-    async def create_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        created = await real_create(self, *args, **kwargs)
-        if not in_transaction.is_set():
-            in_transaction.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return created
-
-    monkeypatch.setattr(KeyRing, "subject_key_for_write", create_then_wait)
+    in_transaction, go_on = pause_after_first_call(monkeypatch, KeyRing, "subject_key_for_write")
     answers: dict[str, int] = {}
 
     def write() -> None:

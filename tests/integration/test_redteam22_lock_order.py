@@ -21,18 +21,24 @@ key was released, not left in flight to answer 409).
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.api.helpers import access_log, create_key, put_record, upload
 from tests.jobs import close_due_tenants, erase_and_run_worker
-from tests.support import ServerThread, Tenant, fetchval, lock_waiters, module_private_server, until
+from tests.support import (
+    ServerThread,
+    Tenant,
+    fetchval,
+    lock_waiters,
+    module_private_server,
+    pause_after_first_call,
+    until,
+)
 from vault.services.keyring import KeyRing
 
 server = module_private_server("rt22-lock-order")
@@ -56,18 +62,7 @@ def _two_uploads_to_a_new_life(
         )
         assert status == "completed"
 
-    real_kek = KeyRing._kek
-    paused, go_on = threading.Event(), threading.Event()
-
-    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        kek = await real_kek(self, *args, **kwargs)
-        if not paused.is_set():
-            paused.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return kek
-
-    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    paused, go_on = pause_after_first_call(monkeypatch, KeyRing, "_kek")
     answers: dict[str, httpx.Response] = {}
 
     def send(name: str) -> None:
@@ -167,18 +162,7 @@ def test_held_a_closure_pass_waits_out_an_upload_to_a_new_life_without_a_cycle(
         )
         assert requested.status_code == 202
 
-    real_kek = KeyRing._kek
-    paused, go_on = threading.Event(), threading.Event()
-
-    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        kek = await real_kek(self, *args, **kwargs)
-        if not paused.is_set():
-            paused.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return kek
-
-    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    paused, go_on = pause_after_first_call(monkeypatch, KeyRing, "_kek")
     answers: list[httpx.Response] = []
     outcome: list[object] = []
 

@@ -18,7 +18,6 @@ What held:
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,7 +28,15 @@ import pytest
 
 from tests.api.helpers import auth, create_key, put_record, subject_url, upload
 from tests.jobs import close_due_tenants, erase_and_run_worker, run_worker_pass
-from tests.support import ServerThread, Tenant, fetchval, lock_waiters, module_private_server, until
+from tests.support import (
+    ServerThread,
+    Tenant,
+    fetchval,
+    lock_waiters,
+    module_private_server,
+    pause_after_first_call,
+    until,
+)
 from vault.services.keyring import KeyRing
 
 server = module_private_server("rt23-lock-order")
@@ -62,18 +69,7 @@ def test_held_a_closure_pass_waits_out_a_record_write_to_a_new_life_without_a_cy
         )
         assert requested.status_code == 202
 
-    real_kek = KeyRing._kek
-    paused, go_on = threading.Event(), threading.Event()
-
-    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        kek = await real_kek(self, *args, **kwargs)
-        if not paused.is_set():
-            paused.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return kek
-
-    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    paused, go_on = pause_after_first_call(monkeypatch, KeyRing, "_kek")
     answers: list[httpx.Response] = []
     outcome: list[object] = []
 
@@ -200,18 +196,7 @@ def test_a_hold_queued_behind_a_writer_the_closure_waits_for_answers_no_500(
         )
         assert requested.status_code == 202
 
-    real_kek = KeyRing._kek
-    paused, go_on = threading.Event(), threading.Event()
-
-    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        kek = await real_kek(self, *args, **kwargs)
-        if not paused.is_set():
-            paused.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return kek
-
-    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    paused, go_on = pause_after_first_call(monkeypatch, KeyRing, "_kek")
     uploaded: list[httpx.Response] = []
     held: list[httpx.Response] = []
     outcome: list[object] = []
@@ -283,18 +268,7 @@ def test_held_an_erasure_request_waiting_for_a_writer_and_its_replay(
     key = _erased_subject(server, tenant)
     with server.client() as http:
         privacy = create_key(http, tenant, ["erasure"])
-    real_kek = KeyRing._kek
-    paused, go_on = threading.Event(), threading.Event()
-
-    async def kek_then_wait(self: KeyRing, *args: Any, **kwargs: Any) -> Any:
-        kek = await real_kek(self, *args, **kwargs)
-        if not paused.is_set():
-            paused.set()
-            while not go_on.is_set():
-                await asyncio.sleep(0.02)
-        return kek
-
-    monkeypatch.setattr(KeyRing, "_kek", kek_then_wait)
+    paused, go_on = pause_after_first_call(monkeypatch, KeyRing, "_kek")
     answers: dict[str, httpx.Response] = {}
     headers = {**auth(privacy), "Idempotency-Key": "rt23-erase"}
 
