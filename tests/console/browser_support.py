@@ -18,25 +18,9 @@ from tests.support import ServerThread, Tenant
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
 CHROMIUM = "/usr/bin/chromium"
-# The features Playwright itself turns off (playwright-core's chromiumSwitches.ts, in the
-# version requirements-test.lock pins): Chromium keeps only the last --disable-features,
-# so ours below must repeat them. tests/unit/test_browser_flags.py fails when Playwright's
-# list gains one this lacks.
-PLAYWRIGHT_DISABLED_FEATURES = (
-    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
-    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
-    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect",
-    "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled",
-    "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
-)  # fmt: skip
-# Every new context is a new browser window, and Chromium preloads each window's omnibox
-# popup, a WebUI page in a renderer of its own: ~1 s of CPU a context (Debian's Chromium
-# 156), for a popup no test opens; the browser tests open a context for every session.
-NO_OMNIBOX_POPUP = ("WebUIOmniboxPopup", "WebUIOmniboxAimPopup")
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-features=" + ",".join((*PLAYWRIGHT_DISABLED_FEATURES, *NO_OMNIBOX_POPUP)),
 ]  # fmt: skip
 # A phone held upright (an iPhone SE's CSS pixels).
 PHONE = {"width": 375, "height": 667}
