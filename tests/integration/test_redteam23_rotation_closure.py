@@ -15,7 +15,8 @@ Finding, fixed (the listing is in id order): both should finish (the closure clo
 tenant, the rotation ends with nothing left to rewrap); one was aborted. A rotation runs
 on a `closing` tenant (holds_keys), so an operator rotating every tenant (a root epoch
 change) meets any closure that is due. The erasure executor's batch (subjects in its
-erasures' order) and the rewrap batch are the same two orders.
+erasures' order then) and the rewrap batch were the same two orders: see
+test_erasure_batch_lock_order.py.
 """
 
 from __future__ import annotations
