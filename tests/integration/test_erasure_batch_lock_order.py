@@ -24,9 +24,9 @@ import asyncpg
 import pytest
 
 from tests.api.helpers import auth, create_key, put_record
+from tests.keys_support import rotation_outcome
 from tests.support import ServerThread, fetchval, lock_waiters, make_tenant, private_server
 from vault.runtime import operator_context
-from vault.services.key_rotation import rotate_tenant_kek
 from workers.erasure import run_due_erasures
 
 
@@ -91,12 +91,7 @@ def test_an_erasure_batch_and_a_rotation_on_the_same_subjects_both_finish(
                 )
 
                 async def rotate() -> None:
-                    try:
-                        outcome["rotation"] = await rotate_tenant_kek(
-                            ctx.db, ctx.keyring, ctx.root, tenant.id
-                        )
-                    except Exception as exc:  # what it raised is what is looked at
-                        outcome["rotation"] = exc
+                    outcome["rotation"] = await rotation_outcome(ctx, tenant.id)
 
                 async def shred() -> None:
                     outcome["shredded"] = await run_due_erasures(ctx.db, ctx.keyring)
