@@ -955,7 +955,7 @@ def test_a_blob_and_key_moved_to_another_artefact_fail_even_when_its_metadata_op
     """The stream's own binding, on its own: the first artefact's row is given the second's
     data key and blob, and metadata sealed under that key for the first artefact (forged
     here with the vault's own keys, which an attacker does not have), so the metadata opens
-    and only the stream's object identity (C2) stands between the two. Whole and ranged
+    and only the stream's object identity (C3) stands between the two. Whole and ranged
     reads fail before any of the other artefact's bytes are sent."""
     ref = _ref()
     first_data, second_data = os.urandom(300_000), os.urandom(300_000)
