@@ -122,10 +122,17 @@ def test_an_ipv4_client_is_one_address_to_cidrs_and_the_access_log(
         logged = http.get(
             "/v1/access-log", params={"api_key_id": key["id"]}, headers=auth(key, "203.0.113.5")
         ).json()["items"]
+        found_by_mapped = http.get(
+            "/v1/access-log",
+            params={"api_key_id": key["id"], "ip": "::ffff:203.0.113.0/120"},
+            headers=auth(key, "203.0.113.5"),
+        ).json()["items"]
     assert answers == [200, 200], answers
     assert outside.status_code == 403, outside.text
-    # The refused use is logged too, under the same spelling.
+    # The refused use is logged too, under the same spelling; a filter written in the
+    # mapped spelling finds what was logged.
     assert {row["ip"] for row in logged} == {"203.0.113.5", "203.0.114.5"}, logged
+    assert {row["ip"] for row in found_by_mapped} == {"203.0.113.5"}, found_by_mapped
 
 
 def test_many_erasure_keys_share_the_tenants_rate_brake(

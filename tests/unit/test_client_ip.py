@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from vault.domain.client_ip import client_ip, in_network
+from vault.domain.client_ip import canonical_network, client_ip, in_network
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
 
@@ -83,3 +83,18 @@ def test_in_network_reads_a_network_written_either_way(
     address: str, network: str, inside: bool
 ) -> None:
     assert in_network(ipaddress.ip_address(address), ipaddress.ip_network(network)) is inside
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+        ("::ffff:203.0.113.5/128", "203.0.113.5/32"),
+        ("::ffff:0:0/96", "0.0.0.0/0"),
+        ("10.0.0.0/8", "10.0.0.0/8"),
+        ("::/0", "::/0"),
+        ("2001:db8::/32", "2001:db8::/32"),
+    ],
+)
+def test_a_mapped_network_is_its_ipv4_network(written: str, meant: str) -> None:
+    assert canonical_network(ipaddress.ip_network(written)) == ipaddress.ip_network(meant)

@@ -22,17 +22,23 @@ def canonical(address: IPAddress) -> IPAddress:
 _MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
+def canonical_network(network: IPNetwork) -> IPNetwork:
+    """An IPv4 network written in its IPv4-mapped spelling (::ffff:10.0.0.0/104) is that
+    IPv4 network (10.0.0.0/8), as `canonical` does for one address; any other network
+    is itself."""
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
+        ipv4 = int(network.network_address) & 0xFFFF_FFFF
+        return ipaddress.IPv4Network((ipv4, network.prefixlen - 96))
+    return network
+
+
 def in_network(address: IPAddress, network: IPNetwork) -> bool:
-    """`address` is in `network`, an IPv4 network written either way: an IPv4 client is
-    in 10.0.0.0/8 and in its mapped spelling ::ffff:10.0.0.0/104 alike (an operator or a
+    """`address` is in `network`, either written either way: an IPv4 client is in
+    10.0.0.0/8 and in its mapped spelling ::ffff:10.0.0.0/104 alike (an operator or a
     key may have been given either). An IPv6 network wider than the mapped range (::/0)
     holds IPv6 clients only: an IPv4 client is not let in by a rule written for IPv6."""
-    address = canonical(address)
-    if address.version == network.version:
-        return address in network
-    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(_MAPPED):
-        return ipaddress.IPv6Address(f"::ffff:{address}") in network
-    return False
+    address, network = canonical(address), canonical_network(network)
+    return address.version == network.version and address in network
 
 
 def _parse(text: str) -> IPAddress | None:

@@ -13,7 +13,7 @@ from vault.blobs.base import BlobStore
 from vault.db.database import DEPLOYMENT_TENANT, Database
 from vault.db.sql import Queries
 from vault.domain.access_chain import ChainedFields, row_hash
-from vault.domain.client_ip import IPNetwork
+from vault.domain.client_ip import IPNetwork, canonical_network
 from vault.services.access_anchor import (
     MAX_ANCHOR_AGE_SECONDS,
     Anchor,
@@ -108,7 +108,9 @@ def _access_row_hash(row: Any, prev: bytes) -> bytes:
 
 
 def parse_ip_filter(value: str) -> IPNetwork:
-    return ipaddress.ip_network(value, strict=False)
+    # Addresses are logged in their canonical form (an IPv4 client as IPv4 however it
+    # was reported): a filter written in the mapped spelling finds them.
+    return canonical_network(ipaddress.ip_network(value, strict=False))
 
 
 async def verify_chains(
