@@ -223,6 +223,8 @@ def test_held_cuts_under_writes_uploads_holds_and_erasures_answer_no_500_and_los
     records: dict[str, bytes] = {}
     artefacts: dict[tuple[str, str], bytes] = {}
     erased: set[str] = set()
+    holds: list[str] = []
+    erasures: list[str] = []
     stop = threading.Event()
 
     def one_subject(http: httpx.Client, ref: str, i: int) -> None:
@@ -244,7 +246,7 @@ def test_held_cuts_under_writes_uploads_holds_and_erasures_answer_no_500_and_los
         if answer is not None:
             artefacts[(ref, answer.json()["id"])] = data
         if i % 2:
-            _attempt(
+            answer = _attempt(
                 lambda h: http.post(
                     "/v1/holds",
                     json={"subject_ref": ref, "categories": ["support"],
@@ -253,13 +255,17 @@ def test_held_cuts_under_writes_uploads_holds_and_erasures_answer_no_500_and_los
                 ),
                 f"hold-{ref}", seen,
             )  # fmt: skip
+            if answer is not None:
+                holds.append(answer.json()["id"])
         elif i % 4 == 0:
             erased.add(ref)  # its data may be gone, acknowledged or not
-            _attempt(
+            answer = _attempt(
                 lambda h: http.post(subject_url(ref, "erasure"), headers={**auth(privacy), **h}),
                 f"erase-{ref}",
                 seen,
             )
+            if answer is not None:
+                erasures.append(answer.json()["id"])
 
     def client(n: int) -> None:
         with server.client() as http:
@@ -289,7 +295,7 @@ def test_held_cuts_under_writes_uploads_holds_and_erasures_answer_no_500_and_los
     stop.set()
     for thread in threads:
         thread.join(120)
-    assert seen["cut"] > 0 and records and artefacts, seen
+    assert seen["cut"] > 0 and records and artefacts and holds and erasures, seen
     # Nothing but success, the cut's 503 and the stuck claim's 409 (the finding above).
     answered = {k for k in seen if isinstance(k, int)}
     assert answered <= {200, 201, 202, 409, 503}, seen
@@ -310,6 +316,17 @@ def test_held_cuts_under_writes_uploads_holds_and_erasures_answer_no_500_and_los
             assert got.status_code == 200 and got.content == data, (got.status_code, ref)
     for _ in range(3):
         run_worker_pass(server)
+    with server.client() as http:
+        # Every acknowledged hold stands; every acknowledged erasure was carried out
+        # (completed) or is kept by a hold (held): none was lost or left scheduled.
+        for hold_id in holds:
+            shown = http.get(f"/v1/holds/{hold_id}", headers=auth(officer))
+            assert shown.status_code == 200 and shown.json()["released_at"] is None, hold_id
+        statuses = {
+            http.get(f"/v1/erasures/{erasure_id}", headers=auth(privacy)).json()["status"]
+            for erasure_id in erasures
+        }
+        assert statuses <= {"completed", "held"}, statuses
     assert deletion_violations(server) == []
     out = capsys.readouterr()
     logged = "\n".join(line for line in (out.out + out.err).splitlines() if "uvicorn" not in line)
