@@ -2,7 +2,7 @@ import ipaddress
 
 import pytest
 
-from vault.domain.client_ip import canonical_network, client_ip, in_network
+from vault.domain.client_ip import canonical_network, client_ip, in_network, mapped_spelling
 
 PROXIES = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("127.0.0.1/32"))
 
@@ -98,3 +98,11 @@ def test_in_network_reads_a_network_written_either_way(
 )
 def test_a_mapped_network_is_its_ipv4_network(written: str, meant: str) -> None:
     assert canonical_network(ipaddress.ip_network(written)) == ipaddress.ip_network(meant)
+
+
+def test_an_ipv4_networks_mapped_spelling_goes_back_to_it() -> None:
+    for written in ("10.0.0.0/8", "203.0.113.5/32", "0.0.0.0/0"):
+        network = ipaddress.IPv4Network(written)
+        mapped = mapped_spelling(network)
+        assert mapped is not None and canonical_network(mapped) == network
+    assert mapped_spelling(ipaddress.ip_network("2001:db8::/32")) is None

@@ -59,8 +59,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
-# A ping that meets any of these finds the database unusable now.
-_PING_FAILURES: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.InternalClientError)
+# What connecting or a ping meets when the database cannot be used now: the connection
+# errors, and a connection asyncpg's protocol was left unable to use (a backend
+# terminated mid-operation: `_database_errors`).
+_UNUSABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.InternalClientError)
 
 
 @contextmanager
@@ -131,7 +133,7 @@ class Database:
                 command_timeout=30,
                 server_settings={"application_name": "datavault"},
             )
-        except CONNECTION_ERRORS as exc:
+        except _UNUSABLE as exc:
             raise Unavailable("database unreachable") from exc
         return cls(pool)
 
@@ -247,5 +249,5 @@ class Database:
             async with self._connection(wait=2) as conn:
                 result: Any = await conn.fetchval("SELECT 1")
                 return bool(result == 1)
-        except _PING_FAILURES:
+        except _UNUSABLE:
             return False

@@ -32,6 +32,15 @@ def canonical_network(network: IPNetwork) -> IPNetwork:
     return network
 
 
+def mapped_spelling(network: IPNetwork) -> ipaddress.IPv6Network | None:
+    """An IPv4 network's IPv4-mapped spelling (10.0.0.0/8: ::ffff:10.0.0.0/104), in which
+    rows logged before addresses were canonical hold its clients; None for IPv6."""
+    if isinstance(network, ipaddress.IPv4Network):
+        mapped = int(_MAPPED.network_address) | int(network.network_address)
+        return ipaddress.IPv6Network((mapped, network.prefixlen + 96))
+    return None
+
+
 def in_network(address: IPAddress, network: IPNetwork) -> bool:
     """`address` is in `network`, either written either way: an IPv4 client is in
     10.0.0.0/8 and in its mapped spelling ::ffff:10.0.0.0/104 alike (an operator or a

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crypto.errors import IntegrityError
-from crypto.limits import DEFAULT_SEGMENT_SIZE
+from crypto.limits import DEFAULT_SEGMENT_SIZE, GCM_TAG_SIZE
 from crypto.records import open_record, seal_record
 from crypto.stream import (
     StreamSealer,
@@ -498,9 +498,15 @@ class ArtefactService:
         context = data_key.content_context(artefact_object(artefact_id))
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
-        if size == 0:  # the empty object: a header and one empty segment
+        if size == 0:
+            # The empty object: a header and one empty segment (its tag), and only those
+            # bytes are read, as a plan reads only its segments: bytes rewritten in the
+            # header fail that segment's tag, and a blob lengthened in the store is not
+            # read to its end (red team 24: a C2 header's rewritten segment size made every
+            # read take and open up to 64 MiB of appended bytes before it failed).
+            end = header_size(context) + GCM_TAG_SIZE - 1
             async with (
-                aclosing(self._blobs.get_range(key)) as ciphertext,
+                aclosing(self._blobs.get_range(key, 0, end)) as ciphertext,
                 aclosing(decrypt_stream(data_key.key, context, ciphertext)) as plaintext,
             ):
                 async for piece in plaintext:
