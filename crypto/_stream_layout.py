@@ -6,6 +6,7 @@ See crypto/stream.py for the format summary and FORMAT.md for the full specifica
 from __future__ import annotations
 
 import struct
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,11 +24,16 @@ from crypto.limits import (
     STREAM_NONCE_PREFIX_SIZE,
 )
 
+# The version bytes; what each means (labels, associated data, what the commitment
+# covers) is crypto/stream.py's table, the one place readers and writers look it up.
 STREAM_V1: Final = 0xC1
 """Segments authenticate header ‖ DVKC 01 (no object). Read only; never written now."""
 STREAM_V2: Final = 0xC2
-"""Segments authenticate header ‖ DVKC 02 (the object included). Every new stream."""
-STREAM_VERSIONS: Final = frozenset({STREAM_V1, STREAM_V2})
+"""Segments authenticate header ‖ DVKC 02 (the object included); the commitment covers
+the data key and salt only. Read only; never written now."""
+STREAM_V3: Final = 0xC3
+"""As C2, and the commitment also covers every header field before it and the DVKC 02
+encoding, so a changed header or context is refused before any segment is read."""
 FIXED_HEADER_SIZE: Final = 1 + 1 + 4 + SALT_SIZE + STREAM_NONCE_PREFIX_SIZE + COMMITMENT_SIZE
 _U32: Final = struct.Struct(">I")
 
@@ -45,18 +51,27 @@ class StreamHeader:
     def size(self) -> int:
         return FIXED_HEADER_SIZE + len(self.key_id.encode("utf-8"))
 
-    def encode(self) -> bytes:
-        key_id = self.key_id.encode("utf-8")
-        return b"".join(
-            (
-                bytes([self.version, len(key_id)]),
-                key_id,
-                _U32.pack(self.segment_size),
-                self.salt,
-                self.nonce_prefix,
-                self.commitment,
-            )
+    @property
+    def fields(self) -> bytes:
+        """The header's bytes before the commitment (what a C3 commitment covers)."""
+        return header_fields(
+            self.version, self.key_id, self.segment_size, self.salt, self.nonce_prefix
         )
+
+    def encode(self) -> bytes:
+        return self.fields + self.commitment
+
+
+def header_fields(
+    version: int, key_id: str, segment_size: int, salt: bytes, nonce_prefix: bytes
+) -> bytes:
+    """version ‖ u8 len ‖ key id ‖ u32 segment size ‖ salt ‖ nonce prefix: self-delimiting
+    (the length byte says where the key id ends, the rest is fixed), so these bytes
+    followed by anything else still name each field unambiguously."""
+    raw_key_id = key_id.encode("utf-8")
+    return b"".join(
+        (bytes([version, len(raw_key_id)]), raw_key_id, _U32.pack(segment_size), salt, nonce_prefix)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,10 +98,12 @@ def header_size(context: KeyContext) -> int:
     return FIXED_HEADER_SIZE + len(key_id_bytes(context))
 
 
-def parse_header(data: bytes) -> StreamHeader:
-    """Parse the header at the start of ``data`` (trailing bytes are ignored). The header
-    is authenticated only when a segment opens; until then treat it as untrusted."""
-    if len(data) < FIXED_HEADER_SIZE or data[0] not in STREAM_VERSIONS:
+def parse_header(data: bytes, versions: Container[int]) -> StreamHeader:
+    """Parse the header at the start of ``data`` (trailing bytes are ignored), refusing a
+    version byte not in ``versions`` (crypto/stream.py's table: call its parse_header).
+    Untrusted until the key commitment is checked (and, for C1/C2, whose commitment does
+    not cover the other fields, until a segment opens)."""
+    if len(data) < FIXED_HEADER_SIZE or data[0] not in versions:
         raise IntegrityError()
     at = 2 + data[1]
     if len(data) < FIXED_HEADER_SIZE + data[1]:
@@ -150,9 +167,10 @@ def plan_range(
     This is where the stored header meets the metadata: a header that cannot hold
     ``plaintext_len`` (more than 2**32 segments of its size), or whose segment size is not
     ``segment_size`` (the size the metadata records it was written with, when given), is
-    an IntegrityError like any other altered byte. The commitment does not cover the
-    segment size (FORMAT.md), so without the second check a rewritten size would be
-    found only by the first segment's tag, after reading and opening up to 64 MiB."""
+    an IntegrityError like any other altered byte. A C1 or C2 commitment does not cover
+    the segment size (FORMAT.md), so for those without the second check a rewritten size
+    would be found only by the first segment's tag, after reading and opening up to
+    64 MiB; a C3 header's commitment refuses it when the opener is made in any case."""
     if not 0 <= start <= end_inclusive < plaintext_len:
         raise ValueError("range must satisfy 0 <= start <= end < plaintext length")
     seg = header.segment_size

@@ -7,8 +7,9 @@ one canonical way per encoding version, so that anything moved to another tenant
 subject, category, generation, key, artefact or record fails to open.
 
 Two encodings (FORMAT.md): `DVKC 01` has no object field; key wraps use it, and so did
-records and streams before `B2`/`C2`. `DVKC 02` adds the object, always present. Which
-one a ciphertext's associated data is follows from the ciphertext's own version byte.
+records and streams before `B2`/`C2`. `DVKC 02` adds the object, always present (`B2`,
+`C2`, `C3`). Which one a ciphertext's associated data is follows from the ciphertext's
+own version byte.
 """
 
 from __future__ import annotations

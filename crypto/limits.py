@@ -47,8 +47,8 @@ MIN_SEGMENT_SIZE: Final = 16
 
 MAX_SEGMENT_SIZE: Final = 64 * 1024 * 1024
 """Caps the memory a reader must be ready to buffer for one segment when it trusts the
-header of an object it has not authenticated yet (the header is authenticated only when
-the first segment opens)."""
+header of an object it has not authenticated yet: a C1 or C2 header's segment size is
+authenticated only when the first segment opens (C3's commitment covers it)."""
 
 MAX_SEGMENTS: Final = 2**32
 """The segment index is a 32-bit nonce field; it must never wrap. With 1 MiB segments the

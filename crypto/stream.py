@@ -2,16 +2,19 @@
 
 Object = header ‖ segment 0 ‖ … ‖ segment n-1 (FORMAT.md, "Stream"). Header:
 
-    0xC2 ‖ key id length (1) ‖ key id (UTF-8) ‖ segment size (u32 BE) ‖ salt (32)
+    0xC3 ‖ key id length (1) ‖ key id (UTF-8) ‖ segment size (u32 BE) ‖ salt (32)
          ‖ nonce prefix (7) ‖ key commitment (32)
 
 Segment i = AES-256-GCM(segment key, nonce = prefix ‖ u32 BE i ‖ last flag,
-aad = header ‖ DVKC 02 context encoding, which names the object). `C1` streams, written
-before objects were bound, have the same layout with the DVKC 01 encoding (no object)
-and their own labels; they still open. Every segment but the last holds exactly
+aad = header ‖ DVKC 02 context encoding, which names the object). The commitment is
+derived from the data key and salt with every header byte before it and the DVKC 02
+encoding in its label, and checked before any segment opens, so a header or context
+changed in any byte is refused there. `C2` (commitment over key and salt only) and `C1`
+(also the DVKC 01 encoding, no object) have the same layout and their own labels; they
+are no longer written and still open. Every segment but the last holds exactly
 ``segment_size`` plaintext bytes; the last holds 1..segment_size (a multiple of the
 segment size ends with a full last segment, no empty one), and only the empty object has
-an empty (tag-only) last segment. The commitment is checked before any segment opens.
+an empty (tag-only) last segment.
 """
 
 from __future__ import annotations
@@ -28,21 +31,22 @@ from collections.abc import (
     Callable,
     Sequence,
 )
-from typing import Final
+from typing import Final, NamedTuple
 
-from crypto import _primitives
+from crypto import _primitives, _stream_layout
 from crypto._primitives import Aead, Buffer, RandomSource
 from crypto._stream_layout import (
     FIXED_HEADER_SIZE,
     STREAM_V1,
     STREAM_V2,
+    STREAM_V3,
     RangePlan,
     StreamHeader,
     check_segment_size,
     ciphertext_size,
+    header_fields,
     header_size,
     key_id_bytes,
-    parse_header,
     plaintext_size,
     plan_range,
 )
@@ -76,20 +80,42 @@ __all__ = [
     "plan_range",
 ]
 
-# (segment key label, commitment label, associated data after the header) per version.
+
+class _Version(NamedTuple):
+    segment_key_label: bytes
+    commitment_label: bytes
+    associated_data: Callable[[KeyContext], bytes]  # after the header, in every segment's AAD
+    # The commitment's HKDF info is its label ‖ the header before the commitment ‖ the
+    # associated data (C3), or the label alone (C1, C2: key and salt only, FORMAT.md).
+    commitment_covers_header: bool
+
+
+# Every stream version a reader opens, in one table: parse_header refuses any other byte.
 _VERSIONS: Final = {
     # Written before contexts named objects: read with the object left out.
-    STREAM_V1: (
+    STREAM_V1: _Version(
         b"datavault/stream/v1/segment-key",
         b"datavault/stream/v1/commitment",
         KeyContext.encode_v1_ignoring_object,
+        commitment_covers_header=False,
     ),
-    STREAM_V2: (
+    # Written before the commitment covered the header: its other fields are checked
+    # only by the segments' tags.
+    STREAM_V2: _Version(
         b"datavault/stream/v2/segment-key",
         b"datavault/stream/v2/commitment",
         KeyContext.encode_v2,
+        commitment_covers_header=False,
+    ),
+    STREAM_V3: _Version(
+        b"datavault/stream/v3/segment-key",
+        b"datavault/stream/v3/commitment",
+        KeyContext.encode_v2,
+        commitment_covers_header=True,
     ),
 }
+# What every new stream is sealed as (the older versions are written only by the vectors).
+_WRITTEN: Final = STREAM_V3
 _NONCE_TAIL: Final = struct.Struct(">IB")  # segment index, last-segment flag
 
 
@@ -227,7 +253,7 @@ async def _encrypt_stream_with(
     chunks: AsyncIterable[bytes],
     segment_size: int,
     rng: RandomSource,
-    version: int = STREAM_V2,
+    version: int = _WRITTEN,
 ) -> AsyncIterator[bytes]:
     # Deterministic randomness and older versions are asked for only by the test vectors.
     sealer = StreamSealer._with(data_key, context, segment_size, rng, version)
@@ -252,7 +278,7 @@ class StreamSealer:
         context: KeyContext,
         segment_size: int = DEFAULT_SEGMENT_SIZE,
     ) -> None:
-        self._setup(data_key, context, segment_size, _primitives.random_bytes, STREAM_V2)
+        self._setup(data_key, context, segment_size, _primitives.random_bytes, _WRITTEN)
 
     @classmethod
     def _with(
@@ -271,12 +297,12 @@ class StreamSealer:
         check_segment_size(segment_size)
         salt = rng(SALT_SIZE)
         prefix = rng(STREAM_NONCE_PREFIX_SIZE)
-        segment_key, commitment = _derive(version, ikm, salt)
         key_id = key_id_bytes(context).decode("utf-8")
-        self.header = StreamHeader(version, key_id, segment_size, salt, prefix, commitment).encode()
-        self._cipher = _SegmentCipher(
-            segment_key, prefix, self.header + _associated_data(version, context)
-        )
+        fields = header_fields(version, key_id, segment_size, salt, prefix)
+        associated = _VERSIONS[version].associated_data(context)
+        segment_key, commitment = _derive(version, ikm, salt, fields, associated)
+        self.header = fields + commitment
+        self._cipher = _SegmentCipher(segment_key, prefix, self.header + associated)
         self._segment_size = segment_size
         self._index = 0
         self._done = False
@@ -346,14 +372,18 @@ class _SegmentCipher:
     def for_reading(
         cls, data_key: SecretBytes, context: KeyContext, header: StreamHeader
     ) -> _SegmentCipher:
-        segment_key, commitment = _derive(header.version, require_key(data_key), header.salt)
-        # Key commitment first: no segment is opened under a key the header did not name.
+        fields = header.fields
+        associated = _VERSIONS[header.version].associated_data(context)
+        segment_key, commitment = _derive(
+            header.version, require_key(data_key), header.salt, fields, associated
+        )
+        # Key commitment first: no segment is opened under a key the header did not name
+        # (nor, for C3, under a header or context other than the ones it was sealed with).
         if header.key_id != context.key_id or not _primitives.constant_time_equal(
             commitment, header.commitment
         ):
             raise IntegrityError()
-        aad = header.encode() + _associated_data(header.version, context)
-        return cls(segment_key, header.nonce_prefix, aad)
+        return cls(segment_key, header.nonce_prefix, fields + header.commitment + associated)
 
     def seal(self, plaintext: Buffer, index: int, last: bool) -> bytes:
         return self._aead.seal(self._prefix + _NONCE_TAIL.pack(index, last), plaintext, self._aad)
@@ -408,11 +438,22 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
         yield chunk
 
 
-def _derive(version: int, ikm: bytes, salt: bytes) -> tuple[bytes, bytes]:
-    key_label, commitment_label, _ = _VERSIONS[version]
-    segment_key = _primitives.hkdf_sha256(ikm, salt, key_label, KEY_SIZE)
-    return segment_key, _primitives.hkdf_sha256(ikm, salt, commitment_label, COMMITMENT_SIZE)
+def parse_header(data: bytes) -> StreamHeader:
+    """Parse the header at the start of ``data`` (trailing bytes are ignored); a version
+    byte not in the table is an IntegrityError. Untrusted until an opener checks its
+    commitment (a C1 or C2 header's other fields: until a segment opens)."""
+    return _stream_layout.parse_header(data, _VERSIONS)
 
 
-def _associated_data(version: int, context: KeyContext) -> bytes:
-    return _VERSIONS[version][2](context)
+def _derive(
+    version: int, ikm: bytes, salt: bytes, fields: bytes, associated: bytes
+) -> tuple[bytes, bytes]:
+    """(segment key, commitment). ``fields`` (self-delimiting) and ``associated`` (the
+    DVKC encoding, injective) enter the commitment's info where the version says so, so
+    two different (header, context) pairs never share a commitment input."""
+    spec = _VERSIONS[version]
+    segment_key = _primitives.hkdf_sha256(ikm, salt, spec.segment_key_label, KEY_SIZE)
+    info = spec.commitment_label
+    if spec.commitment_covers_header:
+        info += fields + associated
+    return segment_key, _primitives.hkdf_sha256(ikm, salt, info, COMMITMENT_SIZE)

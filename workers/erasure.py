@@ -259,8 +259,9 @@ async def _shred(
     What retention decides on is read for all of them in one statement before any key
     is destroyed, as it was read before each destroy; each generation's destroy is one
     call of the key ring's (the subject's lock, the hold check, the destroys), all of
-    them in one statement, in order (issue 19, fifth round: a round trip each); the
-    items of all of them are written after, in one round trip each kind."""
+    them in one statement, in subject id order (issue 19, fifth round: a round trip
+    each; the order: KeyRing.destroy_many_subject_keys); the items of all of them are
+    written after, in one round trip each kind."""
     covering = [erasure for erasure in erasures if erasure["subject_id"] is not None]
     if not covering:  # unknown references: nothing to shred
         return [(0, 0)] * len(erasures)

@@ -21,10 +21,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from crypto._message import MessageFormat
 from crypto._primitives import random_bytes
-from crypto._stream_layout import STREAM_V1
+from crypto._stream_layout import STREAM_V1, STREAM_V2, STREAM_V3
 from crypto.limits import DEFAULT_SEGMENT_SIZE
-from crypto.records import RECORD_V1, _seal_record_with, seal_record
+from crypto.records import RECORD_V1, RECORD_V2, _seal_record_with, seal_record
 from crypto.stream import _encrypt_stream_with
 from tests.api.helpers import (
     MIB,
@@ -955,7 +956,7 @@ def test_a_blob_and_key_moved_to_another_artefact_fail_even_when_its_metadata_op
     """The stream's own binding, on its own: the first artefact's row is given the second's
     data key and blob, and metadata sealed under that key for the first artefact (forged
     here with the vault's own keys, which an attacker does not have), so the metadata opens
-    and only the stream's object identity (C2) stands between the two. Whole and ranged
+    and only the stream's object identity (C3) stands between the two. Whole and ranged
     reads fail before any of the other artefact's bytes are sent."""
     ref = _ref()
     first_data, second_data = os.urandom(300_000), os.urandom(300_000)
@@ -1027,18 +1028,32 @@ async def _move_blob_with_forged_metadata(
         await conn.close()
 
 
-def test_an_artefact_written_before_objects_were_bound_still_reads(
-    server: ServerThread, tenant: Tenant, settings: Settings, database_url: str
+@pytest.mark.parametrize(
+    ("stream_version", "record_version"),
+    [(STREAM_V1, RECORD_V1), (STREAM_V2, RECORD_V2)],
+    ids=["c1-b1", "c2-b2"],
+)
+def test_an_artefact_written_by_an_earlier_release_still_reads(
+    server: ServerThread,
+    tenant: Tenant,
+    settings: Settings,
+    database_url: str,
+    stream_version: int,
+    record_version: MessageFormat,
 ) -> None:
-    """An artefact the previous release wrote (stream `C1` and metadata `B1`: no object in
-    their associated data) still reads whole and by range through the vault's read path,
-    which now names the artefact."""
+    """An artefact an earlier release wrote still reads whole and by range through the
+    vault's read path, which names the artefact and writes `C3`: stream `C1` and metadata
+    `B1` (no object in their associated data), or stream `C2` (its commitment covers the
+    data key and salt only) and metadata `B2`."""
     ref = _ref()
     data = os.urandom(2 * MIB + 1000)
     with server.client() as http:
         keys = data_keys(http, tenant)
         meta = uploaded(http, keys.ingest, ref, b"placeholder", filename="old.bin")
-        asyncio.run(_rewrite_as_c1(settings, database_url, tenant.id, meta["id"], data))
+        rewrite = _rewrite_as(
+            settings, database_url, tenant.id, meta["id"], data, stream_version, record_version
+        )
+        asyncio.run(rewrite)
         described = http.get(artefact_url(ref, meta["id"]), headers=auth(keys.read))
         whole = http.get(artefact_url(ref, meta["id"], "content"), headers=auth(keys.read))
         ranged = http.get(
@@ -1052,8 +1067,14 @@ def test_an_artefact_written_before_objects_were_bound_still_reads(
     assert ranged.status_code == 206 and ranged.content == data[MIB - 10 : MIB + 10]
 
 
-async def _rewrite_as_c1(
-    settings: Settings, database_url: str, tenant_id: uuid.UUID, artefact_id: str, data: bytes
+async def _rewrite_as(
+    settings: Settings,
+    database_url: str,
+    tenant_id: uuid.UUID,
+    artefact_id: str,
+    data: bytes,
+    stream_version: int,
+    record_version: MessageFormat,
 ) -> None:
     this = uuid.UUID(artefact_id)
     async with (
@@ -1067,24 +1088,27 @@ async def _rewrite_as_c1(
         )
         assert row is not None
         key = await ctx.keyring.data_key(tx, tenant_id, row["data_key_id"])
-        # What the previous release wrote: the same contexts, no object bound.
+        first = [c async for c in ctx.blobs.get_range(row["blob_key"], 0, 0)]
+        assert first == [bytes([STREAM_V3])]  # what this release writes
+        # What the earlier release wrote: the same contexts, its formats.
         stream = _encrypt_stream_with(
             key.key,
             key.content_context(artefact_object(this)),
             _one_chunk(data),
             DEFAULT_SEGMENT_SIZE,
             random_bytes,
-            STREAM_V1,
+            stream_version,
         )
         await ctx.blobs.put_stream(row["blob_key"], stream)
-        assert [c async for c in ctx.blobs.get_range(row["blob_key"], 0, 0)] == [b"\xc1"]
+        first = [c async for c in ctx.blobs.get_range(row["blob_key"], 0, 0)]
+        assert first == [bytes([stream_version])]
         metadata = {"filename": "old.bin", "sha256": sha256_hex(data), "crc32": zlib.crc32(data)}
         sealed = _seal_record_with(
             key.key,
             json.dumps(metadata).encode(),
             key.content_context(artefact_object(this), "metadata"),
             random_bytes,
-            RECORD_V1,
+            record_version,
         )
     conn = await asyncpg.connect(database_url)  # the table owner
     try:

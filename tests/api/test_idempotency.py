@@ -5,16 +5,20 @@ request still running is 409; errors free the key; nothing readable is stored.""
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 import uuid
 from typing import Any
 
 import asyncpg
+import pytest
 
 from tests.api.helpers import auth, create_key, data_keys, record_url, subject_url
-from tests.support import ServerThread, Tenant, problem
+from tests.support import ServerThread, Tenant, fetchval, problem
 from vault.db.database import Database
+from vault.errors import Unavailable
+from vault.services import idempotency as idempotency_service
 from workers.idempotency import expire_idempotency_keys
 
 
@@ -247,3 +251,86 @@ def test_a_request_without_the_header_is_not_deduplicated(
             for _ in range(2)
         }
     assert len(ids) == 2
+
+
+def _logged(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines() if "{" in line]
+
+
+def test_an_answer_that_cannot_be_stored_still_goes_out_and_its_claim_stands(
+    server: ServerThread, tenant: Tenant, vault_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hold committed, then the database stays unreachable through every try to
+    store its answer (5 tries, 1.5 s): the hold's own 201 goes out, not a 503 that would
+    invite a retry, and a warning names the request by its id only. The gap that leaves
+    (README "Idempotency-Key"): the claim stands unanswered, so the retry with the key
+    gets 409 until the claim lapses after an hour, and then the request runs again."""
+    key = _key()
+    tries: list[int] = []
+
+    async def unreachable(*args: object) -> None:
+        tries.append(1)
+        raise Unavailable("database unavailable")
+
+    with server.client() as http:
+        officer = auth(create_key(http, tenant, ["compliance"]))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(idempotency_service, "store_answer", unreachable)
+            first = http.post("/v1/holds", json=_hold_body(), headers={**officer, **key})
+        retried = http.post("/v1/holds", json=_hold_body(), headers={**officer, **key})
+        fetchval(
+            server.database_url,
+            "UPDATE idempotency_keys SET created_at = created_at - interval '61 minutes'"
+            " WHERE tenant_id = $1",
+            tenant.id,
+        )
+        later = http.post("/v1/holds", json=_hold_body(), headers={**officer, **key})
+        holds = http.get("/v1/holds", headers=officer).json()["items"]
+    assert first.status_code == 201, first.text
+    assert "idempotent-replayed" not in first.headers
+    assert len(tries) == 5
+    assert retried.status_code == 409
+    assert "still being processed" in problem(retried)["detail"]
+    assert later.status_code == 201 and "idempotent-replayed" not in later.headers
+    assert len(holds) == 2  # the gap: nobody could tell the second from the first
+    logged = _logged(capsys)
+    warned = [
+        {name: value for name, value in line.items() if name != "timestamp"}
+        for line in logged
+        if line.get("event") == "idempotency_answer_not_stored"
+    ]
+    assert warned == [
+        {
+            "event": "idempotency_answer_not_stored",
+            "level": "warning",
+            "request_id": first.headers["x-request-id"],
+            "error_type": "Unavailable",
+            "attempts": 5,
+        }
+    ], warned
+    assert not any(key["Idempotency-Key"] in json.dumps(line) for line in logged)
+
+
+def test_a_release_cut_once_is_retried_and_frees_the_key(
+    server: ServerThread, tenant: Tenant
+) -> None:
+    """An error answer frees the key; a cut on that release's first try does not leave
+    it claimed (its repeat would get 409 for an hour): the second try frees it."""
+    key = _key()
+    real_release = idempotency_service.release
+    tries: list[int] = []
+
+    async def cut_once(db: Database, slot: idempotency_service.KeySlot) -> None:
+        tries.append(1)
+        if len(tries) == 1:
+            raise Unavailable("database unavailable")
+        await real_release(db, slot)
+
+    with server.client() as http:
+        officer = auth(create_key(http, tenant, ["compliance"]))
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(idempotency_service, "release", cut_once)
+            wrong = http.post("/v1/holds", json={"reason": "boredom"}, headers={**officer, **key})
+        again = http.post("/v1/holds", json={"reason": "boredom"}, headers={**officer, **key})
+    assert wrong.status_code == again.status_code == 422, again.text
+    assert len(tries) == 2

@@ -79,6 +79,7 @@ def _tampered(raw: bytes, how: str) -> bytes:
         "segment-size-64mib": _with_segment_size(raw, 64 * MIB),
         "segment-size-zero": _with_segment_size(raw, 0),
         "version-c1": b"\xc1" + raw[1:],
+        "version-c2": b"\xc2" + raw[1:],  # C3's commitment would not cover the size
         "key-id-length": raw[:1] + bytes([raw[1] + 1]) + raw[2:],
     }[how]
 
@@ -97,6 +98,7 @@ HOW = [
     "segment-size-64mib",
     "segment-size-zero",
     "version-c1",
+    "version-c2",
     "key-id-length",
 ]
 # (Range header, plaintext slice): before any damage to segments 1 and 2, across the

@@ -30,14 +30,20 @@ def test_format_doc_vectors_are_the_checked_vectors() -> None:
         vector("record", 3)["sealed"],
         vector("stream", 1)["ciphertext"],
         vector("stream", 5)["ciphertext"],
+        vector("stream", 9)["ciphertext"],
         vector("local", 0)["envelope"],
     }
 
 
 def test_format_doc_names_every_version_it_writes_or_reads() -> None:
-    for marker in ("`DVKC 01`", "`DVKC 02`", "`B1`", "`B2`", "`C1`", "`C2`"):
+    for marker in ("`DVKC 01`", "`DVKC 02`", "`B1`", "`B2`", "`C1`", "`C2`", "`C3`"):
         assert marker in FORMAT
-    for label in ("datavault/record/v2/key", "datavault/stream/v2/segment-key"):
+    for label in (
+        "datavault/record/v2/key",
+        "datavault/stream/v2/segment-key",
+        "datavault/stream/v3/segment-key",
+        "datavault/stream/v3/commitment",
+    ):
         assert label in FORMAT
 
 

@@ -37,8 +37,13 @@ CONTEXT = KeyContext(
     ObjectIdentity(OBJECT_ARTEFACT, "0b5e7f4c-8a8e-4a43-9d1a-6f1d2b3c4d5e"),
 )  # fmt: skip
 VECTORS = load("stream")
-# Per version: HKDF label prefix and the DVKC encoding the segments authenticate.
-STREAM_SPEC = {0xC1: (b"datavault/stream/v1", 1), 0xC2: (b"datavault/stream/v2", 2)}
+# Per version: HKDF label prefix, the DVKC encoding the segments authenticate, and whether
+# the commitment's info carries the header before it and that encoding (C3).
+STREAM_SPEC = {
+    0xC1: (b"datavault/stream/v1", 1, False),
+    0xC2: (b"datavault/stream/v2", 2, False),
+    0xC3: (b"datavault/stream/v3", 2, True),
+}
 
 
 async def agen(chunks: Iterable[bytes]) -> AsyncIterator[bytes]:
@@ -96,7 +101,7 @@ def test_stream_matches_vector_byte_for_byte(vector: dict[str, Any]) -> None:
 def test_stream_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     # An independent reader written from FORMAT.md with pyca/cryptography only.
     ct, ikm = bytes.fromhex(vector["ciphertext"]), bytes.fromhex(vector["data_key"])
-    label, encoding = STREAM_SPEC[ct[0]]
+    label, encoding, covers_header = STREAM_SPEC[ct[0]]
     key_id = vector["context"]["key_id"].encode()
     assert ct[1] == len(key_id) and ct[2 : 2 + len(key_id)] == key_id
     at = 2 + len(key_id)
@@ -108,9 +113,11 @@ def test_stream_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     def hkdf(info: bytes) -> bytes:
         return HKDF(hashes.SHA256(), 32, salt, info).derive(ikm)
 
-    assert commitment == hkdf(label + b"/commitment")
+    context = spec_context_encoding(vector["context"], encoding)
+    covered = header[: -len(commitment)] + context if covers_header else b""
+    assert commitment == hkdf(label + b"/commitment" + covered)
     aead = AESGCM(hkdf(label + b"/segment-key"))
-    aad = header + spec_context_encoding(vector["context"], encoding)
+    aad = header + context
     body = ct[len(header) :]
     segments = [body[i : i + seg + 16] for i in range(0, len(body), seg + 16)]
     plaintext = b""
@@ -121,9 +128,31 @@ def test_stream_vector_follows_the_spec(vector: dict[str, Any]) -> None:
     assert plaintext.hex() == vector["plaintext"]
 
 
-def test_stream_vectors_cover_both_versions_and_new_writes_are_c2() -> None:
-    assert {bytes.fromhex(v["ciphertext"])[0] for v in VECTORS} == {0xC1, 0xC2}
-    assert encrypt(generate_key(), b"x", 16)[0] == 0xC2
+def test_stream_vectors_cover_every_version_and_new_writes_are_c3() -> None:
+    assert {bytes.fromhex(v["ciphertext"])[0] for v in VECTORS} == {0xC1, 0xC2, 0xC3}
+    assert encrypt(generate_key(), b"x", 16)[0] == 0xC3
+
+
+@pytest.mark.parametrize(
+    "vector",
+    [v for v in VECTORS if v["ciphertext"].startswith("c2")],
+    ids=lambda v: v["plaintext"][:8] or "empty",
+)
+def test_c2_stream_written_before_c3_still_opens(vector: dict[str, Any]) -> None:
+    """Fixed ciphertext: a stream the previous release wrote (C2) opens, whole and by
+    range, with the same context; only its own artefact, as before."""
+    key, ct = SecretBytes(bytes.fromhex(vector["data_key"])), bytes.fromhex(vector["ciphertext"])
+    plaintext, context = bytes.fromhex(vector["plaintext"]), context_of(vector["context"])
+    assert b"".join(asyncio.run(collect(decrypt_stream(key, context, agen([ct]))))) == plaintext
+    if plaintext:
+        header = parse_header(ct)
+        plan = plan_range(header, len(plaintext), 1, len(plaintext) - 1)
+        body = ct[plan.ciphertext_start : plan.ciphertext_end + 1]
+        pieces = decrypt_range(key, context, ct[: header.size], agen([body]), plan)
+        assert b"".join(asyncio.run(collect(pieces))) == plaintext[1:]
+    moved = dataclasses.replace(context, object_identity=ObjectIdentity(OBJECT_ARTEFACT, "a-1"))
+    with pytest.raises(IntegrityError):
+        b"".join(asyncio.run(collect(decrypt_stream(key, moved, agen([ct])))))
 
 
 @pytest.mark.parametrize(

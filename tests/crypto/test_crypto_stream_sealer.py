@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from crypto._stream_layout import STREAM_V2
+from crypto._stream_layout import STREAM_V3
 from crypto.context import OBJECT_ARTEFACT, PURPOSE_ARTEFACT, KeyContext, ObjectIdentity
 from crypto.errors import IntegrityError
 from crypto.secrets import SecretBytes, generate_key
@@ -83,8 +83,8 @@ def twin_sealers(key: SecretBytes) -> tuple[StreamSealer, StreamSealer]:
         return bytes(range(n))
 
     return (
-        StreamSealer._with(key, CONTEXT, SEG, rng, STREAM_V2),
-        StreamSealer._with(key, CONTEXT, SEG, rng, STREAM_V2),
+        StreamSealer._with(key, CONTEXT, SEG, rng, STREAM_V3),
+        StreamSealer._with(key, CONTEXT, SEG, rng, STREAM_V3),
     )
 
 

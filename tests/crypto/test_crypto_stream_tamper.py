@@ -11,6 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from crypto._primitives import random_bytes
+from crypto._stream_layout import STREAM_V2
 from crypto.context import (
     OBJECT_ARTEFACT,
     OBJECT_RECORD,
@@ -21,7 +23,14 @@ from crypto.context import (
 )
 from crypto.errors import IntegrityError
 from crypto.secrets import SecretBytes, generate_key
-from crypto.stream import decrypt_range, decrypt_stream, encrypt_stream, parse_header, plan_range
+from crypto.stream import (
+    _encrypt_stream_with,
+    decrypt_range,
+    decrypt_stream,
+    encrypt_stream,
+    parse_header,
+    plan_range,
+)
 
 FAST = settings(max_examples=60, deadline=None, database=None)
 SEG = 16
@@ -160,8 +169,13 @@ def test_c2_stream_opened_as_another_artefact_is_integrity_error_by_range_too() 
 
 def test_c2_stream_relabelled_c1_fails_at_the_commitment() -> None:
     # A downgrade to the version that binds no object: the labels carry the version.
+    # (C3's downgrades: test_crypto_stream_header_commitment.py.)
     key = generate_key()
-    ct = encrypt(key, b"payload" * 5)
+    sealed = _encrypt_stream_with(
+        key, CONTEXT, agen([b"payload" * 5]), SEG, random_bytes, STREAM_V2
+    )
+    ct = b"".join(asyncio.run(collect(sealed)))
+    assert decrypt(key, ct) == b"payload" * 5
     with pytest.raises(IntegrityError):
         decrypt(key, b"\xc1" + ct[1:])
 
@@ -178,7 +192,7 @@ def test_wrong_key_fails_at_the_commitment_before_any_segment() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"", b"\xc1", b"\x00" * 200, b"\xc1\x00" + b"\x00" * 75, b"\xc3" + b"\x00" * 200],
+    [b"", b"\xc1", b"\x00" * 200, b"\xc1\x00" + b"\x00" * 75, b"\xc4" + b"\x00" * 200],
 )
 def test_malformed_header_is_integrity_error(garbage: bytes) -> None:
     with pytest.raises(IntegrityError):

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Iterable
 
 import pytest
 
-from crypto._stream_layout import FIXED_HEADER_SIZE, STREAM_V1
+from crypto._stream_layout import FIXED_HEADER_SIZE, STREAM_V1, STREAM_V2
 from crypto.context import OBJECT_ARTEFACT, PURPOSE_ARTEFACT, KeyContext, ObjectIdentity
 from crypto.errors import IntegrityError
 from crypto.keywrap import rewrap_key, unwrap_key, wrap_key
@@ -165,7 +165,8 @@ def _with_header_field(blob: bytes, field: str, value: int) -> bytes:
 
 HEADER_LIES = [
     ("version", STREAM_V1),
-    ("version", 0xC3),
+    ("version", STREAM_V2),
+    ("version", 0xC4),
     ("version", 0x00),
     ("key-id-length", 0),
     ("key-id-length", 255),
@@ -306,25 +307,16 @@ def test_secret_bytes_never_show_their_bytes() -> None:
     assert repr(key.reveal()) not in repr(key) + str(key)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="red team 19 finding 4, mitigated not fixed: the key commitment still covers the "
-    "data key and salt only (the format is unchanged), so the crypto layer alone cannot "
-    "refuse a rewritten segment size before a segment is read. The vault refuses it "
-    "before any read by checking the header against the row's segment_size in plan_range "
-    "(test_a_header_whose_segment_size_differs_from_the_rows_is_refused_before_any_read "
-    "below; tests/api/test_redteam19_stored_blob_tamper.py); binding the whole header "
-    "into the commitment needs a new stream version",
-)
 def test_a_header_with_a_rewritten_segment_size_fails_before_any_segment_is_read() -> None:
-    """FORMAT.md: the commitment is compared before any segment opens, but only the
-    segments' tags authenticate the rest of the header. A seek of bytes 0-99 of a 20 MiB
-    artefact whose stored header says 64 MiB segments is planned as one 20 MiB segment:
-    the vault reads it whole and runs AES-GCM over it on the event loop (~0.2 s per 64 MiB
-    measured here) before the tag fails, instead of one 1 MiB segment. Bounded (the
-    64 MiB cap), but a 64x amplification of every seek to that artefact, from one
-    rewritten header. Binding the whole header into the commitment (a new version byte)
-    would refuse it when the opener is made."""
+    """Finding 4: a seek of bytes 0-99 of a 20 MiB artefact whose stored header says
+    64 MiB segments is planned as one 20 MiB segment. Under C2, whose commitment covers
+    the data key and salt only, the opener accepted that header and the vault read the
+    segment whole and ran AES-GCM over it (~0.2 s per 64 MiB measured here) before the
+    tag failed: a 64x amplification of every seek, from one rewritten header (the vault
+    mitigated it by checking the row's segment_size in plan_range, test below). C3's
+    commitment covers every header field before it, so the opener refuses the header
+    when it is made, before a byte of any segment is read; the crypto layer alone.
+    tests/crypto/test_crypto_stream_header_commitment.py has every other field."""
     key = generate_key()
     blob = _with_header_field(_encrypt(key), "segment-size", MAX_SEGMENT_SIZE)
     header_bytes = blob[: parse_header(blob).size]

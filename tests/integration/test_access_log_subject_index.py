@@ -38,7 +38,7 @@ async def _plan_of_subject_search(url: str) -> tuple[dict[str, object], int]:
             LOG_ROWS,
         )
         await conn.execute("ANALYZE access_log")
-        args = (tenant, None, None, None, None, None, None, b"\xaa", 100)
+        args = (tenant, None, None, None, None, None, None, b"\xaa", 100, None)
         found = len(await conn.fetch(Q.search, *args))
         explained = await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {Q.search}", *args)
         plan = json.loads(explained)[0]["Plan"]

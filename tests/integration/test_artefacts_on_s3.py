@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from crypto._stream_layout import STREAM_V3
 from tests.api.helpers import download
 from tests.seaweed import SeaweedS3
 from tests.support import (
@@ -76,6 +77,14 @@ def test_artefact_round_trip_range_and_shred_on_s3(
         with body:
             ciphertext = body.read()
         assert data[:4096] not in ciphertext and len(ciphertext) > len(data)
+        # Written as this release's stream format, multipart and in one put alike.
+        small = http.post(f"{base}?category=recording", content=b"x" * 1000, headers=key)
+        assert small.status_code == 201, small.text
+        [small_key] = _objects(seaweed_s3, small.json()["id"])
+        with seaweed_s3.client().get_object(Bucket=BUCKET, Key=small_key)["Body"] as small_body:
+            assert small_body.read(1) == bytes([STREAM_V3])
+        assert http.delete(f"{base}/{small.json()['id']}", headers=key).status_code == 204
+        assert ciphertext[0] == STREAM_V3
 
         content = f"{base}/{artefact['id']}/content"
         whole = http.get(content, headers=key)

@@ -15,7 +15,8 @@ Finding, fixed (the listing is in id order): both should finish (the closure clo
 tenant, the rotation ends with nothing left to rewrap); one was aborted. A rotation runs
 on a `closing` tenant (holds_keys), so an operator rotating every tenant (a root epoch
 change) meets any closure that is due. The erasure executor's batch (subjects in its
-erasures' order) and the rewrap batch are the same two orders.
+erasures' order then) and the rewrap batch were the same two orders: see
+test_erasure_batch_lock_order.py.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.keys_support import insert_subject
+from tests.keys_support import insert_subject, rotation_outcome
 from tests.support import ServerThread, Tenant, module_private_server
 from vault.db.sql import Queries
 from vault.runtime import operator_context
-from vault.services.key_rotation import rotate_tenant_kek
 from vault.services.keyring import KeyRing
 from vault.services.subject_rewrap import rewrap_subjects
 from workers.closure import run_due_closures
@@ -98,12 +98,7 @@ def test_a_rotation_and_a_closure_pass_on_one_tenant_both_finish(
             monkeypatch.setattr(KeyRing, "destroy_subject_keys", destroy_then_pause)
 
             async def rotate() -> None:
-                try:
-                    outcome["rotation"] = await rotate_tenant_kek(
-                        ctx.db, ctx.keyring, ctx.root, tenant.id
-                    )
-                except Exception as exc:  # what it raised is what is looked at
-                    outcome["rotation"] = exc
+                outcome["rotation"] = await rotation_outcome(ctx, tenant.id)
 
             async def close() -> None:
                 outcome["closure"] = await run_due_closures(

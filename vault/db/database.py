@@ -59,6 +59,11 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
 )
 
+# What connecting or a ping meets when the database cannot be used now: the connection
+# errors, and a connection asyncpg's protocol was left unable to use (a backend
+# terminated mid-operation: `_database_errors`).
+_UNUSABLE: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, asyncpg.InternalClientError)
+
 
 @contextmanager
 def _database_errors() -> Iterator[None]:
@@ -68,6 +73,16 @@ def _database_errors() -> Iterator[None]:
         yield
     except CONNECTION_ERRORS as exc:
         raise Unavailable("database unavailable") from exc
+    except asyncpg.InternalClientError as exc:
+        # asyncpg's protocol left in a state it cannot go on from. Seen when the server
+        # terminated the backend in the middle of an operation (a failover,
+        # pg_terminate_backend; asyncpg issue 1069): the database went away under the
+        # request. `Database._connection` has closed that connection. Logged with its
+        # cause, since the same error would also be what a connection used by two tasks
+        # at once raises: a bug that must not pass as an outage. (asyncpg's messages
+        # here name protocol states only.)
+        _log_broken_connection(exc)
+        raise Unavailable("database connection broken") from exc
     except asyncpg.PostgresError as exc:
         sqlstate = getattr(exc, "sqlstate", None)
         if sqlstate == KEY_NOT_LIVE_SQLSTATE:
@@ -75,6 +90,14 @@ def _database_errors() -> Iterator[None]:
         if sqlstate in SUBJECT_CHANGED_SQLSTATES:
             raise SubjectChanged("the subject changed meanwhile; try again") from None
         raise
+
+
+def _log_broken_connection(exc: asyncpg.InternalClientError) -> None:
+    # structlog is imported here, not with this module: `datavault` imports this module
+    # before vault/observability/structlog_first.py imports structlog without rich.
+    import structlog
+
+    structlog.get_logger("datavault.db").warning("database_connection_broken", error=str(exc)[:200])
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -110,12 +133,25 @@ class Database:
                 command_timeout=30,
                 server_settings={"application_name": "datavault"},
             )
-        except CONNECTION_ERRORS as exc:
+        except _UNUSABLE as exc:
             raise Unavailable("database unreachable") from exc
         return cls(pool)
 
     async def close(self) -> None:
         await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self, wait: float | None = None) -> AsyncIterator[Connection]:
+        """A pooled connection, the only way this class takes one. One that asyncpg finds
+        in a state it cannot go on from (InternalClientError, above) is closed rather
+        than returned: the pool would hand it to the next request, which would fail the
+        same way (its release does not reset it)."""
+        async with self._pool.acquire(timeout=wait) as conn:
+            try:
+                yield conn
+            except asyncpg.InternalClientError:
+                conn.terminate()
+                raise
 
     @asynccontextmanager
     async def tenant_tx(
@@ -129,7 +165,7 @@ class Database:
         that does not would see no tenant's rows and could write none: it fails closed.
         """
         with _database_errors():
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 if not set_by_first_statement:
                     await conn.execute(_SET_TENANT, str(tenant_id))
                 yield conn
@@ -139,7 +175,7 @@ class Database:
         """A transaction with no tenant set: sees no tenant rows, only SECURITY DEFINER
         functions (key lookup, tenant directory) and deployment-wide tables."""
         with _database_errors():
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._connection() as conn, conn.transaction():
                 await conn.execute(_SET_TENANT, "")
                 yield conn
 
@@ -152,7 +188,7 @@ class Database:
         grants it)."""
         with _database_errors():
             async with (
-                self._pool.acquire() as conn,
+                self._connection() as conn,
                 conn.transaction(isolation="repeatable_read", readonly=True),
             ):
                 await conn.execute(_SET_AUDITOR)
@@ -165,7 +201,7 @@ class Database:
         or, with `wait`, waits for it. For work that spans several transactions and must
         run in one process at a time."""
         with _database_errors():
-            async with self._pool.acquire() as conn:
+            async with self._connection() as conn:
                 if wait:
                     await conn.execute("SELECT pg_advisory_lock($1)", key)
                     held = True
@@ -185,7 +221,7 @@ class Database:
         tenant for that transaction itself, so this is one round trip where `tenant_tx`
         takes four or more. For the hot single-statement reads and writes."""
         with _database_errors():
-            async with self._pool.acquire() as conn:
+            async with self._connection() as conn:
                 rows: list[asyncpg.Record] = await conn.fetch(query, tenant_id, *args)
                 return rows
 
@@ -204,14 +240,14 @@ class Database:
         `_init_connection`; transaction-local changes end with their transaction) and an
         empty tenant, so row-level security sees no tenant rows."""
         with _database_errors():
-            async with self._pool.acquire() as conn:
+            async with self._connection() as conn:
                 row: asyncpg.Record | None = await conn.fetchrow(query, *args)
                 return row
 
     async def ping(self) -> bool:
         try:
-            async with self._pool.acquire(timeout=2) as conn:
+            async with self._connection(wait=2) as conn:
                 result: Any = await conn.fetchval("SELECT 1")
                 return bool(result == 1)
-        except CONNECTION_ERRORS:
+        except _UNUSABLE:
             return False

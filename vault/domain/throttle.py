@@ -11,7 +11,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 
-from vault.domain.client_ip import IPAddress
+from vault.domain.client_ip import IPAddress, canonical
 
 # Memory bound: at most this many clients are tracked at once, each with at most
 # `limit` failure times (packed doubles): about 40 MiB in all with the default limit of
@@ -29,9 +29,8 @@ def throttled_client(ip: IPAddress | None) -> str:
     one shared client, "unknown"."""
     if ip is None:
         return "unknown"
+    ip = canonical(ip)  # the one place that says an IPv4 client's two spellings are one
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.IPv6Network((ip, IPV6_CLIENT_PREFIX), strict=False))
     return str(ip)
 

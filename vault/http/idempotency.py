@@ -5,6 +5,11 @@ again, with `Idempotent-Replayed: true`, and nothing is done twice; with a diffe
 request, 422; while the first is still running, 409. Only successful (2xx) answers are
 kept: after an error the key is free again, so a corrected or repeated request runs.
 
+Storing the answer or freeing the key happens after the handler's own transaction has
+committed, in another one; a database cut there (a failover) is retried on a fresh
+connection for about 1.5 s, and if that fails too the handler's answer still goes out:
+its write happened (`_settle`).
+
 The request is identified by method, path, query, content type and the SHA-256 of the
 body. An artefact upload is not read twice: it is identified by its declared length,
 type and filename instead of its bytes, so a replayed upload is answered before its
@@ -29,7 +34,7 @@ from starlette.responses import Response
 from starlette.types import Message, Receive
 
 from crypto.replay import ReplaySealer
-from vault.errors import Conflict, InvalidInput
+from vault.errors import Conflict, InvalidInput, Unavailable
 from vault.http.auth import authenticate, presented_token
 from vault.http.body import read_capped
 from vault.http.state import vault_state
@@ -48,6 +53,11 @@ MAX_FINGERPRINTED_BODY: Final = 1024 * 1024
 # Cache-Control too: an answer that holds a credential (a new key's secret, a playback
 # link) says no-store when it is replayed as well.
 _KEPT_HEADERS: Final = ("location", "cache-control")
+# Settling a key after its handler ran is tried this often when the database is
+# unavailable, pausing 0.1 s, then twice as long each time (1.5 s in all): a failover's
+# cut connection is closed by Database, so each try gets a fresh pooled one.
+_SETTLE_ATTEMPTS: Final = 5
+_SETTLE_FIRST_PAUSE: Final = 0.1
 
 
 def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:
@@ -81,19 +91,21 @@ def idempotent(handler: Endpoint, *, streamed_body: bool = False) -> Endpoint:
         standing = await idempotency.claim(db, slot, fingerprint)
         if standing is not None:
             return _replay(request, standing, fingerprint, sealer, slot)
+        release = functools.partial(idempotency.release, db, slot)
         try:
             response = await handler(inner)
         except BaseException:
-            await _release_quietly(db, slot)
+            await _settle(request, "idempotency_release_failed", release)
             raise
         body_bytes = getattr(response, "body", None)
         if 200 <= response.status_code < 300 and isinstance(body_bytes, bytes):
-            answer = _encode(response, body_bytes, request)
-            await idempotency.store_answer(
-                db, slot, response.status_code, sealer.seal(answer, slot.key_id)
+            sealed = sealer.seal(_encode(response, body_bytes, request), slot.key_id)
+            store = functools.partial(
+                idempotency.store_answer, db, slot, response.status_code, sealed
             )
+            await _settle(request, "idempotency_answer_not_stored", store)
         else:
-            await idempotency.release(db, slot)
+            await _settle(request, "idempotency_release_failed", release)
         return response
 
     endpoint.__dict__["idempotent"] = True  # read by the API description's test
@@ -178,10 +190,35 @@ def _note_for_access_log(request: Request, noted: dict[str, str]) -> None:
         request.state.artefact_id = uuid.UUID(noted["artefact_id"])
 
 
-async def _release_quietly(db: Any, slot: KeySlot) -> None:
-    # Shielded: a client that went away cancels the handler, and the key must still be
-    # freed for its retry (a claim nobody releases is reclaimed after an hour).
-    try:
-        await asyncio.shield(idempotency.release(db, slot))
-    except Exception as exc:
-        log.warning("idempotency_release_failed", error_type=type(exc).__name__)
+async def _settle(request: Request, failed: str, settle: Callable[[], Awaitable[None]]) -> None:
+    """`settle()` (store the answer, release the key) after the handler ran, retried
+    while the database is unavailable; never raises, since the handler's outcome stands
+    either way: its answer (or error) goes out as it was. A failure is logged as `failed`
+    with the request id, never the key, fingerprint or answer. An answer not stored
+    leaves the claim standing: its retry gets 409 until the claim lapses after an hour.
+
+    Shielded: a client that went away cancels the request, and the key must still be
+    settled for its retry."""
+
+    async def tries() -> None:
+        pause = _SETTLE_FIRST_PAUSE
+        for attempt in range(1, _SETTLE_ATTEMPTS + 1):
+            try:
+                await settle()
+                return
+            except Unavailable as exc:
+                error: Exception = exc
+                if attempt < _SETTLE_ATTEMPTS:
+                    await asyncio.sleep(pause)
+                    pause *= 2
+            except Exception as exc:  # not a cut: trying again would not help
+                error = exc
+                break
+        log.warning(
+            failed,
+            request_id=getattr(request.state, "request_id", None),
+            error_type=type(error).__name__,
+            attempts=attempt,
+        )
+
+    await asyncio.shield(tries())

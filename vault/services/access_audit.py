@@ -13,7 +13,7 @@ from vault.blobs.base import BlobStore
 from vault.db.database import DEPLOYMENT_TENANT, Database
 from vault.db.sql import Queries
 from vault.domain.access_chain import ChainedFields, row_hash
-from vault.domain.client_ip import IPNetwork
+from vault.domain.client_ip import IPNetwork, canonical_network, mapped_spelling
 from vault.services.access_anchor import (
     MAX_ANCHOR_AGE_SECONDS,
     Anchor,
@@ -58,6 +58,9 @@ async def search(db: Database, tenant_id: uuid.UUID, query: AccessQuery) -> list
             query.before_seq,
             query.subject_ref_hash,
             query.limit,
+            # Rows logged before addresses were canonical hold an IPv4 client in its
+            # mapped spelling: the filter finds them too.
+            str(twin) if query.ip is not None and (twin := mapped_spelling(query.ip)) else None,
         )
     return [dict(row) for row in rows]
 
@@ -108,7 +111,9 @@ def _access_row_hash(row: Any, prev: bytes) -> bytes:
 
 
 def parse_ip_filter(value: str) -> IPNetwork:
-    return ipaddress.ip_network(value, strict=False)
+    # Addresses are logged in their canonical form (an IPv4 client as IPv4 however it
+    # was reported): a filter written in the mapped spelling finds them.
+    return canonical_network(ipaddress.ip_network(value, strict=False))
 
 
 async def verify_chains(

@@ -27,7 +27,7 @@ from vault.domain.api_keys import (
     own_key,
     token_shaped,
 )
-from vault.domain.client_ip import IPAddress, IPNetwork
+from vault.domain.client_ip import IPAddress, IPNetwork, in_network
 from vault.domain.scopes import Scope
 from vault.domain.secret_text import SecretText
 from vault.errors import Conflict, Forbidden, InvalidInput, NotFound, Throttled, Unauthenticated
@@ -297,7 +297,7 @@ class ApiKeyService:
         if row["expires_at"] and row["expires_at"] <= datetime.now(UTC):
             raise KeyNotLive(principal)
         cidrs = row["allowed_cidrs"] or []
-        if cidrs and (client is None or not any(client in net for net in cidrs)):
+        if cidrs and (client is None or not any(in_network(client, net) for net in cidrs)):
             raise KeyRefusedForAddress(principal)
         return principal
 

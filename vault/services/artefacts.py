@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from crypto.errors import IntegrityError
-from crypto.limits import DEFAULT_SEGMENT_SIZE
+from crypto.limits import DEFAULT_SEGMENT_SIZE, GCM_TAG_SIZE
 from crypto.records import open_record, seal_record
 from crypto.stream import (
     StreamSealer,
@@ -142,7 +142,7 @@ def blob_key(
 ) -> str:
     # Tenant and subject in the key: an operator can see whose object it is, and a blob
     # swapped into another place fails to decrypt (the AAD names the data key and, for
-    # streams written as C2, the artefact).
+    # streams written as C2 or C3, the artefact).
     return f"tenants/{tenant_id}/subjects/{subject_id}/artefacts/{artefact_id}/{key_id}"
 
 
@@ -494,13 +494,19 @@ class ArtefactService:
         byte_range: ByteRange | None,
     ) -> AsyncGenerator[bytes, None]:
         # The artefact as the row names it: a blob and key moved here from another
-        # artefact fail (C2 binds the artefact id).
+        # artefact fail (C2 and C3 bind the artefact id).
         context = data_key.content_context(artefact_object(artefact_id))
         # aclosing: a reader stopped half way (integrity failure, client gone) releases
         # the store's stream at once rather than whenever the generator is collected.
-        if size == 0:  # the empty object: a header and one empty segment
+        if size == 0:
+            # The empty object: a header and one empty segment (its tag), and only those
+            # bytes are read, as a plan reads only its segments: bytes rewritten in the
+            # header fail that segment's tag, and a blob lengthened in the store is not
+            # read to its end (red team 24: a C2 header's rewritten segment size made every
+            # read take and open up to 64 MiB of appended bytes before it failed).
+            end = header_size(context) + GCM_TAG_SIZE - 1
             async with (
-                aclosing(self._blobs.get_range(key)) as ciphertext,
+                aclosing(self._blobs.get_range(key, 0, end)) as ciphertext,
                 aclosing(decrypt_stream(data_key.key, context, ciphertext)) as plaintext,
             ):
                 async for piece in plaintext:
@@ -517,6 +523,7 @@ class ArtefactService:
             header_bytes = bytes(read)
         # The header against the row (its size, its segment size): a segment size rewritten
         # in the store fails here, before a segment is read (red team 19, findings 3, 4).
+        # A C3 header's commitment covers it too; C1/C2 blobs have only this check.
         plan = plan_range(
             parse_header(header_bytes), size, wanted.start, wanted.end, segment_size=segment_size
         )

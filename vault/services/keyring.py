@@ -427,23 +427,32 @@ class KeyRing:
     async def destroy_many_subject_keys(
         self, conn: Connection, tenant_id: uuid.UUID, asks: Sequence[SubjectKeysToDestroy]
     ) -> list[tuple[list[DestroyedKey], list[KeptKey]]]:
-        """`destroy_subject_keys` for each of `asks`, one after another in the order
-        given, in one statement (keys.sql `destroy_many_subject_keys`: each is one call of
-        dv_destroy_subject_keys, as it was one statement each): what each destroyed and
-        what holds kept, in that order. The erasure executor shreds a batch with it
-        (issue 19, fifth round: a statement per generation inside the batch's
-        transaction)."""
+        """`destroy_subject_keys` for each of `asks` in one statement (keys.sql
+        `destroy_many_subject_keys`: each is one call of dv_destroy_subject_keys, as it
+        was one statement each): what each destroyed and what holds kept, in the order
+        asked. The erasure executor shreds a batch with it (issue 19, fifth round: a
+        statement per generation inside the batch's transaction).
+
+        The asks are carried out in subject id order (one subject's in the order asked),
+        since each locks its subject: every batch that locks several subjects takes them
+        in that order (a rotation's rewrap batch, a closure pass), and an erasure batch
+        that took them in its erasures' order could wait for such a batch while it waited
+        for this one (PostgreSQL then aborts one of them)."""
         if not asks:
             return []
+        # Python's UUID order is PostgreSQL's (both compare the 16 bytes); sorted() is
+        # stable, so one subject's generations keep the order they were asked in.
+        order = sorted(range(len(asks)), key=lambda i: asks[i].subject_id)
+        sent = [asks[i] for i in order]
         rows = await conn.fetch(
             Q.destroy_many_subject_keys, tenant_id,
-            [ask.subject_id for ask in asks], [ask.generation for ask in asks],
-            [None if ask.categories is None else json.dumps(ask.categories) for ask in asks],
-            [ask.erasure_id for ask in asks],
+            [ask.subject_id for ask in sent], [ask.generation for ask in sent],
+            [None if ask.categories is None else json.dumps(ask.categories) for ask in sent],
+            [ask.erasure_id for ask in sent],
         )  # fmt: skip
         outcomes: list[tuple[list[DestroyedKey], list[KeptKey]]] = [([], []) for _ in asks]
         for row in rows:
-            destroyed, kept = outcomes[row["n"] - 1]
+            destroyed, kept = outcomes[order[row["n"] - 1]]
             if row["destroyed_at"] is not None:
                 destroyed.append(DestroyedKey(row["key_id"], row["category"], row["destroyed_at"]))
             else:

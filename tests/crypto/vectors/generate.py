@@ -3,7 +3,8 @@
 are stored in it, so the tests replay them through the private ``_…_with`` functions.
 Vectors are append-only: an existing vector must never change (old data stays readable),
 so the formats no longer written (`B1`, `C1`) are still produced here, through the
-private writers' format argument, and new vectors are added after the old ones.
+private writers' format argument, and new vectors are added after the old ones
+(`C3`'s after `C2`'s).
 A context that names no object is written without the `object_identity` key, as every
 context was before objects were bound.
 """
@@ -18,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from crypto._stream_layout import STREAM_V1, STREAM_V2
+from crypto._stream_layout import STREAM_V1, STREAM_V2, STREAM_V3
 from crypto.context import (
     OBJECT_ARTEFACT,
     OBJECT_RECORD,
@@ -173,7 +174,11 @@ def main() -> None:
     stream_vectors = []
     stream_cases = [
         (version, ctx, size, seg)
-        for version, ctx in [(STREAM_V1, CONTEXTS[2]), (STREAM_V2, CONTEXTS_V2[1])]
+        for version, ctx in [
+            (STREAM_V1, CONTEXTS[2]),
+            (STREAM_V2, CONTEXTS_V2[1]),
+            (STREAM_V3, CONTEXTS_V2[1]),
+        ]
         for size, seg in [(0, 16), (20, 16), (32, 16), (100, 32)]
     ]
     for i, (version, ctx, size, seg) in enumerate(stream_cases):

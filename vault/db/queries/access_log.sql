@@ -24,12 +24,13 @@ SELECT tenant_id, seq, at, request_id, api_key_id, key_prefix, ip_hash, method, 
   FROM access_log WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
 
 -- name: search
+-- $10: the mapped spelling of an IPv4 $3 (rows logged before addresses were canonical).
 SELECT seq, at, api_key_id, key_prefix, host(ip) AS ip, masklen(ip) AS ip_masklen, method,
        route, status, bytes_in, bytes_out, subject_ref_hash, artefact_id, request_id
   FROM access_log
  WHERE tenant_id = $1
    AND ($2::uuid IS NULL OR api_key_id = $2)
-   AND ($3::inet IS NULL OR ip && $3::inet)
+   AND ($3::inet IS NULL OR ip && $3::inet OR ip && $10::inet)
    AND ($4::int IS NULL OR status = $4)
    AND ($5::timestamptz IS NULL OR at >= $5)
    AND ($6::timestamptz IS NULL OR at < $6)
