@@ -122,6 +122,7 @@ LONGEST_MODULES = (
     "tests/integration/test_held_erasure_queue.py",
     "tests/integration/test_ledger_watermark.py",
     "tests/integration/test_webhook_events.py",
+    "tests/integration/test_redteam24_s3_stream_reads.py",
     "tests/api/test_openapi.py",
     "tests/api/test_redteam17_hold_coverage.py",
     "tests/e2e/test_blob_store_outage.py",
@@ -154,10 +155,12 @@ LONGEST_MODULES = (
     "tests/integration/test_erasure_wakeups.py",
     "tests/e2e/test_redteam10_confirm_drops_fresh_hold.py",
     "tests/unit/test_cli_json_errors.py",
+    "tests/e2e/test_redteam24_connection_cuts.py",
     "tests/console/test_console_http.py",
     "tests/client/test_client_streaming.py",
     "tests/api/test_redteam3_races.py",
     "tests/e2e/test_playback_cut.py",
+    "tests/integration/test_redteam24_erasure_batches.py",
 )
 
 
