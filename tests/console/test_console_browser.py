@@ -1,7 +1,8 @@
-"""The console in a real browser (Debian's Chromium driven by Playwright): sign-in and
-sign-out, a wrong key, session expiry, CSRF refusal, a hold that keeps an erasure's data,
-two-key release, access-log search by CIDR, the Dutch locale, and keyboard-only use.
-Every page is photographed to test-output/console/<page>-<locale>.png for review."""
+"""The console in a real browser (Debian's Chromium headless shell driven by Playwright):
+sign-in and sign-out, a wrong key, session expiry, CSRF refusal, a hold that keeps an
+erasure's data, two-key release, access-log search by CIDR, the Dutch locale, and
+keyboard-only use. Every page is photographed to test-output/console/<page>-<locale>.png
+for review."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""A playback link in a real browser (Debian's Chromium driven by Playwright, launched as
-the console's browser tests launch it): a WebM (VP9/Opus, made by ffmpeg here) plays in a
-`<video>` from the link alone, seeks to the middle and plays on; every request the player
-made is in the access log under the minting key; the same link is dead (404, and the
-player reports an error) after the subject's erasure and after the minting key's
-revocation (API.md "Playback links")."""
+"""A playback link in a real browser (Debian's Chromium headless shell driven by Playwright,
+launched as the console's browser tests launch it): a WebM (VP9/Opus, made by ffmpeg
+here) plays in a `<video>` from the link alone, seeks to the middle and plays on; every
+request the player made is in the access log under the minting key; the same link is dead
+(404, and the player reports an error) after the subject's erasure and after the minting
+key's revocation (API.md "Playback links")."""
 
 from __future__ import annotations
 
@@ -21,19 +21,19 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.api.helpers import access_log, auth, create_key, data_keys, subject_url, uploaded
+from tests.console.browser_support import CHROMIUM
+from tests.console.browser_support import CHROMIUM_ARGS as CONSOLE_CHROMIUM_ARGS
 from tests.jobs import run_worker_pass
 from tests.support import ServerThread, Tenant, free_port, make_tenant, private_server
 
 T = TypeVar("T")
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-output" / "playback"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    *CONSOLE_CHROMIUM_ARGS,
     # A test page has no user to click play.
     "--autoplay-policy=no-user-gesture-required",
-]  # fmt: skip
+]
 DURATION = 10
 LINK_ROUTE = "/playback/{token}"
 # The browser's address as the access log should see it (the vault trusts the loopback

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -50,23 +52,33 @@ def _worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
         )
 
 
-async def _state(url: str) -> tuple[dict[str, int], int]:
-    """(erasures by status, completed-or-in-progress erasures with a live key left)."""
-    conn = await asyncpg.connect(url)  # the owner: sees every tenant
-    try:
-        statuses = {
-            r["status"]: r["n"]
-            for r in await conn.fetch("SELECT status, count(*) AS n FROM erasures GROUP BY status")
-        }
-        violations = await conn.fetchval(
-            """SELECT count(*) FROM erasures e JOIN subject_keys k
-                 ON k.tenant_id = e.tenant_id AND k.subject_id = e.subject_id
-                AND k.generation BETWEEN e.from_generation AND e.generation
-              WHERE e.status IN ('in_progress', 'completed') AND k.wrapped_key IS NOT NULL"""
-        )
-        return statuses, int(violations)
-    finally:
-        await conn.close()
+async def _state(conn: asyncpg.Connection) -> tuple[dict[str, int], int]:
+    """(erasures by status, completed-or-in-progress erasures with a live key left), as
+    the database's owner (it sees every tenant); each statement its own snapshot."""
+    statuses = {
+        r["status"]: r["n"]
+        for r in await conn.fetch("SELECT status, count(*) AS n FROM erasures GROUP BY status")
+    }
+    violations = await conn.fetchval(
+        """SELECT count(*) FROM erasures e JOIN subject_keys k
+             ON k.tenant_id = e.tenant_id AND k.subject_id = e.subject_id
+            AND k.generation BETWEEN e.from_generation AND e.generation
+          WHERE e.status IN ('in_progress', 'completed') AND k.wrapped_key IS NOT NULL"""
+    )
+    return statuses, int(violations)
+
+
+@contextmanager
+def _watching(url: str) -> Iterator[Callable[[], tuple[dict[str, int], int]]]:
+    """`_state` as often as a test asks, on one connection held for the test: the tests
+    ask every few hundredths of a second while workers run, and a connection each time
+    was a new PostgreSQL backend each time (thousands a run, for the same two queries)."""
+    with asyncio.Runner() as runner:
+        conn = runner.run(asyncpg.connect(url))
+        try:
+            yield lambda: runner.run(_state(conn))
+        finally:
+            runner.run(conn.close())
 
 
 def _queued_erasures(pg_admin_url: str, tmp_path: Path) -> tuple[Settings, str]:
@@ -103,21 +115,22 @@ def test_workers_sharing_the_queue_one_killed_at_random_points(
     running = [_worker(settings, log) for _ in range(workers)]
     kills, seen_done = 0, 0
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            statuses, violations = asyncio.run(_state(url))
-            assert violations == 0, statuses
-            done = SUBJECTS - statuses.get("scheduled", 0)
-            if statuses.get("completed") == SUBJECTS or time.monotonic() > deadline:
-                break
-            if kills < KILLS and done > seen_done:  # mid-batch: kill one, start another
-                seen_done = done
-                victim = running.pop(rng.randrange(len(running)))
-                victim.send_signal(signal.SIGKILL)
-                victim.wait(timeout=30)
-                running.append(_worker(settings, log))
-                kills += 1
-            time.sleep(0.02)
+        with _watching(url) as state:
+            deadline = time.monotonic() + 120
+            while True:
+                statuses, violations = state()
+                assert violations == 0, statuses
+                done = SUBJECTS - statuses.get("scheduled", 0)
+                if statuses.get("completed") == SUBJECTS or time.monotonic() > deadline:
+                    break
+                if kills < KILLS and done > seen_done:  # mid-batch: kill one, start another
+                    seen_done = done
+                    victim = running.pop(rng.randrange(len(running)))
+                    victim.send_signal(signal.SIGKILL)
+                    victim.wait(timeout=30)
+                    running.append(_worker(settings, log))
+                    kills += 1
+                time.sleep(0.02)
     finally:
         for worker in running:
             worker.send_signal(signal.SIGKILL)
@@ -152,27 +165,28 @@ def test_sigterm_mid_batch_stops_the_worker_cleanly_and_another_finishes(
 ) -> None:
     settings, url = _queued_erasures(pg_admin_url, tmp_path)
     log = tmp_path / "worker.log"
-    worker = _worker(settings, log)
-    deadline = time.monotonic() + 60
-    while not asyncio.run(_state(url))[0].get("completed"):
-        assert time.monotonic() < deadline, log.read_text()[-3000:]
-        time.sleep(0.05)
-    worker.send_signal(signal.SIGTERM)  # while the rest of the batch is being shredded
-    assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
-    assert "Application shutdown complete" in log.read_text()
-    statuses, violations = asyncio.run(_state(url))
-    assert violations == 0
-    # Nothing is stuck claimed by the stopped worker: the next one finishes the batch.
-    worker = _worker(settings, log)
-    try:
+    with _watching(url) as state:
+        worker = _worker(settings, log)
         deadline = time.monotonic() + 60
-        while statuses != {"completed": SUBJECTS} and time.monotonic() < deadline:
-            time.sleep(0.3)
-            statuses, violations = asyncio.run(_state(url))
-            assert violations == 0
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(timeout=60)
+        while not state()[0].get("completed"):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGTERM)  # while the rest of the batch is being shredded
+        assert worker.wait(timeout=30) == 0, log.read_text()[-3000:]
+        assert "Application shutdown complete" in log.read_text()
+        statuses, violations = state()
+        assert violations == 0
+        # Nothing is stuck claimed by the stopped worker: the next one finishes the batch.
+        worker = _worker(settings, log)
+        try:
+            deadline = time.monotonic() + 60
+            while statuses != {"completed": SUBJECTS} and time.monotonic() < deadline:
+                time.sleep(0.05)
+                statuses, violations = state()
+                assert violations == 0
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(timeout=60)
     assert statuses == {"completed": SUBJECTS}, log.read_text()[-3000:]
 
 
