@@ -24,7 +24,7 @@ import pytest
 
 from tests.api.helpers import auth, create_key, put_record
 from tests.jobs import OneAskAtATime, deletion_violations, run_worker_pass
-from tests.support import ServerThread, Tenant, make_tenant
+from tests.support import ServerThread, Tenant, fetchval, make_tenant
 from vault.runtime import operator_context
 from workers import erasure as executor
 
@@ -166,9 +166,10 @@ def test_a_subject_hold_placed_inside_the_batch_statement_keeps_a_later_instruct
     other attacks here pause between asks sent one at a time: tests/jobs.py
     OneAskAtATime): two subjects erased in one batch, and while the statement waits
     between its first ask and its second, the compliance officer places a hold over the
-    second subject's support data. The hold answers 201 before the second ask runs, so
-    that ask must see it (each query of dv_destroy_subject_keys reads afresh) and keep
-    the key: the erasure is held, nothing is shredded that the hold covers."""
+    second subject's support data (second in id order, the statement's). The hold answers
+    201 before the second ask runs, so that ask must see it (each query of
+    dv_destroy_subject_keys reads afresh) and keep the key: the erasure is held, nothing
+    is shredded that the hold covers."""
     from vault.services import keyring as keyring_module
 
     with quiet_vault.client() as http:
@@ -176,13 +177,25 @@ def test_a_subject_hold_placed_inside_the_batch_statement_keeps_a_later_instruct
         for ref in ("eins", "zwei"):
             assert put_record(http, keys["app"], ref, "inv", b'{"v": 1}', "support").is_success
         ids = {ref: _erase(http, keys, ref) for ref in ("eins", "zwei")}
+    # The statement takes its asks in subject id order (KeyRing.destroy_many_subject_keys):
+    # the hold goes on the subject whose ask comes second.
+    first, second = sorted(
+        ids,
+        key=lambda ref: str(
+            fetchval(
+                quiet_vault.database_url,
+                "SELECT subject_id FROM erasures WHERE id = $1",
+                uuid.UUID(ids[ref]),
+            )
+        ),
+    )
     monkeypatch.setattr(keyring_module, "Q", _PausedDestroyQueries(keyring_module.Q, tenant.id))
 
     def place() -> httpx.Response:
         with quiet_vault.client() as other:
             return other.post(
                 "/v1/holds",
-                json={"subject_ref": "zwei", "categories": ["support"],
+                json={"subject_ref": second, "categories": ["support"],
                       "reason": "litigation", "reference": "L-8"},
                 headers=auth(keys["officer"]),
             )  # fmt: skip
@@ -223,9 +236,9 @@ def test_a_subject_hold_placed_inside_the_batch_statement_keeps_a_later_instruct
             ref: http.get(f"/v1/erasures/{i}", headers=auth(keys["privacy"])).json()
             for ref, i in ids.items()
         }
-    assert shown["eins"]["status"] == "completed", shown["eins"]
-    assert shown["zwei"]["status"] == "held", shown["zwei"]
-    assert [h["category"] for h in shown["zwei"]["held"]] == ["support"]
+    assert shown[first]["status"] == "completed", shown[first]
+    assert shown[second]["status"] == "held", shown[second]
+    assert [h["category"] for h in shown[second]["held"]] == ["support"]
     assert deletion_violations(quiet_vault) == []
 
 
