@@ -271,6 +271,27 @@ def pause_after_first_call(
     return paused, go_on
 
 
+def terminate_backends(admin_url: str, database_url: str, where: str = "true") -> int:
+    """pg_terminate_backend on the backends of `database_url`'s database that match
+    `where` (over pg_stat_activity), as a failover or an administrator does: how many."""
+    database = urllib.parse.urlsplit(database_url).path.lstrip("/")
+
+    async def terminate() -> int:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            return int(
+                await conn.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    f" WHERE datname = $1 AND pid <> pg_backend_pid() AND {where}",
+                    database,
+                )
+            )
+        finally:
+            await conn.close()
+
+    return asyncio.run(terminate())
+
+
 def lock_waiters(database_url: str) -> int:
     """How many of the database's sessions wait for a lock now (a race's window open)."""
     return int(

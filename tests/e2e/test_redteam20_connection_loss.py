@@ -10,11 +10,9 @@ value or the caller's secret.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,31 +21,12 @@ import asyncpg
 import pytest
 
 from tests.api.helpers import auth, data_keys, put_record, subject_url
-from tests.support import ServerThread, make_tenant
+from tests.support import ServerThread, make_tenant, terminate_backends
 
 
 @pytest.fixture(scope="module")
 def server(own_vault: ServerThread) -> Iterator[ServerThread]:
     yield own_vault
-
-
-def _terminate_backends(admin_url: str, database_url: str) -> int:
-    database = urllib.parse.urlsplit(database_url).path.lstrip("/")
-
-    async def terminate() -> int:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            return int(
-                await conn.fetchval(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    database,
-                )
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(terminate())
 
 
 def test_connections_cut_under_requests_leave_no_canary_in_answers_or_the_log(
@@ -69,7 +48,7 @@ def test_connections_cut_under_requests_leave_no_canary_in_answers_or_the_log(
 
         def cut_connections() -> None:
             while not stop.is_set():
-                _terminate_backends(pg_admin_url, server.database_url)
+                terminate_backends(pg_admin_url, server.database_url)
                 time.sleep(0.01)
 
         cutter = threading.Thread(target=cut_connections)

@@ -27,7 +27,6 @@ import json
 import os
 import threading
 import time
-import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -46,6 +45,7 @@ from tests.support import (
     fetchval,
     make_tenant,
     paused_in_database,
+    terminate_backends,
     until,
 )
 from vault.db.database import Database
@@ -60,23 +60,9 @@ def server(own_vault: ServerThread) -> Iterator[ServerThread]:
 
 def _terminate(admin_url: str, database_url: str, where: str) -> int:
     """pg_terminate_backend on the vault's backends of its database matching `where`."""
-    database = urllib.parse.urlsplit(database_url).path.lstrip("/")
-
-    async def terminate() -> int:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            return int(
-                await conn.fetchval(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = $1 AND pid <> pg_backend_pid()"
-                    f" AND application_name = 'datavault' AND {where}",
-                    database,
-                )
-            )
-        finally:
-            await conn.close()
-
-    return asyncio.run(terminate())
+    return terminate_backends(
+        admin_url, database_url, f"application_name = 'datavault' AND {where}"
+    )
 
 
 def _holds(database_url: str, tenant_id: uuid.UUID) -> int:
